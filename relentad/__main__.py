@@ -1,0 +1,5 @@
+"""``python -m relentad`` runs the CLI."""
+
+from .cli import main
+
+main()

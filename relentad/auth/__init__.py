@@ -1,0 +1,1 @@
+"""Authentication: password hashing, login throttling and login history."""

@@ -1,0 +1,316 @@
+"""Configuration: frozen dataclasses, each field documented where it is defined, loaded from TOML.
+
+Invariants:
+- Every setting has a default that is safe for production; ``relentad init --dev`` writes overrides for a laptop.
+- ``config/relentad.toml`` is generated from the field metadata here (:func:`example_toml`) and a test fails when
+  the two drift, so the documented example can never lie.
+- Loading collects *all* problems and raises one :class:`ConfigError` listing them, one line each, so an admin
+  fixes a file in one go.
+- Paths in the file are relative to the folder holding the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import textwrap
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .units import format_duration, format_size, parse_duration, parse_size
+
+CONFIG_ENV = "RELENTAD_CONFIG"
+DEFAULT_CONFIG = "relentad.toml"
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def setting(default: Any, doc: str, kind: str = "plain") -> Any:
+    """A dataclass field with its documentation; ``kind`` is ``plain``, ``size``, ``duration`` or ``address``."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"doc": doc, "kind": kind})
+    return field(default=default, metadata={"doc": doc, "kind": kind})
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Identity of this server and where it keeps its data."""
+
+    hostname: str = setting(
+        "localhost",
+        "Fully qualified name of this host: used in the SMTP banner, EHLO, Received headers and as the "
+        "authserv-id of Authentication-Results. Must match the MX record and the reverse DNS of the IP.",
+    )
+    data_dir: str = setting(
+        "data",
+        "Folder for the database, keys and certificates (relative to this file's folder).",
+    )
+    log_level: str = setting("info", "Log level: debug, info, warning or error.")
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    """Listening addresses, ``host:port`` each; ``*:port`` means every address (IPv4 and IPv6), "" turns it off."""
+
+    smtp: str = setting("*:25", "SMTP for mail from the world (what the MX record points at).", "address")
+    submission: str = setting("*:587", "Mail submission with STARTTLS and AUTH (RFC 6409).", "address")
+    submissions: str = setting(
+        "*:465", "Mail submission over implicit TLS (RFC 8314; not started without [tls]).", "address"
+    )
+    imap: str = setting("*:143", "IMAP with STARTTLS.", "address")
+    imaps: str = setting("*:993", "IMAP over implicit TLS (not started without [tls]).", "address")
+    metrics: str = setting("", "Prometheus metrics and /healthz (keep it on loopback).", "address")
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """Certificate and key in PEM (a Let's Encrypt fullchain.pem/privkey.pem pair works as is)."""
+
+    cert: str = setting("", "Certificate chain file; empty means no TLS (STARTTLS not offered).")
+    key: str = setting("", "Private key file for the certificate.")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Limits that protect the server from careless and hostile clients."""
+
+    message_size: int = setting(
+        50_000_000, "Largest message accepted (advertised as SIZE in EHLO; 552 5.3.4 above).", "size"
+    )
+    max_recipients: int = setting(100, "Recipients per message; more get 452 4.5.3 (RFC 5321 §4.5.3.1.8).")
+    line_length: int = setting(
+        10_000,
+        "Longest line in a message, CRLF included; longer gets 500 5.5.2. RFC 5321 says 1000 but real "
+        "senders exceed it, so the default is lenient.",
+    )
+    command_timeout: float = setting(300.0, "Idle time allowed between SMTP commands (RFC 5321 §4.5.3.2).", "duration")
+    data_timeout: float = setting(600.0, "Time allowed to transfer one message after DATA.", "duration")
+    connections_per_ip: int = setting(50, "Simultaneous SMTP connections from one IP address.")
+    max_connections: int = setting(1000, "Simultaneous SMTP connections in all.")
+    shutdown_grace: float = setting(
+        30.0, "On SIGTERM, how long in-flight transactions may take before the daemon exits.", "duration"
+    )
+
+
+@dataclass(frozen=True)
+class DNSConfig:
+    """Resolver used for MX, SPF, DKIM and DMARC lookups."""
+
+    nameservers: list[str] = setting([], "Resolvers as host:port; empty means the system resolver (/etc/resolv.conf).")
+    timeout: float = setting(5.0, "Time allowed for one DNS lookup.", "duration")
+
+
+@dataclass(frozen=True)
+class QuotaConfig:
+    """Defaults for new accounts; 0 means unlimited."""
+
+    disk: int = setting(5_000_000_000, "Disk quota of a new account.", "size")
+    daily_send: int = setting(1000, "Recipients a new account may send to per day.")
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """How long deleted data is kept before it is purged for good."""
+
+    deleted_days: int = setting(90, "Days expunged mail and terminated accounts are kept before purging.")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; ``path`` is the file it came from (None for defaults)."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    dns: DNSConfig = field(default_factory=DNSConfig)
+    quota: QuotaConfig = field(default_factory=QuotaConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    path: Path | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative paths in the file are relative to."""
+        return self.path.parent if self.path else Path.cwd()
+
+    def resolve(self, value: str) -> Path:
+        """``value`` as an absolute path, relative to the config file's folder."""
+        return (self.base_dir / value).resolve()
+
+    @property
+    def data_dir(self) -> Path:
+        return self.resolve(self.server.data_dir)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "relentad.db"
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls.cert and self.tls.key)
+
+
+SECTIONS: dict[str, type] = {
+    "server": ServerConfig,
+    "listen": ListenConfig,
+    "tls": TLSConfig,
+    "limits": LimitsConfig,
+    "dns": DNSConfig,
+    "quota": QuotaConfig,
+    "retention": RetentionConfig,
+}
+
+
+def parse_address(text: str) -> tuple[str | None, int] | None:
+    """``host:port`` → (host, port), ``*:port`` → (None, port) for every address, "" → None (listener off)."""
+    text = text.strip()
+    if not text:
+        return None
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"not a host:port address: {text!r}")
+    host = host.strip("[]")
+    if not host:
+        raise ValueError(f"missing host in {text!r} (use *:{port_text} for every address)")
+    return (None if host == "*" else host), int(port_text)
+
+
+def _convert(kind: str, value: Any, default: Any) -> Any:
+    """One setting from TOML to its Python value; ValueError with a user-facing message when it does not fit."""
+    if kind == "size":
+        return parse_size(value)
+    if kind == "duration":
+        return parse_duration(value)
+    if kind == "address":
+        if not isinstance(value, str):
+            raise ValueError(f'expected a "host:port" string, got {value!r}')
+        parse_address(value)
+        return value
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"expected a list of strings, got {value!r}")
+        return value
+    if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+        raise ValueError(f"expected {expected.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
+    """A Config from parsed TOML; raises ConfigError naming every unknown key and bad value."""
+    problems: list[str] = []
+    sections: dict[str, Any] = {}
+    for name in data:
+        if name not in SECTIONS:
+            problems.append(f"unknown section [{name}]")
+    for name, cls in SECTIONS.items():
+        raw = data.get(name, {})
+        if not isinstance(raw, dict):
+            problems.append(f"[{name}] must be a table")
+            continue
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            fdef = known.get(key)
+            if fdef is None:
+                problems.append(f"[{name}] unknown key {key!r}")
+                continue
+            default = fdef.default if fdef.default is not dataclasses.MISSING else []
+            try:
+                values[key] = _convert(fdef.metadata.get("kind", "plain"), value, default)
+            except ValueError as exc:
+                problems.append(f"[{name}] {key}: {exc}")
+        sections[name] = cls(**values)
+    if problems:
+        raise ConfigError(problems)
+    config = Config(**sections, path=path)
+    problems = check(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def check(config: Config) -> list[str]:
+    """Problems that need the whole configuration to see (files that must exist, values that must agree)."""
+    problems = []
+    if bool(config.tls.cert) != bool(config.tls.key):
+        problems.append("[tls] cert and key must be set together")
+    for name in ("cert", "key"):
+        value = getattr(config.tls, name)
+        if value and not config.resolve(value).is_file():
+            problems.append(f"[tls] {name}: no such file {config.resolve(value)}")
+    if config.limits.message_size <= 0:
+        problems.append("[limits] message_size must be positive")
+    if config.limits.line_length < 1000:
+        problems.append("[limits] line_length must be at least 1000 (RFC 5321 §4.5.3.1.6)")
+    if config.limits.max_recipients < 1:
+        problems.append("[limits] max_recipients must be at least 1")
+    if config.server.log_level.lower() not in ("debug", "info", "warning", "error"):
+        problems.append("[server] log_level must be debug, info, warning or error")
+    return problems
+
+
+def config_path(explicit: str | None = None) -> Path:
+    """The config file to use: the explicit one, else $RELENTAD_CONFIG, else ./relentad.toml."""
+    return Path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).absolute()
+
+
+def load(path: Path) -> Config:
+    """Read and validate ``path``; ConfigError (one line per problem) when it is missing or wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file (run `relentad init` first)"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: {exc}"]) from None
+    return from_dict(data, path=path)
+
+
+def _toml_value(kind: str, value: Any) -> str:
+    if kind == "size":
+        return f'"{format_size(value)}"'
+    if kind == "duration":
+        return f'"{format_duration(value)}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value("plain", v) for v in value) + "]"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def example_toml(overrides: dict[str, dict[str, Any]] | None = None) -> str:
+    """The documented configuration file: every setting with its doc; ``overrides`` replace defaults."""
+    overrides = overrides or {}
+    lines = [
+        "# relentad configuration. Every setting is shown with its default and what it does.",
+        "# Sizes: 500KB, 60MB, 5GB (powers of 1000) or KiB/MiB/GiB; durations: 30s, 5m, 4h, 5d.",
+        "# Generated from relentad/config.py (`relentad config example`); a test keeps them in step.",
+    ]
+    for name, cls in SECTIONS.items():
+        lines += ["", f"[{name}]"]
+        if cls.__doc__:
+            lines.append(f"# {cls.__doc__.strip()}")
+        defaults = cls()
+        for fdef in dataclasses.fields(cls):
+            value = overrides.get(name, {}).get(fdef.name, getattr(defaults, fdef.name))
+            lines += [f"# {line}" for line in textwrap.wrap(fdef.metadata["doc"], 108)]
+            lines.append(f"{fdef.name} = {_toml_value(fdef.metadata.get('kind', 'plain'), value)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""CRM sorter: contacts, companies, threads and filing rules."""

@@ -1,0 +1,1 @@
+"""Outbound queue: scheduling, delivery to remote MX, DSNs and DKIM signing."""

@@ -1,0 +1,185 @@
+"""SMTP inbound (the MX): accept mail for hosted domains, users and aliases only, and hand it to the pipeline.
+
+Policy for this listener, as aiosmtpd handler hooks:
+- never an open relay: a recipient outside the hosted domains gets ``554 5.7.1``; AUTH is not offered here
+  (users submit on 587/465);
+- unknown users of hosted domains get ``550 5.1.1``; recipients over the limit ``452 4.5.3``;
+- ``250`` after DATA only once the message is committed (the pipeline returns after the store's commit); a
+  store failure answers ``452 4.3.1`` so the sender retries, any other failure ``451 4.3.0``;
+- one log line per transaction: peer, sender, recipients, size, reply code, milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import Envelope
+
+from .. import addrspec, trace
+from ..errors import InvalidInput, StoreUnavailable
+from ..pipeline import Delivery, Pipeline, Placement
+from ..store import accounts
+from ..store.db import Store
+from . import replies
+from .server import ListenerContext, RelentadSession
+
+log = logging.getLogger("relentad.smtp")
+
+NULL_SENDER = "<>"
+
+
+@dataclass
+class Transaction:
+    """What one MAIL…DATA transaction gathered, for the pipeline and the log line."""
+
+    id: str = field(default_factory=lambda: secrets.token_hex(6))
+    started: float = field(default_factory=time.perf_counter)
+    placements: dict[int, Placement] = field(default_factory=dict)
+    accepted: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    mail_from: str = ""
+
+
+def transaction_of(session: RelentadSession) -> Transaction:
+    """The session's open transaction (kept on the session: aiosmtpd replaces the envelope before RSET hooks)."""
+    tx: Transaction | None = session.tx
+    if tx is None:
+        tx = Transaction()
+        session.tx = tx
+    return tx
+
+
+def tls_info(session: RelentadSession) -> tuple[str | None, str | None]:
+    """(TLS version, cipher name) of the session, or (None, None) without TLS."""
+    ssl_object = session.ssl.get("ssl_object") if isinstance(session.ssl, dict) else None
+    if ssl_object is None:
+        return None, None
+    cipher = ssl_object.cipher()
+    return ssl_object.version(), (cipher[0] if cipher else None)
+
+
+def log_transaction(session: RelentadSession, tx: Transaction, reply: str, size: int | None) -> None:
+    peer = session.peer[0] if session.peer else "?"
+    log.info(
+        "smtp tx=%s peer=%s from=<%s> rcpt=%s rejected=%d size=%s result=%s ms=%.1f",
+        tx.id,
+        peer,
+        trace.clean(tx.mail_from),
+        ",".join(f"<{trace.clean(r)}>" for r in tx.accepted) or "-",
+        len(tx.rejected),
+        size if size is not None else "-",
+        reply[:3],
+        (time.perf_counter() - tx.started) * 1000,
+    )
+
+
+class InboundHandler:
+    """aiosmtpd handler for the MX listener."""
+
+    def __init__(self, store: Store, pipeline: Pipeline, get_context: Callable[[], ListenerContext]) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.get_context = get_context
+
+    async def handle_EHLO(
+        self, server: Any, session: RelentadSession, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        extensions = [r for r in responses[1:-1] if not r.startswith("250-AUTH")]
+        return [responses[0], *extensions, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250 HELP"]
+
+    async def handle_MAIL(
+        self, server: Any, session: RelentadSession, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        self.connection_lost(session, envelope)  # log an abandoned earlier transaction, if any
+        if address != NULL_SENDER:
+            try:
+                addrspec.split(address)
+            except InvalidInput:
+                return replies.BAD_SENDER
+        # The null sender stays "<>": aiosmtpd reads an empty mail_from as "no MAIL command yet".
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        session.tx = Transaction(mail_from="" if address == NULL_SENDER else address)
+        return replies.SENDER_OK
+
+    async def handle_RCPT(
+        self, server: Any, session: RelentadSession, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        tx = transaction_of(session)
+        limits = self.get_context().config.limits
+        if len(envelope.rcpt_tos) >= limits.max_recipients:
+            reply = replies.TOO_MANY_RECIPIENTS
+        else:
+            resolution = self.store.read(lambda conn: accounts.resolve_recipient(conn, address))
+            if resolution.kind is accounts.RecipientKind.LOCAL:
+                envelope.rcpt_tos.append(address)
+                envelope.rcpt_options.extend(options)
+                tx.accepted.append(address)
+                for account_id in resolution.account_ids:
+                    tx.placements.setdefault(account_id, Placement(account_id, _delivered_to(address)))
+                return replies.RECIPIENT_OK
+            if resolution.kind is accounts.RecipientKind.UNKNOWN_USER:
+                reply = replies.UNKNOWN_USER
+            else:
+                reply = replies.RELAY_DENIED
+        tx.rejected.append(address)
+        return reply
+
+    async def handle_DATA(self, server: Any, session: RelentadSession, envelope: Envelope) -> str:
+        tx = transaction_of(session)
+        raw = envelope.original_content or b""
+        tls_version, tls_cipher = tls_info(session)
+        source = trace.Source(
+            peer_ip=session.peer[0] if session.peer else "",
+            helo=session.host_name or "",
+            protocol=trace.with_protocol(
+                extended=session.extended_smtp,
+                tls=tls_version is not None,
+                authenticated=False,
+                smtputf8=envelope.smtp_utf8,
+            ),
+            tls_version=tls_version,
+            tls_cipher=tls_cipher,
+        )
+        delivery = Delivery(
+            raw=raw,
+            mail_from=tx.mail_from,
+            placements=list(tx.placements.values()),
+            source=source,
+            transaction_id=tx.id,
+        )
+        try:
+            await self.pipeline.deliver(delivery)
+            reply = f"250 2.0.0 OK delivered as {tx.id}"
+        except StoreUnavailable:
+            reply = replies.STORE_FAILED
+        except Exception:
+            log.exception("smtp tx=%s delivery failed", tx.id)
+            reply = replies.LOCAL_ERROR
+        log_transaction(session, tx, reply, len(raw))
+        session.tx = None
+        return reply
+
+    def connection_lost(self, session: RelentadSession, envelope: Envelope | None) -> None:
+        """Log a transaction that ended without DATA (all recipients refused, RSET, QUIT, hang-up)."""
+        tx: Transaction | None = session.tx
+        if tx is not None and (tx.accepted or tx.rejected):
+            log_transaction(session, tx, session.last_reply or "000", None)
+        session.tx = None
+
+    async def handle_RSET(self, server: Any, session: RelentadSession, envelope: Envelope) -> str:
+        self.connection_lost(session, envelope)
+        return replies.OK
+
+
+def _delivered_to(address: str) -> str:
+    try:
+        return addrspec.normalize(address)
+    except InvalidInput:
+        return address

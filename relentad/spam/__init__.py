@@ -1,0 +1,1 @@
+"""Statistical spam classifier: pure tokenizer, chi-square classifier, training from Junk moves."""

@@ -1,0 +1,277 @@
+"""Hosted domains, accounts and aliases, and how an envelope recipient resolves to accounts.
+
+Every function takes a connection and runs inside the caller's transaction: the CLI calls them within
+``db.transaction()``, the daemon within ``store.write()``. Addresses are stored normalised
+(:func:`relentad.addrspec.normalize`), so lookups are exact matches on indexed columns.
+
+Recipient resolution order (:func:`resolve_recipient`): the account itself, an alias, then the same two for the
+subaddress base (``user+tag@`` → ``user@``), then the domain's catch-all (``@domain``). A terminated account
+receives nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+from .. import addrspec
+from ..errors import AlreadyExists, InvalidInput, NotFound
+from . import mailboxes
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    email: str
+    domain: str
+    display_name: str
+    quota_bytes: int
+    daily_send: int
+    state: str
+    created: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Account:
+        return cls(
+            id=row["id"],
+            email=row["email"],
+            domain=row["domain"],
+            display_name=row["display_name"],
+            quota_bytes=row["quota_bytes"],
+            daily_send=row["daily_send"],
+            state=row["state"],
+            created=row["created"],
+        )
+
+
+class RecipientKind(Enum):
+    """What a recipient address turned out to be; the SMTP layer maps each to its reply."""
+
+    LOCAL = "local"  # resolved to one or more active accounts
+    UNKNOWN_USER = "unknown_user"  # hosted domain, no such user: 550 5.1.1
+    NOT_HOSTED = "not_hosted"  # someone else's domain: relay (needs AUTH) or 554 5.7.1
+
+
+@dataclass(frozen=True)
+class Resolution:
+    kind: RecipientKind
+    account_ids: tuple[int, ...] = ()
+
+
+# -- domains ----------------------------------------------------------------------------------------------
+
+
+def add_domain(conn: sqlite3.Connection, name: str) -> str:
+    domain = addrspec.normalize_domain(name)
+    try:
+        conn.execute("INSERT INTO domains (name, created) VALUES (?, ?)", (domain, time.time()))
+    except sqlite3.IntegrityError:
+        raise AlreadyExists(f"domain {domain} already exists") from None
+    return domain
+
+
+def list_domains(conn: sqlite3.Connection) -> list[dict[str, object]]:
+    rows = conn.execute(
+        """SELECT d.name, d.created,
+                  (SELECT count(*) FROM accounts a WHERE a.domain_id = d.id AND a.state = 'active') AS accounts,
+                  (SELECT count(*) FROM aliases x WHERE x.address LIKE '%@' || d.name) AS aliases
+           FROM domains d ORDER BY d.name"""
+    )
+    return [dict(row) for row in rows]
+
+
+def remove_domain(conn: sqlite3.Connection, name: str) -> None:
+    domain = addrspec.normalize_domain(name)
+    row = conn.execute("SELECT id FROM domains WHERE name = ?", (domain,)).fetchone()
+    if row is None:
+        raise NotFound(f"no such domain: {domain}")
+    users = conn.execute("SELECT count(*) FROM accounts WHERE domain_id = ?", (row["id"],)).fetchone()[0]
+    if users:
+        raise InvalidInput(f"domain {domain} still has {users} account(s); terminate them first")
+    conn.execute("DELETE FROM aliases WHERE address LIKE '%@' || ?", (domain,))
+    conn.execute("DELETE FROM domains WHERE id = ?", (row["id"],))
+
+
+def domain_id(conn: sqlite3.Connection, domain: str) -> int | None:
+    row = conn.execute("SELECT id FROM domains WHERE name = ?", (domain,)).fetchone()
+    return None if row is None else int(row["id"])
+
+
+# -- accounts ---------------------------------------------------------------------------------------------
+
+_ACCOUNT_SELECT = """
+    SELECT a.id, a.email, d.name AS domain, a.display_name, a.quota_bytes, a.daily_send, a.state, a.created
+    FROM accounts a JOIN domains d ON d.id = a.domain_id
+"""
+
+
+def add_account(
+    conn: sqlite3.Connection,
+    email: str,
+    password_hash: str,
+    *,
+    quota_bytes: int,
+    daily_send: int,
+    display_name: str = "",
+) -> Account:
+    """Create an account with its standard mailboxes; its domain must be hosted."""
+    address = addrspec.normalize(email)
+    local, domain = address.split("@", 1)
+    if addrspec.SUBADDRESS_SEPARATOR in local:
+        raise InvalidInput(f"{address}: '+' is reserved for subaddresses (user+tag@domain)")
+    did = domain_id(conn, domain)
+    if did is None:
+        raise NotFound(f"domain {domain} is not hosted here (relentad domain add {domain})")
+    if conn.execute("SELECT 1 FROM aliases WHERE address = ?", (address,)).fetchone():
+        raise AlreadyExists(f"{address} is already an alias")
+    try:
+        cursor = conn.execute(
+            """INSERT INTO accounts (email, domain_id, password_hash, display_name, quota_bytes, daily_send,
+                                     created) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            (address, did, password_hash, display_name, quota_bytes, daily_send, time.time()),
+        )
+    except sqlite3.IntegrityError:
+        raise AlreadyExists(f"account {address} already exists") from None
+    account_id = int(cursor.lastrowid or 0)
+    mailboxes.create_defaults(conn, account_id)
+    return get_account(conn, address)
+
+
+def get_account(conn: sqlite3.Connection, email: str) -> Account:
+    address = addrspec.normalize(email)
+    row = conn.execute(_ACCOUNT_SELECT + " WHERE a.email = ?", (address,)).fetchone()
+    if row is None:
+        raise NotFound(f"no such account: {address}")
+    return Account.from_row(row)
+
+
+def account_by_id(conn: sqlite3.Connection, account_id: int) -> Account:
+    row = conn.execute(_ACCOUNT_SELECT + " WHERE a.id = ?", (account_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no such account id: {account_id}")
+    return Account.from_row(row)
+
+
+def list_accounts(conn: sqlite3.Connection, domain: str | None = None) -> list[Account]:
+    if domain is None:
+        rows = conn.execute(_ACCOUNT_SELECT + " ORDER BY d.name, a.email")
+    else:
+        rows = conn.execute(
+            _ACCOUNT_SELECT + " WHERE d.name = ? ORDER BY a.email", (addrspec.normalize_domain(domain),)
+        )
+    return [Account.from_row(row) for row in rows]
+
+
+def password_hash(conn: sqlite3.Connection, email: str) -> str | None:
+    """The stored hash of an active account, None when there is no such active account."""
+    row = conn.execute(
+        "SELECT password_hash FROM accounts WHERE email = ? AND state = 'active'", (email.lower(),)
+    ).fetchone()
+    return None if row is None else str(row["password_hash"])
+
+
+def set_password(conn: sqlite3.Connection, email: str, password_hash: str) -> None:
+    account = get_account(conn, email)
+    conn.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account.id))
+
+
+def account_stats(conn: sqlite3.Connection, account_id: int) -> dict[str, int]:
+    """Message count and bytes the account's mailboxes hold."""
+    row = conn.execute(
+        """SELECT count(*) AS messages, coalesce(sum(m.size), 0) AS bytes
+           FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.account_id = ?""",
+        (account_id,),
+    ).fetchone()
+    return {"messages": int(row["messages"]), "bytes": int(row["bytes"])}
+
+
+# -- aliases ----------------------------------------------------------------------------------------------
+
+
+def _alias_address(address: str) -> str:
+    """Normalise an alias address; ``@domain`` is a catch-all."""
+    if address.strip().startswith("@"):
+        return "@" + addrspec.normalize_domain(address.strip()[1:])
+    return addrspec.normalize(address)
+
+
+def add_alias(conn: sqlite3.Connection, address: str, target: str) -> str:
+    """Route ``address`` (or ``@domain``) to the account ``target``; several targets make a group alias."""
+    alias = _alias_address(address)
+    domain = alias.rpartition("@")[2]
+    if domain_id(conn, domain) is None:
+        raise NotFound(f"domain {domain} is not hosted here (relentad domain add {domain})")
+    if conn.execute("SELECT 1 FROM accounts WHERE email = ?", (alias,)).fetchone():
+        raise AlreadyExists(f"{alias} is an account; an alias cannot shadow it")
+    account = get_account(conn, target)
+    try:
+        conn.execute(
+            "INSERT INTO aliases (address, account_id, created) VALUES (?, ?, ?)", (alias, account.id, time.time())
+        )
+    except sqlite3.IntegrityError:
+        raise AlreadyExists(f"alias {alias} → {account.email} already exists") from None
+    return alias
+
+
+def list_aliases(conn: sqlite3.Connection) -> list[dict[str, str]]:
+    rows = conn.execute(
+        """SELECT x.address, a.email AS target FROM aliases x JOIN accounts a ON a.id = x.account_id
+           ORDER BY x.address, a.email"""
+    )
+    return [{"address": row["address"], "target": row["target"]} for row in rows]
+
+
+def remove_alias(conn: sqlite3.Connection, address: str, target: str | None = None) -> int:
+    """Remove an alias (only its route to ``target`` when given); returns how many routes went."""
+    alias = _alias_address(address)
+    if target is None:
+        cursor = conn.execute("DELETE FROM aliases WHERE address = ?", (alias,))
+    else:
+        account = get_account(conn, target)
+        cursor = conn.execute("DELETE FROM aliases WHERE address = ? AND account_id = ?", (alias, account.id))
+    if cursor.rowcount == 0:
+        raise NotFound(f"no such alias: {alias}")
+    return cursor.rowcount
+
+
+# -- recipients -------------------------------------------------------------------------------------------
+
+
+def _active_targets(conn: sqlite3.Connection, address: str) -> tuple[int, ...] | None:
+    """Account ids ``address`` reaches as an account or alias; () when it exists but reaches nobody active."""
+    row = conn.execute("SELECT id, state FROM accounts WHERE email = ?", (address,)).fetchone()
+    if row is not None:
+        return (int(row["id"]),) if row["state"] == "active" else ()
+    rows = conn.execute(
+        """SELECT a.id FROM aliases x JOIN accounts a ON a.id = x.account_id
+           WHERE x.address = ? AND a.state = 'active' ORDER BY a.id""",
+        (address,),
+    ).fetchall()
+    if rows:
+        return tuple(int(r["id"]) for r in rows)
+    return None
+
+
+def resolve_recipient(conn: sqlite3.Connection, address: str) -> Resolution:
+    """What ``address`` (as given in RCPT TO) means here; never raises for bad syntax (→ NOT_HOSTED)."""
+    try:
+        normalized = addrspec.normalize(address)
+    except InvalidInput:
+        return Resolution(RecipientKind.NOT_HOSTED)
+    domain = normalized.rpartition("@")[2]
+    if domain_id(conn, domain) is None:
+        return Resolution(RecipientKind.NOT_HOSTED)
+    candidates = [normalized]
+    base = addrspec.base_address(normalized)
+    if base is not None:
+        candidates.append(base)
+    for candidate in candidates:
+        targets = _active_targets(conn, candidate)
+        if targets is not None:
+            return Resolution(RecipientKind.LOCAL, targets) if targets else Resolution(RecipientKind.UNKNOWN_USER)
+    catch_all = _active_targets(conn, "@" + domain)
+    if catch_all:
+        return Resolution(RecipientKind.LOCAL, catch_all)
+    return Resolution(RecipientKind.UNKNOWN_USER)

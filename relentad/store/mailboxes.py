@@ -1,0 +1,73 @@
+"""Mailboxes (IMAP folders) of an account: creation, lookup and UID/MODSEQ allocation.
+
+Invariants (RFC 3501 §2.3.1.1, RFC 7162): within a mailbox UIDs strictly ascend and are never reused;
+``uidvalidity`` changes only when a mailbox of that name is created anew, and always grows for one account;
+every change to a message bumps the mailbox's ``highestmodseq``. Allocation happens inside the caller's write
+transaction, so concurrent deliveries never share a UID.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+INBOX = "INBOX"
+
+# Every account starts with these, marked with their RFC 6154 special-use attribute.
+DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
+    (INBOX, None),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Junk", "\\Junk"),
+    ("Trash", "\\Trash"),
+    ("Archive", "\\Archive"),
+)
+
+
+def _next_uidvalidity(conn: sqlite3.Connection, account_id: int) -> int:
+    row = conn.execute("SELECT max(uidvalidity) FROM mailboxes WHERE account_id = ?", (account_id,)).fetchone()
+    previous = row[0] or 0
+    return max(int(time.time()), previous + 1)
+
+
+def create(conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None = None) -> int:
+    """Create a mailbox and return its id (the caller checks the name is free)."""
+    cursor = conn.execute(
+        """INSERT INTO mailboxes (account_id, name, special_use, uidvalidity, created)
+           VALUES (?, ?, ?, ?, ?)""",
+        (account_id, name, special_use, _next_uidvalidity(conn, account_id), time.time()),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def create_defaults(conn: sqlite3.Connection, account_id: int) -> None:
+    for name, special_use in DEFAULT_MAILBOXES:
+        create(conn, account_id, name, special_use)
+
+
+def find(conn: sqlite3.Connection, account_id: int, name: str) -> int | None:
+    """Id of the mailbox ``name`` (INBOX matched case-insensitively), None when it does not exist."""
+    if name.upper() == INBOX:
+        name = INBOX
+    row = conn.execute("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def allocate_uid(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, int]:
+    """Reserve the next UID and MODSEQ of a mailbox: returns (uid, modseq)."""
+    row = conn.execute(
+        """UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+           WHERE id = ? RETURNING uidnext - 1, highestmodseq""",
+        (mailbox_id,),
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def list_for_account(conn: sqlite3.Connection, account_id: int) -> list[dict[str, object]]:
+    rows = conn.execute(
+        """SELECT b.name, b.special_use, b.uidvalidity, b.uidnext, b.highestmodseq,
+                  (SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id) AS messages
+           FROM mailboxes b WHERE b.account_id = ? ORDER BY b.name = 'INBOX' DESC, b.name""",
+        (account_id,),
+    )
+    return [dict(row) for row in rows]

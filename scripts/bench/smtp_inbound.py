@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""SMTP inbound throughput: relentad's real delivery path against a null aiosmtpd handler, in one run.
+
+Both servers run in their own process on loopback; the load generator (a lean raw-socket SMTP client, the same
+for both) sends N messages of about 4 KB over C concurrent sessions, one new connection per message, as MX
+traffic arrives. Prints messages/s for each and the ratio relentad / null. Afterwards it checks that every
+message relentad answered 250 is in its database (durable: WAL, synchronous=FULL, group commit).
+
+    .venv/bin/python scripts/bench/smtp_inbound.py [--messages 3000] [--sessions 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.support.daemon import Daemon, free_port, wait_for_port
+
+NULL_SERVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from aiosmtpd.smtp import SMTP
+
+    class Null:
+        async def handle_DATA(self, server, session, envelope):
+            return "250 OK"
+
+    async def main(port):
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: SMTP(Null(), hostname="null.test", enable_SMTPUTF8=True), "127.0.0.1", port)
+        await server.serve_forever()
+
+    asyncio.run(main(int(sys.argv[1])))
+    """
+)
+
+
+def make_message(i: int) -> bytes:
+    body = "".join(f"Line {n} of a typical business message, with some words to fill it out nicely.\r\n"
+                   for n in range(48))  # fmt: skip
+    return (
+        f"From: Sender {i} <sender{i}@elsewhere.test>\r\nTo: Demo <demo@example.test>\r\n"
+        f"Subject: benchmark message {i}\r\nMessage-ID: <bench-{i}@elsewhere.test>\r\n"
+        "Date: Wed, 25 Nov 2026 08:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body
+    ).encode()
+
+
+async def send_one(port: int, message: bytes) -> bool:
+    """One SMTP transaction on a new connection; True when DATA was answered 250."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+
+        async def reply() -> bytes:
+            while True:
+                line = await reader.readline()
+                if line[3:4] != b"-":
+                    return line
+
+        await reply()
+        for command in (b"EHLO bench.test", b"MAIL FROM:<bench@elsewhere.test>", b"RCPT TO:<demo@example.test>",
+                        b"DATA"):  # fmt: skip
+            writer.write(command + b"\r\n")
+            await reply()
+        writer.write(message + b".\r\nQUIT\r\n")
+        result = await reply()
+        await reply()
+        return result.startswith(b"250")
+    finally:
+        writer.close()
+
+
+async def load(port: int, messages: int, sessions: int) -> tuple[float, int]:
+    """(seconds, acknowledged) for sending ``messages`` over ``sessions`` concurrent workers."""
+    bodies = [make_message(i) for i in range(messages)]
+    queue = list(range(messages))
+    acked = 0
+
+    async def worker() -> None:
+        nonlocal acked
+        while queue:
+            i = queue.pop()
+            if await send_one(port, bodies[i]):
+                acked += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(sessions)))
+    return time.perf_counter() - started, acked
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--sessions", type=int, default=10)
+    args = parser.parse_args()
+
+    null_port = free_port()
+    null = subprocess.Popen([sys.executable, "-c", NULL_SERVER, str(null_port)])
+    with tempfile.TemporaryDirectory() as tmp:
+        daemon = Daemon(Path(tmp), tls=False, settings={"server": {"log_level": "warning"},
+                                                         "limits": {"connections_per_ip": 1000}})  # fmt: skip
+        daemon.add_domain("example.test")
+        daemon.add_user("demo@example.test")
+        daemon.start()
+        try:
+            wait_for_port("127.0.0.1", null_port)
+            asyncio.run(load(null_port, 200, args.sessions))  # warm-up
+            asyncio.run(load(daemon.smtp_port, 200, args.sessions))
+            null_s, null_acked = asyncio.run(load(null_port, args.messages, args.sessions))
+            ours_s, ours_acked = asyncio.run(load(daemon.smtp_port, args.messages, args.sessions))
+            daemon.stop()
+            stored = daemon.query("SELECT count(*) AS n FROM messages")[0]["n"]
+        finally:
+            daemon.stop()
+            null.terminate()
+            null.wait()
+    null_rate, ours_rate = null_acked / null_s, ours_acked / ours_s
+    size = len(make_message(0))
+    print(f"messages: {args.messages} of {size} bytes, {args.sessions} concurrent sessions, new connection each")
+    print(f"null aiosmtpd handler: {null_rate:8.0f} msgs/s  ({null_acked} acked)")
+    print(f"relentad inbound:      {ours_rate:8.0f} msgs/s  ({ours_acked} acked, {stored} stored incl. warm-up)")
+    print(f"ratio relentad/null:   {ours_rate / null_rate:8.2f}")
+    lost = ours_acked + 200 - stored
+    print(f"durability: acked {ours_acked + 200}, stored {stored}, lost {max(lost, 0)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The admin CLI as an admin runs it: a subprocess, one-line errors, --json everywhere it lists."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from relentad import config as config_mod
+from relentad.auth.passwords import verify_password
+from relentad.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(config: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "relentad", "--config", str(config), *args],
+        input=input, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def ok(config: Path, *args: str, input: str | None = None) -> str:
+    result = run(config, *args, input=input)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def fails(config: Path, *args: str, input: str | None = None) -> str:
+    result = run(config, *args, input=input)
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "relentad.toml"
+    ok(path, "init", "--hostname", "mx.example.test")
+    return path
+
+
+def test_init_writes_config_data_and_database_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    path = tmp_path / "srv" / "relentad.toml"
+    out = ok(path, "init", "--hostname", "mx.example.test")
+    assert "wrote" in out
+    assert (tmp_path / "srv" / "data" / "relentad.db").exists()
+    loaded = config_mod.load(path)
+    assert loaded.server.hostname == "mx.example.test"
+    assert loaded.data_dir == tmp_path / "srv" / "data"
+    assert "exists" in fails(path, "init")
+    assert ok(path, "config", "check").strip() == f"{path}: OK"
+
+
+def test_init_dev_creates_demo_and_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "relentad.toml"
+    first = ok(path, "init", "--dev")
+    password = next(line.split()[-1] for line in first.splitlines() if line.strip().startswith("password"))
+    assert "swaks --server 127.0.0.1:2525" in first
+    loaded = config_mod.load(path)
+    assert loaded.listen.smtp == "127.0.0.1:2525"
+    assert loaded.listen.imap == "127.0.0.1:2143"
+    assert loaded.tls_enabled and loaded.resolve(loaded.tls.cert).exists()
+    second = ok(path, "init", "--dev")
+    assert f"password  {password}" in second, "a second run shows the same password"
+    users = json.loads(ok(path, "user", "list", "--json"))
+    assert [u["email"] for u in users] == ["demo@example.test"]
+    conn_hash = subprocess.run(
+        [sys.executable, "-c", f"import sqlite3;print(sqlite3.connect('{loaded.database_path}').execute("
+         "'select password_hash from accounts').fetchone()[0])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert conn_hash.startswith("$argon2id$")
+    assert verify_password(conn_hash, password)
+
+
+def test_domains_users_and_aliases(config: Path) -> None:
+    assert ok(config, "domain", "add", "Example.TEST").strip() == "domain example.test added"
+    ok(config, "domain", "add", "other.test")
+    assert "already exists" in fails(config, "domain", "add", "example.test")
+    assert "not a domain name" in fails(config, "domain", "add", "bad..domain")
+
+    out = ok(config, "user", "add", "alice@example.test", "--password-stdin", "--quota", "2GB", input="s3cret-pass\n")
+    assert out.strip() == "user alice@example.test added"
+    generated = ok(config, "user", "add", "bob@example.test", "--daily-send", "5", "--name", "Bob B")
+    assert generated.splitlines()[1].startswith("password: ")
+    assert "not hosted" in fails(config, "user", "add", "x@nowhere.test", "--password-stdin", input="longenough\n")
+    assert "too short" in fails(config, "user", "add", "c@example.test", "--password-stdin", input="short\n")
+    assert "already exists" in fails(config, "user", "add", "ALICE@example.test")
+    assert "not a size" in fails(config, "user", "add", "d@example.test", "--quota", "lots")
+
+    users = {u["email"]: u for u in json.loads(ok(config, "user", "list", "--json"))}
+    assert users["alice@example.test"]["quota_bytes"] == 2_000_000_000
+    assert users["bob@example.test"]["daily_send"] == 5
+    assert users["bob@example.test"]["display_name"] == "Bob B"
+
+    ok(config, "alias", "add", "sales@example.test", "alice@example.test")
+    ok(config, "alias", "add", "sales@example.test", "bob@example.test")
+    ok(config, "alias", "add", "@other.test", "bob@example.test")
+    assert "is an account" in fails(config, "alias", "add", "alice@example.test", "bob@example.test")
+    assert "no such account" in fails(config, "alias", "add", "x@example.test", "ghost@example.test")
+    aliases = json.loads(ok(config, "alias", "list", "--json"))
+    assert aliases == [
+        {"address": "@other.test", "target": "bob@example.test"},
+        {"address": "sales@example.test", "target": "alice@example.test"},
+        {"address": "sales@example.test", "target": "bob@example.test"},
+    ]
+    shown = json.loads(ok(config, "user", "show", "bob@example.test", "--json"))
+    assert shown["aliases"] == ["@other.test", "sales@example.test"]
+    assert [m["name"] for m in shown["mailboxes"]] == ["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash"]
+    assert {m["name"]: m["special_use"] for m in shown["mailboxes"]}["Junk"] == "\\Junk"
+    text = ok(config, "user", "show", "alice@example.test")
+    assert "quota:      2GB" in text
+
+    ok(config, "alias", "remove", "sales@example.test", "alice@example.test")
+    assert len(json.loads(ok(config, "alias", "list", "--json"))) == 2
+    assert "still has 2 account(s)" in fails(config, "domain", "remove", "example.test")
+    domains = json.loads(ok(config, "domain", "list", "--json"))
+    assert [(d["name"], d["accounts"]) for d in domains] == [("example.test", 2), ("other.test", 0)]
+    ok(config, "domain", "remove", "other.test")
+    assert "no such domain" in fails(config, "domain", "remove", "other.test")
+
+
+def test_passwd_replaces_the_hash(config: Path) -> None:
+    ok(config, "domain", "add", "example.test")
+    ok(config, "user", "add", "alice@example.test", "--password-stdin", input="first-password\n")
+    ok(config, "user", "passwd", "alice@example.test", "--password-stdin", input="second-password\n")
+    path = config_mod.load(config).database_path
+    import sqlite3
+
+    stored = sqlite3.connect(path).execute("SELECT password_hash FROM accounts").fetchone()[0]
+    assert verify_password(stored, "second-password")
+    assert not verify_password(stored, "first-password")
+    assert "no such account" in fails(
+        config, "user", "passwd", "ghost@example.test", "--password-stdin", input="whatever-pass\n"
+    )
+
+
+def test_commands_without_a_config_fail_with_one_line(tmp_path: Path) -> None:
+    line = fails(tmp_path / "missing.toml", "domain", "list")
+    assert "no such file" in line and "relentad init" in line
+
+
+def test_config_example_is_the_checked_in_documented_configuration() -> None:
+    checked_in = (ROOT / "config" / "relentad.toml").read_text(encoding="utf-8")
+    assert checked_in == config_mod.example_toml(), "regenerate with: relentad config example > config/relentad.toml"
+    config_mod.load(ROOT / "config" / "relentad.toml")
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((prefix + name, command))
+        if isinstance(command, click.Group):
+            found += _commands(command, prefix + name + " ")
+    return found
+
+
+def test_every_command_has_help_text() -> None:
+    for name, command in _commands(main):
+        assert command.help, f"relentad {name} has no help text"

@@ -1,0 +1,130 @@
+"""The daemon's lifecycle: durability across kill -9, graceful SIGTERM, SIGHUP reload, bad configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+
+import aiosmtplib
+
+from tests.e2e.conftest import MakeDaemon, provision
+
+
+def numbered(i: int) -> bytes:
+    return (
+        f"From: load@elsewhere.test\r\nTo: alice@example.test\r\nSubject: n{i}\r\n"
+        f"Message-ID: <durable-{i}@elsewhere.test>\r\n\r\n" + "body line\r\n" * 40
+    ).encode()
+
+
+async def test_every_message_answered_250_survives_kill_9_exactly_once(make_daemon: MakeDaemon) -> None:
+    daemon = provision(make_daemon(settings={"limits": {"connections_per_ip": 100}})).start()
+    acked: list[int] = []
+
+    async def sender(first: int, count: int) -> None:
+        client = aiosmtplib.SMTP(hostname=daemon.host, port=daemon.smtp_port, start_tls=False, timeout=30)
+        await client.connect()
+        for i in range(first, first + count):
+            errors, _ = await client.sendmail("load@elsewhere.test", ["alice@example.test"], numbered(i))
+            assert errors == {}
+            acked.append(i)
+        client.close()
+
+    await asyncio.gather(*(sender(k * 40, 40) for k in range(10)))
+    daemon.kill()  # right after the last 250: no graceful shutdown, no checkpoint
+    assert len(acked) == 400
+    daemon.start()
+    rows = daemon.query(
+        "SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id JOIN mailboxes x ON x.id = m.mailbox_id "
+        "WHERE x.name = 'INBOX'"
+    )
+    stored = sorted(int(bytes(r["data"]).split(b"Subject: n")[1].split(b"\r\n")[0]) for r in rows)
+    assert stored == sorted(acked), "every acknowledged message is there, none twice"
+    assert daemon.query("PRAGMA integrity_check")[0][0] == "ok"
+
+
+def test_sigterm_lets_the_transaction_in_flight_finish_and_exits_0(make_daemon: MakeDaemon) -> None:
+    daemon = provision(make_daemon()).start()
+    client = smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=10)
+    client.ehlo("client.test")
+    client.mail("friend@elsewhere.test")
+    client.rcpt("alice@example.test")
+    idle = socket.create_connection((daemon.host, daemon.smtp_port), timeout=10)
+    assert idle.recv(100).startswith(b"220")
+    daemon.signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert idle.recv(100).startswith(b"421 4.3.2"), "idle connections are told and closed"
+    assert client.data(numbered(1))[0] == 250, "the open transaction still completes"
+    assert daemon.proc is not None
+    assert daemon.proc.wait(10) == 0
+    daemon.proc = None
+    assert len(daemon.messages("alice@example.test")) == 1
+
+
+def test_sighup_reloads_limits_without_dropping_connections(make_daemon: MakeDaemon) -> None:
+    daemon = provision(make_daemon(settings={"limits": {"message_size": 20_000}})).start()
+    before = smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=10)
+    before.ehlo("old.test")
+    assert before.esmtp_features["size"] == "20000"
+    daemon.write_config(limits={"message_size": 30_000})
+    daemon.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "configuration reloaded" not in daemon.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=10) as after:
+        after.ehlo("new.test")
+        assert after.esmtp_features["size"] == "30000"
+    assert before.sendmail("friend@elsewhere.test", ["alice@example.test"], numbered(2)) == {}
+    before.quit()
+
+
+def test_sighup_with_a_broken_config_keeps_running(make_daemon: MakeDaemon) -> None:
+    daemon = provision(make_daemon()).start()
+    daemon.config_path.write_text("[limits]\nmessage_size = 'huge'\n")
+    daemon.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "reload refused" not in daemon.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "reload refused: [limits] message_size: not a size: 'huge'" in daemon.log()
+    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=10) as client:
+        assert client.noop()[0] == 250
+
+
+def test_bad_config_makes_serve_and_check_print_one_line_per_problem(make_daemon: MakeDaemon) -> None:
+    daemon = make_daemon()
+    daemon.config_path.write_text(
+        '[limits]\nmessage_size = "10XB"\nmax_recipients = "many"\n[listen]\nsmtp = "nowhere"\n[bogus]\nx = 1\n'
+    )
+    for command in (["config", "check"], ["serve"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "relentad", "--config", str(daemon.config_path), *command],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert result.returncode != 0
+        lines = result.stderr.strip().splitlines()
+        assert lines == [
+            "config: unknown section [bogus]",
+            "config: [listen] smtp: not a host:port address: 'nowhere'",
+            "config: [limits] message_size: not a size: '10XB' (write e.g. 500KB, 60MB, 5GB or 2GiB)",
+            "config: [limits] max_recipients: expected int, got 'many'",
+        ], result.stderr
+        assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_port_in_use_is_a_one_line_error(make_daemon: MakeDaemon) -> None:
+    daemon = provision(make_daemon())
+    with socket.socket() as blocker:
+        blocker.bind((daemon.host, daemon.smtp_port))
+        blocker.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "relentad", "--config", str(daemon.config_path), "serve"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "address already in use" in (result.stderr + result.stdout).lower()

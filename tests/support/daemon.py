@@ -1,0 +1,215 @@
+"""Start the real ``relentad serve`` in a subprocess on loopback with a fresh data folder, for e2e tests.
+
+The daemon under test is the installed code run exactly as an admin runs it; tests talk to it with real
+clients and inspect its SQLite database directly (read-only, WAL allows it while the daemon runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from relentad import config as config_mod
+from relentad.auth import passwords
+from relentad.store import accounts, db
+from relentad.tls import make_self_signed
+
+PASSWORD = "correct horse battery"
+_HASH_CACHE: dict[str, str] = {}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"daemon exited with {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port}")
+
+
+def password_hash(password: str = PASSWORD) -> str:
+    """argon2 is slow by design; tests reuse one hash per password."""
+    if password not in _HASH_CACHE:
+        _HASH_CACHE[password] = passwords.hash_password(password)
+    return _HASH_CACHE[password]
+
+
+@dataclass
+class Daemon:
+    """A relentad instance: its folder, ports and process."""
+
+    root: Path
+    host: str = "127.0.0.1"
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tls: bool = True
+    smtp_port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.root / "daemon.log"
+        self.smtp_port = self.smtp_port or free_port(self.host)
+        self.write_config()
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "relentad.toml"
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "data" / "relentad.db"
+
+    def write_config(self, **extra: dict[str, Any]) -> None:
+        """(Re)write the config file from the defaults, this daemon's ports and the test's settings."""
+        overrides: dict[str, dict[str, Any]] = {
+            "server": {"hostname": "mx.example.test"},
+            "listen": {
+                "smtp": f"{self.host}:{self.smtp_port}",
+                "submission": "",
+                "submissions": "",
+                "imap": "",
+                "imaps": "",
+                "metrics": "",
+            },
+            "limits": {"shutdown_grace": 5.0},
+        }
+        if self.tls:
+            cert, key = self.root / "data" / "tls" / "cert.pem", self.root / "data" / "tls" / "key.pem"
+            if not cert.exists():
+                make_self_signed(cert, key, ["mx.example.test", "localhost"])
+            overrides["tls"] = {"cert": str(cert), "key": str(key)}
+        for section in (self.settings, extra):
+            for name, values in section.items():
+                overrides.setdefault(name, {}).update(values)
+        self.config_path.write_text(config_mod.example_toml(overrides), encoding="utf-8")
+
+    # -- accounts -------------------------------------------------------------------------------------------
+
+    def add_domain(self, name: str) -> None:
+        conn = db.open_database(self.db_path)
+        with db.transaction(conn):
+            accounts.add_domain(conn, name)
+        conn.close()
+
+    def add_user(self, email: str, password: str = PASSWORD, **kwargs: Any) -> int:
+        conn = db.open_database(self.db_path)
+        with db.transaction(conn):
+            kwargs.setdefault("quota_bytes", 0)
+            kwargs.setdefault("daily_send", 0)
+            account = accounts.add_account(conn, email, password_hash(password), **kwargs)
+        conn.close()
+        return account.id
+
+    def add_alias(self, address: str, target: str) -> None:
+        conn = db.open_database(self.db_path)
+        with db.transaction(conn):
+            accounts.add_alias(conn, address, target)
+        conn.close()
+
+    # -- process --------------------------------------------------------------------------------------------
+
+    def cli(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``relentad --config <this> ARGS`` as an admin would."""
+        return subprocess.run(
+            [sys.executable, "-m", "relentad", "--config", str(self.config_path), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=60,
+        )
+
+    def start(self) -> Daemon:
+        db.open_database(self.db_path).close()
+        log = self.log_path.open("ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "relentad", "--config", str(self.config_path), "serve"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        log.close()
+        try:
+            wait_for_port(self.host, self.smtp_port, proc=self.proc)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"daemon did not start:\n{self.log()}") from None
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        """Send ``sig`` and wait for the exit status (SIGKILL after ``timeout``)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: the crash the durability tests simulate."""
+        self.stop(signal.SIGKILL)
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # -- inspection -----------------------------------------------------------------------------------------
+
+    def query(self, sql: str, *params: Any) -> list[sqlite3.Row]:
+        conn = db.connect(self.db_path, readonly=True)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def messages(self, email: str, mailbox: str = "INBOX") -> list[bytes]:
+        """The messages of a mailbox as a client would see them (trace prefix + raw), in UID order."""
+        rows = self.query(
+            """SELECT m.prefix, b.data FROM messages m
+               JOIN blobs b ON b.id = m.blob_id
+               JOIN mailboxes x ON x.id = m.mailbox_id
+               JOIN accounts a ON a.id = x.account_id
+               WHERE a.email = ? AND x.name = ? ORDER BY m.uid""",
+            email,
+            mailbox,
+        )
+        return [bytes(r["prefix"]) + bytes(r["data"]) for r in rows]
+
+    def raw_blobs(self, email: str, mailbox: str = "INBOX") -> list[bytes]:
+        """The stored bytes exactly as received (without this copy's trace headers)."""
+        rows = self.query(
+            """SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id
+               JOIN mailboxes x ON x.id = m.mailbox_id JOIN accounts a ON a.id = x.account_id
+               WHERE a.email = ? AND x.name = ? ORDER BY m.uid""",
+            email,
+            mailbox,
+        )
+        return [bytes(r["data"]) for r in rows]

@@ -1,0 +1,72 @@
+"""The store's writer thread: group commit, per-job isolation, durability pragmas."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from relentad.errors import StoreUnavailable
+from relentad.store.db import Store, connect
+
+
+@pytest.fixture
+async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    store = Store(tmp_path / "db.sqlite")
+    store.start(asyncio.get_running_loop())
+    store._writer_conn.execute("CREATE TABLE t (v INTEGER UNIQUE)")
+    yield store
+    store.close()
+
+
+def insert(value: int):  # type: ignore[no-untyped-def]
+    def job(conn: sqlite3.Connection) -> int:
+        conn.execute("INSERT INTO t (v) VALUES (?)", (value,))
+        return value * 2
+
+    return job
+
+
+async def test_pragmas_make_commits_durable(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "x.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+async def test_concurrent_writes_share_commits(store: Store) -> None:
+    results = await asyncio.gather(*(store.write(insert(i)) for i in range(200)))
+    assert results == [i * 2 for i in range(200)]
+    assert store.read(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == 200
+    assert store.stats.jobs == 200
+    assert store.stats.commits < 200, "jobs waiting together are committed together"
+
+
+async def test_a_failing_job_fails_alone(store: Store) -> None:
+    await store.write(insert(1))
+
+    def half_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t (v) VALUES (100)")
+        raise ValueError("boom")
+
+    outcomes = await asyncio.gather(
+        store.write(insert(2)), store.write(half_then_fail), store.write(insert(1)), store.write(insert(3)),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert outcomes[0] == 4 and outcomes[3] == 6
+    assert isinstance(outcomes[1], ValueError)
+    assert isinstance(outcomes[2], sqlite3.IntegrityError)
+    values = store.read(lambda c: [r[0] for r in c.execute("SELECT v FROM t ORDER BY v")])
+    assert values == [1, 2, 3], "the failed jobs left nothing behind, the others committed"
+
+
+async def test_commit_failure_fails_every_job_of_the_batch(store: Store) -> None:
+    def poison(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t (v) VALUES (7)")
+        conn.execute("COMMIT")  # breaks the writer's transaction: its COMMIT then fails
+
+    outcome = await asyncio.gather(store.write(poison), return_exceptions=True)
+    assert isinstance(outcome[0], StoreUnavailable | sqlite3.Error)
+    assert await store.write(insert(8)) == 16, "the writer keeps working afterwards"

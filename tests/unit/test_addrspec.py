@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import pytest
+
+from relentad.addrspec import base_address, normalize, normalize_domain
+from relentad.errors import InvalidInput
+
+
+def test_normalize_lowercases_and_uses_a_labels() -> None:
+    assert normalize("Alice@Example.TEST") == "alice@example.test"
+    assert normalize("info@Bücher.example") == "info@xn--bcher-kva.example"
+    assert normalize_domain("xn--bcher-kva.example") == "xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "alice", "@example.test", "alice@", "a@example.test.", "a@exa..mple", "a..b@example.test",
+     '"x@y"@example.test', "a b@example.test", "a@-bad.test", "a%b@example.test", "a@[127.0.0.1]",
+     "x" * 65 + "@example.test"],
+)  # fmt: skip
+def test_refuses_what_it_cannot_be_exact_about(bad: str) -> None:
+    with pytest.raises(InvalidInput):
+        normalize(bad)
+
+
+def test_base_address_of_subaddress() -> None:
+    assert base_address("alice+news@example.test") == "alice@example.test"
+    assert base_address("alice@example.test") is None
+    assert base_address("+tag@example.test") is None

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from relentad import config
+
+
+def test_defaults_are_valid_and_the_example_parses_back_to_them() -> None:
+    parsed = config.from_dict(tomllib.loads(config.example_toml()))
+    assert parsed.server == config.ServerConfig()
+    assert parsed.limits == config.LimitsConfig()
+    assert parsed.dns == config.DNSConfig()
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict({"limits": {"message_size": "big", "nope": 1}, "tls": {"cert": "x.pem"}})
+    assert err.value.problems == [
+        "[limits] message_size: not a size: 'big' (write e.g. 500KB, 60MB, 5GB or 2GiB)",
+        "[limits] unknown key 'nope'",
+    ]
+
+
+def test_whole_config_checks(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict({"tls": {"cert": "missing.pem"}, "limits": {"line_length": 200}}, path=tmp_path / "c.toml")
+    assert "[tls] cert and key must be set together" in err.value.problems
+    assert any(p.startswith("[tls] cert: no such file") for p in err.value.problems)
+    assert "[limits] line_length must be at least 1000 (RFC 5321 §4.5.3.1.6)" in err.value.problems
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"), [("127.0.0.1:25", ("127.0.0.1", 25)), ("*:25", (None, 25)), ("[::1]:143", ("::1", 143)),
+                         ("", None)],
+)  # fmt: skip
+def test_parse_address(text: str, parsed: tuple[str | None, int] | None) -> None:
+    assert config.parse_address(text) == parsed
+
+
+def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "etc" / "relentad.toml"
+    path.parent.mkdir()
+    path.write_text('[server]\ndata_dir = "../var/mail"\n')
+    assert config.load(path).data_dir == tmp_path / "var" / "mail"
