@@ -1,0 +1,159 @@
+"""DNS resolvers for relentad, built from the `[dns] nameservers` configuration.
+
+Everything that touches DNS (SPF, DKIM, DMARC, MX lookups for the outbound queue) gets its resolver from
+here, so one setting points the whole daemon (and every test) at a chosen server.
+
+Invariants:
+- When nameservers are given, /etc/resolv.conf is never read (`configure=False`); only an empty list means
+  "use the system resolver".
+- Nothing here caches answers: a test may change its DNS server's records between two lookups.
+- Lookup helpers never leak dnspython exceptions: a missing name or type is an empty answer, a timeout or
+  server failure is `DnsTemporaryError`, a domain that cannot receive mail is `DnsPermanentError`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.rdata
+import dns.rdatatype
+import dns.resolver
+import dns.reversename
+from dns.rdtypes.ANY.MX import MX
+
+DEFAULT_PORT = 53
+
+
+class DnsLookupError(Exception):
+    """A DNS lookup could not give a usable answer."""
+
+
+class DnsTemporaryError(DnsLookupError):
+    """Timeout, SERVFAIL, refused or unreachable server: worth retrying later."""
+
+
+class DnsPermanentError(DnsLookupError):
+    """The answer itself says no: the domain does not exist or does not accept mail (null MX)."""
+
+
+def parse_nameserver(spec: str) -> tuple[str, int]:
+    """Split "host:port", "[v6]:port", a bare IPv4/IPv6 address into (address, port).
+
+    Only IP addresses are accepted: resolving a nameserver's name would need a resolver first.
+    """
+    text = spec.strip()
+    host, port = text, DEFAULT_PORT
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise ValueError(f"bad nameserver {spec!r}: missing ']'")
+        host, rest = text[1:close], text[close + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"bad nameserver {spec!r}")
+            port = _parse_port(spec, rest[1:])
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+        port = _parse_port(spec, port_text)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"bad nameserver {spec!r}: not an IP address") from None
+    return host, port
+
+
+def _parse_port(spec: str, text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"bad nameserver {spec!r}: bad port")
+    return int(text)
+
+
+def _configure(resolver: dns.resolver.BaseResolver, nameservers: list[str], timeout: float) -> None:
+    if nameservers:
+        resolver.nameservers = [
+            dns.nameserver.Do53Nameserver(host, port) for host, port in map(parse_nameserver, nameservers)
+        ]
+    resolver.timeout = timeout
+    resolver.lifetime = timeout
+    resolver.retry_servfail = False
+    resolver.cache = None
+
+
+def make_resolver(nameservers: list[str], timeout: float) -> dns.asyncresolver.Resolver:
+    """An asyncio resolver asking `nameservers` ("host:port"), or the system's when the list is empty."""
+    resolver = dns.asyncresolver.Resolver(configure=not nameservers)
+    _configure(resolver, nameservers, timeout)
+    return resolver
+
+
+def make_sync_resolver(nameservers: list[str], timeout: float) -> dns.resolver.Resolver:
+    """The blocking twin of `make_resolver`, for libraries (dkimpy) that run in a worker thread."""
+    resolver = dns.resolver.Resolver(configure=not nameservers)
+    _configure(resolver, nameservers, timeout)
+    return resolver
+
+
+async def lookup(
+    resolver: dns.asyncresolver.Resolver, name: str, rdtype: dns.rdatatype.RdataType | str
+) -> list[dns.rdata.Rdata]:
+    """The records of one type at `name`; [] when the name or the type does not exist.
+
+    Raises DnsTemporaryError for timeouts and server failures, the cases where "no" is not an answer.
+    """
+    try:
+        answer = await resolver.resolve(name, rdtype, search=False, raise_on_no_answer=False)
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return []
+    except (dns.name.NameTooLong, dns.exception.SyntaxError):
+        return []  # a name that cannot exist (empty or long label, bad escape) has no records
+    except dns.exception.Timeout as exc:
+        raise DnsTemporaryError(f"{name} {rdtype}: timeout") from exc
+    except dns.exception.DNSException as exc:  # NoNameservers (SERVFAIL/REFUSED/unreachable) and the rest
+        raise DnsTemporaryError(f"{name} {rdtype}: {exc}") from exc
+    return list(answer)
+
+
+def reverse_name(ip: str) -> str:
+    """The in-addr.arpa / ip6.arpa name for a PTR lookup of `ip`."""
+    return dns.reversename.from_address(ip).to_text(omit_final_dot=True)
+
+
+async def mx_hosts(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
+    """The hosts to try for mail to `domain`, best first (RFC 5321 §5.1).
+
+    MX targets are sorted by preference, equal preferences shuffled to spread load. Without MX records
+    the domain itself is the host if it has an A or AAAA record. Raises DnsPermanentError for a domain
+    that does not exist, publishes a null MX (RFC 7505) or has no address at all; DnsTemporaryError when
+    DNS does not answer.
+    """
+    name = domain.rstrip(".").lower()
+    try:
+        answer = await resolver.resolve(name, "MX", search=False, raise_on_no_answer=False)
+    except dns.resolver.NXDOMAIN as exc:
+        raise DnsPermanentError(f"{name}: domain does not exist") from exc
+    except (dns.name.NameTooLong, dns.exception.SyntaxError) as exc:
+        raise DnsPermanentError(f"{name}: invalid domain name") from exc
+    except dns.exception.Timeout as exc:
+        raise DnsTemporaryError(f"{name} MX: timeout") from exc
+    except dns.exception.DNSException as exc:
+        raise DnsTemporaryError(f"{name} MX: {exc}") from exc
+    records = [r for r in answer if isinstance(r, MX)]
+    if any(r.exchange == dns.name.root for r in records):
+        raise DnsPermanentError(f"{name}: null MX, the domain accepts no mail")
+    if records:
+        random.shuffle(records)
+        records.sort(key=lambda r: r.preference)
+        hosts: list[str] = []
+        for record in records:
+            host = record.exchange.to_text(omit_final_dot=True).lower()
+            if host not in hosts:
+                hosts.append(host)
+        return hosts
+    if await lookup(resolver, name, "A") or await lookup(resolver, name, "AAAA"):
+        return [name]
+    raise DnsPermanentError(f"{name}: no MX and no address records")

@@ -1,0 +1,471 @@
+"""Inbound message authentication: SPF, DKIM, DMARC and ARC, summed up in one Authentication-Results field.
+
+The pipeline calls `authenticate()` once per incoming message, before anything else looks at it, and
+`strip_forged_results()` so that nobody outside can claim our verdicts.
+
+Who does what:
+- SPF: relentad.spf (our evaluator over the configured resolver; see its docstring for why not pyspf).
+- DKIM and ARC: dkimpy, every signature, with a DNS function that asks the configured nameservers. dkimpy
+  blocks, so it runs in a worker thread.
+- DMARC (RFC 7489): here. authheaders' DMARC code resolves through dnspython's default resolver, checks
+  only the first DKIM signature and takes "test"-like domains for public suffixes, so it cannot be used
+  as is; the logic is short (policy discovery, alignment, p/sp/pct).
+
+Invariants:
+- `authenticate()` never raises for anything in the message or DNS: DNS timeouts and server failures are
+  `temperror` results, broken records `permerror`.
+- DMARC only says `fail` after it found a policy record and neither SPF nor any DKIM signature aligned;
+  `temperror` on either side never becomes a DMARC failure.
+- `header()` renders exactly one RFC 8601 field; values taken from the message are sanitised, so a
+  hostile signature cannot inject header syntax.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.parser
+import email.policy
+import email.utils
+import random
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import dkim
+import dns.exception
+import dns.resolver
+import publicsuffix2
+from dns.rdtypes.ANY.TXT import TXT
+
+from relentad import spf
+from relentad.dns import DnsTemporaryError, lookup, make_resolver, make_sync_resolver
+
+DkimResult = Literal["pass", "fail", "neutral", "policy", "temperror", "permerror"]
+DmarcResult = Literal["pass", "fail", "none", "temperror", "permerror"]
+DmarcPolicy = Literal["none", "quarantine", "reject"]
+ArcResult = Literal["pass", "fail", "none"]
+
+MAX_DKIM_SIGNATURES = 10
+"""Signatures beyond this many are not verified (each costs a DNS query and a public-key operation)."""
+
+MAX_UNFOLDED = 900
+MAX_VALUE = 255
+"""Longest property value rendered: a hostile d= or MAIL FROM must not push the header past 998 bytes."""
+
+_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`{|}~]+$")
+"""RFC 2045 token: what a property value may be without quotes..."""
+_PVALUE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]*@[A-Za-z0-9\-_.]+$")
+"""...or RFC 8601's pvalue, an address with a dot-atom local part (smtp.mailfrom=user@domain)."""
+_WEAKER: dict[DmarcPolicy, DmarcPolicy] = {"reject": "quarantine", "quarantine": "none", "none": "none"}
+
+
+@dataclass(frozen=True)
+class DkimSignatureResult:
+    """The verdict on one DKIM-Signature field."""
+
+    result: DkimResult
+    domain: str
+    """The signing domain (d=)."""
+    selector: str
+    algorithm: str
+    signature: str
+    """The start of b= (RFC 6008 header.b), telling signatures of one domain apart."""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DmarcOutcome:
+    """The DMARC verdict for the From domain."""
+
+    result: DmarcResult
+    from_domain: str
+    policy: DmarcPolicy = "none"
+    """The policy the domain owner asks for this From domain (p=, or sp= for a subdomain)."""
+    disposition: DmarcPolicy = "none"
+    """What to do with this message: the policy when it failed (pct= sampling applied), else none."""
+    record_domain: str = ""
+    """Where the DMARC record was found (the From domain or its organisational domain)."""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ArcOutcome:
+    """The ARC chain validation result (RFC 8617 §5.2); `instances` is the chain length."""
+
+    result: ArcResult
+    instances: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """Everything the pipeline needs to decide on and to record for one message."""
+
+    authserv_id: str
+    spf: spf.SpfOutcome
+    dkim: tuple[DkimSignatureResult, ...]
+    dmarc: DmarcOutcome
+    arc: ArcOutcome
+
+    @property
+    def dmarc_failed(self) -> bool:
+        return self.dmarc.result == "fail"
+
+    @property
+    def dmarc_policy(self) -> DmarcPolicy:
+        """The DMARC policy that applies to this message's From domain (none without a record)."""
+        return self.dmarc.policy
+
+    @property
+    def dkim_pass_domains(self) -> tuple[str, ...]:
+        return tuple(s.domain for s in self.dkim if s.result == "pass")
+
+    def header(self, *, fold: bool = False) -> str:
+        """One `Authentication-Results:` field (RFC 8601), without the final line ending.
+
+        Unfolded (one line) unless `fold` is set or the line would pass 900 characters (many signatures);
+        folding puts each result on its own CRLF-TAB continuation line, well inside RFC 5322's 998.
+        """
+        parts = [_value(self.authserv_id)]
+        if self.spf.identity == "mailfrom":
+            spf_prop = f"smtp.mailfrom={_value(self.spf.sender)}"
+        else:
+            spf_prop = f"smtp.helo={_value(self.spf.domain)}" if self.spf.domain else ""
+        parts.append(_resinfo("spf", self.spf.result, self.spf.reason, spf_prop))
+        if not self.dkim:
+            parts.append("dkim=none")
+        for sig in self.dkim:
+            props = f"header.d={_value(sig.domain)} header.s={_value(sig.selector)}"
+            if sig.algorithm:
+                props += f" header.a={_value(sig.algorithm)}"
+            if sig.signature:
+                props += f" header.b={_value(sig.signature)}"
+            parts.append(_resinfo("dkim", sig.result, sig.reason if sig.result != "pass" else "", props))
+        d = self.dmarc
+        comment = f"p={d.policy} dis={d.disposition}" if d.result in ("pass", "fail") else d.reason
+        from_prop = f"header.from={_value(d.from_domain)}" if d.from_domain else ""
+        parts.append(_resinfo("dmarc", d.result, comment, from_prop))
+        parts.append(_resinfo("arc", self.arc.result, self.arc.reason if self.arc.result == "fail" else "", ""))
+        line = "Authentication-Results: " + "; ".join(parts)
+        if fold or len(line) > MAX_UNFOLDED:
+            return "Authentication-Results: " + ";\r\n\t".join(parts)
+        return line
+
+
+def _value(text: str) -> str:
+    """A header property value: a token when possible, else a quoted string without control characters."""
+    clean = "".join(ch for ch in text if ch.isascii() and ch.isprintable())[:MAX_VALUE]
+    if clean and (_TOKEN.match(clean) or _PVALUE.match(clean)):
+        return clean
+    return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _resinfo(method: str, result: str, comment: str, props: str) -> str:
+    text = f"{method}={result}"
+    if comment:
+        safe = "".join(ch for ch in comment if ch.isascii() and ch.isprintable() and ch not in "()\\")[:120]
+        text += f" ({safe})"
+    return f"{text} {props}" if props else text
+
+
+# -- header fields -------------------------------------------------------------------------------------
+
+
+def _header_fields(raw: bytes) -> tuple[list[bytes], int]:
+    """The header fields of `raw` (each with its folded lines and line endings) and where the body starts."""
+    fields: list[bytes] = []
+    pos = 0
+    while pos < len(raw):
+        end = raw.find(b"\n", pos)
+        end = len(raw) if end < 0 else end + 1
+        line = raw[pos:end]
+        if line in (b"\r\n", b"\n"):
+            return fields, pos
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line
+        else:
+            fields.append(line)
+        pos = end
+    return fields, pos
+
+
+def _field_name(field: bytes) -> bytes:
+    return field.split(b":", 1)[0].strip().lower() if b":" in field else b""
+
+
+def _field_value(field: bytes) -> str:
+    value = field.split(b":", 1)[1] if b":" in field else b""
+    return re.sub(r"\r?\n", "", value.decode("utf-8", "replace"))
+
+
+def _skip_comment(text: str) -> str:
+    """`text` after the (possibly nested) comment it starts with."""
+    depth = 0
+    for pos, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0:
+            return text[pos + 1 :]
+    return ""
+
+
+def _authserv_id(value: str) -> str:
+    """The authserv-id of an Authentication-Results value: its first token, after any comments."""
+    text = value.lstrip()
+    while text.startswith("("):
+        text = _skip_comment(text).lstrip()
+    match = re.match(r'"((?:[^"\\]|\\.)*)"|([^\s;()]+)', text)
+    if not match:
+        return ""
+    return (match.group(1) if match.group(1) is not None else match.group(2)).lower()
+
+
+def strip_forged_results(raw: bytes, authserv_id: str) -> bytes:
+    """`raw` without Authentication-Results fields claiming to come from us (RFC 8601 §5).
+
+    Only the header is touched; other servers' results and ARC-Authentication-Results stay.
+    """
+    fields, body_start = _header_fields(raw)
+    ours = authserv_id.lower()
+    kept = [
+        f for f in fields if not (_field_name(f) == b"authentication-results" and _authserv_id(_field_value(f)) == ours)
+    ]
+    if len(kept) == len(fields):
+        return raw
+    return b"".join(kept) + raw[body_start:]
+
+
+# -- DKIM and ARC (dkimpy, in a worker thread) ---------------------------------------------------------
+
+
+class _KeyLookup:
+    """dkimpy's dnsfunc over our resolver, remembering which key names failed how."""
+
+    def __init__(self, resolver: dns.resolver.Resolver) -> None:
+        self.resolver = resolver
+        self.failures: dict[str, str] = {}
+
+    def __call__(self, name: bytes, timeout: float = 5) -> bytes | None:
+        text = name.decode("ascii", "replace").rstrip(".")
+        try:
+            answer = self.resolver.resolve(text, "TXT", search=False, raise_on_no_answer=False)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            self.failures[text.lower()] = "no key"
+            return None
+        except dns.exception.DNSException as exc:
+            self.failures[text.lower()] = "temperror"
+            raise dkim.DnsTimeoutError(str(exc)) from exc
+        for record in answer:
+            if isinstance(record, TXT):
+                return b"".join(record.strings)
+        self.failures[text.lower()] = "no key"
+        return None
+
+
+def _tags(value: str) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for part in value.split(";"):
+        name, sep, val = part.partition("=")
+        if sep:
+            tags.setdefault(name.strip().lower(), re.sub(r"\s+", "", val))
+    return tags
+
+
+def _verify_one(verifier: dkim.DKIM, index: int, dnsfunc: _KeyLookup, key_name: str) -> tuple[DkimResult, str]:
+    """One signature's result and reason, telling a bad signature from a missing key or a DNS failure."""
+    try:
+        ok = verifier.verify(idx=index, dnsfunc=dnsfunc)
+    except dkim.ValidationError as exc:
+        reason = str(exc)
+        return "fail", "body hash mismatch" if "body hash mismatch" in reason else reason
+    except dkim.DKIMException as exc:
+        return "permerror", str(exc)
+    except Exception as exc:  # dkimpy raises assorted errors on mangled input
+        return "permerror", f"{type(exc).__name__}: {exc}"
+    if ok:
+        return "pass", ""
+    failure = dnsfunc.failures.get(key_name)
+    if failure == "temperror":
+        return "temperror", "key lookup failed"
+    if failure == "no key":
+        return "permerror", "no key"
+    return "fail", "signature did not verify"
+
+
+def _verify_dkim(raw: bytes, dnsfunc: _KeyLookup) -> tuple[DkimSignatureResult, ...]:
+    """Verify every DKIM-Signature (up to MAX_DKIM_SIGNATURES), top first."""
+    fields, _ = _header_fields(raw)
+    signatures = [_field_value(f) for f in fields if _field_name(f) == b"dkim-signature"]
+    results: list[DkimSignatureResult] = []
+    verifier: dkim.DKIM | None = None
+    unparsable = ""
+    if signatures:
+        try:
+            verifier = dkim.DKIM(raw, timeout=dnsfunc.resolver.lifetime)
+        except Exception as exc:  # dkimpy refuses some header syntax outright
+            unparsable = f"unparsable message: {exc}"
+    for index, value in enumerate(signatures[:MAX_DKIM_SIGNATURES]):
+        tags = _tags(value)
+        domain, selector = tags.get("d", "").lower(), tags.get("s", "")
+        key_name = f"{selector}._domainkey.{domain}".lower()
+        result: DkimResult
+        if verifier is None:
+            result, reason = "permerror", unparsable
+        else:
+            result, reason = _verify_one(verifier, index, dnsfunc, key_name)
+        results.append(DkimSignatureResult(result, domain, selector, tags.get("a", ""), tags.get("b", "")[:8], reason))
+    return tuple(results)
+
+
+def _verify_arc(raw: bytes, dnsfunc: _KeyLookup) -> ArcOutcome:
+    try:
+        cv, details, comment = dkim.arc_verify(raw, dnsfunc=dnsfunc)
+    except Exception as exc:  # a broken chain must not break delivery
+        return ArcOutcome("fail", 0, f"{type(exc).__name__}: {exc}")
+    instances = len(details)
+    if cv == dkim.CV_None and not instances:
+        return ArcOutcome("none")
+    if cv == dkim.CV_Pass:
+        return ArcOutcome("pass", instances)
+    if "temperror" in dnsfunc.failures.values():
+        comment = f"key lookup failed; {comment}"
+    return ArcOutcome("fail", instances, str(comment))
+
+
+def _verify_signatures(
+    raw: bytes, resolver: dns.resolver.Resolver
+) -> tuple[tuple[DkimSignatureResult, ...], ArcOutcome]:
+    dkim_results = _verify_dkim(raw, _KeyLookup(resolver))
+    return dkim_results, _verify_arc(raw, _KeyLookup(resolver))
+
+
+# -- DMARC ---------------------------------------------------------------------------------------------
+
+
+def organizational_domain(domain: str) -> str:
+    """RFC 7489 §3.2: the public suffix plus one label (a domain under an unlisted TLD counts too)."""
+    name = domain.lower().rstrip(".")
+    suffix = publicsuffix2.get_tld(name, wildcard=True) or name.rsplit(".", 1)[-1]
+    labels = name.split(".")
+    keep = suffix.count(".") + 2
+    return ".".join(labels[-keep:]) if len(labels) >= keep else name
+
+
+def aligned(domain: str, from_domain: str, mode: str) -> bool:
+    """Identifier alignment (RFC 7489 §3.1): equal in strict mode, same organisational domain in relaxed."""
+    a, b = domain.lower().rstrip("."), from_domain.lower().rstrip(".")
+    if mode == "s":
+        return a == b
+    return organizational_domain(a) == organizational_domain(b)
+
+
+def from_domain(raw: bytes) -> str | None:
+    """The one RFC5322.From domain DMARC is about; None when there is not exactly one."""
+    fields, _ = _header_fields(raw)
+    values = [_field_value(f) for f in fields if _field_name(f) == b"from"]
+    if len(values) != 1:
+        return None
+    header = email.parser.HeaderParser(policy=email.policy.compat32).parsestr(f"From: {values[0]}\n\n")
+    addresses = [a for _, a in email.utils.getaddresses(header.get_all("From", [])) if a]
+    domains = {a.rpartition("@")[2].strip().lower().rstrip(".") for a in addresses}
+    if len(domains) != 1:
+        return None
+    domain = domains.pop()
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    return domain if "." in domain else None
+
+
+async def _dmarc_record(resolver: dns.asyncresolver.Resolver, domain: str) -> dict[str, str] | None:
+    records = await lookup(resolver, f"_dmarc.{domain}", "TXT")
+    texts = [b"".join(r.strings).decode("utf-8", "replace") for r in records if isinstance(r, TXT)]
+    found = [t for t in texts if re.match(r"v\s*=\s*DMARC1\s*(;|$)", t)]
+    if len(found) != 1:
+        return None  # RFC 7489 §6.6.3: none or several records means no DMARC
+    return {k: v.lower() for k, v in _tags(found[0]).items()}
+
+
+def _policy(value: str | None) -> DmarcPolicy | None:
+    return value if value in ("none", "quarantine", "reject") else None  # type: ignore[return-value]
+
+
+async def check_dmarc(
+    resolver: dns.asyncresolver.Resolver,
+    domain: str | None,
+    spf_outcome: spf.SpfOutcome,
+    dkim_results: tuple[DkimSignatureResult, ...],
+) -> DmarcOutcome:
+    """RFC 7489 §6.6: discover the policy for the From domain and check SPF/DKIM alignment."""
+    if domain is None:
+        return DmarcOutcome("permerror", "", reason="no single From domain")
+    try:
+        record, record_domain = await _dmarc_record(resolver, domain), domain
+        org = organizational_domain(domain)
+        if record is None and org != domain:
+            record, record_domain = await _dmarc_record(resolver, org), org
+    except DnsTemporaryError:
+        return DmarcOutcome("temperror", domain, reason="DMARC record lookup failed")
+    if record is None:
+        return DmarcOutcome("none", domain, reason="no DMARC record")
+    policy = _policy(record.get("p"))
+    if policy is None:
+        # §6.6.3: an invalid or missing p= with a valid rua= counts as p=none; we take none either way.
+        policy = "none"
+    if record_domain != domain:
+        policy = _policy(record.get("sp")) or policy
+    spf_ok = spf_outcome.result == "pass" and aligned(spf_outcome.domain, domain, record.get("aspf", "r"))
+    dkim_ok = any(s.result == "pass" and aligned(s.domain, domain, record.get("adkim", "r")) for s in dkim_results)
+    if spf_ok or dkim_ok:
+        return DmarcOutcome("pass", domain, policy, "none", record_domain)
+    temporary = spf_outcome.result == "temperror" or any(s.result == "temperror" for s in dkim_results)
+    if temporary:
+        return DmarcOutcome("temperror", domain, policy, "none", record_domain, "SPF or DKIM temperror")
+    disposition = policy
+    pct = record.get("pct", "100")
+    percent = int(pct) if pct.isdigit() else 100
+    if percent < 100 and random.randrange(100) >= percent:  # §6.6.4: unsampled mail gets the next policy down
+        disposition = _WEAKER[policy]
+    return DmarcOutcome("fail", domain, policy, disposition, record_domain, "no aligned SPF or DKIM pass")
+
+
+# -- the whole check -----------------------------------------------------------------------------------
+
+
+async def authenticate(
+    raw: bytes,
+    *,
+    peer_ip: str,
+    helo: str,
+    mail_from: str,
+    authserv_id: str,
+    nameservers: list[str],
+    timeout: float = 5.0,  # noqa: ASYNC109 - the per-query DNS lifetime, not a deadline for the call
+) -> AuthResult:
+    """SPF, DKIM, ARC and DMARC for one message received from `peer_ip`.
+
+    `nameservers` are "host:port" strings (the `[dns]` config; empty = the system resolver); `timeout` is
+    the per-query DNS lifetime. SPF runs on the event loop while dkimpy works in a thread.
+    """
+    resolver = make_resolver(nameservers, timeout)
+    sync_resolver = make_sync_resolver(nameservers, timeout)
+    spf_task = asyncio.create_task(_spf_with_deadline(resolver, peer_ip, helo, mail_from, timeout * 4))
+    signatures = await asyncio.to_thread(_verify_signatures, raw, sync_resolver)
+    spf_outcome = await spf_task
+    dkim_results, arc = signatures
+    dmarc = await check_dmarc(resolver, from_domain(raw), spf_outcome, dkim_results)
+    return AuthResult(authserv_id, spf_outcome, dkim_results, dmarc, arc)
+
+
+async def _spf_with_deadline(
+    resolver: dns.asyncresolver.Resolver, ip: str, helo: str, mail_from: str, seconds: float
+) -> spf.SpfOutcome:
+    """SPF may take up to ~20 sequential queries; bound the whole evaluation, not just each query."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await spf.check(resolver, ip=ip, mail_from=mail_from, helo=helo)
+    except TimeoutError:
+        address = mail_from.strip().strip("<>")
+        identity: Literal["mailfrom", "helo"] = "mailfrom" if address else "helo"
+        domain = address.rpartition("@")[2] if address else helo
+        return spf.SpfOutcome("temperror", identity, domain.lower(), address or f"postmaster@{helo}", "timeout")
