@@ -352,6 +352,19 @@ def test_idle_timeout_answers_421(make_daemon: MakeDaemon) -> None:
         assert reader.readline() == b""
 
 
+def test_stalled_data_times_out_with_421_and_stores_nothing(make_daemon: MakeDaemon) -> None:
+    daemon = provision(make_daemon(settings={"limits": {"data_timeout": 1.0}})).start()
+    with socket.create_connection((daemon.host, daemon.smtp_port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(b"HELO slow.test\r\nMAIL FROM:<a@elsewhere.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+        for _ in range(4):
+            reader.readline()
+        sock.sendall(b"Subject: never finished\r\n\r\nhalf a message")
+        assert reader.readline().startswith(b"421 4.4.2")
+    assert daemon.messages("alice@example.test") == []
+
+
 @pytest.mark.skipif(shutil.which("swaks") is None, reason="Debian's swaks is not installed (scripts/test installs it)")
 def test_swaks_delivers_over_starttls(relentad: Daemon) -> None:
     result = subprocess.run(
