@@ -109,6 +109,18 @@ class DNSConfig:
 
 
 @dataclass(frozen=True)
+class MailAuthConfig:
+    """Checks of who really sent inbound mail: SPF, DKIM, DMARC and ARC (one Authentication-Results header)."""
+
+    verify: bool = setting(True, "Check SPF, DKIM, DMARC and ARC on mail from the world and record the results.")
+    dmarc_reject: bool = setting(
+        True,
+        "Refuse mail that fails DMARC for a domain publishing p=reject (550 5.7.1 at DATA); when false such "
+        "mail is filed into Junk instead. Failures under p=quarantine always go to Junk.",
+    )
+
+
+@dataclass(frozen=True)
 class QuotaConfig:
     """Defaults for new accounts; 0 means unlimited."""
 
@@ -132,6 +144,7 @@ class Config:
     tls: TLSConfig = field(default_factory=TLSConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     dns: DNSConfig = field(default_factory=DNSConfig)
+    mailauth: MailAuthConfig = field(default_factory=MailAuthConfig)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     path: Path | None = None
@@ -164,6 +177,7 @@ SECTIONS: dict[str, type] = {
     "tls": TLSConfig,
     "limits": LimitsConfig,
     "dns": DNSConfig,
+    "mailauth": MailAuthConfig,
     "quota": QuotaConfig,
     "retention": RetentionConfig,
 }

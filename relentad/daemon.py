@@ -76,7 +76,7 @@ class Daemon:
         store = Store(self.config.database_path)
         store.start(loop)
         bus = Bus()
-        self.pipeline = Pipeline(store, bus, self.config.server.hostname)
+        self.pipeline = Pipeline(store, bus, self.config)
         inbound = InboundHandler(store, self.pipeline, self.current_context)
         stop = asyncio.Event()
         try:
@@ -125,7 +125,7 @@ class Daemon:
             log.warning("listen addresses changed: restart relentad to apply them")
         self.config = new
         self.context = context
-        self.pipeline.hostname = new.server.hostname
+        self.pipeline.configure(new)
         logging.getLogger().setLevel(new.server.log_level.upper())
         log.info("configuration reloaded from %s", path)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
@@ -73,7 +74,12 @@ def _parse_port(spec: str, text: str) -> int:
     return int(text)
 
 
-def _configure(resolver: dns.resolver.BaseResolver, nameservers: list[str], timeout: float) -> None:
+def _configure(
+    resolver: dns.resolver.BaseResolver,
+    nameservers: list[str],
+    timeout: float,
+    cache: dns.resolver.LRUCache | None = None,
+) -> None:
     if nameservers:
         resolver.nameservers = [
             dns.nameserver.Do53Nameserver(host, port) for host, port in map(parse_nameserver, nameservers)
@@ -81,7 +87,29 @@ def _configure(resolver: dns.resolver.BaseResolver, nameservers: list[str], time
     resolver.timeout = timeout
     resolver.lifetime = timeout
     resolver.retry_servfail = False
-    resolver.cache = None
+    resolver.cache = cache
+
+
+@dataclass(frozen=True)
+class Resolvers:
+    """The daemon's resolvers: one for the event loop, one for libraries in worker threads (dkimpy).
+
+    They share one TTL-respecting LRU cache (thread-safe), so a sender's SPF, DMARC and DKIM records are asked
+    for once per TTL, not once per message, as a local caching resolver would do.
+    """
+
+    aio: dns.asyncresolver.Resolver
+    sync: dns.resolver.Resolver
+
+
+def make_resolvers(nameservers: list[str], timeout: float, cache_size: int = 10_000) -> Resolvers:
+    """A cached pair of resolvers asking `nameservers` ("host:port"), or the system's when the list is empty."""
+    cache = dns.resolver.LRUCache(cache_size)
+    async_resolver = dns.asyncresolver.Resolver(configure=not nameservers)
+    _configure(async_resolver, nameservers, timeout, cache)
+    sync_resolver = dns.resolver.Resolver(configure=not nameservers)
+    _configure(sync_resolver, nameservers, timeout, cache)
+    return Resolvers(async_resolver, sync_resolver)
 
 
 def make_resolver(nameservers: list[str], timeout: float) -> dns.asyncresolver.Resolver:

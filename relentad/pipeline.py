@@ -17,7 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import trace
+from . import mailauth, message, trace
+from .config import Config
+from .dns import Resolvers, make_resolvers
+from .errors import SMTPReply
 from .events import Bus, MessageAdded
 from .store import mailboxes, messages
 from .store.db import Store
@@ -48,6 +51,12 @@ class Delivery:
     transaction_id: str
     received_at: float = field(default_factory=time.time)
     structure: str | None = None
+    verify_sender: bool = False  # mail from the world: check SPF/DKIM/DMARC before filing
+    headers: list[bytes] = field(default_factory=list)  # fields every copy gets (Authentication-Results)
+    auth: mailauth.AuthResult | None = None
+    # Writes that must commit in the same transaction as the copies (submission's queue entries, a bounce's
+    # queue result): they run on the writer thread after the copies are filed.
+    also: list[Callable[[sqlite3.Connection], object]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,7 @@ def _prefix(delivery: Delivery, placement: Placement, hostname: str) -> bytes:
     return (
         trace.return_path(delivery.mail_from)
         + trace.delivered_to(placement.address)
+        + b"".join(delivery.headers)
         + trace.received(
             delivery.source,
             hostname=hostname,
@@ -94,21 +104,68 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
                 keywords=" ".join(placement.keywords),
             )
             stored.append(Stored(placement.account_id, mailbox_id, uid, modseq))
+        for write in delivery.also:
+            write(conn)
         return stored
 
     return job
 
 
+def file_all(delivery: Delivery, mailbox: str, reason: str) -> None:
+    """Send every copy to ``mailbox`` (e.g. Junk), recording why."""
+    for placement in delivery.placements:
+        placement.mailbox = mailbox
+        placement.reasons.append(reason)
+
+
+async def authenticate(delivery: Delivery, config: Config, resolvers: Resolvers) -> None:
+    """Step 1: who really sent it. Records Authentication-Results; applies the DMARC policy (RFC 7489 §6.7).
+
+    A p=reject failure raises SMTPReply 550 5.7.1 when ``mailauth.dmarc_reject`` is on (the SMTP layer refuses
+    the message at DATA, so the sender learns of it); p=quarantine failures are filed into Junk.
+    """
+    hostname = config.server.hostname
+    delivery.raw = mailauth.strip_forged_results(delivery.raw, hostname)
+    result = await mailauth.authenticate(
+        delivery.raw,
+        peer_ip=delivery.source.peer_ip,
+        helo=delivery.source.helo,
+        mail_from=delivery.mail_from,
+        authserv_id=hostname,
+        resolvers=resolvers,
+    )
+    delivery.auth = result
+    delivery.headers.append(result.header(fold=True).encode("utf-8", "surrogateescape") + b"\r\n")
+    disposition = result.dmarc.disposition if result.dmarc_failed else "none"
+    if disposition == "reject" and config.mailauth.dmarc_reject:
+        raise SMTPReply(550, "5.7.1", f"Message rejected by the DMARC policy of {result.dmarc.from_domain}")
+    if disposition in ("reject", "quarantine"):
+        file_all(delivery, mailboxes.JUNK, f"dmarc-{disposition}")
+
+
 class Pipeline:
     """Runs the steps and the commit; one instance per daemon, shared by every listener."""
 
-    def __init__(self, store: Store, bus: Bus, hostname: str) -> None:
+    def __init__(self, store: Store, bus: Bus, config: Config) -> None:
         self.store = store
         self.bus = bus
-        self.hostname = hostname
+        self.configure(config)
+
+    def configure(self, config: Config) -> None:
+        """Take a (re)loaded configuration: hostname, checks, resolvers."""
+        self.config = config
+        self.hostname = config.server.hostname
+        self.resolvers = make_resolvers(config.dns.nameservers, config.dns.timeout)
 
     async def deliver(self, delivery: Delivery) -> list[Stored]:
-        """File the message for every placement; returns once durably committed."""
+        """Run the steps, then file the message for every placement; returns once durably committed.
+
+        Raises SMTPReply when a step refuses the message (nothing is stored then).
+        """
+        if delivery.verify_sender and self.config.mailauth.verify:
+            await authenticate(delivery, self.config, self.resolvers)
+        if delivery.structure is None:  # parsed once here; IMAP serves ENVELOPE/BODYSTRUCTURE/sections from it
+            delivery.structure = message.parse(delivery.raw).to_json()
         stored = await self.store.write(_commit_job(delivery, self.hostname))
         self.bus.publish([MessageAdded(s.account_id, s.mailbox_id, s.uid, s.modseq) for s in stored])
         return stored

@@ -21,7 +21,7 @@ from typing import Any
 from aiosmtpd.smtp import Envelope
 
 from .. import addrspec, trace
-from ..errors import InvalidInput, StoreUnavailable
+from ..errors import InvalidInput, SMTPReply, StoreUnavailable
 from ..pipeline import Delivery, Pipeline, Placement
 from ..store import accounts
 from ..store.db import Store
@@ -153,10 +153,13 @@ class InboundHandler:
             placements=list(tx.placements.values()),
             source=source,
             transaction_id=tx.id,
+            verify_sender=True,
         )
         try:
             await self.pipeline.deliver(delivery)
             reply = f"250 2.0.0 OK delivered as {tx.id}"
+        except SMTPReply as refusal:
+            reply = refusal.reply
         except StoreUnavailable:
             reply = replies.STORE_FAILED
         except Exception:

@@ -12,13 +12,14 @@ import sqlite3
 import time
 
 INBOX = "INBOX"
+JUNK = "Junk"
 
 # Every account starts with these, marked with their RFC 6154 special-use attribute.
 DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
     (INBOX, None),
     ("Sent", "\\Sent"),
     ("Drafts", "\\Drafts"),
-    ("Junk", "\\Junk"),
+    (JUNK, "\\Junk"),
     ("Trash", "\\Trash"),
     ("Archive", "\\Archive"),
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.support.daemon import Daemon, free_port, wait_for_port
+from tests.support.dnsmasq import Dnsmasq, DnsRecords
 
 NULL_SERVER = textwrap.dedent(
     """
@@ -101,13 +103,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median rate of each counts")
     args = parser.parse_args()
 
     null_port = free_port()
     null = subprocess.Popen([sys.executable, "-c", NULL_SERVER, str(null_port)])
     with tempfile.TemporaryDirectory() as tmp:
-        daemon = Daemon(Path(tmp), tls=False, settings={"server": {"log_level": "warning"},
-                                                         "limits": {"connections_per_ip": 1000}})  # fmt: skip
+        # The sender's domain publishes SPF and DMARC, so every message is really checked (answers cached per TTL).
+        records = DnsRecords().add_txt("elsewhere.test", "v=spf1 ip4:127.0.0.1 -all")
+        records.add_txt("_dmarc.elsewhere.test", "v=DMARC1; p=reject")
+        dns_server = Dnsmasq(records, workdir=Path(tmp) / "dns", ttl=300).start()
+        # Production settings (log level info: one line per transaction), only the per-IP limit raised.
+        settings = {"limits": {"connections_per_ip": 1000}, "dns": {"nameservers": [dns_server.nameserver]}}
+        daemon = Daemon(Path(tmp) / "mx", tls=False, settings=settings)
         daemon.add_domain("example.test")
         daemon.add_user("demo@example.test")
         daemon.start()
@@ -115,22 +123,28 @@ def main() -> None:
             wait_for_port("127.0.0.1", null_port)
             asyncio.run(load(null_port, 200, args.sessions))  # warm-up
             asyncio.run(load(daemon.smtp_port, 200, args.sessions))
-            null_s, null_acked = asyncio.run(load(null_port, args.messages, args.sessions))
-            ours_s, ours_acked = asyncio.run(load(daemon.smtp_port, args.messages, args.sessions))
+            null_rates, ours_rates, ours_acked = [], [], 200
+            for _ in range(args.rounds):  # alternate, so load from elsewhere on the machine hits both alike
+                seconds, acked = asyncio.run(load(null_port, args.messages, args.sessions))
+                null_rates.append(acked / seconds)
+                seconds, acked = asyncio.run(load(daemon.smtp_port, args.messages, args.sessions))
+                ours_rates.append(acked / seconds)
+                ours_acked += acked
             daemon.stop()
             stored = daemon.query("SELECT count(*) AS n FROM messages")[0]["n"]
         finally:
             daemon.stop()
+            dns_server.close()
             null.terminate()
             null.wait()
-    null_rate, ours_rate = null_acked / null_s, ours_acked / ours_s
+    null_rate, ours_rate = statistics.median(null_rates), statistics.median(ours_rates)
     size = len(make_message(0))
-    print(f"messages: {args.messages} of {size} bytes, {args.sessions} concurrent sessions, new connection each")
-    print(f"null aiosmtpd handler: {null_rate:8.0f} msgs/s  ({null_acked} acked)")
-    print(f"relentad inbound:      {ours_rate:8.0f} msgs/s  ({ours_acked} acked, {stored} stored incl. warm-up)")
+    print(f"messages: {args.rounds} rounds x {args.messages} of {size} bytes, {args.sessions} concurrent sessions, "
+          "new connection each; median rate per server")  # fmt: skip
+    print(f"null aiosmtpd handler: {null_rate:8.0f} msgs/s  (rounds: {', '.join(f'{r:.0f}' for r in null_rates)})")
+    print(f"relentad inbound:      {ours_rate:8.0f} msgs/s  (rounds: {', '.join(f'{r:.0f}' for r in ours_rates)})")
     print(f"ratio relentad/null:   {ours_rate / null_rate:8.2f}")
-    lost = ours_acked + 200 - stored
-    print(f"durability: acked {ours_acked + 200}, stored {stored}, lost {max(lost, 0)}")
+    print(f"durability: acked {ours_acked}, stored {stored}, lost {max(ours_acked - stored, 0)}")
 
 
 if __name__ == "__main__":

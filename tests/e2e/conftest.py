@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from tests.support.daemon import Daemon
+from tests.support.dns_fixture import start_or_skip
+from tests.support.dnsmasq import Dnsmasq
 
 
 def provision(daemon: Daemon) -> Daemon:
@@ -25,13 +27,26 @@ def provision(daemon: Daemon) -> Daemon:
 MakeDaemon = Callable[..., Daemon]
 
 
+@pytest.fixture(scope="session")
+def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dnsmasq]:
+    """A dnsmasq with no records: every daemon asks it, never the machine's resolver (names → NXDOMAIN)."""
+    server = start_or_skip(tmp_path_factory.mktemp("dns"))
+    yield server
+    server.close()
+
+
 @pytest.fixture
-def make_daemon(tmp_path: Path) -> Iterator[MakeDaemon]:
-    """Make daemons with custom settings (not started, not provisioned); all are stopped at the end."""
+def make_daemon(tmp_path: Path, dns_server: Dnsmasq) -> Iterator[MakeDaemon]:
+    """Make daemons with custom settings (not started, not provisioned); all are stopped at the end.
+
+    Unless the test names its own, every daemon's `[dns] nameservers` is the session's empty dnsmasq.
+    """
     made: list[Daemon] = []
 
     def make(name: str = "mx", settings: dict[str, dict[str, Any]] | None = None, **kwargs: Any) -> Daemon:
-        daemon = Daemon(tmp_path / name, settings=settings or {}, **kwargs)
+        settings = {section: dict(values) for section, values in (settings or {}).items()}
+        settings.setdefault("dns", {}).setdefault("nameservers", [dns_server.nameserver])
+        daemon = Daemon(tmp_path / name, settings=settings, **kwargs)
         made.append(daemon)
         return daemon
 

@@ -13,6 +13,7 @@ import time
 import aiosmtplib
 import pytest
 
+from relentad.message import ParsedMessage
 from tests.e2e.conftest import MakeDaemon, provision
 from tests.support.daemon import Daemon
 
@@ -81,6 +82,9 @@ def test_delivers_to_user_with_trace_headers(relentad: Daemon) -> None:
     assert b"for <alice@example.test>;" in stored
     assert stored.endswith(raw), "the message itself is stored exactly as sent"
     assert relentad.raw_blobs("alice@example.test") == [raw]
+    [blob] = relentad.query("SELECT structure FROM blobs")
+    parsed = ParsedMessage.from_json(blob["structure"])
+    assert parsed.subject == "to alice" and parsed.message_id == "to.alice@elsewhere.test"
 
 
 def test_alias_reaches_every_target_and_stores_the_message_once(relentad: Daemon) -> None:

@@ -21,6 +21,7 @@ def start_or_skip(workdir: Path, records: DnsRecords | None = None) -> Dnsmasq:
     """A started Dnsmasq in `workdir`, or skip the calling test when dnsmasq is missing."""
     if dnsmasq_path() is None:
         pytest.skip(SKIP_REASON)
+    workdir.mkdir(parents=True, exist_ok=True)
     return Dnsmasq(records, workdir=workdir).start()
 
 

@@ -144,6 +144,7 @@ class Dnsmasq:
         workdir: Path | None = None,
         host: str = "127.0.0.1",
         port: int | None = None,
+        ttl: int = 0,
     ) -> None:
         binary = dnsmasq_path()
         if binary is None:
@@ -152,7 +153,9 @@ class Dnsmasq:
         self.records = records if records is not None else DnsRecords()
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="dnsmasq-")) if workdir is None else workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = host
+        self.ttl = ttl  # 0: resolvers never cache, so a test's record changes are seen at once
         self._fixed_port = port
         self.port = port or 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -242,6 +245,7 @@ class Dnsmasq:
             "--log-facility=-",
             "--log-queries",
             "--cache-size=0",
+            f"--local-ttl={self.ttl}",
         ]
         if os.geteuid() == 0:
             args.append("--user=root")  # as root it would switch to nobody, who may not read our files
