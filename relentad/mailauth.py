@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import email.parser
-import functools
 import email.policy
 import email.utils
+import functools
 import random
 import re
 from dataclasses import dataclass
