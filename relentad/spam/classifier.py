@@ -1,0 +1,350 @@
+"""Statistical spam classifier arithmetic: Robinson token probabilities and chi-square combining.
+
+This module is pure: it turns token counts into a score in [0, 1] and a score into a verdict. Where the
+counts live is someone else's concern, behind the ``TokenCounts`` protocol (SQLite per account with a
+global fallback in production, ``MemoryCounts`` in tests and the evaluation script).
+
+The method is Gary Robinson's, as used by SpamBayes and bogofilter:
+- p(w) = (spam(w)/nspam) / (spam(w)/nspam + ham(w)/nham), corrected for little evidence into
+  f(w) = (s*x + n*p(w)) / (s + n), n = spam(w) + ham(w). Unknown tokens get x.
+- Only tokens with |f(w) - 0.5| >= min_dev take part, at most ``max_tokens`` of the most extreme.
+- Fisher's method twice: H = C^-1(-2 ln prod f, 2k) (how spammy), S = C^-1(-2 ln prod (1-f), 2k)
+  (how hammy); score = (1 + H - S) / 2. Both near 0 or both near 1 give about 0.5: unsure.
+
+Beyond plain Robinson, measured by cross-validation on the SpamAssassin corpus (scripts/bench/spam_eval.py):
+training only on errors and near-misses (``needs_training``, ``train_until_clean``) instead of on every
+message, and a higher ``min_dev``, both cut the spam missed at a 0.1 % false-positive rate. Training on
+everything lets the thousands of easy messages make ordinary HTML-newsletter words look certain, and
+legitimate newsletters then score 1.0.
+
+Invariants:
+- ``score`` is in [0, 1] for any counts (including inconsistent ones, e.g. a token count above nspam).
+- A message with no usable tokens scores exactly 0.5.
+- ``MemoryCounts.unlearn`` exactly reverses ``learn`` of the same tokens and class, so moving a message
+  out of Junk can flip its training; counts never go below zero. Bulk training may learn one message
+  more than once; a store that wants to flip it later must record how many times.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Verdict = Literal["ham", "unsure", "spam"]
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """Tunable constants of the method; the defaults were chosen by cross-validation (spam_eval.py).
+
+    s: strength of the prior x against the observed ratio (in "messages' worth" of evidence).
+    x: probability assumed for a token never seen.
+    min_dev: tokens with |f(w) - 0.5| below this are ignored as noise.
+    max_tokens: at most this many of the most extreme tokens are combined.
+    """
+
+    s: float = 0.45
+    x: float = 0.5
+    min_dev: float = 0.2
+    max_tokens: int = 300
+
+    def __post_init__(self) -> None:
+        if not (self.s > 0 and 0 < self.x < 1 and 0 <= self.min_dev < 0.5 and self.max_tokens > 0):
+            raise ValueError(f"invalid classifier parameters: {self}")
+
+
+DEFAULT_PARAMS = Params()
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Verdict cut-offs: below ``ham_below`` is ham, above ``spam_above`` is spam, between is unsure.
+
+    The defaults are the recommended configuration: on 5-fold cross-validation of the SpamAssassin
+    corpus (ensemble training) they gave 0.05 % false positives, 7.2 % spam not called spam, 2.7 % unsure.
+    """
+
+    ham_below: float = 0.2
+    spam_above: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ham_below <= self.spam_above <= 1:
+            raise ValueError(f"thresholds must satisfy 0 <= ham_below <= spam_above <= 1: {self}")
+
+
+# Margin for train-on-error: a ham scoring above 0.1 or a spam below 0.9 is trained.
+TRAIN_MARGIN = Thresholds(ham_below=0.1, spam_above=0.9)
+# Independent train-on-error orders summed by ``train_ensemble``; passes over the messages at most.
+ENSEMBLE_ROUNDS = 4
+TRAIN_PASSES = 6
+
+
+class TokenCounts(Protocol):
+    """Read access to training counts: how many messages of each class were trained, and per token."""
+
+    @property
+    def nspam(self) -> int:
+        """Number of messages trained as spam."""
+        ...
+
+    @property
+    def nham(self) -> int:
+        """Number of messages trained as ham."""
+        ...
+
+    def lookup(self, tokens: Collection[str]) -> dict[str, tuple[int, int]]:
+        """Return (spam count, ham count) for each of ``tokens`` ever seen; unseen tokens may be left out."""
+        ...
+
+
+class TrainableCounts(TokenCounts, Protocol):
+    """Counts that can also be trained; ``unlearn`` must exactly reverse ``learn``."""
+
+    def learn(self, tokens: Iterable[str], spam: bool) -> None:
+        """Count one message of class ``spam`` containing ``tokens``."""
+        ...
+
+    def unlearn(self, tokens: Iterable[str], spam: bool) -> None:
+        """Remove one message of class ``spam`` containing ``tokens``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A score with the clues that made it, most extreme first (for logs and ``spam score``)."""
+
+    score: float
+    clues: tuple[tuple[str, float], ...]
+
+
+def token_probability(spam: int, ham: int, nspam: int, nham: int, params: Params = DEFAULT_PARAMS) -> float:
+    """Robinson's f(w): the spam ratio of a token, pulled towards ``params.x`` when evidence is thin."""
+    spam = min(max(spam, 0), nspam)
+    ham = min(max(ham, 0), nham)
+    n = spam + ham
+    if n == 0:
+        return params.x
+    spam_ratio = spam / nspam if spam else 0.0
+    ham_ratio = ham / nham if ham else 0.0
+    p = spam_ratio / (spam_ratio + ham_ratio)
+    return (params.s * params.x + n * p) / (params.s + n)
+
+
+def chi2q(x2: float, dof: int) -> float:
+    """P(chi-square with ``dof`` degrees of freedom >= ``x2``), for even ``dof`` (closed-form series)."""
+    if dof <= 0 or dof % 2:
+        raise ValueError("chi2q needs a positive even number of degrees of freedom")
+    m = x2 / 2.0
+    term = math.exp(-m)
+    total = term
+    for i in range(1, dof // 2):
+        term *= m / i
+        total += term
+    return min(total, 1.0)
+
+
+def combine(probabilities: Iterable[float]) -> float:
+    """Fisher/Robinson chi-square combining of token probabilities into one score in [0, 1]."""
+    log_spam = log_ham = 0.0
+    k = 0
+    for f in probabilities:
+        log_spam += math.log(f)
+        log_ham += math.log1p(-f)
+        k += 1
+    if k == 0:
+        return 0.5
+    hamminess = chi2q(-2.0 * log_spam, 2 * k)
+    spamminess = chi2q(-2.0 * log_ham, 2 * k)
+    return min(max((1.0 + hamminess - spamminess) / 2.0, 0.0), 1.0)
+
+
+def clues(tokens: Collection[str], counts: TokenCounts, params: Params = DEFAULT_PARAMS) -> list[tuple[str, float]]:
+    """The tokens that take part in the score with their f(w), most extreme first.
+
+    Ties in extremeness are broken by token so the result does not depend on set iteration order.
+    This is the hot loop of scoring: f(w) is computed once per distinct (spam, ham) pair, since most
+    tokens share a few small count pairs, and the same clamping as ``token_probability`` is inlined.
+    """
+    nspam, nham = counts.nspam, counts.nham
+    s, x, min_dev = params.s, params.x, params.min_dev
+    prior = s * x
+    found = counts.lookup(tokens)
+    by_pair: dict[tuple[int, int], float] = {}
+    chosen: list[tuple[float, str, float]] = []
+    for token, pair in found.items():
+        f = by_pair.get(pair)
+        if f is None:
+            spam, ham = pair
+            spam = nspam if spam > nspam else 0 if spam < 0 else spam
+            ham = nham if ham > nham else 0 if ham < 0 else ham
+            if spam + ham == 0:
+                f = x
+            else:
+                spam_ratio = spam / nspam if spam else 0.0
+                ham_ratio = ham / nham if ham else 0.0
+                f = (prior + (spam + ham) * spam_ratio / (spam_ratio + ham_ratio)) / (s + spam + ham)
+            by_pair[pair] = f
+        dev = f - 0.5 if f > 0.5 else 0.5 - f
+        if dev >= min_dev:
+            chosen.append((-dev, token, f))
+    if min_dev <= abs(x - 0.5):
+        chosen.extend((-abs(x - 0.5), t, x) for t in tokens if t not in found)
+    chosen.sort()
+    return [(token, f) for _, token, f in chosen[: params.max_tokens]]
+
+
+def score_clues(tokens: Collection[str], counts: TokenCounts, params: Params = DEFAULT_PARAMS) -> Scored:
+    """Score ``tokens`` and keep the clues, for explaining a verdict."""
+    used = clues(tokens, counts, params)
+    return Scored(combine(f for _, f in used), tuple(used))
+
+
+def score(tokens: Collection[str], counts: TokenCounts, params: Params = DEFAULT_PARAMS) -> float:
+    """Spam score of a message's tokens in [0, 1]: near 0 ham, near 1 spam, near 0.5 unsure."""
+    return score_clues(tokens, counts, params).score
+
+
+def verdict(value: float, thresholds: Thresholds) -> Verdict:
+    """Map a score to a verdict; a score equal to a cut-off falls on the unsure side."""
+    if value < thresholds.ham_below:
+        return "ham"
+    if value > thresholds.spam_above:
+        return "spam"
+    return "unsure"
+
+
+def needs_training(value: float, spam: bool, margin: Thresholds = TRAIN_MARGIN) -> bool:
+    """Train-on-error with a margin: train a message unless it already scores clearly in its class.
+
+    Training only on mistakes and near-misses keeps the counts from being dominated by easy mail, which
+    cross-validation showed is what lets legitimate HTML newsletters reach spam scores (see spam_eval.py).
+    """
+    return value < margin.spam_above if spam else value > margin.ham_below
+
+
+def train_until_clean(
+    messages: Sequence[tuple[Collection[str], bool]],
+    counts: TrainableCounts,
+    params: Params = DEFAULT_PARAMS,
+    margin: Thresholds = TRAIN_MARGIN,
+    passes: int = TRAIN_PASSES,
+    seed: int = 0,
+) -> int:
+    """Incremental bulk training: train-on-error passes over ``messages`` on top of ``counts``, until none
+    needs training.
+
+    ``messages`` are (tokens, is_spam) pairs. Each pass visits them in an order shuffled with ``seed``, so
+    the result is reproducible. Returns how many ``learn`` calls were made; a second call on the same
+    messages learns little or nothing, since they are then already classified with the margin.
+    """
+    return sum(_train_passes(messages, counts, params, margin, passes, seed))
+
+
+def _train_passes(
+    messages: Sequence[tuple[Collection[str], bool]],
+    counts: TrainableCounts,
+    params: Params,
+    margin: Thresholds,
+    passes: int,
+    seed: int,
+) -> list[int]:
+    """The train-on-error passes; returns how many times each message was learned."""
+    learned = [0] * len(messages)
+    order = list(range(len(messages)))
+    rng = random.Random(seed)
+    for _ in range(passes):
+        rng.shuffle(order)
+        errors = 0
+        for i in order:
+            tokens, spam = messages[i]
+            if needs_training(score(tokens, counts, params), spam, margin):
+                counts.learn(tokens, spam)
+                learned[i] += 1
+                errors += 1
+        if errors == 0:
+            break
+    return learned
+
+
+def train_ensemble(
+    messages: Sequence[tuple[Collection[str], bool]],
+    counts: TrainableCounts,
+    params: Params = DEFAULT_PARAMS,
+    margin: Thresholds = TRAIN_MARGIN,
+    rounds: int = ENSEMBLE_ROUNDS,
+    seed: int = 0,
+) -> int:
+    """Build a model from a corpus (``spam train``): ``rounds`` independent train-until-clean runs, summed.
+
+    Which messages train-on-error picks depends on the visiting order, and that shows: on the same
+    SpamAssassin folds, four orders gave 1 to 4 false positives and 5.5 % to 6.8 % missed spam at a 0.9
+    cut-off; summing four orders gave 1 false positive and 7.2 % / 7.5 % missed spam for two seeds.
+    Each round trains an empty in-memory model with its own order; every message is then learned into
+    ``counts`` as many times as the rounds together learned it, which averages the orders out. The same
+    messages and seed give the same counts. Returns the number of ``learn`` calls made on ``counts``.
+    """
+    times = [0] * len(messages)
+    for r in range(rounds):
+        learned = _train_passes(messages, MemoryCounts(), params, margin, TRAIN_PASSES, seed + r)
+        times = [t + n for t, n in zip(times, learned, strict=True)]
+    for (tokens, spam), n in zip(messages, times, strict=True):
+        for _ in range(n):
+            counts.learn(tokens, spam)
+    return sum(times)
+
+
+class MemoryCounts:
+    """In-memory ``TokenCounts`` with training, for tests and the evaluation script.
+
+    Token counts are "messages containing the token", so callers pass each message's token set once.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, tuple[int, int]] = {}
+        self._nspam = 0
+        self._nham = 0
+
+    @property
+    def nspam(self) -> int:
+        return self._nspam
+
+    @property
+    def nham(self) -> int:
+        return self._nham
+
+    def __len__(self) -> int:
+        """Number of distinct tokens with a non-zero count."""
+        return len(self._counts)
+
+    def lookup(self, tokens: Collection[str]) -> dict[str, tuple[int, int]]:
+        get = self._counts.get
+        return {t: c for t in tokens if (c := get(t)) is not None}
+
+    def learn(self, tokens: Iterable[str], spam: bool) -> None:
+        """Count one message of class ``spam`` containing ``tokens`` (duplicates are counted once)."""
+        counts = self._counts
+        for token in set(tokens):
+            s, h = counts.get(token, (0, 0))
+            counts[token] = (s + 1, h) if spam else (s, h + 1)
+        if spam:
+            self._nspam += 1
+        else:
+            self._nham += 1
+
+    def unlearn(self, tokens: Iterable[str], spam: bool) -> None:
+        """Exactly undo ``learn(tokens, spam)``; counts that would go negative stay at zero."""
+        counts = self._counts
+        for token in set(tokens):
+            s, h = counts.get(token, (0, 0))
+            s, h = (max(s - 1, 0), h) if spam else (s, max(h - 1, 0))
+            if s or h:
+                counts[token] = (s, h)
+            else:
+                counts.pop(token, None)
+        if spam:
+            self._nspam = max(self._nspam - 1, 0)
+        else:
+            self._nham = max(self._nham - 1, 0)
