@@ -132,11 +132,12 @@ def main(ctx: click.Context, config_file: str | None) -> None:
 @main.command()
 @click.option("--dev", is_flag=True, help="Loopback, high ports, self-signed cert, demo domain and user.")
 @click.option("--hostname", help="This server's host name (default: the machine's FQDN; dev: localhost).")
+@click.option("--data-dir", help="Data folder (default: data/ beside the configuration file).")
 @pass_state
-def init(state: State, dev: bool, hostname: str | None) -> None:
+def init(state: State, dev: bool, hostname: str | None, data_dir: str | None) -> None:
     """Write the configuration, make the data folder and create the database."""
     with errors_as_messages():
-        result = devsetup.initialise(state.config_path, dev=dev, hostname=hostname)
+        result = devsetup.initialise(state.config_path, dev=dev, hostname=hostname, data_dir=data_dir)
     for line in result.messages:
         click.echo(line)
 
@@ -370,6 +371,91 @@ def alias_remove(state: State, address: str, target: str | None) -> None:
     with errors_as_messages(), state.write() as conn:
         count = accounts.remove_alias(conn, address, target)
     click.echo(f"alias {address} removed ({count} route(s))")
+
+
+# -- outbound queue ---------------------------------------------------------------------------------------
+
+
+@main.group("queue")
+def queue_group() -> None:
+    """Outgoing mail waiting for delivery."""
+
+
+@queue_group.command("list")
+@json_option
+@pass_state
+def queue_list(state: State, as_json: bool) -> None:
+    """List queued messages and the state of each recipient."""
+    from .queue import queue as outbound
+
+    with errors_as_messages(), state.read() as conn:
+        rows = outbound.list_queue(conn)
+    if as_json:
+        for row in rows:
+            row["created"] = iso(row["created"])
+            for recipient in row["recipients"]:
+                recipient["next_attempt"] = iso(recipient["next_attempt"])
+                recipient["last_attempt"] = iso(recipient["last_attempt"])
+        print_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['id']}\t{iso(row['created'])}\t<{row['mail_from']}>\t{format_size(row['size'])}")
+        for recipient in row["recipients"]:
+            next_try = f" next {iso(recipient['next_attempt'])}" if recipient["state"] == "queued" else ""
+            reply = f" ({recipient['last_reply']})" if recipient["last_reply"] else ""
+            attempts = f"{recipient['attempts']} attempt(s)"
+            click.echo(f"\t<{recipient['address']}> {recipient['state']} after {attempts}{next_try}{reply}")
+
+
+@queue_group.command("retry")
+@click.argument("message_id", type=int)
+@pass_state
+def queue_retry(state: State, message_id: int) -> None:
+    """Make message MESSAGE_ID due now (the daemon picks it up within [queue] scan_interval)."""
+    from .queue import queue as outbound
+
+    with errors_as_messages(), state.write() as conn:
+        count = outbound.retry_now(conn, message_id)
+    click.echo(f"message {message_id}: {count} recipient(s) due now")
+
+
+@queue_group.command("delete")
+@click.argument("message_id", type=int)
+@pass_state
+def queue_delete(state: State, message_id: int) -> None:
+    """Drop message MESSAGE_ID from the queue without delivering or bouncing it."""
+    from .queue import queue as outbound
+
+    with errors_as_messages(), state.write() as conn:
+        outbound.delete(conn, message_id)
+    click.echo(f"message {message_id} deleted from the queue")
+
+
+# -- DKIM -------------------------------------------------------------------------------------------------
+
+
+@main.group()
+def dkim() -> None:
+    """DKIM signing keys for outgoing mail."""
+
+
+@dkim.command("generate")
+@click.argument("domain")
+@click.option("--selector", default="relentad", show_default=True, help="DNS selector of the new key.")
+@click.option("--ed25519", "with_ed25519", is_flag=True, help="Also make an ed25519 key (dual signing).")
+@pass_state
+def dkim_generate(state: State, domain: str, selector: str, with_ed25519: bool) -> None:
+    """Make a key pair for DOMAIN under the data folder and print the DNS TXT record(s) to publish."""
+    from .queue import dkimkeys
+
+    with errors_as_messages():
+        with state.read() as conn:
+            if accounts.domain_id(conn, domain.strip().lower()) is None:
+                raise CLIError(f"domain {domain} is not hosted here (relentad domain add {domain})")
+        lines = dkimkeys.generate(state.config.data_dir, domain, selector, ed25519=with_ed25519)
+    click.echo(f"DKIM key for {domain} with selector {selector} stored; publish:")
+    for line in lines:
+        click.echo(line)
 
 
 if __name__ == "__main__":  # pragma: no cover

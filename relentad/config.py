@@ -34,7 +34,10 @@ class ConfigError(Exception):
 
 
 def setting(default: Any, doc: str, kind: str = "plain") -> Any:
-    """A dataclass field with its documentation; ``kind`` is ``plain``, ``size``, ``duration`` or ``address``."""
+    """A dataclass field with its documentation.
+
+    ``kind`` is ``plain``, ``size``, ``duration``, ``durations`` (a list) or ``address``.
+    """
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"doc": doc, "kind": kind})
     return field(default=default, metadata={"doc": doc, "kind": kind})
@@ -121,6 +124,80 @@ class MailAuthConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """Logins (SMTP AUTH, IMAP LOGIN): throttling of failures, the credential cache, plaintext on loopback."""
+
+    plaintext_loopback: bool = setting(
+        False,
+        "Offer AUTH without TLS to clients connecting from a loopback address (development and tests only; "
+        "elsewhere AUTH always needs TLS).",
+    )
+    failures_per_ip: int = setting(
+        10, "Failed logins from one IP address within failure_window before its attempts get 454 4.7.0."
+    )
+    failures_per_account: int = setting(
+        10, "Failed logins to one account within failure_window before its attempts get 454 4.7.0."
+    )
+    failure_window: float = setting(900.0, "How long a failed login counts against its IP and account.", "duration")
+    cache_ttl: float = setting(
+        300.0,
+        "How long a verified password is remembered in memory (keyed HMAC, never the password) so clients "
+        "that log in often skip argon2; 0 turns the cache off. Failures are never cached.",
+        "duration",
+    )
+
+
+@dataclass(frozen=True)
+class SubmissionConfig:
+    """Mail that users send through 587/465."""
+
+    sent_folder: str = setting(
+        "Sent", 'Folder that gets a copy (flagged \\Seen) of each submitted message; "" for none.'
+    )
+    hide_client_ip: bool = setting(
+        True, "Leave the client's IP address out of the Received header added to submitted mail."
+    )
+    send_as: list[str] = setting(
+        [],
+        'Extra From addresses accounts may use, as "account=address" (e.g. "alice@a.test=ceo@a.test"); '
+        '"account=@domain" allows every address of that domain.',
+    )
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """The outbound queue: delivery to the recipients' MX hosts (or a smarthost), retries and bounces."""
+
+    retry_schedule: list[float] = setting(
+        [450.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 57600.0],
+        "Waits between delivery attempts after a temporary failure (4xx or no connection); the last one "
+        "repeats until lifetime is over.",
+        "durations",
+    )
+    lifetime: float = setting(
+        432_000.0, "How long a message is retried before it bounces with a DSN to its sender.", "duration"
+    )
+    delay_notice: float = setting(
+        14_400.0, "Tell the sender (once) that a message is still undelivered after this long; 0 = never.", "duration"
+    )
+    concurrency: int = setting(20, "Deliveries in progress at once.")
+    per_destination: int = setting(2, "Deliveries in progress at once to one destination domain (or the smarthost).")
+    scan_interval: float = setting(
+        30.0, "How often the queue is re-read for work that another process changed (relentad queue retry).", "duration"
+    )
+    timeout: float = setting(120.0, "Time allowed for connecting and for each SMTP command of a delivery.", "duration")
+    smarthost: str = setting(
+        "", 'Send everything through this relay, "host:port", instead of the recipients\' MX hosts.', "address"
+    )
+    smarthost_user: str = setting("", "User name for AUTH at the smarthost; empty for none.")
+    smarthost_password_file: str = setting("", "File whose first line is the smarthost password.")
+    smarthost_tls: str = setting(
+        "starttls", 'TLS to the smarthost: "starttls" (required), "tls" (implicit, port 465) or "none".'
+    )
+    smarthost_tls_verify: bool = setting(True, "Verify the smarthost's certificate (turn off only for tests).")
+
+
+@dataclass(frozen=True)
 class QuotaConfig:
     """Defaults for new accounts; 0 means unlimited."""
 
@@ -136,6 +213,27 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class IMAPConfig:
+    """IMAP server behaviour; the listeners are [listen] imap and imaps, plaintext logins [auth] plaintext_loopback."""
+
+    line_length: int = setting(
+        65_536, "Longest IMAP command line in octets, literals excluded; longer ends the connection with BYE."
+    )
+    max_bad_commands: int = setting(10, "Consecutive BAD replies after which the server says BYE and closes.")
+    autologout: float = setting(
+        1800.0, "Time a logged-in client may stay silent (IDLE included); RFC 9051 §5.4 asks for 30m.", "duration"
+    )
+    login_timeout: float = setting(60.0, "Time a client has to log in after connecting.", "duration")
+    connections_per_ip: int = setting(
+        50, "Simultaneous IMAP connections from one IP address; more are told BYE at once (phones open several)."
+    )
+    commands_per_second: int = setting(
+        1000,
+        "Commands one IMAP connection may send per second (bursts of twice that); faster ones wait. 0 = no limit.",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; ``path`` is the file it came from (None for defaults)."""
 
@@ -147,6 +245,10 @@ class Config:
     mailauth: MailAuthConfig = field(default_factory=MailAuthConfig)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    imap: IMAPConfig = field(default_factory=IMAPConfig)
     path: Path | None = None
 
     @property
@@ -180,6 +282,10 @@ SECTIONS: dict[str, type] = {
     "mailauth": MailAuthConfig,
     "quota": QuotaConfig,
     "retention": RetentionConfig,
+    "auth": AuthConfig,
+    "submission": SubmissionConfig,
+    "queue": QueueConfig,
+    "imap": IMAPConfig,
 }
 
 
@@ -203,6 +309,10 @@ def _convert(kind: str, value: Any, default: Any) -> Any:
         return parse_size(value)
     if kind == "duration":
         return parse_duration(value)
+    if kind == "durations":
+        if not isinstance(value, list) or not value:
+            raise ValueError(f'expected a non-empty list of durations like ["5m", "1h"], got {value!r}')
+        return [parse_duration(v) for v in value]
     if kind == "address":
         if not isinstance(value, str):
             raise ValueError(f'expected a "host:port" string, got {value!r}')
@@ -269,6 +379,16 @@ def check(config: Config) -> list[str]:
         problems.append("[limits] line_length must be at least 1000 (RFC 5321 §4.5.3.1.6)")
     if config.limits.max_recipients < 1:
         problems.append("[limits] max_recipients must be at least 1")
+    if config.queue.smarthost_tls not in ("starttls", "tls", "none"):
+        problems.append('[queue] smarthost_tls must be "starttls", "tls" or "none"')
+    if config.queue.concurrency < 1 or config.queue.per_destination < 1:
+        problems.append("[queue] concurrency and per_destination must be at least 1")
+    password_file = config.queue.smarthost_password_file
+    if password_file and not config.resolve(password_file).is_file():
+        problems.append(f"[queue] smarthost_password_file: no such file {config.resolve(password_file)}")
+    for entry in config.submission.send_as:
+        if entry.count("=") != 1 or "@" not in entry:
+            problems.append(f'[submission] send_as: {entry!r} is not "account=address"')
     if config.server.log_level.lower() not in ("debug", "info", "warning", "error"):
         problems.append("[server] log_level must be debug, info, warning or error")
     return problems
@@ -298,7 +418,9 @@ def _toml_value(kind: str, value: Any) -> str:
     if kind == "size":
         return f'"{format_size(value)}"'
     if kind == "duration":
-        return f'"{format_duration(value)}"'
+        return f'"{format_duration(parse_duration(value))}"'
+    if kind == "durations":
+        return "[" + ", ".join(f'"{format_duration(parse_duration(v))}"' for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

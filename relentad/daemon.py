@@ -17,23 +17,26 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as config_mod
 from . import tls
+from .auth.authenticator import Authenticator
 from .config import Config, ConfigError
 from .events import Bus
+from .imap.server import ImapServer
 from .pipeline import Pipeline
+from .queue.dkimkeys import KeyRing
+from .queue.runner import QueueRunner
 from .smtp.inbound import InboundHandler
 from .smtp.server import Connections, ListenerContext, protocol_factory
+from .smtp.submission import SubmissionHandler
 from .store.db import Store
 
 log = logging.getLogger("relentad")
-
-# Listeners whose protocol is not part of this build yet; configured ones are reported, not bound.
-_PENDING = ("submission", "submissions", "imap", "imaps")
 
 
 def setup_logging(level: str) -> None:
@@ -64,12 +67,54 @@ class Daemon:
     context: ListenerContext = field(init=False)
     servers: dict[str, asyncio.Server] = field(default_factory=dict)
     smtp_connections: Connections = field(default_factory=Connections)
+    submission_connections: Connections = field(default_factory=Connections)
+    # The SSLContext port 465 was bound with; SIGHUP loads a renewed certificate into it (new connections only).
+    implicit_ssl: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         self.context = ListenerContext(self.config, tls.server_context(self.config))
 
     def current_context(self) -> ListenerContext:
         return self.context
+
+    def implicit_tls_context(self) -> ListenerContext:
+        """Port 465's view: the TLS is the listener's own, so its sessions must not offer STARTTLS."""
+        return ListenerContext(self.context.config, None)
+
+    async def start_submission(self, loop: asyncio.AbstractEventLoop, handler: SubmissionHandler) -> None:
+        """Bind 587 (STARTTLS) and 465 (implicit TLS, only with a certificate)."""
+        for name, implicit in (("submission", False), ("submissions", True)):
+            address = config_mod.parse_address(getattr(self.config.listen, name))
+            if address is None:
+                continue
+            if implicit:
+                self.implicit_ssl = self.implicit_ssl or tls.server_context(self.config)
+                if self.implicit_ssl is None:
+                    log.warning("submissions listener needs [tls] cert and key: not started")
+                    continue
+            get_context = self.implicit_tls_context if implicit else self.current_context
+            factory = protocol_factory(handler, get_context, self.submission_connections, auth_require_tls=False)
+            self.servers[name] = await loop.create_server(
+                factory,
+                address[0],
+                address[1],
+                reuse_address=True,
+                ssl=self.implicit_ssl if implicit else None,
+                start_serving=True,
+            )
+            log.info("listening %s on %s", name, getattr(self.config.listen, name))
+
+    async def start_imap(self, imap: ImapServer) -> None:
+        """Bind 143 (STARTTLS) and 993 (implicit TLS, only with a certificate)."""
+        for name, implicit in (("imap", False), ("imaps", True)):
+            address = config_mod.parse_address(getattr(self.config.listen, name))
+            if address is None:
+                continue
+            if implicit and self.context.tls_context is None:
+                log.warning("imaps listener needs [tls] cert and key: not started")
+                continue
+            self.servers[name] = await imap.listen(address[0], address[1], implicit_tls=implicit)
+            log.info("listening %s on %s", name, getattr(self.config.listen, name))
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -78,6 +123,17 @@ class Daemon:
         bus = Bus()
         self.pipeline = Pipeline(store, bus, self.config)
         inbound = InboundHandler(store, self.pipeline, self.current_context)
+        queue_runner = QueueRunner(store, self.pipeline, lambda: self.config)
+        authenticator = Authenticator(store, lambda: self.config.auth)
+        submission = SubmissionHandler(
+            store,
+            self.pipeline,
+            authenticator,
+            KeyRing(self.config.data_dir),
+            self.current_context,
+            queue_runner.wake,
+        )
+        imap = ImapServer(store, bus, authenticator, lambda: self.config, lambda: self.context.tls_context)
         stop = asyncio.Event()
         try:
             address = config_mod.parse_address(self.config.listen.smtp)
@@ -87,9 +143,9 @@ class Daemon:
                     factory, address[0], address[1], reuse_address=True, start_serving=True
                 )
                 log.info("listening smtp on %s", self.config.listen.smtp)
-            for name in _PENDING:
-                if getattr(self.config.listen, name):
-                    log.info("%s listener configured but not available in this version yet", name)
+            await self.start_submission(loop, submission)
+            queue_runner.start()
+            await self.start_imap(imap)
             loop.add_signal_handler(signal.SIGTERM, stop.set)
             loop.add_signal_handler(signal.SIGINT, stop.set)
             loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -101,8 +157,14 @@ class Daemon:
         finally:
             for server in self.servers.values():
                 server.close()
+            imap_closing = asyncio.ensure_future(imap.close_all(self.config.limits.shutdown_grace))
             self.smtp_connections.close_idle()
             await self.smtp_connections.drain(self.config.limits.shutdown_grace)
+            self.submission_connections.close_idle()
+            await self.submission_connections.drain(self.config.limits.shutdown_grace)
+            await queue_runner.stop(self.config.limits.shutdown_grace)
+            await imap_closing
+            imap.close()
             await asyncio.to_thread(store.close)
         log.info("stopped")
         return 0
@@ -125,6 +187,11 @@ class Daemon:
             log.warning("listen addresses changed: restart relentad to apply them")
         self.config = new
         self.context = context
+        if self.implicit_ssl is not None and new.tls_enabled:  # the pair was just loaded fine above
+            try:
+                self.implicit_ssl.load_cert_chain(new.resolve(new.tls.cert), new.resolve(new.tls.key))
+            except (OSError, ssl.SSLError) as exc:
+                log.error("reload: port 465 keeps its old certificate: %s", exc)
         self.pipeline.configure(new)
         logging.getLogger().setLevel(new.server.log_level.upper())
         log.info("configuration reloaded from %s", path)

@@ -41,7 +41,7 @@ class InitResult:
     messages: list[str] = field(default_factory=list)
 
 
-def initialise(config_path: Path, *, dev: bool, hostname: str | None = None) -> InitResult:
+def initialise(config_path: Path, *, dev: bool, hostname: str | None = None, data_dir: str | None = None) -> InitResult:
     """Create what is missing; with ``dev`` also the demo domain and user. Safe to run again with ``dev``."""
     created = False
     if config_path.exists():
@@ -51,6 +51,8 @@ def initialise(config_path: Path, *, dev: bool, hostname: str | None = None) -> 
         overrides: dict[str, dict[str, object]] = {
             "server": {"hostname": hostname or ("localhost" if dev else socket.getfqdn())}
         }
+        if data_dir:
+            overrides["server"]["data_dir"] = data_dir
         if dev:
             overrides["listen"] = dict(DEV_LISTEN)
             overrides["tls"] = {"cert": "data/tls/cert.pem", "key": "data/tls/key.pem"}
@@ -83,11 +85,27 @@ def connection_help(config: config_mod.Config, password: str) -> list[str]:
         f"  user      {DEV_USER}",
         f"  password  {password}",
         f"  SMTP (MX) {smtp}   (STARTTLS with a self-signed certificate)" if config.tls_enabled else f"  SMTP {smtp}",
+        *_imap_help(config),
         "",
         "  send a first message:",
         f"    swaks --server {smtp} --from friend@elsewhere.test --to {DEV_USER}",
+        *(
+            ["  and read it over IMAP:", f"    curl -k 'imaps://{config.listen.imaps}/INBOX;UID=1' -u {DEV_USER}"]
+            if config.listen.imaps and config.tls_enabled
+            else []
+        ),
         "",
     ]
+
+
+def _imap_help(config: config_mod.Config) -> list[str]:
+    """Where a mail client reads the demo mailbox (user = the full address, password as above)."""
+    lines = []
+    if config.listen.imap:
+        lines.append(f"  IMAP      {config.listen.imap}   (STARTTLS; plain LOGIN refused before TLS)")
+    if config.listen.imaps and config.tls_enabled:
+        lines.append(f"  IMAPS     {config.listen.imaps}   (implicit TLS)")
+    return lines
 
 
 def _load_creating_tls(config_path: Path, dev: bool) -> config_mod.Config:

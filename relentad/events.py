@@ -20,7 +20,16 @@ class MessageAdded:
     modseq: int
 
 
-Event = MessageAdded
+@dataclass(frozen=True)
+class MailboxChanged:
+    """Messages of a mailbox changed (flags, expunge, move, append) up to ``modseq``; sessions re-read it."""
+
+    account_id: int
+    mailbox_id: int
+    modseq: int
+
+
+Event = MessageAdded | MailboxChanged
 
 
 class Bus:

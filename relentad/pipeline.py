@@ -22,7 +22,7 @@ from .config import Config
 from .dns import Resolvers, make_resolvers
 from .errors import SMTPReply
 from .events import Bus, MessageAdded
-from .store import mailboxes, messages
+from .store import imapwrite, mailboxes, messages
 from .store.db import Store
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class Placement:
     flags: int = 0
     keywords: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    outgoing: bool = False  # the sender's own copy of mail it sent (Sent): the CRM counts it "out"
 
 
 @dataclass
@@ -57,6 +58,9 @@ class Delivery:
     # Writes that must commit in the same transaction as the copies (submission's queue entries, a bounce's
     # queue result): they run on the writer thread after the copies are filed.
     also: list[Callable[[sqlite3.Connection], object]] = field(default_factory=list)
+    parsed: message.ParsedMessage | None = None  # what ``structure`` holds, when this process parsed it
+    # Writes that need the rows just filed (the CRM's links), in the same transaction, after ``also``.
+    linked: list[Callable[[sqlite3.Connection, list[Stored]], object]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class Stored:
     mailbox_id: int
     uid: int
     modseq: int
+    message_id: int = 0  # messages.id of the copy
+    blob_id: int = 0
 
 
 def _prefix(delivery: Delivery, placement: Placement, hostname: str) -> bytes:
@@ -90,8 +96,8 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
         stored = []
         for placement in delivery.placements:
             mailbox_id = mailboxes.find(conn, placement.account_id, placement.mailbox)
-            if mailbox_id is None:
-                mailbox_id = mailboxes.create(conn, placement.account_id, placement.mailbox)
+            if mailbox_id is None:  # a rule's folder, a missing Sent: made with any missing parent levels
+                mailbox_id = imapwrite.create_mailbox(conn, placement.account_id, placement.mailbox)
             prefix = _prefix(delivery, placement, hostname)
             uid, modseq = messages.append(
                 conn,
@@ -103,9 +109,12 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
                 flags=placement.flags,
                 keywords=" ".join(placement.keywords),
             )
-            stored.append(Stored(placement.account_id, mailbox_id, uid, modseq))
+            row_id = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+            stored.append(Stored(placement.account_id, mailbox_id, uid, modseq, row_id, blob_id))
         for write in delivery.also:
             write(conn)
+        for link in delivery.linked:
+            link(conn, stored)
         return stored
 
     return job
@@ -165,7 +174,8 @@ class Pipeline:
         if delivery.verify_sender and self.config.mailauth.verify:
             await authenticate(delivery, self.config, self.resolvers)
         if delivery.structure is None:  # parsed once here; IMAP serves ENVELOPE/BODYSTRUCTURE/sections from it
-            delivery.structure = message.parse(delivery.raw).to_json()
+            delivery.parsed = message.parse(delivery.raw)
+            delivery.structure = delivery.parsed.to_json()
         stored = await self.store.write(_commit_job(delivery, self.hostname))
         self.bus.publish([MessageAdded(s.account_id, s.mailbox_id, s.uid, s.modseq) for s in stored])
         return stored

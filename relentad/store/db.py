@@ -46,6 +46,10 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
+    # Statement journals (every statement inside the group commit's per-job savepoints needs one), temp tables and
+    # sort spills in memory, not in temp files: a file per statement journal cost ~0.1-0.4 ms per delivery.
+    # No effect on durability: the WAL alone makes a committed transaction durable.
+    conn.execute("PRAGMA temp_store = MEMORY")
     if not readonly:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")

@@ -26,9 +26,15 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
 
 
 def _next_uidvalidity(conn: sqlite3.Connection, account_id: int) -> int:
-    row = conn.execute("SELECT max(uidvalidity) FROM mailboxes WHERE account_id = ?", (account_id,)).fetchone()
-    previous = row[0] or 0
-    return max(int(time.time()), previous + 1)
+    row = conn.execute(
+        """SELECT max(coalesce((SELECT max(uidvalidity) FROM mailboxes WHERE account_id = ?), 0), last_uidvalidity)
+           FROM accounts WHERE id = ?""",
+        (account_id, account_id),
+    ).fetchone()
+    previous = row[0] if row is not None and row[0] is not None else 0
+    value = max(int(time.time()), previous + 1)
+    conn.execute("UPDATE accounts SET last_uidvalidity = ? WHERE id = ?", (value, account_id))
+    return value
 
 
 def create(conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None = None) -> int:
@@ -62,6 +68,14 @@ def allocate_uid(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, int]:
         (mailbox_id,),
     ).fetchone()
     return int(row[0]), int(row[1])
+
+
+def bump_modseq(conn: sqlite3.Connection, mailbox_id: int) -> int:
+    """Allocate the next MODSEQ of a mailbox for a change (flags, expunge) in the caller's transaction."""
+    row = conn.execute(
+        "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING highestmodseq", (mailbox_id,)
+    ).fetchone()
+    return int(row[0])
 
 
 def list_for_account(conn: sqlite3.Connection, account_id: int) -> list[dict[str, object]]:

@@ -95,6 +95,112 @@ def _m001_core(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m003_imap(conn: sqlite3.Connection) -> None:
+    """IMAP: modseq index, \\Noselect mailboxes, the expunge retention area and QRESYNC tombstones.
+
+    ``expunged`` keeps every expunged message (its blob referenced, so refcounts stay right via triggers) until
+    the retention purge; ``vanished`` remembers (mailbox, uid, modseq) of every message that left a mailbox
+    (expunge or move) for QRESYNC VANISHED (RFC 7162 §3.2.10).
+    """
+    execute_script(
+        conn,
+        """
+        CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+        ALTER TABLE mailboxes ADD COLUMN noselect INTEGER NOT NULL DEFAULT 0;
+        -- \\Recent (RFC 3501 §2.3.2): UIDs from here on are recent for the next session that selects the mailbox
+        ALTER TABLE mailboxes ADD COLUMN first_recent_uid INTEGER NOT NULL DEFAULT 1;
+        -- the highest UIDVALIDITY ever given out, so a mailbox deleted and created again never reuses one
+        ALTER TABLE accounts ADD COLUMN last_uidvalidity INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE expunged (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL,
+            mailbox_id INTEGER NOT NULL,
+            mailbox_name TEXT NOT NULL,
+            uid INTEGER NOT NULL,
+            blob_id INTEGER NOT NULL REFERENCES blobs(id),
+            prefix BLOB NOT NULL,
+            flags INTEGER NOT NULL,
+            keywords TEXT NOT NULL,
+            internaldate REAL NOT NULL,
+            size INTEGER NOT NULL,
+            expunged REAL NOT NULL
+        );
+        CREATE INDEX expunged_account ON expunged(account_id);
+        CREATE INDEX expunged_time ON expunged(expunged);
+        CREATE INDEX expunged_blob ON expunged(blob_id);
+        CREATE TRIGGER expunged_blob_ref AFTER INSERT ON expunged BEGIN
+            UPDATE blobs SET refs = refs + 1 WHERE id = NEW.blob_id;
+        END;
+        CREATE TRIGGER expunged_blob_unref AFTER DELETE ON expunged BEGIN
+            UPDATE blobs SET refs = refs - 1 WHERE id = OLD.blob_id;
+        END;
+        CREATE TABLE vanished (
+            mailbox_id INTEGER NOT NULL,
+            uid INTEGER NOT NULL,
+            modseq INTEGER NOT NULL,
+            PRIMARY KEY (mailbox_id, uid)
+        ) WITHOUT ROWID;
+        CREATE INDEX vanished_modseq ON vanished(mailbox_id, modseq);
+        """,
+    )
+
+
+def _m002_outbound(conn: sqlite3.Connection) -> None:
+    """The outbound queue (one row per message, one per recipient), send counters and the login history."""
+    execute_script(
+        conn,
+        """
+        -- A submitted message waiting for (some of) its remote recipients; deleted once none is queued.
+        CREATE TABLE queue_messages (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER REFERENCES accounts(id),  -- the sender, who gets DSNs; NULL for our own DSNs
+            mail_from TEXT NOT NULL,                     -- '' is the null sender (never bounced)
+            data BLOB NOT NULL,
+            size INTEGER NOT NULL,
+            transaction_id TEXT NOT NULL,
+            created REAL NOT NULL,
+            delay_notified INTEGER NOT NULL DEFAULT 0
+        );
+        -- Per-recipient state: a result is written in the same transaction that records it, so a restart
+        -- never sends again to a recipient whose server already accepted the message.
+        CREATE TABLE queue_recipients (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES queue_messages(id) ON DELETE CASCADE,
+            address TEXT NOT NULL,
+            domain TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'delivered', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt REAL NOT NULL,
+            last_attempt REAL,
+            last_reply TEXT NOT NULL DEFAULT '',
+            finished REAL
+        );
+        CREATE INDEX queue_recipients_due ON queue_recipients(state, next_attempt);
+        CREATE INDEX queue_recipients_message ON queue_recipients(message_id);
+        -- Recipients of accepted submissions per account and period ('day' / 'hour', start as unix time).
+        CREATE TABLE send_counts (
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            period TEXT NOT NULL CHECK (period IN ('day', 'hour')),
+            start INTEGER NOT NULL,
+            recipients INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (account_id, period, start)
+        );
+        -- Every login attempt, successful or not (protocol 'smtp' or 'imap').
+        CREATE TABLE login_history (
+            id INTEGER PRIMARY KEY,
+            time REAL NOT NULL,
+            account_id INTEGER REFERENCES accounts(id) ON DELETE SET NULL,
+            login TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            result TEXT NOT NULL CHECK (result IN ('success', 'failure')),
+            reason TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX login_history_account ON login_history(account_id, time);
+        """,
+    )
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -109,6 +215,8 @@ def execute_script(conn: sqlite3.Connection, script: str) -> None:
 
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_core", _m001_core),
+    ("002_outbound", _m002_outbound),
+    ("003_imap", _m003_imap),
 ]
 
 

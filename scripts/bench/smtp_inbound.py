@@ -13,37 +13,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import start_null_smtp
 
 from tests.support.daemon import Daemon, free_port, wait_for_port
 from tests.support.dnsmasq import Dnsmasq, DnsRecords
-
-NULL_SERVER = textwrap.dedent(
-    """
-    import asyncio, sys
-    from aiosmtpd.smtp import SMTP
-
-    class Null:
-        async def handle_DATA(self, server, session, envelope):
-            return "250 OK"
-
-    async def main(port):
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: SMTP(Null(), hostname="null.test", enable_SMTPUTF8=True), "127.0.0.1", port)
-        await server.serve_forever()
-
-    asyncio.run(main(int(sys.argv[1])))
-    """
-)
 
 
 def make_message(i: int) -> bytes:
@@ -55,6 +38,12 @@ def make_message(i: int) -> bytes:
         "Date: Wed, 25 Nov 2026 08:00:00 +0000\r\nMIME-Version: 1.0\r\n"
         "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body
     ).encode()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc): less sensitive to other load than wall-clock rates."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def send_one(port: int, message: bytes) -> bool:
@@ -104,17 +93,22 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median rate of each counts")
+    parser.add_argument("--crm", choices=["on", "off"], default="on", help="[crm] enabled (the sorter step)")
     args = parser.parse_args()
 
     null_port = free_port()
-    null = subprocess.Popen([sys.executable, "-c", NULL_SERVER, str(null_port)])
+    null = start_null_smtp(null_port)
     with tempfile.TemporaryDirectory() as tmp:
         # The sender's domain publishes SPF and DMARC, so every message is really checked (answers cached per TTL).
         records = DnsRecords().add_txt("elsewhere.test", "v=spf1 ip4:127.0.0.1 -all")
         records.add_txt("_dmarc.elsewhere.test", "v=DMARC1; p=reject")
         dns_server = Dnsmasq(records, workdir=Path(tmp) / "dns", ttl=300).start()
         # Production settings (log level info: one line per transaction), only the per-IP limit raised.
-        settings = {"limits": {"connections_per_ip": 1000}, "dns": {"nameservers": [dns_server.nameserver]}}
+        settings = {
+            "limits": {"connections_per_ip": 1000},
+            "dns": {"nameservers": [dns_server.nameserver]},
+            "crm": {"enabled": args.crm == "on"},
+        }
         daemon = Daemon(Path(tmp) / "mx", tls=False, settings=settings)
         daemon.add_domain("example.test")
         daemon.add_user("demo@example.test")
@@ -124,12 +118,16 @@ def main() -> None:
             asyncio.run(load(null_port, 200, args.sessions))  # warm-up
             asyncio.run(load(daemon.smtp_port, 200, args.sessions))
             null_rates, ours_rates, ours_acked = [], [], 200
+            assert daemon.proc is not None
+            cpu_before, measured = cpu_seconds(daemon.proc.pid), 0
             for _ in range(args.rounds):  # alternate, so load from elsewhere on the machine hits both alike
                 seconds, acked = asyncio.run(load(null_port, args.messages, args.sessions))
                 null_rates.append(acked / seconds)
                 seconds, acked = asyncio.run(load(daemon.smtp_port, args.messages, args.sessions))
                 ours_rates.append(acked / seconds)
                 ours_acked += acked
+                measured += acked
+            cpu_per_message = (cpu_seconds(daemon.proc.pid) - cpu_before) / max(measured, 1)
             daemon.stop()
             stored = daemon.query("SELECT count(*) AS n FROM messages")[0]["n"]
         finally:
@@ -144,6 +142,8 @@ def main() -> None:
     print(f"null aiosmtpd handler: {null_rate:8.0f} msgs/s  (rounds: {', '.join(f'{r:.0f}' for r in null_rates)})")
     print(f"relentad inbound:      {ours_rate:8.0f} msgs/s  (rounds: {', '.join(f'{r:.0f}' for r in ours_rates)})")
     print(f"ratio relentad/null:   {ours_rate / null_rate:8.2f}")
+    print(f"crm sorter:            {args.crm}")
+    print(f"relentad CPU/message:  {cpu_per_message * 1000:8.2f} ms  (daemon user+system time, measured rounds)")
     print(f"durability: acked {ours_acked}, stored {stored}, lost {max(ours_acked - stored, 0)}")
 
 

@@ -60,6 +60,12 @@ class Daemon:
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     tls: bool = True
     smtp_port: int = 0
+    submission: bool = False  # also listen on 587-style (STARTTLS) and 465-style (implicit TLS) ports
+    submission_port: int = 0
+    submissions_port: int = 0
+    imap: bool = False  # also listen on 143-style (STARTTLS) and 993-style (implicit TLS) IMAP ports
+    imap_port: int = 0
+    imaps_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
@@ -67,6 +73,12 @@ class Daemon:
         self.root.mkdir(parents=True, exist_ok=True)
         self.log_path = self.root / "daemon.log"
         self.smtp_port = self.smtp_port or free_port(self.host)
+        if self.submission:
+            self.submission_port = self.submission_port or free_port(self.host)
+            self.submissions_port = self.submissions_port or (free_port(self.host) if self.tls else 0)
+        if self.imap:
+            self.imap_port = self.imap_port or free_port(self.host)
+            self.imaps_port = self.imaps_port or (free_port(self.host) if self.tls else 0)
         self.write_config()
 
     @property
@@ -91,6 +103,14 @@ class Daemon:
             },
             "limits": {"shutdown_grace": 5.0},
         }
+        if self.submission_port:
+            overrides["listen"]["submission"] = f"{self.host}:{self.submission_port}"
+        if self.submissions_port:
+            overrides["listen"]["submissions"] = f"{self.host}:{self.submissions_port}"
+        if self.imap_port:
+            overrides["listen"]["imap"] = f"{self.host}:{self.imap_port}"
+        if self.imaps_port:
+            overrides["listen"]["imaps"] = f"{self.host}:{self.imaps_port}"
         if self.tls:
             cert, key = self.root / "data" / "tls" / "cert.pem", self.root / "data" / "tls" / "key.pem"
             if not cert.exists():
@@ -150,6 +170,9 @@ class Daemon:
         log.close()
         try:
             wait_for_port(self.host, self.smtp_port, proc=self.proc)
+            for port in (self.submission_port, self.submissions_port, self.imap_port, self.imaps_port):
+                if port:
+                    wait_for_port(self.host, port, proc=self.proc)
         except Exception:
             self.stop()
             raise RuntimeError(f"daemon did not start:\n{self.log()}") from None

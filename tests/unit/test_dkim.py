@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dkim as dkimpy
+import dkim.crypto
 import dns.resolver
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -178,3 +180,13 @@ def test_zone_line_splits_long_values() -> None:
     assert len(chunks) >= 2
     assert all(len(chunk) <= 255 for chunk in chunks)
     assert "".join(chunks) == key("rsa")[1]
+
+
+def test_openssl_rsa_primitive_matches_dkimpys_own() -> None:
+    """RSASSA-PKCS1-v1_5 is deterministic: the fast primitive must give dkimpy's own bytes exactly."""
+    parsed = dkimpy.crypto.parse_pem_private_key(key("rsa")[0])
+    for data in (b"", b"x", b"a longer message body\r\n" * 50):
+        ours, theirs = dkimpy.HashThrough(hashlib.sha256()), dkimpy.HashThrough(hashlib.sha256())
+        ours.update(data)
+        theirs.update(data)
+        assert dkim.openssl_rsassa_sign(ours, parsed) == dkimpy.crypto.RSASSA_PKCS1_v1_5_sign(theirs, parsed)

@@ -1,0 +1,55 @@
+"""The login history: one row per login attempt (SMTP AUTH, IMAP LOGIN/AUTHENTICATE), successful or not.
+
+Functions take a connection and run in the caller's transaction (``store.write`` in the daemon). ``login`` is
+what the client typed (bounded, control characters removed), ``account_id`` the account it named when one
+exists; a failure never says which part was wrong beyond the ``reason`` kept for the admin.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from .. import trace
+
+Protocol = Literal["smtp", "imap"]
+Result = Literal["success", "failure"]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    login: str
+    ip: str
+    protocol: Protocol
+    result: Result
+    account_id: int | None = None
+    reason: str = ""
+    time: float = 0.0
+
+
+def record(conn: sqlite3.Connection, attempt: Attempt) -> None:
+    conn.execute(
+        """INSERT INTO login_history (time, account_id, login, ip, protocol, result, reason)
+           VALUES (?, ?, ?, ?, ?, ?, ?)""",
+        (
+            attempt.time or time.time(),
+            attempt.account_id,
+            trace.clean(attempt.login),
+            attempt.ip,
+            attempt.protocol,
+            attempt.result,
+            attempt.reason,
+        ),
+    )
+
+
+def for_account(conn: sqlite3.Connection, account_id: int, limit: int = 100) -> list[dict[str, object]]:
+    """The newest attempts on an account, newest first: time, ip, protocol, result, reason."""
+    rows = conn.execute(
+        """SELECT time, ip, protocol, result, reason FROM login_history
+           WHERE account_id = ? ORDER BY time DESC, id DESC LIMIT ?""",
+        (account_id, limit),
+    )
+    return [dict(row) for row in rows]

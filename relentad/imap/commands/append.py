@@ -1,0 +1,56 @@
+"""APPEND, with MULTIAPPEND (RFC 9051 §6.3.12, RFC 3502), APPENDLIMIT (RFC 7889), UIDPLUS APPENDUID (RFC 4315).
+
+Invariants: each message is parsed once here (in a worker thread) and its structure stored with the blob, like
+delivery does; several messages are appended all-or-nothing in one write job; a missing mailbox answers
+NO [TRYCREATE], a message over ``limits.message_size`` NO [TOOBIG], an exceeded disk quota NO [OVERQUOTA].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+from ...message import parse
+from ...store import imapview, imapwrite
+from ..errors import no
+from ..parser import Append
+from ..responses import Atom
+from ..sequence import render as render_set
+from ..session import Handler, Ok, Result, Session
+
+
+async def append(session: Session, command: Append) -> Result:
+    """APPEND mailbox [flags] [date] literal... ."""
+    info = session.read(lambda c: imapview.mailbox(c, session.account_id, command.mailbox))
+    if info is None or info.noselect:
+        raise no(f"no mailbox {command.mailbox}", "TRYCREATE")
+    for message in command.messages:
+        if len(message.data) > session.appendlimit:
+            raise no(f"message larger than {session.appendlimit} octets", "TOOBIG")
+        if not message.data:
+            raise no("empty message", "CANNOT")
+    parsed = await asyncio.to_thread(lambda: [parse(m.data) for m in command.messages])
+
+    def job(conn: sqlite3.Connection) -> list[int]:
+        now = time.time()
+        return [
+            imapwrite.append_message(
+                conn,
+                session.account_id,
+                info.id,
+                message.data,
+                structure=structure.to_json(),
+                size=structure.size,
+                names=message.flags,
+                internaldate=message.date.timestamp() if message.date else now,
+            )
+            for message, structure in zip(command.messages, parsed, strict=True)
+        ]
+
+    uids = await session.write(job)
+    session.publish(info.id, 0)
+    return Ok("APPEND completed", [Atom("APPENDUID"), info.uidvalidity, Atom(render_set(uids))])
+
+
+HANDLERS: dict[str, Handler] = {"APPEND": append}

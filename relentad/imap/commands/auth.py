@@ -1,0 +1,100 @@
+"""Logging in: STARTTLS, LOGIN, AUTHENTICATE PLAIN with SASL-IR (RFC 9051 §6.2, RFC 4959, RFC 4616).
+
+Invariants: no password is accepted on a connection where :meth:`Session.login_allowed` is False (plaintext,
+not a permitted loopback): those get ``NO [PRIVACYREQUIRED]``. Every attempt goes through the shared
+:class:`~relentad.auth.authenticator.Authenticator` (throttle, credential cache, argon2 off the loop, login
+history), behind :func:`check_credentials` only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import ssl
+
+from ...auth.authenticator import LoginFailed
+from ..errors import bad, no
+from ..parser import Authenticate, Login, NoArgs
+from ..responses import continuation
+from ..session import ANSWERED, Handler, Ok, Result, Session, State
+
+log = logging.getLogger(__name__)
+
+
+async def check_credentials(session: Session, username: str, password: str) -> None:
+    """Verify and open the account, or raise the IMAP NO (RFC 5530 AUTHENTICATIONFAILED / UNAVAILABLE)."""
+    try:
+        login = await session.services.authenticator.verify(username, password, session.peer, "imap")
+    except LoginFailed as exc:
+        log.info("imap login failed for %r from %s", username[:100], session.peer)
+        if exc.throttled:
+            raise no("too many failed logins; try again later", "UNAVAILABLE") from None
+        raise no("invalid user name or password", "AUTHENTICATIONFAILED") from None
+    session.logged_in(login.account_id, login.email)
+
+
+def _require_privacy(session: Session) -> None:
+    if not session.login_allowed():
+        raise no("logins need TLS: use STARTTLS or port 993", "PRIVACYREQUIRED")
+
+
+async def login(session: Session, command: Login) -> Result:
+    """LOGIN (RFC 9051 §6.2.3)."""
+    _require_privacy(session)
+    await check_credentials(session, command.username, command.password)
+    return Ok("logged in", session.capability_code())
+
+
+async def authenticate(session: Session, command: Authenticate) -> Result:
+    """AUTHENTICATE PLAIN (RFC 9051 §6.2.2, RFC 4616), initial response inline (RFC 4959) or after `+`."""
+    if command.mechanism != "PLAIN":
+        raise no(f"unsupported SASL mechanism {command.mechanism}; use PLAIN", "CANNOT")
+    _require_privacy(session)
+    response = command.initial_response
+    if response is None:
+        session.send(continuation(""))
+        await session.flush()
+        line = (await session.conn.readline(session.config.imap.line_length)).rstrip(b"\r\n")
+        if line == b"*":
+            raise bad("authentication cancelled")
+        try:
+            response = base64.b64decode(line, validate=True)
+        except (binascii.Error, ValueError):
+            raise bad("the SASL response is not valid base64") from None
+    parts = response.split(b"\0")
+    if len(parts) != 3:
+        raise bad("a PLAIN response is authzid NUL authcid NUL password")
+    try:
+        authzid, authcid, password = (part.decode("utf-8") for part in parts)
+    except UnicodeDecodeError:
+        raise bad("PLAIN credentials must be UTF-8") from None
+    if authzid and authzid.lower() != authcid.lower():
+        raise no("acting as another user is not allowed", "AUTHORIZATIONFAILED")
+    await check_credentials(session, authcid, password)
+    return Ok("logged in", session.capability_code())
+
+
+async def starttls(session: Session, command: NoArgs) -> Result:
+    """STARTTLS (RFC 9051 §6.2.1): the OK goes out in plaintext, then the handshake; buffered input is dropped."""
+    context = session.services.get_tls()
+    if session.conn.tls:
+        raise bad("TLS is already active")
+    if context is None:
+        raise no("TLS is not available: no certificate configured")
+    session.reply(command.tag, "OK", "begin TLS negotiation now")
+    await session.flush()
+    try:
+        await session.conn.start_tls(context)
+    except (ssl.SSLError, OSError, ConnectionError) as exc:
+        log.info("imap STARTTLS from %s failed: %s", session.peer, exc)
+        session.state = State.LOGOUT
+        await session.conn.close()
+    return ANSWERED
+
+
+HANDLERS: dict[str, Handler] = {
+    "LOGIN": login,
+    "AUTHENTICATE": authenticate,
+    "STARTTLS": starttls,
+}

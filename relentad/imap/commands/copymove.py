@@ -1,0 +1,60 @@
+"""COPY, MOVE and their UID forms (RFC 9051 §6.4.7-8, RFC 6851 MOVE, RFC 4315 UIDPLUS COPYUID).
+
+Invariants: the copies share the stored blob (refcounted), keep flags and internal date, and get fresh UIDs in
+the target; a missing target answers NO [TRYCREATE], a COPY beyond the disk quota NO [OVERQUOTA]. MOVE is copy +
+removal in one transaction; the source UIDs are tombstoned for QRESYNC but not kept in the retention area (the
+message lives on in the target).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ...store import imapview, imapwrite
+from ..errors import no
+from ..parser import CopyMove
+from ..responses import Atom, ImapValue
+from ..sequence import render as render_set
+from ..session import Handler, Ok, Result, Session
+
+
+async def copy_move(session: Session, command: CopyMove) -> Result:
+    """COPY / MOVE / UID COPY / UID MOVE."""
+    view = session.selected
+    assert view is not None
+    move = command.name == "MOVE"
+    if move and view.readonly:
+        raise no("the mailbox is read-only (EXAMINE)", "READ-ONLY")
+    target = session.read(lambda c: imapview.mailbox(c, session.account_id, command.mailbox))
+    if target is None or target.noselect:
+        raise no(f"no mailbox {command.mailbox}", "TRYCREATE")
+    uids = view.resolve(command.sequence_set, uid=command.uid, saved=session.saved)
+    if not uids:
+        return Ok("nothing to copy" if not move else "nothing to move")
+    if move:
+        pairs, modseq = await session.write(lambda c: imapwrite.move_messages(c, view.mailbox_id, uids, target.id))
+        session.publish(view.mailbox_id, modseq)
+    else:
+
+        def copy(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+            imapwrite.check_quota(conn, session.account_id, imapwrite.size_of(conn, view.mailbox_id, uids))
+            return imapwrite.copy_messages(conn, view.mailbox_id, uids, target.id)
+
+        pairs = await session.write(copy)
+    session.publish(target.id, 0)
+    if not pairs:
+        return Ok("the messages were expunged meanwhile")
+    code: list[ImapValue] = [
+        Atom("COPYUID"),
+        target.uidvalidity,
+        Atom(render_set(p[0] for p in pairs)),
+        Atom(render_set(p[1] for p in pairs)),
+    ]
+    if not move:
+        return Ok("COPY completed", code)
+    session.untagged_status("OK", "moved", code)
+    session.announce_expunged([source for source, _ in pairs])
+    return Ok("MOVE completed")
+
+
+HANDLERS: dict[str, Handler] = {"COPY": copy_move, "MOVE": copy_move}

@@ -1,0 +1,35 @@
+"""EXPUNGE and UID EXPUNGE (RFC 9051 §6.4.3, RFC 4315 §2.1).
+
+Invariant: expunged messages move to the retention area (``expunged``) and are tombstoned for QRESYNC; nothing
+is destroyed here (the purge after ``retention.deleted_days`` is the lifecycle's job).
+"""
+
+from __future__ import annotations
+
+from ...store import imapview, imapwrite
+from ..errors import no
+from ..parser import Command, Expunge
+from ..session import Handler, Result, Session
+
+
+async def expunge(session: Session, command: Command) -> Result:
+    """EXPUNGE / UID EXPUNGE: remove \\Deleted messages (of the UID set), answering EXPUNGE or VANISHED."""
+    view = session.selected
+    assert view is not None
+    if view.readonly:
+        raise no("the mailbox is read-only (EXAMINE)", "READ-ONLY")
+    uids = None
+    if isinstance(command, Expunge):
+        uids = view.resolve(command.sequence_set, uid=True, saved=session.saved)
+        if not uids:
+            return None
+    if not session.read(lambda c: imapview.has_deleted(c, view.mailbox_id)):
+        return None
+    gone, modseq = await session.write(lambda c: imapwrite.expunge(c, view.mailbox_id, uids))
+    if gone:
+        session.publish(view.mailbox_id, modseq)
+        session.announce_expunged(gone)
+    return None
+
+
+HANDLERS: dict[str, Handler] = {"EXPUNGE": expunge}

@@ -1,0 +1,356 @@
+"""FETCH and UID FETCH (RFC 9051 §6.4.5, RFC 3501 §6.4.5; RFC 3516 BINARY; RFC 7162 MODSEQ, CHANGEDSINCE,
+VANISHED).
+
+How a message is served: the client sees ``prefix || blob`` (this copy's trace fields, then the stored bytes).
+ENVELOPE and BODYSTRUCTURE come from the blob's parsed structure (``blobs.structure``, written at delivery;
+parsed on the fly and not cached when NULL); body sections are byte slices of ``prefix || CRLF-normalised blob``
+with the part tree shifted by the prefix length, so BODY[HEADER] includes the trace fields as RFC822 would.
+
+Invariants: rows are loaded and responses rendered in a worker thread on its own read connection, in batches,
+so a big FETCH neither blocks the loop nor holds a transaction while writing to the network; a message that
+fails to render (it never should: message.parse never raises) costs only its own items and a final
+``NO [SERVERBUG]``, never the connection. Non-PEEK body fetches set \\Seen first (read-write only) and report
+the new FLAGS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from ...message import ParsedMessage, binary_section, normalize_crlf, parse, section_bytes
+from ...mimetree import Part
+from ...store import flags as flagmod
+from ...store import imapview, imapwrite
+from ...store.imapview import MessageRow
+from ..errors import bad, no
+from ..parser import Fetch, FetchAttribute, FetchBody, FetchItem
+from ..responses import Atom, ImapValue, Literal8, flag_list, format_date_time, render
+from ..sequence import SequenceSet
+from ..sequence import render as render_set
+from ..session import Handler, Ok, Result, Session
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+"""Messages rendered per worker-thread round trip."""
+INLINE = 20
+INLINE_BYTES = 1_000_000
+"""Up to INLINE messages totalling at most INLINE_BYTES are rendered on the loop thread: a thread round trip
+(and the GIL hand-over it costs) is dearer than that work. Bigger FETCHes go to a worker thread."""
+
+_DATA_ITEMS = frozenset(("RFC822", "RFC822.HEADER", "RFC822.TEXT"))
+_STRUCTURE_ITEMS = frozenset(("ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.SIZE"))
+
+
+class UnknownEncoding(Exception):
+    """BINARY of a part whose Content-Transfer-Encoding we cannot undo (RFC 3516 UNKNOWN-CTE)."""
+
+
+def shift(part: Part, delta: int) -> Part:
+    """A copy of the tree with every offset moved by ``delta`` (the trace prefix in front of the blob)."""
+    return dataclasses.replace(
+        part,
+        header_start=part.header_start + delta,
+        body_start=part.body_start + delta,
+        body_end=part.body_end + delta,
+        children=[shift(child, delta) for child in part.children],
+    )
+
+
+class Message:
+    """One message being fetched; parses lazily and at most once."""
+
+    def __init__(self, conn: sqlite3.Connection, row: MessageRow) -> None:
+        self.conn = conn
+        self.row = row
+        self._parsed: ParsedMessage | None = None
+        self._data: bytes | None = None
+        self._tree: Part | None = None
+
+    def _blob(self) -> bytes:
+        if self.row.data is None:
+            self.row.data = imapview.blob_data(self.conn, self.row.blob_id)
+        return self.row.data
+
+    @property
+    def parsed(self) -> ParsedMessage:
+        if self._parsed is None:
+            if self.row.structure:
+                try:
+                    self._parsed = ParsedMessage.from_json(self.row.structure)
+                except (ValueError, KeyError, TypeError, IndexError):
+                    log.warning("unreadable stored structure of blob %d; parsing again", self.row.blob_id)
+            if self._parsed is None:
+                self._parsed = parse(self._blob())
+        return self._parsed
+
+    @property
+    def size(self) -> int:
+        """RFC822.SIZE: octets of the CRLF-normalised message, prefix included."""
+        if self._parsed is None and self.row.structure:
+            try:
+                return len(self.row.prefix) + int(json.loads(self.row.structure)["s"])
+            except (ValueError, KeyError, TypeError):
+                pass
+        return len(self.row.prefix) + self.parsed.size
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            blob = self._blob()
+            self._data = self.row.prefix + (normalize_crlf(blob) if self.parsed.needs_crlf else blob)
+        return self._data
+
+    @property
+    def tree(self) -> Part:
+        if self._tree is None:
+            tree = shift(self.parsed.tree, len(self.row.prefix))
+            tree.header_start = 0
+            self._tree = tree
+        return self._tree
+
+    def section(self, attribute: FetchBody) -> bytes:
+        spec = attribute.section
+        return section_bytes(self.data, self.tree, spec.part, spec.text, list(spec.fields))
+
+    def binary(self, part: tuple[int, ...]) -> bytes:
+        content = binary_section(self.data, self.tree, part)
+        if content is None:
+            raise UnknownEncoding
+        return content
+
+
+_UID, _FLAGS, _MODSEQ = Atom("UID"), Atom("FLAGS"), Atom("MODSEQ")
+_FLAG_ATOMS: dict[tuple[int, str], list[ImapValue]] = {}
+
+
+def _flag_atoms(bits: int, keywords: str) -> list[ImapValue]:
+    """The FLAGS value; the few distinct flag sets of a mailbox are built once (FETCH 1:* FLAGS is common)."""
+    key = (bits, keywords)
+    atoms = _FLAG_ATOMS.get(key)
+    if atoms is None:
+        if len(_FLAG_ATOMS) > 4096:
+            _FLAG_ATOMS.clear()
+        atoms = _FLAG_ATOMS[key] = list(flag_list(flagmod.names(bits, keywords)))
+    return atoms
+
+
+def _partial(content: bytes, attribute: FetchBody) -> bytes:
+    if attribute.partial is None:
+        return content
+    start = attribute.partial.offset
+    return content[start : start + attribute.partial.length]
+
+
+def _internaldate(timestamp: float) -> str:
+    return format_date_time(datetime.fromtimestamp(timestamp, UTC))
+
+
+def _items(msg: Message, attributes: Sequence[FetchAttribute], condstore: bool) -> list[ImapValue]:
+    row = msg.row
+    out: list[ImapValue] = []
+    for attribute in attributes:
+        if isinstance(attribute, FetchBody):
+            name = Atom(attribute.reply_name())
+            if attribute.kind == "BODY":
+                out += [name, _partial(msg.section(attribute), attribute)]
+            elif attribute.kind == "BINARY":
+                content = _partial(msg.binary(attribute.section.part), attribute)
+                out += [name, Literal8(content) if b"\0" in content else content]
+            else:
+                out += [name, len(msg.binary(attribute.section.part))]
+            continue
+        item = attribute.name
+        if item == "UID":
+            out += [_UID, row.uid]
+        elif item == "FLAGS":
+            out += [_FLAGS, _flag_atoms(row.flags, row.keywords)]
+            if condstore and FetchItem("MODSEQ") not in attributes:
+                out += [_MODSEQ, [row.modseq]]
+        elif item == "MODSEQ":
+            out += [Atom("MODSEQ"), [row.modseq]]
+        elif item == "INTERNALDATE":
+            out += [Atom("INTERNALDATE"), _internaldate(row.internaldate)]
+        elif item == "RFC822.SIZE":
+            out += [Atom("RFC822.SIZE"), msg.size]
+        elif item == "ENVELOPE":
+            out += [Atom("ENVELOPE"), msg.parsed.envelope]
+        elif item == "BODYSTRUCTURE":
+            out += [Atom("BODYSTRUCTURE"), msg.parsed.bodystructure]
+        elif item == "BODY":
+            out += [Atom("BODY"), msg.parsed.body]
+        elif item == "RFC822":
+            out += [Atom("RFC822"), msg.data]
+        elif item == "RFC822.HEADER":
+            out += [Atom("RFC822.HEADER"), msg.data[: msg.tree.body_start]]
+        elif item == "RFC822.TEXT":
+            out += [Atom("RFC822.TEXT"), msg.data[msg.tree.body_start : msg.tree.body_end]]
+        elif item == "SAVEDATE":
+            out += [Atom("SAVEDATE"), None]
+    return out
+
+
+@dataclasses.dataclass
+class Batch:
+    lines: list[bytes]
+    failed: int = 0
+    unknown_cte: bool = False
+
+
+def render_batch(
+    conn: sqlite3.Connection,
+    mailbox_id: int,
+    uids: Sequence[int],
+    seqs: dict[int, int],
+    attributes: Sequence[FetchAttribute],
+    *,
+    recent: set[int] | frozenset[int] = frozenset(),
+    with_data: bool,
+    changed_since: int | None,
+    condstore: bool,
+    utf8: bool,
+) -> Batch:
+    """Worker thread: load the rows and render `* n FETCH (...)` lines."""
+    batch = Batch([])
+    structure = with_data or any(_needs_structure(a) for a in attributes)
+    rows = imapview.message_rows(conn, mailbox_id, uids, with_data=with_data, with_structure=structure)
+    fast = all(isinstance(a, FetchItem) and a.name in _FAST_ITEMS for a in attributes)
+    for row in rows:
+        if changed_since is not None and row.modseq <= changed_since:
+            continue
+        if row.uid in recent:
+            row.flags |= flagmod.RECENT
+        if fast:
+            batch.lines.append(_fast_line(seqs[row.uid], row, attributes, condstore))
+            continue
+        msg = Message(conn, row)
+        try:
+            items = _items(msg, attributes, condstore)
+        except UnknownEncoding:
+            batch.unknown_cte = True
+            continue
+        except Exception:
+            log.exception("FETCH of uid %d in mailbox %d failed", row.uid, mailbox_id)
+            batch.failed += 1
+            items = [Atom("UID"), row.uid, Atom("FLAGS"), flag_list(flagmod.names(row.flags, row.keywords))]
+        batch.lines.append(b"* %d FETCH " % seqs[row.uid] + render(items, utf8=utf8) + b"\r\n")
+    return batch
+
+
+_FAST_ITEMS = frozenset(("UID", "FLAGS", "MODSEQ"))
+_FLAG_BYTES: dict[tuple[int, str], bytes] = {}
+
+
+def _fast_line(seq: int, row: MessageRow, attributes: Sequence[FetchAttribute], condstore: bool) -> bytes:
+    """`* n FETCH (UID u FLAGS (...) MODSEQ (m))` without the generic renderer: what clients send most
+    (UID FETCH 1:* (FLAGS) on every sync), so it is worth a direct path. Same output as render()."""
+    key = (row.flags, row.keywords)
+    flags = _FLAG_BYTES.get(key)
+    if flags is None:
+        if len(_FLAG_BYTES) > 4096:
+            _FLAG_BYTES.clear()
+        flags = _FLAG_BYTES[key] = render(_flag_atoms(row.flags, row.keywords))
+    parts: list[bytes] = []
+    for attribute in attributes:
+        name = attribute.name if isinstance(attribute, FetchItem) else ""
+        if name == "UID":
+            parts.append(b"UID %d" % row.uid)
+        elif name == "FLAGS":
+            parts.append(b"FLAGS " + flags)
+            if condstore and FetchItem("MODSEQ") not in attributes:
+                parts.append(b"MODSEQ (%d)" % row.modseq)
+        elif name == "MODSEQ":
+            parts.append(b"MODSEQ (%d)" % row.modseq)
+    return b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
+
+
+def _sets_seen(attribute: FetchAttribute) -> bool:
+    if isinstance(attribute, FetchBody):
+        return attribute.sets_seen
+    return attribute.name in ("RFC822", "RFC822.TEXT")
+
+
+def _needs_structure(attribute: FetchAttribute) -> bool:
+    return isinstance(attribute, FetchItem) and attribute.name in _STRUCTURE_ITEMS
+
+
+def _needs_data(attribute: FetchAttribute) -> bool:
+    return isinstance(attribute, FetchBody) or attribute.name in _DATA_ITEMS
+
+
+async def fetch(session: Session, command: Fetch) -> Result:
+    """FETCH / UID FETCH (RFC 9051 §6.4.5, §6.4.9)."""
+    view = session.selected
+    assert view is not None
+    attributes = list(command.attributes)
+    if command.changed_since is not None:
+        session.enabled.add("CONDSTORE")
+        if FetchItem("MODSEQ") not in attributes:
+            attributes.append(FetchItem("MODSEQ"))
+    if any(a == FetchItem("MODSEQ") for a in attributes):
+        session.enabled.add("CONDSTORE")
+    if command.uid and FetchItem("UID") not in attributes:
+        attributes.insert(0, FetchItem("UID"))
+    if command.vanished and not session.qresync:
+        raise bad("VANISHED needs ENABLE QRESYNC")
+    uids = view.resolve(command.sequence_set, uid=command.uid, saved=session.saved)
+    if command.vanished and command.changed_since is not None:
+        _vanished_earlier(session, command.sequence_set, command.changed_since)
+    if not view.readonly and any(_sets_seen(a) for a in attributes) and uids:
+        result = await session.write(lambda c: imapwrite.store_flags(c, view.mailbox_id, uids, "add", ["\\Seen"]))
+        if result.changed:
+            for uid, modseq, _, _ in result.changed:
+                view.own[uid] = modseq
+            session.publish(view.mailbox_id, result.modseq)
+            if FetchItem("FLAGS") not in attributes:
+                attributes.append(FetchItem("FLAGS"))
+    with_data = any(_needs_data(a) for a in attributes)
+    seqs = {uid: seq for uid in uids if (seq := view.seq(uid)) is not None}
+    failed, unknown_cte = 0, False
+    inline = len(uids) <= INLINE and (
+        not with_data or session.read(lambda c: imapwrite.size_of(c, view.mailbox_id, uids)) <= INLINE_BYTES
+    )
+    for start in range(0, len(uids), BATCH):
+        job = functools.partial(
+            render_batch,
+            mailbox_id=view.mailbox_id,
+            uids=uids[start : start + BATCH],
+            seqs=seqs,
+            attributes=attributes,
+            recent=view.recent,
+            with_data=with_data,
+            changed_since=command.changed_since,
+            condstore=session.condstore,
+            utf8=session.utf8,
+        )
+        batch = session.read(job) if inline else await session.services.readers.run(job)
+        for line in batch.lines:
+            session.send(line)
+        failed += batch.failed
+        unknown_cte = unknown_cte or batch.unknown_cte
+        await session.flush()
+    if unknown_cte:
+        raise no("a part has a Content-Transfer-Encoding that cannot be decoded", "UNKNOWN-CTE")
+    if failed:
+        raise no(f"{failed} message(s) could not be fetched completely", "SERVERBUG")
+    return Ok("FETCH completed")
+
+
+def _vanished_earlier(session: Session, sequence_set: SequenceSet, modseq: int) -> None:
+    """UID FETCH ... (CHANGEDSINCE m VANISHED) (RFC 7162 §3.2.6): expunged UIDs in the set since m."""
+    view = session.selected
+    assert view is not None
+    gone = session.read(lambda c: imapview.vanished_since(c, view.mailbox_id, modseq))
+    star = max([view.info.uidnext, *view.uids, *gone])
+    gone = [uid for uid in gone if sequence_set.contains(uid, star)]
+    if gone:
+        session.untagged(Atom("VANISHED"), [Atom("EARLIER")], Atom(render_set(gone)))
+
+
+HANDLERS: dict[str, Handler] = {"FETCH": fetch}

@@ -1,0 +1,64 @@
+"""IDLE (RFC 2177, RFC 9051 §6.3.13): wait for DONE while telling the client about changes as they commit.
+
+Invariants: the client's line and the account's change bus are awaited together, so an SMTP delivery reaches an
+idling client as soon as its transaction commits (the pipeline publishes after commit); the autologout timer
+applies; anything but DONE ends the IDLE with BAD.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from ...events import Event
+from ..errors import bad
+from ..parser import NoArgs, is_done
+from ..responses import continuation
+from ..session import ANSWERED, Handler, Result, Session, State
+
+
+async def idle(session: Session, command: NoArgs) -> Result:
+    """IDLE ... DONE."""
+    assert session.events is not None
+    session.busy = False  # an idling session may be told BYE at once on shutdown
+    session.send(continuation("idling"))
+    if session.selected is not None:
+        await session.sync(expunge_allowed=True, force=True)
+    await session.flush()
+    reader = asyncio.ensure_future(session.conn.readline(session.config.imap.line_length))
+    pending: asyncio.Future[Event] | None = None
+    try:
+        while True:
+            waiter = pending = asyncio.ensure_future(session.events.get())
+            done, _ = await asyncio.wait(
+                {reader, waiter}, timeout=session.config.imap.autologout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                session.untagged_status("BYE", "autologout: idle for too long")
+                session.state = State.LOGOUT
+                return ANSWERED
+            if waiter in done:
+                event = waiter.result()
+                if session.selected is not None and event.mailbox_id == session.selected.mailbox_id:
+                    session.dirty = True
+                    await session.sync(expunge_allowed=True)
+                    await session.flush()
+            else:
+                waiter.cancel()
+            pending = None
+            if reader in done:
+                line = reader.result()
+                if not is_done(line):
+                    raise bad("expected DONE to end IDLE")
+                break
+    finally:
+        if pending is not None:
+            pending.cancel()
+        if not reader.done():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+    return None
+
+
+HANDLERS: dict[str, Handler] = {"IDLE": idle}

@@ -1,0 +1,179 @@
+"""Mailbox commands: LIST, LSUB, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, STATUS
+(RFC 9051 §6.3; RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS, RFC 6154 SPECIAL-USE, RFC 3348 CHILDREN).
+
+Invariants: one hierarchy delimiter "/"; INBOX matches case-insensitively; every LIST reply carries
+\\HasChildren or \\HasNoChildren and the special-use attribute; names go out in modified UTF-7 unless the client
+enabled UTF8=ACCEPT or IMAP4rev2.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ...store import imapview, imapwrite
+from ...store.imapview import MailboxInfo
+from ..errors import bad, no
+from ..parser import Create, List, MailboxCommand, Rename, Status
+from ..responses import Atom, ImapValue, mailbox_value
+from ..session import Handler, Result, Session
+
+DELIMITER = "/"
+
+
+def _pattern(reference: str, pattern: str) -> re.Pattern[str]:
+    """RFC 9051 §6.3.9: `*` matches anything, `%` anything but the delimiter; the reference is a prefix."""
+    full = pattern if pattern.startswith(DELIMITER) or not reference else reference + pattern
+    out = []
+    for char in full:
+        if char == "*":
+            out.append(".*")
+        elif char == "%":
+            out.append("[^/]*")
+        else:
+            out.append(re.escape(char))
+    text = "".join(out)
+    if full[:5].upper() == "INBOX":
+        text = "(?i:INBOX)" + "".join(out[5:])
+    return re.compile(text, re.DOTALL)
+
+
+def _children(names: set[str], name: str) -> bool:
+    prefix = name + DELIMITER
+    return any(other.startswith(prefix) for other in names)
+
+
+def _subscribed_child(boxes: list[MailboxInfo], name: str) -> bool:
+    prefix = name + DELIMITER
+    return any(box.subscribed and box.name.startswith(prefix) for box in boxes)
+
+
+def _attributes(box: MailboxInfo, names: set[str], show_subscribed: bool) -> list[ImapValue]:
+    """LIST attributes: \\Noselect, CHILDREN (RFC 3348), special use (RFC 6154), \\Subscribed (RFC 5258)."""
+    attributes: list[ImapValue] = []
+    if box.noselect:
+        attributes.append(Atom("\\Noselect"))
+    attributes.append(Atom("\\HasChildren" if _children(names, box.name) else "\\HasNoChildren"))
+    if box.special_use:
+        attributes.append(Atom(box.special_use))
+    if show_subscribed and box.subscribed:
+        attributes.append(Atom("\\Subscribed"))
+    return attributes
+
+
+def status_values(session: Session, info: MailboxInfo, items: tuple[str, ...]) -> list[ImapValue]:
+    """The STATUS attribute list (RFC 9051 §6.3.11, RFC 7162 §3.1.6 HIGHESTMODSEQ, RFC 8438 SIZE, RFC 7889)."""
+    counts = session.read(lambda c: imapview.counts(c, info.id, info.first_recent_uid))
+    values: dict[str, int] = {
+        "MESSAGES": counts.messages,
+        "RECENT": counts.recent,
+        "UIDNEXT": info.uidnext,
+        "UIDVALIDITY": info.uidvalidity,
+        "UNSEEN": counts.unseen,
+        "DELETED": counts.deleted,
+        "SIZE": counts.size,
+        "HIGHESTMODSEQ": info.highestmodseq,
+        "APPENDLIMIT": session.appendlimit,
+    }
+    out: list[ImapValue] = []
+    for item in items:
+        if item in values:
+            out += [Atom(item), values[item]]
+    return out
+
+
+async def list_(session: Session, command: List) -> Result:
+    """LIST / LSUB (RFC 9051 §6.3.9, RFC 3501 §6.3.9, RFC 5258, RFC 5819)."""
+    lsub = command.name == "LSUB"
+    if not lsub and command.patterns == ("",):
+        session.untagged(Atom("LIST"), [Atom("\\Noselect")], DELIMITER, "")
+        return None
+    boxes = session.read(lambda c: imapview.all_mailboxes(c, session.account_id))
+    names = {box.name for box in boxes}
+    patterns = [_pattern(command.reference, pattern) for pattern in command.patterns]
+    subscribed_only = lsub or "SUBSCRIBED" in command.selection
+    special_only = "SPECIAL-USE" in command.selection
+    recursive = "RECURSIVEMATCH" in command.selection
+    show_subscribed = "SUBSCRIBED" in command.returns or "SUBSCRIBED" in command.selection
+    if "STATUS" in command.returns and "HIGHESTMODSEQ" in command.status_items:
+        session.enabled.add("CONDSTORE")
+    for box in boxes:
+        if not any(p.fullmatch(box.name) for p in patterns):
+            continue
+        if subscribed_only and not box.subscribed:
+            if recursive and not lsub and _subscribed_child(boxes, box.name):
+                # RFC 5258 §3.5: a parent whose descendant matches the selection gets CHILDINFO
+                childinfo: list[ImapValue] = [Atom("CHILDINFO"), [Atom("SUBSCRIBED")]]
+                name = mailbox_value(box.name, utf8=session.utf8)
+                session.untagged(Atom("LIST"), _attributes(box, names, False), DELIMITER, name, childinfo)
+            continue
+        if special_only and not box.special_use:
+            continue
+        attributes = _attributes(box, names, show_subscribed) if not lsub else []
+        if lsub and box.noselect:
+            attributes.append(Atom("\\Noselect"))
+        name = mailbox_value(box.name, utf8=session.utf8)
+        session.untagged(Atom(command.name), attributes, DELIMITER, name)
+        if "STATUS" in command.returns and not box.noselect:
+            values = status_values(session, box, command.status_items)
+            session.untagged(Atom("STATUS"), mailbox_value(box.name, utf8=session.utf8), values)
+    return None
+
+
+async def create(session: Session, command: Create) -> Result:
+    """CREATE (RFC 9051 §6.3.4, RFC 6154 §3 CREATE-SPECIAL-USE)."""
+    name = command.mailbox.rstrip(DELIMITER)
+    if len(command.special_use) > 1:
+        raise no("a mailbox can have one special-use attribute", "USEATTR")
+    use = command.special_use[0] if command.special_use else None
+    await session.write(lambda c: imapwrite.create_mailbox(c, session.account_id, name, use))
+    return None
+
+
+async def delete(session: Session, command: MailboxCommand) -> Result:
+    """DELETE (RFC 9051 §6.3.5): messages go to the retention area; children keep the name as \\Noselect."""
+    name = command.mailbox.rstrip(DELIMITER) or command.mailbox
+    mailbox_id = await session.write(lambda c: imapwrite.delete_mailbox(c, session.account_id, name))
+    session.publish(mailbox_id, 0)
+    if session.selected is not None and session.selected.mailbox_id == mailbox_id:
+        session.deselect()
+        session.untagged_status("OK", "the selected mailbox was deleted", "CLOSED")
+    return None
+
+
+async def rename(session: Session, command: Rename) -> Result:
+    """RENAME (RFC 9051 §6.3.6): children follow; INBOX's messages move to the new name."""
+    await session.write(lambda c: imapwrite.rename_mailbox(c, session.account_id, command.source, command.destination))
+    return None
+
+
+async def subscribe(session: Session, command: MailboxCommand) -> Result:
+    """SUBSCRIBE / UNSUBSCRIBE (RFC 9051 §6.3.7, §6.3.8)."""
+    wanted = command.name == "SUBSCRIBE"
+    await session.write(lambda c: imapwrite.set_subscribed(c, session.account_id, command.mailbox, wanted))
+    return None
+
+
+async def status(session: Session, command: Status) -> Result:
+    """STATUS (RFC 9051 §6.3.11)."""
+    info = session.read(lambda c: imapview.mailbox(c, session.account_id, command.mailbox))
+    if info is None or info.noselect:
+        raise no(f"no mailbox {command.mailbox}", "NONEXISTENT")
+    if not command.items:
+        raise bad("STATUS needs at least one item")
+    if "HIGHESTMODSEQ" in command.items:
+        session.enabled.add("CONDSTORE")
+    values = status_values(session, info, command.items)
+    session.untagged(Atom("STATUS"), mailbox_value(info.name, utf8=session.utf8), values)
+    return None
+
+
+HANDLERS: dict[str, Handler] = {
+    "LIST": list_,
+    "LSUB": list_,
+    "CREATE": create,
+    "DELETE": delete,
+    "RENAME": rename,
+    "SUBSCRIBE": subscribe,
+    "UNSUBSCRIBE": subscribe,
+    "STATUS": status,
+}

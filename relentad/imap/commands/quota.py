@@ -1,0 +1,55 @@
+"""QUOTA (RFC 9208): one quota root "" per account, resource STORAGE (KiB), fed by the store's usage.
+
+Invariants: an account without a disk quota (0 = unlimited) has no quota root; limits are the administrator's
+(``relentad quota set``), so SETQUOTA is refused with NO [NOPERM].
+"""
+
+from __future__ import annotations
+
+from ...store import imapview
+from ..errors import no
+from ..parser import GetQuota, MailboxCommand, SetQuota
+from ..responses import Atom, ImapValue, mailbox_value
+from ..session import Handler, Result, Session
+
+ROOT = ""
+
+
+def _quota(session: Session) -> list[ImapValue] | None:
+    limit = session.read(lambda c: imapview.quota_bytes(c, session.account_id))
+    if not limit:
+        return None
+    used, _ = session.read(lambda c: imapview.usage(c, session.account_id))
+    return [Atom("STORAGE"), (used + 1023) // 1024, limit // 1024]
+
+
+async def getquotaroot(session: Session, command: MailboxCommand) -> Result:
+    """GETQUOTAROOT (RFC 9208 §4.3)."""
+    exists = session.read(lambda c: imapview.mailbox(c, session.account_id, command.mailbox))
+    if exists is None:
+        raise no(f"no mailbox {command.mailbox}", "NONEXISTENT")
+    resources = _quota(session)
+    name = mailbox_value(command.mailbox, utf8=session.utf8)
+    if resources is None:
+        session.untagged(Atom("QUOTAROOT"), name)
+        return None
+    session.untagged(Atom("QUOTAROOT"), name, ROOT)
+    session.untagged(Atom("QUOTA"), ROOT, resources)
+    return None
+
+
+async def getquota(session: Session, command: GetQuota) -> Result:
+    """GETQUOTA (RFC 9208 §4.2)."""
+    resources = _quota(session) if command.root == ROOT else None
+    if resources is None:
+        raise no(f"no quota root {command.root!r}", "NONEXISTENT")
+    session.untagged(Atom("QUOTA"), ROOT, resources)
+    return None
+
+
+async def setquota(session: Session, command: SetQuota) -> Result:
+    """SETQUOTA (RFC 9208 §4.4): quotas are set by the administrator."""
+    raise no("quotas are set by the administrator (relentad quota set)", "NOPERM")
+
+
+HANDLERS: dict[str, Handler] = {"GETQUOTAROOT": getquotaroot, "GETQUOTA": getquota, "SETQUOTA": setquota}

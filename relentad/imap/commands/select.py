@@ -1,0 +1,114 @@
+"""SELECT, EXAMINE, CLOSE, UNSELECT (RFC 9051 §6.3.2-3, §6.4.1-2; RFC 3691; RFC 7162 CONDSTORE/QRESYNC).
+
+Invariants: the view's modseq is read before its UID list, so a change racing the SELECT is reported later
+rather than lost; QRESYNC resynchronisation (RFC 7162 §3.2.5) answers VANISHED (EARLIER) for known UIDs that
+left the mailbox and FETCH for messages changed since the client's modseq, when the UIDVALIDITY matches.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ...store import imapview, imapwrite
+from ...store.imapview import MailboxInfo
+from ..errors import bad, no
+from ..parser import NoArgs, Select
+from ..responses import Atom, mailbox_value
+from ..sequence import render as render_set
+from ..session import Handler, Ok, Result, Session
+from ..view import Selected
+
+
+def _open(
+    conn: sqlite3.Connection, account_id: int, name: str
+) -> tuple[MailboxInfo | None, list[int], list[str], int | None]:
+    """The mailbox, its UIDs, keywords in use and first unseen UID, in one snapshot (modseq read first)."""
+    info = imapview.mailbox(conn, account_id, name)
+    if info is None:
+        return None, [], [], None
+    uids = imapview.uids(conn, info.id)
+    return info, uids, imapview.keywords_in_use(conn, info.id), imapview.first_unseen(conn, info.id)
+
+
+async def select(session: Session, command: Select) -> Result:
+    """SELECT / EXAMINE (RFC 9051 §6.3.2, §6.3.3)."""
+    if command.qresync is not None and not session.qresync:
+        raise bad("SELECT (QRESYNC ...) needs ENABLE QRESYNC first")
+    if session.selected is not None:
+        session.deselect()
+        session.untagged_status("OK", "previous mailbox is now closed", "CLOSED")
+    if command.condstore:
+        session.enabled.add("CONDSTORE")
+    info, uids, keywords, unseen_uid = session.read(
+        lambda c: _open(c, session.account_id, command.mailbox), snapshot=True
+    )
+    if info is None:
+        raise no(f"no mailbox {command.mailbox}", "NONEXISTENT")
+    if info.noselect:
+        raise no(f"{command.mailbox} cannot be selected (it only holds other mailboxes)", "CANNOT")
+    view = Selected(info=info, readonly=command.readonly, uids=uids, modseq=info.highestmodseq)
+    view.new_keywords(" ".join(keywords))
+    view.recent_end = info.first_recent_uid  # older UIDs were claimed by earlier sessions: not recent
+    await session.claim_recent(view, uids)  # writes only when there is something to claim
+    session.announce_flags(view)
+    session.untagged(len(uids), Atom("EXISTS"))
+    if not session.rev2:
+        session.untagged(len(view.recent), Atom("RECENT"))
+        if unseen_uid is not None:
+            seq = view.seq(unseen_uid)
+            if seq is not None:
+                session.untagged_status("OK", "first unseen message", [Atom("UNSEEN"), seq])
+    session.untagged_status("OK", "UIDs valid", [Atom("UIDVALIDITY"), info.uidvalidity])
+    session.untagged_status("OK", "predicted next UID", [Atom("UIDNEXT"), info.uidnext])
+    session.untagged_status("OK", "highest mod-sequence", [Atom("HIGHESTMODSEQ"), info.highestmodseq])
+    if session.rev2:
+        session.untagged(Atom("LIST"), [], "/", mailbox_value(info.name, utf8=session.utf8))
+    session.select(view)
+    if command.qresync is not None and command.qresync.uidvalidity == info.uidvalidity:
+        _resync(session, view, command.qresync.modseq, command.qresync.known_uids)
+    return Ok(f"{command.name} completed", "READ-ONLY" if command.readonly else "READ-WRITE")
+
+
+def _resync(session: Session, view: Selected, modseq: int, known: object) -> None:
+    """QRESYNC (RFC 7162 §3.2.5.1): what changed since the client's modseq."""
+    from ..sequence import SequenceSet
+
+    gone = session.read(lambda c: imapview.vanished_since(c, view.mailbox_id, modseq))
+    if isinstance(known, SequenceSet):
+        star = max([*gone, *view.uids, 1])
+        gone = [uid for uid in gone if known.contains(uid, star)]
+    if gone:
+        session.untagged(Atom("VANISHED"), [Atom("EARLIER")], Atom(render_set(gone)))
+    changes, _, _ = session.read(lambda c: imapview.changes_since(c, view.mailbox_id, modseq), snapshot=True)
+    for change in changes:
+        seq = view.seq(change.uid)
+        if seq is not None:
+            session.untagged(
+                seq, Atom("FETCH"), session.flag_items(change.uid, change.flags, change.keywords, change.modseq)
+            )
+
+
+async def close(session: Session, command: NoArgs) -> Result:
+    """CLOSE (RFC 9051 §6.4.1): silently expunge \\Deleted messages (read-write only), then deselect."""
+    view = session.selected
+    assert view is not None
+    if not view.readonly and session.read(lambda c: imapview.has_deleted(c, view.mailbox_id)):
+        gone, modseq = await session.write(lambda c: imapwrite.expunge(c, view.mailbox_id))
+        if gone:
+            session.publish(view.mailbox_id, modseq)
+    session.deselect()
+    return None
+
+
+async def unselect(session: Session, command: NoArgs) -> Result:
+    """UNSELECT (RFC 3691): deselect without expunging."""
+    session.deselect()
+    return None
+
+
+HANDLERS: dict[str, Handler] = {
+    "SELECT": select,
+    "EXAMINE": select,
+    "CLOSE": close,
+    "UNSELECT": unselect,
+}

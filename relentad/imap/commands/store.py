@@ -1,0 +1,56 @@
+"""STORE and UID STORE (RFC 9051 §6.4.6; RFC 7162 §3.1.3 UNCHANGEDSINCE / MODIFIED).
+
+Invariants: one write job per command; messages whose flags really change get one new modseq; the session
+reports the resulting flags itself (and remembers them in ``view.own`` so the change is not echoed again),
+other sessions hear of it through the bus. .SILENT suppresses the FETCH replies for this session only.
+"""
+
+from __future__ import annotations
+
+from ...store import imapwrite
+from ..errors import no
+from ..parser import Store
+from ..responses import Atom
+from ..sequence import render as render_set
+from ..session import Handler, Ok, Result, Session
+
+
+async def store(session: Session, command: Store) -> Result:
+    """STORE / UID STORE."""
+    view = session.selected
+    assert view is not None
+    if view.readonly:
+        raise no("the mailbox is read-only (EXAMINE)", "READ-ONLY")
+    if command.unchanged_since is not None:
+        session.enabled.add("CONDSTORE")
+    uids = view.resolve(command.sequence_set, uid=command.uid, saved=session.saved)
+    result = await session.write(
+        lambda c: imapwrite.store_flags(
+            c, view.mailbox_id, uids, command.action, command.flags, command.unchanged_since
+        )
+    )
+    for uid, modseq, _, keywords in result.changed:
+        view.own[uid] = modseq
+        if view.new_keywords(keywords):
+            session.announce_flags(view)
+    if result.changed:
+        session.publish(view.mailbox_id, result.modseq)
+    for uid, modseq, bits, keywords in result.current:
+        seq = view.seq(uid)
+        if seq is None:
+            continue
+        if command.silent and not (session.condstore and any(uid == c[0] for c in result.changed)):
+            continue
+        items = session.flag_items(uid, bits, keywords, modseq)
+        if command.silent:
+            items = [Atom("UID"), uid, Atom("MODSEQ"), [modseq]]
+        elif not command.uid:
+            items = items[2:]
+        session.untagged(seq, Atom("FETCH"), items)
+    if result.modified:
+        numbers = result.modified if command.uid else [s for u in result.modified if (s := view.seq(u))]
+        return Ok("some messages were modified since", [Atom("MODIFIED"), Atom(render_set(numbers))])
+    return None
+
+
+HANDLERS: dict[str, Handler] = {"STORE": store}

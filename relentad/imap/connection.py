@@ -1,0 +1,128 @@
+"""One IMAP connection's byte stream: buffered line/literal reading, STARTTLS and COMPRESS=DEFLATE.
+
+The session reads lines and literals through :class:`Connection` and never sees TLS or compression.
+Invariants:
+- A line longer than the limit raises :class:`LineTooLong` before more than ``limit`` octets are buffered.
+- STARTTLS drops whatever plaintext the client sent after the command (RFC 9051 §6.2.1: no command injection).
+- After COMPRESS (RFC 4978), input already buffered is inflated and everything written is deflated and
+  flushed with Z_SYNC_FLUSH at each :meth:`drain`, so the client always sees complete responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import zlib
+
+
+class LineTooLong(Exception):
+    """The client sent a line over the limit without CRLF."""
+
+
+class Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self._buffer = bytearray()
+        self._inflate: zlib._Decompress | None = None
+        self._deflate: zlib._Compress | None = None
+        self._out = bytearray()
+        self.closed = False
+
+    @property
+    def tls(self) -> bool:
+        return self.writer.get_extra_info("ssl_object") is not None
+
+    @property
+    def compressed(self) -> bool:
+        return self._deflate is not None
+
+    def peer_ip(self) -> str:
+        peer = self.writer.get_extra_info("peername")
+        return str(peer[0]) if isinstance(peer, tuple) and peer else ""
+
+    def tls_info(self) -> str:
+        obj = self.writer.get_extra_info("ssl_object")
+        if obj is None:
+            return ""
+        return f"{obj.version()} {obj.cipher()[0] if obj.cipher() else ''}".strip()
+
+    async def _fill(self) -> None:
+        chunk = await self.reader.read(65536)
+        if not chunk:
+            raise EOFError("client closed the connection")
+        if self._inflate is not None:
+            chunk = self._inflate.decompress(chunk)
+        self._buffer += chunk
+
+    async def readline(self, limit: int) -> bytes:
+        """One line including its LF; LineTooLong past ``limit`` octets, EOFError at end of stream."""
+        start = 0
+        while True:
+            index = self._buffer.find(b"\n", start)
+            if index >= limit or (index < 0 and len(self._buffer) > limit):
+                raise LineTooLong
+            if index >= 0:
+                line = bytes(self._buffer[: index + 1])
+                del self._buffer[: index + 1]
+                return line
+            start = len(self._buffer)
+            await self._fill()
+
+    async def readexactly(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            await self._fill()
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    async def discard(self, size: int) -> None:
+        """Read and forget ``size`` octets (a refused non-synchronizing literal)."""
+        while size > 0:
+            if not self._buffer:
+                await self._fill()
+            take = min(size, len(self._buffer))
+            del self._buffer[:take]
+            size -= take
+
+    def write(self, data: bytes) -> None:
+        """Queue output; it goes out (one send for many responses) at the next :meth:`drain`."""
+        if not self.closed:
+            self._out += data
+
+    def _send_pending(self) -> None:
+        data = bytes(self._out)
+        self._out.clear()
+        if self._deflate is not None:
+            data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+        if data:
+            self.writer.write(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            return
+        self._send_pending()
+        await self.writer.drain()
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        self._send_pending()
+        self._buffer.clear()
+        await self.writer.start_tls(context)
+
+    def start_compress(self) -> None:
+        self._send_pending()
+        self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        pending = bytes(self._buffer)
+        self._buffer = bytearray(self._inflate.decompress(pending)) if pending else bytearray()
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._send_pending()
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 5)
+        except (OSError, TimeoutError, ssl.SSLError):
+            pass

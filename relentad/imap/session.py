@@ -1,0 +1,506 @@
+"""One IMAP connection's session: read a command, check it is allowed in this state, dispatch, reply.
+
+Implementation notes (invariants):
+- Per-state command sets and one dispatch table (STYLE.md #2): :data:`STATE_COMMANDS` says what each state
+  allows, :data:`relentad.imap.commands.HANDLERS` maps a command name to its handler. A handler returns an
+  :class:`Ok` (or None) for the tagged OK, raises :class:`ImapError` (or a store error) for NO/BAD, or returns
+  :data:`ANSWERED` when it wrote its own tagged reply (STARTTLS, COMPRESS, LOGOUT, IDLE).
+- One place renders failures (:meth:`Session.execute`): an unexpected exception answers ``NO [SERVERBUG]`` and
+  the session lives on; consecutive BADs beyond ``imap.max_bad_commands`` end in BYE.
+- Changes made by others (other sessions, SMTP delivery) reach the client only through :meth:`Session.sync`,
+  run before each tagged reply in the selected state: EXISTS for new mail, FETCH FLAGS for flag changes,
+  EXPUNGE/VANISHED for removals — the latter never while answering FETCH, STORE or SEARCH (RFC 9051 §7.5.1).
+- No transaction is ever held across network I/O: reads are short ``store.read`` calls or worker-thread reads
+  on their own connection; writes are ``store.write`` jobs, published on the bus after they commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import ipaddress
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..auth.authenticator import Authenticator
+from ..config import Config
+from ..errors import RelentadError
+from ..events import Bus, Event, MailboxChanged
+from ..store import flags as flagmod
+from ..store import imapview, imapwrite
+from ..store.db import Store
+from . import capabilities as caps
+from .connection import Connection, LineTooLong
+from .errors import ImapError, reply_for
+from .parser import ParseError, UnsupportedCharset, line_tag, parse_command, pending_literal
+from .responses import Atom, ImapValue, ResponseCode, continuation, flag_list, tagged, untagged, untagged_status
+from .sequence import SequenceSet
+from .sequence import render as render_set
+from .view import Selected
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PREAUTH_LITERAL = 16_384
+"""Largest literal accepted before login (nobody needs to send a message then)."""
+
+
+class State(enum.Enum):
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+_ANY = frozenset(("CAPABILITY", "NOOP", "LOGOUT", "ID"))
+_AUTHENTICATED = _ANY | frozenset(
+    (
+        "ENABLE",
+        "SELECT",
+        "EXAMINE",
+        "CREATE",
+        "DELETE",
+        "RENAME",
+        "SUBSCRIBE",
+        "UNSUBSCRIBE",
+        "LIST",
+        "LSUB",
+        "STATUS",
+        "APPEND",
+        "NAMESPACE",
+        "IDLE",
+        "GETQUOTA",
+        "GETQUOTAROOT",
+        "SETQUOTA",
+        "COMPRESS",
+    )
+)
+STATE_COMMANDS: dict[State, frozenset[str]] = {
+    State.NOT_AUTHENTICATED: _ANY | frozenset(("STARTTLS", "AUTHENTICATE", "LOGIN")),
+    State.AUTHENTICATED: _AUTHENTICATED,
+    State.SELECTED: _AUTHENTICATED
+    | frozenset(("CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE")),
+    State.LOGOUT: frozenset(),
+}
+"""Which commands each state allows (RFC 9051 §6.1-6.4); UID forms share their command's name."""
+
+_NO_EXPUNGE = frozenset(("FETCH", "STORE", "SEARCH"))
+
+
+@dataclass(frozen=True)
+class Ok:
+    """A tagged OK: its text and optional response code."""
+
+    text: str = ""
+    code: ResponseCode = None
+
+
+class _Answered:
+    """Marker: the handler wrote its own tagged reply."""
+
+
+ANSWERED = _Answered()
+Result = Ok | _Answered | None
+Handler = Callable[["Session", Any], Awaitable[Result]]
+
+
+@dataclass
+class Services:
+    """What every session shares: the store, the bus, read connections, logins and the current config."""
+
+    store: Store
+    bus: Bus
+    readers: imapview.ReaderPool
+    authenticator: Authenticator
+    get_config: Callable[[], Config]
+    get_tls: Callable[[], Any]
+
+
+class Session:
+    """One connection's IMAP state (RFC 9051 §3): login, selected mailbox view, enabled extensions, SEARCHRES."""
+
+    def __init__(self, services: Services, conn: Connection, handlers: dict[str, Handler]) -> None:
+        self.services = services
+        self.conn = conn
+        self.handlers = handlers
+        self.state = State.NOT_AUTHENTICATED
+        self.account_id = 0
+        self.email = ""
+        self.selected: Selected | None = None
+        self.enabled: set[str] = set()
+        self.saved: SequenceSet | None = None
+        self.events: asyncio.Queue[Event] | None = None
+        self.bad_count = 0
+        self.dirty = False
+        self.busy = False
+        """True while a command runs (not during IDLE): shutdown lets it finish before saying BYE."""
+        self.peer = conn.peer_ip()
+        self.tokens = 2.0 * self.config.imap.commands_per_second
+        self.tokens_at = time.monotonic()
+
+    # -- properties -------------------------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        return self.services.get_config()
+
+    @property
+    def store(self) -> Store:
+        return self.services.store
+
+    @property
+    def utf8(self) -> bool:
+        return "IMAP4REV2" in self.enabled or "UTF8=ACCEPT" in self.enabled
+
+    @property
+    def rev2(self) -> bool:
+        return "IMAP4REV2" in self.enabled
+
+    @property
+    def condstore(self) -> bool:
+        return "CONDSTORE" in self.enabled or "QRESYNC" in self.enabled
+
+    @property
+    def qresync(self) -> bool:
+        return "QRESYNC" in self.enabled
+
+    @property
+    def appendlimit(self) -> int:
+        return self.config.limits.message_size
+
+    def login_allowed(self) -> bool:
+        """RFC 9051 §11.1: no plaintext passwords without TLS, except on loopback when the config allows it."""
+        if self.conn.tls:
+            return True
+        if not self.config.auth.plaintext_loopback:
+            return False
+        try:
+            return ipaddress.ip_address(self.peer).is_loopback
+        except ValueError:
+            return False
+
+    def capabilities(self) -> list[str]:
+        return caps.capabilities(
+            authenticated=self.state is not State.NOT_AUTHENTICATED,
+            login_allowed=self.login_allowed(),
+            starttls=not self.conn.tls and self.services.get_tls() is not None,
+            compressed=self.conn.compressed,
+            appendlimit=self.appendlimit,
+        )
+
+    def capability_code(self) -> list[ImapValue]:
+        return [Atom("CAPABILITY"), *(Atom(c) for c in self.capabilities())]
+
+    # -- output -----------------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        self.conn.write(data)
+
+    def untagged(self, *values: ImapValue) -> None:
+        self.send(untagged(*values, utf8=self.utf8))
+
+    def untagged_status(self, status: str, text: str, code: ResponseCode = None) -> None:
+        self.send(untagged_status(status, text, code, utf8=self.utf8))
+
+    def reply(self, tag: str | None, status: str, text: str, code: ResponseCode = None) -> None:
+        if status == "BAD":
+            self.bad_count += 1
+        else:
+            self.bad_count = 0
+        if tag is None:
+            self.send(untagged_status(status, text, code, utf8=self.utf8))
+        else:
+            self.send(tagged(tag, status, text, code, utf8=self.utf8))
+
+    async def flush(self) -> None:
+        await self.conn.drain()
+
+    # -- store helpers ----------------------------------------------------------------------------------
+
+    def read(self, fn: Callable[[sqlite3.Connection], T], *, snapshot: bool = False) -> T:
+        """A short read on the loop thread; ``snapshot`` puts its queries in one read transaction (needed when
+        several queries must agree, e.g. changes and highest modseq). Single queries skip it: every SQLite call
+        here hands the GIL to worker threads and may wait to get it back."""
+
+        def in_snapshot(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+
+        return self.store.read(in_snapshot if snapshot else fn)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self.store.write(fn)
+
+    def publish(self, mailbox_id: int, modseq: int) -> None:
+        """Tell every session of the account (this one included) that a mailbox changed; after commit only."""
+        self.services.bus.publish([MailboxChanged(self.account_id, mailbox_id, modseq)])
+
+    # -- state changes ----------------------------------------------------------------------------------
+
+    def logged_in(self, account_id: int, email: str) -> None:
+        self.account_id = account_id
+        self.email = email
+        self.state = State.AUTHENTICATED
+        self.events = self.services.bus.subscribe(account_id)
+        log.info("imap login %s from %s", email, self.peer)
+
+    def select(self, view: Selected) -> None:
+        self.selected = view
+        self.saved = None
+        self.state = State.SELECTED
+
+    def deselect(self) -> None:
+        self.selected = None
+        self.saved = None
+        if self.state is State.SELECTED:
+            self.state = State.AUTHENTICATED
+
+    # -- change notification ----------------------------------------------------------------------------
+
+    def drain_events(self) -> bool:
+        """Empty the event queue; True when something happened to the selected mailbox."""
+        relevant = False
+        if self.events is None:
+            return False
+        while not self.events.empty():
+            event = self.events.get_nowait()
+            if self.selected is not None and event.mailbox_id == self.selected.mailbox_id:
+                relevant = True
+        return relevant
+
+    async def sync(self, *, expunge_allowed: bool, force: bool = False) -> None:
+        """Announce what changed in the selected mailbox since the session last looked (see module notes)."""
+        relevant = self.drain_events()
+        view = self.selected
+        if view is None or not (relevant or force or self.dirty or view.pending_gone):
+            return
+        self.dirty = False
+        changes, gone, highest = self.read(
+            lambda c: imapview.changes_since(c, view.mailbox_id, view.modseq), snapshot=True
+        )
+        if highest < 0:  # the mailbox was deleted meanwhile: every message is gone
+            gone = list(view.uids)
+        last = view.uids[-1] if view.uids else 0
+        gone_set = set(gone)
+        view.pending_gone.update(uid for uid in gone if view.seq(uid) is not None)
+        if expunge_allowed and view.pending_gone:
+            self.announce_expunged(sorted(view.pending_gone))
+        new_uids: list[int] = []
+        for change in changes:
+            if change.uid in gone_set:
+                continue
+            if change.uid > last:
+                new_uids.append(change.uid)
+                if view.new_keywords(change.keywords):
+                    self.announce_flags(view)
+                continue
+            if view.own.pop(change.uid, None) == change.modseq or change.uid in view.pending_gone:
+                continue
+            seq = view.seq(change.uid)
+            if seq is not None:
+                if view.new_keywords(change.keywords):
+                    self.announce_flags(view)
+                self.untagged(
+                    seq, Atom("FETCH"), self.flag_items(change.uid, change.flags, change.keywords, change.modseq)
+                )
+        if new_uids:
+            view.uids.extend(new_uids)
+            self.untagged(view.exists, Atom("EXISTS"))
+            try:
+                await self.claim_recent(view, new_uids)
+            except RelentadError as exc:  # \Recent is advisory: a store hiccup must not cost the EXISTS
+                log.warning("imap %s: could not claim recent messages: %s", self.email, exc)
+            if not self.rev2:
+                self.untagged(len(view.recent), Atom("RECENT"))
+        view.modseq = max(view.modseq, highest)
+
+    async def claim_recent(self, view: Selected, uids: list[int]) -> None:
+        """Messages this session sees first are \\Recent for it alone (RFC 3501 §2.3.2): a read-write session
+        claims the unclaimed ones in a write job (serialised, so exactly one session wins); EXAMINE only looks."""
+        if view.readonly:
+            view.recent.update(uid for uid in uids if uid >= view.info.first_recent_uid)
+            return
+        if any(uid >= view.recent_end for uid in uids):
+            first, end = await self.write(lambda c: imapwrite.claim_recent(c, view.mailbox_id))
+            view.claimed.append((first, end))
+            view.recent_end = max(view.recent_end, end)
+        view.recent.update(uid for uid in uids if any(low <= uid < high for low, high in view.claimed))
+
+    def announce_expunged(self, uids: list[int]) -> None:
+        """EXPUNGE (or VANISHED with QRESYNC, RFC 7162 §3.2.10) for UIDs leaving the view, then drop them."""
+        view = self.selected
+        assert view is not None
+        present = [uid for uid in uids if view.seq(uid) is not None]
+        if not present:
+            return
+        if self.qresync:
+            for uid in present:
+                view.remove(uid)
+            self.untagged(Atom("VANISHED"), Atom(render_set(present)))
+            return
+        for uid in sorted(present, reverse=True):
+            seq = view.remove(uid)
+            if seq is not None:
+                self.untagged(seq, Atom("EXPUNGE"))
+
+    def announce_flags(self, view: Selected) -> None:
+        """FLAGS and PERMANENTFLAGS (RFC 9051 §7.3.5): at SELECT, and again when a new keyword appears."""
+        keywords = list(view.keywords.values())
+        self.untagged(Atom("FLAGS"), flag_list([*flagmod.SYSTEM_FLAGS, *keywords]))
+        permanent = [] if view.readonly else flag_list([*flagmod.SYSTEM_FLAGS, *keywords, "\\*"])
+        self.untagged_status("OK", "flags clients may set", [Atom("PERMANENTFLAGS"), permanent])
+
+    def flag_items(self, uid: int, bits: int, keywords: str, modseq: int) -> list[ImapValue]:
+        if self.selected is not None and uid in self.selected.recent:
+            bits |= flagmod.RECENT
+        items: list[ImapValue] = [Atom("UID"), uid, Atom("FLAGS"), flag_list(flagmod.names(bits, keywords))]
+        if self.condstore:
+            items += [Atom("MODSEQ"), [modseq]]
+        return items
+
+    # -- the command loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.untagged_status("OK", "relentad IMAP ready", self.capability_code())
+        try:
+            await self.flush()
+            while self.state is not State.LOGOUT and not self.conn.closed:
+                timeout = (
+                    self.config.imap.login_timeout
+                    if self.state is State.NOT_AUTHENTICATED
+                    else self.config.imap.autologout
+                )
+                try:
+                    async with asyncio.timeout(timeout):  # no extra task per command, unlike wait_for
+                        raw = await self.read_command()
+                except TimeoutError:
+                    self.untagged_status("BYE", "autologout: idle for too long")
+                    break
+                except LineTooLong:
+                    self.untagged_status("BYE", f"command line longer than {self.config.imap.line_length} octets")
+                    break
+                if raw is not None:
+                    await self.pace()
+                    self.busy = True
+                    try:
+                        await self.execute(raw)
+                    finally:
+                        self.busy = False
+                if self.bad_count >= self.config.imap.max_bad_commands:
+                    self.untagged_status("BYE", "too many invalid commands")
+                    break
+                await self.flush()
+            with contextlib.suppress(ConnectionError, OSError):
+                await self.flush()
+        except (EOFError, ConnectionError, OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.close()
+            await self.conn.close()
+
+    async def pace(self) -> None:
+        """Token bucket for ``imap.commands_per_second`` (bursts of twice the rate): a client sending faster waits."""
+        rate = self.config.imap.commands_per_second
+        if rate <= 0:
+            return
+        now = time.monotonic()
+        self.tokens = min(2.0 * rate, self.tokens + (now - self.tokens_at) * rate)
+        self.tokens_at = now
+        if self.tokens < 1.0:
+            await asyncio.sleep((1.0 - self.tokens) / rate)
+            self.tokens_at = time.monotonic()
+            self.tokens = 1.0
+        self.tokens -= 1.0
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.services.bus.unsubscribe(self.account_id, self.events)
+            self.events = None
+        self.state = State.LOGOUT
+
+    async def read_command(self) -> bytes | None:
+        """One command with its literals spliced in (RFC 9051 §4.3, RFC 7888 LITERAL+); None when refused."""
+        limit = self.config.imap.line_length
+        line = await self.conn.readline(limit)
+        parts = [line]
+        literal_limit = self.appendlimit if self.state is not State.NOT_AUTHENTICATED else PREAUTH_LITERAL
+        refused = False
+        total = 0
+        while (spec := pending_literal(line)) is not None:
+            total += spec.size
+            if spec.size > literal_limit or total > 4 * literal_limit:
+                refused = True  # one literal over APPENDLIMIT, or a command (MULTIAPPEND) over four times it
+            if refused and spec.synchronizing:  # the client waits for "+": tell it now, it drops the command
+                self.reply(line_tag(parts[0]), "NO", f"literal larger than {literal_limit} octets", "TOOBIG")
+                return None
+            if refused:
+                await self.conn.discard(spec.size)
+            else:
+                if spec.synchronizing:
+                    self.send(continuation("ready for literal data"))
+                    await self.flush()
+                parts.append(await self.conn.readexactly(spec.size))
+            line = await self.conn.readline(limit)
+            parts.append(line)
+        if refused:
+            self.reply(line_tag(parts[0]), "NO", f"literal larger than {literal_limit} octets", "TOOBIG")
+            return None
+        return b"".join(parts)
+
+    async def execute(self, raw: bytes) -> None:
+        """Parse, check the state, run the handler, render its outcome (the one place that does)."""
+        try:
+            command = parse_command(raw, utf8=self.utf8)
+        except UnsupportedCharset as exc:
+            self.reply(exc.tag, "NO", exc.text, "BADCHARSET (UTF-8 US-ASCII)")
+            return
+        except ParseError as exc:
+            self.reply(exc.tag, "BAD", exc.text)
+            return
+        handler = self.handlers.get(command.name)
+        if handler is None or command.name not in STATE_COMMANDS[self.state]:
+            self.reply(command.tag, "BAD", f"{command.name} is not allowed in the {self.state.value} state")
+            return
+        status, text, code = "OK", f"{command.name} completed", None
+        try:
+            result = await handler(self, command)
+        except ImapError as exc:
+            status, text, code = exc.status, exc.text, exc.code
+        except RelentadError as exc:
+            error = reply_for(exc)
+            status, text, code = error.status, error.text, error.code
+        except (EOFError, ConnectionError, asyncio.IncompleteReadError):
+            raise
+        except Exception:
+            log.exception("imap %s: %s failed", self.email or self.peer, command.name)
+            status, text, code = "NO", "internal server error; the session goes on", "SERVERBUG"
+        else:
+            if result is ANSWERED:
+                return
+            if isinstance(result, Ok):
+                text = result.text or text
+                code = result.code
+        if self.selected is not None:
+            try:
+                await self.sync(expunge_allowed=command.uid or command.name not in _NO_EXPUNGE)
+            except (EOFError, ConnectionError, asyncio.IncompleteReadError):
+                raise
+            except Exception:  # the updates wait for the next command; this one still gets its reply
+                log.exception("imap %s: announcing changes failed", self.email or self.peer)
+        self.reply(command.tag, status, text, code)
+
+    async def shutdown(self) -> None:
+        """Daemon stopping: say BYE and close (the client reconnects to the next instance)."""
+        with contextlib.suppress(Exception):
+            self.untagged_status("BYE", "server shutting down")
+            await asyncio.wait_for(self.flush(), 2)
+        self.close()
+        await self.conn.close()

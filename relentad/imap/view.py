@@ -1,0 +1,87 @@
+"""A session's view of its selected mailbox: the sequence-number ↔ UID map and what it has been told.
+
+Invariants (RFC 3501 §2.3.1.2, §7.4.1; RFC 7162):
+- ``uids`` is ascending; message sequence number n is ``uids[n - 1]``. It changes only when the session
+  announces it: EXISTS appends, EXPUNGE/VANISHED removes. Messages that others expunged stay in the view until
+  an EXPUNGE may be sent (never during FETCH, STORE or SEARCH), and are then removed.
+- ``modseq`` is the highest modseq whose changes the session has processed; ``own`` remembers the modseq of
+  flag changes this session already reported itself, so they are not echoed again.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from ..store.imapview import MailboxInfo
+from .errors import bad
+from .sequence import SequenceSet
+
+
+@dataclass
+class Selected:
+    info: MailboxInfo
+    readonly: bool
+    uids: list[int]
+    modseq: int
+    own: dict[int, int] = field(default_factory=dict)
+    pending_gone: set[int] = field(default_factory=set)
+    keywords: dict[str, str] = field(default_factory=dict)
+    recent: set[int] = field(default_factory=set)
+    """UIDs that are \\Recent for this session (RFC 3501 §2.3.2)."""
+    claimed: list[tuple[int, int]] = field(default_factory=list)
+    """UID ranges [low, high) this session claimed as recent; every UID below ``recent_end`` has been decided."""
+    recent_end: int = 0
+    """Keywords announced in the last FLAGS response (lower case → as written)."""
+
+    def new_keywords(self, keywords: str) -> bool:
+        """Remember keywords not announced yet; True when the FLAGS response must be sent again."""
+        added = False
+        for keyword in keywords.split():
+            if keyword.lower() not in self.keywords:
+                self.keywords[keyword.lower()] = keyword
+                added = True
+        return added
+
+    @property
+    def mailbox_id(self) -> int:
+        return self.info.id
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq(self, uid: int) -> int | None:
+        """Sequence number of ``uid`` in the view, None when it is not there."""
+        index = bisect.bisect_left(self.uids, uid)
+        if index < len(self.uids) and self.uids[index] == uid:
+            return index + 1
+        return None
+
+    def resolve(self, sequence_set: SequenceSet, *, uid: bool, saved: SequenceSet | None) -> list[int]:
+        """The UIDs a command's set names, ascending. ``$`` is the saved SEARCH result (as UIDs).
+
+        Message numbers beyond EXISTS are a BAD (RFC 9051 §6.4.4-ish: "invalid message sequence number");
+        UID sets simply select the UIDs that exist.
+        """
+        if sequence_set.saved:
+            return saved.select(self.uids) if saved is not None else []
+        if uid:
+            return sequence_set.select(self.uids)
+        if not self.uids:
+            if any(None in bounds for bounds in sequence_set.ranges):
+                return []  # "1:*" on an empty mailbox names nothing (what clients that sync blindly send)
+            raise bad("no messages in the mailbox, so no message sequence numbers are valid")
+        if sequence_set.highest(len(self.uids)) > len(self.uids):
+            raise bad("message sequence number larger than the number of messages")
+        return sequence_set.select_positions(self.uids)
+
+    def remove(self, uid: int) -> int | None:
+        """Drop ``uid`` from the view; its former sequence number (None when absent)."""
+        position = self.seq(uid)
+        if position is not None:
+            del self.uids[position - 1]
+        self.own.pop(uid, None)
+        self.pending_gone.discard(uid)
+        self.recent.discard(uid)
+        return position

@@ -1,0 +1,280 @@
+"""One delivery attempt over SMTP: to the destination's MX hosts, or to the configured smarthost.
+
+Returns a result per recipient and never raises for anything the network or the remote server does:
+- ``delivered``: the server accepted the message for that recipient (2xx after RCPT and DATA);
+- ``failed``: a 5xx for that recipient, for the sender or for the data; DNS says the domain takes no mail;
+- ``deferred``: a 4xx, a dropped connection, a timeout, no reachable host, DNS not answering.
+
+MX mode (RFC 5321 §5.1): hosts from :func:`relentad.dns.mx_hosts` (null MX and the A fallback included), their
+addresses from the configured resolver (never the system's), tried in order until one answers; opportunistic
+STARTTLS whenever offered, without certificate verification (RFC 7435: encryption without authentication
+beats plain text; a broken handshake moves on to the next host). Smarthost mode: one relay, TLS as configured
+(verified unless turned off), AUTH when a user is configured.
+
+Invariant: no database access here; the runner records results, one transaction per attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+from dataclasses import dataclass
+from typing import Literal
+
+import aiosmtplib
+import dns.asyncresolver
+
+from .. import config as config_mod
+from .. import dns as relentad_dns
+from ..config import QueueConfig
+
+log = logging.getLogger("relentad.queue")
+
+SMTP_PORT = 25
+State = Literal["delivered", "failed", "deferred"]
+_ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: State
+    reply: str  # "550 5.1.1 No such user" or our own description of what went wrong
+    remote: str = ""  # the host that gave the reply, for the DSN's Remote-MTA
+
+
+@dataclass(frozen=True)
+class Smarthost:
+    host: str
+    port: int
+    tls: str  # "starttls" | "tls" | "none"
+    verify: bool
+    user: str
+    password: str
+
+
+def smarthost_of(config: config_mod.Config) -> Smarthost | None:
+    """The configured smarthost, with its password read from its file; None in MX mode."""
+    queue = config.queue
+    address = config_mod.parse_address(queue.smarthost)
+    if address is None or address[0] is None:
+        return None
+    password = ""
+    if queue.smarthost_password_file:
+        lines = config.resolve(queue.smarthost_password_file).read_text(encoding="utf-8").splitlines()
+        password = lines[0] if lines else ""
+    return Smarthost(
+        host=address[0],
+        port=address[1],
+        tls=queue.smarthost_tls,
+        verify=queue.smarthost_tls_verify,
+        user=queue.smarthost_user,
+        password=password,
+    )
+
+
+def enhanced_status(reply: str, default: str) -> str:
+    """The enhanced status code (RFC 3463) in an SMTP reply text, else ``default``."""
+    text = reply[4:] if len(reply) > 4 and reply[:3].isdigit() else reply
+    match = _ENHANCED.match(text)
+    return match.group(1) if match else default
+
+
+def _reply(code: int, message: str) -> str:
+    return f"{code} {' '.join(message.split())}"[:500]
+
+
+def _unverified_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class _HostFailed(Exception):
+    """This host could not take the message (connection, TLS, 4xx greeting): try the next one."""
+
+
+class _TlsFailed(_HostFailed):
+    """The STARTTLS handshake failed: in MX mode the same host is tried once more without TLS."""
+
+
+async def _transaction(
+    client: aiosmtplib.SMTP,
+    mail_from: str,
+    recipients: list[str],
+    data: bytes,
+    remote: str,
+    results: dict[str, Outcome],
+) -> None:
+    """MAIL, RCPT per recipient, DATA on an open connection; fills ``results`` as replies come in."""
+    options: list[str] = []
+    if any(b > 127 for b in data) and client.supports_extension("8bitmime"):
+        options.append("BODY=8BITMIME")
+    utf8 = not mail_from.isascii() or not all(r.isascii() for r in recipients)
+    if utf8 and client.supports_extension("smtputf8"):
+        options.append("SMTPUTF8")
+    encoding = "utf-8" if utf8 else "ascii"
+    try:
+        await client.mail(mail_from, options=options, encoding=encoding)
+    except aiosmtplib.SMTPResponseException as exc:
+        state: State = "failed" if exc.code >= 500 else "deferred"
+        for recipient in recipients:
+            results[recipient] = Outcome(state, _reply(exc.code, exc.message), remote)
+        return
+    accepted: list[str] = []
+    for recipient in recipients:
+        try:
+            await client.rcpt(recipient, encoding=encoding)
+        except aiosmtplib.SMTPResponseException as exc:
+            state = "failed" if exc.code >= 500 else "deferred"
+            results[recipient] = Outcome(state, _reply(exc.code, exc.message), remote)
+            continue
+        accepted.append(recipient)
+    if not accepted:
+        return
+    try:
+        response = await client.data(data)
+    except aiosmtplib.SMTPResponseException as exc:
+        state = "failed" if exc.code >= 500 else "deferred"
+        for recipient in accepted:
+            results[recipient] = Outcome(state, _reply(exc.code, exc.message), remote)
+        return
+    for recipient in accepted:
+        results[recipient] = Outcome("delivered", _reply(response.code, response.message), remote)
+
+
+async def _via_host(
+    ip: str,
+    port: int,
+    name: str,
+    *,
+    hostname: str,
+    time_limit: float,
+    mail_from: str,
+    recipients: list[str],
+    data: bytes,
+    results: dict[str, Outcome],
+    smarthost: Smarthost | None = None,
+    opportunistic_tls: bool = True,
+) -> None:
+    """Connect to one address and run the transaction; raises _HostFailed when the host never took part."""
+    use_tls = smarthost is not None and smarthost.tls == "tls"
+    verify = smarthost is not None and smarthost.verify
+    client = aiosmtplib.SMTP(
+        hostname=ip,
+        port=port,
+        local_hostname=hostname,
+        timeout=time_limit,
+        use_tls=use_tls,
+        start_tls=False,
+        validate_certs=verify,
+        tls_context=None if verify else _unverified_context(),
+    )
+    try:
+        try:
+            await client.connect()
+            await client.ehlo()
+            if smarthost is not None:
+                want_tls = smarthost.tls == "starttls"
+            else:
+                want_tls = opportunistic_tls and client.supports_extension("starttls")
+            if want_tls:
+                try:
+                    await client.starttls(server_hostname=name, validate_certs=verify)
+                except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+                    raise _TlsFailed(f"{name}[{ip}]: STARTTLS failed: {type(exc).__name__}: {exc}") from exc
+            if smarthost is not None and smarthost.user:
+                await client.login(smarthost.user, smarthost.password)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise _HostFailed(f"smarthost refused our login: {_reply(exc.code, exc.message)}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _HostFailed(_reply(exc.code, exc.message)) from exc
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            raise _HostFailed(f"{name}[{ip}]: {type(exc).__name__}: {exc}") from exc
+        try:
+            await _transaction(client, mail_from, recipients, data, name, results)
+        except (aiosmtplib.SMTPException, OSError) as exc:  # dropped mid-transaction: undecided ones are deferred
+            raise _HostFailed(f"{name}[{ip}]: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if client.is_connected:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+
+
+async def _addresses(resolver: dns.asyncresolver.Resolver, host: str) -> list[str]:
+    found = [r.to_text() for r in await relentad_dns.lookup(resolver, host, "A")]
+    found += [r.to_text() for r in await relentad_dns.lookup(resolver, host, "AAAA")]
+    return found
+
+
+async def attempt(
+    *,
+    domain: str,
+    mail_from: str,
+    recipients: list[str],
+    data: bytes,
+    hostname: str,
+    queue: QueueConfig,
+    resolver: dns.asyncresolver.Resolver,
+    smarthost: Smarthost | None,
+) -> dict[str, Outcome]:
+    """Try to deliver ``data`` to ``recipients`` (all at ``domain``); an outcome for every recipient."""
+    results: dict[str, Outcome] = {}
+    last_error = "no host could be reached"
+
+    def pending() -> list[str]:
+        return [r for r in recipients if r not in results or results[r].state == "deferred"]
+
+    if smarthost is not None:
+        targets = [(smarthost.host, smarthost.port, smarthost.host)]
+    else:
+        try:
+            hosts = await relentad_dns.mx_hosts(resolver, domain)
+        except relentad_dns.DnsPermanentError as exc:
+            return {r: Outcome("failed", f"550 5.1.2 {exc}") for r in recipients}
+        except relentad_dns.DnsTemporaryError as exc:
+            return {r: Outcome("deferred", f"451 4.4.3 DNS: {exc}") for r in recipients}
+        targets = []
+        for host in hosts:
+            try:
+                targets += [(ip, SMTP_PORT, host) for ip in await _addresses(resolver, host)]
+            except relentad_dns.DnsTemporaryError as exc:
+                last_error = f"451 4.4.3 DNS: {exc}"
+    for ip, port, name in targets:
+        todo = pending()
+        if not todo:
+            break
+        for opportunistic_tls in (True, False):
+            try:
+                await _via_host(
+                    ip,
+                    port,
+                    name,
+                    hostname=hostname,
+                    time_limit=queue.timeout,
+                    mail_from=mail_from,
+                    recipients=pending(),
+                    data=data,
+                    results=results,
+                    smarthost=smarthost,
+                    opportunistic_tls=opportunistic_tls,
+                )
+            except _TlsFailed as exc:
+                last_error = str(exc)
+                log.info("queue domain=%s host=%s[%s] failed: %s", domain, name, ip, last_error)
+                if smarthost is None:
+                    continue  # RFC 7435: opportunistic TLS falls back to plain text rather than not delivering
+            except _HostFailed as exc:
+                last_error = str(exc)
+                log.info("queue domain=%s host=%s[%s] failed: %s", domain, name, ip, last_error)
+            break
+        if all(results.get(r) is not None and results[r].state != "deferred" for r in todo):
+            break
+    if not last_error[:3].isdigit():
+        last_error = f"451 4.4.1 {last_error}"
+    for recipient in recipients:
+        results.setdefault(recipient, Outcome("deferred", last_error))
+    return results

@@ -1,0 +1,133 @@
+"""Delivery status notifications (RFC 3464, RFC 3461 §6): the bounce and the delay notice a sender gets.
+
+A DSN is a ``multipart/report; report-type=delivery-status`` with three parts: a human explanation, the
+machine-readable ``message/delivery-status`` (one per-recipient block each), and the original header fields as
+``text/rfc822-headers`` (not the body: it may be large, and the sender has it in Sent). It comes from
+``MAILER-DAEMON@<hostname>`` with the null envelope sender, so nobody ever bounces a bounce.
+
+Pure: bytes out, no I/O. Invariant: every value taken from the remote server or the original message is
+cleaned of control characters before it becomes part of a header or a status field.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from .. import trace
+from .deliver import enhanced_status
+
+Action = Literal["failed", "delayed"]
+
+
+@dataclass(frozen=True)
+class RecipientStatus:
+    address: str
+    reply: str  # the last reply or error
+    remote: str = ""
+    last_attempt: float | None = None
+
+
+def _date(when: float) -> str:
+    return email.utils.formatdate(when)
+
+
+def _original_headers(original: bytes) -> bytes:
+    end = original.find(b"\r\n\r\n")
+    if end < 0:
+        end = original.find(b"\n\n")
+    head = original if end < 0 else original[:end]
+    return head.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
+
+
+def _subject(original: bytes) -> str:
+    for line in _original_headers(original).split(b"\r\n"):
+        if line.lower().startswith(b"subject:"):
+            return trace.clean(line[8:].decode("utf-8", "replace").strip())[:120]
+    return ""
+
+
+def build(
+    *,
+    action: Action,
+    hostname: str,
+    sender: str,
+    recipients: list[RecipientStatus],
+    original: bytes,
+    arrival: float,
+    retry_until: float | None = None,
+    now: float | None = None,
+) -> bytes:
+    """The DSN message for ``sender`` about ``recipients`` of ``original``."""
+    now = time.time() if now is None else now
+    boundary = f"dsn-{secrets.token_hex(12)}"
+    host = trace.clean(hostname)
+    subject = _subject(original)
+    if action == "failed":
+        title = "Undelivered Mail Returned to Sender"
+        explanation = (
+            "Your message could not be delivered to the recipients below. The remote servers refused it, "
+            "or delivery kept failing for too long; it will not be retried."
+        )
+    else:
+        title = "Delayed Mail (still being retried)"
+        explanation = (
+            "Your message has not been delivered yet to the recipients below. No action is needed: delivery "
+            "will be retried"
+            + (f" until {_date(retry_until)}" if retry_until else "")
+            + " and you will be told if it finally fails."
+        )
+    lines = [f"This is the mail system at {host}.", "", explanation, ""]
+    for recipient in recipients:
+        lines.append(f"<{trace.clean(recipient.address)}>: {trace.clean(recipient.reply)}")
+    if subject:
+        lines += ["", f"Subject of your message: {subject}"]
+    human = "\r\n".join(lines) + "\r\n"
+
+    status_fields = [f"Reporting-MTA: dns; {host}", f"Arrival-Date: {_date(arrival)}", ""]
+    for recipient in recipients:
+        default = "5.0.0" if action == "failed" else "4.0.0"
+        code = enhanced_status(recipient.reply, default)
+        if action == "failed" and not code.startswith("5"):
+            code = "5" + code[1:] if code[0] == "4" else "5.0.0"  # a temporary error that outlived the queue
+        status_fields += [
+            f"Final-Recipient: rfc822; {trace.clean(recipient.address)}",
+            f"Action: {action}",
+            f"Status: {code}",
+        ]
+        if recipient.remote:
+            status_fields.append(f"Remote-MTA: dns; {trace.clean(recipient.remote)}")
+        if recipient.reply[:3].isdigit():
+            status_fields.append(f"Diagnostic-Code: smtp; {trace.clean(recipient.reply)}")
+        if recipient.last_attempt:
+            status_fields.append(f"Last-Attempt-Date: {_date(recipient.last_attempt)}")
+        if action == "delayed" and retry_until:
+            status_fields.append(f"Will-Retry-Until: {_date(retry_until)}")
+        status_fields.append("")
+    delivery_status = "\r\n".join(status_fields)
+
+    headers = [
+        f"From: Mail Delivery System <MAILER-DAEMON@{host}>",
+        f"To: <{trace.clean(sender)}>",
+        f"Subject: {title}",
+        f"Date: {_date(now)}",
+        f"Message-ID: <dsn-{secrets.token_hex(12)}@{host}>",
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
+    ]
+    parts = [
+        "\r\n".join(headers).encode() + b"\r\n\r\n",
+        b"This is a MIME-encapsulated delivery status notification.\r\n\r\n",
+        f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n".encode(),
+        human.encode("utf-8"),
+        f"\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n".encode(),
+        delivery_status.encode("utf-8"),
+        f"\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n".encode(),
+        _original_headers(original),
+        f"\r\n--{boundary}--\r\n".encode(),
+    ]
+    return b"".join(parts)

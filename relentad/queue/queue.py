@@ -1,0 +1,226 @@
+"""The outbound queue in SQLite: enqueue at submission, pick due work, record per-recipient results.
+
+A message is queued (``queue_messages`` + one ``queue_recipients`` row per remote recipient) in the same
+transaction that answers the submission's DATA, so ``250`` means "durably queued". The runner
+(:mod:`relentad.queue.runner`) picks due recipients grouped by (message, destination domain) and records each
+recipient's result the moment its server answered, one transaction per result set:
+
+- ``delivered``: the receiving server accepted it; the row is never attempted again, whatever restarts follow;
+- ``failed``: a permanent refusal, or ``queue.lifetime`` is over; the sender got (or gets, in the same
+  transaction) a DSN;
+- ``queued`` with a later ``next_attempt``: a temporary failure, retried on ``queue.retry_schedule``.
+
+A message row goes away once none of its recipients is queued any more. Every function takes a connection and
+runs in the caller's transaction (``store.write`` in the daemon, ``db.transaction`` in the CLI).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .. import addrspec
+from ..errors import NotFound
+
+QUEUED, DELIVERED, FAILED = "queued", "delivered", "failed"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    id: int
+    address: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Work:
+    """One delivery attempt's worth: a message and its due recipients at one destination domain."""
+
+    message_id: int
+    account_id: int | None
+    mail_from: str
+    data: bytes
+    created: float
+    delay_notified: bool
+    domain: str
+    recipients: tuple[Recipient, ...]
+
+
+def recipient_domain(address: str) -> str:
+    """The destination domain of a recipient address (normalised when possible)."""
+    try:
+        return addrspec.split(address)[1]
+    except Exception:  # an address we accepted at RCPT always splits; stay total anyway
+        return address.rpartition("@")[2].lower()
+
+
+def enqueue(
+    conn: sqlite3.Connection,
+    *,
+    account_id: int | None,
+    mail_from: str,
+    data: bytes,
+    recipients: list[str],
+    transaction_id: str,
+    now: float | None = None,
+) -> int:
+    """Queue ``data`` for ``recipients``, due at once; returns the queue id."""
+    now = time.time() if now is None else now
+    cursor = conn.execute(
+        """INSERT INTO queue_messages (account_id, mail_from, data, size, transaction_id, created)
+           VALUES (?, ?, ?, ?, ?, ?)""",
+        (account_id, mail_from, data, len(data), transaction_id, now),
+    )
+    message_id = int(cursor.lastrowid or 0)
+    conn.executemany(
+        "INSERT INTO queue_recipients (message_id, address, domain, next_attempt) VALUES (?, ?, ?, ?)",
+        [(message_id, address, recipient_domain(address), now) for address in recipients],
+    )
+    return message_id
+
+
+def count_sent(conn: sqlite3.Connection, account_id: int, recipients: int, now: float | None = None) -> None:
+    """Add ``recipients`` to the account's send counters for the current hour and day (UTC)."""
+    now = time.time() if now is None else now
+    for period, length in (("hour", 3600), ("day", 86400)):
+        start = int(now // length * length)
+        conn.execute(
+            """INSERT INTO send_counts (account_id, period, start, recipients) VALUES (?, ?, ?, ?)
+               ON CONFLICT (account_id, period, start) DO UPDATE SET recipients = recipients + excluded.recipients""",
+            (account_id, period, start, recipients),
+        )
+
+
+def sent_count(conn: sqlite3.Connection, account_id: int, period: str, now: float | None = None) -> int:
+    """Recipients the account sent to in the current ``period`` ("hour" or "day")."""
+    now = time.time() if now is None else now
+    length = 3600 if period == "hour" else 86400
+    row = conn.execute(
+        "SELECT recipients FROM send_counts WHERE account_id = ? AND period = ? AND start = ?",
+        (account_id, period, int(now // length * length)),
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def due(conn: sqlite3.Connection, now: float, limit: int = 200) -> list[tuple[int, str]]:
+    """(message id, domain) pairs with recipients due now, oldest first."""
+    rows = conn.execute(
+        """SELECT message_id, domain FROM queue_recipients WHERE state = 'queued' AND next_attempt <= ?
+           GROUP BY message_id, domain ORDER BY min(next_attempt) LIMIT ?""",
+        (now, limit),
+    )
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def next_due(conn: sqlite3.Connection) -> float | None:
+    row = conn.execute("SELECT min(next_attempt) FROM queue_recipients WHERE state = 'queued'").fetchone()
+    return None if row[0] is None else float(row[0])
+
+
+def load(conn: sqlite3.Connection, message_id: int, domain: str, now: float) -> Work | None:
+    """The due recipients of one message at one domain, with the message; None when nothing is due."""
+    message = conn.execute(
+        "SELECT account_id, mail_from, data, created, delay_notified FROM queue_messages WHERE id = ?",
+        (message_id,),
+    ).fetchone()
+    if message is None:
+        return None
+    rows = conn.execute(
+        """SELECT id, address, attempts FROM queue_recipients
+           WHERE message_id = ? AND domain = ? AND state = 'queued' AND next_attempt <= ? ORDER BY id""",
+        (message_id, domain, now),
+    ).fetchall()
+    if not rows:
+        return None
+    return Work(
+        message_id=message_id,
+        account_id=message["account_id"],
+        mail_from=str(message["mail_from"]),
+        data=bytes(message["data"]),
+        created=float(message["created"]),
+        delay_notified=bool(message["delay_notified"]),
+        domain=domain,
+        recipients=tuple(Recipient(int(r["id"]), str(r["address"]), int(r["attempts"])) for r in rows),
+    )
+
+
+def retry_delay(schedule: list[float], attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt (1-based); the schedule's last step repeats."""
+    if not schedule:
+        return 60.0
+    return schedule[min(max(attempts, 1), len(schedule)) - 1]
+
+
+def record(
+    conn: sqlite3.Connection,
+    recipient_id: int,
+    state: str,
+    reply: str,
+    now: float,
+    next_attempt: float | None = None,
+) -> None:
+    """One recipient's attempt result; only a still-queued recipient changes (a result is never undone)."""
+    if state == QUEUED:
+        conn.execute(
+            """UPDATE queue_recipients SET attempts = attempts + 1, last_attempt = ?, last_reply = ?,
+                      next_attempt = ? WHERE id = ? AND state = 'queued'""",
+            (now, reply, next_attempt if next_attempt is not None else now, recipient_id),
+        )
+    else:
+        conn.execute(
+            """UPDATE queue_recipients SET state = ?, attempts = attempts + 1, last_attempt = ?, last_reply = ?,
+                      finished = ? WHERE id = ? AND state = 'queued'""",
+            (state, now, reply, now, recipient_id),
+        )
+
+
+def mark_delay_notified(conn: sqlite3.Connection, message_id: int) -> None:
+    conn.execute("UPDATE queue_messages SET delay_notified = 1 WHERE id = ?", (message_id,))
+
+
+def finish(conn: sqlite3.Connection, message_id: int) -> bool:
+    """Delete the message when none of its recipients is queued any more; True when it went."""
+    left = conn.execute(
+        "SELECT 1 FROM queue_recipients WHERE message_id = ? AND state = 'queued' LIMIT 1", (message_id,)
+    ).fetchone()
+    if left is not None:
+        return False
+    conn.execute("DELETE FROM queue_messages WHERE id = ?", (message_id,))
+    return True
+
+
+def list_queue(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every queued message with its recipients' states, oldest first (what ``relentad queue list`` shows)."""
+    messages = conn.execute(
+        """SELECT q.id, q.mail_from, q.size, q.created, q.transaction_id, a.email AS account
+           FROM queue_messages q LEFT JOIN accounts a ON a.id = q.account_id ORDER BY q.created, q.id"""
+    ).fetchall()
+    result: list[dict[str, Any]] = []
+    for message in messages:
+        recipients = conn.execute(
+            """SELECT address, state, attempts, next_attempt, last_attempt, last_reply FROM queue_recipients
+               WHERE message_id = ? ORDER BY id""",
+            (message["id"],),
+        ).fetchall()
+        result.append({**dict(message), "recipients": [dict(r) for r in recipients]})
+    return result
+
+
+def retry_now(conn: sqlite3.Connection, message_id: int, now: float | None = None) -> int:
+    """Make the queued recipients of a message due now; returns how many."""
+    if conn.execute("SELECT 1 FROM queue_messages WHERE id = ?", (message_id,)).fetchone() is None:
+        raise NotFound(f"no such queued message: {message_id}")
+    cursor = conn.execute(
+        "UPDATE queue_recipients SET next_attempt = ? WHERE message_id = ? AND state = 'queued'",
+        (time.time() if now is None else now, message_id),
+    )
+    return cursor.rowcount
+
+
+def delete(conn: sqlite3.Connection, message_id: int) -> None:
+    """Drop a message from the queue without delivering or bouncing it."""
+    cursor = conn.execute("DELETE FROM queue_messages WHERE id = ?", (message_id,))
+    if cursor.rowcount == 0:
+        raise NotFound(f"no such queued message: {message_id}")

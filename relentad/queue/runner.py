@@ -1,0 +1,230 @@
+"""The queue runner: the daemon task that delivers queued mail, retries it and bounces it.
+
+It sleeps until the next recipient is due (or ``queue.scan_interval`` passes, to see work another process
+changed, or :meth:`QueueRunner.wake` is called after a submission), then starts one delivery per (message,
+domain) that is due, at most ``queue.concurrency`` at once and ``queue.per_destination`` per domain (or for
+the smarthost as a whole).
+
+After an attempt, in ONE transaction: every recipient's result; for recipients that failed for good (5xx, or a
+temporary failure past ``queue.lifetime``) a DSN into the sender's INBOX through the pipeline; a delay notice
+once, when a message is still queued ``queue.delay_notice`` after it was submitted; and the message row removed
+when nothing is left to do. A crash before that commit repeats the attempt; after it, never.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from .. import trace
+from ..config import Config
+from ..dns import make_resolver
+from ..pipeline import Delivery, Pipeline, Placement
+from ..store.db import Store
+from . import deliver, dsn, queue
+
+log = logging.getLogger("relentad.queue")
+
+_SMARTHOST = "\0smarthost"  # the per-destination key when everything goes through one relay
+_HOLD_SECONDS = 300.0
+
+
+def _load(conn: sqlite3.Connection, *, message_id: int, domain: str, now: float) -> queue.Work | None:
+    return queue.load(conn, message_id, domain, now)
+
+
+class QueueRunner:
+    def __init__(self, store: Store, pipeline: Pipeline, get_config: Callable[[], Config]) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.get_config = get_config
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: set[tuple[int, str]] = set()
+        self._per_destination: Counter[str] = Counter()
+        # (message, domain) whose attempt could not be recorded: not retried before this time (wall clock), so a
+        # failing database cannot turn the runner into a resend loop.
+        self._hold: dict[tuple[int, str], float] = {}
+        self._main: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._main = asyncio.get_running_loop().create_task(self._run(), name="queue-runner")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self, grace: float) -> None:
+        """Stop starting deliveries; give running ones ``grace`` seconds, then cancel them (they stay queued)."""
+        if self._main is not None:
+            self._main.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._main
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def _run(self) -> None:
+        while True:
+            config = self.get_config()
+            try:
+                self._start_due(config)
+                next_due = self.store.read(queue.next_due)
+            except Exception:  # the runner must outlive any one bad step, or the queue silently stops
+                log.exception("queue: scheduling step failed")
+                next_due = None
+            # Work due now that did not start is in flight or over a limit: a finishing delivery wakes us.
+            wait = config.queue.scan_interval
+            if next_due is not None and next_due > time.time():
+                wait = min(wait, next_due - time.time())
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    def _destination(self, config: Config, domain: str) -> str:
+        return _SMARTHOST if config.queue.smarthost else domain
+
+    def _start_due(self, config: Config) -> None:
+        limit = config.queue.concurrency
+        if len(self._in_flight) >= limit:
+            return
+        now = time.time()
+        for message_id, domain in self.store.read(lambda conn: queue.due(conn, now, limit * 4)):
+            key = (message_id, domain)
+            destination = self._destination(config, domain)
+            if key in self._in_flight or self._per_destination[destination] >= config.queue.per_destination:
+                continue
+            if self._hold.get(key, 0.0) > now:
+                continue
+            self._hold.pop(key, None)
+            if len(self._in_flight) >= limit:
+                break
+            work = self.store.read(functools.partial(_load, message_id=message_id, domain=domain, now=now))
+            if work is None:
+                continue
+            self._in_flight.add(key)
+            self._per_destination[destination] += 1
+            task = asyncio.get_running_loop().create_task(self._deliver(work, config, destination))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, work: queue.Work, config: Config, destination: str) -> None:
+        started = time.perf_counter()
+        try:
+            smarthost = deliver.smarthost_of(config)
+            outcomes = await deliver.attempt(
+                domain=work.domain,
+                mail_from=work.mail_from,
+                recipients=[r.address for r in work.recipients],
+                data=work.data,
+                hostname=config.server.hostname,
+                queue=config.queue,
+                resolver=make_resolver(config.dns.nameservers, config.dns.timeout),
+                smarthost=smarthost,
+            )
+            await self._record(work, outcomes, config)
+            for recipient in work.recipients:
+                outcome = outcomes[recipient.address]
+                log.info(
+                    "queue id=%d rcpt=<%s> result=%s reply=%r ms=%.1f",
+                    work.message_id,
+                    trace.clean(recipient.address),
+                    outcome.state,
+                    outcome.reply[:200],
+                    (time.perf_counter() - started) * 1000,
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("queue id=%d delivery to %s failed unexpectedly", work.message_id, work.domain)
+            self._hold[(work.message_id, work.domain)] = time.time() + _HOLD_SECONDS
+        finally:
+            self._in_flight.discard((work.message_id, work.domain))
+            self._per_destination[destination] -= 1
+            if self._per_destination[destination] <= 0:
+                del self._per_destination[destination]
+            self.wake()
+
+    async def _record(self, work: queue.Work, outcomes: dict[str, deliver.Outcome], config: Config) -> None:
+        """Results, bounces and delay notices of one attempt, in one transaction."""
+        now = time.time()
+        expired = now - work.created >= config.queue.lifetime
+        failed: list[dsn.RecipientStatus] = []
+        delayed: list[dsn.RecipientStatus] = []
+        results: list[tuple[int, str, str, float | None]] = []
+        for recipient in work.recipients:
+            outcome = outcomes[recipient.address]
+            state = outcome.state
+            if state == "deferred" and expired:
+                state = "failed"
+            status = dsn.RecipientStatus(recipient.address, outcome.reply, outcome.remote, now)
+            if state == "failed":
+                failed.append(status)
+                results.append((recipient.id, queue.FAILED, outcome.reply, None))
+            elif state == "deferred":
+                delayed.append(status)
+                wait = queue.retry_delay(config.queue.retry_schedule, recipient.attempts + 1)
+                results.append((recipient.id, queue.QUEUED, outcome.reply, now + wait))
+            else:
+                results.append((recipient.id, queue.DELIVERED, outcome.reply, None))
+        notify_delay = (
+            bool(delayed)
+            and not work.delay_notified
+            and config.queue.delay_notice > 0
+            and now - work.created >= config.queue.delay_notice
+        )
+
+        def write(conn: sqlite3.Connection) -> None:
+            for recipient_id, state, reply, next_attempt in results:
+                queue.record(conn, recipient_id, state, reply, now, next_attempt)
+            if notify_delay:
+                queue.mark_delay_notified(conn, work.message_id)
+            queue.finish(conn, work.message_id)
+
+        notices: list[bytes] = []
+        bounce_to = work.account_id if work.mail_from else None  # never bounce a bounce
+        if bounce_to is not None:
+
+            def notice(action: dsn.Action, recipients: list[dsn.RecipientStatus], until: float | None) -> bytes:
+                return dsn.build(
+                    action=action,
+                    hostname=config.server.hostname,
+                    sender=work.mail_from,
+                    recipients=recipients,
+                    original=work.data,
+                    arrival=work.created,
+                    retry_until=until,
+                )
+
+            if failed:
+                notices.append(notice("failed", failed, None))
+            if notify_delay:
+                notices.append(notice("delayed", delayed, work.created + config.queue.lifetime))
+        if not notices or bounce_to is None:
+            await self.store.write(write)
+            return
+        exists = self.store.read(
+            lambda conn: conn.execute("SELECT 1 FROM accounts WHERE id = ?", (bounce_to,)).fetchone() is not None
+        )
+        if not exists:
+            await self.store.write(write)
+            return
+        source = trace.Source(peer_ip="127.0.0.1", helo=config.server.hostname, protocol="local")
+        for index, raw in enumerate(notices):
+            delivery = Delivery(
+                raw=raw,
+                mail_from="",
+                placements=[Placement(bounce_to, work.mail_from)],
+                source=source,
+                transaction_id=f"dsn-{work.message_id}-{int(now)}-{index}",
+                also=[write] if index == 0 else [],
+            )
+            await self.pipeline.deliver(delivery)

@@ -1,0 +1,347 @@
+"""SMTP submission (587 with STARTTLS, 465 with implicit TLS): users send mail, authenticated.
+
+Policy for these listeners, as aiosmtpd handler hooks (the protocol engine is :mod:`relentad.smtp.server`):
+- AUTH PLAIN and LOGIN, offered and accepted only over TLS, or from a loopback address when
+  ``auth.plaintext_loopback`` is on; elsewhere ``538 5.7.11``. The mechanisms are handler ``auth_*`` methods
+  rather than aiosmtpd's ``authenticator`` callback because that callback is synchronous and a password check
+  (argon2, :class:`relentad.auth.authenticator.Authenticator`) must not block the loop. Wrong credentials get
+  ``535 5.7.8``, a throttled client ``454 4.7.0``; every attempt lands in the login history.
+- No transaction before AUTH: MAIL gets ``530 5.7.0`` (RCPT and DATA then get aiosmtpd's ``503``).
+- MAIL FROM, and the message's From and Sender, must be addresses the account owns (:mod:`relentad.senders`),
+  else ``553 5.7.1``; the message is fixed up by :mod:`relentad.stamping` (Sender, Message-ID, Date, Received,
+  no Bcc) and DKIM-signed when the From domain has a key (:mod:`relentad.queue.dkimkeys`).
+- Local recipients are filed through the pipeline, remote ones queued, a copy goes to the sender's Sent folder
+  and the send counters grow — all in ONE transaction, committed before ``250``; then the queue runner is woken.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import ipaddress
+import logging
+import sqlite3
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import AuthResult, Envelope
+
+from .. import addrspec, senders, stamping, trace
+from ..auth.authenticator import Authenticator, Login, LoginFailed
+from ..errors import InvalidInput, SMTPReply, StoreUnavailable
+from ..pipeline import Delivery, Pipeline, Placement
+from ..queue import queue
+from ..queue.dkim import DkimKeyError
+from ..queue.dkimkeys import KeyRing
+from ..store import accounts, messages
+from ..store.db import Store
+from . import replies
+from .server import ListenerContext, RelentadSession
+from .transaction import Transaction, TransactionLog, log_transaction
+
+log = logging.getLogger("relentad.smtp")
+
+AUTH_REQUIRED = "530 5.7.0 Authentication required"
+ENCRYPTION_REQUIRED = "538 5.7.11 Encryption required for requested authentication mechanism"
+AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
+AUTH_THROTTLED = "454 4.7.0 Too many failed logins, try again later"
+AUTH_OK = "235 2.7.0 Authentication successful"
+BAD_BASE64 = "501 5.5.2 Cannot decode base64"
+SENDER_NOT_OWNED = "553 5.7.1 Sender address not yours to send from"
+SIGNING_FAILED = "451 4.3.0 Could not sign the message, try again later"
+
+
+@dataclass
+class SubmissionTransaction(Transaction):
+    """Inbound's transaction plus the recipients that leave this server."""
+
+    remote: list[str] = field(default_factory=list)
+
+
+def ssl_object(server: Any) -> ssl.SSLObject | None:
+    """The TLS state of a connection, STARTTLS or implicit (aiosmtpd's session.ssl only knows STARTTLS)."""
+    transport = getattr(server, "transport", None)
+    if transport is None:
+        return None
+    found = transport.get_extra_info("ssl_object")
+    return found if isinstance(found, ssl.SSLObject | ssl.SSLSocket) else None  # type: ignore[return-value]
+
+
+def is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def received_field(
+    *,
+    helo: str,
+    peer_ip: str,
+    hide_ip: bool,
+    hostname: str,
+    protocol: str,
+    tls: ssl.SSLObject | None,
+    login: str,
+    transaction_id: str,
+    when: float,
+) -> bytes:
+    """The Received field of a submitted message; without the client's address when ``hide_ip``."""
+    origin = f"from {trace.clean(helo) or 'unknown'}" + ("" if hide_ip else f" ([{trace.clean(peer_ip)}])")
+    lines = [f"Received: {origin}", f"\tby {hostname} (relentad) with {protocol} id {transaction_id}"]
+    if tls is not None:
+        cipher = tls.cipher()
+        lines.append(f"\t(using {tls.version()} with cipher {cipher[0] if cipher else 'unknown'})")
+    lines.append(f"\t(authenticated as {trace.clean(login)}); {email.utils.formatdate(when)}")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
+
+
+class SubmissionHandler(TransactionLog):
+    """aiosmtpd handler for the 587 and 465 listeners."""
+
+    def __init__(
+        self,
+        store: Store,
+        pipeline: Pipeline,
+        authenticator: Authenticator,
+        keyring: KeyRing,
+        get_context: Callable[[], ListenerContext],
+        queued: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.authenticator = authenticator
+        self.keyring = keyring
+        self.get_context = get_context
+        self.queued = queued  # wakes the queue runner after a commit
+
+    # -- EHLO and AUTH (RFC 4954) -------------------------------------------------------------------------------
+
+    def auth_allowed(self, server: Any, session: RelentadSession) -> bool:
+        if ssl_object(server) is not None:
+            return True
+        peer = session.peer[0] if session.peer else ""
+        return self.get_context().config.auth.plaintext_loopback and is_loopback(peer)
+
+    async def handle_EHLO(
+        self, server: Any, session: RelentadSession, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        allowed = self.auth_allowed(server, session)
+        extensions = [r for r in responses[1:-1] if allowed or not r.startswith("250-AUTH")]
+        return [responses[0], *extensions, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250 HELP"]
+
+    async def auth_PLAIN(self, server: Any, args: list[str]) -> AuthResult:
+        """RFC 4616: authzid NUL authcid NUL password, as an initial response or after a 334."""
+        if not self.auth_allowed(server, server.session):
+            await server.push(ENCRYPTION_REQUIRED)
+            return AuthResult(success=False, handled=True)
+        if len(args) > 1:
+            blob = await self._decode(server, args[1])
+        else:
+            blob = await server.challenge_auth("")
+        if not isinstance(blob, bytes):
+            return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\0")
+        if len(parts) != 3 or (parts[0] and parts[0] != parts[1]):
+            await server.push("501 5.5.2 Malformed PLAIN credentials")
+            return AuthResult(success=False, handled=True)
+        return await self._verify(server, parts[1], parts[2])
+
+    async def auth_LOGIN(self, server: Any, args: list[str]) -> AuthResult:
+        """The de-facto LOGIN mechanism: user name and password in two base64 answers."""
+        if not self.auth_allowed(server, server.session):
+            await server.push(ENCRYPTION_REQUIRED)
+            return AuthResult(success=False, handled=True)
+        login = await self._decode(server, args[1]) if len(args) > 1 else await server.challenge_auth("Username:")
+        if not isinstance(login, bytes):
+            return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth("Password:")
+        if not isinstance(password, bytes):
+            return AuthResult(success=False, handled=True)
+        return await self._verify(server, login, password)
+
+    async def _decode(self, server: Any, text: str) -> bytes | None:
+        try:
+            return base64.b64decode(text.encode(), validate=True)
+        except (binascii.Error, ValueError):
+            await server.push(BAD_BASE64)
+            return None
+
+    async def _verify(self, server: Any, login: bytes, password: bytes) -> AuthResult:
+        session: RelentadSession = server.session
+        peer = session.peer[0] if session.peer else ""
+        try:
+            result = await self.authenticator.verify(
+                login.decode("utf-8", "surrogateescape"), password.decode("utf-8", "surrogateescape"), peer, "smtp"
+            )
+        except LoginFailed as failure:
+            reply = AUTH_THROTTLED if failure.throttled else AUTH_INVALID
+            shown = trace.clean(login.decode(errors="replace"))
+            log.info("smtp auth peer=%s login=<%s> result=%s", peer, shown, reply[:3])
+            return AuthResult(success=False, handled=False, message=reply)
+        log.info("smtp auth peer=%s login=<%s> result=235", peer, result.email)
+        return AuthResult(success=True, auth_data=result, message=AUTH_OK)
+
+    # -- the transaction ----------------------------------------------------------------------------------------
+
+    def _login(self, session: RelentadSession) -> Login | None:
+        data = session.auth_data
+        return data if session.authenticated and isinstance(data, Login) else None
+
+    def _owns(self, login: Login, address: str) -> bool:
+        send_as = senders.SendAs.parse(self.get_context().config.submission.send_as)
+        return self.store.read(lambda conn: senders.owns(conn, login.account_id, login.email, address, send_as))
+
+    async def handle_MAIL(
+        self, server: Any, session: RelentadSession, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        self.connection_lost(session, envelope)
+        login = self._login(session)
+        if login is None:
+            return AUTH_REQUIRED
+        try:
+            addrspec.split(address)
+        except InvalidInput:
+            return replies.BAD_SENDER
+        if not self._owns(login, address):
+            return SENDER_NOT_OWNED
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        session.tx = SubmissionTransaction(mail_from=address)
+        return replies.SENDER_OK
+
+    async def handle_RCPT(
+        self, server: Any, session: RelentadSession, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        tx = session.tx
+        if not isinstance(tx, SubmissionTransaction):
+            return "503 5.5.1 Error: need MAIL command"
+        if len(envelope.rcpt_tos) >= self.get_context().config.limits.max_recipients:
+            tx.rejected.append(address)
+            return replies.TOO_MANY_RECIPIENTS
+        try:
+            addrspec.split(address)
+        except InvalidInput:
+            tx.rejected.append(address)
+            return replies.BAD_RECIPIENT
+        resolution = self.store.read(lambda conn: accounts.resolve_recipient(conn, address))
+        if resolution.kind is accounts.RecipientKind.UNKNOWN_USER:
+            tx.rejected.append(address)
+            return replies.UNKNOWN_USER
+        if resolution.kind is accounts.RecipientKind.LOCAL:
+            for account_id in resolution.account_ids:
+                tx.placements.setdefault(account_id, Placement(account_id, addrspec.normalize(address)))
+        else:
+            tx.remote.append(address)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        tx.accepted.append(address)
+        return replies.RECIPIENT_OK
+
+    async def handle_DATA(self, server: Any, session: RelentadSession, envelope: Envelope) -> str:
+        tx = session.tx
+        login = self._login(session)
+        raw = envelope.original_content or b""
+        if not isinstance(tx, SubmissionTransaction) or login is None:
+            return AUTH_REQUIRED
+        try:
+            reply = await self._submit(server, session, envelope, tx, login, raw)
+        except SMTPReply as refusal:
+            reply = refusal.reply
+        except StoreUnavailable:
+            reply = replies.STORE_FAILED
+        except DkimKeyError as exc:
+            log.error("smtp tx=%s DKIM signing failed: %s", tx.id, exc)
+            reply = SIGNING_FAILED
+        except Exception:
+            log.exception("smtp tx=%s submission failed", tx.id)
+            reply = replies.LOCAL_ERROR
+        log_transaction(session, tx, reply, len(raw))
+        session.tx = None
+        return reply
+
+    async def _submit(
+        self,
+        server: Any,
+        session: RelentadSession,
+        envelope: Envelope,
+        tx: SubmissionTransaction,
+        login: Login,
+        raw: bytes,
+    ) -> str:
+        config = self.get_context().config
+        tls = ssl_object(server)
+        protocol = trace.with_protocol(
+            extended=session.extended_smtp, tls=tls is not None, authenticated=True, smtputf8=envelope.smtp_utf8
+        )
+        now = time.time()
+        peer = session.peer[0] if session.peer else ""
+        received = received_field(
+            helo=session.host_name or "",
+            peer_ip=peer,
+            hide_ip=config.submission.hide_client_ip,
+            hostname=config.server.hostname,
+            protocol=protocol,
+            tls=tls,
+            login=login.email,
+            transaction_id=tx.id,
+            when=now,
+        )
+        prepared = stamping.prepare(
+            raw,
+            mail_from=tx.mail_from,
+            owns=lambda address: self._owns(login, address),
+            received=received,
+            hostname=config.server.hostname,
+            now=now,
+        )
+        signed = await self.keyring.sign(prepared.raw, addrspec.split(prepared.from_address)[1])
+        placements = list(tx.placements.values())
+        if config.submission.sent_folder:
+            sent = Placement(login.account_id, login.email, config.submission.sent_folder, messages.SEEN, outgoing=True)
+            placements.append(sent)
+        remote, total = list(tx.remote), len(tx.accepted)
+
+        def also(conn: sqlite3.Connection) -> None:
+            if remote:
+                queue.enqueue(
+                    conn,
+                    account_id=login.account_id,
+                    mail_from=tx.mail_from,
+                    data=signed,
+                    recipients=remote,
+                    transaction_id=tx.id,
+                    now=now,
+                )
+            queue.count_sent(conn, login.account_id, total, now)
+
+        if placements:
+            tls_version, cipher = (tls.version(), (tls.cipher() or ("",))[0]) if tls is not None else (None, None)
+            source = trace.Source(
+                peer_ip=peer,
+                helo=session.host_name or "",
+                protocol=protocol,
+                tls_version=tls_version,
+                tls_cipher=cipher,
+                authenticated_as=login.email,
+            )
+            delivery = Delivery(
+                raw=signed,
+                mail_from=tx.mail_from,
+                placements=placements,
+                source=source,
+                transaction_id=tx.id,
+                received_at=now,
+                also=[also],
+            )
+            await self.pipeline.deliver(delivery)
+        else:
+            await self.store.write(also)
+        if remote:
+            self.queued()
+        return f"250 2.0.0 OK queued as {tx.id}"

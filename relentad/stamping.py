@@ -1,0 +1,128 @@
+"""Header fixes a submission server makes before a message leaves (RFC 6409 §8): pure bytes in, bytes out.
+
+:func:`prepare` checks the author fields against an ownership predicate and then
+- refuses a message without exactly one From field, and From or Sender addresses the account does not own
+  (``553 5.7.1``, as :class:`relentad.errors.SMTPReply`);
+- removes every Bcc field (RFC 5322 §3.6.3: the submitter's copy may keep it, the world's may not);
+- adds ``Sender`` when the envelope sender is not the (single) From address and no Sender is present;
+- adds ``Message-ID`` and ``Date`` when missing;
+- prepends the given ``Received`` field.
+
+Invariants: the body and every field not named above are left byte for byte as submitted (a DKIM signature made
+later covers exactly what the client wrote); added fields end in CRLF and carry nothing a client could use to
+inject a header line.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import trace
+from .errors import SMTPReply
+
+_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One header field as it was written, folding and line ending included."""
+
+    name: str  # lower case
+    raw: bytes
+
+    @property
+    def value(self) -> str:
+        """The unfolded value, decoded leniently (8-bit headers are kept as surrogates)."""
+        text = self.raw.split(b":", 1)[1].decode("utf-8", "surrogateescape")
+        return re.sub(r"\r?\n(?=[ \t])", "", text).strip()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The message to send, and who it is from (for DKIM's signing domain)."""
+
+    raw: bytes
+    from_address: str  # the first From address
+
+
+def split(raw: bytes) -> tuple[list[Field], bytes]:
+    """The header fields and the rest (the blank separator line and the body, as written)."""
+    fields: list[Field] = []
+    pos = 0
+    current = b""
+    while pos < len(raw):
+        end = raw.find(b"\n", pos)
+        line = raw[pos:] if end < 0 else raw[pos : end + 1]
+        if line in (b"\r\n", b"\n"):
+            break
+        if line[:1] in (b" ", b"\t") and current:
+            current += line
+        else:
+            if current:
+                fields.append(_field(current))
+            current = line
+        pos += len(line)
+    if current:
+        fields.append(_field(current))
+    return fields, raw[pos:]
+
+
+def _field(raw: bytes) -> Field:
+    match = _FIELD_NAME.match(raw)
+    name = match.group(1).decode("ascii").lower() if match else ""
+    if not raw.endswith(b"\n"):
+        raw += b"\r\n"
+    return Field(name, raw)
+
+
+def addresses(field: Field) -> list[str]:
+    """The addr-specs in an address field (display names and groups dropped)."""
+    return [addr for _, addr in email.utils.getaddresses([field.value]) if addr]
+
+
+def _not_owned(what: str, address: str) -> SMTPReply:
+    return SMTPReply(553, "5.7.1", f"{what} address <{trace.clean(address)}> is not yours to send from")
+
+
+def prepare(
+    raw: bytes,
+    *,
+    mail_from: str,
+    owns: Callable[[str], bool],
+    received: bytes,
+    hostname: str,
+    now: float | None = None,
+) -> Prepared:
+    """The message as it should leave: checked, fixed and stamped (see the module docstring)."""
+    fields, rest = split(raw)
+    from_fields = [f for f in fields if f.name == "from"]
+    if len(from_fields) != 1:
+        raise SMTPReply(550, "5.6.0", "A message needs exactly one From header field")
+    authors = addresses(from_fields[0])
+    if not authors:
+        raise SMTPReply(550, "5.6.0", "The From header field has no address")
+    for author in authors:
+        if not owns(author):
+            raise _not_owned("From", author)
+    senders = [f for f in fields if f.name == "sender"]
+    for sender_field in senders:
+        for sender in addresses(sender_field):
+            if not owns(sender):
+                raise _not_owned("Sender", sender)
+    kept = [f.raw for f in fields if f.name != "bcc"]
+    names = {f.name for f in fields}
+    added: list[bytes] = []
+    if not senders and (len(authors) != 1 or authors[0].lower() != mail_from.lower()):
+        added.append(f"Sender: <{trace.clean(mail_from)}>\r\n".encode())
+    if "message-id" not in names:
+        added.append(f"Message-ID: <{secrets.token_hex(12)}@{trace.clean(hostname)}>\r\n".encode())
+    if "date" not in names:
+        added.append(f"Date: {email.utils.formatdate(now if now is not None else time.time())}\r\n".encode())
+    if not rest.startswith((b"\r\n", b"\n")):
+        rest = b"\r\n" + rest  # a message with no body and no separator still needs the blank line
+    return Prepared(received + b"".join(kept) + b"".join(added) + rest, authors[0])

@@ -1,0 +1,128 @@
+"""SEARCH / UID SEARCH over real sockets: flags, keywords, dates, sizes, sets, text keys (decoded headers and
+bodies, UTF-8 charset), NOT/OR nesting, MODSEQ, ESEARCH and SEARCHRES."""
+
+from __future__ import annotations
+
+import imaplib
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.daemon import PASSWORD, Daemon
+from tests.support.dnsmasq import Dnsmasq
+from tests.support.imap import ALICE, Raw, imap_daemon, message
+
+HTML = (
+    b"From: Shop <news@shop.test>\r\nTo: alice@example.test\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
+    b"Date: Mon, 03 Mar 2025 12:00:00 +0000\r\nContent-Type: text/html; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n<p>Sch=C3=B6ne <b>Angebote</b></p>\r\n"
+)
+
+
+@pytest.fixture(scope="module")
+def relentad(tmp_path_factory: pytest.TempPathFactory, dns_server: Dnsmasq) -> Iterator[Daemon]:
+    daemon = imap_daemon(tmp_path_factory.mktemp("imap-search"), dns_server.nameserver)
+    conn = imaplib.IMAP4(daemon.host, daemon.imap_port)
+    conn.login(ALICE, PASSWORD)
+    conn.append("INBOX", "(\\Seen)", '"01-Jan-2025 10:00:00 +0000"', message("invoice 42", "Please pay.\r\n"))
+    conn.append("INBOX", "(\\Flagged $Work)", '"15-Feb-2025 10:00:00 +0000"', message("meeting", "x" * 5000))
+    conn.append("INBOX", None, '"03-Mar-2025 12:00:00 +0000"', HTML)
+    conn.append("INBOX", "(\\Deleted)", None, message("old stuff", sender="Bob <bob@example.test>", X_Tag="blue"))
+    conn.logout()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def raw(relentad: Daemon) -> Iterator[Raw]:
+    client = Raw(relentad)
+    client.login()
+    client.command("s", "SELECT INBOX")
+    yield client
+    client.close()
+
+
+def search(raw: Raw, criteria: str) -> list[int]:
+    reply = raw.command("q", criteria)
+    assert reply[-1].startswith(b"q OK"), reply
+    line = next(line for line in reply if line.startswith(b"* SEARCH"))
+    return [int(n) for n in line.split()[2:] if n.isdigit()]
+
+
+@pytest.mark.parametrize(
+    ("criteria", "expected"),
+    [
+        ("SEARCH ALL", [1, 2, 3, 4]),
+        ("SEARCH SEEN", [1]),
+        ("SEARCH UNSEEN", [2, 3, 4]),
+        ("SEARCH FLAGGED KEYWORD $Work", [2]),
+        ("SEARCH UNKEYWORD $work", [1, 3, 4]),
+        ("SEARCH DELETED", [4]),
+        ("SEARCH NOT DELETED", [1, 2, 3]),
+        ("SEARCH OR SEEN FLAGGED", [1, 2]),
+        ("SEARCH NOT (OR SEEN (FLAGGED UNDELETED))", [3, 4]),
+        ("SEARCH BEFORE 15-Feb-2025", [1]),
+        ("SEARCH ON 15-Feb-2025", [2]),
+        ("SEARCH SINCE 15-Feb-2025 BEFORE 1-Jan-2026", [2, 3]),
+        ("SEARCH SENTON 3-Mar-2025", [3]),
+        ("SEARCH SENTSINCE 1-Jan-2026", [1, 2, 4]),
+        ("SEARCH LARGER 3000", [2]),
+        ("SEARCH SMALLER 3000", [1, 3, 4]),
+        ("SEARCH 2:3", [2, 3]),
+        ("SEARCH UID 3:*", [3, 4]),
+        ("SEARCH SUBJECT invoice", [1]),
+        ("SEARCH SUBJECT MEET", [2]),
+        ("SEARCH FROM bob@example.test", [4]),
+        ("SEARCH FROM friend", [1, 2]),
+        ("SEARCH TO alice", [1, 2, 3, 4]),
+        ('SEARCH HEADER X-Tag "blue"', [4]),
+        ('SEARCH HEADER X-Tag ""', [4]),
+        ("SEARCH BODY pay", [1]),
+        ("SEARCH TEXT meeting", [2]),
+        ("SEARCH BODY Angebote", [3]),
+        ("SEARCH YOUNGER 3600", [4]),
+    ],
+)
+def test_search_keys(raw: Raw, criteria: str, expected: list[int]) -> None:
+    assert search(raw, criteria) == expected
+
+
+def test_utf8_charset_and_decoded_words(raw: Raw) -> None:
+    raw.send(b"q SEARCH CHARSET UTF-8 SUBJECT {6}\r\n")
+    assert raw.line().startswith(b"+")
+    raw.send("Grüß".encode() + b"\r\n")
+    assert b"* SEARCH 3" in b"".join(raw.until("q"))
+    raw.send(b"r SEARCH CHARSET UTF-8 BODY {6}\r\n")
+    raw.line()
+    raw.send("Schöne".encode()[:6] + b"\r\n")
+    reply = raw.until("r")
+    assert reply[-1].startswith(b"r OK")
+    assert raw.command("t", "SEARCH CHARSET KOI9 ALL")[-1].startswith(b"t NO [BADCHARSET")
+
+
+def test_uid_search_and_esearch(raw: Raw) -> None:
+    assert b"* SEARCH 1 2 3 4" in b"".join(raw.command("a", "UID SEARCH ALL"))
+    reply = raw.command("b", "SEARCH RETURN (MIN MAX COUNT ALL) UNSEEN")
+    assert reply[0] == b'* ESEARCH (TAG "b") MIN 2 MAX 4 COUNT 3 ALL 2:4\r\n'
+    reply = raw.command("c", "UID SEARCH RETURN () FLAGGED")
+    assert reply[0] == b'* ESEARCH (TAG "c") UID ALL 2\r\n'
+    reply = raw.command("d", "SEARCH RETURN (COUNT) SUBJECT nothing-like-this")
+    assert reply[0] == b'* ESEARCH (TAG "d") COUNT 0\r\n'
+
+
+def test_searchres_saves_for_dollar(raw: Raw) -> None:
+    reply = raw.command("a", "SEARCH RETURN (SAVE) OR SEEN FLAGGED")
+    assert reply[0].startswith(b"a OK")
+    text = b"".join(raw.command("b", "FETCH $ (UID)"))
+    assert b"* 1 FETCH (UID 1)" in text and b"* 2 FETCH (UID 2)" in text and b"* 3 FETCH" not in text
+    assert search(raw, "SEARCH $ SEEN") == [1]
+
+
+def test_modseq_search(raw: Raw) -> None:
+    status = raw.command("z", "STATUS INBOX (HIGHESTMODSEQ)")[0]
+    highest = int(status.split()[-1].rstrip(b")"))
+    raw.command("a", "STORE 3 +FLAGS (\\Answered)")
+    reply = raw.command("b", f"SEARCH MODSEQ {highest + 1}")
+    line = next(line for line in reply if line.startswith(b"* SEARCH"))
+    assert line == b"* SEARCH 3 (MODSEQ %d)\r\n" % (highest + 1)
+    raw.command("c", "STORE 3 -FLAGS (\\Answered)")

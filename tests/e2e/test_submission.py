@@ -1,0 +1,266 @@
+"""Submission (587 STARTTLS, 465 implicit TLS) over real sockets with smtplib, aiosmtplib and swaks.
+
+Covers AUTH (TLS only, PLAIN and LOGIN, throttling, login history, password change), who may send as what,
+the header fixes (Sender, Message-ID, Date, Received, Bcc), local delivery with a Sent copy, queueing of remote
+recipients and the send counters.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import json
+import shutil
+import signal
+import smtplib
+import ssl
+import subprocess
+import time
+from typing import Any
+
+import aiosmtplib
+import pytest
+
+from relentad.tls import make_self_signed
+from tests.e2e.conftest import MakeDaemon, provision
+from tests.support.daemon import PASSWORD, Daemon
+
+SEEN = 1
+
+
+def tls_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def message(
+    from_: str = "Alice <alice@example.test>", to: str = "bob@example.test", subject: str = "hi", extra: str = ""
+) -> bytes:
+    headers = [f"From: {from_}", f"To: {to}", f"Subject: {subject}"]
+    if extra:
+        headers.append(extra)
+    return ("\r\n".join(headers) + "\r\n\r\nHello from submission.\r\n").encode()
+
+
+def submit(daemon: Daemon, user: str = "alice@example.test", password: str = PASSWORD) -> smtplib.SMTP:
+    """An authenticated smtplib session on the STARTTLS port."""
+    client = smtplib.SMTP(daemon.host, daemon.submission_port, timeout=10)
+    client.ehlo("laptop.example.test")
+    client.starttls(context=tls_context())
+    client.ehlo("laptop.example.test")
+    client.user, client.password = user, password
+    code, text = client.auth("PLAIN", client.auth_plain)  # one attempt (smtplib.login would try every mechanism)
+    assert code == 235, text
+    return client
+
+
+# No DNS answers here (a port nobody serves): remote recipients stay queued, deferred, and no test ever asks
+# the machine's resolver. tests/e2e/test_outbound.py delivers for real, with dnsmasq.
+NO_DNS = {"dns": {"nameservers": ["127.0.0.1:9"], "timeout": 0.5}}
+
+
+@pytest.fixture
+def relentad(make_daemon: MakeDaemon) -> Daemon:
+    return provision(make_daemon(submission=True, settings=NO_DNS)).start()
+
+
+# -- AUTH ---------------------------------------------------------------------------------------------------
+
+
+def test_auth_only_after_starttls(relentad: Daemon) -> None:
+    with smtplib.SMTP(relentad.host, relentad.submission_port, timeout=10) as client:
+        client.ehlo("laptop.example.test")
+        assert client.has_extn("starttls")
+        assert not client.has_extn("auth"), "AUTH must not be offered before TLS"
+        token = base64.b64encode(b"\0alice@example.test\0" + PASSWORD.encode()).decode()
+        code, text = client.docmd("AUTH", f"PLAIN {token}")
+        assert (code, text[:6]) == (538, b"5.7.11")
+        code, text = client.docmd("MAIL", "FROM:<alice@example.test>")
+        assert (code, text[:5]) == (530, b"5.7.0")
+        client.starttls(context=tls_context())
+        client.ehlo("laptop.example.test")
+        assert "PLAIN" in client.esmtp_features["auth"] and "LOGIN" in client.esmtp_features["auth"]
+        assert client.login("alice@example.test", PASSWORD)[0] == 235
+
+
+def test_plaintext_auth_on_loopback_only_when_configured(make_daemon: MakeDaemon) -> None:
+    daemon = provision(make_daemon(submission=True, settings={"auth": {"plaintext_loopback": True}})).start()
+    with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=10) as client:
+        client.ehlo("laptop.example.test")
+        assert client.has_extn("auth")
+        assert client.login("alice@example.test", PASSWORD)[0] == 235
+
+
+def test_implicit_tls_and_auth_login(relentad: Daemon) -> None:
+    with smtplib.SMTP_SSL(relentad.host, relentad.submissions_port, timeout=10, context=tls_context()) as client:
+        client.ehlo("laptop.example.test")
+        assert not client.has_extn("starttls")
+        client.user, client.password = "alice@example.test", PASSWORD
+        code, _ = client.auth("LOGIN", client.auth_login)
+        assert code == 235
+        assert client.sendmail("alice@example.test", ["bob@example.test"], message()) == {}
+    [stored] = relentad.messages("bob@example.test")
+    assert b"with ESMTPSA" in stored
+
+
+def test_wrong_password_throttling_and_login_history(make_daemon: MakeDaemon) -> None:
+    daemon = provision(make_daemon(submission=True, settings={"auth": {"failures_per_ip": 3}})).start()
+    for _ in range(3):
+        with pytest.raises(smtplib.SMTPAuthenticationError) as failed:
+            submit(daemon, password="wrong password")
+        assert failed.value.smtp_code == 535
+    with pytest.raises(smtplib.SMTPAuthenticationError) as throttled:
+        submit(daemon)  # even the right password is refused while the IP is throttled
+    assert throttled.value.smtp_code == 454
+    rows = daemon.query("SELECT login, ip, protocol, result, reason FROM login_history ORDER BY id")
+    assert [r["result"] for r in rows] == ["failure"] * 4
+    assert {r["protocol"] for r in rows} == {"smtp"} and {r["ip"] for r in rows} == {"127.0.0.1"}
+    assert rows[-1]["reason"] == "throttled-ip"
+
+
+def test_successful_logins_are_recorded_and_a_password_change_drops_the_cache(relentad: Daemon) -> None:
+    submit(relentad).quit()
+    submit(relentad).quit()  # served from the credential cache
+    relentad.cli("user", "passwd", "alice@example.test", "--password-stdin", input="a new password 42\n")
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        submit(relentad)
+    submit(relentad, password="a new password 42").quit()
+    rows = relentad.query(
+        "SELECT h.result, h.reason FROM login_history h JOIN accounts a ON a.id = h.account_id ORDER BY h.id"
+    )
+    assert [(r["result"], r["reason"]) for r in rows] == [
+        ("success", ""),
+        ("success", "cached"),
+        ("failure", "bad-password"),
+        ("success", ""),
+    ]
+
+
+# -- who may send as what -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "author",
+    ["alice@example.test", "Alice <ALICE@example.test>", "alice+news@example.test", "Sales <sales@example.test>"],
+)
+def test_owned_from_addresses_are_accepted(relentad: Daemon, author: str) -> None:
+    with submit(relentad) as client:
+        assert client.sendmail("alice@example.test", ["bob@example.test"], message(from_=author)) == {}
+
+
+@pytest.mark.parametrize("author", ["carol@example.test", "info@example.test", "ceo@elsewhere.test"])
+def test_from_not_owned_is_refused(relentad: Daemon, author: str) -> None:
+    with submit(relentad) as client, pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("alice@example.test", ["bob@example.test"], message(from_=author))
+    assert refused.value.smtp_code == 553
+    assert refused.value.smtp_error.startswith(b"5.7.1")
+    assert relentad.messages("bob@example.test") == []
+
+
+def test_mail_from_not_owned_is_refused(relentad: Daemon) -> None:
+    with submit(relentad) as client:
+        code, text = client.mail("carol@example.test")
+        assert (code, text[:5]) == (553, b"5.7.1")
+
+
+def test_send_as_grant_from_config(make_daemon: MakeDaemon) -> None:
+    daemon = provision(
+        make_daemon(submission=True, settings={"submission": {"send_as": ["alice@example.test=@partner.test"]}})
+    ).start()
+    with submit(daemon) as client:
+        assert client.sendmail("alice@example.test", ["bob@example.test"], message(from_="x@partner.test")) == {}
+
+
+# -- header fixes, local delivery, Sent copy ------------------------------------------------------------------
+
+
+def test_local_delivery_with_header_fixes_and_sent_copy(relentad: Daemon) -> None:
+    raw = message(from_="Sales <sales@example.test>", extra="Bcc: secret@example.test")
+    with submit(relentad) as client:
+        assert client.sendmail("alice@example.test", ["bob@example.test", "carol@example.test"], raw) == {}
+    [stored] = relentad.messages("bob@example.test")
+    parsed = email.message_from_bytes(stored)
+    assert parsed["Sender"] == "<alice@example.test>"
+    assert parsed["Message-ID"].endswith("@mx.example.test>")
+    assert parsed["Date"]
+    assert parsed["Bcc"] is None
+    received = parsed.get_all("Received")
+    submitted = received[-1]  # ours, under the local delivery's own trace field
+    assert "authenticated as alice@example.test" in submitted
+    assert "127.0.0.1" not in submitted, "hide_client_ip is on by default"
+    assert len(relentad.messages("carol@example.test")) == 1
+    [sent] = relentad.query(
+        """SELECT m.flags FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id
+           JOIN accounts a ON a.id = x.account_id WHERE a.email = ? AND x.name = 'Sent'""",
+        "alice@example.test",
+    )
+    assert sent["flags"] & SEEN
+    [copy] = relentad.raw_blobs("alice@example.test", "Sent")
+    assert copy == relentad.raw_blobs("bob@example.test")[0], "one stored message for every copy"
+
+
+def test_existing_message_id_and_date_are_kept(relentad: Daemon) -> None:
+    raw = message(extra="Message-ID: <keep.me@laptop>\r\nDate: Wed, 25 Nov 2026 08:00:00 +0000")
+    with submit(relentad) as client:
+        client.sendmail("alice@example.test", ["bob@example.test"], raw)
+    parsed = email.message_from_bytes(relentad.messages("bob@example.test")[0])
+    assert parsed["Message-ID"] == "<keep.me@laptop>"
+    assert parsed["Date"] == "Wed, 25 Nov 2026 08:00:00 +0000"
+    assert parsed["Sender"] is None, "envelope sender and From agree"
+
+
+def test_unknown_local_user_is_refused(relentad: Daemon) -> None:
+    with submit(relentad) as client:
+        client.mail("alice@example.test")
+        code, text = client.rcpt("nobody@example.test")
+        assert (code, text[:5]) == (550, b"5.1.1")
+
+
+def test_remote_recipient_is_queued_and_counted(relentad: Daemon) -> None:
+    with submit(relentad) as client:
+        refused = client.sendmail("alice@example.test", ["bob@example.test", "someone@elsewhere.test"], message())
+    assert refused == {}
+    listed = relentad.cli("queue", "list", "--json")
+    [queued] = json.loads(listed.stdout)
+    assert queued["mail_from"] == "alice@example.test"
+    assert [r["address"] for r in queued["recipients"]] == ["someone@elsewhere.test"]
+    [day] = relentad.query("SELECT recipients FROM send_counts WHERE period = 'day'")
+    assert day["recipients"] == 2
+    relentad.cli("queue", "delete", str(queued["id"]))
+    assert json.loads(relentad.cli("queue", "list", "--json").stdout) == []
+    missing = relentad.cli("queue", "retry", "999", check=False)
+    assert missing.returncode != 0 and "no such queued message" in missing.stderr
+
+
+async def test_aiosmtplib_client(relentad: Daemon) -> None:
+    kwargs: dict[str, Any] = {"hostname": relentad.host, "port": relentad.submission_port, "tls_context": tls_context()}
+    async with aiosmtplib.SMTP(start_tls=True, **kwargs) as client:
+        await client.login("alice@example.test", PASSWORD)
+        errors, response = await client.sendmail("alice@example.test", ["bob@example.test"], message())
+    assert errors == {} and response.startswith("2.0.0")
+
+
+@pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed")
+def test_swaks(relentad: Daemon) -> None:
+    server = f"{relentad.host}:{relentad.submission_port}"
+    command = ["swaks", "--server", server, "--tls", "--auth", "PLAIN", "--auth-user", "alice@example.test"]
+    command += ["--auth-password", PASSWORD, "--from", "alice@example.test", "--to", "bob@example.test"]
+    command += ["--header", "Subject: via swaks"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert b"Subject: via swaks" in relentad.messages("bob@example.test")[0]
+
+
+def test_sighup_gives_new_465_connections_a_renewed_certificate(relentad: Daemon) -> None:
+    before = ssl.get_server_certificate((relentad.host, relentad.submissions_port))
+    tls_dir = relentad.root / "data" / "tls"
+    make_self_signed(tls_dir / "cert.pem", tls_dir / "key.pem", ["renewed.example.test"])
+    relentad.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while ssl.get_server_certificate((relentad.host, relentad.submissions_port)) == before:
+        assert time.monotonic() < deadline, "465 still serves the old certificate"
+        time.sleep(0.1)
+    with submit(relentad) as client:  # 587 and 465 both keep working
+        assert client.noop()[0] == 250
