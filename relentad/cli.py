@@ -226,6 +226,59 @@ def domain_remove(state: State, name: str) -> None:
     click.echo(f"domain {name} removed")
 
 
+@domain.command("dns")
+@click.argument("name")
+@json_option
+@pass_state
+def domain_dns(state: State, name: str, as_json: bool) -> None:
+    """Print every DNS record NAME should publish (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV)."""
+    from . import dnsrecords
+
+    with errors_as_messages():
+        config = state.config
+        found = dnsrecords.records(config, name)
+        if as_json:
+            print_json(
+                {
+                    "records": [record.as_json() for record in found],
+                    "mta_sts_policy": dnsrecords.mta_sts_policy(config),
+                }
+            )
+        else:
+            click.echo(dnsrecords.render(config, name), nl=False)
+
+
+@main.command()
+@click.argument("domains", nargs=-1)
+@json_option
+@pass_state
+def doctor(state: State, domains: tuple[str, ...], as_json: bool) -> None:
+    """Check DNS records, reverse DNS, the certificate and the listeners; say how to fix what is wrong.
+
+    DOMAINS default to every hosted domain. Exits 1 when a check fails (warnings do not).
+    """
+    import asyncio
+
+    from . import doctor as doctor_mod
+
+    with errors_as_messages():
+        config = state.config
+        names = list(domains)
+        if not names:
+            with state.read() as conn:
+                names = [str(row["name"]) for row in accounts.list_domains(conn)]
+        findings = asyncio.run(doctor_mod.run(config, names))
+    if as_json:
+        print_json([finding.as_json() for finding in findings])
+    else:
+        for finding in findings:
+            click.echo(finding.line())
+    if doctor_mod.failed(findings):
+        bad = sum(1 for finding in findings if finding.status == "fail")
+        click.echo(f"{bad} problem(s) found", err=True)
+        sys.exit(1)
+
+
 # -- users ------------------------------------------------------------------------------------------------
 
 
@@ -266,6 +319,10 @@ def user_add(
                 daily_send=state.config.quota.daily_send if daily_send is None else daily_send,
                 display_name=display_name,
             )
+            if state.config.quota.hourly_send:
+                from . import quota as quota_mod
+
+                quota_mod.set_limits(conn, account.id, hourly_send=state.config.quota.hourly_send)
     click.echo(f"user {account.email} added")
     if generated:
         click.echo(f"password: {password}")
@@ -373,6 +430,275 @@ def alias_remove(state: State, address: str, target: str | None) -> None:
     click.echo(f"alias {address} removed ({count} route(s))")
 
 
+# -- quotas (issue 7) -------------------------------------------------------------------------------------
+
+
+def _usage_json(email: str, usage: Any) -> dict[str, Any]:
+    return {"email": email, **asdict(usage), "percent": round(usage.percent, 1)}
+
+
+@main.group("quota")
+def quota_group() -> None:
+    """Disk and send quotas of accounts."""
+
+
+@quota_group.command("show")
+@click.argument("email")
+@click.option("--recount", is_flag=True, help="Count the stored messages again and correct the usage counters.")
+@json_option
+@pass_state
+def quota_show(state: State, email: str, recount: bool, as_json: bool) -> None:
+    """Show an account's disk use and limits, and recipients sent this hour and today."""
+    from . import quota
+
+    drift = (0, 0)
+    opened = state.write if recount else state.read
+    with errors_as_messages(), opened() as conn:
+        account = accounts.get_account(conn, email)
+        if recount:
+            drift = quota.recount(conn, account.id)
+        usage = quota.get(conn, account.id)
+    if as_json:
+        print_json({**_usage_json(account.email, usage), "drift": {"bytes": drift[0], "messages": drift[1]}})
+        return
+    if drift != (0, 0):
+        click.echo(f"recount: the counters were off by {drift[0]} octets, {drift[1]} message(s); corrected")
+    limit = format_size(usage.limit) if usage.limit else "unlimited"
+    percent = f" ({usage.percent:.1f} %)" if usage.limit else ""
+    click.echo(f"{account.email}")
+    click.echo(f"  disk:   {format_size(usage.bytes)} of {limit}{percent} in {usage.messages} message(s)")
+    click.echo(f"  hourly: {usage.sent_this_hour} of {usage.hourly_send or 'unlimited'} recipients this hour")
+    click.echo(f"  daily:  {usage.sent_today} of {usage.daily_send or 'unlimited'} recipients today")
+
+
+@quota_group.command("set")
+@click.argument("email")
+@click.option("--disk", help="Disk quota, e.g. 5GB (0 = unlimited).")
+@click.option("--daily-send", type=click.IntRange(min=0), help="Recipients per day (0 = unlimited).")
+@click.option("--hourly-send", type=click.IntRange(min=0), help="Recipients per hour (0 = unlimited).")
+@pass_state
+def quota_set(state: State, email: str, disk: str | None, daily_send: int | None, hourly_send: int | None) -> None:
+    """Change an account's limits (options not given stay as they are)."""
+    from . import quota
+
+    with errors_as_messages():
+        if disk is None and daily_send is None and hourly_send is None:
+            raise CLIError("nothing to set: give --disk, --daily-send and/or --hourly-send")
+        disk_bytes = parse_size(disk) if disk is not None else None
+        with state.write() as conn:
+            account = accounts.get_account(conn, email)
+            quota.set_limits(conn, account.id, disk=disk_bytes, daily_send=daily_send, hourly_send=hourly_send)
+    click.echo(f"quota of {account.email} updated")
+
+
+def _moment(text: str | None) -> float | None:
+    """``--at``: a Unix time or an ISO 8601 date/time (UTC when no zone is given)."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (give Unix seconds or an ISO 8601 date)") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+@user.command("terminate")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--now", "purge_now", is_flag=True, help="Purge the account's data at once instead of after retention.")
+@pass_state
+def user_terminate(state: State, email: str, yes: bool, purge_now: bool) -> None:
+    """Terminate EMAIL: no more logins or mail (550 5.1.1); its data is purged after [retention] deleted_days."""
+    from .lifecycle import retention
+
+    if not yes:
+        click.confirm(f"Terminate {email}? It can no longer log in or receive mail", abort=True)
+    with errors_as_messages(), state.write() as conn:
+        account = accounts.get_account(conn, email)
+        moved = retention.terminate(conn, account.id)
+        if purge_now:
+            retention.purge_account(conn, account.id)
+    if purge_now:
+        click.echo(f"user {account.email} terminated and purged ({moved} message(s))")
+    else:
+        days = state.config.retention.deleted_days
+        click.echo(f"user {account.email} terminated; {moved} message(s) kept for {days} days, then purged")
+
+
+@main.command("purge")
+@click.option("--at", "at", help="Purge as if it were this time (Unix seconds or ISO 8601; default: now).")
+@json_option
+@pass_state
+def purge_command(state: State, at: str | None, as_json: bool) -> None:
+    """Remove expunged mail and terminated accounts older than [retention] deleted_days, and unused bodies."""
+    from .lifecycle import retention
+
+    with errors_as_messages():
+        now = _moment(at)
+        with state.write() as conn:
+            settings = state.config.retention
+            result = retention.purge(conn, settings.deleted_days, now, activity_days=settings.activity_days)
+    if as_json:
+        print_json(asdict(result))
+        return
+    click.echo(
+        f"purged {result.expunged} expunged message(s), {result.accounts} account(s), "
+        f"{result.blobs} message body(ies) ({format_size(result.bytes)})"
+    )
+
+
+@main.command("activity")
+@click.argument("email")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(min=1), help="Days to show.")
+@json_option
+@pass_state
+def activity_command(state: State, email: str, days: int, as_json: bool) -> None:
+    """Show EMAIL's logins (time, IP, protocol, result) and per-day mail received, sent and bytes stored."""
+    import time
+
+    from .lifecycle import activity
+
+    with errors_as_messages(), state.read() as conn:
+        account = accounts.get_account(conn, email)
+        per_day = activity.days(conn, account.id, days)
+        logins = activity.logins(conn, account.id, time.time() - days * 86400)
+    if as_json:
+        print_json(
+            {
+                "email": account.email,
+                "logins": [{**asdict(login), "time": iso(login.time)} for login in logins],
+                "days": [asdict(day) for day in per_day],
+            }
+        )
+        return
+    click.echo(f"{account.email}: the last {days} day(s)")
+    click.echo("day         received  sent  stored  logins  failed")
+    for day in per_day:
+        click.echo(
+            f"{day.day}  {day.received:8}  {day.sent:4}  {format_size(day.bytes_stored):>6}  "
+            f"{day.logins:6}  {day.failed_logins:6}"
+        )
+    for login in logins:
+        click.echo(f"{iso(login.time)}\t{login.ip}\t{login.protocol}\t{login.result}")
+
+
+@main.command("announce")
+@click.option("--subject", required=True, help="Subject of the announcement.")
+@click.option("--body-file", required=True, type=click.Path(dir_okay=False, exists=True), help="Text of the body.")
+@click.option("--domain", "domain_name", help="Only the accounts of this domain (default: every account).")
+@pass_state
+def announce_command(state: State, subject: str, body_file: str, domain_name: str | None) -> None:
+    """Deliver one mandatory announcement into every (matching) INBOX, from [quota] notices_from; stored once."""
+    import time
+
+    from .lifecycle import announce
+
+    with errors_as_messages():
+        config = state.config
+        body = Path(body_file).read_text(encoding="utf-8")
+        sender = config.quota.notices_from or f"postmaster@{config.server.hostname}"
+        raw = announce.build(
+            sender=sender, subject=subject, body=body, hostname=config.server.hostname, now=time.time()
+        )
+        with state.write() as conn:
+            targets = announce.recipients(conn, domain_name)
+            announce.deliver(conn, raw, targets)
+    click.echo(f"announced to {len(targets)} account(s)")
+
+
+@main.group("backup")
+def backup_group() -> None:
+    """Database snapshots: create (online, verified, rotated), list, restore."""
+
+
+@backup_group.command("create")
+@pass_state
+def backup_create(state: State) -> None:
+    """Take a consistent snapshot while the daemon runs, gzip it, verify it, rotate old ones."""
+    from .lifecycle import backup
+
+    with errors_as_messages():
+        snapshot = backup.create(state.config)
+    click.echo(f"{snapshot.path}\t{format_size(snapshot.size)}\tverified")
+
+
+@backup_group.command("list")
+@json_option
+@pass_state
+def backup_list(state: State, as_json: bool) -> None:
+    """List the stored snapshots, newest first."""
+    from .lifecycle import backup
+
+    with errors_as_messages():
+        found = backup.list_snapshots(state.config)
+    if as_json:
+        print_json([{"path": str(s.path), "taken": s.taken.isoformat(), "size": s.size} for s in found])
+        return
+    for snapshot in found:
+        click.echo(f"{snapshot.path}\t{snapshot.taken.isoformat(timespec='seconds')}\t{format_size(snapshot.size)}")
+
+
+@backup_group.command("restore")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def backup_restore(state: State, file: str, yes: bool) -> None:
+    """Replace the database with FILE (the server must be stopped)."""
+    from .lifecycle import backup
+
+    if not yes:
+        click.confirm(f"Replace {state.config.database_path} with {file}?", abort=True)
+    with errors_as_messages():
+        backup.restore(state.config, Path(file))
+    click.echo(f"restored {file}")
+
+
+@main.command("export")
+@click.argument("email")
+@click.argument("path", type=click.Path(file_okay=False))
+@pass_state
+def export_command(state: State, email: str, path: str) -> None:
+    """Export everything of EMAIL into PATH: mail as mbox per folder, contacts as vCard, activity as CSV."""
+    from .lifecycle import transfer
+
+    target = Path(path)
+    with errors_as_messages(), state.read() as conn:
+        account = accounts.get_account(conn, email)
+        target.mkdir(parents=True, exist_ok=True)
+        count = transfer.export_mail(conn, account.id, target)
+        contacts_written = transfer.export_contacts(conn, account.id, target)
+        transfer.export_activity(conn, account.id, target)
+    extra = ", contacts.vcf" if contacts_written else ""
+    click.echo(
+        f"exported {count} message(s) of {account.email} to {target} (mail/*.mbox, flags.json{extra}, activity.csv)"
+    )
+
+
+@main.command("import")
+@click.argument("email")
+@click.argument("path", type=click.Path(exists=True))
+@pass_state
+def import_command(state: State, email: str, path: str) -> None:
+    """Import an mbox file, a folder of .mbox files (relentad export) or a Maildir into EMAIL, folders kept."""
+    from .lifecycle import transfer
+
+    def write(job: Callable[[sqlite3.Connection], None]) -> None:
+        with state.write() as conn:
+            job(conn)
+
+    with errors_as_messages():
+        with state.read() as conn:
+            account = accounts.get_account(conn, email)
+        found = transfer.items(Path(path))
+        with click.progressbar(length=len(found), label="importing", file=sys.stderr) as bar:
+            count = transfer.import_all(write, account.id, found, bar.update)
+    click.echo(f"imported {count} message(s) into {account.email}")
+
+
 # -- outbound queue ---------------------------------------------------------------------------------------
 
 
@@ -456,6 +782,389 @@ def dkim_generate(state: State, domain: str, selector: str, with_ed25519: bool) 
     click.echo(f"DKIM key for {domain} with selector {selector} stored; publish:")
     for line in lines:
         click.echo(line)
+
+
+# -- CRM: contacts and rules ------------------------------------------------------------------------------
+
+
+def _account_id(conn: sqlite3.Connection, email: str) -> int:
+    return accounts.get_account(conn, email).id
+
+
+def _contact_line(contact: dict[str, Any]) -> str:
+    kind = "" if contact["kind"] == "person" else f" [{contact['kind']}]"
+    company = f" ({contact['company']})" if contact["company"] else ""
+    tags = f" tags={','.join(contact['tags'])}" if contact["tags"] else ""
+    return (
+        f"#{contact['id']}\t{contact['name'] or '-'}{kind}{company}\t{', '.join(contact['addresses'])}\t"
+        f"in={contact['count_in']} out={contact['count_out']} last={iso(contact['last_contact']) or '-'}{tags}"
+    )
+
+
+def _contact_json(contact: dict[str, Any]) -> dict[str, Any]:
+    data = dict(contact)
+    data["first_contact"], data["last_contact"] = iso(contact["first_contact"]), iso(contact["last_contact"])
+    for thread in data.get("threads", []):
+        thread["first_message"], thread["last_message"] = iso(thread["first_message"]), iso(thread["last_message"])
+    for message in data.get("messages", []):
+        message["time"] = iso(message["time"])
+    return data
+
+
+@main.group()
+def contacts() -> None:
+    """The CRM: contacts filed from every message an account receives or sends."""
+
+
+@contacts.command("list")
+@click.argument("email")
+@click.option("--tag", help="Only contacts with this tag.")
+@click.option("--company", help="Only contacts of this company (name or domain).")
+@click.option("--kind", type=click.Choice(["person", "list", "bulk"]), help="Only people, lists or bulk senders.")
+@json_option
+@pass_state
+def contacts_list(
+    state: State, email: str, tag: str | None, company: str | None, kind: str | None, as_json: bool
+) -> None:
+    """List the contacts of account EMAIL, most recent first."""
+    from .crm import views
+
+    with errors_as_messages(), state.read() as conn:
+        found = views.list_contacts(conn, _account_id(conn, email), tag=tag, company=company, kind=kind)
+    if as_json:
+        print_json([_contact_json(c) for c in found])
+        return
+    for contact in found:
+        click.echo(_contact_line(contact))
+
+
+@contacts.command("show")
+@click.argument("email")
+@click.argument("contact")
+@json_option
+@pass_state
+def contacts_show(state: State, email: str, contact: str, as_json: bool) -> None:
+    """Show CONTACT (an address, #id or name) of EMAIL: addresses, counts, threads, last messages."""
+    from .crm import contacts as crm_contacts
+    from .crm import views
+
+    with errors_as_messages(), state.read() as conn:
+        card = views.show(conn, crm_contacts.resolve(conn, _account_id(conn, email), contact))
+    if as_json:
+        print_json(_contact_json(card))
+        return
+    click.echo(_contact_line(card))
+    click.echo(
+        f"  first contact: {iso(card['first_contact']) or '-'}   confirmed: {'yes' if card['confirmed'] else 'no'}"
+    )
+    for line in card["notes"].splitlines():
+        click.echo(f"  note: {line}")
+    click.echo(f"  threads ({len(card['threads'])}):")
+    for thread in card["threads"]:
+        click.echo(
+            f"    {iso(thread['last_message'])}  {thread['messages']:>4} msg  {thread['subject'] or '(no subject)'}"
+        )
+    click.echo(f"  last messages ({len(card['messages'])}):")
+    for message in card["messages"]:
+        arrow = "<-" if message["direction"] == "in" else "->"
+        folder = message["folder"] or "(gone)"
+        click.echo(f"    {iso(message['time'])} {arrow} {folder}: {message['subject'] or '(no subject)'}")
+
+
+def _edit_contact(state: State, email: str, contact: str, edit: Callable[[sqlite3.Connection, int, int], Any]) -> Any:
+    from .crm import contacts as crm_contacts
+
+    with errors_as_messages(), state.write() as conn:
+        account_id = _account_id(conn, email)
+        return edit(conn, account_id, crm_contacts.resolve(conn, account_id, contact))
+
+
+@contacts.command("tag")
+@click.argument("email")
+@click.argument("contact")
+@click.argument("tags", nargs=-1, required=True)
+@pass_state
+def contacts_tag(state: State, email: str, contact: str, tags: tuple[str, ...]) -> None:
+    """Add TAGS to CONTACT of EMAIL."""
+    from .crm import contacts as crm_contacts
+
+    _edit_contact(state, email, contact, lambda conn, _a, cid: crm_contacts.tag(conn, cid, list(tags)))
+    click.echo(f"{contact}: tagged {', '.join(tags)}")
+
+
+@contacts.command("untag")
+@click.argument("email")
+@click.argument("contact")
+@click.argument("tags", nargs=-1, required=True)
+@pass_state
+def contacts_untag(state: State, email: str, contact: str, tags: tuple[str, ...]) -> None:
+    """Remove TAGS from CONTACT of EMAIL."""
+    from .crm import contacts as crm_contacts
+
+    removed = _edit_contact(state, email, contact, lambda conn, _a, cid: crm_contacts.untag(conn, cid, list(tags)))
+    click.echo(f"{contact}: {removed} tag(s) removed")
+
+
+@contacts.command("note")
+@click.argument("email")
+@click.argument("contact")
+@click.argument("text")
+@pass_state
+def contacts_note(state: State, email: str, contact: str, text: str) -> None:
+    """Add a dated note to CONTACT of EMAIL."""
+    from .crm import contacts as crm_contacts
+
+    _edit_contact(state, email, contact, lambda conn, _a, cid: crm_contacts.add_note(conn, cid, text))
+    click.echo(f"{contact}: note added")
+
+
+@contacts.command("add-address")
+@click.argument("email")
+@click.argument("contact")
+@click.argument("address")
+@pass_state
+def contacts_add_address(state: State, email: str, contact: str, address: str) -> None:
+    """Give CONTACT of EMAIL another ADDRESS."""
+    from .crm import contacts as crm_contacts
+
+    added = _edit_contact(
+        state, email, contact, lambda conn, account_id, cid: crm_contacts.add_address(conn, account_id, cid, address)
+    )
+    click.echo(f"{contact}: address {added} added")
+
+
+@contacts.command("merge")
+@click.argument("email")
+@click.argument("contact")
+@click.argument("other")
+@pass_state
+def contacts_merge(state: State, email: str, contact: str, other: str) -> None:
+    """Merge OTHER into CONTACT (both of EMAIL): addresses, tags, notes, messages and threads move."""
+    from .crm import contacts as crm_contacts
+
+    def merge(conn: sqlite3.Connection, account_id: int, keep: int) -> None:
+        crm_contacts.merge(conn, account_id, keep, crm_contacts.resolve(conn, account_id, other))
+
+    _edit_contact(state, email, contact, merge)
+    click.echo(f"{other} merged into {contact}")
+
+
+@contacts.command("export")
+@click.argument("email")
+@click.option("--format", "fmt", type=click.Choice(["vcard", "csv"]), required=True, help="vCard 4.0 or CSV.")
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
+@pass_state
+def contacts_export(state: State, email: str, fmt: str, output: str | None) -> None:
+    """Export the contacts of EMAIL as vCard 4.0 (RFC 6350) or CSV."""
+    from .crm import export, views
+
+    with errors_as_messages():
+        with state.read() as conn:
+            account_id = _account_id(conn, email)
+            found = views.list_contacts(conn, account_id)
+        text = export.vcards(account_id, found) if fmt == "vcard" else export.csv_text(found)
+        if output:
+            Path(output).write_text(text, encoding="utf-8", newline="")
+        else:
+            sys.stdout.write(text)
+
+
+@contacts.command("unassigned")
+@click.argument("email")
+@json_option
+@pass_state
+def contacts_unassigned(state: State, email: str, as_json: bool) -> None:
+    """Mail of EMAIL from senders who are not (yet) confirmed contacts, to review."""
+    from .crm import sorter, views
+
+    with errors_as_messages(), state.read() as conn:
+        keyword = state.config.crm.unassigned_keyword or sorter.UNASSIGNED
+        rows = views.unassigned(conn, _account_id(conn, email), keyword)
+    if as_json:
+        print_json([{**row, "internaldate": iso(row["internaldate"])} for row in rows])
+        return
+    for row in rows:
+        who = f"{row['name']} <{row['sender']}>" if row["name"] else f"<{row['sender']}>"
+        click.echo(f"{iso(row['internaldate'])}\t{row['folder']} uid {row['uid']}\t{who}\t{row['subject']}")
+
+
+@main.group()
+def rules() -> None:
+    """Filing rules per account, in the Sieve language (RFC 5228 subset; see README)."""
+
+
+@rules.command("list")
+@click.argument("email")
+@json_option
+@pass_state
+def rules_list(state: State, email: str, as_json: bool) -> None:
+    """List the rules of EMAIL in the order they run."""
+    from .crm import rules as crm_rules
+
+    with errors_as_messages(), state.read() as conn:
+        found = crm_rules.list_rules(conn, _account_id(conn, email))
+    if as_json:
+        print_json([{**row, "created": iso(row["created"])} for row in found])  # type: ignore[arg-type]
+        return
+    for row in found:
+        click.echo(f"{row['position']}. {row['name']}")
+        for line in str(row["script"]).splitlines():
+            click.echo(f"    {line}")
+
+
+@rules.command("add")
+@click.argument("email")
+@click.argument("name")
+@click.argument("script", type=click.File("r", encoding="utf-8"), default="-")
+@click.option("--position", type=click.IntRange(min=1), help="Run at this place (1 = first; default: last).")
+@pass_state
+def rules_add(state: State, email: str, name: str, script: Any, position: int | None) -> None:
+    """Add rule NAME to EMAIL from the Sieve SCRIPT file (default: stdin)."""
+    from .crm import rules as crm_rules
+
+    with errors_as_messages():
+        text = script.read()
+        with state.write() as conn:
+            crm_rules.add(conn, _account_id(conn, email), name, text, position)
+    click.echo(f"rule {name} added")
+
+
+@rules.command("remove")
+@click.argument("email")
+@click.argument("name")
+@pass_state
+def rules_remove(state: State, email: str, name: str) -> None:
+    """Remove rule NAME of EMAIL."""
+    from .crm import rules as crm_rules
+
+    with errors_as_messages(), state.write() as conn:
+        crm_rules.remove(conn, _account_id(conn, email), name)
+    click.echo(f"rule {name} removed")
+
+
+@rules.command("test")
+@click.argument("email")
+@click.argument("message", type=click.Path(exists=True, dir_okay=False))
+@click.option("--mail-from", default="", help="Envelope sender to assume (default: none).")
+@json_option
+@pass_state
+def rules_test(state: State, email: str, message: str, mail_from: str, as_json: bool) -> None:
+    """Show what the rules of EMAIL would do to the MESSAGE file if it arrived now (nothing is changed)."""
+    from .crm import sorter
+
+    with errors_as_messages():
+        raw = Path(message).read_bytes()
+        with state.read() as conn:
+            account = accounts.get_account(conn, email)
+            result = sorter.preview(conn, account.id, account.email, raw, mail_from)
+    if as_json:
+        print_json(result)
+        return
+    click.echo(f"direction: {result['direction']}  sender: <{result['sender']}> ({result['contact']})")
+    for copy in result["copies"]:  # type: ignore[attr-defined]
+        click.echo(f"file into {copy['folder']}  flags: {' '.join(copy['flags']) or '-'}")
+    for step in result["trace"]:  # type: ignore[attr-defined]
+        click.echo(f"  {step}")
+    if result["unassigned"]:
+        click.echo(f"  unassigned ({state.config.crm.unassigned_keyword or 'no keyword'}): not a confirmed contact")
+
+
+# -- spam filter ------------------------------------------------------------------------------------------
+
+
+def _mail_files(folder: str) -> list[Path]:
+    """Every message file under ``folder`` (any depth; hidden files skipped), in a stable order."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise CLIError(f"{folder}: not a folder")
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+@main.group()
+def spam() -> None:
+    """The spam filter: bulk training, scoring files, statistics."""
+
+
+@spam.command("train")
+@click.argument("email", required=False)
+@click.option("--global", "to_global", is_flag=True, help="Train the global model every account falls back on.")
+@click.option("--ham", "ham_dir", required=True, help="Folder of ham messages (one file each, any depth).")
+@click.option("--spam", "spam_dir", required=True, help="Folder of spam messages (one file each, any depth).")
+@pass_state
+def spam_train(state: State, email: str | None, to_global: bool, ham_dir: str, spam_dir: str) -> None:
+    """Train EMAIL's model (or --global) on folders of ham and spam; training the same files again changes
+    nothing, and a file moved from one folder to the other is unlearned and learned anew."""
+    from .spam import storage
+    from .spam.tokenize import tokenize
+
+    if bool(email) == to_global:
+        raise CLIError("name an account EMAIL or --global (not both)")
+    files = [(path, False) for path in _mail_files(ham_dir)] + [(path, True) for path in _mail_files(spam_dir)]
+    hosts = (state.config.server.hostname,)
+    items = []
+    with errors_as_messages():
+        with click.progressbar(files, label="tokenizing", file=sys.stderr) as bar:
+            for path, is_spam in bar:
+                raw = path.read_bytes()
+                items.append((storage.digest(raw), tokenize(raw, own_hosts=hosts), is_spam))
+        with state.write() as conn:
+            scope = storage.GLOBAL if to_global else accounts.get_account(conn, email or "").id
+            click.echo(f"training on {len(items)} messages…", err=True)
+            result = storage.train_corpus(conn, scope, items)
+            result.pruned = storage.prune(conn, scope, state.config.spam.max_tokens, state.config.spam.max_age_days)
+    click.echo(
+        f"{'global' if to_global else email}: {result.messages} messages, {result.learned} learned, "
+        f"{result.unchanged} already trained, {result.flipped} relearned as the other class, {result.pruned} "
+        "tokens pruned"
+    )
+
+
+@spam.command("score")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--user", "email", help="Score with this account's model (plus the global one).")
+@json_option
+@pass_state
+def spam_score(state: State, files: tuple[str, ...], email: str | None, as_json: bool) -> None:
+    """Score FILEs with the global model (or --user's): one line per file, score and verdict."""
+    from .spam import storage
+    from .spam.classifier import Thresholds, score, verdict
+    from .spam.tokenize import tokenize
+
+    cut = Thresholds(state.config.spam.ham_below, state.config.spam.spam_above)
+    hosts = (state.config.server.hostname,)
+    results = []
+    with errors_as_messages(), state.read() as conn:
+        scope = accounts.get_account(conn, email).id if email else storage.GLOBAL
+        counts = storage.StoredCounts(conn, scope)
+        for name in files:
+            value = score(tokenize(Path(name).read_bytes(), own_hosts=hosts), counts)
+            results.append({"file": name, "score": round(value, 6), "verdict": verdict(value, cut)})
+    if as_json:
+        print_json(results)
+        return
+    for entry in results:
+        click.echo(f"{entry['file']}\t{entry['score']:.4f}\t{entry['verdict']}")
+
+
+@spam.command("stats")
+@json_option
+@pass_state
+def spam_stats(state: State, as_json: bool) -> None:
+    """Per model (global, each account): messages trained as spam and ham, token rows, messages recorded."""
+    from .spam import storage
+
+    with errors_as_messages(), state.read() as conn:
+        rows = storage.stats(conn)
+    if as_json:
+        print_json([{**row, "updated": iso(float(str(row["updated"])))} for row in rows])
+        return
+    if not rows:
+        click.echo("no spam training yet (relentad spam train)")
+    for row in rows:
+        click.echo(
+            f"{row['scope']}: {row['nspam']} spam, {row['nham']} ham trained; {row['tokens']} tokens; "
+            f"{row['recorded']} messages recorded"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

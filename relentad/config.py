@@ -203,6 +203,26 @@ class QuotaConfig:
 
     disk: int = setting(5_000_000_000, "Disk quota of a new account.", "size")
     daily_send: int = setting(1000, "Recipients a new account may send to per day.")
+    hourly_send: int = setting(
+        0, "Recipients a new account may send to per hour (UTC clock hour); more get 450 4.7.1. 0 = unlimited."
+    )
+    notices_from: str = setting(
+        "",
+        'Sender of system notices: the "mailbox almost full" warning (at 90 %) and `relentad announce`; '
+        "empty = postmaster@<server hostname>.",
+    )
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    """Online database snapshots (relentad backup create / list / restore)."""
+
+    dir: str = setting(
+        "", "Folder for the compressed snapshots (relative to this file's folder); empty = <data_dir>/backups."
+    )
+    daily: bool = setting(True, "Let the daemon take a snapshot once a day.")
+    keep_daily: int = setting(7, "Newest snapshot of each of the last N days to keep.")
+    keep_weekly: int = setting(4, "Newest snapshot of each of the last N ISO weeks to keep (beyond the daily ones).")
 
 
 @dataclass(frozen=True)
@@ -210,6 +230,9 @@ class RetentionConfig:
     """How long deleted data is kept before it is purged for good."""
 
     deleted_days: int = setting(90, "Days expunged mail and terminated accounts are kept before purging.")
+    activity_days: int = setting(
+        365, "Days login history and send counters are kept (relentad activity); older rows are purged. 0 = forever."
+    )
 
 
 @dataclass(frozen=True)
@@ -234,6 +257,47 @@ class IMAPConfig:
 
 
 @dataclass(frozen=True)
+class CRMConfig:
+    """The CRM sorter: contacts, companies, threads and filing rules for every message received or sent."""
+
+    enabled: bool = setting(
+        True,
+        "File every delivered and sent message against its contacts and thread and run the accounts' rules; "
+        "off, mail is stored unsorted (nothing is lost, the CRM just does not see it).",
+    )
+    unassigned_keyword: str = setting(
+        "$Unassigned",
+        "IMAP keyword given to received mail whose author is a person who is not a confirmed contact yet, for "
+        'review (relentad contacts unassigned); "" sets none.',
+    )
+
+
+@dataclass(frozen=True)
+class SpamConfig:
+    """The spam filter (relentad/spam/): verdict thresholds, filing, learning and the size of the token tables."""
+
+    enabled: bool = setting(True, "Score every received message and file spam into Junk.")
+    ham_below: float = setting(0.2, "Scores below this are ham (0-1).")
+    spam_above: float = setting(
+        0.9, "Scores above this are spam and go to Junk with the $Junk keyword; between the two is unsure (0-1)."
+    )
+    unsure_keyword: str = setting(
+        "$Unsure", 'IMAP keyword given to mail scored unsure (it stays in INBOX); "" sets none.'
+    )
+    learn: bool = setting(
+        True,
+        "Learn from users: moving or copying mail into Junk (or setting $Junk) trains spam; moving it out of Junk "
+        "other than to Trash (or clearing $Junk, setting $NotJunk) trains ham.",
+    )
+    max_tokens: int = setting(
+        200000, "Token rows kept per account (and for the global model); the least recently used are pruned."
+    )
+    max_age_days: int = setting(
+        365, "Tokens not seen in training or scoring for this many days are pruned. 0 = keep regardless of age."
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; ``path`` is the file it came from (None for defaults)."""
 
@@ -245,10 +309,13 @@ class Config:
     mailauth: MailAuthConfig = field(default_factory=MailAuthConfig)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    backup: BackupConfig = field(default_factory=BackupConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     imap: IMAPConfig = field(default_factory=IMAPConfig)
+    crm: CRMConfig = field(default_factory=CRMConfig)
+    spam: SpamConfig = field(default_factory=SpamConfig)
     path: Path | None = None
 
     @property
@@ -282,10 +349,13 @@ SECTIONS: dict[str, type] = {
     "mailauth": MailAuthConfig,
     "quota": QuotaConfig,
     "retention": RetentionConfig,
+    "backup": BackupConfig,
     "auth": AuthConfig,
     "submission": SubmissionConfig,
     "queue": QueueConfig,
     "imap": IMAPConfig,
+    "crm": CRMConfig,
+    "spam": SpamConfig,
 }
 
 
@@ -389,6 +459,13 @@ def check(config: Config) -> list[str]:
     for entry in config.submission.send_as:
         if entry.count("=") != 1 or "@" not in entry:
             problems.append(f'[submission] send_as: {entry!r} is not "account=address"')
+    keyword = config.crm.unassigned_keyword
+    if keyword and (keyword.startswith("\\") or any(c in keyword for c in ' (){%*"\\]') or not keyword.isprintable()):
+        problems.append("[crm] unassigned_keyword must be an IMAP keyword (an atom, not a \\system flag)")
+    if not 0 <= config.spam.ham_below <= config.spam.spam_above <= 1:
+        problems.append("[spam] thresholds must satisfy 0 <= ham_below <= spam_above <= 1")
+    if config.spam.max_tokens < 1000 or config.spam.max_age_days < 0:
+        problems.append("[spam] max_tokens must be at least 1000 and max_age_days not negative")
     if config.server.log_level.lower() not in ("debug", "info", "warning", "error"):
         problems.append("[server] log_level must be debug, info, warning or error")
     return problems

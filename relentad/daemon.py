@@ -1,8 +1,9 @@
 """The daemon: one event loop running every configured listener over one store.
 
 Lifecycle:
-- start: load config, open the store (migrations run), start the writer thread, bind listeners, tell systemd
-  READY=1 (when $NOTIFY_SOCKET is set; no libsystemd needed).
+- start: load config, open the store (migrations run), start the writer thread, bind listeners (and
+  ``[listen] metrics``: /metrics and /healthz, :mod:`relentad.metrics`), tell systemd READY=1 (when
+  $NOTIFY_SOCKET is set; no libsystemd needed).
 - SIGHUP: reload the configuration and certificates; new connections use them, open ones are not dropped. A bad
   file is logged line by line and the old configuration stays. Address changes need a restart (logged).
 - SIGTERM/SIGINT: stop accepting, close idle connections with 421, let transactions in flight finish (at most
@@ -23,17 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as config_mod
-from . import tls
+from . import metrics, tls
 from .auth.authenticator import Authenticator
 from .config import Config, ConfigError
 from .events import Bus
 from .imap.server import ImapServer
+from .lifecycle import backup, retention
 from .pipeline import Pipeline
 from .queue.dkimkeys import KeyRing
 from .queue.runner import QueueRunner
 from .smtp.inbound import InboundHandler
 from .smtp.server import Connections, ListenerContext, protocol_factory
 from .smtp.submission import SubmissionHandler
+from .spam import training as spam_training
 from .store.db import Store
 
 log = logging.getLogger("relentad")
@@ -67,7 +70,7 @@ class Daemon:
     context: ListenerContext = field(init=False)
     servers: dict[str, asyncio.Server] = field(default_factory=dict)
     smtp_connections: Connections = field(default_factory=Connections)
-    submission_connections: Connections = field(default_factory=Connections)
+    submission_connections: Connections = field(default_factory=lambda: Connections("submission"))
     # The SSLContext port 465 was bound with; SIGHUP loads a renewed certificate into it (new connections only).
     implicit_ssl: ssl.SSLContext | None = None
 
@@ -117,6 +120,11 @@ class Daemon:
             log.info("listening %s on %s", name, getattr(self.config.listen, name))
 
     async def run(self) -> int:
+        try:  # one daemon per data folder; `relentad backup restore` checks this lock too
+            lock = backup.hold_daemon_lock(self.config.data_dir)
+        except backup.BackupError as exc:
+            log.error("cannot start: %s", exc)
+            return 1
         loop = asyncio.get_running_loop()
         store = Store(self.config.database_path)
         store.start(loop)
@@ -135,6 +143,20 @@ class Daemon:
         )
         imap = ImapServer(store, bus, authenticator, lambda: self.config, lambda: self.context.tls_context)
         stop = asyncio.Event()
+        # the daily retention purge (issue 7): expunged mail and terminated accounts past [retention] deleted_days
+        purger = asyncio.ensure_future(retention.run_daily(store, lambda: self.config.retention))
+        snapshots = asyncio.ensure_future(backup.run_daily(lambda: self.config))
+        metrics_server = metrics.MetricsServer(
+            metrics.DaemonView(
+                store,
+                imap_sessions=lambda: len(imap.sessions),
+                smtp_sessions=lambda: {
+                    "smtp": len(self.smtp_connections.open),
+                    "submission": len(self.submission_connections.open),
+                },
+                listeners=lambda: {name: server.is_serving() for name, server in self.servers.items()},
+            )
+        )
         try:
             address = config_mod.parse_address(self.config.listen.smtp)
             if address is not None:
@@ -146,6 +168,10 @@ class Daemon:
             await self.start_submission(loop, submission)
             queue_runner.start()
             await self.start_imap(imap)
+            address = config_mod.parse_address(self.config.listen.metrics)
+            if address is not None:
+                await metrics_server.start(address[0], address[1])
+                log.info("listening metrics on %s", self.config.listen.metrics)
             loop.add_signal_handler(signal.SIGTERM, stop.set)
             loop.add_signal_handler(signal.SIGINT, stop.set)
             loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -155,6 +181,9 @@ class Daemon:
             log.info("shutting down")
             sd_notify("STOPPING=1")
         finally:
+            purger.cancel()
+            snapshots.cancel()
+            metrics_server.close()
             for server in self.servers.values():
                 server.close()
             imap_closing = asyncio.ensure_future(imap.close_all(self.config.limits.shutdown_grace))
@@ -165,7 +194,10 @@ class Daemon:
             await queue_runner.stop(self.config.limits.shutdown_grace)
             await imap_closing
             imap.close()
+            with contextlib.suppress(TimeoutError):  # training from IMAP in flight: best effort, never blocks exit
+                await asyncio.wait_for(spam_training.drain(), self.config.limits.shutdown_grace)
             await asyncio.to_thread(store.close)
+            lock.close()
         log.info("stopped")
         return 0
 

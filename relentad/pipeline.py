@@ -11,17 +11,24 @@ delivery is stored.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import mailauth, message, trace
+from . import mailauth, message, metrics, quota, trace
 from .config import Config
+from .crm import participants
+from .crm.sorter import Sorter
 from .dns import Resolvers, make_resolvers
 from .errors import SMTPReply
 from .events import Bus, MessageAdded
+from .spam import storage as spam_storage
+from .spam import verdicts as spam_verdicts
+from .spam.classifier import Thresholds
+from .spam.tokenize import tokenize
 from .store import imapwrite, mailboxes, messages
 from .store.db import Store
 
@@ -39,6 +46,7 @@ class Placement:
     keywords: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     outgoing: bool = False  # the sender's own copy of mail it sent (Sent): the CRM counts it "out"
+    headers: list[bytes] = field(default_factory=list)  # fields only this copy gets (X-Spam-Score/-Status)
 
 
 @dataclass
@@ -53,6 +61,9 @@ class Delivery:
     received_at: float = field(default_factory=time.time)
     structure: str | None = None
     verify_sender: bool = False  # mail from the world: check SPF/DKIM/DMARC before filing
+    # Skip copies for accounts the message would take over their disk quota, checked in the commit transaction
+    # (exact); when no copy is left, the commit raises SMTPReply 552 5.2.2 and nothing is stored.
+    check_quota: bool = False
     headers: list[bytes] = field(default_factory=list)  # fields every copy gets (Authentication-Results)
     auth: mailauth.AuthResult | None = None
     # Writes that must commit in the same transaction as the copies (submission's queue entries, a bounce's
@@ -78,6 +89,7 @@ def _prefix(delivery: Delivery, placement: Placement, hostname: str) -> bytes:
         trace.return_path(delivery.mail_from)
         + trace.delivered_to(placement.address)
         + b"".join(delivery.headers)
+        + b"".join(placement.headers)
         + trace.received(
             delivery.source,
             hostname=hostname,
@@ -95,22 +107,27 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
         blob_id = messages.store_blob(conn, delivery.raw, delivery.structure)
         stored = []
         for placement in delivery.placements:
+            prefix = _prefix(delivery, placement, hostname)
+            size = len(prefix) + len(delivery.raw)
+            if delivery.check_quota and quota.would_exceed(conn, placement.account_id, size):
+                continue  # that account is full; the others still get their copy (quota.py)
             mailbox_id = mailboxes.find(conn, placement.account_id, placement.mailbox)
             if mailbox_id is None:  # a rule's folder, a missing Sent: made with any missing parent levels
                 mailbox_id = imapwrite.create_mailbox(conn, placement.account_id, placement.mailbox)
-            prefix = _prefix(delivery, placement, hostname)
             uid, modseq = messages.append(
                 conn,
                 mailbox_id,
                 blob_id,
                 prefix=prefix,
-                size=len(prefix) + len(delivery.raw),
+                size=size,
                 internaldate=delivery.received_at,
                 flags=placement.flags,
                 keywords=" ".join(placement.keywords),
             )
             row_id = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
             stored.append(Stored(placement.account_id, mailbox_id, uid, modseq, row_id, blob_id))
+        if delivery.check_quota and delivery.placements and not stored:  # rolls this job back (its savepoint)
+            raise SMTPReply(552, "5.2.2", "Mailbox full: the message would exceed the quota")
         for write in delivery.also:
             write(conn)
         for link in delivery.linked:
@@ -158,12 +175,14 @@ class Pipeline:
     def __init__(self, store: Store, bus: Bus, config: Config) -> None:
         self.store = store
         self.bus = bus
+        self.sorter = Sorter()
         self.configure(config)
 
     def configure(self, config: Config) -> None:
         """Take a (re)loaded configuration: hostname, checks, resolvers."""
         self.config = config
         self.hostname = config.server.hostname
+        self.sorter.unassigned = config.crm.unassigned_keyword
         self.resolvers = make_resolvers(config.dns.nameservers, config.dns.timeout)
 
     async def deliver(self, delivery: Delivery) -> list[Stored]:
@@ -176,6 +195,67 @@ class Pipeline:
         if delivery.structure is None:  # parsed once here; IMAP serves ENVELOPE/BODYSTRUCTURE/sections from it
             delivery.parsed = message.parse(delivery.raw)
             delivery.structure = delivery.parsed.to_json()
+        if delivery.verify_sender and self.config.spam.enabled:
+            self.classify(delivery)
+        if self.config.crm.enabled:
+            self.sort(delivery)
         stored = await self.store.write(_commit_job(delivery, self.hostname))
         self.bus.publish([MessageAdded(s.account_id, s.mailbox_id, s.uid, s.modseq) for s in stored])
         return stored
+
+    def classify(self, delivery: Delivery) -> None:
+        """Step 2, spam (spam/): score each recipient account's copy with its model (plus the global one), record
+        X-Spam-Score/-Status on that copy, file spam into Junk with ``$Junk`` (not when the sender is a contact
+        the account wrote to), mark unsure mail with ``[spam] unsure_keyword``. Never refuses mail: a failure is
+        logged and the message filed unscored."""
+        spam = self.config.spam
+        thresholds = Thresholds(spam.ham_below, spam.spam_above)
+        try:
+            tokens = tokenize(b"".join(delivery.headers) + delivery.raw, own_hosts=(self.hostname,))
+            parsed = delivery.parsed or message.ParsedMessage.from_json(delivery.structure or "")
+            sender = participants.sender(parsed)
+            trusted = delivery.auth is None or not delivery.auth.dmarc_failed
+            judged: dict[int, spam_verdicts.Judgement] = {}
+            for placement in delivery.placements:
+                if placement.outgoing:
+                    continue
+                judgement = judged.get(placement.account_id)
+                if judgement is None:
+                    judge = functools.partial(
+                        spam_verdicts.judge,
+                        account_id=placement.account_id,
+                        tokens=tokens,
+                        thresholds=thresholds,
+                        sender=sender,
+                        sender_trusted=trusted,
+                    )
+                    judgement = judged[placement.account_id] = self.store.read(judge)
+                    metrics.spam_verdict(judgement.verdict)
+                    if judgement.stale:
+                        touch = functools.partial(
+                            spam_storage.touch, account_id=placement.account_id, tokens=judgement.stale
+                        )
+                        delivery.also.append(touch)
+                placement.headers.append(judgement.header(thresholds))
+                placement.reasons.append(judgement.reason())
+                keyword = spam_verdicts.JUNK_KEYWORD if judgement.to_junk else ""
+                if judgement.to_junk:
+                    placement.mailbox = mailboxes.JUNK
+                elif judgement.verdict == "unsure":
+                    keyword = spam.unsure_keyword
+                if keyword and keyword.lower() not in (k.lower() for k in placement.keywords):
+                    placement.keywords.append(keyword)
+        except Exception:
+            log.exception("spam: classifying failed; the message is filed unscored")
+
+    def sort(self, delivery: Delivery) -> None:
+        """Step 3, the CRM (crm/sorter.py): rules choose folders and flags now; contacts, threads and links are
+        written with the copies. Never refuses mail: a sorter failure is logged and the message filed unsorted."""
+        try:
+            parsed = delivery.parsed or message.ParsedMessage.from_json(delivery.structure or "")
+            record = self.store.read(lambda conn: self.sorter.plan(conn, delivery, parsed))
+        except Exception:
+            log.exception("crm: sorting failed; the message is filed unsorted")
+            return
+        if record is not None:
+            delivery.linked.append(record)

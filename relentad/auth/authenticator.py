@@ -10,7 +10,9 @@
    cached, and neither password nor hash-of-password leaves the process;
 3. argon2id verification in a worker thread (tens of ms, never on the event loop); an unknown login is checked
    against a dummy hash so it costs the same as a wrong password;
-4. one login history row (:mod:`relentad.auth.history`), success or failure, committed before the answer.
+4. one login history row (:mod:`relentad.auth.history`), success or failure, committed before the answer;
+   when the store cannot be written (disk full) the attempt is logged instead and the answer stands, so a full
+   disk does not lock users out of reading their mail. Every refused attempt is also one WARNING log line.
 
 Failures raise :class:`LoginFailed`; the protocol layer turns it into its own reply (SMTP 535/454, IMAP NO).
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 import sqlite3
 import time
@@ -28,13 +31,15 @@ from dataclasses import dataclass
 
 from .. import addrspec
 from ..config import AuthConfig
-from ..errors import InvalidInput, RelentadError
+from ..errors import InvalidInput, RelentadError, StoreUnavailable
 from ..store.db import Store
 from . import history, passwords
 from .history import Protocol
 from .throttle import LoginThrottle
 
 _CACHE_MAX = 10_000
+
+log = logging.getLogger("relentad.auth")
 
 
 class LoginFailed(RelentadError):
@@ -161,6 +166,8 @@ class Authenticator:
 
     async def _record(self, login: str, ip: str, protocol: Protocol, account_id: int | None, reason: str) -> None:
         success = account_id is not None and reason in ("", "cached")
+        if not success:  # one line per refused login, for fail2ban-style watchers and the admin
+            log.warning("login failed protocol=%s ip=%s login=%r reason=%s", protocol, ip, login[:320], reason)
 
         def job(conn: sqlite3.Connection) -> None:
             named = account_id if account_id is not None else _account_id(conn, login)
@@ -176,4 +183,7 @@ class Authenticator:
                 ),
             )
 
-        await self.store.write(job)
+        try:
+            await self.store.write(job)
+        except StoreUnavailable as exc:  # a full disk must not lock users out of reading their mail
+            log.error("login history not recorded (login=%r ip=%s): %s", login[:320], ip, exc)

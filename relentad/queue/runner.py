@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from .. import trace
+from .. import metrics, trace
 from ..config import Config
 from ..dns import make_resolver
 from ..pipeline import Delivery, Pipeline, Placement
@@ -133,6 +133,7 @@ class QueueRunner:
             await self._record(work, outcomes, config)
             for recipient in work.recipients:
                 outcome = outcomes[recipient.address]
+                metrics.sent(outcome.state)
                 log.info(
                     "queue id=%d rcpt=<%s> result=%s reply=%r ms=%.1f",
                     work.message_id,

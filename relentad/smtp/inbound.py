@@ -4,6 +4,9 @@ Policy for this listener, as aiosmtpd handler hooks:
 - never an open relay: a recipient outside the hosted domains gets ``554 5.7.1``; AUTH is not offered here
   (users submit on 587/465);
 - unknown users of hosted domains get ``550 5.1.1``; recipients over the limit ``452 4.5.3``;
+- a recipient whose accounts are all at their disk quota gets ``452 4.2.2`` at RCPT, a message that would take
+  every one of them over it ``552 5.2.2`` at DATA (checked exactly, inside the commit: ``Delivery.check_quota``);
+  otherwise it goes to the accounts with room, and an account passing 90 % gets its warning once (quotawarn.py);
 - ``250`` after DATA only once the message is committed (the pipeline returns after the store's commit); a
   store failure answers ``452 4.3.1`` so the sender retries, any other failure ``451 4.3.0``;
 - one log line per transaction: peer, sender, recipients, size, reply code, milliseconds.
@@ -11,13 +14,14 @@ Policy for this listener, as aiosmtpd handler hooks:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.smtp import Envelope
 
-from .. import addrspec, trace
+from .. import addrspec, quota, quotawarn, trace
 from ..errors import InvalidInput, SMTPReply, StoreUnavailable
 from ..pipeline import Delivery, Pipeline, Placement
 from ..store import accounts
@@ -70,14 +74,19 @@ class InboundHandler(TransactionLog):
             reply = replies.TOO_MANY_RECIPIENTS
         else:
             resolution = self.store.read(lambda conn: accounts.resolve_recipient(conn, address))
-            if resolution.kind is accounts.RecipientKind.LOCAL:
+            with_room = [
+                a for a in resolution.account_ids if not self.store.read(functools.partial(quota.is_full, account_id=a))
+            ]
+            if resolution.kind is accounts.RecipientKind.LOCAL and with_room:
                 envelope.rcpt_tos.append(address)
                 envelope.rcpt_options.extend(options)
                 tx.accepted.append(address)
-                for account_id in resolution.account_ids:
+                for account_id in with_room:
                     tx.placements.setdefault(account_id, Placement(account_id, _delivered_to(address)))
                 return replies.RECIPIENT_OK
-            if resolution.kind is accounts.RecipientKind.UNKNOWN_USER:
+            if resolution.kind is accounts.RecipientKind.LOCAL:
+                reply = replies.MAILBOX_FULL
+            elif resolution.kind is accounts.RecipientKind.UNKNOWN_USER:
                 reply = replies.UNKNOWN_USER
             else:
                 reply = replies.RELAY_DENIED
@@ -107,10 +116,12 @@ class InboundHandler(TransactionLog):
             source=source,
             transaction_id=tx.id,
             verify_sender=True,
+            check_quota=True,
         )
         try:
-            await self.pipeline.deliver(delivery)
+            stored = await self.pipeline.deliver(delivery)
             reply = f"250 2.0.0 OK delivered as {tx.id}"
+            await quotawarn.warn_if_due(self.pipeline, self.store, sorted({s.account_id for s in stored}))
         except SMTPReply as refusal:
             reply = refusal.reply
         except StoreUnavailable:

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Session
 
-from .. import __version__
+from .. import __version__, metrics
 from ..config import Config
 from . import replies
 
@@ -41,7 +41,8 @@ class ListenerContext:
 class Connections:
     """Open connections of one kind of listener: per-IP counts for the limit, the set for shutdown."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "smtp") -> None:
+        self.name = name  # the listener's name in metrics: "smtp" (the MX) or "submission" (587 and 465)
         self.per_ip: collections.Counter[str] = collections.Counter()
         self.open: set[RelentadSMTP] = set()
 
@@ -88,6 +89,7 @@ class RelentadSession(Session):
         super().__init__(loop)
         self.tx: Any = None  # the open transaction, owned by the handler
         self.last_reply = ""  # the last reply sent, for the transaction log
+        self.listener = "smtp"  # the listener's name in metrics
 
 
 class RelentadSMTP(SMTP):
@@ -138,6 +140,7 @@ class RelentadSMTP(SMTP):
             if refusal is not None:
                 self._refused = True
                 log.info("smtp refused peer=%s reply=%r", self._peer_ip, refusal[:3])
+                metrics.rejected(self._connections.name, metrics.reason_of(refusal))
                 assert isinstance(transport, asyncio.WriteTransport | asyncio.Transport)
                 transport.write((refusal + "\r\n").encode())
                 transport.close()
@@ -166,6 +169,8 @@ class RelentadSMTP(SMTP):
             status = replies.with_enhanced_code(status)
             if isinstance(self.session, RelentadSession):
                 self.session.last_reply = status
+            if status[:1] in ("4", "5"):
+                metrics.rejected(self._connections.name, metrics.reason_of(status))
         await super().push(status)
 
     async def smtp_EHLO(self, hostname: str) -> None:
@@ -190,7 +195,9 @@ class RelentadSMTP(SMTP):
             self._reset_timeout()
 
     def _create_session(self) -> Session:
-        return RelentadSession(self.loop)
+        session = RelentadSession(self.loop)
+        session.listener = self._connections.name
+        return session
 
     def _timeout_cb(self) -> None:
         transport = self.transport

@@ -12,6 +12,8 @@ Policy for these listeners, as aiosmtpd handler hooks (the protocol engine is :m
   no Bcc) and DKIM-signed when the From domain has a key (:mod:`relentad.queue.dkimkeys`).
 - Local recipients are filed through the pipeline, remote ones queued, a copy goes to the sender's Sent folder
   and the send counters grow — all in ONE transaction, committed before ``250``; then the queue runner is woken.
+- Send limits (:mod:`relentad.quota`): a recipient beyond the account's hourly limit gets ``450 4.7.1``, beyond
+  its daily limit ``550 5.7.1`` naming the limit; with a limit of N exactly N recipients per period get through.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 
 from aiosmtpd.smtp import AuthResult, Envelope
 
-from .. import addrspec, senders, stamping, trace
+from .. import addrspec, quota, senders, stamping, trace
 from ..auth.authenticator import Authenticator, Login, LoginFailed
 from ..errors import InvalidInput, SMTPReply, StoreUnavailable
 from ..pipeline import Delivery, Pipeline, Placement
@@ -229,6 +231,12 @@ class SubmissionHandler(TransactionLog):
         except InvalidInput:
             tx.rejected.append(address)
             return replies.BAD_RECIPIENT
+        login = self._login(session)
+        if login is not None:
+            limit = self._send_limit(login, len(tx.accepted))
+            if limit is not None:
+                tx.rejected.append(address)
+                return limit
         resolution = self.store.read(lambda conn: accounts.resolve_recipient(conn, address))
         if resolution.kind is accounts.RecipientKind.UNKNOWN_USER:
             tx.rejected.append(address)
@@ -242,6 +250,17 @@ class SubmissionHandler(TransactionLog):
         envelope.rcpt_options.extend(options)
         tx.accepted.append(address)
         return replies.RECIPIENT_OK
+
+    def _send_limit(self, login: Login, pending: int) -> str | None:
+        """The refusal for one more recipient when it would break the account's hourly or daily send limit."""
+        usage = self.store.read(lambda conn: quota.get(conn, login.account_id))
+        broken = quota.send_refusal(usage, pending)
+        if broken == "hour":
+            text = f"Hourly sending limit of {usage.hourly_send} recipients reached, try again later"
+            return SMTPReply(450, "4.7.1", text).reply
+        if broken == "day":
+            return SMTPReply(550, "5.7.1", f"Daily sending limit of {usage.daily_send} recipients reached").reply
+        return None
 
     async def handle_DATA(self, server: Any, session: RelentadSession, envelope: Envelope) -> str:
         tx = session.tx

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiosmtpd.smtp import Envelope
 
-from .. import trace
+from .. import metrics, trace
 from ..pipeline import Placement
 from . import replies
 from .server import RelentadSession
@@ -53,6 +53,8 @@ def tls_info(session: RelentadSession) -> tuple[str | None, str | None]:
 
 
 def log_transaction(session: RelentadSession, tx: Transaction, reply: str, size: int | None) -> None:
+    if size is not None and reply.startswith("250"):
+        metrics.received(session.listener)
     peer = session.peer[0] if session.peer else "?"
     log.info(
         "smtp tx=%s peer=%s from=<%s> rcpt=%s rejected=%d size=%s result=%s ms=%.1f",

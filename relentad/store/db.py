@@ -15,6 +15,7 @@ Invariants (DESIGN.md §3):
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import queue
@@ -22,7 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -98,13 +99,30 @@ class _Job:
     error: BaseException | None = None
 
 
+# Upper bounds (seconds) of the commit latency histogram that relentad.metrics exports.
+COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
 @dataclass
 class WriterStats:
-    """Counters the benchmark and metrics read: how well group commit batches."""
+    """Counters the benchmark and metrics read: how well group commit batches, and how long commits take.
+
+    Only the writer thread changes them; readers on other threads see whole ints (a scrape may be one commit late).
+    """
 
     commits: int = 0
     jobs: int = 0
     commit_seconds: float = 0.0
+    failures: int = 0
+    # commit_buckets[i] counts commits that took at most COMMIT_BUCKETS[i] (not cumulative; the last is +Inf).
+    commit_buckets: list[int] = field(default_factory=lambda: [0] * (len(COMMIT_BUCKETS) + 1))
+
+    def record(self, seconds: float, jobs: int) -> None:
+        index = bisect.bisect_left(COMMIT_BUCKETS, seconds)
+        self.commit_buckets[index] += 1
+        self.commits += 1
+        self.jobs += jobs
+        self.commit_seconds += seconds
 
 
 _STOP = object()
@@ -190,13 +208,12 @@ class Store:
             log.error("store commit failed: %s", exc)
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+            self.stats.failures += 1
             failure = StoreUnavailable(f"database write failed: {exc}")
             for job in batch:
                 job.error = failure
         elapsed = time.perf_counter() - started
-        self.stats.commits += 1
-        self.stats.jobs += len(batch)
-        self.stats.commit_seconds += elapsed
+        self.stats.record(elapsed, len(batch))
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # loop closed during shutdown: nobody is waiting
             self._loop.call_soon_threadsafe(_settle, batch)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from .. import quota
 from . import db
 
 T = TypeVar("T")
@@ -218,17 +219,11 @@ def blob_data(conn: sqlite3.Connection, blob_id: int) -> bytes:
 
 def usage(conn: sqlite3.Connection, account_id: int) -> tuple[int, int]:
     """(octets, messages) the account's mailboxes hold: what QUOTA reports (RFC 9208 STORAGE is in KiB)."""
-    row = conn.execute(
-        """SELECT coalesce(sum(m.size), 0), count(*) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
-           WHERE b.account_id = ?""",
-        (account_id,),
-    ).fetchone()
-    return int(row[0]), int(row[1])
+    return quota.disk_usage(conn, account_id)
 
 
 def quota_bytes(conn: sqlite3.Connection, account_id: int) -> int:
-    row = conn.execute("SELECT quota_bytes FROM accounts WHERE id = ?", (account_id,)).fetchone()
-    return 0 if row is None else int(row[0])
+    return quota.disk_limit(conn, account_id)
 
 
 class ReaderPool:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .. import quota
 from ..errors import AlreadyExists, InvalidInput, NotFound, RelentadError
 from . import flags as flagmod
 from . import mailboxes, messages
@@ -42,6 +43,8 @@ def check_name(name: str) -> None:
         raise InvalidInput("mailbox name contains a wildcard or control character")
     if any(not level for level in name.split(DELIMITER)):
         raise InvalidInput('mailbox name has an empty hierarchy level (leading, trailing or double "/")')
+    if any(level in (".", "..") for level in name.split(DELIMITER)):
+        raise InvalidInput('mailbox name has a "." or ".." level (names must not look like paths)')
 
 
 def _row(conn: sqlite3.Connection, account_id: int, name: str) -> sqlite3.Row | None:
@@ -235,15 +238,7 @@ def store_flags(
 
 def check_quota(conn: sqlite3.Connection, account_id: int, extra: int) -> None:
     """Raise QuotaExceeded when ``extra`` more octets would take the account over its disk quota (RFC 9208)."""
-    quota = conn.execute("SELECT quota_bytes FROM accounts WHERE id = ?", (account_id,)).fetchone()
-    if quota is None or not quota[0]:
-        return
-    used = conn.execute(
-        """SELECT coalesce(sum(m.size), 0) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
-           WHERE b.account_id = ?""",
-        (account_id,),
-    ).fetchone()[0]
-    if used + extra > quota[0]:
+    if quota.would_exceed(conn, account_id, extra):
         raise QuotaExceeded("the account's disk quota would be exceeded")
 
 

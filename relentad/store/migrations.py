@@ -201,6 +201,190 @@ def _m002_outbound(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m004_crm(conn: sqlite3.Connection) -> None:
+    """The CRM (issue 6): companies, contacts with several addresses and tags, threads, filed messages, rules.
+
+    Everything is per account. ``crm_messages`` has one row per distinct message (blob) of an account, so it
+    survives COPY/MOVE (which give the IMAP copies new rows) and a message filed into two folders counts once;
+    its rows are never deleted (but with their account), so ``id`` only ever grows: a stable order, and a UID
+    source for the IMAP virtual folders ``Contacts/<Name>``. Contacts with kind ``list``/``bulk`` are mailing
+    lists and automatic senders; ``confirmed`` says the owner knows the contact (wrote to them, or tagged, noted
+    or merged them). Indexes are only those the delivery path and the contact queries use: every index is
+    written per message.
+    """
+    execute_script(
+        conn,
+        """
+        CREATE TABLE crm_companies (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            domain TEXT NOT NULL,  -- organisational domain (acme.co.uk for mail.acme.co.uk)
+            name TEXT NOT NULL,
+            created REAL NOT NULL,
+            UNIQUE (account_id, domain)
+        );
+        CREATE TABLE crm_contacts (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            name TEXT NOT NULL DEFAULT '',
+            kind TEXT NOT NULL DEFAULT 'person' CHECK (kind IN ('person', 'list', 'bulk')),
+            company_id INTEGER REFERENCES crm_companies(id) ON DELETE SET NULL,
+            confirmed INTEGER NOT NULL DEFAULT 0,
+            notes TEXT NOT NULL DEFAULT '',
+            first_contact REAL,
+            last_contact REAL,
+            count_in INTEGER NOT NULL DEFAULT 0,
+            count_out INTEGER NOT NULL DEFAULT 0,
+            uidvalidity INTEGER NOT NULL DEFAULT 1,  -- bumped when a merge adds older messages (virtual folder)
+            created REAL NOT NULL
+        );
+        -- on account_id alone: counts and last_contact change with every message, an index on them would too
+        CREATE INDEX crm_contacts_account ON crm_contacts(account_id);
+        CREATE INDEX crm_contacts_company ON crm_contacts(company_id);
+        CREATE TABLE crm_addresses (
+            account_id INTEGER NOT NULL,
+            address TEXT NOT NULL,  -- normalised: lower case
+            contact_id INTEGER NOT NULL REFERENCES crm_contacts(id) ON DELETE CASCADE,
+            PRIMARY KEY (account_id, address)
+        ) WITHOUT ROWID;
+        CREATE INDEX crm_addresses_contact ON crm_addresses(contact_id);
+        CREATE TABLE crm_tags (
+            contact_id INTEGER NOT NULL REFERENCES crm_contacts(id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            PRIMARY KEY (contact_id, tag)
+        ) WITHOUT ROWID;
+        CREATE INDEX crm_tags_tag ON crm_tags(tag, contact_id);
+        CREATE TABLE crm_threads (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            subject TEXT NOT NULL DEFAULT '',      -- as the first message had it (decoded)
+            subject_key TEXT NOT NULL DEFAULT '',  -- normalised, for the fallback of clients without References
+            first_message REAL NOT NULL,
+            last_message REAL NOT NULL,
+            messages INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX crm_threads_subject ON crm_threads(account_id, subject_key);
+        -- Message-IDs seen (own and referenced) → thread, per account.
+        CREATE TABLE crm_thread_ids (
+            account_id INTEGER NOT NULL,
+            msgid TEXT NOT NULL,
+            thread_id INTEGER NOT NULL REFERENCES crm_threads(id) ON DELETE CASCADE,
+            PRIMARY KEY (account_id, msgid)
+        ) WITHOUT ROWID;
+        CREATE TABLE crm_messages (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            blob_id INTEGER NOT NULL,
+            thread_id INTEGER REFERENCES crm_threads(id) ON DELETE SET NULL,
+            direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            time REAL NOT NULL,
+            sender TEXT NOT NULL DEFAULT '',
+            subject TEXT NOT NULL DEFAULT '',
+            UNIQUE (account_id, blob_id)
+        );
+        CREATE TABLE crm_message_contacts (
+            contact_id INTEGER NOT NULL REFERENCES crm_contacts(id) ON DELETE CASCADE,
+            message_id INTEGER NOT NULL REFERENCES crm_messages(id) ON DELETE CASCADE,
+            role TEXT NOT NULL,
+            PRIMARY KEY (contact_id, message_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX crm_message_contacts_message ON crm_message_contacts(message_id);
+        CREATE TABLE crm_thread_contacts (
+            thread_id INTEGER NOT NULL REFERENCES crm_threads(id) ON DELETE CASCADE,
+            contact_id INTEGER NOT NULL REFERENCES crm_contacts(id) ON DELETE CASCADE,
+            PRIMARY KEY (contact_id, thread_id)
+        ) WITHOUT ROWID;
+        -- Filing rules: one Sieve script each, evaluated in position order at delivery.
+        CREATE TABLE crm_rules (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            script TEXT NOT NULL,
+            created REAL NOT NULL,
+            UNIQUE (account_id, name)
+        );
+        CREATE INDEX crm_rules_account ON crm_rules(account_id, position);
+        """,
+    )
+
+
+def _m005_spam_tokens(conn: sqlite3.Connection) -> None:
+    """The spam filter (issue 5): token counts per scope, message totals, and what was trained as what.
+
+    ``scope`` is an account id, or 0 for the global model every account falls back on (no foreign key, so 0 can
+    exist). ``spam_trained`` records, per scope and message (SHA-256 of the raw message as trained), its class, how
+    many times it was learned and the exact tokens learned (zlib), so retraining is idempotent and unlearning is
+    exact. ``seen`` is a day number (unix days) of the last training or scoring use, for pruning.
+    """
+    execute_script(
+        conn,
+        """
+        CREATE TABLE spam_tokens (
+            scope INTEGER NOT NULL,
+            token TEXT NOT NULL,
+            spam INTEGER NOT NULL DEFAULT 0,
+            ham INTEGER NOT NULL DEFAULT 0,
+            seen INTEGER NOT NULL,
+            PRIMARY KEY (scope, token)
+        ) WITHOUT ROWID;
+        CREATE INDEX spam_tokens_seen ON spam_tokens(scope, seen);
+        CREATE TABLE spam_totals (
+            scope INTEGER PRIMARY KEY,
+            nspam INTEGER NOT NULL DEFAULT 0,
+            nham INTEGER NOT NULL DEFAULT 0,
+            tokens INTEGER NOT NULL DEFAULT 0,  -- rows in spam_tokens for this scope, kept in step
+            updated REAL NOT NULL
+        );
+        CREATE TABLE spam_trained (
+            scope INTEGER NOT NULL,
+            sha256 BLOB NOT NULL,
+            class TEXT NOT NULL CHECK (class IN ('spam', 'ham')),
+            times INTEGER NOT NULL,
+            tokens BLOB NOT NULL,
+            source TEXT NOT NULL DEFAULT '',  -- 'cli', 'imap-move', 'imap-copy', 'imap-flag'
+            trained REAL NOT NULL,
+            PRIMARY KEY (scope, sha256)
+        );
+        """,
+    )
+
+
+def _m006_lifecycle_quota(conn: sqlite3.Connection) -> None:
+    """Quotas (issue 7): a per-account hourly send limit next to ``daily_send`` (0 = unlimited); when the account
+    was last warned that it passed 90 % of its disk quota (0 = not warned since it was last below); and the
+    account's usage (octets and messages in its mailboxes), kept by triggers in the same transaction as every
+    message row written, so it is exact under concurrency (``relentad quota show --recount`` checks it)."""
+    execute_script(
+        conn,
+        """
+        ALTER TABLE accounts ADD COLUMN hourly_send INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE accounts ADD COLUMN quota_warned REAL NOT NULL DEFAULT 0;
+        ALTER TABLE accounts ADD COLUMN used_bytes INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE accounts ADD COLUMN used_messages INTEGER NOT NULL DEFAULT 0;
+        UPDATE accounts SET
+            used_bytes = (SELECT coalesce(sum(m.size), 0) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
+                          WHERE b.account_id = accounts.id),
+            used_messages = (SELECT count(*) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
+                             WHERE b.account_id = accounts.id);
+        CREATE TRIGGER messages_usage_add AFTER INSERT ON messages BEGIN
+            UPDATE accounts SET used_bytes = used_bytes + NEW.size, used_messages = used_messages + 1
+            WHERE id = (SELECT account_id FROM mailboxes WHERE id = NEW.mailbox_id);
+        END;
+        CREATE TRIGGER messages_usage_remove AFTER DELETE ON messages BEGIN
+            UPDATE accounts SET used_bytes = used_bytes - OLD.size, used_messages = used_messages - 1
+            WHERE id = (SELECT account_id FROM mailboxes WHERE id = OLD.mailbox_id);
+        END;
+        CREATE TRIGGER messages_usage_change AFTER UPDATE OF size, mailbox_id ON messages BEGIN
+            UPDATE accounts SET used_bytes = used_bytes - OLD.size, used_messages = used_messages - 1
+            WHERE id = (SELECT account_id FROM mailboxes WHERE id = OLD.mailbox_id);
+            UPDATE accounts SET used_bytes = used_bytes + NEW.size, used_messages = used_messages + 1
+            WHERE id = (SELECT account_id FROM mailboxes WHERE id = NEW.mailbox_id);
+        END;
+        """,
+    )
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -217,6 +401,9 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_core", _m001_core),
     ("002_outbound", _m002_outbound),
     ("003_imap", _m003_imap),
+    ("004_crm", _m004_crm),
+    ("005_spam_tokens", _m005_spam_tokens),
+    ("006_lifecycle_quota", _m006_lifecycle_quota),
 ]
 
 

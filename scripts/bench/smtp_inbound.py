@@ -28,6 +28,8 @@ from benchlib import start_null_smtp
 from tests.support.daemon import Daemon, free_port, wait_for_port
 from tests.support.dnsmasq import Dnsmasq, DnsRecords
 
+SPAM_CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "spamassassin" / "train"
+
 
 def make_message(i: int) -> bytes:
     body = "".join(f"Line {n} of a typical business message, with some words to fill it out nicely.\r\n"
@@ -94,6 +96,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median rate of each counts")
     parser.add_argument("--crm", choices=["on", "off"], default="on", help="[crm] enabled (the sorter step)")
+    parser.add_argument("--spam", choices=["on", "off"], default="on", help="[spam] enabled (the classify step)")
     args = parser.parse_args()
 
     null_port = free_port()
@@ -108,10 +111,14 @@ def main() -> None:
             "limits": {"connections_per_ip": 1000},
             "dns": {"nameservers": [dns_server.nameserver]},
             "crm": {"enabled": args.crm == "on"},
+            "spam": {"enabled": args.spam == "on"},
         }
         daemon = Daemon(Path(tmp) / "mx", tls=False, settings=settings)
         daemon.add_domain("example.test")
         daemon.add_user("demo@example.test")
+        if args.spam == "on" and SPAM_CORPUS.is_dir():  # a real global model, so every token lookup is real work
+            daemon.cli("spam", "train", "--global", "--ham", str(SPAM_CORPUS / "ham" / "hard-ham-1"),
+                       "--spam", str(SPAM_CORPUS / "spam" / "spam-1"))  # fmt: skip
         daemon.start()
         try:
             wait_for_port("127.0.0.1", null_port)
@@ -143,6 +150,7 @@ def main() -> None:
     print(f"relentad inbound:      {ours_rate:8.0f} msgs/s  (rounds: {', '.join(f'{r:.0f}' for r in ours_rates)})")
     print(f"ratio relentad/null:   {ours_rate / null_rate:8.2f}")
     print(f"crm sorter:            {args.crm}")
+    print(f"spam classifier:       {args.spam}")
     print(f"relentad CPU/message:  {cpu_per_message * 1000:8.2f} ms  (daemon user+system time, measured rounds)")
     print(f"durability: acked {ours_acked}, stored {stored}, lost {max(ours_acked - stored, 0)}")
 

@@ -57,6 +57,8 @@ class DnsRecords:
     txt: dict[str, list[str]] = field(default_factory=dict)
     ptr: dict[str, str] = field(default_factory=dict)
     """IP address -> host name. host-records (`a`/`aaaa`) already answer PTR for their addresses."""
+    srv: dict[str, list[tuple[int, int, int, str]]] = field(default_factory=dict)
+    """_service._proto.domain -> (priority, weight, port, target)."""
 
     def add_mx(self, domain: str, host: str, preference: int = 10) -> DnsRecords:
         self.mx.setdefault(domain, []).append((preference, host))
@@ -79,6 +81,11 @@ class DnsRecords:
         self.ptr[ip] = name
         return self
 
+    def add_srv(self, name: str, priority: int, weight: int, port: int, target: str) -> DnsRecords:
+        """An SRV record; target "." with port 0 says the service is not offered (RFC 2782)."""
+        self.srv.setdefault(name, []).append((priority, weight, port, target))
+        return self
+
     def config_lines(self) -> list[str]:
         """The dnsmasq configuration file lines serving these records."""
         lines = ["local=/#/"]
@@ -92,6 +99,12 @@ class DnsRecords:
             lines += [f"txt-record={name},{_txt_strings(value)}" for value in values]
         for ip, name in self.ptr.items():
             lines.append(f"ptr-record={_reverse(ip)},{name}")
+        for name, entries in self.srv.items():
+            for priority, weight, port, target in entries:
+                # dnsmasq: an srv-host with no target answers "no such service" ("." in the zone).
+                lines.append(
+                    f"srv-host={name},{target},{port},{priority},{weight}" if target != "." else f"srv-host={name}"
+                )
         return lines
 
 

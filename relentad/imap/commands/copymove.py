@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from ...spam import training as spam_training
 from ...store import imapview, imapwrite
 from ..errors import no
 from ..parser import CopyMove
@@ -42,6 +43,9 @@ async def copy_move(session: Session, command: CopyMove) -> Result:
 
         pairs = await session.write(copy)
     session.publish(target.id, 0)
+    spam_training.after_copy(
+        session.store, session.config, session.account_id, view.mailbox_id, target.id, [p[1] for p in pairs]
+    )
     if not pairs:
         return Ok("the messages were expunged meanwhile")
     code: list[ImapValue] = [

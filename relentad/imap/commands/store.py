@@ -7,6 +7,7 @@ other sessions hear of it through the bus. .SILENT suppresses the FETCH replies 
 
 from __future__ import annotations
 
+from ...spam import training as spam_training
 from ...store import imapwrite
 from ..errors import no
 from ..parser import Store
@@ -35,6 +36,10 @@ async def store(session: Session, command: Store) -> Result:
             session.announce_flags(view)
     if result.changed:
         session.publish(view.mailbox_id, result.modseq)
+        changed = [c[0] for c in result.changed]
+        spam_training.after_store(
+            session.store, session.config, session.account_id, view.mailbox_id, command.action, command.flags, changed
+        )
     for uid, modseq, bits, keywords in result.current:
         seq = view.seq(uid)
         if seq is None:

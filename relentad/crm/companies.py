@@ -1,0 +1,86 @@
+"""Companies: grouped from the address domains of an account's contacts.
+
+A company is an organisational domain (RFC 7489 §3.2: the public suffix plus one label, so ``mail.acme.co.uk``
+and ``acme.co.uk`` are one company) per account, named after its first label until someone renames it.
+
+Invariants: freemail and consumer-ISP domains (the curated list ``relentad/data/freemail.txt``, subdomains
+included) never make a company; functions take a connection and run inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+import time
+from importlib import resources
+
+from ..mailauth import organizational_domain
+
+
+@functools.cache
+def freemail_domains() -> frozenset[str]:
+    """The shipped list of freemail domains."""
+    text = resources.files("relentad").joinpath("data/freemail.txt").read_text(encoding="utf-8")
+    return frozenset(
+        line.strip().lower() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    )
+
+
+def is_freemail(domain: str) -> bool:
+    domain = domain.lower().rstrip(".")
+    listed = freemail_domains()
+    labels = domain.split(".")
+    return any(".".join(labels[i:]) in listed for i in range(len(labels) - 1))
+
+
+def company_domain(address: str) -> str | None:
+    """The organisational domain an address belongs to, or None (freemail, no domain, a bare host)."""
+    return _company_of_domain(address.rpartition("@")[2].lower().rstrip("."))
+
+
+@functools.lru_cache(maxsize=8192)
+def _company_of_domain(domain: str) -> str | None:
+    if "." not in domain or domain.startswith("[") or is_freemail(domain):
+        return None
+    return organizational_domain(domain)
+
+
+def display_name(domain: str) -> str:
+    """``acme-corp.co.uk`` → ``Acme Corp``: the first label, words capitalised."""
+    label = domain.split(".", 1)[0]
+    return " ".join(word.capitalize() for word in label.replace("_", "-").split("-") if word) or domain
+
+
+def ensure(conn: sqlite3.Connection, account_id: int, domain: str, now: float | None = None) -> int:
+    """Id of the account's company for ``domain`` (an organisational domain), creating it when new."""
+    row = conn.execute(
+        "SELECT id FROM crm_companies WHERE account_id = ? AND domain = ?", (account_id, domain)
+    ).fetchone()
+    if row is not None:
+        return int(row[0])
+    cursor = conn.execute(
+        "INSERT INTO crm_companies (account_id, domain, name, created) VALUES (?, ?, ?, ?)",
+        (account_id, domain, display_name(domain), time.time() if now is None else now),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def find(conn: sqlite3.Connection, account_id: int, name_or_domain: str) -> list[int]:
+    """Ids of the account's companies whose name or domain is ``name_or_domain`` (case-insensitive)."""
+    rows = conn.execute(
+        """SELECT id FROM crm_companies WHERE account_id = ?
+           AND (lower(name) = lower(?) OR domain = lower(?)) ORDER BY id""",
+        (account_id, name_or_domain, name_or_domain),
+    )
+    return [int(r[0]) for r in rows]
+
+
+def list_companies(conn: sqlite3.Connection, account_id: int) -> list[dict[str, object]]:
+    """The account's companies with their number of contacts, by name."""
+    rows = conn.execute(
+        """SELECT c.id, c.name, c.domain, count(p.id) AS contacts FROM crm_companies c
+           LEFT JOIN crm_contacts p ON p.company_id = c.id
+           WHERE c.account_id = ? GROUP BY c.id ORDER BY lower(c.name), c.domain""",
+        (account_id,),
+    )
+    return [dict(r) for r in rows]

@@ -1,0 +1,302 @@
+"""Contacts of an account: people, mailing lists and automatic senders it corresponds with.
+
+A contact has a display name (decoded; the best one known), any number of addresses, an optional company, tags,
+notes, first/last contact times and counts of messages in (received mail involving them) and out (mail the account
+sent to them). The sorter creates and updates contacts at delivery (:func:`record`); the owner tags, notes, merges
+and adds addresses through the CLI.
+
+Invariants:
+- An address (normalised, lower case) belongs to at most one contact of an account (``crm_addresses`` key).
+- ``confirmed`` means the owner knows the contact: set when the account sends them mail or the owner tags, notes,
+  merges or adds an address to them. Mail from a person who is not a confirmed contact is "unassigned".
+- Functions take a connection and run inside the caller's transaction; errors are :class:`RelentadError`s with
+  a message fit for the CLI.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from ..errors import InvalidInput, NotFound
+from . import companies
+from .participants import IN, PERSON, Participant, normalize
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What delivery needs to know about an address before filing (rules, unassigned)."""
+
+    contact_id: int
+    kind: str
+    confirmed: bool
+    company: str  # "" when none
+    company_domain: str
+    tags: tuple[str, ...]
+
+
+def lookup(conn: sqlite3.Connection, account_id: int, address: str) -> Known | None:
+    """The contact owning ``address`` (normalised) with its company and tags, or None."""
+    row = conn.execute(
+        """SELECT c.id, c.kind, c.confirmed, coalesce(p.name, ''), coalesce(p.domain, ''),
+                  (SELECT group_concat(tag, char(31)) FROM crm_tags t WHERE t.contact_id = c.id)
+           FROM crm_addresses a JOIN crm_contacts c ON c.id = a.contact_id
+           LEFT JOIN crm_companies p ON p.id = c.company_id
+           WHERE a.account_id = ? AND a.address = ?""",
+        (account_id, address),
+    ).fetchone()
+    if row is None:
+        return None
+    tags = tuple(row[5].split("\x1f")) if row[5] else ()
+    return Known(int(row[0]), str(row[1]), bool(row[2]), str(row[3]), str(row[4]), tags)
+
+
+def _better_name(current: str, offered: str, address: str) -> bool:
+    """Whether ``offered`` is a better display name than ``current`` (empty or address-like names lose)."""
+    offered = offered.strip()
+    if not offered or "@" in offered or offered.lower() == address:
+        return False
+    return not current or "@" in current
+
+
+def create(
+    conn: sqlite3.Connection,
+    account_id: int,
+    address: str,
+    name: str = "",
+    kind: str = PERSON,
+    now: float = 0.0,
+    direction: str | None = None,
+    *,
+    if_free: bool = False,
+) -> int:
+    """A new contact with one address (which must be free); returns its id. With ``direction`` the contact is
+    created already counting one message that way (the sorter's case). With ``if_free``, an address that turns
+    out to be taken makes no contact and returns 0."""
+    domain = companies.company_domain(address) if kind == PERSON else None
+    company_id = companies.ensure(conn, account_id, domain, now) if domain else None
+    when = now or time.time()
+    seen = None if direction is None else when
+    cursor = conn.execute(
+        """INSERT INTO crm_contacts (account_id, name, kind, company_id, created, first_contact, last_contact,
+                                     count_in, count_out, confirmed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            account_id,
+            name.strip() if _better_name("", name, address) else "",
+            kind,
+            company_id,
+            when,
+            seen,
+            seen,
+            int(direction == IN),
+            int(direction is not None and direction != IN),
+            int(direction is not None and direction != IN),
+        ),
+    )
+    contact_id = int(cursor.lastrowid or 0)
+    added = conn.execute(
+        "INSERT OR IGNORE INTO crm_addresses (account_id, address, contact_id) VALUES (?, ?, ?)",
+        (account_id, address, contact_id),
+    ).rowcount
+    if not added:
+        conn.execute("DELETE FROM crm_contacts WHERE id = ?", (contact_id,))
+        if if_free:
+            return 0
+        raise InvalidInput(f"{address} already belongs to a contact")
+    return contact_id
+
+
+def record(
+    conn: sqlite3.Connection,
+    account_id: int,
+    who: Participant,
+    direction: str,
+    when: float,
+    counted: set[int],
+    likely_new: bool = False,
+) -> int:
+    """Create or update the contact for one participant of a filed message; returns the contact id.
+
+    ``counted`` holds the contacts this message already counted (two addresses of one contact count once). A
+    known contact costs one statement, a new one three or four (company, contact, address): this is the hot path.
+    """
+    if likely_new:  # skip the update that would find nothing; a contact made meanwhile is caught below
+        contact_id = create(conn, account_id, who.address, who.name, who.kind, when, direction, if_free=True)
+        if contact_id:
+            counted.add(contact_id)
+            return contact_id
+    column = "count_in" if direction == IN else "count_out"
+    row = conn.execute(
+        f"""UPDATE crm_contacts SET {column} = {column} + 1, first_contact = min(coalesce(first_contact, ?1), ?1),
+               last_contact = max(coalesce(last_contact, ?1), ?1), confirmed = confirmed OR ?2
+           WHERE id = (SELECT contact_id FROM crm_addresses WHERE account_id = ?3 AND address = ?4)
+           RETURNING id, name""",
+        (when, direction != IN, account_id, who.address),
+    ).fetchone()
+    if row is None:
+        contact_id = create(conn, account_id, who.address, who.name, who.kind, when, direction)
+        counted.add(contact_id)
+        return contact_id
+    contact_id = int(row[0])
+    if contact_id in counted:  # the same contact under a second address of this message (rare): count once
+        conn.execute(f"UPDATE crm_contacts SET {column} = {column} - 1 WHERE id = ?", (contact_id,))
+    counted.add(contact_id)
+    if _better_name(row[1], who.name, who.address):
+        conn.execute("UPDATE crm_contacts SET name = ? WHERE id = ?", (who.name.strip(), contact_id))
+    return contact_id
+
+
+# -- the owner's edits ------------------------------------------------------------------------------------
+
+
+def resolve(conn: sqlite3.Connection, account_id: int, ref: str) -> int:
+    """A contact named by address, ``#id`` (or a bare id) or exact display name; NotFound / InvalidInput."""
+    ref = ref.strip()
+    address = normalize(ref)
+    if address:
+        row = conn.execute(
+            "SELECT contact_id FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, address)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no contact with the address {address}")
+        return int(row[0])
+    digits = ref.removeprefix("#")
+    if digits.isdigit():
+        row = conn.execute(
+            "SELECT id FROM crm_contacts WHERE account_id = ? AND id = ?", (account_id, int(digits))
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no contact #{digits}")
+        return int(row[0])
+    rows = conn.execute(
+        "SELECT id FROM crm_contacts WHERE account_id = ? AND lower(name) = lower(?) LIMIT 2", (account_id, ref)
+    ).fetchall()
+    if not rows:
+        raise NotFound(f"no contact named {ref!r}")
+    if len(rows) > 1:
+        raise InvalidInput(f"several contacts are named {ref!r}; name one by address or #id")
+    return int(rows[0][0])
+
+
+def _confirm(conn: sqlite3.Connection, contact_id: int) -> None:
+    conn.execute("UPDATE crm_contacts SET confirmed = 1 WHERE id = ?", (contact_id,))
+
+
+def check_tag(tag: str) -> str:
+    tag = tag.strip()
+    if not tag or len(tag) > 64 or any(ord(c) < 0x20 for c in tag) or "," in tag:
+        raise InvalidInput(f"not a tag: {tag!r} (1-64 characters, no commas or control characters)")
+    return tag
+
+
+def tag(conn: sqlite3.Connection, contact_id: int, tags: list[str]) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO crm_tags (contact_id, tag) VALUES (?, ?)", [(contact_id, check_tag(t)) for t in tags]
+    )
+    _confirm(conn, contact_id)
+
+
+def untag(conn: sqlite3.Connection, contact_id: int, tags: list[str]) -> int:
+    removed = 0
+    for name in tags:
+        removed += conn.execute("DELETE FROM crm_tags WHERE contact_id = ? AND tag = ?", (contact_id, name)).rowcount
+    return removed
+
+
+def add_note(conn: sqlite3.Connection, contact_id: int, text: str, now: float | None = None) -> None:
+    """Append a dated line to the contact's notes."""
+    text = " ".join(text.split())
+    if not text:
+        raise InvalidInput("the note is empty")
+    stamp = time.strftime("%Y-%m-%d", time.gmtime(time.time() if now is None else now))
+    conn.execute(
+        """UPDATE crm_contacts SET notes = CASE WHEN notes = '' THEN ? ELSE notes || char(10) || ? END
+           WHERE id = ?""",
+        (f"{stamp} {text}", f"{stamp} {text}", contact_id),
+    )
+    _confirm(conn, contact_id)
+
+
+def set_name(conn: sqlite3.Connection, contact_id: int, name: str) -> None:
+    conn.execute("UPDATE crm_contacts SET name = ? WHERE id = ?", (name.strip(), contact_id))
+    _confirm(conn, contact_id)
+
+
+def add_address(conn: sqlite3.Connection, account_id: int, contact_id: int, address: str) -> str:
+    """Give the contact another address; an address owned by another contact is refused (merge them instead)."""
+    normal = normalize(address)
+    if not normal:
+        raise InvalidInput(f"not an address: {address!r}")
+    row = conn.execute(
+        "SELECT contact_id FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, normal)
+    ).fetchone()
+    if row is not None and int(row[0]) != contact_id:
+        raise InvalidInput(f"{normal} belongs to contact #{row[0]}; merge the two contacts instead")
+    conn.execute(
+        "INSERT OR IGNORE INTO crm_addresses (account_id, address, contact_id) VALUES (?, ?, ?)",
+        (account_id, normal, contact_id),
+    )
+    conn.execute(
+        "UPDATE crm_contacts SET company_id = coalesce(company_id, ?) WHERE id = ?",
+        (_company_for(conn, account_id, normal), contact_id),
+    )
+    _confirm(conn, contact_id)
+    return normal
+
+
+def _company_for(conn: sqlite3.Connection, account_id: int, address: str) -> int | None:
+    domain = companies.company_domain(address)
+    return companies.ensure(conn, account_id, domain) if domain else None
+
+
+def merge(conn: sqlite3.Connection, account_id: int, keep: int, absorb: int) -> None:
+    """Merge contact ``absorb`` into ``keep``: addresses, tags, notes, messages, threads, counts and times move.
+
+    ``keep``'s name and company win when it has them. Its virtual folder gains older messages, so its
+    ``uidvalidity`` changes (IMAP clients resynchronise ``Contacts/<Name>``).
+    """
+    if keep == absorb:
+        raise InvalidInput("cannot merge a contact with itself")
+    rows = {
+        int(r["id"]): r
+        for r in conn.execute(
+            "SELECT * FROM crm_contacts WHERE account_id = ? AND id IN (?, ?)", (account_id, keep, absorb)
+        )
+    }
+    if keep not in rows or absorb not in rows:
+        raise NotFound("no such contact")
+    a, b = rows[keep], rows[absorb]
+    conn.execute("UPDATE crm_addresses SET contact_id = ? WHERE contact_id = ?", (keep, absorb))
+    conn.execute("UPDATE OR IGNORE crm_tags SET contact_id = ? WHERE contact_id = ?", (keep, absorb))
+    conn.execute("UPDATE OR IGNORE crm_message_contacts SET contact_id = ? WHERE contact_id = ?", (keep, absorb))
+    conn.execute("UPDATE OR IGNORE crm_thread_contacts SET contact_id = ? WHERE contact_id = ?", (keep, absorb))
+    firsts = [t for t in (a["first_contact"], b["first_contact"]) if t is not None]
+    lasts = [t for t in (a["last_contact"], b["last_contact"]) if t is not None]
+    notes = "\n".join(n for n in (a["notes"], b["notes"]) if n)
+    conn.execute(
+        """UPDATE crm_contacts SET name = ?, company_id = ?, notes = ?, confirmed = 1,
+               kind = CASE WHEN kind = 'person' OR ? = 'person' THEN 'person' ELSE kind END,
+               first_contact = ?, last_contact = ?, uidvalidity = uidvalidity + 1
+           WHERE id = ?""",
+        (
+            a["name"] or b["name"],
+            a["company_id"] if a["company_id"] is not None else b["company_id"],
+            notes,
+            b["kind"],
+            min(firsts) if firsts else None,
+            max(lasts) if lasts else None,
+            keep,
+        ),
+    )
+    conn.execute("DELETE FROM crm_contacts WHERE id = ?", (absorb,))
+    # a message that involved both counts once now
+    conn.execute(
+        """UPDATE crm_contacts SET
+               count_in = (SELECT count(*) FROM crm_message_contacts l JOIN crm_messages m ON m.id = l.message_id
+                           WHERE l.contact_id = ?1 AND m.direction = 'in'),
+               count_out = (SELECT count(*) FROM crm_message_contacts l JOIN crm_messages m ON m.id = l.message_id
+                            WHERE l.contact_id = ?1 AND m.direction = 'out')
+           WHERE id = ?1""",
+        (keep,),
+    )

@@ -1,0 +1,117 @@
+"""Contact export: vCard 4.0 (RFC 6350) and CSV (what the csv module and spreadsheets read).
+
+Invariants: vCard output is CRLF-terminated, every line folded to at most 75 octets without splitting a UTF-8
+sequence (§3.2), text values escaped (§3.4: backslash, comma, semicolon, newline), one card per contact with
+VERSION first after BEGIN and an FN (§6.2.1) always present; the UID is stable for a contact of an account.
+CSV has a header row, one row per contact; multi-valued fields are joined with "; ".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+_NAMESPACE = uuid.UUID("5d5bd3a4-55a2-4c1b-9a57-6f0e8f3cbd11")
+_KIND = {"person": "individual", "list": "group", "bulk": "org"}
+CSV_FIELDS = (
+    "id",
+    "name",
+    "kind",
+    "addresses",
+    "company",
+    "company_domain",
+    "tags",
+    "notes",
+    "first_contact",
+    "last_contact",
+    "count_in",
+    "count_out",
+)
+
+
+def escape(text: str) -> str:
+    """RFC 6350 §3.4 text escaping."""
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;").replace("\r\n", "\n").replace("\n", "\\n")
+
+
+def fold(line: str) -> str:
+    """One content line, folded at 75 octets (continuations start with a space), CRLF-terminated."""
+    data = line.encode("utf-8")
+    if len(data) <= 75:
+        return line + "\r\n"
+    parts, start, limit = [], 0, 75
+    while start < len(data):
+        end = min(start + limit, len(data))
+        while end < len(data) and (data[end] & 0xC0) == 0x80:  # never split a UTF-8 sequence
+            end -= 1
+        parts.append(data[start:end].decode("utf-8"))
+        start, limit = end, 74  # continuation lines carry the leading space
+    return "\r\n ".join(parts) + "\r\n"
+
+
+def _stamp(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def vcard(account_id: int, contact: dict[str, Any]) -> str:
+    """One vCard 4.0 for a contact as :func:`relentad.crm.views.contact` returns it."""
+    name = contact["name"] or (contact["addresses"][0] if contact["addresses"] else f"contact {contact['id']}")
+    uid = uuid.uuid5(_NAMESPACE, f"{account_id}/{contact['id']}")
+    lines = [
+        "BEGIN:VCARD",
+        "VERSION:4.0",
+        f"UID:urn:uuid:{uid}",
+        f"KIND:{_KIND.get(contact['kind'], 'individual')}",
+        f"FN:{escape(name)}",
+    ]
+    for index, address in enumerate(contact["addresses"], 1):
+        lines.append(f"EMAIL;PREF={index}:{escape(address)}" if index == 1 else f"EMAIL:{escape(address)}")
+    if contact["company"]:
+        lines.append(f"ORG:{escape(contact['company'])}")
+    if contact["tags"]:
+        lines.append("CATEGORIES:" + ",".join(escape(tag) for tag in contact["tags"]))
+    if contact["notes"]:
+        lines.append(f"NOTE:{escape(contact['notes'])}")
+    revision = _stamp(contact["last_contact"])
+    if revision:
+        lines.append(f"REV:{revision}")
+    lines.append("END:VCARD")
+    return "".join(fold(line) for line in lines)
+
+
+def vcards(account_id: int, contacts: Iterable[dict[str, Any]]) -> str:
+    return "".join(vcard(account_id, c) for c in contacts)
+
+
+def csv_text(contacts: Iterable[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_FIELDS)
+    for c in contacts:
+        writer.writerow(
+            [
+                c["id"],
+                c["name"],
+                c["kind"],
+                "; ".join(c["addresses"]),
+                c["company"],
+                c["company_domain"],
+                "; ".join(c["tags"]),
+                c["notes"],
+                _iso(c["first_contact"]),
+                _iso(c["last_contact"]),
+                c["count_in"],
+                c["count_out"],
+            ]
+        )
+    return out.getvalue()
+
+
+def _iso(timestamp: float | None) -> str:
+    return "" if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")

@@ -1,0 +1,145 @@
+"""Who a message involves, for the CRM: pure extraction from a parsed message, no database.
+
+Given a :class:`relentad.message.ParsedMessage`, the account's own addresses and the direction, this yields the
+people (and lists, and automatic senders) the message is filed against, with their role and kind.
+
+Invariants:
+- Addresses come out normalised: lower case, surrounding spaces and a trailing dot of the domain removed; an
+  entry without ``local@domain`` (garbage, a bare group name) is never a participant.
+- The account's own addresses never appear: its address, its aliases, the recipient address the copy came in on,
+  and their subaddresses (``user+tag@``) are all "own".
+- Mailing-list mail is filed against the list (kind ``list``), not against the people posting to it; mail from
+  automatic senders (no-reply local parts, ``Auto-Submitted``, ``Precedence: bulk``, ``List-Unsubscribe``
+  newsletters) gets kind ``bulk``. Such senders are never mixed with people and never make mail "unassigned".
+- Incoming mail involves From, Reply-To, To and Cc; outgoing mail involves To, Cc and Bcc. One address appears
+  once, with its first role in that order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..message import Address, ParsedMessage
+
+PERSON, LIST, BULK = "person", "list", "bulk"
+KINDS = (PERSON, LIST, BULK)
+IN, OUT = "in", "out"
+
+# Local parts of addresses that no human reads (compared after removing a +tag).
+_AUTOMATIC_LOCAL = re.compile(
+    r"(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|dont[-_.]?reply|mailer[-_.]?daemon|postmaster|bounces?|"
+    r"notifications?|notify|newsletters?|alerts?|automated|auto[-_.]?confirm|daemon)(?:[-_.+].*)?",
+    re.IGNORECASE,
+)
+_LIST_ID = re.compile(r"<([^<>\s]+)>")
+# What an address the CRM keeps looks like (quoted local parts with spaces and the like are not kept).
+_ADDRESS = re.compile(r'([^\s<>(),;:"\[\]@\\]{1,64})@([^\s<>(),;:"\[\]@\\]{1,253})')
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """One correspondent of a message as the CRM sees it."""
+
+    address: str
+    name: str
+    role: str  # from, reply-to, to, cc, bcc, list
+    kind: str  # person, list, bulk
+
+
+def normalize(address: str) -> str:
+    """``Local@Example.COM.`` → ``local@example.com``; "" when it is not ``local@domain``."""
+    found = _ADDRESS.fullmatch(address)
+    if found is None:
+        address = address.strip().strip("<>").strip()
+        found = _ADDRESS.fullmatch(address)
+        if found is None:
+            return ""
+    return f"{found.group(1)}@{found.group(2).rstrip('.')}".lower()
+
+
+def base_address(address: str) -> str:
+    """The address without its subaddress tag: ``user+tag@d`` → ``user@d``."""
+    local, _, domain = address.rpartition("@")
+    plus = local.find("+")
+    return f"{local[:plus]}@{domain}" if plus > 0 else address
+
+
+def is_own(address: str, own: frozenset[str]) -> bool:
+    return address in own or base_address(address) in own
+
+
+def is_automatic(address: str) -> bool:
+    """A no-reply style local part (``noreply@``, ``mailer-daemon@``, ``bounces+x@`` …)."""
+    local = address.rpartition("@")[0]
+    return _AUTOMATIC_LOCAL.fullmatch(local) is not None
+
+
+def list_contact(parsed: ParsedMessage) -> Participant | None:
+    """The mailing list a message came through (RFC 2919 List-Id), as a participant, or None.
+
+    The list address is the To/Cc address whose ``local.domain`` equals the list identifier (most list managers
+    name lists so); otherwise the identifier's first label becomes the local part (``dev.lists.x.org`` →
+    ``dev@lists.x.org``), which is what a reply to the list would use in the common case.
+    """
+    if not parsed.list_id:
+        return None
+    found = _LIST_ID.search(parsed.list_id)
+    ident = (found.group(1) if found else parsed.list_id).strip().lower()
+    phrase = parsed.list_id[: found.start()].strip().strip('"') if found else ""
+    for entry in (*parsed.to, *parsed.cc):
+        address = normalize(entry.address)
+        if address and address.replace("@", ".", 1) == ident:
+            return Participant(address, phrase or entry.name, "list", LIST)
+    label, dot, rest = ident.partition(".")
+    if not dot or not label or not rest:
+        return None
+    return Participant(normalize(f"{label}@{rest}"), phrase, "list", LIST)
+
+
+def _entries(parsed: ParsedMessage, direction: str) -> Iterable[tuple[str, Address]]:
+    groups: list[tuple[str, list[Address]]]
+    if direction == IN:
+        groups = [("from", parsed.from_), ("reply-to", parsed.reply_to), ("to", parsed.to), ("cc", parsed.cc)]
+    else:
+        groups = [("to", parsed.to), ("cc", parsed.cc), ("bcc", parsed.bcc)]
+    for role, addresses in groups:
+        for entry in addresses:
+            yield role, entry
+
+
+def participants(parsed: ParsedMessage, own: frozenset[str], direction: str) -> list[Participant]:
+    """Everyone the message involves besides the account itself (see the module invariants)."""
+    out: list[Participant] = []
+    seen: set[str] = set()
+    listed = list_contact(parsed) if direction == IN else None
+    if listed is not None and listed.address and not is_own(listed.address, own):
+        out.append(listed)
+        seen.add(listed.address)
+    automatic = parsed.is_bulk
+    for role, entry in _entries(parsed, direction):
+        address = normalize(entry.address)
+        if not address or address in seen or is_own(address, own):
+            continue
+        if listed is not None and role in ("from", "reply-to", "to", "cc"):
+            continue  # list traffic is filed against the list, not against everyone who posts to it
+        kind = BULK if is_automatic(address) or (automatic and role in ("from", "reply-to")) else PERSON
+        seen.add(address)
+        out.append(Participant(address, entry.name.strip(), role, kind))
+    return out
+
+
+def sender(parsed: ParsedMessage) -> str:
+    """The first From address, normalised ("" when there is none)."""
+    for entry in parsed.from_:
+        address = normalize(entry.address)
+        if address:
+            return address
+    return ""
+
+
+def is_outgoing(parsed: ParsedMessage, own: frozenset[str]) -> bool:
+    """Mail whose From is one of the account's own addresses counts as sent by the account."""
+    address = sender(parsed)
+    return bool(address) and is_own(address, own)

@@ -1,0 +1,318 @@
+"""Filing rules per account: storage in SQLite and evaluation of compiled Sieve scripts (:mod:`.sieve`).
+
+An account's rules run in ``position`` order at delivery, as one program: they share the RFC 5232 flag
+variable, and ``stop`` ends all of them. The outcome (:class:`Outcome`) lists the folders the message goes to,
+each with the flags it gets; with no ``fileinto`` (or with ``keep``) it stays where earlier steps put it.
+
+relentad extensions, read with the ``header`` / ``exists`` tests as if they were header fields (they never come
+from the message itself, so a sender cannot forge them):
+- ``X-Relentad-Contact-Tag``: each tag of the sender's contact;
+- ``X-Relentad-Company``: the sender's company name and its domain;
+- ``X-Relentad-Contact``: ``confirmed``, ``new`` (an unconfirmed person), ``unknown`` (not a contact yet),
+  ``list`` or ``bulk``;
+- ``X-Relentad-Spam``: ``yes`` when an earlier step (spam filter, DMARC quarantine) filed the copy into Junk,
+  else ``no``.
+
+Invariants: evaluation is pure and never raises on message content; matching is linear (``:matches`` globs are
+compiled once to possessive-free regexes with no nested quantifiers); folder names are checked when a rule is
+added, so delivery never meets a name the store would refuse.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+from ..errors import AlreadyExists, InvalidInput, NotFound
+from ..headers import decode_header
+from ..message import Address, ParsedMessage, header_fields_of, normalize_crlf, parse_addresses
+from ..store.imapwrite import check_name
+from .sieve import (
+    Action,
+    AddressTest,
+    Combined,
+    Const,
+    ExistsTest,
+    HeaderTest,
+    If,
+    Match,
+    NotTest,
+    Script,
+    SizeTest,
+    compile_script,
+)
+from .sieve import Command as SieveCommand
+from .sieve import Test as SieveTest
+
+VIRTUAL = ("x-relentad-contact-tag", "x-relentad-company", "x-relentad-contact", "x-relentad-spam")
+_ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
+
+
+@functools.lru_cache(maxsize=1024)
+def _glob(pattern: str, octet: bool) -> re.Pattern[str]:
+    """RFC 5228 §2.7.1 ``:matches``: ``*`` any run, ``?`` one character, ``\\`` escapes."""
+    out, i = [], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if char == "*" else "." if char == "?" else re.escape(char))
+        i += 1
+    return re.compile("".join(out), re.DOTALL | (0 if octet else re.IGNORECASE))
+
+
+def matches(match: Match, value: str) -> bool:
+    """Does ``value`` satisfy the match against any of its keys?"""
+    for key in match.keys:
+        if match.kind == ":matches":
+            if _glob(key, match.octet).fullmatch(value) is not None:
+                return True
+            continue
+        a, b = (value, key) if match.octet else (value.casefold(), key.casefold())
+        if (match.kind == ":is" and a == b) or (match.kind == ":contains" and b in a):
+            return True
+    return False
+
+
+@dataclass
+class MessageView:
+    """What rules may look at: the parsed message, the envelope, the size and the virtual fields."""
+
+    parsed: ParsedMessage
+    raw: bytes
+    envelope_from: str
+    envelope_to: str
+    virtual: dict[str, list[str]] = field(default_factory=dict)
+    _fields: dict[str, list[str]] | None = None
+
+    def headers(self, name: str) -> list[str]:
+        """Decoded values of a header field (all occurrences), or the relentad virtual field."""
+        if name in VIRTUAL:
+            return self.virtual.get(name, [])
+        if name == "subject":
+            return [] if self.parsed.subject is None else [self.parsed.subject]
+        if self._fields is None:
+            data = normalize_crlf(self.raw) if self.parsed.needs_crlf else self.raw
+            collected: dict[str, list[str]] = {}
+            for key, value in header_fields_of(data, self.parsed.tree):
+                collected.setdefault(key, []).append(value)
+            self._fields = collected
+        return [decode_header(v) for v in self._fields.get(name, [])]
+
+    def addresses(self, name: str) -> list[str]:
+        if name in _ADDRESS_FIELDS:
+            groups: dict[str, list[Address]] = {
+                "from": self.parsed.from_,
+                "sender": self.parsed.sender,
+                "reply-to": self.parsed.reply_to,
+                "to": self.parsed.to,
+                "cc": self.parsed.cc,
+                "bcc": self.parsed.bcc,
+            }
+            return [a.address for a in groups[name] if a.address]
+        if name in VIRTUAL:
+            return []
+        return [a.address for value in self.headers(name) for a in parse_addresses(value) if a.address]
+
+
+def _part(address: str, part: str) -> str:
+    local, at, domain = address.rpartition("@")
+    if part == ":localpart":
+        return local if at else address
+    if part == ":domain":
+        return domain if at else ""
+    return address
+
+
+def evaluate_test(test: SieveTest, view: MessageView) -> bool:
+    if isinstance(test, AddressTest):
+        for name in test.headers:
+            if test.envelope:
+                values = [view.envelope_from] if name == "from" else [view.envelope_to] if name == "to" else []
+            else:
+                values = view.addresses(name)
+            if any(matches(test.match, _part(v, test.part)) for v in values):
+                return True
+        return False
+    if isinstance(test, HeaderTest):
+        return any(matches(test.match, v) for name in test.headers for v in view.headers(name))
+    if isinstance(test, ExistsTest):
+        return all(view.headers(name) for name in test.headers)
+    if isinstance(test, SizeTest):
+        return len(view.raw) > test.limit if test.over else len(view.raw) < test.limit
+    if isinstance(test, Combined):
+        results = (evaluate_test(t, view) for t in test.tests)
+        return all(results) if test.all_ else any(results)
+    if isinstance(test, NotTest):
+        return not evaluate_test(test.test, view)
+    assert isinstance(test, Const)
+    return test.value
+
+
+@dataclass
+class Outcome:
+    """What the rules decided: folders with their flags, the implicit keep's flags, and a trace for logs."""
+
+    fileinto: list[tuple[str, list[str]]] = field(default_factory=list)
+    keep: list[str] | None = None  # explicit keep: flags at that moment
+    flags: list[str] = field(default_factory=list)  # the imap4flags variable at the end
+    stopped: bool = False
+    trace: list[str] = field(default_factory=list)
+
+    def targets(self, current: str) -> list[tuple[str, list[str]]]:
+        """(folder, flags) of every copy: fileinto targets, plus ``current`` on keep or when nothing was filed."""
+        out = list(self.fileinto)
+        if self.keep is not None:
+            out.append((current, self.keep))
+        elif not out:
+            out.append((current, list(self.flags)))
+        seen: set[str] = set()
+        unique = []
+        for folder, flags in out:
+            if folder not in seen:
+                seen.add(folder)
+                unique.append((folder, flags))
+        return unique
+
+
+def _add(flags: list[str], new: tuple[str, ...]) -> list[str]:
+    known = {f.lower() for f in flags}
+    return flags + [f for f in new if f.lower() not in known]
+
+
+def _run(commands: tuple[SieveCommand, ...], view: MessageView, outcome: Outcome, rule: str) -> None:
+    for command in commands:
+        if outcome.stopped:
+            return
+        if isinstance(command, If):
+            for test, block in command.branches:
+                if test is None or evaluate_test(test, view):
+                    _run(block, view, outcome, rule)
+                    break
+            continue
+        _act(command, outcome, rule)
+
+
+def _act(action: Action, outcome: Outcome, rule: str) -> None:
+    name = action.name
+    if name == "stop":
+        outcome.stopped = True
+    elif name == "addflag":
+        outcome.flags = _add(outcome.flags, action.flags or ())
+    elif name == "setflag":
+        outcome.flags = _add([], action.flags or ())
+    elif name == "removeflag":
+        gone = {f.lower() for f in action.flags or ()}
+        outcome.flags = [f for f in outcome.flags if f.lower() not in gone]
+    elif name == "fileinto":
+        flags = list(action.flags) if action.flags is not None else list(outcome.flags)
+        outcome.fileinto.append((action.argument, flags))
+    elif name == "keep":
+        outcome.keep = list(action.flags) if action.flags is not None else list(outcome.flags)
+    outcome.trace.append(f"{rule}: {name}" + (f" {action.argument}" if action.argument else ""))
+
+
+def evaluate(scripts: list[tuple[str, Script]], view: MessageView) -> Outcome:
+    """Run the account's rules, in order, on one message."""
+    outcome = Outcome()
+    for name, script in scripts:
+        _run(script.commands, view, outcome, name)
+        if outcome.stopped:
+            break
+    return outcome
+
+
+def uses_virtual(script: Script) -> bool:
+    """Whether the script reads a relentad virtual field (so the sender's contact must be looked up)."""
+
+    def in_test(test: SieveTest | None) -> bool:
+        if isinstance(test, HeaderTest | ExistsTest):
+            return any(h in VIRTUAL for h in test.headers)
+        if isinstance(test, Combined):
+            return any(in_test(t) for t in test.tests)
+        if isinstance(test, NotTest):
+            return in_test(test.test)
+        return False
+
+    def in_block(commands: tuple[SieveCommand, ...]) -> bool:
+        return any(isinstance(c, If) and any(in_test(t) or in_block(b) for t, b in c.branches) for c in commands)
+
+    return in_block(script.commands)
+
+
+# -- storage ----------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def compiled(text: str) -> Script:
+    """Compile once per distinct script text (delivery reads the texts, the cache skips the parse)."""
+    return compile_script(text)
+
+
+def check(text: str) -> Script:
+    """Compile and check folder names; InvalidInput with one line when the script cannot be used."""
+    script = compile_script(text)
+    for folder in script.folders():
+        try:
+            check_name(folder)
+        except InvalidInput as exc:
+            raise InvalidInput(f"fileinto {folder!r}: {exc}") from None
+    return script
+
+
+def add(conn: sqlite3.Connection, account_id: int, name: str, text: str, position: int | None = None) -> int:
+    """Store a checked rule at ``position`` (1-based; default: last); returns its id."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("a rule needs a name of 1-100 characters")
+    check(text)
+    if conn.execute("SELECT 1 FROM crm_rules WHERE account_id = ? AND name = ?", (account_id, name)).fetchone():
+        raise AlreadyExists(f"a rule named {name!r} exists")
+    count = conn.execute("SELECT count(*) FROM crm_rules WHERE account_id = ?", (account_id,)).fetchone()[0]
+    where = count + 1 if position is None else max(1, min(position, count + 1))
+    conn.execute(
+        "UPDATE crm_rules SET position = position + 1 WHERE account_id = ? AND position >= ?", (account_id, where)
+    )
+    cursor = conn.execute(
+        "INSERT INTO crm_rules (account_id, position, name, script, created) VALUES (?, ?, ?, ?, ?)",
+        (account_id, where, name, text, time.time()),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def remove(conn: sqlite3.Connection, account_id: int, name: str) -> None:
+    row = conn.execute(
+        "SELECT position FROM crm_rules WHERE account_id = ? AND name = ?", (account_id, name)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no rule named {name!r}")
+    conn.execute("DELETE FROM crm_rules WHERE account_id = ? AND name = ?", (account_id, name))
+    conn.execute(
+        "UPDATE crm_rules SET position = position - 1 WHERE account_id = ? AND position > ?", (account_id, row[0])
+    )
+
+
+def list_rules(conn: sqlite3.Connection, account_id: int) -> list[dict[str, object]]:
+    rows = conn.execute(
+        "SELECT position, name, script, created FROM crm_rules WHERE account_id = ? ORDER BY position, id",
+        (account_id,),
+    )
+    return [dict(r) for r in rows]
+
+
+def load(conn: sqlite3.Connection, account_id: int) -> list[tuple[str, Script]]:
+    """The account's rules, compiled (cached by text), in order; a rule that no longer compiles is skipped."""
+    out = []
+    for name, text in conn.execute(
+        "SELECT name, script FROM crm_rules WHERE account_id = ? ORDER BY position, id", (account_id,)
+    ):
+        try:
+            out.append((str(name), compiled(str(text))))
+        except InvalidInput:
+            continue
+    return out

@@ -1,0 +1,241 @@
+"""Filing rules in the Sieve language (RFC 5228), the subset relentad evaluates: parse with sievelib, compile here.
+
+Supported (anything else is refused when the rule is added, with a one-line reason):
+- tests: ``address`` / ``header`` / ``envelope`` (RFC 5228 §5.1, §5.7, §5.4) with ``:is`` ``:contains``
+  ``:matches`` and ``:all`` ``:localpart`` ``:domain``, comparators ``i;ascii-casemap`` (default) and
+  ``i;octet``; ``exists``, ``size :over/:under``, ``allof``, ``anyof``, ``not``, ``true``, ``false``;
+- actions: ``fileinto`` (RFC 5228 §4.1; the folder is created when missing; ``:flags`` of RFC 5232), ``keep``,
+  ``stop``, and RFC 5232 imap4flags ``addflag`` / ``setflag`` / ``removeflag``;
+- control: ``require``, ``if`` / ``elsif`` / ``else``.
+
+``discard``, ``redirect`` and ``reject`` are refused on purpose: relentad never drops or bounces mail on a rule.
+
+Invariants: compiling is pure (bytes → :class:`Script`), evaluation (:mod:`relentad.crm.rules`) never touches
+sievelib; a compiled script is immutable and may be cached and shared.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sievelib.parser import Parser
+
+from ..errors import InvalidInput
+
+MATCH_TYPES = (":is", ":contains", ":matches")
+ADDRESS_PARTS = (":all", ":localpart", ":domain")
+COMPARATORS = ("i;ascii-casemap", "i;octet")
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+_SIZE = re.compile(r"(\d+)([KMG]?)", re.IGNORECASE)
+_MULTIPLIERS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A string comparison: match type, key list and whether case matters."""
+
+    kind: str  # :is, :contains, :matches
+    keys: tuple[str, ...]
+    octet: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AddressTest:
+    headers: tuple[str, ...]  # lower case
+    match: Match
+    part: str = ":all"
+    envelope: bool = False  # the envelope test: "from" / "to" are the SMTP envelope addresses
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderTest:
+    headers: tuple[str, ...]
+    match: Match
+
+
+@dataclass(frozen=True, slots=True)
+class ExistsTest:
+    headers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SizeTest:
+    over: bool
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Combined:
+    """allof (``all_``) / anyof of tests."""
+
+    all_: bool
+    tests: tuple[Test, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NotTest:
+    test: Test
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    value: bool
+
+
+Test = AddressTest | HeaderTest | ExistsTest | SizeTest | Combined | NotTest | Const
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """fileinto (``argument`` = folder), keep, stop, addflag / setflag / removeflag (``flags``)."""
+
+    name: str
+    argument: str = ""
+    flags: tuple[str, ...] | None = None  # fileinto/keep :flags
+
+
+@dataclass(frozen=True, slots=True)
+class If:
+    """if / elsif … / else: the first branch whose test holds runs (``None`` is else)."""
+
+    branches: tuple[tuple[Test | None, tuple[Command, ...]], ...]
+
+
+Command = Action | If
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    commands: tuple[Command, ...]
+
+    def folders(self) -> list[str]:
+        """Every folder a fileinto names (for validation)."""
+        out: list[str] = []
+
+        def walk(commands: tuple[Command, ...]) -> None:
+            for command in commands:
+                if isinstance(command, If):
+                    for _test, block in command.branches:
+                        walk(block)
+                elif command.name == "fileinto":
+                    out.append(command.argument)
+
+        walk(self.commands)
+        return out
+
+
+def unquote(token: str) -> str:
+    """A sievelib string token as its value: quoted strings unescaped, ``text:`` multi-line strings unstuffed."""
+    if token.startswith('"'):
+        return _QUOTED_PAIR.sub(r"\1", token[1:-1] if token.endswith('"') and len(token) > 1 else token[1:])
+    if token.lower().startswith("text:"):
+        lines = token.split("\n")[1:]
+        if lines and lines[-1].strip() == ".":
+            lines = lines[:-1]
+        return "\n".join(line[1:] if line.startswith("..") else line for line in lines)
+    return token
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    return tuple(unquote(str(item)) for item in items)
+
+
+def _size(text: str) -> int:
+    found = _SIZE.fullmatch(text.strip())
+    if found is None:
+        raise InvalidInput(f"bad size {text!r}")
+    return int(found.group(1)) * _MULTIPLIERS[found.group(2).upper()]
+
+
+def _match(command: Any) -> Match:
+    args, extra = command.arguments, command.extra_arguments
+    kind = str(args.get("match-type", ":is")).lower()
+    if kind not in MATCH_TYPES:
+        raise InvalidInput(f"{command.name}: match type {kind} is not supported (use :is, :contains or :matches)")
+    comparator = unquote(str(extra.get("comparator", '"i;ascii-casemap"'))).lower()
+    if comparator not in COMPARATORS:
+        raise InvalidInput(f"{command.name}: comparator {comparator} is not supported")
+    return Match(kind, _strings(args["key-list"]), comparator == "i;octet")
+
+
+def _test(command: Any) -> Test:
+    name, args = command.name, command.arguments
+    if name in ("address", "envelope"):
+        part = str(args.get("address-part", ":all")).lower()
+        if part not in ADDRESS_PARTS:
+            raise InvalidInput(f"{name}: address part {part} is not supported")
+        headers = tuple(h.lower() for h in _strings(args["header-list"]))
+        return AddressTest(headers, _match(command), part, envelope=name == "envelope")
+    if name == "header":
+        return HeaderTest(tuple(h.lower() for h in _strings(args["header-names"])), _match(command))
+    if name == "exists":
+        return ExistsTest(tuple(h.lower() for h in _strings(args["header-names"])))
+    if name == "size":
+        return SizeTest(str(args["comparator"]).lower() == ":over", _size(str(args["limit"])))
+    if name in ("allof", "anyof"):
+        return Combined(name == "allof", tuple(_test(t) for t in args["tests"]))
+    if name == "not":
+        return NotTest(_test(args["test"]))
+    if name in ("true", "false"):
+        return Const(name == "true")
+    raise InvalidInput(f"the test {name!r} is not supported")
+
+
+_REFUSED = {
+    "discard": "discard is not supported: relentad never drops mail on a rule (fileinto Trash instead)",
+    "redirect": "redirect is not supported by relentad rules",
+    "reject": "reject is not supported: relentad never bounces mail on a rule",
+}
+
+
+def _flags(command: Any) -> tuple[str, ...] | None:
+    if "flags" not in command.extra_arguments:
+        return None
+    return tuple(f for item in _strings(command.extra_arguments["flags"]) for f in item.split())
+
+
+def _block(commands: list[Any]) -> tuple[Command, ...]:
+    out: list[Command] = []
+    for command in commands:
+        name = command.name
+        if name == "require":
+            continue
+        if name == "if":
+            out.append(If(((_test(command.arguments["test"]), _block(command.children)),)))
+        elif name in ("elsif", "else"):
+            previous = out[-1] if out else None
+            if not isinstance(previous, If) or previous.branches[-1][0] is None:
+                raise InvalidInput(f"{name} without a preceding if")
+            test = _test(command.arguments["test"]) if name == "elsif" else None
+            out[-1] = If((*previous.branches, (test, _block(command.children))))
+        elif name in ("fileinto", "keep"):
+            folder = unquote(str(command.arguments["mailbox"])) if name == "fileinto" else ""
+            if name == "fileinto" and "copy" in command.arguments:
+                raise InvalidInput("fileinto :copy is not supported")
+            out.append(Action(name, folder, _flags(command)))
+        elif name in ("addflag", "setflag", "removeflag"):
+            if "variable-name" in command.arguments:
+                raise InvalidInput(f"{name} with a variable name is not supported")
+            flags = tuple(f for item in _strings(command.arguments["list-of-flags"]) for f in item.split())
+            out.append(Action(name, flags=flags))
+        elif name == "stop":
+            out.append(Action("stop"))
+        elif name in _REFUSED:
+            raise InvalidInput(_REFUSED[name])
+        else:
+            raise InvalidInput(f"the command {name!r} is not supported")
+    return tuple(out)
+
+
+def compile_script(text: str) -> Script:
+    """Parse and compile a Sieve script; InvalidInput (one line) when it is not valid or not supported."""
+    parser = Parser()
+    if not parser.parse(text.encode("utf-8")):
+        raise InvalidInput(f"sieve: {parser.error}")
+    try:
+        return Script(_block(parser.result))
+    except (KeyError, AttributeError, TypeError) as exc:  # a shape sievelib accepted but we do not know
+        raise InvalidInput(f"sieve: unsupported construct ({exc})") from None

@@ -1,0 +1,291 @@
+"""The sorter: the CRM step of the delivery pipeline, run on received mail and on the Sent copy of sent mail.
+
+Two halves, so the delivery stays one transaction and the event loop never waits on a write:
+- :meth:`Sorter.plan` runs on the event loop before the commit with a read connection: per recipient account it
+  works out the direction (``out`` for the sender's Sent copy and for mail whose From is the account's own), the
+  participants, the account's rules (which may change the folder and flags of the copy, or add copies) and the
+  ``$Unassigned`` keyword (a person who is not a confirmed contact wrote; lists and automatic senders never
+  count). It returns a :data:`Record` job.
+- The job runs on the store's writer thread inside the SAME transaction as the message copies, after they were
+  inserted, with the stored rows: it files the message (``crm_messages``, one per account and blob, so a
+  duplicate delivery counts once), its thread, contacts, companies and the links between them.
+
+Invariants: the CRM never loses or refuses mail — an error in either half is logged and the message is stored
+as if the sorter were off (the job's writes sit in their own savepoint inside the delivery's transaction); mail
+already filed into Junk by an earlier step stays there (rules only add flags to it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .. import message
+from ..errors import InvalidInput
+from ..message import ParsedMessage
+from ..store import flags as flagmod
+from ..store import mailboxes
+from ..store.imapwrite import check_name
+from . import contacts, participants, rules, threads
+from .participants import IN, LIST, OUT, PERSON, Participant
+from .sieve import Script
+
+if TYPE_CHECKING:
+    from ..pipeline import Delivery, Placement, Stored
+
+log = logging.getLogger(__name__)
+
+UNASSIGNED = "$Unassigned"
+
+Record = Callable[[sqlite3.Connection, "Sequence[Stored]"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountContext:
+    """What the sorter reads before filing, for one account: own addresses, rules, the sender's contact."""
+
+    own: frozenset[str]
+    scripts: list[tuple[str, Script]]
+    known: contacts.Known | None
+
+
+def account_context(
+    conn: sqlite3.Connection, account_id: int, extra: Sequence[str] = (), sender: str = ""
+) -> AccountContext:
+    """Own addresses (with ``extra``, the recipient addresses), compiled rules and the sender's contact, in ONE
+    query: this runs for every delivered message."""
+    row = conn.execute(
+        """SELECT a.email,
+                  (SELECT group_concat(address, char(31)) FROM aliases x
+                   WHERE x.account_id = a.id AND x.address NOT LIKE '@%'),
+                  (SELECT json_group_array(json_array(name, script)) FROM
+                      (SELECT name, script FROM crm_rules r WHERE r.account_id = a.id ORDER BY position, id)),
+                  c.id, c.kind, c.confirmed, coalesce(p.name, ''), coalesce(p.domain, ''),
+                  (SELECT group_concat(tag, char(31)) FROM crm_tags t WHERE t.contact_id = c.id)
+           FROM accounts a
+           LEFT JOIN crm_addresses s ON s.account_id = a.id AND s.address = ?2
+           LEFT JOIN crm_contacts c ON c.id = s.contact_id
+           LEFT JOIN crm_companies p ON p.id = c.company_id
+           WHERE a.id = ?1""",
+        (account_id, sender),
+    ).fetchone()
+    extras = {normal for normal in (participants.normalize(a) for a in extra) if normal}
+    if row is None:
+        return AccountContext(frozenset(extras), [], None)
+    own = {str(row[0]).lower(), *extras}
+    own.update(a.lower() for a in (row[1] or "").split("\x1f") if a)
+    scripts = []
+    for name, text in json.loads(row[2]) if row[2] and row[2] != "[]" else ():
+        try:
+            scripts.append((str(name), rules.compiled(str(text))))
+        except InvalidInput:
+            continue
+    known = None
+    if row[3] is not None:
+        tags = tuple(row[8].split("\x1f")) if row[8] else ()
+        known = contacts.Known(int(row[3]), str(row[4]), bool(row[5]), str(row[6]), str(row[7]), tags)
+    return AccountContext(frozenset(own), scripts, known)
+
+
+@dataclass
+class AccountPlan:
+    """What the sorter decided for one recipient account of a delivery."""
+
+    account_id: int
+    direction: str
+    people: list[Participant]
+    subject: str
+    sender: str
+    unknown: frozenset[str] = frozenset()  # addresses that were no contact's when planned (likely new)
+
+
+def _add_flags(placement: Placement, names: list[str]) -> None:
+    bits, keywords = flagmod.split(names)
+    placement.flags |= bits
+    known = {k.lower() for k in placement.keywords}
+    placement.keywords.extend(k for k in keywords if k.lower() not in known)
+
+
+def _virtual(known: contacts.Known | None, spam: bool) -> dict[str, list[str]]:
+    if known is None:
+        status = "unknown"
+    elif known.kind != PERSON:
+        status = known.kind
+    else:
+        status = "confirmed" if known.confirmed else "new"
+    return {
+        "x-relentad-contact-tag": list(known.tags) if known else [],
+        "x-relentad-company": [v for v in (known.company, known.company_domain) if v] if known else [],
+        "x-relentad-contact": [status],
+        "x-relentad-spam": ["yes" if spam else "no"],
+    }
+
+
+def apply_outcome(placement: Placement, outcome: rules.Outcome) -> list[Placement]:
+    """Change the copy as the rules say; returns extra copies (further fileinto targets)."""
+    current = placement.mailbox
+    targets = outcome.targets(current)
+    if current == mailboxes.JUNK:  # rules never pull mail out of Junk; they may flag it
+        merged = [flag for _folder, names in targets for flag in names]
+        targets = [(current, merged)]
+    extra: list[Placement] = []
+    for index, (wanted, names) in enumerate(targets):
+        folder = wanted
+        try:
+            check_name(wanted)
+        except Exception:
+            log.warning("rule folder %r refused; the copy stays in %s", wanted, current)
+            folder = current
+        target = (
+            placement
+            if index == 0
+            else dataclasses.replace(placement, keywords=list(placement.keywords), reasons=list(placement.reasons))
+        )
+        target.mailbox = folder
+        _add_flags(target, names)
+        if index:
+            extra.append(target)
+    if outcome.trace:
+        placement.reasons.append("rules: " + "; ".join(outcome.trace))
+    return extra
+
+
+class Sorter:
+    """The CRM step; one per pipeline (it keeps no state but the compiled-rule cache in :mod:`.rules`)."""
+
+    def __init__(self, unassigned: str = UNASSIGNED) -> None:
+        self.unassigned = unassigned  # the keyword for mail to review; "" for none ([crm] unassigned_keyword)
+
+    def plan(self, conn: sqlite3.Connection, delivery: Delivery, parsed: ParsedMessage) -> Record | None:
+        """Decide folders, flags and keywords of the copies (mutating ``delivery.placements``); return the job
+        that files the message in the CRM, or None when there is nothing to record."""
+        by_account: dict[int, list[Placement]] = {}
+        for placement in delivery.placements:
+            by_account.setdefault(placement.account_id, []).append(placement)
+        plans = []
+        sender = participants.sender(parsed)
+        for account_id, placements in by_account.items():
+            context = account_context(conn, account_id, [p.address for p in placements], sender)
+            own, scripts, known = context.own, context.scripts, context.known
+            outgoing = any(p.outgoing for p in placements) or (bool(sender) and participants.is_own(sender, own))
+            direction = OUT if outgoing else IN
+            people = participants.participants(parsed, own, direction)
+            incoming = [p for p in placements if not p.outgoing]
+            if incoming:
+                if self.unassigned and direction == IN and self._unassigned(people, known):
+                    for placement in incoming:
+                        _add_flags(placement, [self.unassigned])
+                for placement in incoming if scripts else ():
+                    view = rules.MessageView(
+                        parsed,
+                        delivery.raw,
+                        delivery.mail_from,
+                        placement.address,
+                        _virtual(known, placement.mailbox == mailboxes.JUNK),
+                    )
+                    delivery.placements.extend(apply_outcome(placement, rules.evaluate(scripts, view)))
+            new = frozenset({sender}) if sender and known is None else frozenset()
+            plans.append(AccountPlan(account_id, direction, people, (parsed.subject or "").strip(), sender, new))
+        if not plans:
+            return None
+        when = delivery.received_at
+
+        def record(conn: sqlite3.Connection, stored: Sequence[Stored]) -> None:
+            conn.execute("SAVEPOINT crm")
+            try:
+                for plan in plans:
+                    blob_ids = {s.blob_id for s in stored if s.account_id == plan.account_id}
+                    for blob_id in blob_ids:
+                        file_message(conn, plan, parsed, blob_id, when)
+            except Exception:
+                conn.execute("ROLLBACK TO crm")
+                log.exception("crm: filing of a message failed; the message itself is stored")
+            conn.execute("RELEASE crm")
+
+        return record
+
+    @staticmethod
+    def _unassigned(people: list[Participant], known: contacts.Known | None) -> bool:
+        """A person wrote who is not a confirmed contact (mailing lists and automatic senders never count)."""
+        author = next((p for p in people if p.role == "from"), None)
+        if author is None or author.kind != PERSON or any(p.kind == LIST for p in people):
+            return False
+        return known is None or (known.kind == PERSON and not known.confirmed)
+
+
+def insert_rows(conn: sqlite3.Connection, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
+    """``INSERT OR IGNORE … VALUES (…), (…)`` as ONE statement (executemany costs several times more per row)."""
+    if not rows:
+        return
+    marks = ", ".join(["(" + ", ".join("?" * len(rows[0])) + ")"] * len(rows))
+    conn.execute(f"{statement} VALUES {marks}", [value for row in rows for value in row])
+
+
+def file_message(conn: sqlite3.Connection, plan: AccountPlan, parsed: ParsedMessage, blob_id: int, when: float) -> int:
+    """File one message of an account in the CRM (thread, contacts, links); returns its ``crm_messages`` id, or
+    0 when the account already had this exact message (a duplicate delivery counts once).
+
+    This is the delivery hot path: each step is one statement where it can be (about eight for a message from a
+    known contact, a few more for a new contact or company)."""
+    duplicate = conn.execute(
+        "SELECT 1 FROM crm_messages WHERE account_id = ? AND blob_id = ?", (plan.account_id, blob_id)
+    ).fetchone()
+    if duplicate is not None:
+        return 0
+    thread_id = threads.assign(conn, plan.account_id, parsed, when)
+    cursor = conn.execute(
+        """INSERT INTO crm_messages (account_id, blob_id, thread_id, direction, time, sender, subject)
+           VALUES (?, ?, ?, ?, ?, ?, ?)""",
+        (plan.account_id, blob_id, thread_id, plan.direction, when, plan.sender, plan.subject),
+    )
+    message_id = int(cursor.lastrowid or 0)
+    counted: set[int] = set()
+    links: dict[int, str] = {}
+    for who in plan.people:
+        likely_new = who.address in plan.unknown
+        contact_id = contacts.record(conn, plan.account_id, who, plan.direction, when, counted, likely_new)
+        links.setdefault(contact_id, who.role)
+    insert_rows(
+        conn,
+        "INSERT OR IGNORE INTO crm_message_contacts (contact_id, message_id, role)",
+        [(contact_id, message_id, role) for contact_id, role in links.items()],
+    )
+    insert_rows(
+        conn,
+        "INSERT OR IGNORE INTO crm_thread_contacts (thread_id, contact_id)",
+        [(thread_id, contact_id) for contact_id in links],
+    )
+    return message_id
+
+
+def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes, mail_from: str) -> dict[str, object]:
+    """What the account's rules would do to a message delivered to ``address`` now (``relentad rules test``)."""
+    parsed = message.parse(raw)
+    sender = participants.sender(parsed)
+    context = account_context(conn, account_id, [address], sender)
+    own, scripts, known = context.own, context.scripts, context.known
+    direction = OUT if participants.is_outgoing(parsed, own) else IN
+    people = participants.participants(parsed, own, direction)
+    virtual = _virtual(known, False)
+    outcome = rules.evaluate(scripts, rules.MessageView(parsed, raw, mail_from, address, virtual))
+    from ..pipeline import Placement  # the pipeline imports this module
+
+    placement = Placement(account_id, address)
+    extra = apply_outcome(placement, outcome)
+    unassigned = direction == IN and Sorter._unassigned(people, known)
+    return {
+        "direction": direction,
+        "sender": sender,
+        "contact": virtual["x-relentad-contact"][0],
+        "unassigned": unassigned,
+        "copies": [
+            {"folder": c.mailbox, "flags": flagmod.names(c.flags, " ".join(c.keywords))} for c in [placement, *extra]
+        ],
+        "trace": outcome.trace,
+        "participants": [dataclasses.asdict(p) for p in people],
+    }

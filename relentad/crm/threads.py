@@ -1,0 +1,116 @@
+"""Conversation threads per account, from Message-ID / In-Reply-To / References, with a subject fallback.
+
+A message joins the thread of the first message it names that the account has seen (In-Reply-To first, then
+References from the newest), or the thread that already named it (a reply that arrived before its parent).
+Broken clients drop References but keep "Re:": a message that names no known message, whose subject carries a
+reply or forward prefix, joins the account's latest thread with the same normalised subject if that thread was
+active within :data:`SUBJECT_WINDOW`. Anything else starts a thread.
+
+Invariants: every Message-ID a filed message has or names maps to exactly one thread of the account
+(``crm_thread_ids``), first assignment wins, so threading never depends on delivery order more than it must;
+subject normalisation is pure and linear (no backtracking regexes).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+from ..message import ParsedMessage
+
+SUBJECT_WINDOW = 30 * 86400.0
+MAX_IDS = 50  # References of more are cut to the newest: the thread is decided by the nearest ancestors
+
+# One reply/forward marker: "Re:", "RE[2]:", "Fwd:", "AW:", "SV:", "Antw:", "WG:", "TR:", "RIF:", "Réf." …
+_PREFIX = re.compile(
+    r"\s*+(?:re|fwd?|aw|sv|vs|antw|wg|tr|rif|ref|réf|odp|enc|res)(?:\s*+\[\d{1,4}\]|\s*+\(\d{1,4}\))?\s*+[:：]",
+    re.IGNORECASE,
+)
+_TAG = re.compile(r"\s*+\[[^\[\]]{0,64}\]")  # "[listname]" tags
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_subject(subject: str | None) -> tuple[str, bool]:
+    """(key, is_reply): the subject without reply/forward prefixes and list tags, folded; and whether it had one."""
+    text = subject or ""
+    reply = False
+    while True:
+        match = _PREFIX.match(text)
+        if match is not None:
+            reply = True
+            text = text[match.end() :]
+            continue
+        match = _TAG.match(text)
+        if match is not None and match.end() < len(text):
+            text = text[match.end() :]
+            continue
+        break
+    return _SPACE.sub(" ", text).strip().casefold(), reply
+
+
+def _candidates(parsed: ParsedMessage) -> list[str]:
+    """Message-IDs the message names, nearest ancestor first (In-Reply-To, then References newest first)."""
+    out: list[str] = []
+    for msgid in [*parsed.in_reply_to, *reversed(parsed.references[-MAX_IDS:])]:
+        if msgid and msgid not in out:
+            out.append(msgid)
+    return out
+
+
+def assign(conn: sqlite3.Connection, account_id: int, parsed: ParsedMessage, when: float) -> int:
+    """File the message into a thread of the account (creating one when needed); returns the thread id."""
+    named = _candidates(parsed)
+    own = parsed.message_id
+    lookup = ([own] if own else []) + named
+    thread_id: int | None = None
+    if lookup:
+        marks = ",".join("?" * len(lookup))
+        found = dict(
+            conn.execute(
+                f"SELECT msgid, thread_id FROM crm_thread_ids WHERE account_id = ? AND msgid IN ({marks})",
+                (account_id, *lookup),
+            ).fetchall()
+        )
+        for msgid in lookup:
+            if msgid in found:
+                thread_id = int(found[msgid])
+                break
+    key, reply = normalize_subject(parsed.subject)
+    if thread_id is None and not named and reply and key:
+        row = conn.execute(
+            """SELECT id FROM crm_threads WHERE account_id = ? AND subject_key = ? AND last_message >= ?
+               ORDER BY last_message DESC LIMIT 1""",
+            (account_id, key, when - SUBJECT_WINDOW),
+        ).fetchone()
+        thread_id = int(row[0]) if row is not None else None
+    if thread_id is None:
+        cursor = conn.execute(
+            """INSERT INTO crm_threads (account_id, subject, subject_key, first_message, last_message, messages)
+               VALUES (?, ?, ?, ?, ?, 1)""",
+            (account_id, (parsed.subject or "").strip(), key, when, when),
+        )
+        thread_id = int(cursor.lastrowid or 0)
+    else:
+        conn.execute(
+            """UPDATE crm_threads SET messages = messages + 1, last_message = max(last_message, ?),
+               first_message = min(first_message, ?) WHERE id = ?""",
+            (when, when, thread_id),
+        )
+    if lookup:
+        marks = ", ".join(["(?, ?, ?)"] * len(lookup))
+        conn.execute(
+            f"INSERT OR IGNORE INTO crm_thread_ids (account_id, msgid, thread_id) VALUES {marks}",
+            [value for msgid in lookup for value in (account_id, msgid, thread_id)],
+        )
+    return thread_id
+
+
+def threads_of_contact(conn: sqlite3.Connection, contact_id: int, limit: int = 20) -> list[dict[str, object]]:
+    """The contact's threads, most recently active first."""
+    rows = conn.execute(
+        """SELECT t.id, t.subject, t.messages, t.first_message, t.last_message
+           FROM crm_thread_contacts l JOIN crm_threads t ON t.id = l.thread_id
+           WHERE l.contact_id = ? ORDER BY t.last_message DESC, t.id DESC LIMIT ?""",
+        (contact_id, limit),
+    )
+    return [dict(r) for r in rows]

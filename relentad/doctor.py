@@ -1,0 +1,265 @@
+"""``relentad doctor``: check what a working mail server needs outside relentad, and say how to fix what is not.
+
+Checks, each giving :class:`Finding` values (``ok``, ``warn`` or ``fail``, with a fix for the last two):
+- DNS, through the configured resolver (``[dns] nameservers``; never a hard-coded one): for every hosted domain
+  the records of :func:`relentad.dnsrecords.records` (required ones fail, recommended ones warn); the server's
+  host name has an address, and each address's reverse DNS (PTR) names the host back (forward-confirmed rDNS);
+- the TLS certificate: readable, matching the key, not expired (warn under 14 days), valid for the host name;
+- the listeners: each configured address accepts a TCP connection (the daemon runs and bound it).
+
+Invariants: read-only (DNS queries, a TCP connect, reading files; never a write to the store); a DNS timeout is a
+finding, not a crash; the exit status is non-zero exactly when some finding is ``fail``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import ipaddress
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.asyncresolver
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from . import dnsrecords
+from .config import Config, parse_address
+from .dns import DnsLookupError, lookup, make_resolver, reverse_name
+
+CERT_WARN_DAYS = 14
+_CONNECT_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    status: str  # "ok", "warn" or "fail"
+    check: str
+    message: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{self.status.upper():4} {self.check}: {self.message}"
+        return f"{text}\n     fix: {self.fix}" if self.fix else text
+
+    def as_json(self) -> dict[str, str]:
+        return {"status": self.status, "check": self.check, "message": self.message, "fix": self.fix}
+
+
+def failed(findings: Iterable[Finding]) -> bool:
+    return any(f.status == "fail" for f in findings)
+
+
+def _normal(rtype: str, text: str) -> str:
+    """A record value in a form two spellings can be compared in."""
+    text = " ".join(text.split())
+    if rtype in ("MX", "SRV", "CNAME"):
+        return text.rstrip(".").lower()
+    return text
+
+
+def _txt(rdata: object) -> str:
+    strings: list[bytes] = getattr(rdata, "strings", [])
+    return b"".join(strings).decode(errors="replace")
+
+
+async def _published(resolver: dns.asyncresolver.Resolver, name: str, rtype: str) -> list[str]:
+    answers = await lookup(resolver, name, rtype)
+    if rtype == "TXT":
+        return [_txt(r) for r in answers]
+    return [r.to_text() for r in answers]
+
+
+async def check_record(resolver: dns.asyncresolver.Resolver, record: dnsrecords.Record) -> Finding:
+    """One expected record against what DNS answers."""
+    label = f"dns {record.rtype} {record.name}"
+    bad = "fail" if record.required else "warn"
+    try:
+        found = await _published(resolver, record.name, record.rtype)
+    except DnsLookupError as exc:
+        return Finding("fail", label, f"no answer: {exc}", "check [dns] nameservers and the domain's name servers")
+    if record.value is None:
+        if record.rtype in ("A", "AAAA") and found:
+            return Finding("ok", label, ", ".join(found))
+        if record.rtype == "AAAA":
+            return Finding("ok", label, "none (IPv4 only)")
+        return Finding(bad, label, "missing", record.hint)
+    zone_line = record.zone_line()
+    if record.rtype == "TXT" and record.value.startswith(("v=spf1", "v=DMARC1", "v=STSv1", "v=TLSRPTv1")):
+        tag = record.value.split(";", 1)[0].split(" ", 1)[0]
+        same_kind = [value for value in found if value.startswith(tag)]
+        if len(same_kind) > 1:
+            return Finding("fail", label, f"{len(same_kind)} {tag} records (receivers ignore all of them)", zone_line)
+        if not same_kind:
+            return Finding(bad, label, "missing", f"publish: {zone_line}")
+        if record.value.startswith(("v=STSv1", "v=DMARC1", "v=TLSRPTv1")) or same_kind[0] == record.value:
+            return Finding("ok", label, same_kind[0])  # the admin may have tuned the policy
+        return Finding("warn", label, f"published {same_kind[0]!r}, relentad suggests {record.value!r}", zone_line)
+    if record.rtype == "TXT" and record.value.startswith("v=DKIM1"):
+        wanted_key = record.value.rpartition("p=")[2]
+        if any(value.replace(" ", "").rpartition("p=")[2] == wanted_key for value in found):
+            return Finding("ok", label, "public key matches the signing key")
+        what = "a different key" if found else "missing"
+        return Finding("fail", label, what, f"publish: {zone_line}")
+    wanted = _normal(record.rtype, record.value)
+    if any(_normal(record.rtype, value) == wanted for value in found):
+        return Finding("ok", label, record.value)
+    if record.rtype == "MX" and found:
+        host = wanted.split()[-1]
+        if any(_normal("MX", value).split()[-1] == host for value in found):
+            return Finding("ok", label, ", ".join(found))
+    what = f"published {', '.join(found)}" if found else "missing"
+    return Finding(bad, label, what, f"publish: {zone_line}")
+
+
+async def check_host(resolver: dns.asyncresolver.Resolver, hostname: str) -> list[Finding]:
+    """The host name has an address, and each address's PTR names the host (forward-confirmed reverse DNS)."""
+    findings: list[Finding] = []
+    addresses: list[str] = []
+    try:
+        for rtype in ("A", "AAAA"):
+            addresses += [r.to_text() for r in await lookup(resolver, hostname, rtype)]
+    except DnsLookupError as exc:
+        return [Finding("fail", f"dns address {hostname}", f"no answer: {exc}", "check [dns] nameservers")]
+    if not addresses:
+        return [
+            Finding(
+                "fail",
+                f"dns address {hostname}",
+                "the host name has no A or AAAA record",
+                f"publish {hostname}. IN A <this server's public IPv4>",
+            )
+        ]
+    findings.append(Finding("ok", f"dns address {hostname}", ", ".join(addresses)))
+    for ip in addresses:
+        label = f"reverse dns {ip}"
+        try:
+            names = [r.to_text().rstrip(".").lower() for r in await lookup(resolver, reverse_name(ip), "PTR")]
+        except DnsLookupError as exc:
+            findings.append(Finding("fail", label, f"no answer: {exc}", "check [dns] nameservers"))
+            continue
+        if hostname.lower() in names:
+            findings.append(Finding("ok", label, hostname))
+        else:
+            found = ", ".join(names) if names else "no PTR record"
+            findings.append(
+                Finding(
+                    "fail",
+                    label,
+                    f"{found} (receivers distrust mail from an address that does not name {hostname})",
+                    f"ask the VPS provider to set the reverse DNS (PTR) of {ip} to {hostname}",
+                )
+            )
+    return findings
+
+
+def _names_of(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return [name.lower() for name in san.get_values_for_type(x509.DNSName)]
+    except x509.ExtensionNotFound:
+        common = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return [str(common[0].value).lower()] if common else []
+
+
+def _matches(pattern: str, hostname: str) -> bool:
+    if pattern.startswith("*."):
+        head, _, rest = hostname.partition(".")
+        return bool(head) and rest == pattern[2:]
+    return pattern == hostname
+
+
+def check_certificate(config: Config, now: dt.datetime | None = None) -> list[Finding]:
+    """The configured certificate: loadable with its key, in date, valid for the host name."""
+    if not config.tls_enabled:
+        return [
+            Finding(
+                "fail",
+                "tls",
+                "no certificate configured: no STARTTLS, no port 465/993",
+                "set [tls] cert and key (Let's Encrypt: /etc/letsencrypt/live/HOST/fullchain.pem and privkey.pem)",
+            )
+        ]
+    cert_path, key_path = config.resolve(config.tls.cert), config.resolve(config.tls.key)
+    try:
+        pem = Path(cert_path).read_bytes()
+        cert = x509.load_pem_x509_certificate(pem)
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_path, key_path)
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        return [Finding("fail", "tls certificate", f"cannot load {cert_path} / {key_path}: {exc}", "fix the paths")]
+    findings: list[Finding] = []
+    now = now or dt.datetime.now(dt.UTC)
+    left = cert.not_valid_after_utc - now
+    expires = cert.not_valid_after_utc.strftime("%Y-%m-%d")
+    renew = "renew it (certbot renew) and run systemctl reload relentad"
+    if left.total_seconds() <= 0:
+        findings.append(Finding("fail", "tls expiry", f"expired on {expires}", renew))
+    elif left.days < CERT_WARN_DAYS:
+        findings.append(Finding("warn", "tls expiry", f"expires on {expires} ({left.days} days)", renew))
+    else:
+        findings.append(Finding("ok", "tls expiry", f"valid until {expires} ({left.days} days)"))
+    names = _names_of(cert)
+    hostname = config.server.hostname.rstrip(".").lower()
+    if any(_matches(name, hostname) for name in names):
+        findings.append(Finding("ok", "tls names", f"covers {hostname}"))
+    else:
+        findings.append(
+            Finding(
+                "fail",
+                "tls names",
+                f"the certificate names {', '.join(names) or 'nothing'}, not {hostname}",
+                f"get a certificate for {hostname} (certbot certonly -d {hostname})",
+            )
+        )
+    return findings
+
+
+async def check_listeners(config: Config) -> list[Finding]:
+    """Every configured listener accepts a TCP connection."""
+    findings: list[Finding] = []
+    for name in ("smtp", "submission", "submissions", "imap", "imaps", "metrics"):
+        text = getattr(config.listen, name)
+        address = parse_address(text)
+        if address is None:
+            continue
+        host = address[0] or "127.0.0.1"
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(host).is_unspecified:
+                host = "::1" if ipaddress.ip_address(host).version == 6 else "127.0.0.1"
+        try:
+            async with asyncio.timeout(_CONNECT_TIMEOUT):
+                _, writer = await asyncio.open_connection(host, address[1])
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            findings.append(Finding("ok", f"port {name}", f"{text} accepts connections"))
+        except (OSError, TimeoutError) as exc:
+            findings.append(
+                Finding(
+                    "fail",
+                    f"port {name}",
+                    f"nothing answers on {text} ({exc.__class__.__name__})",
+                    "start relentad (systemctl start relentad) and read its log (journalctl -u relentad)",
+                )
+            )
+    return findings
+
+
+async def run(config: Config, domains: list[str]) -> list[Finding]:
+    """Every check, in the order they are printed."""
+    resolver = make_resolver(config.dns.nameservers, config.dns.timeout)
+    findings: list[Finding] = []
+    if not domains:
+        findings.append(Finding("warn", "domains", "no hosted domain", "relentad domain add DOMAIN"))
+    for domain in domains:
+        for record in dnsrecords.records(config, domain):
+            if record.rtype in ("A", "AAAA") or record.rtype == "CNAME":
+                continue  # the host's addresses are checked once below; CNAMEs depend on the web setup
+            findings.append(await check_record(resolver, record))
+    findings += await check_host(resolver, config.server.hostname.rstrip("."))
+    findings += check_certificate(config)
+    findings += await check_listeners(config)
+    return findings

@@ -1,0 +1,131 @@
+"""Retention and purging: what happens to deleted mail and terminated accounts, and when it is gone for good.
+
+Invariants:
+- IMAP EXPUNGE moves rows into ``expunged`` (the retention area, imapwrite); :func:`terminate` does the same with
+  every message of the account at once and sets its state to 'terminated', so it can no longer log in or
+  receive (recipient resolution and the authenticator only know 'active' accounts).
+- :func:`purge` removes what is older than ``[retention] deleted_days``: retained message rows, terminated
+  accounts (with their mailboxes, aliases, send counters, CRM data and spam model), then every blob no row
+  references any more (``refs`` = 0, kept right by triggers). It runs in one write transaction, so a reader never
+  sees half an account; ``now`` is a parameter so tests (``relentad purge --at``) can move the clock.
+- Login history rows of a purged account lose their account id (ON DELETE SET NULL), as the schema says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..config import RetentionConfig
+from ..errors import InvalidInput
+from ..store.db import Store
+from . import activity
+
+log = logging.getLogger("relentad.retention")
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    expunged: int  # retained message rows removed
+    accounts: int  # terminated accounts removed
+    blobs: int  # message bodies no longer referenced, removed
+    bytes: int  # octets of those bodies
+    activity_rows: int = 0  # login history and send counter rows past ``activity_days``
+
+
+def terminate(conn: sqlite3.Connection, account_id: int, now: float | None = None) -> int:
+    """Terminate the account: no more logins or mail; its messages go to retention. Returns how many moved."""
+    now = time.time() if now is None else now
+    row = conn.execute("SELECT state FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    if row is None:
+        raise InvalidInput(f"no account {account_id}")
+    if row[0] == "terminated":
+        raise InvalidInput("the account is already terminated")
+    conn.execute("UPDATE accounts SET state = 'terminated', terminated = ? WHERE id = ?", (now, account_id))
+    moved = conn.execute(
+        """INSERT INTO expunged (account_id, mailbox_id, mailbox_name, uid, blob_id, prefix, flags, keywords,
+                                 internaldate, size, expunged)
+           SELECT b.account_id, m.mailbox_id, b.name, m.uid, m.blob_id, m.prefix, m.flags, m.keywords,
+                  m.internaldate, m.size, ?
+           FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.account_id = ?""",
+        (now, account_id),
+    ).rowcount
+    conn.execute(
+        "DELETE FROM messages WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?)", (account_id,)
+    )
+    return int(moved)
+
+
+def _delete_account(conn: sqlite3.Connection, account_id: int) -> None:
+    boxes = "SELECT id FROM mailboxes WHERE account_id = ?"
+    conn.execute(f"DELETE FROM messages WHERE mailbox_id IN ({boxes})", (account_id,))
+    conn.execute(f"DELETE FROM vanished WHERE mailbox_id IN ({boxes})", (account_id,))
+    conn.execute("DELETE FROM expunged WHERE account_id = ?", (account_id,))
+    conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (account_id,))
+    for table in ("spam_tokens", "spam_totals", "spam_trained"):  # the account's own model (scope = its id)
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone():
+            conn.execute(f"DELETE FROM {table} WHERE scope = ? AND scope != 0", (account_id,))
+    conn.execute("UPDATE queue_messages SET account_id = NULL WHERE account_id = ?", (account_id,))
+    conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))  # aliases, counters, CRM: ON DELETE CASCADE
+
+
+def purge_account(conn: sqlite3.Connection, account_id: int) -> None:
+    """``terminate --now``: remove a terminated account and everything of it at once."""
+    row = conn.execute("SELECT state FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    if row is None or row[0] != "terminated":
+        raise InvalidInput("only a terminated account can be purged")
+    _delete_account(conn, account_id)
+    _drop_unreferenced_blobs(conn)
+
+
+def _drop_unreferenced_blobs(conn: sqlite3.Connection) -> tuple[int, int]:
+    row = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM blobs WHERE refs <= 0").fetchone()
+    conn.execute("DELETE FROM blobs WHERE refs <= 0")
+    return int(row[0]), int(row[1])
+
+
+def purge(conn: sqlite3.Connection, deleted_days: int, now: float | None = None, activity_days: int = 0) -> PurgeResult:
+    """Remove retained rows and terminated accounts older than ``deleted_days``, then unreferenced blobs, and
+    activity rows older than ``activity_days`` (0 = keep them)."""
+    now = time.time() if now is None else now
+    cutoff = now - deleted_days * DAY
+    expunged = conn.execute("DELETE FROM expunged WHERE expunged < ?", (cutoff,)).rowcount
+    gone = [
+        int(r[0])
+        for r in conn.execute(
+            "SELECT id FROM accounts WHERE state = 'terminated' AND terminated IS NOT NULL AND terminated < ?",
+            (cutoff,),
+        )
+    ]
+    for account_id in gone:
+        _delete_account(conn, account_id)
+    blobs, size = _drop_unreferenced_blobs(conn)
+    pruned = activity.prune(conn, activity_days, now) if activity_days else 0
+    return PurgeResult(expunged=int(expunged), accounts=len(gone), blobs=blobs, bytes=size, activity_rows=pruned)
+
+
+async def run_daily(store: Store, settings: Callable[[], RetentionConfig], interval: float = DAY) -> None:
+    """The daemon's daily job: purge once shortly after start, then every ``interval`` seconds, until cancelled."""
+    await asyncio.sleep(60.0)
+    while True:
+        try:
+            config = settings()
+            job = functools.partial(purge, deleted_days=config.deleted_days, activity_days=config.activity_days)
+            result = await store.write(job)
+            log.info(
+                "purge: %d expunged message(s), %d account(s), %d blob(s) (%d octets) removed",
+                result.expunged,
+                result.accounts,
+                result.blobs,
+                result.bytes,
+            )
+        except Exception:
+            log.exception("purge: the daily run failed; retrying tomorrow")
+        await asyncio.sleep(interval)

@@ -1,0 +1,238 @@
+"""Export and import of one account (issue 7), so a user can leave, or arrive from another server.
+
+Export writes, under PATH: ``mail/<folder>.mbox`` per mailbox (mboxrd: a ``From `` line carrying the internal
+date, body lines matching ``>*From `` get one more ``>``, one ``\\n`` after each message), ``flags.json`` (the
+flags of each message, by folder and position, so a round trip keeps them), ``contacts.vcf`` (vCard 4.0, when
+the CRM is present) and ``activity.csv`` (per-day counters and logins).
+
+Import reads an mbox file, a folder of ``.mbox`` files (this export), or a Maildir (Maildir++: ``cur``/``new``
+is INBOX, ``.A.B`` is folder ``A/B``; flags from ``:2,`` names: D draft, F flagged, R answered, S seen,
+T deleted). Folders are kept (created when missing).
+
+Invariants: messages are exported as the client sees them (trace prefix + stored bytes) and imported into the
+store exactly as read — the mboxrd quoting is undone exactly, so export → import → export is byte-identical.
+Import takes the IMAP APPEND path (:func:`relentad.store.imapwrite.append_message`: structure parsed once, disk
+quota checked), not the delivery pipeline: the pipeline adds trace headers, which would change the bytes, and
+mail the user already had is neither spam-scored nor sorted again. Each batch is one transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .. import message
+from ..errors import InvalidInput
+from ..store import flags as flagmod
+from ..store import imapwrite, mailboxes
+from . import activity
+
+_QUOTED = re.compile(rb"^>*From ")
+_UNQUOTE = re.compile(rb"^>+From ")
+_MAILDIR_FLAGS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
+BATCH = 200
+
+
+@dataclass(frozen=True)
+class Item:
+    """One message to import."""
+
+    folder: str
+    raw: bytes
+    flags: tuple[str, ...]
+    internaldate: float
+
+
+# -- export -----------------------------------------------------------------------------------------------------
+
+
+def _from_line(internaldate: float) -> bytes:
+    return b"From MAILER-DAEMON " + datetime.fromtimestamp(internaldate, UTC).strftime("%a %b %d %H:%M:%S %Y").encode()
+
+
+def mbox_entry(raw: bytes, internaldate: float) -> bytes:
+    """One mboxrd entry: From line, quoted message, one separating newline."""
+    lines = raw.split(b"\n")
+    quoted = b"\n".join(b">" + line if _QUOTED.match(line) else line for line in lines)
+    return _from_line(internaldate) + b"\n" + quoted + b"\n"
+
+
+def _file_name(folder: str) -> str:
+    return folder.replace("/", ".") + ".mbox"
+
+
+def export_mail(conn: sqlite3.Connection, account_id: int, target: Path) -> int:
+    """Write every mailbox as mboxrd under ``target/mail`` plus ``target/flags.json``; returns messages written."""
+    folder_dir = target / "mail"
+    folder_dir.mkdir(parents=True, exist_ok=True)
+    flag_map: dict[str, list[list[str]]] = {}
+    written = 0
+    boxes = conn.execute(
+        "SELECT id, name FROM mailboxes WHERE account_id = ? AND noselect = 0 ORDER BY name", (account_id,)
+    ).fetchall()
+    for box_id, name in boxes:
+        rows = conn.execute(
+            """SELECT m.prefix, b.data, m.internaldate, m.flags, m.keywords FROM messages m
+               JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? ORDER BY m.uid""",
+            (box_id,),
+        )
+        entries = []
+        with (folder_dir / _file_name(str(name))).open("wb") as out:
+            for prefix, data, internaldate, bits, keywords in rows:
+                out.write(mbox_entry(bytes(prefix) + bytes(data), float(internaldate)))
+                entries.append(flagmod.names(int(bits), str(keywords)))
+                written += 1
+        flag_map[str(name)] = entries
+    (target / "flags.json").write_text(json.dumps(flag_map, indent=1), encoding="utf-8")
+    return written
+
+
+def export_activity(conn: sqlite3.Connection, account_id: int, target: Path, days: int = 365) -> None:
+    """``activity.csv``: one row per day (received, sent, bytes, logins), then one per login."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["kind", "day_or_time", "received", "sent", "bytes_stored", "logins", "failed_logins", "ip",
+                     "protocol", "result"])  # fmt: skip
+    for day in activity.days(conn, account_id, days):
+        writer.writerow(["day", day.day, day.received, day.sent, day.bytes_stored, day.logins, day.failed_logins])
+    for login in activity.logins(conn, account_id, time.time() - days * 86400):
+        stamp = datetime.fromtimestamp(login.time, UTC).isoformat(timespec="seconds")
+        writer.writerow(["login", stamp, "", "", "", "", "", login.ip, login.protocol, login.result])
+    (target / "activity.csv").write_text(out.getvalue(), encoding="utf-8", newline="")
+
+
+def export_contacts(conn: sqlite3.Connection, account_id: int, target: Path) -> bool:
+    """``contacts.vcf`` when the CRM module is installed; False when it is not."""
+    try:
+        from ..crm import export, views
+    except ImportError:  # pragma: no cover - the CRM is optional
+        return False
+    found = views.list_contacts(conn, account_id)
+    (target / "contacts.vcf").write_text(export.vcards(account_id, found), encoding="utf-8", newline="")
+    return True
+
+
+# -- import -----------------------------------------------------------------------------------------------------
+
+
+def _parse_from_date(line: bytes) -> float:
+    parts = line.decode("ascii", "replace").split(None, 2)
+    if len(parts) == 3:
+        try:
+            return datetime.strptime(parts[2].strip(), "%a %b %d %H:%M:%S %Y").replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            pass
+    return time.time()
+
+
+def read_mbox(data: bytes) -> Iterator[tuple[bytes, float]]:
+    """(message, internal date) of each mboxrd entry, unquoted, without the separating newline.
+
+    Every unquoted line starting with ``From `` begins an entry (writers quote such lines in bodies). The newline
+    before a From line is the separator, so an entry is its lines joined; the last entry drops the file's final
+    newline instead.
+    """
+    lines = data.split(b"\n")
+    current: list[bytes] | None = None
+    date = 0.0
+    for line in lines:
+        if line.startswith(b"From "):
+            if current is not None:
+                yield b"\n".join(current), date
+            current, date = [], _parse_from_date(line)
+            continue
+        if current is not None:
+            current.append(line[1:] if _UNQUOTE.match(line) else line)
+    if current is not None:
+        if current and current[-1] == b"":
+            current.pop()
+        yield b"\n".join(current), date
+
+
+def _maildir_folder(name: str) -> str:
+    return name.lstrip(".").replace(".", "/") or mailboxes.INBOX
+
+
+def _maildir_items(root: Path) -> Iterator[Item]:
+    folders = [(mailboxes.INBOX, root)] + [
+        (_maildir_folder(p.name), p) for p in sorted(root.iterdir()) if p.is_dir() and p.name.startswith(".")
+    ]
+    for folder, path in folders:
+        files = sorted((path / "cur").glob("*")) + sorted((path / "new").glob("*"))
+        for file in files:
+            if not file.is_file():
+                continue
+            info = file.name.split(":2,", 1)[1] if ":2," in file.name else ""
+            names = tuple(_MAILDIR_FLAGS[c] for c in info if c in _MAILDIR_FLAGS)
+            yield Item(folder, file.read_bytes(), names, file.stat().st_mtime)
+
+
+def _mbox_items(path: Path, folder: str, flags: list[list[str]] | None) -> Iterator[Item]:
+    for index, (raw, date) in enumerate(read_mbox(path.read_bytes())):
+        names = tuple(flags[index]) if flags is not None and index < len(flags) else ()
+        yield Item(folder, raw, names, date)
+
+
+def items(source: Path) -> list[Item]:
+    """Everything to import from ``source`` (an mbox file, this module's export folder, or a Maildir)."""
+    if source.is_file():
+        return list(_mbox_items(source, mailboxes.INBOX, None))
+    if (source / "cur").is_dir() or (source / "new").is_dir():
+        return list(_maildir_items(source))
+    mail = source / "mail" if (source / "mail").is_dir() else source
+    flag_file = source / "flags.json"
+    flag_map: dict[str, list[list[str]]] = json.loads(flag_file.read_text("utf-8")) if flag_file.exists() else {}
+    by_file = {_file_name(name): name for name in flag_map}
+    found: list[Item] = []
+    for path in sorted(mail.glob("*.mbox")):
+        folder = by_file.get(path.name, path.name[: -len(".mbox")].replace(".", "/"))
+        found.extend(_mbox_items(path, folder, flag_map.get(folder)))
+    if not found and not any(mail.glob("*.mbox")):
+        raise InvalidInput(f"{source}: neither an mbox file, an export folder nor a Maildir")
+    return found
+
+
+def _folder_id(conn: sqlite3.Connection, account_id: int, folder: str) -> int:
+    found = mailboxes.find(conn, account_id, folder)
+    return found if found is not None else imapwrite.create_mailbox(conn, account_id, folder)
+
+
+def import_batch(conn: sqlite3.Connection, account_id: int, batch: list[Item]) -> None:
+    """Inside one write transaction: store the items (APPEND semantics: exact bytes, flags, dates, quota)."""
+    for item in batch:
+        if not item.raw:
+            continue
+        structure = message.parse(item.raw)
+        imapwrite.append_message(
+            conn,
+            account_id,
+            _folder_id(conn, account_id, item.folder),
+            item.raw,
+            structure=structure.to_json(),
+            size=len(item.raw),
+            names=[n for n in item.flags if n != "\\Recent"],
+            internaldate=item.internaldate,
+        )
+
+
+def import_all(
+    write: Callable[[Callable[[sqlite3.Connection], None]], None],
+    account_id: int,
+    found: list[Item],
+    progress: Callable[[int], None] = lambda n: None,
+) -> int:
+    """Import ``found`` in batches of :data:`BATCH`, each through ``write`` (one transaction); returns the count."""
+    for start in range(0, len(found), BATCH):
+        batch = found[start : start + BATCH]
+        write(functools.partial(import_batch, account_id=account_id, batch=batch))
+        progress(len(batch))
+    return len(found)

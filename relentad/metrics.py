@@ -1,0 +1,238 @@
+"""Prometheus metrics and ``/healthz``, served by a tiny HTTP handler inside the daemon's event loop.
+
+What is exported (all names start with ``relentad_``):
+- counters that protocol code increments where the event happens: messages received (per listener), SMTP
+  rejections (per listener and reason), outbound recipients sent (per result), spam verdicts (per verdict; the
+  spam step calls :func:`spam_verdict`);
+- values read at scrape time from the running daemon (a :class:`DaemonView`): outbound queue size and oldest
+  age, open IMAP and SMTP sessions, the store's commit latency histogram (``WriterStats``) and write failures.
+  (Per-account quota usage is not exported: summing message sizes at scrape time would scan the store.)
+
+Invariants:
+- No threads: the HTTP server is ``asyncio.start_server`` on the daemon's loop, it reads one request (bounded in
+  size and time), answers and closes. A scrape only reads (the loop thread's reader connection, never a write).
+- Counters live in :data:`REGISTRY`, not prometheus_client's global one, so an in-process daemon in tests can be
+  started twice without "duplicated timeseries" errors.
+- ``/healthz`` answers 200 only when the store answers a query and every configured listener is serving; else
+  503 with the reason, one per line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .smtp import replies
+from .store.db import COMMIT_BUCKETS, Store
+
+log = logging.getLogger(__name__)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+MESSAGES_RECEIVED = Counter(
+    "relentad_messages_received",
+    "Messages accepted (250 after DATA), by listener (smtp = the MX, submission = 587/465).",
+    ["listener"],
+    registry=REGISTRY,
+)
+SMTP_REJECTED = Counter(
+    "relentad_smtp_rejected",
+    "SMTP 4xx/5xx replies, by listener and reason (a name for relentad's own replies, else the enhanced code).",
+    ["listener", "reason"],
+    registry=REGISTRY,
+)
+MESSAGES_SENT = Counter(
+    "relentad_messages_sent",
+    "Outbound delivery attempts per recipient, by result (delivered, deferred, failed).",
+    ["result"],
+    registry=REGISTRY,
+)
+SPAM_VERDICTS = Counter(
+    "relentad_spam_verdicts",
+    "Spam classifier verdicts per recipient copy (ham, unsure, spam).",
+    ["verdict"],
+    registry=REGISTRY,
+)
+
+_MAX_REQUEST = 8192
+_REQUEST_TIMEOUT = 5.0
+
+
+# relentad's own refusals by name; any other 4xx/5xx reply is labelled with its enhanced status code.
+_REASONS = {
+    replies.UNKNOWN_USER: "unknown_user",
+    replies.RELAY_DENIED: "relay_denied",
+    replies.TOO_MANY_RECIPIENTS: "too_many_recipients",
+    replies.TOO_MANY_CONNECTIONS: "too_many_connections",
+    replies.SERVER_BUSY: "server_busy",
+    replies.SHUTTING_DOWN: "shutting_down",
+    replies.STORE_FAILED: "store_failed",
+    replies.LOCAL_ERROR: "local_error",
+    replies.BAD_SENDER: "bad_sender",
+    replies.BAD_RECIPIENT: "bad_recipient",
+    replies.NO_AUTH_HERE: "no_auth_here",
+    replies.MESSAGE_TOO_BIG: "message_too_big",
+}
+_ENHANCED = re.compile(r"^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})")
+
+
+def reason_of(reply: str) -> str:
+    """The ``reason`` label of an SMTP refusal."""
+    named = _REASONS.get(reply.rstrip("\r\n"))
+    if named is not None:
+        return named
+    match = _ENHANCED.match(reply)
+    return match.group(1) if match else reply[:3]
+
+
+def received(listener: str) -> None:
+    MESSAGES_RECEIVED.labels(listener).inc()
+
+
+def rejected(listener: str, reason: str) -> None:
+    SMTP_REJECTED.labels(listener, reason).inc()
+
+
+def sent(result: str) -> None:
+    MESSAGES_SENT.labels(result).inc()
+
+
+def spam_verdict(verdict: str) -> None:
+    """For the pipeline's spam step: count one verdict ("ham", "unsure" or "spam")."""
+    SPAM_VERDICTS.labels(verdict).inc()
+
+
+@dataclass
+class DaemonView:
+    """What a scrape and /healthz read from the running daemon (callables: they see the current state)."""
+
+    store: Store
+    imap_sessions: Callable[[], int]
+    smtp_sessions: Callable[[], dict[str, int]]  # listener name → open connections
+    listeners: Callable[[], dict[str, bool]]  # listener name → serving
+
+
+class DaemonCollector(Collector):
+    """Gauges and the commit histogram, computed from a :class:`DaemonView` at scrape time."""
+
+    def __init__(self, view: DaemonView) -> None:
+        self.view = view
+
+    def collect(self) -> Iterator[Metric]:
+        view = self.view
+        count, oldest = view.store.read(
+            lambda conn: tuple(conn.execute("SELECT count(*), min(created) FROM queue_messages").fetchone())
+        )
+        yield GaugeMetricFamily("relentad_queue_messages", "Messages in the outbound queue.", value=count)
+        yield GaugeMetricFamily(
+            "relentad_queue_oldest_age_seconds",
+            "Age of the oldest message in the outbound queue (0 when empty).",
+            value=max(0.0, time.time() - oldest) if oldest is not None else 0.0,
+        )
+        sessions = GaugeMetricFamily(
+            "relentad_sessions_open", "Open client sessions, by listener.", labels=["listener"]
+        )
+        sessions.add_metric(["imap"], view.imap_sessions())
+        for name, open_count in view.smtp_sessions().items():
+            sessions.add_metric([name], open_count)
+        yield sessions
+        stats = view.store.stats
+        cumulative: list[tuple[str, float]] = []
+        total = 0
+        for bound, in_bucket in zip([*COMMIT_BUCKETS, float("inf")], stats.commit_buckets, strict=True):
+            total += in_bucket
+            cumulative.append(("+Inf" if bound == float("inf") else repr(bound), total))
+        yield HistogramMetricFamily(
+            "relentad_store_commit_seconds",
+            "Time of one group-commit transaction of the store's writer.",
+            buckets=cumulative,
+            sum_value=stats.commit_seconds,
+        )
+        jobs = GaugeMetricFamily("relentad_store_jobs", "Write jobs committed since start (group commit batches them).")
+        jobs.add_metric([], stats.jobs)
+        yield jobs
+        failures = GaugeMetricFamily("relentad_store_commit_failures", "Commits that failed (disk full, I/O error).")
+        failures.add_metric([], stats.failures)
+        yield failures
+
+
+def health(view: DaemonView) -> list[str]:
+    """What is wrong with the daemon right now; empty when healthy."""
+    problems: list[str] = []
+    try:
+        view.store.read(lambda conn: conn.execute("SELECT 1").fetchone())
+    except Exception as exc:
+        problems.append(f"store: {exc}")
+    for name, serving in view.listeners().items():
+        if not serving:
+            problems.append(f"listener {name} is not serving")
+    return problems
+
+
+class MetricsServer:
+    """``/metrics`` and ``/healthz`` over HTTP/1.0 on the loop (one request per connection)."""
+
+    def __init__(self, view: DaemonView) -> None:
+        self.view = view
+        self.collector = DaemonCollector(view)
+        self.server: asyncio.Server | None = None
+
+    async def start(self, host: str | None, port: int) -> asyncio.Server:
+        REGISTRY.register(self.collector)
+        self.server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
+        return self.server
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+            with contextlib.suppress(KeyError):
+                REGISTRY.unregister(self.collector)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(_REQUEST_TIMEOUT):
+                head = await reader.readuntil(b"\r\n\r\n")
+            status, content_type, body = self.respond(head)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+            status, content_type, body = "400 Bad Request", "text/plain", b"bad request\n"
+        with contextlib.suppress(ConnectionError):
+            writer.write(
+                f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+    def respond(self, head: bytes) -> tuple[str, str, bytes]:
+        """(status line, content type, body) for one request head."""
+        if len(head) > _MAX_REQUEST:
+            return "431 Request Header Fields Too Large", "text/plain", b"too large\n"
+        parts = head.split(b"\r\n", 1)[0].split()
+        if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD"):
+            return "405 Method Not Allowed", "text/plain", b"GET /metrics or /healthz\n"
+        path = parts[1].split(b"?", 1)[0]
+        if path == b"/metrics":
+            try:
+                return "200 OK", "text/plain; version=0.0.4; charset=utf-8", generate_latest(REGISTRY)
+            except Exception as exc:
+                log.exception("metrics: scrape failed")
+                return "500 Internal Server Error", "text/plain", f"scrape failed: {exc}\n".encode()
+        if path == b"/healthz":
+            problems = health(self.view)
+            if problems:
+                return "503 Service Unavailable", "text/plain", "".join(f"{p}\n" for p in problems).encode()
+            return "200 OK", "text/plain", b"ok\n"
+        return "404 Not Found", "text/plain", b"GET /metrics or /healthz\n"

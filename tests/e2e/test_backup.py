@@ -1,0 +1,87 @@
+"""Backups (issue 7): a snapshot taken while 10 clients send mail restores to a database that passes
+integrity_check and holds every message answered 250 before the backup began; restore refuses a running server;
+rotation keeps the newest snapshot per day and per week."""
+
+from __future__ import annotations
+
+import smtplib
+import sqlite3
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from relentad.cli import main
+from relentad.lifecycle.backup import Snapshot, keep
+from tests.e2e.conftest import MakeDaemon, provision
+from tests.e2e.test_quota import cli
+from tests.support.daemon import Daemon
+from tests.support.imap import message
+
+
+def sender(daemon: Daemon, index: int, stop: threading.Event, answered: list[tuple[float, str]]) -> None:
+    """Send to alice until told to stop; record (when 250 arrived, Message-ID) of each accepted message."""
+    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=30) as smtp:
+        smtp.ehlo("sender.elsewhere.test")
+        count = 0
+        while not stop.is_set():
+            subject = f"client{index} n{count}"
+            raw = message(subject, "z" * 2000 + "\r\n")
+            smtp.sendmail("friend@elsewhere.test", ["alice@example.test"], raw)
+            answered.append((time.time(), subject.replace(" ", ".")))
+            count += 1
+
+
+def test_backup_during_traffic_restores_everything_answered_before(make_daemon: MakeDaemon) -> None:
+    daemon = provision(make_daemon()).start()
+    stop = threading.Event()
+    answered: list[tuple[float, str]] = []
+    threads = [threading.Thread(target=sender, args=(daemon, i, stop, answered)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    try:
+        while len(answered) < 30:
+            time.sleep(0.05)
+        began = time.time()
+        out = cli(daemon, "backup", "create")
+        while len(answered) < 60:  # mail keeps flowing after the snapshot
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    path = Path(out.split("\t")[0])
+    assert path.exists() and out.strip().endswith("verified")
+    assert [line.split("\t")[0] for line in cli(daemon, "backup", "list").splitlines()] == [str(path)]
+
+    refused = CliRunner().invoke(main, ["--config", str(daemon.config_path), "backup", "restore", str(path), "--yes"])
+    assert refused.exit_code == 1 and "running" in refused.output
+
+    daemon.stop()
+    assert "restored" in cli(daemon, "backup", "restore", str(path), "--yes")
+    conn = sqlite3.connect(daemon.db_path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = {bytes(row[0]) for row in conn.execute("SELECT data FROM blobs")}
+    finally:
+        conn.close()
+    before = [mid for when, mid in answered if when < began]
+    assert len(before) >= 30
+    missing = [mid for mid in before if not any(f"Message-ID: <{mid}@".encode() in data for data in stored)]
+    assert missing == []
+    assert len(stored) < len(answered), "messages answered after the snapshot began are not all in it"
+    daemon.start()  # the restored database serves again
+    assert daemon.query("SELECT count(*) AS n FROM messages")[0]["n"] == len(stored)
+
+
+def test_rotation_keeps_newest_per_day_and_week() -> None:
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    snapshots = [Snapshot(Path(f"s{h}"), now - timedelta(hours=h), 1) for h in range(0, 24 * 40, 6)]
+    kept = keep(snapshots, keep_daily=3, keep_weekly=2, now=now)
+    newest_per_day = {s.taken.date(): s.path for s in sorted(snapshots, key=lambda s: s.taken)}
+    days = sorted(newest_per_day)[-3:]
+    assert {newest_per_day[d] for d in days} <= kept
+    # 3 days + the newest of last week (this week's newest is today's)
+    assert len(kept) == 4

@@ -1,0 +1,189 @@
+"""The CRM end to end: the real daemon files mail received over SMTP and sent over submission against contacts
+and threads, runs filing rules, and the CLI lists, edits and exports contacts (vCard 4.0, CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import smtplib
+import ssl
+
+import pytest
+
+from tests.e2e.conftest import MakeDaemon, provision
+from tests.support.daemon import PASSWORD, Daemon
+
+# Remote recipients stay queued: no DNS answers (the port is closed), nothing leaves the machine.
+SETTINGS = {"dns": {"nameservers": ["127.0.0.1:9"], "timeout": 0.5}, "mailauth": {"verify": False}}
+
+
+@pytest.fixture
+def relentad(make_daemon: MakeDaemon) -> Daemon:
+    return provision(make_daemon(submission=True, settings=SETTINGS)).start()
+
+
+CRM_KEYWORDS = ("$Unassigned", "$Customer")
+
+
+def message(
+    from_: str, to: str, subject: str, msgid: str, in_reply_to: str = "", extra: str = "", body: str = "Hello.\r\n"
+) -> bytes:
+    headers = [f"From: {from_}", f"To: {to}", f"Subject: {subject}", f"Message-ID: <{msgid}>"]
+    if in_reply_to:
+        headers += [f"In-Reply-To: <{in_reply_to}>", f"References: <{in_reply_to}>"]
+    if extra:
+        headers.append(extra)
+    return ("\r\n".join(headers) + "\r\n\r\n" + body).encode()
+
+
+def receive(daemon: Daemon, raw: bytes, sender: str, rcpt: str = "alice@example.test") -> None:
+    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=10) as client:
+        assert client.sendmail(sender, [rcpt], raw) == {}
+
+
+def send(daemon: Daemon, raw: bytes, rcpts: list[str], user: str = "alice@example.test") -> None:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=10) as client:
+        client.starttls(context=context)
+        client.login(user, PASSWORD)
+        assert client.sendmail(user, rcpts, raw) == {}
+
+
+def contacts_json(daemon: Daemon, *args: str) -> list[dict[str, object]]:
+    return json.loads(daemon.cli("contacts", "list", "alice@example.test", "--json", *args).stdout)  # type: ignore[no-any-return]
+
+
+def keywords(daemon: Daemon, email: str, mailbox: str = "INBOX") -> list[str]:
+    rows = daemon.query(
+        """SELECT m.keywords FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
+           JOIN accounts a ON a.id = b.account_id WHERE a.email = ? AND b.name = ? ORDER BY m.uid""",
+        email,
+        mailbox,
+    )
+    # only the CRM's keywords: the spam filter (another step) may add its own ($Unsure, $Junk)
+    return [" ".join(k for k in r["keywords"].split() if k in CRM_KEYWORDS) for r in rows]
+
+
+def test_mail_in_and_out_builds_contacts_and_threads(relentad: Daemon) -> None:
+    first = message("=?utf-8?q?J=C3=BCrgen_Schmidt?= <juergen@acme.example>", "Alice <alice@example.test>",
+                    "Offer", "m1@acme.example", extra="Cc: Petra <petra@acme.example>")  # fmt: skip
+    receive(relentad, first, "juergen@acme.example")
+    [juergen] = [c for c in contacts_json(relentad) if "juergen@acme.example" in c["addresses"]]  # type: ignore[operator]
+    assert juergen["name"] == "Jürgen Schmidt" and juergen["company"] == "Acme"
+    assert (juergen["count_in"], juergen["count_out"], juergen["confirmed"]) == (1, 0, False)
+    assert keywords(relentad, "alice@example.test") == ["$Unassigned"]
+    unassigned = relentad.cli("contacts", "unassigned", "alice@example.test", "--json")
+    assert [row["sender"] for row in json.loads(unassigned.stdout)] == ["juergen@acme.example"]
+
+    # Alice answers over submission: the Sent copy counts "out", confirms Jürgen and joins the thread.
+    reply = message("Alice <alice@example.test>", "=?utf-8?q?J=C3=BCrgen?= <juergen@acme.example>", "Re: Offer",
+                    "m2@example.test", in_reply_to="m1@acme.example")  # fmt: skip
+    send(relentad, reply, ["juergen@acme.example"])
+    assert len(relentad.messages("alice@example.test", "Sent")) == 1
+    [juergen] = [c for c in contacts_json(relentad) if "juergen@acme.example" in c["addresses"]]  # type: ignore[operator]
+    assert (juergen["count_in"], juergen["count_out"], juergen["confirmed"]) == (1, 1, True)
+    assert json.loads(relentad.cli("contacts", "unassigned", "alice@example.test", "--json").stdout) == []
+
+    # His answer arrives: same thread, not unassigned any more.
+    receive(relentad, message("juergen@acme.example", "alice@example.test", "Re: Offer", "m3@acme.example",
+                              in_reply_to="m2@example.test"), "juergen@acme.example")  # fmt: skip
+    assert keywords(relentad, "alice@example.test") == ["$Unassigned", ""]
+    card = json.loads(relentad.cli("contacts", "show", "alice@example.test", "juergen@acme.example", "--json").stdout)
+    assert (card["count_in"], card["count_out"]) == (2, 1)
+    assert [(t["subject"], t["messages"]) for t in card["threads"]] == [("Offer", 3)]
+    assert [(m["direction"], m["folder"]) for m in card["messages"]] == [
+        ("in", "INBOX"),
+        ("out", "Sent"),
+        ("in", "INBOX"),
+    ]
+    text = relentad.cli("contacts", "show", "alice@example.test", "juergen@acme.example").stdout
+    assert "Offer" in text and "in=2 out=1" in text
+    acme = contacts_json(relentad, "--company", "Acme")
+    assert sorted(a for c in acme for a in c["addresses"]) == ["juergen@acme.example", "petra@acme.example"]  # type: ignore[attr-defined]
+
+
+def test_local_mail_counts_out_for_the_sender_and_in_for_the_recipient(relentad: Daemon) -> None:
+    send(relentad, message("Alice <alice@example.test>", "Bob <bob@example.test>", "Lunch?", "l1@example.test"),
+         ["bob@example.test"])  # fmt: skip
+    [bob] = contacts_json(relentad)
+    assert bob["addresses"] == ["bob@example.test"] and (bob["count_in"], bob["count_out"]) == (0, 1)
+    bobs = json.loads(relentad.cli("contacts", "list", "bob@example.test", "--json").stdout)
+    assert [(c["addresses"], c["count_in"], c["count_out"]) for c in bobs] == [(["alice@example.test"], 1, 0)]
+
+
+def test_lists_and_automatic_senders_are_marked_not_unassigned(relentad: Daemon) -> None:
+    listed = "List-Id: Developers <dev.lists.example.org>"
+    post = message("Poster <poster@else.example>", "dev@lists.example.org", "[dev] release", "l@x", extra=listed)
+    receive(relentad, post, "bounce@lists.example.org")
+    receive(relentad, message("Shop <no-reply@shop.example>", "alice@example.test", "Your order", "o@x"),
+            "bounce@shop.example")  # fmt: skip
+    kinds = {c["addresses"][0]: c["kind"] for c in contacts_json(relentad)}  # type: ignore[index]
+    assert kinds == {"dev@lists.example.org": "list", "no-reply@shop.example": "bulk"}
+    assert keywords(relentad, "alice@example.test") == ["", ""]
+
+
+def test_a_rule_files_into_a_new_folder(relentad: Daemon) -> None:
+    script = (
+        'require ["fileinto", "imap4flags"];\n'
+        'if address :domain :is "from" "acme.example" { addflag "$Customer"; fileinto "Customers/Acme"; stop; }\n'
+    )
+    relentad.cli("rules", "add", "alice@example.test", "acme", input=script)
+    bad = relentad.cli("rules", "add", "alice@example.test", "bad", input="discard;", check=False)
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "never drops mail" in bad.stderr
+    listed = json.loads(relentad.cli("rules", "list", "alice@example.test", "--json").stdout)
+    assert [r["name"] for r in listed] == ["acme"]
+    receive(relentad, message("bob@acme.example", "alice@example.test", "Order", "r1@x"), "bob@acme.example")
+    receive(relentad, message("eve@other.example", "alice@example.test", "Hi", "r2@x"), "eve@other.example")
+    assert len(relentad.messages("alice@example.test", "Customers/Acme")) == 1
+    assert keywords(relentad, "alice@example.test", "Customers/Acme") == ["$Unassigned $Customer"]
+    assert len(relentad.messages("alice@example.test")) == 1
+    names = {r["name"] for r in relentad.query("SELECT name FROM mailboxes WHERE account_id = 1")}
+    assert {"Customers", "Customers/Acme"} <= names
+
+
+def test_rules_test_previews_without_changing_anything(relentad: Daemon, tmp_path: object) -> None:
+    relentad.cli(
+        "rules", "add", "alice@example.test", "big", input='require "fileinto"; if size :over 1K { fileinto "Big"; }'
+    )
+    path = relentad.root / "big.eml"
+    path.write_bytes(message("x@y.example", "alice@example.test", "large", "b@x", body="y" * 3000 + "\r\n"))
+    result = json.loads(relentad.cli("rules", "test", "alice@example.test", str(path), "--json").stdout)
+    assert [c["folder"] for c in result["copies"]] == ["Big"] and result["unassigned"] is True
+    assert "file into Big" in relentad.cli("rules", "test", "alice@example.test", str(path)).stdout
+    relentad.cli("rules", "remove", "alice@example.test", "big")
+    assert json.loads(relentad.cli("rules", "list", "alice@example.test", "--json").stdout) == []
+
+
+def test_edits_and_exports(relentad: Daemon) -> None:
+    receive(relentad, message('"Smith, Bob" <bob@acme.example>', "alice@example.test", "a", "e1@x"), "bob@acme.example")
+    receive(relentad, message("Bob <bobby@gmail.com>", "alice@example.test", "b", "e2@x"), "bobby@gmail.com")
+    cli = relentad.cli
+    cli("contacts", "tag", "alice@example.test", "bob@acme.example", "vip", "eu")
+    cli("contacts", "untag", "alice@example.test", "bob@acme.example", "eu")
+    cli("contacts", "note", "alice@example.test", "bob@acme.example", "Prefers phone; call after 10")
+    cli("contacts", "merge", "alice@example.test", "bob@acme.example", "bobby@gmail.com")
+    cli("contacts", "add-address", "alice@example.test", "bob@acme.example", "robert@acme.example")
+    missing = cli("contacts", "show", "alice@example.test", "nobody@x.example", check=False)
+    assert missing.returncode == 1 and missing.stderr.strip() == "Error: no contact with the address nobody@x.example"
+    [bob] = contacts_json(relentad, "--tag", "vip")
+    assert bob["addresses"] == ["bob@acme.example", "bobby@gmail.com", "robert@acme.example"]
+    assert (bob["count_in"], bob["tags"], bob["name"]) == (2, ["vip"], "Smith, Bob")
+
+    vcard = cli("contacts", "export", "alice@example.test", "--format", "vcard").stdout
+    unfolded = vcard.replace("\n ", "").splitlines()
+    assert unfolded[:2] == ["BEGIN:VCARD", "VERSION:4.0"] and unfolded[-1] == "END:VCARD"
+    assert "FN:Smith\\, Bob" in unfolded and "CATEGORIES:vip" in unfolded and "ORG:Acme" in unfolded
+    assert any(line.startswith("NOTE:") and "Prefers phone\\; call after 10" in line for line in unfolded)
+    out = relentad.root / "contacts.csv"
+    cli("contacts", "export", "alice@example.test", "--format", "csv", "--output", str(out))
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert [(r["name"], r["tags"], r["count_in"]) for r in rows] == [("Smith, Bob", "vip", "2")]
+
+
+def test_crm_off_stores_mail_unsorted(make_daemon: MakeDaemon) -> None:
+    daemon = provision(make_daemon(settings={**SETTINGS, "crm": {"enabled": False}})).start()
+    receive(daemon, message("bob@acme.example", "alice@example.test", "x", "off@x"), "bob@acme.example")
+    assert len(daemon.messages("alice@example.test")) == 1
+    assert daemon.query("SELECT count(*) AS n FROM crm_contacts")[0]["n"] == 0

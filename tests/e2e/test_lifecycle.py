@@ -1,0 +1,105 @@
+"""The account lifecycle (issue 7) against the real daemon: login history and activity, expunge then purge with
+a moved clock (``relentad purge --at``), termination (no mail: 550 5.1.1, no login; ``--now`` purges), and an
+announcement stored once and filed into every INBOX."""
+
+from __future__ import annotations
+
+import imaplib
+import json
+import smtplib
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import MakeDaemon, provision
+from tests.e2e.test_quota import cli, send, usage
+from tests.support.daemon import PASSWORD, Daemon
+from tests.support.imap import client, message
+
+ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@example.test"
+
+
+@pytest.fixture
+def relentad(make_daemon: MakeDaemon) -> Daemon:
+    settings = {"auth": {"plaintext_loopback": True}}
+    return provision(make_daemon(imap=True, submission=True, settings=settings)).start()
+
+
+def test_login_history_and_activity(relentad: Daemon) -> None:
+    client(relentad, ALICE).logout()
+    with pytest.raises(imaplib.IMAP4.error):
+        imaplib.IMAP4(relentad.host, relentad.imap_port, timeout=10).login(ALICE, "wrong password")
+    with smtplib.SMTP(relentad.host, relentad.submission_port, timeout=10) as smtp:
+        smtp.login(ALICE, PASSWORD)
+        smtp.sendmail(ALICE, [BOB, CAROL], b"From: alice@example.test\r\nSubject: hi\r\n\r\nHi.\r\n")
+    assert send(relentad, ALICE, message("incoming"))[0] == 250
+
+    shown = json.loads(cli(relentad, "activity", ALICE, "--days", "2", "--json"))
+    logins = {(entry["protocol"], entry["result"]) for entry in shown["logins"]}
+    assert logins == {("imap", "success"), ("imap", "failure"), ("smtp", "success")}
+    assert all(entry["ip"] == "127.0.0.1" and entry["time"] for entry in shown["logins"])
+    today = shown["days"][0]
+    assert today["received"] == 1 and today["sent"] == 2 and today["logins"] == 2 and today["failed_logins"] == 1
+    assert today["bytes_stored"] > len(message("incoming"))
+    assert ALICE in cli(relentad, "activity", ALICE)
+
+
+def test_expunge_then_purge_with_a_moved_clock(relentad: Daemon) -> None:
+    imap = client(relentad, CAROL)
+    for subject in ("keep", "drop one", "drop two"):
+        imap.append("INBOX", None, None, message(subject))
+    imap.select("INBOX")
+    imap.store("2:3", "+FLAGS", "(\\Deleted)")
+    imap.expunge()
+    imap.logout()
+    assert len(relentad.query("SELECT id FROM expunged")) == 2
+    assert usage(relentad, CAROL)["messages"] == 1, "expunged mail no longer counts"
+    blobs = len(relentad.query("SELECT id FROM blobs"))
+
+    assert json.loads(cli(relentad, "purge", "--json"))["expunged"] == 0, "still within retention"
+    later = str(time.time() + 91 * 86400)
+    result = json.loads(cli(relentad, "purge", "--at", later, "--json"))
+    assert result["expunged"] == 2 and result["blobs"] == 2
+    assert relentad.query("SELECT id FROM expunged") == []
+    assert len(relentad.query("SELECT id FROM blobs")) == blobs - 2
+    assert [b"Subject: keep" in m for m in relentad.messages(CAROL)] == [True]
+
+
+def test_terminate_refuses_mail_and_login_and_purges(relentad: Daemon) -> None:
+    assert send(relentad, BOB, message("before"))[0] == 250
+    out = cli(relentad, "user", "terminate", BOB, "--yes")
+    assert "terminated" in out and "1 message(s) kept for 90 days" in out
+    code, text = send(relentad, BOB, message("after"))
+    assert (code, text[:5]) == (550, b"5.1.1")
+    with pytest.raises(imaplib.IMAP4.error):
+        imaplib.IMAP4(relentad.host, relentad.imap_port, timeout=10).login(BOB, PASSWORD)
+    assert relentad.messages(BOB) == [] and len(relentad.query("SELECT id FROM expunged")) == 1
+    # sales@ still reaches alice; bob is gone from it
+    assert send(relentad, "sales@example.test", message("to sales"))[0] == 250
+
+    # past retention, the purge removes the account itself
+    result = json.loads(cli(relentad, "purge", "--at", str(time.time() + 91 * 86400), "--json"))
+    assert result["accounts"] == 1
+    assert relentad.query("SELECT id FROM accounts WHERE email = ?", BOB) == []
+
+    assert "terminated and purged" in cli(relentad, "user", "terminate", CAROL, "--yes", "--now")
+    assert relentad.query("SELECT id FROM accounts WHERE email = ?", CAROL) == []
+    assert relentad.query("SELECT id FROM blobs WHERE refs <= 0") == []
+
+
+def test_announce_is_stored_once_into_every_inbox(relentad: Daemon, tmp_path: Path) -> None:
+    body = tmp_path / "body.txt"
+    body.write_text("Maintenance on Sunday, 02:00 UTC.\n", encoding="utf-8")
+    out = cli(relentad, "announce", "--subject", "Maintenance", "--body-file", str(body), "--domain", "example.test")
+    assert "3 account(s)" in out
+    copies = [relentad.messages(user)[-1] for user in (ALICE, BOB, CAROL)]
+    assert copies[0] == copies[1] == copies[2]
+    assert b"Subject: Maintenance" in copies[0] and b"From: <postmaster@mx.example.test>" in copies[0]
+    [row] = relentad.query("SELECT refs FROM blobs WHERE data = ?", copies[0])
+    assert row["refs"] == 3
+    imap = client(relentad, BOB)
+    imap.select("INBOX")
+    typ, data = imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert typ == "OK" and b"Maintenance" in data[0][1]
+    imap.logout()

@@ -1,0 +1,184 @@
+"""Operating relentad: /metrics and /healthz on the metrics listener, `domain dns`, `doctor`."""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import json
+import smtplib
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner, Result
+
+from relentad import metrics
+from relentad.cli import main as cli_main
+from relentad.store.db import Store
+from tests.e2e.conftest import MakeDaemon, provision
+from tests.support.daemon import Daemon, free_port
+from tests.support.dns_fixture import start_or_skip
+from tests.support.dnsmasq import DnsRecords
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def sample(text: str, name: str, labels: str = "") -> float:
+    """The value of one sample line ``name{labels} value`` of a Prometheus exposition."""
+    wanted = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        if key == wanted:
+            return float(value)
+    raise AssertionError(f"no sample {wanted} in:\n{text}")
+
+
+def metrics_daemon(make_daemon: MakeDaemon) -> tuple[Daemon, int]:
+    port = free_port()
+    daemon = make_daemon(settings={"listen": {"metrics": f"127.0.0.1:{port}"}}, imap=True)
+    provision(daemon).start()
+    return daemon, port
+
+
+def test_metrics_count_mail_sessions_and_commits(make_daemon: MakeDaemon) -> None:
+    daemon, port = metrics_daemon(make_daemon)
+    status, body = http_get(port, "/healthz")
+    assert (status, body) == (200, "ok\n")
+    with smtplib.SMTP("127.0.0.1", daemon.smtp_port) as client:
+        client.sendmail("someone@a.test", ["alice@example.test"], b"Subject: hi\r\n\r\nhello\r\n")
+        try:
+            client.sendmail("someone@a.test", ["nobody@elsewhere.test"], b"Subject: relay\r\n\r\nno\r\n")
+            raise AssertionError("relayed")
+        except smtplib.SMTPRecipientsRefused:
+            pass
+        try:
+            client.sendmail("someone@a.test", ["ghost@example.test"], b"Subject: x\r\n\r\nno\r\n")
+            raise AssertionError("accepted an unknown user")
+        except smtplib.SMTPRecipientsRefused:
+            pass
+    imap = imaplib.IMAP4("127.0.0.1", daemon.imap_port)
+    imap.noop()  # an open (not yet authenticated) session
+    try:
+        status, body = http_get(port, "/metrics")
+        assert status == 200
+        assert sample(body, "relentad_messages_received_total", 'listener="smtp"') == 1
+        assert sample(body, "relentad_smtp_rejected_total", 'listener="smtp",reason="relay_denied"') == 1
+        assert sample(body, "relentad_smtp_rejected_total", 'listener="smtp",reason="unknown_user"') == 1
+        assert sample(body, "relentad_sessions_open", 'listener="imap"') == 1
+        assert sample(body, "relentad_sessions_open", 'listener="smtp"') == 0
+        assert sample(body, "relentad_queue_messages") == 0
+        assert sample(body, "relentad_queue_oldest_age_seconds") == 0
+        commits = sample(body, "relentad_store_commit_seconds_count")
+        assert commits >= 1
+        assert sample(body, "relentad_store_commit_seconds_bucket", 'le="+Inf"') == commits
+        assert "relentad_spam_verdicts_total" in body
+    finally:
+        imap.logout()
+    assert http_get(port, "/nothing")[0] == 404
+
+
+async def test_healthz_reports_a_listener_that_is_down(tmp_path: Path) -> None:
+    store = Store(tmp_path / "relentad.db")
+    store.start(asyncio.get_running_loop())
+    serving = {"smtp": True, "imap": True}
+    view = metrics.DaemonView(store, lambda: 0, dict, lambda: dict(serving))
+    server = metrics.MetricsServer(view)
+    try:
+        assert server.respond(b"GET /healthz HTTP/1.0\r\n\r\n") == ("200 OK", "text/plain", b"ok\n")
+        serving["imap"] = False
+        status, _, body = server.respond(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert status.startswith("503") and b"listener imap is not serving" in body
+        assert server.respond(b"POST /metrics HTTP/1.0\r\n\r\n")[0].startswith("405")
+    finally:
+        await asyncio.to_thread(store.close)
+
+
+# -- domain dns and doctor ---------------------------------------------------------------------------------
+
+
+def cli(daemon: Daemon, *args: str) -> Result:
+    """The CLI in-process (a subprocess costs seconds of imports); same code path as `relentad ARGS`."""
+    return CliRunner().invoke(cli_main, ["--config", str(daemon.config_path), *args])
+
+
+def published(records: list[dict[str, Any]]) -> DnsRecords:
+    """A zone serving exactly what `relentad domain dns --json` asks for, the host at 127.0.0.1."""
+    zone = DnsRecords().add_a("mx.example.test", "127.0.0.1")
+    for record in records:
+        name, value = record["name"], record["value"]
+        if value is None:
+            continue
+        if record["type"] == "MX":
+            preference, host = value.split()
+            zone.add_mx(name, host, int(preference))
+        elif record["type"] == "TXT":
+            zone.add_txt(name, value)
+        elif record["type"] == "SRV":
+            priority, weight, port, target = value.split()
+            zone.add_srv(name, int(priority), int(weight), int(port), target)
+    return zone
+
+
+def test_domain_dns_prints_every_record_and_doctor_checks_them(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    zone = start_or_skip(tmp_path / "zone")
+    try:
+        daemon = make_daemon(settings={"dns": {"nameservers": [zone.nameserver]}}, submission=True, imap=True)
+        provision(daemon).start()
+        daemon.cli("dkim", "generate", "example.test")
+        text = cli(daemon, "domain", "dns", "example.test").output
+        assert "example.test. IN MX 10 mx.example.test." in text
+        assert 'example.test. IN TXT "v=spf1 mx -all"' in text
+        assert '._domainkey.example.test. IN TXT "v=DKIM1; k=rsa; p=' in text
+        assert '_dmarc.example.test. IN TXT "v=DMARC1;' in text
+        assert '_mta-sts.example.test. IN TXT "v=STSv1; id=' in text
+        assert '_smtp._tls.example.test. IN TXT "v=TLSRPTv1;' in text
+        assert f"_submission._tcp.example.test. IN SRV 0 1 {daemon.submission_port} mx.example.test." in text
+        assert f"_imaps._tcp.example.test. IN SRV 0 1 {daemon.imaps_port} mx.example.test." in text
+        assert f"_imap._tcp.example.test. IN SRV 0 1 {daemon.imap_port} mx.example.test." in text
+        assert "autoconfig.example.test. IN CNAME mx.example.test." in text
+        assert "; mode: enforce" in text and "; mx: mx.example.test" in text
+        records = json.loads(cli(daemon, "domain", "dns", "example.test", "--json").output)["records"]
+
+        zone.replace(published(records))
+        good = cli(daemon, "doctor")
+        assert good.exit_code == 0, good.output
+        assert "FAIL" not in good.output
+        assert "OK   reverse dns 127.0.0.1: mx.example.test" in good.output
+        assert "OK   tls names: covers mx.example.test" in good.output
+        assert "OK   port imaps:" in good.output
+
+        broken = published([r for r in records if not str(r["value"] or "").startswith(("v=spf1", "v=DKIM1"))])
+        broken.a.clear()
+        broken.add_a("mx.example.test", "127.0.0.9").add_ptr("127.0.0.9", "vps-1234.provider.test")
+        zone.replace(broken)
+        daemon.stop()
+        bad = CliRunner().invoke(cli_main, ["--config", str(daemon.config_path), "doctor", "--json"])
+        assert bad.exit_code == 1
+        findings = {(f["status"], f["check"]): f for f in json.loads(bad.stdout)}
+        spf = findings[("fail", "dns TXT example.test")]
+        assert spf["message"] == "missing" and "v=spf1 mx -all" in spf["fix"]
+        assert any(check.endswith("._domainkey.example.test") for status, check in findings if status == "fail")
+        ptr = findings[("fail", "reverse dns 127.0.0.9")]
+        assert "vps-1234.provider.test" in ptr["message"] and "PTR" in ptr["fix"]
+        assert ("fail", "port smtp") in findings
+    finally:
+        zone.close()
+
+
+def test_domain_dns_refuses_names_that_are_not_domains(make_daemon: MakeDaemon) -> None:
+    relentad = provision(make_daemon())  # not started: `domain dns` reads the configuration only
+    # NUL cannot reach argv (execve refuses it); an overlong UTF-8 "/" (C0 AF) arrives as surrogate escapes.
+    for name in ("../../etc", "exa\udcc0\udcafmple.test", "example..test", "a/b.test", "example.test/../x"):
+        result = CliRunner().invoke(cli_main, ["--config", str(relentad.config_path), "domain", "dns", name])
+        assert result.exit_code == 1
+        assert "not a domain name" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

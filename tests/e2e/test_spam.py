@@ -1,0 +1,130 @@
+"""The spam filter on the real daemon: corpus training with the CLI, SMTP delivery into Junk, and learning from
+IMAP (MOVE out of Junk, the $Junk keyword) that changes the next verdict."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import smtplib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import Daemon
+from tests.support.dnsmasq import Dnsmasq
+from tests.support.imap import client, imap_daemon
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "spamassassin" / "train"
+ALICE = "alice@example.test"
+
+
+def corpus_files(folder: str, count: int) -> list[Path]:
+    files = sorted(p for p in (CORPUS / folder).iterdir() if p.is_file() and not p.name.startswith("."))
+    return files[:count]
+
+
+def as_smtp(raw: bytes) -> bytes:
+    """A corpus file as it would arrive over SMTP: without the mbox ``From `` line."""
+    return raw.split(b"\n", 1)[1] if raw.startswith(b"From ") else raw
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, dns_server: Dnsmasq) -> Iterator[tuple[Daemon, bytes]]:
+    """A daemon whose alice has a model trained on 80 ham and 80 spam from the corpus; yields it and one of the
+    training spams (without its mbox line)."""
+    if not CORPUS.is_dir():
+        pytest.skip("no spam corpus")
+    root = tmp_path_factory.mktemp("spam")
+    ham, spam = root / "ham", root / "spam"
+    ham.mkdir()
+    spam.mkdir()
+    for path in corpus_files("ham/easy-ham-1", 70) + corpus_files("ham/hard-ham-1", 10):
+        shutil.copy(path, ham / path.name)
+    spams = corpus_files("spam/spam-1", 80)
+    for path in spams:
+        (spam / path.name).write_bytes(as_smtp(path.read_bytes()))
+    daemon = imap_daemon(root / "mx", dns_server.nameserver)
+    result = daemon.cli("spam", "train", ALICE, "--ham", str(ham), "--spam", str(spam))
+    assert "160 messages" in result.stdout
+    again = daemon.cli("spam", "train", ALICE, "--ham", str(ham), "--spam", str(spam))
+    assert "0 learned, 160 already trained" in again.stdout
+    yield daemon, (spam / spams[0].name).read_bytes()
+    daemon.stop()
+
+
+def deliver(daemon: Daemon, raw: bytes) -> None:
+    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=30) as smtp:
+        smtp.sendmail("sender@elsewhere.test", [ALICE], raw)
+
+
+def spam_score(stored: bytes) -> float:
+    match = re.search(rb"^X-Spam-Score: ([0-9.]+)\r$", stored, re.MULTILINE)
+    assert match, stored[:400]
+    return float(match.group(1))
+
+
+def wait_trained(daemon: Daemon, klass: str, count: int) -> None:
+    """Training runs in the background after the IMAP reply: poll its record."""
+    for _ in range(200):
+        rows = daemon.query(
+            "SELECT count(*) AS n FROM spam_trained t JOIN accounts a ON a.id = t.scope "
+            "WHERE a.email = ? AND t.source LIKE 'imap-%' AND t.class = ?",
+            ALICE,
+            klass,
+        )
+        if rows[0]["n"] >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {klass} training recorded")
+
+
+def test_spam_goes_to_junk_and_moving_it_out_changes_the_next_verdict(trained: tuple[Daemon, bytes]) -> None:
+    daemon, spam = trained
+    deliver(daemon, spam)
+    [junked] = daemon.messages(ALICE, "Junk")
+    first = spam_score(junked)
+    assert first > 0.9 and b"X-Spam-Status: Yes, verdict=spam" in junked
+    keywords = daemon.query("SELECT keywords FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id "
+                            "WHERE x.name = 'Junk'")[0]["keywords"]  # fmt: skip
+    assert "$Junk" in keywords.split()
+
+    imap = client(daemon)
+    imap.select("Junk")
+    assert imap.uid("MOVE", "1", "INBOX")[0] == "OK"
+    wait_trained(daemon, "ham", 1)
+
+    deliver(daemon, spam)
+    assert len(daemon.messages(ALICE, "Junk")) == 0
+    inbox = daemon.messages(ALICE, "INBOX")
+    assert len(inbox) == 2
+    assert spam_score(inbox[1]) < 0.9 < first and b"X-Spam-Status: No" in inbox[1]
+
+    # Setting $Junk on it teaches spam again: the message goes back to Junk next time.
+    imap.select("INBOX")
+    assert imap.uid("STORE", "2", "+FLAGS", "($Junk)")[0] == "OK"
+    wait_trained(daemon, "spam", 1)
+    imap.logout()
+    deliver(daemon, spam)
+    assert len(daemon.messages(ALICE, "Junk")) == 1
+
+
+def test_cli_score_and_stats(trained: tuple[Daemon, bytes], tmp_path: Path) -> None:
+    daemon, spam = trained
+    ham = corpus_files("ham/easy-ham-1", 1)[0]
+    spam_file = tmp_path / "spam.eml"
+    spam_file.write_bytes(spam)
+    result = daemon.cli("spam", "score", "--json", "--user", ALICE, str(spam_file), str(ham))
+    scores = json.loads(result.stdout)
+    assert [s["file"] for s in scores] == [str(spam_file), str(ham)]
+    assert scores[0]["verdict"] == "spam" and scores[1]["verdict"] == "ham"
+    assert 0.0 <= scores[1]["score"] < scores[0]["score"] <= 1.0
+    stats = json.loads(daemon.cli("spam", "stats", "--json").stdout)
+    [mine] = [row for row in stats if row["scope"] == ALICE]
+    assert mine["nspam"] > 0 and mine["nham"] > 0 and mine["tokens"] > 0
+    failed = daemon.cli(
+        "spam", "train", "--global", ALICE, "--ham", str(tmp_path), "--spam", str(tmp_path), check=False
+    )
+    assert failed.returncode != 0 and failed.stderr.count("\n") == 1

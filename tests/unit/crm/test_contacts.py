@@ -1,0 +1,135 @@
+"""Contacts, companies and exports (relentad.crm.contacts, companies, views, export) on a real database."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+
+import pytest
+
+from relentad.crm import companies, contacts, export, views
+from relentad.crm.participants import IN, OUT, Participant
+from relentad.crm.sorter import AccountPlan, file_message
+from relentad.errors import InvalidInput, NotFound
+from relentad.message import parse
+
+
+def person(address: str, name: str = "", role: str = "from", kind: str = "person") -> Participant:
+    return Participant(address, name, role, kind)
+
+
+def file(conn: sqlite3.Connection, account_id: int, blob: int, people: list[Participant], direction: str = IN) -> int:
+    raw = f"Subject: message {blob}\r\nMessage-ID: <{blob}@x>\r\n\r\nbody\r\n".encode()
+    plan = AccountPlan(account_id, direction, people, f"message {blob}", people[0].address if people else "")
+    return file_message(conn, plan, parse(raw), blob, 1000.0 + blob)
+
+
+def test_companies_skip_freemail_and_group_subdomains() -> None:
+    assert companies.is_freemail("gmail.com") and companies.is_freemail("mail.yahoo.co.uk")
+    assert companies.company_domain("bob@gmail.com") is None
+    assert companies.company_domain("bob@mail.acme-corp.co.uk") == "acme-corp.co.uk"
+    assert companies.display_name("acme-corp.co.uk") == "Acme Corp"
+    assert companies.company_domain("root@localhost") is None
+
+
+def test_filing_creates_and_counts(conn: sqlite3.Connection, account_id: int) -> None:
+    file(conn, account_id, 1, [person("bob@acme.example", "Bob"), person("carol@gmail.com", "", "cc")])
+    file(conn, account_id, 2, [person("bob@acme.example", "Robert Smith", "to")], OUT)
+    assert file(conn, account_id, 2, [person("bob@acme.example", "", "to")], OUT) == 0  # duplicate counts once
+    found = {c["addresses"][0]: c for c in views.list_contacts(conn, account_id)}
+    bob, carol = found["bob@acme.example"], found["carol@gmail.com"]
+    assert (bob["name"], bob["count_in"], bob["count_out"], bob["company"], bob["confirmed"]) == (
+        "Bob",
+        1,
+        1,
+        "Acme",
+        True,
+    )
+    assert (bob["first_contact"], bob["last_contact"]) == (1001.0, 1002.0)
+    assert (carol["company"], carol["confirmed"]) == ("", False)
+    assert [c["addresses"] for c in views.list_contacts(conn, account_id, company="acme.example")] == [
+        ["bob@acme.example"]
+    ]
+    card = views.show(conn, bob["id"])
+    assert [m["subject"] for m in card["messages"]] == ["message 2", "message 1"]
+    assert len(card["threads"]) == 2
+
+
+def test_address_name_is_replaced_by_a_real_name(conn: sqlite3.Connection, account_id: int) -> None:
+    file(conn, account_id, 1, [person("dan@x.example", "dan@x.example")])
+    file(conn, account_id, 2, [person("dan@x.example", "Dan Brown")])
+    assert views.list_contacts(conn, account_id)[0]["name"] == "Dan Brown"
+
+
+def test_tags_notes_add_address_and_merge(conn: sqlite3.Connection, account_id: int) -> None:
+    file(conn, account_id, 1, [person("bob@acme.example", "Bob"), person("bob.private@gmail.com", "", "cc")])
+    file(conn, account_id, 2, [person("bob.private@gmail.com", "Bobby")])
+    bob = contacts.resolve(conn, account_id, "BOB@acme.example")
+    private = contacts.resolve(conn, account_id, "Bobby")
+    contacts.tag(conn, bob, ["vip", "eu"])
+    contacts.tag(conn, private, ["vip", "friend"])
+    contacts.add_note(conn, private, "met at\nthe fair", now=0)
+    contacts.add_address(conn, account_id, bob, "Robert@Acme.example")
+    with pytest.raises(InvalidInput, match="merge"):
+        contacts.add_address(conn, account_id, bob, "bob.private@gmail.com")
+    contacts.merge(conn, account_id, bob, private)
+    card = views.show(conn, bob)
+    assert card["addresses"] == ["bob.private@gmail.com", "bob@acme.example", "robert@acme.example"]
+    assert card["tags"] == ["eu", "friend", "vip"]
+    assert card["notes"] == "1970-01-01 met at the fair"
+    assert (card["count_in"], card["count_out"]) == (2, 0)  # message 1 involved both: counted once
+    assert [m["subject"] for m in card["messages"]] == ["message 2", "message 1"]
+    with pytest.raises(NotFound):
+        contacts.resolve(conn, account_id, f"#{private}")
+    with pytest.raises(InvalidInput):
+        contacts.merge(conn, account_id, bob, bob)
+    assert [c["id"] for c in views.list_contacts(conn, account_id, tag="friend")] == [bob]
+
+
+def test_vcard_is_valid_4_0(conn: sqlite3.Connection, account_id: int) -> None:
+    long_name = "Ünïcode Nåme, with; specials " + "é" * 60
+    file(
+        conn, account_id, 1, [person("bob@acme.example", long_name), person("list@lists.example", "L", "list", "list")]
+    )
+    contacts.add_note(conn, contacts.resolve(conn, account_id, "bob@acme.example"), "line one", now=0)
+    text = export.vcards(account_id, views.list_contacts(conn, account_id))
+    lines = text.split("\r\n")
+    assert lines[-1] == "" and all(len(line.encode()) <= 75 for line in lines)
+    unfolded = text.replace("\r\n ", "").split("\r\n")[:-1]
+    cards: list[list[str]] = []
+    for line in unfolded:
+        if line == "BEGIN:VCARD":
+            cards.append([])
+        cards[-1].append(line)
+    assert len(cards) == 2
+    for card in cards:
+        assert card[0] == "BEGIN:VCARD" and card[1] == "VERSION:4.0" and card[-1] == "END:VCARD"
+        assert sum(1 for line in card if line.startswith("FN:")) == 1
+        assert all(":" in line for line in card)
+    bob = next(card for card in cards if any("bob@acme.example" in line for line in card))
+    assert "FN:Ünïcode Nåme\\, with\\; specials " + "é" * 60 in bob
+    assert "ORG:Acme" in bob and "KIND:individual" in bob
+    assert any(line == "KIND:group" for card in cards for line in card)
+
+
+def test_csv_reads_back(conn: sqlite3.Connection, account_id: int) -> None:
+    file(conn, account_id, 1, [person("bob@acme.example", 'Bob "The, Builder"')])
+    contacts.tag(conn, contacts.resolve(conn, account_id, "bob@acme.example"), ["a", "b"])
+    rows = list(csv.DictReader(io.StringIO(export.csv_text(views.list_contacts(conn, account_id)))))
+    assert len(rows) == 1
+    assert rows[0]["name"] == 'Bob "The, Builder"'
+    assert rows[0]["addresses"] == "bob@acme.example" and rows[0]["tags"] == "a; b"
+    assert rows[0]["count_in"] == "1"
+
+
+def test_a_sender_planned_as_new_but_created_meanwhile_counts_once(conn: sqlite3.Connection, account_id: int) -> None:
+    file(conn, account_id, 1, [person("bob@acme.example", "Bob")])
+    raw = b"Subject: again\r\nMessage-ID: <again@x>\r\n\r\nbody\r\n"
+    plan = AccountPlan(
+        account_id, IN, [person("bob@acme.example")], "again", "bob@acme.example", frozenset({"bob@acme.example"})
+    )
+    file_message(conn, plan, parse(raw), 2, 2000.0)
+    [bob] = views.list_contacts(conn, account_id)
+    assert (bob["count_in"], bob["last_contact"]) == (2, 2000.0)
+    assert conn.execute("SELECT count(*) FROM crm_contacts").fetchone()[0] == 1

@@ -1,0 +1,180 @@
+"""SQLite token counts: idempotent training, exact unlearning, pruning bounds, per-account vs global scopes."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from relentad.spam import storage, training, verdicts
+from relentad.spam.classifier import MemoryCounts, Thresholds, score
+from relentad.spam.storage import GLOBAL, StoredCounts
+from relentad.store import db
+
+SPAMMY = frozenset({"viagra", "cheap", "winner", "subj:free", "hdr:x-mailer-bulk"})
+HAMMY = frozenset({"meeting", "agenda", "tuesday", "subj:minutes", "from:colleague"})
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> sqlite3.Connection:
+    conn = db.open_database(tmp_path / "spam.db")
+    conn.execute("INSERT INTO domains (name, created) VALUES ('a.test', 0)")
+    for n in (1, 2):
+        conn.execute(
+            "INSERT INTO accounts (id, email, domain_id, password_hash, created) VALUES (?, ?, 1, 'x', 0)",
+            (n, f"u{n}@a.test"),
+        )
+    return conn
+
+
+def snapshot(conn: sqlite3.Connection) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    tokens = conn.execute("SELECT scope, token, spam, ham FROM spam_tokens ORDER BY scope, token").fetchall()
+    totals = conn.execute("SELECT scope, nspam, nham, tokens FROM spam_totals ORDER BY scope").fetchall()
+    return [tuple(r) for r in tokens], [tuple(r) for r in totals]
+
+
+def rows(conn: sqlite3.Connection, scope: int) -> int:
+    return int(conn.execute("SELECT count(*) FROM spam_tokens WHERE scope = ?", (scope,)).fetchone()[0])
+
+
+def base_model(conn: sqlite3.Connection, scope: int = GLOBAL) -> None:
+    items = []
+    for i in range(20):
+        items.append((storage.digest(b"spam%d" % i), SPAMMY | {f"s{i}"}, True))
+        items.append((storage.digest(b"ham%d" % i), HAMMY | {f"h{i}"}, False))
+    storage.train_corpus(conn, scope, items)
+
+
+def test_retraining_a_message_is_idempotent(conn: sqlite3.Connection) -> None:
+    base_model(conn)
+    key = storage.digest(b"message")
+    assert storage.train_message(conn, 1, key, SPAMMY | {"odd"}, True, "test") >= 1
+    after_first = snapshot(conn)
+    assert storage.train_message(conn, 1, key, SPAMMY | {"odd"}, True, "test") == 0
+    assert snapshot(conn) == after_first
+
+
+def test_bulk_training_twice_changes_nothing(conn: sqlite3.Connection) -> None:
+    base_model(conn)
+    first = snapshot(conn)
+    result = storage.train_corpus(
+        conn,
+        GLOBAL,
+        [(storage.digest(b"spam%d" % i), SPAMMY | {f"s{i}"}, True) for i in range(20)],
+    )
+    assert result.unchanged == 20 and result.learned == 0
+    assert snapshot(conn) == first
+
+
+def test_flipping_a_message_unlearns_it_exactly(conn: sqlite3.Connection) -> None:
+    base_model(conn)
+    before = snapshot(conn)
+    key = storage.digest(b"newsletter")
+    tokens = HAMMY | {"unsubscribe", "offer"}
+    storage.train_message(conn, 1, key, tokens, True, "imap-move")
+    assert storage.trained_as(conn, 1, key) is not None
+    storage.train_message(conn, 1, key, tokens, False, "imap-move")
+    assert storage.trained_as(conn, 1, key) == ("ham", storage.trained_as(conn, 1, key)[1])  # type: ignore[index]
+    assert storage.forget(conn, 1, key)
+    assert snapshot(conn)[0] == before[0]  # every token count back where it was
+    assert [t for t in snapshot(conn)[1] if t[0] == GLOBAL] == [t for t in before[1] if t[0] == GLOBAL]
+    assert tuple(conn.execute("SELECT nspam, nham, tokens FROM spam_totals WHERE scope = 1").fetchone()) == (0, 0, 0)
+
+
+def test_storage_matches_memory_counts(conn: sqlite3.Connection) -> None:
+    memory = MemoryCounts()
+    for tokens, spam in ((SPAMMY, True), (HAMMY, False), (SPAMMY | {"x"}, True)):
+        memory.learn(tokens, spam)
+        storage._learn(conn, GLOBAL, sorted(tokens), spam, 1)
+    stored = StoredCounts(conn, GLOBAL)
+    assert (stored.nspam, stored.nham) == (memory.nspam, memory.nham)
+    probe = SPAMMY | HAMMY | {"x", "unknown"}
+    assert stored.lookup(probe) == memory.lookup(probe)
+    assert score(probe, stored) == score(probe, memory)
+
+
+def test_account_counts_are_summed_with_global(conn: sqlite3.Connection) -> None:
+    base_model(conn)
+    mine = StoredCounts(conn, 1)
+    assert (mine.nspam, mine.nham) == (StoredCounts(conn, GLOBAL).nspam, StoredCounts(conn, GLOBAL).nham)
+    key = storage.digest(b"x")
+    storage.train_message(conn, 1, key, frozenset({"viagra", "own-token"}), False, "test")
+    one, two = StoredCounts(conn, 1), StoredCounts(conn, 2)
+    assert one.nham > two.nham
+    assert one.lookup({"viagra"})["viagra"][1] >= 1 and two.lookup({"viagra"})["viagra"][1] == 0
+    assert "own-token" not in two.lookup({"own-token"})
+    assert "own-token" in one.lookup({"own-token"})
+    alone = StoredCounts(conn, 1, with_global=False)
+    assert alone.nspam == 0 and alone.lookup({"viagra"})["viagra"] == (0, alone.nham)
+
+
+def test_user_correction_changes_the_verdict(conn: sqlite3.Connection) -> None:
+    base_model(conn)
+    tokens = SPAMMY | {"really", "from:friend"}
+    assert score(tokens, StoredCounts(conn, 1)) > 0.9
+    storage.train_message(conn, 1, storage.digest(b"m"), tokens, False, "imap-move")
+    assert score(tokens, StoredCounts(conn, 1)) < 0.9
+    assert score(tokens, StoredCounts(conn, 2)) > 0.9  # the other account keeps its verdict
+
+
+def test_pruning_keeps_the_table_bounded_by_recency(conn: sqlite3.Connection) -> None:
+    for n in range(30):
+        tokens = {f"t{n}-{i}" for i in range(100)}
+        storage.add_counts(conn, 1, dict.fromkeys(tokens, (1, 0)), now=86400.0 * (1000 + n))
+    assert rows(conn, 1) == 3000
+    removed = storage.prune(conn, 1, max_tokens=1000, now=86400.0 * 1030)
+    assert removed == 3000 - 900 and rows(conn, 1) == 900
+    assert conn.execute("SELECT tokens FROM spam_totals WHERE scope = 1").fetchone()[0] == 900
+    kept = {r[0] for r in conn.execute("SELECT DISTINCT seen FROM spam_tokens WHERE scope = 1")}
+    assert min(kept) >= 1021  # the most recently used survive, whatever their counts
+    assert storage.prune(conn, 1, max_tokens=1000, now=86400.0 * 1030) == 0
+    removed = storage.prune(conn, 1, max_tokens=1000, max_age_days=5, now=86400.0 * 1030)
+    assert rows(conn, 1) == 500 and removed == 400
+
+
+def test_touch_refreshes_seen_for_pruning(conn: sqlite3.Connection) -> None:
+    storage.add_counts(conn, GLOBAL, {"old": (1, 0), "other": (0, 1)}, now=0.0)
+    storage._totals(conn, GLOBAL, 1, 1, 0)
+    counts = StoredCounts(conn, 1)
+    counts.lookup({"old", "other"})
+    assert counts.stale == {"old", "other"}
+    storage.touch(conn, 1, {"old"})
+    assert storage.prune(conn, GLOBAL, max_tokens=10**6, max_age_days=30) == 1
+    assert [r[0] for r in conn.execute("SELECT token FROM spam_tokens")] == ["old"]
+
+
+def test_lessons_of_imap_actions() -> None:
+    inbox, junk, trash = (
+        training._Folder("INBOX", ""),
+        training._Folder("Junk", "\\Junk"),
+        training._Folder("Trash", ""),
+    )
+    assert training.lesson_of_copy(inbox, junk) == "spam"
+    assert training.lesson_of_copy(junk, inbox) == "ham"
+    assert training.lesson_of_copy(junk, trash) is None
+    assert training.lesson_of_copy(inbox, trash) is None
+    assert training.lesson_of_store("add", ["$Junk"]) == "spam"
+    assert training.lesson_of_store("add", ["$NotJunk"]) == "ham"
+    assert training.lesson_of_store("remove", ["$junk"]) == "ham"
+    assert training.lesson_of_store("remove", ["$NotJunk"]) == "forget"
+    assert training.lesson_of_store("add", ["\\Seen"]) is None
+
+
+def test_contact_written_to_is_never_junked_on_content(conn: sqlite3.Connection) -> None:
+    base_model(conn)
+    for address, count_out in (("friend@b.test", 2), ("stranger@b.test", 0)):
+        cursor = conn.execute(
+            "INSERT INTO crm_contacts (account_id, name, count_out, created) VALUES (1, '', ?, 0)", (count_out,)
+        )
+        conn.execute(
+            "INSERT INTO crm_addresses (account_id, address, contact_id) VALUES (1, ?, ?)", (address, cursor.lastrowid)
+        )
+    cut = Thresholds()
+    friend = verdicts.judge(conn, 1, SPAMMY, cut, sender="friend@b.test")
+    assert friend.verdict == "spam" and friend.allowlisted and not friend.to_junk
+    assert friend.reason().startswith("spam-allowlisted-contact score=")
+    assert b"X-Spam-Status: No, verdict=spam, allowlisted" in friend.header(cut)
+    assert verdicts.judge(conn, 1, SPAMMY, cut, sender="stranger@b.test").to_junk
+    assert verdicts.judge(conn, 1, SPAMMY, cut, sender="friend@b.test", sender_trusted=False).to_junk
+    assert verdicts.judge(conn, 2, SPAMMY, cut, sender="friend@b.test").to_junk  # another account's contact

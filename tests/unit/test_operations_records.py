@@ -1,0 +1,85 @@
+"""relentad.dnsrecords and the pure checks of relentad.doctor: record text, certificate expiry and names."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from relentad import config as config_mod
+from relentad import dnsrecords, doctor, metrics
+from relentad.queue import dkimkeys
+from relentad.smtp import replies
+from relentad.tls import make_self_signed
+
+
+def make_config(tmp_path: Path, **listen: str) -> config_mod.Config:
+    data = {
+        "server": {"hostname": "mx.example.com", "data_dir": str(tmp_path / "data")},
+        "listen": {"smtp": "93.184.216.34:25", "submission": "*:587", "submissions": "", "imap": "", "imaps": "*:993"}
+        | listen,
+    }
+    return config_mod.from_dict(data, tmp_path / "relentad.toml")
+
+
+def by_name(records: list[dnsrecords.Record], name: str, rtype: str) -> dnsrecords.Record:
+    [record] = [r for r in records if r.name == name and r.rtype == rtype]
+    return record
+
+
+def test_records_follow_the_configuration(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    records = dnsrecords.records(config, "Example.COM")
+    assert by_name(records, "example.com", "MX").value == "10 mx.example.com"
+    assert by_name(records, "mx.example.com", "A").value == "93.184.216.34"  # a public listener address
+    assert by_name(records, "example.com", "TXT").value == "v=spf1 mx -all"
+    dkim = [r for r in records if r.name.endswith("._domainkey.example.com")]
+    assert len(dkim) == 1 and dkim[0].value is None and "relentad dkim generate example.com" in dkim[0].hint
+    assert by_name(records, "_submission._tcp.example.com", "SRV").value == "0 1 587 mx.example.com"
+    assert by_name(records, "_imap._tcp.example.com", "SRV").value == "0 0 0 ."  # listener off
+    assert by_name(records, "_imaps._tcp.example.com", "SRV").zone_line().endswith("0 1 993 mx.example.com.")
+
+
+def test_dkim_record_is_the_key_on_disk_and_long_txt_is_split(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    dkimkeys.generate(config.data_dir, "example.com", "s1")
+    record = by_name(dnsrecords.records(config, "example.com"), "s1._domainkey.example.com", "TXT")
+    assert record.value is not None and record.value.startswith("v=DKIM1; k=rsa; p=")
+    line = record.zone_line()
+    strings = line.split(" IN TXT ", 1)[1].split('" "')
+    assert len(strings) == 2 and "".join(strings).strip('"') == record.value  # RSA-2048 needs two strings
+
+
+def test_mta_sts_policy_id_changes_with_the_policy(tmp_path: Path) -> None:
+    one = make_config(tmp_path)
+    two = config_mod.from_dict({"server": {"hostname": "mail2.example.com"}}, tmp_path / "relentad.toml")
+    assert "mx: mx.example.com" in dnsrecords.mta_sts_policy(one)
+    assert dnsrecords.mta_sts_id(one) != dnsrecords.mta_sts_id(two)
+    assert dnsrecords.mta_sts_id(one).isalnum() and len(dnsrecords.mta_sts_id(one)) <= 32
+
+
+def test_certificate_checks(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_self_signed(cert, key, ["other.example.com", "*.example.com"], days=10)
+    config = config_mod.from_dict(
+        {"server": {"hostname": "mx.example.com"}, "tls": {"cert": str(cert), "key": str(key)}},
+        tmp_path / "relentad.toml",
+    )
+    findings = {f.check: f for f in doctor.check_certificate(config)}
+    assert findings["tls expiry"].status == "warn"  # 10 days left
+    assert findings["tls names"].status == "ok"  # the wildcard covers mx.example.com
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=11)
+    assert {f.check: f for f in doctor.check_certificate(config, later)}["tls expiry"].status == "fail"
+    other = config_mod.from_dict(
+        {"server": {"hostname": "a.b.example.com"}, "tls": {"cert": str(cert), "key": str(key)}},
+        tmp_path / "relentad.toml",
+    )
+    names = {f.check: f for f in doctor.check_certificate(other)}["tls names"]
+    assert names.status == "fail" and "certbot" in names.fix
+    assert doctor.check_certificate(make_config(tmp_path))[0].status == "fail"  # no certificate at all
+
+
+def test_rejection_reasons_are_named() -> None:
+    assert metrics.reason_of(replies.RELAY_DENIED) == "relay_denied"
+    assert metrics.reason_of(replies.STORE_FAILED + "\r\n") == "store_failed"
+    assert metrics.reason_of("535 5.7.8 Authentication credentials invalid") == "5.7.8"
+    assert metrics.reason_of("500 Error") == "500"
