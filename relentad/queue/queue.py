@@ -93,17 +93,6 @@ def count_sent(conn: sqlite3.Connection, account_id: int, recipients: int, now: 
         )
 
 
-def sent_count(conn: sqlite3.Connection, account_id: int, period: str, now: float | None = None) -> int:
-    """Recipients the account sent to in the current ``period`` ("hour" or "day")."""
-    now = time.time() if now is None else now
-    length = 3600 if period == "hour" else 86400
-    row = conn.execute(
-        "SELECT recipients FROM send_counts WHERE account_id = ? AND period = ? AND start = ?",
-        (account_id, period, int(now // length * length)),
-    ).fetchone()
-    return 0 if row is None else int(row[0])
-
-
 def due(conn: sqlite3.Connection, now: float, limit: int = 200) -> list[tuple[int, str]]:
     """(message id, domain) pairs with recipients due now, oldest first."""
     rows = conn.execute(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from relentad import quota
 from relentad.errors import NotFound
 from relentad.queue import deliver, dsn, queue
 from relentad.store import accounts, db
@@ -66,8 +67,8 @@ def test_send_counters(conn) -> None:  # type: ignore[no-untyped-def]
         queue.count_sent(conn, 1, 3, now=7200.0 + 10)
         queue.count_sent(conn, 1, 2, now=7200.0 + 20)
         queue.count_sent(conn, 1, 1, now=3 * 3600.0 + 5)
-    assert queue.sent_count(conn, 1, "hour", now=7200.0 + 30) == 5
-    assert queue.sent_count(conn, 1, "day", now=7200.0 + 30) == 6
+    assert quota.sent_count(conn, 1, "hour", now=7200.0 + 30) == 5
+    assert quota.sent_count(conn, 1, "day", now=7200.0 + 30) == 6
 
 
 def test_retry_delay_repeats_the_last_step() -> None:
