@@ -64,6 +64,31 @@ def sd_notify(message: str) -> None:
         sock.sendall(message.encode())
 
 
+def watchdog_interval() -> float | None:
+    """Seconds between WATCHDOG=1 pings when systemd asked for them (WatchdogSec=), else None.
+
+    systemd sets WATCHDOG_USEC (and WATCHDOG_PID, which must be us); pinging at half the period is its advice.
+    """
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    pid = os.environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) <= 0 or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 2_000_000
+
+
+async def watchdog(store: Store, interval: float) -> None:
+    """Ping systemd's watchdog while the event loop runs AND the database answers; a hung store stops the pings,
+    so systemd restarts us (Restart=on-failure)."""
+    while True:
+        try:
+            store.read(lambda conn: conn.execute("SELECT 1").fetchone())
+        except Exception:
+            log.exception("watchdog: the database does not answer; not pinging systemd")
+        else:
+            sd_notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
 @dataclass
 class Daemon:
     config: Config
@@ -176,10 +201,14 @@ class Daemon:
             loop.add_signal_handler(signal.SIGINT, stop.set)
             loop.add_signal_handler(signal.SIGHUP, self.reload)
             sd_notify("READY=1\nSTATUS=accepting mail")
+            interval = watchdog_interval()
+            pinger = asyncio.ensure_future(watchdog(store, interval)) if interval else None
             log.info("relentad ready (database %s)", self.config.database_path)
             await stop.wait()
             log.info("shutting down")
             sd_notify("STOPPING=1")
+            if pinger is not None:
+                pinger.cancel()
         finally:
             purger.cancel()
             snapshots.cancel()

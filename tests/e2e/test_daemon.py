@@ -9,8 +9,10 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiosmtplib
+import pytest
 
 from tests.e2e.conftest import MakeDaemon, provision
 
@@ -128,3 +130,25 @@ def test_port_in_use_is_a_one_line_error(make_daemon: MakeDaemon) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr + result.stdout
     assert "address already in use" in (result.stderr + result.stdout).lower()
+
+
+def test_systemd_notify_ready_watchdog_and_stopping(
+    make_daemon: MakeDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Type=notify without libsystemd: READY=1 once listening, WATCHDOG=1 pings at half WATCHDOG_USEC, STOPPING=1."""
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(path))
+        notify.settimeout(10)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        monkeypatch.setenv("WATCHDOG_USEC", "200000")
+        daemon = provision(make_daemon()).start()
+        received: list[str] = []
+        while sum("WATCHDOG=1" in m for m in received) < 2:
+            received.append(notify.recv(1000).decode())
+        assert received[0].startswith("READY=1")
+        daemon.signal(signal.SIGTERM)
+        while "STOPPING=1" not in received[-1]:
+            received.append(notify.recv(1000).decode())
+        assert daemon.proc is not None and daemon.proc.wait(20) == 0
+        daemon.proc = None

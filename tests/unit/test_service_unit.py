@@ -29,6 +29,7 @@ def test_unit_runs_the_daemon_as_systemd_expects() -> None:
     assert unit["User"] == ["relentad"]
     assert unit["AmbientCapabilities"] == ["CAP_NET_BIND_SERVICE"]
     assert unit["Restart"] == ["on-failure"]
+    assert unit["WatchdogSec"] == ["60s"]
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
