@@ -168,6 +168,11 @@ class Daemon:
         )
         imap = ImapServer(store, bus, authenticator, lambda: self.config, lambda: self.context.tls_context)
         stop = asyncio.Event()
+        # Before any listener is bound: a SIGHUP or SIGTERM arriving while we start must not kill the process
+        # with the default action (a client can connect as soon as the first port is open).
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         # the daily retention purge (issue 7): expunged mail and terminated accounts past [retention] deleted_days
         purger = asyncio.ensure_future(retention.run_daily(store, lambda: self.config.retention))
         snapshots = asyncio.ensure_future(backup.run_daily(lambda: self.config))
@@ -197,9 +202,6 @@ class Daemon:
             if address is not None:
                 await metrics_server.start(address[0], address[1])
                 log.info("listening metrics on %s", self.config.listen.metrics)
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
-            loop.add_signal_handler(signal.SIGINT, stop.set)
-            loop.add_signal_handler(signal.SIGHUP, self.reload)
             sd_notify("READY=1\nSTATUS=accepting mail")
             interval = watchdog_interval()
             pinger = asyncio.ensure_future(watchdog(store, interval)) if interval else None
