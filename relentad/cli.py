@@ -300,10 +300,19 @@ def user() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 @click.option("--quota", help="Disk quota, e.g. 5GB (default from [quota] disk; 0 = unlimited).")
 @click.option("--daily-send", type=click.IntRange(min=0), help="Recipients per day (default from config).")
+@click.option(
+    "--messages", type=click.IntRange(min=0), help="Most messages held (default from [quota] messages; 0 = unlimited)."
+)
 @click.option("--name", "display_name", default="", help="Display name.")
 @pass_state
 def user_add(
-    state: State, email: str, password_stdin: bool, quota: str | None, daily_send: int | None, display_name: str
+    state: State,
+    email: str,
+    password_stdin: bool,
+    quota: str | None,
+    daily_send: int | None,
+    messages: int | None,
+    display_name: str,
 ) -> None:
     """Create the account EMAIL (its domain must be hosted)."""
     with errors_as_messages():
@@ -319,10 +328,11 @@ def user_add(
                 daily_send=state.config.quota.daily_send if daily_send is None else daily_send,
                 display_name=display_name,
             )
-            if state.config.quota.hourly_send:
+            most = state.config.quota.messages if messages is None else messages
+            if state.config.quota.hourly_send or most:
                 from . import quota as quota_mod
 
-                quota_mod.set_limits(conn, account.id, hourly_send=state.config.quota.hourly_send)
+                quota_mod.set_limits(conn, account.id, hourly_send=state.config.quota.hourly_send, messages=most)
     click.echo(f"user {account.email} added")
     if generated:
         click.echo(f"password: {password}")
@@ -467,6 +477,7 @@ def quota_show(state: State, email: str, recount: bool, as_json: bool) -> None:
     percent = f" ({usage.percent:.1f} %)" if usage.limit else ""
     click.echo(f"{account.email}")
     click.echo(f"  disk:   {format_size(usage.bytes)} of {limit}{percent} in {usage.messages} message(s)")
+    click.echo(f"  messages: {usage.messages} of {usage.message_limit or 'unlimited'}")
     click.echo(f"  hourly: {usage.sent_this_hour} of {usage.hourly_send or 'unlimited'} recipients this hour")
     click.echo(f"  daily:  {usage.sent_today} of {usage.daily_send or 'unlimited'} recipients today")
 
@@ -476,18 +487,33 @@ def quota_show(state: State, email: str, recount: bool, as_json: bool) -> None:
 @click.option("--disk", help="Disk quota, e.g. 5GB (0 = unlimited).")
 @click.option("--daily-send", type=click.IntRange(min=0), help="Recipients per day (0 = unlimited).")
 @click.option("--hourly-send", type=click.IntRange(min=0), help="Recipients per hour (0 = unlimited).")
+@click.option("--messages", type=click.IntRange(min=0), help="Most messages the account may hold (0 = unlimited).")
 @pass_state
-def quota_set(state: State, email: str, disk: str | None, daily_send: int | None, hourly_send: int | None) -> None:
+def quota_set(
+    state: State,
+    email: str,
+    disk: str | None,
+    daily_send: int | None,
+    hourly_send: int | None,
+    messages: int | None,
+) -> None:
     """Change an account's limits (options not given stay as they are)."""
     from . import quota
 
     with errors_as_messages():
-        if disk is None and daily_send is None and hourly_send is None:
-            raise CLIError("nothing to set: give --disk, --daily-send and/or --hourly-send")
+        if disk is None and daily_send is None and hourly_send is None and messages is None:
+            raise CLIError("nothing to set: give --disk, --messages, --daily-send and/or --hourly-send")
         disk_bytes = parse_size(disk) if disk is not None else None
         with state.write() as conn:
             account = accounts.get_account(conn, email)
-            quota.set_limits(conn, account.id, disk=disk_bytes, daily_send=daily_send, hourly_send=hourly_send)
+            quota.set_limits(
+                conn,
+                account.id,
+                disk=disk_bytes,
+                daily_send=daily_send,
+                hourly_send=hourly_send,
+                messages=messages,
+            )
     click.echo(f"quota of {account.email} updated")
 
 
@@ -557,7 +583,8 @@ def purge_command(state: State, at: str | None, as_json: bool) -> None:
 @json_option
 @pass_state
 def activity_command(state: State, email: str, days: int, as_json: bool) -> None:
-    """Show EMAIL's logins (time, IP, protocol, result) and per-day mail received, sent and bytes stored."""
+    """Show EMAIL's logins (time, IP, protocol, result), per-day mail received, sent and bytes stored, the
+    rolled-up months and all-time totals."""
     import time
 
     from .lifecycle import activity
@@ -566,12 +593,16 @@ def activity_command(state: State, email: str, days: int, as_json: bool) -> None
         account = accounts.get_account(conn, email)
         per_day = activity.days(conn, account.id, days)
         logins = activity.logins(conn, account.id, time.time() - days * 86400)
+        per_month = activity.months(conn, account.id)
+        totals = activity.totals(conn, account.id)
     if as_json:
         print_json(
             {
                 "email": account.email,
                 "logins": [{**asdict(login), "time": iso(login.time)} for login in logins],
                 "days": [asdict(day) for day in per_day],
+                "months": [asdict(month) for month in per_month],
+                "totals": totals,
             }
         )
         return
@@ -582,6 +613,15 @@ def activity_command(state: State, email: str, days: int, as_json: bool) -> None
             f"{day.day}  {day.received:8}  {day.sent:4}  {format_size(day.bytes_stored):>6}  "
             f"{day.logins:6}  {day.failed_logins:6}"
         )
+    for month in per_month:
+        click.echo(
+            f"{month.month}     {month.received:8}  {month.sent:4}  {format_size(month.bytes_stored):>6}  "
+            f"{month.logins:6}  {month.failed_logins:6}  (rolled up)"
+        )
+    click.echo(
+        f"total       {totals['received']:8}  {totals['sent']:4}  {format_size(totals['bytes_stored']):>6}  "
+        f"{totals['logins']:6}  {totals['failed_logins']:6}"
+    )
     for login in logins:
         click.echo(f"{iso(login.time)}\t{login.ip}\t{login.protocol}\t{login.result}")
 
@@ -683,19 +723,27 @@ def export_command(state: State, email: str, path: str) -> None:
 @click.argument("path", type=click.Path(exists=True))
 @pass_state
 def import_command(state: State, email: str, path: str) -> None:
-    """Import an mbox file, a folder of .mbox files (relentad export) or a Maildir into EMAIL, folders kept."""
+    """Import an mbox file, a folder of .mbox files (relentad export) or a Maildir into EMAIL: folders, flags and
+    bytes kept, quota checked, filed in the CRM (contacts, threads; no rules, no spam check)."""
     from .lifecycle import transfer
 
-    def write(job: Callable[[sqlite3.Connection], None]) -> None:
+    def write(job: Callable[[sqlite3.Connection], int]) -> int:
         with state.write() as conn:
-            job(conn)
+            return job(conn)
 
     with errors_as_messages():
         with state.read() as conn:
             account = accounts.get_account(conn, email)
         found = transfer.items(Path(path))
         with click.progressbar(length=len(found), label="importing", file=sys.stderr) as bar:
-            count = transfer.import_all(write, account.id, found, bar.update)
+            count = transfer.import_all(
+                write,
+                account.id,
+                found,
+                bar.update,
+                crm=state.config.crm.enabled,
+                sent_folder=state.config.submission.sent_folder,
+            )
     click.echo(f"imported {count} message(s) into {account.email}")
 
 
@@ -1063,6 +1111,8 @@ def rules_test(state: State, email: str, message: str, mail_from: str, as_json: 
     click.echo(f"direction: {result['direction']}  sender: <{result['sender']}> ({result['contact']})")
     for copy in result["copies"]:  # type: ignore[attr-defined]
         click.echo(f"file into {copy['folder']}  flags: {' '.join(copy['flags']) or '-'}")
+    if result["tags"]:
+        click.echo(f"tag the contact: {' '.join(result['tags'])}")  # type: ignore[arg-type]
     for step in result["trace"]:  # type: ignore[attr-defined]
         click.echo(f"  {step}")
     if result["unassigned"]:

@@ -79,6 +79,14 @@ class TLSConfig:
 
     cert: str = setting("", "Certificate chain file; empty means no TLS (STARTTLS not offered).")
     key: str = setting("", "Private key file for the certificate.")
+    reload_interval: float = setting(
+        60.0,
+        "How often the daemon looks (one stat of each file) whether the certificate or key changed on disk, as "
+        "after a certbot/ACME renewal, and loads the new pair for new connections on every TLS listener. A pair "
+        "that does not load (half-written, key not matching) is logged and the old one stays. 0 turns the check "
+        "off (SIGHUP still reloads).",
+        "duration",
+    )
 
 
 @dataclass(frozen=True)
@@ -202,6 +210,11 @@ class QuotaConfig:
     """Defaults for new accounts; 0 means unlimited."""
 
     disk: int = setting(5_000_000_000, "Disk quota of a new account.", "size")
+    messages: int = setting(
+        0,
+        "Most messages a new account may hold in its mailboxes (IMAP QUOTA resource MESSAGE); beyond it mail is "
+        "refused like over the disk quota (452 4.2.2 / 552 5.2.2, NO [OVERQUOTA]). 0 = unlimited.",
+    )
     daily_send: int = setting(1000, "Recipients a new account may send to per day.")
     hourly_send: int = setting(
         0, "Recipients a new account may send to per hour (UTC clock hour); more get 450 4.7.1. 0 = unlimited."
@@ -231,7 +244,9 @@ class RetentionConfig:
 
     deleted_days: int = setting(90, "Days expunged mail and terminated accounts are kept before purging.")
     activity_days: int = setting(
-        365, "Days login history and send counters are kept (relentad activity); older rows are purged. 0 = forever."
+        365,
+        "Days login history and send counters are kept per row (relentad activity); older days are rolled up into "
+        "one summary per account and month (totals are kept) and their rows deleted. 0 = keep every row forever.",
     )
 
 
@@ -269,6 +284,11 @@ class CRMConfig:
         "$Unassigned",
         "IMAP keyword given to received mail whose author is a person who is not a confirmed contact yet, for "
         'review (relentad contacts unassigned); "" sets none.',
+    )
+    imap_folders: bool = setting(
+        True,
+        "Show the read-only IMAP virtual folders Contacts/<Name> and Companies/<Name>: every message with a "
+        "confirmed contact, or with a company's contacts, across the account's folders.",
     )
 
 

@@ -6,6 +6,10 @@ Lifecycle:
   $NOTIFY_SOCKET is set; no libsystemd needed).
 - SIGHUP: reload the configuration and certificates; new connections use them, open ones are not dropped. A bad
   file is logged line by line and the old configuration stays. Address changes need a restart (logged).
+- Certificate renewals without SIGHUP: every ``[tls] reload_interval`` one stat of the certificate and key
+  (:class:`tls.PairWatcher`); when they changed, the pair is loaded again the same way (bad pair: logged, old kept).
+  Every TLS listener takes its context from ``self.context`` at handshake time (STARTTLS on 25/587/143 per
+  connection, 465 and 993 through an SNI callback), so one assignment switches them all.
 - SIGTERM/SIGINT: stop accepting, close idle connections with 421, let transactions in flight finish (at most
   ``limits.shutdown_grace``), drain the store's writer, exit 0.
 """
@@ -96,14 +100,22 @@ class Daemon:
     servers: dict[str, asyncio.Server] = field(default_factory=dict)
     smtp_connections: Connections = field(default_factory=Connections)
     submission_connections: Connections = field(default_factory=lambda: Connections("submission"))
-    # The SSLContext port 465 was bound with; SIGHUP loads a renewed certificate into it (new connections only).
+    # The SSLContext port 465 was bound with; its SNI callback hands each handshake the current context.
     implicit_ssl: ssl.SSLContext | None = None
+    certificate_files: tls.PairWatcher = field(default_factory=tls.PairWatcher)
 
     def __post_init__(self) -> None:
+        self.certificate_files.mark(self.config)
         self.context = ListenerContext(self.config, tls.server_context(self.config))
 
     def current_context(self) -> ListenerContext:
         return self.context
+
+    def _current_tls(self, connection: ssl.SSLObject, server_name: str | None, initial: ssl.SSLContext) -> None:
+        """Port 465's SNI callback (called with or without SNI): handshake with the certificate loaded last."""
+        current = self.context.tls_context
+        if current is not None and current is not initial:
+            connection.context = current
 
     def implicit_tls_context(self) -> ListenerContext:
         """Port 465's view: the TLS is the listener's own, so its sessions must not offer STARTTLS."""
@@ -120,6 +132,7 @@ class Daemon:
                 if self.implicit_ssl is None:
                     log.warning("submissions listener needs [tls] cert and key: not started")
                     continue
+                self.implicit_ssl.sni_callback = self._current_tls
             get_context = self.implicit_tls_context if implicit else self.current_context
             factory = protocol_factory(handler, get_context, self.submission_connections, auth_require_tls=False)
             self.servers[name] = await loop.create_server(
@@ -176,6 +189,7 @@ class Daemon:
         # the daily retention purge (issue 7): expunged mail and terminated accounts past [retention] deleted_days
         purger = asyncio.ensure_future(retention.run_daily(store, lambda: self.config.retention))
         snapshots = asyncio.ensure_future(backup.run_daily(lambda: self.config))
+        cert_watcher = asyncio.ensure_future(self.watch_certificates())
         metrics_server = metrics.MetricsServer(
             metrics.DaemonView(
                 store,
@@ -214,6 +228,7 @@ class Daemon:
         finally:
             purger.cancel()
             snapshots.cancel()
+            cert_watcher.cancel()
             metrics_server.close()
             for server in self.servers.values():
                 server.close()
@@ -238,6 +253,7 @@ class Daemon:
         assert path is not None
         try:
             new = config_mod.load(path)
+            files = tls.pair_signature(new)
             context = ListenerContext(new, tls.server_context(new))
         except ConfigError as exc:
             for problem in exc.problems:
@@ -249,15 +265,38 @@ class Daemon:
         if new.listen != self.config.listen:
             log.warning("listen addresses changed: restart relentad to apply them")
         self.config = new
-        self.context = context
-        if self.implicit_ssl is not None and new.tls_enabled:  # the pair was just loaded fine above
-            try:
-                self.implicit_ssl.load_cert_chain(new.resolve(new.tls.cert), new.resolve(new.tls.key))
-            except (OSError, ssl.SSLError) as exc:
-                log.error("reload: port 465 keeps its old certificate: %s", exc)
+        self.context = context  # every TLS listener picks it up at its next handshake
+        self.certificate_files.seen = files
         self.pipeline.configure(new)
         logging.getLogger().setLevel(new.server.log_level.upper())
         log.info("configuration reloaded from %s", path)
+
+    async def watch_certificates(self) -> None:
+        """Load the certificate again when its files change on disk (an ACME renewal that sends no SIGHUP)."""
+        while True:
+            interval = self.config.tls.reload_interval
+            await asyncio.sleep(interval or 60.0)  # when off, look again later: a SIGHUP may turn it on
+            try:
+                if interval and self.config.tls_enabled and self.certificate_files.changed(self.config):
+                    self.reload_certificates()
+            except Exception:  # a bug here must not end the watching for the daemon's lifetime
+                log.exception("certificate watch failed; trying again in %ss", interval or 60.0)
+
+    def reload_certificates(self) -> None:
+        """The configured pair as it is on disk now, for new connections; on any problem the old pair stays."""
+        config = self.config
+        try:
+            context = tls.server_context(config)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: half-written PEM, key not matching
+            log.error(
+                "certificate reload refused, the old certificate stays: %s / %s: %s",
+                config.resolve(config.tls.cert),
+                config.resolve(config.tls.key),
+                exc,
+            )
+            return
+        self.context = ListenerContext(config, context)
+        log.info("certificate reloaded from %s (changed on disk)", config.resolve(config.tls.cert))
 
 
 def serve(config_path: Path) -> int:

@@ -61,9 +61,14 @@ class Delivery:
     received_at: float = field(default_factory=time.time)
     structure: str | None = None
     verify_sender: bool = False  # mail from the world: check SPF/DKIM/DMARC before filing
-    # Skip copies for accounts the message would take over their disk quota, checked in the commit transaction
-    # (exact); when no copy is left, the commit raises SMTPReply 552 5.2.2 and nothing is stored.
+    # Skip copies for accounts the message would take over their disk quota or message limit, checked in the commit
+    # transaction (exact; the sender's own Sent copy is never skipped); when no recipient's copy is left, the
+    # commit raises SMTPReply 552 5.2.2 and nothing is stored — unless ``refuse_when_full`` is off (submission
+    # whose message also goes to remote recipients: it bounces the skipped copies). The skipped placements end up
+    # in ``over_quota``.
     check_quota: bool = False
+    refuse_when_full: bool = True
+    over_quota: list[Placement] = field(default_factory=list)
     headers: list[bytes] = field(default_factory=list)  # fields every copy gets (Authentication-Results)
     auth: mailauth.AuthResult | None = None
     # Writes that must commit in the same transaction as the copies (submission's queue entries, a bounce's
@@ -106,10 +111,12 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
     def job(conn: sqlite3.Connection) -> list[Stored]:
         blob_id = messages.store_blob(conn, delivery.raw, delivery.structure)
         stored = []
+        delivery.over_quota = []
         for placement in delivery.placements:
             prefix = _prefix(delivery, placement, hostname)
             size = len(prefix) + len(delivery.raw)
-            if delivery.check_quota and quota.would_exceed(conn, placement.account_id, size):
+            if delivery.check_quota and not placement.outgoing and quota.would_exceed(conn, placement.account_id, size):
+                delivery.over_quota.append(placement)
                 continue  # that account is full; the others still get their copy (quota.py)
             mailbox_id = mailboxes.find(conn, placement.account_id, placement.mailbox)
             if mailbox_id is None:  # a rule's folder, a missing Sent: made with any missing parent levels
@@ -126,7 +133,9 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
             )
             row_id = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
             stored.append(Stored(placement.account_id, mailbox_id, uid, modseq, row_id, blob_id))
-        if delivery.check_quota and delivery.placements and not stored:  # rolls this job back (its savepoint)
+        checked = sum(not p.outgoing for p in delivery.placements) if delivery.check_quota else 0
+        if checked and delivery.refuse_when_full and len(delivery.over_quota) == checked:
+            # no recipient's copy fits: raising rolls this job back (its savepoint), the Sent copy too
             raise SMTPReply(552, "5.2.2", "Mailbox full: the message would exceed the quota")
         for write in delivery.also:
             write(conn)
@@ -251,11 +260,18 @@ class Pipeline:
     def sort(self, delivery: Delivery) -> None:
         """Step 3, the CRM (crm/sorter.py): rules choose folders and flags now; contacts, threads and links are
         written with the copies. Never refuses mail: a sorter failure is logged and the message filed unsorted."""
-        try:
-            parsed = delivery.parsed or message.ParsedMessage.from_json(delivery.structure or "")
-            record = self.store.read(lambda conn: self.sorter.plan(conn, delivery, parsed))
-        except Exception:
-            log.exception("crm: sorting failed; the message is filed unsorted")
-            return
-        if record is not None:
-            delivery.linked.append(record)
+        self.store.read(functools.partial(sort_step, self.sorter, delivery=delivery))
+
+
+def sort_step(sorter: Sorter, conn: sqlite3.Connection, delivery: Delivery, *, keep_copies: bool = False) -> None:
+    """The CRM step on ``conn`` (the pipeline's reader; ``relentad import``'s write transaction): plan the copies
+    and add the job that files the message to ``delivery.linked``. ``keep_copies``: an import — no rules, no
+    unassigned keyword (:meth:`Sorter.plan`). Never raises: a failure is logged and the message filed unsorted."""
+    try:
+        parsed = delivery.parsed or message.ParsedMessage.from_json(delivery.structure or "")
+        record = sorter.plan(conn, delivery, parsed, keep_copies=keep_copies)
+    except Exception:
+        log.exception("crm: sorting failed; the message is filed unsorted")
+        return
+    if record is not None:
+        delivery.linked.append(record)

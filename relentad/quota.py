@@ -4,8 +4,9 @@ Disk usage is the sum of the sizes (trace prefix + blob) of the messages in the 
 ``accounts.used_bytes``/``used_messages`` by triggers (migration 006) in the same transaction that adds or
 removes a row, so it is exact under concurrency and O(1) to read; :func:`recount` checks it against the rows.
 Messages in the retention area (``expunged``) do not count: the user deleted them. Limits live on the account
-row (``quota_bytes``, ``daily_send``, ``hourly_send``; 0 = unlimited), defaults for new accounts come from
-``[quota]``.
+row (``quota_bytes``, ``quota_messages`` — RFC 9208 STORAGE and MESSAGE —, ``daily_send``, ``hourly_send``;
+0 = unlimited), defaults for new accounts come from ``[quota]``. Every check that adds messages
+(:func:`would_exceed`) tests both the octets and the message count, in the transaction that adds them.
 
 Send counters are the submission's ``send_counts`` rows (recipients per UTC hour / day), so they survive
 restarts; a limit of N lets exactly N recipients through in the period and refuses the next one.
@@ -35,15 +36,18 @@ class Usage:
     hourly_send: int
     sent_today: int
     sent_this_hour: int
+    message_limit: int = 0  # most messages the mailboxes may hold, 0 = unlimited
 
     @property
     def full(self) -> bool:
-        """No room left at all (SMTP RCPT gets 452 4.2.2)."""
-        return bool(self.limit) and self.bytes >= self.limit
+        """No room left at all (SMTP RCPT gets 452 4.2.2): the octets or the message count are at their limit."""
+        disk_full = bool(self.limit) and self.bytes >= self.limit
+        return disk_full or (bool(self.message_limit) and self.messages >= self.message_limit)
 
-    def fits(self, extra: int) -> bool:
-        """``extra`` more octets stay within the limit."""
-        return not self.limit or self.bytes + extra <= self.limit
+    def fits(self, extra: int, count: int = 1) -> bool:
+        """``count`` more messages of ``extra`` octets in all stay within both limits."""
+        disk = not self.limit or self.bytes + extra <= self.limit
+        return disk and (not self.message_limit or self.messages + count <= self.message_limit)
 
     @property
     def percent(self) -> float:
@@ -81,16 +85,34 @@ def disk_limit(conn: sqlite3.Connection, account_id: int) -> int:
     return 0 if row is None else int(row[0])
 
 
-def would_exceed(conn: sqlite3.Connection, account_id: int, extra: int) -> bool:
-    """``extra`` more octets would take the account over its disk quota."""
-    limit = disk_limit(conn, account_id)
-    return bool(limit) and disk_usage(conn, account_id)[0] + extra > limit
+def limits(conn: sqlite3.Connection, account_id: int) -> tuple[int, int]:
+    """(octets, messages) the account may hold (0 = unlimited, also for an unknown account)."""
+    row = conn.execute("SELECT quota_bytes, quota_messages FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+
+def message_limit(conn: sqlite3.Connection, account_id: int) -> int:
+    """The most messages the account may hold (RFC 9208 MESSAGE; 0 = unlimited)."""
+    return limits(conn, account_id)[1]
+
+
+def would_exceed(conn: sqlite3.Connection, account_id: int, extra: int, count: int = 1) -> bool:
+    """``count`` more messages of ``extra`` octets in all would take the account over its disk quota or its
+    message limit (``count`` = 0 checks the octets only)."""
+    disk, most = limits(conn, account_id)
+    if not disk and not most:
+        return False
+    used, held = disk_usage(conn, account_id)
+    return (bool(disk) and used + extra > disk) or (bool(most) and count > 0 and held + count > most)
 
 
 def is_full(conn: sqlite3.Connection, account_id: int) -> bool:
-    """No room left at all (SMTP RCPT gets 452 4.2.2)."""
-    limit = disk_limit(conn, account_id)
-    return bool(limit) and disk_usage(conn, account_id)[0] >= limit
+    """No room left at all (SMTP RCPT gets 452 4.2.2): octets or message count at the limit."""
+    disk, most = limits(conn, account_id)
+    if not disk and not most:
+        return False
+    used, held = disk_usage(conn, account_id)
+    return (bool(disk) and used >= disk) or (bool(most) and held >= most)
 
 
 def sent_count(conn: sqlite3.Connection, account_id: int, period: str, now: float | None = None) -> int:
@@ -107,9 +129,9 @@ def sent_count(conn: sqlite3.Connection, account_id: int, period: str, now: floa
 def get(conn: sqlite3.Connection, account_id: int, now: float | None = None) -> Usage:
     """Everything about one account's quotas, read in one go."""
     row = conn.execute(
-        "SELECT quota_bytes, daily_send, hourly_send FROM accounts WHERE id = ?", (account_id,)
+        "SELECT quota_bytes, daily_send, hourly_send, quota_messages FROM accounts WHERE id = ?", (account_id,)
     ).fetchone()
-    limit, daily, hourly = (0, 0, 0) if row is None else (int(row[0]), int(row[1]), int(row[2]))
+    limit, daily, hourly, most = (0, 0, 0, 0) if row is None else (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
     used, count = disk_usage(conn, account_id)
     return Usage(
         account_id=account_id,
@@ -120,6 +142,7 @@ def get(conn: sqlite3.Connection, account_id: int, now: float | None = None) -> 
         hourly_send=hourly,
         sent_today=sent_count(conn, account_id, "day", now),
         sent_this_hour=sent_count(conn, account_id, "hour", now),
+        message_limit=most,
     )
 
 
@@ -140,10 +163,13 @@ def set_limits(
     disk: int | None = None,
     daily_send: int | None = None,
     hourly_send: int | None = None,
+    messages: int | None = None,
 ) -> None:
     """Change an account's limits (None leaves one as it is); a new disk limit re-arms the 90 % warning."""
     if disk is not None:
         conn.execute("UPDATE accounts SET quota_bytes = ?, quota_warned = 0 WHERE id = ?", (disk, account_id))
+    if messages is not None:
+        conn.execute("UPDATE accounts SET quota_messages = ? WHERE id = ?", (messages, account_id))
     if daily_send is not None:
         conn.execute("UPDATE accounts SET daily_send = ? WHERE id = ?", (daily_send, account_id))
     if hourly_send is not None:

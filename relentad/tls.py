@@ -1,7 +1,9 @@
 """TLS: server SSLContexts from the configured certificate, and self-signed pairs for development.
 
-Invariants: TLS 1.2 is the minimum; contexts are built fresh on every (re)load so SIGHUP picks up a renewed
-certificate for new connections while existing ones keep theirs.
+Invariants: TLS 1.2 is the minimum; contexts are built fresh on every (re)load (SIGHUP, or :class:`PairWatcher`
+seeing the files change on disk) so a renewed certificate serves new connections while existing ones keep theirs;
+a context that is in use is never modified (a failed ``load_cert_chain`` into a live context can leave it with a
+certificate and no key).
 """
 
 from __future__ import annotations
@@ -27,6 +29,47 @@ def server_context(config: Config) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(config.resolve(config.tls.cert), config.resolve(config.tls.key))
     return context
+
+
+# What one stat says about a file: (device, inode, size, mtime in ns); None when it cannot be stat'ed.
+FileStat = tuple[int, int, int, int] | None
+
+
+def pair_signature(config: Config) -> tuple[FileStat, FileStat]:
+    """The stat of the configured certificate and key, following symlinks. An ACME renewal changes it: certbot
+    re-points ``live/`` symlinks at new files (new inode), other clients rewrite in place (new mtime or size)."""
+    signature: list[FileStat] = []
+    for value in (config.tls.cert, config.tls.key):
+        try:
+            st = config.resolve(value).stat()
+        except OSError:
+            signature.append(None)
+        else:
+            signature.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    return signature[0], signature[1]
+
+
+class PairWatcher:
+    """Tells whether the certificate or key changed on disk since the last look: stat only, nothing read.
+
+    The daemon asks every ``[tls] reload_interval`` and loads the pair when it changed; a pair that does not load
+    is not retried until the files change again (so a broken renewal logs once, not every interval).
+    """
+
+    def __init__(self) -> None:
+        self.seen: tuple[FileStat, FileStat] | None = None
+
+    def mark(self, config: Config) -> None:
+        """Remember the files as they are now (just before loading them)."""
+        self.seen = pair_signature(config)
+
+    def changed(self, config: Config) -> bool:
+        """True (once) when the files differ from the last look."""
+        now = pair_signature(config)
+        if now == self.seen:
+            return False
+        self.seen = now
+        return True
 
 
 def make_self_signed(cert_path: Path, key_path: Path, hostnames: list[str], days: int = 3650) -> None:

@@ -242,7 +242,17 @@ def add_address(conn: sqlite3.Connection, account_id: int, contact_id: int, addr
         (_company_for(conn, account_id, normal), contact_id),
     )
     _confirm(conn, contact_id)
+    _company_view_changed(conn, contact_id)
     return normal
+
+
+def _company_view_changed(conn: sqlite3.Connection, contact_id: int) -> None:
+    """The contact's company may have gained older messages: its virtual folder's UIDVALIDITY grows."""
+    conn.execute(
+        """UPDATE crm_companies SET uidvalidity = uidvalidity + 1
+           WHERE id = (SELECT company_id FROM crm_contacts WHERE id = ?)""",
+        (contact_id,),
+    )
 
 
 def _company_for(conn: sqlite3.Connection, account_id: int, address: str) -> int | None:
@@ -277,7 +287,7 @@ def merge(conn: sqlite3.Connection, account_id: int, keep: int, absorb: int) -> 
     conn.execute(
         """UPDATE crm_contacts SET name = ?, company_id = ?, notes = ?, confirmed = 1,
                kind = CASE WHEN kind = 'person' OR ? = 'person' THEN 'person' ELSE kind END,
-               first_contact = ?, last_contact = ?, uidvalidity = uidvalidity + 1
+               first_contact = ?, last_contact = ?, uidvalidity = ?
            WHERE id = ?""",
         (
             a["name"] or b["name"],
@@ -286,9 +296,11 @@ def merge(conn: sqlite3.Connection, account_id: int, keep: int, absorb: int) -> 
             b["kind"],
             min(firsts) if firsts else None,
             max(lasts) if lasts else None,
+            max(a["uidvalidity"], b["uidvalidity"]) + 1,  # above both: the folder name may pass from one to the other
             keep,
         ),
     )
+    _company_view_changed(conn, keep)
     conn.execute("DELETE FROM crm_contacts WHERE id = ?", (absorb,))
     # a message that involved both counts once now
     conn.execute(

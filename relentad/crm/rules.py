@@ -161,6 +161,7 @@ class Outcome:
     fileinto: list[tuple[str, list[str]]] = field(default_factory=list)
     keep: list[str] | None = None  # explicit keep: flags at that moment
     flags: list[str] = field(default_factory=list)  # the imap4flags variable at the end
+    tags: list[str] = field(default_factory=list)  # tagcontact: tags for the message's contact
     stopped: bool = False
     trace: list[str] = field(default_factory=list)
 
@@ -214,7 +215,10 @@ def _act(action: Action, outcome: Outcome, rule: str) -> None:
         outcome.fileinto.append((action.argument, flags))
     elif name == "keep":
         outcome.keep = list(action.flags) if action.flags is not None else list(outcome.flags)
-    outcome.trace.append(f"{rule}: {name}" + (f" {action.argument}" if action.argument else ""))
+    elif name == "tagcontact":
+        outcome.tags += [tag for tag in action.tags if tag not in outcome.tags]
+    argument = action.argument or " ".join(action.tags)
+    outcome.trace.append(f"{rule}: {name}" + (f" {argument}" if argument else ""))
 
 
 def evaluate(scripts: list[tuple[str, Script]], view: MessageView) -> Outcome:

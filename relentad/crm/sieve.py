@@ -5,7 +5,9 @@ Supported (anything else is refused when the rule is added, with a one-line reas
   ``:matches`` and ``:all`` ``:localpart`` ``:domain``, comparators ``i;ascii-casemap`` (default) and
   ``i;octet``; ``exists``, ``size :over/:under``, ``allof``, ``anyof``, ``not``, ``true``, ``false``;
 - actions: ``fileinto`` (RFC 5228 §4.1; the folder is created when missing; ``:flags`` of RFC 5232), ``keep``,
-  ``stop``, and RFC 5232 imap4flags ``addflag`` / ``setflag`` / ``removeflag``;
+  ``stop``, and RFC 5232 imap4flags ``addflag`` / ``setflag`` / ``removeflag``; relentad's own
+  ``tagcontact <tags>`` (``require "vnd.relentad.tagcontact"``, RFC 5228 §6.1 vendor extension): tag the
+  message's contact;
 - control: ``require``, ``if`` / ``elsif`` / ``else``.
 
 ``discard``, ``redirect`` and ``reject`` are refused on purpose: relentad never drops or bounces mail on a rule.
@@ -20,9 +22,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sievelib import commands as sieve_commands
 from sievelib.parser import Parser
 
 from ..errors import InvalidInput
+from .contacts import check_tag
 
 MATCH_TYPES = (":is", ":contains", ":matches")
 ADDRESS_PARTS = (":all", ":localpart", ":domain")
@@ -89,11 +93,13 @@ Test = AddressTest | HeaderTest | ExistsTest | SizeTest | Combined | NotTest | C
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """fileinto (``argument`` = folder), keep, stop, addflag / setflag / removeflag (``flags``)."""
+    """fileinto (``argument`` = folder), keep, stop, addflag / setflag / removeflag (``flags``), tagcontact
+    (``tags``)."""
 
     name: str
     argument: str = ""
     flags: tuple[str, ...] | None = None  # fileinto/keep :flags
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +190,18 @@ def _test(command: Any) -> Test:
     raise InvalidInput(f"the test {name!r} is not supported")
 
 
+TAG_EXTENSION = "vnd.relentad.tagcontact"
+
+
+class TagcontactCommand(sieve_commands.ActionCommand):  # type: ignore[misc]
+    """``tagcontact <string-list>``: sievelib's grammar for relentad's action (looked up by class name)."""
+
+    args_definition = [{"name": "tags", "type": ["string", "stringlist"], "required": True}]  # noqa: RUF012
+    extension = TAG_EXTENSION
+
+
+sieve_commands.add_commands(TagcontactCommand)
+
 _REFUSED = {
     "discard": "discard is not supported: relentad never drops mail on a rule (fileinto Trash instead)",
     "redirect": "redirect is not supported by relentad rules",
@@ -223,6 +241,8 @@ def _block(commands: list[Any]) -> tuple[Command, ...]:
             out.append(Action(name, flags=flags))
         elif name == "stop":
             out.append(Action("stop"))
+        elif name == "tagcontact":
+            out.append(Action(name, tags=tuple(check_tag(tag) for tag in _strings(command.arguments["tags"]))))
         elif name in _REFUSED:
             raise InvalidInput(_REFUSED[name])
         else:

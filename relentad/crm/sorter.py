@@ -5,7 +5,8 @@ Two halves, so the delivery stays one transaction and the event loop never waits
   works out the direction (``out`` for the sender's Sent copy and for mail whose From is the account's own), the
   participants, the account's rules (which may change the folder and flags of the copy, or add copies) and the
   ``$Unassigned`` keyword (a person who is not a confirmed contact wrote; lists and automatic senders never
-  count). It returns a :data:`Record` job.
+  count). It returns a :data:`Record` job. For an import (``relentad import``) it only works out direction and
+  participants: the copies keep the folders and flags they had (no rules, no ``$Unassigned``).
 - The job runs on the store's writer thread inside the SAME transaction as the message copies, after they were
   inserted, with the stored rows: it files the message (``crm_messages``, one per account and blob, so a
   duplicate delivery counts once), its thread, contacts, companies and the links between them.
@@ -102,6 +103,7 @@ class AccountPlan:
     subject: str
     sender: str
     unknown: frozenset[str] = frozenset()  # addresses that were no contact's when planned (likely new)
+    tags: tuple[str, ...] = ()  # the rules' tagcontact: tags for the message's contact
 
 
 def _add_flags(placement: Placement, names: list[str]) -> None:
@@ -161,9 +163,14 @@ class Sorter:
     def __init__(self, unassigned: str = UNASSIGNED) -> None:
         self.unassigned = unassigned  # the keyword for mail to review; "" for none ([crm] unassigned_keyword)
 
-    def plan(self, conn: sqlite3.Connection, delivery: Delivery, parsed: ParsedMessage) -> Record | None:
+    def plan(
+        self, conn: sqlite3.Connection, delivery: Delivery, parsed: ParsedMessage, *, keep_copies: bool = False
+    ) -> Record | None:
         """Decide folders, flags and keywords of the copies (mutating ``delivery.placements``); return the job
-        that files the message in the CRM, or None when there is nothing to record."""
+        that files the message in the CRM, or None when there is nothing to record.
+
+        ``keep_copies`` (an import of mail the user already had): leave every copy's folder and flags as they
+        are — no rules, no unassigned keyword — and only file the message in the CRM."""
         by_account: dict[int, list[Placement]] = {}
         for placement in delivery.placements:
             by_account.setdefault(placement.account_id, []).append(placement)
@@ -176,7 +183,8 @@ class Sorter:
             direction = OUT if outgoing else IN
             people = participants.participants(parsed, own, direction)
             incoming = [p for p in placements if not p.outgoing]
-            if incoming:
+            tags: list[str] = []
+            if incoming and not keep_copies:
                 if self.unassigned and direction == IN and self._unassigned(people, known):
                     for placement in incoming:
                         _add_flags(placement, [self.unassigned])
@@ -188,9 +196,12 @@ class Sorter:
                         placement.address,
                         _virtual(known, placement.mailbox == mailboxes.JUNK),
                     )
-                    delivery.placements.extend(apply_outcome(placement, rules.evaluate(scripts, view)))
+                    outcome = rules.evaluate(scripts, view)
+                    delivery.placements.extend(apply_outcome(placement, outcome))
+                    tags += [tag for tag in outcome.tags if tag not in tags]
             new = frozenset({sender}) if sender and known is None else frozenset()
-            plans.append(AccountPlan(account_id, direction, people, (parsed.subject or "").strip(), sender, new))
+            subject = (parsed.subject or "").strip()
+            plans.append(AccountPlan(account_id, direction, people, subject, sender, new, tuple(tags)))
         if not plans:
             return None
         when = delivery.received_at
@@ -260,7 +271,19 @@ def file_message(conn: sqlite3.Connection, plan: AccountPlan, parsed: ParsedMess
         "INSERT OR IGNORE INTO crm_thread_contacts (thread_id, contact_id)",
         [(thread_id, contact_id) for contact_id in links],
     )
+    if plan.tags:
+        _tag_contact(conn, links, plan.tags)
     return message_id
+
+
+def _tag_contact(conn: sqlite3.Connection, links: dict[int, str], tags: Sequence[str]) -> None:
+    """The rules' ``tagcontact``: tag the message's contact — its author, or the mailing list for list traffic.
+    A rule's tag does not confirm the contact (only the owner's own acts and replies do)."""
+    contact_id = next((c for c, role in links.items() if role == "from"), None)
+    if contact_id is None:
+        contact_id = next((c for c, role in links.items() if role == "list"), None)
+    if contact_id is not None:
+        insert_rows(conn, "INSERT OR IGNORE INTO crm_tags (contact_id, tag)", [(contact_id, tag) for tag in tags])
 
 
 def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes, mail_from: str) -> dict[str, object]:
@@ -287,5 +310,6 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
             {"folder": c.mailbox, "flags": flagmod.names(c.flags, " ".join(c.keywords))} for c in [placement, *extra]
         ],
         "trace": outcome.trace,
+        "tags": outcome.tags,
         "participants": [dataclasses.asdict(p) for p in people],
     }

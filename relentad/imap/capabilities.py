@@ -29,9 +29,11 @@ BASE = (
     "QRESYNC",
     "QUOTA",
     "QUOTA=RES-STORAGE",
+    "QUOTA=RES-MESSAGE",
     "BINARY",
     "STATUS=SIZE",
     "UTF8=ACCEPT",
+    "SAVEDATE",
 )
 
 ENABLEABLE = frozenset(("CONDSTORE", "QRESYNC", "IMAP4REV2", "UTF8=ACCEPT"))

@@ -28,6 +28,7 @@ __all__ = [
     "Atom",
     "ImapValue",
     "Literal8",
+    "Rendered",
     "ResponseCode",
     "astring",
     "continuation",
@@ -70,7 +71,15 @@ class Literal8:
     data: bytes
 
 
-ImapValue: TypeAlias = "str | bytes | int | Atom | Literal8 | Sequence[ImapValue] | None"
+@dataclass(frozen=True)
+class Rendered:
+    """A parenthesized list rendered earlier by :func:`render` (a cached ENVELOPE or BODYSTRUCTURE): written as
+    it is, and spaced as the list it stands for."""
+
+    data: bytes
+
+
+ImapValue: TypeAlias = "str | bytes | int | Atom | Literal8 | Rendered | Sequence[ImapValue] | None"
 
 
 def _utf8(text: str) -> bytes:
@@ -117,6 +126,8 @@ def _render_into(value: ImapValue, out: list[bytes], utf8: bool) -> None:
         out.append(_utf8(value.text))
     elif isinstance(value, Literal8):
         out.append(b"~{%d}\r\n" % len(value.data) + value.data)
+    elif isinstance(value, Rendered):
+        out.append(value.data)
     else:
         out.append(b"(")
         leading = True

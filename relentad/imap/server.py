@@ -23,6 +23,7 @@ from ..store.imapview import ReaderPool
 from .commands import HANDLERS
 from .connection import Connection
 from .session import Services, Session
+from .watch import ExternalChanges
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class ImapServer:
             authenticator=authenticator,
             get_config=get_config,
             get_tls=get_tls,
+            watcher=ExternalChanges(store.path, bus),
         )
         self.sessions: set[Session] = set()
         self.per_ip: collections.Counter[str] = collections.Counter()
@@ -103,3 +105,5 @@ class ImapServer:
 
     def close(self) -> None:
         self.services.readers.close()
+        if self.services.watcher is not None:
+            self.services.watcher.close()

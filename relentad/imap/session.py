@@ -17,6 +17,7 @@ Implementation notes (invariants):
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import enum
 import ipaddress
@@ -35,13 +36,26 @@ from ..store import flags as flagmod
 from ..store import imapview, imapwrite
 from ..store.db import Store
 from . import capabilities as caps
+from . import virtual
 from .connection import Connection, LineTooLong
 from .errors import ImapError, reply_for
 from .parser import ParseError, UnsupportedCharset, line_tag, parse_command, pending_literal
-from .responses import Atom, ImapValue, ResponseCode, continuation, flag_list, tagged, untagged, untagged_status
+from .responses import (
+    Atom,
+    ImapValue,
+    ResponseCode,
+    continuation,
+    flag_list,
+    render,
+    tagged,
+    untagged,
+    untagged_status,
+)
 from .sequence import SequenceSet
 from .sequence import render as render_set
 from .view import Selected
+from .virtual import VirtualView
+from .watch import ExternalChanges
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,6 +104,10 @@ STATE_COMMANDS: dict[State, frozenset[str]] = {
 """Which commands each state allows (RFC 9051 §6.1-6.4); UID forms share their command's name."""
 
 _NO_EXPUNGE = frozenset(("FETCH", "STORE", "SEARCH"))
+_FLAG_LISTS: dict[tuple[int, str], bytes] = {}
+"""Rendered flag lists (`(\\Seen $Work)`) by (flag bits, keywords)."""
+_FLAGS_LINES: dict[tuple[tuple[str, ...], bool, bool], bytes] = {}
+"""FLAGS + PERMANENTFLAGS responses by (keywords, read-only, UTF-8): rendered once, sent at every SELECT."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +137,8 @@ class Services:
     authenticator: Authenticator
     get_config: Callable[[], Config]
     get_tls: Callable[[], Any]
+    watcher: ExternalChanges | None = None
+    """Polls for changes other processes commit, while sessions IDLE (None: only in-process changes are seen)."""
 
 
 class Session:
@@ -271,10 +291,17 @@ class Session:
         if self.events is None:
             return False
         while not self.events.empty():
-            event = self.events.get_nowait()
-            if self.selected is not None and event.mailbox_id == self.selected.mailbox_id:
+            if self.concerns(self.events.get_nowait()):
                 relevant = True
         return relevant
+
+    def concerns(self, event: Event) -> bool:
+        """Whether the event may change what the selected mailbox shows: not when the session has already looked
+        past its modseq (the poll for other processes' changes also reports this daemon's own)."""
+        view = self.selected
+        if view is None or not view.watches(event.mailbox_id):
+            return False
+        return not (event.mailbox_id == view.mailbox_id and 0 < event.modseq <= view.modseq)
 
     async def sync(self, *, expunge_allowed: bool, force: bool = False) -> None:
         """Announce what changed in the selected mailbox since the session last looked (see module notes)."""
@@ -283,9 +310,13 @@ class Session:
         if view is None or not (relevant or force or self.dirty or view.pending_gone):
             return
         self.dirty = False
-        changes, gone, highest = self.read(
-            lambda c: imapview.changes_since(c, view.mailbox_id, view.modseq), snapshot=True
-        )
+        if isinstance(view, VirtualView):
+            await virtual.sync(self, view, expunge_allowed=expunge_allowed)
+            return
+        quiet = not relevant and not view.pending_gone  # NOOP, IDLE: one indexed query tells whether to look further
+        if quiet and self.read(lambda c: imapview.highest_modseq(c, view.mailbox_id)) == view.modseq:
+            return
+        changes, gone, highest = self.read(lambda c: imapview.changes_since(c, view.mailbox_id, view.modseq))
         if highest < 0:  # the mailbox was deleted meanwhile: every message is gone
             gone = list(view.uids)
         last = view.uids[-1] if view.uids else 0
@@ -308,9 +339,7 @@ class Session:
             if seq is not None:
                 if view.new_keywords(change.keywords):
                     self.announce_flags(view)
-                self.untagged(
-                    seq, Atom("FETCH"), self.flag_items(change.uid, change.flags, change.keywords, change.modseq)
-                )
+                self.send(self.flag_line(seq, change.uid, change.flags, change.keywords, change.modseq))
         if new_uids:
             view.uids.extend(new_uids)
             self.untagged(view.exists, Atom("EXISTS"))
@@ -325,14 +354,17 @@ class Session:
     async def claim_recent(self, view: Selected, uids: list[int]) -> None:
         """Messages this session sees first are \\Recent for it alone (RFC 3501 §2.3.2): a read-write session
         claims the unclaimed ones in a write job (serialised, so exactly one session wins); EXAMINE only looks."""
-        if view.readonly:
-            view.recent.update(uid for uid in uids if uid >= view.info.first_recent_uid)
+        if not uids:  # ``uids`` ascend: each range below is a slice found by bisection
             return
-        if any(uid >= view.recent_end for uid in uids):
+        if view.readonly:
+            view.recent.update(uids[bisect.bisect_left(uids, view.info.first_recent_uid) :])
+            return
+        if uids[-1] >= view.recent_end:
             first, end = await self.write(lambda c: imapwrite.claim_recent(c, view.mailbox_id))
             view.claimed.append((first, end))
             view.recent_end = max(view.recent_end, end)
-        view.recent.update(uid for uid in uids if any(low <= uid < high for low, high in view.claimed))
+        for low, high in view.claimed:
+            view.recent.update(uids[bisect.bisect_left(uids, low) : bisect.bisect_left(uids, high)])
 
     def announce_expunged(self, uids: list[int]) -> None:
         """EXPUNGE (or VANISHED with QRESYNC, RFC 7162 §3.2.10) for UIDs leaving the view, then drop them."""
@@ -354,9 +386,21 @@ class Session:
     def announce_flags(self, view: Selected) -> None:
         """FLAGS and PERMANENTFLAGS (RFC 9051 §7.3.5): at SELECT, and again when a new keyword appears."""
         keywords = list(view.keywords.values())
-        self.untagged(Atom("FLAGS"), flag_list([*flagmod.SYSTEM_FLAGS, *keywords]))
+        key = (tuple(keywords), view.readonly, self.utf8)
+        cached = None if isinstance(view, VirtualView) else _FLAGS_LINES.get(key)
+        if cached is not None:  # the same few flag sets are announced at every SELECT
+            self.send(cached)
+            return
+        lines = untagged(Atom("FLAGS"), flag_list([*flagmod.SYSTEM_FLAGS, *keywords]), utf8=self.utf8)
         permanent = [] if view.readonly else flag_list([*flagmod.SYSTEM_FLAGS, *keywords, "\\*"])
-        self.untagged_status("OK", "flags clients may set", [Atom("PERMANENTFLAGS"), permanent])
+        if isinstance(view, VirtualView):
+            permanent = virtual.permanent_flags(view)
+        lines += untagged_status("OK", "flags clients may set", [Atom("PERMANENTFLAGS"), permanent], utf8=self.utf8)
+        if not isinstance(view, VirtualView):
+            if len(_FLAGS_LINES) > 1024:
+                _FLAGS_LINES.clear()
+            _FLAGS_LINES[key] = lines
+        self.send(lines)
 
     def flag_items(self, uid: int, bits: int, keywords: str, modseq: int) -> list[ImapValue]:
         if self.selected is not None and uid in self.selected.recent:
@@ -365,6 +409,20 @@ class Session:
         if self.condstore:
             items += [Atom("MODSEQ"), [modseq]]
         return items
+
+    def flag_line(self, seq: int, uid: int, bits: int, keywords: str, modseq: int) -> bytes:
+        """`* seq FETCH (UID u FLAGS (...) [MODSEQ (m)])`: the same as untagged(seq, FETCH, flag_items(...)), built
+        directly (every session hears of every other's flag change), flag lists rendered once per flag set."""
+        if self.selected is not None and uid in self.selected.recent:
+            bits |= flagmod.RECENT
+        flags = _FLAG_LISTS.get((bits, keywords))
+        if flags is None:
+            if len(_FLAG_LISTS) > 4096:
+                _FLAG_LISTS.clear()
+            flags = _FLAG_LISTS[(bits, keywords)] = render(flag_list(flagmod.names(bits, keywords)))
+        if self.condstore:
+            return b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n" % (seq, uid, flags, modseq)
+        return b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, uid, flags)
 
     # -- the command loop -------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ Invariants (RFC 3501 §2.3.1.2, §7.4.1; RFC 7162):
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..store.imapview import MailboxInfo
@@ -43,6 +44,10 @@ class Selected:
                 added = True
         return added
 
+    def watches(self, mailbox_id: int) -> bool:
+        """Whether a change in ``mailbox_id`` may change this view (a CRM view watches every mailbox)."""
+        return mailbox_id == self.info.id
+
     @property
     def mailbox_id(self) -> int:
         return self.info.id
@@ -57,6 +62,21 @@ class Selected:
         if index < len(self.uids) and self.uids[index] == uid:
             return index + 1
         return None
+
+    def seqs(self, uids: Sequence[int]) -> dict[int, int]:
+        """Sequence numbers of the ascending ``uids`` that are in the view (one merge walk, not a bisect each)."""
+        out: dict[int, int] = {}
+        view = self.uids
+        if not uids:
+            return out
+        index = bisect.bisect_left(view, uids[0])
+        end = len(view)
+        for uid in uids:
+            while index < end and view[index] < uid:
+                index += 1
+            if index < end and view[index] == uid:
+                out[uid] = index + 1
+        return out
 
     def resolve(self, sequence_set: SequenceSet, *, uid: bool, saved: SequenceSet | None) -> list[int]:
         """The UIDs a command's set names, ascending. ``$`` is the saved SEARCH result (as UIDs).

@@ -3,9 +3,15 @@
 Invariants: nothing here writes on the mail path. Logins come from ``login_history`` (written by
 :mod:`relentad.auth.history` for every IMAP and submission attempt); recipients sent per day from the
 submission's ``send_counts``; messages received and bytes stored per UTC day are derived from the stored rows
-(mailboxes other than the Sent folder, plus the retention area, so deleting mail does not rewrite history until
-it is purged). Old rows are not kept forever: :func:`prune` (run by the retention purge) deletes login history
-and send counters older than ``[retention] activity_days``.
+(mailboxes other than the Sent folder, plus the retention area, so deleting mail does not rewrite history).
+
+Old rows are rolled up, not kept forever, and history totals survive: :func:`prune` (run by the retention purge)
+first adds everything of the days before the cutoff (``[retention] activity_days`` ago, at a UTC day boundary)
+to one ``activity_months`` row per account and UTC month, moves the account's watermark ``activity_rolled`` to
+the cutoff, then deletes login history and send counters older than the cutoff. Retained messages about to be
+purged are folded into their month first (:func:`fold_purged`) when they are newer than the watermark. So an
+account's totals are always: its monthly summaries + what the rows say from the watermark on (:func:`totals`),
+and nothing is counted twice: a row is counted by the rows until the watermark passes it, by its month after.
 """
 
 from __future__ import annotations
@@ -84,10 +90,113 @@ def days(conn: sqlite3.Connection, account_id: int, count: int, now: float | Non
     return out
 
 
+@dataclass(frozen=True)
+class Month:
+    month: str  # YYYY-MM (UTC)
+    received: int
+    sent: int  # recipients
+    bytes_stored: int
+    logins: int
+    failed_logins: int
+
+
+_MONTH = "strftime('%Y-%m', {}, 'unixepoch')"
+_UPSERT = """ON CONFLICT (account_id, month) DO UPDATE SET received = received + excluded.received,
+    bytes_stored = bytes_stored + excluded.bytes_stored, sent = sent + excluded.sent,
+    logins = logins + excluded.logins, failed_logins = failed_logins + excluded.failed_logins"""
+
+
+def _received_query(table: str, condition: str) -> str:
+    """Received mail (not in Sent) of ``table`` (messages or expunged) per account and month, ``condition`` on
+    ``m`` (the row) and ``a`` (its account), as an upsert into activity_months."""
+    return f"""INSERT INTO activity_months (account_id, month, received, bytes_stored, sent, logins, failed_logins)
+        SELECT b.account_id, {_MONTH.format("m.internaldate")}, count(*), sum(m.size), 0, 0, 0
+        FROM {table} m JOIN mailboxes b ON b.id = m.mailbox_id JOIN accounts a ON a.id = b.account_id
+        WHERE coalesce(b.special_use, '') != '\\Sent' AND {condition}
+        GROUP BY 1, 2 {_UPSERT}"""
+
+
+def fold_purged(conn: sqlite3.Connection, cutoff: float) -> None:
+    """Inside the purge's transaction, before retained rows with ``expunged < cutoff`` are deleted: add the ones
+    newer than their account's watermark to their month, so the purge does not lower any total."""
+    conn.execute(
+        _received_query("expunged", "m.expunged < ? AND m.internaldate >= a.activity_rolled"),
+        (cutoff,),
+    )
+
+
+def roll_up(conn: sqlite3.Connection, cutoff: float) -> None:
+    """Add each account's activity from its watermark up to ``cutoff`` to its monthly rows; move the watermark."""
+    window = "{0} >= a.activity_rolled AND {0} < ?"
+    for table in ("messages", "expunged"):
+        conn.execute(_received_query(table, window.format("m.internaldate")), (cutoff,))
+    conn.execute(
+        f"""INSERT INTO activity_months (account_id, month, received, bytes_stored, sent, logins, failed_logins)
+            SELECT s.account_id, {_MONTH.format("s.start")}, 0, 0, sum(s.recipients), 0, 0
+            FROM send_counts s JOIN accounts a ON a.id = s.account_id
+            WHERE s.period = 'day' AND {window.format("s.start")}
+            GROUP BY 1, 2 {_UPSERT}""",
+        (cutoff,),
+    )
+    conn.execute(
+        f"""INSERT INTO activity_months (account_id, month, received, bytes_stored, sent, logins, failed_logins)
+            SELECT l.account_id, {_MONTH.format("l.time")}, 0, 0, 0, sum(l.result = 'success'),
+                   sum(l.result != 'success')
+            FROM login_history l JOIN accounts a ON a.id = l.account_id
+            WHERE {window.format("l.time")}
+            GROUP BY 1, 2 {_UPSERT}""",
+        (cutoff,),
+    )
+    conn.execute("UPDATE accounts SET activity_rolled = ? WHERE activity_rolled < ?", (cutoff, cutoff))
+
+
 def prune(conn: sqlite3.Connection, keep_days: int, now: float | None = None) -> int:
-    """Delete login history and send counters older than ``keep_days``; returns the rows removed."""
+    """Roll up everything before the start of the UTC day ``keep_days`` ago into monthly rows, then delete login
+    history and send counters older than that; returns the rows removed."""
     now = time.time() if now is None else now
-    cutoff = now - keep_days * DAY
+    cutoff = float(int(now // DAY * DAY) - keep_days * DAY)
+    roll_up(conn, cutoff)
     removed = conn.execute("DELETE FROM login_history WHERE time < ?", (cutoff,)).rowcount
     removed += conn.execute("DELETE FROM send_counts WHERE start < ?", (int(cutoff),)).rowcount
     return int(removed)
+
+
+def months(conn: sqlite3.Connection, account_id: int) -> list[Month]:
+    """The account's rolled-up months, newest first."""
+    rows = conn.execute(
+        """SELECT month, received, sent, bytes_stored, logins, failed_logins FROM activity_months
+           WHERE account_id = ? ORDER BY month DESC""",
+        (account_id,),
+    )
+    return [Month(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows]
+
+
+def totals(conn: sqlite3.Connection, account_id: int) -> dict[str, int]:
+    """All-time counts: the monthly summaries plus the rows from the watermark on (what a roll-up preserves)."""
+    row = conn.execute("SELECT activity_rolled FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    since = 0.0 if row is None else float(row[0])
+    out = {"received": 0, "sent": 0, "bytes_stored": 0, "logins": 0, "failed_logins": 0}
+    for month in months(conn, account_id):
+        for key in out:
+            out[key] += getattr(month, key)
+    for table in ("messages", "expunged"):
+        got = conn.execute(
+            f"""SELECT count(*), coalesce(sum(m.size), 0) FROM {table} m JOIN mailboxes b ON b.id = m.mailbox_id
+                WHERE b.account_id = ? AND coalesce(b.special_use, '') != '\\Sent' AND m.internaldate >= ?""",
+            (account_id, since),
+        ).fetchone()
+        out["received"] += int(got[0])
+        out["bytes_stored"] += int(got[1])
+    sent = conn.execute(
+        "SELECT coalesce(sum(recipients), 0) FROM send_counts WHERE account_id = ? AND period = 'day' AND start >= ?",
+        (account_id, since),
+    ).fetchone()
+    out["sent"] += int(sent[0])
+    logins = conn.execute(
+        """SELECT coalesce(sum(result = 'success'), 0), coalesce(sum(result != 'success'), 0) FROM login_history
+           WHERE account_id = ? AND time >= ?""",
+        (account_id, since),
+    ).fetchone()
+    out["logins"] += int(logins[0])
+    out["failed_logins"] += int(logins[1])
+    return out

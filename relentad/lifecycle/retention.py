@@ -9,6 +9,8 @@ Invariants:
   references any more (``refs`` = 0, kept right by triggers). It runs in one write transaction, so a reader never
   sees half an account; ``now`` is a parameter so tests (``relentad purge --at``) can move the clock.
 - Login history rows of a purged account lose their account id (ON DELETE SET NULL), as the schema says.
+- Activity history is rolled up before rows go (:mod:`relentad.lifecycle.activity`): retained messages are folded
+  into their month's summary, and with ``activity_days`` the days before the cutoff are rolled into months.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class PurgeResult:
     accounts: int  # terminated accounts removed
     blobs: int  # message bodies no longer referenced, removed
     bytes: int  # octets of those bodies
-    activity_rows: int = 0  # login history and send counter rows past ``activity_days``
+    activity_rows: int = 0  # login history and send counter rows past ``activity_days`` (rolled up into months)
 
 
 def terminate(conn: sqlite3.Connection, account_id: int, now: float | None = None) -> int:
@@ -96,6 +98,7 @@ def purge(conn: sqlite3.Connection, deleted_days: int, now: float | None = None,
     activity rows older than ``activity_days`` (0 = keep them)."""
     now = time.time() if now is None else now
     cutoff = now - deleted_days * DAY
+    activity.fold_purged(conn, cutoff)  # what the activity totals counted from these rows moves to their month
     expunged = conn.execute("DELETE FROM expunged WHERE expunged < ?", (cutoff,)).rowcount
     gone = [
         int(r[0])

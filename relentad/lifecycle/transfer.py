@@ -9,17 +9,33 @@ Import reads an mbox file, a folder of ``.mbox`` files (this export), or a Maild
 is INBOX, ``.A.B`` is folder ``A/B``; flags from ``:2,`` names: D draft, F flagged, R answered, S seen,
 T deleted). Folders are kept (created when missing).
 
+Import runs the delivery pipeline's steps minus spam (mail the user already had is not scored again) in the CLI
+process, writing the database directly (safe while the daemon runs: SQLite serialises writers):
+- store: each message goes in the way IMAP APPEND stores it (:func:`relentad.store.imapwrite.append_message`:
+  structure parsed once, no trace header — the pipeline's Received/Delivered-To would change the bytes —, the
+  source's flags and internal date, the disk quota and message limit checked in the transaction that adds it);
+- CRM (``[crm] enabled``): the sorter files it — contacts, companies, thread, links — through the pipeline's own
+  step (:func:`relentad.pipeline.sort_step` with ``keep_copies``: the rules do not run, so nothing is refiled,
+  and no ``$Unassigned`` keyword is added: the folders and flags are the user's, and a review mark on years of
+  old mail would be noise). Mail in a Sent folder (special-use ``\\Sent``, ``[submission] sent_folder``, or a
+  last level named Sent, Sent Items, Sent Messages or Sent Mail) is filed as outgoing, like the Sent copy of
+  submitted mail, so its recipients become confirmed contacts; so is mail from one of the account's own
+  addresses, as always. Drafts (flag ``\\Draft`` or a Drafts folder) were never sent: they are stored, not filed.
+  The CRM time of a message is its internal date, so first/last contact and threads follow the mail's history.
+Messages go in date order across folders (:func:`date_order`); each batch of :data:`BATCH` is one write
+transaction (copies and CRM rows together). A message that does not fit in the quota ends the import: the
+messages before it are kept, the error says how many.
+
 Invariants: messages are exported as the client sees them (trace prefix + stored bytes) and imported into the
-store exactly as read — the mboxrd quoting is undone exactly, so export → import → export is byte-identical.
-Import takes the IMAP APPEND path (:func:`relentad.store.imapwrite.append_message`: structure parsed once, disk
-quota checked), not the delivery pipeline: the pipeline adds trace headers, which would change the bytes, and
-mail the user already had is neither spam-scored nor sorted again. Each batch is one transaction.
+store exactly as read — the mboxrd quoting is undone exactly, so export → import → export is byte-identical
+(flags too: the import adds none).
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import heapq
 import io
 import json
 import re
@@ -30,7 +46,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .. import message
+from .. import message, pipeline, trace
+from ..crm.sorter import Sorter
 from ..errors import InvalidInput
 from ..store import flags as flagmod
 from ..store import imapwrite, mailboxes
@@ -40,6 +57,9 @@ _QUOTED = re.compile(rb"^>*From ")
 _UNQUOTE = re.compile(rb"^>+From ")
 _MAILDIR_FLAGS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
 BATCH = 200
+_SENT_NAMES = frozenset({"sent", "sent items", "sent messages", "sent mail"})
+_DRAFTS_NAMES = frozenset({"drafts", "draft"})
+_SOURCE = trace.Source(peer_ip="127.0.0.1", helo="localhost", protocol="LOCAL")  # the Delivery needs one; unused
 
 
 @dataclass(frozen=True)
@@ -206,33 +226,113 @@ def _folder_id(conn: sqlite3.Connection, account_id: int, folder: str) -> int:
     return found if found is not None else imapwrite.create_mailbox(conn, account_id, folder)
 
 
-def import_batch(conn: sqlite3.Connection, account_id: int, batch: list[Item]) -> None:
-    """Inside one write transaction: store the items (APPEND semantics: exact bytes, flags, dates, quota)."""
-    for item in batch:
+def folder_role(conn: sqlite3.Connection, mailbox_id: int, folder: str, sent_folder: str = "Sent") -> str:
+    """``"sent"``, ``"drafts"`` or ``""``: what the import's CRM filing makes of mail in ``folder``."""
+    row = conn.execute("SELECT special_use FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+    special = str(row[0] or "") if row is not None else ""
+    last = folder.rsplit(imapwrite.DELIMITER, 1)[-1].strip().lower()
+    if special == "\\Sent" or (sent_folder and folder == sent_folder) or last in _SENT_NAMES:
+        return "sent"
+    if special == "\\Drafts" or last in _DRAFTS_NAMES:
+        return "drafts"
+    return ""
+
+
+def _sorted(
+    sorter: Sorter, conn: sqlite3.Connection, item: Item, parsed: message.ParsedMessage, placement: pipeline.Placement
+) -> pipeline.Delivery:
+    """The pipeline's CRM step on one item: a Delivery whose one copy stays where and as it is."""
+    delivery = pipeline.Delivery(
+        raw=item.raw,
+        mail_from="",
+        placements=[placement],
+        source=_SOURCE,
+        transaction_id="import",
+        received_at=item.internaldate,  # the CRM's time of the message: first/last contact, threads
+        parsed=parsed,
+    )
+    pipeline.sort_step(sorter, conn, delivery, keep_copies=True)
+    return delivery
+
+
+def import_batch(
+    conn: sqlite3.Connection, account_id: int, batch: list[Item], *, crm: bool = True, sent_folder: str = "Sent"
+) -> int:
+    """Inside one write transaction: store the items (APPEND semantics: exact bytes, flags, dates, quota) and,
+    with ``crm``, file them in the CRM. Returns how many items were done: fewer than ``len(batch)`` when the
+    next one does not fit in the account's quota (those before it are kept)."""
+    sorter = Sorter() if crm else None
+    address = str(conn.execute("SELECT email FROM accounts WHERE id = ?", (account_id,)).fetchone()[0])
+    roles: dict[str, str] = {}
+    for index, item in enumerate(batch):
         if not item.raw:
             continue
-        structure = message.parse(item.raw)
-        imapwrite.append_message(
-            conn,
-            account_id,
-            _folder_id(conn, account_id, item.folder),
-            item.raw,
-            structure=structure.to_json(),
-            size=len(item.raw),
-            names=[n for n in item.flags if n != "\\Recent"],
-            internaldate=item.internaldate,
-        )
+        mailbox_id = _folder_id(conn, account_id, item.folder)
+        role = roles.get(item.folder)
+        if role is None:
+            role = roles[item.folder] = folder_role(conn, mailbox_id, item.folder, sent_folder)
+        parsed = message.parse(item.raw)
+        delivery = None
+        if sorter is not None and role != "drafts" and "\\Draft" not in item.flags:
+            placement = pipeline.Placement(account_id, address, item.folder, outgoing=role == "sent")
+            delivery = _sorted(sorter, conn, item, parsed, placement)
+        try:
+            uid = imapwrite.append_message(
+                conn,
+                account_id,
+                mailbox_id,
+                item.raw,
+                structure=parsed.to_json(),
+                size=len(item.raw),
+                names=[n for n in item.flags if n != "\\Recent"],
+                internaldate=item.internaldate,
+            )
+        except imapwrite.QuotaExceeded:
+            return index
+        if delivery is not None and delivery.linked:
+            row = conn.execute(
+                "SELECT id, blob_id, modseq FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
+            ).fetchone()
+            stored = [pipeline.Stored(account_id, mailbox_id, uid, int(row[2]), int(row[0]), int(row[1]))]
+            for link in delivery.linked:
+                link(conn, stored)
+    return len(batch)
+
+
+def date_order(found: list[Item]) -> list[Item]:
+    """The items with the folders interleaved by internal date, each folder's own order kept: its messages get
+    UIDs in source order (so a round trip exports the same mbox), while the CRM sees the mail roughly as it
+    arrived (a reply in Sent is filed before the answer to it in INBOX, so threads and contacts come out as live
+    delivery would have made them)."""
+    by_folder: dict[str, list[Item]] = {}
+    for item in found:
+        by_folder.setdefault(item.folder, []).append(item)
+    return list(heapq.merge(*by_folder.values(), key=lambda item: item.internaldate))
 
 
 def import_all(
-    write: Callable[[Callable[[sqlite3.Connection], None]], None],
+    write: Callable[[Callable[[sqlite3.Connection], int]], int],
     account_id: int,
     found: list[Item],
     progress: Callable[[int], None] = lambda n: None,
+    *,
+    crm: bool = True,
+    sent_folder: str = "Sent",
 ) -> int:
-    """Import ``found`` in batches of :data:`BATCH`, each through ``write`` (one transaction); returns the count."""
-    for start in range(0, len(found), BATCH):
-        batch = found[start : start + BATCH]
-        write(functools.partial(import_batch, account_id=account_id, batch=batch))
-        progress(len(batch))
+    """Import ``found`` in batches of :data:`BATCH`, each through ``write`` (one transaction returning the job's
+    result), in :func:`date_order`; returns the count. Raises QuotaExceeded, saying how many were imported, at
+    the first message that does not fit."""
+    ordered = date_order(found)
+    done = 0
+    for start in range(0, len(ordered), BATCH):
+        batch = ordered[start : start + BATCH]
+        job = functools.partial(import_batch, account_id=account_id, batch=batch, crm=crm, sent_folder=sent_folder)
+        stored = write(job)
+        done += stored
+        progress(stored)
+        if stored < len(batch):
+            raise imapwrite.QuotaExceeded(
+                f"the account's quota (storage or number of messages) would be exceeded: imported {done} of "
+                f"{len(found)} message(s), stopped at the next one"
+            )
     return len(found)

@@ -22,13 +22,13 @@ from typing import Any
 from aiosmtpd.smtp import Envelope
 
 from .. import addrspec, quota, quotawarn, trace
-from ..errors import InvalidInput, SMTPReply, StoreUnavailable
+from ..errors import InvalidInput
 from ..pipeline import Delivery, Pipeline, Placement
 from ..store import accounts
 from ..store.db import Store
 from . import replies
 from .server import ListenerContext, RelentadSession
-from .transaction import Transaction, TransactionLog, log_transaction, tls_info, transaction_of
+from .transaction import Transaction, TransactionLog, log_transaction, outcome_reply, tls_info, transaction_of
 
 log = logging.getLogger("relentad.smtp")
 
@@ -118,20 +118,15 @@ class InboundHandler(TransactionLog):
             verify_sender=True,
             check_quota=True,
         )
-        try:
-            stored = await self.pipeline.deliver(delivery)
-            reply = f"250 2.0.0 OK delivered as {tx.id}"
-            await quotawarn.warn_if_due(self.pipeline, self.store, sorted({s.account_id for s in stored}))
-        except SMTPReply as refusal:
-            reply = refusal.reply
-        except StoreUnavailable:
-            reply = replies.STORE_FAILED
-        except Exception:
-            log.exception("smtp tx=%s delivery failed", tx.id)
-            reply = replies.LOCAL_ERROR
+        reply = await outcome_reply(tx, self._deliver(delivery, tx))
         log_transaction(session, tx, reply, len(raw))
         session.tx = None
         return reply
+
+    async def _deliver(self, delivery: Delivery, tx: Transaction) -> str:
+        stored = await self.pipeline.deliver(delivery)
+        await quotawarn.warn_if_due(self.pipeline, self.store, sorted({s.account_id for s in stored}))
+        return f"250 2.0.0 OK delivered as {tx.id}"
 
 
 def _delivered_to(address: str) -> str:

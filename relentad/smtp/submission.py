@@ -13,7 +13,14 @@ Policy for these listeners, as aiosmtpd handler hooks (the protocol engine is :m
 - Local recipients are filed through the pipeline, remote ones queued, a copy goes to the sender's Sent folder
   and the send counters grow — all in ONE transaction, committed before ``250``; then the queue runner is woken.
 - Send limits (:mod:`relentad.quota`): a recipient beyond the account's hourly limit gets ``450 4.7.1``, beyond
-  its daily limit ``550 5.7.1`` naming the limit; with a limit of N exactly N recipients per period get through.
+  its daily limit ``550 5.7.1`` naming the limit; with a limit of N exactly N recipients per period get through,
+  also across parallel sessions of one account: an accepted recipient is reserved at RCPT (checked and reserved
+  with no ``await`` in between, on the one event loop) until its transaction commits or ends, and the check
+  counts every session's reservations (:attr:`SubmissionHandler.reserved`).
+- Local recipients are quota-checked as on the MX: an account at its disk quota or message limit gets
+  ``452 4.2.2`` at RCPT; a copy the message would take over the quota is skipped inside the commit and the sender
+  gets an RFC 3464 bounce (``552 5.2.2``) in its INBOX — or, when every recipient is such a local account,
+  ``552 5.2.2`` at DATA and nothing is stored. The sender's own Sent copy is never refused.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import functools
 import ipaddress
 import logging
 import sqlite3
@@ -34,16 +42,16 @@ from aiosmtpd.smtp import AuthResult, Envelope
 
 from .. import addrspec, quota, senders, stamping, trace
 from ..auth.authenticator import Authenticator, Login, LoginFailed
-from ..errors import InvalidInput, SMTPReply, StoreUnavailable
+from ..errors import InvalidInput, SMTPReply
 from ..pipeline import Delivery, Pipeline, Placement
-from ..queue import queue
+from ..queue import dsn, queue
 from ..queue.dkim import DkimKeyError
 from ..queue.dkimkeys import KeyRing
 from ..store import accounts, messages
 from ..store.db import Store
 from . import replies
 from .server import ListenerContext, RelentadSession
-from .transaction import Transaction, TransactionLog, log_transaction
+from .transaction import Transaction, TransactionLog, log_transaction, outcome_reply
 
 log = logging.getLogger("relentad.smtp")
 
@@ -62,6 +70,9 @@ class SubmissionTransaction(Transaction):
     """Inbound's transaction plus the recipients that leave this server."""
 
     remote: list[str] = field(default_factory=list)
+    account_id: int = 0  # whose send counters the reservation below is held against
+    reserved: int = 0  # recipients reserved in SubmissionHandler.reserved, until the commit or the end
+    committing: bool = False  # DATA is committing: the reservation is released by DATA, not by a hang-up
 
 
 def ssl_object(server: Any) -> ssl.SSLObject | None:
@@ -120,10 +131,12 @@ class SubmissionHandler(TransactionLog):
         self.keyring = keyring
         self.get_context = get_context
         self.queued = queued  # wakes the queue runner after a commit
+        # Recipients accepted at RCPT and not yet counted in send_counts, per account, across every session.
+        self.reserved: dict[int, int] = {}
 
     # -- EHLO and AUTH (RFC 4954) -------------------------------------------------------------------------------
 
-    def auth_allowed(self, server: Any, session: RelentadSession) -> bool:
+    def may_authenticate(self, server: Any, session: RelentadSession) -> bool:
         if ssl_object(server) is not None:
             return True
         peer = session.peer[0] if session.peer else ""
@@ -133,13 +146,13 @@ class SubmissionHandler(TransactionLog):
         self, server: Any, session: RelentadSession, envelope: Envelope, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
-        allowed = self.auth_allowed(server, session)
+        allowed = self.may_authenticate(server, session)
         extensions = [r for r in responses[1:-1] if allowed or not r.startswith("250-AUTH")]
         return [responses[0], *extensions, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250 HELP"]
 
     async def auth_PLAIN(self, server: Any, args: list[str]) -> AuthResult:
         """RFC 4616: authzid NUL authcid NUL password, as an initial response or after a 334."""
-        if not self.auth_allowed(server, server.session):
+        if not self.may_authenticate(server, server.session):
             await server.push(ENCRYPTION_REQUIRED)
             return AuthResult(success=False, handled=True)
         if len(args) > 1:
@@ -156,7 +169,7 @@ class SubmissionHandler(TransactionLog):
 
     async def auth_LOGIN(self, server: Any, args: list[str]) -> AuthResult:
         """The de-facto LOGIN mechanism: user name and password in two base64 answers."""
-        if not self.auth_allowed(server, server.session):
+        if not self.may_authenticate(server, server.session):
             await server.push(ENCRYPTION_REQUIRED)
             return AuthResult(success=False, handled=True)
         login = await self._decode(server, args[1]) if len(args) > 1 else await server.challenge_auth("Username:")
@@ -232,29 +245,40 @@ class SubmissionHandler(TransactionLog):
             tx.rejected.append(address)
             return replies.BAD_RECIPIENT
         login = self._login(session)
-        if login is not None:
-            limit = self._send_limit(login, len(tx.accepted))
-            if limit is not None:
-                tx.rejected.append(address)
-                return limit
+        if login is None:
+            return AUTH_REQUIRED
+        # From here to the reservation below nothing awaits: parallel sessions cannot both take the last one.
+        limit = self._send_limit(login)
+        if limit is not None:
+            tx.rejected.append(address)
+            return limit
         resolution = self.store.read(lambda conn: accounts.resolve_recipient(conn, address))
         if resolution.kind is accounts.RecipientKind.UNKNOWN_USER:
             tx.rejected.append(address)
             return replies.UNKNOWN_USER
         if resolution.kind is accounts.RecipientKind.LOCAL:
-            for account_id in resolution.account_ids:
+            full = [self.store.read(functools.partial(quota.is_full, account_id=a)) for a in resolution.account_ids]
+            with_room = [a for a, is_full in zip(resolution.account_ids, full, strict=True) if not is_full]
+            if not with_room:
+                tx.rejected.append(address)
+                return replies.MAILBOX_FULL
+            for account_id in with_room:
                 tx.placements.setdefault(account_id, Placement(account_id, addrspec.normalize(address)))
         else:
             tx.remote.append(address)
+        tx.account_id = login.account_id
+        tx.reserved += 1
+        self.reserved[login.account_id] = self.reserved.get(login.account_id, 0) + 1
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         tx.accepted.append(address)
         return replies.RECIPIENT_OK
 
-    def _send_limit(self, login: Login, pending: int) -> str | None:
-        """The refusal for one more recipient when it would break the account's hourly or daily send limit."""
+    def _send_limit(self, login: Login) -> str | None:
+        """The refusal for one more recipient when it would break the account's hourly or daily send limit, counting
+        the recipients every session of the account has reserved and not yet committed."""
         usage = self.store.read(lambda conn: quota.get(conn, login.account_id))
-        broken = quota.send_refusal(usage, pending)
+        broken = quota.send_refusal(usage, self.reserved.get(login.account_id, 0))
         if broken == "hour":
             text = f"Hourly sending limit of {usage.hourly_send} recipients reached, try again later"
             return SMTPReply(450, "4.7.1", text).reply
@@ -262,24 +286,34 @@ class SubmissionHandler(TransactionLog):
             return SMTPReply(550, "5.7.1", f"Daily sending limit of {usage.daily_send} recipients reached").reply
         return None
 
+    def _release(self, tx: SubmissionTransaction) -> None:
+        """Give back the transaction's reserved recipients (committed ones are in send_counts by now)."""
+        if tx.reserved:
+            left = self.reserved.get(tx.account_id, 0) - tx.reserved
+            if left > 0:
+                self.reserved[tx.account_id] = left
+            else:
+                self.reserved.pop(tx.account_id, None)
+            tx.reserved = 0
+
+    def connection_lost(self, session: RelentadSession, envelope: Envelope | None) -> None:
+        """A transaction abandoned before DATA (RSET, new MAIL, QUIT, hang-up) releases its reservation."""
+        tx = session.tx
+        if isinstance(tx, SubmissionTransaction) and not tx.committing:
+            self._release(tx)
+        super().connection_lost(session, envelope)
+
     async def handle_DATA(self, server: Any, session: RelentadSession, envelope: Envelope) -> str:
         tx = session.tx
         login = self._login(session)
         raw = envelope.original_content or b""
         if not isinstance(tx, SubmissionTransaction) or login is None:
             return AUTH_REQUIRED
+        tx.committing = True
         try:
-            reply = await self._submit(server, session, envelope, tx, login, raw)
-        except SMTPReply as refusal:
-            reply = refusal.reply
-        except StoreUnavailable:
-            reply = replies.STORE_FAILED
-        except DkimKeyError as exc:
-            log.error("smtp tx=%s DKIM signing failed: %s", tx.id, exc)
-            reply = SIGNING_FAILED
-        except Exception:
-            log.exception("smtp tx=%s submission failed", tx.id)
-            reply = replies.LOCAL_ERROR
+            reply = await outcome_reply(tx, self._submit(server, session, envelope, tx, login, raw))
+        finally:
+            self._release(tx)  # after the commit (counted) or the failure (nothing counted)
         log_transaction(session, tx, reply, len(raw))
         session.tx = None
         return reply
@@ -319,7 +353,11 @@ class SubmissionHandler(TransactionLog):
             hostname=config.server.hostname,
             now=now,
         )
-        signed = await self.keyring.sign(prepared.raw, addrspec.split(prepared.from_address)[1])
+        try:
+            signed = await self.keyring.sign(prepared.raw, addrspec.split(prepared.from_address)[1])
+        except DkimKeyError as exc:
+            log.error("smtp tx=%s DKIM signing failed: %s", tx.id, exc)
+            return SIGNING_FAILED
         placements = list(tx.placements.values())
         if config.submission.sent_folder:
             sent = Placement(login.account_id, login.email, config.submission.sent_folder, messages.SEEN, outgoing=True)
@@ -357,10 +395,43 @@ class SubmissionHandler(TransactionLog):
                 transaction_id=tx.id,
                 received_at=now,
                 also=[also],
+                check_quota=True,
+                refuse_when_full=not remote,
             )
             await self.pipeline.deliver(delivery)
+            if delivery.over_quota:
+                await self._bounce_over_quota(tx, login, signed, delivery.over_quota, now)
         else:
             await self.store.write(also)
         if remote:
             self.queued()
         return f"250 2.0.0 OK queued as {tx.id}"
+
+    async def _bounce_over_quota(
+        self, tx: SubmissionTransaction, login: Login, signed: bytes, skipped: list[Placement], now: float
+    ) -> None:
+        """After the commit: tell the sender (RFC 3464 bounce in its INBOX, not quota-checked) which local
+        recipients did not get the message because it would have taken them over their quota."""
+        hostname = self.get_context().config.server.hostname
+        reply = "552 5.2.2 Mailbox full: the message would exceed the recipient's quota"
+        try:
+            raw = dsn.build(
+                action="failed",
+                hostname=hostname,
+                sender=tx.mail_from,
+                recipients=[
+                    dsn.RecipientStatus(a, reply, remote=hostname) for a in dict.fromkeys(p.address for p in skipped)
+                ],
+                original=signed,
+                arrival=now,
+            )
+            bounce = Delivery(
+                raw=raw,
+                mail_from="",
+                placements=[Placement(login.account_id, tx.mail_from)],
+                source=trace.Source(peer_ip="127.0.0.1", helo=hostname, protocol="local"),
+                transaction_id=f"dsn-{tx.id}",
+            )
+            await self.pipeline.deliver(bounce)
+        except Exception:
+            log.exception("smtp tx=%s the over-quota bounce could not be filed", tx.id)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.smtp import Envelope
 
 from .. import metrics, trace
+from ..errors import SMTPReply, StoreUnavailable
 from ..pipeline import Placement
 from . import replies
 from .server import RelentadSession
@@ -50,6 +52,23 @@ def tls_info(session: RelentadSession) -> tuple[str | None, str | None]:
         return None, None
     cipher = ssl_object.cipher()
     return ssl_object.version(), (cipher[0] if cipher else None)
+
+
+async def outcome_reply(tx: Transaction, attempt: Awaitable[str]) -> str:
+    """The DATA reply for ``attempt`` (the commit): its own reply, or the one its failure calls for.
+
+    A policy refusal carries its reply; a store that cannot commit is 451 4.3.0 (try again, nothing kept); any
+    other failure is logged with its traceback and answered 451 4.3.0 too, never a dropped connection.
+    """
+    try:
+        return await attempt
+    except SMTPReply as refusal:
+        return refusal.reply
+    except StoreUnavailable:
+        return replies.STORE_FAILED
+    except Exception:
+        log.exception("smtp tx=%s delivery failed", tx.id)
+        return replies.LOCAL_ERROR
 
 
 def log_transaction(session: RelentadSession, tx: Transaction, reply: str, size: int | None) -> None:

@@ -78,13 +78,14 @@ _RECEIVED_BY = re.compile(r"\bby\s+([\w.-]+)")
 _RECEIVED_WITH = re.compile(r"\bwith\s+([\w/.-]+)")
 _RECEIVED_FROM = re.compile(r"^\s*from\s+(\S+)\s+\(([^)]*)\)")
 _DYNAMIC_HOST = re.compile(r"\d+[-.]\d+[-.]\d+|\b(?:dsl|dial|dhcp|cable|ppp|dyn|pool|adsl)")
-_URL = re.compile(r"(?:(?:https?|ftp)://|www\.)[^\s<>\"'()\[\]{}]+", re.IGNORECASE)
+# Matched on lowercased text: a flat alternation without IGNORECASE scans about seven times faster.
+_URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'()\[\]{}]+")
 _URL_SPLIT = re.compile(r"[/?&=#.:;,_+%~-]+")
-_HTML_DROP = re.compile(r"<!--.*?-->|<(style|script)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-_HTML_TAG = re.compile(r"<\s*(/?)\s*([a-zA-Z][a-zA-Z0-9]*)([^>]*)>")
+# The HTML patterns too are matched on lowercased markup.
+_HTML_DROP = re.compile(r"<!--.*?-->|<(style|script)\b.*?</\1\s*>", re.DOTALL)
+_HTML_TAG = re.compile(r"<\s*(/?)\s*([a-z][a-z0-9]*)([^>]*)>")
 _HTML_VALUE_ATTR = re.compile(
-    r"[\s\"'](color|bgcolor|face|size|align|border|width|height)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>\"']+)",
-    re.IGNORECASE,
+    r"[\s\"'](color|bgcolor|face|size|align|border|width|height)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>\"']+)"
 )
 _QUOTES = "\"'"
 _PUNCT = "\"'`.,;:!?()[]{}<>*_~|\\/-=+#^"
@@ -182,7 +183,12 @@ def _strip_mbox_from(raw: bytes) -> bytes:
 
 
 def _split_head(raw: bytes) -> tuple[bytes, bytes]:
-    match = _HEADER_END.search(raw)
+    """Split at the first empty line (LF or CRLF endings); ``bytes.find`` first, the regex only for mixed ones."""
+    lf = raw.find(b"\n\n")
+    crlf = raw.find(b"\r\n\r\n")
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        return raw[:crlf], raw[crlf + 4 :]
+    match = _HEADER_END.search(raw, 0, lf + 2 if lf >= 0 else len(raw))
     if match is None:
         return raw, b""
     return raw[: match.start()], raw[match.end() :]
@@ -419,9 +425,10 @@ def _transfer_decode(data: bytes, cte: str) -> bytes:
 
 
 def _text_part_tokens(ctype: str, text: str, out: set[str]) -> None:
-    if ctype == "text/html" or (ctype == "text/plain" and "<html" in text[:2000].lower()):
-        text = _html_tokens(text, out)
-    _text_tokens(text, out)
+    low = text.lower()  # every body token is lowercase; lowering once lets the patterns run case-sensitively
+    if ctype == "text/html" or (ctype == "text/plain" and "<html" in low[:2000]):
+        low = _html_tokens(low, out)
+    _text_tokens(low, out)
 
 
 def _charset(part: Message) -> str | None:
@@ -433,7 +440,7 @@ def _charset(part: Message) -> str | None:
 
 
 def _html_tokens(text: str, out: set[str]) -> str:
-    """Add URL, comment and presentational-attribute features; return the visible text.
+    """Add URL, comment and presentational-attribute features of lowercased markup; return the visible text.
 
     One token per tag or attribute name (``tag:td``, ``attr:table.width``) was tried and dropped: dozens
     of them fire together on any HTML mail, and chi-square combining, which assumes independent clues,
@@ -446,19 +453,32 @@ def _html_tokens(text: str, out: set[str]) -> str:
         out.add("html:comment")
     text = _HTML_DROP.sub("", text)
     for attr, quoted in set(_HTML_VALUE_ATTR.findall(text)):
-        out.add(f"attr:{attr.lower()}={quoted.strip(_QUOTES).lower()[:20]}")
-    return html.unescape(_HTML_TAG.sub(" ", text))
+        out.add(f"attr:{attr}={quoted.strip(_QUOTES)[:20]}")
+    visible = _HTML_TAG.sub(" ", text)
+    return html.unescape(visible).lower() if "&" in visible else visible  # "&#82;" is an "R"
 
 
 def _text_tokens(text: str, out: set[str]) -> None:
+    """Tokens of lowercased visible text: URLs (then cut out), e-mail domains, words."""
     if "://" in text or "www." in text:
         for url in set(_URL.findall(text)):
             _url_tokens(url, out)
         text = _URL.sub(" ", text)
     if "@" in text:
         for domain in _AT_DOMAIN.findall(text)[:20]:
-            out.add("email:" + _suffix(domain.lower(), 2))
-    out.update(words(text))
+            out.add("email:" + _suffix(domain, 2))
+    _body_words(text, out)
+
+
+def _body_words(text: str, out: set[str]) -> None:
+    """``out.update(words(text))`` for lowercased text, without the generator (the hot loop of tokenizing)."""
+    add = out.add
+    for word in {piece.strip(_PUNCT) for piece in text.split()}:
+        n = len(word)
+        if MIN_WORD <= n <= MAX_WORD:
+            add(word)
+        elif n > MAX_WORD:
+            add(f"skip:{word[0]} {n // 10 * 10}")
 
 
 def _url_tokens(url: str, out: set[str]) -> None:

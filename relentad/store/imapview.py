@@ -94,18 +94,19 @@ class Counts:
     deleted: int
     size: int
     recent: int
+    deleted_size: int = 0  # octets of the messages with \Deleted (RFC 9208 DELETED-STORAGE)
 
 
 def counts(conn: sqlite3.Connection, mailbox_id: int, first_recent_uid: int = 0) -> Counts:
-    """STATUS numbers (RFC 9051 §6.3.11): messages, without \\Seen, with \\Deleted, total octets, and those
-    not yet claimed as \\Recent by a session (UID >= first_recent_uid)."""
+    """STATUS numbers (RFC 9051 §6.3.11): messages, without \\Seen, with \\Deleted, total octets, those
+    not yet claimed as \\Recent by a session (UID >= first_recent_uid), and octets with \\Deleted."""
     row = conn.execute(
         """SELECT count(*), coalesce(sum(flags & 1 = 0), 0), coalesce(sum(flags & 8 != 0), 0), coalesce(sum(size), 0),
-                  coalesce(sum(uid >= ?), 0)
+                  coalesce(sum(uid >= ?), 0), coalesce(sum(CASE WHEN flags & 8 != 0 THEN size ELSE 0 END), 0)
            FROM messages WHERE mailbox_id = ?""",
         (first_recent_uid, mailbox_id),
     ).fetchone()
-    return Counts(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]))
+    return Counts(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]))
 
 
 def has_deleted(conn: sqlite3.Connection, mailbox_id: int) -> bool:
@@ -143,22 +144,36 @@ class Change:
 
 def changes_since(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> tuple[list[Change], list[int], int]:
     """(changed messages by UID, vanished UIDs, current highestmodseq) after ``modseq``; the highestmodseq is -1
-    when the mailbox no longer exists (deleted by another session)."""
+    when the mailbox no longer exists (deleted by another session).
+
+    Needs no read transaction: the highestmodseq H is read first and only changes up to H are returned. Modseqs
+    grow with every committed change, so a row with a modseq <= H in a later snapshot was last changed by then;
+    what commits between the queries has a modseq > H and is returned by the next call."""
+    highest = highest_modseq(conn, mailbox_id)
+    if highest < 0:
+        return [], [], -1
     changed = [
         Change(row[0], row[1], row[2], row[3])
         for row in conn.execute(
-            "SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
-            (mailbox_id, modseq),
+            """SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox_id = ? AND modseq > ? AND modseq <= ?
+               ORDER BY uid""",
+            (mailbox_id, modseq, highest),
         )
     ]
     gone = [
         row[0]
         for row in conn.execute(
-            "SELECT uid FROM vanished WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", (mailbox_id, modseq)
+            "SELECT uid FROM vanished WHERE mailbox_id = ? AND modseq > ? AND modseq <= ? ORDER BY uid",
+            (mailbox_id, modseq, highest),
         )
     ]
+    return changed, gone, highest
+
+
+def highest_modseq(conn: sqlite3.Connection, mailbox_id: int) -> int:
+    """The mailbox's highestmodseq, -1 when it no longer exists (as in :func:`changes_since`)."""
     row = conn.execute("SELECT highestmodseq, noselect FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
-    return changed, gone, int(row[0]) if row is not None and not row[1] else -1
+    return int(row[0]) if row is not None and not row[1] else -1
 
 
 def vanished_since(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> list[int]:
@@ -185,6 +200,8 @@ class MessageRow:
     prefix: bytes
     structure: str | None
     data: bytes | None
+    saved: float | None = None
+    """When the message was saved into the mailbox (RFC 8514 SAVEDATE); None when unknown (CRM views)."""
 
 
 def message_rows(
@@ -198,14 +215,24 @@ def message_rows(
     for chunk in chunks(wanted):
         rows = conn.execute(
             f"""SELECT m.uid, m.modseq, m.flags, m.keywords, m.internaldate, m.size, m.blob_id, m.prefix,
-                       {structure_column}, {data_column}
+                       {structure_column}, {data_column}, m.saved
                 FROM messages m {join}
                 WHERE m.mailbox_id = ? AND m.uid IN ({placeholders(len(chunk))}) ORDER BY m.uid""",
             (mailbox_id, *chunk),
         )
         out.extend(
             MessageRow(
-                r[0], r[1], r[2], r[3], r[4], r[5], r[6], bytes(r[7]), r[8], None if r[9] is None else bytes(r[9])
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                bytes(r[7]),
+                r[8],
+                None if r[9] is None else bytes(r[9]),
+                r[10],
             )
             for r in rows
         )
@@ -224,6 +251,11 @@ def usage(conn: sqlite3.Connection, account_id: int) -> tuple[int, int]:
 
 def quota_bytes(conn: sqlite3.Connection, account_id: int) -> int:
     return quota.disk_limit(conn, account_id)
+
+
+def quota_limits(conn: sqlite3.Connection, account_id: int) -> tuple[int, int]:
+    """(octets, messages) the account may hold, 0 = unlimited (RFC 9208 STORAGE, MESSAGE)."""
+    return quota.limits(conn, account_id)
 
 
 class ReaderPool:

@@ -236,10 +236,11 @@ def store_flags(
     return StoreResult(changed, modified, modseq, current)
 
 
-def check_quota(conn: sqlite3.Connection, account_id: int, extra: int) -> None:
-    """Raise QuotaExceeded when ``extra`` more octets would take the account over its disk quota (RFC 9208)."""
-    if quota.would_exceed(conn, account_id, extra):
-        raise QuotaExceeded("the account's disk quota would be exceeded")
+def check_quota(conn: sqlite3.Connection, account_id: int, extra: int, count: int = 1) -> None:
+    """Raise QuotaExceeded when ``count`` more messages of ``extra`` octets would take the account over its disk
+    quota or its message limit (RFC 9208 STORAGE, MESSAGE)."""
+    if quota.would_exceed(conn, account_id, extra, count):
+        raise QuotaExceeded("the account's quota (storage or number of messages) would be exceeded")
 
 
 def size_of(conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int]) -> int:
@@ -321,8 +322,8 @@ def append_message(
     names: Sequence[str],
     internaldate: float,
 ) -> int:
-    """APPEND (RFC 3501 §6.3.11) of one message; checks the account's disk quota (0 = unlimited)."""
-    check_quota(conn, account_id, size)
+    """APPEND (RFC 3501 §6.3.11) of one message; checks the account's disk quota and message limit."""
+    check_quota(conn, account_id, size, 1)
     bits, keywords = flagmod.split(names)
     blob_id = messages.store_blob(conn, raw, structure)
     uid, _ = messages.append(

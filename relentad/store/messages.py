@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 
 from . import mailboxes
 
@@ -40,12 +41,12 @@ def append(
     flags: int = 0,
     keywords: str = "",
 ) -> tuple[int, int]:
-    """Add a message to a mailbox; returns its (uid, modseq)."""
+    """Add a message to a mailbox; returns its (uid, modseq). Its save date (RFC 8514) is now."""
     uid, modseq = mailboxes.allocate_uid(conn, mailbox_id)
     conn.execute(
-        """INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internaldate, blob_id, prefix, size)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (mailbox_id, uid, modseq, flags, keywords, internaldate, blob_id, prefix, size),
+        """INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internaldate, blob_id, prefix, size, saved)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (mailbox_id, uid, modseq, flags, keywords, internaldate, blob_id, prefix, size, time.time()),
     )
     return uid, modseq
 

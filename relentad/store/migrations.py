@@ -385,6 +385,50 @@ def _m006_lifecycle_quota(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m007_crm_folders(conn: sqlite3.Connection) -> None:
+    """The CRM's IMAP virtual folders (issue 6): a UIDVALIDITY per company (bumped when its view gains older
+    messages, like a contact's) and the subscription state of ``Contacts/<Name>`` and ``Companies/<Name>``."""
+    execute_script(
+        conn,
+        """
+        ALTER TABLE crm_companies ADD COLUMN uidvalidity INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE crm_companies ADD COLUMN subscribed INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE crm_contacts ADD COLUMN subscribed INTEGER NOT NULL DEFAULT 1;
+        """,
+    )
+
+
+def _m008_quota_messages_activity(conn: sqlite3.Connection) -> None:
+    """Quotas and activity (issue 7): a per-account limit on the number of stored messages (RFC 9208 MESSAGE,
+    0 = unlimited); monthly activity summaries that old per-day rows (logins, send counters, received mail) are
+    rolled up into before they are deleted, so history totals survive; and, per account, the time before which
+    everything is counted only in those summaries (``activity_rolled``)."""
+    execute_script(
+        conn,
+        """
+        ALTER TABLE accounts ADD COLUMN quota_messages INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE accounts ADD COLUMN activity_rolled REAL NOT NULL DEFAULT 0;
+        CREATE TABLE activity_months (
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            month TEXT NOT NULL,  -- YYYY-MM (UTC)
+            received INTEGER NOT NULL DEFAULT 0,
+            bytes_stored INTEGER NOT NULL DEFAULT 0,
+            sent INTEGER NOT NULL DEFAULT 0,  -- recipients
+            logins INTEGER NOT NULL DEFAULT 0,
+            failed_logins INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (account_id, month)
+        ) WITHOUT ROWID;
+        """,
+    )
+
+
+def _m009_imap_savedate(conn: sqlite3.Connection) -> None:
+    """IMAP SAVEDATE (RFC 8514): when each message was saved into its mailbox (delivery, APPEND, COPY, MOVE).
+    Messages stored before this migration get their internal date, the best estimate there is."""
+    conn.execute("ALTER TABLE messages ADD COLUMN saved REAL")
+    conn.execute("UPDATE messages SET saved = internaldate")
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -404,6 +448,9 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("004_crm", _m004_crm),
     ("005_spam_tokens", _m005_spam_tokens),
     ("006_lifecycle_quota", _m006_lifecycle_quota),
+    ("007_crm_folders", _m007_crm_folders),
+    ("008_quota_messages_activity", _m008_quota_messages_activity),
+    ("009_imap_savedate", _m009_imap_savedate),
 ]
 
 

@@ -5,8 +5,9 @@ Both servers get the same mailbox (a few hundred real messages from ../shared/co
 same load: C concurrent clients for T seconds running a realistic cycle — SELECT, UID FETCH 1:* (FLAGS), ENVELOPE +
 BODYSTRUCTURE, BODY.PEEK[HEADER], BODY.PEEK[], STORE flags, SEARCH UNSEEN, SEARCH SUBJECT, APPEND + EXPUNGE, NOOP —
 once staying logged in and once with a LOGIN/LOGOUT per cycle. The load generator is a lean raw-socket client,
-the same for both. Prints commands/s for each, the ratio relentad / Dovecot, and relentad's resident memory with
-100 idle logged-in sessions.
+the same for both. Prints commands/s for each, the ratio relentad / Dovecot, each server's CPU time per command
+(user + system from /proc; Dovecot's whole process tree, reaped children included: steadier than rates on a shared
+machine), and relentad's resident memory with 100 idle logged-in sessions.
 
     .venv/bin/python scripts/bench/imap_load.py [--clients 10] [--seconds 10] [--messages 300]
 """
@@ -119,7 +120,9 @@ async def cycle(client: Client, rng: random.Random, exists: int) -> int:
     return 14
 
 
-async def load(port: int, clients: int, seconds: float, exists: int, login_each: bool) -> float:
+async def load(port: int, clients: int, seconds: float, exists: int, login_each: bool, pid: int) -> tuple[float, float]:
+    """(commands/s, server CPU milliseconds per command)."""
+    cpu_before = cpu_seconds(pid)
     deadline = time.monotonic() + seconds
     counts = [0] * clients
 
@@ -143,7 +146,32 @@ async def load(port: int, clients: int, seconds: float, exists: int, login_each:
 
     started = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(clients)))
-    return sum(counts) / (time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    await asyncio.sleep(0.2)  # Dovecot's last imap processes exit and are reaped
+    return sum(counts) / elapsed, 1000 * (cpu_seconds(pid) - cpu_before) / max(1, sum(counts))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants, reaped ones included (Dovecot forks per session)."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = fields
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        fields = stats.get(current)
+        if fields is not None:
+            total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+        todo.extend(children.get(current, []))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
@@ -242,10 +270,14 @@ def start_dovecot(root: Path) -> tuple[subprocess.Popen[bytes], int] | None:
     return proc, port
 
 
-async def bench(port: int, messages: list[bytes], clients: int, seconds: float) -> tuple[float, float]:
+Result = tuple[tuple[float, float], tuple[float, float]]
+
+
+async def bench(port: int, pid: int, messages: list[bytes], clients: int, seconds: float) -> Result:
+    """((commands/s, CPU ms/command) staying logged in, the same with a login per cycle)."""
     await fill(port, messages)
-    stay = await load(port, clients, seconds, len(messages), login_each=False)
-    each = await load(port, clients, seconds, len(messages), login_each=True)
+    stay = await load(port, clients, seconds, len(messages), login_each=False, pid=pid)
+    each = await load(port, clients, seconds, len(messages), login_each=True, pid=pid)
     return stay, each
 
 
@@ -260,8 +292,8 @@ def main() -> None:
         root = Path(tmp)
         daemon = start_relentad(root / "relentad")
         try:
-            ours = asyncio.run(bench(daemon.imap_port, messages, args.clients, args.seconds))
             assert daemon.proc is not None
+            ours = asyncio.run(bench(daemon.imap_port, daemon.proc.pid, messages, args.clients, args.seconds))
             memory = asyncio.run(idle_memory(daemon.imap_port, daemon.proc.pid))
         finally:
             daemon.stop()
@@ -270,16 +302,23 @@ def main() -> None:
         if started is not None:
             proc, port = started
             try:
-                theirs = asyncio.run(bench(port, messages, args.clients, args.seconds))
+                theirs = asyncio.run(bench(port, proc.pid, messages, args.clients, args.seconds))
             finally:
                 proc.terminate()
                 proc.wait(10)
     print(f"{len(messages)} messages, {args.clients} clients, {args.seconds:g}s per mode")
-    print(f"relentad: {ours[0]:8.0f} commands/s staying logged in, {ours[1]:8.0f} with a login per cycle")
+    for name, result in (("relentad", ours), ("dovecot", theirs)):
+        if result is not None:
+            (stay, stay_cpu), (each, each_cpu) = result
+            print(
+                f"{name + ':':9} {stay:8.0f} commands/s staying logged in ({stay_cpu:.3f} ms CPU per command), "
+                f"{each:8.0f} with a login per cycle ({each_cpu:.3f} ms CPU per command)"
+            )
     if theirs is not None:
-        print(f"dovecot:  {theirs[0]:8.0f} commands/s staying logged in, {theirs[1]:8.0f} with a login per cycle")
-        ratios = f"{ours[0] / theirs[0]:.2f} staying logged in, {ours[1] / theirs[1]:.2f} per cycle"
+        ratios = f"{ours[0][0] / theirs[0][0]:.2f} staying logged in, {ours[1][0] / theirs[1][0]:.2f} per cycle"
         print(f"ratio relentad/dovecot: {ratios}")
+        cpu = f"{ours[0][1] / theirs[0][1]:.2f} staying logged in, {ours[1][1] / theirs[1][1]:.2f} per cycle"
+        print(f"CPU per command relentad/dovecot: {cpu}")
     else:
         print("dovecot not installed (apt-get install dovecot-imapd): no comparison")
     before, after = memory[0] / 1024, memory[1] / 1024

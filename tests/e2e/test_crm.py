@@ -143,6 +143,30 @@ def test_a_rule_files_into_a_new_folder(relentad: Daemon) -> None:
     assert {"Customers", "Customers/Acme"} <= names
 
 
+def test_a_rule_tags_the_contact(relentad: Daemon) -> None:
+    script = (
+        'require ["vnd.relentad.tagcontact", "imap4flags"];\n'
+        'if header :contains "subject" "invoice" { tagcontact ["billing", "acme"]; }\n'
+        'if header :is "X-Relentad-Contact-Tag" "billing" { addflag "$Billing"; }\n'
+    )
+    relentad.cli("rules", "add", "alice@example.test", "billing", input=script)
+    path = relentad.root / "invoice.eml"
+    path.write_bytes(message("Jo <jo@acme.example>", "alice@example.test", "Invoice 7", "t0@x"))
+    preview = json.loads(relentad.cli("rules", "test", "alice@example.test", str(path), "--json").stdout)
+    assert preview["tags"] == ["billing", "acme"]
+    assert "tag the contact: billing acme" in relentad.cli("rules", "test", "alice@example.test", str(path)).stdout
+    assert contacts_json(relentad) == []  # the preview changed nothing
+    receive(relentad, message("Jo <jo@acme.example>", "alice@example.test", "Invoice 7", "t1@x"), "jo@acme.example")
+    [jo] = contacts_json(relentad, "--tag", "billing")
+    assert jo["addresses"] == ["jo@acme.example"] and jo["tags"] == ["acme", "billing"]
+    assert jo["confirmed"] is False  # a rule's tag is not the owner confirming the contact
+    # the next message sees the tag through X-Relentad-Contact-Tag
+    receive(relentad, message("Jo <jo@acme.example>", "alice@example.test", "Hello", "t2@x"), "jo@acme.example")
+    assert keywords(relentad, "alice@example.test") == ["$Unassigned", "$Unassigned"]
+    flagged = relentad.query("SELECT keywords FROM messages WHERE keywords LIKE '%$Billing%'")
+    assert len(flagged) == 1
+
+
 def test_rules_test_previews_without_changing_anything(relentad: Daemon, tmp_path: object) -> None:
     relentad.cli(
         "rules", "add", "alice@example.test", "big", input='require "fileinto"; if size :over 1K { fileinto "Big"; }'

@@ -4,6 +4,7 @@ mailbox names. Short forms of issue 8's robustness checks (long forms live in sc
 from __future__ import annotations
 
 import imaplib
+import random
 import smtplib
 import socket
 import ssl
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from tests.e2e.conftest import MakeDaemon, provision
 from tests.support.daemon import PASSWORD, Daemon
+from tests.support.wirefuzz import ImapWire, imap_command, special_imap_commands
 
 # Every way we know to make a server forward mail it should not: the target is outside the hosted domains,
 # however the address is dressed up.
@@ -173,6 +175,77 @@ def test_daemon_still_delivers_after_fuzzing(mx: Daemon) -> None:
     with smtplib.SMTP(mx.host, mx.smtp_port, timeout=10) as client:
         assert client.sendmail("a@elsewhere.test", ["alice@example.test"], b"Subject: ok\r\n\r\nok\r\n") == {}
     assert len(mx.messages("alice@example.test")) == 1
+
+
+def test_commands_echoing_invalid_utf8_get_a_reply_not_a_traceback(mx: Daemon) -> None:
+    """Found by scripts/fuzz (smtp): aiosmtpd echoes VRFY's argument, decoded with surrogateescape, and a lone
+    surrogate cannot be encoded (UnicodeEncodeError); Python's address parser raises IndexError on ``<a@`` and
+    AttributeError on ``<@x:y@[z>``. Each was answered "500 Error: (ExceptionName)" with a traceback in the log."""
+    lines = [b"EHLO fuzz.test", b"VRFY @\xeb", b"VRFY [\xc0\xaf", b"\xeb\xff", b"VRFY <a@", b"VRFY <@x:y@[z>"]
+    lines += [b"MAIL FROM:<a@", b"MAIL FROM:<@x:y@[z>", b"MAIL FROM:<>", b"RCPT TO:<b@", b"RCPT TO:<@x:y@[z>"]
+    for port in (mx.smtp_port, mx.submission_port):
+        replies = exchange(port, lines)
+        assert replies[-1].startswith(b"221"), replies
+        assert not any(b"Error: (" in reply for reply in replies), replies
+    assert "Traceback" not in mx.log()
+
+
+# -- fuzzed IMAP sessions over a real socket ---------------------------------------------------------------
+
+IMAP_FUZZ_SEED = 8  # fixed: a failure names the command, and the same run reproduces it
+
+
+def test_fuzzed_imap_commands_get_a_tagged_reply_or_bye(make_daemon: MakeDaemon) -> None:
+    """Random and mutated IMAP commands, literals included, before and after LOGIN: each gets its tagged OK/NO/BAD
+    or an untagged BYE, never silence (a 10 s timeout is a hang), never [SERVERBUG] or a traceback in the log,
+    and another client is served all along. The long-run form is ``scripts/fuzz/fuzz.py imap-wire``."""
+    limits = {"failures_per_ip": 100_000, "failures_per_account": 100_000, "plaintext_loopback": True}
+    daemon = provision(make_daemon(imap=True, settings={"auth": limits})).start()
+    bystander = imaplib.IMAP4(daemon.host, daemon.imap_port, timeout=10)
+    bystander.login("bob@example.test", PASSWORD)
+    bystander.append("INBOX", "", imaplib.Time2Internaldate(0), b"Subject: kept\r\n\r\nkept\r\n")
+    alice = imaplib.IMAP4(daemon.host, daemon.imap_port, timeout=10)
+    alice.login("alice@example.test", PASSWORD)
+    alice.append("INBOX", "", imaplib.Time2Internaldate(0), SAMPLE_MULTIPART)
+    alice.logout()
+
+    rng = random.Random(IMAP_FUZZ_SEED)
+    commands = [*special_imap_commands(), *(imap_command(rng) for _ in range(180))]
+    wire: ImapWire | None = None
+    sessions = 0
+    for number, segments in enumerate(commands):
+        if wire is None or wire.closed or number % 12 == 0:  # a fresh session every 12 commands (or after BYE)
+            if wire is not None:
+                wire.close()
+            wire = ImapWire(daemon.host, daemon.imap_port)
+            assert wire.greeting.startswith(b"* OK"), wire.greeting
+            sessions += 1
+            if sessions % 2 == 0:  # every other session runs logged in, with INBOX selected
+                login = wire.run([b'LOGIN alice@example.test "' + PASSWORD.encode() + b'"\r\n'])
+                assert b" OK " in login.replies[-1], login.replies
+                assert b" OK " in wire.run([b"SELECT INBOX\r\n"]).replies[-1]
+        try:
+            wire.run(segments)
+        except TimeoutError:
+            pytest.fail(f"no reply within 10 s (a hang) to {segments!r}")
+        if number % 50 == 0:
+            assert bystander.noop()[0] == "OK"
+    assert wire is not None
+    wire.close()
+
+    assert bystander.select("INBOX")[0] == "OK"
+    assert bystander.fetch("1", "(BODY[])")[1][0][1] == b"Subject: kept\r\n\r\nkept\r\n"  # type: ignore[index]
+    bystander.logout()
+    assert daemon.proc is not None and daemon.proc.poll() is None
+    log = daemon.log()
+    assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
+
+
+SAMPLE_MULTIPART = (
+    b"From: Friend <friend@elsewhere.test>\r\nTo: alice@example.test\r\nSubject: parts\r\n"
+    b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+    b"--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner body\r\n--b--\r\n"
+)
 
 
 # -- names that look like paths ----------------------------------------------------------------------------

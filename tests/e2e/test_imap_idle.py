@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import aioimaplib
 import pytest
@@ -94,3 +96,55 @@ def test_idle_done_and_garbage(relentad: Daemon) -> None:
     raw.send(b"NOT DONE\r\n")
     assert raw.line().startswith(b"i BAD")
     assert raw.command("n", "NOOP")[-1].startswith(b"n OK")
+
+
+def _idle(daemon: Daemon, user: str) -> Raw:
+    raw = Raw(daemon)
+    raw.login(user)
+    raw.command("s", "SELECT INBOX")
+    raw.send(b"i IDLE\r\n")
+    assert raw.line().startswith(b"+ ")
+    return raw
+
+
+def _next_exists(raw: Raw) -> bytes:
+    line = raw.line()
+    while line.startswith((b"* FLAGS", b"* OK [PERMANENTFLAGS")):
+        line = raw.line()
+    return line
+
+
+def test_idle_is_woken_by_other_processes(tmp_path: Path, dns_server: Dnsmasq) -> None:
+    """`relentad import` and `relentad announce` write the database from another process: idling sessions hear
+    of it (the daemon polls while someone IDLEs), flags and all, and a session that is not idling sees it at its
+    next command."""
+    daemon = imap_daemon(tmp_path / "mx", dns_server.nameserver)
+    try:
+        importer, bystander = _idle(daemon, "alice@example.test"), Raw(daemon)
+        bystander.login("bob@example.test")
+        bystander.command("s", "SELECT INBOX")
+        mbox = tmp_path / "old.mbox"
+        mbox.write_bytes(b"From friend@elsewhere.test Wed Nov 25 08:00:00 2026\n" + message("imported"))
+        started = time.monotonic()
+        daemon.cli("import", "alice@example.test", str(mbox))
+        assert _next_exists(importer) == b"* 1 EXISTS\r\n"
+        assert importer.line() == b"* 1 RECENT\r\n"
+        assert time.monotonic() - started < 10
+        importer.send(b"DONE\r\n")
+        assert importer.line().startswith(b"i OK")
+        fetched = b"".join(importer.command("f", "FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]"))
+        assert b"Subject: imported" in fetched
+
+        announced = _idle(daemon, "carol@example.test")
+        body = tmp_path / "notice.txt"
+        body.write_text("The server moves on Sunday.\n")
+        daemon.cli("announce", "--subject", "Maintenance", "--body-file", str(body))
+        assert _next_exists(announced) == b"* 1 EXISTS\r\n"
+        announced.send(b"DONE\r\n")
+        assert announced.until("i")[-1].startswith(b"i OK")
+        assert b"* 1 EXISTS\r\n" in bystander.command("n", "NOOP")  # not idling: told at its next command
+        assert b"Maintenance" in b"".join(announced.command("f", "FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]"))
+        for raw in (importer, announced, bystander):
+            raw.close()
+    finally:
+        daemon.stop()

@@ -4,7 +4,10 @@ bodies, UTF-8 charset), NOT/OR nesting, MODSEQ, ESEARCH and SEARCHRES."""
 from __future__ import annotations
 
 import imaplib
+import re
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -126,3 +129,38 @@ def test_modseq_search(raw: Raw) -> None:
     line = next(line for line in reply if line.startswith(b"* SEARCH"))
     assert line == b"* SEARCH 3 (MODSEQ %d)\r\n" % (highest + 1)
     raw.command("c", "STORE 3 -FLAGS (\\Answered)")
+
+
+def test_savedate(relentad: Daemon) -> None:
+    """RFC 8514: the save date is when the message entered this mailbox (APPEND, COPY), whatever its internal
+    date; FETCH SAVEDATE and SEARCH SAVEDBEFORE/SAVEDON/SAVEDSINCE/SAVEDATESUPPORTED use it."""
+    raw = Raw(relentad)
+    raw.login("bob@example.test")
+    assert b" SAVEDATE" in b"".join(raw.command("c", "CAPABILITY"))
+    before = time.time()
+    data = message("kept")
+    raw.send(b'a APPEND INBOX "01-Jan-2020 10:00:00 +0000" {%d+}\r\n' % len(data) + data + b"\r\n")
+    assert raw.until("a")[-1].startswith(b"a OK")
+    raw.command("s", "SELECT INBOX")
+    fetched = b"".join(raw.command("f", "FETCH 1 (INTERNALDATE SAVEDATE)"))
+    assert b'INTERNALDATE "01-Jan-2020 10:00:00 +0000"' in fetched
+    saved = re.search(rb'SAVEDATE "([^"]+)"', fetched)
+    assert saved is not None
+    moment = datetime.strptime(saved.group(1).decode(), "%d-%b-%Y %H:%M:%S %z").timestamp()
+    assert before - 1 <= moment <= time.time() + 1
+    today = datetime.fromtimestamp(moment, UTC).strftime("%d-%b-%Y")
+    assert search(raw, f"SEARCH SAVEDON {today}") == [1]
+    assert search(raw, f"SEARCH SAVEDSINCE {today}") == [1]
+    assert search(raw, f"SEARCH SAVEDBEFORE {today}") == []
+    assert search(raw, f"SEARCH SINCE {today}") == []  # the internal date is 2020
+    assert search(raw, "SEARCH BEFORE 02-Jan-2020") == [1]
+    assert search(raw, "SEARCH SAVEDATESUPPORTED") == [1]
+    assert search(raw, "SEARCH SAVEDBEFORE 02-Jan-2020") == []
+    assert raw.command("c", "COPY 1 Archive")[-1].startswith(b"c OK")
+    raw.command("s", "SELECT Archive")
+    copied = b"".join(raw.command("f", "FETCH 1 (INTERNALDATE SAVEDATE)"))
+    assert b'INTERNALDATE "01-Jan-2020 10:00:00 +0000"' in copied  # COPY keeps the internal date
+    copy_saved = re.search(rb'SAVEDATE "([^"]+)"', copied)
+    assert copy_saved is not None
+    assert datetime.strptime(copy_saved.group(1).decode(), "%d-%b-%Y %H:%M:%S %z").timestamp() >= moment
+    raw.close()

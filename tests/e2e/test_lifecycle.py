@@ -1,6 +1,6 @@
-"""The account lifecycle (issue 7) against the real daemon: login history and activity, expunge then purge with
-a moved clock (``relentad purge --at``), termination (no mail: 550 5.1.1, no login; ``--now`` purges), and an
-announcement stored once and filed into every INBOX."""
+"""The account lifecycle (issue 7) against the real daemon: login history and activity (rolled up into months
+with its totals kept), expunge then purge with a moved clock (``relentad purge --at``), termination (no mail:
+550 5.1.1, no login; ``--now`` purges), and an announcement stored once and filed into every INBOX."""
 
 from __future__ import annotations
 
@@ -43,6 +43,19 @@ def test_login_history_and_activity(relentad: Daemon) -> None:
     assert today["received"] == 1 and today["sent"] == 2 and today["logins"] == 2 and today["failed_logins"] == 1
     assert today["bytes_stored"] > len(message("incoming"))
     assert ALICE in cli(relentad, "activity", ALICE)
+    totals = shown["totals"]
+    assert (totals["received"], totals["sent"], totals["logins"], totals["failed_logins"]) == (1, 2, 2, 1)
+    assert shown["months"] == []
+
+    # a year and a month later the purge rolls these days up into a month: the rows go, the totals stay
+    result = json.loads(cli(relentad, "purge", "--at", str(time.time() + 400 * 86400), "--json"))
+    assert result["activity_rows"] >= 3
+    later = json.loads(cli(relentad, "activity", ALICE, "--json"))
+    assert later["totals"] == totals and later["logins"] == []
+    [month] = later["months"]
+    assert (month["received"], month["sent"], month["logins"], month["failed_logins"]) == (1, 2, 2, 1)
+    assert relentad.query("SELECT id FROM login_history WHERE login = ?", ALICE) == []
+    assert "(rolled up)" in cli(relentad, "activity", ALICE)
 
 
 def test_expunge_then_purge_with_a_moved_clock(relentad: Daemon) -> None:

@@ -1,12 +1,16 @@
 """Quotas (issue 7) over real sockets: disk quota at SMTP RCPT (452 4.2.2) and DATA (552 5.2.2), aliases with
 some full targets, IMAP APPEND NO [OVERQUOTA], GETQUOTAROOT against the stored bytes, the 90 % warning delivered
-once, and the submission's hourly/daily send limits hit at exactly the configured counts, across a restart."""
+once, the message limit (RFC 9208 MESSAGE) on SMTP and IMAP, local recipients of submitted mail checked like the
+MX's, and the submission's hourly/daily send limits hit at exactly the configured counts, across a restart and
+across parallel sessions."""
 
 from __future__ import annotations
 
 import json
 import re
 import smtplib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from click.testing import CliRunner
@@ -143,3 +147,155 @@ def test_send_limits_at_exact_counts_survive_restart(make_daemon: MakeDaemon) ->
     assert (code, text[:5]) == (450, b"4.7.1"), "so does the hourly one"
     shown = usage(daemon, "alice@example.test")
     assert shown["sent_this_hour"] == 5 and shown["sent_today"] == 5
+
+
+def test_message_limit_over_smtp_and_imap(make_daemon: MakeDaemon) -> None:
+    """RFC 9208 MESSAGE: a per-account message count limit, refused like the disk quota and reported by QUOTA."""
+    settings = {"auth": {"plaintext_loopback": True}, "quota": {"messages": 50}}
+    daemon = provision(make_daemon(imap=True, settings=settings)).start()
+    runner = CliRunner()
+    for args in (["dave@example.test"], ["erin@example.test", "--messages", "5"]):
+        added = runner.invoke(
+            main, ["--config", str(daemon.config_path), "user", "add", *args, "--password-stdin"], "long enough pw\n"
+        )
+        assert added.exit_code == 0, added.output
+    assert usage(daemon, "dave@example.test")["message_limit"] == 50, "[quota] messages is the default"
+    assert usage(daemon, "erin@example.test")["message_limit"] == 5
+    assert "messages: 0 of 5" in cli(daemon, "quota", "show", "erin@example.test")
+    cli(daemon, "quota", "set", CAROL, "--messages", "2")
+    assert send(daemon, CAROL, message("one"))[0] == 250
+    assert send(daemon, CAROL, message("two"))[0] == 250
+    code, text = send(daemon, CAROL, message("three"))
+    assert (code, text[:5]) == (452, b"4.2.2"), "at the message limit: mailbox full at RCPT"
+    assert len(daemon.messages(CAROL)) == 2
+    shown = usage(daemon, CAROL)
+    assert (shown["messages"], shown["message_limit"]) == (2, 2)
+
+    imap = client(daemon, CAROL)
+    assert b"QUOTA=RES-MESSAGE" in imap.capability()[1][0]
+    typ, data = imap.getquotaroot("INBOX")
+    assert typ == "OK" and data == [[b'INBOX ""'], [b'"" (MESSAGE 2 2)']]
+    typ, data = imap.getquota('""')
+    assert typ == "OK" and data == [b'"" (MESSAGE 2 2)']
+    typ, data = imap.append("INBOX", None, None, message("appended"))
+    assert typ == "NO" and b"OVERQUOTA" in data[0]
+    imap.select("INBOX")
+    typ, data = imap.copy("1", "Archive")
+    assert typ == "NO" and b"OVERQUOTA" in data[0]
+    typ, data = imap._simple_command("MOVE", "1", "Archive")
+    assert typ == "OK", "MOVE adds nothing: allowed at the limit"
+    typ, data = imap.setquota('""', "(MESSAGE 100)")
+    assert typ == "NO" and b"NOPERM" in data[0]
+
+    # both resources once there is a disk quota too; DELETED and DELETED-STORAGE in STATUS (RFC 9208 §5)
+    cli(daemon, "quota", "set", CAROL, "--disk", "1MB")
+    typ, data = imap.getquota('""')
+    stored_kib = (stored_bytes(daemon, CAROL) + 1023) // 1024
+    assert data == [f'"" (STORAGE {stored_kib} 976 MESSAGE 2 2)'.encode()]
+    imap.store("1", "+FLAGS", "(\\Deleted)")
+    [row] = daemon.query(
+        """SELECT m.size FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id JOIN accounts a ON a.id = b.account_id
+           WHERE a.email = ? AND b.name = 'INBOX'""",
+        CAROL,
+    )
+    size = int(row["size"])
+    typ, data = imap.status("INBOX", "(MESSAGES DELETED DELETED-STORAGE)")
+    assert typ == "OK" and f"(MESSAGES 1 DELETED 1 DELETED-STORAGE {(size + 1023) // 1024})".encode() in data[0]
+    imap.expunge()
+    typ, data = imap.append("INBOX", None, None, message("appended"))
+    assert typ == "OK", "room again after EXPUNGE"
+    imap.logout()
+
+    cli(daemon, "quota", "set", CAROL, "--messages", "0", "--disk", "0")
+    assert send(daemon, CAROL, message("unlimited again"))[0] == 250
+
+
+def submit(
+    daemon: Daemon, rcpts: list[str], raw: bytes, before_data: Any = None
+) -> tuple[list[int], tuple[int, bytes]]:
+    """One submission transaction as alice: RCPT codes, then (``before_data`` run first) the DATA reply."""
+    with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=10) as smtp:
+        smtp.login("alice@example.test", PASSWORD)
+        smtp.mail("alice@example.test")
+        codes = [smtp.rcpt(r)[0] for r in rcpts]
+        if before_data is not None:
+            before_data()
+        return codes, smtp.data(raw)
+
+
+def test_submission_checks_local_recipients_quota(make_daemon: MakeDaemon) -> None:
+    daemon = provision(make_daemon(submission=True, settings={"auth": {"plaintext_loopback": True}})).start()
+    alice, bob = "alice@example.test", "bob@example.test"
+    raw = b"From: alice@example.test\r\nTo: carol, bob\r\nSubject: to local friends\r\n\r\nHi.\r\n"
+    cli(daemon, "quota", "set", CAROL, "--messages", "1")
+    assert send(daemon, CAROL, message("fills carol"))[0] == 250
+
+    # carol is full: 452 4.2.2 at RCPT as on the MX; bob still gets it
+    with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=10) as smtp:
+        smtp.login(alice, PASSWORD)
+        smtp.mail(alice)
+        code, text = smtp.rcpt(CAROL)
+        assert (code, text[:5]) == (452, b"4.2.2")
+        assert smtp.rcpt(bob)[0] == 250
+        assert smtp.data(raw)[0] == 250
+    assert len(daemon.messages(CAROL)) == 1 and len(daemon.messages(bob)) == 1
+
+    # room at RCPT, full by DATA, carol the only recipient: 552 5.2.2, nothing stored or counted (no Sent copy)
+    cli(daemon, "quota", "set", CAROL, "--messages", "2")
+    sent_before, counted_before = len(daemon.messages(alice, "Sent")), usage(daemon, alice)["sent_today"]
+    codes, (code, text) = submit(daemon, [CAROL], raw, lambda: send(daemon, CAROL, message("fills carol again")))
+    assert codes == [250] and (code, text[:5]) == (552, b"5.2.2")
+    assert len(daemon.messages(CAROL)) == 2 and len(daemon.messages(alice, "Sent")) == sent_before
+    assert usage(daemon, alice)["sent_today"] == counted_before
+
+    # with another recipient that has room: 250, bob and Sent get it, alice gets a bounce naming carol
+    cli(daemon, "quota", "set", CAROL, "--messages", "3")
+    codes, (code, _) = submit(daemon, [CAROL, bob], raw, lambda: send(daemon, CAROL, message("third")))
+    assert codes == [250, 250] and code == 250
+    assert len(daemon.messages(CAROL)) == 3 and len(daemon.messages(bob)) == 2
+    assert len(daemon.messages(alice, "Sent")) == sent_before + 1
+    [bounce] = daemon.messages(alice)
+    assert b"Content-Type: multipart/report; report-type=delivery-status" in bounce
+    assert b"Final-Recipient: rfc822; carol@example.test" in bounce and b"Status: 5.2.2" in bounce
+    assert b"bob@example.test" not in bounce.split(b"message/delivery-status")[1].split(b"rfc822-headers")[0]
+    assert usage(daemon, alice)["sent_today"] == counted_before + 2, "both accepted recipients count"
+
+
+def test_send_limit_holds_across_parallel_sessions(make_daemon: MakeDaemon) -> None:
+    """Many sessions of one account RCPT at once, then DATA: the hourly limit still lets exactly N through."""
+    settings = {"auth": {"plaintext_loopback": True}, "submission": {"sent_folder": ""}}
+    daemon = provision(make_daemon(submission=True, settings=settings)).start()
+    cli(daemon, "quota", "set", "alice@example.test", "--hourly-send", "5")
+    sessions = 12
+    everyone_has_rcpt = threading.Barrier(sessions)
+
+    def one(_: int) -> tuple[int, int]:
+        with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=30) as smtp:
+            smtp.login("alice@example.test", PASSWORD)
+            smtp.mail("alice@example.test")
+            code = smtp.rcpt("bob@example.test")[0]
+            everyone_has_rcpt.wait(timeout=60)  # every session holds its RCPT answer before anyone sends DATA
+            if code != 250:
+                return code, 0
+            return code, smtp.data(b"From: alice@example.test\r\nSubject: race\r\n\r\nHi.\r\n")[0]
+
+    with ThreadPoolExecutor(sessions) as pool:
+        results = list(pool.map(one, range(sessions)))
+    assert sorted(results) == [(250, 250)] * 5 + [(450, 0)] * (sessions - 5)
+    assert usage(daemon, "alice@example.test")["sent_this_hour"] == 5
+    assert len(daemon.messages("bob@example.test")) == 5
+
+    # an abandoned transaction gives its reservation back
+    cli(daemon, "quota", "set", "alice@example.test", "--hourly-send", "6")
+    with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=10) as first:
+        first.login("alice@example.test", PASSWORD)
+        first.mail("alice@example.test")
+        assert first.rcpt("bob@example.test")[0] == 250  # the 6th, reserved
+        with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=10) as second:
+            second.login("alice@example.test", PASSWORD)
+            second.mail("alice@example.test")
+            assert second.rcpt("bob@example.test")[0] == 450
+            first.rset()
+            assert second.rcpt("bob@example.test")[0] == 250
+            assert second.data(b"From: alice@example.test\r\nSubject: after rset\r\n\r\nHi.\r\n")[0] == 250
+    assert usage(daemon, "alice@example.test")["sent_this_hour"] == 6

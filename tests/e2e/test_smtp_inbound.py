@@ -252,6 +252,45 @@ def test_pipelined_transaction(relentad: Daemon) -> None:
     assert relentad.raw_blobs("bob@example.test") == [raw]
 
 
+def _transaction(raw: bytes) -> bytes:
+    return b"MAIL FROM:<friend@elsewhere.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n" + raw + b".\r\n"
+
+
+def test_data_framing_dot_stuffing_split_markers_and_pipelined_followers(make_daemon: MakeDaemon) -> None:
+    """DATA is read in chunks: the end marker may arrive split, what follows it belongs to the next command."""
+    daemon = provision(make_daemon(settings={"limits": {"message_size": 2_000}})).start()
+    stuffed = b"Subject: dots\r\n\r\n..\r\n..leading\r\nmid.dle\r\n...\r\n"
+    unstuffed = b"Subject: dots\r\n\r\n.\r\n.leading\r\nmid.dle\r\n..\r\n"
+    dotfirst = b"..starts with a dot\r\n"
+    with socket.create_connection((daemon.host, daemon.smtp_port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220")
+        sock.sendall(b"HELO framing.test\r\n")
+        assert reader.readline().startswith(b"250")
+        # Two whole transactions, an oversized one and an empty one in one write: each reply in order.
+        sock.sendall(
+            _transaction(stuffed) + _transaction(dotfirst) + _transaction((b"y" * 70 + b"\r\n") * 40)
+            + _transaction(b"") + b"NOOP\r\n"
+        )  # fmt: skip
+        codes = [reader.readline()[:3] for _ in range(4 * 4 + 1)]
+        assert codes == [b"250", b"250", b"354", b"250"] * 2 + [b"250", b"250", b"354", b"552"] + [
+            b"250", b"250", b"354", b"250", b"250"
+        ]  # fmt: skip
+        # The end marker trickling in byte by byte, after a body that ends in a CR.
+        sock.sendall(b"MAIL FROM:<friend@elsewhere.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+        assert [reader.readline()[:3] for _ in range(3)] == [b"250", b"250", b"354"]
+        for piece in (b"Subject: slow\r\n\r\nbody\r", b"\n", b".", b"\r", b"\n"):
+            sock.sendall(piece)
+            time.sleep(0.05)
+        assert reader.readline()[:3] == b"250"
+    assert daemon.raw_blobs("alice@example.test") == [
+        unstuffed,
+        b".starts with a dot\r\n",
+        b"",
+        b"Subject: slow\r\n\r\nbody\r\n",
+    ]
+
+
 def test_8bit_and_smtputf8_messages_are_stored_byte_identical(relentad: Daemon) -> None:
     eight_bit = (
         "From: Jürgen <j@elsewhere.test>\r\nTo: alice@example.test\r\nSubject: Grüße\r\n"

@@ -81,8 +81,20 @@ def test_auth_only_after_starttls(relentad: Daemon) -> None:
         assert (code, text[:5]) == (530, b"5.7.0")
         client.starttls(context=tls_context())
         client.ehlo("laptop.example.test")
-        assert "PLAIN" in client.esmtp_features["auth"] and "LOGIN" in client.esmtp_features["auth"]
+        assert client.esmtp_features["auth"].split() == ["LOGIN", "PLAIN"]
         assert client.login("alice@example.test", PASSWORD)[0] == 235
+
+
+def test_only_real_mechanisms_are_offered(relentad: Daemon) -> None:
+    """A handler helper once named auth_allowed was advertised as a mechanism "allowed" and crashed when used."""
+    with smtplib.SMTP(relentad.host, relentad.submission_port, timeout=10) as client:
+        client.ehlo("laptop.example.test")
+        client.starttls(context=tls_context())
+        client.ehlo("laptop.example.test")
+        assert client.esmtp_features["auth"].split() == ["LOGIN", "PLAIN"]
+        code, text = client.docmd("AUTH", "allowed")
+        assert (code, text[:5]) == (504, b"5.5.4")
+        assert client.noop()[0] == 250
 
 
 def test_plaintext_auth_on_loopback_only_when_configured(make_daemon: MakeDaemon) -> None:

@@ -1,13 +1,19 @@
 """Export and import (issue 7): export → import round trip gives byte-identical messages (folders, flags and
-mboxrd quoting kept); a Maildir imports with its folders and flags."""
+mboxrd quoting kept); a Maildir imports with its folders and flags; imported mail is filed in the CRM (received
+mail and sent mail, without rules or $Unassigned) through the real CLI while the daemon runs; quota enforced."""
 
 from __future__ import annotations
 
 import csv
+import json
+import os
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.conftest import MakeDaemon, provision
-from tests.e2e.test_quota import cli, send
+from tests.e2e.test_crm import message as crm_message
+from tests.e2e.test_quota import cli, send, usage
 from tests.support.daemon import Daemon
 from tests.support.imap import client, message
 
@@ -54,11 +60,129 @@ def test_export_import_round_trip_is_byte_identical(make_daemon: MakeDaemon, tmp
     after = all_messages(daemon, CAROL)
     for folder, copies in before.items():
         assert after[folder] == copies, folder
+    # filed in Carol's CRM: Friend wrote the two received messages; the draft is not filed
+    friend = contact(daemon, CAROL, "friend@elsewhere.test")
+    assert (friend["count_in"], friend["count_out"], friend["confirmed"]) == (2, 0, False)
+    assert sorted(m["subject"] for m in friend["messages"]) == ["plain", "tricky"]
+    assert crm_rows(daemon, CAROL) == 3  # plain, tricky, "no final newline" (no From: no contact, still filed)
     again = tmp_path / "carol"
     cli(daemon, "export", CAROL, str(again))
     for mbox in (exported / "mail").glob("*.mbox"):
         if mbox.stat().st_size:
             assert (again / "mail" / mbox.name).read_bytes() == mbox.read_bytes(), mbox.name
+
+
+def contacts(daemon: Daemon, email: str) -> dict[str, dict[str, Any]]:
+    """``relentad contacts list --json`` (the real CLI, in its own process), by address."""
+    found = json.loads(daemon.cli("contacts", "list", email, "--json").stdout)
+    return {address: c for c in found for address in c["addresses"]}
+
+
+def contact(daemon: Daemon, email: str, address: str) -> dict[str, Any]:
+    """``relentad contacts show --json``: the card with its threads and last messages."""
+    card: dict[str, Any] = json.loads(daemon.cli("contacts", "show", email, address, "--json").stdout)
+    return card
+
+
+def crm_rows(daemon: Daemon, email: str) -> int:
+    rows = daemon.query(
+        "SELECT count(*) AS n FROM crm_messages m JOIN accounts a ON a.id = m.account_id WHERE a.email = ?", email
+    )
+    return int(rows[0]["n"])
+
+
+def maildir(root: Path, files: dict[str, bytes], start: float = 1_700_000_000) -> None:
+    """A Maildir++ tree: ``files`` maps "<.Folder>/<cur|new>/<name>" to the message; mtimes ascend from ``start``."""
+    for folder in {name.split("/")[0] for name in files} | {""}:
+        for sub in ("cur", "new", "tmp"):
+            (root / folder / sub).mkdir(parents=True, exist_ok=True)
+    for index, (name, raw) in enumerate(files.items()):
+        path = root / name.lstrip("/")
+        path.write_bytes(raw)
+        os.utime(path, (start + index * 3600, start + index * 3600))
+
+
+def test_import_files_received_and_sent_mail_in_the_crm(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    daemon = provision(make_daemon()).start()
+    # Bob has a rule that would refile and flag Acme mail: an import keeps the user's folders and flags.
+    rule = (
+        'require ["fileinto", "imap4flags"];\n'
+        'if address :domain :is "from" "acme.example" { addflag "$Customer"; fileinto "Customers"; }\n'
+    )
+    daemon.cli("rules", "add", BOB, "acme", input=rule)
+    offer = crm_message("Jo Customer <jo@acme.example>", "Bob <bob@example.test>", "Offer", "o1@acme.example",
+                        extra="Cc: Sam <sam@acme.example>")  # fmt: skip
+    answer = crm_message("Bob <bob@example.test>", "Jo <jo@acme.example>", "Re: Offer", "o2@example.test",
+                         in_reply_to="o1@acme.example")  # fmt: skip
+    followup = crm_message("jo@acme.example", "bob@example.test", "Re: Offer", "o3@acme.example",
+                           in_reply_to="o2@example.test")  # fmt: skip
+    # sent from an address that is not Bob's (his old provider): the Sent folder still makes it outgoing
+    old_sent = crm_message("Bob <bob@oldmail.example>", "Pat <pat@partner.example>", "Lunch", "l1@oldmail.example")
+    # in INBOX but from Bob's own address (e.g. a Bcc to himself): outgoing too
+    own = crm_message("bob@example.test", "Lee <lee@elsewhere.example>", "Notes", "n1@example.test")
+    draft = crm_message("bob@example.test", "Nobody <draft-only@nowhere.example>", "Unsent", "d1@example.test")
+    files = {
+        "cur/1.a:2,S": offer,
+        ".Sent/cur/2.a:2,S": answer,
+        ".Projects.Acme/cur/3.a:2,F": followup,
+        ".Sent/cur/4.a:2,S": old_sent,
+        "new/5.a": own,
+        ".Drafts/cur/6.a:2,DS": draft,
+    }
+    maildir(tmp_path / "Maildir", files)
+    assert "imported 6 message(s)" in daemon.cli("import", BOB, str(tmp_path / "Maildir")).stdout
+
+    # exact bytes, folders and flags as in the source: no rule ran, no $Unassigned, no trace header
+    got = all_messages(daemon, BOB)
+    assert got["INBOX"] == [(offer, 1, ""), (own, 0, "")]
+    assert got["Sent"] == [(answer, 1, ""), (old_sent, 1, "")]
+    assert got["Projects/Acme"] == [(followup, 4, "")]
+    assert got["Drafts"] == [(draft, 17, "")]
+    assert "Customers" not in got and not daemon.query("SELECT 1 FROM mailboxes WHERE name = 'Customers'")
+
+    found = contacts(daemon, BOB)
+    assert set(found) == {"jo@acme.example", "sam@acme.example", "pat@partner.example", "lee@elsewhere.example"}
+    jo = found["jo@acme.example"]
+    assert (jo["count_in"], jo["count_out"], jo["confirmed"], jo["company"]) == (2, 1, True, "Acme")
+    assert (found["sam@acme.example"]["count_in"], found["sam@acme.example"]["confirmed"]) == (1, False)
+    for address in ("pat@partner.example", "lee@elsewhere.example"):  # recipients of sent mail: confirmed
+        assert (found[address]["count_out"], found[address]["confirmed"]) == (1, True), address
+    # the CRM's times are the internal dates (file mtimes), not the time of the import
+    assert jo["first_contact"] == datetime.fromtimestamp(1_700_000_000, UTC).isoformat(timespec="seconds")
+
+    card = contact(daemon, BOB, "jo@acme.example")
+    assert [(t["subject"], t["messages"]) for t in card["threads"]] == [("Offer", 3)]
+    assert sorted((m["direction"], m["folder"], m["subject"]) for m in card["messages"]) == [
+        ("in", "INBOX", "Offer"),
+        ("in", "Projects/Acme", "Re: Offer"),
+        ("out", "Sent", "Re: Offer"),
+    ]
+    assert [m["folder"] for m in contact(daemon, BOB, "pat@partner.example")["messages"]] == ["Sent"]
+    assert crm_rows(daemon, BOB) == 5  # everything but the draft
+
+    # importing the same mail again stores the copies again but files each message once
+    assert "imported 6 message(s)" in daemon.cli("import", BOB, str(tmp_path / "Maildir")).stdout
+    assert crm_rows(daemon, BOB) == 5 and contacts(daemon, BOB)["jo@acme.example"]["count_in"] == 2
+    usage(daemon, BOB)
+
+
+def test_import_stops_at_the_quota(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    daemon = provision(make_daemon()).start()
+    cli(daemon, "quota", "set", BOB, "--messages", "2")
+    files = {f"cur/{n}.a:2,S": crm_message(f"p{n}@people.example", BOB, f"m{n}", f"m{n}@x.example") for n in range(3)}
+    maildir(tmp_path / "Maildir", files)
+    result = daemon.cli("import", BOB, str(tmp_path / "Maildir"), check=False)
+    assert result.returncode != 0 and "imported 2 of 3 message(s)" in result.stderr, result.stderr
+    assert [raw for raw, _, _ in all_messages(daemon, BOB)["INBOX"]] == list(files.values())[:2]
+    assert set(contacts(daemon, BOB)) == {"p0@people.example", "p1@people.example"}  # nothing of the third
+    assert usage(daemon, BOB)["messages"] == 2
+
+    cli(daemon, "quota", "set", BOB, "--messages", "0", "--disk", str(len(files["cur/0.a:2,S"]) - 1))
+    result = daemon.cli("import", CAROL, str(tmp_path / "Maildir"), check=False)
+    assert "imported 3 message(s)" in result.stdout  # Carol has no limit
+    result = daemon.cli("import", BOB, str(tmp_path / "Maildir"), check=False)
+    assert result.returncode != 0 and "imported 0 of 3 message(s)" in result.stderr, result.stderr
+    assert len(all_messages(daemon, BOB)["INBOX"]) == 2
 
 
 def test_maildir_import_keeps_folders_and_flags(make_daemon: MakeDaemon, tmp_path: Path) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
+
 import dns.name
 import dns.nameserver
 import pytest
@@ -11,11 +15,13 @@ from relentad.dns import (
     DnsTemporaryError,
     lookup,
     make_resolver,
+    make_resolvers,
     make_sync_resolver,
     mx_hosts,
     parse_nameserver,
 )
-from tests.support.dnsmasq import Dnsmasq, DnsRecords
+from tests.support.dns_fixture import SKIP_REASON
+from tests.support.dnsmasq import Dnsmasq, DnsRecords, dnsmasq_path
 
 
 @pytest.mark.parametrize(
@@ -99,3 +105,36 @@ async def test_dnsmasq_serves_long_txt_ptr_and_replacement(dnsmasq: Dnsmasq) -> 
     assert await lookup(resolver, "k.test", "TXT") == []
     assert [r.to_text() for r in await lookup(resolver, "k.test", "A")] == ["192.0.2.7"]
     assert "query[A] k.test" in dnsmasq.log()
+
+
+def test_daemon_resolver_keeps_answers_for_their_ttl(tmp_path: Path) -> None:
+    """make_resolvers' asyncio resolver answers repeated lookups from its own table until the TTL runs out."""
+    if dnsmasq_path() is None:
+        pytest.skip(SKIP_REASON)
+    records = DnsRecords().add_txt("cached.test", "v=spf1 -all")
+    with Dnsmasq(records, workdir=tmp_path / "dns", ttl=300).start() as server:
+        resolvers = make_resolvers([server.nameserver], 2.0)
+
+        async def twice() -> tuple[list[str], list[str]]:
+            first = [r.to_text() for r in await lookup(resolvers.aio, "cached.test", "TXT")]
+            server.replace(DnsRecords().add_txt("cached.test", "v=spf1 +all"))
+            return first, [r.to_text() for r in await lookup(resolvers.aio, "cached.test", "TXT")]
+
+        first, second = asyncio.run(twice())
+        assert first == second == ['"v=spf1 -all"']
+        expiry, _ = resolvers.aio.records[("cached.test", "TXT")]
+        assert 0 < expiry - time.time() <= 300
+
+
+def test_daemon_resolver_keeps_nothing_with_ttl_zero(dnsmasq: Dnsmasq) -> None:
+    """TTL 0 (every test's dnsmasq) means each lookup asks again: a test's record change is seen at once."""
+    dnsmasq.replace(DnsRecords().add_txt("fresh.test", "one"))
+    resolvers = make_resolvers([dnsmasq.nameserver], 2.0)
+
+    async def twice() -> tuple[list[str], list[str]]:
+        first = [r.to_text() for r in await lookup(resolvers.aio, "fresh.test", "TXT")]
+        dnsmasq.replace(DnsRecords().add_txt("fresh.test", "two"))
+        return first, [r.to_text() for r in await lookup(resolvers.aio, "fresh.test", "TXT")]
+
+    assert asyncio.run(twice()) == (['"one"'], ['"two"'])
+    assert resolvers.aio.records == {}

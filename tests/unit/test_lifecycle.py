@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from relentad import quota
-from relentad.lifecycle import retention, transfer
-from relentad.store import accounts, db, messages
+from relentad.lifecycle import activity, retention, transfer
+from relentad.queue import queue
+from relentad.store import accounts, db, imapwrite, messages
 from relentad.store.mailboxes import find
 
 
@@ -92,3 +93,107 @@ def test_terminate_then_purge_removes_account_and_blobs(conn: sqlite3.Connection
         result = retention.purge(conn, 90, now=1000.0 + 91 * 86400)
     assert (result.expunged, result.accounts, result.blobs) == (1, 1, 1)
     assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0
+
+
+def test_message_limit_math(conn: sqlite3.Connection) -> None:
+    assert usage(messages=3, message_limit=3).full and not usage(messages=2, message_limit=3).full
+    assert usage(messages=2, message_limit=3).fits(0) and not usage(messages=2, message_limit=3).fits(0, count=2)
+    with db.transaction(conn):
+        quota.set_limits(conn, 1, disk=0, messages=2)
+        _deliver(conn, b"Subject: one\r\n\r\n")
+        assert not quota.is_full(conn, 1) and not quota.would_exceed(conn, 1, 10**9)
+        assert quota.would_exceed(conn, 1, 1, count=2), "two more would be three"
+        assert not quota.would_exceed(conn, 1, 1, count=0), "count 0: octets only"
+        _deliver(conn, b"Subject: two\r\n\r\n")
+        assert quota.is_full(conn, 1) and quota.would_exceed(conn, 1, 1)
+        assert quota.get(conn, 1).message_limit == 2
+
+
+def _file(conn: sqlite3.Connection, mailbox: str, when: float, size: int = 100, deleted: bool = False) -> None:
+    box = find(conn, 1, mailbox)
+    assert box is not None
+    raw = f"Subject: {when}\r\n\r\n".encode().ljust(size, b"x")
+    blob = messages.store_blob(conn, raw)
+    messages.append(conn, box, blob, prefix=b"", size=size, internaldate=when, flags=8 if deleted else 0)
+
+
+def test_activity_totals_survive_the_roll_up(conn: sqlite3.Connection) -> None:
+    """Old per-day rows become monthly summaries; totals stay the same through every purge, and nothing is
+    counted twice when the purge runs again."""
+    day = 86400.0
+    start = (time.time() // day - 500) * day  # 500 days ago, at midnight UTC
+    with db.transaction(conn):
+        conn.execute("UPDATE accounts SET quota_bytes = 0")
+        _file(conn, "INBOX", start + 3600)
+        _file(conn, "INBOX", start + 40 * day, deleted=True)  # expunged below, purged with the retention
+        _file(conn, "INBOX", start + 480 * day, size=300)  # recent: stays a row
+        _file(conn, "Sent", start + 41 * day)  # the Sent folder is not mail received
+        box = find(conn, 1, "INBOX")
+        assert box is not None
+        assert len(imapwrite.expunge(conn, box)[0]) == 1
+        for when, n in ((start, 3), (start + 40 * day, 2), (start + 480 * day, 4)):
+            queue.count_sent(conn, 1, n, now=when + 10)
+        for when, result in ((start, "success"), (start + 1, "failure"), (start + 470 * day, "success")):
+            conn.execute(
+                """INSERT INTO login_history (time, account_id, login, ip, protocol, result)
+                   VALUES (?, 1, 'a@example.test', '192.0.2.1', 'imap', ?)""",
+                (when, result),
+            )
+    expected = {"received": 3, "sent": 9, "bytes_stored": 500, "logins": 2, "failed_logins": 1}
+    assert activity.totals(conn, 1) == expected
+
+    # the retention purge alone (activity rows kept forever): the expunged message goes, its count stays
+    with db.transaction(conn):
+        result = retention.purge(conn, 90, now=time.time() + 91 * day, activity_days=0)
+    assert result.expunged == 1 and activity.totals(conn, 1) == expected
+    # then the roll-up: days older than a year become months, their rows go
+    for _ in range(2):
+        with db.transaction(conn):
+            rolled = retention.purge(conn, 90, now=time.time(), activity_days=365)
+        assert activity.totals(conn, 1) == expected
+    assert rolled.activity_rows == 0, "the second run had nothing left to roll up"
+    assert conn.execute("SELECT count(*) FROM login_history WHERE time < ?", (start + 100 * day,)).fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM send_counts WHERE start < ?", (start + 100 * day,)).fetchone()[0] == 0
+    months = activity.months(conn, 1)
+    assert sum(m.received for m in months) == 2 and sum(m.sent for m in months) == 5
+    assert sum(m.logins + m.failed_logins for m in months) == 2
+    first = time.strftime("%Y-%m", time.gmtime(start))
+    assert months[-1].month == first and months[-1].logins == 1 and months[-1].failed_logins == 1
+    # and when the old message still in INBOX is deleted and purged later, its count stays too
+    with db.transaction(conn):
+        conn.execute("UPDATE messages SET flags = 8 WHERE internaldate < ?", (start + day,))
+        box = find(conn, 1, "INBOX")
+        assert box is not None
+        imapwrite.expunge(conn, box)
+        retention.purge(conn, 90, now=time.time() + 91 * day, activity_days=365)
+    assert activity.totals(conn, 1) == expected
+
+
+def _item(folder: str, date: float, sender: str = "jo@acme.example") -> transfer.Item:
+    raw = f"From: {sender}\r\nTo: a@example.test\r\nSubject: {folder} {date}\r\n\r\nx\r\n".encode()
+    return transfer.Item(folder, raw, (), date)
+
+
+def test_import_order_interleaves_folders_by_date_keeping_each_folders_order() -> None:
+    found = [_item("INBOX", 1), _item("INBOX", 5), _item("INBOX", 3), _item("Sent", 2), _item("Sent", 4)]
+    ordered = [(i.folder, i.internaldate) for i in transfer.date_order(found)]
+    assert ordered == [("INBOX", 1), ("Sent", 2), ("Sent", 4), ("INBOX", 5), ("INBOX", 3)]
+
+
+def test_import_folder_roles(conn: sqlite3.Connection) -> None:
+    with db.transaction(conn):
+        roles = {}
+        for name in ("INBOX", "Sent", "Drafts", "Archive/Sent Items", "Old/Sent Mail", "Lists/Python", "Gesendet"):
+            box = find(conn, 1, name) or imapwrite.create_mailbox(conn, 1, name)
+            roles[name] = transfer.folder_role(conn, box, name, sent_folder="Gesendet")
+    assert roles == {"INBOX": "", "Sent": "sent", "Drafts": "drafts", "Archive/Sent Items": "sent",
+                     "Old/Sent Mail": "sent", "Lists/Python": "", "Gesendet": "sent"}  # fmt: skip
+
+
+def test_import_files_in_the_crm_only_when_it_is_on(conn: sqlite3.Connection) -> None:
+    with db.transaction(conn):
+        assert transfer.import_batch(conn, 1, [_item("INBOX", 1)], crm=False) == 1
+        assert conn.execute("SELECT count(*) FROM crm_messages").fetchone()[0] == 0
+        assert transfer.import_batch(conn, 1, [_item("INBOX", 2), _item("Sent", 3, "old@oldmail.example")]) == 2
+        rows = conn.execute("SELECT direction, time FROM crm_messages ORDER BY id").fetchall()
+    assert [tuple(r) for r in rows] == [("in", 2.0), ("out", 3.0)]

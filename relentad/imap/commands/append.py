@@ -13,16 +13,22 @@ import time
 
 from ...message import parse
 from ...store import imapview, imapwrite
+from .. import virtual
 from ..errors import no
 from ..parser import Append
 from ..responses import Atom
 from ..sequence import render as render_set
 from ..session import Handler, Ok, Result, Session
 
+INLINE_PARSE = 32_768
+"""Messages up to this many octets in all are parsed on the loop thread (a thread round trip costs more)."""
+
 
 async def append(session: Session, command: Append) -> Result:
     """APPEND mailbox [flags] [date] literal... ."""
     info = session.read(lambda c: imapview.mailbox(c, session.account_id, command.mailbox))
+    if info is None:
+        virtual.refuse_virtual(session, command.mailbox)
     if info is None or info.noselect:
         raise no(f"no mailbox {command.mailbox}", "TRYCREATE")
     for message in command.messages:
@@ -30,7 +36,10 @@ async def append(session: Session, command: Append) -> Result:
             raise no(f"message larger than {session.appendlimit} octets", "TOOBIG")
         if not message.data:
             raise no("empty message", "CANNOT")
-    parsed = await asyncio.to_thread(lambda: [parse(m.data) for m in command.messages])
+    if sum(len(m.data) for m in command.messages) <= INLINE_PARSE:
+        parsed = [parse(m.data) for m in command.messages]
+    else:
+        parsed = await asyncio.to_thread(lambda: [parse(m.data) for m in command.messages])
 
     def job(conn: sqlite3.Connection) -> list[int]:
         now = time.time()

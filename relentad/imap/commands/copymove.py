@@ -12,11 +12,13 @@ import sqlite3
 
 from ...spam import training as spam_training
 from ...store import imapview, imapwrite
+from .. import virtual
 from ..errors import no
 from ..parser import CopyMove
 from ..responses import Atom, ImapValue
 from ..sequence import render as render_set
 from ..session import Handler, Ok, Result, Session
+from ..virtual import VirtualView
 
 
 async def copy_move(session: Session, command: CopyMove) -> Result:
@@ -24,21 +26,28 @@ async def copy_move(session: Session, command: CopyMove) -> Result:
     view = session.selected
     assert view is not None
     move = command.name == "MOVE"
+    if move and isinstance(view, VirtualView):
+        raise virtual.cannot(view.info.name)
     if move and view.readonly:
         raise no("the mailbox is read-only (EXAMINE)", "READ-ONLY")
     target = session.read(lambda c: imapview.mailbox(c, session.account_id, command.mailbox))
+    if target is None:
+        virtual.refuse_virtual(session, command.mailbox)
     if target is None or target.noselect:
         raise no(f"no mailbox {command.mailbox}", "TRYCREATE")
     uids = view.resolve(command.sequence_set, uid=command.uid, saved=session.saved)
     if not uids:
         return Ok("nothing to copy" if not move else "nothing to move")
-    if move:
+    if isinstance(view, VirtualView):
+        pairs = await virtual.copy_out(session, view, uids, target.id)
+    elif move:
         pairs, modseq = await session.write(lambda c: imapwrite.move_messages(c, view.mailbox_id, uids, target.id))
         session.publish(view.mailbox_id, modseq)
     else:
 
         def copy(conn: sqlite3.Connection) -> list[tuple[int, int]]:
-            imapwrite.check_quota(conn, session.account_id, imapwrite.size_of(conn, view.mailbox_id, uids))
+            size = imapwrite.size_of(conn, view.mailbox_id, uids)
+            imapwrite.check_quota(conn, session.account_id, size, len(uids))
             return imapwrite.copy_messages(conn, view.mailbox_id, uids, target.id)
 
         pairs = await session.write(copy)

@@ -7,15 +7,19 @@ is destroyed here (the purge after ``retention.deleted_days`` is the lifecycle's
 from __future__ import annotations
 
 from ...store import imapview, imapwrite
+from .. import virtual
 from ..errors import no
 from ..parser import Command, Expunge
 from ..session import Handler, Result, Session
+from ..virtual import VirtualView
 
 
 async def expunge(session: Session, command: Command) -> Result:
     """EXPUNGE / UID EXPUNGE: remove \\Deleted messages (of the UID set), answering EXPUNGE or VANISHED."""
     view = session.selected
     assert view is not None
+    if isinstance(view, VirtualView):
+        raise virtual.cannot(view.info.name)
     if view.readonly:
         raise no("the mailbox is read-only (EXAMINE)", "READ-ONLY")
     uids = None

@@ -1,8 +1,9 @@
 """IDLE (RFC 2177, RFC 9051 §6.3.13): wait for DONE while telling the client about changes as they commit.
 
 Invariants: the client's line and the account's change bus are awaited together, so an SMTP delivery reaches an
-idling client as soon as its transaction commits (the pipeline publishes after commit); the autologout timer
-applies; anything but DONE ends the IDLE with BAD.
+idling client as soon as its transaction commits (the pipeline publishes after commit); changes other processes
+commit (the CLI's import, announce) are noticed within ``watch.POLL_INTERVAL`` seconds by the poll that runs while
+any session IDLEs; the autologout timer applies; anything but DONE ends the IDLE with BAD.
 """
 
 from __future__ import annotations
@@ -18,7 +19,18 @@ from ..session import ANSWERED, Handler, Result, Session, State
 
 
 async def idle(session: Session, command: NoArgs) -> Result:
-    """IDLE ... DONE."""
+    """IDLE ... DONE; while it lasts, changes other processes commit are polled for too (:mod:`..watch`)."""
+    watcher = session.services.watcher
+    if watcher is not None:
+        watcher.enter(session.account_id)
+    try:
+        return await _idle(session)
+    finally:
+        if watcher is not None:
+            watcher.leave(session.account_id)
+
+
+async def _idle(session: Session) -> Result:
     assert session.events is not None
     session.busy = False  # an idling session may be told BYE at once on shutdown
     session.send(continuation("idling"))
@@ -39,7 +51,7 @@ async def idle(session: Session, command: NoArgs) -> Result:
                 return ANSWERED
             if waiter in done:
                 event = waiter.result()
-                if session.selected is not None and event.mailbox_id == session.selected.mailbox_id:
+                if session.concerns(event):
                     session.dirty = True
                     await session.sync(expunge_allowed=True)
                     await session.flush()

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 
+from ...crm import folders
 from ...store import imapview, imapwrite
 from ...store.imapview import MailboxInfo
+from .. import virtual
 from ..errors import bad, no
 from ..parser import Create, List, MailboxCommand, Rename, Status
 from ..responses import Atom, ImapValue, mailbox_value
 from ..session import Handler, Result, Session
+from ..virtual import VirtualInfo
 
 DELIMITER = "/"
 
@@ -55,14 +58,20 @@ def _attributes(box: MailboxInfo, names: set[str], show_subscribed: bool) -> lis
     attributes.append(Atom("\\HasChildren" if _children(names, box.name) else "\\HasNoChildren"))
     if box.special_use:
         attributes.append(Atom(box.special_use))
+    if isinstance(box, VirtualInfo) and box.folder is not None:
+        attributes.append(Atom("\\NoInferiors"))  # RFC 3501 §7.2.2: a CRM view has no children
     if show_subscribed and box.subscribed:
         attributes.append(Atom("\\Subscribed"))
     return attributes
 
 
 def status_values(session: Session, info: MailboxInfo, items: tuple[str, ...]) -> list[ImapValue]:
-    """The STATUS attribute list (RFC 9051 §6.3.11, RFC 7162 §3.1.6 HIGHESTMODSEQ, RFC 8438 SIZE, RFC 7889)."""
-    counts = session.read(lambda c: imapview.counts(c, info.id, info.first_recent_uid))
+    """The STATUS attribute list (RFC 9051 §6.3.11, RFC 7162 §3.1.6 HIGHESTMODSEQ, RFC 8438 SIZE, RFC 7889,
+    RFC 9208 §5.1 DELETED-STORAGE)."""
+    if isinstance(info, VirtualInfo):
+        counts = virtual.status_counts(session, info)
+    else:
+        counts = session.read(lambda c: imapview.counts(c, info.id, info.first_recent_uid))
     values: dict[str, int] = {
         "MESSAGES": counts.messages,
         "RECENT": counts.recent,
@@ -70,6 +79,7 @@ def status_values(session: Session, info: MailboxInfo, items: tuple[str, ...]) -
         "UIDVALIDITY": info.uidvalidity,
         "UNSEEN": counts.unseen,
         "DELETED": counts.deleted,
+        "DELETED-STORAGE": (counts.deleted_size + 1023) // 1024,  # RFC 9208 §5.1, KiB like STORAGE
         "SIZE": counts.size,
         "HIGHESTMODSEQ": info.highestmodseq,
         "APPENDLIMIT": session.appendlimit,
@@ -89,6 +99,12 @@ async def list_(session: Session, command: List) -> Result:
         return None
     boxes = session.read(lambda c: imapview.all_mailboxes(c, session.account_id))
     names = {box.name for box in boxes}
+    if session.config.crm.imap_folders:
+        boxes = sorted(
+            [*boxes, *session.read(lambda c: virtual.list_entries(c, session.account_id, names), snapshot=True)],
+            key=lambda box: box.name,
+        )
+        names = {box.name for box in boxes}
     patterns = [_pattern(command.reference, pattern) for pattern in command.patterns]
     subscribed_only = lsub or "SUBSCRIBED" in command.selection
     special_only = "SPECIAL-USE" in command.selection
@@ -114,7 +130,8 @@ async def list_(session: Session, command: List) -> Result:
         name = mailbox_value(box.name, utf8=session.utf8)
         session.untagged(Atom(command.name), attributes, DELIMITER, name)
         if "STATUS" in command.returns and not box.noselect:
-            values = status_values(session, box, command.status_items)
+            current = virtual.with_uidnext(session, box) if isinstance(box, VirtualInfo) else box
+            values = status_values(session, current, command.status_items)
             session.untagged(Atom("STATUS"), mailbox_value(box.name, utf8=session.utf8), values)
     return None
 
@@ -125,6 +142,7 @@ async def create(session: Session, command: Create) -> Result:
     if len(command.special_use) > 1:
         raise no("a mailbox can have one special-use attribute", "USEATTR")
     use = command.special_use[0] if command.special_use else None
+    virtual.refuse_virtual(session, name)
     await session.write(lambda c: imapwrite.create_mailbox(c, session.account_id, name, use))
     return None
 
@@ -132,6 +150,8 @@ async def create(session: Session, command: Create) -> Result:
 async def delete(session: Session, command: MailboxCommand) -> Result:
     """DELETE (RFC 9051 §6.3.5): messages go to the retention area; children keep the name as \\Noselect."""
     name = command.mailbox.rstrip(DELIMITER) or command.mailbox
+    if session.read(lambda c: imapview.mailbox(c, session.account_id, name)) is None:
+        virtual.refuse_virtual(session, name)
     mailbox_id = await session.write(lambda c: imapwrite.delete_mailbox(c, session.account_id, name))
     session.publish(mailbox_id, 0)
     if session.selected is not None and session.selected.mailbox_id == mailbox_id:
@@ -142,6 +162,9 @@ async def delete(session: Session, command: MailboxCommand) -> Result:
 
 async def rename(session: Session, command: Rename) -> Result:
     """RENAME (RFC 9051 §6.3.6): children follow; INBOX's messages move to the new name."""
+    virtual.refuse_virtual(session, command.destination)
+    if session.read(lambda c: imapview.mailbox(c, session.account_id, command.source)) is None:
+        virtual.refuse_virtual(session, command.source)
     await session.write(lambda c: imapwrite.rename_mailbox(c, session.account_id, command.source, command.destination))
     return None
 
@@ -149,6 +172,11 @@ async def rename(session: Session, command: Rename) -> Result:
 async def subscribe(session: Session, command: MailboxCommand) -> Result:
     """SUBSCRIBE / UNSUBSCRIBE (RFC 9051 §6.3.7, §6.3.8)."""
     wanted = command.name == "SUBSCRIBE"
+    view = virtual.lookup(session, command.mailbox) if session.config.crm.imap_folders else None
+    if view is not None and view.folder is not None:
+        folder = view.folder
+        await session.write(lambda c: folders.set_subscribed(c, folder, wanted))
+        return None
     await session.write(lambda c: imapwrite.set_subscribed(c, session.account_id, command.mailbox, wanted))
     return None
 
@@ -156,6 +184,8 @@ async def subscribe(session: Session, command: MailboxCommand) -> Result:
 async def status(session: Session, command: Status) -> Result:
     """STATUS (RFC 9051 §6.3.11)."""
     info = session.read(lambda c: imapview.mailbox(c, session.account_id, command.mailbox))
+    if info is None and session.config.crm.imap_folders:
+        info = virtual.lookup(session, command.mailbox)
     if info is None or info.noselect:
         raise no(f"no mailbox {command.mailbox}", "NONEXISTENT")
     if not command.items:

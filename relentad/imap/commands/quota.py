@@ -1,7 +1,9 @@
-"""QUOTA (RFC 9208): one quota root "" per account, resource STORAGE (KiB), fed by the store's usage.
+"""QUOTA (RFC 9208): one quota root "" per account, resources STORAGE (KiB, §5.1) and MESSAGE (§5.2), fed by the
+store's usage (:mod:`relentad.quota`).
 
-Invariants: an account without a disk quota (0 = unlimited) has no quota root; limits are the administrator's
-(``relentad quota set``), so SETQUOTA is refused with NO [NOPERM].
+Invariants: a resource is listed only when the account has a limit for it, and an account with neither a disk
+quota nor a message limit (0 = unlimited) has no quota root; limits are the administrator's (``relentad quota
+set``), so SETQUOTA is refused with NO [NOPERM].
 """
 
 from __future__ import annotations
@@ -16,11 +18,16 @@ ROOT = ""
 
 
 def _quota(session: Session) -> list[ImapValue] | None:
-    limit = session.read(lambda c: imapview.quota_bytes(c, session.account_id))
-    if not limit:
+    disk, most = session.read(lambda c: imapview.quota_limits(c, session.account_id))
+    if not disk and not most:
         return None
-    used, _ = session.read(lambda c: imapview.usage(c, session.account_id))
-    return [Atom("STORAGE"), (used + 1023) // 1024, limit // 1024]
+    used, held = session.read(lambda c: imapview.usage(c, session.account_id))
+    resources: list[ImapValue] = []
+    if disk:
+        resources += [Atom("STORAGE"), (used + 1023) // 1024, disk // 1024]
+    if most:
+        resources += [Atom("MESSAGE"), held, most]
+    return resources
 
 
 async def getquotaroot(session: Session, command: MailboxCommand) -> Result:

@@ -2,10 +2,12 @@
 RFC 7162 MODSEQ; RFC 5032 OLDER/YOUNGER).
 
 The whole program becomes ONE SQL query over ``messages``: flags, keywords, dates, sizes, UID and sequence
-sets and MODSEQ are plain SQL; keys that need the message text (FROM, TO, CC, BCC, SUBJECT, HEADER, BODY, TEXT,
-SENT*) call a Python function registered on the worker thread's connection, which parses the message at most
-once per row (stored structure when there is one). The query runs in a worker thread on its own read
-connection (a big SEARCH never blocks the loop).
+sets and MODSEQ are plain SQL; keys that need the message text call a Python function registered on the
+connection. FROM, TO, CC, BCC, SUBJECT and SENT* read a case-folded summary of the stored structure, cached per
+blob SHA-256 for every session (:data:`_FOLDED`: content-addressed, so never stale); HEADER, BODY and TEXT parse
+the message at most once per row (stored structure when there is one). Text searches run in a worker thread on
+its own read connection (a big SEARCH never blocks the loop), except summary-only ones over a small mailbox
+whose summaries are already cached; pure-SQL ones over a small mailbox run on the loop thread.
 
 Invariants: matching is case-insensitive substring on decoded text (RFC 2047 words, charsets, HTML stripped)
 and on the raw header value, so both the encoded and decoded forms match; results are limited to the
@@ -14,12 +16,14 @@ messages the session knows (its view); a malformed message never matches by erro
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -28,6 +32,8 @@ from ...headers import decode_header, header_fields
 from ...message import JSON_VERSION, ParsedMessage, normalize_crlf, parse
 from ...store import flags as flagmod
 from ...store import imapview
+from .. import virtual
+from ..errors import bad
 from ..parser import (
     Search,
     SearchAge,
@@ -49,6 +55,7 @@ from ..sequence import SequenceSet
 from ..sequence import render as render_set
 from ..session import Handler, Result, Session
 from ..view import Selected
+from ..virtual import VirtualView
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +71,67 @@ _SIMPLE: dict[str, str] = {
     "UNDRAFT": "(m.flags & 16) = 0",
     "UNFLAGGED": "(m.flags & 4) = 0",
     "UNSEEN": "(m.flags & 1) = 0",
-    "SAVEDATESUPPORTED": "0",
+    "SAVEDATESUPPORTED": "1",  # RFC 8514 §4.2: every real mailbox has save dates (CRM views: see Compiler)
 }
 _MAX_RUNS = 64
 INLINE_MESSAGES = 5000
-"""Pure-SQL searches of mailboxes up to this size run on the loop thread; text searches always in a worker."""
+"""Pure-SQL searches of mailboxes up to this size run on the loop thread."""
+INLINE_TEXT = 2000
+"""SUBJECT/FROM/TO/CC/BCC/SENT* searches of mailboxes up to this size run on the loop thread once the mailbox's
+folded summaries are cached (:data:`_WARM`); the first one, and every HEADER/BODY/TEXT search, in a worker."""
+
+
+@dataclass(frozen=True)
+class _Folded:
+    """What SUBJECT, FROM, TO, CC, BCC and SENT* compare against, case-folded once per message content.
+
+    Each field's forms (decoded and raw) are joined by NUL, which no IMAP search string contains, so one
+    substring test covers them all."""
+
+    subject: str
+    addresses: dict[str, str]
+    sent: date | None
+
+    @classmethod
+    def of(cls, summary: dict[str, Any]) -> _Folded:
+        envelope = summary["e"]
+        addresses = {}
+        for name, group in _ADDRESS_GROUPS.items():
+            decoded = tuple(f"{item[0]} <{item[1]}>".casefold() for item in summary["a"][group])
+            raw = envelope[_ENVELOPE_FIELDS[name]] or []
+            raw_forms = tuple(" ".join(str(part) for part in item if part).casefold() for item in raw)
+            addresses[name] = "\0".join(decoded + raw_forms)
+        text = summary.get("d")
+        try:
+            sent = datetime.fromisoformat(text).date() if text else None
+        except ValueError:
+            sent = None
+        subject = (summary["su"] or "").casefold() + "\0" + str(envelope[1] or "").casefold()
+        return cls(subject, addresses, sent)
+
+
+_FOLDED: dict[bytes, _Folded] = {}
+"""Folded summaries by blob SHA-256 (content-addressed, so never stale), oldest first; shared by all sessions."""
+_FOLDED_MAX = 20_000
+_WARM: set[int] = set()
+"""Mailboxes whose messages' folded summaries were cached by a search (their next one may run inline)."""
+_misses = 0
+
+
+def _remember(key: bytes, folded: _Folded) -> None:
+    global _misses
+    _misses += 1
+    if len(_FOLDED) >= _FOLDED_MAX:
+        with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # another thread evicted meanwhile
+            del _FOLDED[next(iter(_FOLDED))]
+    _FOLDED[key] = folded
 
 
 class _Doc:
     """The parts of one message that text keys look at, computed on first use.
 
-    ``blob`` is None when only the stored structure was read (SUBJECT, FROM, TO, CC, BCC and SENT* need nothing
-    else); HEADER, BODY and TEXT get the blob.
+    ``blob`` is None when only the stored structure was read (what a :class:`_Folded` summary is made of);
+    HEADER, BODY and TEXT get the blob.
     """
 
     def __init__(
@@ -92,7 +148,7 @@ class _Doc:
 
     @property
     def summary(self) -> dict[str, Any]:
-        """The stored structure as a dict (what SUBJECT/FROM/... read, without building the part tree)."""
+        """The stored structure as a dict (what _Folded is made of, without building the part tree)."""
         if self._summary is None:
             if self.structure:
                 try:
@@ -145,26 +201,6 @@ class _Doc:
                 return True
         return False
 
-    def summary_contains(self, name: str, needle: str) -> bool:
-        """SUBJECT / FROM / TO / CC / BCC from the stored summary: decoded and raw (envelope) forms."""
-        summary = self.summary
-        envelope = summary["e"]
-        if name == "subject":
-            return needle in (summary["su"] or "").casefold() or needle in str(envelope[1] or "").casefold()
-        decoded = summary["a"][_ADDRESS_GROUPS[name]]
-        if any(needle in f"{item[0]} <{item[1]}>".casefold() for item in decoded):
-            return True
-        raw = envelope[_ENVELOPE_FIELDS[name]] or []
-        return any(needle in " ".join(str(part) for part in item if part).casefold() for item in raw)
-
-    @property
-    def sent(self) -> date | None:
-        text = self.summary.get("d")
-        try:
-            return datetime.fromisoformat(text).date() if text else None
-        except ValueError:
-            return None
-
 
 _ADDRESS_GROUPS = {"from": 0, "to": 3, "cc": 4, "bcc": 5}
 """Index of each address list in ParsedMessage.to_dict()["a"] (from, sender, reply-to, to, cc, bcc)."""
@@ -172,37 +208,36 @@ _ENVELOPE_FIELDS = {"from": 2, "to": 5, "cc": 6, "bcc": 7}
 
 
 Matcher = Callable[[_Doc], bool]
+FoldedMatcher = Callable[[_Folded], bool]
 
 
-def _text_matcher(key: SearchText | SearchHeader) -> tuple[Matcher, bool]:
-    """The matcher and whether it needs the message bytes (False: the stored structure suffices)."""
+def _folded_matcher(key: SearchText | SearchDate) -> FoldedMatcher | None:
+    """SUBJECT/FROM/TO/CC/BCC and SENT* test only the folded summary (cached per message content)."""
+    if isinstance(key, SearchDate):
+        when = key.date
+        if key.key == "SENTBEFORE":
+            return lambda f: f.sent is not None and f.sent < when
+        if key.key == "SENTON":
+            return lambda f: f.sent is not None and f.sent == when
+        return lambda f: f.sent is not None and f.sent >= when
+    needle = key.value.casefold()
+    if key.key == "SUBJECT":
+        return lambda f: needle in f.subject
+    if key.key in ("FROM", "TO", "CC", "BCC"):
+        field = key.key.lower()
+        return lambda f: needle in f.addresses[field]
+    return None
+
+
+def _text_matcher(key: SearchText | SearchHeader) -> Matcher:
+    """HEADER, BODY and TEXT: they read the message bytes."""
     if isinstance(key, SearchHeader):
         name, needle = key.field.lower(), key.value.casefold()
-        return (lambda doc: doc.field_contains(name, needle, exists_only=not needle)), True
+        return lambda doc: doc.field_contains(name, needle, exists_only=not needle)
     needle = key.value.casefold()
-    kind = key.key
-    if kind in ("FROM", "TO", "CC", "BCC", "SUBJECT"):
-        field = kind.lower()
-        return (lambda doc: doc.summary_contains(field, needle)), False
-    if kind == "BODY":
-        return (lambda doc: needle in doc.body), True
-    return (
-        lambda doc: any(needle in raw or needle in decoded for _, raw, decoded in doc.fields) or needle in doc.body
-    ), True
-
-
-def _sent_matcher(key: SearchDate) -> Matcher:
-    def match(doc: _Doc) -> bool:
-        day = doc.sent
-        if day is None:
-            return False
-        if key.key == "SENTBEFORE":
-            return day < key.date
-        if key.key == "SENTON":
-            return day == key.date
-        return day >= key.date
-
-    return match
+    if key.key == "BODY":
+        return lambda doc: needle in doc.body
+    return lambda doc: any(needle in raw or needle in decoded for _, raw, decoded in doc.fields) or needle in doc.body
 
 
 def _timestamp(day: date) -> float:
@@ -217,13 +252,18 @@ class Compiler:
         self.saved = saved
         self.now = now
         self.matchers: list[Matcher] = []
+        self.folded: list[FoldedMatcher] = []
         self.uses_modseq = False
 
-    def _python(self, matcher: Matcher, *, needs_data: bool) -> tuple[str, list[Any]]:
-        """A call of the Python matcher; the blob is read only when needed or when there is no structure."""
+    def _summary(self, matcher: FoldedMatcher) -> tuple[str, list[Any]]:
+        """A call of a folded-summary matcher: the blob's SHA-256 keys the shared cache, nothing else is read."""
+        self.folded.append(matcher)
+        return "imap_folded(?, b.sha256, m.blob_id)", [len(self.folded) - 1]
+
+    def _python(self, matcher: Matcher) -> tuple[str, list[Any]]:
+        """A call of a Python matcher that reads the message bytes (and structure, to parse them only once)."""
         self.matchers.append(matcher)
-        data = "b.data" if needs_data else "CASE WHEN b.structure IS NULL THEN b.data END"
-        return f"imap_match(?, m.blob_id, m.prefix, {data}, b.structure)", [len(self.matchers) - 1]
+        return "imap_match(?, m.blob_id, m.prefix, b.data, b.structure)", [len(self.matchers) - 1]
 
     def _uid_set(self, uids: Sequence[int]) -> tuple[str, list[Any]]:
         if not uids:
@@ -252,6 +292,8 @@ class Compiler:
                 if key.key == "NEW":
                     return f"({recent} AND (m.flags & 1) = 0)", params
                 return (recent if key.key == "RECENT" else f"NOT {recent}"), params
+            if key.key == "SAVEDATESUPPORTED" and isinstance(self.view, VirtualView):
+                return "0", []  # a CRM view has no save dates (FETCH SAVEDATE is NIL there)
             return _SIMPLE.get(key.key, "0"), []
         if isinstance(key, SearchKeyword):
             negate = key.key == "UNKEYWORD"
@@ -260,19 +302,23 @@ class Compiler:
                 return f"(m.flags & {bit}) {'=' if negate else '!='} 0", []
             clause = "instr(' ' || lower(m.keywords) || ' ', ?) > 0"
             return (f"NOT ({clause})" if negate else clause), [f" {key.flag.lower()} "]
+        if isinstance(key, SearchText) and (folded := _folded_matcher(key)) is not None:
+            return self._summary(folded)
         if isinstance(key, SearchText | SearchHeader):
-            matcher, needs_data = _text_matcher(key)
-            return self._python(matcher, needs_data=needs_data)
+            return self._python(_text_matcher(key))
         if isinstance(key, SearchDate):
-            if key.key.startswith("SENT"):
-                return self._python(_sent_matcher(key), needs_data=False)
+            if key.key.startswith("SENT") and (folded := _folded_matcher(key)) is not None:
+                return self._summary(folded)
             start = _timestamp(key.date)
             end = _timestamp(key.date + timedelta(days=1))
+            column = "m.internaldate"
+            if key.key.startswith("SAVED") and not isinstance(self.view, VirtualView):
+                column = "coalesce(m.saved, m.internaldate)"  # RFC 8514 §4.2 (a CRM view: the internal date)
             if key.key.endswith("BEFORE"):
-                return "m.internaldate < ?", [start]
+                return f"{column} < ?", [start]
             if key.key.endswith("ON"):
-                return "(m.internaldate >= ? AND m.internaldate < ?)", [start, end]
-            return "m.internaldate >= ?", [start]
+                return f"({column} >= ? AND {column} < ?)", [start, end]
+            return f"{column} >= ?", [start]
         if isinstance(key, SearchSize):
             return ("m.size > ?" if key.key == "LARGER" else "m.size < ?"), [key.size]
         if isinstance(key, SearchAge):
@@ -295,11 +341,42 @@ class Compiler:
         return "(" + " AND ".join(f"({sql})" for sql, _ in parts) + ")", [p for _, params in parts for p in params]
 
 
+def _stored(conn: sqlite3.Connection, blob_id: int) -> tuple[str | None, bytes | None]:
+    """(structure, the bytes when there is no structure) of a blob: what SUBJECT & co. need on a cache miss."""
+    row = conn.execute(
+        "SELECT structure, CASE WHEN structure IS NULL THEN data END FROM blobs WHERE id = ?", (blob_id,)
+    ).fetchone()
+    if row is None:
+        return None, b""
+    return row[0], None if row[1] is None else bytes(row[1])
+
+
 def run_search(
-    conn: sqlite3.Connection, mailbox_id: int, sql: str, params: list[Any], matchers: list[Matcher]
+    conn: sqlite3.Connection,
+    mailbox_id: int,
+    sql: str,
+    params: list[Any],
+    matchers: list[Matcher],
+    source: tuple[str, list[Any]] | None = None,
+    folded: Sequence[FoldedMatcher] = (),
 ) -> list[tuple[int, int]]:
-    """Worker thread: (uid, modseq) of matching messages, ascending."""
+    """Worker thread: (uid, modseq) of matching messages, ascending. ``source`` is a subquery with the columns of
+    ``messages`` to search instead of the mailbox (a CRM view)."""
     cache: dict[tuple[int, int], _Doc] = {}
+    summaries = _FOLDED
+
+    def imap_folded(index: int, sha: bytes, blob_id: int) -> int:
+        try:
+            summary = summaries.get(sha)
+            if summary is None:
+                structure, data = _stored(conn, blob_id)
+                doc = _Doc(b"", data, structure, functools.partial(imapview.blob_data, conn, blob_id))
+                summary = _Folded.of(doc.summary)
+                _remember(bytes(sha), summary)
+            return int(folded[index](summary))
+        except Exception:
+            log.exception("SEARCH could not examine blob %d", blob_id)
+            return 0
 
     def imap_match(index: int, blob_id: int, prefix: bytes, data: bytes | None, structure: str | None) -> int:
         try:
@@ -319,13 +396,19 @@ def run_search(
             log.exception("SEARCH could not examine blob %d", blob_id)
             return 0
 
-    join = "JOIN blobs b ON b.id = m.blob_id" if matchers else ""
+    join = "JOIN blobs b ON b.id = m.blob_id" if matchers or folded else ""
     if matchers:
         conn.create_function("imap_match", 5, imap_match)
-    rows = conn.execute(
-        f"SELECT m.uid, m.modseq FROM messages m {join} WHERE m.mailbox_id = ? AND ({sql}) ORDER BY m.uid",
-        [mailbox_id, *params],
-    ).fetchall()
+    if folded:
+        conn.create_function("imap_folded", 3, imap_folded)
+    if source is not None:
+        query = f"SELECT m.uid, m.modseq FROM ({source[0]}) m {join} WHERE ({sql}) ORDER BY m.uid"
+        rows = conn.execute(query, [*source[1], *params]).fetchall()
+    else:
+        rows = conn.execute(
+            f"SELECT m.uid, m.modseq FROM messages m {join} WHERE m.mailbox_id = ? AND ({sql}) ORDER BY m.uid",
+            [mailbox_id, *params],
+        ).fetchall()
     return [(int(r[0]), int(r[1])) for r in rows]
 
 
@@ -337,23 +420,44 @@ async def search(session: Session, command: Search) -> Result:
     sql, params = compiler.compile(command.key)
     if compiler.uses_modseq:
         session.enabled.add("CONDSTORE")
-    job = functools.partial(run_search, mailbox_id=view.mailbox_id, sql=sql, params=params, matchers=compiler.matchers)
-    if not compiler.matchers and len(view.uids) <= INLINE_MESSAGES:
-        rows = session.read(job)  # indexed SQL over a small mailbox: cheaper than a thread round trip
+    source = None
+    if isinstance(view, VirtualView):
+        if compiler.uses_modseq:
+            raise bad("a CRM view has no mod-sequences (NOMODSEQ)")
+        source = virtual.search_source(view)
+    job = functools.partial(
+        run_search,
+        mailbox_id=view.mailbox_id,
+        sql=sql,
+        params=params,
+        matchers=compiler.matchers,
+        source=source,
+        folded=compiler.folded,
+    )
+    pure_sql = not compiler.matchers and not compiler.folded
+    warm = source is None and not compiler.matchers and view.mailbox_id in _WARM
+    if (pure_sql and len(view.uids) <= INLINE_MESSAGES) or (warm and len(view.uids) <= INLINE_TEXT):
+        misses = _misses
+        rows = session.read(job)  # indexed SQL (and cached summaries) over a small mailbox: no thread round trip
+        if _misses - misses > 100:
+            _WARM.discard(view.mailbox_id)  # the cache lost this mailbox's summaries: next time in a worker
     else:
         rows = await session.services.readers.run(job)
-    found = [(uid, modseq) for uid, modseq in rows if view.seq(uid) is not None and uid not in view.pending_gone]
+        if compiler.folded and not compiler.matchers and source is None:
+            _WARM.add(view.mailbox_id)
+    seqs = view.seqs([uid for uid, _ in rows])
+    found = [(uid, modseq) for uid, modseq in rows if uid in seqs and uid not in view.pending_gone]
     uids = [uid for uid, _ in found]
-    numbers = uids if command.uid else [view.seq(uid) or 0 for uid in uids]
+    numbers = uids if command.uid else [seqs[uid] for uid in uids]
     highest = max((modseq for _, modseq in found), default=0)
     returns = command.returns
     if returns is None and session.rev2:
         returns = ("ALL",)  # RFC 9051 §7.3.4: IMAP4rev2 has no SEARCH response, only ESEARCH
-    if returns is None:
-        values: list[ImapValue] = [Atom("SEARCH"), *numbers]
+    if returns is None:  # `* SEARCH 2 3 5 (MODSEQ 9)`, written directly: it can hold a number per message
+        line = b"* SEARCH" + b"".join([b" %d" % number for number in numbers])
         if compiler.uses_modseq and numbers:
-            values.append([Atom("MODSEQ"), highest])
-        session.untagged(*values)
+            line += b" (MODSEQ %d)" % highest
+        session.send(line + b"\r\n")
         return None
     if "SAVE" in returns:
         chosen = uids

@@ -1,8 +1,10 @@
 """SELECT, EXAMINE, CLOSE, UNSELECT (RFC 9051 §6.3.2-3, §6.4.1-2; RFC 3691; RFC 7162 CONDSTORE/QRESYNC).
 
 Invariants: the view's modseq is read before its UID list, so a change racing the SELECT is reported later
-rather than lost; QRESYNC resynchronisation (RFC 7162 §3.2.5) answers VANISHED (EARLIER) for known UIDs that
-left the mailbox and FETCH for messages changed since the client's modseq, when the UIDVALIDITY matches.
+rather than lost; a mailbox's UID list, keywords and first unseen UID are reused from :data:`_OPENED` while its
+(UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ) is unchanged — every change to its messages moves one of them; QRESYNC
+resynchronisation (RFC 7162 §3.2.5) answers VANISHED (EARLIER) for known UIDs that left the mailbox and FETCH
+for messages changed since the client's modseq, when the UIDVALIDITY matches.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sqlite3
 
 from ...store import imapview, imapwrite
 from ...store.imapview import MailboxInfo
+from .. import virtual
 from ..errors import bad, no
 from ..parser import NoArgs, Select
 from ..responses import Atom, mailbox_value
@@ -18,16 +21,40 @@ from ..sequence import render as render_set
 from ..session import Handler, Ok, Result, Session
 from ..view import Selected
 
+Opened = tuple[MailboxInfo | None, list[int], list[str], int | None]
+_OPENED: dict[int, tuple[tuple[int, int, int], list[int], list[str], int | None]] = {}
+"""Per mailbox id: ((uidvalidity, uidnext, highestmodseq), UIDs, keywords in use, first unseen UID) as last read."""
+_OPENED_MAX = 1000
+_OPENED_MAX_UIDS = 200_000
+"""Bound on the UIDs held in :data:`_OPENED` altogether (a few MiB); past it the cache starts again empty."""
 
-def _open(
-    conn: sqlite3.Connection, account_id: int, name: str
-) -> tuple[MailboxInfo | None, list[int], list[str], int | None]:
+
+def _open(conn: sqlite3.Connection, account_id: int, name: str) -> Opened:
     """The mailbox, its UIDs, keywords in use and first unseen UID, in one snapshot (modseq read first)."""
     info = imapview.mailbox(conn, account_id, name)
     if info is None:
         return None, [], [], None
     uids = imapview.uids(conn, info.id)
     return info, uids, imapview.keywords_in_use(conn, info.id), imapview.first_unseen(conn, info.id)
+
+
+def _open_cached(session: Session, name: str) -> Opened:
+    """:func:`_open` with one query when the mailbox has not changed since it was last opened (by any session)."""
+    info = session.read(lambda c: imapview.mailbox(c, session.account_id, name))
+    if info is None or info.noselect:
+        return info, [], [], None
+    key = (info.uidvalidity, info.uidnext, info.highestmodseq)
+    known = _OPENED.get(info.id)
+    if known is not None and known[0] == key:
+        return info, list(known[1]), known[2], known[3]
+    opened = session.read(lambda c: _open(c, session.account_id, name), snapshot=True)
+    info, uids, keywords, unseen_uid = opened
+    if info is not None and not info.noselect and len(uids) <= _OPENED_MAX_UIDS // 4:
+        held = sum(len(entry[1]) for entry in _OPENED.values())
+        if len(_OPENED) >= _OPENED_MAX or held + len(uids) > _OPENED_MAX_UIDS:
+            _OPENED.clear()
+        _OPENED[info.id] = ((info.uidvalidity, info.uidnext, info.highestmodseq), list(uids), keywords, unseen_uid)
+    return opened
 
 
 async def select(session: Session, command: Select) -> Result:
@@ -39,9 +66,11 @@ async def select(session: Session, command: Select) -> Result:
         session.untagged_status("OK", "previous mailbox is now closed", "CLOSED")
     if command.condstore:
         session.enabled.add("CONDSTORE")
-    info, uids, keywords, unseen_uid = session.read(
-        lambda c: _open(c, session.account_id, command.mailbox), snapshot=True
-    )
+    info, uids, keywords, unseen_uid = _open_cached(session, command.mailbox)
+    if info is None and session.config.crm.imap_folders:
+        found = virtual.lookup(session, command.mailbox)
+        if found is not None and found.folder is not None:
+            return _select_virtual(session, found, command)
     if info is None:
         raise no(f"no mailbox {command.mailbox}", "NONEXISTENT")
     if info.noselect:
@@ -51,22 +80,39 @@ async def select(session: Session, command: Select) -> Result:
     view.recent_end = info.first_recent_uid  # older UIDs were claimed by earlier sessions: not recent
     await session.claim_recent(view, uids)  # writes only when there is something to claim
     session.announce_flags(view)
-    session.untagged(len(uids), Atom("EXISTS"))
+    session.send(b"* %d EXISTS\r\n" % len(uids))  # these lines are plain ASCII: written directly
     if not session.rev2:
-        session.untagged(len(view.recent), Atom("RECENT"))
+        session.send(b"* %d RECENT\r\n" % len(view.recent))
         if unseen_uid is not None:
             seq = view.seq(unseen_uid)
             if seq is not None:
-                session.untagged_status("OK", "first unseen message", [Atom("UNSEEN"), seq])
-    session.untagged_status("OK", "UIDs valid", [Atom("UIDVALIDITY"), info.uidvalidity])
-    session.untagged_status("OK", "predicted next UID", [Atom("UIDNEXT"), info.uidnext])
-    session.untagged_status("OK", "highest mod-sequence", [Atom("HIGHESTMODSEQ"), info.highestmodseq])
+                session.send(b"* OK [UNSEEN %d] first unseen message\r\n" % seq)
+    session.send(
+        b"* OK [UIDVALIDITY %d] UIDs valid\r\n* OK [UIDNEXT %d] predicted next UID\r\n"
+        b"* OK [HIGHESTMODSEQ %d] highest mod-sequence\r\n" % (info.uidvalidity, info.uidnext, info.highestmodseq)
+    )
     if session.rev2:
         session.untagged(Atom("LIST"), [], "/", mailbox_value(info.name, utf8=session.utf8))
     session.select(view)
     if command.qresync is not None and command.qresync.uidvalidity == info.uidvalidity:
         _resync(session, view, command.qresync.modseq, command.qresync.known_uids)
     return Ok(f"{command.name} completed", "READ-ONLY" if command.readonly else "READ-WRITE")
+
+
+def _select_virtual(session: Session, info: virtual.VirtualInfo, command: Select) -> Result:
+    """SELECT / EXAMINE of a CRM view: always [READ-ONLY], [NOMODSEQ] (see relentad.imap.virtual)."""
+    view = virtual.open_view(session, info, examine=command.readonly)
+    session.announce_flags(view)
+    session.untagged(len(view.uids), Atom("EXISTS"))
+    if not session.rev2:
+        session.untagged(0, Atom("RECENT"))
+    session.untagged_status("OK", "UIDs valid", [Atom("UIDVALIDITY"), info.uidvalidity])
+    session.untagged_status("OK", "predicted next UID", [Atom("UIDNEXT"), info.uidnext])
+    session.untagged_status("OK", "a CRM view has no mod-sequences", "NOMODSEQ")
+    if session.rev2:
+        session.untagged(Atom("LIST"), [Atom("\\NoInferiors")], "/", mailbox_value(info.name, utf8=session.utf8))
+    session.select(view)
+    return Ok(f"{command.name} completed (a read-only CRM view)", "READ-ONLY")
 
 
 def _resync(session: Session, view: Selected, modseq: int, known: object) -> None:

@@ -8,18 +8,23 @@ other sessions hear of it through the bus. .SILENT suppresses the FETCH replies 
 from __future__ import annotations
 
 from ...spam import training as spam_training
+from ...store import flags as flagmod
 from ...store import imapwrite
-from ..errors import no
+from .. import virtual
+from ..errors import bad, no
 from ..parser import Store
-from ..responses import Atom
+from ..responses import Atom, ImapValue, flag_list
 from ..sequence import render as render_set
 from ..session import Handler, Ok, Result, Session
+from ..virtual import VirtualView
 
 
 async def store(session: Session, command: Store) -> Result:
     """STORE / UID STORE."""
     view = session.selected
     assert view is not None
+    if isinstance(view, VirtualView):
+        return await _store_virtual(session, view, command)
     if view.readonly:
         raise no("the mailbox is read-only (EXAMINE)", "READ-ONLY")
     if command.unchanged_since is not None:
@@ -55,6 +60,23 @@ async def store(session: Session, command: Store) -> Result:
     if result.modified:
         numbers = result.modified if command.uid else [s for u in result.modified if (s := view.seq(u))]
         return Ok("some messages were modified since", [Atom("MODIFIED"), Atom(render_set(numbers))])
+    return None
+
+
+async def _store_virtual(session: Session, view: VirtualView, command: Store) -> Result:
+    """STORE in a CRM view: the flags land on the real message (see relentad.imap.virtual)."""
+    if command.unchanged_since is not None:
+        raise bad("a CRM view has no mod-sequences (NOMODSEQ)")
+    uids = view.resolve(command.sequence_set, uid=command.uid, saved=session.saved)
+    for uid, copy in await virtual.store(session, view, uids, command.action, command.flags):
+        seq = view.seq(uid)
+        if seq is None or command.silent:
+            continue
+        if view.new_keywords(copy.keywords):
+            session.announce_flags(view)
+        items: list[ImapValue] = [Atom("UID"), uid] if command.uid else []
+        items += [Atom("FLAGS"), flag_list(flagmod.names(copy.flags, copy.keywords))]
+        session.untagged(seq, Atom("FETCH"), items)
     return None
 
 

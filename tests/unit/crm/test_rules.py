@@ -96,6 +96,22 @@ def test_stop_ends_later_rules_and_flags_carry_across() -> None:
     assert outcome.targets("INBOX") == [("Two", ["$A"])]
 
 
+def test_tagcontact_collects_tags_once_and_needs_its_require() -> None:
+    script = (
+        'require ["vnd.relentad.tagcontact", "imap4flags"];\n'
+        'if header :contains "subject" "invoice" { tagcontact ["billing", "vip"]; }\n'
+        'tagcontact "vip"; addflag "$Seen-By-Rule";\n'
+    )
+    outcome = run(script)
+    assert outcome.tags == ["billing", "vip"] and outcome.flags == ["$Seen-By-Rule"]
+    assert "r: tagcontact billing vip" in outcome.trace
+    assert run(script.replace("invoice", "nothing")).tags == ["vip"]
+    with pytest.raises(InvalidInput, match="not loaded"):
+        compile_script('tagcontact "vip";')
+    with pytest.raises(InvalidInput, match="not a tag"):
+        compile_script('require "vnd.relentad.tagcontact"; tagcontact "a,b";')
+
+
 def test_fileinto_flags_argument() -> None:
     assert folders(run(REQ + 'fileinto :flags "\\\\Seen $Done" "Done";')) == [("Done", ["\\Seen", "$Done"])]
 

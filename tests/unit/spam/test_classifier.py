@@ -123,8 +123,14 @@ def test_clues_respect_min_dev_max_tokens_and_order() -> None:
     assert "meh" not in names and "unseen" not in names
 
 
+def test_a_token_from_one_message_only_is_no_clue() -> None:
+    """Hapaxes stay inside min_dev at the default s (2.0); seen in two messages, a token counts."""
+    counts = FixedCounts(100, 100, {"once": (1, 0), "twice": (2, 0), "hamonce": (0, 1)})
+    assert [t for t, _ in clues({"once", "twice", "hamonce"}, counts)] == ["twice"]
+
+
 def test_score_uses_the_protocol_and_explains_itself() -> None:
-    counts = FixedCounts(10, 10, {"viagra": (8, 0), "meeting": (0, 8)})
+    counts = FixedCounts(10, 10, {"viagra": (9, 0), "meeting": (0, 9)})
     assert score({"viagra"}, counts) > 0.9
     assert score({"meeting"}, counts) < 0.1
     assert score(set(), counts) == 0.5

@@ -139,7 +139,7 @@ def compile_search(conn: sqlite3.Connection, text: str | bytes) -> list[int]:
     view = Selected(info=info, readonly=True, uids=imapview.uids(conn, info.id), modseq=info.highestmodseq)
     compiler = Compiler(view, None, 2e9)
     sql, params = compiler.compile(command.key)
-    return [uid for uid, _ in run_search(conn, info.id, sql, params, compiler.matchers)]
+    return [uid for uid, _ in run_search(conn, info.id, sql, params, compiler.matchers, folded=compiler.folded)]
 
 
 def test_search_in_sqlite_with_text_matchers(conn: sqlite3.Connection) -> None:

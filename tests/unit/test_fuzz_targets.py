@@ -1,0 +1,37 @@
+"""The long-run fuzz targets (scripts/fuzz/) stay runnable: each passes its seeds and a short, seeded run of the
+pure-Python engine. The long runs themselves are `scripts/fuzz/fuzz.py TARGET` (README, Operations)."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+FUZZ_DIR = Path(__file__).resolve().parents[2] / "scripts" / "fuzz"
+sys.path.insert(0, str(FUZZ_DIR))
+
+import fuzz  # noqa: E402
+import targets  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(targets.TARGETS))
+def test_target_passes_its_seeds_and_a_short_seeded_run(name: str, tmp_path: Path) -> None:
+    target = targets.TARGETS[name]
+    for seed in targets.SEEDS[name]:
+        target(seed)
+    rng = random.Random(1)
+    pool = list(targets.SEEDS[name])
+    for _ in range(300):
+        target(fuzz.mutate(rng, rng.choice(pool), pool, targets.DICTIONARY))
+
+
+def test_a_crash_is_saved_and_reported(tmp_path: Path) -> None:
+    def broken(data: bytes) -> None:
+        if b"boom" in data:
+            raise ValueError("boom")
+
+    assert fuzz.run_random("broken", broken, [b"ok", b"boom"], 1.0, 1, tmp_path) == 1
+    saved = list(tmp_path.iterdir())
+    assert len(saved) == 1 and saved[0].read_bytes() == b"boom"

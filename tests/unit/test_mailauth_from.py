@@ -1,0 +1,41 @@
+"""The RFC5322.From domain DMARC judges: the fast path for plain addresses agrees with email.utils."""
+
+from __future__ import annotations
+
+import email.utils
+
+import pytest
+
+from relentad import mailauth
+
+FROM_VALUES = [
+    "alice@a.test", " Alice <alice@a.test>", "Alice Example <alice@News.A.test> ", "<alice@a.test>",
+    '"Example, Alice" <alice@a.test>', "=?utf-8?q?J=C3=BCrgen?= <j@b.test>", "John Q. Public <jqp@c.test>",
+    "alice@a.test, bob@b.test", "Alice <alice@a.test>, Bob <bob@a.test>", "alice(comment)@a.test",
+    "Alice <alice@a.test> (work)", "undisclosed-recipients:;", "Group: a@a.test, b@a.test;", "no address",
+    "<>", "alice@a.test.", "Alice <@route.test:alice@a.test>", "a@b@c.test", "<alice@bücher.test>",
+    "Ålice <alice@a.test>", "alice@localhost", "Alice<alice@a.test>", "\tAlice\t<alice@a.test>",
+]  # fmt: skip
+
+
+def slow_domain(value: str) -> str | None:
+    """What _from_domain computed before the fast path: email.utils.getaddresses and the same checks."""
+    addresses = [a for _, a in email.utils.getaddresses([value]) if a]
+    domains = {a.rpartition("@")[2].strip().lower().rstrip(".") for a in addresses}
+    if len(domains) != 1:
+        return None
+    try:
+        domain = domains.pop().encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    return domain if "." in domain else None
+
+
+@pytest.mark.parametrize("value", FROM_VALUES)
+def test_from_domain_fast_path_agrees_with_email_utils(value: str) -> None:
+    raw = f"From: {value}\r\nTo: x@y.test\r\n\r\nbody\r\n".encode()
+    assert mailauth.from_domain(raw) == slow_domain(value)
+
+
+def test_two_from_fields_mean_no_domain() -> None:
+    assert mailauth.from_domain(b"From: a@a.test\r\nFrom: b@b.test\r\n\r\n") is None
