@@ -31,11 +31,13 @@ from tests.support.dnsmasq import Dnsmasq, DnsRecords
 SPAM_CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "spamassassin" / "train"
 
 
-def make_message(i: int) -> bytes:
+def make_message(i: int, senders: int = 0) -> bytes:
+    """Message ``i``; from sender ``i`` (a new correspondent every time), or one of ``senders`` when given."""
+    who = i % senders if senders else i
     body = "".join(f"Line {n} of a typical business message, with some words to fill it out nicely.\r\n"
                    for n in range(48))  # fmt: skip
     return (
-        f"From: Sender {i} <sender{i}@elsewhere.test>\r\nTo: Demo <demo@example.test>\r\n"
+        f"From: Sender {who} <sender{who}@elsewhere.test>\r\nTo: Demo <demo@example.test>\r\n"
         f"Subject: benchmark message {i}\r\nMessage-ID: <bench-{i}@elsewhere.test>\r\n"
         "Date: Wed, 25 Nov 2026 08:00:00 +0000\r\nMIME-Version: 1.0\r\n"
         "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body
@@ -72,9 +74,9 @@ async def send_one(port: int, message: bytes) -> bool:
         writer.close()
 
 
-async def load(port: int, messages: int, sessions: int) -> tuple[float, int]:
+async def load(port: int, messages: int, sessions: int, senders: int = 0) -> tuple[float, int]:
     """(seconds, acknowledged) for sending ``messages`` over ``sessions`` concurrent workers."""
-    bodies = [make_message(i) for i in range(messages)]
+    bodies = [make_message(i, senders) for i in range(messages)]
     queue = list(range(messages))
     acked = 0
 
@@ -97,6 +99,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median rate of each counts")
     parser.add_argument("--crm", choices=["on", "off"], default="on", help="[crm] enabled (the sorter step)")
     parser.add_argument("--spam", choices=["on", "off"], default="on", help="[spam] enabled (the classify step)")
+    parser.add_argument(
+        "--senders",
+        type=int,
+        default=0,
+        help="distinct senders (0: a new one per message, the CRM's worst case: a new contact and thread each)",
+    )
     parser.add_argument(
         "--mailauth", choices=["on", "off"], default="on", help="[mailauth] verify (SPF, DKIM, DMARC and ARC checks)"
     )
@@ -133,10 +141,10 @@ def main() -> None:
             cpu_before, measured = cpu_seconds(daemon.proc.pid), 0
             null_cpu_before, null_measured = cpu_seconds(null.pid), 0
             for _ in range(args.rounds):  # alternate, so load from elsewhere on the machine hits both alike
-                seconds, acked = asyncio.run(load(null_port, args.messages, args.sessions))
+                seconds, acked = asyncio.run(load(null_port, args.messages, args.sessions, args.senders))
                 null_rates.append(acked / seconds)
                 null_measured += acked
-                seconds, acked = asyncio.run(load(daemon.smtp_port, args.messages, args.sessions))
+                seconds, acked = asyncio.run(load(daemon.smtp_port, args.messages, args.sessions, args.senders))
                 ours_rates.append(acked / seconds)
                 ours_acked += acked
                 measured += acked
@@ -159,6 +167,7 @@ def main() -> None:
     print(f"crm sorter:            {args.crm}")
     print(f"spam classifier:       {args.spam}")
     print(f"mail authentication:   {args.mailauth}")
+    print(f"senders:               {args.senders or 'a new one per message'}")
     print(f"relentad CPU/message:  {cpu_per_message * 1000:8.2f} ms  (daemon user+system time, measured rounds)")
     print(
         f"null CPU/message:      {null_cpu_per_message * 1000:8.2f} ms  (CPU ratio null/relentad: "
