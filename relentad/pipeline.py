@@ -185,6 +185,7 @@ class Pipeline:
         self.store = store
         self.bus = bus
         self.sorter = Sorter()
+        self.spam_counts = spam_storage.CountCache()  # token rows read while scoring, kept while valid
         self.configure(config)
 
     def configure(self, config: Config) -> None:
@@ -237,6 +238,7 @@ class Pipeline:
                         thresholds=thresholds,
                         sender=sender,
                         sender_trusted=trusted,
+                        cache=self.spam_counts,
                     )
                     judgement = judged[placement.account_id] = self.store.read(judge)
                     metrics.spam_verdict(judgement.verdict)

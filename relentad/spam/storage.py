@@ -80,16 +80,27 @@ class StoredCounts:
     :func:`touch` to refresh in a later write.
     """
 
-    def __init__(self, conn: sqlite3.Connection, account_id: int, *, with_global: bool = True) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        account_id: int,
+        *,
+        with_global: bool = True,
+        cache: CountCache | None = None,
+    ) -> None:
         self.conn = conn
+        self.cache = cache
         scopes = {account_id, GLOBAL} if with_global else {account_id}
         self.scopes: list[int] = []
+        self.versions: dict[int, tuple[object, ...]] = {}
         self._nspam = self._nham = 0
-        for scope, nspam, nham in conn.execute(
-            "SELECT scope, nspam, nham FROM spam_totals WHERE scope IN (?, ?)", (account_id, min(scopes))
+        for scope, nspam, nham, tokens, updated in conn.execute(
+            "SELECT scope, nspam, nham, tokens, updated FROM spam_totals WHERE scope IN (?, ?)",
+            (account_id, min(scopes)),
         ):
             if scope in scopes and (nspam or nham):
                 self.scopes.append(int(scope))
+                self.versions[int(scope)] = (nspam, nham, tokens, updated)
                 self._nspam += int(nspam)
                 self._nham += int(nham)
         self.stale: set[str] = set()
@@ -105,26 +116,86 @@ class StoredCounts:
 
     def lookup(self, tokens: Collection[str]) -> dict[str, tuple[int, int]]:
         found: dict[str, tuple[int, int]] = {}
-        if not self.scopes:
-            return found
         old = self.today - TOUCH_AFTER_DAYS
-        wanted = json.dumps(list(tokens))  # ASCII-escaped; tokens SQLite could not store simply match nothing
-        cursor = self.conn.cursor()
-        cursor.row_factory = None  # plain tuples: sqlite3.Row objects cost a third of the lookup
         for scope in self.scopes:
+            rows = self._rows(scope, tokens)
+            for token, spam, ham, _ in rows:
+                have = found.get(token)
+                found[token] = (spam, ham) if have is None else (have[0] + spam, have[1] + ham)
+            stale = [token for token, _, _, seen in rows if seen < old]
+            if stale:
+                self.stale.update(stale)
+                if self.cache is not None:  # the caller's touch() refreshes them: don't report them again
+                    self.cache.seen(scope, stale, self.today)
+        return found
+
+    def _rows(self, scope: int, tokens: Collection[str]) -> list[tuple[str, int, int, int]]:
+        """(token, spam, ham, seen) of the ``tokens`` the scope knows: from the cache where it has them."""
+        known = self.cache.scope(scope, self.versions[scope]) if self.cache is not None else None
+        wanted = list(tokens) if known is None else [t for t in tokens if t not in known]
+        rows: list[tuple[str, int, int, int]] = []
+        if wanted:
+            cursor = self.conn.cursor()
+            cursor.row_factory = None  # plain tuples: sqlite3.Row objects cost a third of the lookup
             rows = cursor.execute(
                 "SELECT token, spam, ham, seen FROM spam_tokens WHERE scope = ? "
                 "AND token IN (SELECT value FROM json_each(?))",
-                (scope, wanted),
+                (scope, json.dumps(wanted)),  # ASCII-escaped; tokens SQLite could not store simply match nothing
             ).fetchall()
-            if found:
-                for token, spam, ham, _ in rows:
-                    have = found.get(token)
-                    found[token] = (spam, ham) if have is None else (have[0] + spam, have[1] + ham)
-            else:
-                found = {token: (spam, ham) for token, spam, ham, _ in rows}
-            self.stale.update(token for token, _, _, seen in rows if seen < old)
-        return found
+        if known is None:
+            return rows
+        assert self.cache is not None
+        self.cache.keep(scope, wanted, rows)
+        return [row for row in (known.get(t) for t in tokens) if row is not None]
+
+
+class CountCache:
+    """The daemon's copy of token rows it has read, per scope, valid while that scope's totals are unchanged.
+
+    Scoring a message looked up ~150 tokens per model in SQLite (a JSON-array join, 0.5–0.8 ms on the delivery
+    path); a busy MX sees the same tokens all day. Every write that changes a token's counts also changes its
+    scope's ``spam_totals`` row (training, unlearning, pruning — see the invariants above), and every
+    :class:`StoredCounts` reads those totals anyway, so a changed row — from this process or another (the CLI) —
+    drops the scope's cache before anything stale is used. Absent tokens are remembered too (as None). Only the
+    ``seen`` day can change without the totals (:func:`touch`); tokens reported stale are marked seen today
+    here, since the caller touches them. Bounded: past ``max_rows`` rows in all, everything is dropped.
+    """
+
+    def __init__(self, max_rows: int = 300_000) -> None:
+        self.max_rows = max_rows
+        self._versions: dict[int, tuple[object, ...]] = {}
+        self._rows: dict[int, dict[str, tuple[str, int, int, int] | None]] = {}
+        self._size = 0
+
+    def scope(self, scope: int, version: tuple[object, ...]) -> dict[str, tuple[str, int, int, int] | None]:
+        """The cached rows of ``scope`` (token → row, or None when the scope lacks it) at totals ``version``."""
+        if self._versions.get(scope) != version:
+            self._size -= len(self._rows.get(scope, ()))
+            self._versions[scope] = version
+            self._rows[scope] = {}
+        return self._rows[scope]
+
+    def keep(self, scope: int, asked: Sequence[str], rows: Sequence[tuple[str, int, int, int]]) -> None:
+        """Record the answer to a lookup of ``asked`` in ``scope``: ``rows`` found, the rest absent."""
+        if self._size + len(asked) > self.max_rows:
+            version = self._versions[scope]
+            self._versions.clear()
+            self._rows.clear()
+            self._size = 0
+            self.scope(scope, version)
+        cached = self._rows[scope]
+        for token in asked:
+            cached[token] = None
+        for row in rows:
+            cached[row[0]] = tuple(row)  # type: ignore[assignment]
+        self._size += len(asked)
+
+    def seen(self, scope: int, tokens: Iterable[str], today: int) -> None:
+        cached = self._rows.get(scope, {})
+        for token in tokens:
+            row = cached.get(token)
+            if row is not None:
+                cached[token] = (row[0], row[1], row[2], today)
 
 
 def _totals(conn: sqlite3.Connection, scope: int, nspam: int, nham: int, tokens: int) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from .classifier import DEFAULT_PARAMS, Params, Thresholds, Verdict, score_clues, verdict
-from .storage import StoredCounts
+from .storage import CountCache, StoredCounts
 
 JUNK_KEYWORD = "$Junk"
 NOT_JUNK_KEYWORD = "$NotJunk"
@@ -82,9 +82,12 @@ def judge(
     sender: str = "",
     sender_trusted: bool = True,
     params: Params = DEFAULT_PARAMS,
+    cache: CountCache | None = None,
 ) -> Judgement:
-    """Score ``tokens`` with the account's model (plus the global one); allow-list a contact written to."""
-    counts = StoredCounts(conn, account_id)
+    """Score ``tokens`` with the account's model (plus the global one); allow-list a contact written to.
+
+    ``cache``: the daemon's :class:`~relentad.spam.storage.CountCache` (token rows already read)."""
+    counts = StoredCounts(conn, account_id, cache=cache)
     scored = score_clues(tokens, counts, params)
     result = verdict(scored.score, thresholds)
     allowed = result == "spam" and sender_trusted and contact_written_to(conn, account_id, sender)

@@ -178,3 +178,46 @@ def test_contact_written_to_is_never_junked_on_content(conn: sqlite3.Connection)
     assert verdicts.judge(conn, 1, SPAMMY, cut, sender="stranger@b.test").to_junk
     assert verdicts.judge(conn, 1, SPAMMY, cut, sender="friend@b.test", sender_trusted=False).to_junk
     assert verdicts.judge(conn, 2, SPAMMY, cut, sender="friend@b.test").to_junk  # another account's contact
+
+
+def test_count_cache_answers_like_the_database_and_follows_every_change(conn: sqlite3.Connection) -> None:
+    """The daemon's CountCache: same counts as reading SQLite, dropped whenever a scope's totals change."""
+    base_model(conn)
+    cache = storage.CountCache()
+    probe = SPAMMY | HAMMY | {"own-token", "unknown"}
+
+    def both() -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+        return StoredCounts(conn, 1, cache=cache).lookup(probe), StoredCounts(conn, 1).lookup(probe)
+
+    cached, fresh = both()
+    assert cached == fresh
+    conn.execute("UPDATE spam_tokens SET spam = spam + 100 WHERE token = 'viagra'")  # behind the totals' back
+    assert both()[0] == cached  # answered from the cache: nothing was asked
+    conn.execute("UPDATE spam_tokens SET spam = spam - 100 WHERE token = 'viagra'")
+    storage.train_message(conn, 1, storage.digest(b"x"), frozenset({"viagra", "own-token"}), False, "test")
+    cached, fresh = both()  # the account's totals changed: its rows are read again
+    assert cached == fresh and cached["own-token"][1] >= 1
+    storage.train_message(conn, GLOBAL, storage.digest(b"y"), frozenset({"unknown"}), True, "test")
+    cached, fresh = both()  # so did the global model's
+    assert cached == fresh and "unknown" in cached
+
+
+def test_count_cache_reports_stale_tokens_once(conn: sqlite3.Connection) -> None:
+    base_model(conn)
+    conn.execute("UPDATE spam_tokens SET seen = seen - 30")
+    cache = storage.CountCache()
+    first = StoredCounts(conn, 1, cache=cache)
+    first.lookup(SPAMMY)
+    assert first.stale == set(SPAMMY)
+    again = StoredCounts(conn, 1, cache=cache)  # the caller touches them: no need to report them again
+    again.lookup(SPAMMY)
+    assert again.stale == set()
+
+
+def test_count_cache_stays_bounded(conn: sqlite3.Connection) -> None:
+    base_model(conn)
+    cache = storage.CountCache(max_rows=8)
+    for n in range(5):
+        counts = StoredCounts(conn, 1, cache=cache)
+        assert counts.lookup(SPAMMY | {f"n{n}"}) == StoredCounts(conn, 1).lookup(SPAMMY | {f"n{n}"})
+        assert cache._size <= 8
