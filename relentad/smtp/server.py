@@ -341,8 +341,13 @@ class RelentadSMTP(SMTP):
             if error is not None and len(data) > 8:
                 del data[: len(data) - 4]  # over a limit: keep only what may hold the start of the marker
                 scan = 0
-            chunk = await reader.read(_CHUNK)
+            try:
+                chunk = await reader.read(_CHUNK)
+            except asyncio.CancelledError:  # the client hung up mid-message (eof_received cancels us)
+                self._writer.close()
+                raise
             if not chunk:
+                self._writer.close()
                 return None
             data += chunk
         rest = data[end + len(_END_OF_DATA) :]
