@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as config_mod
-from . import metrics, tls
+from . import mailauth, metrics, tls
 from .auth.authenticator import Authenticator
 from .config import Config, ConfigError
 from .events import Bus
@@ -190,6 +190,7 @@ class Daemon:
         purger = asyncio.ensure_future(retention.run_daily(store, lambda: self.config.retention))
         snapshots = asyncio.ensure_future(backup.run_daily(lambda: self.config))
         cert_watcher = asyncio.ensure_future(self.watch_certificates())
+        public_suffixes = asyncio.ensure_future(asyncio.to_thread(mailauth.load_public_suffixes))
         metrics_server = metrics.MetricsServer(
             metrics.DaemonView(
                 store,
@@ -229,6 +230,7 @@ class Daemon:
             purger.cancel()
             snapshots.cancel()
             cert_watcher.cancel()
+            public_suffixes.cancel()
             metrics_server.close()
             for server in self.servers.values():
                 server.close()
