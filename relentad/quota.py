@@ -79,21 +79,10 @@ def recount(conn: sqlite3.Connection, account_id: int) -> tuple[int, int]:
     return before[0] - counted[0], before[1] - counted[1]
 
 
-def disk_limit(conn: sqlite3.Connection, account_id: int) -> int:
-    """The account's disk quota in octets (0 = unlimited, also for an unknown account)."""
-    row = conn.execute("SELECT quota_bytes FROM accounts WHERE id = ?", (account_id,)).fetchone()
-    return 0 if row is None else int(row[0])
-
-
 def limits(conn: sqlite3.Connection, account_id: int) -> tuple[int, int]:
     """(octets, messages) the account may hold (0 = unlimited, also for an unknown account)."""
     row = conn.execute("SELECT quota_bytes, quota_messages FROM accounts WHERE id = ?", (account_id,)).fetchone()
     return (0, 0) if row is None else (int(row[0]), int(row[1]))
-
-
-def message_limit(conn: sqlite3.Connection, account_id: int) -> int:
-    """The most messages the account may hold (RFC 9208 MESSAGE; 0 = unlimited)."""
-    return limits(conn, account_id)[1]
 
 
 def would_exceed(conn: sqlite3.Connection, account_id: int, extra: int, count: int = 1) -> bool:

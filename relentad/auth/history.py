@@ -43,13 +43,3 @@ def record(conn: sqlite3.Connection, attempt: Attempt) -> None:
             attempt.reason,
         ),
     )
-
-
-def for_account(conn: sqlite3.Connection, account_id: int, limit: int = 100) -> list[dict[str, object]]:
-    """The newest attempts on an account, newest first: time, ip, protocol, result, reason."""
-    rows = conn.execute(
-        """SELECT time, ip, protocol, result, reason FROM login_history
-           WHERE account_id = ? ORDER BY time DESC, id DESC LIMIT ?""",
-        (account_id, limit),
-    )
-    return [dict(row) for row in rows]

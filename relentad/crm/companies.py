@@ -73,14 +73,3 @@ def find(conn: sqlite3.Connection, account_id: int, name_or_domain: str) -> list
         (account_id, name_or_domain, name_or_domain),
     )
     return [int(r[0]) for r in rows]
-
-
-def list_companies(conn: sqlite3.Connection, account_id: int) -> list[dict[str, object]]:
-    """The account's companies with their number of contacts, by name."""
-    rows = conn.execute(
-        """SELECT c.id, c.name, c.domain, count(p.id) AS contacts FROM crm_companies c
-           LEFT JOIN crm_contacts p ON p.company_id = c.id
-           WHERE c.account_id = ? GROUP BY c.id ORDER BY lower(c.name), c.domain""",
-        (account_id,),
-    )
-    return [dict(r) for r in rows]

@@ -218,11 +218,6 @@ def add_note(conn: sqlite3.Connection, contact_id: int, text: str, now: float | 
     _confirm(conn, contact_id)
 
 
-def set_name(conn: sqlite3.Connection, contact_id: int, name: str) -> None:
-    conn.execute("UPDATE crm_contacts SET name = ? WHERE id = ?", (name.strip(), contact_id))
-    _confirm(conn, contact_id)
-
-
 def add_address(conn: sqlite3.Connection, account_id: int, contact_id: int, address: str) -> str:
     """Give the contact another address; an address owned by another contact is refused (merge them instead)."""
     normal = normalize(address)

@@ -231,24 +231,6 @@ def evaluate(scripts: list[tuple[str, Script]], view: MessageView) -> Outcome:
     return outcome
 
 
-def uses_virtual(script: Script) -> bool:
-    """Whether the script reads a relentad virtual field (so the sender's contact must be looked up)."""
-
-    def in_test(test: SieveTest | None) -> bool:
-        if isinstance(test, HeaderTest | ExistsTest):
-            return any(h in VIRTUAL for h in test.headers)
-        if isinstance(test, Combined):
-            return any(in_test(t) for t in test.tests)
-        if isinstance(test, NotTest):
-            return in_test(test.test)
-        return False
-
-    def in_block(commands: tuple[SieveCommand, ...]) -> bool:
-        return any(isinstance(c, If) and any(in_test(t) or in_block(b) for t, b in c.branches) for c in commands)
-
-    return in_block(script.commands)
-
-
 # -- storage ----------------------------------------------------------------------------------------------
 
 

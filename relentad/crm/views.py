@@ -153,13 +153,3 @@ def company_messages(conn: sqlite3.Connection, company_id: int) -> list[dict[str
         (company_id,),
     )
     return [dict(r) for r in rows]
-
-
-def contacts_of_message(conn: sqlite3.Connection, account_id: int, blob_id: int) -> list[int]:
-    """Contacts a stored message is filed against (for routing a new-message event to virtual folders)."""
-    rows = conn.execute(
-        """SELECT l.contact_id FROM crm_messages m JOIN crm_message_contacts l ON l.message_id = m.id
-           WHERE m.account_id = ? AND m.blob_id = ? ORDER BY l.contact_id""",
-        (account_id, blob_id),
-    )
-    return [int(r[0]) for r in rows]

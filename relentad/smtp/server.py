@@ -360,7 +360,10 @@ class RelentadSMTP(SMTP):
             return _TOO_LONG
         if limit and len(data) - 2 > limit:
             return _TOO_MUCH
-        return bytes(data.replace(b"\r\n.", b"\r\n")[2:])  # RFC 5321 §4.5.2: drop one leading dot per line
+        if b"\r\n." in data:  # RFC 5321 §4.5.2: drop one leading dot per line
+            data = data.replace(b"\r\n.", b"\r\n")
+        del data[:2]  # the virtual CRLF (cheap: a bytearray drops its head without copying)
+        return bytes(data)
 
     def _has_long_line(self, data: bytearray) -> bool:
         return max(map(len, data.split(b"\r\n"))) + 2 > self.line_length_limit

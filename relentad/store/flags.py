@@ -60,7 +60,3 @@ def apply(action: str, bits: int, keywords: str, new_bits: int, new_keywords: li
         return bits | new_bits, " ".join(current + [k for k in new_keywords if k.lower() not in known])
     removed = {k.lower() for k in new_keywords}
     return bits & ~new_bits, " ".join(k for k in current if k.lower() not in removed)
-
-
-def has_keyword(keywords: str, keyword: str) -> bool:
-    return keyword.lower() in (k.lower() for k in parse_keywords(keywords))

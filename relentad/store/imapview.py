@@ -249,10 +249,6 @@ def usage(conn: sqlite3.Connection, account_id: int) -> tuple[int, int]:
     return quota.disk_usage(conn, account_id)
 
 
-def quota_bytes(conn: sqlite3.Connection, account_id: int) -> int:
-    return quota.disk_limit(conn, account_id)
-
-
 def quota_limits(conn: sqlite3.Connection, account_id: int) -> tuple[int, int]:
     """(octets, messages) the account may hold, 0 = unlimited (RFC 9208 STORAGE, MESSAGE)."""
     return quota.limits(conn, account_id)

@@ -49,13 +49,3 @@ def append(
         (mailbox_id, uid, modseq, flags, keywords, internaldate, blob_id, prefix, size, time.time()),
     )
     return uid, modseq
-
-
-def raw_message(conn: sqlite3.Connection, mailbox_id: int, uid: int) -> bytes | None:
-    """The message as a client sees it: this copy's trace headers followed by the stored bytes."""
-    row = conn.execute(
-        """SELECT m.prefix, b.data FROM messages m JOIN blobs b ON b.id = m.blob_id
-           WHERE m.mailbox_id = ? AND m.uid = ?""",
-        (mailbox_id, uid),
-    ).fetchone()
-    return None if row is None else bytes(row[0]) + bytes(row[1])

@@ -6,6 +6,7 @@ import asyncio
 import imaplib
 import json
 import smtplib
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -42,6 +43,19 @@ def sample(text: str, name: str, labels: str = "") -> float:
     raise AssertionError(f"no sample {wanted} in:\n{text}")
 
 
+def settled_metrics(port: int) -> str:
+    """/metrics once no store commit is in flight: the histogram's count and its +Inf bucket are separate
+    counters, so a read during a commit (the daemon's start-up jobs write too) can see them apart."""
+    for _ in range(100):
+        status, body = http_get(port, "/metrics")
+        assert status == 200
+        count = sample(body, "relentad_store_commit_seconds_count")
+        if sample(body, "relentad_store_commit_seconds_bucket", 'le="+Inf"') == count:
+            return body
+        time.sleep(0.05)
+    raise AssertionError("store commit histogram never settled")
+
+
 def metrics_daemon(make_daemon: MakeDaemon) -> tuple[Daemon, int]:
     port = free_port()
     daemon = make_daemon(settings={"listen": {"metrics": f"127.0.0.1:{port}"}}, imap=True)
@@ -68,8 +82,7 @@ def test_metrics_count_mail_sessions_and_commits(make_daemon: MakeDaemon) -> Non
     imap = imaplib.IMAP4("127.0.0.1", daemon.imap_port)
     imap.noop()  # an open (not yet authenticated) session
     try:
-        status, body = http_get(port, "/metrics")
-        assert status == 200
+        body = settled_metrics(port)
         assert sample(body, "relentad_messages_received_total", 'listener="smtp"') == 1
         assert sample(body, "relentad_smtp_rejected_total", 'listener="smtp",reason="relay_denied"') == 1
         assert sample(body, "relentad_smtp_rejected_total", 'listener="smtp",reason="unknown_user"') == 1

@@ -11,8 +11,9 @@ import pytest
 from relentad import quota
 from relentad.lifecycle import activity, retention, transfer
 from relentad.queue import queue
-from relentad.store import accounts, db, imapwrite, messages
+from relentad.store import db, imapwrite, messages
 from relentad.store.mailboxes import find
+from tests.support.store import database_with
 
 
 def usage(**kwargs: int) -> quota.Usage:
@@ -54,11 +55,7 @@ def test_mboxrd_round_trip(raw: bytes) -> None:
 
 @pytest.fixture
 def conn(tmp_path: Path) -> sqlite3.Connection:
-    connection = db.open_database(tmp_path / "t.db")
-    with db.transaction(connection):
-        accounts.add_domain(connection, "example.test")
-        accounts.add_account(connection, "a@example.test", "x", quota_bytes=1000, daily_send=0)
-    return connection
+    return database_with(tmp_path / "t.db", "a@example.test", quota_bytes=1000)
 
 
 def _deliver(conn: sqlite3.Connection, raw: bytes) -> None:

@@ -8,15 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from relentad.store import accounts, db
+from relentad.store import accounts
+from tests.support.store import database_with
 
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = db.open_database(tmp_path / "relentad.db")
-    with db.transaction(connection):
-        accounts.add_domain(connection, "example.test")
-        accounts.add_account(connection, "alice@example.test", "x", quota_bytes=0, daily_send=0)
+    connection = database_with(tmp_path / "relentad.db", "alice@example.test")
     yield connection
     connection.close()
 

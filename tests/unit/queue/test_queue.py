@@ -10,15 +10,13 @@ import pytest
 from relentad import quota
 from relentad.errors import NotFound
 from relentad.queue import deliver, dsn, queue
-from relentad.store import accounts, db
+from relentad.store import db
+from tests.support.store import database_with
 
 
 @pytest.fixture
 def conn(tmp_path: Path):  # type: ignore[no-untyped-def]
-    connection = db.open_database(tmp_path / "q.db")
-    with db.transaction(connection):
-        accounts.add_domain(connection, "a.test")
-        accounts.add_account(connection, "alice@a.test", "x", quota_bytes=0, daily_send=0)
+    connection = database_with(tmp_path / "q.db", "alice@a.test")
     yield connection
     connection.close()
 

@@ -17,16 +17,14 @@ from relentad.imap.parser import Search as SearchCommand
 from relentad.imap.view import Selected
 from relentad.message import parse
 from relentad.store import accounts, db, imapview, imapwrite, mailboxes, messages
+from tests.support.store import database_with
 
 RAW = b"From: Jo <jo@elsewhere.test>\r\nSubject: Hello\r\n\r\nSome body text\r\n"
 
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = db.open_database(tmp_path / "t.db")
-    with db.transaction(connection):
-        accounts.add_domain(connection, "example.test")
-        accounts.add_account(connection, "a@example.test", "x", quota_bytes=0, daily_send=0)
+    connection = database_with(tmp_path / "t.db", "a@example.test")
     yield connection
     connection.close()
 
