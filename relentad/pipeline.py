@@ -87,6 +87,7 @@ class Stored:
     modseq: int
     message_id: int = 0  # messages.id of the copy
     blob_id: int = 0
+    new_blob: bool = False  # the blob was inserted by this delivery: nothing else can refer to it yet
 
 
 def _prefix(delivery: Delivery, placement: Placement, hostname: str) -> bytes:
@@ -109,7 +110,7 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
     """The write job: runs on the store's writer thread inside the group-commit transaction."""
 
     def job(conn: sqlite3.Connection) -> list[Stored]:
-        blob_id = messages.store_blob(conn, delivery.raw, delivery.structure)
+        blob_id, new_blob = messages.put_blob(conn, delivery.raw, delivery.structure)
         stored = []
         delivery.over_quota = []
         for placement in delivery.placements:
@@ -118,12 +119,16 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
             if delivery.check_quota and not placement.outgoing and quota.would_exceed(conn, placement.account_id, size):
                 delivery.over_quota.append(placement)
                 continue  # that account is full; the others still get their copy (quota.py)
-            mailbox_id = mailboxes.find(conn, placement.account_id, placement.mailbox)
-            if mailbox_id is None:  # a rule's folder, a missing Sent: made with any missing parent levels
+            slot = mailboxes.allocate_uid_in(conn, placement.account_id, placement.mailbox)
+            if slot is None:  # a rule's folder, a missing Sent: made with any missing parent levels
                 mailbox_id = imapwrite.create_mailbox(conn, placement.account_id, placement.mailbox)
-            uid, modseq = messages.append(
+                slot = (mailbox_id, *mailboxes.allocate_uid(conn, mailbox_id))
+            mailbox_id, uid, modseq = slot
+            row_id = messages.insert(
                 conn,
                 mailbox_id,
+                uid,
+                modseq,
                 blob_id,
                 prefix=prefix,
                 size=size,
@@ -131,8 +136,7 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
                 flags=placement.flags,
                 keywords=" ".join(placement.keywords),
             )
-            row_id = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
-            stored.append(Stored(placement.account_id, mailbox_id, uid, modseq, row_id, blob_id))
+            stored.append(Stored(placement.account_id, mailbox_id, uid, modseq, row_id, blob_id, new_blob))
         checked = sum(not p.outgoing for p in delivery.placements) if delivery.check_quota else 0
         if checked and delivery.refuse_when_full and len(delivery.over_quota) == checked:
             # no recipient's copy fits: raising rolls this job back (its savepoint), the Sent copy too

@@ -210,9 +210,9 @@ class Sorter:
             conn.execute("SAVEPOINT crm")
             try:
                 for plan in plans:
-                    blob_ids = {s.blob_id for s in stored if s.account_id == plan.account_id}
-                    for blob_id in blob_ids:
-                        file_message(conn, plan, parsed, blob_id, when)
+                    blobs = {s.blob_id: s.new_blob for s in stored if s.account_id == plan.account_id}
+                    for blob_id, new_blob in blobs.items():
+                        file_message(conn, plan, parsed, blob_id, when, new_blob=new_blob)
             except Exception:
                 conn.execute("ROLLBACK TO crm")
                 log.exception("crm: filing of a message failed; the message itself is stored")
@@ -237,17 +237,27 @@ def insert_rows(conn: sqlite3.Connection, statement: str, rows: Sequence[tuple[o
     conn.execute(f"{statement} VALUES {marks}", [value for row in rows for value in row])
 
 
-def file_message(conn: sqlite3.Connection, plan: AccountPlan, parsed: ParsedMessage, blob_id: int, when: float) -> int:
+def file_message(
+    conn: sqlite3.Connection,
+    plan: AccountPlan,
+    parsed: ParsedMessage,
+    blob_id: int,
+    when: float,
+    *,
+    new_blob: bool = False,
+) -> int:
     """File one message of an account in the CRM (thread, contacts, links); returns its ``crm_messages`` id, or
-    0 when the account already had this exact message (a duplicate delivery counts once).
+    0 when the account already had this exact message (a duplicate delivery counts once). ``new_blob``: the
+    caller inserted the blob in this transaction, so no account can have filed it (the check is skipped).
 
     This is the delivery hot path: each step is one statement where it can be (about eight for a message from a
     known contact, a few more for a new contact or company)."""
-    duplicate = conn.execute(
-        "SELECT 1 FROM crm_messages WHERE account_id = ? AND blob_id = ?", (plan.account_id, blob_id)
-    ).fetchone()
-    if duplicate is not None:
-        return 0
+    if not new_blob:
+        duplicate = conn.execute(
+            "SELECT 1 FROM crm_messages WHERE account_id = ? AND blob_id = ?", (plan.account_id, blob_id)
+        ).fetchone()
+        if duplicate is not None:
+            return 0
     thread_id = threads.assign(conn, plan.account_id, parsed, when)
     cursor = conn.execute(
         """INSERT INTO crm_messages (account_id, blob_id, thread_id, direction, time, sender, subject)
@@ -261,15 +271,10 @@ def file_message(conn: sqlite3.Connection, plan: AccountPlan, parsed: ParsedMess
         likely_new = who.address in plan.unknown
         contact_id = contacts.record(conn, plan.account_id, who, plan.direction, when, counted, likely_new)
         links.setdefault(contact_id, who.role)
-    insert_rows(
+    insert_rows(  # the trigger crm_message_contacts_thread links them to the thread too (migration 010)
         conn,
         "INSERT OR IGNORE INTO crm_message_contacts (contact_id, message_id, role)",
         [(contact_id, message_id, role) for contact_id, role in links.items()],
-    )
-    insert_rows(
-        conn,
-        "INSERT OR IGNORE INTO crm_thread_contacts (thread_id, contact_id)",
-        [(thread_id, contact_id) for contact_id in links],
     )
     if plan.tags:
         _tag_contact(conn, links, plan.tags)

@@ -70,6 +70,19 @@ def allocate_uid(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def allocate_uid_in(conn: sqlite3.Connection, account_id: int, name: str) -> tuple[int, int, int] | None:
+    """(mailbox id, uid, modseq) reserved in the account's mailbox ``name`` (INBOX matched case-insensitively) in
+    one statement — the delivery path's :func:`find` and :func:`allocate_uid` — or None when it does not exist."""
+    if name.upper() == INBOX:
+        name = INBOX
+    row = conn.execute(
+        """UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+           WHERE account_id = ? AND name = ? RETURNING id, uidnext - 1, highestmodseq""",
+        (account_id, name),
+    ).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
+
+
 def bump_modseq(conn: sqlite3.Connection, mailbox_id: int) -> int:
     """Allocate the next MODSEQ of a mailbox for a change (flags, expunge) in the caller's transaction."""
     row = conn.execute(

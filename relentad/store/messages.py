@@ -19,15 +19,22 @@ SEEN, ANSWERED, FLAGGED, DELETED, DRAFT = 1, 2, 4, 8, 16
 
 def store_blob(conn: sqlite3.Connection, raw: bytes, structure: str | None = None) -> int:
     """Id of the blob holding ``raw``, inserting it when new."""
+    return put_blob(conn, raw, structure)[0]
+
+
+def put_blob(conn: sqlite3.Connection, raw: bytes, structure: str | None = None) -> tuple[int, bool]:
+    """(id, inserted now) of the blob holding ``raw``. Inserts first: nearly every delivered message is new, so
+    that is one statement; a blob already stored costs the lookup after the ignored insert."""
     digest = hashlib.sha256(raw).digest()
-    row = conn.execute("SELECT id FROM blobs WHERE sha256 = ?", (digest,)).fetchone()
-    if row is not None:
-        return int(row[0])
-    cursor = conn.execute(
-        "INSERT INTO blobs (sha256, size, structure, data) VALUES (?, ?, ?, ?)",
+    row = conn.execute(
+        "INSERT INTO blobs (sha256, size, structure, data) VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING "
+        "RETURNING id",
         (digest, len(raw), structure, raw),
-    )
-    return int(cursor.lastrowid or 0)
+    ).fetchone()
+    if row is not None:
+        return int(row[0]), True
+    found = conn.execute("SELECT id FROM blobs WHERE sha256 = ?", (digest,)).fetchone()
+    return int(found[0]), False
 
 
 def append(
@@ -43,9 +50,28 @@ def append(
 ) -> tuple[int, int]:
     """Add a message to a mailbox; returns its (uid, modseq). Its save date (RFC 8514) is now."""
     uid, modseq = mailboxes.allocate_uid(conn, mailbox_id)
-    conn.execute(
+    insert(conn, mailbox_id, uid, modseq, blob_id, prefix=prefix, size=size, internaldate=internaldate, flags=flags,
+           keywords=keywords)  # fmt: skip
+    return uid, modseq
+
+
+def insert(
+    conn: sqlite3.Connection,
+    mailbox_id: int,
+    uid: int,
+    modseq: int,
+    blob_id: int,
+    *,
+    prefix: bytes,
+    size: int,
+    internaldate: float,
+    flags: int = 0,
+    keywords: str = "",
+) -> int:
+    """The message row for a UID and MODSEQ already allocated (:func:`mailboxes.allocate_uid`); returns its id."""
+    cursor = conn.execute(
         """INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internaldate, blob_id, prefix, size, saved)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (mailbox_id, uid, modseq, flags, keywords, internaldate, blob_id, prefix, size, time.time()),
     )
-    return uid, modseq
+    return int(cursor.lastrowid or 0)

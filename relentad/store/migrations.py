@@ -429,6 +429,23 @@ def _m009_imap_savedate(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE messages SET saved = internaldate")
 
 
+def _m010_crm_thread_links(conn: sqlite3.Connection) -> None:
+    """A contact linked to a message is linked to the message's thread, kept by a trigger: one statement less for
+    the sorter on every delivery (the delivery path's cost, issue 6), and no way for the two links to disagree."""
+    execute_script(
+        conn,
+        """
+        CREATE TRIGGER crm_message_contacts_thread AFTER INSERT ON crm_message_contacts BEGIN
+            INSERT OR IGNORE INTO crm_thread_contacts (thread_id, contact_id)
+            SELECT thread_id, NEW.contact_id FROM crm_messages WHERE id = NEW.message_id AND thread_id IS NOT NULL;
+        END;
+        INSERT OR IGNORE INTO crm_thread_contacts (thread_id, contact_id)
+            SELECT m.thread_id, l.contact_id FROM crm_message_contacts l JOIN crm_messages m ON m.id = l.message_id
+            WHERE m.thread_id IS NOT NULL;
+        """,
+    )
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -451,6 +468,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("007_crm_folders", _m007_crm_folders),
     ("008_quota_messages_activity", _m008_quota_messages_activity),
     ("009_imap_savedate", _m009_imap_savedate),
+    ("010_crm_thread_links", _m010_crm_thread_links),
 ]
 
 

@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -92,12 +93,63 @@ async def load(port: int, messages: int, sessions: int, senders: int = 0) -> tup
     return time.perf_counter() - started, acked
 
 
+def start_relentad(workdir: Path, nameserver: str, args: argparse.Namespace, *, crm: bool) -> Daemon:
+    """A relentad daemon with production settings (log level info: one line per transaction), only the per-IP
+    limit raised, and the steps the flags ask for."""
+    settings = {
+        "limits": {"connections_per_ip": 1000},
+        "dns": {"nameservers": [nameserver]},
+        "crm": {"enabled": crm},
+        "mailauth": {"verify": args.mailauth == "on"},
+        "spam": {"enabled": args.spam == "on"},
+    }
+    daemon = Daemon(workdir, tls=False, settings=settings)
+    daemon.add_domain("example.test")
+    daemon.add_user("demo@example.test")
+    if args.spam == "on" and SPAM_CORPUS.is_dir():  # a real global model, so every token lookup is real work
+        daemon.cli("spam", "train", "--global", "--ham", str(SPAM_CORPUS / "ham" / "hard-ham-1"),
+                   "--spam", str(SPAM_CORPUS / "spam" / "spam-1"))  # fmt: skip
+    return daemon.start()
+
+
+@dataclass
+class Target:
+    """One server under load: its rates per round and the CPU its process spent on the measured messages."""
+
+    name: str
+    port: int
+    pid: int
+    rates: list[float] = field(default_factory=list)
+    acked: int = 0
+    cpu: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(self.rates)
+
+    @property
+    def cpu_per_message(self) -> float:
+        return self.cpu / max(self.acked, 1)
+
+    def run(self, messages: int, sessions: int, senders: int) -> None:
+        before = cpu_seconds(self.pid)
+        seconds, acked = asyncio.run(load(self.port, messages, sessions, senders))
+        self.cpu += cpu_seconds(self.pid) - before
+        self.rates.append(acked / seconds)
+        self.acked += acked
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median rate of each counts")
     parser.add_argument("--crm", choices=["on", "off"], default="on", help="[crm] enabled (the sorter step)")
+    parser.add_argument(
+        "--sorter-baseline",
+        action="store_true",
+        help="also run a second relentad with [crm] off in the same rounds and print the sorter's cost (issue 6)",
+    )
     parser.add_argument("--spam", choices=["on", "off"], default="on", help="[spam] enabled (the classify step)")
     parser.add_argument(
         "--senders",
@@ -112,68 +164,63 @@ def main() -> None:
 
     null_port = free_port()
     null = start_null_smtp(null_port)
+    daemons: list[Daemon] = []
     with tempfile.TemporaryDirectory() as tmp:
         # The sender's domain publishes SPF and DMARC, so every message is really checked (answers cached per TTL).
         records = DnsRecords().add_txt("elsewhere.test", "v=spf1 ip4:127.0.0.1 -all")
         records.add_txt("_dmarc.elsewhere.test", "v=DMARC1; p=reject")
         dns_server = Dnsmasq(records, workdir=Path(tmp) / "dns", ttl=300).start()
-        # Production settings (log level info: one line per transaction), only the per-IP limit raised.
-        settings = {
-            "limits": {"connections_per_ip": 1000},
-            "dns": {"nameservers": [dns_server.nameserver]},
-            "crm": {"enabled": args.crm == "on"},
-            "mailauth": {"verify": args.mailauth == "on"},
-            "spam": {"enabled": args.spam == "on"},
-        }
-        daemon = Daemon(Path(tmp) / "mx", tls=False, settings=settings)
-        daemon.add_domain("example.test")
-        daemon.add_user("demo@example.test")
-        if args.spam == "on" and SPAM_CORPUS.is_dir():  # a real global model, so every token lookup is real work
-            daemon.cli("spam", "train", "--global", "--ham", str(SPAM_CORPUS / "ham" / "hard-ham-1"),
-                       "--spam", str(SPAM_CORPUS / "spam" / "spam-1"))  # fmt: skip
-        daemon.start()
         try:
+            daemons.append(start_relentad(Path(tmp) / "mx", dns_server.nameserver, args, crm=args.crm == "on"))
+            if args.sorter_baseline:
+                daemons.append(start_relentad(Path(tmp) / "mx-nocrm", dns_server.nameserver, args, crm=False))
             wait_for_port("127.0.0.1", null_port)
-            asyncio.run(load(null_port, 200, args.sessions))  # warm-up
-            asyncio.run(load(daemon.smtp_port, 200, args.sessions))
-            null_rates, ours_rates, ours_acked = [], [], 200
-            assert daemon.proc is not None
-            cpu_before, measured = cpu_seconds(daemon.proc.pid), 0
-            null_cpu_before, null_measured = cpu_seconds(null.pid), 0
-            for _ in range(args.rounds):  # alternate, so load from elsewhere on the machine hits both alike
-                seconds, acked = asyncio.run(load(null_port, args.messages, args.sessions, args.senders))
-                null_rates.append(acked / seconds)
-                null_measured += acked
-                seconds, acked = asyncio.run(load(daemon.smtp_port, args.messages, args.sessions, args.senders))
-                ours_rates.append(acked / seconds)
-                ours_acked += acked
-                measured += acked
-            cpu_per_message = (cpu_seconds(daemon.proc.pid) - cpu_before) / max(measured, 1)
-            null_cpu_per_message = (cpu_seconds(null.pid) - null_cpu_before) / max(null_measured, 1)
-            daemon.stop()
-            stored = daemon.query("SELECT count(*) AS n FROM messages")[0]["n"]
+            targets = [Target("null aiosmtpd handler", null_port, null.pid)]
+            names = ["relentad inbound", "relentad, sorter off"]
+            for name, daemon in zip(names, daemons, strict=False):
+                assert daemon.proc is not None
+                targets.append(Target(name, daemon.smtp_port, daemon.proc.pid))
+            for target in targets:  # warm-up
+                asyncio.run(load(target.port, 200, args.sessions))
+            for _ in range(args.rounds):  # alternate, so load from elsewhere on the machine hits all alike
+                for target in targets:
+                    target.run(args.messages, args.sessions, args.senders)
+            acked = targets[1].acked + 200
+            daemons[0].stop()
+            stored = daemons[0].query("SELECT count(*) AS n FROM messages")[0]["n"]
         finally:
-            daemon.stop()
+            for daemon in daemons:
+                daemon.stop()
             dns_server.close()
             null.terminate()
             null.wait()
-    null_rate, ours_rate = statistics.median(null_rates), statistics.median(ours_rates)
+    null_target, ours = targets[0], targets[1]
     size = len(make_message(0))
     print(f"messages: {args.rounds} rounds x {args.messages} of {size} bytes, {args.sessions} concurrent sessions, "
           "new connection each; median rate per server")  # fmt: skip
-    print(f"null aiosmtpd handler: {null_rate:8.0f} msgs/s  (rounds: {', '.join(f'{r:.0f}' for r in null_rates)})")
-    print(f"relentad inbound:      {ours_rate:8.0f} msgs/s  (rounds: {', '.join(f'{r:.0f}' for r in ours_rates)})")
-    print(f"ratio relentad/null:   {ours_rate / null_rate:8.2f}")
+    for target in targets:
+        rounds = ", ".join(f"{r:.0f}" for r in target.rates)
+        print(f"{target.name + ':':22s} {target.rate:8.0f} msgs/s  (rounds: {rounds})")
+    print(f"ratio relentad/null:   {ours.rate / null_target.rate:8.2f}")
     print(f"crm sorter:            {args.crm}")
     print(f"spam classifier:       {args.spam}")
     print(f"mail authentication:   {args.mailauth}")
     print(f"senders:               {args.senders or 'a new one per message'}")
-    print(f"relentad CPU/message:  {cpu_per_message * 1000:8.2f} ms  (daemon user+system time, measured rounds)")
+    print(f"relentad CPU/message:  {ours.cpu_per_message * 1000:8.2f} ms  (daemon user+system time, measured rounds)")
     print(
-        f"null CPU/message:      {null_cpu_per_message * 1000:8.2f} ms  (CPU ratio null/relentad: "
-        f"{null_cpu_per_message / cpu_per_message:.2f}, less sensitive to other load on the machine)"
+        f"null CPU/message:      {null_target.cpu_per_message * 1000:8.2f} ms  (CPU ratio null/relentad: "
+        f"{null_target.cpu_per_message / ours.cpu_per_message:.2f}, less sensitive to other load on the machine)"
     )
-    print(f"durability: acked {ours_acked}, stored {stored}, lost {max(ours_acked - stored, 0)}")
+    if args.sorter_baseline:
+        off = targets[2]
+        pairs = ", ".join(f"{on / without:.2f}" for on, without in zip(ours.rates, off.rates, strict=True))
+        print(f"sorter off CPU/message:{off.cpu_per_message * 1000:8.2f} ms")
+        print(
+            f"sorter on/off:         {ours.rate / off.rate:8.2f} by median rate (per round: {pairs}); CPU "
+            f"{off.cpu_per_message / ours.cpu_per_message:.2f}; the sorter costs "
+            f"{(ours.cpu_per_message - off.cpu_per_message) * 1000:.2f} ms of CPU per message"
+        )
+    print(f"durability: acked {acked}, stored {stored}, lost {max(acked - stored, 0)}")
 
 
 if __name__ == "__main__":

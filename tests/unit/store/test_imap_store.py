@@ -197,3 +197,24 @@ def test_fetch_survives_a_corrupt_stored_structure(conn: sqlite3.Connection) -> 
     )
     assert batch.failed == 0 and b'"Hello"' in batch.lines[0] and b"RFC822.SIZE %d" % len(RAW) in batch.lines[0]
     assert compile_search(conn, "SUBJECT hello") == [1]
+
+
+def test_blobs_are_shared_and_say_when_new(conn: sqlite3.Connection) -> None:
+    """put_blob inserts first: the first store of some bytes is new, every later one finds the same row."""
+    with db.transaction(conn):
+        first = messages.put_blob(conn, RAW)
+        again = messages.put_blob(conn, RAW)
+        other = messages.put_blob(conn, RAW + b"more\r\n")
+    assert first[1] and not again[1] and other[1]
+    assert first[0] == again[0] != other[0]
+    assert conn.execute("SELECT count(*) FROM blobs").fetchone()[0] == 2
+
+
+def test_allocation_by_name_matches_find_and_allocate(conn: sqlite3.Connection) -> None:
+    """The delivery path's one-statement slot: the same mailbox, UIDs and MODSEQs as find + allocate_uid."""
+    with db.transaction(conn):
+        uid, modseq = mailboxes.allocate_uid(conn, inbox(conn))
+        slot = mailboxes.allocate_uid_in(conn, account(conn), "inbox")
+        missing = mailboxes.allocate_uid_in(conn, account(conn), "No Such Folder")
+    assert slot == (inbox(conn), uid + 1, modseq + 1)
+    assert missing is None
