@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from . import mailauth, message, metrics, quota, trace
 from .config import Config
 from .crm import participants
-from .crm.sorter import Sorter
+from .crm.sorter import FilingFailed, Sorter
 from .dns import Resolvers, make_resolvers
 from .errors import SMTPReply
 from .events import Bus, MessageAdded
@@ -213,7 +213,12 @@ class Pipeline:
             self.classify(delivery)
         if self.config.crm.enabled:
             self.sort(delivery)
-        stored = await self.store.write(_commit_job(delivery, self.hostname))
+        try:
+            stored = await self.store.write(_commit_job(delivery, self.hostname))
+        except FilingFailed:  # rolled back with the job: store the message without the CRM's writes
+            log.exception("crm: filing of a message failed; the message is stored unfiled")
+            delivery.linked.clear()
+            stored = await self.store.write(_commit_job(delivery, self.hostname))
         self.bus.publish([MessageAdded(s.account_id, s.mailbox_id, s.uid, s.modseq) for s in stored])
         return stored
 

@@ -58,6 +58,11 @@ def ensure(conn: sqlite3.Connection, account_id: int, domain: str, now: float | 
     ).fetchone()
     if row is not None:
         return int(row[0])
+    return create(conn, account_id, domain, now)
+
+
+def create(conn: sqlite3.Connection, account_id: int, domain: str, now: float | None = None) -> int:
+    """A new company for ``domain``, which the caller found missing in this transaction; returns its id."""
     cursor = conn.execute(
         "INSERT INTO crm_companies (account_id, domain, name, created) VALUES (?, ?, ?, ?)",
         (account_id, domain, display_name(domain), time.time() if now is None else now),

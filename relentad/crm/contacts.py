@@ -75,26 +75,32 @@ def create(
     created already counting one message that way (the sorter's case). With ``if_free``, an address that turns
     out to be taken makes no contact and returns 0."""
     domain = companies.company_domain(address) if kind == PERSON else None
-    company_id = companies.ensure(conn, account_id, domain, now) if domain else None
     when = now or time.time()
     seen = None if direction is None else when
-    cursor = conn.execute(
+    # The company's id comes from a subquery: one statement when the company exists (the common case), and the
+    # company is made only when it does not.
+    row = conn.execute(
         """INSERT INTO crm_contacts (account_id, name, kind, company_id, created, first_contact, last_contact,
-                                     count_in, count_out, confirmed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (
-            account_id,
-            name.strip() if _better_name("", name, address) else "",
-            kind,
-            company_id,
-            when,
-            seen,
-            seen,
-            int(direction == IN),
-            int(direction is not None and direction != IN),
-            int(direction is not None and direction != IN),
-        ),
-    )
-    contact_id = int(cursor.lastrowid or 0)
+                                     count_in, count_out, confirmed)
+           VALUES (:account, :name, :kind,
+                   (SELECT id FROM crm_companies WHERE account_id = :account AND domain = :domain),
+                   :when, :seen, :seen, :count_in, :count_out, :count_out)
+           RETURNING id, company_id""",
+        {
+            "account": account_id,
+            "name": name.strip() if _better_name("", name, address) else "",
+            "kind": kind,
+            "domain": domain,
+            "when": when,
+            "seen": seen,
+            "count_in": int(direction == IN),
+            "count_out": int(direction is not None and direction != IN),
+        },
+    ).fetchone()
+    contact_id, company_id = int(row[0]), row[1]
+    if domain and company_id is None:
+        company_id = companies.create(conn, account_id, domain, when)
+        conn.execute("UPDATE crm_contacts SET company_id = ? WHERE id = ?", (company_id, contact_id))
     added = conn.execute(
         "INSERT OR IGNORE INTO crm_addresses (account_id, address, contact_id) VALUES (?, ?, ?)",
         (account_id, address, contact_id),

@@ -12,8 +12,10 @@ Two halves, so the delivery stays one transaction and the event loop never waits
   duplicate delivery counts once), its thread, contacts, companies and the links between them.
 
 Invariants: the CRM never loses or refuses mail — an error in either half is logged and the message is stored
-as if the sorter were off (the job's writes sit in their own savepoint inside the delivery's transaction); mail
-already filed into Junk by an earlier step stays there (rules only add flags to it).
+as if the sorter were off (a failing job raises :class:`FilingFailed`, which rolls back the delivery's savepoint;
+the pipeline then stores the message without the CRM's writes — a savepoint of the sorter's own cost two
+statements on every delivery for a case that is a bug); mail already filed into Junk by an earlier step stays
+there (rules only add flags to it).
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ log = logging.getLogger(__name__)
 UNASSIGNED = "$Unassigned"
 
 Record = Callable[[sqlite3.Connection, "Sequence[Stored]"], None]
+
+
+class FilingFailed(Exception):
+    """A :data:`Record` job failed; its writes are in the caller's transaction, which must roll them back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,16 +213,13 @@ class Sorter:
         when = delivery.received_at
 
         def record(conn: sqlite3.Connection, stored: Sequence[Stored]) -> None:
-            conn.execute("SAVEPOINT crm")
             try:
                 for plan in plans:
                     blobs = {s.blob_id: s.new_blob for s in stored if s.account_id == plan.account_id}
                     for blob_id, new_blob in blobs.items():
                         file_message(conn, plan, parsed, blob_id, when, new_blob=new_blob)
-            except Exception:
-                conn.execute("ROLLBACK TO crm")
-                log.exception("crm: filing of a message failed; the message itself is stored")
-            conn.execute("RELEASE crm")
+            except Exception as exc:
+                raise FilingFailed("crm: filing of a message failed") from exc
 
         return record
 

@@ -38,6 +38,7 @@ import functools
 import heapq
 import io
 import json
+import logging
 import re
 import sqlite3
 import time
@@ -47,11 +48,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import message, pipeline, trace
-from ..crm.sorter import Sorter
+from ..crm.sorter import FilingFailed, Sorter
 from ..errors import InvalidInput
 from ..store import flags as flagmod
 from ..store import imapwrite, mailboxes
 from . import activity
+
+log = logging.getLogger(__name__)
 
 _QUOTED = re.compile(rb"^>*From ")
 _UNQUOTE = re.compile(rb"^>+From ")
@@ -294,8 +297,14 @@ def import_batch(
                 "SELECT id, blob_id, modseq FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
             ).fetchone()
             stored = [pipeline.Stored(account_id, mailbox_id, uid, int(row[2]), int(row[0]), int(row[1]))]
-            for link in delivery.linked:
-                link(conn, stored)
+            conn.execute("SAVEPOINT crm")  # a filing that fails leaves the imported message as it is
+            try:
+                for link in delivery.linked:
+                    link(conn, stored)
+            except FilingFailed:
+                conn.execute("ROLLBACK TO crm")
+                log.exception("import: CRM filing of a message failed; the message is imported unfiled")
+            conn.execute("RELEASE crm")
     return len(batch)
 
 

@@ -1,0 +1,70 @@
+"""The delivery pipeline in-process (no SMTP): what it guarantees when a step fails."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relentad import config as config_mod
+from relentad.crm import sorter
+from relentad.events import Bus
+from relentad.pipeline import Delivery, Pipeline, Placement
+from relentad.store import accounts
+from relentad.store.db import Store
+from relentad.trace import Source
+from tests.support.store import database_with
+
+RAW = (
+    b"From: Bob <bob@acme.example>\r\nTo: alice@example.test\r\nSubject: hello\r\n"
+    b"Message-ID: <m1@acme.example>\r\n\r\nHello Alice.\r\n"
+)
+
+
+async def deliver(path: Path) -> None:
+    config = config_mod.from_dict(
+        {"server": {"hostname": "mx.example.test"}, "spam": {"enabled": False}, "mailauth": {"verify": False}}
+    )
+    store = Store(path)
+    store.start(asyncio.get_running_loop())
+    try:
+        account_id = store.read(lambda conn: accounts.get_account(conn, "alice@example.test").id)
+        placements = [Placement(account_id, "alice@example.test")]
+        delivery = Delivery(RAW, "bob@acme.example", placements, Source("192.0.2.1", "h", "ESMTP"), "T1")
+        await Pipeline(store, Bus(), config).deliver(delivery)
+    finally:
+        store.close()
+
+
+def test_a_failing_crm_filing_stores_the_message_unfiled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CRM never loses mail: its writes roll back with the delivery's savepoint and the message is stored
+    again without them (nothing half-filed: no thread, contact or link rows)."""
+    conn = database_with(tmp_path / "r.db", "alice@example.test")
+
+    real = sorter.threads.assign
+
+    def assign_then_fail(*args: Any, **kwargs: Any) -> int:
+        real(*args, **kwargs)  # a thread row is written, then the filing fails
+        raise RuntimeError("disk says no")
+
+    monkeypatch.setattr(sorter.threads, "assign", assign_then_fail)
+    asyncio.run(deliver(tmp_path / "r.db"))
+    assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
+    assert conn.execute("SELECT refs FROM blobs").fetchone()[0] == 1
+    for table in ("crm_messages", "crm_threads", "crm_thread_ids", "crm_contacts", "crm_message_contacts"):
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+
+
+def test_filing_makes_the_company_with_the_first_contact(tmp_path: Path) -> None:
+    """A new sender of a new company: contact, company, address, thread and both links, in one delivery."""
+    conn = database_with(tmp_path / "r.db", "alice@example.test")
+    asyncio.run(deliver(tmp_path / "r.db"))
+    row = conn.execute(
+        """SELECT c.name, p.domain, p.name FROM crm_contacts c JOIN crm_companies p ON p.id = c.company_id
+           JOIN crm_addresses a ON a.contact_id = c.id WHERE a.address = 'bob@acme.example'"""
+    ).fetchone()
+    assert tuple(row) == ("Bob", "acme.example", "Acme")
+    assert conn.execute("SELECT count(*) FROM crm_thread_contacts").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM crm_message_contacts").fetchone()[0] == 1
