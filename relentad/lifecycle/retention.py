@@ -89,6 +89,8 @@ def purge_account(conn: sqlite3.Connection, account_id: int) -> None:
 
 def _drop_unreferenced_blobs(conn: sqlite3.Connection) -> tuple[int, int]:
     row = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM blobs WHERE refs <= 0").fetchone()
+    # the ids of the deleted blobs stay used: new blobs are numbered above them (store/messages.put_blob)
+    conn.execute("UPDATE blob_id_floor SET floor = max(floor, (SELECT coalesce(max(id), 0) FROM blobs))")
     conn.execute("DELETE FROM blobs WHERE refs <= 0")
     return int(row[0]), int(row[1])
 

@@ -1,6 +1,7 @@
 """Messages and their deduplicated raw bytes.
 
-Invariants: a raw message is stored once in ``blobs`` (keyed by SHA-256) however many mailboxes hold it; the
+Invariants: a raw message is stored once in ``blobs`` (keyed by SHA-256) however many mailboxes hold it, under an id
+never used before (``blob_id_floor``: the CRM's history refers to blob ids after the purge removed them); the
 ``messages_blob_ref``/``unref`` triggers keep ``blobs.refs`` equal to the number of message rows pointing at it,
 so the purge can drop blobs with no references. Bytes are kept exactly as received.
 """
@@ -26,9 +27,10 @@ def put_blob(conn: sqlite3.Connection, raw: bytes, structure: str | None = None)
     """(id, inserted now) of the blob holding ``raw``. Inserts first: nearly every delivered message is new, so
     that is one statement; a blob already stored costs the lookup after the ignored insert."""
     digest = hashlib.sha256(raw).digest()
-    row = conn.execute(
-        "INSERT INTO blobs (sha256, size, structure, data) VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING "
-        "RETURNING id",
+    row = conn.execute(  # numbered above every id ever used (migration 012: ids are never reused)
+        """INSERT INTO blobs (id, sha256, size, structure, data)
+           VALUES (max((SELECT coalesce(max(id), 0) FROM blobs), (SELECT floor FROM blob_id_floor)) + 1, ?, ?, ?, ?)
+           ON CONFLICT (sha256) DO NOTHING RETURNING id""",
         (digest, len(raw), structure, raw),
     ).fetchone()
     if row is not None:

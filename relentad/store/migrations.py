@@ -446,6 +446,19 @@ def _m010_crm_thread_links(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m012_blob_id_floor(conn: sqlite3.Connection) -> None:
+    """Blob ids are never reused. The CRM keeps its history (``crm_messages``) after a blob is purged, and SQLite
+    gives a new row the highest id + 1, so purging the newest blob let the next message take its id — and show up
+    in an old contact's views. The purge records the highest id it has seen here; new blobs are numbered above it."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE blob_id_floor (floor INTEGER NOT NULL);
+        INSERT INTO blob_id_floor (floor) SELECT coalesce(max(id), 0) FROM blobs;
+        """,
+    )
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -469,6 +482,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("008_quota_messages_activity", _m008_quota_messages_activity),
     ("009_imap_savedate", _m009_imap_savedate),
     ("010_crm_thread_links", _m010_crm_thread_links),
+    ("012_blob_id_floor", _m012_blob_id_floor),
 ]
 
 

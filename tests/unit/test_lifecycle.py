@@ -92,6 +92,23 @@ def test_terminate_then_purge_removes_account_and_blobs(conn: sqlite3.Connection
     assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0
 
 
+def test_blob_ids_are_never_reused_after_a_purge(conn: sqlite3.Connection) -> None:
+    """The CRM's history keeps blob ids after the purge: the newest blob purged, the next message must not get its
+    id (it did: SQLite numbers a new row max(id) + 1, and the message joined the old contact's views)."""
+    with db.transaction(conn):
+        _deliver(conn, b"Subject: old\r\n\r\nbody\r\n")
+        old = conn.execute("SELECT max(id) FROM blobs").fetchone()[0]
+        inbox = find(conn, 1, "INBOX")
+        assert inbox is not None
+        conn.execute("UPDATE messages SET flags = flags | 8 WHERE mailbox_id = ?", (inbox,))
+        imapwrite.expunge(conn, inbox)
+    with db.transaction(conn):
+        assert retention.purge(conn, 90, now=time.time() + 91 * 86400).blobs == 1
+        assert conn.execute("SELECT count(*) FROM blobs").fetchone()[0] == 0
+        new, fresh = messages.put_blob(conn, b"Subject: new\r\n\r\nbody\r\n")
+    assert fresh and new > old
+
+
 def test_message_limit_math(conn: sqlite3.Connection) -> None:
     assert usage(messages=3, message_limit=3).full and not usage(messages=2, message_limit=3).full
     assert usage(messages=2, message_limit=3).fits(0) and not usage(messages=2, message_limit=3).fits(0, count=2)
