@@ -1165,7 +1165,7 @@ def spam_train(state: State, email: str | None, to_global: bool, ham_dir: str, s
     click.echo(
         f"{'global' if to_global else email}: {result.messages} messages, {result.learned} learned, "
         f"{result.unchanged} already trained, {result.flipped} relearned as the other class, {result.pruned} "
-        "tokens pruned"
+        "tokens pruned" + (f", {result.refreshed} retrained with the current tokenizer" if result.refreshed else "")
     )
 
 
@@ -1214,6 +1214,12 @@ def spam_stats(state: State, as_json: bool) -> None:
         click.echo(
             f"{row['scope']}: {row['nspam']} spam, {row['nham']} ham trained; {row['tokens']} tokens; "
             f"{row['recorded']} messages recorded"
+            + (
+                f"; trained with tokenizer {row['tokenizer']}, older than the current one: retraining advised"
+                " (relentad spam train again)"
+                if row["stale"]
+                else ""
+            )
         )
 
 

@@ -30,6 +30,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .classifier import DEFAULT_PARAMS, Params, needs_training, score, train_ensemble
+from .tokenize import TOKENIZER_VERSION
 
 GLOBAL = 0
 """Scope of the global model (account ids start at 1)."""
@@ -199,13 +200,20 @@ class CountCache:
 
 
 def _totals(conn: sqlite3.Connection, scope: int, nspam: int, nham: int, tokens: int) -> None:
+    """Add to a scope's totals; a scope's first row records the current tokenizer version (later writes keep it)."""
     conn.execute(
-        """INSERT INTO spam_totals (scope, nspam, nham, tokens, updated) VALUES (?, ?, ?, ?, ?)
+        """INSERT INTO spam_totals (scope, nspam, nham, tokens, updated, tokenizer) VALUES (?, ?, ?, ?, ?, ?)
            ON CONFLICT (scope) DO UPDATE SET nspam = max(nspam + excluded.nspam, 0),
                nham = max(nham + excluded.nham, 0), tokens = max(tokens + excluded.tokens, 0),
                updated = excluded.updated""",
-        (scope, nspam, nham, tokens, time.time()),
+        (scope, nspam, nham, tokens, time.time(), TOKENIZER_VERSION),
     )
+
+
+def tokenizer_version(conn: sqlite3.Connection, scope: int) -> int | None:
+    """The tokenizer version ``scope``'s model was (bulk) trained with; None when it has no model yet."""
+    row = conn.execute("SELECT tokenizer FROM spam_totals WHERE scope = ?", (scope,)).fetchone()
+    return None if row is None else int(row[0])
 
 
 def _existing(conn: sqlite3.Connection, scope: int, tokens: Sequence[str]) -> int:
@@ -330,6 +338,7 @@ class BulkResult:
     learned: int = 0  # learn operations (a message may be learned several times, or not at all)
     unchanged: int = 0  # already trained as the same class
     flipped: int = 0  # trained before as the other class, unlearned first
+    refreshed: int = 0  # trained before by an older tokenizer, unlearned and learned again
     pruned: int = 0
 
 
@@ -369,17 +378,26 @@ def train_corpus(
     nothing); ones recorded as the other class are unlearned first. The rest go through ``train_ensemble``
     (train-on-error, orders summed: the method cross-validation chose) and each is recorded with how many
     times it was learned (zero for messages the model did not need, so a second run skips them too).
+
+    A model trained by an older tokenizer (:func:`tokenizer_version` below ``TOKENIZER_VERSION``) is retrained:
+    every given message recorded before is unlearned (its recorded tokens, exactly) and learned again with its
+    new tokens, and the model is then marked current. Retrain from the whole corpus the model was built from.
     """
     result = BulkResult(messages=len(messages))
+    version = tokenizer_version(conn, scope)
+    stale = version is not None and version < TOKENIZER_VERSION
     todo: list[tuple[bytes, list[str], bool]] = []
     for key, tokens, spam in messages:
         previous = trained_as(conn, scope, key)
-        if previous is not None and previous[0] == ("spam" if spam else "ham"):
+        if previous is not None and previous[0] == ("spam" if spam else "ham") and not stale:
             result.unchanged += 1
             continue
         if previous is not None:
             forget(conn, scope, key)
-            result.flipped += 1
+            if previous[0] == ("spam" if spam else "ham"):
+                result.refreshed += 1
+            else:
+                result.flipped += 1
         todo.append((key, _clean(tokens), spam))
     pairs = [(frozenset(tokens), spam) for _, tokens, spam in todo]
     recorder = _Recorder()
@@ -402,6 +420,8 @@ def train_corpus(
         _record(conn, scope, key, spam, times, tokens, "cli")
     add_counts(conn, scope, {t: (s, h) for t, (s, h) in deltas.items()})
     _totals(conn, scope, nspam, nham, 0)
+    if stale:
+        conn.execute("UPDATE spam_totals SET tokenizer = ? WHERE scope = ?", (TOKENIZER_VERSION, scope))
     return result
 
 
@@ -441,10 +461,11 @@ def prune(
 
 
 def stats(conn: sqlite3.Connection) -> list[dict[str, object]]:
-    """One row per scope: scope name, messages trained as spam/ham, token rows, messages recorded."""
+    """One row per scope: scope name, messages trained as spam/ham, token rows, messages recorded, the tokenizer
+    version it was trained with and whether that is older than the current one (``stale``: retraining advised)."""
     rows = conn.execute(
         """SELECT t.scope, coalesce(a.email, ''), t.nspam, t.nham, t.tokens,
-                  (SELECT count(*) FROM spam_trained r WHERE r.scope = t.scope), t.updated
+                  (SELECT count(*) FROM spam_trained r WHERE r.scope = t.scope), t.updated, t.tokenizer
            FROM spam_totals t LEFT JOIN accounts a ON a.id = t.scope ORDER BY t.scope"""
     ).fetchall()
     return [
@@ -455,6 +476,8 @@ def stats(conn: sqlite3.Connection) -> list[dict[str, object]]:
             "tokens": int(tokens),
             "recorded": int(recorded),
             "updated": float(updated),
+            "tokenizer": int(tokenizer),
+            "stale": int(tokenizer) < TOKENIZER_VERSION,
         }
-        for scope, email, nspam, nham, tokens, recorded, updated in rows
+        for scope, email, nspam, nham, tokens, recorded, updated, tokenizer in rows
     ]

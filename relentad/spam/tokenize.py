@@ -2,7 +2,8 @@
 
 The tokenizer reads what a person or a filter would look at: decoded headers (subject, addresses,
 Received hops and their hygiene, content types, mailer, authentication results, which header names are
-present and how they are spelled, a few words of any other header), whether the From domain agrees with
+present and how they are spelled, how many fields and Received hops there are, the shapes of the Message-ID,
+Date and MIME boundary, a few words of any other header), whether the From domain agrees with
 the Message-ID, Received, Reply-To and link domains, the text of text/plain and text/html parts (tags
 stripped; URL, comment and attribute-value features kept), and the shape of the MIME tree (content types,
 charsets, encodings, attachment file types). Single-part messages are decoded directly; multipart ones
@@ -43,6 +44,11 @@ MIN_WORD = 3
 MAX_WORD = 12
 GENERIC_WORDS = 8  # words kept from a header with no dedicated rule
 MAX_NAME = 40  # header names are cut here in tokens (spam invents long ones)
+TOKENIZER_VERSION = 2
+"""Bumped whenever the tokens produced for the same message change: counts learned by an older tokenizer are
+partly stale (recorded with each model in ``spam_totals.tokenizer``; ``spam stats`` says when to retrain).
+2: header shape tokens (counts of header fields and Received hops, Message-ID / Date / MIME boundary shapes,
+subject length, "from unknown" hops, undisclosed recipients)."""
 
 # Headers the receiving side adds (our MTA, or the MDA/MUA of mail imported from elsewhere: mbox status,
 # delivery stamps). They say nothing about the sender; entries ending in "*" are prefixes.
@@ -92,6 +98,8 @@ _PUNCT = "\"'`.,;:!?()[]{}<>*_~|\\/-=+#^"
 _AUTH_RESULT = re.compile(r"\b(spf|dkim|dmarc|arc|iprev|auth|dkim-adsp)\s*=\s*([a-z]+)")
 _DEFAULT_CHARSET = "latin-1"
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
+_BOUNDARY_PARAM = re.compile(r"boundary\s*=\s*\"?([^\";\s]+)", re.IGNORECASE)
+_SHAPE_RUN = re.compile(r"[a-z]+|[A-Z]+|[0-9]+")
 
 
 def tokenize(
@@ -108,13 +116,18 @@ def tokenize(
         skip = _header_filter(ignore_headers)
         own = frozenset(h.lower() for h in own_hosts)
         mime: dict[str, str] = {}
+        fields = hops = 0
         for spelled, value in _headers(head):
             name = spelled.lower()
             if name in ("content-type", "content-transfer-encoding"):
                 mime.setdefault(name, value)
             if not skip(name) and not (name == "received" and _own_hop(value, own)):
+                fields += 1
+                hops += name == "received"
                 tokens.add("hn:" + spelled[:MAX_NAME])
                 _header_tokens(name, value.lower() if name == "received" else value, tokens)
+        tokens.add(f"hdr:count:{min(fields // 3, 15)}")
+        tokens.add(f"rcvd:count:{min(hops, 8)}")
         ctype = mime.get("content-type", "").lower()
         if "multipart/" in ctype or "message/" in ctype:
             _body_tokens(raw, tokens)
@@ -242,6 +255,7 @@ def _header_tokens(name: str, value: str, out: set[str]) -> None:
     out.add("hdr:" + name)
     if name == "subject":
         out.update("subj:" + w for w in words(value))
+        out.add(f"subj:len:{min(len(value.strip()) // 10, 10)}")
         if value.isupper() and len(value) > 8:
             out.add("subj:ALLCAPS")
         for run in re.findall(r"[!?$%]+", value):
@@ -251,10 +265,14 @@ def _header_tokens(name: str, value: str, out: set[str]) -> None:
     elif name == "message-id":
         domains = _ADDRESS.findall(low)
         out.add("msgid:dom:" + _suffix(domains[0], 2) if domains else "msgid:invalid")
+        out.add("msgid:shape:" + _shape(value.strip().strip("<>").split("@", 1)[0]))
     elif name in ("x-mailer", "user-agent", "x-mimeole", "x-newsreader"):
         out.update("mailer:" + w for w in words(value))
     elif name == "content-type":
         _content_type_tokens(low, out)
+        boundary = _BOUNDARY_PARAM.search(value)
+        if boundary is not None:
+            out.add("ct:boundary:" + _shape(boundary.group(1)))
     elif name == "authentication-results":
         out.update(f"auth:{m}={r}" for m, r in _AUTH_RESULT.findall(low))
     elif name in ("content-transfer-encoding", "precedence", "x-priority", "x-msmail-priority", "importance"):
@@ -264,6 +282,7 @@ def _header_tokens(name: str, value: str, out: set[str]) -> None:
     elif name == "date":
         zone = re.search(r"([+-]\d{4}|\b[a-z]{3,4})\s*(\([^)]*\))?\s*$", low)
         out.add("date:tz:" + (zone.group(1) if zone else "none"))
+        out.add("date:shape:" + _shape(value.strip(), 40))
     elif not name.endswith("date"):
         out.update(f"h:{name[:MAX_NAME]}:{w}" for w in islice(words(value), GENERIC_WORDS))
 
@@ -274,6 +293,8 @@ def _address_tokens(name: str, low: str, out: set[str]) -> None:
         out.add(f"{name}:dom:{_suffix(domain, 2)}")
     if name in ("to", "cc"):
         out.add(f"{name}:count:{min(len(domains), 5)}")
+        if "undisclosed" in low:
+            out.add(f"{name}:undisclosed")
         return
     addresses = [a.group(0) for a in _ADDRESS.finditer(low)]
     out.update(f"{name}:addr:{a}" for a in addresses[:2])
@@ -294,6 +315,8 @@ def _own_hop(value: str, own_hosts: frozenset[str]) -> bool:
 def _received_tokens(low: str, out: set[str]) -> None:
     """Tokens for one Received hop: host name suffixes, IP prefixes and protocol."""
     out.add("hdr:received")
+    if "from unknown" in low:
+        out.add("rcvd:from-unknown")
     for host in _HOSTNAME.findall(low)[:6]:
         out.add("rcvd:" + _suffix(host, 2))
         out.add("rcvd:" + _suffix(host, 3))
@@ -348,6 +371,19 @@ def _agreement_tokens(tokens: set[str]) -> None:
     if from_dom:
         for kind, found in domains.items():
             tokens.add(f"from:{'agree' if found & from_dom else 'differ'}:{kind}")
+
+
+def _shape(text: str, limit: int = 24) -> str:
+    """The shape of an identifier, SpamBayes/SpamAssassin style: runs of lower case, upper case and digits become
+    ``a``/``A``/``9`` (doubled for runs longer than one), punctuation stays; ``<9A99.99`` for a Message-ID, say.
+    Mailers and spamware stamp Message-IDs, Dates and MIME boundaries in their own recognisable formats."""
+    return _SHAPE_RUN.sub(_shape_run, text)[:limit]
+
+
+def _shape_run(match: re.Match[str]) -> str:
+    run = match.group(0)
+    mark = "9" if run[0].isdigit() else "A" if run[0].isupper() else "a"
+    return mark if len(run) == 1 else mark + mark
 
 
 def _suffix(host: str, labels: int) -> str:
@@ -473,7 +509,8 @@ def _text_tokens(text: str, out: set[str]) -> None:
 def _body_words(text: str, out: set[str]) -> None:
     """``out.update(words(text))`` for lowercased text, without the generator (the hot loop of tokenizing)."""
     add = out.add
-    for word in {piece.strip(_PUNCT) for piece in text.split()}:
+    # Deduplicate before stripping: mail repeats most of its words, and the strip is the costly step.
+    for word in {piece.strip(_PUNCT) for piece in set(text.split())}:
         n = len(word)
         if MIN_WORD <= n <= MAX_WORD:
             add(word)

@@ -459,6 +459,13 @@ def _m012_blob_id_floor(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m013_spam_tokenizer(conn: sqlite3.Connection) -> None:
+    """Which tokenizer version a spam model was trained with (``relentad.spam.tokenize.TOKENIZER_VERSION``): when
+    the tokenizer changes, counts learned before are partly stale and ``spam stats`` advises retraining. Models
+    trained before this migration were trained with version 1."""
+    conn.execute("ALTER TABLE spam_totals ADD COLUMN tokenizer INTEGER NOT NULL DEFAULT 1")
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -483,6 +490,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("009_imap_savedate", _m009_imap_savedate),
     ("010_crm_thread_links", _m010_crm_thread_links),
     ("012_blob_id_floor", _m012_blob_id_floor),
+    ("013_spam_tokenizer", _m013_spam_tokenizer),
 ]
 
 

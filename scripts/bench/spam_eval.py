@@ -1,11 +1,14 @@
 """Cross-validate relentad's spam classifier on a real corpus, side by side with Debian's bogofilter.
 
-Usage: .venv/bin/python scripts/bench/spam_eval.py [--corpus DIR] [--folds K | --split 0.5]
+Usage: .venv/bin/python scripts/bench/spam_eval.py [--corpus DIR] [--folds K | --split 0.5 [--repeat N]] [--seed S]
 
 The corpus directory holds ``ham/`` and ``spam/`` trees of one-message files (any depth). Messages are
 split into stratified folds with a fixed seed; every fold trains a fresh model on the other folds and
 scores the held-out one, through the real ``tokenize`` and ``classifier`` code. ``--split F`` instead
-trains on a stratified fraction F and tests on the rest, as the held-out judgement does.
+trains on a stratified fraction F and tests on the rest, as the held-out judgement does; ``--repeat N`` does
+that for seeds S, S+1, ... S+N-1 and pools the held-out scores. One split's "FN at FP <= 0.1 %" rests on the
+one or two highest-scoring ham of ~1,040 and moves by several points from seed to seed; pooled over ten
+splits it rests on ten.
 
 relentad trains the way production bulk training does (``train_ensemble``: train-on-error passes with a
 margin, four orders summed; ``--train toe`` uses one order, ``--train all`` trains every message);
@@ -212,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--split", type=float, default=None, help="train fraction (one split, no folds)")
+    parser.add_argument("--repeat", type=int, default=1, help="with --split: this many seeds from --seed, pooled")
     parser.add_argument("--seed", type=int, default=20260101)
     parser.add_argument("--ham-below", type=float, default=Thresholds().ham_below)
     parser.add_argument("--spam-above", type=float, default=Thresholds().spam_above)
@@ -232,8 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     band = Thresholds(args.ham_below, args.spam_above)
     mails = load(args.corpus)
     if args.split is not None:
-        rounds = [split(mails, args.split, args.seed)]
+        rounds = [split(mails, args.split, args.seed + k) for k in range(max(args.repeat, 1))]
         how = f"split {args.split:g} train / {1 - args.split:g} test"
+        if args.repeat > 1:
+            how += f", {args.repeat} seeds pooled from"
     else:
         parts = folds(mails, args.folds, args.seed)
         rounds = [([m for j, p in enumerate(parts) if j != i for m in p], parts[i]) for i in range(args.folds)]

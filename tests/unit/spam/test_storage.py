@@ -10,6 +10,7 @@ import pytest
 from relentad.spam import storage, training, verdicts
 from relentad.spam.classifier import MemoryCounts, Thresholds, score
 from relentad.spam.storage import GLOBAL, StoredCounts
+from relentad.spam.tokenize import TOKENIZER_VERSION
 from relentad.store import db
 
 SPAMMY = frozenset({"viagra", "cheap", "winner", "subj:free", "hdr:x-mailer-bulk"})
@@ -65,6 +66,25 @@ def test_bulk_training_twice_changes_nothing(conn: sqlite3.Connection) -> None:
     )
     assert result.unchanged == 20 and result.learned == 0
     assert snapshot(conn) == first
+
+
+def test_model_of_an_older_tokenizer_is_flagged_and_retrained(conn: sqlite3.Connection) -> None:
+    base_model(conn)
+    assert storage.tokenizer_version(conn, GLOBAL) == TOKENIZER_VERSION
+    assert not storage.stats(conn)[0]["stale"]
+    current = snapshot(conn)
+    conn.execute("UPDATE spam_totals SET tokenizer = 1 WHERE scope = ?", (GLOBAL,))  # as migrated from before
+    assert storage.stats(conn)[0]["stale"]
+    items = [(storage.digest(b"spam%d" % i), SPAMMY | {f"s{i}", "new"}, True) for i in range(20)]
+    items += [(storage.digest(b"ham%d" % i), HAMMY | {f"h{i}"}, False) for i in range(20)]
+    result = storage.train_corpus(conn, GLOBAL, items)  # the same files, tokenized anew: relearned, not skipped
+    assert result.refreshed == 40 and result.unchanged == 0 and result.flipped == 0
+    assert storage.tokenizer_version(conn, GLOBAL) == TOKENIZER_VERSION and not storage.stats(conn)[0]["stale"]
+    assert conn.execute("SELECT spam FROM spam_tokens WHERE scope = ? AND token = 'new'", (GLOBAL,)).fetchone()
+    storage.train_corpus(conn, 2, items)  # a fresh model of the new tokens: the retrained one equals it
+    tokens = snapshot(conn)[0]
+    assert [r[1:] for r in tokens if r[0] == GLOBAL] == [r[1:] for r in tokens if r[0] == 2] != current[0]
+    assert storage.train_corpus(conn, GLOBAL, items).unchanged == 40  # current again: idempotent as before
 
 
 def test_flipping_a_message_unlearns_it_exactly(conn: sqlite3.Connection) -> None:

@@ -131,6 +131,26 @@ def test_received_hops_and_sender_hygiene() -> None:
     assert {"rcvd:rdns:none", "from:agree:rcvd"} <= tokens
 
 
+def test_header_shape_tokens() -> None:
+    raw = message(
+        "Received: from unknown (HELO x) (198.51.100.9) by mx.example.org\n"
+        "Received: from mx.example.org (mail.example.org [192.0.2.7]) by relay.example.net\n"
+        "Own-Stamp: ignored\n"
+        "From: a@example.org\n"
+        "To: Undisclosed-Recipients:;\n"
+        "Subject: A subject of about thirty chars\n"
+        "Date: Mon, 2 Sep 2002 13:52:31 +0100\n"
+        "Message-ID: <3D73AF29.5060301@example.org>\n"
+        'Content-Type: multipart/alternative; boundary="----=_NextPart_000_0A1B_01C25C3F.8F9B3E40"'
+    )
+    tokens = tokenize(raw, ignore_headers={"own-stamp"})
+    assert {"rcvd:count:2", "rcvd:from-unknown", "to:undisclosed", "subj:len:3"} <= tokens
+    assert "hdr:count:2" in tokens  # 8 fields kept (ours not counted), in steps of three
+    assert "msgid:shape:9A99AA99.99" in tokens  # runs of digits / capitals / lower case, doubled when longer than one
+    assert "date:shape:Aaa, 9 Aaa 99 99:99:99 +99" in tokens
+    assert "ct:boundary:----=_AaaAaa_99_9A9A_99A" in tokens  # cut at 24 characters
+
+
 def test_own_headers_and_own_received_hops_are_ignored() -> None:
     theirs = message(
         "Received: from sender.example.com (sender.example.com [203.0.113.5]) by mx.example.com\n"
