@@ -52,11 +52,16 @@ def create_defaults(conn: sqlite3.Connection, account_id: int) -> None:
         create(conn, account_id, name, special_use)
 
 
+def stored_name(name: str) -> str:
+    """The name as stored: INBOX is case-insensitive (RFC 3501 §5.1), every other name is exact."""
+    return INBOX if name.upper() == INBOX else name
+
+
 def find(conn: sqlite3.Connection, account_id: int, name: str) -> int | None:
     """Id of the mailbox ``name`` (INBOX matched case-insensitively), None when it does not exist."""
-    if name.upper() == INBOX:
-        name = INBOX
-    row = conn.execute("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)).fetchone()
+    row = conn.execute(
+        "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, stored_name(name))
+    ).fetchone()
     return None if row is None else int(row[0])
 
 
@@ -73,12 +78,10 @@ def allocate_uid(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, int]:
 def allocate_uid_in(conn: sqlite3.Connection, account_id: int, name: str) -> tuple[int, int, int] | None:
     """(mailbox id, uid, modseq) reserved in the account's mailbox ``name`` (INBOX matched case-insensitively) in
     one statement — the delivery path's :func:`find` and :func:`allocate_uid` — or None when it does not exist."""
-    if name.upper() == INBOX:
-        name = INBOX
     row = conn.execute(
         """UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
            WHERE account_id = ? AND name = ? RETURNING id, uidnext - 1, highestmodseq""",
-        (account_id, name),
+        (account_id, stored_name(name)),
     ).fetchone()
     return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
 
