@@ -124,18 +124,17 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
                 mailbox_id = imapwrite.create_mailbox(conn, placement.account_id, placement.mailbox)
                 slot = (mailbox_id, *mailboxes.allocate_uid(conn, mailbox_id))
             mailbox_id, uid, modseq = slot
-            row_id = messages.insert(
+            row_id = messages.append(
                 conn,
                 mailbox_id,
-                uid,
-                modseq,
                 blob_id,
                 prefix=prefix,
                 size=size,
                 internaldate=delivery.received_at,
                 flags=placement.flags,
                 keywords=" ".join(placement.keywords),
-            )
+                slot=(uid, modseq),
+            ).row_id
             stored.append(Stored(placement.account_id, mailbox_id, uid, modseq, row_id, blob_id, new_blob))
         checked = sum(not p.outgoing for p in delivery.placements) if delivery.check_quota else 0
         if checked and delivery.refuse_when_full and len(delivery.over_quota) == checked:

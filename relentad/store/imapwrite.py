@@ -266,7 +266,7 @@ def copy_messages(
             (source_id, *chunk),
         ).fetchall()
         for uid, bits, keywords, internaldate, blob_id, prefix, size in rows:
-            new_uid, _ = messages.append(
+            new_uid = messages.append(
                 conn,
                 target_id,
                 blob_id,
@@ -275,7 +275,7 @@ def copy_messages(
                 internaldate=internaldate,
                 flags=bits,
                 keywords=keywords,
-            )
+            ).uid
             pairs.append((uid, new_uid))
     return pairs
 
@@ -326,7 +326,7 @@ def append_message(
     check_quota(conn, account_id, size, 1)
     bits, keywords = flagmod.split(names)
     blob_id = messages.store_blob(conn, raw, structure)
-    uid, _ = messages.append(
+    return messages.append(
         conn,
         mailbox_id,
         blob_id,
@@ -335,5 +335,4 @@ def append_message(
         internaldate=internaldate,
         flags=bits,
         keywords=" ".join(keywords),
-    )
-    return uid
+    ).uid

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
+from typing import NamedTuple
 
 from . import mailboxes
 
@@ -39,6 +40,14 @@ def put_blob(conn: sqlite3.Connection, raw: bytes, structure: str | None = None)
     return int(found[0]), False
 
 
+class Appended(NamedTuple):
+    """Where :func:`append` put a message: its UID and MODSEQ in the mailbox and its ``messages`` row id."""
+
+    uid: int
+    modseq: int
+    row_id: int
+
+
 def append(
     conn: sqlite3.Connection,
     mailbox_id: int,
@@ -49,31 +58,14 @@ def append(
     internaldate: float,
     flags: int = 0,
     keywords: str = "",
-) -> tuple[int, int]:
-    """Add a message to a mailbox; returns its (uid, modseq). Its save date (RFC 8514) is now."""
-    uid, modseq = mailboxes.allocate_uid(conn, mailbox_id)
-    insert(conn, mailbox_id, uid, modseq, blob_id, prefix=prefix, size=size, internaldate=internaldate, flags=flags,
-           keywords=keywords)  # fmt: skip
-    return uid, modseq
-
-
-def insert(
-    conn: sqlite3.Connection,
-    mailbox_id: int,
-    uid: int,
-    modseq: int,
-    blob_id: int,
-    *,
-    prefix: bytes,
-    size: int,
-    internaldate: float,
-    flags: int = 0,
-    keywords: str = "",
-) -> int:
-    """The message row for a UID and MODSEQ already allocated (:func:`mailboxes.allocate_uid`); returns its id."""
+    slot: tuple[int, int] | None = None,
+) -> Appended:
+    """Add a message to a mailbox; its save date (RFC 8514) is now. ``slot``: the (uid, modseq) the caller already
+    reserved in this mailbox (the delivery path's :func:`mailboxes.allocate_uid_in`), else one is reserved here."""
+    uid, modseq = mailboxes.allocate_uid(conn, mailbox_id) if slot is None else slot
     cursor = conn.execute(
         """INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internaldate, blob_id, prefix, size, saved)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (mailbox_id, uid, modseq, flags, keywords, internaldate, blob_id, prefix, size, time.time()),
     )
-    return int(cursor.lastrowid or 0)
+    return Appended(uid, modseq, int(cursor.lastrowid or 0))

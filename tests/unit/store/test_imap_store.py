@@ -42,8 +42,9 @@ def inbox(conn: sqlite3.Connection) -> int:
 def add(conn: sqlite3.Connection, raw: bytes = RAW, prefix: bytes = b"", structure: bool = True) -> int:
     with db.transaction(conn):
         blob = messages.store_blob(conn, raw, parse(raw).to_json() if structure else None)
-        uid, _ = messages.append(conn, inbox(conn), blob, prefix=prefix, size=len(prefix) + len(raw), internaldate=1e9)
-    return uid
+        size = len(prefix) + len(raw)
+        appended = messages.append(conn, inbox(conn), blob, prefix=prefix, size=size, internaldate=1e9)
+    return appended.uid
 
 
 def refs_consistent(conn: sqlite3.Connection) -> bool:
