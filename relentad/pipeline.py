@@ -119,11 +119,12 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
             if delivery.check_quota and not placement.outgoing and quota.would_exceed(conn, placement.account_id, size):
                 delivery.over_quota.append(placement)
                 continue  # that account is full; the others still get their copy (quota.py)
-            slot = mailboxes.allocate_uid_in(conn, placement.account_id, placement.mailbox)
-            if slot is None:  # a rule's folder, a missing Sent: made with any missing parent levels
+            found = mailboxes.allocate_uid_in(conn, placement.account_id, placement.mailbox)
+            if found is None:  # a rule's folder, a missing Sent: made with any missing parent levels
                 mailbox_id = imapwrite.create_mailbox(conn, placement.account_id, placement.mailbox)
-                slot = (mailbox_id, *mailboxes.allocate_uid(conn, mailbox_id))
-            mailbox_id, uid, modseq = slot
+                uid, modseq = mailboxes.allocate_uid(conn, mailbox_id)
+            else:
+                mailbox_id, uid, modseq = found
             row_id = messages.append(
                 conn,
                 mailbox_id,

@@ -389,12 +389,13 @@ def train_corpus(
     todo: list[tuple[bytes, list[str], bool]] = []
     for key, tokens, spam in messages:
         previous = trained_as(conn, scope, key)
-        if previous is not None and previous[0] == ("spam" if spam else "ham") and not stale:
-            result.unchanged += 1
-            continue
         if previous is not None:
+            same_class = previous[0] == ("spam" if spam else "ham")
+            if same_class and not stale:
+                result.unchanged += 1
+                continue
             forget(conn, scope, key)
-            if previous[0] == ("spam" if spam else "ham"):
+            if same_class:
                 result.refreshed += 1
             else:
                 result.flipped += 1
