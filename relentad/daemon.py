@@ -48,7 +48,15 @@ log = logging.getLogger("relentad")
 
 
 def setup_logging(level: str) -> None:
-    """One line per event on stdout, which journald collects."""
+    """One line per event on stdout, which journald collects.
+
+    The format uses no caller, thread or process fields, so logging is told not to look them up for every
+    record (the logging HOWTO's "Optimization"): a third of the cost of the MX's line per transaction.
+    """
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"))
     root = logging.getLogger()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 from typing import Any
 
 import pytest
@@ -98,5 +99,38 @@ def test_fast_address_path_agrees_with_aiosmtpd(arg: str) -> None:
         for limit in (0, 64):
             ours.local_part_limit = reference.local_part_limit = limit
             assert ours._getaddr(arg) == SMTP._getaddr(reference, arg)
+
+    asyncio.run(check())
+
+
+def test_aiosmtpd_command_logging_is_skipped_when_disabled_and_kept_when_enabled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """aiosmtpd's per-command log lines go through our level check (it looks ``sanitized_log`` up per call)."""
+    import aiosmtpd.smtp
+
+    from relentad.smtp import server
+
+    assert aiosmtpd.smtp.sanitized_log is server._sanitized_log_when_enabled
+    mail_log = logging.getLogger("mail.log")
+    mail_log.setLevel(logging.WARNING)
+    with caplog.at_level(logging.WARNING, logger="mail.log"):
+        aiosmtpd.smtp.sanitized_log(mail_log.info, "%r >> %r", ("127.0.0.1", 1), b"NOOP\xff")
+    assert caplog.records == []
+    with caplog.at_level(logging.DEBUG, logger="mail.log"):
+        aiosmtpd.smtp.sanitized_log(mail_log.debug, "line %r", b"NOOP\xff")
+    assert [r.getMessage() for r in caplog.records] == ["line b'NOOP\\xff'"]  # aiosmtpd's sanitising
+
+
+def test_command_methods_bind_per_connection_and_hooks_are_shared() -> None:
+    async def check() -> None:
+        handler = InboundHandler.__new__(InboundHandler)
+        context = ListenerContext(config.from_dict({}), None)
+        one = RelentadSMTP(handler, context, Connections())
+        two = RelentadSMTP(handler, context, Connections())
+        assert one._smtp_methods["NOOP"] == one.smtp_NOOP
+        assert one._smtp_methods.get("NOSUCH") is None
+        assert one._smtp_methods["NOOP"].__self__ is one and two._smtp_methods["NOOP"].__self__ is two
+        assert one._handle_hooks is two._handle_hooks
 
     asyncio.run(check())
