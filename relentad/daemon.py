@@ -25,8 +25,10 @@ import signal
 import socket
 import ssl
 import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from . import config as config_mod
 from . import mailauth, metrics, tls
@@ -45,6 +47,7 @@ from .spam import training as spam_training
 from .store.db import Store
 
 log = logging.getLogger("relentad")
+T = TypeVar("T")
 
 
 def setup_logging(level: str) -> None:
@@ -230,7 +233,11 @@ class Daemon:
             sd_notify("READY=1\nSTATUS=accepting mail")
             interval = watchdog_interval()
             pinger = asyncio.ensure_future(watchdog(store, interval)) if interval else None
-            log.info("relentad ready (database %s)", self.config.database_path)
+            log.info(
+                "relentad ready (database %s, event loop %s)",
+                self.config.database_path,
+                type(loop).__module__.split(".")[0],  # "uvloop" or "asyncio"
+            )
             await stop.wait()
             log.info("shutting down")
             sd_notify("STOPPING=1")
@@ -331,4 +338,18 @@ def serve(config_path: Path) -> int:
     config = config_mod.load(config_path)
     setup_logging(config.server.log_level)
     daemon = Daemon(config)
-    return asyncio.run(daemon.run())
+    return run_loop(daemon.run(), config.server.event_loop)
+
+
+def run_loop(main: Coroutine[Any, Any, T], event_loop: str) -> T:
+    """Run ``main`` on the configured event loop: uvloop when asked for and installed, else asyncio's."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed; running on asyncio's event loop")
+        else:
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)

@@ -22,7 +22,7 @@ import ssl
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiosmtpd.smtp
 from aiosmtpd.smtp import MISSING, SMTP, Session, _AuthMechAttr, login_always_fail, syntax
@@ -184,6 +184,17 @@ def _sanitized_log_when_enabled(func: Callable[..., None], msg: Any, *args: Any,
 aiosmtpd.smtp.sanitized_log = _sanitized_log_when_enabled  # aiosmtpd looks it up as a module global per call
 
 
+def _open_writer(transport: asyncio.BaseTransport | None) -> asyncio.WriteTransport | None:
+    """The transport, if it is still open for writing.
+
+    By duck type: uvloop's transports implement the interface without subclassing asyncio's classes, so an
+    ``isinstance`` check silently skipped the 421 on shutdown and timeout there (caught by test_daemon.py).
+    """
+    if transport is None or transport.is_closing() or not hasattr(transport, "write"):
+        return None
+    return cast(asyncio.WriteTransport, transport)
+
+
 class RelentadSession(Session):
     """aiosmtpd's session plus what relentad's handlers keep across one connection."""
 
@@ -265,8 +276,8 @@ class RelentadSMTP(SMTP):
         return self.envelope is not None and bool(self.envelope.mail_from)
 
     def shut_down(self) -> None:
-        transport = self.transport
-        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+        transport = _open_writer(self.transport)
+        if transport is not None:
             transport.write((replies.SHUTTING_DOWN + "\r\n").encode())
             transport.close()
 
@@ -283,9 +294,9 @@ class RelentadSMTP(SMTP):
                 self._refused = True
                 log.info("smtp refused peer=%s reply=%r", self._peer_ip, refusal[:3])
                 metrics.rejected(self._connections.name, metrics.reason_of(refusal))
-                assert isinstance(transport, asyncio.WriteTransport | asyncio.Transport)
-                transport.write((refusal + "\r\n").encode())
-                transport.close()
+                writer = cast(asyncio.WriteTransport, transport)
+                writer.write((refusal + "\r\n").encode())
+                writer.close()
                 return
         super().connection_made(transport)
 
@@ -298,11 +309,16 @@ class RelentadSMTP(SMTP):
             hook(self.session, self.envelope)
         super().connection_lost(error)
 
-    def eof_received(self) -> bool | None:
-        if self._refused:
-            return False
-        result: bool | None = super().eof_received()
-        return result
+    def eof_received(self) -> bool:
+        """The client hung up: aiosmtpd cancels the session task, and we always let the transport close.
+
+        aiosmtpd keeps the transport open here and closes it from the cancelled task, but only once the task is
+        inside its command loop. uvloop can deliver a connect-and-close before the task's first step, and that
+        connection then held its per-IP slot until the idle timeout (caught by test_smtp_inbound.py).
+        """
+        if not self._refused:
+            super().eof_received()
+        return False
 
     # -- replies and timeouts ---------------------------------------------------------------------------------
 
@@ -464,8 +480,8 @@ class RelentadSMTP(SMTP):
         self._timeout_cb()
 
     def _timeout_cb(self) -> None:
-        transport = self.transport
-        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+        transport = _open_writer(self.transport)
+        if transport is not None:
             log.info("smtp timeout peer=%s", self._peer_ip)
             transport.write(b"421 4.4.2 Timeout, closing connection\r\n")
         super()._timeout_cb()  # type: ignore[no-untyped-call]

@@ -6,7 +6,8 @@ for both) sends N messages of about 4 KB over C concurrent sessions, one new con
 traffic arrives. Prints messages/s for each and the ratio relentad / null. Afterwards it checks that every
 message relentad answered 250 is in its database (durable: WAL, synchronous=FULL, group commit).
 
-    .venv/bin/python scripts/bench/smtp_inbound.py [--messages 3000] [--sessions 10]
+    .venv/bin/python scripts/bench/smtp_inbound.py [--messages 3000] [--sessions 10] [--event-loop uvloop|asyncio]
+        [--null-event-loop asyncio|uvloop]
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def start_relentad(workdir: Path, nameserver: str, args: argparse.Namespace, *, 
         "crm": {"enabled": crm},
         "mailauth": {"verify": args.mailauth == "on"},
         "spam": {"enabled": args.spam == "on"},
+        "server": {"event_loop": args.event_loop},
     }
     daemon = Daemon(workdir, tls=False, settings=settings)
     daemon.add_domain("example.test")
@@ -161,10 +163,19 @@ def main() -> None:
     parser.add_argument(
         "--mailauth", choices=["on", "off"], default="on", help="[mailauth] verify (SPF, DKIM, DMARC and ARC checks)"
     )
+    parser.add_argument(
+        "--event-loop", choices=["uvloop", "asyncio"], default="uvloop", help="relentad's [server] event_loop"
+    )
+    parser.add_argument(
+        "--null-event-loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="the null handler's event loop (default: stock aiosmtpd on asyncio, the baseline issue 2 names)",
+    )
     args = parser.parse_args()
 
     null_port = free_port()
-    null = start_null_smtp(null_port)
+    null = start_null_smtp(null_port, event_loop=args.null_event_loop)
     daemons: list[Daemon] = []
     with tempfile.TemporaryDirectory() as tmp:
         # The sender's domain publishes SPF and DMARC, so every message is really checked (answers cached per TTL).
@@ -207,6 +218,7 @@ def main() -> None:
     print(f"spam classifier:       {args.spam}")
     print(f"mail authentication:   {args.mailauth}")
     print(f"senders:               {args.senders or 'a new one per message'}")
+    print(f"event loops:           relentad {args.event_loop}, null handler {args.null_event_loop}")
     print(f"relentad CPU/message:  {ours.cpu_per_message * 1000:8.2f} ms  (daemon user+system time, measured rounds)")
     print(
         f"null CPU/message:      {null_target.cpu_per_message * 1000:8.2f} ms  (CPU ratio null/relentad: "

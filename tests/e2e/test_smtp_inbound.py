@@ -15,7 +15,7 @@ import pytest
 
 from relentad.message import ParsedMessage
 from tests.e2e.conftest import MakeDaemon, provision
-from tests.support.daemon import Daemon
+from tests.support.daemon import Daemon, greeted
 
 
 def message(subject: str = "hello", body: str = "Hi there.\r\n", msgid: str | None = None) -> bytes:
@@ -291,27 +291,15 @@ def test_data_framing_dot_stuffing_split_markers_and_pipelined_followers(make_da
     ]
 
 
-def _greeted(daemon: Daemon) -> socket.socket:
-    """A connection that got 220, retrying while the start-up probe's slot is still being released."""
-    deadline = time.monotonic() + 5
-    while True:
-        sock = socket.create_connection((daemon.host, daemon.smtp_port), timeout=10)
-        if sock.makefile("rb").readline().startswith(b"220"):
-            return sock
-        sock.close()
-        assert time.monotonic() < deadline, "no 220 within 5 s"
-        time.sleep(0.1)
-
-
 def test_client_hanging_up_mid_data_frees_its_slot_and_stores_nothing(make_daemon: MakeDaemon) -> None:
     daemon = provision(make_daemon(settings={"limits": {"connections_per_ip": 1}})).start()
-    with _greeted(daemon) as sock:
+    with greeted(daemon) as sock:
         reader = sock.makefile("rb")
         sock.sendall(b"HELO gone.test\r\n" + _transaction(b"")[: -len(b".\r\n")] + b"Subject: half\r\n\r\nhal")
         assert [reader.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
         sock.shutdown(socket.SHUT_WR)  # half-close: the server must give up the message and close
         assert reader.read() == b""
-    _greeted(daemon).close()  # the one connection this IP may have is free again
+    greeted(daemon).close()  # the one connection this IP may have is free again
     assert daemon.messages("alice@example.test") == []
 
 

@@ -245,3 +245,15 @@ class Daemon:
             mailbox,
         )
         return [bytes(r["data"]) for r in rows]
+
+
+def greeted(daemon: Daemon) -> socket.socket:
+    """A connection that got 220, retrying while the start-up probe's slot is still being released."""
+    deadline = time.monotonic() + 5
+    while True:
+        sock = socket.create_connection((daemon.host, daemon.smtp_port), timeout=10)
+        if sock.makefile("rb").readline().startswith(b"220"):
+            return sock
+        sock.close()
+        assert time.monotonic() < deadline, "no 220 within 5 s"
+        time.sleep(0.1)
