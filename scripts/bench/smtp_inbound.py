@@ -30,6 +30,7 @@ from benchlib import start_null_smtp
 from tests.support.daemon import Daemon, free_port, wait_for_port
 from tests.support.dnsmasq import Dnsmasq, DnsRecords
 
+FOUNDATION = "relentad, SMTP + store only"
 WARM_UP = 200  # messages sent to each server before the measured rounds
 SPAM_CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "spamassassin" / "train"
 
@@ -172,24 +173,35 @@ def main() -> None:
         default="asyncio",
         help="the null handler's event loop (default: stock aiosmtpd on asyncio, the baseline issue 2 names)",
     )
+    parser.add_argument(
+        "--no-foundation",
+        action="store_true",
+        help="don't also run a relentad with mail authentication, spam and CRM off (issue 2's SMTP + store path)",
+    )
     args = parser.parse_args()
 
+    bare = args.mailauth == args.spam == args.crm == "off"
     null_port = free_port()
     null = start_null_smtp(null_port, event_loop=args.null_event_loop)
-    daemons: list[Daemon] = []
+    daemons: list[tuple[str, Daemon]] = []
     with tempfile.TemporaryDirectory() as tmp:
         # The sender's domain publishes SPF and DMARC, so every message is really checked (answers cached per TTL).
         records = DnsRecords().add_txt("elsewhere.test", "v=spf1 ip4:127.0.0.1 -all")
         records.add_txt("_dmarc.elsewhere.test", "v=DMARC1; p=reject")
         dns_server = Dnsmasq(records, workdir=Path(tmp) / "dns", ttl=300).start()
         try:
-            daemons.append(start_relentad(Path(tmp) / "mx", dns_server.nameserver, args, crm=args.crm == "on"))
+            ours = start_relentad(Path(tmp) / "mx", dns_server.nameserver, args, crm=args.crm == "on")
+            daemons.append(("relentad inbound", ours))
             if args.sorter_baseline:
-                daemons.append(start_relentad(Path(tmp) / "mx-nocrm", dns_server.nameserver, args, crm=False))
+                nocrm = start_relentad(Path(tmp) / "mx-nocrm", dns_server.nameserver, args, crm=False)
+                daemons.append(("relentad, sorter off", nocrm))
+            if not bare and not args.no_foundation:
+                plain = argparse.Namespace(mailauth="off", spam="off", event_loop=args.event_loop)
+                bare_daemon = start_relentad(Path(tmp) / "mx-bare", dns_server.nameserver, plain, crm=False)
+                daemons.append((FOUNDATION, bare_daemon))
             wait_for_port("127.0.0.1", null_port)
             targets = [Target("null aiosmtpd handler", null_port, null.pid)]
-            names = ["relentad inbound", "relentad, sorter off"]
-            for name, daemon in zip(names, daemons, strict=False):
+            for name, daemon in daemons:
                 assert daemon.proc is not None
                 targets.append(Target(name, daemon.smtp_port, daemon.proc.pid))
             for target in targets:  # warm-up
@@ -198,40 +210,51 @@ def main() -> None:
                 for target in targets:
                     target.run(args.messages, args.sessions, args.senders)
             acked = targets[1].acked + WARM_UP  # relentad's database holds the warm-up messages too
-            daemons[0].stop()
-            stored = daemons[0].query("SELECT count(*) AS n FROM messages")[0]["n"]
+            ours.stop()
+            stored = ours.query("SELECT count(*) AS n FROM messages")[0]["n"]
         finally:
-            for daemon in daemons:
+            for _, daemon in daemons:
                 daemon.stop()
             dns_server.close()
             null.terminate()
             null.wait()
-    null_target, ours = targets[0], targets[1]
+    null_target, measured = targets[0], targets[1]
+    by_name = {target.name: target for target in targets}
     size = len(make_message(0))
     print(f"messages: {args.rounds} rounds x {args.messages} of {size} bytes, {args.sessions} concurrent sessions, "
           "new connection each; median rate per server")  # fmt: skip
     for target in targets:
         rounds = ", ".join(f"{r:.0f}" for r in target.rates)
-        print(f"{target.name + ':':22s} {target.rate:8.0f} msgs/s  (rounds: {rounds})")
-    print(f"ratio relentad/null:   {ours.rate / null_target.rate:8.2f}")
-    print(f"crm sorter:            {args.crm}")
-    print(f"spam classifier:       {args.spam}")
-    print(f"mail authentication:   {args.mailauth}")
-    print(f"senders:               {args.senders or 'a new one per message'}")
-    print(f"event loops:           relentad {args.event_loop}, null handler {args.null_event_loop}")
-    print(f"relentad CPU/message:  {ours.cpu_per_message * 1000:8.2f} ms  (daemon user+system time, measured rounds)")
-    print(
-        f"null CPU/message:      {null_target.cpu_per_message * 1000:8.2f} ms  (CPU ratio null/relentad: "
-        f"{null_target.cpu_per_message / ours.cpu_per_message:.2f}, less sensitive to other load on the machine)"
-    )
-    if args.sorter_baseline:
-        off = targets[2]
-        pairs = ", ".join(f"{on / without:.2f}" for on, without in zip(ours.rates, off.rates, strict=True))
-        print(f"sorter off CPU/message:{off.cpu_per_message * 1000:8.2f} ms")
+        print(f"{target.name + ':':33s} {target.rate:6.0f} msgs/s  (rounds: {rounds})")
+    print(f"{'ratio relentad/null:':33s} {measured.rate / null_target.rate:6.2f}")
+    settings = {
+        "crm sorter": args.crm,
+        "spam classifier": args.spam,
+        "mail authentication": args.mailauth,
+        "senders": args.senders or "a new one per message",
+        "event loops": f"relentad {args.event_loop}, null handler {args.null_event_loop}",
+    }
+    for label, value in settings.items():
+        print(f"{label + ':':33s} {value}")
+    for target in targets[1:]:
+        label = target.name + " CPU/message:"
+        print(f"{label:45s} {target.cpu_per_message * 1000:5.2f} ms  (user+system time, measured rounds)")
+    ratio = null_target.cpu_per_message / measured.cpu_per_message
+    print(f"{'null CPU/message:':45s} {null_target.cpu_per_message * 1000:5.2f} ms  (CPU ratio null/relentad: "
+          f"{ratio:.2f}, steadier than rates on a shared machine)")  # fmt: skip
+    foundation = by_name.get(FOUNDATION, measured if bare else None)
+    if foundation is not None:
         print(
-            f"sorter on/off:         {ours.rate / off.rate:8.2f} by median rate (per round: {pairs}); CPU "
-            f"{off.cpu_per_message / ours.cpu_per_message:.2f}; the sorter costs "
-            f"{(ours.cpu_per_message - off.cpu_per_message) * 1000:.2f} ms of CPU per message"
+            f"issue 2's path (SMTP + store) / null: {foundation.rate / null_target.rate:.2f} by median rate, "
+            f"{null_target.cpu_per_message / foundation.cpu_per_message:.2f} by CPU (target 0.8)"
+        )
+    if args.sorter_baseline:
+        off = by_name["relentad, sorter off"]
+        pairs = ", ".join(f"{on / without:.2f}" for on, without in zip(measured.rates, off.rates, strict=True))
+        print(
+            f"sorter on/off:         {measured.rate / off.rate:8.2f} by median rate (per round: {pairs}); CPU "
+            f"{off.cpu_per_message / measured.cpu_per_message:.2f}; the sorter costs "
+            f"{(measured.cpu_per_message - off.cpu_per_message) * 1000:.2f} ms of CPU per message"
         )
     print(f"durability: acked {acked}, stored {stored}, lost {max(acked - stored, 0)}")
 
