@@ -76,6 +76,7 @@ class Daemon:
     imap_port: int = 0
     imaps_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    wrapper: list[str] = field(default_factory=list)  # a command the daemon runs under (strace ...)
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -171,7 +172,7 @@ class Daemon:
         log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "relentad", "--config", str(self.config_path), "serve"],
+            [*self.wrapper, sys.executable, "-m", "relentad", "--config", str(self.config_path), "serve"],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -1,0 +1,111 @@
+"""Every system call the daemon makes under real traffic is one relentad.service's seccomp filter allows.
+
+systemd kills a service that makes a call outside ``SystemCallFilter=``; a new dependency (uvloop's libuv sets up
+io_uring, for one) can bring calls the filter never saw. The daemon runs under strace while SMTP with STARTTLS,
+submission with AUTH, IMAP with STARTTLS, a reload and a shutdown go through it; the calls it made are checked
+against the filter as ``systemd-analyze syscall-filter`` expands it.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import re
+import shutil
+import signal
+import smtplib
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import MakeDaemon
+from tests.support.daemon import PASSWORD
+
+UNIT = Path(__file__).resolve().parents[2] / "relentad.service"
+CALL = re.compile(r"^\d+ +([a-z0-9_]+)\(", re.MULTILINE)
+
+
+def strace_works() -> bool:
+    if shutil.which("strace") is None:
+        return False
+    return subprocess.run(["strace", "-f", "-o", os.devnull, "true"], capture_output=True).returncode == 0
+
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None or not strace_works(),
+    reason="needs systemd-analyze and a working strace (ptrace allowed)",
+)
+
+
+def expand(group: str, seen: set[str] | None = None) -> set[str]:
+    """The system calls of a filter group, nested groups included."""
+    seen = seen if seen is not None else {group}
+    listing = subprocess.run(["systemd-analyze", "syscall-filter", group], capture_output=True, text=True, check=True)
+    calls: set[str] = set()
+    for line in listing.stdout.splitlines():
+        name = line.strip().split(" ")[0]
+        if not name or name.startswith("#") or name == group:
+            continue
+        if name.startswith("@"):
+            if name not in seen:
+                seen.add(name)
+                calls |= expand(name, seen)
+        else:
+            calls.add(name)
+    return calls
+
+
+def unit_filter() -> tuple[set[str], set[str]]:
+    """(allowed, denied) by the unit's SystemCallFilter= lines (a "~" line denies)."""
+    allowed: set[str] = set()
+    denied: set[str] = set()
+    for line in UNIT.read_text().splitlines():
+        if line.startswith("SystemCallFilter="):
+            value = line.partition("=")[2]
+            target = denied if value.startswith("~") else allowed
+            for item in value.lstrip("~").split():
+                target |= expand(item) if item.startswith("@") else {item}
+    return allowed, denied
+
+
+def test_the_daemon_makes_only_calls_the_unit_allows(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    trace = tmp_path / "strace.out"
+    daemon = make_daemon(imap=True, submission=True, wrapper=["strace", "-f", "-qq", "-o", str(trace)])
+    daemon.add_domain("example.test")
+    daemon.add_user("alice@example.test")
+    daemon.start()
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=30) as client:
+        client.starttls(context=context)
+        client.sendmail("friend@elsewhere.test", ["alice@example.test"], b"Subject: in\r\n\r\nhello\r\n")
+    with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=30) as client:
+        client.starttls(context=context)
+        client.login("alice@example.test", PASSWORD)
+        client.sendmail("alice@example.test", ["alice@example.test"], b"From: alice@example.test\r\n\r\nme\r\n")
+    imap = imaplib.IMAP4(daemon.host, daemon.imap_port, timeout=30)
+    imap.starttls(ssl_context=context)
+    imap.login("alice@example.test", PASSWORD)
+    imap.select("INBOX")
+    imap.fetch("1:*", "(BODY[] FLAGS)")
+    imap.store("1", "+FLAGS", "(\\Seen)")
+    imap.logout()
+    # Signals go to the daemon itself: strace would take them as its own and detach.
+    assert daemon.proc is not None
+    traced = int(Path(f"/proc/{daemon.proc.pid}/task/{daemon.proc.pid}/children").read_text().split()[0])
+    os.kill(traced, signal.SIGHUP)
+    time.sleep(0.5)
+    os.kill(traced, signal.SIGTERM)
+    assert daemon.proc.wait(30) == 0  # strace exits with the daemon's status
+
+    used = set(CALL.findall(trace.read_text()))
+    assert {"accept4", "fdatasync", "epoll_wait" if "epoll_wait" in used else "epoll_pwait"} <= used, "strace saw it"
+    allowed, denied = unit_filter()
+    if os.geteuid() == 0:
+        used.discard("fchown")  # SQLite gives -wal/-shm files the database's owner when root; the service is not
+    assert used - allowed == set(), "calls outside SystemCallFilter=@system-service"
+    assert used & denied == set(), "calls the unit denies"
