@@ -31,7 +31,10 @@ def insecure() -> ssl.SSLContext:
 def on_loop(make_daemon: MakeDaemon, event_loop: str, **limits: int) -> Daemon:
     settings = {"server": {"event_loop": event_loop}, "limits": dict(limits)}
     daemon = provision(make_daemon(settings=settings, imap=True)).start()
-    assert f"event loop {event_loop})" in daemon.log()
+    deadline = time.monotonic() + 10  # the ready line follows the listeners
+    while f"event loop {event_loop})" not in daemon.log():
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.05)
     return daemon
 
 
