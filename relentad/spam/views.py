@@ -1,0 +1,103 @@
+"""Three views of a message, three chi-square models, one score: the method spam_eval.py measures as ``--model views``.
+
+Not yet what the daemon scores with (its counts in SQLite hold the single model of classifier.py); this module is
+the arithmetic and training, held to its cross-validated figures by scripts/bench/spam_eval.py, ahead of the storage
+that per-view totals and training records need (README, "The spam filter").
+
+- The **full** model counts every token of a message (today's model); the **head** model only the tokens that come
+  from its header fields (prefixed: ``subj:``, ``rcvd:``, ``hn:`` ...); the **body** model only those of its text
+  (unprefixed words, and the ``url:``, ``attr:``, ``skip:`` ... families the body yields). Each view is one of two
+  disjoint parts of the same token set, decided by the token alone.
+- Each model is trained on its own view with the same train-on-error ensemble (``train_ensemble``): which messages
+  it needs differs per view, and that separate training is what helps — the header and body scores of the full
+  model's counts do not (cross-validated).
+- The score is the mean of the three scores' log-odds (a product of experts: the geometric mean of their odds),
+  each clipped to [``EPSILON``, 1 - ``EPSILON``] so that a model's certainty cannot veto the others.
+
+Invariants: ``ViewModels.score`` is in [0, 1]; all three at 0.5 give 0.5; swapping spam and ham in every model mirrors
+the score around 0.5 (as ``combine`` does).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+from .classifier import DEFAULT_PARAMS, TRAIN_MARGIN, MemoryCounts, Params, Thresholds, score, train_ensemble
+
+BODY_PREFIXES = frozenset({"url", "attr", "skip", "proto", "email", "html", "mime", "filetype", "cte"})
+"""Token families the tokenizer derives from a message's text and MIME structure rather than its header fields."""
+EPSILON = 1e-9
+
+
+def is_body_token(token: str) -> bool:
+    """Whether ``token`` belongs to the body view: no prefix, a body family, or a word like ``10:30``."""
+    prefix, colon, _ = token.partition(":")
+    return not colon or prefix in BODY_PREFIXES or prefix.isdigit()
+
+
+def split_views(tokens: Collection[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """(head, body): the two disjoint views of a message's tokens."""
+    body = frozenset(t for t in tokens if is_body_token(t))
+    return frozenset(tokens) - body, body
+
+
+def logit(p: float) -> float:
+    """log(p / (1 - p)) with p kept EPSILON away from 0 and 1; exactly antisymmetric: logit(1 - p) = -logit(p)."""
+    if p > 0.5:
+        return -logit(1.0 - p)
+    p = max(p, EPSILON)
+    return math.log(p / (1.0 - p))
+
+
+def combine_views(scores: Sequence[float]) -> float:
+    """The product of experts: sigmoid of the mean log-odds of ``scores`` (0.5 for none)."""
+    if not scores:
+        return 0.5
+    z = sum(logit(s) for s in scores) / len(scores)
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+@dataclass
+class ViewModels:
+    """The three models in memory (for evaluation and tests); each is a plain ``MemoryCounts``."""
+
+    full: MemoryCounts = field(default_factory=MemoryCounts)
+    head: MemoryCounts = field(default_factory=MemoryCounts)
+    body: MemoryCounts = field(default_factory=MemoryCounts)
+
+    def train(
+        self,
+        messages: Sequence[tuple[Collection[str], bool]],
+        params: Params = DEFAULT_PARAMS,
+        margin: Thresholds = TRAIN_MARGIN,
+        seed: int = 0,
+    ) -> tuple[int, int, int]:
+        """Bulk training: ``train_ensemble`` on each view of (tokens, is_spam) pairs; learn calls per model."""
+        views = [(frozenset(tokens), spam, *split_views(tokens)) for tokens, spam in messages]
+        return (
+            train_ensemble([(t, s) for t, s, _, _ in views], self.full, params, margin, seed=seed),
+            train_ensemble([(h, s) for _, s, h, _ in views], self.head, params, margin, seed=seed),
+            train_ensemble([(b, s) for _, s, _, b in views], self.body, params, margin, seed=seed),
+        )
+
+    def learn(self, tokens: Collection[str], spam: bool) -> None:
+        """One message into every model (its view in each); ``unlearn`` reverses it exactly."""
+        head, body = split_views(tokens)
+        self.full.learn(tokens, spam)
+        self.head.learn(head, spam)
+        self.body.learn(body, spam)
+
+    def unlearn(self, tokens: Collection[str], spam: bool) -> None:
+        head, body = split_views(tokens)
+        self.full.unlearn(tokens, spam)
+        self.head.unlearn(head, spam)
+        self.body.unlearn(body, spam)
+
+    def score(self, tokens: Collection[str], params: Params = DEFAULT_PARAMS) -> float:
+        """The combined score of a message's tokens in [0, 1]."""
+        head, body = split_views(tokens)
+        return combine_views(
+            [score(tokens, self.full, params), score(head, self.head, params), score(body, self.body, params)]
+        )
