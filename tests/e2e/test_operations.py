@@ -18,7 +18,7 @@ from relentad import metrics
 from relentad.cli import main as cli_main
 from relentad.store.db import Store
 from tests.e2e.conftest import MakeDaemon, provision
-from tests.support.daemon import Daemon, free_port
+from tests.support.daemon import Daemon, free_port, wait_for_port
 from tests.support.dns_fixture import start_or_skip
 from tests.support.dnsmasq import DnsRecords
 
@@ -60,6 +60,7 @@ def metrics_daemon(make_daemon: MakeDaemon) -> tuple[Daemon, int]:
     port = free_port()
     daemon = make_daemon(settings={"listen": {"metrics": f"127.0.0.1:{port}"}}, imap=True)
     provision(daemon).start()
+    wait_for_port("127.0.0.1", port, proc=daemon.proc)  # the metrics listener starts after the mail listeners
     return daemon, port
 
 
