@@ -1177,8 +1177,9 @@ def spam_train(state: State, email: str | None, to_global: bool, ham_dir: str, s
 def spam_score(state: State, files: tuple[str, ...], email: str | None, as_json: bool) -> None:
     """Score FILEs with the global model (or --user's): one line per file, score and verdict."""
     from .spam import storage
-    from .spam.classifier import Thresholds, score, verdict
+    from .spam.classifier import Thresholds, verdict
     from .spam.tokenize import tokenize
+    from .spam.views import score_stored
 
     cut = Thresholds(state.config.spam.ham_below, state.config.spam.spam_above)
     hosts = (state.config.server.hostname,)
@@ -1187,7 +1188,7 @@ def spam_score(state: State, files: tuple[str, ...], email: str | None, as_json:
         scope = accounts.get_account(conn, email).id if email else storage.GLOBAL
         counts = storage.StoredCounts(conn, scope)
         for name in files:
-            value = score(tokenize(Path(name).read_bytes(), own_hosts=hosts), counts)
+            value = score_stored(tokenize(Path(name).read_bytes(), own_hosts=hosts), counts).score
             results.append({"file": name, "score": round(value, 6), "verdict": verdict(value, cut)})
     if as_json:
         print_json(results)

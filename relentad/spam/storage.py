@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from .classifier import DEFAULT_PARAMS, Params, needs_training, score, train_ensemble
 from .tokenize import TOKENIZER_VERSION
+from .views import marked_views, view_counts
 
 GLOBAL = 0
 """Scope of the global model (account ids start at 1)."""
@@ -62,6 +63,8 @@ def _clean(tokens: Iterable[str]) -> list[str]:
     """Tokens SQLite can store as TEXT (lone surrogates cannot be encoded and are dropped), sorted."""
     out = []
     for token in set(tokens):
+        if token.startswith("\t"):  # a view model's mark (spam/views.py): never a token of its own
+            continue
         try:
             token.encode("utf-8")
         except UnicodeEncodeError:
@@ -95,15 +98,21 @@ class StoredCounts:
         self.scopes: list[int] = []
         self.versions: dict[int, tuple[object, ...]] = {}
         self._nspam = self._nham = 0
-        for scope, nspam, nham, tokens, updated in conn.execute(
-            "SELECT scope, nspam, nham, tokens, updated FROM spam_totals WHERE scope IN (?, ?)",
+        head, body = [0, 0], [0, 0]
+        for scope, nspam, nham, tokens, updated, *views in conn.execute(
+            "SELECT scope, nspam, nham, tokens, updated, head_spam, head_ham, body_spam, body_ham FROM spam_totals "
+            "WHERE scope IN (?, ?)",
             (account_id, min(scopes)),
         ):
-            if scope in scopes and (nspam or nham):
+            if scope in scopes and (nspam or nham or any(views)):
                 self.scopes.append(int(scope))
-                self.versions[int(scope)] = (nspam, nham, tokens, updated)
+                self.versions[int(scope)] = (nspam, nham, tokens, updated, *views)
                 self._nspam += int(nspam)
                 self._nham += int(nham)
+                head = [head[0] + int(views[0]), head[1] + int(views[1])]
+                body = [body[0] + int(views[2]), body[1] + int(views[3])]
+        self.head_totals = (head[0], head[1])
+        self.body_totals = (body[0], body[1])
         self.stale: set[str] = set()
         self.today = day()
 
@@ -199,15 +208,31 @@ class CountCache:
                 cached[token] = (row[0], row[1], row[2], today)
 
 
-def _totals(conn: sqlite3.Connection, scope: int, nspam: int, nham: int, tokens: int) -> None:
-    """Add to a scope's totals; a scope's first row records the current tokenizer version (later writes keep it)."""
+MODELS = ("full", "head", "body")
+"""The three models a scope holds (relentad.spam.views); their message totals are columns of ``spam_totals``."""
+_TOTALS = {"full": ("nspam", "nham"), "head": ("head_spam", "head_ham"), "body": ("body_spam", "body_ham")}
+
+
+def _totals(conn: sqlite3.Connection, scope: int, nspam: int, nham: int, tokens: int, model: str = "full") -> None:
+    """Add to a scope's totals (messages of ``model``, token rows); a scope's first row records the current tokenizer
+    version (later writes keep it)."""
+    spam_column, ham_column = _TOTALS[model]
     conn.execute(
-        """INSERT INTO spam_totals (scope, nspam, nham, tokens, updated, tokenizer) VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT (scope) DO UPDATE SET nspam = max(nspam + excluded.nspam, 0),
-               nham = max(nham + excluded.nham, 0), tokens = max(tokens + excluded.tokens, 0),
-               updated = excluded.updated""",
+        f"""INSERT INTO spam_totals (scope, {spam_column}, {ham_column}, tokens, updated, tokenizer)
+            VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (scope) DO UPDATE SET {spam_column} = max({spam_column} + excluded.{spam_column}, 0),
+                {ham_column} = max({ham_column} + excluded.{ham_column}, 0),
+                tokens = max(tokens + excluded.tokens, 0), updated = excluded.updated""",
         (scope, nspam, nham, tokens, time.time(), TOKENIZER_VERSION),
     )
+
+
+def model_tokens(tokens: Collection[str], model: str) -> list[str]:
+    """The token strings ``model`` stores for a message's (clean) tokens, sorted."""
+    if model == "full":
+        return sorted(tokens)
+    head, body = marked_views(tokens)
+    return sorted(head if model == "head" else body)
 
 
 def tokenizer_version(conn: sqlite3.Connection, scope: int) -> int | None:
@@ -254,13 +279,15 @@ def add_counts(
         _totals(conn, scope, 0, 0, rows)
 
 
-def _learn(conn: sqlite3.Connection, scope: int, tokens: Sequence[str], spam: bool, times: int) -> None:
-    """Learn (``times`` > 0) or unlearn (``times`` < 0) one message's tokens ``abs(times)`` times."""
+def _learn(
+    conn: sqlite3.Connection, scope: int, tokens: Sequence[str], spam: bool, times: int, model: str = "full"
+) -> None:
+    """Learn (``times`` > 0) or unlearn (``times`` < 0) one message's tokens ``abs(times)`` times into ``model``."""
     if not times:
         return
     delta = (times, 0) if spam else (0, times)
-    add_counts(conn, scope, dict.fromkeys(tokens, delta))
-    _totals(conn, scope, times if spam else 0, 0 if spam else times, 0)
+    add_counts(conn, scope, dict.fromkeys(model_tokens(tokens, model), delta))
+    _totals(conn, scope, times if spam else 0, 0 if spam else times, 0, model)
 
 
 def _pack(tokens: Sequence[str]) -> bytes:
@@ -272,13 +299,22 @@ def _unpack(data: bytes) -> list[str]:
 
 
 def _record(
-    conn: sqlite3.Connection, scope: int, key: bytes, spam: bool, times: int, tokens: Sequence[str], source: str
+    conn: sqlite3.Connection,
+    scope: int,
+    key: bytes,
+    spam: bool,
+    times: Sequence[int],
+    tokens: Sequence[str],
+    source: str,
 ) -> None:
+    """Record a message as trained: its class, the times each model (``MODELS`` order) learned it, its tokens."""
     conn.execute(
-        """INSERT INTO spam_trained (scope, sha256, class, times, tokens, source, trained) VALUES (?, ?, ?, ?, ?, ?, ?)
+        """INSERT INTO spam_trained (scope, sha256, class, times, head_times, body_times, tokens, source, trained)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (scope, sha256) DO UPDATE SET class = excluded.class, times = excluded.times,
+               head_times = excluded.head_times, body_times = excluded.body_times,
                tokens = excluded.tokens, source = excluded.source, trained = excluded.trained""",
-        (scope, key, "spam" if spam else "ham", times, _pack(tokens), source, time.time()),
+        (scope, key, "spam" if spam else "ham", *times, _pack(tokens), source, time.time()),
     )
 
 
@@ -291,11 +327,14 @@ def trained_as(conn: sqlite3.Connection, scope: int, key: bytes) -> tuple[str, i
 def forget(conn: sqlite3.Connection, scope: int, key: bytes) -> bool:
     """Unlearn everything recorded for message ``key`` in ``scope`` exactly; False when nothing was recorded."""
     row = conn.execute(
-        "SELECT class, times, tokens FROM spam_trained WHERE scope = ? AND sha256 = ?", (scope, key)
+        "SELECT class, tokens, times, head_times, body_times FROM spam_trained WHERE scope = ? AND sha256 = ?",
+        (scope, key),
     ).fetchone()
     if row is None:
         return False
-    _learn(conn, scope, _unpack(row[2]), row[0] == "spam", -int(row[1]))
+    tokens = _unpack(row[1])
+    for model, times in zip(MODELS, row[2:], strict=True):
+        _learn(conn, scope, tokens, row[0] == "spam", -int(times), model)
     conn.execute("DELETE FROM spam_trained WHERE scope = ? AND sha256 = ?", (scope, key))
     return True
 
@@ -312,22 +351,28 @@ def train_message(
     """A user's verdict on one message (Junk moves, $Junk/$NotJunk): learn it into the account's model.
 
     Idempotent: already trained as this class → nothing (returns 0). Trained as the other class → unlearned
-    exactly first. Then learned at least once, and again (up to :data:`FEEDBACK_MAX`) while it does not yet
-    score clearly in its class, so one correction is felt. Returns how many times it was learned.
+    exactly first. Then each of the three models (``MODELS``) learns it at least once, and again (up to
+    :data:`FEEDBACK_MAX`) while that model does not yet score it clearly in its class, so one correction is felt.
+    Returns how many times the full model learned it.
     """
     previous = trained_as(conn, account_id, key)
     if previous is not None and previous[0] == ("spam" if spam else "ham"):
         return 0
     forget(conn, account_id, key)
     clean = _clean(tokens)
-    times = 0
-    while times < FEEDBACK_MAX:
-        _learn(conn, account_id, clean, spam, 1)
-        times += 1
-        if not needs_training(score(clean, StoredCounts(conn, account_id), params), spam):
-            break
-    _record(conn, account_id, key, spam, times, clean, source)
-    return times
+    learned = []
+    for model in MODELS:
+        scored = clean if model == "full" else model_tokens(clean, model)
+        times = 0
+        while times < FEEDBACK_MAX:
+            _learn(conn, account_id, clean, spam, 1, model)
+            times += 1
+            model_score = score(scored, view_counts(StoredCounts(conn, account_id), model), params)
+            if not needs_training(model_score, spam):
+                break
+        learned.append(times)
+    _record(conn, account_id, key, spam, learned, clean, source)
+    return learned[0]
 
 
 @dataclass
@@ -335,7 +380,7 @@ class BulkResult:
     """What :func:`train_corpus` did."""
 
     messages: int = 0
-    learned: int = 0  # learn operations (a message may be learned several times, or not at all)
+    learned: int = 0  # the full model's learn operations (a message may be learned several times, or not at all)
     unchanged: int = 0  # already trained as the same class
     flipped: int = 0  # trained before as the other class, unlearned first
     refreshed: int = 0  # trained before by an older tokenizer, unlearned and learned again
@@ -376,8 +421,9 @@ def train_corpus(
 
     Messages already recorded as the same class are skipped (running the same training twice changes
     nothing); ones recorded as the other class are unlearned first. The rest go through ``train_ensemble``
-    (train-on-error, orders summed: the method cross-validation chose) and each is recorded with how many
-    times it was learned (zero for messages the model did not need, so a second run skips them too).
+    (train-on-error, orders summed: the method cross-validation chose) once per model (``MODELS``: the full,
+    header and body views), and each is recorded with how many times each model learned it (zeros for messages
+    no model needed, so a second run skips them too).
 
     A model trained by an older tokenizer (:func:`tokenizer_version` below ``TOKENIZER_VERSION``) is retrained:
     every given message recorded before is unlearned (its recorded tokens, exactly) and learned again with its
@@ -400,27 +446,31 @@ def train_corpus(
             else:
                 result.flipped += 1
         todo.append((key, _clean(tokens), spam))
-    pairs = [(frozenset(tokens), spam) for _, tokens, spam in todo]
-    recorder = _Recorder()
-    train_ensemble(pairs, recorder, params)
+    times = [[0] * len(todo) for _ in MODELS]
     deltas: dict[str, list[int]] = {}
-    nspam = nham = 0
-    for (key, tokens, spam), (token_set, _) in zip(todo, pairs, strict=True):
-        times = recorder.times.get(id(token_set), 0)
-        if times <= 0:  # not needed by the model: recorded all the same, so training again skips it
-            _record(conn, scope, key, spam, 0, (), "cli")
-            continue
-        result.learned += times
-        if spam:
-            nspam += times
-        else:
-            nham += times
-        for token in tokens:
-            pair = deltas.setdefault(token, [0, 0])
-            pair[0 if spam else 1] += times
-        _record(conn, scope, key, spam, times, tokens, "cli")
+    for index, model in enumerate(MODELS):
+        pairs = [(frozenset(model_tokens(tokens, model)), spam) for _, tokens, spam in todo]
+        recorder = _Recorder()
+        train_ensemble(pairs, recorder, params)
+        nspam = nham = 0
+        for position, (token_set, spam) in enumerate(pairs):
+            count = times[index][position] = recorder.times.get(id(token_set), 0)
+            if count <= 0:
+                continue
+            if spam:
+                nspam += count
+            else:
+                nham += count
+            for token in token_set:
+                pair = deltas.setdefault(token, [0, 0])
+                pair[0 if spam else 1] += count
+        _totals(conn, scope, nspam, nham, 0, model)
+    for position, (key, tokens, spam) in enumerate(todo):
+        learned = [max(times[index][position], 0) for index in range(len(MODELS))]
+        result.learned += learned[0]
+        # a message no model needed is recorded all the same (without tokens), so training again skips it
+        _record(conn, scope, key, spam, learned, tokens if any(learned) else (), "cli")
     add_counts(conn, scope, {t: (s, h) for t, (s, h) in deltas.items()})
-    _totals(conn, scope, nspam, nham, 0)
     if stale:
         conn.execute("UPDATE spam_totals SET tokenizer = ? WHERE scope = ?", (TOKENIZER_VERSION, scope))
     return result

@@ -20,8 +20,9 @@ import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from .classifier import DEFAULT_PARAMS, Params, Thresholds, Verdict, score_clues, verdict
+from .classifier import DEFAULT_PARAMS, Params, Thresholds, Verdict, verdict
 from .storage import CountCache, StoredCounts
+from .views import score_stored
 
 JUNK_KEYWORD = "$Junk"
 NOT_JUNK_KEYWORD = "$NotJunk"
@@ -84,11 +85,12 @@ def judge(
     params: Params = DEFAULT_PARAMS,
     cache: CountCache | None = None,
 ) -> Judgement:
-    """Score ``tokens`` with the account's model (plus the global one); allow-list a contact written to.
+    """Score ``tokens`` with the account's models (plus the global ones, spam/views.py); allow-list a contact
+    written to.
 
     ``cache``: the daemon's :class:`~relentad.spam.storage.CountCache` (token rows already read)."""
     counts = StoredCounts(conn, account_id, cache=cache)
-    scored = score_clues(tokens, counts, params)
+    scored = score_stored(tokens, counts, params)
     result = verdict(scored.score, thresholds)
     allowed = result == "spam" and sender_trusted and contact_written_to(conn, account_id, sender)
     used = {token for token, _ in scored.clues}

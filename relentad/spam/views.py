@@ -1,13 +1,13 @@
-"""Three views of a message, three chi-square models, one score: the method spam_eval.py measures as ``--model views``.
+"""Three views of a message, three chi-square models, one score: how relentad scores spam (README, "The spam filter").
 
-Not yet what the daemon scores with (its counts in SQLite hold the single model of classifier.py); this module is
-the arithmetic and training, held to its cross-validated figures by scripts/bench/spam_eval.py, ahead of the storage
-that per-view totals and training records need (README, "The spam filter").
+scripts/bench/spam_eval.py ``--train views`` measures it with in-memory models (:class:`ViewModels`); in SQLite
+(spam/storage.py) the view models' token rows are the marked tokens (:func:`marked_views`) beside the full model's,
+with their own message totals, and :func:`score_stored` scores them all with one lookup.
 
-- The **full** model counts every token of a message (today's model); the **head** model only the tokens that come
-  from its header fields (prefixed: ``subj:``, ``rcvd:``, ``hn:`` ...); the **body** model only those of its text
-  (unprefixed words, and the ``url:``, ``attr:``, ``skip:`` ... families the body yields). Each view is one of two
-  disjoint parts of the same token set, decided by the token alone.
+- The **full** model counts every token of a message (the single model relentad had before); the **head** model
+  only the tokens that come from its header fields (prefixed: ``subj:``, ``rcvd:``, ``hn:`` ...); the **body**
+  model only those of its text (unprefixed words, and the ``url:``, ``attr:``, ``skip:`` ... families the body
+  yields). Each view is one of two disjoint parts of the same token set, decided by the token alone.
 - Each model is trained on its own view with the same train-on-error ensemble (``train_ensemble``): which messages
   it needs differs per view, and that separate training is what helps — the header and body scores of the full
   model's counts do not (cross-validated).
@@ -23,12 +23,28 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from .classifier import DEFAULT_PARAMS, TRAIN_MARGIN, MemoryCounts, Params, Thresholds, score, train_ensemble
+from .classifier import (
+    DEFAULT_PARAMS,
+    TRAIN_MARGIN,
+    MemoryCounts,
+    Params,
+    Scored,
+    Thresholds,
+    TokenCounts,
+    score,
+    score_clues,
+    train_ensemble,
+)
 
 BODY_PREFIXES = frozenset({"url", "attr", "skip", "proto", "email", "html", "mime", "filetype", "cte"})
 """Token families the tokenizer derives from a message's text and MIME structure rather than its header fields."""
 EPSILON = 1e-9
+HEAD_MARK = "\th"
+BODY_MARK = "\tb"
+"""Stored token strings of the view models: the mark and the token. No token the tokenizer makes starts with a tab
+(words are split at whitespace, every other token starts with its prefix), so a mark never collides."""
 
 
 def is_body_token(token: str) -> bool:
@@ -41,6 +57,72 @@ def split_views(tokens: Collection[str]) -> tuple[frozenset[str], frozenset[str]
     """(head, body): the two disjoint views of a message's tokens."""
     body = frozenset(t for t in tokens if is_body_token(t))
     return frozenset(tokens) - body, body
+
+
+def marked_views(tokens: Collection[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """(head, body) views as the view models store them: each token with its view's mark."""
+    head, body = split_views(tokens)
+    return frozenset(HEAD_MARK + t for t in head), frozenset(BODY_MARK + t for t in body)
+
+
+class ViewCounts(TokenCounts, Protocol):
+    """Stored counts of all three models: ``lookup`` answers plain and marked tokens alike."""
+
+    @property
+    def head_totals(self) -> tuple[int, int]:
+        """Messages the head model learned as (spam, ham)."""
+        ...
+
+    @property
+    def body_totals(self) -> tuple[int, int]:
+        """Messages the body model learned as (spam, ham)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Found:
+    """``TokenCounts`` over rows already looked up, with one model's totals: three models, one query."""
+
+    nspam: int
+    nham: int
+    rows: dict[str, tuple[int, int]]
+
+    def lookup(self, tokens: Collection[str]) -> dict[str, tuple[int, int]]:
+        rows = self.rows
+        return {t: rows[t] for t in tokens if t in rows}
+
+
+def view_counts(counts: ViewCounts, view: str) -> TokenCounts:
+    """One model of ``counts`` as plain ``TokenCounts`` ("full", "head" or "body"; looked up anew on each call)."""
+    totals = {"full": (counts.nspam, counts.nham), "head": counts.head_totals, "body": counts.body_totals}[view]
+    return _Delegating(totals[0], totals[1], counts)
+
+
+@dataclass(frozen=True)
+class _Delegating:
+    nspam: int
+    nham: int
+    counts: TokenCounts
+
+    def lookup(self, tokens: Collection[str]) -> dict[str, tuple[int, int]]:
+        return self.counts.lookup(tokens)
+
+
+def score_stored(tokens: Collection[str], counts: ViewCounts, params: Params = DEFAULT_PARAMS) -> Scored:
+    """The combined score with every model's clues (marked for the views), from one ``lookup``.
+
+    A view model that has learned nothing (a model trained before views existed) is left out, so such a model
+    scores exactly as the full model alone until it is retrained."""
+    head, body = marked_views(tokens)
+    rows = counts.lookup(frozenset(tokens) | head | body)
+    full = score_clues(tokens, Found(counts.nspam, counts.nham, rows), params)
+    scores, clues = [full.score], list(full.clues)
+    for marked, (nspam, nham) in ((head, counts.head_totals), (body, counts.body_totals)):
+        if nspam or nham:
+            view = score_clues(marked, Found(nspam, nham, rows), params)
+            scores.append(view.score)
+            clues += view.clues
+    return Scored(combine_views(scores), tuple(clues))
 
 
 def logit(p: float) -> float:

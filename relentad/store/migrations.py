@@ -466,6 +466,16 @@ def _m013_spam_tokenizer(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE spam_totals ADD COLUMN tokenizer INTEGER NOT NULL DEFAULT 1")
 
 
+def _m014_spam_views(conn: sqlite3.Connection) -> None:
+    """The header and body view models (``relentad.spam.views``) beside the full one: their message totals per
+    scope, and how many times each trained message was learned into each. Their token rows live in
+    ``spam_tokens`` under marked token strings, so the token table itself is unchanged."""
+    for column in ("head_spam", "head_ham", "body_spam", "body_ham"):
+        conn.execute(f"ALTER TABLE spam_totals ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    for column in ("head_times", "body_times"):
+        conn.execute(f"ALTER TABLE spam_trained ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -491,6 +501,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("010_crm_thread_links", _m010_crm_thread_links),
     ("012_blob_id_floor", _m012_blob_id_floor),
     ("013_spam_tokenizer", _m013_spam_tokenizer),
+    ("014_spam_views", _m014_spam_views),
 ]
 
 

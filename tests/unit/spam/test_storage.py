@@ -11,6 +11,7 @@ from relentad.spam import storage, training, verdicts
 from relentad.spam.classifier import MemoryCounts, Thresholds, score
 from relentad.spam.storage import GLOBAL, StoredCounts
 from relentad.spam.tokenize import TOKENIZER_VERSION
+from relentad.spam.views import BODY_MARK, HEAD_MARK, score_stored
 from relentad.store import db
 
 SPAMMY = frozenset({"viagra", "cheap", "winner", "subj:free", "hdr:x-mailer-bulk"})
@@ -31,7 +32,9 @@ def conn(tmp_path: Path) -> sqlite3.Connection:
 
 def snapshot(conn: sqlite3.Connection) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     tokens = conn.execute("SELECT scope, token, spam, ham FROM spam_tokens ORDER BY scope, token").fetchall()
-    totals = conn.execute("SELECT scope, nspam, nham, tokens FROM spam_totals ORDER BY scope").fetchall()
+    totals = conn.execute(
+        "SELECT scope, nspam, nham, tokens, head_spam, head_ham, body_spam, body_ham FROM spam_totals ORDER BY scope"
+    ).fetchall()
     return [tuple(r) for r in tokens], [tuple(r) for r in totals]
 
 
@@ -99,7 +102,8 @@ def test_flipping_a_message_unlearns_it_exactly(conn: sqlite3.Connection) -> Non
     assert storage.forget(conn, 1, key)
     assert snapshot(conn)[0] == before[0]  # every token count back where it was
     assert [t for t in snapshot(conn)[1] if t[0] == GLOBAL] == [t for t in before[1] if t[0] == GLOBAL]
-    assert tuple(conn.execute("SELECT nspam, nham, tokens FROM spam_totals WHERE scope = 1").fetchone()) == (0, 0, 0)
+    totals = "SELECT nspam, nham, tokens, head_spam, head_ham, body_spam, body_ham FROM spam_totals WHERE scope = 1"
+    assert tuple(conn.execute(totals).fetchone()) == (0,) * 7
 
 
 def test_storage_matches_memory_counts(conn: sqlite3.Connection) -> None:
@@ -241,3 +245,32 @@ def test_count_cache_stays_bounded(conn: sqlite3.Connection) -> None:
         counts = StoredCounts(conn, 1, cache=cache)
         assert counts.lookup(SPAMMY | {f"n{n}"}) == StoredCounts(conn, 1).lookup(SPAMMY | {f"n{n}"})
         assert cache._size <= 8
+
+
+def test_each_model_learns_its_own_view(conn: sqlite3.Connection) -> None:
+    base_model(conn)
+    stored = StoredCounts(conn, GLOBAL)
+    assert stored.head_totals[0] > 0 and stored.head_totals[1] > 0 and stored.body_totals[0] > 0
+    probe = {HEAD_MARK + "subj:free", BODY_MARK + "viagra", HEAD_MARK + "viagra", BODY_MARK + "subj:free"}
+    found = stored.lookup(probe)
+    assert set(found) == {HEAD_MARK + "subj:free", BODY_MARK + "viagra"}  # each token in its one view
+    key = storage.digest(b"feedback")
+    storage.train_message(conn, 1, key, SPAMMY | {"odd"}, False, "test")
+    times = conn.execute("SELECT times, head_times, body_times FROM spam_trained WHERE sha256 = ?", (key,)).fetchone()
+    assert all(1 <= t <= storage.FEEDBACK_MAX for t in times)
+
+
+def test_a_model_trained_before_views_scores_as_the_full_model_alone(conn: sqlite3.Connection) -> None:
+    for i in range(10):  # the full model only, as `spam train` wrote it before migration 014
+        storage._learn(conn, GLOBAL, sorted(SPAMMY | {f"s{i}"}), True, 1)
+        storage._learn(conn, GLOBAL, sorted(HAMMY | {f"h{i}"}), False, 1)
+    stored = StoredCounts(conn, GLOBAL)
+    assert stored.head_totals == stored.body_totals == (0, 0)
+    for tokens in (SPAMMY, HAMMY, SPAMMY | HAMMY, frozenset({"unknown"})):
+        assert score_stored(tokens, stored).score == pytest.approx(score(tokens, stored), abs=1e-9)
+
+
+def test_a_token_that_looks_marked_is_never_stored(conn: sqlite3.Connection) -> None:
+    storage.train_message(conn, 1, storage.digest(b"m"), frozenset({"word", HEAD_MARK + "subj:x"}), True, "test")
+    stored = [r[0] for r in conn.execute("SELECT token FROM spam_tokens")]
+    assert sorted(stored) == sorted(["word", BODY_MARK + "word"])

@@ -32,6 +32,12 @@ def test_a_real_message_has_both_views_and_they_partition_its_tokens() -> None:
     assert "subj:lunch" in head and "url:example.org" in body
 
 
+@given(st.binary(max_size=2000))
+def test_no_token_starts_with_a_view_mark(raw: bytes) -> None:
+    message = b"Subject: \t\th x\r\nX-Odd:\t\tb y\r\n\r\n" + raw + b"\t\thword \x01\tbword"
+    assert not any(t.startswith("\t") for t in tokenize(message))
+
+
 def test_combining_is_the_mean_of_log_odds() -> None:
     assert combine_views([]) == 0.5
     assert combine_views([0.5, 0.5, 0.5]) == 0.5
