@@ -10,9 +10,10 @@ that for seeds S, S+1, ... S+N-1 and pools the held-out scores. One split's "FN 
 one or two highest-scoring ham of ~1,040 and moves by several points from seed to seed; pooled over ten
 splits it rests on ten.
 
-relentad trains the way production bulk training does (``train_ensemble``: train-on-error passes with a
-margin, four orders summed; ``--train toe`` uses one order, ``--train all`` trains every message, ``--train views``
-the three-view model of relentad/spam/views.py, not yet the daemon's);
+relentad trains the way production bulk training does (``--train views``, the default: the three-view model of
+relentad/spam/views.py, each view's model trained with ``train_ensemble``, train-on-error passes with a margin,
+four orders summed); ``--train ensemble`` measures the single model of sessions 1-3 that way, ``--train toe`` with
+one order, ``--train all`` training every message;
 bogofilter registers every training message, its normal use.
 
 Definitions (the same for both filters): a false positive is a ham called spam; a false negative is a
@@ -238,10 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_PARAMS.max_tokens)
     parser.add_argument(
         "--train",
-        choices=("ensemble", "toe", "all", "views"),
-        default="ensemble",
-        help="summed train-on-error orders (default, as `spam train`), one order, every message, or the "
-        "three-view model of relentad/spam/views.py (full, header and body models, each trained as the default)",
+        choices=("views", "ensemble", "toe", "all"),
+        default="views",
+        help="the three-view model of relentad/spam/views.py as `spam train` builds it (default), or the single "
+        "model with summed train-on-error orders, one order, or every message",
     )
     parser.add_argument("--no-bogofilter", action="store_true")
     args = parser.parse_args(argv)
