@@ -1169,6 +1169,10 @@ def spam_train(state: State, email: str | None, to_global: bool, ham_dir: str, s
     )
 
 
+PRELOAD_FILES = 50
+"""``spam score`` of more files than this reads the whole model first: one query instead of one per file."""
+
+
 @spam.command("score")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--user", "email", help="Score with this account's model (plus the global one).")
@@ -1187,6 +1191,8 @@ def spam_score(state: State, files: tuple[str, ...], email: str | None, as_json:
     with errors_as_messages(), state.read() as conn:
         scope = accounts.get_account(conn, email).id if email else storage.GLOBAL
         counts = storage.StoredCounts(conn, scope)
+        if len(files) > PRELOAD_FILES:
+            counts.preload()
         for name in files:
             value = score_stored(tokenize(Path(name).read_bytes(), own_hosts=hosts), counts).score
             results.append({"file": name, "score": round(value, 6), "verdict": verdict(value, cut)})

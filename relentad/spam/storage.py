@@ -115,6 +115,20 @@ class StoredCounts:
         self.body_totals = (body[0], body[1])
         self.stale: set[str] = set()
         self.today = day()
+        self._loaded: dict[int, dict[str, tuple[str, int, int, int]]] | None = None
+
+    def preload(self) -> None:
+        """Read every token row of the scopes now, so that scoring many messages (``spam score`` of a folder)
+        costs no query per message: a 100,000-row model loads in a fraction of a second."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        self._loaded = {
+            scope: {
+                row[0]: row
+                for row in cursor.execute("SELECT token, spam, ham, seen FROM spam_tokens WHERE scope = ?", (scope,))
+            }
+            for scope in self.scopes
+        }
 
     @property
     def nspam(self) -> int:
@@ -141,6 +155,9 @@ class StoredCounts:
 
     def _rows(self, scope: int, tokens: Collection[str]) -> list[tuple[str, int, int, int]]:
         """(token, spam, ham, seen) of the ``tokens`` the scope knows: from the cache where it has them."""
+        if self._loaded is not None:
+            table = self._loaded[scope]
+            return [table[t] for t in tokens if t in table]
         known = self.cache.scope(scope, self.versions[scope]) if self.cache is not None else None
         wanted = list(tokens) if known is None else [t for t in tokens if t not in known]
         rows: list[tuple[str, int, int, int]] = []

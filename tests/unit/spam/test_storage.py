@@ -274,3 +274,13 @@ def test_a_token_that_looks_marked_is_never_stored(conn: sqlite3.Connection) -> 
     storage.train_message(conn, 1, storage.digest(b"m"), frozenset({"word", HEAD_MARK + "subj:x"}), True, "test")
     stored = [r[0] for r in conn.execute("SELECT token FROM spam_tokens")]
     assert sorted(stored) == sorted(["word", BODY_MARK + "word"])
+
+
+def test_a_preloaded_model_answers_like_the_database(conn: sqlite3.Connection) -> None:
+    base_model(conn)
+    storage.train_message(conn, 1, storage.digest(b"m"), frozenset({"own-token", "viagra"}), False, "test")
+    probe = SPAMMY | HAMMY | {"own-token", "unknown", HEAD_MARK + "subj:free", BODY_MARK + "viagra"}
+    plain, loaded = StoredCounts(conn, 1), StoredCounts(conn, 1)
+    loaded.preload()
+    assert loaded.lookup(probe) == plain.lookup(probe)
+    assert score_stored(probe, loaded) == score_stored(probe, plain)
