@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from .classifier import DEFAULT_PARAMS, Params, needs_training, score, train_ensemble
 from .tokenize import TOKENIZER_VERSION
-from .views import marked_views, view_counts
+from .views import MARK, marked_views, view_counts
 
 GLOBAL = 0
 """Scope of the global model (account ids start at 1)."""
@@ -63,7 +63,7 @@ def _clean(tokens: Iterable[str]) -> list[str]:
     """Tokens SQLite can store as TEXT (lone surrogates cannot be encoded and are dropped), sorted."""
     out = []
     for token in set(tokens):
-        if token.startswith("\t"):  # a view model's mark (spam/views.py): never a token of its own
+        if token.startswith(MARK):  # only the view models' own token strings start with it (spam/views.py)
             continue
         try:
             token.encode("utf-8")

@@ -41,10 +41,11 @@ from .classifier import (
 BODY_PREFIXES = frozenset({"url", "attr", "skip", "proto", "email", "html", "mime", "filetype", "cte"})
 """Token families the tokenizer derives from a message's text and MIME structure rather than its header fields."""
 EPSILON = 1e-9
-HEAD_MARK = "\th"
-BODY_MARK = "\tb"
-"""Stored token strings of the view models: the mark and the token. No token the tokenizer makes starts with a tab
-(words are split at whitespace, every other token starts with its prefix), so a mark never collides."""
+MARK = "\t"
+"""Starts the stored token strings of the view models (a view's mark, then the token). No token the tokenizer makes
+starts with a tab (words are split at whitespace, every other token starts with its prefix), so none collides."""
+HEAD_MARK = MARK + "h"
+BODY_MARK = MARK + "b"
 
 
 def is_body_token(token: str) -> bool:
