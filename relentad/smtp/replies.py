@@ -59,6 +59,11 @@ def with_enhanced_code(reply: str) -> str:
     return f"{match.group(1)}{match.group(2)}{enhanced} {match.group(3)}"
 
 
+TOO_MANY_UNKNOWN = "421 4.7.0 Too many unrecognized commands, closing connection"
+# aiosmtpd's replies that close the connection without a 421 (RFC 5321 §3.8: a server closing says 421, so that
+# the client stops sending instead of writing into a closed socket)
+CLOSING_REWRITES = {"502 5.5.1 Too many unrecognized commands, goodbye.": TOO_MANY_UNKNOWN}
+
 OK = "250 2.0.0 OK"
 SENDER_OK = "250 2.1.0 Sender OK"
 RECIPIENT_OK = "250 2.1.5 Recipient OK"

@@ -331,7 +331,7 @@ class RelentadSMTP(SMTP):
             self._ehlo_lines.append(status.encode() if isinstance(status, str) else status)
             return
         if isinstance(status, str):
-            status = replies.with_enhanced_code(status)
+            status = replies.with_enhanced_code(replies.CLOSING_REWRITES.get(status, status))
             if isinstance(self.session, RelentadSession):
                 self.session.last_reply = status
             if status[:1] in ("4", "5"):

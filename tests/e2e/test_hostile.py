@@ -150,6 +150,8 @@ def exchange(port: int, lines: list[bytes]) -> list[bytes]:
                 if not reply:
                     return replies
                 replies.append(reply)
+                if reply.startswith(b"421 "):
+                    return replies  # the server is closing the connection: nothing more may be sent
                 if reply[3:4] != b"-":
                     break
         sock.sendall(b"QUIT\r\n")
@@ -168,6 +170,15 @@ def test_fuzzed_smtp_commands_get_well_formed_replies(mx: Daemon, lines: list[by
         assert replies[-1].startswith((b"221", b"421")), replies[-1]
     # The daemon is still serving normal mail.
     assert mx.proc is not None and mx.proc.poll() is None
+
+
+def test_too_many_unknown_commands_end_with_a_421(mx: Daemon) -> None:
+    """Found by the fuzzer above: aiosmtpd closes after five unknown commands with a 502, and a client that goes on
+    sending (QUIT) then meets a reset connection. A closing server answers 421 (RFC 5321 §3.8)."""
+    for port in (mx.smtp_port, mx.submission_port):
+        replies = exchange(port, [b"XCLIENT "] * 5)
+        assert [r[:3] for r in replies[1:]] == [b"500"] * 4 + [b"421"], replies
+        assert replies[-1].startswith(b"421 4.7.0 ")
 
 
 def test_daemon_still_delivers_after_fuzzing(mx: Daemon) -> None:
