@@ -379,12 +379,12 @@ def train_message(
     clean = _clean(tokens)
     learned = []
     for model in MODELS:
-        scored = clean if model == "full" else model_tokens(clean, model)
+        scored = model_tokens(clean, model)
         times = 0
         while times < FEEDBACK_MAX:
             _learn(conn, account_id, clean, spam, 1, model)
             times += 1
-            model_score = score(scored, view_counts(StoredCounts(conn, account_id), model), params)
+            model_score = score(scored, view_counts(StoredCounts(conn, account_id), model, scored), params)
             if not needs_training(model_score, spam):
                 break
         learned.append(times)

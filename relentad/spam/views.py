@@ -93,20 +93,10 @@ class Found:
         return {t: rows[t] for t in tokens if t in rows}
 
 
-def view_counts(counts: ViewCounts, view: str) -> TokenCounts:
-    """One model of ``counts`` as plain ``TokenCounts`` ("full", "head" or "body"; looked up anew on each call)."""
-    totals = {"full": (counts.nspam, counts.nham), "head": counts.head_totals, "body": counts.body_totals}[view]
-    return _Delegating(totals[0], totals[1], counts)
-
-
-@dataclass(frozen=True)
-class _Delegating:
-    nspam: int
-    nham: int
-    counts: TokenCounts
-
-    def lookup(self, tokens: Collection[str]) -> dict[str, tuple[int, int]]:
-        return self.counts.lookup(tokens)
+def view_counts(counts: ViewCounts, view: str, tokens: Collection[str]) -> Found:
+    """One model of ``counts`` ("full", "head" or "body") with the rows of ``tokens`` looked up."""
+    nspam, nham = {"full": (counts.nspam, counts.nham), "head": counts.head_totals, "body": counts.body_totals}[view]
+    return Found(nspam, nham, counts.lookup(tokens))
 
 
 def score_stored(tokens: Collection[str], counts: ViewCounts, params: Params = DEFAULT_PARAMS) -> Scored:
