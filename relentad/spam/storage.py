@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from .classifier import DEFAULT_PARAMS, Params, needs_training, score, train_ensemble
+from .classifier import DEFAULT_PARAMS, ENSEMBLE_ROUNDS, Params, needs_training, score, train_ensemble
 from .tokenize import TOKENIZER_VERSION
 from .views import MARK, marked_views, view_counts
 
@@ -37,8 +37,9 @@ GLOBAL = 0
 """Scope of the global model (account ids start at 1)."""
 TOUCH_AFTER_DAYS = 7
 """A token used while scoring gets its ``seen`` day refreshed when it is older than this (few writes)."""
-FEEDBACK_MAX = 4
-"""A user's correction is learned up to this many times, until the message scores clearly in its class."""
+FEEDBACK_MAX = ENSEMBLE_ROUNDS
+"""A user's correction is learned up to this many times, until the message scores clearly in its class: as often
+as bulk training's summed orders can learn one message in a pass, so a correction weighs as much as they do."""
 PRUNE_TO = 0.9
 """Pruning for size leaves this fraction of ``max_tokens``, so it does not run again on the next message."""
 _CHUNK = 900  # tokens per IN (...) list

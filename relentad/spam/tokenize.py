@@ -44,12 +44,14 @@ MIN_WORD = 3
 MAX_WORD = 12
 GENERIC_WORDS = 8  # words kept from a header with no dedicated rule
 MAX_NAME = 40  # header names are cut here in tokens (spam invents long ones)
-TOKENIZER_VERSION = 3
-"""Bumped whenever the tokens learned for the same message change: counts learned by an older tokenizer are
+TOKENIZER_VERSION = 4
+"""Bumped whenever what is learned for the same message changes: counts learned by an older version are
 partly stale (recorded with each model in ``spam_totals.tokenizer``; ``spam stats`` says when to retrain).
 2: header shape tokens (counts of header fields and Received hops, Message-ID / Date / MIME boundary shapes,
 subject length, "from unknown" hops, undisclosed recipients). 3: the header and body view models
-(``relentad.spam.views``) are learned beside the full one; a version-2 model scores as before until retrained."""
+(``relentad.spam.views``) are learned beside the full one; a version-2 model scores as before until retrained.
+4: eight train-on-error orders summed and scored with s = 4.0 (``classifier.ENSEMBLE_ROUNDS``, ``Params.s``); a
+version-3 model learned each message about half as often as the prior now expects, so it scores less sure."""
 
 # Headers the receiving side adds (our MTA, or the MDA/MUA of mail imported from elsewhere: mbox status,
 # delivery stamps). They say nothing about the sender; entries ending in "*" are prefixes.

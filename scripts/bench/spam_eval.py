@@ -12,8 +12,8 @@ splits it rests on ten.
 
 relentad trains the way production bulk training does (``--train views``, the default: the three-view model of
 relentad/spam/views.py, each view's model trained with ``train_ensemble``, train-on-error passes with a margin,
-four orders summed); ``--train ensemble`` measures the single model of sessions 1-3 that way, ``--train toe`` with
-one order, ``--train all`` training every message;
+``classifier.ENSEMBLE_ROUNDS`` orders summed); ``--train ensemble`` measures the single model of sessions 1-3
+that way, ``--train toe`` with one order, ``--train all`` training every message;
 bogofilter registers every training message, its normal use.
 
 Definitions (the same for both filters): a false positive is a ham called spam; a false negative is a

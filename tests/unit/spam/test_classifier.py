@@ -123,14 +123,16 @@ def test_clues_respect_min_dev_max_tokens_and_order() -> None:
     assert "meh" not in names and "unseen" not in names
 
 
-def test_a_token_from_one_message_only_is_no_clue() -> None:
-    """Hapaxes stay inside min_dev at the default s (2.0); seen in two messages, a token counts."""
-    counts = FixedCounts(100, 100, {"once": (1, 0), "twice": (2, 0), "hamonce": (0, 1)})
-    assert [t for t, _ in clues({"once", "twice", "hamonce"}, counts)] == ["twice"]
+def test_a_token_learned_once_or_twice_is_no_clue() -> None:
+    """At the default s (4.0) a token learned once or twice stays inside min_dev (f = 0.6 or 2/3); learned
+    three times (one message in three of the eight summed orders, or three messages) it counts."""
+    table = {"once": (1, 0), "twice": (2, 0), "thrice": (3, 0), "hamonce": (0, 1), "hamtwice": (0, 2)}
+    counts = FixedCounts(100, 100, table)
+    assert [t for t, _ in clues(set(table), counts)] == ["thrice"]
 
 
 def test_score_uses_the_protocol_and_explains_itself() -> None:
-    counts = FixedCounts(10, 10, {"viagra": (9, 0), "meeting": (0, 9)})
+    counts = FixedCounts(40, 40, {"viagra": (36, 0), "meeting": (0, 36)})
     assert score({"viagra"}, counts) > 0.9
     assert score({"meeting"}, counts) < 0.1
     assert score(set(), counts) == 0.5
