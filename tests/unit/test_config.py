@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from relentad import config
+from relentad.spam.classifier import Thresholds
 
 
 def test_defaults_are_valid_and_the_example_parses_back_to_them() -> None:
@@ -13,6 +14,12 @@ def test_defaults_are_valid_and_the_example_parses_back_to_them() -> None:
     assert parsed.server == config.ServerConfig()
     assert parsed.limits == config.LimitsConfig()
     assert parsed.dns == config.DNSConfig()
+
+
+def test_spam_thresholds_default_to_the_measured_recommendation() -> None:
+    """The cut-offs the daemon uses out of the box are the ones cross-validation chose (classifier.Thresholds)."""
+    spam = config.SpamConfig()
+    assert Thresholds(spam.ham_below, spam.spam_above) == Thresholds()
 
 
 def test_all_problems_are_reported_at_once() -> None:
