@@ -73,7 +73,8 @@ class Thresholds:
     the lowest ``spam_above`` keeping false positives at or under 0.1 % in both evaluations of the
     SpamAssassin corpus (5-fold cross-validation over three fold seeds, and ten 50/50 splits, pooled) is 0.81
     for two training seeds; 0.82 keeps one ham to spare there and misses 3.7 % (CV) and 4.7 % (splits) of
-    the spam. Each 0.01 higher misses about 0.1-0.2 % more spam for no fewer false positives up to 0.85.
+    the spam. In cross-validation each 0.01 higher, up to 0.85, misses 0.1-0.2 % more spam for no fewer false
+    positives.
     """
 
     ham_below: float = 0.2

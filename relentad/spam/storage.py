@@ -38,8 +38,8 @@ GLOBAL = 0
 TOUCH_AFTER_DAYS = 7
 """A token used while scoring gets its ``seen`` day refreshed when it is older than this (few writes)."""
 FEEDBACK_MAX = ENSEMBLE_ROUNDS
-"""A user's correction is learned up to this many times, until the message scores clearly in its class: as often
-as bulk training's summed orders can learn one message in a pass, so a correction weighs as much as they do."""
+"""A user's correction is learned up to this many times, until the message scores clearly in its class: once per
+order bulk training sums, so that a correction can weigh as much as a message bulk training learned in every order."""
 PRUNE_TO = 0.9
 """Pruning for size leaves this fraction of ``max_tokens``, so it does not run again on the next message."""
 _CHUNK = 900  # tokens per IN (...) list
