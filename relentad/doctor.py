@@ -5,7 +5,9 @@ Checks, each giving :class:`Finding` values (``ok``, ``warn`` or ``fail``, with 
   the records of :func:`relentad.dnsrecords.records` (required ones fail, recommended ones warn); the server's
   host name has an address, and each address's reverse DNS (PTR) names the host back (forward-confirmed rDNS);
 - the TLS certificate: readable, matching the key, not expired (warn under 14 days), valid for the host name;
-- the listeners: each configured address accepts a TCP connection (the daemon runs and bound it).
+- the listeners: each configured address accepts a TCP connection (the daemon runs and bound it);
+- the spam filter's global model: trained at all (untrained, every message scores unsure), and with the current
+  model version (an older one scores less surely until ``spam train`` relearns it).
 
 Invariants: read-only (DNS queries, a TCP connect, reading files; never a write to the store); a DNS timeout is a
 finding, not a crash; the exit status is non-zero exactly when some finding is ``fail``.
@@ -18,7 +20,7 @@ import contextlib
 import datetime as dt
 import ipaddress
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from cryptography.x509.oid import NameOID
 from . import dnsrecords
 from .config import Config, parse_address
 from .dns import DnsLookupError, lookup, make_resolver, reverse_name
+from .spam.tokenize import TOKENIZER_VERSION
 
 CERT_WARN_DAYS = 14
 _CONNECT_TIMEOUT = 3.0
@@ -248,8 +251,29 @@ async def check_listeners(config: Config) -> list[Finding]:
     return findings
 
 
-async def run(config: Config, domains: list[str]) -> list[Finding]:
-    """Every check, in the order they are printed."""
+_SPAM_TRAIN = "relentad spam train --global --ham DIR --spam DIR"
+
+
+def check_spam_model(models: Sequence[Mapping[str, object]]) -> list[Finding]:
+    """The global spam model exists and is of the current version (``models``: ``spam.storage.stats`` rows).
+
+    Both are warnings: mail still flows, but untrained every message is unsure (it stays in INBOX with the
+    unsure keyword), and a model of an older version scores less surely than a retrained one.
+    """
+    model = next((m for m in models if m["scope"] == "global"), None)
+    if model is None or not (model["nspam"] and model["nham"]):
+        fix = f"{_SPAM_TRAIN}, with folders of ham and of spam (one message per file)"
+        return [Finding("warn", "spam model", "no global model trained: every message scores unsure", fix)]
+    trained = f"{model['nspam']} spam, {model['nham']} ham"
+    if model["stale"]:
+        message = f"the global model ({trained}) is of version {model['tokenizer']}, older than {TOKENIZER_VERSION}"
+        fix = f"{_SPAM_TRAIN} again, with the folders it was trained from (each file is relearned)"
+        return [Finding("warn", "spam model", message, fix)]
+    return [Finding("ok", "spam model", f"global model: {trained} trained, version {model['tokenizer']}")]
+
+
+async def run(config: Config, domains: list[str], spam_models: Sequence[Mapping[str, object]] = ()) -> list[Finding]:
+    """Every check, in the order they are printed; ``spam_models`` are the store's ``spam.storage.stats`` rows."""
     resolver = make_resolver(config.dns.nameservers, config.dns.timeout)
     findings: list[Finding] = []
     if not domains:
@@ -262,4 +286,6 @@ async def run(config: Config, domains: list[str]) -> list[Finding]:
     findings += await check_host(resolver, config.server.hostname.rstrip("."))
     findings += check_certificate(config)
     findings += await check_listeners(config)
+    if config.spam.enabled:
+        findings += check_spam_model(spam_models)
     return findings

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from relentad import doctor
 from relentad.spam import storage, training, verdicts
 from relentad.spam.classifier import MemoryCounts, Thresholds, score
 from relentad.spam.storage import GLOBAL, StoredCounts
@@ -284,3 +285,19 @@ def test_a_preloaded_model_answers_like_the_database(conn: sqlite3.Connection) -
     loaded.preload()
     assert loaded.lookup(probe) == plain.lookup(probe)
     assert score_stored(probe, loaded) == score_stored(probe, plain)
+
+
+def test_doctor_warns_of_a_missing_or_older_global_model(conn: sqlite3.Connection) -> None:
+    """`relentad doctor` reads these stats: untrained and stale models are warnings with the command to run."""
+    (missing,) = doctor.check_spam_model(storage.stats(conn))
+    assert missing.status == "warn" and "no global model" in missing.message
+    assert missing.fix.startswith("relentad spam train --global --ham DIR --spam DIR")
+    base_model(conn, scope=1)  # an account's model is not the global one
+    assert doctor.check_spam_model(storage.stats(conn))[0].status == "warn"
+    base_model(conn)
+    (current,) = doctor.check_spam_model(storage.stats(conn))
+    assert current.status == "ok" and f"version {TOKENIZER_VERSION}" in current.message
+    conn.execute("UPDATE spam_totals SET tokenizer = ? WHERE scope = ?", (TOKENIZER_VERSION - 1, GLOBAL))
+    (stale,) = doctor.check_spam_model(storage.stats(conn))
+    assert stale.status == "warn" and f"version {TOKENIZER_VERSION - 1}, older than" in stale.message
+    assert "folders it was trained from" in stale.fix
