@@ -304,7 +304,7 @@ class SpamConfig:
     enabled: bool = setting(True, "Score every received message and file spam into Junk.")
     ham_below: float = setting(0.2, "Scores below this are ham (0-1).")
     spam_above: float = setting(
-        0.82, "Scores above this are spam and go to Junk with the $Junk keyword; between the two is unsure (0-1)."
+        0.79, "Scores above this are spam and go to Junk with the $Junk keyword; between the two is unsure (0-1)."
     )
     unsure_keyword: str = setting(
         "$Unsure", 'IMAP keyword given to mail scored unsure (it stays in INBOX); "" sets none.'

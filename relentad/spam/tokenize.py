@@ -50,8 +50,9 @@ partly stale (recorded with each model in ``spam_totals.tokenizer``; ``spam stat
 2: header shape tokens (counts of header fields and Received hops, Message-ID / Date / MIME boundary shapes,
 subject length, "from unknown" hops, undisclosed recipients). 3: the header and body view models
 (``relentad.spam.views``) are learned beside the full one; a version-2 model scores as before until retrained.
-4: eight train-on-error orders summed and scored with s = 4.0 (``classifier.ENSEMBLE_ROUNDS``, ``Params.s``); a
-version-3 model learned each message about half as often as the prior now expects, so it scores less sure."""
+4: eight train-on-error orders summed and scored with s = 4.0, min_dev 0.15 (``classifier.ENSEMBLE_ROUNDS``,
+``Params``); a version-3 model learned each message about half as often as the prior now expects, so it scores
+less surely."""
 
 # Headers the receiving side adds (our MTA, or the MDA/MUA of mail imported from elsewhere: mbox status,
 # delivery stamps). They say nothing about the sender; entries ending in "*" are prefixes.

@@ -123,12 +123,12 @@ def test_clues_respect_min_dev_max_tokens_and_order() -> None:
     assert "meh" not in names and "unseen" not in names
 
 
-def test_a_token_learned_once_or_twice_is_no_clue() -> None:
-    """At the default s (4.0) a token learned once or twice stays inside min_dev (f = 0.6 or 2/3); learned
-    three times (one message in three of the eight summed orders, or three messages) it counts."""
-    table = {"once": (1, 0), "twice": (2, 0), "thrice": (3, 0), "hamonce": (0, 1), "hamtwice": (0, 2)}
+def test_a_token_learned_once_is_no_clue() -> None:
+    """At the default s (4.0) and min_dev (0.15) a token learned once stays out (f = 0.6); learned twice (one
+    message in two of the eight summed orders, or two messages) it counts (f = 2/3)."""
+    table = {"once": (1, 0), "twice": (2, 0), "hamonce": (0, 1), "hamtwice": (0, 2)}
     counts = FixedCounts(100, 100, table)
-    assert [t for t, _ in clues(set(table), counts)] == ["thrice"]
+    assert sorted(t for t, _ in clues(set(table), counts)) == ["hamtwice", "twice"]
 
 
 def test_score_uses_the_protocol_and_explains_itself() -> None:
