@@ -272,7 +272,7 @@ def check_spam_model(models: Sequence[Mapping[str, object]]) -> list[Finding]:
     return [Finding("ok", "spam model", f"global model: {trained} trained, version {model['tokenizer']}")]
 
 
-async def run(config: Config, domains: list[str], spam_models: Sequence[Mapping[str, object]] = ()) -> list[Finding]:
+async def run(config: Config, domains: list[str], spam_models: Sequence[Mapping[str, object]]) -> list[Finding]:
     """Every check, in the order they are printed; ``spam_models`` are the store's ``spam.storage.stats`` rows."""
     resolver = make_resolver(config.dns.nameservers, config.dns.timeout)
     findings: list[Finding] = []
