@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import binascii
 import email.parser
+import functools
 import html
 import quopri
 import re
@@ -104,6 +105,8 @@ _DEFAULT_CHARSET = "latin-1"
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
 _BOUNDARY_PARAM = re.compile(r"boundary\s*=\s*\"?([^\";\s]+)", re.IGNORECASE)
 _SHAPE_RUN = re.compile(r"[a-z]+|[A-Z]+|[0-9]+")
+_SUBJECT_PUNCT = re.compile(r"[!?$%]+")
+_DATE_ZONE = re.compile(r"([+-]\d{4}|\b[a-z]{3,4})\s*(\([^)]*\))?\s*$")
 
 
 def tokenize(
@@ -203,6 +206,8 @@ def _split_head(raw: bytes) -> tuple[bytes, bytes]:
     """Split at the first empty line (LF or CRLF endings); ``bytes.find`` first, the regex only for mixed ones."""
     lf = raw.find(b"\n\n")
     crlf = raw.find(b"\r\n\r\n")
+    if crlf < 0 and lf >= 0 and raw.find(b"\r", 0, lf) < 0:  # plain LF endings: no regex needed
+        return raw[:lf], raw[lf + 2 :]
     if crlf >= 0 and (lf < 0 or crlf < lf):
         return raw[:crlf], raw[crlf + 4 :]
     match = _HEADER_END.search(raw, 0, lf + 2 if lf >= 0 else len(raw))
@@ -212,6 +217,12 @@ def _split_head(raw: bytes) -> tuple[bytes, bytes]:
 
 
 def _header_filter(ignore: Collection[str]) -> _Skip:
+    return _make_filter(frozenset(ignore))
+
+
+@functools.lru_cache(maxsize=16)
+def _make_filter(ignore: frozenset[str]) -> _Skip:
+    """Built once per list of headers (the daemon tokenizes every message with the same one)."""
     names = frozenset(n.lower() for n in ignore if not n.endswith("*"))
     prefixes = tuple(n[:-1].lower() for n in ignore if n.endswith("*"))
     return _Skip(names, prefixes)
@@ -262,7 +273,7 @@ def _header_tokens(name: str, value: str, out: set[str]) -> None:
         out.add(f"subj:len:{min(len(value.strip()) // 10, 10)}")
         if value.isupper() and len(value) > 8:
             out.add("subj:ALLCAPS")
-        for run in re.findall(r"[!?$%]+", value):
+        for run in _SUBJECT_PUNCT.findall(value):
             out.add("subj:punct:" + run[:3])
     elif name in ("from", "to", "cc", "reply-to", "sender"):
         _address_tokens(name, low, out)
@@ -284,7 +295,7 @@ def _header_tokens(name: str, value: str, out: set[str]) -> None:
     elif name in ("list-id", "organization", "x-mailing-list", "list-unsubscribe"):
         out.update(f"{name}:{w}" for w in words(value))
     elif name == "date":
-        zone = re.search(r"([+-]\d{4}|\b[a-z]{3,4})\s*(\([^)]*\))?\s*$", low)
+        zone = _DATE_ZONE.search(low)
         out.add("date:tz:" + (zone.group(1) if zone else "none"))
         out.add("date:shape:" + _shape(value.strip(), 40))
     elif not name.endswith("date"):

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relentad.spam import classifier
 from relentad.spam.classifier import (
     DEFAULT_PARAMS,
     MemoryCounts,
@@ -151,6 +152,30 @@ def test_score_uses_the_protocol_and_explains_itself() -> None:
 def test_score_is_bounded_for_any_counts(nspam: int, nham: int, table: dict[str, tuple[int, int]]) -> None:
     value = score(set(table) | {"x"}, FixedCounts(nspam, nham, table))
     assert 0.0 <= value <= 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 50),
+    st.integers(1, 50),
+    st.dictionaries(st.text(max_size=3), st.tuples(st.integers(-5, 80), st.integers(-5, 80)), max_size=40),
+    st.sampled_from([Params(), Params(s=1.0, x=0.4, min_dev=0.05, max_tokens=5)]),
+)
+def test_score_is_the_formula_whatever_the_pair_table_remembers(
+    nspam: int, nham: int, table: dict[str, tuple[int, int]], params: Params
+) -> None:
+    """Scoring remembers f(w) per (spam, ham) pair and totals; a warm, a cold and an overflowing table all give
+    the score computed from token_probability and combine directly (ties broken by token)."""
+    tokens = set(table) | {"unseen"}
+    probabilities = {t: token_probability(*table.get(t, (0, 0)), nspam, nham, params) for t in tokens}
+    ranked = sorted((-abs(f - 0.5), t) for t, f in probabilities.items() if abs(f - 0.5) >= params.min_dev)
+    expected = combine(probabilities[t] for _, t in ranked[: params.max_tokens])
+    counts = FixedCounts(nspam, nham, table)
+    assert score(tokens, counts, params) == pytest.approx(expected)
+    assert score(tokens, counts, params) == pytest.approx(expected)  # warm
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(classifier, "PAIR_TABLE_ROWS", 1)
+        assert score(tokens, counts, params) == pytest.approx(expected)  # every lookup overflows
 
 
 # --- verdicts and configuration ---------------------------------------------------------------------
