@@ -144,9 +144,12 @@ class StoredCounts:
         old = self.today - TOUCH_AFTER_DAYS
         for scope in self.scopes:
             rows = self._rows(scope, tokens)
-            for token, spam, ham, _ in rows:
-                have = found.get(token)
-                found[token] = (spam, ham) if have is None else (have[0] + spam, have[1] + ham)
+            if not found:  # the first (often the only) scope with rows: nothing to add to
+                found = {token: (spam, ham) for token, spam, ham, _ in rows}
+            else:
+                for token, spam, ham, _ in rows:
+                    have = found.get(token)
+                    found[token] = (spam, ham) if have is None else (have[0] + spam, have[1] + ham)
             stale = [token for token, _, _, seen in rows if seen < old]
             if stale:
                 self.stale.update(stale)
