@@ -1170,7 +1170,8 @@ def spam_train(state: State, email: str | None, to_global: bool, ham_dir: str, s
 
 
 PRELOAD_FILES = 50
-"""``spam score`` of more files than this reads the whole model first: one query instead of one per file."""
+"""``spam score`` of more files than this loads the whole model into memory first (``storage.load_models``): one
+query instead of one per file, and in-memory scoring."""
 
 
 @spam.command("score")
@@ -1190,11 +1191,11 @@ def spam_score(state: State, files: tuple[str, ...], email: str | None, as_json:
     results = []
     with errors_as_messages(), state.read() as conn:
         scope = accounts.get_account(conn, email).id if email else storage.GLOBAL
+        models = storage.load_models(conn, scope) if len(files) > PRELOAD_FILES else None
         counts = storage.StoredCounts(conn, scope)
-        if len(files) > PRELOAD_FILES:
-            counts.preload()
         for name in files:
-            value = score_stored(tokenize(Path(name).read_bytes(), own_hosts=hosts), counts).score
+            tokens = tokenize(Path(name).read_bytes(), own_hosts=hosts)
+            value = models.score(tokens) if models is not None else score_stored(tokens, counts).score
             results.append({"file": name, "score": round(value, 6), "verdict": verdict(value, cut)})
     if as_json:
         print_json(results)

@@ -337,6 +337,13 @@ class MemoryCounts:
         self._nspam = 0
         self._nham = 0
 
+    @classmethod
+    def of(cls, nspam: int, nham: int, counts: dict[str, tuple[int, int]]) -> MemoryCounts:
+        """Counts read from elsewhere (a stored model loaded for fast scoring); ``counts`` is taken, not copied."""
+        model = cls()
+        model._counts, model._nspam, model._nham = counts, nspam, nham
+        return model
+
     @property
     def nspam(self) -> int:
         return self._nspam

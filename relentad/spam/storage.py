@@ -29,9 +29,9 @@ import zlib
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from .classifier import DEFAULT_PARAMS, ENSEMBLE_ROUNDS, Params, needs_training, score, train_ensemble
+from .classifier import DEFAULT_PARAMS, ENSEMBLE_ROUNDS, MemoryCounts, Params, needs_training, score, train_ensemble
 from .tokenize import TOKENIZER_VERSION
-from .views import MARK, marked_views, view_counts
+from .views import BODY_MARK, HEAD_MARK, MARK, ViewModels, marked_views, view_counts
 
 GLOBAL = 0
 """Scope of the global model (account ids start at 1)."""
@@ -116,20 +116,6 @@ class StoredCounts:
         self.body_totals = (body[0], body[1])
         self.stale: set[str] = set()
         self.today = day()
-        self._loaded: dict[int, dict[str, tuple[str, int, int, int]]] | None = None
-
-    def preload(self) -> None:
-        """Read every token row of the scopes now, so that scoring many messages (``spam score`` of a folder)
-        costs no query per message: a 100,000-row model loads in a fraction of a second."""
-        cursor = self.conn.cursor()
-        cursor.row_factory = None
-        self._loaded = {
-            scope: {
-                row[0]: row
-                for row in cursor.execute("SELECT token, spam, ham, seen FROM spam_tokens WHERE scope = ?", (scope,))
-            }
-            for scope in self.scopes
-        }
 
     @property
     def nspam(self) -> int:
@@ -159,9 +145,6 @@ class StoredCounts:
 
     def _rows(self, scope: int, tokens: Collection[str]) -> list[tuple[str, int, int, int]]:
         """(token, spam, ham, seen) of the ``tokens`` the scope knows: from the cache where it has them."""
-        if self._loaded is not None:
-            table = self._loaded[scope]
-            return [table[t] for t in tokens if t in table]
         known = self.cache.scope(scope, self.versions[scope]) if self.cache is not None else None
         wanted = list(tokens) if known is None else [t for t in tokens if t not in known]
         rows: list[tuple[str, int, int, int]] = []
@@ -178,6 +161,32 @@ class StoredCounts:
         assert self.cache is not None
         self.cache.keep(scope, wanted, rows)
         return [row for row in (known.get(t) for t in tokens) if row is not None]
+
+
+def load_models(conn: sqlite3.Connection, account_id: int, *, with_global: bool = True) -> ViewModels:
+    """The account's three models (with the global ones summed in, as :class:`StoredCounts` sums them) in memory.
+
+    For scoring many messages at once (``spam score`` of a folder): reading every row once (about 0.2 s for a
+    100,000-row model) and scoring in memory costs 0.55 ms per message against 1.5 ms through per-message
+    lookups, which build the marked view tokens and sum the scopes each time. Scores are the same as
+    :func:`~relentad.spam.views.score_stored` gives (``ViewModels.score`` leaves out untrained views alike)."""
+    stored = StoredCounts(conn, account_id, with_global=with_global)
+    tables: dict[str, dict[str, tuple[int, int]]] = {"": {}, HEAD_MARK: {}, BODY_MARK: {}}
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    for scope in stored.scopes:
+        for token, spam, ham in cursor.execute("SELECT token, spam, ham FROM spam_tokens WHERE scope = ?", (scope,)):
+            mark = token[:2] if token.startswith(MARK) else ""
+            table, key = tables.get(mark), token[len(mark) :]
+            if table is None:  # not a token of any of the three models
+                continue
+            have = table.get(key)
+            table[key] = (spam, ham) if have is None else (have[0] + spam, have[1] + ham)
+    return ViewModels(
+        MemoryCounts.of(stored.nspam, stored.nham, tables[""]),
+        MemoryCounts.of(*stored.head_totals, tables[HEAD_MARK]),
+        MemoryCounts.of(*stored.body_totals, tables[BODY_MARK]),
+    )
 
 
 class CountCache:

@@ -172,8 +172,11 @@ class ViewModels:
         self.body.unlearn(body, spam)
 
     def score(self, tokens: Collection[str], params: Params = DEFAULT_PARAMS) -> float:
-        """The combined score of a message's tokens in [0, 1]."""
+        """The combined score of a message's tokens in [0, 1]; like :func:`score_stored`, a view model that has
+        learned nothing is left out."""
         head, body = split_views(tokens)
-        return combine_views(
-            [score(tokens, self.full, params), score(head, self.head, params), score(body, self.body, params)]
-        )
+        scores = [score(tokens, self.full, params)]
+        for view, model in ((head, self.head), (body, self.body)):
+            if model.nspam or model.nham:
+                scores.append(score(view, model, params))
+        return combine_views(scores)

@@ -277,14 +277,28 @@ def test_a_token_that_looks_marked_is_never_stored(conn: sqlite3.Connection) -> 
     assert sorted(stored) == sorted(["word", BODY_MARK + "word"])
 
 
-def test_a_preloaded_model_answers_like_the_database(conn: sqlite3.Connection) -> None:
+def test_a_model_loaded_into_memory_scores_like_the_database(conn: sqlite3.Connection) -> None:
+    """`spam score` of a folder scores with load_models: the account's and the global rows summed, views kept apart."""
     base_model(conn)
-    storage.train_message(conn, 1, storage.digest(b"m"), frozenset({"own-token", "viagra"}), False, "test")
-    probe = SPAMMY | HAMMY | {"own-token", "unknown", HEAD_MARK + "subj:free", BODY_MARK + "viagra"}
-    plain, loaded = StoredCounts(conn, 1), StoredCounts(conn, 1)
-    loaded.preload()
-    assert loaded.lookup(probe) == plain.lookup(probe)
-    assert score_stored(probe, loaded) == score_stored(probe, plain)
+    storage.train_message(conn, 1, storage.digest(b"m"), frozenset({"own-token", "viagra", "subj:minutes"}), False, "x")
+    stored, loaded = StoredCounts(conn, 1), storage.load_models(conn, 1)
+    assert (loaded.full.nspam, loaded.full.nham) == (stored.nspam, stored.nham)
+    assert (loaded.head.nspam, loaded.head.nham) == stored.head_totals
+    probes = [SPAMMY, HAMMY, SPAMMY | HAMMY | {"own-token", "unknown"}, frozenset({"viagra", "subj:minutes"})]
+    for probe in probes:
+        assert loaded.score(probe) == score_stored(probe, stored).score
+    assert loaded.head.lookup({"subj:minutes"}) == {
+        "subj:minutes": stored.lookup({HEAD_MARK + "subj:minutes"})[HEAD_MARK + "subj:minutes"]
+    }
+
+
+def test_a_model_trained_before_views_loads_and_scores_as_the_full_model_alone(conn: sqlite3.Connection) -> None:
+    for i in range(10):
+        storage._learn(conn, GLOBAL, sorted(SPAMMY | {f"s{i}"}), True, 1)
+        storage._learn(conn, GLOBAL, sorted(HAMMY | {f"h{i}"}), False, 1)
+    loaded = storage.load_models(conn, GLOBAL)
+    for tokens in (SPAMMY, HAMMY, SPAMMY | HAMMY):
+        assert loaded.score(tokens) == score_stored(tokens, StoredCounts(conn, GLOBAL)).score
 
 
 def test_doctor_warns_of_a_missing_or_older_global_model(conn: sqlite3.Connection) -> None:
