@@ -1171,7 +1171,8 @@ def spam_train(state: State, email: str | None, to_global: bool, ham_dir: str, s
 
 PRELOAD_FILES = 50
 """``spam score`` of more files than this loads the whole model into memory first (``storage.load_models``): one
-query instead of one per file, and in-memory scoring."""
+query instead of one per file, and in-memory scoring, on every usable core for a few hundred files or more
+(``spam.batch``)."""
 
 
 @spam.command("score")
@@ -1181,22 +1182,28 @@ query instead of one per file, and in-memory scoring."""
 @pass_state
 def spam_score(state: State, files: tuple[str, ...], email: str | None, as_json: bool) -> None:
     """Score FILEs with the global model (or --user's): one line per file, score and verdict."""
-    from .spam import storage
+    from .spam import batch, storage
     from .spam.classifier import Thresholds, verdict
     from .spam.tokenize import tokenize
     from .spam.views import score_stored
 
     cut = Thresholds(state.config.spam.ham_below, state.config.spam.spam_above)
     hosts = (state.config.server.hostname,)
-    results = []
-    with errors_as_messages(), state.read() as conn:
-        scope = accounts.get_account(conn, email).id if email else storage.GLOBAL
-        models = storage.load_models(conn, scope) if len(files) > PRELOAD_FILES else None
-        counts = storage.StoredCounts(conn, scope)
-        for name in files:
-            tokens = tokenize(Path(name).read_bytes(), own_hosts=hosts)
-            value = models.score(tokens) if models is not None else score_stored(tokens, counts).score
-            results.append({"file": name, "score": round(value, 6), "verdict": verdict(value, cut)})
+    with errors_as_messages():
+        with state.read() as conn:
+            scope = accounts.get_account(conn, email).id if email else storage.GLOBAL
+            if len(files) > PRELOAD_FILES:
+                models = storage.load_models(conn, scope)
+            else:
+                counts = storage.StoredCounts(conn, scope)
+                values = [
+                    score_stored(tokenize(Path(name).read_bytes(), own_hosts=hosts), counts).score for name in files
+                ]
+        if len(files) > PRELOAD_FILES:  # the database is closed before the workers fork
+            values = batch.score_files(files, models, hosts)
+    results = [
+        {"file": name, "score": round(v, 6), "verdict": verdict(v, cut)} for name, v in zip(files, values, strict=True)
+    ]
     if as_json:
         print_json(results)
         return

@@ -1,0 +1,46 @@
+"""Scoring a folder on several cores gives the scores one process gives, in the files' order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from relentad.spam import batch
+from relentad.spam.tokenize import tokenize
+from relentad.spam.views import ViewModels
+
+SPAM = b"Subject: cheap meds\r\nFrom: a@spam.example\r\n\r\nbuy cheap pills now click here {n}\r\n"
+HAM = b"Subject: meeting notes\r\nFrom: b@work.example\r\n\r\nthe agenda for tuesday is attached {n}\r\n"
+
+
+def trained() -> ViewModels:
+    models = ViewModels()
+    models.train([(tokenize(m.replace(b"{n}", str(n).encode())), m is SPAM) for n in range(20) for m in (SPAM, HAM)])
+    return models
+
+
+def files(tmp_path: Path, count: int) -> list[str]:
+    names = []
+    for n in range(count):
+        path = tmp_path / f"{n}.eml"
+        path.write_bytes((SPAM if n % 3 else HAM).replace(b"{n}", f"x{n}".encode()))
+        names.append(str(path))
+    return names
+
+
+def test_workers_score_like_one_process_in_order(tmp_path: Path) -> None:
+    models, names = trained(), files(tmp_path, 90)
+    alone = batch.score_files(names, models, ("mx.example",), workers=1)
+    assert batch.score_files(names, models, ("mx.example",), workers=2) == alone
+    assert [v > 0.5 for v in alone] == [bool(n % 3) for n in range(90)]
+    assert batch._job is None  # the model is not kept alive after the call
+
+
+def test_an_unreadable_file_is_an_os_error_naming_it(tmp_path: Path) -> None:
+    names = files(tmp_path, 40)
+    names[25] = str(tmp_path / "gone.eml")
+    for workers in (1, 2):
+        with pytest.raises(OSError) as raised:
+            batch.score_files(names, trained(), (), workers=workers)
+        assert raised.value.filename == names[25]
