@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from ..errors import RelentadError
 from .tokenize import tokenize
 from .views import ViewModels
 
@@ -43,7 +47,8 @@ def score_files(
     names: Sequence[str], models: ViewModels, own_hosts: tuple[str, ...], workers: int | None = None
 ) -> list[float]:
     """Scores of ``names`` in order. ``workers`` defaults to the usable cores, fewer for a short list; an error
-    reading a file (OSError) is raised here as it would be in a single process."""
+    reading a file (OSError) is raised here as it would be in a single process, and a worker that dies is a
+    ``RelentadError`` (``multiprocessing.Pool`` would wait for it forever)."""
     global _job
     if workers is None:
         workers = min(usable_cores(), len(names) // FILES_PER_WORKER)
@@ -52,7 +57,11 @@ def score_files(
         if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
             return [score_file(name) for name in names]
         chunk = max(16, min(256, len(names) // (workers * 8)))
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(score_file, names, chunksize=chunk)
+        sys.stdout.flush()  # a forked worker flushes what it inherited when it exits
+        sys.stderr.flush()
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(score_file, names, chunksize=chunk))
+    except BrokenProcessPool as exc:  # a worker killed (out of memory, a signal): say so instead of hanging
+        raise RelentadError(f"a scoring worker process died ({exc}); try fewer files at once") from None
     finally:
         _job = None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from relentad.errors import RelentadError
 from relentad.spam import batch
 from relentad.spam.tokenize import tokenize
 from relentad.spam.views import ViewModels
@@ -44,3 +46,10 @@ def test_an_unreadable_file_is_an_os_error_naming_it(tmp_path: Path) -> None:
         with pytest.raises(OSError) as raised:
             batch.score_files(names, trained(), (), workers=workers)
         assert raised.value.filename == names[25]
+
+
+def test_a_worker_that_dies_is_an_error_not_a_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    names = files(tmp_path, 40)
+    monkeypatch.setattr(batch, "tokenize", lambda raw, own_hosts: os._exit(9))
+    with pytest.raises(RelentadError, match="worker process died"):
+        batch.score_files(names, trained(), (), workers=2)
