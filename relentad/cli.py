@@ -1172,7 +1172,7 @@ def spam_train(state: State, email: str | None, to_global: bool, ham_dir: str, s
 PRELOAD_FILES = 50
 """``spam score`` of more files than this loads the whole model into memory first (``storage.load_models``): one
 query instead of one per file, and in-memory scoring, on every usable core for a few hundred files or more
-(``spam.batch``)."""
+(``spam.parallel``)."""
 
 
 @spam.command("score")
@@ -1182,7 +1182,7 @@ query instead of one per file, and in-memory scoring, on every usable core for a
 @pass_state
 def spam_score(state: State, files: tuple[str, ...], email: str | None, as_json: bool) -> None:
     """Score FILEs with the global model (or --user's): one line per file, score and verdict."""
-    from .spam import batch, storage
+    from .spam import parallel, storage
     from .spam.classifier import Thresholds, verdict
     from .spam.tokenize import tokenize
     from .spam.views import score_stored
@@ -1200,7 +1200,7 @@ def spam_score(state: State, files: tuple[str, ...], email: str | None, as_json:
                     score_stored(tokenize(Path(name).read_bytes(), own_hosts=hosts), counts).score for name in files
                 ]
         if len(files) > PRELOAD_FILES:  # the database is closed before the workers fork
-            values = batch.score_files(files, models, hosts)
+            values = parallel.score_files(files, models, hosts)
     results = [
         {"file": name, "score": round(v, 6), "verdict": verdict(v, cut)} for name, v in zip(files, values, strict=True)
     ]

@@ -319,14 +319,38 @@ def train_ensemble(
     ``counts`` as many times as the rounds together learned it, which averages the orders out. The same
     messages and seed give the same counts. Returns the number of ``learn`` calls made on ``counts``.
     """
-    times = [0] * len(messages)
-    for r in range(rounds):
-        learned = _train_passes(messages, MemoryCounts(), params, margin, TRAIN_PASSES, seed + r)
-        times = [t + n for t, n in zip(times, learned, strict=True)]
+    times = ensemble_times(messages, params, margin, rounds, seed)
     for (tokens, spam), n in zip(messages, times, strict=True):
         for _ in range(n):
             counts.learn(tokens, spam)
     return sum(times)
+
+
+def ensemble_times(
+    messages: Sequence[tuple[Collection[str], bool]],
+    params: Params = DEFAULT_PARAMS,
+    margin: Thresholds = TRAIN_MARGIN,
+    rounds: int = ENSEMBLE_ROUNDS,
+    seed: int = 0,
+) -> list[int]:
+    """How many times ``train_ensemble`` learns each message: the orders' learn counts, summed."""
+    return sum_times(len(messages), (order_times(messages, params, margin, seed + r) for r in range(rounds)))
+
+
+def order_times(
+    messages: Sequence[tuple[Collection[str], bool]], params: Params, margin: Thresholds, seed: int
+) -> list[int]:
+    """One train-on-error order of ``train_ensemble`` (an empty model, visiting order ``seed``): learns per message.
+
+    The orders are independent of each other, so ``spam.parallel`` runs them on several cores."""
+    return _train_passes(messages, MemoryCounts(), params, margin, TRAIN_PASSES, seed)
+
+
+def sum_times(size: int, orders: Iterable[Sequence[int]]) -> list[int]:
+    total = [0] * size
+    for learned in orders:
+        total = [t + n for t, n in zip(total, learned, strict=True)]
+    return total
 
 
 class MemoryCounts:

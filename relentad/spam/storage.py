@@ -27,9 +27,10 @@ import sqlite3
 import time
 import zlib
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .classifier import DEFAULT_PARAMS, ENSEMBLE_ROUNDS, MemoryCounts, Params, needs_training, score, train_ensemble
+from . import parallel
+from .classifier import DEFAULT_PARAMS, ENSEMBLE_ROUNDS, MemoryCounts, Params, needs_training, score
 from .tokenize import TOKENIZER_VERSION
 from .views import BODY_MARK, HEAD_MARK, MARK, ViewModels, marked_views, view_counts
 
@@ -417,43 +418,21 @@ class BulkResult:
     pruned: int = 0
 
 
-@dataclass
-class _Recorder:
-    """``TrainableCounts`` that only counts how often ``train_ensemble`` learns each message (by identity)."""
-
-    times: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def nspam(self) -> int:
-        return 0
-
-    @property
-    def nham(self) -> int:
-        return 0
-
-    def lookup(self, tokens: Collection[str]) -> dict[str, tuple[int, int]]:
-        return {}
-
-    def learn(self, tokens: Iterable[str], spam: bool) -> None:
-        self.times[id(tokens)] = self.times.get(id(tokens), 0) + 1
-
-    def unlearn(self, tokens: Iterable[str], spam: bool) -> None:
-        self.times[id(tokens)] = self.times.get(id(tokens), 0) - 1
-
-
 def train_corpus(
     conn: sqlite3.Connection,
     scope: int,
     messages: Sequence[tuple[bytes, Collection[str], bool]],
     params: Params = DEFAULT_PARAMS,
+    workers: int | None = None,
 ) -> BulkResult:
     """Bulk training (``relentad spam train``): (key, tokens, is_spam) triples into ``scope``.
 
     Messages already recorded as the same class are skipped (running the same training twice changes
-    nothing); ones recorded as the other class are unlearned first. The rest go through ``train_ensemble``
-    (train-on-error, orders summed: the method cross-validation chose) once per model (``MODELS``: the full,
-    header and body views), and each is recorded with how many times each model learned it (zeros for messages
-    no model needed, so a second run skips them too).
+    nothing); ones recorded as the other class are unlearned first. The rest go through ``train_ensemble``'s
+    orders (train-on-error, orders summed: the method cross-validation chose) once per model (``MODELS``: the
+    full, header and body views), the 24 orders spread over the usable cores (``spam.parallel``), and each is
+    recorded with how many times each model learned it (zeros for messages no model needed, so a second run
+    skips them too).
 
     A model trained by an older tokenizer (:func:`tokenizer_version` below ``TOKENIZER_VERSION``) is retrained:
     every given message recorded before is unlearned (its recorded tokens, exactly) and learned again with its
@@ -476,15 +455,12 @@ def train_corpus(
             else:
                 result.flipped += 1
         todo.append((key, _clean(tokens), spam))
-    times = [[0] * len(todo) for _ in MODELS]
+    corpora = [[(frozenset(model_tokens(tokens, model)), spam) for _, tokens, spam in todo] for model in MODELS]
+    times = parallel.ensemble_times(corpora, params, workers=workers)
     deltas: dict[str, list[int]] = {}
     for index, model in enumerate(MODELS):
-        pairs = [(frozenset(model_tokens(tokens, model)), spam) for _, tokens, spam in todo]
-        recorder = _Recorder()
-        train_ensemble(pairs, recorder, params)
         nspam = nham = 0
-        for position, (token_set, spam) in enumerate(pairs):
-            count = times[index][position] = recorder.times.get(id(token_set), 0)
+        for (token_set, spam), count in zip(corpora[index], times[index], strict=True):
             if count <= 0:
                 continue
             if spam:

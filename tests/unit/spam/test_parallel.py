@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from relentad.errors import RelentadError
-from relentad.spam import batch
+from relentad.spam import parallel
+from relentad.spam.classifier import ensemble_times
 from relentad.spam.tokenize import tokenize
 from relentad.spam.views import ViewModels
 
@@ -33,10 +34,10 @@ def files(tmp_path: Path, count: int) -> list[str]:
 
 def test_workers_score_like_one_process_in_order(tmp_path: Path) -> None:
     models, names = trained(), files(tmp_path, 90)
-    alone = batch.score_files(names, models, ("mx.example",), workers=1)
-    assert batch.score_files(names, models, ("mx.example",), workers=2) == alone
+    alone = parallel.score_files(names, models, ("mx.example",), workers=1)
+    assert parallel.score_files(names, models, ("mx.example",), workers=2) == alone
     assert [v > 0.5 for v in alone] == [bool(n % 3) for n in range(90)]
-    assert batch._job is None  # the model is not kept alive after the call
+    assert parallel._job is None  # the model is not kept alive after the call
 
 
 def test_an_unreadable_file_is_an_os_error_naming_it(tmp_path: Path) -> None:
@@ -44,12 +45,21 @@ def test_an_unreadable_file_is_an_os_error_naming_it(tmp_path: Path) -> None:
     names[25] = str(tmp_path / "gone.eml")
     for workers in (1, 2):
         with pytest.raises(OSError) as raised:
-            batch.score_files(names, trained(), (), workers=workers)
+            parallel.score_files(names, trained(), (), workers=workers)
         assert raised.value.filename == names[25]
 
 
 def test_a_worker_that_dies_is_an_error_not_a_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     names = files(tmp_path, 40)
-    monkeypatch.setattr(batch, "tokenize", lambda raw, own_hosts: os._exit(9))
+    monkeypatch.setattr(parallel, "tokenize", lambda raw, own_hosts: os._exit(9))
     with pytest.raises(RelentadError, match="worker process died"):
-        batch.score_files(names, trained(), (), workers=2)
+        parallel.score_files(names, trained(), (), workers=2)
+
+
+def test_training_orders_on_several_cores_count_like_one_process() -> None:
+    corpora = [[(tokenize(m.replace(b"{n}", str(n).encode())), m is SPAM) for n in range(30) for m in (SPAM, HAM)]]
+    corpora.append([(frozenset(t for t in tokens if not t.startswith("subj")), s) for tokens, s in corpora[0]])
+    together = parallel.ensemble_times(corpora, rounds=3, seed=7, workers=2)
+    assert together == [ensemble_times(corpus, rounds=3, seed=7) for corpus in corpora]
+    assert together == parallel.ensemble_times(corpora, rounds=3, seed=7, workers=1)
+    assert all(sum(times) > 0 for times in together)
