@@ -319,7 +319,11 @@ def train_ensemble(
     ``counts`` as many times as the rounds together learned it, which averages the orders out. The same
     messages and seed give the same counts. Returns the number of ``learn`` calls made on ``counts``.
     """
-    times = ensemble_times(messages, params, margin, rounds, seed)
+    return learn_times(messages, counts, ensemble_times(messages, params, margin, rounds, seed))
+
+
+def learn_times(messages: Sequence[tuple[Collection[str], bool]], counts: TrainableCounts, times: Sequence[int]) -> int:
+    """Learn each message into ``counts`` as many times as ``times`` says; returns the ``learn`` calls made."""
     for (tokens, spam), n in zip(messages, times, strict=True):
         for _ in range(n):
             counts.learn(tokens, spam)

@@ -17,12 +17,14 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import RelentadError
 from .classifier import DEFAULT_PARAMS, ENSEMBLE_ROUNDS, TRAIN_MARGIN, Params, Thresholds, order_times, sum_times
 from .tokenize import tokenize
-from .views import ViewModels
+
+if TYPE_CHECKING:  # views trains through this module
+    from .views import ViewModels
 
 FILES_PER_WORKER = 200
 """Fewer files than this per extra process are scored in this one."""

@@ -25,6 +25,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from . import parallel
 from .classifier import (
     DEFAULT_PARAMS,
     TRAIN_MARGIN,
@@ -33,9 +34,9 @@ from .classifier import (
     Scored,
     Thresholds,
     TokenCounts,
+    learn_times,
     score,
     score_clues,
-    train_ensemble,
 )
 
 BODY_PREFIXES = frozenset({"url", "attr", "skip", "proto", "email", "html", "mime", "filetype", "cte"})
@@ -149,14 +150,20 @@ class ViewModels:
         params: Params = DEFAULT_PARAMS,
         margin: Thresholds = TRAIN_MARGIN,
         seed: int = 0,
+        workers: int = 1,
     ) -> tuple[int, int, int]:
-        """Bulk training: ``train_ensemble`` on each view of (tokens, is_spam) pairs; learn calls per model."""
+        """Bulk training: ``train_ensemble`` on each view of (tokens, is_spam) pairs; learn calls per model.
+
+        ``workers`` above one runs the orders on that many forked processes (``spam.parallel``, as ``spam train``
+        does), with the same counts; the default stays in this process, which may have threads of its own."""
         views = [(frozenset(tokens), spam, *split_views(tokens)) for tokens, spam in messages]
-        return (
-            train_ensemble([(t, s) for t, s, _, _ in views], self.full, params, margin, seed=seed),
-            train_ensemble([(h, s) for _, s, h, _ in views], self.head, params, margin, seed=seed),
-            train_ensemble([(b, s) for _, s, _, b in views], self.body, params, margin, seed=seed),
+        corpora = [[(v[0], v[1]) for v in views], [(v[2], v[1]) for v in views], [(v[3], v[1]) for v in views]]
+        times = parallel.ensemble_times(corpora, params, margin, seed=seed, workers=workers)
+        full, head, body = (
+            learn_times(corpus, model, counts)
+            for corpus, model, counts in zip(corpora, (self.full, self.head, self.body), times, strict=True)
         )
+        return full, head, body
 
     def learn(self, tokens: Collection[str], spam: bool) -> None:
         """One message into every model (its view in each); ``unlearn`` reverses it exactly."""

@@ -21,7 +21,9 @@ bogofilter registers every training message, its normal use.
 Definitions (the same for both filters): a false positive is a ham called spam; a false negative is a
 spam not called spam (with an unsure band, unsure spam counts as a false negative, unsure ham does not
 count as a false positive); accuracy counts only right ham/spam verdicts as right. Speeds include
-tokenizing (ours) and process start and file reading (bogofilter, run in bulk mode once per fold).
+tokenizing (ours) and process start and file reading (bogofilter, run in bulk mode once per fold). Our
+training runs its orders on every usable core, as ``spam train`` does (``--train views``; the other modes, and
+scoring, run in one process: the CPU per scored message is printed too).
 
 Invariants: the corpus is only read; bogofilter's wordlists live in a temporary directory removed at exit.
 """
@@ -51,6 +53,7 @@ from relentad.spam.classifier import (
     train_until_clean,
     verdict,
 )
+from relentad.spam.parallel import usable_cores
 from relentad.spam.tokenize import tokenize
 from relentad.spam.views import ViewModels
 
@@ -137,7 +140,7 @@ def trained(train: Sequence[Mail], params: Params, mode: str) -> Callable[[Colle
     pairs = [(tokenize(m.raw), m.spam) for m in train]
     if mode == "views":
         models = ViewModels()
-        models.train(pairs, params)
+        models.train(pairs, params, workers=usable_cores())  # as `spam train` does
         return lambda tokens: models.score(tokens, params)
     counts = MemoryCounts()
     if mode == "all":
@@ -278,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.test is not None:
         tested = rounds[0][1]
         print(f"test corpus: {sum(not m.spam for m in tested)} ham, {sum(m.spam for m in tested)} spam")
-    print(f"relentad params {params}, training: {args.train}")
+    print(f"relentad params {params}, training: {args.train} ({usable_cores()} usable cores)")
     print()
     print(
         f"{'filter / cut-offs':<34} {'acc%':>7} {'FP%  (n)':>11} {'FN%  (n)':>12} {'unsure%':>7}"

@@ -63,3 +63,11 @@ def test_training_orders_on_several_cores_count_like_one_process() -> None:
     assert together == [ensemble_times(corpus, rounds=3, seed=7) for corpus in corpora]
     assert together == parallel.ensemble_times(corpora, rounds=3, seed=7, workers=1)
     assert all(sum(times) > 0 for times in together)
+
+
+def test_view_models_trained_on_several_cores_are_the_same_models() -> None:
+    messages = [(tokenize(m.replace(b"{n}", str(n).encode())), m is SPAM) for n in range(30) for m in (SPAM, HAM)]
+    alone, spread = ViewModels(), ViewModels()
+    assert alone.train(messages, seed=2) == spread.train(messages, seed=2, workers=2)
+    for one, other in ((alone.full, spread.full), (alone.head, spread.head), (alone.body, spread.body)):
+        assert (one.nspam, one.nham, one._counts) == (other.nspam, other.nham, other._counts)
