@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 import random
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -144,15 +144,24 @@ def token_probability(spam: int, ham: int, nspam: int, nham: int, params: Params
     return (params.s * params.x + n * spam_ratio / (spam_ratio + ham_ratio)) / (params.s + n)
 
 
+_BELOW_HALF_ULP = 2.0**-54
+"""A term under ``total`` times this is under half a unit in the last place of ``total``: adding it rounds back to
+``total``, so ``chi2q`` stops there with the bits of the full series."""
+
+
 def chi2q(x2: float, dof: int) -> float:
     """P(chi-square with ``dof`` degrees of freedom >= ``x2``), for even ``dof`` (closed-form series)."""
     if dof <= 0 or dof % 2:
         raise ValueError("chi2q needs a positive even number of degrees of freedom")
     m = x2 / 2.0
     term = math.exp(-m)
+    if term == 0.0:  # every term is a multiple of this one: the series is 0 (strong evidence; often at 300 clues)
+        return 0.0
     total = term
     for i in range(1, dof // 2):
         term *= m / i
+        if term < total * _BELOW_HALF_ULP and i > m:
+            break  # past the peak the terms only shrink, and none of them can change ``total`` any more
         total += term
     return min(total, 1.0)
 
@@ -237,6 +246,43 @@ def score(tokens: Collection[str], counts: TokenCounts, params: Params = DEFAULT
 
 def _score_chosen(chosen: Sequence[tuple[float, str, _Clue]]) -> float:
     return _combine_logs(sum(c[2][2] for c in chosen), sum(c[2][3] for c in chosen), len(chosen))
+
+
+def unseen_tokens_count(params: Params) -> bool:
+    """Whether a token never seen takes part in a score (only when ``x`` lies ``min_dev`` or more from 0.5)."""
+    return _pair_clue((0, 0), 1, 1, params) is not None
+
+
+class FrozenCounts:
+    """One model's clues worked out once, for scoring many messages against counts that no longer change.
+
+    ``score`` equals ``score(tokens, counts, params)`` to the bit while ``counts`` is unchanged, but costs one set
+    intersection per message instead of a lookup and a pair-table pass per token (a third less CPU for the three
+    view models); freezing a model of the whole SpamAssassin training half takes about 50 ms. For bulk scoring
+    (``spam score`` of a folder, spam_eval.py); tokens outside ``only`` are left out as if never seen."""
+
+    __slots__ = ("_clues", "_max_tokens")
+
+    def __init__(
+        self, counts: MemoryCounts, params: Params = DEFAULT_PARAMS, only: Callable[[str], bool] | None = None
+    ) -> None:
+        if unseen_tokens_count(params):
+            raise ValueError(f"unseen tokens take part in the score with {params}; score without freezing")
+        nspam, nham = counts.nspam, counts.nham
+        rows = counts.rows()
+        pair_clues = {pair: _pair_clue(pair, nspam, nham, params) for pair in set(rows.values())}
+        self._clues = {
+            token: clue
+            for token, pair in rows.items()
+            if (clue := pair_clues[pair]) is not None and (only is None or only(token))
+        }
+        self._max_tokens = params.max_tokens
+
+    def score(self, tokens: Collection[str]) -> float:
+        clues = self._clues
+        chosen = [(clues[token][0], token, clues[token]) for token in clues.keys() & tokens]
+        chosen.sort()
+        return _score_chosen(chosen[: self._max_tokens])
 
 
 def verdict(value: float, thresholds: Thresholds) -> Verdict:
@@ -386,6 +432,10 @@ class MemoryCounts:
     def __len__(self) -> int:
         """Number of distinct tokens with a non-zero count."""
         return len(self._counts)
+
+    def rows(self) -> dict[str, tuple[int, int]]:
+        """Every token's (spam, ham) count: the model itself, not a copy."""
+        return self._counts
 
     def lookup(self, tokens: Collection[str]) -> dict[str, tuple[int, int]]:
         get = self._counts.get

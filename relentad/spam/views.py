@@ -20,8 +20,9 @@ the score around 0.5 (as ``combine`` does).
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -29,6 +30,7 @@ from . import parallel
 from .classifier import (
     DEFAULT_PARAMS,
     TRAIN_MARGIN,
+    FrozenCounts,
     MemoryCounts,
     Params,
     Scored,
@@ -37,6 +39,7 @@ from .classifier import (
     learn_times,
     score,
     score_clues,
+    unseen_tokens_count,
 )
 
 BODY_PREFIXES = frozenset({"url", "attr", "skip", "proto", "email", "html", "mime", "filetype", "cte"})
@@ -53,6 +56,11 @@ def is_body_token(token: str) -> bool:
     """Whether ``token`` belongs to the body view: no prefix, a body family, or a word like ``10:30``."""
     prefix, colon, _ = token.partition(":")
     return not colon or prefix in BODY_PREFIXES or prefix.isdigit()
+
+
+def is_head_token(token: str) -> bool:
+    """Whether ``token`` belongs to the head view (every token is in exactly one view)."""
+    return not is_body_token(token)
 
 
 def split_views(tokens: Collection[str]) -> tuple[frozenset[str], frozenset[str]]:
@@ -177,6 +185,17 @@ class ViewModels:
         self.full.unlearn(tokens, spam)
         self.head.unlearn(head, spam)
         self.body.unlearn(body, spam)
+
+    def scorer(self, params: Params = DEFAULT_PARAMS) -> Callable[[Collection[str]], float]:
+        """``self.score`` with ``params``, frozen (:class:`FrozenCounts`) when the parameters allow: for scoring many
+        messages while the models stay as they are; the same scores to the bit."""
+        if unseen_tokens_count(params):
+            return functools.partial(self.score, params=params)
+        frozen = [FrozenCounts(self.full, params)]
+        for model, only in ((self.head, is_head_token), (self.body, is_body_token)):
+            if model.nspam or model.nham:
+                frozen.append(FrozenCounts(model, params, only))
+        return lambda tokens: combine_views([model.score(tokens) for model in frozen])
 
     def score(self, tokens: Collection[str], params: Params = DEFAULT_PARAMS) -> float:
         """The combined score of a message's tokens in [0, 1]; like :func:`score_stored`, a view model that has

@@ -141,7 +141,7 @@ def trained(train: Sequence[Mail], params: Params, mode: str) -> Callable[[Colle
     if mode == "views":
         models = ViewModels()
         models.train(pairs, params, workers=usable_cores())  # as `spam train` does
-        return lambda tokens: models.score(tokens, params)
+        return models.scorer(params)
     counts = MemoryCounts()
     if mode == "all":
         for tokens, spam in pairs:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from relentad.spam import classifier
 from relentad.spam.classifier import (
     DEFAULT_PARAMS,
+    FrozenCounts,
     MemoryCounts,
     Params,
     Thresholds,
@@ -23,6 +24,7 @@ from relentad.spam.classifier import (
     token_probability,
     train_ensemble,
     train_until_clean,
+    unseen_tokens_count,
     verdict,
 )
 
@@ -92,6 +94,29 @@ def test_chi2q_known_value_and_domain() -> None:
     assert chi2q(1e6, 300) == 0.0  # underflows to 0, never NaN
     with pytest.raises(ValueError):
         chi2q(1.0, 3)
+
+
+def full_series(x2: float, dof: int) -> float:
+    """chi2q as the plain series, every term added."""
+    m = x2 / 2
+    term = total = math.exp(-m)
+    for i in range(1, dof // 2):
+        term *= m / i
+        total += term
+    return min(total, 1.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 300), st.floats(min_value=0, max_value=3000, allow_nan=False))
+def test_chi2q_stopping_early_gives_the_bits_of_the_full_series(half_dof: int, x2: float) -> None:
+    """chi2q stops once no further term can change the sum, and at once when exp(-m) underflows."""
+    assert chi2q(x2, 2 * half_dof) == full_series(x2, 2 * half_dof)
+
+
+@pytest.mark.parametrize("x2", [0.0, 1e-300, 2.0, 150.0, 599.0, 1489.0, 1490.5, 1e6])
+def test_chi2q_edges_match_the_full_series(x2: float) -> None:
+    for dof in (2, 10, 300, 600):
+        assert chi2q(x2, dof) == full_series(x2, dof)
 
 
 def test_combine_edges() -> None:
@@ -176,6 +201,43 @@ def test_score_is_the_formula_whatever_the_pair_table_remembers(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(classifier, "PAIR_TABLE_ROWS", 1)
         assert score(tokens, counts, params) == pytest.approx(expected)  # every lookup overflows
+
+
+def memory_counts(nspam: int, nham: int, table: dict[str, tuple[int, int]]) -> MemoryCounts:
+    return MemoryCounts.of(nspam, nham, {t: c for t, c in table.items() if c != (0, 0)})
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(0, 60),
+    st.integers(0, 60),
+    st.dictionaries(st.text(max_size=3), st.tuples(st.integers(0, 80), st.integers(0, 80)), max_size=60),
+    st.sets(st.text(max_size=3), max_size=20),
+    st.sampled_from([Params(), Params(s=1.0, min_dev=0.05, max_tokens=5), Params(min_dev=0.3, max_tokens=2)]),
+)
+def test_a_frozen_model_scores_to_the_bit_as_the_counts_do(
+    nspam: int, nham: int, table: dict[str, tuple[int, int]], extra: set[str], params: Params
+) -> None:
+    counts = memory_counts(nspam, nham, table)
+    tokens = set(table) | extra
+    assert FrozenCounts(counts, params).score(tokens) == score(tokens, counts, params)
+    assert FrozenCounts(counts, params).score(list(tokens)) == score(tokens, counts, params)
+
+
+def test_a_frozen_model_leaves_out_the_tokens_it_is_told_to() -> None:
+    counts = memory_counts(40, 40, {"viagra": (36, 0), "meeting": (0, 36), "subj:sale": (30, 0)})
+    frozen = FrozenCounts(counts, only=lambda token: ":" not in token)
+    assert frozen.score({"viagra", "meeting", "subj:sale"}) == score({"viagra", "meeting"}, counts)
+    assert frozen.score({"subj:sale"}) == 0.5
+
+
+def test_freezing_refuses_parameters_under_which_unseen_tokens_count() -> None:
+    """With x far enough from 0.5 every unseen token is a clue, which a table of known tokens cannot hold."""
+    assert not unseen_tokens_count(DEFAULT_PARAMS)
+    leaning = Params(x=0.3)
+    assert unseen_tokens_count(leaning)
+    with pytest.raises(ValueError, match="unseen tokens"):
+        FrozenCounts(memory_counts(1, 1, {"a": (1, 0)}), leaning)
 
 
 # --- verdicts and configuration ---------------------------------------------------------------------

@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relentad.spam.classifier import MemoryCounts, score, train_ensemble
+from relentad.spam.classifier import MemoryCounts, Params, score, train_ensemble
 from relentad.spam.tokenize import tokenize
 from relentad.spam.views import EPSILON, ViewModels, combine_views, is_body_token, split_views
 
@@ -99,3 +99,20 @@ def test_the_score_is_the_three_models_scores_combined() -> None:
     head, body = split_views(tokens)
     expected = combine_views([score(tokens, models.full), score(head, models.head), score(body, models.body)])
     assert models.score(tokens) == expected
+
+
+def test_the_frozen_scorer_gives_the_same_scores_to_the_bit() -> None:
+    """``ViewModels.scorer`` (bulk scoring) against ``score``; untrained views are left out by both, and parameters
+    under which unseen tokens count fall back to ``score`` itself."""
+    models = ViewModels()
+    models.train(corpus())
+    samples = [t for t, _ in corpus()] + [
+        frozenset({"subj:offer", "rcvd:corp.test", "meeting", "cheap", "novel", "subj:novel"}),
+        frozenset(),
+        tokenize(b"Subject: cheap pills\r\nFrom: a@b.test\r\n\r\nmeeting agenda cheap\r\n"),
+    ]
+    for params in (Params(), Params(s=1.0, max_tokens=3), Params(x=0.3)):
+        scorer = models.scorer(params)
+        assert [scorer(t) for t in samples] == [models.score(t, params) for t in samples]
+    full_only = ViewModels(full=models.full)
+    assert [full_only.scorer()(t) for t in samples] == [full_only.score(t) for t in samples]
