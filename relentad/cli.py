@@ -1183,8 +1183,9 @@ query instead of one per file, and in-memory scoring, on every usable core for a
 def spam_score(state: State, files: tuple[str, ...], email: str | None, as_json: bool) -> None:
     """Score FILEs with the global model (or --user's): one line per file, score and verdict."""
     from .spam import parallel, storage
-    from .spam.classifier import Thresholds, verdict
+    from .spam.classifier import Thresholds
     from .spam.tokenize import tokenize
+    from .spam.verdicts import gated_verdict
     from .spam.views import score_stored
 
     cut = Thresholds(state.config.spam.ham_below, state.config.spam.spam_above)
@@ -1192,18 +1193,27 @@ def spam_score(state: State, files: tuple[str, ...], email: str | None, as_json:
     with errors_as_messages():
         with state.read() as conn:
             scope = accounts.get_account(conn, email).id if email else storage.GLOBAL
+            counts = storage.StoredCounts(conn, scope)
+            recorded = counts.recorded()
             if len(files) > PRELOAD_FILES:
                 models = storage.load_models(conn, scope)
             else:
-                counts = storage.StoredCounts(conn, scope)
                 values = [
                     score_stored(tokenize(Path(name).read_bytes(), own_hosts=hosts), counts).score for name in files
                 ]
         if len(files) > PRELOAD_FILES:  # the database is closed before the workers fork
             values = parallel.score_files(files, models, hosts)
+    min_trained = state.config.spam.min_trained
     results = [
-        {"file": name, "score": round(v, 6), "verdict": verdict(v, cut)} for name, v in zip(files, values, strict=True)
+        {"file": name, "score": round(v, 6), "verdict": gated_verdict(v, cut, recorded, min_trained)}
+        for name, v in zip(files, values, strict=True)
     ]
+    if min(recorded) < min_trained:
+        click.echo(
+            f"the model has learned {recorded[0]} spam and {recorded[1]} ham, fewer than [spam] min_trained "
+            f"({min_trained}) of each: the daemon files nothing by its verdicts yet",
+            err=True,
+        )
     if as_json:
         print_json(results)
         return
@@ -1227,8 +1237,8 @@ def spam_stats(state: State, as_json: bool) -> None:
         click.echo("no spam training yet (relentad spam train)")
     for row in rows:
         click.echo(
-            f"{row['scope']}: {row['nspam']} spam, {row['nham']} ham trained; {row['tokens']} tokens; "
-            f"{row['recorded']} messages recorded"
+            f"{row['scope']}: {row['nspam']} spam, {row['nham']} ham learned; {row['tokens']} tokens; "
+            f"{row['recorded']} messages recorded ({row['recorded_spam']} spam, {row['recorded_ham']} ham)"
             + (
                 f"; trained with tokenizer {row['tokenizer']}, older than the current one: retraining advised"
                 " (relentad spam train again)"

@@ -309,6 +309,12 @@ class SpamConfig:
     unsure_keyword: str = setting(
         "$Unsure", 'IMAP keyword given to mail scored unsure (it stays in INBOX); "" sets none.'
     )
+    min_trained: int = setting(
+        200,
+        "Messages of each class an account's model (its own plus the global one) must have learned before its "
+        "verdicts file mail; until then every message is scored, stamped verdict=untrained and left in INBOX. "
+        "0 = judge from the first message learned.",
+    )
     learn: bool = setting(
         True,
         "Learn from users: moving or copying mail into Junk (or setting $Junk) trains spam; moving it out of Junk "
@@ -489,6 +495,8 @@ def check(config: Config) -> list[str]:
         problems.append("[crm] unassigned_keyword must be an IMAP keyword (an atom, not a \\system flag)")
     if not 0 <= config.spam.ham_below <= config.spam.spam_above <= 1:
         problems.append("[spam] thresholds must satisfy 0 <= ham_below <= spam_above <= 1")
+    if config.spam.min_trained < 0:
+        problems.append("[spam] min_trained must not be negative")
     if config.spam.max_tokens < 1000 or config.spam.max_age_days < 0:
         problems.append("[spam] max_tokens must be at least 1000 and max_age_days not negative")
     if config.server.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -6,8 +6,9 @@ Checks, each giving :class:`Finding` values (``ok``, ``warn`` or ``fail``, with 
   host name has an address, and each address's reverse DNS (PTR) names the host back (forward-confirmed rDNS);
 - the TLS certificate: readable, matching the key, not expired (warn under 14 days), valid for the host name;
 - the listeners: each configured address accepts a TCP connection (the daemon runs and bound it);
-- the spam filter's global model: trained at all (untrained, every message scores unsure), and with the current
-  model version (an older one scores less surely until ``spam train`` relearns it).
+- the spam filter's global model: trained at all, on at least ``[spam] min_trained`` messages of each class (short
+  of that its verdicts file nothing), and with the current model version (an older one scores less surely until
+  ``spam train`` relearns it).
 
 Invariants: read-only (DNS queries, a TCP connect, reading files; never a write to the store); a DNS timeout is a
 finding, not a crash; the exit status is non-zero exactly when some finding is ``fail``.
@@ -32,6 +33,7 @@ from . import dnsrecords
 from .config import Config, parse_address
 from .dns import DnsLookupError, lookup, make_resolver, reverse_name
 from .spam.tokenize import TOKENIZER_VERSION
+from .spam.verdicts import MIN_TRAINED
 
 CERT_WARN_DAYS = 14
 _CONNECT_TIMEOUT = 3.0
@@ -254,16 +256,23 @@ async def check_listeners(config: Config) -> list[Finding]:
 _SPAM_TRAIN = "relentad spam train --global --ham DIR --spam DIR"
 
 
-def check_spam_model(models: Sequence[Mapping[str, object]]) -> list[Finding]:
-    """The global spam model exists and is of the current version (``models``: ``spam.storage.stats`` rows).
+def check_spam_model(models: Sequence[Mapping[str, object]], min_trained: int = MIN_TRAINED) -> list[Finding]:
+    """The global spam model exists, has recorded ``min_trained`` messages of each class and is of the current
+    version (``models``: ``spam.storage.stats`` rows).
 
-    Both are warnings: mail still flows, but untrained every message is unsure (it stays in INBOX with the
-    unsure keyword), and a model of an older version scores less surely than a retrained one.
+    All are warnings: mail still flows, but short of ``min_trained`` every message stays in INBOX (``untrained``)
+    until an account's own corrections make up the difference, and a model of an older version scores less
+    surely than a retrained one.
     """
+    fix = f"{_SPAM_TRAIN}, with folders of ham and of spam (one message per file)"
     model = next((m for m in models if m["scope"] == "global"), None)
     if model is None or not (model["nspam"] and model["nham"]):
-        fix = f"{_SPAM_TRAIN}, with folders of ham and of spam (one message per file)"
-        return [Finding("warn", "spam model", "no global model trained: every message scores unsure", fix)]
+        message = "no global model trained: no mail is filed by its spam score until an account's model has learned"
+        return [Finding("warn", "spam model", f"{message} {min_trained} spam and {min_trained} ham", fix)]
+    recorded = f"{model['recorded_spam']} spam and {model['recorded_ham']} ham"
+    if min(int(str(model["recorded_spam"])), int(str(model["recorded_ham"]))) < min_trained:
+        message = f"the global model has recorded {recorded}, fewer than [spam] min_trained ({min_trained}) of each"
+        return [Finding("warn", "spam model", f"{message}: its verdicts file no mail yet", f"{fix}, more of them")]
     trained = f"{model['nspam']} spam, {model['nham']} ham"
     if model["stale"]:
         message = f"the global model ({trained}) is of version {model['tokenizer']}, older than {TOKENIZER_VERSION}"
@@ -287,5 +296,5 @@ async def run(config: Config, domains: list[str], spam_models: Sequence[Mapping[
     findings += check_certificate(config)
     findings += await check_listeners(config)
     if config.spam.enabled:
-        findings += check_spam_model(spam_models)
+        findings += check_spam_model(spam_models, config.spam.min_trained)
     return findings

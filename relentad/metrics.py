@@ -107,7 +107,7 @@ def sent(result: str) -> None:
 
 
 def spam_verdict(verdict: str) -> None:
-    """For the pipeline's spam step: count one verdict ("ham", "unsure" or "spam")."""
+    """For the pipeline's spam step: count one verdict ("ham", "unsure", "spam" or "untrained")."""
     SPAM_VERDICTS.labels(verdict).inc()
 
 

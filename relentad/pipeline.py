@@ -225,8 +225,9 @@ class Pipeline:
     def classify(self, delivery: Delivery) -> None:
         """Step 2, spam (spam/): score each recipient account's copy with its model (plus the global one), record
         X-Spam-Score/-Status on that copy, file spam into Junk with ``$Junk`` (not when the sender is a contact
-        the account wrote to), mark unsure mail with ``[spam] unsure_keyword``. Never refuses mail: a failure is
-        logged and the message filed unscored."""
+        the account wrote to), mark unsure mail with ``[spam] unsure_keyword``; a model short of ``[spam]
+        min_trained`` messages of a class files nothing (``untrained``). Never refuses mail: a failure is logged and
+        the message filed unscored."""
         spam = self.config.spam
         thresholds = Thresholds(spam.ham_below, spam.spam_above)
         try:
@@ -248,6 +249,7 @@ class Pipeline:
                         sender=sender,
                         sender_trusted=trusted,
                         cache=self.spam_counts,
+                        min_trained=spam.min_trained,
                     )
                     judgement = judged[placement.account_id] = self.store.read(judge)
                     metrics.spam_verdict(judgement.verdict)

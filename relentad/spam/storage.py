@@ -126,6 +126,19 @@ class StoredCounts:
     def nham(self) -> int:
         return self._nham
 
+    def recorded(self) -> tuple[int, int]:
+        """Distinct messages trained as (spam, ham) in the scopes summed: what ``[spam] min_trained`` counts. From
+        the cache while the scopes' totals are unchanged (every training changes them)."""
+        spam = ham = 0
+        for scope in self.scopes:
+            counts = self.cache.recorded(scope, self.versions[scope]) if self.cache is not None else None
+            if counts is None:
+                counts = recorded(self.conn, scope)
+                if self.cache is not None:
+                    self.cache.keep_recorded(scope, self.versions[scope], counts)
+            spam, ham = spam + counts[0], ham + counts[1]
+        return spam, ham
+
     def lookup(self, tokens: Collection[str]) -> dict[str, tuple[int, int]]:
         found: dict[str, tuple[int, int]] = {}
         old = self.today - TOUCH_AFTER_DAYS
@@ -206,6 +219,7 @@ class CountCache:
         self.max_rows = max_rows
         self._versions: dict[int, tuple[object, ...]] = {}
         self._rows: dict[int, dict[str, tuple[str, int, int, int] | None]] = {}
+        self._recorded: dict[int, tuple[tuple[object, ...], tuple[int, int]]] = {}
         self._size = 0
 
     def scope(self, scope: int, version: tuple[object, ...]) -> dict[str, tuple[str, int, int, int] | None]:
@@ -230,6 +244,14 @@ class CountCache:
         for row in rows:
             cached[row[0]] = tuple(row)  # type: ignore[assignment]
         self._size += len(asked)
+
+    def recorded(self, scope: int, version: tuple[object, ...]) -> tuple[int, int] | None:
+        """The scope's :func:`recorded` counts if kept at totals ``version``."""
+        kept = self._recorded.get(scope)
+        return kept[1] if kept is not None and kept[0] == version else None
+
+    def keep_recorded(self, scope: int, version: tuple[object, ...], counts: tuple[int, int]) -> None:
+        self._recorded[scope] = (version, counts)
 
     def seen(self, scope: int, tokens: Iterable[str], today: int) -> None:
         cached = self._rows.get(scope, {})
@@ -347,6 +369,13 @@ def _record(
                tokens = excluded.tokens, source = excluded.source, trained = excluded.trained""",
         (scope, key, "spam" if spam else "ham", *times, _pack(tokens), source, time.time()),
     )
+
+
+def recorded(conn: sqlite3.Connection, scope: int) -> tuple[int, int]:
+    """Distinct messages recorded as trained in ``scope``, as (spam, ham): bulk-trained files (learned or not, as
+    train-on-error chose) and users' corrections alike."""
+    counts = dict(conn.execute("SELECT class, count(*) FROM spam_trained WHERE scope = ? GROUP BY class", (scope,)))
+    return int(counts.get("spam", 0)), int(counts.get("ham", 0))
 
 
 def trained_as(conn: sqlite3.Connection, scope: int, key: bytes) -> tuple[str, int] | None:
@@ -518,23 +547,29 @@ def prune(
 
 
 def stats(conn: sqlite3.Connection) -> list[dict[str, object]]:
-    """One row per scope: scope name, messages trained as spam/ham, token rows, messages recorded, the tokenizer
-    version it was trained with and whether that is older than the current one (``stale``: retraining advised)."""
+    """One row per scope: scope name, messages learned as spam/ham (learn calls: train-on-error learns some
+    messages several times, others never), token rows, distinct messages recorded (in all, as spam, as ham), the
+    tokenizer version it was trained with and whether that is older than the current one (``stale``: retraining
+    advised)."""
     rows = conn.execute(
-        """SELECT t.scope, coalesce(a.email, ''), t.nspam, t.nham, t.tokens,
-                  (SELECT count(*) FROM spam_trained r WHERE r.scope = t.scope), t.updated, t.tokenizer
+        """SELECT t.scope, coalesce(a.email, ''), t.nspam, t.nham, t.tokens, t.updated, t.tokenizer
            FROM spam_totals t LEFT JOIN accounts a ON a.id = t.scope ORDER BY t.scope"""
     ).fetchall()
-    return [
-        {
-            "scope": "global" if scope == GLOBAL else email,
-            "nspam": int(nspam),
-            "nham": int(nham),
-            "tokens": int(tokens),
-            "recorded": int(recorded),
-            "updated": float(updated),
-            "tokenizer": int(tokenizer),
-            "stale": int(tokenizer) < TOKENIZER_VERSION,
-        }
-        for scope, email, nspam, nham, tokens, recorded, updated, tokenizer in rows
-    ]
+    out: list[dict[str, object]] = []
+    for scope, email, nspam, nham, tokens, updated, tokenizer in rows:
+        recorded_spam, recorded_ham = recorded(conn, scope)
+        out.append(
+            {
+                "scope": "global" if scope == GLOBAL else email,
+                "nspam": int(nspam),
+                "nham": int(nham),
+                "tokens": int(tokens),
+                "recorded": recorded_spam + recorded_ham,
+                "recorded_spam": recorded_spam,
+                "recorded_ham": recorded_ham,
+                "updated": float(updated),
+                "tokenizer": int(tokenizer),
+                "stale": int(tokenizer) < TOKENIZER_VERSION,
+            }
+        )
+    return out

@@ -33,25 +33,25 @@ def as_smtp(raw: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, dns_server: Dnsmasq) -> Iterator[tuple[Daemon, bytes]]:
-    """A daemon whose alice has a model trained on 80 ham and 80 spam from the corpus; yields it and one of the
-    training spams (without its mbox line)."""
+    """A daemon whose alice has a model trained on 200 ham and 200 spam from the corpus (``[spam] min_trained``,
+    the fewest of each that files mail); yields it and a spam not among them (without its mbox line)."""
     if not CORPUS.is_dir():
         pytest.skip("no spam corpus")
     root = tmp_path_factory.mktemp("spam")
     ham, spam = root / "ham", root / "spam"
     ham.mkdir()
     spam.mkdir()
-    for path in corpus_files("ham/easy-ham-1", 70) + corpus_files("ham/hard-ham-1", 10):
+    for path in corpus_files("ham/easy-ham-1", 175) + corpus_files("ham/hard-ham-1", 25):
         shutil.copy(path, ham / path.name)
-    spams = corpus_files("spam/spam-1", 80)
+    spams = corpus_files("spam/spam-1", 200)
     for path in spams:
         (spam / path.name).write_bytes(as_smtp(path.read_bytes()))
     daemon = imap_daemon(root / "mx", dns_server.nameserver)
     result = daemon.cli("spam", "train", ALICE, "--ham", str(ham), "--spam", str(spam))
-    assert "160 messages" in result.stdout
+    assert "400 messages" in result.stdout
     again = daemon.cli("spam", "train", ALICE, "--ham", str(ham), "--spam", str(spam))
-    assert "0 learned, 160 already trained" in again.stdout
-    yield daemon, (spam / spams[0].name).read_bytes()
+    assert "0 learned, 400 already trained" in again.stdout
+    yield daemon, as_smtp(corpus_files("spam/spam-1", 201)[200].read_bytes())  # a spam it was not trained on
     daemon.stop()
 
 
@@ -109,6 +109,39 @@ def test_spam_goes_to_junk_and_moving_it_out_changes_the_next_verdict(trained: t
     imap.logout()
     deliver(daemon, spam)
     assert len(daemon.messages(ALICE, "Junk")) == 1
+
+
+def test_an_account_short_of_min_trained_files_nothing_by_score(trained: tuple[Daemon, bytes]) -> None:
+    """bob has no model of his own and there is no global one: his first move into Junk teaches one spam, after
+    which every message scored as spam (before the minimum, his next ham went to Junk). The score is still
+    recorded; the verdict says why nothing was filed."""
+    daemon, spam = trained
+    bob = "bob@example.test"
+    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=30) as smtp:
+        smtp.sendmail("sender@elsewhere.test", [bob], spam)
+    [first] = daemon.messages(bob, "INBOX")
+    assert b"X-Spam-Status: No, verdict=untrained, trained=0 spam/0 ham, min_trained=200," in first
+    imap = client(daemon, bob)
+    imap.select("INBOX")
+    assert imap.uid("MOVE", "1", "Junk")[0] == "OK"
+    imap.logout()
+    for _ in range(200):
+        if daemon.query("SELECT count(*) AS n FROM spam_trained t JOIN accounts a ON a.id = t.scope "
+                        "WHERE a.email = ?", bob)[0]["n"]:  # fmt: skip
+            break
+        time.sleep(0.05)
+    ham = as_smtp(corpus_files("ham/easy-ham-1", 1)[0].read_bytes())
+    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=30) as smtp:
+        smtp.sendmail("sender@elsewhere.test", [bob], ham)
+    [second] = daemon.messages(bob, "INBOX")
+    assert spam_score(second) > 0.79  # the lone spam learned makes everything look like it
+    assert b"X-Spam-Status: No, verdict=untrained, trained=1 spam/0 ham, min_trained=200," in second
+    keywords = daemon.query(
+        "SELECT keywords FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id "
+        "JOIN accounts a ON a.id = x.account_id WHERE a.email = ? AND x.name = 'INBOX'",
+        bob,
+    )
+    assert keywords[0]["keywords"] == ""  # fmt: skip
 
 
 def test_cli_score_and_stats(trained: tuple[Daemon, bytes], tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from pathlib import Path
 
@@ -196,13 +197,48 @@ def test_contact_written_to_is_never_junked_on_content(conn: sqlite3.Connection)
             "INSERT INTO crm_addresses (account_id, address, contact_id) VALUES (1, ?, ?)", (address, cursor.lastrowid)
         )
     cut = Thresholds()
-    friend = verdicts.judge(conn, 1, SPAMMY, cut, sender="friend@b.test")
+    judge = functools.partial(verdicts.judge, conn, thresholds=cut, tokens=SPAMMY, min_trained=20)
+    friend = judge(account_id=1, sender="friend@b.test")
     assert friend.verdict == "spam" and friend.allowlisted and not friend.to_junk
     assert friend.reason().startswith("spam-allowlisted-contact score=")
     assert b"X-Spam-Status: No, verdict=spam, allowlisted" in friend.header(cut)
-    assert verdicts.judge(conn, 1, SPAMMY, cut, sender="stranger@b.test").to_junk
-    assert verdicts.judge(conn, 1, SPAMMY, cut, sender="friend@b.test", sender_trusted=False).to_junk
-    assert verdicts.judge(conn, 2, SPAMMY, cut, sender="friend@b.test").to_junk  # another account's contact
+    assert judge(account_id=1, sender="stranger@b.test").to_junk
+    assert judge(account_id=1, sender="friend@b.test", sender_trusted=False).to_junk
+    assert judge(account_id=2, sender="friend@b.test").to_junk  # another account's contact
+
+
+def test_a_model_short_of_min_trained_files_nothing(conn: sqlite3.Connection) -> None:
+    """Until the summed model has recorded min_trained messages of each class the verdict is ``untrained``: the
+    score is kept and shown, but nothing goes to Junk (one Junk move on an empty account once junked all mail)."""
+    cut = Thresholds()
+    storage.train_message(conn, 1, storage.digest(b"first junk"), SPAMMY, True, "imap-move")
+    lone = verdicts.judge(conn, 1, SPAMMY | HAMMY, cut)
+    assert lone.score > cut.spam_above  # the lone spam taught makes everything look like it
+    assert lone.verdict == "untrained" and not lone.to_junk and lone.recorded == (1, 0)
+    assert lone.reason().startswith("spam-untrained score=")
+    assert b"verdict=untrained, trained=1 spam/0 ham, min_trained=200, score=" in lone.header(cut)
+    base_model(conn)  # the global model: 20 of each
+    assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=21).verdict == "untrained"
+    assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=20).recorded == (21, 20)
+    assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=20).to_junk
+    assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=0).to_junk  # 0: no minimum
+    assert verdicts.gated_verdict(0.99, cut, (5, 199), 200) == "untrained"
+    assert verdicts.gated_verdict(0.99, cut, (200, 200), 200) == "spam"
+
+
+def test_recorded_counts_follow_training_through_the_cache(conn: sqlite3.Connection) -> None:
+    """The daemon's CountCache keeps the recorded counts per totals version; every training changes that."""
+    cache = storage.CountCache()
+    base_model(conn)
+    assert StoredCounts(conn, 1, cache=cache).recorded() == (20, 20)
+    assert StoredCounts(conn, 1, cache=cache).recorded() == (20, 20)  # from the cache
+    storage.train_message(conn, 1, storage.digest(b"mine"), HAMMY | {"new"}, False, "imap-move")
+    assert StoredCounts(conn, 1, cache=cache).recorded() == (20, 21)
+    storage.forget(conn, 1, storage.digest(b"mine"))
+    assert StoredCounts(conn, 1, cache=cache).recorded() == (20, 20)
+    assert StoredCounts(conn, 1, cache=cache, with_global=False).recorded() == (0, 0)
+    [row] = [row for row in storage.stats(conn) if row["scope"] == "global"]
+    assert (row["recorded"], row["recorded_spam"], row["recorded_ham"]) == (40, 20, 20)
 
 
 def test_count_cache_answers_like_the_database_and_follows_every_change(conn: sqlite3.Connection) -> None:
@@ -308,10 +344,13 @@ def test_doctor_warns_of_a_missing_or_older_global_model(conn: sqlite3.Connectio
     assert missing.fix.startswith("relentad spam train --global --ham DIR --spam DIR")
     base_model(conn, scope=1)  # an account's model is not the global one
     assert doctor.check_spam_model(storage.stats(conn))[0].status == "warn"
-    base_model(conn)
-    (current,) = doctor.check_spam_model(storage.stats(conn))
+    base_model(conn)  # 20 messages of each class
+    (small,) = doctor.check_spam_model(storage.stats(conn))
+    assert small.status == "warn"
+    assert "recorded 20 spam and 20 ham, fewer than [spam] min_trained (200)" in small.message
+    (current,) = doctor.check_spam_model(storage.stats(conn), min_trained=20)
     assert current.status == "ok" and f"version {TOKENIZER_VERSION}" in current.message
     conn.execute("UPDATE spam_totals SET tokenizer = ? WHERE scope = ?", (TOKENIZER_VERSION - 1, GLOBAL))
-    (stale,) = doctor.check_spam_model(storage.stats(conn))
+    (stale,) = doctor.check_spam_model(storage.stats(conn), min_trained=20)
     assert stale.status == "warn" and f"version {TOKENIZER_VERSION - 1}, older than" in stale.message
     assert "folders it was trained from" in stale.fix
