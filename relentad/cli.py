@@ -1162,11 +1162,23 @@ def spam_train(state: State, email: str | None, to_global: bool, ham_dir: str, s
             click.echo(f"training on {len(items)} messages…", err=True)
             result = storage.train_corpus(conn, scope, items)
             result.pruned = storage.prune(conn, scope, state.config.spam.max_tokens, state.config.spam.max_age_days)
+            recorded = storage.StoredCounts(conn, scope).recorded()
     click.echo(
         f"{'global' if to_global else email}: {result.messages} messages, {result.learned} learned, "
         f"{result.unchanged} already trained, {result.flipped} relearned as the other class, {result.pruned} "
         "tokens pruned" + (f", {result.refreshed} retrained with the current tokenizer" if result.refreshed else "")
     )
+    _warn_short_of_min_trained(recorded, state.config.spam.min_trained)
+
+
+def _warn_short_of_min_trained(recorded: tuple[int, int], min_trained: int) -> None:
+    """Say on stderr when a model (with the global one, for an account) files no mail yet: ``[spam] min_trained``."""
+    if min(recorded) < min_trained:
+        click.echo(
+            f"the model has learned {recorded[0]} spam and {recorded[1]} ham, fewer than [spam] min_trained "
+            f"({min_trained}) of each: the daemon files nothing by its verdicts yet",
+            err=True,
+        )
 
 
 PRELOAD_FILES = 50
@@ -1208,12 +1220,7 @@ def spam_score(state: State, files: tuple[str, ...], email: str | None, as_json:
         {"file": name, "score": round(v, 6), "verdict": gated_verdict(v, cut, recorded, min_trained)}
         for name, v in zip(files, values, strict=True)
     ]
-    if min(recorded) < min_trained:
-        click.echo(
-            f"the model has learned {recorded[0]} spam and {recorded[1]} ham, fewer than [spam] min_trained "
-            f"({min_trained}) of each: the daemon files nothing by its verdicts yet",
-            err=True,
-        )
+    _warn_short_of_min_trained(recorded, min_trained)
     if as_json:
         print_json(results)
         return

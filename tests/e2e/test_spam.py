@@ -111,7 +111,7 @@ def test_spam_goes_to_junk_and_moving_it_out_changes_the_next_verdict(trained: t
     assert len(daemon.messages(ALICE, "Junk")) == 1
 
 
-def test_an_account_short_of_min_trained_files_nothing_by_score(trained: tuple[Daemon, bytes]) -> None:
+def test_an_account_short_of_min_trained_files_nothing_by_score(trained: tuple[Daemon, bytes], tmp_path: Path) -> None:
     """bob has no model of his own and there is no global one: his first move into Junk teaches one spam, after
     which every message scored as spam (before the minimum, his next ham went to Junk). The score is still
     recorded; the verdict says why nothing was filed."""
@@ -130,6 +130,11 @@ def test_an_account_short_of_min_trained_files_nothing_by_score(trained: tuple[D
                         "WHERE a.email = ?", bob)[0]["n"]:  # fmt: skip
             break
         time.sleep(0.05)
+    ham_dir, spam_dir = tmp_path / "ham", tmp_path / "spam"
+    ham_dir.mkdir()
+    spam_dir.mkdir()
+    for path in corpus_files("ham/easy-ham-2", 2):
+        shutil.copy(path, ham_dir / path.name)
     ham = as_smtp(corpus_files("ham/easy-ham-1", 1)[0].read_bytes())
     with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=30) as smtp:
         smtp.sendmail("sender@elsewhere.test", [bob], ham)
@@ -142,6 +147,10 @@ def test_an_account_short_of_min_trained_files_nothing_by_score(trained: tuple[D
         bob,
     )
     assert keywords[0]["keywords"] == ""  # fmt: skip
+    taught = daemon.cli("spam", "train", bob, "--ham", str(ham_dir), "--spam", str(spam_dir))
+    assert "fewer than [spam] min_trained (200) of each: the daemon files nothing by its verdicts yet" in taught.stderr
+    scored = daemon.cli("spam", "score", "--json", "--user", bob, *map(str, ham_dir.iterdir()))
+    assert json.loads(scored.stdout)[0]["verdict"] == "untrained" and "2 ham, fewer than" in scored.stderr
 
 
 def test_cli_score_and_stats(trained: tuple[Daemon, bytes], tmp_path: Path) -> None:
