@@ -1190,42 +1190,50 @@ query instead of one per file, and in-memory scoring, on every usable core for a
 @spam.command("score")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--user", "email", help="Score with this account's model (plus the global one).")
+@click.option("--explain", is_flag=True, help="Also list each file's strongest spam and ham clues, per model.")
 @json_option
 @pass_state
-def spam_score(state: State, files: tuple[str, ...], email: str | None, as_json: bool) -> None:
+def spam_score(state: State, files: tuple[str, ...], email: str | None, explain: bool, as_json: bool) -> None:
     """Score FILEs with the global model (or --user's): one line per file, score and verdict."""
     from .spam import parallel, storage
     from .spam.classifier import Thresholds
     from .spam.tokenize import tokenize
     from .spam.verdicts import gated_verdict
-    from .spam.views import score_stored
+    from .spam.views import score_stored, strongest_clues
 
     cut = Thresholds(state.config.spam.ham_below, state.config.spam.spam_above)
     hosts = (state.config.server.hostname,)
+    preload = len(files) > PRELOAD_FILES and not explain
+    clues: list[list[tuple[str, str, float]]] = []
     with errors_as_messages():
         with state.read() as conn:
             scope = accounts.get_account(conn, email).id if email else storage.GLOBAL
             counts = storage.StoredCounts(conn, scope)
             recorded = counts.recorded()
-            if len(files) > PRELOAD_FILES:
+            if preload:
                 models = storage.load_models(conn, scope)
             else:
-                values = [
-                    score_stored(tokenize(Path(name).read_bytes(), own_hosts=hosts), counts).score for name in files
-                ]
-        if len(files) > PRELOAD_FILES:  # the database is closed before the workers fork
+                scored = [score_stored(tokenize(Path(name).read_bytes(), own_hosts=hosts), counts) for name in files]
+                values = [one.score for one in scored]
+                clues = [strongest_clues(one.clues) for one in scored]
+        if preload:  # the database is closed before the workers fork
             values = parallel.score_files(files, models, hosts)
     min_trained = state.config.spam.min_trained
-    results = [
-        {"file": name, "score": round(v, 6), "verdict": gated_verdict(v, cut, recorded, min_trained)}
-        for name, v in zip(files, values, strict=True)
-    ]
     _warn_short_of_min_trained(recorded, min_trained)
+    judged = [(name, v, gated_verdict(v, cut, recorded, min_trained)) for name, v in zip(files, values, strict=True)]
     if as_json:
+        results: list[dict[str, object]] = [
+            {"file": name, "score": round(v, 6), "verdict": verdict} for name, v, verdict in judged
+        ]
+        if explain:
+            for entry, strongest in zip(results, clues, strict=True):
+                entry["clues"] = [{"model": model, "token": token, "f": round(f, 4)} for model, token, f in strongest]
         print_json(results)
         return
-    for entry in results:
-        click.echo(f"{entry['file']}\t{entry['score']:.4f}\t{entry['verdict']}")
+    for index, (name, v, verdict) in enumerate(judged):
+        click.echo(f"{name}\t{v:.4f}\t{verdict}")
+        for model, token, f in clues[index] if explain else ():
+            click.echo(f"\t{f:.4f}\t{model}\t{token!r}")
 
 
 @spam.command("stats")

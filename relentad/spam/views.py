@@ -128,6 +128,22 @@ def score_stored(tokens: Collection[str], counts: ViewCounts, params: Params = D
     return Scored(combine_views(scores), tuple(clues))
 
 
+def strongest_clues(clues: Sequence[tuple[str, float]], each: int = 8) -> list[tuple[str, str, float]]:
+    """The ``each`` most spammy and ``each`` most hammy of :func:`score_stored`'s clues, as (model, token, f(w)),
+    most extreme first, the view marks turned into the model's name ("all", "head" or "body"): why a verdict."""
+    named = [
+        ("head", token[len(HEAD_MARK) :], f)
+        if token.startswith(HEAD_MARK)
+        else ("body", token[len(BODY_MARK) :], f)
+        if token.startswith(BODY_MARK)
+        else ("all", token, f)
+        for token, f in clues
+    ]
+    spammy = sorted((c for c in named if c[2] > 0.5), key=lambda c: (-c[2], c[0], c[1]))[:each]
+    hammy = sorted((c for c in named if c[2] < 0.5), key=lambda c: (c[2], c[0], c[1]))[:each]
+    return spammy + hammy
+
+
 def logit(p: float) -> float:
     """log(p / (1 - p)) with p kept EPSILON away from 0 and 1; exactly antisymmetric: logit(1 - p) = -logit(p)."""
     if p > 0.5:

@@ -163,6 +163,12 @@ def test_cli_score_and_stats(trained: tuple[Daemon, bytes], tmp_path: Path) -> N
     assert [s["file"] for s in scores] == [str(spam_file), str(ham)]
     assert scores[0]["verdict"] == "spam" and scores[1]["verdict"] == "ham"
     assert 0.0 <= scores[1]["score"] < scores[0]["score"] <= 1.0
+    explained = json.loads(daemon.cli("spam", "score", "--json", "--explain", "--user", ALICE, str(spam_file)).stdout)
+    [clues] = [entry.pop("clues") for entry in explained]
+    assert explained == scores[:1] and {c["model"] for c in clues} <= {"all", "head", "body"}
+    assert clues[0]["f"] > 0.9 and any(c["model"] == "head" for c in clues) and any(c["model"] == "body" for c in clues)
+    text = daemon.cli("spam", "score", "--explain", "--user", ALICE, str(spam_file)).stdout.splitlines()
+    assert text[0].endswith("\tspam") and text[1].startswith("\t0.9") and len(text) == 1 + len(clues)
     # More than PRELOAD_FILES: the model is loaded into memory first; 402 files are scored on every core.
     for copies in (26, 201):
         many = [str(spam_file), str(ham)] * copies

@@ -9,7 +9,16 @@ from hypothesis import strategies as st
 
 from relentad.spam.classifier import MemoryCounts, Params, score, train_ensemble
 from relentad.spam.tokenize import tokenize
-from relentad.spam.views import EPSILON, ViewModels, combine_views, is_body_token, split_views
+from relentad.spam.views import (
+    BODY_MARK,
+    EPSILON,
+    HEAD_MARK,
+    ViewModels,
+    combine_views,
+    is_body_token,
+    split_views,
+    strongest_clues,
+)
 
 
 def test_tokens_fall_into_the_header_or_the_body_view_by_their_prefix() -> None:
@@ -116,3 +125,16 @@ def test_the_frozen_scorer_gives_the_same_scores_to_the_bit() -> None:
         assert [scorer(t) for t in samples] == [models.score(t, params) for t in samples]
     full_only = ViewModels(full=models.full)
     assert [full_only.scorer()(t) for t in samples] == [full_only.score(t) for t in samples]
+
+
+def test_the_strongest_clues_name_their_model_and_come_most_extreme_first() -> None:
+    clues = [("cheap", 0.93), (HEAD_MARK + "subj:offer", 0.99), (BODY_MARK + "agenda", 0.02), ("meeting", 0.3)]
+    clues += [(f"w{i}", 0.8) for i in range(10)]
+    strongest = strongest_clues(clues, each=3)
+    assert strongest == [
+        ("head", "subj:offer", 0.99),
+        ("all", "cheap", 0.93),
+        ("all", "w0", 0.8),
+        ("body", "agenda", 0.02),
+        ("all", "meeting", 0.3),
+    ]
