@@ -131,17 +131,18 @@ def score_stored(tokens: Collection[str], counts: ViewCounts, params: Params = D
 def strongest_clues(clues: Sequence[tuple[str, float]], each: int = 8) -> list[tuple[str, str, float]]:
     """The ``each`` most spammy and ``each`` most hammy of :func:`score_stored`'s clues, as (model, token, f(w)),
     most extreme first, the view marks turned into the model's name ("all", "head" or "body"): why a verdict."""
-    named = [
-        ("head", token[len(HEAD_MARK) :], f)
-        if token.startswith(HEAD_MARK)
-        else ("body", token[len(BODY_MARK) :], f)
-        if token.startswith(BODY_MARK)
-        else ("all", token, f)
-        for token, f in clues
-    ]
+    named = [(*_unmarked(token), f) for token, f in clues]
     spammy = sorted((c for c in named if c[2] > 0.5), key=lambda c: (-c[2], c[0], c[1]))[:each]
     hammy = sorted((c for c in named if c[2] < 0.5), key=lambda c: (c[2], c[0], c[1]))[:each]
     return spammy + hammy
+
+
+def _unmarked(token: str) -> tuple[str, str]:
+    """(model name, plain token) of a token as :func:`score_stored` reports it."""
+    for mark, model in ((HEAD_MARK, "head"), (BODY_MARK, "body")):
+        if token.startswith(mark):
+            return model, token[len(mark) :]
+    return "all", token
 
 
 def logit(p: float) -> float:
