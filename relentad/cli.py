@@ -560,18 +560,22 @@ def user_terminate(state: State, email: str, yes: bool, purge_now: bool) -> None
 @json_option
 @pass_state
 def purge_command(state: State, at: str | None, as_json: bool) -> None:
-    """Remove expunged mail and terminated accounts older than [retention] deleted_days, and unused bodies."""
+    """Expunge Junk mail older than [retention] junk_days; remove expunged mail and terminated accounts older than
+    [retention] deleted_days, and unused bodies."""
     from .lifecycle import retention
 
     with errors_as_messages():
         now = _moment(at)
         with state.write() as conn:
             settings = state.config.retention
-            result = retention.purge(conn, settings.deleted_days, now, activity_days=settings.activity_days)
+            result = retention.purge(
+                conn, settings.deleted_days, now, activity_days=settings.activity_days, junk_days=settings.junk_days
+            )
     if as_json:
         print_json(asdict(result))
         return
     click.echo(
+        f"expired {result.junk} Junk message(s) into retention; "
         f"purged {result.expunged} expunged message(s), {result.accounts} account(s), "
         f"{result.blobs} message body(ies) ({format_size(result.bytes)})"
     )

@@ -248,6 +248,11 @@ class RetentionConfig:
     """How long deleted data is kept before it is purged for good."""
 
     deleted_days: int = setting(90, "Days expunged mail and terminated accounts are kept before purging.")
+    junk_days: int = setting(
+        30,
+        "Days a message stays in a Junk folder (\\Junk) after it was filed or moved there; the daily purge then "
+        "expunges it, into the deleted_days retention like any expunge. 0 = keep Junk mail until the user deletes it.",
+    )
     activity_days: int = setting(
         365,
         "Days login history and send counters are kept per row (relentad activity); older days are rolled up into "
@@ -495,6 +500,8 @@ def check(config: Config) -> list[str]:
         problems.append("[crm] unassigned_keyword must be an IMAP keyword (an atom, not a \\system flag)")
     if not 0 <= config.spam.ham_below <= config.spam.spam_above <= 1:
         problems.append("[spam] thresholds must satisfy 0 <= ham_below <= spam_above <= 1")
+    if config.retention.junk_days < 0:
+        problems.append("[retention] junk_days must not be negative")
     if config.spam.min_trained < 0:
         problems.append("[spam] min_trained must not be negative")
     if config.spam.max_tokens < 1000 or config.spam.max_age_days < 0:

@@ -4,7 +4,9 @@ Invariants:
 - IMAP EXPUNGE moves rows into ``expunged`` (the retention area, imapwrite); :func:`terminate` does the same with
   every message of the account at once and sets its state to 'terminated', so it can no longer log in or
   receive (recipient resolution and the authenticator only know 'active' accounts).
-- :func:`purge` removes what is older than ``[retention] deleted_days``: retained message rows, terminated
+- :func:`purge` first expunges mail saved into a Junk folder (special use ``\\Junk``) more than ``[retention]
+  junk_days`` ago, as EXPUNGE does (into the retention area, QRESYNC tombstones, a new modseq that IMAP sessions
+  see), then removes what is older than ``[retention] deleted_days``: retained message rows, terminated
   accounts (with their mailboxes, aliases, send counters, CRM data and spam model), then every blob no row
   references any more (``refs`` = 0, kept right by triggers). It runs in one write transaction, so a reader never
   sees half an account; ``now`` is a parameter so tests (``relentad purge --at``) can move the clock.
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 
 from ..config import RetentionConfig
 from ..errors import InvalidInput
+from ..store import imapwrite
 from ..store.db import Store
 from . import activity
 
@@ -40,6 +43,7 @@ class PurgeResult:
     blobs: int  # message bodies no longer referenced, removed
     bytes: int  # octets of those bodies
     activity_rows: int = 0  # login history and send counter rows past ``activity_days`` (rolled up into months)
+    junk: int = 0  # messages expunged from Junk folders past ``junk_days`` (now in retention)
 
 
 def terminate(conn: sqlite3.Connection, account_id: int, now: float | None = None) -> int:
@@ -95,10 +99,14 @@ def _drop_unreferenced_blobs(conn: sqlite3.Connection) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def purge(conn: sqlite3.Connection, deleted_days: int, now: float | None = None, activity_days: int = 0) -> PurgeResult:
-    """Remove retained rows and terminated accounts older than ``deleted_days``, then unreferenced blobs, and
-    activity rows older than ``activity_days`` (0 = keep them)."""
+def purge(
+    conn: sqlite3.Connection, deleted_days: int, now: float | None = None, activity_days: int = 0, junk_days: int = 0
+) -> PurgeResult:
+    """Expunge Junk mail saved more than ``junk_days`` ago (0 = keep it), remove retained rows and terminated
+    accounts older than ``deleted_days``, then unreferenced blobs, and activity rows older than ``activity_days``
+    (0 = keep them)."""
     now = time.time() if now is None else now
+    junk = expire_junk(conn, now - junk_days * DAY) if junk_days else 0
     cutoff = now - deleted_days * DAY
     activity.fold_purged(conn, cutoff)  # what the activity totals counted from these rows moves to their month
     expunged = conn.execute("DELETE FROM expunged WHERE expunged < ?", (cutoff,)).rowcount
@@ -113,7 +121,15 @@ def purge(conn: sqlite3.Connection, deleted_days: int, now: float | None = None,
         _delete_account(conn, account_id)
     blobs, size = _drop_unreferenced_blobs(conn)
     pruned = activity.prune(conn, activity_days, now) if activity_days else 0
-    return PurgeResult(expunged=int(expunged), accounts=len(gone), blobs=blobs, bytes=size, activity_rows=pruned)
+    return PurgeResult(
+        expunged=int(expunged), accounts=len(gone), blobs=blobs, bytes=size, activity_rows=pruned, junk=junk
+    )
+
+
+def expire_junk(conn: sqlite3.Connection, saved_before: float) -> int:
+    """Expunge from every account's Junk folder (``\\Junk``) the mail saved there before ``saved_before``."""
+    boxes = [int(r[0]) for r in conn.execute("SELECT id FROM mailboxes WHERE special_use = ?", ("\\Junk",))]
+    return sum(len(imapwrite.expire(conn, box, saved_before)) for box in boxes)
 
 
 async def run_daily(store: Store, settings: Callable[[], RetentionConfig], interval: float = DAY) -> None:
@@ -122,10 +138,17 @@ async def run_daily(store: Store, settings: Callable[[], RetentionConfig], inter
     while True:
         try:
             config = settings()
-            job = functools.partial(purge, deleted_days=config.deleted_days, activity_days=config.activity_days)
+            job = functools.partial(
+                purge,
+                deleted_days=config.deleted_days,
+                activity_days=config.activity_days,
+                junk_days=config.junk_days,
+            )
             result = await store.write(job)
             log.info(
-                "purge: %d expunged message(s), %d account(s), %d blob(s) (%d octets) removed",
+                "purge: %d Junk message(s) expired; %d expunged message(s), %d account(s), %d blob(s) (%d octets) "
+                "removed",
+                result.junk,
                 result.expunged,
                 result.accounts,
                 result.blobs,

@@ -311,6 +311,23 @@ def expunge(conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int] | Non
     return gone, modseq
 
 
+def expire(conn: sqlite3.Connection, mailbox_id: int, saved_before: float) -> list[int]:
+    """Expunge every message saved into the mailbox before ``saved_before`` (Junk's expiry, ``[retention]
+    junk_days``), into retention like EXPUNGE; returns the UIDs expunged, ascending."""
+    gone = [
+        int(r[0])
+        for r in conn.execute(
+            "SELECT uid FROM messages WHERE mailbox_id = ? AND coalesce(saved, internaldate) < ? ORDER BY uid",
+            (mailbox_id, saved_before),
+        )
+    ]
+    if gone:
+        modseq = mailboxes.bump_modseq(conn, mailbox_id)
+        _retain(conn, mailbox_id, gone)
+        _remove(conn, mailbox_id, gone, modseq)
+    return gone
+
+
 def append_message(
     conn: sqlite3.Connection,
     account_id: int,

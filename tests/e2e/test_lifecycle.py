@@ -79,6 +79,23 @@ def test_expunge_then_purge_with_a_moved_clock(relentad: Daemon) -> None:
     assert [b"Subject: keep" in m for m in relentad.messages(CAROL)] == [True]
 
 
+def test_junk_mail_expires_after_junk_days_and_an_open_session_sees_it_go(relentad: Daemon) -> None:
+    imap = client(relentad, CAROL)
+    imap.append("Junk", None, None, message("old junk"))
+    imap.append("INBOX", None, None, message("inbox mail"))
+    imap.select("Junk")
+    assert json.loads(cli(relentad, "purge", "--at", str(time.time() + 29 * 86400), "--json"))["junk"] == 0
+    result = json.loads(cli(relentad, "purge", "--at", str(time.time() + 31 * 86400), "--json"))
+    assert (result["junk"], result["expunged"]) == (1, 0), "into retention first, purged after deleted_days"
+    imap.noop()
+    assert imap.untagged_responses.get("EXPUNGE") == [b"1"]
+    assert imap.select("Junk") == ("OK", [b"0"])
+    imap.logout()
+    assert [row["mailbox_name"] for row in relentad.query("SELECT mailbox_name FROM expunged")] == ["Junk"]
+    assert [b"Subject: inbox mail" in m for m in relentad.messages(CAROL)] == [True]
+    assert "expired 0 Junk message(s) into retention" in cli(relentad, "purge")
+
+
 def test_terminate_refuses_mail_and_login_and_purges(relentad: Daemon) -> None:
     assert send(relentad, BOB, message("before"))[0] == 250
     out = cli(relentad, "user", "terminate", BOB, "--yes")

@@ -92,6 +92,28 @@ def test_terminate_then_purge_removes_account_and_blobs(conn: sqlite3.Connection
     assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0
 
 
+def test_junk_mail_expires_into_retention_after_junk_days(conn: sqlite3.Connection) -> None:
+    """``[retention] junk_days`` counts from when a message was saved into Junk (RFC 8514 SAVEDATE), not from its
+    date; expired mail goes into retention as an EXPUNGE would (tombstone, new modseq), other folders untouched."""
+    day = 86400.0
+    with db.transaction(conn):
+        _file(conn, "Junk", time.time() - 400 * day)  # an old message, filed into Junk just now
+        _file(conn, "INBOX", time.time() - 400 * day)
+    junk = find(conn, 1, "Junk")
+    assert junk is not None
+    before = conn.execute("SELECT highestmodseq FROM mailboxes WHERE id = ?", (junk,)).fetchone()[0]
+    with db.transaction(conn):
+        assert retention.purge(conn, 90, now=time.time() + 29 * day, junk_days=30).junk == 0
+        assert retention.purge(conn, 90, now=time.time() + 31 * day, junk_days=0).junk == 0  # 0: keep
+        result = retention.purge(conn, 90, now=time.time() + 31 * day, junk_days=30)
+    assert (result.junk, result.expunged) == (1, 0)  # into retention, not yet purged
+    assert conn.execute("SELECT count(*) FROM messages WHERE mailbox_id = ?", (junk,)).fetchone()[0] == 0
+    assert [tuple(r) for r in conn.execute("SELECT mailbox_name FROM expunged")] == [("Junk",)]
+    assert [tuple(r) for r in conn.execute("SELECT uid FROM vanished WHERE mailbox_id = ?", (junk,))] == [(1,)]
+    assert conn.execute("SELECT highestmodseq FROM mailboxes WHERE id = ?", (junk,)).fetchone()[0] > before
+    assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 1, "INBOX keeps its mail"
+
+
 def test_blob_ids_are_never_reused_after_a_purge(conn: sqlite3.Connection) -> None:
     """The CRM's history keeps blob ids after the purge: the newest blob purged, the next message must not get its
     id (it did: SQLite numbers a new row max(id) + 1, and the message joined the old contact's views)."""
