@@ -305,10 +305,15 @@ def expunge(conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int] | Non
         gone.sort()
     if not gone:
         return [], 0
+    return gone, _expunge_uids(conn, mailbox_id, gone)
+
+
+def _expunge_uids(conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int]) -> int:
+    """Move these messages into retention and out of the mailbox under a new modseq, which it returns."""
     modseq = mailboxes.bump_modseq(conn, mailbox_id)
-    _retain(conn, mailbox_id, gone)
-    _remove(conn, mailbox_id, gone, modseq)
-    return gone, modseq
+    _retain(conn, mailbox_id, uids)
+    _remove(conn, mailbox_id, uids, modseq)
+    return modseq
 
 
 def expire(conn: sqlite3.Connection, mailbox_id: int, saved_before: float) -> list[int]:
@@ -322,9 +327,7 @@ def expire(conn: sqlite3.Connection, mailbox_id: int, saved_before: float) -> li
         )
     ]
     if gone:
-        modseq = mailboxes.bump_modseq(conn, mailbox_id)
-        _retain(conn, mailbox_id, gone)
-        _remove(conn, mailbox_id, gone, modseq)
+        _expunge_uids(conn, mailbox_id, gone)
     return gone
 
 
