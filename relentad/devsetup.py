@@ -94,6 +94,9 @@ def connection_help(config: config_mod.Config, password: str) -> list[str]:
             if config.listen.imaps and config.tls_enabled
             else []
         ),
+        f"  the spam filter files mail once its model has learned {config.spam.min_trained} ham and "
+        f"{config.spam.min_trained} spam ([spam] min_trained):",
+        f"    relentad --config {config.path or 'relentad.toml'} spam train --global --ham DIR --spam DIR",
         "",
     ]
 

@@ -63,6 +63,7 @@ def test_init_dev_creates_demo_and_is_idempotent(tmp_path: Path) -> None:
     first = ok(path, "init", "--dev")
     password = next(line.split()[-1] for line in first.splitlines() if line.strip().startswith("password"))
     assert "swaks --server 127.0.0.1:2525" in first
+    assert f"relentad --config {path} spam train --global --ham DIR --spam DIR" in first
     loaded = config_mod.load(path)
     assert loaded.listen.smtp == "127.0.0.1:2525"
     assert loaded.listen.imap == "127.0.0.1:2143"
