@@ -1177,7 +1177,9 @@ def spam_train(state: State, email: str | None, to_global: bool, ham_dir: str, s
 
 def _warn_short_of_min_trained(recorded: tuple[int, int], min_trained: int) -> None:
     """Say on stderr when a model (with the global one, for an account) files no mail yet: ``[spam] min_trained``."""
-    if min(recorded) < min_trained:
+    from .spam.verdicts import short_of_training
+
+    if short_of_training(recorded, min_trained):
         click.echo(
             f"the model has learned {recorded[0]} spam and {recorded[1]} ham, fewer than [spam] min_trained "
             f"({min_trained}) of each: the daemon files nothing by its verdicts yet",

@@ -33,7 +33,7 @@ from . import dnsrecords
 from .config import Config, parse_address
 from .dns import DnsLookupError, lookup, make_resolver, reverse_name
 from .spam.tokenize import TOKENIZER_VERSION
-from .spam.verdicts import MIN_TRAINED
+from .spam.verdicts import MIN_TRAINED, short_of_training
 
 CERT_WARN_DAYS = 14
 _CONNECT_TIMEOUT = 3.0
@@ -270,7 +270,7 @@ def check_spam_model(models: Sequence[Mapping[str, object]], min_trained: int = 
         message = "no global model trained: no mail is filed by its spam score until an account's model has learned"
         return [Finding("warn", "spam model", f"{message} {min_trained} spam and {min_trained} ham", fix)]
     recorded = f"{model['recorded_spam']} spam and {model['recorded_ham']} ham"
-    if min(int(str(model["recorded_spam"])), int(str(model["recorded_ham"]))) < min_trained:
+    if short_of_training((int(str(model["recorded_spam"])), int(str(model["recorded_ham"]))), min_trained):
         message = f"the global model has recorded {recorded}, fewer than [spam] min_trained ({min_trained}) of each"
         return [Finding("warn", "spam model", f"{message}: its verdicts file no mail yet", f"{fix}, more of them")]
     trained = f"{model['nspam']} spam, {model['nham']} ham"

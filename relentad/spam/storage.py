@@ -131,11 +131,10 @@ class StoredCounts:
         the cache while the scopes' totals are unchanged (every training changes them)."""
         spam = ham = 0
         for scope in self.scopes:
-            counts = self.cache.recorded(scope, self.versions[scope]) if self.cache is not None else None
-            if counts is None:
+            if self.cache is not None:
+                counts = self.cache.recorded(self.conn, scope, self.versions[scope])
+            else:
                 counts = recorded(self.conn, scope)
-                if self.cache is not None:
-                    self.cache.keep_recorded(scope, self.versions[scope], counts)
             spam, ham = spam + counts[0], ham + counts[1]
         return spam, ham
 
@@ -245,13 +244,12 @@ class CountCache:
             cached[row[0]] = tuple(row)  # type: ignore[assignment]
         self._size += len(asked)
 
-    def recorded(self, scope: int, version: tuple[object, ...]) -> tuple[int, int] | None:
-        """The scope's :func:`recorded` counts if kept at totals ``version``."""
+    def recorded(self, conn: sqlite3.Connection, scope: int, version: tuple[object, ...]) -> tuple[int, int]:
+        """The scope's :func:`recorded` counts, counted again only when its totals ``version`` moved."""
         kept = self._recorded.get(scope)
-        return kept[1] if kept is not None and kept[0] == version else None
-
-    def keep_recorded(self, scope: int, version: tuple[object, ...], counts: tuple[int, int]) -> None:
-        self._recorded[scope] = (version, counts)
+        if kept is None or kept[0] != version:
+            kept = self._recorded[scope] = (version, recorded(conn, scope))
+        return kept[1]
 
     def seen(self, scope: int, tokens: Iterable[str], today: int) -> None:
         cached = self._rows.get(scope, {})

@@ -116,9 +116,14 @@ def judge(
     return Judgement(scored.score, result, allowed, frozenset(counts.stale & used), recorded, min_trained)
 
 
+def short_of_training(recorded: tuple[int, int], min_trained: int) -> bool:
+    """Whether a model that recorded (spam, ham) messages is still short of ``min_trained`` of either class."""
+    return min(recorded) < min_trained
+
+
 def gated_verdict(value: float, thresholds: Thresholds, recorded: tuple[int, int], min_trained: int) -> Status:
     """``classifier.verdict``, or ``untrained`` while ``recorded`` (spam, ham) messages fall short of ``min_trained``
     in either class (the daemon and ``relentad spam score`` alike)."""
-    if min(recorded) < min_trained:
+    if short_of_training(recorded, min_trained):
         return "untrained"
     return verdict(value, thresholds)
