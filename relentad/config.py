@@ -325,6 +325,11 @@ class SpamConfig:
         "Learn from users: moving or copying mail into Junk (or setting $Junk) trains spam; moving it out of Junk "
         "other than to Trash (or clearing $Junk, setting $NotJunk) trains ham.",
     )
+    learn_replies: bool = setting(
+        True,
+        "With learn on: a reply sent through submission trains the received message it answers (In-Reply-To) as "
+        "ham, unless that message is in Junk or Trash or was already judged. Needs [crm] enabled (its thread index).",
+    )
     max_tokens: int = setting(
         200000, "Token rows kept per account (and for the global model); the least recently used are pruned."
     )

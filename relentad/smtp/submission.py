@@ -43,10 +43,13 @@ from aiosmtpd.smtp import AuthResult, Envelope
 from .. import addrspec, quota, senders, stamping, trace
 from ..auth.authenticator import Authenticator, Login, LoginFailed
 from ..errors import InvalidInput, SMTPReply
+from ..message import ParsedMessage
+from ..message import parse as parse_message
 from ..pipeline import Delivery, Pipeline, Placement
 from ..queue import dsn, queue
 from ..queue.dkim import DkimKeyError
 from ..queue.dkimkeys import KeyRing
+from ..spam import training as spam_training
 from ..store import accounts, messages
 from ..store.db import Store
 from . import replies
@@ -401,10 +404,15 @@ class SubmissionHandler(TransactionLog):
             await self.pipeline.deliver(delivery)
             if delivery.over_quota:
                 await self._bounce_over_quota(tx, login, signed, delivery.over_quota, now)
+            parsed: ParsedMessage | None = delivery.parsed
         else:
             await self.store.write(also)
+            parsed = None
         if remote:
             self.queued()
+        if parsed is None:
+            parsed = parse_message(signed)
+        spam_training.after_send(self.store, config, login.account_id, parsed.in_reply_to)
         return f"250 2.0.0 OK queued as {tx.id}"
 
     async def _bounce_over_quota(

@@ -1,16 +1,22 @@
-"""Learning from what users do in IMAP: Junk moves and the ``$Junk`` / ``$NotJunk`` keywords.
+"""Learning from what users do: Junk moves and the ``$Junk`` / ``$NotJunk`` keywords in IMAP, and replies.
 
 The IMAP command modules call :func:`after_copy` (COPY/MOVE, once the copy committed) and :func:`after_store`
-(STORE, once the flags committed). Both only decide whether there is anything to learn and start a background
-task; the IMAP reply never waits for it. The task reads the messages, tokenizes them off the event loop
-(``asyncio.to_thread``) and trains them in ONE store write job (:func:`storage.train_message` each, then
-pruning if the account's table outgrew ``[spam] max_tokens``).
+(STORE, once the flags committed); submission calls :func:`after_send` once a message it accepted committed.
+Each only decides whether there is anything to learn and starts a background task; the reply never waits for it.
+The task reads the messages, tokenizes them off the event loop (``asyncio.to_thread``) and trains them in ONE
+store write job (:func:`storage.train_message` each, then pruning if the account's table outgrew
+``[spam] max_tokens``).
 
 What teaches what (the account's own model; the global model is only trained by ``relentad spam train``):
 - COPY or MOVE into the Junk folder (name ``Junk`` or special-use ``\\Junk``) → spam.
 - MOVE or COPY out of Junk into any folder but Trash (name ``Trash`` or ``\\Trash``) → ham.
 - STORE setting ``$Junk`` → spam; setting ``$NotJunk`` or clearing ``$Junk`` → ham; clearing ``$NotJunk``
   alone → forget what was learned from the message.
+- Sending a reply (``[spam] learn_replies``) → ham for the received message its In-Reply-To names, found through
+  the CRM's thread index, unless a copy of it is in Junk or Trash or carries ``$Junk`` (a reply to spam, e.g.
+  "unsubscribe me", teaches nothing), and never over a verdict already recorded for it: an explicit verdict wins
+  over an implicit one. Someone the user answers is a correspondent, and learning their mail as ham is how an
+  account without a global model reaches ``[spam] min_trained`` ham, since users seldom move mail out of Junk.
 
 Invariants: training is keyed by the SHA-256 of the stored message (``blobs.sha256``, the same key bulk
 training uses for a file), so doing the same thing twice learns once and reversing a decision unlearns exactly
@@ -36,6 +42,8 @@ from .verdicts import JUNK_KEYWORD, NOT_JUNK_KEYWORD
 log = logging.getLogger(__name__)
 
 Lesson = Literal["spam", "ham", "forget"]
+
+MAX_REPLIED = 10  # In-Reply-To values looked up per sent message (RFC 5322 allows several; one is usual)
 
 _tasks: set[asyncio.Task[int]] = set()
 
@@ -118,10 +126,21 @@ def after_store(
         _start(store, config, account_id, mailbox_id, list(uids), lesson, "imap-flag")
 
 
+def after_send(store: Store, config: Config, account_id: int, in_reply_to: Sequence[str]) -> None:
+    """A message the account sent committed: learn the received messages it answers as ham, in the background."""
+    if not (config.spam.learn and config.spam.learn_replies) or not in_reply_to:
+        return
+    msgids = list(dict.fromkeys(in_reply_to))[:MAX_REPLIED]
+    _keep(asyncio.get_running_loop().create_task(learn_replied(store, config, account_id, msgids)))
+
+
 def _start(
     store: Store, config: Config, account_id: int, mailbox_id: int, uids: list[int], lesson: Lesson, source: str
 ) -> None:
-    task = asyncio.get_running_loop().create_task(learn(store, config, account_id, mailbox_id, uids, lesson, source))
+    _keep(asyncio.get_running_loop().create_task(learn(store, config, account_id, mailbox_id, uids, lesson, source)))
+
+
+def _keep(task: asyncio.Task[int]) -> None:
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
 
@@ -146,34 +165,87 @@ def _messages(conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int]) ->
     return [(bytes(key), bytes(prefix) + bytes(data)) for key, prefix, data in rows]
 
 
+_REPLIED = """
+    SELECT b.sha256, m.prefix, b.data, mb.name, coalesce(mb.special_use, ''), m.keywords
+    FROM crm_thread_ids t
+    JOIN crm_messages c ON c.account_id = t.account_id AND c.thread_id = t.thread_id AND c.direction = 'in'
+    JOIN blobs b ON b.id = c.blob_id
+    JOIN messages m ON m.blob_id = b.id
+    JOIN mailboxes mb ON mb.id = m.mailbox_id AND mb.account_id = t.account_id
+    WHERE t.account_id = ? AND t.msgid = ? AND b.structure IS NOT NULL AND json_extract(b.structure, '$.m') = ?
+"""
+
+
+def replied_messages(conn: sqlite3.Connection, account_id: int, msgids: Sequence[str]) -> list[tuple[bytes, bytes]]:
+    """(key, raw) of the account's received messages with these Message-IDs that a reply may teach as ham: none
+    of whose copies is in Junk or Trash or carries ``$Junk``."""
+    copies: dict[bytes, list[tuple[bytes, _Folder, str]]] = {}
+    for msgid in msgids:
+        for key, prefix, data, name, special_use, keywords in conn.execute(_REPLIED, (account_id, msgid, msgid)):
+            copy = (bytes(prefix) + bytes(data), _Folder(name, special_use), keywords)
+            copies.setdefault(bytes(key), []).append(copy)
+    junk = JUNK_KEYWORD.lower()
+    return [
+        (key, found[0][0])
+        for key, found in copies.items()
+        if not any(
+            _is_junk(folder) or _is_trash(folder) or junk in keywords.lower().split() for _, folder, keywords in found
+        )
+    ]
+
+
 async def learn(
     store: Store, config: Config, account_id: int, mailbox_id: int, uids: Sequence[int], lesson: Lesson, source: str
 ) -> int:
     """Train the account's model with ``lesson`` for the messages ``uids`` of a mailbox; returns learn calls."""
     try:
         found = store.read(lambda conn: _messages(conn, mailbox_id, uids))
-        hosts = (config.server.hostname,)
-
-        def tokenize_all() -> list[tuple[bytes, frozenset[str]]]:
-            return [(key, tokenize(raw, own_hosts=hosts)) for key, raw in found]
-
-        tokenized = await asyncio.to_thread(tokenize_all)
-
-        def job(conn: sqlite3.Connection) -> int:
-            learned = 0
-            for key, tokens in tokenized:
-                if lesson == "forget":
-                    storage.forget(conn, account_id, key)
-                else:
-                    learned += storage.train_message(conn, account_id, key, tokens, lesson == "spam", source)
-            storage.prune(conn, account_id, config.spam.max_tokens, config.spam.max_age_days)
-            return learned
-
-        learned = await store.write(job)
-        log.info(
-            "spam: account=%d learned %s from %d message(s) (%s): %d", account_id, lesson, len(found), source, learned
-        )
-        return learned
+        return await _train(store, config, account_id, found, lesson, source)
     except Exception:
         log.exception("spam: training from %s failed (account %d)", source, account_id)
         return 0
+
+
+async def learn_replied(store: Store, config: Config, account_id: int, msgids: Sequence[str]) -> int:
+    """Train the received messages ``msgids`` name (see :func:`replied_messages`) as ham, where nothing is recorded
+    for them yet; returns learn calls."""
+    try:
+        found = store.read(lambda conn: replied_messages(conn, account_id, msgids))
+        return await _train(store, config, account_id, found, "ham", "reply", keep_recorded=True) if found else 0
+    except Exception:
+        log.exception("spam: training from a reply failed (account %d)", account_id)
+        return 0
+
+
+async def _train(
+    store: Store,
+    config: Config,
+    account_id: int,
+    found: Sequence[tuple[bytes, bytes]],
+    lesson: Lesson,
+    source: str,
+    *,
+    keep_recorded: bool = False,
+) -> int:
+    """Tokenize ``found`` (key, raw) off the event loop, then learn or forget it all in one write job and prune.
+    ``keep_recorded``: leave messages that already have a recorded verdict alone."""
+    hosts = (config.server.hostname,)
+
+    def tokenize_all() -> list[tuple[bytes, frozenset[str]]]:
+        return [(key, tokenize(raw, own_hosts=hosts)) for key, raw in found]
+
+    tokenized = await asyncio.to_thread(tokenize_all)
+
+    def job(conn: sqlite3.Connection) -> int:
+        learned = 0
+        for key, tokens in tokenized:
+            if lesson == "forget":
+                storage.forget(conn, account_id, key)
+            elif not (keep_recorded and storage.trained_as(conn, account_id, key) is not None):
+                learned += storage.train_message(conn, account_id, key, tokens, lesson == "spam", source)
+        storage.prune(conn, account_id, config.spam.max_tokens, config.spam.max_age_days)
+        return learned
+
+    learned = await store.write(job)
+    log.info("spam: account=%d learned %s from %d message(s) (%s): %d", account_id, lesson, len(found), source, learned)
+    return learned

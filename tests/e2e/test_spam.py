@@ -10,12 +10,13 @@ import smtplib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import PASSWORD, Daemon
 from tests.support.dnsmasq import Dnsmasq
-from tests.support.imap import client, imap_daemon
+from tests.support.imap import client, imap_daemon, tls_client_context
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "spamassassin" / "train"
 ALICE = "alice@example.test"
@@ -46,7 +47,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, dns_server: Dnsmasq) -> It
     spams = corpus_files("spam/spam-1", 200)
     for path in spams:
         (spam / path.name).write_bytes(as_smtp(path.read_bytes()))
-    daemon = imap_daemon(root / "mx", dns_server.nameserver)
+    daemon = imap_daemon(root / "mx", dns_server.nameserver, submission=True)
     result = daemon.cli("spam", "train", ALICE, "--ham", str(ham), "--spam", str(spam))
     assert "400 messages" in result.stdout
     again = daemon.cli("spam", "train", ALICE, "--ham", str(ham), "--spam", str(spam))
@@ -151,6 +152,37 @@ def test_an_account_short_of_min_trained_files_nothing_by_score(trained: tuple[D
     assert "fewer than [spam] min_trained (200) of each: the daemon files nothing by its verdicts yet" in taught.stderr
     scored = daemon.cli("spam", "score", "--json", "--user", bob, *map(str, ham_dir.iterdir()))
     assert json.loads(scored.stdout)[0]["verdict"] == "untrained" and "2 ham, fewer than" in scored.stderr
+
+
+def test_a_reply_sent_through_submission_teaches_the_answered_message_as_ham(trained: tuple[Daemon, bytes]) -> None:
+    """carol has no model: a corpus ham reaches her, she answers it through submission, and the answered message
+    is learned as ham into her model (source "reply"); her next mail is judged with that ham counted."""
+    daemon, _ = trained
+    carol = "carol@example.test"
+    ham = as_smtp(corpus_files("ham/easy-ham-1", 2)[1].read_bytes())
+    msgid = re.search(rb"^Message-I[Dd]:\s*(<[^>]+>)", ham, re.MULTILINE | re.IGNORECASE)
+    assert msgid
+    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=30) as smtp:
+        smtp.sendmail("sender@elsewhere.test", [carol], ham)
+    reply = (
+        f"From: Carol <{carol}>\r\nTo: alice@example.test\r\nSubject: Re: that\r\n"
+        f"In-Reply-To: {msgid.group(1).decode()}\r\n\r\nThanks, noted.\r\n"
+    ).encode()
+    with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=30) as smtp:
+        smtp.starttls(context=tls_client_context())
+        smtp.login(carol, PASSWORD)
+        smtp.sendmail(carol, ["alice@example.test"], reply)
+    rows: list[Any] = []
+    for _ in range(200):
+        rows = daemon.query("SELECT t.class, t.source FROM spam_trained t JOIN accounts a ON a.id = t.scope "
+                            "WHERE a.email = ?", carol)  # fmt: skip
+        if rows:
+            break
+        time.sleep(0.05)
+    assert [tuple(row) for row in rows] == [("ham", "reply")]
+    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=30) as smtp:
+        smtp.sendmail("sender@elsewhere.test", [carol], as_smtp(corpus_files("ham/easy-ham-1", 3)[2].read_bytes()))
+    assert b"verdict=untrained, trained=0 spam/1 ham," in daemon.messages(carol, "INBOX")[-1]
 
 
 def test_cli_score_and_stats(trained: tuple[Daemon, bytes], tmp_path: Path) -> None:

@@ -33,9 +33,15 @@ def message(
 
 
 def imap_daemon(
-    root: Path, nameserver: str, *, plaintext: bool = True, settings: dict[str, dict[str, Any]] | None = None
+    root: Path,
+    nameserver: str,
+    *,
+    plaintext: bool = True,
+    settings: dict[str, dict[str, Any]] | None = None,
+    submission: bool = False,
 ) -> Daemon:
-    """A provisioned, started daemon with IMAP on loopback (domain example.test, users alice, bob, carol)."""
+    """A provisioned, started daemon with IMAP (and ``submission``) on loopback (domain example.test, users alice,
+    bob, carol)."""
     merged: dict[str, dict[str, Any]] = {
         "auth": {"plaintext_loopback": plaintext},
         "dns": {"nameservers": [nameserver]},
@@ -43,7 +49,7 @@ def imap_daemon(
     }
     for section, values in (settings or {}).items():
         merged.setdefault(section, {}).update(values)
-    daemon = Daemon(root, imap=True, settings=merged)
+    daemon = Daemon(root, imap=True, submission=submission, settings=merged)
     daemon.add_domain("example.test")
     for user in ("alice", "bob", "carol"):
         daemon.add_user(f"{user}@example.test")

@@ -1,0 +1,88 @@
+"""Learning from replies (spam/training.py): which received messages a sent reply teaches as ham.
+
+In-process over a real store: the messages are filed by the real pipeline (so the CRM's thread index is the one
+the daemon writes) and the lesson runs as the daemon's background task does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from relentad import config as config_mod
+from relentad.events import Bus
+from relentad.pipeline import Delivery, Pipeline, Placement
+from relentad.spam import storage, training
+from relentad.spam.tokenize import tokenize
+from relentad.store import accounts
+from relentad.store.db import Store
+from relentad.trace import Source
+from tests.support.store import database_with
+
+ALICE = "alice@example.test"
+CONFIG = config_mod.from_dict(
+    {"server": {"hostname": "mx.example.test"}, "spam": {"enabled": False}, "mailauth": {"verify": False}}
+)
+
+
+def raw(msgid: str, sender: str = "Bob <bob@acme.example>", subject: str = "quote") -> bytes:
+    return (
+        f"From: {sender}\r\nTo: {ALICE}\r\nSubject: {subject}\r\nMessage-ID: <{msgid}>\r\n\r\n"
+        f"Could you send the quote for {msgid}?\r\n"
+    ).encode()
+
+
+async def file_and_reply(path: Path, filed: list[tuple[bytes, str, list[str]]], replied: list[str]) -> int:
+    """File each (message, mailbox, keywords) for alice, then learn from a reply naming ``replied``."""
+    store = Store(path)
+    store.start(asyncio.get_running_loop())
+    try:
+        account_id = store.read(lambda conn: accounts.get_account(conn, ALICE).id)
+        pipeline = Pipeline(store, Bus(), CONFIG)
+        for message, mailbox, keywords in filed:
+            placement = Placement(account_id, ALICE, mailbox=mailbox, keywords=list(keywords))
+            source = Source("192.0.2.1", "h", "ESMTP")
+            await pipeline.deliver(Delivery(message, "bob@acme.example", [placement], source, "T1"))
+        return await training.learn_replied(store, CONFIG, account_id, replied)
+    finally:
+        store.close()
+
+
+def recorded(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
+    """Message-ID → (class, source) of alice's training records."""
+    rows = conn.execute(
+        "SELECT json_extract(b.structure, '$.m'), t.class, t.source FROM spam_trained t "
+        "JOIN blobs b ON b.sha256 = t.sha256"
+    ).fetchall()
+    return {msgid: (klass, source) for msgid, klass, source in rows}
+
+
+def test_a_reply_teaches_the_message_it_answers_as_ham(tmp_path: Path) -> None:
+    conn = database_with(tmp_path / "r.db", ALICE)
+    filed = [(raw("m1@acme.example"), "INBOX", []), (raw("m2@acme.example"), "INBOX", [])]
+    learned = asyncio.run(file_and_reply(tmp_path / "r.db", filed, ["m1@acme.example"]))
+    assert learned >= 1
+    assert recorded(conn) == {"m1@acme.example": ("ham", "reply")}
+    assert storage.recorded(conn, conn.execute("SELECT id FROM accounts").fetchone()[0]) == (0, 1)
+
+
+def test_a_reply_to_junk_a_judged_message_or_own_mail_teaches_nothing(tmp_path: Path) -> None:
+    """Replying to spam ("unsubscribe me") is no verdict; an explicit verdict stays; the account's own mail and
+    unknown Message-IDs are not received mail."""
+    conn = database_with(tmp_path / "r.db", ALICE)
+    judged = raw("judged@acme.example")
+    account_id = conn.execute("SELECT id FROM accounts").fetchone()[0]
+    with conn:
+        storage.train_message(conn, account_id, storage.digest(judged), tokenize(judged), True, "imap-move")
+    filed = [
+        (raw("junk@acme.example"), "Junk", []),
+        (raw("flagged@acme.example"), "INBOX", ["$Junk"]),
+        (raw("trash@acme.example"), "Trash", []),
+        (judged, "INBOX", []),
+        (raw("own@example.test", sender=f"Alice <{ALICE}>"), "INBOX", []),
+    ]
+    names = ["junk@acme.example", "flagged@acme.example", "trash@acme.example", "judged@acme.example"]
+    learned = asyncio.run(file_and_reply(tmp_path / "r.db", filed, [*names, "own@example.test", "nowhere@x"]))
+    assert learned == 0
+    assert recorded(conn) == {"judged@acme.example": ("spam", "imap-move")}
