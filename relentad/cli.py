@@ -1175,6 +1175,11 @@ def spam_train(state: State, email: str | None, to_global: bool, ham_dir: str, s
     _warn_short_of_min_trained(recorded, state.config.spam.min_trained)
 
 
+def _by_source(sources: object) -> str:
+    """ "; 400 by cli; 3 by reply": how a model's recorded messages came to be trained."""
+    return "".join(f"; {count} by {source}" for source, count in sources.items()) if isinstance(sources, dict) else ""
+
+
 def _warn_short_of_min_trained(recorded: tuple[int, int], min_trained: int) -> None:
     """Say on stderr when a model (with the global one, for an account) files no mail yet: ``[spam] min_trained``."""
     from .spam.verdicts import short_of_training
@@ -1259,7 +1264,9 @@ def spam_stats(state: State, as_json: bool) -> None:
     for row in rows:
         click.echo(
             f"{row['scope']}: {row['nspam']} spam, {row['nham']} ham learned; {row['tokens']} tokens; "
-            f"{row['recorded']} messages recorded ({row['recorded_spam']} spam, {row['recorded_ham']} ham)"
+            f"{row['recorded']} messages recorded ({row['recorded_spam']} spam, {row['recorded_ham']} ham"
+            + _by_source(row["sources"])
+            + ")"
             + (
                 f"; trained with tokenizer {row['tokenizer']}, older than the current one: retraining advised"
                 " (relentad spam train again)"

@@ -546,9 +546,9 @@ def prune(
 
 def stats(conn: sqlite3.Connection) -> list[dict[str, object]]:
     """One row per scope: scope name, messages learned as spam/ham (learn calls: train-on-error learns some
-    messages several times, others never), token rows, distinct messages recorded (in all, as spam, as ham), the
-    tokenizer version it was trained with and whether that is older than the current one (``stale``: retraining
-    advised)."""
+    messages several times, others never), token rows, distinct messages recorded (in all, as spam, as ham, and
+    per source: ``cli`` for ``spam train``, ``imap-move``, ``imap-flag``, ``reply``), the tokenizer version it was
+    trained with and whether that is older than the current one (``stale``: retraining advised)."""
     rows = conn.execute(
         """SELECT t.scope, coalesce(a.email, ''), t.nspam, t.nham, t.tokens, t.updated, t.tokenizer
            FROM spam_totals t LEFT JOIN accounts a ON a.id = t.scope ORDER BY t.scope"""
@@ -556,6 +556,9 @@ def stats(conn: sqlite3.Connection) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for scope, email, nspam, nham, tokens, updated, tokenizer in rows:
         recorded_spam, recorded_ham = recorded(conn, scope)
+        sources = conn.execute(
+            "SELECT source, count(*) FROM spam_trained WHERE scope = ? GROUP BY source ORDER BY source", (scope,)
+        )
         out.append(
             {
                 "scope": "global" if scope == GLOBAL else email,
@@ -565,6 +568,7 @@ def stats(conn: sqlite3.Connection) -> list[dict[str, object]]:
                 "recorded": recorded_spam + recorded_ham,
                 "recorded_spam": recorded_spam,
                 "recorded_ham": recorded_ham,
+                "sources": {str(source): int(count) for source, count in sources},
                 "updated": float(updated),
                 "tokenizer": int(tokenizer),
                 "stale": int(tokenizer) < TOKENIZER_VERSION,

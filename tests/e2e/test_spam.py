@@ -180,6 +180,7 @@ def test_a_reply_sent_through_submission_teaches_the_answered_message_as_ham(tra
             break
         time.sleep(0.05)
     assert [tuple(row) for row in rows] == [("ham", "reply")]
+    assert "1 messages recorded (0 spam, 1 ham; 1 by reply)" in daemon.cli("spam", "stats").stdout
     with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=30) as smtp:
         smtp.sendmail("sender@elsewhere.test", [carol], as_smtp(corpus_files("ham/easy-ham-1", 3)[2].read_bytes()))
     assert b"verdict=untrained, trained=0 spam/1 ham," in daemon.messages(carol, "INBOX")[-1]

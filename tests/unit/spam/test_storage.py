@@ -239,6 +239,7 @@ def test_recorded_counts_follow_training_through_the_cache(conn: sqlite3.Connect
     assert StoredCounts(conn, 1, cache=cache, with_global=False).recorded() == (0, 0)
     [row] = [row for row in storage.stats(conn) if row["scope"] == "global"]
     assert (row["recorded"], row["recorded_spam"], row["recorded_ham"]) == (40, 20, 20)
+    assert row["sources"] == {"cli": 40}
 
 
 def test_count_cache_answers_like_the_database_and_follows_every_change(conn: sqlite3.Connection) -> None:
