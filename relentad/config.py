@@ -137,6 +137,22 @@ class MailAuthConfig:
 
 
 @dataclass(frozen=True)
+class DNSBLConfig:
+    """DNS blocklists (RFC 5782) asked about the IP address of every client of the MX (never of submission)."""
+
+    zones: list[str] = setting(
+        [],
+        'Blocklist zones asked about each connecting IP address, e.g. ["zen.spamhaus.org"]; empty = none. Mind '
+        "each list's terms of use: many refuse queries that come through public resolvers.",
+    )
+    action: str = setting(
+        "reject",
+        '"reject": a listed client\'s recipients get 550 5.7.1 naming the list (mail to postmaster@ is still '
+        'accepted, so that a listed sender can reach a person); "junk": its mail is accepted and filed into Junk.',
+    )
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     """Logins (SMTP AUTH, IMAP LOGIN): throttling of failures, the credential cache, plaintext on loopback."""
 
@@ -348,6 +364,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     dns: DNSConfig = field(default_factory=DNSConfig)
     mailauth: MailAuthConfig = field(default_factory=MailAuthConfig)
+    dnsbl: DNSBLConfig = field(default_factory=DNSBLConfig)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
@@ -388,6 +405,7 @@ SECTIONS: dict[str, type] = {
     "limits": LimitsConfig,
     "dns": DNSConfig,
     "mailauth": MailAuthConfig,
+    "dnsbl": DNSBLConfig,
     "quota": QuotaConfig,
     "retention": RetentionConfig,
     "backup": BackupConfig,
@@ -505,6 +523,11 @@ def check(config: Config) -> list[str]:
         problems.append("[crm] unassigned_keyword must be an IMAP keyword (an atom, not a \\system flag)")
     if not 0 <= config.spam.ham_below <= config.spam.spam_above <= 1:
         problems.append("[spam] thresholds must satisfy 0 <= ham_below <= spam_above <= 1")
+    if config.dnsbl.action not in ("reject", "junk"):
+        problems.append('[dnsbl] action must be "reject" or "junk"')
+    for zone in config.dnsbl.zones:
+        if not zone.strip(".") or any(c.isspace() for c in zone) or ".." in zone:
+            problems.append(f"[dnsbl] zones: {zone!r} is not a DNS zone name")
     if config.retention.junk_days < 0:
         problems.append("[retention] junk_days must not be negative")
     if config.spam.min_trained < 0:

@@ -29,7 +29,7 @@ import dns.asyncresolver
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from . import dnsrecords
+from . import dnsbl, dnsrecords
 from .config import Config, parse_address
 from .dns import DnsLookupError, lookup, make_resolver, reverse_name
 from .spam.tokenize import TOKENIZER_VERSION
@@ -253,6 +253,19 @@ async def check_listeners(config: Config) -> list[Finding]:
     return findings
 
 
+async def check_blocklists(config: Config, resolver: dns.asyncresolver.Resolver) -> list[Finding]:
+    """Each ``[dnsbl]`` zone answers its RFC 5782 test points as a blocklist should, through our resolver."""
+    findings: list[Finding] = []
+    for zone in config.dnsbl.zones:
+        problem = await dnsbl.health(resolver, zone)
+        if problem is None:
+            findings.append(Finding("ok", "dnsbl", f"{zone} answers its test points"))
+        else:
+            fix = "ask through a resolver of your own (unbound on this host, in [dns] nameservers), or fix the name"
+            findings.append(Finding("fail", "dnsbl", f"{zone} {problem}", fix))
+    return findings
+
+
 _SPAM_TRAIN = "relentad spam train --global --ham DIR --spam DIR"
 
 
@@ -295,6 +308,7 @@ async def run(config: Config, domains: list[str], spam_models: Sequence[Mapping[
     findings += await check_host(resolver, config.server.hostname.rstrip("."))
     findings += check_certificate(config)
     findings += await check_listeners(config)
+    findings += await check_blocklists(config, resolver)
     if config.spam.enabled:
         findings += check_spam_model(spam_models, config.spam.min_trained)
     return findings

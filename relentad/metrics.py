@@ -90,6 +90,8 @@ def reason_of(reply: str) -> str:
     named = _REASONS.get(reply.rstrip("\r\n"))
     if named is not None:
         return named
+    if reply.startswith(replies.BLOCKLISTED):
+        return "dnsbl"
     match = _ENHANCED.match(reply)
     return match.group(1) if match else reply[:3]
 

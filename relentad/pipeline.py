@@ -23,6 +23,7 @@ from .config import Config
 from .crm import participants
 from .crm.sorter import FilingFailed, Sorter
 from .dns import Resolvers, make_resolvers
+from .dnsbl import Blocklists, Listing
 from .errors import SMTPReply
 from .events import Bus, MessageAdded
 from .spam import storage as spam_storage
@@ -71,6 +72,7 @@ class Delivery:
     over_quota: list[Placement] = field(default_factory=list)
     headers: list[bytes] = field(default_factory=list)  # fields every copy gets (Authentication-Results)
     auth: mailauth.AuthResult | None = None
+    dnsbl: Listing | None = None  # the MX client is on a blocklist and ``[dnsbl] action`` is "junk"
     # Writes that must commit in the same transaction as the copies (submission's queue entries, a bounce's
     # queue result): they run on the writer thread after the copies are filed.
     also: list[Callable[[sqlite3.Connection], object]] = field(default_factory=list)
@@ -157,6 +159,13 @@ def file_all(delivery: Delivery, mailbox: str, reason: str) -> None:
         placement.reasons.append(reason)
 
 
+def file_blocklisted(delivery: Delivery, listing: Listing) -> None:
+    """Mail from a blocklisted client (``[dnsbl] action = "junk"``): every copy into Junk, the listing recorded in
+    an ``X-DNSBL`` field so that the user sees why."""
+    delivery.headers.append(f"X-DNSBL: listed in {listing.describe()}\r\n".encode("ascii", "replace"))
+    file_all(delivery, mailboxes.JUNK, f"dnsbl-{listing.zone}")
+
+
 async def authenticate(delivery: Delivery, config: Config, resolvers: Resolvers) -> None:
     """Step 1: who really sent it. Records Authentication-Results; applies the DMARC policy (RFC 7489 §6.7).
 
@@ -198,6 +207,7 @@ class Pipeline:
         self.hostname = config.server.hostname
         self.sorter.unassigned = config.crm.unassigned_keyword
         self.resolvers = make_resolvers(config.dns.nameservers, config.dns.timeout)
+        self.blocklists = Blocklists(config.dnsbl.zones, self.resolvers.aio)
 
     async def deliver(self, delivery: Delivery) -> list[Stored]:
         """Run the steps, then file the message for every placement; returns once durably committed.
@@ -206,6 +216,8 @@ class Pipeline:
         """
         if delivery.verify_sender and self.config.mailauth.verify:
             await authenticate(delivery, self.config, self.resolvers)
+        if delivery.dnsbl is not None:
+            file_blocklisted(delivery, delivery.dnsbl)
         if delivery.structure is None:  # parsed once here; IMAP serves ENVELOPE/BODYSTRUCTURE/sections from it
             delivery.parsed = message.parse(delivery.raw)
             delivery.structure = delivery.parsed.to_json()

@@ -4,6 +4,8 @@ Policy for this listener, as aiosmtpd handler hooks:
 - never an open relay: a recipient outside the hosted domains gets ``554 5.7.1``; AUTH is not offered here
   (users submit on 587/465);
 - unknown users of hosted domains get ``550 5.1.1``; recipients over the limit ``452 4.5.3``;
+- a client on a ``[dnsbl]`` blocklist gets ``550 5.7.1`` naming the list for every local recipient but
+  postmaster@ (action "reject"), or has its mail filed into Junk (action "junk");
 - a recipient whose accounts are all at their disk quota gets ``452 4.2.2`` at RCPT, a message that would take
   every one of them over it ``552 5.2.2`` at DATA (checked exactly, inside the commit: ``Delivery.check_quota``);
   otherwise it goes to the accounts with room, and an account passing 90 % gets its warning once (quotawarn.py);
@@ -22,6 +24,7 @@ from typing import Any
 from aiosmtpd.smtp import Envelope
 
 from .. import addrspec, quota, quotawarn, trace
+from ..dnsbl import Listing
 from ..errors import InvalidInput
 from ..pipeline import Delivery, Pipeline, Placement
 from ..store import accounts
@@ -77,14 +80,17 @@ class InboundHandler(TransactionLog):
             with_room = [
                 a for a in resolution.account_ids if not self.store.read(functools.partial(quota.is_full, account_id=a))
             ]
-            if resolution.kind is accounts.RecipientKind.LOCAL and with_room:
+            refusal = await self._blocklisted(session, tx, address) if with_room else None
+            if refusal is None and resolution.kind is accounts.RecipientKind.LOCAL and with_room:
                 envelope.rcpt_tos.append(address)
                 envelope.rcpt_options.extend(options)
                 tx.accepted.append(address)
                 for account_id in with_room:
                     tx.placements.setdefault(account_id, Placement(account_id, _delivered_to(address)))
                 return replies.RECIPIENT_OK
-            if resolution.kind is accounts.RecipientKind.LOCAL:
+            if refusal is not None:
+                reply = refusal
+            elif resolution.kind is accounts.RecipientKind.LOCAL:
                 reply = replies.MAILBOX_FULL
             elif resolution.kind is accounts.RecipientKind.UNKNOWN_USER:
                 reply = replies.UNKNOWN_USER
@@ -92,6 +98,26 @@ class InboundHandler(TransactionLog):
                 reply = replies.RELAY_DENIED
         tx.rejected.append(address)
         return reply
+
+    async def _blocklisted(self, session: RelentadSession, tx: Transaction, address: str) -> str | None:
+        """``[dnsbl]``: the refusal for a local recipient when the client is listed and the action is "reject"
+        (mail to postmaster@ is still taken); with "junk" the listing goes with the transaction to the pipeline.
+        The zones are asked once per connection, at its first local recipient."""
+        config = self.get_context().config.dnsbl
+        if not config.zones or not session.peer:
+            return None
+        if not session.dnsbl_checked:
+            session.dnsbl = await self.pipeline.blocklists.check(session.peer[0])
+            session.dnsbl_checked = True
+        listing: Listing | None = session.dnsbl
+        if listing is None:
+            return None
+        if config.action == "junk":
+            tx.dnsbl = listing
+            return None
+        if address.rpartition("@")[0].lower() == "postmaster":
+            return None
+        return replies.blocklisted(session.peer[0], listing.describe())
 
     async def handle_DATA(self, server: Any, session: RelentadSession, envelope: Envelope) -> str:
         tx = transaction_of(session)
@@ -117,6 +143,7 @@ class InboundHandler(TransactionLog):
             transaction_id=tx.id,
             verify_sender=True,
             check_quota=True,
+            dnsbl=tx.dnsbl,
         )
         reply = await outcome_reply(tx, self._deliver(delivery, tx))
         log_transaction(session, tx, reply, len(raw))

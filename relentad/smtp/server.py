@@ -203,6 +203,8 @@ class RelentadSession(Session):
         self.tx: Any = None  # the open transaction, owned by the handler
         self.last_reply = ""  # the last reply sent, for the transaction log
         self.listener = "smtp"  # the listener's name in metrics
+        self.dnsbl_checked = False  # the client's IP was looked up in [dnsbl] zones (once per connection)
+        self.dnsbl: Any = None  # what that found: a dnsbl.Listing, or None
 
 
 class RelentadSMTP(SMTP):

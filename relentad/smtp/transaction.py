@@ -16,6 +16,7 @@ from typing import Any
 from aiosmtpd.smtp import Envelope
 
 from .. import metrics, trace
+from ..dnsbl import Listing
 from ..errors import SMTPReply, StoreUnavailable
 from ..pipeline import Placement
 from . import replies
@@ -34,6 +35,7 @@ class Transaction:
     accepted: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     mail_from: str = ""
+    dnsbl: Listing | None = None  # the client is listed and [dnsbl] action is "junk": the pipeline files it there
 
 
 def transaction_of(session: RelentadSession) -> Transaction:

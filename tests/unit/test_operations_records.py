@@ -82,4 +82,5 @@ def test_rejection_reasons_are_named() -> None:
     assert metrics.reason_of(replies.RELAY_DENIED) == "relay_denied"
     assert metrics.reason_of(replies.STORE_FAILED + "\r\n") == "store_failed"
     assert metrics.reason_of("535 5.7.8 Authentication credentials invalid") == "5.7.8"
+    assert metrics.reason_of(replies.blocklisted("192.0.2.1", "bl.test (127.0.0.2)")) == "dnsbl"
     assert metrics.reason_of("500 Error") == "500"

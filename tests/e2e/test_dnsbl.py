@@ -1,0 +1,74 @@
+"""DNS blocklists on the real daemon: a client listed in a dnsmasq-served zone, from 127.0.0.2 (RFC 5782's test
+point, which every list lists) against 127.0.0.1 (which none may)."""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import MakeDaemon, provision
+from tests.support.daemon import Daemon
+from tests.support.dns_fixture import start_or_skip
+from tests.support.dnsmasq import Dnsmasq, DnsRecords
+
+MESSAGE = b"From: someone@elsewhere.test\r\nTo: alice@example.test\r\nSubject: hello\r\n\r\nHello.\r\n"
+REASON = "Listed for testing, see https://bl.test/"
+
+
+@pytest.fixture
+def zone_server(tmp_path: Path) -> Iterator[Dnsmasq]:
+    """This test's own DNS server (the session's shared one must stay empty)."""
+    server = start_or_skip(tmp_path / "dnsbl-dns")
+    yield server
+    server.close()
+
+
+def listed_daemon(make_daemon: MakeDaemon, dns: Dnsmasq, action: str) -> Daemon:
+    dns.replace(DnsRecords().add_a("2.0.0.127.bl.test", "127.0.0.2").add_txt("2.0.0.127.bl.test", REASON))
+    settings = {"dns": {"nameservers": [dns.nameserver]}, "dnsbl": {"zones": ["bl.test"], "action": action}}
+    daemon = provision(make_daemon(settings=settings))
+    daemon.add_alias("postmaster@example.test", "carol@example.test")
+    return daemon.start()
+
+
+def client(daemon: Daemon, source: str) -> smtplib.SMTP:
+    smtp = smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=15, source_address=(source, 0))
+    smtp.ehlo("client.elsewhere.test")
+    return smtp
+
+
+def test_a_listed_client_is_refused_naming_the_list_but_may_write_to_postmaster(
+    make_daemon: MakeDaemon, zone_server: Dnsmasq
+) -> None:
+    daemon = listed_daemon(make_daemon, zone_server, "reject")
+    with client(daemon, "127.0.0.2") as smtp:
+        assert smtp.mail("someone@elsewhere.test")[0] == 250
+        code, text = smtp.rcpt("alice@example.test")
+        assert (code, text.decode()) == (
+            550,
+            f"5.7.1 Service unavailable; client [127.0.0.2] blocked using bl.test (127.0.0.2: {REASON})",
+        )
+        assert smtp.rcpt("nobody@elsewhere.test")[0] == 554  # not ours: relay denied, no lookup needed
+        assert smtp.rcpt("postmaster@example.test")[0] == 250
+        assert smtp.data(MESSAGE)[0] == 250
+    assert len(daemon.messages("carol@example.test")) == 1
+    assert daemon.messages("alice@example.test") == []
+    with client(daemon, "127.0.0.1") as smtp:
+        assert smtp.sendmail("someone@elsewhere.test", ["alice@example.test"], MESSAGE) == {}
+    assert len(daemon.messages("alice@example.test")) == 1
+    assert "OK   dnsbl: bl.test answers its test points" in daemon.cli("doctor", check=False).stdout
+
+
+def test_with_action_junk_a_listed_clients_mail_is_filed_into_junk_saying_why(
+    make_daemon: MakeDaemon, zone_server: Dnsmasq
+) -> None:
+    daemon = listed_daemon(make_daemon, zone_server, "junk")
+    with client(daemon, "127.0.0.2") as smtp:
+        assert smtp.sendmail("someone@elsewhere.test", ["alice@example.test", "bob@example.test"], MESSAGE) == {}
+    for user in ("alice@example.test", "bob@example.test"):
+        assert daemon.messages(user) == []
+        [junked] = daemon.messages(user, "Junk")
+        assert f"X-DNSBL: listed in bl.test (127.0.0.2: {REASON})\r\n".encode() in junked

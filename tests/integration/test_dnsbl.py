@@ -1,0 +1,75 @@
+"""relentad.dnsbl over real DNS (dnsmasq): listings, refusal codes, broken zones, failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from relentad.dns import make_resolver
+from relentad.dnsbl import Blocklists, Listing, health, is_listing, query_name
+from tests.support.dnsmasq import Dnsmasq, DnsRecords
+
+
+@pytest.mark.parametrize(
+    ("ip", "name"),
+    [
+        ("192.0.2.99", "99.2.0.192.bl.test"),
+        ("::ffff:192.0.2.99", "99.2.0.192.bl.test"),
+        ("2001:db8::1", "1.0.0.0." + "0." * 20 + "8.b.d.0.1.0.0.2.bl.test"),
+        ("not-an-ip", None),
+    ],
+)
+def test_query_name_reverses_octets_and_nibbles(ip: str, name: str | None) -> None:
+    assert query_name(ip, "bl.test.") == name
+
+
+@pytest.mark.parametrize(
+    ("code", "listed"),
+    [("127.0.0.2", True), ("127.0.0.11", True), ("127.255.255.254", False), ("10.0.0.2", False), ("x", False)],
+)
+def test_only_loopback_answers_outside_the_refusal_range_are_listings(code: str, listed: bool) -> None:
+    assert is_listing(code) is listed
+
+
+def zone(*entries: tuple[str, str]) -> DnsRecords:
+    records = DnsRecords()
+    for name, code in entries:
+        records.add_a(name, code)
+    return records
+
+
+async def test_a_listed_address_names_the_zone_code_and_reason(dnsmasq: Dnsmasq) -> None:
+    records = zone(("2.0.0.127.bl.test", "127.0.0.2"), ("99.2.0.192.other.test", "127.0.0.4"))
+    dnsmasq.replace(records.add_txt("2.0.0.127.bl.test", "Listed\tfor testing\x07 see https://bl.test/"))
+    lists = Blocklists(["bl.test", "other.test."], make_resolver([dnsmasq.nameserver], 1.0))
+    assert await lists.check("127.0.0.2") == Listing("bl.test", "127.0.0.2", "Listed for testing see https://bl.test/")
+    assert await lists.check("192.0.2.99") == Listing("other.test", "127.0.0.4", "")
+    assert await lists.check("192.0.2.98") is None
+    assert Listing("bl.test", "127.0.0.2", "why").describe() == "bl.test (127.0.0.2: why)"
+
+
+async def test_refusal_codes_and_zones_listing_everything_are_not_listings(dnsmasq: Dnsmasq) -> None:
+    """Spamhaus answers 127.255.255.254 to a public resolver; a zone listing 127.0.0.1 lists the world."""
+    records = zone(("2.0.0.127.refusing.test", "127.255.255.254"))
+    records = records.add_a("2.0.0.127.world.test", "127.0.0.2").add_a("1.0.0.127.world.test", "127.0.0.2")
+    dnsmasq.replace(records)
+    lists = Blocklists(["refusing.test", "world.test"], make_resolver([dnsmasq.nameserver], 1.0))
+    assert await lists.check("127.0.0.2") is None
+    assert lists._broken_until.keys() == {"world.test"}
+
+
+async def test_a_dns_failure_is_not_a_listing() -> None:
+    lists = Blocklists(["bl.test"], make_resolver(["127.0.0.1:9"], 0.3))
+    assert await lists.check("127.0.0.2") is None
+    assert await Blocklists([], make_resolver(["127.0.0.1:9"], 0.3)).check("127.0.0.2") is None
+
+
+async def test_health_judges_a_zone_by_its_test_points(dnsmasq: Dnsmasq) -> None:
+    records = zone(("2.0.0.127.good.test", "127.0.0.2"), ("2.0.0.127.refusing.test", "127.255.255.254"))
+    records = records.add_a("2.0.0.127.world.test", "127.0.0.2").add_a("1.0.0.127.world.test", "127.0.0.2")
+    dnsmasq.replace(records)
+    resolver = make_resolver([dnsmasq.nameserver], 1.0)
+    assert await health(resolver, "good.test") is None
+    assert "refuses queries from this resolver (127.255.255.254)" in (await health(resolver, "refusing.test") or "")
+    assert "lists 127.0.0.1" in (await health(resolver, "world.test") or "")
+    assert "does not list the test point 127.0.0.2" in (await health(resolver, "typo.test") or "")
+    assert "no answer" in (await health(make_resolver(["127.0.0.1:9"], 0.3), "good.test") or "")
