@@ -143,4 +143,3 @@ async def health(resolver: dns.asyncresolver.Resolver, zone: str) -> str | None:
     if not any(is_listing(code) for code in answers[_TEST_POINT_LISTED]):
         return "does not list the test point 127.0.0.2: not a blocklist zone, or a mistyped name"
     return None
-
