@@ -11,7 +11,8 @@ What teaches what (the account's own model; the global model is only trained by 
 - COPY or MOVE into the Junk folder (name ``Junk`` or special-use ``\\Junk``) → spam.
 - MOVE or COPY out of Junk into any folder but Trash (name ``Trash`` or ``\\Trash``) → ham.
 - STORE setting ``$Junk`` → spam; setting ``$NotJunk`` or clearing ``$Junk`` → ham; clearing ``$NotJunk``
-  alone → forget what was learned from the message.
+  alone → forget the message's ham lesson (it retracts a "not junk"; a spam lesson stays, since clients that
+  mark junk in two commands, ``+FLAGS ($Junk)`` then ``-FLAGS ($NotJunk)``, would otherwise undo it at once).
 - Sending a reply (``[spam] learn_replies``) → ham for the received message its In-Reply-To names, found through
   the CRM's thread index, unless a copy of it is in Junk or Trash or carries ``$Junk`` (a reply to spam, e.g.
   "unsubscribe me", teaches nothing), and never over a verdict already recorded for it: an explicit verdict wins
@@ -240,7 +241,8 @@ async def _train(
         learned = 0
         for key, tokens in tokenized:
             if lesson == "forget":
-                storage.forget(conn, account_id, key)
+                if (storage.trained_as(conn, account_id, key) or ("",))[0] == "ham":
+                    storage.forget(conn, account_id, key)
             elif not (keep_recorded and storage.trained_as(conn, account_id, key) is not None):
                 learned += storage.train_message(conn, account_id, key, tokens, lesson == "spam", source)
         storage.prune(conn, account_id, config.spam.max_tokens, config.spam.max_age_days)

@@ -86,3 +86,28 @@ def test_a_reply_to_junk_a_judged_message_or_own_mail_teaches_nothing(tmp_path: 
     learned = asyncio.run(file_and_reply(tmp_path / "r.db", filed, [*names, "own@example.test", "nowhere@x"]))
     assert learned == 0
     assert recorded(conn) == {"judged@acme.example": ("spam", "imap-move")}
+
+
+async def flag_lessons(path: Path, lessons: list[training.Lesson]) -> None:
+    """File one message for alice, then apply ``lessons`` to it as STOREs of $Junk / $NotJunk do."""
+    store = Store(path)
+    store.start(asyncio.get_running_loop())
+    try:
+        account_id = store.read(lambda conn: accounts.get_account(conn, ALICE).id)
+        placement = Placement(account_id, ALICE)
+        delivery = Delivery(raw("m1@acme.example"), "bob@acme.example", [placement], Source("192.0.2.1", "h", "E"), "T")
+        [stored] = await Pipeline(store, Bus(), CONFIG).deliver(delivery)
+        for lesson in lessons:
+            await training.learn(store, CONFIG, account_id, stored.mailbox_id, [stored.uid], lesson, "imap-flag")
+    finally:
+        store.close()
+
+
+def test_clearing_not_junk_retracts_a_ham_lesson_but_never_a_spam_one(tmp_path: Path) -> None:
+    """A client marking junk in two commands (+FLAGS ($Junk), then -FLAGS ($NotJunk)) keeps its spam lesson."""
+    conn = database_with(tmp_path / "r.db", ALICE)
+    asyncio.run(flag_lessons(tmp_path / "r.db", [training.lesson_of_store("add", ["$Junk"]) or "ham", "forget"]))
+    assert recorded(conn) == {"m1@acme.example": ("spam", "imap-flag")}
+    conn2 = database_with(tmp_path / "s.db", ALICE)
+    asyncio.run(flag_lessons(tmp_path / "s.db", ["ham", training.lesson_of_store("remove", ["$NotJunk"]) or "ham"]))
+    assert recorded(conn2) == {}
