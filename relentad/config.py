@@ -138,12 +138,17 @@ class MailAuthConfig:
 
 @dataclass(frozen=True)
 class DNSBLConfig:
-    """DNS blocklists (RFC 5782) asked about the IP address of every client of the MX (never of submission)."""
+    """DNS blocklists (RFC 5782): the IP address of each client of the MX, the domains its messages link to."""
 
     zones: list[str] = setting(
         [],
         'Blocklist zones asked about each connecting IP address, e.g. ["zen.spamhaus.org"]; empty = none. Mind '
         "each list's terms of use: many refuse queries that come through public resolvers.",
+    )
+    domain_zones: list[str] = setting(
+        [],
+        'Domain blocklist zones (e.g. ["dbl.spamhaus.org"]) asked about the registrable domains of the links in '
+        "each message from the world; a listed one files the message into Junk. Empty = none.",
     )
     action: str = setting(
         "reject",
@@ -525,7 +530,7 @@ def check(config: Config) -> list[str]:
         problems.append("[spam] thresholds must satisfy 0 <= ham_below <= spam_above <= 1")
     if config.dnsbl.action not in ("reject", "junk"):
         problems.append('[dnsbl] action must be "reject" or "junk"')
-    for zone in config.dnsbl.zones:
+    for zone in [*config.dnsbl.zones, *config.dnsbl.domain_zones]:
         if not zone.strip(".") or any(c.isspace() for c in zone) or ".." in zone:
             problems.append(f"[dnsbl] zones: {zone!r} is not a DNS zone name")
     if config.retention.junk_days < 0:
@@ -589,8 +594,8 @@ def example_toml(overrides: dict[str, dict[str, Any]] | None = None) -> str:
     ]
     for name, cls in SECTIONS.items():
         lines += ["", f"[{name}]"]
-        if cls.__doc__:
-            lines.append(f"# {cls.__doc__.strip()}")
+        if cls.__doc__:  # a docstring of several lines stays one comment (an uncommented line breaks the TOML)
+            lines.append("# " + " ".join(cls.__doc__.split()))
         defaults = cls()
         for fdef in dataclasses.fields(cls):
             value = overrides.get(name, {}).get(fdef.name, getattr(defaults, fdef.name))

@@ -1,11 +1,14 @@
-"""DNS blocklists (RFC 5782): is the IP address of a client of the MX listed?
+"""DNS blocklists (RFC 5782): is the MX client's IP address listed, or a domain the message links to?
 
-Asked once per SMTP connection (at its first accepted recipient), every configured zone at once. Invariants:
-- Only an A answer inside 127.0.0.0/8 is a listing, and never one inside 127.255.255.0/24: Spamhaus answers there
-  when it refuses the query (a public resolver, over its free quota). Taking those for listings would block
-  every sender.
-- A zone that lists 127.0.0.1, which RFC 5782 §5 says no list may, is broken or answering everything: its
-  answers are ignored (logged as an error) and it is tried again after :data:`ZONE_RECHECK` seconds.
+IP zones are asked once per SMTP connection (at its first accepted recipient), domain zones once per message
+about the registrable domains of its links (at most :data:`MAX_LINK_DOMAINS`); every question of one check is
+asked at once. Invariants:
+- Only an A answer inside 127.0.0.0/8 is a listing, and never 127.0.0.1 or one inside 127.255.255.0/24: those
+  are how lists say they refuse the query (Spamhaus answers 127.255.255.x to public resolvers and over its free
+  quota, URIBL 127.0.0.1). Taking them for listings would block every sender.
+- A zone that lists its never-listed test point (RFC 5782 §5: 127.0.0.1 for IP lists, the name INVALID for
+  domain lists) is broken or answering everything: its answers are ignored (logged as an error) and it is tried
+  again after :data:`ZONE_RECHECK` seconds.
 - A DNS failure means "not listed" (fail open, logged): a blocklist outage never stops mail.
 """
 
@@ -15,33 +18,45 @@ import asyncio
 import ipaddress
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import dns.asyncresolver
+import publicsuffix2
 
 from .dns import DnsLookupError, lookup
+from .mailauth import organizational_domain
 
 log = logging.getLogger(__name__)
 
 ZONE_RECHECK = 3600.0
+MAX_LINK_DOMAINS = 20  # registrable domains of one message's links looked up (spam links few; lists cost queries)
 REASON_LENGTH = 200  # the TXT record is quoted in an SMTP reply and a header: printable ASCII, shortened
 _LISTED = ipaddress.ip_network("127.0.0.0/8")
 _REFUSED = ipaddress.ip_network("127.255.255.0/24")
-_TEST_POINT_UNLISTED = "127.0.0.1"  # RFC 5782 §5: must never be listed
-_TEST_POINT_LISTED = "127.0.0.2"  # RFC 5782 §5: must always be listed
+_REFUSED_URIBL = ipaddress.ip_address("127.0.0.1")
+# RFC 5782 §5 test points: (always listed, never listed) for IP-based and for domain-based lists
+_IP_TEST_POINTS = ("127.0.0.2", "127.0.0.1")
+_DOMAIN_TEST_POINTS = ("test", "invalid")
 
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """Why a client is listed: the zone, its A answer (the list's code) and its TXT reason ("" when none)."""
+    """Why mail is suspect: what was listed (an IP address or a domain), the zone, its A answer (the list's code)
+    and its TXT reason ("" when none)."""
 
+    listed: str
     zone: str
     code: str
     reason: str
 
     def describe(self) -> str:
-        """One line for SMTP replies and the X-DNSBL field: ``zen.example (127.0.0.2: reason)``."""
+        """``zen.example (127.0.0.2: reason)``, for SMTP replies and the X-DNSBL field."""
         return f"{self.zone} ({self.code}{': ' + self.reason if self.reason else ''})"
+
+    def field(self) -> bytes:
+        """The ``X-DNSBL`` header field that tells the user why the message is in Junk."""
+        return f"X-DNSBL: {self.listed} listed in {self.describe()}\r\n".encode("ascii", "replace")
 
 
 def query_name(ip: str, zone: str) -> str | None:
@@ -65,7 +80,19 @@ def is_listing(code: str) -> bool:
         address = ipaddress.ip_address(code)
     except ValueError:
         return False
-    return address in _LISTED and address not in _REFUSED
+    return address in _LISTED and address not in _REFUSED and address != _REFUSED_URIBL
+
+
+def link_domains(hosts: Iterable[str]) -> list[str]:
+    """The registrable domains of link hosts (public suffix plus one label; IP addresses and bare public suffixes
+    dropped), sorted, at most :data:`MAX_LINK_DOMAINS`."""
+    domains = set()
+    for host in hosts:
+        name = host.lower().strip(".")
+        if "." not in name or name.replace(".", "").isdigit() or publicsuffix2.get_tld(name, wildcard=True) == name:
+            continue
+        domains.add(organizational_domain(name))
+    return sorted(domains)[:MAX_LINK_DOMAINS]
 
 
 def _printable(text: str) -> str:
@@ -76,24 +103,33 @@ def _printable(text: str) -> str:
 class Blocklists:
     """The configured zones and what is known of their health; one per configuration (rebuilt on reload)."""
 
-    def __init__(self, zones: list[str], resolver: dns.asyncresolver.Resolver) -> None:
-        self.zones = [zone.strip(".").lower() for zone in zones if zone.strip(".")]
+    def __init__(
+        self, zones: list[str], resolver: dns.asyncresolver.Resolver, domain_zones: list[str] | None = None
+    ) -> None:
+        self.zones = _names(zones)
+        self.domain_zones = _names(domain_zones or [])
         self.resolver = resolver
         self._broken_until: dict[str, float] = {}
 
     async def check(self, ip: str) -> Listing | None:
-        """The first zone (in configured order) listing ``ip``, or None."""
-        if not self.zones:
-            return None
-        found = await asyncio.gather(*(self._ask(zone, ip) for zone in self.zones))
+        """The first IP zone (in configured order) listing ``ip``, or None."""
+        questions = [(ip, zone, query_name(ip, zone), _IP_TEST_POINTS[1]) for zone in self.zones]
+        return await self._first(questions)
+
+    async def check_domains(self, domains: list[str]) -> Listing | None:
+        """The first listing of ``domains`` (in their order, then the zones') in the domain zones, or None."""
+        questions = [(d, zone, f"{d}.{zone}", _DOMAIN_TEST_POINTS[1]) for d in domains for zone in self.domain_zones]
+        return await self._first(questions)
+
+    async def _first(self, questions: Sequence[tuple[str, str, str | None, str]]) -> Listing | None:
+        found = await asyncio.gather(*(self._ask(*question) for question in questions))
         return next((listing for listing in found if listing is not None), None)
 
-    async def _ask(self, zone: str, ip: str) -> Listing | None:
-        name = query_name(ip, zone)
+    async def _ask(self, listed: str, zone: str, name: str | None, never_listed: str) -> Listing | None:
         if name is None or self._broken_until.get(zone, 0.0) > time.monotonic():
             return None
         codes = await self._codes(name)
-        if not codes or await self._lists_everything(zone):
+        if not codes or await self._lists_everything(zone, never_listed):
             return None
         reason = ""
         try:
@@ -102,7 +138,7 @@ class Blocklists:
             reason = _printable(" ".join(text.decode("ascii", "replace") for text in strings))
         except DnsLookupError:
             pass  # the reason is a courtesy; the listing stands without it
-        return Listing(zone, codes[0], reason)
+        return Listing(listed, zone, codes[0], reason)
 
     async def _codes(self, name: str) -> list[str]:
         try:
@@ -112,34 +148,42 @@ class Blocklists:
             return []
         return [code for code in (record.to_text() for record in records) if is_listing(code)]
 
-    async def _lists_everything(self, zone: str) -> bool:
-        """Whether ``zone`` lists the RFC 5782 test point that must never be listed (then it is ignored a while)."""
-        name = query_name(_TEST_POINT_UNLISTED, zone)
-        if name is None or not await self._codes(name):
+    async def _lists_everything(self, zone: str, never_listed: str) -> bool:
+        """Whether ``zone`` lists its test point that must never be listed (then it is ignored a while)."""
+        if not await self._codes(_test_name(never_listed, zone)):
             return False
-        log.error("dnsbl: %s lists 127.0.0.1 (broken, or refusing this resolver): ignored for an hour", zone)
+        log.error("dnsbl: %s lists %s (broken, or refusing this resolver): ignored for an hour", zone, never_listed)
         self._broken_until[zone] = time.monotonic() + ZONE_RECHECK
         return True
 
 
-async def health(resolver: dns.asyncresolver.Resolver, zone: str) -> str | None:
-    """What is wrong with ``zone``, judged by RFC 5782 §5's test points (None: it answers as a blocklist should).
+def _names(zones: list[str]) -> list[str]:
+    return [zone.strip(".").lower() for zone in zones if zone.strip(".")]
+
+
+def _test_name(point: str, zone: str) -> str:
+    return query_name(point, zone) or f"{point}.{zone.strip('.')}"
+
+
+async def health(resolver: dns.asyncresolver.Resolver, zone: str, *, domains: bool = False) -> str | None:
+    """What is wrong with ``zone``, judged by RFC 5782 §5's test points (None: it answers as a blocklist should):
+    127.0.0.2 listed and 127.0.0.1 not for an IP list, TEST listed and INVALID not for a domain list.
 
     For ``relentad doctor``: the usual trouble is a list refusing the daemon's resolver (Spamhaus answers
     127.255.255.x to public resolvers), which makes the list silently useless.
     """
+    listed, unlisted = _DOMAIN_TEST_POINTS if domains else _IP_TEST_POINTS
     answers: dict[str, list[str]] = {}
-    for point in (_TEST_POINT_LISTED, _TEST_POINT_UNLISTED):
-        name = query_name(point, zone) or zone
+    for point in (listed, unlisted):
         try:
-            answers[point] = [record.to_text() for record in await lookup(resolver, name, "A")]
+            answers[point] = [record.to_text() for record in await lookup(resolver, _test_name(point, zone), "A")]
         except DnsLookupError as exc:
             return f"no answer about the test point {point}: {exc}"
-    refused = [code for code in answers[_TEST_POINT_LISTED] if code.startswith("127.255.255.")]
+    refused = [code for code in answers[listed] if not is_listing(code) and ipaddress.ip_address(code) in _LISTED]
     if refused:
         return f"refuses queries from this resolver ({refused[0]}): a public or shared resolver?"
-    if any(is_listing(code) for code in answers[_TEST_POINT_UNLISTED]):
-        return "lists 127.0.0.1, which no blocklist may: broken, so relentad ignores its answers"
-    if not any(is_listing(code) for code in answers[_TEST_POINT_LISTED]):
-        return "does not list the test point 127.0.0.2: not a blocklist zone, or a mistyped name"
+    if any(is_listing(code) for code in answers[unlisted]):
+        return f"lists {unlisted}, which no blocklist may: broken, so relentad ignores its answers"
+    if not any(is_listing(code) for code in answers[listed]):
+        return f"does not list the test point {listed}: not a blocklist zone of this kind, or a mistyped name"
     return None

@@ -254,10 +254,12 @@ async def check_listeners(config: Config) -> list[Finding]:
 
 
 async def check_blocklists(config: Config, resolver: dns.asyncresolver.Resolver) -> list[Finding]:
-    """Each ``[dnsbl]`` zone answers its RFC 5782 test points as a blocklist should, through our resolver."""
+    """Each ``[dnsbl]`` zone (IP and domain) answers its RFC 5782 test points as a blocklist should, through our
+    resolver."""
     findings: list[Finding] = []
-    for zone in config.dnsbl.zones:
-        problem = await dnsbl.health(resolver, zone)
+    zones = [(zone, False) for zone in config.dnsbl.zones] + [(zone, True) for zone in config.dnsbl.domain_zones]
+    for zone, domains in zones:
+        problem = await dnsbl.health(resolver, zone, domains=domains)
         if problem is None:
             findings.append(Finding("ok", "dnsbl", f"{zone} answers its test points"))
         else:

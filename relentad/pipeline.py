@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import mailauth, message, metrics, quota, trace
+from . import dnsbl, mailauth, message, metrics, quota, trace
 from .config import Config
 from .crm import participants
 from .crm.sorter import FilingFailed, Sorter
@@ -27,6 +27,7 @@ from .dnsbl import Blocklists, Listing
 from .errors import SMTPReply
 from .events import Bus, MessageAdded
 from .spam import storage as spam_storage
+from .spam import tokenize as tokenize_mod
 from .spam import verdicts as spam_verdicts
 from .spam.classifier import Thresholds
 from .spam.tokenize import tokenize
@@ -73,6 +74,7 @@ class Delivery:
     headers: list[bytes] = field(default_factory=list)  # fields every copy gets (Authentication-Results)
     auth: mailauth.AuthResult | None = None
     dnsbl: Listing | None = None  # the MX client is on a blocklist and ``[dnsbl] action`` is "junk"
+    tokens: frozenset[str] | None = None  # the spam tokenizer's, once worked out (Pipeline.tokens)
     # Writes that must commit in the same transaction as the copies (submission's queue entries, a bounce's
     # queue result): they run on the writer thread after the copies are filed.
     also: list[Callable[[sqlite3.Connection], object]] = field(default_factory=list)
@@ -160,9 +162,9 @@ def file_all(delivery: Delivery, mailbox: str, reason: str) -> None:
 
 
 def file_blocklisted(delivery: Delivery, listing: Listing) -> None:
-    """Mail from a blocklisted client (``[dnsbl] action = "junk"``): every copy into Junk, the listing recorded in
-    an ``X-DNSBL`` field so that the user sees why."""
-    delivery.headers.append(f"X-DNSBL: listed in {listing.describe()}\r\n".encode("ascii", "replace"))
+    """Mail from a blocklisted client (``[dnsbl] action = "junk"``) or linking to a blocklisted domain: every copy
+    into Junk, the listing recorded in an ``X-DNSBL`` field so that the user sees why."""
+    delivery.headers.append(listing.field())
     file_all(delivery, mailboxes.JUNK, f"dnsbl-{listing.zone}")
 
 
@@ -207,7 +209,7 @@ class Pipeline:
         self.hostname = config.server.hostname
         self.sorter.unassigned = config.crm.unassigned_keyword
         self.resolvers = make_resolvers(config.dns.nameservers, config.dns.timeout)
-        self.blocklists = Blocklists(config.dnsbl.zones, self.resolvers.aio)
+        self.blocklists = Blocklists(config.dnsbl.zones, self.resolvers.aio, config.dnsbl.domain_zones)
 
     async def deliver(self, delivery: Delivery) -> list[Stored]:
         """Run the steps, then file the message for every placement; returns once durably committed.
@@ -218,6 +220,8 @@ class Pipeline:
             await authenticate(delivery, self.config, self.resolvers)
         if delivery.dnsbl is not None:
             file_blocklisted(delivery, delivery.dnsbl)
+        elif delivery.verify_sender and self.blocklists.domain_zones:
+            await self.check_links(delivery)
         if delivery.structure is None:  # parsed once here; IMAP serves ENVELOPE/BODYSTRUCTURE/sections from it
             delivery.parsed = message.parse(delivery.raw)
             delivery.structure = delivery.parsed.to_json()
@@ -234,6 +238,21 @@ class Pipeline:
         self.bus.publish([MessageAdded(s.account_id, s.mailbox_id, s.uid, s.modseq) for s in stored])
         return stored
 
+    async def check_links(self, delivery: Delivery) -> None:
+        """``[dnsbl] domain_zones``: a message linking to a listed domain goes to Junk (the links come from the spam
+        tokenizer, whose tokens the spam step then reuses)."""
+        delivery.tokens = self.tokens(delivery)
+        domains = dnsbl.link_domains(tokenize_mod.link_hosts(delivery.tokens))
+        listing = await self.blocklists.check_domains(domains) if domains else None
+        if listing is not None:
+            file_blocklisted(delivery, listing)
+
+    def tokens(self, delivery: Delivery) -> frozenset[str]:
+        """The spam tokenizer's tokens of the message as filed (with the fields every copy gets), once."""
+        if delivery.tokens is None:
+            delivery.tokens = tokenize(b"".join(delivery.headers) + delivery.raw, own_hosts=(self.hostname,))
+        return delivery.tokens
+
     def classify(self, delivery: Delivery) -> None:
         """Step 2, spam (spam/): score each recipient account's copy with its model (plus the global one), record
         X-Spam-Score/-Status on that copy, file spam into Junk with ``$Junk`` (not when the sender is a contact
@@ -243,7 +262,7 @@ class Pipeline:
         spam = self.config.spam
         thresholds = Thresholds(spam.ham_below, spam.spam_above)
         try:
-            tokens = tokenize(b"".join(delivery.headers) + delivery.raw, own_hosts=(self.hostname,))
+            tokens = self.tokens(delivery)
             parsed = delivery.parsed or message.ParsedMessage.from_json(delivery.structure or "")
             sender = participants.sender(parsed)
             trusted = delivery.auth is None or not delivery.auth.dmarc_failed

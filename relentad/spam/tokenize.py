@@ -533,6 +533,12 @@ def _body_words(text: str, out: set[str]) -> None:
             add(f"skip:{word[0]} {n // 10 * 10}")
 
 
+def link_hosts(tokens: Collection[str]) -> set[str]:
+    """The link host names in a message's tokens (the ``url:`` tokens with a dot: the last two and three labels of
+    each host; path pieces never have one), for the domain blocklists (dnsbl.py)."""
+    return {token[4:] for token in tokens if token.startswith("url:") and "." in token}
+
+
 def _url_tokens(url: str, out: set[str]) -> None:
     low = url.lower()
     scheme, _, rest = low.partition("://")

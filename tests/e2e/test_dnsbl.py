@@ -71,4 +71,25 @@ def test_with_action_junk_a_listed_clients_mail_is_filed_into_junk_saying_why(
     for user in ("alice@example.test", "bob@example.test"):
         assert daemon.messages(user) == []
         [junked] = daemon.messages(user, "Junk")
-        assert f"X-DNSBL: listed in bl.test (127.0.0.2: {REASON})\r\n".encode() in junked
+        assert f"X-DNSBL: 127.0.0.2 listed in bl.test (127.0.0.2: {REASON})\r\n".encode() in junked
+
+
+def test_mail_linking_to_a_listed_domain_is_filed_into_junk(make_daemon: MakeDaemon, zone_server: Dnsmasq) -> None:
+    """``domain_zones``: the registrable domain of a link (here in a quoted-printable HTML part) is listed."""
+    records = DnsRecords().add_a("bad.example.dbl.test", "127.0.1.2").add_txt("bad.example.dbl.test", "spam domain")
+    zone_server.replace(records.add_a("test.dbl.test", "127.0.1.2"))
+    settings = {"dns": {"nameservers": [zone_server.nameserver]}, "dnsbl": {"domain_zones": ["dbl.test"]}}
+    daemon = provision(make_daemon(settings=settings)).start()
+    html = (
+        b"From: someone@elsewhere.test\r\nTo: alice@example.test\r\nSubject: offer\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b'<p>Buy <a href=3D"http://www.shop.bad.example/deal?id=3D1">now</a></p>\r\n'
+    )
+    with client(daemon, "127.0.0.1") as smtp:
+        assert smtp.sendmail("someone@elsewhere.test", ["alice@example.test"], html) == {}
+        assert smtp.sendmail("someone@elsewhere.test", ["alice@example.test"], MESSAGE) == {}
+    [junked] = daemon.messages("alice@example.test", "Junk")
+    assert b"X-DNSBL: bad.example listed in dbl.test (127.0.1.2: spam domain)\r\n" in junked
+    [kept] = daemon.messages("alice@example.test")
+    assert b"X-DNSBL" not in kept
+    assert "OK   dnsbl: dbl.test answers its test points" in daemon.cli("doctor", check=False).stdout

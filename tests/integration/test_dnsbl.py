@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from relentad.dns import make_resolver
-from relentad.dnsbl import Blocklists, Listing, health, is_listing, query_name
+from relentad.dnsbl import MAX_LINK_DOMAINS, Blocklists, Listing, health, is_listing, link_domains, query_name
 from tests.support.dnsmasq import Dnsmasq, DnsRecords
 
 
@@ -24,7 +24,14 @@ def test_query_name_reverses_octets_and_nibbles(ip: str, name: str | None) -> No
 
 @pytest.mark.parametrize(
     ("code", "listed"),
-    [("127.0.0.2", True), ("127.0.0.11", True), ("127.255.255.254", False), ("10.0.0.2", False), ("x", False)],
+    [
+        ("127.0.0.2", True),
+        ("127.0.1.2", True),
+        ("127.255.255.254", False),  # Spamhaus: refused (public resolver)
+        ("127.0.0.1", False),  # URIBL: refused
+        ("10.0.0.2", False),
+        ("x", False),
+    ],
 )
 def test_only_loopback_answers_outside_the_refusal_range_are_listings(code: str, listed: bool) -> None:
     assert is_listing(code) is listed
@@ -41,10 +48,34 @@ async def test_a_listed_address_names_the_zone_code_and_reason(dnsmasq: Dnsmasq)
     records = zone(("2.0.0.127.bl.test", "127.0.0.2"), ("99.2.0.192.other.test", "127.0.0.4"))
     dnsmasq.replace(records.add_txt("2.0.0.127.bl.test", "Listed\tfor testing\x07 see https://bl.test/"))
     lists = Blocklists(["bl.test", "other.test."], make_resolver([dnsmasq.nameserver], 1.0))
-    assert await lists.check("127.0.0.2") == Listing("bl.test", "127.0.0.2", "Listed for testing see https://bl.test/")
-    assert await lists.check("192.0.2.99") == Listing("other.test", "127.0.0.4", "")
+    reason = "Listed for testing see https://bl.test/"
+    assert await lists.check("127.0.0.2") == Listing("127.0.0.2", "bl.test", "127.0.0.2", reason)
+    assert await lists.check("192.0.2.99") == Listing("192.0.2.99", "other.test", "127.0.0.4", "")
     assert await lists.check("192.0.2.98") is None
-    assert Listing("bl.test", "127.0.0.2", "why").describe() == "bl.test (127.0.0.2: why)"
+    listing = Listing("192.0.2.1", "bl.test", "127.0.0.2", "why")
+    assert listing.field() == b"X-DNSBL: 192.0.2.1 listed in bl.test (127.0.0.2: why)\r\n"
+
+
+def test_link_domains_are_registrable_domains_without_ips_or_bare_suffixes() -> None:
+    hosts = {"www.shop.example.com", "example.com", "co.uk", "offers.example.co.uk", "192.0.2.1", "localhost", "com"}
+    assert link_domains(hosts) == ["example.co.uk", "example.com"]
+    assert len(link_domains(f"d{i}.example{i}.test" for i in range(50))) == MAX_LINK_DOMAINS
+
+
+async def test_domain_zones_list_link_domains_and_are_checked_by_their_own_test_points(dnsmasq: Dnsmasq) -> None:
+    records = zone(("bad.example.dbl.test", "127.0.1.2"), ("test.dbl.test", "127.0.1.2"))
+    records = records.add_a("example.world.test", "127.0.1.2").add_a("invalid.world.test", "127.0.1.2")
+    dnsmasq.replace(records.add_a("bad.example.uribl.test", "127.0.0.1"))  # URIBL's "refused"
+    resolver = make_resolver([dnsmasq.nameserver], 1.0)
+    lists = Blocklists([], resolver, ["uribl.test", "dbl.test", "world.test"])
+    assert await lists.check_domains(["good.example", "bad.example"]) == Listing(
+        "bad.example", "dbl.test", "127.0.1.2", ""
+    )
+    assert await lists.check_domains(["example"]) is None  # world.test lists INVALID: ignored
+    assert lists._broken_until.keys() == {"world.test"}
+    assert await health(resolver, "dbl.test", domains=True) is None
+    assert "lists invalid" in (await health(resolver, "world.test", domains=True) or "")
+    assert await lists.check("127.0.0.2") is None  # no IP zones
 
 
 async def test_refusal_codes_and_zones_listing_everything_are_not_listings(dnsmasq: Dnsmasq) -> None:

@@ -52,3 +52,10 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
     path.parent.mkdir()
     path.write_text('[server]\ndata_dir = "../var/mail"\n')
     assert config.load(path).data_dir == tmp_path / "var" / "mail"
+
+
+def test_a_section_docstring_of_several_lines_stays_a_comment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config.DNSBLConfig, "__doc__", "First line\n    and its continuation.")
+    text = config.example_toml()
+    assert "# First line and its continuation.\n" in text
+    assert config.from_dict(tomllib.loads(text)).dnsbl.zones == []
