@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -1245,6 +1245,73 @@ def spam_score(state: State, files: tuple[str, ...], email: str | None, explain:
         click.echo(f"{name}\t{v:.4f}\t{verdict}")
         for model, token, f in clues[index] if explain else ():
             click.echo(f"\t{f:.4f}\t{model}\t{token!r}")
+
+
+@spam.command("allow")
+@click.argument("email")
+@click.argument("senders", nargs=-1, required=True)
+@pass_state
+def spam_allow(state: State, email: str, senders: tuple[str, ...]) -> None:
+    """Never file mail from SENDERS (address or @domain) into Junk on its score (unless DMARC fails)."""
+    _list_senders(state, email, senders, "allow")
+
+
+@spam.command("block")
+@click.argument("email")
+@click.argument("senders", nargs=-1, required=True)
+@pass_state
+def spam_block(state: State, email: str, senders: tuple[str, ...]) -> None:
+    """Always file mail from SENDERS (address or @domain, subdomains included) into Junk."""
+    _list_senders(state, email, senders, "block")
+
+
+def _list_senders(state: State, email: str, senders: tuple[str, ...], action: Literal["allow", "block"]) -> None:
+    from .spam import senderlists
+
+    with errors_as_messages():
+        patterns = [senderlists.normalize_pattern(sender) for sender in senders]
+        with state.write() as conn:
+            account_id = accounts.get_account(conn, email).id
+            for pattern in patterns:
+                senderlists.put(conn, account_id, pattern, action)
+    click.echo(f"{email}: {action} {' '.join(patterns)}")
+
+
+@spam.command("unlist")
+@click.argument("email")
+@click.argument("senders", nargs=-1, required=True)
+@pass_state
+def spam_unlist(state: State, email: str, senders: tuple[str, ...]) -> None:
+    """Take SENDERS off EMAIL's allow and block lists."""
+    from .spam import senderlists
+
+    with errors_as_messages():
+        patterns = [senderlists.normalize_pattern(sender) for sender in senders]
+        with state.write() as conn:
+            account_id = accounts.get_account(conn, email).id
+            missing = [pattern for pattern in patterns if not senderlists.remove(conn, account_id, pattern)]
+        if missing:
+            raise CLIError(f"{email}: not listed: {' '.join(missing)}")
+    click.echo(f"{email}: unlisted {' '.join(patterns)}")
+
+
+@spam.command("senders")
+@click.argument("email")
+@json_option
+@pass_state
+def spam_senders(state: State, email: str, as_json: bool) -> None:
+    """EMAIL's allow and block lists."""
+    from .spam import senderlists
+
+    with errors_as_messages(), state.read() as conn:
+        entries = senderlists.entries(conn, accounts.get_account(conn, email).id)
+    if as_json:
+        print_json([{"sender": e.pattern, "action": e.action, "created": iso(e.created)} for e in entries])
+        return
+    if not entries:
+        click.echo(f"{email}: no senders listed (relentad spam allow / block)")
+    for entry in entries:
+        click.echo(f"{entry.action:5}  {entry.pattern}")
 
 
 @spam.command("stats")

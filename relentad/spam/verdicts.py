@@ -11,10 +11,11 @@ Invariants:
   Bayes waits for ``bayes_min_spam_num`` / ``bayes_min_ham_num``, 200 each). A user's first move into Junk on an
   account with no global model taught one spam up to eight times, and then scored 98 % of the ham in the corpus
   as spam; bulk-trained models of 20 / 50 / 200 messages per class still put 4 / 1.2 / 0.7 % of it into Junk.
-- Otherwise the verdict is ``classifier.verdict`` of the score with the configured thresholds; allow-listing never
-  changes the score or the verdict, only whether the copy may go to Junk (:attr:`Judgement.to_junk`), and the
-  reason says so. A sender counts as allow-listed only when DMARC did not fail (a forged From of a contact
-  gets no pass).
+- Otherwise the verdict is ``classifier.verdict`` of the score with the configured thresholds; the sender lists
+  never change the score or the verdict, only whether the copy goes to Junk (:attr:`Judgement.to_junk`), and the
+  reason says so. A sender counts as allow-listed (a contact the account wrote to, or on its allow list) only
+  when DMARC did not fail (a forged From gets no pass); a sender on its block list goes to Junk whatever the
+  score, trained or not (senderlists.py).
 - The header fields are ASCII, one line each, CRLF-terminated, and are stripped from training input by the
   tokenizer (``x-spam-*`` is one of its own headers), so they never feed back into the model.
 """
@@ -26,6 +27,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
+from . import senderlists
 from .classifier import DEFAULT_PARAMS, Params, Thresholds, Verdict, verdict
 from .storage import CountCache, StoredCounts
 from .views import score_stored
@@ -35,6 +37,7 @@ NOT_JUNK_KEYWORD = "$NotJunk"
 REASON_SPAM = "spam"
 REASON_UNSURE = "spam-unsure"
 REASON_ALLOWED = "spam-allowlisted-contact"
+REASON_LISTED = {"allow": "spam-allowlisted-sender", "block": "spam-blocked-sender"}
 MIN_TRAINED = 200
 """Messages of each class a model must have recorded before its verdicts file mail (``[spam] min_trained``)."""
 
@@ -47,31 +50,40 @@ class Judgement:
 
     score: float
     verdict: Status
-    allowlisted: bool  # the sender is a contact the account wrote to
+    allowlisted: bool  # the sender is a contact the account wrote to, or on its allow list (DMARC did not fail)
     stale: frozenset[str]  # clue tokens whose last-use day should be refreshed
     recorded: tuple[int, int] = (0, 0)  # messages the model has recorded as (spam, ham), shown while untrained
     min_trained: int = 0
+    sender_list: senderlists.Action | None = None  # the account's list the sender is on (``relentad spam allow``)
+
+    @property
+    def blocked(self) -> bool:
+        return self.sender_list == "block"
 
     @property
     def to_junk(self) -> bool:
-        return self.verdict == "spam" and not self.allowlisted
+        return self.blocked or (self.verdict == "spam" and not self.allowlisted)
 
     def reason(self) -> str:
         """The named reason recorded on the placement."""
         name = {"spam": REASON_SPAM, "unsure": REASON_UNSURE, "ham": "spam-ham", "untrained": "spam-untrained"}[
             self.verdict
         ]
-        if self.verdict == "spam" and self.allowlisted:
-            name = REASON_ALLOWED
+        if self.blocked:
+            name = REASON_LISTED["block"]
+        elif self.verdict == "spam" and self.allowlisted:
+            name = REASON_LISTED["allow"] if self.sender_list == "allow" else REASON_ALLOWED
         return f"{name} score={self.score:.4f}"
 
     def header(self, thresholds: Thresholds) -> bytes:
         """``X-Spam-Score`` and ``X-Spam-Status`` fields for this copy."""
         status = "Yes" if self.to_junk else "No"
-        extra = ", allowlisted" if self.allowlisted and self.verdict == "spam" else ""
+        extra = ", allowlisted" if self.allowlisted and self.verdict == "spam" and not self.blocked else ""
         if self.verdict == "untrained":
             spam, ham = self.recorded
             extra = f", trained={spam} spam/{ham} ham, min_trained={self.min_trained}"
+        if self.blocked:
+            extra += ", blocked-sender"
         return (
             f"X-Spam-Score: {self.score:.4f}\r\n"
             f"X-Spam-Status: {status}, verdict={self.verdict}{extra}, score={self.score:.4f}, "
@@ -111,9 +123,13 @@ def judge(
     scored = score_stored(tokens, counts, params)
     recorded = counts.recorded() if min_trained > 0 else (0, 0)
     result = gated_verdict(scored.score, thresholds, recorded, min_trained)
-    allowed = result == "spam" and sender_trusted and contact_written_to(conn, account_id, sender)
+    listed = senderlists.decision(conn, account_id, sender) if sender else None
+    allowed = (
+        result == "spam" and sender_trusted and (listed == "allow" or contact_written_to(conn, account_id, sender))
+    )
     used = {token for token, _ in scored.clues}
-    return Judgement(scored.score, result, allowed, frozenset(counts.stale & used), recorded, min_trained)
+    stale = frozenset(counts.stale & used)
+    return Judgement(scored.score, result, allowed, stale, recorded, min_trained, listed)
 
 
 def short_of_training(recorded: tuple[int, int], min_trained: int) -> bool:

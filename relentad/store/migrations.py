@@ -476,6 +476,23 @@ def _m014_spam_views(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE spam_trained ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
 
+def _m015_spam_senders(conn: sqlite3.Connection) -> None:
+    """Per-account sender lists (``relentad.spam.senderlists``): a full address or ``@domain`` whose mail is always
+    filed into Junk (block) or never on its score alone (allow)."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE spam_senders (
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            pattern TEXT NOT NULL,
+            action TEXT NOT NULL CHECK (action IN ('allow', 'block')),
+            created REAL NOT NULL,
+            PRIMARY KEY (account_id, pattern)
+        ) WITHOUT ROWID;
+        """,
+    )
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -502,6 +519,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("012_blob_id_floor", _m012_blob_id_floor),
     ("013_spam_tokenizer", _m013_spam_tokenizer),
     ("014_spam_views", _m014_spam_views),
+    ("015_spam_senders", _m015_spam_senders),
 ]
 
 

@@ -3,6 +3,8 @@ IMAP (MOVE out of Junk, the $Junk keyword) that changes the next verdict."""
 
 from __future__ import annotations
 
+import email
+import email.utils
 import json
 import re
 import shutil
@@ -214,3 +216,32 @@ def test_cli_score_and_stats(trained: tuple[Daemon, bytes], tmp_path: Path) -> N
         "spam", "train", "--global", ALICE, "--ham", str(tmp_path), "--spam", str(tmp_path), check=False
     )
     assert failed.returncode != 0 and failed.stderr.count("\n") == 1
+
+
+def test_sender_lists_from_the_cli_decide_over_the_score(trained: tuple[Daemon, bytes]) -> None:
+    """``spam allow`` keeps a spam's sender out of Junk; ``spam block`` files a ham sender's mail there."""
+    daemon, spam = trained
+    sender = email.utils.parseaddr(email.message_from_bytes(spam)["From"])[1].lower()
+    assert daemon.cli("spam", "senders", ALICE).stdout.startswith(f"{ALICE}: no senders listed")
+    assert daemon.cli("spam", "allow", ALICE, sender).stdout.strip() == f"{ALICE}: allow {sender}"
+    assert daemon.cli("spam", "block", ALICE, "@Blocked.Test").stdout.strip() == f"{ALICE}: block @blocked.test"
+    listed = json.loads(daemon.cli("spam", "senders", ALICE, "--json").stdout)
+    assert [(row["sender"], row["action"]) for row in listed] == [(sender, "allow"), ("@blocked.test", "block")]
+
+    before = len(daemon.messages(ALICE, "INBOX"))
+    deliver(daemon, spam)
+    allowed = daemon.messages(ALICE, "INBOX")[-1]
+    assert len(daemon.messages(ALICE, "INBOX")) == before + 1
+    assert b"X-Spam-Status: No, verdict=spam, allowlisted" in allowed
+    junk_before = len(daemon.messages(ALICE, "Junk"))
+    deliver(daemon, b"From: Pat <pat@news.blocked.test>\r\nTo: alice@example.test\r\nSubject: agenda\r\n\r\nHi.\r\n")
+    [*_, blocked] = daemon.messages(ALICE, "Junk")
+    assert len(daemon.messages(ALICE, "Junk")) == junk_before + 1
+    assert re.search(rb"X-Spam-Status: Yes, verdict=\w+, blocked-sender, score=", blocked)
+
+    assert daemon.cli("spam", "unlist", ALICE, sender, "@blocked.test").returncode == 0
+    assert daemon.cli("spam", "senders", ALICE).stdout.startswith(f"{ALICE}: no senders listed")
+    missing = daemon.cli("spam", "unlist", ALICE, "@nothing.test", check=False)
+    assert missing.returncode == 1 and missing.stderr.strip() == f"Error: {ALICE}: not listed: @nothing.test"
+    bad = daemon.cli("spam", "block", ALICE, "@bad..test", check=False)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "not a domain name" in bad.stderr

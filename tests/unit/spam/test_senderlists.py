@@ -1,0 +1,97 @@
+"""Per-account sender lists (spam/senderlists.py) and how the spam verdict uses them."""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from relentad.errors import InvalidInput
+from relentad.spam import senderlists, storage, verdicts
+from relentad.spam.classifier import Thresholds
+from relentad.store import db
+
+SPAMMY = frozenset({"viagra", "cheap", "winner"})
+HAMMY = frozenset({"meeting", "agenda", "tuesday"})
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> sqlite3.Connection:
+    conn = db.open_database(tmp_path / "spam.db")
+    conn.execute("INSERT INTO domains (name, created) VALUES ('a.test', 0)")
+    for n in (1, 2):
+        conn.execute(
+            "INSERT INTO accounts (id, email, domain_id, password_hash, created) VALUES (?, ?, 1, 'x', 0)",
+            (n, f"u{n}@a.test"),
+        )
+    items = [(storage.digest(b"s%d" % i), SPAMMY | {f"s{i}"}, True) for i in range(20)]
+    items += [(storage.digest(b"h%d" % i), HAMMY | {f"h{i}"}, False) for i in range(20)]
+    storage.train_corpus(conn, storage.GLOBAL, items)
+    return conn
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("News@Shop.Example", "news@shop.example"),
+        ("@Shop.Example", "@shop.example"),
+        ("shop.example", "@shop.example"),
+        (" @bücher.example ", "@xn--bcher-kva.example"),
+    ],
+)
+def test_patterns_are_normalised(text: str, pattern: str) -> None:
+    assert senderlists.normalize_pattern(text) == pattern
+
+
+@pytest.mark.parametrize("text", ["@", "a@", "@bad..example", "two words@x.example", ""])
+def test_bad_patterns_are_refused(text: str) -> None:
+    with pytest.raises(InvalidInput):
+        senderlists.normalize_pattern(text)
+
+
+def test_the_most_specific_pattern_wins(conn: sqlite3.Connection) -> None:
+    senderlists.put(conn, 1, "@shop.example", "block")
+    senderlists.put(conn, 1, "@news.shop.example", "allow")
+    senderlists.put(conn, 1, "boss@news.shop.example", "block")
+    decide = functools.partial(senderlists.decision, conn, 1)
+    assert decide("anyone@shop.example") == "block"
+    assert decide("x@deals.shop.example") == "block"  # subdomains are covered
+    assert decide("letter@news.shop.example") == "allow"
+    assert decide("boss@news.shop.example") == "block"
+    assert decide("x@othershop.example") is None  # a suffix of the name is not a subdomain
+    assert decide("") is None
+    assert senderlists.decision(conn, 2, "anyone@shop.example") is None  # another account's list
+    senderlists.put(conn, 1, "@shop.example", "allow")  # listing again replaces
+    assert decide("anyone@shop.example") == "allow"
+    assert senderlists.remove(conn, 1, "@shop.example") and not senderlists.remove(conn, 1, "@shop.example")
+    assert [(e.pattern, e.action) for e in senderlists.entries(conn, 1)] == [
+        ("@news.shop.example", "allow"),
+        ("boss@news.shop.example", "block"),
+    ]
+
+
+def test_blocked_senders_go_to_junk_whatever_the_score_and_allowed_ones_stay(conn: sqlite3.Connection) -> None:
+    cut = Thresholds()
+    senderlists.put(conn, 1, "@spam.example", "block")
+    senderlists.put(conn, 1, "news@shop.example", "allow")
+    judge = functools.partial(verdicts.judge, conn, 1, thresholds=cut, min_trained=20)
+    blocked = judge(tokens=HAMMY, sender="x@spam.example")
+    assert blocked.verdict == "ham" and blocked.to_junk
+    assert blocked.reason().startswith("spam-blocked-sender score=")
+    assert b"X-Spam-Status: Yes, verdict=ham, blocked-sender, score=" in blocked.header(cut)
+    assert judge(tokens=HAMMY, sender="x@spam.example", sender_trusted=False).to_junk  # DMARC aside
+    untrained = verdicts.judge(conn, 1, HAMMY, cut, sender="x@spam.example", min_trained=1000)
+    assert untrained.verdict == "untrained" and untrained.to_junk
+    allowed = judge(tokens=SPAMMY, sender="news@shop.example")
+    assert allowed.verdict == "spam" and not allowed.to_junk
+    assert allowed.reason().startswith("spam-allowlisted-sender score=")
+    assert judge(tokens=SPAMMY, sender="news@shop.example", sender_trusted=False).to_junk  # a forged From
+    assert judge(tokens=SPAMMY, sender="other@shop.example").to_junk
+
+
+def test_an_accounts_lists_go_with_it(conn: sqlite3.Connection) -> None:
+    senderlists.put(conn, 2, "@spam.example", "block")
+    conn.execute("DELETE FROM accounts WHERE id = 2")
+    assert conn.execute("SELECT count(*) FROM spam_senders").fetchone()[0] == 0
