@@ -1142,29 +1142,45 @@ def spam() -> None:
 @spam.command("train")
 @click.argument("email", required=False)
 @click.option("--global", "to_global", is_flag=True, help="Train the global model every account falls back on.")
-@click.option("--ham", "ham_dir", required=True, help="Folder of ham messages (one file each, any depth).")
-@click.option("--spam", "spam_dir", required=True, help="Folder of spam messages (one file each, any depth).")
+@click.option("--ham", "ham_dir", help="Folder of ham messages (one file each, any depth).")
+@click.option("--spam", "spam_dir", help="Folder of spam messages (one file each, any depth).")
+@click.option(
+    "--mailboxes",
+    is_flag=True,
+    help="Instead of folders: EMAIL's own stored mail, Junk (or $Junk) as spam and the other folders but Trash, "
+    "Sent and Drafts (or $NotJunk) as ham, the newest 5,000 of each.",
+)
 @pass_state
-def spam_train(state: State, email: str | None, to_global: bool, ham_dir: str, spam_dir: str) -> None:
-    """Train EMAIL's model (or --global) on folders of ham and spam; training the same files again changes
-    nothing, and a file moved from one folder to the other is unlearned and learned anew."""
+def spam_train(
+    state: State, email: str | None, to_global: bool, ham_dir: str | None, spam_dir: str | None, mailboxes: bool
+) -> None:
+    """Train EMAIL's model (or --global) on folders of ham and spam, or on EMAIL's mailboxes; training the same
+    messages again changes nothing, and one moved from one side to the other is unlearned and learned anew."""
     from .spam import storage
     from .spam.tokenize import tokenize
 
     if bool(email) == to_global:
         raise CLIError("name an account EMAIL or --global (not both)")
-    files = [(path, False) for path in _mail_files(ham_dir)] + [(path, True) for path in _mail_files(spam_dir)]
+    if mailboxes and (to_global or ham_dir or spam_dir):
+        raise CLIError("--mailboxes trains an account EMAIL from its own mail, without --ham/--spam")
+    if not mailboxes and not (ham_dir and spam_dir):
+        raise CLIError("give --ham DIR and --spam DIR, or --mailboxes")
     hosts = (state.config.server.hostname,)
     items = []
     with errors_as_messages():
-        with click.progressbar(files, label="tokenizing", file=sys.stderr) as bar:
-            for path, is_spam in bar:
-                raw = path.read_bytes()
-                items.append((storage.digest(raw), tokenize(raw, own_hosts=hosts), is_spam))
+        if mailboxes:
+            items = _mailbox_items(state, email or "")
+        else:
+            files = [(path, False) for path in _mail_files(ham_dir or "")]
+            files += [(path, True) for path in _mail_files(spam_dir or "")]
+            with click.progressbar(files, label="tokenizing", file=sys.stderr) as bar:
+                for path, is_spam in bar:
+                    raw = path.read_bytes()
+                    items.append((storage.digest(raw), tokenize(raw, own_hosts=hosts), is_spam))
         with state.write() as conn:
             scope = storage.GLOBAL if to_global else accounts.get_account(conn, email or "").id
             click.echo(f"training on {len(items)} messages…", err=True)
-            result = storage.train_corpus(conn, scope, items)
+            result = storage.train_corpus(conn, scope, items, source="mailboxes" if mailboxes else "cli")
             result.pruned = storage.prune(conn, scope, state.config.spam.max_tokens, state.config.spam.max_age_days)
             recorded = storage.StoredCounts(conn, scope).recorded()
     click.echo(
@@ -1173,6 +1189,20 @@ def spam_train(state: State, email: str | None, to_global: bool, ham_dir: str, s
         "tokens pruned" + (f", {result.refreshed} retrained with the current tokenizer" if result.refreshed else "")
     )
     _warn_short_of_min_trained(recorded, state.config.spam.min_trained)
+
+
+def _mailbox_items(state: State, email: str) -> list[tuple[bytes, frozenset[str], bool]]:
+    """(key, tokens, is_spam) of EMAIL's stored mail as ``spam train --mailboxes`` learns it."""
+    from .spam.tokenize import tokenize
+    from .spam.training import mailbox_corpus, stored_copy
+
+    hosts = (state.config.server.hostname,)
+    with state.read() as conn:
+        chosen = mailbox_corpus(conn, accounts.get_account(conn, email).id)
+        spam = sum(is_spam for _, _, is_spam in chosen)
+        click.echo(f"{email}: {len(chosen) - spam} ham and {spam} spam in the mailboxes", err=True)
+        with click.progressbar(chosen, label="tokenizing", file=sys.stderr) as bar:
+            return [(key, tokenize(stored_copy(conn, row), own_hosts=hosts), is_spam) for key, row, is_spam in bar]
 
 
 def _by_source(sources: object) -> str:

@@ -451,6 +451,7 @@ def train_corpus(
     messages: Sequence[tuple[bytes, Collection[str], bool]],
     params: Params = DEFAULT_PARAMS,
     workers: int | None = None,
+    source: str = "cli",
 ) -> BulkResult:
     """Bulk training (``relentad spam train``): (key, tokens, is_spam) triples into ``scope``.
 
@@ -502,7 +503,7 @@ def train_corpus(
         learned = [max(times[index][position], 0) for index in range(len(MODELS))]
         result.learned += learned[0]
         # a message no model needed is recorded all the same (without tokens), so training again skips it
-        _record(conn, scope, key, spam, learned, tokens if any(learned) else (), "cli")
+        _record(conn, scope, key, spam, learned, tokens if any(learned) else (), source)
     add_counts(conn, scope, {t: (s, h) for t, (s, h) in deltas.items()})
     if stale:
         conn.execute("UPDATE spam_totals SET tokenizer = ? WHERE scope = ?", (TOKENIZER_VERSION, scope))
@@ -547,8 +548,9 @@ def prune(
 def stats(conn: sqlite3.Connection) -> list[dict[str, object]]:
     """One row per scope: scope name, messages learned as spam/ham (learn calls: train-on-error learns some
     messages several times, others never), token rows, distinct messages recorded (in all, as spam, as ham, and
-    per source: ``cli`` for ``spam train``, ``imap-move``, ``imap-flag``, ``reply``), the tokenizer version it was
-    trained with and whether that is older than the current one (``stale``: retraining advised)."""
+    per source: ``cli`` and ``mailboxes`` for ``spam train``, ``imap-move``, ``imap-flag``, ``reply``), the
+    tokenizer version it was trained with and whether that is older than the current one (``stale``: retraining
+    advised)."""
     rows = conn.execute(
         """SELECT t.scope, coalesce(a.email, ''), t.nspam, t.nham, t.tokens, t.updated, t.tokenizer
            FROM spam_totals t LEFT JOIN accounts a ON a.id = t.scope ORDER BY t.scope"""

@@ -195,6 +195,65 @@ def replied_messages(conn: sqlite3.Connection, account_id: int, msgids: Sequence
     ]
 
 
+MAILBOX_TRAINING_LIMIT = 5000  # newest messages per class that ``spam train EMAIL --mailboxes`` learns from
+_OWN_FOLDERS = frozenset({"\\sent", "\\drafts", "sent", "drafts", "sent items", "sent messages"})
+
+
+def _class_of_copy(folder: _Folder, keywords: str) -> bool | None:
+    """What a stored copy says about its message: True spam, False ham, None nothing (Trash, Sent, Drafts)."""
+    names = set(keywords.lower().split())
+    if NOT_JUNK_KEYWORD.lower() in names:
+        return False
+    if _is_junk(folder) or JUNK_KEYWORD.lower() in names:
+        return True
+    if _is_trash(folder) or folder.special_use.lower() in _OWN_FOLDERS or folder.name.lower() in _OWN_FOLDERS:
+        return None
+    return False
+
+
+def mailbox_corpus(
+    conn: sqlite3.Connection, account_id: int, limit: int = MAILBOX_TRAINING_LIMIT
+) -> list[tuple[bytes, int, bool]]:
+    """(key, messages.id of one copy, is_spam) of the account's stored mail as its folders and keywords classify
+    it, for bulk training (``relentad spam train EMAIL --mailboxes``, e.g. after ``relentad import``): Junk or
+    ``$Junk`` is spam, ``$NotJunk`` or any other folder but Trash, Sent and Drafts is ham; a message whose copies
+    disagree is left out; the newest ``limit`` of each class. Keys are the blobs' SHA-256, as IMAP training
+    records them; :func:`stored_copy` reads a copy as IMAP training tokenizes it (trace fields included)."""
+    found: dict[bytes, tuple[bool, float, int]] = {}
+    conflicting: set[bytes] = set()
+    rows = conn.execute(
+        """SELECT b.sha256, mb.name, coalesce(mb.special_use, ''), m.keywords, m.internaldate, m.id
+           FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id JOIN blobs b ON b.id = m.blob_id
+           WHERE mb.account_id = ?""",
+        (account_id,),
+    )
+    for sha, name, special_use, keywords, internaldate, message_id in rows:
+        said = _class_of_copy(_Folder(str(name), str(special_use)), str(keywords))
+        if said is None:
+            continue
+        key = bytes(sha)
+        seen = found.get(key)
+        if seen is not None and seen[0] != said:
+            conflicting.add(key)
+        found[key] = (said, max(float(internaldate), seen[1] if seen else 0.0), int(message_id))
+    chosen: list[tuple[bytes, int, bool]] = []
+    for spam in (False, True):
+        newest = sorted(
+            ((when, key, row) for key, (said, when, row) in found.items() if said is spam and key not in conflicting),
+            reverse=True,
+        )
+        chosen += [(key, row, spam) for _, key, row in newest[:limit]]
+    return chosen
+
+
+def stored_copy(conn: sqlite3.Connection, message_id: int) -> bytes:
+    """A stored copy as its owner's client sees it: the per-copy trace fields, then the message."""
+    prefix, data = conn.execute(
+        "SELECT m.prefix, b.data FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.id = ?", (message_id,)
+    ).fetchone()
+    return bytes(prefix) + bytes(data)
+
+
 async def learn(
     store: Store, config: Config, account_id: int, mailbox_id: int, uids: Sequence[int], lesson: Lesson, source: str
 ) -> int:

@@ -245,3 +245,30 @@ def test_sender_lists_from_the_cli_decide_over_the_score(trained: tuple[Daemon, 
     assert missing.returncode == 1 and missing.stderr.strip() == f"Error: {ALICE}: not listed: @nothing.test"
     bad = daemon.cli("spam", "block", ALICE, "@bad..test", check=False)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "not a domain name" in bad.stderr
+
+
+def test_spam_train_from_an_accounts_own_mailboxes(trained: tuple[Daemon, bytes]) -> None:
+    """After an import, the account's Junk and other folders train its model: ``spam train EMAIL --mailboxes``."""
+    daemon, _ = trained
+    dave = "dave@example.test"
+    daemon.add_user(dave)
+    crlf = [as_smtp(path.read_bytes()).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") for path in
+            corpus_files("ham/easy-ham-2", 3) + corpus_files("spam/spam-2", 2)]  # fmt: skip
+    hams, spams = crlf[:3], crlf[3:]
+    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=30) as smtp:
+        for raw in hams:
+            smtp.sendmail("sender@elsewhere.test", [dave], raw)
+    imap = client(daemon, dave)
+    for raw in spams:  # as an import puts them: straight into Junk, which trains nothing by itself
+        assert imap.append("Junk", None, None, raw)[0] == "OK"
+    imap.logout()
+    taught = daemon.cli("spam", "train", dave, "--mailboxes")
+    assert f"{dave}: 3 ham and 2 spam in the mailboxes" in taught.stderr
+    assert taught.stdout.startswith(f"{dave}: 5 messages,") and "0 already trained" in taught.stdout
+    again = daemon.cli("spam", "train", dave, "--mailboxes")
+    assert "5 already trained" in again.stdout
+    [row] = [row for row in json.loads(daemon.cli("spam", "stats", "--json").stdout) if row["scope"] == dave]
+    assert row["sources"] == {"mailboxes": 5} and (row["recorded_spam"], row["recorded_ham"]) == (2, 3)
+    for args in (["--global", "--mailboxes"], [dave, "--mailboxes", "--ham", "/tmp"], [dave]):
+        refused = daemon.cli("spam", "train", *args, check=False)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr

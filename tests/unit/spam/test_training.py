@@ -111,3 +111,53 @@ def test_clearing_not_junk_retracts_a_ham_lesson_but_never_a_spam_one(tmp_path: 
     conn2 = database_with(tmp_path / "s.db", ALICE)
     asyncio.run(flag_lessons(tmp_path / "s.db", ["ham", training.lesson_of_store("remove", ["$NotJunk"]) or "ham"]))
     assert recorded(conn2) == {}
+
+
+async def file_all(path: Path, filed: list[tuple[bytes, str, list[str]]]) -> None:
+    store = Store(path)
+    store.start(asyncio.get_running_loop())
+    try:
+        account_id = store.read(lambda conn: accounts.get_account(conn, ALICE).id)
+        pipeline = Pipeline(store, Bus(), CONFIG)
+        for message, mailbox, keywords in filed:
+            placement = Placement(account_id, ALICE, mailbox=mailbox, keywords=list(keywords))
+            await pipeline.deliver(
+                Delivery(message, "bob@acme.example", [placement], Source("192.0.2.1", "h", "E"), "T")
+            )
+    finally:
+        store.close()
+
+
+def test_the_mailboxes_classify_stored_mail_for_bulk_training(tmp_path: Path) -> None:
+    conn = database_with(tmp_path / "r.db", ALICE)
+    both = raw("both@acme.example")
+    filed = [
+        (raw("inbox@acme.example"), "INBOX", []),
+        (raw("archive@acme.example"), "Archive/2025", []),
+        (raw("junk@acme.example"), "Junk", []),
+        (raw("flagged@acme.example"), "INBOX", ["$Junk"]),
+        (raw("rescued@acme.example"), "Junk", ["$NotJunk"]),
+        (raw("trash@acme.example"), "Trash", []),
+        (raw("sent@acme.example"), "Sent", []),
+        (both, "INBOX", []),
+        (both, "Junk", []),  # its copies disagree: left out
+    ]
+    asyncio.run(file_all(tmp_path / "r.db", filed))
+    account_id = conn.execute("SELECT id FROM accounts").fetchone()[0]
+    chosen = training.mailbox_corpus(conn, account_id)
+    msgid = {row: conn.execute("SELECT json_extract(b.structure, '$.m') FROM messages m JOIN blobs b ON b.id = "
+                               "m.blob_id WHERE m.id = ?", (row,)).fetchone()[0] for _, row, _ in chosen}  # fmt: skip
+    classes = {msgid[row]: spam for _, row, spam in chosen}
+    assert classes == {
+        "inbox@acme.example": False,
+        "archive@acme.example": False,
+        "rescued@acme.example": False,
+        "junk@acme.example": True,
+        "flagged@acme.example": True,
+    }
+    key, row, _ = chosen[0]
+    copy = training.stored_copy(conn, row)
+    blob = conn.execute("SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.id = ?", (row,))
+    data = bytes(blob.fetchone()[0])
+    assert copy.startswith(b"Return-Path:") and copy.endswith(data) and storage.digest(data) == key
+    assert len(training.mailbox_corpus(conn, account_id, limit=1)) == 2  # the newest of each class
