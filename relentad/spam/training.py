@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -94,19 +94,30 @@ def lesson_of_store(action: str, flags: Sequence[str]) -> Lesson | None:
     return None
 
 
+def copy_lesson(conn: sqlite3.Connection, source_id: int, target_id: int) -> Lesson | None:
+    """What a COPY/MOVE between these mailboxes teaches (None: it does not cross Junk's border)."""
+    return lesson_of_copy(_folder(conn, source_id), _folder(conn, target_id))
+
+
+def relabel(lesson: Lesson | None) -> Callable[[str], str] | None:
+    """How the keywords of a copy crossing Junk's border change, so that clients show what the user decided: into
+    Junk gains ``$Junk`` and loses ``$NotJunk``, out of it the reverse (None: keywords stay as they are)."""
+    if lesson not in ("spam", "ham"):
+        return None
+    add, drop = (JUNK_KEYWORD, NOT_JUNK_KEYWORD) if lesson == "spam" else (NOT_JUNK_KEYWORD, JUNK_KEYWORD)
+    gone = {add.lower(), drop.lower()}
+
+    def change(keywords: str) -> str:
+        return " ".join([word for word in keywords.split() if word.lower() not in gone] + [add])
+
+    return change
+
+
 def after_copy(
-    store: Store, config: Config, account_id: int, source_id: int, target_id: int, target_uids: Sequence[int]
+    store: Store, config: Config, account_id: int, target_id: int, target_uids: Sequence[int], lesson: Lesson | None
 ) -> None:
-    """COPY/MOVE committed: learn from it in the background when it crossed the Junk folder's border."""
-    if not config.spam.learn or not target_uids:
-        return
-    try:
-        folders = store.read(lambda conn: (_folder(conn, source_id), _folder(conn, target_id)))
-    except sqlite3.Error:
-        log.exception("spam: cannot tell whether a copy crossed Junk; not learned")
-        return
-    lesson = lesson_of_copy(*folders)
-    if lesson is not None:
+    """COPY/MOVE committed: learn ``lesson`` (:func:`copy_lesson`) in the background."""
+    if config.spam.learn and target_uids and lesson is not None:
         _start(store, config, account_id, target_id, list(target_uids), lesson, "imap-move")
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .. import quota
@@ -255,9 +255,14 @@ def size_of(conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int]) -> i
 
 
 def copy_messages(
-    conn: sqlite3.Connection, source_id: int, uids: Sequence[int], target_id: int
+    conn: sqlite3.Connection,
+    source_id: int,
+    uids: Sequence[int],
+    target_id: int,
+    relabel: Callable[[str], str] | None = None,
 ) -> list[tuple[int, int]]:
-    """COPY (RFC 3501 §6.4.7): (source uid, new uid) pairs; the copies share the blob, flags and date."""
+    """COPY (RFC 3501 §6.4.7): (source uid, new uid) pairs; the copies share the blob, flags and date, and get
+    the source's keywords (through ``relabel`` when given: the Junk keywords of a copy crossing Junk's border)."""
     pairs: list[tuple[int, int]] = []
     for chunk in chunks(uids):
         rows = conn.execute(
@@ -274,17 +279,21 @@ def copy_messages(
                 size=size,
                 internaldate=internaldate,
                 flags=bits,
-                keywords=keywords,
+                keywords=relabel(keywords) if relabel is not None else keywords,
             ).uid
             pairs.append((uid, new_uid))
     return pairs
 
 
 def move_messages(
-    conn: sqlite3.Connection, source_id: int, uids: Sequence[int], target_id: int
+    conn: sqlite3.Connection,
+    source_id: int,
+    uids: Sequence[int],
+    target_id: int,
+    relabel: Callable[[str], str] | None = None,
 ) -> tuple[list[tuple[int, int]], int]:
     """MOVE (RFC 6851): copy, then remove from the source (no retention copy: the message lives on)."""
-    pairs = copy_messages(conn, source_id, uids, target_id)
+    pairs = copy_messages(conn, source_id, uids, target_id, relabel)
     modseq = mailboxes.bump_modseq(conn, source_id)
     _remove(conn, source_id, [source for source, _ in pairs], modseq)
     return pairs, modseq

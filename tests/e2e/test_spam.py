@@ -98,6 +98,9 @@ def test_spam_goes_to_junk_and_moving_it_out_changes_the_next_verdict(trained: t
     imap.select("Junk")
     assert imap.uid("MOVE", "1", "INBOX")[0] == "OK"
     wait_trained(daemon, "ham", 1)
+    imap.select("INBOX")
+    flags = imap.uid("FETCH", "1", "(FLAGS)")[1][0]
+    assert b"$NotJunk" in flags and b"$Junk" not in flags, flags  # clients show the user's decision
 
     deliver(daemon, spam)
     assert len(daemon.messages(ALICE, "Junk")) == 0

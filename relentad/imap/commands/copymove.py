@@ -1,9 +1,11 @@
 """COPY, MOVE and their UID forms (RFC 9051 §6.4.7-8, RFC 6851 MOVE, RFC 4315 UIDPLUS COPYUID).
 
 Invariants: the copies share the stored blob (refcounted), keep flags and internal date, and get fresh UIDs in
-the target; a missing target answers NO [TRYCREATE], a COPY beyond the disk quota NO [OVERQUOTA]. MOVE is copy +
-removal in one transaction; the source UIDs are tombstoned for QRESYNC but not kept in the retention area (the
-message lives on in the target).
+the target; a copy crossing the Junk folder's border gains ``$Junk`` (into Junk) or ``$NotJunk`` (out of it) and
+loses the other, so that clients show what the user decided, and teaches the spam filter (spam/training.py); a
+missing target answers NO [TRYCREATE], a COPY beyond the disk quota NO [OVERQUOTA]. MOVE is copy + removal in one
+transaction; the source UIDs are tombstoned for QRESYNC but not kept in the retention area (the message lives on
+in the target).
 """
 
 from __future__ import annotations
@@ -38,22 +40,26 @@ async def copy_move(session: Session, command: CopyMove) -> Result:
     uids = view.resolve(command.sequence_set, uid=command.uid, saved=session.saved)
     if not uids:
         return Ok("nothing to copy" if not move else "nothing to move")
+    lesson = session.read(lambda c: spam_training.copy_lesson(c, view.mailbox_id, target.id))
     if isinstance(view, VirtualView):
         pairs = await virtual.copy_out(session, view, uids, target.id)
-    elif move:
-        pairs, modseq = await session.write(lambda c: imapwrite.move_messages(c, view.mailbox_id, uids, target.id))
-        session.publish(view.mailbox_id, modseq)
     else:
+        relabel = spam_training.relabel(lesson)
+        if move:
+            write = await session.write(lambda c: imapwrite.move_messages(c, view.mailbox_id, uids, target.id, relabel))
+            pairs, modseq = write
+            session.publish(view.mailbox_id, modseq)
+        else:
 
-        def copy(conn: sqlite3.Connection) -> list[tuple[int, int]]:
-            size = imapwrite.size_of(conn, view.mailbox_id, uids)
-            imapwrite.check_quota(conn, session.account_id, size, len(uids))
-            return imapwrite.copy_messages(conn, view.mailbox_id, uids, target.id)
+            def copy(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+                size = imapwrite.size_of(conn, view.mailbox_id, uids)
+                imapwrite.check_quota(conn, session.account_id, size, len(uids))
+                return imapwrite.copy_messages(conn, view.mailbox_id, uids, target.id, relabel)
 
-        pairs = await session.write(copy)
+            pairs = await session.write(copy)
     session.publish(target.id, 0)
     spam_training.after_copy(
-        session.store, session.config, session.account_id, view.mailbox_id, target.id, [p[1] for p in pairs]
+        session.store, session.config, session.account_id, target.id, [p[1] for p in pairs], lesson
     )
     if not pairs:
         return Ok("the messages were expunged meanwhile")

@@ -187,6 +187,15 @@ def test_lessons_of_imap_actions() -> None:
     assert training.lesson_of_store("add", ["\\Seen"]) is None
 
 
+def test_a_copy_crossing_junks_border_gets_the_keyword_of_the_decision() -> None:
+    to_junk, out_of_junk = training.relabel("spam"), training.relabel("ham")
+    assert to_junk is not None and out_of_junk is not None and training.relabel(None) is None
+    assert to_junk("\\Seen $notjunk custom") == "\\Seen custom $Junk"
+    assert to_junk("$JUNK") == "$Junk"
+    assert out_of_junk("$Junk $label1") == "$label1 $NotJunk"
+    assert out_of_junk("") == "$NotJunk"
+
+
 def test_contact_written_to_is_never_junked_on_content(conn: sqlite3.Connection) -> None:
     base_model(conn)
     for address, count_out in (("friend@b.test", 2), ("stranger@b.test", 0)):
