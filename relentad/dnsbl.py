@@ -24,7 +24,9 @@ from dataclasses import dataclass
 import dns.asyncresolver
 import publicsuffix2
 
+from .addrspec import normalize_domain
 from .dns import DnsLookupError, lookup
+from .errors import InvalidInput
 from .mailauth import organizational_domain
 
 log = logging.getLogger(__name__)
@@ -84,14 +86,17 @@ def is_listing(code: str) -> bool:
 
 
 def link_domains(hosts: Iterable[str]) -> list[str]:
-    """The registrable domains of link hosts (public suffix plus one label; IP addresses and bare public suffixes
-    dropped), sorted, at most :data:`MAX_LINK_DOMAINS`."""
+    """The registrable domains of link hosts as A-labels (public suffix plus one label; IP addresses, bare public
+    suffixes and names that are no host names dropped), sorted, at most :data:`MAX_LINK_DOMAINS`."""
     domains = set()
     for host in hosts:
         name = host.lower().strip(".")
         if "." not in name or name.replace(".", "").isdigit() or publicsuffix2.get_tld(name, wildcard=True) == name:
             continue
-        domains.add(organizational_domain(name))
+        try:
+            domains.add(normalize_domain(organizational_domain(name)))  # an A-label, and a valid host name
+        except InvalidInput:
+            continue
     return sorted(domains)[:MAX_LINK_DOMAINS]
 
 

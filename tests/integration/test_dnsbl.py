@@ -59,6 +59,8 @@ async def test_a_listed_address_names_the_zone_code_and_reason(dnsmasq: Dnsmasq)
 def test_link_domains_are_registrable_domains_without_ips_or_bare_suffixes() -> None:
     hosts = {"www.shop.example.com", "example.com", "co.uk", "offers.example.co.uk", "192.0.2.1", "localhost", "com"}
     assert link_domains(hosts) == ["example.co.uk", "example.com"]
+    odd = {"bücher.example", "xn--bcher-kva.example", "ex ample.com", "-bad-.com", "x." + "y" * 70 + ".com"}
+    assert link_domains(odd) == ["xn--bcher-kva.example"]
     assert len(link_domains(f"d{i}.example{i}.test" for i in range(50))) == MAX_LINK_DOMAINS
 
 
