@@ -170,12 +170,14 @@ def _test_name(point: str, zone: str) -> str:
     return query_name(point, zone) or f"{point}.{zone.strip('.')}"
 
 
-async def health(resolver: dns.asyncresolver.Resolver, zone: str, *, domains: bool = False) -> str | None:
-    """What is wrong with ``zone``, judged by RFC 5782 §5's test points (None: it answers as a blocklist should):
-    127.0.0.2 listed and 127.0.0.1 not for an IP list, TEST listed and INVALID not for a domain list.
+async def health(resolver: dns.asyncresolver.Resolver, zone: str, *, domains: bool = False) -> tuple[str, str] | None:
+    """What is wrong with ``zone``, judged by RFC 5782 §5's test points, as (``"fail"`` or ``"warn"``, why); None
+    when it answers as a blocklist should: 127.0.0.2 listed and 127.0.0.1 not for an IP list, TEST listed and
+    INVALID not for a domain list.
 
     For ``relentad doctor``: the usual trouble is a list refusing the daemon's resolver (Spamhaus answers
-    127.255.255.x to public resolvers), which makes the list silently useless.
+    127.255.255.x to public resolvers), which makes the list silently useless. A list that does not list its
+    test point only warns: not every list follows §5 for it (Spamhaus DBL's own test name is dbltest.com).
     """
     listed, unlisted = _DOMAIN_TEST_POINTS if domains else _IP_TEST_POINTS
     answers: dict[str, list[str]] = {}
@@ -183,12 +185,12 @@ async def health(resolver: dns.asyncresolver.Resolver, zone: str, *, domains: bo
         try:
             answers[point] = [record.to_text() for record in await lookup(resolver, _test_name(point, zone), "A")]
         except DnsLookupError as exc:
-            return f"no answer about the test point {point}: {exc}"
+            return "warn", f"no answer about the test point {point}: {exc}"
     refused = [code for code in answers[listed] if not is_listing(code) and ipaddress.ip_address(code) in _LISTED]
     if refused:
-        return f"refuses queries from this resolver ({refused[0]}): a public or shared resolver?"
+        return "fail", f"refuses queries from this resolver ({refused[0]}): a public or shared resolver?"
     if any(is_listing(code) for code in answers[unlisted]):
-        return f"lists {unlisted}, which no blocklist may: broken, so relentad ignores its answers"
+        return "fail", f"lists {unlisted}, which no blocklist may: broken, so relentad ignores its answers"
     if not any(is_listing(code) for code in answers[listed]):
-        return f"does not list the test point {listed}: not a blocklist zone of this kind, or a mistyped name"
+        return "warn", f"does not list the test point {listed}: not a blocklist zone of this kind, or a mistyped name"
     return None

@@ -264,7 +264,7 @@ async def check_blocklists(config: Config, resolver: dns.asyncresolver.Resolver)
             findings.append(Finding("ok", "dnsbl", f"{zone} answers its test points"))
         else:
             fix = "ask through a resolver of your own (unbound on this host, in [dns] nameservers), or fix the name"
-            findings.append(Finding("fail", "dnsbl", f"{zone} {problem}", fix))
+            findings.append(Finding(problem[0], "dnsbl", f"{zone} {problem[1]}", fix))
     return findings
 
 

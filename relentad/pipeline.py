@@ -241,8 +241,7 @@ class Pipeline:
     async def check_links(self, delivery: Delivery) -> None:
         """``[dnsbl] domain_zones``: a message linking to a listed domain goes to Junk (the links come from the spam
         tokenizer, whose tokens the spam step then reuses)."""
-        delivery.tokens = self.tokens(delivery)
-        domains = dnsbl.link_domains(tokenize_mod.link_hosts(delivery.tokens))
+        domains = dnsbl.link_domains(tokenize_mod.link_hosts(self.tokens(delivery)))
         listing = await self.blocklists.check_domains(domains) if domains else None
         if listing is not None:
             file_blocklisted(delivery, listing)

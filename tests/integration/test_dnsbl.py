@@ -76,7 +76,7 @@ async def test_domain_zones_list_link_domains_and_are_checked_by_their_own_test_
     assert await lists.check_domains(["example"]) is None  # world.test lists INVALID: ignored
     assert lists._broken_until.keys() == {"world.test"}
     assert await health(resolver, "dbl.test", domains=True) is None
-    assert "lists invalid" in (await health(resolver, "world.test", domains=True) or "")
+    assert "lists invalid" in str(await health(resolver, "world.test", domains=True))
     assert await lists.check("127.0.0.2") is None  # no IP zones
 
 
@@ -102,7 +102,9 @@ async def test_health_judges_a_zone_by_its_test_points(dnsmasq: Dnsmasq) -> None
     dnsmasq.replace(records)
     resolver = make_resolver([dnsmasq.nameserver], 1.0)
     assert await health(resolver, "good.test") is None
-    assert "refuses queries from this resolver (127.255.255.254)" in (await health(resolver, "refusing.test") or "")
-    assert "lists 127.0.0.1" in (await health(resolver, "world.test") or "")
-    assert "does not list the test point 127.0.0.2" in (await health(resolver, "typo.test") or "")
-    assert "no answer" in (await health(make_resolver(["127.0.0.1:9"], 0.3), "good.test") or "")
+    refusing, world, typo = [await health(resolver, z) for z in ("refusing.test", "world.test", "typo.test")]
+    assert refusing == ("fail", "refuses queries from this resolver (127.255.255.254): a public or shared resolver?")
+    assert world is not None and world[0] == "fail" and "lists 127.0.0.1" in world[1]
+    assert typo is not None and typo[0] == "warn" and "does not list the test point 127.0.0.2" in typo[1]
+    unanswered = await health(make_resolver(["127.0.0.1:9"], 0.3), "good.test")
+    assert unanswered is not None and unanswered[0] == "warn" and "no answer" in unanswered[1]
