@@ -3,8 +3,6 @@ IMAP (MOVE out of Junk, the $Junk keyword) that changes the next verdict."""
 
 from __future__ import annotations
 
-import email
-import email.utils
 import json
 import re
 import shutil
@@ -12,13 +10,12 @@ import smtplib
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support.daemon import PASSWORD, Daemon
+from tests.support.daemon import Daemon
 from tests.support.dnsmasq import Dnsmasq
-from tests.support.imap import client, imap_daemon, tls_client_context
+from tests.support.imap import client, imap_daemon
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "spamassassin" / "train"
 ALICE = "alice@example.test"
@@ -49,7 +46,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, dns_server: Dnsmasq) -> It
     spams = corpus_files("spam/spam-1", 200)
     for path in spams:
         (spam / path.name).write_bytes(as_smtp(path.read_bytes()))
-    daemon = imap_daemon(root / "mx", dns_server.nameserver, submission=True)
+    daemon = imap_daemon(root / "mx", dns_server.nameserver)
     result = daemon.cli("spam", "train", ALICE, "--ham", str(ham), "--spam", str(spam))
     assert "400 messages" in result.stdout
     again = daemon.cli("spam", "train", ALICE, "--ham", str(ham), "--spam", str(spam))
@@ -159,38 +156,6 @@ def test_an_account_short_of_min_trained_files_nothing_by_score(trained: tuple[D
     assert json.loads(scored.stdout)[0]["verdict"] == "untrained" and "2 ham, fewer than" in scored.stderr
 
 
-def test_a_reply_sent_through_submission_teaches_the_answered_message_as_ham(trained: tuple[Daemon, bytes]) -> None:
-    """carol has no model: a corpus ham reaches her, she answers it through submission, and the answered message
-    is learned as ham into her model (source "reply"); her next mail is judged with that ham counted."""
-    daemon, _ = trained
-    carol = "carol@example.test"
-    ham = as_smtp(corpus_files("ham/easy-ham-1", 2)[1].read_bytes())
-    msgid = re.search(rb"^Message-I[Dd]:\s*(<[^>]+>)", ham, re.MULTILINE | re.IGNORECASE)
-    assert msgid
-    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=30) as smtp:
-        smtp.sendmail("sender@elsewhere.test", [carol], ham)
-    reply = (
-        f"From: Carol <{carol}>\r\nTo: alice@example.test\r\nSubject: Re: that\r\n"
-        f"In-Reply-To: {msgid.group(1).decode()}\r\n\r\nThanks, noted.\r\n"
-    ).encode()
-    with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=30) as smtp:
-        smtp.starttls(context=tls_client_context())
-        smtp.login(carol, PASSWORD)
-        smtp.sendmail(carol, ["alice@example.test"], reply)
-    rows: list[Any] = []
-    for _ in range(200):
-        rows = daemon.query("SELECT t.class, t.source FROM spam_trained t JOIN accounts a ON a.id = t.scope "
-                            "WHERE a.email = ?", carol)  # fmt: skip
-        if rows:
-            break
-        time.sleep(0.05)
-    assert [tuple(row) for row in rows] == [("ham", "reply")]
-    assert "1 messages recorded (0 spam, 1 ham; 1 by reply)" in daemon.cli("spam", "stats").stdout
-    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=30) as smtp:
-        smtp.sendmail("sender@elsewhere.test", [carol], as_smtp(corpus_files("ham/easy-ham-1", 3)[2].read_bytes()))
-    assert b"verdict=untrained, trained=0 spam/1 ham," in daemon.messages(carol, "INBOX")[-1]
-
-
 def test_cli_score_and_stats(trained: tuple[Daemon, bytes], tmp_path: Path) -> None:
     daemon, spam = trained
     ham = corpus_files("ham/easy-ham-1", 1)[0]
@@ -219,59 +184,3 @@ def test_cli_score_and_stats(trained: tuple[Daemon, bytes], tmp_path: Path) -> N
         "spam", "train", "--global", ALICE, "--ham", str(tmp_path), "--spam", str(tmp_path), check=False
     )
     assert failed.returncode != 0 and failed.stderr.count("\n") == 1
-
-
-def test_sender_lists_from_the_cli_decide_over_the_score(trained: tuple[Daemon, bytes]) -> None:
-    """``spam allow`` keeps a spam's sender out of Junk; ``spam block`` files a ham sender's mail there."""
-    daemon, spam = trained
-    sender = email.utils.parseaddr(email.message_from_bytes(spam)["From"])[1].lower()
-    assert daemon.cli("spam", "senders", ALICE).stdout.startswith(f"{ALICE}: no senders listed")
-    assert daemon.cli("spam", "allow", ALICE, sender).stdout.strip() == f"{ALICE}: allow {sender}"
-    assert daemon.cli("spam", "block", ALICE, "@Blocked.Test").stdout.strip() == f"{ALICE}: block @blocked.test"
-    listed = json.loads(daemon.cli("spam", "senders", ALICE, "--json").stdout)
-    assert [(row["sender"], row["action"]) for row in listed] == [(sender, "allow"), ("@blocked.test", "block")]
-
-    before = len(daemon.messages(ALICE, "INBOX"))
-    deliver(daemon, spam)
-    allowed = daemon.messages(ALICE, "INBOX")[-1]
-    assert len(daemon.messages(ALICE, "INBOX")) == before + 1
-    assert b"X-Spam-Status: No, verdict=spam, allowlisted" in allowed
-    junk_before = len(daemon.messages(ALICE, "Junk"))
-    deliver(daemon, b"From: Pat <pat@news.blocked.test>\r\nTo: alice@example.test\r\nSubject: agenda\r\n\r\nHi.\r\n")
-    [*_, blocked] = daemon.messages(ALICE, "Junk")
-    assert len(daemon.messages(ALICE, "Junk")) == junk_before + 1
-    assert re.search(rb"X-Spam-Status: Yes, verdict=\w+, blocked-sender, score=", blocked)
-
-    assert daemon.cli("spam", "unlist", ALICE, sender, "@blocked.test").returncode == 0
-    assert daemon.cli("spam", "senders", ALICE).stdout.startswith(f"{ALICE}: no senders listed")
-    missing = daemon.cli("spam", "unlist", ALICE, "@nothing.test", check=False)
-    assert missing.returncode == 1 and missing.stderr.strip() == f"Error: {ALICE}: not listed: @nothing.test"
-    bad = daemon.cli("spam", "block", ALICE, "@bad..test", check=False)
-    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "not a domain name" in bad.stderr
-
-
-def test_spam_train_from_an_accounts_own_mailboxes(trained: tuple[Daemon, bytes]) -> None:
-    """After an import, the account's Junk and other folders train its model: ``spam train EMAIL --mailboxes``."""
-    daemon, _ = trained
-    dave = "dave@example.test"
-    daemon.add_user(dave)
-    crlf = [as_smtp(path.read_bytes()).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") for path in
-            corpus_files("ham/easy-ham-2", 3) + corpus_files("spam/spam-2", 2)]  # fmt: skip
-    hams, spams = crlf[:3], crlf[3:]
-    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=30) as smtp:
-        for raw in hams:
-            smtp.sendmail("sender@elsewhere.test", [dave], raw)
-    imap = client(daemon, dave)
-    for raw in spams:  # as an import puts them: straight into Junk, which trains nothing by itself
-        assert imap.append("Junk", None, None, raw)[0] == "OK"
-    imap.logout()
-    taught = daemon.cli("spam", "train", dave, "--mailboxes")
-    assert f"{dave}: 3 ham and 2 spam in the mailboxes" in taught.stderr
-    assert taught.stdout.startswith(f"{dave}: 5 messages,") and "0 already trained" in taught.stdout
-    again = daemon.cli("spam", "train", dave, "--mailboxes")
-    assert "5 already trained" in again.stdout
-    [row] = [row for row in json.loads(daemon.cli("spam", "stats", "--json").stdout) if row["scope"] == dave]
-    assert row["sources"] == {"mailboxes": 5} and (row["recorded_spam"], row["recorded_ham"]) == (2, 3)
-    for args in (["--global", "--mailboxes"], [dave, "--mailboxes", "--ham", "/tmp"], [dave]):
-        refused = daemon.cli("spam", "train", *args, check=False)
-        assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
