@@ -74,8 +74,12 @@ def decision(conn: sqlite3.Connection, account_id: int, sender: str) -> Action |
     local, _, domain = sender.rpartition("@")
     if not local or not domain:
         return None
+    try:
+        domain = addrspec.normalize_domain(domain)  # patterns hold A-labels; a From may carry U-labels
+    except InvalidInput:
+        return None
     labels = domain.split(".")
-    candidates = [sender] + ["@" + ".".join(labels[i:]) for i in range(len(labels))]
+    candidates = [f"{local}@{domain}"] + ["@" + ".".join(labels[i:]) for i in range(len(labels))]
     marks = ",".join("?" * len(candidates))
     found = dict(
         conn.execute(

@@ -62,6 +62,8 @@ def test_the_most_specific_pattern_wins(conn: sqlite3.Connection) -> None:
     assert decide("boss@news.shop.example") == "block"
     assert decide("x@othershop.example") is None  # a suffix of the name is not a subdomain
     assert decide("") is None
+    senderlists.put(conn, 2, senderlists.normalize_pattern("@bücher.example"), "block")
+    assert senderlists.decision(conn, 2, "info@bücher.example") == "block"  # U-labels meet the A-label pattern
     assert senderlists.decision(conn, 2, "anyone@shop.example") is None  # another account's list
     senderlists.put(conn, 1, "@shop.example", "allow")  # listing again replaces
     assert decide("anyone@shop.example") == "allow"
