@@ -62,6 +62,12 @@ SPAM_VERDICTS = Counter(
     ["verdict"],
     registry=REGISTRY,
 )
+DNSBL_LISTED = Counter(
+    "relentad_dnsbl_listed",
+    "Blocklist listings acted on, by kind (ip: an MX client, once per connection; domain: a message's link) and zone.",
+    ["kind", "zone"],
+    registry=REGISTRY,
+)
 
 _MAX_REQUEST = 8192
 _REQUEST_TIMEOUT = 5.0
@@ -106,6 +112,11 @@ def rejected(listener: str, reason: str) -> None:
 
 def sent(result: str) -> None:
     MESSAGES_SENT.labels(result).inc()
+
+
+def dnsbl_listed(kind: str, zone: str) -> None:
+    """For the blocklist checks: one listing of an MX client ("ip") or of a link domain ("domain") in ``zone``."""
+    DNSBL_LISTED.labels(kind, zone).inc()
 
 
 def spam_verdict(verdict: str) -> None:

@@ -244,6 +244,7 @@ class Pipeline:
         domains = dnsbl.link_domains(tokenize_mod.link_hosts(self.tokens(delivery)))
         listing = await self.blocklists.check_domains(domains) if domains else None
         if listing is not None:
+            metrics.dnsbl_listed("domain", listing.zone)
             file_blocklisted(delivery, listing)
 
     def tokens(self, delivery: Delivery) -> frozenset[str]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiosmtpd.smtp import Envelope
 
-from .. import addrspec, quota, quotawarn, trace
+from .. import addrspec, metrics, quota, quotawarn, trace
 from ..dnsbl import Listing
 from ..errors import InvalidInput
 from ..pipeline import Delivery, Pipeline, Placement
@@ -109,6 +109,8 @@ class InboundHandler(TransactionLog):
         if not session.dnsbl_checked:
             session.dnsbl = await self.pipeline.blocklists.check(session.peer[0])
             session.dnsbl_checked = True
+            if session.dnsbl is not None:
+                metrics.dnsbl_listed("ip", session.dnsbl.zone)
         listing: Listing | None = session.dnsbl
         if listing is None:
             return None

@@ -6,13 +6,15 @@ from __future__ import annotations
 import smtplib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import MakeDaemon, provision
-from tests.support.daemon import Daemon
+from tests.support.daemon import Daemon, free_port, wait_for_port
 from tests.support.dns_fixture import start_or_skip
 from tests.support.dnsmasq import Dnsmasq, DnsRecords
+from tests.support.metrics import http_get, sample
 
 MESSAGE = b"From: someone@elsewhere.test\r\nTo: alice@example.test\r\nSubject: hello\r\n\r\nHello.\r\n"
 REASON = "Listed for testing, see https://bl.test/"
@@ -26,12 +28,20 @@ def zone_server(tmp_path: Path) -> Iterator[Dnsmasq]:
     server.close()
 
 
-def listed_daemon(make_daemon: MakeDaemon, dns: Dnsmasq, action: str) -> Daemon:
+def listed_daemon(make_daemon: MakeDaemon, dns: Dnsmasq, action: str, metrics_port: int = 0) -> Daemon:
     dns.replace(DnsRecords().add_a("2.0.0.127.bl.test", "127.0.0.2").add_txt("2.0.0.127.bl.test", REASON))
-    settings = {"dns": {"nameservers": [dns.nameserver]}, "dnsbl": {"zones": ["bl.test"], "action": action}}
+    settings: dict[str, dict[str, Any]] = {
+        "dns": {"nameservers": [dns.nameserver]},
+        "dnsbl": {"zones": ["bl.test"], "action": action},
+    }
+    if metrics_port:
+        settings["listen"] = {"metrics": f"127.0.0.1:{metrics_port}"}
     daemon = provision(make_daemon(settings=settings))
     daemon.add_alias("postmaster@example.test", "carol@example.test")
-    return daemon.start()
+    daemon.start()
+    if metrics_port:
+        wait_for_port("127.0.0.1", metrics_port, proc=daemon.proc)
+    return daemon
 
 
 def client(daemon: Daemon, source: str) -> smtplib.SMTP:
@@ -65,9 +75,13 @@ def test_a_listed_client_is_refused_naming_the_list_but_may_write_to_postmaster(
 def test_with_action_junk_a_listed_clients_mail_is_filed_into_junk_saying_why(
     make_daemon: MakeDaemon, zone_server: Dnsmasq
 ) -> None:
-    daemon = listed_daemon(make_daemon, zone_server, "junk")
+    port = free_port()
+    daemon = listed_daemon(make_daemon, zone_server, "junk", metrics_port=port)
     with client(daemon, "127.0.0.2") as smtp:
         assert smtp.sendmail("someone@elsewhere.test", ["alice@example.test", "bob@example.test"], MESSAGE) == {}
+        assert smtp.sendmail("someone@elsewhere.test", ["carol@example.test"], MESSAGE) == {}  # asked once
+    status, text = http_get(port, "/metrics")
+    assert status == 200 and sample(text, "relentad_dnsbl_listed_total", 'kind="ip",zone="bl.test"') == 1.0
     for user in ("alice@example.test", "bob@example.test"):
         assert daemon.messages(user) == []
         [junked] = daemon.messages(user, "Junk")
@@ -78,8 +92,14 @@ def test_mail_linking_to_a_listed_domain_is_filed_into_junk(make_daemon: MakeDae
     """``domain_zones``: the registrable domain of a link (here in a quoted-printable HTML part) is listed."""
     records = DnsRecords().add_a("bad.example.dbl.test", "127.0.1.2").add_txt("bad.example.dbl.test", "spam domain")
     zone_server.replace(records.add_a("test.dbl.test", "127.0.1.2"))
-    settings = {"dns": {"nameservers": [zone_server.nameserver]}, "dnsbl": {"domain_zones": ["dbl.test"]}}
+    port = free_port()
+    settings = {
+        "dns": {"nameservers": [zone_server.nameserver]},
+        "dnsbl": {"domain_zones": ["dbl.test"]},
+        "listen": {"metrics": f"127.0.0.1:{port}"},
+    }
     daemon = provision(make_daemon(settings=settings)).start()
+    wait_for_port("127.0.0.1", port, proc=daemon.proc)
     html = (
         b"From: someone@elsewhere.test\r\nTo: alice@example.test\r\nSubject: offer\r\nMIME-Version: 1.0\r\n"
         b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
@@ -92,4 +112,5 @@ def test_mail_linking_to_a_listed_domain_is_filed_into_junk(make_daemon: MakeDae
     assert b"X-DNSBL: bad.example listed in dbl.test (127.0.1.2: spam domain)\r\n" in junked
     [kept] = daemon.messages("alice@example.test")
     assert b"X-DNSBL" not in kept
+    assert sample(http_get(port, "/metrics")[1], "relentad_dnsbl_listed_total", 'kind="domain",zone="dbl.test"') == 1
     assert "OK   dnsbl: dbl.test answers its test points" in daemon.cli("doctor", check=False).stdout

@@ -7,8 +7,6 @@ import imaplib
 import json
 import smtplib
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +19,7 @@ from tests.e2e.conftest import MakeDaemon, provision
 from tests.support.daemon import Daemon, free_port, wait_for_port
 from tests.support.dns_fixture import start_or_skip
 from tests.support.dnsmasq import DnsRecords
-
-
-def http_get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def sample(text: str, name: str, labels: str = "") -> float:
-    """The value of one sample line ``name{labels} value`` of a Prometheus exposition."""
-    wanted = f"{name}{{{labels}}}" if labels else name
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        key, _, value = line.rpartition(" ")
-        if key == wanted:
-            return float(value)
-    raise AssertionError(f"no sample {wanted} in:\n{text}")
+from tests.support.metrics import http_get, sample
 
 
 def settled_metrics(port: int) -> str:
