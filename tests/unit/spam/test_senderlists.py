@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from pathlib import Path
 
 import pytest
 
 from relentad.errors import InvalidInput
 from relentad.spam import senderlists, storage, verdicts
 from relentad.spam.classifier import Thresholds
-from relentad.store import db
 
 SPAMMY = frozenset({"viagra", "cheap", "winner"})
 HAMMY = frozenset({"meeting", "agenda", "tuesday"})
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> sqlite3.Connection:
-    conn = db.open_database(tmp_path / "spam.db")
-    conn.execute("INSERT INTO domains (name, created) VALUES ('a.test', 0)")
-    for n in (1, 2):
-        conn.execute(
-            "INSERT INTO accounts (id, email, domain_id, password_hash, created) VALUES (?, ?, 1, 'x', 0)",
-            (n, f"u{n}@a.test"),
-        )
+def trained(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """The database of ``conn`` with a global model of 20 spam and 20 ham."""
     items = [(storage.digest(b"s%d" % i), SPAMMY | {f"s{i}"}, True) for i in range(20)]
     items += [(storage.digest(b"h%d" % i), HAMMY | {f"h{i}"}, False) for i in range(20)]
     storage.train_corpus(conn, storage.GLOBAL, items)
@@ -74,8 +66,8 @@ def test_the_most_specific_pattern_wins(conn: sqlite3.Connection) -> None:
     ]
 
 
-def test_blocked_senders_go_to_junk_whatever_the_score_and_allowed_ones_stay(conn: sqlite3.Connection) -> None:
-    cut = Thresholds()
+def test_blocked_senders_go_to_junk_whatever_the_score_and_allowed_ones_stay(trained: sqlite3.Connection) -> None:
+    conn, cut = trained, Thresholds()
     senderlists.put(conn, 1, "@spam.example", "block")
     senderlists.put(conn, 1, "news@shop.example", "allow")
     judge = functools.partial(verdicts.judge, conn, 1, thresholds=cut, min_trained=20)

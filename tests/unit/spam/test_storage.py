@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from pathlib import Path
 
 import pytest
 
@@ -14,22 +13,9 @@ from relentad.spam.classifier import MemoryCounts, Thresholds, score
 from relentad.spam.storage import GLOBAL, StoredCounts
 from relentad.spam.tokenize import TOKENIZER_VERSION
 from relentad.spam.views import BODY_MARK, HEAD_MARK, score_stored
-from relentad.store import db
 
 SPAMMY = frozenset({"viagra", "cheap", "winner", "subj:free", "hdr:x-mailer-bulk"})
 HAMMY = frozenset({"meeting", "agenda", "tuesday", "subj:minutes", "from:colleague"})
-
-
-@pytest.fixture
-def conn(tmp_path: Path) -> sqlite3.Connection:
-    conn = db.open_database(tmp_path / "spam.db")
-    conn.execute("INSERT INTO domains (name, created) VALUES ('a.test', 0)")
-    for n in (1, 2):
-        conn.execute(
-            "INSERT INTO accounts (id, email, domain_id, password_hash, created) VALUES (?, ?, 1, 'x', 0)",
-            (n, f"u{n}@a.test"),
-        )
-    return conn
 
 
 def snapshot(conn: sqlite3.Connection) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from relentad import config as config_mod
 from relentad.events import Bus
-from relentad.pipeline import Delivery, Pipeline, Placement
+from relentad.pipeline import Delivery, Pipeline, Placement, Stored
 from relentad.spam import storage, training
 from relentad.spam.tokenize import tokenize
 from relentad.store import accounts
@@ -24,6 +25,7 @@ ALICE = "alice@example.test"
 CONFIG = config_mod.from_dict(
     {"server": {"hostname": "mx.example.test"}, "spam": {"enabled": False}, "mailauth": {"verify": False}}
 )
+SOURCE = Source("192.0.2.1", "h", "ESMTP")
 
 
 def raw(msgid: str, sender: str = "Bob <bob@acme.example>", subject: str = "quote") -> bytes:
@@ -33,20 +35,34 @@ def raw(msgid: str, sender: str = "Bob <bob@acme.example>", subject: str = "quot
     ).encode()
 
 
-async def file_and_reply(path: Path, filed: list[tuple[bytes, str, list[str]]], replied: list[str]) -> int:
-    """File each (message, mailbox, keywords) for alice, then learn from a reply naming ``replied``."""
+Filed = list[tuple[bytes, str, list[str]]]
+Then = Callable[[Store, int, list[Stored]], Awaitable[int]]
+
+
+async def file_then(path: Path, filed: Filed, then: Then | None = None) -> int:
+    """File each (message, mailbox, keywords) for alice through the real pipeline, then run ``then`` on the store,
+    her account id and the stored copies (what a later IMAP command or reply would find)."""
     store = Store(path)
     store.start(asyncio.get_running_loop())
     try:
         account_id = store.read(lambda conn: accounts.get_account(conn, ALICE).id)
         pipeline = Pipeline(store, Bus(), CONFIG)
+        stored: list[Stored] = []
         for message, mailbox, keywords in filed:
             placement = Placement(account_id, ALICE, mailbox=mailbox, keywords=list(keywords))
-            source = Source("192.0.2.1", "h", "ESMTP")
-            await pipeline.deliver(Delivery(message, "bob@acme.example", [placement], source, "T1"))
-        return await training.learn_replied(store, CONFIG, account_id, replied)
+            stored += await pipeline.deliver(Delivery(message, "bob@acme.example", [placement], SOURCE, "T1"))
+        return await then(store, account_id, stored) if then is not None else 0
     finally:
         store.close()
+
+
+def file_and_reply(path: Path, filed: Filed, replied: list[str]) -> int:
+    """File the messages, then learn from a reply naming ``replied``; returns learn calls."""
+
+    async def reply(store: Store, account_id: int, _: list[Stored]) -> int:
+        return await training.learn_replied(store, CONFIG, account_id, replied)
+
+    return asyncio.run(file_then(path, filed, reply))
 
 
 def recorded(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
@@ -61,7 +77,7 @@ def recorded(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
 def test_a_reply_teaches_the_message_it_answers_as_ham(tmp_path: Path) -> None:
     conn = database_with(tmp_path / "r.db", ALICE)
     filed = [(raw("m1@acme.example"), "INBOX", []), (raw("m2@acme.example"), "INBOX", [])]
-    learned = asyncio.run(file_and_reply(tmp_path / "r.db", filed, ["m1@acme.example"]))
+    learned = file_and_reply(tmp_path / "r.db", filed, ["m1@acme.example"])
     assert learned >= 1
     assert recorded(conn) == {"m1@acme.example": ("ham", "reply")}
     assert storage.recorded(conn, conn.execute("SELECT id FROM accounts").fetchone()[0]) == (0, 1)
@@ -83,49 +99,31 @@ def test_a_reply_to_junk_a_judged_message_or_own_mail_teaches_nothing(tmp_path: 
         (raw("own@example.test", sender=f"Alice <{ALICE}>"), "INBOX", []),
     ]
     names = ["junk@acme.example", "flagged@acme.example", "trash@acme.example", "judged@acme.example"]
-    learned = asyncio.run(file_and_reply(tmp_path / "r.db", filed, [*names, "own@example.test", "nowhere@x"]))
+    learned = file_and_reply(tmp_path / "r.db", filed, [*names, "own@example.test", "nowhere@x"])
     assert learned == 0
     assert recorded(conn) == {"judged@acme.example": ("spam", "imap-move")}
 
 
-async def flag_lessons(path: Path, lessons: list[training.Lesson]) -> None:
+def flag_lessons(path: Path, lessons: list[training.Lesson]) -> None:
     """File one message for alice, then apply ``lessons`` to it as STOREs of $Junk / $NotJunk do."""
-    store = Store(path)
-    store.start(asyncio.get_running_loop())
-    try:
-        account_id = store.read(lambda conn: accounts.get_account(conn, ALICE).id)
-        placement = Placement(account_id, ALICE)
-        delivery = Delivery(raw("m1@acme.example"), "bob@acme.example", [placement], Source("192.0.2.1", "h", "E"), "T")
-        [stored] = await Pipeline(store, Bus(), CONFIG).deliver(delivery)
+
+    async def apply(store: Store, account_id: int, stored: list[Stored]) -> int:
+        [copy] = stored
         for lesson in lessons:
-            await training.learn(store, CONFIG, account_id, stored.mailbox_id, [stored.uid], lesson, "imap-flag")
-    finally:
-        store.close()
+            await training.learn(store, CONFIG, account_id, copy.mailbox_id, [copy.uid], lesson, "imap-flag")
+        return 0
+
+    asyncio.run(file_then(path, [(raw("m1@acme.example"), "INBOX", [])], apply))
 
 
 def test_clearing_not_junk_retracts_a_ham_lesson_but_never_a_spam_one(tmp_path: Path) -> None:
     """A client marking junk in two commands (+FLAGS ($Junk), then -FLAGS ($NotJunk)) keeps its spam lesson."""
     conn = database_with(tmp_path / "r.db", ALICE)
-    asyncio.run(flag_lessons(tmp_path / "r.db", [training.lesson_of_store("add", ["$Junk"]) or "ham", "forget"]))
+    flag_lessons(tmp_path / "r.db", [training.lesson_of_store("add", ["$Junk"]) or "ham", "forget"])
     assert recorded(conn) == {"m1@acme.example": ("spam", "imap-flag")}
     conn2 = database_with(tmp_path / "s.db", ALICE)
-    asyncio.run(flag_lessons(tmp_path / "s.db", ["ham", training.lesson_of_store("remove", ["$NotJunk"]) or "ham"]))
+    flag_lessons(tmp_path / "s.db", ["ham", training.lesson_of_store("remove", ["$NotJunk"]) or "ham"])
     assert recorded(conn2) == {}
-
-
-async def file_all(path: Path, filed: list[tuple[bytes, str, list[str]]]) -> None:
-    store = Store(path)
-    store.start(asyncio.get_running_loop())
-    try:
-        account_id = store.read(lambda conn: accounts.get_account(conn, ALICE).id)
-        pipeline = Pipeline(store, Bus(), CONFIG)
-        for message, mailbox, keywords in filed:
-            placement = Placement(account_id, ALICE, mailbox=mailbox, keywords=list(keywords))
-            await pipeline.deliver(
-                Delivery(message, "bob@acme.example", [placement], Source("192.0.2.1", "h", "E"), "T")
-            )
-    finally:
-        store.close()
 
 
 def test_the_mailboxes_classify_stored_mail_for_bulk_training(tmp_path: Path) -> None:
@@ -142,7 +140,7 @@ def test_the_mailboxes_classify_stored_mail_for_bulk_training(tmp_path: Path) ->
         (both, "INBOX", []),
         (both, "Junk", []),  # its copies disagree: left out
     ]
-    asyncio.run(file_all(tmp_path / "r.db", filed))
+    asyncio.run(file_then(tmp_path / "r.db", filed))
     account_id = conn.execute("SELECT id FROM accounts").fetchone()[0]
     chosen = training.mailbox_corpus(conn, account_id)
     msgid = {row: conn.execute("SELECT json_extract(b.structure, '$.m') FROM messages m JOIN blobs b ON b.id = "
