@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..crm import folders
@@ -260,8 +260,15 @@ async def store(
     return out
 
 
-async def copy_out(session: Session, view: VirtualView, uids: list[int], target_id: int) -> list[tuple[int, int]]:
-    """COPY from a virtual folder: (virtual uid, new uid) pairs, the real copies copied in one write job."""
+async def copy_out(
+    session: Session,
+    view: VirtualView,
+    uids: list[int],
+    target_id: int,
+    relabel: Callable[[str], str] | None = None,
+) -> list[tuple[int, int]]:
+    """COPY from a virtual folder: (virtual uid, new uid) pairs, the real copies copied in one write job (their
+    keywords through ``relabel``, as ``imapwrite.copy_messages`` takes it)."""
     groups: dict[int, dict[int, int]] = {}
     for uid in uids:
         copy = view.refs.get(uid)
@@ -273,7 +280,8 @@ async def copy_out(session: Session, view: VirtualView, uids: list[int], target_
         imapwrite.check_quota(conn, session.account_id, size, sum(len(m) for m in groups.values()))
         pairs: list[tuple[int, int]] = []
         for mailbox_id, mapping in groups.items():
-            pairs += [(mapping[s], n) for s, n in imapwrite.copy_messages(conn, mailbox_id, sorted(mapping), target_id)]
+            copied = imapwrite.copy_messages(conn, mailbox_id, sorted(mapping), target_id, relabel)
+            pairs += [(mapping[s], n) for s, n in copied]
         return sorted(pairs)
 
     return await session.write(job)

@@ -160,6 +160,10 @@ def test_copy_out_works_and_changes_into_the_view_are_refused(relentad: Daemon) 
         assert b"NO [CANNOT]" in raw.command("n", command)[-1], command
     ok(raw.command("i", "SELECT INBOX"), "i")
     assert b"NO [CANNOT]" in raw.command("n", f'COPY 1 "{WIRE}"')[-1]
+    ok(raw.command("s", f'SELECT "{WIRE}"'), "s")  # a copy out into Junk is marked as the user's verdict
+    ok(raw.command("j", "COPY 1 Junk"), "j")
+    ok(raw.command("e", "EXAMINE Junk"), "e")
+    assert b"$Junk" in b"".join(ok(raw.command("f", "FETCH 1 (FLAGS)"), "f"))
     raw.close()
 
 

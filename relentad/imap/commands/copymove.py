@@ -41,22 +41,22 @@ async def copy_move(session: Session, command: CopyMove) -> Result:
     if not uids:
         return Ok("nothing to copy" if not move else "nothing to move")
     lesson = session.read(lambda c: spam_training.copy_lesson(c, view.mailbox_id, target.id))
+    relabel = spam_training.relabel(lesson)
     if isinstance(view, VirtualView):
-        pairs = await virtual.copy_out(session, view, uids, target.id)
+        pairs = await virtual.copy_out(session, view, uids, target.id, relabel)
+    elif move:
+        pairs, modseq = await session.write(
+            lambda c: imapwrite.move_messages(c, view.mailbox_id, uids, target.id, relabel)
+        )
+        session.publish(view.mailbox_id, modseq)
     else:
-        relabel = spam_training.relabel(lesson)
-        if move:
-            write = await session.write(lambda c: imapwrite.move_messages(c, view.mailbox_id, uids, target.id, relabel))
-            pairs, modseq = write
-            session.publish(view.mailbox_id, modseq)
-        else:
 
-            def copy(conn: sqlite3.Connection) -> list[tuple[int, int]]:
-                size = imapwrite.size_of(conn, view.mailbox_id, uids)
-                imapwrite.check_quota(conn, session.account_id, size, len(uids))
-                return imapwrite.copy_messages(conn, view.mailbox_id, uids, target.id, relabel)
+        def copy(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+            size = imapwrite.size_of(conn, view.mailbox_id, uids)
+            imapwrite.check_quota(conn, session.account_id, size, len(uids))
+            return imapwrite.copy_messages(conn, view.mailbox_id, uids, target.id, relabel)
 
-            pairs = await session.write(copy)
+        pairs = await session.write(copy)
     session.publish(target.id, 0)
     spam_training.after_copy(
         session.store, session.config, session.account_id, target.id, [p[1] for p in pairs], lesson
