@@ -1198,7 +1198,9 @@ def _mailbox_items(state: State, email: str) -> list[tuple[bytes, frozenset[str]
 
     hosts = (state.config.server.hostname,)
     with state.read() as conn:
-        chosen = mailbox_corpus(conn, accounts.get_account(conn, email).id)
+        chosen = mailbox_corpus(
+            conn, accounts.get_account(conn, email).id, sent_folder=state.config.submission.sent_folder
+        )
         spam = sum(is_spam for _, _, is_spam in chosen)
         click.echo(f"{email}: {len(chosen) - spam} ham and {spam} spam in the mailboxes", err=True)
         with click.progressbar(chosen, label="tokenizing", file=sys.stderr) as bar:

@@ -60,8 +60,6 @@ _QUOTED = re.compile(rb"^>*From ")
 _UNQUOTE = re.compile(rb"^>+From ")
 _MAILDIR_FLAGS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
 BATCH = 200
-_SENT_NAMES = frozenset({"sent", "sent items", "sent messages", "sent mail"})
-_DRAFTS_NAMES = frozenset({"drafts", "draft"})
 _SOURCE = trace.Source(peer_ip="127.0.0.1", helo="localhost", protocol="LOCAL")  # the Delivery needs one; unused
 
 
@@ -232,13 +230,7 @@ def _folder_id(conn: sqlite3.Connection, account_id: int, folder: str) -> int:
 def folder_role(conn: sqlite3.Connection, mailbox_id: int, folder: str, sent_folder: str = "Sent") -> str:
     """``"sent"``, ``"drafts"`` or ``""``: what the import's CRM filing makes of mail in ``folder``."""
     row = conn.execute("SELECT special_use FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
-    special = str(row[0] or "") if row is not None else ""
-    last = folder.rsplit(imapwrite.DELIMITER, 1)[-1].strip().lower()
-    if special == "\\Sent" or (sent_folder and folder == sent_folder) or last in _SENT_NAMES:
-        return "sent"
-    if special == "\\Drafts" or last in _DRAFTS_NAMES:
-        return "drafts"
-    return ""
+    return mailboxes.own_mail_role(folder, str(row[0] or "") if row is not None else "", sent_folder)
 
 
 def _sorted(

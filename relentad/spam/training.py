@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import Config
+from ..store import mailboxes
 from ..store.db import Store
 from . import storage
 from .tokenize import tokenize
@@ -196,40 +197,41 @@ def replied_messages(conn: sqlite3.Connection, account_id: int, msgids: Sequence
         for key, prefix, data, name, special_use, keywords in conn.execute(_REPLIED, (account_id, msgid, msgid)):
             copy = (bytes(prefix) + bytes(data), _Folder(name, special_use), keywords)
             copies.setdefault(bytes(key), []).append(copy)
-    junk = JUNK_KEYWORD.lower()
     return [
         (key, found[0][0])
         for key, found in copies.items()
-        if not any(
-            _is_junk(folder) or _is_trash(folder) or junk in keywords.lower().split() for _, folder, keywords in found
-        )
+        if not any(_marked_junk(folder, keywords) or _is_trash(folder) for _, folder, keywords in found)
     ]
 
 
 MAILBOX_TRAINING_LIMIT = 5000  # newest messages per class that ``spam train EMAIL --mailboxes`` learns from
-_OWN_FOLDERS = frozenset({"\\sent", "\\drafts", "sent", "drafts", "sent items", "sent messages"})
 
 
-def _class_of_copy(folder: _Folder, keywords: str) -> bool | None:
+def _marked_junk(folder: _Folder, keywords: str) -> bool:
+    """A copy in the Junk folder or with the ``$Junk`` keyword: the user's (or the filter's) spam verdict."""
+    return _is_junk(folder) or JUNK_KEYWORD.lower() in keywords.lower().split()
+
+
+def _class_of_copy(folder: _Folder, keywords: str, sent_folder: str) -> bool | None:
     """What a stored copy says about its message: True spam, False ham, None nothing (Trash, Sent, Drafts)."""
-    names = set(keywords.lower().split())
-    if NOT_JUNK_KEYWORD.lower() in names:
+    if NOT_JUNK_KEYWORD.lower() in keywords.lower().split():
         return False
-    if _is_junk(folder) or JUNK_KEYWORD.lower() in names:
+    if _marked_junk(folder, keywords):
         return True
-    if _is_trash(folder) or folder.special_use.lower() in _OWN_FOLDERS or folder.name.lower() in _OWN_FOLDERS:
+    if _is_trash(folder) or mailboxes.own_mail_role(folder.name, folder.special_use, sent_folder):
         return None
     return False
 
 
 def mailbox_corpus(
-    conn: sqlite3.Connection, account_id: int, limit: int = MAILBOX_TRAINING_LIMIT
+    conn: sqlite3.Connection, account_id: int, limit: int = MAILBOX_TRAINING_LIMIT, sent_folder: str = "Sent"
 ) -> list[tuple[bytes, int, bool]]:
     """(key, messages.id of one copy, is_spam) of the account's stored mail as its folders and keywords classify
     it, for bulk training (``relentad spam train EMAIL --mailboxes``, e.g. after ``relentad import``): Junk or
-    ``$Junk`` is spam, ``$NotJunk`` or any other folder but Trash, Sent and Drafts is ham; a message whose copies
-    disagree is left out; the newest ``limit`` of each class. Keys are the blobs' SHA-256, as IMAP training
-    records them; :func:`stored_copy` reads a copy as IMAP training tokenizes it (trace fields included)."""
+    ``$Junk`` is spam, ``$NotJunk`` or any other folder but Trash, Sent and Drafts (``mailboxes.own_mail_role``,
+    as import sees them) is ham; a message whose copies disagree is left out; the newest ``limit`` of each class.
+    Keys are the blobs' SHA-256, as IMAP training records them; :func:`stored_copy` reads a copy as IMAP training
+    tokenizes it (trace fields included)."""
     found: dict[bytes, tuple[bool, float, int]] = {}
     conflicting: set[bytes] = set()
     rows = conn.execute(
@@ -239,7 +241,7 @@ def mailbox_corpus(
         (account_id,),
     )
     for sha, name, special_use, keywords, internaldate, message_id in rows:
-        said = _class_of_copy(_Folder(str(name), str(special_use)), str(keywords))
+        said = _class_of_copy(_Folder(str(name), str(special_use)), str(keywords), sent_folder)
         if said is None:
             continue
         key = bytes(sha)

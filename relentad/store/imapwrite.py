@@ -23,7 +23,7 @@ from . import flags as flagmod
 from . import mailboxes, messages
 from .imapview import chunks, placeholders
 
-DELIMITER = "/"
+DELIMITER = mailboxes.DELIMITER
 MAX_NAME = 512
 
 

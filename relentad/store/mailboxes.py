@@ -13,6 +13,9 @@ import time
 
 INBOX = "INBOX"
 JUNK = "Junk"
+DELIMITER = "/"
+SENT_NAMES = frozenset({"sent", "sent items", "sent messages", "sent mail"})
+DRAFTS_NAMES = frozenset({"drafts", "draft"})
 
 # Every account starts with these, marked with their RFC 6154 special-use attribute.
 DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
@@ -23,6 +26,18 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
     ("Trash", "\\Trash"),
     ("Archive", "\\Archive"),
 )
+
+
+def own_mail_role(name: str, special_use: str, sent_folder: str = "Sent") -> str:
+    """``"sent"``, ``"drafts"`` or ``""``: whether a folder holds the account's own mail, by its special-use
+    attribute, the configured Sent folder (``[submission] sent_folder``) or the usual names of its last level (other
+    clients' and providers' Sent Items, Sent Mail...). Import files such mail as outgoing; spam training skips it."""
+    last = name.rsplit(DELIMITER, 1)[-1].strip().lower()
+    if special_use == "\\Sent" or (sent_folder and name == sent_folder) or last in SENT_NAMES:
+        return "sent"
+    if special_use == "\\Drafts" or last in DRAFTS_NAMES:
+        return "drafts"
+    return ""
 
 
 def _next_uidvalidity(conn: sqlite3.Connection, account_id: int) -> int:

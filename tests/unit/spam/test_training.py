@@ -137,6 +137,7 @@ def test_the_mailboxes_classify_stored_mail_for_bulk_training(tmp_path: Path) ->
         (raw("rescued@acme.example"), "Junk", ["$NotJunk"]),
         (raw("trash@acme.example"), "Trash", []),
         (raw("sent@acme.example"), "Sent", []),
+        (raw("oldsent@acme.example"), "Old/Sent Items", []),  # another provider's Sent, as import sees it
         (both, "INBOX", []),
         (both, "Junk", []),  # its copies disagree: left out
     ]
