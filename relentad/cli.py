@@ -22,7 +22,7 @@ import click
 from . import config as config_mod
 from . import devsetup
 from .auth import passwords
-from .config import Config, ConfigError
+from .config import Config, ConfigError, SpamConfig
 from .errors import RelentadError
 from .store import accounts, db, mailboxes
 from .units import format_size, parse_size
@@ -1188,7 +1188,7 @@ def spam_train(
         f"{result.unchanged} already trained, {result.flipped} relearned as the other class, {result.pruned} "
         "tokens pruned" + (f", {result.refreshed} retrained with the current tokenizer" if result.refreshed else "")
     )
-    _warn_short_of_min_trained(recorded, state.config.spam.min_trained)
+    _note_training_size(recorded, state.config.spam)
 
 
 def _mailbox_items(state: State, email: str) -> list[tuple[bytes, frozenset[str], bool]]:
@@ -1212,14 +1212,24 @@ def _by_source(sources: object) -> str:
     return "".join(f"; {count} by {source}" for source, count in sources.items()) if isinstance(sources, dict) else ""
 
 
-def _warn_short_of_min_trained(recorded: tuple[int, int], min_trained: int) -> None:
-    """Say on stderr when a model (with the global one, for an account) files no mail yet: ``[spam] min_trained``."""
-    from .spam.verdicts import short_of_training
+def _note_training_size(recorded: tuple[int, int], spam: SpamConfig) -> None:
+    """Say on stderr when a model (with the global one, for an account) files no mail yet (``[spam] min_trained``),
+    or files it with a raised spam cut-off (``[spam] confident_after``)."""
+    from .spam.classifier import Thresholds
+    from .spam.verdicts import scaled_thresholds, short_of_training
 
-    if short_of_training(recorded, min_trained):
+    if short_of_training(recorded, spam.min_trained):
         click.echo(
             f"the model has learned {recorded[0]} spam and {recorded[1]} ham, fewer than [spam] min_trained "
-            f"({min_trained}) of each: the daemon files nothing by its verdicts yet",
+            f"({spam.min_trained}) of each: the daemon files nothing by its verdicts yet",
+            err=True,
+        )
+        return
+    cut = scaled_thresholds(Thresholds(spam.ham_below, spam.spam_above), sum(recorded), spam.confident_after)
+    if cut.spam_above > spam.spam_above:
+        click.echo(
+            f"the model has learned {sum(recorded)} messages, fewer than [spam] confident_after "
+            f"({spam.confident_after}): its spam cut-off is {cut.spam_above:.2f} instead of {spam.spam_above:g}",
             err=True,
         )
 
@@ -1241,7 +1251,7 @@ def spam_score(state: State, files: tuple[str, ...], email: str | None, explain:
     from .spam import parallel, storage
     from .spam.classifier import Thresholds
     from .spam.tokenize import tokenize
-    from .spam.verdicts import gated_verdict
+    from .spam.verdicts import gated_verdict, scaled_thresholds
     from .spam.views import score_stored, strongest_clues
 
     cut = Thresholds(state.config.spam.ham_below, state.config.spam.spam_above)
@@ -1262,7 +1272,8 @@ def spam_score(state: State, files: tuple[str, ...], email: str | None, explain:
         if preload:  # the database is closed before the workers fork
             values = parallel.score_files(files, models, hosts)
     min_trained = state.config.spam.min_trained
-    _warn_short_of_min_trained(recorded, min_trained)
+    _note_training_size(recorded, state.config.spam)
+    cut = scaled_thresholds(cut, sum(recorded), state.config.spam.confident_after)
     judged = [(name, v, gated_verdict(v, cut, recorded, min_trained)) for name, v in zip(files, values, strict=True)]
     if as_json:
         results: list[dict[str, object]] = [

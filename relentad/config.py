@@ -330,7 +330,9 @@ class SpamConfig:
     enabled: bool = setting(True, "Score every received message and file spam into Junk.")
     ham_below: float = setting(0.2, "Scores below this are ham (0-1).")
     spam_above: float = setting(
-        0.79, "Scores above this are spam and go to Junk with the $Junk keyword; between the two is unsure (0-1)."
+        0.79,
+        "Scores above this are spam and go to Junk with the $Junk keyword; between the two is unsure (0-1). For a "
+        "model that has learned fewer than confident_after messages the cut-off is raised (see there).",
     )
     unsure_keyword: str = setting(
         "$Unsure", 'IMAP keyword given to mail scored unsure (it stays in INBOX); "" sets none.'
@@ -340,6 +342,12 @@ class SpamConfig:
         "Messages of each class an account's model (its own plus the global one) must have learned before its "
         "verdicts file mail; until then every message is scored, stamped verdict=untrained and left in INBOX. "
         "0 = judge from the first message learned.",
+    )
+    confident_after: int = setting(
+        1500,
+        "Messages (spam and ham) a model (the account's own plus the global one) must have learned for spam_above "
+        "to apply as set; a smaller model's cut-off is 0.15 higher for each halving of that, at most 0.99, since "
+        "its high scores are less sure (measured: README, The spam filter). 0 = always spam_above.",
     )
     learn: bool = setting(
         True,
@@ -535,8 +543,8 @@ def check(config: Config) -> list[str]:
             problems.append(f"[dnsbl] zones: {zone!r} is not a DNS zone name")
     if config.retention.junk_days < 0:
         problems.append("[retention] junk_days must not be negative")
-    if config.spam.min_trained < 0:
-        problems.append("[spam] min_trained must not be negative")
+    if config.spam.min_trained < 0 or config.spam.confident_after < 0:
+        problems.append("[spam] min_trained and confident_after must not be negative")
     if config.spam.max_tokens < 1000 or config.spam.max_age_days < 0:
         problems.append("[spam] max_tokens must be at least 1000 and max_age_days not negative")
     if config.server.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -8,7 +8,7 @@ Checks, each giving :class:`Finding` values (``ok``, ``warn`` or ``fail``, with 
 - the listeners: each configured address accepts a TCP connection (the daemon runs and bound it);
 - the spam filter's global model: trained at all, on at least ``[spam] min_trained`` messages of each class (short
   of that its verdicts file nothing), and with the current model version (an older one scores less surely until
-  ``spam train`` relearns it).
+  ``spam train`` relearns it); it says when the model's spam cut-off is raised (``[spam] confident_after``).
 
 Invariants: read-only (DNS queries, a TCP connect, reading files; never a write to the store); a DNS timeout is a
 finding, not a crash; the exit status is non-zero exactly when some finding is ``fail``.
@@ -32,8 +32,9 @@ from cryptography.x509.oid import NameOID
 from . import dnsbl, dnsrecords
 from .config import Config, parse_address
 from .dns import DnsLookupError, lookup, make_resolver, reverse_name
+from .spam.classifier import Thresholds
 from .spam.tokenize import TOKENIZER_VERSION
-from .spam.verdicts import MIN_TRAINED, short_of_training
+from .spam.verdicts import CONFIDENT_AFTER, MIN_TRAINED, scaled_thresholds, short_of_training
 
 CERT_WARN_DAYS = 14
 _CONNECT_TIMEOUT = 3.0
@@ -268,12 +269,19 @@ async def check_blocklists(config: Config, resolver: dns.asyncresolver.Resolver)
     return findings
 
 
+DEFAULT_THRESHOLDS = Thresholds()
 _SPAM_TRAIN = "relentad spam train --global --ham DIR --spam DIR"
 
 
-def check_spam_model(models: Sequence[Mapping[str, object]], min_trained: int = MIN_TRAINED) -> list[Finding]:
+def check_spam_model(
+    models: Sequence[Mapping[str, object]],
+    min_trained: int = MIN_TRAINED,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    confident_after: int = CONFIDENT_AFTER,
+) -> list[Finding]:
     """The global spam model exists, has recorded ``min_trained`` messages of each class and is of the current
-    version (``models``: ``spam.storage.stats`` rows).
+    version (``models``: ``spam.storage.stats`` rows); the finding says when its spam cut-off is raised, being
+    short of ``confident_after`` messages (``spam.verdicts.scaled_thresholds``).
 
     All are warnings: mail still flows, but short of ``min_trained`` every message stays in INBOX (``untrained``)
     until an account's own corrections make up the difference, and a model of an older version scores less
@@ -293,7 +301,15 @@ def check_spam_model(models: Sequence[Mapping[str, object]], min_trained: int = 
         message = f"the global model ({trained}) is of version {model['tokenizer']}, older than {TOKENIZER_VERSION}"
         fix = f"{_SPAM_TRAIN} again, with the folders it was trained from (each file is relearned)"
         return [Finding("warn", "spam model", message, fix)]
-    return [Finding("ok", "spam model", f"global model: {trained} trained, version {model['tokenizer']}")]
+    message = f"global model: {trained} trained, version {model['tokenizer']}"
+    total = int(str(model["recorded_spam"])) + int(str(model["recorded_ham"]))
+    raised = scaled_thresholds(thresholds, total, confident_after).spam_above
+    if raised > thresholds.spam_above:
+        message += (
+            f"; {total} messages recorded, fewer than [spam] confident_after ({confident_after}): its spam cut-off is "
+            f"{raised:.2f} instead of {thresholds.spam_above:g}"
+        )
+    return [Finding("ok", "spam model", message)]
 
 
 async def run(config: Config, domains: list[str], spam_models: Sequence[Mapping[str, object]]) -> list[Finding]:
@@ -312,5 +328,6 @@ async def run(config: Config, domains: list[str], spam_models: Sequence[Mapping[
     findings += await check_listeners(config)
     findings += await check_blocklists(config, resolver)
     if config.spam.enabled:
-        findings += check_spam_model(spam_models, config.spam.min_trained)
+        cut = Thresholds(config.spam.ham_below, config.spam.spam_above)
+        findings += check_spam_model(spam_models, config.spam.min_trained, cut, config.spam.confident_after)
     return findings

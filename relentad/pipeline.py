@@ -281,6 +281,7 @@ class Pipeline:
                         sender_trusted=trusted,
                         cache=self.spam_counts,
                         min_trained=spam.min_trained,
+                        confident_after=spam.confident_after,
                     )
                     judgement = judged[placement.account_id] = self.store.read(judge)
                     metrics.spam_verdict(judgement.verdict)
@@ -289,7 +290,7 @@ class Pipeline:
                             spam_storage.touch, account_id=placement.account_id, tokens=judgement.stale
                         )
                         delivery.also.append(touch)
-                placement.headers.append(judgement.header(thresholds))
+                placement.headers.append(judgement.header())
                 placement.reasons.append(judgement.reason())
                 keyword = spam_verdicts.JUNK_KEYWORD if judgement.to_junk else ""
                 if judgement.to_junk:

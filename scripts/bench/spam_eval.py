@@ -18,6 +18,9 @@ relentad/spam/views.py, each view's model trained with ``train_ensemble``, train
 that way, ``--train toe`` with one order, ``--train all`` training every message;
 bogofilter registers every training message, its normal use.
 
+The band's spam cut-off is the one the daemon would use for a model trained on as many messages
+(``--confident-after``, ``[spam] confident_after``: raised for fewer than 1,500).
+
 Definitions (the same for both filters): a false positive is a ham called spam; a false negative is a
 spam not called spam (with an unsure band, unsure spam counts as a false negative, unsure ham does not
 count as a false positive); accuracy counts only right ham/spam verdicts as right. Speeds include
@@ -55,6 +58,7 @@ from relentad.spam.classifier import (
 )
 from relentad.spam.parallel import usable_cores
 from relentad.spam.tokenize import tokenize
+from relentad.spam.verdicts import CONFIDENT_AFTER, scaled_thresholds
 from relentad.spam.views import ViewModels
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "spamassassin" / "train"
@@ -239,6 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20260101)
     parser.add_argument("--ham-below", type=float, default=Thresholds().ham_below)
     parser.add_argument("--spam-above", type=float, default=Thresholds().spam_above)
+    parser.add_argument(
+        "--confident-after",
+        type=int,
+        default=CONFIDENT_AFTER,
+        help="[spam] confident_after: the band's spam cut-off is raised for smaller training sets, as the daemon's is",
+    )
     parser.add_argument("--s", type=float, default=DEFAULT_PARAMS.s)
     parser.add_argument("--x", type=float, default=DEFAULT_PARAMS.x)
     parser.add_argument("--min-dev", type=float, default=DEFAULT_PARAMS.min_dev)
@@ -269,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rounds = [([m for j, p in enumerate(parts) if j != i for m in p], parts[i]) for i in range(args.folds)]
         how = f"{args.folds}-fold cross-validation"
     exe = None if args.no_bogofilter else shutil.which("bogofilter")
+    band = scaled_thresholds(band, min(len(train) for train, _ in rounds), args.confident_after)
 
     ours, bogo = Run("relentad"), Run("bogofilter")
     for train, test in rounds:
@@ -288,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" {'train/s':>9} {'score/s':>9}"
     )
     print(row("relentad  single 0.5", ours, SINGLE_CUTOFF))
-    print(row(f"relentad  band {band.ham_below:g}/{band.spam_above:g}", ours, band))
+    print(row(f"relentad  band {band.ham_below:g}/{band.spam_above:.3g}", ours, band))
     tok_ms, score_ms = (1000 * cpu / ours.score_n for cpu in (ours.tokenize_cpu, ours.score_cpu))
     print(f"relentad CPU per scored message: tokenize {tok_ms:.3f} ms + score {score_ms:.3f} ms (in-memory counts)")
     if exe is not None:

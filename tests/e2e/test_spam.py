@@ -86,7 +86,8 @@ def test_spam_goes_to_junk_and_moving_it_out_changes_the_next_verdict(trained: t
     deliver(daemon, spam)
     [junked] = daemon.messages(ALICE, "Junk")
     first = spam_score(junked)
-    assert first > 0.9 and b"X-Spam-Status: Yes, verdict=spam" in junked
+    assert first > 0.99 and b"X-Spam-Status: Yes, verdict=spam" in junked
+    assert b"ham_below=0.2, spam_above=0.99\r\n" in junked  # a model of 400 messages: the raised cut-off
     keywords = daemon.query("SELECT keywords FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id "
                             "WHERE x.name = 'Junk'")[0]["keywords"]  # fmt: skip
     assert "$Junk" in keywords.split()
@@ -165,6 +166,8 @@ def test_cli_score_and_stats(trained: tuple[Daemon, bytes], tmp_path: Path) -> N
     scores = json.loads(result.stdout)
     assert [s["file"] for s in scores] == [str(spam_file), str(ham)]
     assert scores[0]["verdict"] == "spam" and scores[1]["verdict"] == "ham"
+    # About 400 messages learned, under [spam] confident_after (1500): the cut-off is raised, and the CLI says so.
+    assert "fewer than [spam] confident_after (1500): its spam cut-off is 0.99 instead of 0.79\n" in result.stderr
     assert 0.0 <= scores[1]["score"] < scores[0]["score"] <= 1.0
     explained = json.loads(daemon.cli("spam", "score", "--json", "--explain", "--user", ALICE, str(spam_file)).stdout)
     [clues] = [entry.pop("clues") for entry in explained]

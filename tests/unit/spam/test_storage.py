@@ -192,11 +192,11 @@ def test_contact_written_to_is_never_junked_on_content(conn: sqlite3.Connection)
             "INSERT INTO crm_addresses (account_id, address, contact_id) VALUES (1, ?, ?)", (address, cursor.lastrowid)
         )
     cut = Thresholds()
-    judge = functools.partial(verdicts.judge, conn, thresholds=cut, tokens=SPAMMY, min_trained=20)
+    judge = functools.partial(verdicts.judge, conn, thresholds=cut, tokens=SPAMMY, min_trained=20, confident_after=0)
     friend = judge(account_id=1, sender="friend@b.test")
     assert friend.verdict == "spam" and friend.allowlisted and not friend.to_junk
     assert friend.reason().startswith("spam-allowlisted-contact score=")
-    assert b"X-Spam-Status: No, verdict=spam, allowlisted" in friend.header(cut)
+    assert b"X-Spam-Status: No, verdict=spam, allowlisted" in friend.header()
     assert judge(account_id=1, sender="stranger@b.test").to_junk
     assert judge(account_id=1, sender="friend@b.test", sender_trusted=False).to_junk
     assert judge(account_id=2, sender="friend@b.test").to_junk  # another account's contact
@@ -211,14 +211,43 @@ def test_a_model_short_of_min_trained_files_nothing(conn: sqlite3.Connection) ->
     assert lone.score > cut.spam_above  # the lone spam taught makes everything look like it
     assert lone.verdict == "untrained" and not lone.to_junk and lone.recorded == (1, 0)
     assert lone.reason().startswith("spam-untrained score=")
-    assert b"verdict=untrained, trained=1 spam/0 ham, min_trained=200, score=" in lone.header(cut)
+    assert b"verdict=untrained, trained=1 spam/0 ham, min_trained=200, score=" in lone.header()
     base_model(conn)  # the global model: 20 of each
     assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=21).verdict == "untrained"
     assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=20).recorded == (21, 20)
-    assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=20).to_junk
-    assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=0).to_junk  # 0: no minimum
+    assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=20, confident_after=0).to_junk
+    assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=0, confident_after=0).to_junk  # 0: no minimum
     assert verdicts.gated_verdict(0.99, cut, (5, 199), 200) == "untrained"
     assert verdicts.gated_verdict(0.99, cut, (200, 200), 200) == "spam"
+
+
+def test_a_small_model_files_spam_only_above_a_raised_cut_off() -> None:
+    """Below ``confident_after`` recorded messages the spam cut-off rises 0.15 per halving, up to 0.99; never lowered,
+    ham_below untouched, and 0 turns the scaling off."""
+    cut = Thresholds(0.2, 0.79)
+    scaled = functools.partial(verdicts.scaled_thresholds, cut)
+    assert scaled(1500, 1500) == scaled(40_000, 1500) == scaled(10, 0) == cut
+    assert scaled(750, 1500).ham_below == 0.2 and scaled(750, 1500).spam_above == pytest.approx(0.94)
+    assert scaled(1000, 1500).spam_above == pytest.approx(0.79 + 0.15 * 0.5849625)
+    assert scaled(100, 1500) == scaled(0, 1500) == Thresholds(0.2, 0.99)
+    assert verdicts.scaled_thresholds(Thresholds(0.2, 0.995), 10, 1500).spam_above == 0.995
+    sizes = [0, 1, 10, 100, 300, 700, 1000, 1400, 1499, 1500, 1501]
+    cuts = [scaled(n, 1500).spam_above for n in sizes]
+    assert cuts == sorted(cuts, reverse=True)  # more learned, never stricter
+
+
+def test_the_verdict_and_its_header_use_the_raised_cut_off(conn: sqlite3.Connection) -> None:
+    base_model(conn)  # 40 messages recorded: the cut-off is at its highest
+    cut = Thresholds()
+    mostly_spammy = SPAMMY | {sorted(HAMMY)[0]}  # scores 0.96
+    small = verdicts.judge(conn, 1, mostly_spammy, cut, min_trained=20)
+    assert cut.spam_above < small.score <= 0.99 and small.verdict == "unsure" and not small.to_junk
+    assert small.thresholds == Thresholds(cut.ham_below, 0.99)
+    assert b"ham_below=0.2, spam_above=0.99\r\n" in small.header()
+    assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=20).to_junk  # 0.998: sure enough even so
+    trusted = verdicts.judge(conn, 1, mostly_spammy, cut, min_trained=20, confident_after=40)
+    assert trusted.verdict == "spam" and trusted.to_junk and trusted.thresholds == cut
+    assert b"spam_above=0.79\r\n" in trusted.header()
 
 
 def test_recorded_counts_follow_training_through_the_cache(conn: sqlite3.Connection) -> None:
@@ -346,6 +375,9 @@ def test_doctor_warns_of_a_missing_or_older_global_model(conn: sqlite3.Connectio
     assert "recorded 20 spam and 20 ham, fewer than [spam] min_trained (200)" in small.message
     (current,) = doctor.check_spam_model(storage.stats(conn), min_trained=20)
     assert current.status == "ok" and f"version {TOKENIZER_VERSION}" in current.message
+    assert "40 messages recorded, fewer than [spam] confident_after (1500): its spam cut-off is 0.99" in current.message
+    (confident,) = doctor.check_spam_model(storage.stats(conn), min_trained=20, confident_after=40)
+    assert confident.status == "ok" and "cut-off" not in confident.message
     conn.execute("UPDATE spam_totals SET tokenizer = ? WHERE scope = ?", (TOKENIZER_VERSION - 1, GLOBAL))
     (stale,) = doctor.check_spam_model(storage.stats(conn), min_trained=20)
     assert stale.status == "warn" and f"version {TOKENIZER_VERSION - 1}, older than" in stale.message
