@@ -1361,11 +1361,21 @@ def spam_senders(state: State, email: str, as_json: bool) -> None:
 @json_option
 @pass_state
 def spam_stats(state: State, as_json: bool) -> None:
-    """Per model (global, each account): messages trained as spam and ham, token rows, messages recorded."""
+    """Per model (global, each account): messages trained as spam and ham, token rows, messages recorded, and the
+    spam cut-off mail to it gets (raised while the model, an account's with the global one, is short of ``[spam]
+    confident_after`` messages)."""
     from .spam import storage
+    from .spam.classifier import Thresholds
+    from .spam.verdicts import scaled_thresholds
 
     with errors_as_messages(), state.read() as conn:
         rows = storage.stats(conn)
+    spam = state.config.spam
+    cut = Thresholds(spam.ham_below, spam.spam_above)
+    base = sum(int(str(row["recorded"])) for row in rows if row["scope"] == "global")
+    for row in rows:
+        summed = int(str(row["recorded"])) + (base if row["scope"] != "global" else 0)
+        row["spam_above"] = round(scaled_thresholds(cut, summed, spam.confident_after).spam_above, 4)
     if as_json:
         print_json([{**row, "updated": iso(float(str(row["updated"])))} for row in rows])
         return
@@ -1376,7 +1386,7 @@ def spam_stats(state: State, as_json: bool) -> None:
             f"{row['scope']}: {row['nspam']} spam, {row['nham']} ham learned; {row['tokens']} tokens; "
             f"{row['recorded']} messages recorded ({row['recorded_spam']} spam, {row['recorded_ham']} ham"
             + _by_source(row["sources"])
-            + ")"
+            + f"); spam cut-off {row['spam_above']:g}"
             + (
                 f"; trained with tokenizer {row['tokenizer']}, older than the current one: retraining advised"
                 " (relentad spam train again)"

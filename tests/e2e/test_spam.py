@@ -183,6 +183,8 @@ def test_cli_score_and_stats(trained: tuple[Daemon, bytes], tmp_path: Path) -> N
     stats = json.loads(daemon.cli("spam", "stats", "--json").stdout)
     [mine] = [row for row in stats if row["scope"] == ALICE]
     assert mine["nspam"] > 0 and mine["nham"] > 0 and mine["tokens"] > 0
+    assert mine["spam_above"] == 0.99  # about 400 messages, no global model: the raised cut-off
+    assert "; spam cut-off 0.99" in daemon.cli("spam", "stats").stdout
     failed = daemon.cli(
         "spam", "train", "--global", ALICE, "--ham", str(tmp_path), "--spam", str(tmp_path), check=False
     )
