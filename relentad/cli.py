@@ -1215,8 +1215,7 @@ def _by_source(sources: object) -> str:
 def _note_training_size(recorded: tuple[int, int], spam: SpamConfig) -> None:
     """Say on stderr when a model (with the global one, for an account) files no mail yet (``[spam] min_trained``),
     or files it with a raised spam cut-off (``[spam] confident_after``)."""
-    from .spam.classifier import Thresholds
-    from .spam.verdicts import scaled_thresholds, short_of_training
+    from .spam.verdicts import cut_offs, short_of_training
 
     if short_of_training(recorded, spam.min_trained):
         click.echo(
@@ -1225,7 +1224,7 @@ def _note_training_size(recorded: tuple[int, int], spam: SpamConfig) -> None:
             err=True,
         )
         return
-    cut = scaled_thresholds(Thresholds(spam.ham_below, spam.spam_above), sum(recorded), spam.confident_after)
+    cut = cut_offs(spam, sum(recorded))
     if cut.spam_above > spam.spam_above:
         click.echo(
             f"the model has learned {sum(recorded)} messages, fewer than [spam] confident_after "
@@ -1249,12 +1248,10 @@ query instead of one per file, and in-memory scoring, on every usable core for a
 def spam_score(state: State, files: tuple[str, ...], email: str | None, explain: bool, as_json: bool) -> None:
     """Score FILEs with the global model (or --user's): one line per file, score and verdict."""
     from .spam import parallel, storage
-    from .spam.classifier import Thresholds
     from .spam.tokenize import tokenize
-    from .spam.verdicts import gated_verdict, scaled_thresholds
+    from .spam.verdicts import cut_offs, gated_verdict
     from .spam.views import score_stored, strongest_clues
 
-    cut = Thresholds(state.config.spam.ham_below, state.config.spam.spam_above)
     hosts = (state.config.server.hostname,)
     preload = len(files) > PRELOAD_FILES and not explain
     clues: list[list[tuple[str, str, float]]] = []
@@ -1273,7 +1270,7 @@ def spam_score(state: State, files: tuple[str, ...], email: str | None, explain:
             values = parallel.score_files(files, models, hosts)
     min_trained = state.config.spam.min_trained
     _note_training_size(recorded, state.config.spam)
-    cut = scaled_thresholds(cut, sum(recorded), state.config.spam.confident_after)
+    cut = cut_offs(state.config.spam, sum(recorded))
     judged = [(name, v, gated_verdict(v, cut, recorded, min_trained)) for name, v in zip(files, values, strict=True)]
     if as_json:
         results: list[dict[str, object]] = [
@@ -1365,17 +1362,14 @@ def spam_stats(state: State, as_json: bool) -> None:
     spam cut-off mail to it gets (raised while the model, an account's with the global one, is short of ``[spam]
     confident_after`` messages)."""
     from .spam import storage
-    from .spam.classifier import Thresholds
-    from .spam.verdicts import scaled_thresholds
+    from .spam.verdicts import cut_offs
 
     with errors_as_messages(), state.read() as conn:
         rows = storage.stats(conn)
-    spam = state.config.spam
-    cut = Thresholds(spam.ham_below, spam.spam_above)
     base = sum(int(str(row["recorded"])) for row in rows if row["scope"] == "global")
     for row in rows:
         summed = int(str(row["recorded"])) + (base if row["scope"] != "global" else 0)
-        row["spam_above"] = round(scaled_thresholds(cut, summed, spam.confident_after).spam_above, 4)
+        row["spam_above"] = round(cut_offs(state.config.spam, summed).spam_above, 4)
     if as_json:
         print_json([{**row, "updated": iso(float(str(row["updated"])))} for row in rows])
         return

@@ -30,6 +30,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
+from ..config import SpamConfig
 from . import senderlists
 from .classifier import DEFAULT_PARAMS, Params, Thresholds, Verdict, verdict
 from .storage import CountCache, StoredCounts
@@ -172,3 +173,8 @@ def scaled_thresholds(thresholds: Thresholds, trained: int, confident_after: int
         return thresholds
     raised = thresholds.spam_above + STRICTER_PER_HALVING * math.log2(confident_after / max(trained, 1))
     return Thresholds(thresholds.ham_below, min(raised, MAX_SPAM_ABOVE))
+
+
+def cut_offs(spam: SpamConfig, trained: int) -> Thresholds:
+    """The thresholds ``[spam]`` gives a model that recorded ``trained`` messages (:func:`scaled_thresholds`)."""
+    return scaled_thresholds(Thresholds(spam.ham_below, spam.spam_above), trained, spam.confident_after)
