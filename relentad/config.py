@@ -344,7 +344,7 @@ class SpamConfig:
         "0 = judge from the first message learned.",
     )
     confident_after: int = setting(
-        1500,
+        2000,
         "Messages (spam and ham) a model (the account's own plus the global one) must have learned for spam_above "
         "to apply as set; a smaller model's cut-off is 0.15 higher for each halving of that, at most 0.99, since "
         "its high scores are less sure (measured: README, The spam filter). 0 = always spam_above.",

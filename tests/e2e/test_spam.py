@@ -166,8 +166,8 @@ def test_cli_score_and_stats(trained: tuple[Daemon, bytes], tmp_path: Path) -> N
     scores = json.loads(result.stdout)
     assert [s["file"] for s in scores] == [str(spam_file), str(ham)]
     assert scores[0]["verdict"] == "spam" and scores[1]["verdict"] == "ham"
-    # About 400 messages learned, under [spam] confident_after (1500): the cut-off is raised, and the CLI says so.
-    assert "fewer than [spam] confident_after (1500): its spam cut-off is 0.99 instead of 0.79\n" in result.stderr
+    # About 400 messages learned, under [spam] confident_after (2000): the cut-off is raised, and the CLI says so.
+    assert "fewer than [spam] confident_after (2000): its spam cut-off is 0.99 instead of 0.79\n" in result.stderr
     assert 0.0 <= scores[1]["score"] < scores[0]["score"] <= 1.0
     explained = json.loads(daemon.cli("spam", "score", "--json", "--explain", "--user", ALICE, str(spam_file)).stdout)
     [clues] = [entry.pop("clues") for entry in explained]
