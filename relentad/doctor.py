@@ -30,11 +30,10 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from . import dnsbl, dnsrecords
-from .config import Config, parse_address
+from .config import Config, SpamConfig, parse_address
 from .dns import DnsLookupError, lookup, make_resolver, reverse_name
-from .spam.classifier import Thresholds
 from .spam.tokenize import TOKENIZER_VERSION
-from .spam.verdicts import CONFIDENT_AFTER, MIN_TRAINED, scaled_thresholds, short_of_training
+from .spam.verdicts import cut_offs, short_of_training
 
 CERT_WARN_DAYS = 14
 _CONNECT_TIMEOUT = 3.0
@@ -269,24 +268,20 @@ async def check_blocklists(config: Config, resolver: dns.asyncresolver.Resolver)
     return findings
 
 
-DEFAULT_THRESHOLDS = Thresholds()
+DEFAULT_SPAM = SpamConfig()
 _SPAM_TRAIN = "relentad spam train --global --ham DIR --spam DIR"
 
 
-def check_spam_model(
-    models: Sequence[Mapping[str, object]],
-    min_trained: int = MIN_TRAINED,
-    thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    confident_after: int = CONFIDENT_AFTER,
-) -> list[Finding]:
-    """The global spam model exists, has recorded ``min_trained`` messages of each class and is of the current
+def check_spam_model(models: Sequence[Mapping[str, object]], spam: SpamConfig = DEFAULT_SPAM) -> list[Finding]:
+    """The global spam model exists, has recorded ``[spam] min_trained`` messages of each class and is of the current
     version (``models``: ``spam.storage.stats`` rows); the finding says when its spam cut-off is raised, being
-    short of ``confident_after`` messages (``spam.verdicts.scaled_thresholds``).
+    short of ``confident_after`` messages (``spam.verdicts.cut_offs``).
 
     All are warnings: mail still flows, but short of ``min_trained`` every message stays in INBOX (``untrained``)
     until an account's own corrections make up the difference, and a model of an older version scores less
     surely than a retrained one.
     """
+    min_trained = spam.min_trained
     fix = f"{_SPAM_TRAIN}, with folders of ham and of spam (one message per file)"
     model = next((m for m in models if m["scope"] == "global"), None)
     if model is None or not (model["nspam"] and model["nham"]):
@@ -303,11 +298,11 @@ def check_spam_model(
         return [Finding("warn", "spam model", message, fix)]
     message = f"global model: {trained} trained, version {model['tokenizer']}"
     total = int(str(model["recorded_spam"])) + int(str(model["recorded_ham"]))
-    raised = scaled_thresholds(thresholds, total, confident_after).spam_above
-    if raised > thresholds.spam_above:
+    raised = cut_offs(spam, total).spam_above
+    if raised > spam.spam_above:
         message += (
-            f"; {total} messages recorded, fewer than [spam] confident_after ({confident_after}): its spam cut-off is "
-            f"{raised:.2f} instead of {thresholds.spam_above:g}"
+            f"; {total} messages recorded, fewer than [spam] confident_after ({spam.confident_after}): its spam "
+            f"cut-off is {raised:.2f} instead of {spam.spam_above:g}"
         )
     return [Finding("ok", "spam model", message)]
 
@@ -328,6 +323,5 @@ async def run(config: Config, domains: list[str], spam_models: Sequence[Mapping[
     findings += await check_listeners(config)
     findings += await check_blocklists(config, resolver)
     if config.spam.enabled:
-        cut = Thresholds(config.spam.ham_below, config.spam.spam_above)
-        findings += check_spam_model(spam_models, config.spam.min_trained, cut, config.spam.confident_after)
+        findings += check_spam_model(spam_models, config.spam)
     return findings

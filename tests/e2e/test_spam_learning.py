@@ -19,20 +19,22 @@ from tests.support.imap import client, imap_daemon, tls_client_context
 MIN_TRAINED = 20  # [spam] min_trained for this daemon: the synthetic models below pass it
 
 
-def ham(n: int, sender: str = "colleague@partner.test") -> bytes:
+def synthetic(sender: str, display: str, subject: str, msgid: str, body: str) -> bytes:
+    """One synthetic message as a client would send it (the ham and spam below differ only in these)."""
     return (
-        f"From: Colleague <{sender}>\r\nTo: someone@example.test\r\nSubject: meeting agenda {n}\r\n"
-        f"Message-ID: <ham{n}@partner.test>\r\n\r\nThe meeting agenda for tuesday, item {n}: budget review and "
-        "minutes of the project meeting.\r\n"
+        f"From: {display} <{sender}>\r\nTo: someone@example.test\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{msgid}>\r\n\r\n{body}\r\n"
     ).encode()
+
+
+def ham(n: int, sender: str = "colleague@partner.test") -> bytes:
+    body = f"The meeting agenda for tuesday, item {n}: budget review and minutes of the project meeting."
+    return synthetic(sender, "Colleague", f"meeting agenda {n}", f"ham{n}@partner.test", body)
 
 
 def spam(n: int, sender: str = "deals@pills.test") -> bytes:
-    return (
-        f"From: Deals <{sender}>\r\nTo: someone@example.test\r\nSubject: cheap pills offer {n}\r\n"
-        f"Message-ID: <spam{n}@pills.test>\r\n\r\nBuy cheap viagra pills now, winner {n}! Limited offer, "
-        "click to claim your free prize.\r\n"
-    ).encode()
+    body = f"Buy cheap viagra pills now, winner {n}! Limited offer, click to claim your free prize."
+    return synthetic(sender, "Deals", f"cheap pills offer {n}", f"spam{n}@pills.test", body)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from relentad import doctor
+from relentad.config import SpamConfig
 from relentad.spam import storage, training, verdicts
 from relentad.spam.classifier import MemoryCounts, Thresholds, score
 from relentad.spam.storage import GLOBAL, StoredCounts
@@ -373,12 +374,12 @@ def test_doctor_warns_of_a_missing_or_older_global_model(conn: sqlite3.Connectio
     (small,) = doctor.check_spam_model(storage.stats(conn))
     assert small.status == "warn"
     assert "recorded 20 spam and 20 ham, fewer than [spam] min_trained (200)" in small.message
-    (current,) = doctor.check_spam_model(storage.stats(conn), min_trained=20)
+    (current,) = doctor.check_spam_model(storage.stats(conn), SpamConfig(min_trained=20))
     assert current.status == "ok" and f"version {TOKENIZER_VERSION}" in current.message
     assert "40 messages recorded, fewer than [spam] confident_after (2000): its spam cut-off is 0.99" in current.message
-    (confident,) = doctor.check_spam_model(storage.stats(conn), min_trained=20, confident_after=40)
+    (confident,) = doctor.check_spam_model(storage.stats(conn), SpamConfig(min_trained=20, confident_after=40))
     assert confident.status == "ok" and "cut-off" not in confident.message
     conn.execute("UPDATE spam_totals SET tokenizer = ? WHERE scope = ?", (TOKENIZER_VERSION - 1, GLOBAL))
-    (stale,) = doctor.check_spam_model(storage.stats(conn), min_trained=20)
+    (stale,) = doctor.check_spam_model(storage.stats(conn), SpamConfig(min_trained=20))
     assert stale.status == "warn" and f"version {TOKENIZER_VERSION - 1}, older than" in stale.message
     assert "folders it was trained from" in stale.fix
