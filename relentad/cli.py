@@ -1214,8 +1214,8 @@ def _by_source(sources: object) -> str:
 
 def _note_training_size(recorded: tuple[int, int], spam: SpamConfig) -> None:
     """Say on stderr when a model (with the global one, for an account) files no mail yet (``[spam] min_trained``),
-    or files it with a raised spam cut-off (``[spam] confident_after``)."""
-    from .spam.verdicts import cut_offs, short_of_training
+    or files it with a raised or lowered spam cut-off (``[spam] confident_after``)."""
+    from .spam.verdicts import short_of_training, size_note
 
     if short_of_training(recorded, spam.min_trained):
         click.echo(
@@ -1224,13 +1224,9 @@ def _note_training_size(recorded: tuple[int, int], spam: SpamConfig) -> None:
             err=True,
         )
         return
-    cut = cut_offs(spam, sum(recorded))
-    if cut.spam_above > spam.spam_above:
-        click.echo(
-            f"the model has learned {sum(recorded)} messages, fewer than [spam] confident_after "
-            f"({spam.confident_after}): its spam cut-off is {cut.spam_above:.2f} instead of {spam.spam_above:g}",
-            err=True,
-        )
+    note = size_note(spam, sum(recorded))
+    if note:
+        click.echo(f"the model: {note}", err=True)
 
 
 PRELOAD_FILES = 50
@@ -1360,7 +1356,7 @@ def spam_senders(state: State, email: str, as_json: bool) -> None:
 def spam_stats(state: State, as_json: bool) -> None:
     """Per model (global, each account): messages trained as spam and ham, token rows, messages recorded, and the
     spam cut-off mail to it gets (raised while the model, an account's with the global one, is short of ``[spam]
-    confident_after`` messages)."""
+    confident_after`` messages, lowered past them)."""
     from .spam import storage
     from .spam.verdicts import cut_offs
 

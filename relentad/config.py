@@ -331,8 +331,9 @@ class SpamConfig:
     ham_below: float = setting(0.2, "Scores below this are ham (0-1).")
     spam_above: float = setting(
         0.79,
-        "Scores above this are spam and go to Junk with the $Junk keyword; between the two is unsure (0-1). For a "
-        "model that has learned fewer than confident_after messages the cut-off is raised (see there).",
+        "Scores above this are spam and go to Junk with the $Junk keyword; between the two is unsure (0-1). It is "
+        "the cut-off of a model that has learned confident_after messages: a smaller model's is raised, a larger "
+        "one's lowered (see there).",
     )
     unsure_keyword: str = setting(
         "$Unsure", 'IMAP keyword given to mail scored unsure (it stays in INBOX); "" sets none.'
@@ -347,7 +348,13 @@ class SpamConfig:
         2000,
         "Messages (spam and ham) a model (the account's own plus the global one) must have learned for spam_above "
         "to apply as set; a smaller model's cut-off is 0.15 higher for each halving of that, at most 0.99, since "
-        "its high scores are less sure (measured: README, The spam filter). 0 = always spam_above.",
+        "its high scores are less sure, and a larger one's 0.15 lower for each doubling, down to spam_above_min "
+        "(measured: README, The spam filter). 0 = always spam_above.",
+    )
+    spam_above_min: float = setting(
+        0.7,
+        "The lowest spam cut-off a model larger than confident_after is given (0-1; measured on the corpus: README, "
+        "The spam filter). Set it to spam_above or higher to never lower the cut-off.",
     )
     learn: bool = setting(
         True,
@@ -543,6 +550,8 @@ def check(config: Config) -> list[str]:
             problems.append(f"[dnsbl] zones: {zone!r} is not a DNS zone name")
     if config.retention.junk_days < 0:
         problems.append("[retention] junk_days must not be negative")
+    if not config.spam.ham_below <= config.spam.spam_above_min <= 1:
+        problems.append("[spam] spam_above_min must lie between ham_below and 1")
     if config.spam.min_trained < 0 or config.spam.confident_after < 0:
         problems.append("[spam] min_trained and confident_after must not be negative")
     if config.spam.max_tokens < 1000 or config.spam.max_age_days < 0:

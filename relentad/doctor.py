@@ -8,7 +8,7 @@ Checks, each giving :class:`Finding` values (``ok``, ``warn`` or ``fail``, with 
 - the listeners: each configured address accepts a TCP connection (the daemon runs and bound it);
 - the spam filter's global model: trained at all, on at least ``[spam] min_trained`` messages of each class (short
   of that its verdicts file nothing), and with the current model version (an older one scores less surely until
-  ``spam train`` relearns it); it says when the model's spam cut-off is raised (``[spam] confident_after``).
+  ``spam train`` relearns it); it says when the model's spam cut-off is raised or lowered (``[spam] confident_after``).
 
 Invariants: read-only (DNS queries, a TCP connect, reading files; never a write to the store); a DNS timeout is a
 finding, not a crash; the exit status is non-zero exactly when some finding is ``fail``.
@@ -33,7 +33,7 @@ from . import dnsbl, dnsrecords
 from .config import Config, SpamConfig, parse_address
 from .dns import DnsLookupError, lookup, make_resolver, reverse_name
 from .spam.tokenize import TOKENIZER_VERSION
-from .spam.verdicts import cut_offs, short_of_training
+from .spam.verdicts import short_of_training, size_note
 
 CERT_WARN_DAYS = 14
 _CONNECT_TIMEOUT = 3.0
@@ -274,8 +274,8 @@ _SPAM_TRAIN = "relentad spam train --global --ham DIR --spam DIR"
 
 def check_spam_model(models: Sequence[Mapping[str, object]], spam: SpamConfig = DEFAULT_SPAM) -> list[Finding]:
     """The global spam model exists, has recorded ``[spam] min_trained`` messages of each class and is of the current
-    version (``models``: ``spam.storage.stats`` rows); the finding says when its spam cut-off is raised, being
-    short of ``confident_after`` messages (``spam.verdicts.cut_offs``).
+    version (``models``: ``spam.storage.stats`` rows); the finding says when its spam cut-off is raised or lowered,
+    being short of or past ``confident_after`` messages (``spam.verdicts.size_note``).
 
     All are warnings: mail still flows, but short of ``min_trained`` every message stays in INBOX (``untrained``)
     until an account's own corrections make up the difference, and a model of an older version scores less
@@ -298,12 +298,9 @@ def check_spam_model(models: Sequence[Mapping[str, object]], spam: SpamConfig = 
         return [Finding("warn", "spam model", message, fix)]
     message = f"global model: {trained} trained, version {model['tokenizer']}"
     total = int(str(model["recorded_spam"])) + int(str(model["recorded_ham"]))
-    raised = cut_offs(spam, total).spam_above
-    if raised > spam.spam_above:
-        message += (
-            f"; {total} messages recorded, fewer than [spam] confident_after ({spam.confident_after}): its spam "
-            f"cut-off is {raised:.2f} instead of {spam.spam_above:g}"
-        )
+    note = size_note(spam, total)
+    if note:
+        message += f"; {note}"
     return [Finding("ok", "spam model", message)]
 
 

@@ -282,6 +282,7 @@ class Pipeline:
                         cache=self.spam_counts,
                         min_trained=spam.min_trained,
                         confident_after=spam.confident_after,
+                        spam_above_min=spam.spam_above_min,
                     )
                     judgement = judged[placement.account_id] = self.store.read(judge)
                     metrics.spam_verdict(judgement.verdict)

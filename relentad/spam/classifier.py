@@ -76,8 +76,9 @@ class Thresholds:
     the SpamAssassin corpus (5-fold cross-validation over three fold seeds, and ten 50/50 splits, pooled) is
     0.78 and 0.79 for two training seeds; 0.79 keeps one ham to spare in the splits for both and misses 3.3 %
     (CV) and 4.3-4.4 % (splits) of the spam. In cross-validation each 0.01 higher, up to 0.85, misses about
-    0.2 % more spam for no fewer false positives. These are models of 2,000 messages or more: the daemon raises
-    ``spam_above`` for smaller ones (``verdicts.scaled_thresholds``, ``[spam] confident_after``).
+    0.2 % more spam for no fewer false positives. The daemon applies ``spam_above`` as it is to a model of 2,000
+    messages, and raises it for smaller ones and lowers it for larger ones (``verdicts.scaled_thresholds``, ``[spam]
+    confident_after`` and ``spam_above_min``): the learning curve measured since.
     """
 
     ham_below: float = 0.2

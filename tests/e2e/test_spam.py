@@ -185,6 +185,14 @@ def test_cli_score_and_stats(trained: tuple[Daemon, bytes], tmp_path: Path) -> N
     assert mine["nspam"] > 0 and mine["nham"] > 0 and mine["tokens"] > 0
     assert mine["spam_above"] == 0.99  # about 400 messages, no global model: the raised cut-off
     assert "; spam cut-off 0.99" in daemon.cli("spam", "stats").stdout
+    # The same model past confident_after (100 here) is given a lowered cut-off, down to spam_above_min (0.7).
+    large = daemon.root / "large.toml"
+    large.write_text(daemon.config_path.read_text().replace("confident_after = 2000", "confident_after = 100"))
+    lowered = daemon.cli("spam", "score", "--json", "--user", ALICE, str(spam_file), config=large)
+    assert json.loads(lowered.stdout) == scores[:1]
+    assert "more than [spam] confident_after (100): its spam cut-off is 0.70 instead of 0.79\n" in lowered.stderr
+    restated = json.loads(daemon.cli("spam", "stats", "--json", config=large).stdout)
+    assert [row["spam_above"] for row in restated if row["scope"] == ALICE] == [0.7]
     failed = daemon.cli(
         "spam", "train", "--global", ALICE, "--ham", str(tmp_path), "--spam", str(tmp_path), check=False
     )

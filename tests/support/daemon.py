@@ -156,10 +156,13 @@ class Daemon:
 
     # -- process --------------------------------------------------------------------------------------------
 
-    def cli(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run ``relentad --config <this> ARGS`` as an admin would."""
+    def cli(
+        self, *args: str, input: str | None = None, check: bool = True, config: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``relentad --config <this> ARGS`` as an admin would (``config``: another file instead, beside this
+        one so that its relative paths name the same store)."""
         return subprocess.run(
-            [sys.executable, "-m", "relentad", "--config", str(self.config_path), *args],
+            [sys.executable, "-m", "relentad", "--config", str(config or self.config_path), *args],
             input=input,
             capture_output=True,
             text=True,

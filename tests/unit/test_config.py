@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from relentad import config
+from relentad.spam import verdicts
 from relentad.spam.classifier import Thresholds
 
 
@@ -20,6 +21,14 @@ def test_spam_thresholds_default_to_the_measured_recommendation() -> None:
     """The cut-offs the daemon uses out of the box are the ones cross-validation chose (classifier.Thresholds)."""
     spam = config.SpamConfig()
     assert Thresholds(spam.ham_below, spam.spam_above) == Thresholds()
+    assert (spam.confident_after, spam.spam_above_min) == (verdicts.CONFIDENT_AFTER, verdicts.LOWEST_SPAM_ABOVE)
+
+
+@pytest.mark.parametrize("lowest", [0.1, 1.5])
+def test_the_lowest_spam_cut_off_lies_between_ham_below_and_one(lowest: float) -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict({"spam": {"spam_above_min": lowest}})
+    assert err.value.problems == ["[spam] spam_above_min must lie between ham_below and 1"]
 
 
 def test_all_problems_are_reported_at_once() -> None:

@@ -222,17 +222,23 @@ def test_a_model_short_of_min_trained_files_nothing(conn: sqlite3.Connection) ->
     assert verdicts.gated_verdict(0.99, cut, (200, 200), 200) == "spam"
 
 
-def test_a_small_model_files_spam_only_above_a_raised_cut_off() -> None:
-    """Below ``confident_after`` recorded messages the spam cut-off rises 0.15 per halving, up to 0.99; never lowered,
-    ham_below untouched, and 0 turns the scaling off."""
+def test_the_spam_cut_off_follows_the_models_size() -> None:
+    """Below ``confident_after`` recorded messages the spam cut-off rises 0.15 per halving, up to 0.99; above it, it
+    falls 0.15 per doubling, down to ``lowest`` (never below ham_below, never raised by it); ham_below untouched,
+    and 0 turns the scaling off."""
     cut = Thresholds(0.2, 0.79)
     scaled = functools.partial(verdicts.scaled_thresholds, cut)
-    assert scaled(1500, 1500) == scaled(40_000, 1500) == scaled(10, 0) == cut
+    assert scaled(1500, 1500) == scaled(10, 0) == scaled(40_000, 0) == cut
     assert scaled(750, 1500).ham_below == 0.2 and scaled(750, 1500).spam_above == pytest.approx(0.94)
     assert scaled(1000, 1500).spam_above == pytest.approx(0.79 + 0.15 * 0.5849625)
     assert scaled(100, 1500) == scaled(0, 1500) == Thresholds(0.2, 0.99)
     assert verdicts.scaled_thresholds(Thresholds(0.2, 0.995), 10, 1500).spam_above == 0.995
-    sizes = [0, 1, 10, 100, 300, 700, 1000, 1400, 1499, 1500, 1501]
+    assert scaled(2000, 1500).spam_above == pytest.approx(0.79 - 0.15 * 0.4150375)
+    assert scaled(3000, 1500) == scaled(40_000, 1500) == Thresholds(0.2, 0.7)  # 0.64 by the slope: the floor
+    assert scaled(40_000, 1500, 0.6) == Thresholds(0.2, 0.6)
+    assert scaled(40_000, 1500, 0.79) == scaled(40_000, 1500, 0.9) == cut  # a floor at or above: never lowered
+    assert verdicts.scaled_thresholds(Thresholds(0.75, 0.79), 40_000, 1500).spam_above == 0.75
+    sizes = [0, 1, 10, 100, 300, 700, 1000, 1400, 1499, 1500, 1501, 2000, 2500, 3000, 10_000]
     cuts = [scaled(n, 1500).spam_above for n in sizes]
     assert cuts == sorted(cuts, reverse=True)  # more learned, never stricter
 
@@ -249,6 +255,11 @@ def test_the_verdict_and_its_header_use_the_raised_cut_off(conn: sqlite3.Connect
     trusted = verdicts.judge(conn, 1, mostly_spammy, cut, min_trained=20, confident_after=40)
     assert trusted.verdict == "spam" and trusted.to_junk and trusted.thresholds == cut
     assert b"spam_above=0.79\r\n" in trusted.header()
+    large = verdicts.judge(conn, 1, mostly_spammy, cut, min_trained=20, confident_after=20)  # twice as many learned
+    assert large.to_junk and large.thresholds == Thresholds(cut.ham_below, 0.7)  # 0.64 by the slope: the floor
+    assert b"spam_above=0.7\r\n" in large.header()
+    kept = verdicts.judge(conn, 1, mostly_spammy, cut, min_trained=20, confident_after=20, spam_above_min=0.79)
+    assert kept.thresholds == cut
 
 
 def test_recorded_counts_follow_training_through_the_cache(conn: sqlite3.Connection) -> None:
@@ -379,6 +390,8 @@ def test_doctor_warns_of_a_missing_or_older_global_model(conn: sqlite3.Connectio
     assert "40 messages recorded, fewer than [spam] confident_after (2000): its spam cut-off is 0.99" in current.message
     (confident,) = doctor.check_spam_model(storage.stats(conn), SpamConfig(min_trained=20, confident_after=40))
     assert confident.status == "ok" and "cut-off" not in confident.message
+    (large,) = doctor.check_spam_model(storage.stats(conn), SpamConfig(min_trained=20, confident_after=30))
+    assert "40 messages recorded, more than [spam] confident_after (30): its spam cut-off is 0.73" in large.message
     conn.execute("UPDATE spam_totals SET tokenizer = ? WHERE scope = ?", (TOKENIZER_VERSION - 1, GLOBAL))
     (stale,) = doctor.check_spam_model(storage.stats(conn), SpamConfig(min_trained=20))
     assert stale.status == "warn" and f"version {TOKENIZER_VERSION - 1}, older than" in stale.message
