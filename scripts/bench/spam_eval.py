@@ -231,9 +231,9 @@ def sweep(run: Run, band: Thresholds) -> list[str]:
     hams = [s for s, spam in run.results if not spam]
     spams = [s for s, spam in run.results if spam]
     lines = ["", f"{run.name}: spam_above sweep", "  spam_above   FP%  (n)    FN%  (n)"]
-    for cut in sorted({0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, band.spam_above}):
+    for cut in sorted({0.5, 0.6, 0.7, 0.75, 0.79, 0.8, 0.85, 0.9, 0.95, 0.99, band.spam_above}):
         r = rates(run.results, Thresholds(min(cut, 0.5), cut))
-        lines.append(f"  {cut:<10} {r['fp']:5.2f} ({int(r['fp_n']):2d})  {r['fn']:5.2f} ({int(r['fn_n']):3d})")
+        lines.append(f"  {cut:<10.4g} {r['fp']:5.2f} ({int(r['fp_n']):2d})  {r['fn']:5.2f} ({int(r['fn_n']):3d})")
     lines += ["", f"{run.name}: ham_below sweep", "  ham_below  spam called ham %  ham not called ham %"]
     for cut in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5):
         leak = 100.0 * sum(s < cut for s in spams) / len(spams)
