@@ -243,7 +243,7 @@ def test_the_spam_cut_off_follows_the_models_size() -> None:
     assert cuts == sorted(cuts, reverse=True)  # more learned, never stricter
 
 
-def test_the_verdict_and_its_header_use_the_raised_cut_off(conn: sqlite3.Connection) -> None:
+def test_the_verdict_and_its_header_use_the_scaled_cut_off(conn: sqlite3.Connection) -> None:
     base_model(conn)  # 40 messages recorded: the cut-off is at its highest
     cut = Thresholds()
     mostly_spammy = SPAMMY | {sorted(HAMMY)[0]}  # scores 0.96
@@ -260,6 +260,9 @@ def test_the_verdict_and_its_header_use_the_raised_cut_off(conn: sqlite3.Connect
     assert b"spam_above=0.7\r\n" in large.header()
     kept = verdicts.judge(conn, 1, mostly_spammy, cut, min_trained=20, confident_after=20, spam_above_min=0.79)
     assert kept.thresholds == cut
+    between = SPAMMY | {"agenda", "subj:minutes"}  # scores 0.74: unsure at 0.79, spam once the cut-off is 0.7
+    assert verdicts.judge(conn, 1, between, cut, min_trained=20, confident_after=40).verdict == "unsure"
+    assert verdicts.judge(conn, 1, between, cut, min_trained=20, confident_after=20).to_junk
 
 
 def test_recorded_counts_follow_training_through_the_cache(conn: sqlite3.Connection) -> None:
