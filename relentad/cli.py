@@ -1224,7 +1224,7 @@ def _note_training_size(recorded: tuple[int, int], spam: SpamConfig) -> None:
             err=True,
         )
         return
-    note = size_note(spam, sum(recorded))
+    note = size_note(spam, recorded)
     if note:
         click.echo(f"the model: {note}", err=True)
 
@@ -1266,7 +1266,7 @@ def spam_score(state: State, files: tuple[str, ...], email: str | None, explain:
             values = parallel.score_files(files, models, hosts)
     min_trained = state.config.spam.min_trained
     _note_training_size(recorded, state.config.spam)
-    cut = cut_offs(state.config.spam, sum(recorded))
+    cut = cut_offs(state.config.spam, recorded)
     judged = [(name, v, gated_verdict(v, cut, recorded, min_trained)) for name, v in zip(files, values, strict=True)]
     if as_json:
         results: list[dict[str, object]] = [
@@ -1362,9 +1362,14 @@ def spam_stats(state: State, as_json: bool) -> None:
 
     with errors_as_messages(), state.read() as conn:
         rows = storage.stats(conn)
-    base = sum(int(str(row["recorded"])) for row in rows if row["scope"] == "global")
+
+    def recorded(row: dict[str, object]) -> tuple[int, int]:
+        return int(str(row["recorded_spam"])), int(str(row["recorded_ham"]))
+
+    base = next((recorded(row) for row in rows if row["scope"] == "global"), (0, 0))
     for row in rows:
-        summed = int(str(row["recorded"])) + (base if row["scope"] != "global" else 0)
+        own = recorded(row)
+        summed = own if row["scope"] == "global" else (own[0] + base[0], own[1] + base[1])
         row["spam_above"] = round(cut_offs(state.config.spam, summed).spam_above, 4)
     if as_json:
         print_json([{**row, "updated": iso(float(str(row["updated"])))} for row in rows])

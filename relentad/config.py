@@ -347,9 +347,10 @@ class SpamConfig:
     confident_after: int = setting(
         2000,
         "Messages (spam and ham) a model (the account's own plus the global one) must have learned for spam_above "
-        "to apply as set; a smaller model's cut-off is 0.15 higher for each halving of that, at most 0.99, since "
-        "its high scores are less sure, and a larger one's 0.15 lower for each doubling, down to spam_above_min "
-        "(measured: README, The spam filter). 0 = always spam_above.",
+        "to apply as set, counted as at most four times its smaller class; a smaller model's cut-off is 0.15 "
+        "higher for each halving of that, at most 0.99, since its high scores are less sure, and a larger one's "
+        "0.15 lower for each doubling, down to spam_above_min (measured: README, The spam filter). 0 = always "
+        "spam_above.",
     )
     spam_above_min: float = setting(
         0.7,

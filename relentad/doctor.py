@@ -287,8 +287,9 @@ def check_spam_model(models: Sequence[Mapping[str, object]], spam: SpamConfig = 
     if model is None or not (model["nspam"] and model["nham"]):
         message = "no global model trained: no mail is filed by its spam score until an account's model has learned"
         return [Finding("warn", "spam model", f"{message} {min_trained} spam and {min_trained} ham", fix)]
-    recorded = f"{model['recorded_spam']} spam and {model['recorded_ham']} ham"
-    if short_of_training((int(str(model["recorded_spam"])), int(str(model["recorded_ham"]))), min_trained):
+    counts = int(str(model["recorded_spam"])), int(str(model["recorded_ham"]))
+    recorded = f"{counts[0]} spam and {counts[1]} ham"
+    if short_of_training(counts, min_trained):
         message = f"the global model has recorded {recorded}, fewer than [spam] min_trained ({min_trained}) of each"
         return [Finding("warn", "spam model", f"{message}: its verdicts file no mail yet", f"{fix}, more of them")]
     trained = f"{model['nspam']} spam, {model['nham']} ham"
@@ -297,8 +298,7 @@ def check_spam_model(models: Sequence[Mapping[str, object]], spam: SpamConfig = 
         fix = f"{_SPAM_TRAIN} again, with the folders it was trained from (each file is relearned)"
         return [Finding("warn", "spam model", message, fix)]
     message = f"global model: {trained} trained, version {model['tokenizer']}"
-    total = int(str(model["recorded_spam"])) + int(str(model["recorded_ham"]))
-    note = size_note(spam, total)
+    note = size_note(spam, counts)
     if note:
         message += f"; {note}"
     return [Finding("ok", "spam model", message)]

@@ -21,8 +21,8 @@ that way, ``--train toe`` with one order, ``--train all`` training every message
 bogofilter registers every training message, its normal use.
 
 The band's spam cut-off is the one the daemon would use for a model trained on as many messages (the smallest
-round's): ``--confident-after`` and ``--spam-above-min``, as ``[spam]``: raised for fewer than 2,000, lowered for
-more, to 0.7 at most.
+round's, as ``verdicts.model_size`` counts them): ``--confident-after`` and ``--spam-above-min``, as ``[spam]``:
+raised for fewer than 2,000, lowered for more, to 0.7 at most.
 
 Definitions (the same for both filters): a false positive is a ham called spam; a false negative is a
 spam not called spam (with an unsure band, unsure spam counts as a false negative, unsure ham does not
@@ -61,7 +61,7 @@ from relentad.spam.classifier import (
 )
 from relentad.spam.parallel import usable_cores
 from relentad.spam.tokenize import tokenize
-from relentad.spam.verdicts import CONFIDENT_AFTER, LOWEST_SPAM_ABOVE, scaled_thresholds
+from relentad.spam.verdicts import CONFIDENT_AFTER, LOWEST_SPAM_ABOVE, model_size, scaled_thresholds
 from relentad.spam.views import ViewModels
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "spamassassin" / "train"
@@ -307,7 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         how += f", each trained on a random {args.train_fraction:g} of its training messages"
     exe = None if args.no_bogofilter else shutil.which("bogofilter")
-    band = scaled_thresholds(band, min(len(train) for train, _ in rounds), args.confident_after, args.spam_above_min)
+    smallest = min(model_size((sum(m.spam for m in train), sum(not m.spam for m in train))) for train, _ in rounds)
+    band = scaled_thresholds(band, smallest, args.confident_after, args.spam_above_min)
 
     ours, bogo = Run("relentad"), Run("bogofilter")
     for train, test in rounds:

@@ -243,6 +243,23 @@ def test_the_spam_cut_off_follows_the_models_size() -> None:
     assert cuts == sorted(cuts, reverse=True)  # more learned, never stricter
 
 
+def test_a_lopsided_model_counts_as_four_times_its_smaller_class() -> None:
+    """The cut-off curve was measured on models with the corpus's mix (31 % spam); one that learned few ham is not
+    lowered as if it had met the hard ham a model of that size has."""
+    assert verdicts.model_size((948, 2075)) == 3023  # the corpus's mix: every message counts
+    assert verdicts.model_size((3000, 300)) == verdicts.model_size((300, 3000)) == 1200
+    assert verdicts.model_size((0, 0)) == 0
+    spam = SpamConfig()
+    assert verdicts.cut_offs(spam, (1250, 1250)).spam_above == pytest.approx(0.79 - 0.15 * 0.3219281)
+    assert verdicts.cut_offs(spam, (3000, 300)).spam_above == pytest.approx(0.79 + 0.15 * 0.7369656)
+    note = verdicts.size_note(spam, (3000, 300))
+    assert note == (
+        "3300 messages recorded, counted as 1200 (4 times its 300 ham), fewer than [spam] confident_after (2000): "
+        "its spam cut-off is 0.90 instead of 0.79"
+    )
+    assert verdicts.size_note(spam, (1000, 1000)) == "" and "counted" not in verdicts.size_note(spam, (948, 2075))
+
+
 def test_the_verdict_and_its_header_use_the_scaled_cut_off(conn: sqlite3.Connection) -> None:
     base_model(conn)  # 40 messages recorded: the cut-off is at its highest
     cut = Thresholds()
@@ -263,6 +280,9 @@ def test_the_verdict_and_its_header_use_the_scaled_cut_off(conn: sqlite3.Connect
     between = SPAMMY | {"agenda", "subj:minutes"}  # scores 0.74: unsure at 0.79, spam once the cut-off is 0.7
     assert verdicts.judge(conn, 1, between, cut, min_trained=20, confident_after=40).verdict == "unsure"
     assert verdicts.judge(conn, 1, between, cut, min_trained=20, confident_after=20).to_junk
+    storage.train_corpus(conn, GLOBAL, [(storage.digest(b"more%d" % i), SPAMMY, True) for i in range(60)])
+    lopsided = verdicts.judge(conn, 1, between, cut, min_trained=20, confident_after=90)  # 80 spam, 20 ham recorded
+    assert lopsided.recorded == (80, 20) and lopsided.thresholds.spam_above > cut.spam_above  # counted as 80, not 100
 
 
 def test_recorded_counts_follow_training_through_the_cache(conn: sqlite3.Connection) -> None:
