@@ -29,7 +29,6 @@ from .events import Bus, MessageAdded
 from .spam import storage as spam_storage
 from .spam import tokenize as tokenize_mod
 from .spam import verdicts as spam_verdicts
-from .spam.classifier import Thresholds
 from .spam.tokenize import tokenize
 from .store import imapwrite, mailboxes, messages
 from .store.db import Store
@@ -260,7 +259,6 @@ class Pipeline:
         min_trained`` messages of a class files nothing (``untrained``). Never refuses mail: a failure is logged and
         the message filed unscored."""
         spam = self.config.spam
-        thresholds = Thresholds(spam.ham_below, spam.spam_above)
         try:
             tokens = self.tokens(delivery)
             parsed = delivery.parsed or message.ParsedMessage.from_json(delivery.structure or "")
@@ -276,13 +274,10 @@ class Pipeline:
                         spam_verdicts.judge,
                         account_id=placement.account_id,
                         tokens=tokens,
-                        thresholds=thresholds,
+                        spam=spam,
                         sender=sender,
                         sender_trusted=trusted,
                         cache=self.spam_counts,
-                        min_trained=spam.min_trained,
-                        confident_after=spam.confident_after,
-                        spam_above_min=spam.spam_above_min,
                     )
                     judgement = judged[placement.account_id] = self.store.read(judge)
                     metrics.spam_verdict(judgement.verdict)

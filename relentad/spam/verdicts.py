@@ -43,8 +43,6 @@ REASON_SPAM = "spam"
 REASON_UNSURE = "spam-unsure"
 REASON_ALLOWED = "spam-allowlisted-contact"
 REASON_LISTED = {"allow": "spam-allowlisted-sender", "block": "spam-blocked-sender"}
-MIN_TRAINED = 200
-"""Messages of each class a model must have recorded before its verdicts file mail (``[spam] min_trained``)."""
 CONFIDENT_AFTER = 2000
 """Messages (both classes) a model has recorded when ``[spam] spam_above`` applies as set (``[spam]
 confident_after``): a smaller model's cut-off is raised, a larger one's lowered. On the SpamAssassin training half
@@ -72,6 +70,7 @@ the SpamAssassin training half: 10-fold CV (three fold seeds pooled, ~2,720 mess
 rule's 0.71 instead of 2.85 % at 0.79. Nothing larger than this corpus was measured, so the curve is not followed
 further down."""
 
+DEFAULT_SPAM = SpamConfig()
 Status = Verdict | Literal["untrained"]
 
 
@@ -140,25 +139,23 @@ def judge(
     conn: sqlite3.Connection,
     account_id: int,
     tokens: Collection[str],
-    thresholds: Thresholds,
+    spam: SpamConfig = DEFAULT_SPAM,
     *,
     sender: str = "",
     sender_trusted: bool = True,
     params: Params = DEFAULT_PARAMS,
     cache: CountCache | None = None,
-    min_trained: int = MIN_TRAINED,
-    confident_after: int = CONFIDENT_AFTER,
-    spam_above_min: float = LOWEST_SPAM_ABOVE,
 ) -> Judgement:
     """Score ``tokens`` with the account's models (plus the global ones, spam/views.py); allow-list a contact
-    written to; ``untrained`` below ``min_trained`` messages of either class; the spam cut-off raised below
-    ``confident_after`` messages and lowered above it, to ``spam_above_min`` at most (:func:`scaled_thresholds`).
+    written to; ``untrained`` below ``[spam] min_trained`` messages of either class; the cut-offs ``[spam]`` gives a
+    model of the size recorded (:func:`cut_offs`).
 
     ``cache``: the daemon's :class:`~relentad.spam.storage.CountCache` (token rows already read)."""
     counts = StoredCounts(conn, account_id, cache=cache)
     scored = score_stored(tokens, counts, params)
-    recorded = counts.recorded() if min_trained > 0 or confident_after > 0 else (0, 0)
-    used_thresholds = scaled_thresholds(thresholds, model_size(recorded), confident_after, spam_above_min)
+    min_trained = spam.min_trained
+    recorded = counts.recorded() if min_trained > 0 or spam.confident_after > 0 else (0, 0)
+    used_thresholds = cut_offs(spam, recorded)
     result = gated_verdict(scored.score, used_thresholds, recorded, min_trained)
     listed = senderlists.decision(conn, account_id, sender) if sender else None
     allowed = (

@@ -7,9 +7,9 @@ import sqlite3
 
 import pytest
 
+from relentad.config import SpamConfig
 from relentad.errors import InvalidInput
 from relentad.spam import senderlists, storage, verdicts
-from relentad.spam.classifier import Thresholds
 
 SPAMMY = frozenset({"viagra", "cheap", "winner"})
 HAMMY = frozenset({"meeting", "agenda", "tuesday"})
@@ -67,16 +67,16 @@ def test_the_most_specific_pattern_wins(conn: sqlite3.Connection) -> None:
 
 
 def test_blocked_senders_go_to_junk_whatever_the_score_and_allowed_ones_stay(trained: sqlite3.Connection) -> None:
-    conn, cut = trained, Thresholds()
+    conn = trained
     senderlists.put(conn, 1, "@spam.example", "block")
     senderlists.put(conn, 1, "news@shop.example", "allow")
-    judge = functools.partial(verdicts.judge, conn, 1, thresholds=cut, min_trained=20, confident_after=0)
+    judge = functools.partial(verdicts.judge, conn, 1, spam=SpamConfig(min_trained=20, confident_after=0))
     blocked = judge(tokens=HAMMY, sender="x@spam.example")
     assert blocked.verdict == "ham" and blocked.to_junk
     assert blocked.reason().startswith("spam-blocked-sender score=")
     assert b"X-Spam-Status: Yes, verdict=ham, blocked-sender, score=" in blocked.header()
     assert judge(tokens=HAMMY, sender="x@spam.example", sender_trusted=False).to_junk  # DMARC aside
-    untrained = verdicts.judge(conn, 1, HAMMY, cut, sender="x@spam.example", min_trained=1000)
+    untrained = verdicts.judge(conn, 1, HAMMY, SpamConfig(min_trained=1000), sender="x@spam.example")
     assert untrained.verdict == "untrained" and untrained.to_junk
     allowed = judge(tokens=SPAMMY, sender="news@shop.example")
     assert allowed.verdict == "spam" and not allowed.to_junk

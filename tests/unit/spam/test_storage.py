@@ -192,8 +192,7 @@ def test_contact_written_to_is_never_junked_on_content(conn: sqlite3.Connection)
         conn.execute(
             "INSERT INTO crm_addresses (account_id, address, contact_id) VALUES (1, ?, ?)", (address, cursor.lastrowid)
         )
-    cut = Thresholds()
-    judge = functools.partial(verdicts.judge, conn, thresholds=cut, tokens=SPAMMY, min_trained=20, confident_after=0)
+    judge = functools.partial(verdicts.judge, conn, spam=SpamConfig(min_trained=20, confident_after=0), tokens=SPAMMY)
     friend = judge(account_id=1, sender="friend@b.test")
     assert friend.verdict == "spam" and friend.allowlisted and not friend.to_junk
     assert friend.reason().startswith("spam-allowlisted-contact score=")
@@ -208,16 +207,16 @@ def test_a_model_short_of_min_trained_files_nothing(conn: sqlite3.Connection) ->
     score is kept and shown, but nothing goes to Junk (one Junk move on an empty account once junked all mail)."""
     cut = Thresholds()
     storage.train_message(conn, 1, storage.digest(b"first junk"), SPAMMY, True, "imap-move")
-    lone = verdicts.judge(conn, 1, SPAMMY | HAMMY, cut)
+    lone = verdicts.judge(conn, 1, SPAMMY | HAMMY, SpamConfig())
     assert lone.score > cut.spam_above  # the lone spam taught makes everything look like it
     assert lone.verdict == "untrained" and not lone.to_junk and lone.recorded == (1, 0)
     assert lone.reason().startswith("spam-untrained score=")
     assert b"verdict=untrained, trained=1 spam/0 ham, min_trained=200, score=" in lone.header()
     base_model(conn)  # the global model: 20 of each
-    assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=21).verdict == "untrained"
-    assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=20).recorded == (21, 20)
-    assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=20, confident_after=0).to_junk
-    assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=0, confident_after=0).to_junk  # 0: no minimum
+    assert verdicts.judge(conn, 1, SPAMMY, SpamConfig(min_trained=21)).verdict == "untrained"
+    assert verdicts.judge(conn, 1, SPAMMY, SpamConfig(min_trained=20)).recorded == (21, 20)
+    assert verdicts.judge(conn, 1, SPAMMY, SpamConfig(min_trained=20, confident_after=0)).to_junk
+    assert verdicts.judge(conn, 1, SPAMMY, SpamConfig(min_trained=0, confident_after=0)).to_junk  # 0: no minimum
     assert verdicts.gated_verdict(0.99, cut, (5, 199), 200) == "untrained"
     assert verdicts.gated_verdict(0.99, cut, (200, 200), 200) == "spam"
 
@@ -264,24 +263,28 @@ def test_the_verdict_and_its_header_use_the_scaled_cut_off(conn: sqlite3.Connect
     base_model(conn)  # 40 messages recorded: the cut-off is at its highest
     cut = Thresholds()
     mostly_spammy = SPAMMY | {sorted(HAMMY)[0]}  # scores 0.96
-    small = verdicts.judge(conn, 1, mostly_spammy, cut, min_trained=20)
+    small = verdicts.judge(conn, 1, mostly_spammy, SpamConfig(min_trained=20))
     assert cut.spam_above < small.score <= 0.99 and small.verdict == "unsure" and not small.to_junk
     assert small.thresholds == Thresholds(cut.ham_below, 0.99)
     assert b"ham_below=0.2, spam_above=0.99\r\n" in small.header()
-    assert verdicts.judge(conn, 1, SPAMMY, cut, min_trained=20).to_junk  # 0.998: sure enough even so
-    trusted = verdicts.judge(conn, 1, mostly_spammy, cut, min_trained=20, confident_after=40)
+    assert verdicts.judge(conn, 1, SPAMMY, SpamConfig(min_trained=20)).to_junk  # 0.998: sure enough even so
+    trusted = verdicts.judge(conn, 1, mostly_spammy, SpamConfig(min_trained=20, confident_after=40))
     assert trusted.verdict == "spam" and trusted.to_junk and trusted.thresholds == cut
     assert b"spam_above=0.79\r\n" in trusted.header()
-    large = verdicts.judge(conn, 1, mostly_spammy, cut, min_trained=20, confident_after=20)  # twice as many learned
+    large = verdicts.judge(
+        conn, 1, mostly_spammy, SpamConfig(min_trained=20, confident_after=20)
+    )  # twice as many learned
     assert large.to_junk and large.thresholds == Thresholds(cut.ham_below, 0.7)  # 0.64 by the slope: the floor
     assert b"spam_above=0.7\r\n" in large.header()
-    kept = verdicts.judge(conn, 1, mostly_spammy, cut, min_trained=20, confident_after=20, spam_above_min=0.79)
+    kept = verdicts.judge(conn, 1, mostly_spammy, SpamConfig(min_trained=20, confident_after=20, spam_above_min=0.79))
     assert kept.thresholds == cut
     between = SPAMMY | {"agenda", "subj:minutes"}  # scores 0.74: unsure at 0.79, spam once the cut-off is 0.7
-    assert verdicts.judge(conn, 1, between, cut, min_trained=20, confident_after=40).verdict == "unsure"
-    assert verdicts.judge(conn, 1, between, cut, min_trained=20, confident_after=20).to_junk
+    assert verdicts.judge(conn, 1, between, SpamConfig(min_trained=20, confident_after=40)).verdict == "unsure"
+    assert verdicts.judge(conn, 1, between, SpamConfig(min_trained=20, confident_after=20)).to_junk
     storage.train_corpus(conn, GLOBAL, [(storage.digest(b"more%d" % i), SPAMMY, True) for i in range(60)])
-    lopsided = verdicts.judge(conn, 1, between, cut, min_trained=20, confident_after=90)  # 80 spam, 20 ham recorded
+    lopsided = verdicts.judge(
+        conn, 1, between, SpamConfig(min_trained=20, confident_after=90)
+    )  # 80 spam, 20 ham recorded
     assert lopsided.recorded == (80, 20) and lopsided.thresholds.spam_above > cut.spam_above  # counted as 80, not 100
 
 
