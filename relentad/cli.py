@@ -1350,6 +1350,38 @@ def spam_senders(state: State, email: str, as_json: bool) -> None:
         click.echo(f"{entry.action:5}  {entry.pattern}")
 
 
+@spam.command("rebuild")
+@click.argument("email", required=False)
+@click.option("--all", "every", is_flag=True, help="Every account that has recorded lessons.")
+@pass_state
+def spam_rebuild(state: State, email: str | None, every: bool) -> None:
+    """Rebuild EMAIL's model (or every account's) from all its recorded lessons, the way spam train builds one: what
+    the daemon does once a day for accounts that learned something ([spam] rebuild_daily)."""
+    from .spam import rebuild
+
+    if bool(email) == every:
+        raise CLIError("name an account EMAIL or --all (not both)")
+    with errors_as_messages():
+        with state.read() as conn:
+            if every:
+                scopes = conn.execute(
+                    "SELECT email, id FROM accounts WHERE id IN (SELECT scope FROM spam_trained) ORDER BY email"
+                ).fetchall()
+            else:
+                scopes = [(email, accounts.get_account(conn, email or "").id)]
+        for name, scope in scopes:
+            with state.read() as conn:
+                prepared = rebuild.prepare(conn, int(scope))
+            with state.write() as conn:
+                result = rebuild.swap(conn, prepared, state.config.spam)
+            if result is None:
+                raise CLIError(f"{name} learned something while its model was rebuilt; run the command again")
+            click.echo(
+                f"{name}: {result.lessons} lessons relearned, {result.learned} learn operations ({result.before} "
+                f"before), {result.tokens} tokens, {result.pruned} pruned"
+            )
+
+
 @spam.command("stats")
 @json_option
 @pass_state
@@ -1372,7 +1404,12 @@ def spam_stats(state: State, as_json: bool) -> None:
         summed = own if row["scope"] == "global" else (own[0] + base[0], own[1] + base[1])
         row["spam_above"] = round(cut_offs(state.config.spam, summed).spam_above, 4)
     if as_json:
-        print_json([{**row, "updated": iso(float(str(row["updated"])))} for row in rows])
+        print_json(
+            [
+                {**row, "updated": iso(float(str(row["updated"]))), "rebuilt": iso(float(str(row["rebuilt"])) or None)}
+                for row in rows
+            ]
+        )
         return
     if not rows:
         click.echo("no spam training yet (relentad spam train)")
@@ -1382,6 +1419,7 @@ def spam_stats(state: State, as_json: bool) -> None:
             f"{row['recorded']} messages recorded ({row['recorded_spam']} spam, {row['recorded_ham']} ham"
             + _by_source(row["sources"])
             + f"); spam cut-off {row['spam_above']:g}"
+            + (f"; rebuilt from its lessons {iso(float(str(row['rebuilt'])))}" if row["rebuilt"] else "")
             + (
                 f"; trained with tokenizer {row['tokenizer']}, older than the current one: retraining advised"
                 " (relentad spam train again)"

@@ -43,6 +43,7 @@ from .queue.runner import QueueRunner
 from .smtp.inbound import InboundHandler
 from .smtp.server import Connections, ListenerContext, protocol_factory
 from .smtp.submission import SubmissionHandler
+from .spam import rebuild
 from .spam import training as spam_training
 from .store.db import Store
 
@@ -201,6 +202,8 @@ class Daemon:
         # the daily retention purge (issue 7): expunged mail and terminated accounts past [retention] deleted_days
         purger = asyncio.ensure_future(retention.run_daily(store, lambda: self.config.retention))
         snapshots = asyncio.ensure_future(backup.run_daily(lambda: self.config))
+        # the daily spam model rebuild: accounts that learned something, relearned from all their lessons
+        rebuilder = asyncio.ensure_future(rebuild.run_daily(store, lambda: self.config.spam))
         cert_watcher = asyncio.ensure_future(self.watch_certificates())
         public_suffixes = asyncio.ensure_future(asyncio.to_thread(mailauth.load_public_suffixes))
         metrics_server = metrics.MetricsServer(
@@ -245,6 +248,7 @@ class Daemon:
                 pinger.cancel()
         finally:
             purger.cancel()
+            rebuilder.cancel()
             snapshots.cancel()
             cert_watcher.cancel()
             public_suffixes.cancel()

@@ -345,7 +345,7 @@ def _pack(tokens: Sequence[str]) -> bytes:
     return zlib.compress(json.dumps(list(tokens), ensure_ascii=False).encode("utf-8"))
 
 
-def _unpack(data: bytes) -> list[str]:
+def unpack(data: bytes) -> list[str]:
     return [str(t) for t in json.loads(zlib.decompress(data).decode("utf-8"))]
 
 
@@ -390,7 +390,7 @@ def forget(conn: sqlite3.Connection, scope: int, key: bytes) -> bool:
     ).fetchone()
     if row is None:
         return False
-    tokens = _unpack(row[1])
+    tokens = unpack(row[1])
     for model, times in zip(MODELS, row[2:], strict=True):
         _learn(conn, scope, tokens, row[0] == "spam", -int(times), model)
     conn.execute("DELETE FROM spam_trained WHERE scope = ? AND sha256 = ?", (scope, key))
@@ -483,31 +483,51 @@ def train_corpus(
             else:
                 result.flipped += 1
         todo.append((key, _clean(tokens), spam))
-    corpora = [[(frozenset(model_tokens(tokens, model)), spam) for _, tokens, spam in todo] for model in MODELS]
-    times = parallel.ensemble_times(corpora, params, workers=workers)
-    deltas: dict[str, list[int]] = {}
-    for index, model in enumerate(MODELS):
-        nspam = nham = 0
-        for (token_set, spam), count in zip(corpora[index], times[index], strict=True):
-            if count <= 0:
-                continue
-            if spam:
-                nspam += count
-            else:
-                nham += count
-            for token in token_set:
-                pair = deltas.setdefault(token, [0, 0])
-                pair[0 if spam else 1] += count
+    times = ensemble_times(todo, params, workers)
+    deltas, totals = ensemble_counts(todo, times)
+    for model, (nspam, nham) in zip(MODELS, totals, strict=True):
         _totals(conn, scope, nspam, nham, 0, model)
     for position, (key, tokens, spam) in enumerate(todo):
         learned = [max(times[index][position], 0) for index in range(len(MODELS))]
         result.learned += learned[0]
         # a message no model needed is recorded all the same (without tokens), so training again skips it
         _record(conn, scope, key, spam, learned, tokens if any(learned) else (), source)
-    add_counts(conn, scope, {t: (s, h) for t, (s, h) in deltas.items()})
+    add_counts(conn, scope, deltas)
     if stale:
         conn.execute("UPDATE spam_totals SET tokenizer = ? WHERE scope = ?", (TOKENIZER_VERSION, scope))
     return result
+
+
+def ensemble_times(
+    messages: Sequence[tuple[bytes, Sequence[str], bool]], params: Params = DEFAULT_PARAMS, workers: int | None = None
+) -> list[list[int]]:
+    """How many times each of the three models (``MODELS``) learns each (key, clean tokens, is_spam) message when
+    they are built together by ``train_ensemble``'s orders, on ``workers`` cores (``spam.parallel``)."""
+    corpora = [[(frozenset(model_tokens(tokens, model)), spam) for _, tokens, spam in messages] for model in MODELS]
+    return parallel.ensemble_times(corpora, params, workers=workers)
+
+
+def ensemble_counts(
+    messages: Sequence[tuple[bytes, Sequence[str], bool]], times: Sequence[Sequence[int]]
+) -> tuple[dict[str, tuple[int, int]], list[tuple[int, int]]]:
+    """The counts learning ``messages`` that many ``times`` adds: (spam, ham) per stored token string of every model,
+    and each model's (spam, ham) message totals in ``MODELS`` order."""
+    deltas: dict[str, list[int]] = {}
+    totals = []
+    for index, model in enumerate(MODELS):
+        nspam = nham = 0
+        for (_, tokens, spam), count in zip(messages, times[index], strict=True):
+            if count <= 0:
+                continue
+            if spam:
+                nspam += count
+            else:
+                nham += count
+            for token in model_tokens(tokens, model):
+                pair = deltas.setdefault(token, [0, 0])
+                pair[0 if spam else 1] += count
+        totals.append((nspam, nham))
+    return {token: (pair[0], pair[1]) for token, pair in deltas.items()}, totals
 
 
 def touch(conn: sqlite3.Connection, account_id: int, tokens: Collection[str], now: float | None = None) -> None:
@@ -550,13 +570,13 @@ def stats(conn: sqlite3.Connection) -> list[dict[str, object]]:
     messages several times, others never), token rows, distinct messages recorded (in all, as spam, as ham, and
     per source: ``cli`` and ``mailboxes`` for ``spam train``, ``imap-move``, ``imap-flag``, ``reply``), the
     tokenizer version it was trained with and whether that is older than the current one (``stale``: retraining
-    advised)."""
+    advised), and when it was last rebuilt from its lessons (``rebuilt``, 0: never; spam/rebuild.py)."""
     rows = conn.execute(
-        """SELECT t.scope, coalesce(a.email, ''), t.nspam, t.nham, t.tokens, t.updated, t.tokenizer
+        """SELECT t.scope, coalesce(a.email, ''), t.nspam, t.nham, t.tokens, t.updated, t.tokenizer, t.rebuilt
            FROM spam_totals t LEFT JOIN accounts a ON a.id = t.scope ORDER BY t.scope"""
     ).fetchall()
     out: list[dict[str, object]] = []
-    for scope, email, nspam, nham, tokens, updated, tokenizer in rows:
+    for scope, email, nspam, nham, tokens, updated, tokenizer, rebuilt in rows:
         recorded_spam, recorded_ham = recorded(conn, scope)
         sources = conn.execute(
             "SELECT source, count(*) FROM spam_trained WHERE scope = ? GROUP BY source ORDER BY source", (scope,)
@@ -574,6 +594,7 @@ def stats(conn: sqlite3.Connection) -> list[dict[str, object]]:
                 "updated": float(updated),
                 "tokenizer": int(tokenizer),
                 "stale": int(tokenizer) < TOKENIZER_VERSION,
+                "rebuilt": float(rebuilt),
             }
         )
     return out

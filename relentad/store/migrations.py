@@ -493,6 +493,12 @@ def _m015_spam_senders(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m016_spam_rebuilt(conn: sqlite3.Connection) -> None:
+    """When a scope's model was last rebuilt from its recorded lessons (``relentad.spam.rebuild``; 0: never), so
+    that the daily rebuild only visits accounts that learned something since."""
+    conn.execute("ALTER TABLE spam_totals ADD COLUMN rebuilt REAL NOT NULL DEFAULT 0")
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -520,6 +526,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("013_spam_tokenizer", _m013_spam_tokenizer),
     ("014_spam_views", _m014_spam_views),
     ("015_spam_senders", _m015_spam_senders),
+    ("016_spam_rebuilt", _m016_spam_rebuilt),
 ]
 
 

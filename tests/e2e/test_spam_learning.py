@@ -52,15 +52,15 @@ def deliver(daemon: Daemon, rcpt: str, raw: bytes) -> None:
 
 
 def trained_rows(daemon: Daemon, email: str, expected: list[tuple[str, str]]) -> list[tuple[Any, ...]]:
-    """(class, source) of the account's training records, polling until they are ``expected`` (learning from
-    users runs in the background after the reply)."""
+    """(class, source) of the account's training records, polling until they are ``expected`` in any order (learning
+    from users runs in the background after the reply)."""
     rows: list[tuple[Any, ...]] = []
     for _ in range(200):
         found = daemon.query(
             "SELECT t.class, t.source FROM spam_trained t JOIN accounts a ON a.id = t.scope WHERE a.email = ?", email
         )
         rows = [tuple(row) for row in found]
-        if rows == expected:
+        if sorted(rows) == sorted(expected):
             break
         time.sleep(0.05)
     return rows
@@ -156,3 +156,28 @@ def test_moves_across_junks_border_set_the_keyword_of_the_decision(daemon: Daemo
     assert b"$NotJunk" in flags and b"$Junk" not in flags, flags
     imap.logout()
     assert trained_rows(daemon, bob, [("ham", "imap-move")]) == [("ham", "imap-move")]  # the spam lesson reversed
+
+
+def test_spam_rebuild_relearns_an_accounts_lessons_as_bulk_training_would(daemon: Daemon) -> None:
+    """What users taught one move or flag at a time, ``relentad spam rebuild`` learns again together (the daemon
+    does it daily): the lessons stay recorded, their learn counts change, and ``spam stats`` says when."""
+    erin = "erin@example.test"
+    daemon.add_user(erin)
+    for n in range(3):
+        deliver(daemon, erin, spam(60 + n))
+        deliver(daemon, erin, ham(60 + n))
+    imap = client(daemon, erin)
+    imap.select("INBOX")
+    assert imap.uid("MOVE", "1,3,5", "Junk")[0] == "OK"
+    assert imap.uid("STORE", "2,4,6", "+FLAGS", "($NotJunk)")[0] == "OK"
+    imap.logout()
+    lessons = [("spam", "imap-move")] * 3 + [("ham", "imap-flag")] * 3
+    assert sorted(trained_rows(daemon, erin, lessons), reverse=True) == lessons
+    rebuilt = daemon.cli("spam", "rebuild", erin)
+    assert rebuilt.stdout.startswith(f"{erin}: 6 lessons relearned, "), rebuilt.stdout
+    [row] = [row for row in json.loads(daemon.cli("spam", "stats", "--json").stdout) if row["scope"] == erin]
+    assert row["rebuilt"] is not None and row["recorded"] == 6 and row["sources"] == {"imap-flag": 3, "imap-move": 3}
+    assert f"{erin}: 6 lessons relearned" in daemon.cli("spam", "rebuild", "--all").stdout
+    for args in ([], [erin, "--all"], ["nobody@example.test"]):
+        refused = daemon.cli("spam", "rebuild", *args, check=False)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr

@@ -1,0 +1,153 @@
+"""Rebuilding an account's model from its recorded lessons (spam/rebuild.py): the counts bulk training gives the
+same messages, exact unlearning afterwards, a lesson that comes meanwhile, which accounts are due, the daemon's job."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from relentad.config import SpamConfig
+from relentad.spam import rebuild, storage
+from relentad.spam.storage import GLOBAL
+from relentad.store import db
+from relentad.store.db import Store
+
+SPAM = SpamConfig()
+SPAMMY = frozenset({"viagra", "cheap", "winner", "subj:free", "hdr:x-mailer-bulk", "url:pills.test"})
+HAMMY = frozenset({"meeting", "agenda", "tuesday", "subj:minutes", "from:colleague", "url:partner.test"})
+
+
+def lessons(n: int = 12) -> list[tuple[bytes, frozenset[str], bool]]:
+    """Spam and ham sharing a few tokens with each other, so train-on-error has choices to make."""
+    out = []
+    for i in range(n):
+        out.append((storage.digest(b"spam%d" % i), SPAMMY | {f"s{i}", "shared", f"n{i % 3}"}, True))
+        out.append((storage.digest(b"ham%d" % i), HAMMY | {f"h{i}", "shared", f"n{i % 4}"}, False))
+    return out
+
+
+def taught(conn: sqlite3.Connection, scope: int, items: list[tuple[bytes, frozenset[str], bool]]) -> None:
+    """As a user teaches: one lesson at a time, as the IMAP moves and flags come."""
+    for key, tokens, spam in items:
+        storage.train_message(conn, scope, key, tokens, spam, "imap-move")
+
+
+def model(conn: sqlite3.Connection, scope: int) -> tuple[list[tuple[object, ...]], tuple[object, ...]]:
+    tokens = conn.execute("SELECT token, spam, ham FROM spam_tokens WHERE scope = ? ORDER BY token", (scope,))
+    totals = conn.execute(
+        "SELECT nspam, nham, head_spam, head_ham, body_spam, body_ham, tokens FROM spam_totals WHERE scope = ?",
+        (scope,),
+    ).fetchone()
+    return [tuple(row) for row in tokens], tuple(totals)
+
+
+def rebuilt(conn: sqlite3.Connection, scope: int) -> rebuild.RebuildResult:
+    result = rebuild.swap(conn, rebuild.prepare(conn, scope, workers=1), SPAM)
+    assert result is not None
+    return result
+
+
+def test_a_rebuild_gives_the_model_bulk_training_gives_the_same_lessons(conn: sqlite3.Connection) -> None:
+    items = lessons()
+    taught(conn, 1, items)
+    one_by_one = model(conn, 1)
+    result = rebuilt(conn, 1)
+    storage.train_corpus(conn, 2, sorted(items), workers=1)  # a rebuild visits the lessons in key order
+    assert model(conn, 1) == model(conn, 2) != one_by_one
+    assert result.lessons == len(items) and result.learned > 0 and result.before > 0
+    by_key = "SELECT sha256, times, head_times, body_times FROM spam_trained WHERE scope = ? ORDER BY sha256"
+    assert conn.execute(by_key, (1,)).fetchall() == conn.execute(by_key, (2,)).fetchall()
+
+
+def test_unlearning_after_a_rebuild_stays_exact_and_a_second_rebuild_changes_nothing(
+    conn: sqlite3.Connection,
+) -> None:
+    items = lessons()
+    taught(conn, 1, items)
+    rebuilt(conn, 1)
+    first = model(conn, 1)
+    rebuilt(conn, 1)
+    assert model(conn, 1) == first
+    for key, _, _ in items:
+        assert storage.forget(conn, 1, key)
+    tokens, totals = model(conn, 1)
+    assert tokens == [] and totals == (0, 0, 0, 0, 0, 0, 0)
+
+
+def test_a_lesson_recorded_while_the_orders_ran_stops_the_swap(conn: sqlite3.Connection) -> None:
+    items = lessons()
+    taught(conn, 1, items[:-1])
+    prepared = rebuild.prepare(conn, 1, workers=1)
+    taught(conn, 1, items[-1:])
+    before = model(conn, 1)
+    assert rebuild.swap(conn, prepared, SPAM) is None
+    assert model(conn, 1) == before and rebuild.due(conn) == [1]
+
+
+def test_due_lists_the_accounts_that_learned_since_their_last_rebuild(conn: sqlite3.Connection) -> None:
+    items = lessons(4)
+    storage.train_corpus(conn, GLOBAL, items, workers=1)
+    assert rebuild.due(conn) == []  # the global model is built whole by spam train
+    taught(conn, 1, items[:3])
+    taught(conn, 2, items[3:5])
+    assert rebuild.due(conn) == [1, 2]
+    rebuilt(conn, 1)
+    assert rebuild.due(conn) == [2]
+    conn.execute("UPDATE spam_totals SET rebuilt = rebuilt - 10 WHERE scope = 1")  # a lesson after the rebuild
+    taught(conn, 1, items[5:6])
+    assert rebuild.due(conn) == [1, 2]
+
+
+def test_tokens_keep_the_day_they_were_last_seen(conn: sqlite3.Connection) -> None:
+    taught(conn, 1, lessons(4))
+    today = storage.day()
+    conn.execute("UPDATE spam_tokens SET seen = ? WHERE scope = 1 AND token = 'viagra'", (today - 30,))
+    rebuilt(conn, 1)
+    seen = dict(conn.execute("SELECT token, seen FROM spam_tokens WHERE scope = 1"))
+    assert seen["viagra"] == today - 30 and seen["meeting"] == today
+
+
+def test_bulk_trained_messages_no_model_needed_stay_out(conn: sqlite3.Connection) -> None:
+    """``spam train`` records a message no model learned without its tokens: there is nothing to relearn."""
+    items = lessons(40)
+    storage.train_corpus(conn, 1, items, workers=1)
+    without_tokens = conn.execute(
+        "SELECT count(*) FROM spam_trained WHERE scope = 1 AND times = 0 AND head_times = 0 AND body_times = 0"
+    ).fetchone()[0]
+    assert without_tokens > 0
+    bulk = model(conn, 1)
+    result = rebuilt(conn, 1)
+    assert result.lessons == len(items) - without_tokens
+    assert model(conn, 1)[1][:6] != (0, 0, 0, 0, 0, 0) and bulk[1][:6] != (0, 0, 0, 0, 0, 0)
+
+
+def test_a_rebuild_prunes_to_max_tokens(conn: sqlite3.Connection) -> None:
+    taught(conn, 1, lessons())
+    result = rebuild.swap(conn, rebuild.prepare(conn, 1, workers=1), SpamConfig(max_tokens=20))
+    assert result is not None and result.pruned > 0
+    assert conn.execute("SELECT count(*) FROM spam_tokens WHERE scope = 1").fetchone()[0] <= 20
+
+
+def test_the_daemons_job_rebuilds_the_accounts_due_off_the_event_loop(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    items = lessons()
+    taught(conn, 1, items)
+    conn.close()
+
+    async def run() -> dict[int, rebuild.RebuildResult | None]:
+        store = Store(tmp_path / "spam.db")
+        store.start(asyncio.get_running_loop())
+        try:
+            return await rebuild.rebuild_due(store, SPAM)
+        finally:
+            store.close()
+
+    done = asyncio.run(run())
+    assert list(done) == [1] and done[1] is not None and done[1].lessons == len(items)
+    check = db.connect(tmp_path / "spam.db")
+    try:
+        assert rebuild.due(check) == []
+        storage.train_corpus(check, 2, sorted(items), workers=1)
+        assert model(check, 1) == model(check, 2)
+    finally:
+        check.close()
