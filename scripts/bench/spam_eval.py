@@ -213,12 +213,19 @@ def row(label: str, run: Run, cut: Thresholds) -> str:
     )
 
 
-def at_fp_limit(run: Run, limit: float = 0.1) -> str:
-    """FN at the lowest spam cut-off keeping FP <= ``limit`` %: the operating point the target names."""
+def fp_limit_band(run: Run, limit: float = 0.1) -> Thresholds:
+    """The band with the lowest spam cut-off keeping FP <= ``limit`` %: just above the highest ham it may let by."""
     hams = sorted((s for s, spam in run.results if not spam), reverse=True)
     allowed = int(len(hams) * limit / 100)
     cut = hams[allowed] if allowed < len(hams) else 0.0
-    r = rates(run.results, Thresholds(min(cut, 0.5), cut))
+    return Thresholds(min(cut, 0.5), cut)
+
+
+def at_fp_limit(run: Run, limit: float = 0.1) -> str:
+    """FN at the lowest spam cut-off keeping FP <= ``limit`` %: the operating point the target names."""
+    band = fp_limit_band(run, limit)
+    cut = band.spam_above
+    r = rates(run.results, band)
     return (
         f"{run.name:<11} FN at FP <= {limit:g} %: spam_above {cut:.6f} -> FP {r['fp']:.2f} % ({int(r['fp_n'])}),"
         f" FN {r['fn']:.2f} % ({int(r['fn_n'])})"
