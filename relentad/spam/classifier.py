@@ -390,12 +390,19 @@ def ensemble_times(
 
 
 def order_times(
-    messages: Sequence[tuple[Collection[str], bool]], params: Params, margin: Thresholds, seed: int
+    messages: Sequence[tuple[Collection[str], bool]],
+    params: Params,
+    margin: Thresholds,
+    seed: int,
+    below: MemoryCounts | None = None,
 ) -> list[int]:
     """One train-on-error order of ``train_ensemble`` (an empty model, visiting order ``seed``): learns per message.
+    ``below``: a model the learned counts will be summed with when scoring (the global one under an account's):
+    messages are judged with it under them, and it is copied, not changed.
 
     The orders are independent of each other, so ``spam.parallel`` runs them on several cores."""
-    return _train_passes(messages, MemoryCounts(), params, margin, TRAIN_PASSES, seed)
+    counts = MemoryCounts() if below is None else below.copy()
+    return _train_passes(messages, counts, params, margin, TRAIN_PASSES, seed)
 
 
 def sum_times(size: int, orders: Iterable[Sequence[int]]) -> list[int]:
@@ -422,6 +429,10 @@ class MemoryCounts:
         model = cls()
         model._counts, model._nspam, model._nham = counts, nspam, nham
         return model
+
+    def copy(self) -> MemoryCounts:
+        """An independent copy (learning into it leaves this model as it is)."""
+        return MemoryCounts.of(self._nspam, self._nham, dict(self._counts))
 
     @property
     def nspam(self) -> int:

@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import RelentadError
-from .classifier import DEFAULT_PARAMS, ENSEMBLE_ROUNDS, TRAIN_MARGIN, Params, Thresholds, order_times, sum_times
+from .classifier import (
+    DEFAULT_PARAMS,
+    ENSEMBLE_ROUNDS,
+    TRAIN_MARGIN,
+    MemoryCounts,
+    Params,
+    Thresholds,
+    order_times,
+    sum_times,
+)
 from .tokenize import tokenize
 
 if TYPE_CHECKING:  # views trains through this module
@@ -89,8 +98,8 @@ def score_files(
 
 def _one_order(model_and_round: tuple[int, int]) -> list[int]:
     model, round_ = model_and_round
-    corpora, params, margin, seed = _job
-    return order_times(corpora[model], params, margin, seed + round_)
+    corpora, params, margin, seed, below = _job
+    return order_times(corpora[model], params, margin, seed + round_, below[model] if below else None)
 
 
 def ensemble_times(
@@ -100,11 +109,13 @@ def ensemble_times(
     rounds: int = ENSEMBLE_ROUNDS,
     seed: int = 0,
     workers: int | None = None,
+    below: Sequence[MemoryCounts] | None = None,
 ) -> list[list[int]]:
     """``classifier.ensemble_times`` of each corpus (one per view model, the same messages), every (model, order)
-    run a job of its own: for bulk training on several cores, with the counts one process gives."""
+    run a job of its own: for bulk training on several cores, with the counts one process gives. ``below``: per
+    corpus, the model its counts will be scored with (``classifier.order_times``)."""
     if workers is None:
         workers = usable_cores() if max(map(len, corpora), default=0) >= MESSAGES_TO_FORK else 1
     jobs = [(model, round_) for model in range(len(corpora)) for round_ in range(rounds)]
-    orders = _spread(_one_order, jobs, (corpora, params, margin, seed), min(workers, len(jobs)))
+    orders = _spread(_one_order, jobs, (corpora, params, margin, seed, below), min(workers, len(jobs)))
     return [sum_times(len(corpus), orders[m * rounds : (m + 1) * rounds]) for m, corpus in enumerate(corpora)]

@@ -128,10 +128,12 @@ class Prepared:
 
 
 def prepare(conn: sqlite3.Connection, scope: int, workers: int | None = None) -> Prepared:
-    """Read ``scope``'s lessons and run the ensemble's orders over them (seconds of CPU for a thousand lessons: on
-    a read connection, outside any write transaction)."""
+    """Read ``scope``'s lessons and run the ensemble's orders over them, judging each with the global model under the
+    account's as scoring and ``train_message`` do (seconds of CPU for a thousand lessons: on a read connection,
+    outside any write transaction)."""
     lessons, mark = read_lessons(conn, scope)
-    return Prepared(scope, lessons, mark, storage.ensemble_times(lessons, DEFAULT_PARAMS, workers))
+    below = storage.scope_models(conn, storage.GLOBAL) if lessons else None
+    return Prepared(scope, lessons, mark, storage.ensemble_times(lessons, DEFAULT_PARAMS, workers, below))
 
 
 def swap(conn: sqlite3.Connection, prepared: Prepared, spam: SpamConfig) -> RebuildResult | None:

@@ -499,12 +499,37 @@ def train_corpus(
 
 
 def ensemble_times(
-    messages: Sequence[tuple[bytes, Sequence[str], bool]], params: Params = DEFAULT_PARAMS, workers: int | None = None
+    messages: Sequence[tuple[bytes, Sequence[str], bool]],
+    params: Params = DEFAULT_PARAMS,
+    workers: int | None = None,
+    below: Sequence[MemoryCounts] | None = None,
 ) -> list[list[int]]:
     """How many times each of the three models (``MODELS``) learns each (key, clean tokens, is_spam) message when
-    they are built together by ``train_ensemble``'s orders, on ``workers`` cores (``spam.parallel``)."""
+    they are built together by ``train_ensemble``'s orders, on ``workers`` cores (``spam.parallel``); ``below``:
+    the models (:func:`scope_models`) the counts will be scored with, as the global ones under an account's."""
     corpora = [[(frozenset(model_tokens(tokens, model)), spam) for _, tokens, spam in messages] for model in MODELS]
-    return parallel.ensemble_times(corpora, params, workers=workers)
+    return parallel.ensemble_times(corpora, params, workers=workers, below=below)
+
+
+def scope_models(conn: sqlite3.Connection, scope: int) -> list[MemoryCounts]:
+    """A scope's three models in memory (``MODELS`` order), keyed by the token strings they store (the view models'
+    marked), for training against them (:func:`ensemble_times`)."""
+    row = conn.execute(
+        "SELECT nspam, nham, head_spam, head_ham, body_spam, body_ham FROM spam_totals WHERE scope = ?", (scope,)
+    ).fetchone()
+    totals = (
+        [(0, 0)] * 3
+        if row is None
+        else [(int(row[0]), int(row[1])), (int(row[2]), int(row[3])), (int(row[4]), int(row[5]))]
+    )
+    tables: dict[str, dict[str, tuple[int, int]]] = {"": {}, HEAD_MARK: {}, BODY_MARK: {}}
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    for token, spam, ham in cursor.execute("SELECT token, spam, ham FROM spam_tokens WHERE scope = ?", (scope,)):
+        table = tables.get(token[:2] if token.startswith(MARK) else "")
+        if table is not None:
+            table[token] = (spam, ham)
+    return [MemoryCounts.of(*totals[i], tables[mark]) for i, mark in enumerate(("", HEAD_MARK, BODY_MARK))]
 
 
 def ensemble_counts(

@@ -10,6 +10,7 @@ from pathlib import Path
 from relentad.config import SpamConfig
 from relentad.spam import rebuild, storage
 from relentad.spam.storage import GLOBAL
+from relentad.spam.views import BODY_MARK, HEAD_MARK
 from relentad.store import db
 from relentad.store.db import Store
 
@@ -151,3 +152,36 @@ def test_the_daemons_job_rebuilds_the_accounts_due_off_the_event_loop(conn: sqli
         assert model(check, 1) == model(check, 2)
     finally:
         check.close()
+
+
+def test_a_rebuild_judges_the_lessons_with_the_global_model_under_the_accounts(conn: sqlite3.Connection) -> None:
+    """As scoring sums the two models, a lesson the global model already scores clearly teaches the account nothing
+    new; without a global model the same lesson is learned."""
+    items = lessons()
+    taught(conn, 1, items[:2])
+    taught(conn, 2, items[:2])
+    storage.train_corpus(conn, GLOBAL, lessons(40)[4:], workers=1)  # the same kinds of mail, other messages
+    conn.execute("UPDATE spam_totals SET rebuilt = 0")
+    under_global = rebuilt(conn, 1)
+    assert under_global.lessons == 2 and under_global.learned == 0
+    conn.execute("DELETE FROM spam_tokens WHERE scope = ?", (GLOBAL,))
+    conn.execute("DELETE FROM spam_totals WHERE scope = ?", (GLOBAL,))
+    alone = rebuilt(conn, 2)
+    assert alone.lessons == 2 and alone.learned > 0
+
+
+def test_scope_models_reads_each_model_under_its_stored_token_strings(conn: sqlite3.Connection) -> None:
+    items = lessons()
+    storage.train_corpus(conn, GLOBAL, items, workers=1)
+    full, head, body = storage.scope_models(conn, GLOBAL)
+    rows = {
+        str(t): (int(s), int(h))
+        for t, s, h in conn.execute("SELECT token, spam, ham FROM spam_tokens WHERE scope = ?", (GLOBAL,))
+    }
+    assert {**full.rows(), **head.rows(), **body.rows()} == rows
+    assert all(t.startswith(HEAD_MARK) for t in head.rows()) and all(t.startswith(BODY_MARK) for t in body.rows())
+    totals = conn.execute(
+        "SELECT nspam, nham, head_spam, head_ham, body_spam, body_ham FROM spam_totals WHERE scope = ?", (GLOBAL,)
+    ).fetchone()
+    assert (full.nspam, full.nham, head.nspam, head.nham, body.nspam, body.nham) == tuple(totals)
+    assert [m.rows() for m in storage.scope_models(conn, 1)] == [{}, {}, {}]
