@@ -369,9 +369,10 @@ class SpamConfig:
     )
     rebuild_daily: bool = setting(
         True,
-        "With learn on: once a day, rebuild the model of each account that learned something since from all its "
-        "recorded lessons, the way spam train builds one (train-on-error in eight orders) instead of one lesson at a "
-        "time; it misses about a third as much spam (README, The spam filter). relentad spam rebuild does it now.",
+        "With learn on and no global model: once a day, rebuild the model of each account that learned something "
+        "since from all its recorded lessons, the way spam train builds one (train-on-error in eight orders), instead "
+        "of one lesson at a time: it misses less than half as much spam (README, The spam filter). relentad spam "
+        "rebuild does it on demand, for any account.",
     )
     max_tokens: int = setting(
         200000, "Token rows kept per account (and for the global model); the least recently used are pruned."
