@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
+from .. import daily
 from ..config import Config
 from ..errors import RelentadError
 
@@ -179,15 +180,13 @@ def restore(config: Config, source: Path) -> None:
         lock.close()
 
 
-async def run_daily(settings: Callable[[], Config], interval: float = 86400.0) -> None:
+async def run_daily(settings: Callable[[], Config], interval: float = daily.DAY) -> None:
     """The daemon's daily snapshot (when ``[backup] daily``), in a worker thread, until cancelled."""
-    await asyncio.sleep(300.0)
-    while True:
+
+    async def snapshot_now() -> None:
         config = settings()
         if config.backup.daily:
-            try:
-                snapshot = await asyncio.to_thread(create, config)
-                log.info("backup: %s (%d octets) written and verified", snapshot.path, snapshot.size)
-            except Exception:
-                log.exception("backup: the daily snapshot failed")
-        await asyncio.sleep(interval)
+            snapshot = await asyncio.to_thread(create, config)
+            log.info("backup: %s (%d octets) written and verified", snapshot.path, snapshot.size)
+
+    await daily.every_day(snapshot_now, what="backup", log=log, first_delay=300.0, interval=interval)

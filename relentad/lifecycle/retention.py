@@ -17,7 +17,6 @@ Invariants:
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import sqlite3
@@ -25,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .. import daily
 from ..config import RetentionConfig
 from ..errors import InvalidInput
 from ..store import imapwrite
@@ -134,26 +134,23 @@ def expire_junk(conn: sqlite3.Connection, saved_before: float) -> int:
 
 async def run_daily(store: Store, settings: Callable[[], RetentionConfig], interval: float = DAY) -> None:
     """The daemon's daily job: purge once shortly after start, then every ``interval`` seconds, until cancelled."""
-    await asyncio.sleep(60.0)
-    while True:
-        try:
-            config = settings()
-            job = functools.partial(
-                purge,
-                deleted_days=config.deleted_days,
-                activity_days=config.activity_days,
-                junk_days=config.junk_days,
-            )
-            result = await store.write(job)
-            log.info(
-                "purge: %d Junk message(s) expired; %d expunged message(s), %d account(s), %d blob(s) (%d octets) "
-                "removed",
-                result.junk,
-                result.expunged,
-                result.accounts,
-                result.blobs,
-                result.bytes,
-            )
-        except Exception:
-            log.exception("purge: the daily run failed; retrying tomorrow")
-        await asyncio.sleep(interval)
+
+    async def purge_now() -> None:
+        config = settings()
+        job = functools.partial(
+            purge,
+            deleted_days=config.deleted_days,
+            activity_days=config.activity_days,
+            junk_days=config.junk_days,
+        )
+        result = await store.write(job)
+        log.info(
+            "purge: %d Junk message(s) expired; %d expunged message(s), %d account(s), %d blob(s) (%d octets) removed",
+            result.junk,
+            result.expunged,
+            result.accounts,
+            result.blobs,
+            result.bytes,
+        )
+
+    await daily.every_day(purge_now, what="purge", log=log, first_delay=60.0, interval=interval)

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import daily
 from ..config import SpamConfig
 from ..store import db
 from ..store.db import Store
@@ -39,7 +40,6 @@ from .tokenize import TOKENIZER_VERSION
 
 log = logging.getLogger(__name__)
 
-DAY = 86_400.0
 FIRST_DELAY = 600.0
 """Seconds after the daemon starts before the first daily rebuild: start-up and the first deliveries come first."""
 
@@ -188,26 +188,25 @@ async def rebuild_due(store: Store, spam: SpamConfig, workers: int = 1) -> dict[
     return done
 
 
-async def run_daily(store: Store, settings: Callable[[], SpamConfig], interval: float = DAY) -> None:
+async def run_daily(store: Store, settings: Callable[[], SpamConfig], interval: float = daily.DAY) -> None:
     """The daemon's daily job: rebuild the accounts that learned something, :data:`FIRST_DELAY` after start and
     then every ``interval`` seconds, while ``[spam] rebuild_daily`` (and learning) is on; until cancelled."""
-    await asyncio.sleep(FIRST_DELAY)
-    while True:
+
+    async def rebuild_now() -> None:
         spam = settings()
-        if spam.enabled and spam.learn and spam.rebuild_daily:
-            try:
-                for scope, result in (await rebuild_due(store, spam)).items():
-                    if result is None:
-                        log.info("spam rebuild: account %d learned meanwhile; trying again next time", scope)
-                    else:
-                        log.info(
-                            "spam rebuild: account %d, %d lessons relearned in %.1fs (%d learn operations, %d before)",
-                            scope,
-                            result.lessons,
-                            result.seconds,
-                            result.learned,
-                            result.before,
-                        )
-            except Exception:
-                log.exception("spam rebuild: the daily run failed; retrying tomorrow")
-        await asyncio.sleep(interval)
+        if not (spam.enabled and spam.learn and spam.rebuild_daily):
+            return
+        for scope, result in (await rebuild_due(store, spam)).items():
+            if result is None:
+                log.info("spam rebuild: account %d learned meanwhile; trying again next time", scope)
+            else:
+                log.info(
+                    "spam rebuild: account %d, %d lessons relearned in %.1fs (%d learn operations, %d before)",
+                    scope,
+                    result.lessons,
+                    result.seconds,
+                    result.learned,
+                    result.before,
+                )
+
+    await daily.every_day(rebuild_now, what="spam rebuild", log=log, first_delay=FIRST_DELAY, interval=interval)
