@@ -26,7 +26,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,16 +81,22 @@ def read_lessons(conn: sqlite3.Connection, scope: int) -> tuple[list[Lesson], Ma
     return lessons, lesson_mark(conn, scope)
 
 
-def apply(
-    conn: sqlite3.Connection, scope: int, lessons: Sequence[Lesson], times: Sequence[Sequence[int]]
-) -> RebuildResult:
-    """Replace ``scope``'s counts by those of learning each lesson ``times`` times (``storage.ensemble_times``)."""
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A scope's lessons as read, the mark they were read at, and how many times the ensemble learns each."""
+
+    scope: int
+    lessons: list[Lesson]
+    mark: Mark
+    times: list[list[int]]
+
+
+def _apply(conn: sqlite3.Connection, prepared: Prepared) -> RebuildResult:
+    """Replace the scope's counts by those of learning each lesson as many times as the prepared orders say."""
+    scope, lessons, times = prepared.scope, prepared.lessons, prepared.times
     now = time.time()
     today = storage.day(now)
-    result = RebuildResult(lessons=len(lessons))
-    result.before = int(
-        conn.execute("SELECT coalesce(sum(times), 0) FROM spam_trained WHERE scope = ?", (scope,)).fetchone()[0]
-    )
+    result = RebuildResult(lessons=len(lessons), before=prepared.mark[2])  # the mark is checked unchanged
     seen = dict(conn.execute("SELECT token, seen FROM spam_tokens WHERE scope = ?", (scope,)).fetchall())
     conn.execute("DELETE FROM spam_tokens WHERE scope = ?", (scope,))
     deltas, totals = storage.ensemble_counts(lessons, times)
@@ -118,22 +124,15 @@ def apply(
     return result
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A scope's lessons as read, the mark they were read at, and how many times the ensemble learns each."""
-
-    scope: int
-    lessons: list[Lesson]
-    mark: Mark
-    times: list[list[int]]
-
-
 def prepare(conn: sqlite3.Connection, scope: int, workers: int | None = None) -> Prepared:
     """Read ``scope``'s lessons and run the ensemble's orders over them, judging each with the global model under the
     account's as scoring and ``train_message`` do (seconds of CPU for a thousand lessons: on a read connection,
     outside any write transaction)."""
     lessons, mark = read_lessons(conn, scope)
-    below = storage.scope_models(conn, storage.GLOBAL) if lessons else None
+    below = None
+    if lessons:
+        models = storage.load_models(conn, storage.GLOBAL, with_global=False)
+        below = [models.full, models.head, models.body]
     return Prepared(scope, lessons, mark, storage.ensemble_times(lessons, DEFAULT_PARAMS, workers, below))
 
 
@@ -142,7 +141,7 @@ def swap(conn: sqlite3.Connection, prepared: Prepared, spam: SpamConfig) -> Rebu
     lesson since it was read (None: nothing changed; prepare again)."""
     if lesson_mark(conn, prepared.scope) != prepared.mark:
         return None
-    result = apply(conn, prepared.scope, prepared.lessons, prepared.times)
+    result = _apply(conn, prepared)
     result.pruned = storage.prune(conn, prepared.scope, spam.max_tokens, spam.max_age_days)
     return result
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from . import parallel
 from .classifier import DEFAULT_PARAMS, ENSEMBLE_ROUNDS, MemoryCounts, Params, needs_training, score
 from .tokenize import TOKENIZER_VERSION
-from .views import BODY_MARK, HEAD_MARK, MARK, ViewModels, marked_views, view_counts
+from .views import BODY_MARK, HEAD_MARK, MARK, ViewModels, marked_views, split_views, view_counts
 
 GLOBAL = 0
 """Scope of the global model (account ids start at 1)."""
@@ -506,30 +506,12 @@ def ensemble_times(
 ) -> list[list[int]]:
     """How many times each of the three models (``MODELS``) learns each (key, clean tokens, is_spam) message when
     they are built together by ``train_ensemble``'s orders, on ``workers`` cores (``spam.parallel``); ``below``:
-    the models (:func:`scope_models`) the counts will be scored with, as the global ones under an account's."""
-    corpora = [[(frozenset(model_tokens(tokens, model)), spam) for _, tokens, spam in messages] for model in MODELS]
+    the three models the counts will be scored with (:func:`load_models` of the global scope under an account's).
+    The orders see each view's tokens unmarked, as ``load_models`` keys them: names only break ties in order, and
+    one mark on every token of a view keeps that order."""
+    views = [(frozenset(tokens), *split_views(tokens)) for _, tokens, _ in messages]
+    corpora = [[(view[index], spam) for view, (_, _, spam) in zip(views, messages, strict=True)] for index in range(3)]
     return parallel.ensemble_times(corpora, params, workers=workers, below=below)
-
-
-def scope_models(conn: sqlite3.Connection, scope: int) -> list[MemoryCounts]:
-    """A scope's three models in memory (``MODELS`` order), keyed by the token strings they store (the view models'
-    marked), for training against them (:func:`ensemble_times`)."""
-    row = conn.execute(
-        "SELECT nspam, nham, head_spam, head_ham, body_spam, body_ham FROM spam_totals WHERE scope = ?", (scope,)
-    ).fetchone()
-    totals = (
-        [(0, 0)] * 3
-        if row is None
-        else [(int(row[0]), int(row[1])), (int(row[2]), int(row[3])), (int(row[4]), int(row[5]))]
-    )
-    tables: dict[str, dict[str, tuple[int, int]]] = {"": {}, HEAD_MARK: {}, BODY_MARK: {}}
-    cursor = conn.cursor()
-    cursor.row_factory = None
-    for token, spam, ham in cursor.execute("SELECT token, spam, ham FROM spam_tokens WHERE scope = ?", (scope,)):
-        table = tables.get(token[:2] if token.startswith(MARK) else "")
-        if table is not None:
-            table[token] = (spam, ham)
-    return [MemoryCounts.of(*totals[i], tables[mark]) for i, mark in enumerate(("", HEAD_MARK, BODY_MARK))]
 
 
 def ensemble_counts(

@@ -10,7 +10,6 @@ from pathlib import Path
 from relentad.config import SpamConfig
 from relentad.spam import rebuild, storage
 from relentad.spam.storage import GLOBAL
-from relentad.spam.views import BODY_MARK, HEAD_MARK
 from relentad.store import db
 from relentad.store.db import Store
 
@@ -168,20 +167,3 @@ def test_a_rebuild_judges_the_lessons_with_the_global_model_under_the_accounts(c
     conn.execute("DELETE FROM spam_totals WHERE scope = ?", (GLOBAL,))
     alone = rebuilt(conn, 2)
     assert alone.lessons == 2 and alone.learned > 0
-
-
-def test_scope_models_reads_each_model_under_its_stored_token_strings(conn: sqlite3.Connection) -> None:
-    items = lessons()
-    storage.train_corpus(conn, GLOBAL, items, workers=1)
-    full, head, body = storage.scope_models(conn, GLOBAL)
-    rows = {
-        str(t): (int(s), int(h))
-        for t, s, h in conn.execute("SELECT token, spam, ham FROM spam_tokens WHERE scope = ?", (GLOBAL,))
-    }
-    assert {**full.rows(), **head.rows(), **body.rows()} == rows
-    assert all(t.startswith(HEAD_MARK) for t in head.rows()) and all(t.startswith(BODY_MARK) for t in body.rows())
-    totals = conn.execute(
-        "SELECT nspam, nham, head_spam, head_ham, body_spam, body_ham FROM spam_totals WHERE scope = ?", (GLOBAL,)
-    ).fetchone()
-    assert (full.nspam, full.nham, head.nspam, head.nham, body.nspam, body.nham) == tuple(totals)
-    assert [m.rows() for m in storage.scope_models(conn, 1)] == [{}, {}, {}]
