@@ -22,9 +22,13 @@ counts (seeded orders, lessons in key order); a token keeps the day it was last 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import os
+import pickle
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +36,7 @@ from pathlib import Path
 
 from .. import daily
 from ..config import SpamConfig
-from ..store import db
+from ..errors import RelentadError
 from ..store.db import Store
 from . import storage
 from .classifier import DEFAULT_PARAMS
@@ -42,6 +46,9 @@ log = logging.getLogger(__name__)
 
 FIRST_DELAY = 600.0
 """Seconds after the daemon starts before the first daily rebuild: start-up and the first deliveries come first."""
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+"""Where ``relentad`` is imported from, for the worker process whatever its working folder."""
 
 Lesson = tuple[bytes, list[str], bool]
 """(key, clean tokens, is_spam) of one recorded message, as ``storage.ensemble_times`` takes them."""
@@ -83,28 +90,30 @@ def read_lessons(conn: sqlite3.Connection, scope: int) -> tuple[list[Lesson], Ma
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A scope's lessons as read, the mark they were read at, and how many times the ensemble learns each."""
+    """A scope's lessons (keys), the mark they were read at, how many times the ensemble learns each, and the counts
+    that gives: everything but the SQL, so that the write job holds the writer only for the rows."""
 
     scope: int
-    lessons: list[Lesson]
+    keys: list[bytes]
     mark: Mark
     times: list[list[int]]
+    deltas: dict[str, tuple[int, int]]
+    totals: list[tuple[int, int]]
 
 
 def _apply(conn: sqlite3.Connection, prepared: Prepared) -> RebuildResult:
     """Replace the scope's counts by those of learning each lesson as many times as the prepared orders say."""
-    scope, lessons, times = prepared.scope, prepared.lessons, prepared.times
+    scope, keys, times, deltas = prepared.scope, prepared.keys, prepared.times, prepared.deltas
     now = time.time()
     today = storage.day(now)
-    result = RebuildResult(lessons=len(lessons), before=prepared.mark[2])  # the mark is checked unchanged
+    result = RebuildResult(lessons=len(keys), before=prepared.mark[2])  # the mark is checked unchanged
     seen = dict(conn.execute("SELECT token, seen FROM spam_tokens WHERE scope = ?", (scope,)).fetchall())
     conn.execute("DELETE FROM spam_tokens WHERE scope = ?", (scope,))
-    deltas, totals = storage.ensemble_counts(lessons, times)
     conn.executemany(
         "INSERT INTO spam_tokens (scope, token, spam, ham, seen) VALUES (?, ?, ?, ?, ?)",
         [(scope, token, spam, ham, seen.get(token, today)) for token, (spam, ham) in sorted(deltas.items())],
     )
-    (full, head, body) = totals
+    (full, head, body) = prepared.totals
     conn.execute(
         """INSERT INTO spam_totals (scope, nspam, nham, head_spam, head_ham, body_spam, body_ham, tokens, updated,
                                     tokenizer, rebuilt)
@@ -117,9 +126,9 @@ def _apply(conn: sqlite3.Connection, prepared: Prepared) -> RebuildResult:
     )
     conn.executemany(
         "UPDATE spam_trained SET times = ?, head_times = ?, body_times = ? WHERE scope = ? AND sha256 = ?",
-        [(*(max(t[i], 0) for t in times), scope, key) for i, (key, _, _) in enumerate(lessons)],
+        [(*(max(t[i], 0) for t in times), scope, key) for i, key in enumerate(keys)],
     )
-    result.learned = sum(max(count, 0) for count in times[0]) if lessons else 0
+    result.learned = sum(max(count, 0) for count in times[0]) if keys else 0
     result.tokens = len(deltas)
     return result
 
@@ -133,7 +142,9 @@ def prepare(conn: sqlite3.Connection, scope: int, workers: int | None = None) ->
     if lessons:
         models = storage.load_models(conn, storage.GLOBAL, with_global=False)
         below = [models.full, models.head, models.body]
-    return Prepared(scope, lessons, mark, storage.ensemble_times(lessons, DEFAULT_PARAMS, workers, below))
+    times = storage.ensemble_times(lessons, DEFAULT_PARAMS, workers, below)
+    deltas, totals = storage.ensemble_counts(lessons, times)
+    return Prepared(scope, [key for key, _, _ in lessons], mark, times, deltas, totals)
 
 
 def swap(conn: sqlite3.Connection, prepared: Prepared, spam: SpamConfig) -> RebuildResult | None:
@@ -164,22 +175,48 @@ def due(conn: sqlite3.Connection) -> list[int]:
     return [int(row[0]) for row in rows]
 
 
-def _prepare_at(path: Path, scope: int, workers: int) -> Prepared:
-    """:func:`prepare` on a read-only connection of this thread's own (the daemon runs it off the event loop)."""
-    conn = db.connect(path, readonly=True)
+async def prepare_apart(path: Path, scope: int) -> Prepared:
+    """:func:`prepare` in a child process (spam/rebuild_worker.py) on a read-only connection of its own, so that the
+    orders' seconds of CPU never hold the GIL the event loop needs; cancelling kills the child."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")])))
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "relentad.spam.rebuild_worker",
+        str(path),
+        str(scope),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
     try:
-        return prepare(conn, scope, workers)
-    finally:
-        conn.close()
+        out, err = await child.communicate()
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()
+        await child.wait()
+        raise
+    if child.returncode != 0:
+        last = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit status {child.returncode}"]
+        raise RelentadError(f"spam rebuild: the worker process for account {scope} failed: {last[0]}")
+    prepared = pickle.loads(out)  # noqa: S301 - the bytes come from the worker this function started
+    assert isinstance(prepared, Prepared)
+    return prepared
 
 
-async def rebuild_due(store: Store, spam: SpamConfig, workers: int = 1) -> dict[int, RebuildResult | None]:
-    """Rebuild every account :func:`due`, one at a time: the orders run in a thread (and ``workers`` processes at
-    most), then one write job swaps the counts in, unless a lesson came meanwhile (None: the account stays due)."""
+async def rebuild_due(store: Store, spam: SpamConfig) -> dict[int, RebuildResult | None]:
+    """Rebuild every account :func:`due`, one at a time: the orders run in a child process, then one write job swaps
+    the counts in, unless a lesson came meanwhile (None: the account stays due). An account whose worker fails is
+    logged and left due; the others are still rebuilt."""
     done: dict[int, RebuildResult | None] = {}
     for scope in store.read(due):
         started = time.perf_counter()
-        prepared = await asyncio.to_thread(_prepare_at, store.path, scope, workers)
+        try:
+            prepared = await prepare_apart(store.path, scope)
+        except RelentadError as exc:
+            log.warning("%s; trying again next time", exc)
+            continue
         result = await store.write(functools.partial(swap, prepared=prepared, spam=spam))
         if result is not None:
             result.seconds = time.perf_counter() - started

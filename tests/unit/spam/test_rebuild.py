@@ -7,7 +7,10 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from relentad.config import SpamConfig
+from relentad.errors import RelentadError
 from relentad.spam import rebuild, storage
 from relentad.spam.storage import GLOBAL
 from relentad.store import db
@@ -46,6 +49,16 @@ def rebuilt(conn: sqlite3.Connection, scope: int) -> rebuild.RebuildResult:
     result = rebuild.swap(conn, rebuild.prepare(conn, scope, workers=1), SPAM)
     assert result is not None
     return result
+
+
+async def rebuild_due_at(path: Path) -> dict[int, rebuild.RebuildResult | None]:
+    """The daemon's job over a real ``Store`` (its writer thread, the worker process)."""
+    store = Store(path)
+    store.start(asyncio.get_running_loop())
+    try:
+        return await rebuild.rebuild_due(store, SPAM)
+    finally:
+        store.close()
 
 
 def test_a_rebuild_gives_the_model_bulk_training_gives_the_same_lessons(conn: sqlite3.Connection) -> None:
@@ -134,16 +147,9 @@ def test_the_daemons_job_rebuilds_the_accounts_due_off_the_event_loop(conn: sqli
     taught(conn, 1, items)
     conn.close()
 
-    async def run() -> dict[int, rebuild.RebuildResult | None]:
-        store = Store(tmp_path / "spam.db")
-        store.start(asyncio.get_running_loop())
-        try:
-            return await rebuild.rebuild_due(store, SPAM)
-        finally:
-            store.close()
-
-    done = asyncio.run(run())
+    done = asyncio.run(rebuild_due_at(tmp_path / "spam.db"))
     assert list(done) == [1] and done[1] is not None and done[1].lessons == len(items)
+    assert done[1].seconds > 0  # prepared in the worker process, swapped by the store's writer
     check = db.connect(tmp_path / "spam.db")
     try:
         assert rebuild.due(check) == []
@@ -167,3 +173,36 @@ def test_a_rebuild_judges_the_lessons_with_the_global_model_under_the_accounts(c
     conn.execute("DELETE FROM spam_totals WHERE scope = ?", (GLOBAL,))
     alone = rebuilt(conn, 2)
     assert alone.lessons == 2 and alone.learned > 0
+
+
+def test_a_failing_worker_process_is_a_one_line_error(tmp_path: Path) -> None:
+    """The worker's traceback stays in the worker: the daemon gets one line naming the account and the cause."""
+    with pytest.raises(RelentadError) as failure:
+        asyncio.run(rebuild.prepare_apart(tmp_path / "missing" / "spam.db", 7))
+    message = str(failure.value)
+    assert "\n" not in message and "account 7" in message and "unable to open database file" in message
+
+
+def test_the_daemons_job_logs_a_failing_account_and_rebuilds_the_others(
+    conn: sqlite3.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    taught(conn, 1, lessons())
+    taught(conn, 2, lessons())
+    conn.close()
+    real = rebuild.prepare_apart
+
+    async def failing_for_account_1(path: Path, scope: int) -> rebuild.Prepared:
+        if scope == 1:
+            raise RelentadError("spam rebuild: the worker process for account 1 failed: MemoryError")
+        return await real(path, scope)
+
+    monkeypatch.setattr(rebuild, "prepare_apart", failing_for_account_1)
+
+    done = asyncio.run(rebuild_due_at(tmp_path / "spam.db"))
+    assert list(done) == [2] and done[2] is not None
+    assert "account 1 failed: MemoryError; trying again next time" in caplog.text
+    check = db.connect(tmp_path / "spam.db")
+    try:
+        assert rebuild.due(check) == [1]
+    finally:
+        check.close()

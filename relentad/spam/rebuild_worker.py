@@ -1,0 +1,32 @@
+"""``python -m relentad.spam.rebuild_worker DATABASE SCOPE``: prepare one account's rebuild in a process of its own and
+write the pickled ``rebuild.Prepared`` to stdout, for the daemon's daily rebuild (``rebuild.prepare_apart``).
+
+Why a process and not a thread: the orders are seconds of pure-Python CPU, and a thread running them holds the GIL
+the event loop and the store's writer need between their I/O calls (scripts/bench/rebuild_lag.py measures both).
+The parent reads only what it started itself, so pickle is safe here.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from pathlib import Path
+
+from ..store import db
+from . import rebuild
+
+
+def main(argv: list[str]) -> int:
+    path, scope = Path(argv[0]), int(argv[1])
+    conn = db.connect(path, readonly=True)
+    try:
+        prepared = rebuild.prepare(conn, scope, workers=1)
+    finally:
+        conn.close()
+    sys.stdout.buffer.write(pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL))
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
