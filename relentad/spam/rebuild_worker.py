@@ -8,6 +8,8 @@ The parent reads only what it started itself, so pickle is safe here.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -15,9 +17,14 @@ from pathlib import Path
 from ..store import db
 from . import rebuild
 
+WORKER_NICENESS = 10
+"""A daily batch job: on a one-core VPS the deliveries and IMAP sessions come first."""
+
 
 def main(argv: list[str]) -> int:
     path, scope = Path(argv[0]), int(argv[1])
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice on this platform
+        os.nice(WORKER_NICENESS)
     conn = db.connect(path, readonly=True)
     try:
         prepared = rebuild.prepare(conn, scope, workers=1)
