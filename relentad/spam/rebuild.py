@@ -138,10 +138,7 @@ def prepare(conn: sqlite3.Connection, scope: int, workers: int | None = None) ->
     account's as scoring and ``train_message`` do (seconds of CPU for a thousand lessons: on a read connection,
     outside any write transaction)."""
     lessons, mark = read_lessons(conn, scope)
-    below = None
-    if lessons:
-        models = storage.load_models(conn, storage.GLOBAL, with_global=False)
-        below = [models.full, models.head, models.body]
+    below = storage.models_below(conn, scope) if lessons else None
     times = storage.ensemble_times(lessons, DEFAULT_PARAMS, workers, below)
     deltas, totals = storage.ensemble_counts(lessons, times)
     return Prepared(scope, [key for key, _, _ in lessons], mark, times, deltas, totals)
@@ -165,7 +162,7 @@ def due(conn: sqlite3.Connection) -> list[int]:
     ``--global-share 0.5``, three fold seeds: at the daemon's band 1.1 points less spam missed, but 10 ham of 6,225
     in Junk instead of 7, and the same spam missed at FP <= 0.1 %), so the daemon leaves those accounts to learn one
     lesson at a time; ``relentad spam rebuild`` still rebuilds them on demand."""
-    if conn.execute("SELECT 1 FROM spam_totals WHERE scope = ? AND nspam + nham > 0", (storage.GLOBAL,)).fetchone():
+    if storage.has_global(conn):
         return []
     rows = conn.execute(
         """SELECT t.scope FROM spam_totals t WHERE t.scope != ? AND EXISTS

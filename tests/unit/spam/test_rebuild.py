@@ -206,3 +206,29 @@ def test_the_daemons_job_logs_a_failing_account_and_rebuilds_the_others(
         assert rebuild.due(check) == [1]
     finally:
         check.close()
+
+
+def test_bulk_training_an_account_over_a_global_model_judges_with_it_as_a_rebuild_does(
+    conn: sqlite3.Connection,
+) -> None:
+    """``spam train EMAIL`` and ``spam rebuild`` of the same lessons give the same counts over a global model too, and
+    the global model keeps the account from learning what it already knows."""
+    storage.train_corpus(conn, GLOBAL, lessons(40)[4:], workers=1)
+    items = lessons()
+    taught(conn, 1, items)
+    rebuilt(conn, 1)
+    storage.train_corpus(conn, 2, sorted(items), workers=1)
+    assert model(conn, 1) == model(conn, 2)
+    by_key = "SELECT sha256, times, head_times, body_times FROM spam_trained WHERE scope = ? ORDER BY sha256"
+    assert conn.execute(by_key, (1,)).fetchall() == conn.execute(by_key, (2,)).fetchall()
+    conn.execute("DELETE FROM spam_trained WHERE scope = 2")
+    conn.execute("DELETE FROM spam_tokens WHERE scope = 2")
+    conn.execute("DELETE FROM spam_totals WHERE scope = 2")
+    conn.execute("DELETE FROM spam_tokens WHERE scope = ?", (GLOBAL,))
+    conn.execute("DELETE FROM spam_totals WHERE scope = ?", (GLOBAL,))
+    standalone = storage.train_corpus(conn, 2, sorted(items), workers=1)
+    assert standalone.learned > model_learned(conn, 1)
+
+
+def model_learned(conn: sqlite3.Connection, scope: int) -> int:
+    return int(conn.execute("SELECT sum(times) FROM spam_trained WHERE scope = ?", (scope,)).fetchone()[0])
