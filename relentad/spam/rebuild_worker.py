@@ -3,13 +3,13 @@ write the pickled ``rebuild.Prepared`` to stdout, for the daemon's daily rebuild
 
 Why a process and not a thread: the orders are seconds of pure-Python CPU, and a thread running them holds the GIL
 the event loop and the store's writer need between their I/O calls (scripts/bench/rebuild_lag.py measures both).
-The parent reads only what it started itself, so pickle is safe here.
+The parent reads only what it started itself, so pickle is safe here. It does not lower its own priority:
+``relentad.service`` denies ``setpriority`` (``SystemCallFilter=~@resources``); the kernel shares the CPU between
+the two processes fairly, which the GIL does not (tests/e2e/test_service_syscalls.py checks the worker's calls).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pickle
 import sys
 from pathlib import Path
@@ -17,14 +17,9 @@ from pathlib import Path
 from ..store import db
 from . import rebuild
 
-WORKER_NICENESS = 10
-"""A daily batch job: on a one-core VPS the deliveries and IMAP sessions come first."""
-
 
 def main(argv: list[str]) -> int:
     path, scope = Path(argv[0]), int(argv[1])
-    with contextlib.suppress(OSError, AttributeError):  # AttributeError: no os.nice on this platform
-        os.nice(WORKER_NICENESS)
     conn = db.connect(path, readonly=True)
     try:
         prepared = rebuild.prepare(conn, scope, workers=1)

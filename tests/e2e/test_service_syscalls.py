@@ -16,11 +16,14 @@ import signal
 import smtplib
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from relentad.spam import storage
+from relentad.store import db
 from tests.e2e.conftest import MakeDaemon
 from tests.support.daemon import PASSWORD
 
@@ -104,6 +107,38 @@ def test_the_daemon_makes_only_calls_the_unit_allows(make_daemon: MakeDaemon, tm
 
     used = set(CALL.findall(trace.read_text()))
     assert {"accept4", "fdatasync"} <= used, "strace saw the connections and the commits"
+    assert_the_unit_allows(used)
+
+
+REBUILD = """
+import asyncio, sys
+from pathlib import Path
+from relentad.spam import rebuild
+prepared = asyncio.run(rebuild.prepare_apart(Path(sys.argv[1]), int(sys.argv[2])))
+assert len(prepared.keys) == 2, prepared
+"""
+
+
+def test_the_daily_spam_rebuild_and_its_worker_make_only_calls_the_unit_allows(tmp_path: Path) -> None:
+    """The daemon's daily rebuild starts a worker process (spam/rebuild_worker.py) from the event loop: both sides
+    of that, the spawning and the worker's own calls, must pass the filter too."""
+    path = tmp_path / "rebuild.db"
+    conn = db.open_database(path)
+    conn.execute("INSERT INTO domains (name, created) VALUES ('a.test', 0)")
+    conn.execute("INSERT INTO accounts (id, email, domain_id, password_hash, created) VALUES (1, 'u@a.test', 1, '', 0)")
+    storage.train_message(conn, 1, storage.digest(b"spam"), {"viagra", "subj:free"}, True, "imap-move")
+    storage.train_message(conn, 1, storage.digest(b"ham"), {"agenda", "subj:minutes"}, False, "imap-move")
+    conn.commit()
+    conn.close()
+    trace = tmp_path / "strace.out"
+    command = ["strace", "-f", "-qq", "-o", str(trace), sys.executable, "-c", REBUILD, str(path), "1"]
+    subprocess.run(command, check=True, cwd=UNIT.parent, timeout=120)
+    used = set(CALL.findall(trace.read_text()))
+    assert {"execve", "wait4"} <= used or {"execve", "waitid"} <= used, "strace saw the worker start and end"
+    assert_the_unit_allows(used)
+
+
+def assert_the_unit_allows(used: set[str]) -> None:
     allowed, denied = unit_filter()
     if os.geteuid() == 0:
         used.discard("fchown")  # SQLite gives -wal/-shm files the database's owner when root; the service is not
