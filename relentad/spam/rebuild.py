@@ -197,8 +197,12 @@ async def prepare_apart(path: Path, scope: int) -> Prepared:
     if child.returncode != 0:
         last = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit status {child.returncode}"]
         raise RelentadError(f"spam rebuild: the worker process for account {scope} failed: {last[0]}")
-    prepared = pickle.loads(out)  # noqa: S301 - the bytes come from the worker this function started
-    assert isinstance(prepared, Prepared)
+    try:
+        prepared = pickle.loads(out)  # noqa: S301 - the bytes come from the worker this function started
+    except Exception as exc:  # anything else on its stdout: say so in one line
+        raise RelentadError(f"spam rebuild: the worker process for account {scope} wrote no result ({exc})") from None
+    if not isinstance(prepared, Prepared):
+        raise RelentadError(f"spam rebuild: the worker process for account {scope} wrote no result")
     return prepared
 
 

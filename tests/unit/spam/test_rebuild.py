@@ -232,3 +232,12 @@ def test_bulk_training_an_account_over_a_global_model_judges_with_it_as_a_rebuil
 
 def model_learned(conn: sqlite3.Connection, scope: int) -> int:
     return int(conn.execute("SELECT sum(times) FROM spam_trained WHERE scope = ?", (scope,)).fetchone()[0])
+
+
+def test_a_worker_that_writes_something_else_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever else a worker's stdout holds (here echo's), the daemon gets one line, not an unpickling traceback."""
+    monkeypatch.setattr(rebuild.sys, "executable", "/bin/echo")
+    with pytest.raises(RelentadError, match=r"^spam rebuild: the worker process for account 3 wrote no result"):
+        asyncio.run(rebuild.prepare_apart(tmp_path / "spam.db", 3))
