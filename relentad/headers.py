@@ -19,6 +19,7 @@ import binascii
 import codecs
 import functools
 import re
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_tz
 
@@ -144,6 +145,26 @@ def field_spans(data: bytes, start: int, end: int) -> list[tuple[str, int, int]]
             stop += 1
         spans.append((header_text(match.group(1)).lower(), match.start(), stop))
     return spans
+
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+
+
+def without_fields(data: bytes, names: Collection[str]) -> bytes:
+    """``data`` (a whole message, CRLF or bare LF) without its top-level header fields called ``names`` (lower-case),
+    folded lines and all; the body untouched, and ``data`` itself when none is there. For fields only this server may
+    set, which must not arrive already set from outside."""
+    blank = _BLANK_LINE.search(data)
+    end = 0 if data.startswith((b"\r\n", b"\n")) else blank.start() + 1 if blank else len(data)
+    spans = [(start, stop) for name, start, stop in field_spans(data, 0, end) if name in names]
+    if not spans:
+        return data
+    pieces, pos = [], 0
+    for start, stop in spans:
+        pieces.append(data[pos:start])
+        pos = stop
+    pieces.append(data[pos:])
+    return b"".join(pieces)
 
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")

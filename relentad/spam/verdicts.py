@@ -40,6 +40,9 @@ from .views import score_stored
 JUNK_KEYWORD = "$Junk"
 NOT_JUNK_KEYWORD = "$NotJunk"
 REASON_SPAM = "spam"
+STATUS_FIELDS = frozenset({"x-spam-flag", "x-spam-score", "x-spam-status"})
+"""The fields :meth:`Judgement.header` sets; removed from mail arriving with them, so that a sender cannot pre-set a
+verdict that clients or Sieve scripts would trust (SpamAssassin removes its own fields likewise)."""
 REASON_UNSURE = "spam-unsure"
 REASON_ALLOWED = "spam-allowlisted-contact"
 REASON_LISTED = {"allow": "spam-allowlisted-sender", "block": "spam-blocked-sender"}
@@ -107,7 +110,9 @@ class Judgement:
         return f"{name} score={self.score:.4f}"
 
     def header(self) -> bytes:
-        """``X-Spam-Score`` and ``X-Spam-Status`` fields for this copy, with the cut-offs its verdict used."""
+        """``X-Spam-Score`` and ``X-Spam-Status`` fields for this copy, with the cut-offs its verdict used, and
+        SpamAssassin's ``X-Spam-Flag: YES`` on a copy filed into Junk (what mail clients' and Sieve scripts' junk
+        rules test)."""
         thresholds = self.thresholds
         status = "Yes" if self.to_junk else "No"
         extra = ", allowlisted" if self.allowlisted and self.verdict == "spam" and not self.blocked else ""
@@ -117,7 +122,7 @@ class Judgement:
         if self.blocked:
             extra += ", blocked-sender"
         return (
-            f"X-Spam-Score: {self.score:.4f}\r\n"
+            ("X-Spam-Flag: YES\r\n" if self.to_junk else "") + f"X-Spam-Score: {self.score:.4f}\r\n"
             f"X-Spam-Status: {status}, verdict={self.verdict}{extra}, score={self.score:.4f}, "
             f"ham_below={thresholds.ham_below:g}, spam_above={thresholds.spam_above:g}\r\n"
         ).encode("ascii")

@@ -19,6 +19,7 @@ from tests.support.imap import client, imap_daemon
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "spamassassin" / "train"
 ALICE = "alice@example.test"
+FORGED_VERDICT = b"X-Spam-Flag: NO\r\nX-Spam-Status: No, score=-5.0\r\n  required=5.0\r\nX-Spam-Score: 0.0001\r\n"
 
 
 def corpus_files(folder: str, count: int) -> list[Path]:
@@ -83,10 +84,13 @@ def wait_trained(daemon: Daemon, klass: str, count: int) -> None:
 
 def test_spam_goes_to_junk_and_moving_it_out_changes_the_next_verdict(trained: tuple[Daemon, bytes]) -> None:
     daemon, spam = trained
-    deliver(daemon, spam)
+    deliver(daemon, FORGED_VERDICT + spam)
     [junked] = daemon.messages(ALICE, "Junk")
     first = spam_score(junked)
     assert first > 0.99 and b"X-Spam-Status: Yes, verdict=spam" in junked
+    # the sender's own verdict fields are gone; ours say Junk, with SpamAssassin's flag for clients' junk rules
+    assert junked.count(b"X-Spam-Status:") == junked.count(b"X-Spam-Score:") == 1, junked[:600]
+    assert b"\r\nX-Spam-Flag: YES\r\n" in junked and b"X-Spam-Flag: NO" not in junked
     assert b"ham_below=0.2, spam_above=0.99\r\n" in junked  # a model of 400 messages: the raised cut-off
     keywords = daemon.query("SELECT keywords FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id "
                             "WHERE x.name = 'Junk'")[0]["keywords"]  # fmt: skip
@@ -105,6 +109,7 @@ def test_spam_goes_to_junk_and_moving_it_out_changes_the_next_verdict(trained: t
     inbox = daemon.messages(ALICE, "INBOX")
     assert len(inbox) == 2
     assert spam_score(inbox[1]) < 0.9 < first and b"X-Spam-Status: No" in inbox[1]
+    assert b"X-Spam-Flag" not in inbox[1]
 
     # Setting $Junk on it teaches spam again: the message goes back to Junk next time.
     imap.select("INBOX")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,7 @@ from relentad.headers import (
     param_value,
     parse_date,
     parse_params,
+    without_fields,
 )
 
 
@@ -324,3 +326,25 @@ def test_huge_and_unicode_continuation_numbers() -> None:
     assert parse_params("a/b; name*²=x") == ("a/b", [("name*²", "x")])
     token, params = parse_params("a/b; name*" + "9" * 5000 + "=x")
     assert token == "a/b" and len(params) == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            b"X-Spam-Status: No,\r\n  folded\r\nSubject: a\r\nx-spam-flag: NO\r\n\r\nX-Spam-Status: body\r\n",
+            b"Subject: a\r\n\r\nX-Spam-Status: body\r\n",
+        ),
+        (b"Subject: a\nX-Spam-Status: No\n\nX-Spam-Status: body\n", b"Subject: a\n\nX-Spam-Status: body\n"),
+        (b"\r\nX-Spam-Status: body\r\n", b"\r\nX-Spam-Status: body\r\n"),  # no header at all
+        (b"Subject: only a header\r\nX-Spam-Flag: YES\r\n", b"Subject: only a header\r\n"),
+        (b"Subject: x\r\nnot a field\r\n\r\nbody", b"Subject: x\r\nnot a field\r\n\r\nbody"),
+    ],
+)
+def test_without_fields_drops_the_named_header_fields_and_never_the_body(data: bytes, expected: bytes) -> None:
+    assert without_fields(data, {"x-spam-status", "x-spam-flag"}) == expected
+
+
+def test_without_fields_returns_the_same_bytes_when_nothing_is_dropped() -> None:
+    data = b"Subject: x\r\n\r\nbody"
+    assert without_fields(data, {"x-spam-status"}) is data
