@@ -142,12 +142,18 @@ def test_a_rebuild_prunes_to_max_tokens(conn: sqlite3.Connection) -> None:
     assert conn.execute("SELECT count(*) FROM spam_tokens WHERE scope = 1").fetchone()[0] <= 20
 
 
-def test_the_daemons_job_rebuilds_the_accounts_due_off_the_event_loop(conn: sqlite3.Connection, tmp_path: Path) -> None:
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_the_daemons_job_rebuilds_the_accounts_due_off_the_event_loop(
+    conn: sqlite3.Connection, tmp_path: Path, event_loop: str
+) -> None:
+    """On both event loops the daemon runs on (uvloop's subprocesses are libuv's own)."""
     items = lessons()
     taught(conn, 1, items)
     conn.close()
 
-    done = asyncio.run(rebuild_due_at(tmp_path / "spam.db"))
+    factory = pytest.importorskip("uvloop").new_event_loop if event_loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        done = runner.run(rebuild_due_at(tmp_path / "spam.db"))
     assert list(done) == [1] and done[1] is not None and done[1].lessons == len(items)
     assert done[1].seconds > 0  # prepared in the worker process, swapped by the store's writer
     check = db.connect(tmp_path / "spam.db")
@@ -241,3 +247,34 @@ def test_a_worker_that_writes_something_else_is_a_one_line_error(
     monkeypatch.setattr(rebuild.sys, "executable", "/bin/echo")
     with pytest.raises(RelentadError, match=r"^spam rebuild: the worker process for account 3 wrote no result"):
         asyncio.run(rebuild.prepare_apart(tmp_path / "spam.db", 3))
+
+
+def worker_children() -> list[int]:
+    """This process's children running the rebuild worker."""
+    pids = []
+    for children in Path("/proc/self/task").glob("*/children"):
+        for pid in children.read_text().split():
+            cmdline = Path(f"/proc/{pid}/cmdline")
+            if cmdline.exists() and b"relentad.spam.rebuild_worker" in cmdline.read_bytes():
+                pids.append(int(pid))
+    return pids
+
+
+def test_cancelling_a_rebuild_kills_its_worker(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    """The daemon cancels the daily job when it stops: the worker must not outlive it."""
+    taught(conn, 1, lessons())
+    conn.close()
+
+    async def cancel_while_the_worker_runs() -> None:
+        task = asyncio.create_task(rebuild.prepare_apart(tmp_path / "spam.db", 1))
+        for _ in range(500):
+            await asyncio.sleep(0.002)
+            if worker_children():
+                break
+        assert worker_children(), "the worker started"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert worker_children() == []  # gone while the loop runs on, as the daemon's does while it drains
+
+    asyncio.run(cancel_while_the_worker_runs())
