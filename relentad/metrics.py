@@ -62,6 +62,12 @@ SPAM_VERDICTS = Counter(
     ["verdict"],
     registry=REGISTRY,
 )
+SPAM_REBUILDS = Counter(
+    "relentad_spam_rebuilds",
+    "Daily spam model rebuilds per account, by result (rebuilt; deferred: a lesson came meanwhile; failed).",
+    ["result"],
+    registry=REGISTRY,
+)
 DNSBL_LISTED = Counter(
     "relentad_dnsbl_listed",
     "Blocklist listings acted on, by kind (ip: an MX client, once per connection; domain: a message's link) and zone.",
@@ -122,6 +128,11 @@ def dnsbl_listed(kind: str, zone: str) -> None:
 def spam_verdict(verdict: str) -> None:
     """For the pipeline's spam step: count one verdict ("ham", "unsure", "spam" or "untrained")."""
     SPAM_VERDICTS.labels(verdict).inc()
+
+
+def spam_rebuild(result: str) -> None:
+    """For the daily spam rebuild: count one account's ("rebuilt", "deferred" or "failed")."""
+    SPAM_REBUILDS.labels(result).inc()
 
 
 @dataclass

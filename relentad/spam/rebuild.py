@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import daily
+from .. import daily, metrics
 from ..config import SpamConfig
 from ..errors import RelentadError
 from ..store.db import Store
@@ -220,10 +220,12 @@ async def rebuild_due(store: Store, spam: SpamConfig) -> dict[int, RebuildResult
             prepared = await prepare_apart(store.path, scope)
         except RelentadError as exc:
             log.warning("%s; trying again next time", exc)
+            metrics.spam_rebuild("failed")
             continue
         result = await store.write(functools.partial(swap, prepared=prepared, spam=spam))
         if result is not None:
             result.seconds = time.perf_counter() - started
+        metrics.spam_rebuild("deferred" if result is None else "rebuilt")
         done[scope] = result
     return done
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from relentad import metrics
 from relentad.config import SpamConfig
 from relentad.errors import RelentadError
 from relentad.spam import rebuild, storage
@@ -49,6 +50,11 @@ def rebuilt(conn: sqlite3.Connection, scope: int) -> rebuild.RebuildResult:
     result = rebuild.swap(conn, rebuild.prepare(conn, scope, workers=1), SPAM)
     assert result is not None
     return result
+
+
+def rebuilds(result: str) -> float:
+    """``relentad_spam_rebuilds_total{result}`` as a scrape would read it."""
+    return metrics.REGISTRY.get_sample_value("relentad_spam_rebuilds_total", {"result": result}) or 0.0
 
 
 async def rebuild_due_at(path: Path) -> dict[int, rebuild.RebuildResult | None]:
@@ -152,10 +158,12 @@ def test_the_daemons_job_rebuilds_the_accounts_due_off_the_event_loop(
     conn.close()
 
     factory = pytest.importorskip("uvloop").new_event_loop if event_loop == "uvloop" else None
+    rebuilt_before = rebuilds("rebuilt")
     with asyncio.Runner(loop_factory=factory) as runner:
         done = runner.run(rebuild_due_at(tmp_path / "spam.db"))
     assert list(done) == [1] and done[1] is not None and done[1].lessons == len(items)
     assert done[1].seconds > 0  # prepared in the worker process, swapped by the store's writer
+    assert rebuilds("rebuilt") == rebuilt_before + 1
     check = db.connect(tmp_path / "spam.db")
     try:
         assert rebuild.due(check) == []
@@ -203,10 +211,12 @@ def test_the_daemons_job_logs_a_failing_account_and_rebuilds_the_others(
         return await real(path, scope)
 
     monkeypatch.setattr(rebuild, "prepare_apart", failing_for_account_1)
+    failed_before = rebuilds("failed")
 
     done = asyncio.run(rebuild_due_at(tmp_path / "spam.db"))
     assert list(done) == [2] and done[2] is not None
     assert "account 1 failed: MemoryError; trying again next time" in caplog.text
+    assert rebuilds("failed") == failed_before + 1
     check = db.connect(tmp_path / "spam.db")
     try:
         assert rebuild.due(check) == [1]
@@ -278,3 +288,29 @@ def test_cancelling_a_rebuild_kills_its_worker(conn: sqlite3.Connection, tmp_pat
         assert worker_children() == []  # gone while the loop runs on, as the daemon's does while it drains
 
     asyncio.run(cancel_while_the_worker_runs())
+
+
+def test_the_daemons_job_leaves_an_account_that_learned_meanwhile_due(
+    conn: sqlite3.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taught(conn, 1, lessons())
+    conn.close()
+    real = rebuild.prepare_apart
+
+    async def a_lesson_comes_while_the_worker_runs(path: Path, scope: int) -> rebuild.Prepared:
+        prepared = await real(path, scope)
+        late = db.connect(path)
+        taught(late, scope, [(storage.digest(b"late"), HAMMY | {"late"}, False)])
+        late.commit()
+        late.close()
+        return prepared
+
+    monkeypatch.setattr(rebuild, "prepare_apart", a_lesson_comes_while_the_worker_runs)
+    deferred_before = rebuilds("deferred")
+    done = asyncio.run(rebuild_due_at(tmp_path / "spam.db"))
+    assert done == {1: None} and rebuilds("deferred") == deferred_before + 1
+    check = db.connect(tmp_path / "spam.db")
+    try:
+        assert rebuild.due(check) == [1]
+    finally:
+        check.close()
