@@ -52,6 +52,14 @@ def rebuilt(conn: sqlite3.Connection, scope: int) -> rebuild.RebuildResult:
     return result
 
 
+def due_at(path: Path) -> list[int]:
+    conn = db.connect(path)
+    try:
+        return rebuild.due(conn)
+    finally:
+        conn.close()
+
+
 def rebuilds(result: str) -> float:
     """``relentad_spam_rebuilds_total{result}`` as a scrape would read it."""
     return metrics.REGISTRY.get_sample_value("relentad_spam_rebuilds_total", {"result": result}) or 0.0
@@ -217,11 +225,7 @@ def test_the_daemons_job_logs_a_failing_account_and_rebuilds_the_others(
     assert list(done) == [2] and done[2] is not None
     assert "account 1 failed: MemoryError; trying again next time" in caplog.text
     assert rebuilds("failed") == failed_before + 1
-    check = db.connect(tmp_path / "spam.db")
-    try:
-        assert rebuild.due(check) == [1]
-    finally:
-        check.close()
+    assert due_at(tmp_path / "spam.db") == [1]
 
 
 def test_bulk_training_an_account_over_a_global_model_judges_with_it_as_a_rebuild_does(
@@ -309,8 +313,4 @@ def test_the_daemons_job_leaves_an_account_that_learned_meanwhile_due(
     deferred_before = rebuilds("deferred")
     done = asyncio.run(rebuild_due_at(tmp_path / "spam.db"))
     assert done == {1: None} and rebuilds("deferred") == deferred_before + 1
-    check = db.connect(tmp_path / "spam.db")
-    try:
-        assert rebuild.due(check) == [1]
-    finally:
-        check.close()
+    assert due_at(tmp_path / "spam.db") == [1]
