@@ -11,7 +11,8 @@ filter").
 
 Every lesson is recorded with its exact tokens (``spam_trained``), so a model can be rebuilt from them at any time:
 the daemon does it once a day for each account that learned something since its last rebuild, while there is no
-global model (``[spam] rebuild_daily``; :func:`due` says why), and ``relentad spam rebuild`` does it on demand.
+global model (``[spam] rebuild_daily``; :func:`due` says why), working each one out in a worker process
+(:func:`prepare_apart`) and swapping the counts in with one write job; ``relentad spam rebuild`` does it on demand.
 
 Invariants: a rebuild replaces the scope's counts by exactly the ensemble's counts over its recorded lessons and
 records how many times each model learned each lesson, so unlearning one afterwards is still exact; bulk-trained
