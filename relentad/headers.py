@@ -19,7 +19,7 @@ import binascii
 import codecs
 import functools
 import re
-from collections.abc import Collection
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_tz
 
@@ -150,13 +150,13 @@ def field_spans(data: bytes, start: int, end: int) -> list[tuple[str, int, int]]
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 
 
-def without_fields(data: bytes, names: Collection[str]) -> bytes:
-    """``data`` (a whole message, CRLF or bare LF) without its top-level header fields called ``names`` (lower-case),
-    folded lines and all; the body untouched, and ``data`` itself when none is there. For fields only this server may
-    set, which must not arrive already set from outside."""
+def without_fields(data: bytes, drop: Callable[[str, bytes], bool]) -> bytes:
+    """``data`` (a whole message, CRLF or bare LF) without the top-level header fields for which ``drop(lower-cased
+    name, the field's bytes)`` is true, folded lines and all; the body untouched, and ``data`` itself when none is
+    dropped. For fields only this server may set, which must not arrive already set from outside."""
     blank = _BLANK_LINE.search(data)
     end = 0 if data.startswith((b"\r\n", b"\n")) else blank.start() + 1 if blank else len(data)
-    spans = [(start, stop) for name, start, stop in field_spans(data, 0, end) if name in names]
+    spans = [(start, stop) for name, start, stop in field_spans(data, 0, end) if drop(name, data[start:stop])]
     if not spans:
         return data
     pieces, pos = [], 0

@@ -36,7 +36,7 @@ import dns.resolver
 import publicsuffix2
 from dns.rdtypes.ANY.TXT import TXT
 
-from relentad import spf
+from relentad import headers, spf
 from relentad.dns import DnsTemporaryError, Resolvers, lookup, make_resolver, make_sync_resolver
 
 DkimResult = Literal["pass", "fail", "neutral", "policy", "temperror", "permerror"]
@@ -223,14 +223,10 @@ def strip_forged_results(raw: bytes, authserv_id: str) -> bytes:
 
     Only the header is touched; other servers' results and ARC-Authentication-Results stay.
     """
-    fields, body_start = _header_fields(raw)
     ours = authserv_id.lower()
-    kept = [
-        f for f in fields if not (_field_name(f) == b"authentication-results" and _authserv_id(_field_value(f)) == ours)
-    ]
-    if len(kept) == len(fields):
-        return raw
-    return b"".join(kept) + raw[body_start:]
+    return headers.without_fields(
+        raw, lambda name, field: name == "authentication-results" and _authserv_id(_field_value(field)) == ours
+    )
 
 
 # -- DKIM and ARC (dkimpy, in a worker thread) ---------------------------------------------------------

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import dnsbl, headers, mailauth, message, metrics, quota, trace
+from . import dnsbl, mailauth, message, metrics, quota, trace
 from .config import Config
 from .crm import participants
 from .crm.sorter import FilingFailed, Sorter
@@ -222,7 +222,7 @@ class Pipeline:
         elif delivery.verify_sender and self.blocklists.domain_zones:
             await self.check_links(delivery)
         if delivery.verify_sender and self.config.spam.enabled:  # after DKIM checks: a signature may cover them
-            delivery.raw = headers.without_fields(delivery.raw, spam_verdicts.STATUS_FIELDS)
+            delivery.raw = spam_verdicts.strip_forged_status(delivery.raw)
         if delivery.structure is None:  # parsed once here; IMAP serves ENVELOPE/BODYSTRUCTURE/sections from it
             delivery.parsed = message.parse(delivery.raw)
             delivery.structure = delivery.parsed.to_json()

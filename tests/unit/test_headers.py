@@ -342,9 +342,21 @@ def test_huge_and_unicode_continuation_numbers() -> None:
     ],
 )
 def test_without_fields_drops_the_named_header_fields_and_never_the_body(data: bytes, expected: bytes) -> None:
-    assert without_fields(data, {"x-spam-status", "x-spam-flag"}) == expected
+    assert without_fields(data, lambda name, _: name in {"x-spam-status", "x-spam-flag"}) == expected
 
 
 def test_without_fields_returns_the_same_bytes_when_nothing_is_dropped() -> None:
     data = b"Subject: x\r\n\r\nbody"
-    assert without_fields(data, {"x-spam-status"}) is data
+    assert without_fields(data, lambda name, _: name == "x-spam-status") is data
+
+
+def test_without_fields_hands_the_predicate_each_field_whole() -> None:
+    data = b"A: 1\r\nB: keep\r\nB: drop,\r\n folded\r\n\r\nB: drop\r\n"
+    seen: list[tuple[str, bytes]] = []
+
+    def drop(name: str, field: bytes) -> bool:
+        seen.append((name, field))
+        return b"drop" in field
+
+    assert without_fields(data, drop) == b"A: 1\r\nB: keep\r\n\r\nB: drop\r\n"
+    assert seen == [("a", b"A: 1\r\n"), ("b", b"B: keep\r\n"), ("b", b"B: drop,\r\n folded\r\n")]
