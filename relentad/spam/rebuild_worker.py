@@ -18,13 +18,17 @@ from ..store import db
 from . import rebuild
 
 
-def main(argv: list[str]) -> int:
-    path, scope = Path(argv[0]), int(argv[1])
+def prepare_at(path: Path, scope: int) -> rebuild.Prepared:
+    """``rebuild.prepare`` on a read-only connection of its own, in this process."""
     conn = db.connect(path, readonly=True)
     try:
-        prepared = rebuild.prepare(conn, scope, workers=1)
+        return rebuild.prepare(conn, scope, workers=1)
     finally:
         conn.close()
+
+
+def main(argv: list[str]) -> int:
+    prepared = prepare_at(Path(argv[0]), int(argv[1]))
     sys.stdout.buffer.write(pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL))
     sys.stdout.flush()
     return 0

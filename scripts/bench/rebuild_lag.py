@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from spam_eval import DEFAULT_CORPUS
 
 from relentad.config import SpamConfig
-from relentad.spam import rebuild, storage
+from relentad.spam import rebuild, rebuild_worker, storage
 from relentad.spam.tokenize import tokenize
 from relentad.store import db
 from relentad.store.db import Store
@@ -155,7 +155,7 @@ async def run(path: Path, mail: list[bytes], sessions: int) -> None:
             store,
             mail,
             sessions,
-            rebuild_with(store, lambda: asyncio.to_thread(_prepare_in_thread, path)),
+            rebuild_with(store, lambda: asyncio.to_thread(rebuild_worker.prepare_at, path, ACCOUNT)),
         )
         base = await measure(store, mail, sessions, thread.seconds)
         in_process = functools.partial(rebuild.prepare_apart, path, ACCOUNT)
@@ -166,14 +166,6 @@ async def run(path: Path, mail: list[bytes], sessions: int) -> None:
     print(base.line("no rebuild (baseline)", None))
     print(thread.line("rebuild in a thread", base))
     print(apart.line("rebuild in a process", base))
-
-
-def _prepare_in_thread(path: Path) -> rebuild.Prepared:
-    conn = db.connect(path, readonly=True)
-    try:
-        return rebuild.prepare(conn, ACCOUNT, workers=1)
-    finally:
-        conn.close()
 
 
 def main() -> None:
