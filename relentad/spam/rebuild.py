@@ -158,9 +158,15 @@ def swap(conn: sqlite3.Connection, prepared: Prepared, spam: SpamConfig) -> Rebu
     return result
 
 
+BULK_SOURCES = ("cli", "mailboxes")
+"""``spam_trained.source`` of bulk training (``spam train``): its counts already are the ensemble's."""
+
+
 def due(conn: sqlite3.Connection) -> list[int]:
-    """Accounts that recorded a lesson since their model was last rebuilt, while there is no global model (never the
-    global model itself: ``spam train`` builds that one whole).
+    """Accounts that learned a lesson one at a time (IMAP, replies) since their model was last rebuilt, while there is
+    no global model (never the global model itself: ``spam train`` builds that one whole). Bulk training alone does
+    not make an account due: it trains the ensemble already, and a rebuild of its recorded messages measured the same
+    (README, "The daily rebuild"), so rebuilding right after it would be minutes of CPU for nothing.
 
     Over a global model the rebuild measured as a trade rather than a gain (scripts/bench/spam_lessons.py
     ``--global-share 0.5``, three fold seeds: at the daemon's band 1.1 points less spam missed, but 10 ham of 6,225
@@ -170,8 +176,9 @@ def due(conn: sqlite3.Connection) -> list[int]:
         return []
     rows = conn.execute(
         """SELECT t.scope FROM spam_totals t WHERE t.scope != ? AND EXISTS
-               (SELECT 1 FROM spam_trained r WHERE r.scope = t.scope AND r.trained > t.rebuilt) ORDER BY t.scope""",
-        (storage.GLOBAL,),
+               (SELECT 1 FROM spam_trained r WHERE r.scope = t.scope AND r.trained > t.rebuilt
+                                                AND r.source NOT IN (?, ?)) ORDER BY t.scope""",
+        (storage.GLOBAL, *BULK_SOURCES),
     ).fetchall()
     return [int(row[0]) for row in rows]
 

@@ -126,6 +126,16 @@ def test_due_lists_the_accounts_that_learned_since_their_last_rebuild(conn: sqli
     assert rebuild.due(conn) == []  # over a global model the accounts learn one lesson at a time
 
 
+def test_bulk_training_alone_does_not_make_an_account_due(conn: sqlite3.Connection) -> None:
+    """``spam train EMAIL`` (and ``--mailboxes``) trains the ensemble already; the next lesson a user teaches does."""
+    items = lessons()
+    storage.train_corpus(conn, 1, items[:-1], workers=1)
+    storage.train_corpus(conn, 1, items[-1:], workers=1, source="mailboxes")
+    assert rebuild.due(conn) == []
+    taught(conn, 1, [(storage.digest(b"a user's lesson"), SPAMMY | {"lesson"}, True)])
+    assert rebuild.due(conn) == [1]
+
+
 def test_tokens_keep_the_day_they_were_last_seen(conn: sqlite3.Connection) -> None:
     taught(conn, 1, lessons(4))
     today = storage.day()
