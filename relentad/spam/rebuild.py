@@ -211,16 +211,16 @@ async def prepare_apart(path: Path, scope: int) -> Prepared:
     try:
         prepared = pickle.loads(out)  # noqa: S301 - the bytes come from the worker this function started
     except Exception as exc:  # anything else on its stdout: say so in one line
-        raise RelentadError(f"spam rebuild: the worker process for account {scope} wrote no result ({exc})") from None
+        prepared = exc
     if not isinstance(prepared, Prepared):
-        raise RelentadError(f"spam rebuild: the worker process for account {scope} wrote no result")
+        raise RelentadError(f"spam rebuild: the worker process for account {scope} wrote no result ({prepared!r:.80})")
     return prepared
 
 
 async def rebuild_due(store: Store, spam: SpamConfig) -> dict[int, RebuildResult | None]:
     """Rebuild every account :func:`due`, one at a time: the orders run in a child process, then one write job swaps
     the counts in, unless a lesson came meanwhile (None: the account stays due). An account whose worker fails is
-    logged and left due; the others are still rebuilt."""
+    left due; the others are still rebuilt. Each outcome is logged and counted here, in one place."""
     done: dict[int, RebuildResult | None] = {}
     for scope in store.read(due):
         started = time.perf_counter()
@@ -230,11 +230,21 @@ async def rebuild_due(store: Store, spam: SpamConfig) -> dict[int, RebuildResult
             log.warning("%s; trying again next time", exc)
             metrics.spam_rebuild("failed")
             continue
-        result = await store.write(functools.partial(swap, prepared=prepared, spam=spam))
-        if result is not None:
-            result.seconds = time.perf_counter() - started
-        metrics.spam_rebuild("deferred" if result is None else "rebuilt")
-        done[scope] = result
+        result = done[scope] = await store.write(functools.partial(swap, prepared=prepared, spam=spam))
+        if result is None:
+            log.info("spam rebuild: account %d learned meanwhile; trying again next time", scope)
+            metrics.spam_rebuild("deferred")
+            continue
+        result.seconds = time.perf_counter() - started
+        log.info(
+            "spam rebuild: account %d, %d lessons relearned in %.1fs (%d learn operations, %d before)",
+            scope,
+            result.lessons,
+            result.seconds,
+            result.learned,
+            result.before,
+        )
+        metrics.spam_rebuild("rebuilt")
     return done
 
 
@@ -244,19 +254,7 @@ async def run_daily(store: Store, settings: Callable[[], SpamConfig], interval: 
 
     async def rebuild_now() -> None:
         spam = settings()
-        if not (spam.enabled and spam.learn and spam.rebuild_daily):
-            return
-        for scope, result in (await rebuild_due(store, spam)).items():
-            if result is None:
-                log.info("spam rebuild: account %d learned meanwhile; trying again next time", scope)
-            else:
-                log.info(
-                    "spam rebuild: account %d, %d lessons relearned in %.1fs (%d learn operations, %d before)",
-                    scope,
-                    result.lessons,
-                    result.seconds,
-                    result.learned,
-                    result.before,
-                )
+        if spam.enabled and spam.learn and spam.rebuild_daily:
+            await rebuild_due(store, spam)
 
     await daily.every_day(rebuild_now, what="spam rebuild", log=log, first_delay=FIRST_DELAY, interval=interval)
