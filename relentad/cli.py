@@ -1244,8 +1244,8 @@ query instead of one per file, and in-memory scoring, on every usable core for a
 def spam_score(state: State, files: tuple[str, ...], email: str | None, explain: bool, as_json: bool) -> None:
     """Score FILEs with the global model (or --user's): one line per file, score and verdict."""
     from .spam import parallel, storage
-    from .spam.tokenize import tokenize
-    from .spam.verdicts import cut_offs, gated_verdict
+    from .spam.tokenize import through_discussion_list, tokenize
+    from .spam.verdicts import cut_offs, for_message, gated_verdict
     from .spam.views import score_stored, strongest_clues
 
     hosts = (state.config.server.hostname,)
@@ -1259,25 +1259,37 @@ def spam_score(state: State, files: tuple[str, ...], email: str | None, explain:
             if preload:
                 models = storage.load_models(conn, scope)
             else:
-                scored = [score_stored(tokenize(Path(name).read_bytes(), own_hosts=hosts), counts) for name in files]
-                values = [one.score for one in scored]
+                tokens = [tokenize(Path(name).read_bytes(), own_hosts=hosts) for name in files]
+                scored = [score_stored(one, counts) for one in tokens]
+                values = [(one.score, through_discussion_list(t)) for one, t in zip(scored, tokens, strict=True)]
                 clues = [strongest_clues(one.clues) for one in scored]
         if preload:  # the database is closed before the workers fork
             values = parallel.score_files(files, models, hosts)
-    min_trained = state.config.spam.min_trained
-    _note_training_size(recorded, state.config.spam)
-    cut = cut_offs(state.config.spam, recorded)
-    judged = [(name, v, gated_verdict(v, cut, recorded, min_trained)) for name, v in zip(files, values, strict=True)]
+    spam_config = state.config.spam
+    _note_training_size(recorded, spam_config)
+    cut = cut_offs(spam_config, recorded)
+    judged = [
+        (
+            name,
+            v,
+            list_mail,
+            gated_verdict(
+                v, for_message(cut, list_mail, spam_config.list_mail_shift), recorded, spam_config.min_trained
+            ),
+        )
+        for name, (v, list_mail) in zip(files, values, strict=True)
+    ]
     if as_json:
         results: list[dict[str, object]] = [
-            {"file": name, "score": round(v, 6), "verdict": verdict} for name, v, verdict in judged
+            {"file": name, "score": round(v, 6), "verdict": verdict, "list_mail": list_mail}
+            for name, v, list_mail, verdict in judged
         ]
         if explain:
             for entry, strongest in zip(results, clues, strict=True):
                 entry["clues"] = [{"model": model, "token": token, "f": round(f, 4)} for model, token, f in strongest]
         print_json(results)
         return
-    for index, (name, v, verdict) in enumerate(judged):
+    for index, (name, v, _, verdict) in enumerate(judged):
         click.echo(f"{name}\t{v:.4f}\t{verdict}")
         for model, token, f in clues[index] if explain else ():
             click.echo(f"\t{f:.4f}\t{model}\t{token!r}")

@@ -357,6 +357,13 @@ class SpamConfig:
         "The lowest spam cut-off a model larger than confident_after is given (0-1; measured on the corpus: README, "
         "The spam filter). Set it to spam_above or higher to never lower the cut-off.",
     )
+    list_mail_shift: float = setting(
+        1.0,
+        "How far (in log-odds) the spam cut-off is lowered for mail that came through a discussion list (it has a "
+        "List-Post, X-BeenThere, Mailing-List or X-Mailing-List field): 1.0 makes 0.7 0.46 and 0.79 0.58. The "
+        "list's own header fields are strong ham clues on everything it forwards, spam posted to it included "
+        "(measured: README, The spam filter). 0 = the same cut-off for all mail.",
+    )
     learn: bool = setting(
         True,
         "Learn from users: moving or copying mail into Junk (or setting $Junk) trains spam; moving it out of Junk "
@@ -560,6 +567,8 @@ def check(config: Config) -> list[str]:
         problems.append("[retention] junk_days must not be negative")
     if not config.spam.ham_below <= config.spam.spam_above_min <= 1:
         problems.append("[spam] spam_above_min must lie between ham_below and 1")
+    if not 0 <= config.spam.list_mail_shift <= 5:
+        problems.append("[spam] list_mail_shift must lie between 0 and 5")
     if config.spam.min_trained < 0 or config.spam.confident_after < 0:
         problems.append("[spam] min_trained and confident_after must not be negative")
     if config.spam.max_tokens < 1000 or config.spam.max_age_days < 0:

@@ -30,7 +30,7 @@ from .classifier import (
     order_times,
     sum_times,
 )
-from .tokenize import tokenize
+from .tokenize import through_discussion_list, tokenize
 
 if TYPE_CHECKING:  # views trains through this module
     from .views import ViewModels
@@ -78,17 +78,19 @@ def _spread(work: Callable[[Item], Result], items: Sequence[Item], job: Any, wor
         _job = None
 
 
-def score_file(name: str) -> float:
-    """One file's combined score against the model of the current job."""
+def score_file(name: str) -> tuple[float, bool]:
+    """One file's combined score against the model of the current job, and whether it came through a discussion list
+    (its spam cut-off is lower: ``verdicts.for_message``)."""
     scorer, own_hosts = _job
-    return float(scorer(tokenize(Path(name).read_bytes(), own_hosts=own_hosts)))
+    tokens = tokenize(Path(name).read_bytes(), own_hosts=own_hosts)
+    return float(scorer(tokens)), through_discussion_list(tokens)
 
 
 def score_files(
     names: Sequence[str], models: ViewModels, own_hosts: tuple[str, ...], workers: int | None = None
-) -> list[float]:
-    """Scores of ``names`` in order. ``workers`` defaults to the usable cores, fewer for a short list; an error
-    reading a file (OSError) is raised here as it would be in a single process, and a worker that dies is a
+) -> list[tuple[float, bool]]:
+    """:func:`score_file` of ``names`` in order. ``workers`` defaults to the usable cores, fewer for a short list; an
+    error reading a file (OSError) is raised here as it would be in a single process, and a worker that dies is a
     ``RelentadError`` (``multiprocessing.Pool`` would wait for it forever)."""
     if workers is None:
         workers = min(usable_cores(), len(names) // FILES_PER_WORKER)

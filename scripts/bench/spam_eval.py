@@ -37,6 +37,7 @@ Invariants: the corpus is only read; bogofilter's wordlists live in a temporary 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import shutil
 import subprocess
@@ -46,6 +47,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -60,8 +62,15 @@ from relentad.spam.classifier import (
     verdict,
 )
 from relentad.spam.parallel import usable_cores
-from relentad.spam.tokenize import tokenize
-from relentad.spam.verdicts import CONFIDENT_AFTER, LOWEST_SPAM_ABOVE, model_size, scaled_thresholds
+from relentad.spam.tokenize import through_discussion_list, tokenize
+from relentad.spam.verdicts import (
+    CONFIDENT_AFTER,
+    LIST_MAIL_SHIFT,
+    LOWEST_SPAM_ABOVE,
+    for_message,
+    model_size,
+    scaled_thresholds,
+)
 from relentad.spam.views import ViewModels
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "spamassassin" / "train"
@@ -76,12 +85,21 @@ class Mail:
     spam: bool
 
 
+class Result(NamedTuple):
+    """One held-out message's score and class."""
+
+    score: float
+    spam: bool
+    list_mail: bool = False  # came through a discussion list: the daemon lowers its spam cut-off
+
+
 @dataclass
 class Run:
     """Held-out scores and timings of one filter over all folds."""
 
     name: str
-    results: list[tuple[float, bool]] = field(default_factory=list)
+    list_mail_shift: float = 0.0  # the daemon's [spam] list_mail_shift for ours, 0 for bogofilter
+    results: list[Result] = field(default_factory=list)
     train_n: int = 0
     train_s: float = 0.0
     score_n: int = 0
@@ -145,7 +163,7 @@ def run_ours(train: Sequence[Mail], test: Sequence[Mail], params: Params, mode: 
     run.tokenize_cpu += middle - cpu
     run.score_cpu += time.process_time() - middle
     run.score_n += len(test)
-    run.results += [(s, m.spam) for s, m in zip(scores, test, strict=True)]
+    run.results += [Result(s, m.spam, through_discussion_list(t)) for s, m, t in zip(scores, test, tokens, strict=True)]
 
 
 def trained(train: Sequence[Mail], params: Params, mode: str) -> Callable[[Collection[str]], float]:
@@ -185,28 +203,30 @@ def run_bogofilter(exe: str, train: Sequence[Mail], test: Sequence[Mail], run: R
     for line in proc.stdout.splitlines():
         name, _, value = line.rsplit(" ", 2)
         spamicity[name] = float(value)
-    run.results += [(spamicity[str(m.path)], m.spam) for m in test]
+    run.results += [Result(spamicity[str(m.path)], m.spam) for m in test]
 
 
-def rates(results: Sequence[tuple[float, bool]], cut: Thresholds) -> dict[str, float]:
-    ham = [s for s, spam in results if not spam]
-    spam = [s for s, is_spam in results if is_spam]
-    fp = sum(verdict(s, cut) == "spam" for s in ham)
-    fn = sum(verdict(s, cut) != "spam" for s in spam)
-    unsure = sum(verdict(s, cut) == "unsure" for s, _ in results)
-    right = sum(verdict(s, cut) == ("spam" if is_spam else "ham") for s, is_spam in results)
+def rates(run: Run, cut: Thresholds) -> dict[str, float]:
+    """Rates at ``cut``, lowered for list mail as the daemon lowers it (``verdicts.for_message``)."""
+    lists = {False: cut, True: for_message(cut, True, run.list_mail_shift)}
+    judged = [(verdict(r.score, lists[r.list_mail]), r.spam) for r in run.results]
+    ham = sum(not spam for _, spam in judged)
+    fp = sum(v == "spam" for v, spam in judged if not spam)
+    fn = sum(v != "spam" for v, spam in judged if spam)
+    unsure = sum(v == "unsure" for v, _ in judged)
+    right = sum(v == ("spam" if spam else "ham") for v, spam in judged)
     return {
-        "acc": 100.0 * right / len(results),
-        "fp": 100.0 * fp / len(ham),
-        "fn": 100.0 * fn / len(spam),
-        "unsure": 100.0 * unsure / len(results),
+        "acc": 100.0 * right / len(judged),
+        "fp": 100.0 * fp / ham,
+        "fn": 100.0 * fn / (len(judged) - ham),
+        "unsure": 100.0 * unsure / len(judged),
         "fp_n": fp,
         "fn_n": fn,
     }
 
 
 def row(label: str, run: Run, cut: Thresholds) -> str:
-    r = rates(run.results, cut)
+    r = rates(run, cut)
     return (
         f"{label:<34} {r['acc']:7.2f} {r['fp']:6.2f} ({int(r['fp_n']):2d}) {r['fn']:6.2f} ({int(r['fn_n']):3d})"
         f" {r['unsure']:7.2f} {run.train_n / run.train_s:9.0f} {run.score_n / run.score_s:9.0f}"
@@ -214,18 +234,27 @@ def row(label: str, run: Run, cut: Thresholds) -> str:
 
 
 def fp_limit_band(run: Run, limit: float = 0.1) -> Thresholds:
-    """The band with the lowest spam cut-off keeping FP <= ``limit`` %: just above the highest ham it may let by."""
-    hams = sorted((s for s, spam in run.results if not spam), reverse=True)
+    """The band with the lowest spam cut-off keeping FP <= ``limit`` %: just above the highest ham it may let by (a
+    list ham ranked by the cut-off that, lowered, it would just pass)."""
+    hams = sorted((cut_passed(r, run.list_mail_shift) for r in run.results if not r.spam), reverse=True)
     allowed = int(len(hams) * limit / 100)
     cut = hams[allowed] if allowed < len(hams) else 0.0
-    return Thresholds(min(cut, 0.5), cut)
+    return Thresholds(0.0, cut)  # FP and FN only: with no unsure band, the list cut-off is lowered unclamped
+
+
+def cut_passed(result: Result, shift: float) -> float:
+    """The spam cut-off ``result`` just passes: its score, or for list mail the cut-off that, lowered by ``shift``
+    log-odds (``verdicts.lowered``), is its score."""
+    if not (result.list_mail and shift > 0) or not 0 < result.score < 1:
+        return result.score
+    return 1 / (1 + math.exp(-(math.log(result.score / (1 - result.score)) + shift)))
 
 
 def at_fp_limit(run: Run, limit: float = 0.1) -> str:
     """FN at the lowest spam cut-off keeping FP <= ``limit`` %: the operating point the target names."""
     band = fp_limit_band(run, limit)
     cut = band.spam_above
-    r = rates(run.results, band)
+    r = rates(run, band)
     return (
         f"{run.name:<11} FN at FP <= {limit:g} %: spam_above {cut:.6f} -> FP {r['fp']:.2f} % ({int(r['fp_n'])}),"
         f" FN {r['fn']:.2f} % ({int(r['fn_n'])})"
@@ -235,11 +264,11 @@ def at_fp_limit(run: Run, limit: float = 0.1) -> str:
 def sweep(run: Run, band: Thresholds) -> list[str]:
     """FP/FN at a range of spam cut-offs (to choose ``spam_above``; unsure spam counts as FN), and how
     much spam lands in the inbox and how much ham in unsure at a range of ham cut-offs (``ham_below``)."""
-    hams = [s for s, spam in run.results if not spam]
-    spams = [s for s, spam in run.results if spam]
+    hams = [r.score for r in run.results if not r.spam]
+    spams = [r.score for r in run.results if r.spam]
     lines = ["", f"{run.name}: spam_above sweep", "  spam_above   FP%  (n)    FN%  (n)"]
     for cut in sorted({0.5, 0.6, 0.7, 0.75, 0.79, 0.8, 0.85, 0.9, 0.95, 0.99, band.spam_above}):
-        r = rates(run.results, Thresholds(min(cut, 0.5), cut))
+        r = rates(run, Thresholds(0.0, cut))
         lines.append(f"  {cut:<10.4g} {r['fp']:5.2f} ({int(r['fp_n']):2d})  {r['fn']:5.2f} ({int(r['fn_n']):3d})")
     lines += ["", f"{run.name}: ham_below sweep", "  ham_below  spam called ham %  ham not called ham %"]
     for cut in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5):
@@ -285,6 +314,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the three-view model of relentad/spam/views.py as `spam train` builds it (default), or the single "
         "model with summed train-on-error orders, one order, or every message",
     )
+    parser.add_argument(
+        "--list-mail-shift",
+        type=float,
+        default=LIST_MAIL_SHIFT,
+        help="[spam] list_mail_shift: the spam cut-off is this much lower (log-odds) for discussion-list mail",
+    )
     parser.add_argument("--no-bogofilter", action="store_true")
     args = parser.parse_args(argv)
 
@@ -317,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     smallest = min(model_size((sum(m.spam for m in train), sum(not m.spam for m in train))) for train, _ in rounds)
     band = scaled_thresholds(band, smallest, args.confident_after, args.spam_above_min)
 
-    ours, bogo = Run("relentad"), Run("bogofilter")
+    ours, bogo = Run("relentad", args.list_mail_shift), Run("bogofilter")
     for train, test in rounds:
         run_ours(train, test, params, args.train, ours)
         if exe is not None:

@@ -41,14 +41,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from spam_eval import DEFAULT_CORPUS, Mail, Run, at_fp_limit, folds, fp_limit_band, load, rates
+from spam_eval import DEFAULT_CORPUS, Mail, Result, Run, at_fp_limit, folds, fp_limit_band, load, rates
 
 from relentad.config import SpamConfig
 from relentad.spam import parallel
 from relentad.spam.classifier import FrozenCounts, MemoryCounts, learn_times, needs_training, score
 from relentad.spam.storage import FEEDBACK_MAX
-from relentad.spam.tokenize import tokenize
-from relentad.spam.verdicts import cut_offs, gated_verdict
+from relentad.spam.tokenize import through_discussion_list, tokenize
+from relentad.spam.verdicts import cut_offs, for_message, gated_verdict
 from relentad.spam.views import EPSILON, split_views
 
 Views = tuple[frozenset[str], frozenset[str], frozenset[str]]
@@ -117,7 +117,12 @@ class Summed:
 
 
 def held_out(models: Sequence[FrozenCounts], test: Sequence[tuple[Views, bool]], run: Run) -> None:
-    run.results += [(combined([m.score(t) for m, t in zip(models, message, strict=True)]), y) for message, y in test]
+    run.results += [
+        Result(
+            combined([m.score(t) for m, t in zip(models, message, strict=True)]), y, through_discussion_list(message[0])
+        )
+        for message, y in test
+    ]
 
 
 def key(mail: Mail) -> bytes:
@@ -148,7 +153,10 @@ def one_round(
         message = tokens[mail.path]
         value = combined([score(t, m) for m, t in zip(models, message, strict=True)])
         summed = (base[0] + recorded[0], base[1] + recorded[1])
-        status = gated_verdict(value, cut_offs(spam_config, summed), summed, spam_config.min_trained)
+        band = for_message(
+            cut_offs(spam_config, summed), through_discussion_list(message[0]), spam_config.list_mail_shift
+        )
+        status = gated_verdict(value, band, summed, spam_config.min_trained)
         if mail.spam and status != "spam":
             lesson = True
         elif not mail.spam and (status == "spam" or rng.random() < args.reply_rate):
@@ -184,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mails = load(args.corpus)
     tokens = {m.path: views(tokenize(m.raw)) for m in mails}
     names = ["all labelled", *(["global alone"] if args.global_share else []), "rebuilt", "one by one"]
-    runs = {name: Run(name) for name in names}
+    runs = {name: Run(name, SpamConfig().list_mail_shift) for name in names}
     sizes = []
     for fold_seed in (int(s) for s in args.fold_seeds.split(",")):
         parts = folds(mails, args.folds, fold_seed)
@@ -214,10 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     baseline = 0.0
     for run in runs.values():
-        missed = rates(run.results, fp_limit_band(run))["fn"]
+        missed = rates(run, fp_limit_band(run))["fn"]
         baseline = baseline or missed
         band = bands[run.name]
-        r = rates(run.results, band)
+        r = rates(run, band)
         print(
             f"{at_fp_limit(run)}, {missed / baseline:.2f} x all labelled; at {band.ham_below:g}/{band.spam_above:.3f}: "
             f"FP {r['fp']:.2f} % ({int(r['fp_n'])}), FN {r['fn']:.2f} % ({int(r['fn_n'])}), unsure {r['unsure']:.2f} %"

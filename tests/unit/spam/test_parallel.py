@@ -27,7 +27,8 @@ def files(tmp_path: Path, count: int) -> list[str]:
     names = []
     for n in range(count):
         path = tmp_path / f"{n}.eml"
-        path.write_bytes((SPAM if n % 3 else HAM).replace(b"{n}", f"x{n}".encode()))
+        message = (SPAM if n % 3 else HAM).replace(b"{n}", f"x{n}".encode())
+        path.write_bytes(b"List-Post: <mailto:talk@lists.example>\r\n" + message if n % 5 == 0 else message)
         names.append(str(path))
     return names
 
@@ -36,7 +37,8 @@ def test_workers_score_like_one_process_in_order(tmp_path: Path) -> None:
     models, names = trained(), files(tmp_path, 90)
     alone = parallel.score_files(names, models, ("mx.example",), workers=1)
     assert parallel.score_files(names, models, ("mx.example",), workers=2) == alone
-    assert [v > 0.5 for v in alone] == [bool(n % 3) for n in range(90)]
+    assert [v > 0.5 for v, _ in alone] == [bool(n % 3) for n in range(90)]
+    assert [list_mail for _, list_mail in alone] == [n % 5 == 0 for n in range(90)]  # its cut-off is lower
     assert parallel._job is None  # the model is not kept alive after the call
 
 

@@ -291,6 +291,30 @@ def test_the_verdict_and_its_header_use_the_scaled_cut_off(conn: sqlite3.Connect
     assert lopsided.recorded == (80, 20) and lopsided.thresholds.spam_above > cut.spam_above  # counted as 80, not 100
 
 
+def test_discussion_list_mail_gets_a_lower_spam_cut_off(conn: sqlite3.Connection) -> None:
+    """A list's own header fields are ham clues on everything it forwards: mail through a discussion list is judged
+    against a cut-off ``list_mail_shift`` log-odds lower, shown in its header; other mail, or a shift of 0, is not."""
+    cut = Thresholds(0.2, 0.7)
+    assert verdicts.lowered(cut, 1.0).spam_above == pytest.approx(0.4619, abs=1e-4)
+    assert verdicts.lowered(Thresholds(0.2, 0.79), 1.0).spam_above == pytest.approx(0.5805, abs=1e-4)
+    assert verdicts.lowered(Thresholds(0.5, 0.7), 1.0) == Thresholds(0.5, 0.5)  # never below ham_below
+    assert verdicts.lowered(Thresholds(0.2, 1.0), 1.0) == Thresholds(0.2, 1.0)  # "never spam" stays
+    assert verdicts.for_message(cut, True, 0.0) == verdicts.for_message(cut, False, 1.0) == cut
+    base_model(conn)
+    posted = SPAMMY - {"subj:free", "hdr:x-mailer-bulk"} | {"agenda", "meeting", "hdr:list-post"}  # 0.57: unsure
+    config = SpamConfig(min_trained=20, confident_after=20)  # 0.7 for this model
+    listed = verdicts.judge(conn, 1, posted, config)
+    assert listed.verdict == "spam" and listed.to_junk and listed.list_mail
+    assert listed.thresholds.spam_above == pytest.approx(0.4619, abs=1e-4)
+    assert listed.thresholds.spam_above < listed.score < 0.7
+    assert b", list-mail, score=" in listed.header() and b"spam_above=0.461898\r\n" in listed.header()
+    unlisted = verdicts.judge(conn, 1, posted - {"hdr:list-post"}, config)
+    assert unlisted.verdict == "unsure" and not unlisted.list_mail and b"list-mail" not in unlisted.header()
+    assert unlisted.thresholds == Thresholds(0.2, 0.7)
+    off = verdicts.judge(conn, 1, posted, SpamConfig(min_trained=20, confident_after=20, list_mail_shift=0))
+    assert off.verdict == "unsure" and not off.list_mail
+
+
 def test_recorded_counts_follow_training_through_the_cache(conn: sqlite3.Connection) -> None:
     """The daemon's CountCache keeps the recorded counts per totals version; every training changes that."""
     cache = storage.CountCache()

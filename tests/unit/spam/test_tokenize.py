@@ -8,7 +8,7 @@ import base64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relentad.spam.tokenize import MAX_PARTS, decode_header, tokenize, words
+from relentad.spam.tokenize import MAX_PARTS, decode_header, through_discussion_list, tokenize, words
 
 
 def message(headers: str, body: bytes | str = b"") -> bytes:
@@ -37,6 +37,24 @@ def test_plain_message_words_and_header_tokens() -> None:
     assert "hn:Message-ID" in tokens  # header names keep their spelling: mailers differ in it
     assert "from:agree:msgid" in tokens
     assert "the" in tokens and "a" not in tokens  # words shorter than 3 are dropped
+
+
+def test_discussion_list_mail_is_told_from_a_newsletter() -> None:
+    """A discussion list stamps List-Post, X-BeenThere, Mailing-List or X-Mailing-List on what it forwards; a
+    newsletter's List-Unsubscribe and List-Id alone do not make it list mail (its spam cut-off stays)."""
+    assert not through_discussion_list(tokenize(PLAIN))
+    newsletter = b"List-Unsubscribe: <mailto:leave@news.example>\r\nList-Id: <news.example>\r\n" + PLAIN
+    assert not through_discussion_list(tokenize(newsletter))
+    fields = (
+        b"List-Post: <mailto:fork@xent.com>",
+        b"X-BeenThere: ilug@linux.ie",
+        b"Mailing-List: list x@y.example",
+        b"X-Mailing-List: <linux-kernel@vger.kernel.org>",
+        b"list-post: NO",
+    )
+    for field in fields:
+        assert through_discussion_list(tokenize(field + b"\r\n" + PLAIN)), field
+    assert not through_discussion_list(tokenize(PLAIN + b"\r\nList-Post: in the body, not a field\r\n"))
 
 
 def test_returns_frozenset_and_is_deterministic() -> None:
