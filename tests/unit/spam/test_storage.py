@@ -13,7 +13,7 @@ from relentad.config import SpamConfig
 from relentad.spam import storage, training, verdicts
 from relentad.spam.classifier import MemoryCounts, Thresholds, score
 from relentad.spam.storage import GLOBAL, StoredCounts
-from relentad.spam.tokenize import TOKENIZER_VERSION
+from relentad.spam.tokenize import LIST_POST, TOKENIZER_VERSION
 from relentad.spam.views import BODY_MARK, HEAD_MARK, score_stored
 from relentad.store import db
 
@@ -301,14 +301,14 @@ def test_discussion_list_mail_gets_a_lower_spam_cut_off(conn: sqlite3.Connection
     assert verdicts.lowered(Thresholds(0.2, 1.0), 1.0) == Thresholds(0.2, 1.0)  # "never spam" stays
     assert verdicts.for_message(cut, True, 0.0) == verdicts.for_message(cut, False, 1.0) == cut
     base_model(conn)
-    posted = SPAMMY - {"subj:free", "hdr:x-mailer-bulk"} | {"agenda", "meeting", "hdr:list-post"}  # 0.57: unsure
+    posted = SPAMMY - {"subj:free", "hdr:x-mailer-bulk"} | {"agenda", "meeting", LIST_POST}  # 0.57: unsure
     config = SpamConfig(min_trained=20, confident_after=20)  # 0.7 for this model
     listed = verdicts.judge(conn, 1, posted, config)
     assert listed.verdict == "spam" and listed.to_junk and listed.list_mail
     assert listed.thresholds.spam_above == pytest.approx(0.4619, abs=1e-4)
     assert listed.thresholds.spam_above < listed.score < 0.7
     assert b", list-mail, score=" in listed.header() and b"spam_above=0.461898\r\n" in listed.header()
-    unlisted = verdicts.judge(conn, 1, posted - {"hdr:list-post"}, config)
+    unlisted = verdicts.judge(conn, 1, posted - {LIST_POST}, config)
     assert unlisted.verdict == "unsure" and not unlisted.list_mail and b"list-mail" not in unlisted.header()
     assert unlisted.thresholds == Thresholds(0.2, 0.7)
     off = verdicts.judge(conn, 1, posted, SpamConfig(min_trained=20, confident_after=20, list_mail_shift=0))
