@@ -83,7 +83,8 @@ DISCUSSION_LIST_FIELDS = frozenset({"list-post", "x-beenthere", "mailing-list", 
 """Fields a discussion list (Mailman, Google Groups, ezmlm, Sympa ...) adds to every post it forwards; a newsletter's
 ``List-Unsubscribe`` or ``List-Id`` alone is not one."""
 LIST_POST = "list:post"
-"""Stands for all of a discussion list's own fields (:func:`_add_list_fields`)."""
+"""Stands for all of a discussion list's own fields (:func:`_add_list_fields`), since tokenizer version 5."""
+LIST_POST_SINCE = 5
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _HEADER_LINE = re.compile(r"^([!-9;-~]+)[ \t]*:(.*)$")

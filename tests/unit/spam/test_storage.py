@@ -313,6 +313,13 @@ def test_discussion_list_mail_gets_a_lower_spam_cut_off(conn: sqlite3.Connection
     assert unlisted.thresholds == Thresholds(0.2, 0.7)
     off = verdicts.judge(conn, 1, posted, SpamConfig(min_trained=20, confident_after=20, list_mail_shift=0))
     assert off.verdict == "unsure" and not off.list_mail
+    # A model from before the list's fields were one token (version 4) keeps the model's cut-off until retrained.
+    conn.execute("UPDATE spam_totals SET tokenizer = 4 WHERE scope = ?", (GLOBAL,))
+    older = verdicts.judge(conn, 1, posted, config)
+    assert older.verdict == "unsure" and not older.list_mail and older.thresholds == Thresholds(0.2, 0.7)
+    storage.train_message(conn, 1, storage.digest(b"a lesson"), HAMMY, False, "imap-move")  # the account: current
+    assert StoredCounts(conn, 1).tokenizer == 4  # the oldest of the two summed
+    assert StoredCounts(conn, 1, with_global=False).tokenizer == TOKENIZER_VERSION
 
 
 def test_recorded_counts_follow_training_through_the_cache(conn: sqlite3.Connection) -> None:
