@@ -53,7 +53,7 @@ subject length, "from unknown" hops, undisclosed recipients). 3: the header and 
 (``relentad.spam.views``) are learned beside the full one; a version-2 model scores as before until retrained.
 4: eight train-on-error orders summed and scored with s = 4.0, min_dev 0.15 (``classifier.ENSEMBLE_ROUNDS``,
 ``Params``); a version-3 model learned each message about half as often as the prior now expects, so it scores
-less surely. 5: a discussion list's own fields are the one token ``list:post`` (:func:`_add_list_fields`); a
+less surely. 5: a discussion list's own fields are the one token ``list:post`` (:data:`LIST_POST`); a
 version-4 model knows nothing of that token and scores list mail without the list's ham clues until retrained."""
 
 # Headers the receiving side adds (our MTA, or the MDA/MUA of mail imported from elsewhere: mbox status,
@@ -83,8 +83,12 @@ DISCUSSION_LIST_FIELDS = frozenset({"list-post", "x-beenthere", "mailing-list", 
 """Fields a discussion list (Mailman, Google Groups, ezmlm, Sympa ...) adds to every post it forwards; a newsletter's
 ``List-Unsubscribe`` or ``List-Id`` alone is not one."""
 LIST_POST = "list:post"
-"""Stands for all of a discussion list's own fields (:func:`_add_list_fields`), since tokenizer version 5."""
+"""On mail through a discussion list, the one token for all of the list's own fields (:data:`_LIST_FIELD`). The list
+stamps the same dozen or so fields on every post it forwards; taken one by one they were as many strong ham clues,
+which chi-square counts as independent evidence and which spam posted to the list carries too (measured: README, The
+spam filter). A newsletter's ``List-Unsubscribe`` / ``List-Id`` name its sender and are kept as they are."""
 LIST_POST_SINCE = 5
+"""The tokenizer version that brought :data:`LIST_POST`."""
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _HEADER_LINE = re.compile(r"^([!-9;-~]+)[ \t]*:(.*)$")
@@ -132,7 +136,8 @@ def tokenize(
         own = frozenset(h.lower() for h in own_hosts)
         mime: dict[str, str] = {}
         fields = hops = 0
-        list_tokens: set[str] = set()  # the tokens of a list's own fields (see _add_list_fields)
+        list_tokens: set[str] = set()  # the tokens of a list's own fields: kept, or LIST_POST instead
+        list_fields = 0
         discussion = False
         for spelled, value in _headers(head):
             name = spelled.lower()
@@ -141,12 +146,17 @@ def tokenize(
             if not skip(name) and not (name == "received" and _own_hop(value, own)):
                 listed = _LIST_FIELD(name)
                 discussion = discussion or name in DISCUSSION_LIST_FIELDS
-                fields += not listed
+                fields += 1
+                list_fields += listed
                 hops += name == "received"
                 into = list_tokens if listed else tokens
                 into.add("hn:" + spelled[:MAX_NAME])
                 _header_tokens(name, value.lower() if name == "received" else value, into)
-        fields += _add_list_fields(list_tokens, discussion, tokens)
+        if discussion:
+            tokens.add(LIST_POST)
+            fields -= list_fields
+        else:
+            tokens |= list_tokens
         tokens.add(f"hdr:count:{min(fields // 3, 15)}")
         tokens.add(f"rcvd:count:{min(hops, 8)}")
         ctype = mime.get("content-type", "").lower()
@@ -279,20 +289,6 @@ def _headers(head: bytes) -> Iterator[tuple[str, str]]:
         name, value = match.group(1), [match.group(2)]
     if name is not None:
         yield name, decode_header(" ".join(value))
-
-
-def _add_list_fields(list_tokens: set[str], discussion: bool, out: set[str]) -> int:
-    """Add what a mailing list's own fields say; return how many fields to count for them.
-
-    On mail through a discussion list they are the one token :data:`LIST_POST`: the list stamps the same dozen or so
-    fields on every post it forwards, and taken one by one they are as many strong ham clues, which chi-square counts
-    as independent evidence and which spam posted to the list carries too (measured: README, The spam filter). A
-    newsletter's ``List-Unsubscribe`` / ``List-Id`` name its sender, and are kept as they are."""
-    if discussion:
-        out.add(LIST_POST)
-        return 0
-    out |= list_tokens
-    return sum(token.startswith("hn:") for token in list_tokens)
 
 
 def _header_tokens(name: str, value: str, out: set[str]) -> None:
