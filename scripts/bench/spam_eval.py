@@ -22,7 +22,9 @@ bogofilter registers every training message, its normal use.
 
 The band's spam cut-off is the one the daemon would use for a model trained on as many messages (the smallest
 round's, as ``verdicts.model_size`` counts them): ``--confident-after`` and ``--spam-above-min``, as ``[spam]``:
-raised for fewer than 2,000, lowered for more, to 0.7 at most.
+raised for fewer than 2,000, lowered for more, to 0.7 at most. Mail through a discussion list is judged against a
+cut-off ``--list-mail-shift`` log-odds lower, as the daemon judges it (``verdicts.for_message``); "FN at FP <= x %"
+ranks such a ham by the cut-off it would pass once lowered.
 
 Definitions (the same for both filters): a false positive is a ham called spam; a false negative is a
 spam not called spam (with an unsure band, unsure spam counts as a false negative, unsure ham does not
