@@ -100,15 +100,13 @@ class StoredCounts:
         self.scopes: list[int] = []
         self.versions: dict[int, tuple[object, ...]] = {}
         self._nspam = self._nham = 0
-        self.tokenizer = TOKENIZER_VERSION  # the oldest tokenizer version of the scopes summed
         head, body = [0, 0], [0, 0]
-        for scope, tokenizer, nspam, nham, tokens, updated, *views in conn.execute(
-            "SELECT scope, tokenizer, nspam, nham, tokens, updated, head_spam, head_ham, body_spam, body_ham "
-            "FROM spam_totals WHERE scope IN (?, ?)",
+        for scope, nspam, nham, tokens, updated, *views in conn.execute(
+            "SELECT scope, nspam, nham, tokens, updated, head_spam, head_ham, body_spam, body_ham FROM spam_totals "
+            "WHERE scope IN (?, ?)",
             (account_id, min(scopes)),
         ):
             if scope in scopes and (nspam or nham or any(views)):
-                self.tokenizer = min(self.tokenizer, int(tokenizer))
                 self.scopes.append(int(scope))
                 self.versions[int(scope)] = (nspam, nham, tokens, updated, *views)
                 self._nspam += int(nspam)

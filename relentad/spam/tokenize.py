@@ -45,7 +45,7 @@ MIN_WORD = 3
 MAX_WORD = 12
 GENERIC_WORDS = 8  # words kept from a header with no dedicated rule
 MAX_NAME = 40  # header names are cut here in tokens (spam invents long ones)
-TOKENIZER_VERSION = 5
+TOKENIZER_VERSION = 4
 """Bumped whenever what is learned for the same message changes: counts learned by an older version are
 partly stale (recorded with each model in ``spam_totals.tokenizer``; ``spam stats`` says when to retrain).
 2: header shape tokens (counts of header fields and Received hops, Message-ID / Date / MIME boundary shapes,
@@ -53,8 +53,7 @@ subject length, "from unknown" hops, undisclosed recipients). 3: the header and 
 (``relentad.spam.views``) are learned beside the full one; a version-2 model scores as before until retrained.
 4: eight train-on-error orders summed and scored with s = 4.0, min_dev 0.15 (``classifier.ENSEMBLE_ROUNDS``,
 ``Params``); a version-3 model learned each message about half as often as the prior now expects, so it scores
-less surely. 5: a discussion list's own fields are the one token ``list:post`` (:data:`LIST_POST`); a
-version-4 model knows nothing of that token and scores list mail without the list's ham clues until retrained."""
+less surely."""
 
 # Headers the receiving side adds (our MTA, or the MDA/MUA of mail imported from elsewhere: mbox status,
 # delivery stamps). They say nothing about the sender; entries ending in "*" are prefixes.
@@ -78,17 +77,6 @@ OWN_HEADERS: frozenset[str] = frozenset(
         "lines",
     }
 )
-
-DISCUSSION_LIST_FIELDS = frozenset({"list-post", "x-beenthere", "mailing-list", "x-mailing-list"})
-"""Fields a discussion list (Mailman, Google Groups, ezmlm, Sympa ...) adds to every post it forwards; a newsletter's
-``List-Unsubscribe`` or ``List-Id`` alone is not one."""
-LIST_POST = "list:post"
-"""On mail through a discussion list, the one token for all of the list's own fields (:data:`_LIST_FIELD`). The list
-stamps the same dozen or so fields on every post it forwards; taken one by one they were as many strong ham clues,
-which chi-square counts as independent evidence and which spam posted to the list carries too (measured: README, The
-spam filter). A newsletter's ``List-Unsubscribe`` / ``List-Id`` name its sender and are kept as they are."""
-LIST_POST_SINCE = 5
-"""The tokenizer version that brought :data:`LIST_POST`."""
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _HEADER_LINE = re.compile(r"^([!-9;-~]+)[ \t]*:(.*)$")
@@ -136,27 +124,15 @@ def tokenize(
         own = frozenset(h.lower() for h in own_hosts)
         mime: dict[str, str] = {}
         fields = hops = 0
-        list_tokens: set[str] = set()  # the tokens of a list's own fields: kept, or LIST_POST instead
-        list_fields = 0
-        discussion = False
         for spelled, value in _headers(head):
             name = spelled.lower()
             if name in ("content-type", "content-transfer-encoding"):
                 mime.setdefault(name, value)
             if not skip(name) and not (name == "received" and _own_hop(value, own)):
-                listed = _LIST_FIELD(name)
-                discussion = discussion or name in DISCUSSION_LIST_FIELDS
                 fields += 1
-                list_fields += listed
                 hops += name == "received"
-                into = list_tokens if listed else tokens
-                into.add("hn:" + spelled[:MAX_NAME])
-                _header_tokens(name, value.lower() if name == "received" else value, into)
-        if discussion:
-            tokens.add(LIST_POST)
-            fields -= list_fields
-        else:
-            tokens |= list_tokens
+                tokens.add("hn:" + spelled[:MAX_NAME])
+                _header_tokens(name, value.lower() if name == "received" else value, tokens)
         tokens.add(f"hdr:count:{min(fields // 3, 15)}")
         tokens.add(f"rcvd:count:{min(hops, 8)}")
         ctype = mime.get("content-type", "").lower()
@@ -263,12 +239,6 @@ class _Skip:
 
     def __call__(self, name: str) -> bool:
         return name in self.names or (bool(self.prefixes) and name.startswith(self.prefixes))
-
-
-_LIST_FIELD = _Skip(
-    frozenset({"x-beenthere", "x-mailman-version", "errors-to", "mailing-list", "x-mailing-list"}), ("list-", "x-list")
-)
-"""The fields a mailing list stamps on what it forwards (RFC 2369 / 2919 ``List-*``, Mailman's, ezmlm's, eGroups')."""
 
 
 def _headers(head: bytes) -> Iterator[tuple[str, str]]:
@@ -569,10 +539,15 @@ def link_hosts(tokens: Collection[str]) -> set[str]:
     return {token[4:] for token in tokens if token.startswith("url:") and "." in token}
 
 
+DISCUSSION_LIST_FIELDS = ("list-post", "x-beenthere", "mailing-list", "x-mailing-list")
+"""Fields a discussion list (Mailman, Google Groups, ezmlm, Sympa ...) adds to every post it forwards; a newsletter's
+``List-Unsubscribe`` or ``List-Id`` alone is not one."""
+
+
 def through_discussion_list(tokens: Collection[str]) -> bool:
     """Whether a message's tokens show it came through a discussion list (one of :data:`DISCUSSION_LIST_FIELDS`),
     for the lower spam cut-off such mail gets (``verdicts.for_message``)."""
-    return LIST_POST in tokens
+    return any("hdr:" + name in tokens for name in DISCUSSION_LIST_FIELDS)
 
 
 def _url_tokens(url: str, out: set[str]) -> None:

@@ -36,7 +36,7 @@ from ..config import SpamConfig
 from . import senderlists
 from .classifier import DEFAULT_PARAMS, Params, Thresholds, Verdict, verdict
 from .storage import CountCache, StoredCounts
-from .tokenize import LIST_POST_SINCE, through_discussion_list
+from .tokenize import through_discussion_list
 from .views import score_stored
 
 JUNK_KEYWORD = "$Junk"
@@ -181,9 +181,7 @@ def judge(
     min_trained = spam.min_trained
     recorded = counts.recorded() if min_trained > 0 or spam.confident_after > 0 else (0, 0)
     model_cut = cut_offs(spam, recorded)
-    used_thresholds = for_message(
-        model_cut, judged_as_list_mail(through_discussion_list(tokens), counts.tokenizer), spam.list_mail_shift
-    )
+    used_thresholds = for_message(model_cut, through_discussion_list(tokens), spam.list_mail_shift)
     result = gated_verdict(scored.score, used_thresholds, recorded, min_trained)
     listed = senderlists.decision(conn, account_id, sender) if sender else None
     allowed = (
@@ -257,15 +255,6 @@ def for_message(thresholds: Thresholds, list_mail: bool, shift: float = LIST_MAI
     ``ham_below``) for ``list_mail``, mail that came through a discussion list (``tokenize.through_discussion_list``;
     see :data:`LIST_MAIL_SHIFT`)."""
     return lowered(thresholds, shift) if list_mail and shift > 0 else thresholds
-
-
-def judged_as_list_mail(through_list: bool, tokenizer: int) -> bool:
-    """Whether a message that came ``through_list`` (``tokenize.through_discussion_list``) gets the list-mail cut-off
-    from a model trained with tokenizer version ``tokenizer`` (the oldest of the models summed): only from one that
-    learned a discussion list's fields as the one token. A version-4 model learned them one by one; scoring list mail
-    without them, it put one more ham of 6,225 above the lowered cut-off (10-fold CV, three fold seeds), so it keeps
-    the model's cut-off until retrained."""
-    return through_list and tokenizer >= LIST_POST_SINCE
 
 
 def lowered(thresholds: Thresholds, shift: float) -> Thresholds:

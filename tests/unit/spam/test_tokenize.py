@@ -8,7 +8,7 @@ import base64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relentad.spam.tokenize import LIST_POST, MAX_PARTS, decode_header, through_discussion_list, tokenize, words
+from relentad.spam.tokenize import MAX_PARTS, decode_header, through_discussion_list, tokenize, words
 
 
 def message(headers: str, body: bytes | str = b"") -> bytes:
@@ -55,21 +55,6 @@ def test_discussion_list_mail_is_told_from_a_newsletter() -> None:
     for field in fields:
         assert through_discussion_list(tokenize(field + b"\r\n" + PLAIN)), field
     assert not through_discussion_list(tokenize(PLAIN + b"\r\nList-Post: in the body, not a field\r\n"))
-
-
-def test_a_discussion_lists_own_fields_are_one_token_a_newsletters_are_kept() -> None:
-    """A list stamps a dozen fields on every post; one by one they were as many ham clues on spam posted to it."""
-    fields = (
-        b"List-Id: Friends of Rohit Khare <fork.xent.com>\r\nList-Post: <mailto:fork@xent.com>\r\n"
-        b"X-Mailman-Version: 2.0.11\r\nErrors-To: fork-admin@xent.com\r\nX-BeenThere: fork@xent.com\r\n"
-        b"List-Unsubscribe: <http://xent.com/mailman/listinfo/fork>\r\n"
-    )
-    posted, plain = tokenize(fields + PLAIN), tokenize(PLAIN)
-    assert posted - plain == {LIST_POST}  # nothing else of the list's, and the field count is the plain one's
-    newsletter = tokenize(
-        b"List-Unsubscribe: <mailto:leave@news.example>\r\nList-Id: Weekly <weekly.news.example>\r\n" + PLAIN
-    )
-    assert {"hn:List-Unsubscribe", "hdr:list-id", "list-id:weekly"} <= newsletter and LIST_POST not in newsletter
 
 
 def test_returns_frozenset_and_is_deterministic() -> None:
