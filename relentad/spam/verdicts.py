@@ -81,7 +81,7 @@ with its own header fields, which its members' ham has taught the model as stron
 spam posted to the list carries them too, and scores too low for its body. Measured on the SpamAssassin training half
 (10- and 20-fold CV, three fold seeds each): no list ham of 4,458 scored above 0.39, while 27 of the 59 spam missed at
 0.7 were list mail; at each model size's cut-off (0.99 for ~410 messages to 0.7 for ~2,870) this shift missed
-0.4-1.9 points less spam with the same ham in Junk (one more of 6,225 for ~680 messages), 1.5 put one more ham into
+0.4-1.2 points less spam with the same ham in Junk (one more of 6,225 for ~680 messages), 1.5 put one more ham into
 Junk for the large models."""
 
 DEFAULT_SPAM = SpamConfig()
