@@ -362,7 +362,8 @@ class SpamConfig:
         "How far (in log-odds) the spam cut-off is lowered for mail that came through a discussion list (it has a "
         "List-Post, X-BeenThere, Mailing-List or X-Mailing-List field): 1.0 makes 0.7 0.46 and 0.79 0.58. The "
         "list's own header fields are strong ham clues on everything it forwards, spam posted to it included "
-        "(measured: README, The spam filter). 0 = the same cut-off for all mail.",
+        "(measured: README, The spam filter). Only for a model of confident_after messages or more. 0 = the same "
+        "cut-off for all mail.",
     )
     learn: bool = setting(
         True,

@@ -76,13 +76,13 @@ further down."""
 
 LIST_MAIL_SHIFT = 1.0
 """How far, in log-odds, the spam cut-off is lowered for mail that came through a discussion list (``[spam]
-list_mail_shift``; :func:`for_message`): 0.70 becomes 0.46, 0.79 0.58, 0.99 0.97. Such a list forwards every post
-with its own header fields, which its members' ham has taught the model as strong ham clues, many of them at once;
-spam posted to the list carries them too, and scores too low for its body. Measured on the SpamAssassin training half
-(10- and 20-fold CV, three fold seeds each): no list ham of 4,458 scored above 0.39, while 27 of the 59 spam missed at
-0.7 were list mail; at each model size's cut-off (0.99 for ~410 messages to 0.7 for ~2,870) this shift missed
-0.4-1.2 points less spam with the same ham in Junk (one more of 6,225 for ~680 messages), 1.5 put one more ham into
-Junk for the large models."""
+list_mail_shift``; :func:`for_message`, for a model :func:`lowers_list_mail` allows): 0.70 becomes 0.46, 0.79 0.58.
+Such a list forwards every post with its own header fields, which its members' ham has taught the model as strong ham
+clues, many of them at once; spam posted to the list carries them too, and scores too low for its body. Measured on
+the SpamAssassin training half (10- and 20-fold CV, three fold seeds each): no list ham of 4,458 scored above 0.39,
+while 27 of the 59 spam missed at 0.7 were list mail; at each model size's cut-off (0.99 for ~410 messages to 0.7 for
+~2,870) this shift missed 0.4-1.2 points less spam with the same ham in Junk (one more of 6,225 for ~680 messages),
+1.5 put one more ham into Junk for the large models."""
 
 DEFAULT_SPAM = SpamConfig()
 Status = Verdict | Literal["untrained"]
@@ -181,7 +181,8 @@ def judge(
     min_trained = spam.min_trained
     recorded = counts.recorded() if min_trained > 0 or spam.confident_after > 0 else (0, 0)
     model_cut = cut_offs(spam, recorded)
-    used_thresholds = for_message(model_cut, through_discussion_list(tokens), spam.list_mail_shift)
+    list_mail = through_discussion_list(tokens) and lowers_list_mail(spam, recorded)
+    used_thresholds = for_message(model_cut, list_mail, spam.list_mail_shift)
     result = gated_verdict(scored.score, used_thresholds, recorded, min_trained)
     listed = senderlists.decision(conn, account_id, sender) if sender else None
     allowed = (
@@ -255,6 +256,14 @@ def for_message(thresholds: Thresholds, list_mail: bool, shift: float = LIST_MAI
     ``ham_below``) for ``list_mail``, mail that came through a discussion list (``tokenize.through_discussion_list``;
     see :data:`LIST_MAIL_SHIFT`)."""
     return lowered(thresholds, shift) if list_mail and shift > 0 else thresholds
+
+
+def lowers_list_mail(spam: SpamConfig, recorded: tuple[int, int]) -> bool:
+    """Whether a model that recorded (spam, ham) messages gets the list-mail cut-off: only one of ``[spam]
+    confident_after`` messages or more (:func:`model_size`). A smaller one learned from a user's corrections alone
+    put three more ham of 6,225 into Junk with it (``spam_lessons.py``: 7 instead of 4 at its cut-off 0.944), while
+    every model of 2,040 messages or more kept the same ham (README, The spam filter)."""
+    return model_size(recorded) >= spam.confident_after
 
 
 def lowered(thresholds: Thresholds, shift: float) -> Thresholds:

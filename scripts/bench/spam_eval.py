@@ -354,7 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     smallest = min(model_size((sum(m.spam for m in train), sum(not m.spam for m in train))) for train, _ in rounds)
     band = scaled_thresholds(band, smallest, args.confident_after, args.spam_above_min)
 
-    ours, bogo = Run("relentad", args.list_mail_shift), Run("bogofilter")
+    list_shift = args.list_mail_shift if smallest >= args.confident_after else 0.0  # verdicts.lowers_list_mail
+    ours, bogo = Run("relentad", list_shift), Run("bogofilter")
     for train, test in rounds:
         run_ours(train, test, params, args.train, ours)
         if exe is not None:

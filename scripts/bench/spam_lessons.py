@@ -48,7 +48,7 @@ from relentad.spam import parallel
 from relentad.spam.classifier import FrozenCounts, MemoryCounts, learn_times, needs_training, score
 from relentad.spam.storage import FEEDBACK_MAX
 from relentad.spam.tokenize import through_discussion_list, tokenize
-from relentad.spam.verdicts import cut_offs, for_message, gated_verdict
+from relentad.spam.verdicts import cut_offs, for_message, gated_verdict, lowers_list_mail
 from relentad.spam.views import EPSILON, split_views
 
 Views = tuple[frozenset[str], frozenset[str], frozenset[str]]
@@ -153,9 +153,8 @@ def one_round(
         message = tokens[mail.path]
         value = combined([score(t, m) for m, t in zip(models, message, strict=True)])
         summed = (base[0] + recorded[0], base[1] + recorded[1])
-        band = for_message(
-            cut_offs(spam_config, summed), through_discussion_list(message[0]), spam_config.list_mail_shift
-        )
+        list_mail = through_discussion_list(message[0]) and lowers_list_mail(spam_config, summed)
+        band = for_message(cut_offs(spam_config, summed), list_mail, spam_config.list_mail_shift)
         status = gated_verdict(value, band, summed, spam_config.min_trained)
         if mail.spam and status != "spam":
             lesson = True
@@ -209,12 +208,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     share = args.global_share
     labelled = (spams * (args.folds - 1) // args.folds, (len(mails) - spams) * (args.folds - 1) // args.folds)
     below = (round(labelled[0] * share), round(labelled[1] * share))
-    bands = {
-        "all labelled": cut_offs(SpamConfig(), labelled),
-        "global alone": cut_offs(SpamConfig(), below),
-        "rebuilt": cut_offs(SpamConfig(), (below[0] + spam_lessons, below[1] + ham_lessons)),
-        "one by one": cut_offs(SpamConfig(), (below[0] + spam_lessons, below[1] + ham_lessons)),
+    learned = {
+        "all labelled": labelled,
+        "global alone": below,
+        "rebuilt": (below[0] + spam_lessons, below[1] + ham_lessons),
+        "one by one": (below[0] + spam_lessons, below[1] + ham_lessons),
     }
+    bands = {name: cut_offs(SpamConfig(), size) for name, size in learned.items()}
+    for run in runs.values():  # the list-mail cut-off only for a model large enough (verdicts.lowers_list_mail)
+        run.list_mail_shift = run.list_mail_shift if lowers_list_mail(SpamConfig(), learned[run.name]) else 0.0
     print(
         f"\nlessons per round: {spam_lessons} spam, {ham_lessons} ham"
         + (f" over a global model of {global_size} messages" if share else "")

@@ -313,6 +313,8 @@ def test_discussion_list_mail_gets_a_lower_spam_cut_off(conn: sqlite3.Connection
     assert unlisted.thresholds == Thresholds(0.2, 0.7)
     off = verdicts.judge(conn, 1, posted, SpamConfig(min_trained=20, confident_after=20, list_mail_shift=0))
     assert off.verdict == "unsure" and not off.list_mail
+    small = verdicts.judge(conn, 1, posted, SpamConfig(min_trained=20, confident_after=41))  # 40 learned: too few
+    assert small.verdict == "unsure" and not small.list_mail and not verdicts.lowers_list_mail(config, (9, 10))
 
 
 def test_recorded_counts_follow_training_through_the_cache(conn: sqlite3.Connection) -> None:
