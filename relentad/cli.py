@@ -1271,8 +1271,9 @@ def spam_score(state: State, files: tuple[str, ...], email: str | None, explain:
     lowers = lowers_list_mail(spam_config, recorded)
     judged = []
     for name, (v, through_list) in zip(files, values, strict=True):
-        band = for_message(cut, through_list and lowers, spam_config.list_mail_shift)
-        judged.append((name, v, through_list and lowers, gated_verdict(v, band, recorded, spam_config.min_trained)))
+        list_mail = through_list and lowers
+        band = for_message(cut, list_mail, spam_config.list_mail_shift)
+        judged.append((name, v, list_mail, gated_verdict(v, band, recorded, spam_config.min_trained)))
     if as_json:
         results: list[dict[str, object]] = [
             {"file": name, "score": round(v, 6), "verdict": verdict, "list_mail": list_mail}

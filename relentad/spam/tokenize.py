@@ -542,12 +542,13 @@ def link_hosts(tokens: Collection[str]) -> set[str]:
 DISCUSSION_LIST_FIELDS = ("list-post", "x-beenthere", "mailing-list", "x-mailing-list")
 """Fields a discussion list (Mailman, Google Groups, ezmlm, Sympa ...) adds to every post it forwards; a newsletter's
 ``List-Unsubscribe`` or ``List-Id`` alone is not one."""
+_DISCUSSION_TOKENS = tuple("hdr:" + name for name in DISCUSSION_LIST_FIELDS)  # built once: checked on every delivery
 
 
 def through_discussion_list(tokens: Collection[str]) -> bool:
     """Whether a message's tokens show it came through a discussion list (one of :data:`DISCUSSION_LIST_FIELDS`),
     for the lower spam cut-off such mail gets (``verdicts.for_message``)."""
-    return any("hdr:" + name in tokens for name in DISCUSSION_LIST_FIELDS)
+    return any(token in tokens for token in _DISCUSSION_TOKENS)
 
 
 def _url_tokens(url: str, out: set[str]) -> None:
