@@ -1245,7 +1245,7 @@ def spam_score(state: State, files: tuple[str, ...], email: str | None, explain:
     """Score FILEs with the global model (or --user's): one line per file, score and verdict."""
     from .spam import parallel, storage
     from .spam.tokenize import through_discussion_list, tokenize
-    from .spam.verdicts import cut_offs, for_message, gated_verdict, lowers_list_mail
+    from .spam.verdicts import cut_offs, gated_verdict, message_cut_offs
     from .spam.views import score_stored, strongest_clues
 
     hosts = (state.config.server.hostname,)
@@ -1268,12 +1268,10 @@ def spam_score(state: State, files: tuple[str, ...], email: str | None, explain:
     spam_config = state.config.spam
     _note_training_size(recorded, spam_config)
     cut = cut_offs(spam_config, recorded)
-    lowers = lowers_list_mail(spam_config, recorded)
     judged = []
     for name, (v, through_list) in zip(files, values, strict=True):
-        list_mail = through_list and lowers
-        band = for_message(cut, list_mail, spam_config.list_mail_shift)
-        judged.append((name, v, list_mail, gated_verdict(v, band, recorded, spam_config.min_trained)))
+        band = message_cut_offs(spam_config, cut, recorded, through_list)
+        judged.append((name, v, band != cut, gated_verdict(v, band, recorded, spam_config.min_trained)))
     if as_json:
         results: list[dict[str, object]] = [
             {"file": name, "score": round(v, 6), "verdict": verdict, "list_mail": list_mail}

@@ -181,8 +181,7 @@ def judge(
     min_trained = spam.min_trained
     recorded = counts.recorded() if min_trained > 0 or spam.confident_after > 0 else (0, 0)
     model_cut = cut_offs(spam, recorded)
-    list_mail = through_discussion_list(tokens) and lowers_list_mail(spam, recorded)
-    used_thresholds = for_message(model_cut, list_mail, spam.list_mail_shift)
+    used_thresholds = message_cut_offs(spam, model_cut, recorded, through_discussion_list(tokens))
     result = gated_verdict(scored.score, used_thresholds, recorded, min_trained)
     listed = senderlists.decision(conn, account_id, sender) if sender else None
     allowed = (
@@ -256,6 +255,14 @@ def for_message(thresholds: Thresholds, list_mail: bool, shift: float = LIST_MAI
     ``ham_below``) for ``list_mail``, mail that came through a discussion list (``tokenize.through_discussion_list``;
     see :data:`LIST_MAIL_SHIFT`)."""
     return lowered(thresholds, shift) if list_mail and shift > 0 else thresholds
+
+
+def message_cut_offs(spam: SpamConfig, cut: Thresholds, recorded: tuple[int, int], through_list: bool) -> Thresholds:
+    """What one message is judged against: the model's ``cut`` (:func:`cut_offs`), lowered by ``[spam]
+    list_mail_shift`` if it came through a discussion list and the model is large enough (:func:`lowers_list_mail`).
+    The daemon, ``relentad spam score`` and spam_lessons.py all judge through this; a message's cut-off was lowered
+    exactly when the result differs from ``cut``."""
+    return for_message(cut, through_list and lowers_list_mail(spam, recorded), spam.list_mail_shift)
 
 
 def lowers_list_mail(spam: SpamConfig, recorded: tuple[int, int]) -> bool:

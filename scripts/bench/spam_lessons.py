@@ -48,7 +48,7 @@ from relentad.spam import parallel
 from relentad.spam.classifier import FrozenCounts, MemoryCounts, learn_times, needs_training, score
 from relentad.spam.storage import FEEDBACK_MAX
 from relentad.spam.tokenize import through_discussion_list, tokenize
-from relentad.spam.verdicts import cut_offs, for_message, gated_verdict, lowers_list_mail
+from relentad.spam.verdicts import cut_offs, gated_verdict, lowers_list_mail, message_cut_offs
 from relentad.spam.views import EPSILON, split_views
 
 Views = tuple[frozenset[str], frozenset[str], frozenset[str]]
@@ -153,8 +153,7 @@ def one_round(
         message = tokens[mail.path]
         value = combined([score(t, m) for m, t in zip(models, message, strict=True)])
         summed = (base[0] + recorded[0], base[1] + recorded[1])
-        list_mail = through_discussion_list(message[0]) and lowers_list_mail(spam_config, summed)
-        band = for_message(cut_offs(spam_config, summed), list_mail, spam_config.list_mail_shift)
+        band = message_cut_offs(spam_config, cut_offs(spam_config, summed), summed, through_discussion_list(message[0]))
         status = gated_verdict(value, band, summed, spam_config.min_trained)
         if mail.spam and status != "spam":
             lesson = True

@@ -224,3 +224,7 @@ def test_mail_through_a_discussion_list_is_judged_against_the_lower_cut_off(
     assert scored[0]["list_mail"] is True  # past confident_after: judged against 0.46 instead of 0.7
     [small] = json.loads(daemon.cli("spam", "score", "--json", "--user", ALICE, str(path)).stdout)
     assert small["list_mail"] is False and small["score"] == scored[0]["score"]
+    off = daemon.root / "large-list-off.toml"
+    off.write_text(large.read_text().replace("list_mail_shift = 1\n", "list_mail_shift = 0\n"))
+    [unshifted] = json.loads(daemon.cli("spam", "score", "--json", "--user", ALICE, str(path), config=off).stdout)
+    assert unshifted["list_mail"] is False  # list_mail says the cut-off was lowered, which a shift of 0 never does
