@@ -167,9 +167,9 @@ def cpu_seconds(pid: int) -> float:
     total, todo = 0, [pid]
     while todo:
         current = todo.pop()
-        fields = stats.get(current)
-        if fields is not None:
-            total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+        found = stats.get(current)
+        if found is not None:
+            total += sum(int(value) for value in found[11:15])  # utime, stime, cutime, cstime
         todo.extend(children.get(current, []))
     return total / os.sysconf("SC_CLK_TCK")
 

@@ -17,6 +17,7 @@ import asyncio
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -35,7 +36,10 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         dns_server = Dnsmasq(DnsRecords(), workdir=Path(tmp) / "dns").start()
-        settings = {"dns": {"nameservers": [dns_server.nameserver]}, "auth": {"plaintext_loopback": True}}
+        settings: dict[str, dict[str, Any]] = {
+            "dns": {"nameservers": [dns_server.nameserver]},
+            "auth": {"plaintext_loopback": True},
+        }
         daemon = Daemon(Path(tmp) / "mx", imap=True, settings=settings)
         daemon.add_domain("example.test")
         for user in USERS:

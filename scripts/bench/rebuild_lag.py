@@ -98,6 +98,11 @@ def teach(path: Path, files: list[Path]) -> None:
         conn.close()
 
 
+def insert_row(conn: sqlite3.Connection, body: bytes) -> None:
+    """One delivery's write: a row the size of the message."""
+    conn.execute("INSERT INTO bench_rows (body) VALUES (?)", (body,))
+
+
 async def measure(store: Store, mail: list[bytes], sessions: int, work: Awaitable[float] | float) -> Window:
     """Deliveries and the probe while ``work`` runs (an awaitable giving the swap's seconds), or for that many
     seconds."""
@@ -111,7 +116,7 @@ async def measure(store: Store, mail: list[bytes], sessions: int, work: Awaitabl
             n += sessions
             started = time.perf_counter()
             tokenize(raw)
-            await store.write(lambda conn, raw=raw: conn.execute("INSERT INTO bench_rows (body) VALUES (?)", (raw,)))
+            await store.write(functools.partial(insert_row, body=raw))
             window.latencies.append(time.perf_counter() - started)
 
     async def probe() -> None:

@@ -21,6 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -99,7 +100,7 @@ async def load(port: int, messages: int, sessions: int, senders: int = 0) -> tup
 def start_relentad(workdir: Path, nameserver: str, args: argparse.Namespace, *, crm: bool) -> Daemon:
     """A relentad daemon with production settings (log level info: one line per transaction), only the per-IP
     limit raised, and the steps the flags ask for."""
-    settings = {
+    settings: dict[str, dict[str, Any]] = {
         "limits": {"connections_per_ip": 1000},
         "dns": {"nameservers": [nameserver]},
         "crm": {"enabled": crm},
@@ -230,14 +231,14 @@ def main() -> None:
         rounds = ", ".join(f"{r:.0f}" for r in target.rates)
         print(f"{target.name + ':':33s} {target.rate:6.0f} msgs/s  (rounds: {rounds})")
     print(f"{'ratio relentad/null:':33s} {measured.rate / null_target.rate:6.2f}")
-    settings = {
+    described = {
         "crm sorter": args.crm,
         "spam classifier": args.spam,
         "mail authentication": args.mailauth,
         "senders": args.senders or "a new one per message",
         "event loops": f"relentad {args.event_loop}, null handler {args.null_event_loop}",
     }
-    for label, value in settings.items():
+    for label, value in described.items():
         print(f"{label + ':':33s} {value}")
     for target in targets[1:]:
         label = target.name + " CPU/message:"

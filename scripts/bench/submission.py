@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 
@@ -101,7 +102,7 @@ def main() -> None:
     sink_port = free_port()
     sink = start_null_smtp(sink_port, "sink.test")
     with tempfile.TemporaryDirectory() as tmp:
-        settings = {
+        settings: dict[str, dict[str, Any]] = {
             "limits": {"connections_per_ip": 1000},
             "dns": {"nameservers": ["127.0.0.1:9"], "timeout": 0.5},  # never used: everything goes to the sink
             "queue": {

@@ -99,8 +99,8 @@ class DnsRecords:
             lines += [f"txt-record={name},{_txt_strings(value)}" for value in values]
         for ip, name in self.ptr.items():
             lines.append(f"ptr-record={_reverse(ip)},{name}")
-        for name, entries in self.srv.items():
-            for priority, weight, port, target in entries:
+        for name, services in self.srv.items():
+            for priority, weight, port, target in services:
                 # dnsmasq: an srv-host with no target answers "no such service" ("." in the zone).
                 lines.append(
                     f"srv-host={name},{target},{port},{priority},{weight}" if target != "." else f"srv-host={name}"
