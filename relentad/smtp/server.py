@@ -351,6 +351,21 @@ class RelentadSMTP(SMTP):
             if lines:
                 await super().push(b"\r\n".join(lines))
 
+    @property
+    def offers_auth(self) -> bool:
+        """Whether this listener authenticates: its handler brings AUTH mechanisms of its own (submission does;
+        the MX has only aiosmtpd's built-in ones, which always fail)."""
+        return any(not mechanism.is_builtin for mechanism in self._auth_methods.values())
+
+    @syntax("AUTH <mechanism>", when="offers_auth")
+    async def smtp_AUTH(self, arg: str) -> None:
+        """AUTH where it is offered; elsewhere (the MX, whose EHLO never lists it) one clear ``502 5.5.1`` instead
+        of aiosmtpd's ``538`` before TLS and a ``535`` for every password after it, and HELP leaves it out."""
+        if not self.offers_auth:
+            await self.push(replies.NO_AUTH_HERE)
+            return
+        await super().smtp_AUTH(arg)
+
     async def smtp_EHLO(self, hostname: str) -> None:
         await self._greeting_reply(super().smtp_EHLO, hostname)
 

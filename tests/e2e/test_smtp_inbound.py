@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import shutil
 import smtplib
 import socket
@@ -15,7 +16,7 @@ import pytest
 
 from relentad.message import ParsedMessage
 from tests.e2e.conftest import MakeDaemon, provision
-from tests.support.daemon import Daemon, greeted
+from tests.support.daemon import PASSWORD, Daemon, greeted
 
 
 def message(subject: str = "hello", body: str = "Hi there.\r\n", msgid: str | None = None) -> bytes:
@@ -349,6 +350,24 @@ def test_starttls_then_delivery_records_tls_in_received(relentad: Daemon) -> Non
     [stored] = relentad.messages("alice@example.test")
     assert b"with ESMTPS id" in stored
     assert b"(using TLSv1." in stored
+
+
+def test_auth_on_the_mx_gets_502_with_or_without_tls_and_help_leaves_it_out(relentad: Daemon) -> None:
+    """The MX never authenticates and its EHLO does not offer AUTH; the command used to get 538 before TLS and
+    535 for the right password after it, and HELP listed it."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    plain = base64.b64encode(f"\0alice@example.test\0{PASSWORD}".encode()).decode()
+    with smtp(relentad) as client:
+        assert client.docmd("AUTH", f"PLAIN {plain}") == (502, b"5.5.1 AUTH is not available on this port")
+        client.starttls(context=context)
+        client.ehlo("client.elsewhere.test")
+        assert client.docmd("AUTH", f"PLAIN {plain}") == (502, b"5.5.1 AUTH is not available on this port")
+        code, listed = client.docmd("HELP")
+        assert code == 250 and b"MAIL" in listed and b"AUTH" not in listed
+        assert client.docmd("HELP", "AUTH")[0] == 501
+        assert client.sendmail("friend@elsewhere.test", ["alice@example.test"], message("after auth")) == {}
 
 
 # -- concurrency and tools ----------------------------------------------------------------------------------

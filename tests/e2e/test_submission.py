@@ -82,6 +82,8 @@ def test_auth_only_after_starttls(relentad: Daemon) -> None:
         client.starttls(context=tls_context())
         client.ehlo("laptop.example.test")
         assert client.esmtp_features["auth"].split() == ["LOGIN", "PLAIN"]
+        code, listed = client.docmd("HELP")
+        assert code == 250 and b"AUTH" in listed
         assert client.login("alice@example.test", PASSWORD)[0] == 235
 
 
