@@ -129,12 +129,11 @@ def parse_select(cur: Cursor, tag: str, name: str) -> Select:
 
 
 def _use_attribute(cur: Cursor) -> str:
+    """One use-attr: a known one in its canonical spelling, any other ``"\\" atom`` as sent. An unknown one is
+    valid syntax (use-attr-ext), so CREATE answers it with NO [USEATTR] (RFC 6154 §3), not BAD."""
     cur.expect(b"\\", "special-use attribute (\\Drafts, \\Sent, ...)")
     word = cur.atom("special-use attribute")
-    canonical = SPECIAL_USE.get("\\" + word.upper())
-    if canonical is None:
-        cur.fail(f"unknown special-use attribute \\{word}")
-    return canonical
+    return SPECIAL_USE.get("\\" + word.upper(), "\\" + word)
 
 
 def parse_create(cur: Cursor, tag: str, name: str) -> Create:

@@ -100,15 +100,24 @@ def _quotable(data: bytes, utf8: bool) -> bool:
     return not rest or (utf8 and min(rest) >= 0x80)
 
 
+def _literal(data: bytes) -> bytes:
+    """A ``{n}`` literal. Its octets are CHAR8, which excludes NUL (RFC 9051 §4.3, §9): a message stored with NUL
+    octets (SMTP and APPEND keep what they were sent) has them as 0x80 here, as Dovecot does, the length
+    unchanged; BINARY[] (a ``~{n}`` :class:`Literal8`) returns them as they are."""
+    if b"\0" in data:
+        data = data.replace(b"\0", b"\x80")
+    return b"{%d}\r\n" % len(data) + data
+
+
 def _string(data: bytes, *, utf8: bool) -> bytes:
     if len(data) <= MAX_QUOTED and _quotable(data, utf8):
         if utf8 and not data.isascii():
             try:
                 data.decode("utf-8")
             except UnicodeDecodeError:
-                return b"{%d}\r\n" % len(data) + data
+                return _literal(data)
         return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-    return b"{%d}\r\n" % len(data) + data
+    return _literal(data)
 
 
 def _render_into(value: ImapValue, out: list[bytes], utf8: bool) -> None:

@@ -81,6 +81,22 @@ def test_append_to_selected_mailbox_announces_exists(relentad: Daemon) -> None:
     assert reply[-1].startswith(b"b OK")
 
 
+def test_a_message_with_nul_octets_is_kept_and_sent_back_without_them_except_as_binary(relentad: Daemon) -> None:
+    """Stored as appended (a literal8, RFC 3516), but BODY[] is a ``{n}`` literal, CHAR8 without NUL (RFC 9051
+    §4.3): the NULs come back as 0x80, the size unchanged; BINARY[] has them. They used to go out in BODY[]."""
+    raw = Raw(relentad)
+    raw.login("carol@example.test")
+    data = b"Subject: nul\r\nContent-Transfer-Encoding: binary\r\n\r\nab\0cd\r\n"
+    raw.command("c", "CREATE Nul")
+    assert raw.command("a", b"APPEND Nul ~{%d+}\r\n" % len(data) + data)[-1].startswith(b"a OK")
+    raw.command("s", "SELECT Nul")
+    reply = b"".join(raw.command("f", "FETCH 1 (RFC822.SIZE BODY.PEEK[] BINARY.PEEK[1])"))
+    assert b"RFC822.SIZE %d " % len(data) in reply
+    assert b"BODY[] {%d}\r\n" % len(data) + data.replace(b"\0", b"\x80") in reply
+    assert b"BINARY[1] ~{7}\r\nab\0cd\r\n" in reply
+    assert relentad.messages("carol@example.test", "Nul") == [data]
+
+
 def test_oversized_non_synchronizing_literals_are_read_and_refused(relentad: Daemon) -> None:
     raw = Raw(relentad)
     raw.login("bob@example.test")

@@ -90,6 +90,9 @@ def test_create_special_use_and_uidvalidity_changes_when_recreated(relentad: Dae
     raw.command("e", "CREATE Important")
     second = raw.command("f", "STATUS Important (UIDVALIDITY)")[0]
     assert first != second
+    refused = raw.command("g", "CREATE Mine (USE (\\Bogus))")[-1]
+    assert refused.startswith(b"g NO [USEATTR]"), refused  # valid syntax, an unknown use: NO, not BAD (RFC 6154)
+    assert b"Mine" not in b"".join(raw.command("h", 'LIST "" Mine'))
 
 
 def test_rename_inbox_moves_its_messages(relentad: Daemon) -> None:

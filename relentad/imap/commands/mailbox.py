@@ -16,6 +16,7 @@ from ...store.imapview import MailboxInfo
 from .. import virtual
 from ..errors import bad, no
 from ..parser import Create, List, MailboxCommand, Rename, Status
+from ..parser_mailbox import SPECIAL_USE
 from ..responses import Atom, ImapValue, mailbox_value
 from ..session import Handler, Result, Session
 from ..virtual import VirtualInfo
@@ -142,6 +143,8 @@ async def create(session: Session, command: Create) -> Result:
     if len(command.special_use) > 1:
         raise no("a mailbox can have one special-use attribute", "USEATTR")
     use = command.special_use[0] if command.special_use else None
+    if use is not None and use not in SPECIAL_USE.values():
+        raise no(f"unknown special-use attribute {use}", "USEATTR")
     virtual.refuse_virtual(session, name)
     await session.write(lambda c: imapwrite.create_mailbox(c, session.account_id, name, use))
     return None

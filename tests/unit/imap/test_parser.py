@@ -381,9 +381,14 @@ def test_create() -> None:
     assert parse("a CREATE Foo (USE ())", Create).special_use == ()
 
 
-@pytest.mark.parametrize("suffix", ["(USE (\\Bogus))", "(FOO (x))", "()", "(USE \\Drafts)", "(USE (Drafts))"])
+@pytest.mark.parametrize("suffix", ["(FOO (x))", "()", "(USE \\Drafts)", "(USE (Drafts))"])
 def test_create_errors(suffix: str) -> None:
     bad(f"a CREATE x {suffix}")
+
+
+def test_create_keeps_an_unknown_use_attribute_for_the_handler_to_refuse() -> None:
+    """``\\Bogus`` is valid syntax (use-attr-ext): the answer is NO [USEATTR] (RFC 6154 §3), not BAD."""
+    assert parse("a CREATE x (USE (\\Bogus \\sent))", Create).special_use == ("\\Bogus", "\\Sent")
 
 
 @pytest.mark.parametrize("name", ["DELETE", "SUBSCRIBE", "UNSUBSCRIBE", "GETQUOTAROOT"])

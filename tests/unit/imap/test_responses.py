@@ -41,10 +41,18 @@ def test_quoted_escapes_quote_and_backslash() -> None:
     assert render('say "hi" \\o/') == b'"say \\"hi\\" \\\\o/"'
 
 
-@pytest.mark.parametrize("value", ["a\r\nb", "a\nb", "nul\0", "tab\x01ctl"])
+@pytest.mark.parametrize("value", ["a\r\nb", "a\nb", "tab\x01ctl"])
 def test_control_characters_force_a_literal(value: str) -> None:
     data = value.encode()
     assert render(value) == b"{%d}\r\n" % len(data) + data
+
+
+def test_nul_never_goes_out_in_a_literal() -> None:
+    """A literal is CHAR8, no NUL (RFC 9051 §4.3): stored NULs go out as 0x80, the length kept; it used to send
+    them as they were. Only a BINARY literal8 carries NUL."""
+    assert render("nul\0") == b"{4}\r\nnul\x80"
+    assert render(b"a\0b\0" + b"x" * 2000).startswith(b"{2004}\r\na\x80b\x80x")
+    assert render(Literal8(b"a\0")) == b"~{2}\r\na\0"
 
 
 def test_non_ascii_is_a_literal_unless_utf8() -> None:
