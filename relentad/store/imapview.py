@@ -53,7 +53,14 @@ class MailboxInfo:
         )
 
 
-_MAILBOX_COLUMNS = "id, name, special_use, uidvalidity, uidnext, highestmodseq, subscribed, noselect, first_recent_uid"
+_MAILBOX_COLUMNS = """id, name, special_use, uidvalidity, uidnext, highestmodseq, noselect, first_recent_uid,
+    EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id AND s.name = mailboxes.name)
+    AS subscribed"""
+
+
+def subscriptions(conn: sqlite3.Connection, account_id: int) -> set[str]:
+    """The account's subscribed names, mailboxes that exist or not (RFC 9051 §6.3.7)."""
+    return {row[0] for row in conn.execute("SELECT name FROM subscriptions WHERE account_id = ?", (account_id,))}
 
 
 def chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:

@@ -162,6 +162,16 @@ def rename_mailbox(conn: sqlite3.Connection, account_id: int, source: str, desti
         """UPDATE mailboxes SET name = ? || substr(name, ?) WHERE account_id = ? AND substr(name, 1, ?) = ?""",
         (destination + DELIMITER, len(prefix) + 1, account_id, len(prefix), prefix),
     )
+    # the subscriptions of the renamed mailboxes follow them (a client's folder list should not lose them)
+    conn.execute(
+        "UPDATE OR REPLACE subscriptions SET name = ? WHERE account_id = ? AND name = ?",
+        (destination, account_id, source),
+    )
+    conn.execute(
+        """UPDATE OR REPLACE subscriptions SET name = ? || substr(name, ?)
+           WHERE account_id = ? AND substr(name, 1, ?) = ?""",
+        (destination + DELIMITER, len(prefix) + 1, account_id, len(prefix), prefix),
+    )
 
 
 def claim_recent(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, int]:
@@ -177,12 +187,17 @@ def claim_recent(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, int]:
 
 
 def set_subscribed(conn: sqlite3.Connection, account_id: int, name: str, subscribed: bool) -> None:
-    """SUBSCRIBE / UNSUBSCRIBE (RFC 3501 §6.3.6-7) of an existing mailbox."""
-    cursor = conn.execute(
-        "UPDATE mailboxes SET subscribed = ? WHERE account_id = ? AND name = ?", (int(subscribed), account_id, name)
-    )
+    """SUBSCRIBE / UNSUBSCRIBE (RFC 9051 §6.3.7-8). A name may be subscribed whether or not the mailbox exists (the
+    server MAY check, and a client that subscribes before it creates must work); unsubscribing a name that is not
+    subscribed is NO."""
+    name = mailboxes.stored_name(name)
+    if subscribed:
+        check_name(name)
+        conn.execute("INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)", (account_id, name))
+        return
+    cursor = conn.execute("DELETE FROM subscriptions WHERE account_id = ? AND name = ?", (account_id, name))
     if cursor.rowcount == 0:
-        raise NotFound(f"no mailbox {name}")
+        raise NotFound(f"{name} is not subscribed")
 
 
 @dataclass(frozen=True)

@@ -53,12 +53,14 @@ def _next_uidvalidity(conn: sqlite3.Connection, account_id: int) -> int:
 
 
 def create(conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None = None) -> int:
-    """Create a mailbox and return its id (the caller checks the name is free)."""
+    """Create a mailbox and return its id (the caller checks the name is free). It is subscribed to, as every new
+    mailbox is: clients that show only subscribed folders show it at once."""
     cursor = conn.execute(
         """INSERT INTO mailboxes (account_id, name, special_use, uidvalidity, created)
            VALUES (?, ?, ?, ?, ?)""",
         (account_id, name, special_use, _next_uidvalidity(conn, account_id), time.time()),
     )
+    conn.execute("INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)", (account_id, name))
     return int(cursor.lastrowid or 0)
 
 

@@ -499,6 +499,24 @@ def _m016_spam_rebuilt(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE spam_totals ADD COLUMN rebuilt REAL NOT NULL DEFAULT 0")
 
 
+def _m017_imap_subscriptions(conn: sqlite3.Connection) -> None:
+    """IMAP subscriptions as a list of names per account, apart from the mailboxes: DELETE of a mailbox must not
+    remove its name from the list (RFC 3501 §6.3.6, RFC 9051 §6.3.7), and LIST (SUBSCRIBED) shows a subscribed name
+    that no longer exists as \\NonExistent (RFC 5258 §3.1). The flag on each mailbox row went with the row."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE subscriptions (
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            PRIMARY KEY (account_id, name)
+        ) WITHOUT ROWID;
+        INSERT INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed = 1;
+        ALTER TABLE mailboxes DROP COLUMN subscribed;
+        """,
+    )
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -527,6 +545,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("014_spam_views", _m014_spam_views),
     ("015_spam_senders", _m015_spam_senders),
     ("016_spam_rebuilt", _m016_spam_rebuilt),
+    ("017_imap_subscriptions", _m017_imap_subscriptions),
 ]
 
 

@@ -161,6 +161,35 @@ def test_mailbox_deleted_under_a_selecting_session(relentad: Daemon) -> None:
     other.logout()
 
 
+def test_subscriptions_outlive_their_mailboxes_and_lsub_percent_stops_at_a_noselect_level(relentad: Daemon) -> None:
+    """RFC 3501 §6.3.6: DELETE must not remove the name from the subscription list; RFC 5258 §3.1: LIST (SUBSCRIBED)
+    shows it as \\NonExistent; RFC 3501 §6.3.9: LSUB "%" returns the level above a subscribed mailbox with
+    \\Noselect. The subscription used to live on the mailbox row and went with it."""
+    raw = Raw(relentad)
+    raw.login("alice@example.test")
+    raw.command("a", "CREATE Proj")
+    assert raw.command("b", "DELETE Proj")[-1].startswith(b"b OK")
+    assert raw.command("c", 'LSUB "" Proj')[:-1] == [b'* LSUB (\\Noselect) "/" Proj\r\n']
+    assert raw.command("d", 'LIST (SUBSCRIBED) "" Proj')[:-1] == [b'* LIST (\\NonExistent \\Subscribed) "/" Proj\r\n']
+    assert raw.command("e", 'LIST "" Proj')[:-1] == []
+    assert raw.command("f", "UNSUBSCRIBE Proj")[-1].startswith(b"f OK")
+    assert raw.command("g", 'LSUB "" Proj')[:-1] == []
+    assert raw.command("h", "UNSUBSCRIBE Proj")[-1].startswith(b"h NO")
+    assert raw.command("i", "SUBSCRIBE Later")[-1].startswith(b"i OK")  # before it exists, as clients may
+    raw.command("j", "CREATE Later")
+    assert raw.command("k", 'LIST (SUBSCRIBED) "" Later')[0] == b'* LIST (\\HasNoChildren \\Subscribed) "/" Later\r\n'
+    raw.command("l", "RENAME Later Sooner")
+    assert raw.command("m", 'LSUB "" Sooner')[:-1] == [b'* LSUB () "/" Sooner\r\n']
+    raw.command("n", 'CREATE "Lists/a/b"')
+    raw.command("o", "UNSUBSCRIBE Lists")
+    raw.command("p", 'UNSUBSCRIBE "Lists/a"')
+    assert b'* LSUB (\\Noselect) "/" Lists\r\n' in raw.command("q", 'LSUB "" %')
+    assert raw.command("r", 'LSUB "" Lists/%')[:-1] == [b'* LSUB (\\Noselect) "/" Lists/a\r\n']
+    assert raw.command("s", 'LSUB "" Lists*')[:-1] == [b'* LSUB () "/" Lists/a/b\r\n']
+    raw.command("t", 'SUBSCRIBE "Gone/deep"')  # no mailbox at either level
+    assert b'* LSUB (\\Noselect) "/" Gone\r\n' in raw.command("u", 'LSUB "" %')
+
+
 def test_list_recursivematch_childinfo(relentad: Daemon) -> None:
     raw = Raw(relentad)
     raw.login(BOB)

@@ -9,6 +9,7 @@ enabled UTF8=ACCEPT or IMAP4rev2.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from ...crm import folders
 from ...store import imapview, imapwrite
@@ -46,9 +47,14 @@ def _children(names: set[str], name: str) -> bool:
     return any(other.startswith(prefix) for other in names)
 
 
-def _subscribed_child(boxes: list[MailboxInfo], name: str) -> bool:
+def _descendants(subscribed: set[str], name: str) -> list[str]:
     prefix = name + DELIMITER
-    return any(box.subscribed and box.name.startswith(prefix) for box in boxes)
+    return [other for other in subscribed if other.startswith(prefix)]
+
+
+def _ancestors(name: str) -> list[str]:
+    levels = name.split(DELIMITER)
+    return [DELIMITER.join(levels[:i]) for i in range(1, len(levels))]
 
 
 def _attributes(box: MailboxInfo, names: set[str], show_subscribed: bool) -> list[ImapValue]:
@@ -109,19 +115,23 @@ async def list_(session: Session, command: List) -> Result:
     patterns = [_pattern(command.reference, pattern) for pattern in command.patterns]
     subscribed_only = lsub or "SUBSCRIBED" in command.selection
     special_only = "SPECIAL-USE" in command.selection
-    recursive = "RECURSIVEMATCH" in command.selection
     show_subscribed = "SUBSCRIBED" in command.returns or "SUBSCRIBED" in command.selection
     if "STATUS" in command.returns and "HIGHESTMODSEQ" in command.status_items:
         session.enabled.add("CONDSTORE")
+
+    def matches(name: str) -> bool:
+        return any(p.fullmatch(name) for p in patterns)
+
+    subscribed = {box.name for box in boxes if box.subscribed}
+    missing: list[str] = []  # subscribed names with no mailbox (RFC 5258 §3.1: \NonExistent; LSUB: \Noselect)
+    if subscribed_only:
+        missing = sorted(session.read(lambda c: imapview.subscriptions(c, session.account_id)) - names)
+        subscribed.update(missing)
     for box in boxes:
-        if not any(p.fullmatch(box.name) for p in patterns):
+        if not matches(box.name):
             continue
         if subscribed_only and not box.subscribed:
-            if recursive and not lsub and _subscribed_child(boxes, box.name):
-                # RFC 5258 §3.5: a parent whose descendant matches the selection gets CHILDINFO
-                childinfo: list[ImapValue] = [Atom("CHILDINFO"), [Atom("SUBSCRIBED")]]
-                name = mailbox_value(box.name, utf8=session.utf8)
-                session.untagged(Atom("LIST"), _attributes(box, names, False), DELIMITER, name, childinfo)
+            _unsubscribed_parent(session, command, box, names, subscribed, matches)
             continue
         if special_only and not box.special_use:
             continue
@@ -134,7 +144,43 @@ async def list_(session: Session, command: List) -> Result:
             current = virtual.with_uidnext(session, box) if isinstance(box, VirtualInfo) else box
             values = status_values(session, current, command.status_items)
             session.untagged(Atom("STATUS"), mailbox_value(box.name, utf8=session.utf8), values)
+    if not subscribed_only or special_only:
+        return None
+    # names that are not mailboxes: subscribed ones, and for LSUB the levels above them that "%" stops at
+    listed = names | set(missing)
+    for name in missing:
+        if matches(name):
+            attributes = [Atom("\\Noselect")] if lsub else [Atom("\\NonExistent"), Atom("\\Subscribed")]
+            session.untagged(Atom(command.name), attributes, DELIMITER, mailbox_value(name, utf8=session.utf8))
+    if lsub:
+        levels = sorted({level for name in missing for level in _ancestors(name)} - listed)
+        for level in levels:
+            if matches(level) and any(not matches(d) for d in _descendants(subscribed, level)):
+                session.untagged(Atom("LSUB"), [Atom("\\Noselect")], DELIMITER, mailbox_value(level, utf8=session.utf8))
     return None
+
+
+def _unsubscribed_parent(
+    session: Session,
+    command: List,
+    box: MailboxInfo,
+    names: set[str],
+    subscribed: set[str],
+    matches: Callable[[str], bool],
+) -> None:
+    """A mailbox the selection leaves out that still has to be answered for its subscribed descendants: LSUB with
+    "%" returns the level it stops at, flagged \\Noselect (RFC 3501 §6.3.9); LIST (SUBSCRIBED RECURSIVEMATCH) a
+    parent with CHILDINFO (RFC 5258 §3.5)."""
+    below = _descendants(subscribed, box.name)
+    if not below:
+        return
+    name = mailbox_value(box.name, utf8=session.utf8)
+    if command.name == "LSUB":
+        if any(not matches(other) for other in below):
+            session.untagged(Atom("LSUB"), [Atom("\\Noselect")], DELIMITER, name)
+    elif "RECURSIVEMATCH" in command.selection:
+        childinfo: list[ImapValue] = [Atom("CHILDINFO"), [Atom("SUBSCRIBED")]]
+        session.untagged(Atom("LIST"), _attributes(box, names, False), DELIMITER, name, childinfo)
 
 
 async def create(session: Session, command: Create) -> Result:

@@ -190,8 +190,11 @@ values = st.recursive(
 
 
 def _expected(value: object) -> object:
+    """What reads back: strings as bytes, and NUL as 0x80 (a literal carries no NUL)."""
     if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape")
+        value = value.encode("utf-8", "surrogateescape")
+    if isinstance(value, bytes):
+        return value.replace(b"\0", b"\x80")
     if isinstance(value, list):
         return [_expected(item) for item in value]
     return value

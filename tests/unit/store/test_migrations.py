@@ -1,0 +1,39 @@
+"""Schema migrations that move data: a database from before the migration comes out with the same facts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from relentad.store import migrations
+from relentad.store.db import connect
+
+
+def test_subscriptions_leave_the_mailbox_rows_and_keep_who_subscribed_to_what(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """017: the subscribed flag of each mailbox becomes a row of ``subscriptions`` (so that DELETE can leave it)."""
+    conn = connect(tmp_path / "db.sqlite")
+    before = [m for m in migrations.MIGRATIONS if m[0] != "017_imap_subscriptions"]
+    monkeypatch.setattr(migrations, "MIGRATIONS", before)
+    migrations.apply(conn)
+    conn.execute("INSERT INTO domains (id, name, created) VALUES (1, 'example.test', 0)")
+    conn.execute(
+        "INSERT INTO accounts (id, email, domain_id, password_hash, created) VALUES (7, 'a@example.test', 1, '', 0)"
+    )
+    for name, subscribed in (("INBOX", 1), ("Lists", 0), ("Lists/rust", 1)):
+        conn.execute(
+            "INSERT INTO mailboxes (account_id, name, uidvalidity, subscribed, created) VALUES (7, ?, 1, ?, 0)",
+            (name, subscribed),
+        )
+    monkeypatch.undo()
+    assert migrations.apply(conn) == ["017_imap_subscriptions"]
+    assert [tuple(r) for r in conn.execute("SELECT account_id, name FROM subscriptions ORDER BY name")] == [
+        (7, "INBOX"),
+        (7, "Lists/rust"),
+    ]
+    assert "subscribed" not in {row[1] for row in conn.execute("PRAGMA table_info(mailboxes)")}
+    conn.execute("DELETE FROM mailboxes WHERE account_id = 7")
+    conn.execute("DELETE FROM accounts WHERE id = 7")  # an account's subscriptions go with it
+    assert conn.execute("SELECT count(*) FROM subscriptions").fetchone()[0] == 0
