@@ -32,6 +32,9 @@ from ..config import QueueConfig
 log = logging.getLogger("relentad.queue")
 
 SMTP_PORT = 25
+# RFC 5321 §4.5.3.2.6: wait at least 10 minutes for the reply to the final ".". The server may already have the
+# message (a slow content scanner): giving up sooner makes us send it again to the next MX or on the next retry.
+DATA_TIMEOUT = 600.0
 State = Literal["delivered", "failed", "deferred"]
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b")
 
@@ -106,6 +109,7 @@ async def _transaction(
     data: bytes,
     remote: str,
     results: dict[str, Outcome],
+    time_limit: float,
 ) -> None:
     """MAIL, RCPT per recipient, DATA on an open connection; fills ``results`` as replies come in."""
     options: list[str] = []
@@ -134,7 +138,8 @@ async def _transaction(
     if not accepted:
         return
     try:
-        response = await client.data(data)
+        # aiosmtplib has one timeout for the 354 and the final reply: the longer one serves both.
+        response = await client.data(data, timeout=max(time_limit, DATA_TIMEOUT))
     except aiosmtplib.SMTPResponseException as exc:
         state = "failed" if exc.code >= 500 else "deferred"
         for recipient in accepted:
@@ -193,7 +198,7 @@ async def _via_host(
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             raise _HostFailed(f"{name}[{ip}]: {type(exc).__name__}: {exc}") from exc
         try:
-            await _transaction(client, mail_from, recipients, data, name, results)
+            await _transaction(client, mail_from, recipients, data, name, results, time_limit)
         except (aiosmtplib.SMTPException, OSError) as exc:  # dropped mid-transaction: undecided ones are deferred
             raise _HostFailed(f"{name}[{ip}]: {type(exc).__name__}: {exc}") from exc
     finally:
