@@ -8,8 +8,9 @@ Returns a result per recipient and never raises for anything the network or the 
 MX mode (RFC 5321 §5.1): hosts from :func:`relentad.dns.mx_hosts` (null MX and the A fallback included), their
 addresses from the configured resolver (never the system's), tried in order until one answers; opportunistic
 STARTTLS whenever offered, without certificate verification (RFC 7435: encryption without authentication
-beats plain text; a broken handshake moves on to the next host). Smarthost mode: one relay, TLS as configured
-(verified unless turned off), AUTH when a user is configured.
+beats plain text; a broken handshake moves on to the next host). After STARTTLS, EHLO again: the extensions
+offered before TLS do not count (RFC 3207 §4.2), and MAIL's options are chosen from the new list. Smarthost
+mode: one relay, TLS as configured (verified unless turned off), AUTH when a user is configured.
 
 Invariant: no database access here; the runner records results, one transaction per attempt.
 """
@@ -187,6 +188,7 @@ async def _via_host(
             if want_tls:
                 try:
                     await client.starttls(server_hostname=name, validate_certs=verify)
+                    await client.ehlo()  # RFC 3207 §4.2: the extensions before TLS are forgotten, ask again
                 except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
                     raise _TlsFailed(f"{name}[{ip}]: STARTTLS failed: {type(exc).__name__}: {exc}") from exc
             if smarthost is not None and smarthost.user:

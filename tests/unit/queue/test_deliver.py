@@ -5,15 +5,30 @@ DNS is replaced: the MX of c.test is mx.c.test at 127.0.0.1, on the peer's ephem
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
+
 import dns.asyncresolver
 import pytest
 
 from relentad import dns as relentad_dns
 from relentad.config import QueueConfig
 from relentad.queue import deliver
+from relentad.tls import make_self_signed
 from tests.support.smtp_peer import Sink, serving
 
 MESSAGE = b"From: alice@a.test\r\nTo: bob@c.test\r\nSubject: hi\r\n\r\nbody\r\n"
+EIGHT_BIT = (
+    b"From: alice@a.test\r\nTo: bob@c.test\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + "Grüße\r\n".encode()
+)
+
+
+def server_tls(tmp_path: Path) -> ssl.SSLContext:
+    make_self_signed(tmp_path / "cert.pem", tmp_path / "key.pem", ["mx.c.test"])
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
 
 
 async def attempt(
@@ -55,3 +70,21 @@ async def test_a_slow_reply_to_the_final_dot_is_awaited_not_resent(monkeypatch: 
     assert outcomes["bob@c.test"].state == "delivered"
     assert sink.data_attempts == 1
     assert deliver.DATA_TIMEOUT >= 600
+
+
+async def test_ehlo_again_after_starttls_so_mail_options_are_sent_over_tls(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """RFC 3207 §4.2: STARTTLS wipes what the client knew of the server's extensions; without a new EHLO the
+    MAIL options (BODY=8BITMIME, SMTPUTF8) would be chosen from an empty list."""
+    sink = Sink()
+    async with serving(sink, tls_context=server_tls(tmp_path)) as port:
+        outcomes = await attempt(monkeypatch, port, ["jürgen@c.test"], EIGHT_BIT)
+    assert outcomes["jürgen@c.test"].state == "delivered"
+    commands = list(zip(sink.commands, sink.tls, strict=True))
+    assert commands[:3] == [
+        ("EHLO mx.a.test", False),
+        ("EHLO mx.a.test", True),
+        ("MAIL <alice@a.test> BODY=8BITMIME SMTPUTF8", True),
+    ]
+    assert sink.accepted[0][2] == EIGHT_BIT
