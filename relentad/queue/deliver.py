@@ -9,7 +9,8 @@ MX mode (RFC 5321 §5.1): hosts from :func:`relentad.dns.mx_hosts` (null MX and 
 addresses from the configured resolver (never the system's), tried in order until one answers; opportunistic
 STARTTLS whenever offered, without certificate verification (RFC 7435: encryption without authentication
 beats plain text; a broken handshake moves on to the next host). After STARTTLS, EHLO again: the extensions
-offered before TLS do not count (RFC 3207 §4.2), and MAIL's options are chosen from the new list. Smarthost
+offered before TLS do not count (RFC 3207 §4.2), and MAIL's options are chosen from the new list. A server
+that refuses EHLO (5xx) gets HELO and a transaction without extensions (RFC 5321 §3.2). Smarthost
 mode: one relay, TLS as configured (verified unless turned off), AUTH when a user is configured.
 
 Invariant: no database access here; the runner records results, one transaction per attempt.
@@ -93,6 +94,16 @@ def _unverified_context() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
+
+
+async def _greet(client: aiosmtplib.SMTP) -> None:
+    """EHLO; HELO when the server refuses EHLO with a 5xx (RFC 5321 §3.2), and then no extensions are used."""
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError as exc:
+        if exc.code < 500 or not client.is_connected:
+            raise
+        await client.helo()
 
 
 class _HostFailed(Exception):
@@ -180,7 +191,7 @@ async def _via_host(
     try:
         try:
             await client.connect()
-            await client.ehlo()
+            await _greet(client)
             if smarthost is not None:
                 want_tls = smarthost.tls == "starttls"
             else:
@@ -188,7 +199,7 @@ async def _via_host(
             if want_tls:
                 try:
                     await client.starttls(server_hostname=name, validate_certs=verify)
-                    await client.ehlo()  # RFC 3207 §4.2: the extensions before TLS are forgotten, ask again
+                    await _greet(client)  # RFC 3207 §4.2: the extensions before TLS are forgotten, ask again
                 except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
                     raise _TlsFailed(f"{name}[{ip}]: STARTTLS failed: {type(exc).__name__}: {exc}") from exc
             if smarthost is not None and smarthost.user:

@@ -88,3 +88,13 @@ async def test_ehlo_again_after_starttls_so_mail_options_are_sent_over_tls(
         ("MAIL <alice@a.test> BODY=8BITMIME SMTPUTF8", True),
     ]
     assert sink.accepted[0][2] == EIGHT_BIT
+
+
+@pytest.mark.parametrize("refusal", ["500 5.5.2 Command unrecognized", "502 5.5.1 EHLO not implemented", "550 no"])
+async def test_a_refused_ehlo_falls_back_to_helo(monkeypatch: pytest.MonkeyPatch, refusal: str) -> None:
+    """RFC 5321 §3.2: a server without ESMTP refuses EHLO; HELO and a transaction without extensions follow."""
+    sink = Sink(refuse_ehlo=refusal)
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], EIGHT_BIT)
+    assert outcomes["bob@c.test"].state == "delivered"
+    assert sink.commands[:4] == ["EHLO mx.a.test", "HELO mx.a.test", "MAIL <alice@a.test>", "RCPT <bob@c.test>"]
