@@ -46,6 +46,9 @@ class Outcome:
     state: State
     reply: str  # "550 5.1.1 No such user" or our own description of what went wrong
     remote: str = ""  # the host that gave the reply, for the DSN's Remote-MTA
+    # True when ``reply`` is that server's own reply, False for a text of ours (timeout, DNS, no TLS...): only the
+    # former is an ``smtp`` Diagnostic-Code in a DSN (RFC 3464 §2.3.6).
+    from_remote: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,11 @@ def _reply(code: int, message: str) -> str:
     return f"{code} {' '.join(message.split())}"[:500]
 
 
+def _answer(state: State, code: int, message: str, remote: str) -> Outcome:
+    """The outcome that is the remote server's own reply."""
+    return Outcome(state, _reply(code, message), remote, from_remote=True)
+
+
 def _unverified_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -107,7 +115,14 @@ async def _greet(client: aiosmtplib.SMTP) -> None:
 
 
 class _HostFailed(Exception):
-    """This host could not take the message (connection, TLS, 4xx greeting): try the next one."""
+    """This host could not take the message (connection, TLS, 4xx greeting): try the next one.
+
+    ``remote`` names the host when the message is that host's own reply (a 4xx greeting), else it is empty.
+    """
+
+    def __init__(self, message: str, remote: str = "") -> None:
+        super().__init__(message)
+        self.remote = remote
 
 
 class _TlsFailed(_HostFailed):
@@ -136,7 +151,7 @@ async def _transaction(
     except aiosmtplib.SMTPResponseException as exc:
         state: State = "failed" if exc.code >= 500 else "deferred"
         for recipient in recipients:
-            results[recipient] = Outcome(state, _reply(exc.code, exc.message), remote)
+            results[recipient] = _answer(state, exc.code, exc.message, remote)
         return
     accepted: list[str] = []
     for recipient in recipients:
@@ -144,7 +159,7 @@ async def _transaction(
             await client.rcpt(recipient, encoding=encoding)
         except aiosmtplib.SMTPResponseException as exc:
             state = "failed" if exc.code >= 500 else "deferred"
-            results[recipient] = Outcome(state, _reply(exc.code, exc.message), remote)
+            results[recipient] = _answer(state, exc.code, exc.message, remote)
             continue
         accepted.append(recipient)
     if not accepted:
@@ -155,10 +170,10 @@ async def _transaction(
     except aiosmtplib.SMTPResponseException as exc:
         state = "failed" if exc.code >= 500 else "deferred"
         for recipient in accepted:
-            results[recipient] = Outcome(state, _reply(exc.code, exc.message), remote)
+            results[recipient] = _answer(state, exc.code, exc.message, remote)
         return
     for recipient in accepted:
-        results[recipient] = Outcome("delivered", _reply(response.code, response.message), remote)
+        results[recipient] = _answer("delivered", response.code, response.message, remote)
 
 
 async def _via_host(
@@ -207,7 +222,7 @@ async def _via_host(
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise _HostFailed(f"smarthost refused our login: {_reply(exc.code, exc.message)}") from exc
         except aiosmtplib.SMTPResponseException as exc:
-            raise _HostFailed(_reply(exc.code, exc.message)) from exc
+            raise _HostFailed(_reply(exc.code, exc.message), remote=name) from exc
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             raise _HostFailed(f"{name}[{ip}]: {type(exc).__name__}: {exc}") from exc
         try:
@@ -241,7 +256,7 @@ async def attempt(
 ) -> dict[str, Outcome]:
     """Try to deliver ``data`` to ``recipients`` (all at ``domain``); an outcome for every recipient."""
     results: dict[str, Outcome] = {}
-    last_error = "no host could be reached"
+    last_error, last_remote = "no host could be reached", ""
 
     def pending() -> list[str]:
         return [r for r in recipients if r not in results or results[r].state == "deferred"]
@@ -260,7 +275,7 @@ async def attempt(
             try:
                 targets += [(ip, SMTP_PORT, host) for ip in await _addresses(resolver, host)]
             except relentad_dns.DnsTemporaryError as exc:
-                last_error = f"451 4.4.3 DNS: {exc}"
+                last_error, last_remote = f"451 4.4.3 DNS: {exc}", ""
     for ip, port, name in targets:
         todo = pending()
         if not todo:
@@ -281,12 +296,12 @@ async def attempt(
                     opportunistic_tls=opportunistic_tls,
                 )
             except _TlsFailed as exc:
-                last_error = str(exc)
+                last_error, last_remote = str(exc), exc.remote
                 log.info("queue domain=%s host=%s[%s] failed: %s", domain, name, ip, last_error)
                 if smarthost is None:
                     continue  # RFC 7435: opportunistic TLS falls back to plain text rather than not delivering
             except _HostFailed as exc:
-                last_error = str(exc)
+                last_error, last_remote = str(exc), exc.remote
                 log.info("queue domain=%s host=%s[%s] failed: %s", domain, name, ip, last_error)
             break
         if all(results.get(r) is not None and results[r].state != "deferred" for r in todo):
@@ -294,5 +309,5 @@ async def attempt(
     if not last_error[:3].isdigit():
         last_error = f"451 4.4.1 {last_error}"
     for recipient in recipients:
-        results.setdefault(recipient, Outcome("deferred", last_error))
+        results.setdefault(recipient, Outcome("deferred", last_error, last_remote, from_remote=bool(last_remote)))
     return results

@@ -166,7 +166,7 @@ class QueueRunner:
             state = outcome.state
             if state == "deferred" and expired:
                 state = "failed"
-            status = dsn.RecipientStatus(recipient.address, outcome.reply, outcome.remote, now)
+            status = dsn.RecipientStatus(recipient.address, outcome.reply, outcome.remote, now, outcome.from_remote)
             if state == "failed":
                 failed.append(status)
                 results.append((recipient.id, queue.FAILED, outcome.reply, None))

@@ -98,3 +98,15 @@ async def test_a_refused_ehlo_falls_back_to_helo(monkeypatch: pytest.MonkeyPatch
         outcomes = await attempt(monkeypatch, port, ["bob@c.test"], EIGHT_BIT)
     assert outcomes["bob@c.test"].state == "delivered"
     assert sink.commands[:4] == ["EHLO mx.a.test", "HELO mx.a.test", "MAIL <alice@a.test>", "RCPT <bob@c.test>"]
+
+
+async def test_outcomes_say_whether_the_reply_came_from_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = Sink(rcpt_replies=["550 5.1.1 No such user"])
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["nobody@c.test", "bob@c.test"])
+    assert outcomes["nobody@c.test"] == deliver.Outcome("failed", "550 5.1.1 No such user", "mx.c.test", True)
+    assert outcomes["bob@c.test"].state == "delivered" and outcomes["bob@c.test"].from_remote
+    closed = port  # the peer is gone: nothing listens there any more
+    [(_, unreachable)] = (await attempt(monkeypatch, closed, ["bob@c.test"])).items()
+    assert unreachable.state == "deferred" and unreachable.reply.startswith("451 4.4.1 ")
+    assert not unreachable.from_remote
