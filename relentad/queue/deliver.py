@@ -2,7 +2,8 @@
 
 Returns a result per recipient and never raises for anything the network or the remote server does:
 - ``delivered``: the server accepted the message for that recipient (2xx after RCPT and DATA);
-- ``failed``: a 5xx for that recipient, for the sender or for the data; DNS says the domain takes no mail;
+- ``failed``: a 5xx for that recipient, for the sender or for the data; DNS says the domain takes no mail; an
+  internationalized address at a server without SMTPUTF8;
 - ``deferred``: a 4xx, a dropped connection, a timeout, no reachable host, DNS not answering.
 
 MX mode (RFC 5321 §5.1): hosts from :func:`relentad.dns.mx_hosts` (null MX and the A fallback included), their
@@ -12,6 +13,11 @@ beats plain text; a broken handshake moves on to the next host). After STARTTLS,
 offered before TLS do not count (RFC 3207 §4.2), and MAIL's options are chosen from the new list. A server
 that refuses EHLO (5xx) gets HELO and a transaction without extensions (RFC 5321 §3.2). Smarthost
 mode: one relay, TLS as configured (verified unless turned off), AUTH when a user is configured.
+
+Content goes as it is: 8-bit with BODY=8BITMIME where offered and unchanged where not (no conversion to 7 bit:
+the DKIM signature covers the body), UTF-8 header fields with SMTPUTF8 where offered. An address that needs
+SMTPUTF8 never goes to a server without it (RFC 6531 §3.2): those recipients fail with our own 553 5.6.7, and
+the sender gets a bounce.
 
 Invariant: no database access here; the runner records results, one transaction per attempt.
 """
@@ -129,6 +135,31 @@ class _TlsFailed(_HostFailed):
     """The STARTTLS handshake failed: in MX mode the same host is tried once more without TLS."""
 
 
+def _header(data: bytes) -> bytes:
+    end = data.find(b"\r\n\r\n")
+    return data if end < 0 else data[:end]
+
+
+def _refuse_utf8(mail_from: str, recipients: list[str], remote: str, results: dict[str, Outcome]) -> list[str]:
+    """Fail the recipients whose envelope needs SMTPUTF8 at a server without it (RFC 6531 §3.2); the others."""
+    refused = recipients if not mail_from.isascii() else [r for r in recipients if not r.isascii()]
+    reply = f"553 5.6.7 {remote} does not support SMTPUTF8, which the address needs"
+    for recipient in refused:
+        results[recipient] = Outcome("failed", reply)
+    return [r for r in recipients if r not in refused]
+
+
+def _mail_options(client: aiosmtplib.SMTP, mail_from: str, recipients: list[str], data: bytes) -> list[str]:
+    """BODY=8BITMIME and SMTPUTF8 where the message needs them and the server offers them (else sent as is)."""
+    options: list[str] = []
+    if any(b > 127 for b in data) and client.supports_extension("8bitmime"):
+        options.append("BODY=8BITMIME")
+    envelope_utf8 = not mail_from.isascii() or not all(r.isascii() for r in recipients)
+    if (envelope_utf8 or not _header(data).isascii()) and client.supports_extension("smtputf8"):
+        options.append("SMTPUTF8")
+    return options
+
+
 async def _transaction(
     client: aiosmtplib.SMTP,
     mail_from: str,
@@ -139,13 +170,12 @@ async def _transaction(
     time_limit: float,
 ) -> None:
     """MAIL, RCPT per recipient, DATA on an open connection; fills ``results`` as replies come in."""
-    options: list[str] = []
-    if any(b > 127 for b in data) and client.supports_extension("8bitmime"):
-        options.append("BODY=8BITMIME")
-    utf8 = not mail_from.isascii() or not all(r.isascii() for r in recipients)
-    if utf8 and client.supports_extension("smtputf8"):
-        options.append("SMTPUTF8")
-    encoding = "utf-8" if utf8 else "ascii"
+    if not client.supports_extension("smtputf8"):
+        recipients = _refuse_utf8(mail_from, recipients, remote, results)
+        if not recipients:
+            return
+    options = _mail_options(client, mail_from, recipients, data)
+    encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
     try:
         await client.mail(mail_from, options=options, encoding=encoding)
     except aiosmtplib.SMTPResponseException as exc:

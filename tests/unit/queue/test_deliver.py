@@ -110,3 +110,47 @@ async def test_outcomes_say_whether_the_reply_came_from_the_server(monkeypatch: 
     [(_, unreachable)] = (await attempt(monkeypatch, closed, ["bob@c.test"])).items()
     assert unreachable.state == "deferred" and unreachable.reply.startswith("451 4.4.1 ")
     assert not unreachable.from_remote
+
+
+async def test_an_international_address_is_not_sent_to_a_server_without_smtputf8(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RFC 6531 §3.2: such an address must not go out without SMTPUTF8; it bounces, the others are delivered."""
+    sink = Sink(withhold=frozenset({"SMTPUTF8"}))
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["jürgen@c.test", "bob@c.test"])
+    refused = outcomes["jürgen@c.test"]
+    assert refused.state == "failed" and not refused.from_remote
+    assert refused.reply == "553 5.6.7 mx.c.test does not support SMTPUTF8, which the address needs"
+    assert outcomes["bob@c.test"].state == "delivered"
+    assert [c for c in sink.commands if c.startswith(("MAIL", "RCPT"))] == ["MAIL <alice@a.test>", "RCPT <bob@c.test>"]
+
+
+async def test_an_international_sender_is_not_sent_to_a_server_without_smtputf8(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sink = Sink(withhold=frozenset({"SMTPUTF8"}))
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], mail_from="jürgen@a.test")
+    assert outcomes["bob@c.test"].state == "failed" and outcomes["bob@c.test"].reply.startswith("553 5.6.7 ")
+    assert not any(c.startswith("MAIL") for c in sink.commands)
+
+
+async def test_utf8_in_the_header_declares_smtputf8_when_offered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 6532 header fields with an ASCII envelope: still a message that needs SMTPUTF8 where it is offered."""
+    data = "From: Jürgen <alice@a.test>\r\nTo: bob@c.test\r\nSubject: Grüße\r\n\r\nhi\r\n".encode()
+    sink = Sink()
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], data)
+    assert outcomes["bob@c.test"].state == "delivered"
+    assert "MAIL <alice@a.test> BODY=8BITMIME SMTPUTF8" in sink.commands
+
+
+async def test_8bit_content_goes_unchanged_to_a_server_without_8bitmime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No conversion to 7 bit: it would break the DKIM signature over the body."""
+    sink = Sink(withhold=frozenset({"8BITMIME", "SMTPUTF8"}))
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], EIGHT_BIT)
+    assert outcomes["bob@c.test"].state == "delivered"
+    assert "MAIL <alice@a.test>" in sink.commands
+    assert sink.accepted[0][2] == EIGHT_BIT
