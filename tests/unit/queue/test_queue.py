@@ -122,3 +122,22 @@ def test_dsn_diagnostic_code_is_smtp_only_for_what_the_remote_server_said() -> N
     assert "Diagnostic-Code: smtp; 550 5.1.1 No such user" in remote
     assert "Diagnostic-Code: X-Relentad; 451 4.4.1 mx.c.test[192.0.2.1]: SMTPTimeoutError" in local
     assert "smtp;" not in local and "Status: 5.4.1" in local and "Action: failed" in local
+
+
+def test_due_leaves_out_busy_domains_and_pairs_in_flight(conn) -> None:  # type: ignore[no-untyped-def]
+    with db.transaction(conn):
+        first = queue.enqueue(
+            conn, account_id=1, mail_from="a@a.test", data=b"x", recipients=["x@b.test"], transaction_id="1", now=1.0
+        )
+        second = queue.enqueue(
+            conn,
+            account_id=1,
+            mail_from="a@a.test",
+            data=b"x",
+            recipients=["y@b.test", "z@c.test"],
+            transaction_id="2",
+            now=2.0,
+        )
+    assert sorted(queue.due(conn, 10.0)) == [(first, "b.test"), (second, "b.test"), (second, "c.test")]
+    assert queue.due(conn, 10.0, skip_domains=["b.test"]) == [(second, "c.test")]
+    assert queue.due(conn, 10.0, skip=[(first, "b.test"), (second, "c.test")]) == [(second, "b.test")]
