@@ -219,7 +219,12 @@ class QueueConfig:
     scan_interval: float = setting(
         30.0, "How often the queue is re-read for work that another process changed (relentad queue retry).", "duration"
     )
-    timeout: float = setting(120.0, "Time allowed for connecting and for each SMTP command of a delivery.", "duration")
+    timeout: float = setting(
+        120.0,
+        "Time allowed for connecting and for each SMTP command of a delivery; the reply after the message data gets "
+        "at least 10 minutes (RFC 5321 §4.5.3.2.6).",
+        "duration",
+    )
     smarthost: str = setting(
         "", 'Send everything through this relay, "host:port", instead of the recipients\' MX hosts.', "address"
     )

@@ -2,14 +2,22 @@
 
 Returns a result per recipient and never raises for anything the network or the remote server does:
 - ``delivered``: the server accepted the message for that recipient (2xx after RCPT and DATA);
-- ``failed``: a 5xx for that recipient, for the sender or for the data; DNS says the domain takes no mail;
+- ``failed``: a 5xx for that recipient, for the sender or for the data; DNS says the domain takes no mail; an
+  internationalized address at a server without SMTPUTF8;
 - ``deferred``: a 4xx, a dropped connection, a timeout, no reachable host, DNS not answering.
 
 MX mode (RFC 5321 §5.1): hosts from :func:`relentad.dns.mx_hosts` (null MX and the A fallback included), their
 addresses from the configured resolver (never the system's), tried in order until one answers; opportunistic
 STARTTLS whenever offered, without certificate verification (RFC 7435: encryption without authentication
-beats plain text; a broken handshake moves on to the next host). Smarthost mode: one relay, TLS as configured
-(verified unless turned off), AUTH when a user is configured.
+beats plain text; a broken handshake moves on to the next host). After STARTTLS, EHLO again: the extensions
+offered before TLS do not count (RFC 3207 §4.2), and MAIL's options are chosen from the new list. A server
+that refuses EHLO (5xx) gets HELO and a transaction without extensions (RFC 5321 §3.2). Smarthost
+mode: one relay, TLS as configured (verified unless turned off), AUTH when a user is configured.
+
+Content goes as it is: 8-bit with BODY=8BITMIME where offered and unchanged where not (no conversion to 7 bit:
+the DKIM signature covers the body), UTF-8 header fields with SMTPUTF8 where offered. An address that needs
+SMTPUTF8 never goes to a server without it (RFC 6531 §3.2): those recipients fail with our own 553 5.6.7, and
+the sender gets a bounce.
 
 Invariant: no database access here; the runner records results, one transaction per attempt.
 """
@@ -32,6 +40,9 @@ from ..config import QueueConfig
 log = logging.getLogger("relentad.queue")
 
 SMTP_PORT = 25
+# RFC 5321 §4.5.3.2.6: wait at least 10 minutes for the reply to the final ".". The server may already have the
+# message (a slow content scanner): giving up sooner makes us send it again to the next MX or on the next retry.
+DATA_TIMEOUT = 600.0
 State = Literal["delivered", "failed", "deferred"]
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b")
 
@@ -41,6 +52,9 @@ class Outcome:
     state: State
     reply: str  # "550 5.1.1 No such user" or our own description of what went wrong
     remote: str = ""  # the host that gave the reply, for the DSN's Remote-MTA
+    # True when ``reply`` is that server's own reply, False for a text of ours (timeout, DNS, no TLS...): only the
+    # former is an ``smtp`` Diagnostic-Code in a DSN (RFC 3464 §2.3.6).
+    from_remote: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,11 @@ def _reply(code: int, message: str) -> str:
     return f"{code} {' '.join(message.split())}"[:500]
 
 
+def _answer(state: State, code: int, message: str, remote: str) -> Outcome:
+    """The outcome that is the remote server's own reply."""
+    return Outcome(state, _reply(code, message), remote, from_remote=True)
+
+
 def _unverified_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -91,12 +110,54 @@ def _unverified_context() -> ssl.SSLContext:
     return context
 
 
+async def _greet(client: aiosmtplib.SMTP) -> None:
+    """EHLO; HELO when the server refuses EHLO with a 5xx (RFC 5321 §3.2), and then no extensions are used."""
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError as exc:
+        if exc.code < 500 or not client.is_connected:
+            raise
+        await client.helo()
+
+
 class _HostFailed(Exception):
-    """This host could not take the message (connection, TLS, 4xx greeting): try the next one."""
+    """This host could not take the message (connection, TLS, 4xx greeting): try the next one.
+
+    ``remote`` names the host when the message is that host's own reply (a 4xx greeting), else it is empty.
+    """
+
+    def __init__(self, message: str, remote: str = "") -> None:
+        super().__init__(message)
+        self.remote = remote
 
 
 class _TlsFailed(_HostFailed):
     """The STARTTLS handshake failed: in MX mode the same host is tried once more without TLS."""
+
+
+def _header(data: bytes) -> bytes:
+    end = data.find(b"\r\n\r\n")
+    return data if end < 0 else data[:end]
+
+
+def _refuse_utf8(mail_from: str, recipients: list[str], remote: str, results: dict[str, Outcome]) -> list[str]:
+    """Fail the recipients whose envelope needs SMTPUTF8 at a server without it (RFC 6531 §3.2); the others."""
+    refused = recipients if not mail_from.isascii() else [r for r in recipients if not r.isascii()]
+    reply = f"553 5.6.7 {remote} does not support SMTPUTF8, which the address needs"
+    for recipient in refused:
+        results[recipient] = Outcome("failed", reply)
+    return [r for r in recipients if r not in refused]
+
+
+def _mail_options(client: aiosmtplib.SMTP, mail_from: str, recipients: list[str], data: bytes) -> list[str]:
+    """BODY=8BITMIME and SMTPUTF8 where the message needs them and the server offers them (else sent as is)."""
+    options: list[str] = []
+    if any(b > 127 for b in data) and client.supports_extension("8bitmime"):
+        options.append("BODY=8BITMIME")
+    envelope_utf8 = not mail_from.isascii() or not all(r.isascii() for r in recipients)
+    if (envelope_utf8 or not _header(data).isascii()) and client.supports_extension("smtputf8"):
+        options.append("SMTPUTF8")
+    return options
 
 
 async def _transaction(
@@ -106,21 +167,21 @@ async def _transaction(
     data: bytes,
     remote: str,
     results: dict[str, Outcome],
+    time_limit: float,
 ) -> None:
     """MAIL, RCPT per recipient, DATA on an open connection; fills ``results`` as replies come in."""
-    options: list[str] = []
-    if any(b > 127 for b in data) and client.supports_extension("8bitmime"):
-        options.append("BODY=8BITMIME")
-    utf8 = not mail_from.isascii() or not all(r.isascii() for r in recipients)
-    if utf8 and client.supports_extension("smtputf8"):
-        options.append("SMTPUTF8")
-    encoding = "utf-8" if utf8 else "ascii"
+    if not client.supports_extension("smtputf8"):
+        recipients = _refuse_utf8(mail_from, recipients, remote, results)
+        if not recipients:
+            return
+    options = _mail_options(client, mail_from, recipients, data)
+    encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
     try:
         await client.mail(mail_from, options=options, encoding=encoding)
     except aiosmtplib.SMTPResponseException as exc:
         state: State = "failed" if exc.code >= 500 else "deferred"
         for recipient in recipients:
-            results[recipient] = Outcome(state, _reply(exc.code, exc.message), remote)
+            results[recipient] = _answer(state, exc.code, exc.message, remote)
         return
     accepted: list[str] = []
     for recipient in recipients:
@@ -128,20 +189,21 @@ async def _transaction(
             await client.rcpt(recipient, encoding=encoding)
         except aiosmtplib.SMTPResponseException as exc:
             state = "failed" if exc.code >= 500 else "deferred"
-            results[recipient] = Outcome(state, _reply(exc.code, exc.message), remote)
+            results[recipient] = _answer(state, exc.code, exc.message, remote)
             continue
         accepted.append(recipient)
     if not accepted:
         return
     try:
-        response = await client.data(data)
+        # aiosmtplib has one timeout for the 354 and the final reply: the longer one serves both.
+        response = await client.data(data, timeout=max(time_limit, DATA_TIMEOUT))
     except aiosmtplib.SMTPResponseException as exc:
         state = "failed" if exc.code >= 500 else "deferred"
         for recipient in accepted:
-            results[recipient] = Outcome(state, _reply(exc.code, exc.message), remote)
+            results[recipient] = _answer(state, exc.code, exc.message, remote)
         return
     for recipient in accepted:
-        results[recipient] = Outcome("delivered", _reply(response.code, response.message), remote)
+        results[recipient] = _answer("delivered", response.code, response.message, remote)
 
 
 async def _via_host(
@@ -174,7 +236,7 @@ async def _via_host(
     try:
         try:
             await client.connect()
-            await client.ehlo()
+            await _greet(client)
             if smarthost is not None:
                 want_tls = smarthost.tls == "starttls"
             else:
@@ -182,6 +244,7 @@ async def _via_host(
             if want_tls:
                 try:
                     await client.starttls(server_hostname=name, validate_certs=verify)
+                    await _greet(client)  # RFC 3207 §4.2: the extensions before TLS are forgotten, ask again
                 except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
                     raise _TlsFailed(f"{name}[{ip}]: STARTTLS failed: {type(exc).__name__}: {exc}") from exc
             if smarthost is not None and smarthost.user:
@@ -189,11 +252,11 @@ async def _via_host(
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise _HostFailed(f"smarthost refused our login: {_reply(exc.code, exc.message)}") from exc
         except aiosmtplib.SMTPResponseException as exc:
-            raise _HostFailed(_reply(exc.code, exc.message)) from exc
+            raise _HostFailed(_reply(exc.code, exc.message), remote=name) from exc
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             raise _HostFailed(f"{name}[{ip}]: {type(exc).__name__}: {exc}") from exc
         try:
-            await _transaction(client, mail_from, recipients, data, name, results)
+            await _transaction(client, mail_from, recipients, data, name, results, time_limit)
         except (aiosmtplib.SMTPException, OSError) as exc:  # dropped mid-transaction: undecided ones are deferred
             raise _HostFailed(f"{name}[{ip}]: {type(exc).__name__}: {exc}") from exc
     finally:
@@ -223,7 +286,7 @@ async def attempt(
 ) -> dict[str, Outcome]:
     """Try to deliver ``data`` to ``recipients`` (all at ``domain``); an outcome for every recipient."""
     results: dict[str, Outcome] = {}
-    last_error = "no host could be reached"
+    last_error, last_remote = "no host could be reached", ""
 
     def pending() -> list[str]:
         return [r for r in recipients if r not in results or results[r].state == "deferred"]
@@ -242,7 +305,7 @@ async def attempt(
             try:
                 targets += [(ip, SMTP_PORT, host) for ip in await _addresses(resolver, host)]
             except relentad_dns.DnsTemporaryError as exc:
-                last_error = f"451 4.4.3 DNS: {exc}"
+                last_error, last_remote = f"451 4.4.3 DNS: {exc}", ""
     for ip, port, name in targets:
         todo = pending()
         if not todo:
@@ -263,12 +326,12 @@ async def attempt(
                     opportunistic_tls=opportunistic_tls,
                 )
             except _TlsFailed as exc:
-                last_error = str(exc)
+                last_error, last_remote = str(exc), exc.remote
                 log.info("queue domain=%s host=%s[%s] failed: %s", domain, name, ip, last_error)
                 if smarthost is None:
                     continue  # RFC 7435: opportunistic TLS falls back to plain text rather than not delivering
             except _HostFailed as exc:
-                last_error = str(exc)
+                last_error, last_remote = str(exc), exc.remote
                 log.info("queue domain=%s host=%s[%s] failed: %s", domain, name, ip, last_error)
             break
         if all(results.get(r) is not None and results[r].state != "deferred" for r in todo):
@@ -276,5 +339,5 @@ async def attempt(
     if not last_error[:3].isdigit():
         last_error = f"451 4.4.1 {last_error}"
     for recipient in recipients:
-        results.setdefault(recipient, Outcome("deferred", last_error))
+        results.setdefault(recipient, Outcome("deferred", last_error, last_remote, from_remote=bool(last_remote)))
     return results

@@ -29,6 +29,7 @@ class RecipientStatus:
     reply: str  # the last reply or error
     remote: str = ""
     last_attempt: float | None = None
+    from_remote: bool = False  # ``reply`` is the remote server's own: an ``smtp`` Diagnostic-Code
 
 
 def _date(when: float) -> str:
@@ -100,8 +101,9 @@ def build(
         ]
         if recipient.remote:
             status_fields.append(f"Remote-MTA: dns; {trace.clean(recipient.remote)}")
-        if recipient.reply[:3].isdigit():
-            status_fields.append(f"Diagnostic-Code: smtp; {trace.clean(recipient.reply)}")
+        if recipient.reply:  # RFC 3464 §2.3.6: "smtp" only for what the remote MTA said, not for our own texts
+            kind = "smtp" if recipient.from_remote and recipient.reply[:3].isdigit() else "X-Relentad"
+            status_fields.append(f"Diagnostic-Code: {kind}; {trace.clean(recipient.reply)}")
         if recipient.last_attempt:
             status_fields.append(f"Last-Attempt-Date: {_date(recipient.last_attempt)}")
         if action == "delayed" and retry_until:

@@ -16,8 +16,10 @@ runs in the caller's transaction (``store.write`` in the daemon, ``db.transactio
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,12 +95,24 @@ def count_sent(conn: sqlite3.Connection, account_id: int, recipients: int, now: 
         )
 
 
-def due(conn: sqlite3.Connection, now: float, limit: int = 200) -> list[tuple[int, str]]:
-    """(message id, domain) pairs with recipients due now, oldest first."""
+def due(
+    conn: sqlite3.Connection,
+    now: float,
+    limit: int = 200,
+    *,
+    skip_domains: Collection[str] = (),
+    skip: Collection[tuple[int, str]] = (),
+) -> list[tuple[int, str]]:
+    """(message id, domain) pairs with recipients due now, oldest first, leaving out ``skip_domains`` and the
+    pairs in ``skip``: the runner's busy destinations and work in flight must not fill the page, or a domain with
+    many due messages hides all others."""
     rows = conn.execute(
         """SELECT message_id, domain FROM queue_recipients WHERE state = 'queued' AND next_attempt <= ?
+             AND domain NOT IN (SELECT value FROM json_each(?))
+             AND (message_id, domain) NOT IN
+                 (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))
            GROUP BY message_id, domain ORDER BY min(next_attempt) LIMIT ?""",
-        (now, limit),
+        (now, json.dumps(list(skip_domains)), json.dumps(list(skip)), limit),
     )
     return [(int(r[0]), str(r[1])) for r in rows]
 

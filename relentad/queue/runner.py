@@ -93,28 +93,49 @@ class QueueRunner:
         return _SMARTHOST if config.queue.smarthost else domain
 
     def _start_due(self, config: Config) -> None:
-        limit = config.queue.concurrency
-        if len(self._in_flight) >= limit:
-            return
+        """Start due work up to the limits, page by page: each page leaves out the destinations already at their
+        limit and the pairs already seen, so older work for a busy domain never hides the other domains."""
         now = time.time()
-        for message_id, domain in self.store.read(lambda conn: queue.due(conn, now, limit * 4)):
+        passed: set[tuple[int, str]] = set()  # held, or nothing left to load
+        while len(self._in_flight) < config.queue.concurrency:
+            if not config.queue.smarthost:
+                busy = [d for d, n in self._per_destination.items() if n >= config.queue.per_destination]
+            elif self._per_destination[_SMARTHOST] < config.queue.per_destination:
+                busy = []
+            else:
+                return  # one destination for everything: nothing else can start
+            find = functools.partial(
+                queue.due, now=now, limit=config.queue.concurrency * 4, skip_domains=busy, skip=self._in_flight | passed
+            )
+            page = self.store.read(find)
+            if not page or not self._start_page(config, page, now, passed):
+                return
+
+    def _start_page(
+        self, config: Config, page: list[tuple[int, str]], now: float, passed: set[tuple[int, str]]
+    ) -> bool:
+        """Start what the limits allow from one page of due pairs; False once the overall limit is reached."""
+        for message_id, domain in page:
             key = (message_id, domain)
             destination = self._destination(config, domain)
             if key in self._in_flight or self._per_destination[destination] >= config.queue.per_destination:
-                continue
+                continue  # the next page leaves the busy destination out
             if self._hold.get(key, 0.0) > now:
+                passed.add(key)
                 continue
             self._hold.pop(key, None)
-            if len(self._in_flight) >= limit:
-                break
+            if len(self._in_flight) >= config.queue.concurrency:
+                return False
             work = self.store.read(functools.partial(_load, message_id=message_id, domain=domain, now=now))
             if work is None:
+                passed.add(key)
                 continue
             self._in_flight.add(key)
             self._per_destination[destination] += 1
             task = asyncio.get_running_loop().create_task(self._deliver(work, config, destination))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        return True
 
     async def _deliver(self, work: queue.Work, config: Config, destination: str) -> None:
         started = time.perf_counter()
@@ -166,7 +187,7 @@ class QueueRunner:
             state = outcome.state
             if state == "deferred" and expired:
                 state = "failed"
-            status = dsn.RecipientStatus(recipient.address, outcome.reply, outcome.remote, now)
+            status = dsn.RecipientStatus(recipient.address, outcome.reply, outcome.remote, now, outcome.from_remote)
             if state == "failed":
                 failed.append(status)
                 results.append((recipient.id, queue.FAILED, outcome.reply, None))

@@ -23,7 +23,6 @@ from typing import Any
 import dkim as dkimpy
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from relentad.dns import make_sync_resolver
 from relentad.queue import dkim
@@ -32,6 +31,7 @@ from tests.e2e.conftest import MakeDaemon
 from tests.support.daemon import PASSWORD, Daemon
 from tests.support.dns_fixture import start_or_skip
 from tests.support.dnsmasq import Dnsmasq, DnsRecords
+from tests.support.smtp_peer import Sink
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="binds port 25 on 127.0.0.2-4: needs root")
 
@@ -74,42 +74,6 @@ def submit(daemon: Daemon, recipients: list[str], raw: bytes) -> None:
 def queue_list(daemon: Daemon) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = json.loads(daemon.cli("queue", "list", "--json").stdout)
     return result
-
-
-# -- a scriptable destination -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Sink:
-    """aiosmtpd handler: answers RCPT and DATA from scripted reply lists (then 250), records what it took."""
-
-    rcpt_replies: list[str] = field(default_factory=list)
-    data_replies: list[str] = field(default_factory=list)
-    accepted: list[tuple[str, list[str], bytes]] = field(default_factory=list)
-    logins: list[str] = field(default_factory=list)
-    data_attempts: int = 0
-
-    async def handle_RCPT(
-        self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        if self.rcpt_replies:
-            return self.rcpt_replies.pop(0)
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
-
-    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
-        self.data_attempts += 1
-        if self.data_replies:
-            return self.data_replies.pop(0)
-        assert isinstance(envelope.mail_from, str)
-        self.accepted.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or b""))
-        return "250 2.0.0 OK"
-
-    def authenticate(self, server: Any, session: Session, envelope: Envelope, mechanism: str, data: Any) -> Any:
-        if isinstance(data, LoginPassword) and data.password == b"relay secret":
-            self.logins.append(data.login.decode())
-            return AuthResult(success=True)
-        return AuthResult(success=False, handled=False)
 
 
 @dataclass
@@ -271,7 +235,7 @@ def test_domain_without_dns_bounces_at_once(world: World) -> None:
     [bounce] = wait_for("the DSN", lambda: world.a.messages("alice@a.test"))
     status = _delivery_status(email.message_from_bytes(bounce))
     assert "Action: failed" in status and "Status: 5.1.2" in status
-    assert "nowhere.test: domain does not exist" in status
+    assert "Diagnostic-Code: X-Relentad; 550 5.1.2 nowhere.test: domain does not exist" in status, "ours, not smtp"
     assert queue_list(world.a) == []
 
 

@@ -102,3 +102,42 @@ def test_dsn_is_a_delivery_status_report() -> None:
     assert "Remote-MTA: dns; mx.b.test" in blocks[1]
     assert b"secret body" not in raw
     assert "Subject: hello" in str(headers.get_payload())
+
+
+def test_dsn_diagnostic_code_is_smtp_only_for_what_the_remote_server_said() -> None:
+    """RFC 3464 §2.3.6: our own texts (timeouts, DNS) are no SMTP reply of the remote MTA."""
+    raw = dsn.build(
+        action="failed",
+        hostname="mx.a.test",
+        sender="alice@a.test",
+        recipients=[
+            dsn.RecipientStatus("x@b.test", "550 5.1.1 No such user", "mx.b.test", 10.0, from_remote=True),
+            dsn.RecipientStatus("y@c.test", "451 4.4.1 mx.c.test[192.0.2.1]: SMTPTimeoutError", "", 10.0),
+        ],
+        original=b"From: alice@a.test\r\nSubject: hello\r\n\r\nbody\r\n",
+        arrival=5.0,
+    )
+    _human, status, _headers = email.message_from_bytes(raw).get_payload()  # type: ignore[misc]
+    remote, local = (str(b) for b in status.get_payload()[1:])
+    assert "Diagnostic-Code: smtp; 550 5.1.1 No such user" in remote
+    assert "Diagnostic-Code: X-Relentad; 451 4.4.1 mx.c.test[192.0.2.1]: SMTPTimeoutError" in local
+    assert "smtp;" not in local and "Status: 5.4.1" in local and "Action: failed" in local
+
+
+def test_due_leaves_out_busy_domains_and_pairs_in_flight(conn) -> None:  # type: ignore[no-untyped-def]
+    with db.transaction(conn):
+        first = queue.enqueue(
+            conn, account_id=1, mail_from="a@a.test", data=b"x", recipients=["x@b.test"], transaction_id="1", now=1.0
+        )
+        second = queue.enqueue(
+            conn,
+            account_id=1,
+            mail_from="a@a.test",
+            data=b"x",
+            recipients=["y@b.test", "z@c.test"],
+            transaction_id="2",
+            now=2.0,
+        )
+    assert sorted(queue.due(conn, 10.0)) == [(first, "b.test"), (second, "b.test"), (second, "c.test")]
+    assert queue.due(conn, 10.0, skip_domains=["b.test"]) == [(second, "c.test")]
+    assert queue.due(conn, 10.0, skip=[(first, "b.test"), (second, "c.test")]) == [(second, "b.test")]

@@ -1,0 +1,156 @@
+"""One delivery attempt (deliver.attempt in MX mode) against a recording aiosmtpd peer on 127.0.0.1.
+
+DNS is replaced: the MX of c.test is mx.c.test at 127.0.0.1, on the peer's ephemeral port.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import dns.asyncresolver
+import pytest
+
+from relentad import dns as relentad_dns
+from relentad.config import QueueConfig
+from relentad.queue import deliver
+from relentad.tls import make_self_signed
+from tests.support.smtp_peer import Sink, serving
+
+MESSAGE = b"From: alice@a.test\r\nTo: bob@c.test\r\nSubject: hi\r\n\r\nbody\r\n"
+EIGHT_BIT = (
+    b"From: alice@a.test\r\nTo: bob@c.test\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + "Grüße\r\n".encode()
+)
+
+
+def server_tls(tmp_path: Path) -> ssl.SSLContext:
+    make_self_signed(tmp_path / "cert.pem", tmp_path / "key.pem", ["mx.c.test"])
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
+
+
+async def attempt(
+    monkeypatch: pytest.MonkeyPatch,
+    port: int,
+    recipients: list[str],
+    data: bytes = MESSAGE,
+    *,
+    mail_from: str = "alice@a.test",
+    timeout: float = 10.0,
+) -> dict[str, deliver.Outcome]:
+    async def mx_hosts(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
+        return ["mx.c.test"]
+
+    async def addresses(resolver: dns.asyncresolver.Resolver, host: str) -> list[str]:
+        return ["127.0.0.1"]
+
+    monkeypatch.setattr(relentad_dns, "mx_hosts", mx_hosts)
+    monkeypatch.setattr(deliver, "_addresses", addresses)
+    monkeypatch.setattr(deliver, "SMTP_PORT", port)
+    return await deliver.attempt(
+        domain="c.test",
+        mail_from=mail_from,
+        recipients=recipients,
+        data=data,
+        hostname="mx.a.test",
+        queue=QueueConfig(timeout=timeout),
+        resolver=dns.asyncresolver.Resolver(configure=False),
+        smarthost=None,
+    )
+
+
+async def test_a_slow_reply_to_the_final_dot_is_awaited_not_resent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 5321 §4.5.3.2.6: a server may take minutes after the "." (content scanning); giving up then means the
+    message it is accepting gets sent again (next MX, next retry)."""
+    sink = Sink(data_delay=1.5)
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], timeout=0.5)
+    assert outcomes["bob@c.test"].state == "delivered"
+    assert sink.data_attempts == 1
+    assert deliver.DATA_TIMEOUT >= 600
+
+
+async def test_ehlo_again_after_starttls_so_mail_options_are_sent_over_tls(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """RFC 3207 §4.2: STARTTLS wipes what the client knew of the server's extensions; without a new EHLO the
+    MAIL options (BODY=8BITMIME, SMTPUTF8) would be chosen from an empty list."""
+    sink = Sink()
+    async with serving(sink, tls_context=server_tls(tmp_path)) as port:
+        outcomes = await attempt(monkeypatch, port, ["jürgen@c.test"], EIGHT_BIT)
+    assert outcomes["jürgen@c.test"].state == "delivered"
+    commands = list(zip(sink.commands, sink.tls, strict=True))
+    assert commands[:3] == [
+        ("EHLO mx.a.test", False),
+        ("EHLO mx.a.test", True),
+        ("MAIL <alice@a.test> BODY=8BITMIME SMTPUTF8", True),
+    ]
+    assert sink.accepted[0][2] == EIGHT_BIT
+
+
+@pytest.mark.parametrize("refusal", ["500 5.5.2 Command unrecognized", "502 5.5.1 EHLO not implemented", "550 no"])
+async def test_a_refused_ehlo_falls_back_to_helo(monkeypatch: pytest.MonkeyPatch, refusal: str) -> None:
+    """RFC 5321 §3.2: a server without ESMTP refuses EHLO; HELO and a transaction without extensions follow."""
+    sink = Sink(refuse_ehlo=refusal)
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], EIGHT_BIT)
+    assert outcomes["bob@c.test"].state == "delivered"
+    assert sink.commands[:4] == ["EHLO mx.a.test", "HELO mx.a.test", "MAIL <alice@a.test>", "RCPT <bob@c.test>"]
+
+
+async def test_outcomes_say_whether_the_reply_came_from_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = Sink(rcpt_replies=["550 5.1.1 No such user"])
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["nobody@c.test", "bob@c.test"])
+    assert outcomes["nobody@c.test"] == deliver.Outcome("failed", "550 5.1.1 No such user", "mx.c.test", True)
+    assert outcomes["bob@c.test"].state == "delivered" and outcomes["bob@c.test"].from_remote
+    closed = port  # the peer is gone: nothing listens there any more
+    [(_, unreachable)] = (await attempt(monkeypatch, closed, ["bob@c.test"])).items()
+    assert unreachable.state == "deferred" and unreachable.reply.startswith("451 4.4.1 ")
+    assert not unreachable.from_remote
+
+
+async def test_an_international_address_is_not_sent_to_a_server_without_smtputf8(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RFC 6531 §3.2: such an address must not go out without SMTPUTF8; it bounces, the others are delivered."""
+    sink = Sink(withhold=frozenset({"SMTPUTF8"}))
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["jürgen@c.test", "bob@c.test"])
+    refused = outcomes["jürgen@c.test"]
+    assert refused.state == "failed" and not refused.from_remote
+    assert refused.reply == "553 5.6.7 mx.c.test does not support SMTPUTF8, which the address needs"
+    assert outcomes["bob@c.test"].state == "delivered"
+    assert [c for c in sink.commands if c.startswith(("MAIL", "RCPT"))] == ["MAIL <alice@a.test>", "RCPT <bob@c.test>"]
+
+
+async def test_an_international_sender_is_not_sent_to_a_server_without_smtputf8(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sink = Sink(withhold=frozenset({"SMTPUTF8"}))
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], mail_from="jürgen@a.test")
+    assert outcomes["bob@c.test"].state == "failed" and outcomes["bob@c.test"].reply.startswith("553 5.6.7 ")
+    assert not any(c.startswith("MAIL") for c in sink.commands)
+
+
+async def test_utf8_in_the_header_declares_smtputf8_when_offered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 6532 header fields with an ASCII envelope: still a message that needs SMTPUTF8 where it is offered."""
+    data = "From: Jürgen <alice@a.test>\r\nTo: bob@c.test\r\nSubject: Grüße\r\n\r\nhi\r\n".encode()
+    sink = Sink()
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], data)
+    assert outcomes["bob@c.test"].state == "delivered"
+    assert "MAIL <alice@a.test> BODY=8BITMIME SMTPUTF8" in sink.commands
+
+
+async def test_8bit_content_goes_unchanged_to_a_server_without_8bitmime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No conversion to 7 bit: it would break the DKIM signature over the body."""
+    sink = Sink(withhold=frozenset({"8BITMIME", "SMTPUTF8"}))
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], EIGHT_BIT)
+    assert outcomes["bob@c.test"].state == "delivered"
+    assert "MAIL <alice@a.test>" in sink.commands
+    assert sink.accepted[0][2] == EIGHT_BIT
