@@ -16,6 +16,8 @@ Invariants:
   `temperror` results, broken records `permerror`.
 - DMARC only says `fail` after it found a policy record and neither SPF nor any DKIM signature aligned;
   `temperror` on either side never becomes a DMARC failure.
+- A DKIM pass names the d= and s= dkimpy verified: tag names are case-sensitive (`D=` is an unknown tag) and
+  a repeated tag makes the signature permerror (RFC 6376 §3.2).
 - `header()` renders exactly one RFC 8601 field; values taken from the message are sanitised, so a
   hostile signature cannot inject header syntax.
 """
@@ -257,12 +259,33 @@ class _KeyLookup:
 
 
 def _tags(value: str) -> dict[str, str]:
+    """A DMARC record's tag=value list, names lower-cased, the first of a repeated tag kept."""
     tags: dict[str, str] = {}
     for part in value.split(";"):
         name, sep, val = part.partition("=")
         if sep:
             tags.setdefault(name.strip().lower(), re.sub(r"\s+", "", val))
     return tags
+
+
+def _signature_tags(value: str) -> dict[str, str] | None:
+    """A DKIM-Signature's tags as dkimpy reads them: names case-sensitive (RFC 6376 §3.2, so `D=` is not `d=`);
+    None when a name repeats, which makes the whole tag-list, and so the signature, invalid."""
+    tags: dict[str, str] = {}
+    for part in value.split(";"):
+        name, sep, val = part.partition("=")
+        name = name.strip()
+        if sep and name in tags:
+            return None
+        if sep:
+            tags[name] = re.sub(r"\s+", "", val)
+    return tags
+
+
+def _signed_identity(verifier: dkim.DKIM) -> tuple[str, str]:
+    """The d= and s= dkimpy just verified: a pass is reported for exactly the domain whose key checked it."""
+    fields = verifier.signature_fields
+    return fields[b"d"].decode("ascii", "replace").lower(), fields[b"s"].decode("ascii", "replace")
 
 
 def _verify_one(verifier: dkim.DKIM, index: int, dnsfunc: _KeyLookup, key_name: str) -> tuple[DkimResult, str]:
@@ -299,14 +322,19 @@ def _verify_dkim(raw: bytes, dnsfunc: _KeyLookup) -> tuple[DkimSignatureResult, 
         except Exception as exc:  # dkimpy refuses some header syntax outright
             unparsable = f"unparsable message: {exc}"
     for index, value in enumerate(signatures[:MAX_DKIM_SIGNATURES]):
-        tags = _tags(value)
+        parsed = _signature_tags(value)
+        tags = parsed or {}
         domain, selector = tags.get("d", "").lower(), tags.get("s", "")
         key_name = f"{selector}._domainkey.{domain}".lower()
         result: DkimResult
         if verifier is None:
             result, reason = "permerror", unparsable
+        elif parsed is None:
+            result, reason = "permerror", "duplicate tag"
         else:
             result, reason = _verify_one(verifier, index, dnsfunc, key_name)
+            if result == "pass":
+                domain, selector = _signed_identity(verifier)
         results.append(DkimSignatureResult(result, domain, selector, tags.get("a", ""), tags.get("b", "")[:8], reason))
     return tuple(results)
 

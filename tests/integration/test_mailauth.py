@@ -152,6 +152,45 @@ async def test_dkim_every_signature_is_checked(
     assert result.dkim_pass_domains == ("a.test", "a.test")
 
 
+def signed_with_extra_tag(
+    monkeypatch: pytest.MonkeyPatch, raw: bytes, key: bytes, tag: tuple[bytes, bytes], domain: str = "evil.test"
+) -> bytes:
+    """`raw` signed by `domain` with one more tag (e.g. `D=a.test`) put first in the signed DKIM-Signature."""
+    original = dkimpy.DKIM.gen_header
+
+    def gen_header(self: dkimpy.DKIM, fields: list[tuple[bytes, bytes]], *args: object, **kwargs: object) -> bytes:
+        return original(self, [tag, *fields], *args, **kwargs)  # type: ignore[no-any-return]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(dkimpy.DKIM, "gen_header", gen_header)
+        return signed(raw, key, domain)
+
+
+async def test_dkim_tag_names_are_case_sensitive(
+    dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # evil.test signs with its own key; an upper-case D=a.test is an unknown tag, not the signing domain.
+    zone = records(rsa_key, dmarc="v=DMARC1; p=reject").add_txt(dkim.record_name("sel", "evil.test"), rsa_key[1])
+    dnsmasq.replace(zone)
+    raw = signed_with_extra_tag(monkeypatch, message(), rsa_key[0], (b"D", b"a.test"))
+    assert raw.startswith(b"DKIM-Signature: D=a.test;")
+    result = await run(dnsmasq, raw, ip=BAD_IP)
+    assert [(s.result, s.domain) for s in result.dkim] == [("pass", "evil.test")]
+    assert "header.d=evil.test" in result.header()
+    assert (result.dmarc.result, result.dmarc.disposition) == ("fail", "reject")
+
+
+async def test_dkim_signature_with_a_repeated_tag_is_permerror(
+    dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zone = records(rsa_key, dmarc="v=DMARC1; p=reject").add_txt(dkim.record_name("sel", "evil.test"), rsa_key[1])
+    dnsmasq.replace(zone)
+    raw = signed_with_extra_tag(monkeypatch, message(), rsa_key[0], (b"d", b"a.test"))
+    result = await run(dnsmasq, raw, ip=BAD_IP)
+    assert [(s.result, s.reason) for s in result.dkim] == [("permerror", "duplicate tag")]
+    assert result.dmarc.result == "fail"
+
+
 async def test_unsigned_message_has_dkim_none(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
     dnsmasq.replace(records(rsa_key))
     result = await run(dnsmasq, message())
