@@ -15,7 +15,8 @@ Invariants:
 - `authenticate()` never raises for anything in the message or DNS: DNS timeouts and server failures are
   `temperror` results, broken records `permerror`.
 - DMARC only says `fail` after it found a policy record and neither SPF nor any DKIM signature aligned;
-  `temperror` on either side never becomes a DMARC failure.
+  a `temperror` of an identifier that would align never becomes a DMARC failure (one that cannot align,
+  the sender's own domain, does not count).
 - A DKIM pass names the d= and s= dkimpy verified: tag names are case-sensitive (`D=` is an unknown tag) and
   a repeated tag makes the signature permerror (RFC 6376 §3.2).
 - `header()` renders exactly one RFC 8601 field; values taken from the message are sanitised, so a
@@ -466,12 +467,12 @@ async def check_dmarc(
         policy = "none"
     if record_domain != domain:
         policy = _policy(record.get("sp")) or policy
-    spf_ok = spf_outcome.result == "pass" and aligned(spf_outcome.domain, domain, record.get("aspf", "r"))
-    dkim_ok = any(s.result == "pass" and aligned(s.domain, domain, record.get("adkim", "r")) for s in dkim_results)
-    if spf_ok or dkim_ok:
+    spf_result = spf_outcome.result if aligned(spf_outcome.domain, domain, record.get("aspf", "r")) else "none"
+    dkim_aligned = [s.result for s in dkim_results if aligned(s.domain, domain, record.get("adkim", "r"))]
+    if spf_result == "pass" or "pass" in dkim_aligned:
         return DmarcOutcome("pass", domain, policy, "none", record_domain)
-    temporary = spf_outcome.result == "temperror" or any(s.result == "temperror" for s in dkim_results)
-    if temporary:
+    # Only identifiers that could have aligned count: an attacker's own timing-out domain must not lift the policy.
+    if spf_result == "temperror" or "temperror" in dkim_aligned:
         return DmarcOutcome("temperror", domain, policy, "none", record_domain, "SPF or DKIM temperror")
     disposition = policy
     pct = record.get("pct", "100")

@@ -280,6 +280,27 @@ async def test_stopped_dns_gives_temperror(dnsmasq: Dnsmasq, rsa_key: tuple[byte
     assert "dmarc=temperror" in header
 
 
+async def test_unaligned_spf_temperror_does_not_lift_the_policy(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc="v=DMARC1; p=reject").add_refused("evil.test"))
+    result = await run(dnsmasq, message(), ip=BAD_IP, mail_from="x@evil.test")
+    assert result.spf.result == "temperror"
+    assert (result.dmarc.result, result.dmarc.disposition) == ("fail", "reject")
+
+
+async def test_unaligned_dkim_temperror_does_not_lift_the_policy(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc="v=DMARC1; p=reject").add_refused("evil.test"))
+    result = await run(dnsmasq, signed(message(), rsa_key[0], domain="evil.test"), ip=BAD_IP)
+    assert [(s.result, s.domain) for s in result.dkim] == [("temperror", "evil.test")]
+    assert (result.dmarc.result, result.dmarc.disposition) == ("fail", "reject")
+
+
+async def test_aligned_dkim_temperror_is_dmarc_temperror(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc="v=DMARC1; p=reject").add_refused("down._domainkey.a.test"))
+    result = await run(dnsmasq, signed(message(), rsa_key[0], selector="down"), ip=BAD_IP)
+    assert [(s.result, s.domain) for s in result.dkim] == [("temperror", "a.test")]
+    assert (result.dmarc.result, result.dmarc.disposition) == ("temperror", "none")
+
+
 async def test_closed_port_gives_temperror(unused_udp_port: int) -> None:
     result = await run(f"127.0.0.1:{unused_udp_port}", message(), timeout=0.2)
     assert (result.spf.result, result.dmarc.result) == ("temperror", "temperror")

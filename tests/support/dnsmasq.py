@@ -3,7 +3,8 @@
 Tests must never ask the machine's resolver or an outside host, so dnsmasq runs with `--no-resolv
 --no-hosts`, no upstream server, and `local=/#/`: a name without a configured record is NXDOMAIN (and a
 configured name without the asked type is NODATA), never a forward or a SERVFAIL. That keeps SPF "none"
-and DMARC "no policy" distinguishable from "DNS broken".
+and DMARC "no policy" distinguishable from "DNS broken"; a test wanting "DNS broken" for some names only
+lists them in `refused`.
 
 Invariants:
 - `Dnsmasq.nameserver` ("127.0.0.1:PORT") stays the same across `replace()`, so a resolver or a relentad
@@ -59,6 +60,8 @@ class DnsRecords:
     """IP address -> host name. host-records (`a`/`aaaa`) already answer PTR for their addresses."""
     srv: dict[str, list[tuple[int, int, int, str]]] = field(default_factory=dict)
     """_service._proto.domain -> (priority, weight, port, target)."""
+    refused: list[str] = field(default_factory=list)
+    """Names (with everything under them) answered REFUSED, a DNS failure: a temperror for one name at once."""
 
     def add_mx(self, domain: str, host: str, preference: int = 10) -> DnsRecords:
         self.mx.setdefault(domain, []).append((preference, host))
@@ -86,6 +89,10 @@ class DnsRecords:
         self.srv.setdefault(name, []).append((priority, weight, port, target))
         return self
 
+    def add_refused(self, name: str) -> DnsRecords:
+        self.refused.append(name)
+        return self
+
     def config_lines(self) -> list[str]:
         """The dnsmasq configuration file lines serving these records."""
         lines = ["local=/#/"]
@@ -105,6 +112,8 @@ class DnsRecords:
                 lines.append(
                     f"srv-host={name},{target},{port},{priority},{weight}" if target != "." else f"srv-host={name}"
                 )
+        # "#" forwards to the usual upstream servers, and with --no-resolv there are none: REFUSED.
+        lines += [f"server=/{name}/#" for name in self.refused]
         return lines
 
 
