@@ -424,13 +424,23 @@ def _from_domain(fields: list[bytes]) -> str | None:
     return domain if "." in domain else None
 
 
-async def _dmarc_record(resolver: dns.asyncresolver.Resolver, domain: str) -> dict[str, str] | None:
+async def _dmarc_records(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
+    """The DMARC records at `domain`: its TXT records starting with v=DMARC1 (RFC 7489 §6.6.3 steps 1-2)."""
     records = await lookup(resolver, f"_dmarc.{domain}", "TXT")
     texts = [b"".join(r.strings).decode("utf-8", "replace") for r in records if isinstance(r, TXT)]
-    found = [t for t in texts if re.match(r"v\s*=\s*DMARC1\s*(;|$)", t)]
-    if len(found) != 1:
-        return None  # RFC 7489 §6.6.3: none or several records means no DMARC
-    return _dmarc_tags(found[0])
+    return [t for t in texts if re.match(r"v\s*=\s*DMARC1\s*(;|$)", t)]
+
+
+async def _discover(resolver: dns.asyncresolver.Resolver, domain: str) -> tuple[list[str], str]:
+    """§6.6.3: the records at the From domain and, only when there are none, at its organisational domain.
+
+    Several records at the From domain end discovery there: they never fall through to the organisational one.
+    """
+    found = await _dmarc_records(resolver, domain)
+    org = organizational_domain(domain)
+    if found or org == domain:
+        return found, domain
+    return await _dmarc_records(resolver, org), org
 
 
 @functools.lru_cache(maxsize=1024)
@@ -443,6 +453,22 @@ def _policy(value: str | None) -> DmarcPolicy | None:
     return value if value in ("none", "quarantine", "reject") else None  # type: ignore[return-value]
 
 
+_DMARC_URI = re.compile(r"[a-z][a-z0-9+.\-]*:[^\s,!]+(?:![0-9]+[kmgt]?)?")
+
+
+def _record_policy(record: dict[str, str], *, subdomain: bool) -> DmarcPolicy | None:
+    """The policy a record asks for (sp= for a subdomain found through its organisational domain).
+
+    §6.6.3 step 6: a missing or invalid p=, or an invalid sp=, counts as p=none when rua= names a valid URI;
+    otherwise DMARC is not applied (None). Never a silent fallback from a broken sp= to p=.
+    """
+    p, sp = _policy(record.get("p")), _policy(record.get("sp"))
+    if p is None or ("sp" in record and sp is None):
+        rua = record.get("rua", "").split(",")
+        return "none" if any(_DMARC_URI.fullmatch(uri) for uri in rua) else None
+    return sp if subdomain and sp is not None else p
+
+
 async def check_dmarc(
     resolver: dns.asyncresolver.Resolver,
     domain: str | None,
@@ -453,20 +479,17 @@ async def check_dmarc(
     if domain is None:
         return DmarcOutcome("permerror", "", reason="no single From domain")
     try:
-        record, record_domain = await _dmarc_record(resolver, domain), domain
-        org = organizational_domain(domain)
-        if record is None and org != domain:
-            record, record_domain = await _dmarc_record(resolver, org), org
+        found, record_domain = await _discover(resolver, domain)
     except DnsTemporaryError:
         return DmarcOutcome("temperror", domain, reason="DMARC record lookup failed")
-    if record is None:
+    if not found:
         return DmarcOutcome("none", domain, reason="no DMARC record")
-    policy = _policy(record.get("p"))
+    if len(found) > 1:  # §6.6.3 step 5: discovery ends and DMARC is not applied
+        return DmarcOutcome("permerror", domain, record_domain=record_domain, reason="several DMARC records")
+    record = _dmarc_tags(found[0])
+    policy = _record_policy(record, subdomain=record_domain != domain)
     if policy is None:
-        # §6.6.3: an invalid or missing p= with a valid rua= counts as p=none; we take none either way.
-        policy = "none"
-    if record_domain != domain:
-        policy = _policy(record.get("sp")) or policy
+        return DmarcOutcome("permerror", domain, record_domain=record_domain, reason="invalid p= or sp=, no rua=")
     spf_result = spf_outcome.result if aligned(spf_outcome.domain, domain, record.get("aspf", "r")) else "none"
     dkim_aligned = [s.result for s in dkim_results if aligned(s.domain, domain, record.get("adkim", "r"))]
     if spf_result == "pass" or "pass" in dkim_aligned:

@@ -262,6 +262,35 @@ async def test_dmarc_none_without_record(dnsmasq: Dnsmasq, rsa_key: tuple[bytes,
     assert (result.dmarc.result, result.dmarc_policy, result.dmarc_failed) == ("none", "none", False)
 
 
+async def test_dmarc_several_records_end_discovery(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    # Two records at news.a.test: DMARC is not applied, the organisational record is not consulted (§6.6.3).
+    zone = records(rsa_key, dmarc="v=DMARC1; p=reject")
+    zone.add_txt("_dmarc.news.a.test", "v=DMARC1; p=none").add_txt("_dmarc.news.a.test", "v=DMARC1; p=quarantine")
+    dnsmasq.replace(zone)
+    result = await run(dnsmasq, message("news@news.a.test"), ip=BAD_IP, mail_from="news@news.a.test")
+    dmarc = result.dmarc
+    assert (dmarc.result, dmarc.record_domain, dmarc.disposition) == ("permerror", "news.a.test", "none")
+    assert "dmarc=permerror (several DMARC records) header.from=news.a.test" in result.header()
+
+
+@pytest.mark.parametrize(
+    ("dmarc", "expected"),
+    [
+        ("v=DMARC1; p=reject; sp=rejct", ("permerror", "none")),  # not a fallback to p=reject
+        ("v=DMARC1; p=reject; sp=rejct; rua=mailto:dmarc@a.test", ("fail", "none")),  # as if p=none
+        ("v=DMARC1; p=bogus", ("permerror", "none")),
+        ("v=DMARC1; rua=mailto:dmarc@a.test", ("fail", "none")),
+        ("v=DMARC1; p=reject; sp=quarantine", ("fail", "quarantine")),
+    ],
+)
+async def test_dmarc_invalid_policy_tags(
+    dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str], dmarc: str, expected: tuple[str, str]
+) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc=dmarc))
+    result = await run(dnsmasq, message("news@news.a.test"), ip=BAD_IP, mail_from="news@news.a.test")
+    assert (result.dmarc.result, result.dmarc.policy) == expected
+
+
 # -- DNS failures ------------------------------------------------------------------------------------------
 
 
