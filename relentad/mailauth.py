@@ -17,6 +17,8 @@ Invariants:
 - DMARC only says `fail` after it found a policy record and neither SPF nor any DKIM signature aligned;
   a `temperror` of an identifier that would align never becomes a DMARC failure (one that cannot align,
   the sender's own domain, does not count).
+- DMARC checks every author domain of the From field(s) and the strictest failure decides (RFC 7489 §6.6.1);
+  a message with several From fields never passes: each of its domains with a policy counts as failed.
 - A DKIM pass names the d= and s= dkimpy verified: tag names are case-sensitive (`D=` is an unknown tag) and
   a repeated tag makes the signature permerror (RFC 6376 §3.2).
 - `header()` renders exactly one RFC 8601 field; values taken from the message are sanitised, so a
@@ -59,6 +61,11 @@ _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`{|}~]+$")
 _PVALUE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]*@[A-Za-z0-9\-_.]+$")
 """...or RFC 8601's pvalue, an address with a dot-atom local part (smtp.mailfrom=user@domain)."""
 _WEAKER: dict[DmarcPolicy, DmarcPolicy] = {"reject": "quarantine", "quarantine": "none", "none": "none"}
+_POLICY_RANK: dict[DmarcPolicy, int] = {"none": 0, "quarantine": 1, "reject": 2}
+_RESULT_RANK: dict[DmarcResult, int] = {"pass": 0, "none": 1, "permerror": 2, "temperror": 3, "fail": 4}
+
+MAX_AUTHOR_DOMAINS = 10
+"""Author domains checked per message (each costs up to two DNS queries); real mail names one, rarely two."""
 
 
 @dataclass(frozen=True)
@@ -394,9 +401,27 @@ def aligned(domain: str, from_domain: str, mode: str) -> bool:
     return organizational_domain(a) == organizational_domain(b)
 
 
+@dataclass(frozen=True)
+class Authors:
+    """What the RFC5322.From field(s) name for DMARC (RFC 7489 §6.6.1): every author domain, A-labels, each once."""
+
+    domains: tuple[str, ...]
+    fields: int
+    """How many From fields there are: RFC 5322 allows exactly one."""
+    unusable: bool = False
+    """Some address (or a whole field) gave no usable domain."""
+
+
+def authors(raw: bytes) -> Authors:
+    """The author domains of `raw`."""
+    return _authors(_header_fields(raw)[0])
+
+
 def from_domain(raw: bytes) -> str | None:
-    """The one RFC5322.From domain DMARC is about; None when there is not exactly one."""
-    return _from_domain(_header_fields(raw)[0])
+    """The From domain of a message with one From field naming one domain; None otherwise."""
+    found = authors(raw)
+    clean = found.fields == 1 and not found.unusable and len(found.domains) == 1
+    return found.domains[0] if clean else None
 
 
 # A From value of one plain address, bare or in angle brackets after a simple display name: most mail.
@@ -404,19 +429,27 @@ _ADDR = r'[^"<>@,;:()\\\s]+@[^"<>@,;:()\\\s]+'
 _SIMPLE_FROM = re.compile(rf'\s*(?:[^"<>@,;:()\\]*<({_ADDR})>|({_ADDR}))\s*')
 
 
-def _from_domain(fields: list[bytes]) -> str | None:
+def _authors(fields: list[bytes]) -> Authors:
     values = [_field_value(f) for f in fields if _field_name(f) == b"from"]
-    if len(values) != 1:
-        return None
-    simple = _SIMPLE_FROM.fullmatch(values[0])
-    if simple is not None:  # email.utils.getaddresses gives the same for these, at a tenth of the cost
-        addresses = [simple[1] or simple[2]]
-    else:
-        addresses = [a for _, a in email.utils.getaddresses(values) if a]
-    domains = {a.rpartition("@")[2].strip().lower().rstrip(".") for a in addresses}
-    if len(domains) != 1:
-        return None
-    domain = domains.pop()
+    domains: list[str] = []
+    unusable = False
+    for value in values:
+        simple = _SIMPLE_FROM.fullmatch(value)
+        if simple is not None:  # email.utils.getaddresses gives the same for these, at a tenth of the cost
+            addresses = [simple[1] or simple[2]]
+        else:
+            addresses = [a for _, a in email.utils.getaddresses([value]) if a]
+        unusable |= not addresses
+        for address in addresses:
+            domain = _author_domain(address)
+            unusable |= domain is None
+            if domain is not None and domain not in domains:
+                domains.append(domain)
+    return Authors(tuple(domains), len(values), unusable)
+
+
+def _author_domain(address: str) -> str | None:
+    domain = address.rpartition("@")[2].strip().lower().rstrip(".")
     try:
         domain = domain.encode("idna").decode("ascii")
     except UnicodeError:
@@ -471,13 +504,48 @@ def _record_policy(record: dict[str, str], *, subdomain: bool) -> DmarcPolicy | 
 
 async def check_dmarc(
     resolver: dns.asyncresolver.Resolver,
-    domain: str | None,
+    found: Authors,
     spf_outcome: spf.SpfOutcome,
     dkim_results: tuple[DkimSignatureResult, ...],
 ) -> DmarcOutcome:
-    """RFC 7489 §6.6: discover the policy for the From domain and check SPF/DKIM alignment."""
-    if domain is None:
-        return DmarcOutcome("permerror", "", reason="no single From domain")
+    """RFC 7489 §6.6.1: every author domain is checked and the strictest failure decides for the message.
+
+    Several From fields (RFC 5322 allows one) or absurdly many author domains cannot pass: each domain with a
+    policy counts as failed. Addresses without a usable domain make the result permerror unless a domain failed.
+    """
+    if not found.domains:
+        return DmarcOutcome("permerror", "", reason="no From field" if not found.fields else "no usable From domain")
+    domains = found.domains[:MAX_AUTHOR_DOMAINS]
+    problems = [
+        *(["several From fields"] if found.fields > 1 else []),
+        *([f"more than {MAX_AUTHOR_DOMAINS} From domains"] if len(found.domains) > MAX_AUTHOR_DOMAINS else []),
+    ]
+    forced = "; ".join(problems)
+    checks = (_check_domain(resolver, d, spf_outcome, dkim_results, forced=forced) for d in domains)
+    outcomes = list(await asyncio.gather(*checks))
+    if found.unusable:
+        problems.append("unusable From address")
+    outcomes += [DmarcOutcome("permerror", domains[0], reason=problem) for problem in problems]
+    return max(outcomes, key=_severity)
+
+
+def _severity(outcome: DmarcOutcome) -> tuple[int, int, int]:
+    """Failures first, the strictest disposition (then policy) among them; then temperror, permerror, none, pass."""
+    return _RESULT_RANK[outcome.result], _POLICY_RANK[outcome.disposition], _POLICY_RANK[outcome.policy]
+
+
+async def _check_domain(
+    resolver: dns.asyncresolver.Resolver,
+    domain: str,
+    spf_outcome: spf.SpfOutcome,
+    dkim_results: tuple[DkimSignatureResult, ...],
+    *,
+    forced: str = "",
+) -> DmarcOutcome:
+    """RFC 7489 §6.6: discover the policy for one author domain and check SPF/DKIM alignment.
+
+    With a `forced` reason the domain fails whatever aligned (a message that must not pass its policy).
+    """
     try:
         found, record_domain = await _discover(resolver, domain)
     except DnsTemporaryError:
@@ -492,17 +560,17 @@ async def check_dmarc(
         return DmarcOutcome("permerror", domain, record_domain=record_domain, reason="invalid p= or sp=, no rua=")
     spf_result = spf_outcome.result if aligned(spf_outcome.domain, domain, record.get("aspf", "r")) else "none"
     dkim_aligned = [s.result for s in dkim_results if aligned(s.domain, domain, record.get("adkim", "r"))]
-    if spf_result == "pass" or "pass" in dkim_aligned:
+    if not forced and (spf_result == "pass" or "pass" in dkim_aligned):
         return DmarcOutcome("pass", domain, policy, "none", record_domain)
     # Only identifiers that could have aligned count: an attacker's own timing-out domain must not lift the policy.
-    if spf_result == "temperror" or "temperror" in dkim_aligned:
+    if not forced and (spf_result == "temperror" or "temperror" in dkim_aligned):
         return DmarcOutcome("temperror", domain, policy, "none", record_domain, "SPF or DKIM temperror")
     disposition = policy
     pct = record.get("pct", "100")
     percent = int(pct) if pct.isdigit() else 100
     if percent < 100 and random.randrange(100) >= percent:  # §6.6.4: unsampled mail gets the next policy down
         disposition = _WEAKER[policy]
-    return DmarcOutcome("fail", domain, policy, disposition, record_domain, "no aligned SPF or DKIM pass")
+    return DmarcOutcome("fail", domain, policy, disposition, record_domain, forced or "no aligned SPF or DKIM pass")
 
 
 # -- the whole check -----------------------------------------------------------------------------------
@@ -539,7 +607,7 @@ async def authenticate(
         signatures = ((), ArcOutcome("none"))
     spf_outcome = await spf_task
     dkim_results, arc = signatures
-    dmarc = await check_dmarc(resolver, _from_domain(fields), spf_outcome, dkim_results)
+    dmarc = await check_dmarc(resolver, _authors(fields), spf_outcome, dkim_results)
     return AuthResult(authserv_id, spf_outcome, dkim_results, dmarc, arc)
 
 

@@ -87,6 +87,22 @@ def test_dmarc_reject_failure_is_refused_at_data(mx: Daemon) -> None:
     assert "result=550" in mx.log()
 
 
+@pytest.mark.parametrize(
+    ("from_value", "extra"),
+    [
+        ("Boss <boss@strict.test>, x@plain.test", ""),  # every author domain is checked (RFC 7489 §6.6.1)
+        ("x@plain.test, news@quiet.test, boss@strict.test", ""),  # the strictest failure decides
+        ("x@plain.test", "From: Boss <boss@strict.test>\r\n"),  # a second From field cannot pass
+    ],
+)
+def test_dmarc_reject_applies_to_any_author_domain(mx: Daemon, from_value: str, extra: str) -> None:
+    code, text = send(mx, "x@plain.test", letter(from_value, "several-authors", extra))
+    assert (code, text[:5]) == (550, b"5.7.1")
+    assert b"strict.test" in text
+    assert mx.messages("alice@example.test") == []
+    assert mx.messages("alice@example.test", "Junk") == []
+
+
 def test_dmarc_quarantine_failure_goes_to_junk(mx: Daemon) -> None:
     assert send(mx, "news@quiet.test", letter("news@quiet.test", "quarantined"))[0] == 250
     assert mx.messages("alice@example.test") == []

@@ -291,6 +291,59 @@ async def test_dmarc_invalid_policy_tags(
     assert (result.dmarc.result, result.dmarc.policy) == expected
 
 
+async def test_dmarc_checks_every_author_domain(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    # RFC 7489 §6.6.1: a passing a.test does not cover bank.test, which fails under p=reject.
+    zone = records(rsa_key, dmarc="v=DMARC1; p=quarantine").add_txt("_dmarc.bank.test", "v=DMARC1; p=reject")
+    dnsmasq.replace(zone)
+    result = await run(dnsmasq, message("alice@a.test, ceo@bank.test"))
+    assert result.spf.result == "pass"
+    assert (result.dmarc.result, result.dmarc.from_domain, result.dmarc.disposition) == ("fail", "bank.test", "reject")
+    assert "dmarc=fail (p=reject dis=reject) header.from=bank.test" in result.header()
+
+
+async def test_dmarc_takes_the_strictest_failure(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    zone = records(rsa_key, dmarc="v=DMARC1; p=quarantine").add_txt("_dmarc.bank.test", "v=DMARC1; p=reject")
+    dnsmasq.replace(zone)
+    for from_addr in ("alice@a.test, ceo@bank.test", "ceo@bank.test, alice@a.test", "x@plain.test, alice@a.test"):
+        result = await run(dnsmasq, message(from_addr), ip=BAD_IP)
+        assert result.dmarc_failed, from_addr
+    assert (await run(dnsmasq, message("ceo@bank.test, alice@a.test"), ip=BAD_IP)).dmarc.disposition == "reject"
+    assert (await run(dnsmasq, message("x@plain.test, alice@a.test"), ip=BAD_IP)).dmarc.disposition == "quarantine"
+
+
+async def test_dmarc_several_from_fields_fail_the_policy(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc="v=DMARC1; p=reject"))
+    raw = signed(message(extra="From: alice@a.test\r\n"), rsa_key[0])  # aligned SPF and DKIM: passes otherwise
+    dmarc = (await run(dnsmasq, raw)).dmarc
+    assert (dmarc.result, dmarc.disposition, dmarc.reason) == ("fail", "reject", "several From fields")
+    dmarc = (await run(dnsmasq, message("x@plain.test", extra="From: y@other.test\r\n"))).dmarc
+    assert (dmarc.result, dmarc.reason) == ("permerror", "several From fields")  # no policy found anywhere
+
+
+@pytest.mark.parametrize(
+    ("from_addr", "reason"),
+    [("undisclosed-recipients:;", "no usable From domain"), ("alice@a.test, root@localhost", "unusable From address")],
+)
+async def test_dmarc_unusable_from(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str], from_addr: str, reason: str) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc="v=DMARC1; p=reject"))
+    dmarc = (await run(dnsmasq, signed(message(from_addr), rsa_key[0]))).dmarc
+    assert (dmarc.result, dmarc.reason, dmarc.disposition) == ("permerror", reason, "none")
+
+
+async def test_dmarc_unusable_address_does_not_hide_a_failure(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc="v=DMARC1; p=reject"))
+    result = await run(dnsmasq, message("alice@a.test, root@localhost"), ip=BAD_IP)
+    assert (result.dmarc.result, result.dmarc.disposition) == ("fail", "reject")
+
+
+async def test_dmarc_without_from_is_permerror(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc="v=DMARC1; p=reject"))
+    raw = message().replace(b"From: Alice <alice@a.test>\r\n", b"")
+    result = await run(dnsmasq, raw, ip=BAD_IP)
+    assert (result.dmarc.result, result.dmarc.reason) == ("permerror", "no From field")
+    assert "dmarc=permerror (no From field);" in result.header()
+
+
 # -- DNS failures ------------------------------------------------------------------------------------------
 
 
