@@ -218,14 +218,19 @@ def _skip_comment(text: str) -> str:
 
 
 def _authserv_id(value: str) -> str:
-    """The authserv-id of an Authentication-Results value: its first token, after any comments."""
+    """The authserv-id of an Authentication-Results value: its first token, after any comments.
+
+    A quoted-string is unescaped (`"mx.example\\.test"` is mx.example.test), so quoting cannot hide a forgery.
+    """
     text = value.lstrip()
     while text.startswith("("):
         text = _skip_comment(text).lstrip()
     match = re.match(r'"((?:[^"\\]|\\.)*)"|([^\s;()]+)', text)
     if not match:
         return ""
-    return (match.group(1) if match.group(1) is not None else match.group(2)).lower()
+    if match.group(1) is not None:
+        return re.sub(r"\\(.)", r"\1", match.group(1)).lower()
+    return match.group(2).lower()
 
 
 def strip_forged_results(raw: bytes, authserv_id: str) -> bytes:

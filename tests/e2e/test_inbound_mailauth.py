@@ -119,10 +119,12 @@ def test_dmarc_reject_can_be_turned_into_junk(make_daemon: MakeDaemon, world_dns
 
 def test_forged_results_for_our_host_are_removed(mx: Daemon) -> None:
     forged = "Authentication-Results: mx.example.test; spf=pass; dkim=pass; dmarc=pass\r\n"
+    quoted = 'Authentication-Results: "MX.example\\.test"; dkim=pass header.d=bank.test\r\n'  # quoted-pair
     other = "Authentication-Results: other.test; spf=fail\r\n"
-    assert send(mx, "x@plain.test", letter("x@plain.test", "forged-ar", forged + other))[0] == 250
+    assert send(mx, "x@plain.test", letter("x@plain.test", "forged-ar", forged + quoted + other))[0] == 250
     [stored] = mx.messages("alice@example.test")
     assert b"mx.example.test; spf=pass; dkim=pass" not in stored
+    assert b"bank.test" not in stored
     assert b"Authentication-Results: other.test; spf=fail" in stored
     header = results_header(stored.replace(other.encode(), b""))
     assert "spf=none" in header and "dmarc=none" in header

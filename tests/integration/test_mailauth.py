@@ -437,6 +437,7 @@ def test_strip_forged_results_removes_only_ours() -> None:
         b"Authentication-Results: (forged) mx.relentad.test 1;\r\n\tdkim=pass header.d=bank.test\r\n"
         b"Authentication-Results: other.test; spf=fail\r\n"
         b'Authentication-Results: "mx.relentad.test"; dmarc=pass\r\n'
+        b'Authentication-Results: "mx\\.Relentad\\.test"; arc=pass\r\n'
         b"ARC-Authentication-Results: i=1; mx.relentad.test; spf=pass\r\n" + message()
     )
     stripped = mailauth.strip_forged_results(raw, AUTHSERV)
@@ -444,6 +445,7 @@ def test_strip_forged_results_removes_only_ours() -> None:
     assert b"forged" not in stripped
     assert b"header.d=bank.test" not in stripped
     assert b'"mx.relentad.test"' not in stripped
+    assert b"arc=pass" not in stripped
     assert b"Authentication-Results: other.test; spf=fail\r\n" in stripped
     assert b"ARC-Authentication-Results: i=1; mx.relentad.test; spf=pass\r\n" in stripped
     assert stripped.endswith(message())
