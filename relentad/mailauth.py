@@ -136,11 +136,7 @@ class AuthResult:
         folding puts each result on its own CRLF-TAB continuation line, well inside RFC 5322's 998.
         """
         parts = [_value(self.authserv_id)]
-        if self.spf.identity == "mailfrom":
-            spf_prop = f"smtp.mailfrom={_value(self.spf.sender)}"
-        else:
-            spf_prop = f"smtp.helo={_value(self.spf.domain)}" if self.spf.domain else ""
-        parts.append(_resinfo("spf", self.spf.result, self.spf.reason, spf_prop))
+        parts.append(_resinfo("spf", self.spf.result, self.spf.reason, _spf_property(self.spf)))
         if not self.dkim:
             parts.append("dkim=none")
         for sig in self.dkim:
@@ -167,6 +163,18 @@ def _value(text: str) -> str:
     if clean and (_TOKEN.match(clean) or _PVALUE.match(clean)):
         return clean
     return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _spf_property(outcome: spf.SpfOutcome) -> str:
+    """smtp.mailfrom or smtp.helo, domains as A-labels (spf converts them). A local part that is not ASCII is left
+    out (RFC 8601 §2.3 allows "@domain"), a domain that is not ASCII the whole property: dropping its characters
+    would name another domain."""
+    if not outcome.domain or not outcome.domain.isascii():
+        return ""
+    if outcome.identity == "helo":
+        return f"smtp.helo={_value(outcome.domain)}"
+    sender = outcome.sender if outcome.sender.isascii() else "@" + outcome.domain
+    return f"smtp.mailfrom={_value(sender)}"
 
 
 def _resinfo(method: str, result: str, comment: str, props: str) -> str:
@@ -454,12 +462,8 @@ def _authors(fields: list[bytes]) -> Authors:
 
 
 def _author_domain(address: str) -> str | None:
-    domain = address.rpartition("@")[2].strip().lower().rstrip(".")
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return None
-    return domain if "." in domain else None
+    domain = spf.a_label(address.rpartition("@")[2].strip().lower().rstrip("."))
+    return domain if domain is not None and "." in domain else None
 
 
 async def _dmarc_records(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
@@ -624,7 +628,5 @@ async def _spf_with_deadline(
         async with asyncio.timeout(seconds):
             return await spf.check(resolver, ip=ip, mail_from=mail_from, helo=helo)
     except TimeoutError:
-        address = mail_from.strip().strip("<>")
-        identity: Literal["mailfrom", "helo"] = "mailfrom" if address else "helo"
-        domain = address.rpartition("@")[2] if address else helo
-        return spf.SpfOutcome("temperror", identity, domain.lower(), address or f"postmaster@{helo}", "timeout")
+        identity, domain, sender = spf.identity(mail_from, helo)
+        return spf.SpfOutcome("temperror", identity, domain, sender, "timeout")

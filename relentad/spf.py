@@ -8,12 +8,15 @@ Invariants:
 - Never raises for anything DNS or the record does: every outcome is one of the seven RFC 7208 §2.6
   results. DNS timeouts and server failures are `temperror`; record syntax errors, more than 10
   DNS-querying terms (§4.6.4) or more than 2 void lookups are `permerror`.
+- Internationalized MAIL FROM and HELO domains are checked, and reported, as A-labels (§4.3); a name that has
+  no faithful A-label under Python's IDNA 2003 codec (ß would become ss: another domain) is `none`.
 - `exp=` is parsed but not expanded: relentad never quotes a sender's explanation in its replies. The
   `%{p}` macro expands to "unknown", which §7.3 allows and which saves PTR lookups.
 """
 
 from __future__ import annotations
 
+import encodings.idna
 import functools
 import ipaddress
 import re
@@ -103,6 +106,52 @@ def _valid_domain(domain: str) -> bool:
     if "/" in domain or any(ch.isspace() for ch in domain):
         return False
     return len(labels) > 1 and all(0 < len(label) <= 63 for label in labels) and len(domain) <= 253
+
+
+_IDNA_DOTS = "\u3002\uff0e\uff61"
+"""Characters IDNA 2003 reads as dots: in an SMTP domain they are not, and a label holding one has no A-label."""
+
+
+def a_label(domain: str) -> str | None:
+    """`domain` with its U-labels as A-labels (RFC 7208 §4.3, RFC 5890 §2.3); None when that is impossible.
+
+    Python's codec is IDNA 2003, whose nameprep maps some characters to others (ß to ss, fullwidth to ASCII):
+    a label is taken only when its A-label decodes back to the same label, so no name is checked as another.
+    """
+    labels = domain.split(".")
+    trailing = "." if len(labels) > 1 and not labels[-1] else ""  # an absolute name keeps its final dot
+    converted: list[str] = []
+    for label in labels[:-1] if trailing else labels:
+        ace = _label_a_label(label)
+        if ace is None or not 0 < len(ace) <= 63:
+            return None
+        converted.append(ace)
+    return ".".join(converted) + trailing
+
+
+def _label_a_label(label: str) -> str | None:
+    if label.isascii():
+        return label
+    if any(ch in _IDNA_DOTS for ch in label):
+        return None
+    try:
+        ace = encodings.idna.ToASCII(label).decode("ascii")
+        return ace if ace.startswith("xn--") and encodings.idna.ToUnicode(ace) == label.lower() else None
+    except UnicodeError:
+        return None
+
+
+def identity(mail_from: str, helo: str) -> tuple[Literal["mailfrom", "helo"], str, str]:
+    """The identity SPF checks for a transaction, its domain (lower-case A-labels when it has them) and the
+    sender address the macros see: the MAIL FROM, or postmaster@HELO for the null reverse-path (§2.4)."""
+    address = mail_from.strip().removeprefix("<").removesuffix(">")
+    helo = helo.strip()
+    helo = a_label(helo) or helo
+    if not address:
+        return "helo", helo.rstrip(".").lower(), f"postmaster@{helo}"
+    local, domain = _split_sender(address)
+    domain = a_label(domain) or domain
+    return "mailfrom", domain.rstrip(".").lower(), f"{local}@{domain}"
 
 
 def _client_ip(text: str) -> IPAddress:
@@ -397,17 +446,14 @@ async def check_host(
 
 
 async def check(resolver: dns.asyncresolver.Resolver, *, ip: str, mail_from: str, helo: str) -> SpfOutcome:
-    """SPF for an SMTP transaction: the MAIL FROM identity, or HELO when the reverse-path is null."""
-    address = mail_from.strip().removeprefix("<").removesuffix(">")
+    """SPF for an SMTP transaction: the MAIL FROM identity, or HELO when the reverse-path is null.
+
+    An internationalized domain is checked as its A-labels (§4.3), and so reported.
+    """
     helo = helo.strip()
-    identity: Literal["mailfrom", "helo"]
-    if address:
-        local, domain = _split_sender(address)
-        sender, identity = f"{local}@{domain}", "mailfrom"
-    else:
-        domain, sender, identity = helo, f"postmaster@{helo}", "helo"
-    domain = domain.rstrip(".").lower()
+    helo = a_label(helo) or helo
+    kind, domain, sender = identity(mail_from, helo)
     if not _valid_domain(domain) or not _HOSTNAME.match(domain) or domain.rsplit(".", 1)[1].isdigit():
-        return SpfOutcome("none", identity, domain, sender, "no checkable domain")
+        return SpfOutcome("none", kind, domain, sender, "no checkable domain")
     result, reason = await check_host(resolver, ip, domain, sender, helo)
-    return SpfOutcome(result, identity, domain, sender, reason)
+    return SpfOutcome(result, kind, domain, sender, reason)

@@ -117,6 +117,26 @@ async def test_spf_uses_helo_for_the_null_sender(dnsmasq: Dnsmasq) -> None:
     assert "spf=pass smtp.helo=out.a.test" in result.header()
 
 
+async def test_spf_checks_an_internationalized_domain_as_a_labels(dnsmasq: Dnsmasq) -> None:
+    zone = DnsRecords().add_txt("xn--bcher-kva.test", "v=spf1 ip4:192.0.2.0/24 -all")
+    dnsmasq.replace(zone.add_txt("mx.xn--bcher-kva.test", "v=spf1 ip4:192.0.2.0/24 -all"))
+    result = await run(dnsmasq, message(), mail_from="info@Bücher.test")
+    assert (result.spf.result, result.spf.domain) == ("pass", "xn--bcher-kva.test")
+    assert "spf=pass smtp.mailfrom=info@xn--bcher-kva.test;" in result.header()
+    result = await run(dnsmasq, message(), mail_from="jörg@bücher.test")  # SMTPUTF8 local part: left out
+    assert "spf=pass smtp.mailfrom=@xn--bcher-kva.test;" in result.header()
+    result = await run(dnsmasq, message(), mail_from="", helo="mx.bücher.test")
+    assert "spf=pass smtp.helo=mx.xn--bcher-kva.test;" in result.header()
+
+
+async def test_spf_never_checks_or_names_a_mapped_domain(dnsmasq: Dnsmasq) -> None:
+    # IDNA 2003 maps faß to fass, another domain: no A-label, so no check and no mangled name in the header.
+    dnsmasq.replace(DnsRecords().add_txt("fass.test", "v=spf1 +all"))
+    result = await run(dnsmasq, message(), mail_from="info@faß.test")
+    assert result.spf.result == "none"
+    assert "; spf=none (no checkable domain); dkim=" in result.header()
+
+
 # -- DKIM --------------------------------------------------------------------------------------------------
 
 

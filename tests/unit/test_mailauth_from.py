@@ -51,6 +51,8 @@ def test_two_from_fields_mean_no_domain() -> None:
         ("From: ceo@bank.test, root@localhost\r\n", mailauth.Authors(("bank.test",), 1, unusable=True)),
         ("From: undisclosed-recipients:;\r\n", mailauth.Authors((), 1, unusable=True)),
         ("To: x@y.test\r\n", mailauth.Authors((), 0)),
+        ("From: info@Bücher.test\r\n", mailauth.Authors(("xn--bcher-kva.test",), 1)),
+        ("From: info@faß.test\r\n", mailauth.Authors((), 1, unusable=True)),  # IDNA 2003 would say fass.test
     ],
 )
 def test_every_author_domain_is_found(header: str, expected: mailauth.Authors) -> None:
