@@ -383,20 +383,26 @@ async def _matches(ctx: _Context, term: _Term, domain: str) -> bool:
 
 
 async def _ptr_matches(ctx: _Context, target: str) -> bool:
-    """§5.5: some validated reverse name of the client equals or ends in the target; DNS errors: no match."""
+    """§5.5: some validated reverse name of the client equals or ends in the target.
+
+    A failed PTR lookup is no match; a failed forward lookup only skips that name, the next ones are still tried.
+    """
     rdtype = "A" if ctx.ip.version == 4 else "AAAA"
     target = target.lower()
     try:
         names = [r for r in await lookup(ctx.resolver, reverse_name(str(ctx.ip)), "PTR") if isinstance(r, PTR)]
-        for ptr in names[:MX_PTR_NAME_LIMIT]:
-            name = ptr.target.to_text(omit_final_dot=True).lower()
-            if name != target and not name.endswith("." + target):
-                continue
-            forward = await lookup(ctx.resolver, name, rdtype)
-            if any(ipaddress.ip_address(r.to_text()) == ctx.ip for r in forward):
-                return True
     except DnsTemporaryError:
         return False
+    for ptr in names[:MX_PTR_NAME_LIMIT]:
+        name = ptr.target.to_text(omit_final_dot=True).lower()
+        if name != target and not name.endswith("." + target):
+            continue
+        try:
+            forward = await lookup(ctx.resolver, name, rdtype)
+        except DnsTemporaryError:
+            continue
+        if any(ipaddress.ip_address(r.to_text()) == ctx.ip for r in forward):
+            return True
     return False
 
 

@@ -145,6 +145,14 @@ async def test_ptr_needs_forward_confirmation(dnsmasq: Dnsmasq) -> None:
     assert await serve_and_check(dnsmasq, "v=spf1 ptr:other.test -all", "192.0.2.5", zone) == "fail"
 
 
+async def test_ptr_skips_a_name_whose_forward_lookup_fails(dnsmasq: Dnsmasq) -> None:
+    # §5.5: a DNS error on one name's A lookup skips that name; mail.a.test still validates.
+    zone = DnsRecords().add_a("mail.a.test", "192.0.2.5").add_refused("slow1.a.test").add_refused("slow2.a.test")
+    for name in ("slow1.a.test", "mail.a.test", "slow2.a.test"):  # a failing name comes first in either order
+        zone.add_ptr("192.0.2.5", name)
+    assert await serve_and_check(dnsmasq, "v=spf1 ptr -all", "192.0.2.5", zone) == "pass"
+
+
 async def test_unusable_identities(dnsmasq: Dnsmasq) -> None:
     dnsmasq.replace(DnsRecords().add_txt("a.test", "v=spf1 +all"))
     resolver = make_resolver([dnsmasq.nameserver], 0.5)

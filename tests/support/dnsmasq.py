@@ -56,8 +56,9 @@ class DnsRecords:
     a: dict[str, list[str]] = field(default_factory=dict)
     aaaa: dict[str, list[str]] = field(default_factory=dict)
     txt: dict[str, list[str]] = field(default_factory=dict)
-    ptr: dict[str, str] = field(default_factory=dict)
-    """IP address -> host name. host-records (`a`/`aaaa`) already answer PTR for their addresses."""
+    ptr: dict[str, list[str]] = field(default_factory=dict)
+    """IP address -> host names. host-records (`a`/`aaaa`) already answer PTR for their addresses, unless the
+    address has names here."""
     srv: dict[str, list[tuple[int, int, int, str]]] = field(default_factory=dict)
     """_service._proto.domain -> (priority, weight, port, target)."""
     refused: list[str] = field(default_factory=list)
@@ -81,7 +82,8 @@ class DnsRecords:
         return self
 
     def add_ptr(self, ip: str, name: str) -> DnsRecords:
-        self.ptr[ip] = name
+        """One PTR record (several calls for one address give several records)."""
+        self.ptr.setdefault(ip, []).append(name)
         return self
 
     def add_srv(self, name: str, priority: int, weight: int, port: int, target: str) -> DnsRecords:
@@ -104,8 +106,8 @@ class DnsRecords:
             lines += [f"host-record={name},{address}" for address in addresses]
         for name, values in self.txt.items():
             lines += [f"txt-record={name},{_txt_strings(value)}" for value in values]
-        for ip, name in self.ptr.items():
-            lines.append(f"ptr-record={_reverse(ip)},{name}")
+        for ip, names in self.ptr.items():
+            lines += [f"ptr-record={_reverse(ip)},{name}" for name in names]
         for name, services in self.srv.items():
             for priority, weight, port, target in services:
                 # dnsmasq: an srv-host with no target answers "no such service" ("." in the zone).
