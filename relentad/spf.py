@@ -6,8 +6,9 @@ elsewhere by patching process-wide state. This evaluator is small, async, and us
 
 Invariants:
 - Never raises for anything DNS or the record does: every outcome is one of the seven RFC 7208 §2.6
-  results. DNS timeouts and server failures are `temperror`; record syntax errors, more than 10
-  DNS-querying terms (§4.6.4) or more than 2 void lookups are `permerror`.
+  results. DNS timeouts and server failures are `temperror`; record syntax errors (found when the record is
+  parsed, before any term is evaluated: in any modifier, even an unknown one, or a separator other than SP),
+  more than 10 DNS-querying terms (§4.6.4) or more than 2 void lookups are `permerror`.
 - Internationalized MAIL FROM and HELO domains are checked, and reported, as A-labels (§4.3); a name that has
   no faithful A-label under Python's IDNA 2003 codec (ß would become ss: another domain) is `none`.
 - `exp=` is parsed but not expanded: relentad never quotes a sender's explanation in its replies. The
@@ -226,11 +227,33 @@ class _Term:
 _VALID_MACRO = re.compile(r"%\{[slodiphvSLODIPHV]\d*r?[.\-+,/_=]*\}|%[%_\-]")
 
 
+_ANY_MACRO = re.compile(r"%\{[slodiphcrtvSLODIPHCRTV]\d*r?[.\-+,/_=]*\}|%[%_\-]")
+_TERM = re.compile(r"[\x21-\x7e]+")
+"""A term is visible ASCII: terms are separated by SP only (§4.6.1), and a record is 7-bit (§3.1)."""
+_DOMAIN_END = re.compile(
+    r".*\.(?:[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*|[A-Za-z0-9]+-[A-Za-z0-9\-]*[A-Za-z0-9])\.?|.*(?:%\{[^}]*\}|%[%_\-])"
+)
+"""§7.1 domain-end: a dot and a toplabel (not all digits), or a macro."""
+
+
 def _check_domain_spec(spec: str) -> str:
     """§7.1 syntax, checked before evaluation (§4.6: any syntax error makes the whole record permerror)."""
     if "%" in _VALID_MACRO.sub("", spec):
         raise _PermError(f"bad macro in {spec!r}")
     return spec
+
+
+def _check_modifier(name: str, value: str) -> str:
+    """§6 and §A: redirect= and exp= take a domain-spec, and even a modifier we ignore needs a valid macro-string."""
+    if name not in ("redirect", "exp"):
+        if "%" in _ANY_MACRO.sub("", value):
+            raise _PermError(f"bad macro in {name}={value}")
+        return value
+    if not value:
+        raise _PermError(f"empty {name}=")
+    if not _DOMAIN_END.fullmatch(value):
+        raise _PermError(f"{name}={value} is not a domain-spec")
+    return _check_domain_spec(value)
 
 
 def _parse_network(mechanism: str, text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -274,19 +297,21 @@ def parse_record(record: str) -> tuple[tuple[_Term, ...], str | None]:
     terms: list[_Term] = []
     redirect: str | None = None
     seen_modifiers: set[str] = set()
-    for word in record.split()[1:]:
+    for word in record.split(" ")[1:]:
+        if not word:
+            continue  # terms are separated by one or more SP
+        if not _TERM.fullmatch(word):
+            raise _PermError(f"{word!r} holds a character other than visible ASCII")
         modifier = re.fullmatch(r"([A-Za-z][A-Za-z0-9\-_.]*)=(.*)", word)
         if modifier:
-            name, value = modifier.group(1).lower(), modifier.group(2)
-            if name in ("redirect", "exp"):
-                if name in seen_modifiers:
-                    raise _PermError(f"{name}= appears twice")
-                seen_modifiers.add(name)
-                if not value:
-                    raise _PermError(f"empty {name}=")
-                if name == "redirect":
-                    redirect = _check_domain_spec(value)
-            continue  # unknown modifiers are ignored (§6)
+            name = modifier.group(1).lower()
+            if name in seen_modifiers and name in ("redirect", "exp"):
+                raise _PermError(f"{name}= appears twice")
+            seen_modifiers.add(name)
+            value = _check_modifier(name, modifier.group(2))
+            if name == "redirect":
+                redirect = value
+            continue  # exp= is never expanded, unknown modifiers are ignored (§6)
         qualifier: SpfResult = "pass"
         token = word
         if token[0] in _QUALIFIERS:
