@@ -15,7 +15,12 @@ Invariants:
 - `authenticate()` never raises for anything in the message or DNS: DNS timeouts and server failures are
   `temperror` results, broken records `permerror`.
 - DMARC only says `fail` after it found a policy record and neither SPF nor any DKIM signature aligned;
-  `temperror` on either side never becomes a DMARC failure.
+  a `temperror` of an identifier that would align never becomes a DMARC failure (one that cannot align,
+  the sender's own domain, does not count).
+- DMARC checks every author domain of the From field(s) and the strictest failure decides (RFC 7489 §6.6.1);
+  a message with several From fields never passes: each of its domains with a policy counts as failed.
+- A DKIM pass names the d= and s= dkimpy verified: tag names are case-sensitive (`D=` is an unknown tag) and
+  a repeated tag makes the signature permerror (RFC 6376 §3.2).
 - `header()` renders exactly one RFC 8601 field; values taken from the message are sanitised, so a
   hostile signature cannot inject header syntax.
 """
@@ -56,6 +61,11 @@ _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`{|}~]+$")
 _PVALUE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]*@[A-Za-z0-9\-_.]+$")
 """...or RFC 8601's pvalue, an address with a dot-atom local part (smtp.mailfrom=user@domain)."""
 _WEAKER: dict[DmarcPolicy, DmarcPolicy] = {"reject": "quarantine", "quarantine": "none", "none": "none"}
+_POLICY_RANK: dict[DmarcPolicy, int] = {"none": 0, "quarantine": 1, "reject": 2}
+_RESULT_RANK: dict[DmarcResult, int] = {"pass": 0, "none": 1, "permerror": 2, "temperror": 3, "fail": 4}
+
+MAX_AUTHOR_DOMAINS = 10
+"""Author domains checked per message (each costs up to two DNS queries); real mail names one, rarely two."""
 
 
 @dataclass(frozen=True)
@@ -126,11 +136,7 @@ class AuthResult:
         folding puts each result on its own CRLF-TAB continuation line, well inside RFC 5322's 998.
         """
         parts = [_value(self.authserv_id)]
-        if self.spf.identity == "mailfrom":
-            spf_prop = f"smtp.mailfrom={_value(self.spf.sender)}"
-        else:
-            spf_prop = f"smtp.helo={_value(self.spf.domain)}" if self.spf.domain else ""
-        parts.append(_resinfo("spf", self.spf.result, self.spf.reason, spf_prop))
+        parts.append(_resinfo("spf", self.spf.result, self.spf.reason, _spf_property(self.spf)))
         if not self.dkim:
             parts.append("dkim=none")
         for sig in self.dkim:
@@ -157,6 +163,18 @@ def _value(text: str) -> str:
     if clean and (_TOKEN.match(clean) or _PVALUE.match(clean)):
         return clean
     return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _spf_property(outcome: spf.SpfOutcome) -> str:
+    """smtp.mailfrom or smtp.helo, domains as A-labels (spf converts them). A local part that is not ASCII is left
+    out (RFC 8601 §2.3 allows "@domain"), a domain that is not ASCII the whole property: dropping its characters
+    would name another domain."""
+    if not outcome.domain or not outcome.domain.isascii():
+        return ""
+    if outcome.identity == "helo":
+        return f"smtp.helo={_value(outcome.domain)}"
+    sender = outcome.sender if outcome.sender.isascii() else "@" + outcome.domain
+    return f"smtp.mailfrom={_value(sender)}"
 
 
 def _resinfo(method: str, result: str, comment: str, props: str) -> str:
@@ -208,14 +226,19 @@ def _skip_comment(text: str) -> str:
 
 
 def _authserv_id(value: str) -> str:
-    """The authserv-id of an Authentication-Results value: its first token, after any comments."""
+    """The authserv-id of an Authentication-Results value: its first token, after any comments.
+
+    A quoted-string is unescaped (`"mx.example\\.test"` is mx.example.test), so quoting cannot hide a forgery.
+    """
     text = value.lstrip()
     while text.startswith("("):
         text = _skip_comment(text).lstrip()
     match = re.match(r'"((?:[^"\\]|\\.)*)"|([^\s;()]+)', text)
     if not match:
         return ""
-    return (match.group(1) if match.group(1) is not None else match.group(2)).lower()
+    if match.group(1) is not None:
+        return re.sub(r"\\(.)", r"\1", match.group(1)).lower()
+    return match.group(2).lower()
 
 
 def strip_forged_results(raw: bytes, authserv_id: str) -> bytes:
@@ -257,12 +280,33 @@ class _KeyLookup:
 
 
 def _tags(value: str) -> dict[str, str]:
+    """A DMARC record's tag=value list, names lower-cased, the first of a repeated tag kept."""
     tags: dict[str, str] = {}
     for part in value.split(";"):
         name, sep, val = part.partition("=")
         if sep:
             tags.setdefault(name.strip().lower(), re.sub(r"\s+", "", val))
     return tags
+
+
+def _signature_tags(value: str) -> dict[str, str] | None:
+    """A DKIM-Signature's tags as dkimpy reads them: names case-sensitive (RFC 6376 §3.2, so `D=` is not `d=`);
+    None when a name repeats, which makes the whole tag-list, and so the signature, invalid."""
+    tags: dict[str, str] = {}
+    for part in value.split(";"):
+        name, sep, val = part.partition("=")
+        name = name.strip()
+        if sep and name in tags:
+            return None
+        if sep:
+            tags[name] = re.sub(r"\s+", "", val)
+    return tags
+
+
+def _signed_identity(verifier: dkim.DKIM) -> tuple[str, str]:
+    """The d= and s= dkimpy just verified: a pass is reported for exactly the domain whose key checked it."""
+    fields = verifier.signature_fields
+    return fields[b"d"].decode("ascii", "replace").lower(), fields[b"s"].decode("ascii", "replace")
 
 
 def _verify_one(verifier: dkim.DKIM, index: int, dnsfunc: _KeyLookup, key_name: str) -> tuple[DkimResult, str]:
@@ -299,14 +343,19 @@ def _verify_dkim(raw: bytes, dnsfunc: _KeyLookup) -> tuple[DkimSignatureResult, 
         except Exception as exc:  # dkimpy refuses some header syntax outright
             unparsable = f"unparsable message: {exc}"
     for index, value in enumerate(signatures[:MAX_DKIM_SIGNATURES]):
-        tags = _tags(value)
+        parsed = _signature_tags(value)
+        tags = parsed or {}
         domain, selector = tags.get("d", "").lower(), tags.get("s", "")
         key_name = f"{selector}._domainkey.{domain}".lower()
         result: DkimResult
         if verifier is None:
             result, reason = "permerror", unparsable
+        elif parsed is None:
+            result, reason = "permerror", "duplicate tag"
         else:
             result, reason = _verify_one(verifier, index, dnsfunc, key_name)
+            if result == "pass":
+                domain, selector = _signed_identity(verifier)
         results.append(DkimSignatureResult(result, domain, selector, tags.get("a", ""), tags.get("b", "")[:8], reason))
     return tuple(results)
 
@@ -365,9 +414,27 @@ def aligned(domain: str, from_domain: str, mode: str) -> bool:
     return organizational_domain(a) == organizational_domain(b)
 
 
+@dataclass(frozen=True)
+class Authors:
+    """What the RFC5322.From field(s) name for DMARC (RFC 7489 §6.6.1): every author domain, A-labels, each once."""
+
+    domains: tuple[str, ...]
+    fields: int
+    """How many From fields there are: RFC 5322 allows exactly one."""
+    unusable: bool = False
+    """Some address (or a whole field) gave no usable domain."""
+
+
+def authors(raw: bytes) -> Authors:
+    """The author domains of `raw`."""
+    return _authors(_header_fields(raw)[0])
+
+
 def from_domain(raw: bytes) -> str | None:
-    """The one RFC5322.From domain DMARC is about; None when there is not exactly one."""
-    return _from_domain(_header_fields(raw)[0])
+    """The From domain of a message with one From field naming one domain; None otherwise."""
+    found = authors(raw)
+    clean = found.fields == 1 and not found.unusable and len(found.domains) == 1
+    return found.domains[0] if clean else None
 
 
 # A From value of one plain address, bare or in angle brackets after a simple display name: most mail.
@@ -375,33 +442,47 @@ _ADDR = r'[^"<>@,;:()\\\s]+@[^"<>@,;:()\\\s]+'
 _SIMPLE_FROM = re.compile(rf'\s*(?:[^"<>@,;:()\\]*<({_ADDR})>|({_ADDR}))\s*')
 
 
-def _from_domain(fields: list[bytes]) -> str | None:
+def _authors(fields: list[bytes]) -> Authors:
     values = [_field_value(f) for f in fields if _field_name(f) == b"from"]
-    if len(values) != 1:
-        return None
-    simple = _SIMPLE_FROM.fullmatch(values[0])
-    if simple is not None:  # email.utils.getaddresses gives the same for these, at a tenth of the cost
-        addresses = [simple[1] or simple[2]]
-    else:
-        addresses = [a for _, a in email.utils.getaddresses(values) if a]
-    domains = {a.rpartition("@")[2].strip().lower().rstrip(".") for a in addresses}
-    if len(domains) != 1:
-        return None
-    domain = domains.pop()
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return None
-    return domain if "." in domain else None
+    domains: list[str] = []
+    unusable = False
+    for value in values:
+        simple = _SIMPLE_FROM.fullmatch(value)
+        if simple is not None:  # email.utils.getaddresses gives the same for these, at a tenth of the cost
+            addresses = [simple[1] or simple[2]]
+        else:
+            addresses = [a for _, a in email.utils.getaddresses([value]) if a]
+        unusable |= not addresses
+        for address in addresses:
+            domain = _author_domain(address)
+            unusable |= domain is None
+            if domain is not None and domain not in domains:
+                domains.append(domain)
+    return Authors(tuple(domains), len(values), unusable)
 
 
-async def _dmarc_record(resolver: dns.asyncresolver.Resolver, domain: str) -> dict[str, str] | None:
+def _author_domain(address: str) -> str | None:
+    domain = spf.a_label(address.rpartition("@")[2].strip().lower().rstrip("."))
+    return domain if domain is not None and "." in domain else None
+
+
+async def _dmarc_records(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
+    """The DMARC records at `domain`: its TXT records starting with v=DMARC1 (RFC 7489 §6.6.3 steps 1-2)."""
     records = await lookup(resolver, f"_dmarc.{domain}", "TXT")
     texts = [b"".join(r.strings).decode("utf-8", "replace") for r in records if isinstance(r, TXT)]
-    found = [t for t in texts if re.match(r"v\s*=\s*DMARC1\s*(;|$)", t)]
-    if len(found) != 1:
-        return None  # RFC 7489 §6.6.3: none or several records means no DMARC
-    return _dmarc_tags(found[0])
+    return [t for t in texts if re.match(r"v\s*=\s*DMARC1\s*(;|$)", t)]
+
+
+async def _discover(resolver: dns.asyncresolver.Resolver, domain: str) -> tuple[list[str], str]:
+    """§6.6.3: the records at the From domain and, only when there are none, at its organisational domain.
+
+    Several records at the From domain end discovery there: they never fall through to the organisational one.
+    """
+    found = await _dmarc_records(resolver, domain)
+    org = organizational_domain(domain)
+    if found or org == domain:
+        return found, domain
+    return await _dmarc_records(resolver, org), org
 
 
 @functools.lru_cache(maxsize=1024)
@@ -414,43 +495,91 @@ def _policy(value: str | None) -> DmarcPolicy | None:
     return value if value in ("none", "quarantine", "reject") else None  # type: ignore[return-value]
 
 
+_DMARC_URI = re.compile(r"[a-z][a-z0-9+.\-]*:[^\s,!]+(?:![0-9]+[kmgt]?)?")
+
+
+def _record_policy(record: dict[str, str], *, subdomain: bool) -> DmarcPolicy | None:
+    """The policy a record asks for (sp= for a subdomain found through its organisational domain).
+
+    §6.6.3 step 6: a missing or invalid p=, or an invalid sp=, counts as p=none when rua= names a valid URI;
+    otherwise DMARC is not applied (None). Never a silent fallback from a broken sp= to p=.
+    """
+    p, sp = _policy(record.get("p")), _policy(record.get("sp"))
+    if p is None or ("sp" in record and sp is None):
+        rua = record.get("rua", "").split(",")
+        return "none" if any(_DMARC_URI.fullmatch(uri) for uri in rua) else None
+    return sp if subdomain and sp is not None else p
+
+
 async def check_dmarc(
     resolver: dns.asyncresolver.Resolver,
-    domain: str | None,
+    found: Authors,
     spf_outcome: spf.SpfOutcome,
     dkim_results: tuple[DkimSignatureResult, ...],
 ) -> DmarcOutcome:
-    """RFC 7489 §6.6: discover the policy for the From domain and check SPF/DKIM alignment."""
-    if domain is None:
-        return DmarcOutcome("permerror", "", reason="no single From domain")
+    """RFC 7489 §6.6.1: every author domain is checked and the strictest failure decides for the message.
+
+    Several From fields (RFC 5322 allows one) or absurdly many author domains cannot pass: each domain with a
+    policy counts as failed. Addresses without a usable domain make the result permerror unless a domain failed.
+    """
+    if not found.domains:
+        return DmarcOutcome("permerror", "", reason="no From field" if not found.fields else "no usable From domain")
+    domains = found.domains[:MAX_AUTHOR_DOMAINS]
+    problems = [
+        *(["several From fields"] if found.fields > 1 else []),
+        *([f"more than {MAX_AUTHOR_DOMAINS} From domains"] if len(found.domains) > MAX_AUTHOR_DOMAINS else []),
+    ]
+    forced = "; ".join(problems)
+    checks = (_check_domain(resolver, d, spf_outcome, dkim_results, forced=forced) for d in domains)
+    outcomes = list(await asyncio.gather(*checks))
+    if found.unusable:
+        problems.append("unusable From address")
+    outcomes += [DmarcOutcome("permerror", domains[0], reason=problem) for problem in problems]
+    return max(outcomes, key=_severity)
+
+
+def _severity(outcome: DmarcOutcome) -> tuple[int, int, int]:
+    """Failures first, the strictest disposition (then policy) among them; then temperror, permerror, none, pass."""
+    return _RESULT_RANK[outcome.result], _POLICY_RANK[outcome.disposition], _POLICY_RANK[outcome.policy]
+
+
+async def _check_domain(
+    resolver: dns.asyncresolver.Resolver,
+    domain: str,
+    spf_outcome: spf.SpfOutcome,
+    dkim_results: tuple[DkimSignatureResult, ...],
+    *,
+    forced: str = "",
+) -> DmarcOutcome:
+    """RFC 7489 §6.6: discover the policy for one author domain and check SPF/DKIM alignment.
+
+    With a `forced` reason the domain fails whatever aligned (a message that must not pass its policy).
+    """
     try:
-        record, record_domain = await _dmarc_record(resolver, domain), domain
-        org = organizational_domain(domain)
-        if record is None and org != domain:
-            record, record_domain = await _dmarc_record(resolver, org), org
+        found, record_domain = await _discover(resolver, domain)
     except DnsTemporaryError:
         return DmarcOutcome("temperror", domain, reason="DMARC record lookup failed")
-    if record is None:
+    if not found:
         return DmarcOutcome("none", domain, reason="no DMARC record")
-    policy = _policy(record.get("p"))
+    if len(found) > 1:  # §6.6.3 step 5: discovery ends and DMARC is not applied
+        return DmarcOutcome("permerror", domain, record_domain=record_domain, reason="several DMARC records")
+    record = _dmarc_tags(found[0])
+    policy = _record_policy(record, subdomain=record_domain != domain)
     if policy is None:
-        # §6.6.3: an invalid or missing p= with a valid rua= counts as p=none; we take none either way.
-        policy = "none"
-    if record_domain != domain:
-        policy = _policy(record.get("sp")) or policy
-    spf_ok = spf_outcome.result == "pass" and aligned(spf_outcome.domain, domain, record.get("aspf", "r"))
-    dkim_ok = any(s.result == "pass" and aligned(s.domain, domain, record.get("adkim", "r")) for s in dkim_results)
-    if spf_ok or dkim_ok:
+        return DmarcOutcome("permerror", domain, record_domain=record_domain, reason="invalid p= or sp=, no rua=")
+    spf_result = spf_outcome.result if aligned(spf_outcome.domain, domain, record.get("aspf", "r")) else "none"
+    dkim_aligned = [s.result for s in dkim_results if aligned(s.domain, domain, record.get("adkim", "r"))]
+    if not forced and (spf_result == "pass" or "pass" in dkim_aligned):
         return DmarcOutcome("pass", domain, policy, "none", record_domain)
-    temporary = spf_outcome.result == "temperror" or any(s.result == "temperror" for s in dkim_results)
-    if temporary:
+    # Only identifiers that could have aligned count: an attacker's own timing-out domain must not lift the policy.
+    if not forced and (spf_result == "temperror" or "temperror" in dkim_aligned):
         return DmarcOutcome("temperror", domain, policy, "none", record_domain, "SPF or DKIM temperror")
     disposition = policy
     pct = record.get("pct", "100")
     percent = int(pct) if pct.isdigit() else 100
     if percent < 100 and random.randrange(100) >= percent:  # §6.6.4: unsampled mail gets the next policy down
         disposition = _WEAKER[policy]
-    return DmarcOutcome("fail", domain, policy, disposition, record_domain, "no aligned SPF or DKIM pass")
+    return DmarcOutcome("fail", domain, policy, disposition, record_domain, forced or "no aligned SPF or DKIM pass")
 
 
 # -- the whole check -----------------------------------------------------------------------------------
@@ -487,7 +616,7 @@ async def authenticate(
         signatures = ((), ArcOutcome("none"))
     spf_outcome = await spf_task
     dkim_results, arc = signatures
-    dmarc = await check_dmarc(resolver, _from_domain(fields), spf_outcome, dkim_results)
+    dmarc = await check_dmarc(resolver, _authors(fields), spf_outcome, dkim_results)
     return AuthResult(authserv_id, spf_outcome, dkim_results, dmarc, arc)
 
 
@@ -499,7 +628,5 @@ async def _spf_with_deadline(
         async with asyncio.timeout(seconds):
             return await spf.check(resolver, ip=ip, mail_from=mail_from, helo=helo)
     except TimeoutError:
-        address = mail_from.strip().strip("<>")
-        identity: Literal["mailfrom", "helo"] = "mailfrom" if address else "helo"
-        domain = address.rpartition("@")[2] if address else helo
-        return spf.SpfOutcome("temperror", identity, domain.lower(), address or f"postmaster@{helo}", "timeout")
+        identity, domain, sender = spf.identity(mail_from, helo)
+        return spf.SpfOutcome("temperror", identity, domain, sender, "timeout")

@@ -6,14 +6,18 @@ elsewhere by patching process-wide state. This evaluator is small, async, and us
 
 Invariants:
 - Never raises for anything DNS or the record does: every outcome is one of the seven RFC 7208 §2.6
-  results. DNS timeouts and server failures are `temperror`; record syntax errors, more than 10
-  DNS-querying terms (§4.6.4) or more than 2 void lookups are `permerror`.
+  results. DNS timeouts and server failures are `temperror`; record syntax errors (found when the record is
+  parsed, before any term is evaluated: in any modifier, even an unknown one, or a separator other than SP),
+  more than 10 DNS-querying terms (§4.6.4) or more than 2 void lookups are `permerror`.
+- Internationalized MAIL FROM and HELO domains are checked, and reported, as A-labels (§4.3); a name that has
+  no faithful A-label under Python's IDNA 2003 codec (ß would become ss: another domain) is `none`.
 - `exp=` is parsed but not expanded: relentad never quotes a sender's explanation in its replies. The
   `%{p}` macro expands to "unknown", which §7.3 allows and which saves PTR lookups.
 """
 
 from __future__ import annotations
 
+import encodings.idna
 import functools
 import ipaddress
 import re
@@ -105,6 +109,52 @@ def _valid_domain(domain: str) -> bool:
     return len(labels) > 1 and all(0 < len(label) <= 63 for label in labels) and len(domain) <= 253
 
 
+_IDNA_DOTS = "\u3002\uff0e\uff61"
+"""Characters IDNA 2003 reads as dots: in an SMTP domain they are not, and a label holding one has no A-label."""
+
+
+def a_label(domain: str) -> str | None:
+    """`domain` with its U-labels as A-labels (RFC 7208 §4.3, RFC 5890 §2.3); None when that is impossible.
+
+    Python's codec is IDNA 2003, whose nameprep maps some characters to others (ß to ss, fullwidth to ASCII):
+    a label is taken only when its A-label decodes back to the same label, so no name is checked as another.
+    """
+    labels = domain.split(".")
+    trailing = "." if len(labels) > 1 and not labels[-1] else ""  # an absolute name keeps its final dot
+    converted: list[str] = []
+    for label in labels[:-1] if trailing else labels:
+        ace = _label_a_label(label)
+        if ace is None or not 0 < len(ace) <= 63:
+            return None
+        converted.append(ace)
+    return ".".join(converted) + trailing
+
+
+def _label_a_label(label: str) -> str | None:
+    if label.isascii():
+        return label
+    if any(ch in _IDNA_DOTS for ch in label):
+        return None
+    try:
+        ace = encodings.idna.ToASCII(label).decode("ascii")
+        return ace if ace.startswith("xn--") and encodings.idna.ToUnicode(ace) == label.lower() else None
+    except UnicodeError:
+        return None
+
+
+def identity(mail_from: str, helo: str) -> tuple[Literal["mailfrom", "helo"], str, str]:
+    """The identity SPF checks for a transaction, its domain (lower-case A-labels when it has them) and the
+    sender address the macros see: the MAIL FROM, or postmaster@HELO for the null reverse-path (§2.4)."""
+    address = mail_from.strip().removeprefix("<").removesuffix(">")
+    helo = helo.strip()
+    helo = a_label(helo) or helo
+    if not address:
+        return "helo", helo.rstrip(".").lower(), f"postmaster@{helo}"
+    local, domain = _split_sender(address)
+    domain = a_label(domain) or domain
+    return "mailfrom", domain.rstrip(".").lower(), f"{local}@{domain}"
+
+
 def _client_ip(text: str) -> IPAddress:
     ip = ipaddress.ip_address(text.strip().removeprefix("[").removesuffix("]"))
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -177,11 +227,33 @@ class _Term:
 _VALID_MACRO = re.compile(r"%\{[slodiphvSLODIPHV]\d*r?[.\-+,/_=]*\}|%[%_\-]")
 
 
+_ANY_MACRO = re.compile(r"%\{[slodiphcrtvSLODIPHCRTV]\d*r?[.\-+,/_=]*\}|%[%_\-]")
+_TERM = re.compile(r"[\x21-\x7e]+")
+"""A term is visible ASCII: terms are separated by SP only (§4.6.1), and a record is 7-bit (§3.1)."""
+_DOMAIN_END = re.compile(
+    r".*\.(?:[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*|[A-Za-z0-9]+-[A-Za-z0-9\-]*[A-Za-z0-9])\.?|.*(?:%\{[^}]*\}|%[%_\-])"
+)
+"""§7.1 domain-end: a dot and a toplabel (not all digits), or a macro."""
+
+
 def _check_domain_spec(spec: str) -> str:
     """§7.1 syntax, checked before evaluation (§4.6: any syntax error makes the whole record permerror)."""
     if "%" in _VALID_MACRO.sub("", spec):
         raise _PermError(f"bad macro in {spec!r}")
     return spec
+
+
+def _check_modifier(name: str, value: str) -> str:
+    """§6 and §A: redirect= and exp= take a domain-spec, and even a modifier we ignore needs a valid macro-string."""
+    if name not in ("redirect", "exp"):
+        if "%" in _ANY_MACRO.sub("", value):
+            raise _PermError(f"bad macro in {name}={value}")
+        return value
+    if not value:
+        raise _PermError(f"empty {name}=")
+    if not _DOMAIN_END.fullmatch(value):
+        raise _PermError(f"{name}={value} is not a domain-spec")
+    return _check_domain_spec(value)
 
 
 def _parse_network(mechanism: str, text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -225,19 +297,21 @@ def parse_record(record: str) -> tuple[tuple[_Term, ...], str | None]:
     terms: list[_Term] = []
     redirect: str | None = None
     seen_modifiers: set[str] = set()
-    for word in record.split()[1:]:
+    for word in record.split(" ")[1:]:
+        if not word:
+            continue  # terms are separated by one or more SP
+        if not _TERM.fullmatch(word):
+            raise _PermError(f"{word!r} holds a character other than visible ASCII")
         modifier = re.fullmatch(r"([A-Za-z][A-Za-z0-9\-_.]*)=(.*)", word)
         if modifier:
-            name, value = modifier.group(1).lower(), modifier.group(2)
-            if name in ("redirect", "exp"):
-                if name in seen_modifiers:
-                    raise _PermError(f"{name}= appears twice")
-                seen_modifiers.add(name)
-                if not value:
-                    raise _PermError(f"empty {name}=")
-                if name == "redirect":
-                    redirect = _check_domain_spec(value)
-            continue  # unknown modifiers are ignored (§6)
+            name = modifier.group(1).lower()
+            if name in seen_modifiers and name in ("redirect", "exp"):
+                raise _PermError(f"{name}= appears twice")
+            seen_modifiers.add(name)
+            value = _check_modifier(name, modifier.group(2))
+            if name == "redirect":
+                redirect = value
+            continue  # exp= is never expanded, unknown modifiers are ignored (§6)
         qualifier: SpfResult = "pass"
         token = word
         if token[0] in _QUALIFIERS:
@@ -334,20 +408,26 @@ async def _matches(ctx: _Context, term: _Term, domain: str) -> bool:
 
 
 async def _ptr_matches(ctx: _Context, target: str) -> bool:
-    """§5.5: some validated reverse name of the client equals or ends in the target; DNS errors: no match."""
+    """§5.5: some validated reverse name of the client equals or ends in the target.
+
+    A failed PTR lookup is no match; a failed forward lookup only skips that name, the next ones are still tried.
+    """
     rdtype = "A" if ctx.ip.version == 4 else "AAAA"
     target = target.lower()
     try:
         names = [r for r in await lookup(ctx.resolver, reverse_name(str(ctx.ip)), "PTR") if isinstance(r, PTR)]
-        for ptr in names[:MX_PTR_NAME_LIMIT]:
-            name = ptr.target.to_text(omit_final_dot=True).lower()
-            if name != target and not name.endswith("." + target):
-                continue
-            forward = await lookup(ctx.resolver, name, rdtype)
-            if any(ipaddress.ip_address(r.to_text()) == ctx.ip for r in forward):
-                return True
     except DnsTemporaryError:
         return False
+    for ptr in names[:MX_PTR_NAME_LIMIT]:
+        name = ptr.target.to_text(omit_final_dot=True).lower()
+        if name != target and not name.endswith("." + target):
+            continue
+        try:
+            forward = await lookup(ctx.resolver, name, rdtype)
+        except DnsTemporaryError:
+            continue
+        if any(ipaddress.ip_address(r.to_text()) == ctx.ip for r in forward):
+            return True
     return False
 
 
@@ -397,17 +477,14 @@ async def check_host(
 
 
 async def check(resolver: dns.asyncresolver.Resolver, *, ip: str, mail_from: str, helo: str) -> SpfOutcome:
-    """SPF for an SMTP transaction: the MAIL FROM identity, or HELO when the reverse-path is null."""
-    address = mail_from.strip().removeprefix("<").removesuffix(">")
+    """SPF for an SMTP transaction: the MAIL FROM identity, or HELO when the reverse-path is null.
+
+    An internationalized domain is checked as its A-labels (§4.3), and so reported.
+    """
     helo = helo.strip()
-    identity: Literal["mailfrom", "helo"]
-    if address:
-        local, domain = _split_sender(address)
-        sender, identity = f"{local}@{domain}", "mailfrom"
-    else:
-        domain, sender, identity = helo, f"postmaster@{helo}", "helo"
-    domain = domain.rstrip(".").lower()
+    helo = a_label(helo) or helo
+    kind, domain, sender = identity(mail_from, helo)
     if not _valid_domain(domain) or not _HOSTNAME.match(domain) or domain.rsplit(".", 1)[1].isdigit():
-        return SpfOutcome("none", identity, domain, sender, "no checkable domain")
+        return SpfOutcome("none", kind, domain, sender, "no checkable domain")
     result, reason = await check_host(resolver, ip, domain, sender, helo)
-    return SpfOutcome(result, identity, domain, sender, reason)
+    return SpfOutcome(result, kind, domain, sender, reason)

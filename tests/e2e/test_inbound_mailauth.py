@@ -87,6 +87,22 @@ def test_dmarc_reject_failure_is_refused_at_data(mx: Daemon) -> None:
     assert "result=550" in mx.log()
 
 
+@pytest.mark.parametrize(
+    ("from_value", "extra"),
+    [
+        ("Boss <boss@strict.test>, x@plain.test", ""),  # every author domain is checked (RFC 7489 §6.6.1)
+        ("x@plain.test, news@quiet.test, boss@strict.test", ""),  # the strictest failure decides
+        ("x@plain.test", "From: Boss <boss@strict.test>\r\n"),  # a second From field cannot pass
+    ],
+)
+def test_dmarc_reject_applies_to_any_author_domain(mx: Daemon, from_value: str, extra: str) -> None:
+    code, text = send(mx, "x@plain.test", letter(from_value, "several-authors", extra))
+    assert (code, text[:5]) == (550, b"5.7.1")
+    assert b"strict.test" in text
+    assert mx.messages("alice@example.test") == []
+    assert mx.messages("alice@example.test", "Junk") == []
+
+
 def test_dmarc_quarantine_failure_goes_to_junk(mx: Daemon) -> None:
     assert send(mx, "news@quiet.test", letter("news@quiet.test", "quarantined"))[0] == 250
     assert mx.messages("alice@example.test") == []
@@ -103,10 +119,12 @@ def test_dmarc_reject_can_be_turned_into_junk(make_daemon: MakeDaemon, world_dns
 
 def test_forged_results_for_our_host_are_removed(mx: Daemon) -> None:
     forged = "Authentication-Results: mx.example.test; spf=pass; dkim=pass; dmarc=pass\r\n"
+    quoted = 'Authentication-Results: "MX.example\\.test"; dkim=pass header.d=bank.test\r\n'  # quoted-pair
     other = "Authentication-Results: other.test; spf=fail\r\n"
-    assert send(mx, "x@plain.test", letter("x@plain.test", "forged-ar", forged + other))[0] == 250
+    assert send(mx, "x@plain.test", letter("x@plain.test", "forged-ar", forged + quoted + other))[0] == 250
     [stored] = mx.messages("alice@example.test")
     assert b"mx.example.test; spf=pass; dkim=pass" not in stored
+    assert b"bank.test" not in stored
     assert b"Authentication-Results: other.test; spf=fail" in stored
     header = results_header(stored.replace(other.encode(), b""))
     assert "spf=none" in header and "dmarc=none" in header

@@ -117,6 +117,26 @@ async def test_spf_uses_helo_for_the_null_sender(dnsmasq: Dnsmasq) -> None:
     assert "spf=pass smtp.helo=out.a.test" in result.header()
 
 
+async def test_spf_checks_an_internationalized_domain_as_a_labels(dnsmasq: Dnsmasq) -> None:
+    zone = DnsRecords().add_txt("xn--bcher-kva.test", "v=spf1 ip4:192.0.2.0/24 -all")
+    dnsmasq.replace(zone.add_txt("mx.xn--bcher-kva.test", "v=spf1 ip4:192.0.2.0/24 -all"))
+    result = await run(dnsmasq, message(), mail_from="info@Bücher.test")
+    assert (result.spf.result, result.spf.domain) == ("pass", "xn--bcher-kva.test")
+    assert "spf=pass smtp.mailfrom=info@xn--bcher-kva.test;" in result.header()
+    result = await run(dnsmasq, message(), mail_from="jörg@bücher.test")  # SMTPUTF8 local part: left out
+    assert "spf=pass smtp.mailfrom=@xn--bcher-kva.test;" in result.header()
+    result = await run(dnsmasq, message(), mail_from="", helo="mx.bücher.test")
+    assert "spf=pass smtp.helo=mx.xn--bcher-kva.test;" in result.header()
+
+
+async def test_spf_never_checks_or_names_a_mapped_domain(dnsmasq: Dnsmasq) -> None:
+    # IDNA 2003 maps faß to fass, another domain: no A-label, so no check and no mangled name in the header.
+    dnsmasq.replace(DnsRecords().add_txt("fass.test", "v=spf1 +all"))
+    result = await run(dnsmasq, message(), mail_from="info@faß.test")
+    assert result.spf.result == "none"
+    assert "; spf=none (no checkable domain); dkim=" in result.header()
+
+
 # -- DKIM --------------------------------------------------------------------------------------------------
 
 
@@ -150,6 +170,45 @@ async def test_dkim_every_signature_is_checked(
         ("sel", "pass", "rsa-sha256"),
     ]
     assert result.dkim_pass_domains == ("a.test", "a.test")
+
+
+def signed_with_extra_tag(
+    monkeypatch: pytest.MonkeyPatch, raw: bytes, key: bytes, tag: tuple[bytes, bytes], domain: str = "evil.test"
+) -> bytes:
+    """`raw` signed by `domain` with one more tag (e.g. `D=a.test`) put first in the signed DKIM-Signature."""
+    original = dkimpy.DKIM.gen_header
+
+    def gen_header(self: dkimpy.DKIM, fields: list[tuple[bytes, bytes]], *args: object, **kwargs: object) -> bytes:
+        return original(self, [tag, *fields], *args, **kwargs)  # type: ignore[no-any-return]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(dkimpy.DKIM, "gen_header", gen_header)
+        return signed(raw, key, domain)
+
+
+async def test_dkim_tag_names_are_case_sensitive(
+    dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # evil.test signs with its own key; an upper-case D=a.test is an unknown tag, not the signing domain.
+    zone = records(rsa_key, dmarc="v=DMARC1; p=reject").add_txt(dkim.record_name("sel", "evil.test"), rsa_key[1])
+    dnsmasq.replace(zone)
+    raw = signed_with_extra_tag(monkeypatch, message(), rsa_key[0], (b"D", b"a.test"))
+    assert raw.startswith(b"DKIM-Signature: D=a.test;")
+    result = await run(dnsmasq, raw, ip=BAD_IP)
+    assert [(s.result, s.domain) for s in result.dkim] == [("pass", "evil.test")]
+    assert "header.d=evil.test" in result.header()
+    assert (result.dmarc.result, result.dmarc.disposition) == ("fail", "reject")
+
+
+async def test_dkim_signature_with_a_repeated_tag_is_permerror(
+    dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zone = records(rsa_key, dmarc="v=DMARC1; p=reject").add_txt(dkim.record_name("sel", "evil.test"), rsa_key[1])
+    dnsmasq.replace(zone)
+    raw = signed_with_extra_tag(monkeypatch, message(), rsa_key[0], (b"d", b"a.test"))
+    result = await run(dnsmasq, raw, ip=BAD_IP)
+    assert [(s.result, s.reason) for s in result.dkim] == [("permerror", "duplicate tag")]
+    assert result.dmarc.result == "fail"
 
 
 async def test_unsigned_message_has_dkim_none(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
@@ -223,6 +282,88 @@ async def test_dmarc_none_without_record(dnsmasq: Dnsmasq, rsa_key: tuple[bytes,
     assert (result.dmarc.result, result.dmarc_policy, result.dmarc_failed) == ("none", "none", False)
 
 
+async def test_dmarc_several_records_end_discovery(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    # Two records at news.a.test: DMARC is not applied, the organisational record is not consulted (§6.6.3).
+    zone = records(rsa_key, dmarc="v=DMARC1; p=reject")
+    zone.add_txt("_dmarc.news.a.test", "v=DMARC1; p=none").add_txt("_dmarc.news.a.test", "v=DMARC1; p=quarantine")
+    dnsmasq.replace(zone)
+    result = await run(dnsmasq, message("news@news.a.test"), ip=BAD_IP, mail_from="news@news.a.test")
+    dmarc = result.dmarc
+    assert (dmarc.result, dmarc.record_domain, dmarc.disposition) == ("permerror", "news.a.test", "none")
+    assert "dmarc=permerror (several DMARC records) header.from=news.a.test" in result.header()
+
+
+@pytest.mark.parametrize(
+    ("dmarc", "expected"),
+    [
+        ("v=DMARC1; p=reject; sp=rejct", ("permerror", "none")),  # not a fallback to p=reject
+        ("v=DMARC1; p=reject; sp=rejct; rua=mailto:dmarc@a.test", ("fail", "none")),  # as if p=none
+        ("v=DMARC1; p=bogus", ("permerror", "none")),
+        ("v=DMARC1; rua=mailto:dmarc@a.test", ("fail", "none")),
+        ("v=DMARC1; p=reject; sp=quarantine", ("fail", "quarantine")),
+    ],
+)
+async def test_dmarc_invalid_policy_tags(
+    dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str], dmarc: str, expected: tuple[str, str]
+) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc=dmarc))
+    result = await run(dnsmasq, message("news@news.a.test"), ip=BAD_IP, mail_from="news@news.a.test")
+    assert (result.dmarc.result, result.dmarc.policy) == expected
+
+
+async def test_dmarc_checks_every_author_domain(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    # RFC 7489 §6.6.1: a passing a.test does not cover bank.test, which fails under p=reject.
+    zone = records(rsa_key, dmarc="v=DMARC1; p=quarantine").add_txt("_dmarc.bank.test", "v=DMARC1; p=reject")
+    dnsmasq.replace(zone)
+    result = await run(dnsmasq, message("alice@a.test, ceo@bank.test"))
+    assert result.spf.result == "pass"
+    assert (result.dmarc.result, result.dmarc.from_domain, result.dmarc.disposition) == ("fail", "bank.test", "reject")
+    assert "dmarc=fail (p=reject dis=reject) header.from=bank.test" in result.header()
+
+
+async def test_dmarc_takes_the_strictest_failure(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    zone = records(rsa_key, dmarc="v=DMARC1; p=quarantine").add_txt("_dmarc.bank.test", "v=DMARC1; p=reject")
+    dnsmasq.replace(zone)
+    for from_addr in ("alice@a.test, ceo@bank.test", "ceo@bank.test, alice@a.test", "x@plain.test, alice@a.test"):
+        result = await run(dnsmasq, message(from_addr), ip=BAD_IP)
+        assert result.dmarc_failed, from_addr
+    assert (await run(dnsmasq, message("ceo@bank.test, alice@a.test"), ip=BAD_IP)).dmarc.disposition == "reject"
+    assert (await run(dnsmasq, message("x@plain.test, alice@a.test"), ip=BAD_IP)).dmarc.disposition == "quarantine"
+
+
+async def test_dmarc_several_from_fields_fail_the_policy(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc="v=DMARC1; p=reject"))
+    raw = signed(message(extra="From: alice@a.test\r\n"), rsa_key[0])  # aligned SPF and DKIM: passes otherwise
+    dmarc = (await run(dnsmasq, raw)).dmarc
+    assert (dmarc.result, dmarc.disposition, dmarc.reason) == ("fail", "reject", "several From fields")
+    dmarc = (await run(dnsmasq, message("x@plain.test", extra="From: y@other.test\r\n"))).dmarc
+    assert (dmarc.result, dmarc.reason) == ("permerror", "several From fields")  # no policy found anywhere
+
+
+@pytest.mark.parametrize(
+    ("from_addr", "reason"),
+    [("undisclosed-recipients:;", "no usable From domain"), ("alice@a.test, root@localhost", "unusable From address")],
+)
+async def test_dmarc_unusable_from(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str], from_addr: str, reason: str) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc="v=DMARC1; p=reject"))
+    dmarc = (await run(dnsmasq, signed(message(from_addr), rsa_key[0]))).dmarc
+    assert (dmarc.result, dmarc.reason, dmarc.disposition) == ("permerror", reason, "none")
+
+
+async def test_dmarc_unusable_address_does_not_hide_a_failure(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc="v=DMARC1; p=reject"))
+    result = await run(dnsmasq, message("alice@a.test, root@localhost"), ip=BAD_IP)
+    assert (result.dmarc.result, result.dmarc.disposition) == ("fail", "reject")
+
+
+async def test_dmarc_without_from_is_permerror(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc="v=DMARC1; p=reject"))
+    raw = message().replace(b"From: Alice <alice@a.test>\r\n", b"")
+    result = await run(dnsmasq, raw, ip=BAD_IP)
+    assert (result.dmarc.result, result.dmarc.reason) == ("permerror", "no From field")
+    assert "dmarc=permerror (no From field);" in result.header()
+
+
 # -- DNS failures ------------------------------------------------------------------------------------------
 
 
@@ -239,6 +380,27 @@ async def test_stopped_dns_gives_temperror(dnsmasq: Dnsmasq, rsa_key: tuple[byte
     assert "spf=temperror" in header
     assert "dkim=temperror" in header
     assert "dmarc=temperror" in header
+
+
+async def test_unaligned_spf_temperror_does_not_lift_the_policy(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc="v=DMARC1; p=reject").add_refused("evil.test"))
+    result = await run(dnsmasq, message(), ip=BAD_IP, mail_from="x@evil.test")
+    assert result.spf.result == "temperror"
+    assert (result.dmarc.result, result.dmarc.disposition) == ("fail", "reject")
+
+
+async def test_unaligned_dkim_temperror_does_not_lift_the_policy(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc="v=DMARC1; p=reject").add_refused("evil.test"))
+    result = await run(dnsmasq, signed(message(), rsa_key[0], domain="evil.test"), ip=BAD_IP)
+    assert [(s.result, s.domain) for s in result.dkim] == [("temperror", "evil.test")]
+    assert (result.dmarc.result, result.dmarc.disposition) == ("fail", "reject")
+
+
+async def test_aligned_dkim_temperror_is_dmarc_temperror(dnsmasq: Dnsmasq, rsa_key: tuple[bytes, str]) -> None:
+    dnsmasq.replace(records(rsa_key, dmarc="v=DMARC1; p=reject").add_refused("down._domainkey.a.test"))
+    result = await run(dnsmasq, signed(message(), rsa_key[0], selector="down"), ip=BAD_IP)
+    assert [(s.result, s.domain) for s in result.dkim] == [("temperror", "a.test")]
+    assert (result.dmarc.result, result.dmarc.disposition) == ("temperror", "none")
 
 
 async def test_closed_port_gives_temperror(unused_udp_port: int) -> None:
@@ -295,6 +457,7 @@ def test_strip_forged_results_removes_only_ours() -> None:
         b"Authentication-Results: (forged) mx.relentad.test 1;\r\n\tdkim=pass header.d=bank.test\r\n"
         b"Authentication-Results: other.test; spf=fail\r\n"
         b'Authentication-Results: "mx.relentad.test"; dmarc=pass\r\n'
+        b'Authentication-Results: "mx\\.Relentad\\.test"; arc=pass\r\n'
         b"ARC-Authentication-Results: i=1; mx.relentad.test; spf=pass\r\n" + message()
     )
     stripped = mailauth.strip_forged_results(raw, AUTHSERV)
@@ -302,6 +465,7 @@ def test_strip_forged_results_removes_only_ours() -> None:
     assert b"forged" not in stripped
     assert b"header.d=bank.test" not in stripped
     assert b'"mx.relentad.test"' not in stripped
+    assert b"arc=pass" not in stripped
     assert b"Authentication-Results: other.test; spf=fail\r\n" in stripped
     assert b"ARC-Authentication-Results: i=1; mx.relentad.test; spf=pass\r\n" in stripped
     assert stripped.endswith(message())

@@ -35,6 +35,8 @@ async def serve_and_check(server: Dnsmasq, record: str, ip: str, zone: DnsRecord
         ("V=SPF1 IP4:192.0.2.1 -ALL", "192.0.2.1", "pass"),
         ("v=spf1 ip4:192.0.2.1", "192.0.2.2", "neutral"),
         ("v=spf1 foo=bar exp=explain.a.test ip4:192.0.2.1 -all", "192.0.2.1", "pass"),
+        ("v=spf1  ip4:192.0.2.1   -all ", "192.0.2.1", "pass"),
+        ("v=spf1 ip4:192.0.2.1 -all exp=%{d} moo=%{c}%%.%{r}.x_y", "192.0.2.1", "pass"),
     ],
 )
 async def test_mechanisms(dnsmasq: Dnsmasq, record: str, ip: str, expected: str) -> None:
@@ -68,6 +70,17 @@ async def test_mechanisms(dnsmasq: Dnsmasq, record: str, ip: str, expected: str)
         "v=spf1 all:x",
         "v=spf1 a:bad..name -all",
         "v=spf1 a:%x.a.test -all",
+        # §4.6: a syntax error anywhere, in a modifier too, and even after a matching term
+        "v=spf1 redirect=-all ?all",
+        "v=spf1 exp=-all",
+        "v=spf1 ip4:192.0.2.1 exp=%{r}.a.test",
+        "v=spf1 ip4:192.0.2.1 exp=a.123",
+        "v=spf1 ip4:192.0.2.1 foo=%abc",
+        # §4.6.1: terms are separated by SP only; a record is visible ASCII
+        "v=spf1 ip4:192.0.2.1\tinclude:x.test -all",
+        "v=spf1 ip4:192.0.2.1\rptr -all",
+        "v=spf1 ip4:192.0.2.1\x7f -all",
+        "v=spf1 ip4:192.0.2.1 a:ï»¿garbage.a.test -all",
     ],
 )
 async def test_syntax_errors_are_permerror(dnsmasq: Dnsmasq, record: str) -> None:
@@ -143,6 +156,14 @@ async def test_ptr_needs_forward_confirmation(dnsmasq: Dnsmasq) -> None:
     assert await serve_and_check(dnsmasq, "v=spf1 ptr -all", "192.0.2.5", zone) == "pass"
     assert await serve_and_check(dnsmasq, "v=spf1 ptr -all", "192.0.2.6", zone) == "fail"
     assert await serve_and_check(dnsmasq, "v=spf1 ptr:other.test -all", "192.0.2.5", zone) == "fail"
+
+
+async def test_ptr_skips_a_name_whose_forward_lookup_fails(dnsmasq: Dnsmasq) -> None:
+    # §5.5: a DNS error on one name's A lookup skips that name; mail.a.test still validates.
+    zone = DnsRecords().add_a("mail.a.test", "192.0.2.5").add_refused("slow1.a.test").add_refused("slow2.a.test")
+    for name in ("slow1.a.test", "mail.a.test", "slow2.a.test"):  # a failing name comes first in either order
+        zone.add_ptr("192.0.2.5", name)
+    assert await serve_and_check(dnsmasq, "v=spf1 ptr -all", "192.0.2.5", zone) == "pass"
 
 
 async def test_unusable_identities(dnsmasq: Dnsmasq) -> None:

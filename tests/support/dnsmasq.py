@@ -3,7 +3,8 @@
 Tests must never ask the machine's resolver or an outside host, so dnsmasq runs with `--no-resolv
 --no-hosts`, no upstream server, and `local=/#/`: a name without a configured record is NXDOMAIN (and a
 configured name without the asked type is NODATA), never a forward or a SERVFAIL. That keeps SPF "none"
-and DMARC "no policy" distinguishable from "DNS broken".
+and DMARC "no policy" distinguishable from "DNS broken"; a test wanting "DNS broken" for some names only
+lists them in `refused`.
 
 Invariants:
 - `Dnsmasq.nameserver` ("127.0.0.1:PORT") stays the same across `replace()`, so a resolver or a relentad
@@ -55,10 +56,13 @@ class DnsRecords:
     a: dict[str, list[str]] = field(default_factory=dict)
     aaaa: dict[str, list[str]] = field(default_factory=dict)
     txt: dict[str, list[str]] = field(default_factory=dict)
-    ptr: dict[str, str] = field(default_factory=dict)
-    """IP address -> host name. host-records (`a`/`aaaa`) already answer PTR for their addresses."""
+    ptr: dict[str, list[str]] = field(default_factory=dict)
+    """IP address -> host names. host-records (`a`/`aaaa`) already answer PTR for their addresses, unless the
+    address has names here."""
     srv: dict[str, list[tuple[int, int, int, str]]] = field(default_factory=dict)
     """_service._proto.domain -> (priority, weight, port, target)."""
+    refused: list[str] = field(default_factory=list)
+    """Names (with everything under them) answered REFUSED, a DNS failure: a temperror for one name at once."""
 
     def add_mx(self, domain: str, host: str, preference: int = 10) -> DnsRecords:
         self.mx.setdefault(domain, []).append((preference, host))
@@ -78,12 +82,17 @@ class DnsRecords:
         return self
 
     def add_ptr(self, ip: str, name: str) -> DnsRecords:
-        self.ptr[ip] = name
+        """One PTR record (several calls for one address give several records)."""
+        self.ptr.setdefault(ip, []).append(name)
         return self
 
     def add_srv(self, name: str, priority: int, weight: int, port: int, target: str) -> DnsRecords:
         """An SRV record; target "." with port 0 says the service is not offered (RFC 2782)."""
         self.srv.setdefault(name, []).append((priority, weight, port, target))
+        return self
+
+    def add_refused(self, name: str) -> DnsRecords:
+        self.refused.append(name)
         return self
 
     def config_lines(self) -> list[str]:
@@ -97,14 +106,16 @@ class DnsRecords:
             lines += [f"host-record={name},{address}" for address in addresses]
         for name, values in self.txt.items():
             lines += [f"txt-record={name},{_txt_strings(value)}" for value in values]
-        for ip, name in self.ptr.items():
-            lines.append(f"ptr-record={_reverse(ip)},{name}")
+        for ip, names in self.ptr.items():
+            lines += [f"ptr-record={_reverse(ip)},{name}" for name in names]
         for name, services in self.srv.items():
             for priority, weight, port, target in services:
                 # dnsmasq: an srv-host with no target answers "no such service" ("." in the zone).
                 lines.append(
                     f"srv-host={name},{target},{port},{priority},{weight}" if target != "." else f"srv-host={name}"
                 )
+        # "#" forwards to the usual upstream servers, and with --no-resolv there are none: REFUSED.
+        lines += [f"server=/{name}/#" for name in self.refused]
         return lines
 
 

@@ -1,4 +1,4 @@
-"""The RFC5322.From domain DMARC judges: the fast path for plain addresses agrees with email.utils."""
+"""The RFC5322.From domains DMARC judges: the fast path for plain addresses agrees with email.utils."""
 
 from __future__ import annotations
 
@@ -39,3 +39,21 @@ def test_from_domain_fast_path_agrees_with_email_utils(value: str) -> None:
 
 def test_two_from_fields_mean_no_domain() -> None:
     assert mailauth.from_domain(b"From: a@a.test\r\nFrom: b@b.test\r\n\r\n") is None
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("From: ceo@bank.test\r\n", mailauth.Authors(("bank.test",), 1)),
+        ("From: ceo@bank.test, x@evil.test\r\n", mailauth.Authors(("bank.test", "evil.test"), 1)),
+        ("From: ceo@bank.test\r\nFrom: x@evil.test\r\n", mailauth.Authors(("bank.test", "evil.test"), 2)),
+        ("From: A <a@a.test>, B <b@A.test.>\r\n", mailauth.Authors(("a.test",), 1)),
+        ("From: ceo@bank.test, root@localhost\r\n", mailauth.Authors(("bank.test",), 1, unusable=True)),
+        ("From: undisclosed-recipients:;\r\n", mailauth.Authors((), 1, unusable=True)),
+        ("To: x@y.test\r\n", mailauth.Authors((), 0)),
+        ("From: info@Bücher.test\r\n", mailauth.Authors(("xn--bcher-kva.test",), 1)),
+        ("From: info@faß.test\r\n", mailauth.Authors((), 1, unusable=True)),  # IDNA 2003 would say fass.test
+    ],
+)
+def test_every_author_domain_is_found(header: str, expected: mailauth.Authors) -> None:
+    assert mailauth.authors(f"{header}Subject: hi\r\n\r\nbody\r\n".encode()) == expected
