@@ -69,6 +69,10 @@ class Delivery:
     # in ``over_quota``.
     check_quota: bool = False
     refuse_when_full: bool = True
+    # With ``check_quota``: one copy that does not fit refuses the whole message (SMTPReply 452 4.2.2, nothing
+    # stored) — the MX, which may neither drop a copy after 250 (RFC 5321 §6.1) nor bounce it (backscatter);
+    # the sender's retry then finds the full mailbox refused at RCPT and the others get the message.
+    refuse_partial: bool = False
     over_quota: list[Placement] = field(default_factory=list)
     headers: list[bytes] = field(default_factory=list)  # fields every copy gets (Authentication-Results)
     auth: mailauth.AuthResult | None = None
@@ -144,6 +148,8 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
         if checked and delivery.refuse_when_full and len(delivery.over_quota) == checked:
             # no recipient's copy fits: raising rolls this job back (its savepoint), the Sent copy too
             raise SMTPReply(552, "5.2.2", "Mailbox full: the message would exceed the quota")
+        if delivery.over_quota and delivery.refuse_partial:
+            raise SMTPReply(452, "4.2.2", "Mailbox full for some recipients, try again later")
         for write in delivery.also:
             write(conn)
         for link in delivery.linked:

@@ -6,9 +6,12 @@ Policy for this listener, as aiosmtpd handler hooks:
 - unknown users of hosted domains get ``550 5.1.1``; recipients over the limit ``452 4.5.3``;
 - a client on a ``[dnsbl]`` blocklist gets ``550 5.7.1`` naming the list for every local recipient but
   postmaster@ (action "reject"), or has its mail filed into Junk (action "junk");
-- a recipient whose accounts are all at their disk quota gets ``452 4.2.2`` at RCPT, a message that would take
-  every one of them over it ``552 5.2.2`` at DATA (checked exactly, inside the commit: ``Delivery.check_quota``);
-  otherwise it goes to the accounts with room, and an account passing 90 % gets its warning once (quotawarn.py);
+- a recipient whose accounts are all at their disk quota, or would be over it with the size declared in MAIL's
+  ``SIZE=``, gets ``452 4.2.2`` at RCPT (RFC 1870 §6.2); at DATA (checked exactly, inside the commit:
+  ``Delivery.check_quota``) a message that would take every recipient account over its quota gets ``552 5.2.2``,
+  one that would take some over ``452 4.2.2`` for the whole message — never a copy silently dropped after ``250``
+  (RFC 5321 §6.1) nor a bounce from the MX (backscatter): the sender's retry gets the full mailbox refused at
+  RCPT and the others get the message; an account passing 90 % gets its warning once (quotawarn.py);
 - ``250`` after DATA only once the message is committed (the pipeline returns after the store's commit); a
   store failure answers ``452 4.3.1`` so the sender retries, any other failure ``451 4.3.0``;
 - one log line per transaction: peer, sender, recipients, size, reply code, milliseconds.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -77,9 +81,8 @@ class InboundHandler(TransactionLog):
             reply = replies.TOO_MANY_RECIPIENTS
         else:
             resolution = self.store.read(lambda conn: accounts.resolve_recipient(conn, address))
-            with_room = [
-                a for a in resolution.account_ids if not self.store.read(functools.partial(quota.is_full, account_id=a))
-            ]
+            room = functools.partial(_has_room, size=declared_size(envelope.mail_options))
+            with_room = [a for a in resolution.account_ids if self.store.read(functools.partial(room, account_id=a))]
             refusal = await self._blocklisted(session, tx, address) if with_room else None
             if refusal is None and resolution.kind is accounts.RecipientKind.LOCAL and with_room:
                 envelope.rcpt_tos.append(address)
@@ -145,6 +148,7 @@ class InboundHandler(TransactionLog):
             transaction_id=tx.id,
             verify_sender=True,
             check_quota=True,
+            refuse_partial=True,
             dnsbl=tx.dnsbl,
         )
         reply = await outcome_reply(tx, self._deliver(delivery, tx))
@@ -156,6 +160,21 @@ class InboundHandler(TransactionLog):
         stored = await self.pipeline.deliver(delivery)
         await quotawarn.warn_if_due(self.pipeline, self.store, sorted({s.account_id for s in stored}))
         return f"250 2.0.0 OK delivered as {tx.id}"
+
+
+def declared_size(options: list[str]) -> int:
+    """The message size the client declared with MAIL FROM's SIZE= (RFC 1870), 0 when it did not."""
+    for option in options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
+
+
+def _has_room(conn: sqlite3.Connection, account_id: int, size: int) -> bool:
+    """The account can take a message of the declared ``size`` (RFC 1870 §6.2 lets RCPT refuse per recipient
+    when it cannot); without a declared size, whether it is not full already."""
+    return not (quota.would_exceed(conn, account_id, size) if size else quota.is_full(conn, account_id))
 
 
 def _delivered_to(address: str) -> str:

@@ -110,6 +110,34 @@ def test_alias_delivers_to_targets_with_room(make_daemon: MakeDaemon) -> None:
     assert "of 100B (" in shown and "in 2 message(s)" in shown
 
 
+def test_mx_never_drops_a_copy_after_250(make_daemon: MakeDaemon) -> None:
+    """A message that would take one of several recipients over its quota is refused whole at DATA with 452 4.2.2
+    (RFC 5321 §6.1: no silent drop after 250, no bounce from the MX); with SIZE= declared, the retry gets that
+    recipient refused at RCPT (RFC 1870 §6.2) and the others the message."""
+    daemon = provision(make_daemon()).start()
+    alice, bob = "alice@example.test", "bob@example.test"
+    cli(daemon, "quota", "set", alice, "--disk", "3000")
+    raw = message("big", ("x" * 70 + "\r\n") * 100)
+
+    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=10) as smtp:
+        smtp.ehlo("sender.elsewhere.test")
+        smtp.mail("friend@elsewhere.test")
+        assert smtp.rcpt(alice)[0] == 250 and smtp.rcpt(bob)[0] == 250
+        code, text = smtp.data(raw)
+        assert (code, text[:5]) == (452, b"4.2.2")
+    assert daemon.messages(alice) == [] and daemon.messages(bob) == [], "refused whole: nothing stored"
+
+    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=10) as smtp:  # the sender's retry
+        smtp.ehlo("sender.elsewhere.test")
+        smtp.mail("friend@elsewhere.test", [f"SIZE={len(raw)}"])
+        code, text = smtp.rcpt(alice)
+        assert (code, text[:5]) == (452, b"4.2.2")
+        assert smtp.rcpt(bob)[0] == 250
+        assert smtp.data(raw)[0] == 250
+    assert daemon.messages(alice) == [] and len(daemon.messages(bob)) == 1
+    assert send(daemon, alice, message("small"))[0] == 250, "a small message still fits"
+
+
 def submission_rcpts(daemon: Daemon, rcpts: list[str]) -> list[tuple[int, bytes]]:
     """One submission transaction as alice: the RCPT replies, then DATA when any was accepted."""
     with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=10) as smtp:
