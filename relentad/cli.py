@@ -253,7 +253,8 @@ def domain_dns(state: State, name: str, as_json: bool) -> None:
 @json_option
 @pass_state
 def doctor(state: State, domains: tuple[str, ...], as_json: bool) -> None:
-    """Check DNS records, reverse DNS, the certificate, the listeners and the spam model; say how to fix what is wrong.
+    """Check DNS records, reverse DNS, the certificate, the listeners, [server] postmaster and the spam model; say how
+    to fix what is wrong.
 
     DOMAINS default to every hosted domain. Exits 1 when a check fails (warnings do not).
     """
@@ -267,7 +268,8 @@ def doctor(state: State, domains: tuple[str, ...], as_json: bool) -> None:
         with state.read() as conn:
             names = list(domains) or [str(row["name"]) for row in accounts.list_domains(conn)]
             spam_models = spam_storage.stats(conn)
-        findings = asyncio.run(doctor_mod.run(config, names, spam_models))
+            postmaster = accounts.postmaster_account(conn, config.server.postmaster) is not None
+        findings = asyncio.run(doctor_mod.run(config, names, spam_models, postmaster))
     if as_json:
         print_json([finding.as_json() for finding in findings])
     else:

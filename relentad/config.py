@@ -57,6 +57,12 @@ class ServerConfig:
         "Folder for the database, keys and certificates (relative to this file's folder).",
     )
     log_level: str = setting("info", "Log level: debug, info, warning or error.")
+    postmaster: str = setting(
+        "",
+        "The account (an existing user's address) that gets mail for postmaster@ of every hosted domain without a "
+        "postmaster user or alias of its own, and for the bare RCPT TO:<Postmaster> (RFC 5321 §4.5.1 requires "
+        "both). Empty: such mail is refused with 550 5.1.1, and relentad doctor warns.",
+    )
     event_loop: str = setting(
         "uvloop",
         "Event loop: uvloop (libuv; about 7 % more inbound mail per CPU second, see the README's benchmarks) or "

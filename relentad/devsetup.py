@@ -54,6 +54,7 @@ def initialise(config_path: Path, *, dev: bool, hostname: str | None = None, dat
         if data_dir:
             overrides["server"]["data_dir"] = data_dir
         if dev:
+            overrides["server"]["postmaster"] = DEV_USER  # the user it creates below
             overrides["listen"] = dict(DEV_LISTEN)
             overrides["tls"] = {"cert": "data/tls/cert.pem", "key": "data/tls/key.pem"}
         else:

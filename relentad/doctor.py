@@ -6,6 +6,8 @@ Checks, each giving :class:`Finding` values (``ok``, ``warn`` or ``fail``, with 
   host name has an address, and each address's reverse DNS (PTR) names the host back (forward-confirmed rDNS);
 - the TLS certificate: readable, matching the key, not expired (warn under 14 days), valid for the host name;
 - the listeners: each configured address accepts a TCP connection (the daemon runs and bound it);
+- ``[server] postmaster`` names an existing account: otherwise postmaster@ of a domain without a postmaster user
+  or alias of its own is refused, which RFC 5321 §4.5.1 forbids (a warning: no other mail is affected);
 - the spam filter's global model: trained at all, on at least ``[spam] min_trained`` messages of each class (short
   of that its verdicts file nothing), and with the current model version (an older one scores less surely until
   ``spam train`` relearns it); it says when the model's spam cut-off is raised or lowered (``[spam] confident_after``).
@@ -304,8 +306,27 @@ def check_spam_model(models: Sequence[Mapping[str, object]], spam: SpamConfig = 
     return [Finding("ok", "spam model", message)]
 
 
-async def run(config: Config, domains: list[str], spam_models: Sequence[Mapping[str, object]]) -> list[Finding]:
-    """Every check, in the order they are printed; ``spam_models`` are the store's ``spam.storage.stats`` rows."""
+def check_postmaster(config: Config, is_account: bool) -> list[Finding]:
+    """``[server] postmaster`` is set and ``is_account`` (it names an active account, as the store says)."""
+    postmaster = config.server.postmaster
+    fix = "set [server] postmaster to an existing account's address (relentad user list)"
+    if not postmaster:
+        message = "[server] postmaster is not set: postmaster@ of a domain without its own postmaster gets 550"
+        return [Finding("warn", "postmaster", message, fix)]
+    if not is_account:
+        message = f"[server] postmaster {postmaster!r} is not an active account: postmaster@ mail gets 550"
+        return [Finding("warn", "postmaster", message, fix)]
+    return [Finding("ok", "postmaster", f"postmaster@ of every hosted domain reaches {postmaster}")]
+
+
+async def run(
+    config: Config,
+    domains: list[str],
+    spam_models: Sequence[Mapping[str, object]],
+    postmaster_is_account: bool = True,
+) -> list[Finding]:
+    """Every check, in the order they are printed; ``spam_models`` are the store's ``spam.storage.stats`` rows,
+    ``postmaster_is_account`` whether ``[server] postmaster`` names an active account of the store."""
     resolver = make_resolver(config.dns.nameservers, config.dns.timeout)
     findings: list[Finding] = []
     if not domains:
@@ -319,6 +340,7 @@ async def run(config: Config, domains: list[str], spam_models: Sequence[Mapping[
     findings += check_certificate(config)
     findings += await check_listeners(config)
     findings += await check_blocklists(config, resolver)
+    findings += check_postmaster(config, postmaster_is_account)
     if config.spam.enabled:
         findings += check_spam_model(spam_models, config.spam)
     return findings

@@ -80,7 +80,8 @@ class InboundHandler(TransactionLog):
         if len(envelope.rcpt_tos) >= limits.max_recipients:
             reply = replies.TOO_MANY_RECIPIENTS
         else:
-            resolution = self.store.read(lambda conn: accounts.resolve_recipient(conn, address))
+            postmaster = self.get_context().config.server.postmaster
+            resolution = self.store.read(lambda conn: accounts.resolve_recipient(conn, address, postmaster))
             room = functools.partial(_has_room, size=declared_size(envelope.mail_options))
             with_room = [a for a in resolution.account_ids if self.store.read(functools.partial(room, account_id=a))]
             refusal = await self._blocklisted(session, tx, address) if with_room else None
@@ -120,7 +121,7 @@ class InboundHandler(TransactionLog):
         if config.action == "junk":
             tx.dnsbl = listing
             return None
-        if address.rpartition("@")[0].lower() == "postmaster":
+        if accounts.is_postmaster(address):
             return None
         return replies.blocklisted(session.peer[0], listing.describe())
 

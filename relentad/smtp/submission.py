@@ -255,7 +255,8 @@ class SubmissionHandler(TransactionLog):
         if limit is not None:
             tx.rejected.append(address)
             return limit
-        resolution = self.store.read(lambda conn: accounts.resolve_recipient(conn, address))
+        postmaster = self.get_context().config.server.postmaster
+        resolution = self.store.read(lambda conn: accounts.resolve_recipient(conn, address, postmaster))
         if resolution.kind is accounts.RecipientKind.UNKNOWN_USER:
             tx.rejected.append(address)
             return replies.UNKNOWN_USER

@@ -5,7 +5,8 @@ Every function takes a connection and runs inside the caller's transaction: the 
 (:func:`relentad.addrspec.normalize`), so lookups are exact matches on indexed columns.
 
 Recipient resolution order (:func:`resolve_recipient`): the account itself, an alias, then the same two for the
-subaddress base (``user+tag@`` → ``user@``), then the domain's catch-all (``@domain``). A terminated account
+subaddress base (``user+tag@`` → ``user@``), then the domain's catch-all (``@domain``), then for postmaster@ (and
+the bare ``Postmaster``, RFC 5321 §4.5.1) the account ``[server] postmaster`` names. A terminated account
 receives nothing.
 """
 
@@ -254,8 +255,33 @@ def _active_targets(conn: sqlite3.Connection, address: str) -> tuple[int, ...] |
     return None
 
 
-def resolve_recipient(conn: sqlite3.Connection, address: str) -> Resolution:
-    """What ``address`` (as given in RCPT TO) means here; never raises for bad syntax (→ NOT_HOSTED)."""
+POSTMASTER = "postmaster"
+
+
+def is_postmaster(address: str) -> bool:
+    """``address`` is postmaster@ some domain or the bare ``Postmaster`` (any case)."""
+    local, _, _domain = address.strip().rpartition("@")
+    return (local or address.strip()).lower() == POSTMASTER
+
+
+def postmaster_account(conn: sqlite3.Connection, postmaster: str) -> int | None:
+    """The id of the active account ``postmaster`` (``[server] postmaster``) names; None when it names none."""
+    try:
+        address = addrspec.normalize(postmaster)
+    except InvalidInput:
+        return None
+    row = conn.execute("SELECT id FROM accounts WHERE email = ? AND state = 'active'", (address,)).fetchone()
+    return None if row is None else int(row["id"])
+
+
+def resolve_recipient(conn: sqlite3.Connection, address: str, postmaster: str = "") -> Resolution:
+    """What ``address`` (as given in RCPT TO) means here; never raises for bad syntax (→ NOT_HOSTED).
+
+    ``postmaster`` (``[server] postmaster``) is the account postmaster@ reaches where the domain has no postmaster
+    of its own: RFC 5321 §4.5.1 says it MUST be accepted; unset, it is an unknown user as any other.
+    """
+    if address.strip().lower() == POSTMASTER:
+        return _to_postmaster(conn, postmaster)
     try:
         normalized = addrspec.normalize(address)
     except InvalidInput:
@@ -274,4 +300,13 @@ def resolve_recipient(conn: sqlite3.Connection, address: str) -> Resolution:
     catch_all = _active_targets(conn, "@" + domain)
     if catch_all:
         return Resolution(RecipientKind.LOCAL, catch_all)
+    if is_postmaster(normalized):
+        return _to_postmaster(conn, postmaster)
     return Resolution(RecipientKind.UNKNOWN_USER)
+
+
+def _to_postmaster(conn: sqlite3.Connection, postmaster: str) -> Resolution:
+    account_id = postmaster_account(conn, postmaster) if postmaster else None
+    if account_id is None:
+        return Resolution(RecipientKind.UNKNOWN_USER)
+    return Resolution(RecipientKind.LOCAL, (account_id,))

@@ -68,6 +68,7 @@ def test_init_dev_creates_demo_and_is_idempotent(tmp_path: Path) -> None:
     assert loaded.listen.smtp == "127.0.0.1:2525"
     assert loaded.listen.imap == "127.0.0.1:2143"
     assert loaded.tls_enabled and loaded.resolve(loaded.tls.cert).exists()
+    assert loaded.server.postmaster == "demo@example.test", "postmaster@ reaches the user init created"
     second = ok(path, "init", "--dev")
     assert f"password  {password}" in second, "a second run shows the same password"
     users = json.loads(ok(path, "user", "list", "--json"))

@@ -132,6 +132,40 @@ def test_unknown_user_of_hosted_domain_gets_550_5_1_1(relentad: Daemon) -> None:
     assert (code, text[:5]) == (550, b"5.1.1")
 
 
+def test_postmaster_of_every_hosted_domain_is_accepted(make_daemon: MakeDaemon) -> None:
+    """RFC 5321 §4.5.1: postmaster@ of a hosted domain (any case) and the bare Postmaster MUST be accepted;
+    ``[server] postmaster`` names the account they reach where a domain has no postmaster of its own."""
+    unset = provision(make_daemon("unset")).start()
+    code, text = rcpt_reply(unset, "postmaster@example.test")
+    assert (code, text[:5]) == (550, b"5.1.1"), "unset: refused, never silently lost"
+    assert "WARN postmaster: [server] postmaster is not set" in unset.cli("doctor", check=False).stdout
+    unset.stop()
+
+    daemon = provision(make_daemon("set", settings={"server": {"postmaster": "carol@example.test"}}))
+    daemon.add_domain("other.test")
+    daemon.add_domain("own.test")
+    daemon.add_user("admin@own.test")
+    daemon.add_alias("postmaster@own.test", "admin@own.test")
+    daemon.start()
+    with smtp(daemon) as client:
+        client.mail("friend@elsewhere.test")
+        for address in ("postmaster@example.test", "PostMaster@Example.Test", "Postmaster", "postmaster@other.test"):
+            assert client.rcpt(address)[0] == 250, address
+        assert client.rcpt("postmaster@own.test")[0] == 250
+        assert client.data(message("to postmaster"))[0] == 250
+    [copy] = daemon.messages("carol@example.test")  # one copy for four addresses
+    assert b"Delivered-To: postmaster@example.test" in copy
+    assert len(daemon.messages("admin@own.test")) == 1, "a domain's own postmaster alias wins"
+    assert rcpt_reply(daemon, "nobody@other.test")[0] == 550
+    assert (
+        "OK   postmaster: postmaster@ of every hosted domain reaches carol@example.test"
+        in daemon.cli("doctor", check=False).stdout
+    )
+    daemon.stop()
+    daemon.write_config(server={"postmaster": "nobody@example.test"})
+    assert "is not an active account" in daemon.cli("doctor", check=False).stdout
+
+
 @pytest.mark.parametrize(
     "address",
     [
