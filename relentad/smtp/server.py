@@ -300,15 +300,23 @@ class RelentadSMTP(SMTP):
                 writer.write((refusal + "\r\n").encode())
                 writer.close()
                 return
+        else:
+            self._end_transaction()  # STARTTLS done: aiosmtpd starts a new session (RFC 3207 §4.2)
         super().connection_made(transport)
+
+    def _end_transaction(self) -> None:
+        """Let the handler end the session's transaction, as on a hang-up: aiosmtpd replaces the session after the
+        TLS handshake, and a transaction left on the old one was never logged (nor, on submission, its send-limit
+        reservation given back)."""
+        hook = getattr(self.event_handler, "connection_lost", None)
+        if hook is not None and self.session is not None:
+            hook(self.session, self.envelope)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
         self._connections.release(self, self._peer_ip)
-        hook = getattr(self.event_handler, "connection_lost", None)
-        if hook is not None and self.session is not None:
-            hook(self.session, self.envelope)
+        self._end_transaction()
         super().connection_lost(error)
 
     def eof_received(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import smtplib
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -327,3 +328,23 @@ def test_send_limit_holds_across_parallel_sessions(make_daemon: MakeDaemon) -> N
             assert second.rcpt("bob@example.test")[0] == 250
             assert second.data(b"From: alice@example.test\r\nSubject: after rset\r\n\r\nHi.\r\n")[0] == 250
     assert usage(daemon, "alice@example.test")["sent_this_hour"] == 6
+
+
+def test_starttls_mid_transaction_gives_the_reservation_back(make_daemon: MakeDaemon) -> None:
+    """STARTTLS starts a new session (RFC 3207 §4.2): the transaction before it ends, logged, and its reserved
+    recipients no longer count against the send limit."""
+    settings = {"auth": {"plaintext_loopback": True}, "submission": {"sent_folder": ""}}
+    daemon = provision(make_daemon(submission=True, settings=settings)).start()
+    cli(daemon, "quota", "set", "alice@example.test", "--hourly-send", "2")
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=10) as smtp:
+        smtp.login("alice@example.test", PASSWORD)
+        smtp.mail("alice@example.test")
+        assert smtp.rcpt("bob@example.test")[0] == 250 and smtp.rcpt(CAROL)[0] == 250
+        assert smtp.starttls(context=context)[0] == 220
+        smtp.ehlo("laptop.example.test")
+        assert smtp.mail("alice@example.test")[0] == 530, "a new session: AUTH again"
+    assert [code for code, _ in submission_rcpts(daemon, ["bob@example.test", CAROL])] == [250, 250]
+    logged = r"smtp tx=\S+ .*rcpt=<bob@example.test>,<carol@example.test> .*size=- result=220"
+    assert len(re.findall(logged, daemon.log())) == 1, "the abandoned transaction is logged once"
