@@ -380,6 +380,15 @@ class RelentadSMTP(SMTP):
     async def smtp_HELO(self, hostname: str) -> None:
         await self._greeting_reply(super().smtp_HELO, hostname)
 
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        """aiosmtpd's STARTTLS, refused once TLS is up: aiosmtpd would answer 220 and start TLS inside TLS, which
+        kills the connection. ``554 5.5.1`` as Postfix answers; the session goes on."""
+        if self._tls_protocol is not None:
+            await self.push(replies.TLS_ACTIVE)
+            return
+        await super().smtp_STARTTLS(arg)
+
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         """aiosmtpd's DATA with the message read in chunks instead of line by line (see :meth:`_receive_data`).

@@ -380,6 +380,8 @@ def test_starttls_then_delivery_records_tls_in_received(relentad: Daemon) -> Non
         client.starttls(context=context)
         client.ehlo("client.elsewhere.test")
         assert not client.has_extn("starttls")
+        code, text = client.docmd("STARTTLS")  # aiosmtpd answered 220 and then lost the connection
+        assert (code, text) == (554, b"5.5.1 TLS already active"), "as Postfix; the session goes on"
         assert client.sendmail("friend@elsewhere.test", ["alice@example.test"], message("secret")) == {}
     [stored] = relentad.messages("alice@example.test")
     assert b"with ESMTPS id" in stored

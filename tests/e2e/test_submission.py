@@ -190,6 +190,15 @@ def test_send_as_grant_from_config(make_daemon: MakeDaemon) -> None:
 # -- header fixes, local delivery, Sent copy ------------------------------------------------------------------
 
 
+def test_a_second_starttls_is_refused_and_the_session_goes_on(relentad: Daemon) -> None:
+    with submit(relentad) as client:
+        code, text = client.docmd("STARTTLS")
+        assert (code, text) == (554, b"5.5.1 TLS already active")
+        assert client.noop()[0] == 250
+        assert client.sendmail("alice@example.test", ["bob@example.test"], message()) == {}
+    assert len(relentad.messages("bob@example.test")) == 1
+
+
 def test_local_delivery_with_header_fixes_and_sent_copy(relentad: Daemon) -> None:
     raw = message(from_="Sales <sales@example.test>", extra="Bcc: secret@example.test")
     with submit(relentad) as client:
