@@ -75,6 +75,9 @@ class Delivery:
     refuse_partial: bool = False
     over_quota: list[Placement] = field(default_factory=list)
     headers: list[bytes] = field(default_factory=list)  # fields every copy gets (Authentication-Results)
+    # Each copy gets our Received field; off when the message already carries ours for this hop (submission stamps
+    # its own, without the client's address under [submission] hide_client_ip): one hop, one Received.
+    add_received: bool = True
     auth: mailauth.AuthResult | None = None
     dnsbl: Listing | None = None  # the MX client is on a blocklist and ``[dnsbl] action`` is "junk"
     tokens: frozenset[str] | None = None  # the spam tokenizer's, once worked out (Pipeline.tokens)
@@ -103,13 +106,17 @@ def _prefix(delivery: Delivery, placement: Placement, hostname: str) -> bytes:
         + trace.delivered_to(placement.address)
         + b"".join(delivery.headers)
         + b"".join(placement.headers)
-        + trace.received(
-            delivery.source,
-            hostname=hostname,
-            transaction_id=delivery.transaction_id,
-            recipient=placement.address,
-            when=delivery.received_at,
-        )
+        + (_received(delivery, placement, hostname) if delivery.add_received else b"")
+    )
+
+
+def _received(delivery: Delivery, placement: Placement, hostname: str) -> bytes:
+    return trace.received(
+        delivery.source,
+        hostname=hostname,
+        transaction_id=delivery.transaction_id,
+        recipient=placement.address,
+        when=delivery.received_at,
     )
 
 

@@ -399,6 +399,7 @@ class SubmissionHandler(TransactionLog):
                 transaction_id=tx.id,
                 received_at=now,
                 also=[also],
+                add_received=False,  # stamping added ours (received_field above)
                 check_quota=True,
                 refuse_when_full=not remote,
             )
