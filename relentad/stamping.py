@@ -4,7 +4,8 @@
 - refuses a message without exactly one From field, and From or Sender addresses the account does not own
   (``553 5.7.1``, as :class:`relentad.errors.SMTPReply`);
 - removes every Bcc field (RFC 5322 §3.6.3: the submitter's copy may keep it, the world's may not);
-- adds ``Sender`` when the envelope sender is not the (single) From address and no Sender is present;
+- adds ``Sender`` when the envelope sender (not the null one) is not the (single) From address and no Sender is
+  present;
 - adds ``Message-ID`` and ``Date`` when missing;
 - prepends the given ``Received`` field.
 
@@ -117,7 +118,7 @@ def prepare(
     kept = [f.raw for f in fields if f.name != "bcc"]
     names = {f.name for f in fields}
     added: list[bytes] = []
-    if not senders and (len(authors) != 1 or authors[0].lower() != mail_from.lower()):
+    if mail_from and not senders and (len(authors) != 1 or authors[0].lower() != mail_from.lower()):
         added.append(f"Sender: <{trace.clean(mail_from)}>\r\n".encode())
     if "message-id" not in names:
         added.append(f"Message-ID: <{secrets.token_hex(12)}@{trace.clean(hostname)}>\r\n".encode())

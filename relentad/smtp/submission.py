@@ -8,8 +8,9 @@ Policy for these listeners, as aiosmtpd handler hooks (the protocol engine is :m
   ``535 5.7.8``, a throttled client ``454 4.7.0``; every attempt lands in the login history.
 - No transaction before AUTH: MAIL gets ``530 5.7.0`` (RCPT and DATA then get aiosmtpd's ``503``).
 - MAIL FROM, and the message's From and Sender, must be addresses the account owns (:mod:`relentad.senders`),
-  else ``553 5.7.1``; the message is fixed up by :mod:`relentad.stamping` (Sender, Message-ID, Date, Received,
-  no Bcc) and DKIM-signed when the From domain has a key (:mod:`relentad.queue.dkimkeys`).
+  else ``553 5.7.1``; MAIL FROM may also be the null sender ``<>`` (read receipts, RFC 8098 §2.1: the queue never
+  bounces them), the From check still applies; the message is fixed up by :mod:`relentad.stamping` (Sender,
+  Message-ID, Date, Received, no Bcc) and DKIM-signed when the From domain has a key (:mod:`relentad.queue.dkimkeys`).
 - Local recipients are filed through the pipeline, remote ones queued, a copy goes to the sender's Sent folder
   and the send counters grow — all in ONE transaction, committed before ``250``; then the queue runner is woken.
 - Send limits (:mod:`relentad.quota`): a recipient beyond the account's hourly limit gets ``450 4.7.1``, beyond
@@ -58,6 +59,7 @@ from .transaction import Transaction, TransactionLog, log_transaction, outcome_r
 
 log = logging.getLogger("relentad.smtp")
 
+NULL_SENDER = "<>"
 AUTH_REQUIRED = "530 5.7.0 Authentication required"
 ENCRYPTION_REQUIRED = "538 5.7.11 Encryption required for requested authentication mechanism"
 AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
@@ -222,15 +224,16 @@ class SubmissionHandler(TransactionLog):
         login = self._login(session)
         if login is None:
             return AUTH_REQUIRED
-        try:
-            addrspec.split(address)
-        except InvalidInput:
-            return replies.BAD_SENDER
-        if not self._owns(login, address):
-            return SENDER_NOT_OWNED
-        envelope.mail_from = address
+        if address != NULL_SENDER:  # the null sender: MDNs are sent with it (RFC 8098 §2.1); From is still checked
+            try:
+                addrspec.split(address)
+            except InvalidInput:
+                return replies.BAD_SENDER
+            if not self._owns(login, address):
+                return SENDER_NOT_OWNED
+        envelope.mail_from = address  # "<>" stays: aiosmtpd reads an empty mail_from as "no MAIL command yet"
         envelope.mail_options.extend(options)
-        session.tx = SubmissionTransaction(mail_from=address)
+        session.tx = SubmissionTransaction(mail_from="" if address == NULL_SENDER else address)
         return replies.SENDER_OK
 
     async def handle_RCPT(

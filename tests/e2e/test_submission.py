@@ -233,6 +233,21 @@ def test_existing_message_id_and_date_are_kept(relentad: Daemon) -> None:
     assert parsed["Sender"] is None, "envelope sender and From agree"
 
 
+def test_null_sender_for_read_receipts(relentad: Daemon) -> None:
+    """RFC 8098 §2.1: an MDN is sent with MAIL FROM:<>; the From check still applies and nothing bounces it."""
+    mdn = message(subject="Read: hi", extra="Content-Type: multipart/report; report-type=disposition-notification")
+    with submit(relentad) as client:
+        assert client.sendmail("", ["bob@example.test", "someone@elsewhere.test"], mdn) == {}
+        assert client.mail("")[0] == 250
+        assert client.rcpt("bob@example.test")[0] == 250
+        code, text = client.data(message(from_="bob@example.test"))
+        assert (code, text[:5]) == (553, b"5.7.1"), "From must still be the user's"
+    [stored] = relentad.messages("bob@example.test")
+    assert stored.startswith(b"Return-Path: <>\r\n") and b"\r\nSender:" not in stored
+    [queued] = json.loads(relentad.cli("queue", "list", "--json").stdout)
+    assert queued["mail_from"] == ""
+
+
 def test_unknown_local_user_is_refused(relentad: Daemon) -> None:
     with submit(relentad) as client:
         client.mail("alice@example.test")
