@@ -2,18 +2,24 @@
 
 Invariants: domains are compared in lower case and as IDNA A-labels, so ``Bücher.example`` and
 ``xn--bcher-kva.example`` are one domain; local parts keep their case on the wire but are matched in lower case
-(what every real mail server does). Anything odd — quoted local parts with '@', source routes, '%' hacks,
-trailing dots — is either normalised to something exact or refused; it is never guessed at.
+and in Unicode NFC (what every real mail server does; an NFD ``müller`` is the NFC one). A quoted local part
+(RFC 5321 §4.1.2) is valid in an envelope and comes out in one canonical form: bare when its content is a
+dot-atom (``"alice"`` is ``alice``), else quoted with only ``\\`` and ``"`` escaped. Anything odd — source routes,
+'%' hacks, trailing dots — is either normalised to something exact or refused; it is never guessed at.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from .errors import InvalidInput
 
 _DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _LOCAL_ATOM = re.compile(r"^[A-Za-z0-9!#$&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]+$")
+# RFC 5321 §4.1.2 Quoted-string: qtextSMTP (and UTF-8, RFC 6531) or quoted-pairSMTP ("\\" and a printable)
+_QUOTED_LOCAL = re.compile(r'^"((?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])+)"$')
+_QUOTED_PAIR = re.compile(r"\\([\x20-\x7e])")
 SUBADDRESS_SEPARATOR = "+"
 
 
@@ -37,27 +43,45 @@ def split(address: str) -> tuple[str, str]:
     local, sep, domain = address.strip().rpartition("@")
     if not sep or not local or not domain:
         raise InvalidInput(f"not an email address: {address!r}")
-    if local.startswith('"') and local.endswith('"') and len(local) >= 2:
-        local = local[1:-1]
-        if not local or '"' in local or "\\" in local or "@" in local:
-            raise InvalidInput(f"unsupported quoted local part: {address!r}")
-    if not _LOCAL_ATOM.match(local) or local.startswith(".") or local.endswith(".") or ".." in local:
+    if local.startswith('"'):
+        local = _unquoted(local, address)
+    elif not _is_dot_atom(local):
         raise InvalidInput(f"not an email address: {address!r}")
     if len(local) > 64:
         raise InvalidInput(f"local part too long: {address!r}")
     return local, normalize_domain(domain)
 
 
+def _is_dot_atom(local: str) -> bool:
+    return bool(_LOCAL_ATOM.match(local)) and not (local.startswith(".") or local.endswith(".") or ".." in local)
+
+
+def _unquoted(local: str, address: str) -> str:
+    """A quoted local part in its canonical form: the bare content when it is a dot-atom, else re-quoted."""
+    match = _QUOTED_LOCAL.match(local)
+    if match is None:
+        raise InvalidInput(f"not an email address: {address!r}")
+    content = _QUOTED_PAIR.sub(r"\1", match[1])
+    if _is_dot_atom(content):
+        return content
+    return '"' + content.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def is_quoted(local: str) -> bool:
+    """``local`` (as :func:`split` returns it) is a quoted string: never an account's or alias's name."""
+    return local.startswith('"')
+
+
 def normalize(address: str) -> str:
-    """The canonical form used as a key: lower-case local part @ A-label domain."""
+    """The canonical form used as a key: NFC lower-case local part @ A-label domain."""
     local, domain = split(address)
-    return f"{local.lower()}@{domain}"
+    return f"{unicodedata.normalize('NFC', local).lower()}@{domain}"
 
 
 def base_address(address: str) -> str | None:
     """``user@d`` for a subaddress ``user+tag@d`` (already normalised), None when there is no tag."""
     local, _, domain = address.rpartition("@")
     base, sep, _tag = local.partition(SUBADDRESS_SEPARATOR)
-    if not sep or not base:
+    if not sep or not base or is_quoted(local):
         return None
     return f"{base}@{domain}"

@@ -119,7 +119,9 @@ def add_account(
 ) -> Account:
     """Create an account with its standard mailboxes; its domain must be hosted."""
     address = addrspec.normalize(email)
-    local, domain = address.split("@", 1)
+    local, _, domain = address.rpartition("@")
+    if addrspec.is_quoted(local):
+        raise InvalidInput(f"{address}: an account's name is a plain local part, not a quoted string")
     if addrspec.SUBADDRESS_SEPARATOR in local:
         raise InvalidInput(f"{address}: '+' is reserved for subaddresses (user+tag@domain)")
     did = domain_id(conn, domain)
@@ -195,7 +197,10 @@ def _alias_address(address: str) -> str:
     """Normalise an alias address; ``@domain`` is a catch-all."""
     if address.strip().startswith("@"):
         return "@" + addrspec.normalize_domain(address.strip()[1:])
-    return addrspec.normalize(address)
+    alias = addrspec.normalize(address)
+    if addrspec.is_quoted(alias):
+        raise InvalidInput(f"{alias}: an alias is a plain local part, not a quoted string")
+    return alias
 
 
 def add_alias(conn: sqlite3.Connection, address: str, target: str) -> str:

@@ -166,6 +166,25 @@ def test_postmaster_of_every_hosted_domain_is_accepted(make_daemon: MakeDaemon) 
     assert "is not an active account" in daemon.cli("doctor", check=False).stdout
 
 
+def test_quoted_local_parts_and_nfd_local_parts(relentad: Daemon) -> None:
+    """RFC 5321 §4.1.2: a quoted local part is valid in MAIL and RCPT (RCPT still reaches real users only); a
+    local part in NFD reaches the account of the same name in NFC."""
+    relentad.add_user("m\u00fcller@example.test")
+    with smtp(relentad) as client:
+        client.command_encoding = "utf-8"
+        assert client.docmd('MAIL FROM:<"john doe"@elsewhere.test>')[0] == 250
+        code, text = client.docmd('RCPT TO:<"john doe"@example.test>')
+        assert (code, text[:5]) == (550, b"5.1.1")
+        assert client.docmd('RCPT TO:<"al\\ice"@example.test>')[0] == 250  # a quoted-pair: alice
+        assert client.data(message("quoted"))[0] == 250
+        assert client.docmd("MAIL FROM:<friend@elsewhere.test> SMTPUTF8")[0] == 250
+        assert client.docmd("RCPT TO:<mu\u0308ller@example.test>")[0] == 250
+        assert client.data(message("nfd"))[0] == 250
+    [copy] = relentad.messages("alice@example.test")
+    assert copy.startswith(b'Return-Path: <"john doe"@elsewhere.test>\r\n')
+    assert len(relentad.messages("m\u00fcller@example.test")) == 1
+
+
 @pytest.mark.parametrize(
     "address",
     [

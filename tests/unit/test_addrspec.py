@@ -15,12 +15,27 @@ def test_normalize_lowercases_and_uses_a_labels() -> None:
 @pytest.mark.parametrize(
     "bad",
     ["", "alice", "@example.test", "alice@", "a@example.test.", "a@exa..mple", "a..b@example.test",
-     '"x@y"@example.test', "a b@example.test", "a@-bad.test", "a%b@example.test", "a@[127.0.0.1]",
+     '""@example.test', '"a"b"@example.test', '"tab\there"@example.test',
+     "a b@example.test", "a@-bad.test", "a%b@example.test", "a@[127.0.0.1]",
      "x" * 65 + "@example.test"],
 )  # fmt: skip
 def test_refuses_what_it_cannot_be_exact_about(bad: str) -> None:
     with pytest.raises(InvalidInput):
         normalize(bad)
+
+
+def test_quoted_local_parts_have_one_canonical_form() -> None:
+    """RFC 5321 §4.1.2: qtextSMTP and quoted-pairs; bare when the content is a dot-atom, else re-quoted."""
+    assert normalize('"alice"@Example.test') == "alice@example.test"
+    assert normalize('"John Doe"@example.test') == '"john doe"@example.test'
+    assert normalize('"x@y"@example.test') == '"x@y"@example.test'
+    assert normalize('"a\\b"@example.test') == "ab@example.test"  # a quoted-pair stands for its character
+    assert normalize('"a\\"b"@example.test') == '"a\\"b"@example.test'
+    assert base_address('"a+b c"@example.test') is None
+
+
+def test_local_parts_are_compared_in_nfc() -> None:
+    assert normalize("mu\u0308ller@example.test") == normalize("m\u00fcller@example.test") == "m\u00fcller@example.test"
 
 
 def test_base_address_of_subaddress() -> None:
