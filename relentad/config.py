@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import textwrap
 import tomllib
@@ -497,6 +498,11 @@ def _convert(kind: str, value: Any, default: Any) -> Any:
         return value
     if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
         raise ValueError(f"expected {expected.__name__}, got {value!r}")
+    if expected in (int, float):  # every number setting is a count, size, duration, day count or 0-1 score
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value!r}")
+        if value < 0:
+            raise ValueError(f"must not be negative, got {value!r}")
     return value
 
 
@@ -598,7 +604,10 @@ def load(path: Path) -> Config:
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file (run `relentad init` first)"]) from None
     except OSError as exc:
-        raise ConfigError([f"{path}: {exc.strerror}"]) from None
+        raise ConfigError([f"{path}: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}: not UTF-8 text (line {line}, byte {exc.start})"]) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -166,3 +166,53 @@ def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Com
 def test_every_command_has_help_text() -> None:
     for name, command in _commands(main):
         assert command.help, f"relentad {name} has no help text"
+
+
+def refused(config: Path, *args: str) -> str:
+    """A refusal with no traceback, also of click's own (usage line, then ``Error: ...``); its last line."""
+    result = run(config, *args)
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    return result.stderr.strip().splitlines()[-1]
+
+
+def set_setting(config: Path, section: str, key: str, value: str) -> None:
+    """Replace ``key = ...`` in ``[section]`` of the configuration file with ``key = value`` (TOML text)."""
+    text, current = [], ""
+    for line in config.read_text(encoding="utf-8").splitlines():
+        if line.startswith("["):
+            current = line.strip("[]")
+        text.append(f"{key} = {value}" if current == section and line.startswith(f"{key} = ") else line)
+    assert f"{key} = {value}" in text
+    config.write_text("\n".join(text) + "\n", encoding="utf-8")
+
+
+NEGATIVE = "must not be negative"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "problem"),
+    [("quota", "daily_send", "-1", NEGATIVE), ("quota", "messages", "-4", NEGATIVE),
+     ("quota", "hourly_send", "-2", NEGATIVE), ("retention", "deleted_days", "-3", NEGATIVE),
+     ("retention", "activity_days", "-1", NEGATIVE), ("backup", "keep_daily", "-1", NEGATIVE),
+     ("retention", "junk_days", "-1", NEGATIVE), ("imap", "commands_per_second", "-5", NEGATIVE),
+     ("spam", "ham_below", "nan", "must be a finite number"), ("queue", "lifetime", "nan", "not a finite duration"),
+     ("limits", "command_timeout", "inf", "not a finite duration"),
+     ("quota", "disk", '"99999999999999999999999TB"', "too large a size")],
+)  # fmt: skip
+def test_config_check_refuses_negative_and_non_finite_numbers(
+    config: Path, section: str, key: str, value: str, problem: str
+) -> None:
+    set_setting(config, section, key, value)
+    line = fails(config, "config", "check")
+    assert line.startswith(f"config: [{section}] {key}:") and problem in line
+    assert refused(config, "user", "list").startswith(f"Error: [{section}] {key}:")
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line_for_check_and_serve(tmp_path: Path) -> None:
+    path = tmp_path / "relentad.toml"
+    path.write_bytes(b'[server]\nhostname = "mx.\xff.test"\n')
+    assert fails(path, "config", "check") == f"config: {path}: not UTF-8 text (line 2, byte 24)"
+    result = run(path, "serve")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"config: {path}: not UTF-8 text (line 2, byte 24)"
