@@ -46,7 +46,11 @@ def errors_as_messages() -> Iterator[None]:
     except sqlite3.Error as exc:
         raise CLIError(f"database: {exc}") from None
     except OSError as exc:
+        if exc.strerror is None:  # raised with a message only (gzip and the like)
+            raise CLIError(str(exc)) from None
         raise CLIError(f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")) from None
+    except OverflowError:  # a number beyond what SQLite or the clock holds: the options' bounds should catch it first
+        raise CLIError("a number is too large") from None
     except ValueError as exc:  # unit parsing and the like: messages are written for users
         raise CLIError(str(exc)) from None
 

@@ -575,8 +575,8 @@ def check(config: Config) -> list[str]:
     for zone in [*config.dnsbl.zones, *config.dnsbl.domain_zones]:
         if not zone.strip(".") or any(c.isspace() for c in zone) or ".." in zone:
             problems.append(f"[dnsbl] zones: {zone!r} is not a DNS zone name")
-    if config.retention.junk_days < 0:
-        problems.append("[retention] junk_days must not be negative")
+    if config.backup.keep_daily == 0 and config.backup.keep_weekly == 0:
+        problems.append("[backup] keep_daily and keep_weekly cannot both be 0 (no snapshot would be kept)")
     if not config.spam.ham_below <= config.spam.spam_above_min <= 1:
         problems.append("[spam] spam_above_min must lie between ham_below and 1")
     if not 0 <= config.spam.list_mail_shift <= 5:

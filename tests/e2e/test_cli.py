@@ -209,6 +209,13 @@ def test_config_check_refuses_negative_and_non_finite_numbers(
     assert refused(config, "user", "list").startswith(f"Error: [{section}] {key}:")
 
 
+def test_config_check_refuses_a_backup_rotation_keeping_nothing(config: Path) -> None:
+    set_setting(config, "backup", "keep_daily", "0")
+    ok(config, "config", "check")  # weekly snapshots alone are fine
+    set_setting(config, "backup", "keep_weekly", "0")
+    assert "[backup] keep_daily and keep_weekly cannot both be 0" in fails(config, "config", "check")
+
+
 def test_a_config_file_that_is_not_utf8_is_one_line_for_check_and_serve(tmp_path: Path) -> None:
     path = tmp_path / "relentad.toml"
     path.write_bytes(b'[server]\nhostname = "mx.\xff.test"\n')
