@@ -25,9 +25,14 @@ from .auth import passwords
 from .config import Config, ConfigError, SpamConfig
 from .errors import RelentadError
 from .store import accounts, db, mailboxes
-from .units import format_size, parse_size
+from .units import MAX_INTEGER, format_size, parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+COUNT = click.IntRange(min=0, max=MAX_INTEGER)
+"""A count option (recipients, messages): SQLite stores at most a 64-bit integer."""
+MAX_DAYS = 36_500
+"""``activity --days``: a hundred years of history is more than any account has."""
 
 
 class CLIError(click.ClickException):
@@ -303,10 +308,8 @@ def user() -> None:
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 @click.option("--quota", help="Disk quota, e.g. 5GB (default from [quota] disk; 0 = unlimited).")
-@click.option("--daily-send", type=click.IntRange(min=0), help="Recipients per day (default from config).")
-@click.option(
-    "--messages", type=click.IntRange(min=0), help="Most messages held (default from [quota] messages; 0 = unlimited)."
-)
+@click.option("--daily-send", type=COUNT, help="Recipients per day (default from config).")
+@click.option("--messages", type=COUNT, help="Most messages held (default from [quota] messages; 0 = unlimited).")
 @click.option("--name", "display_name", default="", help="Display name.")
 @pass_state
 def user_add(
@@ -489,9 +492,9 @@ def quota_show(state: State, email: str, recount: bool, as_json: bool) -> None:
 @quota_group.command("set")
 @click.argument("email")
 @click.option("--disk", help="Disk quota, e.g. 5GB (0 = unlimited).")
-@click.option("--daily-send", type=click.IntRange(min=0), help="Recipients per day (0 = unlimited).")
-@click.option("--hourly-send", type=click.IntRange(min=0), help="Recipients per hour (0 = unlimited).")
-@click.option("--messages", type=click.IntRange(min=0), help="Most messages the account may hold (0 = unlimited).")
+@click.option("--daily-send", type=COUNT, help="Recipients per day (0 = unlimited).")
+@click.option("--hourly-send", type=COUNT, help="Recipients per hour (0 = unlimited).")
+@click.option("--messages", type=COUNT, help="Most messages the account may hold (0 = unlimited).")
 @pass_state
 def quota_set(
     state: State,
@@ -525,14 +528,21 @@ def _moment(text: str | None) -> float | None:
     """``--at``: a Unix time or an ISO 8601 date/time (UTC when no zone is given)."""
     if text is None:
         return None
+    problem = f"not a time: {text!r} (give Unix seconds or an ISO 8601 date)"
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        try:  # finite and within the years a date can name (1-9999)
+            datetime.fromtimestamp(seconds, UTC)
+        except (ValueError, OverflowError, OSError):
+            raise ValueError(problem) from None
+        return seconds
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"not a time: {text!r} (give Unix seconds or an ISO 8601 date)") from None
+        raise ValueError(problem) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
@@ -587,7 +597,7 @@ def purge_command(state: State, at: str | None, as_json: bool) -> None:
 
 @main.command("activity")
 @click.argument("email")
-@click.option("--days", default=30, show_default=True, type=click.IntRange(min=1), help="Days to show.")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(min=1, max=MAX_DAYS), help="Days to show.")
 @json_option
 @pass_state
 def activity_command(state: State, email: str, days: int, as_json: bool) -> None:
@@ -790,7 +800,7 @@ def queue_list(state: State, as_json: bool) -> None:
 
 
 @queue_group.command("retry")
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=click.IntRange(min=1, max=MAX_INTEGER))
 @pass_state
 def queue_retry(state: State, message_id: int) -> None:
     """Make message MESSAGE_ID due now (the daemon picks it up within [queue] scan_interval)."""
@@ -802,7 +812,7 @@ def queue_retry(state: State, message_id: int) -> None:
 
 
 @queue_group.command("delete")
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=click.IntRange(min=1, max=MAX_INTEGER))
 @pass_state
 def queue_delete(state: State, message_id: int) -> None:
     """Drop message MESSAGE_ID from the queue without delivering or bouncing it."""

@@ -223,3 +223,23 @@ def test_a_config_file_that_is_not_utf8_is_one_line_for_check_and_serve(tmp_path
     result = run(path, "serve")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"config: {path}: not UTF-8 text (line 2, byte 24)"
+
+
+def test_numbers_beyond_what_the_database_holds_are_refused(config: Path) -> None:
+    ok(config, "domain", "add", "example.test")
+    ok(config, "user", "add", "u@example.test")
+    huge = "99999999999999999999999"
+    assert "too large a size" in fails(config, "quota", "set", "u@example.test", "--disk", f"{huge}TB")
+    assert "too large a size" in fails(config, "user", "add", "v@example.test", "--quota", "99999999999TB")
+    for option in ("--daily-send", "--hourly-send", "--messages"):
+        assert "not in the range" in refused(config, "quota", "set", "u@example.test", option, huge)
+    assert "not in the range" in refused(config, "user", "add", "w@example.test", "--daily-send", huge)
+    assert "not in the range" in refused(config, "queue", "retry", huge)
+    assert "not in the range" in refused(config, "queue", "delete", huge)
+    for moment in ("1e20", "nan", "inf", "-inf"):
+        assert fails(config, "purge", "--at", moment).startswith(f"Error: not a time: '{moment}'")
+    assert "not in the range" in refused(config, "activity", "u@example.test", "--days", "99999999999")
+    assert "no such queued message" in fails(config, "queue", "retry", "12")
+    ok(config, "purge", "--at", "2e11")  # the year 8307 is a time
+    users = {u["email"]: u for u in json.loads(ok(config, "user", "list", "--json"))}
+    assert set(users) == {"u@example.test"} and users["u@example.test"]["quota_bytes"] == 5_000_000_000
