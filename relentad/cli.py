@@ -512,7 +512,7 @@ def quota_set(
             raise CLIError("nothing to set: give --disk, --messages, --daily-send and/or --hourly-send")
         disk_bytes = parse_size(disk) if disk is not None else None
         with state.write() as conn:
-            account = accounts.get_account(conn, email)
+            account = accounts.active_account(conn, email)
             quota.set_limits(
                 conn,
                 account.id,
@@ -559,7 +559,12 @@ def user_terminate(state: State, email: str, yes: bool, purge_now: bool) -> None
         click.confirm(f"Terminate {email}? It can no longer log in or receive mail", abort=True)
     with errors_as_messages(), state.write() as conn:
         account = accounts.get_account(conn, email)
-        moved = retention.terminate(conn, account.id)
+        if account.state == "terminated":  # terminated earlier: --now purges it before its retention is over
+            if not purge_now:
+                raise CLIError(f"{account.email} is already terminated (add --now to purge it at once)")
+            moved = conn.execute("SELECT count(*) FROM expunged WHERE account_id = ?", (account.id,)).fetchone()[0]
+        else:
+            moved = retention.terminate(conn, account.id)
         if purge_now:
             retention.purge_account(conn, account.id)
     if purge_now:
@@ -747,11 +752,12 @@ def import_command(state: State, email: str, path: str) -> None:
 
     def write(job: Callable[[sqlite3.Connection], int]) -> int:
         with state.write() as conn:
+            accounts.refuse_terminated(accounts.account_by_id(conn, account.id))  # terminated while importing
             return job(conn)
 
     with errors_as_messages():
         with state.read() as conn:
-            account = accounts.get_account(conn, email)
+            account = accounts.active_account(conn, email)
         found = transfer.items(Path(path))
         with click.progressbar(length=len(found), label="importing", file=sys.stderr) as bar:
             count = transfer.import_all(

@@ -243,3 +243,31 @@ def test_numbers_beyond_what_the_database_holds_are_refused(config: Path) -> Non
     ok(config, "purge", "--at", "2e11")  # the year 8307 is a time
     users = {u["email"]: u for u in json.loads(ok(config, "user", "list", "--json"))}
     assert set(users) == {"u@example.test"} and users["u@example.test"]["quota_bytes"] == 5_000_000_000
+
+
+def test_terminated_accounts_take_no_writes_and_terminate_now_purges_them(config: Path, tmp_path: Path) -> None:
+    ok(config, "domain", "add", "example.test")
+    ok(config, "user", "add", "u@example.test")
+    ok(config, "user", "add", "keep@example.test")
+    ok(config, "user", "terminate", "--yes", "u@example.test")
+    mbox = tmp_path / "one.mbox"
+    mbox.write_bytes(b"From a@b.test Thu Jan  1 00:00:00 2026\nSubject: hi\n\nhello\n")
+    assert "account u@example.test is terminated" in fails(config, "import", "u@example.test", str(mbox))
+    assert "is terminated" in fails(config, "alias", "add", "x@example.test", "u@example.test")
+    assert "is terminated" in fails(config, "quota", "set", "u@example.test", "--messages", "5")
+    assert "is terminated" in fails(
+        config, "user", "passwd", "u@example.test", "--password-stdin", input="a-new-password\n"
+    )
+    assert "add --now to purge it" in fails(config, "user", "terminate", "--yes", "u@example.test")
+    ok(config, "user", "terminate", "--yes", "keep@example.test")
+    ok(config, "user", "add", "live@example.test")
+    line = fails(config, "domain", "remove", "example.test")
+    assert "still has 1 account(s); terminate them first" in line
+    assert "2 terminated account(s) not purged yet (keep@example.test, u@example.test)" in line
+    assert "relentad user terminate --yes --now ADDRESS" in line
+    ok(config, "user", "terminate", "--yes", "live@example.test")
+    assert "u@example.test terminated and purged" in ok(config, "user", "terminate", "--yes", "--now", "u@example.test")
+    assert "no such account" in fails(config, "user", "terminate", "--yes", "--now", "u@example.test")
+    for address in ("keep@example.test", "live@example.test"):
+        ok(config, "user", "terminate", "--yes", "--now", address)
+    ok(config, "domain", "remove", "example.test")
