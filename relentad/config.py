@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import addrspec
+from .errors import InvalidInput
 from .units import format_duration, format_size, parse_duration, parse_size
 
 CONFIG_ENV = "RELENTAD_CONFIG"
@@ -585,11 +587,27 @@ def check(config: Config) -> list[str]:
         problems.append("[spam] min_trained and confident_after must not be negative")
     if config.spam.max_tokens < 1000 or config.spam.max_age_days < 0:
         problems.append("[spam] max_tokens must be at least 1000 and max_age_days not negative")
+    hostname_problem = check_hostname(config.server.hostname)
+    if hostname_problem:
+        problems.append(f"[server] hostname: {hostname_problem}")
     if config.server.log_level.lower() not in ("debug", "info", "warning", "error"):
         problems.append("[server] log_level must be debug, info, warning or error")
     if config.server.event_loop not in ("uvloop", "asyncio"):
         problems.append("[server] event_loop must be uvloop or asyncio")
     return problems
+
+
+def check_hostname(hostname: str) -> str | None:
+    """Why ``hostname`` cannot be this server's name (it goes into the banner, EHLO and the MX record), or None."""
+    try:
+        ascii_name = addrspec.normalize_domain(hostname)
+    except InvalidInput:
+        return f"not a domain name: {hostname!r}"
+    if hostname != hostname.strip():
+        return f"not a domain name: {hostname!r}"
+    if not hostname.isascii():
+        return f"write {hostname!r} as its A-label {ascii_name!r}"
+    return None
 
 
 def config_path(explicit: str | None = None) -> Path:

@@ -232,7 +232,9 @@ def _alias_address(address: str) -> str:
 def add_alias(conn: sqlite3.Connection, address: str, target: str) -> str:
     """Route ``address`` (or ``@domain``) to the account ``target``; several targets make a group alias."""
     alias = _alias_address(address)
-    domain = alias.rpartition("@")[2]
+    local, _, domain = alias.rpartition("@")
+    if addrspec.SUBADDRESS_SEPARATOR in local:
+        raise InvalidInput(f"{alias}: '+' is reserved for subaddresses (user+tag@domain always reaches user@domain)")
     if domain_id(conn, domain) is None:
         raise NotFound(f"domain {domain} is not hosted here (relentad domain add {domain})")
     if conn.execute("SELECT 1 FROM accounts WHERE email = ?", (alias,)).fetchone():

@@ -216,6 +216,16 @@ def test_config_check_refuses_a_backup_rotation_keeping_nothing(config: Path) ->
     assert "[backup] keep_daily and keep_weekly cannot both be 0" in fails(config, "config", "check")
 
 
+def test_the_server_hostname_must_be_a_domain_name(tmp_path: Path, config: Path) -> None:
+    path = tmp_path / "other" / "relentad.toml"
+    assert "--hostname: not a domain name: 'bad host!'" in fails(path, "init", "--hostname", "bad host!")
+    assert not path.exists(), "nothing is written for a bad host name"
+    set_setting(config, "server", "hostname", '"bad host!"')
+    assert fails(config, "config", "check") == "config: [server] hostname: not a domain name: 'bad host!'"
+    set_setting(config, "server", "hostname", '"mail.bücher.example"')
+    assert "as its A-label 'mail.xn--bcher-kva.example'" in fails(config, "config", "check")
+
+
 def test_a_config_file_that_is_not_utf8_is_one_line_for_check_and_serve(tmp_path: Path) -> None:
     path = tmp_path / "relentad.toml"
     path.write_bytes(b'[server]\nhostname = "mx.\xff.test"\n')
@@ -271,3 +281,12 @@ def test_terminated_accounts_take_no_writes_and_terminate_now_purges_them(config
     for address in ("keep@example.test", "live@example.test"):
         ok(config, "user", "terminate", "--yes", "--now", address)
     ok(config, "domain", "remove", "example.test")
+
+
+def test_an_alias_cannot_take_a_subaddress(config: Path) -> None:
+    ok(config, "domain", "add", "example.test")
+    ok(config, "user", "add", "bob@example.test")
+    ok(config, "user", "add", "demo@example.test")
+    line = fails(config, "alias", "add", "bob+tag@example.test", "demo@example.test")
+    assert "'+' is reserved for subaddresses" in line
+    assert json.loads(ok(config, "alias", "list", "--json")) == []
