@@ -290,3 +290,26 @@ def test_an_alias_cannot_take_a_subaddress(config: Path) -> None:
     line = fails(config, "alias", "add", "bob+tag@example.test", "demo@example.test")
     assert "'+' is reserved for subaddresses" in line
     assert json.loads(ok(config, "alias", "list", "--json")) == []
+
+
+def test_announce_folds_with_crlf_and_refuses_control_characters(config: Path) -> None:
+    import sqlite3
+
+    ok(config, "domain", "add", "example.test")
+    ok(config, "user", "add", "u@example.test")
+    body = config.parent / "body.txt"
+    body.write_text("hello\n", encoding="utf-8")
+    for subject in ("Hi\r\nBcc: victim@example.test", "Hi\nX-Injected: 1", "tab\there", "bell\x07"):
+        line = fails(config, "announce", "--subject", subject, "--body-file", str(body))
+        assert "the subject must be one line without control characters" in line
+    subject = "Wartungsarbeiten am Mailserver für alle Konten " * 4
+    ok(config, "announce", "--subject", subject, "--body-file", str(body))
+    conn = sqlite3.connect(config_mod.load(config).database_path)
+    [(raw,)] = conn.execute("SELECT data FROM blobs").fetchall()
+    head = bytes(raw).split(b"\r\n\r\n", 1)[0]
+    assert b"\n" not in head.replace(b"\r\n", b""), "every header line ends in CRLF"
+    assert head.count(b"\r\n ") >= 1, "the long subject is folded"
+    from email import message_from_bytes
+    from email.header import decode_header, make_header
+
+    assert str(make_header(decode_header(message_from_bytes(raw)["Subject"]))) == subject
