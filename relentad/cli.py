@@ -19,8 +19,8 @@ from typing import Any, Literal, TypeVar
 
 import click
 
+from . import addrspec, devsetup
 from . import config as config_mod
-from . import devsetup
 from .auth import passwords
 from .config import Config, ConfigError, SpamConfig
 from .errors import RelentadError
@@ -848,10 +848,11 @@ def dkim_generate(state: State, domain: str, selector: str, with_ed25519: bool) 
 
     with errors_as_messages():
         with state.read() as conn:
-            if accounts.domain_id(conn, domain.strip().lower()) is None:
-                raise CLIError(f"domain {domain} is not hosted here (relentad domain add {domain})")
-        lines = dkimkeys.generate(state.config.data_dir, domain, selector, ed25519=with_ed25519)
-    click.echo(f"DKIM key for {domain} with selector {selector} stored; publish:")
+            name = addrspec.normalize_domain(domain)
+            if accounts.domain_id(conn, name) is None:
+                raise CLIError(f"domain {name} is not hosted here (relentad domain add {domain})")
+        lines = dkimkeys.generate(state.config.data_dir, name, selector, ed25519=with_ed25519)
+    click.echo(f"DKIM key for {name} with selector {selector} stored; publish:")
     for line in lines:
         click.echo(line)
 

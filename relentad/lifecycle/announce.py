@@ -15,7 +15,7 @@ import time
 import unicodedata
 from email.header import Header
 
-from .. import message
+from .. import addrspec, message
 from ..errors import InvalidInput
 from ..store import mailboxes, messages
 
@@ -54,7 +54,7 @@ def recipients(conn: sqlite3.Connection, domain: str | None) -> list[int]:
         rows = conn.execute(
             """SELECT a.id FROM accounts a JOIN domains d ON d.id = a.domain_id
                WHERE a.state = 'active' AND d.name = ? ORDER BY a.id""",
-            (domain.lower(),),
+            (addrspec.normalize_domain(domain),),
         )
     return [int(r[0]) for r in rows]
 

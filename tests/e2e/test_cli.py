@@ -292,6 +292,19 @@ def test_an_alias_cannot_take_a_subaddress(config: Path) -> None:
     assert json.loads(ok(config, "alias", "list", "--json")) == []
 
 
+def test_domains_given_as_u_labels_are_the_hosted_a_labels(config: Path) -> None:
+    assert ok(config, "domain", "add", "bücher.example").strip() == "domain xn--bcher-kva.example added"
+    ok(config, "user", "add", "leser@bücher.example")
+    out = ok(config, "dkim", "generate", "Bücher.example")
+    assert "DKIM key for xn--bcher-kva.example" in out and "xn--bcher-kva.example" in out.splitlines()[1]
+    body = config.parent / "body.txt"
+    body.write_text("hello\n", encoding="utf-8")
+    args = ("announce", "--subject", "Hi", "--body-file", str(body))
+    assert "announced to 1 account(s)" in ok(config, *args, "--domain", "bücher.example")
+    assert "no account to announce to" in fails(config, *args, "--domain", "other.example")
+    assert "mta-sts.xn--bcher-kva.example" in ok(config, "domain", "dns", "bücher.example")
+
+
 def test_announce_folds_with_crlf_and_refuses_control_characters(config: Path) -> None:
     import sqlite3
 
