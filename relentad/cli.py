@@ -19,15 +19,20 @@ from typing import Any, Literal, TypeVar
 
 import click
 
+from . import addrspec, devsetup
 from . import config as config_mod
-from . import devsetup
 from .auth import passwords
 from .config import Config, ConfigError, SpamConfig
 from .errors import RelentadError
 from .store import accounts, db, mailboxes
-from .units import format_size, parse_size
+from .units import MAX_INTEGER, format_size, parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+COUNT = click.IntRange(min=0, max=MAX_INTEGER)
+"""A count option (recipients, messages): SQLite stores at most a 64-bit integer."""
+MAX_DAYS = 36_500
+"""``activity --days``: a hundred years of history is more than any account has."""
 
 
 class CLIError(click.ClickException):
@@ -46,7 +51,11 @@ def errors_as_messages() -> Iterator[None]:
     except sqlite3.Error as exc:
         raise CLIError(f"database: {exc}") from None
     except OSError as exc:
+        if exc.strerror is None:  # raised with a message only (gzip and the like)
+            raise CLIError(str(exc)) from None
         raise CLIError(f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")) from None
+    except OverflowError:  # a number beyond what SQLite or the clock holds: the options' bounds should catch it first
+        raise CLIError("a number is too large") from None
     except ValueError as exc:  # unit parsing and the like: messages are written for users
         raise CLIError(str(exc)) from None
 
@@ -301,10 +310,8 @@ def user() -> None:
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 @click.option("--quota", help="Disk quota, e.g. 5GB (default from [quota] disk; 0 = unlimited).")
-@click.option("--daily-send", type=click.IntRange(min=0), help="Recipients per day (default from config).")
-@click.option(
-    "--messages", type=click.IntRange(min=0), help="Most messages held (default from [quota] messages; 0 = unlimited)."
-)
+@click.option("--daily-send", type=COUNT, help="Recipients per day (default from config).")
+@click.option("--messages", type=COUNT, help="Most messages held (default from [quota] messages; 0 = unlimited).")
 @click.option("--name", "display_name", default="", help="Display name.")
 @pass_state
 def user_add(
@@ -487,9 +494,9 @@ def quota_show(state: State, email: str, recount: bool, as_json: bool) -> None:
 @quota_group.command("set")
 @click.argument("email")
 @click.option("--disk", help="Disk quota, e.g. 5GB (0 = unlimited).")
-@click.option("--daily-send", type=click.IntRange(min=0), help="Recipients per day (0 = unlimited).")
-@click.option("--hourly-send", type=click.IntRange(min=0), help="Recipients per hour (0 = unlimited).")
-@click.option("--messages", type=click.IntRange(min=0), help="Most messages the account may hold (0 = unlimited).")
+@click.option("--daily-send", type=COUNT, help="Recipients per day (0 = unlimited).")
+@click.option("--hourly-send", type=COUNT, help="Recipients per hour (0 = unlimited).")
+@click.option("--messages", type=COUNT, help="Most messages the account may hold (0 = unlimited).")
 @pass_state
 def quota_set(
     state: State,
@@ -507,7 +514,7 @@ def quota_set(
             raise CLIError("nothing to set: give --disk, --messages, --daily-send and/or --hourly-send")
         disk_bytes = parse_size(disk) if disk is not None else None
         with state.write() as conn:
-            account = accounts.get_account(conn, email)
+            account = accounts.active_account(conn, email)
             quota.set_limits(
                 conn,
                 account.id,
@@ -523,14 +530,21 @@ def _moment(text: str | None) -> float | None:
     """``--at``: a Unix time or an ISO 8601 date/time (UTC when no zone is given)."""
     if text is None:
         return None
+    problem = f"not a time: {text!r} (give Unix seconds or an ISO 8601 date)"
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        try:  # finite and within the years a date can name (1-9999)
+            datetime.fromtimestamp(seconds, UTC)
+        except (ValueError, OverflowError, OSError):
+            raise ValueError(problem) from None
+        return seconds
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"not a time: {text!r} (give Unix seconds or an ISO 8601 date)") from None
+        raise ValueError(problem) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
@@ -547,7 +561,12 @@ def user_terminate(state: State, email: str, yes: bool, purge_now: bool) -> None
         click.confirm(f"Terminate {email}? It can no longer log in or receive mail", abort=True)
     with errors_as_messages(), state.write() as conn:
         account = accounts.get_account(conn, email)
-        moved = retention.terminate(conn, account.id)
+        if account.state == "terminated":  # terminated earlier: --now purges it before its retention is over
+            if not purge_now:
+                raise CLIError(f"{account.email} is already terminated (add --now to purge it at once)")
+            moved = conn.execute("SELECT count(*) FROM expunged WHERE account_id = ?", (account.id,)).fetchone()[0]
+        else:
+            moved = retention.terminate(conn, account.id)
         if purge_now:
             retention.purge_account(conn, account.id)
     if purge_now:
@@ -585,7 +604,7 @@ def purge_command(state: State, at: str | None, as_json: bool) -> None:
 
 @main.command("activity")
 @click.argument("email")
-@click.option("--days", default=30, show_default=True, type=click.IntRange(min=1), help="Days to show.")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(min=1, max=MAX_DAYS), help="Days to show.")
 @json_option
 @pass_state
 def activity_command(state: State, email: str, days: int, as_json: bool) -> None:
@@ -735,11 +754,12 @@ def import_command(state: State, email: str, path: str) -> None:
 
     def write(job: Callable[[sqlite3.Connection], int]) -> int:
         with state.write() as conn:
+            accounts.refuse_terminated(accounts.account_by_id(conn, account.id))  # terminated while importing
             return job(conn)
 
     with errors_as_messages():
         with state.read() as conn:
-            account = accounts.get_account(conn, email)
+            account = accounts.active_account(conn, email)
         found = transfer.items(Path(path))
         with click.progressbar(length=len(found), label="importing", file=sys.stderr) as bar:
             count = transfer.import_all(
@@ -788,7 +808,7 @@ def queue_list(state: State, as_json: bool) -> None:
 
 
 @queue_group.command("retry")
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=click.IntRange(min=1, max=MAX_INTEGER))
 @pass_state
 def queue_retry(state: State, message_id: int) -> None:
     """Make message MESSAGE_ID due now (the daemon picks it up within [queue] scan_interval)."""
@@ -800,7 +820,7 @@ def queue_retry(state: State, message_id: int) -> None:
 
 
 @queue_group.command("delete")
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=click.IntRange(min=1, max=MAX_INTEGER))
 @pass_state
 def queue_delete(state: State, message_id: int) -> None:
     """Drop message MESSAGE_ID from the queue without delivering or bouncing it."""
@@ -830,10 +850,11 @@ def dkim_generate(state: State, domain: str, selector: str, with_ed25519: bool) 
 
     with errors_as_messages():
         with state.read() as conn:
-            if accounts.domain_id(conn, domain.strip().lower()) is None:
-                raise CLIError(f"domain {domain} is not hosted here (relentad domain add {domain})")
-        lines = dkimkeys.generate(state.config.data_dir, domain, selector, ed25519=with_ed25519)
-    click.echo(f"DKIM key for {domain} with selector {selector} stored; publish:")
+            name = addrspec.normalize_domain(domain)
+            if accounts.domain_id(conn, name) is None:
+                raise CLIError(f"domain {name} is not hosted here (relentad domain add {domain})")
+        lines = dkimkeys.generate(state.config.data_dir, name, selector, ed25519=with_ed25519)
+    click.echo(f"DKIM key for {name} with selector {selector} stored; publish:")
     for line in lines:
         click.echo(line)
 

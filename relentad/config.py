@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import textwrap
 import tomllib
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import addrspec
+from .errors import InvalidInput
 from .units import format_duration, format_size, parse_duration, parse_size
 
 CONFIG_ENV = "RELENTAD_CONFIG"
@@ -503,6 +506,11 @@ def _convert(kind: str, value: Any, default: Any) -> Any:
         return value
     if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
         raise ValueError(f"expected {expected.__name__}, got {value!r}")
+    if expected in (int, float):  # every number setting is a count, size, duration, day count or 0-1 score
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value!r}")
+        if value < 0:
+            raise ValueError(f"must not be negative, got {value!r}")
     return value
 
 
@@ -575,8 +583,8 @@ def check(config: Config) -> list[str]:
     for zone in [*config.dnsbl.zones, *config.dnsbl.domain_zones]:
         if not zone.strip(".") or any(c.isspace() for c in zone) or ".." in zone:
             problems.append(f"[dnsbl] zones: {zone!r} is not a DNS zone name")
-    if config.retention.junk_days < 0:
-        problems.append("[retention] junk_days must not be negative")
+    if config.backup.keep_daily == 0 and config.backup.keep_weekly == 0:
+        problems.append("[backup] keep_daily and keep_weekly cannot both be 0 (no snapshot would be kept)")
     if not config.spam.ham_below <= config.spam.spam_above_min <= 1:
         problems.append("[spam] spam_above_min must lie between ham_below and 1")
     if not 0 <= config.spam.list_mail_shift <= 5:
@@ -585,11 +593,27 @@ def check(config: Config) -> list[str]:
         problems.append("[spam] min_trained and confident_after must not be negative")
     if config.spam.max_tokens < 1000 or config.spam.max_age_days < 0:
         problems.append("[spam] max_tokens must be at least 1000 and max_age_days not negative")
+    hostname_problem = check_hostname(config.server.hostname)
+    if hostname_problem:
+        problems.append(f"[server] hostname: {hostname_problem}")
     if config.server.log_level.lower() not in ("debug", "info", "warning", "error"):
         problems.append("[server] log_level must be debug, info, warning or error")
     if config.server.event_loop not in ("uvloop", "asyncio"):
         problems.append("[server] event_loop must be uvloop or asyncio")
     return problems
+
+
+def check_hostname(hostname: str) -> str | None:
+    """Why ``hostname`` cannot be this server's name (it goes into the banner, EHLO and the MX record), or None."""
+    try:
+        ascii_name = addrspec.normalize_domain(hostname)
+    except InvalidInput:
+        return f"not a domain name: {hostname!r}"
+    if hostname != hostname.strip():
+        return f"not a domain name: {hostname!r}"
+    if not hostname.isascii():
+        return f"write {hostname!r} as its A-label {ascii_name!r}"
+    return None
 
 
 def config_path(explicit: str | None = None) -> Path:
@@ -604,7 +628,10 @@ def load(path: Path) -> Config:
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file (run `relentad init` first)"]) from None
     except OSError as exc:
-        raise ConfigError([f"{path}: {exc.strerror}"]) from None
+        raise ConfigError([f"{path}: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}: not UTF-8 text (line {line}, byte {exc.start})"]) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 from . import config as config_mod
 from . import tls
 from .auth import passwords
-from .errors import AlreadyExists
+from .errors import AlreadyExists, InvalidInput
 from .store import accounts, db
 
 DEV_DOMAIN = "example.test"
@@ -48,9 +48,13 @@ def initialise(config_path: Path, *, dev: bool, hostname: str | None = None, dat
         if not dev:
             raise AlreadyExists(f"{config_path} exists; edit it, or remove it to start over")
     else:
-        overrides: dict[str, dict[str, object]] = {
-            "server": {"hostname": hostname or ("localhost" if dev else socket.getfqdn())}
-        }
+        name = hostname or ("localhost" if dev else socket.getfqdn())
+        problem = config_mod.check_hostname(name)
+        if problem:
+            raise InvalidInput(
+                f"--hostname: {problem}" if hostname else f"this machine's name: {problem} (give --hostname)"
+            )
+        overrides: dict[str, dict[str, object]] = {"server": {"hostname": name}}
         if data_dir:
             overrides["server"]["data_dir"] = data_dir
         if dev:

@@ -172,12 +172,13 @@ def _srv(domain: str, host: str, service: str, port: int | None) -> Record:
 
 def render(config: Config, domain: str) -> str:
     """The zone-file text printed by ``relentad domain dns``, with the MTA-STS policy file at the end."""
-    lines = [f"; DNS records for {addrspec.normalize_domain(domain)} (relentad on {config.server.hostname})"]
+    name = addrspec.normalize_domain(domain)
+    lines = [f"; DNS records for {name} (relentad on {config.server.hostname})"]
     for record in records(config, domain):
         lines.append(f"; {record.purpose}{'' if record.required else ' (recommended)'}")
         lines.append(record.zone_line())
     lines.append("")
-    lines.append(f"; MTA-STS policy: serve as https://mta-sts.{domain}/.well-known/mta-sts.txt")
+    lines.append(f"; MTA-STS policy: serve as https://mta-sts.{name}/.well-known/mta-sts.txt")
     lines.extend(f"; {line}" for line in mta_sts_policy(config).splitlines())
     lines.append(
         f"; Reverse DNS: ask the VPS provider to set the PTR of each address above to {config.server.hostname}"

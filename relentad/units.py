@@ -7,7 +7,11 @@ fit to show the user as is.
 
 from __future__ import annotations
 
+import math
 import re
+
+MAX_INTEGER = 2**63 - 1
+"""The largest integer SQLite stores (INTEGER is 64-bit signed): no size or count may exceed it."""
 
 _SIZE_UNITS = {
     "": 1,
@@ -34,12 +38,19 @@ def parse_size(text: str | int) -> int:
     if isinstance(text, int):
         if text < 0:
             raise ValueError(f"a size cannot be negative: {text}")
-        return text
-    match = _SIZE_RE.match(text)
-    unit = match.group(2).upper() if match else ""
-    if not match or unit not in _SIZE_UNITS:
-        raise ValueError(f"not a size: {text!r} (write e.g. 500KB, 60MB, 5GB or 2GiB)")
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+        size = text
+    else:
+        match = _SIZE_RE.match(text)
+        unit = match.group(2).upper() if match else ""
+        if not match or unit not in _SIZE_UNITS:
+            raise ValueError(f"not a size: {text!r} (write e.g. 500KB, 60MB, 5GB or 2GiB)")
+        value = float(match.group(1)) * _SIZE_UNITS[unit]
+        if not math.isfinite(value) or value > MAX_INTEGER:
+            raise ValueError(f"too large a size: {text!r} (at most {format_size(MAX_INTEGER)})")
+        size = int(value)
+    if size > MAX_INTEGER:
+        raise ValueError(f"too large a size: {text!r} (at most {format_size(MAX_INTEGER)})")
+    return size
 
 
 def format_size(size: int) -> str:
@@ -59,11 +70,15 @@ def parse_duration(text: str | float) -> float:
     if isinstance(text, int | float):
         if text < 0:
             raise ValueError(f"a duration cannot be negative: {text}")
-        return float(text)
-    match = _DURATION_RE.match(text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (write e.g. 30s, 5m, 4h or 5d)")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        seconds = float(text)
+    else:
+        match = _DURATION_RE.match(text)
+        if not match:
+            raise ValueError(f"not a duration: {text!r} (write e.g. 30s, 5m, 4h or 5d)")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a finite duration: {text!r}")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

@@ -12,22 +12,27 @@ import email.utils
 import secrets
 import sqlite3
 import time
+import unicodedata
 from email.header import Header
 
-from .. import message
+from .. import addrspec, message
 from ..errors import InvalidInput
 from ..store import mailboxes, messages
 
 
 def build(*, sender: str, subject: str, body: str, hostname: str, now: float) -> bytes:
     """The announcement as an RFC 5322 message (UTF-8 text, quoted-printable free: 8bit body, encoded subject)."""
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in subject):
+        raise InvalidInput("the subject must be one line without control characters (CR, LF, tab and the like)")
+    # folded with CRLF like the rest of the message (Header's default is a bare LF)
+    encoded = subject if subject.isascii() else Header(subject, "utf-8", header_name="Subject").encode(linesep="\r\n")
     if not body.endswith("\n"):
         body += "\n"
     text = body.replace("\r\n", "\n").replace("\n", "\r\n")
     lines = [
         f"From: <{sender}>",
         "To: undisclosed-recipients:;",
-        f"Subject: {Header(subject, 'utf-8').encode() if not subject.isascii() else subject}",
+        f"Subject: {encoded}",
         f"Date: {email.utils.formatdate(now, usegmt=True)}",
         f"Message-ID: <announce-{secrets.token_hex(12)}@{hostname}>",
         "Auto-Submitted: auto-generated",
@@ -49,7 +54,7 @@ def recipients(conn: sqlite3.Connection, domain: str | None) -> list[int]:
         rows = conn.execute(
             """SELECT a.id FROM accounts a JOIN domains d ON d.id = a.domain_id
                WHERE a.state = 'active' AND d.name = ? ORDER BY a.id""",
-            (domain.lower(),),
+            (addrspec.normalize_domain(domain),),
         )
     return [int(r[0]) for r in rows]
 

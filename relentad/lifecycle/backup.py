@@ -7,9 +7,12 @@ Invariants:
 - A snapshot is verified twice before it counts: the copy passes ``PRAGMA integrity_check``, and the gzip file,
   decompressed again, does too. It is written under a temporary name and renamed, so a listed file is complete.
 - Names sort by time: ``relentad-YYYYmmddTHHMMSSffffffZ.db.gz`` (UTC). Rotation keeps the newest snapshot of
-  each of the last ``keep_daily`` days and of each of the last ``keep_weekly`` ISO weeks, and nothing else.
+  each of the last ``keep_daily`` days and of each of the last ``keep_weekly`` ISO weeks, and nothing else —
+  except the snapshot just taken, which is never removed.
 - Restore only into a stopped server: the daemon holds an exclusive ``flock`` on ``<data_dir>/relentad.lock``
-  while it runs (:func:`hold_daemon_lock`); restore refuses when it cannot take that lock.
+  while it runs (:func:`hold_daemon_lock`); restore refuses when it cannot take that lock. The live database is
+  replaced only by a file that is valid gzip (for .gz), passes ``integrity_check``, is a relentad database (has
+  ``_migrations`` and ``accounts``) and lists no migration this version does not know.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -31,6 +35,7 @@ from typing import IO
 from .. import daily
 from ..config import Config
 from ..errors import RelentadError
+from ..store import migrations
 
 log = logging.getLogger("relentad.backup")
 
@@ -65,8 +70,30 @@ def _check(path: Path) -> None:
 
 
 def _decompress(source: Path, target: Path) -> None:
-    with gzip.open(source, "rb") as src, target.open("wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
+    try:
+        with gzip.open(source, "rb") as src, target.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (gzip.BadGzipFile, EOFError, zlib.error):
+        raise BackupError(f"{source}: not a valid gzip backup") from None
+
+
+def _check_schema(path: Path, source: Path) -> None:
+    """Refuse a database that is not relentad's, or that a newer relentad made (migrations this one lacks)."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = {str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"_migrations", "accounts"} <= tables:
+            raise BackupError(f"{source}: not a relentad database (no _migrations or accounts table)")
+        names = {str(row[0]) for row in conn.execute("SELECT name FROM _migrations")}
+    except sqlite3.DatabaseError as exc:
+        raise BackupError(f"{source}: not a relentad database ({exc})") from None
+    finally:
+        conn.close()
+    unknown = sorted(names - {name for name, _ in migrations.MIGRATIONS})
+    if unknown:
+        raise BackupError(
+            f"{source}: made by a newer relentad (unknown migration(s) {', '.join(unknown)}); upgrade relentad first"
+        )
 
 
 def create(config: Config, now: datetime | None = None) -> Snapshot:
@@ -95,7 +122,7 @@ def create(config: Config, now: datetime | None = None) -> Snapshot:
         _decompress(partial, again)
         _check(again)
         os.replace(partial, target)
-    rotate(config, taken)
+    rotate(config, taken, taken=target)
     return Snapshot(target, taken, target.stat().st_size)
 
 
@@ -134,10 +161,12 @@ def keep(snapshots: list[Snapshot], keep_daily: int, keep_weekly: int, now: date
     return kept
 
 
-def rotate(config: Config, now: datetime) -> list[Path]:
-    """Delete the snapshots rotation does not keep; returns them."""
+def rotate(config: Config, now: datetime, taken: Path | None = None) -> list[Path]:
+    """Delete the snapshots rotation does not keep (never ``taken``, the one just made); returns them."""
     snapshots = list_snapshots(config)
     kept = keep(snapshots, config.backup.keep_daily, config.backup.keep_weekly, now)
+    if taken is not None:
+        kept.add(taken)
     removed = [s.path for s in snapshots if s.path not in kept]
     for path in removed:
         path.unlink(missing_ok=True)
@@ -172,7 +201,11 @@ def restore(config: Config, source: Path) -> None:
                 _decompress(source, staged)
             else:
                 shutil.copyfile(source, staged)
-            _check(staged)
+            try:
+                _check(staged)
+            except sqlite3.DatabaseError as exc:
+                raise BackupError(f"{source}: not a SQLite database ({exc})") from None
+            _check_schema(staged, source)
             for suffix in ("-wal", "-shm"):
                 Path(f"{database}{suffix}").unlink(missing_ok=True)
             os.replace(staged, database)

@@ -88,9 +88,26 @@ def remove_domain(conn: sqlite3.Connection, name: str) -> None:
     row = conn.execute("SELECT id FROM domains WHERE name = ?", (domain,)).fetchone()
     if row is None:
         raise NotFound(f"no such domain: {domain}")
-    users = conn.execute("SELECT count(*) FROM accounts WHERE domain_id = ?", (row["id"],)).fetchone()[0]
-    if users:
-        raise InvalidInput(f"domain {domain} still has {users} account(s); terminate them first")
+    active = conn.execute(
+        "SELECT count(*) FROM accounts WHERE domain_id = ? AND state != 'terminated'", (row["id"],)
+    ).fetchone()[0]
+    terminated = [
+        str(r["email"])
+        for r in conn.execute(
+            "SELECT email FROM accounts WHERE domain_id = ? AND state = 'terminated' ORDER BY email", (row["id"],)
+        )
+    ]
+    if active or terminated:
+        left = []
+        if active:
+            left.append(f"{active} account(s); terminate them first")
+        if terminated:
+            named = ", ".join(terminated[:5]) + (", …" if len(terminated) > 5 else "")
+            left.append(
+                f"{len(terminated)} terminated account(s) not purged yet ({named}); purge each now with "
+                "relentad user terminate --yes --now ADDRESS, or wait for [retention] deleted_days"
+            )
+        raise InvalidInput(f"domain {domain} still has " + " and ".join(left))
     conn.execute("DELETE FROM aliases WHERE address LIKE '%@' || ?", (domain,))
     conn.execute("DELETE FROM domains WHERE id = ?", (row["id"],))
 
@@ -150,6 +167,21 @@ def get_account(conn: sqlite3.Connection, email: str) -> Account:
     return Account.from_row(row)
 
 
+def refuse_terminated(account: Account) -> Account:
+    """``account``, unless it is terminated: nothing more may be written into an account waiting to be purged."""
+    if account.state == "terminated":
+        raise InvalidInput(
+            f"account {account.email} is terminated (its data waits to be purged; relentad user terminate --yes "
+            f"--now {account.email} purges it at once)"
+        )
+    return account
+
+
+def active_account(conn: sqlite3.Connection, email: str) -> Account:
+    """:func:`get_account`, refusing a terminated account."""
+    return refuse_terminated(get_account(conn, email))
+
+
 def account_by_id(conn: sqlite3.Connection, account_id: int) -> Account:
     row = conn.execute(_ACCOUNT_SELECT + " WHERE a.id = ?", (account_id,)).fetchone()
     if row is None:
@@ -176,7 +208,7 @@ def password_hash(conn: sqlite3.Connection, email: str) -> str | None:
 
 
 def set_password(conn: sqlite3.Connection, email: str, password_hash: str) -> None:
-    account = get_account(conn, email)
+    account = active_account(conn, email)
     conn.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account.id))
 
 
@@ -206,12 +238,14 @@ def _alias_address(address: str) -> str:
 def add_alias(conn: sqlite3.Connection, address: str, target: str) -> str:
     """Route ``address`` (or ``@domain``) to the account ``target``; several targets make a group alias."""
     alias = _alias_address(address)
-    domain = alias.rpartition("@")[2]
+    local, _, domain = alias.rpartition("@")
+    if addrspec.SUBADDRESS_SEPARATOR in local:
+        raise InvalidInput(f"{alias}: '+' is reserved for subaddresses (user+tag@domain always reaches user@domain)")
     if domain_id(conn, domain) is None:
         raise NotFound(f"domain {domain} is not hosted here (relentad domain add {domain})")
     if conn.execute("SELECT 1 FROM accounts WHERE email = ?", (alias,)).fetchone():
         raise AlreadyExists(f"{alias} is an account; an alias cannot shadow it")
-    account = get_account(conn, target)
+    account = active_account(conn, target)
     try:
         conn.execute(
             "INSERT INTO aliases (address, account_id, created) VALUES (?, ?, ?)", (alias, account.id, time.time())

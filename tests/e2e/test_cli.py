@@ -167,3 +167,163 @@ def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Com
 def test_every_command_has_help_text() -> None:
     for name, command in _commands(main):
         assert command.help, f"relentad {name} has no help text"
+
+
+def refused(config: Path, *args: str) -> str:
+    """A refusal with no traceback, also of click's own (usage line, then ``Error: ...``); its last line."""
+    result = run(config, *args)
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    return result.stderr.strip().splitlines()[-1]
+
+
+def set_setting(config: Path, section: str, key: str, value: str) -> None:
+    """Replace ``key = ...`` in ``[section]`` of the configuration file with ``key = value`` (TOML text)."""
+    text, current = [], ""
+    for line in config.read_text(encoding="utf-8").splitlines():
+        if line.startswith("["):
+            current = line.strip("[]")
+        text.append(f"{key} = {value}" if current == section and line.startswith(f"{key} = ") else line)
+    assert f"{key} = {value}" in text
+    config.write_text("\n".join(text) + "\n", encoding="utf-8")
+
+
+NEGATIVE = "must not be negative"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "problem"),
+    [("quota", "daily_send", "-1", NEGATIVE), ("quota", "messages", "-4", NEGATIVE),
+     ("quota", "hourly_send", "-2", NEGATIVE), ("retention", "deleted_days", "-3", NEGATIVE),
+     ("retention", "activity_days", "-1", NEGATIVE), ("backup", "keep_daily", "-1", NEGATIVE),
+     ("retention", "junk_days", "-1", NEGATIVE), ("imap", "commands_per_second", "-5", NEGATIVE),
+     ("spam", "ham_below", "nan", "must be a finite number"), ("queue", "lifetime", "nan", "not a finite duration"),
+     ("limits", "command_timeout", "inf", "not a finite duration"),
+     ("quota", "disk", '"99999999999999999999999TB"', "too large a size")],
+)  # fmt: skip
+def test_config_check_refuses_negative_and_non_finite_numbers(
+    config: Path, section: str, key: str, value: str, problem: str
+) -> None:
+    set_setting(config, section, key, value)
+    line = fails(config, "config", "check")
+    assert line.startswith(f"config: [{section}] {key}:") and problem in line
+    assert refused(config, "user", "list").startswith(f"Error: [{section}] {key}:")
+
+
+def test_config_check_refuses_a_backup_rotation_keeping_nothing(config: Path) -> None:
+    set_setting(config, "backup", "keep_daily", "0")
+    ok(config, "config", "check")  # weekly snapshots alone are fine
+    set_setting(config, "backup", "keep_weekly", "0")
+    assert "[backup] keep_daily and keep_weekly cannot both be 0" in fails(config, "config", "check")
+
+
+def test_the_server_hostname_must_be_a_domain_name(tmp_path: Path, config: Path) -> None:
+    path = tmp_path / "other" / "relentad.toml"
+    assert "--hostname: not a domain name: 'bad host!'" in fails(path, "init", "--hostname", "bad host!")
+    assert not path.exists(), "nothing is written for a bad host name"
+    set_setting(config, "server", "hostname", '"bad host!"')
+    assert fails(config, "config", "check") == "config: [server] hostname: not a domain name: 'bad host!'"
+    set_setting(config, "server", "hostname", '"mail.bücher.example"')
+    assert "as its A-label 'mail.xn--bcher-kva.example'" in fails(config, "config", "check")
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line_for_check_and_serve(tmp_path: Path) -> None:
+    path = tmp_path / "relentad.toml"
+    path.write_bytes(b'[server]\nhostname = "mx.\xff.test"\n')
+    assert fails(path, "config", "check") == f"config: {path}: not UTF-8 text (line 2, byte 24)"
+    result = run(path, "serve")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"config: {path}: not UTF-8 text (line 2, byte 24)"
+
+
+def test_numbers_beyond_what_the_database_holds_are_refused(config: Path) -> None:
+    ok(config, "domain", "add", "example.test")
+    ok(config, "user", "add", "u@example.test")
+    huge = "99999999999999999999999"
+    assert "too large a size" in fails(config, "quota", "set", "u@example.test", "--disk", f"{huge}TB")
+    assert "too large a size" in fails(config, "user", "add", "v@example.test", "--quota", "99999999999TB")
+    for option in ("--daily-send", "--hourly-send", "--messages"):
+        assert "not in the range" in refused(config, "quota", "set", "u@example.test", option, huge)
+    assert "not in the range" in refused(config, "user", "add", "w@example.test", "--daily-send", huge)
+    assert "not in the range" in refused(config, "queue", "retry", huge)
+    assert "not in the range" in refused(config, "queue", "delete", huge)
+    for moment in ("1e20", "nan", "inf", "-inf"):
+        assert fails(config, "purge", "--at", moment).startswith(f"Error: not a time: '{moment}'")
+    assert "not in the range" in refused(config, "activity", "u@example.test", "--days", "99999999999")
+    assert "no such queued message" in fails(config, "queue", "retry", "12")
+    ok(config, "purge", "--at", "2e11")  # the year 8307 is a time
+    users = {u["email"]: u for u in json.loads(ok(config, "user", "list", "--json"))}
+    assert set(users) == {"u@example.test"} and users["u@example.test"]["quota_bytes"] == 5_000_000_000
+
+
+def test_terminated_accounts_take_no_writes_and_terminate_now_purges_them(config: Path, tmp_path: Path) -> None:
+    ok(config, "domain", "add", "example.test")
+    ok(config, "user", "add", "u@example.test")
+    ok(config, "user", "add", "keep@example.test")
+    ok(config, "user", "terminate", "--yes", "u@example.test")
+    mbox = tmp_path / "one.mbox"
+    mbox.write_bytes(b"From a@b.test Thu Jan  1 00:00:00 2026\nSubject: hi\n\nhello\n")
+    assert "account u@example.test is terminated" in fails(config, "import", "u@example.test", str(mbox))
+    assert "is terminated" in fails(config, "alias", "add", "x@example.test", "u@example.test")
+    assert "is terminated" in fails(config, "quota", "set", "u@example.test", "--messages", "5")
+    assert "is terminated" in fails(
+        config, "user", "passwd", "u@example.test", "--password-stdin", input="a-new-password\n"
+    )
+    assert "add --now to purge it" in fails(config, "user", "terminate", "--yes", "u@example.test")
+    ok(config, "user", "terminate", "--yes", "keep@example.test")
+    ok(config, "user", "add", "live@example.test")
+    line = fails(config, "domain", "remove", "example.test")
+    assert "still has 1 account(s); terminate them first" in line
+    assert "2 terminated account(s) not purged yet (keep@example.test, u@example.test)" in line
+    assert "relentad user terminate --yes --now ADDRESS" in line
+    ok(config, "user", "terminate", "--yes", "live@example.test")
+    assert "u@example.test terminated and purged" in ok(config, "user", "terminate", "--yes", "--now", "u@example.test")
+    assert "no such account" in fails(config, "user", "terminate", "--yes", "--now", "u@example.test")
+    for address in ("keep@example.test", "live@example.test"):
+        ok(config, "user", "terminate", "--yes", "--now", address)
+    ok(config, "domain", "remove", "example.test")
+
+
+def test_an_alias_cannot_take_a_subaddress(config: Path) -> None:
+    ok(config, "domain", "add", "example.test")
+    ok(config, "user", "add", "bob@example.test")
+    ok(config, "user", "add", "demo@example.test")
+    line = fails(config, "alias", "add", "bob+tag@example.test", "demo@example.test")
+    assert "'+' is reserved for subaddresses" in line
+    assert json.loads(ok(config, "alias", "list", "--json")) == []
+
+
+def test_domains_given_as_u_labels_are_the_hosted_a_labels(config: Path) -> None:
+    assert ok(config, "domain", "add", "bücher.example").strip() == "domain xn--bcher-kva.example added"
+    ok(config, "user", "add", "leser@bücher.example")
+    out = ok(config, "dkim", "generate", "Bücher.example")
+    assert "DKIM key for xn--bcher-kva.example" in out and "xn--bcher-kva.example" in out.splitlines()[1]
+    body = config.parent / "body.txt"
+    body.write_text("hello\n", encoding="utf-8")
+    args = ("announce", "--subject", "Hi", "--body-file", str(body))
+    assert "announced to 1 account(s)" in ok(config, *args, "--domain", "bücher.example")
+    assert "no account to announce to" in fails(config, *args, "--domain", "other.example")
+    assert "mta-sts.xn--bcher-kva.example" in ok(config, "domain", "dns", "bücher.example")
+
+
+def test_announce_folds_with_crlf_and_refuses_control_characters(config: Path) -> None:
+    import sqlite3
+
+    ok(config, "domain", "add", "example.test")
+    ok(config, "user", "add", "u@example.test")
+    body = config.parent / "body.txt"
+    body.write_text("hello\n", encoding="utf-8")
+    for subject in ("Hi\r\nBcc: victim@example.test", "Hi\nX-Injected: 1", "tab\there", "bell\x07"):
+        line = fails(config, "announce", "--subject", subject, "--body-file", str(body))
+        assert "the subject must be one line without control characters" in line
+    subject = "Wartungsarbeiten am Mailserver für alle Konten " * 4
+    ok(config, "announce", "--subject", subject, "--body-file", str(body))
+    conn = sqlite3.connect(config_mod.load(config).database_path)
+    [(raw,)] = conn.execute("SELECT data FROM blobs").fetchall()
+    head = bytes(raw).split(b"\r\n\r\n", 1)[0]
+    assert b"\n" not in head.replace(b"\r\n", b""), "every header line ends in CRLF"
+    assert head.count(b"\r\n ") >= 1, "the long subject is folded"
+    from email import message_from_bytes
+    from email.header import decode_header, make_header
+
+    assert str(make_header(decode_header(message_from_bytes(raw)["Subject"]))) == subject

@@ -34,3 +34,15 @@ def test_parse_duration(text: str | int, seconds: float) -> None:
 def test_format_duration_round_trips() -> None:
     for seconds in (1.0, 30.0, 300.0, 450.0, 14400.0, 432000.0):
         assert parse_duration(format_duration(seconds)) == seconds
+
+
+@pytest.mark.parametrize("huge", ["99999999999999999999999TB", "9" * 400, 2**63])
+def test_parse_size_refuses_what_sqlite_cannot_hold(huge: str | int) -> None:
+    with pytest.raises(ValueError, match="too large a size"):
+        parse_size(huge)
+
+
+@pytest.mark.parametrize("endless", [float("nan"), float("inf"), "9" * 400 + "d"])
+def test_parse_duration_refuses_non_finite(endless: str | float) -> None:
+    with pytest.raises(ValueError, match="not a finite duration"):
+        parse_duration(endless)
