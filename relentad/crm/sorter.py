@@ -2,7 +2,8 @@
 
 Two halves, so the delivery stays one transaction and the event loop never waits on a write:
 - :meth:`Sorter.plan` runs on the event loop before the commit with a read connection: per recipient account it
-  works out the direction (``out`` for the sender's Sent copy and for mail whose From is the account's own), the
+  works out the direction (``out`` for the sender's Sent copy, and for mail whose From is the account's own only
+  when the account itself submitted or imported it — never for mail from the MX, whatever its From says), the
   participants, the account's rules (which may change the folder and flags of the copy, or add copies) and the
   ``$Unassigned`` keyword (a person who is not a confirmed contact wrote; lists and automatic senders never
   count). It returns a :data:`Record` job. For an import (``relentad import``) it only works out direction and
@@ -182,10 +183,19 @@ class Sorter:
             by_account.setdefault(placement.account_id, []).append(placement)
         plans = []
         sender = participants.sender(parsed)
+        submitter = participants.normalize(delivery.source.authenticated_as or "")
         for account_id, placements in by_account.items():
             context = account_context(conn, account_id, [p.address for p in placements], sender)
             own, scripts, known = context.own, context.scripts, context.known
-            outgoing = any(p.outgoing for p in placements) or (bool(sender) and participants.is_own(sender, own))
+            # Only mail the account really sent counts "out" (confirming its recipients and, through count_out,
+            # allow-listing them past the spam filter): its submission's Sent copy, or mail it submitted
+            # (authenticated as itself) from an own address, or an import of its own mail. A From naming the
+            # account on mail from the MX is a claim anyone can make, so such mail is always "in".
+            outgoing = any(p.outgoing for p in placements) or (
+                bool(sender)
+                and participants.is_own(sender, own)
+                and (keep_copies or participants.is_own(submitter, own))
+            )
             direction = OUT if outgoing else IN
             people = participants.participants(parsed, own, direction)
             incoming = [p for p in placements if not p.outgoing]
@@ -300,7 +310,7 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
     sender = participants.sender(parsed)
     context = account_context(conn, account_id, [address], sender)
     own, scripts, known = context.own, context.scripts, context.known
-    direction = OUT if participants.is_outgoing(parsed, own) else IN
+    direction = IN  # as delivered from the MX: a From naming the account does not make mail "out" there
     people = participants.participants(parsed, own, direction)
     virtual = _virtual(known, False)
     outcome = rules.evaluate(scripts, rules.MessageView(parsed, raw, mail_from, address, virtual))

@@ -113,6 +113,23 @@ def test_local_mail_counts_out_for_the_sender_and_in_for_the_recipient(relentad:
     assert [(c["addresses"], c["count_in"], c["count_out"]) for c in bobs] == [(["alice@example.test"], 1, 0)]
 
 
+def test_a_forged_own_from_on_the_mx_confirms_no_one(relentad: Daemon) -> None:
+    # Anyone can put the account's own address in From: on the MX such mail is received mail, so its Cc does
+    # not become a confirmed contact written to (count_out allow-lists a sender past the spam filter).
+    forged = message("Alice <alice@example.test>", "alice@example.test", "note to self", "f1@pills.test",
+                     extra="Cc: Deals <deals@pills.test>")  # fmt: skip
+    receive(relentad, forged, "bounce@pills.test")
+    [deals] = contacts_json(relentad)
+    assert deals["addresses"] == ["deals@pills.test"]
+    assert (deals["count_in"], deals["count_out"], deals["confirmed"]) == (1, 0, False)
+    assert [r["direction"] for r in relentad.query("SELECT direction FROM crm_messages")] == ["in"]
+    # the same message really sent by alice (submission, Sent copy) does count out
+    send(relentad, message("Alice <alice@example.test>", "Deals <deals@pills.test>", "Re: note", "f2@example.test"),
+         ["deals@pills.test"])  # fmt: skip
+    [deals] = contacts_json(relentad)
+    assert (deals["count_in"], deals["count_out"], deals["confirmed"]) == (1, 1, True)
+
+
 def test_lists_and_automatic_senders_are_marked_not_unassigned(relentad: Daemon) -> None:
     listed = "List-Id: Developers <dev.lists.example.org>"
     post = message("Poster <poster@else.example>", "dev@lists.example.org", "[dev] release", "l@x", extra=listed)

@@ -49,7 +49,10 @@ async def file_then(path: Path, filed: Filed, then: Then | None = None) -> int:
         pipeline = Pipeline(store, Bus(), CONFIG)
         stored: list[Stored] = []
         for message, mailbox, keywords in filed:
-            placement = Placement(account_id, ALICE, mailbox=mailbox, keywords=list(keywords))
+            # a copy filed into Sent is the account's own (submission's Sent copy: the CRM files it "out")
+            placement = Placement(
+                account_id, ALICE, mailbox=mailbox, keywords=list(keywords), outgoing=mailbox == "Sent"
+            )
             stored += await pipeline.deliver(Delivery(message, "bob@acme.example", [placement], SOURCE, "T1"))
         return await then(store, account_id, stored) if then is not None else 0
     finally:
@@ -96,7 +99,7 @@ def test_a_reply_to_junk_a_judged_message_or_own_mail_teaches_nothing(tmp_path: 
         (raw("flagged@acme.example"), "INBOX", ["$Junk"]),
         (raw("trash@acme.example"), "Trash", []),
         (judged, "INBOX", []),
-        (raw("own@example.test", sender=f"Alice <{ALICE}>"), "INBOX", []),
+        (raw("own@example.test", sender=f"Alice <{ALICE}>"), "Sent", []),
     ]
     names = ["junk@acme.example", "flagged@acme.example", "trash@acme.example", "judged@acme.example"]
     learned = file_and_reply(tmp_path / "r.db", filed, [*names, "own@example.test", "nowhere@x"])
