@@ -234,9 +234,11 @@ async def store(
     deleted = flagmod.SYSTEM_BITS["\\Deleted"]
     targets = [(uid, view.refs[uid]) for uid in uids if uid in view.refs]
 
-    def job(conn: sqlite3.Connection) -> tuple[list[tuple[int, Copy]], dict[int, tuple[int, list[int]]]]:
+    Changes = list[tuple[int, str, str]]
+
+    def job(conn: sqlite3.Connection) -> tuple[list[tuple[int, Copy]], dict[int, tuple[int, Changes]]]:
         out: list[tuple[int, Copy]] = []
-        changed: dict[int, tuple[int, list[int]]] = {}  # mailbox → (modseq, real UIDs changed)
+        changed: dict[int, tuple[int, Changes]] = {}  # mailbox → (modseq, (real UID, keywords before, after))
         for uid, copy in targets:
             wanted = list(names)
             if action == "replace" and copy.flags & deleted:
@@ -245,16 +247,15 @@ async def store(
             for _, _, bits, keywords in result.current:
                 out.append((uid, dataclasses.replace(copy, flags=bits, keywords=keywords)))
             if result.changed:
-                real_uids = changed.get(copy.mailbox_id, (0, []))[1]
-                changed[copy.mailbox_id] = (result.modseq, [*real_uids, copy.real_uid])
+                done = changed.get(copy.mailbox_id, (0, []))[1]
+                done += [(real, result.before.get(real, ""), keywords) for real, _, _, keywords in result.changed]
+                changed[copy.mailbox_id] = (result.modseq, done)
         return out, changed
 
     out, changed = await session.write(job)
-    for mailbox_id, (modseq, real_uids) in changed.items():
+    for mailbox_id, (modseq, changes) in changed.items():
         session.publish(mailbox_id, modseq)
-        spam_training.after_store(
-            session.store, session.config, session.account_id, mailbox_id, action, names, real_uids
-        )
+        spam_training.after_store(session.store, session.config, session.account_id, mailbox_id, changes)
     for uid, copy in out:
         view.refs[uid] = copy
     return out

@@ -13,6 +13,8 @@ What teaches what (the account's own model; the global model is only trained by 
 - STORE setting ``$Junk`` → spam; setting ``$NotJunk`` or clearing ``$Junk`` → ham; clearing ``$NotJunk``
   alone → forget the message's ham lesson (it retracts a "not junk"; a spam lesson stays, since clients that
   mark junk in two commands, ``+FLAGS ($Junk)`` then ``-FLAGS ($NotJunk)``, would otherwise undo it at once).
+  What counts is what the STORE changed on each message (its keywords before and after), so ``FLAGS (...)``
+  (replace) teaches as ``+FLAGS`` of what it added and ``-FLAGS`` of what it removed.
 - Sending a reply (``[spam] learn_replies``) → ham for the received message its In-Reply-To names, found through
   the CRM's thread index, unless a copy of it is in Junk or Trash or carries ``$Junk`` (a reply to spam, e.g.
   "unsubscribe me", teaches nothing), and never over a verdict already recorded for it: an explicit verdict wins
@@ -79,7 +81,8 @@ def lesson_of_copy(source: _Folder, target: _Folder) -> Lesson | None:
 
 
 def lesson_of_store(action: str, flags: Sequence[str]) -> Lesson | None:
-    """What a STORE ``action`` ("add", "remove", "replace") of ``flags`` teaches."""
+    """What adding (``action`` "add") or removing ("remove") ``flags`` teaches; :func:`lesson_of_change` applies
+    it to what a STORE really changed on a message."""
     names = {flag.lower() for flag in flags}
     junk, not_junk = JUNK_KEYWORD.lower() in names, NOT_JUNK_KEYWORD.lower() in names
     if action in ("add", "replace"):
@@ -93,6 +96,14 @@ def lesson_of_store(action: str, flags: Sequence[str]) -> Lesson | None:
     if not_junk and not junk:
         return "forget"
     return None
+
+
+def lesson_of_change(before: str, after: str) -> Lesson | None:
+    """What a STORE that changed a message's keywords from ``before`` to ``after`` (space-separated) teaches: the
+    keywords it added teach as ``+FLAGS`` of them, else the ones it removed as ``-FLAGS`` of them, whatever the
+    STORE's mode (``FLAGS (\\Seen)`` dropping ``$Junk`` is ``-FLAGS ($Junk)``)."""
+    old, new = set(before.lower().split()), set(after.lower().split())
+    return lesson_of_store("add", sorted(new - old)) or lesson_of_store("remove", sorted(old - new))
 
 
 def copy_lesson(conn: sqlite3.Connection, source_id: int, target_id: int) -> Lesson | None:
@@ -123,20 +134,19 @@ def after_copy(
 
 
 def after_store(
-    store: Store,
-    config: Config,
-    account_id: int,
-    mailbox_id: int,
-    action: str,
-    flags: Sequence[str],
-    uids: Sequence[int],
+    store: Store, config: Config, account_id: int, mailbox_id: int, changes: Sequence[tuple[int, str, str]]
 ) -> None:
-    """STORE committed on ``uids`` (the messages whose flags changed): learn from $Junk / $NotJunk."""
-    if not config.spam.learn or not uids:
+    """STORE committed: learn from the $Junk / $NotJunk each message gained or lost (``changes``: uid, keywords
+    before, keywords after, of the messages whose flags changed; :func:`lesson_of_change`)."""
+    if not config.spam.learn or not changes:
         return
-    lesson = lesson_of_store(action, flags)
-    if lesson is not None:
-        _start(store, config, account_id, mailbox_id, list(uids), lesson, "imap-flag")
+    by_lesson: dict[Lesson, list[int]] = {}
+    for uid, before, after in changes:
+        lesson = lesson_of_change(before, after)
+        if lesson is not None:
+            by_lesson.setdefault(lesson, []).append(uid)
+    for lesson, uids in by_lesson.items():
+        _start(store, config, account_id, mailbox_id, uids, lesson, "imap-flag")
 
 
 def after_send(store: Store, config: Config, account_id: int, in_reply_to: Sequence[str]) -> None:

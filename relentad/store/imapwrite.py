@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import quota
 from ..errors import AlreadyExists, InvalidInput, NotFound, RelentadError
@@ -210,6 +210,8 @@ class StoreResult:
     modseq: int
     current: list[tuple[int, int, int, str]]
     """Every requested message that exists and was not MODIFIED, with its flags after the STORE."""
+    before: dict[int, str] = field(default_factory=dict)
+    """The keywords each changed message (by UID) had before the STORE (what spam training learns from)."""
 
 
 def store_flags(
@@ -226,6 +228,7 @@ def store_flags(
     changed: list[tuple[int, int, int, str]] = []
     modified: list[int] = []
     current: list[tuple[int, int, int, str]] = []
+    before: dict[int, str] = {}
     for chunk in chunks(uids):
         rows = conn.execute(
             f"""SELECT uid, modseq, flags, keywords FROM messages
@@ -248,7 +251,8 @@ def store_flags(
             )
             changed.append((uid, modseq, new_bits, new_keywords))
             current.append((uid, modseq, new_bits, new_keywords))
-    return StoreResult(changed, modified, modseq, current)
+            before[uid] = old_keywords
+    return StoreResult(changed, modified, modseq, current, before)
 
 
 def check_quota(conn: sqlite3.Connection, account_id: int, extra: int, count: int = 1) -> None:

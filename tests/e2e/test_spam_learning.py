@@ -158,6 +158,24 @@ def test_moves_across_junks_border_set_the_keyword_of_the_decision(daemon: Daemo
     assert trained_rows(daemon, bob, [("ham", "imap-move")]) == [("ham", "imap-move")]  # the spam lesson reversed
 
 
+def test_a_store_replacing_the_flags_teaches_what_it_changed(daemon: Daemon) -> None:
+    """``FLAGS (...)`` (replace) teaches as +FLAGS of the keywords it added and -FLAGS of those it removed."""
+    gina = "gina@example.test"
+    daemon.add_user(gina)
+    deliver(daemon, gina, ham(70))
+    deliver(daemon, gina, ham(71))
+    imap = client(daemon, gina)
+    imap.select("INBOX")
+    assert imap.uid("STORE", "1", "+FLAGS", "($Junk)")[0] == "OK"
+    assert trained_rows(daemon, gina, [("spam", "imap-flag")]) == [("spam", "imap-flag")]
+    assert imap.uid("STORE", "1", "FLAGS", "(\\Seen)")[0] == "OK"  # drops $Junk: "not junk" after all
+    assert trained_rows(daemon, gina, [("ham", "imap-flag")]) == [("ham", "imap-flag")]
+    assert imap.uid("STORE", "2", "FLAGS", "(\\Seen $Junk)")[0] == "OK"
+    both = [("ham", "imap-flag"), ("spam", "imap-flag")]
+    assert sorted(trained_rows(daemon, gina, both)) == both
+    imap.logout()
+
+
 def test_spam_rebuild_relearns_an_accounts_lessons_as_bulk_training_would(daemon: Daemon) -> None:
     """What users taught one move or flag at a time, ``relentad spam rebuild`` learns again together (the daemon
     does it daily): the lessons stay recorded, their learn counts change, and ``spam stats`` says when."""

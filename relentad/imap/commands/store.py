@@ -41,10 +41,8 @@ async def store(session: Session, command: Store) -> Result:
             session.announce_flags(view)
     if result.changed:
         session.publish(view.mailbox_id, result.modseq)
-        changed = [c[0] for c in result.changed]
-        spam_training.after_store(
-            session.store, session.config, session.account_id, view.mailbox_id, command.action, command.flags, changed
-        )
+        changes = [(uid, result.before.get(uid, ""), keywords) for uid, _, _, keywords in result.changed]
+        spam_training.after_store(session.store, session.config, session.account_id, view.mailbox_id, changes)
     for uid, modseq, bits, keywords in result.current:
         seq = view.seq(uid)
         if seq is None:

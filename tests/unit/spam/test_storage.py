@@ -175,6 +175,14 @@ def test_lessons_of_imap_actions() -> None:
     assert training.lesson_of_store("remove", ["$junk"]) == "ham"
     assert training.lesson_of_store("remove", ["$NotJunk"]) == "forget"
     assert training.lesson_of_store("add", ["\\Seen"]) is None
+    # a STORE teaches what it changed on the message, whatever its mode (FLAGS replaces the list)
+    assert training.lesson_of_change("$Junk", "") == "ham"
+    assert training.lesson_of_change("", "$junk") == "spam"
+    assert training.lesson_of_change("$NotJunk custom", "$Junk custom") == "spam"
+    assert training.lesson_of_change("$Junk", "$NotJunk") == "ham"
+    assert training.lesson_of_change("$NotJunk", "") == "forget"
+    assert training.lesson_of_change("$Junk", "$Junk custom") is None
+    assert training.lesson_of_change("$Junk $NotJunk", "") is None
 
 
 def test_a_copy_crossing_junks_border_gets_the_keyword_of_the_decision() -> None:
