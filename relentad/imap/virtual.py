@@ -7,8 +7,9 @@ What a client sees (the store side is :mod:`relentad.crm.folders`):
   modseqs of their own). After SELECT, PERMANENTFLAGS lists every flag but ``\\Deleted``: Thunderbird then still
   sends STORE for \\Seen, \\Flagged … in a read-only folder (and skips deletes), and the flags land on the real
   message, as the issue asks. EXAMINE allows no STORE at all.
-- FETCH, SEARCH, UID forms and COPY (out of the folder) work; APPEND, COPY/MOVE into, MOVE out of, EXPUNGE,
-  CREATE, DELETE, RENAME answer ``NO [CANNOT]``; STORE of ``\\Deleted`` too.
+- FETCH, SEARCH, UID forms and COPY (out of the folder; it teaches the spam filter and relabels as COPY from
+  each message's real folder would) work; APPEND, COPY/MOVE into, MOVE out of, EXPUNGE, CREATE, DELETE, RENAME
+  answer ``NO [CANNOT]``; STORE of ``\\Deleted`` too.
 
 Invariants: the view maps each virtual UID to the live copy it shows (:attr:`VirtualView.refs`); any change
 in the account (the bus has no finer grain that covers CRM filing) makes :func:`sync` re-read the folder and
@@ -20,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..crm import folders
@@ -262,27 +263,30 @@ async def store(
 
 
 async def copy_out(
-    session: Session,
-    view: VirtualView,
-    uids: list[int],
-    target_id: int,
-    relabel: Callable[[str], str] | None = None,
-) -> list[tuple[int, int]]:
-    """COPY from a virtual folder: (virtual uid, new uid) pairs, the real copies copied in one write job (their
-    keywords through ``relabel``, as ``imapwrite.copy_messages`` takes it)."""
+    session: Session, view: VirtualView, uids: list[int], target_id: int
+) -> tuple[list[tuple[int, int]], list[tuple[spam_training.Lesson | None, list[int]]]]:
+    """COPY from a virtual folder: (virtual uid, new uid) pairs, the real copies copied in one write job; and what
+    each real source folder's copies teach, with their new UIDs. Each group is copied as COPY from its real folder
+    would: a message that is really in Junk teaches ham when copied out, and its copy's keywords change
+    (``spam_training.relabel``)."""
     groups: dict[int, dict[int, int]] = {}
     for uid in uids:
         copy = view.refs.get(uid)
         if copy is not None:
             groups.setdefault(copy.mailbox_id, {})[copy.real_uid] = uid
+    Lessons = list[tuple[spam_training.Lesson | None, list[int]]]
 
-    def job(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+    def job(conn: sqlite3.Connection) -> tuple[list[tuple[int, int]], Lessons]:
         size = sum(imapwrite.size_of(conn, mailbox_id, sorted(m)) for mailbox_id, m in groups.items())
         imapwrite.check_quota(conn, session.account_id, size, sum(len(m) for m in groups.values()))
         pairs: list[tuple[int, int]] = []
+        lessons: Lessons = []
         for mailbox_id, mapping in groups.items():
+            lesson = spam_training.copy_lesson(conn, mailbox_id, target_id)
+            relabel = spam_training.relabel(lesson)
             copied = imapwrite.copy_messages(conn, mailbox_id, sorted(mapping), target_id, relabel)
             pairs += [(mapping[s], n) for s, n in copied]
-        return sorted(pairs)
+            lessons.append((lesson, [n for _, n in copied]))
+        return sorted(pairs), lessons
 
     return await session.write(job)

@@ -176,6 +176,26 @@ def test_a_store_replacing_the_flags_teaches_what_it_changed(daemon: Daemon) -> 
     imap.logout()
 
 
+def test_a_copy_out_of_a_crm_view_teaches_as_a_copy_from_the_real_folder(daemon: Daemon) -> None:
+    """``Contacts/<Name>`` shows the contact's mail wherever it is: copying a message that is really in Junk out of
+    the view into INBOX is "not junk" (ham, and the copy gets $NotJunk instead of $Junk), as COPY from Junk is."""
+    hana = "hana@example.test"
+    daemon.add_user(hana)
+    deliver(daemon, hana, ham(80))
+    daemon.cli("contacts", "tag", hana, "colleague@partner.test", "work")  # confirmed: the view appears
+    imap = client(daemon, hana)
+    imap.select("INBOX")
+    assert imap.uid("MOVE", "1", "Junk")[0] == "OK"
+    assert trained_rows(daemon, hana, [("spam", "imap-move")]) == [("spam", "imap-move")]
+    assert imap.select('"Contacts/Colleague"', readonly=True)[0] == "OK"  # imaplib refuses a [READ-ONLY] SELECT
+    assert imap.copy("1", "INBOX")[0] == "OK"
+    assert trained_rows(daemon, hana, [("ham", "imap-move")]) == [("ham", "imap-move")]
+    imap.select("INBOX")
+    [flags] = imap.fetch("1", "(FLAGS)")[1]
+    assert b"$NotJunk" in flags and b"$Junk" not in flags, flags
+    imap.logout()
+
+
 def test_spam_rebuild_relearns_an_accounts_lessons_as_bulk_training_would(daemon: Daemon) -> None:
     """What users taught one move or flag at a time, ``relentad spam rebuild`` learns again together (the daemon
     does it daily): the lessons stay recorded, their learn counts change, and ``spam stats`` says when."""

@@ -40,11 +40,17 @@ async def copy_move(session: Session, command: CopyMove) -> Result:
     uids = view.resolve(command.sequence_set, uid=command.uid, saved=session.saved)
     if not uids:
         return Ok("nothing to copy" if not move else "nothing to move")
+    if isinstance(view, VirtualView):  # each message teaches as a COPY from its real folder would
+        pairs, lessons = await virtual.copy_out(session, view, uids, target.id)
+        session.publish(target.id, 0)
+        for lesson, new_uids in lessons:
+            spam_training.after_copy(session.store, session.config, session.account_id, target.id, new_uids, lesson)
+        if not pairs:
+            return Ok("the messages were expunged meanwhile")
+        return Ok("COPY completed", _copyuid(target, pairs))
     lesson = session.read(lambda c: spam_training.copy_lesson(c, view.mailbox_id, target.id))
     relabel = spam_training.relabel(lesson)
-    if isinstance(view, VirtualView):
-        pairs = await virtual.copy_out(session, view, uids, target.id, relabel)
-    elif move:
+    if move:
         pairs, modseq = await session.write(
             lambda c: imapwrite.move_messages(c, view.mailbox_id, uids, target.id, relabel)
         )
@@ -63,17 +69,22 @@ async def copy_move(session: Session, command: CopyMove) -> Result:
     )
     if not pairs:
         return Ok("the messages were expunged meanwhile")
-    code: list[ImapValue] = [
-        Atom("COPYUID"),
-        target.uidvalidity,
-        Atom(render_set(p[0] for p in pairs)),
-        Atom(render_set(p[1] for p in pairs)),
-    ]
+    code = _copyuid(target, pairs)
     if not move:
         return Ok("COPY completed", code)
     session.untagged_status("OK", "moved", code)
     session.announce_expunged([source for source, _ in pairs])
     return Ok("MOVE completed")
+
+
+def _copyuid(target: imapview.MailboxInfo, pairs: list[tuple[int, int]]) -> list[ImapValue]:
+    """The COPYUID response code (RFC 4315): target UIDVALIDITY, source UIDs, new UIDs."""
+    return [
+        Atom("COPYUID"),
+        target.uidvalidity,
+        Atom(render_set(p[0] for p in pairs)),
+        Atom(render_set(p[1] for p in pairs)),
+    ]
 
 
 HANDLERS: dict[str, Handler] = {"COPY": copy_move, "MOVE": copy_move}
