@@ -1,14 +1,16 @@
 """Conversation threads per account, from Message-ID / In-Reply-To / References, with a subject fallback.
 
-A message joins the thread of the first message it names that the account has seen (In-Reply-To first, then
-References from the newest), or the thread that already named it (a reply that arrived before its parent).
-Broken clients drop References but keep "Re:": a message that names no known message, whose subject carries a
-reply or forward prefix, joins the account's latest thread with the same normalised subject if that thread was
-active within :data:`SUBJECT_WINDOW`. Anything else starts a thread.
+A message joins the thread of the messages it names that the account has seen (In-Reply-To, References), or the
+thread that already named it (a reply that arrived before its parent). When those are several threads — mail of
+one conversation that arrived out of order, e.g. a grandchild, then the root, then the reply between them — the
+message links them and they are merged into the oldest (lowest id). Broken clients drop References but keep
+"Re:": a message none of whose Message-IDs (its own or named) is known, whose subject carries a reply or forward
+prefix, joins the account's latest thread with the same normalised subject if that thread was active within
+:data:`SUBJECT_WINDOW`. Anything else starts a thread.
 
 Invariants: every Message-ID a filed message has or names maps to exactly one thread of the account
-(``crm_thread_ids``), first assignment wins, so threading never depends on delivery order more than it must;
-subject normalisation is pure and linear (no backtracking regexes).
+(``crm_thread_ids``), and Message-IDs linked by a message end up in one thread, so threading does not depend on
+delivery order; subject normalisation is pure and linear (no backtracking regexes).
 """
 
 from __future__ import annotations
@@ -71,12 +73,13 @@ def assign(conn: sqlite3.Connection, account_id: int, parsed: ParsedMessage, whe
                 (account_id, *lookup),
             ).fetchall()
         )
-        for msgid in lookup:
-            if msgid in found:
-                thread_id = int(found[msgid])
-                break
+        known = sorted({int(t) for t in found.values()})
+        if len(known) > 1:  # the message links threads that arrived apart (a reply before its parent): one now
+            thread_id = _merge(conn, account_id, known)
+        elif known:
+            thread_id = known[0]
     key, reply = normalize_subject(parsed.subject)
-    if thread_id is None and not named and reply and key:
+    if thread_id is None and reply and key:  # no Message-ID it has or names is known
         row = conn.execute(
             """SELECT id FROM crm_threads WHERE account_id = ? AND subject_key = ? AND last_message >= ?
                ORDER BY last_message DESC LIMIT 1""",
@@ -103,6 +106,52 @@ def assign(conn: sqlite3.Connection, account_id: int, parsed: ParsedMessage, whe
             [value for msgid in lookup for value in (account_id, msgid, thread_id)],
         )
     return thread_id
+
+
+def _merge(conn: sqlite3.Connection, account_id: int, thread_ids: list[int]) -> int:
+    """Merge the account's threads ``thread_ids`` (ascending) into the oldest, the first; returns its id. Their
+    Message-IDs, messages and contacts move to it, counts and times add up, and it takes the subject of the first
+    of them whose subject is no reply (the conversation's start, when it is there)."""
+    keep, others = thread_ids[0], thread_ids[1:]
+    marks = ",".join("?" * len(others))
+    rows = {
+        int(r[0]): r
+        for r in conn.execute(
+            f"""SELECT id, subject, subject_key, first_message, last_message, messages FROM crm_threads
+                WHERE account_id = ? AND id IN (?, {marks})""",
+            (account_id, keep, *others),
+        )
+    }
+    merged = [rows[t] for t in thread_ids if t in rows]
+    root = next((r for r in merged if not normalize_subject(r[1])[1]), rows.get(keep, merged[0]))
+    conn.execute(
+        f"UPDATE crm_thread_ids SET thread_id = ? WHERE account_id = ? AND thread_id IN ({marks})",
+        (keep, account_id, *others),
+    )
+    conn.execute(
+        f"UPDATE crm_messages SET thread_id = ? WHERE account_id = ? AND thread_id IN ({marks})",
+        (keep, account_id, *others),
+    )
+    conn.execute(
+        f"""INSERT OR IGNORE INTO crm_thread_contacts (thread_id, contact_id)
+            SELECT ?, contact_id FROM crm_thread_contacts WHERE thread_id IN ({marks})""",
+        (keep, *others),
+    )
+    conn.execute(f"DELETE FROM crm_thread_contacts WHERE thread_id IN ({marks})", others)
+    conn.execute(f"DELETE FROM crm_threads WHERE account_id = ? AND id IN ({marks})", (account_id, *others))
+    conn.execute(
+        """UPDATE crm_threads SET subject = ?, subject_key = ?, first_message = ?, last_message = ?, messages = ?
+           WHERE id = ?""",
+        (
+            root[1],
+            root[2],
+            min(r[3] for r in merged),
+            max(r[4] for r in merged),
+            sum(r[5] for r in merged),
+            keep,
+        ),
+    )
+    return keep
 
 
 def threads_of_contact(conn: sqlite3.Connection, contact_id: int, limit: int = 20) -> list[dict[str, object]]:

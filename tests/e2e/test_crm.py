@@ -104,6 +104,25 @@ def test_mail_in_and_out_builds_contacts_and_threads(relentad: Daemon) -> None:
     assert sorted(a for c in acme for a in c["addresses"]) == ["juergen@acme.example", "petra@acme.example"]  # type: ignore[attr-defined]
 
 
+def test_threads_join_across_unknown_parents_and_out_of_order_delivery(relentad: Daemon) -> None:
+    bob = "Bob <bob@acme.example>"
+    # a reply naming only a message alice never got, but with "Re:", joins the thread of its subject
+    receive(relentad, message(bob, "alice@example.test", "Quote", "q1@acme.example"), "bob@acme.example")
+    receive(relentad, message(bob, "alice@example.test", "Re: Quote", "q2@acme.example",
+                              in_reply_to="unknown@phone.example"), "bob@acme.example")  # fmt: skip
+    # C answers B, B answers A; they arrive C, A, B: B links C's thread and A's, which become one
+    receive(relentad, message(bob, "alice@example.test", "Re: Re: Plan", "c@acme.example",
+                              in_reply_to="b@acme.example"), "bob@acme.example")  # fmt: skip
+    receive(relentad, message(bob, "alice@example.test", "Plan", "a@acme.example"), "bob@acme.example")
+    receive(relentad, message(bob, "alice@example.test", "Re: Plan", "b@acme.example",
+                              in_reply_to="a@acme.example"), "bob@acme.example")  # fmt: skip
+    rows = relentad.query("SELECT subject, thread_id FROM crm_messages ORDER BY id")
+    quote, plan = rows[0]["thread_id"], rows[2]["thread_id"]
+    assert [r["thread_id"] for r in rows] == [quote, quote, plan, plan, plan]
+    card = json.loads(relentad.cli("contacts", "show", "alice@example.test", "bob@acme.example", "--json").stdout)
+    assert sorted((t["subject"], t["messages"]) for t in card["threads"]) == [("Plan", 3), ("Quote", 2)]
+
+
 def test_local_mail_counts_out_for_the_sender_and_in_for_the_recipient(relentad: Daemon) -> None:
     send(relentad, message("Alice <alice@example.test>", "Bob <bob@example.test>", "Lunch?", "l1@example.test"),
          ["bob@example.test"])  # fmt: skip

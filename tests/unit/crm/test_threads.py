@@ -79,3 +79,27 @@ def test_threads_are_per_account(conn: sqlite3.Connection, account_id: int) -> N
     assert assign(conn, account_id, parse(msg("Offer", "a@x")), 1.0) != assign(
         conn, other, parse(msg("Offer", "a@x")), 1.0
     )
+
+
+def test_a_reply_naming_only_unknown_messages_falls_back_to_the_subject(
+    conn: sqlite3.Connection, account_id: int
+) -> None:
+    """A client that keeps In-Reply-To of a message the account never saw (sent from a phone, say) but "Re:"."""
+    start = assign(conn, account_id, parse(msg("Quote for widgets", "a@x")), 1000.0)
+    reply = assign(conn, account_id, parse(msg("Re: Quote for widgets", "b@x", "<phone@y>", "<phone@y>")), 1001.0)
+    assert reply == start
+    assert assign(conn, account_id, parse(msg("Other", "c@x", in_reply_to="<phone@y>")), 1002.0) == start
+
+
+def test_threads_that_arrived_apart_merge_when_a_message_links_them(conn: sqlite3.Connection, account_id: int) -> None:
+    """C answers B, B answers A; delivered C, A, B: A started a thread of its own until B linked the two."""
+    grandchild = assign(conn, account_id, parse(msg("Re: Re: Plan", "c@x", in_reply_to="<b@x>")), 1000.0)
+    root = assign(conn, account_id, parse(msg("Plan", "a@x")), 1001.0)
+    assert root != grandchild
+    reply = assign(conn, account_id, parse(msg("Re: Plan", "b@x", "<a@x>", "<a@x>")), 1002.0)
+    assert reply == min(root, grandchild)
+    rows = conn.execute("SELECT id, subject, messages, first_message, last_message FROM crm_threads").fetchall()
+    assert [tuple(r) for r in rows] == [(reply, "Plan", 3, 1000.0, 1002.0)]
+    ids = conn.execute("SELECT msgid, thread_id FROM crm_thread_ids ORDER BY msgid").fetchall()
+    assert [tuple(r) for r in ids] == [("a@x", reply), ("b@x", reply), ("c@x", reply)]
+    assert assign(conn, account_id, parse(msg("Re: Plan", "d@x", in_reply_to="<c@x>")), 1003.0) == reply
