@@ -324,3 +324,45 @@ def test_the_daemons_job_leaves_an_account_that_learned_meanwhile_due(
     done = asyncio.run(rebuild_due_at(tmp_path / "spam.db"))
     assert done == {1: None} and rebuilds("deferred") == deferred_before + 1
     assert due_at(tmp_path / "spam.db") == [1]
+
+
+@pytest.mark.parametrize("when", ["before the mark", "while the lessons are read"])
+def test_lessons_and_their_mark_are_read_in_one_snapshot(
+    conn: sqlite3.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """A lesson another connection commits while the rebuild reads is in both the lessons and the mark, or in
+    neither: a swap never puts in place a model that misses it."""
+    items = lessons()
+    taught(conn, 1, items[:-1])
+    reader = db.connect(tmp_path / "spam.db", readonly=True)
+    late = items[-1]
+    committed: list[bool] = []
+
+    def commit_late() -> None:
+        if not committed:
+            committed.append(True)
+            taught(conn, 1, [late])  # autocommit on the writer: a MOVE into Junk lands now
+
+    real_mark, real_unpack = rebuild.lesson_mark, storage.unpack
+
+    def mark(c: sqlite3.Connection, scope: int) -> rebuild.Mark:
+        if c is reader and when == "before the mark":
+            commit_late()
+        return real_mark(c, scope)
+
+    def unpack(packed: bytes) -> list[str]:
+        if when == "while the lessons are read":
+            commit_late()
+        return real_unpack(packed)
+
+    monkeypatch.setattr(rebuild, "lesson_mark", mark)
+    monkeypatch.setattr(storage, "unpack", unpack)
+    try:
+        prepared = rebuild.prepare(reader, 1, workers=1)
+    finally:
+        reader.close()
+    monkeypatch.undo()
+    assert committed
+    assert storage.trained_as(conn, 1, late[0]) is not None
+    result = rebuild.swap(conn, prepared, SPAM)
+    assert result is None or late[0] in prepared.keys  # the swap refuses, or its model learned the late lesson
