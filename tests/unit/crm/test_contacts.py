@@ -31,6 +31,9 @@ def test_companies_skip_freemail_and_group_subdomains() -> None:
     assert companies.company_domain("bob@mail.acme-corp.co.uk") == "acme-corp.co.uk"
     assert companies.display_name("acme-corp.co.uk") == "Acme Corp"
     assert companies.company_domain("root@localhost") is None
+    regional = "bk.ru list.ru inbox.ru posteo.de mailbox.org rambler.ru ukr.net seznam.cz naver.com sohu.com"
+    for domain in [*regional.split(), "virginmedia.com", "talktalk.net", "abv.bg"]:
+        assert companies.company_domain(f"someone@{domain}") is None, domain
 
 
 def test_filing_creates_and_counts(conn: sqlite3.Connection, account_id: int) -> None:
