@@ -1,6 +1,9 @@
 """Header fixes a submission server makes before a message leaves (RFC 6409 §8): pure bytes in, bytes out.
 
-:func:`prepare` checks the author fields against an ownership predicate and then
+:func:`prepare` first makes every line ending CRLF (:func:`normalize_line_endings`: a bare CR or bare LF becomes
+CRLF, as aiosmtplib does on the wire, and the message ends in CRLF), so the fields it checks, the bytes DKIM signs,
+the local copies and what the queue sends are the same bytes. It then checks the author fields against an
+ownership predicate and
 - refuses a message without exactly one From field, and From or Sender addresses the account does not own
   (``553 5.7.1``, as :class:`relentad.errors.SMTPReply`);
 - removes every Bcc field (RFC 5322 §3.6.3: the submitter's copy may keep it, the world's may not);
@@ -9,9 +12,9 @@
 - adds ``Message-ID`` and ``Date`` when missing;
 - prepends the given ``Received`` field.
 
-Invariants: the body and every field not named above are left byte for byte as submitted (a DKIM signature made
-later covers exactly what the client wrote); added fields end in CRLF and carry nothing a client could use to
-inject a header line.
+Invariants: apart from line endings, the body and every field not named above are left byte for byte as submitted
+(a DKIM signature made later covers exactly what is sent and stored); added fields end in CRLF and carry nothing a
+client could use to inject a header line.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from . import trace
 from .errors import SMTPReply
 
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+_LINE_ENDING = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,18 @@ class Prepared:
 
     raw: bytes
     from_address: str  # the first From address
+
+
+def normalize_line_endings(raw: bytes) -> bytes:
+    """``raw`` with every bare CR and bare LF made CRLF, ending in CRLF (unless empty).
+
+    aiosmtplib sends exactly this (each of CRLF, CR and LF becomes CRLF), so a bare CR cannot hide a header line
+    from the checks below, or change the body, after the message was checked and signed.
+    """
+    crlf = raw.count(b"\r\n")
+    if crlf != raw.count(b"\r") or crlf != raw.count(b"\n"):
+        raw = _LINE_ENDING.sub(b"\r\n", raw)
+    return raw if not raw or raw.endswith(b"\r\n") else raw + b"\r\n"
 
 
 def split(raw: bytes) -> tuple[list[Field], bytes]:
@@ -100,7 +116,7 @@ def prepare(
     now: float | None = None,
 ) -> Prepared:
     """The message as it should leave: checked, fixed and stamped (see the module docstring)."""
-    fields, rest = split(raw)
+    fields, rest = split(normalize_line_endings(raw))
     from_fields = [f for f in fields if f.name == "from"]
     if len(from_fields) != 1:
         raise SMTPReply(550, "5.6.0", "A message needs exactly one From header field")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import email
 import json
+import re
 import shutil
 import signal
 import smtplib
@@ -19,8 +20,10 @@ import time
 from typing import Any
 
 import aiosmtplib
+import dkim as dkimpy
 import pytest
 
+from relentad.queue import dkim
 from relentad.tls import make_self_signed
 from tests.e2e.conftest import MakeDaemon, provision
 from tests.support.daemon import PASSWORD, Daemon
@@ -246,6 +249,32 @@ def test_null_sender_for_read_receipts(relentad: Daemon) -> None:
     assert stored.startswith(b"Return-Path: <>\r\n") and b"\r\nSender:" not in stored
     [queued] = json.loads(relentad.cli("queue", "list", "--json").stdout)
     assert queued["mail_from"] == ""
+
+
+def test_bare_cr_is_a_line_break_for_the_checks_the_signature_and_every_copy(relentad: Daemon) -> None:
+    """The queue's aiosmtplib sends a bare CR (or LF) as CRLF: the From check, the DKIM signature, the local copies
+    and the queued copy all see those CRLFs, so a bare CR neither hides a second From nor breaks the body hash."""
+    relentad.cli("dkim", "generate", "example.test", "--selector", "s1")
+    record = dkim.txt_value((relentad.root / "data" / "dkim" / "example.test" / "s1.pem").read_bytes())
+    hidden = b"Subject: x\rFrom: Victim <victim@elsewhere.test>\r\r\nFrom: alice@example.test\r\n"
+    hidden += b"To: bob@example.test\r\n\r\nHi\r\n"
+    raw = message().replace(b"Hello from", b"Hel\rlo\nfrom")
+    with submit(relentad) as client:
+        assert client.mail("alice@example.test")[0] == 250
+        assert client.rcpt("someone@elsewhere.test")[0] == 250
+        code, text = client.data(hidden)
+        assert (code, text[:5]) == (553, b"5.7.1"), "the receiver would see From: Victim"
+        assert client.sendmail("alice@example.test", ["bob@example.test", "someone@elsewhere.test"], raw) == {}
+    [stored] = relentad.raw_blobs("bob@example.test")
+    [queued] = relentad.query("SELECT data FROM queue_messages")
+    assert queued["data"] == stored == relentad.raw_blobs("alice@example.test", "Sent")[0]
+    assert b"\r\n\r\nHel\r\nlo\r\nfrom submission.\r\n" in stored
+    assert re.search(rb"\r(?!\n)|(?<!\r)\n", stored) is None, "no bare CR or LF left"
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes:
+        return record.encode() if name.rstrip(b".") == b"s1._domainkey.example.test" else b""
+
+    assert dkimpy.verify(stored, dnsfunc=dnsfunc)
 
 
 def test_unknown_local_user_is_refused(relentad: Daemon) -> None:

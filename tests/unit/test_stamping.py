@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import email
 import email.utils
+import functools
 
+import dkim as dkimpy
 import pytest
+from aiosmtplib.protocol import LINE_ENDINGS_REGEX
 
 from relentad import stamping
 from relentad.errors import SMTPReply
+from relentad.queue import dkim
 
 RECEIVED = b"Received: from laptop by mx.a.test (relentad) with ESMTPSA id x; Wed, 25 Nov 2026 08:00:00 +0000\r\n"
 OWNED = {"alice@a.test", "sales@a.test"}
@@ -44,7 +48,7 @@ def test_keeps_fields_byte_for_byte() -> None:
         b"From: alice@a.test\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n\tfolded\r\nMessage-ID: <m@x>\r\nDate: today\r\n\r\nB"
     )
     prepared = prepare(raw)
-    assert prepared.raw == RECEIVED + raw
+    assert prepared.raw == RECEIVED + raw + b"\r\n", "kept as written, only a final CRLF added"
 
 
 def test_sender_added_when_envelope_differs() -> None:
@@ -77,3 +81,51 @@ def test_bare_lf_and_missing_body() -> None:
     assert prepared.raw.endswith(b"\r\n\r\n")
     fields, rest = stamping.split(b"From: alice@a.test\nSubject: s\n\nbody\n")
     assert [f.name for f in fields] == ["from", "subject"] and rest == b"\nbody\n"
+
+
+@functools.cache
+def rsa_key() -> tuple[bytes, str]:
+    return dkim.generate_key("rsa")
+
+
+def on_the_wire(raw: bytes) -> bytes:
+    """What aiosmtplib (the queue's client) sends for ``raw``: every CR, LF and CRLF as CRLF, a final CRLF."""
+    sent = LINE_ENDINGS_REGEX.sub(b"\r\n", raw)
+    return sent if sent.endswith(b"\r\n") else sent + b"\r\n"
+
+
+def test_a_bare_cr_cannot_hide_a_from_field() -> None:
+    """A bare CR is a line break on the wire: the From check must see the Victim's From the receiver sees."""
+    raw = b"Subject: x\rFrom: Victim <victim@b.test>\r\r\nFrom: alice@a.test\r\nTo: b@b.test\r\n\r\nBody\r\n"
+    with pytest.raises(SMTPReply) as refused:
+        prepare(raw)
+    assert (refused.value.code, refused.value.enhanced) == (553, "5.7.1")
+    assert "victim@b.test" in refused.value.text
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"From: alice@a.test\r\nTo: b@b.test\r\nSubject: hi\r\n\r\nbo\rdy\r\n",
+        b"From: alice@a.test\r\nTo: b@b.test\r\nSubject: h\r i\r\n\r\nbody\r\n",
+        b"From: alice@a.test\nTo: b@b.test\nSubject: hi\n\nab\r\r\ncd\n\n",
+        b"From: alice@a.test\r\nTo: b@b.test\r\nSubject: hi\r\n\r\nno final line ending",
+    ],
+)
+def test_what_is_signed_is_what_is_sent(raw: bytes) -> None:
+    prepared = prepare(raw)
+    assert prepared.raw == on_the_wire(prepared.raw), "no bare CR or LF left, ends in CRLF"
+    pem, record = rsa_key()
+    signed = dkim.sign(prepared.raw, "a.test", "s1", pem) + prepared.raw
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes:
+        return record.encode() if name.rstrip(b".") == b"s1._domainkey.a.test" else b""
+
+    assert dkimpy.verify(on_the_wire(signed), dnsfunc=dnsfunc)
+
+
+def test_normalize_line_endings() -> None:
+    assert stamping.normalize_line_endings(b"a\rb\nc\r\nd\r\r\ne\n\rf") == b"a\r\nb\r\nc\r\nd\r\n\r\ne\r\n\r\nf\r\n"
+    same = b"a\r\nb\r\n"
+    assert stamping.normalize_line_endings(same) is same
+    assert stamping.normalize_line_endings(b"") == b""
