@@ -4,6 +4,9 @@
 CRLF, as aiosmtplib does on the wire, and the message ends in CRLF), so the fields it checks, the bytes DKIM signs,
 the local copies and what the queue sends are the same bytes. It then checks the author fields against an
 ownership predicate and
+- refuses a header line without a field name and colon (``550 5.6.0``);
+- writes ``Name : value`` (RFC 5322 §4.5.8 obsolete syntax, the same field to every reader) as ``Name: value``,
+  which DKIM signers and verifiers can parse;
 - refuses a message without exactly one From field, and From or Sender addresses the account does not own
   (``553 5.7.1``, as :class:`relentad.errors.SMTPReply`);
 - removes every Bcc field (RFC 5322 §3.6.3: the submitter's copy may keep it, the world's may not);
@@ -30,6 +33,7 @@ from . import trace
 from .errors import SMTPReply
 
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+_SPACE_BEFORE_COLON = re.compile(rb"^([!-9;-~]+)[ \t]+:")
 _LINE_ENDING = re.compile(rb"\r\n|\r|\n")
 
 
@@ -117,6 +121,9 @@ def prepare(
 ) -> Prepared:
     """The message as it should leave: checked, fixed and stamped (see the module docstring)."""
     fields, rest = split(normalize_line_endings(raw))
+    for nameless in (f for f in fields if not f.name):
+        shown = trace.clean(nameless.raw.rstrip(b"\r\n")[:40].decode("utf-8", "replace"))
+        raise SMTPReply(550, "5.6.0", f"A header line has no field name and colon: {shown}")
     from_fields = [f for f in fields if f.name == "from"]
     if len(from_fields) != 1:
         raise SMTPReply(550, "5.6.0", "A message needs exactly one From header field")
@@ -131,7 +138,7 @@ def prepare(
         for sender in addresses(sender_field):
             if not owns(sender):
                 raise _not_owned("Sender", sender)
-    kept = [f.raw for f in fields if f.name != "bcc"]
+    kept = [_SPACE_BEFORE_COLON.sub(rb"\1:", f.raw, count=1) for f in fields if f.name != "bcc"]
     names = {f.name for f in fields}
     added: list[bytes] = []
     if mail_from and not senders and (len(authors) != 1 or authors[0].lower() != mail_from.lower()):

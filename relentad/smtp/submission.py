@@ -48,7 +48,7 @@ from ..message import ParsedMessage
 from ..message import parse as parse_message
 from ..pipeline import Delivery, Pipeline, Placement
 from ..queue import dsn, queue
-from ..queue.dkim import DkimKeyError
+from ..queue.dkim import DkimKeyError, DkimMessageError
 from ..queue.dkimkeys import KeyRing
 from ..spam import training as spam_training
 from ..store import accounts, messages
@@ -68,6 +68,7 @@ AUTH_OK = "235 2.7.0 Authentication successful"
 BAD_BASE64 = "501 5.5.2 Cannot decode base64"
 SENDER_NOT_OWNED = "553 5.7.1 Sender address not yours to send from"
 SIGNING_FAILED = "451 4.3.0 Could not sign the message, try again later"
+UNPARSABLE_HEADER = "550 5.6.0 The message's header section cannot be parsed"
 
 
 @dataclass
@@ -362,6 +363,9 @@ class SubmissionHandler(TransactionLog):
         )
         try:
             signed = await self.keyring.sign(prepared.raw, addrspec.split(prepared.from_address)[1])
+        except DkimMessageError as exc:
+            log.info("smtp tx=%s refused, DKIM cannot parse it: %s", tx.id, exc)
+            return UNPARSABLE_HEADER
         except DkimKeyError as exc:
             log.error("smtp tx=%s DKIM signing failed: %s", tx.id, exc)
             return SIGNING_FAILED

@@ -277,6 +277,26 @@ def test_bare_cr_is_a_line_break_for_the_checks_the_signature_and_every_copy(rel
     assert dkimpy.verify(stored, dnsfunc=dnsfunc)
 
 
+def test_obsolete_header_syntax_is_signed_and_a_line_without_colon_refused(relentad: Daemon) -> None:
+    """``Subject : hi`` (RFC 5322 §4.5.8) made dkimpy fail: 451 to the client, which retried forever."""
+    relentad.cli("dkim", "generate", "example.test", "--selector", "s1")
+    record = dkim.txt_value((relentad.root / "data" / "dkim" / "example.test" / "s1.pem").read_bytes())
+    with submit(relentad) as client:
+        raw = message().replace(b"Subject: hi", b"Subject : hi")
+        assert client.sendmail("alice@example.test", ["bob@example.test"], raw) == {}
+        assert client.mail("alice@example.test")[0] == 250
+        assert client.rcpt("bob@example.test")[0] == 250
+        code, text = client.data(message().replace(b"Subject: hi", b"Subject hi"))
+        assert (code, text[:5]) == (550, b"5.6.0")
+    [stored] = relentad.raw_blobs("bob@example.test")
+    assert b"\r\nSubject: hi\r\n" in stored
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes:
+        return record.encode() if name.rstrip(b".") == b"s1._domainkey.example.test" else b""
+
+    assert dkimpy.verify(stored, dnsfunc=dnsfunc)
+
+
 def test_unknown_local_user_is_refused(relentad: Daemon) -> None:
     with submit(relentad) as client:
         client.mail("alice@example.test")

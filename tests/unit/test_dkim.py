@@ -166,6 +166,13 @@ def test_message_without_from_is_refused() -> None:
         dkim.sign(RAW.replace(b"From:", b"Sender:"), "a.test", "rsa", key("rsa")[0])
 
 
+@pytest.mark.parametrize("line", [b"Subject : obsolete syntax", b"No colon here"])
+def test_unparsable_header_is_the_messages_fault(line: bytes) -> None:
+    """dkimpy's MessageFormatError becomes DkimMessageError: submission answers it 550 5.6.0, not 451 forever."""
+    with pytest.raises(dkim.DkimMessageError):
+        dkim.sign(RAW.replace(b"X-Mailer: relentad", line), "a.test", "rsa", key("rsa")[0])
+
+
 def test_bad_keys_are_refused() -> None:
     with pytest.raises(dkim.DkimKeyError):
         dkim.sign(RAW, "a.test", "rsa", b"not a key")

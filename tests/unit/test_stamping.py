@@ -110,6 +110,7 @@ def test_a_bare_cr_cannot_hide_a_from_field() -> None:
         b"From: alice@a.test\r\nTo: b@b.test\r\nSubject: h\r i\r\n\r\nbody\r\n",
         b"From: alice@a.test\nTo: b@b.test\nSubject: hi\n\nab\r\r\ncd\n\n",
         b"From: alice@a.test\r\nTo: b@b.test\r\nSubject: hi\r\n\r\nno final line ending",
+        b"From : alice@a.test\r\nTo\t: b@b.test\r\nSubject : hi\r\n\r\nbody\r\n",
     ],
 )
 def test_what_is_signed_is_what_is_sent(raw: bytes) -> None:
@@ -129,3 +130,27 @@ def test_normalize_line_endings() -> None:
     same = b"a\r\nb\r\n"
     assert stamping.normalize_line_endings(same) is same
     assert stamping.normalize_line_endings(b"") == b""
+
+
+def test_space_before_the_colon_is_dropped() -> None:
+    """RFC 5322 §4.5.8 allows ``Subject : hi``; dkimpy cannot parse it, ``Subject: hi`` is the same field."""
+    prepared = prepare(b"From : alice@a.test\r\nBcc \t: x@b.test\r\nSubject \t: hi : there\r\n\r\nB\r\n")
+    assert prepared.raw.startswith(RECEIVED + b"From: alice@a.test\r\nSubject: hi : there\r\n")
+    assert b"Bcc" not in prepared.raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"From: alice@a.test\r\nGarbage line\r\n\r\nB\r\n",
+        b"From alice@a.test Mon Jan  1 00:00:00 2024\r\nFrom: alice@a.test\r\n\r\nB\r\n",
+        b" folded: nothing to fold into\r\nFrom: alice@a.test\r\n\r\nB\r\n",
+        b"From: alice@a.test\r\nSubject: h\ri\r\n\r\nB\r\n",
+        b"From: alice@a.test\r\nX-\xc3\xa9t\xc3\xa9: 8-bit name\r\n\r\nB\r\n",
+    ],
+)
+def test_header_line_without_name_and_colon_is_refused(raw: bytes) -> None:
+    with pytest.raises(SMTPReply) as refused:
+        prepare(raw)
+    assert (refused.value.code, refused.value.enhanced) == (550, "5.6.0")
+    assert "\r" not in refused.value.text and "\n" not in refused.value.text
