@@ -7,12 +7,13 @@ ownership predicate and
 - refuses a header line without a field name and colon (``550 5.6.0``);
 - writes ``Name : value`` (RFC 5322 §4.5.8 obsolete syntax, the same field to every reader) as ``Name: value``,
   which DKIM signers and verifiers can parse;
-- refuses a message without exactly one From field, and From or Sender addresses the account does not own
-  (``553 5.7.1``, as :class:`relentad.errors.SMTPReply`);
+- refuses a message without exactly one From field, with more than one Sender, Date or Message-ID field, with a
+  Sender that is not exactly one mailbox or a Date that is not a date (``550 5.6.0``, RFC 5322 §3.6), and From or
+  Sender addresses the account does not own (``553 5.7.1``, as :class:`relentad.errors.SMTPReply`);
 - removes every Bcc field (RFC 5322 §3.6.3: the submitter's copy may keep it, the world's may not);
 - adds ``Sender`` when the envelope sender (not the null one) is not the (single) From address and no Sender is
   present;
-- adds ``Message-ID`` and ``Date`` when missing;
+- adds ``Message-ID`` and ``Date`` (in UTC, ``+0000``) when missing;
 - prepends the given ``Received`` field.
 
 Invariants: apart from line endings, the body and every field not named above are left byte for byte as submitted
@@ -28,6 +29,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from . import trace
 from .errors import SMTPReply
@@ -106,6 +108,23 @@ def addresses(field: Field) -> list[str]:
     return [addr for _, addr in email.utils.getaddresses([field.value]) if addr]
 
 
+def _is_date(value: str) -> bool:
+    """Whether ``value`` is an RFC 5322 date-time (obsolete forms included, as mail readers take them)."""
+    try:
+        email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def _at_most_one(fields: list[Field], name: str, shown: str) -> list[Field]:
+    """The fields called ``name``; refused when there are two or more (RFC 5322 §3.6: max 1)."""
+    found = [f for f in fields if f.name == name]
+    if len(found) > 1:
+        raise SMTPReply(550, "5.6.0", f"A message may have only one {shown} header field")
+    return found
+
+
 def _not_owned(what: str, address: str) -> SMTPReply:
     return SMTPReply(553, "5.7.1", f"{what} address <{trace.clean(address)}> is not yours to send from")
 
@@ -130,14 +149,20 @@ def prepare(
     authors = addresses(from_fields[0])
     if not authors:
         raise SMTPReply(550, "5.6.0", "The From header field has no address")
+    senders = _at_most_one(fields, "sender", "Sender")
+    sender_addresses = addresses(senders[0]) if senders else []
+    if senders and len(sender_addresses) != 1:
+        raise SMTPReply(550, "5.6.0", "The Sender header field must name exactly one mailbox")
+    dates = _at_most_one(fields, "date", "Date")
+    if dates and not _is_date(dates[0].value):
+        raise SMTPReply(550, "5.6.0", "The Date header field is not a valid date")
+    _at_most_one(fields, "message-id", "Message-ID")
     for author in authors:
         if not owns(author):
             raise _not_owned("From", author)
-    senders = [f for f in fields if f.name == "sender"]
-    for sender_field in senders:
-        for sender in addresses(sender_field):
-            if not owns(sender):
-                raise _not_owned("Sender", sender)
+    for sender in sender_addresses:
+        if not owns(sender):
+            raise _not_owned("Sender", sender)
     kept = [_SPACE_BEFORE_COLON.sub(rb"\1:", f.raw, count=1) for f in fields if f.name != "bcc"]
     names = {f.name for f in fields}
     added: list[bytes] = []
@@ -146,7 +171,8 @@ def prepare(
     if "message-id" not in names:
         added.append(f"Message-ID: <{secrets.token_hex(12)}@{trace.clean(hostname)}>\r\n".encode())
     if "date" not in names:
-        added.append(f"Date: {email.utils.formatdate(now if now is not None else time.time())}\r\n".encode())
+        when = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
+        added.append(f"Date: {email.utils.format_datetime(when)}\r\n".encode())
     if not rest.startswith((b"\r\n", b"\n")):
         rest = b"\r\n" + rest  # a message with no body and no separator still needs the blank line
     return Prepared(received + b"".join(kept) + b"".join(added) + rest, authors[0])

@@ -37,6 +37,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiosmtpd.smtp import AuthResult, Envelope
@@ -115,7 +116,8 @@ def received_field(
     if tls is not None:
         cipher = tls.cipher()
         lines.append(f"\t(using {tls.version()} with cipher {cipher[0] if cipher else 'unknown'})")
-    lines.append(f"\t(authenticated as {trace.clean(login)}); {email.utils.formatdate(when)}")
+    date = email.utils.format_datetime(datetime.fromtimestamp(when, UTC))  # +0000, RFC 5322 §3.3
+    lines.append(f"\t(authenticated as {trace.clean(login)}); {date}")
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
 
 

@@ -236,6 +236,31 @@ def test_existing_message_id_and_date_are_kept(relentad: Daemon) -> None:
     assert parsed["Sender"] is None, "envelope sender and From agree"
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "Date: Wed, 25 Nov 2026 08:00:00 +0000\r\nDate: Wed, 25 Nov 2026 09:00:00 +0000",
+        "Date: garbage",
+        "Message-ID: <one@laptop>\r\nMessage-ID: <two@laptop>",
+        "Sender: alice@example.test\r\nSender: alice+x@example.test",
+        "Sender: alice@example.test, alice+x@example.test",
+    ],
+)
+def test_invalid_origination_fields_are_refused(relentad: Daemon, extra: str) -> None:
+    with submit(relentad) as client, pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("alice@example.test", ["bob@example.test"], message(extra=extra))
+    assert (refused.value.smtp_code, refused.value.smtp_error[:5]) == (550, b"5.6.0")
+    assert relentad.messages("bob@example.test") == []
+
+
+def test_added_date_and_received_are_in_utc(relentad: Daemon) -> None:
+    with submit(relentad) as client:
+        client.sendmail("alice@example.test", ["bob@example.test"], message())
+    parsed = email.message_from_bytes(relentad.messages("bob@example.test")[0])
+    assert parsed["Date"].endswith(" +0000"), "RFC 5322 §3.3: UTC is +0000; -0000 means 'zone unknown'"
+    assert parsed["Received"].endswith(" +0000")
+
+
 def test_null_sender_for_read_receipts(relentad: Daemon) -> None:
     """RFC 8098 §2.1: an MDN is sent with MAIL FROM:<>; the From check still applies and nothing bounces it."""
     mdn = message(subject="Read: hi", extra="Content-Type: multipart/report; report-type=disposition-notification")

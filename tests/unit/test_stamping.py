@@ -38,21 +38,23 @@ def test_adds_message_id_date_and_received_and_strips_bcc() -> None:
     assert parsed["Bcc"] is None
     assert parsed["Message-ID"].startswith("<") and parsed["Message-ID"].endswith("@mx.a.test>")
     assert email.utils.parsedate_to_datetime(parsed["Date"]).timestamp() == 1_790_000_000.0
+    assert parsed["Date"] == "Mon, 21 Sep 2026 14:13:20 +0000", "UTC is +0000 (RFC 5322 §3.3), not -0000"
     assert parsed["Sender"] is None
     assert prepared.raw.endswith(b"\r\n\r\nBody\r\n")
     assert prepared.from_address == "alice@a.test"
 
 
 def test_keeps_fields_byte_for_byte() -> None:
-    raw = (
-        b"From: alice@a.test\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n\tfolded\r\nMessage-ID: <m@x>\r\nDate: today\r\n\r\nB"
-    )
+    raw = b"From: alice@a.test\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n\tfolded\r\nMessage-ID: <m@x>\r\n"
+    raw += b"Date: 1 Jan 26 9:00 EST\r\n\r\nB"
     prepared = prepare(raw)
     assert prepared.raw == RECEIVED + raw + b"\r\n", "kept as written, only a final CRLF added"
 
 
 def test_sender_added_when_envelope_differs() -> None:
-    prepared = prepare(b"From: Sales <sales@a.test>\r\nMessage-ID: <m@x>\r\nDate: d\r\n\r\nB")
+    prepared = prepare(
+        b"From: Sales <sales@a.test>\r\nMessage-ID: <m@x>\r\nDate: Thu, 1 Jan 2026 09:00:00 +0100\r\n\r\nB"
+    )
     assert b"\r\nSender: <alice@a.test>\r\n" in prepared.raw
 
 
@@ -65,14 +67,21 @@ def test_sender_added_when_envelope_differs() -> None:
         (b"To: b@b.test\r\n\r\nB", 550),
         (b"From: alice@a.test\r\nFrom: alice@a.test\r\n\r\nB", 550),
         (b"From: undisclosed:;\r\n\r\nB", 550),
+        (b"From: alice@a.test\r\nDate: 1 Jan 2026 09:00 +0000\r\nDate: 1 Jan 2026 09:00 +0000\r\n\r\nB", 550),
+        (b"From: alice@a.test\r\nDate: garbage\r\n\r\nB", 550),
+        (b"From: alice@a.test\r\nDate: Thu, 32 Jan 2026 09:00:00 +0000\r\n\r\nB", 550),
+        (b"From: alice@a.test\r\nMessage-ID: <a@x>\r\nMessage-ID: <b@x>\r\n\r\nB", 550),
+        (b"From: alice@a.test\r\nSender: alice@a.test\r\nSender: sales@a.test\r\n\r\nB", 550),
+        (b"From: alice@a.test\r\nSender: alice@a.test, sales@a.test\r\n\r\nB", 550),
+        (b"From: alice@a.test\r\nSender: group:;\r\n\r\nB", 550),
     ],
 )
 def test_refusals(raw: bytes, code: int) -> None:
     with pytest.raises(SMTPReply) as refused:
         prepare(raw)
     assert refused.value.code == code
-    if code == 553:
-        assert refused.value.enhanced == "5.7.1"
+    assert refused.value.enhanced == ("5.7.1" if code == 553 else "5.6.0")
+    assert refused.value.reply.isascii()
 
 
 def test_bare_lf_and_missing_body() -> None:
