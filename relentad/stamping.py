@@ -11,8 +11,9 @@ ownership predicate and
   Sender that is not exactly one mailbox or a Date that is not a date (``550 5.6.0``, RFC 5322 §3.6), and From or
   Sender addresses the account does not own (``553 5.7.1``, as :class:`relentad.errors.SMTPReply`);
 - removes every Bcc field (RFC 5322 §3.6.3: the submitter's copy may keep it, the world's may not);
-- adds ``Sender`` when the envelope sender (not the null one) is not the (single) From address and no Sender is
-  present;
+- adds ``Sender`` when none is present and the envelope sender (not the null one) is not the (single) From
+  address, or From names more than one author (RFC 5322 §3.6.2: Sender is then required; with the null envelope
+  sender it is the logged-in account's address);
 - adds ``Message-ID`` and ``Date`` (in UTC, ``+0000``) when missing;
 - prepends the given ``Received`` field.
 
@@ -133,12 +134,16 @@ def prepare(
     raw: bytes,
     *,
     mail_from: str,
+    login: str,
     owns: Callable[[str], bool],
     received: bytes,
     hostname: str,
     now: float | None = None,
 ) -> Prepared:
-    """The message as it should leave: checked, fixed and stamped (see the module docstring)."""
+    """The message as it should leave: checked, fixed and stamped (see the module docstring).
+
+    ``mail_from`` is the envelope sender ("" for the null one), ``login`` the authenticated account's address.
+    """
     fields, rest = split(normalize_line_endings(raw))
     for nameless in (f for f in fields if not f.name):
         shown = trace.clean(nameless.raw.rstrip(b"\r\n")[:40].decode("utf-8", "replace"))
@@ -166,8 +171,8 @@ def prepare(
     kept = [_SPACE_BEFORE_COLON.sub(rb"\1:", f.raw, count=1) for f in fields if f.name != "bcc"]
     names = {f.name for f in fields}
     added: list[bytes] = []
-    if mail_from and not senders and (len(authors) != 1 or authors[0].lower() != mail_from.lower()):
-        added.append(f"Sender: <{trace.clean(mail_from)}>\r\n".encode())
+    if not senders and (len(authors) != 1 or (mail_from and authors[0].lower() != mail_from.lower())):
+        added.append(f"Sender: <{trace.clean(mail_from or login)}>\r\n".encode())
     if "message-id" not in names:
         added.append(f"Message-ID: <{secrets.token_hex(12)}@{trace.clean(hostname)}>\r\n".encode())
     if "date" not in names:

@@ -358,6 +358,7 @@ class SubmissionHandler(TransactionLog):
         prepared = stamping.prepare(
             raw,
             mail_from=tx.mail_from,
+            login=login.email,
             owns=lambda address: self._owns(login, address),
             received=received,
             hostname=config.server.hostname,

@@ -322,6 +322,15 @@ def test_obsolete_header_syntax_is_signed_and_a_line_without_colon_refused(relen
     assert dkimpy.verify(stored, dnsfunc=dnsfunc)
 
 
+def test_two_authors_with_the_null_sender_get_the_logins_sender(relentad: Daemon) -> None:
+    """RFC 5322 §3.6.2: a From with more than one mailbox needs a Sender, also when MAIL FROM is <>."""
+    with submit(relentad) as client:
+        raw = message(from_="alice@example.test, Sales <sales@example.test>")
+        assert client.sendmail("", ["bob@example.test"], raw) == {}
+    parsed = email.message_from_bytes(relentad.messages("bob@example.test")[0])
+    assert parsed.get_all("Sender") == ["<alice@example.test>"]
+
+
 def test_unknown_local_user_is_refused(relentad: Daemon) -> None:
     with submit(relentad) as client:
         client.mail("alice@example.test")

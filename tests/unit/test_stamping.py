@@ -22,6 +22,7 @@ def prepare(raw: bytes, mail_from: str = "alice@a.test") -> stamping.Prepared:
     return stamping.prepare(
         raw,
         mail_from=mail_from,
+        login="alice@a.test",
         owns=lambda address: address.lower() in OWNED,
         received=RECEIVED,
         hostname="mx.a.test",
@@ -56,6 +57,24 @@ def test_sender_added_when_envelope_differs() -> None:
         b"From: Sales <sales@a.test>\r\nMessage-ID: <m@x>\r\nDate: Thu, 1 Jan 2026 09:00:00 +0100\r\n\r\nB"
     )
     assert b"\r\nSender: <alice@a.test>\r\n" in prepared.raw
+
+
+@pytest.mark.parametrize(
+    ("mail_from", "author", "sender"),
+    [
+        ("alice@a.test", "alice@a.test", None),
+        ("alice@a.test", "Sales <sales@a.test>", b"<alice@a.test>"),
+        ("alice@a.test", "alice@a.test, sales@a.test", b"<alice@a.test>"),
+        ("sales@a.test", "alice@a.test, sales@a.test", b"<sales@a.test>"),
+        ("", "sales@a.test", None),
+        ("", "alice@a.test, sales@a.test", b"<alice@a.test>"),
+    ],
+)
+def test_sender_whenever_rfc5322_requires_it(mail_from: str, author: str, sender: bytes | None) -> None:
+    """RFC 5322 §3.6.2: more than one author needs a Sender, also with the null envelope sender (the login's)."""
+    raw = f"From: {author}\r\nMessage-ID: <m@x>\r\n\r\nB\r\n".encode()
+    added = email.message_from_bytes(prepare(raw, mail_from=mail_from).raw)["Sender"]
+    assert (added.encode() if added else None) == sender
 
 
 @pytest.mark.parametrize(
