@@ -45,8 +45,12 @@ SIGNED_HEADERS = (
     "mime-version",
     "content-type",
     "content-transfer-encoding",
+    "resent-date",
+    "resent-from",
+    "resent-to",
+    "resent-cc",
 )
-"""Signed when present (RFC 6376 §5.4.1); `list-*` fields are signed too, From is oversigned."""
+"""Signed when present (RFC 6376 §5.4.1, Resent-* included); `list-*` fields are signed too, From is oversigned."""
 
 _HEADER_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
 
