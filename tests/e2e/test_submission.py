@@ -331,6 +331,21 @@ def test_two_authors_with_the_null_sender_get_the_logins_sender(relentad: Daemon
     assert parsed.get_all("Sender") == ["<alice@example.test>"]
 
 
+def test_a_running_daemon_signs_with_a_new_key_only_once_it_is_activated(relentad: Daemon) -> None:
+    def selector_used() -> str:
+        with submit(relentad) as client:
+            client.sendmail("alice@example.test", ["bob@example.test"], message())
+        signature = email.message_from_bytes(relentad.messages("bob@example.test")[-1])["DKIM-Signature"]
+        return dict(re.findall(r"\b([a-z]+)=([^;\s]+)", signature))["s"]
+
+    relentad.cli("dkim", "generate", "example.test", "--selector", "s1")
+    assert selector_used() == "s1"
+    relentad.cli("dkim", "generate", "example.test", "--selector", "s2")
+    assert selector_used() == "s1", "s2's DNS record cannot exist yet"
+    relentad.cli("dkim", "activate", "example.test", "s2")
+    assert selector_used() == "s2"
+
+
 def test_unknown_local_user_is_refused(relentad: Daemon) -> None:
     with submit(relentad) as client:
         client.mail("alice@example.test")
