@@ -843,9 +843,14 @@ def dkim() -> None:
 @click.argument("domain")
 @click.option("--selector", default="relentad", show_default=True, help="DNS selector of the new key.")
 @click.option("--ed25519", "with_ed25519", is_flag=True, help="Also make an ed25519 key (dual signing).")
+@click.option("--activate", is_flag=True, help="Sign with the new key at once, even if the domain has one already.")
 @pass_state
-def dkim_generate(state: State, domain: str, selector: str, with_ed25519: bool) -> None:
-    """Make a key pair for DOMAIN under the data folder and print the DNS TXT record(s) to publish."""
+def dkim_generate(state: State, domain: str, selector: str, with_ed25519: bool, activate: bool) -> None:
+    """Make a key pair for DOMAIN under the data folder and print the DNS TXT record(s) to publish.
+
+    A domain's first key is used at once; a later one only after `relentad dkim activate DOMAIN SELECTOR`
+    (publish its record first), unless --activate is given.
+    """
     from .queue import dkimkeys
 
     with errors_as_messages():
@@ -853,10 +858,48 @@ def dkim_generate(state: State, domain: str, selector: str, with_ed25519: bool) 
             name = addrspec.normalize_domain(domain)
             if accounts.domain_id(conn, name) is None:
                 raise CLIError(f"domain {name} is not hosted here (relentad domain add {domain})")
-        lines = dkimkeys.generate(state.config.data_dir, name, selector, ed25519=with_ed25519)
-    click.echo(f"DKIM key for {name} with selector {selector} stored; publish:")
+        lines = dkimkeys.generate(state.config.data_dir, name, selector, ed25519=with_ed25519, activate=activate)
+        keys = dkimkeys.load(state.config.data_dir, name)
+    if keys is not None and keys.selector == selector:
+        click.echo(f"DKIM key for {name} with selector {selector} stored and in use; publish:")
+    else:
+        click.echo(f"DKIM key for {name} with selector {selector} stored, not in use yet; publish:")
     for line in lines:
         click.echo(line)
+    if keys is not None and keys.selector != selector:
+        click.echo(f"then, once DNS answers it: relentad dkim activate {name} {selector}")
+
+
+@dkim.command("activate")
+@click.argument("domain")
+@click.argument("selector")
+@pass_state
+def dkim_activate(state: State, domain: str, selector: str) -> None:
+    """Sign DOMAIN's mail with the key of SELECTOR from now on (publish its DNS record first).
+
+    The key it replaces stays listed by `relentad domain dns` until `relentad dkim retire DOMAIN`.
+    """
+    from .queue import dkimkeys
+
+    with errors_as_messages():
+        name = addrspec.normalize_domain(domain)
+        previous = dkimkeys.activate(state.config.data_dir, name, selector)
+    click.echo(f"DKIM key {selector} of {name} in use")
+    if previous:
+        click.echo(f"keep {previous}'s DNS record until mail it signed is delivered, then: relentad dkim retire {name}")
+
+
+@dkim.command("retire")
+@click.argument("domain")
+@pass_state
+def dkim_retire(state: State, domain: str) -> None:
+    """Stop listing DOMAIN's previous DKIM key in `relentad domain dns` (its record may then be removed)."""
+    from .queue import dkimkeys
+
+    with errors_as_messages():
+        name = addrspec.normalize_domain(domain)
+        retired = dkimkeys.retire(state.config.data_dir, name)
+    click.echo(f"DKIM key {retired} of {name} retired; its DNS record may be removed")
 
 
 # -- CRM: contacts and rules ------------------------------------------------------------------------------

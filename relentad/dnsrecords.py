@@ -125,10 +125,14 @@ def records(config: Config, domain: str) -> list[Record]:
             )
         )
     else:
-        out.append(Record(dkim.record_name(keys.selector, name), "TXT", dkim.txt_value(keys.rsa), "DKIM (RSA)"))
-        if keys.ed25519 is not None:
-            selector = dkim.default_ed25519_selector(keys.selector)
-            out.append(Record(dkim.record_name(selector, name), "TXT", dkim.txt_value(keys.ed25519), "DKIM (ed25519)"))
+        out.extend(_dkim_records(keys, "", required=True))
+        pending, previous = dkimkeys.rotation(config.data_dir, name)
+        if pending is not None:
+            note = f", pending: publish it, then `relentad dkim activate {name} {pending.selector}`"
+            out.extend(_dkim_records(pending, note, required=False))
+        if previous is not None:
+            note = f", previous: keep it until mail it signed is delivered, then `relentad dkim retire {name}`"
+            out.extend(_dkim_records(previous, note, required=False))
     out.append(
         Record(
             f"_dmarc.{name}",
@@ -162,6 +166,16 @@ def records(config: Config, domain: str) -> list[Record]:
     for label in ("autoconfig", "autodiscover"):
         out.append(Record(f"{label}.{name}", "CNAME", host, "mail client set-up lookups", required=False))
     return out
+
+
+def _dkim_records(keys: dkimkeys.DomainKeys, note: str, *, required: bool) -> list[Record]:
+    """The TXT record(s) of one DKIM key (RSA, and ed25519 when dual-signing)."""
+    name = dkim.record_name(keys.selector, keys.domain)
+    found = [Record(name, "TXT", dkim.txt_value(keys.rsa), f"DKIM (RSA){note}", required)]
+    if keys.ed25519 is not None:
+        name = dkim.record_name(dkim.default_ed25519_selector(keys.selector), keys.domain)
+        found.append(Record(name, "TXT", dkim.txt_value(keys.ed25519), f"DKIM (ed25519){note}", required))
+    return found
 
 
 def _srv(domain: str, host: str, service: str, port: int | None) -> Record:

@@ -45,8 +45,12 @@ SIGNED_HEADERS = (
     "mime-version",
     "content-type",
     "content-transfer-encoding",
+    "resent-date",
+    "resent-from",
+    "resent-to",
+    "resent-cc",
 )
-"""Signed when present (RFC 6376 §5.4.1); `list-*` fields are signed too, From is oversigned."""
+"""Signed when present (RFC 6376 §5.4.1, Resent-* included); `list-*` fields are signed too, From is oversigned."""
 
 _HEADER_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
 
@@ -85,7 +89,11 @@ dkim.RSASSA_PKCS1_v1_5_sign = openssl_rsassa_sign
 
 
 class DkimKeyError(ValueError):
-    """A private key that is not an RSA or ed25519 PEM key."""
+    """A private key that is not an RSA or ed25519 PEM key, or signing that failed for a reason not the message's."""
+
+
+class DkimMessageError(ValueError):
+    """A message dkimpy cannot parse (a header section it cannot read): the message's fault, not the key's."""
 
 
 def generate_key(kind: KeyKind = "rsa") -> tuple[bytes, str]:
@@ -183,15 +191,20 @@ def _signing_material(private_key: bytes) -> tuple[bytes, bytes]:
 
 def _sign_one(raw: bytes, domain: str, selector: str, private_key: bytes, headers: list[bytes]) -> bytes:
     algorithm, material = _signing_material(private_key)
-    signer = dkim.DKIM(raw, linesep=b"\r\n")
-    header: bytes = signer.sign(
-        selector.encode("ascii"),
-        domain.rstrip(".").encode("ascii"),
-        material,
-        signature_algorithm=algorithm,
-        canonicalize=(b"relaxed", b"relaxed"),
-        include_headers=headers,
-    )
+    try:
+        signer = dkim.DKIM(raw, linesep=b"\r\n")
+        header: bytes = signer.sign(
+            selector.encode("ascii"),
+            domain.rstrip(".").encode("ascii"),
+            material,
+            signature_algorithm=algorithm,
+            canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=headers,
+        )
+    except dkim.MessageFormatError as exc:
+        raise DkimMessageError(f"cannot parse the message for DKIM: {exc}") from exc
+    except dkim.DKIMException as exc:
+        raise DkimKeyError(f"DKIM signing failed: {exc}") from exc
     return header if header.endswith(b"\r\n") else header.rstrip(b"\r\n") + b"\r\n"
 
 
@@ -208,7 +221,8 @@ def sign(
 
     `private_key` is usually RSA; with `ed25519_key` the message is signed twice (RFC 8463 §3), the
     ed25519 key published under `ed25519_selector` (default `default_ed25519_selector(selector)`).
-    CPU-bound: call it through asyncio.to_thread from the event loop.
+    CPU-bound: call it through asyncio.to_thread from the event loop. Raises DkimMessageError for a message whose
+    header section dkimpy cannot parse (a permanent fault of the message), DkimKeyError for the rest.
     """
     if not domain.isascii() or not selector.isascii():
         raise DkimKeyError("DKIM domain and selector must be ASCII (A-labels)")

@@ -37,6 +37,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiosmtpd.smtp import AuthResult, Envelope
@@ -48,7 +49,7 @@ from ..message import ParsedMessage
 from ..message import parse as parse_message
 from ..pipeline import Delivery, Pipeline, Placement
 from ..queue import dsn, queue
-from ..queue.dkim import DkimKeyError
+from ..queue.dkim import DkimKeyError, DkimMessageError
 from ..queue.dkimkeys import KeyRing
 from ..spam import training as spam_training
 from ..store import accounts, messages
@@ -68,6 +69,7 @@ AUTH_OK = "235 2.7.0 Authentication successful"
 BAD_BASE64 = "501 5.5.2 Cannot decode base64"
 SENDER_NOT_OWNED = "553 5.7.1 Sender address not yours to send from"
 SIGNING_FAILED = "451 4.3.0 Could not sign the message, try again later"
+UNPARSABLE_HEADER = "550 5.6.0 The message's header section cannot be parsed"
 
 
 @dataclass
@@ -114,7 +116,8 @@ def received_field(
     if tls is not None:
         cipher = tls.cipher()
         lines.append(f"\t(using {tls.version()} with cipher {cipher[0] if cipher else 'unknown'})")
-    lines.append(f"\t(authenticated as {trace.clean(login)}); {email.utils.formatdate(when)}")
+    date = email.utils.format_datetime(datetime.fromtimestamp(when, UTC))  # +0000, RFC 5322 §3.3
+    lines.append(f"\t(authenticated as {trace.clean(login)}); {date}")
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
 
 
@@ -355,6 +358,7 @@ class SubmissionHandler(TransactionLog):
         prepared = stamping.prepare(
             raw,
             mail_from=tx.mail_from,
+            login=login.email,
             owns=lambda address: self._owns(login, address),
             received=received,
             hostname=config.server.hostname,
@@ -362,6 +366,9 @@ class SubmissionHandler(TransactionLog):
         )
         try:
             signed = await self.keyring.sign(prepared.raw, addrspec.split(prepared.from_address)[1])
+        except DkimMessageError as exc:
+            log.info("smtp tx=%s refused, DKIM cannot parse it: %s", tx.id, exc)
+            return UNPARSABLE_HEADER
         except DkimKeyError as exc:
             log.error("smtp tx=%s DKIM signing failed: %s", tx.id, exc)
             return SIGNING_FAILED

@@ -306,6 +306,30 @@ def test_domains_given_as_u_labels_are_the_hosted_a_labels(config: Path) -> None
     assert "mta-sts.xn--bcher-kva.example" in ok(config, "domain", "dns", "bücher.example")
 
 
+def test_dkim_rotation_new_key_waits_for_activate_and_the_old_one_stays_listed(config: Path) -> None:
+    """A second key is not used before its DNS record can exist; the old record stays listed until retired."""
+    ok(config, "domain", "add", "example.test")
+    assert "stored and in use" in ok(config, "dkim", "generate", "example.test", "--selector", "s1")
+    out = ok(config, "dkim", "generate", "example.test", "--selector", "s2")
+    assert "not in use yet" in out and "relentad dkim activate example.test s2" in out
+    data = config.parent / "data" / "dkim" / "example.test"
+    assert (data / "selector").read_text().strip() == "s1", "still signing with s1"
+    listed = ok(config, "domain", "dns", "example.test")
+    assert "s1._domainkey.example.test." in listed and "s2._domainkey.example.test." in listed
+    assert "activate example.test s2" in listed
+    assert "already in use" in fails(config, "dkim", "activate", "example.test", "s1")
+    assert "no DKIM key with selector s9" in fails(config, "dkim", "activate", "example.test", "s9")
+    assert "relentad dkim retire example.test" in ok(config, "dkim", "activate", "example.test", "s2")
+    assert (data / "selector").read_text().strip() == "s2"
+    listed = ok(config, "domain", "dns", "example.test")
+    assert "s1._domainkey.example.test." in listed and "previous" in listed and "pending" not in listed
+    assert "s1 of example.test retired" in ok(config, "dkim", "retire", "example.test")
+    assert "s1._domainkey" not in ok(config, "domain", "dns", "example.test")
+    assert "no previous DKIM key" in fails(config, "dkim", "retire", "example.test")
+    assert "stored and in use" in ok(config, "dkim", "generate", "example.test", "--selector", "s3", "--activate")
+    assert (data / "selector").read_text().strip() == "s3" and (data / "previous").read_text().strip() == "s2"
+
+
 def test_announce_folds_with_crlf_and_refuses_control_characters(config: Path) -> None:
     import sqlite3
 

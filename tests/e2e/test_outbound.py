@@ -163,7 +163,7 @@ def test_submission_reaches_the_other_server_signed(world: World) -> None:
 
 
 def test_ed25519_dual_signature_verifies(world: World) -> None:
-    generated = world.a.cli("dkim", "generate", "a.test", "--selector", "dual", "--ed25519").stdout
+    generated = world.a.cli("dkim", "generate", "a.test", "--selector", "dual", "--ed25519", "--activate").stdout
     assert "dual._domainkey.a.test." in generated and "dual-ed25519._domainkey.a.test." in generated
     folder = world.a.root / "data" / "dkim" / "a.test"
     found = records()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import email
 import json
+import re
 import shutil
 import signal
 import smtplib
@@ -19,8 +20,10 @@ import time
 from typing import Any
 
 import aiosmtplib
+import dkim as dkimpy
 import pytest
 
+from relentad.queue import dkim
 from relentad.tls import make_self_signed
 from tests.e2e.conftest import MakeDaemon, provision
 from tests.support.daemon import PASSWORD, Daemon
@@ -233,6 +236,31 @@ def test_existing_message_id_and_date_are_kept(relentad: Daemon) -> None:
     assert parsed["Sender"] is None, "envelope sender and From agree"
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "Date: Wed, 25 Nov 2026 08:00:00 +0000\r\nDate: Wed, 25 Nov 2026 09:00:00 +0000",
+        "Date: garbage",
+        "Message-ID: <one@laptop>\r\nMessage-ID: <two@laptop>",
+        "Sender: alice@example.test\r\nSender: alice+x@example.test",
+        "Sender: alice@example.test, alice+x@example.test",
+    ],
+)
+def test_invalid_origination_fields_are_refused(relentad: Daemon, extra: str) -> None:
+    with submit(relentad) as client, pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("alice@example.test", ["bob@example.test"], message(extra=extra))
+    assert (refused.value.smtp_code, refused.value.smtp_error[:5]) == (550, b"5.6.0")
+    assert relentad.messages("bob@example.test") == []
+
+
+def test_added_date_and_received_are_in_utc(relentad: Daemon) -> None:
+    with submit(relentad) as client:
+        client.sendmail("alice@example.test", ["bob@example.test"], message())
+    parsed = email.message_from_bytes(relentad.messages("bob@example.test")[0])
+    assert parsed["Date"].endswith(" +0000"), "RFC 5322 §3.3: UTC is +0000; -0000 means 'zone unknown'"
+    assert parsed["Received"].endswith(" +0000")
+
+
 def test_null_sender_for_read_receipts(relentad: Daemon) -> None:
     """RFC 8098 §2.1: an MDN is sent with MAIL FROM:<>; the From check still applies and nothing bounces it."""
     mdn = message(subject="Read: hi", extra="Content-Type: multipart/report; report-type=disposition-notification")
@@ -246,6 +274,76 @@ def test_null_sender_for_read_receipts(relentad: Daemon) -> None:
     assert stored.startswith(b"Return-Path: <>\r\n") and b"\r\nSender:" not in stored
     [queued] = json.loads(relentad.cli("queue", "list", "--json").stdout)
     assert queued["mail_from"] == ""
+
+
+def test_bare_cr_is_a_line_break_for_the_checks_the_signature_and_every_copy(relentad: Daemon) -> None:
+    """The queue's aiosmtplib sends a bare CR (or LF) as CRLF: the From check, the DKIM signature, the local copies
+    and the queued copy all see those CRLFs, so a bare CR neither hides a second From nor breaks the body hash."""
+    relentad.cli("dkim", "generate", "example.test", "--selector", "s1")
+    record = dkim.txt_value((relentad.root / "data" / "dkim" / "example.test" / "s1.pem").read_bytes())
+    hidden = b"Subject: x\rFrom: Victim <victim@elsewhere.test>\r\r\nFrom: alice@example.test\r\n"
+    hidden += b"To: bob@example.test\r\n\r\nHi\r\n"
+    raw = message().replace(b"Hello from", b"Hel\rlo\nfrom")
+    with submit(relentad) as client:
+        assert client.mail("alice@example.test")[0] == 250
+        assert client.rcpt("someone@elsewhere.test")[0] == 250
+        code, text = client.data(hidden)
+        assert (code, text[:5]) == (553, b"5.7.1"), "the receiver would see From: Victim"
+        assert client.sendmail("alice@example.test", ["bob@example.test", "someone@elsewhere.test"], raw) == {}
+    [stored] = relentad.raw_blobs("bob@example.test")
+    [queued] = relentad.query("SELECT data FROM queue_messages")
+    assert queued["data"] == stored == relentad.raw_blobs("alice@example.test", "Sent")[0]
+    assert b"\r\n\r\nHel\r\nlo\r\nfrom submission.\r\n" in stored
+    assert re.search(rb"\r(?!\n)|(?<!\r)\n", stored) is None, "no bare CR or LF left"
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes:
+        return record.encode() if name.rstrip(b".") == b"s1._domainkey.example.test" else b""
+
+    assert dkimpy.verify(stored, dnsfunc=dnsfunc)
+
+
+def test_obsolete_header_syntax_is_signed_and_a_line_without_colon_refused(relentad: Daemon) -> None:
+    """``Subject : hi`` (RFC 5322 §4.5.8) made dkimpy fail: 451 to the client, which retried forever."""
+    relentad.cli("dkim", "generate", "example.test", "--selector", "s1")
+    record = dkim.txt_value((relentad.root / "data" / "dkim" / "example.test" / "s1.pem").read_bytes())
+    with submit(relentad) as client:
+        raw = message().replace(b"Subject: hi", b"Subject : hi")
+        assert client.sendmail("alice@example.test", ["bob@example.test"], raw) == {}
+        assert client.mail("alice@example.test")[0] == 250
+        assert client.rcpt("bob@example.test")[0] == 250
+        code, text = client.data(message().replace(b"Subject: hi", b"Subject hi"))
+        assert (code, text[:5]) == (550, b"5.6.0")
+    [stored] = relentad.raw_blobs("bob@example.test")
+    assert b"\r\nSubject: hi\r\n" in stored
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes:
+        return record.encode() if name.rstrip(b".") == b"s1._domainkey.example.test" else b""
+
+    assert dkimpy.verify(stored, dnsfunc=dnsfunc)
+
+
+def test_two_authors_with_the_null_sender_get_the_logins_sender(relentad: Daemon) -> None:
+    """RFC 5322 §3.6.2: a From with more than one mailbox needs a Sender, also when MAIL FROM is <>."""
+    with submit(relentad) as client:
+        raw = message(from_="alice@example.test, Sales <sales@example.test>")
+        assert client.sendmail("", ["bob@example.test"], raw) == {}
+    parsed = email.message_from_bytes(relentad.messages("bob@example.test")[0])
+    assert parsed.get_all("Sender") == ["<alice@example.test>"]
+
+
+def test_a_running_daemon_signs_with_a_new_key_only_once_it_is_activated(relentad: Daemon) -> None:
+    def selector_used() -> str:
+        with submit(relentad) as client:
+            client.sendmail("alice@example.test", ["bob@example.test"], message())
+        signature = email.message_from_bytes(relentad.messages("bob@example.test")[-1])["DKIM-Signature"]
+        return dict(re.findall(r"\b([a-z]+)=([^;\s]+)", signature))["s"]
+
+    relentad.cli("dkim", "generate", "example.test", "--selector", "s1")
+    assert selector_used() == "s1"
+    relentad.cli("dkim", "generate", "example.test", "--selector", "s2")
+    assert selector_used() == "s1", "s2's DNS record cannot exist yet"
+    relentad.cli("dkim", "activate", "example.test", "s2")
+    assert selector_used() == "s2"
 
 
 def test_unknown_local_user_is_refused(relentad: Daemon) -> None:

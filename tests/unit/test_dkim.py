@@ -138,6 +138,15 @@ def test_signed_header_set_oversigns_from() -> None:
     ]
 
 
+def test_resent_fields_are_signed_when_present() -> None:
+    """RFC 6376 §5.4.1: Resent-Date, -From, -To and -Cc SHOULD be signed (as often as they occur)."""
+    resent = b"Resent-Date: Thu, 26 Nov 2026 08:00:00 +0000\r\nResent-From: alice@a.test\r\n"
+    resent += b"Resent-To: dave@d.test\r\nResent-Cc: eve@e.test\r\nResent-Sender: alice@a.test\r\n"
+    names = tags(dkim.sign(resent + RAW, "a.test", "rsa", key("rsa")[0]))["h"].split(":")
+    assert names[:4] == ["resent-date", "resent-from", "resent-to", "resent-cc"]
+    assert not any(name.startswith(b"resent-") for name in dkim.header_list(RAW))
+
+
 def test_added_from_or_changed_subject_break_the_signature(dns_server: Dnsmasq) -> None:
     signed = dkim.sign(RAW, "a.test", "rsa", key("rsa")[0]) + RAW
     assert verify_all(signed.replace(b"Subject: Renewal", b"Subject: Urgent"), dns_server) == [False]
@@ -164,6 +173,13 @@ def test_pkcs8_rsa_keys_are_accepted(dns_server: Dnsmasq) -> None:
 def test_message_without_from_is_refused() -> None:
     with pytest.raises(dkim.DkimKeyError):
         dkim.sign(RAW.replace(b"From:", b"Sender:"), "a.test", "rsa", key("rsa")[0])
+
+
+@pytest.mark.parametrize("line", [b"Subject : obsolete syntax", b"No colon here"])
+def test_unparsable_header_is_the_messages_fault(line: bytes) -> None:
+    """dkimpy's MessageFormatError becomes DkimMessageError: submission answers it 550 5.6.0, not 451 forever."""
+    with pytest.raises(dkim.DkimMessageError):
+        dkim.sign(RAW.replace(b"X-Mailer: relentad", line), "a.test", "rsa", key("rsa")[0])
 
 
 def test_bad_keys_are_refused() -> None:

@@ -49,6 +49,29 @@ def test_dkim_record_is_the_key_on_disk_and_long_txt_is_split(tmp_path: Path) ->
     assert len(strings) == 2 and "".join(strings).strip('"') == record.value  # RSA-2048 needs two strings
 
 
+def test_dkim_records_list_the_active_pending_and_previous_keys(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    dkimkeys.generate(config.data_dir, "example.com", "s1")
+    dkimkeys.generate(config.data_dir, "example.com", "s2", ed25519=True)
+    keys = dkimkeys.load(config.data_dir, "example.com")
+    assert keys is not None and keys.selector == "s1", "a second key is not used before it is activated"
+    records = dnsrecords.records(config, "example.com")
+    assert by_name(records, "s1._domainkey.example.com", "TXT").required
+    for name in ("s2._domainkey.example.com", "s2-ed25519._domainkey.example.com"):
+        pending = by_name(records, name, "TXT")
+        assert not pending.required and "relentad dkim activate example.com s2" in pending.purpose
+    assert dkimkeys.activate(config.data_dir, "example.com", "s2") == "s1"
+    keys = dkimkeys.load(config.data_dir, "example.com")
+    assert keys is not None and keys.selector == "s2" and keys.ed25519 is not None
+    records = dnsrecords.records(config, "example.com")
+    assert by_name(records, "s2._domainkey.example.com", "TXT").required
+    previous = by_name(records, "s1._domainkey.example.com", "TXT")
+    assert not previous.required and "previous" in previous.purpose
+    assert dkimkeys.retire(config.data_dir, "example.com") == "s1"
+    names = [r.name for r in dnsrecords.records(config, "example.com") if "_domainkey" in r.name]
+    assert names == ["s2._domainkey.example.com", "s2-ed25519._domainkey.example.com"]
+
+
 def test_mta_sts_policy_id_changes_with_the_policy(tmp_path: Path) -> None:
     one = make_config(tmp_path)
     two = config_mod.from_dict({"server": {"hostname": "mail2.example.com"}}, tmp_path / "relentad.toml")
