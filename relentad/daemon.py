@@ -255,16 +255,22 @@ class Daemon:
             metrics_server.close()
             for server in self.servers.values():
                 server.close()
-            imap_closing = asyncio.ensure_future(imap.close_all(self.config.limits.shutdown_grace))
+            # One grace for the whole shutdown: the listeners and the queue finish side by side, not one after the
+            # other (which took a grace per busy listener, past systemd's TimeoutStopSec and into SIGKILL).
+            grace = self.config.limits.shutdown_grace
+            deadline = loop.time() + grace
+            imap_closing = asyncio.ensure_future(imap.close_all(grace))
             self.smtp_connections.close_idle()
-            await self.smtp_connections.drain(self.config.limits.shutdown_grace)
             self.submission_connections.close_idle()
-            await self.submission_connections.drain(self.config.limits.shutdown_grace)
-            await queue_runner.stop(self.config.limits.shutdown_grace)
+            await asyncio.gather(
+                self.smtp_connections.drain(grace),
+                self.submission_connections.drain(grace),
+                queue_runner.stop(grace),
+            )
             await imap_closing
             imap.close()
             with contextlib.suppress(TimeoutError):  # training from IMAP in flight: best effort, never blocks exit
-                await asyncio.wait_for(spam_training.drain(), self.config.limits.shutdown_grace)
+                await asyncio.wait_for(spam_training.drain(), max(0.0, deadline - loop.time()))
             await asyncio.to_thread(store.close)
             lock.close()
         log.info("stopped")

@@ -15,6 +15,7 @@ import aiosmtplib
 import pytest
 
 from tests.e2e.conftest import MakeDaemon, provision
+from tests.e2e.test_submission import submit
 
 
 def numbered(i: int) -> bytes:
@@ -66,6 +67,34 @@ def test_sigterm_lets_the_transaction_in_flight_finish_and_exits_0(make_daemon: 
     assert daemon.proc.wait(10) == 0
     daemon.proc = None
     assert len(daemon.messages("alice@example.test")) == 1
+
+
+def mid_data(client: smtplib.SMTP, sender: str) -> None:
+    """Leave ``client`` inside DATA, the message half sent (a slow sender)."""
+    client.mail(sender)
+    assert client.rcpt("alice@example.test")[0] == 250
+    assert client.docmd("DATA")[0] == 354
+    client.send(b"Subject: slow\r\n\r\nthe first half\r\n")
+
+
+def test_shutdown_grace_bounds_the_whole_shutdown_not_each_listener(make_daemon: MakeDaemon) -> None:
+    """Slow transactions on the MX and on submission share one ``shutdown_grace``: waited for one after the other,
+    the shutdown took twice as long (and with more listeners busy, past systemd's TimeoutStopSec, then SIGKILL)."""
+    grace = 3.0
+    daemon = provision(make_daemon(settings={"limits": {"shutdown_grace": grace}}, submission=True)).start()
+    mx = smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=20)
+    mx.ehlo("client.test")
+    mid_data(mx, "friend@elsewhere.test")
+    submission = submit(daemon)
+    mid_data(submission, "alice@example.test")
+    started = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.proc is not None and daemon.proc.wait(20) == 0
+    daemon.proc = None
+    took = time.monotonic() - started
+    assert grace - 0.5 < took < grace + 1.5, f"shutdown took {took:.1f}s with shutdown_grace {grace}s"
+    mx.close()
+    submission.close()
 
 
 def test_sighup_reloads_limits_without_dropping_connections(make_daemon: MakeDaemon) -> None:
