@@ -49,6 +49,7 @@ class Connections:
         self.name = name  # the listener's name in metrics: "smtp" (the MX) or "submission" (587 and 465)
         self.per_ip: collections.Counter[str] = collections.Counter()
         self.open: set[RelentadSMTP] = set()
+        self.closing = False  # SIGTERM: transactions in flight finish, no new one starts (MAIL gets 421)
 
     def admit(self, protocol: RelentadSMTP, ip: str, per_ip: int, total: int) -> str | None:
         """The refusal reply when a new connection from ``ip`` is over a limit, else None (and count it)."""
@@ -68,7 +69,9 @@ class Connections:
                 del self.per_ip[ip]
 
     def close_idle(self) -> None:
-        """Tell connections between transactions that we are going away, and close them."""
+        """Tell connections between transactions that we are going away, and close them; from now on a connection
+        whose transaction is done gets the same answer at its next MAIL."""
+        self.closing = True
         for protocol in list(self.open):
             if not protocol.in_transaction:
                 protocol.shut_down()
@@ -379,6 +382,15 @@ class RelentadSMTP(SMTP):
 
     async def smtp_HELO(self, hostname: str) -> None:
         await self._greeting_reply(super().smtp_HELO, hostname)
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        """aiosmtpd's MAIL, except while the daemon shuts down: ``421`` and the connection closed, so that a client
+        whose transaction finished in the grace period does not start another one (and lose it at the deadline)."""
+        if self._connections.closing:
+            self.shut_down()
+            return
+        await super().smtp_MAIL(arg)
 
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str) -> None:

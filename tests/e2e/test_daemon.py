@@ -63,6 +63,7 @@ def test_sigterm_lets_the_transaction_in_flight_finish_and_exits_0(make_daemon: 
     time.sleep(0.5)
     assert idle.recv(100).startswith(b"421 4.3.2"), "idle connections are told and closed"
     assert client.data(numbered(1))[0] == 250, "the open transaction still completes"
+    assert client.mail("friend@elsewhere.test")[0] == 421, "but no new one starts"
     assert daemon.proc is not None
     assert daemon.proc.wait(10) == 0
     daemon.proc = None
