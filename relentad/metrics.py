@@ -227,13 +227,15 @@ class MetricsServer:
             async with asyncio.timeout(_REQUEST_TIMEOUT):
                 head = await reader.readuntil(b"\r\n\r\n")
             status, content_type, body = self.respond(head)
+            content = b"" if head.startswith(b"HEAD ") else body  # HEAD: GET's header fields, no content
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
             status, content_type, body = "400 Bad Request", "text/plain", b"bad request\n"
+            content = body
         with contextlib.suppress(ConnectionError):
             writer.write(
                 f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
                 "Connection: close\r\n\r\n".encode()
-                + body
+                + content
             )
             await writer.drain()
         writer.close()

@@ -95,6 +95,30 @@ async def test_healthz_reports_a_listener_that_is_down(tmp_path: Path) -> None:
         await asyncio.to_thread(store.close)
 
 
+async def test_head_gets_the_headers_of_get_without_a_body(tmp_path: Path) -> None:
+    """RFC 9110 §9.3.2: a response to HEAD has no content (it had the whole exposition after its headers)."""
+    store = Store(tmp_path / "relentad.db")
+    store.start(asyncio.get_running_loop())
+    server = metrics.MetricsServer(metrics.DaemonView(store, lambda: 0, dict, dict))
+    listening = await server.start("127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+
+    async def ask(method: str) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"{method} /healthz HTTP/1.0\r\n\r\n".encode())
+        answer = await reader.read()
+        writer.close()
+        return answer
+
+    try:
+        got, head = await ask("GET"), await ask("HEAD")
+        assert got.endswith(b"\r\n\r\nok\n") and b"Content-Length: 3\r\n" in got
+        assert head == got.removesuffix(b"ok\n")
+    finally:
+        server.close()
+        await asyncio.to_thread(store.close)
+
+
 # -- domain dns and doctor ---------------------------------------------------------------------------------
 
 
