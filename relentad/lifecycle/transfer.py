@@ -145,38 +145,44 @@ def export_contacts(conn: sqlite3.Connection, account_id: int, target: Path) -> 
 # -- import -----------------------------------------------------------------------------------------------------
 
 
-def _parse_from_date(line: bytes) -> float:
-    parts = line.decode("ascii", "replace").split(None, 2)
-    if len(parts) == 3:
+_ZONE = re.compile(r"^([+-]\d{4}|[A-Z]{3,4})$")  # "+0000" or "UTC" where some writers put one (Google Takeout)
+
+
+def _from_date(line: bytes) -> float | None:
+    """The date of a ``From sender date`` line (RFC 4155: asctime, UTC, ``Mon Jan  1 00:00:00 2024``, a zone
+    before or after the year ignored), or None when it carries none."""
+    words = [w for w in line.decode("ascii", "replace").split()[2:] if not _ZONE.match(w)]
+    for layout in ("%a %b %d %H:%M:%S %Y", "%a %b %d %H:%M %Y"):
         try:
-            return datetime.strptime(parts[2].strip(), "%a %b %d %H:%M:%S %Y").replace(tzinfo=UTC).timestamp()
+            return datetime.strptime(" ".join(words[:5]), layout).replace(tzinfo=UTC).timestamp()
         except ValueError:
-            pass
-    return time.time()
+            continue
+    return None
+
+
+def _separates(line: bytes, first: bool) -> bool:
+    """Whether ``line`` begins an mbox entry: a ``From `` line that starts the file or carries a date (RFC 4155
+    §2: ``From``, the sender, a timestamp). An unquoted ``From `` line inside a body (mboxo writers that do not
+    quote it, hand-made files) has none, and stays part of its message."""
+    return line.startswith(b"From ") and (first or _from_date(line) is not None)
 
 
 def read_mbox(data: bytes) -> Iterator[tuple[bytes, float]]:
     """(message, internal date) of each mboxrd entry, unquoted, without the separating newline.
 
-    Every unquoted line starting with ``From `` begins an entry (writers quote such lines in bodies). The newline
+    Entries begin at separator lines (:func:`_separates`; writers quote ``From `` lines in bodies). The newline
     before a From line is the separator, so an entry is its lines joined; the last entry drops the file's final
     newline instead.
     """
     lines = data.split(b"\n")
-    current: list[bytes] | None = None
-    date = 0.0
-    for line in lines:
-        if line.startswith(b"From "):
-            if current is not None:
-                yield b"\n".join(current), date
-            current, date = [], _parse_from_date(line)
-            continue
-        if current is not None:
-            current.append(line[1:] if _UNQUOTE.match(line) else line)
-    if current is not None:
-        if current and current[-1] == b"":
-            current.pop()
-        yield b"\n".join(current), date
+    starts = [index for index, line in enumerate(lines) if _separates(line, index == 0)]
+    for number, start in enumerate(starts):
+        end = starts[number + 1] if number + 1 < len(starts) else len(lines)
+        body = [line[1:] if _UNQUOTE.match(line) else line for line in lines[start + 1 : end]]
+        if number + 1 == len(starts) and body and body[-1] == b"":
+            body.pop()
+        date = _from_date(lines[start])
+        yield b"\n".join(body), time.time() if date is None else date
 
 
 def _maildir_folder(name: str) -> str:
@@ -199,6 +205,8 @@ def _maildir_items(root: Path) -> Iterator[Item]:
 
 def _mbox_items(path: Path, folder: str, flags: list[list[str]] | None) -> Iterator[Item]:
     for index, (raw, date) in enumerate(read_mbox(path.read_bytes())):
+        if not raw:  # two From lines in a row: no message (a stored message is never empty)
+            continue
         names = tuple(flags[index]) if flags is not None and index < len(flags) else ()
         yield Item(folder, raw, names, date)
 
