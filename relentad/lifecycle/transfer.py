@@ -171,18 +171,22 @@ def read_mbox(data: bytes) -> Iterator[tuple[bytes, float]]:
     """(message, internal date) of each mboxrd entry, unquoted, without the separating newline.
 
     Entries begin at separator lines (:func:`_separates`; writers quote ``From `` lines in bodies). The newline
-    before a From line is the separator, so an entry is its lines joined; the last entry drops the file's final
-    newline instead.
+    before a From line (or the file's final one) is the separator. In a file whose From lines end in CRLF the
+    separator is a CRLF blank line, when there is one: a message keeps its own final CRLF, never a lone CR.
     """
     lines = data.split(b"\n")
     starts = [index for index, line in enumerate(lines) if _separates(line, index == 0)]
     for number, start in enumerate(starts):
         end = starts[number + 1] if number + 1 < len(starts) else len(lines)
         body = [line[1:] if _UNQUOTE.match(line) else line for line in lines[start + 1 : end]]
-        if number + 1 == len(starts) and body and body[-1] == b"":
-            body.pop()
+        entry = b"\n".join(body) + (b"\n" if body and end < len(lines) else b"")  # up to the next From line
+        if lines[start].endswith(b"\r"):  # a CRLF file (this export writes LF From lines): CRLF separators too
+            if entry.endswith(b"\r\n\r\n") or entry == b"\r\n":
+                entry = entry[:-2]
+        elif entry.endswith(b"\n"):
+            entry = entry[:-1]
         date = _from_date(lines[start])
-        yield b"\n".join(body), time.time() if date is None else date
+        yield entry, time.time() if date is None else date
 
 
 def _maildir_folder(name: str) -> str:

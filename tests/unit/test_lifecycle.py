@@ -74,6 +74,22 @@ def test_mbox_from_lines_in_bodies_stay_in_their_message(tmp_path: Path) -> None
                                                                               b"Subject: 3\n\n"]  # fmt: skip
 
 
+def test_crlf_mbox_messages_keep_their_line_ends() -> None:
+    """An mbox written with CRLF (Windows tools, some exports): the blank line between messages is CRLF. Each
+    message used to keep its final CR (``bye\\r\\n\\r``, ``bye\\r``), a bare CR no message has."""
+    data = (
+        b"From a@x.test Mon Jan  1 00:00:00 2024\r\nSubject: one\r\n\r\nhello\r\n\r\n"
+        b"From b@x.test Mon Jan  1 00:00:01 2024\r\nSubject: two\r\n\r\nno blank line after\r\n"
+        b"From c@x.test Mon Jan  1 00:00:02 2024\r\nSubject: three\r\n\r\n>From quoted\r\nbye\r\n"
+    )
+    assert [raw for raw, _ in transfer.read_mbox(data)] == [
+        b"Subject: one\r\n\r\nhello\r\n",
+        b"Subject: two\r\n\r\nno blank line after\r\n",
+        b"Subject: three\r\n\r\nFrom quoted\r\nbye\r\n",
+    ]
+    assert [raw for raw, _ in transfer.read_mbox(data + b"\r\n")][-1] == b"Subject: three\r\n\r\nFrom quoted\r\nbye\r\n"
+
+
 @pytest.fixture
 def conn(tmp_path: Path) -> sqlite3.Connection:
     return database_with(tmp_path / "t.db", "a@example.test", quota_bytes=1000)
