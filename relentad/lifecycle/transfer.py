@@ -1,9 +1,10 @@
 """Export and import of one account (issue 7), so a user can leave, or arrive from another server.
 
-Export writes, under PATH: ``mail/<folder>.mbox`` per mailbox (mboxrd: a ``From `` line carrying the internal
-date, body lines matching ``>*From `` get one more ``>``, one ``\\n`` after each message), ``flags.json`` (the
-flags of each message, by folder and position, so a round trip keeps them), ``contacts.vcf`` (vCard 4.0, when
-the CRM is present) and ``activity.csv`` (per-day counters and logins).
+Export writes, under PATH: ``mail/<folder>.mbox`` per mailbox (levels joined by ``.``, a ``.`` in a name
+written ``%2E``; mboxrd: a ``From `` line carrying the internal date, body lines matching ``>*From `` get one
+more ``>``, one ``\\n`` after each message), ``flags.json`` (the flags of each message, by folder and position,
+so a round trip keeps them), ``contacts.vcf`` (vCard 4.0, when the CRM is present) and ``activity.csv`` (per-day
+counters and logins).
 
 Import reads an mbox file, a folder of ``.mbox`` files (this export), or a Maildir (Maildir++: ``cur``/``new``
 is INBOX, ``.A.B`` is folder ``A/B``; flags from ``:2,`` names: D draft, F flagged, R answered, S seen,
@@ -88,7 +89,19 @@ def mbox_entry(raw: bytes, internaldate: float) -> bytes:
 
 
 def _file_name(folder: str) -> str:
-    return folder.replace("/", ".") + ".mbox"
+    """``A/B`` → ``A.B.mbox``; a ``.`` or ``%`` inside a level is written ``%2E``/``%25``, so that no two folders
+    (``a.b`` and ``a/b``) share a file."""
+    return ".".join(level.replace("%", "%25").replace(".", "%2E") for level in folder.split("/")) + ".mbox"
+
+
+def _legacy_file_name(folder: str) -> str:
+    return folder.replace("/", ".") + ".mbox"  # exports before the escaping
+
+
+def _folder_of(file_name: str) -> str:
+    """The folder of an ``.mbox`` file without ``flags.json``: the inverse of :func:`_file_name`."""
+    levels = file_name[: -len(".mbox")].split(".")
+    return "/".join(re.sub("%(2E|25)", lambda m: "." if m[1] == "2E" else "%", level) for level in levels)
 
 
 def export_mail(conn: sqlite3.Connection, account_id: int, target: Path) -> int:
@@ -225,9 +238,11 @@ def items(source: Path) -> list[Item]:
     flag_file = source / "flags.json"
     flag_map: dict[str, list[list[str]]] = json.loads(flag_file.read_text("utf-8")) if flag_file.exists() else {}
     by_file = {_file_name(name): name for name in flag_map}
+    for name in flag_map:
+        by_file.setdefault(_legacy_file_name(name), name)
     found: list[Item] = []
     for path in sorted(mail.glob("*.mbox")):
-        folder = by_file.get(path.name, path.name[: -len(".mbox")].replace(".", "/"))
+        folder = by_file.get(path.name) or _folder_of(path.name)
         found.extend(_mbox_items(path, folder, flag_map.get(folder)))
     if not found and not any(mail.glob("*.mbox")):
         raise InvalidInput(f"{source}: neither an mbox file, an export folder nor a Maildir")

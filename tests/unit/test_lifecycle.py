@@ -90,6 +90,11 @@ def test_crlf_mbox_messages_keep_their_line_ends() -> None:
     assert [raw for raw, _ in transfer.read_mbox(data + b"\r\n")][-1] == b"Subject: three\r\n\r\nFrom quoted\r\nbye\r\n"
 
 
+@pytest.mark.parametrize("folder", ["INBOX", "a/b", "a.b", "100%", "%2E", "v1.2/x%2Ey", "Café/Über"])
+def test_export_file_names_are_one_per_folder(folder: str) -> None:
+    assert transfer._folder_of(transfer._file_name(folder)) == folder
+
+
 @pytest.fixture
 def conn(tmp_path: Path) -> sqlite3.Connection:
     return database_with(tmp_path / "t.db", "a@example.test", quota_bytes=1000)
