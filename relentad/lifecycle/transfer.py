@@ -188,7 +188,8 @@ def read_mbox(data: bytes) -> Iterator[tuple[bytes, float]]:
     separator is a CRLF blank line, when there is one: a message keeps its own final CRLF, never a lone CR.
     """
     lines = data.split(b"\n")
-    starts = [index for index, line in enumerate(lines) if _separates(line, index == 0)]
+    first = next((index for index, line in enumerate(lines) if line not in (b"", b"\r")), 0)
+    starts = [index for index, line in enumerate(lines) if index >= first and _separates(line, index == first)]
     for number, start in enumerate(starts):
         end = starts[number + 1] if number + 1 < len(starts) else len(lines)
         body = [line[1:] if _UNQUOTE.match(line) else line for line in lines[start + 1 : end]]
@@ -221,7 +222,10 @@ def _maildir_items(root: Path) -> Iterator[Item]:
 
 
 def _mbox_items(path: Path, folder: str, flags: list[list[str]] | None) -> Iterator[Item]:
-    for index, (raw, date) in enumerate(read_mbox(path.read_bytes())):
+    data = path.read_bytes()
+    if data.strip() and not data.lstrip(b"\r\n").startswith(b"From "):  # a single message (.eml), a text file...
+        raise InvalidInput(f"{path}: not an mbox file (it does not begin with a 'From ' line), nothing imported")
+    for index, (raw, date) in enumerate(read_mbox(data)):
         if not raw:  # two From lines in a row: no message (a stored message is never empty)
             continue
         names = tuple(flags[index]) if flags is not None and index < len(flags) else ()

@@ -220,3 +220,21 @@ def test_export_keeps_folders_whose_names_differ_only_by_dot_and_slash(make_daem
             assert [raw for raw, _, _ in after[name]] == [raw for raw, _, _ in before[name]], (email, name)
     files = sorted(p.name for p in (tmp_path / "alice" / "mail").glob("*.mbox") if p.stat().st_size)
     assert files == ["Café.Über%2E2026.mbox", "a%2Eb.mbox", "a.b.mbox", "v1%2E2.mbox"]
+
+
+def test_import_of_a_file_that_is_no_mbox_is_refused(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    """A single message (``.eml``) or any text file used to end in ``imported 0 message(s)`` and status 0: the
+    user believed the mail was in. It is refused with one line saying why; an empty mbox is still 0 messages."""
+    daemon = provision(make_daemon()).start()
+    (tmp_path / "one.eml").write_bytes(message("a single message"))
+    (tmp_path / "export" / "mail").mkdir(parents=True)
+    (tmp_path / "export" / "mail" / "INBOX.mbox").write_bytes(b"\r\n" + message("no From line"))
+    for path in (tmp_path / "one.eml", tmp_path / "export"):
+        result = daemon.cli("import", BOB, str(path), check=False)
+        assert result.returncode == 1 and "not an mbox file" in result.stderr, result
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert all_messages(daemon, BOB) == {}
+    (tmp_path / "empty.mbox").write_bytes(b"")
+    (tmp_path / "late.mbox").write_bytes(b"\n\nFrom someone\nSubject: x\n\nbody\n")
+    assert "imported 0 message(s)" in daemon.cli("import", BOB, str(tmp_path / "empty.mbox")).stdout
+    assert "imported 1 message(s)" in daemon.cli("import", BOB, str(tmp_path / "late.mbox")).stdout
