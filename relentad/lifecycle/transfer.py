@@ -7,8 +7,8 @@ so a round trip keeps them), ``contacts.vcf`` (vCard 4.0, when the CRM is presen
 counters and logins).
 
 Import reads an mbox file, a folder of ``.mbox`` files (this export), or a Maildir (Maildir++: ``cur``/``new``
-is INBOX, ``.A.B`` is folder ``A/B``; flags from ``:2,`` names: D draft, F flagged, R answered, S seen,
-T deleted). Folders are kept (created when missing).
+is INBOX, ``.A.B`` is folder ``A/B``, names in modified UTF-7; flags from ``:2,`` names: D draft, F flagged,
+R answered, S seen, T deleted). Folders are kept (created when missing).
 
 Import runs the delivery pipeline's steps minus spam (mail the user already had is not scored again) in the CLI
 process, writing the database directly (safe while the daemon runs: SQLite serialises writers):
@@ -51,6 +51,7 @@ from pathlib import Path
 from .. import message, pipeline, trace
 from ..crm.sorter import FilingFailed, Sorter
 from ..errors import InvalidInput
+from ..imap import mutf7
 from ..store import flags as flagmod
 from ..store import imapwrite, mailboxes
 from . import activity
@@ -203,8 +204,17 @@ def read_mbox(data: bytes) -> Iterator[tuple[bytes, float]]:
         yield entry, time.time() if date is None else date
 
 
+def _maildir_level(level: str) -> str:
+    """One level of a Maildir++ folder name: modified UTF-7 on disk (Dovecot, Courier: ``.Caf&AOk-`` is
+    ``Café``); a name that is not valid modified UTF-7 (another writer's ``A&B``) is kept as it is."""
+    try:
+        return mutf7.decode(level)
+    except mutf7.MUTF7Error:
+        return level
+
+
 def _maildir_folder(name: str) -> str:
-    return name.lstrip(".").replace(".", "/") or mailboxes.INBOX
+    return "/".join(_maildir_level(level) for level in name.lstrip(".").split(".")) or mailboxes.INBOX
 
 
 def _maildir_items(root: Path) -> Iterator[Item]:

@@ -238,3 +238,16 @@ def test_import_of_a_file_that_is_no_mbox_is_refused(make_daemon: MakeDaemon, tm
     (tmp_path / "late.mbox").write_bytes(b"\n\nFrom someone\nSubject: x\n\nbody\n")
     assert "imported 0 message(s)" in daemon.cli("import", BOB, str(tmp_path / "empty.mbox")).stdout
     assert "imported 1 message(s)" in daemon.cli("import", BOB, str(tmp_path / "late.mbox")).stdout
+
+
+def test_maildir_folder_names_are_modified_utf7(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    """Maildir++ (Dovecot, Courier) writes folder names in modified UTF-7: ``.Caf&AOk-.R&AOk-sum&AOk-`` is
+    ``Café/Résumé``. It was imported as the folder ``Caf&AOk-``, shown to IMAP clients as ``Caf&-AOk-``."""
+    daemon = provision(make_daemon()).start()
+    root = tmp_path / "Maildir"
+    for folder in ("", ".Caf&AOk-.R&AOk-sum&AOk-", ".Tom & Jerry", ".&ZeVnLIqe-"):
+        for sub in ("cur", "new", "tmp"):
+            (root / folder / sub).mkdir(parents=True, exist_ok=True)
+        (root / folder / "cur" / "1700000000.1.host:2,S").write_bytes(message(f"in {folder or 'inbox'}"))
+    assert "imported 4 message(s)" in cli(daemon, "import", BOB, str(root))
+    assert sorted(all_messages(daemon, BOB)) == ["Café/Résumé", "INBOX", "Tom & Jerry", "日本語"]
