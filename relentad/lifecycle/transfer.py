@@ -1,13 +1,14 @@
 """Export and import of one account (issue 7), so a user can leave, or arrive from another server.
 
-Export writes, under PATH: ``mail/<folder>.mbox`` per mailbox (mboxrd: a ``From `` line carrying the internal
-date, body lines matching ``>*From `` get one more ``>``, one ``\\n`` after each message), ``flags.json`` (the
-flags of each message, by folder and position, so a round trip keeps them), ``contacts.vcf`` (vCard 4.0, when
-the CRM is present) and ``activity.csv`` (per-day counters and logins).
+Export writes, under PATH: ``mail/<folder>.mbox`` per mailbox (levels joined by ``.``, a ``.`` in a name
+written ``%2E``; mboxrd: a ``From `` line carrying the internal date, body lines matching ``>*From `` get one
+more ``>``, one ``\\n`` after each message), ``flags.json`` (the flags of each message, by folder and position,
+so a round trip keeps them), ``contacts.vcf`` (vCard 4.0, when the CRM is present) and ``activity.csv`` (per-day
+counters and logins).
 
 Import reads an mbox file, a folder of ``.mbox`` files (this export), or a Maildir (Maildir++: ``cur``/``new``
-is INBOX, ``.A.B`` is folder ``A/B``; flags from ``:2,`` names: D draft, F flagged, R answered, S seen,
-T deleted). Folders are kept (created when missing).
+is INBOX, ``.A.B`` is folder ``A/B``, names in modified UTF-7; flags from ``:2,`` names: D draft, F flagged,
+R answered, S seen, T deleted). Folders are kept (created when missing).
 
 Import runs the delivery pipeline's steps minus spam (mail the user already had is not scored again) in the CLI
 process, writing the database directly (safe while the daemon runs: SQLite serialises writers):
@@ -50,6 +51,7 @@ from pathlib import Path
 from .. import message, pipeline, trace
 from ..crm.sorter import FilingFailed, Sorter
 from ..errors import InvalidInput
+from ..imap import mutf7
 from ..store import flags as flagmod
 from ..store import imapwrite, mailboxes
 from . import activity
@@ -88,7 +90,19 @@ def mbox_entry(raw: bytes, internaldate: float) -> bytes:
 
 
 def _file_name(folder: str) -> str:
-    return folder.replace("/", ".") + ".mbox"
+    """``A/B`` → ``A.B.mbox``; a ``.`` or ``%`` inside a level is written ``%2E``/``%25``, so that no two folders
+    (``a.b`` and ``a/b``) share a file."""
+    return ".".join(level.replace("%", "%25").replace(".", "%2E") for level in folder.split("/")) + ".mbox"
+
+
+def _legacy_file_name(folder: str) -> str:
+    return folder.replace("/", ".") + ".mbox"  # exports before the escaping
+
+
+def _folder_of(file_name: str) -> str:
+    """The folder of an ``.mbox`` file without ``flags.json``: the inverse of :func:`_file_name`."""
+    levels = file_name[: -len(".mbox")].split(".")
+    return "/".join(re.sub("%(2E|25)", lambda m: "." if m[1] == "2E" else "%", level) for level in levels)
 
 
 def export_mail(conn: sqlite3.Connection, account_id: int, target: Path) -> int:
@@ -145,42 +159,62 @@ def export_contacts(conn: sqlite3.Connection, account_id: int, target: Path) -> 
 # -- import -----------------------------------------------------------------------------------------------------
 
 
-def _parse_from_date(line: bytes) -> float:
-    parts = line.decode("ascii", "replace").split(None, 2)
-    if len(parts) == 3:
+_ZONE = re.compile(r"^([+-]\d{4}|[A-Z]{3,4})$")  # "+0000" or "UTC" where some writers put one (Google Takeout)
+
+
+def _from_date(line: bytes) -> float | None:
+    """The date of a ``From sender date`` line (RFC 4155: asctime, UTC, ``Mon Jan  1 00:00:00 2024``, a zone
+    before or after the year ignored), or None when it carries none."""
+    words = [w for w in line.decode("ascii", "replace").split()[2:] if not _ZONE.match(w)]
+    for layout in ("%a %b %d %H:%M:%S %Y", "%a %b %d %H:%M %Y"):
         try:
-            return datetime.strptime(parts[2].strip(), "%a %b %d %H:%M:%S %Y").replace(tzinfo=UTC).timestamp()
+            return datetime.strptime(" ".join(words[:5]), layout).replace(tzinfo=UTC).timestamp()
         except ValueError:
-            pass
-    return time.time()
+            continue
+    return None
+
+
+def _separates(line: bytes, first: bool) -> bool:
+    """Whether ``line`` begins an mbox entry: a ``From `` line that starts the file or carries a date (RFC 4155
+    §2: ``From``, the sender, a timestamp). An unquoted ``From `` line inside a body (mboxo writers that do not
+    quote it, hand-made files) has none, and stays part of its message."""
+    return line.startswith(b"From ") and (first or _from_date(line) is not None)
 
 
 def read_mbox(data: bytes) -> Iterator[tuple[bytes, float]]:
     """(message, internal date) of each mboxrd entry, unquoted, without the separating newline.
 
-    Every unquoted line starting with ``From `` begins an entry (writers quote such lines in bodies). The newline
-    before a From line is the separator, so an entry is its lines joined; the last entry drops the file's final
-    newline instead.
+    Entries begin at separator lines (:func:`_separates`; writers quote ``From `` lines in bodies). The newline
+    before a From line (or the file's final one) is the separator. In a file whose From lines end in CRLF the
+    separator is a CRLF blank line, when there is one: a message keeps its own final CRLF, never a lone CR.
     """
     lines = data.split(b"\n")
-    current: list[bytes] | None = None
-    date = 0.0
-    for line in lines:
-        if line.startswith(b"From "):
-            if current is not None:
-                yield b"\n".join(current), date
-            current, date = [], _parse_from_date(line)
-            continue
-        if current is not None:
-            current.append(line[1:] if _UNQUOTE.match(line) else line)
-    if current is not None:
-        if current and current[-1] == b"":
-            current.pop()
-        yield b"\n".join(current), date
+    first = next((index for index, line in enumerate(lines) if line not in (b"", b"\r")), 0)
+    starts = [index for index, line in enumerate(lines) if index >= first and _separates(line, index == first)]
+    for number, start in enumerate(starts):
+        end = starts[number + 1] if number + 1 < len(starts) else len(lines)
+        body = [line[1:] if _UNQUOTE.match(line) else line for line in lines[start + 1 : end]]
+        entry = b"\n".join(body) + (b"\n" if body and end < len(lines) else b"")  # up to the next From line
+        if lines[start].endswith(b"\r"):  # a CRLF file (this export writes LF From lines): CRLF separators too
+            if entry.endswith(b"\r\n\r\n") or entry == b"\r\n":
+                entry = entry[:-2]
+        elif entry.endswith(b"\n"):
+            entry = entry[:-1]
+        date = _from_date(lines[start])
+        yield entry, time.time() if date is None else date
+
+
+def _maildir_level(level: str) -> str:
+    """One level of a Maildir++ folder name: modified UTF-7 on disk (Dovecot, Courier: ``.Caf&AOk-`` is
+    ``Café``); a name that is not valid modified UTF-7 (another writer's ``A&B``) is kept as it is."""
+    try:
+        return mutf7.decode(level)
+    except mutf7.MUTF7Error:
+        return level
 
 
 def _maildir_folder(name: str) -> str:
-    return name.lstrip(".").replace(".", "/") or mailboxes.INBOX
+    return "/".join(_maildir_level(level) for level in name.lstrip(".").split(".")) or mailboxes.INBOX
 
 
 def _maildir_items(root: Path) -> Iterator[Item]:
@@ -198,7 +232,12 @@ def _maildir_items(root: Path) -> Iterator[Item]:
 
 
 def _mbox_items(path: Path, folder: str, flags: list[list[str]] | None) -> Iterator[Item]:
-    for index, (raw, date) in enumerate(read_mbox(path.read_bytes())):
+    data = path.read_bytes()
+    if data.strip() and not data.lstrip(b"\r\n").startswith(b"From "):  # a single message (.eml), a text file...
+        raise InvalidInput(f"{path}: not an mbox file (it does not begin with a 'From ' line), nothing imported")
+    for index, (raw, date) in enumerate(read_mbox(data)):
+        if not raw:  # two From lines in a row: no message (a stored message is never empty)
+            continue
         names = tuple(flags[index]) if flags is not None and index < len(flags) else ()
         yield Item(folder, raw, names, date)
 
@@ -213,9 +252,11 @@ def items(source: Path) -> list[Item]:
     flag_file = source / "flags.json"
     flag_map: dict[str, list[list[str]]] = json.loads(flag_file.read_text("utf-8")) if flag_file.exists() else {}
     by_file = {_file_name(name): name for name in flag_map}
+    for name in flag_map:
+        by_file.setdefault(_legacy_file_name(name), name)
     found: list[Item] = []
     for path in sorted(mail.glob("*.mbox")):
-        folder = by_file.get(path.name, path.name[: -len(".mbox")].replace(".", "/"))
+        folder = by_file.get(path.name) or _folder_of(path.name)
         found.extend(_mbox_items(path, folder, flag_map.get(folder)))
     if not found and not any(mail.glob("*.mbox")):
         raise InvalidInput(f"{source}: neither an mbox file, an export folder nor a Maildir")

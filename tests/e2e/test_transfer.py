@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from relentad.imap import mutf7
 from tests.e2e.conftest import MakeDaemon, provision
 from tests.e2e.test_crm import message as crm_message
 from tests.e2e.test_quota import cli, send, usage
@@ -198,3 +199,55 @@ def test_maildir_import_keeps_folders_and_flags(make_daemon: MakeDaemon, tmp_pat
     got = all_messages(daemon, BOB)
     assert [(raw, bits) for raw, bits, _ in got["INBOX"]] == [(message("seen and flagged"), 5), (message("new one"), 0)]
     assert [(raw, bits) for raw, bits, _ in got["Lists/Python"]] == [(message("answered"), 3)]
+
+
+def test_export_keeps_folders_whose_names_differ_only_by_dot_and_slash(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    """``a.b`` and ``a/b`` were both written to ``mail/a.b.mbox``: the export lost one folder's mail, silently."""
+    daemon = provision(make_daemon(imap=True, settings={"auth": {"plaintext_loopback": True}})).start()
+    imap = client(daemon, ALICE)
+    for name in ("a.b", "a/b", "Café/Über.2026", "v1.2"):
+        assert imap.create(f'"{mutf7.encode(name)}"')[0] == "OK", name
+        assert imap.append(f'"{mutf7.encode(name)}"', "(\\Seen)", None, message(f"in {name}"))[0] == "OK", name
+    imap.logout()
+    before = all_messages(daemon, ALICE)
+    assert "exported 4 message(s)" in cli(daemon, "export", ALICE, str(tmp_path / "alice"))
+    assert "imported 4 message(s)" in cli(daemon, "import", CAROL, str(tmp_path / "alice"))
+    (tmp_path / "alice" / "flags.json").unlink()  # without it, the file names alone say which folder
+    assert "imported 4 message(s)" in cli(daemon, "import", BOB, str(tmp_path / "alice"))
+    for email in (CAROL, BOB):
+        after = all_messages(daemon, email)
+        for name in ("a.b", "a/b", "Café/Über.2026", "v1.2"):
+            assert [raw for raw, _, _ in after[name]] == [raw for raw, _, _ in before[name]], (email, name)
+    files = sorted(p.name for p in (tmp_path / "alice" / "mail").glob("*.mbox") if p.stat().st_size)
+    assert files == ["Café.Über%2E2026.mbox", "a%2Eb.mbox", "a.b.mbox", "v1%2E2.mbox"]
+
+
+def test_import_of_a_file_that_is_no_mbox_is_refused(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    """A single message (``.eml``) or any text file used to end in ``imported 0 message(s)`` and status 0: the
+    user believed the mail was in. It is refused with one line saying why; an empty mbox is still 0 messages."""
+    daemon = provision(make_daemon()).start()
+    (tmp_path / "one.eml").write_bytes(message("a single message"))
+    (tmp_path / "export" / "mail").mkdir(parents=True)
+    (tmp_path / "export" / "mail" / "INBOX.mbox").write_bytes(b"\r\n" + message("no From line"))
+    for path in (tmp_path / "one.eml", tmp_path / "export"):
+        result = daemon.cli("import", BOB, str(path), check=False)
+        assert result.returncode == 1 and "not an mbox file" in result.stderr, result
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert all_messages(daemon, BOB) == {}
+    (tmp_path / "empty.mbox").write_bytes(b"")
+    (tmp_path / "late.mbox").write_bytes(b"\n\nFrom someone\nSubject: x\n\nbody\n")
+    assert "imported 0 message(s)" in daemon.cli("import", BOB, str(tmp_path / "empty.mbox")).stdout
+    assert "imported 1 message(s)" in daemon.cli("import", BOB, str(tmp_path / "late.mbox")).stdout
+
+
+def test_maildir_folder_names_are_modified_utf7(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    """Maildir++ (Dovecot, Courier) writes folder names in modified UTF-7: ``.Caf&AOk-.R&AOk-sum&AOk-`` is
+    ``Café/Résumé``. It was imported as the folder ``Caf&AOk-``, shown to IMAP clients as ``Caf&-AOk-``."""
+    daemon = provision(make_daemon()).start()
+    root = tmp_path / "Maildir"
+    for folder in ("", ".Caf&AOk-.R&AOk-sum&AOk-", ".Tom & Jerry", ".&ZeVnLIqe-"):
+        for sub in ("cur", "new", "tmp"):
+            (root / folder / sub).mkdir(parents=True, exist_ok=True)
+        (root / folder / "cur" / "1700000000.1.host:2,S").write_bytes(message(f"in {folder or 'inbox'}"))
+    assert "imported 4 message(s)" in cli(daemon, "import", BOB, str(root))
+    assert sorted(all_messages(daemon, BOB)) == ["Café/Résumé", "INBOX", "Tom & Jerry", "日本語"]

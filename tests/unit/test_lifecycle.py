@@ -53,6 +53,48 @@ def test_mboxrd_round_trip(raw: bytes) -> None:
     assert first == raw and second == b"Subject: next\r\n\r\nx\r\n" and date == 1_700_000_000
 
 
+def test_mbox_from_lines_in_bodies_stay_in_their_message(tmp_path: Path) -> None:
+    """RFC 4155: a separator is a ``From sender date`` line; an unquoted ``From `` line inside a body (mboxo
+    writers, hand-made files) is text. It used to end the message there: the rest of the body became a message of
+    its own (or an empty one, still counted as imported)."""
+    data = (
+        b"From alice@x.test Mon Jan  1 00:00:00 2024\nSubject: one\n\nhello\n>From quoted\nFrom unquoted here\n\n"
+        b"From bob@y.test Tue Jan  2 10:00:00 2024 +0000\nSubject: two\n\nFrom the start\nbye\n\n"
+        b"From carol@z.test Wed Jan  3 10:00:00 2024\nFrom carol@z.test Wed Jan  3 11:00:00 2024\nSubject: 3\n\n3\n"
+    )
+    assert list(transfer.read_mbox(data)) == [
+        (b"Subject: one\n\nhello\nFrom quoted\nFrom unquoted here\n", 1704067200.0),
+        (b"Subject: two\n\nFrom the start\nbye\n", 1704189600.0),
+        (b"", 1704276000.0),
+        (b"Subject: 3\n\n3", 1704279600.0),
+    ]
+    assert transfer.read_mbox(b"From 1@xxx Sat Jan 27 18:35:08 +0000 2018\nA: b\n\n").__next__()[1] == 1517078108.0
+    (tmp_path / "in.mbox").write_bytes(data)
+    assert [item.raw[:12] for item in transfer.items(tmp_path / "in.mbox")] == [b"Subject: one", b"Subject: two",
+                                                                              b"Subject: 3\n\n"]  # fmt: skip
+
+
+def test_crlf_mbox_messages_keep_their_line_ends() -> None:
+    """An mbox written with CRLF (Windows tools, some exports): the blank line between messages is CRLF. Each
+    message used to keep its final CR (``bye\\r\\n\\r``, ``bye\\r``), a bare CR no message has."""
+    data = (
+        b"From a@x.test Mon Jan  1 00:00:00 2024\r\nSubject: one\r\n\r\nhello\r\n\r\n"
+        b"From b@x.test Mon Jan  1 00:00:01 2024\r\nSubject: two\r\n\r\nno blank line after\r\n"
+        b"From c@x.test Mon Jan  1 00:00:02 2024\r\nSubject: three\r\n\r\n>From quoted\r\nbye\r\n"
+    )
+    assert [raw for raw, _ in transfer.read_mbox(data)] == [
+        b"Subject: one\r\n\r\nhello\r\n",
+        b"Subject: two\r\n\r\nno blank line after\r\n",
+        b"Subject: three\r\n\r\nFrom quoted\r\nbye\r\n",
+    ]
+    assert [raw for raw, _ in transfer.read_mbox(data + b"\r\n")][-1] == b"Subject: three\r\n\r\nFrom quoted\r\nbye\r\n"
+
+
+@pytest.mark.parametrize("folder", ["INBOX", "a/b", "a.b", "100%", "%2E", "v1.2/x%2Ey", "Café/Über"])
+def test_export_file_names_are_one_per_folder(folder: str) -> None:
+    assert transfer._folder_of(transfer._file_name(folder)) == folder
+
+
 @pytest.fixture
 def conn(tmp_path: Path) -> sqlite3.Connection:
     return database_with(tmp_path / "t.db", "a@example.test", quota_bytes=1000)
