@@ -589,10 +589,8 @@ def check(config: Config) -> list[str]:
         problems.append("[spam] spam_above_min must lie between ham_below and 1")
     if not 0 <= config.spam.list_mail_shift <= 5:
         problems.append("[spam] list_mail_shift must lie between 0 and 5")
-    if config.spam.min_trained < 0 or config.spam.confident_after < 0:
-        problems.append("[spam] min_trained and confident_after must not be negative")
-    if config.spam.max_tokens < 1000 or config.spam.max_age_days < 0:
-        problems.append("[spam] max_tokens must be at least 1000 and max_age_days not negative")
+    if config.spam.max_tokens < 1000:  # negative numbers never get here (_convert refuses every one)
+        problems.append("[spam] max_tokens must be at least 1000")
     hostname_problem = check_hostname(config.server.hostname)
     if hostname_problem:
         problems.append(f"[server] hostname: {hostname_problem}")

@@ -30,7 +30,6 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from . import trace
 from .errors import SMTPReply
@@ -176,8 +175,7 @@ def prepare(
     if "message-id" not in names:
         added.append(f"Message-ID: <{secrets.token_hex(12)}@{trace.clean(hostname)}>\r\n".encode())
     if "date" not in names:
-        when = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
-        added.append(f"Date: {email.utils.format_datetime(when)}\r\n".encode())
+        added.append(f"Date: {trace.date(now if now is not None else time.time())}\r\n".encode())
     if not rest.startswith((b"\r\n", b"\n")):
         rest = b"\r\n" + rest  # a message with no body and no separator still needs the blank line
     return Prepared(received + b"".join(kept) + b"".join(added) + rest, authors[0])

@@ -51,9 +51,15 @@ def _ip_literal(ip: str) -> str:
     return f"[{parsed}]"
 
 
+def date(when: float) -> str:
+    """A Unix time as an RFC 5322 date-time in UTC, written ``+0000`` (RFC 5322 §3.3): every Date and Received
+    relentad writes."""
+    return format_datetime(datetime.fromtimestamp(when, UTC))
+
+
 def received(source: Source, *, hostname: str, transaction_id: str, recipient: str | None, when: float) -> bytes:
     """One Received field, folded over several lines, ending in CRLF."""
-    date = format_datetime(datetime.fromtimestamp(when, UTC))
+    date_time = date(when)
     lines = [f"Received: from {clean(source.helo) or 'unknown'} ({_ip_literal(source.peer_ip)})"]
     by = f"\tby {hostname} (relentad) with {source.protocol} id {transaction_id}"
     lines.append(by)
@@ -62,9 +68,9 @@ def received(source: Source, *, hostname: str, transaction_id: str, recipient: s
     if source.authenticated_as:
         lines.append(f"\t(authenticated as {clean(source.authenticated_as)})")
     if recipient is not None:
-        lines.append(f"\tfor <{clean(recipient)}>; {date}")
+        lines.append(f"\tfor <{clean(recipient)}>; {date_time}")
     else:
-        lines[-1] += f"; {date}"
+        lines[-1] += f"; {date_time}"
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
 
 

@@ -35,11 +35,17 @@ from ..store import accounts
 from ..store.db import Store
 from . import replies
 from .server import ListenerContext, RelentadSession
-from .transaction import Transaction, TransactionLog, log_transaction, outcome_reply, tls_info, transaction_of
+from .transaction import (
+    NULL_SENDER,
+    Transaction,
+    TransactionLog,
+    log_transaction,
+    outcome_reply,
+    tls_info,
+    transaction_of,
+)
 
 log = logging.getLogger("relentad.smtp")
-
-NULL_SENDER = "<>"
 
 
 class InboundHandler(TransactionLog):
@@ -121,7 +127,7 @@ class InboundHandler(TransactionLog):
         if config.action == "junk":
             tx.dnsbl = listing
             return None
-        if accounts.is_postmaster(address):
+        if accounts.is_postmaster(_delivered_to(address)):  # as resolve_recipient reads it: "postmaster"@ too
             return None
         return replies.blocklisted(session.peer[0], listing.describe())
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import functools
 import ipaddress
 import logging
@@ -37,7 +36,6 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from aiosmtpd.smtp import AuthResult, Envelope
@@ -56,11 +54,10 @@ from ..store import accounts, messages
 from ..store.db import Store
 from . import replies
 from .server import ListenerContext, RelentadSession
-from .transaction import Transaction, TransactionLog, log_transaction, outcome_reply
+from .transaction import NULL_SENDER, Transaction, TransactionLog, log_transaction, outcome_reply
 
 log = logging.getLogger("relentad.smtp")
 
-NULL_SENDER = "<>"
 AUTH_REQUIRED = "530 5.7.0 Authentication required"
 ENCRYPTION_REQUIRED = "538 5.7.11 Encryption required for requested authentication mechanism"
 AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
@@ -116,8 +113,7 @@ def received_field(
     if tls is not None:
         cipher = tls.cipher()
         lines.append(f"\t(using {tls.version()} with cipher {cipher[0] if cipher else 'unknown'})")
-    date = email.utils.format_datetime(datetime.fromtimestamp(when, UTC))  # +0000, RFC 5322 §3.3
-    lines.append(f"\t(authenticated as {trace.clean(login)}); {date}")
+    lines.append(f"\t(authenticated as {trace.clean(login)}); {trace.date(when)}")
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
 
 

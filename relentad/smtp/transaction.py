@@ -23,6 +23,8 @@ from . import replies
 from .server import RelentadSession
 
 log = logging.getLogger("relentad.smtp")
+NULL_SENDER = "<>"
+"""MAIL FROM:<> as aiosmtpd passes it: bounces and DSNs on the MX, read receipts (MDNs) on submission."""
 
 
 @dataclass

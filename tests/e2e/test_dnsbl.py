@@ -65,6 +65,7 @@ def test_a_listed_client_is_refused_naming_the_list_but_may_write_to_postmaster(
         assert smtp.rcpt("nobody@elsewhere.test")[0] == 554  # not ours: relay denied, no lookup needed
         assert smtp.rcpt("postmaster@example.test")[0] == 250
         assert smtp.rcpt("Postmaster")[0] == 250  # the bare one too (RFC 5321 §4.5.1)
+        assert smtp.rcpt('"postmaster"@Example.Test')[0] == 250  # quoted and in capitals, it is postmaster too
         assert smtp.data(MESSAGE)[0] == 250
     assert len(daemon.messages("carol@example.test")) == 1
     assert daemon.messages("alice@example.test") == []
