@@ -42,6 +42,10 @@ _IP_TEST_POINTS = ("127.0.0.2", "127.0.0.1")
 _DOMAIN_TEST_POINTS = ("test", "invalid")
 
 
+FIELD = "x-dnsbl"
+"""The field :meth:`Listing.field` writes; removed from mail arriving with it, so that no sender can fake a listing."""
+
+
 @dataclass(frozen=True, slots=True)
 class Listing:
     """Why mail is suspect: what was listed (an IP address or a domain), the zone, its A answer (the list's code)
@@ -57,7 +61,8 @@ class Listing:
         return f"{self.zone} ({self.code}{': ' + self.reason if self.reason else ''})"
 
     def field(self) -> bytes:
-        """The ``X-DNSBL`` header field that tells the user why the message is in Junk."""
+        """The ``X-DNSBL`` header field that tells the user why the message is in Junk (one arriving with the
+        message is removed first: :data:`FIELD`)."""
         return f"X-DNSBL: {self.listed} listed in {self.describe()}\r\n".encode("ascii", "replace")
 
 

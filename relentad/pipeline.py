@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import dnsbl, mailauth, message, metrics, quota, trace
+from . import dnsbl, headers, mailauth, message, metrics, quota, trace
 from .config import Config
 from .crm import participants
 from .crm.sorter import FilingFailed, Sorter
@@ -173,6 +173,14 @@ def file_all(delivery: Delivery, mailbox: str, reason: str) -> None:
         placement.reasons.append(reason)
 
 
+def strip_forged_fields(raw: bytes, *, spam: bool) -> bytes:
+    """``raw`` without the fields only this server writes (``X-DNSBL``, and the spam verdict's with ``spam``), in
+    one pass over the header: a sender must not pre-set a listing or a verdict that users, clients or Sieve
+    scripts would trust."""
+    ours = spam_verdicts.STATUS_FIELDS | {dnsbl.FIELD} if spam else frozenset({dnsbl.FIELD})
+    return headers.without_fields(raw, lambda name, _: name in ours)
+
+
 def file_blocklisted(delivery: Delivery, listing: Listing) -> None:
     """Mail from a blocklisted client (``[dnsbl] action = "junk"``) or linking to a blocklisted domain: every copy
     into Junk, the listing recorded in an ``X-DNSBL`` field so that the user sees why."""
@@ -234,8 +242,8 @@ class Pipeline:
             file_blocklisted(delivery, delivery.dnsbl)
         elif delivery.verify_sender and self.blocklists.domain_zones:
             await self.check_links(delivery)
-        if delivery.verify_sender and self.config.spam.enabled:  # after DKIM checks: a signature may cover them
-            delivery.raw = spam_verdicts.strip_forged_status(delivery.raw)
+        if delivery.verify_sender:  # after the DKIM checks: a signature may cover them
+            delivery.raw = strip_forged_fields(delivery.raw, spam=self.config.spam.enabled)
         if delivery.structure is None:  # parsed once here; IMAP serves ENVELOPE/BODYSTRUCTURE/sections from it
             delivery.parsed = message.parse(delivery.raw)
             delivery.structure = delivery.parsed.to_json()

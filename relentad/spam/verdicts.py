@@ -31,7 +31,6 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
-from .. import headers
 from ..config import SpamConfig
 from . import senderlists
 from .classifier import DEFAULT_PARAMS, Params, Thresholds, Verdict, verdict
@@ -43,7 +42,8 @@ JUNK_KEYWORD = "$Junk"
 NOT_JUNK_KEYWORD = "$NotJunk"
 REASON_SPAM = "spam"
 STATUS_FIELDS = frozenset({"x-spam-flag", "x-spam-score", "x-spam-status"})
-"""The fields :meth:`Judgement.header` sets; removed from mail arriving with them (:func:`strip_forged_status`)."""
+"""The fields :meth:`Judgement.header` sets; removed from mail arriving with them (``pipeline.strip_forged_fields``,
+as SpamAssassin removes its own)."""
 REASON_UNSURE = "spam-unsure"
 REASON_ALLOWED = "spam-allowlisted-contact"
 REASON_LISTED = {"allow": "spam-allowlisted-sender", "block": "spam-blocked-sender"}
@@ -140,12 +140,6 @@ class Judgement:
             f"X-Spam-Status: {status}, verdict={self.verdict}{extra}, score={self.score:.4f}, "
             f"ham_below={thresholds.ham_below:g}, spam_above={thresholds.spam_above:g}\r\n"
         ).encode("ascii")
-
-
-def strip_forged_status(raw: bytes) -> bytes:
-    """``raw`` without the :data:`STATUS_FIELDS` it came with, so that a sender cannot pre-set a verdict that clients or
-    Sieve scripts would trust (SpamAssassin removes its own fields likewise)."""
-    return headers.without_fields(raw, lambda name, _: name in STATUS_FIELDS)
 
 
 def contact_written_to(conn: sqlite3.Connection, account_id: int, address: str) -> bool:

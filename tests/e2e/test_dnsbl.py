@@ -91,6 +91,21 @@ def test_with_action_junk_a_listed_clients_mail_is_filed_into_junk_saying_why(
         assert f"X-DNSBL: 127.0.0.2 listed in bl.test (127.0.0.2: {REASON})\r\n".encode() in junked
 
 
+def test_an_x_dnsbl_field_arriving_with_the_message_is_removed(make_daemon: MakeDaemon, zone_server: Dnsmasq) -> None:
+    """Only this server writes X-DNSBL (why a message is in Junk); a sender's own used to be kept, so anyone could
+    make mail look blocklisted, or hide among real listings."""
+    daemon = listed_daemon(make_daemon, zone_server, "junk")
+    forged = b"X-DNSBL: 192.0.2.1 listed in zen.example (127.0.0.2: forged)\r\n" + MESSAGE
+    with client(daemon, "127.0.0.1") as smtp:  # not listed
+        assert smtp.sendmail("someone@elsewhere.test", ["alice@example.test"], forged) == {}
+    [stored] = daemon.messages("alice@example.test")
+    assert b"X-DNSBL" not in stored and b"forged" not in stored
+    with client(daemon, "127.0.0.2") as smtp:  # listed: only our own field remains
+        assert smtp.sendmail("someone@elsewhere.test", ["bob@example.test"], forged) == {}
+    [junked] = daemon.messages("bob@example.test", "Junk")
+    assert junked.count(b"X-DNSBL:") == 1 and b"forged" not in junked
+
+
 def test_mail_linking_to_a_listed_domain_is_filed_into_junk(make_daemon: MakeDaemon, zone_server: Dnsmasq) -> None:
     """``domain_zones``: the registrable domain of a link (here in a quoted-printable HTML part) is listed."""
     records = DnsRecords().add_a("bad.example.dbl.test", "127.0.1.2").add_txt("bad.example.dbl.test", "spam domain")
