@@ -45,9 +45,9 @@ def parse_size(text: str | int) -> int:
         if not match or unit not in _SIZE_UNITS:
             raise ValueError(f"not a size: {text!r} (write e.g. 500KB, 60MB, 5GB or 2GiB)")
         value = float(match.group(1)) * _SIZE_UNITS[unit]
-        if not math.isfinite(value) or value > MAX_INTEGER:
+        if not math.isfinite(value):
             raise ValueError(f"too large a size: {text!r} (at most {format_size(MAX_INTEGER)})")
-        size = int(value)
+        size = int(value)  # the limit below holds for both branches
     if size > MAX_INTEGER:
         raise ValueError(f"too large a size: {text!r} (at most {format_size(MAX_INTEGER)})")
     return size

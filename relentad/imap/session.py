@@ -20,6 +20,7 @@ import asyncio
 import bisect
 import contextlib
 import enum
+import functools
 import ipaddress
 import logging
 import sqlite3
@@ -32,8 +33,8 @@ from ..auth.authenticator import Authenticator
 from ..config import Config
 from ..errors import RelentadError
 from ..events import Bus, Event, MailboxChanged
+from ..store import db, imapview, imapwrite
 from ..store import flags as flagmod
-from ..store import imapview, imapwrite
 from ..store.db import Store
 from . import capabilities as caps
 from . import virtual
@@ -247,14 +248,7 @@ class Session:
         several queries must agree, e.g. changes and highest modseq). Single queries skip it: every SQLite call
         here hands the GIL to worker threads and may wait to get it back."""
 
-        def in_snapshot(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN")
-            try:
-                return fn(conn)
-            finally:
-                conn.execute("COMMIT")
-
-        return self.store.read(in_snapshot if snapshot else fn)
+        return self.store.read(functools.partial(db.in_snapshot, fn=fn) if snapshot else fn)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self.store.write(fn)

@@ -38,6 +38,7 @@ from pathlib import Path
 from .. import daily, metrics
 from ..config import SpamConfig
 from ..errors import RelentadError
+from ..store import db
 from ..store.db import Store
 from . import storage
 from .classifier import DEFAULT_PARAMS
@@ -83,22 +84,20 @@ def read_lessons(conn: sqlite3.Connection, scope: int) -> tuple[list[Lesson], Ma
     lessons, and :func:`swap` would put in place a model without it). Each distinct token string is kept once (most
     recur from message to message): with ``storage.ensemble_times``' tuples, the worker of 2,457 lessons peaks at
     97 MB instead of 177 MB, with the same result byte for byte."""
+    read = functools.partial(_lessons_and_mark, scope=scope)
+    return read(conn) if conn.in_transaction else db.in_snapshot(conn, read)  # a caller's transaction is one already
+
+
+def _lessons_and_mark(conn: sqlite3.Connection, scope: int) -> tuple[list[Lesson], Mark]:
     lessons: list[Lesson] = []
     distinct: dict[str, str] = {}
-    own = not conn.in_transaction  # a caller's transaction is one snapshot already
-    if own:
-        conn.execute("BEGIN")
-    try:
-        mark = lesson_mark(conn, scope)
-        for key, kind, packed in conn.execute(
-            "SELECT sha256, class, tokens FROM spam_trained WHERE scope = ? ORDER BY sha256", (scope,)
-        ):
-            tokens = [distinct.setdefault(token, token) for token in storage.unpack(packed)]
-            if tokens:
-                lessons.append((bytes(key), tokens, kind == "spam"))
-    finally:
-        if own:
-            conn.execute("COMMIT")  # it only read: this ends the snapshot
+    mark = lesson_mark(conn, scope)
+    for key, kind, packed in conn.execute(
+        "SELECT sha256, class, tokens FROM spam_trained WHERE scope = ? ORDER BY sha256", (scope,)
+    ):
+        tokens = [distinct.setdefault(token, token) for token in storage.unpack(packed)]
+        if tokens:
+            lessons.append((bytes(key), tokens, kind == "spam"))
     return lessons, mark
 
 

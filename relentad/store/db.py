@@ -33,6 +33,18 @@ from . import migrations
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def in_snapshot(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``fn`` in one read transaction, so that all its queries see one consistent snapshot (an autocommit
+    connection gives each query its own)."""
+    conn.execute("BEGIN")
+    try:
+        return fn(conn)
+    finally:
+        conn.execute("COMMIT")  # it only read: this ends the snapshot
+
+
 WriteFn = Callable[[sqlite3.Connection], T]
 
 BUSY_TIMEOUT_MS = 10_000

@@ -278,7 +278,7 @@ class ReaderPool:
             if conn is None:
                 conn = await asyncio.to_thread(db.connect, self.path, readonly=True)
             try:
-                return await asyncio.to_thread(_in_snapshot, conn, fn)
+                return await asyncio.to_thread(db.in_snapshot, conn, fn)
             finally:
                 self._idle.append(conn)
 
@@ -286,12 +286,3 @@ class ReaderPool:
         for conn in self._idle:
             conn.close()
         self._idle.clear()
-
-
-def _in_snapshot(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """Run ``fn`` in one read transaction, so all its queries see one consistent snapshot."""
-    conn.execute("BEGIN")
-    try:
-        return fn(conn)
-    finally:
-        conn.execute("COMMIT")
