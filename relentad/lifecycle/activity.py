@@ -4,6 +4,9 @@ Invariants: nothing here writes on the mail path. Logins come from ``login_histo
 :mod:`relentad.auth.history` for every IMAP and submission attempt); recipients sent per day from the
 submission's ``send_counts``; messages received and bytes stored per UTC day are derived from the stored rows
 (mailboxes other than the Sent folder, plus the retention area, so deleting mail does not rewrite history).
+A retained row belongs to the account its ``expunged.account_id`` names, never to whatever mailbox now has its
+old ``mailbox_id``: a deleted mailbox's row is gone and SQLite may give its id to a new mailbox of any account
+(:data:`RECEIVED`).
 
 Old rows are rolled up, not kept forever, and history totals survive: :func:`prune` (run by the retention purge)
 first adds everything of the days before the cutoff (``[retention] activity_days`` ago, at a UTC day boundary)
@@ -42,6 +45,18 @@ class Day:
     failed_logins: int
 
 
+# Received mail (not in the Sent folder) per table: (account_id, internaldate, size) of each row. A
+# retained row is the account's by ``expunged.account_id``; its mailbox, when it still exists and is that
+# account's, says whether it was the Sent folder (a deleted mailbox's rows count as received).
+RECEIVED = {
+    "messages": """SELECT b.account_id, m.internaldate, m.size FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
+        WHERE coalesce(b.special_use, '') != '\\Sent'""",
+    "expunged": """SELECT m.account_id, m.internaldate, m.size, m.expunged FROM expunged m
+        LEFT JOIN mailboxes b ON b.id = m.mailbox_id AND b.account_id = m.account_id
+        WHERE coalesce(b.special_use, '') != '\\Sent'""",
+}
+
+
 def _day(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).date().isoformat()
 
@@ -61,9 +76,8 @@ def days(conn: sqlite3.Connection, account_id: int, count: int, now: float | Non
     now = time.time() if now is None else now
     first = int(now // DAY * DAY) - (count - 1) * DAY
     received: dict[str, list[int]] = {}
-    for table in ("messages", "expunged"):
-        query = f"""SELECT m.internaldate, m.size FROM {table} m JOIN mailboxes b ON b.id = m.mailbox_id
-                    WHERE b.account_id = ? AND coalesce(b.special_use, '') != '\\Sent' AND m.internaldate >= ?"""
+    for rows in RECEIVED.values():
+        query = f"SELECT r.internaldate, r.size FROM ({rows}) r WHERE r.account_id = ? AND r.internaldate >= ?"
         for when, size in conn.execute(query, (account_id, first)):
             entry = received.setdefault(_day(float(when)), [0, 0])
             entry[0] += 1
@@ -107,12 +121,12 @@ _UPSERT = """ON CONFLICT (account_id, month) DO UPDATE SET received = received +
 
 
 def _received_query(table: str, condition: str) -> str:
-    """Received mail (not in Sent) of ``table`` (messages or expunged) per account and month, ``condition`` on
-    ``m`` (the row) and ``a`` (its account), as an upsert into activity_months."""
+    """Received mail of ``table`` (messages or expunged) per account and month, ``condition`` on ``r`` (the row,
+    :data:`RECEIVED`) and ``a`` (its account), as an upsert into activity_months."""
     return f"""INSERT INTO activity_months (account_id, month, received, bytes_stored, sent, logins, failed_logins)
-        SELECT b.account_id, {_MONTH.format("m.internaldate")}, count(*), sum(m.size), 0, 0, 0
-        FROM {table} m JOIN mailboxes b ON b.id = m.mailbox_id JOIN accounts a ON a.id = b.account_id
-        WHERE coalesce(b.special_use, '') != '\\Sent' AND {condition}
+        SELECT r.account_id, {_MONTH.format("r.internaldate")}, count(*), sum(r.size), 0, 0, 0
+        FROM ({RECEIVED[table]}) r JOIN accounts a ON a.id = r.account_id
+        WHERE {condition}
         GROUP BY 1, 2 {_UPSERT}"""
 
 
@@ -120,7 +134,7 @@ def fold_purged(conn: sqlite3.Connection, cutoff: float) -> None:
     """Inside the purge's transaction, before retained rows with ``expunged < cutoff`` are deleted: add the ones
     newer than their account's watermark to their month, so the purge does not lower any total."""
     conn.execute(
-        _received_query("expunged", "m.expunged < ? AND m.internaldate >= a.activity_rolled"),
+        _received_query("expunged", "r.expunged < ? AND r.internaldate >= a.activity_rolled"),
         (cutoff,),
     )
 
@@ -129,7 +143,7 @@ def roll_up(conn: sqlite3.Connection, cutoff: float) -> None:
     """Add each account's activity from its watermark up to ``cutoff`` to its monthly rows; move the watermark."""
     window = "{0} >= a.activity_rolled AND {0} < ?"
     for table in ("messages", "expunged"):
-        conn.execute(_received_query(table, window.format("m.internaldate")), (cutoff,))
+        conn.execute(_received_query(table, window.format("r.internaldate")), (cutoff,))
     conn.execute(
         f"""INSERT INTO activity_months (account_id, month, received, bytes_stored, sent, logins, failed_logins)
             SELECT s.account_id, {_MONTH.format("s.start")}, 0, 0, sum(s.recipients), 0, 0
@@ -179,10 +193,9 @@ def totals(conn: sqlite3.Connection, account_id: int) -> dict[str, int]:
     for month in months(conn, account_id):
         for key in out:
             out[key] += getattr(month, key)
-    for table in ("messages", "expunged"):
+    for rows in RECEIVED.values():
         got = conn.execute(
-            f"""SELECT count(*), coalesce(sum(m.size), 0) FROM {table} m JOIN mailboxes b ON b.id = m.mailbox_id
-                WHERE b.account_id = ? AND coalesce(b.special_use, '') != '\\Sent' AND m.internaldate >= ?""",
+            f"SELECT count(*), coalesce(sum(r.size), 0) FROM ({rows}) r WHERE r.account_id = ? AND r.internaldate >= ?",
             (account_id, since),
         ).fetchone()
         out["received"] += int(got[0])

@@ -133,3 +133,34 @@ def test_announce_is_stored_once_into_every_inbox(relentad: Daemon, tmp_path: Pa
     typ, data = imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
     assert typ == "OK" and b"Maintenance" in data[0][1]
     imap.logout()
+
+
+def test_activity_keeps_a_deleted_mailboxs_mail_with_its_account(relentad: Daemon) -> None:
+    """A deleted mailbox's retained mail stays its account's history, also when SQLite hands the mailbox's id to a
+    new mailbox of another account."""
+    for subject in ("one", "two", "three"):
+        assert send(relentad, ALICE, message(subject))[0] == 250
+    before = json.loads(cli(relentad, "activity", ALICE, "--json"))["totals"]
+    imap = client(relentad, ALICE)
+    imap.create("Projects")
+    imap.select("INBOX")
+    imap.uid("MOVE", "1:*", "Projects")
+    assert imap.delete("Projects")[0] == "OK"
+    imap.logout()
+    other = client(relentad, BOB)
+    other.create("Bob's")  # takes the deleted mailbox's id (SQLite reuses the highest rowid)
+    other.logout()
+    [gone] = {row["mailbox_id"] for row in relentad.query("SELECT mailbox_id FROM expunged")}
+    assert relentad.query("SELECT name FROM mailboxes WHERE id = ?", gone)[0]["name"] == "Bob's"
+
+    after = json.loads(cli(relentad, "activity", ALICE, "--json"))
+    assert after["totals"]["received"] == before["received"] == 3
+    assert after["totals"]["bytes_stored"] == before["bytes_stored"]
+    assert after["days"][0]["received"] == 3
+    assert json.loads(cli(relentad, "activity", BOB, "--json"))["totals"]["received"] == 0
+
+    # purged past retention: folded into alice's month, not bob's
+    cli(relentad, "purge", "--at", str(time.time() + 91 * 86400))
+    [month] = json.loads(cli(relentad, "activity", ALICE, "--json"))["months"]
+    assert month["received"] == 3
+    assert json.loads(cli(relentad, "activity", BOB, "--json"))["months"] == []
