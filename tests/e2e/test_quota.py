@@ -84,7 +84,8 @@ def test_disk_quota_over_smtp_and_imap(make_daemon: MakeDaemon) -> None:
     typ, data = imap.getquotaroot("INBOX")
     quota_line = next(d for d in data[1] if d.startswith(b'"" (STORAGE'))
     used_kib, limit_kib = map(int, re.findall(rb"\d+", quota_line))
-    assert used_kib == (stored_bytes(daemon, CAROL) + 1023) // 1024 and limit_kib == 10000 // 1024
+    assert used_kib == (stored_bytes(daemon, CAROL) + 1023) // 1024 and limit_kib == (10000 + 1023) // 1024
+    assert used_kib <= limit_kib, "within its quota, never shown as over it (both rounded up)"
     assert usage(daemon, CAROL)["bytes"] == stored_bytes(daemon, CAROL)
 
     # full: RCPT 452 4.2.2, APPEND NO [OVERQUOTA]; no second warning

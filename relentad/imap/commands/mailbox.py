@@ -21,6 +21,7 @@ from ..parser_mailbox import SPECIAL_USE
 from ..responses import Atom, ImapValue, mailbox_value
 from ..session import Handler, Result, Session
 from ..virtual import VirtualInfo
+from . import quota
 
 DELIMITER = "/"
 
@@ -86,7 +87,7 @@ def status_values(session: Session, info: MailboxInfo, items: tuple[str, ...]) -
         "UIDVALIDITY": info.uidvalidity,
         "UNSEEN": counts.unseen,
         "DELETED": counts.deleted,
-        "DELETED-STORAGE": (counts.deleted_size + 1023) // 1024,  # RFC 9208 §5.1, KiB like STORAGE
+        "DELETED-STORAGE": quota.kib(counts.deleted_size),  # RFC 9208 §5.1, KiB like STORAGE
         "SIZE": counts.size,
         "HIGHESTMODSEQ": info.highestmodseq,
         "APPENDLIMIT": session.appendlimit,

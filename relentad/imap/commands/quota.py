@@ -17,6 +17,12 @@ from ..session import Handler, Result, Session
 ROOT = ""
 
 
+def kib(octets: int) -> int:
+    """RFC 9208 §5.1 counts STORAGE in units of 1024 octets. Usage and limit both round up, so that a client never
+    sees an account within its quota as over it (9157 of 10000 octets is 9 of 10 KiB, not 9 of 9)."""
+    return (octets + 1023) // 1024
+
+
 def _quota(session: Session) -> list[ImapValue] | None:
     disk, most = session.read(lambda c: imapview.quota_limits(c, session.account_id))
     if not disk and not most:
@@ -24,7 +30,7 @@ def _quota(session: Session) -> list[ImapValue] | None:
     used, held = session.read(lambda c: imapview.usage(c, session.account_id))
     resources: list[ImapValue] = []
     if disk:
-        resources += [Atom("STORAGE"), (used + 1023) // 1024, disk // 1024]
+        resources += [Atom("STORAGE"), kib(used), kib(disk)]
     if most:
         resources += [Atom("MESSAGE"), held, most]
     return resources
