@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -134,6 +135,7 @@ __all__ = [
     "UnsupportedCharset",
     "is_done",
     "line_tag",
+    "message_literal",
     "parse_command",
     "pending_literal",
 ]
@@ -172,6 +174,19 @@ def pending_literal(line: bytes) -> LiteralSpec | None:
     if not digits or len(digits) > 19 or not digits.isdigit():
         return None
     return LiteralSpec(int(digits), synchronizing, body[start - 1 : start] == b"~")
+
+
+_APPEND = re.compile(rb"[^ ]+ APPEND ", re.IGNORECASE)
+_APPEND_MAILBOX_LITERAL = re.compile(rb"[^ ]+ APPEND ~?\{[0-9]+\+?\}\r?\n?", re.IGNORECASE)
+
+
+def message_literal(first: bytes, *, opening: bool) -> bool:
+    """Whether a literal is a message of an APPEND: ``first`` is the command's first line, ``opening`` says the
+    literal ends that line (else it ends a line after one of the command's literals). Every literal of an APPEND
+    is a message (MULTIAPPEND has several) but the mailbox name, when it is one (``tag APPEND {5}``)."""
+    if not _APPEND.match(first):
+        return False
+    return not opening or _APPEND_MAILBOX_LITERAL.fullmatch(first) is None
 
 
 def is_done(line: bytes) -> bool:

@@ -39,8 +39,8 @@ from ..store.db import Store
 from . import capabilities as caps
 from . import virtual
 from .connection import Connection, LineTooLong
-from .errors import ImapError, reply_for
-from .parser import ParseError, UnsupportedCharset, line_tag, parse_command, pending_literal
+from .errors import ImapError, no, reply_for
+from .parser import ParseError, UnsupportedCharset, line_tag, message_literal, parse_command, pending_literal
 from .responses import (
     Atom,
     ImapValue,
@@ -479,21 +479,31 @@ class Session:
         self.state = State.LOGOUT
 
     async def read_command(self) -> bytes | None:
-        """One command with its literals spliced in (RFC 9051 §4.3, RFC 7888 LITERAL+); None when refused."""
+        """One command with its literals spliced in (RFC 9051 §4.3, RFC 7888 LITERAL+); None when refused.
+
+        A literal over APPENDLIMIT, or an APPEND's messages that would take the account over its quota, are
+        refused before the client sends a synchronizing literal (it waits for "+", gets the tagged NO and drops
+        the command, as with Dovecot); a LITERAL+ literal is on its way already and is read and discarded. The
+        APPEND's commit checks the quota again, exactly (this early check may race with other deliveries)."""
         limit = self.config.imap.line_length
         line = await self.conn.readline(limit)
         parts = [line]
-        literal_limit = self.appendlimit if self.state is not State.NOT_AUTHENTICATED else PREAUTH_LITERAL
-        refused = False
-        total = 0
+        authenticated = self.state is not State.NOT_AUTHENTICATED
+        literal_limit = self.appendlimit if authenticated else PREAUTH_LITERAL
+        refusal: ImapError | None = None
+        total = octets = count = 0
         while (spec := pending_literal(line)) is not None:
             total += spec.size
-            if spec.size > literal_limit or total > 4 * literal_limit:
-                refused = True  # one literal over APPENDLIMIT, or a command (MULTIAPPEND) over four times it
-            if refused and spec.synchronizing:  # the client waits for "+": tell it now, it drops the command
-                self.reply(line_tag(parts[0]), "NO", f"literal larger than {literal_limit} octets", "TOOBIG")
+            if refusal is None and (spec.size > literal_limit or total > 4 * literal_limit):
+                # one literal over APPENDLIMIT, or a command (MULTIAPPEND) over four times it
+                refusal = no(f"literal larger than {literal_limit} octets", "TOOBIG")
+            if refusal is None and authenticated and message_literal(parts[0], opening=len(parts) == 1):
+                octets, count = octets + spec.size, count + 1
+                refusal = self._over_quota(octets, count)
+            if refusal is not None and spec.synchronizing:  # the client waits for "+": tell it now
+                self.reply(line_tag(parts[0]), refusal.status, refusal.text, refusal.code)
                 return None
-            if refused:
+            if refusal is not None:
                 await self.conn.discard(spec.size)
             else:
                 if spec.synchronizing:
@@ -502,10 +512,18 @@ class Session:
                 parts.append(await self.conn.readexactly(spec.size))
             line = await self.conn.readline(limit)
             parts.append(line)
-        if refused:
-            self.reply(line_tag(parts[0]), "NO", f"literal larger than {literal_limit} octets", "TOOBIG")
+        if refusal is not None:
+            self.reply(line_tag(parts[0]), refusal.status, refusal.text, refusal.code)
             return None
         return b"".join(parts)
+
+    def _over_quota(self, octets: int, count: int) -> ImapError | None:
+        """NO [OVERQUOTA] when ``count`` more messages of ``octets`` in all would not fit the account."""
+        try:
+            self.read(lambda conn: imapwrite.check_quota(conn, self.account_id, octets, count))
+        except imapwrite.QuotaExceeded as exc:
+            return reply_for(exc)
+        return None
 
     async def execute(self, raw: bytes) -> None:
         """Parse, check the state, run the handler, render its outcome (the one place that does)."""

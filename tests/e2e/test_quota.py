@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from relentad.cli import main
 from tests.e2e.conftest import MakeDaemon, provision
 from tests.support.daemon import PASSWORD, Daemon
-from tests.support.imap import client, message
+from tests.support.imap import Raw, client, message
 
 CAROL = "carol@example.test"
 WARNING = b"Subject: Your mailbox is almost full"
@@ -221,7 +221,7 @@ def test_message_limit_over_smtp_and_imap(make_daemon: MakeDaemon) -> None:
     cli(daemon, "quota", "set", CAROL, "--disk", "1MB")
     typ, data = imap.getquota('""')
     stored_kib = (stored_bytes(daemon, CAROL) + 1023) // 1024
-    assert data == [f'"" (STORAGE {stored_kib} 976 MESSAGE 2 2)'.encode()]
+    assert data == [f'"" (STORAGE {stored_kib} 977 MESSAGE 2 2)'.encode()], "1MB is 976.6 KiB, rounded up"
     imap.store("1", "+FLAGS", "(\\Deleted)")
     [row] = daemon.query(
         """SELECT m.size FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id JOIN accounts a ON a.id = b.account_id
@@ -349,3 +349,36 @@ def test_starttls_mid_transaction_gives_the_reservation_back(make_daemon: MakeDa
     assert [code for code, _ in submission_rcpts(daemon, ["bob@example.test", CAROL])] == [250, 250]
     logged = r"smtp tx=\S+ .*rcpt=<bob@example.test>,<carol@example.test> .*size=- result=220"
     assert len(re.findall(logged, daemon.log())) == 1, "the abandoned transaction is logged once"
+
+
+def test_append_over_quota_is_refused_before_the_literal_is_sent(make_daemon: MakeDaemon) -> None:
+    """An APPEND whose message would not fit gets NO [OVERQUOTA] instead of the "+" that asks for the literal, as
+    a literal over APPENDLIMIT gets NO [TOOBIG]; a LITERAL+ literal (already sent) is read and refused; the
+    session goes on."""
+    daemon = provision(make_daemon(imap=True, settings={"auth": {"plaintext_loopback": True}})).start()
+    cli(daemon, "quota", "set", CAROL, "--disk", "5000")
+    raw = Raw(daemon)
+    raw.login(CAROL)
+    raw.send(b"a APPEND INBOX {6000}\r\n")
+    assert raw.line().startswith(b"a NO [OVERQUOTA]"), "refused before the client sends 6000 octets"
+    raw.send(b"b APPEND INBOX {6000+}\r\n" + b"x" * 6000 + b"\r\n")
+    assert raw.until("b")[-1].startswith(b"b NO [OVERQUOTA]")
+    fits = message("fits")
+    raw.send(b"c APPEND INBOX {%d}\r\n" % len(fits))
+    assert raw.line().startswith(b"+ ")
+    raw.send(fits + b"\r\n")
+    assert raw.until("c")[-1].startswith(b"c OK [APPENDUID ")
+
+    # the message limit too; a mailbox name sent as a literal is not a message
+    cli(daemon, "quota", "set", CAROL, "--disk", "0", "--messages", "2")
+    raw.send(b"d APPEND {5}\r\n")
+    assert raw.line().startswith(b"+ ")
+    raw.send(b"INBOX {%d}\r\n" % len(fits))
+    assert raw.line().startswith(b"+ "), "one message fits: the mailbox name's literal does not count"
+    raw.send(fits + b"\r\n")
+    assert raw.until("d")[-1].startswith(b"d OK [APPENDUID ")
+    raw.send(b"e APPEND INBOX {%d}\r\n" % len(fits))
+    assert raw.line().startswith(b"e NO [OVERQUOTA]")
+    assert raw.command("f", "NOOP")[-1].startswith(b"f OK")
+    raw.close()
+    assert usage(daemon, CAROL)["messages"] == 2

@@ -58,6 +58,7 @@ from relentad.imap.parser import (
     UnsupportedCharset,
     is_done,
     line_tag,
+    message_literal,
     parse_command,
     pending_literal,
 )
@@ -110,6 +111,22 @@ def seqset(text: str) -> SequenceSet:
 )
 def test_pending_literal(line: bytes, spec: LiteralSpec | None) -> None:
     assert pending_literal(line) == spec
+
+
+@pytest.mark.parametrize(
+    ("first", "opening", "expected"),
+    [
+        (b"a1 APPEND INBOX {310}\r\n", True, True),
+        (b"a1 append INBOX (\\Seen) ~{12+}\r\n", True, True),
+        (b"a1 APPEND {5}\r\n", True, False),  # the mailbox name
+        (b"a1 APPEND {5+}\r\n", False, True),  # the message after it
+        (b"a1 APPEND INBOX {3+}\r\n", False, True),  # MULTIAPPEND's next message
+        (b"a1 LOGIN {5}\r\n", True, False),
+        (b"a1 CREATE {5}\r\n", True, False),
+    ],
+)
+def test_message_literal(first: bytes, opening: bool, expected: bool) -> None:
+    assert message_literal(first, opening=opening) is expected
 
 
 @pytest.mark.parametrize(
