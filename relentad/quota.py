@@ -165,6 +165,16 @@ def set_limits(
         conn.execute("UPDATE accounts SET hourly_send = ? WHERE id = ?", (hourly_send, account_id))
 
 
+def rearm_warning(conn: sqlite3.Connection, account_id: int) -> None:
+    """Inside the write transaction that took mail out of the account's mailboxes (EXPUNGE, DELETE, Junk expiry):
+    usage back under 90 % re-arms the warning, so the next crossing warns again even when no delivery saw the
+    account below the line in between (one large message can take it from 80 % to 95 %)."""
+    conn.execute(
+        "UPDATE accounts SET quota_warned = 0 WHERE id = ? AND quota_warned != 0 AND used_bytes < ? * quota_bytes",
+        (account_id, WARN_FRACTION),
+    )
+
+
 def warning_state_stale(conn: sqlite3.Connection, account_id: int) -> bool:
     """A cheap read: :func:`claim_warning` would change something (warn now, or re-arm)."""
     row = conn.execute("SELECT quota_bytes, quota_warned FROM accounts WHERE id = ?", (account_id,)).fetchone()

@@ -1,9 +1,11 @@
 """The "mailbox almost full" warning: delivered once when an account passes 90 % of its disk quota (issue 7).
 
 Invariants: whether a warning is due is decided and recorded in one write transaction
-(:func:`relentad.quota.claim_warning`), so concurrent deliveries warn once; the warning itself is an ordinary
-local delivery through :meth:`Pipeline.deliver` (it is not subject to the quota, it is small), and a failure to
-deliver it is logged, never turned into a failure of the delivery that triggered it.
+(:func:`relentad.quota.claim_warning`), so concurrent deliveries warn once; whatever takes mail out of the
+mailboxes re-arms it in its own transaction once usage is back under 90 % (:func:`relentad.quota.rearm_warning`);
+the warning itself is an ordinary local delivery through :meth:`Pipeline.deliver` (it is not subject to the
+quota, it is small), and a failure to deliver it is logged, never turned into a failure of the delivery that
+triggered it.
 """
 
 from __future__ import annotations

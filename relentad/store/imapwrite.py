@@ -127,6 +127,7 @@ def delete_mailbox(conn: sqlite3.Connection, account_id: int, name: str) -> int:
     _retain(conn, mailbox_id, None)
     conn.execute("DELETE FROM messages WHERE mailbox_id = ?", (mailbox_id,))
     conn.execute("DELETE FROM vanished WHERE mailbox_id = ?", (mailbox_id,))
+    quota.rearm_warning(conn, account_id)
     if children:
         conn.execute("UPDATE mailboxes SET noselect = 1, special_use = NULL WHERE id = ?", (mailbox_id,))
     else:
@@ -341,6 +342,8 @@ def _expunge_uids(conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int]
     modseq = mailboxes.bump_modseq(conn, mailbox_id)
     _retain(conn, mailbox_id, uids)
     _remove(conn, mailbox_id, uids, modseq)
+    owner = conn.execute("SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+    quota.rearm_warning(conn, int(owner[0]))
     return modseq
 
 

@@ -382,3 +382,32 @@ def test_append_over_quota_is_refused_before_the_literal_is_sent(make_daemon: Ma
     assert raw.command("f", "NOOP")[-1].startswith(b"f OK")
     raw.close()
     assert usage(daemon, CAROL)["messages"] == 2
+
+
+def test_warning_rearms_when_mail_is_deleted(make_daemon: MakeDaemon) -> None:
+    """Falling back below 90 % re-arms the warning also when it is EXPUNGE or DELETE that frees the room, so one
+    large message taking the mailbox from below 90 % to above it again warns again."""
+    daemon = provision(make_daemon(imap=True, settings={"auth": {"plaintext_loopback": True}})).start()
+    cli(daemon, "quota", "set", CAROL, "--disk", "20000")
+    big = message("big", ("x" * 98 + "\r\n") * 180)  # ~93 % with its trace fields
+
+    def warnings() -> int:
+        return sum(WARNING in m for m in daemon.messages(CAROL))
+
+    assert send(daemon, CAROL, big)[0] == 250
+    assert warnings() == 1
+    imap = client(daemon, CAROL)
+    imap.select("INBOX")
+    imap.store("1", "+FLAGS", "(\\Deleted)")
+    imap.expunge()
+    assert usage(daemon, CAROL)["percent"] < 10
+    assert send(daemon, CAROL, big)[0] == 250
+    assert warnings() == 2, "below 90 % after EXPUNGE, over it again: warned again"
+
+    imap.create("Old")
+    imap.uid("MOVE", "1:*", "Old")
+    assert imap.delete("Old")[0] == "OK"
+    imap.logout()
+    assert send(daemon, CAROL, big)[0] == 250
+    assert warnings() == 1, "the warnings went with Old; the new crossing warns once"
+    assert usage(daemon, CAROL)["percent"] > 90
