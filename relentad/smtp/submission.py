@@ -13,6 +13,8 @@ Policy for these listeners, as aiosmtpd handler hooks (the protocol engine is :m
   Message-ID, Date, Received, no Bcc) and DKIM-signed when the From domain has a key (:mod:`relentad.queue.dkimkeys`).
 - Local recipients are filed through the pipeline, remote ones queued, a copy goes to the sender's Sent folder
   and the send counters grow — all in ONE transaction, committed before ``250``; then the queue runner is woken.
+- A recipient named twice in one transaction gets ``250`` again but one copy and one count against the send
+  limits (as Postfix's duplicate filter does).
 - Send limits (:mod:`relentad.quota`): a recipient beyond the account's hourly limit gets ``450 4.7.1``, beyond
   its daily limit ``550 5.7.1`` naming the limit; with a limit of N exactly N recipients per period get through,
   also across parallel sessions of one account: an accepted recipient is reserved at RCPT (checked and reserved
@@ -74,6 +76,9 @@ class SubmissionTransaction(Transaction):
     """Inbound's transaction plus the recipients that leave this server."""
 
     remote: list[str] = field(default_factory=list)
+    # (local part, domain) of each accepted recipient: a repeated RCPT is answered 250 and counted and sent once
+    # (the local part's case kept, RFC 5321 §2.4; the domain normalised)
+    recipients: set[tuple[str, str]] = field(default_factory=set)
     account_id: int = 0  # whose send counters the reservation below is held against
     reserved: int = 0  # recipients reserved in SubmissionHandler.reserved, until the commit or the end
     committing: bool = False  # DATA is committing: the reservation is released by DATA, not by a hang-up
@@ -245,13 +250,15 @@ class SubmissionHandler(TransactionLog):
             tx.rejected.append(address)
             return replies.TOO_MANY_RECIPIENTS
         try:
-            addrspec.split(address)
+            local, domain = addrspec.split(address)
         except InvalidInput:
             tx.rejected.append(address)
             return replies.BAD_RECIPIENT
         login = self._login(session)
         if login is None:
             return AUTH_REQUIRED
+        if (local, domain) in tx.recipients:  # named again: one copy, one recipient against the send limits
+            return replies.RECIPIENT_OK
         # From here to the reservation below nothing awaits: parallel sessions cannot both take the last one.
         limit = self._send_limit(login)
         if limit is not None:
@@ -278,6 +285,7 @@ class SubmissionHandler(TransactionLog):
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         tx.accepted.append(address)
+        tx.recipients.add((local, domain))
         return replies.RECIPIENT_OK
 
     def _send_limit(self, login: Login) -> str | None:

@@ -14,12 +14,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 
 from relentad.cli import main
 from tests.e2e.conftest import MakeDaemon, provision
-from tests.support.daemon import PASSWORD, Daemon
+from tests.e2e.test_outbound import FAST_QUEUE, wait_for
+from tests.support.daemon import PASSWORD, Daemon, free_port
 from tests.support.imap import Raw, client, message
+from tests.support.smtp_peer import Sink
 
 CAROL = "carol@example.test"
 WARNING = b"Subject: Your mailbox is almost full"
@@ -157,14 +160,14 @@ def test_send_limits_at_exact_counts_survive_restart(make_daemon: MakeDaemon) ->
     settings = {"auth": {"plaintext_loopback": True}, "submission": {"sent_folder": ""}}
     daemon = provision(make_daemon(submission=True, settings=settings)).start()
     cli(daemon, "quota", "set", "alice@example.test", "--hourly-send", "3", "--daily-send", "5")
-    bob, carol = "bob@example.test", CAROL
+    bob, carol, sales, info = "bob@example.test", CAROL, "sales@example.test", "info@example.test"
 
-    replies = submission_rcpts(daemon, [bob, carol, bob, carol])  # the 4th recipient this hour is one too many
+    replies = submission_rcpts(daemon, [bob, carol, sales, info])  # the 4th recipient this hour is one too many
     assert [code for code, _ in replies] == [250, 250, 250, 450]
     assert replies[3][1].startswith(b"4.7.1") and b"3" in replies[3][1]
 
     cli(daemon, "quota", "set", "alice@example.test", "--hourly-send", "0")
-    replies = submission_rcpts(daemon, [bob, carol, bob])
+    replies = submission_rcpts(daemon, [bob, carol, sales])
     assert [code for code, _ in replies] == [250, 250, 550]
     assert replies[2][1].startswith(b"5.7.1") and b"limit of 5" in replies[2][1]
 
@@ -177,6 +180,28 @@ def test_send_limits_at_exact_counts_survive_restart(make_daemon: MakeDaemon) ->
     assert (code, text[:5]) == (450, b"4.7.1"), "so does the hourly one"
     shown = usage(daemon, "alice@example.test")
     assert shown["sent_this_hour"] == 5 and shown["sent_today"] == 5
+
+
+def test_a_recipient_named_twice_is_sent_and_counted_once(make_daemon: MakeDaemon) -> None:
+    """A repeated RCPT (the domain in another case too) gets 250 but one copy and one count against the send limit,
+    as Postfix's duplicate filter does; the local part's case is the remote's to interpret (RFC 5321 §2.4)."""
+    sink = Sink()
+    relay = Controller(sink, hostname="127.0.0.1", port=free_port())
+    relay.start()
+    try:
+        queue = {**FAST_QUEUE, "smarthost": f"127.0.0.1:{relay.port}", "smarthost_tls": "none"}
+        settings = {"auth": {"plaintext_loopback": True}, "submission": {"sent_folder": ""}, "queue": queue}
+        daemon = provision(make_daemon(submission=True, settings=settings)).start()
+        cli(daemon, "quota", "set", "alice@example.test", "--hourly-send", "3")
+        rcpts = ["pal@remote.test", "pal@remote.test", "pal@REMOTE.test", "Pal@remote.test", "bob@example.test"]
+        replies = submission_rcpts(daemon, [*rcpts, "bob@example.test", "third@remote.test"])
+        assert [code for code, _ in replies] == [250, 250, 250, 250, 250, 250, 450]
+        [(_, relayed, _)] = wait_for("the relay to get it", lambda: sink.accepted)
+        assert relayed == ["pal@remote.test", "Pal@remote.test"]
+        assert len(daemon.messages("bob@example.test")) == 1
+        assert usage(daemon, "alice@example.test")["sent_this_hour"] == 3
+    finally:
+        relay.stop()
 
 
 def test_message_limit_over_smtp_and_imap(make_daemon: MakeDaemon) -> None:
