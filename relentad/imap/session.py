@@ -10,6 +10,9 @@ Implementation notes (invariants):
 - Changes made by others (other sessions, SMTP delivery) reach the client only through :meth:`Session.sync`,
   run before each tagged reply in the selected state: EXISTS for new mail, FETCH FLAGS for flag changes,
   EXPUNGE/VANISHED for removals — the latter never while answering FETCH, STORE or SEARCH (RFC 9051 §7.5.1).
+- A session whose account was terminated since its login ends with BYE at its next command
+  (:meth:`Session.account_ended`): termination happens in another process, and an open session must neither
+  store mail into the account nor read what is left of it.
 - No transaction is ever held across network I/O: reads are short ``store.read`` calls or worker-thread reads
   on their own connection; writes are ``store.write`` jobs, published on the bus after they commit.
 """
@@ -33,7 +36,7 @@ from ..auth.authenticator import Authenticator
 from ..config import Config
 from ..errors import RelentadError
 from ..events import Bus, Event, MailboxChanged
-from ..store import db, imapview, imapwrite
+from ..store import accounts, db, imapview, imapwrite
 from ..store import flags as flagmod
 from ..store.db import Store
 from . import capabilities as caps
@@ -63,6 +66,8 @@ T = TypeVar("T")
 
 PREAUTH_LITERAL = 16_384
 """Largest literal accepted before login (nobody needs to send a message then)."""
+ACCOUNT_CHECK_INTERVAL = 1.0
+"""Seconds between two checks that a session's account is still active (a terminated one's sessions end)."""
 
 
 class State(enum.Enum):
@@ -163,6 +168,7 @@ class Session:
         self.peer = conn.peer_ip()
         self.tokens = 2.0 * self.config.imap.commands_per_second
         self.tokens_at = time.monotonic()
+        self.account_checked = 0.0  # monotonic time the account was last seen active (:meth:`account_ended`)
 
     # -- properties -------------------------------------------------------------------------------------
 
@@ -263,6 +269,7 @@ class Session:
         self.account_id = account_id
         self.email = email
         self.state = State.AUTHENTICATED
+        self.account_checked = time.monotonic()
         self.events = self.services.bus.subscribe(account_id)
         log.info("imap login %s from %s", email, self.peer)
 
@@ -458,6 +465,18 @@ class Session:
             self.close()
             await self.conn.close()
 
+    def account_ended(self) -> bool:
+        """The logged-in account was terminated (``relentad user terminate``, another process) since the login: its
+        sessions end at their next command, so none reads or writes it any more. Checked at most once per
+        :data:`ACCOUNT_CHECK_INTERVAL`, so a run of commands costs no extra query each."""
+        if self.state is State.NOT_AUTHENTICATED:
+            return False
+        now = time.monotonic()
+        if now - self.account_checked < ACCOUNT_CHECK_INTERVAL:
+            return False
+        self.account_checked = now
+        return not self.read(lambda conn: accounts.is_active(conn, self.account_id))
+
     async def pace(self) -> None:
         """Token bucket for ``imap.commands_per_second`` (bursts of twice the rate): a client sending faster waits."""
         rate = self.config.imap.commands_per_second
@@ -534,6 +553,10 @@ class Session:
             return
         except ParseError as exc:
             self.reply(exc.tag, "BAD", exc.text)
+            return
+        if self.account_ended():
+            self.untagged_status("BYE", "the account was terminated")
+            self.close()
             return
         handler = self.handlers.get(command.name)
         if handler is None or command.name not in STATE_COMMANDS[self.state]:

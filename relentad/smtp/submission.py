@@ -6,7 +6,8 @@ Policy for these listeners, as aiosmtpd handler hooks (the protocol engine is :m
   rather than aiosmtpd's ``authenticator`` callback because that callback is synchronous and a password check
   (argon2, :class:`relentad.auth.authenticator.Authenticator`) must not block the loop. Wrong credentials get
   ``535 5.7.8``, a throttled client ``454 4.7.0``; every attempt lands in the login history.
-- No transaction before AUTH: MAIL gets ``530 5.7.0`` (RCPT and DATA then get aiosmtpd's ``503``).
+- No transaction before AUTH: MAIL gets ``530 5.7.0`` (RCPT and DATA then get aiosmtpd's ``503``); nor once the
+  account was terminated after this session logged in (the session is logged out; logging in again fails).
 - MAIL FROM, and the message's From and Sender, must be addresses the account owns (:mod:`relentad.senders`),
   else ``553 5.7.1``; MAIL FROM may also be the null sender ``<>`` (read receipts, RFC 8098 §2.1: the queue never
   bounces them), the From check still applies; the message is fixed up by :mod:`relentad.stamping` (Sender,
@@ -227,6 +228,10 @@ class SubmissionHandler(TransactionLog):
         self.connection_lost(session, envelope)
         login = self._login(session)
         if login is None:
+            return AUTH_REQUIRED
+        if not self.store.read(lambda conn: accounts.is_active(conn, login.account_id)):
+            # terminated since this session logged in: it sends nothing more (logging in again fails)
+            session.authenticated, session.auth_data = False, None
             return AUTH_REQUIRED
         if address != NULL_SENDER:  # the null sender: MDNs are sent with it (RFC 8098 §2.1); From is still checked
             try:

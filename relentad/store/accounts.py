@@ -182,6 +182,12 @@ def active_account(conn: sqlite3.Connection, email: str) -> Account:
     return refuse_terminated(get_account(conn, email))
 
 
+def is_active(conn: sqlite3.Connection, account_id: int) -> bool:
+    """The account still exists and is not terminated: a session opened before ``user terminate`` may go on."""
+    row = conn.execute("SELECT 1 FROM accounts WHERE id = ? AND state = 'active'", (account_id,)).fetchone()
+    return row is not None
+
+
 def account_by_id(conn: sqlite3.Connection, account_id: int) -> Account:
     row = conn.execute(_ACCOUNT_SELECT + " WHERE a.id = ?", (account_id,)).fetchone()
     if row is None:

@@ -164,3 +164,30 @@ def test_activity_keeps_a_deleted_mailboxs_mail_with_its_account(relentad: Daemo
     [month] = json.loads(cli(relentad, "activity", ALICE, "--json"))["months"]
     assert month["received"] == 3
     assert json.loads(cli(relentad, "activity", BOB, "--json"))["months"] == []
+
+
+def test_sessions_open_at_termination_end(relentad: Daemon) -> None:
+    """Termination happens in the CLI's process; a submission session logged in before it sends nothing more, and
+    an IMAP session ends with BYE at its next command (the account is checked at most once a second)."""
+    assert send(relentad, BOB, message("before"))[0] == 250
+    imap = client(relentad, BOB)
+    imap.select("INBOX")
+    smtp = smtplib.SMTP(relentad.host, relentad.submission_port, timeout=10)
+    smtp.login(BOB, PASSWORD)
+    cli(relentad, "user", "terminate", BOB, "--yes")
+
+    code, text = smtp.mail(BOB)
+    assert (code, text[:5]) == (530, b"5.7.0"), "no more mail from a terminated account"
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        smtp.login(BOB, PASSWORD)
+    smtp.close()
+
+    time.sleep(1.1)  # past the session's account check interval
+    with pytest.raises(imaplib.IMAP4.abort, match="terminated"):
+        imap.append("INBOX", None, None, message("after"))
+    rows = relentad.query(
+        """SELECT m.id FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id JOIN accounts a ON a.id = b.account_id
+           WHERE a.email = ?""",
+        BOB,
+    )
+    assert rows == [] and relentad.messages(ALICE) == []
