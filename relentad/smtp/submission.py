@@ -24,7 +24,9 @@ Policy for these listeners, as aiosmtpd handler hooks (the protocol engine is :m
 - Local recipients are quota-checked as on the MX: an account at its disk quota or message limit gets
   ``452 4.2.2`` at RCPT; a copy the message would take over the quota is skipped inside the commit and the sender
   gets an RFC 3464 bounce (``552 5.2.2``) in its INBOX — or, when every recipient is such a local account,
-  ``552 5.2.2`` at DATA and nothing is stored. The sender's own Sent copy is never refused.
+  ``552 5.2.2`` at DATA and nothing is stored. The sender's own Sent copy is never refused. An account the
+  message takes past 90 % of its disk quota (a recipient, or the sender by its Sent copy) is warned once
+  (quotawarn.py), as on the MX.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from typing import Any
 
 from aiosmtpd.smtp import AuthResult, Envelope
 
-from .. import addrspec, quota, senders, stamping, trace
+from .. import addrspec, quota, quotawarn, senders, stamping, trace
 from ..auth.authenticator import Authenticator, Login, LoginFailed
 from ..errors import InvalidInput, SMTPReply
 from ..message import ParsedMessage
@@ -422,9 +424,11 @@ class SubmissionHandler(TransactionLog):
                 check_quota=True,
                 refuse_when_full=not remote,
             )
-            await self.pipeline.deliver(delivery)
+            stored = await self.pipeline.deliver(delivery)
             if delivery.over_quota:
                 await self._bounce_over_quota(tx, login, signed, delivery.over_quota, now)
+            # local recipients, and the sender by its Sent copy, get the 90 % warning as the MX's recipients do
+            await quotawarn.warn_if_due(self.pipeline, self.store, sorted({s.account_id for s in stored}))
             parsed: ParsedMessage | None = delivery.parsed
         else:
             await self.store.write(also)

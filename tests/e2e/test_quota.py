@@ -436,3 +436,19 @@ def test_warning_rearms_when_mail_is_deleted(make_daemon: MakeDaemon) -> None:
     assert send(daemon, CAROL, big)[0] == 250
     assert warnings() == 1, "the warnings went with Old; the new crossing warns once"
     assert usage(daemon, CAROL)["percent"] > 90
+
+
+def test_submitted_mail_warns_at_90_percent(make_daemon: MakeDaemon) -> None:
+    """Mail submitted to a local account, and the sender's own Sent copy, deliver the 90 % warning like the MX."""
+    settings = {"auth": {"plaintext_loopback": True}, "submission": {"sent_folder": "Sent"}}
+    daemon = provision(make_daemon(submission=True, settings=settings)).start()
+    for account in ("alice@example.test", "bob@example.test"):
+        cli(daemon, "quota", "set", account, "--disk", "20000")
+    body = ("x" * 98 + "\r\n") * 180  # ~93 % of 20000 with its header
+    with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=10) as smtp:
+        smtp.login("alice@example.test", PASSWORD)
+        raw = f"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: big\r\n\r\n{body}".encode()
+        smtp.sendmail("alice@example.test", ["bob@example.test"], raw)
+    assert [WARNING in m for m in daemon.messages("bob@example.test")] == [False, True]
+    assert [WARNING in m for m in daemon.messages("alice@example.test")] == [True], "by its Sent copy"
+    assert usage(daemon, "alice@example.test")["percent"] > 90
