@@ -209,6 +209,8 @@ class MessageRow:
     data: bytes | None
     saved: float | None = None
     """When the message was saved into the mailbox (RFC 8514 SAVEDATE); None when unknown (CRM views)."""
+    zone: int = 0
+    """The internal date's time zone, minutes east of UTC (APPEND's date-time)."""
 
 
 def message_rows(
@@ -222,7 +224,7 @@ def message_rows(
     for chunk in chunks(wanted):
         rows = conn.execute(
             f"""SELECT m.uid, m.modseq, m.flags, m.keywords, m.internaldate, m.size, m.blob_id, m.prefix,
-                       {structure_column}, {data_column}, m.saved
+                       {structure_column}, {data_column}, m.saved, m.zone
                 FROM messages m {join}
                 WHERE m.mailbox_id = ? AND m.uid IN ({placeholders(len(chunk))}) ORDER BY m.uid""",
             (mailbox_id, *chunk),
@@ -240,6 +242,7 @@ def message_rows(
                 r[8],
                 None if r[9] is None else bytes(r[9]),
                 r[10],
+                r[11],
             )
             for r in rows
         )

@@ -42,7 +42,8 @@ def test_export_import_round_trip_is_byte_identical(make_daemon: MakeDaemon, tmp
     assert send(daemon, ALICE, message("tricky", "From the start\r\n>From quoted\r\n\r\nFrom again\r\n"))[0] == 250
     imap = client(daemon, ALICE)
     imap.create("Projects/2026")
-    imap.append("Projects/2026", "(\\Flagged $Work)", None, b"Subject: no final newline\r\n\r\nbody")
+    body = b"Subject: no final newline\r\n\r\nbody"
+    imap.append("Projects/2026", "(\\Flagged $Work)", '"14-Nov-2023 17:13:20 -0500"', body)
     imap.append("Drafts", "(\\Draft)", None, message("draft", "\n\nbare LF lines\n"))
     imap.select("INBOX")
     imap.store("1", "+FLAGS", "(\\Seen \\Answered)")
@@ -61,6 +62,8 @@ def test_export_import_round_trip_is_byte_identical(make_daemon: MakeDaemon, tmp
     after = all_messages(daemon, CAROL)
     for folder, copies in before.items():
         assert after[folder] == copies, folder
+    dated = "SELECT m.internaldate, m.zone FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id WHERE x.name = ?"
+    assert [(r["internaldate"], r["zone"]) for r in daemon.query(dated, "Projects/2026")] == [(1_700_000_000, -300)] * 2
     # filed in Carol's CRM: Friend wrote the two received messages; the draft is not filed
     friend = contact(daemon, CAROL, "friend@elsewhere.test")
     assert (friend["count_in"], friend["count_out"], friend["confirmed"]) == (2, 0, False)
