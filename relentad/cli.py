@@ -738,8 +738,10 @@ def export_command(state: State, email: str, path: str) -> None:
         contacts_written = transfer.export_contacts(conn, account.id, target)
         transfer.export_activity(conn, account.id, target)
     extra = ", contacts.vcf" if contacts_written else ""
+    kept = " (terminated: the mail it held then, kept until the purge)" if account.state == "terminated" else ""
     click.echo(
-        f"exported {count} message(s) of {account.email} to {target} (mail/*.mbox, flags.json{extra}, activity.csv)"
+        f"exported {count} message(s) of {account.email}{kept} to {target} "
+        f"(mail/*.mbox, flags.json{extra}, activity.csv)"
     )
 
 

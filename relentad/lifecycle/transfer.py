@@ -114,19 +114,27 @@ def _folder_of(file_name: str) -> str:
 
 
 def export_mail(conn: sqlite3.Connection, account_id: int, target: Path) -> int:
-    """Write every mailbox as mboxrd under ``target/mail`` plus ``target/flags.json``; returns messages written."""
+    """Write every mailbox as mboxrd under ``target/mail`` plus ``target/flags.json``; returns messages written.
+
+    A terminated account's mail is what its mailboxes held when it was terminated, waiting in the retention area
+    for the purge (what the user had expunged before stays out, as it was deleted)."""
     folder_dir = target / "mail"
     folder_dir.mkdir(parents=True, exist_ok=True)
     flag_map: dict[str, list[list[str]]] = {}
     written = 0
+    terminated = conn.execute(
+        "SELECT coalesce(terminated, 0) FROM accounts WHERE id = ? AND state = 'terminated'", (account_id,)
+    ).fetchone()
+    source, since = ("messages m", ()) if terminated is None else ("expunged m", (terminated[0],))
     boxes = conn.execute(
         "SELECT id, name FROM mailboxes WHERE account_id = ? AND noselect = 0 ORDER BY name", (account_id,)
     ).fetchall()
     for box_id, name in boxes:
         rows = conn.execute(
-            """SELECT m.prefix, b.data, m.internaldate, m.zone, m.flags, m.keywords FROM messages m
-               JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? ORDER BY m.uid""",
-            (box_id,),
+            f"""SELECT m.prefix, b.data, m.internaldate, m.zone, m.flags, m.keywords FROM {source}
+                JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? {"AND m.expunged >= ?" if since else ""}
+                ORDER BY m.uid""",
+            (box_id, *since),
         )
         entries = []
         with (folder_dir / _file_name(str(name))).open("wb") as out:
