@@ -121,7 +121,34 @@ def read_password(from_stdin: bool) -> tuple[str, bool]:
     return line, False
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineUsage(click.Group):
+    """The top command group: a usage error (an unknown command or option, a missing argument, a value out of
+    range) is one line, ``Error: ...`` with exit code 2, like every other error of the CLI, instead of click's
+    usage line and help hint before it. Everything below runs inside this group's parsing and invoke."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        with _one_line_usage():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _one_line_usage():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _one_line_usage() -> Iterator[None]:
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:  # a group named without a command: its help is the answer
+        raise
+    except click.UsageError as exc:
+        exc.ctx = None  # without a context, click shows only ``Error: <message>``
+        raise
+
+
+@click.group(cls=OneLineUsage, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_file",
