@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from relentad import quota
-from relentad.lifecycle import activity, retention, transfer
+from relentad import quota, quotawarn
+from relentad.lifecycle import activity, announce, retention, transfer
 from relentad.queue import queue
 from relentad.store import db, imapwrite, messages
 from relentad.store.mailboxes import find
@@ -291,3 +291,13 @@ def test_import_files_in_the_crm_only_when_it_is_on(conn: sqlite3.Connection) ->
         assert transfer.import_batch(conn, 1, [_item("INBOX", 2), _item("Sent", 3, "old@oldmail.example")]) == 2
         rows = conn.execute("SELECT direction, time FROM crm_messages ORDER BY id").fetchall()
     assert [tuple(r) for r in rows] == [("in", 2.0), ("out", 3.0)]
+
+
+def test_announcements_and_quota_warnings_are_dated_rfc_5322_utc() -> None:
+    """Their Date is written like every other Date relentad writes (trace.date, ``+0000``); it used to be ``GMT``,
+    the obsolete zone name (RFC 5322 §4.3)."""
+    announced = announce.build(sender="postmaster@example.test", subject="s", body="b", hostname="mx", now=1.7e9)
+    usage = quota.Usage(1, 95, 1, 100, 0, 0, 0, 0)
+    warned = quotawarn.warning_message(sender="s@mx", recipient="u@mx", usage=usage, hostname="mx", now=1.7e9)
+    for raw in (announced, warned):
+        assert b"\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n" in raw
