@@ -34,12 +34,14 @@ class MailboxInfo:
     uidvalidity: int
     uidnext: int
     highestmodseq: int
-    subscribed: bool
     noselect: bool
     first_recent_uid: int = 1
+    subscribed: bool = False
+    """Read only for LIST (:func:`all_mailboxes`); the lookups of one mailbox (SELECT, APPEND, COPY…) leave it
+    False rather than query the subscriptions each time."""
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> MailboxInfo:
+    def from_row(cls, row: sqlite3.Row, subscribed: bool = False) -> MailboxInfo:
         return cls(
             id=row["id"],
             name=row["name"],
@@ -47,15 +49,13 @@ class MailboxInfo:
             uidvalidity=row["uidvalidity"],
             uidnext=row["uidnext"],
             highestmodseq=row["highestmodseq"],
-            subscribed=bool(row["subscribed"]),
             noselect=bool(row["noselect"]),
             first_recent_uid=row["first_recent_uid"],
+            subscribed=subscribed,
         )
 
 
-_MAILBOX_COLUMNS = """id, name, special_use, uidvalidity, uidnext, highestmodseq, noselect, first_recent_uid,
-    EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id AND s.name = mailboxes.name)
-    AS subscribed"""
+_MAILBOX_COLUMNS = "id, name, special_use, uidvalidity, uidnext, highestmodseq, noselect, first_recent_uid"
 
 
 def subscriptions(conn: sqlite3.Connection, account_id: int) -> set[str]:
@@ -85,8 +85,14 @@ def mailbox_by_id(conn: sqlite3.Connection, mailbox_id: int) -> MailboxInfo | No
 
 
 def all_mailboxes(conn: sqlite3.Connection, account_id: int) -> list[MailboxInfo]:
-    rows = conn.execute(f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ? ORDER BY name", (account_id,))
-    return [MailboxInfo.from_row(row) for row in rows]
+    """Every mailbox of the account with whether it is subscribed: what LIST shows."""
+    rows = conn.execute(
+        f"""SELECT {_MAILBOX_COLUMNS}, EXISTS (SELECT 1 FROM subscriptions s
+                WHERE s.account_id = mailboxes.account_id AND s.name = mailboxes.name) AS subscribed
+            FROM mailboxes WHERE account_id = ? ORDER BY name""",
+        (account_id,),
+    )
+    return [MailboxInfo.from_row(row, bool(row["subscribed"])) for row in rows]
 
 
 def uids(conn: sqlite3.Connection, mailbox_id: int) -> list[int]:
