@@ -176,7 +176,7 @@ def export_contacts(conn: sqlite3.Connection, account_id: int, target: Path) -> 
 
 
 _ZONE = re.compile(r"^([+-]\d{4}|[A-Z]{3,4})$")  # "+0000" or "UTC" where some writers put one (Google Takeout)
-_NUMERIC_ZONE = re.compile(r"^([+-])(\d\d)([0-5]\d)$")
+_NUMERIC_ZONE = re.compile(r"^([+-])([01]\d|2[0-3])([0-5]\d)$")  # a real offset: under 24 hours
 
 
 def _from_date(line: bytes) -> tuple[float, int] | None:

@@ -66,6 +66,8 @@ def test_an_internal_date_keeps_its_zone_through_an_mbox_round_trip(zone: int) -
     }
     assert entry.startswith(b"From MAILER-DAEMON " + expected[zone])
     assert [(date, found) for _, date, found in transfer.read_mbox(entry)] == [(1_700_000_000, zone)]
+    odd = b"From x@y.test Mon Jan  1 00:00:00 2024 +9959\nA: b\n\n"  # no such offset: UTC, as without one
+    assert [(date, found) for _, date, found in transfer.read_mbox(odd)] == [(1704067200.0, 0)]
 
 
 def test_mbox_from_lines_in_bodies_stay_in_their_message(tmp_path: Path) -> None:
