@@ -26,7 +26,7 @@ CHUNK = 500
 """Largest `IN (...)` list per query (SQLite allows 32766 parameters; smaller keeps plans cheap)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MailboxInfo:
     id: int
     name: str
