@@ -16,6 +16,8 @@ import unicodedata
 from .errors import InvalidInput
 
 _DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_ASCII_LABEL = re.compile(r"^[^.\s]+$")
+_LDH = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 _LOCAL_ATOM = re.compile(r"^[A-Za-z0-9!#$&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]+$")
 # RFC 5321 §4.1.2 Quoted-string: qtextSMTP (and UTF-8, RFC 6531) or quoted-pairSMTP ("\\" and a printable)
 _QUOTED_LOCAL = re.compile(r'^"((?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])+)"$')
@@ -24,18 +26,51 @@ SUBADDRESS_SEPARATOR = "+"
 
 
 def normalize_domain(domain: str) -> str:
-    """``domain`` in lower case as an A-label; InvalidInput when it is not a host name."""
+    """``domain`` in lower case as A-labels (:func:`a_label`); InvalidInput when it is not a host name."""
     text = domain.strip().lower()
     if not text or text.endswith(".") or ".." in text:
         raise InvalidInput(f"not a domain name: {domain!r}")
-    try:
-        ascii_name = text if text.isascii() else text.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise InvalidInput(f"not a domain name: {domain!r}") from None
-    labels = ascii_name.split(".")
-    if len(ascii_name) > 253 or not all(_DOMAIN_LABEL.match(label) for label in labels):
+    ascii_name = a_label(text)
+    if ascii_name is None or len(ascii_name) > 253 or not all(map(_DOMAIN_LABEL.match, ascii_name.split("."))):
         raise InvalidInput(f"not a domain name: {domain!r}")
     return ascii_name
+
+
+def a_label(domain: str) -> str | None:
+    """``domain`` with its non-ASCII labels as A-labels, by UTS #46 non-transitional processing (IDNA 2008, what
+    browsers and current MTAs do), or None when a label has none. The one rule for every domain relentad reads:
+    administration, envelopes (SPF, RFC 7208 §4.3), From (DMARC), links (DNSBL).
+
+    A label is mapped to lower case and its compatibility forms (NFKC: fullwidth ``Ｂ`` is ``b``), but ``ß`` and
+    ``ς`` stay what they are: ``faß`` is ``xn--fa-hia``, never IDNA 2003's ``fass``, another domain. Only ``.``
+    separates labels (``。`` and other dots IDNA 2003 splits at are no dots in an SMTP domain); an absolute name
+    keeps its final dot; ASCII labels are left as they are."""
+    labels = domain.split(".")
+    trailing = "." if len(labels) > 1 and not labels[-1] else ""
+    converted: list[str] = []
+    for label in labels[:-1] if trailing else labels:
+        ace = label if label.isascii() else _a_label(label)
+        if ace is None or not 0 < len(ace) <= 63:
+            return None
+        converted.append(ace)
+    return ".".join(converted) + trailing
+
+
+_IDNA_CATEGORIES = frozenset({"Ll", "Lo", "Lm", "Mn", "Mc", "Nd"})
+"""What a mapped non-ASCII label may hold beside ASCII letters, digits and hyphens (IDNA 2008 PVALID, roughly:
+letters, combining marks, digits; no symbols, punctuation, spaces or format characters)."""
+
+
+def _a_label(label: str) -> str | None:
+    folded = "".join(ch.lower() for ch in unicodedata.normalize("NFKC", label))  # no final-sigma rule: Σ is σ
+    mapped = unicodedata.normalize("NFKC", folded)
+    if mapped.isascii():  # fullwidth ASCII and the like: the ASCII label it stands for
+        return mapped if mapped and _ASCII_LABEL.match(mapped) else None
+    if not all(ch in _LDH or unicodedata.category(ch) in _IDNA_CATEGORIES for ch in mapped):
+        return None
+    if mapped[2:4] == "--" or mapped[0] == "-" or mapped[-1] == "-" or unicodedata.category(mapped[0])[0] == "M":
+        return None  # RFC 5891 §4.2.3.1, §4.2.3.2
+    return "xn--" + mapped.encode("punycode").decode("ascii")
 
 
 def split(address: str) -> tuple[str, str]:

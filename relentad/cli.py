@@ -121,7 +121,34 @@ def read_password(from_stdin: bool) -> tuple[str, bool]:
     return line, False
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineUsage(click.Group):
+    """The top command group: a usage error (an unknown command or option, a missing argument, a value out of
+    range) is one line, ``Error: ...`` with exit code 2, like every other error of the CLI, instead of click's
+    usage line and help hint before it. Everything below runs inside this group's parsing and invoke."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        with _one_line_usage():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _one_line_usage():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _one_line_usage() -> Iterator[None]:
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:  # a group named without a command: its help is the answer
+        raise
+    except click.UsageError as exc:
+        exc.ctx = None  # without a context, click shows only ``Error: <message>``
+        raise
+
+
+@click.group(cls=OneLineUsage, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_file",
@@ -738,8 +765,10 @@ def export_command(state: State, email: str, path: str) -> None:
         contacts_written = transfer.export_contacts(conn, account.id, target)
         transfer.export_activity(conn, account.id, target)
     extra = ", contacts.vcf" if contacts_written else ""
+    kept = " (terminated: the mail it held then, kept until the purge)" if account.state == "terminated" else ""
     click.echo(
-        f"exported {count} message(s) of {account.email} to {target} (mail/*.mbox, flags.json{extra}, activity.csv)"
+        f"exported {count} message(s) of {account.email}{kept} to {target} "
+        f"(mail/*.mbox, flags.json{extra}, activity.csv)"
     )
 
 

@@ -1,14 +1,14 @@
 """DNS blocklists (RFC 5782): is the MX client's IP address listed, or a domain the message links to?
 
-IP zones are asked once per SMTP connection (at its first accepted recipient), domain zones once per message
-about the registrable domains of its links (at most :data:`MAX_LINK_DOMAINS`); every question of one check is
-asked at once. Invariants:
+IP zones are asked once per SMTP connection (at its first accepted recipient; STARTTLS keeps the answer), domain
+zones once per message about the registrable domains of its links (at most :data:`MAX_LINK_DOMAINS`); every
+question of one check is asked at once. Invariants:
 - Only an A answer inside 127.0.0.0/8 is a listing, and never 127.0.0.1 or one inside 127.255.255.0/24: those
   are how lists say they refuse the query (Spamhaus answers 127.255.255.x to public resolvers and over its free
   quota, URIBL 127.0.0.1). Taking them for listings would block every sender.
-- A zone that lists its never-listed test point (RFC 5782 §5: 127.0.0.1 for IP lists, the name INVALID for
-  domain lists) is broken or answering everything: its answers are ignored (logged as an error) and it is tried
-  again after :data:`ZONE_RECHECK` seconds.
+- A zone that lists its never-listed test point (RFC 5782 §5: 127.0.0.1, or ::FFFF:7F00:1 when asked about an
+  IPv6 address, for IP lists; the name INVALID for domain lists) is broken or answering everything: its answers
+  are ignored (logged as an error) and it is tried again after :data:`ZONE_RECHECK` seconds.
 - A DNS failure means "not listed" (fail open, logged): a blocklist outage never stops mail.
 """
 
@@ -37,8 +37,10 @@ REASON_LENGTH = 200  # the TXT record is quoted in an SMTP reply and a header: p
 _LISTED = ipaddress.ip_network("127.0.0.0/8")
 _REFUSED = ipaddress.ip_network("127.255.255.0/24")
 _REFUSED_URIBL = ipaddress.ip_address("127.0.0.1")
-# RFC 5782 §5 test points: (always listed, never listed) for IP-based and for domain-based lists
+# RFC 5782 §5 test points: (always listed, never listed) for IP-based lists (IPv4, IPv6: asked as nibbles, not
+# as the IPv4 address they map) and for domain-based lists
 _IP_TEST_POINTS = ("127.0.0.2", "127.0.0.1")
+_IPV6_TEST_POINTS = ("::ffff:7f00:2", "::ffff:7f00:1")
 _DOMAIN_TEST_POINTS = ("test", "invalid")
 
 
@@ -68,12 +70,22 @@ class Listing:
 
 def query_name(ip: str, zone: str) -> str | None:
     """The name to ask ``zone`` about ``ip`` (RFC 5782 §2.1 / §2.4): reversed octets or nibbles; None for a bad IP."""
+    address = _client_address(ip)
+    return None if address is None else _reversed_name(address, zone)
+
+
+def _client_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address lists are asked about: an IPv4-mapped IPv6 address is the IPv4 client it stands for."""
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+        return address.ipv4_mapped
+    return address
+
+
+def _reversed_name(address: ipaddress.IPv4Address | ipaddress.IPv6Address, zone: str) -> str:
     if isinstance(address, ipaddress.IPv4Address):
         labels = reversed(str(address).split("."))
     else:
@@ -123,7 +135,9 @@ class Blocklists:
 
     async def check(self, ip: str) -> Listing | None:
         """The first IP zone (in configured order) listing ``ip``, or None."""
-        questions = [(ip, zone, query_name(ip, zone), _IP_TEST_POINTS[1]) for zone in self.zones]
+        ipv6 = isinstance(_client_address(ip), ipaddress.IPv6Address)
+        never_listed = (_IPV6_TEST_POINTS if ipv6 else _IP_TEST_POINTS)[1]  # an IPv6 list may hold no IPv4 points
+        questions = [(ip, zone, query_name(ip, zone), never_listed) for zone in self.zones]
         return await self._first(questions)
 
     async def check_domains(self, domains: list[str]) -> Listing | None:
@@ -172,19 +186,36 @@ def _names(zones: list[str]) -> list[str]:
 
 
 def _test_name(point: str, zone: str) -> str:
-    return query_name(point, zone) or f"{point}.{zone.strip('.')}"
+    """The name of a test point in ``zone``: reversed octets, nibbles (``::ffff:7f00:1`` too), or the domain."""
+    try:
+        return _reversed_name(ipaddress.ip_address(point), zone)
+    except ValueError:
+        return f"{point}.{zone.strip('.')}"
 
 
 async def health(resolver: dns.asyncresolver.Resolver, zone: str, *, domains: bool = False) -> tuple[str, str] | None:
     """What is wrong with ``zone``, judged by RFC 5782 §5's test points, as (``"fail"`` or ``"warn"``, why); None
-    when it answers as a blocklist should: 127.0.0.2 listed and 127.0.0.1 not for an IP list, TEST listed and
-    INVALID not for a domain list.
+    when it answers as a blocklist should: 127.0.0.2 listed and 127.0.0.1 not for an IP list (or, for an IPv6
+    list, ::FFFF:7F00:2 and ::FFFF:7F00:1), TEST listed and INVALID not for a domain list.
 
     For ``relentad doctor``: the usual trouble is a list refusing the daemon's resolver (Spamhaus answers
     127.255.255.x to public resolvers), which makes the list silently useless. A list that does not list its
     test point only warns: not every list follows §5 for it (Spamhaus DBL's own test name is dbltest.com).
     """
-    listed, unlisted = _DOMAIN_TEST_POINTS if domains else _IP_TEST_POINTS
+    if domains:
+        return await _judge(resolver, zone, *_DOMAIN_TEST_POINTS)
+    verdict = await _judge(resolver, zone, *_IP_TEST_POINTS)
+    if verdict != _unlisted_test_point(_IP_TEST_POINTS[0]):
+        return verdict
+    ipv6 = await _judge(resolver, zone, *_IPV6_TEST_POINTS)  # an IPv6-only list has no IPv4 test point
+    return verdict if ipv6 == _unlisted_test_point(_IPV6_TEST_POINTS[0]) else ipv6
+
+
+def _unlisted_test_point(point: str) -> tuple[str, str]:
+    return "warn", f"does not list the test point {point}: not a blocklist zone of this kind, or a mistyped name"
+
+
+async def _judge(resolver: dns.asyncresolver.Resolver, zone: str, listed: str, unlisted: str) -> tuple[str, str] | None:
     answers: dict[str, list[str]] = {}
     for point in (listed, unlisted):
         try:
@@ -197,5 +228,5 @@ async def health(resolver: dns.asyncresolver.Resolver, zone: str, *, domains: bo
     if any(is_listing(code) for code in answers[unlisted]):
         return "fail", f"lists {unlisted}, which no blocklist may: broken, so relentad ignores its answers"
     if not any(is_listing(code) for code in answers[listed]):
-        return "warn", f"does not list the test point {listed}: not a blocklist zone of this kind, or a mistyped name"
+        return _unlisted_test_point(listed)
     return None

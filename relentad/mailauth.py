@@ -41,7 +41,7 @@ import dns.resolver
 import publicsuffix2
 from dns.rdtypes.ANY.TXT import TXT
 
-from relentad import headers, spf
+from relentad import addrspec, headers, spf
 from relentad.dns import DnsTemporaryError, Resolvers, lookup, make_resolver, make_sync_resolver
 
 DkimResult = Literal["pass", "fail", "neutral", "policy", "temperror", "permerror"]
@@ -462,7 +462,7 @@ def _authors(fields: list[bytes]) -> Authors:
 
 
 def _author_domain(address: str) -> str | None:
-    domain = spf.a_label(address.rpartition("@")[2].strip().lower().rstrip("."))
+    domain = addrspec.a_label(address.rpartition("@")[2].strip().lower().rstrip("."))
     return domain if domain is not None and "." in domain else None
 
 

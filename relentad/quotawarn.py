@@ -10,7 +10,6 @@ triggered it.
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import logging
 import secrets
@@ -32,7 +31,7 @@ def warning_message(*, sender: str, recipient: str, usage: quota.Usage, hostname
         f"From: Mail system <{sender}>",
         f"To: <{recipient}>",
         "Subject: Your mailbox is almost full",
-        f"Date: {email.utils.formatdate(now, usegmt=True)}",
+        f"Date: {trace.date(now)}",
         f"Message-ID: <quota-{secrets.token_hex(12)}@{hostname}>",
         "Auto-Submitted: auto-generated",
         "MIME-Version: 1.0",

@@ -17,7 +17,6 @@ Invariants:
 
 from __future__ import annotations
 
-import encodings.idna
 import functools
 import ipaddress
 import re
@@ -31,6 +30,7 @@ from dns.rdtypes.ANY.MX import MX
 from dns.rdtypes.ANY.PTR import PTR
 from dns.rdtypes.ANY.TXT import TXT
 
+from relentad.addrspec import a_label
 from relentad.dns import DnsTemporaryError, lookup, reverse_name
 
 SpfResult = Literal["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"]
@@ -107,39 +107,6 @@ def _valid_domain(domain: str) -> bool:
     if "/" in domain or any(ch.isspace() for ch in domain):
         return False
     return len(labels) > 1 and all(0 < len(label) <= 63 for label in labels) and len(domain) <= 253
-
-
-_IDNA_DOTS = "\u3002\uff0e\uff61"
-"""Characters IDNA 2003 reads as dots: in an SMTP domain they are not, and a label holding one has no A-label."""
-
-
-def a_label(domain: str) -> str | None:
-    """`domain` with its U-labels as A-labels (RFC 7208 §4.3, RFC 5890 §2.3); None when that is impossible.
-
-    Python's codec is IDNA 2003, whose nameprep maps some characters to others (ß to ss, fullwidth to ASCII):
-    a label is taken only when its A-label decodes back to the same label, so no name is checked as another.
-    """
-    labels = domain.split(".")
-    trailing = "." if len(labels) > 1 and not labels[-1] else ""  # an absolute name keeps its final dot
-    converted: list[str] = []
-    for label in labels[:-1] if trailing else labels:
-        ace = _label_a_label(label)
-        if ace is None or not 0 < len(ace) <= 63:
-            return None
-        converted.append(ace)
-    return ".".join(converted) + trailing
-
-
-def _label_a_label(label: str) -> str | None:
-    if label.isascii():
-        return label
-    if any(ch in _IDNA_DOTS for ch in label):
-        return None
-    try:
-        ace = encodings.idna.ToASCII(label).decode("ascii")
-        return ace if ace.startswith("xn--") and encodings.idna.ToUnicode(ace) == label.lower() else None
-    except UnicodeError:
-        return None
 
 
 def identity(mail_from: str, helo: str) -> tuple[Literal["mailfrom", "helo"], str, str]:

@@ -137,10 +137,3 @@ def sender(parsed: ParsedMessage) -> str:
         if address:
             return address
     return ""
-
-
-def is_outgoing(parsed: ParsedMessage, own: frozenset[str]) -> bool:
-    """Whether the From is one of the account's own addresses (the sorter counts such mail as sent only when the
-    account itself submitted or imported it: on mail from the MX it is a claim anyone can forge)."""
-    address = sender(parsed)
-    return bool(address) and is_own(address, own)

@@ -219,7 +219,7 @@ def search_source(view: VirtualView) -> tuple[str, list[object]]:
     """A subquery standing for ``messages m`` in SEARCH: the shown copies, ``uid`` being the virtual UID."""
     pairs = [[uid, copy.message_id] for uid, copy in view.refs.items()]
     sql = """SELECT json_extract(j.value, '$[0]') AS uid, x.modseq, x.flags, x.keywords, x.internaldate, x.size,
-                    x.blob_id, x.prefix
+                    x.blob_id, x.prefix, x.zone
              FROM json_each(?) j JOIN messages x ON x.id = json_extract(j.value, '$[1]')"""
     return sql, [json.dumps(pairs)]
 

@@ -8,14 +8,13 @@ to quotas (the operator must be able to reach a full mailbox) and skip spam and 
 
 from __future__ import annotations
 
-import email.utils
 import secrets
 import sqlite3
 import time
 import unicodedata
 from email.header import Header
 
-from .. import addrspec, message
+from .. import addrspec, message, trace
 from ..errors import InvalidInput
 from ..store import mailboxes, messages
 
@@ -33,7 +32,7 @@ def build(*, sender: str, subject: str, body: str, hostname: str, now: float) ->
         f"From: <{sender}>",
         "To: undisclosed-recipients:;",
         f"Subject: {encoded}",
-        f"Date: {email.utils.formatdate(now, usegmt=True)}",
+        f"Date: {trace.date(now)}",
         f"Message-ID: <announce-{secrets.token_hex(12)}@{hostname}>",
         "Auto-Submitted: auto-generated",
         "Precedence: bulk",

@@ -57,9 +57,9 @@ def terminate(conn: sqlite3.Connection, account_id: int, now: float | None = Non
     conn.execute("UPDATE accounts SET state = 'terminated', terminated = ? WHERE id = ?", (now, account_id))
     moved = conn.execute(
         """INSERT INTO expunged (account_id, mailbox_id, mailbox_name, uid, blob_id, prefix, flags, keywords,
-                                 internaldate, size, expunged)
+                                 internaldate, zone, size, expunged)
            SELECT b.account_id, m.mailbox_id, b.name, m.uid, m.blob_id, m.prefix, m.flags, m.keywords,
-                  m.internaldate, m.size, ?
+                  m.internaldate, m.zone, m.size, ?
            FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.account_id = ?""",
         (now, account_id),
     ).rowcount

@@ -45,7 +45,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from .. import message, pipeline, trace
@@ -62,6 +62,7 @@ _QUOTED = re.compile(rb"^>*From ")
 _UNQUOTE = re.compile(rb"^>+From ")
 _MAILDIR_FLAGS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
 BATCH = 200
+_ASCTIME = "%a %b %d %H:%M:%S %Y"
 _SOURCE = trace.Source(peer_ip="127.0.0.1", helo="localhost", protocol="LOCAL")  # the Delivery needs one; unused
 
 
@@ -73,20 +74,27 @@ class Item:
     raw: bytes
     flags: tuple[str, ...]
     internaldate: float
+    zone: int = 0  # of the internal date, minutes east of UTC
 
 
 # -- export -----------------------------------------------------------------------------------------------------
 
 
-def _from_line(internaldate: float) -> bytes:
-    return b"From MAILER-DAEMON " + datetime.fromtimestamp(internaldate, UTC).strftime("%a %b %d %H:%M:%S %Y").encode()
+def _from_line(internaldate: float, zone: int = 0) -> bytes:
+    """RFC 4155's asctime in UTC; an internal date with another zone (APPEND's) in that zone with the zone after
+    the year, as Dovecot and c-client read it (``Fri Jul  8 14:08:34 2011 +0200``), so that it survives a round
+    trip."""
+    if not zone:
+        return b"From MAILER-DAEMON " + datetime.fromtimestamp(internaldate, UTC).strftime(_ASCTIME).encode()
+    local = datetime.fromtimestamp(internaldate, timezone(timedelta(minutes=zone)))
+    return b"From MAILER-DAEMON " + local.strftime(_ASCTIME + " %z").encode()
 
 
-def mbox_entry(raw: bytes, internaldate: float) -> bytes:
+def mbox_entry(raw: bytes, internaldate: float, zone: int = 0) -> bytes:
     """One mboxrd entry: From line, quoted message, one separating newline."""
     lines = raw.split(b"\n")
     quoted = b"\n".join(b">" + line if _QUOTED.match(line) else line for line in lines)
-    return _from_line(internaldate) + b"\n" + quoted + b"\n"
+    return _from_line(internaldate, zone) + b"\n" + quoted + b"\n"
 
 
 def _file_name(folder: str) -> str:
@@ -106,24 +114,32 @@ def _folder_of(file_name: str) -> str:
 
 
 def export_mail(conn: sqlite3.Connection, account_id: int, target: Path) -> int:
-    """Write every mailbox as mboxrd under ``target/mail`` plus ``target/flags.json``; returns messages written."""
+    """Write every mailbox as mboxrd under ``target/mail`` plus ``target/flags.json``; returns messages written.
+
+    A terminated account's mail is what its mailboxes held when it was terminated, waiting in the retention area
+    for the purge (what the user had expunged before stays out, as it was deleted)."""
     folder_dir = target / "mail"
     folder_dir.mkdir(parents=True, exist_ok=True)
     flag_map: dict[str, list[list[str]]] = {}
     written = 0
+    terminated = conn.execute(
+        "SELECT coalesce(terminated, 0) FROM accounts WHERE id = ? AND state = 'terminated'", (account_id,)
+    ).fetchone()
+    source, since = ("messages m", ()) if terminated is None else ("expunged m", (terminated[0],))
     boxes = conn.execute(
         "SELECT id, name FROM mailboxes WHERE account_id = ? AND noselect = 0 ORDER BY name", (account_id,)
     ).fetchall()
     for box_id, name in boxes:
         rows = conn.execute(
-            """SELECT m.prefix, b.data, m.internaldate, m.flags, m.keywords FROM messages m
-               JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? ORDER BY m.uid""",
-            (box_id,),
+            f"""SELECT m.prefix, b.data, m.internaldate, m.zone, m.flags, m.keywords FROM {source}
+                JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? {"AND m.expunged >= ?" if since else ""}
+                ORDER BY m.uid""",
+            (box_id, *since),
         )
         entries = []
         with (folder_dir / _file_name(str(name))).open("wb") as out:
-            for prefix, data, internaldate, bits, keywords in rows:
-                out.write(mbox_entry(bytes(prefix) + bytes(data), float(internaldate)))
+            for prefix, data, internaldate, zone, bits, keywords in rows:
+                out.write(mbox_entry(bytes(prefix) + bytes(data), float(internaldate), int(zone)))
                 entries.append(flagmod.names(int(bits), str(keywords)))
                 written += 1
         flag_map[str(name)] = entries
@@ -160,17 +176,24 @@ def export_contacts(conn: sqlite3.Connection, account_id: int, target: Path) -> 
 
 
 _ZONE = re.compile(r"^([+-]\d{4}|[A-Z]{3,4})$")  # "+0000" or "UTC" where some writers put one (Google Takeout)
+_NUMERIC_ZONE = re.compile(r"^([+-])([01]\d|2[0-3])([0-5]\d)$")  # a real offset: under 24 hours
 
 
-def _from_date(line: bytes) -> float | None:
-    """The date of a ``From sender date`` line (RFC 4155: asctime, UTC, ``Mon Jan  1 00:00:00 2024``, a zone
-    before or after the year ignored), or None when it carries none."""
-    words = [w for w in line.decode("ascii", "replace").split()[2:] if not _ZONE.match(w)]
+def _from_date(line: bytes) -> tuple[float, int] | None:
+    """(time, zone in minutes east of UTC) of a ``From sender date`` line (RFC 4155: asctime, UTC, ``Mon Jan  1
+    00:00:00 2024``; a numeric zone before or after the year makes it local time in that zone, as Dovecot and
+    c-client read it; a named one is ignored), or None when it carries none."""
+    words = line.decode("ascii", "replace").split()[2:]
+    zones = [_NUMERIC_ZONE.match(w) for w in words[:7]]
+    found = next((z for z in zones if z is not None), None)
+    zone = 0 if found is None else (-1 if found[1] == "-" else 1) * (int(found[2]) * 60 + int(found[3]))
+    words = [w for w in words if not _ZONE.match(w)]
     for layout in ("%a %b %d %H:%M:%S %Y", "%a %b %d %H:%M %Y"):
         try:
-            return datetime.strptime(" ".join(words[:5]), layout).replace(tzinfo=UTC).timestamp()
+            moment = datetime.strptime(" ".join(words[:5]), layout).replace(tzinfo=timezone(timedelta(minutes=zone)))
         except ValueError:
             continue
+        return moment.timestamp(), zone
     return None
 
 
@@ -181,8 +204,8 @@ def _separates(line: bytes, first: bool) -> bool:
     return line.startswith(b"From ") and (first or _from_date(line) is not None)
 
 
-def read_mbox(data: bytes) -> Iterator[tuple[bytes, float]]:
-    """(message, internal date) of each mboxrd entry, unquoted, without the separating newline.
+def read_mbox(data: bytes) -> Iterator[tuple[bytes, float, int]]:
+    """(message, internal date, its zone) of each mboxrd entry, unquoted, without the separating newline.
 
     Entries begin at separator lines (:func:`_separates`; writers quote ``From `` lines in bodies). The newline
     before a From line (or the file's final one) is the separator. In a file whose From lines end in CRLF the
@@ -201,7 +224,7 @@ def read_mbox(data: bytes) -> Iterator[tuple[bytes, float]]:
         elif entry.endswith(b"\n"):
             entry = entry[:-1]
         date = _from_date(lines[start])
-        yield entry, time.time() if date is None else date
+        yield (entry, time.time(), 0) if date is None else (entry, *date)
 
 
 def _maildir_level(level: str) -> str:
@@ -235,11 +258,11 @@ def _mbox_items(path: Path, folder: str, flags: list[list[str]] | None) -> Itera
     data = path.read_bytes()
     if data.strip() and not data.lstrip(b"\r\n").startswith(b"From "):  # a single message (.eml), a text file...
         raise InvalidInput(f"{path}: not an mbox file (it does not begin with a 'From ' line), nothing imported")
-    for index, (raw, date) in enumerate(read_mbox(data)):
+    for index, (raw, date, zone) in enumerate(read_mbox(data)):
         if not raw:  # two From lines in a row: no message (a stored message is never empty)
             continue
         names = tuple(flags[index]) if flags is not None and index < len(flags) else ()
-        yield Item(folder, raw, names, date)
+        yield Item(folder, raw, names, date, zone)
 
 
 def items(source: Path) -> list[Item]:
@@ -322,6 +345,7 @@ def import_batch(
                 size=len(item.raw),
                 names=[n for n in item.flags if n != "\\Recent"],
                 internaldate=item.internaldate,
+                zone=item.zone,
             )
         except imapwrite.QuotaExceeded:
             return index

@@ -11,7 +11,6 @@ cleaned of control characters before it becomes part of a header or a status fie
 
 from __future__ import annotations
 
-import email.utils
 import secrets
 import time
 from dataclasses import dataclass
@@ -30,10 +29,6 @@ class RecipientStatus:
     remote: str = ""
     last_attempt: float | None = None
     from_remote: bool = False  # ``reply`` is the remote server's own: an ``smtp`` Diagnostic-Code
-
-
-def _date(when: float) -> str:
-    return email.utils.formatdate(when)
 
 
 def _original_headers(original: bytes) -> bytes:
@@ -78,7 +73,7 @@ def build(
         explanation = (
             "Your message has not been delivered yet to the recipients below. No action is needed: delivery "
             "will be retried"
-            + (f" until {_date(retry_until)}" if retry_until else "")
+            + (f" until {trace.date(retry_until)}" if retry_until else "")
             + " and you will be told if it finally fails."
         )
     lines = [f"This is the mail system at {host}.", "", explanation, ""]
@@ -88,7 +83,7 @@ def build(
         lines += ["", f"Subject of your message: {subject}"]
     human = "\r\n".join(lines) + "\r\n"
 
-    status_fields = [f"Reporting-MTA: dns; {host}", f"Arrival-Date: {_date(arrival)}", ""]
+    status_fields = [f"Reporting-MTA: dns; {host}", f"Arrival-Date: {trace.date(arrival)}", ""]
     for recipient in recipients:
         default = "5.0.0" if action == "failed" else "4.0.0"
         code = enhanced_status(recipient.reply, default)
@@ -105,9 +100,9 @@ def build(
             kind = "smtp" if recipient.from_remote and recipient.reply[:3].isdigit() else "X-Relentad"
             status_fields.append(f"Diagnostic-Code: {kind}; {trace.clean(recipient.reply)}")
         if recipient.last_attempt:
-            status_fields.append(f"Last-Attempt-Date: {_date(recipient.last_attempt)}")
+            status_fields.append(f"Last-Attempt-Date: {trace.date(recipient.last_attempt)}")
         if action == "delayed" and retry_until:
-            status_fields.append(f"Will-Retry-Until: {_date(retry_until)}")
+            status_fields.append(f"Will-Retry-Until: {trace.date(retry_until)}")
         status_fields.append("")
     delivery_status = "\r\n".join(status_fields)
 
@@ -115,7 +110,7 @@ def build(
         f"From: Mail Delivery System <MAILER-DAEMON@{host}>",
         f"To: <{trace.clean(sender)}>",
         f"Subject: {title}",
-        f"Date: {_date(now)}",
+        f"Date: {trace.date(now)}",
         f"Message-ID: <dsn-{secrets.token_hex(12)}@{host}>",
         "Auto-Submitted: auto-replied",
         "MIME-Version: 1.0",

@@ -206,7 +206,8 @@ class RelentadSession(Session):
         self.tx: Any = None  # the open transaction, owned by the handler
         self.last_reply = ""  # the last reply sent, for the transaction log
         self.listener = "smtp"  # the listener's name in metrics
-        self.dnsbl_checked = False  # the client's IP was looked up in [dnsbl] zones (once per connection)
+        self.dnsbl_checked = False  # the client's IP was looked up in [dnsbl] zones (once per connection, STARTTLS
+        # or not: the new session after it keeps the answer, which is about the IP, not anything the client said)
         self.dnsbl: Any = None  # what that found: a dnsbl.Listing, or None
 
 
@@ -503,6 +504,9 @@ class RelentadSMTP(SMTP):
     def _create_session(self) -> Session:
         session = RelentadSession(self.loop)
         session.listener = self._connections.name
+        previous = self.session
+        if isinstance(previous, RelentadSession):  # after STARTTLS: the same client, its IP already looked up
+            session.dnsbl_checked, session.dnsbl = previous.dnsbl_checked, previous.dnsbl
         return session
 
     def _reset_timeout(self, duration: float | None = None) -> None:

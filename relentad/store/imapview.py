@@ -26,7 +26,7 @@ CHUNK = 500
 """Largest `IN (...)` list per query (SQLite allows 32766 parameters; smaller keeps plans cheap)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MailboxInfo:
     id: int
     name: str
@@ -34,12 +34,14 @@ class MailboxInfo:
     uidvalidity: int
     uidnext: int
     highestmodseq: int
-    subscribed: bool
     noselect: bool
     first_recent_uid: int = 1
+    subscribed: bool = False
+    """Read only for LIST (:func:`all_mailboxes`); the lookups of one mailbox (SELECT, APPEND, COPY…) leave it
+    False rather than query the subscriptions each time."""
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> MailboxInfo:
+    def from_row(cls, row: sqlite3.Row, subscribed: bool = False) -> MailboxInfo:
         return cls(
             id=row["id"],
             name=row["name"],
@@ -47,15 +49,13 @@ class MailboxInfo:
             uidvalidity=row["uidvalidity"],
             uidnext=row["uidnext"],
             highestmodseq=row["highestmodseq"],
-            subscribed=bool(row["subscribed"]),
             noselect=bool(row["noselect"]),
             first_recent_uid=row["first_recent_uid"],
+            subscribed=subscribed,
         )
 
 
-_MAILBOX_COLUMNS = """id, name, special_use, uidvalidity, uidnext, highestmodseq, noselect, first_recent_uid,
-    EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id AND s.name = mailboxes.name)
-    AS subscribed"""
+_MAILBOX_COLUMNS = "id, name, special_use, uidvalidity, uidnext, highestmodseq, noselect, first_recent_uid"
 
 
 def subscriptions(conn: sqlite3.Connection, account_id: int) -> set[str]:
@@ -85,8 +85,14 @@ def mailbox_by_id(conn: sqlite3.Connection, mailbox_id: int) -> MailboxInfo | No
 
 
 def all_mailboxes(conn: sqlite3.Connection, account_id: int) -> list[MailboxInfo]:
-    rows = conn.execute(f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ? ORDER BY name", (account_id,))
-    return [MailboxInfo.from_row(row) for row in rows]
+    """Every mailbox of the account with whether it is subscribed: what LIST shows."""
+    rows = conn.execute(
+        f"""SELECT {_MAILBOX_COLUMNS}, EXISTS (SELECT 1 FROM subscriptions s
+                WHERE s.account_id = mailboxes.account_id AND s.name = mailboxes.name) AS subscribed
+            FROM mailboxes WHERE account_id = ? ORDER BY name""",
+        (account_id,),
+    )
+    return [MailboxInfo.from_row(row, bool(row["subscribed"])) for row in rows]
 
 
 def uids(conn: sqlite3.Connection, mailbox_id: int) -> list[int]:
@@ -209,6 +215,8 @@ class MessageRow:
     data: bytes | None
     saved: float | None = None
     """When the message was saved into the mailbox (RFC 8514 SAVEDATE); None when unknown (CRM views)."""
+    zone: int = 0
+    """The internal date's time zone, minutes east of UTC (APPEND's date-time)."""
 
 
 def message_rows(
@@ -222,7 +230,7 @@ def message_rows(
     for chunk in chunks(wanted):
         rows = conn.execute(
             f"""SELECT m.uid, m.modseq, m.flags, m.keywords, m.internaldate, m.size, m.blob_id, m.prefix,
-                       {structure_column}, {data_column}, m.saved
+                       {structure_column}, {data_column}, m.saved, m.zone
                 FROM messages m {join}
                 WHERE m.mailbox_id = ? AND m.uid IN ({placeholders(len(chunk))}) ORDER BY m.uid""",
             (mailbox_id, *chunk),
@@ -240,6 +248,7 @@ def message_rows(
                 r[8],
                 None if r[9] is None else bytes(r[9]),
                 r[10],
+                r[11],
             )
             for r in rows
         )

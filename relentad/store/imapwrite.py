@@ -88,9 +88,9 @@ def _has_children(conn: sqlite3.Connection, account_id: int, name: str) -> bool:
 def _retain(conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int] | None) -> None:
     """Copy message rows (all, or those UIDs) into the retention area."""
     select = """INSERT INTO expunged (account_id, mailbox_id, mailbox_name, uid, blob_id, prefix, flags, keywords,
-                                      internaldate, size, expunged)
+                                      internaldate, zone, size, expunged)
                 SELECT b.account_id, m.mailbox_id, b.name, m.uid, m.blob_id, m.prefix, m.flags, m.keywords,
-                       m.internaldate, m.size, ?
+                       m.internaldate, m.zone, m.size, ?
                 FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE m.mailbox_id = ?"""
     now = time.time()
     if uids is None:
@@ -281,16 +281,17 @@ def copy_messages(
     target_id: int,
     relabel: Callable[[str], str] | None = None,
 ) -> list[tuple[int, int]]:
-    """COPY (RFC 3501 §6.4.7): (source uid, new uid) pairs; the copies share the blob, flags and date, and get
-    the source's keywords (through ``relabel`` when given: the Junk keywords of a copy crossing Junk's border)."""
+    """COPY (RFC 3501 §6.4.7): (source uid, new uid) pairs; the copies share the blob, flags and date (with its
+    zone), and get the source's keywords (through ``relabel`` when given: the Junk keywords of a copy crossing
+    Junk's border)."""
     pairs: list[tuple[int, int]] = []
     for chunk in chunks(uids):
         rows = conn.execute(
-            f"""SELECT uid, flags, keywords, internaldate, blob_id, prefix, size FROM messages
+            f"""SELECT uid, flags, keywords, internaldate, zone, blob_id, prefix, size FROM messages
                 WHERE mailbox_id = ? AND uid IN ({placeholders(len(chunk))}) ORDER BY uid""",
             (source_id, *chunk),
         ).fetchall()
-        for uid, bits, keywords, internaldate, blob_id, prefix, size in rows:
+        for uid, bits, keywords, internaldate, zone, blob_id, prefix, size in rows:
             new_uid = messages.append(
                 conn,
                 target_id,
@@ -298,6 +299,7 @@ def copy_messages(
                 prefix=bytes(prefix),
                 size=size,
                 internaldate=internaldate,
+                zone=zone,
                 flags=bits,
                 keywords=relabel(keywords) if relabel is not None else keywords,
             ).uid
@@ -372,8 +374,10 @@ def append_message(
     size: int,
     names: Sequence[str],
     internaldate: float,
+    zone: int = 0,
 ) -> int:
-    """APPEND (RFC 3501 §6.3.11) of one message; checks the account's disk quota and message limit."""
+    """APPEND (RFC 3501 §6.3.11) of one message; checks the account's disk quota and message limit. ``zone``: the
+    internal date's time zone, minutes east of UTC."""
     check_quota(conn, account_id, size, 1)
     bits, keywords = flagmod.split(names)
     blob_id = messages.store_blob(conn, raw, structure)
@@ -384,6 +388,7 @@ def append_message(
         prefix=b"",
         size=size,
         internaldate=internaldate,
+        zone=zone,
         flags=bits,
         keywords=" ".join(keywords),
     ).uid

@@ -56,16 +56,19 @@ def append(
     prefix: bytes,
     size: int,
     internaldate: float,
+    zone: int = 0,
     flags: int = 0,
     keywords: str = "",
     slot: tuple[int, int] | None = None,
 ) -> Appended:
-    """Add a message to a mailbox; its save date (RFC 8514) is now. ``slot``: the (uid, modseq) the caller already
+    """Add a message to a mailbox; its save date (RFC 8514) is now. ``zone``: the internal date's time zone in
+    minutes east of UTC (APPEND's date-time; 0 for delivered mail). ``slot``: the (uid, modseq) the caller already
     reserved in this mailbox (the delivery path's :func:`mailboxes.allocate_uid_in`), else one is reserved here."""
     uid, modseq = mailboxes.allocate_uid(conn, mailbox_id) if slot is None else slot
     cursor = conn.execute(
-        """INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internaldate, blob_id, prefix, size, saved)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (mailbox_id, uid, modseq, flags, keywords, internaldate, blob_id, prefix, size, time.time()),
+        """INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internaldate, zone, blob_id, prefix, size,
+                                 saved)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (mailbox_id, uid, modseq, flags, keywords, internaldate, zone, blob_id, prefix, size, time.time()),
     )
     return Appended(uid, modseq, int(cursor.lastrowid or 0))

@@ -517,6 +517,15 @@ def _m017_imap_subscriptions(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m018_imap_internaldate_zone(conn: sqlite3.Connection) -> None:
+    """The time zone of each message's internal date, in minutes east of UTC: APPEND's date-time carries one, and
+    FETCH INTERNALDATE must give it back and SEARCH BEFORE/ON/SINCE compare on the date in that zone (RFC 3501
+    §2.3.3, §6.4.4). The retained copy keeps it too. Delivered mail and messages stored before this migration: UTC
+    (0), which is how they were shown."""
+    for table in ("messages", "expunged"):
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN zone INTEGER NOT NULL DEFAULT 0")
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -546,6 +555,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("015_spam_senders", _m015_spam_senders),
     ("016_spam_rebuilt", _m016_spam_rebuilt),
     ("017_imap_subscriptions", _m017_imap_subscriptions),
+    ("018_imap_internaldate_zone", _m018_imap_internaldate_zone),
 ]
 
 

@@ -256,6 +256,26 @@ def test_numbers_beyond_what_the_database_holds_are_refused(config: Path) -> Non
     assert set(users) == {"u@example.test"} and users["u@example.test"]["quota_bytes"] == 5_000_000_000
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("activity", "u@example.test", "--days", "0"), "Error: Invalid value for '--days': 0 is not in the range"),
+        (("quota", "set", "u@example.test", "--messages", "-1"), "Error: Invalid value for '--messages': -1 is not"),
+        (("queue", "retry", "0"), "Error: Invalid value for 'MESSAGE_ID': 0 is not in the range"),
+        (("contacts", "list", "u@example.test", "--kind", "robot"), "Error: Invalid value for '--kind': 'robot' is"),
+        (("user", "add"), "Error: Missing argument 'EMAIL'."),
+        (("user", "list", "--bogus"), "Error: No such option '--bogus'."),
+        (("nosuch",), "Error: No such command 'nosuch'."),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(config: Path, args: tuple[str, ...], message: str) -> None:
+    """Like every other error of the CLI: ``Error: ...`` alone. Click's own began with the usage line and a help
+    hint (three lines)."""
+    result = run(config, *args)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+
+
 def test_terminated_accounts_take_no_writes_and_terminate_now_purges_them(config: Path, tmp_path: Path) -> None:
     ok(config, "domain", "add", "example.test")
     ok(config, "user", "add", "u@example.test")

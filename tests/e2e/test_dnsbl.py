@@ -4,6 +4,7 @@ point, which every list lists) against 127.0.0.1 (which none may)."""
 from __future__ import annotations
 
 import smtplib
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,26 @@ def test_with_action_junk_a_listed_clients_mail_is_filed_into_junk_saying_why(
         assert daemon.messages(user) == []
         [junked] = daemon.messages(user, "Junk")
         assert f"X-DNSBL: 127.0.0.2 listed in bl.test (127.0.0.2: {REASON})\r\n".encode() in junked
+
+
+def test_a_client_is_looked_up_once_per_connection_starttls_or_not(
+    make_daemon: MakeDaemon, zone_server: Dnsmasq
+) -> None:
+    """STARTTLS starts a new SMTP session (RFC 3207 §4.2) on the same connection from the same IP: the listing found
+    before it still holds, and is counted once. The new session used to look the IP up again and count it twice."""
+    port = free_port()
+    daemon = listed_daemon(make_daemon, zone_server, "junk", metrics_port=port)
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with client(daemon, "127.0.0.2") as smtp:
+        assert smtp.mail("someone@elsewhere.test")[0] == 250
+        assert smtp.rcpt("alice@example.test")[0] == 250  # looked up here
+        assert smtp.rset()[0] == 250
+        smtp.starttls(context=context)
+        assert smtp.sendmail("someone@elsewhere.test", ["bob@example.test"], MESSAGE) == {}
+    assert sample(http_get(port, "/metrics")[1], "relentad_dnsbl_listed_total", 'kind="ip",zone="bl.test"') == 1.0
+    [junked] = daemon.messages("bob@example.test", "Junk")
+    assert f"X-DNSBL: 127.0.0.2 listed in bl.test (127.0.0.2: {REASON})\r\n".encode() in junked
 
 
 def test_an_x_dnsbl_field_arriving_with_the_message_is_removed(make_daemon: MakeDaemon, zone_server: Dnsmasq) -> None:

@@ -164,3 +164,36 @@ def test_savedate(relentad: Daemon) -> None:
     assert copy_saved is not None
     assert datetime.strptime(copy_saved.group(1).decode(), "%d-%b-%Y %H:%M:%S %z").timestamp() >= moment
     raw.close()
+
+
+def test_internal_date_keeps_the_clients_zone(relentad: Daemon) -> None:
+    """RFC 3501 §2.3.3/§6.4.4: APPEND's date-time has a zone; FETCH INTERNALDATE gives it back and BEFORE/ON/SINCE
+    compare on the date in that zone, through COPY, MOVE and EXPUNGE (the retained copy). It used to be kept as
+    UTC only: `+0000`, and the day of the UTC moment. SAVEDATE stays the server's (UTC)."""
+    raw = Raw(relentad)
+    raw.login("carol@example.test")
+    dates = ("01-Jan-2025 23:30:00 -0500", "02-Jan-2025 00:30:00 +0900")  # UTC: 2 Jan 04:30, 1 Jan 15:30
+    for date in dates:
+        data = message(date)
+        raw.send(b'a APPEND INBOX "%s" {%d+}\r\n' % (date.encode(), len(data)) + data + b"\r\n")
+        assert raw.until("a")[-1].startswith(b"a OK")
+    raw.command("s", "SELECT INBOX")
+    assert raw.command("c", "COPY 1:2 Archive")[-1].startswith(b"c OK")
+    raw.command("s", "SELECT Archive")
+    assert raw.command("m", "MOVE 1:2 Trash")[-1].startswith(b"m OK")
+    for folder in ("INBOX", "Trash"):
+        raw.command("s", f"SELECT {folder}")
+        fetched = b"".join(raw.command("f", "FETCH 1:2 (INTERNALDATE SAVEDATE)"))
+        assert [f'INTERNALDATE "{date}"'.encode() in fetched for date in dates] == [True, True], fetched
+        assert len(re.findall(rb'SAVEDATE "[^"]+ \+0000"', fetched)) == 2
+        assert search(raw, "SEARCH ON 01-Jan-2025") == [1]
+        assert search(raw, "SEARCH ON 02-Jan-2025") == [2]
+        assert search(raw, "SEARCH BEFORE 02-Jan-2025") == [1]
+        assert search(raw, "SEARCH SINCE 02-Jan-2025") == [2]
+        assert search(raw, "SEARCH SINCE 03-Jan-2025") == []
+        assert search(raw, "SEARCH SAVEDBEFORE 02-Jan-2025") == []
+    raw.command("d", "STORE 1:2 +FLAGS.SILENT (\\Deleted)")
+    assert raw.command("e", "EXPUNGE")[-1].startswith(b"e OK")
+    raw.close()
+    kept = relentad.query("SELECT zone FROM expunged WHERE mailbox_name = 'Trash' ORDER BY uid")
+    assert [row["zone"] for row in kept] == [-300, 540]

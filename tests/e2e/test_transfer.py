@@ -42,7 +42,8 @@ def test_export_import_round_trip_is_byte_identical(make_daemon: MakeDaemon, tmp
     assert send(daemon, ALICE, message("tricky", "From the start\r\n>From quoted\r\n\r\nFrom again\r\n"))[0] == 250
     imap = client(daemon, ALICE)
     imap.create("Projects/2026")
-    imap.append("Projects/2026", "(\\Flagged $Work)", None, b"Subject: no final newline\r\n\r\nbody")
+    body = b"Subject: no final newline\r\n\r\nbody"
+    imap.append("Projects/2026", "(\\Flagged $Work)", '"14-Nov-2023 17:13:20 -0500"', body)
     imap.append("Drafts", "(\\Draft)", None, message("draft", "\n\nbare LF lines\n"))
     imap.select("INBOX")
     imap.store("1", "+FLAGS", "(\\Seen \\Answered)")
@@ -61,6 +62,8 @@ def test_export_import_round_trip_is_byte_identical(make_daemon: MakeDaemon, tmp
     after = all_messages(daemon, CAROL)
     for folder, copies in before.items():
         assert after[folder] == copies, folder
+    dated = "SELECT m.internaldate, m.zone FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id WHERE x.name = ?"
+    assert [(r["internaldate"], r["zone"]) for r in daemon.query(dated, "Projects/2026")] == [(1_700_000_000, -300)] * 2
     # filed in Carol's CRM: Friend wrote the two received messages; the draft is not filed
     friend = contact(daemon, CAROL, "friend@elsewhere.test")
     assert (friend["count_in"], friend["count_out"], friend["confirmed"]) == (2, 0, False)
@@ -251,3 +254,27 @@ def test_maildir_folder_names_are_modified_utf7(make_daemon: MakeDaemon, tmp_pat
         (root / folder / "cur" / "1700000000.1.host:2,S").write_bytes(message(f"in {folder or 'inbox'}"))
     assert "imported 4 message(s)" in cli(daemon, "import", BOB, str(root))
     assert sorted(all_messages(daemon, BOB)) == ["Café/Résumé", "INBOX", "Tom & Jerry", "日本語"]
+
+
+def test_export_of_a_terminated_account_gives_the_mail_it_held(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    """Before the purge an admin can still export a terminated account's mail: what its mailboxes held when it was
+    terminated (now in the retention area), with flags and dates; what the user had expunged stays out. It used to
+    export nothing ("exported 0 message(s)")."""
+    daemon = provision(make_daemon(imap=True, settings={"auth": {"plaintext_loopback": True}})).start()
+    for subject in ("deleted before", "kept"):
+        assert send(daemon, BOB, message(subject))[0] == 250
+    imap = client(daemon, BOB)
+    imap.append("Archive", "(\\Seen)", '"14-Nov-2023 17:13:20 -0500"', message("archived"))
+    imap.select("INBOX")
+    imap.store("1", "+FLAGS", "(\\Deleted)")
+    imap.expunge()
+    imap.logout()
+    before = all_messages(daemon, BOB)
+    cli(daemon, "user", "terminate", BOB, "--yes")
+    out = cli(daemon, "export", BOB, str(tmp_path / "bob"))
+    assert "exported 2 message(s) of bob@example.test (terminated: the mail it held then, kept until the purge)" in out
+    assert json.loads((tmp_path / "bob" / "flags.json").read_text())["Archive"] == [["\\Seen"]]
+    archive = (tmp_path / "bob" / "mail" / "Archive.mbox").read_bytes()
+    assert archive.startswith(b"From MAILER-DAEMON Tue Nov 14 17:13:20 2023 -0500\n")
+    cli(daemon, "import", CAROL, str(tmp_path / "bob"))
+    assert all_messages(daemon, CAROL) == {folder: copies for folder, copies in before.items() if copies}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from relentad.dns import make_resolver
@@ -108,3 +110,24 @@ async def test_health_judges_a_zone_by_its_test_points(dnsmasq: Dnsmasq) -> None
     assert typo is not None and typo[0] == "warn" and "does not list the test point 127.0.0.2" in typo[1]
     unanswered = await health(make_resolver(["127.0.0.1:9"], 0.3), "good.test")
     assert unanswered is not None and unanswered[0] == "warn" and "no answer" in unanswered[1]
+
+
+def nibbles(ip: str, zone: str) -> str:
+    return ".".join(reversed(ipaddress.ip_address(ip).exploded.replace(":", ""))) + "." + zone
+
+
+async def test_an_ipv6_client_is_checked_against_the_ipv6_test_point(dnsmasq: Dnsmasq) -> None:
+    """RFC 5782 §5: an IPv6 list must not list ::FFFF:7F00:1 (asked as nibbles). The sanity check used to ask
+    IPv4's 127.0.0.1, which an IPv6-only list never holds: one answering everything in its IPv6 tree counted."""
+    client = "2001:db8::1"
+    records = zone((nibbles(client, "good6.test"), "127.0.0.2"), (nibbles("::ffff:7f00:2", "good6.test"), "127.0.0.2"))
+    for name in (client, "::ffff:7f00:1", "::ffff:7f00:2"):
+        records = records.add_a(nibbles(name, "world6.test"), "127.0.0.2")
+    dnsmasq.replace(records)
+    lists = Blocklists(["world6.test", "good6.test"], make_resolver([dnsmasq.nameserver], 1.0))
+    assert await lists.check(client) == Listing(client, "good6.test", "127.0.0.2", "")
+    assert lists._broken_until.keys() == {"world6.test"}
+    resolver = make_resolver([dnsmasq.nameserver], 1.0)
+    assert await health(resolver, "good6.test") is None  # `relentad doctor`: an IPv6 list answers its own points
+    world = await health(resolver, "world6.test")
+    assert world is not None and world[0] == "fail" and "lists ::ffff:7f00:1" in world[1]

@@ -129,10 +129,14 @@ async def test_spf_checks_an_internationalized_domain_as_a_labels(dnsmasq: Dnsma
     assert "spf=pass smtp.helo=mx.xn--bcher-kva.test;" in result.header()
 
 
-async def test_spf_never_checks_or_names_a_mapped_domain(dnsmasq: Dnsmasq) -> None:
-    # IDNA 2003 maps faß to fass, another domain: no A-label, so no check and no mangled name in the header.
-    dnsmasq.replace(DnsRecords().add_txt("fass.test", "v=spf1 +all"))
-    result = await run(dnsmasq, message(), mail_from="info@faß.test")
+async def test_spf_checks_sharp_s_as_itself_never_as_ss(dnsmasq: Dnsmasq) -> None:
+    """UTS #46 non-transitional, as everywhere in relentad (addrspec.a_label): faß is xn--fa-hia, while IDNA 2003
+    maps it to fass, another domain. A domain without an A-label is not checked and not named in the header."""
+    zone = DnsRecords().add_txt("fass.test", "v=spf1 +all")
+    dnsmasq.replace(zone.add_txt("xn--fa-hia.test", "v=spf1 ip4:198.51.100.0/24 -all"))
+    result = await run(dnsmasq, message(), mail_from="info@FAß.test")
+    assert (result.spf.result, result.spf.domain) == ("fail", "xn--fa-hia.test")
+    result = await run(dnsmasq, message(), mail_from="info@☃.test")
     assert result.spf.result == "none"
     assert "; spf=none (no checkable domain); dkim=" in result.header()
 

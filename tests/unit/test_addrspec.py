@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from relentad.addrspec import base_address, normalize, normalize_domain
+from relentad.addrspec import a_label, base_address, normalize, normalize_domain
 from relentad.errors import InvalidInput
 
 
@@ -10,6 +10,34 @@ def test_normalize_lowercases_and_uses_a_labels() -> None:
     assert normalize("Alice@Example.TEST") == "alice@example.test"
     assert normalize("info@Bücher.example") == "info@xn--bcher-kva.example"
     assert normalize_domain("xn--bcher-kva.example") == "xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("faß.test", "xn--fa-hia.test"),  # UTS #46 non-transitional: ß stays ß (IDNA 2003: fass.test)
+        ("STRASSE.test", "strasse.test"),
+        ("Straße.DE", "xn--strae-oqa.de"),
+        ("ＦＡß.test", "xn--fa-hia.test"),  # fullwidth letters are their ASCII ones
+        ("ＥＸＡＭＰＬＥ.com", "example.com"),
+        ("σίσυφος.gr", "xn--kxa6ajbbmh.gr"),  # final ς stays ς
+        ("ΣΊΣΥΦΟΣ.gr", "xn--kxa6akbbkh.gr"),  # Σ is σ wherever it stands (UTS #46 has no final-sigma rule)
+    ],
+)
+def test_domains_are_a_labels_by_uts46_non_transitional(given: str, expected: str) -> None:
+    """One rule for every domain (administration here, SPF, DMARC and DNSBL through a_label): they used to differ,
+    normalize_domain mapping ß to ss (Python's IDNA 2003 codec) while SPF refused it."""
+    assert normalize_domain(given) == expected
+    assert (a_label(given) or "").lower() == expected  # a_label leaves ASCII labels as they are
+
+
+@pytest.mark.parametrize(
+    "bad", ["a。b.test", "a．b.test", "☃.test", "-ü.test", "ü-.test", "\u0301a.test", "a\u200db.test"]
+)
+def test_labels_without_an_a_label_are_refused(bad: str) -> None:
+    assert a_label(bad) is None
+    with pytest.raises(InvalidInput):
+        normalize_domain(bad)
 
 
 @pytest.mark.parametrize(

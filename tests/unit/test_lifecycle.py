@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from relentad import quota
-from relentad.lifecycle import activity, retention, transfer
+from relentad import quota, quotawarn
+from relentad.lifecycle import activity, announce, retention, transfer
 from relentad.queue import queue
 from relentad.store import db, imapwrite, messages
 from relentad.store.mailboxes import find
@@ -49,8 +49,25 @@ def test_full_and_fits() -> None:
 )
 def test_mboxrd_round_trip(raw: bytes) -> None:
     data = transfer.mbox_entry(raw, 1_700_000_000) + transfer.mbox_entry(b"Subject: next\r\n\r\nx\r\n", 0)
-    [(first, date), (second, _)] = list(transfer.read_mbox(data))
-    assert first == raw and second == b"Subject: next\r\n\r\nx\r\n" and date == 1_700_000_000
+    [(first, date, zone), (second, _, _)] = list(transfer.read_mbox(data))
+    assert first == raw and second == b"Subject: next\r\n\r\nx\r\n" and (date, zone) == (1_700_000_000, 0)
+
+
+@pytest.mark.parametrize("zone", [0, 120, -300, 330])
+def test_an_internal_date_keeps_its_zone_through_an_mbox_round_trip(zone: int) -> None:
+    """APPEND keeps the client's zone; the export's From line carries it (local time, the zone after the year, as
+    Dovecot and c-client read it) and the import reads it back. It used to be written, and read, as UTC."""
+    entry = transfer.mbox_entry(b"Subject: z\r\n\r\nx\r\n", 1_700_000_000, zone)
+    expected = {
+        0: b"Tue Nov 14 22:13:20 2023\n",
+        120: b"Wed Nov 15 00:13:20 2023 +0200\n",
+        -300: b"Tue Nov 14 17:13:20 2023 -0500\n",
+        330: b"Wed Nov 15 03:43:20 2023 +0530\n",
+    }
+    assert entry.startswith(b"From MAILER-DAEMON " + expected[zone])
+    assert [(date, found) for _, date, found in transfer.read_mbox(entry)] == [(1_700_000_000, zone)]
+    odd = b"From x@y.test Mon Jan  1 00:00:00 2024 +9959\nA: b\n\n"  # no such offset: UTC, as without one
+    assert [(date, found) for _, date, found in transfer.read_mbox(odd)] == [(1704067200.0, 0)]
 
 
 def test_mbox_from_lines_in_bodies_stay_in_their_message(tmp_path: Path) -> None:
@@ -63,10 +80,10 @@ def test_mbox_from_lines_in_bodies_stay_in_their_message(tmp_path: Path) -> None
         b"From carol@z.test Wed Jan  3 10:00:00 2024\nFrom carol@z.test Wed Jan  3 11:00:00 2024\nSubject: 3\n\n3\n"
     )
     assert list(transfer.read_mbox(data)) == [
-        (b"Subject: one\n\nhello\nFrom quoted\nFrom unquoted here\n", 1704067200.0),
-        (b"Subject: two\n\nFrom the start\nbye\n", 1704189600.0),
-        (b"", 1704276000.0),
-        (b"Subject: 3\n\n3", 1704279600.0),
+        (b"Subject: one\n\nhello\nFrom quoted\nFrom unquoted here\n", 1704067200.0, 0),
+        (b"Subject: two\n\nFrom the start\nbye\n", 1704189600.0, 0),
+        (b"", 1704276000.0, 0),
+        (b"Subject: 3\n\n3", 1704279600.0, 0),
     ]
     assert transfer.read_mbox(b"From 1@xxx Sat Jan 27 18:35:08 +0000 2018\nA: b\n\n").__next__()[1] == 1517078108.0
     (tmp_path / "in.mbox").write_bytes(data)
@@ -82,12 +99,13 @@ def test_crlf_mbox_messages_keep_their_line_ends() -> None:
         b"From b@x.test Mon Jan  1 00:00:01 2024\r\nSubject: two\r\n\r\nno blank line after\r\n"
         b"From c@x.test Mon Jan  1 00:00:02 2024\r\nSubject: three\r\n\r\n>From quoted\r\nbye\r\n"
     )
-    assert [raw for raw, _ in transfer.read_mbox(data)] == [
+    assert [raw for raw, _, _ in transfer.read_mbox(data)] == [
         b"Subject: one\r\n\r\nhello\r\n",
         b"Subject: two\r\n\r\nno blank line after\r\n",
         b"Subject: three\r\n\r\nFrom quoted\r\nbye\r\n",
     ]
-    assert [raw for raw, _ in transfer.read_mbox(data + b"\r\n")][-1] == b"Subject: three\r\n\r\nFrom quoted\r\nbye\r\n"
+    last = [raw for raw, _, _ in transfer.read_mbox(data + b"\r\n")][-1]
+    assert last == b"Subject: three\r\n\r\nFrom quoted\r\nbye\r\n"
 
 
 @pytest.mark.parametrize("folder", ["INBOX", "a/b", "a.b", "100%", "%2E", "v1.2/x%2Ey", "Café/Über"])
@@ -275,3 +293,13 @@ def test_import_files_in_the_crm_only_when_it_is_on(conn: sqlite3.Connection) ->
         assert transfer.import_batch(conn, 1, [_item("INBOX", 2), _item("Sent", 3, "old@oldmail.example")]) == 2
         rows = conn.execute("SELECT direction, time FROM crm_messages ORDER BY id").fetchall()
     assert [tuple(r) for r in rows] == [("in", 2.0), ("out", 3.0)]
+
+
+def test_announcements_and_quota_warnings_are_dated_rfc_5322_utc() -> None:
+    """Their Date is written like every other Date relentad writes (trace.date, ``+0000``); it used to be ``GMT``,
+    the obsolete zone name (RFC 5322 §4.3)."""
+    announced = announce.build(sender="postmaster@example.test", subject="s", body="b", hostname="mx", now=1.7e9)
+    usage = quota.Usage(1, 95, 1, 100, 0, 0, 0, 0)
+    warned = quotawarn.warning_message(sender="s@mx", recipient="u@mx", usage=usage, hostname="mx", now=1.7e9)
+    for raw in (announced, warned):
+        assert b"\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n" in raw

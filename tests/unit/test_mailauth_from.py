@@ -52,7 +52,8 @@ def test_two_from_fields_mean_no_domain() -> None:
         ("From: undisclosed-recipients:;\r\n", mailauth.Authors((), 1, unusable=True)),
         ("To: x@y.test\r\n", mailauth.Authors((), 0)),
         ("From: info@Bücher.test\r\n", mailauth.Authors(("xn--bcher-kva.test",), 1)),
-        ("From: info@faß.test\r\n", mailauth.Authors((), 1, unusable=True)),  # IDNA 2003 would say fass.test
+        ("From: info@faß.test\r\n", mailauth.Authors(("xn--fa-hia.test",), 1)),  # UTS #46: not IDNA 2003's fass
+        ("From: info@☃.test\r\n", mailauth.Authors((), 1, unusable=True)),  # a symbol: no A-label
     ],
 )
 def test_every_author_domain_is_found(header: str, expected: mailauth.Authors) -> None:

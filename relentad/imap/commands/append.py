@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from datetime import datetime
 
 from ...message import parse
 from ...store import imapview, imapwrite
@@ -22,6 +23,12 @@ from ..session import Handler, Ok, Result, Session
 
 INLINE_PARSE = 32_768
 """Messages up to this many octets in all are parsed on the loop thread (a thread round trip costs more)."""
+
+
+def _zone(moment: datetime | None) -> int:
+    """The date-time's zone in minutes east of UTC, kept for FETCH INTERNALDATE and SEARCH ON (no date: UTC)."""
+    offset = moment.utcoffset() if moment is not None else None
+    return 0 if offset is None else int(offset.total_seconds()) // 60
 
 
 async def append(session: Session, command: Append) -> Result:
@@ -53,6 +60,7 @@ async def append(session: Session, command: Append) -> Result:
                 size=structure.size,
                 names=message.flags,
                 internaldate=message.date.timestamp() if message.date else now,
+                zone=_zone(message.date),
             )
             for message, structure in zip(command.messages, parsed, strict=True)
         ]

@@ -21,7 +21,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Protocol
 
 from ...message import ParsedMessage, binary_section, normalize_crlf, parse, section_bytes
@@ -154,8 +154,9 @@ def _partial(content: bytes, attribute: FetchBody) -> bytes:
     return content[start : start + attribute.partial.length]
 
 
-def _internaldate(timestamp: float) -> str:
-    return format_date_time(datetime.fromtimestamp(timestamp, UTC))
+def _internaldate(timestamp: float, zone: int = 0) -> str:
+    """The date-time in its zone (minutes east of UTC): an APPENDed message's own, UTC for the rest."""
+    return format_date_time(datetime.fromtimestamp(timestamp, timezone(timedelta(minutes=zone)) if zone else UTC))
 
 
 _RENDERED: dict[tuple[int, int, str, bool], Rendered] = {}
@@ -204,7 +205,7 @@ def _items(msg: Message, attributes: Sequence[FetchAttribute], condstore: bool, 
         elif item == "MODSEQ":
             out += [Atom("MODSEQ"), [row.modseq]]
         elif item == "INTERNALDATE":
-            out += [Atom("INTERNALDATE"), _internaldate(row.internaldate)]
+            out += [Atom("INTERNALDATE"), _internaldate(row.internaldate, row.zone)]
         elif item == "RFC822.SIZE":
             out += [Atom("RFC822.SIZE"), msg.size]
         elif item in ("ENVELOPE", "BODYSTRUCTURE", "BODY"):

@@ -311,9 +311,10 @@ class Compiler:
                 return self._summary(folded)
             start = _timestamp(key.date)
             end = _timestamp(key.date + timedelta(days=1))
-            column = "m.internaldate"
+            # the internal date's own day, in its zone ("disregarding time and timezone", RFC 3501 §6.4.4)
+            column = "(m.internaldate + m.zone * 60)"
             if key.key.startswith("SAVED") and not isinstance(self.view, VirtualView):
-                column = "coalesce(m.saved, m.internaldate)"  # RFC 8514 §4.2 (a CRM view: the internal date)
+                column = "coalesce(m.saved, m.internaldate)"  # RFC 8514 §4.2: the server's (UTC) day
             if key.key.endswith("BEFORE"):
                 return f"{column} < ?", [start]
             if key.key.endswith("ON"):

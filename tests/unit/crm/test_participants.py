@@ -9,9 +9,10 @@ from relentad.crm.participants import (
     OUT,
     PERSON,
     is_automatic,
-    is_outgoing,
+    is_own,
     normalize,
     participants,
+    sender,
 )
 from relentad.message import parse
 
@@ -95,7 +96,7 @@ def test_bulk_and_noreply_senders() -> None:
 def test_outgoing_mail_involves_recipients_only() -> None:
     raw = msg("From: Alice <alice@example.test>", "To: Bob <bob@partner.test>", "Bcc: boss@partner.test")
     parsed = parse(raw)
-    assert is_outgoing(parsed, OWN)
+    assert is_own(sender(parsed), OWN)
     assert [(p.address, p.role) for p in participants(parsed, OWN, OUT)] == [
         ("bob@partner.test", "to"),
         ("boss@partner.test", "bcc"),
@@ -104,7 +105,7 @@ def test_outgoing_mail_involves_recipients_only() -> None:
 
 def test_subaddress_of_own_is_own() -> None:
     raw = msg("From: alice+news@example.test", "To: bob@partner.test")
-    assert is_outgoing(parse(raw), OWN)
+    assert is_own(sender(parse(raw)), OWN)
 
 
 def test_normalize() -> None:

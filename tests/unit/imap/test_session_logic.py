@@ -50,7 +50,9 @@ def test_list_patterns(reference: str, pattern: str, name: str, matches: bool) -
 
 
 def view(uids: list[int]) -> Selected:
-    info = MailboxInfo(1, "INBOX", None, 7, 100, 9, True, False)
+    info = MailboxInfo(
+        id=1, name="INBOX", special_use=None, uidvalidity=7, uidnext=100, highestmodseq=9, noselect=False
+    )
     return Selected(info=info, readonly=False, uids=uids, modseq=9)
 
 

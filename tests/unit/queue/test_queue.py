@@ -104,6 +104,30 @@ def test_dsn_is_a_delivery_status_report() -> None:
     assert "Subject: hello" in str(headers.get_payload())
 
 
+def test_dsn_dates_are_rfc_5322_utc() -> None:
+    """Date and the report's dates (RFC 3464 §2.2.5, §2.3.7, §2.3.8) as every Date relentad writes (trace.date):
+    ``+0000``. They used to be ``-0000`` ("no information about the local zone", RFC 5322 §3.3)."""
+    raw = dsn.build(
+        action="delayed",
+        hostname="mx.a.test",
+        sender="alice@a.test",
+        recipients=[dsn.RecipientStatus("x@b.test", "451 4.4.1 no", "mx.b.test", 1_700_000_060.0)],
+        original=b"From: alice@a.test\r\nSubject: hello\r\n\r\nbody\r\n",
+        arrival=1_700_000_000.0,
+        retry_until=1_700_400_000.0,
+        now=1_700_000_120.0,
+    )
+    text = raw.decode()
+    for field, when in (
+        ("Date", "Tue, 14 Nov 2023 22:15:20"),
+        ("Arrival-Date", "Tue, 14 Nov 2023 22:13:20"),
+        ("Last-Attempt-Date", "Tue, 14 Nov 2023 22:14:20"),
+        ("Will-Retry-Until", "Sun, 19 Nov 2023 13:20:00"),
+    ):
+        assert f"\r\n{field}: {when} +0000\r\n" in text, field
+    assert "-0000" not in text and "GMT" not in text
+
+
 def test_dsn_diagnostic_code_is_smtp_only_for_what_the_remote_server_said() -> None:
     """RFC 3464 §2.3.6: our own texts (timeouts, DNS) are no SMTP reply of the remote MTA."""
     raw = dsn.build(

@@ -219,3 +219,18 @@ def test_allocation_by_name_matches_find_and_allocate(conn: sqlite3.Connection) 
         missing = mailboxes.allocate_uid_in(conn, account(conn), "No Such Folder")
     assert slot == (inbox(conn), uid + 1, modseq + 1)
     assert missing is None
+
+
+def test_only_list_reads_the_subscriptions(conn: sqlite3.Connection) -> None:
+    """The lookup of one mailbox (every SELECT, STATUS, APPEND, COPY…) used to carry a correlated EXISTS on
+    ``subscriptions`` that only LIST uses; LIST (all_mailboxes) still says which mailboxes are subscribed."""
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    info = imapview.mailbox(conn, account(conn), "INBOX")
+    assert info is not None and imapview.mailbox_by_id(conn, info.id) == info
+    assert statements and not any("subscriptions" in sql for sql in statements)
+    conn.set_trace_callback(None)
+    with db.transaction(conn):
+        conn.execute("DELETE FROM subscriptions WHERE name = 'Junk'")
+    listed = {box.name: box.subscribed for box in imapview.all_mailboxes(conn, account(conn))}
+    assert listed["INBOX"] and listed["Sent"] and not listed["Junk"]

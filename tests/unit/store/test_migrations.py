@@ -37,3 +37,28 @@ def test_subscriptions_leave_the_mailbox_rows_and_keep_who_subscribed_to_what(
     conn.execute("DELETE FROM mailboxes WHERE account_id = 7")
     conn.execute("DELETE FROM accounts WHERE id = 7")  # an account's subscriptions go with it
     assert conn.execute("SELECT count(*) FROM subscriptions").fetchone()[0] == 0
+
+
+def test_internal_dates_stored_before_018_keep_showing_as_utc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """018: messages and retained copies get a zone for their internal date; those already stored get UTC (0),
+    which is how FETCH INTERNALDATE showed them."""
+    conn = connect(tmp_path / "db.sqlite")
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:-1])
+    migrations.apply(conn)
+    conn.execute("INSERT INTO domains (id, name, created) VALUES (1, 'example.test', 0)")
+    conn.execute(
+        "INSERT INTO accounts (id, email, domain_id, password_hash, created) VALUES (7, 'a@example.test', 1, '', 0)"
+    )
+    conn.execute("INSERT INTO mailboxes (id, account_id, name, uidvalidity, created) VALUES (3, 7, 'INBOX', 1, 0)")
+    conn.execute("INSERT INTO blobs (id, sha256, size, data) VALUES (5, x'00', 1, x'00')")
+    conn.execute(
+        "INSERT INTO messages (mailbox_id, uid, modseq, internaldate, blob_id, size) VALUES (3, 1, 1, 1e9, 5, 1)"
+    )
+    conn.execute(
+        """INSERT INTO expunged (account_id, mailbox_id, mailbox_name, uid, blob_id, prefix, flags, keywords,
+                                 internaldate, size, expunged) VALUES (7, 3, 'INBOX', 2, 5, x'', 0, '', 1e9, 1, 0)"""
+    )
+    monkeypatch.undo()
+    assert migrations.apply(conn) == ["018_imap_internaldate_zone"]
+    assert [tuple(r) for r in conn.execute("SELECT internaldate, zone FROM messages")] == [(1e9, 0)]
+    assert [tuple(r) for r in conn.execute("SELECT internaldate, zone FROM expunged")] == [(1e9, 0)]
