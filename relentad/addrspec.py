@@ -13,11 +13,12 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import idna
+
 from .errors import InvalidInput
 
 _DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _ASCII_LABEL = re.compile(r"^[^.\s]+$")
-_LDH = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 _LOCAL_ATOM = re.compile(r"^[A-Za-z0-9!#$&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]+$")
 # RFC 5321 §4.1.2 Quoted-string: qtextSMTP (and UTF-8, RFC 6531) or quoted-pairSMTP ("\\" and a printable)
 _QUOTED_LOCAL = re.compile(r'^"((?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])+)"$')
@@ -56,21 +57,18 @@ def a_label(domain: str) -> str | None:
     return ".".join(converted) + trailing
 
 
-_IDNA_CATEGORIES = frozenset({"Ll", "Lo", "Lm", "Mn", "Mc", "Nd"})
-"""What a mapped non-ASCII label may hold beside ASCII letters, digits and hyphens (IDNA 2008 PVALID, roughly:
-letters, combining marks, digits; no symbols, punctuation, spaces or format characters)."""
-
-
 def _a_label(label: str) -> str | None:
-    folded = "".join(ch.lower() for ch in unicodedata.normalize("NFKC", label))  # no final-sigma rule: Σ is σ
-    mapped = unicodedata.normalize("NFKC", folded)
-    if mapped.isascii():  # fullwidth ASCII and the like: the ASCII label it stands for
-        return mapped if mapped and _ASCII_LABEL.match(mapped) else None
-    if not all(ch in _LDH or unicodedata.category(ch) in _IDNA_CATEGORIES for ch in mapped):
+    """One non-ASCII label by the ``idna`` package (the reference IDNA 2008 implementation: PVALID code points,
+    Bidi and joiner rules, RFC 5891 hyphen rules), after its UTS #46 mapping without the final-sigma rule."""
+    try:
+        mapped = idna.uts46_remap(label, std3_rules=True, transitional=False)
+        if "." in mapped:  # a fullwidth or ideographic full stop: no label separator in an SMTP domain
+            return None
+        if mapped.isascii():  # fullwidth ASCII and the like: the ASCII label it stands for
+            return mapped if mapped and _ASCII_LABEL.match(mapped) else None
+        return idna.alabel(mapped).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
         return None
-    if mapped[2:4] == "--" or mapped[0] == "-" or mapped[-1] == "-" or unicodedata.category(mapped[0])[0] == "M":
-        return None  # RFC 5891 §4.2.3.1, §4.2.3.2
-    return "xn--" + mapped.encode("punycode").decode("ascii")
 
 
 def split(address: str) -> tuple[str, str]:

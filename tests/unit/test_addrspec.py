@@ -70,3 +70,10 @@ def test_base_address_of_subaddress() -> None:
     assert base_address("alice+news@example.test") == "alice@example.test"
     assert base_address("alice@example.test") is None
     assert base_address("+tag@example.test") is None
+
+
+def test_idna_2008_context_rules_refuse_a_stray_joiner_and_a_mixed_direction_label() -> None:
+    # The joiner rule (RFC 5892 Appendix A.2) and the Bidi rule (RFC 5893): the idna package, not a category check.
+    assert a_label("ü\u200d.example") is None
+    assert a_label("\u05d0a.example") is None  # a right-to-left letter then a left-to-right one
+    assert a_label("\u05e2\u05d1\u05e8\u05d9\u05ea.example") == "xn--5dbqzzl.example"
