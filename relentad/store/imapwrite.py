@@ -62,7 +62,8 @@ def create_mailbox(conn: sqlite3.Connection, account_id: int, name: str, special
     """CREATE (RFC 3501 §6.3.3): also creates missing superior levels; a \\Noselect level becomes real again
     with a new UIDVALIDITY."""
     check_name(name)
-    if name.upper() == mailboxes.INBOX:
+    name = mailboxes.stored_name(name)
+    if name == mailboxes.INBOX:
         raise AlreadyExists("INBOX always exists")
     for parent in _parents(name):
         if _row(conn, account_id, parent) is None:
