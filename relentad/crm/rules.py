@@ -48,6 +48,7 @@ from .sieve import (
 from .sieve import Command as SieveCommand
 from .sieve import Test as SieveTest
 
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 VIRTUAL = ("x-relentad-contact-tag", "x-relentad-company", "x-relentad-contact", "x-relentad-spam")
 _ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 
@@ -165,8 +166,10 @@ class MessageView:
 
 def _part(address: str, part: str) -> str:
     local, at, domain = address.rpartition("@")
-    if part == ":localpart":
-        return local if at else address
+    if part == ":localpart":  # a quoted local part is compared as what it says: "b c" is b c
+        local = local if at else address
+        quoted = len(local) > 1 and local[0] == local[-1] == '"'
+        return _QUOTED_PAIR.sub(r"\1", local[1:-1]) if quoted else local
     if part == ":domain":
         return domain if at else ""
     return address

@@ -257,3 +257,20 @@ def test_a_stored_rule_into_the_crm_views_keeps_the_copy_where_it_was() -> None:
     placement = Placement(1, "alice@example.test")
     assert apply_outcome(placement, outcome) == []
     assert (placement.mailbox, placement.keywords) == ("INBOX", ["$X"])
+
+
+def test_address_parts_of_quoted_local_parts_groups_and_folded_fields() -> None:
+    raw = (
+        b'From: "b c"@y.example\r\nCc: Team: jo@t.example, "q@x"@q.example;\r\nTo: undisclosed-recipients:;\r\n'
+        b"Subject: =?utf-8?q?caf=C3=A9?=\r\n =?utf-8?q?_au_lait?= folded\r\nX-Folded: one\r\n\ttwo\r\n\r\nbody\r\n"
+    )
+    hits = {
+        'address :localpart :is "from" "b c"': True,  # compared as what it says, not with its quotes
+        'address :localpart :is "cc" "q@x"': True,
+        'address :domain :is "cc" ["t.example", "q.example"]': True,
+        'address :all :contains "to" "undisclosed"': False,  # a group's name is no address
+        'header :is "subject" "café au lait folded"': True,
+        'header :is "x-folded" "one\ttwo"': True,  # unfolding removes the CRLF only
+    }
+    for test, expected in hits.items():
+        assert (folders(run(REQ + f'if {test} {{ fileinto "Hit"; }}', raw)) == [("Hit", [])]) is expected, test
