@@ -77,6 +77,7 @@ DNSBL_LISTED = Counter(
 
 _MAX_REQUEST = 8192
 _REQUEST_TIMEOUT = 5.0
+_TOO_LARGE = ("431 Request Header Fields Too Large", "text/plain", b"too large\n")
 _VERSION = re.compile(rb"HTTP/\d\.\d")
 _ABSOLUTE = re.compile(rb"^https?://[^/?]*/?", re.IGNORECASE)
 
@@ -230,7 +231,10 @@ class MetricsServer:
                 head = await _read_head(reader)
             status, content_type, body = self.respond(head)
             content = b"" if head.startswith(b"HEAD ") else body  # HEAD: GET's header fields, no content
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+        except asyncio.LimitOverrunError:  # one line beyond the reader's 64 KiB
+            status, content_type, body = _TOO_LARGE
+            content = body
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             status, content_type, body = "400 Bad Request", "text/plain", b"bad request\n"
             content = body
         with contextlib.suppress(ConnectionError):
@@ -247,7 +251,7 @@ class MetricsServer:
     def respond(self, head: bytes) -> tuple[str, str, bytes]:
         """(status line, content type, body) for one request head."""
         if len(head) > _MAX_REQUEST:
-            return "431 Request Header Fields Too Large", "text/plain", b"too large\n"
+            return _TOO_LARGE
         parts = head.split(b"\r\n", 1)[0].split(b" ")
         if len(parts) != 3 or _VERSION.fullmatch(parts[2]) is None:  # HTTP/0.9's "GET /path" included
             return "400 Bad Request", "text/plain", b"bad request\n"
