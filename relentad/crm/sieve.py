@@ -222,18 +222,23 @@ _REFUSED = {
 }
 
 
-def _flag_list(command: Any, value: Any) -> tuple[str, ...]:
-    """RFC 5232 §3: each string is a space-separated list of flags; system flags in any case."""
-    try:
-        return tuple(flagmod.canonical(f) for item in _strings(value) for f in item.split())
-    except InvalidInput as exc:
-        raise InvalidInput(f"{command.name}: {exc}") from None
+def _flag_list(command: Any, value: Any, strict: bool) -> tuple[str, ...]:
+    """RFC 5232 §3: each string is a space-separated list of flags; system flags in any case. Not ``strict``: a flag
+    that is none is dropped (RFC 5232 §3: an implementation MAY ignore it)."""
+    out = []
+    for flag in (f for item in _strings(value) for f in item.split()):
+        try:
+            out.append(flagmod.canonical(flag))
+        except InvalidInput as exc:
+            if strict:
+                raise InvalidInput(f"{command.name}: {exc}") from None
+    return tuple(out)
 
 
-def _flags(command: Any) -> tuple[str, ...] | None:
+def _flags(command: Any, strict: bool) -> tuple[str, ...] | None:
     if "flags" not in command.extra_arguments:
         return None
-    return _flag_list(command, command.extra_arguments["flags"])
+    return _flag_list(command, command.extra_arguments["flags"], strict)
 
 
 def _require(command: Any) -> None:
@@ -244,31 +249,32 @@ def _require(command: Any) -> None:
             )
 
 
-def _block(commands: list[Any], depth: int = 0) -> tuple[Command, ...]:
+def _block(commands: list[Any], strict: bool, depth: int = 0) -> tuple[Command, ...]:
     out: list[Command] = []
     depth = _nested(depth)
     for command in commands:
         name = command.name
         if name == "require":
-            _require(command)
+            if strict:
+                _require(command)
             continue
         if name == "if":
-            out.append(If(((_test(command.arguments["test"], depth), _block(command.children, depth)),)))
+            out.append(If(((_test(command.arguments["test"], depth), _block(command.children, strict, depth)),)))
         elif name in ("elsif", "else"):
             previous = out[-1] if out else None
             if not isinstance(previous, If) or previous.branches[-1][0] is None:
                 raise InvalidInput(f"{name} without a preceding if")
             test = _test(command.arguments["test"], depth) if name == "elsif" else None
-            out[-1] = If((*previous.branches, (test, _block(command.children, depth))))
+            out[-1] = If((*previous.branches, (test, _block(command.children, strict, depth))))
         elif name in ("fileinto", "keep"):
             folder = stored_name(unquote(str(command.arguments["mailbox"]))) if name == "fileinto" else ""
             if name == "fileinto" and "copy" in command.arguments:
                 raise InvalidInput("fileinto :copy is not supported")
-            out.append(Action(name, folder, _flags(command)))
+            out.append(Action(name, folder, _flags(command, strict)))
         elif name in ("addflag", "setflag", "removeflag"):
             if "variable-name" in command.arguments:
                 raise InvalidInput(f"{name} with a variable name is not supported")
-            out.append(Action(name, flags=_flag_list(command, command.arguments["list-of-flags"])))
+            out.append(Action(name, flags=_flag_list(command, command.arguments["list-of-flags"], strict)))
         elif name == "stop":
             out.append(Action("stop"))
         elif name == "tagcontact":
@@ -280,8 +286,11 @@ def _block(commands: list[Any], depth: int = 0) -> tuple[Command, ...]:
     return tuple(out)
 
 
-def compile_script(text: str) -> Script:
-    """Parse and compile a Sieve script; InvalidInput (one line) when it is not valid or not supported."""
+def compile_script(text: str, *, strict: bool = True) -> Script:
+    """Parse and compile a Sieve script; InvalidInput (one line) when it is not valid or not supported.
+
+    Not ``strict`` (delivery, compiling rules stored earlier): what older releases let in and that is harmless —
+    a ``require`` of an unsupported capability, a flag that is none — does not disable the whole rule."""
     data = text.encode("utf-8")
     if len(data) > MAX_SCRIPT:
         raise InvalidInput(f"sieve: the script is larger than {MAX_SCRIPT >> 10} KiB")
@@ -289,6 +298,6 @@ def compile_script(text: str) -> Script:
     if not parser.parse(data):
         raise InvalidInput(f"sieve: {parser.error}")
     try:
-        return Script(_block(parser.result))
+        return Script(_block(parser.result, strict))
     except (KeyError, AttributeError, TypeError) as exc:  # a shape sievelib accepted but we do not know
         raise InvalidInput(f"sieve: unsupported construct ({exc})") from None

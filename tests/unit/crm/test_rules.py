@@ -274,3 +274,14 @@ def test_address_parts_of_quoted_local_parts_groups_and_folded_fields() -> None:
     }
     for test, expected in hits.items():
         assert (folders(run(REQ + f'if {test} {{ fileinto "Hit"; }}', raw)) == [("Hit", [])]) is expected, test
+
+
+def test_rules_stored_by_an_older_release_keep_working() -> None:
+    """What ``rules add`` now refuses but once stored — a require of an unsupported capability, a flag that is
+    none — does not disable the rule at delivery: the require is ignored, the bad flag dropped."""
+    text = 'require ["fileinto", "imap4flags", "variables"];\nfileinto :flags "a(b \\\\seen" "Old"; addflag "x]y $Ok";'
+    with pytest.raises(InvalidInput):
+        rules.check(text)
+    view = rules.MessageView(parse(RAW), RAW, "", "alice@example.test", {})
+    outcome = rules.evaluate([("old", rules.compiled(text))], view)
+    assert outcome.fileinto == [("Old", ["\\Seen"])] and outcome.flags == ["$Ok"]
