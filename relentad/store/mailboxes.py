@@ -64,6 +64,17 @@ def create(conn: sqlite3.Connection, account_id: int, name: str, special_use: st
     return int(cursor.lastrowid or 0)
 
 
+def revive(conn: sqlite3.Connection, account_id: int, mailbox_id: int, special_use: str | None = None) -> int:
+    """A \\Noselect level made a real mailbox again, in place, with a new UIDVALIDITY (not deleted and created anew:
+    messages an older release delivered into the level would block the delete; this way they show up)."""
+    row = conn.execute(
+        "UPDATE mailboxes SET noselect = 0, special_use = ?, uidvalidity = ?, created = ? WHERE id = ? RETURNING name",
+        (special_use, _next_uidvalidity(conn, account_id), time.time(), mailbox_id),
+    ).fetchone()
+    conn.execute("INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)", (account_id, row[0]))
+    return mailbox_id
+
+
 def create_defaults(conn: sqlite3.Connection, account_id: int) -> None:
     for name, special_use in DEFAULT_MAILBOXES:
         create(conn, account_id, name, special_use)
