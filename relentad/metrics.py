@@ -77,6 +77,9 @@ DNSBL_LISTED = Counter(
 
 _MAX_REQUEST = 8192
 _REQUEST_TIMEOUT = 5.0
+_TOO_LARGE = ("431 Request Header Fields Too Large", "text/plain", b"too large\n")
+_VERSION = re.compile(rb"HTTP/\d\.\d")
+_ABSOLUTE = re.compile(rb"^https?://[^/?]*/?", re.IGNORECASE)
 
 
 # relentad's own refusals by name; any other 4xx/5xx reply is labelled with its enhanced status code.
@@ -225,16 +228,19 @@ class MetricsServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(_REQUEST_TIMEOUT):
-                head = await reader.readuntil(b"\r\n\r\n")
+                head = await _read_head(reader)
             status, content_type, body = self.respond(head)
             content = b"" if head.startswith(b"HEAD ") else body  # HEAD: GET's header fields, no content
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+        except asyncio.LimitOverrunError:  # one line beyond the reader's 64 KiB
+            status, content_type, body = _TOO_LARGE
+            content = body
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             status, content_type, body = "400 Bad Request", "text/plain", b"bad request\n"
             content = body
         with contextlib.suppress(ConnectionError):
             writer.write(
                 f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n".encode()
+                "Allow: GET, HEAD\r\nConnection: close\r\n\r\n".encode()  # Allow: what a 405 must say (RFC 9110)
                 + content
             )
             await writer.drain()
@@ -245,11 +251,15 @@ class MetricsServer:
     def respond(self, head: bytes) -> tuple[str, str, bytes]:
         """(status line, content type, body) for one request head."""
         if len(head) > _MAX_REQUEST:
-            return "431 Request Header Fields Too Large", "text/plain", b"too large\n"
-        parts = head.split(b"\r\n", 1)[0].split()
-        if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD"):
+            return _TOO_LARGE
+        parts = head.split(b"\r\n", 1)[0].split(b" ")
+        if len(parts) != 3 or _VERSION.fullmatch(parts[2]) is None:  # HTTP/0.9's "GET /path" included
+            return "400 Bad Request", "text/plain", b"bad request\n"
+        if not parts[2].startswith(b"HTTP/1."):
+            return "505 HTTP Version Not Supported", "text/plain", b"HTTP/1.x only\n"
+        if parts[0] not in (b"GET", b"HEAD"):
             return "405 Method Not Allowed", "text/plain", b"GET /metrics or /healthz\n"
-        path = parts[1].split(b"?", 1)[0]
+        path = _ABSOLUTE.sub(b"/", parts[1]).split(b"?", 1)[0]  # absolute-form (RFC 9112 §3.2.2) too
         if path == b"/metrics":
             try:
                 return "200 OK", "text/plain; version=0.0.4; charset=utf-8", generate_latest(REGISTRY)
@@ -262,3 +272,18 @@ class MetricsServer:
                 return "503 Service Unavailable", "text/plain", "".join(f"{p}\n" for p in problems).encode()
             return "200 OK", "text/plain", b"ok\n"
         return "404 Not Found", "text/plain", b"GET /metrics or /healthz\n"
+
+
+async def _read_head(reader: asyncio.StreamReader) -> bytes:
+    """The request head up to its empty line, CRLF-ended, from lines ended by CRLF or a bare LF (RFC 9112 §2.2: as
+    ``printf … | nc`` sends them). A request line that is no HTTP/1.x one ends it at once (HTTP/0.9 has no head);
+    reading stops past :data:`_MAX_REQUEST` (the head returned is longer: the caller answers 431)."""
+    lines: list[bytes] = []
+    size = 0
+    while size <= _MAX_REQUEST:
+        line = (await reader.readuntil(b"\n")).rstrip(b"\r\n")
+        size += len(line) + 2
+        lines.append(line)
+        if not line or (len(lines) == 1 and len(line.split(b" ")) != 3):
+            break
+    return b"\r\n".join(lines) + b"\r\n"

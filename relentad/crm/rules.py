@@ -13,9 +13,9 @@ from the message itself, so a sender cannot forge them):
 - ``X-Relentad-Spam``: ``yes`` when an earlier step (spam filter, DMARC quarantine) filed the copy into Junk,
   else ``no``.
 
-Invariants: evaluation is pure and never raises on message content; matching is linear (``:matches`` globs are
-compiled once to possessive-free regexes with no nested quantifiers); folder names are checked when a rule is
-added, so delivery never meets a name the store would refuse.
+Invariants: evaluation is pure and never raises on message content; a match costs at most the length of the value
+times that of the key (``:matches`` globs are compiled once to fixed-length pieces, see :class:`Glob`); folder
+names are checked when a rule is added, so delivery never meets a name the store would refuse.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ..errors import AlreadyExists, InvalidInput, NotFound
 from ..headers import decode_header
 from ..message import Address, ParsedMessage, header_fields_of, normalize_crlf, parse_addresses
 from ..store.imapwrite import check_name
+from .folders import is_virtual
 from .sieve import (
     Action,
     AddressTest,
@@ -47,34 +48,77 @@ from .sieve import (
 from .sieve import Command as SieveCommand
 from .sieve import Test as SieveTest
 
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 VIRTUAL = ("x-relentad-contact-tag", "x-relentad-company", "x-relentad-contact", "x-relentad-spam")
 _ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(text: str, octet: bool) -> str:
+    """The form a comparator compares: i;octet exact, i;ascii-casemap (RFC 4790 §9.2) with only A-Z folded (so
+    "ß" never equals "ss" and the Kelvin sign never equals "k", as Unicode case folding would have it)."""
+    if octet:
+        return text
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
+@dataclass(frozen=True, slots=True)
+class Glob:
+    """A compiled RFC 5228 §2.7.1 ``:matches`` pattern (``*`` any run, ``?`` one character, ``\\`` escapes).
+
+    Kept as the fixed-length pieces between the stars, matched first at the start, last at the end and each middle
+    one at its leftmost place: O(len(value) × len(pattern)) whatever the pattern. One regex of ``.*`` runs
+    backtracks polynomially in the number of stars (``*a*a*a*a*a*a*b`` against 300 "a"s never finishes: a
+    subject line could stall the daemon)."""
+
+    pieces: tuple[re.Pattern[str], ...]
+    last: int  # the length of the last piece
+
+    def fullmatch(self, value: str) -> bool:
+        first, *middle = self.pieces
+        if not middle:
+            return first.fullmatch(value) is not None
+        head = first.match(value)
+        end = len(value) - self.last
+        if head is None or end < head.end():
+            return False
+        pos = head.end()
+        for piece in middle[:-1]:
+            found = piece.search(value, pos, end)
+            if found is None:
+                return False
+            pos = found.end()
+        return middle[-1].fullmatch(value, end) is not None
+
+
 @functools.lru_cache(maxsize=1024)
-def _glob(pattern: str, octet: bool) -> re.Pattern[str]:
-    """RFC 5228 §2.7.1 ``:matches``: ``*`` any run, ``?`` one character, ``\\`` escapes."""
-    out, i = [], 0
+def glob(pattern: str, octet: bool) -> Glob:
+    flags = re.DOTALL | (0 if octet else re.IGNORECASE | re.ASCII)  # re.ASCII: only A-Z fold, as fold() does
+    pieces: list[list[str]] = [[]]
+    i = 0
     while i < len(pattern):
         char = pattern[i]
         if char == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        out.append(".*" if char == "*" else "." if char == "?" else re.escape(char))
+            pieces[-1].append(re.escape(pattern[i + 1]))
+            i += 1
+        elif char == "*":
+            pieces.append([])
+        else:
+            pieces[-1].append("." if char == "?" else re.escape(char))
         i += 1
-    return re.compile("".join(out), re.DOTALL | (0 if octet else re.IGNORECASE))
+    return Glob(tuple(re.compile("".join(p), flags) for p in pieces), len(pieces[-1]))
 
 
 def matches(match: Match, value: str) -> bool:
     """Does ``value`` satisfy the match against any of its keys?"""
+    if match.kind == ":matches":
+        return any(glob(key, match.octet).fullmatch(value) for key in match.keys)
+    value = fold(value, match.octet)
     for key in match.keys:
-        if match.kind == ":matches":
-            if _glob(key, match.octet).fullmatch(value) is not None:
-                return True
-            continue
-        a, b = (value, key) if match.octet else (value.casefold(), key.casefold())
-        if (match.kind == ":is" and a == b) or (match.kind == ":contains" and b in a):
+        folded = fold(key, match.octet)
+        if (match.kind == ":is" and value == folded) or (match.kind == ":contains" and folded in value):
             return True
     return False
 
@@ -122,8 +166,10 @@ class MessageView:
 
 def _part(address: str, part: str) -> str:
     local, at, domain = address.rpartition("@")
-    if part == ":localpart":
-        return local if at else address
+    if part == ":localpart":  # a quoted local part is compared as what it says: "b c" is b c
+        local = local if at else address
+        quoted = len(local) > 1 and local[0] == local[-1] == '"'
+        return _QUOTED_PAIR.sub(r"\1", local[1:-1]) if quoted else local
     if part == ":domain":
         return domain if at else ""
     return address
@@ -236,8 +282,17 @@ def evaluate(scripts: list[tuple[str, Script]], view: MessageView) -> Outcome:
 
 @functools.lru_cache(maxsize=4096)
 def compiled(text: str) -> Script:
-    """Compile once per distinct script text (delivery reads the texts, the cache skips the parse)."""
-    return compile_script(text)
+    """Compile once per distinct script text (delivery reads the texts, the cache skips the parse); leniently, as
+    rules stored by an older release must keep working (:func:`check` is the strict gate when a rule is added)."""
+    return compile_script(text, strict=False)
+
+
+def check_folder(name: str) -> None:
+    """A folder a rule may file into: a name the store takes, outside the CRM's read-only views (which IMAP
+    refuses to CREATE in: a real mailbox there would shadow them)."""
+    check_name(name)
+    if is_virtual(name):
+        raise InvalidInput("Contacts/ and Companies/ are the CRM's read-only views")
 
 
 def check(text: str) -> Script:
@@ -245,7 +300,7 @@ def check(text: str) -> Script:
     script = compile_script(text)
     for folder in script.folders():
         try:
-            check_name(folder)
+            check_folder(folder)
         except InvalidInput as exc:
             raise InvalidInput(f"fileinto {folder!r}: {exc}") from None
     return script

@@ -26,6 +26,8 @@ from sievelib import commands as sieve_commands
 from sievelib.parser import Parser
 
 from ..errors import InvalidInput
+from ..store import flags as flagmod
+from ..store.mailboxes import stored_name
 from .contacts import check_tag
 
 MATCH_TYPES = (":is", ":contains", ":matches")
@@ -34,6 +36,14 @@ COMPARATORS = ("i;ascii-casemap", "i;octet")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _SIZE = re.compile(r"(\d+)([KMG]?)", re.IGNORECASE)
 _MULTIPLIERS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+TAG_EXTENSION = "vnd.relentad.tagcontact"
+# RFC 5228 §3.2: a script requiring anything else must fail. "mailbox" (RFC 5490) for ``fileinto :create``, which is
+# what fileinto always does here; its mailboxexists test is refused like any unknown test.
+CAPABILITIES = frozenset(
+    {"fileinto", "envelope", "imap4flags", "mailbox", "comparator-i;octet", "comparator-i;ascii-casemap", TAG_EXTENSION}
+)
+MAX_NESTING = 32  # blocks and tests inside each other (Pigeonhole's limits); evaluation recurses that deep
+MAX_SCRIPT = 1 << 20  # bytes (Pigeonhole's sieve_max_script_size): every delivery reads the account's scripts
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +177,14 @@ def _match(command: Any) -> Match:
     return Match(kind, _strings(args["key-list"]), comparator == "i;octet")
 
 
-def _test(command: Any) -> Test:
-    name, args = command.name, command.arguments
+def _nested(depth: int) -> int:
+    if depth > MAX_NESTING:
+        raise InvalidInput(f"sieve: nested deeper than {MAX_NESTING} levels")
+    return depth + 1
+
+
+def _test(command: Any, depth: int) -> Test:
+    name, args, depth = command.name, command.arguments, _nested(depth)
     if name in ("address", "envelope"):
         part = str(args.get("address-part", ":all")).lower()
         if part not in ADDRESS_PARTS:
@@ -182,15 +198,12 @@ def _test(command: Any) -> Test:
     if name == "size":
         return SizeTest(str(args["comparator"]).lower() == ":over", _size(str(args["limit"])))
     if name in ("allof", "anyof"):
-        return Combined(name == "allof", tuple(_test(t) for t in args["tests"]))
+        return Combined(name == "allof", tuple(_test(t, depth) for t in args["tests"]))
     if name == "not":
-        return NotTest(_test(args["test"]))
+        return NotTest(_test(args["test"], depth))
     if name in ("true", "false"):
         return Const(name == "true")
     raise InvalidInput(f"the test {name!r} is not supported")
-
-
-TAG_EXTENSION = "vnd.relentad.tagcontact"
 
 
 class TagcontactCommand(sieve_commands.ActionCommand):  # type: ignore[misc]
@@ -209,36 +222,59 @@ _REFUSED = {
 }
 
 
-def _flags(command: Any) -> tuple[str, ...] | None:
+def _flag_list(command: Any, value: Any, strict: bool) -> tuple[str, ...]:
+    """RFC 5232 §3: each string is a space-separated list of flags; system flags in any case. Not ``strict``: a flag
+    that is none is dropped (RFC 5232 §3: an implementation MAY ignore it)."""
+    out = []
+    for flag in (f for item in _strings(value) for f in item.split()):
+        try:
+            out.append(flagmod.canonical(flag))
+        except InvalidInput as exc:
+            if strict:
+                raise InvalidInput(f"{command.name}: {exc}") from None
+    return tuple(out)
+
+
+def _flags(command: Any, strict: bool) -> tuple[str, ...] | None:
     if "flags" not in command.extra_arguments:
         return None
-    return tuple(f for item in _strings(command.extra_arguments["flags"]) for f in item.split())
+    return _flag_list(command, command.extra_arguments["flags"], strict)
 
 
-def _block(commands: list[Any]) -> tuple[Command, ...]:
+def _require(command: Any) -> None:
+    for capability in _strings(command.arguments["capabilities"]):
+        if capability.lower() not in CAPABILITIES:
+            raise InvalidInput(
+                f"require: {capability!r} is not supported (relentad has {', '.join(sorted(CAPABILITIES))})"
+            )
+
+
+def _block(commands: list[Any], strict: bool, depth: int = 0) -> tuple[Command, ...]:
     out: list[Command] = []
+    depth = _nested(depth)
     for command in commands:
         name = command.name
         if name == "require":
+            if strict:
+                _require(command)
             continue
         if name == "if":
-            out.append(If(((_test(command.arguments["test"]), _block(command.children)),)))
+            out.append(If(((_test(command.arguments["test"], depth), _block(command.children, strict, depth)),)))
         elif name in ("elsif", "else"):
             previous = out[-1] if out else None
             if not isinstance(previous, If) or previous.branches[-1][0] is None:
                 raise InvalidInput(f"{name} without a preceding if")
-            test = _test(command.arguments["test"]) if name == "elsif" else None
-            out[-1] = If((*previous.branches, (test, _block(command.children))))
+            test = _test(command.arguments["test"], depth) if name == "elsif" else None
+            out[-1] = If((*previous.branches, (test, _block(command.children, strict, depth))))
         elif name in ("fileinto", "keep"):
-            folder = unquote(str(command.arguments["mailbox"])) if name == "fileinto" else ""
+            folder = stored_name(unquote(str(command.arguments["mailbox"]))) if name == "fileinto" else ""
             if name == "fileinto" and "copy" in command.arguments:
                 raise InvalidInput("fileinto :copy is not supported")
-            out.append(Action(name, folder, _flags(command)))
+            out.append(Action(name, folder, _flags(command, strict)))
         elif name in ("addflag", "setflag", "removeflag"):
             if "variable-name" in command.arguments:
                 raise InvalidInput(f"{name} with a variable name is not supported")
-            flags = tuple(f for item in _strings(command.arguments["list-of-flags"]) for f in item.split())
-            out.append(Action(name, flags=flags))
+            out.append(Action(name, flags=_flag_list(command, command.arguments["list-of-flags"], strict)))
         elif name == "stop":
             out.append(Action("stop"))
         elif name == "tagcontact":
@@ -250,12 +286,18 @@ def _block(commands: list[Any]) -> tuple[Command, ...]:
     return tuple(out)
 
 
-def compile_script(text: str) -> Script:
-    """Parse and compile a Sieve script; InvalidInput (one line) when it is not valid or not supported."""
+def compile_script(text: str, *, strict: bool = True) -> Script:
+    """Parse and compile a Sieve script; InvalidInput (one line) when it is not valid or not supported.
+
+    Not ``strict`` (delivery, compiling rules stored earlier): what older releases let in and that is harmless —
+    a ``require`` of an unsupported capability, a flag that is none — does not disable the whole rule."""
+    data = text.encode("utf-8")
+    if len(data) > MAX_SCRIPT:
+        raise InvalidInput(f"sieve: the script is larger than {MAX_SCRIPT >> 10} KiB")
     parser = Parser()
-    if not parser.parse(text.encode("utf-8")):
+    if not parser.parse(data):
         raise InvalidInput(f"sieve: {parser.error}")
     try:
-        return Script(_block(parser.result))
+        return Script(_block(parser.result, strict))
     except (KeyError, AttributeError, TypeError) as exc:  # a shape sievelib accepted but we do not know
         raise InvalidInput(f"sieve: unsupported construct ({exc})") from None

@@ -34,7 +34,6 @@ from ..errors import InvalidInput
 from ..message import ParsedMessage
 from ..store import flags as flagmod
 from ..store import mailboxes
-from ..store.imapwrite import check_name
 from . import contacts, participants, rules, threads
 from .participants import IN, LIST, OUT, PERSON, Participant
 from .sieve import Script
@@ -135,6 +134,16 @@ def _virtual(known: contacts.Known | None, spam: bool) -> dict[str, list[str]]:
     }
 
 
+def _allowed(folder: str, current: str) -> str:
+    """The rule's folder, or ``current`` when it is refused (a rule stored before the check was stricter)."""
+    try:
+        rules.check_folder(folder)
+    except InvalidInput as exc:
+        log.warning("rule folder %r refused (%s); the copy stays in %s", folder, exc, current)
+        return current
+    return folder
+
+
 def apply_outcome(placement: Placement, outcome: rules.Outcome) -> list[Placement]:
     """Change the copy as the rules say; returns extra copies (further fileinto targets)."""
     current = placement.mailbox
@@ -143,22 +152,22 @@ def apply_outcome(placement: Placement, outcome: rules.Outcome) -> list[Placemen
         merged = [flag for _folder, names in targets for flag in names]
         targets = [(current, merged)]
     extra: list[Placement] = []
-    for index, (wanted, names) in enumerate(targets):
-        folder = wanted
-        try:
-            check_name(wanted)
-        except Exception:
-            log.warning("rule folder %r refused; the copy stays in %s", wanted, current)
-            folder = current
-        target = (
-            placement
-            if index == 0
-            else dataclasses.replace(placement, keywords=list(placement.keywords), reasons=list(placement.reasons))
-        )
-        target.mailbox = folder
+    copies: dict[str, Placement] = {}
+    # every copy starts from the copy as it came (its own target's flags only: RFC 5232 :flags is per action)
+    bits, keywords = placement.flags, tuple(placement.keywords)
+    for wanted, names in targets:
+        folder = _allowed(wanted, current)
+        target = copies.get(folder)
+        if target is None:
+            target = placement
+            if copies:
+                reasons = list(placement.reasons)
+                target = dataclasses.replace(placement, flags=bits, keywords=list(keywords), reasons=reasons)
+            target.mailbox = folder
+            copies[folder] = target
+            if target is not placement:
+                extra.append(target)
         _add_flags(target, names)
-        if index:
-            extra.append(target)
     if outcome.trace:
         placement.reasons.append("rules: " + "; ".join(outcome.trace))
     return extra

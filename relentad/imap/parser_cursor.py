@@ -17,6 +17,7 @@ from typing import NoReturn, TypeVar
 
 from relentad.imap import mutf7
 from relentad.imap.sequence import SequenceSet, SequenceSetError
+from relentad.store.mailboxes import stored_name
 
 __all__ = ["MAX_DEPTH", "Cursor", "ParseError"]
 
@@ -24,10 +25,6 @@ T = TypeVar("T")
 
 MAX_DEPTH = 100
 """Deepest parenthesized nesting accepted (SEARCH programs are the only deep grammar)."""
-
-INBOX = "INBOX"
-DELIMITER = "/"
-"""relentad's hierarchy delimiter; `inbox/x` is normalised to `INBOX/x`."""
 
 _ATOM_SPECIALS = frozenset(b'(){ %*"\\]')
 ATOM_CHARS = frozenset(c for c in range(0x21, 0x7F) if c not in _ATOM_SPECIALS)
@@ -270,11 +267,7 @@ class Cursor:
 
     def mailbox(self, what: str = "mailbox name") -> str:
         """mailbox: decoded name, `INBOX` case-insensitive (also as the `INBOX/` prefix)."""
-        name = self._decode_mailbox(self.astring(what), what)
-        head, sep, tail = name.partition(DELIMITER)
-        if head.upper() == INBOX:
-            return INBOX + sep + tail
-        return name
+        return stored_name(self._decode_mailbox(self.astring(what), what))
 
     def list_mailbox(self) -> str:
         """list-mailbox: 1*list-char / string, decoded like a mailbox but wildcards kept."""

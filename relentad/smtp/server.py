@@ -341,15 +341,15 @@ class RelentadSMTP(SMTP):
             # aiosmtpd echoes client text (VRFY's argument) decoded with surrogateescape; a lone surrogate
             # cannot be sent, so it becomes "?" rather than an exception (found by scripts/fuzz, issue 8).
             status = status.encode("utf-8", "replace").decode("utf-8")
-        if self._in_ehlo:  # the EHLO/HELO reply lines go out in one write (one send(2), one segment)
-            self._ehlo_lines.append(status.encode() if isinstance(status, str) else status)
-            return
-        if isinstance(status, str):
+        if isinstance(status, str) and not self._in_ehlo:  # RFC 2034: no enhanced code in the EHLO/HELO response
             status = replies.with_enhanced_code(replies.CLOSING_REWRITES.get(status, status))
             if isinstance(self.session, RelentadSession):
                 self.session.last_reply = status
-            if status[:1] in ("4", "5"):
-                metrics.rejected(self._connections.name, metrics.reason_of(status))
+        if isinstance(status, str) and status[:1] in ("4", "5"):  # an EHLO/HELO refusal counts too
+            metrics.rejected(self._connections.name, metrics.reason_of(status))
+        if self._in_ehlo:  # the EHLO/HELO reply lines go out in one write (one send(2), one segment)
+            self._ehlo_lines.append(status.encode() if isinstance(status, str) else status)
+            return
         await super().push(status)
 
     async def _greeting_reply(self, command: Any, hostname: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..errors import InvalidInput
 from .messages import ANSWERED, DELETED, DRAFT, FLAGGED, SEEN
 
 SYSTEM_BITS: dict[str, int] = {
@@ -21,6 +22,21 @@ SYSTEM_BITS: dict[str, int] = {
 SYSTEM_FLAGS: tuple[str, ...] = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 RECENT = 32
 """Pseudo bit for \\Recent: never stored, OR-ed in by the session that owns the message as recent."""
+KEYWORD_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - frozenset('(){ %*"\\]')
+"""An IMAP keyword is an atom (RFC 9051 §9: ATOM-CHAR, no atom-specials)."""
+
+
+def canonical(flag: str) -> str:
+    """``flag`` as stored and sent: a settable system flag in its canonical case (flags are case-insensitive), or
+    a keyword; InvalidInput for anything else (a keyword that is no atom would break every FETCH FLAGS)."""
+    if flag.startswith("\\"):
+        for name in SYSTEM_FLAGS:
+            if name.lower() == flag.lower():
+                return name
+        raise InvalidInput(f"{flag} is not a flag a message can be given")
+    if not flag or not KEYWORD_CHARS.issuperset(flag):
+        raise InvalidInput(f'{flag!r} is not an IMAP keyword (printable ASCII without spaces or ( ) {{ % * " \\ ])')
+    return flag
 
 
 def split(flags: Iterable[str]) -> tuple[int, list[str]]:

@@ -62,18 +62,19 @@ def create_mailbox(conn: sqlite3.Connection, account_id: int, name: str, special
     """CREATE (RFC 3501 §6.3.3): also creates missing superior levels; a \\Noselect level becomes real again
     with a new UIDVALIDITY."""
     check_name(name)
-    if name.upper() == mailboxes.INBOX:
+    name = mailboxes.stored_name(name)
+    if name == mailboxes.INBOX:
         raise AlreadyExists("INBOX always exists")
     for parent in _parents(name):
         if _row(conn, account_id, parent) is None:
             mailboxes.create(conn, account_id, parent)
     existing = _row(conn, account_id, name)
-    if existing is not None:
-        if not existing["noselect"]:
-            raise AlreadyExists(f"mailbox {name} exists")
-        conn.execute("DELETE FROM vanished WHERE mailbox_id = ?", (existing["id"],))
-        conn.execute("DELETE FROM mailboxes WHERE id = ?", (existing["id"],))
-    return mailboxes.create(conn, account_id, name, special_use)
+    if existing is None:
+        return mailboxes.create(conn, account_id, name, special_use)
+    if not existing["noselect"]:
+        raise AlreadyExists(f"mailbox {name} exists")
+    conn.execute("DELETE FROM vanished WHERE mailbox_id = ?", (existing["id"],))
+    return mailboxes.revive(conn, account_id, int(existing["id"]), special_use)
 
 
 def _has_children(conn: sqlite3.Connection, account_id: int, name: str) -> bool:

@@ -64,20 +64,34 @@ def create(conn: sqlite3.Connection, account_id: int, name: str, special_use: st
     return int(cursor.lastrowid or 0)
 
 
+def revive(conn: sqlite3.Connection, account_id: int, mailbox_id: int, special_use: str | None = None) -> int:
+    """A \\Noselect level made a real mailbox again, in place, with a new UIDVALIDITY (not deleted and created anew:
+    messages an older release delivered into the level would block the delete; this way they show up)."""
+    row = conn.execute(
+        "UPDATE mailboxes SET noselect = 0, special_use = ?, uidvalidity = ?, created = ? WHERE id = ? RETURNING name",
+        (special_use, _next_uidvalidity(conn, account_id), time.time(), mailbox_id),
+    ).fetchone()
+    conn.execute("INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)", (account_id, row[0]))
+    return mailbox_id
+
+
 def create_defaults(conn: sqlite3.Connection, account_id: int) -> None:
     for name, special_use in DEFAULT_MAILBOXES:
         create(conn, account_id, name, special_use)
 
 
 def stored_name(name: str) -> str:
-    """The name as stored: INBOX is case-insensitive (RFC 3501 §5.1), every other name is exact."""
-    return INBOX if name.upper() == INBOX else name
+    """The name as stored: INBOX is case-insensitive (RFC 3501 §5.1), also as the first level of its children
+    ("inbox/x" is INBOX/x, as IMAP reads it); every other name is exact."""
+    head, sep, tail = name.partition(DELIMITER)
+    return INBOX + sep + tail if head.upper() == INBOX else name
 
 
 def find(conn: sqlite3.Connection, account_id: int, name: str) -> int | None:
-    """Id of the mailbox ``name`` (INBOX matched case-insensitively), None when it does not exist."""
+    """Id of the mailbox ``name`` (INBOX matched case-insensitively) to store a message in, None when it does not
+    exist or is a \\Noselect level (which holds no messages: the caller creates it, making it real again)."""
     row = conn.execute(
-        "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, stored_name(name))
+        "SELECT id FROM mailboxes WHERE account_id = ? AND name = ? AND NOT noselect", (account_id, stored_name(name))
     ).fetchone()
     return None if row is None else int(row[0])
 
@@ -94,10 +108,11 @@ def allocate_uid(conn: sqlite3.Connection, mailbox_id: int) -> tuple[int, int]:
 
 def allocate_uid_in(conn: sqlite3.Connection, account_id: int, name: str) -> tuple[int, int, int] | None:
     """(mailbox id, uid, modseq) reserved in the account's mailbox ``name`` (INBOX matched case-insensitively) in
-    one statement — the delivery path's :func:`find` and :func:`allocate_uid` — or None when it does not exist."""
+    one statement — the delivery path's :func:`find` and :func:`allocate_uid` — or None when it does not exist or
+    is a \\Noselect level (a message stored there could never be seen)."""
     row = conn.execute(
         """UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
-           WHERE account_id = ? AND name = ? RETURNING id, uidnext - 1, highestmodseq""",
+           WHERE account_id = ? AND name = ? AND NOT noselect RETURNING id, uidnext - 1, highestmodseq""",
         (account_id, stored_name(name)),
     ).fetchone()
     return None if row is None else (int(row[0]), int(row[1]), int(row[2]))

@@ -4,6 +4,7 @@ and threads, runs filing rules, and the CLI lists, edits and exports contacts (v
 from __future__ import annotations
 
 import csv
+import imaplib
 import io
 import json
 import smtplib
@@ -247,3 +248,33 @@ def test_crm_off_stores_mail_unsorted(make_daemon: MakeDaemon) -> None:
     receive(daemon, message("bob@acme.example", "alice@example.test", "x", "off@x"), "bob@acme.example")
     assert len(daemon.messages("alice@example.test")) == 1
     assert daemon.query("SELECT count(*) AS n FROM crm_contacts")[0]["n"] == 0
+
+
+def test_rule_folders_are_ones_imap_can_open(make_daemon: MakeDaemon) -> None:
+    """A rule's folder that is a \\Noselect level (left by DELETE of a parent with children) becomes a real mailbox
+    again, and "inbox/Sub" is INBOX/Sub as IMAP reads it: before, each message was stored in a mailbox no client
+    could SELECT. Local mail through submission is filed by the same rules as mail from the MX."""
+    daemon = provision(make_daemon(submission=True, imap=True, settings=SETTINGS)).start()
+    imap = imaplib.IMAP4(daemon.host, daemon.imap_port, timeout=15)
+    imap.starttls(ssl._create_unverified_context())
+    imap.login("alice@example.test", PASSWORD)
+    assert imap.create("Par/Child")[0] == "OK" and imap.delete("Par")[0] == "OK"
+    script = (
+        'require "fileinto";\n'
+        'if header :is "subject" "one" { fileinto "Par"; }\n'
+        'elsif header :is "subject" "two" { fileinto "inbox/Sub"; }\n'
+    )
+    daemon.cli("rules", "add", "alice@example.test", "r", input=script)
+    receive(daemon, message("jo@acme.example", "alice@example.test", "one", "n1@x"), "jo@acme.example")
+    send(
+        daemon,
+        message("bob@example.test", "alice@example.test", "two", "n2@x"),
+        ["alice@example.test"],
+        "bob@example.test",
+    )
+    assert imap.select("Par", readonly=True) == ("OK", [b"1"])
+    assert imap.select("INBOX/Sub", readonly=True) == ("OK", [b"1"])
+    assert imap.select("inbox", readonly=True) == ("OK", [b"0"])
+    listed = [line.decode() for line in imap.list()[1] if isinstance(line, bytes)]
+    assert not any(line.endswith(('"/" inbox', '"/" inbox/Sub')) for line in listed), listed
+    imap.logout()

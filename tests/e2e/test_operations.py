@@ -48,6 +48,7 @@ def test_metrics_count_mail_sessions_and_commits(make_daemon: MakeDaemon) -> Non
     status, body = http_get(port, "/healthz")
     assert (status, body) == (200, "ok\n")
     with smtplib.SMTP("127.0.0.1", daemon.smtp_port) as client:
+        assert client.docmd("EHLO")[0] == 501  # refused inside the EHLO reply path: counted as well
         client.sendmail("someone@a.test", ["alice@example.test"], b"Subject: hi\r\n\r\nhello\r\n")
         try:
             client.sendmail("someone@a.test", ["nobody@elsewhere.test"], b"Subject: relay\r\n\r\nno\r\n")
@@ -66,6 +67,7 @@ def test_metrics_count_mail_sessions_and_commits(make_daemon: MakeDaemon) -> Non
         assert sample(body, "relentad_messages_received_total", 'listener="smtp"') == 1
         assert sample(body, "relentad_smtp_rejected_total", 'listener="smtp",reason="relay_denied"') == 1
         assert sample(body, "relentad_smtp_rejected_total", 'listener="smtp",reason="unknown_user"') == 1
+        assert sample(body, "relentad_smtp_rejected_total", 'listener="smtp",reason="501"') == 1
         assert sample(body, "relentad_sessions_open", 'listener="imap"') == 1
         assert sample(body, "relentad_sessions_open", 'listener="smtp"') == 0
         assert sample(body, "relentad_queue_messages") == 0
@@ -114,6 +116,40 @@ async def test_head_gets_the_headers_of_get_without_a_body(tmp_path: Path) -> No
         got, head = await ask("GET"), await ask("HEAD")
         assert got.endswith(b"\r\n\r\nok\n") and b"Content-Length: 3\r\n" in got
         assert head == got.removesuffix(b"ok\n")
+    finally:
+        server.close()
+        await asyncio.to_thread(store.close)
+
+
+async def test_malformed_requests_get_the_right_status(tmp_path: Path) -> None:
+    """RFC 9110/9112 over a real socket: a bare-LF head (``printf … | nc``) and the absolute form are served; a
+    request line with no HTTP/1.x version is 400 (HTTP/0.9), another major version 505, another method 405 with
+    the Allow field it requires."""
+    store = Store(tmp_path / "relentad.db")
+    store.start(asyncio.get_running_loop())
+    server = metrics.MetricsServer(metrics.DaemonView(store, lambda: 0, dict, dict))
+    listening = await server.start("127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+
+    async def ask(request: bytes) -> tuple[str, bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        answer = await reader.read()
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        return head.split(b"\r\n", 1)[0].decode(), head + b"\r\n" + body
+
+    try:
+        assert (await ask(b"GET /healthz HTTP/1.0\n\n"))[0] == "HTTP/1.0 200 OK"
+        assert (await ask(b"GET http://127.0.0.1/healthz HTTP/1.1\r\nHost: x\r\n\r\n"))[0] == "HTTP/1.0 200 OK"
+        assert (await ask(b"GET /healthz\r\n\r\n"))[0] == "HTTP/1.0 400 Bad Request"
+        assert (await ask(b"GET /healthz FOO/1.0\r\n\r\n"))[0] == "HTTP/1.0 400 Bad Request"
+        assert (await ask(b"GET /healthz HTTP/2.0\r\n\r\n"))[0] == "HTTP/1.0 505 HTTP Version Not Supported"
+        status, answer = await ask(b"POST /metrics HTTP/1.0\r\n\r\n")
+        assert status == "HTTP/1.0 405 Method Not Allowed" and b"\r\nAllow: GET, HEAD\r\n" in answer
+        for size in (9000, 100_000):  # over 8 KiB; over the stream reader's 64 KiB line limit
+            header = b"X-Long: " + b"a" * size + b"\r\n"
+            assert (await ask(b"GET /metrics HTTP/1.0\r\n" + header + b"\r\n"))[0].startswith("HTTP/1.0 431")
     finally:
         server.close()
         await asyncio.to_thread(store.close)

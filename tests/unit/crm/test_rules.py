@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fnmatch
+import itertools
+import re
 import sqlite3
 
 import pytest
 
 from relentad.crm import rules
-from relentad.crm.sieve import compile_script
+from relentad.crm.sieve import Match, compile_script
 from relentad.crm.sorter import apply_outcome
 from relentad.errors import AlreadyExists, InvalidInput, NotFound
 from relentad.message import parse
@@ -158,3 +161,127 @@ def test_storage_order_and_errors(conn: sqlite3.Connection, account_id: int) -> 
     assert [(r["position"], r["name"]) for r in rules.list_rules(conn, account_id)] == [(1, "b"), (2, "c")]
     with pytest.raises(NotFound):
         rules.remove(conn, account_id, "a")
+
+
+def test_matches_agrees_with_a_reference_glob_and_honours_escapes() -> None:
+    """``:matches`` against fnmatch's glob (same ``*``/``?``; case folded for i;ascii-casemap) on every short
+    pattern and value over a small alphabet, and the RFC 5228 §2.7.1 escapes."""
+
+    def reference(pattern: str, value: str, octet: bool) -> bool:
+        return re.fullmatch(fnmatch.translate(pattern), value, 0 if octet else re.IGNORECASE) is not None
+
+    values = ["".join(v) for n in range(5) for v in itertools.product("aB", repeat=n)]
+    for n in range(5):
+        for pattern in ("".join(p) for p in itertools.product("ab*?", repeat=n)):
+            for value in values:
+                for octet in (False, True):
+                    match = Match(":matches", (pattern,), octet)
+                    assert rules.matches(match, value) is reference(pattern, value, octet), (pattern, value, octet)
+    for pattern, hit, miss in (("a\\*b", "a*b", "axb"), ("a\\?b", "a?b", "axb"), ("a\\\\*", "a\\bc", "abc")):
+        assert rules.matches(Match(":matches", (pattern,)), hit)
+        assert not rules.matches(Match(":matches", (pattern,)), miss)
+
+
+def test_matches_on_a_hostile_subject_ends() -> None:
+    """A glob of many stars against a long run of one letter: one regex of ``.*`` runs backtracked for ever (300
+    "a"s in a subject stalled the daemon's event loop); the pieces matcher answers at once."""
+    raw = b"From: eve@evil.example\r\nSubject: " + b"a" * 5000 + b"\r\n\r\nx\r\n"
+    script = REQ + 'if header :matches "subject" "*a*a*a*a*a*a*a*a*b" { fileinto "Hit"; }'
+    assert folders(run(script, raw)) == [("INBOX", [])]
+    assert folders(run(script.replace("*b", "*a"), raw)) == [("Hit", [])]
+
+
+@pytest.mark.parametrize(
+    ("match", "value", "expected"),
+    [
+        (Match(":is", ("INVOICE",)), "invoice", True),
+        (Match(":contains", ("MARCH",)), "Invoice für March", True),
+        (Match(":is", ("ss",)), "ß", False),  # Unicode case folding would say True
+        (Match(":is", ("k",)), "\u212a", False),  # the Kelvin sign
+        (Match(":matches", ("k*",)), "\u212aelvin", False),
+        (Match(":is", ("Ü",)), "ü", False),  # i;ascii-casemap folds A-Z only (RFC 4790 §9.2)
+    ],
+)
+def test_ascii_casemap_folds_only_ascii_letters(match: Match, value: str, expected: bool) -> None:
+    assert rules.matches(match, value) is expected
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        ('require "foo"; keep;', "require: 'foo' is not supported"),
+        ('require ["fileinto", "body"]; keep;', "require: 'body' is not supported"),
+        ("if " + "not " * 2000 + "true { keep; }", "nested deeper than"),
+        ("if true {" * 40 + "keep;" + "}" * 40, "nested deeper than"),
+        ("# " + "x" * (1 << 20) + "\nkeep;", "larger than"),
+        ('require "imap4flags"; addflag "a(b";', "addflag: 'a\\(b' is not an IMAP keyword"),
+        ('require "imap4flags"; addflag "x]y";', "is not an IMAP keyword"),
+        ('require "imap4flags"; setflag "\\\\Recent";', "setflag: \\\\Recent is not a flag"),
+        ('require ["fileinto", "imap4flags"]; fileinto :flags "$A b(" "X";', "fileinto: 'b\\(' is not"),
+        ('require "fileinto"; fileinto "Contacts/Jo";', "read-only views"),
+        ('require "fileinto"; fileinto "Companies";', "read-only views"),
+    ],
+)
+def test_more_refused_scripts(script: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        rules.check(script)
+
+
+def test_accepted_capabilities_and_flag_case() -> None:
+    script = (
+        'require ["fileinto", "mailbox", "comparator-i;octet", "imap4flags"];\n'
+        'if header :comparator "i;octet" :contains "subject" "Invoice" { addflag "\\\\seen \\\\FLAGGED"; '
+        'fileinto :create "Bills"; }'
+    )
+    assert folders(run(script)) == [("Bills", ["\\Seen", "\\Flagged"])]
+
+
+def test_inbox_children_are_filed_under_inbox_and_keep_makes_no_second_copy() -> None:
+    assert folders(run(REQ + 'fileinto "inbox/Sub";')) == [("INBOX/Sub", [])]
+    assert folders(run(REQ + 'fileinto "Inbox"; keep;')) == [("INBOX", [])]
+    placement = Placement(1, "alice@example.test")
+    assert apply_outcome(placement, run(REQ + 'fileinto "inbox"; keep;')) == []
+    assert placement.mailbox == "INBOX"
+
+
+def test_each_copy_gets_its_own_flags() -> None:
+    placement = Placement(1, "alice@example.test", keywords=["$Unassigned"])
+    extra = apply_outcome(placement, run(REQ + 'fileinto :flags "\\\\Seen" "A"; fileinto "B";'))
+    assert (placement.mailbox, placement.flags, placement.keywords) == ("A", 1, ["$Unassigned"])
+    assert [(p.mailbox, p.flags, p.keywords) for p in extra] == [("B", 0, ["$Unassigned"])]
+
+
+def test_a_stored_rule_into_the_crm_views_keeps_the_copy_where_it_was() -> None:
+    """A rule added before such folders were refused: the copy stays in its folder (and only once)."""
+    outcome = rules.Outcome(fileinto=[("Contacts/Jo", []), ("INBOX", ["$X"])])
+    placement = Placement(1, "alice@example.test")
+    assert apply_outcome(placement, outcome) == []
+    assert (placement.mailbox, placement.keywords) == ("INBOX", ["$X"])
+
+
+def test_address_parts_of_quoted_local_parts_groups_and_folded_fields() -> None:
+    raw = (
+        b'From: "b c"@y.example\r\nCc: Team: jo@t.example, "q@x"@q.example;\r\nTo: undisclosed-recipients:;\r\n'
+        b"Subject: =?utf-8?q?caf=C3=A9?=\r\n =?utf-8?q?_au_lait?= folded\r\nX-Folded: one\r\n\ttwo\r\n\r\nbody\r\n"
+    )
+    hits = {
+        'address :localpart :is "from" "b c"': True,  # compared as what it says, not with its quotes
+        'address :localpart :is "cc" "q@x"': True,
+        'address :domain :is "cc" ["t.example", "q.example"]': True,
+        'address :all :contains "to" "undisclosed"': False,  # a group's name is no address
+        'header :is "subject" "café au lait folded"': True,
+        'header :is "x-folded" "one\ttwo"': True,  # unfolding removes the CRLF only
+    }
+    for test, expected in hits.items():
+        assert (folders(run(REQ + f'if {test} {{ fileinto "Hit"; }}', raw)) == [("Hit", [])]) is expected, test
+
+
+def test_rules_stored_by_an_older_release_keep_working() -> None:
+    """What ``rules add`` now refuses but once stored — a require of an unsupported capability, a flag that is
+    none — does not disable the rule at delivery: the require is ignored, the bad flag dropped."""
+    text = 'require ["fileinto", "imap4flags", "variables"];\nfileinto :flags "a(b \\\\seen" "Old"; addflag "x]y $Ok";'
+    with pytest.raises(InvalidInput):
+        rules.check(text)
+    view = rules.MessageView(parse(RAW), RAW, "", "alice@example.test", {})
+    outcome = rules.evaluate([("old", rules.compiled(text))], view)
+    assert outcome.fileinto == [("Old", ["\\Seen"])] and outcome.flags == ["$Ok"]

@@ -234,3 +234,22 @@ def test_only_list_reads_the_subscriptions(conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM subscriptions WHERE name = 'Junk'")
     listed = {box.name: box.subscribed for box in imapview.all_mailboxes(conn, account(conn))}
     assert listed["INBOX"] and listed["Sent"] and not listed["Junk"]
+
+
+def test_a_noselect_level_becomes_real_in_place_with_what_it_holds(conn: sqlite3.Connection) -> None:
+    """A \\Noselect level that holds messages (an older release delivered a rule's mail into one) is made real again
+    where it is, with a new UIDVALIDITY, and shows them; deleting the row instead failed on the foreign key, so no
+    CREATE or delivery to that name could succeed. Delivery never picks a \\Noselect level itself."""
+    me = account(conn)
+    with db.transaction(conn):
+        imapwrite.create_mailbox(conn, me, "P/c")
+        imapwrite.delete_mailbox(conn, me, "P")
+        level = imapview.mailbox(conn, me, "P")
+        assert level is not None and level.noselect
+        assert mailboxes.find(conn, me, "P") is None and mailboxes.allocate_uid_in(conn, me, "P") is None
+        blob = messages.store_blob(conn, RAW, parse(RAW).to_json())
+        messages.append(conn, level.id, blob, prefix=b"", size=len(RAW), internaldate=1e9)  # the old delivery
+        assert imapwrite.create_mailbox(conn, me, "P") == level.id
+    real = imapview.mailbox(conn, me, "P")
+    assert real is not None and not real.noselect and real.uidvalidity > level.uidvalidity
+    assert conn.execute("SELECT count(*) FROM messages WHERE mailbox_id = ?", (level.id,)).fetchone()[0] == 1
