@@ -22,6 +22,7 @@ from typing import Any
 
 from . import addrspec
 from .errors import InvalidInput
+from .store import flags
 from .units import format_duration, format_size, parse_duration, parse_size
 
 CONFIG_ENV = "RELENTAD_CONFIG"
@@ -573,9 +574,12 @@ def check(config: Config) -> list[str]:
     for entry in config.submission.send_as:
         if entry.count("=") != 1 or "@" not in entry:
             problems.append(f'[submission] send_as: {entry!r} is not "account=address"')
-    keyword = config.crm.unassigned_keyword
-    if keyword and (keyword.startswith("\\") or any(c in keyword for c in ' (){%*"\\]') or not keyword.isprintable()):
-        problems.append("[crm] unassigned_keyword must be an IMAP keyword (an atom, not a \\system flag)")
+    for name, keyword in (
+        ("[crm] unassigned_keyword", config.crm.unassigned_keyword),
+        ("[spam] unsure_keyword", config.spam.unsure_keyword),
+    ):
+        if keyword and not flags.is_keyword(keyword):
+            problems.append(f"{name} must be an IMAP keyword (an atom, not a \\system flag)")
     if not 0 <= config.spam.ham_below <= config.spam.spam_above <= 1:
         problems.append("[spam] thresholds must satisfy 0 <= ham_below <= spam_above <= 1")
     if config.dnsbl.action not in ("reject", "junk"):

@@ -26,6 +26,11 @@ KEYWORD_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - frozenset('(){ %*
 """An IMAP keyword is an atom (RFC 9051 §9: ATOM-CHAR, no atom-specials)."""
 
 
+def is_keyword(text: str) -> bool:
+    """Whether ``text`` can be a keyword: a non-empty atom that is no \\system flag."""
+    return bool(text) and KEYWORD_CHARS.issuperset(text)
+
+
 def canonical(flag: str) -> str:
     """``flag`` as stored and sent: a settable system flag in its canonical case (flags are case-insensitive), or
     a keyword; InvalidInput for anything else (a keyword that is no atom would break every FETCH FLAGS)."""
@@ -34,7 +39,7 @@ def canonical(flag: str) -> str:
             if name.lower() == flag.lower():
                 return name
         raise InvalidInput(f"{flag} is not a flag a message can be given")
-    if not flag or not KEYWORD_CHARS.issuperset(flag):
+    if not is_keyword(flag):
         raise InvalidInput(f'{flag!r} is not an IMAP keyword (printable ASCII without spaces or ( ) {{ % * " \\ ])')
     return flag
 

@@ -68,3 +68,16 @@ def test_a_section_docstring_of_several_lines_stays_a_comment(monkeypatch: pytes
     text = config.example_toml()
     assert "# First line and its continuation.\n" in text
     assert config.from_dict(tomllib.loads(text)).dnsbl.zones == []
+
+
+@pytest.mark.parametrize("keyword", ["$Un sure", "a(b", "x]y", "\\Seen", "$Ünsure"])
+def test_keywords_the_daemon_sets_must_be_imap_atoms(keyword: str) -> None:
+    """A keyword that is no atom would break every FETCH FLAGS of the mail it marks; [spam] unsure_keyword was not
+    checked at all, [crm] unassigned_keyword let non-ASCII through."""
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict({"spam": {"unsure_keyword": keyword}, "crm": {"unassigned_keyword": keyword}})
+    assert err.value.problems == [
+        "[crm] unassigned_keyword must be an IMAP keyword (an atom, not a \\system flag)",
+        "[spam] unsure_keyword must be an IMAP keyword (an atom, not a \\system flag)",
+    ]
+    assert config.from_dict({"spam": {"unsure_keyword": ""}}).spam.unsure_keyword == ""
