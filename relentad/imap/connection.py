@@ -105,8 +105,13 @@ class Connection:
         await self.writer.drain()
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
+        """Handshake, dropping every plaintext octet received before it: ours and the stream reader's buffer both
+        (a client writing more than one read's worth after STARTTLS left the rest there, run after the handshake).
+        No await between the clear and ``start_tls`` handing the transport to TLS, so nothing lands in between."""
         self._send_pending()
+        await self.writer.drain()
         self._buffer.clear()
+        self.reader._buffer.clear()  # type: ignore[attr-defined]  # no public way to drop what it holds
         await self.writer.start_tls(context)
 
     def start_compress(self) -> None:

@@ -64,6 +64,19 @@ def test_login_disabled_without_tls_then_starttls(strict: Daemon) -> None:
     conn.logout()
 
 
+def test_plaintext_pipelined_after_starttls_is_never_run(strict: Daemon) -> None:
+    """RFC 9051 §6.2.1 (CVE-2011-0411): commands sent in plaintext behind STARTTLS, here more than one read's
+    worth, are dropped; none of them runs once TLS is up."""
+    raw = Raw(strict)
+    raw.send(b"a STARTTLS\r\n" + b"x NOOP\r\n" * 10_000 + b"b CAPABILITY\r\n")
+    assert raw.line() == b"a OK begin TLS negotiation now\r\n"
+    secure = tls_client_context().wrap_socket(raw.sock, server_hostname="mx.example.test")
+    secure.sendall(b"z NOOP\r\n")
+    reply = secure.makefile("rb").readline()
+    assert reply == b"z OK NOOP completed\r\n"
+    secure.close()
+
+
 def test_implicit_tls_port(strict: Daemon) -> None:
     conn = imaplib.IMAP4_SSL(strict.host, strict.imaps_port, ssl_context=tls_client_context(), timeout=15)
     assert "STARTTLS" not in conn.capabilities
