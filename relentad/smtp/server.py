@@ -2,7 +2,8 @@
 
 aiosmtpd does the protocol; this module adds what it lacks and holds no mail policy (that is the handlers'):
 - enhanced status codes on every reply (:mod:`relentad.smtp.replies`), except greeting and EHLO;
-- per-IP and total connection limits, answered ``421`` before the greeting;
+- per-IP and total connection limits, answered ``421`` before the greeting; a connection counts from accept to
+  close, so on 465 the TLS handshake is done here, after the limits (see :meth:`RelentadSMTP.connection_made`);
 - a separate, longer DATA timeout and a ``421 4.4.2`` on idle timeout instead of a silent close;
 - per-connection command size limits (aiosmtpd keeps them in shared class state, which grows with every EHLO);
 - a registry of open connections so SIGTERM can close idle ones at once and let transactions finish.
@@ -27,7 +28,7 @@ from typing import Any, cast
 import aiosmtpd.smtp
 from aiosmtpd.smtp import MISSING, SMTP, Session, _AuthMechAttr, login_always_fail, syntax
 
-from .. import __version__, metrics
+from .. import __version__, metrics, tls
 from ..config import Config
 from . import replies
 
@@ -39,7 +40,8 @@ class ListenerContext:
     """What a listener's new connections use; replaced as a whole on reload."""
 
     config: Config
-    tls_context: ssl.SSLContext | None
+    tls_context: ssl.SSLContext | None  # offered with STARTTLS
+    implicit_tls: ssl.SSLContext | None = None  # port 465: every connection starts with a handshake in this one
 
 
 class Connections:
@@ -225,6 +227,7 @@ class RelentadSMTP(SMTP):
         self._connections = connections
         self._context = context
         self._refused = False
+        self._handshaking = False  # implicit TLS: admitted, the handshake not done yet
         self._in_ehlo = False
         self._ehlo_lines: list[bytes] = []
         self._peer_ip = ""
@@ -289,6 +292,10 @@ class RelentadSMTP(SMTP):
     # -- connection limits ------------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._handshaking:  # implicit TLS is up: the session starts over it, as on a plaintext connection
+            self._handshaking = False
+            super().connection_made(transport)
+            return
         first = self.transport is None and self._original_transport is None
         if first:
             peer = transport.get_extra_info("peername")
@@ -300,12 +307,30 @@ class RelentadSMTP(SMTP):
                 log.info("smtp refused peer=%s reply=%r", self._peer_ip, refusal[:3])
                 metrics.rejected(self._connections.name, metrics.reason_of(refusal))
                 writer = cast(asyncio.WriteTransport, transport)
-                writer.write((refusal + "\r\n").encode())
+                if self._context.implicit_tls is None:  # on 465 the client expects a handshake, not a 421
+                    writer.write((refusal + "\r\n").encode())
                 writer.close()
+                return
+            if self._context.implicit_tls is not None:
+                self._start_implicit_tls(transport, self._context.implicit_tls)
                 return
         else:
             self._end_transaction()  # STARTTLS done: aiosmtpd starts a new session (RFC 3207 §4.2)
         super().connection_made(transport)
+
+    def _start_implicit_tls(self, transport: asyncio.BaseTransport, context: ssl.SSLContext) -> None:
+        """Port 465: TLS goes under this protocol after the connection was counted; the session starts when the
+        handshake is done (:meth:`connection_made` again). A handshake that fails or never comes gives the slot
+        back here, as no ``connection_lost`` will."""
+        self._handshaking = True
+        tls.accept_tls(transport, self, context).add_done_callback(self._handshake_done)
+
+    def _handshake_done(self, waiter: asyncio.Future[None]) -> None:
+        if self._handshaking:
+            self._handshaking = False
+            error = None if waiter.cancelled() else waiter.exception()
+            log.info("smtp TLS handshake failed peer=%s: %r", self._peer_ip, error)
+            self._connections.release(self, self._peer_ip)
 
     def _end_transaction(self) -> None:
         """Let the handler end the session's transaction, as on a hang-up: aiosmtpd replaces the session after the
