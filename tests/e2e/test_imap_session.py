@@ -66,10 +66,11 @@ def test_login_disabled_without_tls_then_starttls(strict: Daemon) -> None:
 
 def test_plaintext_pipelined_after_starttls_is_never_run(strict: Daemon) -> None:
     """RFC 9051 §6.2.1 (CVE-2011-0411): commands sent in plaintext behind STARTTLS, here more than one read's
-    worth, are dropped; none of them runs once TLS is up."""
+    worth, are dropped; none of them runs once TLS is up. The NOOPs before it outrun `[imap] commands_per_second`'s
+    burst (2 x 1000), so the server reaches STARTTLS only after everything sent has arrived."""
     raw = Raw(strict)
-    raw.send(b"a STARTTLS\r\n" + b"x NOOP\r\n" * 10_000 + b"b CAPABILITY\r\n")
-    assert raw.line() == b"a OK begin TLS negotiation now\r\n"
+    raw.send(b"p NOOP\r\n" * 2_200 + b"a STARTTLS\r\n" + b"x NOOP\r\n" * 10_000 + b"b CAPABILITY\r\n")
+    assert raw.until("a")[-1] == b"a OK begin TLS negotiation now\r\n"
     secure = tls_client_context().wrap_socket(raw.sock, server_hostname="mx.example.test")
     secure.sendall(b"z NOOP\r\n")
     reply = secure.makefile("rb").readline()
