@@ -300,7 +300,7 @@ class IMAPConfig:
     """IMAP server behaviour; the listeners are [listen] imap and imaps, plaintext logins [auth] plaintext_loopback."""
 
     line_length: int = setting(
-        65_536, "Longest IMAP command line in octets, literals excluded; longer ends the connection with BYE."
+        65_536, "Longest IMAP command in octets, all its lines together, literals excluded; longer ends in BYE."
     )
     max_bad_commands: int = setting(10, "Consecutive BAD replies after which the server says BYE and closes.")
     autologout: float = setting(

@@ -479,10 +479,14 @@ class Session:
         self.state = State.LOGOUT
 
     async def read_command(self) -> bytes | None:
-        """One command with its literals spliced in (RFC 9051 §4.3, RFC 7888 LITERAL+); None when refused."""
+        """One command with its literals spliced in (RFC 9051 §4.3, RFC 7888 LITERAL+); None when refused.
+
+        ``imap.line_length`` bounds the command's own octets, literals excluded, across all its lines: per line
+        only, a command chaining literals (``{0+}`` after ``{0+}``) never ended and grew without bound."""
         limit = self.config.imap.line_length
         line = await self.conn.readline(limit)
         parts = [line]
+        text = len(line)
         literal_limit = self.appendlimit if self.state is not State.NOT_AUTHENTICATED else PREAUTH_LITERAL
         refused = False
         total = 0
@@ -500,7 +504,8 @@ class Session:
                     self.send(continuation("ready for literal data"))
                     await self.flush()
                 parts.append(await self.conn.readexactly(spec.size))
-            line = await self.conn.readline(limit)
+            line = await self.conn.readline(limit - text)
+            text += len(line)
             parts.append(line)
         if refused:
             self.reply(line_tag(parts[0]), "NO", f"literal larger than {literal_limit} octets", "TOOBIG")

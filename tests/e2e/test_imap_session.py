@@ -152,6 +152,18 @@ def test_overlong_line_ends_the_connection(relentad: Daemon) -> None:
     assert line.startswith(b"* BYE")
 
 
+def test_line_length_bounds_a_whole_command_across_its_literals(relentad: Daemon) -> None:
+    """A command that chains empty literals (or long lines between literals) is one command line, literals
+    excluded: past `[imap] line_length` (65,536) it ends in BYE instead of growing in memory for ever."""
+    raw = Raw(relentad)
+    raw.send(b"a NOOP {0+}\r\n" + b"{0+}\r\n" * 11_000)  # 66,000 octets of command text
+    assert raw.line() == b"* BYE command line longer than 65536 octets\r\n"
+    raw = Raw(relentad)
+    raw.send(b"b SEARCH TEXT {1+}\r\nx TEXT {1+}\r\ny\r\n")  # a legitimate command with literals still works
+    assert raw.until("b")[-1].startswith(b"b BAD")  # not authenticated: SEARCH is not allowed, but it was read whole
+    assert raw.command("c", "NOOP")[-1] == b"c OK NOOP completed\r\n"
+
+
 def test_oversized_literal_is_refused_before_it_is_sent(relentad: Daemon) -> None:
     raw = Raw(relentad)
     raw.login()
