@@ -163,6 +163,8 @@ class Session:
         self.peer = conn.peer_ip()
         self.tokens = 2.0 * self.config.imap.commands_per_second
         self.tokens_at = time.monotonic()
+        self.login_deadline = asyncio.get_running_loop().time() + self.config.imap.login_timeout
+        """Until when a client may stay not authenticated, however many commands it sends meanwhile."""
 
     # -- properties -------------------------------------------------------------------------------------
 
@@ -425,16 +427,11 @@ class Session:
         try:
             await self.flush()
             while self.state is not State.LOGOUT and not self.conn.closed:
-                timeout = (
-                    self.config.imap.login_timeout
-                    if self.state is State.NOT_AUTHENTICATED
-                    else self.config.imap.autologout
-                )
                 try:
-                    async with asyncio.timeout(timeout):  # no extra task per command, unlike wait_for
+                    async with asyncio.timeout_at(self.read_deadline()):  # no extra task, unlike wait_for
                         raw = await self.read_command()
                 except TimeoutError:
-                    self.untagged_status("BYE", "autologout: idle for too long")
+                    self.say_timeout()
                     break
                 except LineTooLong:
                     self.untagged_status("BYE", f"command line longer than {self.config.imap.line_length} octets")
@@ -457,6 +454,20 @@ class Session:
         finally:
             self.close()
             await self.conn.close()
+
+    def read_deadline(self) -> float:
+        """When waiting for the client gives up (loop time): ``imap.login_timeout`` after connecting before login,
+        ``imap.autologout`` from now after it (RFC 9051 §5.4)."""
+        if self.state is State.NOT_AUTHENTICATED:
+            return self.login_deadline
+        return asyncio.get_running_loop().time() + self.config.imap.autologout
+
+    def say_timeout(self) -> None:
+        """The BYE before closing for :meth:`read_deadline`."""
+        if self.state is State.NOT_AUTHENTICATED:
+            self.untagged_status("BYE", "login timeout: not logged in in time")
+        else:
+            self.untagged_status("BYE", "autologout: idle for too long")
 
     async def pace(self) -> None:
         """Token bucket for ``imap.commands_per_second`` (bursts of twice the rate): a client sending faster waits."""

@@ -6,6 +6,7 @@ import base64
 import imaplib
 import socket
 import ssl
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,6 +246,33 @@ def test_sigterm_says_bye_to_imap_clients(tmp_path: Path, dns_server: Dnsmasq) -
         assert raw.line().startswith(b"+ ")
         assert daemon.stop() == 0
         assert raw.line().startswith(b"* BYE")
+    finally:
+        daemon.stop()
+
+
+def test_login_timeout_counts_from_connecting_whatever_the_client_sends(tmp_path: Path, dns_server: Dnsmasq) -> None:
+    """`[imap] login_timeout` is the time to log in, not an idle timer: NOOPs do not extend it, and a client that
+    never answers AUTHENTICATE's "+" is told BYE too (it waited for ever). Logged in, the autologout applies."""
+    daemon = imap_daemon(tmp_path / "login", dns_server.nameserver, settings={"imap": {"login_timeout": 2}})
+    try:
+        chatty = Raw(daemon)
+        deadline = time.monotonic() + 10
+        reply = b""
+        while not reply.startswith(b"* BYE"):
+            assert time.monotonic() < deadline, "NOOPs kept a client that never logs in"
+            time.sleep(0.25)
+            chatty.send(b"n NOOP\r\n")
+            reply = chatty.line()
+        assert reply == b"* BYE login timeout: not logged in in time\r\n"
+        silent = Raw(daemon)
+        silent.send(b"a AUTHENTICATE PLAIN\r\n")
+        assert silent.line() == b"+ \r\n"
+        assert silent.line() == b"* BYE login timeout: not logged in in time\r\n"
+        assert silent.line() == b""
+        user = Raw(daemon)
+        user.login()
+        time.sleep(2.5)
+        assert user.command("c", "NOOP")[-1] == b"c OK NOOP completed\r\n"
     finally:
         daemon.stop()
 
