@@ -310,6 +310,7 @@ class IMAPConfig:
     connections_per_ip: int = setting(
         50, "Simultaneous IMAP connections from one IP address; more are told BYE at once (phones open several)."
     )
+    max_connections: int = setting(1000, "Simultaneous IMAP connections in all (143 and 993); more are told BYE.")
     commands_per_second: int = setting(
         1000,
         "Commands one IMAP connection may send per second (bursts of twice that); faster ones wait. 0 = no limit.",

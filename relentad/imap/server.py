@@ -1,11 +1,11 @@
 """The IMAP listeners: 143 (STARTTLS) and 993 (implicit TLS), one :class:`Session` per connection.
 
 This module only accepts connections, wraps them in a :class:`Connection` and runs sessions; everything a
-command does is in ``session.py`` and ``commands/``. Invariants: a connection counts against the per-IP limit from
-accept to close, its TLS handshake on 993 included (so clients that never finish one cannot pile up); every open
-session is registered so SIGTERM can say BYE to each (:meth:`ImapServer.close_all`); a session's crash is logged
-and never takes the listener down; sessions read the configuration and TLS context current at each use (SIGHUP
-applies to new commands).
+command does is in ``session.py`` and ``commands/``. Invariants: a connection counts against the connection limits
+(``[imap] connections_per_ip`` and ``max_connections``) from accept to close, its TLS handshake on 993 included (so
+clients that never finish one cannot pile up); every open session is registered so SIGTERM can say BYE to each
+(:meth:`ImapServer.close_all`); a session's crash is logged and never takes the listener down; sessions read the
+configuration and TLS context current at each use (SIGHUP applies to new commands).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class _ImplicitTls(asyncio.StreamReaderProtocol):
             return
         self.ip = peer_ip(transport)
         context = self.server.services.get_tls()
-        if context is None or not self.server.admit(self.ip):  # no certificate since a reload, or over the limit
+        if context is None or self.server.admit(self.ip) is not None:  # no certificate since a reload, or a limit
             transport.close()  # without a word: the client expects a handshake, not a plaintext BYE
             return
         self.handshaking = True
@@ -88,6 +88,7 @@ class ImapServer:
         )
         self.sessions: set[Session] = set()
         self.per_ip: collections.Counter[str] = collections.Counter()
+        self.open = 0  # connections counted in per_ip, all addresses together
 
     async def listen(self, host: str | None, port: int, *, implicit_tls: bool) -> asyncio.Server:
         """Bind one listener. On 993 every connection handshakes with the daemon's current context (a certificate
@@ -103,24 +104,33 @@ class ImapServer:
         factory = functools.partial(_ImplicitTls, self) if implicit_tls else plain
         return await loop.create_server(factory, host, port, reuse_address=True, start_serving=True)
 
-    def admit(self, ip: str) -> bool:
-        """Count a new connection from ``ip`` (until :meth:`release`), or False when it is over the limit."""
-        if self.per_ip[ip] >= self.services.get_config().imap.connections_per_ip:
-            log.info("imap connection from %s refused: too many connections", ip)
-            return False
+    def admit(self, ip: str) -> str | None:
+        """Count a new connection from ``ip`` (until :meth:`release`), or the BYE text of the limit it is over."""
+        limits = self.services.get_config().imap
+        refusal = None
+        if self.open >= limits.max_connections:
+            refusal = "server busy: too many connections, try again later"
+        elif self.per_ip[ip] >= limits.connections_per_ip:
+            refusal = "too many connections from your address"
+        if refusal is not None:
+            log.info("imap connection from %s refused: %s", ip, refusal)
+            return refusal
         self.per_ip[ip] += 1
-        return True
+        self.open += 1
+        return None
 
     def release(self, ip: str) -> None:
+        self.open -= 1
         self.per_ip[ip] -= 1
         if self.per_ip[ip] <= 0:
             del self.per_ip[ip]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Port 143: over the per-IP limit, BYE and close; else the session."""
-        if not self.admit(peer_ip(writer.transport)):
+        """Port 143: over a connection limit, BYE and close; else the session."""
+        refusal = self.admit(peer_ip(writer.transport))
+        if refusal is not None:
             connection = Connection(reader, writer)
-            connection.write(b"* BYE too many connections from your address\r\n")
+            connection.write(b"* BYE %s\r\n" % refusal.encode())
             await connection.close()
             return
         await self.serve(reader, writer)

@@ -236,6 +236,43 @@ def test_connections_per_ip_limit(strict: Daemon) -> None:
         raw.close()
 
 
+def test_max_connections_limits_all_addresses_together(tmp_path: Path, dns_server: Dnsmasq) -> None:
+    """`[imap] max_connections` counts connections from every address: past it 143 says BYE and 993 closes (the
+    client expects a handshake); a closed connection frees its place."""
+    daemon = imap_daemon(tmp_path / "busy", dns_server.nameserver, settings={"imap": {"max_connections": 2}})
+
+    def connect(source: str, port: int) -> socket.socket:
+        return socket.create_connection((daemon.host, port), timeout=15, source_address=(source, 0))
+
+    def greeting(sock: socket.socket) -> bytes:
+        return sock.makefile("rb").readline()
+
+    try:
+        deadline = time.monotonic() + 5  # the start-up probes' places are given back once the daemon sees them go
+        while True:
+            held = [connect("127.0.0.2", daemon.imap_port), connect("127.0.0.3", daemon.imap_port)]
+            if all(greeting(sock).startswith(b"* OK") for sock in held):
+                break
+            for sock in held:
+                sock.close()
+            assert time.monotonic() < deadline, "no place within 5 s"
+            time.sleep(0.1)
+        assert (
+            greeting(connect("127.0.0.4", daemon.imap_port))
+            == b"* BYE server busy: too many connections, try again later\r\n"
+        )
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            tls_client_context().wrap_socket(connect("127.0.0.5", daemon.imaps_port))
+        held[0].close()
+        deadline = time.monotonic() + 5
+        while not greeting(connect("127.0.0.6", daemon.imap_port)).startswith(b"* OK"):
+            assert time.monotonic() < deadline, "the closed connection's place was not given back"
+            time.sleep(0.1)
+        held[1].close()
+    finally:
+        daemon.stop()
+
+
 def test_sigterm_says_bye_to_imap_clients(tmp_path: Path, dns_server: Dnsmasq) -> None:
     daemon = imap_daemon(tmp_path / "bye", dns_server.nameserver)
     try:
