@@ -123,7 +123,7 @@ class Daemon:
 
     def implicit_tls_context(self) -> ListenerContext:
         """Port 465's view: every connection handshakes with the current certificate and is not offered STARTTLS."""
-        return ListenerContext(self.context.config, None, implicit_tls=self.context.tls_context)
+        return ListenerContext(self.context.config, self.context.tls_context, implicit_tls=True)
 
     async def start_submission(self, loop: asyncio.AbstractEventLoop, handler: SubmissionHandler) -> None:
         """Bind 587 (STARTTLS) and 465 (implicit TLS, only with a certificate)."""

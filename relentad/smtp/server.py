@@ -40,8 +40,8 @@ class ListenerContext:
     """What a listener's new connections use; replaced as a whole on reload."""
 
     config: Config
-    tls_context: ssl.SSLContext | None  # offered with STARTTLS
-    implicit_tls: ssl.SSLContext | None = None  # port 465: every connection starts with a handshake in this one
+    tls_context: ssl.SSLContext | None
+    implicit_tls: bool = False  # port 465: a connection starts with a handshake in tls_context (no STARTTLS offered)
 
 
 class Connections:
@@ -252,7 +252,7 @@ class RelentadSMTP(SMTP):
         self.enable_SMTPUTF8 = True
         self._decode_data = False
         self.hostname = context.config.server.hostname
-        self.tls_context = context.tls_context
+        self.tls_context = None if context.implicit_tls else context.tls_context  # what STARTTLS offers
         self.require_starttls = False
         self._timeout_duration = limits.command_timeout
         self._timeout_handle = None
@@ -301,18 +301,24 @@ class RelentadSMTP(SMTP):
             peer = transport.get_extra_info("peername")
             self._peer_ip = str(peer[0]) if peer else ""
             limits = self._context.config.limits
-            refusal = self._connections.admit(self, self._peer_ip, limits.connections_per_ip, limits.max_connections)
+            implicit, context = self._context.implicit_tls, self._context.tls_context
+            if implicit and context is None:  # a reload took the certificate away: no plaintext SMTP on 465
+                refusal: str | None = replies.TLS_UNAVAILABLE
+            else:
+                refusal = self._connections.admit(
+                    self, self._peer_ip, limits.connections_per_ip, limits.max_connections
+                )
             if refusal is not None:
                 self._refused = True
                 log.info("smtp refused peer=%s reply=%r", self._peer_ip, refusal[:3])
                 metrics.rejected(self._connections.name, metrics.reason_of(refusal))
                 writer = cast(asyncio.WriteTransport, transport)
-                if self._context.implicit_tls is None:  # on 465 the client expects a handshake, not a 421
+                if not implicit:  # on 465 the client expects a handshake, not a 421
                     writer.write((refusal + "\r\n").encode())
                 writer.close()
                 return
-            if self._context.implicit_tls is not None:
-                self._start_implicit_tls(transport, self._context.implicit_tls)
+            if implicit and context is not None:
+                self._start_implicit_tls(transport, context)
                 return
         else:
             self._end_transaction()  # STARTTLS done: aiosmtpd starts a new session (RFC 3207 §4.2)
