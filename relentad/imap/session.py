@@ -434,13 +434,16 @@ class Session:
                     self.say_timeout()
                     break
                 except LineTooLong:
-                    self.untagged_status("BYE", f"command line longer than {self.config.imap.line_length} octets")
+                    self.say_too_long()
                     break
                 if raw is not None:
                     await self.pace()
                     self.busy = True
                     try:
                         await self.execute(raw)
+                    except LineTooLong:  # a line read inside a command: AUTHENTICATE's answer, IDLE's DONE
+                        self.say_too_long()
+                        break
                     finally:
                         self.busy = False
                 if self.bad_count >= self.config.imap.max_bad_commands:
@@ -468,6 +471,10 @@ class Session:
             self.untagged_status("BYE", "login timeout: not logged in in time")
         else:
             self.untagged_status("BYE", "autologout: idle for too long")
+
+    def say_too_long(self) -> None:
+        """The BYE before closing for a line over ``imap.line_length`` (the rest of it cannot be told apart)."""
+        self.untagged_status("BYE", f"command line longer than {self.config.imap.line_length} octets")
 
     async def pace(self) -> None:
         """Token bucket for ``imap.commands_per_second`` (bursts of twice the rate): a client sending faster waits."""
@@ -545,7 +552,7 @@ class Session:
         except RelentadError as exc:
             error = reply_for(exc)
             status, text, code = error.status, error.text, error.code
-        except (EOFError, ConnectionError, asyncio.IncompleteReadError):
+        except (EOFError, ConnectionError, asyncio.IncompleteReadError, LineTooLong):
             raise
         except Exception:
             log.exception("imap %s: %s failed", self.email or self.peer, command.name)

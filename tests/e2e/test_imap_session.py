@@ -153,6 +153,25 @@ def test_overlong_line_ends_the_connection(relentad: Daemon) -> None:
     assert line.startswith(b"* BYE")
 
 
+def test_overlong_line_inside_a_command_ends_the_connection_too(relentad: Daemon) -> None:
+    """Lines a command reads itself (AUTHENTICATE's answer, IDLE's DONE) have the same limit and the same BYE, not
+    an internal error (NO [SERVERBUG] and a traceback in the log)."""
+    raw = Raw(relentad)
+    raw.send(b"a AUTHENTICATE PLAIN\r\n")
+    assert raw.line() == b"+ \r\n"
+    raw.send(b"A" * 70_000)
+    assert raw.line() == b"* BYE command line longer than 65536 octets\r\n"
+    assert raw.line() == b""
+    raw = Raw(relentad)
+    raw.login()
+    raw.send(b"i IDLE\r\n")
+    assert raw.line().startswith(b"+ ")
+    raw.send(b"D" * 70_000)
+    assert raw.line() == b"* BYE command line longer than 65536 octets\r\n"
+    assert raw.line() == b""
+    assert "AUTHENTICATE failed" not in relentad.log() and "IDLE failed" not in relentad.log()
+
+
 def test_line_length_bounds_a_whole_command_across_its_literals(relentad: Daemon) -> None:
     """A command that chains empty literals (or long lines between literals) is one command line, literals
     excluded: past `[imap] line_length` (65,536) it ends in BYE instead of growing in memory for ever."""
