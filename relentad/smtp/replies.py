@@ -79,6 +79,7 @@ BAD_SENDER = "553 5.1.7 Bad sender address syntax"
 BAD_RECIPIENT = "553 5.1.3 Bad recipient address syntax"
 TLS_ACTIVE = "554 5.5.1 TLS already active"
 TLS_UNAVAILABLE = "454 4.7.0 TLS not available"  # 465 without a certificate (logged, never sent: 465 speaks TLS first)
+AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"  # RFC 4954 §4
 NO_AUTH_HERE = "502 5.5.1 AUTH is not available on this port"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds fixed limit"
 MAILBOX_FULL = "452 4.2.2 Mailbox full, try again later"

@@ -15,6 +15,8 @@ apply to new connections while old ones finish undisturbed.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import collections
 import inspect
 import logging
@@ -26,7 +28,16 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import aiosmtpd.smtp
-from aiosmtpd.smtp import MISSING, SMTP, Session, _AuthMechAttr, login_always_fail, syntax
+from aiosmtpd.smtp import (
+    MISSING,
+    SMTP,
+    Session,
+    TLSSetupException,
+    _AuthMechAttr,
+    _Missing,
+    login_always_fail,
+    syntax,
+)
 
 from .. import __version__, metrics, tls
 from ..config import Config
@@ -398,6 +409,56 @@ class RelentadSMTP(SMTP):
         """Whether this listener authenticates: its handler brings AUTH mechanisms of its own (submission does;
         the MX has only aiosmtpd's built-in ones, which always fail)."""
         return any(not mechanism.is_builtin for mechanism in self._auth_methods.values())
+
+    async def challenge_auth(
+        self, challenge: str | bytes, encode_to_b64: bool = True, log_client_response: bool = False
+    ) -> _Missing | bytes:
+        """aiosmtpd's ``334`` and the client's base64 answer (``*`` cancels), except for an answer over the line
+        limit: RFC 4954's ``500 5.5.6`` with the rest of the line read and dropped, where aiosmtpd echoed asyncio's
+        ValueError to the client, logged a traceback and read the rest of the line as a command."""
+        if isinstance(challenge, str):
+            challenge = challenge.encode()
+        await self.push(b"334 " + (base64.b64encode(challenge) if encode_to_b64 else challenge))
+        line = await self._read_line()
+        if line is None:
+            await self.push(replies.AUTH_LINE_TOO_LONG)
+            return MISSING
+        blob = line.strip()
+        if blob == b"*":
+            await self.push("501 5.7.0 Auth aborted")
+            return MISSING
+        try:
+            return base64.b64decode(blob, validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 Can't decode base64")
+            return MISSING
+
+    async def _read_line(self) -> bytes | None:
+        """One line up to ``line_length_limit``; None when longer (then read to its end and dropped)."""
+        reader = self._reader
+        try:
+            return await reader.readuntil()
+        except asyncio.IncompleteReadError as eof:
+            return eof.partial
+        except asyncio.LimitOverrunError as overrun:
+            consumed = overrun.consumed
+        while True:
+            try:
+                await reader.readexactly(consumed)
+                await reader.readuntil()
+                return None
+            except asyncio.IncompleteReadError:
+                return None
+            except asyncio.LimitOverrunError as overrun:
+                consumed = overrun.consumed
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A STARTTLS handshake that fails (a scanner, a client with no cipher in common, one that hangs up) is one
+        INFO line, not aiosmtpd's ERROR with a traceback; aiosmtpd closes the connection after it either way."""
+        if isinstance(error, TLSSetupException):
+            log.info("smtp STARTTLS failed peer=%s: %r", self._peer_ip, error.__cause__)
+            return replies.LOCAL_ERROR  # never sent: the connection is closed
+        return await super().handle_exception(error)
 
     @syntax("AUTH <mechanism>", when="offers_auth")
     async def smtp_AUTH(self, arg: str) -> None:
