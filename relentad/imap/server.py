@@ -42,7 +42,7 @@ class _ImplicitTls(asyncio.StreamReaderProtocol):
 
     def __init__(self, server: ImapServer) -> None:
         loop = asyncio.get_running_loop()
-        super().__init__(asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop), server.serve, loop=loop)
+        super().__init__(asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop), self._serve, loop=loop)
         self.server = server
         self.ip = ""
         self.handshaking = False
@@ -66,6 +66,9 @@ class _ImplicitTls(asyncio.StreamReaderProtocol):
             error = None if waiter.cancelled() else waiter.exception()
             log.info("imap TLS handshake with %s failed: %r", self.ip, error)
             self.server.release(self.ip)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.server.serve(reader, writer, self.ip)
 
 
 class ImapServer:
@@ -127,16 +130,17 @@ class ImapServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Port 143: over a connection limit, BYE and close; else the session."""
-        refusal = self.admit(peer_ip(writer.transport))
+        ip = peer_ip(writer.transport)
+        refusal = self.admit(ip)
         if refusal is not None:
             connection = Connection(reader, writer)
             connection.write(b"* BYE %s\r\n" % refusal.encode())
             await connection.close()
             return
-        await self.serve(reader, writer)
+        await self.serve(reader, writer, ip)
 
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Run an admitted connection's session; its slot is given back when it ends."""
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str) -> None:
+        """Run the session of a connection admitted as ``ip``; its slot is given back when it ends."""
         connection = Connection(reader, writer)
         session = Session(self.services, connection, HANDLERS)
         self.sessions.add(session)
@@ -146,7 +150,7 @@ class ImapServer:
             log.exception("imap session from %s ended with an error", session.peer)
         finally:
             self.sessions.discard(session)
-            self.release(session.peer)
+            self.release(ip)
 
     async def close_all(self, grace: float) -> None:
         """SIGTERM: BYE at once to sessions between commands or in IDLE; sessions in the middle of a command
