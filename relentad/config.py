@@ -301,7 +301,7 @@ class IMAPConfig:
     """IMAP server behaviour; the listeners are [listen] imap and imaps, plaintext logins [auth] plaintext_loopback."""
 
     line_length: int = setting(
-        65_536, "Longest IMAP command line in octets, literals excluded; longer ends the connection with BYE."
+        65_536, "Longest IMAP command in octets, all its lines together, literals excluded; longer ends in BYE."
     )
     max_bad_commands: int = setting(10, "Consecutive BAD replies after which the server says BYE and closes.")
     autologout: float = setting(
@@ -311,6 +311,7 @@ class IMAPConfig:
     connections_per_ip: int = setting(
         50, "Simultaneous IMAP connections from one IP address; more are told BYE at once (phones open several)."
     )
+    max_connections: int = setting(1000, "Simultaneous IMAP connections in all (143 and 993); more are told BYE.")
     commands_per_second: int = setting(
         1000,
         "Commands one IMAP connection may send per second (bursts of twice that); faster ones wait. 0 = no limit.",

@@ -9,7 +9,7 @@ Lifecycle:
 - Certificate renewals without SIGHUP: every ``[tls] reload_interval`` one stat of the certificate and key
   (:class:`tls.PairWatcher`); when they changed, the pair is loaded again the same way (bad pair: logged, old kept).
   Every TLS listener takes its context from ``self.context`` at handshake time (STARTTLS on 25/587/143 per
-  connection, 465 and 993 through an SNI callback), so one assignment switches them all.
+  connection, 465 and 993 at accept), so one assignment switches them all.
 - SIGTERM/SIGINT: stop accepting, close idle connections with 421, let transactions in flight finish (at most
   ``limits.shutdown_grace``), drain the store's writer, exit 0.
 """
@@ -23,7 +23,6 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -113,8 +112,6 @@ class Daemon:
     servers: dict[str, asyncio.Server] = field(default_factory=dict)
     smtp_connections: Connections = field(default_factory=Connections)
     submission_connections: Connections = field(default_factory=lambda: Connections("submission"))
-    # The SSLContext port 465 was bound with; its SNI callback hands each handshake the current context.
-    implicit_ssl: ssl.SSLContext | None = None
     certificate_files: tls.PairWatcher = field(default_factory=tls.PairWatcher)
 
     def __post_init__(self) -> None:
@@ -124,15 +121,9 @@ class Daemon:
     def current_context(self) -> ListenerContext:
         return self.context
 
-    def _current_tls(self, connection: ssl.SSLObject, server_name: str | None, initial: ssl.SSLContext) -> None:
-        """Port 465's SNI callback (called with or without SNI): handshake with the certificate loaded last."""
-        current = self.context.tls_context
-        if current is not None and current is not initial:
-            connection.context = current
-
     def implicit_tls_context(self) -> ListenerContext:
-        """Port 465's view: the TLS is the listener's own, so its sessions must not offer STARTTLS."""
-        return ListenerContext(self.context.config, None)
+        """Port 465's view: every connection handshakes with the current certificate and is not offered STARTTLS."""
+        return ListenerContext(self.context.config, self.context.tls_context, implicit_tls=True)
 
     async def start_submission(self, loop: asyncio.AbstractEventLoop, handler: SubmissionHandler) -> None:
         """Bind 587 (STARTTLS) and 465 (implicit TLS, only with a certificate)."""
@@ -140,12 +131,9 @@ class Daemon:
             address = config_mod.parse_address(getattr(self.config.listen, name))
             if address is None:
                 continue
-            if implicit:
-                self.implicit_ssl = self.implicit_ssl or tls.server_context(self.config)
-                if self.implicit_ssl is None:
-                    log.warning("submissions listener needs [tls] cert and key: not started")
-                    continue
-                self.implicit_ssl.sni_callback = self._current_tls
+            if implicit and self.context.tls_context is None:
+                log.warning("submissions listener needs [tls] cert and key: not started")
+                continue
             get_context = self.implicit_tls_context if implicit else self.current_context
             factory = protocol_factory(handler, get_context, self.submission_connections, auth_require_tls=False)
             self.servers[name] = await loop.create_server(
@@ -153,7 +141,6 @@ class Daemon:
                 address[0],
                 address[1],
                 reuse_address=True,
-                ssl=self.implicit_ssl if implicit else None,
                 start_serving=True,
             )
             log.info("listening %s on %s", name, getattr(self.config.listen, name))

@@ -89,6 +89,7 @@ _REASONS = {
     replies.TOO_MANY_RECIPIENTS: "too_many_recipients",
     replies.TOO_MANY_CONNECTIONS: "too_many_connections",
     replies.SERVER_BUSY: "server_busy",
+    replies.TLS_UNAVAILABLE: "tls_unavailable",
     replies.SHUTTING_DOWN: "shutting_down",
     replies.STORE_FAILED: "store_failed",
     replies.LOCAL_ERROR: "local_error",

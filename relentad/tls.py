@@ -8,10 +8,13 @@ certificate and no key).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import ssl
+from asyncio import sslproto
 from pathlib import Path
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -19,6 +22,37 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .config import Config
+
+HANDSHAKE_TIMEOUT = 60
+"""Seconds a client has to complete a TLS handshake (implicit TLS on 465/993, STARTTLS); then it is dropped."""
+
+
+def accept_tls(
+    transport: asyncio.BaseTransport, protocol: asyncio.BaseProtocol, context: ssl.SSLContext
+) -> asyncio.Future[None]:
+    """Put a server-side TLS layer between ``transport`` and ``protocol``, as ``create_server(ssl=...)`` does, but
+    when the caller says: implicit-TLS listeners first count the connection against their limits. Call it from the
+    plain ``connection_made``, before any byte is read. ``protocol.connection_made`` is called again with the TLS
+    transport once the handshake is done; the returned future is done then too, or failed when the handshake failed
+    or took over :data:`HANDSHAKE_TIMEOUT` (then no ``connection_lost`` follows: the caller releases what it holds)."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    layer = _tls_protocol(loop)(
+        loop, protocol, context, waiter, server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
+    )
+    transport.set_protocol(layer)
+    layer.connection_made(transport)
+    return waiter
+
+
+def _tls_protocol(loop: asyncio.AbstractEventLoop) -> type[sslproto.SSLProtocol]:
+    """The loop's own TLS layer, the one its ``create_server(ssl=...)`` uses: uvloop's is compiled, asyncio's is
+    Python (same constructor)."""
+    if type(loop).__module__.startswith("uvloop"):
+        import uvloop.loop  # only where uvloop runs the loop
+
+        return cast(type[sslproto.SSLProtocol], uvloop.loop.SSLProtocol)  # type: ignore[attr-defined]  # no stub
+    return sslproto.SSLProtocol
 
 
 def server_context(config: Config) -> ssl.SSLContext | None:

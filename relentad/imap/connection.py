@@ -14,6 +14,14 @@ import asyncio
 import ssl
 import zlib
 
+from .. import tls
+
+
+def peer_ip(transport: asyncio.BaseTransport) -> str:
+    """The client's IP address, "" when the transport does not know it."""
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
+
 
 class LineTooLong(Exception):
     """The client sent a line over the limit without CRLF."""
@@ -38,8 +46,7 @@ class Connection:
         return self._deflate is not None
 
     def peer_ip(self) -> str:
-        peer = self.writer.get_extra_info("peername")
-        return str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        return peer_ip(self.writer.transport)
 
     def tls_info(self) -> str:
         obj = self.writer.get_extra_info("ssl_object")
@@ -105,9 +112,14 @@ class Connection:
         await self.writer.drain()
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
+        """Handshake, dropping every plaintext octet received before it: ours and the stream reader's buffer both
+        (a client writing more than one read's worth after STARTTLS left the rest there, run after the handshake).
+        No await between the clear and ``start_tls`` handing the transport to TLS, so nothing lands in between."""
         self._send_pending()
+        await self.writer.drain()
         self._buffer.clear()
-        await self.writer.start_tls(context)
+        self.reader._buffer.clear()  # type: ignore[attr-defined]  # no public way to drop what it holds
+        await self.writer.start_tls(context, ssl_handshake_timeout=tls.HANDSHAKE_TIMEOUT)
 
     def start_compress(self) -> None:
         self._send_pending()

@@ -1,15 +1,18 @@
 """The IMAP listeners: 143 (STARTTLS) and 993 (implicit TLS), one :class:`Session` per connection.
 
 This module only accepts connections, wraps them in a :class:`Connection` and runs sessions; everything a
-command does is in ``session.py`` and ``commands/``. Invariants: every open session is registered so SIGTERM
-can say BYE to each (:meth:`ImapServer.close_all`); a session's crash is logged and never takes the listener
-down; sessions read the configuration and TLS context current at each use (SIGHUP applies to new commands).
+command does is in ``session.py`` and ``commands/``. Invariants: a connection counts against the connection limits
+(``[imap] connections_per_ip`` and ``max_connections``) from accept to close, its TLS handshake on 993 included (so
+clients that never finish one cannot pile up); every open session is registered so SIGTERM can say BYE to each
+(:meth:`ImapServer.close_all`); a session's crash is logged and never takes the listener down; sessions read the
+configuration and TLS context current at each use (SIGHUP applies to new commands).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import ssl
 from collections.abc import Callable
@@ -21,11 +24,51 @@ from ..events import Bus
 from ..store.db import Store
 from ..store.imapview import ReaderPool
 from .commands import HANDLERS
-from .connection import Connection
+from .connection import Connection, peer_ip
 from .session import Services, Session
 from .watch import ExternalChanges
 
 log = logging.getLogger(__name__)
+
+
+STREAM_LIMIT = 1 << 20
+"""The stream reader's buffer size before it stops reading from the socket."""
+
+
+class _ImplicitTls(asyncio.StreamReaderProtocol):
+    """Port 993: the connection is counted at accept, then TLS goes under this stream protocol before any byte is
+    read (as ``create_server(ssl=...)`` does, but after the per-IP limit); the session starts when the handshake is
+    done. A handshake that fails, or a client silent for ``tls.HANDSHAKE_TIMEOUT``, gives the slot back."""
+
+    def __init__(self, server: ImapServer) -> None:
+        loop = asyncio.get_running_loop()
+        super().__init__(asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop), self._serve, loop=loop)
+        self.server = server
+        self.ip = ""
+        self.handshaking = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.handshaking:  # TLS is up: the session starts over it
+            self.handshaking = False
+            super().connection_made(transport)
+            return
+        self.ip = peer_ip(transport)
+        context = self.server.services.get_tls()
+        if context is None or self.server.admit(self.ip) is not None:  # no certificate since a reload, or a limit
+            transport.close()  # without a word: the client expects a handshake, not a plaintext BYE
+            return
+        self.handshaking = True
+        tls.accept_tls(transport, self, context).add_done_callback(self._handshake_done)
+
+    def _handshake_done(self, waiter: asyncio.Future[None]) -> None:
+        if self.handshaking:
+            self.handshaking = False
+            error = None if waiter.cancelled() else waiter.exception()
+            log.info("imap TLS handshake with %s failed: %r", self.ip, error)
+            self.server.release(self.ip)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.server.serve(reader, writer, self.ip)
 
 
 class ImapServer:
@@ -48,34 +91,57 @@ class ImapServer:
         )
         self.sessions: set[Session] = set()
         self.per_ip: collections.Counter[str] = collections.Counter()
+        self.open = 0  # connections counted in per_ip, all addresses together
 
     async def listen(self, host: str | None, port: int, *, implicit_tls: bool) -> asyncio.Server:
-        """Bind one listener. For implicit TLS (993) the listener gets its own context whose SNI callback hands
-        each handshake the daemon's current context, so a certificate reloaded on SIGHUP serves new connections."""
-        context = None
-        if implicit_tls:
-            context = tls.server_context(self.services.get_config())
-            if context is None:
-                raise ValueError("implicit TLS needs [tls] cert and key")
-            context.sni_callback = self._current_tls
-        return await asyncio.start_server(
-            self._handle, host, port, ssl=context, reuse_address=True, start_serving=True, limit=1 << 20
-        )
+        """Bind one listener. On 993 every connection handshakes with the daemon's current context (a certificate
+        reloaded on SIGHUP serves new connections)."""
+        if implicit_tls and self.services.get_tls() is None:
+            raise ValueError("implicit TLS needs [tls] cert and key")
+        loop = asyncio.get_running_loop()
 
-    def _current_tls(self, connection: ssl.SSLObject, server_name: str | None, initial: ssl.SSLContext) -> None:
-        current = self.services.get_tls()
-        if current is not None and current is not initial:
-            connection.context = current
+        def plain() -> asyncio.StreamReaderProtocol:
+            reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
+            return asyncio.StreamReaderProtocol(reader, self._handle, loop=loop)
+
+        factory = functools.partial(_ImplicitTls, self) if implicit_tls else plain
+        return await loop.create_server(factory, host, port, reuse_address=True, start_serving=True)
+
+    def admit(self, ip: str) -> str | None:
+        """Count a new connection from ``ip`` (until :meth:`release`), or the BYE text of the limit it is over."""
+        limits = self.services.get_config().imap
+        refusal = None
+        if self.open >= limits.max_connections:
+            refusal = "server busy: too many connections, try again later"
+        elif self.per_ip[ip] >= limits.connections_per_ip:
+            refusal = "too many connections from your address"
+        if refusal is not None:
+            log.info("imap connection from %s refused: %s", ip, refusal)
+            return refusal
+        self.per_ip[ip] += 1
+        self.open += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        self.open -= 1
+        self.per_ip[ip] -= 1
+        if self.per_ip[ip] <= 0:
+            del self.per_ip[ip]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connection = Connection(reader, writer)
-        ip = connection.peer_ip()
-        if self.per_ip[ip] >= self.services.get_config().imap.connections_per_ip:
-            log.info("imap connection from %s refused: too many connections", ip)
-            connection.write(b"* BYE too many connections from your address\r\n")
+        """Port 143: over a connection limit, BYE and close; else the session."""
+        ip = peer_ip(writer.transport)
+        refusal = self.admit(ip)
+        if refusal is not None:
+            connection = Connection(reader, writer)
+            connection.write(b"* BYE %s\r\n" % refusal.encode())
             await connection.close()
             return
-        self.per_ip[ip] += 1
+        await self.serve(reader, writer, ip)
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str) -> None:
+        """Run the session of a connection admitted as ``ip``; its slot is given back when it ends."""
+        connection = Connection(reader, writer)
         session = Session(self.services, connection, HANDLERS)
         self.sessions.add(session)
         try:
@@ -84,9 +150,7 @@ class ImapServer:
             log.exception("imap session from %s ended with an error", session.peer)
         finally:
             self.sessions.discard(session)
-            self.per_ip[ip] -= 1
-            if self.per_ip[ip] <= 0:
-                del self.per_ip[ip]
+            self.release(ip)
 
     async def close_all(self, grace: float) -> None:
         """SIGTERM: BYE at once to sessions between commands or in IDLE; sessions in the middle of a command

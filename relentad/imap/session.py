@@ -169,6 +169,8 @@ class Session:
         self.tokens = 2.0 * self.config.imap.commands_per_second
         self.tokens_at = time.monotonic()
         self.account_checked = 0.0  # monotonic time the account was last seen active (:meth:`account_ended`)
+        self.login_deadline = asyncio.get_running_loop().time() + self.config.imap.login_timeout
+        """Until when a client may stay not authenticated, however many commands it sends meanwhile."""
 
     # -- properties -------------------------------------------------------------------------------------
 
@@ -432,25 +434,23 @@ class Session:
         try:
             await self.flush()
             while self.state is not State.LOGOUT and not self.conn.closed:
-                timeout = (
-                    self.config.imap.login_timeout
-                    if self.state is State.NOT_AUTHENTICATED
-                    else self.config.imap.autologout
-                )
                 try:
-                    async with asyncio.timeout(timeout):  # no extra task per command, unlike wait_for
+                    async with asyncio.timeout_at(self.read_deadline()):  # no extra task, unlike wait_for
                         raw = await self.read_command()
                 except TimeoutError:
-                    self.untagged_status("BYE", "autologout: idle for too long")
+                    self.say_timeout()
                     break
                 except LineTooLong:
-                    self.untagged_status("BYE", f"command line longer than {self.config.imap.line_length} octets")
+                    self.say_too_long()
                     break
                 if raw is not None:
                     await self.pace()
                     self.busy = True
                     try:
                         await self.execute(raw)
+                    except LineTooLong:  # a line read inside a command: AUTHENTICATE's answer, IDLE's DONE
+                        self.say_too_long()
+                        break
                     finally:
                         self.busy = False
                 if self.bad_count >= self.config.imap.max_bad_commands:
@@ -476,6 +476,24 @@ class Session:
             return False
         self.account_checked = now
         return not self.read(lambda conn: accounts.is_active(conn, self.account_id))
+
+    def read_deadline(self) -> float:
+        """When waiting for the client gives up (loop time): ``imap.login_timeout`` after connecting before login,
+        ``imap.autologout`` from now after it (RFC 9051 §5.4)."""
+        if self.state is State.NOT_AUTHENTICATED:
+            return self.login_deadline
+        return asyncio.get_running_loop().time() + self.config.imap.autologout
+
+    def say_timeout(self) -> None:
+        """The BYE before closing for :meth:`read_deadline`."""
+        if self.state is State.NOT_AUTHENTICATED:
+            self.untagged_status("BYE", "login timeout: not logged in in time")
+        else:
+            self.untagged_status("BYE", "autologout: idle for too long")
+
+    def say_too_long(self) -> None:
+        """The BYE before closing for a line over ``imap.line_length`` (the rest of it cannot be told apart)."""
+        self.untagged_status("BYE", f"command line longer than {self.config.imap.line_length} octets")
 
     async def pace(self) -> None:
         """Token bucket for ``imap.commands_per_second`` (bursts of twice the rate): a client sending faster waits."""
@@ -503,10 +521,13 @@ class Session:
         A literal over APPENDLIMIT, or an APPEND's messages that would take the account over its quota, are
         refused before the client sends a synchronizing literal (it waits for "+", gets the tagged NO and drops
         the command, as with Dovecot); a LITERAL+ literal is on its way already and is read and discarded. The
-        APPEND's commit checks the quota again, exactly (this early check may race with other deliveries)."""
+        APPEND's commit checks the quota again, exactly (this early check may race with other deliveries).
+        ``imap.line_length`` bounds the command's own octets, literals excluded, across all its lines: per line
+        only, a command chaining literals (``{0+}`` after ``{0+}``) never ended and grew without bound."""
         limit = self.config.imap.line_length
         line = await self.conn.readline(limit)
         parts = [line]
+        text = len(line)
         authenticated = self.state is not State.NOT_AUTHENTICATED
         literal_limit = self.appendlimit if authenticated else PREAUTH_LITERAL
         refusal: ImapError | None = None
@@ -529,7 +550,8 @@ class Session:
                     self.send(continuation("ready for literal data"))
                     await self.flush()
                 parts.append(await self.conn.readexactly(spec.size))
-            line = await self.conn.readline(limit)
+            line = await self.conn.readline(limit - text)
+            text += len(line)
             parts.append(line)
         if refusal is not None:
             self.reply(line_tag(parts[0]), refusal.status, refusal.text, refusal.code)
@@ -570,7 +592,7 @@ class Session:
         except RelentadError as exc:
             error = reply_for(exc)
             status, text, code = error.status, error.text, error.code
-        except (EOFError, ConnectionError, asyncio.IncompleteReadError):
+        except (EOFError, ConnectionError, asyncio.IncompleteReadError, LineTooLong):
             raise
         except Exception:
             log.exception("imap %s: %s failed", self.email or self.peer, command.name)

@@ -2,7 +2,8 @@
 
 aiosmtpd does the protocol; this module adds what it lacks and holds no mail policy (that is the handlers'):
 - enhanced status codes on every reply (:mod:`relentad.smtp.replies`), except greeting and EHLO;
-- per-IP and total connection limits, answered ``421`` before the greeting;
+- per-IP and total connection limits, answered ``421`` before the greeting; a connection counts from accept to
+  close, so on 465 the TLS handshake is done here, after the limits (see :meth:`RelentadSMTP.connection_made`);
 - a separate, longer DATA timeout and a ``421 4.4.2`` on idle timeout instead of a silent close;
 - per-connection command size limits (aiosmtpd keeps them in shared class state, which grows with every EHLO);
 - a registry of open connections so SIGTERM can close idle ones at once and let transactions finish.
@@ -14,6 +15,8 @@ apply to new connections while old ones finish undisturbed.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import collections
 import inspect
 import logging
@@ -25,9 +28,18 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import aiosmtpd.smtp
-from aiosmtpd.smtp import MISSING, SMTP, Session, _AuthMechAttr, login_always_fail, syntax
+from aiosmtpd.smtp import (
+    MISSING,
+    SMTP,
+    Session,
+    TLSSetupException,
+    _AuthMechAttr,
+    _Missing,
+    login_always_fail,
+    syntax,
+)
 
-from .. import __version__, metrics
+from .. import __version__, metrics, tls
 from ..config import Config
 from . import replies
 
@@ -40,6 +52,7 @@ class ListenerContext:
 
     config: Config
     tls_context: ssl.SSLContext | None
+    implicit_tls: bool = False  # port 465: a connection starts with a handshake in tls_context (no STARTTLS offered)
 
 
 class Connections:
@@ -226,6 +239,7 @@ class RelentadSMTP(SMTP):
         self._connections = connections
         self._context = context
         self._refused = False
+        self._handshaking = False  # implicit TLS: admitted, the handshake not done yet
         self._in_ehlo = False
         self._ehlo_lines: list[bytes] = []
         self._peer_ip = ""
@@ -250,7 +264,7 @@ class RelentadSMTP(SMTP):
         self.enable_SMTPUTF8 = True
         self._decode_data = False
         self.hostname = context.config.server.hostname
-        self.tls_context = context.tls_context
+        self.tls_context = None if context.implicit_tls else context.tls_context  # what STARTTLS offers
         self.require_starttls = False
         self._timeout_duration = limits.command_timeout
         self._timeout_handle = None
@@ -290,23 +304,51 @@ class RelentadSMTP(SMTP):
     # -- connection limits ------------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._handshaking:  # implicit TLS is up: the session starts over it, as on a plaintext connection
+            self._handshaking = False
+            super().connection_made(transport)
+            return
         first = self.transport is None and self._original_transport is None
         if first:
             peer = transport.get_extra_info("peername")
             self._peer_ip = str(peer[0]) if peer else ""
             limits = self._context.config.limits
-            refusal = self._connections.admit(self, self._peer_ip, limits.connections_per_ip, limits.max_connections)
+            implicit, context = self._context.implicit_tls, self._context.tls_context
+            if implicit and context is None:  # a reload took the certificate away: no plaintext SMTP on 465
+                refusal: str | None = replies.TLS_UNAVAILABLE
+            else:
+                refusal = self._connections.admit(
+                    self, self._peer_ip, limits.connections_per_ip, limits.max_connections
+                )
             if refusal is not None:
                 self._refused = True
                 log.info("smtp refused peer=%s reply=%r", self._peer_ip, refusal[:3])
                 metrics.rejected(self._connections.name, metrics.reason_of(refusal))
                 writer = cast(asyncio.WriteTransport, transport)
-                writer.write((refusal + "\r\n").encode())
+                if not implicit:  # on 465 the client expects a handshake, not a 421
+                    writer.write((refusal + "\r\n").encode())
                 writer.close()
+                return
+            if implicit and context is not None:
+                self._start_implicit_tls(transport, context)
                 return
         else:
             self._end_transaction()  # STARTTLS done: aiosmtpd starts a new session (RFC 3207 §4.2)
         super().connection_made(transport)
+
+    def _start_implicit_tls(self, transport: asyncio.BaseTransport, context: ssl.SSLContext) -> None:
+        """Port 465: TLS goes under this protocol after the connection was counted; the session starts when the
+        handshake is done (:meth:`connection_made` again). A handshake that fails or never comes gives the slot
+        back here, as no ``connection_lost`` will."""
+        self._handshaking = True
+        tls.accept_tls(transport, self, context).add_done_callback(self._handshake_done)
+
+    def _handshake_done(self, waiter: asyncio.Future[None]) -> None:
+        if self._handshaking:
+            self._handshaking = False
+            error = None if waiter.cancelled() else waiter.exception()
+            log.info("smtp TLS handshake failed peer=%s: %r", self._peer_ip, error)
+            self._connections.release(self, self._peer_ip)
 
     def _end_transaction(self) -> None:
         """Let the handler end the session's transaction, as on a hang-up: aiosmtpd replaces the session after the
@@ -368,6 +410,56 @@ class RelentadSMTP(SMTP):
         """Whether this listener authenticates: its handler brings AUTH mechanisms of its own (submission does;
         the MX has only aiosmtpd's built-in ones, which always fail)."""
         return any(not mechanism.is_builtin for mechanism in self._auth_methods.values())
+
+    async def challenge_auth(
+        self, challenge: str | bytes, encode_to_b64: bool = True, log_client_response: bool = False
+    ) -> _Missing | bytes:
+        """aiosmtpd's ``334`` and the client's base64 answer (``*`` cancels), except for an answer over the line
+        limit: RFC 4954's ``500 5.5.6`` with the rest of the line read and dropped, where aiosmtpd echoed asyncio's
+        ValueError to the client, logged a traceback and read the rest of the line as a command."""
+        if isinstance(challenge, str):
+            challenge = challenge.encode()
+        await self.push(b"334 " + (base64.b64encode(challenge) if encode_to_b64 else challenge))
+        line = await self._read_line()
+        if line is None:
+            await self.push(replies.AUTH_LINE_TOO_LONG)
+            return MISSING
+        blob = line.strip()
+        if blob == b"*":
+            await self.push("501 5.7.0 Auth aborted")
+            return MISSING
+        try:
+            return base64.b64decode(blob, validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 Can't decode base64")
+            return MISSING
+
+    async def _read_line(self) -> bytes | None:
+        """One line up to ``line_length_limit``; None when longer (then read to its end and dropped)."""
+        reader = self._reader
+        try:
+            return await reader.readuntil()
+        except asyncio.IncompleteReadError as eof:
+            return eof.partial
+        except asyncio.LimitOverrunError as overrun:
+            consumed = overrun.consumed
+        while True:
+            try:
+                await reader.readexactly(consumed)
+                await reader.readuntil()
+                return None
+            except asyncio.IncompleteReadError:
+                return None
+            except asyncio.LimitOverrunError as overrun:
+                consumed = overrun.consumed
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A STARTTLS handshake that fails (a scanner, a client with no cipher in common, one that hangs up) is one
+        INFO line, not aiosmtpd's ERROR with a traceback; aiosmtpd closes the connection after it either way."""
+        if isinstance(error, TLSSetupException):
+            log.info("smtp STARTTLS failed peer=%s: %r", self._peer_ip, error.__cause__)
+            return replies.LOCAL_ERROR  # never sent: the connection is closed
+        return await super().handle_exception(error)
 
     @syntax("AUTH <mechanism>", when="offers_auth")
     async def smtp_AUTH(self, arg: str) -> None:

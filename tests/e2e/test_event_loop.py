@@ -6,6 +6,7 @@ IMAP, the 421 of a refused or shut-down connection) on both, so the fallback kee
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import signal
 import smtplib
@@ -63,3 +64,45 @@ def test_refused_and_shut_down_connections_are_told_421(make_daemon: MakeDaemon,
     time.sleep(0.5)
     assert first.recv(100).startswith(b"421 4.3.2"), "an idle connection is told before it is closed"
     assert daemon.proc is not None and daemon.proc.wait(10) == 0
+
+
+def tls_greeting(host: str, port: int, sock: socket.socket | None = None) -> bytes:
+    """The first line a TLS client gets on an implicit-TLS port (over ``sock`` if given); b"" when the server
+    closes before or in the handshake."""
+    try:
+        with insecure().wrap_socket(sock or socket.create_connection((host, port), timeout=10)) as tls:
+            return tls.makefile("rb").readline()
+    except (ssl.SSLError, ConnectionError):
+        return b""
+
+
+@pytest.mark.parametrize("event_loop", LOOPS)
+def test_implicit_tls_handshakes_count_against_the_per_ip_limit(make_daemon: MakeDaemon, event_loop: str) -> None:
+    """A client connecting to 465 or 993 holds a counted slot from accept, TLS handshake included: connections that
+    never send a ClientHello cannot pile up past the per-IP limit; a failed or abandoned handshake frees its slot."""
+    settings = {
+        "server": {"event_loop": event_loop},
+        "limits": {"connections_per_ip": 2},
+        "imap": {"connections_per_ip": 2},
+    }
+    daemon = provision(make_daemon(settings=settings, imap=True, submission=True)).start()
+    for port, greeting in ((daemon.submissions_port, b"220 "), (daemon.imaps_port, b"* OK ")):
+        deadline = time.monotonic() + 5  # earlier connections' slots are given back once the daemon sees them go
+        while True:
+            silent = [socket.create_connection((daemon.host, port), timeout=10) for _ in range(2)]
+            refused = tls_greeting(daemon.host, port) == b""  # the third connection from this IP
+            if refused and tls_greeting(daemon.host, port, silent[0]).startswith(greeting):
+                break  # ... while the first, silent until now, was held and may go on
+            for sock in silent:
+                sock.close()
+            assert time.monotonic() < deadline, "connections that never start TLS do not count"
+            time.sleep(0.1)
+        silent[1].sendall(b"EHLO not.a.client.hello\r\n")  # this handshake fails: the server closes
+        with contextlib.suppress(ConnectionError):
+            while silent[1].recv(4096):  # a TLS alert perhaps, then the close
+                pass
+        silent[1].close()
+        deadline = time.monotonic() + 5
+        while not tls_greeting(daemon.host, port).startswith(greeting):
+            assert time.monotonic() < deadline, "the slots were not given back within 5 s"
+            time.sleep(0.1)

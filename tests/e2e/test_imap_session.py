@@ -6,6 +6,7 @@ import base64
 import imaplib
 import socket
 import ssl
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +63,20 @@ def test_login_disabled_without_tls_then_starttls(strict: Daemon) -> None:
     assert "AUTH=PLAIN" in conn.capabilities and "STARTTLS" not in conn.capabilities
     assert conn.login(ALICE, PASSWORD)[0] == "OK"
     conn.logout()
+
+
+def test_plaintext_pipelined_after_starttls_is_never_run(strict: Daemon) -> None:
+    """RFC 9051 §6.2.1 (CVE-2011-0411): commands sent in plaintext behind STARTTLS, here more than one read's
+    worth, are dropped; none of them runs once TLS is up. The NOOPs before it outrun `[imap] commands_per_second`'s
+    burst (2 x 1000), so the server reaches STARTTLS only after everything sent has arrived."""
+    raw = Raw(strict)
+    raw.send(b"p NOOP\r\n" * 2_200 + b"a STARTTLS\r\n" + b"x NOOP\r\n" * 10_000 + b"b CAPABILITY\r\n")
+    assert raw.until("a")[-1] == b"a OK begin TLS negotiation now\r\n"
+    secure = tls_client_context().wrap_socket(raw.sock, server_hostname="mx.example.test")
+    secure.sendall(b"z NOOP\r\n")
+    reply = secure.makefile("rb").readline()
+    assert reply == b"z OK NOOP completed\r\n"
+    secure.close()
 
 
 def test_implicit_tls_port(strict: Daemon) -> None:
@@ -138,6 +153,37 @@ def test_overlong_line_ends_the_connection(relentad: Daemon) -> None:
     assert line.startswith(b"* BYE")
 
 
+def test_overlong_line_inside_a_command_ends_the_connection_too(relentad: Daemon) -> None:
+    """Lines a command reads itself (AUTHENTICATE's answer, IDLE's DONE) have the same limit and the same BYE, not
+    an internal error (NO [SERVERBUG] and a traceback in the log)."""
+    raw = Raw(relentad)
+    raw.send(b"a AUTHENTICATE PLAIN\r\n")
+    assert raw.line() == b"+ \r\n"
+    raw.send(b"A" * 70_000)
+    assert raw.line() == b"* BYE command line longer than 65536 octets\r\n"
+    assert raw.line() == b""
+    raw = Raw(relentad)
+    raw.login()
+    raw.send(b"i IDLE\r\n")
+    assert raw.line().startswith(b"+ ")
+    raw.send(b"D" * 70_000)
+    assert raw.line() == b"* BYE command line longer than 65536 octets\r\n"
+    assert raw.line() == b""
+    assert "AUTHENTICATE failed" not in relentad.log() and "IDLE failed" not in relentad.log()
+
+
+def test_line_length_bounds_a_whole_command_across_its_literals(relentad: Daemon) -> None:
+    """A command that chains empty literals (or long lines between literals) is one command line, literals
+    excluded: past `[imap] line_length` (65,536) it ends in BYE instead of growing in memory for ever."""
+    raw = Raw(relentad)
+    raw.send(b"a NOOP {0+}\r\n" + b"{0+}\r\n" * 11_000)  # 66,000 octets of command text
+    assert raw.line() == b"* BYE command line longer than 65536 octets\r\n"
+    raw = Raw(relentad)
+    raw.send(b"b SEARCH TEXT {1+}\r\nx TEXT {1+}\r\ny\r\n")  # a legitimate command with literals still works
+    assert raw.until("b")[-1].startswith(b"b BAD")  # not authenticated: SEARCH is not allowed, but it was read whole
+    assert raw.command("c", "NOOP")[-1] == b"c OK NOOP completed\r\n"
+
+
 def test_oversized_literal_is_refused_before_it_is_sent(relentad: Daemon) -> None:
     raw = Raw(relentad)
     raw.login()
@@ -209,6 +255,43 @@ def test_connections_per_ip_limit(strict: Daemon) -> None:
         raw.close()
 
 
+def test_max_connections_limits_all_addresses_together(tmp_path: Path, dns_server: Dnsmasq) -> None:
+    """`[imap] max_connections` counts connections from every address: past it 143 says BYE and 993 closes (the
+    client expects a handshake); a closed connection frees its place."""
+    daemon = imap_daemon(tmp_path / "busy", dns_server.nameserver, settings={"imap": {"max_connections": 2}})
+
+    def connect(source: str, port: int) -> socket.socket:
+        return socket.create_connection((daemon.host, port), timeout=15, source_address=(source, 0))
+
+    def greeting(sock: socket.socket) -> bytes:
+        return sock.makefile("rb").readline()
+
+    try:
+        deadline = time.monotonic() + 5  # the start-up probes' places are given back once the daemon sees them go
+        while True:
+            held = [connect("127.0.0.2", daemon.imap_port), connect("127.0.0.3", daemon.imap_port)]
+            if all(greeting(sock).startswith(b"* OK") for sock in held):
+                break
+            for sock in held:
+                sock.close()
+            assert time.monotonic() < deadline, "no place within 5 s"
+            time.sleep(0.1)
+        assert (
+            greeting(connect("127.0.0.4", daemon.imap_port))
+            == b"* BYE server busy: too many connections, try again later\r\n"
+        )
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            tls_client_context().wrap_socket(connect("127.0.0.5", daemon.imaps_port))
+        held[0].close()
+        deadline = time.monotonic() + 5
+        while not greeting(connect("127.0.0.6", daemon.imap_port)).startswith(b"* OK"):
+            assert time.monotonic() < deadline, "the closed connection's place was not given back"
+            time.sleep(0.1)
+        held[1].close()
+    finally:
+        daemon.stop()
+
+
 def test_sigterm_says_bye_to_imap_clients(tmp_path: Path, dns_server: Dnsmasq) -> None:
     daemon = imap_daemon(tmp_path / "bye", dns_server.nameserver)
     try:
@@ -219,6 +302,33 @@ def test_sigterm_says_bye_to_imap_clients(tmp_path: Path, dns_server: Dnsmasq) -
         assert raw.line().startswith(b"+ ")
         assert daemon.stop() == 0
         assert raw.line().startswith(b"* BYE")
+    finally:
+        daemon.stop()
+
+
+def test_login_timeout_counts_from_connecting_whatever_the_client_sends(tmp_path: Path, dns_server: Dnsmasq) -> None:
+    """`[imap] login_timeout` is the time to log in, not an idle timer: NOOPs do not extend it, and a client that
+    never answers AUTHENTICATE's "+" is told BYE too (it waited for ever). Logged in, the autologout applies."""
+    daemon = imap_daemon(tmp_path / "login", dns_server.nameserver, settings={"imap": {"login_timeout": 2}})
+    try:
+        chatty = Raw(daemon)
+        deadline = time.monotonic() + 10
+        reply = b""
+        while not reply.startswith(b"* BYE"):
+            assert time.monotonic() < deadline, "NOOPs kept a client that never logs in"
+            time.sleep(0.25)
+            chatty.send(b"n NOOP\r\n")
+            reply = chatty.line()
+        assert reply == b"* BYE login timeout: not logged in in time\r\n"
+        silent = Raw(daemon)
+        silent.send(b"a AUTHENTICATE PLAIN\r\n")
+        assert silent.line() == b"+ \r\n"
+        assert silent.line() == b"* BYE login timeout: not logged in in time\r\n"
+        assert silent.line() == b""
+        user = Raw(daemon)
+        user.login()
+        time.sleep(2.5)
+        assert user.command("c", "NOOP")[-1] == b"c OK NOOP completed\r\n"
     finally:
         daemon.stop()
 

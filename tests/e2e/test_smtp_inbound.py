@@ -391,6 +391,23 @@ def test_bare_lf_and_no_trailing_newline_are_kept_as_sent(relentad: Daemon) -> N
 # -- TLS ----------------------------------------------------------------------------------------------------
 
 
+def test_failed_starttls_handshake_is_one_info_line(relentad: Daemon) -> None:
+    """A client that fails the STARTTLS handshake (here: not TLS at all) is logged in one line, not with an ERROR
+    and a traceback (every scanner on the internet would fill the log)."""
+    with greeted(relentad) as sock:
+        reader = sock.makefile("rb")
+        sock.sendall(b"EHLO scanner.test\r\nSTARTTLS\r\n")
+        while not reader.readline().startswith(b"220 "):
+            pass
+        sock.sendall(b"this is not a TLS record\r\n")
+        reader.read()  # perhaps a TLS alert, then the close
+    deadline = time.monotonic() + 5
+    while "smtp STARTTLS failed" not in relentad.log():
+        assert time.monotonic() < deadline, relentad.log()
+        time.sleep(0.05)
+    assert "SMTP session exception" not in relentad.log() and "Traceback" not in relentad.log()
+
+
 def test_starttls_then_delivery_records_tls_in_received(relentad: Daemon) -> None:
     context = ssl.create_default_context()
     context.check_hostname = False

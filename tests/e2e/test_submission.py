@@ -122,6 +122,20 @@ def test_implicit_tls_and_auth_login(relentad: Daemon) -> None:
     assert b"with ESMTPSA" in stored
 
 
+def test_overlong_auth_answer_gets_500_5_5_6_and_the_session_goes_on(relentad: Daemon) -> None:
+    """RFC 4954 §4: an AUTH answer longer than the line limit is refused with 500 5.5.6; the rest of the line is
+    dropped (not read as commands) and the client may try again. It used to get asyncio's ValueError text."""
+    with smtplib.SMTP_SSL(relentad.host, relentad.submissions_port, timeout=10, context=tls_context()) as client:
+        client.ehlo("laptop.example.test")
+        for mechanism, too_long in (("LOGIN", b"A" * 100_000), ("PLAIN", b"B" * 10_100)):
+            assert client.docmd("AUTH", mechanism)[0] == 334
+            client.send(too_long + b"\r\n")
+            assert client.getreply() == (500, b"5.5.6 Authentication Exchange line is too long")
+            assert client.noop()[0] == 250
+        assert client.login("alice@example.test", PASSWORD)[0] == 235
+    assert "SMTP session exception" not in relentad.log()
+
+
 def test_wrong_password_throttling_and_login_history(make_daemon: MakeDaemon) -> None:
     daemon = provision(make_daemon(submission=True, settings={"auth": {"failures_per_ip": 3}})).start()
     for _ in range(3):

@@ -9,6 +9,7 @@ import hashlib
 import imaplib
 import os
 import shutil
+import signal
 import smtplib
 import socket
 import time
@@ -144,3 +145,18 @@ def test_reload_interval_zero_turns_the_check_off(make_daemon: MakeDaemon, tmp_p
     time.sleep(1.0)  # several intervals of the other test: nothing may happen here
     assert smtp_starttls(daemon, daemon.smtp_port) == before
     assert "certificate reloaded" not in daemon.log()
+
+
+def test_certificate_taken_away_by_a_reload_leaves_465_and_993_closed_not_plaintext(make_daemon: MakeDaemon) -> None:
+    """465 and 993 speak TLS first; without a certificate (SIGHUP after [tls] cert was emptied) they close a new
+    connection at once rather than greet it in plaintext."""
+    daemon = provision(make_daemon(submission=True, imap=True)).start()
+    daemon.write_config(tls={"cert": "", "key": ""})
+    daemon.signal(signal.SIGHUP)
+    wait_for_log(daemon, "configuration reloaded", 0)
+    for port in (daemon.submissions_port, daemon.imaps_port):
+        with socket.create_connection((daemon.host, port), timeout=10) as sock:
+            assert sock.recv(100) == b""
+    with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=10) as client:
+        client.ehlo("client.test")
+        assert not client.has_extn("starttls")

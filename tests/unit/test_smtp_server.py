@@ -58,6 +58,7 @@ def test_protocol_state_matches_aiosmtpd_init(handler_class: type, auth_require_
             "_connections",
             "_context",
             "_refused",
+            "_handshaking",
             "_in_ehlo",
             "_ehlo_lines",
             "_peer_ip",

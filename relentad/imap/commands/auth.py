@@ -8,6 +8,7 @@ history), behind :func:`check_credentials` only.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -55,7 +56,13 @@ async def authenticate(session: Session, command: Authenticate) -> Result:
     if response is None:
         session.send(continuation(""))
         await session.flush()
-        line = (await session.conn.readline(session.config.imap.line_length)).rstrip(b"\r\n")
+        try:
+            async with asyncio.timeout_at(session.read_deadline()):
+                line = (await session.conn.readline(session.config.imap.line_length)).rstrip(b"\r\n")
+        except TimeoutError:  # a client that never answers the "+" must not hold its connection for ever
+            session.say_timeout()
+            session.state = State.LOGOUT
+            return ANSWERED
         if line == b"*":
             raise bad("authentication cancelled")
         try:
