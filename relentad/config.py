@@ -563,8 +563,15 @@ def check(config: Config) -> list[str]:
         problems.append("[limits] message_size must be positive")
     if config.limits.line_length < 1000:
         problems.append("[limits] line_length must be at least 1000 (RFC 5321 §4.5.3.1.6)")
-    if config.limits.max_recipients < 1:
-        problems.append("[limits] max_recipients must be at least 1")
+    for name, value in (
+        ("[limits] max_recipients", config.limits.max_recipients),
+        ("[limits] connections_per_ip", config.limits.connections_per_ip),
+        ("[limits] max_connections", config.limits.max_connections),
+        ("[imap] connections_per_ip", config.imap.connections_per_ip),
+        ("[imap] max_connections", config.imap.max_connections),
+    ):
+        if value < 1:
+            problems.append(f"{name} must be at least 1")
     if config.queue.smarthost_tls not in ("starttls", "tls", "none"):
         problems.append('[queue] smarthost_tls must be "starttls", "tls" or "none"')
     if config.queue.concurrency < 1 or config.queue.per_destination < 1:

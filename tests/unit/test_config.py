@@ -81,3 +81,13 @@ def test_keywords_the_daemon_sets_must_be_imap_atoms(keyword: str) -> None:
         "[spam] unsure_keyword must be an IMAP keyword (an atom, not a \\system flag)",
     ]
     assert config.from_dict({"spam": {"unsure_keyword": ""}}).spam.unsure_keyword == ""
+
+
+def test_connection_limits_of_zero_are_refused_not_a_server_that_serves_nobody() -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict({"limits": {"max_connections": 0}, "imap": {"max_connections": 0, "connections_per_ip": 0}})
+    assert err.value.problems == [
+        "[limits] max_connections must be at least 1",
+        "[imap] connections_per_ip must be at least 1",
+        "[imap] max_connections must be at least 1",
+    ]
