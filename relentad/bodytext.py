@@ -82,19 +82,26 @@ def _strip_blocks(text: str, lowered: str, opening: str, closing: str) -> tuple[
 
 _ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
 _TAG = re.compile(r"<[^<>]*>")
+_INLINE_TAG = re.compile(
+    r"</?(?:a|abbr|b|bdi|bdo|big|cite|code|del|dfn|em|font|i|ins|kbd|mark|o:p|q|s|samp|small|span|strike|strong|sub|sup"
+    r"|time|tt|u|var|wbr)(?=[\s/>])[^<>]*>",
+    re.IGNORECASE,
+)
+"""Phrasing tags, which do not separate words: `<b>Rech</b>nung` reads "Rechnung" (and Outlook's spans split words)."""
 _SPACES = re.compile(r"[ \t\r\f\v]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*")
 
 
 def html_to_text(markup: str) -> str:
-    """Visible text of an HTML document, roughly: scripts, styles, comments and tags dropped."""
+    """Visible text of an HTML document, roughly: scripts, styles, comments and tags dropped; block tags separate
+    words, phrasing tags (b, span, a, ...) do not."""
     lowered = markup.lower()
     if len(lowered) != len(markup):  # a few characters lower-case to two; offsets must stay aligned
         lowered = markup.translate(_ASCII_LOWER)
     markup, lowered = _strip_blocks(markup, lowered, "<!--", "-->")
     markup, lowered = _strip_blocks(markup, lowered, "<script", "</script")
     markup, _ = _strip_blocks(markup, lowered, "<style", "</style")
-    text = html.unescape(_TAG.sub(" ", markup))
+    text = html.unescape(_TAG.sub(" ", _INLINE_TAG.sub("", markup)))
     text = _SPACES.sub(" ", text)
     return _BLANK_LINES.sub("\n", text).strip()
 

@@ -14,7 +14,7 @@ Choices (all allowed by the RFCs):
 - BODYSTRUCTURE media types, subtypes, parameter names, disposition types and encodings are lower-case
   ("text" "plain" ("charset" "us-ascii") … "7bit"), exactly as Dovecot writes them (the RFC 3501
   examples use upper case; both are valid, clients compare case-insensitively); parameter values keep
-  their case. The encoding defaults to "7bit". Body MD5 is always NIL.
+  their case. The encoding defaults to "7bit". Body MD5 is the Content-MD5 value (as Dovecot gives it), else NIL.
 - Lines are the number of CRLFs in the body. message/global is described like message/rfc822.
 - Text parts without a charset get charset=us-ascii (RFC 2045 §5.2), as Dovecot writes them.
 
@@ -113,5 +113,5 @@ def body_structure(part: Part, extended: bool = True) -> list[Any]:
     elif part.type == "text":
         out.append(part.lines)
     if extended:
-        out += [None, _disposition(part), _language(part), part.location]
+        out += [part.md5, _disposition(part), _language(part), part.location]
     return out

@@ -303,7 +303,9 @@ def parse_params(value: str) -> tuple[str, list[tuple[str, str]]]:
 
 
 def _join_continuations(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """RFC 2231 §3: name*0, name*1 … become one parameter (named name* if the first is encoded)."""
+    """RFC 2231 §3: name*0, name*1 … become one parameter, named name* (in the encoded form) if any section is
+    encoded; then, as Dovecot does, plain sections get their "%" escaped and a plain first section an empty
+    charset and language ("''"), so that the joined value decodes as one."""
     sections: dict[str, list[tuple[int, str, bool]]] = {}
     order: list[tuple[str, str] | str] = []
     for name, value in params:
@@ -322,8 +324,11 @@ def _join_continuations(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
             result.append(item)
             continue
         parts = sorted(sections[item])
-        name = item + "*" if parts[0][2] else item
-        result.append((name, "".join(part[1] for part in parts)))
+        if not any(encoded for _, _, encoded in parts):
+            result.append((item, "".join(value for _, value, _ in parts)))
+            continue
+        joined = "".join(value if encoded else value.replace("%", "%25") for _, value, encoded in parts)
+        result.append((item + "*", joined if parts[0][2] else "''" + joined))
     return result
 
 

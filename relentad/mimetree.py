@@ -57,6 +57,8 @@ class Part:
     children: list[Part] = field(default_factory=list)
     envelope: list[Any] | None = None
     """For message/rfc822 and message/global: the embedded message's ENVELOPE (see envelope.py)."""
+    md5: str | None = None
+    """Content-MD5 (RFC 1864), given as BODYSTRUCTURE's body MD5."""
 
     @property
     def header_end(self) -> int:
@@ -101,6 +103,7 @@ class Part:
             self.lines,
             [child.to_list() for child in self.children],
             self.envelope,
+            self.md5,
         ]
 
     @classmethod
@@ -122,6 +125,7 @@ class Part:
             data[13],
             [cls.from_list(child) for child in data[14]],
             data[15],
+            data[16] if len(data) > 16 else None,  # structures stored before Content-MD5 was kept have 16 items
         )
 
 
@@ -278,8 +282,11 @@ def _content_fields(part: Part, fields: list[Field], digest: bool) -> None:
         elif name == "content-id":
             if part.content_id is None:
                 part.content_id = value
-        elif name == "content-description" and part.description is None:
-            part.description = value
+        elif name == "content-description":
+            if part.description is None:
+                part.description = value
+        elif name == "content-md5" and part.md5 is None:
+            part.md5 = value.split("(", 1)[0].strip() or None
     _set_type(part, content_type, digest)
 
 

@@ -66,3 +66,25 @@ def test_status_highestmodseq_grows(relentad: Daemon) -> None:
     after = number(rb"HIGHESTMODSEQ (\d+)", raw.command("c", "STATUS INBOX (HIGHESTMODSEQ)"))
     assert after > before
     assert raw.command("d", "SELECT INBOX (QRESYNC (1 1))")[-1].startswith(b"d BAD")
+
+
+def test_vanished_earlier_of_the_saved_search_result(relentad: Daemon) -> None:
+    """UID FETCH $ ... (CHANGEDSINCE m VANISHED): `$` (RFC 5182) reports the saved UIDs expunged since m. It used to
+    answer NO [SERVERBUG]: the unresolved `$` reached the VANISHED filter."""
+    raw = Raw(relentad)
+    raw.login()
+    raw.command("c", "CREATE Saved")
+    for n in range(3):
+        data = message(f"s{n}")
+        raw.send(b"a%d APPEND Saved {%d+}\r\n" % (n, len(data)) + data + b"\r\n")
+        assert raw.until(f"a{n}")[-1].startswith(f"a{n} OK".encode())
+    raw.command("e", "ENABLE QRESYNC")
+    modseq = number(rb"HIGHESTMODSEQ (\d+)", raw.command("s", "SELECT Saved"))
+    assert raw.command("f", "SEARCH RETURN (SAVE) 1:2")[-1].startswith(b"f OK")
+    raw.command("d", "STORE 2 +FLAGS.SILENT (\\Deleted)")
+    raw.command("x", "EXPUNGE")
+    reply = raw.command("g", f"UID FETCH $ (FLAGS) (CHANGEDSINCE {modseq - 1} VANISHED)")
+    assert reply[-1].startswith(b"g OK"), reply
+    assert reply[0] == b"* VANISHED (EARLIER) 2\r\n"
+    assert not any(b"UID 3 " in line for line in reply)  # changed since m, but not in $
+    raw.close()

@@ -45,7 +45,7 @@ def raw(relentad: Daemon) -> Iterator[Raw]:
     client.close()
 
 
-def search(raw: Raw, criteria: str) -> list[int]:
+def search(raw: Raw, criteria: str | bytes) -> list[int]:
     reply = raw.command("q", criteria)
     assert reply[-1].startswith(b"q OK"), reply
     line = next(line for line in reply if line.startswith(b"* SEARCH"))
@@ -119,6 +119,32 @@ def test_searchres_saves_for_dollar(raw: Raw) -> None:
     text = b"".join(raw.command("b", "FETCH $ (UID)"))
     assert b"* 1 FETCH (UID 1)" in text and b"* 2 FETCH (UID 2)" in text and b"* 3 FETCH" not in text
     assert search(raw, "SEARCH $ SEEN") == [1]
+
+
+FORWARD = (
+    b"From: carol@example.test\r\nSubject: fyi\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    b"--b\r\nContent-Type: text/plain\r\n\r\nsee below\r\n"
+    b"--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=quarterly-report.pdf\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\nJVBERg==\r\n"
+    b"--b\r\nContent-Type: message/rfc822\r\n\r\n"
+    b"From: =?utf-8?q?J=C3=B6rg?= <jorg@elsewhere.test>\r\nSubject: budget numbers\r\n\r\nthe forwarded text\r\n"
+    b"--b--\r\n"
+)
+
+
+def test_text_reads_the_headers_of_parts_and_embedded_messages(raw: Raw) -> None:
+    """TEXT is the header and body of the message: a forwarded mail's Subject and From and an attachment's file
+    name are in its text (Dovecot matches them); BODY skips headers. TEXT used to read only the top-level header."""
+    raw.command("c", "CREATE Forwarded")
+    raw.send(b"a APPEND Forwarded {%d+}\r\n" % len(FORWARD) + FORWARD + b"\r\n")
+    assert raw.until("a")[-1].startswith(b"a OK")
+    raw.command("s", "SELECT Forwarded")
+    assert search(raw, 'SEARCH TEXT "budget numbers"') == [1]
+    assert search(raw, b"SEARCH CHARSET UTF-8 TEXT {5+}\r\nJ\xc3\xb6rg") == [1]
+    assert search(raw, "SEARCH TEXT quarterly-report.pdf") == [1]
+    assert search(raw, 'SEARCH TEXT "forwarded text"') == [1]
+    assert search(raw, 'SEARCH BODY "budget numbers"') == []
+    assert search(raw, "SEARCH SUBJECT budget") == []
 
 
 def test_modseq_search(raw: Raw) -> None:

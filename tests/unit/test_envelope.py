@@ -187,3 +187,20 @@ def test_digest_parts_are_messages_in_bodystructure() -> None:
     assert structure[0][:2] == ["message", "rfc822"]
     assert structure[0][2] is None
     assert structure[1] == "digest"
+
+
+def test_content_md5_is_the_body_md5() -> None:
+    """RFC 3501 body-fld-md5 is the Content-MD5 value (Dovecot gives it); it used to be NIL always."""
+    data = crlf(
+        "Content-Type: multipart/mixed; boundary=b\n\n--b\n"
+        "Content-Type: text/plain\nContent-MD5: Q2hlY2sgSW50ZWdyaXR5IQ== (comment)\n\nhi\n"
+        "--b\nContent-Type: application/pdf\n\n%PDF\n--b--\n"
+    )
+    root = tree_of(data)
+    text, pdf = body_structure(root)[:2]
+    assert text[8] == "Q2hlY2sgSW50ZWdyaXR5IQ=="
+    assert pdf[7] is None
+    assert len(body_structure(root, extended=False)[0]) == 8  # BODY has no MD5
+    legacy = root.to_list()
+    legacy[14][0] = legacy[14][0][:16]  # a structure stored before Content-MD5 was kept
+    assert body_structure(Part.from_list(legacy))[0][8] is None

@@ -173,6 +173,17 @@ def test_rfc_2231_continuations_and_decoding() -> None:
     assert param_value([], "name") is None
 
 
+def test_rfc_2231_mixed_plain_and_encoded_sections() -> None:
+    """A plain section joined to encoded ones is escaped as Dovecot does, so the value decodes as one: the file
+    name used to keep "%E2%82%AC" undecoded (plain first section) or a plain "%" was read as an escape."""
+    _, params = parse_params('attachment; filename*0="100% "; filename*1*=%E2%82%AC.pdf')
+    assert params == [("filename*", "''100%25 %E2%82%AC.pdf")]
+    assert param_value(params, "filename") == "100% \u20ac.pdf"
+    _, params = parse_params("attachment; filename*0*=utf-8''%E2%82%AC; filename*1=\"%41.pdf\"")
+    assert params == [("filename*", "utf-8''%E2%82%AC%2541.pdf")]
+    assert param_value(params, "filename") == "\u20ac%41.pdf"
+
+
 # --- addresses ----------------------------------------------------------------------------------
 
 

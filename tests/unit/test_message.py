@@ -418,3 +418,12 @@ def test_a_parser_bug_degrades_to_one_text_part(monkeypatch: pytest.MonkeyPatch)
     assert message.bodystructure[:7] == ["text", "plain", ["charset", "us-ascii"], None, None, "7bit", 20]
     assert message.envelope == [None] * 10
     assert ParsedMessage.from_json(message.to_json()) == message
+
+
+def test_phrasing_tags_do_not_split_words() -> None:
+    """`<b>bo</b>ld` reads "bold", as a browser shows it; block tags still separate words."""
+    raw = crlf(
+        "Content-Type: text/html\n\n<p>Your <SPAN lang=DE>Rech</SPAN>nung, <b>bo</b>ld<o:p></o:p></p>"
+        '<p>next</p>cell<td>two<br>three <a href="x">li</a>nk'
+    )
+    assert text_for_search(raw, parse(raw).tree) == "Your Rechnung, bold next cell two three link"

@@ -456,9 +456,11 @@ async def fetch(session: Session, command: Fetch) -> Result:
 
 
 def _vanished_earlier(session: Session, sequence_set: SequenceSet, modseq: int) -> None:
-    """UID FETCH ... (CHANGEDSINCE m VANISHED) (RFC 7162 §3.2.6): expunged UIDs in the set since m."""
+    """UID FETCH ... (CHANGEDSINCE m VANISHED) (RFC 7162 §3.2.6): expunged UIDs in the set since m; `$` is the
+    saved SEARCH result (RFC 5182), whose expunged UIDs are reported like any others."""
     view = session.selected
     assert view is not None
+    sequence_set = sequence_set.resolve(session.saved or SequenceSet())
     gone = session.read(lambda c: imapview.vanished_since(c, view.mailbox_id, modseq))
     star = max([view.info.uidnext, *view.uids, *gone])
     gone = [uid for uid in gone if sequence_set.contains(uid, star)]

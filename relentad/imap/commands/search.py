@@ -10,8 +10,9 @@ its own read connection (a big SEARCH never blocks the loop), except summary-onl
 whose summaries are already cached; pure-SQL ones over a small mailbox run on the loop thread.
 
 Invariants: matching is case-insensitive substring on decoded text (RFC 2047 words, charsets, HTML stripped)
-and on the raw header value, so both the encoded and decoded forms match; results are limited to the
-messages the session knows (its view); a malformed message never matches by error and never breaks the query.
+and on the raw header value, so both the encoded and decoded forms match; TEXT also reads the header of every MIME
+part and embedded message (as Dovecot does: they are text of the message), BODY none of them; results are limited
+to the messages the session knows (its view); a malformed message never matches by error and never breaks the query.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 from ...bodytext import text_for_search
 from ...headers import decode_header, header_fields
-from ...message import JSON_VERSION, ParsedMessage, normalize_crlf, parse
+from ...message import JSON_VERSION, ParsedMessage, header_fields_of, normalize_crlf, parse
 from ...store import flags as flagmod
 from ...store import imapview
 from .. import virtual
@@ -144,6 +145,7 @@ class _Doc:
         self._summary: dict[str, Any] | None = None
         self._parsed: ParsedMessage | None = None
         self._fields: list[tuple[str, str, str]] | None = None
+        self._part_fields: list[tuple[str, str]] | None = None
         self._body: str | None = None
 
     @property
@@ -188,6 +190,21 @@ class _Doc:
                 (name, value.casefold(), decode_header(value).casefold()) for name, value in header_fields(data, 0, end)
             ]
         return self._fields
+
+    @property
+    def part_fields(self) -> list[tuple[str, str]]:
+        """(raw value folded, decoded value folded) of the header fields of every part below the top level: MIME
+        headers (an attachment's file name) and the headers of embedded messages (a forwarded mail's Subject)."""
+        if self._part_fields is None:
+            data, out = self.blob, []
+            stack = list(self.parsed.tree.children)
+            while stack:
+                part = stack.pop()
+                stack.extend(part.children)
+                for _, value in header_fields_of(data, part):
+                    out.append((value.casefold(), decode_header(value).casefold()))
+            self._part_fields = out
+        return self._part_fields
 
     @property
     def body(self) -> str:
@@ -237,7 +254,11 @@ def _text_matcher(key: SearchText | SearchHeader) -> Matcher:
     needle = key.value.casefold()
     if key.key == "BODY":
         return lambda doc: needle in doc.body
-    return lambda doc: any(needle in raw or needle in decoded for _, raw, decoded in doc.fields) or needle in doc.body
+    return lambda doc: (
+        any(needle in raw or needle in decoded for _, raw, decoded in doc.fields)
+        or needle in doc.body
+        or any(needle in raw or needle in decoded for raw, decoded in doc.part_fields)
+    )
 
 
 def _timestamp(day: date) -> float:
