@@ -29,7 +29,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Session, _AuthMechAttr, login_always_fa
 
 from .. import __version__, metrics
 from ..config import Config
-from . import replies
+from . import dsnparams, replies
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +209,9 @@ class RelentadSession(Session):
         self.dnsbl_checked = False  # the client's IP was looked up in [dnsbl] zones (once per connection, STARTTLS
         # or not: the new session after it keeps the answer, which is about the IP, not anything the client said)
         self.dnsbl: Any = None  # what that found: a dnsbl.Listing, or None
+        # The DSN parameters (RFC 3461) of the MAIL or RCPT command being handled, for the handler's hook.
+        self.dsn_mail = dsnparams.NO_MAIL_PARAMS
+        self.dsn_rcpt = dsnparams.NO_RCPT_PARAMS
 
 
 class RelentadSMTP(SMTP):
@@ -391,7 +394,44 @@ class RelentadSMTP(SMTP):
         if self._connections.closing:
             self.shut_down()
             return
+        try:
+            arg, self._session().dsn_mail = self._take_dsn(arg, "FROM:", dsnparams.parse_mail, dsnparams.NO_MAIL_PARAMS)
+        except dsnparams.ParamError as refusal:
+            await self.push(refusal.reply)
+            return
         await super().smtp_MAIL(arg)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        """aiosmtpd's RCPT, with the DSN parameters taken out first (see :meth:`_take_dsn`)."""
+        try:
+            if self.envelope is not None and self.envelope.mail_from:
+                arg, self._session().dsn_rcpt = self._take_dsn(
+                    arg, "TO:", dsnparams.parse_rcpt, dsnparams.NO_RCPT_PARAMS
+                )
+        except dsnparams.ParamError as refusal:
+            await self.push(refusal.reply)
+            return
+        await super().smtp_RCPT(arg)
+
+    def _session(self) -> RelentadSession:
+        assert isinstance(self.session, RelentadSession)
+        return self.session
+
+    def _take_dsn(self, arg: str | None, keyword: str, parse: Callable[[str], tuple[Any, str]], none: Any) -> Any:
+        """(``arg`` without its DSN parameters, what they said) for aiosmtpd's MAIL or RCPT, which upper-cases
+        parameters (ENVID and ORCPT are case-sensitive) and refuses those it does not know. ``arg`` as it is, and
+        ``none``, where aiosmtpd refuses the command anyway (no EHLO, no keyword, a malformed address)."""
+        if arg is None or self.session is None or not self.session.extended_smtp:
+            return arg, none
+        stripped = self._strip_command_keyword(keyword, arg)
+        if stripped is None:
+            return arg, none
+        address, params = self._getaddr(stripped)
+        if not address or not params or not stripped.endswith(params):
+            return arg, none
+        found, rest = parse(params)
+        return f"{keyword}{stripped[: len(stripped) - len(params)].rstrip()} {rest}".rstrip(), found
 
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str) -> None:
