@@ -73,7 +73,7 @@ class InboundHandler(TransactionLog):
     ) -> list[str]:
         session.host_name = hostname
         extensions = [r for r in responses[1:-1] if not r.startswith("250-AUTH")]
-        return [responses[0], *extensions, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN", "250 HELP"]
+        return [responses[0], *extensions, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", server.offer_dsn(), "250 HELP"]
 
     async def handle_MAIL(
         self, server: Any, session: RelentadSession, envelope: Envelope, address: str, options: list[str]

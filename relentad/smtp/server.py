@@ -387,6 +387,15 @@ class RelentadSMTP(SMTP):
     async def smtp_HELO(self, hostname: str) -> None:
         await self._greeting_reply(super().smtp_HELO, hostname)
 
+    def offer_dsn(self) -> str:
+        """The EHLO line that offers DSN, for a handler's EHLO hook; the MAIL and RCPT command lines may then be
+        longer by what its parameters take (RFC 3461 §5: 110 and 500 characters)."""
+        self.command_size_limits["MAIL"] = max(
+            self.command_size_limits["MAIL"], SMTP.command_size_limit + 26 + 10 + 110
+        )
+        self.command_size_limits["RCPT"] = SMTP.command_size_limit + 500
+        return "250-DSN"
+
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         """aiosmtpd's MAIL, except while the daemon shuts down: ``421`` and the connection closed, so that a client

@@ -160,7 +160,7 @@ class SubmissionHandler(TransactionLog):
         session.host_name = hostname
         allowed = self.may_authenticate(server, session)
         extensions = [r for r in responses[1:-1] if allowed or not r.startswith("250-AUTH")]
-        return [responses[0], *extensions, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN", "250 HELP"]
+        return [responses[0], *extensions, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", server.offer_dsn(), "250 HELP"]
 
     async def auth_PLAIN(self, server: Any, args: list[str]) -> AuthResult:
         """RFC 4616: authzid NUL authcid NUL password, as an initial response or after a 334."""
