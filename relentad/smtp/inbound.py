@@ -16,7 +16,8 @@ Policy for this listener, as aiosmtpd handler hooks:
   store failure answers ``452 4.3.1`` so the sender retries, any other failure ``451 4.3.0``;
 - DSN (RFC 3461): RET, ENVID, NOTIFY and ORCPT are accepted (:mod:`relentad.smtp.dsnparams`); a recipient whose
   RCPT said NOTIFY=SUCCESS makes the sender get a "delivered" report, queued to it in the same transaction as the
-  copies (:mod:`relentad.smtp.reports`); refusals are SMTP replies as before, never a bounce;
+  copies (:mod:`relentad.smtp.reports`) — only when SPF passed for MAIL FROM (or checks are off), so that nobody
+  can have us send reports to a forged address; refusals are SMTP replies as before, never a bounce;
 - one log line per transaction: peer, sender, recipients, size, reply code, milliseconds.
 """
 
@@ -173,7 +174,7 @@ class InboundHandler(TransactionLog):
         now = time.time()
         report = reports.delivered_report(tx, raw, self.get_context().config.server.hostname, now)
         if report is not None:
-            delivery.also.append(functools.partial(_queue_report, report=report, tx=tx, now=now))
+            delivery.also.append(functools.partial(_queue_report, report=report, tx=tx, now=now, delivery=delivery))
         reply = await outcome_reply(tx, self._deliver(delivery, tx))
         if report is not None and reply.startswith("250"):
             self.queued()
@@ -187,8 +188,17 @@ class InboundHandler(TransactionLog):
         return f"250 2.0.0 OK delivered as {tx.id}"
 
 
-def _queue_report(conn: sqlite3.Connection, *, report: bytes, tx: Transaction, now: float) -> None:
-    """Queue the "delivered" report to the (remote) sender, with the null sender: nobody's account sends it."""
+def _queue_report(conn: sqlite3.Connection, *, report: bytes, tx: Transaction, now: float, delivery: Delivery) -> None:
+    """Queue the "delivered" report to the (remote) sender, with the null sender: nobody's account sends it. Not
+    when the client is not the sender domain's (SPF did not pass): the report would go to whoever was forged."""
+    if delivery.auth is not None and delivery.auth.spf.result != "pass":
+        log.info(
+            "smtp tx=%s no delivered report: SPF %s for <%s>",
+            tx.id,
+            delivery.auth.spf.result,
+            trace.clean(tx.mail_from),
+        )
+        return
     queue.enqueue(
         conn,
         account_id=None,

@@ -10,20 +10,37 @@ from __future__ import annotations
 import email
 import smtplib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import MakeDaemon, provision
-from tests.e2e.test_submission import NO_DNS, message, submit
+from tests.e2e.test_submission import message, submit
 from tests.support.daemon import Daemon
+from tests.support.dns_fixture import start_or_skip
+from tests.support.dnsmasq import DnsRecords
+
+# elsewhere.test's SPF lets the test client (127.0.0.1) send for it; forged.test's lets nobody. Its MX has an
+# address nobody listens on: what is queued for it stays queued, deferred, to be looked at.
+SPF = (
+    DnsRecords()
+    .add_txt("elsewhere.test", "v=spf1 ip4:127.0.0.1 -all")
+    .add_txt("forged.test", "v=spf1 -all")
+    .add_mx("elsewhere.test", "mx.elsewhere.test")
+    .add_a("mx.elsewhere.test", "127.0.0.9")
+)
 
 
 @pytest.fixture
-def relentad(make_daemon: MakeDaemon) -> Daemon:
-    return provision(make_daemon(submission=True, settings=NO_DNS)).start()
+def relentad(make_daemon: MakeDaemon, tmp_path: Path) -> Iterator[Daemon]:
+    dns = start_or_skip(tmp_path / "dns", SPF)
+    try:
+        yield provision(make_daemon(submission=True, settings={"dns": {"nameservers": [dns.nameserver]}})).start()
+    finally:
+        dns.close()
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -109,7 +126,11 @@ def test_mx_queues_a_delivered_report_to_the_remote_sender(relentad: Daemon) -> 
         client.sendmail("<>", ["bob@example.test"], message(from_="x@elsewhere.test"), rcpt_options=["NOTIFY=SUCCESS"])
         # nor a recipient that did not ask for one
         client.sendmail("dave@elsewhere.test", ["carol@example.test"], message(from_="dave@elsewhere.test"))
-    assert len(relentad.messages("bob@example.test")) == 2
+        # nor an address the client may not send for (SPF fails): it would go to whoever was forged
+        forged = message(from_="eve@forged.test")
+        client.sendmail("eve@forged.test", ["bob@example.test"], forged, rcpt_options=["NOTIFY=SUCCESS"])
+    assert len(relentad.messages("bob@example.test")) == 3
+    assert "no delivered report: SPF fail for <eve@forged.test>" in relentad.log()
     [queued] = relentad.query("SELECT id, account_id, mail_from, data FROM queue_messages")
     assert (queued["account_id"], queued["mail_from"]) == (None, "")
     [recipient] = relentad.query("SELECT address, dsn_notify FROM queue_recipients")
@@ -133,7 +154,7 @@ def test_submission_files_a_delivered_report_for_local_recipients(relentad: Daem
     with submit(relentad) as client:
         client.sendmail(
             "alice@example.test",
-            ["bob@example.test", "carol@example.test", "dave@remote.test"],
+            ["bob@example.test", "carol@example.test", "dave@elsewhere.test"],
             message(to="bob@example.test", subject="receipt please"),
             mail_options=["RET=HDRS", "ENVID=id1"],
             rcpt_options=["NOTIFY=SUCCESS", "ORCPT=utf-8;b\\x{F6}b@example.test"],
@@ -153,7 +174,7 @@ def test_submission_files_a_delivered_report_for_local_recipients(relentad: Daem
     [queued] = relentad.query("SELECT dsn_ret, dsn_envid FROM queue_messages")
     assert tuple(queued) == ("HDRS", "id1")
     [row] = relentad.query("SELECT address, dsn_notify, dsn_orcpt FROM queue_recipients")
-    assert tuple(row) == ("dave@remote.test", "SUCCESS", "utf-8;böb@example.test")
+    assert tuple(row) == ("dave@elsewhere.test", "SUCCESS", "utf-8;böb@example.test")
 
 
 def test_long_parameters_fit_and_other_paths_take_them_too(relentad: Daemon) -> None:

@@ -110,6 +110,7 @@ def records(dkim_txt: str | None = None) -> DnsRecords:
     for domain, host, ip in (("a.test", "mx.a.test", A_HOST), ("b.test", "mx.b.test", B_HOST)):
         found.add_mx(domain, host).add_a(host, ip)
     found.add_mx("c.test", "mx.c.test").add_a("mx.c.test", SINK_HOST)
+    found.add_txt("a.test", "v=spf1 ip4:127.0.0.0/8 -all")  # b sends a.test's senders "delivered" reports only then
     if dkim_txt:
         found.add_txt("relentad._domainkey.a.test", dkim_txt)
     return found
