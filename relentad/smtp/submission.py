@@ -27,6 +27,10 @@ Policy for these listeners, as aiosmtpd handler hooks (the protocol engine is :m
   ``552 5.2.2`` at DATA and nothing is stored. The sender's own Sent copy is never refused. An account the
   message takes past 90 % of its disk quota (a recipient, or the sender by its Sent copy) is warned once
   (quotawarn.py), as on the MX.
+- DSN (RFC 3461): the parameters (:mod:`relentad.smtp.dsnparams`) are queued with remote recipients for the
+  queue to pass on or act on; local recipients that asked for NOTIFY=SUCCESS are reported "delivered" to the
+  sender's INBOX after the commit, and an over-quota copy is not bounced when NOTIFY leaves FAILURE out
+  (:mod:`relentad.smtp.reports`).
 """
 
 from __future__ import annotations
