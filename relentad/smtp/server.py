@@ -96,6 +96,9 @@ _TOO_MUCH = "552 Error: Too much mail data"
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 # <local@domain> with a dot-atom local part and a plain host name, then the parameters (RFC 5321 §4.1.2).
+# Where MAIL's or RCPT's DSN parameters may be: their names after white space (an address may match too).
+_MAIL_DSN = re.compile(r"\s(?:RET|ENVID)(?![A-Za-z0-9])", re.IGNORECASE)
+_RCPT_DSN = re.compile(r"\s(?:NOTIFY|ORCPT)(?![A-Za-z0-9])", re.IGNORECASE)
 _SIMPLE_PATH = re.compile(rf"<(({_ATOM}(?:\.{_ATOM})*)@{_LABEL}(?:\.{_LABEL})*)>[ \t]*((?:[^\s(].*)?)\Z", re.DOTALL)
 
 
@@ -404,7 +407,9 @@ class RelentadSMTP(SMTP):
             self.shut_down()
             return
         try:
-            arg, self._session().dsn_mail = self._take_dsn(arg, "FROM:", dsnparams.parse_mail, dsnparams.NO_MAIL_PARAMS)
+            arg, self._session().dsn_mail = self._take_dsn(
+                arg, "FROM:", _MAIL_DSN, dsnparams.parse_mail, dsnparams.NO_MAIL_PARAMS
+            )
         except dsnparams.ParamError as refusal:
             await self.push(refusal.reply)
             return
@@ -416,7 +421,7 @@ class RelentadSMTP(SMTP):
         try:
             if self.envelope is not None and self.envelope.mail_from:
                 arg, self._session().dsn_rcpt = self._take_dsn(
-                    arg, "TO:", dsnparams.parse_rcpt, dsnparams.NO_RCPT_PARAMS
+                    arg, "TO:", _RCPT_DSN, dsnparams.parse_rcpt, dsnparams.NO_RCPT_PARAMS
                 )
         except dsnparams.ParamError as refusal:
             await self.push(refusal.reply)
@@ -427,11 +432,14 @@ class RelentadSMTP(SMTP):
         assert isinstance(self.session, RelentadSession)
         return self.session
 
-    def _take_dsn(self, arg: str | None, keyword: str, parse: Callable[[str], tuple[Any, str]], none: Any) -> Any:
+    def _take_dsn(
+        self, arg: str | None, keyword: str, names: re.Pattern[str], parse: Callable[[str], tuple[Any, str]], none: Any
+    ) -> Any:
         """(``arg`` without its DSN parameters, what they said) for aiosmtpd's MAIL or RCPT, which upper-cases
         parameters (ENVID and ORCPT are case-sensitive) and refuses those it does not know. ``arg`` as it is, and
-        ``none``, where aiosmtpd refuses the command anyway (no EHLO, no keyword, a malformed address)."""
-        if arg is None or self.session is None or not self.session.extended_smtp:
+        ``none``, where aiosmtpd refuses the command anyway (no EHLO, no keyword, a malformed address), and at
+        once where no parameter's name appears (most commands: the address is not parsed twice)."""
+        if arg is None or self.session is None or not self.session.extended_smtp or not names.search(arg):
             return arg, none
         stripped = self._strip_command_keyword(keyword, arg)
         if stripped is None:
