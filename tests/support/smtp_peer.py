@@ -119,7 +119,8 @@ async def serving(
     """Run ``handler`` on 127.0.0.1 in the running loop; yields the port. SMTPUTF8 is offered unless withheld."""
 
     def protocol() -> SMTP:
-        return SMTP(handler, hostname=hostname, enable_SMTPUTF8=True, tls_context=tls_context)
+        kind = DsnSMTP if handler.dsn else SMTP
+        return kind(handler, hostname=hostname, enable_SMTPUTF8=True, tls_context=tls_context)
 
     server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", 0)
     try:
