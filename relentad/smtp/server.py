@@ -95,10 +95,10 @@ _TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"  # aiosmtpd's wording; r
 _TOO_MUCH = "552 Error: Too much mail data"
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-# <local@domain> with a dot-atom local part and a plain host name, then the parameters (RFC 5321 §4.1.2).
 # Where MAIL's or RCPT's DSN parameters may be: their names after white space (an address may match too).
 _MAIL_DSN = re.compile(r"\s(?:RET|ENVID)(?![A-Za-z0-9])", re.IGNORECASE)
 _RCPT_DSN = re.compile(r"\s(?:NOTIFY|ORCPT)(?![A-Za-z0-9])", re.IGNORECASE)
+# <local@domain> with a dot-atom local part and a plain host name, then the parameters (RFC 5321 §4.1.2).
 _SIMPLE_PATH = re.compile(rf"<(({_ATOM}(?:\.{_ATOM})*)@{_LABEL}(?:\.{_LABEL})*)>[ \t]*((?:[^\s(].*)?)\Z", re.DOTALL)
 
 
@@ -393,9 +393,8 @@ class RelentadSMTP(SMTP):
     def offer_dsn(self) -> str:
         """The EHLO line that offers DSN, for a handler's EHLO hook; the MAIL and RCPT command lines may then be
         longer by what its parameters take (RFC 3461 §5: 110 and 500 characters)."""
-        self.command_size_limits["MAIL"] = max(
-            self.command_size_limits["MAIL"], SMTP.command_size_limit + 26 + 10 + 110
-        )
+        with_dsn = SMTP.command_size_limit + 26 + 10 + 110  # SIZE and SMTPUTF8 as aiosmtpd counts them, and DSN
+        self.command_size_limits["MAIL"] = max(self.command_size_limits["MAIL"], with_dsn)
         self.command_size_limits["RCPT"] = SMTP.command_size_limit + 500
         return "250-DSN"
 
