@@ -168,8 +168,8 @@ class Daemon:
         store.start(loop)
         bus = Bus()
         self.pipeline = Pipeline(store, bus, self.config)
-        inbound = InboundHandler(store, self.pipeline, self.current_context)
         queue_runner = QueueRunner(store, self.pipeline, lambda: self.config)
+        inbound = InboundHandler(store, self.pipeline, self.current_context, queue_runner.wake)
         authenticator = Authenticator(store, lambda: self.config.auth)
         submission = SubmissionHandler(
             store,

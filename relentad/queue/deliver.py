@@ -19,6 +19,10 @@ the DKIM signature covers the body), UTF-8 header fields with SMTPUTF8 where off
 SMTPUTF8 never goes to a server without it (RFC 6531 §3.2): those recipients fail with our own 553 5.6.7, and
 the sender gets a bounce.
 
+DSN (RFC 3461): at a server that offers it, MAIL carries the message's RET and ENVID and each RCPT its NOTIFY and
+ORCPT, as the sender gave them; the outcome says whether the server took them (``dsn_passed``), for then the
+success report is that server's to send, not ours ("relayed", §6.2.3).
+
 Invariant: no database access here; the runner records results, one transaction per attempt.
 """
 
@@ -27,7 +31,8 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 import aiosmtplib
@@ -36,6 +41,7 @@ import dns.asyncresolver
 from .. import config as config_mod
 from .. import dns as relentad_dns
 from ..config import QueueConfig
+from ..smtp import dsnparams
 
 log = logging.getLogger("relentad.queue")
 
@@ -55,6 +61,32 @@ class Outcome:
     # True when ``reply`` is that server's own reply, False for a text of ours (timeout, DNS, no TLS...): only the
     # former is an ``smtp`` Diagnostic-Code in a DSN (RFC 3464 §2.3.6).
     from_remote: bool = False
+    dsn_passed: bool = False  # delivered to a server that offers DSN: it reports success (and later failure)
+
+
+@dataclass(frozen=True)
+class Dsn:
+    """The DSN parameters to pass on: the message's and each recipient's (by address)."""
+
+    mail: dsnparams.MailParams = dsnparams.NO_MAIL_PARAMS
+    rcpt: Mapping[str, dsnparams.RcptParams] = field(default_factory=dict)
+
+    def mail_options(self) -> list[str]:
+        options = [f"RET={self.mail.ret}"] if self.mail.ret else []
+        if self.mail.envid is not None:
+            options.append(f"ENVID={dsnparams.xtext_encode(self.mail.envid)}")
+        return options
+
+    def rcpt_options(self, recipient: str) -> list[str]:
+        params = self.rcpt.get(recipient, dsnparams.NO_RCPT_PARAMS)
+        notify = dsnparams.notify_text(params.notify)
+        options = [f"NOTIFY={notify}"] if notify else []
+        if params.orcpt:
+            options.append(f"ORCPT={dsnparams.orcpt_field(params.orcpt)}")
+        return options
+
+
+NO_DSN = Dsn()
 
 
 @dataclass(frozen=True)
@@ -98,9 +130,9 @@ def _reply(code: int, message: str) -> str:
     return f"{code} {' '.join(message.split())}"[:500]
 
 
-def _answer(state: State, code: int, message: str, remote: str) -> Outcome:
+def _answer(state: State, code: int, message: str, remote: str, dsn_passed: bool = False) -> Outcome:
     """The outcome that is the remote server's own reply."""
-    return Outcome(state, _reply(code, message), remote, from_remote=True)
+    return Outcome(state, _reply(code, message), remote, from_remote=True, dsn_passed=dsn_passed)
 
 
 def _unverified_context() -> ssl.SSLContext:
@@ -168,6 +200,7 @@ async def _transaction(
     remote: str,
     results: dict[str, Outcome],
     time_limit: float,
+    dsn: Dsn = NO_DSN,
 ) -> None:
     """MAIL, RCPT per recipient, DATA on an open connection; fills ``results`` as replies come in."""
     if not client.supports_extension("smtputf8"):
@@ -175,6 +208,9 @@ async def _transaction(
         if not recipients:
             return
     options = _mail_options(client, mail_from, recipients, data)
+    dsn_passed = client.supports_extension("dsn")
+    if dsn_passed:
+        options += dsn.mail_options()
     encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
     try:
         await client.mail(mail_from, options=options, encoding=encoding)
@@ -186,7 +222,7 @@ async def _transaction(
     accepted: list[str] = []
     for recipient in recipients:
         try:
-            await client.rcpt(recipient, encoding=encoding)
+            await client.rcpt(recipient, options=dsn.rcpt_options(recipient) if dsn_passed else [], encoding=encoding)
         except aiosmtplib.SMTPResponseException as exc:
             state = "failed" if exc.code >= 500 else "deferred"
             results[recipient] = _answer(state, exc.code, exc.message, remote)
@@ -203,7 +239,7 @@ async def _transaction(
             results[recipient] = _answer(state, exc.code, exc.message, remote)
         return
     for recipient in accepted:
-        results[recipient] = _answer("delivered", response.code, response.message, remote)
+        results[recipient] = _answer("delivered", response.code, response.message, remote, dsn_passed)
 
 
 async def _via_host(
@@ -219,6 +255,7 @@ async def _via_host(
     results: dict[str, Outcome],
     smarthost: Smarthost | None = None,
     opportunistic_tls: bool = True,
+    dsn: Dsn = NO_DSN,
 ) -> None:
     """Connect to one address and run the transaction; raises _HostFailed when the host never took part."""
     use_tls = smarthost is not None and smarthost.tls == "tls"
@@ -256,7 +293,7 @@ async def _via_host(
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             raise _HostFailed(f"{name}[{ip}]: {type(exc).__name__}: {exc}") from exc
         try:
-            await _transaction(client, mail_from, recipients, data, name, results, time_limit)
+            await _transaction(client, mail_from, recipients, data, name, results, time_limit, dsn)
         except (aiosmtplib.SMTPException, OSError) as exc:  # dropped mid-transaction: undecided ones are deferred
             raise _HostFailed(f"{name}[{ip}]: {type(exc).__name__}: {exc}") from exc
     finally:
@@ -283,6 +320,7 @@ async def attempt(
     queue: QueueConfig,
     resolver: dns.asyncresolver.Resolver,
     smarthost: Smarthost | None,
+    dsn: Dsn = NO_DSN,
 ) -> dict[str, Outcome]:
     """Try to deliver ``data`` to ``recipients`` (all at ``domain``); an outcome for every recipient."""
     results: dict[str, Outcome] = {}
@@ -324,6 +362,7 @@ async def attempt(
                     results=results,
                     smarthost=smarthost,
                     opportunistic_tls=opportunistic_tls,
+                    dsn=dsn,
                 )
             except _TlsFailed as exc:
                 last_error, last_remote = str(exc), exc.remote

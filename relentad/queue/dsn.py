@@ -1,8 +1,11 @@
-"""Delivery status notifications (RFC 3464, RFC 3461 §6): the bounce and the delay notice a sender gets.
+"""Delivery status notifications (RFC 3464, RFC 3461 §6): the bounce, the delay notice and the success reports
+("delivered", "relayed") a sender gets.
 
 A DSN is a ``multipart/report; report-type=delivery-status`` with three parts: a human explanation, the
 machine-readable ``message/delivery-status`` (one per-recipient block each), and the original header fields as
-``text/rfc822-headers`` (not the body: it may be large, and the sender has it in Sent). It comes from
+``text/rfc822-headers`` (not the body: it may be large, and the sender has it in Sent) — or, for a failure of a
+message sent with ``RET=FULL`` no larger than :data:`FULL_LIMIT`, the whole message as ``message/rfc822``
+(RFC 3461 §4.3). ENVID and ORCPT come back as Original-Envelope-Id and Original-Recipient. It comes from
 ``MAILER-DAEMON@<hostname>`` with the null envelope sender, so nobody ever bounces a bounce.
 
 Pure: bytes out, no I/O. Invariant: every value taken from the remote server or the original message is
@@ -17,9 +20,27 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .. import trace
+from ..smtp import dsnparams
 from .deliver import enhanced_status
 
-Action = Literal["failed", "delayed"]
+Action = Literal["failed", "delayed", "delivered", "relayed"]
+FULL_LIMIT = 1_000_000  # bytes: a larger message comes back as its header even with RET=FULL (RFC 3461 §4.3)
+_TEXTS = {
+    "failed": (
+        "Undelivered Mail Returned to Sender",
+        "Your message could not be delivered to the recipients below. The remote servers refused it, "
+        "or delivery kept failing for too long; it will not be retried.",
+    ),
+    "delivered": (
+        "Successful Mail Delivery Report",
+        "Your message was delivered to the mailboxes of the recipients below, as you asked to be told.",
+    ),
+    "relayed": (
+        "Relayed Mail Delivery Report",
+        "Your message was delivered to the recipients' mail servers below, which do not report delivery "
+        "themselves: you will not hear more about it from them.",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +50,7 @@ class RecipientStatus:
     remote: str = ""
     last_attempt: float | None = None
     from_remote: bool = False  # ``reply`` is the remote server's own: an ``smtp`` Diagnostic-Code
+    orcpt: str | None = None  # the RCPT's ORCPT ("type;address"), reported as Original-Recipient
 
 
 def _original_headers(original: bytes) -> bytes:
@@ -56,18 +78,16 @@ def build(
     arrival: float,
     retry_until: float | None = None,
     now: float | None = None,
+    envid: str | None = None,
+    ret: str | None = None,
 ) -> bytes:
-    """The DSN message for ``sender`` about ``recipients`` of ``original``."""
+    """The DSN message for ``sender`` about ``recipients`` of ``original``; ``envid`` and ``ret`` are MAIL's."""
     now = time.time() if now is None else now
     boundary = f"dsn-{secrets.token_hex(12)}"
     host = trace.clean(hostname)
     subject = _subject(original)
-    if action == "failed":
-        title = "Undelivered Mail Returned to Sender"
-        explanation = (
-            "Your message could not be delivered to the recipients below. The remote servers refused it, "
-            "or delivery kept failing for too long; it will not be retried."
-        )
+    if action in _TEXTS:
+        title, explanation = _TEXTS[action]
     else:
         title = "Delayed Mail (still being retried)"
         explanation = (
@@ -83,14 +103,16 @@ def build(
         lines += ["", f"Subject of your message: {subject}"]
     human = "\r\n".join(lines) + "\r\n"
 
-    status_fields = [f"Reporting-MTA: dns; {host}", f"Arrival-Date: {trace.date(arrival)}", ""]
+    status_fields = [f"Reporting-MTA: dns; {host}"]
+    if envid is not None:
+        status_fields.append(f"Original-Envelope-Id: {trace.clean(envid)}")
+    status_fields += [f"Arrival-Date: {trace.date(arrival)}", ""]
     for recipient in recipients:
-        default = "5.0.0" if action == "failed" else "4.0.0"
-        code = enhanced_status(recipient.reply, default)
-        if action == "failed" and not code.startswith("5"):
-            code = "5" + code[1:] if code[0] == "4" else "5.0.0"  # a temporary error that outlived the queue
+        code = _status(action, recipient.reply)
+        if recipient.orcpt:
+            status_fields.append(f"Original-Recipient: {trace.clean(dsnparams.original_recipient(recipient.orcpt))}")
         status_fields += [
-            f"Final-Recipient: rfc822; {trace.clean(recipient.address)}",
+            f"Final-Recipient: {_final_recipient(recipient.address)}",
             f"Action: {action}",
             f"Status: {code}",
         ]
@@ -116,6 +138,15 @@ def build(
         "MIME-Version: 1.0",
         f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
     ]
+    full = action == "failed" and ret == "FULL" and len(original) <= FULL_LIMIT
+    returned = (
+        [b"\r\n--" + boundary.encode() + b"\r\nContent-Type: message/rfc822\r\n\r\n", original]
+        if full
+        else [
+            f"\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n".encode(),
+            _original_headers(original),
+        ]
+    )
     parts = [
         "\r\n".join(headers).encode() + b"\r\n\r\n",
         b"This is a MIME-encapsulated delivery status notification.\r\n\r\n",
@@ -123,8 +154,24 @@ def build(
         human.encode("utf-8"),
         f"\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n".encode(),
         delivery_status.encode("utf-8"),
-        f"\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n".encode(),
-        _original_headers(original),
+        *returned,
         f"\r\n--{boundary}--\r\n".encode(),
     ]
     return b"".join(parts)
+
+
+def _status(action: Action, reply: str) -> str:
+    if action in ("delivered", "relayed"):
+        code = enhanced_status(reply, "2.0.0")
+        return code if code.startswith("2") else "2.0.0"
+    code = enhanced_status(reply, "5.0.0" if action == "failed" else "4.0.0")
+    if action == "failed" and not code.startswith("5"):
+        code = "5" + code[1:] if code[0] == "4" else "5.0.0"  # a temporary error that outlived the queue
+    return code
+
+
+def _final_recipient(address: str) -> str:
+    """RFC 3464 §2.3.2 (RFC 6533 §3 for an internationalized address: ``utf-8;`` with \\x{HEX} escapes, ASCII)."""
+    if address.isascii():
+        return f"rfc822; {trace.clean(address)}"
+    return f"utf-8; {dsnparams.utf8_addr_xtext(trace.clean(address))}"

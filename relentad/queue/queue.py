@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import addrspec
 from ..errors import NotFound
+from ..smtp import dsnparams
 
 QUEUED, DELIVERED, FAILED = "queued", "delivered", "failed"
 
@@ -34,6 +35,7 @@ class Recipient:
     id: int
     address: str
     attempts: int
+    dsn: dsnparams.RcptParams = dsnparams.NO_RCPT_PARAMS
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Work:
     delay_notified: bool
     domain: str
     recipients: tuple[Recipient, ...]
+    dsn: dsnparams.MailParams = field(default=dsnparams.NO_MAIL_PARAMS)
 
 
 def recipient_domain(address: str) -> str:
@@ -67,18 +70,27 @@ def enqueue(
     recipients: list[str],
     transaction_id: str,
     now: float | None = None,
+    dsn: dsnparams.MailParams = dsnparams.NO_MAIL_PARAMS,
+    notify: Mapping[str, dsnparams.RcptParams] | None = None,
 ) -> int:
-    """Queue ``data`` for ``recipients``, due at once; returns the queue id."""
+    """Queue ``data`` for ``recipients``, due at once, with MAIL's DSN parameters and each recipient's (RFC 3461);
+    returns the queue id."""
     now = time.time() if now is None else now
     cursor = conn.execute(
-        """INSERT INTO queue_messages (account_id, mail_from, data, size, transaction_id, created)
-           VALUES (?, ?, ?, ?, ?, ?)""",
-        (account_id, mail_from, data, len(data), transaction_id, now),
+        """INSERT INTO queue_messages (account_id, mail_from, data, size, transaction_id, created, dsn_ret, dsn_envid)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+        (account_id, mail_from, data, len(data), transaction_id, now, dsn.ret, dsn.envid),
     )
     message_id = int(cursor.lastrowid or 0)
+    rows = []
+    for address in recipients:
+        params = (notify or {}).get(address, dsnparams.NO_RCPT_PARAMS)
+        notify_text = dsnparams.notify_text(params.notify)
+        rows.append((message_id, address, recipient_domain(address), now, notify_text, params.orcpt))
     conn.executemany(
-        "INSERT INTO queue_recipients (message_id, address, domain, next_attempt) VALUES (?, ?, ?, ?)",
-        [(message_id, address, recipient_domain(address), now) for address in recipients],
+        """INSERT INTO queue_recipients (message_id, address, domain, next_attempt, dsn_notify, dsn_orcpt)
+           VALUES (?, ?, ?, ?, ?, ?)""",
+        rows,
     )
     return message_id
 
@@ -125,13 +137,14 @@ def next_due(conn: sqlite3.Connection) -> float | None:
 def load(conn: sqlite3.Connection, message_id: int, domain: str, now: float) -> Work | None:
     """The due recipients of one message at one domain, with the message; None when nothing is due."""
     message = conn.execute(
-        "SELECT account_id, mail_from, data, created, delay_notified FROM queue_messages WHERE id = ?",
+        """SELECT account_id, mail_from, data, created, delay_notified, dsn_ret, dsn_envid
+           FROM queue_messages WHERE id = ?""",
         (message_id,),
     ).fetchone()
     if message is None:
         return None
     rows = conn.execute(
-        """SELECT id, address, attempts FROM queue_recipients
+        """SELECT id, address, attempts, dsn_notify, dsn_orcpt FROM queue_recipients
            WHERE message_id = ? AND domain = ? AND state = 'queued' AND next_attempt <= ? ORDER BY id""",
         (message_id, domain, now),
     ).fetchall()
@@ -145,7 +158,16 @@ def load(conn: sqlite3.Connection, message_id: int, domain: str, now: float) -> 
         created=float(message["created"]),
         delay_notified=bool(message["delay_notified"]),
         domain=domain,
-        recipients=tuple(Recipient(int(r["id"]), str(r["address"]), int(r["attempts"])) for r in rows),
+        recipients=tuple(
+            Recipient(
+                int(r["id"]),
+                str(r["address"]),
+                int(r["attempts"]),
+                dsnparams.rcpt_params(r["dsn_notify"], r["dsn_orcpt"]),
+            )
+            for r in rows
+        ),
+        dsn=dsnparams.MailParams(message["dsn_ret"], message["dsn_envid"]),
     )
 
 

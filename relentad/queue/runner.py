@@ -150,6 +150,7 @@ class QueueRunner:
                 queue=config.queue,
                 resolver=make_resolver(config.dns.nameservers, config.dns.timeout),
                 smarthost=smarthost,
+                dsn=deliver.Dsn(work.dsn, {r.address: r.dsn for r in work.recipients}),
             )
             await self._record(work, outcomes, config)
             for recipient in work.recipients:
@@ -176,38 +177,53 @@ class QueueRunner:
             self.wake()
 
     async def _record(self, work: queue.Work, outcomes: dict[str, deliver.Outcome], config: Config) -> None:
-        """Results, bounces and delay notices of one attempt, in one transaction."""
+        """Results, bounces, delay notices and "relayed" reports of one attempt, in one transaction.
+
+        A recipient's NOTIFY (RFC 3461 §4.1) decides which of the reports it is in: without one, failures and
+        delays; NEVER, none; SUCCESS, a "relayed" report when its server took it without offering DSN (one that
+        offers it got NOTIFY passed on and reports itself)."""
         now = time.time()
         expired = now - work.created >= config.queue.lifetime
         failed: list[dsn.RecipientStatus] = []
         delayed: list[dsn.RecipientStatus] = []
+        relayed: list[dsn.RecipientStatus] = []
+        any_delayed = False
         results: list[tuple[int, str, str, float | None]] = []
         for recipient in work.recipients:
             outcome = outcomes[recipient.address]
             state = outcome.state
             if state == "deferred" and expired:
                 state = "failed"
-            status = dsn.RecipientStatus(recipient.address, outcome.reply, outcome.remote, now, outcome.from_remote)
+            status = dsn.RecipientStatus(
+                recipient.address, outcome.reply, outcome.remote, now, outcome.from_remote, recipient.dsn.orcpt
+            )
             if state == "failed":
-                failed.append(status)
+                if recipient.dsn.wants("FAILURE"):
+                    failed.append(status)
                 results.append((recipient.id, queue.FAILED, outcome.reply, None))
             elif state == "deferred":
-                delayed.append(status)
+                any_delayed = True
+                if recipient.dsn.wants("DELAY"):
+                    delayed.append(status)
                 wait = queue.retry_delay(config.queue.retry_schedule, recipient.attempts + 1)
                 results.append((recipient.id, queue.QUEUED, outcome.reply, now + wait))
             else:
+                if recipient.dsn.wants("SUCCESS") and not outcome.dsn_passed:
+                    relayed.append(status)
                 results.append((recipient.id, queue.DELIVERED, outcome.reply, None))
-        notify_delay = (
-            bool(delayed)
+        # once per message, when it is due: recipients whose NOTIFY leaves DELAY out are not in it
+        delay_due = (
+            any_delayed
             and not work.delay_notified
             and config.queue.delay_notice > 0
             and now - work.created >= config.queue.delay_notice
         )
+        notify_delay = delay_due and bool(delayed)
 
         def write(conn: sqlite3.Connection) -> None:
             for recipient_id, state, reply, next_attempt in results:
                 queue.record(conn, recipient_id, state, reply, now, next_attempt)
-            if notify_delay:
+            if delay_due:
                 queue.mark_delay_notified(conn, work.message_id)
             queue.finish(conn, work.message_id)
 
@@ -224,12 +240,16 @@ class QueueRunner:
                     original=work.data,
                     arrival=work.created,
                     retry_until=until,
+                    envid=work.dsn.envid,
+                    ret=work.dsn.ret,
                 )
 
             if failed:
                 notices.append(notice("failed", failed, None))
             if notify_delay:
                 notices.append(notice("delayed", delayed, work.created + config.queue.lifetime))
+            if relayed:
+                notices.append(notice("relayed", relayed, None))
         if not notices or bounce_to is None:
             await self.store.write(write)
             return

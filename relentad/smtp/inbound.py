@@ -14,6 +14,10 @@ Policy for this listener, as aiosmtpd handler hooks:
   RCPT and the others get the message; an account passing 90 % gets its warning once (quotawarn.py);
 - ``250`` after DATA only once the message is committed (the pipeline returns after the store's commit); a
   store failure answers ``452 4.3.1`` so the sender retries, any other failure ``451 4.3.0``;
+- DSN (RFC 3461): RET, ENVID, NOTIFY and ORCPT are accepted (:mod:`relentad.smtp.dsnparams`); a recipient whose
+  RCPT said NOTIFY=SUCCESS makes the sender get a "delivered" report, queued to it in the same transaction as the
+  copies (:mod:`relentad.smtp.reports`) — only when SPF passed for MAIL FROM (or checks are off), so that nobody
+  can have us send reports to a forged address; refusals are SMTP replies as before, never a bounce;
 - one log line per transaction: peer, sender, recipients, size, reply code, milliseconds.
 """
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,9 +36,10 @@ from .. import addrspec, metrics, quota, quotawarn, trace
 from ..dnsbl import Listing
 from ..errors import InvalidInput
 from ..pipeline import Delivery, Pipeline, Placement
+from ..queue import queue
 from ..store import accounts
 from ..store.db import Store
-from . import replies
+from . import replies, reports
 from .server import ListenerContext, RelentadSession
 from .transaction import (
     NULL_SENDER,
@@ -51,17 +57,24 @@ log = logging.getLogger("relentad.smtp")
 class InboundHandler(TransactionLog):
     """aiosmtpd handler for the MX listener."""
 
-    def __init__(self, store: Store, pipeline: Pipeline, get_context: Callable[[], ListenerContext]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        pipeline: Pipeline,
+        get_context: Callable[[], ListenerContext],
+        queued: Callable[[], None] = lambda: None,
+    ) -> None:
         self.store = store
         self.pipeline = pipeline
         self.get_context = get_context
+        self.queued = queued  # wakes the queue runner: a "delivered" report was queued
 
     async def handle_EHLO(
         self, server: Any, session: RelentadSession, envelope: Envelope, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
         extensions = [r for r in responses[1:-1] if not r.startswith("250-AUTH")]
-        return [responses[0], *extensions, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250 HELP"]
+        return [responses[0], *extensions, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", server.offer_dsn(), "250 HELP"]
 
     async def handle_MAIL(
         self, server: Any, session: RelentadSession, envelope: Envelope, address: str, options: list[str]
@@ -75,7 +88,7 @@ class InboundHandler(TransactionLog):
         # The null sender stays "<>": aiosmtpd reads an empty mail_from as "no MAIL command yet".
         envelope.mail_from = address
         envelope.mail_options.extend(options)
-        session.tx = Transaction(mail_from="" if address == NULL_SENDER else address)
+        session.tx = Transaction(mail_from="" if address == NULL_SENDER else address, dsn=session.dsn_mail)
         return replies.SENDER_OK
 
     async def handle_RCPT(
@@ -94,7 +107,7 @@ class InboundHandler(TransactionLog):
             if refusal is None and resolution.kind is accounts.RecipientKind.LOCAL and with_room:
                 envelope.rcpt_tos.append(address)
                 envelope.rcpt_options.extend(options)
-                tx.accepted.append(address)
+                tx.accept(address, session)
                 for account_id in with_room:
                     tx.placements.setdefault(account_id, Placement(account_id, _delivered_to(address)))
                 return replies.RECIPIENT_OK
@@ -158,7 +171,13 @@ class InboundHandler(TransactionLog):
             refuse_partial=True,
             dnsbl=tx.dnsbl,
         )
+        now = time.time()
+        report = reports.delivered_report(tx, raw, self.get_context().config.server.hostname, now)
+        if report is not None:
+            delivery.also.append(functools.partial(_queue_report, report=report, tx=tx, now=now, delivery=delivery))
         reply = await outcome_reply(tx, self._deliver(delivery, tx))
+        if report is not None and reply.startswith("250"):
+            self.queued()
         log_transaction(session, tx, reply, len(raw))
         session.tx = None
         return reply
@@ -167,6 +186,28 @@ class InboundHandler(TransactionLog):
         stored = await self.pipeline.deliver(delivery)
         await quotawarn.warn_if_due(self.pipeline, self.store, sorted({s.account_id for s in stored}))
         return f"250 2.0.0 OK delivered as {tx.id}"
+
+
+def _queue_report(conn: sqlite3.Connection, *, report: bytes, tx: Transaction, now: float, delivery: Delivery) -> None:
+    """Queue the "delivered" report to the (remote) sender, with the null sender: nobody's account sends it. Not
+    when the client is not the sender domain's (SPF did not pass): the report would go to whoever was forged."""
+    if delivery.auth is not None and delivery.auth.spf.result != "pass":
+        log.info(
+            "smtp tx=%s no delivered report: SPF %s for <%s>",
+            tx.id,
+            delivery.auth.spf.result,
+            trace.clean(tx.mail_from),
+        )
+        return
+    queue.enqueue(
+        conn,
+        account_id=None,
+        mail_from="",
+        data=report,
+        recipients=[tx.mail_from],
+        transaction_id=f"dsn-{tx.id}",
+        now=now,
+    )
 
 
 def declared_size(options: list[str]) -> int:

@@ -41,7 +41,7 @@ from aiosmtpd.smtp import (
 
 from .. import __version__, metrics, tls
 from ..config import Config
-from . import replies
+from . import dsnparams, replies
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,9 @@ _TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"  # aiosmtpd's wording; r
 _TOO_MUCH = "552 Error: Too much mail data"
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+# Where MAIL's or RCPT's DSN parameters may be: their names after white space (an address may match too).
+_MAIL_DSN = re.compile(r"\s(?:RET|ENVID)(?![A-Za-z0-9])", re.IGNORECASE)
+_RCPT_DSN = re.compile(r"\s(?:NOTIFY|ORCPT)(?![A-Za-z0-9])", re.IGNORECASE)
 # <local@domain> with a dot-atom local part and a plain host name, then the parameters (RFC 5321 §4.1.2).
 _SIMPLE_PATH = re.compile(rf"<(({_ATOM}(?:\.{_ATOM})*)@{_LABEL}(?:\.{_LABEL})*)>[ \t]*((?:[^\s(].*)?)\Z", re.DOTALL)
 
@@ -222,6 +225,9 @@ class RelentadSession(Session):
         self.dnsbl_checked = False  # the client's IP was looked up in [dnsbl] zones (once per connection, STARTTLS
         # or not: the new session after it keeps the answer, which is about the IP, not anything the client said)
         self.dnsbl: Any = None  # what that found: a dnsbl.Listing, or None
+        # The DSN parameters (RFC 3461) of the MAIL or RCPT command being handled, for the handler's hook.
+        self.dsn_mail = dsnparams.NO_MAIL_PARAMS
+        self.dsn_rcpt = dsnparams.NO_RCPT_PARAMS
 
 
 class RelentadSMTP(SMTP):
@@ -476,6 +482,14 @@ class RelentadSMTP(SMTP):
     async def smtp_HELO(self, hostname: str) -> None:
         await self._greeting_reply(super().smtp_HELO, hostname)
 
+    def offer_dsn(self) -> str:
+        """The EHLO line that offers DSN, for a handler's EHLO hook; the MAIL and RCPT command lines may then be
+        longer by what its parameters take (RFC 3461 §5: 110 and 500 characters)."""
+        with_dsn = SMTP.command_size_limit + 26 + 10 + 110  # SIZE and SMTPUTF8 as aiosmtpd counts them, and DSN
+        self.command_size_limits["MAIL"] = max(self.command_size_limits["MAIL"], with_dsn)
+        self.command_size_limits["RCPT"] = SMTP.command_size_limit + 500
+        return "250-DSN"
+
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         """aiosmtpd's MAIL, except while the daemon shuts down: ``421`` and the connection closed, so that a client
@@ -483,7 +497,49 @@ class RelentadSMTP(SMTP):
         if self._connections.closing:
             self.shut_down()
             return
+        try:
+            arg, self._session().dsn_mail = self._take_dsn(
+                arg, "FROM:", _MAIL_DSN, dsnparams.parse_mail, dsnparams.NO_MAIL_PARAMS
+            )
+        except dsnparams.ParamError as refusal:
+            await self.push(refusal.reply)
+            return
         await super().smtp_MAIL(arg)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        """aiosmtpd's RCPT, with the DSN parameters taken out first (see :meth:`_take_dsn`)."""
+        try:
+            if self.envelope is not None and self.envelope.mail_from:
+                arg, self._session().dsn_rcpt = self._take_dsn(
+                    arg, "TO:", _RCPT_DSN, dsnparams.parse_rcpt, dsnparams.NO_RCPT_PARAMS
+                )
+        except dsnparams.ParamError as refusal:
+            await self.push(refusal.reply)
+            return
+        await super().smtp_RCPT(arg)
+
+    def _session(self) -> RelentadSession:
+        assert isinstance(self.session, RelentadSession)
+        return self.session
+
+    def _take_dsn(
+        self, arg: str | None, keyword: str, names: re.Pattern[str], parse: Callable[[str], tuple[Any, str]], none: Any
+    ) -> Any:
+        """(``arg`` without its DSN parameters, what they said) for aiosmtpd's MAIL or RCPT, which upper-cases
+        parameters (ENVID and ORCPT are case-sensitive) and refuses those it does not know. ``arg`` as it is, and
+        ``none``, where aiosmtpd refuses the command anyway (no EHLO, no keyword, a malformed address), and at
+        once where no parameter's name appears (most commands: the address is not parsed twice)."""
+        if arg is None or self.session is None or not self.session.extended_smtp or not names.search(arg):
+            return arg, none
+        stripped = self._strip_command_keyword(keyword, arg)
+        if stripped is None:
+            return arg, none
+        address, params = self._getaddr(stripped)
+        if not address or not params or not stripped.endswith(params):
+            return arg, none
+        found, rest = parse(params)
+        return f"{keyword}{stripped[: len(stripped) - len(params)].rstrip()} {rest}".rstrip(), found
 
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str) -> None:

@@ -27,6 +27,10 @@ Policy for these listeners, as aiosmtpd handler hooks (the protocol engine is :m
   ``552 5.2.2`` at DATA and nothing is stored. The sender's own Sent copy is never refused. An account the
   message takes past 90 % of its disk quota (a recipient, or the sender by its Sent copy) is warned once
   (quotawarn.py), as on the MX.
+- DSN (RFC 3461): the parameters (:mod:`relentad.smtp.dsnparams`) are queued with remote recipients for the
+  queue to pass on or act on; local recipients that asked for NOTIFY=SUCCESS are reported "delivered" to the
+  sender's INBOX after the commit, and an over-quota copy is not bounced when NOTIFY leaves FAILURE out
+  (:mod:`relentad.smtp.reports`).
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from ..queue.dkimkeys import KeyRing
 from ..spam import training as spam_training
 from ..store import accounts, messages
 from ..store.db import Store
-from . import replies
+from . import replies, reports
 from .server import ListenerContext, RelentadSession
 from .transaction import NULL_SENDER, Transaction, TransactionLog, log_transaction, outcome_reply
 
@@ -160,7 +164,7 @@ class SubmissionHandler(TransactionLog):
         session.host_name = hostname
         allowed = self.may_authenticate(server, session)
         extensions = [r for r in responses[1:-1] if allowed or not r.startswith("250-AUTH")]
-        return [responses[0], *extensions, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250 HELP"]
+        return [responses[0], *extensions, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", server.offer_dsn(), "250 HELP"]
 
     async def auth_PLAIN(self, server: Any, args: list[str]) -> AuthResult:
         """RFC 4616: authzid NUL authcid NUL password, as an initial response or after a 334."""
@@ -244,7 +248,7 @@ class SubmissionHandler(TransactionLog):
                 return SENDER_NOT_OWNED
         envelope.mail_from = address  # "<>" stays: aiosmtpd reads an empty mail_from as "no MAIL command yet"
         envelope.mail_options.extend(options)
-        session.tx = SubmissionTransaction(mail_from="" if address == NULL_SENDER else address)
+        session.tx = SubmissionTransaction(mail_from="" if address == NULL_SENDER else address, dsn=session.dsn_mail)
         return replies.SENDER_OK
 
     async def handle_RCPT(
@@ -291,7 +295,7 @@ class SubmissionHandler(TransactionLog):
         self.reserved[login.account_id] = self.reserved.get(login.account_id, 0) + 1
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
-        tx.accepted.append(address)
+        tx.accept(address, session)
         tx.recipients.add((local, domain))
         return replies.RECIPIENT_OK
 
@@ -399,6 +403,8 @@ class SubmissionHandler(TransactionLog):
                     recipients=remote,
                     transaction_id=tx.id,
                     now=now,
+                    dsn=tx.dsn,
+                    notify=tx.notify,
                 )
             queue.count_sent(conn, login.account_id, total, now)
 
@@ -425,8 +431,7 @@ class SubmissionHandler(TransactionLog):
                 refuse_when_full=not remote,
             )
             stored = await self.pipeline.deliver(delivery)
-            if delivery.over_quota:
-                await self._bounce_over_quota(tx, login, signed, delivery.over_quota, now)
+            await self._report_local(tx, login, signed, delivery.over_quota, now)
             # local recipients, and the sender by its Sent copy, get the 90 % warning as the MX's recipients do
             await quotawarn.warn_if_due(self.pipeline, self.store, sorted({s.account_id for s in stored}))
             parsed: ParsedMessage | None = delivery.parsed
@@ -440,31 +445,29 @@ class SubmissionHandler(TransactionLog):
         spam_training.after_send(self.store, config, login.account_id, parsed.in_reply_to)
         return f"250 2.0.0 OK queued as {tx.id}"
 
-    async def _bounce_over_quota(
+    async def _report_local(
         self, tx: SubmissionTransaction, login: Login, signed: bytes, skipped: list[Placement], now: float
     ) -> None:
-        """After the commit: tell the sender (RFC 3464 bounce in its INBOX, not quota-checked) which local
-        recipients did not get the message because it would have taken them over their quota."""
+        """After the commit: tell the sender, by RFC 3464 reports in its INBOX (not quota-checked), which local
+        recipients did not get the message because it would have taken them over their quota, and which asked
+        for NOTIFY=SUCCESS got it."""
         hostname = self.get_context().config.server.hostname
-        reply = "552 5.2.2 Mailbox full: the message would exceed the recipient's quota"
-        try:
-            raw = dsn.build(
-                action="failed",
-                hostname=hostname,
-                sender=tx.mail_from,
-                recipients=[
-                    dsn.RecipientStatus(a, reply, remote=hostname) for a in dict.fromkeys(p.address for p in skipped)
-                ],
-                original=signed,
-                arrival=now,
-            )
-            bounce = Delivery(
-                raw=raw,
-                mail_from="",
-                placements=[Placement(login.account_id, tx.mail_from)],
-                source=trace.Source(peer_ip="127.0.0.1", helo=hostname, protocol="local"),
-                transaction_id=f"dsn-{tx.id}",
-            )
-            await self.pipeline.deliver(bounce)
-        except Exception:
-            log.exception("smtp tx=%s the over-quota bounce could not be filed", tx.id)
+        local = [a for a in tx.accepted if a not in tx.remote]
+        failed, delivered = reports.local_outcomes(tx, local, {p.address for p in skipped}, hostname)
+        filed: list[tuple[dsn.Action, list[dsn.RecipientStatus]]] = [("failed", failed)]
+        if tx.mail_from:  # never a report about a message sent with the null sender (a read receipt)
+            filed.append(("delivered", delivered))
+        for index, (action, recipients) in enumerate(filed):
+            if not recipients:
+                continue
+            try:
+                report = Delivery(
+                    raw=reports.report(tx, action, recipients, signed, hostname, now),
+                    mail_from="",
+                    placements=[Placement(login.account_id, tx.mail_from)],
+                    source=trace.Source(peer_ip="127.0.0.1", helo=hostname, protocol="local"),
+                    transaction_id=f"dsn-{tx.id}-{index}",
+                )
+                await self.pipeline.deliver(report)
+            except Exception:
+                log.exception("smtp tx=%s the %s report could not be filed", tx.id, action)

@@ -19,7 +19,7 @@ from .. import metrics, trace
 from ..dnsbl import Listing
 from ..errors import SMTPReply, StoreUnavailable
 from ..pipeline import Placement
-from . import replies
+from . import dsnparams, replies
 from .server import RelentadSession
 
 log = logging.getLogger("relentad.smtp")
@@ -38,6 +38,13 @@ class Transaction:
     rejected: list[str] = field(default_factory=list)
     mail_from: str = ""
     dnsbl: Listing | None = None  # the client is listed and [dnsbl] action is "junk": the pipeline files it there
+    dsn: dsnparams.MailParams = dsnparams.NO_MAIL_PARAMS  # MAIL's RET and ENVID (RFC 3461)
+    notify: dict[str, dsnparams.RcptParams] = field(default_factory=dict)  # accepted recipient → its NOTIFY, ORCPT
+
+    def accept(self, address: str, session: RelentadSession) -> None:
+        """``address`` is accepted, with the DSN parameters of its RCPT (the first, when it is named again)."""
+        self.accepted.append(address)
+        self.notify.setdefault(address, session.dsn_rcpt)
 
 
 def transaction_of(session: RelentadSession) -> Transaction:

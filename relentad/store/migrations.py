@@ -526,6 +526,21 @@ def _m018_imap_internaldate_zone(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE {table} ADD COLUMN zone INTEGER NOT NULL DEFAULT 0")
 
 
+def _m019_queue_dsn(conn: sqlite3.Connection) -> None:
+    """The DSN parameters (RFC 3461) a queued message was sent with, to pass on to the next hop and to decide which
+    reports the sender gets: MAIL's RET ('FULL' | 'HDRS') and decoded ENVID per message, RCPT's NOTIFY ('NEVER' or
+    a comma list of SUCCESS, FAILURE, DELAY) and ORCPT ('type;decoded address') per recipient. NULL: not given."""
+    execute_script(
+        conn,
+        """
+        ALTER TABLE queue_messages ADD COLUMN dsn_ret TEXT;
+        ALTER TABLE queue_messages ADD COLUMN dsn_envid TEXT;
+        ALTER TABLE queue_recipients ADD COLUMN dsn_notify TEXT;
+        ALTER TABLE queue_recipients ADD COLUMN dsn_orcpt TEXT;
+        """,
+    )
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -556,6 +571,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("016_spam_rebuilt", _m016_spam_rebuilt),
     ("017_imap_subscriptions", _m017_imap_subscriptions),
     ("018_imap_internaldate_zone", _m018_imap_internaldate_zone),
+    ("019_queue_dsn", _m019_queue_dsn),
 ]
 
 

@@ -31,7 +31,7 @@ from tests.e2e.conftest import MakeDaemon
 from tests.support.daemon import PASSWORD, Daemon
 from tests.support.dns_fixture import start_or_skip
 from tests.support.dnsmasq import Dnsmasq, DnsRecords
-from tests.support.smtp_peer import Sink
+from tests.support.smtp_peer import DsnSMTP, Sink
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="binds port 25 on 127.0.0.2-4: needs root")
 
@@ -85,7 +85,7 @@ class World:
     sinks: list[Controller] = field(default_factory=list)
 
     def sink(self, handler: Sink, port: int = 25, **kwargs: Any) -> Sink:
-        controller = Controller(handler, hostname=SINK_HOST, port=port, **kwargs)
+        controller = (DsnController if handler.dsn else Controller)(handler, hostname=SINK_HOST, port=port, **kwargs)
         controller.start()
         self.sinks.append(controller)
         return handler
@@ -100,11 +100,17 @@ class World:
         return dnsfunc
 
 
+class DsnController(Controller):
+    def factory(self) -> DsnSMTP:
+        return DsnSMTP(self.handler, **self.SMTP_kwargs)
+
+
 def records(dkim_txt: str | None = None) -> DnsRecords:
     found = DnsRecords()
     for domain, host, ip in (("a.test", "mx.a.test", A_HOST), ("b.test", "mx.b.test", B_HOST)):
         found.add_mx(domain, host).add_a(host, ip)
     found.add_mx("c.test", "mx.c.test").add_a("mx.c.test", SINK_HOST)
+    found.add_txt("a.test", "v=spf1 ip4:127.0.0.0/8 -all")  # b sends a.test's senders "delivered" reports only then
     if dkim_txt:
         found.add_txt("relentad._domainkey.a.test", dkim_txt)
     return found
@@ -295,6 +301,107 @@ def test_smarthost_with_auth(world: World) -> None:
     assert sink.logins == ["relay-user"]
     assert b"DKIM-Signature:" in data
     wait_for("an empty queue", lambda: queue_list(world.a) == [])
+
+
+# -- DSN (RFC 3461) --------------------------------------------------------------------------------------------
+
+
+def submit_dsn(daemon: Daemon, raw: bytes, mail: list[str], recipients: dict[str, list[str]]) -> None:
+    """Submit with per-recipient DSN parameters (smtplib's sendmail gives every recipient the same)."""
+    with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=10) as client:
+        client.starttls(context=tls_context())
+        client.login("alice@a.test", PASSWORD)
+        assert client.mail("alice@a.test", mail)[0] == 250
+        for address, options in recipients.items():
+            assert client.rcpt(address, options)[0] == 250
+        assert client.data(raw)[0] == 250
+
+
+def _blocks(raw: bytes) -> tuple[Message, list[Message]]:
+    parsed = email.message_from_bytes(raw)
+    assert parsed.get_content_type() == "multipart/report"
+    assert parsed.get_param("report-type") == "delivery-status"
+    for part in parsed.walk():
+        if part.get_content_type() == "message/delivery-status":
+            return parsed, list(part.get_payload())  # type: ignore[arg-type]
+    raise AssertionError("no message/delivery-status part")
+
+
+def test_dsn_passes_to_the_next_relentad_which_reports_delivery(world: World) -> None:
+    """b offers DSN: a passes RET/ENVID/NOTIFY/ORCPT on and sends no report itself; b delivers and queues a
+    "delivered" report to alice, which reaches her INBOX at a over SMTP."""
+    world.a.start()
+    world.b.start()
+    submit_dsn(
+        world.a,
+        message("bob@b.test", subject="did it arrive"),
+        ["RET=HDRS", "ENVID=trip+2B1"],
+        {"bob@b.test": ["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;Bob@b.test"]},
+    )
+    wait_for("bob's copy", lambda: world.b.messages("bob@b.test"))
+    [report] = wait_for("the delivered report", lambda: world.a.messages("alice@a.test"))
+    parsed, blocks = _blocks(report)
+    assert parsed["Return-Path"] == "<>"
+    assert parsed["From"] == "Mail Delivery System <MAILER-DAEMON@mx.b.test>"
+    assert blocks[0]["Reporting-MTA"] == "dns; mx.b.test"
+    assert blocks[0]["Original-Envelope-Id"] == "trip+1"
+    [block] = blocks[1:]
+    assert (block["Final-Recipient"], block["Action"], block["Status"]) == ("rfc822; bob@b.test", "delivered", "2.0.0")
+    assert block["Original-Recipient"] == "rfc822; Bob@b.test"
+    wait_for("empty queues", lambda: queue_list(world.a) == [] and queue_list(world.b) == [])
+    assert len(world.a.messages("alice@a.test")) == 1, "no 'relayed' report from a: b reported"
+
+
+def test_parameters_relayed_and_a_full_bounce_only_where_notify_asks(world: World) -> None:
+    sink = world.sink(Sink(dsn=True, rcpt_replies=["550 5.1.1 No carol", "550 5.1.1 No dave"]))
+    world.a.start()
+    raw = message("carol@c.test, dave@c.test", subject="return it all")
+    submit_dsn(
+        world.a,
+        raw,
+        ["RET=FULL", "ENVID=e+3D1"],
+        {"carol@c.test": ["NOTIFY=FAILURE", "ORCPT=rfc822;Carol@c.test"], "dave@c.test": ["NOTIFY=NEVER"]},
+    )
+    [bounce] = wait_for("the bounce", lambda: world.a.messages("alice@a.test"))
+    assert sink.dsn_params == [
+        "MAIL RET=FULL ENVID=e+3D1",
+        "RCPT NOTIFY=FAILURE ORCPT=rfc822;Carol@c.test",
+        "RCPT NOTIFY=NEVER",
+    ]
+    parsed, blocks = _blocks(bounce)
+    assert blocks[0]["Original-Envelope-Id"] == "e=1"
+    [block] = blocks[1:]
+    assert (block["Final-Recipient"], block["Action"]) == ("rfc822; carol@c.test", "failed"), "not dave: NEVER"
+    assert block["Original-Recipient"] == "rfc822; Carol@c.test"
+    parts: list[Message] = parsed.get_payload()  # type: ignore[assignment]
+    assert parts[2].get_content_type() == "message/rfc822", "RET=FULL: the whole message comes back"
+    assert b"Hello from a.test." in bounce
+    wait_for("an empty queue", lambda: queue_list(world.a) == [])
+
+
+def test_relayed_report_when_the_next_hop_has_no_dsn(world: World) -> None:
+    sink = world.sink(Sink())
+    world.a.start()
+    submit_dsn(world.a, message("carol@c.test"), ["ENVID=r1"], {"carol@c.test": ["NOTIFY=SUCCESS"]})
+    [report] = wait_for("the relayed report", lambda: world.a.messages("alice@a.test"))
+    sent = [c for c in sink.commands if c.startswith(("MAIL", "RCPT"))]
+    assert sent == ["MAIL <alice@a.test>", "RCPT <carol@c.test>"], "no DSN offered: nothing passed on"
+    parsed, blocks = _blocks(report)
+    assert parsed["Subject"] == "Relayed Mail Delivery Report"
+    assert (blocks[1]["Action"], blocks[1]["Status"], blocks[1]["Remote-MTA"]) == ("relayed", "2.0.0", "dns; mx.c.test")
+    assert "Original-Recipient" not in blocks[1]
+    parts: list[Message] = parsed.get_payload()  # type: ignore[assignment]
+    assert parts[2].get_content_type() == "text/rfc822-headers"
+
+
+def test_no_delay_notice_without_delay_in_notify(world: World) -> None:
+    world.sink(Sink(data_replies=["451 4.3.0 Busy"] * 100))
+    world.a.write_config(queue={**FAST_QUEUE, "delay_notice": "1s", "lifetime": "4s"})
+    world.a.start()
+    submit_dsn(world.a, message("carol@c.test"), [], {"carol@c.test": ["NOTIFY=FAILURE"]})
+    wait_for("an empty queue", lambda: queue_list(world.a) == [] and world.a.messages("alice@a.test"))
+    [bounce] = world.a.messages("alice@a.test")
+    assert _blocks(bounce)[1][1]["Action"] == "failed", "the bounce, and no delay notice before it"
 
 
 def _delivery_status(parsed: Message) -> str:

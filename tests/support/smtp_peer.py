@@ -2,7 +2,8 @@
 
 :class:`Sink` is the aiosmtpd handler: it answers RCPT and DATA from scripted reply lists, records the commands
 it saw (with whether TLS was up) and what it accepted, can be slow to answer the final ".", can leave extensions
-out of its EHLO reply or refuse EHLO altogether. The e2e tests run it under aiosmtpd's threaded Controller on
+out of its EHLO reply or refuse EHLO altogether, or offer DSN and record the DSN parameters it is given
+(:class:`DsnSMTP`, which the test's server then has to be). The e2e tests run it under aiosmtpd's threaded Controller on
 port 25; :func:`serving` runs it on the test's own event loop on 127.0.0.1 and an ephemeral port.
 """
 
@@ -32,6 +33,8 @@ class Sink:
     refuse_ehlo: str = ""  # the reply to EHLO instead of 250 ("502 5.5.1 ..."); HELO still works
     commands: list[str] = field(default_factory=list)  # "EHLO x", "MAIL <a> BODY=8BITMIME", "RCPT <b>", "DATA"
     tls: list[bool] = field(default_factory=list)  # per recorded command: was TLS up
+    dsn: bool = False  # offer DSN (RFC 3461): needs DsnSMTP as the protocol
+    dsn_params: list[str] = field(default_factory=list)  # "MAIL RET=FULL ENVID=x", "RCPT NOTIFY=NEVER", ...
 
     def _record(self, session: Session, command: str) -> None:
         self.commands.append(command)
@@ -44,7 +47,8 @@ class Sink:
         if self.refuse_ehlo:
             return [self.refuse_ehlo]
         session.host_name = hostname
-        return [r for r in responses if r[4:].split(" ")[0].upper() not in self.withhold]
+        offered = [r for r in responses if r[4:].split(" ")[0].upper() not in self.withhold]
+        return [*offered[:-1], "250-DSN", offered[-1]] if self.dsn else offered
 
     async def handle_HELO(self, server: Any, session: Session, envelope: Envelope, hostname: str) -> str:
         self._record(session, f"HELO {hostname}")
@@ -86,6 +90,28 @@ class Sink:
         return AuthResult(success=False, handled=False)
 
 
+_DSN_PARAMS = ("RET", "ENVID", "NOTIFY", "ORCPT")
+
+
+class DsnSMTP(SMTP):
+    """aiosmtpd's SMTP taking the DSN parameters, which aiosmtpd refuses: each MAIL's and RCPT's are recorded in
+    the Sink's ``dsn_params`` as sent, then left out of what aiosmtpd parses."""
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        await super().smtp_MAIL(self._take("MAIL", arg))
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        await super().smtp_RCPT(self._take("RCPT", arg))
+
+    def _take(self, command: str, arg: str | None) -> str | None:
+        if arg is None:
+            return None
+        words = arg.split()
+        taken = [w for w in words if w.partition("=")[0].upper() in _DSN_PARAMS]
+        self.event_handler.dsn_params.append(" ".join([command, *taken]))
+        return " ".join(w for w in words if w not in taken)
+
+
 @asynccontextmanager
 async def serving(
     handler: Sink, *, hostname: str = "mx.c.test", tls_context: ssl.SSLContext | None = None
@@ -93,7 +119,8 @@ async def serving(
     """Run ``handler`` on 127.0.0.1 in the running loop; yields the port. SMTPUTF8 is offered unless withheld."""
 
     def protocol() -> SMTP:
-        return SMTP(handler, hostname=hostname, enable_SMTPUTF8=True, tls_context=tls_context)
+        kind = DsnSMTP if handler.dsn else SMTP
+        return kind(handler, hostname=hostname, enable_SMTPUTF8=True, tls_context=tls_context)
 
     server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", 0)
     try:

@@ -14,6 +14,7 @@ import pytest
 from relentad import dns as relentad_dns
 from relentad.config import QueueConfig
 from relentad.queue import deliver
+from relentad.smtp import dsnparams
 from relentad.tls import make_self_signed
 from tests.support.smtp_peer import Sink, serving
 
@@ -39,6 +40,7 @@ async def attempt(
     *,
     mail_from: str = "alice@a.test",
     timeout: float = 10.0,
+    dsn: deliver.Dsn = deliver.NO_DSN,
 ) -> dict[str, deliver.Outcome]:
     async def mx_hosts(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
         return ["mx.c.test"]
@@ -58,6 +60,7 @@ async def attempt(
         queue=QueueConfig(timeout=timeout),
         resolver=dns.asyncresolver.Resolver(configure=False),
         smarthost=None,
+        dsn=dsn,
     )
 
 
@@ -154,3 +157,33 @@ async def test_8bit_content_goes_unchanged_to_a_server_without_8bitmime(monkeypa
     assert outcomes["bob@c.test"].state == "delivered"
     assert "MAIL <alice@a.test>" in sink.commands
     assert sink.accepted[0][2] == EIGHT_BIT
+
+
+DSN = deliver.Dsn(
+    dsnparams.MailParams("FULL", "id=1 x"),
+    {
+        "bob@c.test": dsnparams.RcptParams(frozenset({"SUCCESS", "DELAY"}), "rfc822;Bob+x@c.test"),
+        "jürgen@c.test": dsnparams.RcptParams(None, "utf-8;jürgen@c.test"),
+    },
+)
+
+
+async def test_dsn_parameters_go_to_a_server_that_offers_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 3461 §5.2-5.3: passed on as the sender gave them, re-encoded as xtext (utf-8-addr-xtext for utf-8)."""
+    sink = Sink(dsn=True)
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test", "jürgen@c.test"], dsn=DSN)
+    assert sink.dsn_params == [
+        "MAIL RET=FULL ENVID=id+3D1+20x",
+        "RCPT NOTIFY=SUCCESS,DELAY ORCPT=rfc822;Bob+2Bx@c.test",
+        "RCPT ORCPT=utf-8;j\\x{FC}rgen@c.test",
+    ]
+    assert all(o.state == "delivered" and o.dsn_passed for o in outcomes.values())
+
+
+async def test_no_dsn_parameters_to_a_server_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = Sink()
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], dsn=DSN)
+    assert [c for c in sink.commands if c.startswith(("MAIL", "RCPT"))] == ["MAIL <alice@a.test>", "RCPT <bob@c.test>"]
+    assert outcomes["bob@c.test"].state == "delivered" and not outcomes["bob@c.test"].dsn_passed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from relentad import config as config_mod
 from relentad.events import Bus
 from relentad.pipeline import Pipeline
 from relentad.queue import deliver, queue, runner
+from relentad.smtp import dsnparams
 from relentad.store import db
 from relentad.store.db import Store
 from tests.support.store import database_with
@@ -76,3 +78,64 @@ async def test_a_smarthost_is_one_destination(store: Store, monkeypatch: pytest.
     enqueue(store, [f"u{i}@slow.test" for i in range(50)] + ["bob@fast.test"], time.time() - 100)
     settings = {"concurrency": 20, "per_destination": 2, "smarthost": "127.0.0.1:2525"}
     assert len(await started_domains(store, monkeypatch, settings)) == 2
+
+
+async def test_notify_decides_which_reports_the_sender_gets(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 3461 §4.1: without NOTIFY, failures and delays; NEVER, nothing; SUCCESS, "relayed" only where the next
+    hop did not take DSN (one that did reports itself); a delay notice only for recipients that asked for DELAY."""
+    notify = {
+        "plain@x.test": dsnparams.RcptParams(),
+        "never@x.test": dsnparams.RcptParams(frozenset({"NEVER"})),
+        "relayed@x.test": dsnparams.RcptParams(frozenset({"SUCCESS"}), "rfc822;R@x.test"),
+        "passed@x.test": dsnparams.RcptParams(frozenset({"SUCCESS"})),
+        "late@x.test": dsnparams.RcptParams(frozenset({"FAILURE"})),
+    }
+    outcomes = {
+        "plain@x.test": deliver.Outcome("failed", "550 5.1.1 no", "mx.x.test", True),
+        "never@x.test": deliver.Outcome("failed", "550 5.1.1 no", "mx.x.test", True),
+        "relayed@x.test": deliver.Outcome("delivered", "250 2.0.0 ok", "mx.x.test", True),
+        "passed@x.test": deliver.Outcome("delivered", "250 2.0.0 ok", "mx.x.test", True, dsn_passed=True),
+        "late@x.test": deliver.Outcome("deferred", "451 4.3.0 later", "mx.x.test", True),
+    }
+    conn = db.open_database(store.path)
+    with db.transaction(conn):
+        queue.enqueue(
+            conn,
+            account_id=1,
+            mail_from="alice@a.test",
+            data=b"From: alice@a.test\r\nSubject: s\r\n\r\nhi\r\n",
+            recipients=list(notify),
+            transaction_id="t",
+            now=time.time() - 3600,
+            dsn=dsnparams.MailParams("FULL", "env"),
+            notify=notify,
+        )
+
+    async def answering(**kwargs: Any) -> dict[str, deliver.Outcome]:
+        return outcomes
+
+    monkeypatch.setattr(deliver, "attempt", answering)
+    config = config_mod.from_dict({"server": {"hostname": "mx.a.test"}, "queue": {"delay_notice": "1s"}})
+    worker = runner.QueueRunner(store, Pipeline(store, Bus(), config), lambda: config)
+    work = store.read(lambda c: queue.load(c, 1, "x.test", time.time()))
+    assert work is not None and work.dsn == dsnparams.MailParams("FULL", "env")
+    await worker._deliver(work, config, "x.test")
+    rows = conn.execute("""SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id ORDER BY m.uid""").fetchall()
+    reports = [email.message_from_bytes(bytes(r[0])) for r in rows]
+    conn.close()
+    summary = []
+    for report in reports:
+        [_, status, returned] = report.get_payload()  # type: ignore[misc]
+        blocks = status.get_payload()
+        assert blocks[0]["Original-Envelope-Id"] == "env"
+        summary.append(
+            (
+                returned.get_content_type(),
+                [(b["Final-Recipient"], b["Action"], b["Original-Recipient"]) for b in blocks[1:]],
+            )
+        )
+    assert summary == [
+        ("message/rfc822", [("rfc822; plain@x.test", "failed", None)]),
+        ("text/rfc822-headers", [("rfc822; relayed@x.test", "relayed", "rfc822; R@x.test")]),
+    ], "no delay notice: late@ left DELAY out; none for never@ or passed@"
+    assert store.read(lambda c: c.execute("SELECT delay_notified FROM queue_messages").fetchone()[0]) == 1

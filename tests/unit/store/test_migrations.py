@@ -43,7 +43,8 @@ def test_internal_dates_stored_before_018_keep_showing_as_utc(tmp_path: Path, mo
     """018: messages and retained copies get a zone for their internal date; those already stored get UTC (0),
     which is how FETCH INTERNALDATE showed them."""
     conn = connect(tmp_path / "db.sqlite")
-    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:-1])
+    before = [m for m in migrations.MIGRATIONS if m[0] != "018_imap_internaldate_zone"]
+    monkeypatch.setattr(migrations, "MIGRATIONS", before)
     migrations.apply(conn)
     conn.execute("INSERT INTO domains (id, name, created) VALUES (1, 'example.test', 0)")
     conn.execute(
@@ -59,6 +60,6 @@ def test_internal_dates_stored_before_018_keep_showing_as_utc(tmp_path: Path, mo
                                  internaldate, size, expunged) VALUES (7, 3, 'INBOX', 2, 5, x'', 0, '', 1e9, 1, 0)"""
     )
     monkeypatch.undo()
-    assert migrations.apply(conn) == ["018_imap_internaldate_zone"]
+    assert "018_imap_internaldate_zone" in migrations.apply(conn)
     assert [tuple(r) for r in conn.execute("SELECT internaldate, zone FROM messages")] == [(1e9, 0)]
     assert [tuple(r) for r in conn.execute("SELECT internaldate, zone FROM expunged")] == [(1e9, 0)]
