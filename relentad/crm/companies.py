@@ -14,6 +14,8 @@ import sqlite3
 import time
 from importlib import resources
 
+import idna
+
 from ..mailauth import organizational_domain
 
 
@@ -46,8 +48,14 @@ def _company_of_domain(domain: str) -> str | None:
 
 
 def display_name(domain: str) -> str:
-    """``acme-corp.co.uk`` → ``Acme Corp``: the first label, words capitalised."""
+    """``acme-corp.co.uk`` → ``Acme Corp``: the first label, words capitalised; an IDNA A-label is shown as the
+    Unicode it stands for (``xn--bcher-kva.example`` → ``Bücher``)."""
     label = domain.split(".", 1)[0]
+    if label.startswith("xn--"):
+        try:
+            label = idna.ulabel(label)
+        except (idna.IDNAError, UnicodeError):
+            pass
     return " ".join(word.capitalize() for word in label.replace("_", "-").split("-") if word) or domain
 
 

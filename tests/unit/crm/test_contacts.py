@@ -136,3 +136,9 @@ def test_a_sender_planned_as_new_but_created_meanwhile_counts_once(conn: sqlite3
     [bob] = views.list_contacts(conn, account_id)
     assert (bob["count_in"], bob["last_contact"]) == (2, 2000.0)
     assert conn.execute("SELECT count(*) FROM crm_contacts").fetchone()[0] == 1
+
+
+def test_idn_company_is_named_in_unicode() -> None:
+    assert companies.company_domain("jo@mail.xn--bcher-kva.example") == "xn--bcher-kva.example"
+    assert companies.display_name("xn--bcher-kva.example") == "B\u00fccher"
+    assert companies.display_name("xn--zz.example") == "Xn Zz"  # no valid A-label: left as it is
