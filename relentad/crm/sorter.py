@@ -4,10 +4,11 @@ Two halves, so the delivery stays one transaction and the event loop never waits
 - :meth:`Sorter.plan` runs on the event loop before the commit with a read connection: per recipient account it
   works out the direction (``out`` for the sender's Sent copy, and for mail whose From is the account's own only
   when the account itself submitted or imported it — never for mail from the MX, whatever its From says), the
-  participants, the account's rules (which may change the folder and flags of the copy, or add copies) and the
-  ``$Unassigned`` keyword (a person who is not a confirmed contact wrote; lists and automatic senders never
-  count). It returns a :data:`Record` job. For an import (``relentad import``) it only works out direction and
-  participants: the copies keep the folders and flags they had (no rules, no ``$Unassigned``).
+  participants (none when every copy the account receives is filed into Junk: spam must not fill the CRM with
+  contacts and companies), the account's rules (which may change the folder and flags of the copy, or add
+  copies) and the ``$Unassigned`` keyword (a person who is not a confirmed contact wrote; lists and automatic
+  senders never count). It returns a :data:`Record` job. For an import (``relentad import``) it only works out
+  direction and participants: the copies keep the folders and flags they had (no rules, no ``$Unassigned``).
 - The job runs on the store's writer thread inside the SAME transaction as the message copies, after they were
   inserted, with the stored rows: it files the message (``crm_messages``, one per account and blob, so a
   duplicate delivery counts once), its thread, contacts, companies and the links between them.
@@ -224,6 +225,8 @@ class Sorter:
                     outcome = rules.evaluate(scripts, view)
                     delivery.placements.extend(apply_outcome(placement, outcome))
                     tags += [tag for tag in outcome.tags if tag not in tags]
+            if direction == IN and incoming and all(p.mailbox == mailboxes.JUNK for p in incoming):
+                people = []  # spam makes no contacts or companies (the message and its thread are still filed)
             new = frozenset({sender}) if sender and known is None else frozenset()
             subject = (parsed.subject or "").strip()
             plans.append(AccountPlan(account_id, direction, people, subject, sender, new, tuple(tags)))

@@ -243,6 +243,22 @@ def test_edits_and_exports(relentad: Daemon) -> None:
     assert [(r["name"], r["tags"], r["count_in"]) for r in rows] == [("Smith, Bob", "vip", "2")]
 
 
+def test_junk_makes_no_contacts_or_companies(relentad: Daemon) -> None:
+    """Mail filed into Junk (here by the block list) is stored and threaded but makes no contacts: spam filled the
+    CRM with contacts and companies for every spammer and every address it named."""
+    relentad.cli("spam", "block", "alice@example.test", "@spammy.example")
+    spam = message("Win <win@spammy.example>", "alice@example.test", "WIN", "s1@spammy.example",
+                   extra="Cc: victim@other.example")  # fmt: skip
+    receive(relentad, spam, "win@spammy.example")
+    receive(
+        relentad, message("Bob <bob@acme.example>", "alice@example.test", "Hi", "h1@acme.example"), "bob@acme.example"
+    )
+    assert len(relentad.messages("alice@example.test", "Junk")) == 1
+    assert [c["addresses"] for c in contacts_json(relentad)] == [["bob@acme.example"]]
+    assert [r["domain"] for r in relentad.query("SELECT domain FROM crm_companies")] == ["acme.example"]
+    assert relentad.query("SELECT count(*) AS n FROM crm_messages")[0]["n"] == 2
+
+
 def test_crm_off_stores_mail_unsorted(make_daemon: MakeDaemon) -> None:
     daemon = provision(make_daemon(settings={**SETTINGS, "crm": {"enabled": False}})).start()
     receive(daemon, message("bob@acme.example", "alice@example.test", "x", "off@x"), "bob@acme.example")
