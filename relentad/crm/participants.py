@@ -14,8 +14,9 @@ Invariants:
 - Mailing-list mail is filed against the list (kind ``list``), not against the people posting to it; mail from
   automatic senders (no-reply local parts, ``Auto-Submitted``, ``Precedence: bulk``, ``List-Unsubscribe``
   newsletters) gets kind ``bulk``. Such senders are never mixed with people and never make mail "unassigned".
-- Incoming mail involves From, Reply-To, To and Cc; outgoing mail involves To, Cc and Bcc. One address appears
-  once, with its first role in that order.
+- Incoming mail involves From, Reply-To, To and Cc; outgoing mail involves To, Cc and Bcc (submitted mail has
+  no Bcc field left: :func:`blind_copies` finds those recipients in the envelope). One address appears once, with
+  its first role in that order.
 """
 
 from __future__ import annotations
@@ -152,6 +153,19 @@ def participants(parsed: ParsedMessage, own: frozenset[str], direction: str) -> 
         kind = BULK if is_automatic(address) or (automatic and role in ("from", "reply-to")) else PERSON
         seen.add(address)
         out.append(Participant(address, display_name(entry.name), role, kind))
+    return out
+
+
+def blind_copies(people: list[Participant], recipients: Iterable[str], own: frozenset[str]) -> list[Participant]:
+    """The envelope recipients of mail the account sent that its To and Cc do not name: its Bcc recipients, whose
+    field submission removes before the Sent copy is stored (role ``bcc``, no name known)."""
+    seen = {p.address for p in people}
+    out = []
+    for recipient in recipients:
+        address = normalize(recipient)
+        if address and address not in seen and not is_own(address, own):
+            seen.add(address)
+            out.append(Participant(address, "", "bcc", BULK if is_automatic(address) else PERSON))
     return out
 
 

@@ -208,6 +208,8 @@ class Sorter:
             )
             direction = OUT if outgoing else IN
             people = participants.participants(parsed, own, direction)
+            if delivery.recipients and any(p.outgoing for p in placements):
+                people += participants.blind_copies(people, delivery.recipients, own)
             incoming = [p for p in placements if not p.outgoing]
             tags: list[str] = []
             if incoming and not keep_copies:

@@ -133,6 +133,28 @@ def test_local_mail_counts_out_for_the_sender_and_in_for_the_recipient(relentad:
     assert [(c["addresses"], c["count_in"], c["count_out"]) for c in bobs] == [(["alice@example.test"], 1, 0)]
 
 
+def test_bcc_recipients_of_sent_mail_are_contacts_of_the_sender_only(relentad: Daemon) -> None:
+    """Submission removes the Bcc field before the Sent copy is stored, so the CRM never saw Bcc recipients (the
+    README promised them): they come from the envelope now, for the sender alone — the copies others get name no
+    Bcc, and their CRM learns nothing of them."""
+    sent = message("Alice <alice@example.test>", "Carol <carol@example.test>", "Plan", "b1@example.test",
+                   extra="Bcc: Bob <bob@example.test>, Boss <boss@partner.example>")  # fmt: skip
+    send(relentad, sent, ["carol@example.test", "bob@example.test", "boss@partner.example"])
+    found = {c["addresses"][0]: c for c in contacts_json(relentad)}  # type: ignore[index]
+    assert sorted(found) == ["bob@example.test", "boss@partner.example", "carol@example.test"]
+    assert all((c["count_out"], c["confirmed"]) == (1, True) for c in found.values())
+    roles = relentad.query("SELECT l.role FROM crm_message_contacts l ORDER BY l.role")
+    assert [r["role"] for r in roles] == ["bcc", "bcc", "from", "from", "to", "to"]  # alice: 3, carol: 1, bob: 2
+    expected = {
+        "carol@example.test": ["alice@example.test"],
+        "bob@example.test": ["alice@example.test", "carol@example.test"],
+    }
+    for user, addresses in expected.items():
+        theirs = json.loads(relentad.cli("contacts", "list", user, "--json").stdout)
+        assert sorted(a for c in theirs for a in c["addresses"]) == addresses
+        assert b"Bcc" not in relentad.messages(user)[0]
+
+
 def test_a_forged_own_from_on_the_mx_confirms_no_one(relentad: Daemon) -> None:
     # Anyone can put the account's own address in From: on the MX such mail is received mail, so its Cc does
     # not become a confirmed contact written to (count_out allow-lists a sender past the spam filter).
