@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ..errors import InvalidInput, NotFound
 from . import companies
-from .participants import IN, PERSON, Participant, normalize
+from .participants import IN, PERSON, Participant, base_address, display_name, normalize
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +159,8 @@ def record(
 def resolve(conn: sqlite3.Connection, account_id: int, ref: str) -> int:
     """A contact named by address, ``#id`` (or a bare id) or exact display name; NotFound / InvalidInput."""
     ref = ref.strip()
+    if not ref:
+        raise InvalidInput("name a contact by address, #id or name")
     address = normalize(ref)
     if address:
         row = conn.execute(
@@ -168,7 +170,9 @@ def resolve(conn: sqlite3.Connection, account_id: int, ref: str) -> int:
             raise NotFound(f"no contact with the address {address}")
         return int(row[0])
     digits = ref.removeprefix("#")
-    if digits.isdigit():
+    if digits.isascii() and digits.isdigit():
+        if len(digits) > 18:  # beyond SQLite's integers: no such row
+            raise NotFound(f"no contact #{digits}")
         row = conn.execute(
             "SELECT id FROM crm_contacts WHERE account_id = ? AND id = ?", (account_id, int(digits))
         ).fetchone()
@@ -212,7 +216,7 @@ def untag(conn: sqlite3.Connection, contact_id: int, tags: list[str]) -> int:
 
 def add_note(conn: sqlite3.Connection, contact_id: int, text: str, now: float | None = None) -> None:
     """Append a dated line to the contact's notes."""
-    text = " ".join(text.split())
+    text = display_name(text)  # one line, no control characters (a vCard NOTE cannot carry them)
     if not text:
         raise InvalidInput("the note is empty")
     stamp = time.strftime("%Y-%m-%d", time.gmtime(time.time() if now is None else now))
@@ -229,6 +233,8 @@ def add_address(conn: sqlite3.Connection, account_id: int, contact_id: int, addr
     normal = normalize(address)
     if not normal:
         raise InvalidInput(f"not an address: {address!r}")
+    if _is_own(conn, account_id, normal):
+        raise InvalidInput(f"{normal} is the account's own address; it is never a contact's")
     row = conn.execute(
         "SELECT contact_id FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, normal)
     ).fetchone()
@@ -245,6 +251,17 @@ def add_address(conn: sqlite3.Connection, account_id: int, contact_id: int, addr
     _confirm(conn, contact_id)
     _company_view_changed(conn, contact_id)
     return normal
+
+
+def _is_own(conn: sqlite3.Connection, account_id: int, address: str) -> bool:
+    """The account's address or one of its aliases, or a subaddress of one (what the sorter never files)."""
+    candidates = (address, base_address(address))
+    row = conn.execute(
+        """SELECT 1 FROM accounts WHERE id = ?1 AND lower(email) IN (?2, ?3)
+           UNION ALL SELECT 1 FROM aliases WHERE account_id = ?1 AND lower(address) IN (?2, ?3) LIMIT 1""",
+        (account_id, *candidates),
+    ).fetchone()
+    return row is not None
 
 
 def _company_view_changed(conn: sqlite3.Connection, contact_id: int) -> None:

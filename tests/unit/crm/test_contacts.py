@@ -13,6 +13,7 @@ from relentad.crm.participants import IN, OUT, Participant
 from relentad.crm.sorter import AccountPlan, file_message
 from relentad.errors import InvalidInput, NotFound
 from relentad.message import parse
+from relentad.store import accounts
 
 
 def person(address: str, name: str = "", role: str = "from", kind: str = "person") -> Participant:
@@ -142,3 +143,34 @@ def test_idn_company_is_named_in_unicode() -> None:
     assert companies.company_domain("jo@mail.xn--bcher-kva.example") == "xn--bcher-kva.example"
     assert companies.display_name("xn--bcher-kva.example") == "B\u00fccher"
     assert companies.display_name("xn--zz.example") == "Xn Zz"  # no valid A-label: left as it is
+
+
+def test_own_addresses_are_never_added_to_a_contact(conn: sqlite3.Connection, account_id: int) -> None:
+    # add-address once gave a contact the account's own address (the sorter never files it; the spam filter's
+    # "contact written to" would then vouch for mail forged From the account itself)
+    accounts.add_alias(conn, "sales@example.test", "alice@example.test")
+    file(conn, account_id, 1, [person("bob@acme.example", "Bob")])
+    bob = contacts.resolve(conn, account_id, "bob@acme.example")
+    for own in ("Alice@Example.test", "alice+tag@example.test", "SALES@example.test", "sales+x@example.test"):
+        with pytest.raises(InvalidInput, match="own address"):
+            contacts.add_address(conn, account_id, bob, own)
+    assert contacts.add_address(conn, account_id, bob, "bob+x@acme.example") == "bob+x@acme.example"
+
+
+def test_odd_references_get_plain_errors(conn: sqlite3.Connection, account_id: int) -> None:
+    file(conn, account_id, 1, [person("nameless@acme.example"), person("other@acme.example", "", "cc")])
+    with pytest.raises(InvalidInput, match="name a contact"):
+        contacts.resolve(conn, account_id, "  ")  # not "several contacts are named ''"
+    for ref in ("#99999999999999999999999", "#\u00b2", "\u0661"):  # too large for SQLite; Unicode digits
+        with pytest.raises(NotFound):
+            contacts.resolve(conn, account_id, ref)
+
+
+def test_notes_and_vcards_carry_no_control_characters(conn: sqlite3.Connection, account_id: int) -> None:
+    file(conn, account_id, 1, [person("bob@acme.example", "Bob")])
+    bob = contacts.resolve(conn, account_id, "bob@acme.example")
+    contacts.add_note(conn, bob, "a\x01b\rc", now=0)
+    assert views.contact(conn, bob)["notes"] == "1970-01-01 a b c"
+    conn.execute("UPDATE crm_contacts SET name = ? WHERE id = ?", ("Old\rRow\x00Name", bob))  # an older release's
+    text = export.vcards(account_id, views.list_contacts(conn, account_id))
+    assert "FN:Old\\nRowName\r\n" in text and "\x00" not in text and "\rR" not in text
