@@ -127,19 +127,23 @@ def record(
     ``counted`` holds the contacts this message already counted (two addresses of one contact count once). A
     known contact costs one statement, a new one three or four (company, contact, address): this is the hot path.
     """
+    adopted = False
     if likely_new:  # skip the update that would find nothing; a contact made meanwhile is caught below
-        contact_id = create(conn, account_id, who.address, who.name, who.kind, when, direction, if_free=True)
-        if contact_id:
-            counted.add(contact_id)
-            return contact_id
+        adopted = _adopt(conn, account_id, who.address)
+        if not adopted:
+            contact_id = create(conn, account_id, who.address, who.name, who.kind, when, direction, if_free=True)
+            if contact_id:
+                counted.add(contact_id)
+                return contact_id
     column = "count_in" if direction == IN else "count_out"
-    row = conn.execute(
-        f"""UPDATE crm_contacts SET {column} = {column} + 1, first_contact = min(coalesce(first_contact, ?1), ?1),
-               last_contact = max(coalesce(last_contact, ?1), ?1), confirmed = confirmed OR ?2
-           WHERE id = (SELECT contact_id FROM crm_addresses WHERE account_id = ?3 AND address = ?4)
-           RETURNING id, name""",
-        (when, direction != IN, account_id, who.address),
-    ).fetchone()
+    count = f"""UPDATE crm_contacts SET {column} = {column} + 1, first_contact = min(coalesce(first_contact, ?1), ?1),
+                    last_contact = max(coalesce(last_contact, ?1), ?1), confirmed = confirmed OR ?2
+                WHERE id = (SELECT contact_id FROM crm_addresses WHERE account_id = ?3 AND address = ?4)
+                RETURNING id, name"""
+    values = (when, direction != IN, account_id, who.address)
+    row = conn.execute(count, values).fetchone()
+    if row is None and not adopted and _adopt(conn, account_id, who.address):
+        row = conn.execute(count, values).fetchone()
     if row is None:
         contact_id = create(conn, account_id, who.address, who.name, who.kind, when, direction)
         counted.add(contact_id)
@@ -151,6 +155,28 @@ def record(
     if _better_name(row[1], who.name, who.address):
         conn.execute("UPDATE crm_contacts SET name = ? WHERE id = ?", (who.name.strip(), contact_id))
     return contact_id
+
+
+def _adopt(conn: sqlite3.Connection, account_id: int, address: str) -> bool:
+    """Give a new ``address`` to the contact that has another address of the same mailbox — ``bob@d`` for
+    ``bob+news@d``, ``bob+x@d`` for ``bob@d`` or ``bob+news@d`` — so one person's subaddresses are one contact.
+    Returns whether it did (one indexed lookup: the addresses of a mailbox sort together)."""
+    local, _, domain = base_address(address).rpartition("@")
+    row = conn.execute(
+        """SELECT contact_id FROM crm_addresses WHERE account_id = ?1 AND address = ?2
+           UNION ALL
+           SELECT contact_id FROM crm_addresses WHERE account_id = ?1 AND address > ?3 AND address < ?4
+               AND substr(address, -length(?5)) = ?5
+           LIMIT 1""",
+        (account_id, f"{local}@{domain}", local + "+", local + ",", "@" + domain),
+    ).fetchone()
+    if row is None:
+        return False
+    conn.execute(
+        "INSERT OR IGNORE INTO crm_addresses (account_id, address, contact_id) VALUES (?, ?, ?)",
+        (account_id, address, int(row[0])),
+    )
+    return True
 
 
 # -- the owner's edits ------------------------------------------------------------------------------------

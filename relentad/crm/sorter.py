@@ -65,7 +65,8 @@ class AccountContext:
 def account_context(
     conn: sqlite3.Connection, account_id: int, extra: Sequence[str] = (), sender: str = ""
 ) -> AccountContext:
-    """Own addresses (with ``extra``, the recipient addresses), compiled rules and the sender's contact, in ONE
+    """Own addresses (with ``extra``, the recipient addresses), compiled rules and the sender's contact (the one
+    of its base address for a subaddress it has not written from before: the filing will join them), in ONE
     query: this runs for every delivered message."""
     row = conn.execute(
         """SELECT a.email,
@@ -76,11 +77,12 @@ def account_context(
                   c.id, c.kind, c.confirmed, coalesce(p.name, ''), coalesce(p.domain, ''),
                   (SELECT group_concat(tag, char(31)) FROM crm_tags t WHERE t.contact_id = c.id)
            FROM accounts a
-           LEFT JOIN crm_addresses s ON s.account_id = a.id AND s.address = ?2
-           LEFT JOIN crm_contacts c ON c.id = s.contact_id
+           LEFT JOIN crm_contacts c ON c.id = coalesce(
+               (SELECT contact_id FROM crm_addresses WHERE account_id = a.id AND address = ?2),
+               (SELECT contact_id FROM crm_addresses WHERE account_id = a.id AND address = ?3))
            LEFT JOIN crm_companies p ON p.id = c.company_id
            WHERE a.id = ?1""",
-        (account_id, sender),
+        (account_id, sender, participants.base_address(sender)),
     ).fetchone()
     extras = {normal for normal in (participants.normalize(a) for a in extra) if normal}
     if row is None:

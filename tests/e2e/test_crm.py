@@ -155,6 +155,19 @@ def test_bcc_recipients_of_sent_mail_are_contacts_of_the_sender_only(relentad: D
         assert b"Bcc" not in relentad.messages(user)[0]
 
 
+def test_a_subaddress_joins_the_contact_of_its_mailbox(relentad: Daemon) -> None:
+    """bob+news@ is bob@'s mailbox: it was a second, unconfirmed contact and his mail from it was $Unassigned."""
+    receive(
+        relentad, message("Bob <bob@acme.example>", "alice@example.test", "Hi", "sa1@acme.example"), "bob@acme.example"
+    )
+    relentad.cli("contacts", "tag", "alice@example.test", "bob@acme.example", "customer")
+    news = message("Bob <Bob+News@acme.example>", "alice@example.test", "News", "sa2@acme.example")
+    receive(relentad, news, "bob+news@acme.example")
+    [bob] = contacts_json(relentad)
+    assert bob["addresses"] == ["bob+news@acme.example", "bob@acme.example"] and bob["count_in"] == 2
+    assert keywords(relentad, "alice@example.test") == ["$Unassigned", ""]
+
+
 def test_a_forged_own_from_on_the_mx_confirms_no_one(relentad: Daemon) -> None:
     # Anyone can put the account's own address in From: on the MX such mail is received mail, so its Cc does
     # not become a confirmed contact written to (count_out allow-lists a sender past the spam filter).

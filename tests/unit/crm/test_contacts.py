@@ -174,3 +174,18 @@ def test_notes_and_vcards_carry_no_control_characters(conn: sqlite3.Connection, 
     conn.execute("UPDATE crm_contacts SET name = ? WHERE id = ?", ("Old\rRow\x00Name", bob))  # an older release's
     text = export.vcards(account_id, views.list_contacts(conn, account_id))
     assert "FN:Old\\nRowName\r\n" in text and "\x00" not in text and "\rR" not in text
+
+
+def test_subaddresses_of_one_mailbox_are_one_contact(conn: sqlite3.Connection, account_id: int) -> None:
+    file(conn, account_id, 1, [person("bob+news@acme.example", "Bob")])
+    file(conn, account_id, 2, [person("bob@acme.example", "Bob")])  # the base address after a subaddress
+    file(conn, account_id, 3, [person("bob+x@acme.example"), person("bob+y@acme.example", "", "cc")])
+    file(conn, account_id, 4, [person("bobby@acme.example"), person("bob@other.example", "", "cc")])  # not his
+    plan = AccountPlan(
+        account_id, IN, [person("bob+z@acme.example")], "m", "bob+z@acme.example", frozenset({"bob+z@acme.example"})
+    )
+    file_message(conn, plan, parse(b"Subject: m\r\n\r\nx\r\n"), 5, 1005.0)  # the sorter's "likely new" path
+    found = views.list_contacts(conn, account_id)
+    [bob] = [c for c in found if "bob@acme.example" in c["addresses"]]
+    assert bob["addresses"] == sorted(f"bob{tag}@acme.example" for tag in ("", "+news", "+x", "+y", "+z"))
+    assert bob["count_in"] == 4 and len(found) == 3
