@@ -16,7 +16,7 @@ Invariants:
   newsletters) gets kind ``bulk``. Such senders are never mixed with people and never make mail "unassigned".
 - Incoming mail involves From, Reply-To, To and Cc; outgoing mail involves To, Cc and Bcc (submitted mail has
   no Bcc field left: :func:`blind_copies` finds those recipients in the envelope). One address appears once, with
-  its first role in that order.
+  its first role in that order; at most :data:`MAX_PARTICIPANTS` of them.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ from ..message import Address, ParsedMessage
 PERSON, LIST, BULK = "person", "list", "bulk"
 KINDS = (PERSON, LIST, BULK)
 IN, OUT = "in", "out"
+# A message is filed against at most this many correspondents (the first ones: authors, then To, Cc, Bcc). A
+# header can name hundreds of thousands of addresses: each would be a contact and a company, made in the delivery's
+# transaction (seconds of the store's writer), and such a list is a mass mailing, not a conversation.
+MAX_PARTICIPANTS = 500
 
 # Local parts of addresses that no human reads (compared after removing a +tag).
 _AUTOMATIC_LOCAL = re.compile(
@@ -145,6 +149,8 @@ def participants(parsed: ParsedMessage, own: frozenset[str], direction: str) -> 
         seen.add(listed.address)
     automatic = parsed.is_bulk
     for role, entry in _entries(parsed, direction):
+        if len(out) >= MAX_PARTICIPANTS:
+            break
         address = normalize(entry.address)
         if not address or address in seen or is_own(address, own):
             continue
@@ -160,8 +166,10 @@ def blind_copies(people: list[Participant], recipients: Iterable[str], own: froz
     """The envelope recipients of mail the account sent that its To and Cc do not name: its Bcc recipients, whose
     field submission removes before the Sent copy is stored (role ``bcc``, no name known)."""
     seen = {p.address for p in people}
-    out = []
+    out: list[Participant] = []
     for recipient in recipients:
+        if len(people) + len(out) >= MAX_PARTICIPANTS:
+            break
         address = normalize(recipient)
         if address and address not in seen and not is_own(address, own):
             seen.add(address)

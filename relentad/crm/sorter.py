@@ -258,12 +258,19 @@ class Sorter:
         return known is None or (known.kind == PERSON and not known.confirmed)
 
 
+_MAX_VARIABLES = 999  # the least SQLITE_MAX_VARIABLE_NUMBER of any SQLite build (before 3.32)
+
+
 def insert_rows(conn: sqlite3.Connection, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
-    """``INSERT OR IGNORE … VALUES (…), (…)`` as ONE statement (executemany costs several times more per row)."""
+    """``INSERT OR IGNORE … VALUES (…), (…)`` as ONE statement (executemany costs several times more per row), or
+    as few as SQLite's limit on bound variables allows."""
     if not rows:
         return
-    marks = ", ".join(["(" + ", ".join("?" * len(rows[0])) + ")"] * len(rows))
-    conn.execute(f"{statement} VALUES {marks}", [value for row in rows for value in row])
+    per = max(1, _MAX_VARIABLES // len(rows[0]))
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
+        marks = ", ".join(["(" + ", ".join("?" * len(chunk[0])) + ")"] * len(chunk))
+        conn.execute(f"{statement} VALUES {marks}", [value for row in chunk for value in row])
 
 
 def file_message(

@@ -189,3 +189,9 @@ def test_subaddresses_of_one_mailbox_are_one_contact(conn: sqlite3.Connection, a
     [bob] = [c for c in found if "bob@acme.example" in c["addresses"]]
     assert bob["addresses"] == sorted(f"bob{tag}@acme.example" for tag in ("", "+news", "+x", "+y", "+z"))
     assert bob["count_in"] == 4 and len(found) == 3
+
+
+def test_links_of_many_contacts_fit_any_sqlite_build(conn: sqlite3.Connection, account_id: int) -> None:
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # the default before SQLite 3.32
+    assert file(conn, account_id, 1, [person(f"p{i}@acme.example", "", "cc") for i in range(500)])
+    assert conn.execute("SELECT count(*) FROM crm_message_contacts").fetchone()[0] == 500

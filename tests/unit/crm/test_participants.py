@@ -6,8 +6,10 @@ from relentad.crm.participants import (
     BULK,
     IN,
     LIST,
+    MAX_PARTICIPANTS,
     OUT,
     PERSON,
+    blind_copies,
     is_automatic,
     is_own,
     normalize,
@@ -134,3 +136,13 @@ def test_display_names_are_one_line() -> None:
         'Cc: "  Spaced   Out  " <s@x.test>',
     )
     assert [p[1] for p in people(raw)] == ["Bad Name here", "Spaced Out"]
+
+
+def test_a_huge_recipient_list_is_cut_to_the_first_correspondents() -> None:
+    # 200,000 Cc addresses once made 200,000 contacts and companies in one delivery (seconds of the writer), then
+    # failed it with "too many SQL variables"
+    cc = ", ".join(f"u{i}@d{i}.example" for i in range(MAX_PARTICIPANTS + 100))
+    found = people(msg("From: Bob <bob@x.test>", "To: alice@example.test", f"Cc: {cc}"))
+    assert len(found) == MAX_PARTICIPANTS and found[0][0] == "bob@x.test" and found[-1][0] == "u498@d498.example"
+    sent = participants(parse(msg("From: alice@example.test", f"To: {cc}")), OWN, OUT)
+    assert blind_copies(sent, ["boss@y.test"], OWN) == []
