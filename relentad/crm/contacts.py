@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ..errors import InvalidInput, NotFound
 from . import companies
-from .participants import IN, PERSON, Participant, base_address, display_name, normalize
+from .participants import BULK, IN, LIST, PERSON, Participant, base_address, display_name, normalize
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +139,7 @@ def record(
     count = f"""UPDATE crm_contacts SET {column} = {column} + 1, first_contact = min(coalesce(first_contact, ?1), ?1),
                     last_contact = max(coalesce(last_contact, ?1), ?1), confirmed = confirmed OR ?2
                 WHERE id = (SELECT contact_id FROM crm_addresses WHERE account_id = ?3 AND address = ?4)
-                RETURNING id, name"""
+                RETURNING id, name, kind"""
     values = (when, direction != IN, account_id, who.address)
     row = conn.execute(count, values).fetchone()
     if row is None and not adopted and _adopt(conn, account_id, who.address):
@@ -154,7 +154,20 @@ def record(
     counted.add(contact_id)
     if _better_name(row[1], who.name, who.address):
         conn.execute("UPDATE crm_contacts SET name = ? WHERE id = ?", (who.name.strip(), contact_id))
+    if who.kind != row[2] and (who.kind == LIST or (who.kind == PERSON and row[2] == BULK)):
+        _rekind(conn, account_id, contact_id, who)
     return contact_id
+
+
+def _rekind(conn: sqlite3.Connection, account_id: int, contact_id: int, who: Participant) -> None:
+    """Mail shows what an address really is: a list (its List-Id), or a person who writes themselves after their
+    first message was automatic (an out-of-office reply). A contact made from the wrong first impression takes that
+    kind — a list has no company, a person gets one — else a person stayed "bulk" for ever, out of the IMAP
+    folders even once confirmed, and a list the account wrote to first stayed a "person" of a company."""
+    company = _company_for(conn, account_id, who.address) if who.kind == PERSON else None
+    conn.execute("UPDATE crm_contacts SET kind = ?, company_id = ? WHERE id = ?", (who.kind, company, contact_id))
+    if company is not None:
+        _company_view_changed(conn, contact_id)
 
 
 def _adopt(conn: sqlite3.Connection, account_id: int, address: str) -> bool:

@@ -255,7 +255,7 @@ class Sorter:
         author = next((p for p in people if p.role == "from"), None)
         if author is None or author.kind != PERSON or any(p.kind == LIST for p in people):
             return False
-        return known is None or (known.kind == PERSON and not known.confirmed)
+        return known is None or not known.confirmed  # a "bulk" contact writing as a person becomes one (record)
 
 
 _MAX_VARIABLES = 999  # the least SQLITE_MAX_VARIABLE_NUMBER of any SQLite build (before 3.32)

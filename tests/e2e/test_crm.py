@@ -168,6 +168,20 @@ def test_a_subaddress_joins_the_contact_of_its_mailbox(relentad: Daemon) -> None
     assert keywords(relentad, "alice@example.test") == ["$Unassigned", ""]
 
 
+def test_a_person_first_seen_by_an_automatic_reply_becomes_a_person(relentad: Daemon) -> None:
+    """An out-of-office reply made Bob a "bulk" contact for ever: his own mail was never $Unassigned and, even
+    confirmed, he got no Contacts/ folder."""
+    ooo = message("Bob <bob@acme.example>", "alice@example.test", "Out of office", "o1@acme.example",
+                  extra="Auto-Submitted: auto-replied")  # fmt: skip
+    receive(relentad, ooo, "bob@acme.example")
+    receive(
+        relentad, message("Bob <bob@acme.example>", "alice@example.test", "Hi", "o2@acme.example"), "bob@acme.example"
+    )
+    [bob] = contacts_json(relentad)
+    assert (bob["kind"], bob["company"]) == ("person", "Acme")
+    assert keywords(relentad, "alice@example.test") == ["", "$Unassigned"]
+
+
 def test_a_forged_own_from_on_the_mx_confirms_no_one(relentad: Daemon) -> None:
     # Anyone can put the account's own address in From: on the MX such mail is received mail, so its Cc does
     # not become a confirmed contact written to (count_out allow-lists a sender past the spam filter).

@@ -195,3 +195,15 @@ def test_links_of_many_contacts_fit_any_sqlite_build(conn: sqlite3.Connection, a
     conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # the default before SQLite 3.32
     assert file(conn, account_id, 1, [person(f"p{i}@acme.example", "", "cc") for i in range(500)])
     assert conn.execute("SELECT count(*) FROM crm_message_contacts").fetchone()[0] == 500
+
+
+def test_a_contact_takes_the_kind_its_mail_shows(conn: sqlite3.Connection, account_id: int) -> None:
+    # an out-of-office reply first (Auto-Submitted: bulk), then the person writes: a person of Acme, not "bulk"
+    file(conn, account_id, 1, [person("bob@acme.example", "Bob", kind="bulk")])
+    file(conn, account_id, 2, [person("bob@acme.example", "Bob")])
+    # the account wrote to a list first (a person to it), then the list's traffic came (List-Id)
+    file(conn, account_id, 3, [person("dev@lists.proj.example", "Dev", "to")], OUT)
+    file(conn, account_id, 4, [person("dev@lists.proj.example", "Dev", "list", "list")])
+    file(conn, account_id, 5, [person("dev@lists.proj.example", "Dev", "to")], OUT)  # writing to it again: a list
+    found = {c["addresses"][0]: (c["kind"], c["company"]) for c in views.list_contacts(conn, account_id)}
+    assert found == {"bob@acme.example": ("person", "Acme"), "dev@lists.proj.example": ("list", "")}
