@@ -966,7 +966,7 @@ def contacts() -> None:
 @contacts.command("list")
 @click.argument("email")
 @click.option("--tag", help="Only contacts with this tag.")
-@click.option("--company", help="Only contacts of this company (name or domain).")
+@click.option("--company", help="Only contacts of this company (its name, or a domain of it: mail.acme.example).")
 @click.option("--kind", type=click.Choice(["person", "list", "bulk"]), help="Only people, lists or bulk senders.")
 @json_option
 @pass_state

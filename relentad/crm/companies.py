@@ -16,6 +16,7 @@ from importlib import resources
 
 import idna
 
+from ..addrspec import a_label
 from ..mailauth import organizational_domain
 
 
@@ -78,11 +79,9 @@ def create(conn: sqlite3.Connection, account_id: int, domain: str, now: float | 
     return int(cursor.lastrowid or 0)
 
 
-def find(conn: sqlite3.Connection, account_id: int, name_or_domain: str) -> list[int]:
-    """Ids of the account's companies whose name or domain is ``name_or_domain`` (case-insensitive)."""
-    rows = conn.execute(
-        """SELECT id FROM crm_companies WHERE account_id = ?
-           AND (lower(name) = lower(?) OR domain = lower(?)) ORDER BY id""",
-        (account_id, name_or_domain, name_or_domain),
-    )
-    return [int(r[0]) for r in rows]
+def domain_key(text: str) -> str:
+    """What a company's ``domain`` column would hold for a domain an owner types: ``Mail.Bücher.example`` →
+    ``xn--bcher-kva.example`` (A-labels, organisational domain); the text in lower case when it is no domain."""
+    domain = text.strip().lower().rstrip(".")
+    ascii_domain = a_label(domain) if domain else None
+    return (_company_of_domain(ascii_domain) if ascii_domain else None) or domain

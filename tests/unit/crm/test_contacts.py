@@ -207,3 +207,10 @@ def test_a_contact_takes_the_kind_its_mail_shows(conn: sqlite3.Connection, accou
     file(conn, account_id, 5, [person("dev@lists.proj.example", "Dev", "to")], OUT)  # writing to it again: a list
     found = {c["addresses"][0]: (c["kind"], c["company"]) for c in views.list_contacts(conn, account_id)}
     assert found == {"bob@acme.example": ("person", "Acme"), "dev@lists.proj.example": ("list", "")}
+
+
+def test_company_filter_takes_a_domain_as_typed(conn: sqlite3.Connection, account_id: int) -> None:
+    file(conn, account_id, 1, [person("jo@mail.xn--bcher-kva.example", "Jo"), person("al@acme.example", "", "cc")])
+    for typed in ("Mail.B\u00fccher.example", "b\u00fccher.example.", "XN--BCHER-KVA.example", "b\u00fccher"):
+        assert [c["name"] for c in views.list_contacts(conn, account_id, company=typed)] == ["Jo"], typed
+    assert views.list_contacts(conn, account_id, company="gmail.com") == []
