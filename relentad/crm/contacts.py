@@ -218,9 +218,13 @@ def resolve(conn: sqlite3.Connection, account_id: int, ref: str) -> int:
         if row is None:
             raise NotFound(f"no contact #{digits}")
         return int(row[0])
-    rows = conn.execute(
-        "SELECT id FROM crm_contacts WHERE account_id = ? AND lower(name) = lower(?) LIMIT 2", (account_id, ref)
-    ).fetchall()
+    # Compared case-folded in Python: SQLite's lower() folds only A-Z, so "élise" did not find "Élise".
+    wanted = " ".join(ref.split()).casefold()
+    rows = [
+        row
+        for row in conn.execute("SELECT id, name FROM crm_contacts WHERE account_id = ? AND name != ''", (account_id,))
+        if str(row[1]).casefold() == wanted
+    ]
     if not rows:
         raise NotFound(f"no contact named {ref!r}")
     if len(rows) > 1:

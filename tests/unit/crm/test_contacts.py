@@ -214,3 +214,10 @@ def test_company_filter_takes_a_domain_as_typed(conn: sqlite3.Connection, accoun
     for typed in ("Mail.B\u00fccher.example", "b\u00fccher.example.", "XN--BCHER-KVA.example", "b\u00fccher"):
         assert [c["name"] for c in views.list_contacts(conn, account_id, company=typed)] == ["Jo"], typed
     assert views.list_contacts(conn, account_id, company="gmail.com") == []
+
+
+def test_a_contact_is_found_by_its_name_in_any_case(conn: sqlite3.Connection, account_id: int) -> None:
+    file(conn, account_id, 1, [person("elise@acme.example", "\u00c9lise M\u00fcller")])
+    elise = contacts.resolve(conn, account_id, "elise@acme.example")
+    for typed in ("\u00e9lise m\u00fcller", "\u00c9LISE M\u00dcLLER", "  \u00c9lise   M\u00fcller "):
+        assert contacts.resolve(conn, account_id, typed) == elise
