@@ -17,7 +17,9 @@ from importlib import resources
 import idna
 
 from ..addrspec import a_label
+from ..errors import InvalidInput, NotFound
 from ..mailauth import organizational_domain
+from .participants import check_name
 
 
 @functools.cache
@@ -85,3 +87,58 @@ def domain_key(text: str) -> str:
     domain = text.strip().lower().rstrip(".")
     ascii_domain = a_label(domain) if domain else None
     return (_company_of_domain(ascii_domain) if ascii_domain else None) or domain
+
+
+def resolve(conn: sqlite3.Connection, account_id: int, ref: str) -> int:
+    """A company named by ``#id``, a domain of it (``mail.acme.example``) or its name (any case)."""
+    ref = " ".join(ref.split())
+    if not ref:
+        raise InvalidInput("name a company by domain, #id or name")
+    digits = ref.removeprefix("#")
+    if ref.startswith("#") and digits.isascii() and digits.isdigit() and len(digits) <= 18:
+        row = conn.execute(
+            "SELECT id FROM crm_companies WHERE account_id = ? AND id = ?", (account_id, int(digits))
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no company {ref}")
+        return int(row[0])
+    row = conn.execute(
+        "SELECT id FROM crm_companies WHERE account_id = ? AND domain = ?", (account_id, domain_key(ref))
+    ).fetchone()
+    if row is not None:
+        return int(row[0])
+    wanted = ref.casefold()
+    ids = [
+        int(r[0])
+        for r in conn.execute("SELECT id, name FROM crm_companies WHERE account_id = ?", (account_id,))
+        if str(r[1]).casefold() == wanted
+    ]
+    if not ids:
+        raise NotFound(f"no company {ref!r}")
+    if len(ids) > 1:
+        raise InvalidInput(f"several companies are named {ref!r}; name one by domain or #id")
+    return ids[0]
+
+
+def rename(conn: sqlite3.Connection, account_id: int, company_id: int, name: str) -> str:
+    """Give the company the owner's name for it; its folder ``Companies/<Name>`` changes name, with a UIDVALIDITY
+    above every company's of the account (see :func:`relentad.crm.contacts.rename`)."""
+    clean = check_name(name)
+    conn.execute(
+        """UPDATE crm_companies SET name = ?1,
+               uidvalidity = (SELECT max(uidvalidity) FROM crm_companies WHERE account_id = ?2) + 1
+           WHERE id = ?3""",
+        (clean, account_id, company_id),
+    )
+    return clean
+
+
+def list_companies(conn: sqlite3.Connection, account_id: int) -> list[dict[str, object]]:
+    """The account's companies by name, with how many contacts each has (and how many are confirmed)."""
+    rows = conn.execute(
+        """SELECT p.id, p.name, p.domain, count(c.id) AS contacts, coalesce(sum(c.confirmed), 0) AS confirmed
+           FROM crm_companies p LEFT JOIN crm_contacts c ON c.company_id = p.id
+           WHERE p.account_id = ? GROUP BY p.id ORDER BY lower(p.name), p.id""",
+        (account_id,),
+    )
+    return [dict(r) for r in rows]

@@ -2,13 +2,13 @@
 
 A contact has a display name (decoded; the best one known), any number of addresses, an optional company, tags,
 notes, first/last contact times and counts of messages in (received mail involving them) and out (mail the account
-sent to them). The sorter creates and updates contacts at delivery (:func:`record`); the owner tags, notes, merges
-and adds addresses through the CLI.
+sent to them). The sorter creates and updates contacts at delivery (:func:`record`); the owner tags, notes,
+renames, merges and adds addresses through the CLI.
 
 Invariants:
 - An address (normalised, lower case) belongs to at most one contact of an account (``crm_addresses`` key).
 - ``confirmed`` means the owner knows the contact: set when the account sends them mail or the owner tags, notes,
-  merges or adds an address to them. Mail from a person who is not a confirmed contact is "unassigned".
+  renames, merges or adds an address to them. Mail from a person who is not a confirmed contact is "unassigned".
 - Functions take a connection and run inside the caller's transaction; errors are :class:`RelentadError`s with
   a message fit for the CLI.
 """
@@ -21,7 +21,17 @@ from dataclasses import dataclass
 
 from ..errors import InvalidInput, NotFound
 from . import companies
-from .participants import BULK, IN, LIST, PERSON, Participant, base_address, display_name, normalize
+from .participants import (
+    BULK,
+    IN,
+    LIST,
+    PERSON,
+    Participant,
+    base_address,
+    check_name,
+    display_name,
+    normalize,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +240,22 @@ def resolve(conn: sqlite3.Connection, account_id: int, ref: str) -> int:
     if len(rows) > 1:
         raise InvalidInput(f"several contacts are named {ref!r}; name one by address or #id")
     return int(rows[0][0])
+
+
+def rename(conn: sqlite3.Connection, account_id: int, contact_id: int, name: str) -> str:
+    """Give the contact the owner's name for it (mail never replaces it: it is no empty or address-like name).
+
+    Its IMAP folder ``Contacts/<Name>`` changes name; the folder's UIDVALIDITY goes above every contact's of the
+    account, so a client that knew another folder of that name (a contact renamed or merged away) resynchronises.
+    """
+    clean = check_name(name)
+    conn.execute(
+        """UPDATE crm_contacts SET name = ?1, confirmed = 1,
+               uidvalidity = (SELECT max(uidvalidity) FROM crm_contacts WHERE account_id = ?2) + 1
+           WHERE id = ?3""",
+        (clean, account_id, contact_id),
+    )
+    return clean
 
 
 def _confirm(conn: sqlite3.Connection, contact_id: int) -> None:

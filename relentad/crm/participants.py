@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..addrspec import a_label
+from ..errors import InvalidInput
 from ..message import Address, ParsedMessage
 
 PERSON, LIST, BULK = "person", "list", "bulk"
@@ -87,6 +88,17 @@ def display_name(name: str) -> str:
     """A decoded display name as one line: controls (an encoded ``=0D=0A``, a NUL) become spaces, runs of white
     space one space, so a name never breaks a CLI line, a CSV row or a folder name."""
     return " ".join(_CONTROL.sub(" ", name).split())
+
+
+MAX_NAME = 200  # what a virtual folder name keeps of a name (relentad.crm.folders)
+
+
+def check_name(name: str) -> str:
+    """A name the owner gives a contact or company: one line, 1-200 characters."""
+    clean = display_name(name)
+    if not clean or len(clean) > MAX_NAME:
+        raise InvalidInput(f"not a name: {name!r} (1-{MAX_NAME} characters)")
+    return clean
 
 
 def base_address(address: str) -> str:

@@ -4,6 +4,7 @@ and threads, runs filing rules, and the CLI lists, edits and exports contacts (v
 from __future__ import annotations
 
 import csv
+import functools
 import imaplib
 import io
 import json
@@ -343,3 +344,45 @@ def test_rule_folders_are_ones_imap_can_open(make_daemon: MakeDaemon) -> None:
     listed = [line.decode() for line in imap.list()[1] if isinstance(line, bytes)]
     assert not any(line.endswith(('"/" inbox', '"/" inbox/Sub')) for line in listed), listed
     imap.logout()
+
+
+def test_renaming_contacts_and_companies_renames_their_folders(make_daemon: MakeDaemon) -> None:
+    """`contacts rename` / `companies rename`: the owner's name for a contact or company (there was no way to
+    fix one made from a header, or an "Xn Bcher Kva"); the IMAP folder follows with a new UIDVALIDITY."""
+    daemon = provision(make_daemon(imap=True, settings={**SETTINGS, "auth": {"plaintext_loopback": True}})).start()
+    receive(daemon, message('"Doe, J." <jd@mail.acme.example>', "alice@example.test", "Hi", "r1@acme.example"),
+            "jd@mail.acme.example")  # fmt: skip
+    cli = functools.partial(daemon.cli, check=False)
+    assert cli("contacts", "rename", "alice@example.test", "jd@mail.acme.example", " John\tDoe ").stdout == (
+        "jd@mail.acme.example: renamed John Doe\n"
+    )
+    assert cli("companies", "rename", "alice@example.test", "Mail.ACME.example", "ACME Corp").returncode == 0
+    [company] = json.loads(cli("companies", "list", "alice@example.test", "--json").stdout)
+    assert (company["name"], company["domain"], company["contacts"], company["confirmed"]) == (
+        "ACME Corp", "acme.example", 1, 1
+    )  # fmt: skip
+    [john] = contacts_json(daemon)
+    assert (john["name"], john["company"], john["confirmed"]) == ("John Doe", "ACME Corp", True)
+    receive(daemon, message('"Johnny" <jd@mail.acme.example>', "alice@example.test", "Again", "r2@acme.example"),
+            "jd@mail.acme.example")  # fmt: skip
+    assert contacts_json(daemon)[0]["name"] == "John Doe"  # mail never replaces the owner's name
+    imap = imaplib.IMAP4(daemon.host, daemon.imap_port, timeout=15)
+    imap.login("alice@example.test", PASSWORD)
+    names = [line.decode().split(' "/" ')[1] for line in imap.list()[1] if isinstance(line, bytes)]
+    assert '"Contacts/John Doe"' in names and '"Companies/ACME Corp"' in names
+    status = imap.status('"Contacts/John Doe"', "(MESSAGES UIDVALIDITY)")[1][0]
+    assert b"MESSAGES 2" in status and b"UIDVALIDITY 1)" not in status
+    imap.logout()
+    for args, error in [
+        (
+            ("contacts", "rename", "alice@example.test", "#1", " \x01 "),
+            "Error: not a name: ' \\x01 ' (1-200 characters)",
+        ),
+        (("contacts", "rename", "alice@example.test", "nobody@x.example", "N"), "Error: no contact with the address"),
+        (("companies", "rename", "alice@example.test", "other.example", "N"), "Error: no company 'other.example'"),
+        (("companies", "rename", "alice@example.test", "#9", "N"), "Error: no company #9"),
+        (("companies", "rename", "alice@example.test", "", "N"), "Error: name a company by domain, #id or name"),
+        (("companies", "list", "nobody@example.test"), "Error: no such account: nobody@example.test"),
+    ]:
+        result = cli(*args)
+        assert result.returncode == 1 and result.stderr.startswith(error) and result.stderr.count("\n") == 1, result
