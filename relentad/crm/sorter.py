@@ -217,7 +217,8 @@ class Sorter:
             if incoming and not keep_copies:
                 if self.unassigned and direction == IN and self._unassigned(people, known):
                     for placement in incoming:
-                        _add_flags(placement, [self.unassigned])
+                        if placement.mailbox != mailboxes.JUNK:  # spam is no correspondent to review
+                            _add_flags(placement, [self.unassigned])
                 for placement in incoming if scripts else ():
                     view = rules.MessageView(
                         parsed,

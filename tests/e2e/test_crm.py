@@ -304,6 +304,7 @@ def test_junk_makes_no_contacts_or_companies(relentad: Daemon) -> None:
         relentad, message("Bob <bob@acme.example>", "alice@example.test", "Hi", "h1@acme.example"), "bob@acme.example"
     )
     assert len(relentad.messages("alice@example.test", "Junk")) == 1
+    assert keywords(relentad, "alice@example.test", "Junk") == [""]  # nothing to review in `contacts unassigned`
     assert [c["addresses"] for c in contacts_json(relentad)] == [["bob@acme.example"]]
     assert [r["domain"] for r in relentad.query("SELECT domain FROM crm_companies")] == ["acme.example"]
     assert relentad.query("SELECT count(*) AS n FROM crm_messages")[0]["n"] == 2
