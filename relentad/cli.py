@@ -966,7 +966,7 @@ def contacts() -> None:
 @contacts.command("list")
 @click.argument("email")
 @click.option("--tag", help="Only contacts with this tag.")
-@click.option("--company", help="Only contacts of this company (name or domain).")
+@click.option("--company", help="Only contacts of this company (its name, or a domain of it: mail.acme.example).")
 @click.option("--kind", type=click.Choice(["person", "list", "bulk"]), help="Only people, lists or bulk senders.")
 @json_option
 @pass_state
@@ -1096,6 +1096,21 @@ def contacts_merge(state: State, email: str, contact: str, other: str) -> None:
     click.echo(f"{other} merged into {contact}")
 
 
+@contacts.command("rename")
+@click.argument("email")
+@click.argument("contact")
+@click.argument("name")
+@pass_state
+def contacts_rename(state: State, email: str, contact: str, name: str) -> None:
+    """Give CONTACT of EMAIL the NAME you know them by (mail never replaces it)."""
+    from .crm import contacts as crm_contacts
+
+    given = _edit_contact(
+        state, email, contact, lambda conn, account_id, cid: crm_contacts.rename(conn, account_id, cid, name)
+    )
+    click.echo(f"{contact}: renamed {given}")
+
+
 @contacts.command("export")
 @click.argument("email")
 @click.option("--format", "fmt", type=click.Choice(["vcard", "csv"]), required=True, help="vCard 4.0 or CSV.")
@@ -1133,6 +1148,45 @@ def contacts_unassigned(state: State, email: str, as_json: bool) -> None:
     for row in rows:
         who = f"{row['name']} <{row['sender']}>" if row["name"] else f"<{row['sender']}>"
         click.echo(f"{iso(row['internaldate'])}\t{row['folder']} uid {row['uid']}\t{who}\t{row['subject']}")
+
+
+@main.group()
+def companies() -> None:
+    """The CRM's companies: one per organisational domain of an account's contacts."""
+
+
+@companies.command("list")
+@click.argument("email")
+@json_option
+@pass_state
+def companies_list(state: State, email: str, as_json: bool) -> None:
+    """List the companies of account EMAIL with their contacts (confirmed ones in brackets)."""
+    from .crm import companies as crm_companies
+
+    with errors_as_messages(), state.read() as conn:
+        found = crm_companies.list_companies(conn, _account_id(conn, email))
+    if as_json:
+        print_json(found)
+        return
+    for company in found:
+        click.echo(
+            f"#{company['id']}\t{company['name']}\t{company['domain']}\t{company['contacts']} ({company['confirmed']})"
+        )
+
+
+@companies.command("rename")
+@click.argument("email")
+@click.argument("company")
+@click.argument("name")
+@pass_state
+def companies_rename(state: State, email: str, company: str, name: str) -> None:
+    """Give COMPANY (a domain of it, #id or name) of EMAIL the NAME it goes by."""
+    from .crm import companies as crm_companies
+
+    with errors_as_messages(), state.write() as conn:
+        account_id = _account_id(conn, email)
+        given = crm_companies.rename(conn, account_id, crm_companies.resolve(conn, account_id, company), name)
+    click.echo(f"{company}: renamed {given}")
 
 
 @main.group()

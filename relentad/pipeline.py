@@ -85,6 +85,9 @@ class Delivery:
     # queue result): they run on the writer thread after the copies are filed.
     also: list[Callable[[sqlite3.Connection], object]] = field(default_factory=list)
     parsed: message.ParsedMessage | None = None  # what ``structure`` holds, when this process parsed it
+    # Submission: every envelope recipient. The CRM files those To and Cc do not name as the sender's Bcc
+    # recipients (the Bcc field itself is removed before any copy, the Sent copy too, is stored).
+    recipients: tuple[str, ...] = ()
     # Writes that need the rows just filed (the CRM's links), in the same transaction, after ``also``.
     linked: list[Callable[[sqlite3.Connection, list[Stored]], object]] = field(default_factory=list)
 

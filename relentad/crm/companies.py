@@ -14,7 +14,12 @@ import sqlite3
 import time
 from importlib import resources
 
+import idna
+
+from ..addrspec import a_label
+from ..errors import InvalidInput, NotFound
 from ..mailauth import organizational_domain
+from .participants import check_name
 
 
 @functools.cache
@@ -46,8 +51,14 @@ def _company_of_domain(domain: str) -> str | None:
 
 
 def display_name(domain: str) -> str:
-    """``acme-corp.co.uk`` → ``Acme Corp``: the first label, words capitalised."""
+    """``acme-corp.co.uk`` → ``Acme Corp``: the first label, words capitalised; an IDNA A-label is shown as the
+    Unicode it stands for (``xn--bcher-kva.example`` → ``Bücher``)."""
     label = domain.split(".", 1)[0]
+    if label.startswith("xn--"):
+        try:
+            label = idna.ulabel(label)
+        except (idna.IDNAError, UnicodeError):
+            pass
     return " ".join(word.capitalize() for word in label.replace("_", "-").split("-") if word) or domain
 
 
@@ -70,11 +81,64 @@ def create(conn: sqlite3.Connection, account_id: int, domain: str, now: float | 
     return int(cursor.lastrowid or 0)
 
 
-def find(conn: sqlite3.Connection, account_id: int, name_or_domain: str) -> list[int]:
-    """Ids of the account's companies whose name or domain is ``name_or_domain`` (case-insensitive)."""
-    rows = conn.execute(
-        """SELECT id FROM crm_companies WHERE account_id = ?
-           AND (lower(name) = lower(?) OR domain = lower(?)) ORDER BY id""",
-        (account_id, name_or_domain, name_or_domain),
+def domain_key(text: str) -> str:
+    """What a company's ``domain`` column would hold for a domain an owner types: ``Mail.Bücher.example`` →
+    ``xn--bcher-kva.example`` (A-labels, organisational domain); the text in lower case when it is no domain."""
+    domain = text.strip().lower().rstrip(".")
+    ascii_domain = a_label(domain) if domain else None
+    return (_company_of_domain(ascii_domain) if ascii_domain else None) or domain
+
+
+def resolve(conn: sqlite3.Connection, account_id: int, ref: str) -> int:
+    """A company named by ``#id``, a domain of it (``mail.acme.example``) or its name (any case)."""
+    ref = " ".join(ref.split())
+    if not ref:
+        raise InvalidInput("name a company by domain, #id or name")
+    digits = ref.removeprefix("#")
+    if ref.startswith("#") and digits.isascii() and digits.isdigit() and len(digits) <= 18:
+        row = conn.execute(
+            "SELECT id FROM crm_companies WHERE account_id = ? AND id = ?", (account_id, int(digits))
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no company {ref}")
+        return int(row[0])
+    row = conn.execute(
+        "SELECT id FROM crm_companies WHERE account_id = ? AND domain = ?", (account_id, domain_key(ref))
+    ).fetchone()
+    if row is not None:
+        return int(row[0])
+    wanted = ref.casefold()
+    ids = [
+        int(r[0])
+        for r in conn.execute("SELECT id, name FROM crm_companies WHERE account_id = ?", (account_id,))
+        if str(r[1]).casefold() == wanted
+    ]
+    if not ids:
+        raise NotFound(f"no company {ref!r}")
+    if len(ids) > 1:
+        raise InvalidInput(f"several companies are named {ref!r}; name one by domain or #id")
+    return ids[0]
+
+
+def rename(conn: sqlite3.Connection, account_id: int, company_id: int, name: str) -> str:
+    """Give the company the owner's name for it; its folder ``Companies/<Name>`` changes name, with a UIDVALIDITY
+    above every company's of the account (see :func:`relentad.crm.contacts.rename`)."""
+    clean = check_name(name)
+    conn.execute(
+        """UPDATE crm_companies SET name = ?1,
+               uidvalidity = (SELECT max(uidvalidity) FROM crm_companies WHERE account_id = ?2) + 1
+           WHERE id = ?3""",
+        (clean, account_id, company_id),
     )
-    return [int(r[0]) for r in rows]
+    return clean
+
+
+def list_companies(conn: sqlite3.Connection, account_id: int) -> list[dict[str, object]]:
+    """The account's companies by name, with how many contacts each has (and how many are confirmed)."""
+    rows = conn.execute(
+        """SELECT p.id, p.name, p.domain, count(c.id) AS contacts, coalesce(sum(c.confirmed), 0) AS confirmed
+           FROM crm_companies p LEFT JOIN crm_contacts c ON c.company_id = p.id
+           WHERE p.account_id = ? GROUP BY p.id ORDER BY lower(p.name), p.id""",
+        (account_id,),
+    )
+    return [dict(r) for r in rows]

@@ -2,13 +2,13 @@
 
 A contact has a display name (decoded; the best one known), any number of addresses, an optional company, tags,
 notes, first/last contact times and counts of messages in (received mail involving them) and out (mail the account
-sent to them). The sorter creates and updates contacts at delivery (:func:`record`); the owner tags, notes, merges
-and adds addresses through the CLI.
+sent to them). The sorter creates and updates contacts at delivery (:func:`record`); the owner tags, notes,
+renames, merges and adds addresses through the CLI.
 
 Invariants:
 - An address (normalised, lower case) belongs to at most one contact of an account (``crm_addresses`` key).
 - ``confirmed`` means the owner knows the contact: set when the account sends them mail or the owner tags, notes,
-  merges or adds an address to them. Mail from a person who is not a confirmed contact is "unassigned".
+  renames, merges or adds an address to them. Mail from a person who is not a confirmed contact is "unassigned".
 - Functions take a connection and run inside the caller's transaction; errors are :class:`RelentadError`s with
   a message fit for the CLI.
 """
@@ -21,7 +21,17 @@ from dataclasses import dataclass
 
 from ..errors import InvalidInput, NotFound
 from . import companies
-from .participants import IN, PERSON, Participant, normalize
+from .participants import (
+    BULK,
+    IN,
+    LIST,
+    PERSON,
+    Participant,
+    base_address,
+    check_name,
+    display_name,
+    normalize,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,19 +137,23 @@ def record(
     ``counted`` holds the contacts this message already counted (two addresses of one contact count once). A
     known contact costs one statement, a new one three or four (company, contact, address): this is the hot path.
     """
+    adopted = False
     if likely_new:  # skip the update that would find nothing; a contact made meanwhile is caught below
-        contact_id = create(conn, account_id, who.address, who.name, who.kind, when, direction, if_free=True)
-        if contact_id:
-            counted.add(contact_id)
-            return contact_id
+        adopted = _adopt(conn, account_id, who.address)
+        if not adopted:
+            contact_id = create(conn, account_id, who.address, who.name, who.kind, when, direction, if_free=True)
+            if contact_id:
+                counted.add(contact_id)
+                return contact_id
     column = "count_in" if direction == IN else "count_out"
-    row = conn.execute(
-        f"""UPDATE crm_contacts SET {column} = {column} + 1, first_contact = min(coalesce(first_contact, ?1), ?1),
-               last_contact = max(coalesce(last_contact, ?1), ?1), confirmed = confirmed OR ?2
-           WHERE id = (SELECT contact_id FROM crm_addresses WHERE account_id = ?3 AND address = ?4)
-           RETURNING id, name""",
-        (when, direction != IN, account_id, who.address),
-    ).fetchone()
+    count = f"""UPDATE crm_contacts SET {column} = {column} + 1, first_contact = min(coalesce(first_contact, ?1), ?1),
+                    last_contact = max(coalesce(last_contact, ?1), ?1), confirmed = confirmed OR ?2
+                WHERE id = (SELECT contact_id FROM crm_addresses WHERE account_id = ?3 AND address = ?4)
+                RETURNING id, name, kind"""
+    values = (when, direction != IN, account_id, who.address)
+    row = conn.execute(count, values).fetchone()
+    if row is None and not adopted and _adopt(conn, account_id, who.address):
+        row = conn.execute(count, values).fetchone()
     if row is None:
         contact_id = create(conn, account_id, who.address, who.name, who.kind, when, direction)
         counted.add(contact_id)
@@ -150,7 +164,42 @@ def record(
     counted.add(contact_id)
     if _better_name(row[1], who.name, who.address):
         conn.execute("UPDATE crm_contacts SET name = ? WHERE id = ?", (who.name.strip(), contact_id))
+    if who.kind != row[2] and (who.kind == LIST or (who.kind == PERSON and row[2] == BULK)):
+        _rekind(conn, account_id, contact_id, who)
     return contact_id
+
+
+def _rekind(conn: sqlite3.Connection, account_id: int, contact_id: int, who: Participant) -> None:
+    """Mail shows what an address really is: a list (its List-Id), or a person who writes themselves after their
+    first message was automatic (an out-of-office reply). A contact made from the wrong first impression takes that
+    kind — a list has no company, a person gets one — else a person stayed "bulk" for ever, out of the IMAP
+    folders even once confirmed, and a list the account wrote to first stayed a "person" of a company."""
+    company = _company_for(conn, account_id, who.address) if who.kind == PERSON else None
+    conn.execute("UPDATE crm_contacts SET kind = ?, company_id = ? WHERE id = ?", (who.kind, company, contact_id))
+    if company is not None:
+        _company_view_changed(conn, contact_id)
+
+
+def _adopt(conn: sqlite3.Connection, account_id: int, address: str) -> bool:
+    """Give a new ``address`` to the contact that has another address of the same mailbox — ``bob@d`` for
+    ``bob+news@d``, ``bob+x@d`` for ``bob@d`` or ``bob+news@d`` — so one person's subaddresses are one contact.
+    Returns whether it did (one indexed lookup: the addresses of a mailbox sort together)."""
+    local, _, domain = base_address(address).rpartition("@")
+    row = conn.execute(
+        """SELECT contact_id FROM crm_addresses WHERE account_id = ?1 AND address = ?2
+           UNION ALL
+           SELECT contact_id FROM crm_addresses WHERE account_id = ?1 AND address > ?3 AND address < ?4
+               AND substr(address, -length(?5)) = ?5
+           LIMIT 1""",
+        (account_id, f"{local}@{domain}", local + "+", local + ",", "@" + domain),
+    ).fetchone()
+    if row is None:
+        return False
+    conn.execute(
+        "INSERT OR IGNORE INTO crm_addresses (account_id, address, contact_id) VALUES (?, ?, ?)",
+        (account_id, address, int(row[0])),
+    )
+    return True
 
 
 # -- the owner's edits ------------------------------------------------------------------------------------
@@ -159,6 +208,8 @@ def record(
 def resolve(conn: sqlite3.Connection, account_id: int, ref: str) -> int:
     """A contact named by address, ``#id`` (or a bare id) or exact display name; NotFound / InvalidInput."""
     ref = ref.strip()
+    if not ref:
+        raise InvalidInput("name a contact by address, #id or name")
     address = normalize(ref)
     if address:
         row = conn.execute(
@@ -168,21 +219,43 @@ def resolve(conn: sqlite3.Connection, account_id: int, ref: str) -> int:
             raise NotFound(f"no contact with the address {address}")
         return int(row[0])
     digits = ref.removeprefix("#")
-    if digits.isdigit():
+    if digits.isascii() and digits.isdigit():
+        if len(digits) > 18:  # beyond SQLite's integers: no such row
+            raise NotFound(f"no contact #{digits}")
         row = conn.execute(
             "SELECT id FROM crm_contacts WHERE account_id = ? AND id = ?", (account_id, int(digits))
         ).fetchone()
         if row is None:
             raise NotFound(f"no contact #{digits}")
         return int(row[0])
-    rows = conn.execute(
-        "SELECT id FROM crm_contacts WHERE account_id = ? AND lower(name) = lower(?) LIMIT 2", (account_id, ref)
-    ).fetchall()
+    # Compared case-folded in Python: SQLite's lower() folds only A-Z, so "élise" did not find "Élise".
+    wanted = " ".join(ref.split()).casefold()
+    rows = [
+        row
+        for row in conn.execute("SELECT id, name FROM crm_contacts WHERE account_id = ? AND name != ''", (account_id,))
+        if str(row[1]).casefold() == wanted
+    ]
     if not rows:
         raise NotFound(f"no contact named {ref!r}")
     if len(rows) > 1:
         raise InvalidInput(f"several contacts are named {ref!r}; name one by address or #id")
     return int(rows[0][0])
+
+
+def rename(conn: sqlite3.Connection, account_id: int, contact_id: int, name: str) -> str:
+    """Give the contact the owner's name for it (mail never replaces it: it is no empty or address-like name).
+
+    Its IMAP folder ``Contacts/<Name>`` changes name; the folder's UIDVALIDITY goes above every contact's of the
+    account, so a client that knew another folder of that name (a contact renamed or merged away) resynchronises.
+    """
+    clean = check_name(name)
+    conn.execute(
+        """UPDATE crm_contacts SET name = ?1, confirmed = 1,
+               uidvalidity = (SELECT max(uidvalidity) FROM crm_contacts WHERE account_id = ?2) + 1
+           WHERE id = ?3""",
+        (clean, account_id, contact_id),
+    )
+    return clean
 
 
 def _confirm(conn: sqlite3.Connection, contact_id: int) -> None:
@@ -212,7 +285,7 @@ def untag(conn: sqlite3.Connection, contact_id: int, tags: list[str]) -> int:
 
 def add_note(conn: sqlite3.Connection, contact_id: int, text: str, now: float | None = None) -> None:
     """Append a dated line to the contact's notes."""
-    text = " ".join(text.split())
+    text = display_name(text)  # one line, no control characters (a vCard NOTE cannot carry them)
     if not text:
         raise InvalidInput("the note is empty")
     stamp = time.strftime("%Y-%m-%d", time.gmtime(time.time() if now is None else now))
@@ -229,6 +302,8 @@ def add_address(conn: sqlite3.Connection, account_id: int, contact_id: int, addr
     normal = normalize(address)
     if not normal:
         raise InvalidInput(f"not an address: {address!r}")
+    if _is_own(conn, account_id, normal):
+        raise InvalidInput(f"{normal} is the account's own address; it is never a contact's")
     row = conn.execute(
         "SELECT contact_id FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, normal)
     ).fetchone()
@@ -245,6 +320,17 @@ def add_address(conn: sqlite3.Connection, account_id: int, contact_id: int, addr
     _confirm(conn, contact_id)
     _company_view_changed(conn, contact_id)
     return normal
+
+
+def _is_own(conn: sqlite3.Connection, account_id: int, address: str) -> bool:
+    """The account's address or one of its aliases, or a subaddress of one (what the sorter never files)."""
+    candidates = (address, base_address(address))
+    row = conn.execute(
+        """SELECT 1 FROM accounts WHERE id = ?1 AND lower(email) IN (?2, ?3)
+           UNION ALL SELECT 1 FROM aliases WHERE account_id = ?1 AND lower(address) IN (?2, ?3) LIMIT 1""",
+        (account_id, *candidates),
+    ).fetchone()
+    return row is not None
 
 
 def _company_view_changed(conn: sqlite3.Connection, contact_id: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -33,9 +34,15 @@ CSV_FIELDS = (
 )
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def escape(text: str) -> str:
-    """RFC 6350 §3.4 text escaping."""
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;").replace("\r\n", "\n").replace("\n", "\\n")
+    """RFC 6350 §3.4 text escaping; a line break (CR LF, CR or LF) is ``\\n``, other controls, which no vCard value
+    may hold (§3.3 VALUE-CHAR), are dropped (names and notes stored by older releases could have them)."""
+    text = _CONTROL.sub("", _LINE_BREAK.sub("\n", text))
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;").replace("\n", "\\n")
 
 
 def fold(line: str) -> str:

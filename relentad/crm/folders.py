@@ -22,13 +22,13 @@ import sqlite3
 from dataclasses import dataclass
 
 from . import views
+from .participants import MAX_NAME
 
 CONTACTS = "Contacts"
 COMPANIES = "Companies"
 ROOTS = (CONTACTS, COMPANIES)
 _UNSAFE = re.compile(r"[/*%]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_MAX_NAME = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,7 @@ def is_virtual(name: str) -> bool:
 
 def clean(text: str) -> str:
     """A display name made safe as one hierarchy level: no "/", wildcards or controls; '' when nothing is left."""
-    name = " ".join(_UNSAFE.sub("-", _CONTROL.sub(" ", text)).split())[:_MAX_NAME].strip()
+    name = " ".join(_UNSAFE.sub("-", _CONTROL.sub(" ", text)).split())[:MAX_NAME].strip()
     return "" if name in (".", "..") else name
 
 

@@ -4,28 +4,40 @@ Given a :class:`relentad.message.ParsedMessage`, the account's own addresses and
 people (and lists, and automatic senders) the message is filed against, with their role and kind.
 
 Invariants:
-- Addresses come out normalised: lower case, surrounding spaces and a trailing dot of the domain removed; an
-  entry without ``local@domain`` (garbage, a bare group name) is never a participant.
+- Addresses come out normalised as everywhere in relentad (:func:`relentad.addrspec.normalize`): local part in
+  lower case and NFC, domain in lower case as IDNA A-labels (``jo@Bücher.example`` is ``jo@xn--bcher-kva.example``,
+  so an account's own address in either form is its own), surrounding spaces and a trailing dot of the domain
+  removed; an entry without ``local@domain`` (garbage, a bare group name, a domain no IDNA label can spell) is
+  never a participant.
 - The account's own addresses never appear: its address, its aliases, the recipient address the copy came in on,
   and their subaddresses (``user+tag@``) are all "own".
 - Mailing-list mail is filed against the list (kind ``list``), not against the people posting to it; mail from
   automatic senders (no-reply local parts, ``Auto-Submitted``, ``Precedence: bulk``, ``List-Unsubscribe``
   newsletters) gets kind ``bulk``. Such senders are never mixed with people and never make mail "unassigned".
-- Incoming mail involves From, Reply-To, To and Cc; outgoing mail involves To, Cc and Bcc. One address appears
-  once, with its first role in that order.
+- Incoming mail involves From, Reply-To, To and Cc; outgoing mail involves To, Cc and Bcc (submitted mail has
+  no Bcc field left: :func:`blind_copies` finds those recipients in the envelope). One address appears once, with
+  its first role in that order; at most :data:`MAX_PARTICIPANTS` of them.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..addrspec import a_label
+from ..errors import InvalidInput
 from ..message import Address, ParsedMessage
 
 PERSON, LIST, BULK = "person", "list", "bulk"
 KINDS = (PERSON, LIST, BULK)
 IN, OUT = "in", "out"
+# A message is filed against at most this many correspondents (the first ones: authors, then To, Cc, Bcc). A
+# header can name hundreds of thousands of addresses: each would be a contact and a company, made in the delivery's
+# transaction (seconds of the store's writer), and such a list is a mass mailing, not a conversation.
+MAX_PARTICIPANTS = 500
 
 # Local parts of addresses that no human reads (compared after removing a +tag).
 _AUTOMATIC_LOCAL = re.compile(
@@ -33,6 +45,7 @@ _AUTOMATIC_LOCAL = re.compile(
     r"notifications?|notify|newsletters?|alerts?|automated|auto[-_.]?confirm|daemon)(?:[-_.+].*)?",
     re.IGNORECASE,
 )
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _LIST_ID = re.compile(r"<([^<>\s]+)>")
 # What an address the CRM keeps looks like (quoted local parts with spaces and the like are not kept).
 _ADDRESS = re.compile(r'([^\s<>(),;:"\[\]@\\]{1,64})@([^\s<>(),;:"\[\]@\\]{1,253})')
@@ -56,7 +69,36 @@ def normalize(address: str) -> str:
         found = _ADDRESS.fullmatch(address)
         if found is None:
             return ""
-    return f"{found.group(1)}@{found.group(2).rstrip('.')}".lower()
+    local, domain = found.group(1), found.group(2).rstrip(".").lower()
+    if not local.isascii():
+        local = unicodedata.normalize("NFC", local)
+    if not domain.isascii():
+        domain = _a_label(domain)
+        if not domain:
+            return ""
+    return f"{local.lower()}@{domain}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _a_label(domain: str) -> str:
+    return a_label(domain) or ""
+
+
+def display_name(name: str) -> str:
+    """A decoded display name as one line: controls (an encoded ``=0D=0A``, a NUL) become spaces, runs of white
+    space one space, so a name never breaks a CLI line, a CSV row or a folder name."""
+    return " ".join(_CONTROL.sub(" ", name).split())
+
+
+MAX_NAME = 200  # what a virtual folder name keeps of a name (relentad.crm.folders)
+
+
+def check_name(name: str) -> str:
+    """A name the owner gives a contact or company: one line, 1-200 characters."""
+    clean = display_name(name)
+    if not clean or len(clean) > MAX_NAME:
+        raise InvalidInput(f"not a name: {name!r} (1-{MAX_NAME} characters)")
+    return clean
 
 
 def base_address(address: str) -> str:
@@ -91,11 +133,11 @@ def list_contact(parsed: ParsedMessage) -> Participant | None:
     for entry in (*parsed.to, *parsed.cc):
         address = normalize(entry.address)
         if address and address.replace("@", ".", 1) == ident:
-            return Participant(address, phrase or entry.name, "list", LIST)
+            return Participant(address, display_name(phrase or entry.name), "list", LIST)
     label, dot, rest = ident.partition(".")
     if not dot or not label or not rest:
         return None
-    return Participant(normalize(f"{label}@{rest}"), phrase, "list", LIST)
+    return Participant(normalize(f"{label}@{rest}"), display_name(phrase), "list", LIST)
 
 
 def _entries(parsed: ParsedMessage, direction: str) -> Iterable[tuple[str, Address]]:
@@ -119,6 +161,8 @@ def participants(parsed: ParsedMessage, own: frozenset[str], direction: str) -> 
         seen.add(listed.address)
     automatic = parsed.is_bulk
     for role, entry in _entries(parsed, direction):
+        if len(out) >= MAX_PARTICIPANTS:
+            break
         address = normalize(entry.address)
         if not address or address in seen or is_own(address, own):
             continue
@@ -126,7 +170,22 @@ def participants(parsed: ParsedMessage, own: frozenset[str], direction: str) -> 
             continue  # list traffic is filed against the list, not against everyone who posts to it
         kind = BULK if is_automatic(address) or (automatic and role in ("from", "reply-to")) else PERSON
         seen.add(address)
-        out.append(Participant(address, entry.name.strip(), role, kind))
+        out.append(Participant(address, display_name(entry.name), role, kind))
+    return out
+
+
+def blind_copies(people: list[Participant], recipients: Iterable[str], own: frozenset[str]) -> list[Participant]:
+    """The envelope recipients of mail the account sent that its To and Cc do not name: its Bcc recipients, whose
+    field submission removes before the Sent copy is stored (role ``bcc``, no name known)."""
+    seen = {p.address for p in people}
+    out: list[Participant] = []
+    for recipient in recipients:
+        if len(people) + len(out) >= MAX_PARTICIPANTS:
+            break
+        address = normalize(recipient)
+        if address and address not in seen and not is_own(address, own):
+            seen.add(address)
+            out.append(Participant(address, "", "bcc", BULK if is_automatic(address) else PERSON))
     return out
 
 

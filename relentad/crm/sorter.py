@@ -4,10 +4,11 @@ Two halves, so the delivery stays one transaction and the event loop never waits
 - :meth:`Sorter.plan` runs on the event loop before the commit with a read connection: per recipient account it
   works out the direction (``out`` for the sender's Sent copy, and for mail whose From is the account's own only
   when the account itself submitted or imported it — never for mail from the MX, whatever its From says), the
-  participants, the account's rules (which may change the folder and flags of the copy, or add copies) and the
-  ``$Unassigned`` keyword (a person who is not a confirmed contact wrote; lists and automatic senders never
-  count). It returns a :data:`Record` job. For an import (``relentad import``) it only works out direction and
-  participants: the copies keep the folders and flags they had (no rules, no ``$Unassigned``).
+  participants (none when every copy the account receives is filed into Junk: spam must not fill the CRM with
+  contacts and companies), the account's rules (which may change the folder and flags of the copy, or add
+  copies) and the ``$Unassigned`` keyword (a person who is not a confirmed contact wrote; lists and automatic
+  senders never count). It returns a :data:`Record` job. For an import (``relentad import``) it only works out
+  direction and participants: the copies keep the folders and flags they had (no rules, no ``$Unassigned``).
 - The job runs on the store's writer thread inside the SAME transaction as the message copies, after they were
   inserted, with the stored rows: it files the message (``crm_messages``, one per account and blob, so a
   duplicate delivery counts once), its thread, contacts, companies and the links between them.
@@ -64,7 +65,8 @@ class AccountContext:
 def account_context(
     conn: sqlite3.Connection, account_id: int, extra: Sequence[str] = (), sender: str = ""
 ) -> AccountContext:
-    """Own addresses (with ``extra``, the recipient addresses), compiled rules and the sender's contact, in ONE
+    """Own addresses (with ``extra``, the recipient addresses), compiled rules and the sender's contact (the one
+    of its base address for a subaddress it has not written from before: the filing will join them), in ONE
     query: this runs for every delivered message."""
     row = conn.execute(
         """SELECT a.email,
@@ -75,11 +77,12 @@ def account_context(
                   c.id, c.kind, c.confirmed, coalesce(p.name, ''), coalesce(p.domain, ''),
                   (SELECT group_concat(tag, char(31)) FROM crm_tags t WHERE t.contact_id = c.id)
            FROM accounts a
-           LEFT JOIN crm_addresses s ON s.account_id = a.id AND s.address = ?2
-           LEFT JOIN crm_contacts c ON c.id = s.contact_id
+           LEFT JOIN crm_contacts c ON c.id = coalesce(
+               (SELECT contact_id FROM crm_addresses WHERE account_id = a.id AND address = ?2),
+               (SELECT contact_id FROM crm_addresses WHERE account_id = a.id AND address = ?3))
            LEFT JOIN crm_companies p ON p.id = c.company_id
            WHERE a.id = ?1""",
-        (account_id, sender),
+        (account_id, sender, participants.base_address(sender)),
     ).fetchone()
     extras = {normal for normal in (participants.normalize(a) for a in extra) if normal}
     if row is None:
@@ -207,12 +210,15 @@ class Sorter:
             )
             direction = OUT if outgoing else IN
             people = participants.participants(parsed, own, direction)
+            if delivery.recipients and any(p.outgoing for p in placements):
+                people += participants.blind_copies(people, delivery.recipients, own)
             incoming = [p for p in placements if not p.outgoing]
             tags: list[str] = []
             if incoming and not keep_copies:
                 if self.unassigned and direction == IN and self._unassigned(people, known):
                     for placement in incoming:
-                        _add_flags(placement, [self.unassigned])
+                        if placement.mailbox != mailboxes.JUNK:  # spam is no correspondent to review
+                            _add_flags(placement, [self.unassigned])
                 for placement in incoming if scripts else ():
                     view = rules.MessageView(
                         parsed,
@@ -224,6 +230,8 @@ class Sorter:
                     outcome = rules.evaluate(scripts, view)
                     delivery.placements.extend(apply_outcome(placement, outcome))
                     tags += [tag for tag in outcome.tags if tag not in tags]
+            if direction == IN and incoming and all(p.mailbox == mailboxes.JUNK for p in incoming):
+                people = []  # spam makes no contacts or companies (the message and its thread are still filed)
             new = frozenset({sender}) if sender and known is None else frozenset()
             subject = (parsed.subject or "").strip()
             plans.append(AccountPlan(account_id, direction, people, subject, sender, new, tuple(tags)))
@@ -248,15 +256,22 @@ class Sorter:
         author = next((p for p in people if p.role == "from"), None)
         if author is None or author.kind != PERSON or any(p.kind == LIST for p in people):
             return False
-        return known is None or (known.kind == PERSON and not known.confirmed)
+        return known is None or not known.confirmed  # a "bulk" contact writing as a person becomes one (record)
+
+
+_MAX_VARIABLES = 999  # the least SQLITE_MAX_VARIABLE_NUMBER of any SQLite build (before 3.32)
 
 
 def insert_rows(conn: sqlite3.Connection, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
-    """``INSERT OR IGNORE … VALUES (…), (…)`` as ONE statement (executemany costs several times more per row)."""
+    """``INSERT OR IGNORE … VALUES (…), (…)`` as ONE statement (executemany costs several times more per row), or
+    as few as SQLite's limit on bound variables allows."""
     if not rows:
         return
-    marks = ", ".join(["(" + ", ".join("?" * len(rows[0])) + ")"] * len(rows))
-    conn.execute(f"{statement} VALUES {marks}", [value for row in rows for value in row])
+    per = max(1, _MAX_VARIABLES // len(rows[0]))
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
+        marks = ", ".join(["(" + ", ".join("?" * len(chunk[0])) + ")"] * len(chunk))
+        conn.execute(f"{statement} VALUES {marks}", [value for row in chunk for value in row])
 
 
 def file_message(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from . import threads
+from . import companies, threads
 
 _SEP = "\x1f"
 
@@ -53,8 +53,8 @@ def list_contacts(
         where.append("EXISTS (SELECT 1 FROM crm_tags t WHERE t.contact_id = c.id AND t.tag = ?)")
         params.append(tag)
     if company is not None:
-        where.append("(lower(p.name) = lower(?) OR p.domain = lower(?))")
-        params += [company, company]
+        where.append("(lower(p.name) = lower(?) OR p.domain = ?)")
+        params += [company, companies.domain_key(company)]
     if kind is not None:
         where.append("c.kind = ?")
         params.append(kind)

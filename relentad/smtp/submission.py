@@ -427,6 +427,7 @@ class SubmissionHandler(TransactionLog):
                 received_at=now,
                 also=[also],
                 add_received=False,  # stamping added ours (received_field above)
+                recipients=tuple(tx.accepted),
                 check_quota=True,
                 refuse_when_full=not remote,
             )

@@ -4,6 +4,7 @@ and threads, runs filing rules, and the CLI lists, edits and exports contacts (v
 from __future__ import annotations
 
 import csv
+import functools
 import imaplib
 import io
 import json
@@ -133,6 +134,55 @@ def test_local_mail_counts_out_for_the_sender_and_in_for_the_recipient(relentad:
     assert [(c["addresses"], c["count_in"], c["count_out"]) for c in bobs] == [(["alice@example.test"], 1, 0)]
 
 
+def test_bcc_recipients_of_sent_mail_are_contacts_of_the_sender_only(relentad: Daemon) -> None:
+    """Submission removes the Bcc field before the Sent copy is stored, so the CRM never saw Bcc recipients (the
+    README promised them): they come from the envelope now, for the sender alone — the copies others get name no
+    Bcc, and their CRM learns nothing of them."""
+    sent = message("Alice <alice@example.test>", "Carol <carol@example.test>", "Plan", "b1@example.test",
+                   extra="Bcc: Bob <bob@example.test>, Boss <boss@partner.example>")  # fmt: skip
+    send(relentad, sent, ["carol@example.test", "bob@example.test", "boss@partner.example"])
+    found = {c["addresses"][0]: c for c in contacts_json(relentad)}  # type: ignore[index]
+    assert sorted(found) == ["bob@example.test", "boss@partner.example", "carol@example.test"]
+    assert all((c["count_out"], c["confirmed"]) == (1, True) for c in found.values())
+    roles = relentad.query("SELECT l.role FROM crm_message_contacts l ORDER BY l.role")
+    assert [r["role"] for r in roles] == ["bcc", "bcc", "from", "from", "to", "to"]  # alice: 3, carol: 1, bob: 2
+    expected = {
+        "carol@example.test": ["alice@example.test"],
+        "bob@example.test": ["alice@example.test", "carol@example.test"],
+    }
+    for user, addresses in expected.items():
+        theirs = json.loads(relentad.cli("contacts", "list", user, "--json").stdout)
+        assert sorted(a for c in theirs for a in c["addresses"]) == addresses
+        assert b"Bcc" not in relentad.messages(user)[0]
+
+
+def test_a_subaddress_joins_the_contact_of_its_mailbox(relentad: Daemon) -> None:
+    """bob+news@ is bob@'s mailbox: it was a second, unconfirmed contact and his mail from it was $Unassigned."""
+    receive(
+        relentad, message("Bob <bob@acme.example>", "alice@example.test", "Hi", "sa1@acme.example"), "bob@acme.example"
+    )
+    relentad.cli("contacts", "tag", "alice@example.test", "bob@acme.example", "customer")
+    news = message("Bob <Bob+News@acme.example>", "alice@example.test", "News", "sa2@acme.example")
+    receive(relentad, news, "bob+news@acme.example")
+    [bob] = contacts_json(relentad)
+    assert bob["addresses"] == ["bob+news@acme.example", "bob@acme.example"] and bob["count_in"] == 2
+    assert keywords(relentad, "alice@example.test") == ["$Unassigned", ""]
+
+
+def test_a_person_first_seen_by_an_automatic_reply_becomes_a_person(relentad: Daemon) -> None:
+    """An out-of-office reply made Bob a "bulk" contact for ever: his own mail was never $Unassigned and, even
+    confirmed, he got no Contacts/ folder."""
+    ooo = message("Bob <bob@acme.example>", "alice@example.test", "Out of office", "o1@acme.example",
+                  extra="Auto-Submitted: auto-replied")  # fmt: skip
+    receive(relentad, ooo, "bob@acme.example")
+    receive(
+        relentad, message("Bob <bob@acme.example>", "alice@example.test", "Hi", "o2@acme.example"), "bob@acme.example"
+    )
+    [bob] = contacts_json(relentad)
+    assert (bob["kind"], bob["company"]) == ("person", "Acme")
+    assert keywords(relentad, "alice@example.test") == ["", "$Unassigned"]
+
+
 def test_a_forged_own_from_on_the_mx_confirms_no_one(relentad: Daemon) -> None:
     # Anyone can put the account's own address in From: on the MX such mail is received mail, so its Cc does
     # not become a confirmed contact written to (count_out allow-lists a sender past the spam filter).
@@ -243,6 +293,23 @@ def test_edits_and_exports(relentad: Daemon) -> None:
     assert [(r["name"], r["tags"], r["count_in"]) for r in rows] == [("Smith, Bob", "vip", "2")]
 
 
+def test_junk_makes_no_contacts_or_companies(relentad: Daemon) -> None:
+    """Mail filed into Junk (here by the block list) is stored and threaded but makes no contacts: spam filled the
+    CRM with contacts and companies for every spammer and every address it named."""
+    relentad.cli("spam", "block", "alice@example.test", "@spammy.example")
+    spam = message("Win <win@spammy.example>", "alice@example.test", "WIN", "s1@spammy.example",
+                   extra="Cc: victim@other.example")  # fmt: skip
+    receive(relentad, spam, "win@spammy.example")
+    receive(
+        relentad, message("Bob <bob@acme.example>", "alice@example.test", "Hi", "h1@acme.example"), "bob@acme.example"
+    )
+    assert len(relentad.messages("alice@example.test", "Junk")) == 1
+    assert keywords(relentad, "alice@example.test", "Junk") == [""]  # nothing to review in `contacts unassigned`
+    assert [c["addresses"] for c in contacts_json(relentad)] == [["bob@acme.example"]]
+    assert [r["domain"] for r in relentad.query("SELECT domain FROM crm_companies")] == ["acme.example"]
+    assert relentad.query("SELECT count(*) AS n FROM crm_messages")[0]["n"] == 2
+
+
 def test_crm_off_stores_mail_unsorted(make_daemon: MakeDaemon) -> None:
     daemon = provision(make_daemon(settings={**SETTINGS, "crm": {"enabled": False}})).start()
     receive(daemon, message("bob@acme.example", "alice@example.test", "x", "off@x"), "bob@acme.example")
@@ -278,3 +345,45 @@ def test_rule_folders_are_ones_imap_can_open(make_daemon: MakeDaemon) -> None:
     listed = [line.decode() for line in imap.list()[1] if isinstance(line, bytes)]
     assert not any(line.endswith(('"/" inbox', '"/" inbox/Sub')) for line in listed), listed
     imap.logout()
+
+
+def test_renaming_contacts_and_companies_renames_their_folders(make_daemon: MakeDaemon) -> None:
+    """`contacts rename` / `companies rename`: the owner's name for a contact or company (there was no way to
+    fix one made from a header, or an "Xn Bcher Kva"); the IMAP folder follows with a new UIDVALIDITY."""
+    daemon = provision(make_daemon(imap=True, settings={**SETTINGS, "auth": {"plaintext_loopback": True}})).start()
+    receive(daemon, message('"Doe, J." <jd@mail.acme.example>', "alice@example.test", "Hi", "r1@acme.example"),
+            "jd@mail.acme.example")  # fmt: skip
+    cli = functools.partial(daemon.cli, check=False)
+    assert cli("contacts", "rename", "alice@example.test", "jd@mail.acme.example", " John\tDoe ").stdout == (
+        "jd@mail.acme.example: renamed John Doe\n"
+    )
+    assert cli("companies", "rename", "alice@example.test", "Mail.ACME.example", "ACME Corp").returncode == 0
+    [company] = json.loads(cli("companies", "list", "alice@example.test", "--json").stdout)
+    assert (company["name"], company["domain"], company["contacts"], company["confirmed"]) == (
+        "ACME Corp", "acme.example", 1, 1
+    )  # fmt: skip
+    [john] = contacts_json(daemon)
+    assert (john["name"], john["company"], john["confirmed"]) == ("John Doe", "ACME Corp", True)
+    receive(daemon, message('"Johnny" <jd@mail.acme.example>', "alice@example.test", "Again", "r2@acme.example"),
+            "jd@mail.acme.example")  # fmt: skip
+    assert contacts_json(daemon)[0]["name"] == "John Doe"  # mail never replaces the owner's name
+    imap = imaplib.IMAP4(daemon.host, daemon.imap_port, timeout=15)
+    imap.login("alice@example.test", PASSWORD)
+    names = [line.decode().split(' "/" ')[1] for line in imap.list()[1] if isinstance(line, bytes)]
+    assert '"Contacts/John Doe"' in names and '"Companies/ACME Corp"' in names
+    status = imap.status('"Contacts/John Doe"', "(MESSAGES UIDVALIDITY)")[1][0]
+    assert b"MESSAGES 2" in status and b"UIDVALIDITY 1)" not in status
+    imap.logout()
+    for args, error in [
+        (
+            ("contacts", "rename", "alice@example.test", "#1", " \x01 "),
+            "Error: not a name: ' \\x01 ' (1-200 characters)",
+        ),
+        (("contacts", "rename", "alice@example.test", "nobody@x.example", "N"), "Error: no contact with the address"),
+        (("companies", "rename", "alice@example.test", "other.example", "N"), "Error: no company 'other.example'"),
+        (("companies", "rename", "alice@example.test", "#9", "N"), "Error: no company #9"),
+        (("companies", "rename", "alice@example.test", "", "N"), "Error: name a company by domain, #id or name"),
+        (("companies", "list", "nobody@example.test"), "Error: no such account: nobody@example.test"),
+    ]:
+        result = cli(*args)
+        assert result.returncode == 1 and result.stderr.startswith(error) and result.stderr.count("\n") == 1, result

@@ -13,6 +13,7 @@ from relentad.crm.participants import IN, OUT, Participant
 from relentad.crm.sorter import AccountPlan, file_message
 from relentad.errors import InvalidInput, NotFound
 from relentad.message import parse
+from relentad.store import accounts
 
 
 def person(address: str, name: str = "", role: str = "from", kind: str = "person") -> Participant:
@@ -136,3 +137,87 @@ def test_a_sender_planned_as_new_but_created_meanwhile_counts_once(conn: sqlite3
     [bob] = views.list_contacts(conn, account_id)
     assert (bob["count_in"], bob["last_contact"]) == (2, 2000.0)
     assert conn.execute("SELECT count(*) FROM crm_contacts").fetchone()[0] == 1
+
+
+def test_idn_company_is_named_in_unicode() -> None:
+    assert companies.company_domain("jo@mail.xn--bcher-kva.example") == "xn--bcher-kva.example"
+    assert companies.display_name("xn--bcher-kva.example") == "B\u00fccher"
+    assert companies.display_name("xn--zz.example") == "Xn Zz"  # no valid A-label: left as it is
+
+
+def test_own_addresses_are_never_added_to_a_contact(conn: sqlite3.Connection, account_id: int) -> None:
+    # add-address once gave a contact the account's own address (the sorter never files it; the spam filter's
+    # "contact written to" would then vouch for mail forged From the account itself)
+    accounts.add_alias(conn, "sales@example.test", "alice@example.test")
+    file(conn, account_id, 1, [person("bob@acme.example", "Bob")])
+    bob = contacts.resolve(conn, account_id, "bob@acme.example")
+    for own in ("Alice@Example.test", "alice+tag@example.test", "SALES@example.test", "sales+x@example.test"):
+        with pytest.raises(InvalidInput, match="own address"):
+            contacts.add_address(conn, account_id, bob, own)
+    assert contacts.add_address(conn, account_id, bob, "bob+x@acme.example") == "bob+x@acme.example"
+
+
+def test_odd_references_get_plain_errors(conn: sqlite3.Connection, account_id: int) -> None:
+    file(conn, account_id, 1, [person("nameless@acme.example"), person("other@acme.example", "", "cc")])
+    with pytest.raises(InvalidInput, match="name a contact"):
+        contacts.resolve(conn, account_id, "  ")  # not "several contacts are named ''"
+    for ref in ("#99999999999999999999999", "#\u00b2", "\u0661"):  # too large for SQLite; Unicode digits
+        with pytest.raises(NotFound):
+            contacts.resolve(conn, account_id, ref)
+
+
+def test_notes_and_vcards_carry_no_control_characters(conn: sqlite3.Connection, account_id: int) -> None:
+    file(conn, account_id, 1, [person("bob@acme.example", "Bob")])
+    bob = contacts.resolve(conn, account_id, "bob@acme.example")
+    contacts.add_note(conn, bob, "a\x01b\rc", now=0)
+    assert views.contact(conn, bob)["notes"] == "1970-01-01 a b c"
+    conn.execute("UPDATE crm_contacts SET name = ? WHERE id = ?", ("Old\rRow\x00Name", bob))  # an older release's
+    text = export.vcards(account_id, views.list_contacts(conn, account_id))
+    assert "FN:Old\\nRowName\r\n" in text and "\x00" not in text and "\rR" not in text
+
+
+def test_subaddresses_of_one_mailbox_are_one_contact(conn: sqlite3.Connection, account_id: int) -> None:
+    file(conn, account_id, 1, [person("bob+news@acme.example", "Bob")])
+    file(conn, account_id, 2, [person("bob@acme.example", "Bob")])  # the base address after a subaddress
+    file(conn, account_id, 3, [person("bob+x@acme.example"), person("bob+y@acme.example", "", "cc")])
+    file(conn, account_id, 4, [person("bobby@acme.example"), person("bob@other.example", "", "cc")])  # not his
+    plan = AccountPlan(
+        account_id, IN, [person("bob+z@acme.example")], "m", "bob+z@acme.example", frozenset({"bob+z@acme.example"})
+    )
+    file_message(conn, plan, parse(b"Subject: m\r\n\r\nx\r\n"), 5, 1005.0)  # the sorter's "likely new" path
+    found = views.list_contacts(conn, account_id)
+    [bob] = [c for c in found if "bob@acme.example" in c["addresses"]]
+    assert bob["addresses"] == sorted(f"bob{tag}@acme.example" for tag in ("", "+news", "+x", "+y", "+z"))
+    assert bob["count_in"] == 4 and len(found) == 3
+
+
+def test_links_of_many_contacts_fit_any_sqlite_build(conn: sqlite3.Connection, account_id: int) -> None:
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # the default before SQLite 3.32
+    assert file(conn, account_id, 1, [person(f"p{i}@acme.example", "", "cc") for i in range(500)])
+    assert conn.execute("SELECT count(*) FROM crm_message_contacts").fetchone()[0] == 500
+
+
+def test_a_contact_takes_the_kind_its_mail_shows(conn: sqlite3.Connection, account_id: int) -> None:
+    # an out-of-office reply first (Auto-Submitted: bulk), then the person writes: a person of Acme, not "bulk"
+    file(conn, account_id, 1, [person("bob@acme.example", "Bob", kind="bulk")])
+    file(conn, account_id, 2, [person("bob@acme.example", "Bob")])
+    # the account wrote to a list first (a person to it), then the list's traffic came (List-Id)
+    file(conn, account_id, 3, [person("dev@lists.proj.example", "Dev", "to")], OUT)
+    file(conn, account_id, 4, [person("dev@lists.proj.example", "Dev", "list", "list")])
+    file(conn, account_id, 5, [person("dev@lists.proj.example", "Dev", "to")], OUT)  # writing to it again: a list
+    found = {c["addresses"][0]: (c["kind"], c["company"]) for c in views.list_contacts(conn, account_id)}
+    assert found == {"bob@acme.example": ("person", "Acme"), "dev@lists.proj.example": ("list", "")}
+
+
+def test_company_filter_takes_a_domain_as_typed(conn: sqlite3.Connection, account_id: int) -> None:
+    file(conn, account_id, 1, [person("jo@mail.xn--bcher-kva.example", "Jo"), person("al@acme.example", "", "cc")])
+    for typed in ("Mail.B\u00fccher.example", "b\u00fccher.example.", "XN--BCHER-KVA.example", "b\u00fccher"):
+        assert [c["name"] for c in views.list_contacts(conn, account_id, company=typed)] == ["Jo"], typed
+    assert views.list_contacts(conn, account_id, company="gmail.com") == []
+
+
+def test_a_contact_is_found_by_its_name_in_any_case(conn: sqlite3.Connection, account_id: int) -> None:
+    file(conn, account_id, 1, [person("elise@acme.example", "\u00c9lise M\u00fcller")])
+    elise = contacts.resolve(conn, account_id, "elise@acme.example")
+    for typed in ("\u00e9lise m\u00fcller", "\u00c9LISE M\u00dcLLER", "  \u00c9lise   M\u00fcller "):
+        assert contacts.resolve(conn, account_id, typed) == elise

@@ -6,8 +6,10 @@ from relentad.crm.participants import (
     BULK,
     IN,
     LIST,
+    MAX_PARTICIPANTS,
     OUT,
     PERSON,
+    blind_copies,
     is_automatic,
     is_own,
     normalize,
@@ -112,3 +114,35 @@ def test_normalize() -> None:
     assert normalize(" <Bob@Example.COM.> ") == "bob@example.com"
     assert normalize("bob") == ""
     assert normalize("@x.test") == ""
+
+
+def test_idn_addresses_are_one_address_and_own_in_either_form() -> None:
+    # an account is stored with A-labels: its address in Unicode (or NFD) form is still its own, and a
+    # correspondent writing in either form is one contact
+    own = frozenset({"jo@xn--bcher-kva.example"})
+    raw = msg(
+        "From: J\u00f6rg <J\u00f6rg@B\u00fccher.example>",
+        "To: Jo <jo@B\u00fccher.example>, jo+tag@xn--bcher-kva.example",
+        "Cc: jo\u0308rg@xn--bcher-kva.example, x@bad\u2025name.example",
+    )
+    assert people(raw, own=own) == [("j\u00f6rg@xn--bcher-kva.example", "J\u00f6rg", "from", PERSON)]
+    assert normalize("Jo@B\u00dcCHER.example.") == "jo@xn--bcher-kva.example"
+
+
+def test_display_names_are_one_line() -> None:
+    raw = msg(
+        "From: =?utf-8?q?Bad=0D=0AName=00=09here?= <bad@x.test>",
+        "To: alice@example.test",
+        'Cc: "  Spaced   Out  " <s@x.test>',
+    )
+    assert [p[1] for p in people(raw)] == ["Bad Name here", "Spaced Out"]
+
+
+def test_a_huge_recipient_list_is_cut_to_the_first_correspondents() -> None:
+    # 200,000 Cc addresses once made 200,000 contacts and companies in one delivery (seconds of the writer), then
+    # failed it with "too many SQL variables"
+    cc = ", ".join(f"u{i}@d{i}.example" for i in range(MAX_PARTICIPANTS + 100))
+    found = people(msg("From: Bob <bob@x.test>", "To: alice@example.test", f"Cc: {cc}"))
+    assert len(found) == MAX_PARTICIPANTS and found[0][0] == "bob@x.test" and found[-1][0] == "u498@d498.example"
+    sent = participants(parse(msg("From: alice@example.test", f"To: {cc}")), OWN, OUT)
+    assert blind_copies(sent, ["boss@y.test"], OWN) == []
