@@ -257,8 +257,21 @@ class Pipeline:
             log.exception("crm: filing of a message failed; the message is stored unfiled")
             delivery.linked.clear()
             stored = await self.store.write(_commit_job(delivery, self.hostname))
-        self.bus.publish([MessageAdded(s.account_id, s.mailbox_id, s.uid, s.modseq) for s in stored])
+        self.publish(stored)
         return stored
+
+    def publish(self, stored: list[Stored]) -> None:
+        """Tell the change bus (IMAP IDLE) about copies that were committed."""
+        self.bus.publish([MessageAdded(s.account_id, s.mailbox_id, s.uid, s.modseq) for s in stored])
+
+    def filing(self, delivery: Delivery) -> Callable[[sqlite3.Connection], list[Stored]]:
+        """The write that files ``delivery``, a message this server wrote itself (a report), inside another
+        delivery's transaction (one of its ``also``), so that it is committed exactly when what it reports is.
+        None of the steps apply (no sender to check, no spam, no CRM rules); the caller publishes the copies."""
+        if delivery.structure is None:
+            delivery.parsed = message.parse(delivery.raw)
+            delivery.structure = delivery.parsed.to_json()
+        return _commit_job(delivery, self.hostname)
 
     async def check_links(self, delivery: Delivery) -> None:
         """``[dnsbl] domain_zones``: a message linking to a listed domain goes to Junk (the links come from the spam

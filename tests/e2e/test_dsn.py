@@ -15,19 +15,23 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import dkim as dkimpy
 import pytest
 
+from relentad.queue import dkim
 from tests.e2e.conftest import MakeDaemon, provision
 from tests.e2e.test_submission import message, submit
 from tests.support.daemon import Daemon
 from tests.support.dns_fixture import start_or_skip
 from tests.support.dnsmasq import DnsRecords
 
-# elsewhere.test's SPF lets the test client (127.0.0.1) send for it; forged.test's lets nobody. Its MX has an
-# address nobody listens on: what is queued for it stays queued, deferred, to be looked at.
+# elsewhere.test's and example.test's SPF let the test client (127.0.0.1) send for them; forged.test's lets
+# nobody. elsewhere.test's MX has an address nobody listens on: what is queued for it stays queued, deferred, to
+# be looked at.
 SPF = (
     DnsRecords()
     .add_txt("elsewhere.test", "v=spf1 ip4:127.0.0.1 -all")
+    .add_txt("example.test", "v=spf1 ip4:127.0.0.1 -all")
     .add_txt("forged.test", "v=spf1 -all")
     .add_mx("elsewhere.test", "mx.elsewhere.test")
     .add_a("mx.elsewhere.test", "127.0.0.9")
@@ -148,6 +152,39 @@ def test_mx_queues_a_delivered_report_to_the_remote_sender(relentad: Daemon) -> 
     parts = parsed.get_payload()
     assert isinstance(parts, list)
     assert parts[2].get_content_type() == "text/rfc822-headers", "a success report returns the header only"
+
+
+def test_mx_files_the_report_to_a_sender_of_ours_into_its_inbox(relentad: Daemon) -> None:
+    """A sender at a hosted domain (here SPF lets the client send for it) gets its report filed, with the copies;
+    queued, it would have gone out to our own MX. An unknown user of a hosted domain gets nothing."""
+    with mx(relentad) as client:
+        raw = message(from_="alice@example.test", subject="did bob get it")
+        client.sendmail("Alice@Example.test", ["bob@example.test"], raw, rcpt_options=["NOTIFY=SUCCESS"])
+        client.sendmail("nobody@example.test", ["bob@example.test"], raw, rcpt_options=["NOTIFY=SUCCESS"])
+    [report] = relentad.messages("alice@example.test")
+    parsed, blocks = status_blocks(report)
+    assert parsed["To"] == "<Alice@Example.test>"
+    assert [(b["Final-Recipient"], b["Action"]) for b in blocks[1:]] == [("rfc822; bob@example.test", "delivered")]
+    assert b"Return-Path: <>" in report and b"Delivered-To: alice@example.test" in report
+    assert relentad.query("SELECT id FROM queue_messages") == []
+    assert "no delivered report: <nobody@example.test> is nobody here" in relentad.log()
+
+
+def test_mx_report_to_a_remote_sender_is_dkim_signed_for_our_domain(relentad: Daemon) -> None:
+    """MAILER-DAEMON@mx.example.test's report is signed with example.test's key (relaxed DMARC alignment)."""
+    relentad.cli("dkim", "generate", "example.test", "--selector", "s1")
+    record = dkim.txt_value((relentad.root / "data" / "dkim" / "example.test" / "s1.pem").read_bytes())
+    with mx(relentad) as client:
+        raw = message(from_="carol@elsewhere.test")
+        client.sendmail("carol@elsewhere.test", ["bob@example.test"], raw, rcpt_options=["NOTIFY=SUCCESS"])
+    [queued] = relentad.query("SELECT data FROM queue_messages")
+    data = bytes(queued["data"])
+    assert data.startswith(b"DKIM-Signature:") and b"d=example.test" in data.split(b"\r\n\r\n")[0]
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes:
+        return record.encode() if name.rstrip(b".") == b"s1._domainkey.example.test" else b""
+
+    assert dkimpy.verify(data, dnsfunc=dnsfunc)
 
 
 def test_submission_files_a_delivered_report_for_local_recipients(relentad: Daemon) -> None:
