@@ -7,8 +7,9 @@ the smarthost as a whole).
 
 After an attempt, in ONE transaction: every recipient's result; for recipients that failed for good (5xx, or a
 temporary failure past ``queue.lifetime``) a DSN into the sender's INBOX through the pipeline; a delay notice
-once, when a message is still queued ``queue.delay_notice`` after it was submitted; and the message row removed
-when nothing is left to do. A crash before that commit repeats the attempt; after it, never.
+once, when a message is still queued ``queue.delay_notice`` after it was submitted; a "relayed" report; and the
+message row removed when nothing is left to do. A crash before that commit repeats the attempt; after it, never:
+no report is lost or sent twice.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from .. import metrics, trace
 from ..config import Config
 from ..dns import make_resolver
-from ..pipeline import Delivery, Pipeline, Placement
+from ..pipeline import Delivery, Pipeline, Placement, Stored
 from ..store.db import Store
 from . import deliver, dsn, queue
 
@@ -260,13 +261,25 @@ class QueueRunner:
             await self.store.write(write)
             return
         source = trace.Source(peer_ip="127.0.0.1", helo=config.server.hostname, protocol="local")
-        for index, raw in enumerate(notices):
-            delivery = Delivery(
+        first, *others = [
+            Delivery(
                 raw=raw,
                 mail_from="",
                 placements=[Placement(bounce_to, work.mail_from)],
                 source=source,
                 transaction_id=f"dsn-{work.message_id}-{int(now)}-{index}",
-                also=[write] if index == 0 else [],
             )
-            await self.pipeline.deliver(delivery)
+            for index, raw in enumerate(notices)
+        ]
+        # ONE transaction: the results, the first notice and the others (a crash between them lost the others)
+        filed: list[list[Stored]] = [[] for _ in others]
+        first.also.append(write)
+        for index, other in enumerate(others):
+            first.also.append(functools.partial(_file, job=self.pipeline.filing(other), into=filed[index]))
+        await self.pipeline.deliver(first)
+        for stored in filed:
+            self.pipeline.publish(stored)
+
+
+def _file(conn: sqlite3.Connection, *, job: Callable[[sqlite3.Connection], list[Stored]], into: list[Stored]) -> None:
+    into[:] = job(conn)  # assigned, not added: the transaction may run again (Pipeline.deliver)
