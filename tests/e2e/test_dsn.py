@@ -8,6 +8,7 @@ What the queue then does with the parameters (passing them on, "relayed", RET=FU
 from __future__ import annotations
 
 import email
+import json
 import smtplib
 import time
 from collections.abc import Callable, Iterator
@@ -212,6 +213,14 @@ def test_submission_files_a_delivered_report_for_local_recipients(relentad: Daem
     assert tuple(queued) == ("HDRS", "id1")
     [row] = relentad.query("SELECT address, dsn_notify, dsn_orcpt FROM queue_recipients")
     assert tuple(row) == ("dave@elsewhere.test", "SUCCESS", "utf-8;böb@example.test")
+    # and `queue list` shows them
+    [listed] = json.loads(relentad.cli("queue", "list", "--json").stdout)
+    assert (listed["ret"], listed["envid"]) == ("HDRS", "id1")
+    [shown] = listed["recipients"]
+    assert (shown["notify"], shown["orcpt"]) == ("SUCCESS", "utf-8;böb@example.test")
+    text = relentad.cli("queue", "list").stdout.splitlines()
+    assert text[0].endswith(" RET=HDRS ENVID=id1")
+    assert text[1].startswith("\t<dave@elsewhere.test> NOTIFY=SUCCESS ORCPT=utf-8;böb@example.test queued after")
 
 
 def test_long_parameters_fit_and_other_paths_take_them_too(relentad: Daemon) -> None:
