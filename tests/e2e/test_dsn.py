@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import json
 import smtplib
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from email.message import Message
@@ -221,6 +222,29 @@ def test_submission_files_a_delivered_report_for_local_recipients(relentad: Daem
     text = relentad.cli("queue", "list").stdout.splitlines()
     assert text[0].endswith(" RET=HDRS ENVID=id1")
     assert text[1].startswith("\t<dave@elsewhere.test> NOTIFY=SUCCESS ORCPT=utf-8;böb@example.test queued after")
+
+
+def test_submission_files_its_report_in_the_transaction_of_the_copies(relentad: Daemon) -> None:
+    """A report that cannot be filed fails the whole submission (4xx: the client sends again), never a 250 with
+    the copies stored and the report lost; the retry then files both, once."""
+    with sqlite3.connect(relentad.db_path) as conn:  # the disk refuses the report, and only it
+        conn.execute(
+            """CREATE TRIGGER no_report BEFORE INSERT ON messages
+               WHEN instr(NEW.prefix, CAST('Return-Path: <>' AS BLOB)) BEGIN SELECT RAISE(ABORT, 'disk error'); END"""
+        )
+    raw = message(to="bob@example.test", subject="receipt please")
+    with submit(relentad) as client:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("alice@example.test", ["bob@example.test"], raw, rcpt_options=["NOTIFY=SUCCESS"])
+        assert refused.value.smtp_code // 100 == 4
+        assert relentad.messages("bob@example.test") == []
+        with sqlite3.connect(relentad.db_path) as conn:
+            conn.execute("DROP TRIGGER no_report")
+        client.rset()
+        client.sendmail("alice@example.test", ["bob@example.test"], raw, rcpt_options=["NOTIFY=SUCCESS"])
+    assert len(relentad.messages("bob@example.test")) == 1
+    [report] = relentad.messages("alice@example.test")
+    assert status_blocks(report)[0]["Subject"] == "Successful Mail Delivery Report"
 
 
 def test_long_parameters_fit_and_other_paths_take_them_too(relentad: Daemon) -> None:
