@@ -201,8 +201,12 @@ def record(
         )
 
 
-def mark_delay_notified(conn: sqlite3.Connection, message_id: int) -> None:
-    conn.execute("UPDATE queue_messages SET delay_notified = 1 WHERE id = ?", (message_id,))
+def mark_delay_notified(conn: sqlite3.Connection, message_id: int) -> bool:
+    """Set the message's delay_notified flag; True when this call set it (the delay notice is this caller's)."""
+    cursor = conn.execute(
+        "UPDATE queue_messages SET delay_notified = 1 WHERE id = ? AND delay_notified = 0", (message_id,)
+    )
+    return cursor.rowcount == 1
 
 
 def finish(conn: sqlite3.Connection, message_id: int) -> bool:

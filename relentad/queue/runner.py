@@ -221,19 +221,13 @@ class QueueRunner:
         )
         notify_delay = delay_due and bool(delayed)
 
-        def write(conn: sqlite3.Connection) -> None:
-            for recipient_id, state, reply, next_attempt in results:
-                queue.record(conn, recipient_id, state, reply, now, next_attempt)
-            if delay_due:
-                queue.mark_delay_notified(conn, work.message_id)
-            queue.finish(conn, work.message_id)
-
-        notices: list[bytes] = []
+        jobs: list[tuple[dsn.Action, Callable[[sqlite3.Connection], list[Stored]]]] = []
         bounce_to = work.account_id if work.mail_from else None  # never bounce a bounce
-        if bounce_to is not None:
+        if bounce_to is not None and self.store.read(functools.partial(_account_exists, account_id=bounce_to)):
+            source = trace.Source(peer_ip="127.0.0.1", helo=config.server.hostname, protocol="local")
 
-            def notice(action: dsn.Action, recipients: list[dsn.RecipientStatus], until: float | None) -> bytes:
-                return dsn.build(
+            def notice(action: dsn.Action, recipients: list[dsn.RecipientStatus], until: float | None) -> None:
+                raw = dsn.build(
                     action=action,
                     hostname=config.server.hostname,
                     sender=work.mail_from,
@@ -244,42 +238,38 @@ class QueueRunner:
                     envid=work.dsn.envid,
                     ret=work.dsn.ret,
                 )
+                report = Delivery(
+                    raw=raw,
+                    mail_from="",
+                    placements=[Placement(bounce_to, work.mail_from)],
+                    source=source,
+                    transaction_id=f"dsn-{work.message_id}-{int(now)}-{len(jobs)}",
+                )
+                jobs.append((action, self.pipeline.filing(report)))
 
             if failed:
-                notices.append(notice("failed", failed, None))
+                notice("failed", failed, None)
             if notify_delay:
-                notices.append(notice("delayed", delayed, work.created + config.queue.lifetime))
+                notice("delayed", delayed, work.created + config.queue.lifetime)
             if relayed:
-                notices.append(notice("relayed", relayed, None))
-        if not notices or bounce_to is None:
-            await self.store.write(write)
-            return
-        exists = self.store.read(
-            lambda conn: conn.execute("SELECT 1 FROM accounts WHERE id = ?", (bounce_to,)).fetchone() is not None
-        )
-        if not exists:
-            await self.store.write(write)
-            return
-        source = trace.Source(peer_ip="127.0.0.1", helo=config.server.hostname, protocol="local")
-        first, *others = [
-            Delivery(
-                raw=raw,
-                mail_from="",
-                placements=[Placement(bounce_to, work.mail_from)],
-                source=source,
-                transaction_id=f"dsn-{work.message_id}-{int(now)}-{index}",
-            )
-            for index, raw in enumerate(notices)
-        ]
-        # ONE transaction: the results, the first notice and the others (a crash between them lost the others)
-        filed: list[list[Stored]] = [[] for _ in others]
-        first.also.append(write)
-        for index, other in enumerate(others):
-            first.also.append(functools.partial(_file, job=self.pipeline.filing(other), into=filed[index]))
-        await self.pipeline.deliver(first)
-        for stored in filed:
-            self.pipeline.publish(stored)
+                notice("relayed", relayed, None)
+
+        def write(conn: sqlite3.Connection) -> list[Stored]:
+            """ONE transaction: the results and every report they cause (none lost to a crash, none twice). The
+            delay notice only from the attempt that sets the message's flag: another domain's attempt of the same
+            message, running alongside, may have sent it already."""
+            for recipient_id, state, reply, next_attempt in results:
+                queue.record(conn, recipient_id, state, reply, now, next_attempt)
+            first_delay = delay_due and queue.mark_delay_notified(conn, work.message_id)
+            queue.finish(conn, work.message_id)
+            filed: list[Stored] = []
+            for action, job in jobs:
+                if action != "delayed" or first_delay:
+                    filed += job(conn)
+            return filed
+
+        self.pipeline.publish(await self.store.write(write))
 
 
-def _file(conn: sqlite3.Connection, *, job: Callable[[sqlite3.Connection], list[Stored]], into: list[Stored]) -> None:
-    into[:] = job(conn)  # assigned, not added: the transaction may run again (Pipeline.deliver)
+def _account_exists(conn: sqlite3.Connection, *, account_id: int) -> bool:
+    return conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is not None

@@ -190,3 +190,33 @@ async def test_every_report_of_an_attempt_commits_with_its_results(
     conn.close()
     assert subjects == ["Undelivered Mail Returned to Sender", "Relayed Mail Delivery Report"]
     assert left == 0, "recorded with them: never tried again"
+
+
+async def test_one_delay_notice_when_two_domains_of_a_message_are_tried_together(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempts at x.test and y.test of one message run side by side, each loaded before the other recorded:
+    the sender still gets one delay notice (the attempt that sets the flag sends it)."""
+    conn = db.open_database(store.path)
+    with db.transaction(conn):
+        queue.enqueue(
+            conn,
+            account_id=1,
+            mail_from="alice@a.test",
+            data=b"From: alice@a.test\r\nSubject: s\r\n\r\nhi\r\n",
+            recipients=["bob@x.test", "carol@y.test"],
+            transaction_id="t",
+            now=time.time() - 3600,
+        )
+
+    async def deferring(*, recipients: list[str], **kwargs: Any) -> dict[str, deliver.Outcome]:
+        return {r: deliver.Outcome("deferred", "451 4.3.0 later", "mx.test", True) for r in recipients}
+
+    monkeypatch.setattr(deliver, "attempt", deferring)
+    config = config_mod.from_dict({"server": {"hostname": "mx.a.test"}, "queue": {"delay_notice": "1s"}})
+    worker = runner.QueueRunner(store, Pipeline(store, Bus(), config), lambda: config)
+    works = [store.read(lambda c, d=domain: queue.load(c, 1, d, time.time())) for domain in ("x.test", "y.test")]
+    await asyncio.gather(*(worker._deliver(w, config, w.domain) for w in works if w is not None))
+    notices = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    conn.close()
+    assert notices == 1
