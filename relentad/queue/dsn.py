@@ -100,7 +100,8 @@ def build(
         )
     lines = [f"This is the mail system at {host}.", "", explanation, ""]
     for recipient in recipients:
-        lines.append(f"<{trace.clean(recipient.address)}>: {trace.clean(recipient.reply)}")
+        reply = f": {trace.clean(recipient.reply)}" if recipient.reply else ""  # a local delivery has none
+        lines.append(f"<{trace.clean(recipient.address)}>{reply}")
     if subject:
         lines += ["", f"Subject of your message: {subject}"]
     human = "\r\n".join(lines) + "\r\n"

@@ -63,6 +63,12 @@ def test_envid_orcpt_and_status_per_action() -> None:
     assert (failed["Action"], failed["Status"]) == ("failed", "5.1.1")
 
 
+def test_a_local_delivery_is_listed_without_a_reply() -> None:
+    recipient = dsn.RecipientStatus("bob@b.test", "")
+    text = parts(build("delivered", None, recipient=recipient))[0].get_payload(decode=True)
+    assert isinstance(text, bytes) and b"\r\n<bob@b.test>\r\n" in text
+
+
 def test_internationalized_final_recipient_is_utf8_xtext() -> None:
     """RFC 6533 §3: in message/delivery-status (ASCII) a UTF-8 address is the utf-8 type with \\x{HEX}."""
     recipient = dsn.RecipientStatus("jürgen@b.test", "553 5.6.7 no SMTPUTF8")
