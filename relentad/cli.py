@@ -814,7 +814,7 @@ def queue_group() -> None:
 @json_option
 @pass_state
 def queue_list(state: State, as_json: bool) -> None:
-    """List queued messages and the state of each recipient."""
+    """List queued messages and the state of each recipient, with the DSN parameters (RET, ENVID, NOTIFY, ORCPT)."""
     from .queue import queue as outbound
 
     with errors_as_messages(), state.read() as conn:
@@ -828,12 +828,19 @@ def queue_list(state: State, as_json: bool) -> None:
         print_json(rows)
         return
     for row in rows:
-        click.echo(f"{row['id']}\t{iso(row['created'])}\t<{row['mail_from']}>\t{format_size(row['size'])}")
+        dsn = _dsn_shown(row, ("ret", "envid"))
+        click.echo(f"{row['id']}\t{iso(row['created'])}\t<{row['mail_from']}>\t{format_size(row['size'])}{dsn}")
         for recipient in row["recipients"]:
             next_try = f" next {iso(recipient['next_attempt'])}" if recipient["state"] == "queued" else ""
             reply = f" ({recipient['last_reply']})" if recipient["last_reply"] else ""
             attempts = f"{recipient['attempts']} attempt(s)"
-            click.echo(f"\t<{recipient['address']}> {recipient['state']} after {attempts}{next_try}{reply}")
+            dsn = _dsn_shown(recipient, ("notify", "orcpt"))
+            click.echo(f"\t<{recipient['address']}>{dsn} {recipient['state']} after {attempts}{next_try}{reply}")
+
+
+def _dsn_shown(row: dict[str, Any], names: tuple[str, ...]) -> str:
+    """The DSN parameters a queued message or recipient has, as `` NAME=value`` (decoded), for ``queue list``."""
+    return "".join(f" {name.upper()}={row[name]}" for name in names if row[name] is not None)
 
 
 @queue_group.command("retry")

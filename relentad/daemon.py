@@ -169,13 +169,14 @@ class Daemon:
         bus = Bus()
         self.pipeline = Pipeline(store, bus, self.config)
         queue_runner = QueueRunner(store, self.pipeline, lambda: self.config)
-        inbound = InboundHandler(store, self.pipeline, self.current_context, queue_runner.wake)
+        keyring = KeyRing(self.config.data_dir)
+        inbound = InboundHandler(store, self.pipeline, self.current_context, queue_runner.wake, keyring)
         authenticator = Authenticator(store, lambda: self.config.auth)
         submission = SubmissionHandler(
             store,
             self.pipeline,
             authenticator,
-            KeyRing(self.config.data_dir),
+            keyring,
             self.current_context,
             queue_runner.wake,
         )

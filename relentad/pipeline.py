@@ -169,6 +169,21 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
     return job
 
 
+def _nested_job(conn: sqlite3.Connection, *, delivery: Delivery, hostname: str) -> list[Stored]:
+    """A report's commit job inside another's: a failure of its CRM writes rolls back only them (its own
+    savepoint) and files it unsorted, as :meth:`Pipeline.deliver` does, instead of failing what it reports."""
+    conn.execute("SAVEPOINT report")
+    try:
+        stored = _commit_job(delivery, hostname)(conn)
+    except FilingFailed:
+        log.exception("crm: filing of a report failed; the report is stored unfiled")
+        conn.execute("ROLLBACK TO report")
+        delivery.linked.clear()
+        stored = _commit_job(delivery, hostname)(conn)
+    conn.execute("RELEASE report")
+    return stored
+
+
 def file_all(delivery: Delivery, mailbox: str, reason: str) -> None:
     """Send every copy to ``mailbox`` (e.g. Junk), recording why."""
     for placement in delivery.placements:
@@ -260,8 +275,29 @@ class Pipeline:
             log.exception("crm: filing of a message failed; the message is stored unfiled")
             delivery.linked.clear()
             stored = await self.store.write(_commit_job(delivery, self.hostname))
-        self.bus.publish([MessageAdded(s.account_id, s.mailbox_id, s.uid, s.modseq) for s in stored])
+        self.publish(stored)
         return stored
+
+    def publish(self, stored: list[Stored]) -> None:
+        """Tell the change bus (IMAP IDLE) about copies that were committed."""
+        self.bus.publish([MessageAdded(s.account_id, s.mailbox_id, s.uid, s.modseq) for s in stored])
+
+    def filing(
+        self, delivery: Delivery, conn: sqlite3.Connection | None = None
+    ) -> Callable[[sqlite3.Connection], list[Stored]]:
+        """The write that files ``delivery``, a message this server wrote itself (a report), inside another
+        delivery's transaction (one of its ``also``), so that it is committed exactly when what it reports is.
+        Of the steps only the CRM applies (a user's rules may file reports; no sender to check, no spam): sorted
+        now, or on ``conn`` when called inside that transaction. The caller publishes the copies."""
+        if delivery.structure is None:
+            delivery.parsed = message.parse(delivery.raw)
+            delivery.structure = delivery.parsed.to_json()
+        if self.config.crm.enabled:
+            if conn is None:
+                self.sort(delivery)
+            else:
+                sort_step(self.sorter, conn, delivery)
+        return functools.partial(_nested_job, delivery=delivery, hostname=self.hostname)
 
     async def check_links(self, delivery: Delivery) -> None:
         """``[dnsbl] domain_zones``: a message linking to a listed domain goes to Junk (the links come from the spam

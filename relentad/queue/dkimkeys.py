@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import addrspec
+from .. import addrspec, mailauth
 from ..errors import AlreadyExists, InvalidInput, NotFound
 from . import dkim
 
@@ -207,9 +207,22 @@ class KeyRing:
         self._cache[name] = (stamp, keys)
         return keys
 
-    async def sign(self, raw: bytes, domain: str) -> bytes:
-        """``raw`` with DKIM-Signature field(s) prepended when ``domain`` has a key, else ``raw`` unchanged."""
-        keys = self.get(domain)
+    def aligned(self, domain: str) -> DomainKeys | None:
+        """The keys for mail From ``domain`` that this server writes itself (reports from MAILER-DAEMON@<hostname>):
+        ``domain``'s own, else the nearest parent's up to the organisational domain, whose signature DMARC's relaxed
+        alignment (RFC 7489 §3.1.1, the default) accepts: mail from mx.example.org signed as example.org."""
+        name = domain.lower().rstrip(".")
+        top = mailauth.organizational_domain(name)
+        while True:
+            keys = self.get(name)
+            if keys is not None or name == top or "." not in name:
+                return keys
+            name = name.split(".", 1)[1]
+
+    async def sign(self, raw: bytes, domain: str, *, aligned: bool = False) -> bytes:
+        """``raw`` with DKIM-Signature field(s) prepended when ``domain`` has a key (or, with ``aligned``, a parent
+        domain in its alignment: :meth:`aligned`), else ``raw`` unchanged."""
+        keys = self.aligned(domain) if aligned else self.get(domain)
         if keys is None:
             return raw
         signature = await asyncio.to_thread(keys.sign, raw)

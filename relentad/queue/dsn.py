@@ -5,8 +5,10 @@ A DSN is a ``multipart/report; report-type=delivery-status`` with three parts: a
 machine-readable ``message/delivery-status`` (one per-recipient block each), and the original header fields as
 ``text/rfc822-headers`` (not the body: it may be large, and the sender has it in Sent) — or, for a failure of a
 message sent with ``RET=FULL`` no larger than :data:`FULL_LIMIT`, the whole message as ``message/rfc822``
-(RFC 3461 §4.3). ENVID and ORCPT come back as Original-Envelope-Id and Original-Recipient. It comes from
-``MAILER-DAEMON@<hostname>`` with the null envelope sender, so nobody ever bounces a bounce.
+(RFC 3461 §4.3); with UTF-8 in the original's header, message/global-headers or message/global, and a status
+needing UTF-8 is message/global-delivery-status (RFC 6533 §6). ENVID and ORCPT come back as Original-Envelope-Id
+and Original-Recipient. It comes from ``MAILER-DAEMON@<hostname>`` with the null envelope sender, so nobody ever
+bounces a bounce.
 
 Pure: bytes out, no I/O. Invariant: every value taken from the remote server or the original message is
 cleaned of control characters before it becomes part of a header or a status field.
@@ -98,7 +100,8 @@ def build(
         )
     lines = [f"This is the mail system at {host}.", "", explanation, ""]
     for recipient in recipients:
-        lines.append(f"<{trace.clean(recipient.address)}>: {trace.clean(recipient.reply)}")
+        reply = f": {trace.clean(recipient.reply)}" if recipient.reply else ""  # a local delivery has none
+        lines.append(f"<{trace.clean(recipient.address)}>{reply}")
     if subject:
         lines += ["", f"Subject of your message: {subject}"]
     human = "\r\n".join(lines) + "\r\n"
@@ -139,20 +142,27 @@ def build(
         f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
     ]
     full = action == "failed" and ret == "FULL" and len(original) <= FULL_LIMIT
+    original_head = _original_headers(original)
+    # RFC 6533 §6: a header with UTF-8 (RFC 6532) comes back as message/global or message/global-headers, and a
+    # status that needs UTF-8 (a server's UTF-8 reply) is message/global-delivery-status
+    intl = "global" if not original_head.isascii() else ""
     returned = (
-        [b"\r\n--" + boundary.encode() + b"\r\nContent-Type: message/rfc822\r\n\r\n", original]
+        [f"\r\n--{boundary}\r\nContent-Type: message/{intl or 'rfc822'}\r\n\r\n".encode(), original]
         if full
         else [
-            f"\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n".encode(),
-            _original_headers(original),
+            f"\r\n--{boundary}\r\nContent-Type: {'message/global-headers' if intl else 'text/rfc822-headers'}"
+            "\r\n\r\n".encode(),
+            original_head,
         ]
     )
+    status_type = "message/delivery-status" if delivery_status.isascii() else "message/global-delivery-status"
+    eight_bit = "" if human.isascii() else "\r\nContent-Transfer-Encoding: 8bit"
     parts = [
         "\r\n".join(headers).encode() + b"\r\n\r\n",
         b"This is a MIME-encapsulated delivery status notification.\r\n\r\n",
-        f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n".encode(),
+        f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8{eight_bit}\r\n\r\n".encode(),
         human.encode("utf-8"),
-        f"\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n".encode(),
+        f"\r\n--{boundary}\r\nContent-Type: {status_type}\r\n\r\n".encode(),
         delivery_status.encode("utf-8"),
         *returned,
         f"\r\n--{boundary}--\r\n".encode(),

@@ -201,8 +201,12 @@ def record(
         )
 
 
-def mark_delay_notified(conn: sqlite3.Connection, message_id: int) -> None:
-    conn.execute("UPDATE queue_messages SET delay_notified = 1 WHERE id = ?", (message_id,))
+def mark_delay_notified(conn: sqlite3.Connection, message_id: int) -> bool:
+    """Set the message's delay_notified flag; True when this call set it (the delay notice is this caller's)."""
+    cursor = conn.execute(
+        "UPDATE queue_messages SET delay_notified = 1 WHERE id = ? AND delay_notified = 0", (message_id,)
+    )
+    return cursor.rowcount == 1
 
 
 def finish(conn: sqlite3.Connection, message_id: int) -> bool:
@@ -217,16 +221,20 @@ def finish(conn: sqlite3.Connection, message_id: int) -> bool:
 
 
 def list_queue(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every queued message with its recipients' states, oldest first (what ``relentad queue list`` shows)."""
+    """Every queued message with its recipients' states, oldest first (what ``relentad queue list`` shows), and the
+    DSN parameters it was sent with (None where not given): RET and decoded ENVID, each recipient's NOTIFY and
+    ORCPT (``type;decoded address``)."""
     messages = conn.execute(
-        """SELECT q.id, q.mail_from, q.size, q.created, q.transaction_id, a.email AS account
+        """SELECT q.id, q.mail_from, q.size, q.created, q.transaction_id, a.email AS account,
+                  q.dsn_ret AS ret, q.dsn_envid AS envid
            FROM queue_messages q LEFT JOIN accounts a ON a.id = q.account_id ORDER BY q.created, q.id"""
     ).fetchall()
     result: list[dict[str, Any]] = []
     for message in messages:
         recipients = conn.execute(
-            """SELECT address, state, attempts, next_attempt, last_attempt, last_reply FROM queue_recipients
-               WHERE message_id = ? ORDER BY id""",
+            """SELECT address, state, attempts, next_attempt, last_attempt, last_reply,
+                      dsn_notify AS notify, dsn_orcpt AS orcpt
+               FROM queue_recipients WHERE message_id = ? ORDER BY id""",
             (message["id"],),
         ).fetchall()
         result.append({**dict(message), "recipients": [dict(r) for r in recipients]})

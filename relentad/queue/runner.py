@@ -7,8 +7,9 @@ the smarthost as a whole).
 
 After an attempt, in ONE transaction: every recipient's result; for recipients that failed for good (5xx, or a
 temporary failure past ``queue.lifetime``) a DSN into the sender's INBOX through the pipeline; a delay notice
-once, when a message is still queued ``queue.delay_notice`` after it was submitted; and the message row removed
-when nothing is left to do. A crash before that commit repeats the attempt; after it, never.
+once, when a message is still queued ``queue.delay_notice`` after it was submitted; a "relayed" report; and the
+message row removed when nothing is left to do. A crash before that commit repeats the attempt; after it, never:
+no report is lost or sent twice.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from .. import metrics, trace
 from ..config import Config
 from ..dns import make_resolver
-from ..pipeline import Delivery, Pipeline, Placement
+from ..pipeline import Delivery, Pipeline, Placement, Stored
 from ..store.db import Store
 from . import deliver, dsn, queue
 
@@ -220,19 +221,13 @@ class QueueRunner:
         )
         notify_delay = delay_due and bool(delayed)
 
-        def write(conn: sqlite3.Connection) -> None:
-            for recipient_id, state, reply, next_attempt in results:
-                queue.record(conn, recipient_id, state, reply, now, next_attempt)
-            if delay_due:
-                queue.mark_delay_notified(conn, work.message_id)
-            queue.finish(conn, work.message_id)
-
-        notices: list[bytes] = []
+        jobs: list[tuple[dsn.Action, Callable[[sqlite3.Connection], list[Stored]]]] = []
         bounce_to = work.account_id if work.mail_from else None  # never bounce a bounce
-        if bounce_to is not None:
+        if bounce_to is not None and self.store.read(functools.partial(_account_exists, account_id=bounce_to)):
+            source = trace.Source(peer_ip="127.0.0.1", helo=config.server.hostname, protocol="local")
 
-            def notice(action: dsn.Action, recipients: list[dsn.RecipientStatus], until: float | None) -> bytes:
-                return dsn.build(
+            def notice(action: dsn.Action, recipients: list[dsn.RecipientStatus], until: float | None) -> None:
+                raw = dsn.build(
                     action=action,
                     hostname=config.server.hostname,
                     sender=work.mail_from,
@@ -243,30 +238,38 @@ class QueueRunner:
                     envid=work.dsn.envid,
                     ret=work.dsn.ret,
                 )
+                report = Delivery(
+                    raw=raw,
+                    mail_from="",
+                    placements=[Placement(bounce_to, work.mail_from)],
+                    source=source,
+                    transaction_id=f"dsn-{work.message_id}-{int(now)}-{len(jobs)}",
+                )
+                jobs.append((action, self.pipeline.filing(report)))
 
             if failed:
-                notices.append(notice("failed", failed, None))
+                notice("failed", failed, None)
             if notify_delay:
-                notices.append(notice("delayed", delayed, work.created + config.queue.lifetime))
+                notice("delayed", delayed, work.created + config.queue.lifetime)
             if relayed:
-                notices.append(notice("relayed", relayed, None))
-        if not notices or bounce_to is None:
-            await self.store.write(write)
-            return
-        exists = self.store.read(
-            lambda conn: conn.execute("SELECT 1 FROM accounts WHERE id = ?", (bounce_to,)).fetchone() is not None
-        )
-        if not exists:
-            await self.store.write(write)
-            return
-        source = trace.Source(peer_ip="127.0.0.1", helo=config.server.hostname, protocol="local")
-        for index, raw in enumerate(notices):
-            delivery = Delivery(
-                raw=raw,
-                mail_from="",
-                placements=[Placement(bounce_to, work.mail_from)],
-                source=source,
-                transaction_id=f"dsn-{work.message_id}-{int(now)}-{index}",
-                also=[write] if index == 0 else [],
-            )
-            await self.pipeline.deliver(delivery)
+                notice("relayed", relayed, None)
+
+        def write(conn: sqlite3.Connection) -> list[Stored]:
+            """ONE transaction: the results and every report they cause (none lost to a crash, none twice). The
+            delay notice only from the attempt that sets the message's flag: another domain's attempt of the same
+            message, running alongside, may have sent it already."""
+            for recipient_id, state, reply, next_attempt in results:
+                queue.record(conn, recipient_id, state, reply, now, next_attempt)
+            first_delay = delay_due and queue.mark_delay_notified(conn, work.message_id)
+            queue.finish(conn, work.message_id)
+            filed: list[Stored] = []
+            for action, job in jobs:
+                if action != "delayed" or first_delay:
+                    filed += job(conn)
+            return filed
+
+        self.pipeline.publish(await self.store.write(write))
+
+
+def _account_exists(conn: sqlite3.Connection, *, account_id: int) -> bool:
+    return conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is not None

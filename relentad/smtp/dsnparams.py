@@ -63,7 +63,8 @@ NO_RCPT_PARAMS = RcptParams()
 
 
 def xtext_decode(text: str) -> str:
-    """The string ``text`` encodes; ParamError when it is not xtext or not UTF-8 underneath."""
+    """The string ``text`` encodes; ParamError when it is not xtext or not UTF-8 underneath. Lower-case hex digits
+    are taken (RFC 3461 asks for upper case; refusing would fail a message over a cosmetic slip)."""
     out = bytearray()
     i = 0
     while i < len(text):

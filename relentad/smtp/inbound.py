@@ -15,9 +15,11 @@ Policy for this listener, as aiosmtpd handler hooks:
 - ``250`` after DATA only once the message is committed (the pipeline returns after the store's commit); a
   store failure answers ``452 4.3.1`` so the sender retries, any other failure ``451 4.3.0``;
 - DSN (RFC 3461): RET, ENVID, NOTIFY and ORCPT are accepted (:mod:`relentad.smtp.dsnparams`); a recipient whose
-  RCPT said NOTIFY=SUCCESS makes the sender get a "delivered" report, queued to it in the same transaction as the
-  copies (:mod:`relentad.smtp.reports`) — only when SPF passed for MAIL FROM (or checks are off), so that nobody
-  can have us send reports to a forged address; refusals are SMTP replies as before, never a bounce;
+  RCPT said NOTIFY=SUCCESS makes the sender get a "delivered" report in the same transaction as the copies
+  (:mod:`relentad.smtp.reports`): filed into its INBOX when the sender is one of our users, else queued to it,
+  DKIM-signed when we have a key for the hostname's domain — only when SPF passed for MAIL FROM (or checks are
+  off), so that nobody can have us send reports to a forged address; refusals are SMTP replies as before, never
+  a bounce;
 - one log line per transaction: peer, sender, recipients, size, reply code, milliseconds.
 """
 
@@ -35,8 +37,9 @@ from aiosmtpd.smtp import Envelope
 from .. import addrspec, metrics, quota, quotawarn, trace
 from ..dnsbl import Listing
 from ..errors import InvalidInput
-from ..pipeline import Delivery, Pipeline, Placement
+from ..pipeline import Delivery, Pipeline, Placement, Stored
 from ..queue import queue
+from ..queue.dkimkeys import KeyRing
 from ..store import accounts
 from ..store.db import Store
 from . import replies, reports
@@ -63,11 +66,13 @@ class InboundHandler(TransactionLog):
         pipeline: Pipeline,
         get_context: Callable[[], ListenerContext],
         queued: Callable[[], None] = lambda: None,
+        keyring: KeyRing | None = None,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
         self.get_context = get_context
         self.queued = queued  # wakes the queue runner: a "delivered" report was queued
+        self.keyring = keyring  # signs the reports queued to remote senders
 
     async def handle_EHLO(
         self, server: Any, session: RelentadSession, envelope: Envelope, hostname: str, responses: list[str]
@@ -173,11 +178,17 @@ class InboundHandler(TransactionLog):
         )
         now = time.time()
         report = reports.delivered_report(tx, raw, self.get_context().config.server.hostname, now)
+        filed: list[Stored] = []  # the report's copies, when the sender is one of ours
         if report is not None:
-            delivery.also.append(functools.partial(_queue_report, report=report, tx=tx, now=now, delivery=delivery))
+            write = await self._report_write(tx, report, now, filed)
+            if write is not None:
+                delivery.also.append(functools.partial(_gated, write=write, tx=tx, delivery=delivery))
         reply = await outcome_reply(tx, self._deliver(delivery, tx))
-        if report is not None and reply.startswith("250"):
-            self.queued()
+        if reply.startswith("250"):
+            if filed:
+                self.pipeline.publish(filed)
+            elif report is not None:
+                self.queued()
         log_transaction(session, tx, reply, len(raw))
         session.tx = None
         return reply
@@ -187,10 +198,55 @@ class InboundHandler(TransactionLog):
         await quotawarn.warn_if_due(self.pipeline, self.store, sorted({s.account_id for s in stored}))
         return f"250 2.0.0 OK delivered as {tx.id}"
 
+    async def _report_write(
+        self, tx: Transaction, report: bytes, now: float, filed: list[Stored]
+    ) -> Callable[[sqlite3.Connection], object] | None:
+        """The write that gets the "delivered" report to the sender, for the copies' transaction: filed into its
+        INBOX when it is one of our users (never queued to ourselves), else queued with the null sender (nobody's
+        account sends it), DKIM-signed for MAILER-DAEMON@<hostname>'s domain when we have a key for it. None for an
+        unknown user of a hosted domain."""
+        config = self.get_context().config
+        hostname = config.server.hostname
+        sender = self.store.read(lambda conn: accounts.resolve_recipient(conn, tx.mail_from, config.server.postmaster))
+        if sender.kind is accounts.RecipientKind.UNKNOWN_USER:
+            log.info("smtp tx=%s no delivered report: <%s> is nobody here", tx.id, trace.clean(tx.mail_from))
+            return None
+        if sender.kind is accounts.RecipientKind.LOCAL:
+            local = Delivery(
+                raw=report,
+                mail_from="",
+                placements=[Placement(a, _delivered_to(tx.mail_from)) for a in sender.account_ids],
+                source=trace.Source(peer_ip="127.0.0.1", helo=hostname, protocol="local"),
+                transaction_id=f"dsn-{tx.id}",
+                received_at=now,
+            )
+            job = self.pipeline.filing(local)
 
-def _queue_report(conn: sqlite3.Connection, *, report: bytes, tx: Transaction, now: float, delivery: Delivery) -> None:
-    """Queue the "delivered" report to the (remote) sender, with the null sender: nobody's account sends it. Not
-    when the client is not the sender domain's (SPF did not pass): the report would go to whoever was forged."""
+            def file(conn: sqlite3.Connection) -> None:
+                filed[:] = job(conn)  # assigned, not added: the transaction may run again (pipeline.deliver)
+
+            return file
+        if self.keyring is not None:
+            try:
+                report = await self.keyring.sign(report, hostname, aligned=True)
+            except Exception as exc:  # a broken key: the report goes unsigned, the message it is about is not refused
+                log.error("smtp tx=%s DKIM signing of the delivered report failed: %s", tx.id, exc)
+        return functools.partial(
+            queue.enqueue,
+            account_id=None,
+            mail_from="",
+            data=report,
+            recipients=[tx.mail_from],
+            transaction_id=f"dsn-{tx.id}",
+            now=now,
+        )
+
+
+def _gated(
+    conn: sqlite3.Connection, *, write: Callable[[sqlite3.Connection], object], tx: Transaction, delivery: Delivery
+) -> None:
+    """Run the report's ``write`` unless the client is not the sender domain's (SPF did not pass): the report
+    would go to whoever was forged."""
     if delivery.auth is not None and delivery.auth.spf.result != "pass":
         log.info(
             "smtp tx=%s no delivered report: SPF %s for <%s>",
@@ -199,15 +255,7 @@ def _queue_report(conn: sqlite3.Connection, *, report: bytes, tx: Transaction, n
             trace.clean(tx.mail_from),
         )
         return
-    queue.enqueue(
-        conn,
-        account_id=None,
-        mail_from="",
-        data=report,
-        recipients=[tx.mail_from],
-        transaction_id=f"dsn-{tx.id}",
-        now=now,
-    )
+    write(conn)
 
 
 def declared_size(options: list[str]) -> int:

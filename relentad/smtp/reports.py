@@ -1,9 +1,9 @@
 """Reports about local delivery (RFC 3461 §6.2): "delivered" for recipients whose RCPT asked for NOTIFY=SUCCESS,
 and "failed" for local copies submission had to skip (over quota), unless NOTIFY leaves FAILURE out.
 
-Submission files them into the sender's INBOX after its commit; the MX queues its "delivered" report to the
-remote sender in the same transaction as the copies, with the null sender like any DSN (RFC 3461 §6.1), and
-never for mail that came with the null sender.
+Submission files them into the sender's INBOX after its commit; the MX gets its "delivered" report to the sender
+in the same transaction as the copies — filed into the INBOX of a sender of ours, queued (with the null sender
+like any DSN, RFC 3461 §6.1, and DKIM-signed) to any other — and never for mail that came with the null sender.
 """
 
 from __future__ import annotations

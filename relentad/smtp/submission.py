@@ -54,7 +54,7 @@ from ..auth.authenticator import Authenticator, Login, LoginFailed
 from ..errors import InvalidInput, SMTPReply
 from ..message import ParsedMessage
 from ..message import parse as parse_message
-from ..pipeline import Delivery, Pipeline, Placement
+from ..pipeline import Delivery, Pipeline, Placement, Stored
 from ..queue import dsn, queue
 from ..queue.dkim import DkimKeyError, DkimMessageError
 from ..queue.dkimkeys import KeyRing
@@ -431,8 +431,13 @@ class SubmissionHandler(TransactionLog):
                 check_quota=True,
                 refuse_when_full=not remote,
             )
+            reported: list[Stored] = []
+            report = functools.partial(
+                self._report_local, tx=tx, login=login, delivery=delivery, now=now, filed=reported
+            )
+            delivery.also.append(report)  # after ``also``: the copies are filed, their over-quota ones known
             stored = await self.pipeline.deliver(delivery)
-            await self._report_local(tx, login, signed, delivery.over_quota, now)
+            self.pipeline.publish(reported)
             # local recipients, and the sender by its Sent copy, get the 90 % warning as the MX's recipients do
             await quotawarn.warn_if_due(self.pipeline, self.store, sorted({s.account_id for s in stored}))
             parsed: ParsedMessage | None = delivery.parsed
@@ -446,29 +451,40 @@ class SubmissionHandler(TransactionLog):
         spam_training.after_send(self.store, config, login.account_id, parsed.in_reply_to)
         return f"250 2.0.0 OK queued as {tx.id}"
 
-    async def _report_local(
-        self, tx: SubmissionTransaction, login: Login, signed: bytes, skipped: list[Placement], now: float
+    def _report_local(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        tx: SubmissionTransaction,
+        login: Login,
+        delivery: Delivery,
+        now: float,
+        filed: list[Stored],
     ) -> None:
-        """After the commit: tell the sender, by RFC 3464 reports in its INBOX (not quota-checked), which local
-        recipients did not get the message because it would have taken them over their quota, and which asked
-        for NOTIFY=SUCCESS got it."""
+        """In the transaction that files the copies (so a crash never loses one, nor files one twice): tell the
+        sender, by RFC 3464 reports in its INBOX (not quota-checked), which local recipients did not get the message
+        because it would have taken them over their quota, and which that asked for NOTIFY=SUCCESS got it. Never
+        about a message sent with the null sender (a read receipt): there is nobody to tell."""
+        if not tx.mail_from:
+            return
         hostname = self.get_context().config.server.hostname
         local = [a for a in tx.accepted if a not in tx.remote]
-        failed, delivered = reports.local_outcomes(tx, local, {p.address for p in skipped}, hostname)
-        filed: list[tuple[dsn.Action, list[dsn.RecipientStatus]]] = [("failed", failed)]
-        if tx.mail_from:  # never a report about a message sent with the null sender (a read receipt)
-            filed.append(("delivered", delivered))
-        for index, (action, recipients) in enumerate(filed):
-            if not recipients:
-                continue
-            try:
+        skipped = {p.address for p in delivery.over_quota}
+        failed, delivered = reports.local_outcomes(tx, local, skipped, hostname)
+        stored: list[Stored] = []
+        outcomes: tuple[tuple[dsn.Action, list[dsn.RecipientStatus]], ...] = (
+            ("failed", failed),
+            ("delivered", delivered),
+        )
+        for index, (action, recipients) in enumerate(outcomes):
+            if recipients:
                 report = Delivery(
-                    raw=reports.report(tx, action, recipients, signed, hostname, now),
+                    raw=reports.report(tx, action, recipients, delivery.raw, hostname, now),
                     mail_from="",
                     placements=[Placement(login.account_id, tx.mail_from)],
                     source=trace.Source(peer_ip="127.0.0.1", helo=hostname, protocol="local"),
                     transaction_id=f"dsn-{tx.id}-{index}",
+                    received_at=now,
                 )
-                await self.pipeline.deliver(report)
-            except Exception:
-                log.exception("smtp tx=%s the %s report could not be filed", tx.id, action)
+                stored += self.pipeline.filing(report, conn)(conn)
+        filed[:] = stored  # assigned, not added: the transaction may run again (Pipeline.deliver)

@@ -8,26 +8,32 @@ What the queue then does with the parameters (passing them on, "relayed", RET=FU
 from __future__ import annotations
 
 import email
+import json
 import smtplib
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import dkim as dkimpy
 import pytest
 
+from relentad.queue import dkim
 from tests.e2e.conftest import MakeDaemon, provision
 from tests.e2e.test_submission import message, submit
 from tests.support.daemon import Daemon
 from tests.support.dns_fixture import start_or_skip
 from tests.support.dnsmasq import DnsRecords
 
-# elsewhere.test's SPF lets the test client (127.0.0.1) send for it; forged.test's lets nobody. Its MX has an
-# address nobody listens on: what is queued for it stays queued, deferred, to be looked at.
+# elsewhere.test's and example.test's SPF let the test client (127.0.0.1) send for them; forged.test's lets
+# nobody. elsewhere.test's MX has an address nobody listens on: what is queued for it stays queued, deferred, to
+# be looked at.
 SPF = (
     DnsRecords()
     .add_txt("elsewhere.test", "v=spf1 ip4:127.0.0.1 -all")
+    .add_txt("example.test", "v=spf1 ip4:127.0.0.1 -all")
     .add_txt("forged.test", "v=spf1 -all")
     .add_mx("elsewhere.test", "mx.elsewhere.test")
     .add_a("mx.elsewhere.test", "127.0.0.9")
@@ -150,6 +156,39 @@ def test_mx_queues_a_delivered_report_to_the_remote_sender(relentad: Daemon) -> 
     assert parts[2].get_content_type() == "text/rfc822-headers", "a success report returns the header only"
 
 
+def test_mx_files_the_report_to_a_sender_of_ours_into_its_inbox(relentad: Daemon) -> None:
+    """A sender at a hosted domain (here SPF lets the client send for it) gets its report filed, with the copies;
+    queued, it would have gone out to our own MX. An unknown user of a hosted domain gets nothing."""
+    with mx(relentad) as client:
+        raw = message(from_="alice@example.test", subject="did bob get it")
+        client.sendmail("Alice@Example.test", ["bob@example.test"], raw, rcpt_options=["NOTIFY=SUCCESS"])
+        client.sendmail("nobody@example.test", ["bob@example.test"], raw, rcpt_options=["NOTIFY=SUCCESS"])
+    [report] = relentad.messages("alice@example.test")
+    parsed, blocks = status_blocks(report)
+    assert parsed["To"] == "<Alice@Example.test>"
+    assert [(b["Final-Recipient"], b["Action"]) for b in blocks[1:]] == [("rfc822; bob@example.test", "delivered")]
+    assert b"Return-Path: <>" in report and b"Delivered-To: alice@example.test" in report
+    assert relentad.query("SELECT id FROM queue_messages") == []
+    assert "no delivered report: <nobody@example.test> is nobody here" in relentad.log()
+
+
+def test_mx_report_to_a_remote_sender_is_dkim_signed_for_our_domain(relentad: Daemon) -> None:
+    """MAILER-DAEMON@mx.example.test's report is signed with example.test's key (relaxed DMARC alignment)."""
+    relentad.cli("dkim", "generate", "example.test", "--selector", "s1")
+    record = dkim.txt_value((relentad.root / "data" / "dkim" / "example.test" / "s1.pem").read_bytes())
+    with mx(relentad) as client:
+        raw = message(from_="carol@elsewhere.test")
+        client.sendmail("carol@elsewhere.test", ["bob@example.test"], raw, rcpt_options=["NOTIFY=SUCCESS"])
+    [queued] = relentad.query("SELECT data FROM queue_messages")
+    data = bytes(queued["data"])
+    assert data.startswith(b"DKIM-Signature:") and b"d=example.test" in data.split(b"\r\n\r\n")[0]
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes:
+        return record.encode() if name.rstrip(b".") == b"s1._domainkey.example.test" else b""
+
+    assert dkimpy.verify(data, dnsfunc=dnsfunc)
+
+
 def test_submission_files_a_delivered_report_for_local_recipients(relentad: Daemon) -> None:
     with submit(relentad) as client:
         client.sendmail(
@@ -175,6 +214,37 @@ def test_submission_files_a_delivered_report_for_local_recipients(relentad: Daem
     assert tuple(queued) == ("HDRS", "id1")
     [row] = relentad.query("SELECT address, dsn_notify, dsn_orcpt FROM queue_recipients")
     assert tuple(row) == ("dave@elsewhere.test", "SUCCESS", "utf-8;böb@example.test")
+    # and `queue list` shows them
+    [listed] = json.loads(relentad.cli("queue", "list", "--json").stdout)
+    assert (listed["ret"], listed["envid"]) == ("HDRS", "id1")
+    [shown] = listed["recipients"]
+    assert (shown["notify"], shown["orcpt"]) == ("SUCCESS", "utf-8;böb@example.test")
+    text = relentad.cli("queue", "list").stdout.splitlines()
+    assert text[0].endswith(" RET=HDRS ENVID=id1")
+    assert text[1].startswith("\t<dave@elsewhere.test> NOTIFY=SUCCESS ORCPT=utf-8;böb@example.test queued after")
+
+
+def test_submission_files_its_report_in_the_transaction_of_the_copies(relentad: Daemon) -> None:
+    """A report that cannot be filed fails the whole submission (4xx: the client sends again), never a 250 with
+    the copies stored and the report lost; the retry then files both, once."""
+    with sqlite3.connect(relentad.db_path) as conn:  # the disk refuses the report, and only it
+        conn.execute(
+            """CREATE TRIGGER no_report BEFORE INSERT ON messages
+               WHEN instr(NEW.prefix, CAST('Return-Path: <>' AS BLOB)) BEGIN SELECT RAISE(ABORT, 'disk error'); END"""
+        )
+    raw = message(to="bob@example.test", subject="receipt please")
+    with submit(relentad) as client:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("alice@example.test", ["bob@example.test"], raw, rcpt_options=["NOTIFY=SUCCESS"])
+        assert refused.value.smtp_code // 100 == 4
+        assert relentad.messages("bob@example.test") == []
+        with sqlite3.connect(relentad.db_path) as conn:
+            conn.execute("DROP TRIGGER no_report")
+        client.rset()
+        client.sendmail("alice@example.test", ["bob@example.test"], raw, rcpt_options=["NOTIFY=SUCCESS"])
+    assert len(relentad.messages("bob@example.test")) == 1
+    [report] = relentad.messages("alice@example.test")
+    assert status_blocks(report)[0]["Subject"] == "Successful Mail Delivery Report"
 
 
 def test_long_parameters_fit_and_other_paths_take_them_too(relentad: Daemon) -> None:

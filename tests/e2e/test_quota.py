@@ -266,12 +266,12 @@ def test_message_limit_over_smtp_and_imap(make_daemon: MakeDaemon) -> None:
 
 
 def submit(
-    daemon: Daemon, rcpts: list[str], raw: bytes, before_data: Any = None
+    daemon: Daemon, rcpts: list[str], raw: bytes, before_data: Any = None, sender: str = "alice@example.test"
 ) -> tuple[list[int], tuple[int, bytes]]:
     """One submission transaction as alice: RCPT codes, then (``before_data`` run first) the DATA reply."""
     with smtplib.SMTP(daemon.host, daemon.submission_port, timeout=10) as smtp:
         smtp.login("alice@example.test", PASSWORD)
-        smtp.mail("alice@example.test")
+        smtp.mail(sender)
         codes = [smtp.rcpt(r)[0] for r in rcpts]
         if before_data is not None:
             before_data()
@@ -314,6 +314,12 @@ def test_submission_checks_local_recipients_quota(make_daemon: MakeDaemon) -> No
     assert b"Final-Recipient: rfc822; carol@example.test" in bounce and b"Status: 5.2.2" in bounce
     assert b"bob@example.test" not in bounce.split(b"message/delivery-status")[1].split(b"rfc822-headers")[0]
     assert usage(daemon, alice)["sent_today"] == counted_before + 2, "both accepted recipients count"
+
+    # the same from the null sender (a read receipt): no bounce, as for remote recipients (nobody to tell)
+    cli(daemon, "quota", "set", CAROL, "--messages", "4")
+    codes, (code, _) = submit(daemon, [CAROL, bob], raw, lambda: send(daemon, CAROL, message("4th")), sender="<>")
+    assert codes == [250, 250] and code == 250
+    assert len(daemon.messages(bob)) == 3 and len(daemon.messages(alice)) == 1
 
 
 def test_send_limit_holds_across_parallel_sessions(make_daemon: MakeDaemon) -> None:

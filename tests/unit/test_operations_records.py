@@ -72,6 +72,21 @@ def test_dkim_records_list_the_active_pending_and_previous_keys(tmp_path: Path) 
     assert names == ["s2._domainkey.example.com", "s2-ed25519._domainkey.example.com"]
 
 
+def test_keyring_aligned_keys_stop_at_the_organisational_domain(tmp_path: Path) -> None:
+    """Mail From mx.mail.example.com is signed with the nearest parent's key (relaxed DMARC alignment), never with
+    a key outside its organisational domain."""
+    dkimkeys.generate(tmp_path, "example.com", "s1")
+    dkimkeys.generate(tmp_path, "co.uk", "s1")  # a public suffix: nobody's key aligns with it
+    ring = dkimkeys.KeyRing(tmp_path)
+    found = ring.aligned("mx.mail.example.com")
+    assert found is not None and found.domain == "example.com"
+    assert ring.get("mx.mail.example.com") is None
+    assert ring.aligned("mx.example.co.uk") is None
+    dkimkeys.generate(tmp_path, "mail.example.com", "s1")
+    nearer = ring.aligned("MX.mail.example.com.")
+    assert nearer is not None and nearer.domain == "mail.example.com"
+
+
 def test_mta_sts_policy_id_changes_with_the_policy(tmp_path: Path) -> None:
     one = make_config(tmp_path)
     two = config_mod.from_dict({"server": {"hostname": "mail2.example.com"}}, tmp_path / "relentad.toml")

@@ -63,8 +63,37 @@ def test_envid_orcpt_and_status_per_action() -> None:
     assert (failed["Action"], failed["Status"]) == ("failed", "5.1.1")
 
 
+def test_a_local_delivery_is_listed_without_a_reply() -> None:
+    recipient = dsn.RecipientStatus("bob@b.test", "")
+    text = parts(build("delivered", None, recipient=recipient))[0].get_payload(decode=True)
+    assert isinstance(text, bytes) and b"\r\n<bob@b.test>\r\n" in text
+
+
 def test_internationalized_final_recipient_is_utf8_xtext() -> None:
     """RFC 6533 §3: in message/delivery-status (ASCII) a UTF-8 address is the utf-8 type with \\x{HEX}."""
     recipient = dsn.RecipientStatus("jürgen@b.test", "553 5.6.7 no SMTPUTF8")
     [_, block] = list(parts(build("failed", None, recipient=recipient))[1].get_payload())  # type: ignore[arg-type]
     assert block["Final-Recipient"] == "utf-8; j\\x{FC}rgen@b.test"
+
+
+INTL = "From: jürgen@a.test\r\nTo: bob@b.test\r\nSubject: Grüße\r\n\r\nthe body\r\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("action", "ret", "returned"),
+    [("failed", "FULL", "message/global"), ("failed", "HDRS", "message/global-headers"), ("delayed", "FULL", None)],
+)
+def test_a_utf8_header_comes_back_as_message_global(action: dsn.Action, ret: str, returned: str | None) -> None:
+    """RFC 6533 §6: message/rfc822 and text/rfc822-headers may not carry UTF-8 header fields (RFC 6532)."""
+    [human, status, back] = parts(build(action, ret, INTL))
+    assert back.get_content_type() == (returned or "message/global-headers")
+    assert status.get_content_type() == "message/delivery-status", "the status itself is ASCII"
+    assert human["Content-Transfer-Encoding"] == "8bit", "the original's subject is quoted in UTF-8"
+    assert parts(build(action, ret))[0]["Content-Transfer-Encoding"] is None
+
+
+def test_a_status_that_needs_utf8_is_message_global_delivery_status() -> None:
+    recipient = dsn.RecipientStatus("bob@b.test", "550 5.1.1 Empfänger unbekannt", "mx.b.test", from_remote=True)
+    [_, status, _] = parts(build("failed", None, recipient=recipient))
+    assert status.get_content_type() == "message/global-delivery-status"
+    assert "Diagnostic-Code: smtp; 550 5.1.1 Empfänger unbekannt" in status.as_bytes().decode()

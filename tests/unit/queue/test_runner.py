@@ -139,3 +139,84 @@ async def test_notify_decides_which_reports_the_sender_gets(store: Store, monkey
         ("text/rfc822-headers", [("rfc822; relayed@x.test", "relayed", "rfc822; R@x.test")]),
     ], "no delay notice: late@ left DELAY out; none for never@ or passed@"
     assert store.read(lambda c: c.execute("SELECT delay_notified FROM queue_messages").fetchone()[0]) == 1
+
+
+async def test_every_report_of_an_attempt_commits_with_its_results(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bounce and a "relayed" report of one attempt go in the transaction that records the results: a process
+    dying after that commit cannot lose the second (it was written after, on its own)."""
+    notify = {"gone@x.test": dsnparams.RcptParams(), "ok@x.test": dsnparams.RcptParams(frozenset({"SUCCESS"}))}
+    outcomes = {
+        "gone@x.test": deliver.Outcome("failed", "550 5.1.1 no", "mx.x.test", True),
+        "ok@x.test": deliver.Outcome("delivered", "250 2.0.0 ok", "mx.x.test", True),
+    }
+    conn = db.open_database(store.path)
+    with db.transaction(conn):
+        data = b"From: alice@a.test\r\nSubject: s\r\n\r\nhi\r\n"
+        queue.enqueue(
+            conn,
+            account_id=1,
+            mail_from="alice@a.test",
+            data=data,
+            recipients=list(notify),
+            transaction_id="t",
+            notify=notify,
+        )
+
+    async def answering(**kwargs: Any) -> dict[str, deliver.Outcome]:
+        return outcomes
+
+    writes = 0
+    write = store.write
+
+    async def dies_after_one_commit(job: Any) -> Any:
+        nonlocal writes
+        writes += 1
+        if writes > 1:
+            raise RuntimeError("the process died")
+        return await write(job)
+
+    monkeypatch.setattr(deliver, "attempt", answering)
+    monkeypatch.setattr(store, "write", dies_after_one_commit)
+    config = config_mod.from_dict({"server": {"hostname": "mx.a.test"}})
+    worker = runner.QueueRunner(store, Pipeline(store, Bus(), config), lambda: config)
+    work = store.read(lambda c: queue.load(c, 1, "x.test", time.time()))
+    assert work is not None
+    await worker._deliver(work, config, "x.test")
+    rows = conn.execute("SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id ORDER BY m.uid").fetchall()
+    subjects = [email.message_from_bytes(bytes(r[0]))["Subject"] for r in rows]
+    left = conn.execute("SELECT count(*) FROM queue_messages").fetchone()[0]
+    conn.close()
+    assert subjects == ["Undelivered Mail Returned to Sender", "Relayed Mail Delivery Report"]
+    assert left == 0, "recorded with them: never tried again"
+
+
+async def test_one_delay_notice_when_two_domains_of_a_message_are_tried_together(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempts at x.test and y.test of one message run side by side, each loaded before the other recorded:
+    the sender still gets one delay notice (the attempt that sets the flag sends it)."""
+    conn = db.open_database(store.path)
+    with db.transaction(conn):
+        queue.enqueue(
+            conn,
+            account_id=1,
+            mail_from="alice@a.test",
+            data=b"From: alice@a.test\r\nSubject: s\r\n\r\nhi\r\n",
+            recipients=["bob@x.test", "carol@y.test"],
+            transaction_id="t",
+            now=time.time() - 3600,
+        )
+
+    async def deferring(*, recipients: list[str], **kwargs: Any) -> dict[str, deliver.Outcome]:
+        return {r: deliver.Outcome("deferred", "451 4.3.0 later", "mx.test", True) for r in recipients}
+
+    monkeypatch.setattr(deliver, "attempt", deferring)
+    config = config_mod.from_dict({"server": {"hostname": "mx.a.test"}, "queue": {"delay_notice": "1s"}})
+    worker = runner.QueueRunner(store, Pipeline(store, Bus(), config), lambda: config)
+    works = [store.read(lambda c, d=domain: queue.load(c, 1, d, time.time())) for domain in ("x.test", "y.test")]
+    await asyncio.gather(*(worker._deliver(w, config, w.domain) for w in works if w is not None))
+    notices = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    conn.close()
+    assert notices == 1
