@@ -468,7 +468,8 @@ class SubmissionHandler(TransactionLog):
         if not tx.mail_from:
             return
         hostname = self.get_context().config.server.hostname
-        local = [a for a in tx.accepted if a not in tx.remote]
+        remote = set(tx.remote)
+        local = [a for a in tx.accepted if a not in remote]
         skipped = {p.address for p in delivery.over_quota}
         failed, delivered = reports.local_outcomes(tx, local, skipped, hostname)
         stored: list[Stored] = []
