@@ -213,15 +213,8 @@ class InboundHandler(TransactionLog):
             log.info("smtp tx=%s no delivered report: <%s> is nobody here", tx.id, trace.clean(tx.mail_from))
             return None
         if sender.kind is accounts.RecipientKind.LOCAL:
-            local = Delivery(
-                raw=report,
-                mail_from="",
-                placements=[Placement(a, delivered_to(tx.mail_from)) for a in sender.account_ids],
-                source=trace.Source(peer_ip="127.0.0.1", helo=hostname, protocol="local"),
-                transaction_id=f"dsn-{tx.id}",
-                received_at=now,
-            )
-            job = self.pipeline.filing(local)
+            placements = [Placement(a, delivered_to(tx.mail_from)) for a in sender.account_ids]
+            job = self.pipeline.filing(report, placements, f"dsn-{tx.id}", now)
 
             def file(conn: sqlite3.Connection) -> None:
                 filed[:] = job(conn)  # assigned, not added: the transaction may run again (pipeline.deliver)
