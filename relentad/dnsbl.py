@@ -135,9 +135,12 @@ class Blocklists:
 
     async def check(self, ip: str) -> Listing | None:
         """The first IP zone (in configured order) listing ``ip``, or None."""
-        ipv6 = isinstance(_client_address(ip), ipaddress.IPv6Address)
+        address = _client_address(ip)
+        if address is None:
+            return None
+        ipv6 = isinstance(address, ipaddress.IPv6Address)
         never_listed = (_IPV6_TEST_POINTS if ipv6 else _IP_TEST_POINTS)[1]  # an IPv6 list may hold no IPv4 points
-        questions = [(ip, zone, query_name(ip, zone), never_listed) for zone in self.zones]
+        questions = [(ip, zone, _reversed_name(address, zone), never_listed) for zone in self.zones]
         return await self._first(questions)
 
     async def check_domains(self, domains: list[str]) -> Listing | None:

@@ -283,15 +283,27 @@ class Pipeline:
         self.bus.publish([MessageAdded(s.account_id, s.mailbox_id, s.uid, s.modseq) for s in stored])
 
     def filing(
-        self, delivery: Delivery, conn: sqlite3.Connection | None = None
+        self,
+        raw: bytes,
+        placements: list[Placement],
+        transaction_id: str,
+        received_at: float,
+        conn: sqlite3.Connection | None = None,
     ) -> Callable[[sqlite3.Connection], list[Stored]]:
-        """The write that files ``delivery``, a message this server wrote itself (a report), inside another
-        delivery's transaction (one of its ``also``), so that it is committed exactly when what it reports is.
-        Of the steps only the CRM applies (a user's rules may file reports; no sender to check, no spam): sorted
+        """The write that files ``raw``, a message this server wrote itself (a report, from the null sender), inside
+        another delivery's transaction (one of its ``also``), so that it is committed exactly when what it reports
+        is. Of the steps only the CRM applies (a user's rules may file reports; no sender to check, no spam): sorted
         now, or on ``conn`` when called inside that transaction. The caller publishes the copies."""
-        if delivery.structure is None:
-            delivery.parsed = message.parse(delivery.raw)
-            delivery.structure = delivery.parsed.to_json()
+        delivery = Delivery(
+            raw=raw,
+            mail_from="",
+            placements=placements,
+            source=trace.Source(peer_ip="127.0.0.1", helo=self.hostname, protocol="local"),
+            transaction_id=transaction_id,
+            received_at=received_at,
+        )
+        delivery.parsed = message.parse(raw)
+        delivery.structure = delivery.parsed.to_json()
         if self.config.crm.enabled:
             if conn is None:
                 self.sort(delivery)

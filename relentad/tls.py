@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import ipaddress
 import ssl
 from asyncio import sslproto
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -28,21 +30,32 @@ HANDSHAKE_TIMEOUT = 60
 
 
 def accept_tls(
-    transport: asyncio.BaseTransport, protocol: asyncio.BaseProtocol, context: ssl.SSLContext
-) -> asyncio.Future[None]:
+    transport: asyncio.BaseTransport,
+    protocol: asyncio.BaseProtocol,
+    context: ssl.SSLContext,
+    on_failure: Callable[[BaseException | None], object],
+) -> None:
     """Put a server-side TLS layer between ``transport`` and ``protocol``, as ``create_server(ssl=...)`` does, but
     when the caller says: implicit-TLS listeners first count the connection against their limits. Call it from the
     plain ``connection_made``, before any byte is read. ``protocol.connection_made`` is called again with the TLS
-    transport once the handshake is done; the returned future is done then too, or failed when the handshake failed
-    or took over :data:`HANDSHAKE_TIMEOUT` (then no ``connection_lost`` follows: the caller releases what it holds)."""
+    transport once the handshake is done; ``on_failure`` (with the error, None when cancelled) when it failed or
+    took over :data:`HANDSHAKE_TIMEOUT` instead: no ``connection_lost`` follows, so it releases what the caller
+    holds."""
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()
+    waiter.add_done_callback(functools.partial(_check_handshake, on_failure))
     layer = _tls_protocol(loop)(
         loop, protocol, context, waiter, server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
     )
     transport.set_protocol(layer)
     layer.connection_made(transport)
-    return waiter
+
+
+def _check_handshake(on_failure: Callable[[BaseException | None], object], waiter: asyncio.Future[None]) -> None:
+    if waiter.cancelled():
+        on_failure(None)
+    elif (error := waiter.exception()) is not None:
+        on_failure(error)
 
 
 def _tls_protocol(loop: asyncio.AbstractEventLoop) -> type[sslproto.SSLProtocol]:

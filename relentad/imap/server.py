@@ -58,14 +58,11 @@ class _ImplicitTls(asyncio.StreamReaderProtocol):
             transport.close()  # without a word: the client expects a handshake, not a plaintext BYE
             return
         self.handshaking = True
-        tls.accept_tls(transport, self, context).add_done_callback(self._handshake_done)
+        tls.accept_tls(transport, self, context, self._handshake_failed)
 
-    def _handshake_done(self, waiter: asyncio.Future[None]) -> None:
-        if self.handshaking:
-            self.handshaking = False
-            error = None if waiter.cancelled() else waiter.exception()
-            log.info("imap TLS handshake with %s failed: %r", self.ip, error)
-            self.server.release(self.ip)
+    def _handshake_failed(self, error: BaseException | None) -> None:
+        log.info("imap TLS handshake with %s failed: %r", self.ip, error)
+        self.server.release(self.ip)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self.server.serve(reader, writer, self.ip)

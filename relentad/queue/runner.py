@@ -26,7 +26,7 @@ from collections.abc import Callable
 from .. import metrics, trace
 from ..config import Config
 from ..dns import make_resolver
-from ..pipeline import Delivery, Pipeline, Placement, Stored
+from ..pipeline import Pipeline, Placement, Stored
 from ..store.db import Store
 from . import deliver, dsn, queue
 
@@ -224,7 +224,6 @@ class QueueRunner:
         jobs: list[tuple[dsn.Action, Callable[[sqlite3.Connection], list[Stored]]]] = []
         bounce_to = work.account_id if work.mail_from else None  # never bounce a bounce
         if bounce_to is not None and self.store.read(functools.partial(_account_exists, account_id=bounce_to)):
-            source = trace.Source(peer_ip="127.0.0.1", helo=config.server.hostname, protocol="local")
 
             def notice(action: dsn.Action, recipients: list[dsn.RecipientStatus], until: float | None) -> None:
                 raw = dsn.build(
@@ -238,14 +237,9 @@ class QueueRunner:
                     envid=work.dsn.envid,
                     ret=work.dsn.ret,
                 )
-                report = Delivery(
-                    raw=raw,
-                    mail_from="",
-                    placements=[Placement(bounce_to, work.mail_from)],
-                    source=source,
-                    transaction_id=f"dsn-{work.message_id}-{int(now)}-{len(jobs)}",
-                )
-                jobs.append((action, self.pipeline.filing(report)))
+                placements = [Placement(bounce_to, work.mail_from)]
+                transaction_id = f"dsn-{work.message_id}-{int(now)}-{len(jobs)}"
+                jobs.append((action, self.pipeline.filing(raw, placements, transaction_id, now)))
 
             if failed:
                 notice("failed", failed, None)

@@ -48,6 +48,7 @@ from .transaction import (
     NULL_SENDER,
     Transaction,
     TransactionLog,
+    delivered_to,
     log_transaction,
     outcome_reply,
     tls_info,
@@ -114,7 +115,7 @@ class InboundHandler(TransactionLog):
                 envelope.rcpt_options.extend(options)
                 tx.accept(address, session)
                 for account_id in with_room:
-                    tx.placements.setdefault(account_id, Placement(account_id, _delivered_to(address)))
+                    tx.placements.setdefault(account_id, Placement(account_id, delivered_to(address)))
                 return replies.RECIPIENT_OK
             if refusal is not None:
                 reply = refusal
@@ -145,7 +146,7 @@ class InboundHandler(TransactionLog):
         if config.action == "junk":
             tx.dnsbl = listing
             return None
-        if accounts.is_postmaster(_delivered_to(address)):  # as resolve_recipient reads it: "postmaster"@ too
+        if accounts.is_postmaster(delivered_to(address)):  # as resolve_recipient reads it: "postmaster"@ too
             return None
         return replies.blocklisted(session.peer[0], listing.describe())
 
@@ -212,15 +213,8 @@ class InboundHandler(TransactionLog):
             log.info("smtp tx=%s no delivered report: <%s> is nobody here", tx.id, trace.clean(tx.mail_from))
             return None
         if sender.kind is accounts.RecipientKind.LOCAL:
-            local = Delivery(
-                raw=report,
-                mail_from="",
-                placements=[Placement(a, _delivered_to(tx.mail_from)) for a in sender.account_ids],
-                source=trace.Source(peer_ip="127.0.0.1", helo=hostname, protocol="local"),
-                transaction_id=f"dsn-{tx.id}",
-                received_at=now,
-            )
-            job = self.pipeline.filing(local)
+            placements = [Placement(a, delivered_to(tx.mail_from)) for a in sender.account_ids]
+            job = self.pipeline.filing(report, placements, f"dsn-{tx.id}", now)
 
             def file(conn: sqlite3.Connection) -> None:
                 filed[:] = job(conn)  # assigned, not added: the transaction may run again (pipeline.deliver)
@@ -271,10 +265,3 @@ def _has_room(conn: sqlite3.Connection, account_id: int, size: int) -> bool:
     """The account can take a message of the declared ``size`` (RFC 1870 §6.2 lets RCPT refuse per recipient
     when it cannot); without a declared size, whether it is not full already."""
     return not (quota.would_exceed(conn, account_id, size) if size else quota.is_full(conn, account_id))
-
-
-def _delivered_to(address: str) -> str:
-    try:
-        return addrspec.normalize(address)
-    except InvalidInput:
-        return address

@@ -10,32 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .. import addrspec
-from ..errors import InvalidInput
 from ..queue import dsn
 from .dsnparams import NO_RCPT_PARAMS
-from .transaction import Transaction
+from .transaction import Transaction, delivered_to
 
 OVER_QUOTA = "552 5.2.2 Mailbox full: the message would exceed the recipient's quota"
-
-
-def _normal(address: str) -> str:
-    try:
-        return addrspec.normalize(address)
-    except InvalidInput:
-        return address
 
 
 def local_outcomes(
     tx: Transaction, local: Iterable[str], skipped: set[str], hostname: str
 ) -> tuple[list[dsn.RecipientStatus], list[dsn.RecipientStatus]]:
     """(failed, delivered): the local recipients ``local`` (RCPT addresses) the sender is to hear about, the
-    failed ones being those whose normalised address is in ``skipped`` (their copies were not filed)."""
+    failed ones being those whose normalised address is in ``skipped`` (their copies were not filed; the MX's
+    DATA, which never skips one, normalises nothing)."""
     failed: list[dsn.RecipientStatus] = []
     delivered: list[dsn.RecipientStatus] = []
     for address in dict.fromkeys(local):
         params = tx.notify.get(address, NO_RCPT_PARAMS)
-        if _normal(address) in skipped:
+        if skipped and delivered_to(address) in skipped:
             if params.wants("FAILURE"):
                 failed.append(dsn.RecipientStatus(address, OVER_QUOTA, remote=hostname, orcpt=params.orcpt))
         elif params.wants("SUCCESS"):

@@ -347,14 +347,11 @@ class RelentadSMTP(SMTP):
         handshake is done (:meth:`connection_made` again). A handshake that fails or never comes gives the slot
         back here, as no ``connection_lost`` will."""
         self._handshaking = True
-        tls.accept_tls(transport, self, context).add_done_callback(self._handshake_done)
+        tls.accept_tls(transport, self, context, self._handshake_failed)
 
-    def _handshake_done(self, waiter: asyncio.Future[None]) -> None:
-        if self._handshaking:
-            self._handshaking = False
-            error = None if waiter.cancelled() else waiter.exception()
-            log.info("smtp TLS handshake failed peer=%s: %r", self._peer_ip, error)
-            self._connections.release(self, self._peer_ip)
+    def _handshake_failed(self, error: BaseException | None) -> None:
+        log.info("smtp TLS handshake failed peer=%s: %r", self._peer_ip, error)
+        self._connections.release(self, self._peer_ip)
 
     def _end_transaction(self) -> None:
         """Let the handler end the session's transaction, as on a hang-up: aiosmtpd replaces the session after the

@@ -468,7 +468,8 @@ class SubmissionHandler(TransactionLog):
         if not tx.mail_from:
             return
         hostname = self.get_context().config.server.hostname
-        local = [a for a in tx.accepted if a not in tx.remote]
+        remote = set(tx.remote)
+        local = [a for a in tx.accepted if a not in remote]
         skipped = {p.address for p in delivery.over_quota}
         failed, delivered = reports.local_outcomes(tx, local, skipped, hostname)
         stored: list[Stored] = []
@@ -478,13 +479,7 @@ class SubmissionHandler(TransactionLog):
         )
         for index, (action, recipients) in enumerate(outcomes):
             if recipients:
-                report = Delivery(
-                    raw=reports.report(tx, action, recipients, delivery.raw, hostname, now),
-                    mail_from="",
-                    placements=[Placement(login.account_id, tx.mail_from)],
-                    source=trace.Source(peer_ip="127.0.0.1", helo=hostname, protocol="local"),
-                    transaction_id=f"dsn-{tx.id}-{index}",
-                    received_at=now,
-                )
-                stored += self.pipeline.filing(report, conn)(conn)
+                raw = reports.report(tx, action, recipients, delivery.raw, hostname, now)
+                placements = [Placement(login.account_id, tx.mail_from)]
+                stored += self.pipeline.filing(raw, placements, f"dsn-{tx.id}-{index}", now, conn)(conn)
         filed[:] = stored  # assigned, not added: the transaction may run again (Pipeline.deliver)

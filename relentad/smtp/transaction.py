@@ -15,9 +15,9 @@ from typing import Any
 
 from aiosmtpd.smtp import Envelope
 
-from .. import metrics, trace
+from .. import addrspec, metrics, trace
 from ..dnsbl import Listing
-from ..errors import SMTPReply, StoreUnavailable
+from ..errors import InvalidInput, SMTPReply, StoreUnavailable
 from ..pipeline import Placement
 from . import dsnparams, replies
 from .server import RelentadSession
@@ -25,6 +25,15 @@ from .server import RelentadSession
 log = logging.getLogger("relentad.smtp")
 NULL_SENDER = "<>"
 """MAIL FROM:<> as aiosmtpd passes it: bounces and DSNs on the MX, read receipts (MDNs) on submission."""
+
+
+def delivered_to(address: str) -> str:
+    """A recipient address as a copy's Delivered-To and the key its placement is known by: normalised, or as it
+    came when it cannot be."""
+    try:
+        return addrspec.normalize(address)
+    except InvalidInput:
+        return address
 
 
 @dataclass

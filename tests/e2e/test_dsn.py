@@ -7,15 +7,11 @@ What the queue then does with the parameters (passing them on, "relayed", RET=FU
 
 from __future__ import annotations
 
-import email
 import json
 import smtplib
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
-from email.message import Message
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import dkim as dkimpy
 import pytest
@@ -23,9 +19,10 @@ import pytest
 from relentad.queue import dkim
 from tests.e2e.conftest import MakeDaemon, provision
 from tests.e2e.test_submission import message, submit
-from tests.support.daemon import Daemon
+from tests.support.daemon import Daemon, wait_for
 from tests.support.dns_fixture import start_or_skip
 from tests.support.dnsmasq import DnsRecords
+from tests.support.dsn import status_blocks
 
 # elsewhere.test's and example.test's SPF let the test client (127.0.0.1) send for them; forged.test's lets
 # nobody. elsewhere.test's MX has an address nobody listens on: what is queued for it stays queued, deferred, to
@@ -49,30 +46,10 @@ def relentad(make_daemon: MakeDaemon, tmp_path: Path) -> Iterator[Daemon]:
         dns.close()
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def mx(daemon: Daemon) -> smtplib.SMTP:
     client = smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=10)
     client.ehlo("client.elsewhere.test")
     return client
-
-
-def status_blocks(report: bytes) -> tuple[Message, list[Message]]:
-    """The parsed report and its message/delivery-status blocks (per-message first, then per recipient)."""
-    parsed = email.message_from_bytes(report)
-    assert parsed.get_content_type() == "multipart/report"
-    assert parsed.get_param("report-type") == "delivery-status"
-    for part in parsed.walk():
-        if part.get_content_type() == "message/delivery-status":
-            return parsed, list(part.get_payload())  # type: ignore[arg-type]
-    raise AssertionError("no message/delivery-status part")
 
 
 def test_ehlo_offers_dsn_on_the_mx_and_submission(relentad: Daemon) -> None:

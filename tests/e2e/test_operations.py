@@ -7,9 +7,11 @@ import imaplib
 import json
 import smtplib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner, Result
 
 from relentad import metrics
@@ -97,62 +99,56 @@ async def test_healthz_reports_a_listener_that_is_down(tmp_path: Path) -> None:
         await asyncio.to_thread(store.close)
 
 
-async def test_head_gets_the_headers_of_get_without_a_body(tmp_path: Path) -> None:
-    """RFC 9110 §9.3.2: a response to HEAD has no content (it had the whole exposition after its headers)."""
+@pytest.fixture
+async def metrics_port(tmp_path: Path) -> AsyncIterator[int]:
+    """The port of a metrics listener on loopback over an empty store."""
     store = Store(tmp_path / "relentad.db")
     store.start(asyncio.get_running_loop())
     server = metrics.MetricsServer(metrics.DaemonView(store, lambda: 0, dict, dict))
     listening = await server.start("127.0.0.1", 0)
-    port = listening.sockets[0].getsockname()[1]
-
-    async def ask(method: str) -> bytes:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"{method} /healthz HTTP/1.0\r\n\r\n".encode())
-        answer = await reader.read()
-        writer.close()
-        return answer
-
     try:
-        got, head = await ask("GET"), await ask("HEAD")
-        assert got.endswith(b"\r\n\r\nok\n") and b"Content-Length: 3\r\n" in got
-        assert head == got.removesuffix(b"ok\n")
+        yield listening.sockets[0].getsockname()[1]
     finally:
         server.close()
         await asyncio.to_thread(store.close)
 
 
-async def test_malformed_requests_get_the_right_status(tmp_path: Path) -> None:
+async def exchange(port: int, request: bytes) -> bytes:
+    """Send ``request`` over a new connection; what came back until the server closed it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    answer = await reader.read()
+    writer.close()
+    return answer
+
+
+async def test_head_gets_the_headers_of_get_without_a_body(metrics_port: int) -> None:
+    """RFC 9110 §9.3.2: a response to HEAD has no content (it had the whole exposition after its headers)."""
+    got = await exchange(metrics_port, b"GET /healthz HTTP/1.0\r\n\r\n")
+    head = await exchange(metrics_port, b"HEAD /healthz HTTP/1.0\r\n\r\n")
+    assert got.endswith(b"\r\n\r\nok\n") and b"Content-Length: 3\r\n" in got
+    assert head == got.removesuffix(b"ok\n")
+
+
+async def test_malformed_requests_get_the_right_status(metrics_port: int) -> None:
     """RFC 9110/9112 over a real socket: a bare-LF head (``printf … | nc``) and the absolute form are served; a
     request line with no HTTP/1.x version is 400 (HTTP/0.9), another major version 505, another method 405 with
     the Allow field it requires."""
-    store = Store(tmp_path / "relentad.db")
-    store.start(asyncio.get_running_loop())
-    server = metrics.MetricsServer(metrics.DaemonView(store, lambda: 0, dict, dict))
-    listening = await server.start("127.0.0.1", 0)
-    port = listening.sockets[0].getsockname()[1]
 
     async def ask(request: bytes) -> tuple[str, bytes]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(request)
-        answer = await reader.read()
-        writer.close()
-        head, _, body = answer.partition(b"\r\n\r\n")
+        head, _, body = (await exchange(metrics_port, request)).partition(b"\r\n\r\n")
         return head.split(b"\r\n", 1)[0].decode(), head + b"\r\n" + body
 
-    try:
-        assert (await ask(b"GET /healthz HTTP/1.0\n\n"))[0] == "HTTP/1.0 200 OK"
-        assert (await ask(b"GET http://127.0.0.1/healthz HTTP/1.1\r\nHost: x\r\n\r\n"))[0] == "HTTP/1.0 200 OK"
-        assert (await ask(b"GET /healthz\r\n\r\n"))[0] == "HTTP/1.0 400 Bad Request"
-        assert (await ask(b"GET /healthz FOO/1.0\r\n\r\n"))[0] == "HTTP/1.0 400 Bad Request"
-        assert (await ask(b"GET /healthz HTTP/2.0\r\n\r\n"))[0] == "HTTP/1.0 505 HTTP Version Not Supported"
-        status, answer = await ask(b"POST /metrics HTTP/1.0\r\n\r\n")
-        assert status == "HTTP/1.0 405 Method Not Allowed" and b"\r\nAllow: GET, HEAD\r\n" in answer
-        for size in (9000, 100_000):  # over 8 KiB; over the stream reader's 64 KiB line limit
-            header = b"X-Long: " + b"a" * size + b"\r\n"
-            assert (await ask(b"GET /metrics HTTP/1.0\r\n" + header + b"\r\n"))[0].startswith("HTTP/1.0 431")
-    finally:
-        server.close()
-        await asyncio.to_thread(store.close)
+    assert (await ask(b"GET /healthz HTTP/1.0\n\n"))[0] == "HTTP/1.0 200 OK"
+    assert (await ask(b"GET http://127.0.0.1/healthz HTTP/1.1\r\nHost: x\r\n\r\n"))[0] == "HTTP/1.0 200 OK"
+    assert (await ask(b"GET /healthz\r\n\r\n"))[0] == "HTTP/1.0 400 Bad Request"
+    assert (await ask(b"GET /healthz FOO/1.0\r\n\r\n"))[0] == "HTTP/1.0 400 Bad Request"
+    assert (await ask(b"GET /healthz HTTP/2.0\r\n\r\n"))[0] == "HTTP/1.0 505 HTTP Version Not Supported"
+    status, answer = await ask(b"POST /metrics HTTP/1.0\r\n\r\n")
+    assert status == "HTTP/1.0 405 Method Not Allowed" and b"\r\nAllow: GET, HEAD\r\n" in answer
+    for size in (9000, 100_000):  # over 8 KiB; over the stream reader's 64 KiB line limit
+        header = b"X-Long: " + b"a" * size + b"\r\n"
+        assert (await ask(b"GET /metrics HTTP/1.0\r\n" + header + b"\r\n"))[0].startswith("HTTP/1.0 431")
 
 
 # -- domain dns and doctor ---------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import json
 import os
 import smtplib
 import ssl
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
@@ -28,26 +27,16 @@ from relentad.dns import make_sync_resolver
 from relentad.queue import dkim
 from relentad.tls import make_self_signed
 from tests.e2e.conftest import MakeDaemon
-from tests.support.daemon import PASSWORD, Daemon
+from tests.support.daemon import PASSWORD, Daemon, wait_for
 from tests.support.dns_fixture import start_or_skip
 from tests.support.dnsmasq import Dnsmasq, DnsRecords
+from tests.support.dsn import status_blocks
 from tests.support.smtp_peer import DsnSMTP, Sink
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="binds port 25 on 127.0.0.2-4: needs root")
 
 A_HOST, B_HOST, SINK_HOST = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 FAST_QUEUE = {"retry_schedule": ["1s"], "scan_interval": "1s", "timeout": "60s"}
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """Poll ``check`` until it returns something truthy (no timing assertion: only a generous deadline)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def tls_context() -> ssl.SSLContext:
@@ -317,16 +306,6 @@ def submit_dsn(daemon: Daemon, raw: bytes, mail: list[str], recipients: dict[str
         assert client.data(raw)[0] == 250
 
 
-def _blocks(raw: bytes) -> tuple[Message, list[Message]]:
-    parsed = email.message_from_bytes(raw)
-    assert parsed.get_content_type() == "multipart/report"
-    assert parsed.get_param("report-type") == "delivery-status"
-    for part in parsed.walk():
-        if part.get_content_type() == "message/delivery-status":
-            return parsed, list(part.get_payload())  # type: ignore[arg-type]
-    raise AssertionError("no message/delivery-status part")
-
-
 def test_dsn_passes_to_the_next_relentad_which_reports_delivery(world: World) -> None:
     """b offers DSN: a passes RET/ENVID/NOTIFY/ORCPT on and sends no report itself; b delivers and queues a
     "delivered" report to alice, which reaches her INBOX at a over SMTP."""
@@ -340,7 +319,7 @@ def test_dsn_passes_to_the_next_relentad_which_reports_delivery(world: World) ->
     )
     wait_for("bob's copy", lambda: world.b.messages("bob@b.test"))
     [report] = wait_for("the delivered report", lambda: world.a.messages("alice@a.test"))
-    parsed, blocks = _blocks(report)
+    parsed, blocks = status_blocks(report)
     assert parsed["Return-Path"] == "<>"
     assert parsed["From"] == "Mail Delivery System <MAILER-DAEMON@mx.b.test>"
     assert blocks[0]["Reporting-MTA"] == "dns; mx.b.test"
@@ -368,7 +347,7 @@ def test_parameters_relayed_and_a_full_bounce_only_where_notify_asks(world: Worl
         "RCPT NOTIFY=FAILURE ORCPT=rfc822;Carol@c.test",
         "RCPT NOTIFY=NEVER",
     ]
-    parsed, blocks = _blocks(bounce)
+    parsed, blocks = status_blocks(bounce)
     assert blocks[0]["Original-Envelope-Id"] == "e=1"
     [block] = blocks[1:]
     assert (block["Final-Recipient"], block["Action"]) == ("rfc822; carol@c.test", "failed"), "not dave: NEVER"
@@ -386,7 +365,7 @@ def test_relayed_report_when_the_next_hop_has_no_dsn(world: World) -> None:
     [report] = wait_for("the relayed report", lambda: world.a.messages("alice@a.test"))
     sent = [c for c in sink.commands if c.startswith(("MAIL", "RCPT"))]
     assert sent == ["MAIL <alice@a.test>", "RCPT <carol@c.test>"], "no DSN offered: nothing passed on"
-    parsed, blocks = _blocks(report)
+    parsed, blocks = status_blocks(report)
     assert parsed["Subject"] == "Relayed Mail Delivery Report"
     assert (blocks[1]["Action"], blocks[1]["Status"], blocks[1]["Remote-MTA"]) == ("relayed", "2.0.0", "dns; mx.c.test")
     assert "Original-Recipient" not in blocks[1]
@@ -401,7 +380,7 @@ def test_no_delay_notice_without_delay_in_notify(world: World) -> None:
     submit_dsn(world.a, message("carol@c.test"), [], {"carol@c.test": ["NOTIFY=FAILURE"]})
     wait_for("an empty queue", lambda: queue_list(world.a) == [] and world.a.messages("alice@a.test"))
     [bounce] = world.a.messages("alice@a.test")
-    assert _blocks(bounce)[1][1]["Action"] == "failed", "the bounce, and no delay notice before it"
+    assert status_blocks(bounce)[1][1]["Action"] == "failed", "the bounce, and no delay notice before it"
 
 
 def _delivery_status(parsed: Message) -> str:

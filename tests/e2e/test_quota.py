@@ -19,8 +19,8 @@ from click.testing import CliRunner
 
 from relentad.cli import main
 from tests.e2e.conftest import MakeDaemon, provision
-from tests.e2e.test_outbound import FAST_QUEUE, wait_for
-from tests.support.daemon import PASSWORD, Daemon, free_port
+from tests.e2e.test_outbound import FAST_QUEUE
+from tests.support.daemon import PASSWORD, Daemon, free_port, wait_for
 from tests.support.imap import Raw, client, message
 from tests.support.smtp_peer import Sink
 

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,16 @@ def wait_for_port(host: str, port: int, timeout: float = 15.0, proc: subprocess.
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {host}:{port}")
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Poll ``check`` until it returns something truthy (no timing assertion: only a generous deadline)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def password_hash(password: str = PASSWORD) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from relentad import config as config_mod
+from relentad.config import Config
 from relentad.events import Bus
 from relentad.pipeline import Pipeline
 from relentad.queue import deliver, queue, runner
@@ -46,6 +48,31 @@ def enqueue(store: Store, recipients: list[str], now: float) -> None:
     conn.close()
 
 
+def enqueue_one(store: Store, recipients: list[str], **params: Any) -> sqlite3.Connection:
+    """One message of alice's to ``recipients`` (``params``: enqueue's ``now``, ``dsn``, ``notify``); the
+    connection, left open to look at what the runner then files."""
+    conn = db.open_database(store.path)
+    with db.transaction(conn):
+        queue.enqueue(
+            conn,
+            account_id=1,
+            mail_from="alice@a.test",
+            data=b"From: alice@a.test\r\nSubject: s\r\n\r\nhi\r\n",
+            recipients=recipients,
+            transaction_id="t",
+            **params,
+        )
+    return conn
+
+
+def queue_runner(
+    store: Store, settings: dict[str, Any], hostname: str = "mx.a.test"
+) -> tuple[Config, runner.QueueRunner]:
+    """A runner on ``store`` with ``[queue]`` ``settings``, and its configuration."""
+    config = config_mod.from_dict({"server": {"hostname": hostname}, "queue": settings})
+    return config, runner.QueueRunner(store, Pipeline(store, Bus(), config), lambda: config)
+
+
 async def started_domains(store: Store, monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any]) -> list[str]:
     """The domains whose delivery one scheduling step starts; every delivery hangs (an MX that never answers)."""
     started: list[str] = []
@@ -56,8 +83,7 @@ async def started_domains(store: Store, monkeypatch: pytest.MonkeyPatch, setting
         raise AssertionError("never answered")
 
     monkeypatch.setattr(deliver, "attempt", hanging_attempt)
-    config = config_mod.from_dict({"server": {"hostname": "a.test"}, "queue": settings})
-    worker = runner.QueueRunner(store, Pipeline(store, Bus(), config), lambda: config)
+    config, worker = queue_runner(store, settings, hostname="a.test")
     worker._start_due(config)
     await asyncio.sleep(0.05)
     await worker.stop(grace=0)
@@ -97,26 +123,15 @@ async def test_notify_decides_which_reports_the_sender_gets(store: Store, monkey
         "passed@x.test": deliver.Outcome("delivered", "250 2.0.0 ok", "mx.x.test", True, dsn_passed=True),
         "late@x.test": deliver.Outcome("deferred", "451 4.3.0 later", "mx.x.test", True),
     }
-    conn = db.open_database(store.path)
-    with db.transaction(conn):
-        queue.enqueue(
-            conn,
-            account_id=1,
-            mail_from="alice@a.test",
-            data=b"From: alice@a.test\r\nSubject: s\r\n\r\nhi\r\n",
-            recipients=list(notify),
-            transaction_id="t",
-            now=time.time() - 3600,
-            dsn=dsnparams.MailParams("FULL", "env"),
-            notify=notify,
-        )
+    conn = enqueue_one(
+        store, list(notify), now=time.time() - 3600, dsn=dsnparams.MailParams("FULL", "env"), notify=notify
+    )
 
     async def answering(**kwargs: Any) -> dict[str, deliver.Outcome]:
         return outcomes
 
     monkeypatch.setattr(deliver, "attempt", answering)
-    config = config_mod.from_dict({"server": {"hostname": "mx.a.test"}, "queue": {"delay_notice": "1s"}})
-    worker = runner.QueueRunner(store, Pipeline(store, Bus(), config), lambda: config)
+    config, worker = queue_runner(store, {"delay_notice": "1s"})
     work = store.read(lambda c: queue.load(c, 1, "x.test", time.time()))
     assert work is not None and work.dsn == dsnparams.MailParams("FULL", "env")
     await worker._deliver(work, config, "x.test")
@@ -151,18 +166,7 @@ async def test_every_report_of_an_attempt_commits_with_its_results(
         "gone@x.test": deliver.Outcome("failed", "550 5.1.1 no", "mx.x.test", True),
         "ok@x.test": deliver.Outcome("delivered", "250 2.0.0 ok", "mx.x.test", True),
     }
-    conn = db.open_database(store.path)
-    with db.transaction(conn):
-        data = b"From: alice@a.test\r\nSubject: s\r\n\r\nhi\r\n"
-        queue.enqueue(
-            conn,
-            account_id=1,
-            mail_from="alice@a.test",
-            data=data,
-            recipients=list(notify),
-            transaction_id="t",
-            notify=notify,
-        )
+    conn = enqueue_one(store, list(notify), notify=notify)
 
     async def answering(**kwargs: Any) -> dict[str, deliver.Outcome]:
         return outcomes
@@ -179,8 +183,7 @@ async def test_every_report_of_an_attempt_commits_with_its_results(
 
     monkeypatch.setattr(deliver, "attempt", answering)
     monkeypatch.setattr(store, "write", dies_after_one_commit)
-    config = config_mod.from_dict({"server": {"hostname": "mx.a.test"}})
-    worker = runner.QueueRunner(store, Pipeline(store, Bus(), config), lambda: config)
+    config, worker = queue_runner(store, {})
     work = store.read(lambda c: queue.load(c, 1, "x.test", time.time()))
     assert work is not None
     await worker._deliver(work, config, "x.test")
@@ -197,24 +200,13 @@ async def test_one_delay_notice_when_two_domains_of_a_message_are_tried_together
 ) -> None:
     """Attempts at x.test and y.test of one message run side by side, each loaded before the other recorded:
     the sender still gets one delay notice (the attempt that sets the flag sends it)."""
-    conn = db.open_database(store.path)
-    with db.transaction(conn):
-        queue.enqueue(
-            conn,
-            account_id=1,
-            mail_from="alice@a.test",
-            data=b"From: alice@a.test\r\nSubject: s\r\n\r\nhi\r\n",
-            recipients=["bob@x.test", "carol@y.test"],
-            transaction_id="t",
-            now=time.time() - 3600,
-        )
+    conn = enqueue_one(store, ["bob@x.test", "carol@y.test"], now=time.time() - 3600)
 
     async def deferring(*, recipients: list[str], **kwargs: Any) -> dict[str, deliver.Outcome]:
         return {r: deliver.Outcome("deferred", "451 4.3.0 later", "mx.test", True) for r in recipients}
 
     monkeypatch.setattr(deliver, "attempt", deferring)
-    config = config_mod.from_dict({"server": {"hostname": "mx.a.test"}, "queue": {"delay_notice": "1s"}})
-    worker = runner.QueueRunner(store, Pipeline(store, Bus(), config), lambda: config)
+    config, worker = queue_runner(store, {"delay_notice": "1s"})
     works = [store.read(lambda c, d=domain: queue.load(c, 1, d, time.time())) for domain in ("x.test", "y.test")]
     await asyncio.gather(*(worker._deliver(w, config, w.domain) for w in works if w is not None))
     notices = conn.execute("SELECT count(*) FROM messages").fetchone()[0]

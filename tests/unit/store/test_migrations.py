@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,18 +11,24 @@ from relentad.store import migrations
 from relentad.store.db import connect
 
 
-def test_subscriptions_leave_the_mailbox_rows_and_keep_who_subscribed_to_what(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """017: the subscribed flag of each mailbox becomes a row of ``subscriptions`` (so that DELETE can leave it)."""
+def without(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migration: str) -> sqlite3.Connection:
+    """A database with every migration but ``migration`` (which ``monkeypatch.undo()`` brings back), and account 7,
+    a@example.test."""
     conn = connect(tmp_path / "db.sqlite")
-    before = [m for m in migrations.MIGRATIONS if m[0] != "017_imap_subscriptions"]
-    monkeypatch.setattr(migrations, "MIGRATIONS", before)
+    monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in migrations.MIGRATIONS if m[0] != migration])
     migrations.apply(conn)
     conn.execute("INSERT INTO domains (id, name, created) VALUES (1, 'example.test', 0)")
     conn.execute(
         "INSERT INTO accounts (id, email, domain_id, password_hash, created) VALUES (7, 'a@example.test', 1, '', 0)"
     )
+    return conn
+
+
+def test_subscriptions_leave_the_mailbox_rows_and_keep_who_subscribed_to_what(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """017: the subscribed flag of each mailbox becomes a row of ``subscriptions`` (so that DELETE can leave it)."""
+    conn = without(tmp_path, monkeypatch, "017_imap_subscriptions")
     for name, subscribed in (("INBOX", 1), ("Lists", 0), ("Lists/rust", 1)):
         conn.execute(
             "INSERT INTO mailboxes (account_id, name, uidvalidity, subscribed, created) VALUES (7, ?, 1, ?, 0)",
@@ -42,14 +49,7 @@ def test_subscriptions_leave_the_mailbox_rows_and_keep_who_subscribed_to_what(
 def test_internal_dates_stored_before_018_keep_showing_as_utc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """018: messages and retained copies get a zone for their internal date; those already stored get UTC (0),
     which is how FETCH INTERNALDATE showed them."""
-    conn = connect(tmp_path / "db.sqlite")
-    before = [m for m in migrations.MIGRATIONS if m[0] != "018_imap_internaldate_zone"]
-    monkeypatch.setattr(migrations, "MIGRATIONS", before)
-    migrations.apply(conn)
-    conn.execute("INSERT INTO domains (id, name, created) VALUES (1, 'example.test', 0)")
-    conn.execute(
-        "INSERT INTO accounts (id, email, domain_id, password_hash, created) VALUES (7, 'a@example.test', 1, '', 0)"
-    )
+    conn = without(tmp_path, monkeypatch, "018_imap_internaldate_zone")
     conn.execute("INSERT INTO mailboxes (id, account_id, name, uidvalidity, created) VALUES (3, 7, 'INBOX', 1, 0)")
     conn.execute("INSERT INTO blobs (id, sha256, size, data) VALUES (5, x'00', 1, x'00')")
     conn.execute(
