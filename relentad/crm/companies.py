@@ -89,6 +89,17 @@ def domain_key(text: str) -> str:
     return (_company_of_domain(ascii_domain) if ascii_domain else None) or domain
 
 
+def named(conn: sqlite3.Connection, account_id: int, name: str) -> list[int]:
+    """The companies called ``name`` in any case: case-folded in Python, as SQLite's lower() folds only A-Z
+    ("élise" must find "Élise")."""
+    wanted = " ".join(name.split()).casefold()
+    return [
+        int(r[0])
+        for r in conn.execute("SELECT id, name FROM crm_companies WHERE account_id = ?", (account_id,))
+        if str(r[1]).casefold() == wanted
+    ]
+
+
 def resolve(conn: sqlite3.Connection, account_id: int, ref: str) -> int:
     """A company named by ``#id``, a domain of it (``mail.acme.example``) or its name (any case)."""
     ref = " ".join(ref.split())
@@ -107,12 +118,7 @@ def resolve(conn: sqlite3.Connection, account_id: int, ref: str) -> int:
     ).fetchone()
     if row is not None:
         return int(row[0])
-    wanted = ref.casefold()
-    ids = [
-        int(r[0])
-        for r in conn.execute("SELECT id, name FROM crm_companies WHERE account_id = ?", (account_id,))
-        if str(r[1]).casefold() == wanted
-    ]
+    ids = named(conn, account_id, ref)
     if not ids:
         raise NotFound(f"no company {ref!r}")
     if len(ids) > 1:

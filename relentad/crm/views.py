@@ -53,8 +53,9 @@ def list_contacts(
         where.append("EXISTS (SELECT 1 FROM crm_tags t WHERE t.contact_id = c.id AND t.tag = ?)")
         params.append(tag)
     if company is not None:
-        where.append("(lower(p.name) = lower(?) OR p.domain = ?)")
-        params += [company, companies.domain_key(company)]
+        ids = companies.named(conn, account_id, company)
+        where.append(f"(p.domain = ? OR p.id IN ({', '.join('?' * len(ids))}))")
+        params += [companies.domain_key(company), *ids]
     if kind is not None:
         where.append("c.kind = ?")
         params.append(kind)

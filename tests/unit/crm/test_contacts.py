@@ -221,3 +221,13 @@ def test_a_contact_is_found_by_its_name_in_any_case(conn: sqlite3.Connection, ac
     elise = contacts.resolve(conn, account_id, "elise@acme.example")
     for typed in ("\u00e9lise m\u00fcller", "\u00c9LISE M\u00dcLLER", "  \u00c9lise   M\u00fcller "):
         assert contacts.resolve(conn, account_id, typed) == elise
+
+
+def test_company_filter_takes_a_name_in_any_case(conn: sqlite3.Connection, account_id: int) -> None:
+    """`contacts list --company` folded only A-Z (SQLite's lower()), while `companies rename` finds a name in any
+    case: both go through companies.named now."""
+    file(conn, account_id, 1, [person("jo@xn--lan-9la.example", "Jo")])  # élan.example: the company "Élan"
+    company = conn.execute("SELECT name FROM crm_companies WHERE account_id = ?", (account_id,)).fetchone()[0]
+    assert company == "\u00c9lan"
+    for typed in ("\u00e9lan", "\u00c9LAN", " \u00e9lan "):
+        assert [c["name"] for c in views.list_contacts(conn, account_id, company=typed)] == ["Jo"], typed
