@@ -18,7 +18,6 @@ import idna
 
 from ..addrspec import a_label
 from ..errors import InvalidInput, NotFound
-from ..mailauth import organizational_domain
 from .participants import check_name
 
 
@@ -47,6 +46,10 @@ def company_domain(address: str) -> str | None:
 def _company_of_domain(domain: str) -> str | None:
     if "." not in domain or domain.startswith("[") or is_freemail(domain):
         return None
+    # imported on first use: mailauth loads dkimpy and the rest of mail authentication (~50 ms), which the CLI's
+    # `contacts list` and `companies list` (views and this module, no domain looked up) do not need
+    from ..mailauth import organizational_domain
+
     return organizational_domain(domain)
 
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relentad.bodytext import html_to_text
 from relentad.message import (
     Address,
     ParsedMessage,
@@ -427,3 +428,18 @@ def test_phrasing_tags_do_not_split_words() -> None:
         '<p>next</p>cell<td>two<br>three <a href="x">li</a>nk'
     )
     assert text_for_search(raw, parse(raw).tree) == "Your Rechnung, bold next cell two three link"
+
+
+@pytest.mark.parametrize(
+    ("markup", "text"),
+    [
+        ("a<Strong>b</STRONG>c<SuB>d</sub >e<wbr/>f<Font\tsize=2>g", "abcdefg"),  # any ASCII case, any end
+        ("a<abbrx>b<bd>c<spans>d<bdx>e<o>f<st>g<table>h<th>i<ul>j<p/>k", "a b c d e f g h i j k"),  # near misses
+        ("a \t\r\f\vb  c\t d\n \n\ne", "a b c d\ne"),  # blank runs to one space, blank lines to one break
+        ("<ſpan>x</ſpan>y", "x y"),  # HTML's tag names are ASCII case-insensitive: no long s for "s"
+    ],
+)
+def test_html_to_text_tags_and_blanks(markup: str, text: str) -> None:
+    """Phrasing tag names match exactly, in any ASCII case (the pattern is built per first letter for speed);
+    every other tag separates words; runs of blanks fold to one space."""
+    assert html_to_text(markup) == text
