@@ -188,7 +188,6 @@ class QueueRunner:
         failed: list[dsn.RecipientStatus] = []
         delayed: list[dsn.RecipientStatus] = []
         relayed: list[dsn.RecipientStatus] = []
-        any_delayed = False
         results: list[tuple[int, str, str, float | None]] = []
         for recipient in work.recipients:
             outcome = outcomes[recipient.address]
@@ -203,7 +202,6 @@ class QueueRunner:
                     failed.append(status)
                 results.append((recipient.id, queue.FAILED, outcome.reply, None))
             elif state == "deferred":
-                any_delayed = True
                 if recipient.dsn.wants("DELAY"):
                     delayed.append(status)
                 wait = queue.retry_delay(config.queue.retry_schedule, recipient.attempts + 1)
@@ -212,14 +210,14 @@ class QueueRunner:
                 if recipient.dsn.wants("SUCCESS") and not outcome.dsn_passed:
                     relayed.append(status)
                 results.append((recipient.id, queue.DELIVERED, outcome.reply, None))
-        # once per message, when it is due: recipients whose NOTIFY leaves DELAY out are not in it
+        # once per message, when it is due, for the recipients that want it: the flag is set only with a notice,
+        # so a NOTIFY without DELAY on one domain's recipients does not take it from another domain's later on
         delay_due = (
-            any_delayed
+            bool(delayed)
             and not work.delay_notified
             and config.queue.delay_notice > 0
             and now - work.created >= config.queue.delay_notice
         )
-        notify_delay = delay_due and bool(delayed)
 
         jobs: list[tuple[dsn.Action, Callable[[sqlite3.Connection], list[Stored]]]] = []
         bounce_to = work.account_id if work.mail_from else None  # never bounce a bounce
@@ -243,7 +241,7 @@ class QueueRunner:
 
             if failed:
                 notice("failed", failed, None)
-            if notify_delay:
+            if delay_due:
                 notice("delayed", delayed, work.created + config.queue.lifetime)
             if relayed:
                 notice("relayed", relayed, None)

@@ -153,7 +153,8 @@ async def test_notify_decides_which_reports_the_sender_gets(store: Store, monkey
         ("message/rfc822", [("rfc822; plain@x.test", "failed", None)]),
         ("text/rfc822-headers", [("rfc822; relayed@x.test", "relayed", "rfc822; R@x.test")]),
     ], "no delay notice: late@ left DELAY out; none for never@ or passed@"
-    assert store.read(lambda c: c.execute("SELECT delay_notified FROM queue_messages").fetchone()[0]) == 1
+    # no notice went out, so the message is not marked notified: another recipient's delay may still be reported
+    assert store.read(lambda c: c.execute("SELECT delay_notified FROM queue_messages").fetchone()[0]) == 0
 
 
 async def test_every_report_of_an_attempt_commits_with_its_results(
@@ -212,3 +213,31 @@ async def test_one_delay_notice_when_two_domains_of_a_message_are_tried_together
     notices = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
     conn.close()
     assert notices == 1
+
+
+async def test_a_recipient_without_delay_leaves_the_delay_notice_to_the_others(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """x.test's recipient asked for FAILURE only and y.test's for the default: x.test's delayed attempt sends no
+    notice and must not mark the message notified, or y.test's later delay would go unreported."""
+    notify = {"bob@x.test": dsnparams.RcptParams(frozenset({"FAILURE"})), "carol@y.test": dsnparams.RcptParams()}
+    conn = enqueue_one(store, list(notify), now=time.time() - 3600, notify=notify)
+
+    async def deferring(*, recipients: list[str], **kwargs: Any) -> dict[str, deliver.Outcome]:
+        return {r: deliver.Outcome("deferred", "451 4.3.0 later", "mx.test", True) for r in recipients}
+
+    monkeypatch.setattr(deliver, "attempt", deferring)
+    config, worker = queue_runner(store, {"delay_notice": "1s"})
+    notices = []
+    for domain in ("x.test", "y.test"):
+        work = store.read(lambda c, d=domain: queue.load(c, 1, d, time.time()))
+        assert work is not None
+        await worker._deliver(work, config, domain)
+        notices.append(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+    report = email.message_from_bytes(
+        bytes(conn.execute("SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id").fetchone()[0])
+    )
+    conn.close()
+    assert notices == [0, 1]
+    blocks = report.get_payload()[1].get_payload()  # type: ignore[index, union-attr]
+    assert [(b["Final-Recipient"], b["Action"]) for b in blocks[1:]] == [("rfc822; carol@y.test", "delayed")]
