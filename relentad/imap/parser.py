@@ -272,11 +272,15 @@ def _search(cur: Cursor, tag: str, name: str, uid: bool) -> Search:
             cur.fail(f"unknown search return option {min(unknown)}")
         returns = tuple(dict.fromkeys(options)) or ("ALL",)
         cur.sp()
-    if cur.skip(b"CHARSET "):
-        quoted = cur.peek() == ord('"')
-        charset = (cur.text(cur.quoted(), "charset") if quoted else cur.atom("charset name")).upper()
-        cur.sp()
-    key = parse_search_program(cur, charset)
+    try:
+        if cur.skip(b"CHARSET "):
+            quoted = cur.peek() == ord('"')
+            charset = (cur.text(cur.quoted(), "charset") if quoted else cur.atom("charset name")).upper()
+            cur.sp()
+        key = parse_search_program(cur, charset)
+    except ParseError as exc:
+        exc.resets_saved = returns is not None and "SAVE" in returns
+        raise
     return Search(tag=tag, name=name, uid=uid, key=key, charset=charset, returns=returns)
 
 

@@ -47,6 +47,8 @@ class ParseError(Exception):
         super().__init__(text)
         self.tag = tag
         self.text = text
+        self.resets_saved = False
+        """The command was a SEARCH RETURN (SAVE): its failure empties `$` (RFC 5182 §2.1)."""
 
 
 class Cursor:

@@ -570,11 +570,13 @@ class Session:
         """Parse, check the state, run the handler, render its outcome (the one place that does)."""
         try:
             command = parse_command(raw, utf8=self.utf8)
-        except UnsupportedCharset as exc:
-            self.reply(exc.tag, "NO", exc.text, "BADCHARSET (UTF-8 US-ASCII)")
-            return
         except ParseError as exc:
-            self.reply(exc.tag, "BAD", exc.text)
+            if exc.resets_saved and self.selected is not None:
+                self.saved = SequenceSet.of([])  # a pipelined command using `$` must not act on the one before
+            if isinstance(exc, UnsupportedCharset):
+                self.reply(exc.tag, "NO", exc.text, "BADCHARSET (UTF-8 US-ASCII)")
+            else:
+                self.reply(exc.tag, "BAD", exc.text)
             return
         if self.account_ended():
             self.untagged_status("BYE", "the account was terminated")

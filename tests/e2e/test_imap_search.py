@@ -121,6 +121,19 @@ def test_searchres_saves_for_dollar(raw: Raw) -> None:
     assert search(raw, "SEARCH $ SEEN") == [1]
 
 
+@pytest.mark.parametrize(
+    ("failing", "status"),
+    [("SEARCH RETURN (SAVE) CHARSET X-NOSUCH TEXT x", b"NO [BADCHARSET"), ("SEARCH RETURN (SAVE) NOSUCHKEY", b"BAD")],
+)
+def test_a_failed_save_empties_dollar(raw: Raw, failing: str, status: bytes) -> None:
+    """RFC 5182 §2.1: a SEARCH RETURN (SAVE) answered NO or BAD leaves `$` empty, so a FETCH $ pipelined behind it
+    acts on nothing rather than on the result of the search before (it kept that one)."""
+    assert raw.command("a", "SEARCH RETURN (SAVE) ALL")[0].startswith(b"a OK")
+    assert raw.command("b", failing)[-1].startswith(b"b " + status)
+    fetched = raw.command("c", "FETCH $ (UID)")
+    assert fetched[-1].startswith(b"c OK") and not any(line.startswith(b"* ") for line in fetched), fetched
+
+
 FORWARD = (
     b"From: carol@example.test\r\nSubject: fyi\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
     b"--b\r\nContent-Type: text/plain\r\n\r\nsee below\r\n"

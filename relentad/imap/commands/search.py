@@ -435,7 +435,17 @@ def run_search(
 
 
 async def search(session: Session, command: Search) -> Result:
-    """SEARCH / UID SEARCH, classic or ESEARCH replies, SAVE to `$`."""
+    """SEARCH / UID SEARCH, classic or ESEARCH replies, SAVE to `$`; a SAVE that fails (NO, BAD) empties `$`
+    (RFC 5182 §2.1), so that a pipelined command using `$` does not act on the result of the search before."""
+    try:
+        return await _search(session, command)
+    except Exception:
+        if command.returns is not None and "SAVE" in command.returns:
+            session.saved = SequenceSet.of([])
+        raise
+
+
+async def _search(session: Session, command: Search) -> Result:
     view = session.selected
     assert view is not None
     compiler = Compiler(view, session.saved, time.time())
