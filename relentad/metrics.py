@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .smtp import replies
@@ -185,12 +185,13 @@ class DaemonCollector(Collector):
             buckets=cumulative,
             sum_value=stats.commit_seconds,
         )
-        jobs = GaugeMetricFamily("relentad_store_jobs", "Write jobs committed since start (group commit batches them).")
-        jobs.add_metric([], stats.jobs)
-        yield jobs
-        failures = GaugeMetricFamily("relentad_store_commit_failures", "Commits that failed (disk full, I/O error).")
-        failures.add_metric([], stats.failures)
-        yield failures
+        # counters (they only grow): exposed as relentad_store_jobs_total and relentad_store_commit_failures_total
+        yield CounterMetricFamily(
+            "relentad_store_jobs", "Write jobs committed since start (group commit batches them).", value=stats.jobs
+        )
+        yield CounterMetricFamily(
+            "relentad_store_commit_failures", "Commits that failed (disk full, I/O error).", value=stats.failures
+        )
 
 
 def health(view: DaemonView) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import imaplib
 import json
+import re
 import smtplib
 import time
 from collections.abc import AsyncIterator
@@ -77,6 +78,13 @@ def test_metrics_count_mail_sessions_and_commits(make_daemon: MakeDaemon) -> Non
         commits = sample(body, "relentad_store_commit_seconds_count")
         assert commits >= 1
         assert sample(body, "relentad_store_commit_seconds_bucket", 'le="+Inf"') == commits
+        # the store's counters are counters (they were gauges): TYPE counter and the _total name
+        assert sample(body, "relentad_store_jobs_total") >= commits
+        assert sample(body, "relentad_store_commit_failures_total") == 0
+        assert (
+            re.search(r"^# TYPE relentad_store_jobs(_total)? counter$", body, re.M)
+            and "relentad_store_jobs " not in body
+        )
         assert "relentad_spam_verdicts_total" in body
     finally:
         imap.logout()
