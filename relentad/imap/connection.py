@@ -27,6 +27,10 @@ class LineTooLong(Exception):
     """The client sent a line over the limit without CRLF."""
 
 
+INFLATE_STEP = 256 * 1024
+"""Inflated octets one fill of the buffer may add after COMPRESS (the rest waits in the inflater)."""
+
+
 class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -55,11 +59,16 @@ class Connection:
         return f"{obj.version()} {obj.cipher()[0] if obj.cipher() else ''}".strip()
 
     async def _fill(self) -> None:
+        """More input into the buffer: at most :data:`INFLATE_STEP` inflated octets at a time after COMPRESS, so
+        that a deflate bomb (one 64 KB read inflates to about 64 MB) meets the line and literal limits first."""
+        if self._inflate is not None and self._inflate.unconsumed_tail:
+            self._buffer += self._inflate.decompress(self._inflate.unconsumed_tail, INFLATE_STEP)
+            return
         chunk = await self.reader.read(65536)
         if not chunk:
             raise EOFError("client closed the connection")
         if self._inflate is not None:
-            chunk = self._inflate.decompress(chunk)
+            chunk = self._inflate.decompress(chunk, INFLATE_STEP)
         self._buffer += chunk
 
     async def readline(self, limit: int) -> bytes:
@@ -126,7 +135,7 @@ class Connection:
         self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
         self._deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
         pending = bytes(self._buffer)
-        self._buffer = bytearray(self._inflate.decompress(pending)) if pending else bytearray()
+        self._buffer = bytearray(self._inflate.decompress(pending, INFLATE_STEP)) if pending else bytearray()
 
     async def close(self) -> None:
         if self.closed:
