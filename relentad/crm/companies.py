@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
+from collections.abc import Iterable
 from importlib import resources
 
 import idna
@@ -92,15 +93,16 @@ def domain_key(text: str) -> str:
     return (_company_of_domain(ascii_domain) if ascii_domain else None) or domain
 
 
-def named(conn: sqlite3.Connection, account_id: int, name: str) -> list[int]:
-    """The companies called ``name`` in any case: case-folded in Python, as SQLite's lower() folds only A-Z
-    ("élise" must find "Élise")."""
+def ids_named(rows: Iterable[tuple[int, str]], name: str) -> list[int]:
+    """The ids of the (id, name) rows called ``name`` in any case, spaces folded: compared case-folded in Python,
+    as SQLite's lower() folds only A-Z ("élise" must find "Élise"). Contacts and companies are found by name so."""
     wanted = " ".join(name.split()).casefold()
-    return [
-        int(r[0])
-        for r in conn.execute("SELECT id, name FROM crm_companies WHERE account_id = ?", (account_id,))
-        if str(r[1]).casefold() == wanted
-    ]
+    return [int(row_id) for row_id, row_name in rows if str(row_name).casefold() == wanted]
+
+
+def named(conn: sqlite3.Connection, account_id: int, name: str) -> list[int]:
+    """The account's companies called ``name`` (:func:`ids_named`)."""
+    return ids_named(conn.execute("SELECT id, name FROM crm_companies WHERE account_id = ?", (account_id,)), name)
 
 
 def resolve(conn: sqlite3.Connection, account_id: int, ref: str) -> int:

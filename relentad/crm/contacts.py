@@ -228,18 +228,14 @@ def resolve(conn: sqlite3.Connection, account_id: int, ref: str) -> int:
         if row is None:
             raise NotFound(f"no contact #{digits}")
         return int(row[0])
-    # Compared case-folded in Python: SQLite's lower() folds only A-Z, so "élise" did not find "Élise".
-    wanted = " ".join(ref.split()).casefold()
-    rows = [
-        row
-        for row in conn.execute("SELECT id, name FROM crm_contacts WHERE account_id = ? AND name != ''", (account_id,))
-        if str(row[1]).casefold() == wanted
-    ]
-    if not rows:
+    ids = companies.ids_named(
+        conn.execute("SELECT id, name FROM crm_contacts WHERE account_id = ? AND name != ''", (account_id,)), ref
+    )
+    if not ids:
         raise NotFound(f"no contact named {ref!r}")
-    if len(rows) > 1:
+    if len(ids) > 1:
         raise InvalidInput(f"several contacts are named {ref!r}; name one by address or #id")
-    return int(rows[0][0])
+    return ids[0]
 
 
 def rename(conn: sqlite3.Connection, account_id: int, contact_id: int, name: str) -> str:
