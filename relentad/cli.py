@@ -1273,6 +1273,12 @@ def rules_test(state: State, email: str, message: str, mail_from: str, as_json: 
         click.echo(f"file into {copy['folder']}  flags: {' '.join(copy['flags']) or '-'}")
     if result["tags"]:
         click.echo(f"tag the contact: {' '.join(result['tags'])}")  # type: ignore[arg-type]
+    reply = result["vacation"]
+    if isinstance(reply, dict):
+        if "to" in reply:
+            click.echo(f"vacation reply to <{reply['to']}> from <{reply['from']}>")
+        else:
+            click.echo(f"no vacation reply: {reply['none']}")
     for step in result["trace"]:  # type: ignore[attr-defined]
         click.echo(f"  {step}")
     if result["unassigned"]:

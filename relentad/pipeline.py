@@ -20,17 +20,19 @@ from dataclasses import dataclass, field
 
 from . import dnsbl, headers, mailauth, message, metrics, quota, trace
 from .config import Config
-from .crm import participants
+from .crm import participants, vacation
 from .crm.sorter import FilingFailed, Sorter
 from .dns import Resolvers, make_resolvers
 from .dnsbl import Blocklists, Listing
 from .errors import SMTPReply
 from .events import Bus, MessageAdded
+from .queue import queue
+from .queue.dkimkeys import KeyRing
 from .spam import storage as spam_storage
 from .spam import tokenize as tokenize_mod
 from .spam import verdicts as spam_verdicts
 from .spam.tokenize import tokenize
-from .store import imapwrite, mailboxes, messages
+from .store import accounts, imapwrite, mailboxes, messages
 from .store.db import Store
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,10 @@ class Delivery:
     recipients: tuple[str, ...] = ()
     # Writes that need the rows just filed (the CRM's links), in the same transaction, after ``also``.
     linked: list[Callable[[sqlite3.Connection, list[Stored]], object]] = field(default_factory=list)
+    replies: list[vacation.Reply] = field(default_factory=list)  # the rules' vacation replies (crm/vacation.py)
+    # Their writes (queue entry or local filing, tracking), last in the transaction; each in its own savepoint, so
+    # a failing one is logged and never costs the message
+    responses: list[Callable[[sqlite3.Connection, list[Stored]], object]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,14 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
             write(conn)
         for link in delivery.linked:
             link(conn, stored)
+        for respond in delivery.responses:
+            conn.execute("SAVEPOINT response")
+            try:
+                respond(conn, stored)
+            except Exception:
+                log.exception("vacation: the reply failed; the message is stored without it")
+                conn.execute("ROLLBACK TO response")
+            conn.execute("RELEASE response")
         return stored
 
     return job
@@ -239,6 +253,8 @@ class Pipeline:
         self.bus = bus
         self.sorter = Sorter()
         self.spam_counts = spam_storage.CountCache()  # token rows read while scoring, kept while valid
+        self.keyring: KeyRing | None = None  # DKIM keys for the vacation replies (the daemon's)
+        self.queued: Callable[[], None] = lambda: None  # wakes the queue runner after a reply was queued
         self.configure(config)
 
     def configure(self, config: Config) -> None:
@@ -269,14 +285,69 @@ class Pipeline:
             self.classify(delivery)
         if self.config.crm.enabled:
             self.sort(delivery)
+        filed: list[list[Stored]] = []  # each local vacation reply's copies, once committed
+        for reply in delivery.replies:
+            filed.append([])
+            delivery.responses.append(await self.respond(reply, delivery.transaction_id, filed[-1]))
         try:
             stored = await self.store.write(_commit_job(delivery, self.hostname))
         except FilingFailed:  # rolled back with the job: store the message without the CRM's writes
             log.exception("crm: filing of a message failed; the message is stored unfiled")
             delivery.linked.clear()
             stored = await self.store.write(_commit_job(delivery, self.hostname))
-        self.publish(stored)
+        self.publish(stored + [s for copies in filed for s in copies])
+        if delivery.replies:
+            self.queued()  # a reply may have been queued; an idle wake is harmless
         return stored
+
+    async def respond(
+        self, reply: vacation.Reply, transaction_id: str, filed: list[Stored]
+    ) -> Callable[[sqlite3.Connection, list[Stored]], object]:
+        """The write that sends a vacation reply with the message it answers, when that account's copy was stored
+        and the tracking allows (:func:`vacation.claim`): filed into the INBOX of a local sender (as submission
+        does for local mail), else queued with the null envelope sender (RFC 5230 §5.7, RFC 3834 §3.3), DKIM-signed
+        for the From domain when it has a key."""
+        sender = self.store.read(functools.partial(_resolve, address=reply.to))
+        transaction = f"vacation-{transaction_id}-{reply.account_id}"
+        send: Callable[[sqlite3.Connection], object] | None = None
+        if sender.kind is accounts.RecipientKind.LOCAL:
+            placements = [Placement(a, reply.to) for a in sender.account_ids]
+            job = self.filing(reply.raw, placements, transaction, time.time())
+
+            def send(conn: sqlite3.Connection) -> None:
+                filed[:] = job(conn)  # assigned, not added: the transaction may run again
+
+        elif sender.kind is accounts.RecipientKind.NOT_HOSTED:
+            raw = reply.raw
+            if self.keyring is not None:
+                try:
+                    raw = await self.keyring.sign(raw, reply.from_address.rpartition("@")[2])
+                except Exception as exc:  # a broken key: the reply goes unsigned
+                    log.error("vacation: DKIM signing failed: %s", exc)
+
+            def send(conn: sqlite3.Connection) -> None:
+                queue.enqueue(
+                    conn,
+                    account_id=reply.account_id,
+                    mail_from="",
+                    data=raw,
+                    recipients=[reply.to],
+                    transaction_id=transaction,
+                )
+
+        def write(conn: sqlite3.Connection, stored: list[Stored]) -> None:
+            if not any(s.account_id == reply.account_id for s in stored):
+                return  # that account's copy was not stored (over quota): no reply for it
+            why = f"<{trace.clean(reply.to)}> is nobody here" if send is None else ""
+            why = why or vacation.claim(conn, reply, time.time())
+            if why:
+                log.info("vacation: no reply to <%s>: %s", trace.clean(reply.to), why)
+                return
+            assert send is not None
+            send(conn)
+            log.info("vacation: reply to <%s> from <%s>", trace.clean(reply.to), reply.from_address)
+
+        return write
 
     def publish(self, stored: list[Stored]) -> None:
         """Tell the change bus (IMAP IDLE) about copies that were committed."""
@@ -376,6 +447,10 @@ class Pipeline:
         """Step 3, the CRM (crm/sorter.py): rules choose folders and flags now; contacts, threads and links are
         written with the copies. Never refuses mail: a sorter failure is logged and the message filed unsorted."""
         self.store.read(functools.partial(sort_step, self.sorter, delivery=delivery))
+
+
+def _resolve(conn: sqlite3.Connection, *, address: str) -> accounts.Resolution:
+    return accounts.resolve_recipient(conn, address)
 
 
 def sort_step(sorter: Sorter, conn: sqlite3.Connection, delivery: Delivery, *, keep_copies: bool = False) -> None:

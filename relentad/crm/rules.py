@@ -25,11 +25,13 @@ import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 
 from ..errors import AlreadyExists, InvalidInput, NotFound
 from ..headers import decode_header
 from ..message import Address, ParsedMessage, header_fields_of, normalize_crlf, parse_addresses
 from ..store.imapwrite import check_name
+from . import participants
 from .folders import is_virtual
 from .sieve import (
     Action,
@@ -43,6 +45,7 @@ from .sieve import (
     NotTest,
     Script,
     SizeTest,
+    Vacation,
     compile_script,
 )
 from .sieve import Command as SieveCommand
@@ -134,19 +137,26 @@ class MessageView:
     virtual: dict[str, list[str]] = field(default_factory=dict)
     _fields: dict[str, list[str]] | None = None
 
-    def headers(self, name: str) -> list[str]:
-        """Decoded values of a header field (all occurrences), or the relentad virtual field."""
-        if name in VIRTUAL:
-            return self.virtual.get(name, [])
-        if name == "subject":
-            return [] if self.parsed.subject is None else [self.parsed.subject]
+    def _all_fields(self) -> dict[str, list[str]]:
         if self._fields is None:
             data = normalize_crlf(self.raw) if self.parsed.needs_crlf else self.raw
             collected: dict[str, list[str]] = {}
             for key, value in header_fields_of(data, self.parsed.tree):
                 collected.setdefault(key, []).append(value)
             self._fields = collected
-        return [decode_header(v) for v in self._fields.get(name, [])]
+        return self._fields
+
+    def headers(self, name: str) -> list[str]:
+        """Decoded values of a header field (all occurrences), or the relentad virtual field."""
+        if name in VIRTUAL:
+            return self.virtual.get(name, [])
+        if name == "subject":
+            return [] if self.parsed.subject is None else [self.parsed.subject]
+        return [decode_header(v) for v in self._all_fields().get(name, [])]
+
+    def field_names(self) -> list[str]:
+        """The (lower-case) names of the message's header fields."""
+        return list(self._all_fields())
 
     def addresses(self, name: str) -> list[str]:
         if name in _ADDRESS_FIELDS:
@@ -208,6 +218,7 @@ class Outcome:
     keep: list[str] | None = None  # explicit keep: flags at that moment
     flags: list[str] = field(default_factory=list)  # the imap4flags variable at the end
     tags: list[str] = field(default_factory=list)  # tagcontact: tags for the message's contact
+    vacation: Vacation | None = None  # the first vacation action run (RFC 5230 §4.7: one per delivery)
     stopped: bool = False
     trace: list[str] = field(default_factory=list)
 
@@ -263,6 +274,11 @@ def _act(action: Action, outcome: Outcome, rule: str) -> None:
         outcome.keep = list(action.flags) if action.flags is not None else list(outcome.flags)
     elif name == "tagcontact":
         outcome.tags += [tag for tag in action.tags if tag not in outcome.tags]
+    elif name == "vacation":  # no effect on the implicit keep (RFC 5230 §4.7); a second one is ignored
+        if outcome.vacation is not None:
+            outcome.trace.append(f"{rule}: vacation (ignored: one per message)")
+            return
+        outcome.vacation = action.vacation
     argument = action.argument or " ".join(action.tags)
     outcome.trace.append(f"{rule}: {name}" + (f" {argument}" if argument else ""))
 
@@ -295,15 +311,35 @@ def check_folder(name: str) -> None:
         raise InvalidInput("Contacts/ and Companies/ are the CRM's read-only views")
 
 
-def check(text: str) -> Script:
-    """Compile and check folder names; InvalidInput with one line when the script cannot be used."""
+def check(text: str, own: frozenset[str] | None = None) -> Script:
+    """Compile and check folder names and, given the account's ``own`` addresses, that a vacation's ``:from`` is
+    one of them; InvalidInput with one line when the script cannot be used."""
     script = compile_script(text)
     for folder in script.folders():
         try:
             check_folder(folder)
         except InvalidInput as exc:
             raise InvalidInput(f"fileinto {folder!r}: {exc}") from None
+    for action in script.actions("vacation") if own is not None else ():
+        sender = action.vacation.from_ if action.vacation else None
+        if sender is not None and not _owns(own or frozenset(), sender):
+            raise InvalidInput(f"vacation :from {sender!r} is not one of the account's addresses")
     return script
+
+
+def _owns(own: frozenset[str], written: str) -> bool:
+    address = participants.normalize(parseaddr(written)[1])
+    return bool(address) and participants.is_own(address, own)
+
+
+def own_addresses(conn: sqlite3.Connection, account_id: int) -> frozenset[str]:
+    """The account's address and its aliases (catch-alls left out), lower case."""
+    rows = conn.execute(
+        """SELECT email FROM accounts WHERE id = ?1
+           UNION SELECT address FROM aliases WHERE account_id = ?1 AND address NOT LIKE '@%'""",
+        (account_id,),
+    )
+    return frozenset(str(r[0]).lower() for r in rows)
 
 
 def add(conn: sqlite3.Connection, account_id: int, name: str, text: str, position: int | None = None) -> int:
@@ -311,7 +347,7 @@ def add(conn: sqlite3.Connection, account_id: int, name: str, text: str, positio
     name = name.strip()
     if not name or len(name) > 100:
         raise InvalidInput("a rule needs a name of 1-100 characters")
-    check(text)
+    check(text, own_addresses(conn, account_id))
     if conn.execute("SELECT 1 FROM crm_rules WHERE account_id = ? AND name = ?", (account_id, name)).fetchone():
         raise AlreadyExists(f"a rule named {name!r} exists")
     count = conn.execute("SELECT count(*) FROM crm_rules WHERE account_id = ?", (account_id,)).fetchone()[0]

@@ -7,7 +7,8 @@ Supported (anything else is refused when the rule is added, with a one-line reas
 - actions: ``fileinto`` (RFC 5228 §4.1; the folder is created when missing; ``:flags`` of RFC 5232), ``keep``,
   ``stop``, and RFC 5232 imap4flags ``addflag`` / ``setflag`` / ``removeflag``; relentad's own
   ``tagcontact <tags>`` (``require "vnd.relentad.tagcontact"``, RFC 5228 §6.1 vendor extension): tag the
-  message's contact;
+  message's contact; ``vacation`` (RFC 5230, with ``:seconds`` of RFC 6131): an automatic reply, see
+  :mod:`.vacation` for when it is (not) sent;
 - control: ``require``, ``if`` / ``elsif`` / ``else``.
 
 ``discard``, ``redirect`` and ``reject`` are refused on purpose: relentad never drops or bounces mail on a rule.
@@ -25,6 +26,7 @@ from typing import Any
 from sievelib import commands as sieve_commands
 from sievelib.parser import Parser
 
+from .. import addrspec
 from ..errors import InvalidInput
 from ..store import flags as flagmod
 from ..store.mailboxes import stored_name
@@ -38,10 +40,30 @@ _SIZE = re.compile(r"(\d+)([KMG]?)", re.IGNORECASE)
 _MULTIPLIERS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 TAG_EXTENSION = "vnd.relentad.tagcontact"
 # RFC 5228 §3.2: a script requiring anything else must fail. "mailbox" (RFC 5490) for ``fileinto :create``, which is
-# what fileinto always does here; its mailboxexists test is refused like any unknown test.
+# what fileinto always does here; its mailboxexists test is refused like any unknown test. The ONE list of what
+# ``require`` accepts: anything announcing the engine's capabilities (ManageSieve's SIEVE) derives from it.
 CAPABILITIES = frozenset(
-    {"fileinto", "envelope", "imap4flags", "mailbox", "comparator-i;octet", "comparator-i;ascii-casemap", TAG_EXTENSION}
+    {
+        "fileinto",
+        "envelope",
+        "imap4flags",
+        "mailbox",
+        "comparator-i;octet",
+        "comparator-i;ascii-casemap",
+        "vacation",
+        "vacation-seconds",
+        TAG_EXTENSION,
+    }
 )
+DAY = 86_400
+# vacation's response period (RFC 5230 §4.1, RFC 6131 §2): :days defaults to 7 and is clamped to 1-90 days,
+# :seconds to 1 hour-90 days (":seconds 0", always reply, is not honoured: a loop with another responder that
+# ignores Auto-Submitted would then be bounded only by the hourly cap)
+VACATION_DEFAULT = 7 * DAY
+VACATION_MIN_DAYS = 1
+VACATION_MIN_SECONDS = 3600
+VACATION_MAX = 90 * DAY
+MAX_REASON = 64 << 10  # bytes of a vacation reason (a reply is a small message)
 MAX_NESTING = 32  # blocks and tests inside each other (Pigeonhole's limits); evaluation recurses that deep
 MAX_SCRIPT = 1 << 20  # bytes (Pigeonhole's sieve_max_script_size): every delivery reads the account's scripts
 
@@ -102,14 +124,28 @@ Test = AddressTest | HeaderTest | ExistsTest | SizeTest | Combined | NotTest | C
 
 
 @dataclass(frozen=True, slots=True)
+class Vacation:
+    """The arguments of a ``vacation`` action, checked and with the period clamped (seconds)."""
+
+    reason: str
+    period: int = VACATION_DEFAULT
+    subject: str | None = None
+    from_: str | None = None  # as written: "Name <addr>" or addr
+    addresses: tuple[str, ...] = ()  # normalised
+    mime: bool = False
+    handle: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Action:
     """fileinto (``argument`` = folder), keep, stop, addflag / setflag / removeflag (``flags``), tagcontact
-    (``tags``)."""
+    (``tags``), vacation (``vacation``)."""
 
     name: str
     argument: str = ""
     flags: tuple[str, ...] | None = None  # fileinto/keep :flags
     tags: tuple[str, ...] = ()
+    vacation: Vacation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,20 +162,24 @@ Command = Action | If
 class Script:
     commands: tuple[Command, ...]
 
-    def folders(self) -> list[str]:
-        """Every folder a fileinto names (for validation)."""
-        out: list[str] = []
+    def actions(self, name: str) -> list[Action]:
+        """Every action called ``name``, in every branch (for validation)."""
+        out: list[Action] = []
 
         def walk(commands: tuple[Command, ...]) -> None:
             for command in commands:
                 if isinstance(command, If):
                     for _test, block in command.branches:
                         walk(block)
-                elif command.name == "fileinto":
-                    out.append(command.argument)
+                elif command.name == name:
+                    out.append(command)
 
         walk(self.commands)
         return out
+
+    def folders(self) -> list[str]:
+        """Every folder a fileinto names (for validation)."""
+        return [action.argument for action in self.actions("fileinto")]
 
 
 def unquote(token: str) -> str:
@@ -249,6 +289,67 @@ def _require(command: Any) -> None:
             )
 
 
+def _number(text: str, what: str) -> int:
+    found = _SIZE.fullmatch(str(text).strip())
+    if found is None:
+        raise InvalidInput(f"vacation: {what} needs a number")
+    return int(found.group(1)) * _MULTIPLIERS[found.group(2).upper()]
+
+
+def _address(text: str, what: str) -> str:
+    """The addr-spec in ``text`` ("Name <a@b>" or a@b), normalised; InvalidInput when it holds none."""
+    from email.utils import parseaddr
+
+    _name, address = parseaddr(text)
+    try:
+        return addrspec.normalize(address)
+    except InvalidInput:
+        raise InvalidInput(f"vacation: {what} {text!r} is not an email address") from None
+
+
+def _mime_reason(reason: str) -> None:
+    """RFC 5230 §4.4: with :mime the reason is a MIME entity: header fields (Content-Type at least), a blank line,
+    the body."""
+    head, blank, _body = reason.replace("\r\n", "\n").partition("\n\n")
+    names = {line.split(":", 1)[0].strip().lower() for line in head.split("\n") if ":" in line and line[0] not in " \t"}
+    if not blank or "content-type" not in names:
+        raise InvalidInput("vacation :mime: the reason must be a MIME entity (Content-Type, a blank line, the body)")
+
+
+def _vacation(command: Any) -> Vacation:
+    """The vacation action's arguments (RFC 5230 §4, RFC 6131 §2), refused when they cannot make a reply."""
+    args, extra = command.arguments, command.extra_arguments
+    if "days" in args and "seconds" in args:
+        raise InvalidInput("vacation: :days and :seconds cannot both be given")
+    if "seconds" in args:
+        period = max(VACATION_MIN_SECONDS, min(_number(extra["seconds"], ":seconds"), VACATION_MAX))
+    elif "days" in args:
+        period = max(VACATION_MIN_DAYS * DAY, min(_number(extra["days"], ":days") * DAY, VACATION_MAX))
+    else:
+        period = VACATION_DEFAULT
+    reason = unquote(str(args["reason"]))
+    if not reason.strip():
+        raise InvalidInput("vacation: the reason (the reply's text) is empty")
+    if len(reason.encode("utf-8")) > MAX_REASON:
+        raise InvalidInput(f"vacation: the reason is larger than {MAX_REASON >> 10} KiB")
+    mime = "mime" in args
+    if mime:
+        _mime_reason(reason)
+    subject = unquote(str(extra["subject"])) if "subject" in args else None
+    if subject is not None and (len(subject) > 998 or any(c in subject for c in "\r\n\0")):
+        raise InvalidInput("vacation: :subject must be one line of at most 998 characters")
+    sender = unquote(str(extra["from"])) if "from" in args else None
+    if sender is not None:
+        if any(c in sender for c in "\r\n\0"):
+            raise InvalidInput("vacation: :from must be one line")
+        _address(sender, ":from")
+    addresses = tuple(_address(a, ":addresses") for a in _strings(extra["addresses"])) if "addresses" in args else ()
+    handle = unquote(str(extra["handle"])) if "handle" in args else None
+    if handle is not None and len(handle) > 256:
+        raise InvalidInput("vacation: :handle is longer than 256 characters")
+    return Vacation(reason, period, subject, sender, addresses, mime, handle)
+
+
 def _block(commands: list[Any], strict: bool, depth: int = 0) -> tuple[Command, ...]:
     out: list[Command] = []
     depth = _nested(depth)
@@ -279,6 +380,8 @@ def _block(commands: list[Any], strict: bool, depth: int = 0) -> tuple[Command, 
             out.append(Action("stop"))
         elif name == "tagcontact":
             out.append(Action(name, tags=tuple(check_tag(tag) for tag in _strings(command.arguments["tags"]))))
+        elif name == "vacation":
+            out.append(Action(name, vacation=_vacation(command)))
         elif name in _REFUSED:
             raise InvalidInput(_REFUSED[name])
         else:

@@ -26,6 +26,7 @@ import dataclasses
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -35,7 +36,7 @@ from ..errors import InvalidInput
 from ..message import ParsedMessage
 from ..store import flags as flagmod
 from ..store import mailboxes
-from . import contacts, participants, rules, threads
+from . import contacts, participants, rules, threads, vacation
 from .participants import IN, LIST, OUT, PERSON, Participant
 from .sieve import Script
 
@@ -228,8 +229,26 @@ class Sorter:
                         _virtual(known, placement.mailbox == mailboxes.JUNK),
                     )
                     outcome = rules.evaluate(scripts, view)
-                    delivery.placements.extend(apply_outcome(placement, outcome))
+                    extra = apply_outcome(placement, outcome)
+                    delivery.placements.extend(extra)
                     tags += [tag for tag in outcome.tags if tag not in tags]
+                    if outcome.vacation is not None and not any(r.account_id == account_id for r in delivery.replies):
+                        dmarc_failed = delivery.auth is not None and delivery.auth.dmarc_failed
+                        junk = any(p.mailbox == mailboxes.JUNK for p in (placement, *extra))
+                        reply = vacation.decide(
+                            view,
+                            own,
+                            account_id,
+                            outcome.vacation,
+                            junk=junk,
+                            dmarc_failed=dmarc_failed,
+                            now=delivery.received_at,
+                        )
+                        if isinstance(reply, str):
+                            placement.reasons.append(f"vacation: no reply ({reply})")
+                        else:
+                            delivery.replies.append(reply)
+                            placement.reasons.append(f"vacation: reply to <{reply.to}>")
             if direction == IN and incoming and all(p.mailbox == mailboxes.JUNK for p in incoming):
                 people = []  # spam makes no contacts or companies (the message and its thread are still filed)
             new = frozenset({sender}) if sender and known is None else frozenset()
@@ -337,12 +356,23 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
     direction = IN  # as delivered from the MX: a From naming the account does not make mail "out" there
     people = participants.participants(parsed, own, direction)
     virtual = _virtual(known, False)
-    outcome = rules.evaluate(scripts, rules.MessageView(parsed, raw, mail_from, address, virtual))
+    view = rules.MessageView(parsed, raw, mail_from, address, virtual)
+    outcome = rules.evaluate(scripts, view)
     from ..pipeline import Placement  # the pipeline imports this module
 
     placement = Placement(account_id, address)
     extra = apply_outcome(placement, outcome)
     unassigned = direction == IN and Sorter._unassigned(people, known)
+    reply: dict[str, str] | None = None
+    if outcome.vacation is not None:
+        junk = any(p.mailbox == mailboxes.JUNK for p in (placement, *extra))
+        decided = vacation.decide(view, own, account_id, outcome.vacation, junk=junk, dmarc_failed=False, now=0.0)
+        if isinstance(decided, str):
+            reply = {"none": decided}
+        elif vacation.replied(conn, account_id, decided.to, decided.handle, time.time()):
+            reply = {"none": f"<{decided.to}> already had this reply within its period"}
+        else:
+            reply = {"to": decided.to, "from": decided.from_address}
     return {
         "direction": direction,
         "sender": sender,
@@ -353,5 +383,6 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
         ],
         "trace": outcome.trace,
         "tags": outcome.tags,
+        "vacation": reply,
         "participants": [dataclasses.asdict(p) for p in people],
     }

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from .. import daily
 from ..config import RetentionConfig
+from ..crm import vacation
 from ..errors import InvalidInput
 from ..store import imapwrite
 from ..store.db import Store
@@ -121,6 +122,7 @@ def purge(
         _delete_account(conn, account_id)
     blobs, size = _drop_unreferenced_blobs(conn)
     pruned = activity.prune(conn, activity_days, now) if activity_days else 0
+    vacation.prune(conn, now)  # replies whose period is over: the sender may get one again anyway
     return PurgeResult(
         expunged=int(expunged), accounts=len(gone), blobs=blobs, bytes=size, activity_rows=pruned, junk=junk
     )

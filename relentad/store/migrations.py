@@ -541,6 +541,27 @@ def _m019_queue_dsn(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m022_sieve_vacation(conn: sqlite3.Connection) -> None:
+    """Vacation response tracking (RFC 5230 §4.2): when each sender last got each of an account's replies
+    (``handle``: the rule's :handle or a hash of the reply) and when that reply's period ends; the index counts an
+    account's replies of the last hour (its cap) and the purge drops rows by ``expires``."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE sieve_vacation (
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            sender TEXT NOT NULL,
+            handle TEXT NOT NULL,
+            sent REAL NOT NULL,
+            expires REAL NOT NULL,
+            PRIMARY KEY (account_id, sender, handle)
+        ) WITHOUT ROWID;
+        CREATE INDEX sieve_vacation_sent ON sieve_vacation(account_id, sent);
+        CREATE INDEX sieve_vacation_expires ON sieve_vacation(expires);
+        """,
+    )
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -572,6 +593,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("017_imap_subscriptions", _m017_imap_subscriptions),
     ("018_imap_internaldate_zone", _m018_imap_internaldate_zone),
     ("019_queue_dsn", _m019_queue_dsn),
+    ("022_sieve_vacation", _m022_sieve_vacation),
 ]
 
 
