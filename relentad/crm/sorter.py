@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .. import message
+from .. import message, trace
 from ..errors import InvalidInput
 from ..message import ParsedMessage
 from ..store import flags as flagmod
@@ -246,6 +246,12 @@ class Sorter:
                         )
                         if isinstance(reply, str):
                             placement.reasons.append(f"vacation: no reply ({reply})")
+                            log.info(
+                                "vacation: no reply to <%s> (tx %s): %s",
+                                trace.clean(delivery.mail_from),
+                                delivery.transaction_id,
+                                reply,
+                            )
                         else:
                             delivery.replies.append(reply)
                             placement.reasons.append(f"vacation: reply to <{reply.to}>")
