@@ -171,3 +171,17 @@ def test_only_the_first_vacation_runs_and_the_implicit_keep_stays() -> None:
     assert outcome.vacation is not None and outcome.vacation.reason == "one"
     assert outcome.targets("INBOX") == [("INBOX", [])]
     assert "vacation (ignored" in outcome.trace[-1]
+
+
+def test_the_daily_purge_forgets_replies_past_their_period(conn: sqlite3.Connection, account_id: int) -> None:
+    from relentad.lifecycle import retention
+    from relentad.store import db
+
+    reply = vacation.Reply(account_id, "bob@remote.example", "alice@example.test", "h", DAY, b"")
+    with db.transaction(conn):
+        assert vacation.claim(conn, reply, 1000.0) == ""
+        retention.purge(conn, deleted_days=30, now=1000.0 + DAY / 2)
+    assert vacation.replied(conn, account_id, "Bob@Remote.example", "h", 1000.0 + DAY / 2), "still in its period"
+    with db.transaction(conn):
+        retention.purge(conn, deleted_days=30, now=1000.0 + 2 * DAY)
+    assert conn.execute("SELECT count(*) FROM sieve_vacation").fetchone()[0] == 0
