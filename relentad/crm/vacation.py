@@ -36,6 +36,7 @@ from .rules import MessageView
 from .sieve import Vacation
 
 MAX_PER_HOUR = 100  # replies per account per hour
+MAX_SUBJECT = 200  # characters of the original's subject taken into "Auto: …"
 MAX_REFERENCES = 20  # ids of the original's References carried into the reply's
 _RECIPIENT_FIELDS = ("to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc")
 _SYSTEM_LOCAL = re.compile(r"owner-.*|.*-request|.*-owner|listserv|majordomo|mailman|ezmlm", re.IGNORECASE)
@@ -150,7 +151,7 @@ def build(vacation: Vacation, parsed: ParsedMessage, *, to: str, sender: tuple[s
     In-Reply-To / References, ``Auto-Submitted: auto-replied``."""
     address, name = sender
     domain = address.rpartition("@")[2] or "localhost"
-    original = (parsed.subject or "").strip()
+    original = (parsed.subject or "").strip()[:MAX_SUBJECT]
     subject = vacation.subject if vacation.subject is not None else f"Auto: {original}" if original else "Auto reply"
     sender_value = formataddr((name, address), charset="utf-8") if name else f"<{address}>"
     fields = [

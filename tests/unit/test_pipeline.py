@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from relentad import config as config_mod
+from relentad import pipeline
+from relentad.crm import rules as crm_rules
 from relentad.crm import sorter
 from relentad.events import Bus
 from relentad.pipeline import Delivery, Pipeline, Placement
-from relentad.store import accounts
+from relentad.store import accounts, db
 from relentad.store.db import Store
 from relentad.trace import Source
 from tests.support.store import database_with
@@ -23,7 +25,7 @@ RAW = (
 )
 
 
-async def deliver(path: Path) -> None:
+async def deliver(path: Path, *, check_quota: bool = False) -> None:
     config = config_mod.from_dict(
         {"server": {"hostname": "mx.example.test"}, "spam": {"enabled": False}, "mailauth": {"verify": False}}
     )
@@ -33,6 +35,7 @@ async def deliver(path: Path) -> None:
         account_id = store.read(lambda conn: accounts.get_account(conn, "alice@example.test").id)
         placements = [Placement(account_id, "alice@example.test")]
         delivery = Delivery(RAW, "bob@acme.example", placements, Source("192.0.2.1", "h", "ESMTP"), "T1")
+        delivery.check_quota, delivery.refuse_when_full = check_quota, False
         await Pipeline(store, Bus(), config).deliver(delivery)
     finally:
         store.close()
@@ -68,3 +71,40 @@ def test_filing_makes_the_company_with_the_first_contact(tmp_path: Path) -> None
     assert tuple(row) == ("Bob", "acme.example", "Acme")
     assert conn.execute("SELECT count(*) FROM crm_thread_contacts").fetchone()[0] == 1
     assert conn.execute("SELECT count(*) FROM crm_message_contacts").fetchone()[0] == 1
+
+
+VACATION = 'require "vacation";\nvacation "Away.";'
+
+
+def _with_vacation(tmp_path: Path, quota_bytes: int = 0) -> Any:
+    conn = database_with(tmp_path / "r.db", "alice@example.test", quota_bytes=quota_bytes)
+    with db.transaction(conn):
+        crm_rules.add(conn, accounts.get_account(conn, "alice@example.test").id, "away", VACATION)
+    return conn
+
+
+def test_a_vacation_reply_is_queued_with_the_message_and_its_failure_costs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = _with_vacation(tmp_path)
+    asyncio.run(deliver(tmp_path / "r.db"))
+    [(mail_from, data)] = conn.execute("SELECT mail_from, data FROM queue_messages").fetchall()
+    assert mail_from == "" and b"Subject: Auto: hello\r\n" in data and b"In-Reply-To: <m1@acme.example>" in data
+    assert [r[0] for r in conn.execute("SELECT sender FROM sieve_vacation")] == ["bob@acme.example"]
+
+    def broken(*args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("disk says no")
+
+    conn.execute("DELETE FROM sieve_vacation")
+    monkeypatch.setattr(pipeline.vacation, "claim", broken)
+    asyncio.run(deliver(tmp_path / "r.db"))
+    assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 2, "the message is stored all the same"
+    assert conn.execute("SELECT count(*) FROM queue_messages").fetchone()[0] == 1, "no second reply"
+
+
+def test_no_vacation_reply_for_a_copy_that_was_not_stored(tmp_path: Path) -> None:
+    conn = _with_vacation(tmp_path, quota_bytes=10)
+    asyncio.run(deliver(tmp_path / "r.db", check_quota=True))
+    assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM queue_messages").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM sieve_vacation").fetchone()[0] == 0
