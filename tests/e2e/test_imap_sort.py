@@ -150,6 +150,9 @@ def test_uid_sort_search_keys_and_esort(raw: Raw) -> None:
     assert raw.command("g", "SORT RETURN (SAVE) (REVERSE SIZE) UTF-8 LARGER 1000")[0].startswith(b"g OK")
     fetched = b"".join(raw.command("h", "FETCH $ (UID)"))
     assert b"* 2 FETCH (UID 3)" in fetched and b"* 3 FETCH (UID 4)" in fetched and b"* 1 FETCH" not in fetched
+    assert sort(raw, "SORT (REVERSE SUBJECT) UTF-8 $") == [3, 2]  # RFC 5182: `$` in SORT's search keys
+    assert raw.command("i", "SORT RETURN (SAVE) (NOPE) UTF-8 ALL")[-1].startswith(b"i BAD")
+    assert raw.command("j", "FETCH $ (UID)") == [b"j OK FETCH completed\r\n"]  # a failed SAVE empties `$`
 
 
 @pytest.mark.parametrize(

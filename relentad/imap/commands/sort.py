@@ -35,6 +35,7 @@ _ADDRESS_GROUPS = {"FROM": 0, "TO": 3, "CC": 4}
 _ROW_KEYS = frozenset(("ARRIVAL", "SIZE"))
 """Sort keys read from the ``messages`` row alone."""
 _COLUMNS = "m.uid, m.internaldate, m.size, b.sha256, m.blob_id"
+_ROW_COLUMNS = "m.uid, m.internaldate, m.size, NULL, m.blob_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +154,8 @@ def _keys_job(headers: bool) -> searchmod.Finish[list[Row]]:
 
 
 async def _matching(session: Session, command: Sort | Thread, headers: bool) -> tuple[list[Row], dict[int, int]]:
-    """The rows matching the command's search that the session knows, and their sequence numbers."""
+    """The rows matching the command's search that the session knows, and their sequence numbers. Header keys
+    (``headers``) are read on the loop thread only for a small mailbox whose keys a worker already cached."""
     view = session.selected
     assert view is not None
     misses = _misses
@@ -161,9 +163,9 @@ async def _matching(session: Session, command: Sort | Thread, headers: bool) -> 
         session,
         command.key,
         _keys_job(headers),
-        columns=_COLUMNS,
-        blobs=True,
-        cached=not headers or view.mailbox_id in _WARM,
+        columns=_COLUMNS if headers else _ROW_COLUMNS,
+        blobs=headers,
+        cached=not headers or (view.mailbox_id in _WARM and len(view.uids) <= searchmod.INLINE_TEXT),
     )
     if headers and not found.inline:
         _WARM.add(view.mailbox_id)
