@@ -155,6 +155,14 @@ def test_uid_sort_search_keys_and_esort(raw: Raw) -> None:
     assert raw.command("j", "FETCH $ (UID)") == [b"j OK FETCH completed\r\n"]  # a failed SAVE empties `$`
 
 
+def test_modseq_in_sort_replies(raw: Raw) -> None:
+    highest = int(raw.command("h", "STATUS INBOX (HIGHESTMODSEQ)")[0].split()[-1].strip(b")"))
+    assert raw.command("a", "SORT (SUBJECT) UTF-8 MODSEQ 1")[0] == b"* SORT 2 1 4 3 (MODSEQ %d)\r\n" % highest
+    reply = raw.command("b", "UID SORT RETURN (COUNT) (SUBJECT) UTF-8 MODSEQ 1")[0]
+    assert reply == b'* ESEARCH (TAG "b") UID COUNT 4 MODSEQ %d\r\n' % highest
+    assert raw.command("c", f"SORT (SUBJECT) UTF-8 MODSEQ {highest + 1}")[0] == b"* SORT\r\n"
+
+
 @pytest.mark.parametrize(
     ("command", "status"),
     [

@@ -34,8 +34,8 @@ _ADDRESS_GROUPS = {"FROM": 0, "TO": 3, "CC": 4}
 """Index of each address list in the stored structure's "a" (from, sender, reply-to, to, cc, bcc)."""
 _ROW_KEYS = frozenset(("ARRIVAL", "SIZE"))
 """Sort keys read from the ``messages`` row alone."""
-_COLUMNS = "m.uid, m.internaldate, m.size, b.sha256, m.blob_id"
-_ROW_COLUMNS = "m.uid, m.internaldate, m.size, NULL, m.blob_id"
+_COLUMNS = "m.uid, m.modseq, m.internaldate, m.size, b.sha256, m.blob_id"
+_ROW_COLUMNS = "m.uid, m.modseq, m.internaldate, m.size, NULL, m.blob_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +116,7 @@ class Row:
     """One matching message with everything SORT and THREAD look at."""
 
     uid: int
+    modseq: int
     internaldate: float
     size: int
     keys: HeaderKeys
@@ -131,7 +132,7 @@ def _keys_job(headers: bool) -> searchmod.Finish[list[Row]]:
     def finish(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[Row]:
         global _misses
         out = []
-        for uid, internaldate, size, sha, blob_id in rows:
+        for uid, modseq, internaldate, size, sha, blob_id in rows:
             keys = _EMPTY
             if headers:
                 cached = _KEYS.get(sha)
@@ -147,15 +148,25 @@ def _keys_job(headers: bool) -> searchmod.Finish[list[Row]]:
                             del _KEYS[next(iter(_KEYS))]
                     _KEYS[bytes(sha)] = cached
                 keys = cached
-            out.append(Row(int(uid), float(internaldate), int(size), keys))
+            out.append(Row(int(uid), int(modseq), float(internaldate), int(size), keys))
         return out
 
     return finish
 
 
-async def _matching(session: Session, command: Sort | Thread, headers: bool) -> tuple[list[Row], dict[int, int]]:
-    """The rows matching the command's search that the session knows, and their sequence numbers. Header keys
-    (``headers``) are read on the loop thread only for a small mailbox whose keys a worker already cached."""
+@dataclass(frozen=True, slots=True)
+class Found:
+    """The matching rows the session knows (ascending UID), their sequence numbers, and whether the search
+    used MODSEQ (the reply then carries the highest mod-sequence, RFC 7162 §3.1.5)."""
+
+    rows: list[Row]
+    seqs: dict[int, int]
+    uses_modseq: bool
+
+
+async def _matching(session: Session, command: Sort | Thread, headers: bool) -> Found:
+    """What the command's search matched. Header keys (``headers``) are read on the loop thread only for a small
+    mailbox whose keys a worker already cached."""
     view = session.selected
     assert view is not None
     misses = _misses
@@ -173,7 +184,7 @@ async def _matching(session: Session, command: Sort | Thread, headers: bool) -> 
         _WARM.discard(view.mailbox_id)  # the cache lost this mailbox's keys: next time in a worker
     seqs = view.seqs([row.uid for row in found.result])
     rows = [row for row in found.result if row.uid in seqs and row.uid not in view.pending_gone]
-    return rows, seqs
+    return Found(rows, seqs, found.uses_modseq)
 
 
 def _sort_value(criterion: str, row: Row) -> Any:
@@ -219,20 +230,25 @@ async def sort(session: Session, command: Sort) -> Result:
 
 async def _sort(session: Session, command: Sort) -> Result:
     headers = any(criterion.key not in _ROW_KEYS for criterion in command.criteria)
-    rows, seqs = await _matching(session, command, headers)
-    ordered = sort_rows(rows, command.criteria)
+    found = await _matching(session, command, headers)
+    ordered = sort_rows(found.rows, command.criteria)
     uids = [row.uid for row in ordered]
-    numbers = uids if command.uid else [seqs[uid] for uid in uids]
+    numbers = uids if command.uid else [found.seqs[uid] for uid in uids]
+    modseq = max((row.modseq for row in ordered), default=0) if found.uses_modseq and ordered else None
     if command.returns is None:
-        session.send(b"* SORT" + b"".join([b" %d" % number for number in numbers]) + b"\r\n")
+        line = b"* SORT" + b"".join([b" %d" % number for number in numbers])
+        if modseq is not None:
+            line += b" (MODSEQ %d)" % modseq
+        session.send(line + b"\r\n")
         return None
-    searchmod.extended_reply(session, command, command.returns, uids, numbers)
+    searchmod.extended_reply(session, command, command.returns, uids, numbers, modseq)
     return None
 
 
 async def thread(session: Session, command: Thread) -> Result:
     """THREAD / UID THREAD: `* THREAD (..)(..)` over the matching messages."""
-    rows, seqs = await _matching(session, command, True)
+    found = await _matching(session, command, True)
+    seqs = found.seqs
     messages = [
         threads.ThreadMessage(
             number=row.uid if command.uid else seqs[row.uid],
@@ -243,7 +259,7 @@ async def thread(session: Session, command: Thread) -> Result:
             message_id=row.keys.message_id,
             references=row.keys.references,
         )
-        for row in rows
+        for row in found.rows
     ]
     algorithm = threads.references if command.algorithm == "REFERENCES" else threads.ordered_subject
     roots = algorithm(messages)
