@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -187,25 +187,18 @@ async def _matching(session: Session, command: Sort | Thread, headers: bool) -> 
     return Found(rows, seqs, found.uses_modseq)
 
 
-def _sort_value(criterion: str, row: Row) -> Any:
-    keys = row.keys
-    if criterion == "ARRIVAL":
-        return row.internaldate
-    if criterion == "SIZE":
-        return row.size
-    if criterion == "DATE":
-        return row.sent
-    if criterion == "SUBJECT":
-        return keys.subject
-    if criterion == "FROM":
-        return keys.from_
-    if criterion == "TO":
-        return keys.to
-    if criterion == "CC":
-        return keys.cc
-    if criterion == "DISPLAYFROM":
-        return keys.display_from
-    return keys.display_to
+_SORT_VALUES: dict[str, Callable[[Row], Any]] = {
+    "ARRIVAL": lambda row: row.internaldate,
+    "SIZE": lambda row: row.size,
+    "DATE": lambda row: row.sent,
+    "SUBJECT": lambda row: row.keys.subject,
+    "FROM": lambda row: row.keys.from_,
+    "TO": lambda row: row.keys.to,
+    "CC": lambda row: row.keys.cc,
+    "DISPLAYFROM": lambda row: row.keys.display_from,
+    "DISPLAYTO": lambda row: row.keys.display_to,
+}
+"""What each sort key compares (the parser admits no other key)."""
 
 
 def sort_rows(rows: Sequence[Row], criteria: Sequence[SortKey]) -> list[Row]:
@@ -213,7 +206,7 @@ def sort_rows(rows: Sequence[Row], criteria: Sequence[SortKey]) -> list[Row]:
     last first, so ties keep sequence order whatever REVERSE says."""
     ordered = list(rows)
     for criterion in reversed(criteria):
-        ordered.sort(key=lambda row: _sort_value(criterion.key, row), reverse=criterion.reverse)
+        ordered.sort(key=_SORT_VALUES[criterion.key], reverse=criterion.reverse)
     return ordered
 
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 import pytest
 
 from relentad.imap.basesubject import MAX_SUBJECT, base_subject, casemap
+from relentad.imap.commands import sort as sortmod
 from relentad.imap.parser import ParseError, Sort, SortKey, Thread, UnsupportedCharset, parse_command
 from relentad.imap.parser_search import SearchSimple
+from relentad.imap.parser_sort import SORT_KEYS
 from relentad.imap.sequence import render_in_order
 from relentad.imap.threads import Node, ThreadMessage, ordered_subject, references, render
+from relentad.message import parse
 
 
 @pytest.mark.parametrize(
@@ -207,3 +210,26 @@ def test_unknown_charset_and_saved_result() -> None:
     with pytest.raises(ParseError) as info:
         parse_command(b"a SORT RETURN (SAVE) (NOPE) UTF-8 ALL")
     assert info.value.resets_saved
+
+
+def test_every_sort_key_has_a_value() -> None:
+    assert set(sortmod._SORT_VALUES) == SORT_KEYS
+
+
+def test_header_keys_from_the_stored_structure() -> None:
+    raw = (
+        b"From: =?utf-8?q?J=C3=B6rg?= <Joerg@Example.COM>\r\nTo: team: a@b.test, c@d.test;, X <x@y.test>\r\n"
+        b"Subject: Re: [list] =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nDate: Mon, 2 Jan 2023 10:00:00 +0200\r\n"
+        b"Message-ID: <m1@x>\r\nIn-Reply-To: <p1@x> <p2@x>\r\n\r\nhi\r\n"
+    )
+    keys = sortmod.HeaderKeys.of(parse(raw).to_dict())
+    assert keys.subject == casemap("GRÜSSE") == "gru\u0308sse" and keys.reply
+    assert (keys.from_, keys.display_from) == ("joerg", casemap("Jörg"))
+    assert (keys.to, keys.display_to) == ("a", "a@b.test")  # the group's first member; no name: the address
+    assert (keys.cc, keys.display_to) == ("", "a@b.test")
+    assert keys.sent == 1672646400.0  # 08:00 UTC
+    assert keys.message_id == "m1@x" and keys.references == ("p1@x",)  # no References: In-Reply-To's first
+    bare = sortmod.HeaderKeys.of(
+        parse(b"Subject: x\r\nDate: not a date\r\nReferences: <r1@x> <r2@x>\r\n\r\n").to_dict()
+    )
+    assert bare.sent is None and bare.from_ == "" and bare.references == ("r1@x", "r2@x")
