@@ -11,7 +11,7 @@ command table and the grammars of the remaining commands. Everything a server ne
 
 Invariants: `parse_command` raises only `ParseError` (its `tag` set whenever the tag could be read; the
 subclass `UnsupportedCharset` asks for `NO [BADCHARSET]`); command names are upper-case and `uid` is True only
-for the UID forms of COPY, MOVE, FETCH, SEARCH, STORE and EXPUNGE.
+for the UID forms of COPY, MOVE, FETCH, SEARCH, SORT, THREAD, STORE and EXPUNGE.
 """
 
 from __future__ import annotations
@@ -44,8 +44,11 @@ from relentad.imap.parser_commands import (
     Search,
     Select,
     SetQuota,
+    Sort,
+    SortKey,
     Status,
     Store,
+    Thread,
 )
 from relentad.imap.parser_cursor import TAG_CHARS, Cursor, ParseError
 from relentad.imap.parser_fetch import (
@@ -82,8 +85,10 @@ from relentad.imap.parser_search import (
     SearchText,
     SearchUid,
     UnsupportedCharset,
+    parse_returns,
     parse_search_program,
 )
+from relentad.imap.parser_sort import parse_sort, parse_thread
 
 __all__ = [
     "COMMANDS",
@@ -130,8 +135,11 @@ __all__ = [
     "Section",
     "Select",
     "SetQuota",
+    "Sort",
+    "SortKey",
     "Status",
     "Store",
+    "Thread",
     "UnsupportedCharset",
     "is_done",
     "line_tag",
@@ -209,7 +217,6 @@ Handler = Callable[[Cursor, str, str], Command]
 UidHandler = Callable[[Cursor, str, str, bool], Command]
 
 _BASE64_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
-SEARCH_RETURN_OPTIONS = frozenset(("MIN", "MAX", "ALL", "COUNT", "SAVE"))
 
 
 def _no_args(cur: Cursor, tag: str, name: str) -> NoArgs:
@@ -263,15 +270,8 @@ def _expunge(cur: Cursor, tag: str, name: str, uid: bool) -> Command:
 def _search(cur: Cursor, tag: str, name: str, uid: bool) -> Search:
     """SEARCH [SP RETURN (opts)] [SP CHARSET SP charset] SP search-key *(SP search-key)."""
     cur.sp()
-    returns: tuple[str, ...] | None = None
+    returns = parse_returns(cur)
     charset: str | None = None
-    if cur.skip(b"RETURN "):
-        options = cur.paren_list(lambda: cur.keyword("search return option"))
-        unknown = set(options) - SEARCH_RETURN_OPTIONS
-        if unknown:
-            cur.fail(f"unknown search return option {min(unknown)}")
-        returns = tuple(dict.fromkeys(options)) or ("ALL",)
-        cur.sp()
     try:
         if cur.skip(b"CHARSET "):
             quoted = cur.peek() == ord('"')
@@ -428,6 +428,8 @@ UID_COMMANDS: dict[str, UidHandler] = {
     "MOVE": _copy_move,
     "FETCH": _fetch,
     "SEARCH": _search,
+    "SORT": parse_sort,
+    "THREAD": parse_thread,
     "STORE": _store,
     "EXPUNGE": _expunge,
 }
@@ -470,7 +472,7 @@ def _command(cur: Cursor, tag: str) -> Command:
         name = cur.keyword("command after UID")
         handler = UID_COMMANDS.get(name)
         if handler is None:
-            raise ParseError(tag, f"UID {name} is not a command; use COPY, MOVE, FETCH, SEARCH, STORE, EXPUNGE")
+            raise ParseError(tag, f"UID {name} is not a command; use {', '.join(UID_COMMANDS)}")
     else:
         handler = COMMANDS.get(name)
         if handler is None:

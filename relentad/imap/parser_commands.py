@@ -40,8 +40,11 @@ __all__ = [
     "Search",
     "Select",
     "SetQuota",
+    "Sort",
+    "SortKey",
     "Status",
     "Store",
+    "Thread",
 ]
 
 
@@ -182,6 +185,36 @@ class Search(Command):
     key: SearchKey
     charset: str | None = None
     returns: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """One sort criterion (RFC 5256 §3, RFC 5957): ARRIVAL CC DATE FROM SIZE SUBJECT TO DISPLAYFROM DISPLAYTO."""
+
+    key: str
+    reverse: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sort(Command):
+    """[UID] SORT [RETURN (...)] (criteria) charset keys (RFC 5256 §3; RFC 5267 ESORT for RETURN).
+
+    returns as in :class:`Search` (None: a `* SORT` reply); charset is upper-cased (SORT always names one).
+    """
+
+    criteria: tuple[SortKey, ...]
+    key: SearchKey
+    charset: str
+    returns: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Thread(Command):
+    """[UID] THREAD algorithm charset keys (RFC 5256 §4): ORDEREDSUBJECT or REFERENCES."""
+
+    algorithm: str
+    key: SearchKey
+    charset: str
 
 
 @dataclass(frozen=True, kw_only=True)

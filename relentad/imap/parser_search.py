@@ -36,6 +36,7 @@ __all__ = [
     "SearchText",
     "SearchUid",
     "UnsupportedCharset",
+    "parse_returns",
     "parse_search_program",
 ]
 
@@ -82,6 +83,8 @@ DATE_KEYS = frozenset(
         "SAVEDSINCE",
     )
 )
+RETURN_OPTIONS = frozenset(("MIN", "MAX", "ALL", "COUNT", "SAVE"))
+"""ESEARCH / ESORT result options (RFC 4731, RFC 5182 SAVE, RFC 5267)."""
 OTHER_KEYS = frozenset(("KEYWORD", "UNKEYWORD", "LARGER", "SMALLER", "OLDER", "YOUNGER", "UID", "HEADER", "MODSEQ"))
 
 
@@ -337,3 +340,15 @@ def parse_search_program(cursor: Cursor, charset: str | None) -> SearchKey:
     if codec is None:
         raise UnsupportedCharset(None, charset or "")
     return _SearchParser(cursor, codec, charset or "UTF-8").program()
+
+
+def parse_returns(cur: Cursor) -> tuple[str, ...] | None:
+    """[RETURN SP (opts) SP] before a SEARCH or SORT program: None without it; `RETURN ()` means ALL."""
+    if not cur.skip(b"RETURN "):
+        return None
+    options = cur.paren_list(lambda: cur.keyword("search return option"))
+    unknown = set(options) - RETURN_OPTIONS
+    if unknown:
+        cur.fail(f"unknown search return option {min(unknown)}")
+    cur.sp()
+    return tuple(dict.fromkeys(options)) or ("ALL",)

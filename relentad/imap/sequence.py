@@ -156,3 +156,20 @@ def _runs(numbers: Iterable[int]) -> list[tuple[int, int]]:
 def render(numbers: Iterable[int]) -> str:
     """Render numbers compactly and ascending: [5, 1, 2, 3] → `1:3,5` (empty input gives "")."""
     return ",".join(str(lo) if lo == hi else f"{lo}:{hi}" for lo, hi in _runs(numbers))
+
+
+def render_in_order(numbers: Iterable[int]) -> str:
+    """Render numbers in the order given, runs of consecutive ascending ones as `lo:hi` (ESORT's ALL is in sort
+    order, RFC 5267 §3.1): [7, 1, 2, 3] → `7,1:3`; ascending input gives what :func:`render` gives."""
+    out: list[str] = []
+    low = high = None
+    for number in numbers:
+        if high is not None and number == high + 1:
+            high = number
+            continue
+        if low is not None:
+            out.append(str(low) if low == high else f"{low}:{high}")
+        low = high = number
+    if low is not None:
+        out.append(str(low) if low == high else f"{low}:{high}")
+    return ",".join(out)

@@ -9,7 +9,8 @@ Implementation notes (invariants):
   the session lives on; consecutive BADs beyond ``imap.max_bad_commands`` end in BYE.
 - Changes made by others (other sessions, SMTP delivery) reach the client only through :meth:`Session.sync`,
   run before each tagged reply in the selected state: EXISTS for new mail, FETCH FLAGS for flag changes,
-  EXPUNGE/VANISHED for removals — the latter never while answering FETCH, STORE or SEARCH (RFC 9051 §7.5.1).
+  EXPUNGE/VANISHED for removals — the latter never while answering FETCH, STORE, SEARCH, SORT or THREAD
+  (RFC 9051 §7.5.1).
 - A session whose account was terminated since its login ends with BYE at its next command
   (:meth:`Session.account_ended`): termination happens in another process, and an open session must neither
   store mail into the account nor read what is left of it.
@@ -104,12 +105,13 @@ STATE_COMMANDS: dict[State, frozenset[str]] = {
     State.NOT_AUTHENTICATED: _ANY | frozenset(("STARTTLS", "AUTHENTICATE", "LOGIN")),
     State.AUTHENTICATED: _AUTHENTICATED,
     State.SELECTED: _AUTHENTICATED
-    | frozenset(("CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE")),
+    | frozenset(("CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "SORT", "THREAD", "FETCH", "STORE", "COPY"))
+    | frozenset(("MOVE",)),
     State.LOGOUT: frozenset(),
 }
 """Which commands each state allows (RFC 9051 §6.1-6.4); UID forms share their command's name."""
 
-_NO_EXPUNGE = frozenset(("FETCH", "STORE", "SEARCH"))
+_NO_EXPUNGE = frozenset(("FETCH", "STORE", "SEARCH", "SORT", "THREAD"))
 _FLAG_LISTS: dict[tuple[int, str], bytes] = {}
 """Rendered flag lists (`(\\Seen $Work)`) by (flag bits, keywords)."""
 _FLAGS_LINES: dict[tuple[tuple[str, ...], bool, bool], bytes] = {}

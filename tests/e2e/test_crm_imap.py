@@ -1,6 +1,6 @@
 """The CRM's IMAP virtual folders end to end: ``Contacts/<Name>`` and ``Companies/<Name>`` through imaplib,
-imapclient and a raw socket against the real daemon — LIST/LSUB, SELECT [READ-ONLY], FETCH, SEARCH, STORE landing
-on the real message, COPY out, refusals, STATUS, modified UTF-7 / UTF8=ACCEPT names and IDLE."""
+imapclient and a raw socket against the real daemon — LIST/LSUB, SELECT [READ-ONLY], FETCH, SEARCH, SORT, THREAD,
+STORE landing on the real message, COPY out, refusals, STATUS, modified UTF-7 / UTF8=ACCEPT names and IDLE."""
 
 from __future__ import annotations
 
@@ -109,6 +109,19 @@ def test_select_is_read_only_and_fetch_search_show_the_contacts_mail(relentad: D
     assert raw.command("x", "UID SEARCH SUBJECT invoice")[0] == b"* SEARCH %d\r\n" % uids[1]
     assert raw.command("y", "SEARCH UNSEEN")[0] == b"* SEARCH 1 2\r\n"
     assert raw.command("m", "FETCH 1 (MODSEQ)")[-1].startswith(b"m BAD")
+    raw.close()
+
+
+def test_sort_and_thread_in_a_view(relentad: Daemon) -> None:
+    raw = Raw(relentad)
+    raw.login()
+    raw.command("s", f'EXAMINE "{WIRE}"')
+    uids = [int(u) for u in re.findall(rb"UID (\d+)", b"".join(raw.command("f", "FETCH 1:* (UID)")))]
+    assert raw.command("a", "SORT (SUBJECT) UTF-8 ALL")[0] == b"* SORT 2 1\r\n"  # Invoice 42, Offer
+    assert raw.command("b", "UID SORT (REVERSE ARRIVAL) UTF-8 ALL")[0] == b"* SORT %d %d\r\n" % (uids[1], uids[0])
+    assert raw.command("c", "SORT (CC) UTF-8 ALL")[0] == b"* SORT 2 1\r\n"  # only Offer has a Cc (petra)
+    assert raw.command("d", "UID THREAD REFERENCES UTF-8 ALL")[0] == b"* THREAD (%d)(%d)\r\n" % tuple(uids)
+    assert raw.command("e", "THREAD ORDEREDSUBJECT UTF-8 SUBJECT offer")[0] == b"* THREAD (1)\r\n"
     raw.close()
 
 

@@ -7,7 +7,7 @@ session checks the per-state tables before dispatching (STYLE.md #2).
 from __future__ import annotations
 
 from ..session import Handler
-from . import append, auth, copymove, expunge, fetch, idle, mailbox, misc, quota, search, select, store
+from . import append, auth, copymove, expunge, fetch, idle, mailbox, misc, quota, search, select, sort, store
 
 HANDLERS: dict[str, Handler] = {
     **misc.HANDLERS,
@@ -16,6 +16,7 @@ HANDLERS: dict[str, Handler] = {
     **select.HANDLERS,
     **fetch.HANDLERS,
     **search.HANDLERS,
+    **sort.HANDLERS,
     **store.HANDLERS,
     **copymove.HANDLERS,
     **expunge.HANDLERS,

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ...bodytext import text_for_search
 from ...headers import decode_header, header_fields
@@ -36,6 +36,7 @@ from ...store import imapview
 from .. import virtual
 from ..errors import bad
 from ..parser import (
+    Command,
     Search,
     SearchAge,
     SearchDate,
@@ -52,13 +53,13 @@ from ..parser import (
     SearchUid,
 )
 from ..responses import Atom, ImapValue
-from ..sequence import SequenceSet
-from ..sequence import render as render_set
+from ..sequence import SequenceSet, render_in_order
 from ..session import Handler, Result, Session
 from ..view import Selected
 from ..virtual import VirtualView
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _SIMPLE: dict[str, str] = {
     "ALL": "1",
@@ -363,6 +364,10 @@ class Compiler:
         return "(" + " AND ".join(f"({sql})" for sql, _ in parts) + ")", [p for _, params in parts for p in params]
 
 
+def _rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return rows
+
+
 def _stored(conn: sqlite3.Connection, blob_id: int) -> tuple[str | None, bytes | None]:
     """(structure, the bytes when there is no structure) of a blob: what SUBJECT & co. need on a cache miss."""
     row = conn.execute(
@@ -381,9 +386,12 @@ def run_search(
     matchers: list[Matcher],
     source: tuple[str, list[Any]] | None = None,
     folded: Sequence[FoldedMatcher] = (),
-) -> list[tuple[int, int]]:
-    """Worker thread: (uid, modseq) of matching messages, ascending. ``source`` is a subquery with the columns of
-    ``messages`` to search instead of the mailbox (a CRM view)."""
+    columns: str = "m.uid, m.modseq",
+    blobs: bool = False,
+) -> list[tuple[Any, ...]]:
+    """Worker thread: ``columns`` of matching messages, by ascending UID (by default (uid, modseq)). ``source`` is
+    a subquery with the columns of ``messages`` to search instead of the mailbox (a CRM view); ``blobs`` joins the
+    blob as ``b`` even when no key needs it (SORT reads ``b.sha256``)."""
     cache: dict[tuple[int, int], _Doc] = {}
     summaries = _FOLDED
 
@@ -391,9 +399,7 @@ def run_search(
         try:
             summary = summaries.get(sha)
             if summary is None:
-                structure, data = _stored(conn, blob_id)
-                doc = _Doc(b"", data, structure, functools.partial(imapview.blob_data, conn, blob_id))
-                summary = _Folded.of(doc.summary)
+                summary = _Folded.of(stored_summary(conn, blob_id))
                 _remember(bytes(sha), summary)
             return int(folded[index](summary))
         except Exception:
@@ -418,20 +424,90 @@ def run_search(
             log.exception("SEARCH could not examine blob %d", blob_id)
             return 0
 
-    join = "JOIN blobs b ON b.id = m.blob_id" if matchers or folded else ""
+    join = "JOIN blobs b ON b.id = m.blob_id" if matchers or folded or blobs else ""
     if matchers:
         conn.create_function("imap_match", 5, imap_match)
     if folded:
         conn.create_function("imap_folded", 3, imap_folded)
     if source is not None:
-        query = f"SELECT m.uid, m.modseq FROM ({source[0]}) m {join} WHERE ({sql}) ORDER BY m.uid"
-        rows = conn.execute(query, [*source[1], *params]).fetchall()
+        query = f"SELECT {columns} FROM ({source[0]}) m {join} WHERE ({sql}) ORDER BY m.uid"
+        return conn.execute(query, [*source[1], *params]).fetchall()
+    return conn.execute(
+        f"SELECT {columns} FROM messages m {join} WHERE m.mailbox_id = ? AND ({sql}) ORDER BY m.uid",
+        [mailbox_id, *params],
+    ).fetchall()
+
+
+def stored_summary(conn: sqlite3.Connection, blob_id: int) -> dict[str, Any]:
+    """The stored structure of a blob as a dict (parsing the bytes when none is stored): what the SUBJECT & co.
+    and SORT key caches are made of on a miss."""
+    structure, data = _stored(conn, blob_id)
+    return _Doc(b"", data, structure, functools.partial(imapview.blob_data, conn, blob_id)).summary
+
+
+Finish = Callable[[sqlite3.Connection, list[tuple[Any, ...]]], T]
+
+
+@dataclass(frozen=True)
+class Matches(Generic[T]):
+    """What :func:`matches` found: ``result`` is the finisher's; ``inline`` says it ran on the loop thread."""
+
+    result: T
+    uses_modseq: bool
+    inline: bool
+
+
+async def matches(
+    session: Session,
+    key: SearchKey,
+    finish: Finish[T],
+    *,
+    columns: str = "m.uid, m.modseq",
+    blobs: bool = False,
+    cached: bool = True,
+) -> Matches[T]:
+    """Evaluate a search program over the selected mailbox (SEARCH, SORT, THREAD): ``finish`` turns the rows of
+    ``columns`` into the result, in the same job (a worker's read connection, or the loop's for small mailboxes
+    whose work is cheap; ``cached`` False, the caller's own caches are cold, forces a worker)."""
+    view = session.selected
+    assert view is not None
+    compiler = Compiler(view, session.saved, time.time())
+    sql, params = compiler.compile(key)
+    if compiler.uses_modseq:
+        session.enabled.add("CONDSTORE")
+    source = None
+    if isinstance(view, VirtualView):
+        if compiler.uses_modseq:
+            raise bad("a CRM view has no mod-sequences (NOMODSEQ)")
+        source = virtual.search_source(view)
+    search = functools.partial(
+        run_search,
+        mailbox_id=view.mailbox_id,
+        sql=sql,
+        params=params,
+        matchers=compiler.matchers,
+        source=source,
+        folded=compiler.folded,
+        columns=columns,
+        blobs=blobs,
+    )
+
+    def job(conn: sqlite3.Connection) -> T:
+        return finish(conn, search(conn))
+
+    pure_sql = not compiler.matchers and not compiler.folded
+    warm = source is None and not compiler.matchers and view.mailbox_id in _WARM
+    inline = cached and ((pure_sql and len(view.uids) <= INLINE_MESSAGES) or (warm and len(view.uids) <= INLINE_TEXT))
+    if inline:
+        misses = _misses
+        result = session.read(job)  # indexed SQL (and cached summaries) over a small mailbox: no thread round trip
+        if _misses - misses > 100:
+            _WARM.discard(view.mailbox_id)  # the cache lost this mailbox's summaries: next time in a worker
     else:
-        rows = conn.execute(
-            f"SELECT m.uid, m.modseq FROM messages m {join} WHERE m.mailbox_id = ? AND ({sql}) ORDER BY m.uid",
-            [mailbox_id, *params],
-        ).fetchall()
-    return [(int(r[0]), int(r[1])) for r in rows]
+        result = await session.services.readers.run(job)
+        if compiler.folded and not compiler.matchers and source is None:
+            _WARM.add(view.mailbox_id)
+    return Matches(result, compiler.uses_modseq, inline)
 
 
 async def search(session: Session, command: Search) -> Result:
@@ -448,35 +524,8 @@ async def search(session: Session, command: Search) -> Result:
 async def _search(session: Session, command: Search) -> Result:
     view = session.selected
     assert view is not None
-    compiler = Compiler(view, session.saved, time.time())
-    sql, params = compiler.compile(command.key)
-    if compiler.uses_modseq:
-        session.enabled.add("CONDSTORE")
-    source = None
-    if isinstance(view, VirtualView):
-        if compiler.uses_modseq:
-            raise bad("a CRM view has no mod-sequences (NOMODSEQ)")
-        source = virtual.search_source(view)
-    job = functools.partial(
-        run_search,
-        mailbox_id=view.mailbox_id,
-        sql=sql,
-        params=params,
-        matchers=compiler.matchers,
-        source=source,
-        folded=compiler.folded,
-    )
-    pure_sql = not compiler.matchers and not compiler.folded
-    warm = source is None and not compiler.matchers and view.mailbox_id in _WARM
-    if (pure_sql and len(view.uids) <= INLINE_MESSAGES) or (warm and len(view.uids) <= INLINE_TEXT):
-        misses = _misses
-        rows = session.read(job)  # indexed SQL (and cached summaries) over a small mailbox: no thread round trip
-        if _misses - misses > 100:
-            _WARM.discard(view.mailbox_id)  # the cache lost this mailbox's summaries: next time in a worker
-    else:
-        rows = await session.services.readers.run(job)
-        if compiler.folded and not compiler.matchers and source is None:
-            _WARM.add(view.mailbox_id)
+    found_rows = await matches(session, command.key, _rows)
+    rows = found_rows.result
     seqs = view.seqs([uid for uid, _ in rows])
     found = [(uid, modseq) for uid, modseq in rows if uid in seqs and uid not in view.pending_gone]
     uids = [uid for uid, _ in found]
@@ -487,21 +536,36 @@ async def _search(session: Session, command: Search) -> Result:
         returns = ("ALL",)  # RFC 9051 §7.3.4: IMAP4rev2 has no SEARCH response, only ESEARCH
     if returns is None:  # `* SEARCH 2 3 5 (MODSEQ 9)`, written directly: it can hold a number per message
         line = b"* SEARCH" + b"".join([b" %d" % number for number in numbers])
-        if compiler.uses_modseq and numbers:
+        if found_rows.uses_modseq and numbers:
             line += b" (MODSEQ %d)" % highest
         session.send(line + b"\r\n")
         return None
+    extended_reply(session, command, returns, uids, numbers, highest if found_rows.uses_modseq else None)
+    return None
+
+
+def extended_reply(
+    session: Session,
+    command: Command,
+    returns: tuple[str, ...],
+    uids: list[int],
+    numbers: list[int],
+    modseq: int | None = None,
+) -> None:
+    """The ESEARCH reply of SEARCH RETURN and SORT RETURN (ESORT), and SAVE to `$`. ``uids`` and ``numbers`` (what
+    the client sees: UIDs or sequence numbers) are in result order, ascending for SEARCH and the sort order for SORT,
+    so MIN and MAX are the first and the last one (RFC 5267 §3.1) and ALL keeps the order."""
     if "SAVE" in returns:
         chosen = uids
         if ("MIN" in returns or "MAX" in returns) and not ({"ALL", "COUNT"} & set(returns)):
-            chosen = sorted({uids[0], uids[-1]} if uids else set())
+            chosen = [*uids[:1], *uids[-1:]]
             if "MIN" not in returns:
                 chosen = uids[-1:]
             elif "MAX" not in returns:
                 chosen = uids[:1]
-        session.saved = SequenceSet.of(chosen)
+        session.saved = SequenceSet.of(sorted(set(chosen)))
         if set(returns) == {"SAVE"}:
-            return None
+            return
     out: list[ImapValue] = [Atom("ESEARCH"), [Atom("TAG"), command.tag]]
     if command.uid:
         out.append(Atom("UID"))
@@ -512,11 +576,10 @@ async def _search(session: Session, command: Search) -> Result:
     if "COUNT" in returns:
         out += [Atom("COUNT"), len(numbers)]
     if "ALL" in returns and numbers:
-        out += [Atom("ALL"), Atom(render_set(numbers))]
-    if compiler.uses_modseq and numbers:
-        out += [Atom("MODSEQ"), highest]
+        out += [Atom("ALL"), Atom(render_in_order(numbers))]
+    if modseq is not None and numbers:
+        out += [Atom("MODSEQ"), modseq]
     session.untagged(*out)
-    return None
 
 
 HANDLERS: dict[str, Handler] = {"SEARCH": search}

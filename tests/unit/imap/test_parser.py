@@ -206,7 +206,7 @@ def test_every_command_in_the_table_is_covered() -> None:
         "CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "IDLE", "CHECK", "CLOSE", "UNSELECT", "NAMESPACE",
         "AUTHENTICATE", "LOGIN", "ENABLE", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE",
         "UNSUBSCRIBE", "LIST", "LSUB", "STATUS", "APPEND", "GETQUOTA", "GETQUOTAROOT", "SETQUOTA", "ID",
-        "COMPRESS", "COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE",
+        "COMPRESS", "COPY", "MOVE", "FETCH", "SEARCH", "SORT", "THREAD", "STORE", "EXPUNGE",
     }  # fmt: skip
 
 
