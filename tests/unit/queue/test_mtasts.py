@@ -1,0 +1,105 @@
+"""MTA-STS (RFC 8461) parsing: the _mta-sts TXT record (§3.1), the policy text (§3.2), mx patterns (§4.1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from relentad.queue import mtasts
+from relentad.queue.mtasts import Policy, PolicyError
+
+POLICY = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\nmax_age: 604800\r\n"
+
+
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        ([b"v=STSv1; id=20160831085700Z;"], "20160831085700Z"),
+        ([b"v=STSv1;id=abc"], "abc"),
+        ([b"v=STSv1 ; id=abc ; ext-1=x.y"], "abc"),
+        ([b"v=spf1 -all", b"v=STSv1; id=abc"], "abc"),  # other records are discarded
+        ([b"v=spf1 -all"], None),
+        ([], None),
+        ([b"v=STSv10; id=abc"], None),  # not v=STSv1
+        ([b"V=STSv1; id=abc"], None),  # case-sensitive
+    ],
+)
+def test_txt_id(records: list[bytes], expected: str | None) -> None:
+    assert mtasts.txt_id(records) == expected
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [b"v=STSv1; id=abc", b"v=STSv1; id=def"],  # not exactly one
+        [b"v=STSv1; ext=1"],  # no id
+        [b"v=STSv1; id=abc!"],  # id is 1*32 ALPHA / DIGIT
+        [b"v=STSv1; id=" + b"a" * 33],
+        [b"v=STSv1; id=abc;; x=y"],  # empty field
+        [b"v=STSv1; id=abc; x y"],
+        [b"v=STSv1; id=\xc3\xa9"],
+    ],
+)
+def test_txt_invalid(records: list[bytes]) -> None:
+    with pytest.raises(PolicyError):
+        mtasts.txt_id(records)
+
+
+def test_policy_parsed_lf_or_crlf() -> None:
+    expected = ("enforce", ("mail.example.com", "*.example.net"), 604800)
+    assert mtasts.parse_policy(POLICY) == expected
+    assert mtasts.parse_policy(POLICY.replace("\r\n", "\n")) == expected
+    assert mtasts.parse_policy(POLICY.rstrip()) == expected  # no final line end
+    assert mtasts.parse_policy("version: STSv1\nmode: none\nmax_age: 0\n") == ("none", (), 0)
+    extended = "x-ext: whatever\nversion:STSv1\nmode:   testing  \nmx: MX.Example.COM.\nmax_age: 31557600\n"
+    assert mtasts.parse_policy(extended) == ("testing", ("mx.example.com",), 31557600)
+    first = "version: STSv1\nmode: testing\nmode: enforce\nmx: a.example\nmax_age: 60\n"
+    assert mtasts.parse_policy(first)[0] == "testing", "of a repeated field the first counts"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        POLICY.replace("STSv1", "STSv2"),
+        POLICY.replace("version: STSv1\r\n", ""),
+        POLICY.replace("enforce", "Enforce"),
+        POLICY.replace("enforce", "reject"),
+        POLICY.replace("604800", "31557601"),  # over a year
+        POLICY.replace("604800", "-1"),
+        POLICY.replace("604800", "1w"),
+        POLICY.replace("max_age: 604800\r\n", ""),
+        "version: STSv1\nmode: enforce\nmax_age: 60\n",  # mx required unless mode none
+        POLICY.replace("mail.example.com", "mail..example.com"),
+        POLICY.replace("mail.example.com", "*.*.example.com"),
+        POLICY.replace("mail.example.com", "-mail.example.com"),
+        POLICY + "this line has no colon\n",
+        "<html><body>not a policy</body></html>",
+        "",
+    ],
+)
+def test_policy_invalid(text: str) -> None:
+    with pytest.raises(PolicyError):
+        mtasts.parse_policy(text)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "host", "matches"),
+    [
+        ("mail.example.com", "mail.example.com", True),
+        ("mail.example.com", "MAIL.Example.com.", True),
+        ("mail.example.com", "mail2.example.com", False),
+        ("*.example.com", "mx1.example.com", True),
+        ("*.example.com", "example.com", False),  # the wildcard is exactly one label
+        ("*.example.com", "a.b.example.com", False),
+        ("*.example.com", "mx1.example.org", False),
+        ("*.example.com", ".example.com", False),
+    ],
+)
+def test_mx_matches(pattern: str, host: str, matches: bool) -> None:
+    assert mtasts.mx_matches(pattern, host) is matches
+
+
+def test_policy_allows_and_expires() -> None:
+    policy = Policy("example.com", "1", "enforce", ("mail.example.com", "*.example.net"), 60, POLICY, 1000.0)
+    assert policy.allows("mail.example.com") and policy.allows("mx.example.net")
+    assert not policy.allows("mx.example.com")
+    assert policy.expires == 1060.0
