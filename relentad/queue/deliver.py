@@ -14,6 +14,12 @@ offered before TLS do not count (RFC 3207 §4.2), and MAIL's options are chosen 
 that refuses EHLO (5xx) gets HELO and a transaction without extensions (RFC 5321 §3.2). Smarthost
 mode: one relay, TLS as configured (verified unless turned off), AUTH when a user is configured.
 
+MTA-STS (RFC 8461 §4, §5; the policy comes from :mod:`relentad.queue.mtasts`): with mode ``enforce`` only the MX
+hosts the policy names are tried, STARTTLS is required and the certificate must verify for the MX host name; a
+host that fails is skipped like an unreachable one (never plain text), and when none is left the recipients stay
+queued with a ``451 4.7.5`` saying why. With mode ``testing`` the same checks run, and a failure is logged and
+counted, then the host gets the message as without a policy. Never applied to the smarthost.
+
 Content goes as it is: 8-bit with BODY=8BITMIME where offered and unchanged where not (no conversion to 7 bit:
 the DKIM signature covers the body), UTF-8 header fields with SMTPUTF8 where offered. An address that needs
 SMTPUTF8 never goes to a server without it (RFC 6531 §3.2): those recipients fail with our own 553 5.6.7, and

@@ -162,15 +162,22 @@ def mx_matches(pattern: str, host: str) -> bool:
 
 def verified_context(ca_file: Path | None) -> ssl.SSLContext:
     """A client context that verifies chain and host name against the system's CAs plus ``ca_file``'s; cached per
-    file version (loading the system store costs a few milliseconds per call)."""
-    stamp = ca_file.stat().st_mtime_ns if ca_file is not None and ca_file.exists() else 0
-    key = (str(ca_file) if ca_file else "", stamp)
+    file version (loading the system store costs milliseconds). A ``ca_file`` that went missing or bad since the
+    configuration was checked is logged and left out: the system's CAs still verify, and delivery goes on."""
+    try:
+        stamp = ca_file.stat().st_mtime_ns if ca_file is not None else 0
+    except OSError:
+        stamp = -1
+    key = (str(ca_file or ""), stamp)
     context = _CONTEXTS.get(key)
     if context is None:
         context = ssl.create_default_context()
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if ca_file is not None:
-            context.load_verify_locations(cafile=str(ca_file))
+            try:
+                context.load_verify_locations(cafile=str(ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                log.error("queue: [queue] ca_file %s not loaded, only the system's CAs are trusted: %s", ca_file, exc)
         _CONTEXTS.clear()
         _CONTEXTS[key] = context
     return context
