@@ -123,6 +123,8 @@ def test_enforce_delivers_over_verified_tls_and_a_cached_policy_outlives_a_faile
     assert tuple(row) == ("c.test", "one", "enforce", "mx.c.test", 86400)
     shown = world.a.cli("mta-sts", "list").stdout
     assert "c.test" in shown and "enforce" in shown and "id=one" in shown
+    live = world.a.cli("mta-sts", "show", "C.TEST").stdout
+    assert "lookup: cached" in live and "mx: mx.c.test" in live
 
     # The domain moves its MX to a host the cached policy does not name and publishes a new id, but the new
     # policy cannot be fetched: the unexpired cached one still applies (RFC 8461 §5.1), so nothing is sent.
@@ -135,6 +137,10 @@ def test_enforce_delivers_over_verified_tls_and_a_cached_policy_outlives_a_faile
     assert sink.commands == [], "a host outside the policy is never contacted"
     assert "fetch_failed_cached" in world.a.log()
     assert world.a.query("SELECT policy_id FROM mta_sts_policies")[0][0] == "one"
+    assert "fetch_failed_cached: mta-sts.c.test: HTTP status 500" in world.a.cli("mta-sts", "show", "c.test").stdout
+    assert world.a.cli("mta-sts", "forget", "c.test").stdout == "cached MTA-STS policy of c.test dropped\n"
+    gone = world.a.cli("mta-sts", "forget", "c.test", check=False)
+    assert gone.returncode == 1 and gone.stderr.strip() == "Error: no cached MTA-STS policy for c.test"
 
 
 def test_enforce_with_a_certificate_for_another_name_defers_and_never_falls_back(world: World) -> None:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
+import dns.exception
+import dns.resolver
 import pytest
 
 from relentad.queue import mtasts
@@ -103,3 +108,46 @@ def test_policy_allows_and_expires() -> None:
     assert policy.allows("mail.example.com") and policy.allows("mx.example.net")
     assert not policy.allows("mx.example.com")
     assert policy.expires == 1060.0
+
+
+class _Resolver:
+    """Answers TXT for _mta-sts.c.test from ``txt`` (None: a timeout); every other name is NXDOMAIN."""
+
+    def __init__(self, txt: list[bytes] | None) -> None:
+        self.txt = txt
+
+    async def resolve(self, name: str, rdtype: str, **_: object) -> list[object]:
+        if name == "_mta-sts.c.test" and rdtype == "TXT":
+            if self.txt is None:
+                raise dns.exception.Timeout
+            return [SimpleNamespace(strings=(value,)) for value in self.txt]
+        raise dns.resolver.NXDOMAIN
+
+
+def _cached(fetched: float) -> Policy:
+    return Policy("c.test", "one", "enforce", ("mx.c.test",), 100, POLICY, fetched)
+
+
+@pytest.mark.parametrize(
+    ("txt", "cache_fetched", "paused", "how", "applies"),
+    [
+        ([], 950.0, (), "no_txt_cached", True),  # the record is gone: the unexpired policy still applies (§5.1)
+        ([], 800.0, (), "no_txt", False),  # ... but not an expired one
+        (None, 950.0, (), "dns_failed_cached", True),
+        ([b"v=STSv1; id=one"], 950.0, (), "cached", True),  # same id: no fetch
+        ([b"v=STSv1; id=two"], 950.0, (), "fetch_failed_cached", True),  # new id, mta-sts.c.test has no address
+        ([b"v=STSv1; id=two"], None, (), "fetch_failed", False),
+        ([b"v=STSv1; id=two"], None, ("two",), "fetch_paused", False),
+        ([b"v=STSv1; id=one", b"v=STSv1; id=two"], 950.0, (), "invalid_txt_cached", True),
+    ],
+)
+async def test_discover_falls_back_to_an_unexpired_cached_policy(
+    txt: list[bytes] | None, cache_fetched: float | None, paused: tuple[str, ...], how: str, applies: bool
+) -> None:
+    known = _cached(cache_fetched) if cache_fetched is not None else None
+    resolver: Any = _Resolver(txt)
+    found = await mtasts.discover(
+        "c.test", resolver, mtasts.verified_context(None), known, now=1000.0, paused=paused, time_limit=1.0
+    )
+    assert found.how == how
+    assert (found.policy is known) if applies else found.policy is None
