@@ -79,7 +79,8 @@ DNSBL_LISTED = Counter(
 MTA_STS_LOOKUPS = Counter(
     "relentad_mta_sts_lookups",
     "MTA-STS policy lookups before a delivery, by result (fetched, cached, no_txt, invalid_txt, invalid_policy, "
-    "fetch_failed, fetch_paused, dns_failed; the last four end in _cached when an unexpired cached policy applied).",
+    "fetch_failed, fetch_paused, dns_failed, error; all but the first two end in _cached when an unexpired cached "
+    "policy applied).",
     ["result"],
     registry=REGISTRY,
 )

@@ -431,9 +431,13 @@ class Policies:
         now = time.time()
         self._failed = {k: t for k, t in self._failed.items() if now - t < FAILED_FETCH_PAUSE}
         paused = {i for d, i in self._failed if d == domain}
-        found = await discover(
-            domain, resolver, context, known, port=port, time_limit=time_limit, now=now, paused=paused
-        )
+        try:
+            found = await discover(
+                domain, resolver, context, known, port=port, time_limit=time_limit, now=now, paused=paused
+            )
+        except Exception:  # a bug here must not stop the domain's mail: treat it as a failed lookup
+            log.exception("mta-sts domain=%s: lookup failed unexpectedly", domain)
+            found = _fallback(known if known is not None and known.expires > now else None, "error", "see above")
         metrics.mta_sts_lookup(found.how)
         if found.how == "fetched" and found.policy is not None:
             policy = found.policy
