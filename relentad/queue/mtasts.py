@@ -329,7 +329,9 @@ def _policy_of(row: Any) -> Policy | None:
 
 
 def keep(conn: sqlite3.Connection, policy: Policy) -> None:
-    """Store ``policy`` as its domain's (replacing the previous one)."""
+    """Store ``policy`` as its domain's (replacing the previous one), and drop expired policies: they never apply
+    again (a fetch renews them), so the table holds at most the domains mailed within the last max_age."""
+    conn.execute("DELETE FROM mta_sts_policies WHERE expires < ?", (policy.fetched,))
     conn.execute(
         """INSERT INTO mta_sts_policies (domain, policy_id, policy, mode, mx, max_age, fetched, expires)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)

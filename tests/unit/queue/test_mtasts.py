@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from relentad.queue import mtasts
 from relentad.queue.mtasts import Policy, PolicyError
+from relentad.store import migrations
 
 POLICY = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\nmax_age: 604800\r\n"
 
@@ -151,3 +153,15 @@ async def test_discover_falls_back_to_an_unexpired_cached_policy(
     )
     assert found.how == how
     assert (found.policy is known) if applies else found.policy is None
+
+
+def test_cache_keeps_one_policy_per_domain_and_drops_expired_ones() -> None:
+    conn = sqlite3.connect(":memory:")
+    migrations.apply(conn)
+    mtasts.keep(conn, Policy("old.test", "1", "testing", ("mx.old.test",), 10, POLICY, 100.0))
+    mtasts.keep(conn, Policy("c.test", "1", "enforce", ("mx.c.test",), 100, POLICY, 105.0))
+    assert [p.domain for p in mtasts.cached_all(conn)] == ["c.test", "old.test"]
+    newer = Policy("c.test", "2", "none", (), 100, "version: STSv1\nmode: none\nmax_age: 100\n", 150.0)
+    mtasts.keep(conn, newer)
+    assert mtasts.cached_all(conn) == [newer], "old.test expired at 110 and went"
+    assert mtasts.forget(conn, "c.test") and not mtasts.forget(conn, "c.test")
