@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
@@ -26,6 +26,9 @@ from .config import Config, ConfigError, SpamConfig
 from .errors import RelentadError
 from .store import accounts, db, mailboxes
 from .units import MAX_INTEGER, format_size, parse_size
+
+if TYPE_CHECKING:
+    from .queue.mtasts import Policy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -865,6 +868,109 @@ def queue_delete(state: State, message_id: int) -> None:
     with errors_as_messages(), state.write() as conn:
         outbound.delete(conn, message_id)
     click.echo(f"message {message_id} deleted from the queue")
+
+
+# -- MTA-STS ----------------------------------------------------------------------------------------------
+
+
+@main.group("mta-sts")
+def mta_sts() -> None:
+    """The recipient domains' MTA-STS policies the queue has cached (RFC 8461)."""
+
+
+def _policy_line(policy: Policy, now: float) -> str:
+    state = "valid" if policy.expires > now else "expired"
+    return (
+        f"{policy.domain}\tid={policy.id}\tmode={policy.mode}\tmx={','.join(policy.mx) or '-'}\t"
+        f"fetched {iso(policy.fetched)}\texpires {iso(policy.expires)} ({state})"
+    )
+
+
+def _policy_json(policy: Policy) -> dict[str, Any]:
+    return {
+        "domain": policy.domain,
+        "id": policy.id,
+        "mode": policy.mode,
+        "mx": list(policy.mx),
+        "max_age": policy.max_age,
+        "fetched": iso(policy.fetched),
+        "expires": iso(policy.expires),
+        "policy": policy.text,
+    }
+
+
+@mta_sts.command("list")
+@json_option
+@pass_state
+def mta_sts_list(state: State, as_json: bool) -> None:
+    """Every cached policy: domain, TXT id, mode, mx patterns, when it was fetched and when it expires."""
+    import time
+
+    from .queue import mtasts
+
+    with errors_as_messages(), state.read() as conn:
+        policies = mtasts.cached_all(conn)
+    if as_json:
+        print_json([_policy_json(p) for p in policies])
+        return
+    now = time.time()
+    for policy in policies:
+        click.echo(_policy_line(policy, now))
+
+
+@mta_sts.command("show")
+@click.argument("domain")
+@json_option
+@pass_state
+def mta_sts_show(state: State, domain: str, as_json: bool) -> None:
+    """Look DOMAIN's policy up now (TXT record, HTTPS fetch; nothing stored) and show it beside the cached one."""
+    import asyncio
+    import time
+
+    from .dns import make_resolver
+    from .queue import mtasts
+
+    with errors_as_messages():
+        name = addrspec.normalize_domain(domain)
+        with state.read() as conn:
+            known = mtasts.cached(conn, name)
+        config = state.config
+        resolver = make_resolver(config.dns.nameservers, config.dns.timeout)
+        ca_file = config.resolve(config.queue.ca_file) if config.queue.ca_file else None
+        found = asyncio.run(mtasts.discover(name, resolver, mtasts.verified_context(ca_file), known))
+    if as_json:
+        print_json(
+            {
+                "domain": name,
+                "lookup": found.how,
+                "detail": found.detail,
+                "txt_id": found.txt_id,
+                "applies": _policy_json(found.policy) if found.policy else None,
+                "cached": _policy_json(known) if known else None,
+            }
+        )
+        return
+    detail = f": {found.detail}" if found.detail else ""
+    click.echo(f"lookup: {found.how}{detail}")
+    click.echo(f"applies: {_policy_line(found.policy, time.time()) if found.policy else 'no policy'}")
+    click.echo(f"cached: {_policy_line(known, time.time()) if known else 'none'}")
+    if found.policy is not None:
+        click.echo(found.policy.text.rstrip("\n"))
+
+
+@mta_sts.command("forget")
+@click.argument("domain")
+@pass_state
+def mta_sts_forget(state: State, domain: str) -> None:
+    """Drop DOMAIN's cached policy: the next delivery looks it up again (with no live policy, none applies)."""
+    from .queue import mtasts
+
+    with errors_as_messages():
+        name = addrspec.normalize_domain(domain)
+        with state.write() as conn:
+            if not mtasts.forget(conn, name):
+                raise CLIError(f"no cached MTA-STS policy for {name}")
+    click.echo(f"cached MTA-STS policy of {name} dropped")
 
 
 # -- DKIM -------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import ssl
 import textwrap
 import tomllib
 from dataclasses import dataclass, field
@@ -244,6 +245,17 @@ class QueueConfig:
         "starttls", 'TLS to the smarthost: "starttls" (required), "tls" (implicit, port 465) or "none".'
     )
     smarthost_tls_verify: bool = setting(True, "Verify the smarthost's certificate (turn off only for tests).")
+    mta_sts: bool = setting(
+        True,
+        "Honour recipient domains' MTA-STS policies (RFC 8461) when delivering to MX hosts: with mode enforce only "
+        "the policy's MX hosts, over STARTTLS with a verified certificate, else the recipient stays queued. Not "
+        "applied through a smarthost.",
+    )
+    ca_file: str = setting(
+        "",
+        "PEM file of extra CA certificates to trust, besides the system's, wherever outbound TLS is verified "
+        "(MTA-STS policy and MX hosts, the smarthost): for a private CA.",
+    )
 
 
 @dataclass(frozen=True)
@@ -579,6 +591,8 @@ def check(config: Config) -> list[str]:
     password_file = config.queue.smarthost_password_file
     if password_file and not config.resolve(password_file).is_file():
         problems.append(f"[queue] smarthost_password_file: no such file {config.resolve(password_file)}")
+    if config.queue.ca_file:
+        problems += _ca_file_problems(config.resolve(config.queue.ca_file))
     for entry in config.submission.send_as:
         if entry.count("=") != 1 or "@" not in entry:
             problems.append(f'[submission] send_as: {entry!r} is not "account=address"')
@@ -611,6 +625,16 @@ def check(config: Config) -> list[str]:
     if config.server.event_loop not in ("uvloop", "asyncio"):
         problems.append("[server] event_loop must be uvloop or asyncio")
     return problems
+
+
+def _ca_file_problems(path: Path) -> list[str]:
+    if not path.is_file():
+        return [f"[queue] ca_file: no such file {path}"]
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return [f"[queue] ca_file: {path} holds no usable PEM CA certificate ({exc})"]
+    return []
 
 
 def check_hostname(hostname: str) -> str | None:

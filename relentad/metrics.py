@@ -2,8 +2,9 @@
 
 What is exported (all names start with ``relentad_``):
 - counters that protocol code increments where the event happens: messages received (per listener), SMTP
-  rejections (per listener and reason), outbound recipients sent (per result), spam verdicts (per verdict; the
-  spam step calls :func:`spam_verdict`);
+  rejections (per listener and reason), outbound recipients sent (per result), MTA-STS policy lookups (per
+  result) and MX hosts failing a policy (per mode and reason), spam verdicts (per verdict; the spam step calls
+  :func:`spam_verdict`);
 - values read at scrape time from the running daemon (a :class:`DaemonView`): outbound queue size and oldest
   age, open IMAP and SMTP sessions, the store's commit latency histogram (``WriterStats``) and write failures.
   (Per-account quota usage is not exported: summing message sizes at scrape time would scan the store.)
@@ -75,6 +76,22 @@ DNSBL_LISTED = Counter(
     registry=REGISTRY,
 )
 
+MTA_STS_LOOKUPS = Counter(
+    "relentad_mta_sts_lookups",
+    "MTA-STS policy lookups before a delivery, by result (fetched, cached, no_txt, invalid_txt, invalid_policy, "
+    "fetch_failed, fetch_paused, dns_failed, error; all but the first two end in _cached when an unexpired cached "
+    "policy applied).",
+    ["result"],
+    registry=REGISTRY,
+)
+MTA_STS_FAILURES = Counter(
+    "relentad_mta_sts_failures",
+    "MX hosts that failed an MTA-STS policy, by mode (enforce: not used; testing: used anyway) and reason "
+    "(mx_mismatch, no_starttls, certificate, tls).",
+    ["mode", "reason"],
+    registry=REGISTRY,
+)
+
 _MAX_REQUEST = 8192
 _REQUEST_TIMEOUT = 5.0
 _TOO_LARGE = ("431 Request Header Fields Too Large", "text/plain", b"too large\n")
@@ -127,6 +144,15 @@ def sent(result: str) -> None:
 def dnsbl_listed(kind: str, zone: str) -> None:
     """For the blocklist checks: one listing of an MX client ("ip") or of a link domain ("domain") in ``zone``."""
     DNSBL_LISTED.labels(kind, zone).inc()
+
+
+def mta_sts_lookup(result: str) -> None:
+    MTA_STS_LOOKUPS.labels(result).inc()
+
+
+def mta_sts_failure(mode: str, reason: str) -> None:
+    """For delivery: one MX host that did not meet a domain's MTA-STS policy."""
+    MTA_STS_FAILURES.labels(mode, reason).inc()
 
 
 def spam_verdict(verdict: str) -> None:

@@ -14,6 +14,12 @@ offered before TLS do not count (RFC 3207 §4.2), and MAIL's options are chosen 
 that refuses EHLO (5xx) gets HELO and a transaction without extensions (RFC 5321 §3.2). Smarthost
 mode: one relay, TLS as configured (verified unless turned off), AUTH when a user is configured.
 
+MTA-STS (RFC 8461 §4, §5; the policy comes from :mod:`relentad.queue.mtasts`): with mode ``enforce`` only the MX
+hosts the policy names are tried, STARTTLS is required and the certificate must verify for the MX host name; a
+host that fails is skipped like an unreachable one (never plain text), and when none is left the recipients stay
+queued with a ``451 4.7.5`` saying why. With mode ``testing`` the same checks run, and a failure is logged and
+counted, then the host gets the message as without a policy. Never applied to the smarthost.
+
 Content goes as it is: 8-bit with BODY=8BITMIME where offered and unchanged where not (no conversion to 7 bit:
 the DKIM signature covers the body), UTF-8 header fields with SMTPUTF8 where offered. An address that needs
 SMTPUTF8 never goes to a server without it (RFC 6531 §3.2): those recipients fail with our own 553 5.6.7, and
@@ -40,8 +46,10 @@ import dns.asyncresolver
 
 from .. import config as config_mod
 from .. import dns as relentad_dns
+from .. import metrics
 from ..config import QueueConfig
 from ..smtp import dsnparams
+from . import mtasts
 
 log = logging.getLogger("relentad.queue")
 
@@ -167,6 +175,22 @@ class _TlsFailed(_HostFailed):
     """The STARTTLS handshake failed: in MX mode the same host is tried once more without TLS."""
 
 
+class _PolicyFailed(_HostFailed):
+    """This host does not meet the domain's MTA-STS policy (``reason``: no_starttls, certificate, tls)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _policy_failure(policy: mtasts.Policy, reason: str, detail: str) -> str:
+    """Log and count one MX host that fails ``policy``; the deferral text (4.7.5, RFC 3463: cryptographic failure)."""
+    metrics.mta_sts_failure(policy.mode, reason)
+    consequence = "not used" if policy.mode == "enforce" else "used anyway (mode testing)"
+    log.warning("mta-sts domain=%s mode=%s %s: %s; %s", policy.domain, policy.mode, reason, detail, consequence)
+    return f"451 4.7.5 MTA-STS policy of {policy.domain}: {detail}"
+
+
 def _header(data: bytes) -> bytes:
     end = data.find(b"\r\n\r\n")
     return data if end < 0 else data[:end]
@@ -256,10 +280,16 @@ async def _via_host(
     smarthost: Smarthost | None = None,
     opportunistic_tls: bool = True,
     dsn: Dsn = NO_DSN,
+    verified: ssl.SSLContext | None = None,
+    policy: mtasts.Policy | None = None,
 ) -> None:
-    """Connect to one address and run the transaction; raises _HostFailed when the host never took part."""
+    """Connect to one address and run the transaction; raises _HostFailed when the host never took part.
+
+    ``verified`` verifies the certificate (chain and the host name) with that context; ``policy`` (MX mode with
+    ``verified``) makes STARTTLS required and a failed verification a _PolicyFailed, but with mode testing a
+    host without STARTTLS still gets the message in plain text (reported)."""
     use_tls = smarthost is not None and smarthost.tls == "tls"
-    verify = smarthost is not None and smarthost.verify
+    verify = verified is not None and (smarthost is None or smarthost.verify)
     client = aiosmtplib.SMTP(
         hostname=ip,
         port=port,
@@ -268,7 +298,7 @@ async def _via_host(
         use_tls=use_tls,
         start_tls=False,
         validate_certs=verify,
-        tls_context=None if verify else _unverified_context(),
+        tls_context=verified if verify else _unverified_context(),
     )
     try:
         try:
@@ -276,14 +306,29 @@ async def _via_host(
             await _greet(client)
             if smarthost is not None:
                 want_tls = smarthost.tls == "starttls"
+            elif policy is not None:
+                want_tls = client.supports_extension("starttls")
+                if not want_tls:
+                    detail = f"{name}[{ip}] does not offer STARTTLS"
+                    if policy.mode == "enforce":
+                        raise _PolicyFailed(detail, "no_starttls")
+                    _policy_failure(policy, "no_starttls", detail)
             else:
                 want_tls = opportunistic_tls and client.supports_extension("starttls")
             if want_tls:
                 try:
                     await client.starttls(server_hostname=name, validate_certs=verify)
                     await _greet(client)  # RFC 3207 §4.2: the extensions before TLS are forgotten, ask again
+                except ssl.SSLCertVerificationError as exc:
+                    detail = f"{name}[{ip}]: certificate not valid for {name}: {exc.verify_message or exc}"
+                    if policy is not None:
+                        raise _PolicyFailed(detail, "certificate") from exc
+                    raise _TlsFailed(detail) from exc
                 except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-                    raise _TlsFailed(f"{name}[{ip}]: STARTTLS failed: {type(exc).__name__}: {exc}") from exc
+                    detail = f"{name}[{ip}]: STARTTLS failed: {type(exc).__name__}: {exc}"
+                    if policy is not None:
+                        raise _PolicyFailed(detail, "tls") from exc
+                    raise _TlsFailed(detail) from exc
             if smarthost is not None and smarthost.user:
                 await client.login(smarthost.user, smarthost.password)
         except aiosmtplib.SMTPAuthenticationError as exc:
@@ -321,10 +366,18 @@ async def attempt(
     resolver: dns.asyncresolver.Resolver,
     smarthost: Smarthost | None,
     dsn: Dsn = NO_DSN,
+    policy: mtasts.Policy | None = None,
+    verified: ssl.SSLContext | None = None,
 ) -> dict[str, Outcome]:
-    """Try to deliver ``data`` to ``recipients`` (all at ``domain``); an outcome for every recipient."""
+    """Try to deliver ``data`` to ``recipients`` (all at ``domain``); an outcome for every recipient.
+
+    ``policy`` is the domain's MTA-STS policy (MX mode only); ``verified`` the context that verifies certificates
+    (the system's CAs plus ``[queue] ca_file``), for the smarthost and for MTA-STS."""
     results: dict[str, Outcome] = {}
     last_error, last_remote = "no host could be reached", ""
+    verified = verified or mtasts.verified_context(None)
+    if smarthost is not None or (policy is not None and policy.mode == "none"):
+        policy = None
 
     def pending() -> list[str]:
         return [r for r in recipients if r not in results or results[r].state == "deferred"]
@@ -338,6 +391,8 @@ async def attempt(
             return {r: Outcome("failed", f"550 5.1.2 {exc}") for r in recipients}
         except relentad_dns.DnsTemporaryError as exc:
             return {r: Outcome("deferred", f"451 4.4.3 DNS: {exc}") for r in recipients}
+        if policy is not None:
+            hosts, last_error = _policy_hosts(policy, hosts, last_error)
         targets = []
         for host in hosts:
             try:
@@ -348,7 +403,12 @@ async def attempt(
         todo = pending()
         if not todo:
             break
-        for opportunistic_tls in (True, False):
+        host_policy = policy if policy is not None and policy.allows(name) else None
+        # (opportunistic TLS, policy): a host failing a testing policy is tried again as if there were none
+        tries: list[tuple[bool, mtasts.Policy | None]] = [(True, host_policy)] if host_policy is not None else []
+        if host_policy is None or host_policy.mode == "testing":
+            tries += [(True, None), (False, None)]
+        for opportunistic_tls, applied in tries:
             try:
                 await _via_host(
                     ip,
@@ -363,7 +423,14 @@ async def attempt(
                     smarthost=smarthost,
                     opportunistic_tls=opportunistic_tls,
                     dsn=dsn,
+                    verified=verified if applied is not None or smarthost is not None else None,
+                    policy=applied,
                 )
+            except _PolicyFailed as exc:
+                assert applied is not None
+                last_error, last_remote = _policy_failure(applied, exc.reason, str(exc)), ""
+                if applied.mode == "testing":
+                    continue  # deliver as if there were no policy
             except _TlsFailed as exc:
                 last_error, last_remote = str(exc), exc.remote
                 log.info("queue domain=%s host=%s[%s] failed: %s", domain, name, ip, last_error)
@@ -380,3 +447,16 @@ async def attempt(
     for recipient in recipients:
         results.setdefault(recipient, Outcome("deferred", last_error, last_remote, from_remote=bool(last_remote)))
     return results
+
+
+def _policy_hosts(policy: mtasts.Policy, hosts: list[str], last_error: str) -> tuple[list[str], str]:
+    """The MX hosts to try under ``policy`` and the deferral text when none is left: with mode enforce only the
+    hosts its ``mx`` patterns match (§5.1); with mode testing all of them, the others reported."""
+    outside = [host for host in hosts if not policy.allows(host)]
+    for host in outside:
+        last_error = _policy_failure(
+            policy, "mx_mismatch", f"MX host {host} matches none of the policy's mx ({', '.join(policy.mx)})"
+        )
+    if policy.mode != "enforce":
+        return hosts, last_error
+    return [host for host in hosts if host not in outside], last_error

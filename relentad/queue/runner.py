@@ -28,7 +28,7 @@ from ..config import Config
 from ..dns import make_resolver
 from ..pipeline import Pipeline, Placement, Stored
 from ..store.db import Store
-from . import deliver, dsn, queue
+from . import deliver, dsn, mtasts, queue
 
 log = logging.getLogger("relentad.queue")
 
@@ -53,6 +53,7 @@ class QueueRunner:
         # failing database cannot turn the runner into a resend loop.
         self._hold: dict[tuple[int, str], float] = {}
         self._main: asyncio.Task[None] | None = None
+        self.policies = mtasts.Policies(store)
 
     def start(self) -> None:
         self._main = asyncio.get_running_loop().create_task(self._run(), name="queue-runner")
@@ -142,6 +143,13 @@ class QueueRunner:
         started = time.perf_counter()
         try:
             smarthost = deliver.smarthost_of(config)
+            resolver = make_resolver(config.dns.nameservers, config.dns.timeout)
+            ca_file = config.resolve(config.queue.ca_file) if config.queue.ca_file else None
+            verified = mtasts.verified_context(ca_file)
+            policy = None
+            if smarthost is None and config.queue.mta_sts:
+                timeout = min(mtasts.FETCH_TIMEOUT, config.queue.timeout)
+                policy = await self.policies.for_domain(work.domain, resolver, verified, time_limit=timeout)
             outcomes = await deliver.attempt(
                 domain=work.domain,
                 mail_from=work.mail_from,
@@ -149,9 +157,11 @@ class QueueRunner:
                 data=work.data,
                 hostname=config.server.hostname,
                 queue=config.queue,
-                resolver=make_resolver(config.dns.nameservers, config.dns.timeout),
+                resolver=resolver,
                 smarthost=smarthost,
                 dsn=deliver.Dsn(work.dsn, {r.address: r.dsn for r in work.recipients}),
+                policy=policy,
+                verified=verified,
             )
             await self._record(work, outcomes, config)
             for recipient in work.recipients:

@@ -541,6 +541,23 @@ def _m019_queue_dsn(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m020_mta_sts_policies(conn: sqlite3.Connection) -> None:
+    """The outbound queue's MTA-STS policy cache (RFC 8461 §5.1): per recipient domain, the policy text as fetched,
+    its fields (``mx``: the patterns, space-separated), the TXT ``id`` it was fetched under, and when it was
+    fetched and expires (fetched + max_age)."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE mta_sts_policies (
+            domain TEXT PRIMARY KEY,
+            policy_id TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            mode TEXT NOT NULL CHECK (mode IN ('enforce', 'testing', 'none')),
+            mx TEXT NOT NULL,
+            max_age INTEGER NOT NULL,
+            fetched REAL NOT NULL,
+            expires REAL NOT NULL
+        ) WITHOUT ROWID;
 def _m022_sieve_vacation(conn: sqlite3.Connection) -> None:
     """Vacation response tracking (RFC 5230 §4.2): when each sender last got each of an account's replies
     (``handle``: the rule's :handle or a hash of the reply) and when that reply's period ends; the index counts an
@@ -593,6 +610,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("017_imap_subscriptions", _m017_imap_subscriptions),
     ("018_imap_internaldate_zone", _m018_imap_internaldate_zone),
     ("019_queue_dsn", _m019_queue_dsn),
+    ("020_mta_sts_policies", _m020_mta_sts_policies),
     ("022_sieve_vacation", _m022_sieve_vacation),
 ]
 

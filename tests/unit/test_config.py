@@ -8,6 +8,7 @@ import pytest
 from relentad import config
 from relentad.spam import verdicts
 from relentad.spam.classifier import Thresholds
+from tests.support.pki import TestCA
 
 
 def test_defaults_are_valid_and_the_example_parses_back_to_them() -> None:
@@ -91,3 +92,14 @@ def test_connection_limits_of_zero_are_refused_not_a_server_that_serves_nobody()
         "[imap] connections_per_ip must be at least 1",
         "[imap] max_connections must be at least 1",
     ]
+
+
+def test_queue_ca_file_must_hold_a_pem_certificate(tmp_path: Path) -> None:
+    (tmp_path / "not-a-ca.pem").write_text("hello\n")
+    for name, problem in (("missing.pem", "no such file"), ("not-a-ca.pem", "holds no usable PEM CA certificate")):
+        with pytest.raises(config.ConfigError) as err:
+            config.from_dict({"queue": {"ca_file": name}}, path=tmp_path / "c.toml")
+        [line] = err.value.problems
+        assert line.startswith("[queue] ca_file: ") and problem in line and "\n" not in line
+    ca = TestCA(tmp_path / "ca")
+    assert config.from_dict({"queue": {"ca_file": str(ca.pem)}}, path=tmp_path / "c.toml").queue.mta_sts is True

@@ -13,9 +13,10 @@ import pytest
 
 from relentad import dns as relentad_dns
 from relentad.config import QueueConfig
-from relentad.queue import deliver
+from relentad.queue import deliver, mtasts
 from relentad.smtp import dsnparams
 from relentad.tls import make_self_signed
+from tests.support.pki import TestCA
 from tests.support.smtp_peer import Sink, serving
 
 MESSAGE = b"From: alice@a.test\r\nTo: bob@c.test\r\nSubject: hi\r\n\r\nbody\r\n"
@@ -41,6 +42,8 @@ async def attempt(
     mail_from: str = "alice@a.test",
     timeout: float = 10.0,
     dsn: deliver.Dsn = deliver.NO_DSN,
+    policy: mtasts.Policy | None = None,
+    verified: ssl.SSLContext | None = None,
 ) -> dict[str, deliver.Outcome]:
     async def mx_hosts(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
         return ["mx.c.test"]
@@ -61,6 +64,8 @@ async def attempt(
         resolver=dns.asyncresolver.Resolver(configure=False),
         smarthost=None,
         dsn=dsn,
+        policy=policy,
+        verified=verified,
     )
 
 
@@ -187,3 +192,61 @@ async def test_no_dsn_parameters_to_a_server_without_it(monkeypatch: pytest.Monk
         outcomes = await attempt(monkeypatch, port, ["bob@c.test"], dsn=DSN)
     assert [c for c in sink.commands if c.startswith(("MAIL", "RCPT"))] == ["MAIL <alice@a.test>", "RCPT <bob@c.test>"]
     assert outcomes["bob@c.test"].state == "delivered" and not outcomes["bob@c.test"].dsn_passed
+
+
+# -- MTA-STS (RFC 8461 §4, §5) ---------------------------------------------------------------------------------
+
+
+def _policy(mode: mtasts.Mode, mx: str = "mx.c.test") -> mtasts.Policy:
+    return mtasts.Policy("c.test", "1", mode, (mx,), 600, "", 0.0)
+
+
+def _ca_context(tmp_path: Path, *names: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(the MX's server context for ``names``, our client context trusting the test CA)."""
+    ca = TestCA(tmp_path / "ca")
+    return ca.server_context(*names), mtasts.verified_context(ca.pem)
+
+
+async def test_mta_sts_enforce_delivers_over_verified_tls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    server, client = _ca_context(tmp_path, "mx.c.test")
+    sink = Sink()
+    async with serving(sink, tls_context=server) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], policy=_policy("enforce"), verified=client)
+    assert outcomes["bob@c.test"].state == "delivered"
+    assert all(tls for command, tls in zip(sink.commands, sink.tls, strict=True) if not command.startswith("EHLO"))
+
+
+@pytest.mark.parametrize("mode", ["enforce", "testing"])
+async def test_mta_sts_certificate_for_another_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mode: mtasts.Mode
+) -> None:
+    """enforce: deferred with 4.7.5, the host never gets a command in plain text; testing: delivered anyway."""
+    server, client = _ca_context(tmp_path, "other.test")
+    sink = Sink()
+    async with serving(sink, tls_context=server) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], policy=_policy(mode), verified=client)
+    outcome = outcomes["bob@c.test"]
+    if mode == "enforce":
+        assert outcome.state == "deferred" and not outcome.from_remote
+        assert outcome.reply.startswith("451 4.7.5 MTA-STS policy of c.test: mx.c.test[127.0.0.1]: certificate not")
+        assert sink.commands == ["EHLO mx.a.test"], "nothing after the failed STARTTLS"
+    else:
+        assert outcome.state == "delivered"
+        assert sink.tls[sink.commands.index("DATA")], "still over (unverified) TLS"
+
+
+async def test_mta_sts_enforce_skips_hosts_outside_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = Sink()
+    async with serving(sink) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], policy=_policy("enforce", mx="*.elsewhere.test"))
+    assert outcomes["bob@c.test"].reply == (
+        "451 4.7.5 MTA-STS policy of c.test: MX host mx.c.test matches none of the policy's mx (*.elsewhere.test)"
+    )
+    assert sink.commands == []
+
+
+async def test_mta_sts_mode_none_is_as_without_a_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = Sink()
+    async with serving(sink) as port:  # no STARTTLS offered
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], policy=_policy("none", mx="nothing.test"))
+    assert outcomes["bob@c.test"].state == "delivered"
