@@ -558,6 +558,10 @@ def _m020_mta_sts_policies(conn: sqlite3.Connection) -> None:
             fetched REAL NOT NULL,
             expires REAL NOT NULL
         ) WITHOUT ROWID;
+        """,
+    )
+
+
 def _m022_sieve_vacation(conn: sqlite3.Connection) -> None:
     """Vacation response tracking (RFC 5230 §4.2): when each sender last got each of an account's replies
     (``handle``: the rule's :handle or a hash of the reply) and when that reply's period ends; the index counts an
