@@ -76,6 +76,13 @@ DNSBL_LISTED = Counter(
     ["kind", "zone"],
     registry=REGISTRY,
 )
+HTTP_REQUESTS = Counter(
+    "relentad_http_requests",
+    "Requests to the web listeners, by listener (https, http), route (mta-sts, autoconfig, autodiscover, other) "
+    "and status code.",
+    ["listener", "route", "status"],
+    registry=REGISTRY,
+)
 
 # One request per connection, its head within 8 KiB and 5 s: a scraper or health check asks once and goes.
 _LIMITS = httpserver.Limits(head=8192, fields=64, body=0, timeout=5.0, requests=1)
@@ -127,6 +134,11 @@ def sent(result: str) -> None:
 def dnsbl_listed(kind: str, zone: str) -> None:
     """For the blocklist checks: one listing of an MX client ("ip") or of a link domain ("domain") in ``zone``."""
     DNSBL_LISTED.labels(kind, zone).inc()
+
+
+def http_request(listener: str, route: str, status: int) -> None:
+    """For the web listeners: count one answered request."""
+    HTTP_REQUESTS.labels(listener, route, str(status)).inc()
 
 
 def spam_verdict(verdict: str) -> None:

@@ -109,3 +109,44 @@ def test_render_head_has_the_fields_of_get_and_no_content() -> None:
     assert full.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n") and full.endswith(b"\r\n\r\nno\n")
     assert b"\r\nAllow: GET, HEAD\r\n" in full and b"\r\nContent-Length: 3\r\n" in head
     assert b"Connection: close" in full and b"Connection: close" not in head and head.endswith(b"\r\n\r\n")
+
+
+async def exchange_with(limits: Limits, data: bytes) -> bytes:
+    """``data`` to a real loopback server running :func:`httpserver.serve`; what it sent until it closed."""
+
+    def handle(request: Request) -> httpserver.Response:
+        if request.path == "/boom":
+            raise RuntimeError("a bug")
+        return httpserver.text(200, f"{request.method} {request.path}")
+
+    server = await asyncio.start_server(
+        lambda r, w: httpserver.serve(r, w, handle, limits), "127.0.0.1", 0, reuse_address=True
+    )
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(data)
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        return answer
+    finally:
+        server.close()
+
+
+async def test_a_slow_client_gets_408_and_the_connection_ends() -> None:
+    answer = await exchange_with(Limits(timeout=0.2, requests=5), b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: 1")
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and b"\r\nConnection: close\r\n" in answer
+
+
+async def test_keep_alive_serves_pipelined_requests_up_to_the_limit() -> None:
+    request = b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n"
+    answer = await exchange_with(Limits(requests=2), b"".join(request % i for i in range(3)))
+    assert answer.count(b"HTTP/1.1 200 OK") == 2 and b"GET /1\n" in answer and b"GET /2" not in answer
+    first, second = answer.split(b"HTTP/1.1 200 OK")[1:]
+    assert b"Connection: close" not in first and b"Connection: close" in second
+
+
+async def test_a_failing_handler_is_500_and_the_connection_ends(caplog: pytest.LogCaptureFixture) -> None:
+    answer = await exchange_with(Limits(requests=5), b"GET /boom HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n")
+    assert answer.startswith(b"HTTP/1.1 500 ") and answer.count(b"HTTP/1.1") == 1
+    assert "http: GET /boom failed" in caplog.text
