@@ -115,6 +115,7 @@ def test_the_policy_served_is_the_one_domain_dns_prints(web: Web) -> None:
     policy = "".join(line.removeprefix("; ") + "\n" for line in lines[start : start + 4])
     policy_id = re.search(r'_mta-sts\.example\.test\. IN TXT "v=STSv1; id=(\w+)"', printed.output)
     assert policy_id is not None and "IN CNAME mx.example.test." in printed.output
+    assert "; MTA-STS policy: served by relentad as https://mta-sts.example.test/" in printed.output
 
     response, body = web.get("mta-sts.example.test", "/.well-known/mta-sts.txt")
     assert response.status == 200 and response.getheader("Content-Type") == "text/plain"
