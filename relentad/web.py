@@ -101,43 +101,6 @@ class Site:
         metrics.http_request(self.listener, "other", error.status)
 
 
-class _ImplicitTLS(asyncio.StreamReaderProtocol):
-    """The HTTPS port: counted at accept, TLS under the stream before any byte is read (as 993)."""
-
-    def __init__(self, server: WebServer, site: Site) -> None:
-        loop = asyncio.get_running_loop()
-        super().__init__(asyncio.StreamReader(limit=LIMITS.head * 2, loop=loop), self._serve, loop=loop)
-        self.server = server
-        self.site = site
-        self.ip = ""
-        self.handshaking = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.handshaking:  # TLS is up
-            self.handshaking = False
-            super().connection_made(transport)
-            return
-        self.ip = _peer_ip(transport)
-        context = self.server.get_tls()
-        if context is None or not self.server.admit(self.ip):
-            transport.close()
-            return
-        self.handshaking = True
-        tls.accept_tls(transport, self, context, self._handshake_failed)
-
-    def _handshake_failed(self, error: BaseException | None) -> None:
-        log.debug("https TLS handshake with %s failed: %r", self.ip, error)
-        self.server.release(self.ip)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self.server.serve(reader, writer, self.ip, self.site)
-
-
-def _peer_ip(transport: asyncio.BaseTransport) -> str:
-    peer = transport.get_extra_info("peername")
-    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
-
-
 class WebServer:
     """Both web listeners, their connection counts and open connections (closed at shutdown)."""
 
@@ -158,7 +121,11 @@ class WebServer:
         loop = asyncio.get_running_loop()
         site = Site(self.get_config, self.is_hosted, secure=secure)
         if secure:
-            factory: Callable[[], asyncio.BaseProtocol] = functools.partial(_ImplicitTLS, self, site)
+
+            def factory() -> asyncio.BaseProtocol:
+                serve = functools.partial(self.serve, site=site)
+                return tls.ImplicitTLS("https", self.get_tls, self.admit, self.release, serve, LIMITS.head * 2)
+
         else:
 
             def factory() -> asyncio.BaseProtocol:
@@ -184,7 +151,7 @@ class WebServer:
             del self.per_ip[ip]
 
     async def _plain(self, site: Site, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        ip = _peer_ip(writer.transport)
+        ip = tls.peer_ip(writer.transport)
         if not self.admit(ip):
             writer.close()
             return

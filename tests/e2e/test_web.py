@@ -260,8 +260,11 @@ def test_hostile_requests_get_their_status_and_the_daemon_keeps_serving(web: Web
     assert "Traceback" not in web.daemon.log()
 
 
-def test_connections_over_the_per_ip_limit_are_closed(make_daemon: MakeDaemon) -> None:
-    web = Web(web_daemon(make_daemon, {"web": {"connections_per_ip": 2}}))
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+def test_connections_over_the_per_ip_limit_are_closed(make_daemon: MakeDaemon, event_loop: str) -> None:
+    """Counted from accept, the TLS handshake included (tls.ImplicitTLS on either loop's TLS layer)."""
+    settings: dict[str, dict[str, object]] = {"web": {"connections_per_ip": 2}, "server": {"event_loop": event_loop}}
+    web = Web(web_daemon(make_daemon, settings))
 
     def connected() -> http.client.HTTPSConnection | None:  # the start-up probe's slot may not be free yet
         try:
