@@ -167,6 +167,7 @@ class WebServer:
             self.release(ip)
 
     def close_all(self) -> None:
-        """Shutdown: end every open connection (a keep-alive client asks again elsewhere or later)."""
+        """Shutdown: drop every open connection at once (a kept-alive client asks again later). Aborted, not
+        closed: a TLS close waits for the client's close_notify, which an idle client never sends."""
         for writer in list(self.writers):
-            writer.close()
+            writer.transport.abort()

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from relentad.cli import main as cli_main
 from relentad.tls import make_self_signed
 from tests.e2e.conftest import MakeDaemon, provision
-from tests.support.daemon import Daemon, wait_for
+from tests.support.daemon import Daemon, free_port, wait_for
+from tests.support.metrics import http_get, sample
 
 NAMES = ["mx.example.test", "example.test", "mta-sts.example.test", "autoconfig.example.test"]
 NAMES += ["autodiscover.example.test", "localhost"]
@@ -41,8 +42,9 @@ class Web:
     """HTTPS (and HTTP) to a daemon as a client that resolved NAME to it: SNI and Host are NAME, the certificate
     is checked against NAME."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Daemon, metrics_port: int = 0) -> None:
         self.daemon = daemon
+        self.metrics_port = metrics_port
         self.context = ssl.create_default_context(cafile=str(daemon.root / "data" / "tls" / "cert.pem"))
 
     def connection(self, name: str) -> http.client.HTTPSConnection:
@@ -99,7 +101,8 @@ def web_daemon(make_daemon: MakeDaemon, settings: dict[str, dict[str, object]] |
 
 @pytest.fixture
 def web(make_daemon: MakeDaemon) -> Web:
-    return Web(web_daemon(make_daemon))
+    port = free_port()
+    return Web(web_daemon(make_daemon, {"listen": {"metrics": f"127.0.0.1:{port}"}}), port)
 
 
 def servers(document: ET.Element, tag: str) -> list[tuple[str | None, int, str | None]]:
@@ -142,6 +145,12 @@ def test_the_policy_served_is_the_one_domain_dns_prints(web: Web) -> None:
     assert plain.getresponse().status == 404
     plain.close()
 
+    status, exposition = http_get(web.metrics_port, "/metrics")
+    assert status == 200
+    assert sample(exposition, "relentad_http_requests_total", 'listener="https",route="mta-sts",status="200"') == 2
+    assert sample(exposition, "relentad_http_requests_total", 'listener="https",route="other",status="404"') == 4
+    assert sample(exposition, "relentad_http_requests_total", 'listener="http",route="other",status="404"') == 1
+
 
 def test_autoconfig_names_the_listeners_that_are_on(web: Web) -> None:
     daemon = web.daemon
@@ -167,8 +176,10 @@ def test_autoconfig_names_the_listeners_that_are_on(web: Web) -> None:
             assert servers(document, "outgoingServer") == outgoing
             assert {s.findtext("username") for s in document.iter("incomingServer")} == {"%EMAILADDRESS%"}
             assert {s.findtext("authentication") for s in document.iter("outgoingServer")} == {"password-cleartext"}
+        assert daemon.stop() == 0  # SIGTERM with a kept-alive connection open: it is closed, the daemon exits
     finally:
         connection.close()
+    daemon.start()
     assert web.get("autoconfig.example.test", AUTOCONFIG, host="autoconfig.elsewhere.test")[0].status == 404
     # Thunderbird also asks over plain HTTP
     plain = http.client.HTTPConnection(daemon.host, daemon.http_port, timeout=10)
