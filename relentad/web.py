@@ -7,7 +7,8 @@ Routes, by the Host the client asked for (case-insensitive, port and final dot s
 - ``autoconfig.D`` ``GET /mail/config-v1.1.xml`` and ``D`` ``GET /.well-known/autoconfig/mail/config-v1.1.xml``:
   :func:`clientconfig.autoconfig`.
 - ``autodiscover.D`` or ``D`` ``POST /autodiscover/autodiscover.xml`` (path in any case):
-  :func:`clientconfig.autodiscover` for the request's EMailAddress, whose domain must be hosted too.
+  :func:`clientconfig.autodiscover` for the request's EMailAddress, whose domain must be hosted too; over plain
+  HTTP a 302 to the same path on the HTTPS listener (Outlook's redirect step), never the settings.
 D must be a hosted domain (one indexed read of the store); anything else is 404, a known path with another method
 405 with Allow.
 
@@ -28,7 +29,7 @@ import ssl
 from collections.abc import Callable
 
 from . import clientconfig, dnsrecords, httpserver, metrics, tls
-from .config import Config
+from .config import Config, parse_address
 from .httpserver import Request, Response
 from .store import accounts
 from .store.db import Store
@@ -52,7 +53,7 @@ def route(host: str, path: str, *, secure: bool) -> tuple[str, str] | None:
         return "autoconfig", host.removeprefix("autoconfig.")
     if path == WELL_KNOWN_AUTOCONFIG_PATH:
         return "autoconfig", host
-    if secure and path.lower() == AUTODISCOVER_PATH:
+    if path.lower() == AUTODISCOVER_PATH:  # over plain HTTP: the redirect Outlook looks for
         return "autodiscover", host.removeprefix("autodiscover.")
     return None
 
@@ -79,6 +80,8 @@ class Site:
 
     def _answer(self, name: str, domain: str, request: Request) -> Response:
         config = self.get_config()
+        if name == "autodiscover" and not self.secure:
+            return self._to_https(config, request)
         if name == "autodiscover":
             if request.method != "POST":
                 return httpserver.text(405, "POST an Autodiscover request", ("Allow", "POST"))
@@ -95,6 +98,16 @@ class Site:
         if name == "mta-sts":
             return Response(200, dnsrecords.mta_sts_policy(config).encode(), "text/plain")
         return Response(200, clientconfig.autoconfig(config, domain), _XML)
+
+    def _to_https(self, config: Config, request: Request) -> Response:
+        """Outlook asks http://autodiscover.D/autodiscover/autodiscover.xml for a redirect to where it may POST
+        ([MS-OXDSCLI] §3.1.5.2, "HTTP redirect method"); only to our own HTTPS listener."""
+        address = parse_address(config.listen.https)
+        if address is None:
+            return httpserver.text(404, "not found")
+        port = "" if address[1] == 443 else f":{address[1]}"
+        location = f"https://{request.host}{port}{AUTODISCOVER_PATH}"
+        return httpserver.text(302, location, ("Location", location))
 
     def refused(self, error: httpserver.HTTPError) -> None:
         log.debug("%s request refused: %d %s", self.listener, error.status, error.reason)

@@ -177,6 +177,7 @@ def test_autoconfig_names_the_listeners_that_are_on(web: Web) -> None:
             assert {s.findtext("username") for s in document.iter("incomingServer")} == {"%EMAILADDRESS%"}
             assert {s.findtext("authentication") for s in document.iter("outgoingServer")} == {"password-cleartext"}
         assert daemon.stop() == 0  # SIGTERM with a kept-alive connection open: it is closed, the daemon exits
+        assert "Traceback" not in daemon.log()
     finally:
         connection.close()
     daemon.start()
@@ -221,6 +222,13 @@ def test_autodiscover_answers_the_address_asked_about(web: Web) -> None:
     assert web.get(host, "/autodiscover/autodiscover.xml", "POST", request)[0].status == 404
     request = autodiscover_request("x@example.test").replace(b"x@example.test", b"</EMailAddress>")
     assert web.get(host, "/autodiscover/autodiscover.xml", "POST", request)[0].status == 400
+    # over plain HTTP: Outlook's redirect step to the HTTPS listener, never the settings
+    plain = http.client.HTTPConnection(daemon.host, daemon.http_port, timeout=10)
+    plain.request("GET", "/AutoDiscover/AutoDiscover.xml", headers={"Host": host})
+    response = plain.getresponse()
+    assert response.status == 302
+    assert response.getheader("Location") == f"https://{host}:{daemon.https_port}/autodiscover/autodiscover.xml"
+    plain.close()
 
 
 BOMB = (

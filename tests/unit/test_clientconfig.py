@@ -120,7 +120,7 @@ def test_autodiscover_response_escapes_and_names_one_server_per_protocol(tmp_pat
         ("a.test", "/.well-known/autoconfig/mail/config-v1.1.xml", True, ("autoconfig", "a.test")),
         ("autodiscover.a.test", "/AutoDiscover/AutoDiscover.XML", True, ("autodiscover", "a.test")),
         ("a.test", "/autodiscover/autodiscover.xml", True, ("autodiscover", "a.test")),
-        ("a.test", "/autodiscover/autodiscover.xml", False, None),
+        ("a.test", "/autodiscover/autodiscover.xml", False, ("autodiscover", "a.test")),  # a redirect to HTTPS
         ("a.test", "/", True, None),
     ],
 )
