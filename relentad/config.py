@@ -87,6 +87,19 @@ class ListenConfig:
     imap: str = setting("*:143", "IMAP with STARTTLS.", "address")
     imaps: str = setting("*:993", "IMAP over implicit TLS (not started without [tls]).", "address")
     metrics: str = setting("", "Prometheus metrics and /healthz (keep it on loopback).", "address")
+    https: str = setting(
+        "*:443",
+        "HTTPS for what `relentad domain dns` points at: the MTA-STS policy on mta-sts.DOMAIN, mail client set-up "
+        "on autoconfig.DOMAIN (Thunderbird) and autodiscover.DOMAIN (Outlook). Not started without [tls]; the "
+        'certificate must cover those names. "" when another web server has the port (see the README).',
+        "address",
+    )
+    http: str = setting(
+        "",
+        'Plain HTTP, e.g. "*:80": mail client set-up only (Thunderbird also asks http://autoconfig.DOMAIN), '
+        "never the MTA-STS policy. Off by default: certbot --standalone renewals need port 80.",
+        "address",
+    )
 
 
 @dataclass(frozen=True)
@@ -331,6 +344,16 @@ class IMAPConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The web listeners ([listen] https and http): MTA-STS policy, mail client set-up."""
+
+    connections_per_ip: int = setting(
+        20, "Simultaneous HTTP(S) connections from one IP address; more are closed at once."
+    )
+    max_connections: int = setting(500, "Simultaneous HTTP(S) connections in all (both listeners).")
+
+
+@dataclass(frozen=True)
 class CRMConfig:
     """The CRM sorter: contacts, companies, threads and filing rules for every message received or sent."""
 
@@ -436,6 +459,7 @@ class Config:
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     imap: IMAPConfig = field(default_factory=IMAPConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     crm: CRMConfig = field(default_factory=CRMConfig)
     spam: SpamConfig = field(default_factory=SpamConfig)
     path: Path | None = None
@@ -477,6 +501,7 @@ SECTIONS: dict[str, type] = {
     "submission": SubmissionConfig,
     "queue": QueueConfig,
     "imap": IMAPConfig,
+    "web": WebConfig,
     "crm": CRMConfig,
     "spam": SpamConfig,
 }
@@ -581,6 +606,8 @@ def check(config: Config) -> list[str]:
         ("[limits] max_connections", config.limits.max_connections),
         ("[imap] connections_per_ip", config.imap.connections_per_ip),
         ("[imap] max_connections", config.imap.max_connections),
+        ("[web] connections_per_ip", config.web.connections_per_ip),
+        ("[web] max_connections", config.web.max_connections),
     ):
         if value < 1:
             problems.append(f"{name} must be at least 1")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import config as config_mod
-from . import mailauth, metrics, tls
+from . import mailauth, metrics, tls, web
 from .auth.authenticator import Authenticator
 from .config import Config, ConfigError
 from .events import Bus
@@ -157,6 +157,24 @@ class Daemon:
             self.servers[name] = await imap.listen(address[0], address[1], implicit_tls=implicit)
             log.info("listening %s on %s", name, getattr(self.config.listen, name))
 
+    async def start_web(self, server: web.WebServer) -> None:
+        """Bind ``[listen] https`` and ``http`` (only with a certificate: autoconfig offers TLS ports only). A port
+        that cannot be bound (another web server has it) is logged and mail goes on without it."""
+        for name, secure in (("https", True), ("http", False)):
+            text = getattr(self.config.listen, name)
+            address = config_mod.parse_address(text)
+            if address is None:
+                continue
+            if self.context.tls_context is None:
+                log.warning("%s listener needs [tls] cert and key: not started", name)
+                continue
+            try:
+                self.servers[name] = await server.listen(address[0], address[1], secure=secure)
+            except OSError as exc:
+                log.error("%s listener not started: cannot listen on %s: %s", name, text, exc.strerror or exc)
+                continue
+            log.info("listening %s on %s", name, text)
+
     async def run(self) -> int:
         try:  # one daemon per data folder; `relentad backup restore` checks this lock too
             lock = backup.hold_daemon_lock(self.config.data_dir)
@@ -183,6 +201,7 @@ class Daemon:
             queue_runner.wake,
         )
         imap = ImapServer(store, bus, authenticator, lambda: self.config, lambda: self.context.tls_context)
+        web_server = web.WebServer(store, lambda: self.config, lambda: self.context.tls_context)
         stop = asyncio.Event()
         # Before any listener is bound: a SIGHUP or SIGTERM arriving while we start must not kill the process
         # with the default action (a client can connect as soon as the first port is open).
@@ -218,6 +237,7 @@ class Daemon:
             await self.start_submission(loop, submission)
             queue_runner.start()
             await self.start_imap(imap)
+            await self.start_web(web_server)
             address = config_mod.parse_address(self.config.listen.metrics)
             if address is not None:
                 await metrics_server.start(address[0], address[1])
@@ -245,6 +265,7 @@ class Daemon:
             metrics_server.close()
             for server in self.servers.values():
                 server.close()
+            web_server.close_all()  # nothing in flight worth waiting for: one request is answered at once
             # One grace for the whole shutdown: the listeners and the queue finish side by side, not one after the
             # other (which took a grace per busy listener, past systemd's TimeoutStopSec and into SIGKILL).
             grace = self.config.limits.shutdown_grace

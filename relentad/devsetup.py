@@ -29,7 +29,12 @@ DEV_LISTEN = {
     "imap": "127.0.0.1:2143",
     "imaps": "127.0.0.1:2993",
     "metrics": "127.0.0.1:2909",
+    "https": "127.0.0.1:2443",
+    "http": "127.0.0.1:2080",
 }
+# What the self-signed certificate names: the host, and the web names `relentad domain dns` points at for the demo
+# domain (so `curl --resolve` checks a name it covers)
+DEV_WEB_NAMES = [f"{label}.{DEV_DOMAIN}" for label in ("mta-sts", "autoconfig", "autodiscover")]
 PASSWORD_FILE = "demo-password"  # noqa: S105 - a file name, not a password
 
 
@@ -99,6 +104,7 @@ def connection_help(config: config_mod.Config, password: str) -> list[str]:
             if config.listen.imaps and config.tls_enabled
             else []
         ),
+        *_web_help(config),
         f"  the spam filter files mail once its model has learned {config.spam.min_trained} ham and "
         f"{config.spam.min_trained} spam ([spam] min_trained):",
         f"    relentad --config {config.path or 'relentad.toml'} spam train --global --ham DIR --spam DIR",
@@ -116,6 +122,19 @@ def _imap_help(config: config_mod.Config) -> list[str]:
     return lines
 
 
+def _web_help(config: config_mod.Config) -> list[str]:
+    """How to fetch what mail clients and MTA-STS senders fetch from the web listener."""
+    address = config_mod.parse_address(config.listen.https) if config.tls_enabled else None
+    if address is None:
+        return []
+    ip = address[0] or "127.0.0.1"
+    name = f"autoconfig.{DEV_DOMAIN}"
+    return [
+        "  mail client set-up (Thunderbird autoconfig) over HTTPS:",
+        f"    curl -k --resolve {name}:{address[1]}:{ip} https://{name}:{address[1]}/mail/config-v1.1.xml",
+    ]
+
+
 def _load_creating_tls(config_path: Path, dev: bool) -> config_mod.Config:
     """Load the config; in dev mode make the self-signed pair it names if it is missing."""
     data = tomllib.loads(config_path.read_text(encoding="utf-8"))
@@ -125,7 +144,7 @@ def _load_creating_tls(config_path: Path, dev: bool) -> config_mod.Config:
         key = (config_path.parent / tls_section["key"]).resolve()
         if not cert.exists() or not key.exists():
             hostname = data.get("server", {}).get("hostname", "localhost")
-            tls.make_self_signed(cert, key, [hostname, "localhost"])
+            tls.make_self_signed(cert, key, [hostname, "localhost", DEV_DOMAIN, *DEV_WEB_NAMES])
     return config_mod.load(config_path)
 
 

@@ -8,7 +8,9 @@ Invariants:
 - Names are absolute and written without the final dot; TXT values are the joined string (zone output splits
   them into 255-byte character-strings).
 - ``required`` records are the ones mail delivery depends on (MX, the host's address, SPF, DKIM when a key
-  exists, DMARC); the others (MTA-STS, TLS-RPT, RFC 6186 SRV, autoconfig names) are recommended. A record whose
+  exists, DMARC); the others (MTA-STS, TLS-RPT, RFC 6186 SRV, autoconfig names) are recommended. The web names
+  (mta-sts., autoconfig., autodiscover.) point at the host, whose ``[listen] https`` answers them
+  (:mod:`relentad.web`). A record whose
   value cannot be known here (the server's public IP) has ``value`` None and a ``hint``.
 """
 
@@ -150,7 +152,8 @@ def records(config: Config, domain: str) -> list[Record]:
             required=False,
         )
     )
-    out.append(Record(f"mta-sts.{name}", "CNAME", host, "the web host serving the MTA-STS policy", required=False))
+    web = "relentad's [listen] https serves" if config.listen.https else "the web host serving"
+    out.append(Record(f"mta-sts.{name}", "CNAME", host, f"{web} the MTA-STS policy", required=False))
     out.append(
         Record(
             f"_smtp._tls.{name}",
@@ -164,7 +167,8 @@ def records(config: Config, domain: str) -> list[Record]:
         out.append(_srv(name, host, service, _port(getattr(config.listen, listener))))
     out.append(_srv(name, host, "imaps", _port(config.listen.imaps)))
     for label in ("autoconfig", "autodiscover"):
-        out.append(Record(f"{label}.{name}", "CNAME", host, "mail client set-up lookups", required=False))
+        purpose = f"{web} mail client set-up ({'Thunderbird' if label == 'autoconfig' else 'Outlook'})"
+        out.append(Record(f"{label}.{name}", "CNAME", host, purpose, required=False))
     return out
 
 
@@ -192,7 +196,8 @@ def render(config: Config, domain: str) -> str:
         lines.append(f"; {record.purpose}{'' if record.required else ' (recommended)'}")
         lines.append(record.zone_line())
     lines.append("")
-    lines.append(f"; MTA-STS policy: serve as https://mta-sts.{name}/.well-known/mta-sts.txt")
+    where = "served by relentad" if config.listen.https else "serve it"
+    lines.append(f"; MTA-STS policy: {where} as https://mta-sts.{name}/.well-known/mta-sts.txt")
     lines.extend(f"; {line}" for line in mta_sts_policy(config).splitlines())
     lines.append(
         f"; Reverse DNS: ask the VPS provider to set the PTR of each address above to {config.server.hostname}"

@@ -4,7 +4,8 @@ Checks, each giving :class:`Finding` values (``ok``, ``warn`` or ``fail``, with 
 - DNS, through the configured resolver (``[dns] nameservers``; never a hard-coded one): for every hosted domain
   the records of :func:`relentad.dnsrecords.records` (required ones fail, recommended ones warn); the server's
   host name has an address, and each address's reverse DNS (PTR) names the host back (forward-confirmed rDNS);
-- the TLS certificate: readable, matching the key, not expired (warn under 14 days), valid for the host name;
+- the TLS certificate: readable, matching the key, not expired (warn under 14 days), valid for the host name, and
+  with ``[listen] https`` on, for each domain's mta-sts., autoconfig. and autodiscover. names (a warning);
 - the listeners: each configured address accepts a TCP connection (the daemon runs and bound it);
 - ``[server] postmaster`` names an existing account: otherwise postmaster@ of a domain without a postmaster user
   or alias of its own is refused, which RFC 5321 §4.5.1 forbids (a warning: no other mail is affected);
@@ -31,7 +32,7 @@ import dns.asyncresolver
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from . import dnsbl, dnsrecords
+from . import addrspec, dnsbl, dnsrecords
 from .config import Config, SpamConfig, parse_address
 from .dns import DnsLookupError, lookup, make_resolver, reverse_name
 from .spam.tokenize import TOKENIZER_VERSION
@@ -224,10 +225,44 @@ def check_certificate(config: Config, now: dt.datetime | None = None) -> list[Fi
     return findings
 
 
+def web_names(domain: str) -> list[str]:
+    """The names ``[listen] https`` answers for a hosted domain, which its certificate must cover."""
+    return [f"{label}.{domain}" for label in ("mta-sts", "autoconfig", "autodiscover")]
+
+
+def check_web_names(config: Config, domains: Sequence[str]) -> list[Finding]:
+    """With ``[listen] https`` on: does the certificate cover each domain's web names? A client (and an MTA-STS
+    sender, RFC 8461 §3.3) refuses a certificate that does not name the host it asked for."""
+    if not config.listen.https or not config.tls_enabled or not domains:
+        return []
+    try:
+        names = _names_of(x509.load_pem_x509_certificate(config.resolve(config.tls.cert).read_bytes()))
+    except (OSError, ValueError):
+        return []  # check_certificate reports it
+    missing = [
+        wanted
+        for domain in domains
+        for wanted in web_names(addrspec.normalize_domain(domain))
+        if not any(_matches(name, wanted) for name in names)
+    ]
+    if not missing:
+        return [Finding("ok", "tls web names", f"covers the web names of {len(domains)} domain(s)")]
+    shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+    return [
+        Finding(
+            "warn",
+            "tls web names",
+            f"the certificate does not name {shown}: clients asking there refuse it",
+            "add the names to the certificate (certbot certonly --expand -d ... -d mta-sts.DOMAIN -d autoconfig.DOMAIN "
+            '-d autodiscover.DOMAIN), or set [listen] https = "" and serve them elsewhere',
+        )
+    ]
+
+
 async def check_listeners(config: Config) -> list[Finding]:
     """Every configured listener accepts a TCP connection."""
     findings: list[Finding] = []
-    for name in ("smtp", "submission", "submissions", "imap", "imaps", "metrics"):
+    for name in ("smtp", "submission", "submissions", "imap", "imaps", "metrics", "https", "http"):
         text = getattr(config.listen, name)
         address = parse_address(text)
         if address is None:
@@ -338,6 +373,7 @@ async def run(
             findings.append(await check_record(resolver, record))
     findings += await check_host(resolver, config.server.hostname.rstrip("."))
     findings += check_certificate(config)
+    findings += check_web_names(config, domains)
     findings += await check_listeners(config)
     findings += await check_blocklists(config, resolver)
     findings += check_postmaster(config, postmaster_is_account)

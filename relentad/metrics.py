@@ -10,8 +10,9 @@ What is exported (all names start with ``relentad_``):
   (Per-account quota usage is not exported: summing message sizes at scrape time would scan the store.)
 
 Invariants:
-- No threads: the HTTP server is ``asyncio.start_server`` on the daemon's loop, it reads one request (bounded in
-  size and time), answers and closes. A scrape only reads (the loop thread's reader connection, never a write).
+- No threads: the HTTP server is ``asyncio.start_server`` on the daemon's loop; :mod:`relentad.httpserver` reads
+  one request (bounded in size and time), this module answers it, the connection closes. A scrape only reads
+  (the loop thread's reader connection, never a write).
 - Counters live in :data:`REGISTRY`, not prometheus_client's global one, so an in-process daemon in tests can be
   started twice without "duplicated timeseries" errors.
 - ``/healthz`` answers 200 only when the store answers a query and every configured listener is serving; else
@@ -32,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from . import httpserver
 from .smtp import replies
 from .store.db import COMMIT_BUCKETS, Store
 
@@ -75,6 +77,13 @@ DNSBL_LISTED = Counter(
     ["kind", "zone"],
     registry=REGISTRY,
 )
+HTTP_REQUESTS = Counter(
+    "relentad_http_requests",
+    "Requests to the web listeners, by listener (https, http), route (mta-sts, autoconfig, autodiscover, other) "
+    "and status code.",
+    ["listener", "route", "status"],
+    registry=REGISTRY,
+)
 
 MTA_STS_LOOKUPS = Counter(
     "relentad_mta_sts_lookups",
@@ -92,11 +101,9 @@ MTA_STS_FAILURES = Counter(
     registry=REGISTRY,
 )
 
-_MAX_REQUEST = 8192
-_REQUEST_TIMEOUT = 5.0
-_TOO_LARGE = ("431 Request Header Fields Too Large", "text/plain", b"too large\n")
-_VERSION = re.compile(rb"HTTP/\d\.\d")
-_ABSOLUTE = re.compile(rb"^https?://[^/?]*/?", re.IGNORECASE)
+# One request per connection, its head within 8 KiB and 5 s: a scraper or health check asks once and goes.
+_LIMITS = httpserver.Limits(head=8192, fields=64, body=0, timeout=5.0, requests=1)
+_USAGE = "GET /metrics or /healthz"
 
 
 # relentad's own refusals by name; any other 4xx/5xx reply is labelled with its enhanced status code.
@@ -153,6 +160,11 @@ def mta_sts_lookup(result: str) -> None:
 def mta_sts_failure(mode: str, reason: str) -> None:
     """For delivery: one MX host that did not meet a domain's MTA-STS policy."""
     MTA_STS_FAILURES.labels(mode, reason).inc()
+
+
+def http_request(listener: str, route: str, status: int) -> None:
+    """For the web listeners: count one answered request."""
+    HTTP_REQUESTS.labels(listener, route, str(status)).inc()
 
 
 def spam_verdict(verdict: str) -> None:
@@ -234,7 +246,7 @@ def health(view: DaemonView) -> list[str]:
 
 
 class MetricsServer:
-    """``/metrics`` and ``/healthz`` over HTTP/1.0 on the loop (one request per connection)."""
+    """``/metrics`` and ``/healthz`` over HTTP/1.x on the loop (one request per connection)."""
 
     def __init__(self, view: DaemonView) -> None:
         self.view = view
@@ -254,64 +266,22 @@ class MetricsServer:
                 REGISTRY.unregister(self.collector)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(_REQUEST_TIMEOUT):
-                head = await _read_head(reader)
-            status, content_type, body = self.respond(head)
-            content = b"" if head.startswith(b"HEAD ") else body  # HEAD: GET's header fields, no content
-        except asyncio.LimitOverrunError:  # one line beyond the reader's 64 KiB
-            status, content_type, body = _TOO_LARGE
-            content = body
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            status, content_type, body = "400 Bad Request", "text/plain", b"bad request\n"
-            content = body
-        with contextlib.suppress(ConnectionError):
-            writer.write(
-                f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-                "Allow: GET, HEAD\r\nConnection: close\r\n\r\n".encode()  # Allow: what a 405 must say (RFC 9110)
-                + content
-            )
-            await writer.drain()
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        await httpserver.serve(reader, writer, self.respond, _LIMITS)
 
-    def respond(self, head: bytes) -> tuple[str, str, bytes]:
-        """(status line, content type, body) for one request head."""
-        if len(head) > _MAX_REQUEST:
-            return _TOO_LARGE
-        parts = head.split(b"\r\n", 1)[0].split(b" ")
-        if len(parts) != 3 or _VERSION.fullmatch(parts[2]) is None:  # HTTP/0.9's "GET /path" included
-            return "400 Bad Request", "text/plain", b"bad request\n"
-        if not parts[2].startswith(b"HTTP/1."):
-            return "505 HTTP Version Not Supported", "text/plain", b"HTTP/1.x only\n"
-        if parts[0] not in (b"GET", b"HEAD"):
-            return "405 Method Not Allowed", "text/plain", b"GET /metrics or /healthz\n"
-        path = _ABSOLUTE.sub(b"/", parts[1]).split(b"?", 1)[0]  # absolute-form (RFC 9112 §3.2.2) too
-        if path == b"/metrics":
+    def respond(self, request: httpserver.Request) -> httpserver.Response:
+        """The response to one request (HEAD: :func:`httpserver.serve` leaves the content out)."""
+        if request.method not in ("GET", "HEAD"):
+            return httpserver.text(405, _USAGE, ("Allow", "GET, HEAD"))  # Allow: what a 405 must say (RFC 9110)
+        if request.path == "/metrics":
             try:
-                return "200 OK", "text/plain; version=0.0.4; charset=utf-8", generate_latest(REGISTRY)
+                exposition = generate_latest(REGISTRY)
             except Exception as exc:
                 log.exception("metrics: scrape failed")
-                return "500 Internal Server Error", "text/plain", f"scrape failed: {exc}\n".encode()
-        if path == b"/healthz":
+                return httpserver.text(500, f"scrape failed: {exc}")
+            return httpserver.Response(200, exposition, "text/plain; version=0.0.4; charset=utf-8")
+        if request.path == "/healthz":
             problems = health(self.view)
             if problems:
-                return "503 Service Unavailable", "text/plain", "".join(f"{p}\n" for p in problems).encode()
-            return "200 OK", "text/plain", b"ok\n"
-        return "404 Not Found", "text/plain", b"GET /metrics or /healthz\n"
-
-
-async def _read_head(reader: asyncio.StreamReader) -> bytes:
-    """The request head up to its empty line, CRLF-ended, from lines ended by CRLF or a bare LF (RFC 9112 §2.2: as
-    ``printf … | nc`` sends them). A request line that is no HTTP/1.x one ends it at once (HTTP/0.9 has no head);
-    reading stops past :data:`_MAX_REQUEST` (the head returned is longer: the caller answers 431)."""
-    lines: list[bytes] = []
-    size = 0
-    while size <= _MAX_REQUEST:
-        line = (await reader.readuntil(b"\n")).rstrip(b"\r\n")
-        size += len(line) + 2
-        lines.append(line)
-        if not line or (len(lines) == 1 and len(line.split(b" ")) != 3):
-            break
-    return b"\r\n".join(lines) + b"\r\n"
+                return httpserver.text(503, "\n".join(problems))
+            return httpserver.text(200, "ok")
+        return httpserver.text(404, _USAGE)

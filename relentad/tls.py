@@ -12,9 +12,10 @@ import asyncio
 import datetime
 import functools
 import ipaddress
+import logging
 import ssl
 from asyncio import sslproto
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import cast
 
@@ -24,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .config import Config
+
+log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 60
 """Seconds a client has to complete a TLS handshake (implicit TLS on 465/993, STARTTLS); then it is dropped."""
@@ -49,6 +52,59 @@ def accept_tls(
     )
     transport.set_protocol(layer)
     layer.connection_made(transport)
+
+
+def peer_ip(transport: asyncio.BaseTransport) -> str:
+    """The client's IP address, "" when the transport does not know it."""
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
+
+
+class ImplicitTLS(asyncio.StreamReaderProtocol):
+    """A stream listener whose clients speak TLS from the first octet (993, 443): the connection is counted at
+    accept (``admit``: False closes it without a word, the client expects a handshake, not plain text), TLS goes
+    under the stream before any byte is read (as ``create_server(ssl=...)`` does, but after the limits), and
+    ``serve`` runs once the handshake is done. A handshake that fails, or a client silent for
+    :data:`HANDSHAKE_TIMEOUT`, gives the slot back (``release``)."""
+
+    def __init__(
+        self,
+        name: str,
+        get_context: Callable[[], ssl.SSLContext | None],
+        admit: Callable[[str], bool],
+        release: Callable[[str], None],
+        serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Awaitable[None]],
+        limit: int,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        super().__init__(asyncio.StreamReader(limit=limit, loop=loop), self._serve, loop=loop)
+        self.name = name
+        self.get_context = get_context
+        self.admit = admit
+        self.release = release
+        self.serve = serve
+        self.ip = ""
+        self.handshaking = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.handshaking:  # TLS is up: the session starts over it
+            self.handshaking = False
+            super().connection_made(transport)
+            return
+        self.ip = peer_ip(transport)
+        context = self.get_context()
+        if context is None or not self.admit(self.ip):  # no certificate since a reload, or a limit
+            transport.close()
+            return
+        self.handshaking = True
+        accept_tls(transport, self, context, self._handshake_failed)
+
+    def _handshake_failed(self, error: BaseException | None) -> None:
+        log.info("%s TLS handshake with %s failed: %r", self.name, self.ip, error)
+        self.release(self.ip)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.serve(reader, writer, self.ip)
 
 
 def _check_handshake(on_failure: Callable[[BaseException | None], object], waiter: asyncio.Future[None]) -> None:

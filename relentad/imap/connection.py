@@ -17,12 +17,6 @@ import zlib
 from .. import tls
 
 
-def peer_ip(transport: asyncio.BaseTransport) -> str:
-    """The client's IP address, "" when the transport does not know it."""
-    peer = transport.get_extra_info("peername")
-    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
-
-
 class LineTooLong(Exception):
     """The client sent a line over the limit without CRLF."""
 
@@ -50,7 +44,7 @@ class Connection:
         return self._deflate is not None
 
     def peer_ip(self) -> str:
-        return peer_ip(self.writer.transport)
+        return tls.peer_ip(self.writer.transport)
 
     def tls_info(self) -> str:
         obj = self.writer.get_extra_info("ssl_object")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import logging
 import ssl
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from ..events import Bus
 from ..store.db import Store
 from ..store.imapview import ReaderPool
 from .commands import HANDLERS
-from .connection import Connection, peer_ip
+from .connection import Connection
 from .session import Services, Session
 from .watch import ExternalChanges
 
@@ -33,39 +32,6 @@ log = logging.getLogger(__name__)
 
 STREAM_LIMIT = 1 << 20
 """The stream reader's buffer size before it stops reading from the socket."""
-
-
-class _ImplicitTls(asyncio.StreamReaderProtocol):
-    """Port 993: the connection is counted at accept, then TLS goes under this stream protocol before any byte is
-    read (as ``create_server(ssl=...)`` does, but after the per-IP limit); the session starts when the handshake is
-    done. A handshake that fails, or a client silent for ``tls.HANDSHAKE_TIMEOUT``, gives the slot back."""
-
-    def __init__(self, server: ImapServer) -> None:
-        loop = asyncio.get_running_loop()
-        super().__init__(asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop), self._serve, loop=loop)
-        self.server = server
-        self.ip = ""
-        self.handshaking = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.handshaking:  # TLS is up: the session starts over it
-            self.handshaking = False
-            super().connection_made(transport)
-            return
-        self.ip = peer_ip(transport)
-        context = self.server.services.get_tls()
-        if context is None or self.server.admit(self.ip) is not None:  # no certificate since a reload, or a limit
-            transport.close()  # without a word: the client expects a handshake, not a plaintext BYE
-            return
-        self.handshaking = True
-        tls.accept_tls(transport, self, context, self._handshake_failed)
-
-    def _handshake_failed(self, error: BaseException | None) -> None:
-        log.info("imap TLS handshake with %s failed: %r", self.ip, error)
-        self.server.release(self.ip)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self.server.serve(reader, writer, self.ip)
 
 
 class ImapServer:
@@ -101,7 +67,12 @@ class ImapServer:
             reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
             return asyncio.StreamReaderProtocol(reader, self._handle, loop=loop)
 
-        factory = functools.partial(_ImplicitTls, self) if implicit_tls else plain
+        def implicit() -> tls.ImplicitTLS:  # counted at accept, the handshake within the limits
+            return tls.ImplicitTLS(
+                "imap", self.services.get_tls, lambda ip: self.admit(ip) is None, self.release, self.serve, STREAM_LIMIT
+            )
+
+        factory = implicit if implicit_tls else plain
         return await loop.create_server(factory, host, port, reuse_address=True, start_serving=True)
 
     def admit(self, ip: str) -> str | None:
@@ -127,7 +98,7 @@ class ImapServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Port 143: over a connection limit, BYE and close; else the session."""
-        ip = peer_ip(writer.transport)
+        ip = tls.peer_ip(writer.transport)
         refusal = self.admit(ip)
         if refusal is not None:
             connection = Connection(reader, writer)

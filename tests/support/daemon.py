@@ -86,6 +86,9 @@ class Daemon:
     imap: bool = False  # also listen on 143-style (STARTTLS) and 993-style (implicit TLS) IMAP ports
     imap_port: int = 0
     imaps_port: int = 0
+    web: bool = False  # also listen on 443-style (HTTPS) and 80-style (HTTP) ports
+    https_port: int = 0
+    http_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     wrapper: list[str] = field(default_factory=list)  # a command the daemon runs under (strace ...)
     log_path: Path = field(init=False)
@@ -100,6 +103,9 @@ class Daemon:
         if self.imap:
             self.imap_port = self.imap_port or free_port(self.host)
             self.imaps_port = self.imaps_port or (free_port(self.host) if self.tls else 0)
+        if self.web:
+            self.https_port = self.https_port or (free_port(self.host) if self.tls else 0)
+            self.http_port = self.http_port or (free_port(self.host) if self.tls else 0)
         self.write_config()
 
     @property
@@ -121,6 +127,8 @@ class Daemon:
                 "imap": "",
                 "imaps": "",
                 "metrics": "",
+                "https": "",
+                "http": "",
             },
             "limits": {"shutdown_grace": 5.0},
         }
@@ -132,6 +140,10 @@ class Daemon:
             overrides["listen"]["imap"] = f"{self.host}:{self.imap_port}"
         if self.imaps_port:
             overrides["listen"]["imaps"] = f"{self.host}:{self.imaps_port}"
+        if self.https_port:
+            overrides["listen"]["https"] = f"{self.host}:{self.https_port}"
+        if self.http_port:
+            overrides["listen"]["http"] = f"{self.host}:{self.http_port}"
         if self.tls:
             cert, key = self.root / "data" / "tls" / "cert.pem", self.root / "data" / "tls" / "key.pem"
             if not cert.exists():
@@ -194,7 +206,8 @@ class Daemon:
         log.close()
         try:
             wait_for_port(self.host, self.smtp_port, proc=self.proc)
-            for port in (self.submission_port, self.submissions_port, self.imap_port, self.imaps_port):
+            ports = (self.submission_port, self.submissions_port, self.imap_port, self.imaps_port)
+            for port in (*ports, self.https_port, self.http_port):
                 if port:
                     wait_for_port(self.host, port, proc=self.proc)
         except Exception:

@@ -122,3 +122,26 @@ def test_rejection_reasons_are_named() -> None:
     assert metrics.reason_of("535 5.7.8 Authentication credentials invalid") == "5.7.8"
     assert metrics.reason_of(replies.blocklisted("192.0.2.1", "bl.test (127.0.0.2)")) == "dnsbl"
     assert metrics.reason_of("500 Error") == "500"
+
+
+def test_doctor_warns_when_the_certificate_misses_the_web_names(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_self_signed(cert, key, ["mx.example.com", "*.example.com"])
+    config = config_mod.from_dict(
+        {
+            "server": {"hostname": "mx.example.com", "data_dir": str(tmp_path / "data")},
+            "listen": {"https": "*:443"},
+            "tls": {"cert": str(cert), "key": str(key)},
+        },
+        tmp_path / "relentad.toml",
+    )
+    [covered] = doctor.check_web_names(config, ["example.com"])  # the wildcard names all three
+    assert covered.status == "ok"
+    [finding] = doctor.check_web_names(config, ["example.com", "other.test"])
+    assert finding.status == "warn" and "mta-sts.other.test, autoconfig.other.test" in finding.message
+    assert "example.com" not in finding.message.replace("mx.example.com", "")
+    off = config_mod.from_dict({"listen": {"https": ""}, "tls": {"cert": str(cert), "key": str(key)}}, config.path)
+    assert doctor.check_web_names(off, ["other.test"]) == []
+    records = dnsrecords.records(config, "example.com")
+    assert "relentad's [listen] https serves" in by_name(records, "mta-sts.example.com", "CNAME").purpose
+    assert "served by relentad as https://mta-sts.example.com/" in dnsrecords.render(config, "example.com")

@@ -1,0 +1,159 @@
+"""Mail client set-up documents: Thunderbird's autoconfig (the ISPDB ``clientConfig`` 1.1 format) and Outlook's
+Autodiscover (the "POX" request and response of [MS-OXDISCO]), computed from the configuration.
+
+Invariants:
+- Pure: the configuration and the request in, bytes out; no store, no network. The web listener
+  (:mod:`relentad.web`) decides who is asked about.
+- Only what is really served is offered: a listener is named when its address is set, with the port of that
+  address, and TLS ones only with a certificate (``[tls]``); implicit TLS first (RFC 8314 §3). The user name is
+  always the whole address, the password sent in the clear inside TLS (relentad's AUTH PLAIN/LOGIN).
+- An Autodiscover request is read by expat with no DOCTYPE at all (no entity can be declared, so no entity
+  expansion, no external entity, no "billion laughs"); the caller bounds its size.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from xml.parsers import expat
+
+from . import addrspec
+from .config import Config, parse_address
+from .errors import InvalidInput
+
+AUTODISCOVER_REQUEST_NS = "http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"
+AUTODISCOVER_NS = "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006"
+OUTLOOK_NS = "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    protocol: str  # "imap" or "smtp"
+    port: int
+    implicit_tls: bool  # True: TLS from the first octet (993, 465); False: STARTTLS (143, 587)
+
+
+def endpoints(config: Config) -> list[Endpoint]:
+    """The IMAP and submission listeners a client may use, implicit TLS first; none without a certificate."""
+    if not config.tls_enabled:
+        return []
+    found = []
+    for protocol, listener, implicit in (
+        ("imap", config.listen.imaps, True),
+        ("imap", config.listen.imap, False),
+        ("smtp", config.listen.submissions, True),
+        ("smtp", config.listen.submission, False),
+    ):
+        try:
+            address = parse_address(listener)
+        except ValueError:
+            continue
+        if address is not None:
+            found.append(Endpoint(protocol, address[1], implicit))
+    return found
+
+
+def _child(parent: ET.Element, tag: str, text: str) -> None:
+    ET.SubElement(parent, tag).text = text
+
+
+def _document(root: ET.Element) -> bytes:
+    ET.indent(root)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode").encode() + b"\n"
+
+
+def autoconfig(config: Config, domain: str) -> bytes:
+    """The clientConfig 1.1 document for ``domain`` (https://wiki.mozilla.org/Thunderbird:Autoconfiguration)."""
+    root = ET.Element("clientConfig", version="1.1")
+    provider = ET.SubElement(root, "emailProvider", id=domain)
+    _child(provider, "domain", domain)
+    _child(provider, "displayName", domain)
+    _child(provider, "displayShortName", domain)
+    for endpoint in endpoints(config):
+        incoming = endpoint.protocol == "imap"
+        server = ET.SubElement(provider, "incomingServer" if incoming else "outgoingServer", type=endpoint.protocol)
+        _child(server, "hostname", config.server.hostname.rstrip("."))
+        _child(server, "port", str(endpoint.port))
+        _child(server, "socketType", "SSL" if endpoint.implicit_tls else "STARTTLS")
+        _child(server, "authentication", "password-cleartext")
+        _child(server, "username", "%EMAILADDRESS%")
+    return _document(root)
+
+
+class BadRequest(Exception):
+    """An Autodiscover request that cannot be answered (the web listener says 400)."""
+
+
+class _Forbidden(Exception):
+    pass
+
+
+def _no_doctype(*_: object) -> None:
+    raise _Forbidden("a DOCTYPE is not accepted")
+
+
+def _no_external_entity(_context: str, _base: str | None, _system: str | None, _public: str | None) -> int:
+    raise _Forbidden("external entities are not accepted")
+
+
+def autodiscover_address(body: bytes) -> str:
+    """The normalised EMailAddress of an Autodiscover POX request (BadRequest when there is none)."""
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartDoctypeDeclHandler = _no_doctype  # no DTD: so no entity is ever declared or expanded
+    parser.EntityDeclHandler = _no_doctype
+    parser.ExternalEntityRefHandler = _no_external_entity
+    path: list[str] = []
+    found: list[str] = []
+    texts: list[str] = []
+
+    def start(name: str, _attributes: dict[str, str]) -> None:
+        path.append(name.rpartition(" ")[2])
+        texts.clear()
+
+    def end(_name: str) -> None:
+        if path[-3:] == ["Autodiscover", "Request", "EMailAddress"]:
+            found.append("".join(texts).strip())
+        path.pop()
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = texts.append
+    try:
+        parser.Parse(body, True)
+    except (expat.ExpatError, _Forbidden, ValueError) as exc:
+        raise BadRequest(f"not an Autodiscover request: {exc}") from None
+    if len(found) != 1 or not found[0]:
+        raise BadRequest("the request names no EMailAddress")
+    try:
+        return addrspec.normalize(found[0])
+    except InvalidInput as exc:
+        raise BadRequest(f"EMailAddress: {exc}") from None
+
+
+def autodiscover(config: Config, email: str) -> bytes:
+    """The POX response for ``email``: one IMAP and one SMTP protocol, each the first (implicit TLS) one offered.
+    [MS-OXDSCLI] Encryption: "SSL" is TLS from the start, "TLS" is STARTTLS."""
+    root = ET.Element("Autodiscover", xmlns=AUTODISCOVER_NS)
+    response = ET.SubElement(root, "Response", xmlns=OUTLOOK_NS)
+    account = ET.SubElement(response, "Account")
+    _child(account, "AccountType", "email")
+    _child(account, "Action", "settings")
+    seen: set[str] = set()
+    for endpoint in endpoints(config):
+        if endpoint.protocol in seen:
+            continue
+        seen.add(endpoint.protocol)
+        protocol = ET.SubElement(account, "Protocol")
+        _child(protocol, "Type", endpoint.protocol.upper())
+        _child(protocol, "Server", config.server.hostname.rstrip("."))
+        _child(protocol, "Port", str(endpoint.port))
+        _child(protocol, "DomainRequired", "off")
+        _child(protocol, "LoginName", email)
+        _child(protocol, "SPA", "off")
+        _child(protocol, "SSL", "on")
+        _child(protocol, "Encryption", "SSL" if endpoint.implicit_tls else "TLS")
+        _child(protocol, "AuthRequired", "on")
+        if endpoint.protocol == "smtp":
+            _child(protocol, "UsePOPAuth", "on")  # the same login as for reading
+    return _document(root)
