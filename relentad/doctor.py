@@ -227,7 +227,7 @@ def check_certificate(config: Config, now: dt.datetime | None = None) -> list[Fi
 async def check_listeners(config: Config) -> list[Finding]:
     """Every configured listener accepts a TCP connection."""
     findings: list[Finding] = []
-    for name in ("smtp", "submission", "submissions", "imap", "imaps", "metrics"):
+    for name in ("smtp", "submission", "submissions", "imap", "imaps", "managesieve", "metrics"):
         text = getattr(config.listen, name)
         address = parse_address(text)
         if address is None:

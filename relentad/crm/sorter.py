@@ -73,7 +73,10 @@ def account_context(
                   (SELECT group_concat(address, char(31)) FROM aliases x
                    WHERE x.account_id = a.id AND x.address NOT LIKE '@%'),
                   (SELECT json_group_array(json_array(name, script)) FROM
-                      (SELECT name, script FROM crm_rules r WHERE r.account_id = a.id ORDER BY position, id)),
+                      (SELECT 0 AS k, position AS p, id, name, script FROM crm_rules WHERE account_id = a.id
+                       UNION ALL
+                       SELECT 1, 0, id, name || ?4, script FROM sieve_scripts WHERE account_id = a.id AND active = 1
+                       ORDER BY k, p, id)),
                   c.id, c.kind, c.confirmed, coalesce(p.name, ''), coalesce(p.domain, ''),
                   (SELECT group_concat(tag, char(31)) FROM crm_tags t WHERE t.contact_id = c.id)
            FROM accounts a
@@ -82,7 +85,7 @@ def account_context(
                (SELECT contact_id FROM crm_addresses WHERE account_id = a.id AND address = ?3))
            LEFT JOIN crm_companies p ON p.id = c.company_id
            WHERE a.id = ?1""",
-        (account_id, sender, participants.base_address(sender)),
+        (account_id, sender, participants.base_address(sender), rules.USER_SUFFIX),
     ).fetchone()
     extras = {normal for normal in (participants.normalize(a) for a in extra) if normal}
     if row is None:

@@ -541,6 +541,27 @@ def _m019_queue_dsn(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m021_sieve_user_scripts(conn: sqlite3.Connection) -> None:
+    """Each account's own Sieve scripts, managed over ManageSieve (RFC 5804): any number stored, at most one
+    active (the partial unique index), run at delivery after the admin's crm_rules. Names compare exactly."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE sieve_scripts (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            script TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1)),
+            created REAL NOT NULL,
+            updated REAL NOT NULL,
+            UNIQUE (account_id, name)
+        );
+        CREATE UNIQUE INDEX sieve_scripts_active ON sieve_scripts(account_id) WHERE active = 1;
+        """,
+    )
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -572,6 +593,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("017_imap_subscriptions", _m017_imap_subscriptions),
     ("018_imap_internaldate_zone", _m018_imap_internaldate_zone),
     ("019_queue_dsn", _m019_queue_dsn),
+    ("021_sieve_user_scripts", _m021_sieve_user_scripts),
 ]
 
 

@@ -86,6 +86,8 @@ class Daemon:
     imap: bool = False  # also listen on 143-style (STARTTLS) and 993-style (implicit TLS) IMAP ports
     imap_port: int = 0
     imaps_port: int = 0
+    managesieve: bool = False  # also listen for ManageSieve (STARTTLS)
+    managesieve_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     wrapper: list[str] = field(default_factory=list)  # a command the daemon runs under (strace ...)
     log_path: Path = field(init=False)
@@ -100,6 +102,8 @@ class Daemon:
         if self.imap:
             self.imap_port = self.imap_port or free_port(self.host)
             self.imaps_port = self.imaps_port or (free_port(self.host) if self.tls else 0)
+        if self.managesieve:
+            self.managesieve_port = self.managesieve_port or free_port(self.host)
         self.write_config()
 
     @property
@@ -120,6 +124,7 @@ class Daemon:
                 "submissions": "",
                 "imap": "",
                 "imaps": "",
+                "managesieve": "",
                 "metrics": "",
             },
             "limits": {"shutdown_grace": 5.0},
@@ -132,6 +137,8 @@ class Daemon:
             overrides["listen"]["imap"] = f"{self.host}:{self.imap_port}"
         if self.imaps_port:
             overrides["listen"]["imaps"] = f"{self.host}:{self.imaps_port}"
+        if self.managesieve_port:
+            overrides["listen"]["managesieve"] = f"{self.host}:{self.managesieve_port}"
         if self.tls:
             cert, key = self.root / "data" / "tls" / "cert.pem", self.root / "data" / "tls" / "key.pem"
             if not cert.exists():
@@ -194,7 +201,14 @@ class Daemon:
         log.close()
         try:
             wait_for_port(self.host, self.smtp_port, proc=self.proc)
-            for port in (self.submission_port, self.submissions_port, self.imap_port, self.imaps_port):
+            ports = (
+                self.submission_port,
+                self.submissions_port,
+                self.imap_port,
+                self.imaps_port,
+                self.managesieve_port,
+            )
+            for port in ports:
                 if port:
                     wait_for_port(self.host, port, proc=self.proc)
         except Exception:
