@@ -181,7 +181,9 @@ class Session:
                 except LiteralTooLarge:
                     self.bye("literal far larger than allowed", "QUOTA/MAXSIZE")
                     break
-                if raw is not None:
+                except Refused as exc:
+                    self.send(response("NO", exc.text, exc.code))
+                else:
                     self.busy = True
                     try:
                         await self.execute(raw)
@@ -211,8 +213,8 @@ class Session:
             return self.login_deadline
         return asyncio.get_running_loop().time() + self.config.managesieve.idle_timeout
 
-    async def read_command(self) -> bytes | None:
-        """One command with its literals inline; None when a literal over the limit was dropped (answered NO).
+    async def read_command(self) -> bytes:
+        """One command with its literals inline; :class:`Refused` when a literal over the limit was read and dropped.
         ``LINE_LENGTH`` bounds the command's own text across its lines, so chained literals cannot grow it."""
         line = await self.conn.readline(LINE_LENGTH)
         parts, text = [line], len(line)
@@ -231,8 +233,7 @@ class Session:
             parts.append(line)
         if refused:
             code = "QUOTA/MAXSIZE" if self.state is State.AUTHENTICATED else ""
-            self.send(response("NO", f"literal larger than {limit} octets", code))
-            return None
+            raise Refused(f"literal larger than {limit} octets", code)
         return b"".join(parts)
 
     def account_ended(self) -> bool:
@@ -347,8 +348,6 @@ async def _sasl_answer(session: Session) -> str:
         raise Refused("not logged in in time", bye=True) from None
     except LiteralTooLarge:
         raise Refused("literal far larger than allowed", bye=True) from None
-    if raw is None:
-        raise Refused("authentication cancelled")
     try:
         return parse_string(raw)
     except ParseError as exc:

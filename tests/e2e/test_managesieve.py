@@ -260,3 +260,23 @@ def _logged_in(daemon: Daemon) -> Raw | None:
     raw.starttls()
     raw.login()
     return raw
+
+
+def test_plaintext_on_loopback_sasl_continuations_and_the_login_timeout(make_daemon: MakeDaemon) -> None:
+    settings = {"auth": {"plaintext_loopback": True}, "managesieve": {"login_timeout": "2s"}}
+    daemon = provision(make_daemon(managesieve=True, tls=False, settings=settings)).start()
+    raw = Raw(daemon)
+    greeting = capabilities(raw.greeting)
+    assert greeting["SASL"] == "PLAIN" and "STARTTLS" not in greeting, "no certificate, loopback allowed"
+    raw.send(b'AUTHENTICATE "PLAIN"\r\n')
+    assert raw.file.readline() == b'""\r\n'
+    assert raw.command('"*"') == [b'NO "authentication cancelled"\r\n']
+    raw.send(b'AUTHENTICATE "PLAIN"\r\n')
+    assert raw.file.readline() == b'""\r\n'
+    reply = raw.command(b"{20000+}\r\n" + b"A" * 20000)
+    assert reply == [b'NO "literal larger than 16384 octets"\r\n'], "one answer for the dropped literal"
+    assert raw.command(f'AUTHENTICATE "PLAIN" "{plain()}"')[-1].startswith(b"OK")
+    raw.close()
+    idle = Raw(daemon)  # never logs in: BYE once login_timeout is over
+    assert idle.response()[-1].startswith(b'BYE "not logged in in time"')
+    idle.close()
