@@ -280,3 +280,10 @@ def test_plaintext_on_loopback_sasl_continuations_and_the_login_timeout(make_dae
     idle = Raw(daemon)  # never logs in: BYE once login_timeout is over
     assert idle.response()[-1].startswith(b'BYE "not logged in in time"')
     idle.close()
+    # SIGTERM: an idle session is told BYE (TRYLATER) and the daemon exits cleanly
+    waiting = Raw(daemon)
+    assert waiting.command(f'AUTHENTICATE "PLAIN" "{plain()}"')[-1].startswith(b"OK")
+    assert daemon.stop() == 0
+    assert waiting.response() == [b'BYE (TRYLATER) "server shutting down"\r\n']
+    waiting.close()
+    assert "Traceback" not in daemon.log()
