@@ -20,14 +20,13 @@ import base64
 import binascii
 import contextlib
 import enum
-import ipaddress
 import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ..auth.authenticator import Authenticator, LoginFailed
+from ..auth.authenticator import Authenticator, LoginFailed, password_allowed
 from ..config import Config
 from ..crm import rules, sieve, userscripts
 from ..crm.userscripts import ScriptError
@@ -136,14 +135,7 @@ class Session:
 
     def login_allowed(self) -> bool:
         """RFC 5804 §2.1: no plaintext mechanism without TLS, except on loopback when the config allows it."""
-        if self.conn.tls:
-            return True
-        if not self.config.auth.plaintext_loopback:
-            return False
-        try:
-            return ipaddress.ip_address(self.peer).is_loopback
-        except ValueError:
-            return False
+        return password_allowed(self.conn.tls, self.peer, self.config.auth)
 
     def capabilities(self) -> None:
         """The capability lines (RFC 5804 §1.7); the caller adds the OK."""
