@@ -8,14 +8,13 @@ crash is logged and never takes the listener down.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import ssl
 from collections.abc import Callable
 
 from ..auth.authenticator import Authenticator
 from ..config import Config
-from ..imap.connection import Connection, peer_ip
+from ..imap.connection import Connection, Slots, peer_ip
 from ..store.db import Store
 from .parser import response
 from .session import Services, Session
@@ -35,8 +34,7 @@ class ManageSieveServer:
     ) -> None:
         self.services = Services(store, authenticator, get_config, get_tls)
         self.sessions: set[Session] = set()
-        self.per_ip: collections.Counter[str] = collections.Counter()
-        self.open = 0
+        self.slots = Slots("managesieve")
 
     async def listen(self, host: str | None, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
@@ -47,25 +45,15 @@ class ManageSieveServer:
 
         return await loop.create_server(factory, host, port, reuse_address=True, start_serving=True)
 
-    def _refusal(self, ip: str) -> str | None:
-        limits = self.services.get_config().managesieve
-        if self.open >= limits.max_connections:
-            return "server busy: too many connections, try again later"
-        if self.per_ip[ip] >= limits.connections_per_ip:
-            return "too many connections from your address"
-        return None
-
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ip = peer_ip(writer.transport)
         connection = Connection(reader, writer)
-        refusal = self._refusal(ip)
+        limits = self.services.get_config().managesieve
+        refusal = self.slots.admit(ip, limits.connections_per_ip, limits.max_connections)
         if refusal is not None:
-            log.info("managesieve connection from %s refused: %s", ip, refusal)
             connection.write(response("BYE", refusal, "TRYLATER"))
             await connection.close()
             return
-        self.per_ip[ip] += 1
-        self.open += 1
         session = Session(self.services, connection)
         self.sessions.add(session)
         try:
@@ -74,10 +62,7 @@ class ManageSieveServer:
             log.exception("managesieve session from %s ended with an error", ip)
         finally:
             self.sessions.discard(session)
-            self.open -= 1
-            self.per_ip[ip] -= 1
-            if self.per_ip[ip] <= 0:
-                del self.per_ip[ip]
+            self.slots.release(ip)
             await connection.close()
 
     async def close_all(self, grace: float) -> None:
