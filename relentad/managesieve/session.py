@@ -49,6 +49,8 @@ DISCARD_LIMIT = 4
 MAX_BAD = 10
 """Consecutive commands that do not parse before BYE."""
 ACCOUNT_CHECK_INTERVAL = 1.0
+MAX_REASON = 300
+"""Characters of a checker's message passed on in a NO."""
 IMPLEMENTATION = "relentad"
 
 
@@ -413,8 +415,9 @@ async def _checked(session: Session, text: str) -> str:
     warnings for OK (WARNINGS): folders it files into that do not exist yet, rules that do not run at all."""
     try:
         script = await asyncio.to_thread(rules.check, text)
-    except InvalidInput as exc:
-        raise Refused(str(exc)) from None
+    except InvalidInput as exc:  # a parse error quotes the token: a script's 1 MiB string is no answer
+        reason = str(exc)
+        raise Refused(reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + "…") from None
     notes = []
     missing = session.store.read(
         lambda conn: [f for f in script.folders() if mailboxes.find(conn, session.account_id, f) is None]

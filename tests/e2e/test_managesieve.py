@@ -221,6 +221,9 @@ def test_protocol_errors_limits_and_terminated_accounts(relentad: Daemon) -> Non
     assert raw.command(b'PUTSCRIPT "one" {%d+}\r\n%s' % (len(script), script))[-1].startswith(b"OK")
     assert raw.command('GETSCRIPT "one"')[0] == b"{%d}\r\n%s\r\n" % (len(script), script)
     assert raw.command('PUTSCRIPT "two" "fileinto \\"x\\";"')[-1].startswith(b"NO")
+    junk = b"x" * 5000
+    reply = raw.command(b"CHECKSCRIPT {%d+}\r\n%s" % (len(junk), junk))
+    assert reply[-1].startswith(b'NO "sieve: line 1: unknown command') and len(reply[-1]) < 400, "cut short"
     assert raw.command('PUTSCRIPT "bad\\\\name\x01" "keep;"')[-1].startswith(b"NO")
     assert raw.command(b'PUTSCRIPT "\xc3\xa9t\xc3\xa9" "keep;"')[-1].startswith(b"OK")
     listed = raw.command("LISTSCRIPTS")
