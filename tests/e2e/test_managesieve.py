@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import imaplib
 import json
+import random
 import smtplib
 import socket
 
@@ -13,6 +14,7 @@ import pytest
 from sievelib.managesieve import Client
 
 from relentad.crm import sieve
+from relentad.managesieve.parser import pending_literal
 from tests.e2e.conftest import MakeDaemon, provision
 from tests.support.daemon import PASSWORD, Daemon, wait_for
 from tests.support.imap import tls_client_context
@@ -289,4 +291,61 @@ def test_plaintext_on_loopback_sasl_continuations_and_the_login_timeout(make_dae
     assert daemon.stop() == 0
     assert waiting.response() == [b'BYE (TRYLATER) "server shutting down"\r\n']
     waiting.close()
+    assert "Traceback" not in daemon.log()
+
+
+TEMPLATES = [
+    b"CAPABILITY",
+    b'NOOP "tag"',
+    b"LISTSCRIPTS",
+    b'HAVESPACE "fuzz" 100',
+    b'PUTSCRIPT "fuzz" {lit}',
+    b"CHECKSCRIPT {lit}",
+    b'PUTSCRIPT "fuzz" "keep;"',
+    b'GETSCRIPT "fuzz"',
+    b'SETACTIVE "fuzz"',
+    b'SETACTIVE ""',
+    b'RENAMESCRIPT "fuzz" "fuzz2"',
+    b'RENAMESCRIPT "fuzz2" "fuzz"',
+    b'DELETESCRIPT "fuzz2"',
+]
+SCRIPTS = [b"keep;", b'require "fileinto"; fileinto "F";', b"if true {", b"discard;", "é".encode(), b"\xff\xfe"]
+
+
+def fuzzed(rng: random.Random) -> bytes:
+    """A template with consistent literals; the text around them mutated without CR/LF or new literals."""
+    text = bytearray(rng.choice(TEMPLATES))
+    for _ in range(rng.randint(0, 3)):
+        position = rng.randint(0, len(text))
+        if rng.random() < 0.5 and text:
+            del text[min(position, len(text) - 1)]
+        else:
+            text.insert(position, rng.choice(b'"\\{}+ 0123456789aZ\x00\x7f\xc3'))
+    script = rng.choice(SCRIPTS)
+    literal = b"{%d%s}\r\n%s" % (len(script), rng.choice([b"+", b""]), script)
+    command = bytes(text).replace(b"{lit}", literal, 1) + b"\r\n"
+    announced = sum(pending_literal(line) is not None for line in command.splitlines(keepends=True))
+    if announced != (b"{lit}" in text):  # the mutation announced a literal of its own: the client would owe it
+        return b"NOOP\r\n"
+    return command
+
+
+def test_fuzzed_commands_get_an_answer_never_a_traceback(make_daemon: MakeDaemon) -> None:
+    """Seeded mutations of real commands after login: each gets OK, NO or BYE (then a new session)."""
+    daemon = provision(make_daemon(managesieve=True, tls=False, settings={"auth": {"plaintext_loopback": True}}))
+    daemon.start()
+    rng = random.Random(5804)
+    raw = None
+    for _ in range(300):
+        if raw is None:
+            raw = Raw(daemon)
+            raw.login()
+        command = fuzzed(rng)
+        raw.send(command)
+        reply = raw.response()
+        assert reply[-1].split(b" ")[0].strip() in (b"OK", b"NO", b"BYE"), (command, reply)
+        if reply[-1].startswith(b"BYE"):
+            raw.close()
+            raw = None
+    assert raw is not None and raw.command("NOOP")[-1].startswith(b"OK")
     assert "Traceback" not in daemon.log()
