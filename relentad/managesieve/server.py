@@ -16,6 +16,7 @@ from ..auth.authenticator import Authenticator
 from ..config import Config
 from ..imap.connection import Connection, Slots, peer_ip
 from ..store.db import Store
+from .commands import HANDLERS
 from .parser import response
 from .session import Services, Session
 
@@ -54,7 +55,7 @@ class ManageSieveServer:
             connection.write(response("BYE", refusal, "TRYLATER"))
             await connection.close()
             return
-        session = Session(self.services, connection)
+        session = Session(self.services, connection, HANDLERS)
         self.sessions.add(session)
         try:
             await session.run()
