@@ -153,7 +153,8 @@ async def _checked(session: Session, text: str) -> str:
     """Check a script as ``relentad rules add`` does (in a thread: a 1 MiB parse must not stall the loop); the
     warnings for OK (WARNINGS): folders it files into that do not exist yet, rules that do not run at all."""
     try:
-        script = await asyncio.to_thread(rules.check, text)
+        async with session.services.checks:
+            script = await asyncio.to_thread(rules.check, text)
     except InvalidInput as exc:  # a parse error quotes the token: a script's 1 MiB string is no answer
         reason = str(exc)
         raise Refused(reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + "…") from None

@@ -22,7 +22,7 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..auth.authenticator import Authenticator, password_allowed
 from ..config import Config
@@ -47,6 +47,8 @@ DISCARD_LIMIT = 4
 MAX_BAD = 10
 """Consecutive commands that do not parse before BYE."""
 ACCOUNT_CHECK_INTERVAL = 1.0
+CONCURRENT_CHECKS = 2
+"""Worker threads checking scripts at once (a 1 MiB script takes about a second of CPU)."""
 IMPLEMENTATION = "relentad"
 
 
@@ -95,6 +97,8 @@ class Services:
     authenticator: Authenticator
     get_config: Callable[[], Config]
     get_tls: Callable[[], ssl.SSLContext | None]
+    checks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONCURRENT_CHECKS))
+    """Script checks running at once, all sessions together: a flood of 1 MiB uploads waits its turn."""
 
 
 Handler = Callable[["Session", Command], Awaitable[str | None]]
