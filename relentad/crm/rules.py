@@ -55,6 +55,12 @@ VIRTUAL = ("x-relentad-contact-tag", "x-relentad-company", "x-relentad-contact",
 _ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 USER_SUFFIX = " (user)"
 """Appended to the name of the user's own script in traces (``rules test``), to tell it from an admin rule."""
+PROGRAM = """SELECT 0 AS k, position AS p, id, name, script FROM crm_rules WHERE account_id = {account}
+             UNION ALL
+             SELECT 1, 0, id, name || {suffix}, script FROM sieve_scripts WHERE account_id = {account} AND active = 1
+             ORDER BY k, p, id"""
+"""(name, script) of an account's whole program in running order: the admin's rules, then the user's active script
+(named with ``{suffix}``, a parameter bound to :data:`USER_SUFFIX`). Both indexes answer it."""
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -355,12 +361,7 @@ def load(conn: sqlite3.Connection, account_id: int) -> list[tuple[str, Script]]:
     compiles is skipped."""
     out = []
     for name, text in conn.execute(
-        """SELECT name, script FROM (
-               SELECT 0 AS k, position AS p, id, name, script FROM crm_rules WHERE account_id = ?1
-               UNION ALL
-               SELECT 1, 0, id, name || ?2, script FROM sieve_scripts WHERE account_id = ?1 AND active = 1
-               ORDER BY k, p, id)""",
-        (account_id, USER_SUFFIX),
+        f"SELECT name, script FROM ({PROGRAM.format(account='?1', suffix='?2')})", (account_id, USER_SUFFIX)
     ):
         try:
             out.append((str(name), compiled(str(text))))

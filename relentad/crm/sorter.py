@@ -62,6 +62,22 @@ class AccountContext:
     known: contacts.Known | None
 
 
+_ACCOUNT_CONTEXT = f"""SELECT a.email,
+          (SELECT group_concat(address, char(31)) FROM aliases x
+           WHERE x.account_id = a.id AND x.address NOT LIKE '@%'),
+          (SELECT json_group_array(json_array(name, script))
+           FROM ({rules.PROGRAM.format(account="a.id", suffix="?4")})),
+          c.id, c.kind, c.confirmed, coalesce(p.name, ''), coalesce(p.domain, ''),
+          (SELECT group_concat(tag, char(31)) FROM crm_tags t WHERE t.contact_id = c.id)
+   FROM accounts a
+   LEFT JOIN crm_contacts c ON c.id = coalesce(
+       (SELECT contact_id FROM crm_addresses WHERE account_id = a.id AND address = ?2),
+       (SELECT contact_id FROM crm_addresses WHERE account_id = a.id AND address = ?3))
+   LEFT JOIN crm_companies p ON p.id = c.company_id
+   WHERE a.id = ?1"""
+"""account_context's one query (built once: it runs for every delivered message)."""
+
+
 def account_context(
     conn: sqlite3.Connection, account_id: int, extra: Sequence[str] = (), sender: str = ""
 ) -> AccountContext:
@@ -69,22 +85,7 @@ def account_context(
     of its base address for a subaddress it has not written from before: the filing will join them), in ONE
     query: this runs for every delivered message."""
     row = conn.execute(
-        """SELECT a.email,
-                  (SELECT group_concat(address, char(31)) FROM aliases x
-                   WHERE x.account_id = a.id AND x.address NOT LIKE '@%'),
-                  (SELECT json_group_array(json_array(name, script)) FROM
-                      (SELECT 0 AS k, position AS p, id, name, script FROM crm_rules WHERE account_id = a.id
-                       UNION ALL
-                       SELECT 1, 0, id, name || ?4, script FROM sieve_scripts WHERE account_id = a.id AND active = 1
-                       ORDER BY k, p, id)),
-                  c.id, c.kind, c.confirmed, coalesce(p.name, ''), coalesce(p.domain, ''),
-                  (SELECT group_concat(tag, char(31)) FROM crm_tags t WHERE t.contact_id = c.id)
-           FROM accounts a
-           LEFT JOIN crm_contacts c ON c.id = coalesce(
-               (SELECT contact_id FROM crm_addresses WHERE account_id = a.id AND address = ?2),
-               (SELECT contact_id FROM crm_addresses WHERE account_id = a.id AND address = ?3))
-           LEFT JOIN crm_companies p ON p.id = c.company_id
-           WHERE a.id = ?1""",
+        _ACCOUNT_CONTEXT,
         (account_id, sender, participants.base_address(sender), rules.USER_SUFFIX),
     ).fetchone()
     extras = {normal for normal in (participants.normalize(a) for a in extra) if normal}
