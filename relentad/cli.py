@@ -1312,16 +1312,28 @@ def rules() -> None:
 @json_option
 @pass_state
 def rules_list(state: State, email: str, as_json: bool) -> None:
-    """List the rules of EMAIL in the order they run."""
+    """List the rules of EMAIL in the order they run, then the user's own ManageSieve scripts (the active one runs
+    after the rules; the others are stored only)."""
     from .crm import rules as crm_rules
+    from .crm import userscripts
 
     with errors_as_messages(), state.read() as conn:
-        found = crm_rules.list_rules(conn, _account_id(conn, email))
+        account_id = _account_id(conn, email)
+        found = crm_rules.list_rules(conn, account_id)
+        own = userscripts.rows(conn, account_id)
     if as_json:
-        print_json([{**row, "created": iso(row["created"])} for row in found])  # type: ignore[arg-type]
+        listed = [{**row, "owner": "admin", "created": iso(row["created"])} for row in found]  # type: ignore[arg-type]
+        listed += [
+            {**row, "owner": "user", "created": iso(row["created"]), "updated": iso(row["updated"])} for row in own
+        ]
+        print_json(listed)
         return
     for row in found:
         click.echo(f"{row['position']}. {row['name']}")
+        for line in str(row["script"]).splitlines():
+            click.echo(f"    {line}")
+    for row in own:
+        click.echo(f"user's script {row['name']} ({'active: runs last' if row['active'] else 'inactive'})")
         for line in str(row["script"]).splitlines():
             click.echo(f"    {line}")
 
@@ -1346,14 +1358,19 @@ def rules_add(state: State, email: str, name: str, script: Any, position: int | 
 @rules.command("remove")
 @click.argument("email")
 @click.argument("name")
+@click.option("--user", "user_script", is_flag=True, help="Remove the user's own (ManageSieve) script NAME instead.")
 @pass_state
-def rules_remove(state: State, email: str, name: str) -> None:
-    """Remove rule NAME of EMAIL."""
+def rules_remove(state: State, email: str, name: str, user_script: bool) -> None:
+    """Remove rule NAME of EMAIL (with --user: the user's script NAME, even the active one)."""
     from .crm import rules as crm_rules
+    from .crm import userscripts
 
     with errors_as_messages(), state.write() as conn:
-        crm_rules.remove(conn, _account_id(conn, email), name)
-    click.echo(f"rule {name} removed")
+        if user_script:
+            userscripts.delete(conn, _account_id(conn, email), name, even_active=True)
+        else:
+            crm_rules.remove(conn, _account_id(conn, email), name)
+    click.echo(f"{'user script' if user_script else 'rule'} {name} removed")
 
 
 @rules.command("test")

@@ -86,6 +86,9 @@ class ListenConfig:
     )
     imap: str = setting("*:143", "IMAP with STARTTLS.", "address")
     imaps: str = setting("*:993", "IMAP over implicit TLS (not started without [tls]).", "address")
+    managesieve: str = setting(
+        "*:4190", "ManageSieve (RFC 5804) with STARTTLS: users manage their own Sieve filtering scripts.", "address"
+    )
     metrics: str = setting("", "Prometheus metrics and /healthz (keep it on loopback).", "address")
     https: str = setting(
         "*:443",
@@ -354,6 +357,22 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class ManageSieveConfig:
+    """The ManageSieve server (RFC 5804) on [listen] managesieve: users' own Sieve scripts, run after the admin's
+    rules; plaintext logins as [auth] plaintext_loopback says."""
+
+    max_scripts: int = setting(
+        20, "Scripts one account may store (one of them active); more get NO (QUOTA/MAXSCRIPTS)."
+    )
+    login_timeout: float = setting(60.0, "Time a client has to log in after connecting.", "duration")
+    idle_timeout: float = setting(
+        1800.0, "Time a logged-in client may stay silent between commands before it is told BYE.", "duration"
+    )
+    connections_per_ip: int = setting(10, "Simultaneous ManageSieve connections from one IP address; more get BYE.")
+    max_connections: int = setting(200, "Simultaneous ManageSieve connections in all; more get BYE.")
+
+
+@dataclass(frozen=True)
 class CRMConfig:
     """The CRM sorter: contacts, companies, threads and filing rules for every message received or sent."""
 
@@ -460,6 +479,7 @@ class Config:
     queue: QueueConfig = field(default_factory=QueueConfig)
     imap: IMAPConfig = field(default_factory=IMAPConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    managesieve: ManageSieveConfig = field(default_factory=ManageSieveConfig)
     crm: CRMConfig = field(default_factory=CRMConfig)
     spam: SpamConfig = field(default_factory=SpamConfig)
     path: Path | None = None
@@ -502,6 +522,7 @@ SECTIONS: dict[str, type] = {
     "queue": QueueConfig,
     "imap": IMAPConfig,
     "web": WebConfig,
+    "managesieve": ManageSieveConfig,
     "crm": CRMConfig,
     "spam": SpamConfig,
 }
@@ -608,6 +629,9 @@ def check(config: Config) -> list[str]:
         ("[imap] max_connections", config.imap.max_connections),
         ("[web] connections_per_ip", config.web.connections_per_ip),
         ("[web] max_connections", config.web.max_connections),
+        ("[managesieve] max_scripts", config.managesieve.max_scripts),
+        ("[managesieve] connections_per_ip", config.managesieve.connections_per_ip),
+        ("[managesieve] max_connections", config.managesieve.max_connections),
     ):
         if value < 1:
             problems.append(f"{name} must be at least 1")

@@ -36,6 +36,7 @@ from .config import Config, ConfigError
 from .events import Bus
 from .imap.server import ImapServer
 from .lifecycle import backup, retention
+from .managesieve.server import ManageSieveServer
 from .pipeline import Pipeline
 from .queue.dkimkeys import KeyRing
 from .queue.runner import QueueRunner
@@ -202,6 +203,7 @@ class Daemon:
         )
         imap = ImapServer(store, bus, authenticator, lambda: self.config, lambda: self.context.tls_context)
         web_server = web.WebServer(store, lambda: self.config, lambda: self.context.tls_context)
+        managesieve = ManageSieveServer(store, authenticator, lambda: self.config, lambda: self.context.tls_context)
         stop = asyncio.Event()
         # Before any listener is bound: a SIGHUP or SIGTERM arriving while we start must not kill the process
         # with the default action (a client can connect as soon as the first port is open).
@@ -219,6 +221,7 @@ class Daemon:
             metrics.DaemonView(
                 store,
                 imap_sessions=lambda: len(imap.sessions),
+                managesieve_sessions=lambda: len(managesieve.sessions),
                 smtp_sessions=lambda: {
                     "smtp": len(self.smtp_connections.open),
                     "submission": len(self.submission_connections.open),
@@ -238,6 +241,10 @@ class Daemon:
             queue_runner.start()
             await self.start_imap(imap)
             await self.start_web(web_server)
+            address = config_mod.parse_address(self.config.listen.managesieve)
+            if address is not None:
+                self.servers["managesieve"] = await managesieve.listen(address[0], address[1])
+                log.info("listening managesieve on %s", self.config.listen.managesieve)
             address = config_mod.parse_address(self.config.listen.metrics)
             if address is not None:
                 await metrics_server.start(address[0], address[1])
@@ -271,6 +278,7 @@ class Daemon:
             grace = self.config.limits.shutdown_grace
             deadline = loop.time() + grace
             imap_closing = asyncio.ensure_future(imap.close_all(grace))
+            sieve_closing = asyncio.ensure_future(managesieve.close_all(grace))
             self.smtp_connections.close_idle()
             self.submission_connections.close_idle()
             await asyncio.gather(
@@ -279,6 +287,7 @@ class Daemon:
                 queue_runner.stop(grace),
             )
             await imap_closing
+            await sieve_closing
             imap.close()
             with contextlib.suppress(TimeoutError):  # training from IMAP in flight: best effort, never blocks exit
                 await asyncio.wait_for(spam_training.drain(), max(0.0, deadline - loop.time()))

@@ -28,6 +28,7 @@ DEV_LISTEN = {
     "submissions": "127.0.0.1:2465",
     "imap": "127.0.0.1:2143",
     "imaps": "127.0.0.1:2993",
+    "managesieve": "127.0.0.1:24190",
     "metrics": "127.0.0.1:2909",
     "https": "127.0.0.1:2443",
     "http": "127.0.0.1:2080",
@@ -119,6 +120,8 @@ def _imap_help(config: config_mod.Config) -> list[str]:
         lines.append(f"  IMAP      {config.listen.imap}   (STARTTLS; plain LOGIN refused before TLS)")
     if config.listen.imaps and config.tls_enabled:
         lines.append(f"  IMAPS     {config.listen.imaps}   (implicit TLS)")
+    if config.listen.managesieve:
+        lines.append(f"  Sieve     {config.listen.managesieve}   (ManageSieve, STARTTLS: the user's own filters)")
     return lines
 
 

@@ -166,6 +166,7 @@ def records(config: Config, domain: str) -> list[Record]:
     for service, listener in (("submission", "submission"), ("submissions", "submissions"), ("imap", "imap")):
         out.append(_srv(name, host, service, _port(getattr(config.listen, listener))))
     out.append(_srv(name, host, "imaps", _port(config.listen.imaps)))
+    out.append(_srv(name, host, "sieve", _port(config.listen.managesieve)))  # RFC 5804 §1.8
     for label in ("autoconfig", "autodiscover"):
         purpose = f"{web} mail client set-up ({'Thunderbird' if label == 'autoconfig' else 'Outlook'})"
         out.append(Record(f"{label}.{name}", "CNAME", host, purpose, required=False))
@@ -183,7 +184,7 @@ def _dkim_records(keys: dkimkeys.DomainKeys, note: str, *, required: bool) -> li
 
 
 def _srv(domain: str, host: str, service: str, port: int | None) -> Record:
-    """An RFC 6186 / RFC 8314 SRV record; "0 0 0 ." says the service is not offered."""
+    """An RFC 6186 / RFC 8314 (RFC 5804 for sieve) SRV record; "0 0 0 ." says the service is not offered."""
     value = f"0 1 {port} {host}" if port else "0 0 0 ."
     return Record(f"_{service}._tcp.{domain}", "SRV", value, f"mail clients find {service} here", required=False)
 

@@ -185,6 +185,7 @@ class DaemonView:
     imap_sessions: Callable[[], int]
     smtp_sessions: Callable[[], dict[str, int]]  # listener name → open connections
     listeners: Callable[[], dict[str, bool]]  # listener name → serving
+    managesieve_sessions: Callable[[], int] = lambda: 0
 
 
 class DaemonCollector(Collector):
@@ -208,6 +209,7 @@ class DaemonCollector(Collector):
             "relentad_sessions_open", "Open client sessions, by listener.", labels=["listener"]
         )
         sessions.add_metric(["imap"], view.imap_sessions())
+        sessions.add_metric(["managesieve"], view.managesieve_sessions())
         for name, open_count in view.smtp_sessions().items():
             sessions.add_metric([name], open_count)
         yield sessions

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
 import sqlite3
@@ -40,6 +41,19 @@ from .throttle import LoginThrottle
 _CACHE_MAX = 10_000
 
 log = logging.getLogger("relentad.auth")
+
+
+def password_allowed(tls: bool, ip: str, config: AuthConfig) -> bool:
+    """May a client send a password here? Over TLS always; in plaintext only from a loopback address, and only
+    with ``[auth] plaintext_loopback`` (development and tests). The one rule for SMTP, IMAP and ManageSieve."""
+    if tls:
+        return True
+    if not config.plaintext_loopback:
+        return False
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
 
 
 class LoginFailed(RelentadError):

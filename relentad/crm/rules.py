@@ -1,7 +1,9 @@
 """Filing rules per account: storage in SQLite and evaluation of compiled Sieve scripts (:mod:`.sieve`).
 
 An account's rules run in ``position`` order at delivery, as one program: they share the RFC 5232 flag
-variable, and ``stop`` ends all of them. The outcome (:class:`Outcome`) lists the folders the message goes to,
+variable, and ``stop`` ends all of them. The account's own active script (:mod:`.userscripts`, managed by its
+user over ManageSieve) is the program's last part, after the admin's rules; its trace name ends in
+:data:`USER_SUFFIX`. The outcome (:class:`Outcome`) lists the folders the message goes to,
 each with the flags it gets; with no ``fileinto`` (or with ``keep``) it stays where earlier steps put it.
 
 relentad extensions, read with the ``header`` / ``exists`` tests as if they were header fields (they never come
@@ -54,6 +56,14 @@ from .sieve import Test as SieveTest
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 VIRTUAL = ("x-relentad-contact-tag", "x-relentad-company", "x-relentad-contact", "x-relentad-spam")
 _ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
+USER_SUFFIX = " (user)"
+"""Appended to the name of the user's own script in traces (``rules test``), to tell it from an admin rule."""
+PROGRAM = """SELECT 0 AS k, position AS p, id, name, script FROM crm_rules WHERE account_id = {account}
+             UNION ALL
+             SELECT 1, 0, id, name || {suffix}, script FROM sieve_scripts WHERE account_id = {account} AND active = 1
+             ORDER BY k, p, id"""
+"""(name, script) of an account's whole program in running order: the admin's rules, then the user's active script
+(named with ``{suffix}``, a parameter bound to :data:`USER_SUFFIX`). Both indexes answer it."""
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -383,10 +393,11 @@ def list_rules(conn: sqlite3.Connection, account_id: int) -> list[dict[str, obje
 
 
 def load(conn: sqlite3.Connection, account_id: int) -> list[tuple[str, Script]]:
-    """The account's rules, compiled (cached by text), in order; a rule that no longer compiles is skipped."""
+    """The account's rules, compiled (cached by text), in order, the user's active script last; one that no longer
+    compiles is skipped."""
     out = []
     for name, text in conn.execute(
-        "SELECT name, script FROM crm_rules WHERE account_id = ? ORDER BY position, id", (account_id,)
+        f"SELECT name, script FROM ({PROGRAM.format(account='?1', suffix='?2')})", (account_id, USER_SUFFIX)
     ):
         try:
             out.append((str(name), compiled(str(text))))

@@ -63,6 +63,22 @@ class AccountContext:
     known: contacts.Known | None
 
 
+_ACCOUNT_CONTEXT = f"""SELECT a.email,
+          (SELECT group_concat(address, char(31)) FROM aliases x
+           WHERE x.account_id = a.id AND x.address NOT LIKE '@%'),
+          (SELECT json_group_array(json_array(name, script))
+           FROM ({rules.PROGRAM.format(account="a.id", suffix="?4")})),
+          c.id, c.kind, c.confirmed, coalesce(p.name, ''), coalesce(p.domain, ''),
+          (SELECT group_concat(tag, char(31)) FROM crm_tags t WHERE t.contact_id = c.id)
+   FROM accounts a
+   LEFT JOIN crm_contacts c ON c.id = coalesce(
+       (SELECT contact_id FROM crm_addresses WHERE account_id = a.id AND address = ?2),
+       (SELECT contact_id FROM crm_addresses WHERE account_id = a.id AND address = ?3))
+   LEFT JOIN crm_companies p ON p.id = c.company_id
+   WHERE a.id = ?1"""
+"""account_context's one query (built once: it runs for every delivered message)."""
+
+
 def account_context(
     conn: sqlite3.Connection, account_id: int, extra: Sequence[str] = (), sender: str = ""
 ) -> AccountContext:
@@ -70,20 +86,8 @@ def account_context(
     of its base address for a subaddress it has not written from before: the filing will join them), in ONE
     query: this runs for every delivered message."""
     row = conn.execute(
-        """SELECT a.email,
-                  (SELECT group_concat(address, char(31)) FROM aliases x
-                   WHERE x.account_id = a.id AND x.address NOT LIKE '@%'),
-                  (SELECT json_group_array(json_array(name, script)) FROM
-                      (SELECT name, script FROM crm_rules r WHERE r.account_id = a.id ORDER BY position, id)),
-                  c.id, c.kind, c.confirmed, coalesce(p.name, ''), coalesce(p.domain, ''),
-                  (SELECT group_concat(tag, char(31)) FROM crm_tags t WHERE t.contact_id = c.id)
-           FROM accounts a
-           LEFT JOIN crm_contacts c ON c.id = coalesce(
-               (SELECT contact_id FROM crm_addresses WHERE account_id = a.id AND address = ?2),
-               (SELECT contact_id FROM crm_addresses WHERE account_id = a.id AND address = ?3))
-           LEFT JOIN crm_companies p ON p.id = c.company_id
-           WHERE a.id = ?1""",
-        (account_id, sender, participants.base_address(sender)),
+        _ACCOUNT_CONTEXT,
+        (account_id, sender, participants.base_address(sender), rules.USER_SUFFIX),
     ).fetchone()
     extras = {normal for normal in (participants.normalize(a) for a in extra) if normal}
     if row is None:

@@ -11,7 +11,6 @@ configuration and TLS context current at each use (SIGHUP applies to new command
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import ssl
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from ..events import Bus
 from ..store.db import Store
 from ..store.imapview import ReaderPool
 from .commands import HANDLERS
-from .connection import Connection
+from .connection import Connection, Slots
 from .session import Services, Session
 from .watch import ExternalChanges
 
@@ -53,8 +52,7 @@ class ImapServer:
             watcher=ExternalChanges(store.path, bus),
         )
         self.sessions: set[Session] = set()
-        self.per_ip: collections.Counter[str] = collections.Counter()
-        self.open = 0  # connections counted in per_ip, all addresses together
+        self.slots = Slots("imap")
 
     async def listen(self, host: str | None, port: int, *, implicit_tls: bool) -> asyncio.Server:
         """Bind one listener. On 993 every connection handshakes with the daemon's current context (a certificate
@@ -78,23 +76,10 @@ class ImapServer:
     def admit(self, ip: str) -> str | None:
         """Count a new connection from ``ip`` (until :meth:`release`), or the BYE text of the limit it is over."""
         limits = self.services.get_config().imap
-        refusal = None
-        if self.open >= limits.max_connections:
-            refusal = "server busy: too many connections, try again later"
-        elif self.per_ip[ip] >= limits.connections_per_ip:
-            refusal = "too many connections from your address"
-        if refusal is not None:
-            log.info("imap connection from %s refused: %s", ip, refusal)
-            return refusal
-        self.per_ip[ip] += 1
-        self.open += 1
-        return None
+        return self.slots.admit(ip, limits.connections_per_ip, limits.max_connections)
 
     def release(self, ip: str) -> None:
-        self.open -= 1
-        self.per_ip[ip] -= 1
-        if self.per_ip[ip] <= 0:
-            del self.per_ip[ip]
+        self.slots.release(ip)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Port 143: over a connection limit, BYE and close; else the session."""

@@ -25,7 +25,6 @@ import bisect
 import contextlib
 import enum
 import functools
-import ipaddress
 import logging
 import sqlite3
 import time
@@ -33,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..auth.authenticator import Authenticator
+from ..auth.authenticator import Authenticator, password_allowed
 from ..config import Config
 from ..errors import RelentadError
 from ..events import Bus, Event, MailboxChanged
@@ -206,14 +205,7 @@ class Session:
 
     def login_allowed(self) -> bool:
         """RFC 9051 §11.1: no plaintext passwords without TLS, except on loopback when the config allows it."""
-        if self.conn.tls:
-            return True
-        if not self.config.auth.plaintext_loopback:
-            return False
-        try:
-            return ipaddress.ip_address(self.peer).is_loopback
-        except ValueError:
-            return False
+        return password_allowed(self.conn.tls, self.peer, self.config.auth)
 
     def capabilities(self) -> list[str]:
         return caps.capabilities(

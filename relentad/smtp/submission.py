@@ -38,7 +38,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import ipaddress
 import logging
 import sqlite3
 import ssl
@@ -50,7 +49,7 @@ from typing import Any
 from aiosmtpd.smtp import AuthResult, Envelope
 
 from .. import addrspec, quota, quotawarn, senders, stamping, trace
-from ..auth.authenticator import Authenticator, Login, LoginFailed
+from ..auth.authenticator import Authenticator, Login, LoginFailed, password_allowed
 from ..errors import InvalidInput, SMTPReply
 from ..message import ParsedMessage
 from ..message import parse as parse_message
@@ -100,13 +99,6 @@ def ssl_object(server: Any) -> ssl.SSLObject | None:
     return found if isinstance(found, ssl.SSLObject | ssl.SSLSocket) else None  # type: ignore[return-value]
 
 
-def is_loopback(ip: str) -> bool:
-    try:
-        return ipaddress.ip_address(ip).is_loopback
-    except ValueError:
-        return False
-
-
 def received_field(
     *,
     helo: str,
@@ -153,10 +145,8 @@ class SubmissionHandler(TransactionLog):
     # -- EHLO and AUTH (RFC 4954) -------------------------------------------------------------------------------
 
     def may_authenticate(self, server: Any, session: RelentadSession) -> bool:
-        if ssl_object(server) is not None:
-            return True
         peer = session.peer[0] if session.peer else ""
-        return self.get_context().config.auth.plaintext_loopback and is_loopback(peer)
+        return password_allowed(ssl_object(server) is not None, peer, self.get_context().config.auth)
 
     async def handle_EHLO(
         self, server: Any, session: RelentadSession, envelope: Envelope, hostname: str, responses: list[str]

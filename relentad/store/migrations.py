@@ -562,6 +562,27 @@ def _m020_mta_sts_policies(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m021_sieve_user_scripts(conn: sqlite3.Connection) -> None:
+    """Each account's own Sieve scripts, managed over ManageSieve (RFC 5804): any number stored, at most one
+    active (the partial unique index), run at delivery after the admin's crm_rules. Names compare exactly."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE sieve_scripts (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            script TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1)),
+            created REAL NOT NULL,
+            updated REAL NOT NULL,
+            UNIQUE (account_id, name)
+        );
+        CREATE UNIQUE INDEX sieve_scripts_active ON sieve_scripts(account_id) WHERE active = 1;
+        """,
+    )
+
+
 def _m022_sieve_vacation(conn: sqlite3.Connection) -> None:
     """Vacation response tracking (RFC 5230 §4.2): when each sender last got each of an account's replies
     (``handle``: the rule's :handle or a hash of the reply) and when that reply's period ends; the index counts an
@@ -615,6 +636,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("018_imap_internaldate_zone", _m018_imap_internaldate_zone),
     ("019_queue_dsn", _m019_queue_dsn),
     ("020_mta_sts_policies", _m020_mta_sts_policies),
+    ("021_sieve_user_scripts", _m021_sieve_user_scripts),
     ("022_sieve_vacation", _m022_sieve_vacation),
 ]
 

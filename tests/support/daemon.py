@@ -89,6 +89,8 @@ class Daemon:
     web: bool = False  # also listen on 443-style (HTTPS) and 80-style (HTTP) ports
     https_port: int = 0
     http_port: int = 0
+    managesieve: bool = False  # also listen for ManageSieve (STARTTLS)
+    managesieve_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     wrapper: list[str] = field(default_factory=list)  # a command the daemon runs under (strace ...)
     log_path: Path = field(init=False)
@@ -106,6 +108,8 @@ class Daemon:
         if self.web:
             self.https_port = self.https_port or (free_port(self.host) if self.tls else 0)
             self.http_port = self.http_port or (free_port(self.host) if self.tls else 0)
+        if self.managesieve:
+            self.managesieve_port = self.managesieve_port or free_port(self.host)
         self.write_config()
 
     @property
@@ -126,6 +130,7 @@ class Daemon:
                 "submissions": "",
                 "imap": "",
                 "imaps": "",
+                "managesieve": "",
                 "metrics": "",
                 "https": "",
                 "http": "",
@@ -144,6 +149,8 @@ class Daemon:
             overrides["listen"]["https"] = f"{self.host}:{self.https_port}"
         if self.http_port:
             overrides["listen"]["http"] = f"{self.host}:{self.http_port}"
+        if self.managesieve_port:
+            overrides["listen"]["managesieve"] = f"{self.host}:{self.managesieve_port}"
         if self.tls:
             cert, key = self.root / "data" / "tls" / "cert.pem", self.root / "data" / "tls" / "key.pem"
             if not cert.exists():
@@ -206,7 +213,13 @@ class Daemon:
         log.close()
         try:
             wait_for_port(self.host, self.smtp_port, proc=self.proc)
-            ports = (self.submission_port, self.submissions_port, self.imap_port, self.imaps_port)
+            ports = (
+                self.submission_port,
+                self.submissions_port,
+                self.imap_port,
+                self.imaps_port,
+                self.managesieve_port,
+            )
             for port in (*ports, self.https_port, self.http_port):
                 if port:
                     wait_for_port(self.host, port, proc=self.proc)
