@@ -11,7 +11,7 @@ command table and the grammars of the remaining commands. Everything a server ne
 
 Invariants: `parse_command` raises only `ParseError` (its `tag` set whenever the tag could be read; the
 subclass `UnsupportedCharset` asks for `NO [BADCHARSET]`); command names are upper-case and `uid` is True only
-for the UID forms of COPY, MOVE, FETCH, SEARCH, STORE and EXPUNGE.
+for the UID forms of COPY, MOVE, FETCH, SEARCH, STORE, EXPUNGE and REPLACE.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ from relentad.imap.parser_mailbox import (
     parse_select,
     parse_status,
 )
+from relentad.imap.parser_replace import Replace, parse_replace, replace_target
 from relentad.imap.parser_search import (
     SearchAge,
     SearchAnd,
@@ -75,6 +76,7 @@ from relentad.imap.parser_search import (
     SearchKeyword,
     SearchModseq,
     SearchNot,
+    SearchObjectId,
     SearchOr,
     SearchSequence,
     SearchSimple,
@@ -112,6 +114,7 @@ __all__ = [
     "Partial",
     "Qresync",
     "Rename",
+    "Replace",
     "Search",
     "SearchAge",
     "SearchAnd",
@@ -121,6 +124,7 @@ __all__ = [
     "SearchKeyword",
     "SearchModseq",
     "SearchNot",
+    "SearchObjectId",
     "SearchOr",
     "SearchSequence",
     "SearchSimple",
@@ -138,6 +142,7 @@ __all__ = [
     "message_literal",
     "parse_command",
     "pending_literal",
+    "replace_target",
 ]
 
 # -- framing ----------------------------------------------------------------------------------------------------
@@ -176,14 +181,14 @@ def pending_literal(line: bytes) -> LiteralSpec | None:
     return LiteralSpec(int(digits), synchronizing, body[start - 1 : start] == b"~")
 
 
-_APPEND = re.compile(rb"[^ ]+ APPEND ", re.IGNORECASE)
-_APPEND_MAILBOX_LITERAL = re.compile(rb"[^ ]+ APPEND ~?\{[0-9]+\+?\}\r?\n?", re.IGNORECASE)
+_APPEND = re.compile(rb"[^ ]+ (?:APPEND|(?:UID )?REPLACE [^ ]+) ", re.IGNORECASE)
+_APPEND_MAILBOX_LITERAL = re.compile(rb"[^ ]+ (?:APPEND|(?:UID )?REPLACE [^ ]+) ~?\{[0-9]+\+?\}\r?\n?", re.IGNORECASE)
 
 
 def message_literal(first: bytes, *, opening: bool) -> bool:
-    """Whether a literal is a message of an APPEND: ``first`` is the command's first line, ``opening`` says the
-    literal ends that line (else it ends a line after one of the command's literals). Every literal of an APPEND
-    is a message (MULTIAPPEND has several) but the mailbox name, when it is one (``tag APPEND {5}``)."""
+    """Whether a literal is a message of an APPEND or REPLACE: ``first`` is the command's first line, ``opening``
+    says the literal ends that line (else it ends a line after one of the command's literals). Every literal of
+    an APPEND is a message (MULTIAPPEND has several) but the mailbox name, when it is one (``tag APPEND {5}``)."""
     if not _APPEND.match(first):
         return False
     return not opening or _APPEND_MAILBOX_LITERAL.fullmatch(first) is None
@@ -430,6 +435,7 @@ UID_COMMANDS: dict[str, UidHandler] = {
     "SEARCH": _search,
     "STORE": _store,
     "EXPUNGE": _expunge,
+    "REPLACE": parse_replace,
 }
 """Commands that also exist as `UID <name>`."""
 
@@ -470,7 +476,9 @@ def _command(cur: Cursor, tag: str) -> Command:
         name = cur.keyword("command after UID")
         handler = UID_COMMANDS.get(name)
         if handler is None:
-            raise ParseError(tag, f"UID {name} is not a command; use COPY, MOVE, FETCH, SEARCH, STORE, EXPUNGE")
+            raise ParseError(
+                tag, f"UID {name} is not a command; use COPY, MOVE, FETCH, SEARCH, STORE, EXPUNGE, REPLACE"
+            )
     else:
         handler = COMMANDS.get(name)
         if handler is None:
