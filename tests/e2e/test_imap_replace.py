@@ -120,3 +120,27 @@ def test_replace_counts_the_freed_message_against_the_quota(relentad: Daemon) ->
     assert raw.until("c")[-1].startswith(b"c NO [OVERQUOTA]")
     raw.close()
     assert relentad.messages(carol, "Drafts") == [bigger]
+
+
+def test_replace_of_a_message_another_session_expunged(relentad: Daemon) -> None:
+    first, second = Raw(relentad), Raw(relentad)
+    for raw in (first, second):
+        raw.login(ALICE)
+    assert run(first, "a", "APPEND Archive", draft("old"))[-1].startswith(b"a OK")
+    first.command("s", "SELECT Archive")
+    second.command("s", "SELECT Archive")
+    assert second.command("x", "STORE 1 +FLAGS.SILENT (\\Deleted)")[-1].startswith(b"x OK")
+    assert second.command("y", "EXPUNGE")[-1].startswith(b"y OK")
+    reply = run(first, "r", "REPLACE 1 Archive", draft("new"))
+    assert reply[-1].startswith(b"r NO [EXPUNGEISSUED]"), reply
+    assert relentad.messages(ALICE, "Archive") == []
+    transcript = run(second, "t", "APPEND Archive", draft("kept"))
+    assert transcript[-1].startswith(b"t OK")
+    reply = run(second, "u", "REPLACE 1 Archive", draft("kept, edited"))
+    assert [line for line in reply if line.startswith(b"* ") and not line.startswith(b"* OK")] == [
+        b"* 1 EXPUNGE\r\n",
+        b"* 1 EXISTS\r\n",
+        b"* 1 RECENT\r\n",
+    ], "one EXPUNGE for the old version, one EXISTS for the new (recent for this IMAP4rev1 session)"
+    for raw in (first, second):
+        raw.close()

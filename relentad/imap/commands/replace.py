@@ -8,7 +8,8 @@ its limit. The old message goes to the retention area like any expunged one.
 
 Invariants: nothing happens unless everything does — the append and the expunge share one write job (one
 savepoint), so a refusal (quota, the old message expunged meanwhile) leaves both mailboxes as they were. A
-message number beyond EXISTS is BAD (as for FETCH); a UID not in the mailbox is NO.
+message number beyond EXISTS is BAD (as for FETCH); a UID not in the mailbox is NO, one another session expunged
+NO [EXPUNGEISSUED] (RFC 5530).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import asyncio
 import sqlite3
 import time
 
-from ...errors import NotFound
 from ...message import parse
 from ...store import imapview, imapwrite
 from .. import virtual
@@ -56,7 +56,7 @@ async def replace(session: Session, command: Replace) -> Result:
         if not conn.execute(
             "SELECT 1 FROM messages WHERE mailbox_id = ? AND uid = ?", (view.mailbox_id, old)
         ).fetchone():
-            raise NotFound("the message was expunged meanwhile")
+            raise no("the message was expunged meanwhile", "EXPUNGEISSUED")
         modseq = imapwrite.expunge_uids(conn, view.mailbox_id, [old])  # first: its octets are free for the new one
         uid = imapwrite.append_message(
             conn,
@@ -84,19 +84,21 @@ def _target(session: Session, command: Replace) -> int:
     """The UID of the message to replace: a message number beyond EXISTS is BAD, a UID not there NO."""
     view = session.selected
     assert view is not None
-    live = [uid for uid in view.uids if uid not in view.pending_gone]
-    if command.target is None:
-        if not live:
+    if command.target is None:  # "*": the last message
+        uid = next((uid for uid in reversed(view.uids) if uid not in view.pending_gone), None)
+        if uid is None:
             raise no("the mailbox is empty")
-        return live[-1]
+        return uid
     if not command.uid:
         if command.target > len(view.uids):
             raise bad(f"invalid message sequence number {command.target}")
         uid = view.uids[command.target - 1]
     else:
         uid = command.target
-    if uid not in live:
-        raise no(f"no message with UID {uid}" if command.uid else "the message was expunged meanwhile")
+        if view.seq(uid) is None:
+            raise no(f"no message with UID {uid}")
+    if uid in view.pending_gone:
+        raise no("the message was expunged meanwhile", "EXPUNGEISSUED")
     return uid
 
 
