@@ -6,8 +6,8 @@ multipart/alternative the plain part, which comes first, wins), decoded and HTML
 :data:`LENGTH` characters. A message with no such text has the empty preview (RFC 8970 §3.1: a zero-length
 string, NIL being for a LAZY preview not yet generated).
 
-Invariants: pure and bounded — at most :data:`MAX_READ` octets of a part are decoded, whatever its size;
-never raises on malformed content (bodytext does not).
+Invariants: pure and bounded — at most :data:`MAX_READ` octets of at most :data:`MAX_PARTS` parts are decoded,
+whatever the message's size; never raises on malformed content (bodytext does not).
 """
 
 from __future__ import annotations
@@ -29,14 +29,22 @@ MAX_READ = 65536
 style sheet, say)."""
 
 
+MAX_PARTS = 16
+"""Text parts tried at most: a message of thousands of empty parts costs no more than a normal one."""
+
+
 def _candidates(tree: Part) -> list[Part]:
+    """The text/plain and text/html leaves, depth first, none inside an attachment (a forwarded message attached
+    as a file is not the text of this one)."""
     out: list[Part] = []
     stack = [tree]
-    while stack:
+    while stack and len(out) < MAX_PARTS:
         part = stack.pop()
+        if part.disposition == "attachment":
+            continue
         if part.children:
             stack.extend(reversed(part.children))
-        elif part.type == "text" and part.subtype in ("plain", "html") and part.disposition != "attachment":
+        elif part.type == "text" and part.subtype in ("plain", "html"):
             out.append(part)
     return out
 

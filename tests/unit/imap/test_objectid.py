@@ -82,6 +82,21 @@ def test_preview_skips_attachments_and_prefers_the_first_text() -> None:
     assert text_preview(raw) == "plain version"
 
 
+def test_preview_skips_an_attached_message() -> None:
+    raw = (
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n"
+        b"Subject: old\r\n\r\nforwarded text\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b--\r\n"
+    )
+    assert text_preview(raw) == "see attached"
+    many = (
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        + b"--b\r\n\r\n\r\n" * 100
+        + b"--b\r\n\r\nlate\r\n--b--\r\n"
+    )
+    assert text_preview(many) == "", "only the first parts are tried"
+
+
 def test_preview_is_bounded() -> None:
     assert len(text_preview(b"Subject: x\r\n\r\n" + b"word " * 10_000)) == LENGTH
     late = b"Content-Type: text/html\r\n\r\n<style>" + b"x" * 10_000 + b"</style><p>late text</p>\r\n"
