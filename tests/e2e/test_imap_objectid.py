@@ -206,3 +206,14 @@ def test_objectids_and_preview_in_a_crm_view(relentad: Daemon) -> None:
     found = raw.command("e", b"SEARCH EMAILID " + email[1])
     assert found[0].startswith(b"* SEARCH ") and len(found[0].split()) == 3
     raw.close()
+
+
+def test_renaming_inbox_leaves_inbox_its_id(relentad: Daemon) -> None:
+    """RFC 8474 §4.1: INBOX keeps its MAILBOXID; the mailbox its messages move to is a new one."""
+    raw = Raw(relentad)
+    raw.login("carol@example.test")
+    inbox = mailbox_id(raw, "s", "STATUS INBOX (MAILBOXID)")
+    assert raw.command("r", "RENAME INBOX Old")[-1].startswith(b"r OK")
+    assert mailbox_id(raw, "t", "STATUS INBOX (MAILBOXID)") == inbox
+    assert mailbox_id(raw, "u", "STATUS Old (MAILBOXID)") not in (inbox, b"")
+    raw.close()
