@@ -1,5 +1,5 @@
 """FETCH and UID FETCH (RFC 9051 §6.4.5, RFC 3501 §6.4.5; RFC 3516 BINARY; RFC 7162 MODSEQ, CHANGEDSINCE,
-VANISHED).
+VANISHED; RFC 8474 EMAILID, THREADID; RFC 8970 PREVIEW).
 
 How a message is served: the client sees ``prefix || blob`` (this copy's trace fields, then the stored bytes).
 ENVELOPE and BODYSTRUCTURE come from the blob's parsed structure (``blobs.structure``, written at delivery;
