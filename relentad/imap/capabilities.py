@@ -39,6 +39,9 @@ BASE = (
     "STATUS=SIZE",
     "UTF8=ACCEPT",
     "SAVEDATE",
+    "OBJECTID",
+    "PREVIEW",
+    "REPLACE",
 )
 
 ENABLEABLE = frozenset(("CONDSTORE", "QRESYNC", "IMAP4REV2", "UTF8=ACCEPT"))

@@ -11,7 +11,7 @@ command table and the grammars of the remaining commands. Everything a server ne
 
 Invariants: `parse_command` raises only `ParseError` (its `tag` set whenever the tag could be read; the
 subclass `UnsupportedCharset` asks for `NO [BADCHARSET]`); command names are upper-case and `uid` is True only
-for the UID forms of COPY, MOVE, FETCH, SEARCH, SORT, THREAD, STORE and EXPUNGE.
+for the UID forms of COPY, MOVE, FETCH, SEARCH, SORT, THREAD, STORE, EXPUNGE and REPLACE.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ from relentad.imap.parser_mailbox import (
     parse_select,
     parse_status,
 )
+from relentad.imap.parser_replace import Replace, parse_replace, replace_target
 from relentad.imap.parser_search import (
     SearchAge,
     SearchAnd,
@@ -78,6 +79,7 @@ from relentad.imap.parser_search import (
     SearchKeyword,
     SearchModseq,
     SearchNot,
+    SearchObjectId,
     SearchOr,
     SearchSequence,
     SearchSimple,
@@ -117,6 +119,7 @@ __all__ = [
     "Partial",
     "Qresync",
     "Rename",
+    "Replace",
     "Search",
     "SearchAge",
     "SearchAnd",
@@ -126,6 +129,7 @@ __all__ = [
     "SearchKeyword",
     "SearchModseq",
     "SearchNot",
+    "SearchObjectId",
     "SearchOr",
     "SearchSequence",
     "SearchSimple",
@@ -146,6 +150,7 @@ __all__ = [
     "message_literal",
     "parse_command",
     "pending_literal",
+    "replace_target",
 ]
 
 # -- framing ----------------------------------------------------------------------------------------------------
@@ -184,14 +189,14 @@ def pending_literal(line: bytes) -> LiteralSpec | None:
     return LiteralSpec(int(digits), synchronizing, body[start - 1 : start] == b"~")
 
 
-_APPEND = re.compile(rb"[^ ]+ APPEND ", re.IGNORECASE)
-_APPEND_MAILBOX_LITERAL = re.compile(rb"[^ ]+ APPEND ~?\{[0-9]+\+?\}\r?\n?", re.IGNORECASE)
+_APPEND = re.compile(rb"[^ ]+ (?:APPEND|(?:UID )?REPLACE [^ ]+) ", re.IGNORECASE)
+_APPEND_MAILBOX_LITERAL = re.compile(rb"[^ ]+ (?:APPEND|(?:UID )?REPLACE [^ ]+) ~?\{[0-9]+\+?\}\r?\n?", re.IGNORECASE)
 
 
 def message_literal(first: bytes, *, opening: bool) -> bool:
-    """Whether a literal is a message of an APPEND: ``first`` is the command's first line, ``opening`` says the
-    literal ends that line (else it ends a line after one of the command's literals). Every literal of an APPEND
-    is a message (MULTIAPPEND has several) but the mailbox name, when it is one (``tag APPEND {5}``)."""
+    """Whether a literal is a message of an APPEND or REPLACE: ``first`` is the command's first line, ``opening``
+    says the literal ends that line (else it ends a line after one of the command's literals). Every literal of
+    an APPEND is a message (MULTIAPPEND has several) but the mailbox name, when it is one (``tag APPEND {5}``)."""
     if not _APPEND.match(first):
         return False
     return not opening or _APPEND_MAILBOX_LITERAL.fullmatch(first) is None
@@ -432,6 +437,7 @@ UID_COMMANDS: dict[str, UidHandler] = {
     "THREAD": parse_thread,
     "STORE": _store,
     "EXPUNGE": _expunge,
+    "REPLACE": parse_replace,
 }
 """Commands that also exist as `UID <name>`."""
 

@@ -1,9 +1,10 @@
 """FETCH attributes: typed items and their parser (RFC 3501 §6.4.5, RFC 9051 §6.4.5, RFC 3516 BINARY,
-RFC 7162 MODSEQ, RFC 8514 SAVEDATE).
+RFC 7162 MODSEQ, RFC 8514 SAVEDATE, RFC 8474 EMAILID/THREADID, RFC 8970 PREVIEW).
 
 `FetchItem` is an attribute without section (FLAGS, ENVELOPE, BODY, RFC822.SIZE, ...); `FetchBody` is
 BODY[section]<partial>, BODY.PEEK[...], BINARY[part]<partial>, BINARY.PEEK[...] and BINARY.SIZE[part]. The
-macros ALL, FAST and FULL are expanded here, so the server only sees items.
+macros ALL, FAST and FULL are expanded here, so the server only sees items. `PREVIEW (LAZY)` is PREVIEW: the
+server has no cache to miss and always computes the preview (RFC 8970 §3.1 lets it).
 
 Invariants: names are upper-case; `reply_name()` gives the exact name the FETCH response must use (PEEK
 dropped, partial reduced to `<origin>`); BINARY sections only carry part numbers.
@@ -42,6 +43,9 @@ SIMPLE_ITEMS = frozenset(
         "UID",
         "MODSEQ",
         "SAVEDATE",
+        "EMAILID",
+        "THREADID",
+        "PREVIEW",
     )
 )
 
@@ -175,6 +179,8 @@ def _attribute(cur: Cursor) -> FetchAttribute:
         if name == "BINARY.SIZE":
             return FetchBody("BINARY.SIZE", _section(cur, binary=True))
     elif name in SIMPLE_ITEMS:
+        if name == "PREVIEW":
+            cur.skip(b" (LAZY)")  # the one preview modifier (RFC 8970 §5); "(" opens no next attribute
         return FetchItem(name)
     cur.pos = start
     raise cur.error("expected fetch attribute")

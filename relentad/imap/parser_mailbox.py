@@ -32,6 +32,7 @@ __all__ = [
     "LIST_SELECTION_OPTIONS",
     "SPECIAL_USE",
     "STATUS_ITEMS",
+    "append_message",
     "parse_append",
     "parse_create",
     "parse_list",
@@ -54,6 +55,7 @@ STATUS_ITEMS = frozenset(
         "SIZE",
         "HIGHESTMODSEQ",
         "APPENDLIMIT",
+        "MAILBOXID",
     )
 )
 LIST_SELECTION_OPTIONS = frozenset(("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"))
@@ -232,7 +234,8 @@ def parse_list(cur: Cursor, tag: str, name: str) -> List:
     )
 
 
-def _append_message(cur: Cursor) -> AppendMessage:
+def append_message(cur: Cursor) -> AppendMessage:
+    """[flag-list SP] [date-time SP] (literal / literal8 / UTF8 (literal8)): one message of APPEND or REPLACE."""
     flags: tuple[str, ...] = ()
     date: datetime | None = None
     if cur.peek() == ord("("):
@@ -256,7 +259,7 @@ def parse_append(cur: Cursor, tag: str, name: str) -> Append:
     cur.sp()
     mailbox = cur.mailbox()
     cur.sp()
-    messages = [_append_message(cur)]
+    messages = [append_message(cur)]
     while cur.more():
-        messages.append(_append_message(cur))
+        messages.append(append_message(cur))
     return Append(tag=tag, name=name, mailbox=mailbox, messages=tuple(messages))

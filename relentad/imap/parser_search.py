@@ -1,5 +1,5 @@
 """SEARCH programs: the typed key tree and its parser (RFC 3501 §6.4.4, RFC 9051 §6.4.4, RFC 7162 MODSEQ,
-RFC 5032 OLDER/YOUNGER, RFC 8514 SAVEDATE, RFC 5182 `$`).
+RFC 5032 OLDER/YOUNGER, RFC 8514 SAVEDATE, RFC 5182 `$`, RFC 8474 EMAILID/THREADID).
 
 A program is one `SearchKey`; several top-level or parenthesized keys become `SearchAnd`. Key names are
 upper-case strings so the evaluator can dispatch on them (`SearchSimple("UNSEEN")`, `SearchDate("SINCE", ...)`).
@@ -29,6 +29,7 @@ __all__ = [
     "SearchKeyword",
     "SearchModseq",
     "SearchNot",
+    "SearchObjectId",
     "SearchOr",
     "SearchSequence",
     "SearchSimple",
@@ -85,7 +86,9 @@ DATE_KEYS = frozenset(
 )
 RETURN_OPTIONS = frozenset(("MIN", "MAX", "ALL", "COUNT", "SAVE"))
 """ESEARCH / ESORT result options (RFC 4731, RFC 5182 SAVE, RFC 5267)."""
-OTHER_KEYS = frozenset(("KEYWORD", "UNKEYWORD", "LARGER", "SMALLER", "OLDER", "YOUNGER", "UID", "HEADER", "MODSEQ"))
+OTHER_KEYS = frozenset(
+    ("KEYWORD", "UNKEYWORD", "LARGER", "SMALLER", "OLDER", "YOUNGER", "UID", "HEADER", "MODSEQ", "EMAILID", "THREADID")
+)
 
 
 class UnsupportedCharset(ParseError):
@@ -175,6 +178,14 @@ class SearchModseq:
 
 
 @dataclass(frozen=True)
+class SearchObjectId:
+    """EMAILID / THREADID objectid (RFC 8474 §6): the messages with that id."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
 class SearchNot:
     key: SearchKey
 
@@ -203,6 +214,7 @@ SearchKey: TypeAlias = (
     | SearchSequence
     | SearchUid
     | SearchModseq
+    | SearchObjectId
     | SearchNot
     | SearchOr
     | SearchAnd
@@ -212,6 +224,7 @@ SearchKey: TypeAlias = (
 _SEQ_START = frozenset(b"0123456789*$")
 _HEADER_NAME_CHARS = frozenset(range(0x21, 0x7F)) - {ord(":")}
 _ENTRY_TYPES = frozenset(("priv", "shared", "all"))
+_OBJECTID_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
 class _SearchParser:
@@ -286,6 +299,11 @@ class _SearchParser:
                 cur.fail("invalid header field name")
             cur.sp()
             return SearchHeader(name.decode("ascii"), self.string())
+        if word in ("EMAILID", "THREADID"):
+            value = cur.take(_OBJECTID_CHARS)
+            if not 0 < len(value) <= 255:
+                cur.fail("expected an object id (1 to 255 letters, digits, _ and -)")
+            return SearchObjectId(word, value.decode("ascii"))
         return self.modseq()
 
     def modseq(self) -> SearchModseq:

@@ -43,7 +43,15 @@ from . import capabilities as caps
 from . import virtual
 from .connection import Connection, LineTooLong
 from .errors import ImapError, no, reply_for
-from .parser import ParseError, UnsupportedCharset, line_tag, message_literal, parse_command, pending_literal
+from .parser import (
+    ParseError,
+    UnsupportedCharset,
+    line_tag,
+    message_literal,
+    parse_command,
+    pending_literal,
+    replace_target,
+)
 from .responses import (
     Atom,
     ImapValue,
@@ -105,7 +113,7 @@ STATE_COMMANDS: dict[State, frozenset[str]] = {
     State.AUTHENTICATED: _AUTHENTICATED,
     State.SELECTED: _AUTHENTICATED
     | frozenset(("CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "SORT", "THREAD", "FETCH", "STORE", "COPY"))
-    | frozenset(("MOVE",)),
+    | frozenset(("MOVE", "REPLACE")),
     State.LOGOUT: frozenset(),
 }
 """Which commands each state allows (RFC 9051 §6.1-6.4); UID forms share their command's name."""
@@ -526,6 +534,7 @@ class Session:
         literal_limit = self.appendlimit if authenticated else PREAUTH_LITERAL
         refusal: ImapError | None = None
         total = octets = count = 0
+        freed: tuple[int, int] | None = None  # what a REPLACE expunges, counted as freed
         while (spec := pending_literal(line)) is not None:
             total += spec.size
             if refusal is None and (spec.size > literal_limit or total > 4 * literal_limit):
@@ -533,7 +542,9 @@ class Session:
                 refusal = no(f"literal larger than {literal_limit} octets", "TOOBIG")
             if refusal is None and authenticated and message_literal(parts[0], opening=len(parts) == 1):
                 octets, count = octets + spec.size, count + 1
-                refusal = self._over_quota(octets, count)
+                if freed is None:
+                    freed = self._replaced(parts[0])
+                refusal = self._over_quota(octets - freed[0], count - freed[1])
             if refusal is not None and spec.synchronizing:  # the client waits for "+": tell it now
                 self.reply(line_tag(parts[0]), refusal.status, refusal.text, refusal.code)
                 return None
@@ -551,6 +562,25 @@ class Session:
             self.reply(line_tag(parts[0]), refusal.status, refusal.text, refusal.code)
             return None
         return b"".join(parts)
+
+    def _replaced(self, first: bytes) -> tuple[int, int]:
+        """(octets, 1) of the message a REPLACE (RFC 8508) would expunge, (0, 0) for an APPEND or when the message
+        is not there (the command then fails on its own)."""
+        target = replace_target(first)
+        view = self.selected
+        if target is None or view is None or not view.uids or isinstance(view, VirtualView):
+            return 0, 0
+        uid, number = target
+        if number is None:
+            chosen = view.uids[-1]
+        elif uid:
+            chosen = number
+        elif number <= len(view.uids):
+            chosen = view.uids[number - 1]
+        else:
+            return 0, 0
+        size = self.read(lambda conn: imapwrite.size_of(conn, view.mailbox_id, [chosen]))
+        return (size, 1) if size else (0, 0)
 
     def _over_quota(self, octets: int, count: int) -> ImapError | None:
         """NO [OVERQUOTA] when ``count`` more messages of ``octets`` in all would not fit the account."""

@@ -260,6 +260,32 @@ def blob_data(conn: sqlite3.Connection, blob_id: int) -> bytes:
     return b"" if row is None else bytes(row[0])
 
 
+def blob_slice(conn: sqlite3.Connection, blob_id: int, offset: int, length: int) -> bytes:
+    """``length`` octets of a blob from ``offset``, read incrementally: a preview of a message with large
+    attachments reads its first text part, not the attachments."""
+    try:
+        with conn.blobopen("blobs", "data", blob_id, readonly=True) as blob:
+            blob.seek(min(offset, len(blob)))
+            return blob.read(max(0, length))
+    except sqlite3.Error:  # purged meanwhile
+        return b""
+
+
+def thread_ids(conn: sqlite3.Connection, account_id: int, blob_ids: Sequence[int]) -> dict[int, int]:
+    """The CRM thread of each blob the account's CRM filed (RFC 8474 THREADID); blobs it never filed are left
+    out."""
+    out: dict[int, int] = {}
+    for chunk in chunks(blob_ids):
+        out.update(
+            conn.execute(
+                f"""SELECT blob_id, thread_id FROM crm_messages
+                    WHERE account_id = ? AND thread_id IS NOT NULL AND blob_id IN ({placeholders(len(chunk))})""",
+                (account_id, *chunk),
+            ).fetchall()
+        )
+    return out
+
+
 def usage(conn: sqlite3.Connection, account_id: int) -> tuple[int, int]:
     """(octets, messages) the account's mailboxes hold: what QUOTA reports (RFC 9208 STORAGE is in KiB)."""
     return quota.disk_usage(conn, account_id)

@@ -337,10 +337,10 @@ def expunge(conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int] | Non
         gone.sort()
     if not gone:
         return [], 0
-    return gone, _expunge_uids(conn, mailbox_id, gone)
+    return gone, expunge_uids(conn, mailbox_id, gone)
 
 
-def _expunge_uids(conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int]) -> int:
+def expunge_uids(conn: sqlite3.Connection, mailbox_id: int, uids: Sequence[int]) -> int:
     """Move these messages into retention and out of the mailbox under a new modseq, which it returns."""
     modseq = mailboxes.bump_modseq(conn, mailbox_id)
     _retain(conn, mailbox_id, uids)
@@ -361,7 +361,7 @@ def expire(conn: sqlite3.Connection, mailbox_id: int, saved_before: float) -> li
         )
     ]
     if gone:
-        _expunge_uids(conn, mailbox_id, gone)
+        expunge_uids(conn, mailbox_id, gone)
     return gone
 
 

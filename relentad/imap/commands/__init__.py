@@ -7,7 +7,7 @@ session checks the per-state tables before dispatching (STYLE.md #2).
 from __future__ import annotations
 
 from ..session import Handler
-from . import append, auth, copymove, expunge, fetch, idle, mailbox, misc, quota, search, select, sort, store
+from . import append, auth, copymove, expunge, fetch, idle, mailbox, misc, quota, replace, search, select, sort, store
 
 HANDLERS: dict[str, Handler] = {
     **misc.HANDLERS,
@@ -21,6 +21,7 @@ HANDLERS: dict[str, Handler] = {
     **copymove.HANDLERS,
     **expunge.HANDLERS,
     **append.HANDLERS,
+    **replace.HANDLERS,
     **idle.HANDLERS,
     **quota.HANDLERS,
 }

@@ -25,7 +25,7 @@ INLINE_PARSE = 32_768
 """Messages up to this many octets in all are parsed on the loop thread (a thread round trip costs more)."""
 
 
-def _zone(moment: datetime | None) -> int:
+def zone_of(moment: datetime | None) -> int:
     """The date-time's zone in minutes east of UTC, kept for FETCH INTERNALDATE and SEARCH ON (no date: UTC)."""
     offset = moment.utcoffset() if moment is not None else None
     return 0 if offset is None else int(offset.total_seconds()) // 60
@@ -60,7 +60,7 @@ async def append(session: Session, command: Append) -> Result:
                 size=structure.size,
                 names=message.flags,
                 internaldate=message.date.timestamp() if message.date else now,
-                zone=_zone(message.date),
+                zone=zone_of(message.date),
             )
             for message, structure in zip(command.messages, parsed, strict=True)
         ]

@@ -1,5 +1,5 @@
 """FETCH and UID FETCH (RFC 9051 §6.4.5, RFC 3501 §6.4.5; RFC 3516 BINARY; RFC 7162 MODSEQ, CHANGEDSINCE,
-VANISHED).
+VANISHED; RFC 8474 EMAILID, THREADID; RFC 8970 PREVIEW).
 
 How a message is served: the client sees ``prefix || blob`` (this copy's trace fields, then the stored bytes).
 ENVELOPE and BODYSTRUCTURE come from the blob's parsed structure (``blobs.structure``, written at delivery;
@@ -29,9 +29,11 @@ from ...mimetree import Part
 from ...store import flags as flagmod
 from ...store import imapview, imapwrite
 from ...store.imapview import MessageRow
-from .. import virtual
+from .. import objectid, virtual
 from ..errors import bad, no
 from ..parser import Fetch, FetchAttribute, FetchBody, FetchItem
+from ..preview import preview as make_preview
+from ..preview import slicer
 from ..responses import Atom, ImapValue, Literal8, Rendered, flag_list, format_date_time, render
 from ..sequence import SequenceSet
 from ..sequence import render as render_set
@@ -51,7 +53,11 @@ INLINE_FAST = 5000
 (about 1 µs of SQL and 1 µs of formatting each), in one batch."""
 
 _DATA_ITEMS = frozenset(("RFC822", "RFC822.HEADER", "RFC822.TEXT"))
-_STRUCTURE_ITEMS = frozenset(("ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.SIZE"))
+_STRUCTURE_ITEMS = frozenset(("ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.SIZE", "PREVIEW"))
+_PREVIEWS: dict[int, str] = {}
+"""PREVIEW text by blob id (a blob's content never changes and its id is never reused, so never stale): a
+client showing a message list fetches the same previews again and again."""
+_PREVIEWS_MAX = 20_000
 
 
 class UnknownEncoding(Exception):
@@ -78,6 +84,8 @@ class Message:
         self._parsed: ParsedMessage | None = None
         self._data: bytes | None = None
         self._tree: Part | None = None
+        self.thread: int | None = None
+        """The CRM thread (THREADID), set by the batch when asked for."""
 
     def _blob(self) -> bytes:
         if self.row.data is None:
@@ -124,6 +132,28 @@ class Message:
     def section(self, attribute: FetchBody) -> bytes:
         spec = attribute.section
         return section_bytes(self.data, self.tree, spec.part, spec.text, list(spec.fields))
+
+    def preview(self) -> str:
+        """RFC 8970 PREVIEW, cached per blob. Unless the blob is loaded already or needs CRLF normalising (its
+        offsets then differ from the stored ones), only the text parts' first octets are read from the store."""
+        text = _PREVIEWS.get(self.row.blob_id)
+        if text is None:
+            parsed = self.parsed
+            if self.row.data is not None or parsed.needs_crlf:
+                blob = self._blob()
+                text = make_preview(parsed.tree, slicer(normalize_crlf(blob) if parsed.needs_crlf else blob))
+            else:
+                conn, blob_id = self.conn, self.row.blob_id
+                text = make_preview(
+                    parsed.tree,
+                    lambda part, n: imapview.blob_slice(
+                        conn, blob_id, part.body_start, min(n, part.body_end - part.body_start)
+                    ),
+                )
+            if len(_PREVIEWS) >= _PREVIEWS_MAX:
+                _PREVIEWS.clear()
+            _PREVIEWS[self.row.blob_id] = text
+        return text
 
     def binary(self, part: tuple[int, ...]) -> bytes:
         content = binary_section(self.data, self.tree, part)
@@ -218,6 +248,13 @@ def _items(msg: Message, attributes: Sequence[FetchAttribute], condstore: bool, 
             out += [Atom("RFC822.TEXT"), msg.data[msg.tree.body_start : msg.tree.body_end]]
         elif item == "SAVEDATE":  # RFC 8514 §4.1: NIL where there are no save dates (a CRM view)
             out += [Atom("SAVEDATE"), None if row.saved is None else _internaldate(row.saved)]
+        elif item == "EMAILID":  # RFC 8474 §5.1
+            out += [Atom("EMAILID"), [Atom(objectid.email_id(row.blob_id, row.prefix))]]
+        elif item == "THREADID":  # RFC 8474 §5.2: NIL when the CRM never filed the message
+            thread = objectid.thread_id(msg.thread)
+            out += [Atom("THREADID"), None if thread is None else [Atom(thread)]]
+        elif item == "PREVIEW":
+            out += [Atom("PREVIEW"), msg.preview()]
     return out
 
 
@@ -245,6 +282,7 @@ def render_batch(
     *,
     recent: set[int] | frozenset[int] = frozenset(),
     load_rows: RowLoader | None = None,
+    account_id: int = 0,
     with_data: bool,
     changed_since: int | None,
     condstore: bool,
@@ -263,6 +301,9 @@ def render_batch(
             row.saved = None  # a CRM view has no save dates of its own (SAVEDATESUPPORTED matches nothing there)
     else:
         rows = imapview.message_rows(conn, mailbox_id, uids, with_data=with_data, with_structure=structure)
+    threads: dict[int, int] = {}
+    if FetchItem("THREADID") in attributes:
+        threads = imapview.thread_ids(conn, account_id, sorted({row.blob_id for row in rows}))
     for row in rows:
         if changed_since is not None and row.modseq <= changed_since:
             continue
@@ -272,6 +313,7 @@ def render_batch(
             batch.lines.append(_fast_line(seqs[row.uid], row, attributes, condstore))
             continue
         msg = Message(conn, row)
+        msg.thread = threads.get(row.blob_id)
         try:
             items = _items(msg, attributes, condstore, utf8)
         except UnknownEncoding:
@@ -437,6 +479,7 @@ async def fetch(session: Session, command: Fetch) -> Result:
             attributes=attributes,
             recent=view.recent,
             load_rows=load_rows,
+            account_id=session.account_id,
             with_data=with_data,
             changed_since=command.changed_since,
             condstore=condstore,

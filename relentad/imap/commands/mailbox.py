@@ -14,12 +14,12 @@ from collections.abc import Callable
 from ...crm import folders
 from ...store import imapview, imapwrite
 from ...store.imapview import MailboxInfo
-from .. import virtual
+from .. import objectid, virtual
 from ..errors import bad, no
 from ..parser import Create, List, MailboxCommand, Rename, Status
 from ..parser_mailbox import SPECIAL_USE
 from ..responses import Atom, ImapValue, mailbox_value
-from ..session import Handler, Result, Session
+from ..session import Handler, Ok, Result, Session
 from ..virtual import VirtualInfo
 from . import quota
 
@@ -96,6 +96,8 @@ def status_values(session: Session, info: MailboxInfo, items: tuple[str, ...]) -
     for item in items:
         if item in values:
             out += [Atom(item), values[item]]
+        elif item == "MAILBOXID" and (mailbox_id := objectid.of_mailbox(info)) is not None:  # RFC 8474 §4.3
+            out += [Atom(item), [Atom(mailbox_id)]]
     return out
 
 
@@ -193,8 +195,11 @@ async def create(session: Session, command: Create) -> Result:
     if use is not None and use not in SPECIAL_USE.values():
         raise no(f"unknown special-use attribute {use}", "USEATTR")
     virtual.refuse_virtual(session, name)
-    await session.write(lambda c: imapwrite.create_mailbox(c, session.account_id, name, use))
-    return None
+    mailbox_id = await session.write(lambda c: imapwrite.create_mailbox(c, session.account_id, name, use))
+    info = session.read(lambda c: imapview.mailbox_by_id(c, mailbox_id))
+    if info is None:  # deleted by another session in between
+        return None
+    return Ok("CREATE completed", [Atom("MAILBOXID"), [Atom(objectid.mailbox_id(info.id, info.uidvalidity))]])
 
 
 async def delete(session: Session, command: MailboxCommand) -> Result:

@@ -1,5 +1,5 @@
 """SEARCH and UID SEARCH (RFC 9051 §6.4.4, RFC 3501 §6.4.4; RFC 4731/9051 ESEARCH; RFC 5182 SEARCHRES;
-RFC 7162 MODSEQ; RFC 5032 OLDER/YOUNGER).
+RFC 7162 MODSEQ; RFC 5032 OLDER/YOUNGER; RFC 8474 EMAILID/THREADID).
 
 The whole program becomes ONE SQL query over ``messages``: flags, keywords, dates, sizes, UID and sequence
 sets and MODSEQ are plain SQL; keys that need the message text call a Python function registered on the
@@ -33,7 +33,7 @@ from ...headers import decode_header, header_fields
 from ...message import JSON_VERSION, ParsedMessage, header_fields_of, normalize_crlf, parse
 from ...store import flags as flagmod
 from ...store import imapview
-from .. import virtual
+from .. import objectid, virtual
 from ..errors import bad
 from ..parser import (
     Command,
@@ -45,6 +45,7 @@ from ..parser import (
     SearchKeyword,
     SearchModseq,
     SearchNot,
+    SearchObjectId,
     SearchOr,
     SearchSequence,
     SearchSimple,
@@ -269,8 +270,9 @@ def _timestamp(day: date) -> float:
 class Compiler:
     """A search program → (SQL expression, parameters), collecting the Python matchers it needs."""
 
-    def __init__(self, view: Selected, saved: SequenceSet | None, now: float) -> None:
+    def __init__(self, view: Selected, saved: SequenceSet | None, now: float, account_id: int = 0) -> None:
         self.view = view
+        self.account_id = account_id
         self.saved = saved
         self.now = now
         self.matchers: list[Matcher] = []
@@ -353,6 +355,8 @@ class Compiler:
         if isinstance(key, SearchModseq):
             self.uses_modseq = True
             return "m.modseq >= ?", [key.modseq]
+        if isinstance(key, SearchObjectId):
+            return self._object_id(key)
         if isinstance(key, SearchNot):
             sql, params = self.compile(key.key)
             return f"NOT ({sql})", params
@@ -362,6 +366,25 @@ class Compiler:
             return f"(({left}) OR ({right}))", left_params + right_params
         parts = [self.compile(sub) for sub in key.keys]
         return "(" + " AND ".join(f"({sql})" for sql, _ in parts) + ")", [p for _, params in parts for p in params]
+
+    def _object_id(self, key: SearchObjectId) -> tuple[str, list[Any]]:
+        """EMAILID: the blob (indexed) and the trace fields' tag; THREADID: the blobs the CRM filed into the
+        thread. An id we never gave out matches nothing."""
+        if key.key == "EMAILID":
+            email = objectid.parse_email_id(key.value)
+            if email is None:
+                return "0", []
+            blob_id, tag = email
+            if tag is None:
+                return "(m.blob_id = ? AND length(m.prefix) = 0)", [blob_id]
+            return "(m.blob_id = ? AND length(m.prefix) > 0 AND imap_prefix_tag(m.prefix) = ?)", [blob_id, tag]
+        thread = objectid.parse_thread_id(key.value)
+        if thread is None:
+            return "0", []
+        return (
+            "m.blob_id IN (SELECT blob_id FROM crm_messages WHERE account_id = ? AND thread_id = ?)",
+            [self.account_id, thread],
+        )
 
 
 def _rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -429,6 +452,10 @@ def run_search(
         conn.create_function("imap_match", 5, imap_match)
     if folded:
         conn.create_function("imap_folded", 3, imap_folded)
+    if "imap_prefix_tag" in sql:
+        conn.create_function(
+            "imap_prefix_tag", 1, lambda prefix: objectid.prefix_tag(bytes(prefix)), deterministic=True
+        )
     if source is not None:
         query = f"SELECT {columns} FROM ({source[0]}) m {join} WHERE ({sql}) ORDER BY m.uid"
         return conn.execute(query, [*source[1], *params]).fetchall()
@@ -471,7 +498,7 @@ async def matches(
     whose work is cheap; ``cached`` False, the caller's own caches are cold, forces a worker)."""
     view = session.selected
     assert view is not None
-    compiler = Compiler(view, session.saved, time.time())
+    compiler = Compiler(view, session.saved, time.time(), session.account_id)
     sql, params = compiler.compile(key)
     if compiler.uses_modseq:
         session.enabled.add("CONDSTORE")

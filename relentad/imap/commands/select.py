@@ -13,7 +13,7 @@ import sqlite3
 
 from ...store import imapview, imapwrite
 from ...store.imapview import MailboxInfo
-from .. import virtual
+from .. import objectid, virtual
 from ..errors import bad, no
 from ..parser import NoArgs, Select
 from ..responses import Atom, mailbox_value
@@ -89,7 +89,9 @@ async def select(session: Session, command: Select) -> Result:
                 session.send(b"* OK [UNSEEN %d] first unseen message\r\n" % seq)
     session.send(
         b"* OK [UIDVALIDITY %d] UIDs valid\r\n* OK [UIDNEXT %d] predicted next UID\r\n"
-        b"* OK [HIGHESTMODSEQ %d] highest mod-sequence\r\n" % (info.uidvalidity, info.uidnext, info.highestmodseq)
+        b"* OK [HIGHESTMODSEQ %d] highest mod-sequence\r\n"
+        b"* OK [MAILBOXID (%s)] mailbox id\r\n"
+        % (info.uidvalidity, info.uidnext, info.highestmodseq, objectid.mailbox_id(info.id, info.uidvalidity).encode())
     )
     if session.rev2:
         session.untagged(Atom("LIST"), [], "/", mailbox_value(info.name, utf8=session.utf8))
@@ -109,6 +111,9 @@ def _select_virtual(session: Session, info: virtual.VirtualInfo, command: Select
     session.untagged_status("OK", "UIDs valid", [Atom("UIDVALIDITY"), info.uidvalidity])
     session.untagged_status("OK", "predicted next UID", [Atom("UIDNEXT"), info.uidnext])
     session.untagged_status("OK", "a CRM view has no mod-sequences", "NOMODSEQ")
+    view_id = objectid.of_mailbox(info)
+    if view_id is not None:
+        session.untagged_status("OK", "mailbox id", [Atom("MAILBOXID"), [Atom(view_id)]])
     if session.rev2:
         session.untagged(Atom("LIST"), [Atom("\\NoInferiors")], "/", mailbox_value(info.name, utf8=session.utf8))
     session.select(view)

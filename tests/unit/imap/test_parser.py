@@ -207,6 +207,7 @@ def test_every_command_in_the_table_is_covered() -> None:
         "AUTHENTICATE", "LOGIN", "ENABLE", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE",
         "UNSUBSCRIBE", "LIST", "LSUB", "STATUS", "APPEND", "GETQUOTA", "GETQUOTAROOT", "SETQUOTA", "ID",
         "COMPRESS", "COPY", "MOVE", "FETCH", "SEARCH", "SORT", "THREAD", "STORE", "EXPUNGE",
+        "REPLACE",
     }  # fmt: skip
 
 
