@@ -16,9 +16,9 @@ D must be a hosted domain (one indexed read of the store); anything else is 404,
 
 Invariants: a connection counts against ``[web] connections_per_ip`` and ``max_connections`` from accept to close,
 the TLS handshake included (over a limit: closed without a word, as 993 does); requests are read by
-:mod:`relentad.httpserver` within its limits (16 KiB heads, 1 MiB bodies — a CardDAV multiget of a few thousand
-hrefs —, 10 s per request, 100 per connection); nothing here writes to the store but CardDAV's login history; each request is one DEBUG line and one count in
-``relentad_http_requests_total``.
+:mod:`relentad.httpserver` within its limits (16 KiB heads, 1 MiB bodies for a CardDAV multiget of a few thousand
+hrefs, 10 s per request, 100 per connection); nothing here writes to the store but CardDAV's login history; each
+request is one DEBUG line and one count in ``relentad_http_requests_total``.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class Site:
 
     async def respond(self, request: Request, session: carddav.Session | None = None) -> Response:
         found = route(request.host, request.path, secure=self.secure)
-        if self.dav is not None and carddav.handles(request.path):
+        if self.dav is not None and carddav.handles(request):
             response, name = await self.dav.respond(request, session or carddav.Session("")), "carddav"
         elif found is None or not found[1] or not self.is_hosted(found[1]):
             response, name = httpserver.text(404, "not found"), "other"

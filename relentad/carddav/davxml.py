@@ -77,7 +77,7 @@ def _write(node: Node, out: list[str], root: bool) -> None:
     out.append(f"<{tag}{declarations}{attributes}>")
     for child in node.children:
         if isinstance(child, str):
-            out.append(escape(child))
+            out.append(escape(child, {"\r": "&#13;"}))  # a parser would turn a raw CR LF into LF (XML §2.11)
         else:
             _write(child, out, False)
     out.append(f"</{tag}>")

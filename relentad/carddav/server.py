@@ -50,8 +50,12 @@ _VCARD = "text/vcard; charset=utf-8"
 _MAX_HREFS = 5000  # hrefs in one addressbook-multiget
 
 
-def handles(path: str) -> bool:
-    """Whether a path (as requested) is CardDAV's."""
+def handles(request: Request) -> bool:
+    """Whether a request is CardDAV's: its paths, and PROPFIND or OPTIONS of "/" (where iOS and vdirsyncer look
+    for current-user-principal before trying the well-known URI)."""
+    path = request.path
+    if path == "/":
+        return request.method in ("PROPFIND", "OPTIONS")
     return path in (WELL_KNOWN, WELL_KNOWN + "/", "/dav") or path.startswith(ROOT)
 
 
@@ -73,6 +77,8 @@ class Resource:
 
 
 def resource(path: str) -> Resource | None:
+    if path == "/":
+        return Resource("root")
     parts = [unquote(part) for part in path.split("/") if part]
     if parts[:1] != ["dav"]:
         return None
@@ -149,7 +155,7 @@ class CardDav:
             return Response(exc.status, davxml.error(exc.condition, exc.message), XML_TYPE)
 
     async def _respond(self, request: Request, session: Session) -> Response:
-        if request.path.rstrip("/") in (WELL_KNOWN, "/dav"):  # RFC 6764 §5; also before a login
+        if request.path in (WELL_KNOWN, WELL_KNOWN + "/", "/dav"):  # RFC 6764 §5; also before a login
             return httpserver.text(301, ROOT, ("Location", ROOT))
         target = resource(request.path)
         if target is None:
