@@ -109,7 +109,7 @@ def dav(make_daemon: MakeDaemon) -> Dav:
 def vdirsyncer() -> list[str]:
     found = shutil.which("vdirsyncer", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
     if found is None:
-        pytest.skip("vdirsyncer is not installed (pip install -e '.[test]')")
+        pytest.skip("vdirsyncer is not installed (scripts/test installs the Debian package)")
     return [found]
 
 
