@@ -5,6 +5,7 @@ XML."""
 from __future__ import annotations
 
 import base64
+import http.client
 import os
 import shutil
 import smtplib
@@ -237,6 +238,23 @@ def test_discovery_properties_and_refusals(dav: Dav) -> None:
     )
     assert len(dav.xml("REPORT", BOOK, query.format("@BUILDER.example"), "1").findall("d:response", NS)) == 1
     assert dav.xml("REPORT", BOOK, query.format("@acme.example"), "1").findall("d:response", NS) == []
+
+    # one connection, several requests: one login (one history row), as an IMAP session
+    logins = len(daemon.query("SELECT id FROM login_history WHERE protocol = 'carddav'"))
+    connection = dav.connection("mx.example.test")
+    try:
+        for _ in range(3):
+            connection.request("PROPFIND", BOOK, propfind("d:getetag"), {"Authorization": basic(), "Depth": "1"})
+            response = connection.getresponse()
+            assert response.status == 207 and len(response.read()) > 0
+    finally:
+        connection.close()
+    assert len(daemon.query("SELECT id FROM login_history WHERE protocol = 'carddav'")) == logins + 1
+    # never over plain HTTP
+    plain = http.client.HTTPConnection(daemon.host, daemon.http_port, timeout=10)
+    plain.request("PROPFIND", BOOK, headers={"Host": "mx.example.test", "Authorization": basic(), "Depth": "0"})
+    assert plain.getresponse().status == 404
+    plain.close()
 
     status, headers, body = dav.request("OPTIONS", BOOK, auth="")
     assert status == 200 and headers["dav"] == "1, 3, addressbook" and "REPORT" in headers["allow"]
