@@ -42,7 +42,7 @@ def run(created: expat.XMLParserType, body: bytes) -> None:
     """Feed the whole ``body`` to a :func:`parser`; BadXML when it is not well-formed or not acceptable."""
     try:
         created.Parse(body, True)
-    except (expat.ExpatError, _Forbidden, ValueError, RecursionError) as exc:
+    except (expat.ExpatError, _Forbidden, ValueError, LookupError, RecursionError) as exc:  # Lookup: encoding="x"
         raise BadXML(str(exc) or type(exc).__name__) from None
 
 

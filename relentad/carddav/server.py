@@ -372,7 +372,10 @@ def _multistatus(responses: list[Node]) -> Response:
 
 def _card_uid(href: str, base: str) -> str | None:
     """The UID a multiget href names when it is a card of this book (path or absolute URL, percent-encoded)."""
-    path = unquote(urlsplit(href).path)
+    try:
+        path = unquote(urlsplit(href).path)
+    except ValueError:  # "http://[::1": not a URL
+        return None
     folder, _, name = path.rpartition("/")
     if folder + "/" != unquote(base) or not name.endswith(".vcf"):
         return None

@@ -22,6 +22,7 @@ from relentad.carddav.davxml import CARD, DAV, DavError
         b"<a>",
         b"",
         b"<a xmlns:p='x'><q:b/></a>",
+        b"<?xml version='1.0' encoding='bogus'?><a/>",
     ],
 )
 def test_safexml_refuses(body: bytes) -> None:
@@ -119,3 +120,11 @@ def test_url_layout() -> None:
     for path in ("/dav/addressbooks/a@b/other/", "/dav/addressbooks/a@b/contacts/x.ics", "/dav/x/y/z/w/v", "/x"):
         assert server.resource(path) is None, path
     assert server.book_href("a+b@c.example") == "/dav/addressbooks/a+b@c.example/contacts/"
+
+
+def test_multiget_hrefs_name_cards_of_this_book_only() -> None:
+    base = "/dav/addressbooks/a@b/contacts/"
+    assert server._card_uid("https://h:1/dav/addressbooks/a%40b/contacts/x.vcf", base) == "x"
+    assert server._card_uid(base + "x.vcf", base) == "x"
+    for href in ("http://[::1", base + "x.ics", "/dav/addressbooks/c@d/contacts/x.vcf", base + "sub/x.vcf", ""):
+        assert server._card_uid(href, base) is None, href
