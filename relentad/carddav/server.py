@@ -302,8 +302,8 @@ class CardDav:
             if limit is not None and len(cards) > limit:  # §8.6.1: truncated, said with 507 on the collection
                 out.append(davxml.gone(base, 507))
             return _multistatus(out)
-        level = report.text((DAV, "sync-level")) or "1"
-        if level not in ("1", "infinite"):  # no sub-collections: infinite is the same as 1
+        level = (report.text((DAV, "sync-level")) or "1").lower()
+        if level not in ("1", "infinite", "infinity"):  # no sub-collections: infinite is the same as 1
             raise DavError(400, f"sync-level {level}?")
         sent = report.text((DAV, "sync-token")) or ""
         since = book.parse_token(sent) if sent else None
