@@ -134,8 +134,10 @@ _ADDRESS_DATA = el(
     *(el((CARD, "address-data-type"), **{"content-type": "text/vcard", "version": v}) for v in ("3.0", "4.0")),
 )
 # RFC 4918 §9.1: allprop is the dead properties and the live ones RFC 4918 defines (not the CardDAV ones)
-_ALLPROP = {(DAV, n) for n in ("resourcetype", "displayname", "getetag", "getcontenttype", "getcontentlength")}
-_ALLPROP.add((DAV, "getlastmodified"))
+_ALLPROP = frozenset(
+    (DAV, name)
+    for name in ("resourcetype", "displayname", "getetag", "getcontenttype", "getcontentlength", "getlastmodified")
+)
 
 
 class CardDav:
