@@ -7,17 +7,16 @@ Invariants:
 - Only what is really served is offered: a listener is named when its address is set, with the port of that
   address, and TLS ones only with a certificate (``[tls]``); implicit TLS first (RFC 8314 §3). The user name is
   always the whole address, the password sent in the clear inside TLS (relentad's AUTH PLAIN/LOGIN).
-- An Autodiscover request is read by expat with no DOCTYPE at all (no entity can be declared, so no entity
-  expansion, no external entity, no "billion laughs"); the caller bounds its size.
+- An Autodiscover request is read by :mod:`relentad.safexml` (no DOCTYPE, so no entity expansion, no external
+  entity, no "billion laughs"); the caller bounds its size.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from xml.parsers import expat
 
-from . import addrspec
+from . import addrspec, safexml
 from .config import Config, parse_address
 from .errors import InvalidInput
 
@@ -84,25 +83,9 @@ class BadRequest(Exception):
     """An Autodiscover request that cannot be answered (the web listener says 400)."""
 
 
-class _Forbidden(Exception):
-    pass
-
-
-def _no_doctype(*_: object) -> None:
-    raise _Forbidden("a DOCTYPE is not accepted")
-
-
-def _no_external_entity(_context: str, _base: str | None, _system: str | None, _public: str | None) -> int:
-    raise _Forbidden("external entities are not accepted")
-
-
 def autodiscover_address(body: bytes) -> str:
     """The normalised EMailAddress of an Autodiscover POX request (BadRequest when there is none)."""
-    parser = expat.ParserCreate(namespace_separator=" ")
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    parser.StartDoctypeDeclHandler = _no_doctype  # no DTD: so no entity is ever declared or expanded
-    parser.EntityDeclHandler = _no_doctype
-    parser.ExternalEntityRefHandler = _no_external_entity
+    parser = safexml.parser()
     path: list[str] = []
     found: list[str] = []
     texts: list[str] = []
@@ -120,8 +103,8 @@ def autodiscover_address(body: bytes) -> str:
     parser.EndElementHandler = end
     parser.CharacterDataHandler = texts.append
     try:
-        parser.Parse(body, True)
-    except (expat.ExpatError, _Forbidden, ValueError) as exc:
+        safexml.run(parser, body)
+    except safexml.BadXML as exc:
         raise BadRequest(f"not an Autodiscover request: {exc}") from None
     if len(found) != 1 or not found[0]:
         raise BadRequest("the request names no EMailAddress")

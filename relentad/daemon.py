@@ -202,7 +202,7 @@ class Daemon:
             queue_runner.wake,
         )
         imap = ImapServer(store, bus, authenticator, lambda: self.config, lambda: self.context.tls_context)
-        web_server = web.WebServer(store, lambda: self.config, lambda: self.context.tls_context)
+        web_server = web.WebServer(store, lambda: self.config, lambda: self.context.tls_context, authenticator)
         managesieve = ManageSieveServer(store, authenticator, lambda: self.config, lambda: self.context.tls_context)
         stop = asyncio.Event()
         # Before any listener is bound: a SIGHUP or SIGTERM arriving while we start must not kill the process

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import addrspec
 from .config import Config, parse_address
@@ -167,6 +167,8 @@ def records(config: Config, domain: str) -> list[Record]:
         out.append(_srv(name, host, service, _port(getattr(config.listen, listener))))
     out.append(_srv(name, host, "imaps", _port(config.listen.imaps)))
     out.append(_srv(name, host, "sieve", _port(config.listen.managesieve)))  # RFC 5804 §1.8
+    carddav = _srv(name, host, "carddavs", _port(config.listen.https))
+    out.append(replace(carddav, purpose="phones find the contacts (CardDAV, RFC 6764) here"))
     for label in ("autoconfig", "autodiscover"):
         purpose = f"{web} mail client set-up ({'Thunderbird' if label == 'autoconfig' else 'Outlook'})"
         out.append(Record(f"{label}.{name}", "CNAME", host, purpose, required=False))

@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import inspect
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -239,7 +240,7 @@ def render(response: Response, *, head_only: bool = False, close: bool = True) -
     return head if head_only else head + response.body
 
 
-Handler = Callable[[Request], Response]
+Handler = Callable[[Request], Response | Awaitable[Response]]
 
 
 async def serve(
@@ -266,7 +267,8 @@ async def serve(
                 if request is None:
                     return
                 try:
-                    response = handle(request)
+                    answer = handle(request)
+                    response = await answer if inspect.isawaitable(answer) else answer
                 except Exception:
                     log.exception("http: %s %s failed", request.method, request.path)
                     response = text(500, "internal error")

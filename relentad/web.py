@@ -9,14 +9,16 @@ Routes, by the Host the client asked for (case-insensitive, port and final dot s
 - ``autodiscover.D`` or ``D`` ``POST /autodiscover/autodiscover.xml`` (path in any case):
   :func:`clientconfig.autodiscover` for the request's EMailAddress, whose domain must be hosted too; over plain
   HTTP a 302 to the same path on the HTTPS listener (Outlook's redirect step), never the settings.
+- any Host, over HTTPS only: ``/.well-known/carddav`` and ``/dav/…``, the CardDAV address books
+  (:mod:`relentad.carddav.server`; it logs in through the shared authenticator).
 D must be a hosted domain (one indexed read of the store); anything else is 404, a known path with another method
 405 with Allow.
 
 Invariants: a connection counts against ``[web] connections_per_ip`` and ``max_connections`` from accept to close,
 the TLS handshake included (over a limit: closed without a word, as 993 does); requests are read by
-:mod:`relentad.httpserver` within its limits (16 KiB heads and bodies, 10 s per request, 100 per connection);
-nothing here writes to the store; each request is one DEBUG line and one count in
-``relentad_http_requests_total``.
+:mod:`relentad.httpserver` within its limits (16 KiB heads, 1 MiB bodies for a CardDAV multiget of a few thousand
+hrefs, 10 s per request, 100 per connection); nothing here writes to the store but CardDAV's login history; each
+request is one DEBUG line and one count in ``relentad_http_requests_total``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import ssl
 from collections.abc import Callable
 
 from . import clientconfig, dnsrecords, httpserver, metrics, tls
+from .auth.authenticator import Authenticator
+from .carddav import server as carddav
 from .config import Config, parse_address
 from .httpserver import Request, Response
 from .store import accounts
@@ -36,7 +40,7 @@ from .store.db import Store
 
 log = logging.getLogger(__name__)
 
-LIMITS = httpserver.Limits(head=16384, fields=64, body=16384, timeout=10.0, requests=100)
+LIMITS = httpserver.Limits(head=16384, fields=64, body=1 << 20, timeout=10.0, requests=100)
 MTA_STS_PATH = "/.well-known/mta-sts.txt"
 AUTOCONFIG_PATH = "/mail/config-v1.1.xml"
 WELL_KNOWN_AUTOCONFIG_PATH = "/.well-known/autoconfig/mail/config-v1.1.xml"
@@ -61,15 +65,25 @@ def route(host: str, path: str, *, secure: bool) -> tuple[str, str] | None:
 class Site:
     """Answers one request from the configuration and the hosted domains."""
 
-    def __init__(self, get_config: Callable[[], Config], is_hosted: Callable[[str], bool], *, secure: bool) -> None:
+    def __init__(
+        self,
+        get_config: Callable[[], Config],
+        is_hosted: Callable[[str], bool],
+        *,
+        secure: bool,
+        dav: carddav.CardDav | None = None,
+    ) -> None:
         self.get_config = get_config
         self.is_hosted = is_hosted
         self.secure = secure
         self.listener = "https" if secure else "http"
+        self.dav = dav if secure else None  # passwords only inside TLS
 
-    def respond(self, request: Request) -> Response:
+    async def respond(self, request: Request, session: carddav.Session | None = None) -> Response:
         found = route(request.host, request.path, secure=self.secure)
-        if found is None or not found[1] or not self.is_hosted(found[1]):
+        if self.dav is not None and carddav.handles(request):
+            response, name = await self.dav.respond(request, session or carddav.Session("")), "carddav"
+        elif found is None or not found[1] or not self.is_hosted(found[1]):
             response, name = httpserver.text(404, "not found"), "other"
         else:
             name, domain = found
@@ -118,9 +132,16 @@ class WebServer:
     """Both web listeners, their connection counts and open connections (closed at shutdown)."""
 
     def __init__(
-        self, store: Store, get_config: Callable[[], Config], get_tls: Callable[[], ssl.SSLContext | None]
+        self,
+        store: Store,
+        get_config: Callable[[], Config],
+        get_tls: Callable[[], ssl.SSLContext | None],
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.store = store
+        self.dav = None
+        if authenticator is not None:
+            self.dav = carddav.CardDav(store, authenticator, lambda: get_config().server.hostname.rstrip("."))
         self.get_config = get_config
         self.get_tls = get_tls
         self.per_ip: collections.Counter[str] = collections.Counter()
@@ -132,7 +153,7 @@ class WebServer:
 
     async def listen(self, host: str | None, port: int, *, secure: bool) -> asyncio.Server:
         loop = asyncio.get_running_loop()
-        site = Site(self.get_config, self.is_hosted, secure=secure)
+        site = Site(self.get_config, self.is_hosted, secure=secure, dav=self.dav)
         if secure:
 
             def factory() -> asyncio.BaseProtocol:
@@ -174,7 +195,10 @@ class WebServer:
         """The requests of one admitted connection; its slot is given back when it ends."""
         self.writers.add(writer)
         try:
-            await httpserver.serve(reader, writer, site.respond, LIMITS, site.refused)
+            session = carddav.Session(ip)
+            await httpserver.serve(
+                reader, writer, functools.partial(site.respond, session=session), LIMITS, site.refused
+            )
         finally:
             self.writers.discard(writer)
             self.release(ip)

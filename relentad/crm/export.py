@@ -1,4 +1,5 @@
-"""Contact export: vCard 4.0 (RFC 6350) and CSV (what the csv module and spreadsheets read).
+"""Contact export: vCard 4.0 (RFC 6350) and 3.0 (RFC 2426, for CardDAV) and CSV (what the csv module and
+spreadsheets read).
 
 Invariants: vCard output is CRLF-terminated, every line folded to at most 75 octets without splitting a UTF-8
 sequence (§3.2), text values escaped (§3.4: backslash, comma, semicolon, newline), one card per contact with
@@ -66,26 +67,46 @@ def _stamp(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def vcard(account_id: int, contact: dict[str, Any]) -> str:
-    """One vCard 4.0 for a contact as :func:`relentad.crm.views.contact` returns it."""
+def uid(account_id: int, contact_id: int) -> str:
+    """The contact's vCard UID: a name-based UUID, the same in every export and over CardDAV."""
+    return str(uuid.uuid5(_NAMESPACE, f"{account_id}/{contact_id}"))
+
+
+def _structured_name(name: str) -> str:
+    """N (family;given;additional;prefixes;suffixes) guessed from a display name: "Family, Given" or the last word
+    as the family name. vCard 3.0 requires N (RFC 2426 §3.1.2) and iOS sorts by it."""
+    family, comma, given = name.partition(",")
+    if not comma:
+        given, _, family = name.rpartition(" ")
+    return f"{escape(family.strip())};{escape(given.strip())};;;"
+
+
+def vcard(account_id: int, contact: dict[str, Any], version: str = "4.0") -> str:
+    """One vCard for a contact as :func:`relentad.crm.views.contact` returns it: 4.0 (RFC 6350) or 3.0 (RFC 2426,
+    what CardDAV clients handle best). REV is the card's last change, never a message's arrival."""
     name = contact["name"] or (contact["addresses"][0] if contact["addresses"] else f"contact {contact['id']}")
-    uid = uuid.uuid5(_NAMESPACE, f"{account_id}/{contact['id']}")
-    lines = [
-        "BEGIN:VCARD",
-        "VERSION:4.0",
-        f"UID:urn:uuid:{uid}",
-        f"KIND:{_KIND.get(contact['kind'], 'individual')}",
-        f"FN:{escape(name)}",
-    ]
+    modern = version == "4.0"
+    lines = ["BEGIN:VCARD", f"VERSION:{version}"]
+    if modern:
+        lines += [f"UID:urn:uuid:{uid(account_id, contact['id'])}", f"KIND:{_KIND.get(contact['kind'], 'individual')}"]
+    else:
+        lines.append(f"UID:{uid(account_id, contact['id'])}")
+    lines.append(f"FN:{escape(name)}")
+    person = contact["kind"] == "person" and bool(contact["name"])
+    if person or not modern:
+        lines.append("N:" + (_structured_name(contact["name"]) if person else f"{escape(name)};;;;"))
     for index, address in enumerate(contact["addresses"], 1):
-        lines.append(f"EMAIL;PREF={index}:{escape(address)}" if index == 1 else f"EMAIL:{escape(address)}")
+        if modern:
+            lines.append(f"EMAIL;PREF={index}:{escape(address)}" if index == 1 else f"EMAIL:{escape(address)}")
+        else:
+            lines.append(f"EMAIL;TYPE=INTERNET{',PREF' if index == 1 else ''}:{escape(address)}")
     if contact["company"]:
         lines.append(f"ORG:{escape(contact['company'])}")
     if contact["tags"]:
         lines.append("CATEGORIES:" + ",".join(escape(tag) for tag in contact["tags"]))
     if contact["notes"]:
         lines.append(f"NOTE:{escape(contact['notes'])}")
-    revision = _stamp(contact["last_contact"])
+    revision = _stamp(contact.get("card_changed") or contact["last_contact"])
     if revision:
         lines.append(f"REV:{revision}")
     lines.append("END:VCARD")

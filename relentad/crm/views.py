@@ -18,10 +18,13 @@ from typing import Any
 from . import companies, threads
 
 _SEP = "\x1f"
+# The address book's members, as the IMAP Contacts/ folders and migration 024's triggers count them.
+IN_BOOK = "c.confirmed = 1 AND c.kind != 'bulk'"
 
 _CONTACT_SELECT = f"""
     SELECT c.id, c.name, c.kind, c.confirmed, c.notes, c.first_contact, c.last_contact, c.count_in, c.count_out,
-           c.uidvalidity, coalesce(p.name, '') AS company, coalesce(p.domain, '') AS company_domain,
+           c.uidvalidity, c.card_rev, coalesce(c.card_changed, c.created) AS card_changed,
+           coalesce(p.name, '') AS company, coalesce(p.domain, '') AS company_domain,
            (SELECT group_concat(address, '{_SEP}') FROM
                (SELECT address FROM crm_addresses a WHERE a.contact_id = c.id ORDER BY address)) AS addresses,
            (SELECT group_concat(tag, '{_SEP}') FROM
@@ -45,9 +48,13 @@ def list_contacts(
     tag: str | None = None,
     company: str | None = None,
     kind: str | None = None,
+    book: bool = False,
 ) -> list[dict[str, Any]]:
-    """Contacts of an account, most recent contact first; filtered by tag, company (name or domain), kind."""
+    """Contacts of an account, most recent contact first; filtered by tag, company (name or domain), kind, and
+    ``book``: only the members of the CardDAV address book (as of the IMAP ``Contacts/`` folders)."""
     where: list[str] = ["c.account_id = ?"]
+    if book:
+        where.append(IN_BOOK)
     params: list[object] = [account_id]
     if tag is not None:
         where.append("EXISTS (SELECT 1 FROM crm_tags t WHERE t.contact_id = c.id AND t.tag = ?)")
@@ -68,7 +75,8 @@ def list_contacts(
                          FROM (SELECT t.contact_id, t.tag FROM crm_tags t JOIN crm_contacts o ON o.id = t.contact_id
                                WHERE o.account_id = ? ORDER BY t.contact_id, t.tag) GROUP BY contact_id)
             SELECT c.id, c.name, c.kind, c.confirmed, c.notes, c.first_contact, c.last_contact, c.count_in,
-                   c.count_out, c.uidvalidity, coalesce(p.name, '') AS company,
+                   c.count_out, c.uidvalidity, c.card_rev, coalesce(c.card_changed, c.created) AS card_changed,
+                   coalesce(p.name, '') AS company,
                    coalesce(p.domain, '') AS company_domain, a.addresses, g.tags
             FROM crm_contacts c LEFT JOIN crm_companies p ON p.id = c.company_id
             LEFT JOIN addr a ON a.contact_id = c.id LEFT JOIN tag g ON g.contact_id = c.id

@@ -604,6 +604,100 @@ def _m022_sieve_vacation(conn: sqlite3.Connection) -> None:
     )
 
 
+# The address book's members (relentad.carddav): confirmed contacts that are no automatic senders, as the IMAP
+# Contacts/ folders. Each trigger below bumps the account's change counter and stamps the changed card with it.
+_IN_BOOK = "{c}.confirmed = 1 AND {c}.kind != 'bulk'"
+_NOW = "(julianday('now') - 2440587.5) * 86400.0"
+
+
+def _bump(account: str, where: str) -> str:
+    """Trigger statements: one more change for ``account``; the cards ``where`` selects carry it."""
+    return f"""
+        INSERT INTO carddav_sync (account_id, counter) VALUES ({account}, 1)
+            ON CONFLICT (account_id) DO UPDATE SET counter = counter + 1;
+        UPDATE crm_contacts SET card_rev = (SELECT counter FROM carddav_sync WHERE account_id = {account}),
+                                card_changed = {_NOW}
+            WHERE {where};"""
+
+
+def _m024_carddav_sync(conn: sqlite3.Connection) -> None:
+    """CardDAV sync (RFC 6578): a per-account change counter (``carddav_sync``; the sync token and CTag are its
+    value), the counter value and time of each card's last change (``crm_contacts.card_rev``, ``card_changed``) and
+    tombstones of cards deleted (``carddav_removed``: merged away, or gone with their data).
+
+    Triggers keep them, so every writer of the CRM (delivery, the CLI's edits, merges, company renames, retention)
+    is covered without knowing about CardDAV. Only what a card shows counts (name, kind, notes, company and its
+    name, addresses, tags, membership) and only for cards in the address book or leaving it: delivery's counts and
+    times never fire one, so the hot path pays a WHEN test at most. A card leaving the book (kind becomes bulk) keeps
+    its row and is reported removed by its newer ``card_rev``; a deleted one leaves a tombstone."""
+    contact = _IN_BOOK.format(c="c")
+    execute_script(
+        conn,
+        f"""
+        ALTER TABLE crm_contacts ADD COLUMN card_rev INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE crm_contacts ADD COLUMN card_changed REAL;
+        CREATE INDEX crm_contacts_card_rev ON crm_contacts(account_id, card_rev);
+        -- no foreign keys: the triggers of an account's contacts, deleted with it, write here; the account's
+        -- own trigger clears both after
+        CREATE TABLE carddav_sync (
+            account_id INTEGER PRIMARY KEY,
+            counter INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE carddav_removed (
+            account_id INTEGER NOT NULL,
+            contact_id INTEGER NOT NULL,
+            rev INTEGER NOT NULL,
+            PRIMARY KEY (account_id, contact_id)
+        ) WITHOUT ROWID;
+        CREATE TRIGGER carddav_contact_added AFTER INSERT ON crm_contacts
+            WHEN {_IN_BOOK.format(c="new")}
+        BEGIN {_bump("new.account_id", "id = new.id")}
+        END;
+        CREATE TRIGGER carddav_contact_changed AFTER UPDATE OF name, kind, confirmed, notes, company_id ON crm_contacts
+            WHEN ({_IN_BOOK.format(c="old")} OR {_IN_BOOK.format(c="new")})
+                 AND (old.name IS NOT new.name OR old.kind IS NOT new.kind OR old.confirmed IS NOT new.confirmed
+                      OR old.notes IS NOT new.notes OR old.company_id IS NOT new.company_id)
+        BEGIN {_bump("new.account_id", "id = new.id")}
+        END;
+        CREATE TRIGGER carddav_contact_deleted AFTER DELETE ON crm_contacts
+            WHEN {_IN_BOOK.format(c="old")}
+        BEGIN
+            INSERT INTO carddav_sync (account_id, counter) VALUES (old.account_id, 1)
+                ON CONFLICT (account_id) DO UPDATE SET counter = counter + 1;
+            INSERT OR REPLACE INTO carddav_removed (account_id, contact_id, rev)
+                VALUES (old.account_id, old.id, (SELECT counter FROM carddav_sync WHERE account_id = old.account_id));
+        END;
+        CREATE TRIGGER carddav_account_deleted AFTER DELETE ON accounts
+        BEGIN
+            DELETE FROM carddav_sync WHERE account_id = old.id;
+            DELETE FROM carddav_removed WHERE account_id = old.id;
+        END;
+        CREATE TRIGGER carddav_company_renamed AFTER UPDATE OF name ON crm_companies
+            WHEN old.name IS NOT new.name
+                 AND EXISTS (SELECT 1 FROM crm_contacts c WHERE c.company_id = new.id AND {contact})
+        BEGIN {_bump("new.account_id", f"company_id = new.id AND {_IN_BOOK.format(c='crm_contacts')}")}
+        END;
+        """,
+    )
+    for table, account in (("crm_addresses", "{r}.account_id"), ("crm_tags", None)):
+        for event, row in (("INSERT", "new"), ("DELETE", "old"), ("UPDATE OF contact_id", "new")):
+            owner = (
+                account.format(r=row)
+                if account
+                else f"(SELECT account_id FROM crm_contacts WHERE id = {row}.contact_id)"
+            )
+            name = f"carddav_{table.removeprefix('crm_')}_{event.split()[0].lower()}"
+            execute_script(
+                conn,
+                f"""
+                CREATE TRIGGER {name} AFTER {event} ON {table}
+                    WHEN EXISTS (SELECT 1 FROM crm_contacts c WHERE c.id = {row}.contact_id AND {contact})
+                BEGIN {_bump(owner, f"id = {row}.contact_id")}
+                END;
+                """,
+            )
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -638,6 +732,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("020_mta_sts_policies", _m020_mta_sts_policies),
     ("021_sieve_user_scripts", _m021_sieve_user_scripts),
     ("022_sieve_vacation", _m022_sieve_vacation),
+    ("024_carddav_sync", _m024_carddav_sync),
 ]
 
 

@@ -86,6 +86,7 @@ def test_autodiscover_address_is_read_and_normalised() -> None:
         b'<!DOCTYPE a [<!ENTITY % p SYSTEM "http://127.0.0.1:1/x.dtd"> %p;]><Autodiscover/>',
         b'<!DOCTYPE a SYSTEM "http://127.0.0.1:1/x.dtd"><Autodiscover/>',
         b"<Autodiscover><Request><EMailAddress>&undefined;</EMailAddress></Request></Autodiscover>",
+        b"<?xml version='1.0' encoding='bogus'?><Autodiscover/>",  # was a LookupError: 500 and a traceback
     ],
 )
 def test_bad_autodiscover_requests_are_refused(body: bytes) -> None:

@@ -1,0 +1,84 @@
+"""The CardDAV address book on a real database (relentad.carddav.book and migration 024's triggers): who is in it,
+what each sync token reports as changed and removed, and that delivery's counters leave the cards alone."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from relentad.carddav import book
+from relentad.crm import companies, contacts, export
+from relentad.crm.participants import IN, OUT
+from relentad.store import db
+from tests.unit.crm.test_contacts import file, person
+
+
+def delta(conn: sqlite3.Connection, account_id: int, since: int) -> tuple[list[str], list[str]]:
+    """(names changed, UIDs removed) since counter ``since``."""
+    found = book.changes(conn, account_id, since)
+    assert found is not None
+    return [c.values["FN"][0] for c in found.changed], found.removed
+
+
+def test_sync_reports_what_cards_show_and_nothing_else(conn: sqlite3.Connection, account_id: int) -> None:
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("bob@acme.example", "Bob Stone")], OUT)  # written to: confirmed
+        file(conn, account_id, 2, [person("eve@else.example", "Eve")])  # only received from: not in the book
+    assert [c.values["FN"] for c in book.cards(conn, account_id)] == [["Bob Stone"]]
+    bob = contacts.resolve(conn, account_id, "bob@acme.example")
+    start = book.counter(conn, account_id)
+    etag = book.cards(conn, account_id)[0].etag
+    with db.transaction(conn):  # more mail: counts and times change, the card does not
+        file(conn, account_id, 3, [person("bob@acme.example", "Bob Stone")], IN)
+        file(conn, account_id, 4, [person("eve@else.example", "Eve")])
+    assert book.counter(conn, account_id) == start and book.cards(conn, account_id)[0].etag == etag
+    assert delta(conn, account_id, start) == ([], [])
+
+    with db.transaction(conn):
+        contacts.rename(conn, account_id, bob, "Robert Stone")
+    assert delta(conn, account_id, start) == (["Robert Stone"], [])
+    second = book.counter(conn, account_id)
+    assert book.cards(conn, account_id)[0].etag != etag
+    with db.transaction(conn):
+        contacts.tag(conn, bob, ["vip"])
+        company = companies.resolve(conn, account_id, "acme.example")
+        companies.rename(conn, account_id, company, "ACME Ltd")
+    assert delta(conn, account_id, second) == (["Robert Stone"], [])
+    assert b"ORG:ACME Ltd\r\n" in book.cards(conn, account_id)[0].data
+
+    third = book.counter(conn, account_id)
+    eve = contacts.resolve(conn, account_id, "eve@else.example")
+    with db.transaction(conn):
+        contacts.add_note(conn, eve, "met at the fair", now=0)  # confirms her: she joins
+    assert delta(conn, account_id, third) == (["Eve"], [])
+    fourth = book.counter(conn, account_id)
+    with db.transaction(conn):
+        contacts.merge(conn, account_id, bob, eve)
+    assert delta(conn, account_id, fourth) == (["Robert Stone"], [export.uid(account_id, eve)])
+    assert delta(conn, account_id, third) == (["Robert Stone"], [export.uid(account_id, eve)])
+
+    fifth = book.counter(conn, account_id)
+    with db.transaction(conn):  # an automatic sender leaves the book: reported removed, though its row stays
+        conn.execute("UPDATE crm_contacts SET kind = 'bulk' WHERE id = ?", (bob,))
+    assert delta(conn, account_id, fifth) == ([], [export.uid(account_id, bob)])
+    assert book.cards(conn, account_id) == []
+    assert book.changes(conn, account_id, book.counter(conn, account_id) + 1) is None  # a token from elsewhere
+
+
+def test_sync_tokens_round_trip() -> None:
+    assert book.parse_token(book.token(42)) == 42
+    for text in ("", "urn:relentad:sync:", "urn:relentad:sync:-1", "urn:relentad:sync:1x", "http://x/sync/1"):
+        assert book.parse_token(text) is None, text
+    assert book.parse_token("urn:relentad:sync:" + "9" * 19) is None
+
+
+def test_vcard_3_0_for_carddav(conn: sqlite3.Connection, account_id: int) -> None:
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("jo@acme.example", "Doe, Jo;hn")], OUT)
+        contacts.tag(conn, contacts.resolve(conn, account_id, "jo@acme.example"), ["a;b", "c"])
+    (card,) = book.cards(conn, account_id)
+    lines = card.data.decode().split("\r\n")
+    assert lines[:2] == ["BEGIN:VCARD", "VERSION:3.0"] and lines[-2:] == ["END:VCARD", ""]
+    assert f"UID:{card.uid}" in lines and card.name == f"{card.uid}.vcf"
+    assert "FN:Doe\\, Jo\\;hn" in lines and "N:Doe;Jo\\;hn;;;" in lines and "CATEGORIES:a\\;b,c" in lines
+    assert "EMAIL;TYPE=INTERNET,PREF:jo@acme.example" in lines and not any(x.startswith("KIND") for x in lines)
+    assert card.values["EMAIL"] == ["jo@acme.example"] and card.values["CATEGORIES"] == ["a;b", "c"]
