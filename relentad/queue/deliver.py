@@ -375,7 +375,7 @@ async def attempt(
     (the system's CAs plus ``[queue] ca_file``), for the smarthost and for MTA-STS."""
     results: dict[str, Outcome] = {}
     last_error, last_remote = "no host could be reached", ""
-    verified = verified or mtasts.verified_context(None)
+    verified = verified or mtasts.verified_context(None, cn_fallback=smarthost is not None)
     if smarthost is not None or (policy is not None and policy.mode == "none"):
         policy = None
 

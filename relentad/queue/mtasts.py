@@ -160,30 +160,36 @@ def mx_matches(pattern: str, host: str) -> bool:
 # -- fetching --------------------------------------------------------------------------------------------------
 
 
-def verified_context(ca_file: Path | None) -> ssl.SSLContext:
+def verified_context(ca_file: Path | None, *, cn_fallback: bool = False) -> ssl.SSLContext:
     """A client context that verifies chain and host name against the system's CAs plus ``ca_file``'s; cached per
     file version (loading the system store costs milliseconds). A ``ca_file`` that went missing or bad since the
-    configuration was checked is logged and left out: the system's CAs still verify, and delivery goes on."""
+    configuration was checked is logged and left out: the system's CAs still verify, and delivery goes on.
+
+    The host name must be a DNS name in the certificate's subjectAltName (RFC 8461 §4.2, for the MX and the policy
+    host alike); OpenSSL's fallback to the subject's CN, for certificates without a DNS SAN, only with
+    ``cn_fallback`` (the smarthost, verified as Postfix's "secure" level does)."""
     try:
         stamp = ca_file.stat().st_mtime_ns if ca_file is not None else 0
     except OSError:
         stamp = -1
-    key = (str(ca_file or ""), stamp)
+    key = (str(ca_file or ""), stamp, cn_fallback)
     context = _CONTEXTS.get(key)
     if context is None:
         context = ssl.create_default_context()
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.hostname_checks_common_name = cn_fallback
         if ca_file is not None:
             try:
                 context.load_verify_locations(cafile=str(ca_file))
             except (OSError, ssl.SSLError) as exc:
                 log.error("queue: [queue] ca_file %s not loaded, only the system's CAs are trusted: %s", ca_file, exc)
-        _CONTEXTS.clear()
+        for old in [k for k in _CONTEXTS if k[:2] != key[:2]]:  # another file version: never used again
+            del _CONTEXTS[old]
         _CONTEXTS[key] = context
     return context
 
 
-_CONTEXTS: dict[tuple[str, int], ssl.SSLContext] = {}
+_CONTEXTS: dict[tuple[str, int, bool], ssl.SSLContext] = {}
 
 
 async def fetch(

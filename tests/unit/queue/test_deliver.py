@@ -235,6 +235,20 @@ async def test_mta_sts_certificate_for_another_name(
         assert sink.tls[sink.commands.index("DATA")], "still over (unverified) TLS"
 
 
+async def test_mta_sts_enforce_needs_the_name_in_the_certificates_subject_alt_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """RFC 8461 §4.2: a DNS-ID in the SAN; a certificate naming the MX only in its subject's CN does not verify."""
+    ca = TestCA(tmp_path / "ca")
+    sink = Sink()
+    async with serving(sink, tls_context=ca.server_context("mx.c.test", san=False)) as port:
+        verified = mtasts.verified_context(ca.pem)
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], policy=_policy("enforce"), verified=verified)
+    assert outcomes["bob@c.test"].state == "deferred"
+    assert outcomes["bob@c.test"].reply.startswith("451 4.7.5 MTA-STS policy of c.test: mx.c.test[127.0.0.1]: certif")
+    assert "MAIL FROM:<alice@a.test>" not in sink.commands
+
+
 async def test_mta_sts_enforce_skips_hosts_outside_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     sink = Sink()
     async with serving(sink) as port:
