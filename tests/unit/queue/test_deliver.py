@@ -249,6 +249,20 @@ async def test_mta_sts_enforce_needs_the_name_in_the_certificates_subject_alt_na
     assert "MAIL FROM:<alice@a.test>" not in sink.commands
 
 
+async def test_mta_sts_enforce_never_falls_back_to_plain_text_after_a_refused_ehlo(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """HELO has no STARTTLS: under enforce the host is not used, whatever the STARTTLS-capable server says."""
+    server, client = _ca_context(tmp_path, "mx.c.test")
+    sink = Sink(refuse_ehlo="502 5.5.1 EHLO not implemented")
+    async with serving(sink, tls_context=server) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], policy=_policy("enforce"), verified=client)
+    assert outcomes["bob@c.test"].reply == (
+        "451 4.7.5 MTA-STS policy of c.test: mx.c.test[127.0.0.1] does not offer STARTTLS"
+    )
+    assert sink.commands == ["EHLO mx.a.test", "HELO mx.a.test"]
+
+
 async def test_mta_sts_enforce_skips_hosts_outside_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     sink = Sink()
     async with serving(sink) as port:
