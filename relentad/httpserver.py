@@ -32,6 +32,8 @@ _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
 _TARGET = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: a request-target has no spaces, controls or raw 8-bit
 _ABSOLUTE = re.compile(r"^https?://([^/?#]*)(.*)$", re.IGNORECASE)
+# uri-host [":" port] (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP literal or a reg-name, no userinfo, no white space
+_AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 _FIELD_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")  # obs-text allowed, controls but HTAB not
 _MAX_BLANK_LINES = 8  # empty lines ignored before a request line (RFC 9112 §2.2: at least one)
 
@@ -88,7 +90,7 @@ class Request:
         else the Host field (RFC 9112 §3.2.2); "" when there is none."""
         absolute = _ABSOLUTE.match(self.target)
         authority = absolute.group(1) if absolute is not None else (self.field("host") or "")
-        authority = authority.rpartition("@")[2].strip().lower()
+        authority = authority.lower()
         if authority.startswith("["):  # an IPv6 literal, with or without a port
             return authority.partition("]")[0] + "]"
         return authority.partition(":")[0].rstrip(".")
@@ -216,6 +218,11 @@ async def read_request(
     hosts = [value for name, value in request.fields if name == "host"]
     if len(hosts) > 1 or (version >= (1, 1) and not hosts):
         raise HTTPError(400, "a request needs one Host field")  # RFC 9112 §3.2
+    authorities = list(hosts)
+    if (absolute := _ABSOLUTE.match(target)) is not None:
+        authorities.append(absolute.group(1))
+    if not all(_AUTHORITY.fullmatch(authority) for authority in authorities):
+        raise HTTPError(400, "bad Host")  # RFC 9112 §3.2: a Host field with an invalid value is a 400
     length = content_length(request)
     if length > limits.body:
         raise HTTPError(413, "content too large")
