@@ -44,12 +44,13 @@ async def attempt(
     dsn: deliver.Dsn = deliver.NO_DSN,
     policy: mtasts.Policy | None = None,
     verified: ssl.SSLContext | None = None,
+    ips: tuple[str, ...] = ("127.0.0.1",),
 ) -> dict[str, deliver.Outcome]:
     async def mx_hosts(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
         return ["mx.c.test"]
 
     async def addresses(resolver: dns.asyncresolver.Resolver, host: str) -> list[str]:
-        return ["127.0.0.1"]
+        return list(ips)
 
     monkeypatch.setattr(relentad_dns, "mx_hosts", mx_hosts)
     monkeypatch.setattr(deliver, "_addresses", addresses)
@@ -271,6 +272,14 @@ async def test_mta_sts_enforce_skips_hosts_outside_the_policy(monkeypatch: pytes
         "451 4.7.5 MTA-STS policy of c.test: MX host mx.c.test matches none of the policy's mx (*.elsewhere.test)"
     )
     assert sink.commands == []
+
+
+async def test_mta_sts_testing_never_gives_the_reason_a_message_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A testing policy only reports: an MX outside it is not what the delay notice says when the MX has no
+    address (or whatever else really keeps the message)."""
+    policy = _policy("testing", mx="*.other.test")
+    outcomes = await attempt(monkeypatch, 0, ["bob@c.test"], policy=policy, ips=())
+    assert outcomes["bob@c.test"].reply == "451 4.4.1 no host could be reached"
 
 
 async def test_mta_sts_mode_none_is_as_without_a_policy(monkeypatch: pytest.MonkeyPatch) -> None:
