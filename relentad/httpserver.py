@@ -10,8 +10,9 @@ Invariants:
   body is refused with 411: no client of these endpoints needs one), each request within :attr:`Limits.timeout`,
   a connection to :attr:`Limits.requests` requests (HTTP/1.1 keep-alive; HTTP/1.0 only when it asks).
 - Lines may end in CRLF or a bare LF (RFC 9112 §2.2: ``printf … | nc`` sends those). Responses are HTTP/1.1 with
-  Date, Content-Length and, when the connection ends, ``Connection: close``; a HEAD response has GET's fields and
-  no content (RFC 9110 §9.3.2).
+  Date, Content-Length and, when the connection ends, ``Connection: close`` (``keep-alive`` when an HTTP/1.0
+  connection is kept); a HEAD response has GET's fields and no content (RFC 9110 §9.3.2). A kept-alive connection
+  left idle ends without a response.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
 _TARGET = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: a request-target has no spaces, controls or raw 8-bit
 _ABSOLUTE = re.compile(r"^https?://([^/?#]*)(.*)$", re.IGNORECASE)
+# uri-host [":" port] (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP literal or a reg-name, no userinfo, no white space
+_AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 _FIELD_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")  # obs-text allowed, controls but HTAB not
 _MAX_BLANK_LINES = 8  # empty lines ignored before a request line (RFC 9112 §2.2: at least one)
 
@@ -88,7 +91,7 @@ class Request:
         else the Host field (RFC 9112 §3.2.2); "" when there is none."""
         absolute = _ABSOLUTE.match(self.target)
         authority = absolute.group(1) if absolute is not None else (self.field("host") or "")
-        authority = authority.rpartition("@")[2].strip().lower()
+        authority = authority.lower()
         if authority.startswith("["):  # an IPv6 literal, with or without a port
             return authority.partition("]")[0] + "]"
         return authority.partition(":")[0].rstrip(".")
@@ -177,10 +180,14 @@ async def _line(reader: asyncio.StreamReader, first: bool) -> bytes | None:
 
 
 async def read_request(
-    reader: asyncio.StreamReader, limits: Limits, writer: asyncio.StreamWriter | None = None
+    reader: asyncio.StreamReader,
+    limits: Limits,
+    writer: asyncio.StreamWriter | None = None,
+    started: Callable[[], object] | None = None,
 ) -> Request | None:
     """The next request on the connection; None when the client closed it between requests. ``writer``, if given,
-    gets ``100 Continue`` when the client waits for it before sending the body (RFC 9110 §10.1.1)."""
+    gets ``100 Continue`` when the client waits for it before sending the body (RFC 9110 §10.1.1); ``started``, if
+    given, is called when the request line has come."""
     line = await _line(reader, first=True)
     blank = 0
     while line == b"":
@@ -190,6 +197,8 @@ async def read_request(
         line = await _line(reader, first=True)
     if line is None:
         return None
+    if started is not None:
+        started()
     if len(line) > limits.head:
         raise HTTPError(414, "request line too long")
     method, target, version = parse_request_line(line)
@@ -210,6 +219,11 @@ async def read_request(
     hosts = [value for name, value in request.fields if name == "host"]
     if len(hosts) > 1 or (version >= (1, 1) and not hosts):
         raise HTTPError(400, "a request needs one Host field")  # RFC 9112 §3.2
+    authorities = list(hosts)
+    if (absolute := _ABSOLUTE.match(target)) is not None:
+        authorities.append(absolute.group(1))
+    if not all(_AUTHORITY.fullmatch(authority) for authority in authorities):
+        raise HTTPError(400, "bad Host")  # RFC 9112 §3.2: a Host field with an invalid value is a 400
     length = content_length(request)
     if length > limits.body:
         raise HTTPError(413, "content too large")
@@ -225,8 +239,9 @@ async def read_request(
     return Request(method, target, version, request.fields, body)
 
 
-def render(response: Response, *, head_only: bool = False, close: bool = True) -> bytes:
-    """The response on the wire; ``head_only`` for HEAD (fields as for GET, no content)."""
+def render(response: Response, *, head_only: bool = False, close: bool = True, keep_alive: bool = False) -> bytes:
+    """The response on the wire; ``head_only`` for HEAD (fields as for GET, no content); ``keep_alive`` says so,
+    which an HTTP/1.0 client needs to keep the connection (RFC 9112 §9.3)."""
     lines = [
         f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}",
         f"Date: {email.utils.formatdate(usegmt=True)}",
@@ -236,6 +251,8 @@ def render(response: Response, *, head_only: bool = False, close: bool = True) -
     ]
     if close:
         lines.append("Connection: close")
+    elif keep_alive:
+        lines.append("Connection: keep-alive")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head if head_only else head + response.body
 
@@ -251,13 +268,23 @@ async def serve(
     on_error: Callable[[HTTPError], None] | None = None,
 ) -> None:
     """Answer the requests of one connection with ``handle`` until the client or a limit ends it, then close.
-    ``on_error`` sees each request refused before it reached ``handle`` (for logs and metrics)."""
+    ``on_error`` sees each request refused before it reached ``handle`` (for logs and metrics). A kept-alive
+    connection idle for :attr:`Limits.timeout` is closed without a word (RFC 9112 §9.5): a 408 would cross the
+    client's next request and be read as its answer."""
     try:
         for count in range(1, limits.requests + 1):
+            begun = count == 1
+
+            def start() -> None:
+                nonlocal begun
+                begun = True
+
             try:
                 async with asyncio.timeout(limits.timeout):
-                    request = await read_request(reader, limits, writer)
+                    request = await read_request(reader, limits, writer, start)
             except TimeoutError:
+                if not begun:
+                    return
                 request, response = None, text(408, "request timeout")
             except HTTPError as exc:
                 request, response = None, text(exc.status, exc.reason)
@@ -274,7 +301,8 @@ async def serve(
                     response = text(500, "internal error")
             keep = request is not None and request.keep_alive and count < limits.requests and response.status < 500
             head_only = request is not None and request.method == "HEAD"
-            writer.write(render(response, head_only=head_only, close=not keep))
+            http10 = request is not None and request.version < (1, 1)
+            writer.write(render(response, head_only=head_only, close=not keep, keep_alive=keep and http10))
             await writer.drain()
             if not keep:
                 return

@@ -375,7 +375,7 @@ async def attempt(
     (the system's CAs plus ``[queue] ca_file``), for the smarthost and for MTA-STS."""
     results: dict[str, Outcome] = {}
     last_error, last_remote = "no host could be reached", ""
-    verified = verified or mtasts.verified_context(None)
+    verified = verified or mtasts.verified_context(None, cn_fallback=smarthost is not None)
     if smarthost is not None or (policy is not None and policy.mode == "none"):
         policy = None
 
@@ -451,12 +451,14 @@ async def attempt(
 
 def _policy_hosts(policy: mtasts.Policy, hosts: list[str], last_error: str) -> tuple[list[str], str]:
     """The MX hosts to try under ``policy`` and the deferral text when none is left: with mode enforce only the
-    hosts its ``mx`` patterns match (§5.1); with mode testing all of them, the others reported."""
+    hosts its ``mx`` patterns match (§5.1); with mode testing all of them, the others only reported (never the
+    reason a message waits)."""
     outside = [host for host in hosts if not policy.allows(host)]
     for host in outside:
-        last_error = _policy_failure(
+        failure = _policy_failure(
             policy, "mx_mismatch", f"MX host {host} matches none of the policy's mx ({', '.join(policy.mx)})"
         )
+        last_error = failure if policy.mode == "enforce" else last_error
     if policy.mode != "enforce":
         return hosts, last_error
     return [host for host in hosts if host not in outside], last_error

@@ -5,7 +5,9 @@ Discovery for a recipient domain D: the ``_mta-sts.D`` TXT record (exactly one `
 through OUR resolver, certificate verified for ``mta-sts.D``, no redirects, ``200`` and ``text/plain`` only, at
 most 64 KB, a short timeout. A policy is kept in ``mta_sts_policies`` until ``max_age`` runs out and used while the
 TXT id stays the same; when the id changes it is fetched again, and when DNS or the fetch fails an unexpired cached
-policy still applies (§5.1). Anything invalid is "no policy" (logged), never a delivery error.
+policy still applies (§5.1). A policy in use is also fetched again ahead of its expiry (:data:`REFRESH_AFTER`), so
+steady mail never meets an expired policy, the moment an attacker blocking the fetch would strip it (§10.2); a
+failed refresh keeps the cached one. Anything invalid is "no policy" (logged), never a delivery error.
 
 Enforcement lives in :mod:`relentad.queue.deliver`; this module says which MX hosts a policy allows.
 """
@@ -38,6 +40,7 @@ MAX_HEAD = 16_384
 HTTPS_PORT = 443
 FETCH_TIMEOUT = 20.0  # connect, TLS and the whole response together
 FAILED_FETCH_PAUSE = 300.0  # a failed fetch is not repeated for the same (domain, id) within this time
+REFRESH_AFTER = 86_400.0  # a policy in use is fetched again once this old, or half its max_age if that is less
 WELL_KNOWN = "/.well-known/mta-sts.txt"
 
 _TXT_START = re.compile(r"v=STSv1[ \t]*;")
@@ -70,6 +73,10 @@ class Policy:
     @property
     def expires(self) -> float:
         return self.fetched + self.max_age
+
+    def stale(self, now: float) -> bool:
+        """Old enough to be fetched again although its TXT id is unchanged (:data:`REFRESH_AFTER`)."""
+        return now - self.fetched > min(REFRESH_AFTER, self.max_age / 2)
 
     def allows(self, host: str) -> bool:
         """True when MX host ``host`` matches one of the policy's ``mx`` patterns (§4.1)."""
@@ -160,30 +167,36 @@ def mx_matches(pattern: str, host: str) -> bool:
 # -- fetching --------------------------------------------------------------------------------------------------
 
 
-def verified_context(ca_file: Path | None) -> ssl.SSLContext:
+def verified_context(ca_file: Path | None, *, cn_fallback: bool = False) -> ssl.SSLContext:
     """A client context that verifies chain and host name against the system's CAs plus ``ca_file``'s; cached per
     file version (loading the system store costs milliseconds). A ``ca_file`` that went missing or bad since the
-    configuration was checked is logged and left out: the system's CAs still verify, and delivery goes on."""
+    configuration was checked is logged and left out: the system's CAs still verify, and delivery goes on.
+
+    The host name must be a DNS name in the certificate's subjectAltName (RFC 8461 §4.2, for the MX and the policy
+    host alike); OpenSSL's fallback to the subject's CN, for certificates without a DNS SAN, only with
+    ``cn_fallback`` (the smarthost, verified as Postfix's "secure" level does)."""
     try:
         stamp = ca_file.stat().st_mtime_ns if ca_file is not None else 0
     except OSError:
         stamp = -1
-    key = (str(ca_file or ""), stamp)
+    key = (str(ca_file or ""), stamp, cn_fallback)
     context = _CONTEXTS.get(key)
     if context is None:
         context = ssl.create_default_context()
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.hostname_checks_common_name = cn_fallback
         if ca_file is not None:
             try:
                 context.load_verify_locations(cafile=str(ca_file))
             except (OSError, ssl.SSLError) as exc:
                 log.error("queue: [queue] ca_file %s not loaded, only the system's CAs are trusted: %s", ca_file, exc)
-        _CONTEXTS.clear()
+        for old in [k for k in _CONTEXTS if k[:2] != key[:2]]:  # another file version: never used again
+            del _CONTEXTS[old]
         _CONTEXTS[key] = context
     return context
 
 
-_CONTEXTS: dict[tuple[str, int], ssl.SSLContext] = {}
+_CONTEXTS: dict[tuple[str, int, bool], ssl.SSLContext] = {}
 
 
 async def fetch(
@@ -381,7 +394,8 @@ async def discover(
 ) -> Found:
     """The policy for ``domain`` given the cached one (``known``): no database access, the caller keeps a
     ``fetched`` result. Without a live policy (no or bad TXT, DNS or fetch failing, invalid policy) an unexpired
-    cached one still applies (§5.1). ``paused``: TXT ids whose fetch failed a moment ago, not tried again yet."""
+    cached one still applies (§5.1); a stale one under the same id is fetched again. ``paused``: TXT ids whose
+    fetch failed a moment ago, not tried again yet."""
     now = time.time() if now is None else now
     valid = known if known is not None and known.expires > now else None
     try:
@@ -393,7 +407,7 @@ async def discover(
         return _fallback(valid, "invalid_txt", str(exc))
     if policy_id is None:
         return _fallback(valid, "no_txt", "")
-    if valid is not None and valid.id == policy_id:
+    if valid is not None and valid.id == policy_id and (policy_id in paused or not valid.stale(now)):
         return Found(valid, "cached")
     if policy_id in paused:
         return _fallback(valid, "fetch_paused", "the last fetch failed moments ago", policy_id)

@@ -145,7 +145,7 @@ class QueueRunner:
             smarthost = deliver.smarthost_of(config)
             resolver = make_resolver(config.dns.nameservers, config.dns.timeout)
             ca_file = config.resolve(config.queue.ca_file) if config.queue.ca_file else None
-            verified = mtasts.verified_context(ca_file)
+            verified = mtasts.verified_context(ca_file, cn_fallback=smarthost is not None)
             policy = None
             if smarthost is None and config.queue.mta_sts:
                 timeout = min(mtasts.FETCH_TIMEOUT, config.queue.timeout)

@@ -41,11 +41,12 @@ class TestCA:
         self.pem = folder / "ca.pem"
         self.pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, *names: str) -> tuple[Path, Path]:
-        """A leaf certificate for DNS ``names`` (the first is the file name): (cert path, key path)."""
+    def issue(self, *names: str, san: bool = True) -> tuple[Path, Path]:
+        """A leaf certificate for DNS ``names`` (the first is the file name and the subject's CN): (cert path, key
+        path). ``san=False``: no subjectAltName at all, the name only in the CN (certificates of old)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
-        cert = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
             .issuer_name(self.cert.subject)
@@ -53,12 +54,15 @@ class TestCA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
-            .sign(self.key, hashes.SHA256())
         )
+        if san:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+            )
+        cert = builder.sign(self.key, hashes.SHA256())
         cert_path, key_path = self.folder / f"{names[0]}.pem", self.folder / f"{names[0]}.key"
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         key_path.write_bytes(
@@ -68,9 +72,9 @@ class TestCA:
         )
         return cert_path, key_path
 
-    def server_context(self, *names: str) -> ssl.SSLContext:
-        """A server-side context presenting a new leaf certificate for ``names``."""
-        cert_path, key_path = self.issue(*names)
+    def server_context(self, *names: str, san: bool = True) -> ssl.SSLContext:
+        """A server-side context presenting a new leaf certificate for ``names`` (see :meth:`issue`)."""
+        cert_path, key_path = self.issue(*names, san=san)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert_path, key_path)
         return context

@@ -66,6 +66,10 @@ async def test_end_of_input_between_requests_is_none() -> None:
         (b"GET / HTTP/2.0\r\n\r\n", 505),
         (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host (RFC 9112 §3.2)
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),  # no userinfo in Host (RFC 9110 §7.2): 400 (RFC 9112 §3.2)
+        (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a:b\r\n\r\n", 400),
+        (b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),  # white space before the colon
         (b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n  folded\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", 400),
@@ -150,3 +154,18 @@ async def test_a_failing_handler_is_500_and_the_connection_ends(caplog: pytest.L
     answer = await exchange_with(Limits(requests=5), b"GET /boom HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n")
     assert answer.startswith(b"HTTP/1.1 500 ") and answer.count(b"HTTP/1.1") == 1
     assert "http: GET /boom failed" in caplog.text
+
+
+async def test_a_kept_alive_connection_left_idle_ends_without_a_408() -> None:
+    """RFC 9112 §9.5: a 408 sent into an idle connection would be read as the answer to the client's next request."""
+    answer = await exchange_with(Limits(timeout=0.2, requests=5), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.count(b"HTTP/1.1 ") == 1
+
+
+async def test_an_http10_connection_kept_alive_says_so() -> None:
+    """An HTTP/1.0 client keeps the connection only when the response says keep-alive (RFC 9112 §9.3); else it waits
+    for the close."""
+    data = b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n"
+    first, second = (await exchange_with(Limits(requests=5), data)).split(b"HTTP/1.1 200 OK")[1:]
+    assert b"\r\nConnection: keep-alive\r\n" in first and b"GET /a\n" in first
+    assert b"\r\nConnection: close\r\n" in second and b"GET /b\n" in second

@@ -44,12 +44,13 @@ async def attempt(
     dsn: deliver.Dsn = deliver.NO_DSN,
     policy: mtasts.Policy | None = None,
     verified: ssl.SSLContext | None = None,
+    ips: tuple[str, ...] = ("127.0.0.1",),
 ) -> dict[str, deliver.Outcome]:
     async def mx_hosts(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
         return ["mx.c.test"]
 
     async def addresses(resolver: dns.asyncresolver.Resolver, host: str) -> list[str]:
-        return ["127.0.0.1"]
+        return list(ips)
 
     monkeypatch.setattr(relentad_dns, "mx_hosts", mx_hosts)
     monkeypatch.setattr(deliver, "_addresses", addresses)
@@ -235,6 +236,34 @@ async def test_mta_sts_certificate_for_another_name(
         assert sink.tls[sink.commands.index("DATA")], "still over (unverified) TLS"
 
 
+async def test_mta_sts_enforce_needs_the_name_in_the_certificates_subject_alt_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """RFC 8461 §4.2: a DNS-ID in the SAN; a certificate naming the MX only in its subject's CN does not verify."""
+    ca = TestCA(tmp_path / "ca")
+    sink = Sink()
+    async with serving(sink, tls_context=ca.server_context("mx.c.test", san=False)) as port:
+        verified = mtasts.verified_context(ca.pem)
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], policy=_policy("enforce"), verified=verified)
+    assert outcomes["bob@c.test"].state == "deferred"
+    assert outcomes["bob@c.test"].reply.startswith("451 4.7.5 MTA-STS policy of c.test: mx.c.test[127.0.0.1]: certif")
+    assert "MAIL FROM:<alice@a.test>" not in sink.commands
+
+
+async def test_mta_sts_enforce_never_falls_back_to_plain_text_after_a_refused_ehlo(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """HELO has no STARTTLS: under enforce the host is not used, whatever the STARTTLS-capable server says."""
+    server, client = _ca_context(tmp_path, "mx.c.test")
+    sink = Sink(refuse_ehlo="502 5.5.1 EHLO not implemented")
+    async with serving(sink, tls_context=server) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], policy=_policy("enforce"), verified=client)
+    assert outcomes["bob@c.test"].reply == (
+        "451 4.7.5 MTA-STS policy of c.test: mx.c.test[127.0.0.1] does not offer STARTTLS"
+    )
+    assert sink.commands == ["EHLO mx.a.test", "HELO mx.a.test"]
+
+
 async def test_mta_sts_enforce_skips_hosts_outside_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     sink = Sink()
     async with serving(sink) as port:
@@ -243,6 +272,14 @@ async def test_mta_sts_enforce_skips_hosts_outside_the_policy(monkeypatch: pytes
         "451 4.7.5 MTA-STS policy of c.test: MX host mx.c.test matches none of the policy's mx (*.elsewhere.test)"
     )
     assert sink.commands == []
+
+
+async def test_mta_sts_testing_never_gives_the_reason_a_message_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A testing policy only reports: an MX outside it is not what the delay notice says when the MX has no
+    address (or whatever else really keeps the message)."""
+    policy = _policy("testing", mx="*.other.test")
+    outcomes = await attempt(monkeypatch, 0, ["bob@c.test"], policy=policy, ips=())
+    assert outcomes["bob@c.test"].reply == "451 4.4.1 no host could be reached"
 
 
 async def test_mta_sts_mode_none_is_as_without_a_policy(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -141,6 +141,9 @@ def _cached(fetched: float) -> Policy:
         ([b"v=STSv1; id=two"], None, (), "fetch_failed", False),
         ([b"v=STSv1; id=two"], None, ("two",), "fetch_paused", False),
         ([b"v=STSv1; id=one", b"v=STSv1; id=two"], 950.0, (), "invalid_txt_cached", True),
+        # same id, over half its max_age old: fetched again ahead of expiry; a failure keeps it (§5.1, §10.2)
+        ([b"v=STSv1; id=one"], 940.0, (), "fetch_failed_cached", True),
+        ([b"v=STSv1; id=one"], 940.0, ("one",), "cached", True),  # not again within the pause after a failure
     ],
 )
 async def test_discover_falls_back_to_an_unexpired_cached_policy(
@@ -153,6 +156,24 @@ async def test_discover_falls_back_to_an_unexpired_cached_policy(
     )
     assert found.how == how
     assert (found.policy is known) if applies else found.policy is None
+
+
+async def test_a_policy_in_use_is_refreshed_before_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refetched under the same id once over half its max_age old (at most daily): mail that keeps flowing never
+    meets an expired policy, the moment a blocked fetch would leave the domain unprotected (RFC 8461 §10.2)."""
+
+    async def fetch(domain: str, *_: object, **__: object) -> str:
+        return POLICY
+
+    monkeypatch.setattr(mtasts, "fetch", fetch)
+    resolver: Any = _Resolver([b"v=STSv1; id=one"])
+    context = mtasts.verified_context(None)
+    found = await mtasts.discover("c.test", resolver, context, _cached(940.0), now=1000.0)
+    assert found.how == "fetched" and found.policy is not None
+    assert (found.policy.id, found.policy.fetched, found.policy.expires) == ("one", 1000.0, 1000.0 + 604800)
+    week = Policy("c.test", "one", "enforce", ("mx.c.test",), 604800, POLICY, 0.0)
+    assert (await mtasts.discover("c.test", resolver, context, week, now=86400.0)).how == "cached"
+    assert (await mtasts.discover("c.test", resolver, context, week, now=86401.0)).how == "fetched"
 
 
 def test_cache_keeps_one_policy_per_domain_and_drops_expired_ones() -> None:

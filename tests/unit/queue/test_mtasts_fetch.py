@@ -24,22 +24,22 @@ def ca(tmp_path: Path) -> TestCA:
     return TestCA(tmp_path / "ca")
 
 
-async def _serve(ca: TestCA, response: bytes, names: tuple[str, ...] = (HOST,)) -> asyncio.Server:
+async def _serve(ca: TestCA, response: bytes, names: tuple[str, ...] = (HOST,), san: bool = True) -> asyncio.Server:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(response)
         await writer.drain()
         writer.close()
 
-    return await asyncio.start_server(answer, "127.0.0.1", 0, ssl=ca.server_context(*names))
+    return await asyncio.start_server(answer, "127.0.0.1", 0, ssl=ca.server_context(*names, san=san))
 
 
 @pytest.fixture
 async def fetcher(ca: TestCA) -> AsyncIterator[Fetch]:
     servers: list[asyncio.Server] = []
 
-    async def fetch(response: bytes, names: tuple[str, ...] = (HOST,)) -> str:
-        server = await _serve(ca, response, names)
+    async def fetch(response: bytes, names: tuple[str, ...] = (HOST,), san: bool = True) -> str:
+        server = await _serve(ca, response, names, san)
         servers.append(server)
         port = server.sockets[0].getsockname()[1]
         context = mtasts.verified_context(ca.pem)
@@ -91,3 +91,9 @@ async def test_unusable_answers_fail(fetcher: Fetch, response: bytes, error: str
 async def test_certificate_must_name_the_policy_host(fetcher: Fetch) -> None:
     with pytest.raises(ssl.SSLCertVerificationError):
         await fetcher(_response(POLICY, "Content-Type: text/plain"), names=("www.c.test",))
+
+
+async def test_the_policy_hosts_name_must_be_in_the_subject_alt_name(fetcher: Fetch) -> None:
+    """RFC 8461 §4.2 (and RFC 6125 §6.4.4 once a SAN is required): the subject's CN alone does not count."""
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await fetcher(_response(POLICY, "Content-Type: text/plain"), san=False)
