@@ -617,7 +617,12 @@ def purge_command(state: State, at: str | None, as_json: bool) -> None:
         with state.write() as conn:
             settings = state.config.retention
             result = retention.purge(
-                conn, settings.deleted_days, now, activity_days=settings.activity_days, junk_days=settings.junk_days
+                conn,
+                settings.deleted_days,
+                now,
+                activity_days=settings.activity_days,
+                junk_days=settings.junk_days,
+                reports_days=settings.reports_days,
             )
     if as_json:
         print_json(asdict(result))
@@ -1594,6 +1599,72 @@ def spam_stats(state: State, as_json: bool) -> None:
                 else ""
             )
         )
+
+
+# -- reports ----------------------------------------------------------------------------------------------
+
+
+@main.group()
+def reports() -> None:
+    """DMARC aggregate and TLS-RPT reports received about hosted domains."""
+
+
+def _report_days(f: F) -> F:
+    return click.option(
+        "--days",
+        default=7,
+        show_default=True,
+        type=click.IntRange(min=1, max=MAX_DAYS),
+        help="Reports whose period ended in the last N days.",
+    )(f)
+
+
+def _report_domain(domain_name: str | None) -> str | None:
+    return addrspec.normalize_domain(domain_name) if domain_name else None
+
+
+@reports.command("dmarc")
+@click.option("--domain", "domain_name", help="Only this domain (and its subdomains).")
+@_report_days
+@json_option
+@pass_state
+def reports_dmarc(state: State, domain_name: str | None, days: int, as_json: bool) -> None:
+    """Sum up DMARC reports per domain and source IP: messages, DMARC pass and fail, SPF or DKIM not aligned."""
+    import time
+
+    from .authreports import summary
+
+    with errors_as_messages():
+        domain = _report_domain(domain_name)
+        with state.read() as conn:
+            found = summary.dmarc(conn, since=time.time() - days * summary.DAY, domain=domain)
+    if as_json:
+        print_json([s.as_json() for s in found])
+        return
+    for line in summary.dmarc_text(found, days):
+        click.echo(line)
+
+
+@reports.command("tls")
+@click.option("--domain", "domain_name", help="Only this domain (and its subdomains).")
+@_report_days
+@json_option
+@pass_state
+def reports_tls(state: State, domain_name: str | None, days: int, as_json: bool) -> None:
+    """Sum up TLS-RPT reports per domain: sessions that succeeded and failed, failures by kind and MX host."""
+    import time
+
+    from .authreports import summary
+
+    with errors_as_messages():
+        domain = _report_domain(domain_name)
+        with state.read() as conn:
+            found = summary.tls(conn, since=time.time() - days * summary.DAY, domain=domain)
+    if as_json:
+        print_json([s.as_json() for s in found])
+        return
+    for line in summary.tls_text(found, days):
+        click.echo(line)
 
 
 if __name__ == "__main__":  # pragma: no cover

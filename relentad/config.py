@@ -294,6 +294,28 @@ class RetentionConfig:
         "Days login history and send counters are kept per row (relentad activity); older days are rolled up into "
         "one summary per account and month (totals are kept) and their rows deleted. 0 = keep every row forever.",
     )
+    reports_days: int = setting(
+        400, "Days received DMARC and TLS reports are kept, counted from the end of the period they cover. 0 = forever."
+    )
+
+
+@dataclass(frozen=True)
+class ReportsConfig:
+    """DMARC aggregate (RFC 7489 §7.2) and TLS-RPT (RFC 8460) reports received about hosted domains."""
+
+    addresses: list[str] = setting(
+        ["postmaster"],
+        "Recipients whose mail is read for reports (the rua= addresses the domains publish): a local part "
+        "(postmaster = postmaster@ of every hosted domain) or a full address; user+tag@ counts as user@. Reports are "
+        "read only from mail that passes DMARC (or aligned SPF or DKIM when the reporter publishes no DMARC record), "
+        "and recorded only for hosted domains; the message is delivered as usual either way. Empty: none is read.",
+    )
+    max_size: int = setting(
+        20_000_000,
+        "Largest report read, uncompressed: decompression stops there (a zip or gzip bomb costs no more) and the "
+        "report is recorded as not read.",
+        "size",
+    )
 
 
 @dataclass(frozen=True)
@@ -426,6 +448,7 @@ class Config:
     imap: IMAPConfig = field(default_factory=IMAPConfig)
     crm: CRMConfig = field(default_factory=CRMConfig)
     spam: SpamConfig = field(default_factory=SpamConfig)
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
     path: Path | None = None
 
     @property
@@ -467,6 +490,7 @@ SECTIONS: dict[str, type] = {
     "imap": IMAPConfig,
     "crm": CRMConfig,
     "spam": SpamConfig,
+    "reports": ReportsConfig,
 }
 
 
@@ -603,6 +627,11 @@ def check(config: Config) -> list[str]:
         problems.append("[spam] list_mail_shift must lie between 0 and 5")
     if config.spam.max_tokens < 1000:  # negative numbers never get here (_convert refuses every one)
         problems.append("[spam] max_tokens must be at least 1000")
+    if config.reports.max_size <= 0:
+        problems.append("[reports] max_size must be positive")
+    for entry in config.reports.addresses:
+        if not report_address_ok(entry):
+            problems.append(f"[reports] addresses: {entry!r} is not a local part or an address")
     hostname_problem = check_hostname(config.server.hostname)
     if hostname_problem:
         problems.append(f"[server] hostname: {hostname_problem}")
@@ -611,6 +640,15 @@ def check(config: Config) -> list[str]:
     if config.server.event_loop not in ("uvloop", "asyncio"):
         problems.append("[server] event_loop must be uvloop or asyncio")
     return problems
+
+
+def report_address_ok(entry: str) -> bool:
+    """``entry`` of ``[reports] addresses`` is a local part (``postmaster``) or an address (``dmarc@example.org``)."""
+    try:
+        addrspec.normalize(entry if "@" in entry else f"{entry}@example.org")
+    except InvalidInput:
+        return False
+    return "+" not in entry.partition("@")[0] and not entry.startswith("@")
 
 
 def check_hostname(hostname: str) -> str | None:

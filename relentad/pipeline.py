@@ -11,6 +11,7 @@ delivery is stored.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import sqlite3
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import dnsbl, headers, mailauth, message, metrics, quota, trace
+from .authreports import intake
 from .config import Config
 from .crm import participants, vacation
 from .crm.sorter import FilingFailed, Sorter
@@ -264,6 +266,7 @@ class Pipeline:
         self.sorter.unassigned = config.crm.unassigned_keyword
         self.resolvers = make_resolvers(config.dns.nameservers, config.dns.timeout)
         self.blocklists = Blocklists(config.dnsbl.zones, self.resolvers.aio, config.dnsbl.domain_zones)
+        self.report_addresses = intake.Addresses.of(config.reports.addresses)
 
     async def deliver(self, delivery: Delivery) -> list[Stored]:
         """Run the steps, then file the message for every placement; returns once durably committed.
@@ -283,6 +286,10 @@ class Pipeline:
             delivery.structure = delivery.parsed.to_json()
         if delivery.verify_sender and self.config.spam.enabled:
             self.classify(delivery)
+        if delivery.verify_sender:
+            to_reports = self.report_addresses.match(p.address for p in delivery.placements)
+            if to_reports:
+                await self.take_reports(delivery, to_reports)
         if self.config.crm.enabled:
             self.sort(delivery)
         filed: list[list[Stored]] = []  # each local vacation reply's copies, once committed
@@ -348,6 +355,31 @@ class Pipeline:
             log.info("vacation: reply to <%s> from <%s>", trace.clean(reply.to), reply.from_address)
 
         return write
+
+    async def take_reports(self, delivery: Delivery, to_reports: list[str]) -> None:
+        """Mail to a report address (``[reports] addresses``): read the DMARC or TLS-RPT reports it carries (in a
+        worker thread, bounded by ``[reports] max_size``) and record them with the copies (authreports/intake.py).
+        Never refuses or delays the message beyond reading it: a failure is logged and the message filed as usual."""
+        if not intake.trusted(delivery.auth):
+            assert delivery.auth is not None
+            dmarc = delivery.auth.dmarc
+            log.info(
+                "reports: tx=%s not read: DMARC %s for %s", delivery.transaction_id, dmarc.result, dmarc.from_domain
+            )
+            return
+        try:
+            letter, found = await asyncio.to_thread(intake.read, delivery.raw, self.config.reports.max_size)
+        except Exception:
+            log.exception("reports: reading failed; the message is delivered as usual")
+            return
+        if found:
+            fallback = to_reports[0].rpartition("@")[2]
+            received = delivery.received_at
+            delivery.also.append(
+                functools.partial(
+                    intake.record, letter=letter, found=found, received=received, fallback_domain=fallback
+                )
+            )
 
     def publish(self, stored: list[Stored]) -> None:
         """Tell the change bus (IMAP IDLE) about copies that were committed."""
