@@ -295,8 +295,10 @@ def doctor(state: State, domains: tuple[str, ...], as_json: bool) -> None:
     DOMAINS default to every hosted domain. Exits 1 when a check fails (warnings do not).
     """
     import asyncio
+    import time
 
     from . import doctor as doctor_mod
+    from .authreports import summary
     from .spam import storage as spam_storage
 
     with errors_as_messages():
@@ -305,7 +307,13 @@ def doctor(state: State, domains: tuple[str, ...], as_json: bool) -> None:
             names = list(domains) or [str(row["name"]) for row in accounts.list_domains(conn)]
             spam_models = spam_storage.stats(conn)
             postmaster = accounts.postmaster_account(conn, config.server.postmaster) is not None
-        findings = asyncio.run(doctor_mod.run(config, names, spam_models, postmaster))
+            since = time.time() - doctor_mod.REPORT_DAYS * summary.DAY
+            ours = tuple(names)
+            reports = doctor_mod.check_reports(
+                [s for s in summary.dmarc(conn, since=since) if _within(s.domain, ours)],
+                [s for s in summary.tls(conn, since=since) if _within(s.domain, ours)],
+            )
+        findings = asyncio.run(doctor_mod.run(config, names, spam_models, postmaster, reports))
     if as_json:
         print_json([finding.as_json() for finding in findings])
     else:
@@ -315,6 +323,11 @@ def doctor(state: State, domains: tuple[str, ...], as_json: bool) -> None:
         bad = sum(1 for finding in findings if finding.status == "fail")
         click.echo(f"{bad} problem(s) found", err=True)
         sys.exit(1)
+
+
+def _within(domain: str, names: tuple[str, ...]) -> bool:
+    """``domain`` is one of ``names`` or a subdomain of one."""
+    return any(domain == name or domain.endswith(f".{name}") for name in names)
 
 
 # -- users ------------------------------------------------------------------------------------------------

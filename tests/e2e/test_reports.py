@@ -99,6 +99,10 @@ def test_reports_mailed_to_postmaster_are_recorded_and_delivered(mx: Daemon) -> 
     text = mx.cli("reports", "dmarc", "--domain", "example.test").stdout
     assert "example.test: 17 message(s) in 2 report(s)" in text and "198.51.100.7" in text
 
+    doctor = mx.cli("doctor", check=False).stdout
+    assert "WARN TLS reports example.test: 303 of 5629 TLS session(s) to the MX failed" in doctor
+    assert "OK   DMARC reports example.test: 14 of 17 message(s) passed DMARC" in doctor
+
     subjects = inbox(mx)
     assert len(subjects) == 4, "every report mail is delivered as usual, duplicates too"
     assert all(b"Report" in s for s in subjects)

@@ -371,3 +371,21 @@ def test_bad_report_addresses_are_refused(entry: str) -> None:
     with pytest.raises(config.ConfigError) as err:
         config.from_dict({"reports": {"addresses": [entry]}})
     assert err.value.problems == [f"[reports] addresses: {entry!r} is not a local part or an address"]
+
+
+def test_doctor_warns_about_own_sources_failing_and_tls_failures(conn: sqlite3.Connection) -> None:
+    from relentad import doctor
+
+    since = time.time() - 7 * summary.DAY
+    assert doctor.check_reports(summary.dmarc(conn, since=since), summary.tls(conn, since=since)) == []
+    _record(conn, _google())  # one source passes, another (never passing) fails: no warning
+    [ok] = doctor.check_reports(summary.dmarc(conn, since=since), [])
+    assert ok.status == "ok" and "12 of 15 message(s) passed DMARC" in ok.message
+    xml = samples.google_xml("example.test", "second").decode()
+    xml = xml.replace("<source_ip>198.51.100.7</source_ip>", "<source_ip>203.0.113.25</source_ip>")
+    _record(conn, samples.dmarc_mail(samples.gz(xml.encode()), domain="example.test"))  # now ours fails too
+    _record(conn, samples.tls_mail(samples.tls_report("example.test"), sender="tlsrpt@company-x.example"))
+    dmarc_warning, tls_warning = doctor.check_reports(summary.dmarc(conn, since=since), summary.tls(conn, since=since))
+    assert dmarc_warning.status == "warn" and "203.0.113.25, 3 of 27" in dmarc_warning.message
+    assert tls_warning.status == "warn" and "303 of 5629 TLS session(s)" in tls_warning.message
+    assert "starttls-not-supported" in tls_warning.message
