@@ -1680,5 +1680,38 @@ def reports_tls(state: State, domain_name: str | None, days: int, as_json: bool)
         click.echo(line)
 
 
+@reports.command("send")
+@pass_state
+def reports_send(state: State) -> None:
+    """Send the DMARC aggregate reports due now ([dmarc] send_reports; the daemon does it daily): queue one per
+    domain and delete what they cover."""
+    import asyncio
+
+    from .authreports import outgoing
+    from .dns import make_resolver
+    from .queue.dkimkeys import KeyRing
+
+    with errors_as_messages():
+        config = state.config
+        if not config.dmarc.send_reports:
+            raise CLIError("[dmarc] send_reports is off: no DMARC evaluations are recorded, none to report")
+        resolver = make_resolver(config.dns.nameservers, config.dns.timeout)
+        keyring = KeyRing(config.data_dir)
+
+        def read(fn: Callable[[sqlite3.Connection], Any]) -> Any:
+            with state.read() as conn:
+                return fn(conn)
+
+        def write(fn: Callable[[sqlite3.Connection], Any]) -> Any:
+            with state.write() as conn:
+                return fn(conn)
+
+        sent = asyncio.run(outgoing.send(read, write, config, resolver, keyring))
+    for mail in sent:
+        click.echo(f"DMARC report for {mail.domain} queued to {', '.join(mail.recipients)}")
+    if not sent:
+        click.echo("no DMARC report to send")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

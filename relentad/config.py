@@ -319,6 +319,26 @@ class ReportsConfig:
 
 
 @dataclass(frozen=True)
+class DMARCConfig:
+    """DMARC aggregate reports sent about the mail this server receives (RFC 7489 §7.2). Off by default: a report
+    tells each domain with rua= which addresses sent mail in its name to this server, how much and with what
+    results, so it reveals to third parties who writes to your users and when."""
+
+    send_reports: bool = setting(
+        False,
+        "Send a daily aggregate report to the rua= mailto: addresses of each domain whose DMARC record asks for one "
+        "(not about hosted domains); a destination outside the domain's organisation only when it agrees by DNS "
+        "(RFC 7489 §7.1). While on, each inbound DMARC evaluation is recorded until it is reported.",
+    )
+    reporter: str = setting(
+        "",
+        "The address reports come from (From and MAIL FROM; DKIM-signed with its domain's key). Required with "
+        "send_reports.",
+    )
+    org_name: str = setting("", "The reporting organisation named in reports; empty = [server] hostname.")
+
+
+@dataclass(frozen=True)
 class IMAPConfig:
     """IMAP server behaviour; the listeners are [listen] imap and imaps, plaintext logins [auth] plaintext_loopback."""
 
@@ -449,6 +469,7 @@ class Config:
     crm: CRMConfig = field(default_factory=CRMConfig)
     spam: SpamConfig = field(default_factory=SpamConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    dmarc: DMARCConfig = field(default_factory=DMARCConfig)
     path: Path | None = None
 
     @property
@@ -491,6 +512,7 @@ SECTIONS: dict[str, type] = {
     "crm": CRMConfig,
     "spam": SpamConfig,
     "reports": ReportsConfig,
+    "dmarc": DMARCConfig,
 }
 
 
@@ -632,6 +654,10 @@ def check(config: Config) -> list[str]:
     for entry in config.reports.addresses:
         if not report_address_ok(entry):
             problems.append(f"[reports] addresses: {entry!r} is not a local part or an address")
+    if config.dmarc.send_reports and not config.dmarc.reporter:
+        problems.append("[dmarc] reporter must be set when send_reports is on")
+    if config.dmarc.reporter and ("@" not in config.dmarc.reporter or not report_address_ok(config.dmarc.reporter)):
+        problems.append(f"[dmarc] reporter: {config.dmarc.reporter!r} is not an email address")
     hostname_problem = check_hostname(config.server.hostname)
     if hostname_problem:
         problems.append(f"[server] hostname: {hostname_problem}")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import dnsbl, headers, mailauth, message, metrics, quota, trace
-from .authreports import intake
+from .authreports import intake, outgoing
 from .config import Config
 from .crm import participants, vacation
 from .crm.sorter import FilingFailed, Sorter
@@ -274,7 +274,12 @@ class Pipeline:
         Raises SMTPReply when a step refuses the message (nothing is stored then).
         """
         if delivery.verify_sender and self.config.mailauth.verify:
-            await authenticate(delivery, self.config, self.resolvers)
+            try:
+                await authenticate(delivery, self.config, self.resolvers)
+            except SMTPReply:
+                await self.note_evaluation(delivery, refused=True)
+                raise
+            await self.note_evaluation(delivery, refused=False)
         if delivery.dnsbl is not None:
             file_blocklisted(delivery, delivery.dnsbl)
         elif delivery.verify_sender and self.blocklists.domain_zones:
@@ -355,6 +360,24 @@ class Pipeline:
             log.info("vacation: reply to <%s> from <%s>", trace.clean(reply.to), reply.from_address)
 
         return write
+
+    async def note_evaluation(self, delivery: Delivery, *, refused: bool) -> None:
+        """``[dmarc] send_reports``: record the DMARC evaluation for the daily aggregate report, with the copies (or
+        alone, for a message refused at DATA). Never changes what happens to the message: a failure is logged."""
+        if not self.config.dmarc.send_reports or delivery.auth is None:
+            return
+        row = outgoing.evaluation(
+            delivery.auth, source_ip=delivery.source.peer_ip, refused=refused, now=delivery.received_at
+        )
+        if row is None:
+            return
+        if not refused:
+            delivery.also.append(functools.partial(outgoing.insert, row=row))
+            return
+        try:
+            await self.store.write(functools.partial(outgoing.insert, row=row))
+        except Exception:
+            log.exception("reports: recording the DMARC evaluation of a refused message failed")
 
     async def take_reports(self, delivery: Delivery, to_reports: list[str]) -> None:
         """Mail to a report address (``[reports] addresses``): read the DMARC or TLS-RPT reports it carries (in a

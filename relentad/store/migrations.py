@@ -567,7 +567,8 @@ def _m023_reports(conn: sqlite3.Connection) -> None:
     (RFC 7489 §7.2) or TLS-RPT (RFC 8460) report, deduplicated by (kind, org, report_id) among those read; one that
     could not be read keeps its ``error`` and no rows below. ``dmarc_records`` holds a DMARC report's rows (the
     policy-evaluated results as columns, the raw auth_results as JSON), ``tls_policies`` a TLS report's policies
-    with their session counts and failure details (JSON)."""
+    with their session counts and failure details (JSON). ``dmarc_evaluations`` keeps, while ``[dmarc] send_reports``
+    is on, each inbound DMARC evaluation for a domain asking for reports (rua=) until the daily report took it."""
     execute_script(
         conn,
         """
@@ -611,6 +612,20 @@ def _m023_reports(conn: sqlite3.Connection) -> None:
             details TEXT NOT NULL DEFAULT '[]'
         );
         CREATE INDEX tls_policies_report ON tls_policies(report_id);
+        CREATE TABLE dmarc_evaluations (
+            id INTEGER PRIMARY KEY,
+            received REAL NOT NULL,
+            policy_domain TEXT NOT NULL,
+            header_from TEXT NOT NULL,
+            source_ip TEXT NOT NULL,
+            envelope_from TEXT NOT NULL,
+            disposition TEXT NOT NULL,
+            dkim TEXT NOT NULL,
+            spf TEXT NOT NULL,
+            auth_results TEXT NOT NULL,
+            policy TEXT NOT NULL
+        );
+        CREATE INDEX dmarc_evaluations_domain ON dmarc_evaluations(policy_domain, id);
         """,
     )
 
