@@ -3,6 +3,8 @@ reports`, and the messages delivered to postmaster's INBOX as any other mail (re
 
 from __future__ import annotations
 
+import email
+import email.policy
 import gzip
 import imaplib
 import json
@@ -12,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from relentad.authreports import dmarc
 from tests.e2e.conftest import MakeDaemon
 from tests.support import reports as samples
-from tests.support.daemon import Daemon
+from tests.support.daemon import Daemon, free_port
 from tests.support.dns_fixture import start_or_skip
 from tests.support.dnsmasq import Dnsmasq, DnsRecords
 from tests.support.imap import client
@@ -138,3 +141,82 @@ def test_reports_cli_errors_are_one_line(mx: Daemon) -> None:
     assert (bad.returncode, bad.stderr.strip()) == (1, "Error: not a domain name: 'not a domain'")
     days = mx.cli("reports", "tls", "--days", "0", check=False)
     assert days.returncode == 2 and len(days.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def sender_dns(tmp_path: Path) -> Iterator[Dnsmasq]:
+    """good.test asks for reports at rua.test (which agrees by DNS) and at nowhere.test (which does not); strict.test
+    (SPF allows nobody, p=reject) at its own postmaster."""
+    records = DnsRecords()
+    records.add_txt("good.test", "v=spf1 ip4:127.0.0.1 -all")
+    records.add_txt("_dmarc.good.test", "v=DMARC1; p=reject; rua=mailto:agg@rua.test,mailto:agg@nowhere.test")
+    records.add_txt("good.test._report._dmarc.rua.test", "v=DMARC1")
+    records.add_txt("strict.test", "v=spf1 -all")
+    records.add_txt("_dmarc.strict.test", "v=DMARC1; p=reject; rua=mailto:dmarc@strict.test")
+    records.add_txt("quiet.test", "v=spf1 ip4:127.0.0.1 -all")
+    records.add_txt("_dmarc.quiet.test", "v=DMARC1; p=none")  # asks for no reports
+    server = start_or_skip(tmp_path / "sender-dns", records)
+    yield server
+    server.close()
+
+
+def test_dmarc_reports_are_sent_when_asked_for(make_daemon: MakeDaemon, sender_dns: Dnsmasq) -> None:
+    settings = {
+        "dns": {"nameservers": [sender_dns.nameserver]},
+        "dmarc": {"send_reports": True, "reporter": "dmarc-reports@example.test"},
+        "queue": {"smarthost": f"127.0.0.1:{free_port()}"},  # nobody listens: the reports stay queued
+    }
+    daemon = make_daemon(settings=settings)
+    daemon.add_domain("example.test")
+    daemon.add_user("alice@example.test")
+    daemon.cli("dkim", "generate", "example.test", "--activate")
+    daemon.start()
+    for sender in ("ann@good.test", "bob@good.test", "x@quiet.test"):
+        assert send(daemon, sender, letter(sender), rcpt="alice@example.test") == 250
+    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=30) as smtp:
+        smtp.ehlo("mail.sender.test")
+        smtp.mail("boss@strict.test")
+        smtp.rcpt("alice@example.test")
+        assert smtp.data(letter("boss@strict.test"))[0] == 550
+    assert len(daemon.query("SELECT * FROM dmarc_evaluations")) == 3
+
+    out = daemon.cli("reports", "send").stdout.splitlines()
+    assert sorted(out) == [
+        "DMARC report for good.test queued to agg@rua.test",
+        "DMARC report for strict.test queued to dmarc@strict.test",
+    ]
+    assert daemon.query("SELECT * FROM dmarc_evaluations") == []
+    queued = {
+        row["transaction_id"]: bytes(row["data"])
+        for row in daemon.query("SELECT transaction_id, data FROM queue_messages")
+    }
+    reports = {}
+    for raw in queued.values():
+        assert raw.startswith(b"DKIM-Signature:") and b"d=example.test" in raw.split(b"\r\n\r\n")[0]
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        [attachment] = list(msg.iter_attachments())
+        report = dmarc.parse(gzip.decompress(attachment.get_content()))
+        reports[report.domain] = report
+    good, strict = reports["good.test"], reports["strict.test"]
+    assert [(r.source_ip, r.count, r.disposition, r.spf) for r in good.records] == [("127.0.0.1", 2, "none", "pass")]
+    assert [(r.source_ip, r.count, r.disposition, r.spf) for r in strict.records] == [
+        ("127.0.0.1", 1, "reject", "fail")
+    ]
+    assert "Traceback" not in daemon.log()
+    assert daemon.cli("reports", "send").stdout.strip() == "no DMARC report to send"
+
+
+def test_reports_send_is_refused_while_off(mx: Daemon) -> None:
+    result = mx.cli("reports", "send", check=False)
+    assert (result.returncode, result.stderr.strip()) == (
+        1,
+        "Error: [dmarc] send_reports is off: no DMARC evaluations are recorded, none to report",
+    )
+    assert mx.query("SELECT * FROM dmarc_evaluations") == []
+
+
+def letter(sender: str) -> bytes:
+    return (
+        f"From: {sender}\r\nTo: alice@example.test\r\nSubject: hello\r\nMessage-ID: <{sender}.1@x.test>\r\n"
+        "Date: Wed, 25 Nov 2026 08:00:00 +0000\r\n\r\nHello.\r\n"
+    ).encode()
