@@ -1,9 +1,10 @@
 """The delivery pipeline: the one path every incoming message takes (SMTP, local submission, imports).
 
 Each step is a small function that reads the :class:`Delivery` and adds its decision to it (DESIGN.md §1):
-authenticate (SPF/DKIM/DMARC), classify (spam), sort (CRM, rules), charge quota — then the store writes
-everything in ONE transaction and, only after it committed, the change bus is told. Protocol modules call
-:func:`deliver` and hold no policy of their own.
+authenticate (SPF/DKIM/DMARC; the evaluation noted for DMARC reports with ``[dmarc] send_reports``), classify
+(spam), read DMARC and TLS reports (only for mail to a ``[reports]`` address), sort (CRM, rules), charge quota —
+then the store writes everything in ONE transaction and, only after it committed, the change bus is told. Protocol
+modules call :func:`deliver` and hold no policy of their own.
 
 Invariant: when :func:`deliver` returns, every placement is durably committed; when it raises, nothing of this
 delivery is stored.

@@ -151,3 +151,13 @@ def test_reporter_is_required_to_send() -> None:
     with pytest.raises(config.ConfigError) as err:
         config.from_dict({"dmarc": {"reporter": "nobody"}})
     assert err.value.problems == ["[dmarc] reporter: 'nobody' is not an email address"]
+
+
+def test_a_failing_evaluation_record_never_costs_the_delivery(conn: sqlite3.Connection) -> None:
+    row = outgoing.evaluation(auth("pass"), source_ip="192.0.2.1", refused=False, now=1.0)
+    assert row is not None
+    conn.execute("DROP TABLE dmarc_evaluations")
+    with conn:
+        conn.execute("INSERT INTO domains (name, created) VALUES ('kept.test', 0)")  # the delivery's own writes
+        outgoing.insert(conn, row)
+    assert conn.execute("SELECT count(*) FROM domains WHERE name = 'kept.test'").fetchone()[0] == 1
