@@ -21,6 +21,8 @@ MAX_TEXT = 512
 """Characters kept of one element's text (org names, domains, comments)."""
 MAX_AUTH_RESULTS = 10
 """DKIM or SPF results kept per record."""
+MAX_DEPTH = 16
+"""Element nesting allowed (a report needs 6): deeper is not a report, and the stack of names would grow with it."""
 
 
 class ReportError(Exception):
@@ -94,6 +96,8 @@ class _Reader:
 
     def start(self, name: str, _attrs: dict[str, str]) -> None:
         name = name.rpartition(":")[2]
+        if len(self.stack) >= MAX_DEPTH:
+            raise ReportError(f"elements nested deeper than {MAX_DEPTH}")
         self.stack.append(name)
         self.text, self.size = [], 0
         path = tuple(self.stack)

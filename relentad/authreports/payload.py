@@ -92,11 +92,20 @@ def decompress(data: bytes, limit: int) -> bytes:
     return data
 
 
+MAX_MEMBERS = 100
+"""gzip members or zip entries one report may have (reporters send one): thousands of tiny ones cost time, and
+zipfile builds an object per entry of the central directory before anything is read."""
+
+
 def _gunzip(data: bytes, limit: int) -> bytes:
     out = bytearray()
     rest = data
+    members = 0
     try:
         while rest[:2] == b"\x1f\x8b":  # gzip files may have several members (RFC 1952 §2.2)
+            members += 1
+            if members > MAX_MEMBERS:
+                raise PayloadError(f"more than {MAX_MEMBERS} gzip members")
             inflater = zlib.decompressobj(wbits=31)
             out += inflater.decompress(rest, limit + 1 - len(out))
             if len(out) > limit:
@@ -109,14 +118,27 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
+def _zip_entries(data: bytes) -> int | None:
+    """The entry count the end of central directory record states (APPNOTE 4.3.16), None when there is none."""
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if end < 0 or len(data) < end + 22:
+        return None
+    return int.from_bytes(data[end + 10 : end + 12], "little")
+
+
 def _unzip(data: bytes, limit: int) -> bytes:
     """The first file of the zip archive that is not a folder (reporters send exactly one)."""
+    entries = _zip_entries(data)
+    if entries is None:
+        raise PayloadError("bad zip archive: no end of central directory")
+    if entries > MAX_MEMBERS:  # 0xFFFF (ZIP64) too: no report needs that many
+        raise PayloadError(f"zip archive with more than {MAX_MEMBERS} files")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            entries = [info for info in archive.infolist()[:10] if not info.is_dir()]
-            if not entries:
+            files = [info for info in archive.infolist() if not info.is_dir()]
+            if not files:
                 raise PayloadError("empty zip archive")
-            info = entries[0]
+            info = files[0]
             if info.flag_bits & 0x1:
                 raise PayloadError("encrypted zip archive")
             with archive.open(info) as member:  # reads and inflates in steps: the header's sizes may lie

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import sqlite3
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,6 +93,7 @@ def test_namespaced_dmarcbis_report_is_read() -> None:
         (b"<feedback><report_metadata>", "not well-formed"),
         (b"<feedback><unknown>&undefined;</unknown></feedback>", "not well-formed"),
         (b"<html><body>hello</body></html>", "not a DMARC aggregate report"),
+        (b"<a>" * 100_000, "nested deeper than 16"),
     ],
 )
 def test_hostile_or_broken_xml_is_refused(document: bytes, reason: str) -> None:
@@ -186,6 +189,17 @@ def test_broken_archives_are_refused(data: bytes, reason: str) -> None:
 
 def test_gzip_with_several_members_is_read_whole() -> None:
     assert payload.decompress(gzip.compress(b"<a>") + gzip.compress(b"</a>"), LIMIT) == b"<a></a>"
+    with pytest.raises(payload.PayloadError, match="more than 100 gzip members"):
+        payload.decompress(gzip.compress(b"x") * 101, LIMIT)
+
+
+def test_zip_with_many_files_is_refused_before_it_is_opened() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for i in range(101):
+            archive.writestr(f"{i}.xml", b"<feedback/>")
+    with pytest.raises(payload.PayloadError, match="more than 100 files"):
+        payload.decompress(buffer.getvalue(), LIMIT)
 
 
 # -- messages -----------------------------------------------------------------------------------------------
