@@ -235,14 +235,14 @@ def dmarc_text(summaries: list[DmarcSummary], days: int) -> list[str]:
         )
         if s.sources:
             lines.append(
-                f"  {'source IP':<39} {'messages':>8} {'pass':>7} {'fail':>7} {'no SPF':>7} {'no DKIM':>7}  "
+                f"  {'source IP':<39} {'messages':>8} {'pass':>7} {'fail':>7} {'no SPF':>8} {'no DKIM':>8}  "
                 "disposition, reporters"
             )
         for src in s.ordered_sources():
             dispositions = " ".join(f"{k} {v}" for k, v in sorted(src.dispositions.items()))
             lines.append(
-                f"  {src.source_ip:<39} {src.messages:>8} {src.passed:>7} {src.failed:>7} {src.spf_unaligned:>7} "
-                f"{src.dkim_unaligned:>7}  {dispositions}; {', '.join(sorted(src.reporters))}"
+                f"  {src.source_ip:<39} {src.messages:>8} {src.passed:>7} {src.failed:>7} {src.spf_unaligned:>8} "
+                f"{src.dkim_unaligned:>8}  {dispositions}; {', '.join(sorted(src.reporters))}"
             )
         lines += _unread_lines(s.unread)
     return lines
