@@ -12,9 +12,15 @@ import sqlite3
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 DAY = 86_400
+
+
+def _iso(moment: float | None) -> str | None:
+    """As the CLI's other JSON: ISO 8601 in UTC, to the second."""
+    return None if moment is None else datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -44,6 +50,9 @@ class Unread:
     received: float
     error: str
 
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "org": self.org, "received": _iso(self.received), "error": self.error}
+
 
 @dataclass
 class DmarcSummary:
@@ -65,11 +74,11 @@ class DmarcSummary:
             "messages": self.messages,
             "passed": self.passed,
             "failed": self.failed,
-            "begin": self.begin,
-            "end": self.end,
+            "begin": _iso(self.begin),
+            "end": _iso(self.end),
             "reporters": dict(self.reporters.most_common()),
             "sources": [s.as_json() for s in self.ordered_sources()],
-            "unread": [asdict(u) for u in self.unread],
+            "unread": [u.as_json() for u in self.unread],
         }
 
     def ordered_sources(self) -> list[Source]:
@@ -158,17 +167,21 @@ class TlsSummary:
     policy_types: Counter[str] = field(default_factory=Counter)  # sessions per policy type (sts, tlsa, no-policy-found)
     details: dict[tuple[str, str, str], Failure] = field(default_factory=dict)
     unread: list[Unread] = field(default_factory=list)
+    begin: float | None = None
+    end: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
             "domain": self.domain,
             "reports": self.reports,
+            "begin": _iso(self.begin),
+            "end": _iso(self.end),
             "successes": self.successes,
             "failures": self.failures,
             "reporters": dict(self.reporters.most_common()),
             "policy_types": dict(self.policy_types.most_common()),
             "failure_details": [f.as_json() for f in self.ordered_failures()],
-            "unread": [asdict(u) for u in self.unread],
+            "unread": [u.as_json() for u in self.unread],
         }
 
     def ordered_failures(self) -> list[Failure]:
@@ -181,14 +194,17 @@ def tls(conn: sqlite3.Connection, *, since: float, domain: str | None = None) ->
     summaries: dict[str, TlsSummary] = {}
     reports: dict[str, set[int]] = {}
     rows = conn.execute(
-        "SELECT r.id, r.org, p.domain, p.policy_type, p.successes, p.failures, p.details FROM reports r"
+        "SELECT r.id, r.org, r.begin, r.end, p.domain, p.policy_type, p.successes, p.failures, p.details"
+        " FROM reports r"
         " JOIN tls_policies p ON p.report_id = r.id"
         f" WHERE r.kind = 'tls' AND r.error = '' AND r.end >= ?{where.replace('r.domain', 'p.domain')}"
         " ORDER BY p.domain, r.end",
         [since, *params],
     )
-    for report_id, org, name, policy_type, successes, failures, details in rows:
+    for report_id, org, begin, end, name, policy_type, successes, failures, details in rows:
         summary = summaries.setdefault(name, TlsSummary(name))
+        summary.begin = begin if summary.begin is None else min(summary.begin, begin)
+        summary.end = end if summary.end is None else max(summary.end, end)
         reports.setdefault(name, set()).add(report_id)
         summary.successes += successes
         summary.failures += failures
@@ -258,7 +274,7 @@ def tls_text(summaries: list[TlsSummary], days: int) -> list[str]:
         policies = ", ".join(f"{k} {v}" for k, v in s.policy_types.most_common()) or "-"
         lines.append(
             f"{s.domain}: {s.successes} TLS session(s) succeeded, {s.failures} failed, in {s.reports} report(s) "
-            f"from {reporters} (policy: {policies})"
+            f"from {reporters}, {_day(s.begin)} to {_day(s.end)} (policy: {policies})"
         )
         for f in s.ordered_failures():
             where = " ".join(x for x in (f.receiving_mx_hostname, f.receiving_ip and f"[{f.receiving_ip}]") if x)
