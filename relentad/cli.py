@@ -298,8 +298,10 @@ def doctor(state: State, domains: tuple[str, ...], as_json: bool) -> None:
     DOMAINS default to every hosted domain. Exits 1 when a check fails (warnings do not).
     """
     import asyncio
+    import time
 
     from . import doctor as doctor_mod
+    from .authreports import summary
     from .spam import storage as spam_storage
 
     with errors_as_messages():
@@ -308,7 +310,13 @@ def doctor(state: State, domains: tuple[str, ...], as_json: bool) -> None:
             names = list(domains) or [str(row["name"]) for row in accounts.list_domains(conn)]
             spam_models = spam_storage.stats(conn)
             postmaster = accounts.postmaster_account(conn, config.server.postmaster) is not None
-        findings = asyncio.run(doctor_mod.run(config, names, spam_models, postmaster))
+            since = time.time() - doctor_mod.REPORT_DAYS * summary.DAY
+            ours = tuple(names)
+            reports = doctor_mod.check_reports(
+                [s for s in summary.dmarc(conn, since=since) if _within(s.domain, ours)],
+                [s for s in summary.tls(conn, since=since) if _within(s.domain, ours)],
+            )
+        findings = asyncio.run(doctor_mod.run(config, names, spam_models, postmaster, reports))
     if as_json:
         print_json([finding.as_json() for finding in findings])
     else:
@@ -318,6 +326,11 @@ def doctor(state: State, domains: tuple[str, ...], as_json: bool) -> None:
         bad = sum(1 for finding in findings if finding.status == "fail")
         click.echo(f"{bad} problem(s) found", err=True)
         sys.exit(1)
+
+
+def _within(domain: str, names: tuple[str, ...]) -> bool:
+    """``domain`` is one of ``names`` or a subdomain of one."""
+    return any(domain == name or domain.endswith(f".{name}") for name in names)
 
 
 # -- users ------------------------------------------------------------------------------------------------
@@ -620,7 +633,12 @@ def purge_command(state: State, at: str | None, as_json: bool) -> None:
         with state.write() as conn:
             settings = state.config.retention
             result = retention.purge(
-                conn, settings.deleted_days, now, activity_days=settings.activity_days, junk_days=settings.junk_days
+                conn,
+                settings.deleted_days,
+                now,
+                activity_days=settings.activity_days,
+                junk_days=settings.junk_days,
+                reports_days=settings.reports_days,
             )
     if as_json:
         print_json(asdict(result))
@@ -1717,6 +1735,105 @@ def spam_stats(state: State, as_json: bool) -> None:
                 else ""
             )
         )
+
+
+# -- reports ----------------------------------------------------------------------------------------------
+
+
+@main.group()
+def reports() -> None:
+    """DMARC aggregate and TLS-RPT reports received about hosted domains."""
+
+
+def _report_days(f: F) -> F:
+    return click.option(
+        "--days",
+        default=7,
+        show_default=True,
+        type=click.IntRange(min=1, max=MAX_DAYS),
+        help="Reports whose period ended in the last N days.",
+    )(f)
+
+
+def _report_domain(domain_name: str | None) -> str | None:
+    return addrspec.normalize_domain(domain_name) if domain_name else None
+
+
+@reports.command("dmarc")
+@click.option("--domain", "domain_name", help="Only this domain (and its subdomains).")
+@_report_days
+@json_option
+@pass_state
+def reports_dmarc(state: State, domain_name: str | None, days: int, as_json: bool) -> None:
+    """Sum up DMARC reports per domain and source IP: messages, DMARC pass and fail, SPF or DKIM not aligned."""
+    import time
+
+    from .authreports import summary
+
+    with errors_as_messages():
+        domain = _report_domain(domain_name)
+        with state.read() as conn:
+            found = summary.dmarc(conn, since=time.time() - days * summary.DAY, domain=domain)
+    if as_json:
+        print_json([s.as_json() for s in found])
+        return
+    for line in summary.dmarc_text(found, days):
+        click.echo(line)
+
+
+@reports.command("tls")
+@click.option("--domain", "domain_name", help="Only this domain (and its subdomains).")
+@_report_days
+@json_option
+@pass_state
+def reports_tls(state: State, domain_name: str | None, days: int, as_json: bool) -> None:
+    """Sum up TLS-RPT reports per domain: sessions that succeeded and failed, failures by kind and MX host."""
+    import time
+
+    from .authreports import summary
+
+    with errors_as_messages():
+        domain = _report_domain(domain_name)
+        with state.read() as conn:
+            found = summary.tls(conn, since=time.time() - days * summary.DAY, domain=domain)
+    if as_json:
+        print_json([s.as_json() for s in found])
+        return
+    for line in summary.tls_text(found, days):
+        click.echo(line)
+
+
+@reports.command("send")
+@pass_state
+def reports_send(state: State) -> None:
+    """Send the DMARC aggregate reports due now ([dmarc] send_reports; the daemon does it daily): queue one per
+    domain and delete what they cover."""
+    import asyncio
+
+    from .authreports import outgoing
+    from .dns import make_resolver
+    from .queue.dkimkeys import KeyRing
+
+    with errors_as_messages():
+        config = state.config
+        if not config.dmarc.send_reports:
+            raise CLIError("[dmarc] send_reports is off: no DMARC evaluations are recorded, none to report")
+        resolver = make_resolver(config.dns.nameservers, config.dns.timeout)
+        keyring = KeyRing(config.data_dir)
+
+        def read(fn: Callable[[sqlite3.Connection], Any]) -> Any:
+            with state.read() as conn:
+                return fn(conn)
+
+        def write(fn: Callable[[sqlite3.Connection], Any]) -> Any:
+            with state.write() as conn:
+                return fn(conn)
+
+        sent = asyncio.run(outgoing.send(read, write, config, resolver, keyring))
+    for mail in sent:
+        click.echo(f"DMARC report for {mail.domain} queued to {', '.join(mail.recipients)}")
+    if not sent:
+        click.echo("no DMARC report to send")
 
 
 if __name__ == "__main__":  # pragma: no cover

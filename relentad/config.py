@@ -322,6 +322,48 @@ class RetentionConfig:
         "Days login history and send counters are kept per row (relentad activity); older days are rolled up into "
         "one summary per account and month (totals are kept) and their rows deleted. 0 = keep every row forever.",
     )
+    reports_days: int = setting(
+        400, "Days received DMARC and TLS reports are kept, counted from the end of the period they cover. 0 = forever."
+    )
+
+
+@dataclass(frozen=True)
+class ReportsConfig:
+    """DMARC aggregate (RFC 7489 §7.2) and TLS-RPT (RFC 8460) reports received about hosted domains."""
+
+    addresses: list[str] = setting(
+        ["postmaster"],
+        "Recipients whose mail is read for reports (the rua= addresses the domains publish): a local part "
+        "(postmaster = postmaster@ of every hosted domain) or a full address; user+tag@ counts as user@. Reports are "
+        "read only from mail that passes DMARC (or aligned SPF or DKIM when the reporter publishes no DMARC record), "
+        "and recorded only for hosted domains; the message is delivered as usual either way. Empty: none is read.",
+    )
+    max_size: int = setting(
+        20_000_000,
+        "Largest report read, uncompressed: decompression stops there (a zip or gzip bomb costs no more) and the "
+        "report is recorded as not read.",
+        "size",
+    )
+
+
+@dataclass(frozen=True)
+class DMARCConfig:
+    """DMARC aggregate reports sent about the mail this server receives (RFC 7489 §7.2). Off by default: a report
+    tells each domain with rua= which addresses sent mail in its name to this server, how much and with what
+    results, so it reveals to third parties who writes to your users and when."""
+
+    send_reports: bool = setting(
+        False,
+        "Send a daily aggregate report to the rua= mailto: addresses of each domain whose DMARC record asks for one "
+        "(not about hosted domains); a destination outside the domain's organisation only when it agrees by DNS "
+        "(RFC 7489 §7.1). While on, each inbound DMARC evaluation is recorded until it is reported.",
+    )
+    reporter: str = setting(
+        "",
+        "The address reports come from (From and MAIL FROM; DKIM-signed with its domain's key). Required with "
+        "send_reports.",
+    )
+    org_name: str = setting("", "The reporting organisation named in reports; empty = [server] hostname.")
 
 
 @dataclass(frozen=True)
@@ -482,6 +524,8 @@ class Config:
     managesieve: ManageSieveConfig = field(default_factory=ManageSieveConfig)
     crm: CRMConfig = field(default_factory=CRMConfig)
     spam: SpamConfig = field(default_factory=SpamConfig)
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
+    dmarc: DMARCConfig = field(default_factory=DMARCConfig)
     path: Path | None = None
 
     @property
@@ -525,6 +569,8 @@ SECTIONS: dict[str, type] = {
     "managesieve": ManageSieveConfig,
     "crm": CRMConfig,
     "spam": SpamConfig,
+    "reports": ReportsConfig,
+    "dmarc": DMARCConfig,
 }
 
 
@@ -668,6 +714,15 @@ def check(config: Config) -> list[str]:
         problems.append("[spam] list_mail_shift must lie between 0 and 5")
     if config.spam.max_tokens < 1000:  # negative numbers never get here (_convert refuses every one)
         problems.append("[spam] max_tokens must be at least 1000")
+    if config.reports.max_size <= 0:
+        problems.append("[reports] max_size must be positive")
+    for entry in config.reports.addresses:
+        if not report_address_ok(entry):
+            problems.append(f"[reports] addresses: {entry!r} is not a local part or an address")
+    if config.dmarc.send_reports and not config.dmarc.reporter:
+        problems.append("[dmarc] reporter must be set when send_reports is on")
+    if config.dmarc.reporter and ("@" not in config.dmarc.reporter or not report_address_ok(config.dmarc.reporter)):
+        problems.append(f"[dmarc] reporter: {config.dmarc.reporter!r} is not an email address")
     hostname_problem = check_hostname(config.server.hostname)
     if hostname_problem:
         problems.append(f"[server] hostname: {hostname_problem}")
@@ -686,6 +741,15 @@ def _ca_file_problems(path: Path) -> list[str]:
     except (ssl.SSLError, OSError, ValueError) as exc:
         return [f"[queue] ca_file: {path} holds no usable PEM CA certificate ({exc})"]
     return []
+
+
+def report_address_ok(entry: str) -> bool:
+    """``entry`` of ``[reports] addresses`` is a local part (``postmaster``) or an address (``dmarc@example.org``)."""
+    try:
+        addrspec.normalize(entry if "@" in entry else f"{entry}@example.org")
+    except InvalidInput:
+        return False
+    return "+" not in entry.partition("@")[0] and not entry.startswith("@")
 
 
 def check_hostname(hostname: str) -> str | None:

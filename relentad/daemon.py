@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from . import config as config_mod
 from . import mailauth, metrics, tls, web
 from .auth.authenticator import Authenticator
+from .authreports import outgoing
 from .config import Config, ConfigError
 from .events import Bus
 from .imap.server import ImapServer
@@ -215,6 +216,10 @@ class Daemon:
         snapshots = asyncio.ensure_future(backup.run_daily(lambda: self.config))
         # the daily spam model rebuild: accounts that learned something, relearned from all their lessons
         rebuilder = asyncio.ensure_future(rebuild.run_daily(store, lambda: self.config.spam))
+        # [dmarc] send_reports: the aggregate reports about yesterday's inbound mail, shortly after midnight UTC
+        dmarc_reports = asyncio.ensure_future(
+            outgoing.run_daily(store, lambda: self.config, keyring, queue_runner.wake)
+        )
         cert_watcher = asyncio.ensure_future(self.watch_certificates())
         public_suffixes = asyncio.ensure_future(asyncio.to_thread(mailauth.load_public_suffixes))
         metrics_server = metrics.MetricsServer(
@@ -266,6 +271,7 @@ class Daemon:
         finally:
             purger.cancel()
             rebuilder.cancel()
+            dmarc_reports.cancel()
             snapshots.cancel()
             cert_watcher.cancel()
             public_suffixes.cancel()

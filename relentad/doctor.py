@@ -11,7 +11,9 @@ Checks, each giving :class:`Finding` values (``ok``, ``warn`` or ``fail``, with 
   or alias of its own is refused, which RFC 5321 §4.5.1 forbids (a warning: no other mail is affected);
 - the spam filter's global model: trained at all, on at least ``[spam] min_trained`` messages of each class (short
   of that its verdicts file nothing), and with the current model version (an older one scores less surely until
-  ``spam train`` relearns it); it says when the model's spam cut-off is raised or lowered (``[spam] confident_after``).
+  ``spam train`` relearns it); it says when the model's spam cut-off is raised or lowered (``[spam] confident_after``);
+- the DMARC and TLS reports received in the last week (authreports/summary.py), when there are any: a source that
+  passes DMARC but also fails it (mail of ours failing somewhere) and failed TLS sessions to our MX warn.
 
 Invariants: read-only (DNS queries, a TCP connect, reading files; never a write to the store); a DNS timeout is a
 finding, not a crash; the exit status is non-zero exactly when some finding is ``fail``.
@@ -33,6 +35,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from . import addrspec, dnsbl, dnsrecords
+from .authreports import summary
 from .config import Config, SpamConfig, parse_address
 from .dns import DnsLookupError, lookup, make_resolver, reverse_name
 from .spam.tokenize import TOKENIZER_VERSION
@@ -354,14 +357,57 @@ def check_postmaster(config: Config, is_account: bool) -> list[Finding]:
     return [Finding("ok", "postmaster", f"postmaster@ of every hosted domain reaches {postmaster}")]
 
 
+REPORT_DAYS = 7
+
+
+def check_reports(dmarc: Sequence[summary.DmarcSummary], tls: Sequence[summary.TlsSummary]) -> list[Finding]:
+    """What the reports of the last :data:`REPORT_DAYS` days say; nothing when none came. A source IP that passed DMARC
+    is taken to be ours: its failures mean mail of ours fails somewhere (a warning); failures of sources that never
+    pass are someone else using the domain, which the DMARC policy handles (ok, for information)."""
+    findings: list[Finding] = []
+    for s in dmarc:
+        check = f"DMARC reports {s.domain}"
+        fix = f"relentad reports dmarc --domain {s.domain}: check DKIM signing and SPF for these sources"
+        mixed = [src for src in s.sources.values() if src.passed and src.failed]
+        strangers = [src for src in s.sources.values() if src.failed and not src.passed]
+        if mixed:
+            worst = max(mixed, key=lambda src: src.failed)
+            message = (
+                f"{sum(src.failed for src in mixed)} message(s) from {len(mixed)} source(s) that otherwise pass failed "
+                f"DMARC in the last {REPORT_DAYS} days (most: {worst.source_ip}, {worst.failed} of {worst.messages})"
+            )
+            findings.append(Finding("warn", check, message, fix))
+        elif s.messages:
+            message = f"{s.passed} of {s.messages} message(s) passed DMARC in the last {REPORT_DAYS} days"
+            if strangers:
+                message += f"; {s.failed} from {len(strangers)} source(s) that never pass (not yours) failed"
+            findings.append(Finding("ok", check, message))
+    for t in tls:
+        check = f"TLS reports {t.domain}"
+        if t.failures:
+            top = t.ordered_failures()
+            what = f" (most: {top[0].result_type} at {top[0].receiving_mx_hostname or '?'})" if top else ""
+            message = (
+                f"{t.failures} of {t.successes + t.failures} TLS session(s) to the MX failed in the last "
+                f"{REPORT_DAYS} days{what}"
+            )
+            fix = f"relentad reports tls --domain {t.domain}: check the certificate, its names and STARTTLS on the MX"
+            findings.append(Finding("warn", check, message, fix))
+        elif t.successes:
+            findings.append(Finding("ok", check, f"{t.successes} TLS session(s), none failed"))
+    return findings
+
+
 async def run(
     config: Config,
     domains: list[str],
     spam_models: Sequence[Mapping[str, object]],
     postmaster_is_account: bool = True,
+    reports: Sequence[Finding] = (),
 ) -> list[Finding]:
     """Every check, in the order they are printed; ``spam_models`` are the store's ``spam.storage.stats`` rows,
-    ``postmaster_is_account`` whether ``[server] postmaster`` names an active account of the store."""
+    ``postmaster_is_account`` whether ``[server] postmaster`` names an active account of the store, ``reports``
+    :func:`check_reports` on the store's reports."""
     resolver = make_resolver(config.dns.nameservers, config.dns.timeout)
     findings: list[Finding] = []
     if not domains:
@@ -379,4 +425,5 @@ async def run(
     findings += check_postmaster(config, postmaster_is_account)
     if config.spam.enabled:
         findings += check_spam_model(spam_models, config.spam)
+    findings += reports
     return findings

@@ -95,6 +95,8 @@ class DmarcOutcome:
     record_domain: str = ""
     """Where the DMARC record was found (the From domain or its organisational domain)."""
     reason: str = ""
+    record: str = ""
+    """The DMARC record applied (its text), when one was: what aggregate reports about the message need."""
 
 
 @dataclass(frozen=True)
@@ -485,6 +487,11 @@ async def _discover(resolver: dns.asyncresolver.Resolver, domain: str) -> tuple[
     return await _dmarc_records(resolver, org), org
 
 
+def dmarc_tags(record: str) -> dict[str, str]:
+    """A DMARC record's tags, values in lower case (a copy: the caller may change it)."""
+    return dict(_dmarc_tags(record))
+
+
 @functools.lru_cache(maxsize=1024)
 def _dmarc_tags(record: str) -> dict[str, str]:
     """A DMARC record's tags, lower-cased; cached by text (the same few records arrive all day). Read-only."""
@@ -570,16 +577,17 @@ async def _check_domain(
     spf_result = spf_outcome.result if aligned(spf_outcome.domain, domain, record.get("aspf", "r")) else "none"
     dkim_aligned = [s.result for s in dkim_results if aligned(s.domain, domain, record.get("adkim", "r"))]
     if not forced and (spf_result == "pass" or "pass" in dkim_aligned):
-        return DmarcOutcome("pass", domain, policy, "none", record_domain)
+        return DmarcOutcome("pass", domain, policy, "none", record_domain, record=found[0])
     # Only identifiers that could have aligned count: an attacker's own timing-out domain must not lift the policy.
     if not forced and (spf_result == "temperror" or "temperror" in dkim_aligned):
-        return DmarcOutcome("temperror", domain, policy, "none", record_domain, "SPF or DKIM temperror")
+        return DmarcOutcome("temperror", domain, policy, "none", record_domain, "SPF or DKIM temperror", found[0])
     disposition = policy
     pct = record.get("pct", "100")
     percent = int(pct) if pct.isdigit() else 100
     if percent < 100 and random.randrange(100) >= percent:  # §6.6.4: unsampled mail gets the next policy down
         disposition = _WEAKER[policy]
-    return DmarcOutcome("fail", domain, policy, disposition, record_domain, forced or "no aligned SPF or DKIM pass")
+    reason = forced or "no aligned SPF or DKIM pass"
+    return DmarcOutcome("fail", domain, policy, disposition, record_domain, reason, found[0])
 
 
 # -- the whole check -----------------------------------------------------------------------------------

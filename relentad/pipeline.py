@@ -1,9 +1,10 @@
 """The delivery pipeline: the one path every incoming message takes (SMTP, local submission, imports).
 
 Each step is a small function that reads the :class:`Delivery` and adds its decision to it (DESIGN.md §1):
-authenticate (SPF/DKIM/DMARC), classify (spam), sort (CRM, rules), charge quota — then the store writes
-everything in ONE transaction and, only after it committed, the change bus is told. Protocol modules call
-:func:`deliver` and hold no policy of their own.
+authenticate (SPF/DKIM/DMARC; the evaluation noted for DMARC reports with ``[dmarc] send_reports``), classify
+(spam), read DMARC and TLS reports (only for mail to a ``[reports]`` address), sort (CRM, rules), charge quota —
+then the store writes everything in ONE transaction and, only after it committed, the change bus is told. Protocol
+modules call :func:`deliver` and hold no policy of their own.
 
 Invariant: when :func:`deliver` returns, every placement is durably committed; when it raises, nothing of this
 delivery is stored.
@@ -11,6 +12,7 @@ delivery is stored.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import sqlite3
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import dnsbl, headers, mailauth, message, metrics, quota, trace
+from .authreports import intake, outgoing
 from .config import Config
 from .crm import participants, vacation
 from .crm.sorter import FilingFailed, Sorter
@@ -264,6 +267,7 @@ class Pipeline:
         self.sorter.unassigned = config.crm.unassigned_keyword
         self.resolvers = make_resolvers(config.dns.nameservers, config.dns.timeout)
         self.blocklists = Blocklists(config.dnsbl.zones, self.resolvers.aio, config.dnsbl.domain_zones)
+        self.report_addresses = intake.Addresses.of(config.reports.addresses)
 
     async def deliver(self, delivery: Delivery) -> list[Stored]:
         """Run the steps, then file the message for every placement; returns once durably committed.
@@ -271,7 +275,12 @@ class Pipeline:
         Raises SMTPReply when a step refuses the message (nothing is stored then).
         """
         if delivery.verify_sender and self.config.mailauth.verify:
-            await authenticate(delivery, self.config, self.resolvers)
+            try:
+                await authenticate(delivery, self.config, self.resolvers)
+            except SMTPReply:
+                await self.note_evaluation(delivery, refused=True)
+                raise
+            await self.note_evaluation(delivery, refused=False)
         if delivery.dnsbl is not None:
             file_blocklisted(delivery, delivery.dnsbl)
         elif delivery.verify_sender and self.blocklists.domain_zones:
@@ -283,6 +292,10 @@ class Pipeline:
             delivery.structure = delivery.parsed.to_json()
         if delivery.verify_sender and self.config.spam.enabled:
             self.classify(delivery)
+        if delivery.verify_sender:
+            to_reports = self.report_addresses.match(p.address for p in delivery.placements)
+            if to_reports:
+                await self.take_reports(delivery, to_reports)
         if self.config.crm.enabled:
             self.sort(delivery)
         filed: list[list[Stored]] = []  # each local vacation reply's copies, once committed
@@ -348,6 +361,49 @@ class Pipeline:
             log.info("vacation: reply to <%s> from <%s>", trace.clean(reply.to), reply.from_address)
 
         return write
+
+    async def note_evaluation(self, delivery: Delivery, *, refused: bool) -> None:
+        """``[dmarc] send_reports``: record the DMARC evaluation for the daily aggregate report, with the copies (or
+        alone, for a message refused at DATA). Never changes what happens to the message: a failure is logged."""
+        if not self.config.dmarc.send_reports or delivery.auth is None:
+            return
+        row = outgoing.evaluation(
+            delivery.auth, source_ip=delivery.source.peer_ip, refused=refused, now=delivery.received_at
+        )
+        if row is None:
+            return
+        if not refused:
+            delivery.also.append(functools.partial(outgoing.insert, row=row))
+            return
+        try:
+            await self.store.write(functools.partial(outgoing.insert, row=row))
+        except Exception:
+            log.exception("reports: recording the DMARC evaluation of a refused message failed")
+
+    async def take_reports(self, delivery: Delivery, to_reports: list[str]) -> None:
+        """Mail to a report address (``[reports] addresses``): read the DMARC or TLS-RPT reports it carries (in a
+        worker thread, bounded by ``[reports] max_size``) and record them with the copies (authreports/intake.py).
+        Never refuses or delays the message beyond reading it: a failure is logged and the message filed as usual."""
+        if not intake.trusted(delivery.auth):
+            assert delivery.auth is not None
+            dmarc = delivery.auth.dmarc
+            log.info(
+                "reports: tx=%s not read: DMARC %s for %s", delivery.transaction_id, dmarc.result, dmarc.from_domain
+            )
+            return
+        try:
+            letter, found = await asyncio.to_thread(intake.read, delivery.raw, self.config.reports.max_size)
+        except Exception:
+            log.exception("reports: reading failed; the message is delivered as usual")
+            return
+        if found:
+            fallback = to_reports[0].rpartition("@")[2]
+            received = delivery.received_at
+            delivery.also.append(
+                functools.partial(
+                    intake.record, letter=letter, found=found, received=received, fallback_domain=fallback
+                )
+            )
 
     def publish(self, stored: list[Stored]) -> None:
         """Tell the change bus (IMAP IDLE) about copies that were committed."""

@@ -101,11 +101,17 @@ def _drop_unreferenced_blobs(conn: sqlite3.Connection) -> tuple[int, int]:
 
 
 def purge(
-    conn: sqlite3.Connection, deleted_days: int, now: float | None = None, activity_days: int = 0, junk_days: int = 0
+    conn: sqlite3.Connection,
+    deleted_days: int,
+    now: float | None = None,
+    activity_days: int = 0,
+    junk_days: int = 0,
+    reports_days: int = 0,
 ) -> PurgeResult:
     """Expunge Junk mail saved more than ``junk_days`` ago (0 = keep it), remove retained rows and terminated
     accounts older than ``deleted_days``, then unreferenced blobs, and activity rows older than ``activity_days``
-    (0 = keep them)."""
+    (0 = keep them), and received DMARC and TLS reports whose period ended more than ``reports_days`` ago (0 = keep
+    them)."""
     now = time.time() if now is None else now
     junk = expire_junk(conn, now - junk_days * DAY) if junk_days else 0
     cutoff = now - deleted_days * DAY
@@ -123,6 +129,8 @@ def purge(
     blobs, size = _drop_unreferenced_blobs(conn)
     pruned = activity.prune(conn, activity_days, now) if activity_days else 0
     vacation.prune(conn, now)  # replies whose period is over: the sender may get one again anyway
+    if reports_days:  # their records and policies go with them (ON DELETE CASCADE)
+        conn.execute("DELETE FROM reports WHERE end < ?", (now - reports_days * DAY,))
     return PurgeResult(
         expunged=int(expunged), accounts=len(gone), blobs=blobs, bytes=size, activity_rows=pruned, junk=junk
     )
@@ -144,6 +152,7 @@ async def run_daily(store: Store, settings: Callable[[], RetentionConfig], inter
             deleted_days=config.deleted_days,
             activity_days=config.activity_days,
             junk_days=config.junk_days,
+            reports_days=config.reports_days,
         )
         result = await store.write(job)
         log.info(

@@ -604,6 +604,74 @@ def _m022_sieve_vacation(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m023_reports(conn: sqlite3.Connection) -> None:
+    """Aggregate reports received about hosted domains (relentad/authreports): one ``reports`` row per DMARC
+    (RFC 7489 §7.2) or TLS-RPT (RFC 8460) report, deduplicated by (kind, org, report_id) among those read; one that
+    could not be read keeps its ``error`` and no rows below. ``dmarc_records`` holds a DMARC report's rows (the
+    policy-evaluated results as columns, the raw auth_results as JSON), ``tls_policies`` a TLS report's policies
+    with their session counts and failure details (JSON). ``dmarc_evaluations`` keeps, while ``[dmarc] send_reports``
+    is on, each inbound DMARC evaluation for a domain asking for reports (rua=) until the daily report took it."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE reports (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('dmarc', 'tls')),
+            org TEXT NOT NULL,
+            report_id TEXT NOT NULL,
+            domain TEXT NOT NULL,
+            begin REAL NOT NULL,
+            end REAL NOT NULL,
+            received REAL NOT NULL,
+            contact TEXT NOT NULL DEFAULT '',
+            policy TEXT NOT NULL DEFAULT '{}',
+            message_id TEXT NOT NULL DEFAULT '',
+            error TEXT NOT NULL DEFAULT ''
+        );
+        CREATE UNIQUE INDEX reports_identity ON reports(kind, org, report_id) WHERE error = '';
+        CREATE INDEX reports_period ON reports(kind, end);
+        CREATE TABLE dmarc_records (
+            report_id INTEGER NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+            source_ip TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            disposition TEXT NOT NULL,
+            dkim TEXT NOT NULL,
+            spf TEXT NOT NULL,
+            header_from TEXT NOT NULL,
+            envelope_from TEXT NOT NULL,
+            reasons TEXT NOT NULL DEFAULT '',
+            auth_results TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX dmarc_records_report ON dmarc_records(report_id);
+        CREATE TABLE tls_policies (
+            report_id INTEGER NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+            policy_type TEXT NOT NULL,
+            domain TEXT NOT NULL,
+            successes INTEGER NOT NULL,
+            failures INTEGER NOT NULL,
+            mx_hosts TEXT NOT NULL DEFAULT '[]',
+            strings TEXT NOT NULL DEFAULT '[]',
+            details TEXT NOT NULL DEFAULT '[]'
+        );
+        CREATE INDEX tls_policies_report ON tls_policies(report_id);
+        CREATE TABLE dmarc_evaluations (
+            id INTEGER PRIMARY KEY,
+            received REAL NOT NULL,
+            policy_domain TEXT NOT NULL,
+            header_from TEXT NOT NULL,
+            source_ip TEXT NOT NULL,
+            envelope_from TEXT NOT NULL,
+            disposition TEXT NOT NULL,
+            dkim TEXT NOT NULL,
+            spf TEXT NOT NULL,
+            auth_results TEXT NOT NULL,
+            policy TEXT NOT NULL
+        );
+        CREATE INDEX dmarc_evaluations_domain ON dmarc_evaluations(policy_domain, id);
+        """,
+    )
+
+
 # The address book's members (relentad.carddav): confirmed contacts that are no automatic senders, as the IMAP
 # Contacts/ folders. Each trigger below bumps the account's change counter and stamps the changed card with it.
 _IN_BOOK = "{c}.confirmed = 1 AND {c}.kind != 'bulk'"
@@ -732,6 +800,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("020_mta_sts_policies", _m020_mta_sts_policies),
     ("021_sieve_user_scripts", _m021_sieve_user_scripts),
     ("022_sieve_vacation", _m022_sieve_vacation),
+    ("023_reports", _m023_reports),
     ("024_carddav_sync", _m024_carddav_sync),
 ]
 
