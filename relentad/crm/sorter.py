@@ -233,7 +233,6 @@ class Sorter:
                     delivery.placements.extend(extra)
                     tags += [tag for tag in outcome.tags if tag not in tags]
                     if outcome.vacation is not None and not any(r.account_id == account_id for r in delivery.replies):
-                        dmarc_failed = delivery.auth is not None and delivery.auth.dmarc_failed
                         junk = any(p.mailbox == mailboxes.JUNK for p in (placement, *extra))
                         reply = vacation.decide(
                             view,
@@ -241,7 +240,7 @@ class Sorter:
                             account_id,
                             outcome.vacation,
                             junk=junk,
-                            dmarc_failed=dmarc_failed,
+                            forged=vacation.forged(delivery.auth),
                             now=delivery.received_at,
                         )
                         if isinstance(reply, str):
@@ -372,7 +371,7 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
     reply: dict[str, str] | None = None
     if outcome.vacation is not None:
         junk = any(p.mailbox == mailboxes.JUNK for p in (placement, *extra))
-        decided = vacation.decide(view, own, account_id, outcome.vacation, junk=junk, dmarc_failed=False, now=0.0)
+        decided = vacation.decide(view, own, account_id, outcome.vacation, junk=junk, forged="", now=0.0)
         if isinstance(decided, str):
             reply = {"none": decided}
         elif vacation.replied(conn, account_id, decided.to, decided.handle, time.time()):

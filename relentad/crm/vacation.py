@@ -5,7 +5,8 @@ No reply (RFC 5230 §4.5-§4.6, RFC 3834 §2): to the null sender, to a list's o
 (``MAILER-DAEMON``, ``owner-*``, ``*-request``, no-reply style names), to the account itself, to mail marked
 ``Auto-Submitted`` (anything but ``no``), ``Precedence: bulk/list/junk``, carrying any ``List-*`` field or asking
 ``X-Auto-Response-Suppress: OOF``, to mail that went to Junk (spam, DMARC quarantine, a blocklist: an answer to
-a forged sender is backscatter) or failed DMARC, and to mail whose To/Cc/Bcc (and Resent-*) name none of the
+a forged sender is backscatter), failed DMARC, or whose envelope sender failed SPF (the reply goes to that address,
+and SPF ``fail`` says its domain did not send this), and to mail whose To/Cc/Bcc (and Resent-*) name none of the
 account's addresses (its own, its aliases, their subaddresses, the rule's ``:addresses``): Bcc'd list copies.
 
 Tracking: one row per (account, sender, handle) in ``sieve_vacation`` holds when the period ends; the handle is
@@ -28,12 +29,16 @@ import sqlite3
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, parseaddr
+from typing import TYPE_CHECKING
 
 from .. import trace
 from ..message import ParsedMessage
 from . import participants
 from .rules import MessageView
 from .sieve import Vacation
+
+if TYPE_CHECKING:
+    from ..mailauth import AuthResult
 
 MAX_PER_HOUR = 100  # replies per account per hour
 MAX_SUBJECT = 200  # characters of the original's subject taken into "Auto: …"
@@ -74,7 +79,19 @@ def _own_recipient(view: MessageView, own: frozenset[str]) -> str:
     return ""
 
 
-def why_not(view: MessageView, own: frozenset[str], vacation: Vacation, *, junk: bool, dmarc_failed: bool) -> str:
+def forged(auth: AuthResult | None) -> str:
+    """Why the checks of the sender (``[mailauth]``) say it is forged, or "": DMARC failed, or SPF ``fail`` for the
+    envelope sender, the very address a reply would go to."""
+    if auth is None:
+        return ""
+    if auth.dmarc_failed:
+        return "the message failed DMARC"
+    if auth.spf.result == "fail" and auth.spf.identity == "mailfrom":
+        return f"the envelope sender failed SPF ({auth.spf.domain} did not send it)"
+    return ""
+
+
+def why_not(view: MessageView, own: frozenset[str], vacation: Vacation, *, junk: bool, forged: str) -> str:
     """Why no reply goes to this message ("" when one may): the rules of the module docstring, in that order."""
     sender = participants.normalize(view.envelope_from) if view.envelope_from else ""
     if not view.envelope_from:
@@ -98,8 +115,8 @@ def why_not(view: MessageView, own: frozenset[str], vacation: Vacation, *, junk:
         return "X-Auto-Response-Suppress asks for none"
     if junk:
         return "the message went to Junk"
-    if dmarc_failed:
-        return "the message failed DMARC"
+    if forged:
+        return forged
     if not _own_recipient(view, own | frozenset(vacation.addresses)):
         return "To/Cc/Bcc name none of the account's addresses"
     return ""
@@ -179,11 +196,11 @@ def decide(
     vacation: Vacation,
     *,
     junk: bool,
-    dmarc_failed: bool,
+    forged: str,
     now: float,
 ) -> Reply | str:
     """The reply to send for this message, or why none is (the tracking is :func:`claim`'s, at commit)."""
-    reason = why_not(view, own, vacation, junk=junk, dmarc_failed=dmarc_failed)
+    reason = why_not(view, own, vacation, junk=junk, forged=forged)
     if reason:
         return reason
     to = view.envelope_from
