@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from relentad.imap import threads
 from relentad.imap.basesubject import MAX_SUBJECT, base_subject, casemap
 from relentad.imap.commands import sort as sortmod
 from relentad.imap.parser import ParseError, Sort, SortKey, Thread, UnsupportedCharset, parse_command
@@ -148,6 +149,35 @@ def test_deep_threads_need_no_recursion() -> None:
     for n in range(2, 5001):
         fork.append(message(n, "x", reply=True, mid=f"m{n}", refs=(f"m{n - 1 if n % 2 else n - 2}",)))
     assert render(references(fork)).count(b"(") == 1 + 2 * 2499
+
+
+class CountingNode(Node):
+    """A Node that counts how often a parent link is followed: the cost of the loop checks."""
+
+    steps = 0
+
+    @property  # type: ignore[override]
+    def parent(self) -> Node | None:
+        CountingNode.steps += 1
+        return self._parent
+
+    @parent.setter
+    def parent(self, value: Node | None) -> None:
+        self._parent = value
+
+
+def test_loop_checks_cost_linear_time_on_deep_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "Node", CountingNode)
+    size = 3000
+    chain = [message(1, "x", mid="m1")]  # each reply met after its parent (walking up cost n²/2 = 4.5 M steps)
+    chain += [message(n, "x", reply=True, mid=f"m{n}", refs=(f"m{n - 1}",)) for n in range(2, size + 1)]
+    # then pairs that each link a message which already has a child under the chain's deepest message
+    chain += [message(size + 2 * n + 1, "y", mid=f"c{n}", refs=(f"p{n}",)) for n in range(size // 2)]
+    chain += [message(size * 3 + n, "y", mid=f"p{n}", refs=(f"m{size}",)) for n in range(size // 2)]
+    CountingNode.steps = 0
+    found = references(chain)
+    assert CountingNode.steps < 20 * len(chain)
+    assert render(found).startswith(b"(1 2 3 ") and len(found) == 1
 
 
 def test_ordered_subject() -> None:
