@@ -70,7 +70,8 @@ class HeaderKeys:
             name, address = first(index)
             mailboxes[key] = casemap(address.rpartition("@")[0] if "@" in address else address)
             displays[key] = casemap(name or address)  # RFC 5957: the display name, else the address
-        references = tuple(summary.get("r") or ())
+        # only the last MAX_REFERENCES are linked: a hostile header of 20,000 IDs must not sit whole in the cache
+        references = tuple((summary.get("r") or ())[-threads.MAX_REFERENCES :])
         if not references:
             references = tuple((summary.get("i") or ())[:1])
         return cls(

@@ -263,3 +263,6 @@ def test_header_keys_from_the_stored_structure() -> None:
         parse(b"Subject: x\r\nDate: not a date\r\nReferences: <r1@x> <r2@x>\r\n\r\n").to_dict()
     )
     assert bare.sent is None and bare.from_ == "" and bare.references == ("r1@x", "r2@x")
+    many = b"References: " + b" ".join(b"<r%d@x>" % n for n in range(5000)) + b"\r\n\r\n"
+    kept = sortmod.HeaderKeys.of(parse(many).to_dict()).references
+    assert len(kept) == threads.MAX_REFERENCES and kept[-1] == "r4999@x", "only what threading links is cached"
