@@ -3,6 +3,9 @@ the `* THREAD` syntax, ESORT's ordered sets, and the SORT / THREAD grammar."""
 
 from __future__ import annotations
 
+import threading
+from typing import Any, cast
+
 import pytest
 
 from relentad.imap import threads
@@ -266,3 +269,35 @@ def test_header_keys_from_the_stored_structure() -> None:
     many = b"References: " + b" ".join(b"<r%d@x>" % n for n in range(5000)) + b"\r\n\r\n"
     kept = sortmod.HeaderKeys.of(parse(many).to_dict()).references
     assert len(kept) == threads.MAX_REFERENCES and kept[-1] == "r4999@x", "only what threading links is cached"
+
+
+class ReplySink:
+    """What the SORT and THREAD handlers need of a session: somewhere to send the reply."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+@pytest.mark.parametrize("line", [b"t THREAD REFERENCES UTF-8 ALL", b"t SORT (SUBJECT) UTF-8 ALL"])
+async def test_big_results_are_ordered_off_the_event_loop(monkeypatch: pytest.MonkeyPatch, line: bytes) -> None:
+    count = sortmod.INLINE_ROWS + 1
+    keys = sortmod.HeaderKeys("s", False, None, "", "", "", "", "", None, ())
+    rows = [sortmod.Row(uid, uid, float(uid), 1, keys) for uid in range(1, count + 1)]
+    found = sortmod.Found(rows, {uid: uid for uid in range(1, count + 1)}, False)
+
+    async def matching(*_: object) -> sortmod.Found:
+        return found
+
+    ran_in: list[threading.Thread] = []
+    ordered, referenced = sortmod.sort_rows, threads.references
+    monkeypatch.setattr(sortmod, "_matching", matching)
+    monkeypatch.setattr(sortmod, "sort_rows", lambda *a: ran_in.append(threading.current_thread()) or ordered(*a))
+    monkeypatch.setattr(threads, "references", lambda *a: ran_in.append(threading.current_thread()) or referenced(*a))
+    session = ReplySink()
+    handler = sortmod.thread if b"THREAD" in line else sortmod.sort
+    await handler(cast(Any, session), parse_command(line))  # type: ignore[arg-type]
+    assert ran_in and ran_in[0] is not threading.main_thread(), "a big result must not hold the loop"
+    assert session.sent[0].startswith((b"* THREAD ((1)(2)(3)", b"* SORT 1 2 3 "))
