@@ -2,12 +2,13 @@
 message, the answer itself, and the response tracking that keeps it to one per sender and period.
 
 No reply (RFC 5230 §4.5-§4.6, RFC 3834 §2): to the null sender, to a list's or a system's address
-(``MAILER-DAEMON``, ``owner-*``, ``*-request``, no-reply style names), to the account itself, to mail marked
-``Auto-Submitted`` (anything but ``no``), ``Precedence: bulk/list/junk``, carrying any ``List-*`` field or asking
-``X-Auto-Response-Suppress: OOF``, to mail that went to Junk (spam, DMARC quarantine, a blocklist: an answer to
-a forged sender is backscatter), failed DMARC, or whose envelope sender failed SPF (the reply goes to that address,
-and SPF ``fail`` says its domain did not send this), and to mail whose To/Cc/Bcc (and Resent-*) name none of the
-account's addresses (its own, its aliases, their subaddresses, the rule's ``:addresses``): Bcc'd list copies.
+(``MAILER-DAEMON``, ``owner-*``, ``*-request``, no-reply style names), to the account itself (its addresses or the
+rule's ``:addresses``), to mail marked ``Auto-Submitted`` (anything but ``no``), ``Precedence: bulk/list/junk``,
+carrying any ``List-*`` field or asking ``X-Auto-Response-Suppress: OOF``, to mail that went to Junk (spam, DMARC
+quarantine, a blocklist: an answer to a forged sender is backscatter), failed DMARC, or whose envelope sender failed
+SPF (the reply goes to that address, and SPF ``fail`` says its domain did not send this), and to mail whose
+To/Cc/Bcc (and Resent-*) name none of the account's addresses (its own, its aliases, their subaddresses, the rule's
+``:addresses``): Bcc'd list copies.
 
 Tracking: one row per (account, sender, handle) in ``sieve_vacation`` holds when the period ends; the handle is
 the rule's ``:handle`` or a hash of what makes the reply (reason, subject, from, mime), so editing the text
@@ -99,6 +100,7 @@ def why_not(view: MessageView, own: frozenset[str], vacation: Vacation, *, junk:
     if not sender:
         return "the envelope sender is no address"
     local = sender.rpartition("@")[0]
+    own = own | frozenset(vacation.addresses)  # :addresses are the user's too (RFC 5230 §4.5), as sender and recipient
     if participants.is_own(sender, own):
         return "the sender is the account itself"
     if participants.is_automatic(sender) or _SYSTEM_LOCAL.fullmatch(local):
@@ -117,7 +119,7 @@ def why_not(view: MessageView, own: frozenset[str], vacation: Vacation, *, junk:
         return "the message went to Junk"
     if forged:
         return forged
-    if not _own_recipient(view, own | frozenset(vacation.addresses)):
+    if not _own_recipient(view, own):
         return "To/Cc/Bcc name none of the account's addresses"
     return ""
 

@@ -109,6 +109,10 @@ def test_no_reply_to_junk_dmarc_failures_or_mail_not_addressed_to_the_account() 
     assert "none of the account's addresses" in vacation.why_not(view(bcc), OWN, given, junk=False, forged="")
     listed = action('vacation :addresses "dev@lists.example" "x";')
     assert vacation.why_not(view(bcc), OWN, listed, junk=False, forged="") == ""
+    elsewhere = action('vacation :addresses "alice@home.example" "x";')  # the user's own, as Pigeonhole has it
+    assert "the account itself" in vacation.why_not(
+        view(HEAD, "Alice@home.example"), OWN, elsewhere, junk=False, forged=""
+    )
     subaddress = HEAD.replace(b"alice@example.test", b"alice+shop@example.test")
     assert vacation.why_not(view(subaddress), OWN, given, junk=False, forged="") == ""
     assert vacation.why_not(view(HEAD + b"Auto-Submitted: no\r\n"), OWN, given, junk=False, forged="") == ""
