@@ -239,6 +239,7 @@ class Sorter:
                             own,
                             account_id,
                             outcome.vacation,
+                            personal=vacation.personal_addresses(conn, account_id),
                             junk=junk,
                             forged=vacation.forged(delivery.auth),
                             now=delivery.received_at,
@@ -371,7 +372,10 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
     reply: dict[str, str] | None = None
     if outcome.vacation is not None:
         junk = any(p.mailbox == mailboxes.JUNK for p in (placement, *extra))
-        decided = vacation.decide(view, own, account_id, outcome.vacation, junk=junk, forged="", now=0.0)
+        personal = vacation.personal_addresses(conn, account_id)
+        decided = vacation.decide(
+            view, own, account_id, outcome.vacation, personal=personal, junk=junk, forged="", now=0.0
+        )
         if isinstance(decided, str):
             reply = {"none": decided}
         elif vacation.replied(conn, account_id, decided.to, decided.handle, time.time()):

@@ -190,3 +190,27 @@ def test_a_local_sender_gets_the_reply_in_its_inbox(world: World) -> None:
     assert parsed["From"].addresses[0].addr_spec == "alice@a.test"
     assert queued(a) == 0 and world.sink.accepted == [], "filed here, never queued to ourselves"
     assert inbox_subjects(a) == ["Status?"]
+
+
+def test_no_reply_as_a_shared_alias_or_a_catch_all(world: World) -> None:
+    """Mail to an alias that reaches several accounts, or to a catch-all, is answered by nobody (each member would
+    answer as the shared address, the catch-all as whatever address the sender made up); a personal alias is."""
+    a = world.a
+    a.add_user("bob@a.test")
+    a.add_alias("sales@a.test", "alice@a.test")
+    a.add_alias("sales@a.test", "bob@a.test")
+    a.add_alias("@a.test", "alice@a.test")
+    a.add_alias("me@a.test", "alice@a.test")
+    for user in ("alice@a.test", "bob@a.test"):
+        a.cli("rules", "add", user, "away", input=RULE)
+    a.start()
+    raw = b"From: <carol@c.test>\r\nTo: sales@a.test, made-up@a.test\r\nSubject: Quote\r\n\r\nHello.\r\n"
+    with smtplib.SMTP(a.host, a.smtp_port, timeout=10) as client:
+        assert client.sendmail("carol@c.test", ["sales@a.test", "made-up@a.test"], raw) == {}
+    wait_for("two decisions", lambda: a.log().count("a shared alias or a catch-all is none") == 2)
+    raw = b"From: <dave@c.test>\r\nTo: me@a.test\r\nSubject: Hi\r\n\r\nHello.\r\n"
+    with smtplib.SMTP(a.host, a.smtp_port, timeout=10) as client:
+        assert client.sendmail("dave@c.test", ["me@a.test"], raw) == {}
+    [(_, rcpts, data)] = wait_for("the reply to dave", lambda: world.sink.accepted)
+    assert rcpts == ["dave@c.test"] and b"From: <me@a.test>\r\n" in data
+    assert queued(a) == 0 and len(world.sink.accepted) == 1
