@@ -237,15 +237,15 @@ class Sorter:
                     delivery.placements.extend(extra)
                     tags += [tag for tag in outcome.tags if tag not in tags]
                     if outcome.vacation is not None and not any(r.account_id == account_id for r in delivery.replies):
-                        dmarc_failed = delivery.auth is not None and delivery.auth.dmarc_failed
                         junk = any(p.mailbox == mailboxes.JUNK for p in (placement, *extra))
                         reply = vacation.decide(
                             view,
                             own,
                             account_id,
                             outcome.vacation,
+                            personal=vacation.personal_addresses(conn, account_id),
                             junk=junk,
-                            dmarc_failed=dmarc_failed,
+                            forged=vacation.forged(delivery.auth),
                             now=delivery.received_at,
                         )
                         if isinstance(reply, str):
@@ -376,7 +376,10 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
     reply: dict[str, str] | None = None
     if outcome.vacation is not None:
         junk = any(p.mailbox == mailboxes.JUNK for p in (placement, *extra))
-        decided = vacation.decide(view, own, account_id, outcome.vacation, junk=junk, dmarc_failed=False, now=0.0)
+        personal = vacation.personal_addresses(conn, account_id)
+        decided = vacation.decide(
+            view, own, account_id, outcome.vacation, personal=personal, junk=junk, forged="", now=0.0
+        )
         if isinstance(decided, str):
             reply = {"none": decided}
         elif vacation.replied(conn, account_id, decided.to, decided.handle, time.time()):

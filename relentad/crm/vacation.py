@@ -2,11 +2,15 @@
 message, the answer itself, and the response tracking that keeps it to one per sender and period.
 
 No reply (RFC 5230 §4.5-§4.6, RFC 3834 §2): to the null sender, to a list's or a system's address
-(``MAILER-DAEMON``, ``owner-*``, ``*-request``, no-reply style names), to the account itself, to mail marked
-``Auto-Submitted`` (anything but ``no``), ``Precedence: bulk/list/junk``, carrying any ``List-*`` field or asking
-``X-Auto-Response-Suppress: OOF``, to mail that went to Junk (spam, DMARC quarantine, a blocklist: an answer to
-a forged sender is backscatter) or failed DMARC, and to mail whose To/Cc/Bcc (and Resent-*) name none of the
-account's addresses (its own, its aliases, their subaddresses, the rule's ``:addresses``): Bcc'd list copies.
+(``MAILER-DAEMON``, ``owner-*``, ``*-request``, no-reply style names), to the account itself (its addresses or the
+rule's ``:addresses``), to mail marked ``Auto-Submitted`` (anything but ``no``), ``Precedence: bulk/list/junk``,
+carrying any ``List-*`` field or asking ``X-Auto-Response-Suppress: OOF``, to mail that went to Junk (spam, DMARC
+quarantine, a blocklist: an answer to a forged sender is backscatter), failed DMARC, or whose envelope sender failed
+SPF (the reply goes to that address, and SPF ``fail`` says its domain did not send this), and to mail whose
+To/Cc/Bcc (and Resent-*) name none of the account's personal addresses (its own, its aliases that reach nobody else,
+their subaddresses, the rule's ``:addresses``): Bcc'd list copies, and mail to an alias shared with other accounts,
+to a catch-all or to postmaster@ — each member of a shared alias would answer as it, a catch-all as any address a
+sender made up (Pigeonhole, likewise, answers only for the final recipient and ``:addresses``).
 
 Tracking: one row per (account, sender, handle) in ``sieve_vacation`` holds when the period ends; the handle is
 the rule's ``:handle`` or a hash of what makes the reply (reason, subject, from, mime), so editing the text
@@ -28,12 +32,16 @@ import sqlite3
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, parseaddr
+from typing import TYPE_CHECKING
 
 from .. import trace
 from ..message import ParsedMessage
 from . import participants
 from .rules import MessageView
 from .sieve import Vacation
+
+if TYPE_CHECKING:
+    from ..mailauth import AuthResult
 
 MAX_PER_HOUR = 100  # replies per account per hour
 MAX_SUBJECT = 200  # characters of the original's subject taken into "Auto: …"
@@ -74,14 +82,41 @@ def _own_recipient(view: MessageView, own: frozenset[str]) -> str:
     return ""
 
 
-def why_not(view: MessageView, own: frozenset[str], vacation: Vacation, *, junk: bool, dmarc_failed: bool) -> str:
-    """Why no reply goes to this message ("" when one may): the rules of the module docstring, in that order."""
+def forged(auth: AuthResult | None) -> str:
+    """Why the checks of the sender (``[mailauth]``) say it is forged, or "": DMARC failed, or SPF ``fail`` for the
+    envelope sender, the very address a reply would go to."""
+    if auth is None:
+        return ""
+    if auth.dmarc_failed:
+        return "the message failed DMARC"
+    if auth.spf.result == "fail" and auth.spf.identity == "mailfrom":
+        return f"the envelope sender failed SPF ({auth.spf.domain} did not send it)"
+    return ""
+
+
+def personal_addresses(conn: sqlite3.Connection, account_id: int) -> frozenset[str]:
+    """The addresses a vacation answers for: the account's own and its aliases that reach no other account."""
+    rows = conn.execute(
+        """SELECT email FROM accounts WHERE id = ?1
+           UNION SELECT x.address FROM aliases x WHERE x.account_id = ?1 AND x.address NOT LIKE '@%'
+               AND NOT EXISTS (SELECT 1 FROM aliases o WHERE o.address = x.address AND o.account_id != ?1)""",
+        (account_id,),
+    )
+    return frozenset(str(row[0]).lower() for row in rows)
+
+
+def why_not(
+    view: MessageView, own: frozenset[str], vacation: Vacation, *, personal: frozenset[str], junk: bool, forged: str
+) -> str:
+    """Why no reply goes to this message ("" when one may): the rules of the module docstring, in that order.
+    ``own``: every address that reaches the account (the envelope's too); ``personal``: :func:`personal_addresses`."""
     sender = participants.normalize(view.envelope_from) if view.envelope_from else ""
     if not view.envelope_from:
         return "the envelope sender is empty (a bounce or a report)"
     if not sender:
         return "the envelope sender is no address"
     local = sender.rpartition("@")[0]
+    own = own | frozenset(vacation.addresses)  # :addresses are the user's too (RFC 5230 §4.5), as sender and recipient
     if participants.is_own(sender, own):
         return "the sender is the account itself"
     if participants.is_automatic(sender) or _SYSTEM_LOCAL.fullmatch(local):
@@ -98,22 +133,22 @@ def why_not(view: MessageView, own: frozenset[str], vacation: Vacation, *, junk:
         return "X-Auto-Response-Suppress asks for none"
     if junk:
         return "the message went to Junk"
-    if dmarc_failed:
-        return "the message failed DMARC"
-    if not _own_recipient(view, own | frozenset(vacation.addresses)):
-        return "To/Cc/Bcc name none of the account's addresses"
+    if forged:
+        return forged
+    if not _own_recipient(view, personal | frozenset(vacation.addresses)):
+        return "To/Cc/Bcc name none of the account's addresses (a shared alias or a catch-all is none of them)"
     return ""
 
 
-def from_field(vacation: Vacation, view: MessageView, own: frozenset[str]) -> tuple[str, str]:
+def from_field(vacation: Vacation, view: MessageView, own: frozenset[str], personal: frozenset[str]) -> tuple[str, str]:
     """(address, display name) the reply comes from: ``:from`` when it is one of the account's own addresses,
-    else the own address the message was sent to (RFC 5230 §5.1)."""
+    else the personal address the message was sent to (RFC 5230 §5.1), else its envelope recipient."""
     if vacation.from_ is not None:
         name, address = parseaddr(vacation.from_)
         normal = participants.normalize(address)
         if normal and participants.is_own(normal, own):
             return normal, _CONTROL.sub(" ", name)
-    found = _own_recipient(view, own) or participants.normalize(view.envelope_to)
+    found = _own_recipient(view, personal) or participants.normalize(view.envelope_to)
     return found or view.envelope_to, ""
 
 
@@ -178,16 +213,17 @@ def decide(
     account_id: int,
     vacation: Vacation,
     *,
+    personal: frozenset[str],
     junk: bool,
-    dmarc_failed: bool,
+    forged: str,
     now: float,
 ) -> Reply | str:
     """The reply to send for this message, or why none is (the tracking is :func:`claim`'s, at commit)."""
-    reason = why_not(view, own, vacation, junk=junk, dmarc_failed=dmarc_failed)
+    reason = why_not(view, own, vacation, personal=personal, junk=junk, forged=forged)
     if reason:
         return reason
     to = view.envelope_from
-    sender = from_field(vacation, view, own)
+    sender = from_field(vacation, view, own, personal)
     raw = build(vacation, view.parsed, to=to, sender=sender, now=now)
     return Reply(account_id, to, sender[0], handle_of(vacation), vacation.period, raw)
 

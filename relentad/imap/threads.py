@@ -87,13 +87,25 @@ def ordered_subject(messages: Sequence[ThreadMessage]) -> list[Node]:
 
 
 def _is_ancestor(candidate: Node, node: Node) -> bool:
-    """Whether ``candidate`` is ``node`` or one of its ancestors (linking would then make a loop)."""
-    current: Node | None = node
-    while current is not None:
-        if current is candidate:
+    """Whether ``candidate`` is ``node`` or one of its ancestors (linking would then make a loop).
+
+    Walks up from ``node`` and down through ``candidate``'s subtree in step, so it costs the shorter of the two: a
+    message met after its parents has no children yet and costs one step, where walking up alone made a chain of
+    n replies cost n²/2 steps (a 40,000-message chain took seconds)."""
+    up: Node | None = node
+    down = [candidate]
+    while True:
+        if up is None:
+            return False  # the root, without meeting candidate
+        if up is candidate:
             return True
-        current = current.parent
-    return False
+        up = up.parent
+        if not down:
+            return False  # candidate's whole subtree, without meeting node
+        below = down.pop()
+        if below is node:
+            return True
+        down.extend(below.children)
 
 
 def _link(parent: Node, child: Node) -> None:

@@ -2,7 +2,8 @@
 
 The world: dnsmasq serves a.test's MX (relentad on 127.0.22.2:25, with a DKIM key) and the MX of c.test and d.test
 (an aiosmtpd sink the test runs on 127.0.22.4:25, which records what it is sent); d.test publishes SPF -all and
-DMARC p=quarantine, so its mail is filed into Junk. Needs root (port 25) and dnsmasq; skipped otherwise.
+DMARC p=quarantine, so its mail is filed into Junk; e.test publishes SPF -all alone (its mail is stored, a forged
+envelope sender). Needs root (port 25) and dnsmasq; skipped otherwise.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def records(dkim_txt: str | None = None) -> DnsRecords:
         found.add_mx(domain, f"mx.{domain}").add_a(f"mx.{domain}", SINK_HOST)
     found.add_txt("d.test", "v=spf1 -all")
     found.add_txt("_dmarc.d.test", "v=DMARC1; p=quarantine")
+    found.add_txt("e.test", "v=spf1 -all")
     if dkim_txt:
         found.add_txt("relentad._domainkey.a.test", dkim_txt)
     return found
@@ -140,18 +142,21 @@ def test_vacation_replies_once_with_a_null_sender_and_never_to_lists_robots_or_j
     assert dkimpy.verify(data, dnsfunc=dnsfunc), "signed for a.test"
     wait_for("an empty queue", lambda: queued(a) == 0)
 
-    # the same sender within :days, a list, a robot, and spam (DMARC quarantine → Junk): stored, never answered
+    # the same sender within :days, a list, a robot, spam (DMARC quarantine → Junk) and a sender SPF says is forged
+    # (no DMARC: filed into INBOX; a reply would be backscatter to e.test): stored, never answered
     send(a, "carol@c.test", "Again")
     send(a, "dave@c.test", "Weekly digest", "List-Id: <digest.c.test>", "List-Unsubscribe: <mailto:u@c.test>")
     send(a, "erin@c.test", "Ticket opened", "Auto-Submitted: auto-generated")
     send(a, "mallory@d.test", "Cheap pills")
-    log = wait_for("four decisions in the log", lambda: a.log().count("vacation: no reply to") == 4 and a.log())
+    send(a, "victim@e.test", "Forged")
+    log = wait_for("five decisions in the log", lambda: a.log().count("vacation: no reply to") == 5 and a.log())
     assert "no reply to <carol@c.test>: already replied to within the period" in log
     assert "no reply to <dave@c.test>" in log and "mailing list mail" in log
     assert "no reply to <erin@c.test>" in log and "Auto-Submitted: auto-generated" in log
     assert "no reply to <mallory@d.test>" in log and "went to Junk" in log
+    assert "no reply to <victim@e.test>" in log and "the envelope sender failed SPF (e.test did not send it)" in log
     assert queued(a) == 0 and len(world.sink.accepted) == 1, "one reply in all"
-    assert inbox_subjects(a) == ["Lunch on Friday?", "Again", "Weekly digest", "Ticket opened"]
+    assert inbox_subjects(a) == ["Lunch on Friday?", "Again", "Weekly digest", "Ticket opened", "Forged"]
     assert inbox_subjects(a, "Junk") == ["Cheap pills"]
 
     preview = a.root / "preview.eml"
@@ -185,3 +190,27 @@ def test_a_local_sender_gets_the_reply_in_its_inbox(world: World) -> None:
     assert parsed["From"].addresses[0].addr_spec == "alice@a.test"
     assert queued(a) == 0 and world.sink.accepted == [], "filed here, never queued to ourselves"
     assert inbox_subjects(a) == ["Status?"]
+
+
+def test_no_reply_as_a_shared_alias_or_a_catch_all(world: World) -> None:
+    """Mail to an alias that reaches several accounts, or to a catch-all, is answered by nobody (each member would
+    answer as the shared address, the catch-all as whatever address the sender made up); a personal alias is."""
+    a = world.a
+    a.add_user("bob@a.test")
+    a.add_alias("sales@a.test", "alice@a.test")
+    a.add_alias("sales@a.test", "bob@a.test")
+    a.add_alias("@a.test", "alice@a.test")
+    a.add_alias("me@a.test", "alice@a.test")
+    for user in ("alice@a.test", "bob@a.test"):
+        a.cli("rules", "add", user, "away", input=RULE)
+    a.start()
+    raw = b"From: <carol@c.test>\r\nTo: sales@a.test, made-up@a.test\r\nSubject: Quote\r\n\r\nHello.\r\n"
+    with smtplib.SMTP(a.host, a.smtp_port, timeout=10) as client:
+        assert client.sendmail("carol@c.test", ["sales@a.test", "made-up@a.test"], raw) == {}
+    wait_for("two decisions", lambda: a.log().count("a shared alias or a catch-all is none") == 2)
+    raw = b"From: <dave@c.test>\r\nTo: me@a.test\r\nSubject: Hi\r\n\r\nHello.\r\n"
+    with smtplib.SMTP(a.host, a.smtp_port, timeout=10) as client:
+        assert client.sendmail("dave@c.test", ["me@a.test"], raw) == {}
+    [(_, rcpts, data)] = wait_for("the reply to dave", lambda: world.sink.accepted)
+    assert rcpts == ["dave@c.test"] and b"From: <me@a.test>\r\n" in data
+    assert queued(a) == 0 and len(world.sink.accepted) == 1

@@ -99,26 +99,34 @@ def test_from_must_be_the_accounts_own_when_added(conn: sqlite3.Connection, acco
 )
 def test_no_reply(extra: bytes, sender: str, reason: str) -> None:
     assert reason in vacation.why_not(
-        view(HEAD + extra, sender), OWN, action('vacation "x";'), junk=False, dmarc_failed=False
+        view(HEAD + extra, sender), OWN, action('vacation "x";'), personal=OWN, junk=False, forged=""
     )
 
 
 def test_no_reply_to_junk_dmarc_failures_or_mail_not_addressed_to_the_account() -> None:
     given = action('vacation "x";')
-    assert "Junk" in vacation.why_not(view(), OWN, given, junk=True, dmarc_failed=False)
-    assert "DMARC" in vacation.why_not(view(), OWN, given, junk=False, dmarc_failed=True)
+    assert "Junk" in vacation.why_not(view(), OWN, given, personal=OWN, junk=True, forged="")
+    assert "DMARC" in vacation.why_not(view(), OWN, given, personal=OWN, junk=False, forged="the message failed DMARC")
     bcc = HEAD.replace(b"To: Alice <alice@example.test>", b"To: dev@lists.example")
-    assert "none of the account's addresses" in vacation.why_not(view(bcc), OWN, given, junk=False, dmarc_failed=False)
+    assert "none of the account's addresses" in vacation.why_not(
+        view(bcc), OWN, given, personal=OWN, junk=False, forged=""
+    )
     listed = action('vacation :addresses "dev@lists.example" "x";')
-    assert vacation.why_not(view(bcc), OWN, listed, junk=False, dmarc_failed=False) == ""
+    assert vacation.why_not(view(bcc), OWN, listed, personal=OWN, junk=False, forged="") == ""
+    elsewhere = action('vacation :addresses "alice@home.example" "x";')  # the user's own, as Pigeonhole has it
+    assert "the account itself" in vacation.why_not(
+        view(HEAD, "Alice@home.example"), OWN, elsewhere, personal=OWN, junk=False, forged=""
+    )
     subaddress = HEAD.replace(b"alice@example.test", b"alice+shop@example.test")
-    assert vacation.why_not(view(subaddress), OWN, given, junk=False, dmarc_failed=False) == ""
-    assert vacation.why_not(view(HEAD + b"Auto-Submitted: no\r\n"), OWN, given, junk=False, dmarc_failed=False) == ""
+    assert vacation.why_not(view(subaddress), OWN, given, personal=OWN, junk=False, forged="") == ""
+    assert (
+        vacation.why_not(view(HEAD + b"Auto-Submitted: no\r\n"), OWN, given, personal=OWN, junk=False, forged="") == ""
+    )
 
 
 def test_the_reply() -> None:
     given = action('vacation :from "Älice <sales@example.test>" "Bin weg, zurück am Montag.";')
-    reply = vacation.decide(view(), OWN, 1, given, junk=False, dmarc_failed=False, now=0.0)
+    reply = vacation.decide(view(), OWN, 1, given, personal=OWN, junk=False, forged="", now=0.0)
     assert isinstance(reply, vacation.Reply)
     assert (reply.to, reply.from_address, reply.period) == ("bob@remote.example", "sales@example.test", 7 * DAY)
     assert reply.raw.isascii() and b"\n" not in reply.raw.replace(b"\r\n", b"")
@@ -138,7 +146,7 @@ def test_a_from_not_the_accounts_is_ignored_and_mime_reasons_are_entities() -> N
     given = action(
         'vacation :from "boss@example.test" :mime text:\nContent-Type: text/html\nX-Other: no\n\n<p>Off</p>\n.\n;'
     )
-    reply = vacation.decide(view(), OWN, 1, given, junk=False, dmarc_failed=False, now=0.0)
+    reply = vacation.decide(view(), OWN, 1, given, personal=OWN, junk=False, forged="", now=0.0)
     assert isinstance(reply, vacation.Reply) and reply.from_address == "alice@example.test"
     parsed = email.message_from_bytes(reply.raw, policy=email.policy.default)
     assert parsed.get_content_type() == "text/html" and "X-Other" not in parsed
@@ -147,12 +155,12 @@ def test_a_from_not_the_accounts_is_ignored_and_mime_reasons_are_entities() -> N
 
 def test_tracking_one_reply_per_period_cap_and_prune(conn: sqlite3.Connection, account_id: int) -> None:
     given = action('vacation :days 2 "x";')
-    reply = vacation.decide(view(), OWN, account_id, given, junk=False, dmarc_failed=False, now=0.0)
+    reply = vacation.decide(view(), OWN, account_id, given, personal=OWN, junk=False, forged="", now=0.0)
     assert isinstance(reply, vacation.Reply)
     assert vacation.claim(conn, reply, 1000.0) == ""
     assert "already replied" in vacation.claim(conn, reply, 1000.0 + DAY)
     other = vacation.decide(
-        view(), OWN, account_id, action('vacation "other text";'), junk=False, dmarc_failed=False, now=0
+        view(), OWN, account_id, action('vacation "other text";'), personal=OWN, junk=False, forged="", now=0
     )
     assert isinstance(other, vacation.Reply) and other.handle != reply.handle
     assert vacation.claim(conn, other, 1000.0 + DAY) == "", "another reply text answers again"
@@ -163,6 +171,26 @@ def test_tracking_one_reply_per_period_cap_and_prune(conn: sqlite3.Connection, a
         assert vacation.claim(conn, sender, 5000.0) == ""
     last = vacation.Reply(account_id, "late@remote.example", "alice@example.test", "h", DAY, b"")
     assert "last hour" in vacation.claim(conn, last, 5000.0)
+
+
+def test_personal_addresses_leave_out_shared_aliases_and_catch_alls(conn: sqlite3.Connection, account_id: int) -> None:
+    from relentad.store import accounts, db
+
+    with db.transaction(conn):
+        accounts.add_account(conn, "bob@example.test", "x", quota_bytes=0, daily_send=0)
+        accounts.add_alias(conn, "me@example.test", "alice@example.test")
+        accounts.add_alias(conn, "sales@example.test", "alice@example.test")
+        accounts.add_alias(conn, "sales@example.test", "bob@example.test")
+        accounts.add_alias(conn, "@example.test", "alice@example.test")
+    personal = vacation.personal_addresses(conn, account_id)
+    assert personal == {"alice@example.test", "me@example.test"}
+    given = action('vacation "x";')
+    shared = HEAD.replace(b"To: Alice <alice@example.test>", b"To: sales@example.test, made-up@example.test")
+    own = personal | {"sales@example.test", "made-up@example.test"}  # what reaches alice: her aliases, the envelope
+    why = vacation.why_not(view(shared), own, given, personal=personal, junk=False, forged="")
+    assert "a shared alias or a catch-all is none" in why
+    listed = action('vacation :addresses "sales@example.test" "x";')  # the user answers for it: then it does
+    assert vacation.why_not(view(shared), own, listed, personal=personal, junk=False, forged="") == ""
 
 
 def test_only_the_first_vacation_runs_and_the_implicit_keep_stays() -> None:

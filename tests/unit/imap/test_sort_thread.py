@@ -3,8 +3,12 @@ the `* THREAD` syntax, ESORT's ordered sets, and the SORT / THREAD grammar."""
 
 from __future__ import annotations
 
+import threading
+from typing import Any, cast
+
 import pytest
 
+from relentad.imap import threads
 from relentad.imap.basesubject import MAX_SUBJECT, base_subject, casemap
 from relentad.imap.commands import sort as sortmod
 from relentad.imap.parser import ParseError, Sort, SortKey, Thread, UnsupportedCharset, parse_command
@@ -150,6 +154,35 @@ def test_deep_threads_need_no_recursion() -> None:
     assert render(references(fork)).count(b"(") == 1 + 2 * 2499
 
 
+class CountingNode(Node):
+    """A Node that counts how often a parent link is followed: the cost of the loop checks."""
+
+    steps = 0
+
+    @property  # type: ignore[override]
+    def parent(self) -> Node | None:
+        CountingNode.steps += 1
+        return self._parent
+
+    @parent.setter
+    def parent(self, value: Node | None) -> None:
+        self._parent = value
+
+
+def test_loop_checks_cost_linear_time_on_deep_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "Node", CountingNode)
+    size = 3000
+    chain = [message(1, "x", mid="m1")]  # each reply met after its parent (walking up cost n²/2 = 4.5 M steps)
+    chain += [message(n, "x", reply=True, mid=f"m{n}", refs=(f"m{n - 1}",)) for n in range(2, size + 1)]
+    # then pairs that each link a message which already has a child under the chain's deepest message
+    chain += [message(size + 2 * n + 1, "y", mid=f"c{n}", refs=(f"p{n}",)) for n in range(size // 2)]
+    chain += [message(size * 3 + n, "y", mid=f"p{n}", refs=(f"m{size}",)) for n in range(size // 2)]
+    CountingNode.steps = 0
+    found = references(chain)
+    assert CountingNode.steps < 20 * len(chain)
+    assert render(found).startswith(b"(1 2 3 ") and len(found) == 1
+
+
 def test_ordered_subject() -> None:
     found = ordered_subject(
         [
@@ -233,3 +266,38 @@ def test_header_keys_from_the_stored_structure() -> None:
         parse(b"Subject: x\r\nDate: not a date\r\nReferences: <r1@x> <r2@x>\r\n\r\n").to_dict()
     )
     assert bare.sent is None and bare.from_ == "" and bare.references == ("r1@x", "r2@x")
+    many = b"References: " + b" ".join(b"<r%d@x>" % n for n in range(5000)) + b"\r\n\r\n"
+    kept = sortmod.HeaderKeys.of(parse(many).to_dict()).references
+    assert len(kept) == threads.MAX_REFERENCES and kept[-1] == "r4999@x", "only what threading links is cached"
+
+
+class ReplySink:
+    """What the SORT and THREAD handlers need of a session: somewhere to send the reply."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+@pytest.mark.parametrize("line", [b"t THREAD REFERENCES UTF-8 ALL", b"t SORT (SUBJECT) UTF-8 ALL"])
+async def test_big_results_are_ordered_off_the_event_loop(monkeypatch: pytest.MonkeyPatch, line: bytes) -> None:
+    count = sortmod.INLINE_ROWS + 1
+    keys = sortmod.HeaderKeys("s", False, None, "", "", "", "", "", None, ())
+    rows = [sortmod.Row(uid, uid, float(uid), 1, keys) for uid in range(1, count + 1)]
+    found = sortmod.Found(rows, {uid: uid for uid in range(1, count + 1)}, False)
+
+    async def matching(*_: object) -> sortmod.Found:
+        return found
+
+    ran_in: list[threading.Thread] = []
+    ordered, referenced = sortmod.sort_rows, threads.references
+    monkeypatch.setattr(sortmod, "_matching", matching)
+    monkeypatch.setattr(sortmod, "sort_rows", lambda *a: ran_in.append(threading.current_thread()) or ordered(*a))
+    monkeypatch.setattr(threads, "references", lambda *a: ran_in.append(threading.current_thread()) or referenced(*a))
+    session = ReplySink()
+    handler = sortmod.thread if b"THREAD" in line else sortmod.sort
+    await handler(cast(Any, session), parse_command(line))  # type: ignore[arg-type]
+    assert ran_in and ran_in[0] is not threading.main_thread(), "a big result must not hold the loop"
+    assert session.sent[0].startswith((b"* THREAD ((1)(2)(3)", b"* SORT 1 2 3 "))
