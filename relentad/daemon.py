@@ -38,6 +38,7 @@ from .imap.server import ImapServer
 from .lifecycle import backup, retention
 from .managesieve.server import ManageSieveServer
 from .pipeline import Pipeline
+from .pop3.server import Pop3Server
 from .queue.dkimkeys import KeyRing
 from .queue.runner import QueueRunner
 from .smtp.inbound import InboundHandler
@@ -158,6 +159,18 @@ class Daemon:
             self.servers[name] = await imap.listen(address[0], address[1], implicit_tls=implicit)
             log.info("listening %s on %s", name, getattr(self.config.listen, name))
 
+    async def start_pop3(self, pop3: Pop3Server) -> None:
+        """Bind 110 (STLS) and 995 (implicit TLS, only with a certificate)."""
+        for name, implicit in (("pop3", False), ("pop3s", True)):
+            address = config_mod.parse_address(getattr(self.config.listen, name))
+            if address is None:
+                continue
+            if implicit and self.context.tls_context is None:
+                log.warning("pop3s listener needs [tls] cert and key: not started")
+                continue
+            self.servers[name] = await pop3.listen(address[0], address[1], implicit_tls=implicit)
+            log.info("listening %s on %s", name, getattr(self.config.listen, name))
+
     async def start_web(self, server: web.WebServer) -> None:
         """Bind ``[listen] https`` and ``http`` (only with a certificate: autoconfig offers TLS ports only). A port
         that cannot be bound (another web server has it) is logged and mail goes on without it."""
@@ -204,6 +217,7 @@ class Daemon:
         imap = ImapServer(store, bus, authenticator, lambda: self.config, lambda: self.context.tls_context)
         web_server = web.WebServer(store, lambda: self.config, lambda: self.context.tls_context)
         managesieve = ManageSieveServer(store, authenticator, lambda: self.config, lambda: self.context.tls_context)
+        pop3 = Pop3Server(store, bus, authenticator, lambda: self.config, lambda: self.context.tls_context)
         stop = asyncio.Event()
         # Before any listener is bound: a SIGHUP or SIGTERM arriving while we start must not kill the process
         # with the default action (a client can connect as soon as the first port is open).
@@ -222,6 +236,7 @@ class Daemon:
                 store,
                 imap_sessions=lambda: len(imap.sessions),
                 managesieve_sessions=lambda: len(managesieve.sessions),
+                pop3_sessions=lambda: len(pop3.sessions),
                 smtp_sessions=lambda: {
                     "smtp": len(self.smtp_connections.open),
                     "submission": len(self.submission_connections.open),
@@ -245,6 +260,7 @@ class Daemon:
             if address is not None:
                 self.servers["managesieve"] = await managesieve.listen(address[0], address[1])
                 log.info("listening managesieve on %s", self.config.listen.managesieve)
+            await self.start_pop3(pop3)
             address = config_mod.parse_address(self.config.listen.metrics)
             if address is not None:
                 await metrics_server.start(address[0], address[1])
@@ -279,6 +295,7 @@ class Daemon:
             deadline = loop.time() + grace
             imap_closing = asyncio.ensure_future(imap.close_all(grace))
             sieve_closing = asyncio.ensure_future(managesieve.close_all(grace))
+            pop3_closing = asyncio.ensure_future(pop3.close_all(grace))
             self.smtp_connections.close_idle()
             self.submission_connections.close_idle()
             await asyncio.gather(
@@ -288,7 +305,9 @@ class Daemon:
             )
             await imap_closing
             await sieve_closing
+            await pop3_closing
             imap.close()
+            pop3.close()
             with contextlib.suppress(TimeoutError):  # training from IMAP in flight: best effort, never blocks exit
                 await asyncio.wait_for(spam_training.drain(), max(0.0, deadline - loop.time()))
             await asyncio.to_thread(store.close)

@@ -262,7 +262,8 @@ def check_web_names(config: Config, domains: Sequence[str]) -> list[Finding]:
 async def check_listeners(config: Config) -> list[Finding]:
     """Every configured listener accepts a TCP connection."""
     findings: list[Finding] = []
-    for name in ("smtp", "submission", "submissions", "imap", "imaps", "managesieve", "metrics", "https", "http"):
+    names = ("smtp", "submission", "submissions", "imap", "imaps", "managesieve", "pop3", "pop3s", "metrics", "https")
+    for name in (*names, "http"):
         text = getattr(config.listen, name)
         address = parse_address(text)
         if address is None:

@@ -1,5 +1,5 @@
-"""The login history: one row per login attempt (SMTP AUTH, IMAP LOGIN/AUTHENTICATE, ManageSieve AUTHENTICATE),
-successful or not.
+"""The login history: one row per login attempt (SMTP AUTH, IMAP LOGIN/AUTHENTICATE, ManageSieve AUTHENTICATE,
+POP3 PASS/AUTH), successful or not.
 
 Functions take a connection and run in the caller's transaction (``store.write`` in the daemon). ``login`` is
 what the client typed (bounded, control characters removed), ``account_id`` the account it named when one
@@ -15,7 +15,7 @@ from typing import Literal
 
 from .. import trace
 
-Protocol = Literal["smtp", "imap", "managesieve"]
+Protocol = Literal["smtp", "imap", "managesieve", "pop3"]
 Result = Literal["success", "failure"]
 
 
