@@ -38,6 +38,8 @@ def test_records_follow_the_configuration(tmp_path: Path) -> None:
     assert by_name(records, "_imap._tcp.example.com", "SRV").value == "0 0 0 ."  # listener off
     assert by_name(records, "_imaps._tcp.example.com", "SRV").zone_line().endswith("0 1 993 mx.example.com.")
     assert by_name(records, "_sieve._tcp.example.com", "SRV").value == "0 1 4190 mx.example.com"  # RFC 5804 §1.8
+    assert by_name(records, "_pop3._tcp.example.com", "SRV").value == "10 1 110 mx.example.com", "IMAP first"
+    assert by_name(records, "_pop3s._tcp.example.com", "SRV").value == "10 1 995 mx.example.com"
 
 
 def test_dkim_record_is_the_key_on_disk_and_long_txt_is_split(tmp_path: Path) -> None:
