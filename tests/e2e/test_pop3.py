@@ -184,6 +184,8 @@ def test_concurrent_sessions_and_an_imap_expunge_meanwhile(relentad: Daemon) -> 
     assert one.quit().startswith(b"+OK") and two.quit().startswith(b"+OK")
     # each message expunged once: message 1 by the first QUIT, 2 by the second, 3 by IMAP
     assert len(relentad.query("SELECT 1 FROM expunged WHERE mailbox_name = 'INBOX'")) == 3
+    [usage] = relentad.query("SELECT used_bytes, used_messages FROM accounts WHERE email = ?", ALICE)
+    assert (usage["used_bytes"], usage["used_messages"]) == (0, 0), "the quota counters followed"
     assert mail.select("INBOX")[1] == [b"0"]
     mail.logout()
     assert stls(relentad).stat() == (0, 0)
