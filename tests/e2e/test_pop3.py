@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import imaplib
 import poplib
+import random
 import smtplib
 import socket
 
 import pytest
 
+from relentad.pop3.parser import ParseError, parse
 from tests.e2e.conftest import MakeDaemon, provision
 from tests.support.daemon import PASSWORD, Daemon, free_port, wait_for, wait_for_port
 from tests.support.imap import tls_client_context
@@ -323,4 +325,55 @@ def test_plaintext_on_loopback_the_login_timeout_and_shutdown(make_daemon: MakeD
     assert daemon.stop() == 0
     assert waiting.line() == b"-ERR [SYS/TEMP] server shutting down; nothing was deleted\r\n"
     waiting.close()
+    assert "Traceback" not in daemon.log()
+
+
+TEMPLATES = [b"STAT", b"LIST", b"LIST 1", b"UIDL", b"UIDL 2", b"RETR 1", b"TOP 2 3", b"DELE 1", b"RSET", b"NOOP"]
+TEMPLATES += [b"CAPA", b"AUTH", b"AUTH PLAIN", b"USER x", b"PASS y", b"STLS", b"QUIT", b"RETR 99"]
+
+
+def _multiline(command: bytes) -> bool:
+    """Whether a +OK to this command has a body (the server's own reading of the line decides what it ran)."""
+    try:
+        parsed = parse(command)
+    except ParseError:
+        return False
+    if parsed.name in ("LIST", "UIDL"):
+        return not parsed.args
+    return parsed.name in ("RETR", "TOP", "CAPA") or (parsed.name == "AUTH" and not parsed.args)
+
+
+def test_fuzzed_commands_get_an_answer_never_a_traceback(make_daemon: MakeDaemon) -> None:
+    """Seeded mutations of real commands after login: each gets +OK (with its body) or -ERR, never silence."""
+    daemon = provision(make_daemon(pop3=True, tls=False, settings={"auth": {"plaintext_loopback": True}}))
+    daemon.start()
+    for n in range(2):
+        deliver(daemon, f"fuzz {n}", DOTTED)
+    inbox(daemon, 2)
+    rng = random.Random(1939)
+    raw = None
+    for _ in range(300):
+        if raw is None:
+            raw = Raw(daemon)
+            assert raw.command(f"AUTH PLAIN {plain()}").startswith(b"+OK")
+        text = bytearray(rng.choice(TEMPLATES))
+        for _ in range(rng.randint(0, 3)):
+            position = rng.randint(0, len(text))
+            if rng.random() < 0.5 and text:
+                del text[min(position, len(text) - 1)]
+            else:
+                text.insert(position, rng.choice(b" 0123456789aZ.\x00\x7f\xc3\t"))
+        command = bytes(text)
+        reply = raw.command(command)
+        if reply == b"+ \r\n":  # AUTH PLAIN's challenge (refused after login: never reached)
+            reply = raw.command("*")
+        assert reply.startswith((b"+OK", b"-ERR")), (command, reply)
+        if reply.startswith(b"+OK") and _multiline(command):
+            raw.body()
+        if reply.startswith(b"-ERR too many invalid commands") or (
+            reply.startswith(b"+OK") and parse(command).name == "QUIT"
+        ):
+            raw.close()
+            raw = None
+    assert raw is not None and raw.command("NOOP") == b"+OK\r\n"
     assert "Traceback" not in daemon.log()
