@@ -7,8 +7,10 @@ import base64
 import imaplib
 import poplib
 import random
+import shutil
 import smtplib
 import socket
+import subprocess
 
 import pytest
 
@@ -377,3 +379,21 @@ def test_fuzzed_commands_get_an_answer_never_a_traceback(make_daemon: MakeDaemon
             raw = None
     assert raw is not None and raw.command("NOOP") == b"+OK\r\n"
     assert "Traceback" not in daemon.log()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_lists_and_retrieves_over_stls_and_995(relentad: Daemon) -> None:
+    """curl's POP3 client: CAPA, then AUTH PLAIN inside TLS, the credentials after the "+ " challenge or inline."""
+    deliver(relentad, "for curl", DOTTED)
+    inbox(relentad, 1)
+
+    def curl(url: str, *options: str) -> bytes:
+        command = ["curl", "-sS", "-k", "--max-time", "20", "-u", f"{ALICE}:{PASSWORD}", *options, url]
+        return subprocess.run(command, capture_output=True, check=True, timeout=30).stdout
+
+    listing = curl(f"pop3://{relentad.host}:{relentad.pop3_port}/", "--ssl-reqd")
+    number, size = listing.split()
+    assert number == b"1"
+    message = curl(f"pop3s://{relentad.host}:{relentad.pop3s_port}/1", "--sasl-ir")
+    assert len(message) == int(size) and message.endswith(DOTTED.encode()), "un-stuffed, the size LIST gave"
+    assert b"pop3 login alice@example.test" in relentad.log_path.read_bytes()
