@@ -160,16 +160,23 @@ class Daemon:
             log.info("listening %s on %s", name, getattr(self.config.listen, name))
 
     async def start_pop3(self, pop3: Pop3Server) -> None:
-        """Bind 110 (STLS) and 995 (implicit TLS, only with a certificate)."""
+        """Bind 110 (STLS) and 995 (implicit TLS, only with a certificate). A port that cannot be bound (an old
+        POP3 server still has it, or a configuration written before POP3 existed names privileged defaults in an
+        unprivileged dev setup) is logged and mail goes on without it, as for the web listeners."""
         for name, implicit in (("pop3", False), ("pop3s", True)):
-            address = config_mod.parse_address(getattr(self.config.listen, name))
+            text = getattr(self.config.listen, name)
+            address = config_mod.parse_address(text)
             if address is None:
                 continue
             if implicit and self.context.tls_context is None:
                 log.warning("pop3s listener needs [tls] cert and key: not started")
                 continue
-            self.servers[name] = await pop3.listen(address[0], address[1], implicit_tls=implicit)
-            log.info("listening %s on %s", name, getattr(self.config.listen, name))
+            try:
+                self.servers[name] = await pop3.listen(address[0], address[1], implicit_tls=implicit)
+            except OSError as exc:
+                log.error("%s listener not started: cannot listen on %s: %s", name, text, exc.strerror or exc)
+                continue
+            log.info("listening %s on %s", name, text)
 
     async def start_web(self, server: web.WebServer) -> None:
         """Bind ``[listen] https`` and ``http`` (only with a certificate: autoconfig offers TLS ports only). A port

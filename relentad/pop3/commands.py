@@ -54,7 +54,8 @@ async def quit_(session: Session, command: Command) -> None:
                 raise Refused("deleted messages not removed; nothing changed", "SYS/TEMP", close=True) from None
             if update.modseq:
                 session.services.bus.publish([MailboxChanged(session.account_id, drop.mailbox_id, update.modseq)])
-            log.info("pop3 %s: QUIT expunged %d of %d deleted", session.email, len(update.expunged), len(deleted))
+            if deleted:  # a message another session expunged first is not counted twice
+                log.info("pop3 %s: QUIT expunged %d of %d deleted", session.email, len(update.expunged), len(deleted))
         count, _ = drop.totals()
         session.ok(f"relentad POP3 signing off ({count} messages left)")
     else:

@@ -190,6 +190,7 @@ def test_concurrent_sessions_and_an_imap_expunge_meanwhile(relentad: Daemon) -> 
     assert len(relentad.query("SELECT 1 FROM expunged WHERE mailbox_name = 'INBOX'")) == 3
     [usage] = relentad.query("SELECT used_bytes, used_messages FROM accounts WHERE email = ?", ALICE)
     assert (usage["used_bytes"], usage["used_messages"]) == (0, 0), "the quota counters followed"
+    assert "pop3 alice@example.test: QUIT expunged 1 of 3 deleted" in relentad.log(), "the others were gone"
     assert mail.select("INBOX")[1] == [b"0"]
     mail.logout()
     assert stls(relentad).stat() == (0, 0)
@@ -397,3 +398,15 @@ def test_curl_lists_and_retrieves_over_stls_and_995(relentad: Daemon) -> None:
     message = curl(f"pop3s://{relentad.host}:{relentad.pop3s_port}/1", "--sasl-ir")
     assert len(message) == int(size) and message.endswith(DOTTED.encode()), "un-stuffed, the size LIST gave"
     assert b"pop3 login alice@example.test" in relentad.log_path.read_bytes()
+
+
+def test_a_pop3_port_taken_by_another_server_is_logged_and_mail_goes_on(make_daemon: MakeDaemon) -> None:
+    """An old POP3 server still on the port (or a dev configuration from before POP3 naming 110): not fatal."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        daemon = provision(make_daemon(imap=True, pop3=True, pop3_port=port, settings=SETTINGS)).start()
+        deliver(daemon, "still delivered")
+        inbox(daemon, 1)
+        assert f"pop3 listener not started: cannot listen on 127.0.0.1:{port}" in daemon.log()
+        assert pop3s(daemon).stat()[0] == 1, "995 serves"
+    assert daemon.stop() == 0
