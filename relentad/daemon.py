@@ -8,8 +8,8 @@ Lifecycle:
   file is logged line by line and the old configuration stays. Address changes need a restart (logged).
 - Certificate renewals without SIGHUP: every ``[tls] reload_interval`` one stat of the certificate and key
   (:class:`tls.PairWatcher`); when they changed, the pair is loaded again the same way (bad pair: logged, old kept).
-  Every TLS listener takes its context from ``self.context`` at handshake time (STARTTLS on 25/587/143 per
-  connection, 465 and 993 at accept), so one assignment switches them all.
+  Every TLS listener takes its context from ``self.context`` at handshake time (STARTTLS on 25/587/143/110 per
+  connection, 465, 993 and 995 at accept), so one assignment switches them all.
 - SIGTERM/SIGINT: stop accepting, close idle connections with 421, let transactions in flight finish (at most
   ``limits.shutdown_grace``), drain the store's writer, exit 0.
 """

@@ -187,7 +187,7 @@ def check_certificate(config: Config, now: dt.datetime | None = None) -> list[Fi
             Finding(
                 "fail",
                 "tls",
-                "no certificate configured: no STARTTLS, no port 465/993",
+                "no certificate configured: no STARTTLS, no port 465/993/995",
                 "set [tls] cert and key (Let's Encrypt: /etc/letsencrypt/live/HOST/fullchain.pem and privkey.pem)",
             )
         ]
