@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MAX_ARGUMENT = 40
-"""RFC 2449 §3: arguments are at most 40 characters (the SASL initial response and PASS excepted)."""
+"""RFC 2449 §3: arguments are at most 40 characters (but see :data:`LONG`, and PASS takes the rest of the line)."""
 MAX_NUMBER = 2**31 - 1
 
 # (fewest, most) arguments; "rest" takes what follows the keyword and one space as a single argument
@@ -35,8 +35,9 @@ SIGNATURES: dict[str, tuple[int, int]] = {
     "UIDL": (0, 1),
 }
 REST = frozenset(("PASS",))
-LONG = frozenset(("AUTH",))
-"""Commands whose arguments may exceed :data:`MAX_ARGUMENT` (a PLAIN initial response, RFC 5034 §4)."""
+LONG = frozenset(("AUTH", "USER"))
+"""Commands whose arguments may exceed :data:`MAX_ARGUMENT`: a PLAIN initial response (RFC 5034 §4), and user
+names, which are whole addresses here and often longer than 40 characters (Dovecot takes them too)."""
 
 
 class ParseError(Exception):

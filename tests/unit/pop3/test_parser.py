@@ -19,6 +19,7 @@ from relentad.pop3.parser import Command, ParseError, multiline, number, parse, 
         (b"AUTH\r\n", Command("AUTH", ())),
         (b"AUTH PLAIN " + b"A" * 200 + b"\r\n", Command("AUTH", ("PLAIN", "A" * 200))),
         ("USER jörg@example.test\r\n".encode(), Command("USER", ("jörg@example.test",))),
+        (b"USER " + b"a" * 60 + b"@example.test\r\n", Command("USER", ("a" * 60 + "@example.test",))),
     ],
 )
 def test_parse(line: bytes, expected: Command) -> None:
@@ -36,7 +37,7 @@ def test_parse(line: bytes, expected: Command) -> None:
         (b"PASS\r\n", "wrong number of arguments for PASS"),
         (b"LIST  1\r\n", "separated by one space"),
         (b"LIST 1 \r\n", "separated by one space"),
-        (b"USER " + b"a" * 41 + b"\r\n", "at most 40 characters"),
+        (b"LIST " + b"1" * 41 + b"\r\n", "at most 40 characters"),
         (b"USER a\0b\r\n", "NUL or CR"),
         (b"USER a\rb\r\n", "NUL or CR"),
         (b"USER \xff\r\n", "ASCII or UTF-8"),
