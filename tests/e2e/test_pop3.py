@@ -304,9 +304,10 @@ def _logged_in(daemon: Daemon) -> Raw | None:
 def test_plaintext_on_loopback_the_login_timeout_and_shutdown(make_daemon: MakeDaemon) -> None:
     metrics_port = free_port()
     settings = {
-        "auth": {"plaintext_loopback": True},
+        "auth": {"plaintext_loopback": True, "failures_per_account": 2},
         "pop3": {"login_timeout": "2s"},
         "listen": {"metrics": f"127.0.0.1:{metrics_port}"},
+        "mailauth": {"verify": False},
     }
     daemon = provision(make_daemon(pop3=True, tls=False, settings=settings)).start()
     wait_for_port("127.0.0.1", metrics_port, proc=daemon.proc)
@@ -322,12 +323,25 @@ def test_plaintext_on_loopback_the_login_timeout_and_shutdown(make_daemon: MakeD
     idle = Raw(daemon)  # never logs in: closed once login_timeout is over
     assert idle.line() == b"-ERR not logged in in time\r\n" and idle.line() == b""
     idle.close()
+    # throttling: after two failures for the account, even the right password is refused for a while
+    carol = Raw(daemon)
+    for password in ("wrong", "wrong again", PASSWORD):
+        reply = carol.command(f"AUTH PLAIN {plain('carol@example.test', password)}")
+    assert reply.startswith(b"-ERR [SYS/TEMP] too many failed logins"), "not [AUTH]: the password is not the problem"
+    carol.close()
     # SIGTERM: a logged-in session is closed with -ERR [SYS/TEMP], nothing deleted
+    deliver(daemon, "kept", to=BOB)
+    inbox(daemon, 1, BOB)
     waiting = Raw(daemon)
-    assert waiting.command(f"AUTH PLAIN {plain(BOB)}").startswith(b"+OK")
+    assert waiting.command(f"AUTH PLAIN {plain(BOB)}").startswith(b"+OK maildrop has 1 messages")
+    assert waiting.command("DELE 1").startswith(b"+OK")
     assert daemon.stop() == 0
     assert waiting.line() == b"-ERR [SYS/TEMP] server shutting down; nothing was deleted\r\n"
     waiting.close()
+    assert (
+        len(daemon.query("SELECT 1 FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.name = 'INBOX'"))
+        == 1
+    )
     assert "Traceback" not in daemon.log()
 
 
