@@ -305,7 +305,7 @@ def test_plaintext_on_loopback_the_login_timeout_and_shutdown(make_daemon: MakeD
     metrics_port = free_port()
     settings = {
         "auth": {"plaintext_loopback": True, "failures_per_account": 2},
-        "pop3": {"login_timeout": "2s"},
+        "pop3": {"login_timeout": "1s"},
         "listen": {"metrics": f"127.0.0.1:{metrics_port}"},
         "mailauth": {"verify": False},
     }
