@@ -107,6 +107,11 @@ def connection_help(config: config_mod.Config, password: str) -> list[str]:
             if config.listen.imaps and config.tls_enabled
             else []
         ),
+        *(
+            ["  or download it over POP3:", f"    curl -k 'pop3s://{config.listen.pop3s}/1' -u {DEV_USER}"]
+            if config.listen.pop3s and config.tls_enabled
+            else []
+        ),
         *_web_help(config),
         f"  the spam filter files mail once its model has learned {config.spam.min_trained} ham and "
         f"{config.spam.min_trained} spam ([spam] min_trained):",

@@ -69,6 +69,7 @@ def test_init_dev_creates_demo_and_is_idempotent(tmp_path: Path) -> None:
     assert loaded.listen.smtp == "127.0.0.1:2525"
     assert loaded.listen.imap == "127.0.0.1:2143"
     assert loaded.listen.pop3 == "127.0.0.1:2110" and "POP3S     127.0.0.1:2995" in first
+    assert "curl -k 'pop3s://127.0.0.1:2995/1' -u demo@example.test" in first
     assert loaded.tls_enabled and loaded.resolve(loaded.tls.cert).exists()
     assert loaded.server.postmaster == "demo@example.test", "postmaster@ reaches the user init created"
     second = ok(path, "init", "--dev")
