@@ -82,12 +82,17 @@ def parse(line: bytes) -> Command:
 
 
 def number(text: str, *, zero: bool = False) -> int:
-    """A message number (positive) or, with ``zero``, a line count (RFC 1939 §7 TOP: non-negative)."""
-    if not text.isascii() or not text.isdigit() or len(text) > 10:
+    """A message number (positive) or, with ``zero``, a line count (RFC 1939 §7 TOP: non-negative; a huge one, as
+    fetchmail sends for "the whole message", is capped)."""
+    if not text.isascii() or not text.isdigit():
         raise ParseError(f"{text[:40]!r} is not a number")
-    value = int(text)
-    if value > MAX_NUMBER or (value == 0 and not zero):
-        raise ParseError(f"no message {value}" if value else "message numbers start at 1")
+    if zero:
+        return min(int(text), MAX_NUMBER)
+    value = int(text) if len(text) <= 10 else MAX_NUMBER + 1
+    if value > MAX_NUMBER:
+        raise ParseError(f"no message {text[:40]}")
+    if value == 0:
+        raise ParseError("message numbers start at 1")
     return value
 
 

@@ -53,8 +53,11 @@ def test_numbers() -> None:
     for text, reason in (("0", "start at 1"), ("-1", "not a number"), ("1e3", "not a number"), ("١", "not a number")):
         with pytest.raises(ParseError, match=reason):
             number(text)
-    with pytest.raises(ParseError, match="no message"):
+    with pytest.raises(ParseError, match="no message 9999999999"):
         number("9999999999")
+    with pytest.raises(ParseError, match="no message 99999999999999999999"):
+        number("99999999999999999999")
+    assert number("99999999999999999999", zero=True) == 2**31 - 1, "TOP's line count: capped, not refused"
 
 
 def test_status_lines_carry_response_codes_and_never_a_line_break() -> None:
