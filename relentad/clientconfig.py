@@ -27,19 +27,22 @@ OUTLOOK_NS = "http://schemas.microsoft.com/exchange/autodiscover/outlook/respons
 
 @dataclass(frozen=True)
 class Endpoint:
-    protocol: str  # "imap" or "smtp"
+    protocol: str  # "imap", "pop3" or "smtp"
     port: int
-    implicit_tls: bool  # True: TLS from the first octet (993, 465); False: STARTTLS (143, 587)
+    implicit_tls: bool  # True: TLS from the first octet (993, 995, 465); False: STARTTLS (143, 110, 587)
 
 
 def endpoints(config: Config) -> list[Endpoint]:
-    """The IMAP and submission listeners a client may use, implicit TLS first; none without a certificate."""
+    """The IMAP, POP3 and submission listeners a client may use, IMAP before POP3 and implicit TLS first; none
+    without a certificate."""
     if not config.tls_enabled:
         return []
     found = []
     for protocol, listener, implicit in (
         ("imap", config.listen.imaps, True),
         ("imap", config.listen.imap, False),
+        ("pop3", config.listen.pop3s, True),
+        ("pop3", config.listen.pop3, False),
         ("smtp", config.listen.submissions, True),
         ("smtp", config.listen.submission, False),
     ):
@@ -62,14 +65,15 @@ def _document(root: ET.Element) -> bytes:
 
 
 def autoconfig(config: Config, domain: str) -> bytes:
-    """The clientConfig 1.1 document for ``domain`` (https://wiki.mozilla.org/Thunderbird:Autoconfiguration)."""
+    """The clientConfig 1.1 document for ``domain`` (https://wiki.mozilla.org/Thunderbird:Autoconfiguration).
+    Thunderbird sets up the first incomingServer and offers the others: IMAP comes first, POP3 after it."""
     root = ET.Element("clientConfig", version="1.1")
     provider = ET.SubElement(root, "emailProvider", id=domain)
     _child(provider, "domain", domain)
     _child(provider, "displayName", domain)
     _child(provider, "displayShortName", domain)
     for endpoint in endpoints(config):
-        incoming = endpoint.protocol == "imap"
+        incoming = endpoint.protocol != "smtp"
         server = ET.SubElement(provider, "incomingServer" if incoming else "outgoingServer", type=endpoint.protocol)
         _child(server, "hostname", config.server.hostname.rstrip("."))
         _child(server, "port", str(endpoint.port))
@@ -115,8 +119,9 @@ def autodiscover_address(body: bytes) -> str:
 
 
 def autodiscover(config: Config, email: str) -> bytes:
-    """The POX response for ``email``: one IMAP and one SMTP protocol, each the first (implicit TLS) one offered.
-    [MS-OXDSCLI] Encryption: "SSL" is TLS from the start, "TLS" is STARTTLS."""
+    """The POX response for ``email``: one IMAP and one SMTP protocol, each the first (implicit TLS) one offered;
+    no POP3 (Outlook would take a POP3 entry as a choice as good as IMAP). [MS-OXDSCLI] Encryption: "SSL" is TLS
+    from the start, "TLS" is STARTTLS."""
     root = ET.Element("Autodiscover", xmlns=AUTODISCOVER_NS)
     response = ET.SubElement(root, "Response", xmlns=OUTLOOK_NS)
     account = ET.SubElement(response, "Account")
@@ -124,7 +129,7 @@ def autodiscover(config: Config, email: str) -> bytes:
     _child(account, "Action", "settings")
     seen: set[str] = set()
     for endpoint in endpoints(config):
-        if endpoint.protocol in seen:
+        if endpoint.protocol in seen or endpoint.protocol == "pop3":
             continue
         seen.add(endpoint.protocol)
         protocol = ET.SubElement(account, "Protocol")

@@ -89,6 +89,8 @@ class ListenConfig:
     managesieve: str = setting(
         "*:4190", "ManageSieve (RFC 5804) with STARTTLS: users manage their own Sieve filtering scripts.", "address"
     )
+    pop3: str = setting("*:110", "POP3 with STLS: the INBOX for clients that download and delete.", "address")
+    pop3s: str = setting("*:995", "POP3 over implicit TLS (not started without [tls]).", "address")
     metrics: str = setting("", "Prometheus metrics and /healthz (keep it on loopback).", "address")
     https: str = setting(
         "*:443",
@@ -415,6 +417,22 @@ class ManageSieveConfig:
 
 
 @dataclass(frozen=True)
+class Pop3Config:
+    """The POP3 server (RFC 1939) on [listen] pop3 and pop3s: the account's INBOX only, as it was at login;
+    deleted messages are expunged at QUIT; plaintext logins as [auth] plaintext_loopback says."""
+
+    login_timeout: float = setting(60.0, "Time a client has to log in after connecting.", "duration")
+    idle_timeout: float = setting(
+        600.0,
+        "Time a logged-in client may stay silent between commands before the connection closes (nothing is "
+        "deleted then); RFC 1939 asks at least 10 minutes.",
+        "duration",
+    )
+    connections_per_ip: int = setting(10, "Simultaneous POP3 connections from one IP address; more get -ERR.")
+    max_connections: int = setting(200, "Simultaneous POP3 connections in all (110 and 995); more get -ERR.")
+
+
+@dataclass(frozen=True)
 class CRMConfig:
     """The CRM sorter: contacts, companies, threads and filing rules for every message received or sent."""
 
@@ -522,6 +540,7 @@ class Config:
     imap: IMAPConfig = field(default_factory=IMAPConfig)
     web: WebConfig = field(default_factory=WebConfig)
     managesieve: ManageSieveConfig = field(default_factory=ManageSieveConfig)
+    pop3: Pop3Config = field(default_factory=Pop3Config)
     crm: CRMConfig = field(default_factory=CRMConfig)
     spam: SpamConfig = field(default_factory=SpamConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
@@ -567,6 +586,7 @@ SECTIONS: dict[str, type] = {
     "imap": IMAPConfig,
     "web": WebConfig,
     "managesieve": ManageSieveConfig,
+    "pop3": Pop3Config,
     "crm": CRMConfig,
     "spam": SpamConfig,
     "reports": ReportsConfig,
@@ -678,9 +698,13 @@ def check(config: Config) -> list[str]:
         ("[managesieve] max_scripts", config.managesieve.max_scripts),
         ("[managesieve] connections_per_ip", config.managesieve.connections_per_ip),
         ("[managesieve] max_connections", config.managesieve.max_connections),
+        ("[pop3] connections_per_ip", config.pop3.connections_per_ip),
+        ("[pop3] max_connections", config.pop3.max_connections),
     ):
         if value < 1:
             problems.append(f"{name} must be at least 1")
+    if config.pop3.idle_timeout < 600:
+        problems.append("[pop3] idle_timeout must be at least 10m (RFC 1939 §3)")
     if config.queue.smarthost_tls not in ("starttls", "tls", "none"):
         problems.append('[queue] smarthost_tls must be "starttls", "tls" or "none"')
     if config.queue.concurrency < 1 or config.queue.per_destination < 1:

@@ -8,8 +8,8 @@ Lifecycle:
   file is logged line by line and the old configuration stays. Address changes need a restart (logged).
 - Certificate renewals without SIGHUP: every ``[tls] reload_interval`` one stat of the certificate and key
   (:class:`tls.PairWatcher`); when they changed, the pair is loaded again the same way (bad pair: logged, old kept).
-  Every TLS listener takes its context from ``self.context`` at handshake time (STARTTLS on 25/587/143 per
-  connection, 465 and 993 at accept), so one assignment switches them all.
+  Every TLS listener takes its context from ``self.context`` at handshake time (STARTTLS on 25/587/143/110 per
+  connection, 465, 993 and 995 at accept), so one assignment switches them all.
 - SIGTERM/SIGINT: stop accepting, close idle connections with 421, let transactions in flight finish (at most
   ``limits.shutdown_grace``), drain the store's writer, exit 0.
 """
@@ -39,6 +39,7 @@ from .imap.server import ImapServer
 from .lifecycle import backup, retention
 from .managesieve.server import ManageSieveServer
 from .pipeline import Pipeline
+from .pop3.server import Pop3Server
 from .queue.dkimkeys import KeyRing
 from .queue.runner import QueueRunner
 from .smtp.inbound import InboundHandler
@@ -159,6 +160,25 @@ class Daemon:
             self.servers[name] = await imap.listen(address[0], address[1], implicit_tls=implicit)
             log.info("listening %s on %s", name, getattr(self.config.listen, name))
 
+    async def start_pop3(self, pop3: Pop3Server) -> None:
+        """Bind 110 (STLS) and 995 (implicit TLS, only with a certificate). A port that cannot be bound (an old
+        POP3 server still has it, or a configuration written before POP3 existed names privileged defaults in an
+        unprivileged dev setup) is logged and mail goes on without it, as for the web listeners."""
+        for name, implicit in (("pop3", False), ("pop3s", True)):
+            text = getattr(self.config.listen, name)
+            address = config_mod.parse_address(text)
+            if address is None:
+                continue
+            if implicit and self.context.tls_context is None:
+                log.warning("pop3s listener needs [tls] cert and key: not started")
+                continue
+            try:
+                self.servers[name] = await pop3.listen(address[0], address[1], implicit_tls=implicit)
+            except OSError as exc:
+                log.error("%s listener not started: cannot listen on %s: %s", name, text, exc.strerror or exc)
+                continue
+            log.info("listening %s on %s", name, text)
+
     async def start_web(self, server: web.WebServer) -> None:
         """Bind ``[listen] https`` and ``http`` (only with a certificate: autoconfig offers TLS ports only). A port
         that cannot be bound (another web server has it) is logged and mail goes on without it."""
@@ -205,6 +225,7 @@ class Daemon:
         imap = ImapServer(store, bus, authenticator, lambda: self.config, lambda: self.context.tls_context)
         web_server = web.WebServer(store, lambda: self.config, lambda: self.context.tls_context, authenticator)
         managesieve = ManageSieveServer(store, authenticator, lambda: self.config, lambda: self.context.tls_context)
+        pop3 = Pop3Server(store, bus, authenticator, lambda: self.config, lambda: self.context.tls_context)
         stop = asyncio.Event()
         # Before any listener is bound: a SIGHUP or SIGTERM arriving while we start must not kill the process
         # with the default action (a client can connect as soon as the first port is open).
@@ -227,6 +248,7 @@ class Daemon:
                 store,
                 imap_sessions=lambda: len(imap.sessions),
                 managesieve_sessions=lambda: len(managesieve.sessions),
+                pop3_sessions=lambda: len(pop3.sessions),
                 smtp_sessions=lambda: {
                     "smtp": len(self.smtp_connections.open),
                     "submission": len(self.submission_connections.open),
@@ -250,6 +272,7 @@ class Daemon:
             if address is not None:
                 self.servers["managesieve"] = await managesieve.listen(address[0], address[1])
                 log.info("listening managesieve on %s", self.config.listen.managesieve)
+            await self.start_pop3(pop3)
             address = config_mod.parse_address(self.config.listen.metrics)
             if address is not None:
                 await metrics_server.start(address[0], address[1])
@@ -285,6 +308,7 @@ class Daemon:
             deadline = loop.time() + grace
             imap_closing = asyncio.ensure_future(imap.close_all(grace))
             sieve_closing = asyncio.ensure_future(managesieve.close_all(grace))
+            pop3_closing = asyncio.ensure_future(pop3.close_all(grace))
             self.smtp_connections.close_idle()
             self.submission_connections.close_idle()
             await asyncio.gather(
@@ -294,7 +318,9 @@ class Daemon:
             )
             await imap_closing
             await sieve_closing
+            await pop3_closing
             imap.close()
+            pop3.close()
             with contextlib.suppress(TimeoutError):  # training from IMAP in flight: best effort, never blocks exit
                 await asyncio.wait_for(spam_training.drain(), max(0.0, deadline - loop.time()))
             await asyncio.to_thread(store.close)

@@ -29,6 +29,8 @@ DEV_LISTEN = {
     "imap": "127.0.0.1:2143",
     "imaps": "127.0.0.1:2993",
     "managesieve": "127.0.0.1:24190",
+    "pop3": "127.0.0.1:2110",
+    "pop3s": "127.0.0.1:2995",
     "metrics": "127.0.0.1:2909",
     "https": "127.0.0.1:2443",
     "http": "127.0.0.1:2080",
@@ -68,7 +70,7 @@ def initialise(config_path: Path, *, dev: bool, hostname: str | None = None, dat
             overrides["listen"] = dict(DEV_LISTEN)
             overrides["tls"] = {"cert": "data/tls/cert.pem", "key": "data/tls/key.pem"}
         else:
-            overrides["listen"] = {"submissions": "", "imaps": ""}
+            overrides["listen"] = {"submissions": "", "imaps": "", "pop3s": ""}
         config_path.parent.mkdir(parents=True, exist_ok=True)
         config_path.write_text(config_mod.example_toml(overrides), encoding="utf-8")
         created = True
@@ -105,6 +107,11 @@ def connection_help(config: config_mod.Config, password: str) -> list[str]:
             if config.listen.imaps and config.tls_enabled
             else []
         ),
+        *(
+            ["  or download it over POP3:", f"    curl -k 'pop3s://{config.listen.pop3s}/1' -u {DEV_USER}"]
+            if config.listen.pop3s and config.tls_enabled
+            else []
+        ),
         *_web_help(config),
         f"  the spam filter files mail once its model has learned {config.spam.min_trained} ham and "
         f"{config.spam.min_trained} spam ([spam] min_trained):",
@@ -122,6 +129,10 @@ def _imap_help(config: config_mod.Config) -> list[str]:
         lines.append(f"  IMAPS     {config.listen.imaps}   (implicit TLS)")
     if config.listen.managesieve:
         lines.append(f"  Sieve     {config.listen.managesieve}   (ManageSieve, STARTTLS: the user's own filters)")
+    if config.listen.pop3:
+        lines.append(f"  POP3      {config.listen.pop3}   (STLS; the INBOX only, plain USER/PASS refused before TLS)")
+    if config.listen.pop3s and config.tls_enabled:
+        lines.append(f"  POP3S     {config.listen.pop3s}   (implicit TLS)")
     return lines
 
 

@@ -166,6 +166,8 @@ def records(config: Config, domain: str) -> list[Record]:
     for service, listener in (("submission", "submission"), ("submissions", "submissions"), ("imap", "imap")):
         out.append(_srv(name, host, service, _port(getattr(config.listen, listener))))
     out.append(_srv(name, host, "imaps", _port(config.listen.imaps)))
+    for service in ("pop3", "pop3s"):  # RFC 6186 §3.4: a lower priority than IMAP's, which clients should prefer
+        out.append(_srv(name, host, service, _port(getattr(config.listen, service)), priority=10))
     out.append(_srv(name, host, "sieve", _port(config.listen.managesieve)))  # RFC 5804 §1.8
     carddav = _srv(name, host, "carddavs", _port(config.listen.https))
     out.append(replace(carddav, purpose="phones find the contacts (CardDAV, RFC 6764) here"))
@@ -185,9 +187,9 @@ def _dkim_records(keys: dkimkeys.DomainKeys, note: str, *, required: bool) -> li
     return found
 
 
-def _srv(domain: str, host: str, service: str, port: int | None) -> Record:
+def _srv(domain: str, host: str, service: str, port: int | None, priority: int = 0) -> Record:
     """An RFC 6186 / RFC 8314 (RFC 5804 for sieve) SRV record; "0 0 0 ." says the service is not offered."""
-    value = f"0 1 {port} {host}" if port else "0 0 0 ."
+    value = f"{priority} 1 {port} {host}" if port else "0 0 0 ."
     return Record(f"_{service}._tcp.{domain}", "SRV", value, f"mail clients find {service} here", required=False)
 
 

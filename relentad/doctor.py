@@ -190,7 +190,7 @@ def check_certificate(config: Config, now: dt.datetime | None = None) -> list[Fi
             Finding(
                 "fail",
                 "tls",
-                "no certificate configured: no STARTTLS, no port 465/993",
+                "no certificate configured: no STARTTLS, no port 465/993/995",
                 "set [tls] cert and key (Let's Encrypt: /etc/letsencrypt/live/HOST/fullchain.pem and privkey.pem)",
             )
         ]
@@ -265,7 +265,8 @@ def check_web_names(config: Config, domains: Sequence[str]) -> list[Finding]:
 async def check_listeners(config: Config) -> list[Finding]:
     """Every configured listener accepts a TCP connection."""
     findings: list[Finding] = []
-    for name in ("smtp", "submission", "submissions", "imap", "imaps", "managesieve", "metrics", "https", "http"):
+    names = ("smtp", "submission", "submissions", "imap", "imaps", "managesieve", "pop3", "pop3s", "metrics", "https")
+    for name in (*names, "http"):
         text = getattr(config.listen, name)
         address = parse_address(text)
         if address is None:

@@ -186,6 +186,7 @@ class DaemonView:
     smtp_sessions: Callable[[], dict[str, int]]  # listener name → open connections
     listeners: Callable[[], dict[str, bool]]  # listener name → serving
     managesieve_sessions: Callable[[], int] = lambda: 0
+    pop3_sessions: Callable[[], int] = lambda: 0
 
 
 class DaemonCollector(Collector):
@@ -210,6 +211,7 @@ class DaemonCollector(Collector):
         )
         sessions.add_metric(["imap"], view.imap_sessions())
         sessions.add_metric(["managesieve"], view.managesieve_sessions())
+        sessions.add_metric(["pop3"], view.pop3_sessions())
         for name, open_count in view.smtp_sessions().items():
             sessions.add_metric([name], open_count)
         yield sessions

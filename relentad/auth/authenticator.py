@@ -45,7 +45,7 @@ log = logging.getLogger("relentad.auth")
 
 def password_allowed(tls: bool, ip: str, config: AuthConfig) -> bool:
     """May a client send a password here? Over TLS always; in plaintext only from a loopback address, and only
-    with ``[auth] plaintext_loopback`` (development and tests). The one rule for SMTP, IMAP and ManageSieve."""
+    with ``[auth] plaintext_loopback`` (development and tests). The one rule for SMTP, IMAP, ManageSieve and POP3."""
     if tls:
         return True
     if not config.plaintext_loopback:

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 class Slots:
-    """A listener's open connections, per client address and in all, against its two limits (IMAP, ManageSieve)."""
+    """A listener's open connections, per client address and in all, against its two limits (IMAP, ManageSieve,
+    POP3)."""
 
     def __init__(self, name: str) -> None:
         self.name = name

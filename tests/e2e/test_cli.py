@@ -54,6 +54,7 @@ def test_init_writes_config_data_and_database_and_refuses_to_overwrite(tmp_path:
     loaded = config_mod.load(path)
     assert loaded.server.hostname == "mx.example.test"
     assert loaded.data_dir == tmp_path / "srv" / "data"
+    assert loaded.listen.pop3 == "*:110" and loaded.listen.pop3s == "", "no certificate yet: no implicit TLS"
     assert "exists" in fails(path, "init")
     assert ok(path, "config", "check").strip() == f"{path}: OK"
 
@@ -67,6 +68,8 @@ def test_init_dev_creates_demo_and_is_idempotent(tmp_path: Path) -> None:
     loaded = config_mod.load(path)
     assert loaded.listen.smtp == "127.0.0.1:2525"
     assert loaded.listen.imap == "127.0.0.1:2143"
+    assert loaded.listen.pop3 == "127.0.0.1:2110" and "POP3S     127.0.0.1:2995" in first
+    assert "curl -k 'pop3s://127.0.0.1:2995/1' -u demo@example.test" in first
     assert loaded.tls_enabled and loaded.resolve(loaded.tls.cert).exists()
     assert loaded.server.postmaster == "demo@example.test", "postmaster@ reaches the user init created"
     second = ok(path, "init", "--dev")

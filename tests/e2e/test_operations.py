@@ -190,7 +190,9 @@ def published(records: list[dict[str, Any]]) -> DnsRecords:
 def test_domain_dns_prints_every_record_and_doctor_checks_them(make_daemon: MakeDaemon, tmp_path: Path) -> None:
     zone = start_or_skip(tmp_path / "zone")
     try:
-        daemon = make_daemon(settings={"dns": {"nameservers": [zone.nameserver]}}, submission=True, imap=True)
+        daemon = make_daemon(
+            settings={"dns": {"nameservers": [zone.nameserver]}}, submission=True, imap=True, pop3=True
+        )
         provision(daemon).start()
         daemon.cli("dkim", "generate", "example.test")
         text = cli(daemon, "domain", "dns", "example.test").output
@@ -203,6 +205,7 @@ def test_domain_dns_prints_every_record_and_doctor_checks_them(make_daemon: Make
         assert f"_submission._tcp.example.test. IN SRV 0 1 {daemon.submission_port} mx.example.test." in text
         assert f"_imaps._tcp.example.test. IN SRV 0 1 {daemon.imaps_port} mx.example.test." in text
         assert f"_imap._tcp.example.test. IN SRV 0 1 {daemon.imap_port} mx.example.test." in text
+        assert f"_pop3s._tcp.example.test. IN SRV 10 1 {daemon.pop3s_port} mx.example.test." in text
         assert "autoconfig.example.test. IN CNAME mx.example.test." in text
         assert "; mode: enforce" in text and "; mx: mx.example.test" in text
         records = json.loads(cli(daemon, "domain", "dns", "example.test", "--json").output)["records"]
@@ -213,7 +216,7 @@ def test_domain_dns_prints_every_record_and_doctor_checks_them(make_daemon: Make
         assert "FAIL" not in good.output
         assert "OK   reverse dns 127.0.0.1: mx.example.test" in good.output
         assert "OK   tls names: covers mx.example.test" in good.output
-        assert "OK   port imaps:" in good.output
+        assert "OK   port imaps:" in good.output and "OK   port pop3s:" in good.output
         assert "WARN spam model: no global model trained" in good.output  # a warning: the exit status stays 0
 
         broken = published([r for r in records if not str(r["value"] or "").startswith(("v=spf1", "v=DKIM1"))])

@@ -91,6 +91,9 @@ class Daemon:
     http_port: int = 0
     managesieve: bool = False  # also listen for ManageSieve (STARTTLS)
     managesieve_port: int = 0
+    pop3: bool = False  # also listen for POP3 (STLS) and POP3S (implicit TLS)
+    pop3_port: int = 0
+    pop3s_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     wrapper: list[str] = field(default_factory=list)  # a command the daemon runs under (strace ...)
     log_path: Path = field(init=False)
@@ -110,6 +113,9 @@ class Daemon:
             self.http_port = self.http_port or (free_port(self.host) if self.tls else 0)
         if self.managesieve:
             self.managesieve_port = self.managesieve_port or free_port(self.host)
+        if self.pop3:
+            self.pop3_port = self.pop3_port or free_port(self.host)
+            self.pop3s_port = self.pop3s_port or (free_port(self.host) if self.tls else 0)
         self.write_config()
 
     @property
@@ -131,6 +137,8 @@ class Daemon:
                 "imap": "",
                 "imaps": "",
                 "managesieve": "",
+                "pop3": "",
+                "pop3s": "",
                 "metrics": "",
                 "https": "",
                 "http": "",
@@ -151,6 +159,10 @@ class Daemon:
             overrides["listen"]["http"] = f"{self.host}:{self.http_port}"
         if self.managesieve_port:
             overrides["listen"]["managesieve"] = f"{self.host}:{self.managesieve_port}"
+        if self.pop3_port:
+            overrides["listen"]["pop3"] = f"{self.host}:{self.pop3_port}"
+        if self.pop3s_port:
+            overrides["listen"]["pop3s"] = f"{self.host}:{self.pop3s_port}"
         if self.tls:
             cert, key = self.root / "data" / "tls" / "cert.pem", self.root / "data" / "tls" / "key.pem"
             if not cert.exists():
@@ -219,6 +231,8 @@ class Daemon:
                 self.imap_port,
                 self.imaps_port,
                 self.managesieve_port,
+                self.pop3_port,
+                self.pop3s_port,
             )
             for port in (*ports, self.https_port, self.http_port):
                 if port:

@@ -33,10 +33,12 @@ def test_only_listeners_that_are_on_are_offered_implicit_tls_first(tmp_path: Pat
     assert offered(make_config(tmp_path)) == [
         ("imap", 993, True),
         ("imap", 143, False),
+        ("pop3", 995, True),
+        ("pop3", 110, False),
         ("smtp", 465, True),
         ("smtp", 587, False),
     ]
-    assert offered(make_config(tmp_path, imaps="", submissions="10.0.0.1:4650")) == [
+    assert offered(make_config(tmp_path, imaps="", pop3="", pop3s="", submissions="10.0.0.1:4650")) == [
         ("imap", 143, False),
         ("smtp", 4650, True),
         ("smtp", 587, False),
@@ -45,12 +47,15 @@ def test_only_listeners_that_are_on_are_offered_implicit_tls_first(tmp_path: Pat
 
 
 def test_autoconfig_document(tmp_path: Path) -> None:
-    document = ET.fromstring(clientconfig.autoconfig(make_config(tmp_path, imap="", submission=""), "a.test"))
+    config = make_config(tmp_path, imap="", submission="", pop3s="")
+    document = ET.fromstring(clientconfig.autoconfig(config, "a.test"))
     provider = document.find("emailProvider")
     assert provider is not None and provider.get("id") == "a.test"
-    [incoming] = provider.findall("incomingServer")
+    incoming, pop3 = provider.findall("incomingServer")
     assert incoming.get("type") == "imap" and incoming.findtext("socketType") == "SSL"
     assert incoming.findtext("hostname") == "mx.example.com" and incoming.findtext("port") == "993"
+    assert pop3.get("type") == "pop3" and pop3.findtext("socketType") == "STARTTLS", "second: IMAP is preferred"
+    assert pop3.findtext("port") == "110" and pop3.findtext("username") == "%EMAILADDRESS%"
     [outgoing] = provider.findall("outgoingServer")
     assert outgoing.findtext("port") == "465" and outgoing.findtext("username") == "%EMAILADDRESS%"
 

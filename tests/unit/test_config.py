@@ -103,3 +103,10 @@ def test_queue_ca_file_must_hold_a_pem_certificate(tmp_path: Path) -> None:
         assert line.startswith("[queue] ca_file: ") and problem in line and "\n" not in line
     ca = TestCA(tmp_path / "ca")
     assert config.from_dict({"queue": {"ca_file": str(ca.pem)}}, path=tmp_path / "c.toml").queue.mta_sts is True
+
+
+def test_pop3_idle_timeout_is_at_least_ten_minutes() -> None:
+    """RFC 1939 §3: the autologout timer is at least 10 minutes."""
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict({"pop3": {"idle_timeout": "5m"}})
+    assert err.value.problems == ["[pop3] idle_timeout must be at least 10m (RFC 1939 §3)"]

@@ -40,6 +40,8 @@ def test_records_follow_the_configuration(tmp_path: Path) -> None:
     assert by_name(records, "_sieve._tcp.example.com", "SRV").value == "0 1 4190 mx.example.com"  # RFC 5804 §1.8
     carddav = by_name(records, "_carddavs._tcp.example.com", "SRV")  # RFC 6764: the web listener's port
     assert carddav.value == "0 1 443 mx.example.com" and not carddav.required
+    assert by_name(records, "_pop3._tcp.example.com", "SRV").value == "10 1 110 mx.example.com", "IMAP first"
+    assert by_name(records, "_pop3s._tcp.example.com", "SRV").value == "10 1 995 mx.example.com"
 
 
 def test_dkim_record_is_the_key_on_disk_and_long_txt_is_split(tmp_path: Path) -> None:

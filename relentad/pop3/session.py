@@ -1,0 +1,229 @@
+"""One POP3 connection (RFC 1939): read a command line, check the state allows it, run it, answer.
+
+Invariants:
+- One place renders outcomes (:meth:`Session.execute`): a handler writes its ``+OK`` (and body) or raises
+  :class:`Refused` for ``-ERR``; a store error is ``-ERR [SYS/TEMP]``; an unexpected exception is logged and
+  answered ``-ERR``, the session goes on. :data:`MAX_BAD` invalid commands in a row close the connection.
+- Passwords only over TLS, or in plaintext from loopback when ``[auth] plaintext_loopback`` says so: before that,
+  CAPA lists neither USER nor SASL and USER/PASS/AUTH answer ``-ERR [AUTH]``. Logins go through the daemon's
+  :class:`~relentad.auth.authenticator.Authenticator` (throttle, cache, login history) as IMAP's do.
+- STLS drops the plaintext the client sent after it (:meth:`relentad.imap.connection.Connection.start_tls`).
+- Only QUIT in the TRANSACTION state writes (:mod:`.maildrop`); a timeout, a dropped connection, a shutdown or a
+  terminated account closes without the UPDATE state.
+- Reads wait at most ``login_timeout`` before login and ``idle_timeout`` after (RFC 1939 §3: at least 10 min).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ..auth.authenticator import Authenticator, password_allowed
+from ..config import Config
+from ..errors import RelentadError, StoreUnavailable
+from ..events import Bus
+from ..imap.connection import Connection, LineTooLong
+from ..store import accounts
+from ..store.db import Store
+from ..store.imapview import ReaderPool
+from .maildrop import Maildrop
+from .parser import Command, ParseError, parse, status
+
+log = logging.getLogger(__name__)
+
+LINE_LENGTH = 8192
+"""Octets of one line: RFC 2449 asks 255 of commands, a SASL answer may be longer."""
+MAX_BAD = 10
+"""Consecutive invalid commands before the connection is closed."""
+ACCOUNT_CHECK_INTERVAL = 1.0
+IMPLEMENTATION = "relentad"
+
+
+class State(enum.Enum):
+    AUTHORIZATION = "authorization"
+    TRANSACTION = "transaction"
+    CLOSED = "closed"
+
+
+_ANY = frozenset(("CAPA", "QUIT", "NOOP"))
+STATE_COMMANDS: dict[State, frozenset[str]] = {
+    State.AUTHORIZATION: frozenset(("CAPA", "QUIT", "USER", "PASS", "AUTH", "STLS")),
+    State.TRANSACTION: _ANY | {"STAT", "LIST", "RETR", "DELE", "RSET", "TOP", "UIDL"},
+    State.CLOSED: frozenset(),
+}
+
+
+class Refused(Exception):
+    """A ``-ERR`` with an optional RFC 2449 response code; ``close`` ends the session after it."""
+
+    def __init__(self, text: str, code: str = "", *, close: bool = False) -> None:
+        super().__init__(text)
+        self.text = text
+        self.code = code
+        self.close = close
+
+
+@dataclass
+class Services:
+    """What every session of the listener shares."""
+
+    store: Store
+    bus: Bus
+    readers: ReaderPool
+    authenticator: Authenticator
+    get_config: Callable[[], Config]
+    get_tls: Callable[[], ssl.SSLContext | None]
+
+
+Handler = Callable[["Session", Command], Awaitable[None]]
+
+
+class Session:
+    def __init__(self, services: Services, conn: Connection, handlers: dict[str, Handler]) -> None:
+        self.services = services
+        self.conn = conn
+        self.handlers = handlers
+        self.peer = conn.peer_ip()
+        self.state = State.AUTHORIZATION
+        self.user = ""
+        """The name USER gave, until PASS."""
+        self.account_id = 0
+        self.email = ""
+        self.drop = Maildrop(0, 0)
+        self.bad = 0
+        self.busy = False
+        self.account_checked = 0.0
+        self.login_deadline = asyncio.get_running_loop().time() + self.config.pop3.login_timeout
+
+    @property
+    def config(self) -> Config:
+        return self.services.get_config()
+
+    @property
+    def store(self) -> Store:
+        return self.services.store
+
+    def send(self, data: bytes) -> None:
+        self.conn.write(data)
+
+    def ok(self, text: str = "", code: str = "") -> None:
+        self.send(status(True, text, code))
+
+    def login_allowed(self) -> bool:
+        """No password in plaintext, except from loopback when the config allows it (RFC 2595 §2.1, as IMAP)."""
+        return password_allowed(self.conn.tls, self.peer, self.config.auth)
+
+    def capabilities(self) -> list[str]:
+        """RFC 2449 §5 CAPA lines: USER and SASL only where a password may be sent, STLS until TLS is up."""
+        lines = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+        if self.state is State.AUTHORIZATION:
+            if self.login_allowed():
+                lines += ["USER", "SASL PLAIN"]
+            if not self.conn.tls and self.services.get_tls() is not None:
+                lines.append("STLS")
+        lines += ["EXPIRE NEVER", f"IMPLEMENTATION {IMPLEMENTATION}"]
+        return lines
+
+    # -- the command loop -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.ok("relentad POP3 ready")
+        try:
+            await self.conn.drain()
+            while self.state is not State.CLOSED and not self.conn.closed:
+                try:
+                    async with asyncio.timeout_at(self.read_deadline()):
+                        line = await self.conn.readline(LINE_LENGTH)
+                except TimeoutError:
+                    self.close("idle for too long" if self.state is State.TRANSACTION else "not logged in in time")
+                    break
+                except LineTooLong:
+                    self.close(f"line longer than {LINE_LENGTH} octets")
+                    break
+                self.busy = True
+                try:
+                    await self.execute(line)
+                except LineTooLong:  # the SASL answer
+                    self.close(f"line longer than {LINE_LENGTH} octets")
+                finally:
+                    self.busy = False
+                if self.bad >= MAX_BAD:
+                    self.close("too many invalid commands")
+                await self.conn.drain()
+        except (EOFError, ConnectionError, OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            if self.state is State.TRANSACTION:
+                log.info("pop3 %s: connection ended without QUIT; nothing deleted", self.email)
+            self.state = State.CLOSED
+            await self.conn.close()
+
+    def close(self, text: str, code: str = "") -> None:
+        """A final -ERR, then the connection closes (no UPDATE state)."""
+        self.send(status(False, text, code))
+        self.state = State.CLOSED
+
+    def read_deadline(self) -> float:
+        if self.state is State.AUTHORIZATION:
+            return self.login_deadline
+        return asyncio.get_running_loop().time() + self.config.pop3.idle_timeout
+
+    def account_ended(self) -> bool:
+        """The account was terminated since the login (another process): checked at most once a second."""
+        if self.state is not State.TRANSACTION:
+            return False
+        now = time.monotonic()
+        if now - self.account_checked < ACCOUNT_CHECK_INTERVAL:
+            return False
+        self.account_checked = now
+        return not self.store.read(lambda conn: accounts.is_active(conn, self.account_id))
+
+    async def execute(self, line: bytes) -> None:
+        """Parse, check the state, run the handler; the one place that turns failures into -ERR."""
+        try:
+            command = parse(line)
+        except ParseError as exc:
+            self.bad += 1
+            self.send(status(False, str(exc)))
+            return
+        if command.name not in STATE_COMMANDS[self.state]:
+            self.bad += 1
+            where = "log in first" if self.state is State.AUTHORIZATION else "not after login"
+            self.send(status(False, f"{command.name}: {where}"))
+            return
+        self.bad = 0
+        if self.account_ended():
+            self.close("the account was terminated", "SYS/PERM")
+            return
+        try:
+            await self.handlers[command.name](self, command)
+        except Refused as exc:
+            if exc.close:
+                self.close(exc.text, exc.code)
+            else:
+                self.send(status(False, exc.text, exc.code))
+        except ParseError as exc:  # a bad message number
+            self.send(status(False, str(exc)))
+        except StoreUnavailable as exc:
+            self.send(status(False, str(exc), "SYS/TEMP"))
+        except RelentadError as exc:
+            self.send(status(False, str(exc)))
+        except (EOFError, ConnectionError, asyncio.IncompleteReadError, LineTooLong):
+            raise
+        except Exception:
+            log.exception("pop3 %s: %s failed", self.email or self.peer, command.name)
+            self.send(status(False, "internal server error; the session goes on", "SYS/TEMP"))
+
+    async def shutdown(self) -> None:
+        """Daemon stopping: -ERR and close, nothing deleted (the client reconnects to the next instance)."""
+        with contextlib.suppress(Exception):
+            self.close("server shutting down; nothing was deleted", "SYS/TEMP")
+            await asyncio.wait_for(self.conn.drain(), 2)
+        self.state = State.CLOSED
+        await self.conn.close()
