@@ -10,7 +10,8 @@ prefix, joins the account's latest thread with the same normalised subject if th
 
 Invariants: every Message-ID a filed message has or names maps to exactly one thread of the account
 (``crm_thread_ids``), and Message-IDs linked by a message end up in one thread, so threading does not depend on
-delivery order; subject normalisation is pure and linear (no backtracking regexes).
+delivery order; a thread id (the IMAP THREADID) is never handed out twice, not even after a merge deleted its
+thread (``crm_thread_id_floor``); subject normalisation is pure and linear (no backtracking regexes).
 """
 
 from __future__ import annotations
@@ -88,11 +89,13 @@ def assign(conn: sqlite3.Connection, account_id: int, parsed: ParsedMessage, whe
         thread_id = int(row[0]) if row is not None else None
     if thread_id is None:
         cursor = conn.execute(
-            """INSERT INTO crm_threads (account_id, subject, subject_key, first_message, last_message, messages)
-               VALUES (?, ?, ?, ?, ?, 1)""",
+            """INSERT INTO crm_threads (id, account_id, subject, subject_key, first_message, last_message, messages)
+               VALUES (max((SELECT coalesce(max(id), 0) FROM crm_threads), (SELECT floor FROM crm_thread_id_floor))
+                       + 1, ?, ?, ?, ?, ?, 1)""",
             (account_id, (parsed.subject or "").strip(), key, when, when),
         )
         thread_id = int(cursor.lastrowid or 0)
+        conn.execute("UPDATE crm_thread_id_floor SET floor = ?", (thread_id,))  # never handed out again
     else:
         conn.execute(
             """UPDATE crm_threads SET messages = messages + 1, last_message = max(last_message, ?),

@@ -604,6 +604,21 @@ def _m022_sieve_vacation(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m025_crm_thread_ids(conn: sqlite3.Connection) -> None:
+    """CRM thread ids are never reused: they are IMAP THREADIDs (RFC 8474) and web links. SQLite gives a new row
+    the highest id + 1, so a merge deleting the newest thread (or a deleted account's) let the next new thread take
+    its id, and a client's cached THREADID pointed at another conversation. The last id handed out is kept here;
+    new threads are numbered above it (``crm.threads.assign``), as AUTOINCREMENT would without rebuilding the
+    table."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE crm_thread_id_floor (floor INTEGER NOT NULL);
+        INSERT INTO crm_thread_id_floor (floor) SELECT coalesce(max(id), 0) FROM crm_threads;
+        """,
+    )
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -638,6 +653,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("020_mta_sts_policies", _m020_mta_sts_policies),
     ("021_sieve_user_scripts", _m021_sieve_user_scripts),
     ("022_sieve_vacation", _m022_sieve_vacation),
+    ("025_crm_thread_ids", _m025_crm_thread_ids),
 ]
 
 
