@@ -105,6 +105,12 @@ def test_preview_is_bounded() -> None:
     assert text_preview(bare_lf) == "bare line feeds"
 
 
+def test_preview_has_no_control_characters() -> None:
+    """A NUL would go out as 0x80 (no UTF-8), an escape sequence would reach the client's message list."""
+    raw = b"Subject: x\r\n\r\nhello\x00\x01\x1b[31m red\x7f\xc2\x85 end\x0b\r\n"
+    assert text_preview(raw) == "hello [31m red end"
+
+
 def test_fetch_items() -> None:
     fetch = command("a FETCH 1:* (EMAILID THREADID PREVIEW (LAZY) UID)")
     assert isinstance(fetch, Fetch)
