@@ -3,13 +3,14 @@
 - MAILBOXID ``F<id>-<uidvalidity>``: the mailbox row with its UIDVALIDITY. RENAME keeps both, so the id survives
   it; a mailbox created anew (also a \\Noselect level made real again, or INBOX's messages moved away by RENAME)
   gets a new UIDVALIDITY, which never repeats in an account, so a row id SQLite hands out again never yields an
-  id seen before. A CRM view: ``V<c|o><row id>-<uidvalidity>`` (contact or company, as ``crm/folders.py``).
+  id seen before. A CRM view: ``V<c|o><row id>-<uidvalidity>`` (contact or company, as ``crm/folders.py``);
+  contact ids are never reused (``crm/ids.py``) and companies are never deleted.
 - EMAILID ``M<blob id>`` for a message without trace fields of its own (APPEND), ``M<blob id>-<tag>`` otherwise,
   the tag being a 64-bit hash of those fields (``messages.prefix``): a client sees prefix || blob, so equal ids
   mean equal octets. COPY and MOVE keep blob and prefix, hence the id (§5.1); the same content APPENDed twice
   shares it, as the store shares the blob. Blob ids are never reused (migration ``012_blob_id_floor``).
-- THREADID ``T<crm thread id>``: the CRM thread of the message's blob in the account (``crm/threads.py``), NIL
-  for a message the CRM never filed (e.g. APPENDed drafts).
+- THREADID ``T<crm thread id>``: the CRM thread of the message's blob in the account (``crm/threads.py``; ids
+  never reused, ``crm/ids.py``), NIL for a message the CRM never filed (e.g. APPENDed drafts).
 
 Invariant: every id is 1–255 characters of ``[A-Za-z0-9_-]`` (RFC 8474 §3 objectid), and parsing an id this
 module did not make yields None, never an exception.

@@ -605,16 +605,16 @@ def _m022_sieve_vacation(conn: sqlite3.Connection) -> None:
 
 
 def _m025_crm_thread_ids(conn: sqlite3.Connection) -> None:
-    """CRM thread ids are never reused: they are IMAP THREADIDs (RFC 8474) and web links. SQLite gives a new row
-    the highest id + 1, so a merge deleting the newest thread (or a deleted account's) let the next new thread take
-    its id, and a client's cached THREADID pointed at another conversation. The last id handed out is kept here;
-    new threads are numbered above it (``crm.threads.assign``), as AUTOINCREMENT would without rebuilding the
-    table."""
+    """CRM thread and contact ids are never reused: they are IMAP THREADIDs and part of MAILBOXIDs (RFC 8474), and
+    web links. SQLite gives a new row the highest id + 1, so a merge deleting the newest thread or contact let the
+    next new one take its id, and a client's cached id pointed at another conversation or folder. The last id each
+    table handed out is kept here; new rows are numbered above it (``crm.ids.fresh``)."""
     execute_script(
         conn,
         """
-        CREATE TABLE crm_thread_id_floor (floor INTEGER NOT NULL);
-        INSERT INTO crm_thread_id_floor (floor) SELECT coalesce(max(id), 0) FROM crm_threads;
+        CREATE TABLE crm_id_floors (name TEXT PRIMARY KEY, floor INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO crm_id_floors (name, floor) SELECT 'crm_threads', coalesce(max(id), 0) FROM crm_threads;
+        INSERT INTO crm_id_floors (name, floor) SELECT 'crm_contacts', coalesce(max(id), 0) FROM crm_contacts;
         """,
     )
 
