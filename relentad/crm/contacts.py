@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import InvalidInput, NotFound
-from . import companies
+from . import companies, ids
 from .participants import (
     BULK,
     IN,
@@ -90,13 +90,14 @@ def create(
     # The company's id comes from a subquery: one statement when the company exists (the common case), and the
     # company is made only when it does not.
     row = conn.execute(
-        """INSERT INTO crm_contacts (account_id, name, kind, company_id, created, first_contact, last_contact,
+        """INSERT INTO crm_contacts (id, account_id, name, kind, company_id, created, first_contact, last_contact,
                                      count_in, count_out, confirmed)
-           VALUES (:account, :name, :kind,
+           VALUES (:id, :account, :name, :kind,
                    (SELECT id FROM crm_companies WHERE account_id = :account AND domain = :domain),
                    :when, :seen, :seen, :count_in, :count_out, :count_out)
            RETURNING id, company_id""",
         {
+            "id": ids.fresh(conn, "crm_contacts"),  # never a merged-away contact's (its folder's MAILBOXID)
             "account": account_id,
             "name": name.strip() if _better_name("", name, address) else "",
             "kind": kind,

@@ -25,7 +25,9 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 
@@ -306,11 +308,44 @@ def evaluate(scripts: list[tuple[str, Script]], view: MessageView) -> Outcome:
 # -- storage ----------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
+COMPILED_OCTETS = 16 << 20
+"""Script text the compile cache keeps at most (with its compiled forms): users upload scripts of up to 1 MiB
+over ManageSieve, so a count alone (4096 entries) let one user who varied a large script grow it to gigabytes."""
+COMPILED_ENTRIES = 4096
+
+
+class _Compiled:
+    """The compile cache, least recently used first, bounded by entries and by octets of text. Thread-safe
+    (deliveries compile in worker threads); a compile runs outside the lock."""
+
+    def __init__(self) -> None:
+        self.scripts: OrderedDict[str, Script] = OrderedDict()
+        self.octets = 0
+        self.lock = threading.Lock()
+
+    def get(self, text: str) -> Script:
+        with self.lock:
+            script = self.scripts.get(text)
+            if script is not None:
+                self.scripts.move_to_end(text)
+                return script
+        script = compile_script(text, strict=False)
+        with self.lock:
+            if text not in self.scripts:
+                self.scripts[text] = script
+                self.octets += len(text)
+            while self.octets > COMPILED_OCTETS or len(self.scripts) > COMPILED_ENTRIES:
+                self.octets -= len(self.scripts.popitem(last=False)[0])
+        return script
+
+
+_COMPILED = _Compiled()
+
+
 def compiled(text: str) -> Script:
     """Compile once per distinct script text (delivery reads the texts, the cache skips the parse); leniently, as
     rules stored by an older release must keep working (:func:`check` is the strict gate when a rule is added)."""
-    return compile_script(text, strict=False)
+    return _COMPILED.get(text)
 
 
 def check_folder(name: str) -> None:

@@ -10,7 +10,8 @@ prefix, joins the account's latest thread with the same normalised subject if th
 
 Invariants: every Message-ID a filed message has or names maps to exactly one thread of the account
 (``crm_thread_ids``), and Message-IDs linked by a message end up in one thread, so threading does not depend on
-delivery order; subject normalisation is pure and linear (no backtracking regexes).
+delivery order; a thread id (the IMAP THREADID) is never handed out twice, not even after a merge deleted its
+thread (:mod:`.ids`); subject normalisation is pure and linear (no backtracking regexes).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 import sqlite3
 
 from ..message import ParsedMessage
+from . import ids
 
 SUBJECT_WINDOW = 30 * 86400.0
 MAX_IDS = 50  # References of more are cut to the newest: the thread is decided by the nearest ancestors
@@ -87,12 +89,12 @@ def assign(conn: sqlite3.Connection, account_id: int, parsed: ParsedMessage, whe
         ).fetchone()
         thread_id = int(row[0]) if row is not None else None
     if thread_id is None:
-        cursor = conn.execute(
-            """INSERT INTO crm_threads (account_id, subject, subject_key, first_message, last_message, messages)
-               VALUES (?, ?, ?, ?, ?, 1)""",
-            (account_id, (parsed.subject or "").strip(), key, when, when),
+        thread_id = ids.fresh(conn, "crm_threads")
+        conn.execute(
+            """INSERT INTO crm_threads (id, account_id, subject, subject_key, first_message, last_message, messages)
+               VALUES (?, ?, ?, ?, ?, ?, 1)""",
+            (thread_id, account_id, (parsed.subject or "").strip(), key, when, when),
         )
-        thread_id = int(cursor.lastrowid or 0)
     else:
         conn.execute(
             """UPDATE crm_threads SET messages = messages + 1, last_message = max(last_message, ?),

@@ -3,8 +3,9 @@
 The text comes from the first text/plain or text/html leaf that is not an attachment (depth first, so in a
 multipart/alternative the plain part, which comes first, wins), decoded and HTML-stripped by
 :mod:`relentad.bodytext` as SEARCH BODY reads it, whitespace runs collapsed to one space, cut at
-:data:`LENGTH` characters. A message with no such text has the empty preview (RFC 8970 §3.1: a zero-length
-string, NIL being for a LAZY preview not yet generated).
+:data:`LENGTH` characters. Control characters (C0, DEL, C1) count as whitespace: a preview is one line of text,
+and a NUL would go out as 0x80, which is no UTF-8. A message with no such text has the empty preview (RFC 8970
+§3.1: a zero-length string, NIL being for a LAZY preview not yet generated).
 
 Invariants: pure and bounded — at most :data:`MAX_READ` octets of at most :data:`MAX_PARTS` parts are decoded,
 whatever the message's size; never raises on malformed content (bodytext does not).
@@ -13,6 +14,7 @@ whatever the message's size; never raises on malformed content (bodytext does no
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 
 from ..bodytext import part_text
@@ -28,6 +30,8 @@ MAX_READ = 65536
 """Octets of a part decoded at first, and at most when the first read yields too little text (HTML with a long
 style sheet, say)."""
 
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 MAX_PARTS = 16
 """Text parts tried at most: a message of thousands of empty parts costs no more than a normal one."""
@@ -61,7 +65,7 @@ def preview(tree: Part, read: Reader) -> str:
         for limit in (FIRST_READ, MAX_READ):
             body = read(part, limit)
             local = dataclasses.replace(part, header_start=0, body_start=0, body_end=len(body), children=[])
-            text = " ".join(part_text(body, local, limit).split())
+            text = " ".join(_CONTROL.sub(" ", part_text(body, local, limit)).split())
             if len(text) >= LENGTH or size <= limit:
                 break
         if text:

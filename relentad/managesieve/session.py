@@ -39,11 +39,11 @@ log = logging.getLogger(__name__)
 LINE_LENGTH = 8192
 """Octets of a command's own text, all its lines together, literals excluded."""
 PREAUTH_LITERAL = 16_384
-"""Largest literal before login (a SASL response; nobody uploads a script then)."""
+"""Largest literal before login, all of a command's literals together (a SASL answer; no script is sent then)."""
 SCRIPT_LITERAL = sieve.MAX_SCRIPT + 4096
-"""Largest literal after login: a script at the size limit, with room for a name."""
+"""Largest literal after login, all of a command's literals together: a script at the size limit and its name."""
 DISCARD_LIMIT = 4
-"""A literal over the limit is read and dropped (then NO) up to this many times the limit; beyond, BYE."""
+"""Literals over the limit are read and dropped (then NO) up to this many times the limit; beyond, BYE."""
 MAX_BAD = 10
 """Consecutive commands that do not parse before BYE."""
 ACCOUNT_CHECK_INTERVAL = 1.0
@@ -209,17 +209,21 @@ class Session:
         return asyncio.get_running_loop().time() + self.config.managesieve.idle_timeout
 
     async def read_command(self) -> bytes:
-        """One command with its literals inline; :class:`Refused` when a literal over the limit was read and dropped.
-        ``LINE_LENGTH`` bounds the command's own text across its lines, so chained literals cannot grow it."""
+        """One command with its literals inline; :class:`Refused` when literals over the limit were read and dropped.
+        ``LINE_LENGTH`` bounds the command's own text across its lines and the limit bounds its literals together
+        (each one alone would let a chain of a few hundred hold hundreds of MiB per command)."""
         line = await self.conn.readline(LINE_LENGTH)
         parts, text = [line], len(line)
         limit = SCRIPT_LITERAL if self.state is State.AUTHENTICATED else PREAUTH_LITERAL
         refused = False
+        total = 0
         while (size := pending_literal(line)) is not None:
-            if size > limit * DISCARD_LIMIT:
+            total += size
+            if total > limit * DISCARD_LIMIT:
                 raise LiteralTooLarge
-            if size > limit:
+            if total > limit:
                 refused = True
+                parts.clear()
                 await self.conn.discard(size)
             else:
                 parts.append(await self.conn.readexactly(size))

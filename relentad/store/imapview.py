@@ -271,6 +271,19 @@ def blob_slice(conn: sqlite3.Connection, blob_id: int, offset: int, length: int)
         return b""
 
 
+def blob_digests(conn: sqlite3.Connection, blob_ids: Sequence[int]) -> dict[int, bytes]:
+    """The SHA-256 of each blob (RFC 8474 EMAILID)."""
+    out: dict[int, bytes] = {}
+    for chunk in chunks(blob_ids):
+        out.update(
+            (int(blob_id), bytes(digest))
+            for blob_id, digest in conn.execute(
+                f"SELECT id, sha256 FROM blobs WHERE id IN ({placeholders(len(chunk))})", chunk
+            )
+        )
+    return out
+
+
 def thread_ids(conn: sqlite3.Connection, account_id: int, blob_ids: Sequence[int]) -> dict[int, int]:
     """The CRM thread of each blob the account's CRM filed (RFC 8474 THREADID); blobs it never filed are left
     out."""

@@ -766,6 +766,21 @@ def _m024_carddav_sync(conn: sqlite3.Connection) -> None:
             )
 
 
+def _m025_crm_thread_ids(conn: sqlite3.Connection) -> None:
+    """CRM thread and contact ids are never reused: they are IMAP THREADIDs and part of MAILBOXIDs (RFC 8474), and
+    web links. SQLite gives a new row the highest id + 1, so a merge deleting the newest thread or contact let the
+    next new one take its id, and a client's cached id pointed at another conversation or folder. The last id each
+    table handed out is kept here; new rows are numbered above it (``crm.ids.fresh``)."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE crm_id_floors (name TEXT PRIMARY KEY, floor INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO crm_id_floors (name, floor) SELECT 'crm_threads', coalesce(max(id), 0) FROM crm_threads;
+        INSERT INTO crm_id_floors (name, floor) SELECT 'crm_contacts', coalesce(max(id), 0) FROM crm_contacts;
+        """,
+    )
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -802,6 +817,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("022_sieve_vacation", _m022_sieve_vacation),
     ("023_reports", _m023_reports),
     ("024_carddav_sync", _m024_carddav_sync),
+    ("025_crm_thread_ids", _m025_crm_thread_ids),
 ]
 
 

@@ -5,6 +5,7 @@ over SMTP; SEARCH EMAILID/THREADID; previews of plain, HTML-only and base64 mail
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import smtplib
 from collections.abc import Iterator
@@ -118,7 +119,7 @@ def test_emailid_survives_copy_and_move_and_threadid_links_a_reply(relentad: Dae
         assert conn.search(["EMAILID", root_email.decode()]) == [1]
         assert conn.search(["EMAILID", reply_email.decode()]) == [], "MOVE took it away"
         assert conn.search(["THREADID", thread]) == [1]
-        assert conn.search(["EMAILID", "M999999999999999999999"]) == []
+        assert conn.search(["EMAILID", "M" + "f" * 24]) == []
         assert conn.search(["NOT", "EMAILID", "nonsense_id"]) == [1, 3, 4]  # UIDs
         appended = b"From: a@b.example\r\nSubject: draft\r\n\r\nDraft.\r\n"
         conn.append("Drafts", appended)
@@ -217,3 +218,20 @@ def test_renaming_inbox_leaves_inbox_its_id(relentad: Daemon) -> None:
     assert mailbox_id(raw, "t", "STATUS INBOX (MAILBOXID)") == inbox
     assert mailbox_id(raw, "u", "STATUS Old (MAILBOXID)") not in (inbox, b"")
     raw.close()
+
+
+def test_an_emailid_does_not_tell_what_other_accounts_hold(relentad: Daemon) -> None:
+    """The store keeps one copy of equal octets for all accounts. An EMAILID made of that copy's row id told alice,
+    APPENDing guesses of a message bob received, which guess was right (an old id, not the next one); one made of
+    the content's hash is the same whoever holds it."""
+    secret = b"From: bank@acme.example\r\nTo: bob@example.test\r\nSubject: Code\r\n\r\nYour code: 4711\r\n"
+    receive(relentad, secret, BOB)
+    guesses = [secret.replace(b"4711", code) for code in (b"4710", b"4711", b"4712")]
+    with connect(relentad) as conn:
+        conn.create_folder("Guesses")
+        for guess in guesses:
+            conn.append("Guesses", guess)
+        conn.select_folder("Guesses", readonly=True)
+        found = [item[b"EMAILID"][0].decode() for item in conn.fetch(conn.search(), ["EMAILID"]).values()]
+        assert found == ["M" + hashlib.sha256(guess).digest()[:12].hex() for guess in guesses]
+        assert conn.search(["EMAILID", found[1]]) == [2]

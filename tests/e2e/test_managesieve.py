@@ -280,6 +280,13 @@ def test_plaintext_on_loopback_sasl_continuations_and_the_login_timeout(make_dae
     assert raw.file.readline() == b'""\r\n'
     reply = raw.command(b"{20000+}\r\n" + b"A" * 20000)
     assert reply == [b'NO "literal larger than 16384 octets"\r\n'], "one answer for the dropped literal"
+    # the limit holds for a command's literals together: a chain of small ones cannot pile up megabytes
+    literal = b" {10000+}\r\n" + b"A" * 10000
+    assert raw.command(b"NOOP" + literal * 2) == [b'NO "literal larger than 16384 octets"\r\n']
+    raw.send(b"NOOP" + literal * 6 + b" {10000+}\r\n")  # the seventh is not worth reading
+    assert raw.response() == [b'BYE (QUOTA/MAXSIZE) "literal far larger than allowed"\r\n']
+    raw.close()
+    raw = Raw(daemon)
     assert raw.command(f'AUTHENTICATE "PLAIN" "{plain()}"')[-1].startswith(b"OK")
     raw.close()
     idle = Raw(daemon)  # never logs in: BYE once login_timeout is over

@@ -86,6 +86,8 @@ class Message:
         self._tree: Part | None = None
         self.thread: int | None = None
         """The CRM thread (THREADID), set by the batch when asked for."""
+        self.sha256 = b""
+        """The blob's SHA-256 (EMAILID), set by the batch when asked for."""
 
     def _blob(self) -> bytes:
         if self.row.data is None:
@@ -249,7 +251,7 @@ def _items(msg: Message, attributes: Sequence[FetchAttribute], condstore: bool, 
         elif item == "SAVEDATE":  # RFC 8514 §4.1: NIL where there are no save dates (a CRM view)
             out += [Atom("SAVEDATE"), None if row.saved is None else _internaldate(row.saved)]
         elif item == "EMAILID":  # RFC 8474 §5.1
-            out += [Atom("EMAILID"), [Atom(objectid.email_id(row.blob_id, row.prefix))]]
+            out += [Atom("EMAILID"), [Atom(objectid.email_id(msg.sha256, row.prefix))]]
         elif item == "THREADID":  # RFC 8474 §5.2: NIL when the CRM never filed the message
             thread = objectid.thread_id(msg.thread)
             out += [Atom("THREADID"), None if thread is None else [Atom(thread)]]
@@ -304,6 +306,9 @@ def render_batch(
     threads: dict[int, int] = {}
     if FetchItem("THREADID") in attributes:
         threads = imapview.thread_ids(conn, account_id, sorted({row.blob_id for row in rows}))
+    digests: dict[int, bytes] = {}
+    if FetchItem("EMAILID") in attributes:
+        digests = imapview.blob_digests(conn, sorted({row.blob_id for row in rows}))
     for row in rows:
         if changed_since is not None and row.modseq <= changed_since:
             continue
@@ -314,6 +319,7 @@ def render_batch(
             continue
         msg = Message(conn, row)
         msg.thread = threads.get(row.blob_id)
+        msg.sha256 = digests.get(row.blob_id, b"")
         try:
             items = _items(msg, attributes, condstore, utf8)
         except UnknownEncoding:

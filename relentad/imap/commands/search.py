@@ -368,16 +368,18 @@ class Compiler:
         return "(" + " AND ".join(f"({sql})" for sql, _ in parts) + ")", [p for _, params in parts for p in params]
 
     def _object_id(self, key: SearchObjectId) -> tuple[str, list[Any]]:
-        """EMAILID: the blob (indexed) and the trace fields' tag; THREADID: the blobs the CRM filed into the
-        thread. An id we never gave out matches nothing."""
+        """EMAILID: the blobs of that SHA-256 prefix (indexed) and the trace fields' tag; THREADID: the blobs the
+        CRM filed into the thread. An id we never gave out matches nothing."""
         if key.key == "EMAILID":
             email = objectid.parse_email_id(key.value)
             if email is None:
                 return "0", []
-            blob_id, tag = email
+            digest, tag = email
+            blobs = "m.blob_id IN (SELECT id FROM blobs WHERE sha256 BETWEEN ? AND ?)"  # the SHA-256 index
+            bounds: list[Any] = [digest, digest + b"\xff" * (32 - len(digest))]
             if tag is None:
-                return "(m.blob_id = ? AND length(m.prefix) = 0)", [blob_id]
-            return "(m.blob_id = ? AND length(m.prefix) > 0 AND imap_prefix_tag(m.prefix) = ?)", [blob_id, tag]
+                return f"({blobs} AND length(m.prefix) = 0)", bounds
+            return f"({blobs} AND length(m.prefix) > 0 AND imap_prefix_tag(m.prefix) = ?)", [*bounds, tag]
         thread = objectid.parse_thread_id(key.value)
         if thread is None:
             return "0", []

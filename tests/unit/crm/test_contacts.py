@@ -62,6 +62,15 @@ def test_filing_creates_and_counts(conn: sqlite3.Connection, account_id: int) ->
     assert len(card["threads"]) == 2
 
 
+def test_a_merged_away_contacts_id_is_never_handed_out_again(conn: sqlite3.Connection, account_id: int) -> None:
+    """The id is in the contact folder's MAILBOXID (with its UIDVALIDITY, 1 for a new contact) and web links:
+    merging away the newest contact must not free it for the next one (RFC 8474 §4: never another mailbox's)."""
+    keep = contacts.create(conn, account_id, "ann@acme.example", "Ann")
+    absorbed = contacts.create(conn, account_id, "ann.private@mail.example", "Annie")
+    contacts.merge(conn, account_id, keep, absorbed)
+    assert contacts.create(conn, account_id, "zed@other.example", "Zed") > absorbed
+
+
 def test_address_name_is_replaced_by_a_real_name(conn: sqlite3.Connection, account_id: int) -> None:
     file(conn, account_id, 1, [person("dan@x.example", "dan@x.example")])
     file(conn, account_id, 2, [person("dan@x.example", "Dan Brown")])

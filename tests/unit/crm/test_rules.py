@@ -6,6 +6,7 @@ import fnmatch
 import itertools
 import re
 import sqlite3
+import tracemalloc
 
 import pytest
 
@@ -275,3 +276,18 @@ def test_rules_stored_by_an_older_release_keep_working() -> None:
     view = rules.MessageView(parse(RAW), RAW, "", "alice@example.test", {})
     outcome = rules.evaluate([("old", rules.compiled(text))], view)
     assert outcome.fileinto == [("Old", ["\\Seen"])] and outcome.flags == ["$Ok"]
+
+
+def test_the_compile_cache_is_bounded_by_size() -> None:
+    """Users store scripts of up to 1 MiB (ManageSieve): a user varying one and mailing themselves after each
+    change must not grow the cache by a MiB a time (it held 4096 texts of any size)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(40):
+            rules.compiled(f"# {i}\r\n#" + "x" * ((1 << 20) - 100) + "\r\nkeep;\r\n")
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 24 << 20, f"{held >> 20} MiB held"  # 16 MiB of text (rules.COMPILED_OCTETS) and their scripts
+    assert rules.compiled("keep;") is rules.compiled("keep;"), "still a cache"

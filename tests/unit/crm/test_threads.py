@@ -103,3 +103,16 @@ def test_threads_that_arrived_apart_merge_when_a_message_links_them(conn: sqlite
     ids = conn.execute("SELECT msgid, thread_id FROM crm_thread_ids ORDER BY msgid").fetchall()
     assert [tuple(r) for r in ids] == [("a@x", reply), ("b@x", reply), ("c@x", reply)]
     assert assign(conn, account_id, parse(msg("Re: Plan", "d@x", in_reply_to="<c@x>")), 1003.0) == reply
+
+
+def test_a_merged_threads_id_is_never_handed_out_again(conn: sqlite3.Connection, account_id: int) -> None:
+    """The merge deletes the newest thread; SQLite alone would give its id (a client's cached THREADID) to the
+    next new thread, a different conversation. Deleting an account's threads must not free ids either."""
+    root = assign(conn, account_id, parse(msg("Plan", "a@x")), 1000.0)
+    orphan = assign(conn, account_id, parse(msg("Notes", "c@x", references="<b@x>")), 1001.0)
+    assert orphan > root
+    assert assign(conn, account_id, parse(msg("Re: Plan", "b@x", "<a@x>")), 1002.0) == root
+    fresh = assign(conn, account_id, parse(msg("Lunch", "d@x")), 1003.0)
+    assert fresh not in (root, orphan)
+    conn.execute("DELETE FROM crm_threads WHERE id = ?", (fresh,))
+    assert assign(conn, account_id, parse(msg("Dinner", "e@x")), 1004.0) > fresh

@@ -39,15 +39,32 @@ def text_preview(raw: bytes) -> str:
 
 def test_ids_are_objectids_and_round_trip() -> None:
     assert mailbox_id(12, 7) == "F12-7"
-    plain, traced = email_id(42, b""), email_id(42, b"Received: from x\r\n")
-    assert plain == "M42" and traced.startswith("M42-") and traced != email_id(42, b"Received: from y\r\n")
+    sha256 = bytes(range(32))
+    plain, traced = email_id(sha256, b""), email_id(sha256, b"Received: from x\r\n")
+    assert plain == "M" + sha256[:12].hex() and traced.startswith(plain + "-")
+    assert traced != email_id(sha256, b"Received: from y\r\n")
     assert all(OBJECTID.fullmatch(i) for i in (plain, traced, "T9"))
-    assert parse_email_id(plain) == (42, None)
-    assert parse_email_id(traced) == (42, traced[4:])
+    assert parse_email_id(plain) == (sha256[:12], None)
+    assert parse_email_id(traced) == (sha256[:12], traced[len(plain) + 1 :])
     assert thread_id(9) == "T9" and thread_id(None) is None and parse_thread_id("T9") == 9
 
 
-@pytest.mark.parametrize("text", ["", "M", "M0", "m42", "M42-", "M42-XYZ", "M" + "9" * 19, "T42", "M42-" + "0" * 15])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "M",
+        "M42",
+        "m" + "a" * 24,
+        "M" + "a" * 23,
+        "M" + "A" * 24,
+        "M" + "a" * 25,
+        "M" + "a" * 24 + "-",
+        "M" + "a" * 24 + "-XYZ",
+        "M" + "a" * 24 + "-" + "0" * 15,
+        "T42",
+    ],
+)
 def test_foreign_email_ids_parse_to_none(text: str) -> None:
     assert parse_email_id(text) is None
 
@@ -103,6 +120,12 @@ def test_preview_is_bounded() -> None:
     assert text_preview(late) == "late text", "a second, longer read when the first yields too little"
     bare_lf = b"Subject: x\n\nbare\nline feeds\n"
     assert text_preview(bare_lf) == "bare line feeds"
+
+
+def test_preview_has_no_control_characters() -> None:
+    """A NUL would go out as 0x80 (no UTF-8), an escape sequence would reach the client's message list."""
+    raw = b"Subject: x\r\n\r\nhello\x00\x01\x1b[31m red\x7f\xc2\x85 end\x0b\r\n"
+    assert text_preview(raw) == "hello [31m red end"
 
 
 def test_fetch_items() -> None:
