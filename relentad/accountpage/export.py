@@ -128,12 +128,11 @@ def _work(path: Path, login: Login, chunks: queue.Queue[bytes | BaseException | 
         chunks.put(end, timeout=30)
 
 
-def response(path: Path, login: Login, head_only: bool) -> Response:
-    """The export's response: 200 with a streamed zip, or 503 while :data:`MAX_RUNNING` others run."""
+def response(path: Path, login: Login) -> Response:
+    """The export's response: 200 with a streamed zip (HEAD: its head; the zip is only made for a GET), or 503
+    while :data:`MAX_RUNNING` others run."""
     day = datetime.fromtimestamp(time.time(), UTC).date().isoformat()
     headers = (("Content-Disposition", f'attachment; filename="{folder_name(login.email)}-{day}.zip"'),)
-    if head_only:
-        return Response(200, b"", "application/zip", headers)
     if _running >= MAX_RUNNING:
         return httpserver.text(503, "other exports are running; try again in a few minutes", ("Retry-After", "120"))
 

@@ -48,13 +48,13 @@ def _limit(used: int, limit: int, size: bool = False) -> str:
 
 
 def table(head: Sequence[str], rows: Iterable[Sequence[object]], numeric: frozenset[int] = frozenset()) -> str:
-    """A table of escaped cells; columns in ``numeric`` right-aligned."""
+    """A table of escaped cells (no header row when ``head`` is empty); columns in ``numeric`` right-aligned."""
 
     def cell(tag: str, index: int, value: object) -> str:
         kind = ' class="n"' if index in numeric else ""
         return f"<{tag}{kind}>{esc(value)}</{tag}>"
 
-    lines = ["<table><tr>" + "".join(cell("th", i, h) for i, h in enumerate(head)) + "</tr>"]
+    lines = ["<table>" + ("<tr>" + "".join(cell("th", i, h) for i, h in enumerate(head)) + "</tr>" if head else "")]
     lines += ["<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>" for row in rows]
     return "\n".join(lines) + "</table>"
 
@@ -85,6 +85,7 @@ class Overview:
 def overview(data: Overview) -> str:
     usage = data.usage
     rows = [
+        ("Address", data.email),
         ("Disk used", _limit(usage.bytes, usage.limit, size=True)),
         ("Messages", _limit(usage.messages, usage.message_limit)),
         ("Recipients sent this hour", _limit(usage.sent_this_hour, usage.hourly_send)),
@@ -92,7 +93,7 @@ def overview(data: Overview) -> str:
     ]
     boxes = [(name, count, format_size(size)) for name, count, size in data.mailboxes]
     return (
-        table(("", ""), rows)
+        table((), rows)
         + "<h2>Mailboxes</h2>\n"
         + table(("Mailbox", "Messages", "Size"), boxes, frozenset({1, 2}))
         + "<p><small>Deleted mail waiting in the retention period does not count against the quota.</small></p>"

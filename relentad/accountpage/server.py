@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import sqlite3
 import time
 import urllib.parse
@@ -100,8 +101,15 @@ class AccountPages:
         self._secret: bytes | None = None
 
     def secret(self) -> bytes:
+        """The form tokens' key: ``<data_dir>/web-secret``; if it cannot be read or made, one for this process
+        (forms then last until a restart), with one ERROR line."""
         if self._secret is None:
-            self._secret = csrf.load_secret(self.get_config().data_dir / "web-secret")
+            path = self.get_config().data_dir / "web-secret"
+            try:
+                self._secret = csrf.load_secret(path)
+            except OSError as exc:
+                log.error("account page: %s unusable (%s); form tokens end with this process", path, exc)
+                self._secret = secrets.token_bytes(32)
         return self._secret
 
     def serves(self, host: str) -> bool:
@@ -132,7 +140,7 @@ class AccountPages:
         if name == "password" and request.method == "POST":
             return await self._change_password(request, session, login)
         if name == "export":
-            return export.response(self.get_config().database_path, login, request.method == "HEAD")
+            return export.response(self.get_config().database_path, login)
         return self.store.read(lambda conn: self._page(conn, name, login, request))
 
     # -- pages ----------------------------------------------------------------------------------------------

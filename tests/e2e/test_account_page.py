@@ -4,6 +4,7 @@ delivered over SMTP, logins made with imaplib, and the CLI as the admin's view o
 from __future__ import annotations
 
 import html
+import http.client
 import imaplib
 import io
 import json
@@ -86,6 +87,10 @@ def test_every_page_needs_a_login_and_carries_the_security_headers(browser: Brow
     assert browser.request("GET", "/account/nothing")[0] == 404
     assert browser.request("GET", "/account/", Host="elsewhere.test")[0] == 404  # not a name of this server
     assert browser.request("GET", "/account/", auth="Basic " + "x" * 5)[0] == 401
+    plain = http.client.HTTPConnection(browser.daemon.host, browser.daemon.http_port, timeout=10)
+    plain.request("GET", "/account/", headers={"Host": "mx.example.test", "Authorization": basic()})
+    assert plain.getresponse().status == 404  # no password over plain HTTP
+    plain.close()
     browser.daemon.cli("user", "terminate", "--yes", ALICE)
     assert browser.request("GET", "/account/")[0] == 401
     _, exposition = http_get(browser.metrics_port, "/metrics")
@@ -104,6 +109,7 @@ def test_the_overview_shows_what_quota_show_says(browser: Browser) -> None:
     rows = {row[0]: row[1] for row in cells(browser.page("/account/")) if len(row) == 2}
     from relentad.units import format_size
 
+    assert rows["Address"] == ALICE
     assert rows["Disk used"] == f"{format_size(shown['bytes'])} of 10MB ({shown['percent']:.1f} %)"
     assert rows["Messages"] == f"{shown['messages']} (no limit)"
     assert rows["Recipients sent this hour"] == f"{shown['sent_this_hour']} of 50 (4.0 %)"
@@ -188,4 +194,4 @@ def test_the_export_is_the_cli_export_as_a_zip(browser: Browser, tmp_path: Path)
     written = {str(p.relative_to(target)): p.read_bytes() for p in target.rglob("*") if p.is_file()}
     assert files == written
     status, headers, body = browser.request("HEAD", "/account/export")
-    assert status == 200 and body == b""
+    assert status == 200 and headers["transfer-encoding"] == "chunked" and body == b""
