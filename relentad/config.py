@@ -392,12 +392,17 @@ class IMAPConfig:
 
 @dataclass(frozen=True)
 class WebConfig:
-    """The web listeners ([listen] https and http): MTA-STS policy, mail client set-up."""
+    """The web listeners ([listen] https and http): MTA-STS policy, mail client set-up, the account pages."""
 
     connections_per_ip: int = setting(
         20, "Simultaneous HTTP(S) connections from one IP address; more are closed at once."
     )
     max_connections: int = setting(500, "Simultaneous HTTP(S) connections in all (both listeners).")
+    account_page: bool = setting(
+        True,
+        "Serve https://<host>/account/ on [listen] https: users see their usage, logins and activity, change "
+        "their password and download their data (README: Your account in the browser).",
+    )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ Invariants:
   :attr:`Limits.fields` fields, the body by :attr:`Limits.body` octets as announced by Content-Length (a chunked
   body is refused with 411: no client of these endpoints needs one), each request within :attr:`Limits.timeout`,
   a connection to :attr:`Limits.requests` requests (HTTP/1.1 keep-alive; HTTP/1.0 only when it asks).
+- A response may be streamed (:attr:`Response.stream`): chunked for HTTP/1.1, ended by the close for HTTP/1.0,
+  each chunk taken by the client within :attr:`Limits.timeout`; a failure halfway drops the connection.
 - Lines may end in CRLF or a bare LF (RFC 9112 §2.2: ``printf … | nc`` sends those). Responses are HTTP/1.1 with
   Date, Content-Length and, when the connection ends, ``Connection: close`` (``keep-alive`` when an HTTP/1.0
   connection is kept); a HEAD response has GET's fields and no content (RFC 9110 §9.3.2). A kept-alive connection
@@ -23,7 +25,7 @@ import email.utils
 import inspect
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -111,6 +113,8 @@ class Response:
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
     headers: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    # content made while it is sent (``body`` unused): called once the head is out, never for HEAD
+    stream: Callable[[], AsyncGenerator[bytes, None]] | None = None
 
 
 def text(status: int, message: str, *headers: tuple[str, str]) -> Response:
@@ -239,14 +243,21 @@ async def read_request(
     return Request(method, target, version, request.fields, body)
 
 
-def render(response: Response, *, head_only: bool = False, close: bool = True, keep_alive: bool = False) -> bytes:
+def render(
+    response: Response, *, head_only: bool = False, close: bool = True, keep_alive: bool = False, chunked: bool = False
+) -> bytes:
     """The response on the wire; ``head_only`` for HEAD (fields as for GET, no content); ``keep_alive`` says so,
-    which an HTTP/1.0 client needs to keep the connection (RFC 9112 §9.3)."""
+    which an HTTP/1.0 client needs to keep the connection (RFC 9112 §9.3). A streamed response has no length:
+    ``chunked`` (HTTP/1.1) or, for HTTP/1.0, the connection's close ends it (RFC 9112 §6.3)."""
+    if response.stream is None:
+        length = f"Content-Length: {len(response.body)}"
+    else:
+        length = "Transfer-Encoding: chunked" if chunked else ""
     lines = [
         f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}",
         f"Date: {email.utils.formatdate(usegmt=True)}",
         f"Content-Type: {response.content_type}",
-        f"Content-Length: {len(response.body)}",
+        *([length] if length else []),
         *(f"{name}: {value}" for name, value in response.headers),
     ]
     if close:
@@ -254,7 +265,30 @@ def render(response: Response, *, head_only: bool = False, close: bool = True, k
     elif keep_alive:
         lines.append("Connection: keep-alive")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head if head_only else head + response.body
+    return head if head_only or response.stream is not None else head + response.body
+
+
+async def send_stream(writer: asyncio.StreamWriter, response: Response, *, chunked: bool, patience: float) -> bool:
+    """Send a streamed response's content (after its head); False when it could not be finished — a failure
+    while making it is logged and the connection must be dropped, so the client sees a cut-off response rather
+    than a complete-looking wrong one. Each chunk must be taken by the client within ``patience`` seconds."""
+    assert response.stream is not None
+    try:
+        async with contextlib.aclosing(response.stream()) as chunks:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                async with asyncio.timeout(patience):
+                    await writer.drain()
+    except (OSError, TimeoutError):
+        return False
+    except Exception:
+        log.exception("http: a streamed response failed")
+        return False
+    if chunked:
+        writer.write(b"0\r\n\r\n")
+    return True
 
 
 Handler = Callable[[Request], Response | Awaitable[Response]]
@@ -302,8 +336,14 @@ async def serve(
             keep = request is not None and request.keep_alive and count < limits.requests and response.status < 500
             head_only = request is not None and request.method == "HEAD"
             http10 = request is not None and request.version < (1, 1)
-            writer.write(render(response, head_only=head_only, close=not keep, keep_alive=keep and http10))
+            streaming = response.stream is not None and not head_only
+            keep = keep and not (streaming and http10)
+            head = render(response, head_only=head_only, close=not keep, keep_alive=keep and http10, chunked=not http10)
+            writer.write(head)
             await writer.drain()
+            if streaming and not await send_stream(writer, response, chunked=not http10, patience=limits.timeout):
+                writer.transport.abort()
+                return
             if not keep:
                 return
     except OSError:  # the client went away (ConnectionError), a TLS error on the way

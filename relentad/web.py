@@ -11,14 +11,17 @@ Routes, by the Host the client asked for (case-insensitive, port and final dot s
   HTTP a 302 to the same path on the HTTPS listener (Outlook's redirect step), never the settings.
 - any Host, over HTTPS only: ``/.well-known/carddav`` and ``/dav/…``, the CardDAV address books
   (:mod:`relentad.carddav.server`; it logs in through the shared authenticator).
+- any Host the server answers for, over HTTPS only, unless ``[web] account_page = false``: ``/account/…``, a
+  user's own usage, logins, activity, password and export (:mod:`relentad.accountpage.server`).
 D must be a hosted domain (one indexed read of the store); anything else is 404, a known path with another method
 405 with Allow.
 
 Invariants: a connection counts against ``[web] connections_per_ip`` and ``max_connections`` from accept to close,
 the TLS handshake included (over a limit: closed without a word, as 993 does); requests are read by
 :mod:`relentad.httpserver` within its limits (16 KiB heads, 1 MiB bodies for a CardDAV multiget of a few thousand
-hrefs, 10 s per request, 100 per connection); nothing here writes to the store but CardDAV's login history; each
-request is one DEBUG line and one count in ``relentad_http_requests_total``.
+hrefs, 10 s per request, 100 per connection; a streamed export's chunks each taken within 10 s); nothing here
+writes to the store but the login history and a password changed on the account pages; each request is one
+DEBUG line and one count in ``relentad_http_requests_total``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ import ssl
 from collections.abc import Callable
 
 from . import clientconfig, dnsrecords, httpserver, metrics, tls
+from .accountpage import server as account_page
+from .accountpage.server import AccountPages
 from .auth.authenticator import Authenticator
+from .auth.basic import Session
 from .carddav import server as carddav
 from .config import Config, parse_address
 from .httpserver import Request, Response
@@ -72,17 +78,21 @@ class Site:
         *,
         secure: bool,
         dav: carddav.CardDav | None = None,
+        account: AccountPages | None = None,
     ) -> None:
         self.get_config = get_config
         self.is_hosted = is_hosted
         self.secure = secure
         self.listener = "https" if secure else "http"
         self.dav = dav if secure else None  # passwords only inside TLS
+        self.account = account if secure else None
 
-    async def respond(self, request: Request, session: carddav.Session | None = None) -> Response:
+    async def respond(self, request: Request, session: Session | None = None) -> Response:
         found = route(request.host, request.path, secure=self.secure)
         if self.dav is not None and carddav.handles(request):
-            response, name = await self.dav.respond(request, session or carddav.Session("")), "carddav"
+            response, name = await self.dav.respond(request, session or Session("")), "carddav"
+        elif self.account is not None and account_page.handles(request):
+            response, name = await self.account.respond(request, session or Session("")), "account"
         elif found is None or not found[1] or not self.is_hosted(found[1]):
             response, name = httpserver.text(404, "not found"), "other"
         else:
@@ -140,8 +150,10 @@ class WebServer:
     ) -> None:
         self.store = store
         self.dav = None
+        self.account = None
         if authenticator is not None:
             self.dav = carddav.CardDav(store, authenticator, lambda: get_config().server.hostname.rstrip("."))
+            self.account = AccountPages(store, authenticator, get_config, self.is_hosted)
         self.get_config = get_config
         self.get_tls = get_tls
         self.per_ip: collections.Counter[str] = collections.Counter()
@@ -153,7 +165,7 @@ class WebServer:
 
     async def listen(self, host: str | None, port: int, *, secure: bool) -> asyncio.Server:
         loop = asyncio.get_running_loop()
-        site = Site(self.get_config, self.is_hosted, secure=secure, dav=self.dav)
+        site = Site(self.get_config, self.is_hosted, secure=secure, dav=self.dav, account=self.account)
         if secure:
 
             def factory() -> asyncio.BaseProtocol:
@@ -195,7 +207,7 @@ class WebServer:
         """The requests of one admitted connection; its slot is given back when it ends."""
         self.writers.add(writer)
         try:
-            session = carddav.Session(ip)
+            session = Session(ip)
             await httpserver.serve(
                 reader, writer, functools.partial(site.respond, session=session), LIMITS, site.refused
             )

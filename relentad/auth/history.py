@@ -1,5 +1,6 @@
 """The login history: one row per login attempt (SMTP AUTH, IMAP LOGIN/AUTHENTICATE, ManageSieve AUTHENTICATE,
-CardDAV: one per connection that logs in, POP3 PASS/AUTH), successful or not.
+CardDAV and the account pages: one per connection that logs in; a password changed on the account pages;
+POP3 PASS/AUTH), successful or not.
 
 Functions take a connection and run in the caller's transaction (``store.write`` in the daemon). ``login`` is
 what the client typed (bounded, control characters removed), ``account_id`` the account it named when one
@@ -15,7 +16,7 @@ from typing import Literal
 
 from .. import trace
 
-Protocol = Literal["smtp", "imap", "managesieve", "carddav", "pop3"]
+Protocol = Literal["smtp", "imap", "managesieve", "carddav", "pop3", "web"]
 Result = Literal["success", "failure"]
 
 

@@ -9,10 +9,8 @@ Layout (RFC 6764 §5: ``/.well-known/carddav`` redirects to the context path ``/
     /dav/addressbooks/<email>/contacts/<UID>.vcf
 
 Invariants:
-- HTTP Basic only, and only on the TLS listener (the web module never routes here from plain HTTP). Logins go
-  through the shared :class:`Authenticator` (throttle, argon2, login history as protocol "carddav", terminated
-  accounts refused). A connection remembers the Authorization it verified, re-checked against the stored hash
-  on each request, so a sync of many requests is one login (one history row), as an IMAP session is.
+- HTTP Basic only, and only on the TLS listener (the web module never routes here from plain HTTP), through
+  :mod:`relentad.auth.basic` (login history as protocol "carddav"; a sync of many requests is one login).
 - An account sees only its own paths: any other ``<email>`` is 403 whether that account exists or not.
 - Read only: PUT, DELETE, PROPPATCH, MKCOL, COPY, MOVE answer 403 with DAV:need-privileges; the
   current-user-privilege-set says so up front (DAVx5 and iOS then mark the book read-only).
@@ -22,18 +20,17 @@ Invariants:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import email.utils
 import logging
 import sqlite3
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
 from .. import httpserver
-from ..auth.authenticator import Authenticator, Login, LoginFailed
+from ..auth.authenticator import Authenticator, Login
+from ..auth.basic import BasicLogin, Session
 from ..httpserver import Request, Response
 from ..store.db import Store
 from . import book, davxml, query
@@ -57,14 +54,6 @@ def handles(request: Request) -> bool:
     if path == "/":
         return request.method in ("PROPFIND", "OPTIONS")
     return path in (WELL_KNOWN, WELL_KNOWN + "/", "/dav") or path.startswith(ROOT)
-
-
-@dataclass
-class Session:
-    """One connection's state: the client's address and the login it proved (Authorization, login, hash)."""
-
-    ip: str
-    login: tuple[str, Login, str] | None = field(default=None)
 
 
 @dataclass(frozen=True)
@@ -145,8 +134,7 @@ class CardDav:
 
     def __init__(self, store: Store, authenticator: Authenticator, get_realm: Callable[[], str]) -> None:
         self.store = store
-        self.authenticator = authenticator
-        self.get_realm = get_realm
+        self.basic = BasicLogin(store, authenticator, get_realm)
 
     async def respond(self, request: Request, session: Session) -> Response:
         try:
@@ -164,7 +152,7 @@ class CardDav:
             return httpserver.text(404, "not found")
         if request.method == "OPTIONS":  # RFC 6352 §6.1: "addressbook" in DAV (no locking: no class 2)
             return Response(200, b"", headers=(("DAV", "1, 3, addressbook"), ("Allow", METHODS)))
-        login = await self._login(request, session)
+        login = await self.basic.login(request, session, "carddav")
         if isinstance(login, Response):
             return login
         if target.email and target.email != login.email.lower():
@@ -178,42 +166,6 @@ class CardDav:
         if method is None:
             return httpserver.text(405, "not a CardDAV method here", ("Allow", METHODS))
         return self.store.read(lambda conn: method(conn, request, target, login))
-
-    # -- authentication -----------------------------------------------------------------------------------
-
-    def _challenge(self, message: str) -> Response:
-        realm = self.get_realm().replace("\\", "").replace('"', "")
-        return httpserver.text(401, message, ("WWW-Authenticate", f'Basic realm="{realm}", charset="UTF-8"'))
-
-    async def _login(self, request: Request, session: Session) -> Login | Response:
-        header = request.field("authorization")
-        if header is None:
-            return self._challenge("log in with your mail address and password")
-        scheme, _, credentials = header.strip().partition(" ")
-        if scheme.lower() != "basic":
-            return self._challenge("HTTP Basic only")
-        if session.login is not None and session.login[0] == header:
-            _, known, stored = session.login
-            if self.store.read(lambda conn: _current_hash(conn, known.account_id)) == stored:
-                return known
-            session.login = None
-        try:
-            user, colon, password = base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return self._challenge("bad credentials")
-        if not colon or not user:
-            return self._challenge("bad credentials")
-        try:
-            login = await self.authenticator.verify(user, password, session.ip, "carddav")
-        except LoginFailed as exc:
-            if exc.throttled:
-                return httpserver.text(429, str(exc), ("Retry-After", "60"))
-            return self._challenge(str(exc))
-        current = self.store.read(lambda conn: _current_hash(conn, login.account_id))
-        if current is not None:
-            session.login = (header, login, current)
-        log.info("carddav login %s from %s", login.email, session.ip)
-        return login
 
     # -- PROPFIND (RFC 4918 §9.1) ---------------------------------------------------------------------------
 
@@ -336,12 +288,6 @@ class CardDav:
         if found.changed is not None:
             headers.append(("Last-Modified", email.utils.formatdate(found.changed, usegmt=True)))
         return Response(200, found.data, _VCARD, headers)
-
-
-def _current_hash(conn: sqlite3.Connection, account_id: int) -> str | None:
-    """The account's password hash while it may log in (None once terminated or gone)."""
-    row = conn.execute("SELECT password_hash FROM accounts WHERE id = ? AND state = 'active'", (account_id,)).fetchone()
-    return None if row is None else str(row[0])
 
 
 def _card_props(card: book.Card, common: Values) -> Values:

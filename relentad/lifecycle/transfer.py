@@ -44,9 +44,11 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import IO
 
 from .. import message, pipeline, trace
 from ..crm.sorter import FilingFailed, Sorter
@@ -113,13 +115,21 @@ def _folder_of(file_name: str) -> str:
     return "/".join(re.sub("%(2E|25)", lambda m: "." if m[1] == "2E" else "%", level) for level in levels)
 
 
+Opener = Callable[[str], ContextManager[IO[bytes]]]  # a file name under the export (``mail/INBOX.mbox``) → a file
+
+
 def export_mail(conn: sqlite3.Connection, account_id: int, target: Path) -> int:
-    """Write every mailbox as mboxrd under ``target/mail`` plus ``target/flags.json``; returns messages written.
+    """Write every mailbox as mboxrd under ``target/mail`` plus ``target/flags.json``; returns messages written."""
+    (target / "mail").mkdir(parents=True, exist_ok=True)
+    return write_mail(conn, account_id, lambda name: (target / name).open("wb"))
+
+
+def write_mail(conn: sqlite3.Connection, account_id: int, open_file: Opener) -> int:
+    """Every mailbox as ``mail/<folder>.mbox`` and the flags as ``flags.json``, through ``open_file`` (a folder
+    for the CLI, a zip for the account page); returns messages written. One message in memory at a time.
 
     A terminated account's mail is what its mailboxes held when it was terminated, waiting in the retention area
     for the purge (what the user had expunged before stays out, as it was deleted)."""
-    folder_dir = target / "mail"
-    folder_dir.mkdir(parents=True, exist_ok=True)
     flag_map: dict[str, list[list[str]]] = {}
     written = 0
     terminated = conn.execute(
@@ -137,17 +147,22 @@ def export_mail(conn: sqlite3.Connection, account_id: int, target: Path) -> int:
             (box_id, *since),
         )
         entries = []
-        with (folder_dir / _file_name(str(name))).open("wb") as out:
+        with open_file("mail/" + _file_name(str(name))) as out:
             for prefix, data, internaldate, zone, bits, keywords in rows:
                 out.write(mbox_entry(bytes(prefix) + bytes(data), float(internaldate), int(zone)))
                 entries.append(flagmod.names(int(bits), str(keywords)))
                 written += 1
         flag_map[str(name)] = entries
-    (target / "flags.json").write_text(json.dumps(flag_map, indent=1), encoding="utf-8")
+    with open_file("flags.json") as out:
+        out.write(json.dumps(flag_map, indent=1).encode())
     return written
 
 
 def export_activity(conn: sqlite3.Connection, account_id: int, target: Path, days: int = 365) -> None:
+    (target / "activity.csv").write_text(activity_csv(conn, account_id, days), encoding="utf-8", newline="")
+
+
+def activity_csv(conn: sqlite3.Connection, account_id: int, days: int = 365) -> str:
     """``activity.csv``: one row per day (received, sent, bytes, logins), then one per login."""
     out = io.StringIO()
     writer = csv.writer(out)
@@ -158,18 +173,25 @@ def export_activity(conn: sqlite3.Connection, account_id: int, target: Path, day
     for login in activity.logins(conn, account_id, time.time() - days * 86400):
         stamp = datetime.fromtimestamp(login.time, UTC).isoformat(timespec="seconds")
         writer.writerow(["login", stamp, "", "", "", "", "", login.ip, login.protocol, login.result])
-    (target / "activity.csv").write_text(out.getvalue(), encoding="utf-8", newline="")
+    return out.getvalue()
 
 
 def export_contacts(conn: sqlite3.Connection, account_id: int, target: Path) -> bool:
     """``contacts.vcf`` when the CRM module is installed; False when it is not."""
+    text = contacts_vcf(conn, account_id)
+    if text is None:
+        return False
+    (target / "contacts.vcf").write_text(text, encoding="utf-8", newline="")
+    return True
+
+
+def contacts_vcf(conn: sqlite3.Connection, account_id: int) -> str | None:
+    """The account's contacts as vCard 4.0; None when the CRM module is not installed."""
     try:
         from ..crm import export, views
     except ImportError:  # pragma: no cover - the CRM is optional
-        return False
-    found = views.list_contacts(conn, account_id)
-    (target / "contacts.vcf").write_text(export.vcards(account_id, found), encoding="utf-8", newline="")
-    return True
+        return None
+    return export.vcards(account_id, views.list_contacts(conn, account_id))
 
 
 # -- import -----------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 
 import pytest
 
@@ -121,6 +122,16 @@ async def exchange_with(limits: Limits, data: bytes) -> bytes:
     def handle(request: Request) -> httpserver.Response:
         if request.path == "/boom":
             raise RuntimeError("a bug")
+        if request.path.startswith("/stream"):
+
+            async def chunks() -> AsyncGenerator[bytes, None]:
+                yield b"ab"
+                yield b""
+                if request.path == "/stream-fails":
+                    raise RuntimeError("a bug halfway")
+                yield b"cdefghijklmnopq"
+
+            return httpserver.Response(200, b"", "text/plain", (), chunks)
         return httpserver.text(200, f"{request.method} {request.path}")
 
     server = await asyncio.start_server(
@@ -169,3 +180,25 @@ async def test_an_http10_connection_kept_alive_says_so() -> None:
     first, second = (await exchange_with(Limits(requests=5), data)).split(b"HTTP/1.1 200 OK")[1:]
     assert b"\r\nConnection: keep-alive\r\n" in first and b"GET /a\n" in first
     assert b"\r\nConnection: close\r\n" in second and b"GET /b\n" in second
+
+
+async def test_a_streamed_response_is_chunked_and_the_connection_kept() -> None:
+    answer = await exchange_with(Limits(requests=5), b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\n\r\n")
+    first, second = answer.split(b"HTTP/1.1 ")[1:3]
+    assert b"\r\nTransfer-Encoding: chunked\r\n" in first and b"Content-Length" not in first
+    assert first.endswith(b"\r\n\r\n2\r\nab\r\nf\r\ncdefghijklmnopq\r\n0\r\n\r\n")
+    assert second.startswith(b"400 ")  # the next request on the kept connection was read (and had no Host)
+
+
+async def test_a_streamed_response_to_http10_ends_with_the_close_and_head_gets_no_content() -> None:
+    answer = await exchange_with(Limits(requests=5), b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert b"chunked" not in answer and b"Connection: close" in answer and answer.endswith(b"\r\n\r\nabcdefghijklmnopq")
+    head = await exchange_with(Limits(requests=5), b"HEAD /stream HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
+
+
+async def test_a_stream_failing_halfway_cuts_the_connection(caplog: pytest.LogCaptureFixture) -> None:
+    """No final chunk: the client sees an incomplete response, never a complete-looking wrong one."""
+    answer = await exchange_with(Limits(requests=5), b"GET /stream-fails HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n")
+    assert answer.endswith(b"\r\n\r\n2\r\nab\r\n") and answer.count(b"HTTP/1.1") == 1
+    assert "a streamed response failed" in caplog.text

@@ -1,0 +1,161 @@
+"""The account pages as HTML: pure functions from what the store says to bytes.
+
+Invariants: every value that came from outside (names, addresses, mailbox names, IPs, messages) goes through
+:func:`esc`; the pages need no script and load nothing (the stylesheet is inline, allowed by the page's
+Content-Security-Policy hash, :data:`STYLE_HASH`); numbers are the store's, formatted as the CLI formats them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ..lifecycle.activity import Day, Login, Month
+from ..quota import Usage
+from ..units import format_size
+
+STYLE = (
+    "body{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem;color:#222}"
+    "nav a{margin-right:1rem}nav a.here{font-weight:bold;text-decoration:none;color:#222}"
+    "table{border-collapse:collapse;margin:.5rem 0 1.5rem}th,td{padding:.2rem .8rem .2rem 0;text-align:left}"
+    "td.n,th.n{text-align:right}tr+tr td{border-top:1px solid #ddd}"
+    ".note{padding:.5rem .8rem;background:#eef6ee}.error{padding:.5rem .8rem;background:#fbeaea}"
+    "label{display:block;margin:.6rem 0 .2rem}input{font:inherit}small{color:#666}"
+)
+STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
+
+NAV = (("", "Overview"), ("logins", "Logins"), ("activity", "Activity"), ("password", "Password"))
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _limit(used: int, limit: int, size: bool = False) -> str:
+    shown = format_size(used) if size else str(used)
+    if not limit:
+        return f"{shown} (no limit)"
+    whole = format_size(limit) if size else str(limit)
+    return f"{shown} of {whole} ({100.0 * used / limit:.1f} %)"
+
+
+def table(head: Sequence[str], rows: Iterable[Sequence[object]], numeric: frozenset[int] = frozenset()) -> str:
+    """A table of escaped cells (no header row when ``head`` is empty); columns in ``numeric`` right-aligned."""
+
+    def cell(tag: str, index: int, value: object) -> str:
+        kind = ' class="n"' if index in numeric else ""
+        return f"<{tag}{kind}>{esc(value)}</{tag}>"
+
+    lines = ["<table>" + ("<tr>" + "".join(cell("th", i, h) for i, h in enumerate(head)) + "</tr>" if head else "")]
+    lines += ["<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>" for row in rows]
+    return "\n".join(lines) + "</table>"
+
+
+def page(title: str, email: str, display_name: str, here: str, content: str) -> bytes:
+    """A whole page: head, navigation (``here`` marked), ``content`` (already HTML)."""
+    links = " ".join(
+        f'<a href="/account/{path}"{" class=here" if path == here else ""}>{esc(name)}</a>' for path, name in NAV
+    )
+    who = f"{esc(display_name)} &lt;{esc(email)}&gt;" if display_name else esc(email)
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)} · {esc(email)}</title><style>{STYLE}</style></head><body>\n"
+        f"<header><p>{who}</p><nav>{links} <a href=/account/export>Download my data</a></nav></header>\n"
+        f"<main><h1>{esc(title)}</h1>\n{content}\n</main></body></html>\n"
+    ).encode()
+
+
+@dataclass(frozen=True)
+class Overview:
+    email: str
+    display_name: str
+    usage: Usage
+    mailboxes: Sequence[tuple[str, int, int]]  # (name, messages, octets)
+
+
+def overview(data: Overview) -> str:
+    usage = data.usage
+    rows = [
+        ("Address", data.email),
+        ("Disk used", _limit(usage.bytes, usage.limit, size=True)),
+        ("Messages", _limit(usage.messages, usage.message_limit)),
+        ("Recipients sent this hour", _limit(usage.sent_this_hour, usage.hourly_send)),
+        ("Recipients sent today (UTC)", _limit(usage.sent_today, usage.daily_send)),
+    ]
+    boxes = [(name, count, format_size(size)) for name, count, size in data.mailboxes]
+    return (
+        table((), rows)
+        + "<h2>Mailboxes</h2>\n"
+        + table(("Mailbox", "Messages", "Size"), boxes, frozenset({1, 2}))
+        + "<p><small>Deleted mail waiting in the retention period does not count against the quota.</small></p>"
+    )
+
+
+def logins(found: Sequence[Login], days: int) -> str:
+    rows = [(when(login.time), login.protocol, login.ip, login.result) for login in found]
+    intro = (
+        f"<p>Every login to your account of the last {days} days, successful or not, with the address it came "
+        "from: IMAP, SMTP submission, ManageSieve, CardDAV and these pages (a password change is listed too). "
+        "A failed login you did not make means someone is guessing your password.</p>"
+    )
+    return intro + (table(("Time", "Protocol", "IP address", "Result"), rows) if rows else "<p>None.</p>")
+
+
+def activity(per_day: Sequence[Day], per_month: Sequence[Month], totals: dict[str, int]) -> str:
+    head = ("Day", "Received", "Sent", "Stored", "Logins", "Failed logins")
+    numeric = frozenset({1, 2, 3, 4, 5})
+    day_rows = [
+        (d.day, d.received, d.sent, format_size(d.bytes_stored), d.logins, d.failed_logins)
+        for d in per_day
+        if d.received or d.sent or d.bytes_stored or d.logins or d.failed_logins
+    ]
+    month_rows = [
+        (m.month, m.received, m.sent, format_size(m.bytes_stored), m.logins, m.failed_logins) for m in per_month
+    ]
+    total = (
+        "All time",
+        totals["received"],
+        totals["sent"],
+        format_size(totals["bytes_stored"]),
+        totals["logins"],
+        totals["failed_logins"],
+    )
+    out = [
+        f"<p>Mail received, recipients sent to and logins per UTC day, the last {len(per_day)} days "
+        "(days without any are left out); older days are kept as monthly sums.</p>",
+        table(head, [*day_rows, total], numeric),
+    ]
+    if month_rows:
+        out += ["<h2>Earlier months</h2>", table(("Month", *head[1:]), month_rows, numeric)]
+    return "\n".join(out)
+
+
+def password_form(token: str, error: str = "", changed: bool = False) -> str:
+    notes = []
+    if changed:
+        notes.append('<p class="note">Your password was changed.</p>')
+    if error:
+        notes.append(f'<p class="error">{esc(error)}</p>')
+    return (
+        "".join(notes) + '<form method="post" action="/account/password">'
+        f'<input type="hidden" name="token" value="{esc(token)}">'
+        '<label for="current">Current password</label>'
+        '<input type="password" id="current" name="current" autocomplete="current-password" required>'
+        '<label for="new">New password (at least 8 characters)</label>'
+        '<input type="password" id="new" name="new" autocomplete="new-password" minlength="8" required>'
+        '<label for="again">New password again</label>'
+        '<input type="password" id="again" name="again" autocomplete="new-password" minlength="8" required>'
+        '<p><button type="submit">Change password</button></p></form>'
+        "<p><small>The new password works at once for IMAP, SMTP, ManageSieve and CardDAV, and the old one "
+        "stops working; mail programs logged in now stay logged in until they reconnect. Your browser asks for "
+        "the new password on the next page.</small></p>"
+    )

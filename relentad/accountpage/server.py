@@ -1,0 +1,253 @@
+"""``https://<host>/account/``: the pages where a user sees what the privacy policy says is kept about them
+(README "Quotas and the account lifecycle") and changes their own password, without asking the admin.
+
+Routes (any host name the server answers for: ``[server] hostname``, a hosted domain or a name one label under
+one; HTTPS only)::
+
+    /account/            overview: disk used and limits (quota.get, as ``quota show``), mailboxes with sizes
+    /account/logins      the login history the store keeps (``[retention] activity_days``)
+    /account/activity    per-day counters, rolled-up months, all-time totals (as ``relentad activity``)
+    /account/password    GET the form, POST a change (303 back to the form)
+    /account/export      GET: everything ``relentad export`` writes, as one zip, streamed
+
+Invariants:
+- Everything but the redirect from ``/account`` is behind HTTP Basic through :mod:`relentad.auth.basic` (login
+  history protocol "web"; terminated accounts cannot log in); a known path with another method is 405 with
+  Allow, anything else under ``/account/`` 404.
+- Every answer carries :data:`SECURITY_HEADERS`: no script, no framing, no caching, no referrer.
+- A POST needs a CSRF token for the logged-in account (:mod:`relentad.accountpage.csrf`) and no cross-origin
+  sign from the browser; the current password is checked through the authenticator (throttled, recorded), the
+  new one by the CLI's rules and hashed alike; the stored hash changes in one transaction with a login history
+  row, which drops every cached credential for the old password (the cache is keyed to the hash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sqlite3
+import time
+import urllib.parse
+from collections.abc import Callable
+
+from .. import httpserver
+from ..auth import history, passwords
+from ..auth.authenticator import Authenticator, Login, LoginFailed
+from ..auth.basic import BasicLogin, Session
+from ..config import Config
+from ..errors import RelentadError
+from ..httpserver import Request, Response
+from ..lifecycle import activity
+from ..quota import get as get_usage
+from ..store.db import Store
+from . import csrf, export, pages
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/account"
+_HTML = "text/html; charset=utf-8"
+_MAX_LOGINS = 1000  # rows shown on the logins page
+_ACTIVITY_DAYS = 30
+SECURITY_HEADERS = (
+    (
+        "Content-Security-Policy",
+        f"default-src 'none'; style-src '{pages.STYLE_HASH}'; form-action 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'",
+    ),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+)
+_ROUTES = {
+    "/account/": ("", "GET, HEAD"),
+    "/account/logins": ("logins", "GET, HEAD"),
+    "/account/activity": ("activity", "GET, HEAD"),
+    "/account/password": ("password", "GET, HEAD, POST"),
+    "/account/export": ("export", "GET, HEAD"),
+}
+
+
+def handles(request: Request) -> bool:
+    return request.path == PREFIX or request.path.startswith(PREFIX + "/")
+
+
+def _secured(response: Response) -> Response:
+    return Response(
+        response.status,
+        response.body,
+        response.content_type,
+        (*response.headers, *SECURITY_HEADERS),
+        response.stream,
+    )
+
+
+class AccountPages:
+    """Answers ``/account/…`` for the HTTPS listener."""
+
+    def __init__(
+        self,
+        store: Store,
+        authenticator: Authenticator,
+        get_config: Callable[[], Config],
+        is_hosted: Callable[[str], bool],
+    ) -> None:
+        self.store = store
+        self.authenticator = authenticator
+        self.get_config = get_config
+        self.is_hosted = is_hosted
+        self.basic = BasicLogin(store, authenticator, lambda: get_config().server.hostname.rstrip("."))
+        self._secret: bytes | None = None
+
+    def secret(self) -> bytes:
+        """The form tokens' key: ``<data_dir>/web-secret``; if it cannot be read or made, one for this process
+        (forms then last until a restart), with one ERROR line."""
+        if self._secret is None:
+            path = self.get_config().data_dir / "web-secret"
+            try:
+                self._secret = csrf.load_secret(path)
+            except OSError as exc:
+                log.error("account page: %s unusable (%s); form tokens end with this process", path, exc)
+                self._secret = secrets.token_bytes(32)
+        return self._secret
+
+    def serves(self, host: str) -> bool:
+        """A name the server answers for: its host name, a hosted domain, or a name right under one."""
+        if not host:
+            return False
+        if host == self.get_config().server.hostname.rstrip(".").lower():
+            return True
+        return self.is_hosted(host) or ("." in host and self.is_hosted(host.partition(".")[2]))
+
+    async def respond(self, request: Request, session: Session) -> Response:
+        return _secured(await self._respond(request, session))
+
+    async def _respond(self, request: Request, session: Session) -> Response:
+        if not self.get_config().web.account_page or not self.serves(request.host):
+            return httpserver.text(404, "not found")
+        if request.path == PREFIX:
+            return httpserver.text(301, PREFIX + "/", ("Location", PREFIX + "/"))
+        found = _ROUTES.get(request.path)
+        if found is None:
+            return httpserver.text(404, "not found")
+        name, allowed = found
+        if request.method not in allowed.split(", "):
+            return httpserver.text(405, f"{allowed} only", ("Allow", allowed))
+        login = await self.basic.login(request, session, "web")
+        if isinstance(login, Response):
+            return login
+        if name == "password" and request.method == "POST":
+            return await self._change_password(request, session, login)
+        if name == "export":
+            return export.response(self.get_config().database_path, login)
+        return self.store.read(lambda conn: self._page(conn, name, login, request))
+
+    # -- pages ----------------------------------------------------------------------------------------------
+
+    def _page(self, conn: sqlite3.Connection, name: str, login: Login, request: Request) -> Response:
+        display_name = _display_name(conn, login.account_id)
+        if name == "":
+            title, content = "Your account", pages.overview(_overview(conn, login, display_name))
+        elif name == "logins":
+            days = self.get_config().retention.activity_days
+            found = activity.logins(conn, login.account_id, time.time() - days * 86400)[:_MAX_LOGINS]
+            title, content = "Logins", pages.logins(found, days)
+        elif name == "activity":
+            per_day = activity.days(conn, login.account_id, _ACTIVITY_DAYS)
+            per_month = activity.months(conn, login.account_id)
+            title = "Activity"
+            content = pages.activity(per_day, per_month, activity.totals(conn, login.account_id))
+        else:
+            changed = "changed" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
+            title, content = "Password", pages.password_form(self._token(login), changed=changed)
+        return Response(200, pages.page(title, login.email, display_name, name, content), _HTML)
+
+    def _token(self, login: Login) -> str:
+        return csrf.make_token(self.secret(), login.account_id, time.time())
+
+    def _form_page(self, status: int, login: Login, error: str) -> Response:
+        display_name = self.store.read(
+            lambda conn: str(
+                (
+                    conn.execute("SELECT display_name FROM accounts WHERE id = ?", (login.account_id,)).fetchone()
+                    or [""]
+                )[0]
+            )
+        )
+        content = pages.password_form(self._token(login), error=error)
+        return Response(status, pages.page("Password", login.email, display_name, "password", content), _HTML)
+
+    # -- password change ------------------------------------------------------------------------------------
+
+    async def _change_password(self, request: Request, session: Session, login: Login) -> Response:
+        why = csrf.cross_origin(request)
+        if why is not None:
+            log.warning("account page: cross-site password change for %s refused (%s)", login.email, why)
+            return httpserver.text(403, "refused: this form must be sent from its own page")
+        kind = (request.field("content-type") or "").partition(";")[0].strip().lower()
+        if kind != "application/x-www-form-urlencoded":
+            return httpserver.text(415, "send the form as application/x-www-form-urlencoded")
+        try:
+            form = urllib.parse.parse_qs(
+                request.body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=8
+            )
+        except (UnicodeDecodeError, ValueError):
+            return httpserver.text(400, "bad form")
+        fields = {key: values[0] for key, values in form.items() if len(values) == 1}
+        if not csrf.check_token(self.secret(), login.account_id, fields.get("token", ""), time.time()):
+            return self._form_page(403, login, "The form had expired or came from elsewhere: please try again.")
+        current, new, again = fields.get("current", ""), fields.get("new", ""), fields.get("again", "")
+        problem = passwords.check_strength(new)
+        if new != again:
+            problem = "the two new passwords differ"
+        elif new == current and not problem:
+            problem = "the new password is the one you have"
+        if problem:
+            return self._form_page(400, login, problem[:1].upper() + problem[1:] + ".")
+        try:
+            await self.authenticator.verify(login.email, current, session.ip, "web")
+        except LoginFailed as exc:
+            if exc.throttled:
+                return httpserver.text(429, str(exc), ("Retry-After", "60"))
+            return self._form_page(403, login, "The current password is not right.")
+        hashed = await asyncio.to_thread(passwords.hash_password, new)
+
+        def change(conn: sqlite3.Connection) -> bool:
+            done = conn.execute(
+                "UPDATE accounts SET password_hash = ? WHERE id = ? AND state = 'active'", (hashed, login.account_id)
+            ).rowcount
+            if done:
+                attempt = history.Attempt(
+                    login.email, session.ip, "web", "success", login.account_id, "password-changed"
+                )
+                history.record(conn, attempt)
+            return bool(done)
+
+        try:
+            changed = await self.store.write(change)
+        except RelentadError as exc:
+            log.error("account page: password of %s not changed: %s", login.email, exc)
+            return httpserver.text(503, "the password could not be changed now; try again later")
+        if not changed:
+            return httpserver.text(403, "this account can no longer log in")
+        session.logins.clear()
+        log.info("password of %s changed on the account page from %s", login.email, session.ip)
+        return httpserver.text(303, "password changed", ("Location", "/account/password?changed"))
+
+
+def _display_name(conn: sqlite3.Connection, account_id: int) -> str:
+    row = conn.execute("SELECT display_name FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    return "" if row is None else str(row[0])
+
+
+def _overview(conn: sqlite3.Connection, login: Login, display_name: str) -> pages.Overview:
+    boxes = conn.execute(
+        """SELECT b.name, count(m.id), coalesce(sum(m.size), 0) FROM mailboxes b
+           LEFT JOIN messages m ON m.mailbox_id = b.id WHERE b.account_id = ?
+           GROUP BY b.id ORDER BY b.name = 'INBOX' DESC, b.name""",
+        (login.account_id,),
+    ).fetchall()
+    return pages.Overview(
+        login.email, display_name, get_usage(conn, login.account_id), [(str(n), int(c), int(s)) for n, c, s in boxes]
+    )

@@ -1,0 +1,197 @@
+"""The account pages end to end: the real daemon's HTTPS listener and http.client as the browser, with mail
+delivered over SMTP, logins made with imaplib, and the CLI as the admin's view of the same numbers."""
+
+from __future__ import annotations
+
+import html
+import http.client
+import imaplib
+import io
+import json
+import re
+import smtplib
+import sqlite3
+import urllib.parse
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import MakeDaemon
+from tests.e2e.test_carddav import ALICE, Dav, basic, receive
+from tests.e2e.test_submission import tls_context
+from tests.e2e.test_web import web_daemon
+from tests.support.daemon import PASSWORD, free_port
+from tests.support.metrics import http_get, sample
+
+NEW_PASSWORD = "a new pass phrase"
+ORIGIN = "https://mx.example.test"
+
+
+class Browser(Dav):
+    """Requests to the account pages as Alice (HTTP Basic, as a browser sends it once asked)."""
+
+    def page(self, path: str, auth: str | None = None) -> str:
+        status, headers, body = self.request("GET", path, auth=auth)
+        assert status == 200 and headers["content-type"] == "text/html; charset=utf-8", (status, body)
+        return body.decode()
+
+    def token(self) -> str:
+        found = re.search(r'name="token" value="([^"]+)"', self.page("/account/password"))
+        assert found is not None
+        return found.group(1)
+
+    def change(self, fields: dict[str, str], **headers: str) -> tuple[int, dict[str, str], bytes]:
+        body = urllib.parse.urlencode(fields)
+        extra = {"Origin": ORIGIN, "Sec-Fetch-Site": "same-origin", **headers}
+        extra = {k: v for k, v in extra.items() if v}
+        return self.request(
+            "POST", "/account/password", body, Content_Type="application/x-www-form-urlencoded", **extra
+        )
+
+
+@pytest.fixture
+def browser(make_daemon: MakeDaemon) -> Browser:
+    port = free_port()
+    settings = {"listen": {"metrics": f"127.0.0.1:{port}"}, "dns": {"nameservers": ["127.0.0.1:9"], "timeout": 0.5}}
+    return Browser(web_daemon(make_daemon, settings), port)
+
+
+def imap_login(browser: Browser, password: str) -> None:
+    with imaplib.IMAP4_SSL(browser.daemon.host, browser.daemon.imaps_port, ssl_context=tls_context()) as client:
+        client.login(ALICE, password)
+        client.logout()
+
+
+def cells(page: str) -> list[list[str]]:
+    """The rows of the page's tables as unescaped cell texts."""
+    return [
+        [html.unescape(cell) for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row)]
+        for row in re.findall(r"<tr>(.*?)</tr>", page)
+    ]
+
+
+def test_every_page_needs_a_login_and_carries_the_security_headers(browser: Browser) -> None:
+    for auth in ("", basic(password="wrong password")):
+        status, headers, _ = browser.request("GET", "/account/", auth=auth)
+        assert status == 401 and headers["www-authenticate"].startswith('Basic realm="mx.example.test"')
+        assert headers["x-frame-options"] == "DENY" and headers["cache-control"] == "no-store"
+    status, headers, body = browser.request("GET", "/account/")
+    assert status == 200 and b"<title>Your account" in body
+    policy = headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy and "script-src" not in policy
+    assert headers["referrer-policy"] == "no-referrer" and headers["x-content-type-options"] == "nosniff"
+    assert browser.request("GET", "/account")[:2][0] == 301
+    status, headers, _ = browser.request("POST", "/account/activity")
+    assert status == 405 and headers["allow"] == "GET, HEAD"
+    assert browser.request("GET", "/account/nothing")[0] == 404
+    assert browser.request("GET", "/account/", Host="elsewhere.test")[0] == 404  # not a name of this server
+    assert browser.request("GET", "/account/", auth="Basic " + "x" * 5)[0] == 401
+    plain = http.client.HTTPConnection(browser.daemon.host, browser.daemon.http_port, timeout=10)
+    plain.request("GET", "/account/", headers={"Host": "mx.example.test", "Authorization": basic()})
+    assert plain.getresponse().status == 404  # no password over plain HTTP
+    plain.close()
+    browser.daemon.cli("user", "terminate", "--yes", ALICE)
+    assert browser.request("GET", "/account/")[0] == 401
+    _, exposition = http_get(browser.metrics_port, "/metrics")
+    assert sample(exposition, "relentad_http_requests_total", 'listener="https",route="account",status="200"') == 1
+
+
+def test_the_overview_shows_what_quota_show_says(browser: Browser) -> None:
+    receive(browser.daemon, "Zed <zed@outside.test>", "zed@outside.test")
+    with smtplib.SMTP(browser.daemon.host, browser.daemon.submission_port, timeout=10) as client:
+        client.starttls(context=tls_context())
+        client.login(ALICE, PASSWORD)
+        client.sendmail(ALICE, ["bob@example.test", "carol@example.test"], b"From: alice@example.test\r\n\r\nHi.\r\n")
+    browser.daemon.cli("quota", "set", ALICE, "--disk", "10MB", "--hourly-send", "50")
+    shown = json.loads(browser.daemon.cli("quota", "show", "--json", ALICE).stdout)
+    assert shown["messages"] >= 2 and shown["sent_today"] == 2
+    rows = {row[0]: row[1] for row in cells(browser.page("/account/")) if len(row) == 2}
+    from relentad.units import format_size
+
+    assert rows["Address"] == ALICE
+    assert rows["Disk used"] == f"{format_size(shown['bytes'])} of 10MB ({shown['percent']:.1f} %)"
+    assert rows["Messages"] == f"{shown['messages']} (no limit)"
+    assert rows["Recipients sent this hour"] == f"{shown['sent_this_hour']} of 50 (4.0 %)"
+    assert rows["Recipients sent today (UTC)"] == "2 (no limit)"
+    boxes = {row[0]: row[1:] for row in cells(browser.page("/account/")) if len(row) == 3}
+    assert boxes["INBOX"][0] == "1" and boxes["Sent"][0] == "1"
+    activity = cells(browser.page("/account/activity"))
+    total = next(row for row in activity if row[0] == "All time")
+    assert total[1:3] == ["1", "2"]  # received (the Sent copy is not), recipients sent
+
+
+def test_the_login_history_lists_an_imap_login(browser: Browser) -> None:
+    imap_login(browser, PASSWORD)
+    with pytest.raises(imaplib.IMAP4.error):
+        imap_login(browser, "not the password")
+    rows = cells(browser.page("/account/logins"))
+    assert rows[0] == ["Time", "Protocol", "IP address", "Result"]
+    seen = [row[1:] for row in rows[1:]]
+    assert ["imap", "127.0.0.1", "success"] in seen and ["imap", "127.0.0.1", "failure"] in seen
+    assert ["web", "127.0.0.1", "success"] in seen
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", row[0]) for row in rows[1:])
+
+
+def test_changing_the_password(browser: Browser) -> None:
+    token = browser.token()
+    good = {"token": token, "current": PASSWORD, "new": NEW_PASSWORD, "again": NEW_PASSWORD}
+    assert browser.change(good, Origin="https://evil.test")[0] == 403
+    assert browser.change(good, Origin="", Sec_Fetch_Site="cross-site")[0] == 403
+    assert browser.change(good, Origin="", Sec_Fetch_Site="", Referer="https://evil.test/x")[0] == 403
+    status, _, body = browser.change({**good, "token": token[:-2] + "AA"})
+    assert status == 403 and b"The form had expired" in body
+    assert browser.change({k: v for k, v in good.items() if k != "token"})[0] == 403
+    status, _, body = browser.change({**good, "current": "guess guess"})
+    assert status == 403 and b"The current password is not right." in body
+    status, _, body = browser.change({**good, "again": "something else"})
+    assert status == 400 and b"The two new passwords differ." in body
+    status, _, body = browser.change({**good, "new": "short", "again": "short"})
+    assert status == 400 and b"Password too short: at least 8 characters." in body
+    imap_login(browser, PASSWORD)  # nothing changed yet, and the old password is now in the credential cache
+
+    status, headers, _ = browser.change(good)
+    assert status == 303 and headers["location"] == "/account/password?changed"
+    with pytest.raises(imaplib.IMAP4.error):
+        imap_login(browser, PASSWORD)
+    imap_login(browser, NEW_PASSWORD)
+    assert browser.request("GET", "/account/password?changed")[0] == 401  # the browser asks for the new one
+    new = basic(password=NEW_PASSWORD)
+    assert "Your password was changed." in browser.page("/account/password?changed", auth=new)
+    conn = sqlite3.connect(browser.daemon.db_path)
+    rows = conn.execute("SELECT protocol, result, reason FROM login_history WHERE reason = 'password-changed'")
+    assert rows.fetchall() == [("web", "success", "password-changed")]
+    conn.close()
+
+
+def test_hostile_names_are_escaped(browser: Browser) -> None:
+    hostile = '<script>alert("x")</script>'
+    browser.daemon.cli("user", "add", "eve@example.test", "--password-stdin", "--name", hostile, input=PASSWORD)
+    with imaplib.IMAP4_SSL(browser.daemon.host, browser.daemon.imaps_port, ssl_context=tls_context()) as client:
+        client.login("eve@example.test", PASSWORD)
+        assert client.create('"<img src=x onerror=alert(1)>&-"')[0] == "OK"
+    page = browser.page("/account/", auth=basic("eve@example.test"))
+    assert "<script>" not in page and "<img" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;&amp;" in page
+
+
+def test_the_export_is_the_cli_export_as_a_zip(browser: Browser, tmp_path: Path) -> None:
+    receive(browser.daemon, "Zed <zed@outside.test>", "zed@outside.test")
+    status, headers, body = browser.request("GET", "/account/export")
+    assert status == 200 and headers["content-type"] == "application/zip"
+    assert headers["transfer-encoding"] == "chunked" and "content-length" not in headers
+    assert 'filename="relentad-export-alice@example.test-' in headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        names = set(archive.namelist())
+        folder = "relentad-export-alice@example.test/"
+        assert {folder + n for n in ("mail/INBOX.mbox", "flags.json", "activity.csv")} <= names
+        mbox = archive.read(folder + "mail/INBOX.mbox")
+        assert mbox.startswith(b"From MAILER-DAEMON ") and b"Subject: Hi" in mbox
+        files = {name.removeprefix(folder): archive.read(name) for name in names}
+    target = tmp_path / "cli"
+    browser.daemon.cli("export", ALICE, str(target))
+    written = {str(p.relative_to(target)): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    assert files == written
+    status, headers, body = browser.request("HEAD", "/account/export")
+    assert status == 200 and headers["transfer-encoding"] == "chunked" and body == b""

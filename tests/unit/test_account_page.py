@@ -1,0 +1,103 @@
+"""The account pages' pure parts: CSRF tokens, the cross-origin check, the secret file, and the HTML (escaped,
+its stylesheet allowed by the policy's hash)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from relentad.accountpage import csrf, pages
+from relentad.accountpage.server import AccountPages, handles
+from relentad.auth.basic import Session
+from relentad.config import Config, ServerConfig, WebConfig
+from relentad.httpserver import Request
+from relentad.lifecycle.activity import Day, Login
+from relentad.quota import Usage
+
+SECRET = b"k" * 32
+NOW = 1_800_000_000.0
+
+
+def test_a_token_is_good_for_its_account_and_a_while_only() -> None:
+    token = csrf.make_token(SECRET, 7, NOW)
+    assert csrf.check_token(SECRET, 7, token, NOW) and csrf.check_token(SECRET, 7, token, NOW + csrf.MAX_AGE)
+    assert not csrf.check_token(SECRET, 8, token, NOW)  # another account
+    assert not csrf.check_token(b"j" * 32, 7, token, NOW)  # another server
+    assert not csrf.check_token(SECRET, 7, token, NOW + csrf.MAX_AGE + 1)  # too old
+    assert not csrf.check_token(SECRET, 7, token, NOW - 3600)  # from the future
+    raw = bytearray(base64.urlsafe_b64decode(token + "=="))
+    raw[3] ^= 1  # another time under the same MAC
+    assert not csrf.check_token(SECRET, 7, base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("="), NOW)
+    for garbage in ("", "x", "é" * 10, "A" * 54, token + "AAAA", "!!!!"):
+        assert not csrf.check_token(SECRET, 7, garbage, NOW)
+
+
+def test_the_secret_is_made_once_private_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "web-secret"
+    first = csrf.load_secret(path)
+    assert len(first) == 32 and path.stat().st_mode & 0o777 == 0o600
+    assert csrf.load_secret(path) == first
+    path.write_bytes(b"short")
+    assert csrf.load_secret(path) != first and len(path.read_bytes()) == 32
+
+
+def post(**fields: str) -> Request:
+    named = tuple((name.replace("_", "-").lower(), value) for name, value in fields.items())
+    return Request("POST", "/account/password", (1, 1), (("host", "mx.example.test:8443"), *named))
+
+
+@pytest.mark.parametrize(
+    ("fields", "refused"),
+    [
+        ({}, False),  # no browser: the token decides
+        ({"Origin": "https://mx.example.test:8443", "Sec_Fetch_Site": "same-origin"}, False),
+        ({"Origin": "https://MX.example.test:8443"}, False),
+        ({"Origin": "null", "Sec_Fetch_Site": "same-origin"}, False),  # no-referrer pages send null
+        ({"Referer": "https://mx.example.test:8443/account/password"}, False),
+        ({"Origin": "null"}, True),
+        ({"Origin": "https://evil.test"}, True),
+        ({"Origin": "http://mx.example.test:8443"}, True),
+        ({"Origin": "https://mx.example.test"}, True),  # another port: another origin
+        ({"Sec_Fetch_Site": "same-site"}, True),
+        ({"Sec_Fetch_Site": "cross-site", "Origin": "https://mx.example.test:8443"}, True),
+        ({"Referer": "https://evil.test/mx.example.test:8443"}, True),
+    ],
+)
+def test_cross_origin(fields: dict[str, str], refused: bool) -> None:
+    assert (csrf.cross_origin(post(**fields)) is not None) is refused
+
+
+def test_pages_escape_everything_and_the_style_matches_its_hash() -> None:
+    hostile = '<script>alert("x")</script>'
+    usage = Usage(
+        account_id=1, bytes=2048, messages=3, limit=0, daily_send=0, hourly_send=10, sent_today=2, sent_this_hour=1
+    )
+    overview = pages.overview(pages.Overview("a@b.test", hostile, usage, [(hostile, 3, 2048)]))
+    logins = pages.logins([Login(NOW, "<ip>", "imap", "success")], 30)
+    days = pages.activity([Day("2027-01-15", 1, 0, 10, 0, 0)], [], dict.fromkeys(
+        ("received", "sent", "bytes_stored", "logins", "failed_logins"), 0))  # fmt: skip
+    form = pages.password_form('"><b>', error=hostile)
+    page = pages.page(hostile, "a@b.test", hostile, "", overview + logins + days + form).decode()
+    assert "<script>" not in page and "<ip>" not in page and '"><b>' not in page
+    assert page.count("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;") == 5  # title, header, h1, box, error
+    assert "<td>1 of 10 (10.0 %)</td>" in page and "<td>2 (no limit)</td>" in page  # this hour, today
+    style = re.search(r"<style>(.*?)</style>", page, re.S)
+    assert style is not None
+    digest = base64.b64encode(hashlib.sha256(style.group(1).encode()).digest()).decode()
+    assert f"sha256-{digest}" == pages.STYLE_HASH and "<script" not in page.lower()
+
+
+def test_the_routes_and_the_switch() -> None:
+    assert handles(Request("GET", "/account", (1, 1))) and handles(Request("GET", "/account/x", (1, 1)))
+    assert not handles(Request("GET", "/accounts", (1, 1)))
+    config = Config(server=ServerConfig(hostname="mx.example.test"), web=WebConfig(account_page=False))
+    site = AccountPages(cast(Any, None), cast(Any, None), lambda: config, lambda domain: True)
+    request = Request("GET", "/account/", (1, 1), (("host", "mx.example.test"),))
+    response = asyncio.run(site.respond(request, Session("127.0.0.1")))
+    assert response.status == 404 and ("X-Frame-Options", "DENY") in response.headers
