@@ -1742,7 +1742,7 @@ def spam_stats(state: State, as_json: bool) -> None:
 
 @main.group()
 def reports() -> None:
-    """DMARC aggregate and TLS-RPT reports received about hosted domains."""
+    """DMARC aggregate and TLS-RPT reports received about hosted domains, and sending ours."""
 
 
 def _report_days(f: F) -> F:
@@ -1804,20 +1804,33 @@ def reports_tls(state: State, domain_name: str | None, days: int, as_json: bool)
 
 
 @reports.command("send")
+@click.option("--dmarc", "only_dmarc", is_flag=True, help="Only the DMARC aggregate reports.")
+@click.option("--tls", "only_tls", is_flag=True, help="Only the SMTP TLS reports.")
 @pass_state
-def reports_send(state: State) -> None:
-    """Send the DMARC aggregate reports due now ([dmarc] send_reports; the daemon does it daily): queue one per
-    domain and delete what they cover."""
+def reports_send(state: State, only_dmarc: bool, only_tls: bool) -> None:
+    """Send the reports due now, DMARC ([dmarc] send_reports) and TLS ([tlsrpt] send_reports); the daemon does it
+    daily: queue one per domain and delete what they cover."""
     import asyncio
 
-    from .authreports import outgoing
+    from .authreports import sending
     from .dns import make_resolver
     from .queue.dkimkeys import KeyRing
 
     with errors_as_messages():
         config = state.config
-        if not config.dmarc.send_reports:
+        if only_dmarc and only_tls:
+            raise CLIError("--dmarc and --tls exclude each other (neither: both kinds)")
+        if only_dmarc and not config.dmarc.send_reports:
             raise CLIError("[dmarc] send_reports is off: no DMARC evaluations are recorded, none to report")
+        if only_tls and not config.tlsrpt.send_reports:
+            raise CLIError("[tlsrpt] send_reports is off: no TLS sessions are recorded, none to report")
+        kinds = [
+            (n, f)
+            for n, f in sending.kinds(config)
+            if (n == "DMARC" or not only_dmarc) and (n == "TLS" or not only_tls)
+        ]
+        if not kinds:
+            raise CLIError("[dmarc] and [tlsrpt] send_reports are off: nothing is recorded, none to report")
         resolver = make_resolver(config.dns.nameservers, config.dns.timeout)
         keyring = KeyRing(config.data_dir)
 
@@ -1829,11 +1842,12 @@ def reports_send(state: State) -> None:
             with state.write() as conn:
                 return fn(conn)
 
-        sent = asyncio.run(outgoing.send(read, write, config, resolver, keyring))
-    for mail in sent:
-        click.echo(f"DMARC report for {mail.domain} queued to {', '.join(mail.recipients)}")
-    if not sent:
-        click.echo("no DMARC report to send")
+        for name, send in kinds:
+            sent = asyncio.run(send(read, write, config, resolver, keyring))
+            for mail in sent:
+                click.echo(f"{name} report for {mail.domain} queued to {', '.join(mail.recipients)}")
+            if not sent:
+                click.echo(f"no {name} report to send")
 
 
 if __name__ == "__main__":  # pragma: no cover

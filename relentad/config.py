@@ -362,10 +362,25 @@ class DMARCConfig:
     )
     reporter: str = setting(
         "",
-        "The address reports come from (From and MAIL FROM; DKIM-signed with its domain's key). Required with "
-        "send_reports.",
+        "The address reports come from (From and MAIL FROM; DKIM-signed with its domain's key), TLS reports "
+        "([tlsrpt]) too. Required with send_reports and with [tlsrpt] send_reports.",
     )
     org_name: str = setting("", "The reporting organisation named in reports; empty = [server] hostname.")
+
+
+@dataclass(frozen=True)
+class TLSRPTConfig:
+    """SMTP TLS reports sent about this server's outbound deliveries (RFC 8460). Off by default: a report tells each
+    recipient domain that publishes a _smtp._tls TXT record how many TLS sessions to its MX hosts succeeded and
+    failed, from which of our addresses, and so how much mail this server sends there."""
+
+    send_reports: bool = setting(
+        False,
+        "Send a daily TLS report to the rua= mailto: addresses of each recipient domain whose _smtp._tls TXT record "
+        "asks for one (not about hosted domains; https: destinations are not used). While on, each TLS session with "
+        "a domain's MX host (MX mode, not through a smarthost) is recorded until it is reported. The reports come "
+        "from [dmarc] reporter, named [dmarc] org_name.",
+    )
 
 
 @dataclass(frozen=True)
@@ -550,6 +565,7 @@ class Config:
     spam: SpamConfig = field(default_factory=SpamConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
     dmarc: DMARCConfig = field(default_factory=DMARCConfig)
+    tlsrpt: TLSRPTConfig = field(default_factory=TLSRPTConfig)
     path: Path | None = None
 
     @property
@@ -596,6 +612,7 @@ SECTIONS: dict[str, type] = {
     "spam": SpamConfig,
     "reports": ReportsConfig,
     "dmarc": DMARCConfig,
+    "tlsrpt": TLSRPTConfig,
 }
 
 
@@ -750,6 +767,8 @@ def check(config: Config) -> list[str]:
             problems.append(f"[reports] addresses: {entry!r} is not a local part or an address")
     if config.dmarc.send_reports and not config.dmarc.reporter:
         problems.append("[dmarc] reporter must be set when send_reports is on")
+    if config.tlsrpt.send_reports and not config.dmarc.reporter:
+        problems.append("[dmarc] reporter must be set when [tlsrpt] send_reports is on (TLS reports come from it)")
     if config.dmarc.reporter and ("@" not in config.dmarc.reporter or not report_address_ok(config.dmarc.reporter)):
         problems.append(f"[dmarc] reporter: {config.dmarc.reporter!r} is not an email address")
     hostname_problem = check_hostname(config.server.hostname)

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from . import config as config_mod
 from . import mailauth, metrics, tls, web
 from .auth.authenticator import Authenticator
-from .authreports import outgoing
+from .authreports import sending as report_sending
 from .config import Config, ConfigError
 from .events import Bus
 from .imap.server import ImapServer
@@ -237,9 +237,9 @@ class Daemon:
         snapshots = asyncio.ensure_future(backup.run_daily(lambda: self.config))
         # the daily spam model rebuild: accounts that learned something, relearned from all their lessons
         rebuilder = asyncio.ensure_future(rebuild.run_daily(store, lambda: self.config.spam))
-        # [dmarc] send_reports: the aggregate reports about yesterday's inbound mail, shortly after midnight UTC
-        dmarc_reports = asyncio.ensure_future(
-            outgoing.run_daily(store, lambda: self.config, keyring, queue_runner.wake)
+        # [dmarc] and [tlsrpt] send_reports: the reports about yesterday's mail, shortly after midnight UTC
+        outgoing_reports = asyncio.ensure_future(
+            report_sending.run_daily(store, lambda: self.config, keyring, queue_runner.wake)
         )
         cert_watcher = asyncio.ensure_future(self.watch_certificates())
         public_suffixes = asyncio.ensure_future(asyncio.to_thread(mailauth.load_public_suffixes))
@@ -294,7 +294,7 @@ class Daemon:
         finally:
             purger.cancel()
             rebuilder.cancel()
-            dmarc_reports.cancel()
+            outgoing_reports.cancel()
             snapshots.cancel()
             cert_watcher.cancel()
             public_suffixes.cancel()

@@ -4,9 +4,9 @@ with what results — traffic information about our users' correspondents that w
 
 How: while it is on, the pipeline records each inbound DMARC evaluation whose record asks for reports (``rua=``) as
 one ``dmarc_evaluations`` row (:func:`evaluation`; in the delivery's transaction, or alone for a refused message).
-Once a day (:func:`run_daily`, shortly after midnight UTC; ``relentad reports send`` on demand) the rows are summed up
-per policy domain into one XML report (Appendix C), gzipped and queued — DKIM-signed for ``[dmarc] reporter``'s
-domain — to the domain's ``mailto:`` addresses: one outside the domain's organisation only when
+Once a day (:func:`.sending.run_daily`, shortly after midnight UTC; ``relentad reports send`` on demand) the rows are
+summed up per policy domain into one XML report (Appendix C), gzipped and queued — DKIM-signed for
+``[dmarc] reporter``'s domain — to the domain's ``mailto:`` addresses: one outside the domain's organisation only when
 ``<domain>._report._dmarc.<its host>`` publishes ``v=DMARC1`` (§7.1, so that nobody can make us mail reports to a
 third party), and none whose ``!size`` limit the report exceeds. The rows reported, and any a report could not go
 to, are deleted in the transaction that queues the reports. No report is sent about hosted domains (we hold that
@@ -20,36 +20,29 @@ import email.policy
 import email.utils
 import functools
 import gzip
-import inspect
 import json
 import logging
 import sqlite3
 import time
-import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
 
 import dns.asyncresolver
 
-from .. import addrspec, daily, mailauth
+from .. import daily, mailauth
 from ..config import Config
-from ..dns import DnsTemporaryError, lookup, make_resolver
-from ..errors import InvalidInput
-from ..queue import queue
+from ..dns import DnsTemporaryError, lookup
 from ..queue.dkimkeys import KeyRing
-from ..store.db import Store
-from . import intake
+from . import intake, sending
+from .sending import destinations
 
 log = logging.getLogger("relentad.reports")
 
 POLICY_TAGS = ("adkim", "aspf", "p", "sp", "pct", "rua")
 MAX_ROWS = 5000
 """Distinct record rows in one report (each row counts the messages alike)."""
-MAX_DESTINATIONS = 5
 KEEP_DAYS = 3
-_SIZE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}  # the lower reading: never over a limit
 
 
 def evaluation(auth: mailauth.AuthResult, *, source_ip: str, refused: bool, now: float) -> tuple[Any, ...] | None:
@@ -173,35 +166,6 @@ def report_xml(pending: Pending, *, org_name: str, contact: str, report_id: str,
     return ("\n".join(out) + "\n").encode()
 
 
-@dataclass(frozen=True)
-class Destination:
-    address: str
-    limit: int  # bytes; 0 = none
-
-
-def destinations(rua: str) -> list[Destination]:
-    """The ``mailto:`` URIs of a ``rua=`` value (RFC 7489 §6.2: ``mailto:addr[!size[unit]]``, comma-separated); other
-    schemes and addresses that are not ones are left out."""
-    found = []
-    for uri in rua.split(","):
-        scheme, _, rest = uri.strip().partition(":")
-        if scheme.lower() != "mailto" or not rest:
-            continue
-        target, _, size = rest.partition("!")
-        limit = 0
-        if size:
-            number, unit = (size[:-1], size[-1]) if size[-1:].isalpha() else (size, "")
-            if not number.isdigit() or unit.lower() not in _SIZE_UNITS:
-                continue
-            limit = int(number) * _SIZE_UNITS[unit.lower()]
-        try:
-            address = addrspec.normalize(urllib.parse.unquote(target.partition("?")[0]))
-        except InvalidInput:
-            continue
-        found.append(Destination(address, limit))
-    return found[:MAX_DESTINATIONS]
-
-
 async def accepts(resolver: dns.asyncresolver.Resolver, domain: str, address: str) -> bool:
     """RFC 7489 §7.1: ``address`` may get ``domain``'s reports — in the same organisational domain, or its host
     publishes ``<domain>._report._dmarc.<host>`` TXT ``v=DMARC1``. DNS trouble counts as no (not this time)."""
@@ -273,12 +237,9 @@ async def prepare(
                 log.info("reports: %s does not take %s's reports (RFC 7489 §7.1)", target.address, pending.domain)
         if not recipients:
             continue
-        raw = compose(pending, config, compressed, recipients, report_id, begin, end)
-        if keyring is not None:
-            try:
-                raw = await keyring.sign(raw, config.dmarc.reporter.rpartition("@")[2], aligned=True)
-            except Exception as exc:  # a broken key: the report goes unsigned
-                log.error("reports: DKIM signing failed: %s", exc)
+        raw = await sending.sign(
+            compose(pending, config, compressed, recipients, report_id, begin, end), config, keyring
+        )
         out.append(Outgoing(pending.domain, raw, recipients, report_id))
     return out
 
@@ -288,15 +249,7 @@ def commit(
 ) -> None:
     """Queue the reports and delete the evaluations they cover (and those no report could go to)."""
     for mail in outgoing:
-        queue.enqueue(
-            conn,
-            account_id=None,
-            mail_from=config.dmarc.reporter,
-            data=mail.raw,
-            recipients=mail.recipients,
-            transaction_id=f"dmarc-{mail.report_id}",
-            now=now,
-        )
+        sending.enqueue(conn, config, mail.raw, mail.recipients, f"dmarc-{mail.report_id}", now)
         log.info("reports: DMARC report for %s queued to %s", mail.domain, ", ".join(mail.recipients))
     for pending in batches:
         conn.execute(
@@ -306,8 +259,8 @@ def commit(
 
 
 async def send(
-    read: Callable[[Callable[[sqlite3.Connection], Any]], Any],
-    write: Callable[[Callable[[sqlite3.Connection], Any]], Any],
+    read: sending.Reader,
+    write: sending.Writer,
     config: Config,
     resolver: dns.asyncresolver.Resolver,
     keyring: KeyRing | None,
@@ -320,34 +273,7 @@ async def send(
     if not batches:
         return []
     outgoing = await prepare(batches, config, resolver, keyring, now)
-    done = write(functools.partial(commit, batches=batches, outgoing=outgoing, config=config, now=now))
-    if inspect.isawaitable(done):
-        await done
+    await sending.write_with(
+        write, functools.partial(commit, batches=batches, outgoing=outgoing, config=config, now=now)
+    )
     return outgoing
-
-
-def first_delay(now: float | None = None) -> float:
-    """Seconds until 00:15 UTC: reports then cover about a day (RFC 7489 §7.2 asks for UTC days by default)."""
-    now = time.time() if now is None else now
-    return (-now + 15 * 60) % daily.DAY or daily.DAY
-
-
-async def run_daily(
-    store: Store,
-    settings: Callable[[], Config],
-    keyring: KeyRing,
-    wake: Callable[[], None],
-    interval: float = daily.DAY,
-) -> None:
-    """The daemon's daily job: send the reports (when ``[dmarc] send_reports`` is on at that moment), wake the queue."""
-
-    async def send_now() -> None:
-        config = settings()
-        if not config.dmarc.send_reports:
-            return
-        resolver = make_resolver(config.dns.nameservers, config.dns.timeout)
-        sent = await send(store.read, store.write, config, resolver, keyring)
-        if sent:
-            wake()
-
-    await daily.every_day(send_now, what="dmarc reports", log=log, first_delay=first_delay(), interval=interval)

@@ -20,6 +20,11 @@ host that fails is skipped like an unreachable one (never plain text), and when 
 queued with a ``451 4.7.5`` saying why. With mode ``testing`` the same checks run, and a failure is logged and
 counted, then the host gets the message as without a policy. Never applied to the smarthost.
 
+TLS reporting (RFC 8460): given a ``sessions`` list, MX mode notes each host's first try as a :class:`TlsSession`
+(success, or the §4.3 result type of what failed: no STARTTLS, the certificate, the handshake, an MX host outside
+the policy) under the domain's MTA-STS policy or none; the runner stores them. The retries of a host without the
+policy or without TLS are not sessions of their own.
+
 Content goes as it is: 8-bit with BODY=8BITMIME where offered and unchanged where not (no conversion to 7 bit:
 the DKIM signature covers the body), UTF-8 header fields with SMTPUTF8 where offered. An address that needs
 SMTPUTF8 never goes to a server without it (RFC 6531 §3.2): those recipients fail with our own 553 5.6.7, and
@@ -37,7 +42,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -70,6 +75,37 @@ class Outcome:
     # former is an ``smtp`` Diagnostic-Code in a DSN (RFC 3464 §2.3.6).
     from_remote: bool = False
     dsn_passed: bool = False  # delivered to a server that offers DSN: it reports success (and later failure)
+
+
+@dataclass(frozen=True)
+class TlsSession:
+    """One TLS session tried with an MX host (RFC 8460 §4.3): ``result`` is ``success`` or a result type;
+    ``policy`` the domain's MTA-STS policy (None: no-policy-found)."""
+
+    result: str
+    policy: mtasts.Policy | None
+    mx_host: str = ""
+    mx_ip: str = ""
+    sending_ip: str = ""
+    detail: str = ""
+
+
+# OpenSSL's verify codes (X509_V_ERR_*) by RFC 8460 §4.3.2 result type; any other is validation-failure
+_VERIFY_RESULTS = {
+    9: "certificate-expired",  # not yet valid
+    10: "certificate-expired",
+    2: "certificate-not-trusted",  # unable to get issuer certificate
+    18: "certificate-not-trusted",  # self-signed
+    19: "certificate-not-trusted",  # self-signed in chain
+    20: "certificate-not-trusted",  # unable to get local issuer certificate
+    21: "certificate-not-trusted",  # unable to verify the first certificate
+    62: "certificate-host-mismatch",
+}
+
+
+def verify_result(exc: ssl.SSLCertVerificationError) -> str:
+    """The RFC 8460 result type of a failed certificate verification."""
+    return _VERIFY_RESULTS.get(int(getattr(exc, "verify_code", 0) or 0), "validation-failure")
 
 
 @dataclass(frozen=True)
@@ -282,12 +318,14 @@ async def _via_host(
     dsn: Dsn = NO_DSN,
     verified: ssl.SSLContext | None = None,
     policy: mtasts.Policy | None = None,
+    session: Callable[[str, str, str], None] | None = None,
 ) -> None:
     """Connect to one address and run the transaction; raises _HostFailed when the host never took part.
 
     ``verified`` verifies the certificate (chain and the host name) with that context; ``policy`` (MX mode with
     ``verified``) makes STARTTLS required and a failed verification a _PolicyFailed, but with mode testing a
-    host without STARTTLS still gets the message in plain text (reported)."""
+    host without STARTTLS still gets the message in plain text (reported). ``session(result, detail,
+    sending_ip)`` hears how TLS went, once the connection stands (TLS reporting)."""
     use_tls = smarthost is not None and smarthost.tls == "tls"
     verify = verified is not None and (smarthost is None or smarthost.verify)
     client = aiosmtplib.SMTP(
@@ -300,9 +338,20 @@ async def _via_host(
         validate_certs=verify,
         tls_context=verified if verify else _unverified_context(),
     )
+    sending_ip = ""
+    noted = session is None
+
+    def note(result: str, detail: str = "") -> None:
+        nonlocal noted
+        if not noted and session is not None:
+            noted = True
+            session(result, detail[:200], sending_ip)
+
     try:
         try:
             await client.connect()
+            sockname = client.get_transport_info("sockname")
+            sending_ip = str(sockname[0]) if sockname else ""
             await _greet(client)
             if smarthost is not None:
                 want_tls = smarthost.tls == "starttls"
@@ -310,22 +359,28 @@ async def _via_host(
                 want_tls = client.supports_extension("starttls")
                 if not want_tls:
                     detail = f"{name}[{ip}] does not offer STARTTLS"
+                    note("starttls-not-supported")
                     if policy.mode == "enforce":
                         raise _PolicyFailed(detail, "no_starttls")
                     _policy_failure(policy, "no_starttls", detail)
             else:
                 want_tls = opportunistic_tls and client.supports_extension("starttls")
+                if opportunistic_tls and not want_tls:
+                    note("starttls-not-supported")
             if want_tls:
                 try:
                     await client.starttls(server_hostname=name, validate_certs=verify)
+                    note("success")
                     await _greet(client)  # RFC 3207 §4.2: the extensions before TLS are forgotten, ask again
                 except ssl.SSLCertVerificationError as exc:
                     detail = f"{name}[{ip}]: certificate not valid for {name}: {exc.verify_message or exc}"
+                    note(verify_result(exc), str(exc.verify_message or exc))
                     if policy is not None:
                         raise _PolicyFailed(detail, "certificate") from exc
                     raise _TlsFailed(detail) from exc
                 except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
                     detail = f"{name}[{ip}]: STARTTLS failed: {type(exc).__name__}: {exc}"
+                    note("validation-failure", f"{type(exc).__name__}: {exc}")
                     if policy is not None:
                         raise _PolicyFailed(detail, "tls") from exc
                     raise _TlsFailed(detail) from exc
@@ -368,16 +423,31 @@ async def attempt(
     dsn: Dsn = NO_DSN,
     policy: mtasts.Policy | None = None,
     verified: ssl.SSLContext | None = None,
+    sessions: list[TlsSession] | None = None,
 ) -> dict[str, Outcome]:
     """Try to deliver ``data`` to ``recipients`` (all at ``domain``); an outcome for every recipient.
 
     ``policy`` is the domain's MTA-STS policy (MX mode only); ``verified`` the context that verifies certificates
-    (the system's CAs plus ``[queue] ca_file``), for the smarthost and for MTA-STS."""
+    (the system's CAs plus ``[queue] ca_file``), for the smarthost and for MTA-STS. ``sessions`` (MX mode) gets
+    the TLS sessions tried, for TLS reporting."""
     results: dict[str, Outcome] = {}
     last_error, last_remote = "no host could be reached", ""
     verified = verified or mtasts.verified_context(None, cn_fallback=smarthost is not None)
+    reported = policy  # the policy TLS reports name, mode none included
+    if smarthost is not None:
+        sessions = None
     if smarthost is not None or (policy is not None and policy.mode == "none"):
         policy = None
+
+    def recorder(name: str, ip: str) -> Callable[[str, str, str], None] | None:
+        found = sessions
+        if found is None:
+            return None
+
+        def note(result: str, detail: str, sending_ip: str) -> None:
+            found.append(TlsSession(result, reported, name, ip, sending_ip, detail))
+
+        return note
 
     def pending() -> list[str]:
         return [r for r in recipients if r not in results or results[r].state == "deferred"]
@@ -392,6 +462,11 @@ async def attempt(
         except relentad_dns.DnsTemporaryError as exc:
             return {r: Outcome("deferred", f"451 4.4.3 DNS: {exc}") for r in recipients}
         if policy is not None:
+            outside = [host for host in hosts if not policy.allows(host)]
+            if sessions is not None:
+                sessions += [
+                    TlsSession("validation-failure", policy, h, detail="MX host not in the policy") for h in outside
+                ]
             hosts, last_error = _policy_hosts(policy, hosts, last_error)
         targets = []
         for host in hosts:
@@ -408,7 +483,9 @@ async def attempt(
         tries: list[tuple[bool, mtasts.Policy | None]] = [(True, host_policy)] if host_policy is not None else []
         if host_policy is None or host_policy.mode == "testing":
             tries += [(True, None), (False, None)]
+        first = policy is None or policy.allows(name)  # a testing policy's outside host: already noted
         for opportunistic_tls, applied in tries:
+            session, first = (recorder(name, ip) if first else None), False
             try:
                 await _via_host(
                     ip,
@@ -425,6 +502,7 @@ async def attempt(
                     dsn=dsn,
                     verified=verified if applied is not None or smarthost is not None else None,
                     policy=applied,
+                    session=session,
                 )
             except _PolicyFailed as exc:
                 assert applied is not None

@@ -442,7 +442,8 @@ class Policies:
         *,
         port: int = HTTPS_PORT,
         time_limit: float = FETCH_TIMEOUT,
-    ) -> Policy | None:
+    ) -> Found:
+        """What discovery came to for ``domain``: the policy to apply (``.policy``) and how (for TLS reports)."""
         known = self.store.read(lambda conn: cached(conn, domain))
         now = time.time()
         self._failed = {k: t for k, t in self._failed.items() if now - t < FAILED_FETCH_PAUSE}
@@ -471,4 +472,4 @@ class Policies:
                 self._failed[(domain, found.txt_id)] = now
             using = f"using the cached policy id={found.policy.id}" if found.policy else "no policy applied"
             log.warning("mta-sts domain=%s %s: %s; %s", domain, found.how, found.detail, using)
-        return found.policy
+        return found

@@ -51,6 +51,7 @@ class Work:
     domain: str
     recipients: tuple[Recipient, ...]
     dsn: dsnparams.MailParams = field(default=dsnparams.NO_MAIL_PARAMS)
+    transaction_id: str = ""
 
 
 def recipient_domain(address: str) -> str:
@@ -137,7 +138,7 @@ def next_due(conn: sqlite3.Connection) -> float | None:
 def load(conn: sqlite3.Connection, message_id: int, domain: str, now: float) -> Work | None:
     """The due recipients of one message at one domain, with the message; None when nothing is due."""
     message = conn.execute(
-        """SELECT account_id, mail_from, data, created, delay_notified, dsn_ret, dsn_envid
+        """SELECT account_id, mail_from, data, created, delay_notified, dsn_ret, dsn_envid, transaction_id
            FROM queue_messages WHERE id = ?""",
         (message_id,),
     ).fetchone()
@@ -168,6 +169,7 @@ def load(conn: sqlite3.Connection, message_id: int, domain: str, now: float) -> 
             for r in rows
         ),
         dsn=dsnparams.MailParams(message["dsn_ret"], message["dsn_envid"]),
+        transaction_id=str(message["transaction_id"]),
     )
 
 

@@ -8,8 +8,12 @@ the smarthost as a whole).
 After an attempt, in ONE transaction: every recipient's result; for recipients that failed for good (5xx, or a
 temporary failure past ``queue.lifetime``) a DSN into the sender's INBOX through the pipeline; a delay notice
 once, when a message is still queued ``queue.delay_notice`` after it was submitted; a "relayed" report; and the
-message row removed when nothing is left to do. A crash before that commit repeats the attempt; after it, never:
-no report is lost or sent twice.
+message row removed when nothing is left to do; with ``[tlsrpt] send_reports`` the attempt's TLS sessions
+(:mod:`relentad.queue.tlsresults`). A crash before that commit repeats the attempt; after it, never: no report is
+lost or sent twice.
+
+A TLS report of ours (:data:`.tlsresults.TLS_REPORT_PREFIX`) goes without the recipient domain's MTA-STS policy and
+is not itself reported: RFC 8460 §5.3 has reports delivered despite TLS failures, which they may be about.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from ..config import Config
 from ..dns import make_resolver
 from ..pipeline import Pipeline, Placement, Stored
 from ..store.db import Store
-from . import deliver, dsn, mtasts, queue
+from . import deliver, dsn, mtasts, queue, tlsresults
 
 log = logging.getLogger("relentad.queue")
 
@@ -147,9 +151,17 @@ class QueueRunner:
             ca_file = config.resolve(config.queue.ca_file) if config.queue.ca_file else None
             verified = mtasts.verified_context(ca_file, cn_fallback=smarthost is not None)
             policy = None
-            if smarthost is None and config.queue.mta_sts:
+            report = work.transaction_id.startswith(tlsresults.TLS_REPORT_PREFIX)
+            sessions: list[deliver.TlsSession] | None = None
+            if smarthost is None and config.tlsrpt.send_reports and not report:
+                sessions = []
+            if smarthost is None and config.queue.mta_sts and not report:
                 timeout = min(mtasts.FETCH_TIMEOUT, config.queue.timeout)
-                policy = await self.policies.for_domain(work.domain, resolver, verified, time_limit=timeout)
+                found = await self.policies.for_domain(work.domain, resolver, verified, time_limit=timeout)
+                policy = found.policy
+                failure = tlsresults.discovery_failure(found)
+                if failure is not None and sessions is not None:
+                    sessions.append(failure)
             outcomes = await deliver.attempt(
                 domain=work.domain,
                 mail_from=work.mail_from,
@@ -162,8 +174,9 @@ class QueueRunner:
                 dsn=deliver.Dsn(work.dsn, {r.address: r.dsn for r in work.recipients}),
                 policy=policy,
                 verified=verified,
+                sessions=sessions,
             )
-            await self._record(work, outcomes, config)
+            await self._record(work, outcomes, config, sessions or [])
             for recipient in work.recipients:
                 outcome = outcomes[recipient.address]
                 metrics.sent(outcome.state)
@@ -187,7 +200,13 @@ class QueueRunner:
                 del self._per_destination[destination]
             self.wake()
 
-    async def _record(self, work: queue.Work, outcomes: dict[str, deliver.Outcome], config: Config) -> None:
+    async def _record(
+        self,
+        work: queue.Work,
+        outcomes: dict[str, deliver.Outcome],
+        config: Config,
+        sessions: list[deliver.TlsSession],
+    ) -> None:
         """Results, bounces, delay notices and "relayed" reports of one attempt, in one transaction.
 
         A recipient's NOTIFY (RFC 3461 §4.1) decides which of the reports it is in: without one, failures and
@@ -264,6 +283,8 @@ class QueueRunner:
                 queue.record(conn, recipient_id, state, reply, now, next_attempt)
             first_delay = delay_due and queue.mark_delay_notified(conn, work.message_id)
             queue.finish(conn, work.message_id)
+            if sessions:
+                tlsresults.insert(conn, work.domain, sessions, now)
             filed: list[Stored] = []
             for action, job in jobs:
                 if action != "delayed" or first_delay:

@@ -793,6 +793,32 @@ def execute_script(conn: sqlite3.Connection, script: str) -> None:
         conn.execute(statement)
 
 
+def _m028_tlsrpt_results(conn: sqlite3.Connection) -> None:
+    """SMTP TLS reporting (RFC 8460) about our outbound deliveries: while ``[tlsrpt] send_reports`` is on, one
+    ``tlsrpt_results`` row per TLS session tried with a recipient domain's MX host (MX mode), or per failed MTA-STS
+    policy discovery, until the daily report took it. ``result`` is ``success`` or an RFC 8460 §4.3 result type;
+    ``policy``/``mx`` the MTA-STS policy text and mx patterns that applied (empty with ``no-policy-found``)."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE tlsrpt_results (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            domain TEXT NOT NULL,
+            policy_type TEXT NOT NULL CHECK (policy_type IN ('sts', 'no-policy-found')),
+            policy TEXT NOT NULL DEFAULT '',
+            mx TEXT NOT NULL DEFAULT '',
+            result TEXT NOT NULL,
+            sending_ip TEXT NOT NULL DEFAULT '',
+            mx_host TEXT NOT NULL DEFAULT '',
+            mx_ip TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX tlsrpt_results_domain ON tlsrpt_results(domain, id);
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_core", _m001_core),
     ("002_outbound", _m002_outbound),
@@ -818,6 +844,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("023_reports", _m023_reports),
     ("024_carddav_sync", _m024_carddav_sync),
     ("025_crm_thread_ids", _m025_crm_thread_ids),
+    ("028_tlsrpt_results", _m028_tlsrpt_results),
 ]
 
 

@@ -210,7 +210,7 @@ def test_reports_send_is_refused_while_off(mx: Daemon) -> None:
     result = mx.cli("reports", "send", check=False)
     assert (result.returncode, result.stderr.strip()) == (
         1,
-        "Error: [dmarc] send_reports is off: no DMARC evaluations are recorded, none to report",
+        "Error: [dmarc] and [tlsrpt] send_reports are off: nothing is recorded, none to report",
     )
     assert mx.query("SELECT * FROM dmarc_evaluations") == []
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from relentad import config, mailauth, spf
-from relentad.authreports import dmarc, outgoing
+from relentad.authreports import dmarc, outgoing, sending
 from tests.support.store import database_with
 
 RECORD = "v=DMARC1; p=reject; rua=mailto:agg@example.org,mailto:other@elsewhere.test!10m"
@@ -57,14 +57,14 @@ def test_evaluations_are_recorded_only_for_domains_asking_for_reports() -> None:
 
 
 def test_rua_destinations_are_parsed() -> None:
-    got = outgoing.destinations(
+    got = sending.destinations(
         "mailto:agg@example.org, mailto:big@x.test!10m,https://example.org/r, mailto:bad, mailto:enc%40y.test!5k,"
         " mailto:huge@z.test!12q"
     )
     assert got == [
-        outgoing.Destination("agg@example.org", 0),
-        outgoing.Destination("big@x.test", 10_000_000),
-        outgoing.Destination("enc@y.test", 5000),
+        sending.Destination("agg@example.org", 0),
+        sending.Destination("big@x.test", 10_000_000),
+        sending.Destination("enc@y.test", 5000),
     ]
 
 
@@ -140,8 +140,8 @@ def test_xml_special_characters_are_escaped() -> None:
 
 def test_first_run_is_after_midnight_utc() -> None:
     midnight = 1_795_651_200.0
-    assert outgoing.first_delay(midnight) == 15 * 60
-    assert outgoing.first_delay(midnight + 16 * 60) == 86_400 - 60
+    assert sending.first_delay(midnight) == 15 * 60
+    assert sending.first_delay(midnight + 16 * 60) == 86_400 - 60
 
 
 def test_reporter_is_required_to_send() -> None:
