@@ -49,8 +49,11 @@ SIGNED_HEADERS = (
     "resent-from",
     "resent-to",
     "resent-cc",
+    "tls-report-domain",
+    "tls-report-submitter",
 )
-"""Signed when present (RFC 6376 §5.4.1, Resent-* included); `list-*` fields are signed too, From is oversigned."""
+"""Signed when present (RFC 6376 §5.4.1, Resent-* included, RFC 8460 §5.3's TLS report fields); `list-*` fields are
+signed too, From is oversigned."""
 
 _HEADER_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
 
