@@ -8,10 +8,13 @@ in the transaction that records the attempt's results: no extra commit on the de
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 from . import mtasts
 from .deliver import TlsSession
+
+log = logging.getLogger("relentad.queue")
 
 TLS_REPORT_PREFIX = "tlsrpt-"
 """The transaction id of a queued TLS report of ours starts with this: delivered without MTA-STS, not recorded."""
@@ -33,14 +36,22 @@ def discovery_failure(found: mtasts.Found) -> TlsSession | None:
 
 
 def insert(conn: sqlite3.Connection, domain: str, sessions: list[TlsSession], now: float) -> None:
-    """Store ``sessions`` of one attempt at ``domain`` (a failed discovery under policy type sts, without text)."""
+    """Store ``sessions`` of one attempt at ``domain`` (a failed discovery under policy type sts, without text), in
+    the attempt's transaction: in a savepoint of its own, so that a failure here is logged and never costs the
+    attempt's results (which would send the message again)."""
     rows = []
     for s in sessions:
         kind = "sts" if s.policy is not None or s.result.startswith("sts-") else "no-policy-found"
         text, mx = (s.policy.text, " ".join(s.policy.mx)) if s.policy is not None else ("", "")
         rows.append((now, domain, kind, text, mx, s.result, s.sending_ip, s.mx_host, s.mx_ip, s.detail))
-    conn.executemany(
-        "INSERT INTO tlsrpt_results (at, domain, policy_type, policy, mx, result, sending_ip, mx_host, mx_ip, detail)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
+    conn.execute("SAVEPOINT tls_sessions")
+    try:
+        conn.executemany(
+            "INSERT INTO tlsrpt_results (at, domain, policy_type, policy, mx, result, sending_ip, mx_host, mx_ip,"
+            " detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    except sqlite3.Error:
+        log.exception("queue: recording TLS sessions for reports failed")
+        conn.execute("ROLLBACK TO tls_sessions")
+    conn.execute("RELEASE tls_sessions")

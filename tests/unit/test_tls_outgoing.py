@@ -233,3 +233,13 @@ def test_config_needs_a_reporter_for_tls_reports() -> None:
     with pytest.raises(config.ConfigError, match=r"\[dmarc\] reporter must be set when \[tlsrpt\] send_reports"):
         config.from_dict({"tlsrpt": {"send_reports": True}})
     assert config.from_dict({}).tlsrpt.send_reports is False
+
+
+def test_a_failing_insert_costs_nothing_else(conn: sqlite3.Connection) -> None:
+    conn.execute("DROP TABLE tlsrpt_results")
+    conn.execute("CREATE TABLE kept (x)")
+    conn.execute("BEGIN")  # the attempt's transaction: its results, then the sessions
+    conn.execute("INSERT INTO kept VALUES (1)")
+    tlsresults.insert(conn, "example.org", [deliver.TlsSession("success", None, "mx.example.org")], 1.0)
+    conn.execute("COMMIT")
+    assert [tuple(r) for r in conn.execute("SELECT x FROM kept")] == [(1,)]
