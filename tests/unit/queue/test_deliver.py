@@ -45,6 +45,7 @@ async def attempt(
     policy: mtasts.Policy | None = None,
     verified: ssl.SSLContext | None = None,
     ips: tuple[str, ...] = ("127.0.0.1",),
+    sessions: list[deliver.TlsSession] | None = None,
 ) -> dict[str, deliver.Outcome]:
     async def mx_hosts(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
         return ["mx.c.test"]
@@ -67,6 +68,7 @@ async def attempt(
         dsn=dsn,
         policy=policy,
         verified=verified,
+        sessions=sessions,
     )
 
 
@@ -287,3 +289,63 @@ async def test_mta_sts_mode_none_is_as_without_a_policy(monkeypatch: pytest.Monk
     async with serving(sink) as port:  # no STARTTLS offered
         outcomes = await attempt(monkeypatch, port, ["bob@c.test"], policy=_policy("none", mx="nothing.test"))
     assert outcomes["bob@c.test"].state == "delivered"
+
+
+# -- TLS reporting (RFC 8460 §4.3) -------------------------------------------------------------------------------
+
+
+def _summary(sessions: list[deliver.TlsSession]) -> list[tuple[str, bool, str, str]]:
+    return [(s.result, s.policy is not None, s.mx_host, s.mx_ip) for s in sessions]
+
+
+async def test_sessions_under_a_policy_are_noted_once_per_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A verified session is a success; a testing policy's failed one is one failure, its fallback no session."""
+    server, client = _ca_context(tmp_path, "mx.c.test")
+    sessions: list[deliver.TlsSession] = []
+    async with serving(Sink(), tls_context=server) as port:
+        await attempt(monkeypatch, port, ["bob@c.test"], policy=_policy("enforce"), verified=client, sessions=sessions)
+    assert _summary(sessions) == [("success", True, "mx.c.test", "127.0.0.1")]
+    assert sessions[0].sending_ip == "127.0.0.1"
+
+    server, client = _ca_context(tmp_path / "other", "other.test")
+    sessions = []
+    async with serving(Sink(), tls_context=server) as port:
+        outcomes = await attempt(
+            monkeypatch, port, ["bob@c.test"], policy=_policy("testing"), verified=client, sessions=sessions
+        )
+    assert outcomes["bob@c.test"].state == "delivered"
+    assert _summary(sessions) == [("certificate-host-mismatch", True, "mx.c.test", "127.0.0.1")]
+    assert "Hostname mismatch" in sessions[0].detail
+
+
+async def test_untrusted_certificate_under_enforce(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _, client = _ca_context(tmp_path, "mx.c.test")
+    sessions: list[deliver.TlsSession] = []
+    async with serving(Sink(), tls_context=server_tls(tmp_path)) as port:  # self-signed, not from the CA
+        await attempt(monkeypatch, port, ["bob@c.test"], policy=_policy("enforce"), verified=client, sessions=sessions)
+    assert _summary(sessions) == [("certificate-not-trusted", True, "mx.c.test", "127.0.0.1")]
+
+
+async def test_sessions_without_a_policy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Opportunistic TLS (unverified) is a success; no STARTTLS is starttls-not-supported, noted once."""
+    sessions: list[deliver.TlsSession] = []
+    async with serving(Sink(), tls_context=server_tls(tmp_path)) as port:
+        await attempt(monkeypatch, port, ["bob@c.test"], sessions=sessions)
+    assert _summary(sessions) == [("success", False, "mx.c.test", "127.0.0.1")]
+    sessions = []
+    async with serving(Sink()) as port:
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], sessions=sessions)
+    assert outcomes["bob@c.test"].state == "delivered"
+    assert _summary(sessions) == [("starttls-not-supported", False, "mx.c.test", "127.0.0.1")]
+
+
+@pytest.mark.parametrize("mode", ["enforce", "testing"])
+async def test_an_mx_outside_the_policy_is_a_failed_session(monkeypatch: pytest.MonkeyPatch, mode: mtasts.Mode) -> None:
+    """testing: the host then gets the message, and that connection is no second session."""
+    sessions: list[deliver.TlsSession] = []
+    async with serving(Sink()) as port:
+        outcomes = await attempt(
+            monkeypatch, port, ["bob@c.test"], policy=_policy(mode, mx="*.elsewhere.test"), sessions=sessions
+        )
+    assert _summary(sessions) == [("validation-failure", True, "mx.c.test", "")]
+    assert outcomes["bob@c.test"].state == ("deferred" if mode == "enforce" else "delivered")
