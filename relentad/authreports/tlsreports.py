@@ -179,8 +179,10 @@ class Outgoing:
 def compose(
     pending: Pending, config: Config, compressed: bytes, recipients: list[str], report_id: str, begin: int, end: int
 ) -> bytes:
-    """The report mail of RFC 8460 §5.3: multipart/report of type tlsrpt, a short text and the gzipped JSON."""
-    submitter = config.dmarc.org_name or config.server.hostname
+    """The report mail of RFC 8460 §5.3: multipart/report of type tlsrpt, a short text and the gzipped JSON. The
+    submitter, in the header fields, the subject and the file name (§5.1), is a domain name: the reporter's."""
+    submitter = config.dmarc.reporter.rpartition("@")[2]
+    org_name = config.dmarc.org_name or config.server.hostname
     msg = email.message.EmailMessage()
     msg["From"] = config.dmarc.reporter
     msg["To"] = ", ".join(recipients)
@@ -191,7 +193,7 @@ def compose(
     msg["TLS-Report-Submitter"] = submitter
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(
-        f"This is an SMTP TLS report (RFC 8460) from {submitter} for {pending.domain}, covering "
+        f"This is an SMTP TLS report (RFC 8460) from {org_name} for {pending.domain}, covering "
         f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(begin))} to {time.strftime('%Y-%m-%d %H:%M', time.gmtime(end))} "
         "UTC.\n"
     )

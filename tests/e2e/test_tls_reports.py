@@ -141,7 +141,7 @@ def test_tls_report_counts_good_and_bad_sessions_and_reaches_the_rua_address(
     assert (mail_from, rcpts) == ("reports@a.test", ["tls@rua.test"])
     assert raw.startswith(b"DKIM-Signature:") and b"d=a.test" in raw.split(b"\r\n\r\n")[0]
     msg = email.message_from_bytes(raw, policy=email.policy.default)
-    assert msg["TLS-Report-Domain"] == "c.test" and msg["TLS-Report-Submitter"] == "A Org"
+    assert msg["TLS-Report-Domain"] == "c.test" and msg["TLS-Report-Submitter"] == "a.test"
     assert msg.get_content_type() == "multipart/report" and msg.get_param("report-type") == "tlsrpt"
     [attachment] = list(msg.iter_attachments())
     assert attachment.get_content_type() == "application/tlsrpt+gzip"

@@ -143,11 +143,11 @@ def test_sessions_become_one_rfc_8460_report_per_domain_read_back_by_our_reader(
 
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert msg.get_content_type() == "multipart/report" and msg.get_param("report-type") == "tlsrpt"
-    assert msg["TLS-Report-Submitter"] == "Hosted Org"
-    assert msg["Subject"].startswith("Report Domain: example.org Submitter: Hosted Org Report-ID: <")
+    assert msg["TLS-Report-Submitter"] == "hosted.test"  # a domain name (§5.3), the reporter's
+    assert msg["Subject"].startswith("Report Domain: example.org Submitter: hosted.test Report-ID: <")
     [attachment] = list(msg.iter_attachments())
     assert attachment.get_content_type() == "application/tlsrpt+gzip"
-    assert attachment.get_filename().startswith("Hosted Org!example.org!")
+    assert attachment.get_filename().startswith("hosted.test!example.org!")
     assert attachment.get_filename().endswith(".json.gz")
 
     document = json.loads(gzip.decompress(attachment.get_content()))
