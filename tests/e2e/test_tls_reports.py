@@ -181,4 +181,9 @@ def test_off_by_default_records_and_sends_nothing(
         1,
         "Error: [tlsrpt] send_reports is off: no TLS sessions are recorded, none to report",
     )
+    both = a.cli("reports", "send", "--dmarc", "--tls", check=False)
+    assert (both.returncode, both.stderr.strip()) == (
+        1,
+        "Error: --dmarc and --tls exclude each other (neither: both kinds)",
+    )
     assert a.query("SELECT * FROM queue_messages") == []
