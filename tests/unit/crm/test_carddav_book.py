@@ -82,3 +82,23 @@ def test_vcard_3_0_for_carddav(conn: sqlite3.Connection, account_id: int) -> Non
     assert "FN:Doe\\, Jo\\;hn" in lines and "N:Doe;Jo\\;hn;;;" in lines and "CATEGORIES:a\\;b,c" in lines
     assert "EMAIL;TYPE=INTERNET,PREF:jo@acme.example" in lines and not any(x.startswith("KIND") for x in lines)
     assert card.values["EMAIL"] == ["jo@acme.example"] and card.values["CATEGORIES"] == ["a;b", "c"]
+
+
+def test_a_card_that_left_the_book_and_is_then_merged_away_stays_removed(
+    conn: sqlite3.Connection, account_id: int
+) -> None:
+    """A client that synced while a contact was in the book must learn it is gone even when the contact left the
+    book (became bulk) and was then deleted by a merge before the client synced again."""
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("bob@acme.example", "Bob Stone")], OUT)
+        file(conn, account_id, 2, [person("news@acme.example", "Acme News")], OUT)
+    bob = contacts.resolve(conn, account_id, "bob@acme.example")
+    news = contacts.resolve(conn, account_id, "news@acme.example")
+    synced = book.counter(conn, account_id)  # the client holds both cards
+    with db.transaction(conn):
+        conn.execute("UPDATE crm_contacts SET kind = 'bulk' WHERE id = ?", (news,))
+        conn.execute("UPDATE crm_contacts SET kind = 'bulk' WHERE id = ?", (bob,))
+    with db.transaction(conn):
+        contacts.merge(conn, account_id, news, bob)  # bob's row is deleted while out of the book
+    assert export.uid(account_id, bob) in delta(conn, account_id, synced)[1]
+    assert delta(conn, account_id, synced)[1].count(export.uid(account_id, bob)) == 1
