@@ -6,7 +6,8 @@ Which one it is is decided by the decompressed content (XML or JSON), not by wha
 label the same gzip file ``application/gzip``, ``application/x-gzip`` or ``application/octet-stream``.
 
 Invariants: decompression never produces more than ``limit`` bytes (a gzip or zip bomb is refused with
-:class:`PayloadError` after at most ``limit + 1`` bytes were produced, whatever it claims in its headers); at most
+:class:`PayloadError` after at most ``limit + 1`` bytes were produced, whatever it claims in its headers; a zip
+entry is read only when stored or deflated, the methods whose output zipfile bounds); at most
 :data:`MAX_PARTS` candidate parts of a message are looked at; nothing here raises anything but PayloadError.
 """
 
@@ -141,6 +142,9 @@ def _unzip(data: bytes, limit: int) -> bytes:
             info = files[0]
             if info.flag_bits & 0x1:
                 raise PayloadError("encrypted zip archive")
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                # zipfile bounds only deflate's output: bzip2 and LZMA inflate 4 KiB of input at once, unbounded
+                raise PayloadError(f"zip compression method {info.compress_type} (reporters use deflate)")
             with archive.open(info) as member:  # reads and inflates in steps: the header's sizes may lie
                 out = member.read(limit + 1)
     except PayloadError:

@@ -7,6 +7,7 @@ import io
 import json
 import sqlite3
 import time
+import tracemalloc
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,9 @@ def test_hostile_or_broken_xml_is_refused(document: bytes, reason: str) -> None:
     [
         ("<source_ip>203.0.113.25</source_ip>", "<source_ip>not-an-ip</source_ip>", "source_ip"),
         ("<count>12</count>", "<count>-12</count>", "count"),
+        ("<count>12</count>", "<count>²</count>", "count"),  # str.isdigit, but no int
+        ("<end>", "<end>99", "date_range"),  # year 33658: no datetime shows it (`reports dmarc --json` failed)
+        ('encoding="UTF-8"', 'encoding="x-unknown"', "unknown encoding"),
         ("<domain>example.test</domain>\n    <adkim>", "<domain></domain>\n    <adkim>", "no policy_published domain"),
     ],
 )
@@ -141,6 +145,7 @@ def test_tls_report_of_rfc_8460_is_read() -> None:
         (lambda r: r.pop("report-id"), "report-id"),
         (lambda r: r.update({"policies": []}), "no policies"),
         (lambda r: r["date-range"].update({"start-datetime": "yesterday"}), "not a date-time"),
+        (lambda r: r["date-range"].update({"end-datetime": "9999-12-31T23:59:59-01:00"}), "not a date-time"),
         (lambda r: r["policies"][0]["summary"].update({"total-failure-session-count": "303"}), "not a count"),
         (lambda r: r["policies"][0].update({"failure-details": {}}), "not a list"),
     ],
@@ -172,6 +177,23 @@ def test_zip_bomb_stops_at_the_limit() -> None:
     bomb = samples.zipped(b"\0" * 30_000_000)
     with pytest.raises(payload.PayloadError, match="larger than 1000000 bytes uncompressed"):
         payload.decompress(bomb, LIMIT)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_zip_bomb_of_another_compression_method_is_refused_unread(method: int) -> None:
+    """zipfile inflates bzip2 and LZMA entries a 4 KiB input chunk at a time with no output bound: 840 bytes of
+    bzip2 made 1 GB in memory. Reporters use deflate; other methods are refused before anything is inflated."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        archive.writestr("report.xml", b"\0" * 20_000_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(payload.PayloadError, match="compression method"):
+            payload.decompress(buffer.getvalue(), LIMIT)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * LIMIT
 
 
 @pytest.mark.parametrize(
