@@ -194,14 +194,23 @@ def _forbid(*_args: object) -> None:
     raise _Forbidden
 
 
+_LAST_SECOND = 253_402_300_799
+"""9999-12-31T23:59:59Z, the last moment :mod:`datetime` (so the summaries) can show."""
+
+
+def _digits(value: str) -> bool:
+    """Decimal ASCII digits: ``str.isdigit`` also takes "²", which ``int`` refuses."""
+    return value.isascii() and value.isdigit()
+
+
 def _timestamp(value: str) -> int:
-    if not value.isdigit() or len(value) > 12:
+    if not _digits(value) or len(value) > 12 or int(value) > _LAST_SECOND:
         raise ReportError(f"date_range is not seconds since the epoch: {value[:40]!r}")
     return int(value)
 
 
 def _count(value: str) -> int:
-    if not value.isdigit() or len(value) > 12:
+    if not _digits(value) or len(value) > 12:
         raise ReportError(f"count is not a number: {value[:40]!r}")
     return int(value)
 
@@ -230,6 +239,8 @@ def parse(data: bytes) -> DmarcReport:
         raise ReportError("a document type declaration (refused: reports have none)") from None
     except expat.ExpatError as exc:
         raise ReportError(f"not well-formed XML: {expat.ErrorString(exc.code)} at line {exc.lineno}") from None
+    except (LookupError, ValueError) as exc:  # encoding="x-unknown" in the XML declaration
+        raise ReportError(f"not readable XML: {str(exc)[:80]}") from None
     report = reader.report
     if not report.org or not report.report_id:
         raise ReportError("not a DMARC aggregate report (no org_name or report_id)")

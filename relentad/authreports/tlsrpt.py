@@ -92,7 +92,10 @@ def _datetime(value: Any, name: str) -> int:
         raise ReportError(f"{name} is not a date-time: {text[:40]!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    return calendar.timegm(moment.utctimetuple())
+    try:
+        return calendar.timegm(moment.utctimetuple())
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past the last year datetime has
+        raise ReportError(f"{name} is not a date-time: {text[:40]!r}") from None
 
 
 def _detail(value: Any) -> FailureDetail:
