@@ -159,9 +159,9 @@ def report_xml(pending: Pending, *, org_name: str, contact: str, report_id: str,
         out += ["<record>", "<row>", _element("source_ip", source_ip), _element("count", count)]
         out += ["<policy_evaluated>", _element("disposition", disposition), _element("dkim", dkim)]
         out += [_element("spf", spf), "</policy_evaluated>", "</row>", "<identifiers>"]
-        if envelope_from:
-            out.append(_element("envelope_from", envelope_from))
-        out += [_element("header_from", header_from), "</identifiers>", "<auth_results>"]
+        # envelope_from is required (minOccurs="1"), empty for a null sender
+        out += [_element("envelope_from", envelope_from), _element("header_from", header_from), "</identifiers>"]
+        out.append("<auth_results>")
         auth = json.loads(results)
         for domain, selector, result in auth["dkim"]:
             out += ["<dkim>", _element("domain", domain), _element("selector", selector)]

@@ -8,6 +8,7 @@ import email.policy
 import gzip
 import sqlite3
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,3 +162,20 @@ def test_a_failing_evaluation_record_never_costs_the_delivery(conn: sqlite3.Conn
         conn.execute("INSERT INTO domains (name, created) VALUES ('kept.test', 0)")  # the delivery's own writes
         outgoing.insert(conn, row)
     assert conn.execute("SELECT count(*) FROM domains WHERE name = 'kept.test'").fetchone()[0] == 1
+
+
+def test_identifiers_always_name_the_envelope_sender() -> None:
+    """RFC 7489 Appendix C: IdentifierType has envelope_from minOccurs="1"; a bounce (null sender, SPF checked for
+    the HELO name) has none to give, and says so with an empty element instead of leaving it out."""
+    pending = outgoing.Pending(
+        "example.org",
+        {"p": "none"},
+        0,
+        1,
+        1,
+        [("192.0.2.1", "none", "pass", "fail", "example.org", "", '{"dkim": [], "spf": ["mx.x", "helo", "pass"]}', 1)],
+    )
+    root = ET.fromstring(outgoing.report_xml(pending, org_name="R", contact="c@x", report_id="1", begin=0, end=1))
+    [identifiers] = root.findall("record/identifiers")
+    found = [(child.tag, child.text) for child in identifiers]
+    assert found == [("envelope_from", None), ("header_from", "example.org")]
