@@ -12,6 +12,7 @@ Invariant: :func:`parse` returns a :class:`DmarcReport` or raises :class:`Report
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
@@ -23,6 +24,15 @@ MAX_AUTH_RESULTS = 10
 """DKIM or SPF results kept per record."""
 MAX_DEPTH = 16
 """Element nesting allowed (a report needs 6): deeper is not a report, and the stack of names would grow with it."""
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def visible(text: str) -> str:
+    """A report's text as kept: control characters (line breaks, terminal escapes a forged report could aim at
+    the admin's terminal through ``relentad reports``) become one space each run; trimmed, cut at MAX_TEXT."""
+    return _CONTROLS.sub(" ", text).strip()[:MAX_TEXT]
 
 
 class ReportError(Exception):
@@ -113,7 +123,7 @@ class _Reader:
 
     def end(self, _name: str) -> None:
         path = tuple(self.stack)
-        value = "".join(self.text).strip()[:MAX_TEXT]
+        value = visible("".join(self.text))
         self.text, self.size = [], 0
         self.stack.pop()
         if len(path) < 2 or path[0] != "feedback":

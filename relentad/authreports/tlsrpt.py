@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dmarc import ReportError
+from .dmarc import ReportError, visible
 
 MAX_JSON = 1_000_000
 """Largest JSON document read (it is parsed whole); real reports are a few kilobytes."""
@@ -58,7 +58,7 @@ def _text(value: Any, name: str, required: bool = False) -> str:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
         raise ReportError(f"{name} is not a string")
-    return value.strip()[:MAX_TEXT]
+    return visible(value)
 
 
 def _count(value: Any, name: str) -> int:

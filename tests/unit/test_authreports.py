@@ -157,6 +157,19 @@ def test_tls_report_with_bad_values_is_refused(change: object, reason: str) -> N
         tlsrpt.parse(json.dumps(report).encode())
 
 
+def test_control_characters_of_a_report_are_not_kept() -> None:
+    """A forged report's texts reach the admin's terminal through `relentad reports`: no escape sequence, no line
+    break that would make a line of the listing look like another."""
+    report = samples.tls_report("example.test")
+    report["organization-name"] = "\x1b]0;owned\x07\x1b[2JCompany-X"
+    report["policies"][0]["failure-details"][0]["additional-information"] = "a\r\nexample.test: all fine\x9b"  # type: ignore[index]
+    tls = tlsrpt.parse(json.dumps(report).encode())
+    assert tls.org == "]0;owned [2JCompany-X"
+    assert tls.policies[0].details[0].additional.startswith("a example.test: all fine")
+    xml = samples.google_xml("example.test").replace(b"<org_name>google.com", b"<org_name>google.com&#10;example.test")
+    assert dmarc.parse(xml).org == "google.com example.test"
+
+
 @pytest.mark.parametrize("document", [b"{", b"[1, 2]", b'{"a": ' * 100_000, "{\xff}".encode("latin-1")])
 def test_tls_report_that_is_no_json_object_is_refused(document: bytes) -> None:
     with pytest.raises(ReportError):
