@@ -415,6 +415,19 @@ def test_old_reports_are_purged(conn: sqlite3.Connection) -> None:
     assert conn.execute("SELECT count(*) FROM dmarc_records").fetchone()[0] == 0
 
 
+def test_a_report_about_the_future_is_recorded_as_unread(conn: sqlite3.Connection) -> None:
+    """A period that ends days after the report arrived (a forged report, a reporter's broken clock) would stay in
+    the last week's summary and the doctor's findings for ever: retention purges by the period's end."""
+    received = time.time() - 10 * summary.DAY  # the sample reports cover yesterday: 9 days after this
+    _record(conn, _google(), received=received)
+    _record(conn, samples.tls_mail(samples.tls_report("example.test"), sender="tlsrpt@company-x.example"), received)
+    rows = conn.execute("SELECT kind, error, end FROM reports ORDER BY kind").fetchall()
+    assert [(kind, end) for kind, _, end in rows] == [("dmarc", received), ("tls", received)]
+    assert all(error.startswith("its period ends after it arrived") for _, error, _ in rows)
+    assert conn.execute("SELECT count(*) FROM dmarc_records").fetchone()[0] == 0
+    assert summary.dmarc(conn, since=time.time() - 7 * summary.DAY) == []
+
+
 @pytest.mark.parametrize("entry", ["a b", "@example.test", "user+tag", "x@"])
 def test_bad_report_addresses_are_refused(entry: str) -> None:
     with pytest.raises(config.ConfigError) as err:
