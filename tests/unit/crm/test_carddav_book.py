@@ -4,8 +4,9 @@ what each sync token reports as changed and removed, and that delivery's counter
 from __future__ import annotations
 
 import sqlite3
+import xml.etree.ElementTree as ET
 
-from relentad.carddav import book
+from relentad.carddav import book, davxml
 from relentad.crm import companies, contacts, export
 from relentad.crm.participants import IN, OUT
 from relentad.store import db
@@ -102,3 +103,14 @@ def test_a_card_that_left_the_book_and_is_then_merged_away_stays_removed(
         contacts.merge(conn, account_id, news, bob)  # bob's row is deleted while out of the book
     assert export.uid(account_id, bob) in delta(conn, account_id, synced)[1]
     assert delta(conn, account_id, synced)[1].count(export.uid(account_id, bob)) == 1
+
+
+def test_a_name_with_noncharacters_leaves_the_book_well_formed(conn: sqlite3.Connection, account_id: int) -> None:
+    """U+FFFE and U+FFFF (an RFC 2047 name may decode to them) are no XML characters: in address-data they made
+    every PROPFIND and sync of the whole book a document no client could parse."""
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("odd@x.example", "Odd\uffff Name\ufffe")], OUT)
+    (card,) = book.cards(conn, account_id)
+    assert "\uffff" not in card.data.decode() and "FN:Odd Name\r\n" in card.data.decode()
+    document = davxml.multistatus([davxml.response("/c.vcf", [davxml.el(davxml.ADDRESS_DATA, card.data.decode())])])
+    assert ET.fromstring(document).findtext(".//{urn:ietf:params:xml:ns:carddav}address-data") == card.data.decode()
