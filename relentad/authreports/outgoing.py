@@ -33,7 +33,7 @@ from xml.sax.saxutils import escape
 
 import dns.asyncresolver
 
-from .. import addrspec, daily, mailauth
+from .. import addrspec, daily, mailauth, safexml
 from ..config import Config
 from ..dns import DnsTemporaryError, lookup, make_resolver
 from ..errors import InvalidInput
@@ -142,7 +142,7 @@ def collect(conn: sqlite3.Connection) -> list[Pending]:
 
 
 def _element(name: str, value: object) -> str:
-    return f"<{name}>{escape(str(value))}</{name}>"
+    return f"<{name}>{escape(safexml.characters(str(value)))}</{name}>"  # a DKIM selector is the sender's text
 
 
 def report_xml(pending: Pending, *, org_name: str, contact: str, report_id: str, begin: int, end: int) -> bytes:

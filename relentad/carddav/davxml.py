@@ -11,7 +11,6 @@ Invariants:
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,6 @@ _PREFIXES = {DAV: "d", CARD: "card", CS: "cs"}
 XML_TYPE = "application/xml; charset=utf-8"
 
 Name = tuple[str, str]  # (namespace, local name)
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class DavError(Exception):
@@ -79,8 +77,8 @@ def _write(node: Node, out: list[str], root: bool) -> None:
     out.append(f"<{tag}{declarations}{attributes}>")
     for child in node.children:
         if isinstance(child, str):
-            # a parser would turn a raw CR LF into LF (XML §2.11); what XML 1.0 cannot carry at all (§2.2) is U+FFFD
-            out.append(escape(_NOT_XML.sub("\ufffd", child), {"\r": "&#13;"}))
+            # a raw CR LF would be read as LF (XML §2.11); what XML cannot carry at all becomes U+FFFD
+            out.append(escape(safexml.characters(child), {"\r": "&#13;"}))
         else:
             _write(child, out, False)
     out.append(f"</{tag}>")

@@ -179,3 +179,14 @@ def test_identifiers_always_name_the_envelope_sender() -> None:
     [identifiers] = root.findall("record/identifiers")
     found = [(child.tag, child.text) for child in identifiers]
     assert found == [("envelope_from", None), ("header_from", "example.org")]
+
+
+def test_a_report_stays_well_formed_whatever_a_signature_said() -> None:
+    """The DKIM selector (and domain) of a report row are what the sender's signature said, control characters
+    included; the report to the domain must still be XML its receiver can read."""
+    results = '{"dkim": [["example.org", "s\\u0001\\uffff", "permerror"]], "spf": ["x", "mfrom", "none"]}'
+    pending = outgoing.Pending(
+        "example.org", {"p": "none"}, 0, 1, 1, [("192.0.2.1", "none", "fail", "fail", "example.org", "", results, 1)]
+    )
+    report = dmarc.parse(outgoing.report_xml(pending, org_name="R", contact="c@x", report_id="1", begin=0, end=1))
+    assert report.records[0].dkim_results[0].selector == "s\ufffd\ufffd"
