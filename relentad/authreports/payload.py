@@ -119,21 +119,35 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
-def _zip_entries(data: bytes) -> int | None:
-    """The entry count the end of central directory record states (APPNOTE 4.3.16), None when there is none."""
+MAX_DIRECTORY = 65_536
+"""Bytes of a zip archive's central directory read (a report's has one entry of some 150): zipfile builds an object
+per entry as far as the stated size goes, whatever entry count the end record claims."""
+
+
+def _zip_directory(data: bytes) -> tuple[int, int] | None:
+    """(entries, central directory size) as zipfile will read them: from the end of central directory record
+    (APPNOTE 4.3.16), or the ZIP64 one just before it when its locator is there; None when there is none."""
     end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
     if end < 0 or len(data) < end + 22:
         return None
-    return int.from_bytes(data[end + 10 : end + 12], "little")
+    entries, size = (
+        int.from_bytes(data[end + 10 : end + 12], "little"),
+        int.from_bytes(data[end + 12 : end + 16], "little"),
+    )
+    record = data[max(0, end - 76) : end - 20]
+    if data[end - 20 : end - 16] == b"PK\x06\x07" and len(record) == 56 and record[:4] == b"PK\x06\x06":
+        entries, size = int.from_bytes(record[32:40], "little"), int.from_bytes(record[40:48], "little")
+    return entries, size
 
 
 def _unzip(data: bytes, limit: int) -> bytes:
     """The first file of the zip archive that is not a folder (reporters send exactly one)."""
-    entries = _zip_entries(data)
-    if entries is None:
+    directory = _zip_directory(data)
+    if directory is None:
         raise PayloadError("bad zip archive: no end of central directory")
-    if entries > MAX_MEMBERS:  # 0xFFFF (ZIP64) too: no report needs that many
-        raise PayloadError(f"zip archive with more than {MAX_MEMBERS} files")
+    entries, size = directory
+    if entries > MAX_MEMBERS or size > MAX_DIRECTORY:  # 0xFFFF (ZIP64) too: no report needs that many
+        raise PayloadError(f"zip archive with more than {MAX_MEMBERS} files ({entries} in {size} bytes of directory)")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             files = [info for info in archive.infolist() if not info.is_dir()]

@@ -237,6 +237,41 @@ def test_zip_with_many_files_is_refused_before_it_is_opened() -> None:
         payload.decompress(buffer.getvalue(), LIMIT)
 
 
+def _understated_zip(files: int, *, zip64: bool) -> bytes:
+    """A zip of ``files`` entries whose end record states one (and, with ``zip64``, a small directory too, with
+    the true one in a ZIP64 end record, which zipfile reads instead): zipfile walks the whole directory anyway."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("report.xml", b"<feedback/>")
+        for _ in range(files - 1):
+            archive.writestr("a", b"")
+    data = buffer.getvalue()
+    end = data.rfind(b"PK\x05\x06")
+    size, offset = (
+        int.from_bytes(data[end + 12 : end + 16], "little"),
+        int.from_bytes(data[end + 16 : end + 20], "little"),
+    )
+    stated = (1).to_bytes(2, "little") * 2
+    if not zip64:
+        return data[: end + 8] + stated + data[end + 12 :]
+    record = b"PK\x06\x06" + (44).to_bytes(8, "little") + b"\x2d\x00\x2d\x00" + bytes(8)
+    record += (1).to_bytes(8, "little") * 2 + size.to_bytes(8, "little") + offset.to_bytes(8, "little")
+    locator = b"PK\x06\x07" + bytes(4) + end.to_bytes(8, "little") + (1).to_bytes(4, "little")
+    small = (46).to_bytes(4, "little")
+    return data[:end] + record + locator + data[end : end + 8] + stated + small + data[end + 16 :]
+
+
+@pytest.mark.parametrize("zip64", [False, True])
+def test_zip_directory_larger_than_its_end_record_says_is_refused(zip64: bool) -> None:
+    """The entry count of the end record is a claim: zipfile builds an object per entry of the central directory
+    as long as the directory's stated size goes (a 20 MB message: 250,000 entries, seconds of CPU under the GIL)."""
+    archive = _understated_zip(2000, zip64=zip64)
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:  # what zipfile sees
+        assert len(opened.infolist()) == 2000
+    with pytest.raises(payload.PayloadError, match="more than 100 files"):
+        payload.decompress(archive, LIMIT)
+
+
 # -- messages -----------------------------------------------------------------------------------------------
 
 
