@@ -114,3 +114,15 @@ def test_a_name_with_noncharacters_leaves_the_book_well_formed(conn: sqlite3.Con
     assert "\uffff" not in card.data.decode() and "FN:Odd Name\r\n" in card.data.decode()
     document = davxml.multistatus([davxml.response("/c.vcf", [davxml.el(davxml.ADDRESS_DATA, card.data.decode())])])
     assert ET.fromstring(document).findtext(".//{urn:ietf:params:xml:ns:carddav}address-data") == card.data.decode()
+
+
+def test_a_card_has_one_etag_whichever_vcard_version_is_served(conn: sqlite3.Connection, account_id: int) -> None:
+    """DAVx5 fetches vCard 4.0 (multiget with address-data version="4.0") and lists the book with PROPFIND getetag,
+    which names no version: with an ETag per version every listing looked like a change of every card."""
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("bob@acme.example", "Bob Stone")], OUT)
+    (old,) = book.cards(conn, account_id, "3.0")
+    assert book.cards(conn, account_id, "4.0")[0].etag == old.etag
+    with db.transaction(conn):
+        contacts.rename(conn, account_id, contacts.resolve(conn, account_id, "bob@acme.example"), "Robert Stone")
+    assert book.cards(conn, account_id, "3.0")[0].etag != old.etag
