@@ -243,8 +243,8 @@ def _understated_zip(files: int, *, zip64: bool) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("report.xml", b"<feedback/>")
-        for _ in range(files - 1):
-            archive.writestr("a", b"")
+        for i in range(files - 1):
+            archive.writestr(f"{i}", b"")
     data = buffer.getvalue()
     end = data.rfind(b"PK\x05\x06")
     size, offset = (
