@@ -126,3 +126,18 @@ def test_a_card_has_one_etag_whichever_vcard_version_is_served(conn: sqlite3.Con
     with db.transaction(conn):
         contacts.rename(conn, account_id, contacts.resolve(conn, account_id, "bob@acme.example"), "Robert Stone")
     assert book.cards(conn, account_id, "3.0")[0].etag != old.etag
+
+
+def test_a_new_contact_never_takes_the_uid_of_a_card_merged_away(conn: sqlite3.Connection, account_id: int) -> None:
+    """The UID (and href) is derived from the contact's id, and SQLite gives a new row the highest id + 1: merging
+    away the newest contact handed its UID to the next correspondent, a different person under a known card."""
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("bob@acme.example", "Bob")], OUT)
+        file(conn, account_id, 2, [person("bob.private@home.example", "Bobby")], OUT)
+    bob = contacts.resolve(conn, account_id, "bob@acme.example")
+    private = contacts.resolve(conn, account_id, "bob.private@home.example")
+    with db.transaction(conn):
+        contacts.merge(conn, account_id, bob, private)
+    with db.transaction(conn):
+        file(conn, account_id, 3, [person("carol@other.example", "Carol")], OUT)
+    assert contacts.resolve(conn, account_id, "carol@other.example") > private
