@@ -44,7 +44,7 @@ from . import intake
 
 log = logging.getLogger("relentad.reports")
 
-POLICY_TAGS = ("adkim", "aspf", "p", "sp", "pct", "rua")
+POLICY_TAGS = ("adkim", "aspf", "p", "sp", "pct", "fo", "rua")
 MAX_ROWS = 5000
 """Distinct record rows in one report (each row counts the messages alike)."""
 MAX_DESTINATIONS = 5
@@ -154,7 +154,7 @@ def report_xml(pending: Pending, *, org_name: str, contact: str, report_id: str,
     out += ["<policy_published>", _element("domain", pending.domain)]
     out += [_element("adkim", policy.get("adkim", "r")), _element("aspf", policy.get("aspf", "r"))]
     out += [_element("p", policy.get("p", "none")), _element("sp", policy.get("sp", policy.get("p", "none")))]
-    out += [_element("pct", policy.get("pct", "100")), "</policy_published>"]
+    out += [_element("pct", policy.get("pct", "100")), _element("fo", policy.get("fo", "0")), "</policy_published>"]
     for source_ip, disposition, dkim, spf, header_from, envelope_from, results, count in pending.rows:
         out += ["<record>", "<row>", _element("source_ip", source_ip), _element("count", count)]
         out += ["<policy_evaluated>", _element("disposition", disposition), _element("dkim", dkim)]

@@ -164,9 +164,9 @@ def test_a_failing_evaluation_record_never_costs_the_delivery(conn: sqlite3.Conn
     assert conn.execute("SELECT count(*) FROM domains WHERE name = 'kept.test'").fetchone()[0] == 1
 
 
-def test_identifiers_always_name_the_envelope_sender() -> None:
-    """RFC 7489 Appendix C: IdentifierType has envelope_from minOccurs="1"; a bounce (null sender, SPF checked for
-    the HELO name) has none to give, and says so with an empty element instead of leaving it out."""
+def test_report_has_what_the_schema_requires() -> None:
+    """RFC 7489 Appendix C: policy_published has a required fo, IdentifierType a required envelope_from (minOccurs
+    "1"); a bounce (null sender, SPF checked for the HELO name) has none to give, and says so with an empty one."""
     pending = outgoing.Pending(
         "example.org",
         {"p": "none"},
@@ -176,6 +176,11 @@ def test_identifiers_always_name_the_envelope_sender() -> None:
         [("192.0.2.1", "none", "pass", "fail", "example.org", "", '{"dkim": [], "spf": ["mx.x", "helo", "pass"]}', 1)],
     )
     root = ET.fromstring(outgoing.report_xml(pending, org_name="R", contact="c@x", report_id="1", begin=0, end=1))
+    published = [(child.tag, child.text) for child in root.findall("policy_published/*")]
+    assert published == [  # fo is required too (the default, 0, when the record has none: §6.3)
+        ("domain", "example.org"), ("adkim", "r"), ("aspf", "r"), ("p", "none"), ("sp", "none"), ("pct", "100"),
+        ("fo", "0"),
+    ]  # fmt: skip
     [identifiers] = root.findall("record/identifiers")
     found = [(child.tag, child.text) for child in identifiers]
     assert found == [("envelope_from", None), ("header_from", "example.org")]
