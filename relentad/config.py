@@ -363,7 +363,9 @@ class DMARCConfig:
         "The address reports come from (From and MAIL FROM; DKIM-signed with its domain's key). Required with "
         "send_reports.",
     )
-    org_name: str = setting("", "The reporting organisation named in reports; empty = [server] hostname.")
+    org_name: str = setting(
+        "", "The reporting organisation, the reports' <org_name>; empty = [server] hostname (always the Submitter)."
+    )
 
 
 @dataclass(frozen=True)

@@ -228,8 +228,9 @@ class Outgoing:
 def compose(
     pending: Pending, config: Config, compressed: bytes, recipients: list[str], report_id: str, begin: int, end: int
 ) -> bytes:
-    """The report mail of RFC 7489 §7.2.1.1: a short text and the gzipped XML, named as that section says."""
-    submitter = config.dmarc.org_name or config.server.hostname
+    """The report mail of RFC 7489 §7.2.1.1: a short text and the gzipped XML, named as that section says (the
+    Submitter and the file name's receiver are our domain name, whatever ``org_name`` says; its unique-id digits)."""
+    submitter = config.server.hostname.rstrip(".")
     msg = email.message.EmailMessage()
     msg["From"] = config.dmarc.reporter
     msg["To"] = ", ".join(recipients)
@@ -242,7 +243,7 @@ def compose(
         f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(begin))} to {time.strftime('%Y-%m-%d %H:%M', time.gmtime(end))} "
         "UTC.\n"
     )
-    name = f"{submitter}!{pending.domain}!{begin}!{end}!{report_id}.xml.gz"
+    name = f"{submitter}!{pending.domain}!{begin}!{end}!{pending.last_id}.xml.gz"
     msg.add_attachment(compressed, maintype="application", subtype="gzip", filename=name)
     return msg.as_bytes(policy=email.policy.SMTP)
 

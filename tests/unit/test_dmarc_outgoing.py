@@ -195,3 +195,20 @@ def test_a_report_stays_well_formed_whatever_a_signature_said() -> None:
     )
     report = dmarc.parse(outgoing.report_xml(pending, org_name="R", contact="c@x", report_id="1", begin=0, end=1))
     assert report.records[0].dkim_results[0].selector == "s\ufffd\ufffd"
+
+
+def test_report_mail_names_the_receiver_by_domain() -> None:
+    """RFC 7489 §7.2.1.1: Submitter and the file name's receiver are the Mail Receiver's domain name and the file
+    name's unique-id is 1*(ALPHA / DIGIT); an org_name such as "Example Mail Co" is for <org_name> only."""
+    settings_with_org = config.from_dict(
+        {
+            "server": {"hostname": "mx.hosted.test"},
+            "dmarc": {"send_reports": True, "reporter": "dmarc@hosted.test", "org_name": "Example Mail Co"},
+        }
+    )
+    pending = outgoing.Pending("example.org", {"p": "none"}, 0, 1, 7, [])
+    raw = outgoing.compose(pending, settings_with_org, gzip.compress(b"<feedback/>"), ["a@example.org"], "1.7.x", 0, 1)
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["Subject"].strip() == "Report Domain: example.org Submitter: mx.hosted.test Report-ID: <1.7.x>"
+    [attachment] = list(msg.iter_attachments())
+    assert attachment.get_filename() == "mx.hosted.test!example.org!0!1!7.xml.gz"
