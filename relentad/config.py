@@ -365,7 +365,9 @@ class DMARCConfig:
         "The address reports come from (From and MAIL FROM; DKIM-signed with its domain's key), TLS reports "
         "([tlsrpt]) too. Required with send_reports and with [tlsrpt] send_reports.",
     )
-    org_name: str = setting("", "The reporting organisation named in reports; empty = [server] hostname.")
+    org_name: str = setting(
+        "", "The reporting organisation, the reports' <org_name>; empty = [server] hostname (always the Submitter)."
+    )
 
 
 @dataclass(frozen=True)

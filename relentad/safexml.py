@@ -1,5 +1,6 @@
 """XML from clients, read safely: expat with no DOCTYPE at all, so no entity can be declared or expanded (no
-"billion laughs", no external entity), and bounded nesting and element counts. The caller bounds the size.
+"billion laughs", no external entity), and bounded nesting and element counts. The caller bounds the size. Also
+:func:`characters`, for the text of documents written.
 
 Used for Outlook's Autodiscover requests (:mod:`relentad.clientconfig`) and WebDAV/CardDAV bodies
 (:mod:`relentad.carddav`). Element tags are ``{namespace}local`` as in :mod:`xml.etree.ElementTree`.
@@ -7,8 +8,17 @@ Used for Outlook's Autodiscover requests (:mod:`relentad.clientconfig`) and WebD
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from xml.parsers import expat
+
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def characters(text: str) -> str:
+    """``text`` for an XML document we write: what XML 1.0 cannot carry at all (§2.2: most C0 controls, U+FFFE,
+    U+FFFF, surrogates) becomes U+FFFD, so that the document stays well-formed whatever the text came from."""
+    return _NOT_XML.sub("\ufffd", text)
 
 
 class BadXML(Exception):

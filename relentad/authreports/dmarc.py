@@ -12,6 +12,7 @@ Invariant: :func:`parse` returns a :class:`DmarcReport` or raises :class:`Report
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
@@ -23,6 +24,15 @@ MAX_AUTH_RESULTS = 10
 """DKIM or SPF results kept per record."""
 MAX_DEPTH = 16
 """Element nesting allowed (a report needs 6): deeper is not a report, and the stack of names would grow with it."""
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def visible(text: str) -> str:
+    """A report's text as kept: control characters (line breaks, terminal escapes a forged report could aim at
+    the admin's terminal through ``relentad reports``) become one space each run; trimmed, cut at MAX_TEXT."""
+    return _CONTROLS.sub(" ", text).strip()[:MAX_TEXT]
 
 
 class ReportError(Exception):
@@ -113,7 +123,7 @@ class _Reader:
 
     def end(self, _name: str) -> None:
         path = tuple(self.stack)
-        value = "".join(self.text).strip()[:MAX_TEXT]
+        value = visible("".join(self.text))
         self.text, self.size = [], 0
         self.stack.pop()
         if len(path) < 2 or path[0] != "feedback":
@@ -194,14 +204,23 @@ def _forbid(*_args: object) -> None:
     raise _Forbidden
 
 
+_LAST_SECOND = 253_402_300_799
+"""9999-12-31T23:59:59Z, the last moment :mod:`datetime` (so the summaries) can show."""
+
+
+def _digits(value: str) -> bool:
+    """Decimal ASCII digits: ``str.isdigit`` also takes "²", which ``int`` refuses."""
+    return value.isascii() and value.isdigit()
+
+
 def _timestamp(value: str) -> int:
-    if not value.isdigit() or len(value) > 12:
+    if not _digits(value) or len(value) > 12 or int(value) > _LAST_SECOND:
         raise ReportError(f"date_range is not seconds since the epoch: {value[:40]!r}")
     return int(value)
 
 
 def _count(value: str) -> int:
-    if not value.isdigit() or len(value) > 12:
+    if not _digits(value) or len(value) > 12:
         raise ReportError(f"count is not a number: {value[:40]!r}")
     return int(value)
 
@@ -230,6 +249,8 @@ def parse(data: bytes) -> DmarcReport:
         raise ReportError("a document type declaration (refused: reports have none)") from None
     except expat.ExpatError as exc:
         raise ReportError(f"not well-formed XML: {expat.ErrorString(exc.code)} at line {exc.lineno}") from None
+    except (LookupError, ValueError) as exc:  # encoding="x-unknown" in the XML declaration
+        raise ReportError(f"not readable XML: {str(exc)[:80]}") from None
     report = reader.report
     if not report.org or not report.report_id:
         raise ReportError("not a DMARC aggregate report (no org_name or report_id)")

@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import sqlite3
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
@@ -185,8 +186,16 @@ def _insert_report(conn: sqlite3.Connection, kind: str, values: dict[str, object
     return cursor.lastrowid if cursor.rowcount == 1 else None
 
 
+SKEW = 86_400
+"""How far a report's period may end after the report arrived (clocks, time zones) before it is not believed."""
+
+
 def _record_one(conn: sqlite3.Connection, letter: Letter, item: Found, received: float, fallback: str) -> None:
     report = item.report
+    if report is not None and report.end > received + SKEW:
+        # kept as it is, it would be "recent" for years: in the summaries, the doctor's findings, never purged
+        ends = time.strftime("%Y-%m-%d", time.gmtime(report.end))
+        item, report = Found(item.kind, None, f"its period ends after it arrived, on {ends}"), None
     if report is None:
         domain = letter.subject_domain or fallback
         if not hosted(conn, domain):

@@ -30,7 +30,7 @@ from xml.sax.saxutils import escape
 
 import dns.asyncresolver
 
-from .. import daily, mailauth
+from .. import daily, mailauth, safexml
 from ..config import Config
 from ..dns import DnsTemporaryError, lookup
 from ..queue.dkimkeys import KeyRing
@@ -39,7 +39,7 @@ from .sending import destinations
 
 log = logging.getLogger("relentad.reports")
 
-POLICY_TAGS = ("adkim", "aspf", "p", "sp", "pct", "rua")
+POLICY_TAGS = ("adkim", "aspf", "p", "sp", "pct", "fo", "rua")
 MAX_ROWS = 5000
 """Distinct record rows in one report (each row counts the messages alike)."""
 KEEP_DAYS = 3
@@ -135,7 +135,7 @@ def collect(conn: sqlite3.Connection) -> list[Pending]:
 
 
 def _element(name: str, value: object) -> str:
-    return f"<{name}>{escape(str(value))}</{name}>"
+    return f"<{name}>{escape(safexml.characters(str(value)))}</{name}>"  # a DKIM selector is the sender's text
 
 
 def report_xml(pending: Pending, *, org_name: str, contact: str, report_id: str, begin: int, end: int) -> bytes:
@@ -147,14 +147,14 @@ def report_xml(pending: Pending, *, org_name: str, contact: str, report_id: str,
     out += ["<policy_published>", _element("domain", pending.domain)]
     out += [_element("adkim", policy.get("adkim", "r")), _element("aspf", policy.get("aspf", "r"))]
     out += [_element("p", policy.get("p", "none")), _element("sp", policy.get("sp", policy.get("p", "none")))]
-    out += [_element("pct", policy.get("pct", "100")), "</policy_published>"]
+    out += [_element("pct", policy.get("pct", "100")), _element("fo", policy.get("fo", "0")), "</policy_published>"]
     for source_ip, disposition, dkim, spf, header_from, envelope_from, results, count in pending.rows:
         out += ["<record>", "<row>", _element("source_ip", source_ip), _element("count", count)]
         out += ["<policy_evaluated>", _element("disposition", disposition), _element("dkim", dkim)]
         out += [_element("spf", spf), "</policy_evaluated>", "</row>", "<identifiers>"]
-        if envelope_from:
-            out.append(_element("envelope_from", envelope_from))
-        out += [_element("header_from", header_from), "</identifiers>", "<auth_results>"]
+        # envelope_from is required (minOccurs="1"), empty for a null sender
+        out += [_element("envelope_from", envelope_from), _element("header_from", header_from), "</identifiers>"]
+        out.append("<auth_results>")
         auth = json.loads(results)
         for domain, selector, result in auth["dkim"]:
             out += ["<dkim>", _element("domain", domain), _element("selector", selector)]
@@ -192,8 +192,9 @@ class Outgoing:
 def compose(
     pending: Pending, config: Config, compressed: bytes, recipients: list[str], report_id: str, begin: int, end: int
 ) -> bytes:
-    """The report mail of RFC 7489 §7.2.1.1: a short text and the gzipped XML, named as that section says."""
-    submitter = config.dmarc.org_name or config.server.hostname
+    """The report mail of RFC 7489 §7.2.1.1: a short text and the gzipped XML, named as that section says (the
+    Submitter and the file name's receiver are our domain name, whatever ``org_name`` says; its unique-id digits)."""
+    submitter = config.server.hostname.rstrip(".")
     msg = email.message.EmailMessage()
     msg["From"] = config.dmarc.reporter
     msg["To"] = ", ".join(recipients)
@@ -206,7 +207,7 @@ def compose(
         f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(begin))} to {time.strftime('%Y-%m-%d %H:%M', time.gmtime(end))} "
         "UTC.\n"
     )
-    name = f"{submitter}!{pending.domain}!{begin}!{end}!{report_id}.xml.gz"
+    name = f"{submitter}!{pending.domain}!{begin}!{end}!{pending.last_id}.xml.gz"
     msg.add_attachment(compressed, maintype="application", subtype="gzip", filename=name)
     return msg.as_bytes(policy=email.policy.SMTP)
 

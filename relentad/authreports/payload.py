@@ -6,7 +6,8 @@ Which one it is is decided by the decompressed content (XML or JSON), not by wha
 label the same gzip file ``application/gzip``, ``application/x-gzip`` or ``application/octet-stream``.
 
 Invariants: decompression never produces more than ``limit`` bytes (a gzip or zip bomb is refused with
-:class:`PayloadError` after at most ``limit + 1`` bytes were produced, whatever it claims in its headers); at most
+:class:`PayloadError` after at most ``limit + 1`` bytes were produced, whatever it claims in its headers; a zip
+entry is read only when stored or deflated, the methods whose output zipfile bounds); at most
 :data:`MAX_PARTS` candidate parts of a message are looked at; nothing here raises anything but PayloadError.
 """
 
@@ -118,21 +119,35 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
-def _zip_entries(data: bytes) -> int | None:
-    """The entry count the end of central directory record states (APPNOTE 4.3.16), None when there is none."""
+MAX_DIRECTORY = 65_536
+"""Bytes of a zip archive's central directory read (a report's has one entry of some 150): zipfile builds an object
+per entry as far as the stated size goes, whatever entry count the end record claims."""
+
+
+def _zip_directory(data: bytes) -> tuple[int, int] | None:
+    """(entries, central directory size) as zipfile will read them: from the end of central directory record
+    (APPNOTE 4.3.16), or the ZIP64 one just before it when its locator is there; None when there is none."""
     end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
     if end < 0 or len(data) < end + 22:
         return None
-    return int.from_bytes(data[end + 10 : end + 12], "little")
+    entries, size = (
+        int.from_bytes(data[end + 10 : end + 12], "little"),
+        int.from_bytes(data[end + 12 : end + 16], "little"),
+    )
+    record = data[max(0, end - 76) : end - 20]
+    if data[end - 20 : end - 16] == b"PK\x06\x07" and len(record) == 56 and record[:4] == b"PK\x06\x06":
+        entries, size = int.from_bytes(record[32:40], "little"), int.from_bytes(record[40:48], "little")
+    return entries, size
 
 
 def _unzip(data: bytes, limit: int) -> bytes:
     """The first file of the zip archive that is not a folder (reporters send exactly one)."""
-    entries = _zip_entries(data)
-    if entries is None:
+    directory = _zip_directory(data)
+    if directory is None:
         raise PayloadError("bad zip archive: no end of central directory")
-    if entries > MAX_MEMBERS:  # 0xFFFF (ZIP64) too: no report needs that many
-        raise PayloadError(f"zip archive with more than {MAX_MEMBERS} files")
+    entries, size = directory
+    if entries > MAX_MEMBERS or size > MAX_DIRECTORY:  # 0xFFFF (ZIP64) too: no report needs that many
+        raise PayloadError(f"zip archive with more than {MAX_MEMBERS} files ({entries} in {size} bytes of directory)")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             files = [info for info in archive.infolist() if not info.is_dir()]
@@ -141,6 +156,9 @@ def _unzip(data: bytes, limit: int) -> bytes:
             info = files[0]
             if info.flag_bits & 0x1:
                 raise PayloadError("encrypted zip archive")
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                # zipfile bounds only deflate's output: bzip2 and LZMA inflate 4 KiB of input at once, unbounded
+                raise PayloadError(f"zip compression method {info.compress_type} (reporters use deflate)")
             with archive.open(info) as member:  # reads and inflates in steps: the header's sizes may lie
                 out = member.read(limit + 1)
     except PayloadError:

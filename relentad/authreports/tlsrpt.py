@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dmarc import ReportError
+from .dmarc import ReportError, visible
 
 MAX_JSON = 1_000_000
 """Largest JSON document read (it is parsed whole); real reports are a few kilobytes."""
@@ -58,7 +58,7 @@ def _text(value: Any, name: str, required: bool = False) -> str:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
         raise ReportError(f"{name} is not a string")
-    return value.strip()[:MAX_TEXT]
+    return visible(value)
 
 
 def _count(value: Any, name: str) -> int:
@@ -92,7 +92,10 @@ def _datetime(value: Any, name: str) -> int:
         raise ReportError(f"{name} is not a date-time: {text[:40]!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    return calendar.timegm(moment.utctimetuple())
+    try:
+        return calendar.timegm(moment.utctimetuple())
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past the last year datetime has
+        raise ReportError(f"{name} is not a date-time: {text[:40]!r}") from None
 
 
 def _detail(value: Any) -> FailureDetail:

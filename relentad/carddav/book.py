@@ -4,7 +4,8 @@ Invariants:
 - Members are the account's confirmed contacts that are no automatic senders (:data:`views.IN_BOOK`), the same
   set as the IMAP ``Contacts/`` folders; read only, any connection, one read transaction per call.
 - A card's href is ``<UID>.vcf`` with the UID of ``relentad export`` (:func:`export.uid`), stable for a contact;
-  its ETag is a digest of the bytes served, so it changes exactly when the card's content does.
+  its ETag is a digest of its vCard 3.0, the same whichever version is served (clients compare the ETag of a 4.0
+  fetch with PROPFIND's, which names no version); every change of a card bumps its REV, so the ETag changes with it.
 - The sync token is the account's change counter (migration ``024_carddav_sync``, kept by triggers): a token
   names a state of the whole book. Changes since token N are the contacts whose ``card_rev`` > N — reported as
   changed while members, as removed when they left the book — and the tombstones with ``rev`` > N. A token
@@ -50,7 +51,10 @@ def card(account_id: int, contact: dict[str, Any], version: str) -> Card:
         "CATEGORIES": list(contact["tags"]),
         "NOTE": [contact["notes"]] if contact["notes"] else [],
     }
-    etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+    # one ETag for both versions: a client that fetches 4.0 compares it with PROPFIND's getetag, which names none.
+    # Of the 3.0 card, what most requests serve: every change of a card changes its REV, so the ETag changes with it
+    plain = data if version == "3.0" else export.vcard(account_id, contact, "3.0").encode("utf-8")
+    etag = '"' + hashlib.sha256(plain).hexdigest()[:32] + '"'
     return Card(contact["id"], uid, data, etag, contact.get("card_changed"), values)
 
 

@@ -77,7 +77,8 @@ def _write(node: Node, out: list[str], root: bool) -> None:
     out.append(f"<{tag}{declarations}{attributes}>")
     for child in node.children:
         if isinstance(child, str):
-            out.append(escape(child, {"\r": "&#13;"}))  # a parser would turn a raw CR LF into LF (XML §2.11)
+            # a raw CR LF would be read as LF (XML §2.11); what XML cannot carry at all becomes U+FFFD
+            out.append(escape(safexml.characters(child), {"\r": "&#13;"}))
         else:
             _write(child, out, False)
     out.append(f"</{tag}>")

@@ -88,7 +88,8 @@ def create(
     when = now or time.time()
     seen = None if direction is None else when
     # The company's id comes from a subquery: one statement when the company exists (the common case), and the
-    # company is made only when it does not.
+    # company is made only when it does not. The id is above those of the account's deleted cards (CardDAV's
+    # tombstones): the vCard UID is made of it, and SQLite would give a deleted newest contact's id to the next.
     row = conn.execute(
         """INSERT INTO crm_contacts (id, account_id, name, kind, company_id, created, first_contact, last_contact,
                                      count_in, count_out, confirmed)

@@ -36,12 +36,13 @@ CSV_FIELDS = (
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
 
 def escape(text: str) -> str:
     """RFC 6350 §3.4 text escaping; a line break (CR LF, CR or LF) is ``\\n``, other controls, which no vCard value
-    may hold (§3.3 VALUE-CHAR), are dropped (names and notes stored by older releases could have them)."""
+    may hold (§3.3 VALUE-CHAR), are dropped (names and notes stored by older releases could have them), and so are
+    U+FFFE, U+FFFF and surrogates, which no XML document (CardDAV's address-data) may hold."""
     text = _CONTROL.sub("", _LINE_BREAK.sub("\n", text))
     return text.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;").replace("\n", "\\n")
 

@@ -697,7 +697,8 @@ def _m024_carddav_sync(conn: sqlite3.Connection) -> None:
     is covered without knowing about CardDAV. Only what a card shows counts (name, kind, notes, company and its
     name, addresses, tags, membership) and only for cards in the address book or leaving it: delivery's counts and
     times never fire one, so the hot path pays a WHEN test at most. A card leaving the book (kind becomes bulk) keeps
-    its row and is reported removed by its newer ``card_rev``; a deleted one leaves a tombstone."""
+    its row and is reported removed by its newer ``card_rev``; a deleted one that is or ever was in the book leaves a
+    tombstone."""
     contact = _IN_BOOK.format(c="c")
     execute_script(
         conn,
@@ -727,8 +728,9 @@ def _m024_carddav_sync(conn: sqlite3.Connection) -> None:
                       OR old.notes IS NOT new.notes OR old.company_id IS NOT new.company_id)
         BEGIN {_bump("new.account_id", "id = new.id")}
         END;
+        -- card_rev > 0: it was in the book once (a card that left it, deleted before a client synced again)
         CREATE TRIGGER carddav_contact_deleted AFTER DELETE ON crm_contacts
-            WHEN {_IN_BOOK.format(c="old")}
+            WHEN {_IN_BOOK.format(c="old")} OR old.card_rev > 0
         BEGIN
             INSERT INTO carddav_sync (account_id, counter) VALUES (old.account_id, 1)
                 ON CONFLICT (account_id) DO UPDATE SET counter = counter + 1;

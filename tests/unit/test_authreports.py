@@ -7,6 +7,7 @@ import io
 import json
 import sqlite3
 import time
+import tracemalloc
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,9 @@ def test_hostile_or_broken_xml_is_refused(document: bytes, reason: str) -> None:
     [
         ("<source_ip>203.0.113.25</source_ip>", "<source_ip>not-an-ip</source_ip>", "source_ip"),
         ("<count>12</count>", "<count>-12</count>", "count"),
+        ("<count>12</count>", "<count>²</count>", "count"),  # str.isdigit, but no int
+        ("<end>", "<end>99", "date_range"),  # year 33658: no datetime shows it (`reports dmarc --json` failed)
+        ('encoding="UTF-8"', 'encoding="x-unknown"', "unknown encoding"),
         ("<domain>example.test</domain>\n    <adkim>", "<domain></domain>\n    <adkim>", "no policy_published domain"),
     ],
 )
@@ -141,6 +145,7 @@ def test_tls_report_of_rfc_8460_is_read() -> None:
         (lambda r: r.pop("report-id"), "report-id"),
         (lambda r: r.update({"policies": []}), "no policies"),
         (lambda r: r["date-range"].update({"start-datetime": "yesterday"}), "not a date-time"),
+        (lambda r: r["date-range"].update({"end-datetime": "9999-12-31T23:59:59-01:00"}), "not a date-time"),
         (lambda r: r["policies"][0]["summary"].update({"total-failure-session-count": "303"}), "not a count"),
         (lambda r: r["policies"][0].update({"failure-details": {}}), "not a list"),
     ],
@@ -150,6 +155,19 @@ def test_tls_report_with_bad_values_is_refused(change: object, reason: str) -> N
     change(report)  # type: ignore[operator]
     with pytest.raises(ReportError, match=reason):
         tlsrpt.parse(json.dumps(report).encode())
+
+
+def test_control_characters_of_a_report_are_not_kept() -> None:
+    """A forged report's texts reach the admin's terminal through `relentad reports`: no escape sequence, no line
+    break that would make a line of the listing look like another."""
+    report = samples.tls_report("example.test")
+    report["organization-name"] = "\x1b]0;owned\x07\x1b[2JCompany-X"
+    report["policies"][0]["failure-details"][0]["additional-information"] = "a\r\nexample.test: all fine\x9b"  # type: ignore[index]
+    tls = tlsrpt.parse(json.dumps(report).encode())
+    assert tls.org == "]0;owned [2JCompany-X"
+    assert tls.policies[0].details[0].additional.startswith("a example.test: all fine")
+    xml = samples.google_xml("example.test").replace(b"<org_name>google.com", b"<org_name>google.com&#10;example.test")
+    assert dmarc.parse(xml).org == "google.com example.test"
 
 
 @pytest.mark.parametrize("document", [b"{", b"[1, 2]", b'{"a": ' * 100_000, "{\xff}".encode("latin-1")])
@@ -172,6 +190,23 @@ def test_zip_bomb_stops_at_the_limit() -> None:
     bomb = samples.zipped(b"\0" * 30_000_000)
     with pytest.raises(payload.PayloadError, match="larger than 1000000 bytes uncompressed"):
         payload.decompress(bomb, LIMIT)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_zip_bomb_of_another_compression_method_is_refused_unread(method: int) -> None:
+    """zipfile inflates bzip2 and LZMA entries a 4 KiB input chunk at a time with no output bound: 840 bytes of
+    bzip2 made 1 GB in memory. Reporters use deflate; other methods are refused before anything is inflated."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        archive.writestr("report.xml", b"\0" * 20_000_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(payload.PayloadError, match="compression method"):
+            payload.decompress(buffer.getvalue(), LIMIT)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * LIMIT
 
 
 @pytest.mark.parametrize(
@@ -200,6 +235,41 @@ def test_zip_with_many_files_is_refused_before_it_is_opened() -> None:
             archive.writestr(f"{i}.xml", b"<feedback/>")
     with pytest.raises(payload.PayloadError, match="more than 100 files"):
         payload.decompress(buffer.getvalue(), LIMIT)
+
+
+def _understated_zip(files: int, *, zip64: bool) -> bytes:
+    """A zip of ``files`` entries whose end record states one (and, with ``zip64``, a small directory too, with
+    the true one in a ZIP64 end record, which zipfile reads instead): zipfile walks the whole directory anyway."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("report.xml", b"<feedback/>")
+        for i in range(files - 1):
+            archive.writestr(f"{i}", b"")
+    data = buffer.getvalue()
+    end = data.rfind(b"PK\x05\x06")
+    size, offset = (
+        int.from_bytes(data[end + 12 : end + 16], "little"),
+        int.from_bytes(data[end + 16 : end + 20], "little"),
+    )
+    stated = (1).to_bytes(2, "little") * 2
+    if not zip64:
+        return data[: end + 8] + stated + data[end + 12 :]
+    record = b"PK\x06\x06" + (44).to_bytes(8, "little") + b"\x2d\x00\x2d\x00" + bytes(8)
+    record += (1).to_bytes(8, "little") * 2 + size.to_bytes(8, "little") + offset.to_bytes(8, "little")
+    locator = b"PK\x06\x07" + bytes(4) + end.to_bytes(8, "little") + (1).to_bytes(4, "little")
+    small = (46).to_bytes(4, "little")
+    return data[:end] + record + locator + data[end : end + 8] + stated + small + data[end + 16 :]
+
+
+@pytest.mark.parametrize("zip64", [False, True])
+def test_zip_directory_larger_than_its_end_record_says_is_refused(zip64: bool) -> None:
+    """The entry count of the end record is a claim: zipfile builds an object per entry of the central directory
+    as long as the directory's stated size goes (a 20 MB message: 250,000 entries, seconds of CPU under the GIL)."""
+    archive = _understated_zip(2000, zip64=zip64)
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:  # what zipfile sees
+        assert len(opened.infolist()) == 2000
+    with pytest.raises(payload.PayloadError, match="more than 100 files"):
+        payload.decompress(archive, LIMIT)
 
 
 # -- messages -----------------------------------------------------------------------------------------------
@@ -378,6 +448,19 @@ def test_old_reports_are_purged(conn: sqlite3.Connection) -> None:
         retention.purge(conn, 90, now=time.time() + 500 * summary.DAY, reports_days=400)
     assert conn.execute("SELECT count(*) FROM reports").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM dmarc_records").fetchone()[0] == 0
+
+
+def test_a_report_about_the_future_is_recorded_as_unread(conn: sqlite3.Connection) -> None:
+    """A period that ends days after the report arrived (a forged report, a reporter's broken clock) would stay in
+    the last week's summary and the doctor's findings for ever: retention purges by the period's end."""
+    received = time.time() - 10 * summary.DAY  # the sample reports cover yesterday: 9 days after this
+    _record(conn, _google(), received=received)
+    _record(conn, samples.tls_mail(samples.tls_report("example.test"), sender="tlsrpt@company-x.example"), received)
+    rows = conn.execute("SELECT kind, error, end FROM reports ORDER BY kind").fetchall()
+    assert [(kind, end) for kind, _, end in rows] == [("dmarc", received), ("tls", received)]
+    assert all(error.startswith("its period ends after it arrived") for _, error, _ in rows)
+    assert conn.execute("SELECT count(*) FROM dmarc_records").fetchone()[0] == 0
+    assert summary.dmarc(conn, since=time.time() - 7 * summary.DAY) == []
 
 
 @pytest.mark.parametrize("entry", ["a b", "@example.test", "user+tag", "x@"])

@@ -128,3 +128,9 @@ def test_multiget_hrefs_name_cards_of_this_book_only() -> None:
     assert server._card_uid(base + "x.vcf", base) == "x"
     for href in ("http://[::1", base + "x.ics", "/dav/addressbooks/c@d/contacts/x.vcf", base + "sub/x.vcf", ""):
         assert server._card_uid(href, base) is None, href
+
+
+def test_text_that_xml_cannot_carry_is_replaced() -> None:
+    """Whatever text reaches a multistatus (a property value, a name), the document stays well-formed."""
+    document = davxml.multistatus([davxml.response("/a b", [davxml.d("displayname", "x\uffffy\x01z\ud800")])])
+    assert ET.fromstring(document).findtext(".//{DAV:}displayname") == "x\ufffdy\ufffdz\ufffd"

@@ -8,6 +8,7 @@ import email.policy
 import gzip
 import sqlite3
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,3 +162,53 @@ def test_a_failing_evaluation_record_never_costs_the_delivery(conn: sqlite3.Conn
         conn.execute("INSERT INTO domains (name, created) VALUES ('kept.test', 0)")  # the delivery's own writes
         outgoing.insert(conn, row)
     assert conn.execute("SELECT count(*) FROM domains WHERE name = 'kept.test'").fetchone()[0] == 1
+
+
+def test_report_has_what_the_schema_requires() -> None:
+    """RFC 7489 Appendix C: policy_published has a required fo, IdentifierType a required envelope_from (minOccurs
+    "1"); a bounce (null sender, SPF checked for the HELO name) has none to give, and says so with an empty one."""
+    pending = outgoing.Pending(
+        "example.org",
+        {"p": "none"},
+        0,
+        1,
+        1,
+        [("192.0.2.1", "none", "pass", "fail", "example.org", "", '{"dkim": [], "spf": ["mx.x", "helo", "pass"]}', 1)],
+    )
+    root = ET.fromstring(outgoing.report_xml(pending, org_name="R", contact="c@x", report_id="1", begin=0, end=1))
+    published = [(child.tag, child.text) for child in root.findall("policy_published/*")]
+    assert published == [  # fo is required too (the default, 0, when the record has none: §6.3)
+        ("domain", "example.org"), ("adkim", "r"), ("aspf", "r"), ("p", "none"), ("sp", "none"), ("pct", "100"),
+        ("fo", "0"),
+    ]  # fmt: skip
+    [identifiers] = root.findall("record/identifiers")
+    found = [(child.tag, child.text) for child in identifiers]
+    assert found == [("envelope_from", None), ("header_from", "example.org")]
+
+
+def test_a_report_stays_well_formed_whatever_a_signature_said() -> None:
+    """The DKIM selector (and domain) of a report row are what the sender's signature said, control characters
+    included; the report to the domain must still be XML its receiver can read."""
+    results = '{"dkim": [["example.org", "s\\u0001\\uffff", "permerror"]], "spf": ["x", "mfrom", "none"]}'
+    pending = outgoing.Pending(
+        "example.org", {"p": "none"}, 0, 1, 1, [("192.0.2.1", "none", "fail", "fail", "example.org", "", results, 1)]
+    )
+    report = dmarc.parse(outgoing.report_xml(pending, org_name="R", contact="c@x", report_id="1", begin=0, end=1))
+    assert report.records[0].dkim_results[0].selector == "s\ufffd\ufffd"
+
+
+def test_report_mail_names_the_receiver_by_domain() -> None:
+    """RFC 7489 §7.2.1.1: Submitter and the file name's receiver are the Mail Receiver's domain name and the file
+    name's unique-id is 1*(ALPHA / DIGIT); an org_name such as "Example Mail Co" is for <org_name> only."""
+    settings_with_org = config.from_dict(
+        {
+            "server": {"hostname": "mx.hosted.test"},
+            "dmarc": {"send_reports": True, "reporter": "dmarc@hosted.test", "org_name": "Example Mail Co"},
+        }
+    )
+    pending = outgoing.Pending("example.org", {"p": "none"}, 0, 1, 7, [])
+    raw = outgoing.compose(pending, settings_with_org, gzip.compress(b"<feedback/>"), ["a@example.org"], "1.7.x", 0, 1)
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["Subject"].strip() == "Report Domain: example.org Submitter: mx.hosted.test Report-ID: <1.7.x>"
+    [attachment] = list(msg.iter_attachments())
+    assert attachment.get_filename() == "mx.hosted.test!example.org!0!1!7.xml.gz"

@@ -4,8 +4,9 @@ what each sync token reports as changed and removed, and that delivery's counter
 from __future__ import annotations
 
 import sqlite3
+import xml.etree.ElementTree as ET
 
-from relentad.carddav import book
+from relentad.carddav import book, davxml
 from relentad.crm import companies, contacts, export
 from relentad.crm.participants import IN, OUT
 from relentad.store import db
@@ -82,3 +83,61 @@ def test_vcard_3_0_for_carddav(conn: sqlite3.Connection, account_id: int) -> Non
     assert "FN:Doe\\, Jo\\;hn" in lines and "N:Doe;Jo\\;hn;;;" in lines and "CATEGORIES:a\\;b,c" in lines
     assert "EMAIL;TYPE=INTERNET,PREF:jo@acme.example" in lines and not any(x.startswith("KIND") for x in lines)
     assert card.values["EMAIL"] == ["jo@acme.example"] and card.values["CATEGORIES"] == ["a;b", "c"]
+
+
+def test_a_card_that_left_the_book_and_is_then_merged_away_stays_removed(
+    conn: sqlite3.Connection, account_id: int
+) -> None:
+    """A client that synced while a contact was in the book must learn it is gone even when the contact left the
+    book (became bulk) and was then deleted by a merge before the client synced again."""
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("bob@acme.example", "Bob Stone")], OUT)
+        file(conn, account_id, 2, [person("news@acme.example", "Acme News")], OUT)
+    bob = contacts.resolve(conn, account_id, "bob@acme.example")
+    news = contacts.resolve(conn, account_id, "news@acme.example")
+    synced = book.counter(conn, account_id)  # the client holds both cards
+    with db.transaction(conn):
+        conn.execute("UPDATE crm_contacts SET kind = 'bulk' WHERE id = ?", (news,))
+        conn.execute("UPDATE crm_contacts SET kind = 'bulk' WHERE id = ?", (bob,))
+    with db.transaction(conn):
+        contacts.merge(conn, account_id, news, bob)  # bob's row is deleted while out of the book
+    assert export.uid(account_id, bob) in delta(conn, account_id, synced)[1]
+    assert delta(conn, account_id, synced)[1].count(export.uid(account_id, bob)) == 1
+
+
+def test_a_name_with_noncharacters_leaves_the_book_well_formed(conn: sqlite3.Connection, account_id: int) -> None:
+    """U+FFFE and U+FFFF (an RFC 2047 name may decode to them) are no XML characters: in address-data they made
+    every PROPFIND and sync of the whole book a document no client could parse."""
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("odd@x.example", "Odd\uffff Name\ufffe")], OUT)
+    (card,) = book.cards(conn, account_id)
+    assert "\uffff" not in card.data.decode() and "FN:Odd Name\r\n" in card.data.decode()
+    document = davxml.multistatus([davxml.response("/c.vcf", [davxml.el(davxml.ADDRESS_DATA, card.data.decode())])])
+    assert ET.fromstring(document).findtext(".//{urn:ietf:params:xml:ns:carddav}address-data") == card.data.decode()
+
+
+def test_a_card_has_one_etag_whichever_vcard_version_is_served(conn: sqlite3.Connection, account_id: int) -> None:
+    """DAVx5 fetches vCard 4.0 (multiget with address-data version="4.0") and lists the book with PROPFIND getetag,
+    which names no version: with an ETag per version every listing looked like a change of every card."""
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("bob@acme.example", "Bob Stone")], OUT)
+    (old,) = book.cards(conn, account_id, "3.0")
+    assert book.cards(conn, account_id, "4.0")[0].etag == old.etag
+    with db.transaction(conn):
+        contacts.rename(conn, account_id, contacts.resolve(conn, account_id, "bob@acme.example"), "Robert Stone")
+    assert book.cards(conn, account_id, "3.0")[0].etag != old.etag
+
+
+def test_a_new_contact_never_takes_the_uid_of_a_card_merged_away(conn: sqlite3.Connection, account_id: int) -> None:
+    """The UID (and href) is derived from the contact's id, and SQLite gives a new row the highest id + 1: merging
+    away the newest contact handed its UID to the next correspondent, a different person under a known card."""
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("bob@acme.example", "Bob")], OUT)
+        file(conn, account_id, 2, [person("bob.private@home.example", "Bobby")], OUT)
+    bob = contacts.resolve(conn, account_id, "bob@acme.example")
+    private = contacts.resolve(conn, account_id, "bob.private@home.example")
+    with db.transaction(conn):
+        contacts.merge(conn, account_id, bob, private)
+    with db.transaction(conn):
+        file(conn, account_id, 3, [person("carol@other.example", "Carol")], OUT)
+    assert contacts.resolve(conn, account_id, "carol@other.example") > private
