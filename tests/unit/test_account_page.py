@@ -93,6 +93,11 @@ def test_pages_escape_everything_and_the_style_matches_its_hash() -> None:
     assert f"sha256-{digest}" == pages.STYLE_HASH and "<script" not in page.lower()
 
 
+def test_the_pages_name_every_protocol_a_password_opens() -> None:
+    for text in (pages.logins([], 30), pages.password_form("t")):
+        assert all(name in text for name in ("IMAP", "POP3", "SMTP", "ManageSieve", "CardDAV"))
+
+
 def test_the_routes_and_the_switch() -> None:
     assert handles(Request("GET", "/account", (1, 1))) and handles(Request("GET", "/account/x", (1, 1)))
     assert not handles(Request("GET", "/accounts", (1, 1)))
