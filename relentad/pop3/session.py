@@ -134,7 +134,6 @@ class Session:
             async with asyncio.timeout(self.config.pop3.idle_timeout):
                 await self.conn.drain()
         except TimeoutError:
-            self.state = State.CLOSED
             self.conn.writer.transport.abort()
             raise ConnectionError("the client took nothing for idle_timeout") from None
 
