@@ -83,9 +83,10 @@ def own_origin(request: Request) -> str:
 
 def cross_origin(request: Request) -> str | None:
     """Why the browser says this request comes from another site, or None. In order: Sec-Fetch-Site (every
-    current browser sends it; "same-origin" only), Origin (a page served with ``Referrer-Policy: no-referrer``
-    sends "null" for its own forms, so "null" counts only alongside Sec-Fetch-Site), then Referer. A client
-    sending none of them is no browser, and the token alone decides."""
+    current browser sends it; "same-origin" only), Origin (our pages' ``Referrer-Policy: same-origin`` lets a
+    browser send the real one for their own forms; "null" counts only alongside Sec-Fetch-Site, from a browser
+    that still treats the policy as ``no-referrer``), then Referer. A client sending none of them is no browser,
+    and the token alone decides."""
     site = request.field("sec-fetch-site")
     if site is not None and site.strip().lower() != "same-origin":
         return f"Sec-Fetch-Site: {site}"

@@ -75,10 +75,18 @@ class _Sink:
         pass
 
     def hand_on(self) -> None:
-        data, self.pending = bytes(self.pending), bytearray()
-        while data:
+        """What is pending, in pieces of at most :data:`CHUNK` octets: one big message deflates in one write, and
+        the queue bounds memory only while its pieces are small."""
+        data, self.pending = self.pending, bytearray()
+        view = memoryview(data)
+        for start in range(0, len(view), CHUNK):
+            self.put(bytes(view[start : start + CHUNK]))
+
+    def put(self, item: bytes | BaseException | None) -> None:
+        """Wait for room in the queue for as long as the client is there (:class:`_Stopped` once it is not)."""
+        while True:
             try:
-                self.chunks.put(data, timeout=1.0)
+                self.chunks.put(item, timeout=1.0)
                 return
             except queue.Full:
                 if self.stop.is_set():
@@ -124,8 +132,8 @@ def _work(path: Path, login: Login, chunks: queue.Queue[bytes | BaseException | 
         end = exc
     finally:
         _release()
-    with contextlib.suppress(queue.Full):
-        chunks.put(end, timeout=30)
+    with contextlib.suppress(_Stopped):  # the end is never dropped while the client waits for it
+        sink.put(end)
 
 
 def response(path: Path, login: Login) -> Response:

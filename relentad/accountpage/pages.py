@@ -104,7 +104,7 @@ def logins(found: Sequence[Login], days: int) -> str:
     rows = [(when(login.time), login.protocol, login.ip, login.result) for login in found]
     intro = (
         f"<p>Every login to your account of the last {days} days, successful or not, with the address it came "
-        "from: IMAP, SMTP submission, ManageSieve, CardDAV and these pages (a password change is listed too). "
+        "from: IMAP, POP3, SMTP submission, ManageSieve, CardDAV and these pages (a password change is listed too). "
         "A failed login you did not make means someone is guessing your password.</p>"
     )
     return intro + (table(("Time", "Protocol", "IP address", "Result"), rows) if rows else "<p>None.</p>")
@@ -155,7 +155,7 @@ def password_form(token: str, error: str = "", changed: bool = False) -> str:
         '<label for="again">New password again</label>'
         '<input type="password" id="again" name="again" autocomplete="new-password" minlength="8" required>'
         '<p><button type="submit">Change password</button></p></form>'
-        "<p><small>The new password works at once for IMAP, SMTP, ManageSieve and CardDAV, and the old one "
+        "<p><small>The new password works at once for IMAP, POP3, SMTP, ManageSieve and CardDAV, and the old one "
         "stops working; mail programs logged in now stay logged in until they reconnect. Your browser asks for "
         "the new password on the next page.</small></p>"
     )

@@ -14,7 +14,9 @@ Invariants:
 - Everything but the redirect from ``/account`` is behind HTTP Basic through :mod:`relentad.auth.basic` (login
   history protocol "web"; terminated accounts cannot log in); a known path with another method is 405 with
   Allow, anything else under ``/account/`` 404.
-- Every answer carries :data:`SECURITY_HEADERS`: no script, no framing, no caching, no referrer.
+- Every answer carries :data:`SECURITY_HEADERS`: no script, no framing, no caching, no referrer to other sites
+  (``same-origin``, not ``no-referrer``: under that, a browser without Sec-Fetch-Site — Safari before 16.4 —
+  sends ``Origin: null`` for the page's own form, indistinguishable from a sandboxed attacker's).
 - A POST needs a CSRF token for the logged-in account (:mod:`relentad.accountpage.csrf`) and no cross-origin
   sign from the browser; the current password is checked through the authenticator (throttled, recorded), the
   new one by the CLI's rules and hashed alike; the stored hash changes in one transaction with a login history
@@ -57,7 +59,7 @@ SECURITY_HEADERS = (
     ),
     ("X-Frame-Options", "DENY"),
     ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
+    ("Referrer-Policy", "same-origin"),
     ("Cache-Control", "no-store"),
 )
 _ROUTES = {

@@ -20,7 +20,7 @@ from ..auth.authenticator import LoginFailed
 from ..events import MailboxChanged
 from . import maildrop
 from .maildrop import Entry
-from .parser import Command, multiline, number, top
+from .parser import Command, multiline, number, stuff, top
 from .session import LINE_LENGTH, Handler, Refused, Session, State
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ async def pass_(session: Session, command: Command) -> None:
 
 async def _sasl_answer(session: Session) -> bytes:
     session.send(b"+ \r\n")
-    await session.conn.drain()
+    await session.flush()
     try:
         async with asyncio.timeout_at(session.read_deadline()):
             line = await session.conn.readline(LINE_LENGTH)
@@ -203,14 +203,14 @@ async def uidl(session: Session, command: Command) -> None:
 
 
 async def _text(session: Session, entry: Entry, lines: int | None) -> bytes:
-    """The stuffed body of RETR (``lines`` None) or TOP, read in a reader thread."""
+    """The stuffed body of RETR (``lines`` None) or TOP without its terminator, read in a reader thread."""
     mailbox_id = session.drop.mailbox_id
 
     def read(conn: sqlite3.Connection) -> bytes | None:
         data = maildrop.message(conn, mailbox_id, entry.uid)
         if data is None:
             return None
-        return multiline(data if lines is None else top(data, lines))
+        return stuff(data if lines is None else top(data, lines))
 
     body = await session.services.readers.run(read)
     if body is None:
@@ -224,7 +224,7 @@ async def retr(session: Session, command: Command) -> None:
     body = await _text(session, entry, None)
     entry.retrieved = True
     session.ok(f"{entry.size} octets")
-    session.send(body)
+    await session.send_body(body)
 
 
 async def top_(session: Session, command: Command) -> None:
@@ -233,7 +233,7 @@ async def top_(session: Session, command: Command) -> None:
     lines = number(command.args[1], zero=True)
     body = await _text(session, entry, lines)
     session.ok("top of message follows")
-    session.send(body)
+    await session.send_body(body)
 
 
 async def dele(session: Session, command: Command) -> None:

@@ -109,15 +109,23 @@ def status(ok: bool, text: str, code: str = "") -> bytes:
     return out + b"\r\n"
 
 
-def multiline(data: bytes) -> bytes:
-    """A multi-line body (RFC 1939 §3): CRLF-terminated, lines starting with "." stuffed, then the ".\\r\\n"
-    terminator. ``data`` is CRLF-normalised already."""
+TERMINATOR = b".\r\n"
+
+
+def stuff(data: bytes) -> bytes:
+    """A multi-line body (RFC 1939 §3) without its terminator: CRLF-terminated, lines starting with "." stuffed.
+    ``data`` is CRLF-normalised already. One copy of ``data`` (a message may be tens of megabytes)."""
     stuffed = data.replace(b"\r\n.", b"\r\n..")
     if stuffed.startswith(b"."):
         stuffed = b"." + stuffed
     if stuffed and not stuffed.endswith(b"\r\n"):
         stuffed += b"\r\n"
-    return stuffed + b".\r\n"
+    return stuffed
+
+
+def multiline(data: bytes) -> bytes:
+    """A whole multi-line body: :func:`stuff` and the ".\\r\\n" terminator."""
+    return stuff(data) + TERMINATOR
 
 
 def top(data: bytes, lines: int) -> bytes:

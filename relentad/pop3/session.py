@@ -10,7 +10,8 @@ Invariants:
 - STLS drops the plaintext the client sent after it (:meth:`relentad.imap.connection.Connection.start_tls`).
 - Only QUIT in the TRANSACTION state writes (:mod:`.maildrop`); a timeout, a dropped connection, a shutdown or a
   terminated account closes without the UPDATE state.
-- Reads wait at most ``login_timeout`` before login and ``idle_timeout`` after (RFC 1939 §3: at least 10 min).
+- Reads wait at most ``login_timeout`` before login and ``idle_timeout`` after (RFC 1939 §3: at least 10 min);
+  so do writes: a client that takes nothing of a RETR for that long is as inactive, its connection is dropped.
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ from ..store import accounts
 from ..store.db import Store
 from ..store.imapview import ReaderPool
 from .maildrop import Maildrop
-from .parser import Command, ParseError, parse, status
+from .parser import TERMINATOR, Command, ParseError, parse, status
 
 log = logging.getLogger(__name__)
 
 LINE_LENGTH = 8192
 """Octets of one line: RFC 2449 asks 255 of commands, a SASL answer may be longer."""
+SLICE = 64 * 1024
+"""Octets of a message queued before waiting for the client to take them: a big RETR costs the message once, not
+again in the write buffers, and a client that stops reading is noticed (:meth:`Session.flush`)."""
 MAX_BAD = 10
 """Consecutive invalid commands before the connection is closed."""
 ACCOUNT_CHECK_INTERVAL = 1.0
@@ -115,6 +119,24 @@ class Session:
     def ok(self, text: str = "", code: str = "") -> None:
         self.send(status(True, text, code))
 
+    async def send_body(self, body: bytes) -> None:
+        """A (stuffed) multi-line body and its terminator, :data:`SLICE` octets at a time."""
+        view = memoryview(body)
+        for start in range(0, len(view), SLICE):
+            self.send(bytes(view[start : start + SLICE]))
+            await self.flush()
+        self.send(TERMINATOR)
+
+    async def flush(self) -> None:
+        """Send what is queued. A client that takes none of it for ``idle_timeout`` is inactive (RFC 1939 §3): the
+        connection is dropped (ConnectionError), nothing deleted, and what it held is freed."""
+        try:
+            async with asyncio.timeout(self.config.pop3.idle_timeout):
+                await self.conn.drain()
+        except TimeoutError:
+            self.conn.writer.transport.abort()
+            raise ConnectionError("the client took nothing for idle_timeout") from None
+
     def login_allowed(self) -> bool:
         """No password in plaintext, except from loopback when the config allows it (RFC 2595 §2.1, as IMAP)."""
         return password_allowed(self.conn.tls, self.peer, self.config.auth)
@@ -135,7 +157,7 @@ class Session:
     async def run(self) -> None:
         self.ok("relentad POP3 ready")
         try:
-            await self.conn.drain()
+            await self.flush()
             while self.state is not State.CLOSED and not self.conn.closed:
                 try:
                     async with asyncio.timeout_at(self.read_deadline()):
@@ -155,7 +177,7 @@ class Session:
                     self.busy = False
                 if self.bad >= MAX_BAD:
                     self.close("too many invalid commands")
-                await self.conn.drain()
+                await self.flush()
         except (EOFError, ConnectionError, OSError, asyncio.IncompleteReadError):
             pass
         finally:

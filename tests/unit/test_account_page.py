@@ -1,24 +1,31 @@
 """The account pages' pure parts: CSRF tokens, the cross-origin check, the secret file, and the HTML (escaped,
-its stylesheet allowed by the policy's hash)."""
+its stylesheet allowed by the policy's hash); and the export's stream on a real SQLite file."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import hashlib
+import io
+import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from relentad.accountpage import csrf, pages
+from relentad.accountpage import csrf, export, pages
 from relentad.accountpage.server import AccountPages, handles
+from relentad.auth.authenticator import Login as Account
 from relentad.auth.basic import Session
 from relentad.config import Config, ServerConfig, WebConfig
 from relentad.httpserver import Request
 from relentad.lifecycle.activity import Day, Login
+from relentad.message import parse
 from relentad.quota import Usage
+from relentad.store import accounts, db, mailboxes, messages
+from tests.support.store import database_with
 
 SECRET = b"k" * 32
 NOW = 1_800_000_000.0
@@ -93,6 +100,11 @@ def test_pages_escape_everything_and_the_style_matches_its_hash() -> None:
     assert f"sha256-{digest}" == pages.STYLE_HASH and "<script" not in page.lower()
 
 
+def test_the_pages_name_every_protocol_a_password_opens() -> None:
+    for text in (pages.logins([], 30), pages.password_form("t")):
+        assert all(name in text for name in ("IMAP", "POP3", "SMTP", "ManageSieve", "CardDAV"))
+
+
 def test_the_routes_and_the_switch() -> None:
     assert handles(Request("GET", "/account", (1, 1))) and handles(Request("GET", "/account/x", (1, 1)))
     assert not handles(Request("GET", "/accounts", (1, 1)))
@@ -101,3 +113,24 @@ def test_the_routes_and_the_switch() -> None:
     request = Request("GET", "/account/", (1, 1), (("host", "mx.example.test"),))
     response = asyncio.run(site.respond(request, Session("127.0.0.1")))
     assert response.status == 404 and ("X-Frame-Options", "DENY") in response.headers
+
+
+async def test_the_export_reaches_the_loop_in_small_pieces_whatever_a_message_deflates_to(tmp_path: Path) -> None:
+    """One message that deflates to megabytes was one queued piece of that size (four queued: four times it)."""
+    conn = database_with(tmp_path / "t.db", "a@example.test")
+    account = accounts.get_account(conn, "a@example.test").id
+    inbox = mailboxes.find(conn, account, "INBOX")
+    assert inbox is not None
+    raw = b"Subject: photos\r\n\r\n" + base64.encodebytes(os.urandom(3_000_000)).replace(b"\n", b"\r\n")
+    with db.transaction(conn):
+        blob = messages.store_blob(conn, raw, parse(raw).to_json())
+        messages.append(conn, inbox, blob, prefix=b"", size=len(raw), internaldate=1e9)
+    conn.close()
+    response = export.response(tmp_path / "t.db", Account(account, "a@example.test"))
+    assert response.stream is not None
+    pieces = [piece async for piece in response.stream()]
+    assert max(map(len, pieces)) <= export.CHUNK
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(pieces)))
+    assert archive.testzip() is None
+    mbox = archive.read("relentad-export-a@example.test/mail/INBOX.mbox")
+    assert mbox.startswith(b"From MAILER-DAEMON ") and raw in mbox
