@@ -121,8 +121,12 @@ def connection_help(config: config_mod.Config, password: str) -> list[str]:
 
 
 def _imap_help(config: config_mod.Config) -> list[str]:
-    """Where a mail client reads the demo mailbox (user = the full address, password as above)."""
+    """Where a mail client sends from and reads the demo mailbox (user = the full address, password as above)."""
     lines = []
+    if config.listen.submission:
+        lines.append(f"  Submit    {config.listen.submission}   (STARTTLS, AUTH with the user and password: sending)")
+    if config.listen.submissions and config.tls_enabled:
+        lines.append(f"  Submits   {config.listen.submissions}   (implicit TLS)")
     if config.listen.imap:
         lines.append(f"  IMAP      {config.listen.imap}   (STARTTLS; plain LOGIN refused before TLS)")
     if config.listen.imaps and config.tls_enabled:
@@ -143,9 +147,19 @@ def _web_help(config: config_mod.Config) -> list[str]:
         return []
     ip = address[0] or "127.0.0.1"
     name = f"autoconfig.{DEV_DOMAIN}"
-    return [
+    lines = [
         "  mail client set-up (Thunderbird autoconfig) over HTTPS:",
         f"    curl -k --resolve {name}:{address[1]}:{ip} https://{name}:{address[1]}/mail/config-v1.1.xml",
+    ]
+    if config.web.account_page:
+        lines += [
+            "  the user's own account page (disk use, logins, password, export) in a browser:",
+            f"    https://{ip}:{address[1]}/account/",
+        ]
+    return [
+        *lines,
+        "  the CRM's contacts as an address book (CardDAV; DAVx5, iOS, Thunderbird):",
+        f"    https://{ip}:{address[1]}/.well-known/carddav",
     ]
 
 
