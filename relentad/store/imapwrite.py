@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from .. import quota
 from ..errors import AlreadyExists, InvalidInput, NotFound, RelentadError
+from . import acl, mailboxes, messages
 from . import flags as flagmod
-from . import mailboxes, messages
 from .imapview import chunks, placeholders
 
 DELIMITER = mailboxes.DELIMITER
@@ -129,6 +129,7 @@ def delete_mailbox(conn: sqlite3.Connection, account_id: int, name: str) -> int:
     conn.execute("DELETE FROM messages WHERE mailbox_id = ?", (mailbox_id,))
     conn.execute("DELETE FROM vanished WHERE mailbox_id = ?", (mailbox_id,))
     quota.rearm_warning(conn, account_id)
+    acl.forget_mailbox(conn, mailbox_id)
     if children:
         conn.execute("UPDATE mailboxes SET noselect = 1, special_use = NULL WHERE id = ?", (mailbox_id,))
     else:
