@@ -35,6 +35,17 @@ def _owner(session: Session, target: Target) -> str:
     return str(row[0]) if row is not None else ""
 
 
+def _identifier(identifier: str) -> ImapValue:
+    """An identifier as an astring: a bare atom when it can be one (as clients' ACL parsers expect), else a
+    string (the same rule as for mailbox names in UTF-8)."""
+    return mailbox_value(identifier, utf8=True)
+
+
+def _rights(rights: str) -> ImapValue:
+    """Rights as an atom (``lrs``); none as ``""``."""
+    return Atom(rights) if rights else ""
+
+
 def _is_owner(session: Session, target: Target, identifier: str) -> bool:
     return identifier.lower() == _owner(session, target).lower()
 
@@ -42,7 +53,7 @@ def _is_owner(session: Session, target: Target, identifier: str) -> bool:
 async def myrights(session: Session, command: MailboxCommand) -> Result:
     """MYRIGHTS (RFC 4314 §3.5)."""
     target = _target(session, command.mailbox)
-    session.untagged(Atom("MYRIGHTS"), mailbox_value(target.info.name, utf8=session.utf8), target.rights)
+    session.untagged(Atom("MYRIGHTS"), mailbox_value(target.info.name, utf8=session.utf8), _rights(target.rights))
     return None
 
 
@@ -50,9 +61,9 @@ async def getacl(session: Session, command: MailboxCommand) -> Result:
     """GETACL (RFC 4314 §3.3): the owner with every right, then each grantee."""
     target = _target(session, command.mailbox)
     access.require(target.rights, "a", "GETACL")
-    values: list[ImapValue] = [_owner(session, target), acl.ALL]
+    values: list[ImapValue] = [_identifier(_owner(session, target)), _rights(acl.ALL)]
     for grantee, rights in session.read(lambda c: acl.grants(c, target.info.id)):
-        values += [grantee, rights]
+        values += [_identifier(grantee), _rights(rights)]
     session.untagged(Atom("ACL"), mailbox_value(target.info.name, utf8=session.utf8), *values)
     return None
 
@@ -87,9 +98,10 @@ async def listrights(session: Session, command: Acl) -> Result:
     access.require(target.rights, "a", "LISTRIGHTS")
     name = mailbox_value(target.info.name, utf8=session.utf8)
     if _is_owner(session, target, command.identifier):
-        session.untagged(Atom("LISTRIGHTS"), name, command.identifier, acl.ALL)
+        session.untagged(Atom("LISTRIGHTS"), name, _identifier(command.identifier), _rights(acl.ALL))
         return None
-    session.untagged(Atom("LISTRIGHTS"), name, command.identifier, "", *(Atom(right) for right in acl.RIGHTS))
+    optional = (Atom(right) for right in acl.RIGHTS)
+    session.untagged(Atom("LISTRIGHTS"), name, _identifier(command.identifier), "", *optional)
     return None
 
 

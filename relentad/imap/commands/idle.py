@@ -57,6 +57,10 @@ async def _idle(session: Session) -> Result:
             if waiter in done:
                 event = waiter.result()
                 if session.concerns(event):
+                    if session.revoked():  # a withdrawn shared mailbox tells an idling grantee nothing more
+                        session.untagged_status("BYE", "access to the selected shared mailbox was withdrawn")
+                        session.state = State.LOGOUT
+                        return ANSWERED
                     session.dirty = True
                     await session.sync(expunge_allowed=True)
                     await session.flush()

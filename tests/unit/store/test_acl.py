@@ -122,8 +122,8 @@ def test_rename_keeps_delete_drops_grants(conn: sqlite3.Connection) -> None:
     assert conn.execute("SELECT count(*) FROM imap_acl").fetchone()[0] == 0
 
 
-def test_empty_rights_remove_and_limit(conn: sqlite3.Connection) -> None:
-    owner, other, _ = ids(conn)
+def test_empty_rights_remove_the_grant(conn: sqlite3.Connection) -> None:
+    _, other, _ = ids(conn)
     mailbox_id = share(conn, "INBOX", "lr")
     with db.transaction(conn):
         assert acl.set_rights(conn, mailbox_id, other, "-lr") == ""
