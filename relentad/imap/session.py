@@ -577,7 +577,8 @@ class Session:
                 octets, count = octets + spec.size, count + 1
                 if freed is None:
                     freed = self._replaced(parts[0])
-                refusal = self._over_quota(octets - freed[0], count - freed[1])
+                if acl.PREFIX.encode() + b"/" not in parts[0]:  # a shared target's owner pays: checked at commit
+                    refusal = self._over_quota(octets - freed[0], count - freed[1])
             if refusal is not None and spec.synchronizing:  # the client waits for "+": tell it now
                 self.reply(line_tag(parts[0]), refusal.status, refusal.text, refusal.code)
                 return None

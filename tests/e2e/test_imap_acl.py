@@ -178,3 +178,48 @@ def test_unshare_ends_a_selected_session(relentad: Daemon) -> None:
     assert relentad.cli("shares", ALICE, "--json").stdout.count('"with"') >= 1  # Customers, shared with carol
     admin.close()
     owner.logout()
+
+
+def test_list_extended_subscribe_and_the_owners_quota(relentad: Daemon) -> None:
+    owner = ic(relentad, ALICE)
+    owner.create_folder("Orders")
+    owner.append("Orders", message("order 1"))
+    owner.setacl("Orders", BOB, "lri")  # may add, not flag: APPEND's flags are dropped
+    name = f"Shared/{ALICE}/Orders"
+    raw = Raw(relentad)
+    raw.login(BOB)
+    assert raw.command("u", f'SUBSCRIBE "{name}"')[-1].startswith(b"u OK")
+    lines = raw.command("l", 'LIST (SUBSCRIBED) "" "Shared/*" RETURN (STATUS (MESSAGES UIDNEXT))')
+    assert lines[0] == f'* LIST (\\HasNoChildren \\Subscribed) "/" {name}\r\n'.encode(), lines
+    assert lines[1] == f"* STATUS {name} (MESSAGES 1 UIDNEXT 2)\r\n".encode(), lines
+    levels = raw.command("l", 'LIST "" "Shared/%"')
+    assert levels[0] == f'* LIST (\\Noselect \\HasChildren) "/" Shared/{ALICE}\r\n'.encode(), levels
+    assert raw.command("q", f'GETQUOTAROOT "{name}"')[0] == f"* QUOTAROOT {name}\r\n".encode()
+    appended = raw.command("a", f'APPEND "{name}" (\\Flagged \\Seen) {{3+}}\r\nabc')
+    assert appended[-1].startswith(b"a OK [APPENDUID"), appended
+    owner.select_folder("Orders", readonly=True)
+    newest = max(owner.search())
+    assert set(owner.get_flags([newest])[newest]) <= {b"\\Recent"}  # no w, no s: the flags were dropped
+    # the owner pays for what grantees add: a full owner refuses the APPEND, whatever the grantee's own quota
+    relentad.cli("quota", "set", ALICE, "--messages", "1")
+    refused = raw.command("b", f'APPEND "{name}" {{3+}}\r\nxyz')
+    assert b"NO [OVERQUOTA]" in refused[-1], refused
+    relentad.cli("quota", "set", ALICE, "--messages", "0")
+    raw.close()
+    owner.logout()
+
+
+def test_a_full_grantee_may_still_append_to_a_shared_mailbox(relentad: Daemon) -> None:
+    owner = ic(relentad, ALICE)
+    owner.create_folder("Inbound")
+    owner.setacl("Inbound", CAROL, "lri")
+    relentad.cli("quota", "set", CAROL, "--messages", "1")
+    carol = Raw(relentad)
+    carol.login(CAROL)
+    carol.command("a", "APPEND INBOX {3+}\r\nabc")
+    assert b"NO [OVERQUOTA]" in carol.command("b", "APPEND INBOX {3}")[-1]  # refused before the literal
+    reply = carol.command("c", f'APPEND "Shared/{ALICE}/Inbound" {{3+}}\r\nabc')
+    assert reply[-1].startswith(b"c OK [APPENDUID"), reply  # the owner's quota counts, not carol's
+    relentad.cli("quota", "set", CAROL, "--messages", "0")
+    carol.close()
+    owner.logout()
