@@ -83,6 +83,8 @@ def test_read_only_share(relentad: Daemon) -> None:
     raw.command("s", f'SELECT "{SHARED_INBOX}"')
     found = raw.command("f", 'UID SEARCH SUBJECT "delivered later"')
     assert found[0].startswith(b"* SEARCH ") and found[0].split()[2:], found
+    assert raw.command("o", "SORT (SUBJECT) UTF-8 ALL")[0] == b"* SORT 2 1\r\n"  # delivered, for the team
+    assert raw.command("h", "THREAD REFERENCES UTF-8 ALL")[0] == b"* THREAD (1)(2)\r\n"
     raw.close()
     grantee.logout()
     owner.logout()
@@ -141,6 +143,17 @@ def test_read_write_share_and_idle(relentad: Daemon) -> None:
         owner.setacl("Customers", "nobody@example.test", "lr")
     with pytest.raises(imapclient.exceptions.IMAPClientError, match="not supported"):
         owner.setacl("Customers", "anyone", "lr")
+    # the grantee idling in the shared mailbox hears of the owner's changes
+    watcher = Raw(relentad)
+    watcher.login(CAROL)
+    watcher.command("s", f'SELECT "{name}"')
+    watcher.send(b"i IDLE\r\n")
+    assert watcher.line().startswith(b"+ ")
+    owner.append("Customers", message("fourth customer"))
+    assert watcher.line() == b"* 2 EXISTS\r\n"
+    watcher.send(b"DONE\r\n")
+    assert watcher.until("i")[-1].startswith(b"i OK")
+    watcher.close()
     grantee.logout()
     owner.logout()
     idler.close()
@@ -222,4 +235,28 @@ def test_a_full_grantee_may_still_append_to_a_shared_mailbox(relentad: Daemon) -
     assert reply[-1].startswith(b"c OK [APPENDUID"), reply  # the owner's quota counts, not carol's
     relentad.cli("quota", "set", CAROL, "--messages", "0")
     carol.close()
+    owner.logout()
+
+
+def test_an_administering_grantee(relentad: Daemon) -> None:
+    owner = ic(relentad, ALICE)
+    owner.create_folder("Board")
+    owner.setacl("Board", BOB, "lra")
+    name = f"Shared/{ALICE}/Board"
+    raw = Raw(relentad)
+    raw.login(BOB)
+    assert raw.command("m", "MYRIGHTS INBOX")[0] == b"* MYRIGHTS INBOX lrswipkxtea\r\n"  # its own: every right
+    assert raw.command("g", f'GETACL "{name}"')[0] == f"* ACL {name} {ALICE} lrswipkxtea {BOB} lra\r\n".encode()
+    assert raw.command("l", f'LISTRIGHTS "{name}" {CAROL}')[0] == (
+        f'* LISTRIGHTS {name} {CAROL} "" l r s w i p k x t e a\r\n'.encode()
+    )
+    assert raw.command("s", f'SETACL "{name}" {CAROL} +lr')[-1].startswith(b"s OK")
+    assert (CAROL.encode(), b"lr") in owner.getacl("Board")
+    assert b"NO [CANNOT]" in raw.command("o", f'SETACL "{name}" {ALICE} lr')[-1]  # the owner's rights are fixed
+    assert raw.command("b", f'SETACL "{name}" {CAROL} lrz')[-1].startswith(b"b BAD")
+    assert b"NO [NONEXISTENT]" in raw.command("n", f'SETACL "{name}" nobody@example.test lr')[-1]
+    assert b"NO [CANNOT]" in raw.command("a", f'SETACL "{name}" anyone lr')[-1]
+    assert raw.command("d", f'SETACL "{name}" {BOB} -a')[-1].startswith(b"d OK")  # gives up its own a right
+    assert b"NO [NOPERM]" in raw.command("g", f'GETACL "{name}"')[-1]
+    raw.close()
     owner.logout()
