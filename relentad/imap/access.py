@@ -9,11 +9,13 @@ rights (:func:`require`), which the session re-reads before each command on a sh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..store import acl, imapview
 from ..store.imapview import MailboxInfo
+from ..store.messages import ANSWERED, DELETED, DRAFT, FLAGGED, SEEN
 from .errors import ImapError, no
 
 if TYPE_CHECKING:
@@ -67,6 +69,17 @@ def allowed_flags(rights: str, flags: tuple[str, ...] | list[str]) -> list[str]:
     """The flags of an APPEND (or PERMANENTFLAGS) the rights allow setting; the others are dropped silently
     (RFC 4314 §4, APPEND)."""
     return [flag for flag in flags if flag_right(flag) in rights]
+
+
+def flag_limit(rights: str) -> Callable[[int, str], tuple[int, str]] | None:
+    """What of a copied message's flags the rights let COPY/MOVE set in the target (None: all of them), as
+    APPEND's are filtered by :func:`allowed_flags`."""
+    if all(right in rights for right in "swt"):
+        return None
+    mask = (SEEN if "s" in rights else 0) | (DELETED if "t" in rights else 0)
+    mask |= (ANSWERED | FLAGGED | DRAFT) if "w" in rights else 0
+    keep_keywords = "w" in rights
+    return lambda bits, keywords: (bits & mask, keywords if keep_keywords else "")
 
 
 def refuse_namespace(name: str) -> None:

@@ -24,6 +24,8 @@ from . import flags as flagmod
 from .imapview import chunks, placeholders
 
 DELIMITER = mailboxes.DELIMITER
+FlagLimit = Callable[[int, str], tuple[int, str]]
+"""(flag bits, keywords) → what of them may be set (:func:`relentad.imap.access.flag_limit`)."""
 MAX_NAME = 512
 
 
@@ -282,10 +284,11 @@ def copy_messages(
     uids: Sequence[int],
     target_id: int,
     relabel: Callable[[str], str] | None = None,
+    limit: FlagLimit | None = None,
 ) -> list[tuple[int, int]]:
     """COPY (RFC 3501 §6.4.7): (source uid, new uid) pairs; the copies share the blob, flags and date (with its
     zone), and get the source's keywords (through ``relabel`` when given: the Junk keywords of a copy crossing
-    Junk's border)."""
+    Junk's border). ``limit`` drops the flags the copier may not set in the target (a shared mailbox's rights)."""
     pairs: list[tuple[int, int]] = []
     for chunk in chunks(uids):
         rows = conn.execute(
@@ -293,7 +296,11 @@ def copy_messages(
                 WHERE mailbox_id = ? AND uid IN ({placeholders(len(chunk))}) ORDER BY uid""",
             (source_id, *chunk),
         ).fetchall()
-        for uid, bits, keywords, internaldate, zone, blob_id, prefix, size in rows:
+        for uid, source_bits, source_keywords, internaldate, zone, blob_id, prefix, size in rows:
+            keywords = relabel(source_keywords) if relabel is not None else source_keywords
+            bits = source_bits
+            if limit is not None:
+                bits, keywords = limit(bits, keywords)
             new_uid = messages.append(
                 conn,
                 target_id,
@@ -303,7 +310,7 @@ def copy_messages(
                 internaldate=internaldate,
                 zone=zone,
                 flags=bits,
-                keywords=relabel(keywords) if relabel is not None else keywords,
+                keywords=keywords,
             ).uid
             pairs.append((uid, new_uid))
     return pairs
@@ -315,9 +322,10 @@ def move_messages(
     uids: Sequence[int],
     target_id: int,
     relabel: Callable[[str], str] | None = None,
+    limit: FlagLimit | None = None,
 ) -> tuple[list[tuple[int, int]], int]:
     """MOVE (RFC 6851): copy, then remove from the source (no retention copy: the message lives on)."""
-    pairs = copy_messages(conn, source_id, uids, target_id, relabel)
+    pairs = copy_messages(conn, source_id, uids, target_id, relabel, limit)
     modseq = mailboxes.bump_modseq(conn, source_id)
     _remove(conn, source_id, [source for source, _ in pairs], modseq)
     return pairs, modseq

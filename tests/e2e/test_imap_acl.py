@@ -213,6 +213,12 @@ def test_list_extended_subscribe_and_the_owners_quota(relentad: Daemon) -> None:
     owner.select_folder("Orders", readonly=True)
     newest = max(owner.search())
     assert set(owner.get_flags([newest])[newest]) <= {b"\\Recent"}  # no w, no s: the flags were dropped
+    raw.command("p", "APPEND INBOX (\\Flagged \\Seen $Work) {3+}\r\nown")
+    raw.command("s", "SELECT INBOX")
+    assert raw.command("c", f'COPY * "{name}"')[-1].startswith(b"c OK [COPYUID")
+    owner.noop()
+    copied = max(owner.search())
+    assert set(owner.get_flags([copied])[copied]) <= {b"\\Recent"}  # COPY drops them alike
     # the owner pays for what grantees add: a full owner refuses the APPEND, whatever the grantee's own quota
     relentad.cli("quota", "set", ALICE, "--messages", "1")
     refused = raw.command("b", f'APPEND "{name}" {{3+}}\r\nxyz')

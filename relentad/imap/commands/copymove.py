@@ -57,12 +57,13 @@ async def copy_move(session: Session, command: CopyMove) -> Result:
     own = not owner and not view.shared  # spam training learns from the account's own folders only
     lesson = session.read(lambda c: spam_training.copy_lesson(c, view.mailbox_id, target.id)) if own else None
     relabel = spam_training.relabel(lesson) if own else None
+    limit = access.flag_limit(found.rights)  # flags the rights do not let it set are dropped, as APPEND's
     if move:
 
         def move_job(conn: sqlite3.Connection) -> tuple[list[tuple[int, int]], int]:
             if owner != view.owner_id:  # into another account's mailbox: it counts against that account now
                 imapwrite.check_quota(conn, found.owner_id, imapwrite.size_of(conn, view.mailbox_id, uids), len(uids))
-            return imapwrite.move_messages(conn, view.mailbox_id, uids, target.id, relabel)
+            return imapwrite.move_messages(conn, view.mailbox_id, uids, target.id, relabel, limit)
 
         pairs, modseq = await session.write(move_job)
         session.publish(view.mailbox_id, modseq, view.owner_id)
@@ -71,7 +72,7 @@ async def copy_move(session: Session, command: CopyMove) -> Result:
         def copy(conn: sqlite3.Connection) -> list[tuple[int, int]]:
             size = imapwrite.size_of(conn, view.mailbox_id, uids)
             imapwrite.check_quota(conn, found.owner_id, size, len(uids))  # a shared mailbox's owner pays
-            return imapwrite.copy_messages(conn, view.mailbox_id, uids, target.id, relabel)
+            return imapwrite.copy_messages(conn, view.mailbox_id, uids, target.id, relabel, limit)
 
         pairs = await session.write(copy)
     session.publish(target.id, 0, owner)
