@@ -167,7 +167,9 @@ def test_unshare_ends_a_selected_session(relentad: Daemon) -> None:
     name = f"Shared/{ALICE}/Projects"
     raw = Raw(relentad)
     raw.login(BOB)
-    assert raw.command("s", f'SELECT "{name}"')[-1].startswith(b"s OK [READ-WRITE]")  # s: flags \Seen
+    selected = raw.command("s", f'SELECT "{name}"')
+    assert selected[-1].startswith(b"s OK [READ-WRITE]")  # s: it may mark messages read
+    assert b"* OK [PERMANENTFLAGS (\\Seen)] flags clients may set\r\n" in selected, selected
     assert b"NO [NOPERM]" in raw.command("t", "STORE 1 +FLAGS (\\Deleted)")[-1]
     assert raw.command("t", "STORE 1 +FLAGS (\\Seen)")[-1].startswith(b"t OK")
     assert relentad.cli("unshare", ALICE, "Projects", "--with", BOB).returncode == 0
