@@ -24,7 +24,7 @@ from . import config as config_mod
 from .auth import passwords
 from .config import Config, ConfigError, SpamConfig
 from .errors import RelentadError
-from .store import accounts, db, mailboxes
+from .store import accounts, acl, db, mailboxes
 from .units import MAX_INTEGER, format_size, parse_size
 
 if TYPE_CHECKING:
@@ -617,6 +617,61 @@ def user_terminate(state: State, email: str, yes: bool, purge_now: bool) -> None
     else:
         days = state.config.retention.deleted_days
         click.echo(f"user {account.email} terminated; {moved} message(s) kept for {days} days, then purged")
+
+
+@main.command("share")
+@click.argument("email")
+@click.argument("mailbox")
+@click.option("--with", "other", required=True, help="The account to share with (an address of this server).")
+@click.option("--rights", default="lrs", show_default=True, help="RFC 4314 rights, e.g. lrs (read) or lrswite.")
+@pass_state
+def share(state: State, email: str, mailbox: str, other: str, rights: str) -> None:
+    """Share EMAIL's MAILBOX with another account; it sees it as Shared/EMAIL/MAILBOX (README: Shared mailboxes)."""
+    with errors_as_messages(), state.write() as conn:
+        owner = accounts.active_account(conn, email)
+        wanted = acl.parse_rights(rights)
+        if not wanted:
+            raise CLIError("--rights names no right (relentad unshare removes a share)")
+        mailbox_id = acl.own_mailbox(conn, owner.id, mailbox)
+        held = acl.set_rights(conn, mailbox_id, acl.grantee(conn, owner.id, other), wanted)
+    click.echo(f"{owner.email} {mailbox} shared with {addrspec.normalize(other)}: {held}")
+
+
+@main.command("unshare")
+@click.argument("email")
+@click.argument("mailbox")
+@click.option("--with", "other", required=True, help="The account that loses access.")
+@pass_state
+def unshare(state: State, email: str, mailbox: str, other: str) -> None:
+    """Stop sharing EMAIL's MAILBOX with an account (its open sessions lose access at their next command)."""
+    with errors_as_messages(), state.write() as conn:
+        owner = accounts.get_account(conn, email)
+        mailbox_id = acl.own_mailbox(conn, owner.id, mailbox)
+        grantee = accounts.get_account(conn, other)
+        if not acl.remove(conn, mailbox_id, grantee.id):
+            raise CLIError(f"{owner.email} {mailbox} is not shared with {grantee.email}")
+    click.echo(f"{owner.email} {mailbox} no longer shared with {grantee.email}")
+
+
+@main.command("shares")
+@click.argument("email")
+@json_option
+@pass_state
+def shares(state: State, email: str, as_json: bool) -> None:
+    """What EMAIL shares with others and what others share with it."""
+    with errors_as_messages(), state.read() as conn:
+        account = accounts.get_account(conn, email)
+        rows = acl.shares_of(conn, account.id)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo(f"{account.email} shares nothing and nothing is shared with it")
+    for row in rows:
+        if "with" in row:
+            click.echo(f"{row['mailbox']}  shared with {row['with']}  {row['rights']}")
+        else:
+            click.echo(f"{row['mailbox']}  from {row['from']}  {row['rights']}")
 
 
 @main.command("purge")

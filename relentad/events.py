@@ -33,8 +33,12 @@ Event = MessageAdded | MailboxChanged
 
 
 class Bus:
+    """Events go to the sessions of the mailbox's owner account, and to sessions of other accounts that have it
+    selected as a shared mailbox (:meth:`watch`)."""
+
     def __init__(self) -> None:
         self._subscribers: defaultdict[int, set[asyncio.Queue[Event]]] = defaultdict(set)
+        self._watchers: defaultdict[int, set[asyncio.Queue[Event]]] = defaultdict(set)
 
     def subscribe(self, account_id: int) -> asyncio.Queue[Event]:
         queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -48,7 +52,22 @@ class Bus:
             if not subscribers:
                 del self._subscribers[account_id]
 
+    def watch(self, mailbox_id: int, queue: asyncio.Queue[Event]) -> None:
+        """Also tell ``queue`` about changes to ``mailbox_id`` (a shared mailbox another account selected)."""
+        self._watchers[mailbox_id].add(queue)
+
+    def unwatch(self, mailbox_id: int, queue: asyncio.Queue[Event]) -> None:
+        watchers = self._watchers.get(mailbox_id)
+        if watchers is not None:
+            watchers.discard(queue)
+            if not watchers:
+                del self._watchers[mailbox_id]
+
     def publish(self, events: list[Event]) -> None:
         for event in events:
-            for queue in self._subscribers.get(event.account_id, ()):
+            subscribers = self._subscribers.get(event.account_id, ())
+            for queue in subscribers:
                 queue.put_nowait(event)
+            for queue in self._watchers.get(event.mailbox_id, ()):
+                if queue not in subscribers:
+                    queue.put_nowait(event)

@@ -35,7 +35,7 @@ from .spam import storage as spam_storage
 from .spam import tokenize as tokenize_mod
 from .spam import verdicts as spam_verdicts
 from .spam.tokenize import tokenize
-from .store import accounts, imapwrite, mailboxes, messages
+from .store import accounts, acl, imapwrite, mailboxes, messages
 from .store.db import Store
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,10 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
                 delivery.over_quota.append(placement)
                 continue  # that account is full; the others still get their copy (quota.py)
             found = mailboxes.allocate_uid_in(conn, placement.account_id, placement.mailbox)
+            if found is None and acl.in_namespace(placement.mailbox):
+                # a rule filing into "Shared/<owner>/...": an own folder of that name would be hidden behind the
+                # shared namespace (and rules never write into others' mailboxes), so the message stays in INBOX
+                found = mailboxes.allocate_uid_in(conn, placement.account_id, mailboxes.INBOX)
             if found is None:  # a rule's folder, a missing Sent: made with any missing parent levels
                 mailbox_id = imapwrite.create_mailbox(conn, placement.account_id, placement.mailbox)
                 uid, modseq = mailboxes.allocate_uid(conn, mailbox_id)

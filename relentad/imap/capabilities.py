@@ -42,6 +42,8 @@ BASE = (
     "OBJECTID",
     "PREVIEW",
     "REPLACE",
+    "ACL",
+    "RIGHTS=texk",
 )
 
 ENABLEABLE = frozenset(("CONDSTORE", "QRESYNC", "IMAP4REV2", "UTF8=ACCEPT"))

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from relentad.imap.parser_commands import (
+    Acl,
     Append,
     AppendMessage,
     Authenticate,
@@ -60,6 +61,7 @@ from relentad.imap.parser_fetch import (
     parse_fetch_attributes,
 )
 from relentad.imap.parser_mailbox import (
+    parse_acl,
     parse_append,
     parse_create,
     parse_list,
@@ -95,6 +97,7 @@ from relentad.imap.parser_sort import parse_sort, parse_thread
 __all__ = [
     "COMMANDS",
     "UID_COMMANDS",
+    "Acl",
     "Append",
     "AppendMessage",
     "Authenticate",
@@ -463,6 +466,11 @@ COMMANDS: dict[str, UidHandler] = {
     "GETQUOTA": _plain(_getquota),
     "GETQUOTAROOT": _plain(parse_mailbox_only),
     "SETQUOTA": _plain(_setquota),
+    "MYRIGHTS": _plain(parse_mailbox_only),
+    "GETACL": _plain(parse_mailbox_only),
+    "SETACL": _plain(parse_acl),
+    "DELETEACL": _plain(parse_acl),
+    "LISTRIGHTS": _plain(parse_acl),
     "ID": _plain(_id),
     "COMPRESS": _plain(_compress),
     **UID_COMMANDS,

@@ -19,6 +19,7 @@ from relentad.imap.parser_search import SearchKey
 from relentad.imap.sequence import SequenceSet
 
 __all__ = [
+    "Acl",
     "Append",
     "AppendMessage",
     "Authenticate",
@@ -247,6 +248,15 @@ class CopyMove(Command):
 
     sequence_set: SequenceSet
     mailbox: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Acl(Command):
+    """SETACL, DELETEACL, LISTRIGHTS (RFC 4314 §3): a mailbox, an identifier and (SETACL) a rights string."""
+
+    mailbox: str
+    identifier: str
+    rights: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from relentad.imap.parser_commands import (
+    Acl,
     Append,
     AppendMessage,
     Create,
@@ -70,6 +71,20 @@ def parse_mailbox_only(cur: Cursor, tag: str, name: str) -> MailboxCommand:
     """DELETE / SUBSCRIBE / UNSUBSCRIBE / GETQUOTAROOT SP mailbox."""
     cur.sp()
     return MailboxCommand(tag=tag, name=name, mailbox=cur.mailbox())
+
+
+def parse_acl(cur: Cursor, tag: str, name: str) -> Acl:
+    """SETACL SP mailbox SP identifier SP mod-rights / DELETEACL and LISTRIGHTS SP mailbox SP identifier
+    (RFC 4314 §3.1-3.4)."""
+    cur.sp()
+    mailbox = cur.mailbox()
+    cur.sp()
+    identifier = cur.astring_text("identifier")
+    rights = ""
+    if name == "SETACL":
+        cur.sp()
+        rights = cur.astring_text("rights")
+    return Acl(tag=tag, name=name, mailbox=mailbox, identifier=identifier, rights=rights)
 
 
 def parse_rename(cur: Cursor, tag: str, name: str) -> Rename:

@@ -36,11 +36,11 @@ from ..auth.authenticator import Authenticator, password_allowed
 from ..config import Config
 from ..errors import RelentadError
 from ..events import Bus, Event, MailboxChanged
-from ..store import accounts, db, imapview, imapwrite
+from ..store import accounts, acl, db, imapview, imapwrite
 from ..store import flags as flagmod
 from ..store.db import Store
+from . import access, virtual
 from . import capabilities as caps
-from . import virtual
 from .connection import Connection, LineTooLong
 from .errors import ImapError, no, reply_for
 from .parser import (
@@ -106,6 +106,11 @@ _AUTHENTICATED = _ANY | frozenset(
         "GETQUOTAROOT",
         "SETQUOTA",
         "COMPRESS",
+        "MYRIGHTS",
+        "GETACL",
+        "SETACL",
+        "DELETEACL",
+        "LISTRIGHTS",
     )
 )
 STATE_COMMANDS: dict[State, frozenset[str]] = {
@@ -263,9 +268,15 @@ class Session:
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self.store.write(fn)
 
-    def publish(self, mailbox_id: int, modseq: int) -> None:
-        """Tell every session of the account (this one included) that a mailbox changed; after commit only."""
-        self.services.bus.publish([MailboxChanged(self.account_id, mailbox_id, modseq)])
+    def publish(self, mailbox_id: int, modseq: int, owner: int = 0) -> None:
+        """Tell every session of the mailbox's owner (this one included) and every session that has it selected as
+        a shared mailbox that it changed; after commit only. ``owner``: the owner's account id, 0 for our own."""
+        self.services.bus.publish([MailboxChanged(owner or self.account_id, mailbox_id, modseq)])
+
+    def owner_of(self, target: access.Target) -> int:
+        """0 for the session's own mailbox, else the owner's account id (as :class:`Selected` and :meth:`publish`
+        take it)."""
+        return 0 if target.owner_id == self.account_id else target.owner_id
 
     # -- state changes ----------------------------------------------------------------------------------
 
@@ -281,8 +292,12 @@ class Session:
         self.selected = view
         self.saved = None
         self.state = State.SELECTED
+        if view.shared and self.events is not None:
+            self.services.bus.watch(view.mailbox_id, self.events)
 
     def deselect(self) -> None:
+        if self.selected is not None and self.selected.shared and self.events is not None:
+            self.services.bus.unwatch(self.selected.mailbox_id, self.events)
         self.selected = None
         self.saved = None
         if self.state is State.SELECTED:
@@ -392,7 +407,8 @@ class Session:
         """FLAGS and PERMANENTFLAGS (RFC 9051 §7.3.5): at SELECT, and again when a new keyword appears."""
         keywords = list(view.keywords.values())
         key = (tuple(keywords), view.readonly, self.utf8)
-        cached = None if isinstance(view, VirtualView) else _FLAGS_LINES.get(key)
+        cacheable = not isinstance(view, VirtualView) and not view.shared
+        cached = _FLAGS_LINES.get(key) if cacheable else None
         if cached is not None:  # the same few flag sets are announced at every SELECT
             self.send(cached)
             return
@@ -400,8 +416,11 @@ class Session:
         permanent = [] if view.readonly else flag_list([*flagmod.SYSTEM_FLAGS, *keywords, "\\*"])
         if isinstance(view, VirtualView):
             permanent = virtual.permanent_flags(view)
+        elif view.shared and not view.readonly:  # RFC 4314 §4: only the flags the rights allow setting
+            allowed = access.allowed_flags(view.rights, [*flagmod.SYSTEM_FLAGS, *keywords])
+            permanent = flag_list([*allowed, "\\*"] if "w" in view.rights else allowed)
         lines += untagged_status("OK", "flags clients may set", [Atom("PERMANENTFLAGS"), permanent], utf8=self.utf8)
-        if not isinstance(view, VirtualView):
+        if cacheable:
             if len(_FLAGS_LINES) > 1024:
                 _FLAGS_LINES.clear()
             _FLAGS_LINES[key] = lines
@@ -479,6 +498,19 @@ class Session:
         self.account_checked = now
         return not self.read(lambda conn: accounts.is_active(conn, self.account_id))
 
+    def revoked(self) -> bool:
+        """The selected shared mailbox is no longer shared with this account (or no longer readable): the session
+        ends with BYE, as for a terminated account, rather than go on showing what it may no longer read. A
+        narrowed grant only updates the view's rights. One indexed query per command, on shared views only."""
+        view = self.selected
+        if view is None or not view.shared:
+            return False
+        rights = self.read(lambda conn: acl.rights_of(conn, view.mailbox_id, self.account_id))
+        if rights is None or "r" not in rights:
+            return True
+        view.rights = rights
+        return False
+
     def read_deadline(self) -> float:
         """When waiting for the client gives up (loop time): ``imap.login_timeout`` after connecting before login,
         ``imap.autologout`` from now after it (RFC 9051 §5.4)."""
@@ -512,6 +544,7 @@ class Session:
         self.tokens -= 1.0
 
     def close(self) -> None:
+        self.deselect()
         if self.events is not None:
             self.services.bus.unsubscribe(self.account_id, self.events)
             self.events = None
@@ -544,7 +577,8 @@ class Session:
                 octets, count = octets + spec.size, count + 1
                 if freed is None:
                     freed = self._replaced(parts[0])
-                refusal = self._over_quota(octets - freed[0], count - freed[1])
+                if acl.PREFIX.encode() + b"/" not in parts[0]:  # a shared target's owner pays: checked at commit
+                    refusal = self._over_quota(octets - freed[0], count - freed[1])
             if refusal is not None and spec.synchronizing:  # the client waits for "+": tell it now
                 self.reply(line_tag(parts[0]), refusal.status, refusal.text, refusal.code)
                 return None
@@ -604,6 +638,10 @@ class Session:
             return
         if self.account_ended():
             self.untagged_status("BYE", "the account was terminated")
+            self.close()
+            return
+        if self.revoked():
+            self.untagged_status("BYE", "access to the selected shared mailbox was withdrawn")
             self.close()
             return
         handler = self.handlers.get(command.name)

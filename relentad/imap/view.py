@@ -14,6 +14,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..store import acl
 from ..store.imapview import MailboxInfo
 from .errors import bad
 from .sequence import SequenceSet
@@ -33,7 +34,14 @@ class Selected:
     claimed: list[tuple[int, int]] = field(default_factory=list)
     """UID ranges [low, high) this session claimed as recent; every UID below ``recent_end`` has been decided."""
     recent_end: int = 0
-    """Keywords announced in the last FLAGS response (lower case → as written)."""
+    owner_id: int = 0
+    """The account the mailbox belongs to; 0: the session's own."""
+    rights: str = acl.ALL
+    """The session's rights (RFC 4314) on a shared mailbox, re-read before each command; all on its own."""
+
+    @property
+    def shared(self) -> bool:
+        return self.owner_id != 0
 
     def new_keywords(self, keywords: str) -> bool:
         """Remember keywords not announced yet; True when the FLAGS response must be sent again."""

@@ -28,7 +28,7 @@ from .. import daily
 from ..config import RetentionConfig
 from ..crm import vacation
 from ..errors import InvalidInput
-from ..store import imapwrite
+from ..store import acl, imapwrite
 from ..store.db import Store
 from . import activity
 
@@ -56,6 +56,7 @@ def terminate(conn: sqlite3.Connection, account_id: int, now: float | None = Non
     if row[0] == "terminated":
         raise InvalidInput("the account is already terminated")
     conn.execute("UPDATE accounts SET state = 'terminated', terminated = ? WHERE id = ?", (now, account_id))
+    acl.forget_account(conn, account_id)
     moved = conn.execute(
         """INSERT INTO expunged (account_id, mailbox_id, mailbox_name, uid, blob_id, prefix, flags, keywords,
                                  internaldate, zone, size, expunged)
@@ -71,6 +72,7 @@ def terminate(conn: sqlite3.Connection, account_id: int, now: float | None = Non
 
 
 def _delete_account(conn: sqlite3.Connection, account_id: int) -> None:
+    acl.forget_account(conn, account_id)
     boxes = "SELECT id FROM mailboxes WHERE account_id = ?"
     conn.execute(f"DELETE FROM messages WHERE mailbox_id IN ({boxes})", (account_id,))
     conn.execute(f"DELETE FROM vanished WHERE mailbox_id IN ({boxes})", (account_id,))

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 
 from .. import quota
 from ..errors import AlreadyExists, InvalidInput, NotFound, RelentadError
+from . import acl, mailboxes, messages
 from . import flags as flagmod
-from . import mailboxes, messages
 from .imapview import chunks, placeholders
 
 DELIMITER = mailboxes.DELIMITER
+FlagLimit = Callable[[int, str], tuple[int, str]]
+"""(flag bits, keywords) → what of them may be set (:func:`relentad.imap.access.flag_limit`)."""
 MAX_NAME = 512
 
 
@@ -129,6 +131,7 @@ def delete_mailbox(conn: sqlite3.Connection, account_id: int, name: str) -> int:
     conn.execute("DELETE FROM messages WHERE mailbox_id = ?", (mailbox_id,))
     conn.execute("DELETE FROM vanished WHERE mailbox_id = ?", (mailbox_id,))
     quota.rearm_warning(conn, account_id)
+    acl.forget_mailbox(conn, mailbox_id)
     if children:
         conn.execute("UPDATE mailboxes SET noselect = 1, special_use = NULL WHERE id = ?", (mailbox_id,))
     else:
@@ -281,10 +284,11 @@ def copy_messages(
     uids: Sequence[int],
     target_id: int,
     relabel: Callable[[str], str] | None = None,
+    limit: FlagLimit | None = None,
 ) -> list[tuple[int, int]]:
     """COPY (RFC 3501 §6.4.7): (source uid, new uid) pairs; the copies share the blob, flags and date (with its
     zone), and get the source's keywords (through ``relabel`` when given: the Junk keywords of a copy crossing
-    Junk's border)."""
+    Junk's border). ``limit`` drops the flags the copier may not set in the target (a shared mailbox's rights)."""
     pairs: list[tuple[int, int]] = []
     for chunk in chunks(uids):
         rows = conn.execute(
@@ -292,7 +296,11 @@ def copy_messages(
                 WHERE mailbox_id = ? AND uid IN ({placeholders(len(chunk))}) ORDER BY uid""",
             (source_id, *chunk),
         ).fetchall()
-        for uid, bits, keywords, internaldate, zone, blob_id, prefix, size in rows:
+        for uid, source_bits, source_keywords, internaldate, zone, blob_id, prefix, size in rows:
+            keywords = relabel(source_keywords) if relabel is not None else source_keywords
+            bits = source_bits
+            if limit is not None:
+                bits, keywords = limit(bits, keywords)
             new_uid = messages.append(
                 conn,
                 target_id,
@@ -302,7 +310,7 @@ def copy_messages(
                 internaldate=internaldate,
                 zone=zone,
                 flags=bits,
-                keywords=relabel(keywords) if relabel is not None else keywords,
+                keywords=keywords,
             ).uid
             pairs.append((uid, new_uid))
     return pairs
@@ -314,9 +322,10 @@ def move_messages(
     uids: Sequence[int],
     target_id: int,
     relabel: Callable[[str], str] | None = None,
+    limit: FlagLimit | None = None,
 ) -> tuple[list[tuple[int, int]], int]:
     """MOVE (RFC 6851): copy, then remove from the source (no retention copy: the message lives on)."""
-    pairs = copy_messages(conn, source_id, uids, target_id, relabel)
+    pairs = copy_messages(conn, source_id, uids, target_id, relabel, limit)
     modseq = mailboxes.bump_modseq(conn, source_id)
     _remove(conn, source_id, [source for source, _ in pairs], modseq)
     return pairs, modseq

@@ -795,6 +795,24 @@ def execute_script(conn: sqlite3.Connection, script: str) -> None:
         conn.execute(statement)
 
 
+def _m026_imap_acl(conn: sqlite3.Connection) -> None:
+    """Shared mailboxes (RFC 4314): rights an owner granted another account of the server on one of its mailboxes.
+    The owner is the mailbox's account; a grant goes with the mailbox id (RENAME keeps it, DELETE drops it)."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE imap_acl (
+            mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+            grantee_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            rights TEXT NOT NULL,
+            created REAL NOT NULL,
+            PRIMARY KEY (mailbox_id, grantee_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX imap_acl_grantee ON imap_acl (grantee_id);
+        """,
+    )
+
+
 def _m028_tlsrpt_results(conn: sqlite3.Connection) -> None:
     """SMTP TLS reporting (RFC 8460) about our outbound deliveries: while ``[tlsrpt] send_reports`` is on, one
     ``tlsrpt_results`` row per TLS session tried with a recipient domain's MX host (MX mode), or per failed MTA-STS
@@ -846,6 +864,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("023_reports", _m023_reports),
     ("024_carddav_sync", _m024_carddav_sync),
     ("025_crm_thread_ids", _m025_crm_thread_ids),
+    ("026_imap_acl", _m026_imap_acl),
     ("028_tlsrpt_results", _m028_tlsrpt_results),
 ]
 

@@ -129,7 +129,7 @@ def test_id_enable_namespace(relentad: Daemon) -> None:
     assert reply[0].startswith(b'* ID ("name" "relentad"')
     raw.login()
     assert raw.command("b", "ENABLE CONDSTORE QRESYNC FOO")[0] == b"* ENABLED CONDSTORE QRESYNC\r\n"
-    assert raw.command("c", "NAMESPACE")[0] == b'* NAMESPACE (("" "/")) NIL NIL\r\n'
+    assert raw.command("c", "NAMESPACE")[0] == b'* NAMESPACE (("" "/")) (("Shared/" "/")) NIL\r\n'
 
 
 def test_syntax_errors_are_bad_and_too_many_end_in_bye(relentad: Daemon) -> None:

@@ -7,7 +7,23 @@ session checks the per-state tables before dispatching (STYLE.md #2).
 from __future__ import annotations
 
 from ..session import Handler
-from . import append, auth, copymove, expunge, fetch, idle, mailbox, misc, quota, replace, search, select, sort, store
+from . import (
+    acl,
+    append,
+    auth,
+    copymove,
+    expunge,
+    fetch,
+    idle,
+    mailbox,
+    misc,
+    quota,
+    replace,
+    search,
+    select,
+    sort,
+    store,
+)
 
 HANDLERS: dict[str, Handler] = {
     **misc.HANDLERS,
@@ -24,4 +40,5 @@ HANDLERS: dict[str, Handler] = {
     **replace.HANDLERS,
     **idle.HANDLERS,
     **quota.HANDLERS,
+    **acl.HANDLERS,
 }

@@ -13,8 +13,8 @@ import time
 from datetime import datetime
 
 from ...message import parse
-from ...store import imapview, imapwrite
-from .. import virtual
+from ...store import imapwrite
+from .. import access, virtual
 from ..errors import no
 from ..parser import Append
 from ..responses import Atom
@@ -33,11 +33,13 @@ def zone_of(moment: datetime | None) -> int:
 
 async def append(session: Session, command: Append) -> Result:
     """APPEND mailbox [flags] [date] literal... ."""
-    info = session.read(lambda c: imapview.mailbox(c, session.account_id, command.mailbox))
-    if info is None:
+    target = access.resolve(session, command.mailbox)
+    if target is None:
         virtual.refuse_virtual(session, command.mailbox)
-    if info is None or info.noselect:
+    if target is None or target.info.noselect:
         raise no(f"no mailbox {command.mailbox}", "TRYCREATE")
+    access.require(target.rights, "i", "APPEND")
+    info, owner = target.info, target.owner_id  # the message counts against the owner's quota
     for message in command.messages:
         if len(message.data) > session.appendlimit:
             raise no(f"message larger than {session.appendlimit} octets", "TOOBIG")
@@ -53,12 +55,12 @@ async def append(session: Session, command: Append) -> Result:
         return [
             imapwrite.append_message(
                 conn,
-                session.account_id,
+                owner,
                 info.id,
                 message.data,
                 structure=structure.to_json(),
                 size=structure.size,
-                names=message.flags,
+                names=tuple(access.allowed_flags(target.rights, message.flags)),
                 internaldate=message.date.timestamp() if message.date else now,
                 zone=zone_of(message.date),
             )
@@ -66,7 +68,7 @@ async def append(session: Session, command: Append) -> Result:
         ]
 
     uids = await session.write(job)
-    session.publish(info.id, 0)
+    session.publish(info.id, 0, session.owner_of(target))
     return Ok("APPEND completed", [Atom("APPENDUID"), info.uidvalidity, Atom(render_set(uids))])
 
 

@@ -14,7 +14,7 @@ import sqlite3
 
 from ...spam import training as spam_training
 from ...store import imapview, imapwrite
-from .. import virtual
+from .. import access, virtual
 from ..errors import no
 from ..parser import CopyMove
 from ..responses import Atom, ImapValue
@@ -32,14 +32,20 @@ async def copy_move(session: Session, command: CopyMove) -> Result:
         raise virtual.cannot(view.info.name)
     if move and view.readonly:
         raise no("the mailbox is read-only (EXAMINE)", "READ-ONLY")
-    target = session.read(lambda c: imapview.mailbox(c, session.account_id, command.mailbox))
-    if target is None:
+    if move:
+        access.require(view.rights, "te", "MOVE out of it")
+    found = access.resolve(session, command.mailbox)
+    if found is None:
         virtual.refuse_virtual(session, command.mailbox)
-    if target is None or target.noselect:
+    if found is None or found.info.noselect:
         raise no(f"no mailbox {command.mailbox}", "TRYCREATE")
+    access.require(found.rights, "i", f"{command.name} into it")
+    target, owner = found.info, session.owner_of(found)
     uids = view.resolve(command.sequence_set, uid=command.uid, saved=session.saved)
     if not uids:
         return Ok("nothing to copy" if not move else "nothing to move")
+    if isinstance(view, VirtualView) and owner:
+        raise no("copy from a CRM view into your own mailboxes only", "CANNOT")
     if isinstance(view, VirtualView):  # each message teaches as a COPY from its real folder would
         pairs, lessons = await virtual.copy_out(session, view, uids, target.id)
         session.publish(target.id, 0)
@@ -48,25 +54,32 @@ async def copy_move(session: Session, command: CopyMove) -> Result:
         if not pairs:
             return Ok("the messages were expunged meanwhile")
         return Ok("COPY completed", _copyuid(target, pairs))
-    lesson = session.read(lambda c: spam_training.copy_lesson(c, view.mailbox_id, target.id))
-    relabel = spam_training.relabel(lesson)
+    own = not owner and not view.shared  # spam training learns from the account's own folders only
+    lesson = session.read(lambda c: spam_training.copy_lesson(c, view.mailbox_id, target.id)) if own else None
+    relabel = spam_training.relabel(lesson) if own else None
+    limit = access.flag_limit(found.rights)  # flags the rights do not let it set are dropped, as APPEND's
     if move:
-        pairs, modseq = await session.write(
-            lambda c: imapwrite.move_messages(c, view.mailbox_id, uids, target.id, relabel)
-        )
-        session.publish(view.mailbox_id, modseq)
+
+        def move_job(conn: sqlite3.Connection) -> tuple[list[tuple[int, int]], int]:
+            if owner != view.owner_id:  # into another account's mailbox: it counts against that account now
+                imapwrite.check_quota(conn, found.owner_id, imapwrite.size_of(conn, view.mailbox_id, uids), len(uids))
+            return imapwrite.move_messages(conn, view.mailbox_id, uids, target.id, relabel, limit)
+
+        pairs, modseq = await session.write(move_job)
+        session.publish(view.mailbox_id, modseq, view.owner_id)
     else:
 
         def copy(conn: sqlite3.Connection) -> list[tuple[int, int]]:
             size = imapwrite.size_of(conn, view.mailbox_id, uids)
-            imapwrite.check_quota(conn, session.account_id, size, len(uids))
-            return imapwrite.copy_messages(conn, view.mailbox_id, uids, target.id, relabel)
+            imapwrite.check_quota(conn, found.owner_id, size, len(uids))  # a shared mailbox's owner pays
+            return imapwrite.copy_messages(conn, view.mailbox_id, uids, target.id, relabel, limit)
 
         pairs = await session.write(copy)
-    session.publish(target.id, 0)
-    spam_training.after_copy(
-        session.store, session.config, session.account_id, target.id, [p[1] for p in pairs], lesson
-    )
+    session.publish(target.id, 0, owner)
+    if own:
+        spam_training.after_copy(
+            session.store, session.config, session.account_id, target.id, [p[1] for p in pairs], lesson
+        )
     if not pairs:
         return Ok("the messages were expunged meanwhile")
     code = _copyuid(target, pairs)

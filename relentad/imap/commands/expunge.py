@@ -7,7 +7,7 @@ is destroyed here (the purge after ``retention.deleted_days`` is the lifecycle's
 from __future__ import annotations
 
 from ...store import imapview, imapwrite
-from .. import virtual
+from .. import access, virtual
 from ..errors import no
 from ..parser import Command, Expunge
 from ..session import Handler, Result, Session
@@ -22,6 +22,7 @@ async def expunge(session: Session, command: Command) -> Result:
         raise virtual.cannot(view.info.name)
     if view.readonly:
         raise no("the mailbox is read-only (EXAMINE)", "READ-ONLY")
+    access.require(view.rights, "e", "EXPUNGE")
     uids = None
     if isinstance(command, Expunge):
         uids = view.resolve(command.sequence_set, uid=True, saved=session.saved)
@@ -31,7 +32,7 @@ async def expunge(session: Session, command: Command) -> Result:
         return None
     gone, modseq = await session.write(lambda c: imapwrite.expunge(c, view.mailbox_id, uids))
     if gone:
-        session.publish(view.mailbox_id, modseq)
+        session.publish(view.mailbox_id, modseq, view.owner_id)
         session.announce_expunged(gone)
     return None
 

@@ -457,12 +457,12 @@ async def fetch(session: Session, command: Fetch) -> Result:
     uids = view.resolve(command.sequence_set, uid=command.uid, saved=session.saved)
     if command.vanished and command.changed_since is not None:
         _vanished_earlier(session, command.sequence_set, command.changed_since)
-    if not view.readonly and any(_sets_seen(a) for a in attributes) and uids:
+    if not view.readonly and "s" in view.rights and any(_sets_seen(a) for a in attributes) and uids:
         result = await session.write(lambda c: imapwrite.store_flags(c, view.mailbox_id, uids, "add", ["\\Seen"]))
         if result.changed:
             for uid, modseq, _, _ in result.changed:
                 view.own[uid] = modseq
-            session.publish(view.mailbox_id, result.modseq)
+            session.publish(view.mailbox_id, result.modseq, view.owner_id)
             if FetchItem("FLAGS") not in attributes:
                 attributes.append(FetchItem("FLAGS"))
     with_data = any(_needs_data(a) for a in attributes)
@@ -485,7 +485,7 @@ async def fetch(session: Session, command: Fetch) -> Result:
             attributes=attributes,
             recent=view.recent,
             load_rows=load_rows,
-            account_id=session.account_id,
+            account_id=view.owner_id or session.account_id,  # THREADIDs: the owner's conversations
             with_data=with_data,
             changed_since=command.changed_since,
             condstore=condstore,

@@ -21,13 +21,18 @@ from ..session import ANSWERED, Handler, Result, Session, State
 async def idle(session: Session, command: NoArgs) -> Result:
     """IDLE ... DONE; while it lasts, changes other processes commit are polled for too (:mod:`..watch`)."""
     watcher = session.services.watcher
+    view = session.selected
+    # a shared mailbox changes with its owner's account: poll that one too (the bus forwards it, Bus.watch)
+    watched = [session.account_id] + ([view.owner_id] if view is not None and view.shared else [])
     if watcher is not None:
-        watcher.enter(session.account_id)
+        for account_id in watched:
+            watcher.enter(account_id)
     try:
         return await _idle(session)
     finally:
         if watcher is not None:
-            watcher.leave(session.account_id)
+            for account_id in watched:
+                watcher.leave(account_id)
 
 
 async def _idle(session: Session) -> Result:
@@ -52,6 +57,10 @@ async def _idle(session: Session) -> Result:
             if waiter in done:
                 event = waiter.result()
                 if session.concerns(event):
+                    if session.revoked():  # a withdrawn shared mailbox tells an idling grantee nothing more
+                        session.untagged_status("BYE", "access to the selected shared mailbox was withdrawn")
+                        session.state = State.LOGOUT
+                        return ANSWERED
                     session.dirty = True
                     await session.sync(expunge_allowed=True)
                     await session.flush()

@@ -8,13 +8,14 @@ enabled UTF8=ACCEPT or IMAP4rev2.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 
 from ...crm import folders
-from ...store import imapview, imapwrite
+from ...store import acl, imapview, imapwrite
 from ...store.imapview import MailboxInfo
-from .. import objectid, virtual
+from .. import access, objectid, virtual
 from ..errors import bad, no
 from ..parser import Create, List, MailboxCommand, Rename, Status
 from ..parser_mailbox import SPECIAL_USE
@@ -115,6 +116,11 @@ async def list_(session: Session, command: List) -> Result:
             key=lambda box: box.name,
         )
         names = {box.name for box in boxes}
+    unreadable: set[str] = set()  # shared mailboxes the session may list but not read (no STATUS for them)
+    shared = _shared_entries(session, names, unreadable)
+    if shared:
+        boxes = sorted([*boxes, *shared], key=lambda box: box.name)
+        names = {box.name for box in boxes}
     patterns = [_pattern(command.reference, pattern) for pattern in command.patterns]
     subscribed_only = lsub or "SUBSCRIBED" in command.selection
     special_only = "SPECIAL-USE" in command.selection
@@ -143,7 +149,7 @@ async def list_(session: Session, command: List) -> Result:
             attributes.append(Atom("\\Noselect"))
         name = mailbox_value(box.name, utf8=session.utf8)
         session.untagged(Atom(command.name), attributes, DELIMITER, name)
-        if "STATUS" in command.returns and not box.noselect:
+        if "STATUS" in command.returns and not box.noselect and box.name not in unreadable:
             current = virtual.with_uidnext(session, box) if isinstance(box, VirtualInfo) else box
             values = status_values(session, current, command.status_items)
             session.untagged(Atom("STATUS"), mailbox_value(box.name, utf8=session.utf8), values)
@@ -161,6 +167,37 @@ async def list_(session: Session, command: List) -> Result:
             if matches(level) and any(not matches(d) for d in _descendants(subscribed, level)):
                 session.untagged(Atom("LSUB"), [Atom("\\Noselect")], DELIMITER, mailbox_value(level, utf8=session.utf8))
     return None
+
+
+def _shared_entries(session: Session, names: set[str], unreadable: set[str]) -> list[MailboxInfo]:
+    """The mailboxes others share with the account and may be listed (right l), under ``Shared/<owner>/``, with
+    the levels above them as \\Noselect (RFC 2342 other users' namespace); nothing else of the owners shows."""
+    shared = [s for s in session.read(lambda c: acl.shared_with(c, session.account_id)) if "l" in s.rights]
+    if not shared:
+        return []
+    subscribed = session.read(lambda c: imapview.subscriptions(c, session.account_id))
+    out: list[MailboxInfo] = []
+    levels: set[str] = set()
+    for entry in shared:
+        out.append(dataclasses.replace(entry.info, subscribed=entry.info.name in subscribed))
+        if "r" not in entry.rights:
+            unreadable.add(entry.info.name)
+        levels.update(_ancestors(entry.info.name))
+    present = names | {box.name for box in out}
+    for level in sorted(levels - present):
+        out.append(
+            MailboxInfo(
+                id=0,
+                name=level,
+                special_use=None,
+                uidvalidity=0,
+                uidnext=0,
+                highestmodseq=0,
+                noselect=True,
+                subscribed=level in subscribed,
+            )
+        )
+    return out
 
 
 def _unsubscribed_parent(
@@ -194,6 +231,7 @@ async def create(session: Session, command: Create) -> Result:
     use = command.special_use[0] if command.special_use else None
     if use is not None and use not in SPECIAL_USE.values():
         raise no(f"unknown special-use attribute {use}", "USEATTR")
+    access.refuse_namespace(name)
     virtual.refuse_virtual(session, name)
     mailbox_id = await session.write(lambda c: imapwrite.create_mailbox(c, session.account_id, name, use))
     info = session.read(lambda c: imapview.mailbox_by_id(c, mailbox_id))
@@ -205,6 +243,7 @@ async def create(session: Session, command: Create) -> Result:
 async def delete(session: Session, command: MailboxCommand) -> Result:
     """DELETE (RFC 9051 §6.3.5): messages go to the retention area; children keep the name as \\Noselect."""
     name = command.mailbox.rstrip(DELIMITER) or command.mailbox
+    access.refuse_namespace(name)
     if session.read(lambda c: imapview.mailbox(c, session.account_id, name)) is None:
         virtual.refuse_virtual(session, name)
     mailbox_id = await session.write(lambda c: imapwrite.delete_mailbox(c, session.account_id, name))
@@ -217,6 +256,8 @@ async def delete(session: Session, command: MailboxCommand) -> Result:
 
 async def rename(session: Session, command: Rename) -> Result:
     """RENAME (RFC 9051 §6.3.6): children follow; INBOX's messages move to the new name."""
+    access.refuse_namespace(command.source)
+    access.refuse_namespace(command.destination)
     virtual.refuse_virtual(session, command.destination)
     if session.read(lambda c: imapview.mailbox(c, session.account_id, command.source)) is None:
         virtual.refuse_virtual(session, command.source)
@@ -238,7 +279,10 @@ async def subscribe(session: Session, command: MailboxCommand) -> Result:
 
 async def status(session: Session, command: Status) -> Result:
     """STATUS (RFC 9051 §6.3.11)."""
-    info = session.read(lambda c: imapview.mailbox(c, session.account_id, command.mailbox))
+    target = access.resolve(session, command.mailbox)
+    if target is not None:
+        access.require(target.rights, "r", "STATUS")
+    info = None if target is None else target.info
     if info is None and session.config.crm.imap_folders:
         info = virtual.lookup(session, command.mailbox)
     if info is None or info.noselect:

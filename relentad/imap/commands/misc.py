@@ -8,6 +8,7 @@ CONDSTORE (RFC 7162 §3.2.3).
 from __future__ import annotations
 
 from ... import __version__
+from ...store import acl
 from ..capabilities import ENABLEABLE
 from ..errors import bad, no
 from ..parser import Compress, Enable, Id, NoArgs
@@ -56,8 +57,9 @@ async def enable(session: Session, command: Enable) -> Result:
 
 
 async def namespace(session: Session, command: NoArgs) -> Result:
-    """NAMESPACE (RFC 2342 §5, RFC 9051 §6.3.10): one personal namespace, "" with delimiter "/"."""
-    session.untagged(Atom("NAMESPACE"), [["", "/"]], None, None)
+    """NAMESPACE (RFC 2342 §5, RFC 9051 §6.3.10): the personal namespace "" and the other users' one, where
+    mailboxes others share appear (``Shared/<owner>/<mailbox>``, relentad.store.acl); no public namespace."""
+    session.untagged(Atom("NAMESPACE"), [["", "/"]], [[acl.PREFIX + "/", "/"]], None)
     return None
 
 

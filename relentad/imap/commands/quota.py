@@ -9,6 +9,7 @@ set``), so SETQUOTA is refused with NO [NOPERM].
 from __future__ import annotations
 
 from ...store import imapview
+from .. import access
 from ..errors import no
 from ..parser import GetQuota, MailboxCommand, SetQuota
 from ..responses import Atom, ImapValue, mailbox_value
@@ -38,12 +39,12 @@ def _quota(session: Session) -> list[ImapValue] | None:
 
 async def getquotaroot(session: Session, command: MailboxCommand) -> Result:
     """GETQUOTAROOT (RFC 9208 §4.3)."""
-    exists = session.read(lambda c: imapview.mailbox(c, session.account_id, command.mailbox))
-    if exists is None:
+    target = access.resolve(session, command.mailbox)
+    if target is None:
         raise no(f"no mailbox {command.mailbox}", "NONEXISTENT")
-    resources = _quota(session)
     name = mailbox_value(command.mailbox, utf8=session.utf8)
-    if resources is None:
+    resources = _quota(session) if target.owner_id == session.account_id else None
+    if resources is None:  # a shared mailbox counts against its owner, whose quota is not this account's to see
         session.untagged(Atom("QUOTAROOT"), name)
         return None
     session.untagged(Atom("QUOTAROOT"), name, ROOT)

@@ -19,8 +19,8 @@ import sqlite3
 import time
 
 from ...message import parse
-from ...store import imapview, imapwrite
-from .. import virtual
+from ...store import imapwrite
+from .. import access, virtual
 from ..errors import bad, no
 from ..parser import Replace
 from ..responses import Atom
@@ -36,12 +36,15 @@ async def replace(session: Session, command: Replace) -> Result:
         raise virtual.cannot(view.info.name)
     if view.readonly:
         raise no("the mailbox is read-only (EXAMINE)", "READ-ONLY")
+    access.require(view.rights, "te", "REPLACE (it expunges the message)")
     old = _target(session, command)
-    info = session.read(lambda c: imapview.mailbox(c, session.account_id, command.mailbox))
-    if info is None:
+    found = access.resolve(session, command.mailbox)
+    if found is None:
         virtual.refuse_virtual(session, command.mailbox)
-    if info is None or info.noselect:
+    if found is None or found.info.noselect:
         raise no(f"no mailbox {command.mailbox}", "TRYCREATE")
+    access.require(found.rights, "i", "REPLACE into it")
+    info = found.info
     message = command.message
     if len(message.data) > session.appendlimit:
         raise no(f"message larger than {session.appendlimit} octets", "TOOBIG")
@@ -60,21 +63,21 @@ async def replace(session: Session, command: Replace) -> Result:
         modseq = imapwrite.expunge_uids(conn, view.mailbox_id, [old])  # first: its octets are free for the new one
         uid = imapwrite.append_message(
             conn,
-            session.account_id,
+            found.owner_id,
             info.id,
             message.data,
             structure=structure.to_json(),
             size=structure.size,
-            names=message.flags,
+            names=tuple(access.allowed_flags(found.rights, message.flags)),
             internaldate=message.date.timestamp() if message.date else time.time(),
             zone=zone_of(message.date),
         )
         return uid, modseq
 
     new_uid, modseq = await session.write(job)
-    session.publish(view.mailbox_id, modseq)
+    session.publish(view.mailbox_id, modseq, view.owner_id)
     if info.id != view.mailbox_id:
-        session.publish(info.id, 0)
+        session.publish(info.id, 0, session.owner_of(found))
     session.untagged_status("OK", "replacement message ready", [Atom("APPENDUID"), info.uidvalidity, new_uid])
     session.announce_expunged([old])
     return Ok("REPLACE completed")

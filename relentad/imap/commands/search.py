@@ -500,7 +500,7 @@ async def matches(
     whose work is cheap; ``cached`` False, the caller's own caches are cold, forces a worker)."""
     view = session.selected
     assert view is not None
-    compiler = Compiler(view, session.saved, time.time(), session.account_id)
+    compiler = Compiler(view, session.saved, time.time(), view.owner_id or session.account_id)
     sql, params = compiler.compile(key)
     if compiler.uses_modseq:
         session.enabled.add("CONDSTORE")

@@ -9,11 +9,13 @@ for messages changed since the client's modseq, when the UIDVALIDITY matches.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 
-from ...store import imapview, imapwrite
+from ...store import acl, imapview, imapwrite
 from ...store.imapview import MailboxInfo
-from .. import objectid, virtual
+from .. import access, objectid, virtual
+from ..access import Target
 from ..errors import bad, no
 from ..parser import NoArgs, Select
 from ..responses import Atom, mailbox_value
@@ -29,31 +31,40 @@ _OPENED_MAX_UIDS = 200_000
 """Bound on the UIDs held in :data:`_OPENED` altogether (a few MiB); past it the cache starts again empty."""
 
 
-def _open(conn: sqlite3.Connection, account_id: int, name: str) -> Opened:
+def _open(conn: sqlite3.Connection, mailbox_id: int) -> Opened:
     """The mailbox, its UIDs, keywords in use and first unseen UID, in one snapshot (modseq read first)."""
-    info = imapview.mailbox(conn, account_id, name)
+    info = imapview.mailbox_by_id(conn, mailbox_id)
     if info is None:
         return None, [], [], None
     uids = imapview.uids(conn, info.id)
     return info, uids, imapview.keywords_in_use(conn, info.id), imapview.first_unseen(conn, info.id)
 
 
-def _open_cached(session: Session, name: str) -> Opened:
-    """:func:`_open` with one query when the mailbox has not changed since it was last opened (by any session)."""
-    info = session.read(lambda c: imapview.mailbox(c, session.account_id, name))
-    if info is None or info.noselect:
-        return info, [], [], None
+def _open_cached(session: Session, target: Target | None) -> Opened:
+    """:func:`_open` with no further query when the mailbox has not changed since it was last opened (by any
+    session). The mailbox keeps the name the session knows it by (a shared one's is in the shared namespace)."""
+    if target is None or target.info.noselect:
+        return None if target is None else target.info, [], [], None
+    info = target.info
     key = (info.uidvalidity, info.uidnext, info.highestmodseq)
     known = _OPENED.get(info.id)
     if known is not None and known[0] == key:
         return info, list(known[1]), known[2], known[3]
-    opened = session.read(lambda c: _open(c, session.account_id, name), snapshot=True)
-    info, uids, keywords, unseen_uid = opened
-    if info is not None and not info.noselect and len(uids) <= _OPENED_MAX_UIDS // 4:
+    opened = session.read(lambda c: _open(c, target.info.id), snapshot=True)
+    current, uids, keywords, unseen_uid = opened
+    if current is not None:
+        current = dataclasses.replace(current, name=target.info.name)
+        opened = current, uids, keywords, unseen_uid
+    if current is not None and not current.noselect and len(uids) <= _OPENED_MAX_UIDS // 4:
         held = sum(len(entry[1]) for entry in _OPENED.values())
         if len(_OPENED) >= _OPENED_MAX or held + len(uids) > _OPENED_MAX_UIDS:
             _OPENED.clear()
-        _OPENED[info.id] = ((info.uidvalidity, info.uidnext, info.highestmodseq), list(uids), keywords, unseen_uid)
+        _OPENED[current.id] = (
+            (current.uidvalidity, current.uidnext, current.highestmodseq),
+            list(uids),
+            keywords,
+            unseen_uid,
+        )
     return opened
 
 
@@ -66,7 +77,10 @@ async def select(session: Session, command: Select) -> Result:
         session.untagged_status("OK", "previous mailbox is now closed", "CLOSED")
     if command.condstore:
         session.enabled.add("CONDSTORE")
-    info, uids, keywords, unseen_uid = _open_cached(session, command.mailbox)
+    target = access.resolve(session, command.mailbox)
+    if target is not None and target.owner_id != session.account_id:
+        access.require(target.rights, "r", command.name)
+    info, uids, keywords, unseen_uid = _open_cached(session, target)
     if info is None and session.config.crm.imap_folders:
         found = virtual.lookup(session, command.mailbox)
         if found is not None and found.folder is not None:
@@ -75,7 +89,16 @@ async def select(session: Session, command: Select) -> Result:
         raise no(f"no mailbox {command.mailbox}", "NONEXISTENT")
     if info.noselect:
         raise no(f"{command.mailbox} cannot be selected (it only holds other mailboxes)", "CANNOT")
-    view = Selected(info=info, readonly=command.readonly, uids=uids, modseq=info.highestmodseq)
+    assert target is not None
+    readonly = command.readonly or not (acl.WRITE & set(target.rights))  # RFC 4314 §4
+    view = Selected(
+        info=info,
+        readonly=readonly,
+        uids=uids,
+        modseq=info.highestmodseq,
+        owner_id=session.owner_of(target),
+        rights=target.rights,
+    )
     view.new_keywords(" ".join(keywords))
     view.recent_end = info.first_recent_uid  # older UIDs were claimed by earlier sessions: not recent
     await session.claim_recent(view, uids)  # writes only when there is something to claim
@@ -98,7 +121,7 @@ async def select(session: Session, command: Select) -> Result:
     session.select(view)
     if command.qresync is not None and command.qresync.uidvalidity == info.uidvalidity:
         _resync(session, view, command.qresync.modseq, command.qresync.known_uids)
-    return Ok(f"{command.name} completed", "READ-ONLY" if command.readonly else "READ-WRITE")
+    return Ok(f"{command.name} completed", "READ-ONLY" if readonly else "READ-WRITE")
 
 
 def _select_virtual(session: Session, info: virtual.VirtualInfo, command: Select) -> Result:
@@ -143,10 +166,11 @@ async def close(session: Session, command: NoArgs) -> Result:
     """CLOSE (RFC 9051 §6.4.1): silently expunge \\Deleted messages (read-write only), then deselect."""
     view = session.selected
     assert view is not None
-    if not view.readonly and session.read(lambda c: imapview.has_deleted(c, view.mailbox_id)):
+    expunges = not view.readonly and "e" in view.rights  # without the e right CLOSE only deselects (RFC 4314 §4)
+    if expunges and session.read(lambda c: imapview.has_deleted(c, view.mailbox_id)):
         gone, modseq = await session.write(lambda c: imapwrite.expunge(c, view.mailbox_id))
         if gone:
-            session.publish(view.mailbox_id, modseq)
+            session.publish(view.mailbox_id, modseq, view.owner_id)
     session.deselect()
     return None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ...spam import training as spam_training
 from ...store import flags as flagmod
 from ...store import imapwrite
-from .. import virtual
+from .. import access, virtual
 from ..errors import bad, no
 from ..parser import Store
 from ..responses import Atom, ImapValue, flag_list
@@ -27,6 +27,10 @@ async def store(session: Session, command: Store) -> Result:
         return await _store_virtual(session, view, command)
     if view.readonly:
         raise no("the mailbox is read-only (EXAMINE)", "READ-ONLY")
+    needed = {access.flag_right(flag) for flag in command.flags}
+    if command.action == "replace":  # FLAGS replaces every flag: each kind it may clear needs its right too
+        needed |= {"s", "t", "w"}
+    access.require(view.rights, "".join(sorted(needed)), "STORE of these flags")
     if command.unchanged_since is not None:
         session.enabled.add("CONDSTORE")
     uids = view.resolve(command.sequence_set, uid=command.uid, saved=session.saved)
@@ -40,9 +44,10 @@ async def store(session: Session, command: Store) -> Result:
         if view.new_keywords(keywords):
             session.announce_flags(view)
     if result.changed:
-        session.publish(view.mailbox_id, result.modseq)
-        changes = [(uid, result.before.get(uid, ""), keywords) for uid, _, _, keywords in result.changed]
-        spam_training.after_store(session.store, session.config, session.account_id, view.mailbox_id, changes)
+        session.publish(view.mailbox_id, result.modseq, view.owner_id)
+        if not view.shared:  # spam training learns from the account's own folders only
+            changes = [(uid, result.before.get(uid, ""), keywords) for uid, _, _, keywords in result.changed]
+            spam_training.after_store(session.store, session.config, session.account_id, view.mailbox_id, changes)
     for uid, modseq, bits, keywords in result.current:
         seq = view.seq(uid)
         if seq is None:

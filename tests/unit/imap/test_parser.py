@@ -207,7 +207,7 @@ def test_every_command_in_the_table_is_covered() -> None:
         "AUTHENTICATE", "LOGIN", "ENABLE", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE",
         "UNSUBSCRIBE", "LIST", "LSUB", "STATUS", "APPEND", "GETQUOTA", "GETQUOTAROOT", "SETQUOTA", "ID",
         "COMPRESS", "COPY", "MOVE", "FETCH", "SEARCH", "SORT", "THREAD", "STORE", "EXPUNGE",
-        "REPLACE",
+        "REPLACE", "MYRIGHTS", "GETACL", "SETACL", "DELETEACL", "LISTRIGHTS",
     }  # fmt: skip
 
 
@@ -1131,3 +1131,23 @@ def _search_text(key: SearchKey) -> str:
 @given(_programs)
 def test_generated_search_programs_parse_back(key: SearchKey) -> None:
     assert search_key(_search_text(key)) == key
+
+
+def test_acl_commands() -> None:
+    from relentad.imap.parser import Acl, MailboxCommand
+
+    command = parse_command(b'a SETACL "Shared/x@y.test/INBOX" bob@example.test +lrs\r\n')
+    assert isinstance(command, Acl)
+    assert (command.mailbox, command.identifier) == ("Shared/x@y.test/INBOX", "bob@example.test")
+    assert command.rights == "+lrs"
+    command = parse_command(b"a DELETEACL inbox bob@example.test\r\n")
+    assert isinstance(command, Acl) and (command.mailbox, command.rights) == ("INBOX", "")
+    command = parse_command(b'a LISTRIGHTS Customers "bob@example.test"\r\n')
+    assert isinstance(command, Acl) and command.identifier == "bob@example.test"
+    for name in ("MYRIGHTS", "GETACL"):
+        parsed = parse_command(f"a {name} INBOX\r\n".encode())
+        assert isinstance(parsed, MailboxCommand) and parsed.mailbox == "INBOX"
+    assert "identifier" in bad("a SETACL INBOX ").text
+    assert "rights" in bad("a SETACL INBOX bob@example.test ").text
+    assert bad("a SETACL INBOX bob@example.test").tag == "a"
+    assert bad("a DELETEACL INBOX bob@example.test lr").tag == "a"

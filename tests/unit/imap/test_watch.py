@@ -53,3 +53,26 @@ def test_poll_publishes_what_another_connection_committed(tmp_path: Path) -> Non
     row = other.execute("SELECT highestmodseq FROM mailboxes WHERE id = ?", (inbox,)).fetchone()
     assert event.modseq == row[0] - 1  # the modseq after the first append (the second one was not looked at)
     other.close()
+
+
+async def test_bus_tells_watchers_of_a_shared_mailbox_once() -> None:
+    from relentad.events import Bus, MailboxChanged
+
+    bus = Bus()
+    owner, grantee, other = bus.subscribe(1), bus.subscribe(2), bus.subscribe(3)
+    bus.watch(10, grantee)
+    bus.watch(10, owner)  # an owner's session watching its own mailbox is told once, not twice
+    bus.publish([MailboxChanged(1, 10, 5), MailboxChanged(1, 11, 6)])
+    assert [e.mailbox_id for e in _drain(owner)] == [10, 11]
+    assert [e.mailbox_id for e in _drain(grantee)] == [10]
+    assert _drain(other) == []
+    bus.unwatch(10, grantee)
+    bus.publish([MailboxChanged(1, 10, 7)])
+    assert _drain(grantee) == []
+
+
+def _drain(queue):  # type: ignore[no-untyped-def]
+    out = []
+    while not queue.empty():
+        out.append(queue.get_nowait())
+    return out
