@@ -781,6 +781,38 @@ def _m025_crm_thread_ids(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m027_crm_followups(conn: sqlite3.Connection) -> None:
+    """Follow-ups ("awaiting reply", :mod:`relentad.crm.followups`): a thread whose newest counting message is one
+    the account sent to a person keeps that message and its time (``awaiting_message``, ``awaiting``), set and
+    cleared by the sorter as it files mail; a partial index finds an account's waiting threads at query time,
+    when the delay decides which are due (time passes without a write). Per account: the delay override and the
+    ``Follow-up`` IMAP folder's UIDVALIDITY and subscription. Threads filed before this migration are judged by
+    their newest message, whatever it is."""
+    execute_script(
+        conn,
+        """
+        ALTER TABLE crm_threads ADD COLUMN awaiting_message INTEGER;
+        ALTER TABLE crm_threads ADD COLUMN awaiting REAL;
+        CREATE INDEX crm_threads_awaiting ON crm_threads(account_id, awaiting) WHERE awaiting IS NOT NULL;
+        CREATE TABLE crm_followup_settings (
+            account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+            days INTEGER,  -- NULL: [crm] followup_days
+            uidvalidity INTEGER NOT NULL DEFAULT 1,
+            subscribed INTEGER NOT NULL DEFAULT 1
+        );
+        WITH newest AS (
+            SELECT id, thread_id, time, direction,
+                   row_number() OVER (PARTITION BY thread_id ORDER BY time DESC, id DESC) AS n
+            FROM crm_messages WHERE thread_id IS NOT NULL)
+        UPDATE crm_threads SET awaiting_message = newest.id, awaiting = newest.time
+        FROM newest
+        WHERE newest.thread_id = crm_threads.id AND newest.n = 1 AND newest.direction = 'out'
+          AND EXISTS (SELECT 1 FROM crm_message_contacts l JOIN crm_contacts c ON c.id = l.contact_id
+                      WHERE l.message_id = newest.id AND c.kind = 'person' AND l.role IN ('to', 'cc', 'bcc'));
+        """,
+    )
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -818,6 +850,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("023_reports", _m023_reports),
     ("024_carddav_sync", _m024_carddav_sync),
     ("025_crm_thread_ids", _m025_crm_thread_ids),
+    ("027_crm_followups", _m027_crm_followups),
 ]
 
 
