@@ -111,7 +111,13 @@ async def list_(session: Session, command: List) -> Result:
     names = {box.name for box in boxes}
     if session.config.crm.imap_folders:
         boxes = sorted(
-            [*boxes, *session.read(lambda c: virtual.list_entries(c, session.account_id, names), snapshot=True)],
+            [
+                *boxes,
+                *session.read(
+                    lambda c: virtual.list_entries(c, session.account_id, names, session.config.crm.followup_days),
+                    snapshot=True,
+                ),
+            ],
             key=lambda box: box.name,
         )
         names = {box.name for box in boxes}
