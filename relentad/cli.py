@@ -1345,13 +1345,13 @@ def _followup_json(row: dict[str, Any]) -> dict[str, Any]:
 @pass_state
 def crm_followups(state: State, email: str, days: int | None, as_json: bool) -> None:
     """List the threads of EMAIL awaiting a reply: the newest message is one EMAIL sent to a person, at least the
-    follow-up delay ago, and nobody answered since (oldest first)."""
+    follow-up delay ago (and within [crm] followup_window), and nobody answered since (oldest first)."""
     from .crm import followups
 
     with errors_as_messages(), state.read() as conn:
         account_id = _account_id(conn, email)
         delay = followups.days(conn, account_id, state.config.crm.followup_days) if days is None else days
-        found = followups.due(conn, account_id, delay, time.time())
+        found = followups.due(conn, account_id, delay, time.time(), state.config.crm.followup_window)
     if as_json:
         print_json([_followup_json(row) for row in found])
         return

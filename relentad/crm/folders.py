@@ -39,7 +39,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 @dataclass(frozen=True, slots=True)
 class Folder:
     """One virtual folder: ``kind`` is "contact", "company" or "followup", ``id`` that row's id (the account's for
-    "followup", whose ``delay`` is the account's follow-up delay in days)."""
+    "followup", whose ``delay`` and ``window`` are the account's follow-up delay and window in days)."""
 
     name: str
     kind: str
@@ -47,6 +47,7 @@ class Folder:
     uidvalidity: int
     subscribed: bool
     delay: int = 0
+    window: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,16 +95,17 @@ def _named(root: str, entries: list[tuple[str, str, int, int, bool]], kind: str)
     return unique
 
 
-def follow_up(conn: sqlite3.Connection, account_id: int, default_days: int) -> Folder:
-    """The account's ``Follow-up`` folder (``default_days``: ``[crm] followup_days``)."""
-    delay = followups.days(conn, account_id, default_days)
+def follow_up(conn: sqlite3.Connection, account_id: int, policy: followups.Policy) -> Folder:
+    """The account's ``Follow-up`` folder (``policy``: as configured)."""
+    delay = followups.days(conn, account_id, policy.days)
     uidvalidity = followups.uidvalidity(conn, account_id, delay)
-    return Folder(FOLLOW_UP, "followup", account_id, uidvalidity, followups.subscribed(conn, account_id), delay)
+    subscribed = followups.subscribed(conn, account_id)
+    return Folder(FOLLOW_UP, "followup", account_id, uidvalidity, subscribed, delay, policy.window)
 
 
-def folders(conn: sqlite3.Connection, account_id: int, followup_days: int | None = None) -> list[Folder]:
-    """Every virtual folder of the account (roots excluded): ``Follow-up`` (when ``followup_days``, the configured
-    delay, is given, and the account has a contact folder), contacts, companies, each part in id order."""
+def folders(conn: sqlite3.Connection, account_id: int, followup: followups.Policy | None = None) -> list[Folder]:
+    """Every virtual folder of the account (roots excluded): ``Follow-up`` (given the configured ``followup``
+    policy, when the account has a contact folder), contacts, companies, each part in id order."""
     contacts: list[tuple[str, str, int, int, bool]] = []
     for row in conn.execute(
         """SELECT c.id, c.name, c.uidvalidity, c.subscribed,
@@ -128,23 +130,25 @@ def folders(conn: sqlite3.Connection, account_id: int, followup_days: int | None
             (display, clean(row["domain"]), int(row["id"]), int(row["uidvalidity"]), bool(row["subscribed"]))
         )
     # Follow-up is listed along with Contacts/: a thread can only await a reply from a contact the account wrote to
-    extra = [] if followup_days is None or not contacts else [follow_up(conn, account_id, followup_days)]
+    extra = [] if followup is None or not contacts else [follow_up(conn, account_id, followup)]
     return extra + _named(CONTACTS, contacts, "contact") + _named(COMPANIES, companies, "company")
 
 
-def find(conn: sqlite3.Connection, account_id: int, name: str, followup_days: int | None = None) -> Folder | None:
+def find(
+    conn: sqlite3.Connection, account_id: int, name: str, followup: followups.Policy | None = None
+) -> Folder | None:
     """The folder called ``name`` (exactly), None when there is none."""
     if not is_virtual(name) or name in ROOTS:
         return None
     if name == FOLLOW_UP:
-        return None if followup_days is None else follow_up(conn, account_id, followup_days)
+        return None if followup is None else follow_up(conn, account_id, followup)
     return next((folder for folder in folders(conn, account_id) if folder.name == name), None)
 
 
 def copies(conn: sqlite3.Connection, folder: Folder) -> list[Copy]:
     """The folder's messages in UID order, each with the live copy it shows."""
     if folder.kind == "followup":
-        due = followups.due(conn, folder.id, folder.delay, time.time())
+        due = followups.due(conn, folder.id, folder.delay, time.time(), folder.window, contacts=False)
         return [
             Copy(
                 r["crm_id"],

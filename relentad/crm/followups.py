@@ -10,7 +10,8 @@ Definition. Of the messages the sorter files into a thread, two kinds *count*:
 A thread *awaits a reply* when its newest counting message is a sent one; messages that do not count (a note to
 oneself, a copy to a list only, an auto-reply) change nothing. The follow-up is *due* when that sent message is
 at least the account's delay old (``[crm] followup_days``, or the account's own from ``relentad crm
-followup-days``) and some copy of it is still in a folder other than Trash, none flagged ``$NoFollowUp``.
+followup-days``) and some copy of it is still in a folder other than Trash, none flagged ``$NoFollowUp``; it
+stops being due, as stale, ``[crm] followup_window`` days later (0: never).
 
 Invariants: the sorter keeps ``crm_threads.awaiting``/``awaiting_message`` (the newest sent message while the
 thread awaits a reply, NULL otherwise) in the delivery's transaction — a reply clears them in the thread's own
@@ -26,6 +27,7 @@ import json
 import math
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .participants import IN, LIST, PERSON, Participant
@@ -34,6 +36,14 @@ NO_FOLLOW_UP = "$NoFollowUp"
 DAY = 86400.0
 MAX_DAYS = 365
 FOLDER = "Follow-up"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The configured delay and window in days (``[crm] followup_days`` and ``followup_window``)."""
+
+    days: int = 3
+    window: int = 90
 
 
 def is_reply(direction: str, people: Sequence[Participant]) -> bool:
@@ -93,28 +103,35 @@ def set_subscribed(conn: sqlite3.Connection, account_id: int, value: bool) -> No
     )
 
 
-def due(conn: sqlite3.Connection, account_id: int, delay: float, now: float) -> list[dict[str, Any]]:
+def due(
+    conn: sqlite3.Connection, account_id: int, delay: float, now: float, window: float = 0, *, contacts: bool = True
+) -> list[dict[str, Any]]:
     """The account's due follow-ups in virtual-UID order (the sent message's CRM id), each with the thread, the
-    sent message, its person recipients and the live copy it shows (the oldest outside Trash)."""
+    sent message, its person recipients (with ``contacts``) and the live copy it shows (the oldest outside Trash).
+    ``window``: days a follow-up stays due before it is dropped as stale (0: for ever)."""
+    people = CONTACTS if contacts else "'[]'"
     rows = conn.execute(
-        """SELECT t.id AS thread_id, t.subject AS thread_subject, t.awaiting AS sent, m.id AS crm_id, m.subject,
+        f"""SELECT t.id AS thread_id, t.subject AS thread_subject, t.awaiting AS sent, m.id AS crm_id, m.subject,
                   x.id AS message_id, x.mailbox_id, x.uid, x.flags, x.keywords, x.internaldate, x.size,
-                  (SELECT json_group_array(json_array(c.id, c.name,
-                              (SELECT min(address) FROM crm_addresses a WHERE a.contact_id = c.id)))
-                   FROM crm_message_contacts l JOIN crm_contacts c ON c.id = l.contact_id
-                   WHERE l.message_id = m.id AND c.kind = 'person' AND l.role IN ('to', 'cc', 'bcc')) AS contacts
+                  {people} AS contacts
            FROM crm_threads t
            JOIN crm_messages m ON m.id = t.awaiting_message
            JOIN messages x ON x.id = (
                SELECT y.id FROM messages y JOIN mailboxes b ON b.id = y.mailbox_id
                WHERE y.blob_id = m.blob_id AND b.account_id = ?1 AND coalesce(b.special_use, '') != ?3
                ORDER BY y.id LIMIT 1)
-           WHERE t.account_id = ?1 AND t.awaiting IS NOT NULL AND t.awaiting <= ?2
+           WHERE t.account_id = ?1 AND t.awaiting IS NOT NULL AND t.awaiting <= ?2 AND t.awaiting >= ?5
              AND NOT EXISTS (SELECT 1 FROM messages y JOIN mailboxes b ON b.id = y.mailbox_id
                              WHERE y.blob_id = m.blob_id AND b.account_id = ?1
                                AND (' ' || lower(y.keywords) || ' ') LIKE ?4)
            ORDER BY m.id""",
-        (account_id, now - delay * DAY, "\\Trash", f"% {NO_FOLLOW_UP.lower()} %"),
+        (
+            account_id,
+            now - delay * DAY,
+            "\\Trash",
+            f"% {NO_FOLLOW_UP.lower()} %",
+            now - (delay + window) * DAY if window else 0,
+        ),
     )
     out = []
     for row in rows:
@@ -125,6 +142,13 @@ def due(conn: sqlite3.Connection, account_id: int, delay: float, now: float) -> 
         data["days_waiting"] = max(0, math.floor((now - data["sent"]) / DAY))
         out.append(data)
     return out
+
+
+CONTACTS = """(SELECT json_group_array(json_array(c.id, c.name,
+                  (SELECT min(address) FROM crm_addresses a WHERE a.contact_id = c.id)))
+               FROM crm_message_contacts l JOIN crm_contacts c ON c.id = l.contact_id
+               WHERE l.message_id = m.id AND c.kind = 'person' AND l.role IN ('to', 'cc', 'bcc'))"""
+"""The sent message's person recipients, as JSON [[id, name, address], …]."""
 
 
 def next_due(conn: sqlite3.Connection, account_id: int, delay: float, now: float) -> float | None:

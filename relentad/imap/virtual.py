@@ -99,9 +99,17 @@ def _info(name: str, folder: Folder | None, uidnext: int = 1, *, subscribed: boo
     )
 
 
-def list_entries(conn: sqlite3.Connection, account_id: int, real: set[str], followup_days: int) -> list[VirtualInfo]:
+def policy(session: Session) -> followups.Policy:
+    """The configured follow-up delay and window."""
+    crm = session.config.crm
+    return followups.Policy(crm.followup_days, crm.followup_window)
+
+
+def list_entries(
+    conn: sqlite3.Connection, account_id: int, real: set[str], followup: followups.Policy
+) -> list[VirtualInfo]:
     """LIST entries of the virtual tree (roots only when they have folders), real names excluded."""
-    found = [f for f in folders.folders(conn, account_id, followup_days) if f.name not in real]
+    found = [f for f in folders.folders(conn, account_id, followup) if f.name not in real]
     out: list[VirtualInfo] = [_info(f.name, f) for f in found if f.kind == "followup"]
     for root in folders.ROOTS:
         children = [f for f in found if f.name.startswith(root + "/")]
@@ -117,7 +125,7 @@ def lookup(session: Session, name: str) -> VirtualInfo | None:
         return None
 
     def read(conn: sqlite3.Connection) -> VirtualInfo | None:
-        folder = folders.find(conn, session.account_id, name, session.config.crm.followup_days)
+        folder = folders.find(conn, session.account_id, name, policy(session))
         if folder is None or imapview.mailbox(conn, session.account_id, name) is not None:
             return None
         return _info(folder.name, folder, folders.uidnext(conn, folder))

@@ -793,7 +793,8 @@ def _m027_crm_followups(conn: sqlite3.Connection) -> None:
         """
         ALTER TABLE crm_threads ADD COLUMN awaiting_message INTEGER;
         ALTER TABLE crm_threads ADD COLUMN awaiting REAL;
-        CREATE INDEX crm_threads_awaiting ON crm_threads(account_id, awaiting) WHERE awaiting IS NOT NULL;
+        CREATE INDEX crm_threads_awaiting ON crm_threads(account_id, awaiting, awaiting_message)
+            WHERE awaiting IS NOT NULL;
         CREATE TABLE crm_followup_settings (
             account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
             days INTEGER,  -- NULL: [crm] followup_days

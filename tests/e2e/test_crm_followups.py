@@ -154,6 +154,10 @@ def test_followup_days_per_account(relentad: Daemon) -> None:
     assert {row["subject"] for row in followups(relentad)} >= {"Quote"}
     assert "the default (3 days)" in relentad.cli("crm", "followup-days", ALICE, "default").stdout
     assert "Quote" not in {row["subject"] for row in followups(relentad)}
+    relentad.cli("crm", "followup-days", ALICE, "0")
+    age(relentad, "Quote", 91 * DAY)  # [crm] followup_window: 90 days after it became due, it is dropped as stale
+    assert "Quote" not in {row["subject"] for row in followups(relentad)}
+    assert "Quote" in {row["subject"] for row in followups(relentad, "--days", "2")}
     bad = relentad.cli("crm", "followup-days", ALICE, "-2", check=False)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     bad = relentad.cli("crm", "followups", "nobody@example.test", check=False)

@@ -37,6 +37,9 @@ def test_followup_days_lie_between_0_and_365() -> None:
     with pytest.raises(config.ConfigError) as err:
         config.from_dict({"crm": {"followup_days": 400}})
     assert err.value.problems == ["[crm] followup_days must lie between 0 and 365"]
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict({"crm": {"followup_window": 4000}})
+    assert err.value.problems == ["[crm] followup_window must lie between 0 and 3650"]
 
 
 def test_all_problems_are_reported_at_once() -> None:

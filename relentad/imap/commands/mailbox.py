@@ -114,7 +114,7 @@ async def list_(session: Session, command: List) -> Result:
             [
                 *boxes,
                 *session.read(
-                    lambda c: virtual.list_entries(c, session.account_id, names, session.config.crm.followup_days),
+                    lambda c: virtual.list_entries(c, session.account_id, names, virtual.policy(session)),
                     snapshot=True,
                 ),
             ],
