@@ -4,9 +4,9 @@ Definition. Of the messages the sorter files into a thread, two kinds *count*:
 - a **sent** message: the account's own (direction ``out``: the Sent copy of its submission, or its own imported
   mail; mail arriving on the MX is never ``out``, whatever its From says) naming at least one person contact in
   To, Cc or Bcc (not a mailing list, not an automatic sender; the account's own addresses are never contacts);
-- a **reply**: received mail (not filed into Junk) whose author is a person other than the account, or list
-  traffic (a reply to the list). Automatic replies (``Auto-Submitted``, out of office, no-reply senders), spam
-  and mail with a forged own From are no answer.
+- a **reply**: received mail (not filed into Junk) whose author is a person other than the account, a recipient
+  or not (a colleague answering for them), or list traffic (a reply to the list). Automatic replies
+  (``Auto-Submitted``, out of office, no-reply senders), spam and mail with a forged own From are no answer.
 A thread *awaits a reply* when its newest counting message is a sent one; messages that do not count (a note to
 oneself, a copy to a list only, an auto-reply) change nothing. The follow-up is *due* when that sent message is
 at least the account's delay old (``[crm] followup_days``, or the account's own from ``relentad crm

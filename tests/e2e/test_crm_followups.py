@@ -85,6 +85,12 @@ def test_sent_mail_waits_shows_in_follow_up_and_a_reply_clears_it(relentad: Daem
     raw = Raw(relentad)
     raw.login()
     assert b'* LIST (\\HasNoChildren \\NoInferiors) "/" Follow-up\r\n' in raw.command("l", 'LIST "" "%"')
+    assert raw.command("u", "UNSUBSCRIBE Follow-up")[-1].startswith(b"u OK")
+    assert not any(b"Follow-up" in line for line in raw.command("l", 'LSUB "" "*"'))
+    assert raw.command("u", "SUBSCRIBE Follow-up")[-1].startswith(b"u OK")
+    assert any(b"Follow-up" in line for line in raw.command("l", 'LSUB "" "*"'))
+    status = b"".join(raw.command("t", "STATUS Follow-up (MESSAGES UIDNEXT UIDVALIDITY)"))
+    assert b"MESSAGES 1 UIDNEXT %d " % (int(due["folder_uid"]) + 1) in status, status  # type: ignore[call-overload]
     lines = raw.command("s", "EXAMINE Follow-up")
     assert lines[-1].startswith(b"s OK [READ-ONLY]") and b"* 1 EXISTS\r\n" in lines, lines
     assert b"* OK [NOMODSEQ] a CRM view has no mod-sequences\r\n" in lines
@@ -128,9 +134,9 @@ def test_lists_oneself_automatic_replies_and_forged_from_never_wait(relentad: Da
 def test_a_thread_becoming_due_reaches_idle_and_no_follow_up_dismisses_it(relentad: Daemon) -> None:
     send(relentad, message(f"Alice <{ALICE}>", "Kim <kim@acme.example>", "Contract", "c1@example.test"),
          ["kim@acme.example"])  # fmt: skip
-    age(relentad, "Contract", waiting(relentad, "Contract") + 3 * DAY - (time.time() + 2.0))  # due in 2 s
     raw = Raw(relentad)
     raw.login()
+    age(relentad, "Contract", waiting(relentad, "Contract") + 3 * DAY - (time.time() + 2.0))  # due in 2 s
     lines = raw.command("s", "SELECT Follow-up")
     before = next(int(n) for n in re.findall(rb"\* (\d+) EXISTS", b"".join(lines)))
     assert lines[-1].startswith(b"s OK [READ-ONLY]"), lines
