@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -1373,6 +1374,65 @@ def companies_rename(state: State, email: str, company: str, name: str) -> None:
         account_id = _account_id(conn, email)
         given = crm_companies.rename(conn, account_id, crm_companies.resolve(conn, account_id, company), name)
     click.echo(f"{company}: renamed {given}")
+
+
+@main.group("crm")
+def crm_group() -> None:
+    """The CRM's follow-ups: threads where the account wrote to someone and nobody has answered."""
+
+
+def _followup_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "thread": row["thread_id"],
+        "subject": row["thread_subject"],
+        "message_subject": row["subject"],
+        "contacts": row["contacts"],
+        "sent": iso(row["sent"]),
+        "days_waiting": row["days_waiting"],
+        "folder_uid": row["crm_id"],
+    }
+
+
+@crm_group.command("followups")
+@click.argument("email")
+@click.option("--days", type=click.IntRange(0, 365), help="Delay in days for this listing (default: the account's).")
+@json_option
+@pass_state
+def crm_followups(state: State, email: str, days: int | None, as_json: bool) -> None:
+    """List the threads of EMAIL awaiting a reply: the newest message is one EMAIL sent to a person, at least the
+    follow-up delay ago (and within [crm] followup_window), and nobody answered since (oldest first)."""
+    from .crm import followups
+
+    with errors_as_messages(), state.read() as conn:
+        account_id = _account_id(conn, email)
+        delay = followups.days(conn, account_id, state.config.crm.followup_days) if days is None else days
+        found = followups.due(conn, account_id, delay, time.time(), state.config.crm.followup_window)
+    if as_json:
+        print_json([_followup_json(row) for row in found])
+        return
+    for row in found:
+        who = ", ".join(c["name"] or c["address"] for c in row["contacts"]) or "-"
+        subject = row["thread_subject"] or row["subject"] or "(no subject)"
+        click.echo(f"{iso(row['sent'])}\t{row['days_waiting']}d\t{who}\t{subject}")
+
+
+@crm_group.command("followup-days")
+@click.argument("email")
+@click.argument("days")
+@pass_state
+def crm_followup_days(state: State, email: str, days: str) -> None:
+    """Set the follow-up delay of EMAIL to DAYS (0-365), or "default" for [crm] followup_days."""
+    from .crm import followups
+
+    value: int | None = None
+    if days.strip().lower() != "default":
+        if not days.strip().isdigit() or int(days) > followups.MAX_DAYS:
+            raise click.UsageError(f"DAYS must be a number of days from 0 to {followups.MAX_DAYS}, or default")
+        value = int(days)
+    with errors_as_messages(), state.write() as conn:
+        followups.set_days(conn, _account_id(conn, email), value)
+    shown = f"{value} days" if value is not None else f"the default ({state.config.crm.followup_days} days)"
+    click.echo(f"{email}: follow-up after {shown}")
 
 
 @main.group()

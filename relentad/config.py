@@ -471,7 +471,19 @@ class CRMConfig:
     imap_folders: bool = setting(
         True,
         "Show the read-only IMAP virtual folders Contacts/<Name> and Companies/<Name>: every message with a "
-        "confirmed contact, or with a company's contacts, across the account's folders.",
+        "confirmed contact, or with a company's contacts, across the account's folders; and Follow-up (sent mail "
+        "nobody answered within followup_days).",
+    )
+    followup_days: int = setting(
+        3,
+        "Days after which a thread whose newest message is one the account sent to a person, and that nobody "
+        "answered, is due for a follow-up (relentad crm followups, the IMAP folder Follow-up); 0-365, per "
+        "account with relentad crm followup-days.",
+    )
+    followup_window: int = setting(
+        90,
+        "Days a follow-up stays due before it is dropped as stale (0: for ever; 0-3650): old threads where you "
+        "wrote last, from mail filed before this release or imported, stay out.",
     )
 
 
@@ -747,6 +759,10 @@ def check(config: Config) -> list[str]:
     ):
         if keyword and not flags.is_keyword(keyword):
             problems.append(f"{name} must be an IMAP keyword (an atom, not a \\system flag)")
+    if not 0 <= config.crm.followup_days <= 365:
+        problems.append("[crm] followup_days must lie between 0 and 365")
+    if not 0 <= config.crm.followup_window <= 3650:
+        problems.append("[crm] followup_window must lie between 0 and 3650")
     if not 0 <= config.spam.ham_below <= config.spam.spam_above <= 1:
         problems.append("[spam] thresholds must satisfy 0 <= ham_below <= spam_above <= 1")
     if config.dnsbl.action not in ("reject", "junk"):

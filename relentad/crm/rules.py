@@ -36,7 +36,7 @@ from ..headers import decode_header
 from ..message import Address, ParsedMessage, header_fields_of, normalize_crlf, parse_addresses
 from ..store.imapwrite import check_name
 from . import participants
-from .folders import is_virtual
+from .folders import FOLLOW_UP, is_virtual
 from .sieve import (
     Action,
     AddressTest,
@@ -352,7 +352,7 @@ def check_folder(name: str) -> None:
     """A folder a rule may file into: a name the store takes, outside the CRM's read-only views (which IMAP
     refuses to CREATE in: a real mailbox there would shadow them)."""
     check_name(name)
-    if is_virtual(name):
+    if is_virtual(name) and name != FOLLOW_UP:  # a real Follow-up folder (older than the view) still takes mail
         raise InvalidInput("Contacts/ and Companies/ are the CRM's read-only views")
 
 

@@ -36,7 +36,7 @@ from ..errors import InvalidInput
 from ..message import ParsedMessage
 from ..store import flags as flagmod
 from ..store import mailboxes
-from . import contacts, participants, rules, threads, vacation
+from . import contacts, followups, participants, rules, threads, vacation
 from .participants import IN, LIST, OUT, PERSON, Participant
 from .sieve import Script
 
@@ -324,7 +324,9 @@ def file_message(
         ).fetchone()
         if duplicate is not None:
             return 0
-    thread_id = threads.assign(conn, plan.account_id, parsed, when)
+    thread_id = threads.assign(
+        conn, plan.account_id, parsed, when, answers=followups.is_reply(plan.direction, plan.people)
+    )
     cursor = conn.execute(
         """INSERT INTO crm_messages (account_id, blob_id, thread_id, direction, time, sender, subject)
            VALUES (?, ?, ?, ?, ?, ?, ?)""",
@@ -342,6 +344,8 @@ def file_message(
         "INSERT OR IGNORE INTO crm_message_contacts (contact_id, message_id, role)",
         [(contact_id, message_id, role) for contact_id, role in links.items()],
     )
+    if plan.direction == OUT and links:
+        followups.sent(conn, thread_id, message_id, when)
     if plan.tags:
         _tag_contact(conn, links, plan.tags)
     return message_id

@@ -61,8 +61,12 @@ def _candidates(parsed: ParsedMessage) -> list[str]:
     return out
 
 
-def assign(conn: sqlite3.Connection, account_id: int, parsed: ParsedMessage, when: float) -> int:
-    """File the message into a thread of the account (creating one when needed); returns the thread id."""
+def assign(
+    conn: sqlite3.Connection, account_id: int, parsed: ParsedMessage, when: float, *, answers: bool = False
+) -> int:
+    """File the message into a thread of the account (creating one when needed); returns the thread id. ``answers``:
+    the message answers the account (:func:`relentad.crm.followups.is_reply`), so a follow-up the thread awaited
+    since an earlier sent message is over (set again by :func:`relentad.crm.followups.sent`)."""
     named = _candidates(parsed)
     own = parsed.message_id
     lookup = ([own] if own else []) + named
@@ -97,9 +101,12 @@ def assign(conn: sqlite3.Connection, account_id: int, parsed: ParsedMessage, whe
         )
     else:
         conn.execute(
-            """UPDATE crm_threads SET messages = messages + 1, last_message = max(last_message, ?),
-               first_message = min(first_message, ?) WHERE id = ?""",
-            (when, when, thread_id),
+            """UPDATE crm_threads SET messages = messages + 1, last_message = max(last_message, ?1),
+               first_message = min(first_message, ?1),
+               awaiting_message = CASE WHEN ?2 AND awaiting <= ?1 THEN NULL ELSE awaiting_message END,
+               awaiting = CASE WHEN ?2 AND awaiting <= ?1 THEN NULL ELSE awaiting END
+               WHERE id = ?3""",
+            (when, answers, thread_id),
         )
     if lookup:
         marks = ", ".join(["(?, ?, ?)"] * len(lookup))
@@ -119,13 +126,15 @@ def _merge(conn: sqlite3.Connection, account_id: int, thread_ids: list[int]) -> 
     rows = {
         int(r[0]): r
         for r in conn.execute(
-            f"""SELECT id, subject, subject_key, first_message, last_message, messages FROM crm_threads
+            f"""SELECT id, subject, subject_key, first_message, last_message, messages, awaiting_message, awaiting
+                FROM crm_threads
                 WHERE account_id = ? AND id IN (?, {marks})""",
             (account_id, keep, *others),
         )
     }
     merged = [rows[t] for t in thread_ids if t in rows]
     root = next((r for r in merged if not normalize_subject(r[1])[1]), rows.get(keep, merged[0]))
+    newest = max(merged, key=lambda r: (r[4], r[0]))
     conn.execute(
         f"UPDATE crm_thread_ids SET thread_id = ? WHERE account_id = ? AND thread_id IN ({marks})",
         (keep, account_id, *others),
@@ -142,14 +151,16 @@ def _merge(conn: sqlite3.Connection, account_id: int, thread_ids: list[int]) -> 
     conn.execute(f"DELETE FROM crm_thread_contacts WHERE thread_id IN ({marks})", others)
     conn.execute(f"DELETE FROM crm_threads WHERE account_id = ? AND id IN ({marks})", (account_id, *others))
     conn.execute(
-        """UPDATE crm_threads SET subject = ?, subject_key = ?, first_message = ?, last_message = ?, messages = ?
-           WHERE id = ?""",
+        """UPDATE crm_threads SET subject = ?, subject_key = ?, first_message = ?, last_message = ?, messages = ?,
+           awaiting_message = ?, awaiting = ? WHERE id = ?""",
         (
             root[1],
             root[2],
             min(r[3] for r in merged),
-            max(r[4] for r in merged),
+            newest[4],
             sum(r[5] for r in merged),
+            newest[6],  # the merged conversation awaits a reply when its newest part did
+            newest[7],
             keep,
         ),
     )

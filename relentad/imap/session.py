@@ -327,7 +327,8 @@ class Session:
         """Announce what changed in the selected mailbox since the session last looked (see module notes)."""
         relevant = self.drain_events()
         view = self.selected
-        if view is None or not (relevant or force or self.dirty or view.pending_gone):
+        timed = isinstance(view, VirtualView) and view.due(time.time())
+        if view is None or not (relevant or force or self.dirty or view.pending_gone or timed):
             return
         self.dirty = False
         if isinstance(view, VirtualView):

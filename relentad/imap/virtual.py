@@ -1,4 +1,4 @@
-"""The CRM's virtual folders over IMAP: ``Contacts/<Name>`` and ``Companies/<Name>`` (issue 6).
+"""The CRM's virtual folders over IMAP: ``Contacts/<Name>``, ``Companies/<Name>`` (issue 6) and ``Follow-up``.
 
 What a client sees (the store side is :mod:`relentad.crm.folders`):
 - LIST/LSUB: the roots ``Contacts`` and ``Companies`` as ``\\Noselect \\HasChildren``, each folder as
@@ -13,7 +13,9 @@ What a client sees (the store side is :mod:`relentad.crm.folders`):
 
 Invariants: the view maps each virtual UID to the live copy it shows (:attr:`VirtualView.refs`); any change
 in the account (the bus has no finer grain that covers CRM filing) makes :func:`sync` re-read the folder and
-announce EXISTS, EXPUNGE and FETCH FLAGS from the difference. No transaction spans network I/O.
+announce EXISTS, EXPUNGE and FETCH FLAGS from the difference. ``Follow-up`` also changes as time passes: its
+view knows when the next thread becomes due (:attr:`VirtualView.wake_at`), the next command looks again after
+that, and IDLE wakes up then. No transaction spans network I/O.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..crm import folders
+from ..crm import folders, followups
 from ..crm.folders import Copy, Folder
 from ..spam import training as spam_training
 from ..store import flags as flagmod
@@ -56,6 +59,12 @@ class VirtualView(Selected):
     refs: dict[int, Copy] = dataclasses.field(default_factory=dict)
     settable: bool = False
     """SELECT (not EXAMINE): flags but \\Deleted may be stored on the real messages."""
+    wake_at: float | None = None
+    """When the view changes without a write (``Follow-up``: the next thread becomes due); None: never."""
+
+    def due(self, now: float) -> bool:
+        """Whether time alone has changed what the view shows since it was last read."""
+        return self.wake_at is not None and now >= self.wake_at
 
     def watches(self, mailbox_id: int) -> bool:
         return True  # its messages live in every folder of the account
@@ -90,10 +99,18 @@ def _info(name: str, folder: Folder | None, uidnext: int = 1, *, subscribed: boo
     )
 
 
-def list_entries(conn: sqlite3.Connection, account_id: int, real: set[str]) -> list[VirtualInfo]:
+def policy(session: Session) -> followups.Policy:
+    """The configured follow-up delay and window."""
+    crm = session.config.crm
+    return followups.Policy(crm.followup_days, crm.followup_window)
+
+
+def list_entries(
+    conn: sqlite3.Connection, account_id: int, real: set[str], followup: followups.Policy
+) -> list[VirtualInfo]:
     """LIST entries of the virtual tree (roots only when they have folders), real names excluded."""
-    found = [f for f in folders.folders(conn, account_id) if f.name not in real]
-    out: list[VirtualInfo] = []
+    found = [f for f in folders.folders(conn, account_id, followup) if f.name not in real]
+    out: list[VirtualInfo] = [_info(f.name, f) for f in found if f.kind == "followup"]
     for root in folders.ROOTS:
         children = [f for f in found if f.name.startswith(root + "/")]
         if children and root not in real:
@@ -108,7 +125,7 @@ def lookup(session: Session, name: str) -> VirtualInfo | None:
         return None
 
     def read(conn: sqlite3.Connection) -> VirtualInfo | None:
-        folder = folders.find(conn, session.account_id, name)
+        folder = folders.find(conn, session.account_id, name, policy(session))
         if folder is None or imapview.mailbox(conn, session.account_id, name) is not None:
             return None
         return _info(folder.name, folder, folders.uidnext(conn, folder))
@@ -149,7 +166,14 @@ def open_view(session: Session, info: VirtualInfo, *, examine: bool) -> VirtualV
         settable=not examine,
     )
     view.new_keywords(" ".join(r.keywords for r in rows))
+    view.wake_at = _wake_at(session, folder)
     return view
+
+
+def _wake_at(session: Session, folder: Folder) -> float | None:
+    if folder.kind != "followup":
+        return None
+    return session.read(lambda c: followups.next_due(c, folder.id, folder.delay, time.time()))
 
 
 def permanent_flags(view: VirtualView) -> list[Atom]:
@@ -169,6 +193,7 @@ async def sync(session: Session, view: VirtualView, *, expunge_allowed: bool) ->
     assert view.folder is not None
     folder = view.folder
     rows = session.read(lambda c: folders.copies(c, folder))
+    view.wake_at = _wake_at(session, folder)
     current = {r.uid: r for r in rows}
     view.pending_gone.update(uid for uid in view.uids if uid not in current)
     if expunge_allowed and view.pending_gone:

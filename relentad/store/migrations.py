@@ -783,18 +783,6 @@ def _m025_crm_thread_ids(conn: sqlite3.Connection) -> None:
     )
 
 
-def execute_script(conn: sqlite3.Connection, script: str) -> None:
-    """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
-    statement = ""
-    for line in script.splitlines(keepends=True):
-        statement += line
-        if sqlite3.complete_statement(statement):
-            conn.execute(statement)
-            statement = ""
-    if statement.strip():
-        conn.execute(statement)
-
-
 def _m026_imap_acl(conn: sqlite3.Connection) -> None:
     """Shared mailboxes (RFC 4314): rights an owner granted another account of the server on one of its mailboxes.
     The owner is the mailbox's account; a grant goes with the mailbox id (RENAME keeps it, DELETE drops it)."""
@@ -809,6 +797,39 @@ def _m026_imap_acl(conn: sqlite3.Connection) -> None:
             PRIMARY KEY (mailbox_id, grantee_id)
         ) WITHOUT ROWID;
         CREATE INDEX imap_acl_grantee ON imap_acl (grantee_id);
+        """,
+    )
+
+
+def _m027_crm_followups(conn: sqlite3.Connection) -> None:
+    """Follow-ups ("awaiting reply", :mod:`relentad.crm.followups`): a thread whose newest counting message is one
+    the account sent to a person keeps that message and its time (``awaiting_message``, ``awaiting``), set and
+    cleared by the sorter as it files mail; a partial index finds an account's waiting threads at query time,
+    when the delay decides which are due (time passes without a write). Per account: the delay override and the
+    ``Follow-up`` IMAP folder's UIDVALIDITY and subscription. Threads filed before this migration are judged by
+    their newest message, whatever it is."""
+    execute_script(
+        conn,
+        """
+        ALTER TABLE crm_threads ADD COLUMN awaiting_message INTEGER;
+        ALTER TABLE crm_threads ADD COLUMN awaiting REAL;
+        CREATE INDEX crm_threads_awaiting ON crm_threads(account_id, awaiting, awaiting_message)
+            WHERE awaiting IS NOT NULL;
+        CREATE TABLE crm_followup_settings (
+            account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+            days INTEGER,  -- NULL: [crm] followup_days
+            uidvalidity INTEGER NOT NULL DEFAULT 1,
+            subscribed INTEGER NOT NULL DEFAULT 1
+        );
+        WITH newest AS (
+            SELECT id, thread_id, time, direction,
+                   row_number() OVER (PARTITION BY thread_id ORDER BY time DESC, id DESC) AS n
+            FROM crm_messages WHERE thread_id IS NOT NULL)
+        UPDATE crm_threads SET awaiting_message = newest.id, awaiting = newest.time
+        FROM newest
+        WHERE newest.thread_id = crm_threads.id AND newest.n = 1 AND newest.direction = 'out'
+          AND EXISTS (SELECT 1 FROM crm_message_contacts l JOIN crm_contacts c ON c.id = l.contact_id
+                      WHERE l.message_id = newest.id AND c.kind = 'person' AND l.role IN ('to', 'cc', 'bcc'));
         """,
     )
 
@@ -839,6 +860,18 @@ def _m028_tlsrpt_results(conn: sqlite3.Connection) -> None:
     )
 
 
+def execute_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+    if statement.strip():
+        conn.execute(statement)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_core", _m001_core),
     ("002_outbound", _m002_outbound),
@@ -865,6 +898,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("024_carddav_sync", _m024_carddav_sync),
     ("025_crm_thread_ids", _m025_crm_thread_ids),
     ("026_imap_acl", _m026_imap_acl),
+    ("027_crm_followups", _m027_crm_followups),
     ("028_tlsrpt_results", _m028_tlsrpt_results),
 ]
 

@@ -32,6 +32,16 @@ def test_the_lowest_spam_cut_off_lies_between_ham_below_and_one(lowest: float) -
     assert err.value.problems == ["[spam] spam_above_min must lie between ham_below and 1"]
 
 
+def test_followup_days_lie_between_0_and_365() -> None:
+    assert config.from_dict({"crm": {"followup_days": 0}}).crm.followup_days == 0
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict({"crm": {"followup_days": 400}})
+    assert err.value.problems == ["[crm] followup_days must lie between 0 and 365"]
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict({"crm": {"followup_window": 4000}})
+    assert err.value.problems == ["[crm] followup_window must lie between 0 and 3650"]
+
+
 def test_all_problems_are_reported_at_once() -> None:
     with pytest.raises(config.ConfigError) as err:
         config.from_dict({"limits": {"message_size": "big", "nope": 1}, "tls": {"cert": "x.pem"}})

@@ -3,19 +3,22 @@
 Invariants: the client's line and the account's change bus are awaited together, so an SMTP delivery reaches an
 idling client as soon as its transaction commits (the pipeline publishes after commit); changes other processes
 commit (the CLI's import, announce) are noticed within ``watch.POLL_INTERVAL`` seconds by the poll that runs while
-any session IDLEs; the autologout timer applies; anything but DONE ends the IDLE with BAD.
+any session IDLEs; a selected view that changes with time (``Follow-up``) is looked at again when its next
+thread becomes due; the autologout timer applies (from the last event); anything but DONE ends the IDLE with BAD.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from ...events import Event
 from ..errors import bad
 from ..parser import NoArgs, is_done
 from ..responses import continuation
 from ..session import ANSWERED, Handler, Result, Session, State
+from ..virtual import VirtualView
 
 
 async def idle(session: Session, command: NoArgs) -> Result:
@@ -44,16 +47,29 @@ async def _idle(session: Session) -> Result:
     await session.flush()
     reader = asyncio.ensure_future(session.conn.readline(session.config.imap.line_length))
     pending: asyncio.Future[Event] | None = None
+    loop = asyncio.get_running_loop()
     try:
+        deadline = loop.time() + session.config.imap.autologout
         while True:
             waiter = pending = asyncio.ensure_future(session.events.get())
+            timeout = deadline - loop.time()
+            wake = _wake_in(session)
             done, _ = await asyncio.wait(
-                {reader, waiter}, timeout=session.config.imap.autologout, return_when=asyncio.FIRST_COMPLETED
+                {reader, waiter},
+                timeout=timeout if wake is None else min(timeout, wake),
+                return_when=asyncio.FIRST_COMPLETED,
             )
-            if not done:
+            if not done and loop.time() >= deadline:
                 session.untagged_status("BYE", "autologout: idle for too long")
                 session.state = State.LOGOUT
                 return ANSWERED
+            if not done:  # the view changes with time (Follow-up): look again
+                waiter.cancel()
+                pending = None
+                await session.sync(expunge_allowed=True)
+                await session.flush()
+                continue
+            deadline = loop.time() + session.config.imap.autologout
             if waiter in done:
                 event = waiter.result()
                 if session.concerns(event):
@@ -80,6 +96,14 @@ async def _idle(session: Session) -> Result:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
     return None
+
+
+def _wake_in(session: Session) -> float | None:
+    """Seconds until the selected view changes by time alone (a Follow-up thread becomes due); None: never."""
+    view = session.selected
+    if not isinstance(view, VirtualView) or view.wake_at is None:
+        return None
+    return max(0.05, view.wake_at - time.time())
 
 
 HANDLERS: dict[str, Handler] = {"IDLE": idle}

@@ -112,7 +112,13 @@ async def list_(session: Session, command: List) -> Result:
     names = {box.name for box in boxes}
     if session.config.crm.imap_folders:
         boxes = sorted(
-            [*boxes, *session.read(lambda c: virtual.list_entries(c, session.account_id, names), snapshot=True)],
+            [
+                *boxes,
+                *session.read(
+                    lambda c: virtual.list_entries(c, session.account_id, names, virtual.policy(session)),
+                    snapshot=True,
+                ),
+            ],
             key=lambda box: box.name,
         )
         names = {box.name for box in boxes}

@@ -63,3 +63,41 @@ def test_internal_dates_stored_before_018_keep_showing_as_utc(tmp_path: Path, mo
     assert "018_imap_internaldate_zone" in migrations.apply(conn)
     assert [tuple(r) for r in conn.execute("SELECT internaldate, zone FROM messages")] == [(1e9, 0)]
     assert [tuple(r) for r in conn.execute("SELECT internaldate, zone FROM expunged")] == [(1e9, 0)]
+
+
+def test_threads_filed_before_027_wait_when_their_newest_message_was_sent_to_a_person(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """027: a thread whose newest message is one the account sent to a person contact awaits a reply; a thread
+    answered since, or whose newest sent message went to a list only, does not."""
+    conn = without(tmp_path, monkeypatch, "027_crm_followups")
+    conn.execute(
+        "INSERT INTO crm_contacts (id, account_id, kind, created) VALUES (1, 7, 'person', 0), (2, 7, 'list', 0)"
+    )
+    for thread, times in ((10, (100.0, 200.0)), (11, (100.0, 300.0)), (12, (100.0, 100.0))):
+        conn.execute(
+            "INSERT INTO crm_threads (id, account_id, first_message, last_message, messages) VALUES (?, 7, ?, ?, 2)",
+            (thread, *times),
+        )
+    rows = [  # id, thread, direction, time, contact, role
+        (1, 10, "out", 100.0, 1, "to"),
+        (2, 10, "out", 200.0, 1, "cc"),  # 10: waits since 2
+        (3, 11, "out", 100.0, 1, "to"),
+        (4, 11, "in", 300.0, 1, "from"),  # 11: answered
+        (5, 12, "out", 100.0, 2, "to"),  # 12: to a list
+    ]
+    for message, thread, direction, when, contact, role in rows:
+        conn.execute(
+            "INSERT INTO crm_messages (id, account_id, blob_id, thread_id, direction, time) VALUES (?, 7, ?, ?, ?, ?)",
+            (message, message, thread, direction, when),
+        )
+        conn.execute(
+            "INSERT INTO crm_message_contacts (contact_id, message_id, role) VALUES (?, ?, ?)", (contact, message, role)
+        )
+    monkeypatch.undo()
+    assert migrations.apply(conn) == ["027_crm_followups"]
+    assert [tuple(r) for r in conn.execute("SELECT id, awaiting_message, awaiting FROM crm_threads ORDER BY id")] == [
+        (10, 2, 200.0),
+        (11, None, None),
+        (12, None, None),
+    ]
