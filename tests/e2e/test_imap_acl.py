@@ -313,3 +313,17 @@ def test_a_grant_withdrawn_while_a_write_waits_writes_nothing(relentad: Daemon) 
     db.close()
     bystander.close()
     owner.logout()
+
+
+def test_rename_moves_no_child_into_the_shared_namespace(relentad: Daemon) -> None:
+    """CREATE refuses names under ``Shared/<address>``; RENAME of a parent must not put a child there either (it
+    would show beside, and be hidden behind, the owner's real shared mailbox, and could never be deleted)."""
+    raw = Raw(relentad)
+    raw.login(BOB)
+    assert raw.command("c", f'CREATE "Folder/{ALICE}/INBOX"')[-1].startswith(b"c OK")
+    refused = raw.command("r", "RENAME Folder Shared")
+    assert b"NO [NOPERM]" in refused[-1] and f"Shared/{ALICE} is in the shared".encode() in refused[-1], refused
+    assert raw.command("l", f'LIST "" "Shared/{ALICE}/INBOX"')[:-1] == []  # not shared with bob: nothing
+    assert raw.command("m", "RENAME Folder Elsewhere")[-1].startswith(b"m OK")  # not into the namespace: fine
+    assert raw.command("d", f'DELETE "Elsewhere/{ALICE}/INBOX"')[-1].startswith(b"d OK")
+    raw.close()

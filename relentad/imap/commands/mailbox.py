@@ -258,11 +258,23 @@ async def rename(session: Session, command: Rename) -> Result:
     """RENAME (RFC 9051 §6.3.6): children follow; INBOX's messages move to the new name."""
     access.refuse_namespace(command.source)
     access.refuse_namespace(command.destination)
+    _refuse_children_into_namespace(session, command.source, command.destination)
     virtual.refuse_virtual(session, command.destination)
     if session.read(lambda c: imapview.mailbox(c, session.account_id, command.source)) is None:
         virtual.refuse_virtual(session, command.source)
     await session.write(lambda c: imapwrite.rename_mailbox(c, session.account_id, command.source, command.destination))
     return None
+
+
+def _refuse_children_into_namespace(session: Session, source: str, destination: str) -> None:
+    """RENAME takes the source's children along: none may land in the shared namespace either (``RENAME Foo
+    Shared`` with a child ``Foo/<address>/x``), where an own folder would be hidden behind another account's."""
+    if source.upper() == "INBOX":  # INBOX's children stay where they are
+        return
+    prefix = source + DELIMITER
+    for box in session.read(lambda c: imapview.all_mailboxes(c, session.account_id)):
+        if box.name.startswith(prefix):
+            access.refuse_namespace(destination + box.name[len(source) :])
 
 
 async def subscribe(session: Session, command: MailboxCommand) -> Result:
