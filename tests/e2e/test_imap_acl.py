@@ -327,3 +327,25 @@ def test_rename_moves_no_child_into_the_shared_namespace(relentad: Daemon) -> No
     assert raw.command("m", "RENAME Folder Elsewhere")[-1].startswith(b"m OK")  # not into the namespace: fine
     assert raw.command("d", f'DELETE "Elsewhere/{ALICE}/INBOX"')[-1].startswith(b"d OK")
     raw.close()
+
+
+def test_a_shared_mailbox_carries_no_special_use(relentad: Daemon) -> None:
+    """The owner's Trash, Sent and Drafts are its own: shared, they list without \\Trash & co., so that no grantee's
+    client takes them for its own (``Shared/<owner>/Trash`` sorts before ``Trash``) and files its mail there."""
+    owner = ic(relentad, ALICE)
+    for box in ("Trash", "Sent", "Drafts"):
+        owner.setacl(box, CAROL, "lrswite")
+    raw = Raw(relentad)
+    raw.login(CAROL)
+    special = raw.command("s", 'LIST (SPECIAL-USE) "" "*"')
+    assert [line for line in special if b"Shared/" in line] == [], special
+    listed = raw.command("l", f'LIST "" "Shared/{ALICE}/%" RETURN (SPECIAL-USE)')
+    assert f'* LIST (\\HasNoChildren) "/" Shared/{ALICE}/Trash\r\n'.encode() in listed, listed
+    assert not any(use in line for line in listed for use in (b"\\Trash", b"\\Sent", b"\\Drafts")), listed
+    raw.close()
+    admin = Raw(relentad)
+    admin.login(ALICE)
+    for box in ("Trash", "Sent", "Drafts"):
+        assert admin.command("d", f"DELETEACL {box} {CAROL}")[-1].startswith(b"d OK")
+    admin.close()
+    owner.logout()

@@ -171,7 +171,10 @@ async def list_(session: Session, command: List) -> Result:
 
 def _shared_entries(session: Session, names: set[str], unreadable: set[str]) -> list[MailboxInfo]:
     """The mailboxes others share with the account and may be listed (right l), under ``Shared/<owner>/``, with
-    the levels above them as \\Noselect (RFC 2342 other users' namespace); nothing else of the owners shows."""
+    the levels above them as \\Noselect (RFC 2342 other users' namespace); nothing else of the owners shows. Their
+    special use (RFC 6154) is the owner's, not the grantee's: it is not shown, or a client that picks its Sent,
+    Drafts or Trash by attribute (LIST order puts ``Shared/x/Trash`` before ``Trash``) would file the grantee's own
+    mail into the owner's mailbox (Cyrus keeps special use private to the owner alike)."""
     shared = [s for s in session.read(lambda c: acl.shared_with(c, session.account_id)) if "l" in s.rights]
     if not shared:
         return []
@@ -179,7 +182,7 @@ def _shared_entries(session: Session, names: set[str], unreadable: set[str]) -> 
     out: list[MailboxInfo] = []
     levels: set[str] = set()
     for entry in shared:
-        out.append(dataclasses.replace(entry.info, subscribed=entry.info.name in subscribed))
+        out.append(dataclasses.replace(entry.info, special_use=None, subscribed=entry.info.name in subscribed))
         if "r" not in entry.rights:
             unreadable.add(entry.info.name)
         levels.update(_ancestors(entry.info.name))
