@@ -4,11 +4,15 @@ Every command that takes a mailbox name resolves it here (:func:`resolve`): an o
 name in the shared namespace (``Shared/<owner>/<mailbox>``) resolves only when the owner shared that mailbox with
 the session's account, and then carries the granted rights. Commands on the selected mailbox check the view's
 rights (:func:`require`), which the session re-reads before each command on a shared view
-(:meth:`relentad.imap.session.Session.revoked`), so a changed or removed grant applies at once.
+(:meth:`relentad.imap.session.Session.revoked`), so a changed or removed grant applies at once. Every write job on
+a shared mailbox checks the rights again in its own transaction (:func:`recheck`): a grant withdrawn after the
+command's first check and before its write (``relentad unshare`` in another process, the owner's termination)
+stops the write, so nothing lands in a mailbox after its sharing ended.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -53,6 +57,21 @@ def require(rights: str, needed: str, what: str) -> None:
     lacking = missing(rights, needed)
     if lacking:
         raise denied(what, lacking)
+
+
+def holds(conn: sqlite3.Connection, account_id: int, mailbox_id: int, owner_id: int, needed: str) -> bool:
+    """In a write job: whether the account still holds ``needed`` on the mailbox (always, on its own; ``owner_id``
+    0 means the session's own, as :class:`relentad.imap.view.Selected` keeps it)."""
+    if owner_id in (0, account_id):
+        return True
+    return not missing(acl.rights_of(conn, mailbox_id, account_id) or "", needed)
+
+
+def recheck(conn: sqlite3.Connection, account_id: int, mailbox_id: int, owner_id: int, needed: str) -> None:
+    """In a write job, before it writes: NO [NOPERM] when the grant was withdrawn or narrowed since the command
+    checked it (the job runs in the transaction that writes, so the check and the write see the same grants)."""
+    if not holds(conn, account_id, mailbox_id, owner_id, needed):
+        raise no("access to the shared mailbox was withdrawn meanwhile", "NOPERM")
 
 
 def flag_right(flag: str) -> str:

@@ -54,8 +54,8 @@ from .. import message, pipeline, trace
 from ..crm.sorter import FilingFailed, Sorter
 from ..errors import InvalidInput
 from ..imap import mutf7
+from ..store import acl, imapwrite, mailboxes
 from ..store import flags as flagmod
-from ..store import imapwrite, mailboxes
 from . import activity
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,20 @@ def _mbox_items(path: Path, folder: str, flags: list[list[str]] | None) -> Itera
 
 
 def items(source: Path) -> list[Item]:
-    """Everything to import from ``source`` (an mbox file, this module's export folder, or a Maildir)."""
+    """Everything to import from ``source`` (an mbox file, this module's export folder, or a Maildir). A folder in
+    the shared namespace is refused before anything is written: IMAP would resolve its name as another account's
+    mailbox, so the mail imported there could never be read."""
+    found = _items(source)
+    shared = sorted({item.folder for item in found if acl.in_namespace(item.folder)})
+    if shared:
+        raise InvalidInput(
+            f"folder {shared[0]} is in the shared namespace (Shared/<address>/...), where no own folder can be: "
+            "rename it in the export (nothing was imported)"
+        )
+    return found
+
+
+def _items(source: Path) -> list[Item]:
     if source.is_file():
         return list(_mbox_items(source, mailboxes.INBOX, None))
     if (source / "cur").is_dir() or (source / "new").is_dir():

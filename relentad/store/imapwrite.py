@@ -67,6 +67,8 @@ def create_mailbox(conn: sqlite3.Connection, account_id: int, name: str, special
     name = mailboxes.stored_name(name)
     if name == mailboxes.INBOX:
         raise AlreadyExists("INBOX always exists")
+    if acl.in_namespace(name):  # IMAP would resolve it as another account's mailbox: the own one could never be seen
+        raise InvalidInput(f"{name} is in the shared namespace (Shared/<address>/...), where no own folder can be")
     for parent in _parents(name):
         if _row(conn, account_id, parent) is None:
             mailboxes.create(conn, account_id, parent)

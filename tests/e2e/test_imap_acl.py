@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import imaplib
 import smtplib
+import sqlite3
 from collections.abc import Iterator
 
 import imapclient
@@ -267,4 +268,84 @@ def test_an_administering_grantee(relentad: Daemon) -> None:
     assert raw.command("d", f'SETACL "{name}" {BOB} -a')[-1].startswith(b"d OK")  # gives up its own a right
     assert b"NO [NOPERM]" in raw.command("g", f'GETACL "{name}"')[-1]
     raw.close()
+    owner.logout()
+
+
+def test_a_grant_withdrawn_while_a_write_waits_writes_nothing(relentad: Daemon) -> None:
+    """The rights are checked again in the write's own transaction: an unshare that commits after a command's first
+    check and before its write (here while the test holds the database's write lock, as the CLI would) stops the
+    write, rather than let APPEND, STORE or MOVE change the mailbox after its sharing ended."""
+    owner = ic(relentad, ALICE)
+    owner.create_folder("Desk")
+    owner.append("Desk", message("on the desk"))
+    name = f"Shared/{ALICE}/Desk"
+    db = sqlite3.connect(relentad.db_path, isolation_level=None, timeout=30)
+    box = db.execute(
+        "SELECT b.id FROM mailboxes b JOIN accounts a ON a.id = b.account_id WHERE a.email = ? AND b.name = 'Desk'",
+        (ALICE,),
+    ).fetchone()[0]
+    bob = db.execute("SELECT id FROM accounts WHERE email = ?", (BOB,)).fetchone()[0]
+    bystander = Raw(relentad)
+    bystander.login(CAROL)
+    bob_inbox = ic(relentad, BOB).folder_status("INBOX", ["MESSAGES"])[b"MESSAGES"]
+
+    def withdrawn_while_waiting(command: str, *, select: bool) -> bytes:
+        owner.setacl("Desk", BOB, "lrswite")
+        grantee = Raw(relentad)
+        grantee.login(BOB)
+        if select:
+            assert grantee.command("s", f'SELECT "{name}"')[-1].startswith(b"s OK [READ-WRITE]")
+        db.execute("BEGIN IMMEDIATE")  # the daemon's next write waits for this transaction
+        db.execute("DELETE FROM imap_acl WHERE mailbox_id = ? AND grantee_id = ?", (box, bob))  # relentad unshare
+        grantee.send(f"w {command}\r\n".encode())
+        bystander.command("n", "NOOP")  # the daemon has taken the command (and checked the grant, still there)
+        db.execute("COMMIT")
+        reply = grantee.until("w")[-1]
+        grantee.close()
+        return reply
+
+    assert b"NO [NOPERM]" in withdrawn_while_waiting(f'APPEND "{name}" {{3+}}\r\nabc', select=False)
+    assert b"NO [NOPERM]" in withdrawn_while_waiting("STORE 1 +FLAGS (\\Flagged)", select=True)
+    assert b"NO [NOPERM]" in withdrawn_while_waiting("UID MOVE 1 INBOX", select=True)
+    owner.select_folder("Desk")
+    assert owner.search() == [1] and b"\\Flagged" not in owner.get_flags([1])[1]
+    assert ic(relentad, BOB).folder_status("INBOX", ["MESSAGES"])[b"MESSAGES"] == bob_inbox
+    db.close()
+    bystander.close()
+    owner.logout()
+
+
+def test_rename_moves_no_child_into_the_shared_namespace(relentad: Daemon) -> None:
+    """CREATE refuses names under ``Shared/<address>``; RENAME of a parent must not put a child there either (it
+    would show beside, and be hidden behind, the owner's real shared mailbox, and could never be deleted)."""
+    raw = Raw(relentad)
+    raw.login(BOB)
+    assert raw.command("c", f'CREATE "Folder/{ALICE}/INBOX"')[-1].startswith(b"c OK")
+    refused = raw.command("r", "RENAME Folder Shared")
+    assert b"NO [NOPERM]" in refused[-1] and f"Shared/{ALICE} is in the shared".encode() in refused[-1], refused
+    assert raw.command("l", f'LIST "" "Shared/{ALICE}/INBOX"')[:-1] == []  # not shared with bob: nothing
+    assert raw.command("m", "RENAME Folder Elsewhere")[-1].startswith(b"m OK")  # not into the namespace: fine
+    assert raw.command("d", f'DELETE "Elsewhere/{ALICE}/INBOX"')[-1].startswith(b"d OK")
+    raw.close()
+
+
+def test_a_shared_mailbox_carries_no_special_use(relentad: Daemon) -> None:
+    """The owner's Trash, Sent and Drafts are its own: shared, they list without \\Trash & co., so that no grantee's
+    client takes them for its own (``Shared/<owner>/Trash`` sorts before ``Trash``) and files its mail there."""
+    owner = ic(relentad, ALICE)
+    for box in ("Trash", "Sent", "Drafts"):
+        owner.setacl(box, CAROL, "lrswite")
+    raw = Raw(relentad)
+    raw.login(CAROL)
+    special = raw.command("s", 'LIST (SPECIAL-USE) "" "*"')
+    assert [line for line in special if b"Shared/" in line] == [], special
+    listed = raw.command("l", f'LIST "" "Shared/{ALICE}/%" RETURN (SPECIAL-USE)')
+    assert f'* LIST (\\HasNoChildren) "/" Shared/{ALICE}/Trash\r\n'.encode() in listed, listed
+    assert not any(use in line for line in listed for use in (b"\\Trash", b"\\Sent", b"\\Drafts")), listed
+    raw.close()
+    admin = Raw(relentad)
+    admin.login(ALICE)
+    for box in ("Trash", "Sent", "Drafts"):
+        assert admin.command("d", f"DELETEACL {box} {CAROL}")[-1].startswith(b"d OK")
+    admin.close()
     owner.logout()

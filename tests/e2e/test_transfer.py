@@ -278,3 +278,18 @@ def test_export_of_a_terminated_account_gives_the_mail_it_held(make_daemon: Make
     assert archive.startswith(b"From MAILER-DAEMON Tue Nov 14 17:13:20 2023 -0500\n")
     cli(daemon, "import", CAROL, str(tmp_path / "bob"))
     assert all_messages(daemon, CAROL) == {folder: copies for folder, copies in before.items() if copies}
+
+
+def test_import_refuses_a_folder_in_the_shared_namespace(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    """An export (from here or another server) holding ``Shared/<address>/x`` made an own folder there: IMAP
+    resolves that name as another account's shared mailbox, so the imported mail could never be read, nor the
+    folder deleted. The import is refused with one line before anything is written."""
+    daemon = provision(make_daemon()).start()
+    (tmp_path / "export" / "mail").mkdir(parents=True)
+    (tmp_path / "export" / "mail" / "INBOX.mbox").write_bytes(b"From x@y Thu Nov 26 00:00:00 2026\r\n" + message("in"))
+    shared = tmp_path / "export" / "mail" / f"Shared.{ALICE.replace('.', '%2E')}.Hidden.mbox"
+    shared.write_bytes(b"From x@y Thu Nov 26 00:00:00 2026\r\n" + message("hidden"))
+    result = daemon.cli("import", BOB, str(tmp_path / "export"), check=False)
+    assert result.returncode == 1 and f"folder Shared/{ALICE}/Hidden is in the shared namespace" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert all_messages(daemon, BOB) == {}

@@ -82,6 +82,7 @@ async def setacl(session: Session, command: Acl) -> Result:
             raise bad(str(exc)) from None  # RFC 4314 §3.1: an unknown right is a BAD
 
     def job(conn: sqlite3.Connection) -> None:
+        access.recheck(conn, session.account_id, target.info.id, target.owner_id, "a")
         grantee = acl.grantee(conn, target.owner_id, command.identifier)
         if command.name == "DELETEACL":
             acl.remove(conn, target.info.id, grantee)

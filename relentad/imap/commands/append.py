@@ -51,6 +51,7 @@ async def append(session: Session, command: Append) -> Result:
         parsed = await asyncio.to_thread(lambda: [parse(m.data) for m in command.messages])
 
     def job(conn: sqlite3.Connection) -> list[int]:
+        access.recheck(conn, session.account_id, info.id, owner, "i")
         now = time.time()
         return [
             imapwrite.append_message(

@@ -58,9 +58,16 @@ async def copy_move(session: Session, command: CopyMove) -> Result:
     lesson = session.read(lambda c: spam_training.copy_lesson(c, view.mailbox_id, target.id)) if own else None
     relabel = spam_training.relabel(lesson) if own else None
     limit = access.flag_limit(found.rights)  # flags the rights do not let it set are dropped, as APPEND's
+
+    def recheck(conn: sqlite3.Connection) -> None:
+        """The rights on both ends again, in the write's transaction (access.recheck)."""
+        access.recheck(conn, session.account_id, view.mailbox_id, view.owner_id, "rte" if move else "r")
+        access.recheck(conn, session.account_id, target.id, found.owner_id, "i")
+
     if move:
 
         def move_job(conn: sqlite3.Connection) -> tuple[list[tuple[int, int]], int]:
+            recheck(conn)
             if owner != view.owner_id:  # into another account's mailbox: it counts against that account now
                 imapwrite.check_quota(conn, found.owner_id, imapwrite.size_of(conn, view.mailbox_id, uids), len(uids))
             return imapwrite.move_messages(conn, view.mailbox_id, uids, target.id, relabel, limit)
@@ -70,6 +77,7 @@ async def copy_move(session: Session, command: CopyMove) -> Result:
     else:
 
         def copy(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+            recheck(conn)
             size = imapwrite.size_of(conn, view.mailbox_id, uids)
             imapwrite.check_quota(conn, found.owner_id, size, len(uids))  # a shared mailbox's owner pays
             return imapwrite.copy_messages(conn, view.mailbox_id, uids, target.id, relabel, limit)

@@ -6,6 +6,8 @@ is destroyed here (the purge after ``retention.deleted_days`` is the lifecycle's
 
 from __future__ import annotations
 
+import sqlite3
+
 from ...store import imapview, imapwrite
 from .. import access, virtual
 from ..errors import no
@@ -30,7 +32,12 @@ async def expunge(session: Session, command: Command) -> Result:
             return None
     if not session.read(lambda c: imapview.has_deleted(c, view.mailbox_id)):
         return None
-    gone, modseq = await session.write(lambda c: imapwrite.expunge(c, view.mailbox_id, uids))
+
+    def job(conn: sqlite3.Connection) -> tuple[list[int], int]:
+        access.recheck(conn, session.account_id, view.mailbox_id, view.owner_id, "e")
+        return imapwrite.expunge(conn, view.mailbox_id, uids)
+
+    gone, modseq = await session.write(job)
     if gone:
         session.publish(view.mailbox_id, modseq, view.owner_id)
         session.announce_expunged(gone)

@@ -29,7 +29,7 @@ from ...mimetree import Part
 from ...store import flags as flagmod
 from ...store import imapview, imapwrite
 from ...store.imapview import MessageRow
-from .. import objectid, virtual
+from .. import access, objectid, virtual
 from ..errors import bad, no
 from ..parser import Fetch, FetchAttribute, FetchBody, FetchItem
 from ..preview import preview as make_preview
@@ -458,8 +458,14 @@ async def fetch(session: Session, command: Fetch) -> Result:
     if command.vanished and command.changed_since is not None:
         _vanished_earlier(session, command.sequence_set, command.changed_since)
     if not view.readonly and "s" in view.rights and any(_sets_seen(a) for a in attributes) and uids:
-        result = await session.write(lambda c: imapwrite.store_flags(c, view.mailbox_id, uids, "add", ["\\Seen"]))
-        if result.changed:
+
+        def seen(conn: sqlite3.Connection) -> imapwrite.StoreResult | None:
+            if not access.holds(conn, session.account_id, view.mailbox_id, view.owner_id, "s"):
+                return None  # the s right was withdrawn meanwhile: the messages stay unseen
+            return imapwrite.store_flags(conn, view.mailbox_id, uids, "add", ["\\Seen"])
+
+        result = await session.write(seen)
+        if result is not None and result.changed:
             for uid, modseq, _, _ in result.changed:
                 view.own[uid] = modseq
             session.publish(view.mailbox_id, result.modseq, view.owner_id)

@@ -177,7 +177,10 @@ async def list_(session: Session, command: List) -> Result:
 
 def _shared_entries(session: Session, names: set[str], unreadable: set[str]) -> list[MailboxInfo]:
     """The mailboxes others share with the account and may be listed (right l), under ``Shared/<owner>/``, with
-    the levels above them as \\Noselect (RFC 2342 other users' namespace); nothing else of the owners shows."""
+    the levels above them as \\Noselect (RFC 2342 other users' namespace); nothing else of the owners shows. Their
+    special use (RFC 6154) is the owner's, not the grantee's: it is not shown, or a client that picks its Sent,
+    Drafts or Trash by attribute (LIST order puts ``Shared/x/Trash`` before ``Trash``) would file the grantee's own
+    mail into the owner's mailbox (Cyrus keeps special use private to the owner alike)."""
     shared = [s for s in session.read(lambda c: acl.shared_with(c, session.account_id)) if "l" in s.rights]
     if not shared:
         return []
@@ -185,7 +188,7 @@ def _shared_entries(session: Session, names: set[str], unreadable: set[str]) -> 
     out: list[MailboxInfo] = []
     levels: set[str] = set()
     for entry in shared:
-        out.append(dataclasses.replace(entry.info, subscribed=entry.info.name in subscribed))
+        out.append(dataclasses.replace(entry.info, special_use=None, subscribed=entry.info.name in subscribed))
         if "r" not in entry.rights:
             unreadable.add(entry.info.name)
         levels.update(_ancestors(entry.info.name))
@@ -264,11 +267,23 @@ async def rename(session: Session, command: Rename) -> Result:
     """RENAME (RFC 9051 §6.3.6): children follow; INBOX's messages move to the new name."""
     access.refuse_namespace(command.source)
     access.refuse_namespace(command.destination)
+    _refuse_children_into_namespace(session, command.source, command.destination)
     virtual.refuse_virtual(session, command.destination)
     if session.read(lambda c: imapview.mailbox(c, session.account_id, command.source)) is None:
         virtual.refuse_virtual(session, command.source)
     await session.write(lambda c: imapwrite.rename_mailbox(c, session.account_id, command.source, command.destination))
     return None
+
+
+def _refuse_children_into_namespace(session: Session, source: str, destination: str) -> None:
+    """RENAME takes the source's children along: none may land in the shared namespace either (``RENAME Foo
+    Shared`` with a child ``Foo/<address>/x``), where an own folder would be hidden behind another account's."""
+    if source.upper() == "INBOX":  # INBOX's children stay where they are
+        return
+    prefix = source + DELIMITER
+    for box in session.read(lambda c: imapview.all_mailboxes(c, session.account_id)):
+        if box.name.startswith(prefix):
+            access.refuse_namespace(destination + box.name[len(source) :])
 
 
 async def subscribe(session: Session, command: MailboxCommand) -> Result:

@@ -56,6 +56,8 @@ async def replace(session: Session, command: Replace) -> Result:
         structure = await asyncio.to_thread(parse, message.data)
 
     def job(conn: sqlite3.Connection) -> tuple[int, int]:
+        access.recheck(conn, session.account_id, view.mailbox_id, view.owner_id, "te")
+        access.recheck(conn, session.account_id, info.id, found.owner_id, "i")
         if not conn.execute(
             "SELECT 1 FROM messages WHERE mailbox_id = ? AND uid = ?", (view.mailbox_id, old)
         ).fetchone():

@@ -168,7 +168,13 @@ async def close(session: Session, command: NoArgs) -> Result:
     assert view is not None
     expunges = not view.readonly and "e" in view.rights  # without the e right CLOSE only deselects (RFC 4314 §4)
     if expunges and session.read(lambda c: imapview.has_deleted(c, view.mailbox_id)):
-        gone, modseq = await session.write(lambda c: imapwrite.expunge(c, view.mailbox_id))
+
+        def job(conn: sqlite3.Connection) -> tuple[list[int], int]:
+            if not access.holds(conn, session.account_id, view.mailbox_id, view.owner_id, "e"):
+                return [], 0  # the e right was withdrawn meanwhile: CLOSE only deselects
+            return imapwrite.expunge(conn, view.mailbox_id)
+
+        gone, modseq = await session.write(job)
         if gone:
             session.publish(view.mailbox_id, modseq, view.owner_id)
     session.deselect()

@@ -7,6 +7,8 @@ other sessions hear of it through the bus. .SILENT suppresses the FETCH replies 
 
 from __future__ import annotations
 
+import sqlite3
+
 from ...spam import training as spam_training
 from ...store import flags as flagmod
 from ...store import imapwrite
@@ -30,15 +32,19 @@ async def store(session: Session, command: Store) -> Result:
     needed = {access.flag_right(flag) for flag in command.flags}
     if command.action == "replace":  # FLAGS replaces every flag: each kind it may clear needs its right too
         needed |= {"s", "t", "w"}
-    access.require(view.rights, "".join(sorted(needed)), "STORE of these flags")
+    rights = "".join(sorted(needed))
+    access.require(view.rights, rights, "STORE of these flags")
     if command.unchanged_since is not None:
         session.enabled.add("CONDSTORE")
     uids = view.resolve(command.sequence_set, uid=command.uid, saved=session.saved)
-    result = await session.write(
-        lambda c: imapwrite.store_flags(
-            c, view.mailbox_id, uids, command.action, command.flags, command.unchanged_since
+
+    def job(conn: sqlite3.Connection) -> imapwrite.StoreResult:
+        access.recheck(conn, session.account_id, view.mailbox_id, view.owner_id, rights)
+        return imapwrite.store_flags(
+            conn, view.mailbox_id, uids, command.action, command.flags, command.unchanged_since
         )
-    )
+
+    result = await session.write(job)
     for uid, modseq, _, keywords in result.changed:
         view.own[uid] = modseq
         if view.new_keywords(keywords):
