@@ -10,12 +10,11 @@ passwords go only through the shared authenticator.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import ssl
 import time
 
+from ..auth import sasl
 from ..auth.authenticator import LoginFailed
 from ..crm import rules, sieve, userscripts
 from ..errors import InvalidInput
@@ -97,18 +96,9 @@ async def authenticate(session: Session, command: Command) -> str:
     if answer == "*":
         raise Refused("authentication cancelled")
     try:
-        decoded = base64.b64decode(answer, validate=True)
-    except (binascii.Error, ValueError):
-        raise Refused("the SASL response is not valid base64") from None
-    parts = decoded.split(b"\0")
-    if len(parts) != 3:
-        raise Refused("a PLAIN response is authzid NUL authcid NUL password")
-    try:
-        authzid, authcid, password = (part.decode("utf-8") for part in parts)
-    except UnicodeDecodeError:
-        raise Refused("PLAIN credentials must be UTF-8") from None
-    if authzid and authzid.lower() != authcid.lower():
-        raise Refused("acting as another user is not allowed")
+        authcid, password = sasl.plain(sasl.decode_base64(answer))
+    except sasl.SaslError as exc:
+        raise Refused(exc.text) from None
     try:
         login = await session.services.authenticator.verify(authcid, password, session.peer, "managesieve")
     except LoginFailed as exc:

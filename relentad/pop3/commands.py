@@ -9,13 +9,12 @@ reader thread, never on the event loop; nothing is written before QUIT.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import sqlite3
 import ssl
 import time
 
+from ..auth import sasl
 from ..auth.authenticator import LoginFailed
 from ..events import MailboxChanged
 from . import maildrop
@@ -130,18 +129,9 @@ async def auth(session: Session, command: Command) -> None:
     if answer == b"=":
         answer = b""
     try:
-        decoded = base64.b64decode(answer, validate=True)
-    except (binascii.Error, ValueError):
-        raise Refused("the SASL response is not valid base64") from None
-    parts = decoded.split(b"\0")
-    if len(parts) != 3:
-        raise Refused("a PLAIN response is authzid NUL authcid NUL password")
-    try:
-        authzid, authcid, password = (part.decode("utf-8") for part in parts)
-    except UnicodeDecodeError:
-        raise Refused("PLAIN credentials must be UTF-8") from None
-    if authzid and authzid.lower() != authcid.lower():
-        raise Refused("acting as another user is not allowed", "AUTH")
+        authcid, password = sasl.plain(sasl.decode_base64(answer))
+    except sasl.SaslError as exc:
+        raise Refused(exc.text, "AUTH" if exc.authorization else "") from None
     await _log_in(session, authcid, password)
 
 

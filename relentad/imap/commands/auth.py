@@ -9,11 +9,10 @@ history), behind :func:`check_credentials` only.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import ssl
 
+from ...auth import sasl
 from ...auth.authenticator import LoginFailed
 from ..errors import bad, no
 from ..parser import Authenticate, Login, NoArgs
@@ -66,18 +65,13 @@ async def authenticate(session: Session, command: Authenticate) -> Result:
         if line == b"*":
             raise bad("authentication cancelled")
         try:
-            response = base64.b64decode(line, validate=True)
-        except (binascii.Error, ValueError):
-            raise bad("the SASL response is not valid base64") from None
-    parts = response.split(b"\0")
-    if len(parts) != 3:
-        raise bad("a PLAIN response is authzid NUL authcid NUL password")
+            response = sasl.decode_base64(line)
+        except sasl.SaslError as exc:
+            raise bad(exc.text) from None
     try:
-        authzid, authcid, password = (part.decode("utf-8") for part in parts)
-    except UnicodeDecodeError:
-        raise bad("PLAIN credentials must be UTF-8") from None
-    if authzid and authzid.lower() != authcid.lower():
-        raise no("acting as another user is not allowed", "AUTHORIZATIONFAILED")
+        authcid, password = sasl.plain(response)
+    except sasl.SaslError as exc:
+        raise (no(exc.text, "AUTHORIZATIONFAILED") if exc.authorization else bad(exc.text)) from None
     await check_credentials(session, authcid, password)
     return Ok("logged in", session.capability_code())
 
