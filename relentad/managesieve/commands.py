@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 
 from ..auth import sasl
@@ -57,12 +56,8 @@ async def starttls(session: Session, command: Command) -> None:
         raise Refused("TLS is not available: no certificate configured")
     session.send(response("OK", "begin TLS negotiation now"))
     await session.conn.drain()
-    try:
-        await session.conn.start_tls(context)
-    except (ssl.SSLError, OSError, ConnectionError) as exc:
-        log.info("managesieve STARTTLS from %s failed: %s", session.peer, exc)
+    if not await session.start_tls(context, "STARTTLS"):
         session.state = State.LOGOUT
-        await session.conn.close()
         return
     session.capabilities()
     session.send(response("OK", "TLS active"))
@@ -100,9 +95,8 @@ async def authenticate(session: Session, command: Command) -> str:
     except sasl.SaslError as exc:
         raise Refused(exc.text) from None
     try:
-        login = await session.services.authenticator.verify(authcid, password, session.peer, "managesieve")
+        login = await session.verify(authcid, password)
     except LoginFailed as exc:
-        log.info("managesieve login failed for %r from %s", authcid[:100], session.peer)
         if exc.throttled:
             raise Refused("too many failed logins; try again later", "TRYLATER") from None
         raise Refused("authentication failed") from None

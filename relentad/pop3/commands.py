@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import ssl
 import time
 
 from ..auth import sasl
@@ -70,12 +69,8 @@ async def stls(session: Session, command: Command) -> None:
     if context is None:
         raise Refused("TLS is not available: no certificate configured")
     session.ok("begin TLS negotiation now")
-    try:
-        await session.conn.start_tls(context)
-    except (ssl.SSLError, OSError, ConnectionError) as exc:
-        log.info("pop3 STLS from %s failed: %s", session.peer, exc)
+    if not await session.start_tls(context, "STLS"):
         session.state = State.CLOSED
-        await session.conn.close()
         return
     session.user = ""
 
@@ -138,9 +133,8 @@ async def auth(session: Session, command: Command) -> None:
 async def _log_in(session: Session, name: str, password: str) -> None:
     """Verify, then take the maildrop snapshot (RFC 1939 §4: the TRANSACTION state starts with it)."""
     try:
-        login = await session.services.authenticator.verify(name, password, session.peer, "pop3")
+        login = await session.verify(name, password)
     except LoginFailed as exc:
-        log.info("pop3 login failed for %r from %s", name[:100], session.peer)
         if exc.throttled:
             raise Refused("too many failed logins; try again later", "SYS/TEMP") from None
         raise Refused("authentication failed", "AUTH") from None

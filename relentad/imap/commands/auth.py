@@ -9,8 +9,6 @@ history), behind :func:`check_credentials` only.
 from __future__ import annotations
 
 import asyncio
-import logging
-import ssl
 
 from ...auth import sasl
 from ...auth.authenticator import LoginFailed
@@ -19,15 +17,12 @@ from ..parser import Authenticate, Login, NoArgs
 from ..responses import continuation
 from ..session import ANSWERED, Handler, Ok, Result, Session, State
 
-log = logging.getLogger(__name__)
-
 
 async def check_credentials(session: Session, username: str, password: str) -> None:
     """Verify and open the account, or raise the IMAP NO (RFC 5530 AUTHENTICATIONFAILED / UNAVAILABLE)."""
     try:
-        login = await session.services.authenticator.verify(username, password, session.peer, "imap")
+        login = await session.verify(username, password)
     except LoginFailed as exc:
-        log.info("imap login failed for %r from %s", username[:100], session.peer)
         if exc.throttled:
             raise no("too many failed logins; try again later", "UNAVAILABLE") from None
         raise no("invalid user name or password", "AUTHENTICATIONFAILED") from None
@@ -85,12 +80,8 @@ async def starttls(session: Session, command: NoArgs) -> Result:
         raise no("TLS is not available: no certificate configured")
     session.reply(command.tag, "OK", "begin TLS negotiation now")
     await session.flush()
-    try:
-        await session.conn.start_tls(context)
-    except (ssl.SSLError, OSError, ConnectionError) as exc:
-        log.info("imap STARTTLS from %s failed: %s", session.peer, exc)
+    if not await session.start_tls(context, "STARTTLS"):
         session.state = State.LOGOUT
-        await session.conn.close()
     return ANSWERED
 
 
