@@ -13,9 +13,9 @@ import logging
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import dns.asyncresolver
 
@@ -34,6 +34,8 @@ _SIZE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}  # th
 
 Reader = Callable[[Callable[[sqlite3.Connection], Any]], Any]
 Writer = Callable[[Callable[[sqlite3.Connection], Any]], Any]
+P = TypeVar("P")
+"""One kind's pending batch (a domain's records not yet reported)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,44 @@ async def write_with(write: Writer, job: Callable[[sqlite3.Connection], Any]) ->
     done = write(job)
     if inspect.isawaitable(done):
         await done
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One report mail, signed and ready to queue."""
+
+    domain: str
+    raw: bytes
+    recipients: list[str]
+    report_id: str
+
+
+def period(begin: int, end: int) -> str:
+    """The time a report covers, as its mail's text says it."""
+    return " to ".join(time.strftime("%Y-%m-%d %H:%M", time.gmtime(moment)) for moment in (begin, end)) + " UTC"
+
+
+async def run(
+    read: Reader,
+    write: Writer,
+    collect: Callable[[sqlite3.Connection], list[P]],
+    prepare: Callable[[list[P], Config, dns.asyncresolver.Resolver, KeyRing | None, float], Awaitable[list[Outgoing]]],
+    commit: Callable[[sqlite3.Connection, list[P], list[Outgoing], Config, float], None],
+    config: Config,
+    resolver: dns.asyncresolver.Resolver,
+    keyring: KeyRing | None,
+    now: float | None,
+) -> list[Outgoing]:
+    """One run of a kind: ``collect`` the pending records (``read``), ``prepare`` the reports, then ``commit``: queue
+    them and delete what they cover (``write``, awaited when it returns an awaitable: the daemon's store, or the
+    CLI's transaction)."""
+    now = time.time() if now is None else now
+    batches: list[P] = read(collect)
+    if not batches:
+        return []
+    outgoing = await prepare(batches, config, resolver, keyring, now)
+    await write_with(write, lambda conn: commit(conn, batches, outgoing, config, now))
+    return outgoing
 
 
 class Sender(Protocol):
