@@ -15,9 +15,7 @@ data already) and a row left over (a failed run) is dropped after :data:`KEEP_DA
 
 from __future__ import annotations
 
-import email.message
 import email.policy
-import email.utils
 import gzip
 import json
 import logging
@@ -185,11 +183,7 @@ def compose(
     """The report mail of RFC 7489 §7.2.1.1: a short text and the gzipped XML, named as that section says (the
     Submitter and the file name's receiver are our domain name, whatever ``org_name`` says; its unique-id digits)."""
     submitter = config.server.hostname.rstrip(".")
-    msg = email.message.EmailMessage()
-    msg["From"] = config.dmarc.reporter
-    msg["To"] = ", ".join(recipients)
-    msg["Subject"] = f"Report Domain: {pending.domain} Submitter: {submitter} Report-ID: <{report_id}>"
-    msg["Date"] = email.utils.formatdate(end, usegmt=True)
+    msg = sending.message(config, pending.domain, submitter, recipients, report_id, end)
     msg["Message-ID"] = f"<dmarc-{report_id}@{config.server.hostname}>"
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(

@@ -8,6 +8,7 @@ records they cover, so a report is neither lost nor sent twice.
 
 from __future__ import annotations
 
+import email.utils
 import inspect
 import logging
 import sqlite3
@@ -15,6 +16,7 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any, Protocol, TypeVar
 
 import dns.asyncresolver
@@ -107,6 +109,19 @@ class Outgoing:
     raw: bytes
     recipients: list[str]
     report_id: str
+
+
+def message(
+    config: Config, domain: str, submitter: str, recipients: list[str], report_id: str, end: int
+) -> EmailMessage:
+    """A report mail's common header fields: from the reporter, dated at the period's end, the subject of RFC 7489
+    §7.2.1.1 (which RFC 8460 §5.3 takes up)."""
+    msg = EmailMessage()
+    msg["From"] = config.dmarc.reporter
+    msg["To"] = ", ".join(recipients)
+    msg["Subject"] = f"Report Domain: {domain} Submitter: {submitter} Report-ID: <{report_id}>"
+    msg["Date"] = email.utils.formatdate(end, usegmt=True)
+    return msg
 
 
 def period(begin: int, end: int) -> str:

@@ -22,9 +22,7 @@ reports; hosted domains are never reported (our own MX); a row left over (a fail
 
 from __future__ import annotations
 
-import email.message
 import email.policy
-import email.utils
 import gzip
 import json
 import logging
@@ -175,11 +173,7 @@ def compose(
     submitter, in the header fields, the subject and the file name (§5.1), is a domain name: the reporter's."""
     submitter = config.dmarc.reporter.rpartition("@")[2]
     org_name = config.dmarc.org_name or config.server.hostname
-    msg = email.message.EmailMessage()
-    msg["From"] = config.dmarc.reporter
-    msg["To"] = ", ".join(recipients)
-    msg["Subject"] = f"Report Domain: {pending.domain} Submitter: {submitter} Report-ID: <{report_id}>"
-    msg["Date"] = email.utils.formatdate(end, usegmt=True)
+    msg = sending.message(config, pending.domain, submitter, recipients, report_id, end)
     msg["Message-ID"] = f"<tlsrpt-{report_id}>"
     msg["TLS-Report-Domain"] = pending.domain
     msg["TLS-Report-Submitter"] = submitter
