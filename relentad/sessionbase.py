@@ -114,10 +114,8 @@ class BaseSession(Generic[SV, H]):
 
     def account_ended(self) -> bool:
         """The logged-in account was terminated (``relentad user terminate``, another process) since the login."""
-        if not self.authenticated:
-            return False
         now = time.monotonic()
-        if now - self.account_checked < ACCOUNT_CHECK_INTERVAL:
+        if now - self.account_checked < ACCOUNT_CHECK_INTERVAL or not self.authenticated:
             return False
         self.account_checked = now
         return not self.store.read(lambda conn: accounts.is_active(conn, self.account_id))

@@ -479,9 +479,12 @@ class Session(BaseSession[Services, Handler]):
         view.rights = rights
         return False
 
-    def idle_timeout(self) -> float:
-        """``imap.autologout`` (RFC 9051 §5.4)."""
-        return self.config.imap.autologout
+    def read_deadline(self) -> float:
+        """When waiting for the client gives up (loop time): ``imap.login_timeout`` after connecting before login,
+        ``imap.autologout`` from now after it (RFC 9051 §5.4). Its own, inline: it runs at every command."""
+        if self.state is State.NOT_AUTHENTICATED:
+            return self.login_deadline
+        return asyncio.get_running_loop().time() + self.config.imap.autologout
 
     def say_timeout(self) -> None:
         """The BYE before closing for :meth:`read_deadline`."""
