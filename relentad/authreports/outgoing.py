@@ -15,15 +15,11 @@ data already) and a row left over (a failed run) is dropped after :data:`KEEP_DA
 
 from __future__ import annotations
 
-import email.message
 import email.policy
-import email.utils
-import functools
 import gzip
 import json
 import logging
 import sqlite3
-import time
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
@@ -35,7 +31,7 @@ from ..config import Config
 from ..dns import DnsTemporaryError, lookup
 from ..queue.dkimkeys import KeyRing
 from . import intake, sending
-from .sending import destinations
+from .sending import Outgoing, destinations
 
 log = logging.getLogger("relentad.reports")
 
@@ -181,31 +177,18 @@ async def accepts(resolver: dns.asyncresolver.Resolver, domain: str, address: st
     return any(t.replace(" ", "").lower().startswith("v=dmarc1") for t in texts)
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    domain: str
-    raw: bytes
-    recipients: list[str]
-    report_id: str
-
-
 def compose(
     pending: Pending, config: Config, compressed: bytes, recipients: list[str], report_id: str, begin: int, end: int
 ) -> bytes:
     """The report mail of RFC 7489 §7.2.1.1: a short text and the gzipped XML, named as that section says (the
     Submitter and the file name's receiver are our domain name, whatever ``org_name`` says; its unique-id digits)."""
     submitter = config.server.hostname.rstrip(".")
-    msg = email.message.EmailMessage()
-    msg["From"] = config.dmarc.reporter
-    msg["To"] = ", ".join(recipients)
-    msg["Subject"] = f"Report Domain: {pending.domain} Submitter: {submitter} Report-ID: <{report_id}>"
-    msg["Date"] = email.utils.formatdate(end, usegmt=True)
+    msg = sending.message(config, pending.domain, submitter, recipients, report_id, end)
     msg["Message-ID"] = f"<dmarc-{report_id}@{config.server.hostname}>"
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(
         f"This is a DMARC aggregate report from {submitter} for {pending.domain}, covering "
-        f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(begin))} to {time.strftime('%Y-%m-%d %H:%M', time.gmtime(end))} "
-        "UTC.\n"
+        f"{sending.period(begin, end)}.\n"
     )
     name = f"{submitter}!{pending.domain}!{begin}!{end}!{pending.last_id}.xml.gz"
     msg.add_attachment(compressed, maintype="application", subtype="gzip", filename=name)
@@ -267,14 +250,5 @@ async def send(
     keyring: KeyRing | None,
     now: float | None = None,
 ) -> list[Outgoing]:
-    """One run: collect the pending evaluations (``read``), prepare the reports, queue them and delete what they
-    cover (``write``, awaited when it returns an awaitable: the daemon's store, or the CLI's transaction)."""
-    now = time.time() if now is None else now
-    batches: list[Pending] = read(collect)
-    if not batches:
-        return []
-    outgoing = await prepare(batches, config, resolver, keyring, now)
-    await sending.write_with(
-        write, functools.partial(commit, batches=batches, outgoing=outgoing, config=config, now=now)
-    )
-    return outgoing
+    """One run over the pending evaluations (:func:`.sending.run`)."""
+    return await sending.run(read, write, collect, prepare, commit, config, resolver, keyring, now)

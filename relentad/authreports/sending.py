@@ -8,14 +8,16 @@ records they cover, so a report is neither lost nor sent twice.
 
 from __future__ import annotations
 
+import email.utils
 import inspect
 import logging
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from email.message import EmailMessage
+from typing import Any, Protocol, TypeVar
 
 import dns.asyncresolver
 
@@ -34,6 +36,8 @@ _SIZE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}  # th
 
 Reader = Callable[[Callable[[sqlite3.Connection], Any]], Any]
 Writer = Callable[[Callable[[sqlite3.Connection], Any]], Any]
+P = TypeVar("P")
+"""One kind's pending batch (a domain's records not yet reported)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,57 @@ async def write_with(write: Writer, job: Callable[[sqlite3.Connection], Any]) ->
     done = write(job)
     if inspect.isawaitable(done):
         await done
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One report mail, signed and ready to queue."""
+
+    domain: str
+    raw: bytes
+    recipients: list[str]
+    report_id: str
+
+
+def message(
+    config: Config, domain: str, submitter: str, recipients: list[str], report_id: str, end: int
+) -> EmailMessage:
+    """A report mail's common header fields: from the reporter, dated at the period's end, the subject of RFC 7489
+    §7.2.1.1 (which RFC 8460 §5.3 takes up)."""
+    msg = EmailMessage()
+    msg["From"] = config.dmarc.reporter
+    msg["To"] = ", ".join(recipients)
+    msg["Subject"] = f"Report Domain: {domain} Submitter: {submitter} Report-ID: <{report_id}>"
+    msg["Date"] = email.utils.formatdate(end, usegmt=True)
+    return msg
+
+
+def period(begin: int, end: int) -> str:
+    """The time a report covers, as its mail's text says it."""
+    return " to ".join(time.strftime("%Y-%m-%d %H:%M", time.gmtime(moment)) for moment in (begin, end)) + " UTC"
+
+
+async def run(
+    read: Reader,
+    write: Writer,
+    collect: Callable[[sqlite3.Connection], list[P]],
+    prepare: Callable[[list[P], Config, dns.asyncresolver.Resolver, KeyRing | None, float], Awaitable[list[Outgoing]]],
+    commit: Callable[[sqlite3.Connection, list[P], list[Outgoing], Config, float], None],
+    config: Config,
+    resolver: dns.asyncresolver.Resolver,
+    keyring: KeyRing | None,
+    now: float | None,
+) -> list[Outgoing]:
+    """One run of a kind: ``collect`` the pending records (``read``), ``prepare`` the reports, then ``commit``: queue
+    them and delete what they cover (``write``, awaited when it returns an awaitable: the daemon's store, or the
+    CLI's transaction)."""
+    now = time.time() if now is None else now
+    batches: list[P] = read(collect)
+    if not batches:
+        return []
+    outgoing = await prepare(batches, config, resolver, keyring, now)
+    await write_with(write, lambda conn: commit(conn, batches, outgoing, config, now))
+    return outgoing
 
 
 class Sender(Protocol):

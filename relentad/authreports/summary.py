@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 DAY = 86_400
 
@@ -55,17 +55,31 @@ class Unread:
 
 
 @dataclass
-class DmarcSummary:
+class Summary:
+    """What a domain's summary holds for either kind: its reports, their reporters, the period, the unread ones."""
+
     domain: str
     reports: int = 0
-    messages: int = 0
-    passed: int = 0
-    failed: int = 0
-    reporters: Counter[str] = field(default_factory=Counter)  # messages per reporter
-    sources: dict[str, Source] = field(default_factory=dict)
+    reporters: Counter[str] = field(default_factory=Counter)  # messages (DMARC) or sessions (TLS) per reporter
     unread: list[Unread] = field(default_factory=list)
     begin: float | None = None
     end: float | None = None
+
+    def cover(self, begin: float, end: float) -> None:
+        """Widen the period to take in a report's."""
+        self.begin = begin if self.begin is None else min(self.begin, begin)
+        self.end = end if self.end is None else max(self.end, end)
+
+
+S = TypeVar("S", bound=Summary)
+
+
+@dataclass
+class DmarcSummary(Summary):
+    messages: int = 0
+    passed: int = 0
+    failed: int = 0
+    sources: dict[str, Source] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -92,17 +106,20 @@ def _domain_filter(domain: str | None) -> tuple[str, list[object]]:
     return " AND (r.domain = ? OR r.domain LIKE ?)", [domain, f"%.{domain}"]
 
 
-def _unread(conn: sqlite3.Connection, kind: str, since: float, domain: str | None) -> dict[str, list[Unread]]:
+def _with_unread(
+    conn: sqlite3.Connection, kind: str, since: float, domain: str | None, summaries: dict[str, S], make: type[S]
+) -> list[S]:
+    """``summaries`` by domain name, each with the reports of its kind that could not be read (a domain may have
+    only those)."""
     where, params = _domain_filter(domain)
-    found: dict[str, list[Unread]] = {}
     rows = conn.execute(
         "SELECT r.domain, r.org, r.received, r.error FROM reports r WHERE r.kind = ? AND r.error != ''"
         f" AND r.received >= ?{where} ORDER BY r.received DESC",
         [kind, since, *params],
     )
     for name, org, received, error in rows:
-        found.setdefault(name, []).append(Unread(kind, org, received, error))
-    return found
+        summaries.setdefault(name, make(name)).unread.append(Unread(kind, org, received, error))
+    return [summaries[name] for name in sorted(summaries)]
 
 
 def dmarc(conn: sqlite3.Connection, *, since: float, domain: str | None = None) -> list[DmarcSummary]:
@@ -117,8 +134,7 @@ def dmarc(conn: sqlite3.Connection, *, since: float, domain: str | None = None) 
     for report_id, name, org, begin, end in reports:
         summary = summaries.setdefault(name, DmarcSummary(name))
         summary.reports += 1
-        summary.begin = begin if summary.begin is None else min(summary.begin, begin)
-        summary.end = end if summary.end is None else max(summary.end, end)
+        summary.cover(begin, end)
         summary.reporters[org] += 0
         for ip, count, disposition, dkim, spf, header_from in conn.execute(
             "SELECT source_ip, count, disposition, dkim, spf, header_from FROM dmarc_records WHERE report_id = ?",
@@ -137,9 +153,7 @@ def dmarc(conn: sqlite3.Connection, *, since: float, domain: str | None = None) 
             source.reporters.add(org)
             if header_from:
                 source.header_from.add(header_from)
-    for name, unread in _unread(conn, "dmarc", since, domain).items():
-        summaries.setdefault(name, DmarcSummary(name)).unread = unread
-    return [summaries[name] for name in sorted(summaries)]
+    return _with_unread(conn, "dmarc", since, domain, summaries, DmarcSummary)
 
 
 @dataclass
@@ -158,17 +172,11 @@ class Failure:
 
 
 @dataclass
-class TlsSummary:
-    domain: str
-    reports: int = 0
+class TlsSummary(Summary):
     successes: int = 0
     failures: int = 0
-    reporters: Counter[str] = field(default_factory=Counter)  # sessions per reporter
     policy_types: Counter[str] = field(default_factory=Counter)  # sessions per policy type (sts, tlsa, no-policy-found)
     details: dict[tuple[str, str, str], Failure] = field(default_factory=dict)
-    unread: list[Unread] = field(default_factory=list)
-    begin: float | None = None
-    end: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -203,8 +211,7 @@ def tls(conn: sqlite3.Connection, *, since: float, domain: str | None = None) ->
     )
     for report_id, org, begin, end, name, policy_type, successes, failures, details in rows:
         summary = summaries.setdefault(name, TlsSummary(name))
-        summary.begin = begin if summary.begin is None else min(summary.begin, begin)
-        summary.end = end if summary.end is None else max(summary.end, end)
+        summary.cover(begin, end)
         reports.setdefault(name, set()).add(report_id)
         summary.successes += successes
         summary.failures += failures
@@ -219,9 +226,7 @@ def tls(conn: sqlite3.Connection, *, since: float, domain: str | None = None) ->
             failure.additional = failure.additional or detail["additional"]
     for name, ids in reports.items():
         summaries[name].reports = len(ids)
-    for name, unread in _unread(conn, "tls", since, domain).items():
-        summaries.setdefault(name, TlsSummary(name)).unread = unread
-    return [summaries[name] for name in sorted(summaries)]
+    return _with_unread(conn, "tls", since, domain, summaries, TlsSummary)
 
 
 def _day(moment: float | None) -> str:

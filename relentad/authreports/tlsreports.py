@@ -22,10 +22,7 @@ reports; hosted domains are never reported (our own MX); a row left over (a fail
 
 from __future__ import annotations
 
-import email.message
 import email.policy
-import email.utils
-import functools
 import gzip
 import json
 import logging
@@ -42,6 +39,7 @@ from ..dns import DnsTemporaryError, lookup
 from ..queue.dkimkeys import KeyRing
 from ..queue.tlsresults import TLS_REPORT_PREFIX
 from . import intake, sending
+from .sending import Outgoing
 
 log = logging.getLogger("relentad.reports")
 
@@ -168,14 +166,6 @@ async def rua_of(resolver: dns.asyncresolver.Resolver, domain: str) -> str | Non
     return record_rua([b"".join(getattr(r, "strings", ())).decode("utf-8", "replace") for r in records])
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    domain: str
-    raw: bytes
-    recipients: list[str]
-    report_id: str
-
-
 def compose(
     pending: Pending, config: Config, compressed: bytes, recipients: list[str], report_id: str, begin: int, end: int
 ) -> bytes:
@@ -183,19 +173,14 @@ def compose(
     submitter, in the header fields, the subject and the file name (§5.1), is a domain name: the reporter's."""
     submitter = config.dmarc.reporter.rpartition("@")[2]
     org_name = config.dmarc.org_name or config.server.hostname
-    msg = email.message.EmailMessage()
-    msg["From"] = config.dmarc.reporter
-    msg["To"] = ", ".join(recipients)
-    msg["Subject"] = f"Report Domain: {pending.domain} Submitter: {submitter} Report-ID: <{report_id}>"
-    msg["Date"] = email.utils.formatdate(end, usegmt=True)
+    msg = sending.message(config, pending.domain, submitter, recipients, report_id, end)
     msg["Message-ID"] = f"<tlsrpt-{report_id}>"
     msg["TLS-Report-Domain"] = pending.domain
     msg["TLS-Report-Submitter"] = submitter
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(
         f"This is an SMTP TLS report (RFC 8460) from {org_name} for {pending.domain}, covering "
-        f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(begin))} to {time.strftime('%Y-%m-%d %H:%M', time.gmtime(end))} "
-        "UTC.\n"
+        f"{sending.period(begin, end)}.\n"
     )
     name = f"{submitter}!{pending.domain}!{begin}!{end}!{report_id.partition('@')[0]}.json.gz"
     msg.add_attachment(compressed, maintype="application", subtype="tlsrpt+gzip", filename=name)
@@ -251,13 +236,5 @@ async def send(
     keyring: KeyRing | None,
     now: float | None = None,
 ) -> list[Outgoing]:
-    """One run: collect the pending sessions (``read``), prepare the reports, queue them and delete what they cover
-    (``write``)."""
-    now = time.time() if now is None else now
-    batches: list[Pending] = read(collect)
-    if not batches:
-        return []
-    outgoing = await prepare(batches, config, resolver, keyring, now)
-    job = functools.partial(commit, batches=batches, outgoing=outgoing, config=config, now=now)
-    await sending.write_with(write, job)
-    return outgoing
+    """One run over the pending sessions (:func:`.sending.run`)."""
+    return await sending.run(read, write, collect, prepare, commit, config, resolver, keyring, now)

@@ -32,11 +32,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..auth.authenticator import Authenticator, password_allowed
+from ..auth.authenticator import Authenticator
 from ..config import Config
 from ..errors import RelentadError
 from ..events import Bus, Event, MailboxChanged
-from ..store import accounts, acl, db, imapview, imapwrite
+from ..sessionbase import BaseSession
+from ..store import acl, db, imapview, imapwrite
 from ..store import flags as flagmod
 from ..store.db import Store
 from . import access, virtual
@@ -74,8 +75,6 @@ T = TypeVar("T")
 
 PREAUTH_LITERAL = 16_384
 """Largest literal accepted before login (nobody needs to send a message then)."""
-ACCOUNT_CHECK_INTERVAL = 1.0
-"""Seconds between two checks that a session's account is still active (a terminated one's sessions end)."""
 
 
 class State(enum.Enum):
@@ -161,40 +160,28 @@ class Services:
     """Polls for changes other processes commit, while sessions IDLE (None: only in-process changes are seen)."""
 
 
-class Session:
+class Session(BaseSession[Services, Handler]):
     """One connection's IMAP state (RFC 9051 §3): login, selected mailbox view, enabled extensions, SEARCHRES."""
 
+    service = "imap"
+
     def __init__(self, services: Services, conn: Connection, handlers: dict[str, Handler]) -> None:
-        self.services = services
-        self.conn = conn
-        self.handlers = handlers
+        super().__init__(services, conn, handlers, services.get_config().imap.login_timeout)
         self.state = State.NOT_AUTHENTICATED
-        self.account_id = 0
-        self.email = ""
         self.selected: Selected | None = None
         self.enabled: set[str] = set()
         self.saved: SequenceSet | None = None
         self.events: asyncio.Queue[Event] | None = None
         self.bad_count = 0
         self.dirty = False
-        self.busy = False
-        """True while a command runs (not during IDLE): shutdown lets it finish before saying BYE."""
-        self.peer = conn.peer_ip()
         self.tokens = 2.0 * self.config.imap.commands_per_second
         self.tokens_at = time.monotonic()
-        self.account_checked = 0.0  # monotonic time the account was last seen active (:meth:`account_ended`)
-        self.login_deadline = asyncio.get_running_loop().time() + self.config.imap.login_timeout
-        """Until when a client may stay not authenticated, however many commands it sends meanwhile."""
 
     # -- properties -------------------------------------------------------------------------------------
 
     @property
-    def config(self) -> Config:
-        return self.services.get_config()
-
-    @property
-    def store(self) -> Store:
-        return self.services.store
+    def authenticated(self) -> bool:
+        return self.state is not State.NOT_AUTHENTICATED
 
     @property
     def utf8(self) -> bool:
@@ -216,10 +203,6 @@ class Session:
     def appendlimit(self) -> int:
         return self.config.limits.message_size
 
-    def login_allowed(self) -> bool:
-        """RFC 9051 §11.1: no plaintext passwords without TLS, except on loopback when the config allows it."""
-        return password_allowed(self.conn.tls, self.peer, self.config.auth)
-
     def capabilities(self) -> list[str]:
         return caps.capabilities(
             authenticated=self.state is not State.NOT_AUTHENTICATED,
@@ -233,9 +216,6 @@ class Session:
         return [Atom("CAPABILITY"), *(Atom(c) for c in self.capabilities())]
 
     # -- output -----------------------------------------------------------------------------------------
-
-    def send(self, data: bytes) -> None:
-        self.conn.write(data)
 
     def untagged(self, *values: ImapValue) -> None:
         self.send(untagged(*values, utf8=self.utf8))
@@ -487,18 +467,6 @@ class Session:
             self.close()
             await self.conn.close()
 
-    def account_ended(self) -> bool:
-        """The logged-in account was terminated (``relentad user terminate``, another process) since the login: its
-        sessions end at their next command, so none reads or writes it any more. Checked at most once per
-        :data:`ACCOUNT_CHECK_INTERVAL`, so a run of commands costs no extra query each."""
-        if self.state is State.NOT_AUTHENTICATED:
-            return False
-        now = time.monotonic()
-        if now - self.account_checked < ACCOUNT_CHECK_INTERVAL:
-            return False
-        self.account_checked = now
-        return not self.read(lambda conn: accounts.is_active(conn, self.account_id))
-
     def revoked(self) -> bool:
         """The selected shared mailbox is no longer shared with this account (or no longer readable): the session
         ends with BYE, as for a terminated account, rather than go on showing what it may no longer read. A
@@ -514,7 +482,7 @@ class Session:
 
     def read_deadline(self) -> float:
         """When waiting for the client gives up (loop time): ``imap.login_timeout`` after connecting before login,
-        ``imap.autologout`` from now after it (RFC 9051 §5.4)."""
+        ``imap.autologout`` from now after it (RFC 9051 §5.4). Its own, inline: it runs at every command."""
         if self.state is State.NOT_AUTHENTICATED:
             return self.login_deadline
         return asyncio.get_running_loop().time() + self.config.imap.autologout

@@ -10,12 +10,10 @@ passwords go only through the shared authenticator.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
-import ssl
 import time
 
+from ..auth import sasl
 from ..auth.authenticator import LoginFailed
 from ..crm import rules, sieve, userscripts
 from ..errors import InvalidInput
@@ -58,12 +56,8 @@ async def starttls(session: Session, command: Command) -> None:
         raise Refused("TLS is not available: no certificate configured")
     session.send(response("OK", "begin TLS negotiation now"))
     await session.conn.drain()
-    try:
-        await session.conn.start_tls(context)
-    except (ssl.SSLError, OSError, ConnectionError) as exc:
-        log.info("managesieve STARTTLS from %s failed: %s", session.peer, exc)
+    if not await session.start_tls(context, "STARTTLS"):
         session.state = State.LOGOUT
-        await session.conn.close()
         return
     session.capabilities()
     session.send(response("OK", "TLS active"))
@@ -97,22 +91,12 @@ async def authenticate(session: Session, command: Command) -> str:
     if answer == "*":
         raise Refused("authentication cancelled")
     try:
-        decoded = base64.b64decode(answer, validate=True)
-    except (binascii.Error, ValueError):
-        raise Refused("the SASL response is not valid base64") from None
-    parts = decoded.split(b"\0")
-    if len(parts) != 3:
-        raise Refused("a PLAIN response is authzid NUL authcid NUL password")
+        authcid, password = sasl.plain(sasl.decode_base64(answer))
+    except sasl.SaslError as exc:
+        raise Refused(exc.text) from None
     try:
-        authzid, authcid, password = (part.decode("utf-8") for part in parts)
-    except UnicodeDecodeError:
-        raise Refused("PLAIN credentials must be UTF-8") from None
-    if authzid and authzid.lower() != authcid.lower():
-        raise Refused("acting as another user is not allowed")
-    try:
-        login = await session.services.authenticator.verify(authcid, password, session.peer, "managesieve")
+        login = await session.verify(authcid, password)
     except LoginFailed as exc:
-        log.info("managesieve login failed for %r from %s", authcid[:100], session.peer)
         if exc.throttled:
             raise Refused("too many failed logins; try again later", "TRYLATER") from None
         raise Refused("authentication failed") from None

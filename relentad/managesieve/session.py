@@ -20,17 +20,16 @@ import contextlib
 import enum
 import logging
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from ..auth.authenticator import Authenticator, password_allowed
+from ..auth.authenticator import Authenticator
 from ..config import Config
 from ..crm import sieve
 from ..crm.userscripts import ScriptError
 from ..errors import RelentadError, StoreUnavailable
 from ..imap.connection import Connection, LineTooLong
-from ..store import accounts
+from ..sessionbase import BaseSession
 from ..store.db import Store
 from .parser import Command, ParseError, parse, pending_literal, response, string
 
@@ -46,7 +45,6 @@ DISCARD_LIMIT = 4
 """Literals over the limit are read and dropped (then NO) up to this many times the limit; beyond, BYE."""
 MAX_BAD = 10
 """Consecutive commands that do not parse before BYE."""
-ACCOUNT_CHECK_INTERVAL = 1.0
 CONCURRENT_CHECKS = 2
 """Worker threads checking scripts at once (a 1 MiB script takes about a second of CPU)."""
 IMPLEMENTATION = "relentad"
@@ -109,36 +107,20 @@ def sieve_extensions() -> str:
     return " ".join(sorted(sieve.CAPABILITIES))
 
 
-class Session:
+class Session(BaseSession[Services, Handler]):
+    service = "managesieve"
+
     def __init__(self, services: Services, conn: Connection, handlers: dict[str, Handler]) -> None:
-        self.services = services
-        self.conn = conn
-        self.handlers = handlers
-        self.peer = conn.peer_ip()
+        super().__init__(services, conn, handlers, services.get_config().managesieve.login_timeout)
         self.state = State.NOT_AUTHENTICATED
-        self.account_id = 0
-        self.email = ""
         self.bad = 0
-        self.busy = False
-        self.account_checked = 0.0
-        self.login_deadline = asyncio.get_running_loop().time() + self.config.managesieve.login_timeout
+
+    def idle_timeout(self) -> float:
+        return self.config.managesieve.idle_timeout
 
     @property
-    def config(self) -> Config:
-        return self.services.get_config()
-
-    @property
-    def store(self) -> Store:
-        return self.services.store
-
-    # -- output ---------------------------------------------------------------------------------------
-
-    def send(self, data: bytes) -> None:
-        self.conn.write(data)
-
-    def login_allowed(self) -> bool:
-        """RFC 5804 §2.1: no plaintext mechanism without TLS, except on loopback when the config allows it."""
-        return password_allowed(self.conn.tls, self.peer, self.config.auth)
+    def authenticated(self) -> bool:
+        return self.state is State.AUTHENTICATED
 
     def capabilities(self) -> None:
         """The capability lines (RFC 5804 §1.7); the caller adds the OK."""
@@ -203,11 +185,6 @@ class Session:
         self.send(response("BYE", text, code))
         self.state = State.LOGOUT
 
-    def read_deadline(self) -> float:
-        if self.state is State.NOT_AUTHENTICATED:
-            return self.login_deadline
-        return asyncio.get_running_loop().time() + self.config.managesieve.idle_timeout
-
     async def read_command(self) -> bytes:
         """One command with its literals inline; :class:`Refused` when literals over the limit were read and dropped.
         ``LINE_LENGTH`` bounds the command's own text across its lines and the limit bounds its literals together
@@ -234,16 +211,6 @@ class Session:
             code = "QUOTA/MAXSIZE" if self.state is State.AUTHENTICATED else ""
             raise Refused(f"literal larger than {limit} octets", code)
         return b"".join(parts)
-
-    def account_ended(self) -> bool:
-        """The account was terminated since the login (another process): checked at most once a second."""
-        if self.state is not State.AUTHENTICATED:
-            return False
-        now = time.monotonic()
-        if now - self.account_checked < ACCOUNT_CHECK_INTERVAL:
-            return False
-        self.account_checked = now
-        return not self.store.read(lambda conn: accounts.is_active(conn, self.account_id))
 
     async def execute(self, raw: bytes) -> None:
         """Parse, check the state, run the handler, answer (the one place that does)."""

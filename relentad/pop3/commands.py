@@ -9,13 +9,11 @@ reader thread, never on the event loop; nothing is written before QUIT.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import sqlite3
-import ssl
 import time
 
+from ..auth import sasl
 from ..auth.authenticator import LoginFailed
 from ..events import MailboxChanged
 from . import maildrop
@@ -71,12 +69,8 @@ async def stls(session: Session, command: Command) -> None:
     if context is None:
         raise Refused("TLS is not available: no certificate configured")
     session.ok("begin TLS negotiation now")
-    try:
-        await session.conn.start_tls(context)
-    except (ssl.SSLError, OSError, ConnectionError) as exc:
-        log.info("pop3 STLS from %s failed: %s", session.peer, exc)
+    if not await session.start_tls(context, "STLS"):
         session.state = State.CLOSED
-        await session.conn.close()
         return
     session.user = ""
 
@@ -130,27 +124,17 @@ async def auth(session: Session, command: Command) -> None:
     if answer == b"=":
         answer = b""
     try:
-        decoded = base64.b64decode(answer, validate=True)
-    except (binascii.Error, ValueError):
-        raise Refused("the SASL response is not valid base64") from None
-    parts = decoded.split(b"\0")
-    if len(parts) != 3:
-        raise Refused("a PLAIN response is authzid NUL authcid NUL password")
-    try:
-        authzid, authcid, password = (part.decode("utf-8") for part in parts)
-    except UnicodeDecodeError:
-        raise Refused("PLAIN credentials must be UTF-8") from None
-    if authzid and authzid.lower() != authcid.lower():
-        raise Refused("acting as another user is not allowed", "AUTH")
+        authcid, password = sasl.plain(sasl.decode_base64(answer))
+    except sasl.SaslError as exc:
+        raise Refused(exc.text, "AUTH" if exc.authorization else "") from None
     await _log_in(session, authcid, password)
 
 
 async def _log_in(session: Session, name: str, password: str) -> None:
     """Verify, then take the maildrop snapshot (RFC 1939 §4: the TRANSACTION state starts with it)."""
     try:
-        login = await session.services.authenticator.verify(name, password, session.peer, "pop3")
+        login = await session.verify(name, password)
     except LoginFailed as exc:
-        log.info("pop3 login failed for %r from %s", name[:100], session.peer)
         if exc.throttled:
             raise Refused("too many failed logins; try again later", "SYS/TEMP") from None
         raise Refused("authentication failed", "AUTH") from None

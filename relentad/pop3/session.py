@@ -21,16 +21,15 @@ import contextlib
 import enum
 import logging
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ..auth.authenticator import Authenticator, password_allowed
+from ..auth.authenticator import Authenticator
 from ..config import Config
 from ..errors import RelentadError, StoreUnavailable
 from ..events import Bus
 from ..imap.connection import Connection, LineTooLong
-from ..store import accounts
+from ..sessionbase import BaseSession
 from ..store.db import Store
 from ..store.imapview import ReaderPool
 from .maildrop import Maildrop
@@ -45,7 +44,6 @@ SLICE = 64 * 1024
 again in the write buffers, and a client that stops reading is noticed (:meth:`Session.flush`)."""
 MAX_BAD = 10
 """Consecutive invalid commands before the connection is closed."""
-ACCOUNT_CHECK_INTERVAL = 1.0
 IMPLEMENTATION = "relentad"
 
 
@@ -88,33 +86,23 @@ class Services:
 Handler = Callable[["Session", Command], Awaitable[None]]
 
 
-class Session:
+class Session(BaseSession[Services, Handler]):
+    service = "pop3"
+
     def __init__(self, services: Services, conn: Connection, handlers: dict[str, Handler]) -> None:
-        self.services = services
-        self.conn = conn
-        self.handlers = handlers
-        self.peer = conn.peer_ip()
+        super().__init__(services, conn, handlers, services.get_config().pop3.login_timeout)
         self.state = State.AUTHORIZATION
         self.user = ""
         """The name USER gave, until PASS."""
-        self.account_id = 0
-        self.email = ""
         self.drop = Maildrop(0, 0)
         self.bad = 0
-        self.busy = False
-        self.account_checked = 0.0
-        self.login_deadline = asyncio.get_running_loop().time() + self.config.pop3.login_timeout
+
+    def idle_timeout(self) -> float:
+        return self.config.pop3.idle_timeout
 
     @property
-    def config(self) -> Config:
-        return self.services.get_config()
-
-    @property
-    def store(self) -> Store:
-        return self.services.store
-
-    def send(self, data: bytes) -> None:
-        self.conn.write(data)
+    def authenticated(self) -> bool:
+        return self.state is State.TRANSACTION
 
     def ok(self, text: str = "", code: str = "") -> None:
         self.send(status(True, text, code))
@@ -136,10 +124,6 @@ class Session:
         except TimeoutError:
             self.conn.writer.transport.abort()
             raise ConnectionError("the client took nothing for idle_timeout") from None
-
-    def login_allowed(self) -> bool:
-        """No password in plaintext, except from loopback when the config allows it (RFC 2595 §2.1, as IMAP)."""
-        return password_allowed(self.conn.tls, self.peer, self.config.auth)
 
     def capabilities(self) -> list[str]:
         """RFC 2449 §5 CAPA lines: USER and SASL only where a password may be sent, STLS until TLS is up."""
@@ -190,21 +174,6 @@ class Session:
         """A final -ERR, then the connection closes (no UPDATE state)."""
         self.send(status(False, text, code))
         self.state = State.CLOSED
-
-    def read_deadline(self) -> float:
-        if self.state is State.AUTHORIZATION:
-            return self.login_deadline
-        return asyncio.get_running_loop().time() + self.config.pop3.idle_timeout
-
-    def account_ended(self) -> bool:
-        """The account was terminated since the login (another process): checked at most once a second."""
-        if self.state is not State.TRANSACTION:
-            return False
-        now = time.monotonic()
-        if now - self.account_checked < ACCOUNT_CHECK_INTERVAL:
-            return False
-        self.account_checked = now
-        return not self.store.read(lambda conn: accounts.is_active(conn, self.account_id))
 
     async def execute(self, line: bytes) -> None:
         """Parse, check the state, run the handler; the one place that turns failures into -ERR."""

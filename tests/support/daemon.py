@@ -145,24 +145,10 @@ class Daemon:
             },
             "limits": {"shutdown_grace": 5.0},
         }
-        if self.submission_port:
-            overrides["listen"]["submission"] = f"{self.host}:{self.submission_port}"
-        if self.submissions_port:
-            overrides["listen"]["submissions"] = f"{self.host}:{self.submissions_port}"
-        if self.imap_port:
-            overrides["listen"]["imap"] = f"{self.host}:{self.imap_port}"
-        if self.imaps_port:
-            overrides["listen"]["imaps"] = f"{self.host}:{self.imaps_port}"
-        if self.https_port:
-            overrides["listen"]["https"] = f"{self.host}:{self.https_port}"
-        if self.http_port:
-            overrides["listen"]["http"] = f"{self.host}:{self.http_port}"
-        if self.managesieve_port:
-            overrides["listen"]["managesieve"] = f"{self.host}:{self.managesieve_port}"
-        if self.pop3_port:
-            overrides["listen"]["pop3"] = f"{self.host}:{self.pop3_port}"
-        if self.pop3s_port:
-            overrides["listen"]["pop3s"] = f"{self.host}:{self.pop3s_port}"
+        for name in ("submission", "submissions", "imap", "imaps", "https", "http", "managesieve", "pop3", "pop3s"):
+            port = getattr(self, f"{name}_port")
+            if port:
+                overrides["listen"][name] = f"{self.host}:{port}"
         if self.tls:
             cert, key = self.root / "data" / "tls" / "cert.pem", self.root / "data" / "tls" / "key.pem"
             if not cert.exists():

@@ -9,26 +9,20 @@ history), behind :func:`check_credentials` only.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import logging
-import ssl
 
+from ...auth import sasl
 from ...auth.authenticator import LoginFailed
 from ..errors import bad, no
 from ..parser import Authenticate, Login, NoArgs
 from ..responses import continuation
 from ..session import ANSWERED, Handler, Ok, Result, Session, State
 
-log = logging.getLogger(__name__)
-
 
 async def check_credentials(session: Session, username: str, password: str) -> None:
     """Verify and open the account, or raise the IMAP NO (RFC 5530 AUTHENTICATIONFAILED / UNAVAILABLE)."""
     try:
-        login = await session.services.authenticator.verify(username, password, session.peer, "imap")
+        login = await session.verify(username, password)
     except LoginFailed as exc:
-        log.info("imap login failed for %r from %s", username[:100], session.peer)
         if exc.throttled:
             raise no("too many failed logins; try again later", "UNAVAILABLE") from None
         raise no("invalid user name or password", "AUTHENTICATIONFAILED") from None
@@ -66,18 +60,13 @@ async def authenticate(session: Session, command: Authenticate) -> Result:
         if line == b"*":
             raise bad("authentication cancelled")
         try:
-            response = base64.b64decode(line, validate=True)
-        except (binascii.Error, ValueError):
-            raise bad("the SASL response is not valid base64") from None
-    parts = response.split(b"\0")
-    if len(parts) != 3:
-        raise bad("a PLAIN response is authzid NUL authcid NUL password")
+            response = sasl.decode_base64(line)
+        except sasl.SaslError as exc:
+            raise bad(exc.text) from None
     try:
-        authzid, authcid, password = (part.decode("utf-8") for part in parts)
-    except UnicodeDecodeError:
-        raise bad("PLAIN credentials must be UTF-8") from None
-    if authzid and authzid.lower() != authcid.lower():
-        raise no("acting as another user is not allowed", "AUTHORIZATIONFAILED")
+        authcid, password = sasl.plain(response)
+    except sasl.SaslError as exc:
+        raise (no(exc.text, "AUTHORIZATIONFAILED") if exc.authorization else bad(exc.text)) from None
     await check_credentials(session, authcid, password)
     return Ok("logged in", session.capability_code())
 
@@ -91,12 +80,8 @@ async def starttls(session: Session, command: NoArgs) -> Result:
         raise no("TLS is not available: no certificate configured")
     session.reply(command.tag, "OK", "begin TLS negotiation now")
     await session.flush()
-    try:
-        await session.conn.start_tls(context)
-    except (ssl.SSLError, OSError, ConnectionError) as exc:
-        log.info("imap STARTTLS from %s failed: %s", session.peer, exc)
+    if not await session.start_tls(context, "STARTTLS"):
         session.state = State.LOGOUT
-        await session.conn.close()
     return ANSWERED
 
 
