@@ -30,6 +30,7 @@ from ...store import flags as flagmod
 from ...store import imapview, imapwrite
 from ...store.imapview import MessageRow
 from .. import access, objectid, virtual
+from ..cache import ContentCache
 from ..errors import bad, no
 from ..parser import Fetch, FetchAttribute, FetchBody, FetchItem
 from ..preview import preview as make_preview
@@ -54,10 +55,9 @@ INLINE_FAST = 5000
 
 _DATA_ITEMS = frozenset(("RFC822", "RFC822.HEADER", "RFC822.TEXT"))
 _STRUCTURE_ITEMS = frozenset(("ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822.SIZE", "PREVIEW"))
-_PREVIEWS: dict[int, str] = {}
+_PREVIEWS: ContentCache[int, str] = ContentCache(20_000)
 """PREVIEW text by blob id (a blob's content never changes and its id is never reused, so never stale): a
 client showing a message list fetches the same previews again and again."""
-_PREVIEWS_MAX = 20_000
 
 
 class UnknownEncoding(Exception):
@@ -152,9 +152,7 @@ class Message:
                         conn, blob_id, part.body_start, min(n, part.body_end - part.body_start)
                     ),
                 )
-            if len(_PREVIEWS) >= _PREVIEWS_MAX:
-                _PREVIEWS.clear()
-            _PREVIEWS[self.row.blob_id] = text
+            _PREVIEWS.put(self.row.blob_id, text)
         return text
 
     def binary(self, part: tuple[int, ...]) -> bytes:

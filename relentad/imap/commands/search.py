@@ -17,7 +17,6 @@ to the messages the session knows (its view); a malformed message never matches 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
@@ -34,6 +33,7 @@ from ...message import JSON_VERSION, ParsedMessage, header_fields_of, normalize_
 from ...store import flags as flagmod
 from ...store import imapview
 from .. import objectid, virtual
+from ..cache import ContentCache
 from ..errors import bad
 from ..parser import (
     Command,
@@ -81,7 +81,7 @@ INLINE_MESSAGES = 5000
 """Pure-SQL searches of mailboxes up to this size run on the loop thread."""
 INLINE_TEXT = 2000
 """SUBJECT/FROM/TO/CC/BCC/SENT* searches of mailboxes up to this size run on the loop thread once the mailbox's
-folded summaries are cached (:data:`_WARM`); the first one, and every HEADER/BODY/TEXT search, in a worker."""
+folded summaries are cached (``_FOLDED.warm``); the first one, and every HEADER/BODY/TEXT search, in a worker."""
 
 
 @dataclass(frozen=True)
@@ -113,21 +113,8 @@ class _Folded:
         return cls(subject, addresses, sent)
 
 
-_FOLDED: dict[bytes, _Folded] = {}
-"""Folded summaries by blob SHA-256 (content-addressed, so never stale), oldest first; shared by all sessions."""
-_FOLDED_MAX = 20_000
-_WARM: set[int] = set()
-"""Mailboxes whose messages' folded summaries were cached by a search (their next one may run inline)."""
-_misses = 0
-
-
-def _remember(key: bytes, folded: _Folded) -> None:
-    global _misses
-    _misses += 1
-    if len(_FOLDED) >= _FOLDED_MAX:
-        with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # another thread evicted meanwhile
-            del _FOLDED[next(iter(_FOLDED))]
-    _FOLDED[key] = folded
+_FOLDED: ContentCache[bytes, _Folded] = ContentCache(20_000)
+"""Folded summaries by blob SHA-256, shared by all sessions; its ``warm`` mailboxes were searched by a worker."""
 
 
 class _Doc:
@@ -425,7 +412,7 @@ def run_search(
             summary = summaries.get(sha)
             if summary is None:
                 summary = _Folded.of(stored_summary(conn, blob_id))
-                _remember(bytes(sha), summary)
+                summaries.put(bytes(sha), summary)
             return int(folded[index](summary))
         except Exception:
             log.exception("SEARCH could not examine blob %d", blob_id)
@@ -525,17 +512,15 @@ async def matches(
         return finish(conn, search(conn))
 
     pure_sql = not compiler.matchers and not compiler.folded
-    warm = source is None and not compiler.matchers and view.mailbox_id in _WARM
+    warm = source is None and not compiler.matchers and view.mailbox_id in _FOLDED.warm
     inline = cached and ((pure_sql and len(view.uids) <= INLINE_MESSAGES) or (warm and len(view.uids) <= INLINE_TEXT))
-    if inline:
-        misses = _misses
-        result = session.read(job)  # indexed SQL (and cached summaries) over a small mailbox: no thread round trip
-        if _misses - misses > 100:
-            _WARM.discard(view.mailbox_id)  # the cache lost this mailbox's summaries: next time in a worker
+    misses = _FOLDED.misses
+    if inline:  # indexed SQL (and cached summaries) over a small mailbox: no thread round trip
+        result = session.read(job)
     else:
         result = await session.services.readers.run(job)
-        if compiler.folded and not compiler.matchers and source is None:
-            _WARM.add(view.mailbox_id)
+    if inline or (compiler.folded and not compiler.matchers and source is None):
+        _FOLDED.settle(view.mailbox_id, misses, inline=inline)
     return Matches(result, compiler.uses_modseq, inline)
 
 

@@ -14,7 +14,6 @@ announced while they run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import sqlite3
@@ -25,6 +24,7 @@ from typing import Any, TypeVar
 
 from .. import threads
 from ..basesubject import base_subject, casemap
+from ..cache import ContentCache
 from ..parser import Sort, SortKey, Thread
 from ..sequence import SequenceSet
 from ..session import Handler, Result, Session
@@ -106,12 +106,8 @@ def _timestamp(text: str | None) -> float | None:
     return when.timestamp()
 
 
-_KEYS: dict[bytes, HeaderKeys] = {}
-"""Header keys by blob SHA-256, oldest first; shared by all sessions."""
-_KEYS_MAX = 20_000
-_WARM: set[int] = set()
-"""Mailboxes whose messages' keys a worker cached (their next SORT or THREAD may run inline)."""
-_misses = 0
+_KEYS: ContentCache[bytes, HeaderKeys] = ContentCache(20_000)
+"""Header keys by blob SHA-256, shared by all sessions; its ``warm`` mailboxes had their keys read by a worker."""
 INLINE_ROWS = 5_000
 """Matches ordered or threaded on the event loop; more are ordered in a worker thread (THREAD over 50,000 messages
 held the loop, and with it every other session, for 0.85 s)."""
@@ -137,7 +133,6 @@ def _keys_job(headers: bool) -> searchmod.Finish[list[Row]]:
     """The read job's second half: the matching rows with their header keys (from the cache, else the store)."""
 
     def finish(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[Row]:
-        global _misses
         out = []
         for uid, modseq, internaldate, size, sha, blob_id in rows:
             keys = _EMPTY
@@ -149,11 +144,7 @@ def _keys_job(headers: bool) -> searchmod.Finish[list[Row]]:
                     except Exception:
                         log.exception("SORT could not read the header of blob %d", blob_id)
                         cached = _EMPTY
-                    _misses += 1
-                    if len(_KEYS) >= _KEYS_MAX:
-                        with contextlib.suppress(StopIteration, KeyError, RuntimeError):
-                            del _KEYS[next(iter(_KEYS))]
-                    _KEYS[bytes(sha)] = cached
+                    _KEYS.put(bytes(sha), cached)
                 keys = cached
             out.append(Row(int(uid), int(modseq), float(internaldate), int(size), keys))
         return out
@@ -176,19 +167,17 @@ async def _matching(session: Session, command: Sort | Thread, headers: bool) -> 
     mailbox whose keys a worker already cached."""
     view = session.selected
     assert view is not None
-    misses = _misses
+    misses = _KEYS.misses
     found = await searchmod.matches(
         session,
         command.key,
         _keys_job(headers),
         columns=_COLUMNS if headers else _ROW_COLUMNS,
         blobs=headers,
-        cached=not headers or (view.mailbox_id in _WARM and len(view.uids) <= searchmod.INLINE_TEXT),
+        cached=not headers or (view.mailbox_id in _KEYS.warm and len(view.uids) <= searchmod.INLINE_TEXT),
     )
-    if headers and not found.inline:
-        _WARM.add(view.mailbox_id)
-    elif headers and _misses - misses > 100:
-        _WARM.discard(view.mailbox_id)  # the cache lost this mailbox's keys: next time in a worker
+    if headers:
+        _KEYS.settle(view.mailbox_id, misses, inline=found.inline)
     seqs = view.seqs([row.uid for row in found.result])
     rows = [row for row in found.result if row.uid in seqs and row.uid not in view.pending_gone]
     return Found(rows, seqs, found.uses_modseq)
