@@ -141,10 +141,11 @@ def _keys_job(headers: bool) -> searchmod.Finish[list[Row]]:
                 if cached is None:
                     try:
                         cached = HeaderKeys.of(searchmod.stored_summary(conn, blob_id))
-                    except Exception:
+                    except Exception:  # sorted as empty this once; not cached, as SEARCH caches no failure
                         log.exception("SORT could not read the header of blob %d", blob_id)
                         cached = _EMPTY
-                    _KEYS.put(bytes(sha), cached)
+                    else:
+                        _KEYS.put(bytes(sha), cached)
                 keys = cached
             out.append(Row(int(uid), int(modseq), float(internaldate), int(size), keys))
         return out

@@ -301,3 +301,23 @@ async def test_big_results_are_ordered_off_the_event_loop(monkeypatch: pytest.Mo
     await handler(cast(Any, session), parse_command(line))  # type: ignore[arg-type]
     assert ran_in and ran_in[0] is not threading.main_thread(), "a big result must not hold the loop"
     assert session.sent[0].startswith((b"* THREAD ((1)(2)(3)", b"* SORT 1 2 3 "))
+
+
+def test_a_header_that_could_not_be_read_is_read_again_next_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed read (the store busy, say) sorts the message as one with empty headers this once; the cache,
+    content-addressed and never invalidated, must not keep that empty result for good."""
+    calls: list[int] = []
+
+    def stored_summary(conn: Any, blob_id: int) -> dict[str, Any]:
+        calls.append(blob_id)
+        if len(calls) == 1:
+            raise RuntimeError("database is locked")
+        return {"su": "Hello"}
+
+    monkeypatch.setattr(sortmod.searchmod, "stored_summary", stored_summary)
+    sha = b"\x01" * 31 + b"\x7f"
+    finish = sortmod._keys_job(True)
+    rows = [(1, 1, 0.0, 10, sha, 77)]
+    assert finish(cast(Any, None), rows)[0].keys.subject == ""
+    assert finish(cast(Any, None), rows)[0].keys.subject == "hello"
+    assert calls == [77, 77]
