@@ -15,7 +15,7 @@ that missed many entries runs in a worker next time, see ``warm``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -34,9 +34,8 @@ class ContentCache(Generic[K, V]):
         self.entries: dict[K, V] = {}
         self.misses = 0
         self.warm: set[int] = set()
-
-    def get(self, key: K) -> V | None:
-        return self.entries.get(key)
+        self.get: Callable[[K], V | None] = self.entries.get
+        """The cached value or None: the dict's own lookup, as cheap as before (it runs once per message)."""
 
     def put(self, key: K, value: V) -> None:
         self.misses += 1
