@@ -28,20 +28,22 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Target:
-    """A resolved mailbox: its info (named as the session calls it), owner account and the session's rights."""
+    """A resolved mailbox: its info (named as the session calls it), owner account (id and address) and the
+    session's rights."""
 
     info: MailboxInfo
     owner_id: int
     rights: str
+    owner: str
 
 
 def resolve(session: Session, name: str) -> Target | None:
     """The mailbox ``name`` names for this session, None when there is none it may know of."""
     if acl.split_shared(name) is not None:
         shared = session.read(lambda c: acl.lookup(c, session.account_id, name))
-        return None if shared is None else Target(shared.info, shared.owner_id, shared.rights)
+        return None if shared is None else Target(shared.info, shared.owner_id, shared.rights, shared.owner)
     info = session.read(lambda c: imapview.mailbox(c, session.account_id, name))
-    return None if info is None else Target(info, session.account_id, acl.ALL)
+    return None if info is None else Target(info, session.account_id, acl.ALL, session.email)
 
 
 def missing(rights: str, needed: str) -> str:

@@ -28,13 +28,6 @@ def _target(session: Session, name: str) -> Target:
     return target
 
 
-def _owner(session: Session, target: Target) -> str:
-    if target.owner_id == session.account_id:
-        return session.email
-    row = session.read(lambda c: c.execute("SELECT email FROM accounts WHERE id = ?", (target.owner_id,)).fetchone())
-    return str(row[0]) if row is not None else ""
-
-
 def _identifier(identifier: str) -> ImapValue:
     """An identifier as an astring: a bare atom when it can be one (as clients' ACL parsers expect), else a
     string (the same rule as for mailbox names in UTF-8)."""
@@ -46,8 +39,8 @@ def _rights(rights: str) -> ImapValue:
     return Atom(rights) if rights else ""
 
 
-def _is_owner(session: Session, target: Target, identifier: str) -> bool:
-    return identifier.lower() == _owner(session, target).lower()
+def _is_owner(target: Target, identifier: str) -> bool:
+    return identifier.lower() == target.owner.lower()
 
 
 async def myrights(session: Session, command: MailboxCommand) -> Result:
@@ -61,7 +54,7 @@ async def getacl(session: Session, command: MailboxCommand) -> Result:
     """GETACL (RFC 4314 §3.3): the owner with every right, then each grantee."""
     target = _target(session, command.mailbox)
     access.require(target.rights, "a", "GETACL")
-    values: list[ImapValue] = [_identifier(_owner(session, target)), _rights(acl.ALL)]
+    values: list[ImapValue] = [_identifier(target.owner), _rights(acl.ALL)]
     for grantee, rights in session.read(lambda c: acl.grants(c, target.info.id)):
         values += [_identifier(grantee), _rights(rights)]
     session.untagged(Atom("ACL"), mailbox_value(target.info.name, utf8=session.utf8), *values)
@@ -72,7 +65,7 @@ async def setacl(session: Session, command: Acl) -> Result:
     """SETACL / DELETEACL (RFC 4314 §3.1-3.2)."""
     target = _target(session, command.mailbox)
     access.require(target.rights, "a", command.name)
-    if _is_owner(session, target, command.identifier):
+    if _is_owner(target, command.identifier):
         raise no("the owner always has every right on its own mailboxes", "CANNOT")
     spec = command.rights if command.name == "SETACL" else ""
     if command.name == "SETACL":
@@ -98,7 +91,7 @@ async def listrights(session: Session, command: Acl) -> Result:
     target = _target(session, command.mailbox)
     access.require(target.rights, "a", "LISTRIGHTS")
     name = mailbox_value(target.info.name, utf8=session.utf8)
-    if _is_owner(session, target, command.identifier):
+    if _is_owner(target, command.identifier):
         session.untagged(Atom("LISTRIGHTS"), name, _identifier(command.identifier), _rights(acl.ALL))
         return None
     optional = (Atom(right) for right in acl.RIGHTS)
