@@ -36,13 +36,14 @@ from . import clientconfig, dnsrecords, httpserver, metrics, tls
 from .accountpage import server as account_page
 from .accountpage.server import AccountPages
 from .auth.authenticator import Authenticator
-from .auth.basic import Session
+from .auth.basic import BasicLogin, Session
 from .carddav import server as carddav
 from .config import Config, parse_address
 from .httpserver import Request, Response
 from .imap.connection import Slots
 from .store import accounts
 from .store.db import Store
+from .store.imapview import ReaderPool
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +150,13 @@ class WebServer:
         authenticator: Authenticator | None = None,
     ) -> None:
         self.store = store
+        self.readers = ReaderPool(store.path, size=2)  # an address book or a page of a big account, off the loop
         self.dav = None
         self.account = None
         if authenticator is not None:
-            self.dav = carddav.CardDav(store, authenticator, lambda: get_config().server.hostname.rstrip("."))
-            self.account = AccountPages(store, authenticator, get_config, self.is_hosted)
+            basic = BasicLogin(store, authenticator, lambda: get_config().server.hostname.rstrip("."))
+            self.dav = carddav.CardDav(basic, self.readers)
+            self.account = AccountPages(store, basic, self.readers, get_config, self.is_hosted)
         self.get_config = get_config
         self.get_tls = get_tls
         self.slots = Slots("web")
@@ -211,3 +214,6 @@ class WebServer:
         closed: a TLS close waits for the client's close_notify, which an idle client never sends."""
         for writer in list(self.writers):
             writer.transport.abort()
+
+    def close(self) -> None:
+        self.readers.close()
