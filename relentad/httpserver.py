@@ -125,6 +125,11 @@ def text(status: int, message: str, *headers: tuple[str, str]) -> Response:
     return Response(status, (message + "\n").encode(), headers=headers)
 
 
+def redirect(status: int, location: str) -> Response:
+    """A redirect (301, 302, 303) to ``location``, which is its text too."""
+    return text(status, location, ("Location", location))
+
+
 def parse_request_line(line: bytes) -> tuple[str, str, tuple[int, int]]:
     """(method, target, version) of a request line without its line end (RFC 9112 §3)."""
     parts = line.split(b" ")

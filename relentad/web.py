@@ -132,7 +132,7 @@ class Site:
             return httpserver.text(404, "not found")
         port = "" if address[1] == 443 else f":{address[1]}"
         location = f"https://{request.host}{port}{AUTODISCOVER_PATH}"
-        return httpserver.text(302, location, ("Location", location))
+        return httpserver.redirect(302, location)
 
     def refused(self, error: httpserver.HTTPError) -> None:
         log.debug("%s request refused: %d %s", self.listener, error.status, error.reason)

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from .. import httpserver
 from ..auth import history, passwords
 from ..auth.authenticator import Login, LoginFailed
-from ..auth.basic import BasicLogin, Session
+from ..auth.basic import BasicLogin, Session, throttled
 from ..config import Config
 from ..errors import RelentadError
 from ..httpserver import Request, Response
@@ -131,7 +131,7 @@ class AccountPages:
         if not self.get_config().web.account_page or not self.serves(request.host):
             return httpserver.text(404, "not found")
         if request.path == PREFIX:
-            return httpserver.text(301, PREFIX + "/", ("Location", PREFIX + "/"))
+            return httpserver.redirect(301, PREFIX + "/")
         found = _ROUTES.get(request.path)
         if found is None:
             return httpserver.text(404, "not found")
@@ -207,7 +207,7 @@ class AccountPages:
             await self.basic.authenticator.verify(login.email, current, session.ip, "web")
         except LoginFailed as exc:
             if exc.throttled:
-                return httpserver.text(429, str(exc), ("Retry-After", "60"))
+                return throttled(exc)
             return self._form_page(403, login, "The current password is not right.")
         hashed = await asyncio.to_thread(passwords.hash_password, new)
 
@@ -231,7 +231,7 @@ class AccountPages:
             return httpserver.text(403, "this account can no longer log in")
         session.logins.clear()
         log.info("password of %s changed on the account page from %s", login.email, session.ip)
-        return httpserver.text(303, "password changed", ("Location", "/account/password?changed"))
+        return httpserver.redirect(303, "/account/password?changed")
 
 
 def _display_name(conn: sqlite3.Connection, account_id: int) -> str:

@@ -148,7 +148,7 @@ class CardDav:
 
     async def _respond(self, request: Request, session: Session) -> Response:
         if request.path in (WELL_KNOWN, WELL_KNOWN + "/", "/dav"):  # RFC 6764 §5; also before a login
-            return httpserver.text(301, ROOT, ("Location", ROOT))
+            return httpserver.redirect(301, ROOT)
         target = resource(request.path)
         if target is None:
             return httpserver.text(404, "not found")
