@@ -223,10 +223,10 @@ class CardDav:
         }
         if target.kind == "home":
             return [(home_href(email), home_values)] + ([(book_href(email), book_values)] if members else [])
-        entries = [(book_href(email), book_values)]
+        base = book_href(email)
+        entries = [(base, book_values)]
         if members:
-            cards = book.cards(conn, login.account_id, version)
-            entries += [(book_href(email) + c.name, _card_props(c, common)) for c in cards]
+            entries += [(base + c.name, _card_props(c, common)) for c in book.cards(conn, login.account_id, version)]
         return entries
 
     # -- REPORT (RFC 6352 §8.6, §8.7; RFC 6578 §3.2) ----------------------------------------------------------
