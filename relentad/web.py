@@ -88,12 +88,12 @@ class Site:
         self.dav = dav if secure else None  # passwords only inside TLS
         self.account = account if secure else None
 
-    async def respond(self, request: Request, session: Session | None = None) -> Response:
+    async def respond(self, request: Request, session: Session) -> Response:
         found = route(request.host, request.path, secure=self.secure)
         if self.dav is not None and carddav.handles(request):
-            response, name = await self.dav.respond(request, session or Session("")), "carddav"
+            response, name = await self.dav.respond(request, session), "carddav"
         elif self.account is not None and account_page.handles(request):
-            response, name = await self.account.respond(request, session or Session("")), "account"
+            response, name = await self.account.respond(request, session), "account"
         elif found is None or not found[1] or not self.is_hosted(found[1]):
             response, name = httpserver.text(404, "not found"), "other"
         else:
