@@ -19,8 +19,9 @@ D must be a hosted domain (one indexed read of the store); anything else is 404,
 Invariants: a connection counts against ``[web] connections_per_ip`` and ``max_connections`` from accept to close,
 the TLS handshake included (over a limit: closed without a word, as 993 does); requests are read by
 :mod:`relentad.httpserver` within its limits (16 KiB heads, 1 MiB bodies for a CardDAV multiget of a few thousand
-hrefs, 10 s per request, 100 per connection; each 64 KiB of an answer taken within 10 s); nothing here
-writes to the store but the login history and a password changed on the account pages; each request is one
+hrefs, 10 s per request, 100 per connection; each 64 KiB of an answer taken within 10 s); an address book or
+an account page is read on a worker thread (:attr:`WebServer.readers`, two at a time), never on the loop; nothing
+here writes to the store but the login history and a password changed on the account pages; each request is one
 DEBUG line and one count in ``relentad_http_requests_total``.
 """
 
