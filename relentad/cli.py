@@ -837,10 +837,7 @@ def export_command(state: State, email: str, path: str) -> None:
     target = Path(path)
     with errors_as_messages(), state.read() as conn:
         account = accounts.get_account(conn, email)
-        target.mkdir(parents=True, exist_ok=True)
-        count = transfer.export_mail(conn, account.id, target)
-        contacts_written = transfer.export_contacts(conn, account.id, target)
-        transfer.export_activity(conn, account.id, target)
+        count, contacts_written = transfer.export_to(conn, account.id, target)
     extra = ", contacts.vcf" if contacts_written else ""
     kept = " (terminated: the mail it held then, kept until the purge)" if account.state == "terminated" else ""
     click.echo(

@@ -7,8 +7,8 @@ Invariants:
 - Only what is really served is offered: a listener is named when its address is set, with the port of that
   address, and TLS ones only with a certificate (``[tls]``); implicit TLS first (RFC 8314 §3). The user name is
   always the whole address, the password sent in the clear inside TLS (relentad's AUTH PLAIN/LOGIN).
-- An Autodiscover request is read by :mod:`relentad.safexml` (no DOCTYPE, so no entity expansion, no external
-  entity, no "billion laughs"); the caller bounds its size.
+- An Autodiscover request is read by :func:`relentad.safexml.tree` (no DOCTYPE, so no entity expansion, no
+  external entity, no "billion laughs"; nesting and element count bounded); the caller bounds its size.
 """
 
 from __future__ import annotations
@@ -83,33 +83,30 @@ def autoconfig(config: Config, domain: str) -> bytes:
     return _document(root)
 
 
+def _local(element: ET.Element) -> str:
+    """An element's name without its namespace (Outlook's requests use one, other clients none)."""
+    return element.tag.rpartition("}")[2]
+
+
 class BadRequest(Exception):
     """An Autodiscover request that cannot be answered (the web listener says 400)."""
 
 
 def autodiscover_address(body: bytes) -> str:
     """The normalised EMailAddress of an Autodiscover POX request (BadRequest when there is none)."""
-    parser = safexml.parser()
-    path: list[str] = []
-    found: list[str] = []
-    texts: list[str] = []
-
-    def start(name: str, _attributes: dict[str, str]) -> None:
-        path.append(name.rpartition(" ")[2])
-        texts.clear()
-
-    def end(_name: str) -> None:
-        if path[-3:] == ["Autodiscover", "Request", "EMailAddress"]:
-            found.append("".join(texts).strip())
-        path.pop()
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = texts.append
     try:
-        safexml.run(parser, body)
+        root = safexml.tree(body)
     except safexml.BadXML as exc:
         raise BadRequest(f"not an Autodiscover request: {exc}") from None
+    found = [
+        (address.text or "").strip()
+        for top in root.iter()
+        if _local(top) == "Autodiscover"
+        for request in top
+        if _local(request) == "Request"
+        for address in request
+        if _local(address) == "EMailAddress"
+    ]
     if len(found) != 1 or not found[0]:
         raise BadRequest("the request names no EMailAddress")
     try:

@@ -321,6 +321,7 @@ class Daemon:
             await pop3_closing
             imap.close()
             pop3.close()
+            web_server.close()
             with contextlib.suppress(TimeoutError):  # training from IMAP in flight: best effort, never blocks exit
                 await asyncio.wait_for(spam_training.drain(), max(0.0, deadline - loop.time()))
             await asyncio.to_thread(store.close)

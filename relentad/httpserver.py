@@ -9,8 +9,10 @@ Invariants:
   :attr:`Limits.fields` fields, the body by :attr:`Limits.body` octets as announced by Content-Length (a chunked
   body is refused with 411: no client of these endpoints needs one), each request within :attr:`Limits.timeout`,
   a connection to :attr:`Limits.requests` requests (HTTP/1.1 keep-alive; HTTP/1.0 only when it asks).
-- A response may be streamed (:attr:`Response.stream`): chunked for HTTP/1.1, ended by the close for HTTP/1.0,
-  each chunk taken by the client within :attr:`Limits.timeout`; a failure halfway drops the connection.
+- Every response goes out in pieces of at most :data:`_PIECE` octets, each taken by the client within
+  :attr:`Limits.timeout` (:func:`send`); a client that stops reading is dropped, its slot and the answer's memory
+  freed. A response may be streamed (:attr:`Response.stream`): chunked for HTTP/1.1, ended by the close for
+  HTTP/1.0; a failure halfway drops the connection.
 - Lines may end in CRLF or a bare LF (RFC 9112 §2.2: ``printf … | nc`` sends those). Responses are HTTP/1.1 with
   Date, Content-Length and, when the connection ends, ``Connection: close`` (``keep-alive`` when an HTTP/1.0
   connection is kept); a HEAD response has GET's fields and no content (RFC 9110 §9.3.2). A kept-alive connection
@@ -39,6 +41,7 @@ _ABSOLUTE = re.compile(r"^https?://([^/?#]*)(.*)$", re.IGNORECASE)
 _AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 _FIELD_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")  # obs-text allowed, controls but HTAB not
 _MAX_BLANK_LINES = 8  # empty lines ignored before a request line (RFC 9112 §2.2: at least one)
+_PIECE = 64 * 1024  # octets written before waiting for the client to take them
 
 
 class HTTPError(Exception):
@@ -120,6 +123,11 @@ class Response:
 def text(status: int, message: str, *headers: tuple[str, str]) -> Response:
     """A short plain-text response (errors, refusals): the message and a newline."""
     return Response(status, (message + "\n").encode(), headers=headers)
+
+
+def redirect(status: int, location: str) -> Response:
+    """A redirect (301, 302, 303) to ``location``, which is its text too."""
+    return text(status, location, ("Location", location))
 
 
 def parse_request_line(line: bytes) -> tuple[str, str, tuple[int, int]]:
@@ -268,20 +276,26 @@ def render(
     return head if head_only or response.stream is not None else head + response.body
 
 
+async def send(writer: asyncio.StreamWriter, data: bytes, patience: float) -> None:
+    """Write ``data`` in pieces, each taken by the client within ``patience`` seconds (TimeoutError when it is
+    not: a client that stops reading must not hold its connection and the answer's memory for good)."""
+    for start in range(0, max(len(data), 1), _PIECE):
+        writer.write(data[start : start + _PIECE])
+        async with asyncio.timeout(patience):
+            await writer.drain()
+
+
 async def send_stream(writer: asyncio.StreamWriter, response: Response, *, chunked: bool, patience: float) -> bool:
-    """Send a streamed response's content (after its head); False when it could not be finished — a failure
-    while making it is logged and the connection must be dropped, so the client sees a cut-off response rather
-    than a complete-looking wrong one. Each chunk must be taken by the client within ``patience`` seconds."""
+    """Send a streamed response's content (after its head) with :func:`send`; False when it could not be
+    finished — a failure while making it is logged and the connection must be dropped, so the client sees a
+    cut-off response rather than a complete-looking wrong one."""
     assert response.stream is not None
     try:
         async with contextlib.aclosing(response.stream()) as chunks:
             async for chunk in chunks:
-                if not chunk:
-                    continue
-                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-                async with asyncio.timeout(patience):
-                    await writer.drain()
-    except (OSError, TimeoutError):
+                if chunk:
+                    await send(writer, b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk, patience)
+    except OSError:  # TimeoutError included
         return False
     except Exception:
         log.exception("http: a streamed response failed")
@@ -338,9 +352,12 @@ async def serve(
             http10 = request is not None and request.version < (1, 1)
             streaming = response.stream is not None and not head_only
             keep = keep and not (streaming and http10)
-            head = render(response, head_only=head_only, close=not keep, keep_alive=keep and http10, chunked=not http10)
-            writer.write(head)
-            await writer.drain()
+            wire = render(response, head_only=head_only, close=not keep, keep_alive=keep and http10, chunked=not http10)
+            try:
+                await send(writer, wire, limits.timeout)
+            except TimeoutError:
+                writer.transport.abort()  # a close would wait for the client to take what is buffered
+                return
             if streaming and not await send_stream(writer, response, chunked=not http10, patience=limits.timeout):
                 writer.transport.abort()
                 return

@@ -37,9 +37,9 @@ def _no_external_entity(_context: str, _base: str | None, _system: str | None, _
     raise _Forbidden("external entities are not accepted")
 
 
-def parser() -> expat.XMLParserType:
+def _parser() -> expat.XMLParserType:
     """An expat parser (namespaces split by a space) that refuses any DOCTYPE, entity declaration or external
-    entity; the caller sets its element and character handlers."""
+    entity; :func:`tree` sets its element and character handlers."""
     created = expat.ParserCreate(namespace_separator=" ")
     created.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     created.StartDoctypeDeclHandler = _no_doctype  # no DTD: so no entity is ever declared or expanded
@@ -48,8 +48,8 @@ def parser() -> expat.XMLParserType:
     return created
 
 
-def run(created: expat.XMLParserType, body: bytes) -> None:
-    """Feed the whole ``body`` to a :func:`parser`; BadXML when it is not well-formed or not acceptable."""
+def _run(created: expat.XMLParserType, body: bytes) -> None:
+    """Feed the whole ``body`` to a :func:`_parser`; BadXML when it is not well-formed or not acceptable."""
     try:
         created.Parse(body, True)
     except (expat.ExpatError, _Forbidden, ValueError, LookupError, RecursionError) as exc:  # Lookup: encoding="x"
@@ -63,7 +63,7 @@ def _tag(name: str) -> str:
 
 def tree(body: bytes, *, max_depth: int = 32, max_elements: int = 20000) -> ET.Element:
     """The document's root element, its text and children (attributes without namespaces kept by local name)."""
-    created = parser()
+    created = _parser()
     builder = ET.TreeBuilder()
     depth = [0, 0]  # current depth, elements seen
 
@@ -83,7 +83,7 @@ def tree(body: bytes, *, max_depth: int = 32, max_elements: int = 20000) -> ET.E
     created.StartElementHandler = start
     created.EndElementHandler = end
     created.CharacterDataHandler = builder.data
-    run(created, body)
+    _run(created, body)
     root = builder.close()
     if root is None:
         raise BadXML("no document element")

@@ -19,15 +19,15 @@ D must be a hosted domain (one indexed read of the store); anything else is 404,
 Invariants: a connection counts against ``[web] connections_per_ip`` and ``max_connections`` from accept to close,
 the TLS handshake included (over a limit: closed without a word, as 993 does); requests are read by
 :mod:`relentad.httpserver` within its limits (16 KiB heads, 1 MiB bodies for a CardDAV multiget of a few thousand
-hrefs, 10 s per request, 100 per connection; a streamed export's chunks each taken within 10 s); nothing here
-writes to the store but the login history and a password changed on the account pages; each request is one
+hrefs, 10 s per request, 100 per connection; each 64 KiB of an answer taken within 10 s); an address book or
+an account page is read on a worker thread (:attr:`WebServer.readers`, two at a time), never on the loop; nothing
+here writes to the store but the login history and a password changed on the account pages; each request is one
 DEBUG line and one count in ``relentad_http_requests_total``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import logging
 import ssl
@@ -37,12 +37,14 @@ from . import clientconfig, dnsrecords, httpserver, metrics, tls
 from .accountpage import server as account_page
 from .accountpage.server import AccountPages
 from .auth.authenticator import Authenticator
-from .auth.basic import Session
+from .auth.basic import BasicLogin, Session
 from .carddav import server as carddav
 from .config import Config, parse_address
 from .httpserver import Request, Response
+from .imap.connection import Slots
 from .store import accounts
 from .store.db import Store
+from .store.imapview import ReaderPool
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +89,12 @@ class Site:
         self.dav = dav if secure else None  # passwords only inside TLS
         self.account = account if secure else None
 
-    async def respond(self, request: Request, session: Session | None = None) -> Response:
+    async def respond(self, request: Request, session: Session) -> Response:
         found = route(request.host, request.path, secure=self.secure)
         if self.dav is not None and carddav.handles(request):
-            response, name = await self.dav.respond(request, session or Session("")), "carddav"
+            response, name = await self.dav.respond(request, session), "carddav"
         elif self.account is not None and account_page.handles(request):
-            response, name = await self.account.respond(request, session or Session("")), "account"
+            response, name = await self.account.respond(request, session), "account"
         elif found is None or not found[1] or not self.is_hosted(found[1]):
             response, name = httpserver.text(404, "not found"), "other"
         else:
@@ -131,7 +133,7 @@ class Site:
             return httpserver.text(404, "not found")
         port = "" if address[1] == 443 else f":{address[1]}"
         location = f"https://{request.host}{port}{AUTODISCOVER_PATH}"
-        return httpserver.text(302, location, ("Location", location))
+        return httpserver.redirect(302, location)
 
     def refused(self, error: httpserver.HTTPError) -> None:
         log.debug("%s request refused: %d %s", self.listener, error.status, error.reason)
@@ -149,15 +151,16 @@ class WebServer:
         authenticator: Authenticator | None = None,
     ) -> None:
         self.store = store
+        self.readers = ReaderPool(store.path, size=2)  # an address book or a page of a big account, off the loop
         self.dav = None
         self.account = None
         if authenticator is not None:
-            self.dav = carddav.CardDav(store, authenticator, lambda: get_config().server.hostname.rstrip("."))
-            self.account = AccountPages(store, authenticator, get_config, self.is_hosted)
+            basic = BasicLogin(store, authenticator, lambda: get_config().server.hostname.rstrip("."))
+            self.dav = carddav.CardDav(basic, self.readers)
+            self.account = AccountPages(store, basic, self.readers, get_config, self.is_hosted)
         self.get_config = get_config
         self.get_tls = get_tls
-        self.per_ip: collections.Counter[str] = collections.Counter()
-        self.open = 0
+        self.slots = Slots("web")
         self.writers: set[asyncio.StreamWriter] = set()
 
     def is_hosted(self, domain: str) -> bool:
@@ -183,18 +186,10 @@ class WebServer:
     def admit(self, ip: str) -> bool:
         """Count a new connection from ``ip`` (until :meth:`release`); False when it is over a limit."""
         limits = self.get_config().web
-        if self.open >= limits.max_connections or self.per_ip[ip] >= limits.connections_per_ip:
-            log.info("web connection from %s refused: too many connections", ip)
-            return False
-        self.per_ip[ip] += 1
-        self.open += 1
-        return True
+        return self.slots.admit(ip, limits.connections_per_ip, limits.max_connections) is None
 
     def release(self, ip: str) -> None:
-        self.open -= 1
-        self.per_ip[ip] -= 1
-        if self.per_ip[ip] <= 0:
-            del self.per_ip[ip]
+        self.slots.release(ip)
 
     async def _plain(self, site: Site, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ip = tls.peer_ip(writer.transport)
@@ -220,3 +215,6 @@ class WebServer:
         closed: a TLS close waits for the client's close_notify, which an idle client never sends."""
         for writer in list(self.writers):
             writer.transport.abort()
+
+    def close(self) -> None:
+        self.readers.close()

@@ -106,11 +106,7 @@ def write_zip(conn: sqlite3.Connection, account_id: int, out: IO[bytes], folder:
             with archive.open(f"{folder}/{name}", "w", force_zip64=True) as entry:
                 yield entry
 
-        count = transfer.write_mail(conn, account_id, open_file)
-        contacts = transfer.contacts_vcf(conn, account_id)
-        if contacts is not None:
-            archive.writestr(f"{folder}/contacts.vcf", contacts)
-        archive.writestr(f"{folder}/activity.csv", transfer.activity_csv(conn, account_id))
+        count, _ = transfer.export(conn, account_id, open_file)
     return count
 
 

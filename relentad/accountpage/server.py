@@ -35,14 +35,15 @@ from collections.abc import Callable
 
 from .. import httpserver
 from ..auth import history, passwords
-from ..auth.authenticator import Authenticator, Login, LoginFailed
-from ..auth.basic import BasicLogin, Session
+from ..auth.authenticator import Login, LoginFailed
+from ..auth.basic import BasicLogin, Session, throttled
 from ..config import Config
 from ..errors import RelentadError
 from ..httpserver import Request, Response
 from ..lifecycle import activity
 from ..quota import get as get_usage
 from ..store.db import Store
+from ..store.imapview import ReaderPool
 from . import csrf, export, pages
 
 log = logging.getLogger(__name__)
@@ -91,15 +92,16 @@ class AccountPages:
     def __init__(
         self,
         store: Store,
-        authenticator: Authenticator,
+        basic: BasicLogin,
+        readers: ReaderPool,
         get_config: Callable[[], Config],
         is_hosted: Callable[[str], bool],
     ) -> None:
         self.store = store
-        self.authenticator = authenticator
+        self.basic = basic
+        self.readers = readers  # the pages' reads (a sum over every message of the account) off the loop
         self.get_config = get_config
         self.is_hosted = is_hosted
-        self.basic = BasicLogin(store, authenticator, lambda: get_config().server.hostname.rstrip("."))
         self._secret: bytes | None = None
 
     def secret(self) -> bytes:
@@ -129,7 +131,7 @@ class AccountPages:
         if not self.get_config().web.account_page or not self.serves(request.host):
             return httpserver.text(404, "not found")
         if request.path == PREFIX:
-            return httpserver.text(301, PREFIX + "/", ("Location", PREFIX + "/"))
+            return httpserver.redirect(301, PREFIX + "/")
         found = _ROUTES.get(request.path)
         if found is None:
             return httpserver.text(404, "not found")
@@ -143,11 +145,12 @@ class AccountPages:
             return await self._change_password(request, session, login)
         if name == "export":
             return export.response(self.get_config().database_path, login)
-        return self.store.read(lambda conn: self._page(conn, name, login, request))
+        token = self._token(login) if name == "password" else ""  # on the loop: the secret is made by one thread
+        return await self.readers.run(lambda conn: self._page(conn, name, login, request, token))
 
     # -- pages ----------------------------------------------------------------------------------------------
 
-    def _page(self, conn: sqlite3.Connection, name: str, login: Login, request: Request) -> Response:
+    def _page(self, conn: sqlite3.Connection, name: str, login: Login, request: Request, token: str) -> Response:
         display_name = _display_name(conn, login.account_id)
         if name == "":
             title, content = "Your account", pages.overview(_overview(conn, login, display_name))
@@ -162,21 +165,14 @@ class AccountPages:
             content = pages.activity(per_day, per_month, activity.totals(conn, login.account_id))
         else:
             changed = "changed" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
-            title, content = "Password", pages.password_form(self._token(login), changed=changed)
+            title, content = "Password", pages.password_form(token, changed=changed)
         return Response(200, pages.page(title, login.email, display_name, name, content), _HTML)
 
     def _token(self, login: Login) -> str:
         return csrf.make_token(self.secret(), login.account_id, time.time())
 
     def _form_page(self, status: int, login: Login, error: str) -> Response:
-        display_name = self.store.read(
-            lambda conn: str(
-                (
-                    conn.execute("SELECT display_name FROM accounts WHERE id = ?", (login.account_id,)).fetchone()
-                    or [""]
-                )[0]
-            )
-        )
+        display_name = self.store.read(lambda conn: _display_name(conn, login.account_id))
         content = pages.password_form(self._token(login), error=error)
         return Response(status, pages.page("Password", login.email, display_name, "password", content), _HTML)
 
@@ -208,10 +204,10 @@ class AccountPages:
         if problem:
             return self._form_page(400, login, problem[:1].upper() + problem[1:] + ".")
         try:
-            await self.authenticator.verify(login.email, current, session.ip, "web")
+            await self.basic.authenticator.verify(login.email, current, session.ip, "web")
         except LoginFailed as exc:
             if exc.throttled:
-                return httpserver.text(429, str(exc), ("Retry-After", "60"))
+                return throttled(exc)
             return self._form_page(403, login, "The current password is not right.")
         hashed = await asyncio.to_thread(passwords.hash_password, new)
 
@@ -235,7 +231,7 @@ class AccountPages:
             return httpserver.text(403, "this account can no longer log in")
         session.logins.clear()
         log.info("password of %s changed on the account page from %s", login.email, session.ip)
-        return httpserver.text(303, "password changed", ("Location", "/account/password?changed"))
+        return httpserver.redirect(303, "/account/password?changed")
 
 
 def _display_name(conn: sqlite3.Connection, account_id: int) -> str:

@@ -39,6 +39,11 @@ def current_hash(conn: sqlite3.Connection, account_id: int) -> str | None:
     return None if row is None else str(row[0])
 
 
+def throttled(exc: LoginFailed) -> Response:
+    """The answer to a login refused while its address or account has too many failures (RFC 6585 §4)."""
+    return httpserver.text(429, str(exc), ("Retry-After", "60"))
+
+
 class BasicLogin:
     """Checks a request's Authorization; ``get_realm`` gives the realm of the challenge (the host name)."""
 
@@ -74,7 +79,7 @@ class BasicLogin:
             login = await self.authenticator.verify(user, password, session.ip, protocol)
         except LoginFailed as exc:
             if exc.throttled:
-                return httpserver.text(429, str(exc), ("Retry-After", "60"))
+                return throttled(exc)
             return self.challenge(str(exc))
         stored = self.store.read(lambda conn: current_hash(conn, login.account_id))
         if stored is not None:

@@ -107,12 +107,12 @@ def changes(conn: sqlite3.Connection, account_id: int, since: int | None, versio
     if since > now:
         return None
     rows = conn.execute(
-        "SELECT id, confirmed, kind FROM crm_contacts WHERE account_id = ? AND card_rev > ? ORDER BY id",
+        f"SELECT c.id, {views.IN_BOOK} FROM crm_contacts c WHERE c.account_id = ? AND c.card_rev > ? ORDER BY c.id",
         (account_id, since),
     ).fetchall()
     changed, removed = [], []
-    for contact_id, confirmed, kind in rows:
-        if confirmed and kind != "bulk":
+    for contact_id, member in rows:
+        if member:
             changed.append(card(account_id, views.contact(conn, contact_id), version))
         else:
             removed.append(export.uid(account_id, contact_id))

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 class Slots:
     """A listener's open connections, per client address and in all, against its two limits (IMAP, ManageSieve,
-    POP3)."""
+    POP3, the web listeners)."""
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -118,10 +118,23 @@ def _folder_of(file_name: str) -> str:
 Opener = Callable[[str], ContextManager[IO[bytes]]]  # a file name under the export (``mail/INBOX.mbox``) → a file
 
 
-def export_mail(conn: sqlite3.Connection, account_id: int, target: Path) -> int:
-    """Write every mailbox as mboxrd under ``target/mail`` plus ``target/flags.json``; returns messages written."""
+def export(conn: sqlite3.Connection, account_id: int, open_file: Opener) -> tuple[int, bool]:
+    """Everything of the account, each file through ``open_file``: the mail (:func:`write_mail`), ``contacts.vcf``
+    when the CRM module is installed, ``activity.csv``. Returns (messages written, whether contacts were)."""
+    count = write_mail(conn, account_id, open_file)
+    contacts = contacts_vcf(conn, account_id)
+    if contacts is not None:
+        with open_file("contacts.vcf") as out:
+            out.write(contacts.encode())
+    with open_file("activity.csv") as out:
+        out.write(activity_csv(conn, account_id).encode())
+    return count, contacts is not None
+
+
+def export_to(conn: sqlite3.Connection, account_id: int, target: Path) -> tuple[int, bool]:
+    """:func:`export` into the folder ``target`` (``relentad export``)."""
     (target / "mail").mkdir(parents=True, exist_ok=True)
-    return write_mail(conn, account_id, lambda name: (target / name).open("wb"))
+    return export(conn, account_id, lambda name: (target / name).open("wb"))
 
 
 def write_mail(conn: sqlite3.Connection, account_id: int, open_file: Opener) -> int:
@@ -158,10 +171,6 @@ def write_mail(conn: sqlite3.Connection, account_id: int, open_file: Opener) -> 
     return written
 
 
-def export_activity(conn: sqlite3.Connection, account_id: int, target: Path, days: int = 365) -> None:
-    (target / "activity.csv").write_text(activity_csv(conn, account_id, days), encoding="utf-8", newline="")
-
-
 def activity_csv(conn: sqlite3.Connection, account_id: int, days: int = 365) -> str:
     """``activity.csv``: one row per day (received, sent, bytes, logins), then one per login."""
     out = io.StringIO()
@@ -174,15 +183,6 @@ def activity_csv(conn: sqlite3.Connection, account_id: int, days: int = 365) -> 
         stamp = datetime.fromtimestamp(login.time, UTC).isoformat(timespec="seconds")
         writer.writerow(["login", stamp, "", "", "", "", "", login.ip, login.protocol, login.result])
     return out.getvalue()
-
-
-def export_contacts(conn: sqlite3.Connection, account_id: int, target: Path) -> bool:
-    """``contacts.vcf`` when the CRM module is installed; False when it is not."""
-    text = contacts_vcf(conn, account_id)
-    if text is None:
-        return False
-    (target / "contacts.vcf").write_text(text, encoding="utf-8", newline="")
-    return True
 
 
 def contacts_vcf(conn: sqlite3.Connection, account_id: int) -> str | None:

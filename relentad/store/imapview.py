@@ -310,7 +310,7 @@ def quota_limits(conn: sqlite3.Connection, account_id: int) -> tuple[int, int]:
 
 
 class ReaderPool:
-    """Read connections for worker threads: heavy reads (big FETCH, SEARCH) run off the event loop.
+    """Read connections for worker threads: heavy reads (big FETCH, SEARCH, a CardDAV book) run off the event loop.
 
     Each call borrows a connection for the duration of ``fn`` only; connections are made on demand and kept.
     """

@@ -9,22 +9,24 @@ import hashlib
 import io
 import os
 import re
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from relentad.accountpage import csrf, export, pages
+from relentad.accountpage import csrf, export, pages, server
 from relentad.accountpage.server import AccountPages, handles
 from relentad.auth.authenticator import Login as Account
-from relentad.auth.basic import Session
+from relentad.auth.basic import BasicLogin, Session
 from relentad.config import Config, ServerConfig, WebConfig
 from relentad.httpserver import Request
 from relentad.lifecycle.activity import Day, Login
 from relentad.message import parse
 from relentad.quota import Usage
 from relentad.store import accounts, db, mailboxes, messages
+from relentad.store.imapview import ReaderPool
 from tests.support.store import database_with
 
 SECRET = b"k" * 32
@@ -109,7 +111,7 @@ def test_the_routes_and_the_switch() -> None:
     assert handles(Request("GET", "/account", (1, 1))) and handles(Request("GET", "/account/x", (1, 1)))
     assert not handles(Request("GET", "/accounts", (1, 1)))
     config = Config(server=ServerConfig(hostname="mx.example.test"), web=WebConfig(account_page=False))
-    site = AccountPages(cast(Any, None), cast(Any, None), lambda: config, lambda domain: True)
+    site = AccountPages(cast(Any, None), cast(Any, None), cast(Any, None), lambda: config, lambda domain: True)
     request = Request("GET", "/account/", (1, 1), (("host", "mx.example.test"),))
     response = asyncio.run(site.respond(request, Session("127.0.0.1")))
     assert response.status == 404 and ("X-Frame-Options", "DENY") in response.headers
@@ -134,3 +136,42 @@ async def test_the_export_reaches_the_loop_in_small_pieces_whatever_a_message_de
     assert archive.testzip() is None
     mbox = archive.read("relentad-export-a@example.test/mail/INBOX.mbox")
     assert mbox.startswith(b"From MAILER-DAEMON ") and raw in mbox
+
+
+class _Accepts:
+    """An authenticator that takes any password (the Basic login path is tested end to end)."""
+
+    def __init__(self, account_id: int) -> None:
+        self.account_id = account_id
+
+    async def verify(self, user: str, password: str, ip: str, protocol: str) -> Account:
+        return Account(self.account_id, user)
+
+
+async def test_a_page_is_read_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The overview sums the size of every message of the account: on the loop's thread it held up every IMAP and
+    SMTP session for as long as that takes."""
+    conn = database_with(tmp_path / "relentad.db", "a@example.test")
+    account = accounts.get_account(conn, "a@example.test").id
+    conn.close()
+    threads = []
+    overview = server._overview
+
+    def recorded(*args: Any) -> pages.Overview:
+        threads.append(threading.current_thread())
+        return overview(*args)
+
+    monkeypatch.setattr(server, "_overview", recorded)
+    config = Config(server=ServerConfig(hostname="mx.example.test", data_dir=str(tmp_path)))
+    store, readers = db.Store(tmp_path / "relentad.db"), ReaderPool(tmp_path / "relentad.db")
+    try:
+        basic = BasicLogin(store, cast(Any, _Accepts(account)), lambda: "mx.example.test")
+        site = AccountPages(store, basic, readers, lambda: config, lambda domain: False)
+        credentials = base64.b64encode(b"a@example.test:secret").decode()
+        fields = (("host", "mx.example.test"), ("authorization", f"Basic {credentials}"))
+        response = await site.respond(Request("GET", "/account/", (1, 1), fields), Session("127.0.0.1"))
+    finally:
+        readers.close()
+        store.close()
+    assert response.status == 200 and b"a@example.test" in response.body
+    assert threads and threading.main_thread() not in threads

@@ -202,3 +202,26 @@ async def test_a_stream_failing_halfway_cuts_the_connection(caplog: pytest.LogCa
     answer = await exchange_with(Limits(requests=5), b"GET /stream-fails HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n")
     assert answer.endswith(b"\r\n\r\n2\r\nab\r\n") and answer.count(b"HTTP/1.1") == 1
     assert "a streamed response failed" in caplog.text
+
+
+async def test_a_client_that_stops_reading_a_large_answer_is_dropped() -> None:
+    """A Content-Length answer was drained without a deadline: a client that asked for a large one (a whole address
+    book) and never read it held its connection, its slot and the answer's memory for good."""
+    ended = asyncio.Event()
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            answer = httpserver.Response(200, b"x" * (32 << 20))  # more than the loopback socket buffers hold
+            await httpserver.serve(reader, writer, lambda request: answer, Limits(timeout=0.2))
+        finally:
+            ended.set()
+
+    server = await asyncio.start_server(session, "127.0.0.1", 0, reuse_address=True)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")  # and nothing is read
+        await asyncio.wait_for(ended.wait(), 10)
+        writer.close()
+    finally:
+        server.close()
