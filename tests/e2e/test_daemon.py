@@ -182,3 +182,21 @@ def test_systemd_notify_ready_watchdog_and_stopping(
             received.append(notify.recv(1000).decode())
         assert daemon.proc is not None and daemon.proc.wait(20) == 0
         daemon.proc = None
+
+
+def test_the_test_daemon_picks_new_ports_when_one_was_taken_meanwhile(make_daemon: MakeDaemon) -> None:
+    """Another process on the machine may bind a port free_port handed out before the daemon does; the suite's
+    daemons then start on new ports instead of failing a whole module (seen while other test runs shared the box)."""
+    daemon = make_daemon(imap=True)
+    taken = daemon.imap_port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind((daemon.host, taken))
+        squatter.listen()
+        daemon.start()
+        try:
+            assert daemon.imap_port != taken
+            with socket.create_connection((daemon.host, daemon.imap_port), timeout=5) as conn:
+                assert conn.recv(100).startswith(b"* OK")
+            assert "address already in use" in daemon.log()
+        finally:
+            daemon.stop()

@@ -97,26 +97,31 @@ class Daemon:
     proc: subprocess.Popen[bytes] | None = None
     wrapper: list[str] = field(default_factory=list)  # a command the daemon runs under (strace ...)
     log_path: Path = field(init=False)
+    _picked: list[str] = field(init=False, default_factory=list)  # the *_port fields free_port chose
+    _extra: dict[str, dict[str, Any]] = field(init=False, default_factory=dict)  # write_config's last extras
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.log_path = self.root / "daemon.log"
-        self.smtp_port = self.smtp_port or free_port(self.host)
-        if self.submission:
-            self.submission_port = self.submission_port or free_port(self.host)
-            self.submissions_port = self.submissions_port or (free_port(self.host) if self.tls else 0)
-        if self.imap:
-            self.imap_port = self.imap_port or free_port(self.host)
-            self.imaps_port = self.imaps_port or (free_port(self.host) if self.tls else 0)
-        if self.web:
-            self.https_port = self.https_port or (free_port(self.host) if self.tls else 0)
-            self.http_port = self.http_port or (free_port(self.host) if self.tls else 0)
-        if self.managesieve:
-            self.managesieve_port = self.managesieve_port or free_port(self.host)
-        if self.pop3:
-            self.pop3_port = self.pop3_port or free_port(self.host)
-            self.pop3s_port = self.pop3s_port or (free_port(self.host) if self.tls else 0)
+        wanted = {
+            "smtp": True,
+            "submission": self.submission,
+            "submissions": self.submission and self.tls,
+            "imap": self.imap,
+            "imaps": self.imap and self.tls,
+            "https": self.web and self.tls,
+            "http": self.web and self.tls,
+            "managesieve": self.managesieve,
+            "pop3": self.pop3,
+            "pop3s": self.pop3 and self.tls,
+        }
+        self._picked = [f"{name}_port" for name, on in wanted.items() if on and not getattr(self, f"{name}_port")]
+        self._pick_ports()
         self.write_config()
+
+    def _pick_ports(self) -> None:
+        for name in self._picked:
+            setattr(self, name, free_port(self.host))
 
     @property
     def config_path(self) -> Path:
@@ -128,6 +133,7 @@ class Daemon:
 
     def write_config(self, **extra: dict[str, Any]) -> None:
         """(Re)write the config file from the defaults, this daemon's ports and the test's settings."""
+        self._extra = extra
         overrides: dict[str, dict[str, Any]] = {
             "server": {"hostname": "mx.example.test"},
             "listen": {
@@ -199,6 +205,19 @@ class Daemon:
         )
 
     def start(self) -> Daemon:
+        """Start ``relentad serve`` and wait for its ports. A port free_port picked may be taken by another process
+        before the daemon binds it (other test runs on the machine): then new ports are picked, at most twice."""
+        for attempt in range(3):
+            try:
+                return self._start()
+            except RuntimeError as exc:
+                if attempt == 2 or not self._picked or "address already in use" not in str(exc):
+                    raise
+                self._pick_ports()
+                self.write_config(**self._extra)
+        raise AssertionError("unreachable")
+
+    def _start(self) -> Daemon:
         db.open_database(self.db_path).close()
         log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
