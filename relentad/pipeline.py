@@ -35,7 +35,7 @@ from .spam import storage as spam_storage
 from .spam import tokenize as tokenize_mod
 from .spam import verdicts as spam_verdicts
 from .spam.tokenize import tokenize
-from .store import accounts, acl, imapwrite, mailboxes, messages
+from .store import accounts, acl, db, imapwrite, mailboxes, messages
 from .store.db import Store
 
 log = logging.getLogger(__name__)
@@ -178,13 +178,8 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
         for link in delivery.linked:
             link(conn, stored)
         for respond in delivery.responses:
-            conn.execute("SAVEPOINT response")
-            try:
+            with db.on_the_side(conn, log, "vacation: the reply failed; the message is stored without it"):
                 respond(conn, stored)
-            except Exception:
-                log.exception("vacation: the reply failed; the message is stored without it")
-                conn.execute("ROLLBACK TO response")
-            conn.execute("RELEASE response")
         return stored
 
     return job
