@@ -319,7 +319,7 @@ class Pipeline:
         and the tracking allows (:func:`vacation.claim`): filed into the INBOX of a local sender (as submission
         does for local mail), else queued with the null envelope sender (RFC 5230 §5.7, RFC 3834 §3.3), DKIM-signed
         for the From domain when it has a key."""
-        sender = self.store.read(functools.partial(_resolve, address=reply.to))
+        sender = self.store.read(functools.partial(accounts.resolve_recipient, address=reply.to))
         transaction = f"vacation-{transaction_id}-{reply.account_id}"
         send: Callable[[sqlite3.Connection], object] | None = None
         if sender.kind is accounts.RecipientKind.LOCAL:
@@ -502,10 +502,6 @@ class Pipeline:
         """Step 3, the CRM (crm/sorter.py): rules choose folders and flags now; contacts, threads and links are
         written with the copies. Never refuses mail: a sorter failure is logged and the message filed unsorted."""
         self.store.read(functools.partial(sort_step, self.sorter, delivery=delivery))
-
-
-def _resolve(conn: sqlite3.Connection, *, address: str) -> accounts.Resolution:
-    return accounts.resolve_recipient(conn, address)
 
 
 def sort_step(sorter: Sorter, conn: sqlite3.Connection, delivery: Delivery, *, keep_copies: bool = False) -> None:
