@@ -35,7 +35,7 @@ from .spam import storage as spam_storage
 from .spam import tokenize as tokenize_mod
 from .spam import verdicts as spam_verdicts
 from .spam.tokenize import tokenize
-from .store import accounts, acl, imapwrite, mailboxes, messages
+from .store import accounts, acl, db, imapwrite, mailboxes, messages
 from .store.db import Store
 
 log = logging.getLogger(__name__)
@@ -178,13 +178,8 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
         for link in delivery.linked:
             link(conn, stored)
         for respond in delivery.responses:
-            conn.execute("SAVEPOINT response")
-            try:
+            with db.on_the_side(conn, log, "vacation: the reply failed; the message is stored without it"):
                 respond(conn, stored)
-            except Exception:
-                log.exception("vacation: the reply failed; the message is stored without it")
-                conn.execute("ROLLBACK TO response")
-            conn.execute("RELEASE response")
         return stored
 
     return job
@@ -324,7 +319,7 @@ class Pipeline:
         and the tracking allows (:func:`vacation.claim`): filed into the INBOX of a local sender (as submission
         does for local mail), else queued with the null envelope sender (RFC 5230 §5.7, RFC 3834 §3.3), DKIM-signed
         for the From domain when it has a key."""
-        sender = self.store.read(functools.partial(_resolve, address=reply.to))
+        sender = self.store.read(functools.partial(accounts.resolve_recipient, address=reply.to))
         transaction = f"vacation-{transaction_id}-{reply.account_id}"
         send: Callable[[sqlite3.Connection], object] | None = None
         if sender.kind is accounts.RecipientKind.LOCAL:
@@ -507,10 +502,6 @@ class Pipeline:
         """Step 3, the CRM (crm/sorter.py): rules choose folders and flags now; contacts, threads and links are
         written with the copies. Never refuses mail: a sorter failure is logged and the message filed unsorted."""
         self.store.read(functools.partial(sort_step, self.sorter, delivery=delivery))
-
-
-def _resolve(conn: sqlite3.Connection, *, address: str) -> accounts.Resolution:
-    return accounts.resolve_recipient(conn, address)
 
 
 def sort_step(sorter: Sorter, conn: sqlite3.Connection, delivery: Delivery, *, keep_copies: bool = False) -> None:

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 
 from .. import addrspec, mailauth, trace
 from ..errors import InvalidInput
+from ..store import db
 from . import dmarc, payload, tlsrpt
 from .dmarc import DmarcReport, ReportError
 from .tlsrpt import TlsReport
@@ -166,14 +167,9 @@ def record(conn: sqlite3.Connection, letter: Letter, found: list[Found], receive
     """Store ``found`` (the delivery's transaction, one of its ``also``): in a savepoint, so that a failure is logged
     and rolled back alone. ``fallback_domain``: the report address's domain, for a report that cannot be read and
     whose Subject names none."""
-    conn.execute("SAVEPOINT reports")
-    try:
+    with db.on_the_side(conn, log, "reports: recording failed; the message is delivered without it"):
         for item in found:
             _record_one(conn, letter, item, received, fallback_domain)
-    except Exception:
-        log.exception("reports: recording failed; the message is delivered without it")
-        conn.execute("ROLLBACK TO reports")
-    conn.execute("RELEASE reports")
 
 
 def _insert_report(conn: sqlite3.Connection, kind: str, values: dict[str, object]) -> int | None:

@@ -30,6 +30,7 @@ from .. import daily, mailauth, safexml
 from ..config import Config
 from ..dns import DnsTemporaryError, lookup
 from ..queue.dkimkeys import KeyRing
+from ..store import db
 from . import intake, sending
 from .sending import Outgoing, destinations
 
@@ -80,17 +81,12 @@ def evaluation(auth: mailauth.AuthResult, *, source_ip: str, refused: bool, now:
 def insert(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
     """Record ``row`` (from :func:`evaluation`), inside the delivery's transaction: in its own savepoint, so that a
     failure is logged and never costs the message."""
-    conn.execute("SAVEPOINT evaluation")
-    try:
+    with db.on_the_side(conn, log, "reports: recording a DMARC evaluation failed"):
         conn.execute(
             "INSERT INTO dmarc_evaluations (received, policy_domain, header_from, source_ip, envelope_from,"
             " disposition, dkim, spf, auth_results, policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             row,
         )
-    except sqlite3.Error:
-        log.exception("reports: recording a DMARC evaluation failed")
-        conn.execute("ROLLBACK TO evaluation")
-    conn.execute("RELEASE evaluation")
 
 
 @dataclass

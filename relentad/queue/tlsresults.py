@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
+from ..store import db
 from . import mtasts
 from .deliver import TlsSession
 
@@ -44,14 +45,9 @@ def insert(conn: sqlite3.Connection, domain: str, sessions: list[TlsSession], no
         kind = "sts" if s.policy is not None or s.result.startswith("sts-") else "no-policy-found"
         text, mx = (s.policy.text, " ".join(s.policy.mx)) if s.policy is not None else ("", "")
         rows.append((now, domain, kind, text, mx, s.result, s.sending_ip, s.mx_host, s.mx_ip, s.detail))
-    conn.execute("SAVEPOINT tls_sessions")
-    try:
+    with db.on_the_side(conn, log, "queue: recording TLS sessions for reports failed"):
         conn.executemany(
             "INSERT INTO tlsrpt_results (at, domain, policy_type, policy, mx, result, sending_ip, mx_host, mx_ip,"
             " detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-    except sqlite3.Error:
-        log.exception("queue: recording TLS sessions for reports failed")
-        conn.execute("ROLLBACK TO tls_sessions")
-    conn.execute("RELEASE tls_sessions")

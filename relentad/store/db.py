@@ -90,6 +90,19 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+@contextlib.contextmanager
+def on_the_side(conn: sqlite3.Connection, logger: logging.Logger, failed: str) -> Iterator[None]:
+    """A write that rides in another's transaction and must never cost it (a report's record, a vacation reply):
+    in a savepoint of its own, so that its failure is logged (``failed`` says what failed) and rolled back alone."""
+    conn.execute("SAVEPOINT on_the_side")
+    try:
+        yield
+    except Exception:
+        logger.exception("%s", failed)
+        conn.execute("ROLLBACK TO on_the_side")
+    conn.execute("RELEASE on_the_side")
+
+
 def _begin_immediate(conn: sqlite3.Connection) -> None:
     """Take the write lock, retrying past busy_timeout a few times: another process (the CLI) may hold it."""
     for attempt in range(_BUSY_RETRIES):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from relentad.errors import StoreUnavailable
-from relentad.store.db import Store, connect
+from relentad.store.db import Store, connect, on_the_side
 
 
 @pytest.fixture
@@ -70,3 +71,22 @@ async def test_commit_failure_fails_every_job_of_the_batch(store: Store) -> None
     outcome = await asyncio.gather(store.write(poison), return_exceptions=True)
     assert isinstance(outcome[0], StoreUnavailable | sqlite3.Error)
     assert await store.write(insert(8)) == 16, "the writer keeps working afterwards"
+
+
+async def test_a_write_on_the_side_fails_alone(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """A side write (a report's record, a vacation reply) that fails is rolled back alone and logged: the writes
+    before and after it in the same job, and the job itself, stand."""
+    side = logging.getLogger("test.side")
+
+    def job(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t (v) VALUES (1)")
+        with on_the_side(conn, side, "side write failed"):
+            conn.execute("INSERT INTO t (v) VALUES (2)")
+            conn.execute("INSERT INTO t (v) VALUES (1)")  # UNIQUE: fails, and takes v = 2 with it
+        with on_the_side(conn, side, "never logged"):
+            conn.execute("INSERT INTO t (v) VALUES (3)")
+
+    await store.write(job)
+    rows = store._writer_conn.execute("SELECT v FROM t ORDER BY v").fetchall()
+    assert [v for (v,) in rows] == [1, 3]
+    assert [r.getMessage() for r in caplog.records if r.name == "test.side"] == ["side write failed"]
