@@ -739,8 +739,18 @@ def check(config: Config) -> list[str]:
     ):
         if value < 1:
             problems.append(f"{name} must be at least 1")
+    for name, seconds in (
+        ("[imap] login_timeout", config.imap.login_timeout),
+        ("[imap] autologout", config.imap.autologout),
+        ("[managesieve] login_timeout", config.managesieve.login_timeout),
+        ("[managesieve] idle_timeout", config.managesieve.idle_timeout),
+        ("[pop3] login_timeout", config.pop3.login_timeout),
+    ):
+        if seconds <= 0:  # a deadline of now: every client would be told goodbye before its first command
+            problems.append(f"{name} must be positive")
     if config.pop3.idle_timeout < 600:
         problems.append("[pop3] idle_timeout must be at least 10m (RFC 1939 §3)")
+    problems += _listen_clashes(config.listen)
     if config.queue.smarthost_tls not in ("starttls", "tls", "none"):
         problems.append('[queue] smarthost_tls must be "starttls", "tls" or "none"')
     if config.queue.concurrency < 1 or config.queue.per_destination < 1:
@@ -796,6 +806,23 @@ def check(config: Config) -> list[str]:
         problems.append("[server] log_level must be debug, info, warning or error")
     if config.server.event_loop not in ("uvloop", "asyncio"):
         problems.append("[server] event_loop must be uvloop or asyncio")
+    return problems
+
+
+def _listen_clashes(listen: ListenConfig) -> list[str]:
+    """Two listeners on one port (the same host, or either on every address): the second could not bind, and the
+    daemon would stop or go on without it, naming no setting."""
+    problems = []
+    bound: dict[int, list[tuple[str, str | None]]] = {}
+    for setting_field in dataclasses.fields(listen):
+        address = parse_address(getattr(listen, setting_field.name))
+        if address is None:
+            continue
+        host, port = address
+        for other, other_host in bound.get(port, []):
+            if host is None or other_host is None or host == other_host:
+                problems.append(f"[listen] {other} and {setting_field.name} both use port {port}")
+        bound.setdefault(port, []).append((setting_field.name, host))
     return problems
 
 
