@@ -14,7 +14,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
 from .auth.authenticator import Authenticator, Login, LoginFailed, password_allowed
@@ -43,6 +43,7 @@ class Services(Protocol):
 
 SV = TypeVar("SV", bound=Services)
 H = TypeVar("H")
+T = TypeVar("T")
 
 
 class BaseSession(Generic[SV, H]):
@@ -75,6 +76,17 @@ class BaseSession(Generic[SV, H]):
         if not self.authenticated:
             return self.login_deadline
         return asyncio.get_running_loop().time() + self.idle_timeout()
+
+    async def answer(self, read: Awaitable[T]) -> T:
+        """What the client sends in the middle of a command (its SASL answer), waited for until
+        :meth:`read_deadline` (TimeoutError after it). Not busy meanwhile: the client is the one to speak, as between
+        commands or in IMAP IDLE, so a shutdown says goodbye at once rather than wait ``shutdown_grace`` for it."""
+        self.busy = False
+        try:
+            async with asyncio.timeout_at(self.read_deadline()):
+                return await read
+        finally:
+            self.busy = True
 
     @property
     def config(self) -> Config:

@@ -68,8 +68,7 @@ async def _sasl_answer(session: Session) -> str:
     session.send(b'""\r\n')
     await session.conn.drain()
     try:
-        async with asyncio.timeout_at(session.read_deadline()):
-            raw = await session.read_command()
+        raw = await session.answer(session.read_command())
     except TimeoutError:
         raise Refused("not logged in in time", bye=True) from None
     except LiteralTooLarge:

@@ -8,7 +8,6 @@ reader thread, never on the event loop; nothing is written before QUIT.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 import time
@@ -100,8 +99,7 @@ async def _sasl_answer(session: Session) -> bytes:
     session.send(b"+ \r\n")
     await session.flush()
     try:
-        async with asyncio.timeout_at(session.read_deadline()):
-            line = await session.conn.readline(LINE_LENGTH)
+        line = await session.answer(session.conn.readline(LINE_LENGTH))
     except TimeoutError:
         raise Refused("not logged in in time", close=True) from None
     return line.rstrip(b"\r\n")
