@@ -99,6 +99,12 @@ class BaseSession(Generic[SV, H]):
     def send(self, data: bytes) -> None:
         self.conn.write(data)
 
+    async def flush(self) -> None:
+        """Send what is queued. A client that takes none of it for ``idle_timeout`` is as inactive as a silent one
+        (RFC 9051 §5.4, RFC 1939 §3): its connection is dropped (ConnectionError) rather than held for ever with
+        the output it did not take."""
+        await self.conn.drain(self.idle_timeout())
+
     def login_allowed(self) -> bool:
         """No password in plaintext, except from loopback when the config allows it (RFC 9051 §11.1, RFC 5804
         §2.1, RFC 2595 §2.1)."""

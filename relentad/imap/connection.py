@@ -108,11 +108,24 @@ class Connection:
         if data:
             self.writer.write(data)
 
-    async def drain(self) -> None:
+    async def drain(self, stall_limit: float | None = None) -> None:
+        """Send what is queued. With ``stall_limit``: a client that has taken none of it for that many seconds is
+        dropped (ConnectionError), so one that stopped reading frees its connection and the output it held. The
+        timer is set only when the write buffer is above its low-water mark: writing pauses above the high mark and
+        resumes at the low one, so below it the drain does not wait (the common case costs no timer)."""
         if self.closed:
             return
         self._send_pending()
-        await self.writer.drain()
+        transport = self.writer.transport
+        if stall_limit is None or transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[0]:
+            await self.writer.drain()
+            return
+        try:
+            async with asyncio.timeout(stall_limit):
+                await self.writer.drain()
+        except TimeoutError:
+            transport.abort()
+            raise ConnectionError(f"the client took nothing for {stall_limit:g} s") from None
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
         """Handshake, dropping every plaintext octet received before it: ours and the stream reader's buffer both

@@ -233,9 +233,6 @@ class Session(BaseSession[Services, Handler]):
         else:
             self.send(tagged(tag, status, text, code, utf8=self.utf8))
 
-    async def flush(self) -> None:
-        await self.conn.drain()
-
     # -- store helpers ----------------------------------------------------------------------------------
 
     def read(self, fn: Callable[[sqlite3.Connection], T], *, snapshot: bool = False) -> T:
@@ -479,6 +476,9 @@ class Session(BaseSession[Services, Handler]):
             return True
         view.rights = rights
         return False
+
+    def idle_timeout(self) -> float:
+        return self.config.imap.autologout
 
     def read_deadline(self) -> float:
         """When waiting for the client gives up (loop time): ``imap.login_timeout`` after connecting before login,

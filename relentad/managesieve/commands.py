@@ -55,7 +55,7 @@ async def starttls(session: Session, command: Command) -> None:
     if context is None:
         raise Refused("TLS is not available: no certificate configured")
     session.send(response("OK", "begin TLS negotiation now"))
-    await session.conn.drain()
+    await session.flush()
     if not await session.start_tls(context, "STARTTLS"):
         session.state = State.LOGOUT
         return
@@ -66,7 +66,7 @@ async def starttls(session: Session, command: Command) -> None:
 async def _sasl_answer(session: Session) -> str:
     """The client's answer to the empty challenge: a string (quoted or literal) of base64."""
     session.send(b'""\r\n')
-    await session.conn.drain()
+    await session.flush()
     try:
         raw = await session.answer(session.read_command())
     except TimeoutError:
