@@ -119,6 +119,11 @@ class BaseSession(Generic[SV, H]):
             log.info("%s login failed for %r from %s", self.service, name[:100], self.peer)
             raise
 
+    def opened(self, login: Login) -> None:
+        """The session serves ``login``'s account from now on (the caller sets its state); it was just seen active."""
+        self.account_id, self.email = login.account_id, login.email
+        self.account_checked = time.monotonic()
+
     async def start_tls(self, context: ssl.SSLContext, verb: str) -> bool:
         """The handshake after the protocol's go-ahead (the plaintext sent after it is dropped); a failed one is
         logged and closes the connection: False, the caller ends the session."""

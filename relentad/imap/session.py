@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..auth.authenticator import Authenticator
+from ..auth.authenticator import Authenticator, Login
 from ..config import Config
 from ..errors import RelentadError
 from ..events import Bus, Event, MailboxChanged
@@ -257,13 +257,11 @@ class Session(BaseSession[Services, Handler]):
 
     # -- state changes ----------------------------------------------------------------------------------
 
-    def logged_in(self, account_id: int, email: str) -> None:
-        self.account_id = account_id
-        self.email = email
+    def logged_in(self, login: Login) -> None:
+        self.opened(login)
         self.state = State.AUTHENTICATED
-        self.account_checked = time.monotonic()
-        self.events = self.services.bus.subscribe(account_id)
-        log.info("imap login %s from %s", email, self.peer)
+        self.events = self.services.bus.subscribe(login.account_id)
+        log.info("imap login %s from %s", login.email, self.peer)
 
     def select(self, view: Selected) -> None:
         self.selected = view

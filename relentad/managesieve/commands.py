@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from ..auth import sasl
 from ..auth.authenticator import LoginFailed
@@ -100,8 +99,7 @@ async def authenticate(session: Session, command: Command) -> str:
             raise Refused("too many failed logins; try again later", "TRYLATER") from None
         raise Refused("authentication failed") from None
     session.state = State.AUTHENTICATED
-    session.account_id, session.email = login.account_id, login.email
-    session.account_checked = time.monotonic()
+    session.opened(login)
     log.info("managesieve login %s from %s", login.email, session.peer)
     return "logged in"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 
 from ..auth import sasl
 from ..auth.authenticator import LoginFailed
@@ -139,8 +138,7 @@ async def _log_in(session: Session, name: str, password: str) -> None:
     drop = await session.services.readers.run(lambda conn: maildrop.load(conn, login.account_id))
     session.drop = drop
     session.state = State.TRANSACTION
-    session.account_id, session.email = login.account_id, login.email
-    session.account_checked = time.monotonic()
+    session.opened(login)
     count, size = drop.totals()
     log.info("pop3 login %s from %s (%d messages)", login.email, session.peer, count)
     session.ok(f"maildrop has {count} messages ({size} octets)")

@@ -24,7 +24,7 @@ async def check_credentials(session: Session, username: str, password: str) -> N
         if exc.throttled:
             raise no("too many failed logins; try again later", "UNAVAILABLE") from None
         raise no("invalid user name or password", "AUTHENTICATIONFAILED") from None
-    session.logged_in(login.account_id, login.email)
+    session.logged_in(login)
 
 
 def _require_privacy(session: Session) -> None:
