@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import ssl
@@ -810,8 +811,8 @@ def check(config: Config) -> list[str]:
 
 
 def _listen_clashes(listen: ListenConfig) -> list[str]:
-    """Two listeners on one port (the same host, or either on every address): the second could not bind, and the
-    daemon would stop or go on without it, naming no setting."""
+    """Two listeners on one port and overlapping addresses: the second could not bind, and the daemon would stop or
+    go on without it, naming no setting."""
     problems = []
     bound: dict[int, list[tuple[str, str | None]]] = {}
     for setting_field in dataclasses.fields(listen):
@@ -820,10 +821,22 @@ def _listen_clashes(listen: ListenConfig) -> list[str]:
             continue
         host, port = address
         for other, other_host in bound.get(port, []):
-            if host is None or other_host is None or host == other_host:
+            if _overlap(host, other_host):
                 problems.append(f"[listen] {other} and {setting_field.name} both use port {port}")
         bound.setdefault(port, []).append((setting_field.name, host))
     return problems
+
+
+def _overlap(a: str | None, b: str | None) -> bool:
+    """Whether listeners on hosts ``a`` and ``b`` (None: every address) share an address: the same host, or either
+    on every address (``*``, or 0.0.0.0 / :: of the other's family; asyncio binds IPv6 only for ::)."""
+    if a is None or b is None or a == b:
+        return True
+    try:
+        ip_a, ip_b = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    except ValueError:
+        return False
+    return ip_a.version == ip_b.version and (ip_a.is_unspecified or ip_b.is_unspecified or ip_a == ip_b)
 
 
 def _ca_file_problems(path: Path) -> list[str]:

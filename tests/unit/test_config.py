@@ -144,5 +144,8 @@ def test_two_listeners_on_one_port_are_refused() -> None:
         "[listen] imap and pop3 both use port 143",
         "[listen] https and http both use port 443",
     ]
-    parsed = config.from_dict({"listen": {"imap": "127.0.0.1:2143", "pop3": "127.0.0.2:2143"}})
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict({"listen": {"imap": "0.0.0.0:2143", "pop3": "127.0.0.1:2143", "pop3s": "[::1]:2143"}})
+    assert err.value.problems == ["[listen] imap and pop3 both use port 2143"]
+    parsed = config.from_dict({"listen": {"imap": "127.0.0.1:2143", "pop3": "127.0.0.2:2143", "pop3s": "[::]:2143"}})
     assert parsed.listen.pop3 == "127.0.0.2:2143"
