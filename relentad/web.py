@@ -27,7 +27,6 @@ DEBUG line and one count in ``relentad_http_requests_total``.
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import logging
 import ssl
@@ -41,6 +40,7 @@ from .auth.basic import Session
 from .carddav import server as carddav
 from .config import Config, parse_address
 from .httpserver import Request, Response
+from .listener import Slots
 from .store import accounts
 from .store.db import Store
 
@@ -156,8 +156,7 @@ class WebServer:
             self.account = AccountPages(store, authenticator, get_config, self.is_hosted)
         self.get_config = get_config
         self.get_tls = get_tls
-        self.per_ip: collections.Counter[str] = collections.Counter()
-        self.open = 0
+        self.slots = Slots("web")
         self.writers: set[asyncio.StreamWriter] = set()
 
     def is_hosted(self, domain: str) -> bool:
@@ -183,18 +182,10 @@ class WebServer:
     def admit(self, ip: str) -> bool:
         """Count a new connection from ``ip`` (until :meth:`release`); False when it is over a limit."""
         limits = self.get_config().web
-        if self.open >= limits.max_connections or self.per_ip[ip] >= limits.connections_per_ip:
-            log.info("web connection from %s refused: too many connections", ip)
-            return False
-        self.per_ip[ip] += 1
-        self.open += 1
-        return True
+        return self.slots.admit(ip, limits.connections_per_ip, limits.max_connections) is None
 
     def release(self, ip: str) -> None:
-        self.open -= 1
-        self.per_ip[ip] -= 1
-        if self.per_ip[ip] <= 0:
-            del self.per_ip[ip]
+        self.slots.release(ip)
 
     async def _plain(self, site: Site, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ip = tls.peer_ip(writer.transport)
