@@ -21,6 +21,8 @@ class LineTooLong(Exception):
     """The client sent a line over the limit without CRLF."""
 
 
+CLOSE_TIMEOUT = 5.0
+"""Seconds a closing connection may take to send what is left before it is dropped (:meth:`Connection.close`)."""
 INFLATE_STEP = 256 * 1024
 """Inflated octets one fill of the buffer may add after COMPRESS (the rest waits in the inflater)."""
 
@@ -145,12 +147,16 @@ class Connection:
         self._buffer = bytearray(self._inflate.decompress(pending, INFLATE_STEP)) if pending else bytearray()
 
     async def close(self) -> None:
+        """Send what is left and close; a client that takes none of it for :data:`CLOSE_TIMEOUT` is dropped (a
+        plain close would keep the socket until it read everything: for ever, for one that stopped reading)."""
         if self.closed:
             return
         self.closed = True
         try:
             self._send_pending()
             self.writer.close()
-            await asyncio.wait_for(self.writer.wait_closed(), 5)
-        except (OSError, TimeoutError, ssl.SSLError):
+            await asyncio.wait_for(self.writer.wait_closed(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            self.writer.transport.abort()
+        except (OSError, ssl.SSLError):
             pass
