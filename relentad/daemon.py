@@ -240,7 +240,7 @@ class Daemon:
                 await self.bind(
                     name, functools.partial(web_server.listen, secure=secure), needs_cert=True, optional=True
                 )
-            await self.bind("managesieve", managesieve.listen)
+            await self.bind("managesieve", managesieve.listen, optional=True)  # as POP3: Dovecot may still have 4190
             for name, implicit in (("pop3", False), ("pop3s", True)):
                 listen = functools.partial(pop3.listen, implicit_tls=implicit)
                 await self.bind(name, listen, needs_cert=implicit, optional=True)
