@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import ssl
@@ -739,8 +740,18 @@ def check(config: Config) -> list[str]:
     ):
         if value < 1:
             problems.append(f"{name} must be at least 1")
+    for name, seconds in (
+        ("[imap] login_timeout", config.imap.login_timeout),
+        ("[imap] autologout", config.imap.autologout),
+        ("[managesieve] login_timeout", config.managesieve.login_timeout),
+        ("[managesieve] idle_timeout", config.managesieve.idle_timeout),
+        ("[pop3] login_timeout", config.pop3.login_timeout),
+    ):
+        if seconds <= 0:  # a deadline of now: every client would be told goodbye before its first command
+            problems.append(f"{name} must be positive")
     if config.pop3.idle_timeout < 600:
         problems.append("[pop3] idle_timeout must be at least 10m (RFC 1939 §3)")
+    problems += _listen_clashes(config.listen)
     if config.queue.smarthost_tls not in ("starttls", "tls", "none"):
         problems.append('[queue] smarthost_tls must be "starttls", "tls" or "none"')
     if config.queue.concurrency < 1 or config.queue.per_destination < 1:
@@ -797,6 +808,35 @@ def check(config: Config) -> list[str]:
     if config.server.event_loop not in ("uvloop", "asyncio"):
         problems.append("[server] event_loop must be uvloop or asyncio")
     return problems
+
+
+def _listen_clashes(listen: ListenConfig) -> list[str]:
+    """Two listeners on one port and overlapping addresses: the second could not bind, and the daemon would stop or
+    go on without it, naming no setting."""
+    problems = []
+    bound: dict[int, list[tuple[str, str | None]]] = {}
+    for setting_field in dataclasses.fields(listen):
+        address = parse_address(getattr(listen, setting_field.name))
+        if address is None:
+            continue
+        host, port = address
+        for other, other_host in bound.get(port, []):
+            if _overlap(host, other_host):
+                problems.append(f"[listen] {other} and {setting_field.name} both use port {port}")
+        bound.setdefault(port, []).append((setting_field.name, host))
+    return problems
+
+
+def _overlap(a: str | None, b: str | None) -> bool:
+    """Whether listeners on hosts ``a`` and ``b`` (None: every address) share an address: the same host, or either
+    on every address (``*``, or 0.0.0.0 / :: of the other's family; asyncio binds IPv6 only for ::)."""
+    if a is None or b is None or a == b:
+        return True
+    try:
+        ip_a, ip_b = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    except ValueError:
+        return False
+    return ip_a.version == ip_b.version and (ip_a.is_unspecified or ip_b.is_unspecified or ip_a == ip_b)
 
 
 def _ca_file_problems(path: Path) -> list[str]:

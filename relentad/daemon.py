@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -128,74 +129,48 @@ class Daemon:
         """Port 465's view: every connection handshakes with the current certificate and is not offered STARTTLS."""
         return ListenerContext(self.context.config, self.context.tls_context, implicit_tls=True)
 
-    async def start_submission(self, loop: asyncio.AbstractEventLoop, handler: SubmissionHandler) -> None:
-        """Bind 587 (STARTTLS) and 465 (implicit TLS, only with a certificate)."""
-        for name, implicit in (("submission", False), ("submissions", True)):
-            address = config_mod.parse_address(getattr(self.config.listen, name))
-            if address is None:
-                continue
-            if implicit and self.context.tls_context is None:
-                log.warning("submissions listener needs [tls] cert and key: not started")
-                continue
-            get_context = self.implicit_tls_context if implicit else self.current_context
-            factory = protocol_factory(handler, get_context, self.submission_connections, auth_require_tls=False)
-            self.servers[name] = await loop.create_server(
-                factory,
-                address[0],
-                address[1],
-                reuse_address=True,
-                start_serving=True,
-            )
-            log.info("listening %s on %s", name, getattr(self.config.listen, name))
+    async def bind(
+        self,
+        name: str,
+        listen: Callable[[str | None, int], Awaitable[asyncio.Server]],
+        *,
+        needs_cert: bool = False,
+        optional: bool = False,
+    ) -> None:
+        """Start ``[listen] name`` unless it is off, or ``needs_cert`` and there is no certificate (logged). With
+        ``optional`` a port that cannot be bound (another server has it, or a configuration written before the
+        listener existed names a privileged default in an unprivileged dev setup) is logged and mail goes on
+        without it; otherwise the daemon does not start."""
+        text = getattr(self.config.listen, name)
+        address = config_mod.parse_address(text)
+        if address is None:
+            return
+        if needs_cert and self.context.tls_context is None:
+            log.warning("%s listener needs [tls] cert and key: not started", name)
+            return
+        try:
+            self.servers[name] = await listen(address[0], address[1])
+        except OSError as exc:
+            if not optional:
+                raise
+            log.error("%s listener not started: cannot listen on %s: %s", name, text, exc.strerror or exc)
+            return
+        log.info("listening %s on %s", name, text)
 
-    async def start_imap(self, imap: ImapServer) -> None:
-        """Bind 143 (STARTTLS) and 993 (implicit TLS, only with a certificate)."""
-        for name, implicit in (("imap", False), ("imaps", True)):
-            address = config_mod.parse_address(getattr(self.config.listen, name))
-            if address is None:
-                continue
-            if implicit and self.context.tls_context is None:
-                log.warning("imaps listener needs [tls] cert and key: not started")
-                continue
-            self.servers[name] = await imap.listen(address[0], address[1], implicit_tls=implicit)
-            log.info("listening %s on %s", name, getattr(self.config.listen, name))
+    async def start_smtp(
+        self, loop: asyncio.AbstractEventLoop, inbound: InboundHandler, submission: SubmissionHandler
+    ) -> None:
+        """Bind 25, 587 (STARTTLS) and 465 (implicit TLS, only with a certificate)."""
 
-    async def start_pop3(self, pop3: Pop3Server) -> None:
-        """Bind 110 (STLS) and 995 (implicit TLS, only with a certificate). A port that cannot be bound (an old
-        POP3 server still has it, or a configuration written before POP3 existed names privileged defaults in an
-        unprivileged dev setup) is logged and mail goes on without it, as for the web listeners."""
-        for name, implicit in (("pop3", False), ("pop3s", True)):
-            text = getattr(self.config.listen, name)
-            address = config_mod.parse_address(text)
-            if address is None:
-                continue
-            if implicit and self.context.tls_context is None:
-                log.warning("pop3s listener needs [tls] cert and key: not started")
-                continue
-            try:
-                self.servers[name] = await pop3.listen(address[0], address[1], implicit_tls=implicit)
-            except OSError as exc:
-                log.error("%s listener not started: cannot listen on %s: %s", name, text, exc.strerror or exc)
-                continue
-            log.info("listening %s on %s", name, text)
+        def server(
+            factory: Callable[[], asyncio.BaseProtocol],
+        ) -> Callable[[str | None, int], Awaitable[asyncio.Server]]:
+            return functools.partial(loop.create_server, factory, reuse_address=True, start_serving=True)
 
-    async def start_web(self, server: web.WebServer) -> None:
-        """Bind ``[listen] https`` and ``http`` (only with a certificate: autoconfig offers TLS ports only). A port
-        that cannot be bound (another web server has it) is logged and mail goes on without it."""
-        for name, secure in (("https", True), ("http", False)):
-            text = getattr(self.config.listen, name)
-            address = config_mod.parse_address(text)
-            if address is None:
-                continue
-            if self.context.tls_context is None:
-                log.warning("%s listener needs [tls] cert and key: not started", name)
-                continue
-            try:
-                self.servers[name] = await server.listen(address[0], address[1], secure=secure)
-            except OSError as exc:
-                log.error("%s listener not started: cannot listen on %s: %s", name, text, exc.strerror or exc)
-                continue
-            log.info("listening %s on %s", name, text)
+        await self.bind("smtp", server(protocol_factory(inbound, self.current_context, self.smtp_connections)))
+        for name, get_context in (("submission", self.current_context), ("submissions", self.implicit_tls_context)):
+            factory = protocol_factory(submission, get_context, self.submission_connections, auth_require_tls=False)
+            await self.bind(name, server(factory), needs_cert=name == "submissions")
 
     async def run(self) -> int:
         try:  # one daemon per data folder; `relentad backup restore` checks this lock too
@@ -257,22 +232,18 @@ class Daemon:
             )
         )
         try:
-            address = config_mod.parse_address(self.config.listen.smtp)
-            if address is not None:
-                factory = protocol_factory(inbound, self.current_context, self.smtp_connections)
-                self.servers["smtp"] = await loop.create_server(
-                    factory, address[0], address[1], reuse_address=True, start_serving=True
-                )
-                log.info("listening smtp on %s", self.config.listen.smtp)
-            await self.start_submission(loop, submission)
+            await self.start_smtp(loop, inbound, submission)
             queue_runner.start()
-            await self.start_imap(imap)
-            await self.start_web(web_server)
-            address = config_mod.parse_address(self.config.listen.managesieve)
-            if address is not None:
-                self.servers["managesieve"] = await managesieve.listen(address[0], address[1])
-                log.info("listening managesieve on %s", self.config.listen.managesieve)
-            await self.start_pop3(pop3)
+            for name, implicit in (("imap", False), ("imaps", True)):
+                await self.bind(name, functools.partial(imap.listen, implicit_tls=implicit), needs_cert=implicit)
+            for name, secure in (("https", True), ("http", False)):  # http too: autoconfig offers TLS ports only
+                await self.bind(
+                    name, functools.partial(web_server.listen, secure=secure), needs_cert=True, optional=True
+                )
+            await self.bind("managesieve", managesieve.listen, optional=True)  # as POP3: Dovecot may still have 4190
+            for name, implicit in (("pop3", False), ("pop3s", True)):
+                listen = functools.partial(pop3.listen, implicit_tls=implicit)
+                await self.bind(name, listen, needs_cert=implicit, optional=True)
             address = config_mod.parse_address(self.config.listen.metrics)
             if address is not None:
                 await metrics_server.start(address[0], address[1])

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as config_mod
-from . import tls
+from . import dnsrecords, tls
 from .auth import passwords
 from .errors import AlreadyExists, InvalidInput
 from .store import accounts, db
@@ -37,7 +37,7 @@ DEV_LISTEN = {
 }
 # What the self-signed certificate names: the host, and the web names `relentad domain dns` points at for the demo
 # domain (so `curl --resolve` checks a name it covers)
-DEV_WEB_NAMES = [f"{label}.{DEV_DOMAIN}" for label in ("mta-sts", "autoconfig", "autodiscover")]
+DEV_WEB_NAMES = dnsrecords.web_names(DEV_DOMAIN)
 PASSWORD_FILE = "demo-password"  # noqa: S105 - a file name, not a password
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import ipaddress
 import ssl
@@ -228,11 +229,6 @@ def check_certificate(config: Config, now: dt.datetime | None = None) -> list[Fi
     return findings
 
 
-def web_names(domain: str) -> list[str]:
-    """The names ``[listen] https`` answers for a hosted domain, which its certificate must cover."""
-    return [f"{label}.{domain}" for label in ("mta-sts", "autoconfig", "autodiscover")]
-
-
 def check_web_names(config: Config, domains: Sequence[str]) -> list[Finding]:
     """With ``[listen] https`` on: does the certificate cover each domain's web names? A client (and an MTA-STS
     sender, RFC 8461 §3.3) refuses a certificate that does not name the host it asked for."""
@@ -245,7 +241,7 @@ def check_web_names(config: Config, domains: Sequence[str]) -> list[Finding]:
     missing = [
         wanted
         for domain in domains
-        for wanted in web_names(addrspec.normalize_domain(domain))
+        for wanted in dnsrecords.web_names(addrspec.normalize_domain(domain))
         if not any(_matches(name, wanted) for name in names)
     ]
     if not missing:
@@ -265,9 +261,8 @@ def check_web_names(config: Config, domains: Sequence[str]) -> list[Finding]:
 async def check_listeners(config: Config) -> list[Finding]:
     """Every configured listener accepts a TCP connection."""
     findings: list[Finding] = []
-    names = ("smtp", "submission", "submissions", "imap", "imaps", "managesieve", "pop3", "pop3s", "metrics", "https")
-    for name in (*names, "http"):
-        text = getattr(config.listen, name)
+    for setting in dataclasses.fields(config.listen):
+        name, text = setting.name, getattr(config.listen, setting.name)
         address = parse_address(text)
         if address is None:
             continue

@@ -11,15 +11,45 @@ listener down. A subclass says only what differs: its limits, its refusal line a
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import ssl
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 from . import tls
-from .imap.connection import Connection, Slots
+from .imap.connection import Connection
 
 log = logging.getLogger(__name__)
+
+
+class Slots:
+    """A listener's open connections, per client address and in all, against its two limits."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.per_ip: collections.Counter[str] = collections.Counter()
+        self.open = 0
+
+    def admit(self, ip: str, per_ip: int, total: int) -> str | None:
+        """Count a new connection from ``ip`` (until :meth:`release`), or the reason it is over a limit."""
+        refusal = None
+        if self.open >= total:
+            refusal = "server busy: too many connections, try again later"
+        elif self.per_ip[ip] >= per_ip:
+            refusal = "too many connections from your address"
+        if refusal is not None:
+            log.info("%s connection from %s refused: %s", self.name, ip, refusal)
+            return refusal
+        self.per_ip[ip] += 1
+        self.open += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        self.open -= 1
+        self.per_ip[ip] -= 1
+        if self.per_ip[ip] <= 0:
+            del self.per_ip[ip]
 
 
 class ServedSession(Protocol):

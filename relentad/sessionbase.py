@@ -14,7 +14,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
 from .auth.authenticator import Authenticator, Login, LoginFailed, password_allowed
@@ -43,6 +43,7 @@ class Services(Protocol):
 
 SV = TypeVar("SV", bound=Services)
 H = TypeVar("H")
+T = TypeVar("T")
 
 
 class BaseSession(Generic[SV, H]):
@@ -76,6 +77,17 @@ class BaseSession(Generic[SV, H]):
             return self.login_deadline
         return asyncio.get_running_loop().time() + self.idle_timeout()
 
+    async def answer(self, read: Awaitable[T]) -> T:
+        """What the client sends in the middle of a command (its SASL answer), waited for until
+        :meth:`read_deadline` (TimeoutError after it). Not busy meanwhile: the client is the one to speak, as between
+        commands or in IMAP IDLE, so a shutdown says goodbye at once rather than wait ``shutdown_grace`` for it."""
+        self.busy = False
+        try:
+            async with asyncio.timeout_at(self.read_deadline()):
+                return await read
+        finally:
+            self.busy = True
+
     @property
     def config(self) -> Config:
         return self.services.get_config()
@@ -86,6 +98,12 @@ class BaseSession(Generic[SV, H]):
 
     def send(self, data: bytes) -> None:
         self.conn.write(data)
+
+    async def flush(self) -> None:
+        """Send what is queued. A client that takes none of it for ``idle_timeout`` is as inactive as a silent one
+        (RFC 9051 §5.4, RFC 1939 §3): its connection is dropped (ConnectionError) rather than held for ever with
+        the output it did not take."""
+        await self.conn.drain(self.idle_timeout())
 
     def login_allowed(self) -> bool:
         """No password in plaintext, except from loopback when the config allows it (RFC 9051 §11.1, RFC 5804
@@ -100,6 +118,11 @@ class BaseSession(Generic[SV, H]):
         except LoginFailed:
             log.info("%s login failed for %r from %s", self.service, name[:100], self.peer)
             raise
+
+    def opened(self, login: Login) -> None:
+        """The session serves ``login``'s account from now on (the caller sets its state); it was just seen active."""
+        self.account_id, self.email = login.account_id, login.email
+        self.account_checked = time.monotonic()
 
     async def start_tls(self, context: ssl.SSLContext, verb: str) -> bool:
         """The handshake after the protocol's go-ahead (the plaintext sent after it is dropped); a failed one is

@@ -41,7 +41,7 @@ from .auth.basic import BasicLogin, Session
 from .carddav import server as carddav
 from .config import Config, parse_address
 from .httpserver import Request, Response
-from .imap.connection import Slots
+from .listener import Slots
 from .store import accounts
 from .store.db import Store
 from .store.imapview import ReaderPool

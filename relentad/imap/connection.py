@@ -11,50 +11,18 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import collections
-import logging
 import ssl
 import zlib
 
 from .. import tls
-
-log = logging.getLogger(__name__)
-
-
-class Slots:
-    """A listener's open connections, per client address and in all, against its two limits (IMAP, ManageSieve,
-    POP3, the web listeners)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.per_ip: collections.Counter[str] = collections.Counter()
-        self.open = 0
-
-    def admit(self, ip: str, per_ip: int, total: int) -> str | None:
-        """Count a new connection from ``ip`` (until :meth:`release`), or the reason it is over a limit."""
-        refusal = None
-        if self.open >= total:
-            refusal = "server busy: too many connections, try again later"
-        elif self.per_ip[ip] >= per_ip:
-            refusal = "too many connections from your address"
-        if refusal is not None:
-            log.info("%s connection from %s refused: %s", self.name, ip, refusal)
-            return refusal
-        self.per_ip[ip] += 1
-        self.open += 1
-        return None
-
-    def release(self, ip: str) -> None:
-        self.open -= 1
-        self.per_ip[ip] -= 1
-        if self.per_ip[ip] <= 0:
-            del self.per_ip[ip]
 
 
 class LineTooLong(Exception):
     """The client sent a line over the limit without CRLF."""
 
 
+CLOSE_TIMEOUT = 5.0
+"""Seconds a closing connection may take to send what is left before it is dropped (:meth:`Connection.close`)."""
 INFLATE_STEP = 256 * 1024
 """Inflated octets one fill of the buffer may add after COMPRESS (the rest waits in the inflater)."""
 
@@ -142,11 +110,24 @@ class Connection:
         if data:
             self.writer.write(data)
 
-    async def drain(self) -> None:
+    async def drain(self, stall_limit: float | None = None) -> None:
+        """Send what is queued. With ``stall_limit``: a client that has taken none of it for that many seconds is
+        dropped (ConnectionError), so one that stopped reading frees its connection and the output it held. The
+        timer is set only when the write buffer is above its low-water mark: writing pauses above the high mark and
+        resumes at the low one, so below it the drain does not wait (the common case costs no timer)."""
         if self.closed:
             return
         self._send_pending()
-        await self.writer.drain()
+        transport = self.writer.transport
+        if stall_limit is None or transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[0]:
+            await self.writer.drain()
+            return
+        try:
+            async with asyncio.timeout(stall_limit):
+                await self.writer.drain()
+        except TimeoutError:
+            transport.abort()
+            raise ConnectionError(f"the client took nothing for {stall_limit:g} s") from None
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
         """Handshake, dropping every plaintext octet received before it: ours and the stream reader's buffer both
@@ -166,12 +147,16 @@ class Connection:
         self._buffer = bytearray(self._inflate.decompress(pending, INFLATE_STEP)) if pending else bytearray()
 
     async def close(self) -> None:
+        """Send what is left and close; a client that takes none of it for :data:`CLOSE_TIMEOUT` is dropped (a
+        plain close would keep the socket until it read everything: for ever, for one that stopped reading)."""
         if self.closed:
             return
         self.closed = True
         try:
             self._send_pending()
             self.writer.close()
-            await asyncio.wait_for(self.writer.wait_closed(), 5)
-        except (OSError, TimeoutError, ssl.SSLError):
+            await asyncio.wait_for(self.writer.wait_closed(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            self.writer.transport.abort()
+        except (OSError, ssl.SSLError):
             pass

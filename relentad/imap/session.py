@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..auth.authenticator import Authenticator
+from ..auth.authenticator import Authenticator, Login
 from ..config import Config
 from ..errors import RelentadError
 from ..events import Bus, Event, MailboxChanged
@@ -233,9 +233,6 @@ class Session(BaseSession[Services, Handler]):
         else:
             self.send(tagged(tag, status, text, code, utf8=self.utf8))
 
-    async def flush(self) -> None:
-        await self.conn.drain()
-
     # -- store helpers ----------------------------------------------------------------------------------
 
     def read(self, fn: Callable[[sqlite3.Connection], T], *, snapshot: bool = False) -> T:
@@ -260,13 +257,11 @@ class Session(BaseSession[Services, Handler]):
 
     # -- state changes ----------------------------------------------------------------------------------
 
-    def logged_in(self, account_id: int, email: str) -> None:
-        self.account_id = account_id
-        self.email = email
+    def logged_in(self, login: Login) -> None:
+        self.opened(login)
         self.state = State.AUTHENTICATED
-        self.account_checked = time.monotonic()
-        self.events = self.services.bus.subscribe(account_id)
-        log.info("imap login %s from %s", email, self.peer)
+        self.events = self.services.bus.subscribe(login.account_id)
+        log.info("imap login %s from %s", login.email, self.peer)
 
     def select(self, view: Selected) -> None:
         self.selected = view
@@ -479,6 +474,9 @@ class Session(BaseSession[Services, Handler]):
             return True
         view.rights = rights
         return False
+
+    def idle_timeout(self) -> float:
+        return self.config.imap.autologout
 
     def read_deadline(self) -> float:
         """When waiting for the client gives up (loop time): ``imap.login_timeout`` after connecting before login,

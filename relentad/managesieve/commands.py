@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from ..auth import sasl
 from ..auth.authenticator import LoginFailed
@@ -55,7 +54,7 @@ async def starttls(session: Session, command: Command) -> None:
     if context is None:
         raise Refused("TLS is not available: no certificate configured")
     session.send(response("OK", "begin TLS negotiation now"))
-    await session.conn.drain()
+    await session.flush()
     if not await session.start_tls(context, "STARTTLS"):
         session.state = State.LOGOUT
         return
@@ -66,10 +65,9 @@ async def starttls(session: Session, command: Command) -> None:
 async def _sasl_answer(session: Session) -> str:
     """The client's answer to the empty challenge: a string (quoted or literal) of base64."""
     session.send(b'""\r\n')
-    await session.conn.drain()
+    await session.flush()
     try:
-        async with asyncio.timeout_at(session.read_deadline()):
-            raw = await session.read_command()
+        raw = await session.answer(session.read_command())
     except TimeoutError:
         raise Refused("not logged in in time", bye=True) from None
     except LiteralTooLarge:
@@ -101,8 +99,7 @@ async def authenticate(session: Session, command: Command) -> str:
             raise Refused("too many failed logins; try again later", "TRYLATER") from None
         raise Refused("authentication failed") from None
     session.state = State.AUTHENTICATED
-    session.account_id, session.email = login.account_id, login.email
-    session.account_checked = time.monotonic()
+    session.opened(login)
     log.info("managesieve login %s from %s", login.email, session.peer)
     return "logged in"
 

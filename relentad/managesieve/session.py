@@ -144,7 +144,7 @@ class Session(BaseSession[Services, Handler]):
         self.capabilities()
         self.send(response("OK", "relentad ManageSieve ready"))
         try:
-            await self.conn.drain()
+            await self.flush()
             while self.state is not State.LOGOUT and not self.conn.closed:
                 try:
                     async with asyncio.timeout_at(self.read_deadline()):
@@ -172,9 +172,9 @@ class Session(BaseSession[Services, Handler]):
                 if self.bad >= MAX_BAD:
                     self.bye("too many invalid commands")
                     break
-                await self.conn.drain()
+                await self.flush()
             with contextlib.suppress(ConnectionError, OSError):
-                await self.conn.drain()
+                await self.flush()
         except (EOFError, ConnectionError, OSError, asyncio.IncompleteReadError):
             pass
         finally:

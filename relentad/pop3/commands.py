@@ -8,10 +8,8 @@ reader thread, never on the event loop; nothing is written before QUIT.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
-import time
 
 from ..auth import sasl
 from ..auth.authenticator import LoginFailed
@@ -100,8 +98,7 @@ async def _sasl_answer(session: Session) -> bytes:
     session.send(b"+ \r\n")
     await session.flush()
     try:
-        async with asyncio.timeout_at(session.read_deadline()):
-            line = await session.conn.readline(LINE_LENGTH)
+        line = await session.answer(session.conn.readline(LINE_LENGTH))
     except TimeoutError:
         raise Refused("not logged in in time", close=True) from None
     return line.rstrip(b"\r\n")
@@ -141,8 +138,7 @@ async def _log_in(session: Session, name: str, password: str) -> None:
     drop = await session.services.readers.run(lambda conn: maildrop.load(conn, login.account_id))
     session.drop = drop
     session.state = State.TRANSACTION
-    session.account_id, session.email = login.account_id, login.email
-    session.account_checked = time.monotonic()
+    session.opened(login)
     count, size = drop.totals()
     log.info("pop3 login %s from %s (%d messages)", login.email, session.peer, count)
     session.ok(f"maildrop has {count} messages ({size} octets)")

@@ -115,16 +115,6 @@ class Session(BaseSession[Services, Handler]):
             await self.flush()
         self.send(TERMINATOR)
 
-    async def flush(self) -> None:
-        """Send what is queued. A client that takes none of it for ``idle_timeout`` is inactive (RFC 1939 §3): the
-        connection is dropped (ConnectionError), nothing deleted, and what it held is freed."""
-        try:
-            async with asyncio.timeout(self.config.pop3.idle_timeout):
-                await self.conn.drain()
-        except TimeoutError:
-            self.conn.writer.transport.abort()
-            raise ConnectionError("the client took nothing for idle_timeout") from None
-
     def capabilities(self) -> list[str]:
         """RFC 2449 §5 CAPA lines: USER and SASL only where a password may be sent, STLS until TLS is up."""
         lines = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]

@@ -200,3 +200,34 @@ def test_the_test_daemon_picks_new_ports_when_one_was_taken_meanwhile(make_daemo
             assert "address already in use" in daemon.log()
         finally:
             daemon.stop()
+
+
+def test_sigterm_does_not_wait_for_a_client_that_leaves_a_sasl_challenge_unanswered(make_daemon: MakeDaemon) -> None:
+    """A client asked for its SASL answer is waiting on the daemon's question, as one in IMAP IDLE is: SIGTERM tells
+    it goodbye at once (IMAP, POP3, ManageSieve) instead of waiting ``shutdown_grace`` for a command in flight."""
+    settings = {"limits": {"shutdown_grace": 60.0}, "auth": {"plaintext_loopback": True}}
+    daemon = make_daemon(settings=settings, imap=True, pop3=True, managesieve=True, tls=False)
+    provision(daemon).start()
+    asked = []
+    for port, command, challenge in (
+        (daemon.imap_port, b"a AUTHENTICATE PLAIN\r\n", b"+"),
+        (daemon.pop3_port, b"AUTH PLAIN\r\n", b"+ "),
+        (daemon.managesieve_port, b'AUTHENTICATE "PLAIN"\r\n', b'""'),
+    ):
+        sock = socket.create_connection((daemon.host, port), timeout=15)
+        reader = sock.makefile("rb")
+        while not (line := reader.readline()).startswith((b"* OK", b"+OK", b"OK")):  # the greeting
+            assert line
+        sock.sendall(command)
+        assert reader.readline().startswith(challenge)
+        asked.append((sock, reader))
+    assert daemon.stop(timeout=20) == 0, "the daemon waited for the unanswered challenges"
+    goodbyes = [reader.readline() for _, reader in asked]
+    assert goodbyes == [
+        b"* BYE server shutting down\r\n",
+        b"-ERR [SYS/TEMP] server shutting down; nothing was deleted\r\n",
+        b'BYE (TRYLATER) "server shutting down"\r\n',
+    ]
+    for sock, reader in asked:
+        reader.close()
+        sock.close()

@@ -356,3 +356,15 @@ def test_fuzzed_commands_get_an_answer_never_a_traceback(make_daemon: MakeDaemon
             raw = None
     assert raw is not None and raw.command("NOOP")[-1].startswith(b"OK")
     assert "Traceback" not in daemon.log()
+
+
+def test_a_managesieve_port_taken_by_another_server_is_logged_and_mail_goes_on(make_daemon: MakeDaemon) -> None:
+    """Dovecot's ManageSieve still on 4190 when relentad is upgraded to a release that listens there: not fatal."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        daemon = provision(make_daemon(managesieve=True, managesieve_port=port, settings=SETTINGS)).start()
+        wait_for("the daemon ready", lambda: "relentad ready" in daemon.log())
+        assert f"managesieve listener not started: cannot listen on 127.0.0.1:{port}" in daemon.log()
+        with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=15) as smtp:
+            assert smtp.noop()[0] == 250
+    assert daemon.stop() == 0

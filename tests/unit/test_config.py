@@ -120,3 +120,32 @@ def test_pop3_idle_timeout_is_at_least_ten_minutes() -> None:
     with pytest.raises(config.ConfigError) as err:
         config.from_dict({"pop3": {"idle_timeout": "5m"}})
     assert err.value.problems == ["[pop3] idle_timeout must be at least 10m (RFC 1939 §3)"]
+
+
+def test_login_and_idle_timeouts_of_zero_are_refused() -> None:
+    """A zero deadline would end every session before its first command."""
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict(
+            {"imap": {"login_timeout": 0}, "managesieve": {"idle_timeout": "0s"}, "pop3": {"login_timeout": 0}}
+        )
+    assert err.value.problems == [
+        "[imap] login_timeout must be positive",
+        "[managesieve] idle_timeout must be positive",
+        "[pop3] login_timeout must be positive",
+    ]
+
+
+def test_two_listeners_on_one_port_are_refused() -> None:
+    """The same host, or either on every address, clash; different hosts on one port do not."""
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict({"listen": {"pop3": "*:143", "managesieve": "127.0.0.1:993", "http": "127.0.0.1:443"}})
+    assert err.value.problems == [
+        "[listen] imaps and managesieve both use port 993",
+        "[listen] imap and pop3 both use port 143",
+        "[listen] https and http both use port 443",
+    ]
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict({"listen": {"imap": "0.0.0.0:2143", "pop3": "127.0.0.1:2143", "pop3s": "[::1]:2143"}})
+    assert err.value.problems == ["[listen] imap and pop3 both use port 2143"]
+    parsed = config.from_dict({"listen": {"imap": "127.0.0.1:2143", "pop3": "127.0.0.2:2143", "pop3s": "[::]:2143"}})
+    assert parsed.listen.pop3 == "127.0.0.2:2143"

@@ -8,8 +8,6 @@ history), behind :func:`check_credentials` only.
 
 from __future__ import annotations
 
-import asyncio
-
 from ...auth import sasl
 from ...auth.authenticator import LoginFailed
 from ..errors import bad, no
@@ -26,7 +24,7 @@ async def check_credentials(session: Session, username: str, password: str) -> N
         if exc.throttled:
             raise no("too many failed logins; try again later", "UNAVAILABLE") from None
         raise no("invalid user name or password", "AUTHENTICATIONFAILED") from None
-    session.logged_in(login.account_id, login.email)
+    session.logged_in(login)
 
 
 def _require_privacy(session: Session) -> None:
@@ -51,8 +49,7 @@ async def authenticate(session: Session, command: Authenticate) -> Result:
         session.send(continuation(""))
         await session.flush()
         try:
-            async with asyncio.timeout_at(session.read_deadline()):
-                line = (await session.conn.readline(session.config.imap.line_length)).rstrip(b"\r\n")
+            line = (await session.answer(session.conn.readline(session.config.imap.line_length))).rstrip(b"\r\n")
         except TimeoutError:  # a client that never answers the "+" must not hold its connection for ever
             session.say_timeout()
             session.state = State.LOGOUT
