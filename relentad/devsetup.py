@@ -152,9 +152,11 @@ def _web_help(config: config_mod.Config) -> list[str]:
         f"    curl -k --resolve {name}:{address[1]}:{ip} https://{name}:{address[1]}/mail/config-v1.1.xml",
     ]
     if config.web.account_page:
+        # By name: the pages answer only for the host name and hosted domains (an IP address as Host is 404).
+        host = config.server.hostname.rstrip(".")
         lines += [
             "  the user's own account page (disk use, logins, password, export) in a browser:",
-            f"    https://{ip}:{address[1]}/account/",
+            f"    https://{host}:{address[1]}/account/",
         ]
     return [
         *lines,

@@ -79,8 +79,8 @@ DNSBL_LISTED = Counter(
 )
 HTTP_REQUESTS = Counter(
     "relentad_http_requests",
-    "Requests to the web listeners, by listener (https, http), route (mta-sts, autoconfig, autodiscover, carddav, account, "
-    "other) and status code.",
+    "Requests to the web listeners, by listener (https, http), route (mta-sts, autoconfig, autodiscover, carddav, "
+    "account, other) and status code.",
     ["listener", "route", "status"],
     registry=REGISTRY,
 )

@@ -175,3 +175,19 @@ async def test_a_page_is_read_off_the_event_loop(tmp_path: Path, monkeypatch: py
         store.close()
     assert response.status == 200 and b"a@example.test" in response.body
     assert threads and threading.main_thread() not in threads
+
+
+def test_the_dev_setup_points_at_an_account_page_address_that_is_served() -> None:
+    """scripts/run printed https://127.0.0.1:2443/account/, a Host the pages refuse (404): they answer by name."""
+    from relentad import devsetup
+    from relentad.config import ListenConfig, TLSConfig
+
+    config = Config(
+        server=ServerConfig(hostname="localhost"),
+        listen=ListenConfig(https="127.0.0.1:2443"),
+        tls=TLSConfig(cert="c.pem", key="k.pem"),
+    )
+    site = AccountPages(cast(Any, None), cast(Any, None), cast(Any, None), lambda: config, lambda domain: False)
+    urls = [line.strip() for line in devsetup.connection_help(config, "pw") if line.strip().endswith("/account/")]
+    assert urls == ["https://localhost:2443/account/"]
+    assert site.serves("localhost") and not site.serves("127.0.0.1")
