@@ -96,8 +96,9 @@ class ListenConfig:
     https: str = setting(
         "*:443",
         "HTTPS for what `relentad domain dns` points at: the MTA-STS policy on mta-sts.DOMAIN, mail client set-up "
-        "on autoconfig.DOMAIN (Thunderbird) and autodiscover.DOMAIN (Outlook). Not started without [tls]; the "
-        'certificate must cover those names. "" when another web server has the port (see the README).',
+        "on autoconfig.DOMAIN (Thunderbird) and autodiscover.DOMAIN (Outlook); also the CardDAV address books and "
+        "the account pages ([web] account_page). Not started without [tls]; the certificate must cover those names. "
+        '"" when another web server has the port (see the README).',
         "address",
     )
     http: str = setting(
