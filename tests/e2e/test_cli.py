@@ -71,7 +71,7 @@ def test_init_dev_creates_demo_and_is_idempotent(tmp_path: Path) -> None:
     assert loaded.listen.pop3 == "127.0.0.1:2110" and "POP3S     127.0.0.1:2995" in first
     assert "curl -k 'pop3s://127.0.0.1:2995/1' -u demo@example.test" in first
     assert "Submit    127.0.0.1:2587" in first and "Submits   127.0.0.1:2465" in first, "a client must send too"
-    assert "https://127.0.0.1:2443/account/" in first and "https://127.0.0.1:2443/.well-known/carddav" in first
+    assert "https://localhost:2443/account/" in first and "https://127.0.0.1:2443/.well-known/carddav" in first
     assert loaded.tls_enabled and loaded.resolve(loaded.tls.cert).exists()
     assert loaded.server.postmaster == "demo@example.test", "postmaster@ reaches the user init created"
     second = ok(path, "init", "--dev")
