@@ -11,7 +11,7 @@ import pytest
 from relentad import quota, quotawarn
 from relentad.lifecycle import activity, announce, retention, transfer
 from relentad.queue import queue
-from relentad.store import db, imapwrite, messages
+from relentad.store import acl, db, imapwrite, messages
 from relentad.store.mailboxes import find
 from tests.support.store import database_with
 
@@ -303,3 +303,106 @@ def test_announcements_and_quota_warnings_are_dated_rfc_5322_utc() -> None:
     warned = quotawarn.warning_message(sender="s@mx", recipient="u@mx", usage=usage, hostname="mx", now=1.7e9)
     for raw in (announced, warned):
         assert b"\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n" in raw
+
+
+DAY = 86400.0
+
+
+def _feature_rows(conn: sqlite3.Connection, me: int, other: int, now: float) -> None:
+    """What an account leaves behind by using every feature: Sieve scripts, vacation tracking, grants both ways,
+    CardDAV sync state and a tombstone, a follow-up, its settings, logins over every protocol."""
+    mine, theirs = find(conn, me, "INBOX"), find(conn, other, "INBOX")
+    assert mine is not None and theirs is not None
+    acl.set_rights(conn, mine, other, "lr")
+    acl.set_rights(conn, theirs, me, "lrsw")
+    conn.execute(
+        "INSERT INTO sieve_scripts (account_id, name, script, active, created, updated) VALUES (?, 'v', 'keep;', 1,"
+        " ?, ?)",
+        (me, now, now),
+    )
+    conn.execute(
+        "INSERT INTO sieve_vacation (account_id, sender, handle, sent, expires) VALUES (?, 'z@far.test', 'h', ?, ?)",
+        (me, now, now + 365 * DAY),
+    )
+    conn.execute("INSERT INTO crm_followup_settings (account_id, days) VALUES (?, 3)", (me,))
+    for name in ("Jo", "Al"):
+        conn.execute(
+            "INSERT INTO crm_contacts (account_id, name, kind, confirmed, created) VALUES (?, ?, 'person', 1, ?)",
+            (me, name, now),
+        )
+    conn.execute("DELETE FROM crm_contacts WHERE name = 'Al'")  # a tombstone in carddav_removed
+    conn.execute(
+        "INSERT INTO crm_threads (account_id, subject, subject_key, first_message, last_message, messages,"
+        " awaiting_message, awaiting) VALUES (?, 's', 's', ?, ?, 1, 1, ?)",
+        (me, now, now, now),
+    )
+    for protocol in ("imap", "submission", "managesieve", "pop3", "carddav", "web"):
+        conn.execute(
+            "INSERT INTO login_history (time, account_id, login, ip, protocol, result) VALUES (?, ?, 'a@example.test',"
+            " '192.0.2.1', ?, 'success')",
+            (now, me, protocol),
+        )
+
+
+_ACCOUNT_COLUMNS = ("account_id", "grantee_id", "scope")
+
+
+def _references(conn: sqlite3.Connection, account_id: int, address: str) -> list[str]:
+    """Every table.column that still holds the account's id or (in any text) its address."""
+    found = []
+    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+        for column in [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]:
+            if column in _ACCOUNT_COLUMNS:
+                hit = conn.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", (account_id,)).fetchone()
+            else:
+                query = f"SELECT 1 FROM {table} WHERE typeof({column}) = 'text' AND instr(lower({column}), ?)"
+                hit = conn.execute(query, (address,)).fetchone()
+            if hit:
+                found.append(f"{table}.{column}")
+    return found
+
+
+@pytest.mark.parametrize("at_once", [False, True])
+def test_terminate_and_purge_leave_nothing_of_an_account_that_used_every_feature(tmp_path: Path, at_once: bool) -> None:
+    """The daily purge (past ``deleted_days``) and ``terminate --now`` remove every row about the account; what
+    others could see of it (their grants on its mailboxes, its grants on theirs) goes at termination already."""
+    conn = database_with(tmp_path / "t.db", "a@example.test", "b@example.test")
+    now = time.time()
+    with db.transaction(conn):
+        _deliver(conn, b"Subject: s\r\n\r\nbody\r\n")
+        _feature_rows(conn, 1, 2, now)
+    assert conn.execute("SELECT count(*) FROM carddav_removed").fetchone()[0] == 1
+    with db.transaction(conn):
+        retention.terminate(conn, 1, now=now)
+    assert acl.shared_with(conn, 2) == [] and acl.shared_with(conn, 1) == []
+    assert conn.execute("SELECT count(*) FROM imap_acl").fetchone()[0] == 0
+    with db.transaction(conn):
+        if at_once:
+            retention.purge_account(conn, 1)
+        else:
+            assert retention.purge(conn, 90, now=now + 91 * DAY).accounts == 1
+    left = _references(conn, 1, "a@example.test")
+    assert left == ["login_history.login"], "the login as typed stays until activity_days (documented)"
+    assert _references(conn, 2, "b@example.test") != [], "the other account is untouched"
+
+
+def test_the_purge_drops_report_data_no_report_took(conn: sqlite3.Connection) -> None:
+    """Inbound DMARC evaluations (sender IPs and addresses) and outbound TLS sessions are kept for our reports only
+    while ``send_reports`` is on: the report job deleted old ones only when it ran, so rows noted before the switch
+    was turned off stayed for ever. The daily purge drops them after the same few days."""
+    now = time.time()
+    with db.transaction(conn):
+        for when in (now - 10 * DAY, now - DAY):
+            conn.execute(
+                "INSERT INTO dmarc_evaluations (received, policy_domain, header_from, source_ip, envelope_from,"
+                " disposition, dkim, spf, auth_results, policy) VALUES (?, 'far.test', 'far.test', '192.0.2.7',"
+                " 'z@far.test', 'none', 'pass', 'pass', '{}', '{}')",
+                (when,),
+            )
+            conn.execute(
+                "INSERT INTO tlsrpt_results (at, domain, policy_type, result) VALUES (?, 'far.test', 'sts', 'success')",
+                (when,),
+            )
+        retention.purge(conn, 90, now=now)
+    for table, column in (("dmarc_evaluations", "received"), ("tlsrpt_results", "at")):
+        assert [row[0] for row in conn.execute(f"SELECT {column} FROM {table}")] == [now - DAY], table
