@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
 from relentad import quota, quotawarn
+from relentad.crm import userscripts
 from relentad.lifecycle import activity, announce, retention, transfer
 from relentad.queue import queue
 from relentad.store import acl, db, imapwrite, messages
 from relentad.store.mailboxes import find
+from tests.support import store
 from tests.support.store import database_with
 
 
@@ -308,42 +312,6 @@ def test_announcements_and_quota_warnings_are_dated_rfc_5322_utc() -> None:
 DAY = 86400.0
 
 
-def _feature_rows(conn: sqlite3.Connection, me: int, other: int, now: float) -> None:
-    """What an account leaves behind by using every feature: Sieve scripts, vacation tracking, grants both ways,
-    CardDAV sync state and a tombstone, a follow-up, its settings, logins over every protocol."""
-    mine, theirs = find(conn, me, "INBOX"), find(conn, other, "INBOX")
-    assert mine is not None and theirs is not None
-    acl.set_rights(conn, mine, other, "lr")
-    acl.set_rights(conn, theirs, me, "lrsw")
-    conn.execute(
-        "INSERT INTO sieve_scripts (account_id, name, script, active, created, updated) VALUES (?, 'v', 'keep;', 1,"
-        " ?, ?)",
-        (me, now, now),
-    )
-    conn.execute(
-        "INSERT INTO sieve_vacation (account_id, sender, handle, sent, expires) VALUES (?, 'z@far.test', 'h', ?, ?)",
-        (me, now, now + 365 * DAY),
-    )
-    conn.execute("INSERT INTO crm_followup_settings (account_id, days) VALUES (?, 3)", (me,))
-    for name in ("Jo", "Al"):
-        conn.execute(
-            "INSERT INTO crm_contacts (account_id, name, kind, confirmed, created) VALUES (?, ?, 'person', 1, ?)",
-            (me, name, now),
-        )
-    conn.execute("DELETE FROM crm_contacts WHERE name = 'Al'")  # a tombstone in carddav_removed
-    conn.execute(
-        "INSERT INTO crm_threads (account_id, subject, subject_key, first_message, last_message, messages,"
-        " awaiting_message, awaiting) VALUES (?, 's', 's', ?, ?, 1, 1, ?)",
-        (me, now, now, now),
-    )
-    for protocol in ("imap", "submission", "managesieve", "pop3", "carddav", "web"):
-        conn.execute(
-            "INSERT INTO login_history (time, account_id, login, ip, protocol, result) VALUES (?, ?, 'a@example.test',"
-            " '192.0.2.1', ?, 'success')",
-            (now, me, protocol),
-        )
-
-
 _ACCOUNT_COLUMNS = ("account_id", "grantee_id", "scope")
 
 
@@ -370,7 +338,7 @@ def test_terminate_and_purge_leave_nothing_of_an_account_that_used_every_feature
     now = time.time()
     with db.transaction(conn):
         _deliver(conn, b"Subject: s\r\n\r\nbody\r\n")
-        _feature_rows(conn, 1, 2, now)
+        store.use_every_feature(conn, 1, 2, now)
     assert conn.execute("SELECT count(*) FROM carddav_removed").fetchone()[0] == 1
     with db.transaction(conn):
         retention.terminate(conn, 1, now=now)
@@ -406,3 +374,35 @@ def test_the_purge_drops_report_data_no_report_took(conn: sqlite3.Connection) ->
         retention.purge(conn, 90, now=now)
     for table, column in (("dmarc_evaluations", "received"), ("tlsrpt_results", "at")):
         assert [row[0] for row in conn.execute(f"SELECT {column} FROM {table}")] == [now - DAY], table
+
+
+def test_export_has_the_users_sieve_scripts_and_shares(tmp_path: Path) -> None:
+    """What the user made that is not mail: its own Sieve scripts (one file each, the active one named) and the
+    grants on its mailboxes both ways; an export used to leave them out."""
+    conn = database_with(tmp_path / "t.db", "a@example.test", "b@example.test")
+    with db.transaction(conn):
+        for name, text in (("vacation", 'require "vacation";\r\nvacation "away";\r\n'), ("a/b.c", "keep;\r\n")):
+            userscripts.put(conn, 1, name, text, max_scripts=10, max_size=10_000)
+        userscripts.set_active(conn, 1, "vacation")
+        inbox = find(conn, 1, "INBOX")
+        assert inbox is not None
+        acl.set_rights(conn, inbox, 2, "lr")
+    transfer.export_to(conn, 1, tmp_path / "out")
+    sieve = tmp_path / "out" / "sieve"
+    assert sorted(p.name for p in sieve.iterdir()) == ["a%2Fb.c.sieve", "active", "vacation.sieve"]
+    assert (sieve / "vacation.sieve").read_bytes() == b'require "vacation";\r\nvacation "away";\r\n'
+    assert (sieve / "active").read_text() == "vacation\n"
+    shares = json.loads((tmp_path / "out" / "shares.json").read_text())
+    assert shares == [{"mailbox": "INBOX", "with": "b@example.test", "rights": "lr"}]
+    assert [item.folder for item in transfer.items(tmp_path / "out")] == [], "import reads the mail only"
+    transfer.export_to(conn, 2, tmp_path / "b")
+    assert not (tmp_path / "b" / "sieve").exists()
+    assert json.loads((tmp_path / "b" / "shares.json").read_text())[0]["from"] == "a@example.test"
+
+
+@pytest.mark.parametrize("name", ["x", ".hidden", "..", "100%", "a/b", "Café ü", 'we:ird*?<>|\\"'])
+def test_sieve_file_names_are_one_per_script_and_portable(name: str) -> None:
+    file_name = transfer.sieve_file_name(name)
+    assert file_name.endswith(".sieve") and not file_name.startswith(".")
+    assert not set(file_name) & set('/\\:*?"<>|') and file_name.isascii()
+    assert unquote(file_name.removesuffix(".sieve")) == name
