@@ -352,6 +352,8 @@ def test_terminate_and_purge_leave_nothing_of_an_account_that_used_every_feature
     left = _references(conn, 1, "a@example.test")
     assert left == ["login_history.login"], "the login as typed stays until activity_days (documented)"
     assert _references(conn, 2, "b@example.test") != [], "the other account is untouched"
+    conn.execute("INSERT INTO carddav_sync (account_id, counter) VALUES (1, 1)")  # the scan sees a leftover
+    assert "carddav_sync.account_id" in _references(conn, 1, "a@example.test")
 
 
 def test_the_purge_drops_report_data_no_report_took(conn: sqlite3.Connection) -> None:
