@@ -831,14 +831,19 @@ def backup_restore(state: State, file: str, yes: bool) -> None:
 @click.argument("path", type=click.Path(file_okay=False))
 @pass_state
 def export_command(state: State, email: str, path: str) -> None:
-    """Export everything of EMAIL into PATH: mail as mbox per folder, contacts as vCard, activity as CSV."""
+    """Export everything of EMAIL into PATH: mail as mbox per folder, contacts as vCard, activity as CSV, the user's
+    Sieve scripts and shares."""
     from .lifecycle import transfer
 
     target = Path(path)
     with errors_as_messages(), state.read() as conn:
         account = accounts.get_account(conn, email)
         count, contacts_written = transfer.export_to(conn, account.id, target)
+        scripts = conn.execute("SELECT count(*) FROM sieve_scripts WHERE account_id = ?", (account.id,)).fetchone()
+        shares = acl.shares_of(conn, account.id)
     extra = ", contacts.vcf" if contacts_written else ""
+    extra += ", sieve/*.sieve" if scripts[0] else ""
+    extra += ", shares.json" if shares else ""
     kept = " (terminated: the mail it held then, kept until the purge)" if account.state == "terminated" else ""
     click.echo(
         f"exported {count} message(s) of {account.email}{kept} to {target} "

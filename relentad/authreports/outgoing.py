@@ -235,7 +235,7 @@ def commit(
         conn.execute(
             "DELETE FROM dmarc_evaluations WHERE policy_domain = ? AND id <= ?", (pending.domain, pending.last_id)
         )
-    conn.execute("DELETE FROM dmarc_evaluations WHERE received < ?", (now - KEEP_DAYS * daily.DAY,))
+    expire(conn, now)
 
 
 async def send(
@@ -248,3 +248,10 @@ async def send(
 ) -> list[Outgoing]:
     """One run over the pending evaluations (:func:`.sending.run`)."""
     return await sending.run(read, write, collect, prepare, commit, config, resolver, keyring, now)
+
+
+def expire(conn: sqlite3.Connection, now: float) -> int:
+    """Drop the evaluations older than ``KEEP_DAYS`` that no report took: also run by the daily retention purge, so
+    what was recorded before ``send_reports`` was switched off does not stay for ever."""
+    cursor = conn.execute("DELETE FROM dmarc_evaluations WHERE received < ?", (now - KEEP_DAYS * daily.DAY,))
+    return int(cursor.rowcount)

@@ -225,7 +225,7 @@ def commit(
         log.info("reports: TLS report for %s queued to %s", mail.domain, ", ".join(mail.recipients))
     for pending in batches:
         conn.execute("DELETE FROM tlsrpt_results WHERE domain = ? AND id <= ?", (pending.domain, pending.last_id))
-    conn.execute("DELETE FROM tlsrpt_results WHERE at < ?", (now - KEEP_DAYS * daily.DAY,))
+    expire(conn, now)
 
 
 async def send(
@@ -238,3 +238,10 @@ async def send(
 ) -> list[Outgoing]:
     """One run over the pending sessions (:func:`.sending.run`)."""
     return await sending.run(read, write, collect, prepare, commit, config, resolver, keyring, now)
+
+
+def expire(conn: sqlite3.Connection, now: float) -> int:
+    """Drop the sessions older than ``KEEP_DAYS`` that no report took: also run by the daily retention purge, so
+    what was recorded before ``send_reports`` was switched off does not stay for ever."""
+    cursor = conn.execute("DELETE FROM tlsrpt_results WHERE at < ?", (now - KEEP_DAYS * daily.DAY,))
+    return int(cursor.rowcount)

@@ -8,8 +8,10 @@ Invariants:
   junk_days`` ago, as EXPUNGE does (into the retention area, QRESYNC tombstones, a new modseq that IMAP sessions
   see), then removes what is older than ``[retention] deleted_days``: retained message rows, terminated
   accounts (with their mailboxes, aliases, send counters, CRM data and spam model), then every blob no row
-  references any more (``refs`` = 0, kept right by triggers). It runs in one write transaction, so a reader never
-  sees half an account; ``now`` is a parameter so tests (``relentad purge --at``) can move the clock.
+  references any more (``refs`` = 0, kept right by triggers), vacation tracking past its period, and the inbound
+  DMARC evaluations and outbound TLS sessions noted for our reports that no report took within their few days. It
+  runs in one write transaction, so a reader never sees half an account; ``now`` is a parameter so tests
+  (``relentad purge --at``) can move the clock.
 - Login history rows of a purged account lose their account id (ON DELETE SET NULL), as the schema says.
 - Activity history is rolled up before rows go (:mod:`relentad.lifecycle.activity`): retained messages are folded
   into their month's summary, and with ``activity_days`` the days before the cutoff are rolled into months.
@@ -25,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import daily
+from ..authreports import outgoing as dmarc_outgoing
+from ..authreports import tlsreports
 from ..config import RetentionConfig
 from ..crm import vacation
 from ..errors import InvalidInput
@@ -131,6 +135,9 @@ def purge(
     blobs, size = _drop_unreferenced_blobs(conn)
     pruned = activity.prune(conn, activity_days, now) if activity_days else 0
     vacation.prune(conn, now)  # replies whose period is over: the sender may get one again anyway
+    # what was noted for the DMARC and TLS reports we send and no report took (send_reports switched off since)
+    dmarc_outgoing.expire(conn, now)
+    tlsreports.expire(conn, now)
     if reports_days:  # their records and policies go with them (ON DELETE CASCADE)
         conn.execute("DELETE FROM reports WHERE end < ?", (now - reports_days * DAY,))
     return PurgeResult(

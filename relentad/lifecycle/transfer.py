@@ -3,8 +3,10 @@
 Export writes, under PATH: ``mail/<folder>.mbox`` per mailbox (levels joined by ``.``, a ``.`` in a name
 written ``%2E``; mboxrd: a ``From `` line carrying the internal date, body lines matching ``>*From `` get one
 more ``>``, one ``\\n`` after each message), ``flags.json`` (the flags of each message, by folder and position,
-so a round trip keeps them), ``contacts.vcf`` (vCard 4.0, when the CRM is present) and ``activity.csv`` (per-day
-counters and logins).
+so a round trip keeps them), ``contacts.vcf`` (vCard 4.0, when the CRM is present), ``activity.csv`` (per-day
+counters and logins), the user's Sieve scripts (``sieve/<name>.sieve``, ``sieve/active``) and ``shares.json`` (the
+grants on its mailboxes and those others gave it, when there are any). Import reads the mail only: scripts and
+shares are the user's to set up again (ManageSieve, SETACL), where other accounts may not exist.
 
 Import reads an mbox file, a folder of ``.mbox`` files (this export), or a Maildir (Maildir++: ``cur``/``new``
 is INBOX, ``.A.B`` is folder ``A/B``, names in modified UTF-7; flags from ``:2,`` names: D draft, F flagged,
@@ -49,6 +51,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO
+from urllib.parse import quote
 
 from .. import message, pipeline, trace
 from ..crm.sorter import FilingFailed, Sorter
@@ -128,13 +131,45 @@ def export(conn: sqlite3.Connection, account_id: int, open_file: Opener) -> tupl
             out.write(contacts.encode())
     with open_file("activity.csv") as out:
         out.write(activity_csv(conn, account_id).encode())
+    write_sieve(conn, account_id, open_file)
+    shares = acl.shares_of(conn, account_id)
+    if shares:
+        with open_file("shares.json") as out:
+            out.write(json.dumps(shares, indent=1, ensure_ascii=False).encode())
     return count, contacts is not None
+
+
+def write_sieve(conn: sqlite3.Connection, account_id: int, open_file: Opener) -> None:
+    """The user's own Sieve scripts (ManageSieve) as ``sieve/<name>.sieve``, the name percent-encoded where a file
+    name could not carry it, and the active one's name in ``sieve/active``: what another server's ManageSieve
+    takes back (``sieve-connect --upload``, then ``--activate``)."""
+    rows = conn.execute(
+        "SELECT name, script, active FROM sieve_scripts WHERE account_id = ? ORDER BY name", (account_id,)
+    ).fetchall()
+    for name, script, active in rows:
+        with open_file(f"sieve/{sieve_file_name(str(name))}") as out:
+            out.write(str(script).encode())
+        if active:
+            with open_file("sieve/active") as out:
+                out.write(str(name).encode() + b"\n")
+
+
+def sieve_file_name(name: str) -> str:
+    """``<name>.sieve``: ``/``, ``%``, a leading ``.`` and anything outside printable ASCII percent-encoded
+    (UTF-8), so every script has a file of its own on any file system."""
+    encoded = quote(name, safe=" !#$&'()+,;=@[]^`{}~-_")
+    return ("%2E" + encoded[1:] if encoded.startswith(".") else encoded) + ".sieve"
 
 
 def export_to(conn: sqlite3.Connection, account_id: int, target: Path) -> tuple[int, bool]:
     """:func:`export` into the folder ``target`` (``relentad export``)."""
     (target / "mail").mkdir(parents=True, exist_ok=True)
-    return export(conn, account_id, lambda name: (target / name).open("wb"))
+
+    def open_file(name: str) -> IO[bytes]:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        return (target / name).open("wb")
+
+    return export(conn, account_id, open_file)
 
 
 def write_mail(conn: sqlite3.Connection, account_id: int, open_file: Opener) -> int:

@@ -19,13 +19,16 @@ from click.testing import CliRunner
 from relentad import config as config_mod
 from relentad.cli import main
 from relentad.config import BackupConfig
-from relentad.lifecycle import backup
+from relentad.crm import userscripts
+from relentad.lifecycle import backup, retention
 from relentad.lifecycle.backup import Snapshot, keep
+from relentad.store import db
 from tests.e2e.conftest import MakeDaemon, provision
 from tests.e2e.test_cli import fails, ok
 from tests.e2e.test_quota import cli
 from tests.support.daemon import Daemon
 from tests.support.imap import message
+from tests.support.store import database_with, use_every_feature
 
 
 def sender(daemon: Daemon, index: int, stop: threading.Event, answered: list[tuple[float, str]]) -> None:
@@ -144,3 +147,59 @@ def test_restore_refuses_files_that_are_not_a_relentad_backup(tmp_path: Path) ->
     assert json.loads(ok(path, "domain", "list", "--json"))[0]["name"] == "example.test"
     assert "restored" in ok(path, "backup", "restore", "--yes", str(snapshot))
     assert json.loads(ok(path, "domain", "list", "--json"))[0]["name"] == "example.test"
+
+
+def _every_table(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    with sqlite3.connect(path) as conn:
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")]
+        found = {table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr) for table in tables}
+    conn.close()
+    return found
+
+
+def test_a_restore_brings_back_every_table_of_every_feature(tmp_path: Path) -> None:
+    """Sieve scripts, vacation tracking, grants, CardDAV sync state, follow-ups, reports, MTA-STS policies, TLS
+    sessions… — a snapshot is the whole database, so a restore after the account's purge gives back every row."""
+    path = tmp_path / "relentad.toml"
+    ok(path, "init", "--hostname", "mx.example.test")
+    loaded = config_mod.load(path)
+    conn = database_with(loaded.database_path, "a@example.test", "b@example.test")
+    now = time.time()
+    with db.transaction(conn):
+        use_every_feature(conn, 1, 2, now)
+        userscripts.put(conn, 1, "mine", "keep;\r\n", max_scripts=10, max_size=10_000)
+        report = conn.execute(
+            "INSERT INTO reports (kind, org, report_id, domain, begin, end, received) VALUES ('dmarc', 'o', 'r',"
+            " 'example.test', ?, ?, ?)",
+            (now, now, now),
+        ).lastrowid
+        conn.execute(
+            "INSERT INTO dmarc_records (report_id, source_ip, count, disposition, dkim, spf, header_from,"
+            " envelope_from) VALUES (?, '192.0.2.9', 1, 'none', 'pass', 'pass', 'example.test', 'example.test')",
+            (report,),
+        )
+        conn.execute(
+            "INSERT INTO mta_sts_policies (domain, policy_id, policy, mode, mx, max_age, fetched, expires)"
+            " VALUES ('far.test', 'id1', 'version: STSv1', 'enforce', 'mx.far.test', 86400, ?, ?)",
+            (now, now + 86400),
+        )
+        conn.execute(
+            "INSERT INTO tlsrpt_results (at, domain, policy_type, result) VALUES (?, 'far.test', 'sts', 'success')",
+            (now,),
+        )
+        retention.terminate(conn, 2, now=now)
+    conn.close()
+    before = _every_table(loaded.database_path)
+    for table in ("sieve_scripts", "sieve_vacation", "carddav_sync", "crm_followup_settings", "reports"):
+        assert before[table], table
+    snapshot = backup.create(loaded)
+    conn = db.connect(loaded.database_path)
+    with db.transaction(conn):
+        retention.purge_account(conn, 2)
+        retention.terminate(conn, 1)
+        retention.purge_account(conn, 1)
+        conn.execute("DELETE FROM reports")
+    conn.close()
+    assert _every_table(loaded.database_path) != before
+    backup.restore(loaded, snapshot.path)
+    assert _every_table(loaded.database_path) == before

@@ -8,6 +8,7 @@ import imaplib
 import smtplib
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import imapclient
 import pytest
@@ -349,3 +350,30 @@ def test_a_shared_mailbox_carries_no_special_use(relentad: Daemon) -> None:
         assert admin.command("d", f"DELETEACL {box} {CAROL}")[-1].startswith(b"d OK")
     admin.close()
     owner.logout()
+
+
+def test_a_terminated_owners_shared_mailbox_goes_at_once(tmp_path: Path, dns_server: Dnsmasq) -> None:
+    """What others saw of an account goes when it is terminated, not 90 days later at the purge: the grantee's
+    LIST no longer has the shared mailbox, and a session that had it selected ends (BYE) at its next command,
+    before showing any of it."""
+    daemon = imap_daemon(tmp_path, dns_server.nameserver)
+    try:
+        owner = client(daemon, ALICE)
+        owner.append("INBOX", None, None, message("shared then gone"))
+        owner.logout()
+        daemon.cli("share", ALICE, "INBOX", "--with", BOB, "--rights", "lr")
+        watching = Raw(daemon)
+        watching.login(BOB)
+        assert b"* 1 EXISTS" in b"".join(watching.command("s", f'SELECT "{SHARED_INBOX}"'))
+        daemon.cli("user", "terminate", "--yes", ALICE)
+        watching.send(b"f FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n")
+        got = []
+        while line := watching.line():  # the session ends: its selected mailbox is no longer shared with it
+            got.append(line)
+        assert got == [b"* BYE access to the selected shared mailbox was withdrawn\r\n"]
+        grantee = ic(daemon, BOB)
+        assert not any(name.startswith("Shared/") for _, _, name in grantee.list_folders())
+        with pytest.raises(imapclient.exceptions.IMAPClientError):
+            grantee.select_folder(SHARED_INBOX)
+    finally:
+        daemon.stop()

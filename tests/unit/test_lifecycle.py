@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
 from relentad import quota, quotawarn
+from relentad.crm import userscripts
 from relentad.lifecycle import activity, announce, retention, transfer
 from relentad.queue import queue
-from relentad.store import db, imapwrite, messages
+from relentad.store import acl, db, imapwrite, messages
 from relentad.store.mailboxes import find
+from tests.support import store
 from tests.support.store import database_with
 
 
@@ -303,3 +307,104 @@ def test_announcements_and_quota_warnings_are_dated_rfc_5322_utc() -> None:
     warned = quotawarn.warning_message(sender="s@mx", recipient="u@mx", usage=usage, hostname="mx", now=1.7e9)
     for raw in (announced, warned):
         assert b"\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n" in raw
+
+
+DAY = 86400.0
+
+
+_ACCOUNT_COLUMNS = ("account_id", "grantee_id", "scope")
+
+
+def _references(conn: sqlite3.Connection, account_id: int, address: str) -> list[str]:
+    """Every table.column that still holds the account's id or (in any text) its address."""
+    found = []
+    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+        for column in [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]:
+            if column in _ACCOUNT_COLUMNS:
+                hit = conn.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", (account_id,)).fetchone()
+            else:
+                query = f"SELECT 1 FROM {table} WHERE typeof({column}) = 'text' AND instr(lower({column}), ?)"
+                hit = conn.execute(query, (address,)).fetchone()
+            if hit:
+                found.append(f"{table}.{column}")
+    return found
+
+
+@pytest.mark.parametrize("at_once", [False, True])
+def test_terminate_and_purge_leave_nothing_of_an_account_that_used_every_feature(tmp_path: Path, at_once: bool) -> None:
+    """The daily purge (past ``deleted_days``) and ``terminate --now`` remove every row about the account; what
+    others could see of it (their grants on its mailboxes, its grants on theirs) goes at termination already."""
+    conn = database_with(tmp_path / "t.db", "a@example.test", "b@example.test")
+    now = time.time()
+    with db.transaction(conn):
+        _deliver(conn, b"Subject: s\r\n\r\nbody\r\n")
+        store.use_every_feature(conn, 1, 2, now)
+    assert conn.execute("SELECT count(*) FROM carddav_removed").fetchone()[0] == 1
+    with db.transaction(conn):
+        retention.terminate(conn, 1, now=now)
+    assert acl.shared_with(conn, 2) == [] and acl.shared_with(conn, 1) == []
+    assert conn.execute("SELECT count(*) FROM imap_acl").fetchone()[0] == 0
+    with db.transaction(conn):
+        if at_once:
+            retention.purge_account(conn, 1)
+        else:
+            assert retention.purge(conn, 90, now=now + 91 * DAY).accounts == 1
+    left = _references(conn, 1, "a@example.test")
+    assert left == ["login_history.login"], "the login as typed stays until activity_days (documented)"
+    assert _references(conn, 2, "b@example.test") != [], "the other account is untouched"
+    conn.execute("INSERT INTO carddav_sync (account_id, counter) VALUES (1, 1)")  # the scan sees a leftover
+    assert "carddav_sync.account_id" in _references(conn, 1, "a@example.test")
+
+
+def test_the_purge_drops_report_data_no_report_took(conn: sqlite3.Connection) -> None:
+    """Inbound DMARC evaluations (sender IPs and addresses) and outbound TLS sessions are kept for our reports only
+    while ``send_reports`` is on: the report job deleted old ones only when it ran, so rows noted before the switch
+    was turned off stayed for ever. The daily purge drops them after the same few days."""
+    now = time.time()
+    with db.transaction(conn):
+        for when in (now - 10 * DAY, now - DAY):
+            conn.execute(
+                "INSERT INTO dmarc_evaluations (received, policy_domain, header_from, source_ip, envelope_from,"
+                " disposition, dkim, spf, auth_results, policy) VALUES (?, 'far.test', 'far.test', '192.0.2.7',"
+                " 'z@far.test', 'none', 'pass', 'pass', '{}', '{}')",
+                (when,),
+            )
+            conn.execute(
+                "INSERT INTO tlsrpt_results (at, domain, policy_type, result) VALUES (?, 'far.test', 'sts', 'success')",
+                (when,),
+            )
+        retention.purge(conn, 90, now=now)
+    for table, column in (("dmarc_evaluations", "received"), ("tlsrpt_results", "at")):
+        assert [row[0] for row in conn.execute(f"SELECT {column} FROM {table}")] == [now - DAY], table
+
+
+def test_export_has_the_users_sieve_scripts_and_shares(tmp_path: Path) -> None:
+    """What the user made that is not mail: its own Sieve scripts (one file each, the active one named) and the
+    grants on its mailboxes both ways; an export used to leave them out."""
+    conn = database_with(tmp_path / "t.db", "a@example.test", "b@example.test")
+    with db.transaction(conn):
+        for name, text in (("vacation", 'require "vacation";\r\nvacation "away";\r\n'), ("a/b.c", "keep;\r\n")):
+            userscripts.put(conn, 1, name, text, max_scripts=10, max_size=10_000)
+        userscripts.set_active(conn, 1, "vacation")
+        inbox = find(conn, 1, "INBOX")
+        assert inbox is not None
+        acl.set_rights(conn, inbox, 2, "lr")
+    transfer.export_to(conn, 1, tmp_path / "out")
+    sieve = tmp_path / "out" / "sieve"
+    assert sorted(p.name for p in sieve.iterdir()) == ["a%2Fb.c.sieve", "active", "vacation.sieve"]
+    assert (sieve / "vacation.sieve").read_bytes() == b'require "vacation";\r\nvacation "away";\r\n'
+    assert (sieve / "active").read_text() == "vacation\n"
+    shares = json.loads((tmp_path / "out" / "shares.json").read_text())
+    assert shares == [{"mailbox": "INBOX", "with": "b@example.test", "rights": "lr"}]
+    assert [item.folder for item in transfer.items(tmp_path / "out")] == [], "import reads the mail only"
+    transfer.export_to(conn, 2, tmp_path / "b")
+    assert not (tmp_path / "b" / "sieve").exists()
+    assert json.loads((tmp_path / "b" / "shares.json").read_text())[0]["from"] == "a@example.test"
+
+
+@pytest.mark.parametrize("name", ["x", ".hidden", "..", "100%", "a/b", "Café ü", 'we:ird*?<>|\\"'])
+def test_sieve_file_names_are_one_per_script_and_portable(name: str) -> None:
+    file_name = transfer.sieve_file_name(name)
+    assert file_name.endswith(".sieve") and not file_name.startswith(".")
+    assert not set(file_name) & set('/\\:*?"<>|') and file_name.isascii()
+    assert unquote(file_name.removesuffix(".sieve")) == name
