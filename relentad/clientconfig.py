@@ -20,6 +20,15 @@ from . import addrspec, safexml
 from .config import Config, parse_address
 from .errors import InvalidInput
 
+WEB_LABELS = ("mta-sts", "autoconfig", "autodiscover")
+"""The names of a hosted domain that point at the host for ``[listen] https`` (its certificate must cover them)."""
+
+
+def web_names(domain: str) -> list[str]:
+    """A domain's :data:`WEB_LABELS` names: ``mta-sts.DOMAIN``, ``autoconfig.DOMAIN``, ``autodiscover.DOMAIN``."""
+    return [f"{label}.{domain}" for label in WEB_LABELS]
+
+
 AUTODISCOVER_REQUEST_NS = "http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"
 AUTODISCOVER_NS = "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006"
 OUTLOOK_NS = "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"

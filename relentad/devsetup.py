@@ -14,8 +14,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import clientconfig, tls
 from . import config as config_mod
-from . import dnsrecords, tls
 from .auth import passwords
 from .errors import AlreadyExists, InvalidInput
 from .store import accounts, db
@@ -37,7 +37,7 @@ DEV_LISTEN = {
 }
 # What the self-signed certificate names: the host, and the web names `relentad domain dns` points at for the demo
 # domain (so `curl --resolve` checks a name it covers)
-DEV_WEB_NAMES = dnsrecords.web_names(DEV_DOMAIN)
+DEV_WEB_NAMES = clientconfig.web_names(DEV_DOMAIN)  # clientconfig, not dnsrecords: no dkimpy at CLI start-up
 PASSWORD_FILE = "demo-password"  # noqa: S105 - a file name, not a password
 
 

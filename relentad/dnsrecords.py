@@ -24,14 +24,7 @@ from . import addrspec
 from .config import Config, parse_address
 from .queue import dkim, dkimkeys
 
-WEB_LABELS = ("mta-sts", "autoconfig", "autodiscover")
-"""The names of a hosted domain that point at the host for ``[listen] https`` (its certificate must cover them)."""
 MTA_STS_MAX_AGE = 604_800  # one week, as RFC 8461 suggests for a stable policy
-
-
-def web_names(domain: str) -> list[str]:
-    """A domain's :data:`WEB_LABELS` names: ``mta-sts.DOMAIN``, ``autoconfig.DOMAIN``, ``autodiscover.DOMAIN``."""
-    return [f"{label}.{domain}" for label in WEB_LABELS]
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import dns.asyncresolver
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from . import addrspec, dnsbl, dnsrecords
+from . import addrspec, clientconfig, dnsbl, dnsrecords
 from .authreports import summary
 from .config import Config, SpamConfig, parse_address
 from .dns import DnsLookupError, lookup, make_resolver, reverse_name
@@ -241,7 +241,7 @@ def check_web_names(config: Config, domains: Sequence[str]) -> list[Finding]:
     missing = [
         wanted
         for domain in domains
-        for wanted in dnsrecords.web_names(addrspec.normalize_domain(domain))
+        for wanted in clientconfig.web_names(addrspec.normalize_domain(domain))
         if not any(_matches(name, wanted) for name in names)
     ]
     if not missing:
