@@ -25,7 +25,7 @@ from . import config as config_mod
 from .auth import passwords
 from .config import Config, ConfigError, SpamConfig
 from .errors import RelentadError
-from .store import accounts, acl, db, mailboxes
+from .store import accounts, db, mailboxes
 from .units import MAX_INTEGER, format_size, parse_size
 
 if TYPE_CHECKING:
@@ -628,6 +628,8 @@ def user_terminate(state: State, email: str, yes: bool, purge_now: bool) -> None
 @pass_state
 def share(state: State, email: str, mailbox: str, other: str, rights: str) -> None:
     """Share EMAIL's MAILBOX with another account; it sees it as Shared/EMAIL/MAILBOX (README: Shared mailboxes)."""
+    from .store import acl  # here, not at the top: the CLI starts without the IMAP store modules
+
     with errors_as_messages(), state.write() as conn:
         owner = accounts.active_account(conn, email)
         wanted = acl.parse_rights(rights)
@@ -645,6 +647,8 @@ def share(state: State, email: str, mailbox: str, other: str, rights: str) -> No
 @pass_state
 def unshare(state: State, email: str, mailbox: str, other: str) -> None:
     """Stop sharing EMAIL's MAILBOX with an account (its open sessions lose access at their next command)."""
+    from .store import acl  # here, not at the top: the CLI starts without the IMAP store modules
+
     with errors_as_messages(), state.write() as conn:
         owner = accounts.get_account(conn, email)
         mailbox_id = acl.own_mailbox(conn, owner.id, mailbox)
@@ -660,6 +664,8 @@ def unshare(state: State, email: str, mailbox: str, other: str) -> None:
 @pass_state
 def shares(state: State, email: str, as_json: bool) -> None:
     """What EMAIL shares with others and what others share with it."""
+    from .store import acl  # here, not at the top: the CLI starts without the IMAP store modules
+
     with errors_as_messages(), state.read() as conn:
         account = accounts.get_account(conn, email)
         rows = acl.shares_of(conn, account.id)
@@ -834,6 +840,7 @@ def export_command(state: State, email: str, path: str) -> None:
     """Export everything of EMAIL into PATH: mail as mbox per folder, contacts as vCard, activity as CSV, the user's
     Sieve scripts and shares."""
     from .lifecycle import transfer
+    from .store import acl  # here, not at the top: the CLI starts without the IMAP store modules
 
     target = Path(path)
     with errors_as_messages(), state.read() as conn:
