@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 from ..store import acl, imapview
 from ..store.imapview import MailboxInfo
 from ..store.messages import ANSWERED, DELETED, DRAFT, FLAGGED, SEEN
+from . import virtual
 from .errors import ImapError, no
+from .view import Selected
 
 if TYPE_CHECKING:
     from .session import Session
@@ -59,6 +61,16 @@ def require(rights: str, needed: str, what: str) -> None:
     lacking = missing(rights, needed)
     if lacking:
         raise denied(what, lacking)
+
+
+def require_writable(view: Selected, needed: str, what: str) -> None:
+    """The selected mailbox may be changed by ``what`` (EXPUNGE, MOVE out, REPLACE, STORE): not a CRM view
+    (NO [CANNOT]), not EXAMINEd (NO [READ-ONLY]), and on a shared mailbox the rights ``needed`` held (NO [NOPERM])."""
+    if isinstance(view, virtual.VirtualView):
+        raise virtual.cannot(view.info.name)
+    if view.readonly:
+        raise no("the mailbox is read-only (EXAMINE)", "READ-ONLY")
+    require(view.rights, needed, what)
 
 
 def holds(conn: sqlite3.Connection, account_id: int, mailbox_id: int, owner_id: int, needed: str) -> bool:

@@ -28,12 +28,8 @@ async def copy_move(session: Session, command: CopyMove) -> Result:
     view = session.selected
     assert view is not None
     move = command.name == "MOVE"
-    if move and isinstance(view, VirtualView):
-        raise virtual.cannot(view.info.name)
-    if move and view.readonly:
-        raise no("the mailbox is read-only (EXAMINE)", "READ-ONLY")
     if move:
-        access.require(view.rights, "te", "MOVE out of it")
+        access.require_writable(view, "te", "MOVE out of it")
     found = access.resolve(session, command.mailbox)
     if found is None:
         virtual.refuse_virtual(session, command.mailbox)

@@ -9,22 +9,16 @@ from __future__ import annotations
 import sqlite3
 
 from ...store import imapview, imapwrite
-from .. import access, virtual
-from ..errors import no
+from .. import access
 from ..parser import Command, Expunge
 from ..session import Handler, Result, Session
-from ..virtual import VirtualView
 
 
 async def expunge(session: Session, command: Command) -> Result:
     """EXPUNGE / UID EXPUNGE: remove \\Deleted messages (of the UID set), answering EXPUNGE or VANISHED."""
     view = session.selected
     assert view is not None
-    if isinstance(view, VirtualView):
-        raise virtual.cannot(view.info.name)
-    if view.readonly:
-        raise no("the mailbox is read-only (EXAMINE)", "READ-ONLY")
-    access.require(view.rights, "e", "EXPUNGE")
+    access.require_writable(view, "e", "EXPUNGE")
     uids = None
     if isinstance(command, Expunge):
         uids = view.resolve(command.sequence_set, uid=True, saved=session.saved)

@@ -25,18 +25,13 @@ from ..errors import bad, no
 from ..parser import Replace
 from ..responses import Atom
 from ..session import Handler, Ok, Result, Session
-from ..virtual import VirtualView
 from .append import INLINE_PARSE, zone_of
 
 
 async def replace(session: Session, command: Replace) -> Result:
     view = session.selected
     assert view is not None
-    if isinstance(view, VirtualView):
-        raise virtual.cannot(view.info.name)
-    if view.readonly:
-        raise no("the mailbox is read-only (EXAMINE)", "READ-ONLY")
-    access.require(view.rights, "te", "REPLACE (it expunges the message)")
+    access.require_writable(view, "te", "REPLACE (it expunges the message)")
     old = _target(session, command)
     found = access.resolve(session, command.mailbox)
     if found is None:

@@ -13,7 +13,7 @@ from ...spam import training as spam_training
 from ...store import flags as flagmod
 from ...store import imapwrite
 from .. import access, virtual
-from ..errors import bad, no
+from ..errors import bad
 from ..parser import Store
 from ..responses import Atom, ImapValue, flag_list
 from ..sequence import render as render_set
@@ -27,13 +27,11 @@ async def store(session: Session, command: Store) -> Result:
     assert view is not None
     if isinstance(view, VirtualView):
         return await _store_virtual(session, view, command)
-    if view.readonly:
-        raise no("the mailbox is read-only (EXAMINE)", "READ-ONLY")
     needed = {access.flag_right(flag) for flag in command.flags}
     if command.action == "replace":  # FLAGS replaces every flag: each kind it may clear needs its right too
         needed |= {"s", "t", "w"}
     rights = "".join(sorted(needed))
-    access.require(view.rights, rights, "STORE of these flags")
+    access.require_writable(view, rights, "STORE of these flags")
     if command.unchanged_since is not None:
         session.enabled.add("CONDSTORE")
     uids = view.resolve(command.sequence_set, uid=command.uid, saved=session.saved)
