@@ -247,6 +247,7 @@ class Sorter:
                             junk=junk,
                             forged=vacation.forged(delivery.auth),
                             now=delivery.received_at,
+                            name=vacation.account_name(conn, account_id),
                         )
                         if isinstance(reply, str):
                             placement.reasons.append(f"vacation: no reply ({reply})")
@@ -382,7 +383,8 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
         junk = any(p.mailbox == mailboxes.JUNK for p in (placement, *extra))
         personal = vacation.personal_addresses(conn, account_id)
         decided = vacation.decide(
-            view, own, account_id, outcome.vacation, personal=personal, junk=junk, forged="", now=0.0
+            view, own, account_id, outcome.vacation, personal=personal, junk=junk, forged="", now=0.0,
+            name=vacation.account_name(conn, account_id),
         )
         if isinstance(decided, str):
             reply = {"none": decided}

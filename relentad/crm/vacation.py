@@ -105,6 +105,13 @@ def personal_addresses(conn: sqlite3.Connection, account_id: int) -> frozenset[s
     return frozenset(str(row[0]).lower() for row in rows)
 
 
+def account_name(conn: sqlite3.Connection, account_id: int) -> str:
+    """The account's display name, which a reply from one of its personal addresses carries (as the user's own
+    mail would), so that the correspondent sees "Alice Example", not a bare address."""
+    row = conn.execute("SELECT display_name FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    return _CONTROL.sub(" ", str(row[0] or "")).strip() if row else ""
+
+
 def why_not(
     view: MessageView, own: frozenset[str], vacation: Vacation, *, personal: frozenset[str], junk: bool, forged: str
 ) -> str:
@@ -140,16 +147,21 @@ def why_not(
     return ""
 
 
-def from_field(vacation: Vacation, view: MessageView, own: frozenset[str], personal: frozenset[str]) -> tuple[str, str]:
-    """(address, display name) the reply comes from: ``:from`` when it is one of the account's own addresses,
-    else the personal address the message was sent to (RFC 5230 §5.1), else its envelope recipient."""
+def from_field(
+    vacation: Vacation, view: MessageView, own: frozenset[str], personal: frozenset[str], name: str = ""
+) -> tuple[str, str]:
+    """(address, display name) the reply comes from: ``:from`` when it is one of the account's own addresses (with
+    the name it gives), else the personal address the message was sent to (RFC 5230 §5.1) with the account's
+    display name ``name``, else its envelope recipient (an address others share: no personal name)."""
     if vacation.from_ is not None:
         name, address = parseaddr(vacation.from_)
         normal = participants.normalize(address)
         if normal and participants.is_own(normal, own):
             return normal, _CONTROL.sub(" ", name)
-    found = _own_recipient(view, personal) or participants.normalize(view.envelope_to)
-    return found or view.envelope_to, ""
+    found = _own_recipient(view, personal)
+    if found:
+        return found, name
+    return participants.normalize(view.envelope_to) or view.envelope_to, ""
 
 
 def _header(name: str, value: str) -> str:
@@ -217,13 +229,14 @@ def decide(
     junk: bool,
     forged: str,
     now: float,
+    name: str = "",
 ) -> Reply | str:
     """The reply to send for this message, or why none is (the tracking is :func:`claim`'s, at commit)."""
     reason = why_not(view, own, vacation, personal=personal, junk=junk, forged=forged)
     if reason:
         return reason
     to = view.envelope_from
-    sender = from_field(vacation, view, own, personal)
+    sender = from_field(vacation, view, own, personal, name)
     raw = build(vacation, view.parsed, to=to, sender=sender, now=now)
     return Reply(account_id, to, sender[0], handle_of(vacation), vacation.period, raw)
 
