@@ -383,7 +383,14 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
         junk = any(p.mailbox == mailboxes.JUNK for p in (placement, *extra))
         personal = vacation.personal_addresses(conn, account_id)
         decided = vacation.decide(
-            view, own, account_id, outcome.vacation, personal=personal, junk=junk, forged="", now=0.0,
+            view,
+            own,
+            account_id,
+            outcome.vacation,
+            personal=personal,
+            junk=junk,
+            forged="",
+            now=0.0,
             name=vacation.account_name(conn, account_id),
         )
         if isinstance(decided, str):
