@@ -162,7 +162,11 @@ def sieve_file_name(name: str) -> str:
 
 
 def export_to(conn: sqlite3.Connection, account_id: int, target: Path) -> tuple[int, bool]:
-    """:func:`export` into the folder ``target`` (``relentad export``)."""
+    """:func:`export` into the folder ``target`` (``relentad export``), which must be new or empty: files of an
+    earlier export there (a folder since deleted, a Sieve script since removed) would otherwise stay beside the
+    new ones and come back with the next import."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InvalidInput(f"{target} is not an empty folder: export into a new or empty one")
     (target / "mail").mkdir(parents=True, exist_ok=True)
 
     def open_file(name: str) -> IO[bytes]:

@@ -225,6 +225,20 @@ def test_export_keeps_folders_whose_names_differ_only_by_dot_and_slash(make_daem
     assert files == ["Café.Über%2E2026.mbox", "a%2Eb.mbox", "a.b.mbox", "v1%2E2.mbox"]
 
 
+def test_export_into_a_used_folder_is_refused(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    """A second export into the same folder overwrote what it wrote but left the rest: a folder deleted since
+    came back with the next import. Such a folder is refused with one line; an empty one is used."""
+    daemon = provision(make_daemon()).start()
+    target = tmp_path / "alice"
+    target.mkdir()
+    assert "exported 0 message(s)" in cli(daemon, "export", ALICE, str(target))
+    result = daemon.cli("export", ALICE, str(target), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {target} is not an empty folder: export into a new or empty one"
+    ]
+
+
 def test_import_of_a_file_that_is_no_mbox_is_refused(make_daemon: MakeDaemon, tmp_path: Path) -> None:
     """A single message (``.eml``) or any text file used to end in ``imported 0 message(s)`` and status 0: the
     user believed the mail was in. It is refused with one line saying why; an empty mbox is still 0 messages."""
