@@ -686,8 +686,8 @@ def shares(state: State, email: str, as_json: bool) -> None:
 @json_option
 @pass_state
 def purge_command(state: State, at: str | None, as_json: bool) -> None:
-    """Expunge Junk mail older than [retention] junk_days; remove expunged mail and terminated accounts older than
-    [retention] deleted_days, and unused bodies."""
+    """Expunge Junk and Trash mail older than [retention] junk_days and trash_days; remove expunged mail and
+    terminated accounts older than [retention] deleted_days, and unused bodies."""
     from .lifecycle import retention
 
     with errors_as_messages():
@@ -701,12 +701,13 @@ def purge_command(state: State, at: str | None, as_json: bool) -> None:
                 activity_days=settings.activity_days,
                 junk_days=settings.junk_days,
                 reports_days=settings.reports_days,
+                trash_days=settings.trash_days,
             )
     if as_json:
         print_json(asdict(result))
         return
     click.echo(
-        f"expired {result.junk} Junk message(s) into retention; "
+        f"expired {result.junk} Junk and {result.trash} Trash message(s) into retention; "
         f"purged {result.expunged} expunged message(s), {result.accounts} account(s), "
         f"{result.blobs} message body(ies) ({format_size(result.bytes)})"
     )

@@ -321,6 +321,12 @@ class RetentionConfig:
         "Days a message stays in a Junk folder (\\Junk) after it was filed or moved there; the daily purge then "
         "expunges it, into the deleted_days retention like any expunge. 0 = keep Junk mail until the user deletes it.",
     )
+    trash_days: int = setting(
+        30,
+        "Days a message stays in a Trash folder (\\Trash) after it was moved there (its RFC 8514 SAVEDATE, not its "
+        "date); the daily purge then expunges it, into the deleted_days retention like any expunge. 0 = keep Trash "
+        "mail until the user empties it.",
+    )
     activity_days: int = setting(
         365,
         "Days login history and send counters are kept per row (relentad activity); older days are rolled up into "
