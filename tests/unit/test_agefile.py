@@ -170,5 +170,5 @@ def test_header_mac_and_strict_parsing(fixed_keys: None) -> None:
     ):
         with pytest.raises(AgeError, match=says):
             decrypt(with_mac(*middle), identity)
-    with pytest.raises(AgeError, match="not an age-encryption.org/v1 file"):
+    with pytest.raises(AgeError, match=r"not an age-encryption\.org/v1 file"):
         decrypt(b"age-encryption.org/v2\n" + sealed[len(agefile.MAGIC) :], identity)
