@@ -19,8 +19,11 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -114,29 +117,34 @@ def _sftp(config: Config, commands: list[str], cwd: Path | None = None) -> str:
     ):
         argv += ["-o", option]
     argv.append("relentad-offsite")  # a name for this destination; HostName and User above say where it is
-    script = "".join(line + "\n" for line in commands)
-    try:
-        done = subprocess.run(  # noqa: S603 (a fixed argv; the configuration's values are options, not a shell)
+    script = "".join(line + "\n" for line in commands).encode()
+    try:  # its own process group: at the deadline sftp and the ssh it started go together
+        proc = subprocess.Popen(  # noqa: S603 (a fixed argv; the configuration's values are options, not a shell)
             argv,
-            input=script.encode(),
-            capture_output=True,
-            timeout=settings.offsite_timeout,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             cwd=cwd,
-            check=False,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired:
-        raise OffsiteError(f"{target}: sftp did not finish within {settings.offsite_timeout:.0f} s") from None
     except OSError as exc:
         raise OffsiteError(f"cannot run sftp: {exc.strerror or exc}") from None
-    if done.returncode != 0:
-        said = [line.strip() for line in done.stderr.decode(errors="replace").splitlines()]
+    try:
+        stdout, stderr = proc.communicate(script, timeout=settings.offsite_timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise OffsiteError(f"{target}: sftp did not finish within {settings.offsite_timeout:g} s") from None
+    if proc.returncode != 0:
+        said = [line.strip() for line in stderr.decode(errors="replace").splitlines()]
         # the last thing said but sftp's closing "Connection closed" and ssh's @@@ banner: the cause, in one line
         causes = [
             line for line in said if line and not line.startswith("@") and not line.startswith("Connection closed")
         ]
-        reason = causes[-1] if causes else f"sftp exited with status {done.returncode}"
+        reason = causes[-1] if causes else f"sftp exited with status {proc.returncode}"
         raise OffsiteError(f"{target}: {reason}")
-    return done.stdout.decode(errors="replace")
+    return stdout.decode(errors="replace")
 
 
 def _enter(destination: Destination) -> list[str]:

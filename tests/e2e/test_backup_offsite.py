@@ -11,6 +11,7 @@ import gzip
 import json
 import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -37,6 +38,15 @@ def invoke(config: Path, *args: str) -> str:
     return result.output
 
 
+def refused(config: Path, *args: str) -> str:
+    """The CLI in this process, failing: exit status 1 and one line on stderr (no traceback)."""
+    result = CliRunner().invoke(main, ["--config", str(config), *args])
+    assert result.exit_code == 1 and isinstance(result.exception, (SystemExit, type(None))), result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
 def configure(path: Path, **backup_settings: object) -> None:
     """Set ``[backup]`` keys in the generated configuration file (each key's default line is replaced)."""
     text = path.read_text()
@@ -50,8 +60,8 @@ def configure(path: Path, **backup_settings: object) -> None:
 @pytest.fixture
 def server(tmp_path: Path) -> Path:
     path = tmp_path / "relentad.toml"
-    ok(path, "init", "--hostname", "mx.example.test")
-    ok(path, "domain", "add", "example.test")
+    ok(path, "init", "--hostname", "mx.example.test")  # the installed command once (the others in this process)
+    invoke(path, "domain", "add", "example.test")
     return path
 
 
@@ -116,7 +126,7 @@ def test_encrypted_snapshot_interoperates_with_age_both_ways(
     # the standard tool's file, our restore
     theirs = tmp_path / "theirs.db.gz.age"
     subprocess.run([AGE, "-r", recipient, "-o", str(theirs), str(plain)], check=True)
-    ok(server, "domain", "add", "later.example.test")
+    invoke(server, "domain", "add", "later.example.test")
     assert "restored" in ok(server, "backup", "restore", "--yes", str(theirs), "--identity", str(keyfile))
     assert domains_in(config_mod.load(server).database_path) == ["example.test"]
 
@@ -124,7 +134,7 @@ def test_encrypted_snapshot_interoperates_with_age_both_ways(
     other = tmp_path / "other-key.txt"
     subprocess.run(["age-keygen", "-o", str(other)], capture_output=True, check=True)
     assert "give the key file with --identity" in fails(server, "backup", "restore", "--yes", str(sealed))
-    assert "no identity matches" in fails(server, "backup", "restore", "--yes", str(sealed), "--identity", str(other))
+    assert "no identity matches" in refused(server, "backup", "restore", "--yes", str(sealed), "--identity", str(other))
     data = sealed.read_bytes()
     for name, broken, says in (
         ("payload", data[:-100] + bytes([data[-100] ^ 1]) + data[-99:], "does not authenticate"),
@@ -133,9 +143,9 @@ def test_encrypted_snapshot_interoperates_with_age_both_ways(
     ):
         bad = tmp_path / f"{name}.db.gz.age"
         bad.write_bytes(broken)
-        assert says in fails(server, "backup", "restore", "--yes", str(bad), "--identity", str(keyfile)), name
+        assert says in refused(server, "backup", "restore", "--yes", str(bad), "--identity", str(keyfile)), name
     assert domains_in(config_mod.load(server).database_path) == ["example.test"]
-    assert "restored" in ok(server, "backup", "restore", "--yes", str(sealed), "--identity", str(keyfile))
+    assert "restored" in invoke(server, "backup", "restore", "--yes", str(sealed), "--identity", str(keyfile))
     assert domains_in(config_mod.load(server).database_path) == ["example.test"]
 
 
@@ -143,18 +153,18 @@ def test_config_refuses_offsite_without_encryption_and_bad_keys(server: Path, ke
     keyfile, recipient = key
     configure(server, offsite="sftp://backup@127.0.0.1:2222/srv/b", offsite_identity=str(keyfile))
     configure(server, offsite_known_hosts=str(keyfile))
-    line = fails(server, "config", "check")
+    line = refused(server, "config", "check")
     assert "[backup] offsite needs recipients: snapshots leave the machine only encrypted" in line
     configure(server, recipients=[recipient.upper()])
-    assert "is not an age X25519 recipient" in fails(server, "config", "check")
+    assert "is not an age X25519 recipient" in refused(server, "config", "check")
     configure(server, recipients=[recipient[:-1] + ("q" if recipient[-1] != "q" else "p")])
-    assert "checksum" in fails(server, "config", "check")
+    assert "checksum" in refused(server, "config", "check")
     configure(server, recipients=[recipient], offsite="ftp://backup@example.org/x")
-    assert "is not an sftp://user@host:port/path URL" in fails(server, "config", "check")
+    assert "is not an sftp://user@host:port/path URL" in refused(server, "config", "check")
     configure(server, offsite="sftp://127.0.0.1/x")
-    assert "name the user" in fails(server, "config", "check")
+    assert "name the user" in refused(server, "config", "check")
     configure(server, offsite="sftp://backup@127.0.0.1/srv/b", offsite_known_hosts="missing_known_hosts")
-    assert "offsite_known_hosts: no such file" in fails(server, "config", "check")
+    assert "offsite_known_hosts: no such file" in refused(server, "config", "check")
 
 
 def test_offsite_copy_rotation_and_failure_over_real_sshd(
@@ -222,18 +232,37 @@ def test_offsite_copy_rotation_and_failure_over_real_sshd(
     assert metrics.BACKUP_OFFSITE.labels("failed")._value.get() == before + 1
 
 
-def test_offsite_refuses_an_unencrypted_file(server: Path, key: tuple[Path, str], sshd: Sshd) -> None:
+def test_a_server_that_never_answers_costs_offsite_timeout_and_one_line(server: Path, key: tuple[Path, str]) -> None:
+    """A TCP peer that accepts and says nothing (no SSH banner): sftp is stopped at ``offsite_timeout``."""
+    keyfile, recipient = key
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        configure(
+            server,
+            recipients=[recipient],
+            offsite=f"sftp://backup@127.0.0.1:{port}/b",
+            offsite_identity=str(keyfile),  # never read: no server ever asks
+            offsite_known_hosts=str(keyfile),
+            offsite_timeout="1s",
+        )
+        line = refused(server, "backup", "create")
+    assert line == f"Error: sftp://backup@127.0.0.1:{port}/b: sftp did not finish within 1 s"
+
+
+def test_offsite_refuses_an_unencrypted_file(server: Path, key: tuple[Path, str]) -> None:
     """Belt and braces beside the configuration check: copy() itself never sends a plaintext snapshot."""
-    _, recipient = key
+    keyfile, recipient = key
     configure(
         server,
         recipients=[recipient],
-        offsite=sshd.url(),
-        offsite_identity=str(sshd.identity),
-        offsite_known_hosts=str(sshd.known_hosts),
+        offsite="sftp://backup@127.0.0.1:9/b",  # never reached
+        offsite_identity=str(keyfile),
+        offsite_known_hosts=str(keyfile),
     )
     config = config_mod.load(server)
     plain = backup.create(dataclasses.replace(config, backup=dataclasses.replace(config.backup, recipients=[])))
     with pytest.raises(offsite.OffsiteError, match="not encrypted"):
         offsite.copy(config, plain)
-    assert list(sshd.remote.iterdir()) == []
+    assert "not encrypted" in str(offsite.read_state(config)["last_error"])
