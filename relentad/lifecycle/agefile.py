@@ -275,9 +275,17 @@ def encrypt_file(source: Path, target: Path, recipients: list[bytes]) -> None:
 # --- decryption ------------------------------------------------------------------------------------------------
 
 
+ARMOR = b"-----BEGIN AGE ENCRYPTED FILE-----"
+
+
 def is_age(path: Path) -> bool:
+    """Whether ``path`` is a binary age file; AgeError for an ASCII-armored one (``age -a``), which restore does
+    not read (``age -d`` it first)."""
     with path.open("rb") as handle:
-        return handle.read(len(MAGIC)) == MAGIC
+        start = handle.read(len(ARMOR))
+    if start == ARMOR:
+        raise AgeError(f"{path}: an ASCII-armored age file (age -a): decrypt it with age -d first")
+    return start.startswith(MAGIC)
 
 
 def _read_header(source: IO[bytes]) -> tuple[list[tuple[list[bytes], bytes]], bytes, bytes]:

@@ -219,10 +219,10 @@ def restore(config: Config, source: Path, identity: Path | None = None) -> None:
     the server must be stopped."""
     if not source.is_file():
         raise BackupError(f"no backup file {source}")
-    encrypted = agefile.is_age(source)
-    if encrypted and identity is None:
-        raise BackupError(f"{source} is encrypted (age): give the key file with --identity")
     try:
+        encrypted = agefile.is_age(source)
+        if encrypted and identity is None:
+            raise BackupError(f"{source} is encrypted (age): give the key file with --identity")
         identities = agefile.read_identities(identity) if encrypted and identity else None
     except agefile.AgeError as exc:
         raise BackupError(str(exc)) from None

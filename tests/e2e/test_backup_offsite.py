@@ -144,6 +144,9 @@ def test_encrypted_snapshot_interoperates_with_age_both_ways(
         bad = tmp_path / f"{name}.db.gz.age"
         bad.write_bytes(broken)
         assert says in refused(server, "backup", "restore", "--yes", str(bad), "--identity", str(keyfile)), name
+    armored = tmp_path / "armored.db.gz.age"
+    subprocess.run([AGE, "-a", "-r", recipient, "-o", str(armored), str(plain)], check=True)
+    assert "ASCII-armored" in refused(server, "backup", "restore", "--yes", str(armored), "--identity", str(keyfile))
     assert domains_in(config_mod.load(server).database_path) == ["example.test"]
     assert "restored" in invoke(server, "backup", "restore", "--yes", str(sealed), "--identity", str(keyfile))
     assert domains_in(config_mod.load(server).database_path) == ["example.test"]
