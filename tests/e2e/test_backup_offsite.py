@@ -215,6 +215,11 @@ def test_offsite_copy_rotation_and_failure_over_real_sshd(
     remote = {p.name for p in sshd.remote.iterdir()}
     assert remote == {"notes.txt", sealed.name, snapshot.path.name}, "today's, yesterday's; older ones went"
 
+    # the daemon's daily copy: in a worker thread, counted
+    copied = metrics.BACKUP_OFFSITE.labels("copied")._value.get()
+    asyncio.run(backup.copy_offsite(config, backup.create(config)))
+    assert metrics.BACKUP_OFFSITE.labels("copied")._value.get() == copied + 1
+
     # a host key that is not the known one: one line, recorded, the local snapshot kept, doctor warns
     shutil.copyfile(sshd.folder / "other_host_key.pub", tmp_path / "wrong.pub")
     wrong = tmp_path / "wrong_known_hosts"
@@ -229,7 +234,7 @@ def test_offsite_copy_rotation_and_failure_over_real_sshd(
     late = doctor.check_offsite(broken, now=float(state["last_success"]) + 3 * 86400)  # type: ignore[arg-type]
     assert late[0].status == "warn" and "days old; last error" in late[0].message
 
-    # the daemon's daily copy: a failure is logged and counted, never raised
+    # and its failure is logged and counted, never raised
     before = metrics.BACKUP_OFFSITE.labels("failed")._value.get()
     asyncio.run(backup.copy_offsite(broken, backup.list_snapshots(broken)[0]))
     assert metrics.BACKUP_OFFSITE.labels("failed")._value.get() == before + 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import getpass
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,7 @@ def _keygen(path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
 
 
-def run_sshd(folder: Path) -> Iterator[Sshd]:
+def run_sshd(folder: Path) -> Generator[Sshd, None, None]:
     """Start sshd in ``folder``; yields it, stops it afterwards."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("host_key", "client_key", "other_host_key"):
