@@ -8,6 +8,7 @@ takes ``--json``. Passwords are read from stdin (``--password-stdin``) or genera
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -686,8 +687,8 @@ def shares(state: State, email: str, as_json: bool) -> None:
 @json_option
 @pass_state
 def purge_command(state: State, at: str | None, as_json: bool) -> None:
-    """Expunge Junk mail older than [retention] junk_days; remove expunged mail and terminated accounts older than
-    [retention] deleted_days, and unused bodies."""
+    """Expunge Junk and Trash mail older than [retention] junk_days and trash_days; remove expunged mail and
+    terminated accounts older than [retention] deleted_days, and unused bodies."""
     from .lifecycle import retention
 
     with errors_as_messages():
@@ -701,12 +702,13 @@ def purge_command(state: State, at: str | None, as_json: bool) -> None:
                 activity_days=settings.activity_days,
                 junk_days=settings.junk_days,
                 reports_days=settings.reports_days,
+                trash_days=settings.trash_days,
             )
     if as_json:
         print_json(asdict(result))
         return
     click.echo(
-        f"expired {result.junk} Junk message(s) into retention; "
+        f"expired {result.junk} Junk and {result.trash} Trash message(s) into retention; "
         f"purged {result.expunged} expunged message(s), {result.accounts} account(s), "
         f"{result.blobs} message body(ies) ({format_size(result.bytes)})"
     )
@@ -793,21 +795,67 @@ def backup_group() -> None:
 @backup_group.command("create")
 @pass_state
 def backup_create(state: State) -> None:
-    """Take a consistent snapshot while the daemon runs, gzip it, verify it, rotate old ones."""
-    from .lifecycle import backup
+    """Take a consistent snapshot while the daemon runs, gzip it, verify it, encrypt it ([backup] recipients),
+    rotate old ones; then copy it off-site ([backup] offsite)."""
+    from .lifecycle import backup, offsite
 
     with errors_as_messages():
         snapshot = backup.create(state.config)
-    click.echo(f"{snapshot.path}\t{format_size(snapshot.size)}\tverified")
+    state_word = "verified, encrypted" if snapshot.path.name.endswith(backup.AGE_SUFFIX) else "verified"
+    click.echo(f"{snapshot.path}\t{format_size(snapshot.size)}\t{state_word}")
+    if state.config.backup.offsite:
+        with errors_as_messages():
+            removed = offsite.copy(state.config, snapshot)
+        destination = offsite.parse_url(state.config.backup.offsite)
+        click.echo(f"copied to {destination}; {len(removed)} old copy(ies) removed there")
+
+
+@backup_group.command("keygen")
+@click.argument("file", type=click.Path(dir_okay=False))
+def backup_keygen(file: str) -> None:
+    """Write a new age identity (secret key) to FILE (mode 0600) and print its recipient for [backup] recipients."""
+    from .lifecycle import agefile
+
+    identity = agefile.Identity.generate()
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    text = f"# created: {created}\n# public key: {identity.recipient}\n{identity}\n"
+    with errors_as_messages():  # O_EXCL: an existing key file (maybe the only copy of one) is never overwritten
+        descriptor = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+            handle.write(text)
+    click.echo(f"Public key: {identity.recipient}")
+    click.echo(f'Add it to [backup] recipients = ["{identity.recipient}"] in the configuration.')
+    click.echo(
+        f"Keep {file} OFF this server (a password manager, an offline disk): whoever has it can read every "
+        "backup, and without it no one can; `relentad backup restore FILE --identity KEYFILE` and "
+        "`age -d -i KEYFILE` decrypt.",
+        err=True,
+    )
 
 
 @backup_group.command("list")
+@click.option("--offsite", is_flag=True, help="List the copies at [backup] offsite instead (sftp).")
 @json_option
 @pass_state
-def backup_list(state: State, as_json: bool) -> None:
+def backup_list(state: State, offsite: bool, as_json: bool) -> None:
     """List the stored snapshots, newest first."""
     from .lifecycle import backup
+    from .lifecycle import offsite as remote
 
+    if offsite:
+        if not state.config.backup.offsite:
+            raise CLIError("no [backup] offsite destination is configured")
+        with errors_as_messages():
+            copies = remote.list_remote(state.config)
+        if as_json:
+            print_json(
+                [{"name": f.name, "taken": f.taken.isoformat() if f.taken else None, "size": f.size} for f in copies]
+            )
+            return
+        for copy in copies:
+            taken = copy.taken.isoformat(timespec="seconds") if copy.taken else "incomplete upload"
+            click.echo(f"{copy.name}\t{taken}\t{format_size(copy.size)}")
+        return
     with errors_as_messages():
         found = backup.list_snapshots(state.config)
     if as_json:
@@ -819,16 +867,17 @@ def backup_list(state: State, as_json: bool) -> None:
 
 @backup_group.command("restore")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--identity", type=click.Path(dir_okay=False), help="age key file for an encrypted (.age) backup.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_state
-def backup_restore(state: State, file: str, yes: bool) -> None:
+def backup_restore(state: State, file: str, identity: str | None, yes: bool) -> None:
     """Replace the database with FILE (the server must be stopped)."""
     from .lifecycle import backup
 
     if not yes:
         click.confirm(f"Replace {state.config.database_path} with {file}?", abort=True)
     with errors_as_messages():
-        backup.restore(state.config, Path(file))
+        backup.restore(state.config, Path(file), Path(identity) if identity else None)
     click.echo(f"restored {file}")
 
 

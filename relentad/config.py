@@ -309,6 +309,25 @@ class BackupConfig:
     daily: bool = setting(True, "Let the daemon take a snapshot once a day.")
     keep_daily: int = setting(7, "Newest snapshot of each of the last N days to keep.")
     keep_weekly: int = setting(4, "Newest snapshot of each of the last N ISO weeks to keep (beyond the daily ones).")
+    recipients: list[str] = setting(
+        [],
+        "age public keys (age1..., from `relentad backup keygen` or age-keygen) the snapshots are encrypted to "
+        "(age-encryption.org/v1: any of them decrypts, with `age -d -i KEYFILE` or `relentad backup restore "
+        "--identity`). Keep the identities (secret keys) off this server. Empty: snapshots are not encrypted.",
+    )
+    offsite: str = setting(
+        "",
+        "Copy each new snapshot to sftp://user@host:port/path (/~/path: relative to the login folder) with "
+        "OpenSSH's sftp, and rotate the copies there as here. Needs recipients: unencrypted mail never leaves the "
+        "machine. Empty: no off-site copy.",
+    )
+    offsite_identity: str = setting("", "SSH private key file (no passphrase) that logs in to offsite.")
+    offsite_known_hosts: str = setting(
+        "", "known_hosts file holding the offsite server's host key (checked strictly; nothing else is trusted)."
+    )
+    offsite_timeout: float = setting(
+        3600.0, "Longest one sftp run may take (an upload, a listing, a rotation); then it is stopped.", "duration"
+    )
 
 
 @dataclass(frozen=True)
@@ -320,6 +339,12 @@ class RetentionConfig:
         30,
         "Days a message stays in a Junk folder (\\Junk) after it was filed or moved there; the daily purge then "
         "expunges it, into the deleted_days retention like any expunge. 0 = keep Junk mail until the user deletes it.",
+    )
+    trash_days: int = setting(
+        30,
+        "Days a message stays in a Trash folder (\\Trash) after it was moved there (its RFC 8514 SAVEDATE, not its "
+        "date); the daily purge then expunges it, into the deleted_days retention like any expunge. 0 = keep Trash "
+        "mail until the user empties it.",
     )
     activity_days: int = setting(
         365,
@@ -784,6 +809,7 @@ def check(config: Config) -> list[str]:
             problems.append(f"[dnsbl] zones: {zone!r} is not a DNS zone name")
     if config.backup.keep_daily == 0 and config.backup.keep_weekly == 0:
         problems.append("[backup] keep_daily and keep_weekly cannot both be 0 (no snapshot would be kept)")
+    problems += _backup_problems(config)
     if not config.spam.ham_below <= config.spam.spam_above_min <= 1:
         problems.append("[spam] spam_above_min must lie between ham_below and 1")
     if not 0 <= config.spam.list_mail_shift <= 5:
@@ -808,6 +834,39 @@ def check(config: Config) -> list[str]:
         problems.append("[server] log_level must be debug, info, warning or error")
     if config.server.event_loop not in ("uvloop", "asyncio"):
         problems.append("[server] event_loop must be uvloop or asyncio")
+    return problems
+
+
+def _backup_problems(config: Config) -> list[str]:
+    """Age recipients that parse, and an off-site destination only with encryption and its two key files."""
+    settings = config.backup
+    problems = []
+    if settings.recipients:
+        from .lifecycle import agefile  # cryptography: only for a configuration that encrypts
+
+        for recipient in settings.recipients:
+            try:
+                agefile.parse_recipient(recipient)
+            except agefile.AgeError as exc:
+                problems.append(f"[backup] recipients: {exc}")
+    if not settings.offsite:
+        return problems
+    from .lifecycle import offsite
+
+    try:
+        offsite.parse_url(settings.offsite)
+    except ValueError as exc:
+        problems.append(f"[backup] offsite: {exc}")
+    if not settings.recipients:
+        problems.append("[backup] offsite needs recipients: snapshots leave the machine only encrypted")
+    for name in ("offsite_identity", "offsite_known_hosts"):
+        value = getattr(settings, name)
+        if not value:
+            problems.append(f"[backup] {name} must be set with offsite")
+        elif not config.resolve(value).is_file():
+            problems.append(f"[backup] {name}: no such file {config.resolve(value)}")
+    if settings.offsite_timeout <= 0:
+        problems.append("[backup] offsite_timeout must be positive")
     return problems
 
 

@@ -12,6 +12,8 @@ Checks, each giving :class:`Finding` values (``ok``, ``warn`` or ``fail``, with 
 - the spam filter's global model: trained at all, on at least ``[spam] min_trained`` messages of each class (short
   of that its verdicts file nothing), and with the current model version (an older one scores less surely until
   ``spam train`` relearns it); it says when the model's spam cut-off is raised or lowered (``[spam] confident_after``);
+- with ``[backup] offsite``, the last off-site copy of a snapshot is under two days old (a warning, with the last
+  sftp error when one came after it);
 - the DMARC and TLS reports received in the last week (authreports/summary.py), when there are any: a source that
   passes DMARC but also fails it (mail of ours failing somewhere) and failed TLS sessions to our MX warn.
 
@@ -394,6 +396,19 @@ def check_reports(dmarc: Sequence[summary.DmarcSummary], tls: Sequence[summary.T
     return findings
 
 
+def check_offsite(config: Config, now: float | None = None) -> list[Finding]:
+    """With ``[backup] offsite``: a warning when no off-site copy was made in the last two days."""
+    if not config.backup.offsite:
+        return []
+    from .lifecycle import offsite
+
+    stale = offsite.staleness(config, now)
+    if stale is None:
+        return [Finding("ok", "off-site backup", f"last copy {offsite.read_state(config).get('last_file')}")]
+    fix = "relentad backup create (it copies off-site and prints why not); relentad backup list --offsite"
+    return [Finding("warn", "off-site backup", stale, fix)]
+
+
 async def run(
     config: Config,
     domains: list[str],
@@ -419,6 +434,7 @@ async def run(
     findings += await check_listeners(config)
     findings += await check_blocklists(config, resolver)
     findings += check_postmaster(config, postmaster_is_account)
+    findings += check_offsite(config)
     if config.spam.enabled:
         findings += check_spam_model(spam_models, config.spam)
     findings += reports

@@ -4,7 +4,7 @@ What is exported (all names start with ``relentad_``):
 - counters that protocol code increments where the event happens: messages received (per listener), SMTP
   rejections (per listener and reason), outbound recipients sent (per result), MTA-STS policy lookups (per
   result) and MX hosts failing a policy (per mode and reason), spam verdicts (per verdict; the spam step calls
-  :func:`spam_verdict`);
+  :func:`spam_verdict`), off-site backup copies (per result);
 - values read at scrape time from the running daemon (a :class:`DaemonView`): outbound queue size and oldest
   age, open IMAP and SMTP sessions, the store's commit latency histogram (``WriterStats``) and write failures.
   (Per-account quota usage is not exported: summing message sizes at scrape time would scan the store.)
@@ -51,6 +51,12 @@ SMTP_REJECTED = Counter(
     "relentad_smtp_rejected",
     "SMTP 4xx/5xx replies, by listener and reason (a name for relentad's own replies, else the enhanced code).",
     ["listener", "reason"],
+    registry=REGISTRY,
+)
+BACKUP_OFFSITE = Counter(
+    "relentad_backup_offsite",
+    "Off-site copies of the daily snapshot ([backup] offsite), by result (copied, failed).",
+    ["result"],
     registry=REGISTRY,
 )
 MESSAGES_SENT = Counter(

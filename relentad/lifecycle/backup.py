@@ -6,9 +6,15 @@ Invariants:
   and holds every transaction committed before it began — every message already answered ``250``.
 - A snapshot is verified twice before it counts: the copy passes ``PRAGMA integrity_check``, and the gzip file,
   decompressed again, does too. It is written under a temporary name and renamed, so a listed file is complete.
-- Names sort by time: ``relentad-YYYYmmddTHHMMSSffffffZ.db.gz`` (UTC). Rotation keeps the newest snapshot of
-  each of the last ``keep_daily`` days and of each of the last ``keep_weekly`` ISO weeks, and nothing else —
-  except the snapshot just taken, which is never removed.
+- With ``[backup] recipients`` the verified gzip file is then encrypted to them in the age format
+  (:mod:`relentad.lifecycle.agefile`; ``.db.gz.age``), still under the temporary name: the plaintext is what was
+  verified, and no unencrypted snapshot is ever renamed into the folder. Restore decrypts with ``--identity``
+  while it decompresses (one pass, no plaintext gzip file); a wrong key or a tampered or truncated file is refused.
+- Names sort by time: ``relentad-YYYYmmddTHHMMSSffffffZ.db.gz`` (UTC), ``.db.gz.age`` when encrypted. Rotation
+  keeps the newest snapshot of each of the last ``keep_daily`` days and of each of the last ``keep_weekly`` ISO
+  weeks, and nothing else — except the snapshot just taken, which is never removed.
+- With ``[backup] offsite`` each new snapshot is copied off-site after it is verified
+  (:mod:`relentad.lifecycle.offsite`); a failed copy is logged and counted, and never fails the snapshot.
 - Restore only into a stopped server: the daemon holds an exclusive ``flock`` on ``<data_dir>/relentad.lock``
   while it runs (:func:`hold_daemon_lock`); restore refuses when it cannot take that lock. The live database is
   replaced only by a file that is valid gzip (for .gz), passes ``integrity_check``, is a relentad database (has
@@ -36,10 +42,11 @@ from .. import daily
 from ..config import Config
 from ..errors import RelentadError
 from ..store import migrations
+from . import agefile
 
 log = logging.getLogger("relentad.backup")
 
-PREFIX, SUFFIX = "relentad-", ".db.gz"
+PREFIX, SUFFIX, AGE_SUFFIX = "relentad-", ".db.gz", ".db.gz.age"
 STAMP = "%Y%m%dT%H%M%S%fZ"
 LOCK_NAME = "relentad.lock"
 
@@ -69,10 +76,17 @@ def _check(path: Path) -> None:
         raise BackupError(f"{path.name}: integrity_check failed: {'; '.join(result[:3])}")
 
 
-def _decompress(source: Path, target: Path) -> None:
+def _decompress(source: Path, target: Path, identities: list[agefile.Identity] | None = None) -> None:
+    """Gunzip ``source`` into ``target``; an age file is decrypted with ``identities`` on the way (one pass)."""
     try:
-        with gzip.open(source, "rb") as src, target.open("wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+        with source.open("rb") as raw, target.open("wb") as dst:
+            plain: IO[bytes] = raw
+            if identities is not None:
+                plain = agefile.Decryptor(raw, identities)  # type: ignore[assignment]
+            with gzip.GzipFile(fileobj=plain, mode="rb") as src:
+                shutil.copyfileobj(src, dst, 1 << 20)
+    except agefile.AgeError as exc:
+        raise BackupError(f"{source}: {exc}") from None
     except (gzip.BadGzipFile, EOFError, zlib.error):
         raise BackupError(f"{source}: not a valid gzip backup") from None
 
@@ -103,8 +117,9 @@ def create(config: Config, now: datetime | None = None) -> Snapshot:
         raise BackupError(f"no database at {database}")
     folder = backup_dir(config)
     folder.mkdir(parents=True, exist_ok=True)
+    recipients = [agefile.parse_recipient(r) for r in config.backup.recipients]  # checked at load: cannot fail
     taken = now or datetime.now(UTC)
-    target = folder / f"{PREFIX}{taken.strftime(STAMP)}{SUFFIX}"
+    target = folder / f"{PREFIX}{taken.strftime(STAMP)}{AGE_SUFFIX if recipients else SUFFIX}"
     with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-") as tmp:
         copy = Path(tmp) / "snapshot.db"
         source = sqlite3.connect(database, timeout=30)
@@ -121,6 +136,10 @@ def create(config: Config, now: datetime | None = None) -> Snapshot:
         again = Path(tmp) / "verify.db"
         _decompress(partial, again)
         _check(again)
+        if recipients:
+            sealed = Path(tmp) / "snapshot.db.gz.age"
+            agefile.encrypt_file(partial, sealed, recipients)
+            partial = sealed
         os.replace(partial, target)
     rotate(config, taken, taken=target)
     return Snapshot(target, taken, target.stat().st_size)
@@ -132,14 +151,24 @@ def list_snapshots(config: Config) -> list[Snapshot]:
     if not folder.is_dir():
         return []
     found = []
-    for path in folder.glob(f"{PREFIX}*{SUFFIX}"):
-        stamp = path.name[len(PREFIX) : -len(SUFFIX)]
-        try:
-            taken = datetime.strptime(stamp, STAMP).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-        found.append(Snapshot(path, taken, path.stat().st_size))
+    for path in folder.glob(f"{PREFIX}*"):
+        taken = taken_at(path.name)
+        if taken is not None:
+            found.append(Snapshot(path, taken, path.stat().st_size))
     return sorted(found, key=lambda s: s.taken, reverse=True)
+
+
+def taken_at(name: str) -> datetime | None:
+    """When the snapshot named ``name`` was taken; None for a name that is not one of ours."""
+    if not name.startswith(PREFIX):
+        return None
+    for suffix in (AGE_SUFFIX, SUFFIX):
+        if name.endswith(suffix):
+            try:
+                return datetime.strptime(name[len(PREFIX) : -len(suffix)], STAMP).replace(tzinfo=UTC)
+            except ValueError:
+                return None
+    return None
 
 
 def keep(snapshots: list[Snapshot], keep_daily: int, keep_weekly: int, now: datetime) -> set[Path]:
@@ -185,10 +214,18 @@ def hold_daemon_lock(data_dir: Path) -> IO[bytes]:
     return handle
 
 
-def restore(config: Config, source: Path) -> None:
-    """Replace the database with the snapshot ``source`` (.db.gz or a plain .db); the server must be stopped."""
+def restore(config: Config, source: Path, identity: Path | None = None) -> None:
+    """Replace the database with the snapshot ``source`` (.db.gz.age with ``identity``, .db.gz or a plain .db);
+    the server must be stopped."""
     if not source.is_file():
         raise BackupError(f"no backup file {source}")
+    try:
+        encrypted = agefile.is_age(source)
+        if encrypted and identity is None:
+            raise BackupError(f"{source} is encrypted (age): give the key file with --identity")
+        identities = agefile.read_identities(identity) if encrypted and identity else None
+    except agefile.AgeError as exc:
+        raise BackupError(str(exc)) from None
     try:
         lock = hold_daemon_lock(config.data_dir)
     except BackupError:
@@ -197,8 +234,8 @@ def restore(config: Config, source: Path) -> None:
         database = config.database_path
         with tempfile.TemporaryDirectory(dir=config.data_dir, prefix=".restore-") as tmp:
             staged = Path(tmp) / "relentad.db"
-            if source.name.endswith(".gz"):
-                _decompress(source, staged)
+            if encrypted or source.name.endswith(".gz"):
+                _decompress(source, staged, identities)
             else:
                 shutil.copyfile(source, staged)
             try:
@@ -213,6 +250,22 @@ def restore(config: Config, source: Path) -> None:
         lock.close()
 
 
+async def copy_offsite(config: Config, snapshot: Snapshot) -> None:
+    """The off-site copy of a new snapshot, in a worker thread (sftp runs with a deadline): logged and counted,
+    never raised — the local snapshot stands either way."""
+    from .. import metrics
+    from . import offsite
+
+    try:
+        removed = await asyncio.to_thread(offsite.copy, config, snapshot)
+    except (BackupError, OSError) as exc:  # OSError: the state file or the snapshot itself, in one line too
+        metrics.BACKUP_OFFSITE.labels("failed").inc()
+        log.warning("backup: off-site copy of %s failed: %s", snapshot.path.name, exc)
+        return
+    metrics.BACKUP_OFFSITE.labels("copied").inc()
+    log.info("backup: %s copied off-site; %d old copy(ies) removed there", snapshot.path.name, len(removed))
+
+
 async def run_daily(settings: Callable[[], Config], interval: float = daily.DAY) -> None:
     """The daemon's daily snapshot (when ``[backup] daily``), in a worker thread, until cancelled."""
 
@@ -221,5 +274,7 @@ async def run_daily(settings: Callable[[], Config], interval: float = daily.DAY)
         if config.backup.daily:
             snapshot = await asyncio.to_thread(create, config)
             log.info("backup: %s (%d octets) written and verified", snapshot.path, snapshot.size)
+            if config.backup.offsite:
+                await copy_offsite(config, snapshot)
 
     await daily.every_day(snapshot_now, what="backup", log=log, first_delay=300.0, interval=interval)

@@ -5,13 +5,14 @@ Invariants:
   every message of the account at once and sets its state to 'terminated', so it can no longer log in or
   receive (recipient resolution and the authenticator only know 'active' accounts).
 - :func:`purge` first expunges mail saved into a Junk folder (special use ``\\Junk``) more than ``[retention]
-  junk_days`` ago, as EXPUNGE does (into the retention area, QRESYNC tombstones, a new modseq that IMAP sessions
-  see), then removes what is older than ``[retention] deleted_days``: retained message rows, terminated
-  accounts (with their mailboxes, aliases, send counters, CRM data and spam model), then every blob no row
-  references any more (``refs`` = 0, kept right by triggers), vacation tracking past its period, and the inbound
-  DMARC evaluations and outbound TLS sessions noted for our reports that no report took within their few days. It
-  runs in one write transaction, so a reader never sees half an account; ``now`` is a parameter so tests
-  (``relentad purge --at``) can move the clock.
+  junk_days`` ago and into a Trash folder (``\\Trash``) more than ``trash_days`` ago, by when it was saved there
+  (RFC 8514 SAVEDATE: a MOVE saves anew), as EXPUNGE does (into the retention area, QRESYNC tombstones, a new
+  modseq that IMAP sessions see), then removes what is older than ``[retention] deleted_days``: retained message
+  rows, terminated accounts (with their mailboxes, aliases, send counters, CRM data and spam model), then every
+  blob no row references any more (``refs`` = 0, kept right by triggers), vacation tracking past its period, and
+  the inbound DMARC evaluations and outbound TLS sessions noted for our reports that no report took within their
+  few days. It runs in one write transaction, so a reader never sees half an account; ``now`` is a parameter so
+  tests (``relentad purge --at``) can move the clock.
 - Login history rows of a purged account lose their account id (ON DELETE SET NULL), as the schema says.
 - Activity history is rolled up before rows go (:mod:`relentad.lifecycle.activity`): retained messages are folded
   into their month's summary, and with ``activity_days`` the days before the cutoff are rolled into months.
@@ -49,6 +50,7 @@ class PurgeResult:
     bytes: int  # octets of those bodies
     activity_rows: int = 0  # login history and send counter rows past ``activity_days`` (rolled up into months)
     junk: int = 0  # messages expunged from Junk folders past ``junk_days`` (now in retention)
+    trash: int = 0  # messages expunged from Trash folders past ``trash_days`` (now in retention)
 
 
 def terminate(conn: sqlite3.Connection, account_id: int, now: float | None = None) -> int:
@@ -113,13 +115,16 @@ def purge(
     activity_days: int = 0,
     junk_days: int = 0,
     reports_days: int = 0,
+    trash_days: int = 0,
 ) -> PurgeResult:
-    """Expunge Junk mail saved more than ``junk_days`` ago (0 = keep it), remove retained rows and terminated
+    """Expunge Junk mail saved more than ``junk_days`` ago and Trash mail saved more than ``trash_days`` ago (0 =
+    keep it), remove retained rows and terminated
     accounts older than ``deleted_days``, then unreferenced blobs, and activity rows older than ``activity_days``
     (0 = keep them), and received DMARC and TLS reports whose period ended more than ``reports_days`` ago (0 = keep
     them)."""
     now = time.time() if now is None else now
-    junk = expire_junk(conn, now - junk_days * DAY) if junk_days else 0
+    junk = expire_folders(conn, "\\Junk", now - junk_days * DAY) if junk_days else 0
+    trash = expire_folders(conn, "\\Trash", now - trash_days * DAY) if trash_days else 0
     cutoff = now - deleted_days * DAY
     activity.fold_purged(conn, cutoff)  # what the activity totals counted from these rows moves to their month
     expunged = conn.execute("DELETE FROM expunged WHERE expunged < ?", (cutoff,)).rowcount
@@ -141,13 +146,20 @@ def purge(
     if reports_days:  # their records and policies go with them (ON DELETE CASCADE)
         conn.execute("DELETE FROM reports WHERE end < ?", (now - reports_days * DAY,))
     return PurgeResult(
-        expunged=int(expunged), accounts=len(gone), blobs=blobs, bytes=size, activity_rows=pruned, junk=junk
+        expunged=int(expunged),
+        accounts=len(gone),
+        blobs=blobs,
+        bytes=size,
+        activity_rows=pruned,
+        junk=junk,
+        trash=trash,
     )
 
 
-def expire_junk(conn: sqlite3.Connection, saved_before: float) -> int:
-    """Expunge from every account's Junk folder (``\\Junk``) the mail saved there before ``saved_before``."""
-    boxes = [int(r[0]) for r in conn.execute("SELECT id FROM mailboxes WHERE special_use = ?", ("\\Junk",))]
+def expire_folders(conn: sqlite3.Connection, special_use: str, saved_before: float) -> int:
+    """Expunge from every account's folder of this special use (``\\Junk``, ``\\Trash``) the mail saved (moved or
+    filed) there before ``saved_before`` (RFC 8514 SAVEDATE); returns how many messages."""
+    boxes = [int(r[0]) for r in conn.execute("SELECT id FROM mailboxes WHERE special_use = ?", (special_use,))]
     return sum(len(imapwrite.expire(conn, box, saved_before)) for box in boxes)
 
 
@@ -162,11 +174,14 @@ async def run_daily(store: Store, settings: Callable[[], RetentionConfig], inter
             activity_days=config.activity_days,
             junk_days=config.junk_days,
             reports_days=config.reports_days,
+            trash_days=config.trash_days,
         )
         result = await store.write(job)
         log.info(
-            "purge: %d Junk message(s) expired; %d expunged message(s), %d account(s), %d blob(s) (%d octets) removed",
+            "purge: %d Junk and %d Trash message(s) expired; %d expunged message(s), %d account(s), %d blob(s) "
+            "(%d octets) removed",
             result.junk,
+            result.trash,
             result.expunged,
             result.accounts,
             result.blobs,

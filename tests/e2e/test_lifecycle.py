@@ -93,7 +93,29 @@ def test_junk_mail_expires_after_junk_days_and_an_open_session_sees_it_go(relent
     imap.logout()
     assert [row["mailbox_name"] for row in relentad.query("SELECT mailbox_name FROM expunged")] == ["Junk"]
     assert [b"Subject: inbox mail" in m for m in relentad.messages(CAROL)] == [True]
-    assert "expired 0 Junk message(s) into retention" in cli(relentad, "purge")
+    assert "expired 0 Junk and 0 Trash message(s) into retention" in cli(relentad, "purge")
+
+
+def test_trash_expires_by_when_mail_was_moved_there_and_a_qresync_session_sees_it_vanish(relentad: Daemon) -> None:
+    """``[retention] trash_days`` counts from the MOVE into Trash (SAVEDATE), not from the message's date: an old
+    message moved there today stays 29 days and goes after 31, into retention; a QRESYNC session gets VANISHED."""
+    imap = client(relentad, CAROL)
+    imap.append("INBOX", None, '"01-Jan-2020 10:00:00 +0000"', message("old, trashed today"))
+    imap.append("INBOX", None, None, message("stays"))
+    imap.select("INBOX")
+    assert imap.uid("MOVE", "1", "Trash")[0] == "OK"
+    imap.logout()
+    watcher = client(relentad, CAROL)
+    assert watcher._simple_command("ENABLE", "QRESYNC")[0] == "OK"
+    watcher.select("Trash")
+    assert json.loads(cli(relentad, "purge", "--at", str(time.time() + 29 * 86400), "--json"))["trash"] == 0
+    result = json.loads(cli(relentad, "purge", "--at", str(time.time() + 31 * 86400), "--json"))
+    assert (result["trash"], result["junk"], result["expunged"]) == (1, 0, 0), "into retention, not yet purged"
+    watcher.noop()
+    assert watcher.untagged_responses.get("VANISHED") == [b"1"]
+    watcher.logout()
+    assert [row["mailbox_name"] for row in relentad.query("SELECT mailbox_name FROM expunged")] == ["Trash"]
+    assert [b"Subject: stays" in m for m in relentad.messages(CAROL)] == [True]
 
 
 def test_terminate_refuses_mail_and_login_and_purges(relentad: Daemon) -> None:

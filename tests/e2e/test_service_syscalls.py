@@ -22,10 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from relentad.lifecycle.agefile import Identity
 from relentad.spam import storage
 from relentad.store import db
 from tests.e2e.conftest import MakeDaemon
+from tests.e2e.test_backup_offsite import configure
 from tests.support.daemon import PASSWORD
+from tests.support.sshd import run_sshd
 
 UNIT = Path(__file__).resolve().parents[2] / "relentad.service"
 CALL = re.compile(r"^\d+ +([a-z0-9_]+)\(", re.MULTILINE)
@@ -135,6 +138,42 @@ def test_the_daily_spam_rebuild_and_its_worker_make_only_calls_the_unit_allows(t
     subprocess.run(command, check=True, cwd=UNIT.parent, timeout=120)
     used = set(CALL.findall(trace.read_text()))
     assert {"execve", "wait4"} <= used or {"execve", "waitid"} <= used, "strace saw the worker start and end"
+    assert_the_unit_allows(used)
+
+
+OFFSITE = """
+import sys
+from pathlib import Path
+from relentad import config
+from relentad.lifecycle import backup, offsite
+settings = config.load(Path(sys.argv[1]))
+offsite.copy(settings, backup.create(settings))
+"""
+
+
+def test_the_off_site_backup_copy_makes_only_calls_the_unit_allows(tmp_path: Path) -> None:
+    """The daily snapshot's off-site copy runs OpenSSH's sftp, which runs ssh: their calls must pass the filter
+    too (a forbidden one would kill them, and every copy would fail)."""
+    path = tmp_path / "relentad.toml"
+    subprocess.run([sys.executable, "-m", "relentad", "--config", str(path), "init"], check=True, capture_output=True)
+    sshd = run_sshd(tmp_path / "sshd")
+    server = next(sshd)
+    try:
+        configure(
+            path,
+            recipients=[Identity.generate().recipient],
+            offsite=server.url(),
+            offsite_identity=str(server.identity),
+            offsite_known_hosts=str(server.known_hosts),
+        )
+        trace = tmp_path / "strace.out"
+        command = ["strace", "-f", "-qq", "-o", str(trace), sys.executable, "-c", OFFSITE, str(path)]
+        subprocess.run(command, check=True, cwd=UNIT.parent, timeout=120)
+    finally:
+        sshd.close()
+    assert len(list(server.remote.iterdir())) == 1, "the copy was made"
+    used = set(CALL.findall(trace.read_text()))
+    assert {"execve", "connect"} <= used, "strace saw sftp and ssh start and connect"
     assert_the_unit_allows(used)
 
 

@@ -178,6 +178,20 @@ def test_junk_mail_expires_into_retention_after_junk_days(conn: sqlite3.Connecti
     assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 1, "INBOX keeps its mail"
 
 
+def test_trash_expires_by_save_date_and_zero_keeps_it(conn: sqlite3.Connection) -> None:
+    """``[retention] trash_days`` reuses Junk's expiry on the ``\\Trash`` folder: by SAVEDATE, into retention."""
+    day = 86400.0
+    with db.transaction(conn):
+        _file(conn, "Trash", time.time() - 400 * day)
+        _file(conn, "Junk", time.time() - 400 * day)
+    with db.transaction(conn):
+        assert retention.purge(conn, 90, now=time.time() + 31 * day, trash_days=0).trash == 0  # 0: keep
+        assert retention.purge(conn, 90, now=time.time() + 29 * day, trash_days=30).trash == 0
+        result = retention.purge(conn, 90, now=time.time() + 31 * day, trash_days=30)
+    assert (result.trash, result.junk, result.expunged) == (1, 0, 0)
+    assert [tuple(r) for r in conn.execute("SELECT mailbox_name FROM expunged")] == [("Trash",)]
+
+
 def test_blob_ids_are_never_reused_after_a_purge(conn: sqlite3.Connection) -> None:
     """The CRM's history keeps blob ids after the purge: the newest blob purged, the next message must not get its
     id (it did: SQLite numbers a new row max(id) + 1, and the message joined the old contact's views)."""
