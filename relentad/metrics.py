@@ -125,6 +125,17 @@ _REASONS = {
 _ENHANCED = re.compile(r"^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})")
 
 
+ACME_FAILURES = Counter(
+    "relentad_acme_renewal_failures",
+    "ACME attempts to get or renew the certificate that failed ([acme]; the old certificate keeps serving).",
+    registry=REGISTRY,
+)
+
+
+def acme_failure() -> None:
+    ACME_FAILURES.inc()
+
+
 def reason_of(reply: str) -> str:
     """The ``reason`` label of an SMTP refusal."""
     named = _REASONS.get(reply.rstrip("\r\n"))
@@ -187,6 +198,7 @@ class DaemonView:
     listeners: Callable[[], dict[str, bool]]  # listener name → serving
     managesieve_sessions: Callable[[], int] = lambda: 0
     pop3_sessions: Callable[[], int] = lambda: 0
+    certificate_expiry: Callable[[], float | None] = lambda: None  # the serving certificate's notAfter
 
 
 class DaemonCollector(Collector):
@@ -215,6 +227,13 @@ class DaemonCollector(Collector):
         for name, open_count in view.smtp_sessions().items():
             sessions.add_metric([name], open_count)
         yield sessions
+        expiry = view.certificate_expiry()
+        if expiry is not None:
+            yield GaugeMetricFamily(
+                "relentad_tls_certificate_expiry_timestamp_seconds",
+                "When the certificate the TLS listeners serve expires (Unix time).",
+                value=expiry,
+            )
         stats = view.store.stats
         cumulative: list[tuple[str, float]] = []
         total = 0
