@@ -73,7 +73,7 @@ def problem_text(body: bytes, status: int) -> str:
 
 
 def retry_after(headers: dict[str, str], default: float) -> float:
-    """Seconds the server asked us to wait (seconds or an HTTP date), within [1, 30]."""
+    """Seconds the server asked us to wait (seconds or an HTTP date), within [0.5, 30]; else ``default``."""
     value = headers.get("retry-after", "")
     seconds = default
     if value.isdigit():
@@ -83,7 +83,7 @@ def retry_after(headers: dict[str, str], default: float) -> float:
             seconds = parsedate_to_datetime(value).timestamp() - time.time()
         except (TypeError, ValueError):
             pass
-    return min(max(seconds, 1.0), 30.0)
+    return min(max(seconds, 0.5), 30.0)
 
 
 def csr_der(key: jws.AccountKey, names: Sequence[str]) -> bytes:
@@ -198,8 +198,7 @@ class Client:
         )
         order_url = response.headers.get("location", "")
         order = response.json()
-        for authz_url in order.get("authorizations", []):
-            self._authorize(authz_url, kinds, present, cleanup)
+        self._authorize([str(u) for u in order.get("authorizations", [])], kinds, present, cleanup)
         order = self._poll(order_url, order, ("ready", "valid"), "order", fetch=True)
         if order["status"] == "ready":
             response = self.post(order["finalize"], {"csr": jws.b64url(csr_der(cert_key, names))})
@@ -212,33 +211,41 @@ class Client:
             raise AcmeError("the ACME server sent no PEM certificate chain")
         return pem.decode("ascii", "replace")
 
-    def _authorize(self, url: str, kinds: Sequence[str], present: Present, cleanup: Cleanup) -> None:
-        authz = self.post(url, None).json()
-        name = str((authz.get("identifier") or {}).get("value", ""))
-        if authz.get("status") == "valid":
-            return
-        if authz.get("status") != "pending":
-            raise AcmeError(f"authorization for {name} is {authz.get('status')}")
-        offered = {c.get("type"): c for c in authz.get("challenges", []) if isinstance(c, dict)}
-        kind = next((k for k in kinds if k in offered), None)
-        if kind is None:
-            raise AcmeError(
-                f"{name}: the CA offers {', '.join(map(str, offered)) or 'no challenge'}, none of {', '.join(kinds)}"
-            )
-        challenge = offered[kind]
-        token = str(challenge.get("token", ""))
-        if not token or not all(c.isalnum() or c in "-_" for c in token):
-            raise AcmeError(f"{name}: the CA sent a malformed {kind} token")
-        present(kind, name, token, jws.key_authorization(token, self.key))
+    def _authorize(self, urls: Sequence[str], kinds: Sequence[str], present: Present, cleanup: Cleanup) -> None:
+        """Prove every pending authorization: all challenges are set up and answered first, then polled together
+        (one validation round for all names, not one per name)."""
+        pending: list[tuple[str, str, str, str, str]] = []  # authz URL, name, kind, token, challenge URL
         try:
-            self.post(challenge["url"], {})
-            authz = self._poll(url, {}, ("valid", "invalid"), f"authorization for {name}", fetch=True)
+            for url in urls:
+                authz = self.post(url, None).json()
+                name = str((authz.get("identifier") or {}).get("value", ""))
+                if authz.get("status") == "valid":
+                    continue
+                if authz.get("status") != "pending":
+                    raise AcmeError(f"authorization for {name} is {authz.get('status')}")
+                offered = {c.get("type"): c for c in authz.get("challenges", []) if isinstance(c, dict)}
+                kind = next((k for k in kinds if k in offered), None)
+                if kind is None:
+                    shown = ", ".join(map(str, offered)) or "no challenge"
+                    raise AcmeError(f"{name}: the CA offers {shown}, none of {', '.join(kinds)}")
+                token = str(offered[kind].get("token", ""))
+                if not token or not all(c.isalnum() or c in "-_" for c in token):
+                    raise AcmeError(f"{name}: the CA sent a malformed {kind} token")
+                present(kind, name, token, jws.key_authorization(token, self.key))
+                pending.append((url, name, kind, token, str(offered[kind].get("url", ""))))
+            for _, _, _, _, challenge_url in pending:
+                self.post(challenge_url, {})
+            for url, name, kind, _, _ in pending:
+                authz = self._poll(url, {}, ("valid", "invalid"), f"authorization for {name}", fetch=True)
+                if authz["status"] != "valid":
+                    errors = [
+                        c.get("error") for c in authz.get("challenges", []) if isinstance(c, dict) and c.get("error")
+                    ]
+                    detail = problem_text(json.dumps(errors[0]).encode(), 400) if errors else "invalid"
+                    raise AcmeError(f"{name}: {kind} failed: {detail}")
         finally:
-            cleanup(kind, name, token)
-        if authz["status"] != "valid":
-            errors = [c.get("error") for c in authz.get("challenges", []) if isinstance(c, dict) and c.get("error")]
-            detail = problem_text(json.dumps(errors[0]).encode(), 400) if errors else "invalid"
-            raise AcmeError(f"{name}: {kind} failed: {detail}")
+            for _, name, kind, token, _ in pending:
+                cleanup(kind, name, token)
 
     def _poll(
         self, url: str, current: dict[str, Any], done: Sequence[str], what: str, fetch: bool = False
@@ -246,11 +253,12 @@ class Client:
         """POST-as-GET ``url`` (at once with ``fetch``, else after a wait) until its status is one of ``done``;
         AcmeError when it turns invalid (unless ``done`` has it) or stays pending past :data:`POLL_DEADLINE`."""
         deadline = time.monotonic() + POLL_DEADLINE
-        wait = 1.0
+        wait, polls = 0.5, 0
         while True:
             if fetch:
                 response = self.post(url, None)
-                current, wait = response.json(), retry_after(response.headers, 1.0)
+                polls += 1
+                current, wait = response.json(), retry_after(response.headers, min(0.25 * 2**polls, 10.0))
                 if not isinstance(current, dict):
                     raise AcmeError(f"{what}: the ACME server sent no object")
             status = current.get("status")

@@ -71,8 +71,7 @@ def state(daemon: Daemon) -> dict[str, object]:
 
 
 def client_context(pebble: Pebble) -> ssl.SSLContext:
-    context = ssl.create_default_context(cadata=pebble.root_pem().decode())
-    return context
+    return ssl.create_default_context(cadata=pebble.root_pem().decode())
 
 
 def imaps_certificate(daemon: Daemon, context: ssl.SSLContext) -> x509.Certificate:
@@ -87,7 +86,9 @@ def imaps_certificate(daemon: Daemon, context: ssl.SSLContext) -> x509.Certifica
 
 
 def names_of(cert: x509.Certificate) -> set[str]:
-    return set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName))
+    return set(
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    )
 
 
 def test_tls_alpn_certificate_renewal_and_ca_outage(acme_setup: Setup) -> None:

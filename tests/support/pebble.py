@@ -94,5 +94,5 @@ class Pebble:
         """The root certificate pebble issues under (new at every start)."""
         context = ssl.create_default_context(cafile=str(self.ca.pem))
         url = f"https://127.0.0.1:{self.management_port}/roots/0"
-        with urllib.request.urlopen(url, context=context, timeout=10) as answer:  # noqa: S310  # our https URL
+        with urllib.request.urlopen(url, context=context, timeout=10) as answer:  # our https URL
             return bytes(answer.read())
