@@ -41,10 +41,14 @@ def jwk(key: AccountKey) -> dict[str, str]:
     return {"e": b64url(_int_bytes(public.e)), "kty": "RSA", "n": b64url(_int_bytes(public.n))}
 
 
-def thumbprint(key: AccountKey) -> str:
-    """RFC 7638 JWK thumbprint (SHA-256), base64url."""
-    canonical = json.dumps(jwk(key), sort_keys=True, separators=(",", ":")).encode()
+def jwk_thumbprint(public: dict[str, str]) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256) of a public JWK's required members, base64url."""
+    canonical = json.dumps(public, sort_keys=True, separators=(",", ":")).encode()
     return b64url(hashlib.sha256(canonical).digest())
+
+
+def thumbprint(key: AccountKey) -> str:
+    return jwk_thumbprint(jwk(key))
 
 
 def key_authorization(token: str, key: AccountKey) -> str:
