@@ -928,6 +928,7 @@ def acme_status(state: State, as_json: bool) -> None:
         "last_error": status.last_error or None,
         "failures": status.failures,
         "next_attempt": iso(status.next_attempt) if status.failures else None,
+        "left_out": status.left_out,
     }
     if as_json:
         print_json(data)
@@ -947,6 +948,8 @@ def acme_status(state: State, as_json: bool) -> None:
     if status.last_error:
         click.echo(f"last error: {status.last_error}")
         click.echo(f"failures in a row: {status.failures}; next attempt {data['next_attempt']}")
+    if status.left_out:
+        click.echo(f"left out (the CA could not validate them): {', '.join(status.left_out)}")
 
 
 @acme_group.command("renew")

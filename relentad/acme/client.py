@@ -39,7 +39,12 @@ USER_AGENT = "relentad-acme"
 
 
 class AcmeError(Exception):
-    """An ACME attempt that failed; the message is one line."""
+    """An ACME attempt that failed; the message is one line. ``failed_names``: the names whose challenge the CA
+    refused (the others may be ordered again without them)."""
+
+    def __init__(self, message: str, failed_names: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.failed_names = list(failed_names)
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,7 @@ class Client:
                 pending.append((url, name, kind, token, str(offered[kind].get("url", ""))))
             for _, _, _, _, challenge_url in pending:
                 self.post(challenge_url, {})
+            failed: list[tuple[str, str]] = []  # every name's outcome, so that one bad name does not hide others
             for url, name, kind, _, _ in pending:
                 authz = self._poll(url, {}, ("valid", "invalid"), f"authorization for {name}", fetch=True)
                 if authz["status"] != "valid":
@@ -242,7 +248,9 @@ class Client:
                         c.get("error") for c in authz.get("challenges", []) if isinstance(c, dict) and c.get("error")
                     ]
                     detail = problem_text(json.dumps(errors[0]).encode(), 400) if errors else "invalid"
-                    raise AcmeError(f"{name}: {kind} failed: {detail}")
+                    failed.append((name, f"{name}: {kind} failed: {detail}"))
+            if failed:
+                raise AcmeError("; ".join(text for _, text in failed), [name for name, _ in failed])
         finally:
             for _, name, kind, token, _ in pending:
                 cleanup(kind, name, token)

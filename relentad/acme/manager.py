@@ -158,23 +158,34 @@ class Manager:
         domains = self.store.read(lambda conn: [str(row["name"]) for row in accounts.list_domains(conn)])
         names = wanted_names(config, domains)
         current = read_pair(*config.cert_files())
+        backing_off = request is None and state.failures > 0 and now < state.next_attempt
+        # while backing off, the names the CA refused last time are no reason to order again
+        needed = [n for n in names if not (backing_off and n in state.left_out)]
         force = bool(request and request.get("force"))
-        reason = "renewal forced" if force else why_renew(current, names, config.acme.renew_remaining, now)
+        reason = "renewal forced" if force else why_renew(current, needed, config.acme.renew_remaining, now)
         if reason is None:
             assert current is not None
             state.renew_at = renew_at(current, config.acme.renew_remaining)
             if request:
-                self._answer(
-                    state, request, f"not due: valid until {iso(current.not_after)}, renewal from {iso(state.renew_at)}"
-                )
+                due = f"valid until {iso(current.not_after)}, renewal from {iso(state.renew_at)}"
+                self._answer(state, request, f"not due: {due}")
             files.save_state(folder, state)
-            return min(state.renew_at, now + RECHECK)
-        if request is None and state.failures and now < state.next_attempt:
-            return min(state.next_attempt, now + RECHECK)  # backing off
+            return min(state.renew_at, state.next_attempt if backing_off else now + RECHECK, now + RECHECK)
+        if backing_off:
+            return min(state.next_attempt, now + RECHECK)
         state.last_attempt = now
         log.info("ACME: requesting a certificate for %s (%s)", ", ".join(names), reason)
+        left_out: list[str] = []
         try:
-            new = self.obtain(config, names)
+            try:
+                new = self.obtain(config, names)
+            except AcmeError as exc:  # names the CA could not validate: the others are not held hostage
+                rest = [n for n in names if n not in exc.failed_names]
+                if not exc.failed_names or not rest:
+                    raise
+                left_out, partial_error = exc.failed_names, str(exc)
+                log.warning("ACME: %s; ordering again without %s", exc, ", ".join(left_out))
+                new = self.obtain(config, rest)
         except AcmeError as exc:
             error = str(exc)
         except Exception as exc:  # a bug or a disk problem: logged in full once, the daemon goes on
@@ -183,28 +194,39 @@ class Manager:
         else:
             state.names, state.not_before, state.not_after = sorted(new.names), new.not_before, new.not_after
             state.renew_at = renew_at(new, config.acme.renew_remaining)
-            state.last_success, state.last_error, state.failures, state.next_attempt = now, "", 0, 0.0
-            if request:
-                self._answer(
-                    state,
-                    request,
-                    f"certificate obtained for {len(new.names)} name(s), valid until {iso(new.not_after)}",
+            state.last_success, state.left_out = now, left_out
+            obtained = f"certificate obtained for {len(new.names)} name(s), valid until {iso(new.not_after)}"
+            if left_out:
+                self._failed(state, now, f"left out {', '.join(left_out)}: {partial_error}")
+                log.error(
+                    "ACME: certificate obtained without %s: %s; next attempt %s",
+                    ", ".join(left_out),
+                    partial_error,
+                    iso(state.next_attempt),
                 )
+            else:
+                state.last_error, state.failures, state.next_attempt = "", 0, 0.0
+                log.info("ACME: certificate for %s obtained, valid until %s", ", ".join(names), iso(new.not_after))
+            if request:
+                self._answer(state, request, f"{obtained}; {state.last_error}" if left_out else obtained, not left_out)
             files.save_state(folder, state)
-            log.info("ACME: certificate for %s obtained, valid until %s", ", ".join(names), iso(new.not_after))
             if self.loop is not None:
                 self.loop.call_soon_threadsafe(self.on_certificate)
-            return min(state.renew_at, now + RECHECK)
-        state.failures += 1
-        state.last_error = error
-        state.next_attempt = now + backoff(state.failures)
-        metrics.acme_failure()
+            return min(state.renew_at, state.next_attempt or state.renew_at, now + RECHECK)
+        self._failed(state, now, error)
         kept = f"the certificate valid until {iso(current.not_after)} stays" if current else "no certificate yet"
         log.error("ACME: certificate not obtained: %s; %s; next attempt %s", error, kept, iso(state.next_attempt))
         if request:
             self._answer(state, request, f"renewal failed: {error}", ok=False)
         files.save_state(folder, state)
         return state.next_attempt
+
+    @staticmethod
+    def _failed(state: files.State, now: float, error: str) -> None:
+        state.failures += 1
+        state.last_error = error
+        state.next_attempt = now + backoff(state.failures)
+        metrics.acme_failure()
 
     @staticmethod
     def _answer(state: files.State, request: dict[str, object], result: str, ok: bool = True) -> None:

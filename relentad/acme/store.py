@@ -34,6 +34,7 @@ class State:
     last_error: str = ""  # of the last attempt; "" after a success
     failures: int = 0  # attempts failed in a row
     next_attempt: float = 0.0  # after a failure: not before (the back-off)
+    left_out: list[str] = field(default_factory=list)  # wanted names the CA refused last time (backing off)
     request_id: str = ""  # the last `acme renew` request handled
     request_result: str = ""  # what became of it (one line)
     request_ok: bool = True

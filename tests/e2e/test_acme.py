@@ -18,6 +18,7 @@ from tests.e2e.conftest import MakeDaemon
 from tests.support.daemon import Daemon, free_port, wait_for
 from tests.support.dns_fixture import start_or_skip
 from tests.support.dnsmasq import Dnsmasq, DnsRecords
+from tests.support.metrics import http_get, sample
 from tests.support.pebble import Pebble
 
 NAMES = ("mx.example.test", "mta-sts.example.test", "autoconfig.example.test", "autodiscover.example.test")
@@ -41,7 +42,7 @@ Setup = Callable[..., tuple[Daemon, Pebble]]
 def acme_setup(tmp_path: Path, make_daemon: MakeDaemon, acme_dns: Dnsmasq) -> Iterator[Setup]:
     pebbles: list[Pebble] = []
 
-    def setup(challenges: list[str]) -> tuple[Daemon, Pebble]:
+    def setup(challenges: list[str], extra_domain: str = "", metrics_port: int = 0) -> tuple[Daemon, Pebble]:
         http_port, https_port = free_port(), free_port()
         pebble = Pebble(tmp_path / f"pebble{len(pebbles)}", http_port, https_port, acme_dns.nameserver)
         pebbles.append(pebble.start())
@@ -57,7 +58,11 @@ def acme_setup(tmp_path: Path, make_daemon: MakeDaemon, acme_dns: Dnsmasq) -> It
         daemon = make_daemon(
             settings=settings, tls=False, imap=True, imaps_port=free_port(), http_port=http_port, https_port=https_port
         )
+        if metrics_port:
+            daemon.write_config(listen={"metrics": f"127.0.0.1:{metrics_port}"})
         daemon.add_domain("example.test")
+        if extra_domain:
+            daemon.add_domain(extra_domain)
         return daemon.start(), pebble
 
     yield setup
@@ -140,10 +145,33 @@ def test_tls_alpn_certificate_renewal_and_ca_outage(acme_setup: Setup) -> None:
     assert "WARN acme: 1 attempt(s) in a row failed" in doctor
 
 
-def test_http01_certificate(acme_setup: Setup) -> None:
-    daemon, pebble = acme_setup(["http-01"])
+def test_http01_certificate_leaves_out_a_name_that_does_not_validate(acme_setup: Setup) -> None:
+    """other.test's web names resolve nowhere: the certificate covers the rest, the left-out names wait for the
+    back-off (a restart does not order again), and status, doctor and /metrics say so."""
+    metrics_port = free_port()
+    daemon, pebble = acme_setup(["http-01"], extra_domain="other.test", metrics_port=metrics_port)
     wait_for("the first certificate", lambda: state(daemon).get("last_success"), timeout=60)
     cert = imaps_certificate(daemon, client_context(pebble))
     assert names_of(cert) == set(NAMES)
-    assert "http-01 challenge answered for mx.example.test" in daemon.log()
-    assert "tls-alpn-01" not in daemon.log()
+    log = daemon.log()
+    assert "http-01 challenge answered for mx.example.test" in log
+    assert "tls-alpn-01" not in log
+    assert (
+        "ACME: certificate obtained without mta-sts.other.test, autoconfig.other.test, autodiscover.other.test" in log
+    )
+    assert state(daemon)["left_out"] == ["mta-sts.other.test", "autoconfig.other.test", "autodiscover.other.test"]
+    status = daemon.cli("acme", "status").stdout
+    assert "last error: left out mta-sts.other.test" in status
+    _, text = http_get(metrics_port, "/metrics")
+    expiry = sample(text, "relentad_tls_certificate_expiry_timestamp_seconds")
+    assert expiry == cert.not_valid_after_utc.timestamp()
+    assert sample(text, "relentad_acme_renewal_failures_total") == 1
+
+    daemon.stop()
+    stopped = daemon.cli("acme", "renew", check=False)
+    assert stopped.stderr.strip() == (
+        "Error: relentad is not running: start it (it gets a certificate at start and answers the challenges)"
+    )
+    daemon.start()  # the certificate on disk is valid and the left-out names are backing off: no new order
+    assert imaps_certificate(daemon, client_context(pebble)).serial_number == cert.serial_number
+    assert daemon.log().count("ACME: requesting a certificate") == 1

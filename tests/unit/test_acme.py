@@ -168,9 +168,9 @@ def test_problem_documents_and_retry_after() -> None:
 class ScriptedCA(Client):
     """A client whose server is a script: the order of requests an attempt makes, without a network."""
 
-    def __init__(self, authz_status: str = "valid") -> None:
+    def __init__(self, failing: tuple[str, ...] = ()) -> None:
         super().__init__("https://ca.test/dir", jws.new_key("ec256"), sleep=lambda _: None)
-        self.authz_status = authz_status
+        self.failing = failing  # the authorizations ("a", "b") that turn invalid
         self.log: list[str] = []
         self.directory = {
             "newNonce": "https://ca.test/nonce",
@@ -209,7 +209,7 @@ class ScriptedCA(Client):
         if name in ("a", "b") and f"c{name}" in self.challenged:
             answers[name] = {
                 **answers[name],
-                "status": self.authz_status,
+                "status": "invalid" if name in self.failing else "valid",
                 "challenges": [
                     {"type": "http-01", "error": {"type": "urn:ietf:params:acme:error:connection", "detail": "refused"}}
                 ],
@@ -244,14 +244,20 @@ def test_every_challenge_is_answered_before_any_is_polled_and_cleaned_up_after()
     assert events == ["present a.test", "present b.test", "cleanup a.test", "cleanup b.test"]
 
 
-def test_a_failed_challenge_is_one_line_and_still_cleaned_up() -> None:
-    ca = ScriptedCA(authz_status="invalid")
+def test_a_failed_challenge_is_one_line_naming_the_name_and_still_cleaned_up() -> None:
+    ca = ScriptedCA(failing=("a",))
     cleaned: list[str] = []
-    with pytest.raises(AcmeError, match=r"^a.test: http-01 failed: connection: refused$"):
+    with pytest.raises(AcmeError, match=r"^a.test: http-01 failed: connection: refused$") as err:
         ca.issue(
             ["a.test", "b.test"], jws.new_key("ec256"), ["http-01"], lambda *a: None, lambda k, n, t: cleaned.append(n)
         )
+    assert err.value.failed_names == ["a.test"]
     assert cleaned == ["a.test", "b.test"]
+    both = ScriptedCA(failing=("a", "b"))
+    with pytest.raises(AcmeError) as err:
+        both.issue(["a.test", "b.test"], jws.new_key("ec256"), ["http-01"], lambda *a: None, lambda *a: None)
+    assert err.value.failed_names == ["a.test", "b.test"]
+    assert str(err.value).count("http-01 failed") == 2 and "\n" not in str(err.value)
 
 
 def test_only_https_urls_are_followed() -> None:
