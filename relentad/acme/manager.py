@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import sqlite3
 import ssl
 import threading
 import time
@@ -38,7 +39,7 @@ log = logging.getLogger("relentad.acme")
 
 RECHECK = 600.0
 """Seconds between checks when nothing is due (names change when a domain is added)."""
-POLL = 1.0
+POLL = 0.5
 """Seconds between looks for a `relentad acme renew` request (one failed open when there is none)."""
 BACKOFF = (60.0, 600.0, 3600.0, 6 * 3600.0)
 """Waits after 1, 2, 3 and more failures in a row."""
@@ -62,6 +63,10 @@ def read_certificate(pem: bytes) -> Current:
     except x509.ExtensionNotFound:
         names = frozenset()
     return Current(names, cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp())
+
+
+def hosted_domains(conn: sqlite3.Connection) -> list[str]:
+    return [str(row["name"]) for row in accounts.list_domains(conn)]
 
 
 def read_pair(cert: Path, key: Path) -> Current | None:
@@ -133,29 +138,30 @@ class Manager:
         return (cert, key) if read_pair(cert, key) is not None else None
 
     async def run(self) -> None:
-        """Check now, then whenever due or asked; never returns (cancelled at shutdown)."""
+        """Check now, then whenever due or asked; never returns (cancelled at shutdown). With ``[acme]`` off it only
+        waits (a SIGHUP may turn it on)."""
         self.loop = asyncio.get_running_loop()
         next_check = 0.0
         while True:
             config = self.get_config()
             try:
                 request = files.take_request(config.acme_dir) if config.acme.enabled else None
-                if request is not None or time.time() >= next_check:
-                    next_check = await asyncio.to_thread(self.check, request)
+                if config.acme.enabled and (request is not None or time.time() >= next_check):
+                    domains = self.store.read(hosted_domains)  # on the loop: the store's reader is the loop's
+                    next_check = await asyncio.to_thread(self.check, domains, request)
             except Exception:  # a bug must not end the renewals for the daemon's lifetime
                 log.exception("ACME check failed; trying again in %.0f s", RECHECK)
                 next_check = time.time() + RECHECK
             await asyncio.sleep(POLL)
 
-    def check(self, request: dict[str, object] | None = None) -> float:
-        """One check (worker thread): renew when needed; when to check next."""
+    def check(self, domains: Sequence[str], request: dict[str, object] | None = None) -> float:
+        """One check (worker thread) for the hosted ``domains``: renew when needed; when to check next."""
         config = self.get_config()
         now = time.time()
         if not config.acme.enabled:
             return now + RECHECK
         folder = config.acme_dir
         state = files.load_state(folder)
-        domains = self.store.read(lambda conn: [str(row["name"]) for row in accounts.list_domains(conn)])
         names = wanted_names(config, domains)
         current = read_pair(*config.cert_files())
         backing_off = request is None and state.failures > 0 and now < state.next_attempt
@@ -183,7 +189,7 @@ class Manager:
                 rest = [n for n in names if n not in exc.failed_names]
                 if not exc.failed_names or not rest:
                     raise
-                left_out, partial_error = exc.failed_names, str(exc)
+                left_out, partial_error = [n for n in names if n in exc.failed_names], str(exc)
                 log.warning("ACME: %s; ordering again without %s", exc, ", ".join(left_out))
                 new = self.obtain(config, rest)
         except AcmeError as exc:
