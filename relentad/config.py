@@ -131,7 +131,11 @@ class ACMEConfig:
     instead of [tls] cert and key files. The CA checks each name over [listen] http (port 80, http-01) or
     [listen] https (port 443, tls-alpn-01): both must be reachable from the Internet under every name."""
 
-    enabled: bool = setting(False, "Get and renew the certificate by ACME (leave [tls] cert and key empty).")
+    enabled: bool = setting(
+        False,
+        "Get and renew the certificate by ACME (leave [tls] cert and key empty). Turning it on agrees to the CA's "
+        "terms of service (Let's Encrypt: its Subscriber Agreement).",
+    )
     directory: str = setting(
         "https://acme-v02.api.letsencrypt.org/directory",
         "The CA's ACME directory URL. Let's Encrypt's staging CA (for trials; its certificates are not trusted): "
