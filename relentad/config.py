@@ -83,28 +83,30 @@ class ListenConfig:
     smtp: str = setting("*:25", "SMTP for mail from the world (what the MX record points at).", "address")
     submission: str = setting("*:587", "Mail submission with STARTTLS and AUTH (RFC 6409).", "address")
     submissions: str = setting(
-        "*:465", "Mail submission over implicit TLS (RFC 8314; not started without [tls]).", "address"
+        "*:465", "Mail submission over implicit TLS (RFC 8314; not started without [tls] or [acme]).", "address"
     )
     imap: str = setting("*:143", "IMAP with STARTTLS.", "address")
-    imaps: str = setting("*:993", "IMAP over implicit TLS (not started without [tls]).", "address")
+    imaps: str = setting("*:993", "IMAP over implicit TLS (not started without [tls] or [acme]).", "address")
     managesieve: str = setting(
         "*:4190", "ManageSieve (RFC 5804) with STARTTLS: users manage their own Sieve filtering scripts.", "address"
     )
     pop3: str = setting("*:110", "POP3 with STLS: the INBOX for clients that download and delete.", "address")
-    pop3s: str = setting("*:995", "POP3 over implicit TLS (not started without [tls]).", "address")
+    pop3s: str = setting("*:995", "POP3 over implicit TLS (not started without [tls] or [acme]).", "address")
     metrics: str = setting("", "Prometheus metrics and /healthz (keep it on loopback).", "address")
     https: str = setting(
         "*:443",
         "HTTPS for what `relentad domain dns` points at: the MTA-STS policy on mta-sts.DOMAIN, mail client set-up "
         "on autoconfig.DOMAIN (Thunderbird) and autodiscover.DOMAIN (Outlook); also the CardDAV address books and "
-        "the account pages ([web] account_page). Not started without [tls]; the certificate must cover those names. "
+        "the account pages ([web] account_page), and ACME's tls-alpn-01 challenges. Not started without [tls] or "
+        "[acme]; the certificate must cover those names. "
         '"" when another web server has the port (see the README).',
         "address",
     )
     http: str = setting(
         "",
         'Plain HTTP, e.g. "*:80": mail client set-up only (Thunderbird also asks http://autoconfig.DOMAIN), '
-        "never the MTA-STS policy. Off by default: certbot --standalone renewals need port 80.",
+        "never the MTA-STS policy; and ACME's http-01 challenges. Off by default: certbot --standalone renewals "
+        "need port 80.",
         "address",
     )
 
