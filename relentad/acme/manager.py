@@ -14,6 +14,7 @@ the loop (a bug is logged, and the check comes again later).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import sqlite3
@@ -217,8 +218,12 @@ class Manager:
                 self._answer(state, request, f"{obtained}; {state.last_error}" if left_out else obtained, not left_out)
             files.save_state(folder, state)
             if self.loop is not None:
-                self.loop.call_soon_threadsafe(self.on_certificate)
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the next start loads the files
+                    self.loop.call_soon_threadsafe(self.on_certificate)
             return min(state.renew_at, state.next_attempt or state.renew_at, now + RECHECK)
+        if self.stopping.is_set():
+            log.info("ACME: attempt abandoned at shutdown")
+            return now
         self._failed(state, now, error)
         kept = f"the certificate valid until {iso(current.not_after)} stays" if current else "no certificate yet"
         log.error("ACME: certificate not obtained: %s; %s; next attempt %s", error, kept, iso(state.next_attempt))
