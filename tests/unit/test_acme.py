@@ -297,3 +297,41 @@ def test_bad_acme_settings_are_one_line_each(tmp_path: Path, settings: dict[str,
     with pytest.raises(config.ConfigError) as err:
         config.from_dict(settings, path=tmp_path / "relentad.toml")
     assert any(problem in line for line in err.value.problems), err.value.problems
+
+
+def _config_file(tmp_path: Path, acme: dict[str, Any]) -> Path:
+    path = tmp_path / "relentad.toml"
+    path.write_text(config.example_toml({"acme": acme, "server": {"hostname": "mx.example.test"}}))
+    return path
+
+
+def test_acme_commands_with_acme_off_are_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from relentad.cli import main as cli_main
+
+    path = _config_file(tmp_path, {})
+    for args in (["acme", "status"], ["acme", "renew", "--force"]):
+        result = CliRunner().invoke(cli_main, ["--config", str(path), *args])
+        assert result.exit_code == 1
+        assert result.output.strip().splitlines() == [
+            "Error: ACME is off: set [acme] enabled = true (see the README's ACME section)"
+        ]
+
+
+def test_status_before_any_attempt_and_doctor(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from relentad import doctor
+    from relentad.cli import main as cli_main
+
+    path = _config_file(tmp_path, {"enabled": True})
+    result = CliRunner().invoke(cli_main, ["--config", str(path), "acme", "status", "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert (data["certificate"], data["last_attempt"], data["failures"]) == (None, None, 0)
+    loaded = config.load(path)
+    assert doctor.check_certificate(loaded) == []  # no certificate yet: check_acme says so
+    assert [(f.status, f.message) for f in doctor.check_acme(loaded)] == [("warn", "no certificate obtained yet")]
+    acme_store.save_state(loaded.acme_dir, acme_store.State(last_attempt=1.0, failures=2, last_error="boom"))
+    assert doctor.check_acme(loaded)[0].message == "2 attempt(s) in a row failed, the last: boom"
