@@ -53,11 +53,23 @@ class Response:
     headers: dict[str, str]  # lower-case names
     body: bytes
 
-    def json(self) -> Any:
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object (every ACME resource is one); AcmeError otherwise."""
         try:
-            return json.loads(self.body)
+            value = json.loads(self.body)
         except ValueError:
-            raise AcmeError(f"the ACME server sent no JSON (HTTP {self.status})") from None
+            value = None
+        if not isinstance(value, dict):
+            raise AcmeError(f"the ACME server sent no JSON object (HTTP {self.status})")
+        return value
+
+
+def field_of(resource: dict[str, Any], key: str, what: str) -> str:
+    """A URL or string member the protocol needs; AcmeError naming it when the server left it out."""
+    value = resource.get(key)
+    if not isinstance(value, str) or not value:
+        raise AcmeError(f"the ACME server's {what} has no {key}")
+    return value
 
 
 def problem_text(body: bytes, status: int) -> str:
@@ -70,10 +82,8 @@ def problem_text(body: bytes, status: int) -> str:
         return f"HTTP {status}"
     kind = str(problem.get("type", "")).removeprefix("urn:ietf:params:acme:error:")
     text = f"{kind}: {problem.get('detail', '')}".strip(": ") or f"HTTP {status}"
-    for sub in problem.get("subproblems") or []:
-        if isinstance(sub, dict):
-            value = (sub.get("identifier") or {}).get("value", "")
-            text += f"; {value}: {sub.get('detail', '')}"
+    for sub in _dicts(problem.get("subproblems")):
+        text += f"; {_identifier(sub)}: {sub.get('detail', '')}"
     return " ".join(text.split())[:500]
 
 
@@ -150,9 +160,7 @@ class Client:
             if response.status != 200:
                 raise AcmeError(f"ACME directory {self.directory_url}: {problem_text(response.body, response.status)}")
             directory = response.json()
-            if not isinstance(directory, dict) or not all(
-                k in directory for k in ("newNonce", "newAccount", "newOrder")
-            ):
+            if not all(isinstance(directory.get(k), str) for k in ("newNonce", "newAccount", "newOrder")):
                 raise AcmeError(f"{self.directory_url} is not an ACME directory")
             self.directory = directory
         return self.directory
@@ -203,14 +211,16 @@ class Client:
         )
         order_url = response.headers.get("location", "")
         order = response.json()
-        self._authorize([str(u) for u in order.get("authorizations", [])], kinds, present, cleanup)
+        authorizations = order.get("authorizations")
+        if not isinstance(authorizations, list) or not authorizations:
+            raise AcmeError("the ACME server's order has no authorizations")
+        self._authorize([str(u) for u in authorizations], kinds, present, cleanup)
         order = self._poll(order_url, order, ("ready", "valid"), "order", fetch=True)
         if order["status"] == "ready":
-            response = self.post(order["finalize"], {"csr": jws.b64url(csr_der(cert_key, names))})
+            finalize = field_of(order, "finalize", "order")
+            response = self.post(finalize, {"csr": jws.b64url(csr_der(cert_key, names))})
             order = self._poll(order_url, response.json(), ("valid",), "order")
-        certificate_url = order.get("certificate")
-        if not certificate_url:
-            raise AcmeError("the order is valid but names no certificate")
+        certificate_url = field_of(order, "certificate", "valid order")
         pem = self.post(certificate_url, None, accept="application/pem-certificate-chain").body
         if b"-----BEGIN CERTIFICATE-----" not in pem:
             raise AcmeError("the ACME server sent no PEM certificate chain")
@@ -223,12 +233,12 @@ class Client:
         try:
             for url in urls:
                 authz = self.post(url, None).json()
-                name = str((authz.get("identifier") or {}).get("value", ""))
+                name = _identifier(authz)
                 if authz.get("status") == "valid":
                     continue
                 if authz.get("status") != "pending":
                     raise AcmeError(f"authorization for {name} is {authz.get('status')}")
-                offered = {c.get("type"): c for c in authz.get("challenges", []) if isinstance(c, dict)}
+                offered = {c.get("type"): c for c in _dicts(authz.get("challenges"))}
                 kind = next((k for k in kinds if k in offered), None)
                 if kind is None:
                     shown = ", ".join(map(str, offered)) or "no challenge"
@@ -237,16 +247,14 @@ class Client:
                 if not token or not all(c.isalnum() or c in "-_" for c in token):
                     raise AcmeError(f"{name}: the CA sent a malformed {kind} token")
                 present(kind, name, token, jws.key_authorization(token, self.key))
-                pending.append((url, name, kind, token, str(offered[kind].get("url", ""))))
+                pending.append((url, name, kind, token, field_of(offered[kind], "url", f"{kind} challenge")))
             for _, _, _, _, challenge_url in pending:
                 self.post(challenge_url, {})
             failed: list[tuple[str, str]] = []  # every name's outcome, so that one bad name does not hide others
             for url, name, kind, _, _ in pending:
                 authz = self._poll(url, {}, ("valid", "invalid"), f"authorization for {name}", fetch=True)
                 if authz["status"] != "valid":
-                    errors = [
-                        c.get("error") for c in authz.get("challenges", []) if isinstance(c, dict) and c.get("error")
-                    ]
+                    errors = [c.get("error") for c in _dicts(authz.get("challenges")) if c.get("error")]
                     detail = problem_text(json.dumps(errors[0]).encode(), 400) if errors else "invalid"
                     failed.append((name, f"{name}: {kind} failed: {detail}"))
             if failed:
@@ -267,8 +275,6 @@ class Client:
                 response = self.post(url, None)
                 polls += 1
                 current, wait = response.json(), retry_after(response.headers, min(0.25 * 2**polls, 10.0))
-                if not isinstance(current, dict):
-                    raise AcmeError(f"{what}: the ACME server sent no object")
             status = current.get("status")
             if status in done:
                 return current
@@ -280,6 +286,17 @@ class Client:
                 raise AcmeError(f"{what} still {status} after {POLL_DEADLINE:.0f} s")
             self.sleep(wait)
             fetch = True
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects in a JSON list from the server (anything else in it, or no list, is nothing)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _identifier(resource: dict[str, Any]) -> str:
+    """The name of an authorization or subproblem (its ``identifier.value``), "" when it has none."""
+    identifier = resource.get("identifier")
+    return str(identifier.get("value", "")) if isinstance(identifier, dict) else ""
 
 
 def _headers(message: Any) -> dict[str, str]:

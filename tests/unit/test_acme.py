@@ -335,3 +335,38 @@ def test_status_before_any_attempt_and_doctor(tmp_path: Path) -> None:
     assert [(f.status, f.message) for f in doctor.check_acme(loaded)] == [("warn", "no certificate obtained yet")]
     acme_store.save_state(loaded.acme_dir, acme_store.State(last_attempt=1.0, failures=2, last_error="boom"))
     assert doctor.check_acme(loaded)[0].message == "2 attempt(s) in a row failed, the last: boom"
+
+
+class GarbledCA(ScriptedCA):
+    """A CA that answers one resource with something malformed."""
+
+    def __init__(self, resource: str, body: bytes) -> None:
+        super().__init__()
+        self.resource, self.body = resource, body
+
+    def _http(self, method: str, url: str, body: bytes | None = None, accept: str = "application/json") -> Response:
+        response = super()._http(method, url, body, accept)
+        if url.rsplit("/", 1)[-1] == self.resource:
+            return Response(200, response.headers, self.body)
+        return response
+
+
+@pytest.mark.parametrize(
+    ("resource", "body"),
+    [
+        ("order", b"[]"),
+        ("order", b'{"status": "pending", "authorizations": "https://ca.test/authz/a"}'),
+        ("a", b'{"status": "pending", "identifier": "a.test", "challenges": 7}'),
+        ("a", b'{"status": "pending", "challenges": [{"type": "http-01", "token": "t/../x", "url": "https://x"}]}'),
+        ("a", b'{"status": "pending", "challenges": [{"type": "http-01", "token": "t"}]}'),
+        ("o1", b'{"status": "ready"}'),
+        ("fin", b'{"status": "valid"}'),
+        ("cert", b"<html>"),
+        ("b", b"not json"),
+    ],
+)
+def test_a_malformed_answer_from_the_ca_is_one_line(resource: str, body: bytes) -> None:
+    ca = GarbledCA(resource, body)
+    with pytest.raises(AcmeError) as err:
+        ca.issue(["a.test", "b.test"], jws.new_key("ec256"), ["http-01"], lambda *a: None, lambda *a: None)
+    assert "\n" not in str(err.value) and str(err.value)
