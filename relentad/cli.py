@@ -975,6 +975,8 @@ def acme_renew(state: State, force: bool) -> None:
             raise CLIError(
                 "relentad is not running: start it (it gets a certificate at start and answers the challenges)"
             )
+        if not config.acme_dir.is_dir():  # made by the daemon (as its user) at its first check
+            raise CLIError(f"no {config.acme_dir} yet: the daemon has not run with [acme] on; restart it")
         request_id = uuid.uuid4().hex
         acme_store.write_request(config.acme_dir, request_id, force)
         deadline = time.monotonic() + ACME_WAIT

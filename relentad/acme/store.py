@@ -47,6 +47,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     with contextlib.suppress(FileNotFoundError):
         temporary.unlink()
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
@@ -74,7 +75,9 @@ def save_state(folder: Path, state: State) -> None:
 
 
 def write_request(folder: Path, request_id: str, force: bool) -> None:
-    write_atomic(folder / REQUEST, json.dumps({"id": request_id, "force": force}).encode(), 0o600)
+    """Leave a request for the daemon. Readable by all (nothing secret in it): the CLI may run as root and the
+    daemon as its own user, who owns the folder (so it can remove the file)."""
+    write_atomic(folder / REQUEST, json.dumps({"id": request_id, "force": force}).encode(), 0o644)
 
 
 def take_request(folder: Path) -> dict[str, Any] | None:

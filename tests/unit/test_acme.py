@@ -273,7 +273,7 @@ def test_state_round_trip_and_requests(tmp_path: Path) -> None:
     (tmp_path / acme_store.STATE).write_text("{not json")
     assert acme_store.load_state(tmp_path) == acme_store.State()
     acme_store.write_request(tmp_path, "r1", True)
-    assert (tmp_path / acme_store.REQUEST).stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / acme_store.REQUEST).stat().st_mode & 0o777 == 0o644  # the daemon's user reads root's
     assert acme_store.take_request(tmp_path) == {"id": "r1", "force": True}
     assert acme_store.take_request(tmp_path) is None
 
