@@ -4,9 +4,10 @@ What is exported (all names start with ``relentad_``):
 - counters that protocol code increments where the event happens: messages received (per listener), SMTP
   rejections (per listener and reason), outbound recipients sent (per result), MTA-STS policy lookups (per
   result) and MX hosts failing a policy (per mode and reason), spam verdicts (per verdict; the spam step calls
-  :func:`spam_verdict`);
+  :func:`spam_verdict`), failed ACME attempts;
 - values read at scrape time from the running daemon (a :class:`DaemonView`): outbound queue size and oldest
-  age, open IMAP and SMTP sessions, the store's commit latency histogram (``WriterStats``) and write failures.
+  age, open IMAP and SMTP sessions, the store's commit latency histogram (``WriterStats``) and write failures,
+  the serving certificate's expiry.
   (Per-account quota usage is not exported: summing message sizes at scrape time would scan the store.)
 
 Invariants:
