@@ -937,6 +937,110 @@ def import_command(state: State, email: str, path: str) -> None:
     click.echo(f"imported {count} message(s) into {account.email}")
 
 
+# -- ACME ---------------------------------------------------------------------------------------------------
+
+ACME_WAIT = 330.0
+"""Seconds `acme renew` waits for the daemon's answer: past one whole attempt's poll deadline."""
+
+
+@main.group("acme")
+def acme_group() -> None:
+    """The certificate the daemon gets and renews by ACME ([acme] enabled)."""
+
+
+def _acme_config(state: State) -> Config:
+    config = state.config
+    if not config.acme.enabled:
+        raise CLIError("ACME is off: set [acme] enabled = true (see the README's ACME section)")
+    return config
+
+
+@acme_group.command("status")
+@json_option
+@pass_state
+def acme_status(state: State, as_json: bool) -> None:
+    """Names, expiry, the last attempt and its error, the next renewal."""
+    from .acme import store as acme_store
+
+    with errors_as_messages():
+        config = _acme_config(state)
+        status = acme_store.load_state(config.acme_dir)
+    has_cert = config.cert_files()[0].is_file() and status.not_after > 0
+    data = {
+        "directory": config.acme.directory,
+        "names": status.names,
+        "certificate": str(config.cert_files()[0]) if has_cert else None,
+        "not_after": iso(status.not_after) if has_cert else None,
+        "renew_at": iso(status.renew_at) if has_cert and status.renew_at else None,
+        "last_attempt": iso(status.last_attempt) if status.last_attempt else None,
+        "last_success": iso(status.last_success) if status.last_success else None,
+        "last_error": status.last_error or None,
+        "failures": status.failures,
+        "next_attempt": iso(status.next_attempt) if status.failures else None,
+        "left_out": status.left_out,
+    }
+    if as_json:
+        print_json(data)
+        return
+    click.echo(f"directory: {data['directory']}")
+    click.echo(f"names: {', '.join(status.names) or '-'}")
+    if has_cert:
+        left = (status.not_after - time.time()) / 86400
+        click.echo(f"expires: {data['not_after']} ({left:.0f} days)")
+        click.echo(f"renewal from: {data['renew_at'] or '-'}")
+    else:
+        click.echo("certificate: none yet")
+    click.echo(
+        f"last attempt: {data['last_attempt'] or 'never'}"
+        + (" (succeeded)" if not status.last_error and status.last_attempt else "")
+    )
+    if status.last_error:
+        click.echo(f"last error: {status.last_error}")
+        click.echo(f"failures in a row: {status.failures}; next attempt {data['next_attempt']}")
+    if status.left_out:
+        click.echo(f"left out (the CA could not validate them): {', '.join(status.left_out)}")
+
+
+@acme_group.command("renew")
+@click.option("--force", is_flag=True, help="Renew even when the certificate is not due.")
+@pass_state
+def acme_renew(state: State, force: bool) -> None:
+    """Ask the running daemon to get a certificate now if one is due (--force: regardless) and wait for the result.
+
+    The daemon answers the CA's challenges on its HTTP and HTTPS listeners, so it must be running.
+    """
+    import uuid
+
+    from .acme import store as acme_store
+    from .lifecycle import backup
+
+    with errors_as_messages():
+        config = _acme_config(state)
+        try:
+            backup.hold_daemon_lock(config.data_dir).close()
+        except backup.BackupError:
+            pass  # the daemon holds it: it is running
+        else:
+            raise CLIError(
+                "relentad is not running: start it (it gets a certificate at start and answers the challenges)"
+            )
+        if not config.acme_dir.is_dir():  # made by the daemon (as its user) at its first check
+            raise CLIError(f"no {config.acme_dir} yet: the daemon has not run with [acme] on; restart it")
+        request_id = uuid.uuid4().hex
+        acme_store.write_request(config.acme_dir, request_id, force)
+        deadline = time.monotonic() + ACME_WAIT
+        while time.monotonic() < deadline:
+            status = acme_store.load_state(config.acme_dir)
+            if status.request_id == request_id:
+                break
+            time.sleep(0.2)
+        else:
+            raise CLIError(f"no answer from the daemon within {ACME_WAIT:.0f} s; see `relentad acme status` later")
+    if not status.request_ok:
+        raise CLIError(status.request_result)
+    click.echo(status.request_result)
+
+
 # -- outbound queue ---------------------------------------------------------------------------------------
 
 

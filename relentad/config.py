@@ -83,28 +83,30 @@ class ListenConfig:
     smtp: str = setting("*:25", "SMTP for mail from the world (what the MX record points at).", "address")
     submission: str = setting("*:587", "Mail submission with STARTTLS and AUTH (RFC 6409).", "address")
     submissions: str = setting(
-        "*:465", "Mail submission over implicit TLS (RFC 8314; not started without [tls]).", "address"
+        "*:465", "Mail submission over implicit TLS (RFC 8314; not started without [tls] or [acme]).", "address"
     )
     imap: str = setting("*:143", "IMAP with STARTTLS.", "address")
-    imaps: str = setting("*:993", "IMAP over implicit TLS (not started without [tls]).", "address")
+    imaps: str = setting("*:993", "IMAP over implicit TLS (not started without [tls] or [acme]).", "address")
     managesieve: str = setting(
         "*:4190", "ManageSieve (RFC 5804) with STARTTLS: users manage their own Sieve filtering scripts.", "address"
     )
     pop3: str = setting("*:110", "POP3 with STLS: the INBOX for clients that download and delete.", "address")
-    pop3s: str = setting("*:995", "POP3 over implicit TLS (not started without [tls]).", "address")
+    pop3s: str = setting("*:995", "POP3 over implicit TLS (not started without [tls] or [acme]).", "address")
     metrics: str = setting("", "Prometheus metrics and /healthz (keep it on loopback).", "address")
     https: str = setting(
         "*:443",
         "HTTPS for what `relentad domain dns` points at: the MTA-STS policy on mta-sts.DOMAIN, mail client set-up "
         "on autoconfig.DOMAIN (Thunderbird) and autodiscover.DOMAIN (Outlook); also the CardDAV address books and "
-        "the account pages ([web] account_page). Not started without [tls]; the certificate must cover those names. "
+        "the account pages ([web] account_page), and ACME's tls-alpn-01 challenges. Not started without [tls] or "
+        "[acme]; the certificate must cover those names. "
         '"" when another web server has the port (see the README).',
         "address",
     )
     http: str = setting(
         "",
         'Plain HTTP, e.g. "*:80": mail client set-up only (Thunderbird also asks http://autoconfig.DOMAIN), '
-        "never the MTA-STS policy. Off by default: certbot --standalone renewals need port 80.",
+        "never the MTA-STS policy; and ACME's http-01 challenges. Off by default: certbot --standalone renewals "
+        "need port 80.",
         "address",
     )
 
@@ -122,6 +124,43 @@ class TLSConfig:
         "that does not load (half-written, key not matching) is logged and the old one stays. 0 turns the check "
         "off (SIGHUP still reloads).",
         "duration",
+    )
+
+
+@dataclass(frozen=True)
+class ACMEConfig:
+    """Certificates from an ACME CA (RFC 8555), e.g. Let's Encrypt, obtained and renewed by the daemon itself,
+    instead of [tls] cert and key files. The CA checks each name over [listen] http (port 80, http-01) or
+    [listen] https (port 443, tls-alpn-01): both must be reachable from the Internet under every name."""
+
+    enabled: bool = setting(
+        False,
+        "Get and renew the certificate by ACME (leave [tls] cert and key empty). Turning it on agrees to the CA's "
+        "terms of service (Let's Encrypt: its Subscriber Agreement).",
+    )
+    directory: str = setting(
+        "https://acme-v02.api.letsencrypt.org/directory",
+        "The CA's ACME directory URL. Let's Encrypt's staging CA (for trials; its certificates are not trusted): "
+        "https://acme-staging-v02.api.letsencrypt.org/directory",
+    )
+    email: str = setting("", "Contact address given to the CA (expiry notices, policy changes); empty: none.")
+    names: list[str] = setting(
+        [],
+        "Names the certificate covers. Empty: [server] hostname and, with [listen] https on, the mta-sts., "
+        "autoconfig. and autodiscover. names of every hosted domain (what `relentad domain dns` publishes). Each "
+        "name must resolve to this server.",
+    )
+    challenges: list[str] = setting(
+        ["tls-alpn-01", "http-01"],
+        'Challenge types to answer, in order of preference: "tls-alpn-01" (RFC 8737, on [listen] https) and '
+        '"http-01" (on [listen] http). A type whose listener is off is skipped.',
+    )
+    ca_file: str = setting(
+        "", "PEM CA certificates to verify the ACME server's HTTPS with, for a private CA; empty: the system's."
+    )
+    key_type: str = setting("ec256", 'The certificate\'s key: "ec256" (ECDSA P-256) or "rsa2048"/"rsa3072"/"rsa4096".')
+    renew_remaining: float = setting(
+        0.33, "Renew when this share of the certificate's lifetime is left (0.33: day 60 of a 90-day certificate)."
     )
 
 
@@ -588,6 +627,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
+    acme: ACMEConfig = field(default_factory=ACMEConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     dns: DNSConfig = field(default_factory=DNSConfig)
     mailauth: MailAuthConfig = field(default_factory=MailAuthConfig)
@@ -628,13 +668,26 @@ class Config:
 
     @property
     def tls_enabled(self) -> bool:
-        return bool(self.tls.cert and self.tls.key)
+        """A certificate is configured: [tls] files, or one that ACME gets (it may not exist yet)."""
+        return bool(self.tls.cert and self.tls.key) or self.acme.enabled
+
+    @property
+    def acme_dir(self) -> Path:
+        """Where ACME keeps its account key, the certificate and its state (see relentad.acme.store)."""
+        return self.data_dir / "acme"
+
+    def cert_files(self) -> tuple[Path, Path]:
+        """The certificate chain and key files the TLS listeners load: [tls] cert and key, or ACME's."""
+        if self.acme.enabled:
+            return self.acme_dir / "cert.pem", self.acme_dir / "key.pem"
+        return self.resolve(self.tls.cert), self.resolve(self.tls.key)
 
 
 SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "listen": ListenConfig,
     "tls": TLSConfig,
+    "acme": ACMEConfig,
     "limits": LimitsConfig,
     "dns": DNSConfig,
     "mailauth": MailAuthConfig,
@@ -746,6 +799,7 @@ def check(config: Config) -> list[str]:
         value = getattr(config.tls, name)
         if value and not config.resolve(value).is_file():
             problems.append(f"[tls] {name}: no such file {config.resolve(value)}")
+    problems += _acme_problems(config)
     if config.limits.message_size <= 0:
         problems.append("[limits] message_size must be positive")
     if config.limits.line_length < 1000:
@@ -899,14 +953,51 @@ def _overlap(a: str | None, b: str | None) -> bool:
     return ip_a.version == ip_b.version and (ip_a.is_unspecified or ip_b.is_unspecified or ip_a == ip_b)
 
 
-def _ca_file_problems(path: Path) -> list[str]:
+def _ca_file_problems(path: Path, section: str = "[queue]") -> list[str]:
     if not path.is_file():
-        return [f"[queue] ca_file: no such file {path}"]
+        return [f"{section} ca_file: no such file {path}"]
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
     except (ssl.SSLError, OSError, ValueError) as exc:
-        return [f"[queue] ca_file: {path} holds no usable PEM CA certificate ({exc})"]
+        return [f"{section} ca_file: {path} holds no usable PEM CA certificate ({exc})"]
     return []
+
+
+ACME_CHALLENGES = ("tls-alpn-01", "http-01")
+ACME_KEY_TYPES = ("ec256", "rsa2048", "rsa3072", "rsa4096")
+
+
+def _acme_problems(config: Config) -> list[str]:
+    acme = config.acme
+    problems = []
+    if acme.ca_file:
+        problems += _ca_file_problems(config.resolve(acme.ca_file), "[acme]")
+    if not acme.directory.startswith("https://"):
+        problems.append(f"[acme] directory: not an https:// URL: {acme.directory!r}")
+    if acme.email and ("@" not in acme.email or not report_address_ok(acme.email)):
+        problems.append(f"[acme] email: {acme.email!r} is not an email address")
+    for challenge in acme.challenges:
+        if challenge not in ACME_CHALLENGES:
+            problems.append(f"[acme] challenges: {challenge!r} is not one of {', '.join(ACME_CHALLENGES)}")
+    if not acme.challenges:
+        problems.append("[acme] challenges: name at least one")
+    if acme.key_type not in ACME_KEY_TYPES:
+        problems.append(f"[acme] key_type must be one of {', '.join(ACME_KEY_TYPES)}")
+    if not 0.05 <= acme.renew_remaining <= 0.9:
+        problems.append("[acme] renew_remaining must lie between 0.05 and 0.9")
+    for name in acme.names:
+        reason = check_hostname(name.removeprefix("*."))
+        if reason or name.startswith("*."):  # a wildcard needs dns-01, which relentad does not answer
+            problems.append(f"[acme] names: {name!r}: {reason or 'wildcards need dns-01, which is not supported'}")
+    if acme.enabled:
+        if config.tls.cert or config.tls.key:
+            problems.append("[acme] enabled and [tls] cert/key exclude each other: ACME writes its own certificate")
+        usable = {"tls-alpn-01": bool(config.listen.https), "http-01": bool(config.listen.http)}
+        if not any(usable.get(c) for c in acme.challenges):
+            problems.append(
+                "[acme] enabled needs [listen] https (tls-alpn-01) or [listen] http (http-01) for its challenges"
+            )
+    return problems
 
 
 def report_address_ok(entry: str) -> bool:

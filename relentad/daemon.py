@@ -10,6 +10,9 @@ Lifecycle:
   (:class:`tls.PairWatcher`); when they changed, the pair is loaded again the same way (bad pair: logged, old kept).
   Every TLS listener takes its context from ``self.context`` at handshake time (STARTTLS on 25/587/143/110 per
   connection, 465, 993 and 995 at accept), so one assignment switches them all.
+- ``[acme] enabled``: :class:`acme.manager.Manager` gets and renews the certificate in the background and calls
+  :meth:`Daemon.reload_certificates` with each new one; until there is one, the TLS listeners are bound but
+  refuse handshakes (STARTTLS is not offered), and the HTTP/HTTPS listeners answer the CA's challenges.
 - SIGTERM/SIGINT: stop accepting, close idle connections with 421, let transactions in flight finish (at most
   ``limits.shutdown_grace``), drain the store's writer, exit 0.
 """
@@ -24,6 +27,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -32,6 +36,7 @@ from typing import Any, TypeVar
 
 from . import config as config_mod
 from . import mailauth, metrics, tls, web
+from .acme.manager import Manager as AcmeManager
 from .auth.authenticator import Authenticator
 from .authreports import sending as report_sending
 from .config import Config, ConfigError
@@ -117,10 +122,24 @@ class Daemon:
     smtp_connections: Connections = field(default_factory=Connections)
     submission_connections: Connections = field(default_factory=lambda: Connections("submission"))
     certificate_files: tls.PairWatcher = field(default_factory=tls.PairWatcher)
+    acme: AcmeManager | None = None
+    certificate_expiry: float | None = None  # of the certificate in self.context, for /metrics
 
     def __post_init__(self) -> None:
         self.certificate_files.mark(self.config)
-        self.context = ListenerContext(self.config, tls.server_context(self.config))
+        self.use(self.config, tls.server_context(self.config))
+
+    def use(self, config: Config, context: ssl.SSLContext | None) -> None:
+        """Serve new connections with ``config`` and ``context``: every TLS listener picks it up at its next
+        handshake."""
+        self.context = ListenerContext(config, context)
+        self.certificate_expiry = tls.not_after(config) if context is not None else None
+
+    def https_context(self) -> ssl.SSLContext | None:
+        """The HTTPS listener's context: ACME's dispatch context while a tls-alpn-01 challenge is pending."""
+        if self.acme is not None:
+            return self.acme.responder.https_context(self.context.tls_context)
+        return self.context.tls_context
 
     def current_context(self) -> ListenerContext:
         return self.context
@@ -145,7 +164,7 @@ class Daemon:
         address = config_mod.parse_address(text)
         if address is None:
             return
-        if needs_cert and self.context.tls_context is None:
+        if needs_cert and self.context.tls_context is None and not self.config.acme.enabled:
             log.warning("%s listener needs [tls] cert and key: not started", name)
             return
         try:
@@ -198,7 +217,10 @@ class Daemon:
             queue_runner.wake,
         )
         imap = ImapServer(store, bus, authenticator, lambda: self.config, lambda: self.context.tls_context)
-        web_server = web.WebServer(store, lambda: self.config, lambda: self.context.tls_context, authenticator)
+        self.acme = AcmeManager(lambda: self.config, store, functools.partial(self.reload_certificates, "from ACME"))
+        web_server = web.WebServer(
+            store, lambda: self.config, self.https_context, authenticator, self.acme.responder.http_answer
+        )
         managesieve = ManageSieveServer(store, authenticator, lambda: self.config, lambda: self.context.tls_context)
         pop3 = Pop3Server(store, bus, authenticator, lambda: self.config, lambda: self.context.tls_context)
         stop = asyncio.Event()
@@ -217,6 +239,7 @@ class Daemon:
             report_sending.run_daily(store, lambda: self.config, keyring, queue_runner.wake)
         )
         cert_watcher = asyncio.ensure_future(self.watch_certificates())
+        acme_keeper: asyncio.Future[None] | None = None
         public_suffixes = asyncio.ensure_future(asyncio.to_thread(mailauth.load_public_suffixes))
         metrics_server = metrics.MetricsServer(
             metrics.DaemonView(
@@ -229,6 +252,7 @@ class Daemon:
                     "submission": len(self.submission_connections.open),
                 },
                 listeners=lambda: {name: server.is_serving() for name, server in self.servers.items()},
+                certificate_expiry=lambda: self.certificate_expiry,
             )
         )
         try:
@@ -248,6 +272,7 @@ class Daemon:
             if address is not None:
                 await metrics_server.start(address[0], address[1])
                 log.info("listening metrics on %s", self.config.listen.metrics)
+            acme_keeper = asyncio.ensure_future(self.acme.run())  # listeners first: they answer the challenges
             tune_garbage_collector()
             sd_notify("READY=1\nSTATUS=accepting mail")
             interval = watchdog_interval()
@@ -268,6 +293,9 @@ class Daemon:
             outgoing_reports.cancel()
             snapshots.cancel()
             cert_watcher.cancel()
+            self.acme.stop()
+            if acme_keeper is not None:
+                acme_keeper.cancel()
             public_suffixes.cancel()
             metrics_server.close()
             for server in self.servers.values():
@@ -307,7 +335,7 @@ class Daemon:
         try:
             new = config_mod.load(path)
             files = tls.pair_signature(new)
-            context = ListenerContext(new, tls.server_context(new))
+            context = ListenerContext(new, tls.server_context(new))  # checked here, used by self.use
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload refused: %s", problem)
@@ -318,7 +346,7 @@ class Daemon:
         if new.listen != self.config.listen:
             log.warning("listen addresses changed: restart relentad to apply them")
         self.config = new
-        self.context = context  # every TLS listener picks it up at its next handshake
+        self.use(new, context.tls_context)
         self.certificate_files.seen = files
         self.pipeline.configure(new)
         logging.getLogger().setLevel(new.server.log_level.upper())
@@ -330,26 +358,30 @@ class Daemon:
             interval = self.config.tls.reload_interval
             await asyncio.sleep(interval or 60.0)  # when off, look again later: a SIGHUP may turn it on
             try:
-                if interval and self.config.tls_enabled and self.certificate_files.changed(self.config):
-                    self.reload_certificates()
+                config = self.config
+                if (
+                    interval
+                    and config.tls_enabled
+                    and not config.acme.enabled
+                    and self.certificate_files.changed(config)
+                ):
+                    self.reload_certificates()  # ACME reloads what it writes itself
             except Exception:  # a bug here must not end the watching for the daemon's lifetime
                 log.exception("certificate watch failed; trying again in %ss", interval or 60.0)
 
-    def reload_certificates(self) -> None:
+    def reload_certificates(self, why: str = "changed on disk") -> None:
         """The configured pair as it is on disk now, for new connections; on any problem the old pair stays."""
         config = self.config
+        cert, key = config.cert_files()
         try:
             context = tls.server_context(config)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: half-written PEM, key not matching
-            log.error(
-                "certificate reload refused, the old certificate stays: %s / %s: %s",
-                config.resolve(config.tls.cert),
-                config.resolve(config.tls.key),
-                exc,
-            )
+            log.error("certificate reload refused, the old certificate stays: %s / %s: %s", cert, key, exc)
             return
-        self.context = ListenerContext(config, context)
-        log.info("certificate reloaded from %s (changed on disk)", config.resolve(config.tls.cert))
+        if context is None and self.context.tls_context is not None:
+            return  # ACME's pair did not load (logged): the old one stays
+        self.use(config, context)
+        log.info("certificate reloaded from %s (%s)", cert, why)
 
 
 # Young objects per collection. Python's 700 made the cyclic collector ~3 % of the inbound CPU (about 0.1 ms per

@@ -4,6 +4,7 @@ Checks, each giving :class:`Finding` values (``ok``, ``warn`` or ``fail``, with 
 - DNS, through the configured resolver (``[dns] nameservers``; never a hard-coded one): for every hosted domain
   the records of :func:`relentad.dnsrecords.records` (required ones fail, recommended ones warn); the server's
   host name has an address, and each address's reverse DNS (PTR) names the host back (forward-confirmed rDNS);
+- with ``[acme] enabled``, whether the last ACME attempt failed;
 - the TLS certificate: readable, matching the key, not expired (warn under 14 days), valid for the host name, and
   with ``[listen] https`` on, for each domain's mta-sts., autoconfig. and autodiscover. names (a warning);
 - the listeners: each configured address accepts a TCP connection (the daemon runs and bound it);
@@ -186,18 +187,48 @@ def _matches(pattern: str, hostname: str) -> bool:
     return pattern == hostname
 
 
+def check_acme(config: Config, now: float | None = None) -> list[Finding]:
+    """With ``[acme] enabled``: whether the last attempt failed (the daemon retries with back-off; the certificate
+    it has keeps serving)."""
+    if not config.acme.enabled:
+        return []
+    from .acme import store as acme_store
+
+    state = acme_store.load_state(config.acme_dir)
+    if state.last_error:
+        return [
+            Finding(
+                "warn",
+                "acme",
+                f"{state.failures} attempt(s) in a row failed, the last: {state.last_error}",
+                "see the README's ACME section: the names must resolve here and ports 80/443 reach relentad; "
+                "then relentad acme renew",
+            )
+        ]
+    if not state.last_success:
+        return [Finding("warn", "acme", "no certificate obtained yet", "start relentad; see relentad acme status")]
+    return [
+        Finding(
+            "ok", "acme", f"last certificate obtained {dt.datetime.fromtimestamp(state.last_success, dt.UTC):%Y-%m-%d}"
+        )
+    ]
+
+
 def check_certificate(config: Config, now: dt.datetime | None = None) -> list[Finding]:
     """The configured certificate: loadable with its key, in date, valid for the host name."""
+    if config.acme.enabled and not config.cert_files()[0].exists():
+        return []  # check_acme says why there is none yet
     if not config.tls_enabled:
         return [
             Finding(
                 "fail",
                 "tls",
                 "no certificate configured: no STARTTLS, no port 465/993/995",
-                "set [tls] cert and key (Let's Encrypt: /etc/letsencrypt/live/HOST/fullchain.pem and privkey.pem)",
+                "set [acme] enabled = true, or [tls] cert and key (certbot: /etc/letsencrypt/live/HOST/fullchain.pem, "
+                "privkey.pem)",
             )
         ]
-    cert_path, key_path = config.resolve(config.tls.cert), config.resolve(config.tls.key)
+    cert_path, key_path = config.cert_files()
     try:
         pem = Path(cert_path).read_bytes()
         cert = x509.load_pem_x509_certificate(pem)
@@ -208,7 +239,11 @@ def check_certificate(config: Config, now: dt.datetime | None = None) -> list[Fi
     now = now or dt.datetime.now(dt.UTC)
     left = cert.not_valid_after_utc - now
     expires = cert.not_valid_after_utc.strftime("%Y-%m-%d")
-    renew = "renew it (certbot renew) and run systemctl reload relentad"
+    renew = (
+        "see relentad acme status and the README's ACME section"
+        if config.acme.enabled
+        else "renew it (certbot renew; relentad loads the new files within [tls] reload_interval), or use [acme]"
+    )
     if left.total_seconds() <= 0:
         findings.append(Finding("fail", "tls expiry", f"expired on {expires}", renew))
     elif left.days < CERT_WARN_DAYS:
@@ -225,7 +260,7 @@ def check_certificate(config: Config, now: dt.datetime | None = None) -> list[Fi
                 "fail",
                 "tls names",
                 f"the certificate names {', '.join(names) or 'nothing'}, not {hostname}",
-                f"get a certificate for {hostname} (certbot certonly -d {hostname})",
+                f"get a certificate for {hostname} ([acme], or certbot certonly -d {hostname})",
             )
         )
     return findings
@@ -237,7 +272,7 @@ def check_web_names(config: Config, domains: Sequence[str]) -> list[Finding]:
     if not config.listen.https or not config.tls_enabled or not domains:
         return []
     try:
-        names = _names_of(x509.load_pem_x509_certificate(config.resolve(config.tls.cert).read_bytes()))
+        names = _names_of(x509.load_pem_x509_certificate(config.cert_files()[0].read_bytes()))
     except (OSError, ValueError):
         return []  # check_certificate reports it
     missing = [
@@ -254,7 +289,8 @@ def check_web_names(config: Config, domains: Sequence[str]) -> list[Finding]:
             "warn",
             "tls web names",
             f"the certificate does not name {shown}: clients asking there refuse it",
-            "add the names to the certificate (certbot certonly --expand -d ... -d mta-sts.DOMAIN -d autoconfig.DOMAIN "
+            "with [acme]: leave [acme] names empty (they are added) or add them; with certbot: add the names to "
+            "the certificate (certbot certonly --expand -d ... -d mta-sts.DOMAIN -d autoconfig.DOMAIN "
             '-d autodiscover.DOMAIN), or set [listen] https = "" and serve them elsewhere',
         )
     ]
@@ -429,6 +465,7 @@ async def run(
                 continue  # the host's addresses are checked once below; CNAMEs depend on the web setup
             findings.append(await check_record(resolver, record))
     findings += await check_host(resolver, config.server.hostname.rstrip("."))
+    findings += check_acme(config)
     findings += check_certificate(config)
     findings += check_web_names(config, domains)
     findings += await check_listeners(config)

@@ -90,9 +90,8 @@ class Listener(Generic[S]):
 
     async def listen(self, host: str | None, port: int, *, implicit_tls: bool = False) -> asyncio.Server:
         """Bind one listener. With implicit TLS every connection handshakes with the daemon's current context (a
-        certificate reloaded on SIGHUP serves new connections)."""
-        if implicit_tls and self.get_tls() is None:
-            raise ValueError("implicit TLS needs [tls] cert and key")
+        certificate reloaded on SIGHUP or got by ACME serves new connections; while there is none, a connection
+        is closed at accept)."""
         loop = asyncio.get_running_loop()
 
         def plain() -> asyncio.StreamReaderProtocol:

@@ -4,9 +4,10 @@ What is exported (all names start with ``relentad_``):
 - counters that protocol code increments where the event happens: messages received (per listener), SMTP
   rejections (per listener and reason), outbound recipients sent (per result), MTA-STS policy lookups (per
   result) and MX hosts failing a policy (per mode and reason), spam verdicts (per verdict; the spam step calls
-  :func:`spam_verdict`), off-site backup copies (per result);
+  :func:`spam_verdict`), off-site backup copies (per result), failed ACME attempts;
 - values read at scrape time from the running daemon (a :class:`DaemonView`): outbound queue size and oldest
-  age, open IMAP and SMTP sessions, the store's commit latency histogram (``WriterStats``) and write failures.
+  age, open IMAP and SMTP sessions, the store's commit latency histogram (``WriterStats``) and write failures,
+  the serving certificate's expiry.
   (Per-account quota usage is not exported: summing message sizes at scrape time would scan the store.)
 
 Invariants:
@@ -131,6 +132,17 @@ _REASONS = {
 _ENHANCED = re.compile(r"^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})")
 
 
+ACME_FAILURES = Counter(
+    "relentad_acme_renewal_failures",
+    "ACME attempts to get or renew the certificate that failed ([acme]; the old certificate keeps serving).",
+    registry=REGISTRY,
+)
+
+
+def acme_failure() -> None:
+    ACME_FAILURES.inc()
+
+
 def reason_of(reply: str) -> str:
     """The ``reason`` label of an SMTP refusal."""
     named = _REASONS.get(reply.rstrip("\r\n"))
@@ -193,6 +205,7 @@ class DaemonView:
     listeners: Callable[[], dict[str, bool]]  # listener name → serving
     managesieve_sessions: Callable[[], int] = lambda: 0
     pop3_sessions: Callable[[], int] = lambda: 0
+    certificate_expiry: Callable[[], float | None] = lambda: None  # the serving certificate's notAfter
 
 
 class DaemonCollector(Collector):
@@ -221,6 +234,13 @@ class DaemonCollector(Collector):
         for name, open_count in view.smtp_sessions().items():
             sessions.add_metric([name], open_count)
         yield sessions
+        expiry = view.certificate_expiry()
+        if expiry is not None:
+            yield GaugeMetricFamily(
+                "relentad_tls_certificate_expiry_timestamp_seconds",
+                "When the certificate the TLS listeners serve expires (Unix time).",
+                value=expiry,
+            )
         stats = view.store.stats
         cumulative: list[tuple[str, float]] = []
         total = 0

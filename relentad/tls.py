@@ -125,13 +125,34 @@ def _tls_protocol(loop: asyncio.AbstractEventLoop) -> type[sslproto.SSLProtocol]
 
 
 def server_context(config: Config) -> ssl.SSLContext | None:
-    """The context for STARTTLS and implicit TLS, or None when no certificate is configured."""
+    """The context for STARTTLS and implicit TLS, or None when no certificate is configured, or ACME has none
+    yet (a pair ACME left half-written is logged and treated as none: the next ACME check gets a new one)."""
     if not config.tls_enabled:
+        return None
+    cert, key = config.cert_files()
+    if config.acme.enabled and not cert.exists():
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(config.resolve(config.tls.cert), config.resolve(config.tls.key))
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ValueError) as exc:
+        if not config.acme.enabled:
+            raise
+        log.error("the ACME certificate %s does not load (%s): none until ACME gets a new one", cert, exc)
+        return None
     return context
+
+
+def not_after(config: Config) -> float | None:
+    """When the configured certificate expires (a POSIX time), None when there is none that parses."""
+    if not config.tls_enabled:
+        return None
+    try:
+        cert = x509.load_pem_x509_certificate(config.cert_files()[0].read_bytes())
+    except (OSError, ValueError):
+        return None
+    return cert.not_valid_after_utc.timestamp()
 
 
 # What one stat says about a file: (device, inode, size, mtime in ns); None when it cannot be stat'ed.
@@ -142,9 +163,9 @@ def pair_signature(config: Config) -> tuple[FileStat, FileStat]:
     """The stat of the configured certificate and key, following symlinks. An ACME renewal changes it: certbot
     re-points ``live/`` symlinks at new files (new inode), other clients rewrite in place (new mtime or size)."""
     signature: list[FileStat] = []
-    for value in (config.tls.cert, config.tls.key):
+    for path in config.cert_files():
         try:
-            st = config.resolve(value).stat()
+            st = path.stat()
         except OSError:
             signature.append(None)
         else:

@@ -9,6 +9,8 @@ Routes, by the Host the client asked for (case-insensitive, port and final dot s
 - ``autodiscover.D`` or ``D`` ``POST /autodiscover/autodiscover.xml`` (path in any case):
   :func:`clientconfig.autodiscover` for the request's EMailAddress, whose domain must be hosted too; over plain
   HTTP a 302 to the same path on the HTTPS listener (Outlook's redirect step), never the settings.
+- any Host, over plain HTTP only, with ``[acme] enabled``: ``GET /.well-known/acme-challenge/TOKEN``, the key
+  authorization of a pending http-01 challenge (:mod:`relentad.acme.challenges`), else 404.
 - any Host, over HTTPS only: ``/.well-known/carddav`` and ``/dav/…``, the CardDAV address books
   (:mod:`relentad.carddav.server`; it logs in through the shared authenticator).
 - any Host the server answers for, over HTTPS only, unless ``[web] account_page = false``: ``/account/…``, a
@@ -53,6 +55,7 @@ MTA_STS_PATH = "/.well-known/mta-sts.txt"
 AUTOCONFIG_PATH = "/mail/config-v1.1.xml"
 WELL_KNOWN_AUTOCONFIG_PATH = "/.well-known/autoconfig/mail/config-v1.1.xml"
 AUTODISCOVER_PATH = "/autodiscover/autodiscover.xml"
+ACME_CHALLENGE_PATH = "/.well-known/acme-challenge/"
 _READ = ("Allow", "GET, HEAD")
 _XML = "application/xml; charset=utf-8"
 
@@ -81,8 +84,10 @@ class Site:
         secure: bool,
         dav: carddav.CardDav | None = None,
         account: AccountPages | None = None,
+        acme_answer: Callable[[str], str | None] | None = None,
     ) -> None:
         self.get_config = get_config
+        self.acme_answer = acme_answer if not secure else None  # http-01 is plain HTTP (RFC 8555 §8.3)
         self.is_hosted = is_hosted
         self.secure = secure
         self.listener = "https" if secure else "http"
@@ -91,7 +96,15 @@ class Site:
 
     async def respond(self, request: Request, session: Session) -> Response:
         found = route(request.host, request.path, secure=self.secure)
-        if self.dav is not None and carddav.handles(request):
+        if self.acme_answer is not None and request.path.startswith(ACME_CHALLENGE_PATH):
+            answer = self.acme_answer(request.path) if request.method in ("GET", "HEAD") else None
+            response = (
+                httpserver.text(404, "not found") if answer is None else Response(200, answer.encode(), "text/plain")
+            )
+            name = "acme"
+            if answer is not None:
+                log.info("http-01 challenge answered for %s", request.host or "-")
+        elif self.dav is not None and carddav.handles(request):
             response, name = await self.dav.respond(request, session), "carddav"
         elif self.account is not None and account_page.handles(request):
             response, name = await self.account.respond(request, session), "account"
@@ -149,8 +162,10 @@ class WebServer:
         get_config: Callable[[], Config],
         get_tls: Callable[[], ssl.SSLContext | None],
         authenticator: Authenticator | None = None,
+        acme_answer: Callable[[str], str | None] | None = None,
     ) -> None:
         self.store = store
+        self.acme_answer = acme_answer
         self.readers = ReaderPool(store.path, size=2)  # an address book or a page of a big account, off the loop
         self.dav = None
         self.account = None
@@ -168,7 +183,14 @@ class WebServer:
 
     async def listen(self, host: str | None, port: int, *, secure: bool) -> asyncio.Server:
         loop = asyncio.get_running_loop()
-        site = Site(self.get_config, self.is_hosted, secure=secure, dav=self.dav, account=self.account)
+        site = Site(
+            self.get_config,
+            self.is_hosted,
+            secure=secure,
+            dav=self.dav,
+            account=self.account,
+            acme_answer=self.acme_answer,
+        )
         if secure:
 
             def factory() -> asyncio.BaseProtocol:

@@ -7,6 +7,7 @@ leaf certificates for given DNS names; :meth:`TestCA.server_context` is a ready 
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import ssl
 from pathlib import Path
 
@@ -41,9 +42,10 @@ class TestCA:
         self.pem = folder / "ca.pem"
         self.pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, *names: str, san: bool = True) -> tuple[Path, Path]:
-        """A leaf certificate for DNS ``names`` (the first is the file name and the subject's CN): (cert path, key
-        path). ``san=False``: no subjectAltName at all, the name only in the CN (certificates of old)."""
+    def issue(self, *names: str, san: bool = True, ips: tuple[str, ...] = ()) -> tuple[Path, Path]:
+        """A leaf certificate for DNS ``names`` (the first is the file name and the subject's CN) and IP addresses
+        ``ips``: (cert path, key path). ``san=False``: no subjectAltName at all, the name only in the CN
+        (certificates of old)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         builder = (
@@ -60,7 +62,10 @@ class TestCA:
         )
         if san:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+                x509.SubjectAlternativeName(
+                    [*(x509.DNSName(n) for n in names), *(x509.IPAddress(ipaddress.ip_address(a)) for a in ips)]
+                ),
+                critical=False,
             )
         cert = builder.sign(self.key, hashes.SHA256())
         cert_path, key_path = self.folder / f"{names[0]}.pem", self.folder / f"{names[0]}.key"

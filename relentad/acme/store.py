@@ -1,0 +1,97 @@
+"""What ACME keeps under ``<data_dir>/acme``: light enough for the CLI (no network code, no crypto imports).
+
+- ``account.key``: the ACME account key (PEM, mode 0600), made on first use and kept across renewals;
+- ``cert.pem`` / ``key.pem``: the certificate chain and its key as the TLS listeners load them (key mode 0600);
+- ``state.json``: names, expiry, the last attempt and its error, the next renewal, failures in a row (for
+  ``relentad acme status``, ``doctor`` and the back-off), and the last CLI request handled;
+- ``renew-request``: written by ``relentad acme renew``, taken (deleted) by the daemon.
+
+Invariants: every file is written to a temporary name and renamed into place, so a reader (a listener reloading,
+the CLI) sees the old or the new file, never half of one; a state file that cannot be read is an empty state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+STATE = "state.json"
+REQUEST = "renew-request"
+
+
+@dataclass
+class State:
+    names: list[str] = field(default_factory=list)  # the names of the current certificate
+    not_before: float = 0.0
+    not_after: float = 0.0
+    renew_at: float = 0.0  # when the current certificate is due for renewal
+    last_attempt: float = 0.0
+    last_success: float = 0.0
+    last_error: str = ""  # of the last attempt; "" after a success
+    failures: int = 0  # attempts failed in a row
+    next_attempt: float = 0.0  # after a failure: not before (the back-off)
+    left_out: list[str] = field(default_factory=list)  # wanted names the CA refused last time (backing off)
+    request_id: str = ""  # the last `acme renew` request handled
+    request_result: str = ""  # what became of it (one line)
+    request_ok: bool = True
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` in one rename (the temporary file is made with ``mode`` from the start)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def load_state(folder: Path) -> State:
+    try:
+        data = json.loads((folder / STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return State()
+    if not isinstance(data, dict):
+        return State()
+    known = {f.name for f in fields(State)}
+    state = State()
+    for key, value in data.items():
+        if key in known and isinstance(value, type(getattr(state, key))):
+            setattr(state, key, value)
+    return state
+
+
+def save_state(folder: Path, state: State) -> None:
+    write_atomic(folder / STATE, json.dumps(asdict(state), indent=1).encode())
+
+
+def write_request(folder: Path, request_id: str, force: bool) -> None:
+    """Leave a request for the daemon. Readable by all (nothing secret in it): the CLI may run as root and the
+    daemon as its own user, who owns the folder (so it can remove the file)."""
+    write_atomic(folder / REQUEST, json.dumps({"id": request_id, "force": force}).encode(), 0o644)
+
+
+def take_request(folder: Path) -> dict[str, Any] | None:
+    """The pending `acme renew` request, removed; None when there is none (a malformed one is dropped)."""
+    path = folder / REQUEST
+    try:
+        text = path.read_text(encoding="utf-8")
+        path.unlink()
+    except OSError:
+        return None
+    try:
+        request = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(request, dict) or not isinstance(request.get("id"), str):
+        return None
+    return {"id": request["id"], "force": bool(request.get("force"))}

@@ -1,0 +1,177 @@
+"""ACME end to end: the real daemon gets its certificate from Debian's pebble, answering tls-alpn-01 on its HTTPS
+listener or http-01 on its HTTP listener, serves it on every TLS listener, renews on request, and keeps serving
+the old one when the CA is unreachable."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from tests.e2e.conftest import MakeDaemon
+from tests.support.daemon import Daemon, free_port, wait_for
+from tests.support.dns_fixture import start_or_skip
+from tests.support.dnsmasq import Dnsmasq, DnsRecords
+from tests.support.metrics import http_get, sample
+from tests.support.pebble import Pebble
+
+NAMES = ("mx.example.test", "mta-sts.example.test", "autoconfig.example.test", "autodiscover.example.test")
+
+
+@pytest.fixture
+def acme_dns(tmp_path: Path) -> Iterator[Dnsmasq]:
+    """Every name of the certificate at 127.0.0.1, where pebble validates them."""
+    records = DnsRecords()
+    for name in NAMES:
+        records.add_a(name, "127.0.0.1")
+    server = start_or_skip(tmp_path / "acme-dns", records)
+    yield server
+    server.close()
+
+
+Setup = Callable[..., tuple[Daemon, Pebble]]
+
+
+@pytest.fixture
+def acme_setup(tmp_path: Path, make_daemon: MakeDaemon, acme_dns: Dnsmasq) -> Iterator[Setup]:
+    pebbles: list[Pebble] = []
+
+    def setup(challenges: list[str], extra_domain: str = "", metrics_port: int = 0) -> tuple[Daemon, Pebble]:
+        http_port, https_port = free_port(), free_port()
+        pebble = Pebble(tmp_path / f"pebble{len(pebbles)}", http_port, https_port, acme_dns.nameserver)
+        pebbles.append(pebble.start())
+        settings = {
+            "acme": {
+                "enabled": True,
+                "directory": pebble.directory,
+                "ca_file": str(pebble.ca.pem),
+                "email": "postmaster@example.test",
+                "challenges": challenges,
+            }
+        }
+        daemon = make_daemon(
+            settings=settings, tls=False, imap=True, imaps_port=free_port(), http_port=http_port, https_port=https_port
+        )
+        if metrics_port:
+            daemon.write_config(listen={"metrics": f"127.0.0.1:{metrics_port}"})
+        daemon.add_domain("example.test")
+        if extra_domain:
+            daemon.add_domain(extra_domain)
+        return daemon.start(), pebble
+
+    yield setup
+    for pebble in pebbles:
+        pebble.stop()
+
+
+def state(daemon: Daemon) -> dict[str, object]:
+    path = daemon.root / "data" / "acme" / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def client_context(pebble: Pebble) -> ssl.SSLContext:
+    return ssl.create_default_context(cadata=pebble.root_pem().decode())
+
+
+def imaps_certificate(daemon: Daemon, context: ssl.SSLContext) -> x509.Certificate:
+    """The certificate 993 presents, verified against pebble's root and for the host name."""
+    with (
+        socket.create_connection(("127.0.0.1", daemon.imaps_port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="mx.example.test") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return x509.load_der_x509_certificate(der)
+
+
+def names_of(cert: x509.Certificate) -> set[str]:
+    return set(
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    )
+
+
+def test_tls_alpn_certificate_renewal_and_ca_outage(acme_setup: Setup) -> None:
+    daemon, pebble = acme_setup(["tls-alpn-01"])
+    wait_for("the first certificate", lambda: state(daemon).get("last_success"), timeout=60)
+    context = client_context(pebble)
+    first = imaps_certificate(daemon, context)
+    assert names_of(first) == set(NAMES)
+    key = daemon.root / "data" / "acme" / "key.pem"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert (daemon.root / "data" / "acme" / "account.key").stat().st_mode & 0o777 == 0o600
+    assert "tls-alpn-01 challenge certificate presented for mx.example.test" in daemon.log()
+
+    # SMTP STARTTLS on the MX port serves the same certificate, chained to pebble's root
+    with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=10) as smtp:
+        tls_context = client_context(pebble)
+        tls_context.check_hostname = False  # the client dials 127.0.0.1; the names are checked below
+        smtp.starttls(context=tls_context)
+        der = smtp.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
+        assert x509.load_der_x509_certificate(der).serial_number == first.serial_number
+
+    status = daemon.cli("acme", "status").stdout
+    assert "names: " in status and "mx.example.test" in status and "last error" not in status
+
+    renewed = daemon.cli("acme", "renew", "--force")
+    assert renewed.stdout.startswith("certificate obtained for 4 name(s)")
+    second = wait_for(
+        "the renewed certificate on 993",
+        lambda: (c := imaps_certificate(daemon, context)).serial_number != first.serial_number and c,
+        timeout=10,
+    )
+    assert names_of(second) == set(NAMES)
+
+    not_due = daemon.cli("acme", "renew")
+    assert not_due.stdout.startswith("not due: valid until")
+
+    pebble.stop()
+    failed = daemon.cli("acme", "renew", "--force", check=False)
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("Error: renewal failed: cannot reach the ACME server")
+    assert len(failed.stderr.strip().splitlines()) == 1
+    assert imaps_certificate(daemon, context).serial_number == second.serial_number
+    failures = [line for line in daemon.log().splitlines() if "ACME: certificate not obtained" in line]
+    assert len(failures) == 1, failures
+    assert "Traceback" not in daemon.log()
+    status = daemon.cli("acme", "status").stdout
+    assert "last error: cannot reach the ACME server" in status
+    doctor = daemon.cli("doctor", check=False).stdout
+    assert "WARN acme: 1 attempt(s) in a row failed" in doctor
+
+
+def test_http01_certificate_leaves_out_a_name_that_does_not_validate(acme_setup: Setup) -> None:
+    """other.test's web names resolve nowhere: the certificate covers the rest, the left-out names wait for the
+    back-off (a restart does not order again), and status, doctor and /metrics say so."""
+    metrics_port = free_port()
+    daemon, pebble = acme_setup(["http-01"], extra_domain="other.test", metrics_port=metrics_port)
+    wait_for("the first certificate", lambda: state(daemon).get("last_success"), timeout=60)
+    cert = imaps_certificate(daemon, client_context(pebble))
+    assert names_of(cert) == set(NAMES)
+    log = daemon.log()
+    assert "http-01 challenge answered for mx.example.test" in log
+    assert "tls-alpn-01" not in log
+    assert (
+        "ACME: certificate obtained without mta-sts.other.test, autoconfig.other.test, autodiscover.other.test" in log
+    )
+    assert state(daemon)["left_out"] == ["mta-sts.other.test", "autoconfig.other.test", "autodiscover.other.test"]
+    status = daemon.cli("acme", "status").stdout
+    assert "last error: left out mta-sts.other.test" in status
+    _, text = http_get(metrics_port, "/metrics")
+    expiry = sample(text, "relentad_tls_certificate_expiry_timestamp_seconds")
+    assert expiry == cert.not_valid_after_utc.timestamp()
+    assert sample(text, "relentad_acme_renewal_failures_total") == 1
+
+    daemon.stop()
+    stopped = daemon.cli("acme", "renew", check=False)
+    assert stopped.stderr.strip() == (
+        "Error: relentad is not running: start it (it gets a certificate at start and answers the challenges)"
+    )
+    daemon.start()  # the certificate on disk is valid and the left-out names are backing off: no new order
+    assert imaps_certificate(daemon, client_context(pebble)).serial_number == cert.serial_number
+    assert daemon.log().count("ACME: requesting a certificate") == 1
