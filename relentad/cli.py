@@ -845,7 +845,8 @@ def activity_command(state: State, email: str, days: int, as_json: bool) -> None
         f"{totals['logins']:6}  {totals['failed_logins']:6}"
     )
     for login in logins:
-        click.echo(f"{iso(login.time)}\t{login.ip}\t{login.protocol}\t{login.result}")
+        via = f"\tapp password {login.app_password}" if login.app_password else ""
+        click.echo(f"{iso(login.time)}\t{login.ip}\t{login.protocol}\t{login.result}{via}")
 
 
 @main.command("announce")
