@@ -862,13 +862,15 @@ def _m028_tlsrpt_results(conn: sqlite3.Connection) -> None:
 
 def _m031_app_passwords(conn: sqlite3.Connection) -> None:
     """App passwords (:mod:`relentad.auth.apppasswords`): one per mail client, argon2id-hashed with a 16-bit
-    lookup tag, a scope and the last use; revoking deletes the row. ``accounts.app_passwords_only`` refuses the
-    account's password on the mail protocols; ``login_history.app_password`` names the one a login used."""
+    lookup tag, a scope and the last use; revoking deletes the row, and ids are never reused (AUTOINCREMENT: a
+    session remembers the id it logged in with, which must not come to name a newer password).
+    ``accounts.app_passwords_only`` refuses the account's password on the mail protocols;
+    ``login_history.app_password`` names the one a login used."""
     execute_script(
         conn,
         """
         CREATE TABLE app_passwords (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
             name TEXT NOT NULL,
             password_hash TEXT NOT NULL,

@@ -87,6 +87,9 @@ def test_an_app_password_logs_in_everywhere_its_scope_allows(relentad: Daemon) -
     reading = add(relentad, "mbsync cron", "imap")
     typed = everywhere.replace("-", "").capitalize()  # a phone's keyboard: no hyphens, a capital first letter
     imap(relentad, typed).logout()
+    plain = imaplib.IMAP4(relentad.host, relentad.imap_port, timeout=10)
+    assert plain.authenticate("PLAIN", lambda _: f"\0{ALICE}\0{everywhere}".encode())[0] == "OK"
+    plain.logout()
     submission(relentad, everywhere).quit()
     pop3(relentad, everywhere.replace("-", " ")).quit()
     assert sieve_login(relentad, everywhere).startswith(b"OK")
@@ -107,8 +110,8 @@ def test_an_app_password_logs_in_everywhere_its_scope_allows(relentad: Daemon) -
         "SELECT protocol, result, reason, app_password FROM login_history WHERE login = ? ORDER BY id", ALICE
     )
     rows = [tuple(row) for row in history]
-    protocols = ("imap", "smtp", "pop3", "managesieve", "carddav")
-    assert [(r[0], r[1], r[3]) for r in rows[:5]] == [(p, "success", "laptop") for p in protocols]
+    protocols = ("imap", "imap", "smtp", "pop3", "managesieve", "carddav")
+    assert [(r[0], r[1], r[3]) for r in rows[:6]] == [(p, "success", "laptop") for p in protocols]
     assert ("smtp", "failure", "app-password-scope", "mbsync cron") in rows
     assert rows[-1] == ("imap", "success", "", "")
     assert "login failed protocol=smtp" in relentad.log() and "reason=app-password-scope" in relentad.log()

@@ -154,6 +154,7 @@ def test_revoking_drops_the_cached_login_and_ends_sessions(harness: Harness) -> 
     )
     harness.run(lambda conn: apppasswords.revoke(conn, 1, "phone"))
     assert harness.refused(phone) == "bad-password", "the cached entry does not outlive the row"
+    harness.add("phone", _distinct_tags(1)[0])  # a new one of the same name gets a new id, never the old one's
     assert harness.store.read(lambda c: session_ended(c, login)) == "the app password was revoked"
     assert harness.store.read(lambda c: credential_hash(c, login)) is None
 
