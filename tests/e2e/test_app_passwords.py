@@ -209,3 +209,19 @@ def test_the_account_page_manages_app_passwords_with_the_account_password_only(r
     assert post({"token": token.group(1), "action": "add", "name": " "})[0] == 400
     logins = browser.page("/account/logins")
     assert "Phone &lt;b&gt;" in logins, "the login history names the app password"
+
+
+def test_an_idling_session_of_a_revoked_app_password_ends_at_the_next_change(relentad: Daemon) -> None:
+    """A lost phone idles: the next mail for it is a BYE, not an EXISTS (and a quiet one ends within 30 s)."""
+    phone = add(relentad, "phone")
+    with socket.create_connection((relentad.host, relentad.imap_port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(f'a LOGIN {ALICE} "{phone}"\r\nb SELECT INBOX\r\nc IDLE\r\n'.encode())
+        while not reader.readline().startswith(b"+ "):
+            pass
+        relentad.cli("user", "app-password", "revoke", ALICE, "phone")
+        time.sleep(1.1)  # past the session's account check interval
+        with smtplib.SMTP(relentad.host, relentad.smtp_port, timeout=10) as mx:
+            mx.sendmail("x@far.test", [ALICE], b"From: x@far.test\r\nSubject: for the phone\r\n\r\nhi\r\n")
+        assert reader.readline() == b"* BYE the app password was revoked\r\n"
