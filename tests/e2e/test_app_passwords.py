@@ -131,6 +131,17 @@ def test_revoking_ends_live_sessions_and_refuses_the_next_login(relentad: Daemon
     other.select("INBOX")
     mail = submission(relentad, phone)
     box = pop3(relentad, phone)
+    dav = Browser(relentad, free_port()).connection("mx.example.test")  # one kept-alive connection, as a phone's
+
+    def propfind() -> int:
+        dav.request(
+            "PROPFIND", BOOK, headers={"Host": "mx.example.test", "Authorization": basic(ALICE, phone), "Depth": "0"}
+        )
+        response = dav.getresponse()
+        response.read()
+        return response.status
+
+    assert propfind() == 207
 
     assert "revoked" in relentad.cli("user", "app-password", "revoke", ALICE, "phone").stdout
     code, text = mail.mail(ALICE)
@@ -141,6 +152,8 @@ def test_revoking_ends_live_sessions_and_refuses_the_next_login(relentad: Daemon
         session.noop()
     with pytest.raises(poplib.error_proto, match="app password was revoked"):
         box.stat()
+    assert propfind() == 401, "the connection's login is looked at again on each request"
+    dav.close()
     assert other.noop()[0] == "OK", "a session with the account's password goes on"
     other.logout()
     with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
