@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
 from relentad import config as config_mod
 from relentad.auth import apppasswords, passwords
@@ -83,6 +84,7 @@ class Harness:
     """A store with Alice (password MAIN) and an authenticator over it, with argon2 calls counted."""
 
     def __init__(self, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
         conn = database_with(path, ALICE)
         conn.execute("UPDATE accounts SET password_hash = ?", (passwords.hash_password(MAIN),))
         conn.close()
