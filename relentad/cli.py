@@ -418,8 +418,9 @@ def user_show(state: State, email: str, as_json: bool) -> None:
         stats = accounts.account_stats(conn, account.id)
         boxes = mailboxes.list_for_account(conn, account.id)
         aliases = [a["address"] for a in accounts.list_aliases(conn) if a["target"] == account.email]
+        apps = [entry.name for entry in apppasswords.listed(conn, account.id)]
     if as_json:
-        print_json({**account_json(account, stats), "mailboxes": boxes, "aliases": aliases})
+        print_json({**account_json(account, stats), "mailboxes": boxes, "aliases": aliases, "app_passwords": apps})
         return
     quota = format_size(account.quota_bytes) if account.quota_bytes else "unlimited"
     click.echo(f"{account.email} ({account.state})")
@@ -427,7 +428,8 @@ def user_show(state: State, email: str, as_json: bool) -> None:
     click.echo(f"  created:    {iso(account.created)}")
     click.echo(f"  quota:      {quota}, using {format_size(stats['bytes'])} in {stats['messages']} message(s)")
     click.echo(f"  daily send: {account.daily_send or 'unlimited'}")
-    click.echo(f"  app passwords only: {'yes' if account.app_passwords_only else 'no'}")
+    only = " (only these log in to mail)" if account.app_passwords_only else ""
+    click.echo(f"  app passwords: {', '.join(apps) or '-'}{only}")
     click.echo(f"  aliases:    {', '.join(aliases) or '-'}")
     for box in boxes:
         special = f" {box['special_use']}" if box["special_use"] else ""

@@ -192,7 +192,9 @@ def test_revoking_ends_live_sessions_and_refuses_the_next_login(relentad: Daemon
 
 def test_app_passwords_only_refuses_the_account_password_on_mail_protocols(relentad: Daemon) -> None:
     phone = given(relentad, "phone", "phon-e234-5678-9abc")
-    relentad.cli("user", "set", ALICE, "--app-passwords-only")
+    assert "app passwords only on" in relentad.cli("user", "set", ALICE, "--app-passwords-only").stdout
+    shown = json.loads(relentad.cli("user", "show", ALICE, "--json").stdout)
+    assert (shown["app_passwords_only"], shown["app_passwords"]) == (True, ["phone"])
     with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED") as refused:
         imap(relentad, PASSWORD)
     with pytest.raises(imaplib.IMAP4.error) as wrong:
