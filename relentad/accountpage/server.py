@@ -56,6 +56,7 @@ PREFIX = "/account"
 _HTML = "text/html; charset=utf-8"
 _MAX_LOGINS = 1000  # rows shown on the logins page
 _ACTIVITY_DAYS = 30
+_EXPIRED = "The form had expired or came from elsewhere: please try again."
 SECURITY_HEADERS = (
     (
         "Content-Security-Policy",
@@ -154,9 +155,8 @@ class AccountPages:
             return await self._app_passwords(request, session, login)
         if name == "export":
             return export.response(self.get_config().database_path, login)
-        token = (
-            self._token(login) if name in ("password", "app-passwords") else ""
-        )  # on the loop: one thread makes the secret
+        # the form token on the loop: the secret is made by one thread
+        token = self._token(login) if name in ("password", "app-passwords") else ""
         return await self.readers.run(lambda conn: self._page(conn, name, login, request, token))
 
     # -- pages ----------------------------------------------------------------------------------------------
@@ -193,7 +193,8 @@ class AccountPages:
     # -- password change ------------------------------------------------------------------------------------
 
     def _form(self, request: Request, login: Login, what: str, max_fields: int = 8) -> dict[str, list[str]] | Response:
-        """A POSTed form of the account's own page (same origin, urlencoded, a good token), or the refusal."""
+        """A POSTed form of the account's own page (same origin, urlencoded), or the refusal; the caller checks
+        its token (:meth:`_token_ok`) and answers a bad one with its own page."""
         why = csrf.cross_origin(request)
         if why is not None:
             log.warning("account page: cross-site %s for %s refused (%s)", what, login.email, why)
@@ -207,17 +208,18 @@ class AccountPages:
             )
         except (UnicodeDecodeError, ValueError):
             return httpserver.text(400, "bad form")
-        token = form.get("token", [""])
-        if len(token) != 1 or not csrf.check_token(self.secret(), login.account_id, token[0], time.time()):
-            return httpserver.text(403, "The form had expired or came from elsewhere: please load the page again.")
         return form
+
+    def _token_ok(self, form: dict[str, list[str]], login: Login) -> bool:
+        token = form.get("token", [])
+        return len(token) == 1 and csrf.check_token(self.secret(), login.account_id, token[0], time.time())
 
     async def _change_password(self, request: Request, session: Session, login: Login) -> Response:
         form = self._form(request, login, "password change")
         if isinstance(form, Response):
-            if form.status == 403 and b"expired" in form.body:
-                return self._form_page(403, login, "The form had expired or came from elsewhere: please try again.")
             return form
+        if not self._token_ok(form, login):
+            return self._form_page(403, login, _EXPIRED)
         fields = {key: values[0] for key, values in form.items() if len(values) == 1}
         current, new, again = fields.get("current", ""), fields.get("new", ""), fields.get("again", "")
         problem = passwords.check_strength(new)
@@ -275,6 +277,8 @@ class AccountPages:
         form = self._form(request, login, "app password change", max_fields=16)
         if isinstance(form, Response):
             return form
+        if not self._token_ok(form, login):
+            return self._app_page(403, login, error=_EXPIRED)
         action, name = (form.get(key, [""])[0] for key in ("action", "name"))
         done = {"add": "added", "revoke": "revoked"}.get(action)
         if done is None:
