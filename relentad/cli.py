@@ -23,7 +23,7 @@ import click
 
 from . import addrspec, devsetup
 from . import config as config_mod
-from .auth import passwords
+from .auth import apppasswords, passwords
 from .config import Config, ConfigError, SpamConfig
 from .errors import RelentadError
 from .store import accounts, db, mailboxes
@@ -419,8 +419,9 @@ def user_show(state: State, email: str, as_json: bool) -> None:
         stats = accounts.account_stats(conn, account.id)
         boxes = mailboxes.list_for_account(conn, account.id)
         aliases = [a["address"] for a in accounts.list_aliases(conn) if a["target"] == account.email]
+        apps = [entry.name for entry in apppasswords.listed(conn, account.id)]
     if as_json:
-        print_json({**account_json(account, stats), "mailboxes": boxes, "aliases": aliases})
+        print_json({**account_json(account, stats), "mailboxes": boxes, "aliases": aliases, "app_passwords": apps})
         return
     quota = format_size(account.quota_bytes) if account.quota_bytes else "unlimited"
     click.echo(f"{account.email} ({account.state})")
@@ -428,6 +429,8 @@ def user_show(state: State, email: str, as_json: bool) -> None:
     click.echo(f"  created:    {iso(account.created)}")
     click.echo(f"  quota:      {quota}, using {format_size(stats['bytes'])} in {stats['messages']} message(s)")
     click.echo(f"  daily send: {account.daily_send or 'unlimited'}")
+    only = " (only these log in to mail)" if account.app_passwords_only else ""
+    click.echo(f"  app passwords: {', '.join(apps) or '-'}{only}")
     click.echo(f"  aliases:    {', '.join(aliases) or '-'}")
     for box in boxes:
         special = f" {box['special_use']}" if box["special_use"] else ""
@@ -448,6 +451,92 @@ def user_passwd(state: State, email: str, password_stdin: bool) -> None:
     click.echo(f"password of {email} changed")
     if generated:
         click.echo(f"password: {password}")
+
+
+@user.command("set")
+@click.argument("email")
+@click.option(
+    "--app-passwords-only/--no-app-passwords-only",
+    "app_only",
+    default=None,
+    help="Refuse the account's password on IMAP, POP3, SMTP, ManageSieve and CardDAV (app passwords only; the "
+    "account pages still take it).",
+)
+@pass_state
+def user_set(state: State, email: str, app_only: bool | None) -> None:
+    """Change an account's settings."""
+    if app_only is None:
+        raise CLIError("nothing to set: give --app-passwords-only or --no-app-passwords-only")
+    with errors_as_messages(), state.write() as conn:
+        account = accounts.active_account(conn, email)
+        apppasswords.set_only(conn, account.id, app_only)
+    click.echo(f"{account.email}: app passwords only {'on' if app_only else 'off'}")
+
+
+@user.group("app-password")
+def app_password() -> None:
+    """Per-device passwords: each mail client its own, revocable on its own (see README)."""
+
+
+@app_password.command("add")
+@click.argument("email")
+@click.argument("name")
+@click.option("--scope", help=f"Protocols it may log in to: {','.join(apppasswords.SCOPES)} (default all).")
+@pass_state
+def app_password_add(state: State, email: str, name: str, scope: str | None) -> None:
+    """Make a new app password NAME for EMAIL and print it (once: only its hash is kept)."""
+    with errors_as_messages():
+        scopes = apppasswords.parse_scope(scope)
+        name = apppasswords.check_name(name)
+        shown = apppasswords.generate()
+        normalized = apppasswords.normalize(shown)
+        assert normalized is not None
+        hashed = passwords.hash_password(normalized)
+        with state.write() as conn:
+            account = accounts.active_account(conn, email)
+            apppasswords.add(conn, account.id, name, scopes, hashed, normalized)
+    click.echo(f"app password {name!r} of {account.email} added (scope {','.join(scopes)})")
+    click.echo(f"password: {shown}")
+
+
+@app_password.command("list")
+@click.argument("email")
+@json_option
+@pass_state
+def app_password_list(state: State, email: str, as_json: bool) -> None:
+    """List EMAIL's app passwords: name, scope, created, last use."""
+    with errors_as_messages(), state.read() as conn:
+        account = accounts.get_account(conn, email)
+        found = apppasswords.listed(conn, account.id)
+    rows = [
+        {
+            "name": p.name,
+            "scope": list(p.scope),
+            "created": iso(p.created),
+            "last_used": iso(p.last_used),
+            "last_protocol": p.last_protocol or None,
+            "last_ip": p.last_ip or None,
+        }
+        for p in found
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    for p in found:
+        used = f"last used {iso(p.last_used)} ({p.last_protocol} from {p.last_ip})" if p.last_used else "never used"
+        click.echo(f"{p.name}\t{','.join(p.scope)}\tcreated {iso(p.created)}\t{used}")
+
+
+@app_password.command("revoke")
+@click.argument("email")
+@click.argument("name")
+@pass_state
+def app_password_revoke(state: State, email: str, name: str) -> None:
+    """Revoke EMAIL's app password NAME: logins with it fail at once, sessions end at their next command."""
+    with errors_as_messages(), state.write() as conn:
+        account = accounts.get_account(conn, email)
+        apppasswords.revoke(conn, account.id, name)
+    click.echo(f"app password {name.strip()!r} of {account.email} revoked")
 
 
 # -- aliases ----------------------------------------------------------------------------------------------
@@ -760,7 +849,8 @@ def activity_command(state: State, email: str, days: int, as_json: bool) -> None
         f"{totals['logins']:6}  {totals['failed_logins']:6}"
     )
     for login in logins:
-        click.echo(f"{iso(login.time)}\t{login.ip}\t{login.protocol}\t{login.result}")
+        via = f"\tapp password {login.app_password}" if login.app_password else ""
+        click.echo(f"{iso(login.time)}\t{login.ip}\t{login.protocol}\t{login.result}{via}")
 
 
 @main.command("announce")

@@ -4,8 +4,8 @@ the login through the shared authenticator, the STARTTLS handshake and the check
 Invariants: a subclass keeps its own states, commands and replies; this class holds no protocol text. Passwords
 are accepted only where :func:`relentad.auth.authenticator.password_allowed` says so, and checked only by the
 daemon's :class:`~relentad.auth.authenticator.Authenticator` (throttle, cache, login history). Whether the account
-was terminated (another process) is asked at most once per :data:`ACCOUNT_CHECK_INTERVAL`, so a run of commands
-costs no extra query each.
+was terminated or the app password of the login revoked (another process) is asked at most once per
+:data:`ACCOUNT_CHECK_INTERVAL`, so a run of commands costs no extra query each.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
-from .auth.authenticator import Authenticator, Login, LoginFailed, password_allowed
+from .auth.authenticator import Authenticator, Login, LoginFailed, password_allowed, session_ended
 from .auth.history import Protocol as Service
 from .config import Config
 from .imap.connection import Connection
-from .store import accounts
 from .store.db import Store
 
 log = logging.getLogger(__name__)
@@ -57,6 +56,7 @@ class BaseSession(Generic[SV, H]):
         self.peer = conn.peer_ip()
         self.account_id = 0
         self.email = ""
+        self.login: Login | None = None
         self.busy = False
         """True while a command runs: shutdown lets it finish first."""
         self.account_checked = 0.0  # monotonic time the account was last seen active (:meth:`account_ended`)
@@ -121,7 +121,7 @@ class BaseSession(Generic[SV, H]):
 
     def opened(self, login: Login) -> None:
         """The session serves ``login``'s account from now on (the caller sets its state); it was just seen active."""
-        self.account_id, self.email = login.account_id, login.email
+        self.account_id, self.email, self.login = login.account_id, login.email, login
         self.account_checked = time.monotonic()
 
     async def start_tls(self, context: ssl.SSLContext, verb: str) -> bool:
@@ -135,10 +135,12 @@ class BaseSession(Generic[SV, H]):
             return False
         return True
 
-    def account_ended(self) -> bool:
-        """The logged-in account was terminated (``relentad user terminate``, another process) since the login."""
+    def account_ended(self) -> str | None:
+        """Why the session must end — the account was terminated (``relentad user terminate``) or the app password
+        it logged in with revoked, by another process since the login — or None. The caller says it in its BYE."""
         now = time.monotonic()
-        if now - self.account_checked < ACCOUNT_CHECK_INTERVAL or not self.authenticated:
-            return False
+        login = self.login
+        if now - self.account_checked < ACCOUNT_CHECK_INTERVAL or not self.authenticated or login is None:
+            return None
         self.account_checked = now
-        return not self.store.read(lambda conn: accounts.is_active(conn, self.account_id))
+        return self.store.read(lambda conn: session_ended(conn, login))

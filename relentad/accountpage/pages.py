@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ..auth.apppasswords import SCOPES, AppPassword
 from ..lifecycle.activity import Day, Login, Month
 from ..quota import Usage
 from ..units import format_size
@@ -28,7 +29,13 @@ STYLE = (
 )
 STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 
-NAV = (("", "Overview"), ("logins", "Logins"), ("activity", "Activity"), ("password", "Password"))
+NAV = (
+    ("", "Overview"),
+    ("logins", "Logins"),
+    ("activity", "Activity"),
+    ("password", "Password"),
+    ("app-passwords", "App passwords"),
+)
 
 
 def esc(value: object) -> str:
@@ -101,13 +108,15 @@ def overview(data: Overview) -> str:
 
 
 def logins(found: Sequence[Login], days: int) -> str:
-    rows = [(when(login.time), login.protocol, login.ip, login.result) for login in found]
+    rows = [(when(login.time), login.protocol, login.ip, login.result, login.app_password) for login in found]
     intro = (
         f"<p>Every login to your account of the last {days} days, successful or not, with the address it came "
-        "from: IMAP, POP3, SMTP submission, ManageSieve, CardDAV and these pages (a password change is listed too). "
-        "A failed login you did not make means someone is guessing your password.</p>"
+        "from: IMAP, POP3, SMTP submission, ManageSieve, CardDAV and these pages (a password change is listed too), "
+        "with the name of the app password a login used. A failed login you did not make means someone is guessing "
+        "your password.</p>"
     )
-    return intro + (table(("Time", "Protocol", "IP address", "Result"), rows) if rows else "<p>None.</p>")
+    head = ("Time", "Protocol", "IP address", "Result", "App password")
+    return intro + (table(head, rows) if rows else "<p>None.</p>")
 
 
 def activity(per_day: Sequence[Day], per_month: Sequence[Month], totals: dict[str, int]) -> str:
@@ -159,3 +168,72 @@ def password_form(token: str, error: str = "", changed: bool = False) -> str:
         "stops working; mail programs logged in now stay logged in until they reconnect. Your browser asks for "
         "the new password on the next page.</small></p>"
     )
+
+
+_SCOPE_NAMES = {"imap": "IMAP", "pop3": "POP3", "smtp": "SMTP (sending)", "sieve": "ManageSieve", "dav": "CardDAV"}
+
+
+@dataclass(frozen=True)
+class AppPasswords:
+    """What the app passwords page shows: the list, the account's setting, and what the last form did."""
+
+    token: str
+    listed: Sequence[AppPassword]
+    only: bool
+    created: tuple[str, str] | None = None  # (name, the password: shown this once)
+    error: str = ""
+    revoked: bool = False
+
+
+def _used(entry: AppPassword) -> str:
+    return f"{when(entry.last_used)}, {entry.last_protocol} from {entry.last_ip}" if entry.last_used else "never"
+
+
+def app_passwords(data: AppPasswords) -> str:
+    hidden = f'<input type="hidden" name="token" value="{esc(data.token)}">'
+    out = [
+        "<p>Give each mail program its own password: if a phone is lost, revoke its password here and the others, "
+        "and your account password, go on working. An app password works for IMAP, POP3, SMTP, ManageSieve and "
+        "CardDAV (or only those you tick), never for these pages.</p>"
+    ]
+    if data.only:
+        out.append(
+            "<p><strong>App passwords only</strong> is on: your mail programs must use an app password; your account "
+            "password opens these pages only (the administrator sets this).</p>"
+        )
+    if data.created is not None:
+        name, password = data.created
+        out.append(
+            f'<p class="note">The app password for {esc(name)}: <code>{esc(password)}</code><br>Type it into the '
+            "program now (with or without the dashes); it is not shown again.</p>"
+        )
+    if data.revoked:
+        out.append('<p class="note">The app password was revoked; programs using it are logged out.</p>')
+    if data.error:
+        out.append(f'<p class="error">{esc(data.error)}</p>')
+    if data.listed:
+        rows = [
+            "<tr>"
+            + "".join(f"<td>{esc(v)}</td>" for v in (p.name, ", ".join(p.scope), when(p.created), _used(p)))
+            + f'<td><form method="post" action="/account/app-passwords">{hidden}'
+            f'<input type="hidden" name="action" value="revoke"><input type="hidden" name="name" '
+            f'value="{esc(p.name)}"><button type="submit">Revoke</button></form></td></tr>'
+            for p in data.listed
+        ]
+        head = "<tr><th>Name</th><th>Scope</th><th>Created</th><th>Last used</th><th></th></tr>"
+        out.append("<table>" + head + "\n".join(rows) + "</table>")
+    else:
+        out.append("<p>No app passwords yet.</p>")
+    boxes = "".join(
+        f'<label><input type="checkbox" name="scope" value="{scope}" checked> {esc(_SCOPE_NAMES[scope])}</label>'
+        for scope in SCOPES
+    )
+    out.append(
+        '<h2>New app password</h2><form method="post" action="/account/app-passwords">'
+        f'{hidden}<input type="hidden" name="action" value="add">'
+        '<label for="name">Name (the device or program)</label>'
+        '<input id="name" name="name" maxlength="64" required>'
+        f"<p>{boxes}</p>"
+        '<p><button type="submit">Make app password</button></p></form>'
+    )
+    return "".join(out)

@@ -8,6 +8,7 @@ one; HTTPS only)::
     /account/logins      the login history the store keeps (``[retention] activity_days``)
     /account/activity    per-day counters, rolled-up months, all-time totals (as ``relentad activity``)
     /account/password    GET the form, POST a change (303 back to the form)
+    /account/app-passwords  GET the list and form, POST add (200: the new password, shown once) or revoke (303)
     /account/export      GET: everything ``relentad export`` writes, as one zip, streamed
 
 Invariants:
@@ -21,6 +22,8 @@ Invariants:
   sign from the browser; the current password is checked through the authenticator (throttled, recorded), the
   new one by the CLI's rules and hashed alike; the stored hash changes in one transaction with a login history
   row, which drops every cached credential for the old password (the cache is keyed to the hash).
+- These pages take only the account's password, never an app password (the authenticator refuses one for
+  "web"), so a device's password cannot make or revoke app passwords or change the account's password.
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ import sqlite3
 import time
 import urllib.parse
 from collections.abc import Callable
+from typing import Any
 
 from .. import httpserver
-from ..auth import history, passwords
+from ..auth import apppasswords, history, passwords
 from ..auth.authenticator import Login, LoginFailed
 from ..auth.basic import BasicLogin, Session, throttled
 from ..config import Config
-from ..errors import RelentadError
+from ..errors import AlreadyExists, InvalidInput, NotFound, RelentadError
 from ..httpserver import Request, Response
 from ..lifecycle import activity
 from ..quota import get as get_usage
@@ -52,6 +56,7 @@ PREFIX = "/account"
 _HTML = "text/html; charset=utf-8"
 _MAX_LOGINS = 1000  # rows shown on the logins page
 _ACTIVITY_DAYS = 30
+_EXPIRED = "The form had expired or came from elsewhere: please try again."
 SECURITY_HEADERS = (
     (
         "Content-Security-Policy",
@@ -68,6 +73,7 @@ _ROUTES = {
     "/account/logins": ("logins", "GET, HEAD"),
     "/account/activity": ("activity", "GET, HEAD"),
     "/account/password": ("password", "GET, HEAD, POST"),
+    "/account/app-passwords": ("app-passwords", "GET, HEAD, POST"),
     "/account/export": ("export", "GET, HEAD"),
 }
 
@@ -141,11 +147,16 @@ class AccountPages:
         login = await self.basic.login(request, session, "web")
         if isinstance(login, Response):
             return login
-        if name == "password" and request.method == "POST":
-            return await self._change_password(request, session, login)
+        if request.method == "POST":
+            if login.app_password_id is not None:  # never: "web" takes no app password; kept should that change
+                return httpserver.text(403, "log in with your account password to change it or app passwords")
+            if name == "password":
+                return await self._change_password(request, session, login)
+            return await self._app_passwords(request, session, login)
         if name == "export":
             return export.response(self.get_config().database_path, login)
-        token = self._token(login) if name == "password" else ""  # on the loop: the secret is made by one thread
+        # the form token on the loop: the secret is made by one thread
+        token = self._token(login) if name in ("password", "app-passwords") else ""
         return await self.readers.run(lambda conn: self._page(conn, name, login, request, token))
 
     # -- pages ----------------------------------------------------------------------------------------------
@@ -163,6 +174,9 @@ class AccountPages:
             per_month = activity.months(conn, login.account_id)
             title = "Activity"
             content = pages.activity(per_day, per_month, activity.totals(conn, login.account_id))
+        elif name == "app-passwords":
+            revoked = "revoked" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
+            title, content = "App passwords", pages.app_passwords(_app_passwords(conn, login, token, revoked=revoked))
         else:
             changed = "changed" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
             title, content = "Password", pages.password_form(token, changed=changed)
@@ -178,23 +192,35 @@ class AccountPages:
 
     # -- password change ------------------------------------------------------------------------------------
 
-    async def _change_password(self, request: Request, session: Session, login: Login) -> Response:
+    def _form(self, request: Request, login: Login, what: str, max_fields: int = 8) -> dict[str, list[str]] | Response:
+        """A POSTed form of the account's own page (same origin, urlencoded), or the refusal; the caller checks
+        its token (:meth:`_token_ok`) and answers a bad one with its own page."""
         why = csrf.cross_origin(request)
         if why is not None:
-            log.warning("account page: cross-site password change for %s refused (%s)", login.email, why)
+            log.warning("account page: cross-site %s for %s refused (%s)", what, login.email, why)
             return httpserver.text(403, "refused: this form must be sent from its own page")
         kind = (request.field("content-type") or "").partition(";")[0].strip().lower()
         if kind != "application/x-www-form-urlencoded":
             return httpserver.text(415, "send the form as application/x-www-form-urlencoded")
         try:
             form = urllib.parse.parse_qs(
-                request.body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=8
+                request.body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=max_fields
             )
         except (UnicodeDecodeError, ValueError):
             return httpserver.text(400, "bad form")
+        return form
+
+    def _token_ok(self, form: dict[str, list[str]], login: Login) -> bool:
+        token = form.get("token", [])
+        return len(token) == 1 and csrf.check_token(self.secret(), login.account_id, token[0], time.time())
+
+    async def _change_password(self, request: Request, session: Session, login: Login) -> Response:
+        form = self._form(request, login, "password change")
+        if isinstance(form, Response):
+            return form
+        if not self._token_ok(form, login):
+            return self._form_page(403, login, _EXPIRED)
         fields = {key: values[0] for key, values in form.items() if len(values) == 1}
-        if not csrf.check_token(self.secret(), login.account_id, fields.get("token", ""), time.time()):
-            return self._form_page(403, login, "The form had expired or came from elsewhere: please try again.")
         current, new, again = fields.get("current", ""), fields.get("new", ""), fields.get("again", "")
         problem = passwords.check_strength(new)
         if new != again:
@@ -233,6 +259,64 @@ class AccountPages:
         log.info("password of %s changed on the account page from %s", login.email, session.ip)
         return httpserver.redirect(303, "/account/password?changed")
 
+    # -- app passwords --------------------------------------------------------------------------------------
+
+    def _app_page(self, status: int, login: Login, **shown: Any) -> Response:
+        token = self._token(login)
+
+        def read(conn: sqlite3.Connection) -> tuple[str, pages.AppPasswords]:
+            return _display_name(conn, login.account_id), _app_passwords(conn, login, token, **shown)
+
+        display_name, data = self.store.read(read)
+        content = pages.app_passwords(data)
+        return Response(status, pages.page("App passwords", login.email, display_name, "app-passwords", content), _HTML)
+
+    async def _app_passwords(self, request: Request, session: Session, login: Login) -> Response:
+        """Add (the new password shown once, in this answer only) or revoke one; each a login history row
+        (protocol web, reason ``app-password-added``/``-revoked``, its name), as a password change is."""
+        form = self._form(request, login, "app password change", max_fields=16)
+        if isinstance(form, Response):
+            return form
+        if not self._token_ok(form, login):
+            return self._app_page(403, login, error=_EXPIRED)
+        action, name = (form.get(key, [""])[0] for key in ("action", "name"))
+        done = {"add": "added", "revoke": "revoked"}.get(action)
+        if done is None:
+            return httpserver.text(400, "unknown action")
+        shown = normalized = hashed = ""
+        scope: tuple[str, ...] = ()
+        try:
+            if action == "add":
+                name = apppasswords.check_name(name)
+                if not form.get("scope"):
+                    raise InvalidInput("tick at least one protocol the app password is for")
+                scope = apppasswords.parse_scope(",".join(form["scope"]))
+                shown = apppasswords.generate()
+                normalized = apppasswords.normalize(shown) or ""
+                hashed = await asyncio.to_thread(passwords.hash_password, normalized)
+
+            def job(conn: sqlite3.Connection) -> None:
+                if action == "add":
+                    apppasswords.add(conn, login.account_id, name, scope, hashed, normalized)
+                else:
+                    apppasswords.revoke(conn, login.account_id, name)
+                reason = f"app-password-{done}"
+                history.record(
+                    conn,
+                    history.Attempt(login.email, session.ip, "web", "success", login.account_id, reason, 0.0, name),
+                )
+
+            await self.store.write(job)
+        except (InvalidInput, AlreadyExists, NotFound) as exc:
+            return self._app_page(400, login, error=str(exc)[:1].upper() + str(exc)[1:] + ".")
+        except RelentadError as exc:
+            log.error("account page: app passwords of %s not changed: %s", login.email, exc)
+            return httpserver.text(503, "the change could not be made now; try again later")
+        log.info("app password %r of %s %s on the account page from %s", name, login.email, done, session.ip)
+        if action == "revoke":
+            return httpserver.redirect(303, "/account/app-passwords?revoked")
+        return self._app_page(200, login, created=(name, shown))
+
 
 def _display_name(conn: sqlite3.Connection, account_id: int) -> str:
     row = conn.execute("SELECT display_name FROM accounts WHERE id = ?", (account_id,)).fetchone()
@@ -249,3 +333,8 @@ def _overview(conn: sqlite3.Connection, login: Login, display_name: str) -> page
     return pages.Overview(
         login.email, display_name, get_usage(conn, login.account_id), [(str(n), int(c), int(s)) for n, c, s in boxes]
     )
+
+
+def _app_passwords(conn: sqlite3.Connection, login: Login, token: str, **shown: Any) -> pages.AppPasswords:
+    only = conn.execute("SELECT app_passwords_only FROM accounts WHERE id = ?", (login.account_id,)).fetchone()
+    return pages.AppPasswords(token, apppasswords.listed(conn, login.account_id), bool(only and only[0]), **shown)

@@ -1,16 +1,22 @@
-"""Password logins for every protocol (SMTP AUTH now, IMAP later): throttle → cache → argon2 → history.
+"""Password logins for every protocol (SMTP AUTH, IMAP, POP3, ManageSieve, HTTP Basic): throttle → cache → argon2
+→ policy → history.
 
 ``Authenticator.verify(login, password, ip, protocol)`` is the one entry point. In order:
 
 1. the throttle (:mod:`relentad.auth.throttle`): too many recent failures from the IP or for the account
    refuse the attempt before any password work;
 2. the credential cache (DESIGN.md §4): an HMAC-SHA256 of login and password under a random per-process key,
-   kept ``auth.cache_ttl`` seconds with the account's password hash at the time; a hit counts only while the
-   stored hash is unchanged, so ``relentad user passwd`` (any process) drops it at once. Failures are never
-   cached, and neither password nor hash-of-password leaves the process;
-3. argon2id verification in a worker thread (tens of ms, never on the event loop); an unknown login is checked
-   against a dummy hash so it costs the same as a wrong password;
-4. one login history row (:mod:`relentad.auth.history`), success or failure, committed before the answer;
+   kept ``auth.cache_ttl`` seconds with the hash it was verified against (the account's or an app password's); a
+   hit counts only while that hash is still stored, so ``relentad user passwd`` or revoking the app password (any
+   process) drops it at once. Failures are never cached, and neither password nor hash-of-password leaves the
+   process. The account's password costs the one indexed read it always did; an app password one more;
+3. argon2id verification in a worker thread (tens of ms, never on the event loop): a password shaped like an app
+   password (:mod:`relentad.auth.apppasswords`) against the one its tag points at, otherwise (or when that was not
+   it) against the account's; an unknown login is checked against a dummy hash so it costs the same;
+4. the policy: an app password only within its scope and never on the account pages, the account's password not
+   on the mail protocols under ``app_passwords_only``; a refusal is the same failure as a wrong password (its own
+   ``reason`` in the history and log line, never in the reply);
+5. one login history row (:mod:`relentad.auth.history`), success or failure, committed before the answer;
    when the store cannot be written (disk full) the attempt is logged instead and the answer stands, so a full
    disk does not lock users out of reading their mail. Every refused attempt is also one WARNING log line.
 
@@ -29,16 +35,18 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from .. import addrspec
 from ..config import AuthConfig
 from ..errors import InvalidInput, RelentadError, StoreUnavailable
 from ..store.db import Store
-from . import history, passwords
+from . import apppasswords, history, passwords
 from .history import Protocol
 from .throttle import LoginThrottle
 
 _CACHE_MAX = 10_000
+_NOTE_EVERY = 60.0  # seconds between two writes of an app password's last use from the same protocol and address
 
 log = logging.getLogger("relentad.auth")
 
@@ -66,17 +74,33 @@ class LoginFailed(RelentadError):
 
 @dataclass(frozen=True)
 class Login:
-    """A successful login: the account it opened."""
+    """A successful login: the account it opened, and the app password it used (None: the account's password)."""
 
     account_id: int
     email: str
+    app_password_id: int | None = None
+    app_password: str = ""
+
+    @property
+    def via(self) -> str:
+        """For log lines: " with app password 'NAME'", or "" for the account's password."""
+        return f" with app password {self.app_password!r}" if self.app_password_id is not None else ""
 
 
 @dataclass(frozen=True)
 class _Entry:
     account_id: int
-    password_hash: str
+    password_hash: str  # the hash the pair was verified against: the account's or the app password's
     expires: float
+    app_password_id: int | None = None
+
+
+@dataclass(frozen=True)
+class _Credential:
+    """What a password turned out to be: the account's (``app`` None) or one of its app passwords."""
+
+    password_hash: str
+    app: apppasswords.Candidate | None = None
 
 
 class CredentialCache:
@@ -91,18 +115,37 @@ class CredentialCache:
         material = login.lower().encode("utf-8", "surrogateescape") + b"\0" + password.encode("utf-8", "surrogatepass")
         return hmac.new(self._key, material, hashlib.sha256).digest()
 
-    def get(self, login: str, password: str, current_hash: str) -> int | None:
-        """The account id when this pair was verified recently against ``current_hash``, else None."""
+    def lookup(self, login: str, password: str) -> _Entry | None:
+        """The unexpired entry of this pair; the caller checks its hash is still the stored one."""
         key = self._digest(login, password)
         entry = self._entries.get(key)
+        if entry is not None and entry.expires <= self._clock():
+            del self._entries[key]
+            return None
+        return entry
+
+    def drop(self, login: str, password: str) -> None:
+        self._entries.pop(self._digest(login, password), None)
+
+    def get(self, login: str, password: str, current_hash: str) -> int | None:
+        """The account id when this pair was verified recently against ``current_hash``, else None."""
+        entry = self.lookup(login, password)
         if entry is None:
             return None
-        if entry.expires <= self._clock() or not hmac.compare_digest(entry.password_hash, current_hash):
-            del self._entries[key]
+        if not hmac.compare_digest(entry.password_hash, current_hash):
+            self.drop(login, password)
             return None
         return entry.account_id
 
-    def put(self, login: str, password: str, account_id: int, password_hash: str, ttl: float) -> None:
+    def put(
+        self,
+        login: str,
+        password: str,
+        account_id: int,
+        password_hash: str,
+        ttl: float,
+        app_password_id: int | None = None,
+    ) -> None:
         if ttl <= 0:
             return
         if len(self._entries) >= _CACHE_MAX:
@@ -110,22 +153,71 @@ class CredentialCache:
             self._entries = {k: e for k, e in self._entries.items() if e.expires > now}
             if len(self._entries) >= _CACHE_MAX:
                 self._entries.clear()
-        self._entries[self._digest(login, password)] = _Entry(account_id, password_hash, self._clock() + ttl)
+        entry = _Entry(account_id, password_hash, self._clock() + ttl, app_password_id)
+        self._entries[self._digest(login, password)] = entry
 
     def __len__(self) -> int:
         return len(self._entries)
 
 
-def _account_row(conn: sqlite3.Connection, email: str) -> tuple[int, str, str] | None:
+@dataclass(frozen=True)
+class _Account:
+    id: int
+    email: str
+    password_hash: str
+    app_passwords_only: bool
+
+
+def _account_row(conn: sqlite3.Connection, email: str) -> _Account | None:
     row = conn.execute(
-        "SELECT id, email, password_hash FROM accounts WHERE email = ? AND state = 'active'", (email,)
+        "SELECT id, email, password_hash, app_passwords_only FROM accounts WHERE email = ? AND state = 'active'",
+        (email,),
     ).fetchone()
-    return None if row is None else (int(row["id"]), str(row["email"]), str(row["password_hash"]))
+    return None if row is None else _Account(int(row[0]), str(row[1]), str(row[2]), bool(row[3]))
 
 
 def _account_id(conn: sqlite3.Connection, email: str) -> int | None:
     row = conn.execute("SELECT id FROM accounts WHERE email = ?", (email,)).fetchone()
     return None if row is None else int(row["id"])
+
+
+def session_ended(conn: sqlite3.Connection, login: Login) -> str | None:
+    """Why a session opened by ``login`` may not go on — its account terminated, its app password revoked — or
+    None. One indexed read; sessions ask at most once a second."""
+    row = conn.execute(
+        "SELECT state = 'active', (SELECT count(*) FROM app_passwords WHERE id = ?) FROM accounts WHERE id = ?",
+        (login.app_password_id or 0, login.account_id),
+    ).fetchone()
+    if row is None or not row[0]:
+        return "the account was terminated"
+    if login.app_password_id is not None and not row[1]:
+        return "the app password was revoked"
+    return None
+
+
+def credential_hash(conn: sqlite3.Connection, login: Login) -> str | None:
+    """The hash ``login``'s password is checked against now (the account's or its app password's), None once
+    the account was terminated or the app password revoked: HTTP connections compare it on each request."""
+    if login.app_password_id is None:
+        row = conn.execute(
+            "SELECT password_hash FROM accounts WHERE id = ? AND state = 'active'", (login.account_id,)
+        ).fetchone()
+    else:
+        row = conn.execute(
+            """SELECT p.password_hash FROM app_passwords p JOIN accounts a ON a.id = p.account_id
+               WHERE p.id = ? AND a.id = ? AND a.state = 'active'""",
+            (login.app_password_id, login.account_id),
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _refusal(credential: _Credential, account: _Account, protocol: Protocol) -> str | None:
+    """Why a right password may not log in over ``protocol`` (the login history's reason), or None."""
+    if credential.app is not None:
+        return None if apppasswords.scope_of(protocol) in credential.app.scope else "app-password-scope"
+    if account.app_passwords_only and protocol != "web":
+        return "main-password-refused"
+    return None
 
 
 class Authenticator:
@@ -137,6 +229,7 @@ class Authenticator:
         self.throttle = LoginThrottle()
         self.cache = CredentialCache()
         self._dummy_hash: str | None = None
+        self._noted: dict[int, tuple[float, str, str]] = {}  # app password id → last use written (time, protocol, ip)
 
     async def verify(self, login: str, password: str, ip: str, protocol: Protocol) -> Login:
         """The account ``login``/``password`` opens; raises LoginFailed (and records every attempt)."""
@@ -155,33 +248,85 @@ class Authenticator:
         if reason is not None:
             await self._record(email, ip, protocol, None, f"throttled-{reason}")
             raise LoginFailed(throttled=True)
-        row = self.store.read(lambda conn: _account_row(conn, email))
-        if row is not None:
-            account_id, email, stored_hash = row
-            if self.cache.get(email, password, stored_hash) == account_id:
-                await self._record(email, ip, protocol, account_id, "cached")
-                return Login(account_id, email)
-            ok = await asyncio.to_thread(passwords.verify_password, stored_hash, password)
-        else:
+        account = self.store.read(lambda conn: _account_row(conn, email))
+        if account is None:
             await asyncio.to_thread(passwords.verify_password, await self._dummy(), password)
-            ok = False
-        if not ok or row is None:
-            self.throttle.failed(ip, email, config.failure_window)
-            await self._record(email, ip, protocol, None, "unknown-account" if row is None else "bad-password")
-            raise LoginFailed()
-        self.cache.put(email, password, account_id, stored_hash, config.cache_ttl)
-        await self._record(email, ip, protocol, account_id, "")
-        return Login(account_id, email)
+            await self._fail(email, ip, protocol, "unknown-account", config)
+        email = account.email
+        credential, cached = self._cached(account, password, protocol), True
+        if credential is None:
+            credential, cached = await self._check(account, password, protocol), False
+        if credential is None:
+            await self._fail(email, ip, protocol, "bad-password", config)
+        app = credential.app
+        app_id = app.id if app else None
+        refusal = _refusal(credential, account, protocol)
+        if refusal is not None:  # the right password in the wrong place: the same answer as a wrong one
+            await self._fail(email, ip, protocol, refusal, config, app.name if app else "")
+        if not cached:
+            self.cache.put(email, password, account.id, credential.password_hash, config.cache_ttl, app_id)
+        await self._record(email, ip, protocol, account.id, "cached" if cached else "", app)
+        return Login(account.id, email, app_id, app.name if app else "")
+
+    def _cached(self, account: _Account, password: str, protocol: Protocol) -> _Credential | None:
+        """The credential this pair was verified as within ``cache_ttl``, while its hash is still the stored one."""
+        entry = self.cache.lookup(account.email, password)
+        if entry is None or entry.account_id != account.id:
+            return None
+        app_id = entry.app_password_id
+        if app_id is not None and apppasswords.scope_of(protocol) is None:
+            return None  # the account pages check the account's password only
+        app = None if app_id is None else self.store.read(lambda conn: apppasswords.current(conn, app_id))
+        stored = account.password_hash if app_id is None else app.password_hash if app else ""
+        if not hmac.compare_digest(entry.password_hash, stored):
+            self.cache.drop(account.email, password)
+            return None
+        return _Credential(stored, app)
+
+    async def _check(self, account: _Account, password: str, protocol: Protocol) -> _Credential | None:
+        """Argon2, off the loop: the app password the tag points at when the password looks like one (not on the
+        account pages), else — or when that was not it — the account's password."""
+        normalized = apppasswords.normalize(password) if apppasswords.scope_of(protocol) else None
+        if normalized is not None:
+            found = self.store.read(lambda conn: apppasswords.candidates(conn, account.id, normalized))
+            for candidate in found:
+                if await asyncio.to_thread(passwords.verify_password, candidate.password_hash, normalized):
+                    return _Credential(candidate.password_hash, candidate)
+        if await asyncio.to_thread(passwords.verify_password, account.password_hash, password):
+            return _Credential(account.password_hash)
+        return None
+
+    async def _fail(
+        self, email: str, ip: str, protocol: Protocol, reason: str, config: AuthConfig, app_password: str = ""
+    ) -> NoReturn:
+        self.throttle.failed(ip, email, config.failure_window)
+        await self._record(email, ip, protocol, None, reason, name=app_password)
+        raise LoginFailed()
 
     async def _dummy(self) -> str:
         if self._dummy_hash is None:
             self._dummy_hash = await asyncio.to_thread(passwords.hash_password, secrets.token_urlsafe(16))
         return self._dummy_hash
 
-    async def _record(self, login: str, ip: str, protocol: Protocol, account_id: int | None, reason: str) -> None:
+    async def _record(
+        self,
+        login: str,
+        ip: str,
+        protocol: Protocol,
+        account_id: int | None,
+        reason: str,
+        app: apppasswords.Candidate | None = None,
+        name: str = "",
+    ) -> None:
+        """One login history row (and, for a successful app password, its last use, at most once a minute per
+        protocol and address: one UPDATE in the same transaction)."""
         success = account_id is not None and reason in ("", "cached")
+        name = app.name if app is not None else name
         if not success:  # one line per refused login, for fail2ban-style watchers and the admin
-            log.warning("login failed protocol=%s ip=%s login=%r reason=%s", protocol, ip, login[:320], reason)
+            via = f" app_password={name!r}" if name else ""
+            log.warning("login failed protocol=%s ip=%s login=%r reason=%s%s", protocol, ip, login[:320], reason, via)
+        now = time.time()
+        note = app is not None and success and self._due(app.id, now, protocol, ip)
 
         def job(conn: sqlite3.Connection) -> None:
             named = account_id if account_id is not None else _account_id(conn, login)
@@ -194,10 +339,24 @@ class Authenticator:
                     result="success" if success else "failure",
                     account_id=named,
                     reason=reason,
+                    time=now,
+                    app_password=name,
                 ),
             )
+            if note and app is not None:
+                apppasswords.note_use(conn, app.id, now, protocol, ip)
 
         try:
             await self.store.write(job)
         except StoreUnavailable as exc:  # a full disk must not lock users out of reading their mail
             log.error("login history not recorded (login=%r ip=%s): %s", login[:320], ip, exc)
+
+    def _due(self, app_id: int, now: float, protocol: str, ip: str) -> bool:
+        """Whether this use of an app password is news: another protocol or address, or a minute since."""
+        last = self._noted.get(app_id)
+        if last is not None and last[1:] == (protocol, ip) and now - last[0] < _NOTE_EVERY:
+            return False
+        if len(self._noted) >= _CACHE_MAX:
+            self._noted.clear()
+        self._noted[app_id] = (now, protocol, ip)
+        return True

@@ -3,7 +3,7 @@ the :class:`Authenticator` (throttle, cache, argon2, login history, terminated a
 
 A connection (:class:`Session`) remembers the Authorization it verified for each protocol, re-checked against the
 stored hash on each request, so a CardDAV sync or a browser's page views are one login (one history row), as an
-IMAP session is; a new password or a termination ends it at the next request.
+IMAP session is; a new password, a termination or revoking the app password it used ends it at the next request.
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import httpserver
 from ..httpserver import Request, Response
 from ..store.db import Store
-from .authenticator import Authenticator, Login, LoginFailed
+from .authenticator import Authenticator, Login, LoginFailed, credential_hash
 from .history import Protocol
 
 log = logging.getLogger(__name__)
@@ -31,12 +30,6 @@ class Session:
 
     ip: str
     logins: dict[str, tuple[str, Login, str]] = field(default_factory=dict)
-
-
-def current_hash(conn: sqlite3.Connection, account_id: int) -> str | None:
-    """The account's password hash while it may log in (None once terminated or gone)."""
-    row = conn.execute("SELECT password_hash FROM accounts WHERE id = ? AND state = 'active'", (account_id,)).fetchone()
-    return None if row is None else str(row[0])
 
 
 def throttled(exc: LoginFailed) -> Response:
@@ -66,7 +59,7 @@ class BasicLogin:
             return self.challenge("HTTP Basic only")
         known = session.logins.get(protocol)
         if known is not None and known[0] == header:
-            if self.store.read(lambda conn: current_hash(conn, known[1].account_id)) == known[2]:
+            if self.store.read(lambda conn: credential_hash(conn, known[1])) == known[2]:
                 return known[1]
             del session.logins[protocol]
         try:
@@ -81,8 +74,8 @@ class BasicLogin:
             if exc.throttled:
                 return throttled(exc)
             return self.challenge(str(exc))
-        stored = self.store.read(lambda conn: current_hash(conn, login.account_id))
+        stored = self.store.read(lambda conn: credential_hash(conn, login))
         if stored is not None:
             session.logins[protocol] = (header, login, stored)
-        log.info("%s login %s from %s", protocol, login.email, session.ip)
+        log.info("%s login %s from %s%s", protocol, login.email, session.ip, login.via)
         return login

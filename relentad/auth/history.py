@@ -29,12 +29,14 @@ class Attempt:
     account_id: int | None = None
     reason: str = ""
     time: float = 0.0
+    app_password: str = ""
+    """The name of the app password the login used ("" for the account's password)."""
 
 
 def record(conn: sqlite3.Connection, attempt: Attempt) -> None:
     conn.execute(
-        """INSERT INTO login_history (time, account_id, login, ip, protocol, result, reason)
-           VALUES (?, ?, ?, ?, ?, ?, ?)""",
+        """INSERT INTO login_history (time, account_id, login, ip, protocol, result, reason, app_password)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             attempt.time or time.time(),
             attempt.account_id,
@@ -43,5 +45,6 @@ def record(conn: sqlite3.Connection, attempt: Attempt) -> None:
             attempt.protocol,
             attempt.result,
             attempt.reason,
+            attempt.app_password,
         ),
     )

@@ -261,7 +261,7 @@ class Session(BaseSession[Services, Handler]):
         self.opened(login)
         self.state = State.AUTHENTICATED
         self.events = self.services.bus.subscribe(login.account_id)
-        log.info("imap login %s from %s", login.email, self.peer)
+        log.info("imap login %s from %s%s", login.email, self.peer, login.via)
 
     def select(self, view: Selected) -> None:
         self.selected = view
@@ -603,8 +603,9 @@ class Session(BaseSession[Services, Handler]):
             else:
                 self.reply(exc.tag, "BAD", exc.text)
             return
-        if self.account_ended():
-            self.untagged_status("BYE", "the account was terminated")
+        ended = self.account_ended()
+        if ended:
+            self.untagged_status("BYE", ended)
             self.close()
             return
         if self.revoked():

@@ -33,6 +33,7 @@ class Login:
     ip: str
     protocol: str
     result: str  # success | failure
+    app_password: str = ""  # the name of the app password used, "" for the account's password
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,11 @@ def _day(timestamp: float) -> str:
 def logins(conn: sqlite3.Connection, account_id: int, since: float) -> list[Login]:
     """Login attempts on the account since ``since``, newest first."""
     rows = conn.execute(
-        """SELECT time, ip, protocol, result FROM login_history WHERE account_id = ? AND time >= ?
+        """SELECT time, ip, protocol, result, app_password FROM login_history WHERE account_id = ? AND time >= ?
            ORDER BY time DESC, id DESC""",
         (account_id, since),
     )
-    return [Login(float(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+    return [Login(float(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows]
 
 
 def days(conn: sqlite3.Connection, account_id: int, count: int, now: float | None = None) -> list[Day]:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import daily
+from ..auth import apppasswords
 from ..authreports import outgoing as dmarc_outgoing
 from ..authreports import tlsreports
 from ..config import RetentionConfig
@@ -63,6 +64,7 @@ def terminate(conn: sqlite3.Connection, account_id: int, now: float | None = Non
         raise InvalidInput("the account is already terminated")
     conn.execute("UPDATE accounts SET state = 'terminated', terminated = ? WHERE id = ?", (now, account_id))
     acl.forget_account(conn, account_id)
+    apppasswords.forget_account(conn, account_id)
     moved = conn.execute(
         """INSERT INTO expunged (account_id, mailbox_id, mailbox_name, uid, blob_id, prefix, flags, keywords,
                                  internaldate, zone, size, expunged)

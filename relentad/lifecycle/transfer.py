@@ -4,9 +4,10 @@ Export writes, under PATH: ``mail/<folder>.mbox`` per mailbox (levels joined by 
 written ``%2E``; mboxrd: a ``From `` line carrying the internal date, body lines matching ``>*From `` get one
 more ``>``, one ``\\n`` after each message), ``flags.json`` (the flags of each message, by folder and position,
 so a round trip keeps them), ``contacts.vcf`` (vCard 4.0, when the CRM is present), ``activity.csv`` (per-day
-counters and logins), the user's Sieve scripts (``sieve/<name>.sieve``, ``sieve/active``) and ``shares.json`` (the
-grants on its mailboxes and those others gave it, when there are any). Import reads the mail only: scripts and
-shares are the user's to set up again (ManageSieve, SETACL), where other accounts may not exist.
+counters and logins), the user's Sieve scripts (``sieve/<name>.sieve``, ``sieve/active``), ``shares.json`` (the
+grants on its mailboxes and those others gave it, when there are any) and ``app-passwords.json`` (names, scopes,
+created, last use; never a hash). Import reads the mail only: scripts, shares and app passwords are the user's to
+set up again (ManageSieve, SETACL, new app passwords), where other accounts may not exist.
 
 Import reads an mbox file, a folder of ``.mbox`` files (this export), or a Maildir (Maildir++: ``cur``/``new``
 is INBOX, ``.A.B`` is folder ``A/B``, names in modified UTF-7; flags from ``:2,`` names: D draft, F flagged,
@@ -47,13 +48,14 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager as ContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO
 from urllib.parse import quote
 
 from .. import message, pipeline, trace
+from ..auth import apppasswords
 from ..crm.sorter import FilingFailed, Sorter
 from ..errors import InvalidInput
 from ..imap import mutf7
@@ -132,6 +134,12 @@ def export(conn: sqlite3.Connection, account_id: int, open_file: Opener) -> tupl
     with open_file("activity.csv") as out:
         out.write(activity_csv(conn, account_id).encode())
     write_sieve(conn, account_id, open_file)
+    app_passwords = [{**asdict(entry), "scope": list(entry.scope)} for entry in apppasswords.listed(conn, account_id)]
+    if app_passwords:  # what they are and when they were used, never their hashes
+        for entry in app_passwords:
+            del entry["id"]
+        with open_file("app-passwords.json") as out:
+            out.write(json.dumps(app_passwords, indent=1, ensure_ascii=False).encode())
     shares = acl.shares_of(conn, account_id)
     if shares:
         with open_file("shares.json") as out:
@@ -215,12 +223,13 @@ def activity_csv(conn: sqlite3.Connection, account_id: int, days: int = 365) -> 
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["kind", "day_or_time", "received", "sent", "bytes_stored", "logins", "failed_logins", "ip",
-                     "protocol", "result"])  # fmt: skip
+                     "protocol", "result", "app_password"])  # fmt: skip
     for day in activity.days(conn, account_id, days):
         writer.writerow(["day", day.day, day.received, day.sent, day.bytes_stored, day.logins, day.failed_logins])
     for login in activity.logins(conn, account_id, time.time() - days * 86400):
         stamp = datetime.fromtimestamp(login.time, UTC).isoformat(timespec="seconds")
-        writer.writerow(["login", stamp, "", "", "", "", "", login.ip, login.protocol, login.result])
+        row = ["login", stamp, "", "", "", "", "", login.ip, login.protocol, login.result, login.app_password]
+        writer.writerow(row)
     return out.getvalue()
 
 

@@ -100,7 +100,7 @@ async def authenticate(session: Session, command: Command) -> str:
         raise Refused("authentication failed") from None
     session.state = State.AUTHENTICATED
     session.opened(login)
-    log.info("managesieve login %s from %s", login.email, session.peer)
+    log.info("managesieve login %s from %s%s", login.email, session.peer, login.via)
     return "logged in"
 
 

@@ -221,8 +221,9 @@ class Session(BaseSession[Services, Handler]):
             self.send(response("NO", str(exc)))
             return
         self.bad = 0
-        if self.account_ended():
-            self.bye("the account was terminated")
+        ended = self.account_ended()
+        if ended:
+            self.bye(ended)
             return
         if command.name not in STATE_COMMANDS[self.state]:
             text = "log in first" if self.state is State.NOT_AUTHENTICATED else "not allowed after login"

@@ -140,7 +140,7 @@ async def _log_in(session: Session, name: str, password: str) -> None:
     session.state = State.TRANSACTION
     session.opened(login)
     count, size = drop.totals()
-    log.info("pop3 login %s from %s (%d messages)", login.email, session.peer, count)
+    log.info("pop3 login %s from %s%s (%d messages)", login.email, session.peer, login.via, count)
     session.ok(f"maildrop has {count} messages ({size} octets)")
 
 

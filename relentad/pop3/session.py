@@ -179,8 +179,9 @@ class Session(BaseSession[Services, Handler]):
             self.send(status(False, f"{command.name}: {where}"))
             return
         self.bad = 0
-        if self.account_ended():
-            self.close("the account was terminated", "SYS/PERM")
+        ended = self.account_ended()
+        if ended:
+            self.close(ended, "SYS/PERM")
             return
         try:
             await self.handlers[command.name](self, command)

@@ -49,7 +49,7 @@ from typing import Any
 from aiosmtpd.smtp import AuthResult, Envelope
 
 from .. import addrspec, quota, quotawarn, senders, stamping, trace
-from ..auth.authenticator import Authenticator, Login, LoginFailed, password_allowed
+from ..auth.authenticator import Authenticator, Login, LoginFailed, password_allowed, session_ended
 from ..errors import InvalidInput, SMTPReply
 from ..message import ParsedMessage
 from ..message import parse as parse_message
@@ -205,7 +205,7 @@ class SubmissionHandler(TransactionLog):
             shown = trace.clean(login.decode(errors="replace"))
             log.info("smtp auth peer=%s login=<%s> result=%s", peer, shown, reply[:3])
             return AuthResult(success=False, handled=False, message=reply)
-        log.info("smtp auth peer=%s login=<%s> result=235", peer, result.email)
+        log.info("smtp auth peer=%s login=<%s> result=235%s", peer, result.email, result.via)
         return AuthResult(success=True, auth_data=result, message=AUTH_OK)
 
     # -- the transaction ----------------------------------------------------------------------------------------
@@ -225,8 +225,8 @@ class SubmissionHandler(TransactionLog):
         login = self._login(session)
         if login is None:
             return AUTH_REQUIRED
-        if not self.store.read(lambda conn: accounts.is_active(conn, login.account_id)):
-            # terminated since this session logged in: it sends nothing more (logging in again fails)
+        if self.store.read(lambda conn: session_ended(conn, login)):
+            # terminated or its app password revoked since this session logged in: it sends nothing more
             session.authenticated, session.auth_data = False, None
             return AUTH_REQUIRED
         if address != NULL_SENDER:  # the null sender: MDNs are sent with it (RFC 8098 §2.1); From is still checked

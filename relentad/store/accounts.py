@@ -32,6 +32,7 @@ class Account:
     daily_send: int
     state: str
     created: float
+    app_passwords_only: bool = False
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Account:
@@ -44,6 +45,7 @@ class Account:
             daily_send=row["daily_send"],
             state=row["state"],
             created=row["created"],
+            app_passwords_only=bool(row["app_passwords_only"]),
         )
 
 
@@ -120,7 +122,8 @@ def domain_id(conn: sqlite3.Connection, domain: str) -> int | None:
 # -- accounts ---------------------------------------------------------------------------------------------
 
 _ACCOUNT_SELECT = """
-    SELECT a.id, a.email, d.name AS domain, a.display_name, a.quota_bytes, a.daily_send, a.state, a.created
+    SELECT a.id, a.email, d.name AS domain, a.display_name, a.quota_bytes, a.daily_send, a.state, a.created,
+           a.app_passwords_only
     FROM accounts a JOIN domains d ON d.id = a.domain_id
 """
 

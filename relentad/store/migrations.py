@@ -860,6 +860,35 @@ def _m028_tlsrpt_results(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m031_app_passwords(conn: sqlite3.Connection) -> None:
+    """App passwords (:mod:`relentad.auth.apppasswords`): one per mail client, argon2id-hashed with a 16-bit
+    lookup tag, a scope and the last use; revoking deletes the row, and ids are never reused (AUTOINCREMENT: a
+    session remembers the id it logged in with, which must not come to name a newer password).
+    ``accounts.app_passwords_only`` refuses the account's password on the mail protocols;
+    ``login_history.app_password`` names the one a login used."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE app_passwords (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            tag INTEGER NOT NULL,
+            scope TEXT NOT NULL,
+            created REAL NOT NULL,
+            last_used REAL,
+            last_protocol TEXT NOT NULL DEFAULT '',
+            last_ip TEXT NOT NULL DEFAULT '',
+            UNIQUE (account_id, name)
+        );
+        CREATE INDEX app_passwords_tag ON app_passwords(account_id, tag);
+        ALTER TABLE accounts ADD COLUMN app_passwords_only INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE login_history ADD COLUMN app_password TEXT NOT NULL DEFAULT '';
+        """,
+    )
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -900,6 +929,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("026_imap_acl", _m026_imap_acl),
     ("027_crm_followups", _m027_crm_followups),
     ("028_tlsrpt_results", _m028_tlsrpt_results),
+    ("031_app_passwords", _m031_app_passwords),
 ]
 
 

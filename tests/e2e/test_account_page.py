@@ -127,8 +127,8 @@ def test_the_login_history_lists_an_imap_login(browser: Browser) -> None:
     with pytest.raises(imaplib.IMAP4.error):
         imap_login(browser, "not the password")
     rows = cells(browser.page("/account/logins"))
-    assert rows[0] == ["Time", "Protocol", "IP address", "Result"]
-    seen = [row[1:] for row in rows[1:]]
+    assert rows[0] == ["Time", "Protocol", "IP address", "Result", "App password"]
+    seen = [row[1:4] for row in rows[1:]]
     assert ["imap", "127.0.0.1", "success"] in seen and ["imap", "127.0.0.1", "failure"] in seen
     assert ["web", "127.0.0.1", "success"] in seen
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", row[0]) for row in rows[1:])

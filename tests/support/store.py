@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from relentad.auth import apppasswords
 from relentad.store import accounts, acl, db, mailboxes, messages
 
 
@@ -22,7 +23,8 @@ def database_with(path: Path, *emails: str, quota_bytes: int = 0) -> sqlite3.Con
 
 def use_every_feature(conn: sqlite3.Connection, me: int, other: int, now: float) -> None:
     """What an account leaves behind by using every feature: Sieve scripts, vacation tracking, grants both ways,
-    CardDAV sync state and a tombstone, CRM rows with a follow-up, its settings, logins over every protocol."""
+    CardDAV sync state and a tombstone, CRM rows with a follow-up, its settings, logins over every protocol, an app
+    password used once."""
     email = conn.execute("SELECT email FROM accounts WHERE id = ?", (me,)).fetchone()[0]
     mine, theirs = mailboxes.find(conn, me, "INBOX"), mailboxes.find(conn, other, "INBOX")
     assert mine is not None and theirs is not None
@@ -65,7 +67,10 @@ def use_every_feature(conn: sqlite3.Connection, me: int, other: int, now: float)
     conn.execute("INSERT INTO subscriptions (account_id, name) VALUES (?, 'Projects')", (me,))
     for protocol in ("imap", "submission", "managesieve", "pop3", "carddav", "web"):
         conn.execute(
-            "INSERT INTO login_history (time, account_id, login, ip, protocol, result) VALUES (?, ?, ?, '192.0.2.1',"
-            " ?, 'success')",
+            "INSERT INTO login_history (time, account_id, login, ip, protocol, result, app_password) VALUES (?, ?, ?,"
+            " '192.0.2.1', ?, 'success', 'phone')",
             (now, me, email, protocol),
         )
+    phone = apppasswords.add(conn, me, "phone", ("imap", "smtp"), "$argon2id$h", "abcdabcdabcdabcd", now)
+    apppasswords.note_use(conn, phone, now, "imap", "192.0.2.1")
+    apppasswords.set_only(conn, me, True)

@@ -18,6 +18,7 @@ import pytest
 
 from relentad.accountpage import csrf, export, pages, server
 from relentad.accountpage.server import AccountPages, handles
+from relentad.auth.apppasswords import AppPassword
 from relentad.auth.authenticator import Login as Account
 from relentad.auth.basic import BasicLogin, Session
 from relentad.config import Config, ServerConfig, WebConfig
@@ -100,6 +101,19 @@ def test_pages_escape_everything_and_the_style_matches_its_hash() -> None:
     assert style is not None
     digest = base64.b64encode(hashlib.sha256(style.group(1).encode()).digest()).decode()
     assert f"sha256-{digest}" == pages.STYLE_HASH and "<script" not in page.lower()
+
+
+def test_the_app_passwords_page_escapes_names_and_shows_a_new_password_once() -> None:
+    hostile = '"><script>x</script>'
+    entry = AppPassword(1, hostile, ("imap", "smtp"), NOW, NOW, "imap", "<ip>")
+    html = pages.app_passwords(pages.AppPasswords('"t', [entry], only=True, created=(hostile, "abcd-efgh-jkmn-pqrs")))
+    assert "<script>" not in html and "<ip>" not in html and 'value=""t"' not in html
+    assert html.count("&quot;&gt;&lt;script&gt;") == 3  # the row, its Revoke form, the note
+    assert "<code>abcd-efgh-jkmn-pqrs</code>" in html and "App passwords only" in html
+    assert "imap, smtp" in html and "2027-01-15" in html
+    again = pages.app_passwords(pages.AppPasswords("t", [entry], only=False))
+    assert "abcd-efgh" not in again and "App passwords only" not in again
+    assert "No app passwords yet" in pages.app_passwords(pages.AppPasswords("t", [], only=False))
 
 
 def test_the_pages_name_every_protocol_a_password_opens() -> None:

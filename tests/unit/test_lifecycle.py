@@ -11,6 +11,7 @@ from urllib.parse import unquote
 import pytest
 
 from relentad import quota, quotawarn
+from relentad.auth import apppasswords
 from relentad.crm import userscripts
 from relentad.lifecycle import activity, announce, retention, transfer
 from relentad.queue import queue
@@ -357,6 +358,7 @@ def test_terminate_and_purge_leave_nothing_of_an_account_that_used_every_feature
     with db.transaction(conn):
         retention.terminate(conn, 1, now=now)
     assert acl.shared_with(conn, 2) == [] and acl.shared_with(conn, 1) == []
+    assert conn.execute("SELECT count(*) FROM app_passwords").fetchone()[0] == 0, "they go with the logins"
     assert conn.execute("SELECT count(*) FROM imap_acl").fetchone()[0] == 0
     with db.transaction(conn):
         if at_once:
@@ -414,6 +416,27 @@ def test_export_has_the_users_sieve_scripts_and_shares(tmp_path: Path) -> None:
     transfer.export_to(conn, 2, tmp_path / "b")
     assert not (tmp_path / "b" / "sieve").exists()
     assert json.loads((tmp_path / "b" / "shares.json").read_text())[0]["from"] == "a@example.test"
+    assert not (tmp_path / "b" / "app-passwords.json").exists()
+
+
+def test_export_lists_app_passwords_without_their_hashes(tmp_path: Path) -> None:
+    conn = database_with(tmp_path / "t.db", "a@example.test")
+    with db.transaction(conn):
+        phone = apppasswords.add(conn, 1, "phone", ("imap",), "$argon2id$secret-hash", "abcdabcdabcdabcd", 1.7e9)
+        apppasswords.note_use(conn, phone, 1.8e9, "imap", "192.0.2.1")
+    transfer.export_to(conn, 1, tmp_path / "out")
+    text = (tmp_path / "out" / "app-passwords.json").read_text()
+    assert json.loads(text) == [
+        {
+            "name": "phone",
+            "scope": ["imap"],
+            "created": 1.7e9,
+            "last_used": 1.8e9,
+            "last_protocol": "imap",
+            "last_ip": "192.0.2.1",
+        }
+    ]
+    assert "secret-hash" not in text and "tag" not in text
 
 
 @pytest.mark.parametrize("name", ["x", ".hidden", "..", "100%", "a/b", "Café ü", 'we:ird*?<>|\\"'])

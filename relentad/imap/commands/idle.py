@@ -5,6 +5,8 @@ idling client as soon as its transaction commits (the pipeline publishes after c
 commit (the CLI's import, announce) are noticed within ``watch.POLL_INTERVAL`` seconds by the poll that runs while
 any session IDLEs; a selected view that changes with time (``Follow-up``) is looked at again when its next
 thread becomes due; the autologout timer applies (from the last event); anything but DONE ends the IDLE with BAD.
+An idling session whose account was terminated or whose app password was revoked (another process) gets BYE at
+the next change it would be told about, or within :data:`ACCOUNT_CHECK` seconds: a lost phone idles for ever.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from ..parser import NoArgs, is_done
 from ..responses import continuation
 from ..session import ANSWERED, Handler, Result, Session, State
 from ..virtual import VirtualView
+
+ACCOUNT_CHECK = 30.0
+"""Seconds between two checks, while a session idles, that its login still stands (one indexed read each)."""
 
 
 async def idle(session: Session, command: NoArgs) -> Result:
@@ -50,10 +55,11 @@ async def _idle(session: Session) -> Result:
     loop = asyncio.get_running_loop()
     try:
         deadline = loop.time() + session.config.imap.autologout
+        check = loop.time() + ACCOUNT_CHECK
         while True:
             waiter = pending = asyncio.ensure_future(session.events.get())
-            timeout = deadline - loop.time()
             wake = _wake_in(session)
+            timeout = min(deadline, check) - loop.time()
             done, _ = await asyncio.wait(
                 {reader, waiter},
                 timeout=timeout if wake is None else min(timeout, wake),
@@ -63,9 +69,13 @@ async def _idle(session: Session) -> Result:
                 session.untagged_status("BYE", "autologout: idle for too long")
                 session.state = State.LOGOUT
                 return ANSWERED
-            if not done:  # the view changes with time (Follow-up): look again
+            if not done:  # time to check the login, or the view changes with time (Follow-up): look again
                 waiter.cancel()
                 pending = None
+                if loop.time() >= check:
+                    check = loop.time() + ACCOUNT_CHECK
+                    if _ended(session):
+                        return ANSWERED
                 await session.sync(expunge_allowed=True)
                 await session.flush()
                 continue
@@ -73,6 +83,8 @@ async def _idle(session: Session) -> Result:
             if waiter in done:
                 event = waiter.result()
                 if session.concerns(event):
+                    if _ended(session):
+                        return ANSWERED
                     if session.revoked():  # a withdrawn shared mailbox tells an idling grantee nothing more
                         session.untagged_status("BYE", "access to the selected shared mailbox was withdrawn")
                         session.state = State.LOGOUT
@@ -96,6 +108,15 @@ async def _idle(session: Session) -> Result:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
     return None
+
+
+def _ended(session: Session) -> bool:
+    """BYE when the account was terminated or the app password of the login revoked since it was last looked at."""
+    ended = session.account_ended()
+    if ended:
+        session.untagged_status("BYE", ended)
+        session.state = State.LOGOUT
+    return bool(ended)
 
 
 def _wake_in(session: Session) -> float | None:
