@@ -271,6 +271,13 @@ class QueueConfig:
         "the policy's MX hosts, over STARTTLS with a verified certificate, else the recipient stays queued. Not "
         "applied through a smarthost.",
     )
+    dane: bool = setting(
+        True,
+        "DANE (RFC 7672) when delivering to MX hosts: a host whose DNSSEC-validated TLSA records apply gets the "
+        "message only over STARTTLS with a certificate matching them, else the recipient stays queued. Trusts the "
+        "AD bit of [dns] nameservers, which must be a local validating resolver (unbound, knot-resolver); without "
+        "validation nothing is secure and nothing changes. Not applied through a smarthost.",
+    )
     ca_file: str = setting(
         "",
         "PEM file of extra CA certificates to trust, besides the system's, wherever outbound TLS is verified "

@@ -47,14 +47,14 @@ async def attempt(
     ips: tuple[str, ...] = ("127.0.0.1",),
     sessions: list[deliver.TlsSession] | None = None,
 ) -> dict[str, deliver.Outcome]:
-    async def mx_hosts(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
-        return ["mx.c.test"]
+    async def mx_route(resolver: dns.asyncresolver.Resolver, domain: str) -> relentad_dns.Route:
+        return relentad_dns.Route(["mx.c.test"], secure=False)
 
-    async def addresses(resolver: dns.asyncresolver.Resolver, host: str) -> list[str]:
-        return list(ips)
+    async def host(resolver: dns.asyncresolver.Resolver, name: str, secure_mx: bool) -> deliver._Host:
+        return deliver._Host(list(ips))
 
-    monkeypatch.setattr(relentad_dns, "mx_hosts", mx_hosts)
-    monkeypatch.setattr(deliver, "_addresses", addresses)
+    monkeypatch.setattr(relentad_dns, "mx_route", mx_route)
+    monkeypatch.setattr(deliver, "_host", host)
     monkeypatch.setattr(deliver, "SMTP_PORT", port)
     return await deliver.attempt(
         domain="c.test",

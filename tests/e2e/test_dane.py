@@ -1,0 +1,182 @@
+"""DANE (RFC 7672) on outbound delivery, against a real DNSSEC world on loopback.
+
+Knot DNS signs the ``test.`` zone and serves it with an unsigned child (``plain.test``: insecure) and a child
+whose DS is wrong (``_tcp.mx.bad.test``: bogus, so unbound answers SERVFAIL); unbound validates with ``test.``'s
+DS as trust anchor, and relentad asks unbound. The MX hosts: an aiosmtpd server with STARTTLS on 127.0.0.72:25
+(a certificate from a private CA, sent with the CA: DANE-TA can match it) and one without STARTTLS on
+127.0.0.73:25. Every recipient domain publishes a different case. The DNS servers and MX hosts start once per
+module. Needs root (port 25) and the knot and unbound packages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from aiosmtpd.controller import Controller
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from relentad.queue import dane
+from tests.e2e.conftest import MakeDaemon
+from tests.e2e.test_outbound import message, queue_list, submit
+from tests.support.daemon import Daemon, wait_for
+from tests.support.dnssec import SignedDns, Zone
+from tests.support.pki import TestCA
+from tests.support.smtp_peer import Sink
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="binds port 25 on 127.0.0.72-73: needs root")
+
+A_HOST, TLS_HOST, PLAIN_HOST = "127.0.0.71", "127.0.0.72", "127.0.0.73"
+RESOLVER_HOST, AUTH_HOST = "127.0.0.74", "127.0.0.75"
+FAST_QUEUE = {"retry_schedule": ["1s"], "scan_interval": "1s", "timeout": "10s"}
+ZEROS = "00" * 32
+
+
+@dataclass
+class World:
+    dns: SignedDns
+    tls: Sink  # the MX with STARTTLS
+    plain: Sink  # the MX without
+    spki: str  # the TLS MX's 3 1 1 association
+
+
+def _mx(label: str, host: str, *tlsa: str) -> str:
+    lines = [f"{label} MX 10 mx.{label}.test.", f"mx.{label} A {host}"]
+    return "\n".join(lines + [f"_25._tcp.mx.{label} TLSA {record}" for record in tlsa]) + "\n"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    workdir = tmp_path_factory.mktemp("dane")
+    ca = TestCA(workdir / "ca")
+    cert_path, key_path = ca.issue("mx.good.test", "mx.ta.test", "mx.wrong.test", "mx.bad.test")
+    chain = workdir / "chain.pem"
+    chain.write_bytes(cert_path.read_bytes() + ca.pem.read_bytes())  # the CA goes along: DANE-TA needs it
+    leaf = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(serialization.Encoding.DER)
+    spki = dane.record_for(leaf).text()
+    ca_hash = hashlib.sha256(ca.cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+    top = (
+        f"ns A {AUTH_HOST}\n"
+        + _mx("a", A_HOST)
+        + _mx("good", TLS_HOST, spki, f"1 1 1 {ZEROS}")
+        + _mx("ta", TLS_HOST, f"2 0 1 {ca_hash}", f"0 0 1 {ca_hash}")
+        + _mx("taname", TLS_HOST, f"2 0 1 {ca_hash}")
+        + _mx("wrong", TLS_HOST, f"3 1 1 {ZEROS}", f"2 0 1 {ZEROS}")
+        + _mx("notls", PLAIN_HOST, spki)
+        + _mx("pkix", PLAIN_HOST, f"1 1 1 {ZEROS}")
+        + _mx("bad", TLS_HOST)
+        + f"_tcp.mx.bad NS ns.test.\n_tcp.mx.bad DS 12345 13 2 {ZEROS}\n"
+        + "plain NS ns.test.\n"
+    )
+    zones = [
+        Zone("test", top),
+        Zone("plain.test", f"@ MX 10 mx.plain.test.\nmx A {PLAIN_HOST}\n_25._tcp.mx TLSA 3 1 1 {ZEROS}\n", False),
+        Zone("_tcp.mx.bad.test", f"_25 TLSA {spki}\n", False),
+    ]
+    dns_server = SignedDns(workdir / "dns", zones, top="test", host=RESOLVER_HOST, auth_host=AUTH_HOST)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(chain, key_path)
+    tls, plain = Sink(), Sink()
+    controllers = [
+        Controller(tls, hostname=TLS_HOST, port=25, tls_context=context),
+        Controller(plain, hostname=PLAIN_HOST, port=25),
+    ]
+    try:
+        dns_server.start()
+        for controller in controllers:
+            controller.start()
+        yield World(dns_server, tls, plain, spki)
+    finally:
+        for controller in controllers:
+            if controller._thread is not None:  # started
+                controller.stop()
+        dns_server.close()
+
+
+def sender(make_daemon: MakeDaemon, world: World, **queue: object) -> Daemon:
+    a = make_daemon(
+        "a",
+        host=A_HOST,
+        submission=True,
+        settings={
+            "dns": {"nameservers": [world.dns.nameserver], "timeout": 3.0},
+            "queue": {**FAST_QUEUE, **queue},
+            "server": {"hostname": "mx.a.test"},
+            "tlsrpt": {"send_reports": True},
+            "dmarc": {"reporter": "reports@a.test"},
+        },
+    )
+    a.add_domain("a.test")
+    a.add_user("alice@a.test")
+    return a.start()
+
+
+def replies(a: Daemon, count: int) -> dict[str, str]:
+    """Each recipient's last reply once ``count`` of them were attempted (delivered ones leave the queue)."""
+
+    def attempted() -> dict[str, str] | None:
+        found = {r["address"]: r["last_reply"] for m in queue_list(a) for r in m["recipients"] if r["attempts"]}
+        return found if len(found) >= count else None
+
+    result: dict[str, str] = wait_for(f"{count} attempted recipients", attempted, timeout=30)
+    return result
+
+
+def took(sink: Sink, recipient: str) -> list[bool]:
+    """For each message ``sink`` accepted for ``recipient``: whether its MAIL came over TLS."""
+    found = []
+    for index, command in enumerate(sink.commands):
+        if command == f"RCPT <{recipient}>":
+            mail = max(i for i in range(index) if sink.commands[i].startswith("MAIL"))
+            found.append(sink.tls[mail])
+    return found
+
+
+def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaemon, world: World) -> None:
+    a = sender(make_daemon, world)
+    delivered = ["good@good.test", "ta@ta.test", "plain@plain.test", "pkix@pkix.test"]
+    kept = ["wrong@wrong.test", "notls@notls.test", "bad@bad.test", "taname@taname.test"]
+    for recipient in delivered + kept:
+        submit(a, [recipient], message(recipient))
+    wait_for("the deliveries", lambda: all(took(world.tls if "p" not in r[0] else world.plain, r) for r in delivered))
+    assert took(world.tls, "good@good.test") == [True], "DANE-EE: the key matches, over TLS"
+    assert took(world.tls, "ta@ta.test") == [True], "DANE-TA: the CA sent along matches, the name is right"
+    assert took(world.plain, "plain@plain.test") == [False], "insecure zone: opportunistic, as without DANE"
+    assert took(world.plain, "pkix@pkix.test") == [False], "only PKIX-EE records: unusable for SMTP"
+
+    last = replies(a, len(kept))
+    assert last["wrong@wrong.test"].startswith("451 4.7.5 DANE: mx.wrong.test[127.0.0.72]: ")
+    assert "matches a TLSA record" in last["wrong@wrong.test"]
+    assert last["notls@notls.test"] == "451 4.7.5 DANE: mx.notls.test[127.0.0.73] does not offer STARTTLS"
+    assert last["bad@bad.test"].startswith("451 4.7.5 DANE: mx.bad.test: TLSA lookup of _25._tcp.mx.bad.test failed")
+    assert "do not include mx.taname.test" in last["taname@taname.test"]
+    for recipient in kept:  # never in plain text, never after a failed check
+        assert took(world.tls, recipient) == [] and took(world.plain, recipient) == []
+
+    rows = {tuple(r) for r in a.query("SELECT domain, policy_type, result, mx_host FROM tlsrpt_results")}
+    assert {
+        ("good.test", "tlsa", "success", "mx.good.test"),
+        ("ta.test", "tlsa", "success", "mx.ta.test"),
+        ("plain.test", "no-policy-found", "starttls-not-supported", "mx.plain.test"),
+        ("pkix.test", "no-policy-found", "starttls-not-supported", "mx.pkix.test"),
+        ("wrong.test", "tlsa", "tlsa-invalid", "mx.wrong.test"),
+        ("notls.test", "tlsa", "starttls-not-supported", "mx.notls.test"),
+        ("bad.test", "tlsa", "dnssec-invalid", "mx.bad.test"),
+        ("taname.test", "tlsa", "certificate-host-mismatch", "mx.taname.test"),
+    } == rows
+    [(policy,)] = a.query("SELECT DISTINCT policy FROM tlsrpt_results WHERE domain = 'good.test'")
+    assert policy == world.spki, "the policy-string is the records DANE used (the unusable one left out)"
+    log = a.log()
+    assert "dane domain=wrong.test tlsa: " in log and "dane domain=bad.test dnssec: " in log
+
+
+def test_dane_off_delivers_as_before(make_daemon: MakeDaemon, world: World) -> None:
+    a = sender(make_daemon, world, dane=False)
+    submit(a, ["notls2@notls.test"], message("notls2@notls.test"))
+    wait_for("plain-text delivery", lambda: took(world.plain, "notls2@notls.test"))
+    assert took(world.plain, "notls2@notls.test") == [False]
