@@ -107,7 +107,7 @@ class Dane:
 class Lookup:
     """What DNS says about one MX host: ``dane`` when DANE applies; ``error`` when the host must not be used."""
 
-    secure: bool  # the host's address (and the domain's MX) answers were DNSSEC-validated
+    secure: bool  # the domain's MX, the host's address and its TLSA answers were DNSSEC-validated
     records: tuple[Tlsa, ...] = ()  # every TLSA record found, usable or not
     dane: Dane | None = None
     error: str = ""
@@ -130,11 +130,32 @@ async def lookup(resolver: dns.asyncresolver.Resolver, host: str, canonical: str
         if not answer.records:
             continue  # none here (a secure or insecure denial): try the host name itself
         if not answer.secure:
-            return Lookup(True, _records(answer.records), name=name)  # §2.2.3: insecure TLSA records are ignored
+            return Lookup(False, _records(answer.records), name=name)  # insecure TLSA records are ignored
         records = _records(answer.records)
         usable = tuple(r for r in records if r.usable)
         return Lookup(True, records, Dane(host, name, usable) if usable else None, name=name)
     return Lookup(True)
+
+
+@dataclass(frozen=True)
+class Host:
+    """One MX host: its addresses and what DANE says about it (``tlsa.dane``: applies; ``tlsa.error``: skip it)."""
+
+    name: str
+    addresses: list[str]
+    tlsa: Lookup
+
+
+async def resolve_host(resolver: dns.asyncresolver.Resolver, host: str, secure_mx: bool) -> Host:
+    """The addresses of MX ``host`` and, when the MX answer (``secure_mx``) and its address answers are
+    DNSSEC-validated, its TLSA records (RFC 7672 §2.2). Raises DnsTemporaryError when the addresses cannot be had."""
+    a = await relentad_dns.lookup_secure(resolver, host, "A")
+    aaaa = await relentad_dns.lookup_secure(resolver, host, "AAAA")
+    found = [r.to_text() for r in a.records + aaaa.records]
+    # every answer that has addresses validated (§2.2.2); without an address there is nothing to connect to
+    if not (secure_mx and found and all(x.secure for x in (a, aaaa) if x.records)):
+        return Host(host, found, Lookup(False))
+    return Host(host, found, await lookup(resolver, host, a.canonical or aaaa.canonical))
 
 
 @dataclass(frozen=True)

@@ -451,32 +451,17 @@ def _check_dane(client: aiosmtplib.SMTP, dane: dane_mod.Dane, where: str, note: 
         raise _DaneFailed(f"{where}: {failure.detail}", _DANE_REASONS.get(failure.result, "tlsa"))
 
 
-@dataclass(frozen=True)
-class _Host:
-    """One MX host's addresses, and DANE: ``dane`` its usable TLSA records; ``unusable`` why it must be skipped."""
-
-    addresses: list[str]
-    dane: dane_mod.Dane | None = None
-    unusable: str = ""
-
-
-async def _host(resolver: dns.asyncresolver.Resolver, host: str, secure_mx: bool) -> _Host:
-    """The addresses of ``host`` and, when its MX and address answers are DNSSEC-secure, its TLSA records (RFC 7672
-    §2.2). Raises DnsTemporaryError when its addresses cannot be had."""
-    a = await relentad_dns.lookup_secure(resolver, host, "A")
-    aaaa = await relentad_dns.lookup_secure(resolver, host, "AAAA")
-    found = [r.to_text() for r in a.records + aaaa.records]
-    # every answer that has addresses validated (§2.2.2); without an address there is nothing to connect to
-    secure = secure_mx and bool(found) and all(x.secure for x in (a, aaaa) if x.records)
-    if not secure:
+async def _host(resolver: dns.asyncresolver.Resolver, host: str, secure_mx: bool) -> dane_mod.Host:
+    """:func:`.dane.resolve_host`, counted."""
+    found = await dane_mod.resolve_host(resolver, host, secure_mx)
+    tlsa = found.tlsa
+    if not tlsa.secure:
         metrics.dane_lookup("insecure")
-        return _Host(found)
-    looked = await dane_mod.lookup(resolver, host, a.canonical or aaaa.canonical)
-    if looked.error:
-        metrics.dane_lookup("failed")
-        return _Host(found, unusable=looked.error)
-    metrics.dane_lookup("usable" if looked.dane else "unusable" if looked.records else "none")
-    return _Host(found, looked.dane)
+    else:
+        metrics.dane_lookup(
+            "failed" if tlsa.error else "usable" if tlsa.dane else "unusable" if tlsa.records else "none"
+        )
+    return found
 
 
 async def attempt(
@@ -547,12 +532,12 @@ async def attempt(
             except relentad_dns.DnsTemporaryError as exc:
                 last_error, last_remote = f"451 4.4.3 DNS: {exc}", ""
                 continue
-            if found.unusable:  # §2.2: a secure host whose TLSA records cannot be had is not used, nor downgraded
-                last_error, last_remote = _dane_failure(domain, "dnssec", f"{host}: {found.unusable}"), ""
+            if found.tlsa.error:  # §2.2: a secure host whose TLSA records cannot be had is not used, nor downgraded
+                last_error, last_remote = _dane_failure(domain, "dnssec", f"{host}: {found.tlsa.error}"), ""
                 if sessions is not None:
-                    sessions.append(TlsSession("dnssec-invalid", None, host, detail=found.unusable[:200]))
+                    sessions.append(TlsSession("dnssec-invalid", None, host, detail=found.tlsa.error[:200]))
                 continue
-            targets += [(ip, SMTP_PORT, host, found.dane) for ip in found.addresses]
+            targets += [(ip, SMTP_PORT, host, found.tlsa.dane) for ip in found.addresses]
     for ip, port, name, dane in targets:
         todo = pending()
         if not todo:

@@ -11,10 +11,12 @@ module. Needs root (port 25) and the knot and unbound packages.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -22,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from relentad.queue import dane
+from relentad.tls import make_self_signed
 from tests.e2e.conftest import MakeDaemon
 from tests.e2e.test_outbound import message, queue_list, submit
 from tests.support.daemon import Daemon, wait_for
@@ -43,6 +46,9 @@ class World:
     tls: Sink  # the MX with STARTTLS
     plain: Sink  # the MX without
     spki: str  # the TLS MX's 3 1 1 association
+    cert: Path  # a.test's own certificate and key, whose 3 1 1 record mx.a.test publishes
+    key: Path
+    own: str
 
 
 def _mx(label: str, host: str, *tlsa: str) -> str:
@@ -59,10 +65,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     chain.write_bytes(cert_path.read_bytes() + ca.pem.read_bytes())  # the CA goes along: DANE-TA needs it
     leaf = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(serialization.Encoding.DER)
     spki = dane.record_for(leaf).text()
+    own_cert, own_key = workdir / "own.pem", workdir / "own.key"
+    make_self_signed(own_cert, own_key, ["mx.a.test"])
+    own_der = x509.load_pem_x509_certificate(own_cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+    own = dane.record_for(own_der).text()
     ca_hash = hashlib.sha256(ca.cert.public_bytes(serialization.Encoding.DER)).hexdigest()
     top = (
         f"ns A {AUTH_HOST}\n"
-        + _mx("a", A_HOST)
+        + _mx("a", A_HOST, own)
         + _mx("good", TLS_HOST, spki, f"1 1 1 {ZEROS}")
         + _mx("ta", TLS_HOST, f"2 0 1 {ca_hash}", f"0 0 1 {ca_hash}")
         + _mx("taname", TLS_HOST, f"2 0 1 {ca_hash}")
@@ -90,7 +100,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         dns_server.start()
         for controller in controllers:
             controller.start()
-        yield World(dns_server, tls, plain, spki)
+        yield World(dns_server, tls, plain, spki, own_cert, own_key, own)
     finally:
         for controller in controllers:
             if controller._thread is not None:  # started
@@ -109,6 +119,7 @@ def sender(make_daemon: MakeDaemon, world: World, **queue: object) -> Daemon:
             "server": {"hostname": "mx.a.test"},
             "tlsrpt": {"send_reports": True},
             "dmarc": {"reporter": "reports@a.test"},
+            "tls": {"cert": str(world.cert), "key": str(world.key)},
         },
     )
     a.add_domain("a.test")
@@ -180,3 +191,31 @@ def test_dane_off_delivers_as_before(make_daemon: MakeDaemon, world: World) -> N
     submit(a, ["notls2@notls.test"], message("notls2@notls.test"))
     wait_for("plain-text delivery", lambda: took(world.plain, "notls2@notls.test"))
     assert took(world.plain, "notls2@notls.test") == [False]
+
+
+def test_dane_check_domain_dns_and_doctor(make_daemon: MakeDaemon, world: World) -> None:
+    a = sender(make_daemon, world)
+    good = a.cli("dane", "check", "GOOD.test")
+    assert good.stdout.splitlines() == [
+        "good.test: MX DNSSEC-secure",
+        "mx.good.test: addresses 127.0.0.72 (secure)",
+        f"  TLSA {world.spki} (DANE-EE)",
+        f"  TLSA 1 1 1 {ZEROS} (PKIX-EE, unusable for SMTP)",
+        "  127.0.0.72: OK STARTTLS works and the certificate matches the TLSA records",
+    ]
+    wrong = a.cli("dane", "check", "wrong.test", check=False)
+    assert wrong.returncode == 1 and "127.0.0.72: FAIL tlsa-invalid: " in wrong.stdout
+    bad = a.cli("dane", "check", "bad.test", "--json", check=False)
+    [host] = json.loads(bad.stdout)["hosts"]
+    assert bad.returncode == 1 and host["error"].startswith("TLSA lookup of _25._tcp.mx.bad.test failed")
+    plain = a.cli("dane", "check", "plain.test").stdout
+    assert plain.startswith("plain.test: MX not DNSSEC-validated: no DANE\n")
+    assert "does not offer STARTTLS" in plain
+    missing = a.cli("dane", "check", "nowhere.test", check=False)
+    assert missing.returncode == 1 and missing.stdout.startswith("nowhere.test: DNS: ")
+
+    zone = a.cli("domain", "dns", "a.test").stdout
+    assert f"_25._tcp.mx.a.test. IN TLSA {world.own}" in zone
+    assert "publish the next key's record beside it before changing keys" in zone
+    doctor = a.cli("doctor", "a.test", check=False).stdout
+    assert "dns TLSA _25._tcp.mx.a.test: matches our certificate" in doctor, doctor

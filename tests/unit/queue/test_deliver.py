@@ -13,7 +13,7 @@ import pytest
 
 from relentad import dns as relentad_dns
 from relentad.config import QueueConfig
-from relentad.queue import deliver, mtasts
+from relentad.queue import dane, deliver, mtasts
 from relentad.smtp import dsnparams
 from relentad.tls import make_self_signed
 from tests.support.pki import TestCA
@@ -50,8 +50,8 @@ async def attempt(
     async def mx_route(resolver: dns.asyncresolver.Resolver, domain: str) -> relentad_dns.Route:
         return relentad_dns.Route(["mx.c.test"], secure=False)
 
-    async def host(resolver: dns.asyncresolver.Resolver, name: str, secure_mx: bool) -> deliver._Host:
-        return deliver._Host(list(ips))
+    async def host(resolver: dns.asyncresolver.Resolver, name: str, secure_mx: bool) -> dane.Host:
+        return dane.Host(name, list(ips), dane.Lookup(False))
 
     monkeypatch.setattr(relentad_dns, "mx_route", mx_route)
     monkeypatch.setattr(deliver, "_host", host)
