@@ -207,20 +207,23 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 def check(dane: Dane, chain: list[bytes], now: datetime.datetime | None = None) -> Failure | None:
     """None when ``chain`` (DER, the server's certificate first) satisfies one of ``dane``'s records (RFC 7672
-    §3.1); else what failed. The records are tried DANE-EE first: it needs no parsing beyond the hash."""
+    §3.1); else what failed. The records are tried DANE-EE first: it needs no parsing beyond the hash. The chain
+    comes from the server: anything in it that cannot be parsed is a failure, never an exception."""
     if not chain:
         return Failure("validation-failure", "the server sent no certificate")
-    chain = chain[:MAX_CHAIN]
+    try:
+        return _check(dane, chain[:MAX_CHAIN], now or datetime.datetime.now(datetime.UTC))
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        return Failure("validation-failure", f"unreadable certificate: {exc}"[:200])
+
+
+def _check(dane: Dane, chain: list[bytes], now: datetime.datetime) -> Failure | None:
     if any(r.usage == DANE_EE and r.matches(chain[0]) for r in dane.records):
         return None
     anchors = [r for r in dane.records if r.usage == DANE_TA]
     if not anchors:
         return Failure("tlsa-invalid", "the certificate matches none of the TLSA records")
-    try:
-        certs = [x509.load_der_x509_certificate(der) for der in chain]
-    except ValueError as exc:
-        return Failure("validation-failure", f"unreadable certificate: {exc}")
-    now = now or datetime.datetime.now(datetime.UTC)
+    certs = [x509.load_der_x509_certificate(der) for der in chain]
     # the path from the server's certificate up to a certificate a DANE-TA record matches, through the chain sent
     path, current, rest = [certs[0]], certs[0], certs[1:]
     trusted = False

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiosmtplib
 import dns.asyncresolver
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from .. import dns as relentad_dns
 from . import dane
@@ -107,7 +108,10 @@ async def _probe(ip: str, found: dane.Host, hostname: str, time_limit: float, po
     except ValueError as exc:
         return Probe(ip, "fail" if applies else "info", str(exc))
     if applies is None:
-        key = dane.record_for(chain[0]).text() if chain else "none"
+        try:
+            key = dane.record_for(chain[0]).text() if chain else "none"
+        except (ValueError, UnsupportedAlgorithm):
+            key = "unreadable certificate"
         return Probe(ip, "info", f"STARTTLS works; no DANE here (its key as TLSA: {key})")
     failure = dane.check(applies, chain)
     if failure is not None:

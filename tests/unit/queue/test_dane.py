@@ -154,5 +154,15 @@ def test_name_matches(pattern: str, name: str, matches: bool) -> None:
     assert dane.name_matches(pattern, name) is matches
 
 
+def test_garbage_from_the_server_is_a_failure_not_an_exception() -> None:
+    garbage = b"0\x82\x01\x00not a certificate"
+    for record in (Tlsa(3, 1, 1, bytes(32)), Tlsa(2, 0, 1, bytes(32))):
+        failure = dane.check(records(record), [garbage, garbage])
+        assert failure is not None and failure.result == "validation-failure"
+    ta = records(Tlsa(2, 0, 1, hashlib.sha256(der(CA)).digest()))
+    failure = dane.check(ta, [der(LEAF), garbage])
+    assert failure is not None and failure.result == "validation-failure"
+
+
 def test_peer_chain_without_a_session() -> None:
     assert dane.peer_chain(None) == []
