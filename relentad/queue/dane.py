@@ -115,7 +115,10 @@ class Lookup:
 
 
 def _records(found: list[Any]) -> tuple[Tlsa, ...]:
-    return tuple(Tlsa(int(r.usage), int(r.selector), int(r.mtype), bytes(r.cert)) for r in found if hasattr(r, "cert"))
+    """The TLSA records of an answer in a fixed order: an RRset comes in any order, and TLS reports group sessions
+    by its text."""
+    records = [Tlsa(int(r.usage), int(r.selector), int(r.mtype), bytes(r.cert)) for r in found if hasattr(r, "cert")]
+    return tuple(sorted(records, key=lambda r: (r.usage, r.selector, r.mtype, r.data)))
 
 
 async def lookup(resolver: dns.asyncresolver.Resolver, host: str, canonical: str = "") -> Lookup:

@@ -10,6 +10,9 @@ module. Needs root (port 25) and the knot and unbound packages.
 
 from __future__ import annotations
 
+import email
+import email.policy
+import gzip
 import hashlib
 import json
 import os
@@ -77,6 +80,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         + _mx("ta", TLS_HOST, f"2 0 1 {ca_hash}", f"0 0 1 {ca_hash}")
         + _mx("taname", TLS_HOST, f"2 0 1 {ca_hash}")
         + _mx("wrong", TLS_HOST, f"3 1 1 {ZEROS}", f"2 0 1 {ZEROS}")
+        + '_smtp._tls.wrong TXT "v=TLSRPTv1; rua=mailto:tls@good.test"\n'
         + _mx("notls", PLAIN_HOST, spki)
         + _mx("pkix", PLAIN_HOST, f"1 1 1 {ZEROS}")
         + _mx("bad", TLS_HOST)
@@ -185,6 +189,20 @@ def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaem
     log = a.log()
     assert "dane domain=wrong.test tlsa: " in log and "dane domain=bad.test dnssec: " in log
 
+    # wrong.test asks for TLS reports (to good.test): policy type tlsa, its records, the failure
+    assert "TLS report for wrong.test queued to tls@good.test" in a.cli("reports", "send", "--tls").stdout
+    raw = wait_for("the TLS report", lambda: [m for _, r, m in world.tls.accepted if r == ["tls@good.test"]])[0]
+    [attachment] = list(email.message_from_bytes(raw, policy=email.policy.default).iter_attachments())
+    [policy] = json.loads(gzip.decompress(attachment.get_content()))["policies"]
+    assert policy["policy"] == {
+        "policy-type": "tlsa",
+        "policy-string": [f"2 0 1 {ZEROS}", f"3 1 1 {ZEROS}"],  # sorted: the same RRset is one policy
+        "policy-domain": "wrong.test",
+        "mx-host": ["mx.wrong.test"],
+    }
+    assert policy["summary"]["total-successful-session-count"] == 0
+    assert {d["result-type"] for d in policy["failure-details"]} == {"tlsa-invalid"}
+
 
 def test_dane_off_delivers_as_before(make_daemon: MakeDaemon, world: World) -> None:
     a = sender(make_daemon, world, dane=False)
@@ -199,8 +217,8 @@ def test_dane_check_domain_dns_and_doctor(make_daemon: MakeDaemon, world: World)
     assert good.stdout.splitlines() == [
         "good.test: MX DNSSEC-secure",
         "mx.good.test: addresses 127.0.0.72 (secure)",
-        f"  TLSA {world.spki} (DANE-EE)",
         f"  TLSA 1 1 1 {ZEROS} (PKIX-EE, unusable for SMTP)",
+        f"  TLSA {world.spki} (DANE-EE)",
         "  127.0.0.72: OK STARTTLS works and the certificate matches the TLSA records",
     ]
     wrong = a.cli("dane", "check", "wrong.test", check=False)
