@@ -20,10 +20,16 @@ host that fails is skipped like an unreachable one (never plain text), and when 
 queued with a ``451 4.7.5`` saying why. With mode ``testing`` the same checks run, and a failure is logged and
 counted, then the host gets the message as without a policy. Never applied to the smarthost.
 
+DANE (RFC 7672; the records come from :mod:`relentad.queue.dane`): when the domain's MX answer and a host's address
+answers are DNSSEC-validated and the host publishes usable TLSA records, that host is tried only over STARTTLS and
+only with a certificate chain matching them, checked after an unverified handshake; a host that fails, or whose
+TLSA lookup failed, is skipped (never plain text) and the recipients stay queued with a ``451 4.7.5 DANE: ...``.
+Such a host is not held to the MTA-STS policy (RFC 8461 §2: DANE takes precedence). Never applied to the smarthost.
+
 TLS reporting (RFC 8460): given a ``sessions`` list, MX mode notes each host's first try as a :class:`TlsSession`
 (success, or the §4.3 result type of what failed: no STARTTLS, the certificate, the handshake, an MX host outside
-the policy) under the domain's MTA-STS policy or none; the runner stores them. The retries of a host without the
-policy or without TLS are not sessions of their own.
+the policy, a TLSA mismatch or lookup failure) under the host's TLSA records, the domain's MTA-STS policy or none;
+the runner stores them. The retries of a host without the policy or without TLS are not sessions of their own.
 
 Content goes as it is: 8-bit with BODY=8BITMIME where offered and unchanged where not (no conversion to 7 bit:
 the DKIM signature covers the body), UTF-8 header fields with SMTPUTF8 where offered. An address that needs
