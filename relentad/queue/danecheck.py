@@ -18,7 +18,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from .. import dns as relentad_dns
 from . import dane
 
-MAX_HOSTS = 10  # a domain with more MX hosts than this is shown only in part
+MAX_HOSTS = 10  # MX hosts shown, and addresses tried per host: a domain with more is shown only in part
 
 
 @dataclass
@@ -144,7 +144,7 @@ async def check_domain(
             tlsa.error,
         )
         if not tlsa.error:
-            check.probes = [await _probe(ip, found, hostname, time_limit, port) for ip in found.addresses]
+            check.probes = [await _probe(ip, found, hostname, time_limit, port) for ip in found.addresses[:MAX_HOSTS]]
         hosts.append(check)
     return DomainCheck(domain, route.secure, hosts)
 
