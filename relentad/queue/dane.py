@@ -12,8 +12,8 @@ match one of them:
   do not matter (§3.1.1);
 - DANE-TA(2): a certificate of the chain the server sent matches; the chain below it is verified (each signed by
   the next, issuers are CAs, in date) and the server certificate names the MX host or the TLSA base domain (§3.2.2,
-  subjectAltName DNS names, the CN only without any). A trust anchor published only as a bare key (2 1 0) whose
-  certificate the server does not send cannot be matched: that fails, like any mismatch, and the host is not used.
+  subjectAltName DNS names, the CN only without any). A trust anchor published as a bare key (2 1 0) need not be
+  sent: the top of the chain must then be signed by it (RFC 7671 §5.2.3).
 
 A TLSA lookup that fails (SERVFAIL: the records are bogus, or DNS does not answer) for a secure host means the host
 is not used (§2.2: never downgraded). TLSA records that are all unusable (PKIX-TA/PKIX-EE, unknown parameters)
@@ -32,6 +32,7 @@ import dns.asyncresolver
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from .. import dns as relentad_dns
 
@@ -208,6 +209,25 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def _signed_by_key(cert: x509.Certificate, spki: bytes) -> bool:
+    """Whether ``cert`` carries a signature by the public key ``spki`` (DER SubjectPublicKeyInfo)."""
+    try:
+        key = serialization.load_der_public_key(spki)
+        params = cert.signature_algorithm_parameters
+        data, signature, digest = cert.tbs_certificate_bytes, cert.signature, cert.signature_hash_algorithm
+        if isinstance(key, rsa.RSAPublicKey) and isinstance(params, padding.PKCS1v15 | padding.PSS) and digest:
+            key.verify(signature, data, params, digest)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and isinstance(params, ec.ECDSA):
+            key.verify(signature, data, params)
+        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            key.verify(signature, data)
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
 def check(dane: Dane, chain: list[bytes], now: datetime.datetime | None = None) -> Failure | None:
     """None when ``chain`` (DER, the server's certificate first) satisfies one of ``dane``'s records (RFC 7672
     §3.1); else what failed. The records are tried DANE-EE first: it needs no parsing beyond the hash. The chain
@@ -240,9 +260,13 @@ def _check(dane: Dane, chain: list[bytes], now: datetime.datetime) -> Failure | 
         rest.remove(issuer)
         path.append(issuer)
         current = issuer
-    if not trusted:
-        return Failure("tlsa-invalid", "no certificate of the chain matches a TLSA record")
-    for cert in path[:-1]:  # the trust anchor itself is a key and a name (RFC 5280 §6.1.1): its dates do not count
+    below = path[:-1]  # the trust anchor itself is a key and a name (RFC 5280 §6.1.1): its dates do not count
+    if not trusted:  # a bare key (2 1 0) whose certificate the server need not send (RFC 7671 §5.2.3)
+        keys = [r.data for r in anchors if r.selector == 1 and r.mtype == 0]
+        if not any(_signed_by_key(current, key) for key in keys):
+            return Failure("tlsa-invalid", "no certificate of the chain matches a TLSA record")
+        below = path
+    for cert in below:
         if not _in_date(cert, now):
             return Failure("certificate-expired", f"certificate {cert.subject.rfc4514_string()} is not in date")
     references = {dane.host, dane.base}

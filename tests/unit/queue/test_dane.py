@@ -8,7 +8,7 @@ import hashlib
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from relentad.queue import dane
@@ -16,7 +16,7 @@ from relentad.queue.dane import Dane, Tlsa
 
 NOW = datetime.datetime.now(datetime.UTC)
 DAY = datetime.timedelta(days=1)
-Key = ec.EllipticCurvePrivateKey
+Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 def make_cert(
@@ -108,11 +108,24 @@ def test_dane_ta_verifies_the_chain_up_to_the_anchor_and_the_name() -> None:
     assert dane.check(other, [der(LEAF), der(OTHER_CA)]) is not None, "sent, but not the issuer"
     self_anchor = records(Tlsa(2, 0, 1, hashlib.sha256(der(LEAF)).digest()))
     assert dane.check(self_anchor, [der(LEAF)]) is not None, "the server certificate is no trust anchor"
+    bare_key = records(Tlsa(2, 1, 0, spki(CA)))
+    assert dane.check(bare_key, [der(LEAF)]) is None, "a bare key need not come along (RFC 7671 §5.2.3)"
+    assert dane.check(records(Tlsa(2, 1, 0, spki(OTHER_CA))), [der(LEAF)]) is not None
+    failure = dane.check(bare_key, [der(EXPIRED)])
+    assert failure is not None and failure.result == "certificate-expired"
     elsewhere = Dane("mx.example.net", "mx.example.net", by_cert.records)
     failure = dane.check(elsewhere, [der(LEAF), der(CA)])
     assert failure is not None and failure.result == "certificate-host-mismatch"
     failure = dane.check(by_cert, [der(EXPIRED), der(CA)])
     assert failure is not None and failure.result == "certificate-expired"
+
+
+def test_a_bare_rsa_key_as_trust_anchor() -> None:
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca = make_cert("RSA CA", ca_key, ca=True)
+    leaf = make_cert("mx", LEAF_KEY, (ca.subject, ca_key), sans=("mx.example.org",))
+    assert dane.check(records(Tlsa(2, 1, 0, spki(ca))), [der(leaf)]) is None
+    assert dane.check(records(Tlsa(2, 1, 0, spki(CA))), [der(leaf)]) is not None
 
 
 def test_dane_ta_checks_names_dane_ee_passes_first() -> None:
