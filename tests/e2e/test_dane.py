@@ -237,3 +237,14 @@ def test_dane_check_domain_dns_and_doctor(make_daemon: MakeDaemon, world: World)
     assert "publish the next key's record beside it before changing keys" in zone
     doctor = a.cli("doctor", "a.test", check=False).stdout
     assert "dns TLSA _25._tcp.mx.a.test: matches our certificate" in doctor, doctor
+
+    # a new key, its record not published yet: senders using DANE would hold our mail back
+    new_cert, new_key = a.root / "new.pem", a.root / "new.key"
+    make_self_signed(new_cert, new_key, ["mx.a.test"])
+    a.write_config(tls={"cert": str(new_cert), "key": str(new_key)})
+    doctor = a.cli("doctor", "a.test", check=False)
+    line = next(line for line in doctor.stdout.splitlines() if "dns TLSA _25._tcp.mx.a.test" in line)
+    assert line.startswith("FAIL") and "do not match our certificate" in line, line
+    assert doctor.returncode == 1
+    new_record = dane.record_for(ssl.PEM_cert_to_DER_cert(new_cert.read_text())).text()
+    assert f"_25._tcp.mx.a.test. IN TLSA {new_record}" in a.cli("domain", "dns", "a.test").stdout
