@@ -26,12 +26,14 @@ from aiosmtpd.controller import Controller
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from relentad.queue import dane
+from relentad.dns import make_resolver
+from relentad.queue import dane, danecheck
 from relentad.tls import make_self_signed
 from tests.e2e.conftest import MakeDaemon
 from tests.e2e.test_outbound import message, queue_list, submit
-from tests.support.daemon import Daemon, wait_for
+from tests.support.daemon import Daemon, free_port, wait_for
 from tests.support.dnssec import SignedDns, Zone
+from tests.support.metrics import http_get, sample
 from tests.support.pki import TestCA
 from tests.support.smtp_peer import Sink
 
@@ -112,7 +114,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         dns_server.close()
 
 
-def sender(make_daemon: MakeDaemon, world: World, **queue: object) -> Daemon:
+def sender(make_daemon: MakeDaemon, world: World, start: bool = True, **queue: object) -> Daemon:
+    metrics_port = free_port()
     a = make_daemon(
         "a",
         host=A_HOST,
@@ -124,11 +127,12 @@ def sender(make_daemon: MakeDaemon, world: World, **queue: object) -> Daemon:
             "tlsrpt": {"send_reports": True},
             "dmarc": {"reporter": "reports@a.test"},
             "tls": {"cert": str(world.cert), "key": str(world.key)},
+            "listen": {"metrics": f"127.0.0.1:{metrics_port}"},
         },
     )
     a.add_domain("a.test")
     a.add_user("alice@a.test")
-    return a.start()
+    return a.start() if start else a
 
 
 def replies(a: Daemon, count: int) -> dict[str, str]:
@@ -186,6 +190,11 @@ def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaem
     } == rows
     [(policy,)] = a.query("SELECT DISTINCT policy FROM tlsrpt_results WHERE domain = 'good.test'")
     assert policy == world.spki, "the policy-string is the records DANE used (the unusable one left out)"
+    _, text = http_get(int(a.settings["listen"]["metrics"].rpartition(":")[2]), "/metrics")
+    for reason in ("tlsa", "no_starttls", "dnssec", "name"):
+        assert sample(text, "relentad_dane_failures_total", f'reason="{reason}"') >= 1
+    for result in ("usable", "unusable", "insecure", "failed"):
+        assert sample(text, "relentad_dane_lookups_total", f'result="{result}"') >= 1
     log = a.log()
     assert "dane domain=wrong.test tlsa: " in log and "dane domain=bad.test dnssec: " in log
 
@@ -211,8 +220,9 @@ def test_dane_off_delivers_as_before(make_daemon: MakeDaemon, world: World) -> N
     assert took(world.plain, "notls2@notls.test") == [False]
 
 
-def test_dane_check_domain_dns_and_doctor(make_daemon: MakeDaemon, world: World) -> None:
-    a = sender(make_daemon, world)
+async def test_dane_check_domain_dns_and_doctor(make_daemon: MakeDaemon, world: World) -> None:
+    """The CLI needs no running daemon; the cases beyond the first two are checked in-process, CLI starts cost."""
+    a = sender(make_daemon, world, start=False)
     good = a.cli("dane", "check", "GOOD.test")
     assert good.stdout.splitlines() == [
         "good.test: MX DNSSEC-secure",
@@ -225,12 +235,20 @@ def test_dane_check_domain_dns_and_doctor(make_daemon: MakeDaemon, world: World)
     assert wrong.returncode == 1 and "127.0.0.72: FAIL tlsa-invalid: " in wrong.stdout
     bad = a.cli("dane", "check", "bad.test", "--json", check=False)
     [host] = json.loads(bad.stdout)["hosts"]
-    assert bad.returncode == 1 and host["error"].startswith("TLSA lookup of _25._tcp.mx.bad.test failed")
-    plain = a.cli("dane", "check", "plain.test").stdout
-    assert plain.startswith("plain.test: MX not DNSSEC-validated: no DANE\n")
-    assert "does not offer STARTTLS" in plain
-    missing = a.cli("dane", "check", "nowhere.test", check=False)
-    assert missing.returncode == 1 and missing.stdout.startswith("nowhere.test: DNS: ")
+    assert bad.returncode == 1
+    assert host["error"].startswith("TLSA lookup of _25._tcp.mx.bad.test failed")
+    resolver = make_resolver([world.dns.nameserver], 3.0)
+
+    async def check(domain: str) -> danecheck.DomainCheck:
+        return await danecheck.check_domain(resolver, domain, hostname="mx.a.test", time_limit=5.0)
+
+    plain = await check("plain.test")
+    assert danecheck.render(plain).startswith("plain.test: MX not DNSSEC-validated: no DANE\n")
+    assert not plain.failed and "does not offer STARTTLS" in plain.hosts[0].probes[0].detail
+    missing = await check("nowhere.test")
+    assert missing.failed and danecheck.render(missing).startswith("nowhere.test: DNS: ")
+    ta = await check("taname.test")
+    assert ta.failed and ta.hosts[0].probes[0].detail.startswith("certificate-host-mismatch: ")
 
     zone = a.cli("domain", "dns", "a.test").stdout
     assert f"_25._tcp.mx.a.test. IN TLSA {world.own}" in zone
@@ -243,8 +261,8 @@ def test_dane_check_domain_dns_and_doctor(make_daemon: MakeDaemon, world: World)
     make_self_signed(new_cert, new_key, ["mx.a.test"])
     a.write_config(tls={"cert": str(new_cert), "key": str(new_key)})
     doctor = a.cli("doctor", "a.test", check=False)
-    line = next(line for line in doctor.stdout.splitlines() if "dns TLSA _25._tcp.mx.a.test" in line)
-    assert line.startswith("FAIL") and "do not match our certificate" in line, line
-    assert doctor.returncode == 1
+    lines = doctor.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "dns TLSA _25._tcp.mx.a.test" in line)
+    assert lines[at].startswith("FAIL") and "do not match our certificate" in lines[at], lines[at]
     new_record = dane.record_for(ssl.PEM_cert_to_DER_cert(new_cert.read_text())).text()
-    assert f"_25._tcp.mx.a.test. IN TLSA {new_record}" in a.cli("domain", "dns", "a.test").stdout
+    assert f"_25._tcp.mx.a.test. IN TLSA {new_record}" in lines[at + 1], "the fix: the new key's record"
