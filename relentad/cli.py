@@ -1299,6 +1299,39 @@ def mta_sts_forget(state: State, domain: str) -> None:
     click.echo(f"cached MTA-STS policy of {name} dropped")
 
 
+@main.group("dane")
+def dane_group() -> None:
+    """DANE (RFC 7672): recipient domains' TLSA records as deliveries see them."""
+
+
+@dane_group.command("check")
+@click.argument("domain")
+@json_option
+@pass_state
+def dane_check(state: State, domain: str, as_json: bool) -> None:
+    """Look DOMAIN's MX hosts and TLSA records up through [dns] nameservers and try each host's certificate
+    (connects to port 25, sends nothing). Exits 1 when DANE would hold mail to DOMAIN back."""
+    import asyncio
+
+    from .dns import make_resolver
+    from .queue import danecheck
+
+    with errors_as_messages():
+        name = addrspec.normalize_domain(domain)
+        config = state.config
+        resolver = make_resolver(config.dns.nameservers, config.dns.timeout)
+        timeout = min(config.queue.timeout, 30.0)
+        result = asyncio.run(
+            danecheck.check_domain(resolver, name, hostname=config.server.hostname, time_limit=timeout)
+        )
+    if as_json:
+        print_json(result.as_json())
+    else:
+        click.echo(danecheck.render(result), nl=False)
+    if result.failed:
+        sys.exit(1)
+
+
 # -- DKIM -------------------------------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.name
 import dns.nameserver
 import dns.rdata
@@ -90,6 +91,9 @@ def _configure(
     resolver.lifetime = timeout
     resolver.retry_servfail = False
     resolver.cache = cache
+    # AD in the query asks the resolver to say whether it validated the answer (RFC 6840 §5.7), which DANE needs;
+    # cheaper than DO, which would bring every RRSIG along.
+    resolver.flags = dns.flags.RD | dns.flags.AD
 
 
 class CachingResolver(dns.asyncresolver.Resolver):
@@ -189,12 +193,56 @@ async def lookup(
     return records
 
 
+@dataclass(frozen=True)
+class Secured:
+    """An answer with what DANE needs: whether the resolver validated it (the AD bit) and the name the CNAME chain
+    ends at."""
+
+    records: list[dns.rdata.Rdata]
+    secure: bool
+    canonical: str
+
+
+def _secure(answer: dns.resolver.Answer) -> bool:
+    return answer.response is not None and bool(answer.response.flags & dns.flags.AD)
+
+
+async def lookup_secure(
+    resolver: dns.asyncresolver.Resolver, name: str, rdtype: dns.rdatatype.RdataType | str
+) -> Secured:
+    """Like :func:`lookup`, uncached, with the AD bit: a name or type that does not exist is an empty answer (not
+    secure: only positive answers matter to DANE); DnsTemporaryError for timeouts and SERVFAIL (a validating
+    resolver's answer to bogus data)."""
+    try:
+        answer = await resolver.resolve(name, rdtype, search=False, raise_on_no_answer=False)
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.name.NameTooLong, dns.exception.SyntaxError):
+        return Secured([], False, "")
+    except dns.exception.Timeout as exc:
+        raise DnsTemporaryError(f"{name} {rdtype}: timeout") from exc
+    except dns.exception.DNSException as exc:
+        raise DnsTemporaryError(f"{name} {rdtype}: {exc}") from exc
+    return Secured(list(answer), _secure(answer), answer.canonical_name.to_text(omit_final_dot=True).lower())
+
+
 def reverse_name(ip: str) -> str:
     """The in-addr.arpa / ip6.arpa name for a PTR lookup of `ip`."""
     return dns.reversename.from_address(ip).to_text(omit_final_dot=True)
 
 
+@dataclass(frozen=True)
+class Route:
+    """The MX hosts of a domain and whether the answer was DNSSEC-validated (RFC 7672 §2.2.1)."""
+
+    hosts: list[str]
+    secure: bool
+
+
 async def mx_hosts(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
+    """The hosts of :func:`mx_route`."""
+    return (await mx_route(resolver, domain)).hosts
+
+
+async def mx_route(resolver: dns.asyncresolver.Resolver, domain: str) -> Route:
     """The hosts to try for mail to `domain`, best first (RFC 5321 §5.1).
 
     MX targets are sorted by preference, equal preferences shuffled to spread load. Without MX records
@@ -224,7 +272,7 @@ async def mx_hosts(resolver: dns.asyncresolver.Resolver, domain: str) -> list[st
             host = record.exchange.to_text(omit_final_dot=True).lower()
             if host not in hosts:
                 hosts.append(host)
-        return hosts
+        return Route(hosts, _secure(answer))
     if await lookup(resolver, name, "A") or await lookup(resolver, name, "AAAA"):
-        return [name]
+        return Route([name], _secure(answer))  # a secure denial of MX: the domain is its own host
     raise DnsPermanentError(f"{name}: no MX and no address records")

@@ -4,7 +4,8 @@
 the configured resolver answers. Both use :func:`records`, so what is printed is exactly what is checked.
 
 Invariants:
-- Pure: reads the configuration and ``data/dkim/DOMAIN`` only; no network, no database.
+- Pure: reads the configuration, ``data/dkim/DOMAIN`` and the ``[tls] cert`` file (for the TLSA record) only; no
+  network, no database.
 - Names are absolute and written without the final dot; TXT values are the joined string (zone output splits
   them into 255-byte character-strings).
 - ``required`` records are the ones mail delivery depends on (MX, the host's address, SPF, DKIM when a key
@@ -20,9 +21,12 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass, replace
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from . import addrspec
 from .config import Config, parse_address
-from .queue import dkim, dkimkeys
+from .queue import dane, dkim, dkimkeys
 
 MTA_STS_MAX_AGE = 604_800  # one week, as RFC 8461 suggests for a stable policy
 
@@ -30,7 +34,7 @@ MTA_STS_MAX_AGE = 604_800  # one week, as RFC 8461 suggests for a stable policy
 @dataclass(frozen=True)
 class Record:
     name: str
-    rtype: str  # MX, A, AAAA, TXT, SRV, CNAME
+    rtype: str  # MX, A, AAAA, TXT, SRV, CNAME, TLSA
     value: str | None  # presentation form (TXT joined, unquoted); None when only the admin knows it
     purpose: str
     required: bool = True
@@ -114,6 +118,9 @@ def records(config: Config, domain: str) -> list[Record]:
     if not v4 and not v6:
         out.append(Record(host, "A", None, "this server's address", hint="the VPS's public IPv4 address"))
         out.append(Record(host, "AAAA", None, "this server's address", required=False, hint="its IPv6 address, if any"))
+    tlsa = tlsa_record(config)
+    if tlsa is not None:
+        out.append(tlsa)
     out.append(Record(name, "TXT", "v=spf1 mx -all", "SPF: only this domain's MX sends its mail"))
     keys = dkimkeys.load(config.data_dir, name)
     if keys is None:
@@ -175,6 +182,34 @@ def records(config: Config, domain: str) -> list[Record]:
         purpose = f"{web} mail client set-up ({'Thunderbird' if label == 'autoconfig' else 'Outlook'})"
         out.append(Record(f"{label}.{name}", "CNAME", host, purpose, required=False))
     return out
+
+
+def certificate_chain(config: Config) -> list[bytes]:
+    """The ``[tls] cert`` file's certificates (DER, ours first); [] without TLS or when it cannot be read."""
+    if not config.tls_enabled:
+        return []
+    try:
+        pem = config.resolve(config.tls.cert).read_bytes()
+        return [c.public_bytes(serialization.Encoding.DER) for c in x509.load_pem_x509_certificates(pem)]
+    except (OSError, ValueError):
+        return []
+
+
+def tlsa_record(config: Config) -> Record | None:
+    """The DANE record (RFC 7672) for our host: ``3 1 1``, the SHA-256 of the certificate's public key, which
+    survives renewals with the same key (certbot's default reuses none: see the README on key rollover)."""
+    chain = certificate_chain(config)
+    if not chain:
+        return None
+    host = config.server.hostname.rstrip(".").lower()
+    return Record(
+        f"_25._tcp.{host}",
+        "TLSA",
+        dane.record_for(chain[0]).text(),
+        "DANE: senders that validate DNSSEC accept only this key on port 25 (only in a DNSSEC-signed zone; publish "
+        "the next key's record beside it before changing keys)",
+        required=False,
+    )
 
 
 def _dkim_records(keys: dkimkeys.DomainKeys, note: str, *, required: bool) -> list[Record]:

@@ -5,6 +5,8 @@ Checks, each giving :class:`Finding` values (``ok``, ``warn`` or ``fail``, with 
   the records of :func:`relentad.dnsrecords.records` (required ones fail, recommended ones warn); the server's
   host name has an address, and each address's reverse DNS (PTR) names the host back (forward-confirmed rDNS);
 - with ``[acme] enabled``, whether the last ACME attempt failed;
+- the host's TLSA records (DANE), when published: they must match our certificate, or senders that validate
+  DNSSEC hold our mail back (a failure when the resolver validated them, else a warning; none published is fine);
 - the TLS certificate: readable, matching the key, not expired (warn under 14 days), valid for the host name, and
   with ``[listen] https`` on, for each domain's mta-sts., autoconfig. and autodiscover. names (a warning);
 - the listeners: each configured address accepts a TCP connection (the daemon runs and bound it);
@@ -42,6 +44,7 @@ from . import addrspec, clientconfig, dnsbl, dnsrecords
 from .authreports import summary
 from .config import Config, SpamConfig, parse_address
 from .dns import DnsLookupError, lookup, make_resolver, reverse_name
+from .queue import dane
 from .spam.tokenize import TOKENIZER_VERSION
 from .spam.verdicts import short_of_training, size_note
 
@@ -128,6 +131,30 @@ async def check_record(resolver: dns.asyncresolver.Resolver, record: dnsrecords.
             return Finding("ok", label, ", ".join(found))
     what = f"published {', '.join(found)}" if found else "missing"
     return Finding(bad, label, what, f"publish: {zone_line}")
+
+
+async def check_tlsa(resolver: dns.asyncresolver.Resolver, record: dnsrecords.Record, chain: list[bytes]) -> Finding:
+    """Our host's published TLSA records against our certificate chain, as a sending server would check them."""
+    label = f"dns TLSA {record.name}"
+    host = record.name.split(".", 2)[2]
+    found = await dane.lookup(resolver, host)
+    if found.error:
+        return Finding("fail", label, found.error, "senders that validate DNSSEC hold mail back: fix the zone")
+    if not found.records:
+        return Finding("ok", label, "none published (DANE not used)")
+    if not found.secure:
+        return Finding("warn", label, "published but not DNSSEC-validated: senders ignore it", "sign the zone")
+    if found.dane is None:
+        return Finding("warn", label, "no usable record (DANE-EE 3 or DANE-TA 2)", f"publish: {record.zone_line()}")
+    failure = dane.check(found.dane, chain)
+    if failure is None:
+        return Finding("ok", label, "matches our certificate")
+    return Finding(
+        "fail",
+        label,
+        f"the published records do not match our certificate ({failure.detail}): senders using DANE will not deliver",
+        f"publish: {record.zone_line()} (and keep the old record until the new one is seen everywhere)",
+    )
 
 
 async def check_host(resolver: dns.asyncresolver.Resolver, hostname: str) -> list[Finding]:
@@ -457,12 +484,18 @@ async def run(
     :func:`check_reports` on the store's reports."""
     resolver = make_resolver(config.dns.nameservers, config.dns.timeout)
     findings: list[Finding] = []
+    checked_tlsa: set[str] = set()
     if not domains:
         findings.append(Finding("warn", "domains", "no hosted domain", "relentad domain add DOMAIN"))
     for domain in domains:
         for record in dnsrecords.records(config, domain):
             if record.rtype in ("A", "AAAA") or record.rtype == "CNAME":
                 continue  # the host's addresses are checked once below; CNAMEs depend on the web setup
+            if record.rtype == "TLSA":
+                if record.name not in checked_tlsa:  # the same host's record under every domain
+                    checked_tlsa.add(record.name)
+                    findings.append(await check_tlsa(resolver, record, dnsrecords.certificate_chain(config)))
+                continue
             findings.append(await check_record(resolver, record))
     findings += await check_host(resolver, config.server.hostname.rstrip("."))
     findings += check_acme(config)

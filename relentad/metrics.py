@@ -107,6 +107,21 @@ MTA_STS_FAILURES = Counter(
     ["mode", "reason"],
     registry=REGISTRY,
 )
+DANE_LOOKUPS = Counter(
+    "relentad_dane_lookups",
+    "DANE (RFC 7672) per MX host tried, by result (usable: TLSA records apply; unusable: only unusable records; "
+    "none: no TLSA record; insecure: no DNSSEC-validated MX and address answers, or DANE off; failed: the TLSA "
+    "lookup failed and the host is skipped).",
+    ["result"],
+    registry=REGISTRY,
+)
+DANE_FAILURES = Counter(
+    "relentad_dane_failures",
+    "MX hosts not used because of DANE, by reason (dnssec: TLSA lookup failed; no_starttls; tls: handshake; tlsa: "
+    "the certificate matches no record; name, expired: a DANE-TA chain's server certificate).",
+    ["reason"],
+    registry=REGISTRY,
+)
 
 # One request per connection, its head within 8 KiB and 5 s: a scraper or health check asks once and goes.
 _LIMITS = httpserver.Limits(head=8192, fields=64, body=0, timeout=5.0, requests=1)
@@ -178,6 +193,15 @@ def mta_sts_lookup(result: str) -> None:
 def mta_sts_failure(mode: str, reason: str) -> None:
     """For delivery: one MX host that did not meet a domain's MTA-STS policy."""
     MTA_STS_FAILURES.labels(mode, reason).inc()
+
+
+def dane_lookup(result: str) -> None:
+    DANE_LOOKUPS.labels(result).inc()
+
+
+def dane_failure(reason: str) -> None:
+    """For delivery: one MX host not used because it did not meet its TLSA records."""
+    DANE_FAILURES.labels(reason).inc()
 
 
 def http_request(listener: str, route: str, status: int) -> None:

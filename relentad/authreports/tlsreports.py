@@ -5,10 +5,11 @@ from which of our addresses — how much mail this server sends there, given onl
 How: while it is on, the queue runner records each TLS session with an MX host (MX mode; not the smarthost) and each
 failed MTA-STS policy discovery as a ``tlsrpt_results`` row (:mod:`relentad.queue.tlsresults`, in the transaction
 that records the attempt). Once a day (:func:`.sending.run_daily`, with the DMARC reports; ``relentad reports send``
-on demand) the rows are summed up per recipient domain, by policy (``sts`` with its text and mx patterns, or
-``no-policy-found``), into one JSON report (§4.4) — when ``_smtp._tls.<domain>`` publishes exactly one
-``v=TLSRPTv1`` record (§3) — gzipped and queued as the mail of §5.3, DKIM-signed for ``[dmarc] reporter``'s domain,
-to the record's ``mailto:`` addresses (unlike DMARC, RFC 8460 asks no consent of a third-party address).
+on demand) the rows are summed up per recipient domain, by policy (``sts`` with its text and mx patterns,
+``tlsa`` with an MX host's TLSA records and the host, or ``no-policy-found``), into one JSON report (§4.4) — when
+``_smtp._tls.<domain>`` publishes exactly one ``v=TLSRPTv1`` record (§3) — gzipped and queued as the mail of §5.3,
+DKIM-signed for ``[dmarc] reporter``'s domain, to the record's ``mailto:`` addresses (unlike DMARC, RFC 8460 asks
+no consent of a third-party address).
 
 ``https:`` destinations (§3, a POST of the gzipped report) are not used: a report through the queue is stored until
 delivered and retried as any mail, and no report is lost to a web server that is down at the moment of the daily
@@ -54,7 +55,7 @@ _RECORD_START = "v=tlsrptv1"
 class PolicyResults:
     """The sessions under one policy of a domain: the §4.4 ``policies`` entry."""
 
-    policy_type: str  # sts or no-policy-found
+    policy_type: str  # sts, tlsa (DANE: policy the TLSA records, mx the host) or no-policy-found
     text: str
     mx: list[str]
     successes: int = 0

@@ -20,10 +20,16 @@ host that fails is skipped like an unreachable one (never plain text), and when 
 queued with a ``451 4.7.5`` saying why. With mode ``testing`` the same checks run, and a failure is logged and
 counted, then the host gets the message as without a policy. Never applied to the smarthost.
 
+DANE (RFC 7672; the records come from :mod:`relentad.queue.dane`): when the domain's MX answer and a host's address
+answers are DNSSEC-validated and the host publishes usable TLSA records, that host is tried only over STARTTLS and
+only with a certificate chain matching them, checked after an unverified handshake; a host that fails, or whose
+TLSA lookup failed, is skipped (never plain text) and the recipients stay queued with a ``451 4.7.5 DANE: ...``.
+Such a host is not held to the MTA-STS policy (RFC 8461 §2: DANE takes precedence). Never applied to the smarthost.
+
 TLS reporting (RFC 8460): given a ``sessions`` list, MX mode notes each host's first try as a :class:`TlsSession`
 (success, or the §4.3 result type of what failed: no STARTTLS, the certificate, the handshake, an MX host outside
-the policy) under the domain's MTA-STS policy or none; the runner stores them. The retries of a host without the
-policy or without TLS are not sessions of their own.
+the policy, a TLSA mismatch or lookup failure) under the host's TLSA records, the domain's MTA-STS policy or none;
+the runner stores them. The retries of a host without the policy or without TLS are not sessions of their own.
 
 Content goes as it is: 8-bit with BODY=8BITMIME where offered and unchanged where not (no conversion to 7 bit:
 the DKIM signature covers the body), UTF-8 header fields with SMTPUTF8 where offered. An address that needs
@@ -54,6 +60,7 @@ from .. import dns as relentad_dns
 from .. import metrics
 from ..config import QueueConfig
 from ..smtp import dsnparams
+from . import dane as dane_mod
 from . import mtasts
 
 log = logging.getLogger("relentad.queue")
@@ -80,7 +87,8 @@ class Outcome:
 @dataclass(frozen=True)
 class TlsSession:
     """One TLS session tried with an MX host (RFC 8460 §4.3): ``result`` is ``success`` or a result type;
-    ``policy`` the domain's MTA-STS policy (None: no-policy-found)."""
+    ``policy`` the domain's MTA-STS policy (None: no-policy-found); ``tlsa`` the host's TLSA records, one a line,
+    when DANE applied instead (policy type tlsa)."""
 
     result: str
     policy: mtasts.Policy | None
@@ -88,6 +96,7 @@ class TlsSession:
     mx_ip: str = ""
     sending_ip: str = ""
     detail: str = ""
+    tlsa: str = ""
 
 
 # OpenSSL's verify codes (X509_V_ERR_*) by RFC 8460 §4.3.2 result type; any other is validation-failure
@@ -219,6 +228,30 @@ class _PolicyFailed(_HostFailed):
         self.reason = reason
 
 
+class _DaneFailed(_HostFailed):
+    """This host does not meet its TLSA records (``reason``: no_starttls, tls, tlsa, name, expired): never used in
+    plain text."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _dane_failure(domain: str, reason: str, detail: str) -> str:
+    """Log and count one MX host that fails DANE; the deferral text (4.7.5: cryptographic failure)."""
+    metrics.dane_failure(reason)
+    log.warning("dane domain=%s %s: %s; not used", domain, reason, detail)
+    return f"451 4.7.5 DANE: {detail}"
+
+
+_DANE_REASONS = {
+    "tlsa-invalid": "tlsa",
+    "certificate-host-mismatch": "name",
+    "certificate-expired": "expired",
+    "validation-failure": "tls",
+}
+
+
 def _policy_failure(policy: mtasts.Policy, reason: str, detail: str) -> str:
     """Log and count one MX host that fails ``policy``; the deferral text (4.7.5, RFC 3463: cryptographic failure)."""
     metrics.mta_sts_failure(policy.mode, reason)
@@ -319,13 +352,16 @@ async def _via_host(
     verified: ssl.SSLContext | None = None,
     policy: mtasts.Policy | None = None,
     session: Callable[[str, str, str], None] | None = None,
+    dane: dane_mod.Dane | None = None,
 ) -> None:
     """Connect to one address and run the transaction; raises _HostFailed when the host never took part.
 
     ``verified`` verifies the certificate (chain and the host name) with that context; ``policy`` (MX mode with
     ``verified``) makes STARTTLS required and a failed verification a _PolicyFailed, but with mode testing a
-    host without STARTTLS still gets the message in plain text (reported). ``session(result, detail,
-    sending_ip)`` hears how TLS went, once the connection stands (TLS reporting)."""
+    host without STARTTLS still gets the message in plain text (reported). ``dane`` (MX mode, without
+    ``verified``) makes STARTTLS required and the certificate checked against its TLSA records after the
+    handshake (:func:`.dane.check`), else a _DaneFailed. ``session(result, detail, sending_ip)`` hears how TLS
+    went, once the connection stands (TLS reporting)."""
     use_tls = smarthost is not None and smarthost.tls == "tls"
     verify = verified is not None and (smarthost is None or smarthost.verify)
     client = aiosmtplib.SMTP(
@@ -355,6 +391,11 @@ async def _via_host(
             await _greet(client)
             if smarthost is not None:
                 want_tls = smarthost.tls == "starttls"
+            elif dane is not None:
+                want_tls = client.supports_extension("starttls")
+                if not want_tls:
+                    note("starttls-not-supported")
+                    raise _DaneFailed(f"{name}[{ip}] does not offer STARTTLS", "no_starttls")
             elif policy is not None:
                 want_tls = client.supports_extension("starttls")
                 if not want_tls:
@@ -370,6 +411,8 @@ async def _via_host(
             if want_tls:
                 try:
                     await client.starttls(server_hostname=name, validate_certs=verify)
+                    if dane is not None:
+                        _check_dane(client, dane, f"{name}[{ip}]", note)
                     note("success")
                     await _greet(client)  # RFC 3207 §4.2: the extensions before TLS are forgotten, ask again
                 except ssl.SSLCertVerificationError as exc:
@@ -381,6 +424,8 @@ async def _via_host(
                 except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
                     detail = f"{name}[{ip}]: STARTTLS failed: {type(exc).__name__}: {exc}"
                     note("validation-failure", f"{type(exc).__name__}: {exc}")
+                    if dane is not None:
+                        raise _DaneFailed(detail, "tls") from exc
                     if policy is not None:
                         raise _PolicyFailed(detail, "tls") from exc
                     raise _TlsFailed(detail) from exc
@@ -404,9 +449,24 @@ async def _via_host(
                 client.close()
 
 
-async def _addresses(resolver: dns.asyncresolver.Resolver, host: str) -> list[str]:
-    found = [r.to_text() for r in await relentad_dns.lookup(resolver, host, "A")]
-    found += [r.to_text() for r in await relentad_dns.lookup(resolver, host, "AAAA")]
+def _check_dane(client: aiosmtplib.SMTP, dane: dane_mod.Dane, where: str, note: Callable[[str, str], None]) -> None:
+    """Raise _DaneFailed unless the certificate chain of the TLS session just set up matches ``dane``."""
+    failure = dane_mod.check(dane, dane_mod.peer_chain(client.get_transport_info("ssl_object")))
+    if failure is not None:
+        note(failure.result, failure.detail)
+        raise _DaneFailed(f"{where}: {failure.detail}", _DANE_REASONS.get(failure.result, "tlsa"))
+
+
+async def _host(resolver: dns.asyncresolver.Resolver, host: str, secure_mx: bool) -> dane_mod.Host:
+    """:func:`.dane.resolve_host`, counted."""
+    found = await dane_mod.resolve_host(resolver, host, secure_mx)
+    tlsa = found.tlsa
+    if not tlsa.secure:
+        metrics.dane_lookup("insecure")
+    else:
+        metrics.dane_lookup(
+            "failed" if tlsa.error else "usable" if tlsa.dane else "unusable" if tlsa.records else "none"
+        )
     return found
 
 
@@ -439,24 +499,28 @@ async def attempt(
     if smarthost is not None or (policy is not None and policy.mode == "none"):
         policy = None
 
-    def recorder(name: str, ip: str) -> Callable[[str, str, str], None] | None:
+    def recorder(name: str, ip: str, dane: dane_mod.Dane | None) -> Callable[[str, str, str], None] | None:
         found = sessions
         if found is None:
             return None
+        tlsa = dane.text() if dane is not None else ""
 
         def note(result: str, detail: str, sending_ip: str) -> None:
-            found.append(TlsSession(result, reported, name, ip, sending_ip, detail))
+            policy = None if dane is not None else reported
+            found.append(TlsSession(result, policy, name, ip, sending_ip, detail, tlsa))
 
         return note
 
     def pending() -> list[str]:
         return [r for r in recipients if r not in results or results[r].state == "deferred"]
 
+    targets: list[tuple[str, int, str, dane_mod.Dane | None]] = []
     if smarthost is not None:
-        targets = [(smarthost.host, smarthost.port, smarthost.host)]
+        targets = [(smarthost.host, smarthost.port, smarthost.host, None)]
     else:
         try:
-            hosts = await relentad_dns.mx_hosts(resolver, domain)
+            route = await relentad_dns.mx_route(resolver, domain)
+            hosts = route.hosts
         except relentad_dns.DnsPermanentError as exc:
             return {r: Outcome("failed", f"550 5.1.2 {exc}") for r in recipients}
         except relentad_dns.DnsTemporaryError as exc:
@@ -468,24 +532,33 @@ async def attempt(
                     TlsSession("validation-failure", policy, h, detail="MX host not in the policy") for h in outside
                 ]
             hosts, last_error = _policy_hosts(policy, hosts, last_error)
-        targets = []
         for host in hosts:
             try:
-                targets += [(ip, SMTP_PORT, host) for ip in await _addresses(resolver, host)]
+                found = await _host(resolver, host, queue.dane and route.secure)
             except relentad_dns.DnsTemporaryError as exc:
                 last_error, last_remote = f"451 4.4.3 DNS: {exc}", ""
-    for ip, port, name in targets:
+                continue
+            if found.tlsa.error:  # §2.2: a secure host whose TLSA records cannot be had is not used, nor downgraded
+                last_error, last_remote = _dane_failure(domain, "dnssec", f"{host}: {found.tlsa.error}"), ""
+                if sessions is not None:
+                    sessions.append(TlsSession("dnssec-invalid", None, host, detail=found.tlsa.error[:200]))
+                continue
+            targets += [(ip, SMTP_PORT, host, found.tlsa.dane) for ip in found.addresses]
+    for ip, port, name, dane in targets:
         todo = pending()
         if not todo:
             break
-        host_policy = policy if policy is not None and policy.allows(name) else None
+        # DANE takes precedence over MTA-STS for a host with usable TLSA records (RFC 8461 §2)
+        host_policy = policy if dane is None and policy is not None and policy.allows(name) else None
         # (opportunistic TLS, policy): a host failing a testing policy is tried again as if there were none
         tries: list[tuple[bool, mtasts.Policy | None]] = [(True, host_policy)] if host_policy is not None else []
-        if host_policy is None or host_policy.mode == "testing":
+        if dane is not None:
+            tries = [(True, None)]  # TLS with a matching certificate, or not at all
+        elif host_policy is None or host_policy.mode == "testing":
             tries += [(True, None), (False, None)]
         first = policy is None or policy.allows(name)  # a testing policy's outside host: already noted
         for opportunistic_tls, applied in tries:
-            session, first = (recorder(name, ip) if first else None), False
+            session, first = (recorder(name, ip, dane) if first else None), False
             try:
                 await _via_host(
                     ip,
@@ -503,7 +576,10 @@ async def attempt(
                     verified=verified if applied is not None or smarthost is not None else None,
                     policy=applied,
                     session=session,
+                    dane=dane,
                 )
+            except _DaneFailed as exc:
+                last_error, last_remote = _dane_failure(domain, exc.reason, str(exc)), ""
             except _PolicyFailed as exc:
                 assert applied is not None
                 last_error, last_remote = _policy_failure(applied, exc.reason, str(exc)), ""

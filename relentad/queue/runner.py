@@ -12,14 +12,15 @@ message row removed when nothing is left to do; with ``[tlsrpt] send_reports`` t
 (:mod:`relentad.queue.tlsresults`). A crash before that commit repeats the attempt; after it, never: no report is
 lost or sent twice.
 
-A TLS report of ours (:data:`.tlsresults.TLS_REPORT_PREFIX`) goes without the recipient domain's MTA-STS policy and
-is not itself reported: RFC 8460 §5.3 has reports delivered despite TLS failures, which they may be about.
+A TLS report of ours (:data:`.tlsresults.TLS_REPORT_PREFIX`) goes without the recipient domain's MTA-STS policy or DANE
+and is not itself reported: RFC 8460 §5.3 has reports delivered despite TLS failures, which they may be about.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import sqlite3
@@ -168,7 +169,8 @@ class QueueRunner:
                 recipients=[r.address for r in work.recipients],
                 data=work.data,
                 hostname=config.server.hostname,
-                queue=config.queue,
+                # a TLS report goes despite TLS failures (RFC 8460 §5.3): neither MTA-STS nor DANE
+                queue=dataclasses.replace(config.queue, dane=False) if report else config.queue,
                 resolver=resolver,
                 smarthost=smarthost,
                 dsn=deliver.Dsn(work.dsn, {r.address: r.dsn for r in work.recipients}),

@@ -1,6 +1,7 @@
 """Recording TLS sessions for SMTP TLS reporting (RFC 8460), while ``[tlsrpt] send_reports`` is on.
 
-One ``tlsrpt_results`` row per session :func:`relentad.queue.deliver.attempt` noted, plus one for an MTA-STS policy
+One ``tlsrpt_results`` row per session :func:`relentad.queue.deliver.attempt` noted (policy type ``tlsa`` where DANE
+applied, with that MX host's TLSA records as the policy and the host as its ``mx``), plus one for an MTA-STS policy
 discovery that failed (§4.3.2: ``sts-policy-fetch-error``, ``sts-policy-invalid``, ``sts-webpki-invalid``), written
 in the transaction that records the attempt's results: no extra commit on the delivery path.
 :mod:`relentad.authreports.tlsreports` sums them up once a day.
@@ -19,6 +20,9 @@ log = logging.getLogger("relentad.queue")
 
 TLS_REPORT_PREFIX = "tlsrpt-"
 """The transaction id of a queued TLS report of ours starts with this: delivered without MTA-STS, not recorded."""
+
+
+DANE_RESULTS = ("tlsa-invalid", "dnssec-invalid", "dane-required")
 
 
 def discovery_failure(found: mtasts.Found) -> TlsSession | None:
@@ -42,8 +46,13 @@ def insert(conn: sqlite3.Connection, domain: str, sessions: list[TlsSession], no
     attempt's results (which would send the message again)."""
     rows = []
     for s in sessions:
-        kind = "sts" if s.policy is not None or s.result.startswith("sts-") else "no-policy-found"
-        text, mx = (s.policy.text, " ".join(s.policy.mx)) if s.policy is not None else ("", "")
+        if s.tlsa or s.result in DANE_RESULTS:
+            kind, text, mx = "tlsa", s.tlsa, s.mx_host  # the TLSA records of that host (RFC 8460 §4.3)
+        elif s.policy is not None or s.result.startswith("sts-"):
+            kind = "sts"
+            text, mx = (s.policy.text, " ".join(s.policy.mx)) if s.policy is not None else ("", "")
+        else:
+            kind, text, mx = "no-policy-found", "", ""
         rows.append((now, domain, kind, text, mx, s.result, s.sending_ip, s.mx_host, s.mx_ip, s.detail))
     with db.on_the_side(conn, log, "queue: recording TLS sessions for reports failed"):
         conn.executemany(

@@ -889,6 +889,35 @@ def _m031_app_passwords(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m032_dane(conn: sqlite3.Connection) -> None:
+    """DANE on outbound delivery: a TLS session under an MX host's TLSA records is policy type ``tlsa`` (RFC 8460
+    §4.3), its ``policy`` the records and ``mx`` the host. SQLite cannot change a CHECK, so the table is rebuilt
+    with its rows."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE tlsrpt_results_new (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            domain TEXT NOT NULL,
+            policy_type TEXT NOT NULL CHECK (policy_type IN ('sts', 'tlsa', 'no-policy-found')),
+            policy TEXT NOT NULL DEFAULT '',
+            mx TEXT NOT NULL DEFAULT '',
+            result TEXT NOT NULL,
+            sending_ip TEXT NOT NULL DEFAULT '',
+            mx_host TEXT NOT NULL DEFAULT '',
+            mx_ip TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT ''
+        );
+        INSERT INTO tlsrpt_results_new SELECT id, at, domain, policy_type, policy, mx, result, sending_ip, mx_host,
+            mx_ip, detail FROM tlsrpt_results;
+        DROP TABLE tlsrpt_results;
+        ALTER TABLE tlsrpt_results_new RENAME TO tlsrpt_results;
+        CREATE INDEX tlsrpt_results_domain ON tlsrpt_results(domain, id);
+        """,
+    )
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -930,6 +959,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("027_crm_followups", _m027_crm_followups),
     ("028_tlsrpt_results", _m028_tlsrpt_results),
     ("031_app_passwords", _m031_app_passwords),
+    ("032_dane", _m032_dane),
 ]
 
 

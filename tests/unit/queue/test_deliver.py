@@ -13,7 +13,7 @@ import pytest
 
 from relentad import dns as relentad_dns
 from relentad.config import QueueConfig
-from relentad.queue import deliver, mtasts
+from relentad.queue import dane, deliver, mtasts
 from relentad.smtp import dsnparams
 from relentad.tls import make_self_signed
 from tests.support.pki import TestCA
@@ -46,15 +46,16 @@ async def attempt(
     verified: ssl.SSLContext | None = None,
     ips: tuple[str, ...] = ("127.0.0.1",),
     sessions: list[deliver.TlsSession] | None = None,
+    tlsa: dane.Dane | None = None,
 ) -> dict[str, deliver.Outcome]:
-    async def mx_hosts(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
-        return ["mx.c.test"]
+    async def mx_route(resolver: dns.asyncresolver.Resolver, domain: str) -> relentad_dns.Route:
+        return relentad_dns.Route(["mx.c.test"], secure=False)
 
-    async def addresses(resolver: dns.asyncresolver.Resolver, host: str) -> list[str]:
-        return list(ips)
+    async def host(resolver: dns.asyncresolver.Resolver, name: str, secure_mx: bool) -> dane.Host:
+        return dane.Host(name, list(ips), dane.Lookup(tlsa is not None, dane=tlsa))
 
-    monkeypatch.setattr(relentad_dns, "mx_hosts", mx_hosts)
-    monkeypatch.setattr(deliver, "_addresses", addresses)
+    monkeypatch.setattr(relentad_dns, "mx_route", mx_route)
+    monkeypatch.setattr(deliver, "_host", host)
     monkeypatch.setattr(deliver, "SMTP_PORT", port)
     return await deliver.attempt(
         domain="c.test",
@@ -349,3 +350,39 @@ async def test_an_mx_outside_the_policy_is_a_failed_session(monkeypatch: pytest.
         )
     assert _summary(sessions) == [("validation-failure", True, "mx.c.test", "")]
     assert outcomes["bob@c.test"].state == ("deferred" if mode == "enforce" else "delivered")
+
+
+async def test_dane_takes_precedence_over_mta_sts_and_never_falls_back(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A self-signed certificate fails the enforce policy's CA check, but its key is the one the TLSA record names:
+    delivered (RFC 8461 §2). A record naming another key: deferred, the host never sees MAIL, not even in plain
+    text."""
+    _, client = _ca_context(tmp_path, "mx.c.test")
+    context = server_tls(tmp_path)
+    own = ssl.PEM_cert_to_DER_cert((tmp_path / "cert.pem").read_text())
+    sessions: list[deliver.TlsSession] = []
+    sink = Sink()
+    async with serving(sink, tls_context=context) as port:
+        matching = dane.Dane("mx.c.test", "mx.c.test", (dane.record_for(own),))
+        outcomes = await attempt(
+            monkeypatch,
+            port,
+            ["bob@c.test"],
+            policy=_policy("enforce"),
+            verified=client,
+            sessions=sessions,
+            tlsa=matching,
+        )
+    assert outcomes["bob@c.test"].state == "delivered"
+    assert [(s.result, s.policy, s.tlsa) for s in sessions] == [("success", None, matching.text())]
+    sessions, sink = [], Sink()
+    async with serving(sink, tls_context=context) as port:
+        wrong = dane.Dane("mx.c.test", "mx.c.test", (dane.Tlsa(3, 1, 1, bytes(32)),))
+        outcomes = await attempt(monkeypatch, port, ["bob@c.test"], sessions=sessions, tlsa=wrong)
+    assert outcomes["bob@c.test"].state == "deferred"
+    assert outcomes["bob@c.test"].reply == (
+        "451 4.7.5 DANE: mx.c.test[127.0.0.1]: the certificate matches none of the TLSA records"
+    )
+    assert not any(c.startswith("MAIL") for c in sink.commands), sink.commands
+    assert [s.result for s in sessions] == ["tlsa-invalid"]
