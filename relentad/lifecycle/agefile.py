@@ -120,6 +120,10 @@ def parse_recipient(text: str) -> bytes:
         raise AgeError(f"{text!r} is not an age recipient ({exc})") from None
     if hrp != RECIPIENT_HRP or len(key) != 32 or text.strip() != text.strip().lower():
         raise AgeError(f"{text!r} is not an age X25519 recipient (age1…)")
+    try:  # a low-order point gives every sender the all-zero shared secret; age refuses to encrypt to it too
+        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(key))
+    except ValueError:
+        raise AgeError(f"{text!r} is a low-order X25519 point, not a public key") from None
     return key
 
 
