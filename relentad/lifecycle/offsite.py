@@ -76,6 +76,8 @@ def parse_url(url: str) -> Destination:
         path = path[3:]
     if not SAFE_PATH.fullmatch(path) or ".." in path.split("/"):
         raise ValueError(f"{url!r}: the path may hold only letters, digits and . _ ~ / + - (and no ..)")
+    if not re.fullmatch(r"[A-Za-z0-9._:-]+", parts.hostname):  # it reaches ssh's option parser (HostName=…)
+        raise ValueError(f"{url!r}: unusual host name {parts.hostname!r}")
     user = unquote(parts.username)
     if not re.fullmatch(r"[A-Za-z0-9._-]+", user):
         raise ValueError(f"{url!r}: unusual user name {user!r}")
@@ -84,6 +86,12 @@ def parse_url(url: str) -> Destination:
 
 def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _ssh_file(path: Path) -> str:
+    """A file name as a value of ssh's ``-o``: ssh splits the value at spaces (UserKnownHostsFile takes several
+    files) and expands ``%`` tokens in file names, so it is double-quoted and a ``%`` doubled."""
+    return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
 
 
 def _sftp(config: Config, commands: list[str], cwd: Path | None = None) -> str:
@@ -98,13 +106,12 @@ def _sftp(config: Config, commands: list[str], cwd: Path | None = None) -> str:
         "/dev/null",
         "-P",
         str(target.port),
-        "-i",
-        str(config.resolve(settings.offsite_identity)),
     ]
     for option in (
+        f"IdentityFile={_ssh_file(config.resolve(settings.offsite_identity))}",
         "BatchMode=yes",
         "StrictHostKeyChecking=yes",
-        f"UserKnownHostsFile={config.resolve(settings.offsite_known_hosts)}",
+        f"UserKnownHostsFile={_ssh_file(config.resolve(settings.offsite_known_hosts))}",
         "GlobalKnownHostsFile=/dev/null",
         "UpdateHostKeys=no",
         "IdentitiesOnly=yes",

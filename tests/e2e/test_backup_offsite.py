@@ -274,3 +274,26 @@ def test_offsite_refuses_an_unencrypted_file(server: Path, key: tuple[Path, str]
     with pytest.raises(offsite.OffsiteError, match="not encrypted"):
         offsite.copy(config, plain)
     assert "not encrypted" in str(offsite.read_state(config)["last_error"])
+
+
+def test_key_files_whose_names_hold_spaces_and_percent_signs(
+    server: Path, key: tuple[Path, str], sshd: Sshd, tmp_path: Path
+) -> None:
+    """ssh reads ``-o`` values as configuration lines: a space split the known_hosts path into two files (the copy
+    failed with "Host key verification failed." against the right key) and ``%d`` was expanded as a token."""
+    recipient = key[1]
+    folder = tmp_path / "ssh keys %d"
+    folder.mkdir()
+    shutil.copyfile(sshd.known_hosts, folder / "known hosts")
+    shutil.copyfile(sshd.identity, folder / "client key")
+    (folder / "client key").chmod(0o600)
+    configure(
+        server,
+        recipients=[recipient],
+        offsite=sshd.url(),
+        offsite_identity=str(folder / "client key"),
+        offsite_known_hosts=str(folder / "known hosts"),
+    )
+    out = invoke(server, "backup", "create")
+    assert f"copied to {sshd.url()}" in out
+    assert [p.name for p in sshd.remote.iterdir()] == [Path(out.split("\t")[0]).name]
