@@ -10,6 +10,9 @@ Invariants:
   (:mod:`relentad.lifecycle.agefile`; ``.db.gz.age``), still under the temporary name: the plaintext is what was
   verified, and no unencrypted snapshot is ever renamed into the folder. Restore decrypts with ``--identity``
   while it decompresses (one pass, no plaintext gzip file); a wrong key or a tampered or truncated file is refused.
+- One snapshot at a time per folder (an exclusive ``flock`` on ``<backup dir>/.lock``: the daemon's daily one and
+  ``backup create`` wait for each other). Under that lock the temporary folders (``.tmp-*``) a killed run left are
+  removed first: they hold a plaintext copy of the database, encrypted backups or not.
 - Names sort by time: ``relentad-YYYYmmddTHHMMSSffffffZ.db.gz`` (UTC), ``.db.gz.age`` when encrypted. Rotation
   keeps the newest snapshot of each of the last ``keep_daily`` days and of each of the last ``keep_weekly`` ISO
   weeks, and nothing else — except the snapshot just taken, which is never removed.
@@ -24,6 +27,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import gzip
 import logging
@@ -32,7 +36,7 @@ import shutil
 import sqlite3
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -49,6 +53,7 @@ log = logging.getLogger("relentad.backup")
 PREFIX, SUFFIX, AGE_SUFFIX = "relentad-", ".db.gz", ".db.gz.age"
 STAMP = "%Y%m%dT%H%M%S%fZ"
 LOCK_NAME = "relentad.lock"
+FOLDER_LOCK, TEMP_PREFIX = ".lock", ".tmp-"
 
 
 class BackupError(RelentadError):
@@ -118,11 +123,26 @@ def create(config: Config, now: datetime | None = None) -> Snapshot:
     folder = backup_dir(config)
     folder.mkdir(parents=True, exist_ok=True)
     recipients = [agefile.parse_recipient(r) for r in config.backup.recipients]  # checked at load: cannot fail
-    taken = now or datetime.now(UTC)
+    with _only_snapshot(folder):
+        return _create(config, folder, recipients, now or datetime.now(UTC))
+
+
+@contextlib.contextmanager
+def _only_snapshot(folder: Path) -> Iterator[None]:
+    """Hold the folder's snapshot lock; remove what a run that was killed left behind (its temporary folder)."""
+    with (folder / FOLDER_LOCK).open("ab") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        for stale in folder.glob(f"{TEMP_PREFIX}*"):
+            log.warning("backup: removing %s, left by a snapshot that did not finish", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        yield
+
+
+def _create(config: Config, folder: Path, recipients: list[bytes], taken: datetime) -> Snapshot:
     target = folder / f"{PREFIX}{taken.strftime(STAMP)}{AGE_SUFFIX if recipients else SUFFIX}"
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-") as tmp:
+    with tempfile.TemporaryDirectory(dir=folder, prefix=TEMP_PREFIX) as tmp:
         copy = Path(tmp) / "snapshot.db"
-        source = sqlite3.connect(database, timeout=30)
+        source = sqlite3.connect(config.database_path, timeout=30)
         destination = sqlite3.connect(copy)
         try:
             source.backup(destination, pages=-1)

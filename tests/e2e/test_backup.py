@@ -203,3 +203,18 @@ def test_a_restore_brings_back_every_table_of_every_feature(tmp_path: Path) -> N
     assert _every_table(loaded.database_path) != before
     backup.restore(loaded, snapshot.path)
     assert _every_table(loaded.database_path) == before
+
+
+def test_a_snapshot_killed_half_way_leaves_no_plaintext_copy_for_good(tmp_path: Path) -> None:
+    """SIGKILL during ``backup create`` (reproduced against a 60 MB database) left ``.tmp-*/snapshot.db`` and
+    ``snapshot.db.gz`` in the backup folder, unencrypted with ``[backup] recipients`` set, and nothing ever removed
+    them; the next snapshot does, under the folder's lock (a snapshot still running holds it)."""
+    path = tmp_path / "relentad.toml"
+    ok(path, "init", "--hostname", "mx.example.test")
+    loaded = config_mod.load(path)
+    folder = backup.backup_dir(loaded)
+    left = folder / ".tmp-k1ll3d"  # what the killed run left: its temporary folder, as tempfile names it
+    left.mkdir(parents=True)
+    shutil.copyfile(loaded.database_path, left / "snapshot.db")
+    made = backup.create(loaded)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([made.path.name, ".lock"])
