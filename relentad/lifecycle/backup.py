@@ -121,7 +121,7 @@ def create(config: Config, now: datetime | None = None) -> Snapshot:
     if not database.exists():
         raise BackupError(f"no database at {database}")
     folder = backup_dir(config)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # the daemon runs with UMask=0077, the CLI may not
     recipients = [agefile.parse_recipient(r) for r in config.backup.recipients]  # checked at load: cannot fail
     with _only_snapshot(folder):
         return _create(config, folder, recipients, now or datetime.now(UTC))
@@ -160,6 +160,7 @@ def _create(config: Config, folder: Path, recipients: list[bytes], taken: dateti
             sealed = Path(tmp) / "snapshot.db.gz.age"
             agefile.encrypt_file(partial, sealed, recipients)
             partial = sealed
+        partial.chmod(0o600)  # every customer's mail: readable by the server's user only, whatever the umask
         os.replace(partial, target)
     rotate(config, taken, taken=target)
     return Snapshot(target, taken, target.stat().st_size)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import smtplib
 import sqlite3
@@ -218,3 +219,19 @@ def test_a_snapshot_killed_half_way_leaves_no_plaintext_copy_for_good(tmp_path: 
     shutil.copyfile(loaded.database_path, left / "snapshot.db")
     made = backup.create(loaded)
     assert sorted(p.name for p in folder.iterdir()) == sorted([made.path.name, ".lock"])
+
+
+def test_a_snapshot_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    """``backup create`` from an admin's shell (umask 022) wrote the mail of every account world-readable (0644 in a
+    0755 folder): the daemon's unit sets UMask=0077, the CLI has no such setting. Now 0600 in a 0700 folder."""
+    path = tmp_path / "relentad.toml"
+    ok(path, "init", "--hostname", "mx.example.test")
+    loaded = config_mod.load(path)
+    elsewhere = dataclasses.replace(loaded, backup=BackupConfig(dir=str(tmp_path / "srv" / "backups")))
+    previous = os.umask(0o022)
+    try:
+        made = backup.create(elsewhere)
+    finally:
+        os.umask(previous)
+    assert made.path.parent == tmp_path / "srv" / "backups"
+    assert (made.path.stat().st_mode & 0o777, made.path.parent.stat().st_mode & 0o777) == (0o600, 0o700)
