@@ -279,6 +279,9 @@ async def copy_offsite(config: Config, snapshot: Snapshot) -> None:
 
     try:
         removed = await asyncio.to_thread(offsite.copy, config, snapshot)
+    except asyncio.CancelledError:  # the daemon stops: its worker thread must not wait for sftp
+        offsite.stop_running()
+        raise
     except (BackupError, OSError) as exc:  # OSError: the state file or the snapshot itself, in one line too
         metrics.BACKUP_OFFSITE.labels("failed").inc()
         log.warning("backup: off-site copy of %s failed: %s", snapshot.path.name, exc)

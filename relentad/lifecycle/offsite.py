@@ -88,6 +88,23 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_running: set[subprocess.Popen[bytes]] = set()  # the sftp runs under way (worker threads of the daemon, the CLI)
+_stopped: set[subprocess.Popen[bytes]] = set()  # those :func:`stop_running` ended
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # sftp and the ssh it started: its own process group
+
+
+def stop_running() -> None:
+    """End the sftp runs under way: the daemon stops, and the worker thread waiting for one would hold up its exit
+    (up to ``offsite_timeout``; systemd kills the daemon after ``TimeoutStopSec``)."""
+    for proc in list(_running):
+        _stopped.add(proc)
+        _kill(proc)
+
+
 def _ssh_file(path: Path) -> str:
     """A file name as a value of ssh's ``-o``: ssh splits the value at spaces (UserKnownHostsFile takes several
     files) and expands ``%`` tokens in file names, so it is double-quoted and a ``%`` doubled."""
@@ -136,13 +153,18 @@ def _sftp(config: Config, commands: list[str], cwd: Path | None = None) -> str:
         )
     except OSError as exc:
         raise OffsiteError(f"cannot run sftp: {exc.strerror or exc}") from None
+    _running.add(proc)
     try:
         stdout, stderr = proc.communicate(script, timeout=settings.offsite_timeout)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill(proc)
         proc.communicate()
         raise OffsiteError(f"{target}: sftp did not finish within {settings.offsite_timeout:g} s") from None
+    finally:
+        _running.discard(proc)
+    if proc in _stopped:
+        _stopped.discard(proc)
+        raise OffsiteError(f"{target}: stopped (the daemon is shutting down)")
     if proc.returncode != 0:
         said = [line.strip() for line in stderr.decode(errors="replace").splitlines()]
         # the last thing said but sftp's closing "Connection closed" and ssh's @@@ banner: the cause, in one line

@@ -297,3 +297,44 @@ def test_key_files_whose_names_hold_spaces_and_percent_signs(
     out = invoke(server, "backup", "create")
     assert f"copied to {sshd.url()}" in out
     assert [p.name for p in sshd.remote.iterdir()] == [Path(out.split("\t")[0]).name]
+
+
+def until_closed(connection: socket.socket) -> bytes:
+    received = b""
+    while chunk := connection.recv(4096):
+        received += chunk
+    return received
+
+
+def test_the_daemon_stopping_ends_an_off_site_copy_under_way(server: Path, key: tuple[Path, str]) -> None:
+    """The daemon cancels its daily job when it stops; the sftp run went on in the worker thread, and the event
+    loop's close waited for that thread (up to offsite_timeout; systemd SIGKILLs after TimeoutStopSec). Now the
+    cancellation ends sftp and its ssh: the peer sees the connection close (before, ssh's ConnectTimeout did)."""
+    recipient = key[1]
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        configure(
+            server,
+            recipients=[recipient],
+            offsite=f"sftp://backup@127.0.0.1:{port}/b",
+            offsite_identity=str(key[0]),
+            offsite_known_hosts=str(key[0]),
+            offsite_timeout="45s",  # what bounded the wait before (the default is an hour)
+        )
+        config = config_mod.load(server)
+        snapshot = backup.create(config)
+        silent.settimeout(60)  # a guard against a hang, not a measurement (accepted sockets inherit it)
+
+        async def stop_during_copy() -> None:
+            copying = asyncio.ensure_future(backup.copy_offsite(config, snapshot))
+            connection, _ = await asyncio.to_thread(silent.accept)  # ssh has connected: the copy is under way
+            copying.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await copying
+            with connection:  # to the end of the stream (maybe after ssh's banner); none: a timeout, a failure
+                await asyncio.to_thread(until_closed, connection)
+
+        asyncio.run(stop_during_copy())
+    assert "stopped (the daemon is shutting down)" in str(offsite.read_state(config)["last_error"])
