@@ -113,7 +113,10 @@ def bech32_decode(text: str) -> tuple[str, bytes]:
 
 
 def parse_recipient(text: str) -> bytes:
-    """The 32-byte X25519 public key of an ``age1…`` recipient; AgeError naming what is wrong."""
+    """The 32-byte X25519 public key of an ``age1…`` recipient; AgeError naming what is wrong (a secret key is
+    never repeated: the message goes to the terminal and the daemon's log)."""
+    if text.strip().upper().startswith(IDENTITY_HRP.upper()):
+        raise AgeError("a secret key (AGE-SECRET-KEY-1…) where its public key (age1…) belongs: remove it from here")
     try:
         hrp, key = bech32_decode(text.strip())
     except AgeError as exc:
