@@ -160,6 +160,10 @@ def _sftp(config: Config, commands: list[str], cwd: Path | None = None) -> str:
         _kill(proc)
         proc.communicate()
         raise OffsiteError(f"{target}: sftp did not finish within {settings.offsite_timeout:g} s") from None
+    except BaseException:  # Ctrl-C of `backup create`: the terminal's SIGINT never reaches sftp's own session
+        _kill(proc)
+        proc.wait()
+        raise
     finally:
         _running.discard(proc)
     if proc in _stopped:
