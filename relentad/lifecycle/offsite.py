@@ -180,11 +180,12 @@ def _sftp(config: Config, commands: list[str], cwd: Path | None = None) -> str:
     return stdout.decode(errors="replace")
 
 
-def _enter(destination: Destination) -> list[str]:
-    """Batch lines that make the destination folder (its last level, if missing) and change into it."""
+def _enter(destination: Destination, make: bool = True) -> list[str]:
+    """Batch lines that make the destination folder (its last level, if missing; only to copy into it) and change
+    into it."""
     if not destination.path:
         return []
-    return [f"-mkdir {_quote(destination.path)}", f"cd {_quote(destination.path)}"]
+    return ([f"-mkdir {_quote(destination.path)}"] if make else []) + [f"cd {_quote(destination.path)}"]
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ def _parse_listing(output: str) -> list[RemoteFile]:
 def list_remote(config: Config) -> list[RemoteFile]:
     """The snapshots at the off-site destination, newest first (temporary names of ours included)."""
     destination = parse_url(config.backup.offsite)
-    return _parse_listing(_sftp(config, [*_enter(destination), "ls -la"]))
+    return _parse_listing(_sftp(config, [*_enter(destination, make=False), "ls -la"]))
 
 
 def copy(config: Config, snapshot: backup.Snapshot, now: datetime | None = None) -> list[str]:

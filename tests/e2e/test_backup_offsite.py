@@ -369,3 +369,19 @@ def test_ctrl_c_of_backup_create_ends_its_sftp(server: Path, key: tuple[Path, st
                 cli.communicate(timeout=60)
                 until_closed(connection)
     assert cli.returncode != 0
+
+
+def test_listing_a_destination_that_does_not_exist_changes_nothing(
+    server: Path, key: tuple[Path, str], sshd: Sshd
+) -> None:
+    """``backup list --offsite`` made the folder it was asked to list (the copy's mkdir): a look changed the server."""
+    missing = sshd.remote / "not-yet"
+    configure(
+        server,
+        recipients=[key[1]],
+        offsite=sshd.url(missing),
+        offsite_identity=str(sshd.identity),
+        offsite_known_hosts=str(sshd.known_hosts),
+    )
+    assert "No such file" in refused(server, "backup", "list", "--offsite")
+    assert not missing.exists()
