@@ -8,7 +8,9 @@ Invariants:
   :func:`copy` refuses a file that is not an age file.
 - Never a prompt: batch mode (``-b -``), ``BatchMode=yes`` (no password or passphrase questions),
   ``StrictHostKeyChecking=yes`` against ``offsite_known_hosts`` only (``-F /dev/null``: no ssh_config, no global
-  known_hosts), ``ConnectTimeout``, keepalives, and a deadline on the whole run (``offsite_timeout``).
+  known_hosts), ``ConnectTimeout``, keepalives, and a deadline on the whole run (``offsite_timeout``). At the
+  deadline, when the daemon stops (:func:`stop_running`) and on Ctrl-C, sftp is killed with its ssh (one process
+  group of their own).
 - A copy is uploaded under ``.tmp-<name>`` and renamed, so a half upload never looks like a snapshot; a stale
   temporary name of ours left by an earlier failure is removed by the next rotation.
 - Remote rotation applies the local rule (:func:`relentad.lifecycle.backup.keep`) to the remote listing and
@@ -108,7 +110,7 @@ def stop_running() -> None:
 def _ssh_file(path: Path) -> str:
     """A file name as a value of ssh's ``-o``: ssh splits the value at spaces (UserKnownHostsFile takes several
     files) and expands ``%`` tokens in file names, so it is double-quoted and a ``%`` doubled."""
-    return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
+    return _quote(str(path).replace("%", "%%"))
 
 
 def _sftp(config: Config, commands: list[str], cwd: Path | None = None) -> str:
