@@ -133,9 +133,17 @@ def _only_snapshot(folder: Path) -> Iterator[None]:
     with (folder / FOLDER_LOCK).open("ab") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file closes
         for stale in folder.glob(f"{TEMP_PREFIX}*"):
-            log.warning("backup: removing %s, left by a snapshot that did not finish", stale)
-            shutil.rmtree(stale, ignore_errors=True)
+            if _left_by_us(stale):
+                log.warning("backup: removing %s, left by a snapshot that did not finish", stale)
+                shutil.rmtree(stale, ignore_errors=True)
         yield
+
+
+def _left_by_us(path: Path) -> bool:
+    """A temporary folder of :func:`_create` (``[backup] dir`` may be a folder other programs use too)."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    return all(name.startswith(("snapshot.db", "verify.db")) for name in os.listdir(path))
 
 
 def _create(config: Config, folder: Path, recipients: list[bytes], taken: datetime) -> Snapshot:

@@ -217,8 +217,13 @@ def test_a_snapshot_killed_half_way_leaves_no_plaintext_copy_for_good(tmp_path: 
     left = folder / ".tmp-k1ll3d"  # what the killed run left: its temporary folder, as tempfile names it
     left.mkdir(parents=True)
     shutil.copyfile(loaded.database_path, left / "snapshot.db")
+    (left / "snapshot.db.gz").write_bytes(b"half")
+    other = folder / ".tmp-of-another-program"  # [backup] dir may be a folder other programs use as well
+    other.mkdir()
+    (other / "theirs.txt").write_text("not ours\n")
     made = backup.create(loaded)
-    assert sorted(p.name for p in folder.iterdir()) == sorted([made.path.name, ".lock"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([made.path.name, ".lock", other.name])
+    assert (other / "theirs.txt").is_file()
 
 
 def test_a_snapshot_is_private_whatever_the_umask(tmp_path: Path) -> None:
