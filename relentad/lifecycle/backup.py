@@ -12,7 +12,8 @@ Invariants:
   while it decompresses (one pass, no plaintext gzip file); a wrong key or a tampered or truncated file is refused.
 - One snapshot at a time per folder (an exclusive ``flock`` on ``<backup dir>/.lock``: the daemon's daily one and
   ``backup create`` wait for each other). Under that lock the temporary folders (``.tmp-*``) a killed run left are
-  removed first: they hold a plaintext copy of the database, encrypted backups or not.
+  removed first: they hold a plaintext copy of the database, encrypted backups or not. Restore does the same with
+  its own (``<data_dir>/.restore-*``, a decrypted older database) under the daemon's lock.
 - Names sort by time: ``relentad-YYYYmmddTHHMMSSffffffZ.db.gz`` (UTC), ``.db.gz.age`` when encrypted. Rotation
   keeps the newest snapshot of each of the last ``keep_daily`` days and of each of the last ``keep_weekly`` ISO
   weeks, and nothing else — except the snapshot just taken, which is never removed.
@@ -53,7 +54,7 @@ log = logging.getLogger("relentad.backup")
 PREFIX, SUFFIX, AGE_SUFFIX = "relentad-", ".db.gz", ".db.gz.age"
 STAMP = "%Y%m%dT%H%M%S%fZ"
 LOCK_NAME = "relentad.lock"
-FOLDER_LOCK, TEMP_PREFIX = ".lock", ".tmp-"
+FOLDER_LOCK, TEMP_PREFIX, RESTORE_PREFIX = ".lock", ".tmp-", ".restore-"
 
 
 class BackupError(RelentadError):
@@ -132,18 +133,18 @@ def _only_snapshot(folder: Path) -> Iterator[None]:
     """Hold the folder's snapshot lock; remove what a run that was killed left behind (its temporary folder)."""
     with (folder / FOLDER_LOCK).open("ab") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file closes
-        for stale in folder.glob(f"{TEMP_PREFIX}*"):
-            if _left_by_us(stale):
-                log.warning("backup: removing %s, left by a snapshot that did not finish", stale)
-                shutil.rmtree(stale, ignore_errors=True)
+        _remove_leftovers(folder, TEMP_PREFIX, ("snapshot.db", "verify.db"))
         yield
 
 
-def _left_by_us(path: Path) -> bool:
-    """A temporary folder of :func:`_create` (``[backup] dir`` may be a folder other programs use too)."""
-    if path.is_symlink() or not path.is_dir():
-        return False
-    return all(name.startswith(("snapshot.db", "verify.db")) for name in os.listdir(path))
+def _remove_leftovers(folder: Path, prefix: str, files: tuple[str, ...]) -> None:
+    """Remove the temporary folders (``prefix*``) that a snapshot or restore left when it was killed: a plaintext
+    database, maybe holding mail purged since. Only those holding nothing but ``files*`` (``[backup] dir`` may be
+    a folder other programs use too); the caller holds the lock that keeps another run from making one."""
+    for stale in folder.glob(f"{prefix}*"):
+        if stale.is_dir() and not stale.is_symlink() and all(n.startswith(files) for n in os.listdir(stale)):
+            log.warning("backup: removing %s, left by a run that did not finish", stale)
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _create(config: Config, folder: Path, recipients: list[bytes], taken: datetime) -> Snapshot:
@@ -261,7 +262,8 @@ def restore(config: Config, source: Path, identity: Path | None = None) -> None:
         raise BackupError("relentad is running: stop it before restoring a backup") from None
     try:
         database = config.database_path
-        with tempfile.TemporaryDirectory(dir=config.data_dir, prefix=".restore-") as tmp:
+        _remove_leftovers(config.data_dir, RESTORE_PREFIX, ("relentad.db",))
+        with tempfile.TemporaryDirectory(dir=config.data_dir, prefix=RESTORE_PREFIX) as tmp:
             staged = Path(tmp) / "relentad.db"
             if encrypted or source.name.endswith(".gz"):
                 _decompress(source, staged, identities)

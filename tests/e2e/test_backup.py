@@ -226,6 +226,20 @@ def test_a_snapshot_killed_half_way_leaves_no_plaintext_copy_for_good(tmp_path: 
     assert (other / "theirs.txt").is_file()
 
 
+def test_a_restore_killed_half_way_leaves_no_old_database_for_good(tmp_path: Path) -> None:
+    """A restore stages the decompressed (decrypted) backup in ``<data_dir>/.restore-*``; killed there, the folder
+    stayed for good: an older database, maybe with mail purged since. The next restore removes it."""
+    path = tmp_path / "relentad.toml"
+    ok(path, "init", "--hostname", "mx.example.test")
+    loaded = config_mod.load(path)
+    snapshot = backup.create(loaded)
+    left = loaded.data_dir / ".restore-k1ll3d"
+    left.mkdir()
+    shutil.copyfile(loaded.database_path, left / "relentad.db")
+    backup.restore(loaded, snapshot.path)
+    assert not left.exists()
+
+
 def test_a_snapshot_is_private_whatever_the_umask(tmp_path: Path) -> None:
     """``backup create`` from an admin's shell (umask 022) wrote the mail of every account world-readable (0644 in a
     0755 folder): the daemon's unit sets UMask=0077, the CLI has no such setting. Now 0600 in a 0700 folder."""
