@@ -113,13 +113,20 @@ def bech32_decode(text: str) -> tuple[str, bytes]:
 
 
 def parse_recipient(text: str) -> bytes:
-    """The 32-byte X25519 public key of an ``age1…`` recipient; AgeError naming what is wrong."""
+    """The 32-byte X25519 public key of an ``age1…`` recipient; AgeError naming what is wrong (a secret key is
+    never repeated: the message goes to the terminal and the daemon's log)."""
+    if text.strip().upper().startswith(IDENTITY_HRP.upper()):
+        raise AgeError("a secret key (AGE-SECRET-KEY-1…) where its public key (age1…) belongs: remove it from here")
     try:
         hrp, key = bech32_decode(text.strip())
     except AgeError as exc:
         raise AgeError(f"{text!r} is not an age recipient ({exc})") from None
     if hrp != RECIPIENT_HRP or len(key) != 32 or text.strip() != text.strip().lower():
         raise AgeError(f"{text!r} is not an age X25519 recipient (age1…)")
+    try:  # a low-order point gives every sender the all-zero shared secret; age refuses to encrypt to it too
+        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(key))
+    except ValueError:
+        raise AgeError(f"{text!r} is a low-order X25519 point, not a public key") from None
     return key
 
 

@@ -10,6 +10,10 @@ Invariants:
   (:mod:`relentad.lifecycle.agefile`; ``.db.gz.age``), still under the temporary name: the plaintext is what was
   verified, and no unencrypted snapshot is ever renamed into the folder. Restore decrypts with ``--identity``
   while it decompresses (one pass, no plaintext gzip file); a wrong key or a tampered or truncated file is refused.
+- One snapshot at a time per folder (an exclusive ``flock`` on ``<backup dir>/.lock``: the daemon's daily one and
+  ``backup create`` wait for each other). Under that lock the temporary folders (``.tmp-*``) a killed run left are
+  removed first: they hold a plaintext copy of the database, encrypted backups or not. Restore does the same with
+  its own (``<data_dir>/.restore-*``, a decrypted older database) under the daemon's lock.
 - Names sort by time: ``relentad-YYYYmmddTHHMMSSffffffZ.db.gz`` (UTC), ``.db.gz.age`` when encrypted. Rotation
   keeps the newest snapshot of each of the last ``keep_daily`` days and of each of the last ``keep_weekly`` ISO
   weeks, and nothing else — except the snapshot just taken, which is never removed.
@@ -24,6 +28,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import gzip
 import logging
@@ -32,7 +37,7 @@ import shutil
 import sqlite3
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -49,6 +54,7 @@ log = logging.getLogger("relentad.backup")
 PREFIX, SUFFIX, AGE_SUFFIX = "relentad-", ".db.gz", ".db.gz.age"
 STAMP = "%Y%m%dT%H%M%S%fZ"
 LOCK_NAME = "relentad.lock"
+FOLDER_LOCK, TEMP_PREFIX, RESTORE_PREFIX = ".lock", ".tmp-", ".restore-"
 
 
 class BackupError(RelentadError):
@@ -116,13 +122,36 @@ def create(config: Config, now: datetime | None = None) -> Snapshot:
     if not database.exists():
         raise BackupError(f"no database at {database}")
     folder = backup_dir(config)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # the daemon runs with UMask=0077, the CLI may not
     recipients = [agefile.parse_recipient(r) for r in config.backup.recipients]  # checked at load: cannot fail
-    taken = now or datetime.now(UTC)
+    with _only_snapshot(folder):
+        return _create(config, folder, recipients, now or datetime.now(UTC))
+
+
+@contextlib.contextmanager
+def _only_snapshot(folder: Path) -> Iterator[None]:
+    """Hold the folder's snapshot lock; remove what a run that was killed left behind (its temporary folder)."""
+    with (folder / FOLDER_LOCK).open("ab") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        _remove_leftovers(folder, TEMP_PREFIX, ("snapshot.db", "verify.db"))
+        yield
+
+
+def _remove_leftovers(folder: Path, prefix: str, files: tuple[str, ...]) -> None:
+    """Remove the temporary folders (``prefix*``) that a snapshot or restore left when it was killed: a plaintext
+    database, maybe holding mail purged since. Only those holding nothing but ``files*`` (``[backup] dir`` may be
+    a folder other programs use too); the caller holds the lock that keeps another run from making one."""
+    for stale in folder.glob(f"{prefix}*"):
+        if stale.is_dir() and not stale.is_symlink() and all(n.startswith(files) for n in os.listdir(stale)):
+            log.warning("backup: removing %s, left by a run that did not finish", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _create(config: Config, folder: Path, recipients: list[bytes], taken: datetime) -> Snapshot:
     target = folder / f"{PREFIX}{taken.strftime(STAMP)}{AGE_SUFFIX if recipients else SUFFIX}"
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-") as tmp:
+    with tempfile.TemporaryDirectory(dir=folder, prefix=TEMP_PREFIX) as tmp:
         copy = Path(tmp) / "snapshot.db"
-        source = sqlite3.connect(database, timeout=30)
+        source = sqlite3.connect(config.database_path, timeout=30)
         destination = sqlite3.connect(copy)
         try:
             source.backup(destination, pages=-1)
@@ -140,6 +169,7 @@ def create(config: Config, now: datetime | None = None) -> Snapshot:
             sealed = Path(tmp) / "snapshot.db.gz.age"
             agefile.encrypt_file(partial, sealed, recipients)
             partial = sealed
+        partial.chmod(0o600)  # every customer's mail: readable by the server's user only, whatever the umask
         os.replace(partial, target)
     rotate(config, taken, taken=target)
     return Snapshot(target, taken, target.stat().st_size)
@@ -232,7 +262,8 @@ def restore(config: Config, source: Path, identity: Path | None = None) -> None:
         raise BackupError("relentad is running: stop it before restoring a backup") from None
     try:
         database = config.database_path
-        with tempfile.TemporaryDirectory(dir=config.data_dir, prefix=".restore-") as tmp:
+        _remove_leftovers(config.data_dir, RESTORE_PREFIX, ("relentad.db",))
+        with tempfile.TemporaryDirectory(dir=config.data_dir, prefix=RESTORE_PREFIX) as tmp:
             staged = Path(tmp) / "relentad.db"
             if encrypted or source.name.endswith(".gz"):
                 _decompress(source, staged, identities)
@@ -258,6 +289,9 @@ async def copy_offsite(config: Config, snapshot: Snapshot) -> None:
 
     try:
         removed = await asyncio.to_thread(offsite.copy, config, snapshot)
+    except asyncio.CancelledError:  # the daemon stops: its worker thread must not wait for sftp
+        offsite.stop_running()
+        raise
     except (BackupError, OSError) as exc:  # OSError: the state file or the snapshot itself, in one line too
         metrics.BACKUP_OFFSITE.labels("failed").inc()
         log.warning("backup: off-site copy of %s failed: %s", snapshot.path.name, exc)

@@ -8,7 +8,9 @@ Invariants:
   :func:`copy` refuses a file that is not an age file.
 - Never a prompt: batch mode (``-b -``), ``BatchMode=yes`` (no password or passphrase questions),
   ``StrictHostKeyChecking=yes`` against ``offsite_known_hosts`` only (``-F /dev/null``: no ssh_config, no global
-  known_hosts), ``ConnectTimeout``, keepalives, and a deadline on the whole run (``offsite_timeout``).
+  known_hosts), ``ConnectTimeout``, keepalives, and a deadline on the whole run (``offsite_timeout``). At the
+  deadline, when the daemon stops (:func:`stop_running`) and on Ctrl-C, sftp is killed with its ssh (one process
+  group of their own).
 - A copy is uploaded under ``.tmp-<name>`` and renamed, so a half upload never looks like a snapshot; a stale
   temporary name of ours left by an earlier failure is removed by the next rotation.
 - Remote rotation applies the local rule (:func:`relentad.lifecycle.backup.keep`) to the remote listing and
@@ -76,6 +78,8 @@ def parse_url(url: str) -> Destination:
         path = path[3:]
     if not SAFE_PATH.fullmatch(path) or ".." in path.split("/"):
         raise ValueError(f"{url!r}: the path may hold only letters, digits and . _ ~ / + - (and no ..)")
+    if not re.fullmatch(r"[A-Za-z0-9._:-]+", parts.hostname):  # it reaches ssh's option parser (HostName=…)
+        raise ValueError(f"{url!r}: unusual host name {parts.hostname!r}")
     user = unquote(parts.username)
     if not re.fullmatch(r"[A-Za-z0-9._-]+", user):
         raise ValueError(f"{url!r}: unusual user name {user!r}")
@@ -84,6 +88,29 @@ def parse_url(url: str) -> Destination:
 
 def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_running: set[subprocess.Popen[bytes]] = set()  # the sftp runs under way (worker threads of the daemon, the CLI)
+_stopped: set[subprocess.Popen[bytes]] = set()  # those :func:`stop_running` ended
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # sftp and the ssh it started: its own process group
+
+
+def stop_running() -> None:
+    """End the sftp runs under way: the daemon stops, and the worker thread waiting for one would hold up its exit
+    (up to ``offsite_timeout``; systemd kills the daemon after ``TimeoutStopSec``)."""
+    for proc in list(_running):
+        _stopped.add(proc)
+        _kill(proc)
+
+
+def _ssh_file(path: Path) -> str:
+    """A file name as a value of ssh's ``-o``: ssh splits the value at spaces (UserKnownHostsFile takes several
+    files) and expands ``%`` tokens in file names, so it is double-quoted and a ``%`` doubled."""
+    return _quote(str(path).replace("%", "%%"))
 
 
 def _sftp(config: Config, commands: list[str], cwd: Path | None = None) -> str:
@@ -98,13 +125,12 @@ def _sftp(config: Config, commands: list[str], cwd: Path | None = None) -> str:
         "/dev/null",
         "-P",
         str(target.port),
-        "-i",
-        str(config.resolve(settings.offsite_identity)),
     ]
     for option in (
+        f"IdentityFile={_ssh_file(config.resolve(settings.offsite_identity))}",
         "BatchMode=yes",
         "StrictHostKeyChecking=yes",
-        f"UserKnownHostsFile={config.resolve(settings.offsite_known_hosts)}",
+        f"UserKnownHostsFile={_ssh_file(config.resolve(settings.offsite_known_hosts))}",
         "GlobalKnownHostsFile=/dev/null",
         "UpdateHostKeys=no",
         "IdentitiesOnly=yes",
@@ -129,13 +155,22 @@ def _sftp(config: Config, commands: list[str], cwd: Path | None = None) -> str:
         )
     except OSError as exc:
         raise OffsiteError(f"cannot run sftp: {exc.strerror or exc}") from None
+    _running.add(proc)
     try:
         stdout, stderr = proc.communicate(script, timeout=settings.offsite_timeout)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill(proc)
         proc.communicate()
         raise OffsiteError(f"{target}: sftp did not finish within {settings.offsite_timeout:g} s") from None
+    except BaseException:  # Ctrl-C of `backup create`: the terminal's SIGINT never reaches sftp's own session
+        _kill(proc)
+        proc.wait()
+        raise
+    finally:
+        _running.discard(proc)
+    if proc in _stopped:
+        _stopped.discard(proc)
+        raise OffsiteError(f"{target}: stopped (the daemon is shutting down)")
     if proc.returncode != 0:
         said = [line.strip() for line in stderr.decode(errors="replace").splitlines()]
         # the last thing said but sftp's closing "Connection closed" and ssh's @@@ banner: the cause, in one line
@@ -147,11 +182,12 @@ def _sftp(config: Config, commands: list[str], cwd: Path | None = None) -> str:
     return stdout.decode(errors="replace")
 
 
-def _enter(destination: Destination) -> list[str]:
-    """Batch lines that make the destination folder (its last level, if missing) and change into it."""
+def _enter(destination: Destination, make: bool = True) -> list[str]:
+    """Batch lines that make the destination folder (its last level, if missing; only to copy into it) and change
+    into it."""
     if not destination.path:
         return []
-    return [f"-mkdir {_quote(destination.path)}", f"cd {_quote(destination.path)}"]
+    return ([f"-mkdir {_quote(destination.path)}"] if make else []) + [f"cd {_quote(destination.path)}"]
 
 
 @dataclass(frozen=True)
@@ -179,7 +215,7 @@ def _parse_listing(output: str) -> list[RemoteFile]:
 def list_remote(config: Config) -> list[RemoteFile]:
     """The snapshots at the off-site destination, newest first (temporary names of ours included)."""
     destination = parse_url(config.backup.offsite)
-    return _parse_listing(_sftp(config, [*_enter(destination), "ls -la"]))
+    return _parse_listing(_sftp(config, [*_enter(destination, make=False), "ls -la"]))
 
 
 def copy(config: Config, snapshot: backup.Snapshot, now: datetime | None = None) -> list[str]:

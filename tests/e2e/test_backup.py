@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import smtplib
 import sqlite3
@@ -203,3 +204,53 @@ def test_a_restore_brings_back_every_table_of_every_feature(tmp_path: Path) -> N
     assert _every_table(loaded.database_path) != before
     backup.restore(loaded, snapshot.path)
     assert _every_table(loaded.database_path) == before
+
+
+def test_a_snapshot_killed_half_way_leaves_no_plaintext_copy_for_good(tmp_path: Path) -> None:
+    """SIGKILL during ``backup create`` (reproduced against a 60 MB database) left ``.tmp-*/snapshot.db`` and
+    ``snapshot.db.gz`` in the backup folder, unencrypted with ``[backup] recipients`` set, and nothing ever removed
+    them; the next snapshot does, under the folder's lock (a snapshot still running holds it)."""
+    path = tmp_path / "relentad.toml"
+    ok(path, "init", "--hostname", "mx.example.test")
+    loaded = config_mod.load(path)
+    folder = backup.backup_dir(loaded)
+    left = folder / ".tmp-k1ll3d"  # what the killed run left: its temporary folder, as tempfile names it
+    left.mkdir(parents=True)
+    shutil.copyfile(loaded.database_path, left / "snapshot.db")
+    (left / "snapshot.db.gz").write_bytes(b"half")
+    other = folder / ".tmp-of-another-program"  # [backup] dir may be a folder other programs use as well
+    other.mkdir()
+    (other / "theirs.txt").write_text("not ours\n")
+    made = backup.create(loaded)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([made.path.name, ".lock", other.name])
+    assert (other / "theirs.txt").is_file()
+
+
+def test_a_restore_killed_half_way_leaves_no_old_database_for_good(tmp_path: Path) -> None:
+    """A restore stages the decompressed (decrypted) backup in ``<data_dir>/.restore-*``; killed there, the folder
+    stayed for good: an older database, maybe with mail purged since. The next restore removes it."""
+    path = tmp_path / "relentad.toml"
+    ok(path, "init", "--hostname", "mx.example.test")
+    loaded = config_mod.load(path)
+    snapshot = backup.create(loaded)
+    left = loaded.data_dir / ".restore-k1ll3d"
+    left.mkdir()
+    shutil.copyfile(loaded.database_path, left / "relentad.db")
+    backup.restore(loaded, snapshot.path)
+    assert not left.exists()
+
+
+def test_a_snapshot_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    """``backup create`` from an admin's shell (umask 022) wrote the mail of every account world-readable (0644 in a
+    0755 folder): the daemon's unit sets UMask=0077, the CLI has no such setting. Now 0600 in a 0700 folder."""
+    path = tmp_path / "relentad.toml"
+    ok(path, "init", "--hostname", "mx.example.test")
+    loaded = config_mod.load(path)
+    elsewhere = dataclasses.replace(loaded, backup=BackupConfig(dir=str(tmp_path / "srv" / "backups")))
+    previous = os.umask(0o022)
+    try:
+        made = backup.create(elsewhere)
+    finally:
+        os.umask(previous)
+    assert made.path.parent == tmp_path / "srv" / "backups"
+    assert (made.path.stat().st_mode & 0o777, made.path.parent.stat().st_mode & 0o777) == (0o600, 0o700)

@@ -11,9 +11,11 @@ import gzip
 import json
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -274,3 +276,112 @@ def test_offsite_refuses_an_unencrypted_file(server: Path, key: tuple[Path, str]
     with pytest.raises(offsite.OffsiteError, match="not encrypted"):
         offsite.copy(config, plain)
     assert "not encrypted" in str(offsite.read_state(config)["last_error"])
+
+
+def test_key_files_whose_names_hold_spaces_and_percent_signs(
+    server: Path, key: tuple[Path, str], sshd: Sshd, tmp_path: Path
+) -> None:
+    """ssh reads ``-o`` values as configuration lines: a space split the known_hosts path into two files (the copy
+    failed with "Host key verification failed." against the right key) and ``%d`` was expanded as a token."""
+    recipient = key[1]
+    folder = tmp_path / "ssh keys %d"
+    folder.mkdir()
+    shutil.copyfile(sshd.known_hosts, folder / "known hosts")
+    shutil.copyfile(sshd.identity, folder / "client key")
+    (folder / "client key").chmod(0o600)
+    configure(
+        server,
+        recipients=[recipient],
+        offsite=sshd.url(),
+        offsite_identity=str(folder / "client key"),
+        offsite_known_hosts=str(folder / "known hosts"),
+    )
+    out = invoke(server, "backup", "create")
+    assert f"copied to {sshd.url()}" in out
+    assert [p.name for p in sshd.remote.iterdir()] == [Path(out.split("\t")[0]).name]
+
+
+def until_closed(connection: socket.socket) -> bytes:
+    """What the peer reads until ssh closes the connection; TimeoutError when it stays open 20 s (ssh's own
+    timeouts, ConnectTimeout=30 and the keepalives' 60 s, come later)."""
+    connection.settimeout(20)
+    received = b""
+    while chunk := connection.recv(4096):
+        received += chunk
+    return received
+
+
+def test_the_daemon_stopping_ends_an_off_site_copy_under_way(server: Path, key: tuple[Path, str]) -> None:
+    """The daemon cancels its daily job when it stops; the sftp run went on in the worker thread, and the event
+    loop's close waited for that thread (up to offsite_timeout; systemd SIGKILLs after TimeoutStopSec). Now the
+    cancellation ends sftp and its ssh: the peer sees the connection close (before, ConnectTimeout did, at 30 s)."""
+    recipient = key[1]
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        configure(
+            server,
+            recipients=[recipient],
+            offsite=f"sftp://backup@127.0.0.1:{port}/b",
+            offsite_identity=str(key[0]),
+            offsite_known_hosts=str(key[0]),
+            offsite_timeout="45s",  # what bounded the wait before (the default is an hour)
+        )
+        config = config_mod.load(server)
+        snapshot = backup.create(config)
+        silent.settimeout(60)  # a guard against a hang, not a measurement
+
+        async def stop_during_copy() -> None:
+            copying = asyncio.ensure_future(backup.copy_offsite(config, snapshot))
+            connection, _ = await asyncio.to_thread(silent.accept)  # ssh has connected: the copy is under way
+            copying.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await copying
+            with connection:  # to the end of the stream (maybe after ssh's banner)
+                await asyncio.to_thread(until_closed, connection)
+
+        asyncio.run(stop_during_copy())
+    assert "stopped (the daemon is shutting down)" in str(offsite.read_state(config)["last_error"])
+
+
+def test_ctrl_c_of_backup_create_ends_its_sftp(server: Path, key: tuple[Path, str]) -> None:
+    """sftp runs in a session of its own (so its deadline ends it with its ssh), which the terminal's SIGINT does
+    not reach: Ctrl-C ended ``backup create`` and left sftp connected (uploading, with no deadline any more). The
+    peer sends an SSH banner and then nothing, so only a kill ends the connection (no ssh timeout applies)."""
+    with socket.socket() as peer:
+        peer.bind(("127.0.0.1", 0))
+        peer.listen()
+        peer.settimeout(60)  # a guard against a hang, not a measurement
+        configure(
+            server,
+            recipients=[key[1]],
+            offsite=f"sftp://backup@127.0.0.1:{peer.getsockname()[1]}/b",
+            offsite_identity=str(key[0]),
+            offsite_known_hosts=str(key[0]),
+        )
+        command = [sys.executable, "-m", "relentad", "--config", str(server), "backup", "create"]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as cli:
+            connection, _ = peer.accept()  # sftp's ssh is connected: the snapshot is made, the copy under way
+            with connection:
+                connection.sendall(b"SSH-2.0-OpenSSH_9.2p1 silent\r\n")
+                cli.send_signal(signal.SIGINT)
+                cli.communicate(timeout=60)
+                until_closed(connection)
+    assert cli.returncode != 0
+
+
+def test_listing_a_destination_that_does_not_exist_changes_nothing(
+    server: Path, key: tuple[Path, str], sshd: Sshd
+) -> None:
+    """``backup list --offsite`` made the folder it was asked to list (the copy's mkdir): a look changed the server."""
+    missing = sshd.remote / "not-yet"
+    configure(
+        server,
+        recipients=[key[1]],
+        offsite=sshd.url(missing),
+        offsite_identity=str(sshd.identity),
+        offsite_known_hosts=str(sshd.known_hosts),
+    )
+    assert "No such file" in refused(server, "backup", "list", "--offsite")
+    assert not missing.exists()

@@ -45,6 +45,8 @@ def test_destinations(url: str, expected: Destination, shown: str) -> None:
         ('sftp://u@example.org/a"b', "may hold only"),
         ("sftp://u@example.org/x?y", "no query"),
         ("sftp://-oProxyCommand=x@example.org/x", "unusual user name"),
+        ("sftp://u@example.org ProxyCommand=x/b", "unusual host name"),  # ssh reads HostName=… as a line
+        ("sftp://u@example%h.org/b", "unusual host name"),  # a %-token of ssh's
     ],
 )
 def test_bad_destinations(url: str, says: str) -> None:
