@@ -417,7 +417,9 @@ def user_show(state: State, email: str, as_json: bool) -> None:
         account = accounts.get_account(conn, email)
         stats = accounts.account_stats(conn, account.id)
         boxes = mailboxes.list_for_account(conn, account.id)
-        aliases = [a["address"] for a in accounts.list_aliases(conn) if a["target"] == account.email]
+        aliases = [
+            str(a["address"]) for a in accounts.list_aliases(conn) if a["target"] == account.email and not a["external"]
+        ]
     if as_json:
         print_json({**account_json(account, stats), "mailboxes": boxes, "aliases": aliases})
         return
@@ -454,7 +456,8 @@ def user_passwd(state: State, email: str, password_stdin: bool) -> None:
 
 @main.group()
 def alias() -> None:
-    """Aliases: ADDR → account; @domain is a catch-all; user+tag@ always reaches user@."""
+    """Aliases: ADDR → account or an address elsewhere (forwarded); @domain is a catch-all; user+tag@ always
+    reaches user@."""
 
 
 @alias.command("add")
@@ -462,7 +465,7 @@ def alias() -> None:
 @click.argument("target")
 @pass_state
 def alias_add(state: State, address: str, target: str) -> None:
-    """Deliver mail for ADDRESS (or @domain) to the account TARGET."""
+    """Deliver mail for ADDRESS (or @domain) to the account TARGET, or forward it to TARGET elsewhere."""
     with errors_as_messages(), state.write() as conn:
         added = accounts.add_alias(conn, address, target)
     click.echo(f"alias {added} → {target} added")
@@ -479,7 +482,7 @@ def alias_list(state: State, as_json: bool) -> None:
         print_json(rows)
         return
     for row in rows:
-        click.echo(f"{row['address']}\t{row['target']}")
+        click.echo(f"{row['address']}\t{row['target']}" + ("\t(forwarded)" if row["external"] else ""))
 
 
 @alias.command("remove")

@@ -8,6 +8,7 @@ or the new schema. sqlite-utils is used for the bookkeeping table and is how adm
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable
@@ -860,6 +861,29 @@ def _m028_tlsrpt_results(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m030_forwarding(conn: sqlite3.Connection) -> None:
+    """Forwarding (relentad/forwarding.py): alias targets outside this server, and the SRS secrets (srs.py) — 32
+    random octets made here, kept with the data (a backup restores them, so bounces to forwarded mail in flight
+    still verify); the newest signs, every one verifies."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE alias_forwards (
+            address TEXT NOT NULL,
+            target TEXT NOT NULL,
+            created REAL NOT NULL,
+            PRIMARY KEY (address, target)
+        ) WITHOUT ROWID;
+        CREATE TABLE srs_secrets (
+            id INTEGER PRIMARY KEY,
+            secret BLOB NOT NULL,
+            created REAL NOT NULL
+        );
+        """,
+    )
+    conn.execute("INSERT INTO srs_secrets (secret, created) VALUES (?, ?)", (secrets.token_bytes(32), time.time()))
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run several statements inside the caller's transaction (``executescript`` would COMMIT first)."""
     statement = ""
@@ -900,6 +924,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("026_imap_acl", _m026_imap_acl),
     ("027_crm_followups", _m027_crm_followups),
     ("028_tlsrpt_results", _m028_tlsrpt_results),
+    ("030_forwarding", _m030_forwarding),
 ]
 
 
