@@ -317,7 +317,8 @@ def doctor(state: State, domains: tuple[str, ...], as_json: bool) -> None:
                 [s for s in summary.dmarc(conn, since=since) if _within(s.domain, ours)],
                 [s for s in summary.tls(conn, since=since) if _within(s.domain, ours)],
             )
-        findings = asyncio.run(doctor_mod.run(config, names, spam_models, postmaster, reports))
+            forwarding = [d for d in forwarding_domains(conn) if d in names]
+        findings = asyncio.run(doctor_mod.run(config, names, spam_models, postmaster, reports, forwarding))
     if as_json:
         print_json([finding.as_json() for finding in findings])
     else:
@@ -327,6 +328,19 @@ def doctor(state: State, domains: tuple[str, ...], as_json: bool) -> None:
         bad = sum(1 for finding in findings if finding.status == "fail")
         click.echo(f"{bad} problem(s) found", err=True)
         sys.exit(1)
+
+
+def forwarding_domains(conn: sqlite3.Connection) -> list[str]:
+    """Hosted domains whose mail may be forwarded elsewhere (SRS senders there): an alias with a target elsewhere,
+    or an account whose rules or active script mention redirect."""
+    rows = conn.execute(
+        """SELECT substr(address, instr(address, '@') + 1) FROM alias_forwards
+           UNION SELECT d.name FROM accounts a JOIN domains d ON d.id = a.domain_id
+           WHERE a.id IN (SELECT account_id FROM crm_rules WHERE script LIKE '%redirect%'
+                          UNION SELECT account_id FROM sieve_scripts WHERE active = 1 AND script LIKE '%redirect%')
+           ORDER BY 1"""
+    )
+    return [str(r[0]) for r in rows]
 
 
 def _within(domain: str, names: tuple[str, ...]) -> bool:
@@ -1539,6 +1553,8 @@ def rules_test(state: State, email: str, message: str, mail_from: str, as_json: 
     click.echo(f"direction: {result['direction']}  sender: <{result['sender']}> ({result['contact']})")
     for copy in result["copies"]:  # type: ignore[attr-defined]
         click.echo(f"file into {copy['folder']}  flags: {' '.join(copy['flags']) or '-'}")
+    for target in result["redirects"]:  # type: ignore[attr-defined]
+        click.echo(f"redirect to <{target}>")
     if result["tags"]:
         click.echo(f"tag the contact: {' '.join(result['tags'])}")  # type: ignore[arg-type]
     reply = result["vacation"]

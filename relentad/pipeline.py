@@ -349,7 +349,9 @@ class Pipeline:
                 )
                 delivery.placements.extend(p for p in forward.fallback if isinstance(p, Placement))
                 continue
-            trace_fields = b"".join(delivery.headers) + _received(delivery, forward.via, self.hostname)
+            trace_fields = b"".join(delivery.headers)
+            if delivery.add_received:  # submission's message carries its Received for this hop already
+                trace_fields += _received(delivery, forward.via, self.hostname)
             raw = forwarding.prepared(delivery.raw, forward.via, trace_fields)
             keys = self.keyring.aligned(forward.via.rpartition("@")[2]) if self.keyring is not None else None
             if keys is None and self.keyring is not None:
@@ -526,6 +528,9 @@ class Pipeline:
                 self.sort(delivery)
             else:
                 sort_step(self.sorter, conn, delivery)
+        for forward in delivery.forwards:  # a report is never forwarded: a rule's redirect keeps it here instead
+            delivery.placements.extend(p for p in forward.fallback if isinstance(p, Placement))
+        delivery.forwards.clear()
         return functools.partial(_nested_job, delivery=delivery, hostname=self.hostname)
 
     async def check_links(self, delivery: Delivery) -> None:

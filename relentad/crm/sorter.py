@@ -314,7 +314,11 @@ class Sorter:
 
 
 def redirect_refusal(
-    conn: sqlite3.Connection, delivery: Delivery, placement: Placement, targets: list[str], own: frozenset[str]
+    conn: sqlite3.Connection,
+    delivery: Delivery | _PreviewDelivery,
+    placement: Placement,
+    targets: list[str],
+    own: frozenset[str],
 ) -> str:
     """Why a copy's redirect must not be done ("" when it may): it is in Junk (spam or a failed check: never
     forwarded), a target is the account itself or at a hosted domain (use an alias), or the account's send limits
@@ -406,6 +410,13 @@ def _tag_contact(conn: sqlite3.Connection, links: dict[int, str], tags: Sequence
         insert_rows(conn, "INSERT OR IGNORE INTO crm_tags (contact_id, tag)", [(contact_id, tag) for tag in tags])
 
 
+@dataclass
+class _PreviewDelivery:
+    """What :func:`redirect_refusal` reads of a delivery, for ``rules test`` (no forwards planned yet)."""
+
+    forwards: tuple[forwarding.Forward, ...] = ()
+
+
 def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes, mail_from: str) -> dict[str, object]:
     """What the account's rules would do to a message delivered to ``address`` now (``relentad rules test``)."""
     parsed = message.parse(raw)
@@ -420,6 +431,12 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
     from ..pipeline import Placement  # the pipeline imports this module
 
     placement = Placement(account_id, address)
+    kept = bool(outcome.targets(placement.mailbox))
+    if outcome.redirects:
+        refused = redirect_refusal(conn, _PreviewDelivery(), placement, outcome.redirects, own)
+        if refused:
+            outcome.trace.append(f"redirect not done: {refused}")
+            outcome.redirects, outcome.cancel_keep, kept = [], False, True
     extra = apply_outcome(placement, outcome)
     unassigned = direction == IN and Sorter._unassigned(people, known)
     reply: dict[str, str] | None = None
@@ -441,8 +458,10 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
         "contact": virtual["x-relentad-contact"][0],
         "unassigned": unassigned,
         "copies": [
-            {"folder": c.mailbox, "flags": flagmod.names(c.flags, " ".join(c.keywords))} for c in [placement, *extra]
+            {"folder": c.mailbox, "flags": flagmod.names(c.flags, " ".join(c.keywords))}
+            for c in ([placement] if kept else []) + extra
         ],
+        "redirects": outcome.redirects,
         "trace": outcome.trace,
         "tags": outcome.tags,
         "vacation": reply,

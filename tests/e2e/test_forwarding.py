@@ -10,6 +10,7 @@ Needs root (port 25) and dnsmasq.
 from __future__ import annotations
 
 import email
+import json
 import os
 import smtplib
 import subprocess
@@ -190,6 +191,11 @@ def test_a_mixed_alias_files_locally_and_forwards_with_srs_dkim_intact_and_an_ar
     for wanted in ("spf=pass", "dkim=pass", "dmarc=pass", "arc=pass"):
         assert wanted in results, f"{wanted} at the destination: {results}"
 
+    # doctor: a.test's SPF names 127.0.0.1, not the host's published address, so SRS senders would fail SPF there
+    findings = json.loads(world.a.cli("doctor", "a.test", "--json", check=False).stdout)
+    [spf_check] = [f for f in findings if f["check"] == "spf for forwarding a.test"]
+    assert spf_check["status"] == "warn" and "fails SPF from 127.0.0.2: fail" in spf_check["message"], spf_check
+
 
 def test_srs_bounces_are_relayed_back_and_forged_or_expired_ones_refused(world: World) -> None:
     world.a.add_alias("info@a.test", "carol@c.test")
@@ -250,6 +256,10 @@ def test_a_users_redirect_the_redirect_limit_and_the_send_limit(world: World) ->
     send_in(world.a, "alice@a.test", daves_message("alice@a.test", subject="gone"))
     wait_for("the single redirect", lambda: len(world.recipients()) == 7)
     assert len(world.a.messages("alice@a.test")) == 2
+    sample = world.tmp / "sample.eml"
+    sample.write_bytes(daves_message("alice@a.test"))
+    shown = world.a.cli("rules", "test", "alice@a.test", str(sample)).stdout
+    assert "redirect to <only@c.test>" in shown and "file into" not in shown, shown
 
     # forwarding is sending: past the account's hourly limit the redirect is not done and the mail is kept
     world.a.cli("quota", "set", "alice@a.test", "--hourly-send", "7")
