@@ -284,7 +284,9 @@ def _external_target(conn: sqlite3.Connection, alias: str, target: str) -> str |
     domain = address.rpartition("@")[2]
     if domain_id(conn, domain) is not None:
         if not conn.execute("SELECT 1 FROM accounts WHERE email = ?", (address,)).fetchone():
-            routed = ", ".join(t for t in _alias_targets(conn, address)) or "nobody"
+            routed = ", ".join(_alias_targets(conn, address))
+            if not routed:
+                raise NotFound(f"no such account: {address}")
             raise InvalidInput(
                 f"{address} is not an account here (it reaches {routed}); an alias's targets are accounts or "
                 "addresses elsewhere, so that aliases never route to each other in a cycle"
