@@ -115,8 +115,10 @@ class InboundHandler(TransactionLog):
                 log.info("smtp tx=%s refused <%s>: %s", tx.id, trace.clean(address), exc)
                 tx.rejected.append(address)
                 return replies.BAD_SRS
-            if original is not None:
-                resolution = accounts.Resolution(accounts.RecipientKind.LOCAL, (), (original,))
+            if original is not None:  # back to the original sender: one of ours gets it here, anyone else relayed
+                ours = self.store.read(lambda conn: accounts.resolve_recipient(conn, original, postmaster))
+                mine = ours.kind is accounts.RecipientKind.LOCAL and bool(ours.account_ids)
+                resolution = ours if mine else accounts.Resolution(accounts.RecipientKind.LOCAL, (), (original,))
             else:
                 resolution = self.store.read(lambda conn: accounts.resolve_recipient(conn, address, postmaster))
             room = functools.partial(_has_room, size=declared_size(envelope.mail_options))
@@ -133,8 +135,8 @@ class InboundHandler(TransactionLog):
                     via = delivered_to(address)
                     kind: forwarding.Kind = "srs" if original is not None else "alias"
                     tx.forwards.setdefault(via, forwarding.Forward(via, resolution.forwards, kind))
-                    if original is not None:
-                        metrics.srs_bounce("accepted")
+                if original is not None:
+                    metrics.srs_bounce("accepted")
                 return replies.RECIPIENT_OK
             if refusal is not None:
                 reply = refusal

@@ -1,9 +1,10 @@
 """Forwarding between real servers: aliases with targets elsewhere, Sieve redirect, SRS and its bounces, ARC.
 
-The world (as in test_outbound.py): dnsmasq serves a.test (relentad on 127.0.0.2:25, the forwarder, with a DKIM
-key), b.test (relentad on 127.0.0.3:25, a receiver that checks SPF, DKIM, DMARC and ARC itself) and c.test and
-d.test (both an aiosmtpd sink on 127.0.0.4:25). dave@d.test is the original author: his mail is DKIM-signed by the
-test with d.test's key (published in dnsmasq, with SPF and DMARC p=reject) and sent to a.test's MX from 127.0.0.5.
+The world (as in test_outbound.py, on addresses of its own so that the two never share a port): dnsmasq serves
+a.test (relentad on 127.0.0.22:25, the forwarder, with a DKIM key), b.test (relentad on 127.0.0.23:25, a receiver
+that checks SPF, DKIM, DMARC and ARC itself) and c.test and d.test (both an aiosmtpd sink on 127.0.0.24:25).
+dave@d.test is the original author: his mail is DKIM-signed by the test with d.test's key (published in dnsmasq,
+with SPF and DMARC p=reject) and sent to a.test's MX from 127.0.0.25.
 Needs root (port 25) and dnsmasq.
 """
 
@@ -28,14 +29,15 @@ from relentad import srs
 from relentad.dns import make_sync_resolver
 from relentad.queue import dkim
 from tests.e2e.conftest import MakeDaemon
-from tests.support.daemon import PASSWORD, Daemon, wait_for
+from tests.support.daemon import PASSWORD, Daemon, free_port, wait_for
 from tests.support.dns_fixture import start_or_skip
 from tests.support.dnsmasq import Dnsmasq, DnsRecords
+from tests.support.metrics import http_get, sample
 from tests.support.smtp_peer import Sink
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="binds port 25 on 127.0.0.2-4: needs root")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="binds port 25 on 127.0.0.22-24: needs root")
 
-A_HOST, B_HOST, SINK_HOST, DAVE_HOST = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"
+A_HOST, B_HOST, SINK_HOST, DAVE_HOST = "127.0.0.22", "127.0.0.23", "127.0.0.24", "127.0.0.25"
 FAST_QUEUE = {"retry_schedule": ["1s"], "scan_interval": "1s", "timeout": "60s"}
 D_KEY, D_TXT = dkim.generate_key()
 
@@ -57,11 +59,11 @@ def records(a_dkim: str | None = None) -> DnsRecords:
     return found
 
 
-def daves_message(to: str, subject: str = "from dave", extra: str = "") -> bytes:
+def daves_message(to: str, subject: str = "from dave", extra: str = "", body: str = "Hello, forwarded world.") -> bytes:
     unsigned = (
         f"From: Dave <dave@d.test>\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Fri, 27 Nov 2026 08:00:00 +0000\r\n"
         f"Message-ID: <{time.time_ns()}@d.test>\r\n{extra}MIME-Version: 1.0\r\n"
-        "Content-Type: text/plain; charset=utf-8\r\n\r\nHello, forwarded world.\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
     ).encode()
     signature: bytes = dkimpy.sign(
         unsigned, b"sel", b"d.test", D_KEY, include_headers=[b"from", b"to", b"subject", b"date", b"message-id"]
@@ -81,6 +83,7 @@ class World:
     b: Daemon
     sink: Sink
     tmp: Path
+    metrics_port: int
     controllers: list[Controller] = field(default_factory=list)
 
     def dnsfunc(self) -> Callable[..., bytes]:
@@ -110,6 +113,7 @@ def world(tmp_path: Path, make_daemon: MakeDaemon) -> Iterator[World]:
     sink = Sink()
     controller = Controller(sink, hostname=SINK_HOST, port=25)
     controller.start()
+    metrics_port = free_port()
     try:
         common = {"dns": {"nameservers": [dns_server.nameserver], "timeout": 2.0}, "queue": dict(FAST_QUEUE)}
         a = make_daemon(
@@ -118,7 +122,12 @@ def world(tmp_path: Path, make_daemon: MakeDaemon) -> Iterator[World]:
             smtp_port=25,
             managesieve=True,
             tls=False,
-            settings={**common, "server": {"hostname": "mx.a.test"}, "auth": {"plaintext_loopback": True}},
+            settings={
+                **common,
+                "server": {"hostname": "mx.a.test"},
+                "auth": {"plaintext_loopback": True},
+                "listen": {"metrics": f"127.0.0.1:{metrics_port}"},
+            },
         )
         b = make_daemon("b", host=B_HOST, smtp_port=25, settings={**common, "server": {"hostname": "mx.b.test"}})
         a.add_domain("a.test")
@@ -128,7 +137,7 @@ def world(tmp_path: Path, make_daemon: MakeDaemon) -> Iterator[World]:
         a.cli("dkim", "generate", "a.test")
         pem = (a.root / "data" / "dkim" / "a.test" / "relentad.pem").read_bytes()
         dns_server.replace(records(dkim.txt_value(pem)))
-        made = World(dns_server, a, b, sink, tmp_path, [controller])
+        made = World(dns_server, a, b, sink, tmp_path, metrics_port, [controller])
         yield made
     finally:
         controller.stop()
@@ -194,7 +203,7 @@ def test_a_mixed_alias_files_locally_and_forwards_with_srs_dkim_intact_and_an_ar
     # doctor: a.test's SPF names 127.0.0.1, not the host's published address, so SRS senders would fail SPF there
     findings = json.loads(world.a.cli("doctor", "a.test", "--json", check=False).stdout)
     [spf_check] = [f for f in findings if f["check"] == "spf for forwarding a.test"]
-    assert spf_check["status"] == "warn" and "fails SPF from 127.0.0.2: fail" in spf_check["message"], spf_check
+    assert spf_check["status"] == "warn" and f"fails SPF from {A_HOST}: fail" in spf_check["message"], spf_check
 
 
 def test_srs_bounces_are_relayed_back_and_forged_or_expired_ones_refused(world: World) -> None:
@@ -215,6 +224,12 @@ def test_srs_bounces_are_relayed_back_and_forged_or_expired_ones_refused(world: 
         code, text = smtp_reply(world.a, "", address)
         assert (code, text[:5]) == (550, b"5.1.1"), (address, text)
     assert len(world.sink.accepted) == 2, "nothing relayed for them"
+    status, text = http_get(world.metrics_port, "/metrics")
+    assert status == 200
+    assert sample(text, "relentad_srs_bounces_total", 'result="accepted"') == 1
+    assert sample(text, "relentad_srs_bounces_total", 'result="refused"') == 4
+    assert sample(text, "relentad_forwarded_total", 'kind="alias",result="queued"') == 1
+    assert sample(text, "relentad_forwarded_total", 'kind="srs",result="queued"') == 1
 
 
 def test_a_failed_forward_bounces_to_the_original_sender(world: World) -> None:
@@ -313,3 +328,27 @@ def test_alias_cycles_and_catch_alls_elsewhere_are_refused(make_daemon: MakeDaem
         daemon.cli("user", "add", "y@a.test", "--password-stdin", input="pw\n")
     assert daemon.cli("alias", "remove", "y@a.test", "owner@gmail.test").returncode == 0
     assert "y@a.test" not in daemon.cli("alias", "list").stdout
+
+
+def test_spam_to_an_alias_with_no_local_target_is_dropped_not_forwarded(world: World) -> None:
+    """The global model judges mail for an alias whose targets are all elsewhere: a confident spam verdict drops it
+    (logged and counted, never bounced: backscatter), anything else is forwarded."""
+    world.a.write_config(spam={"min_trained": 5, "confident_after": 0})
+    world.a.add_alias("info@a.test", "carol@c.test")
+    ham, spam = world.tmp / "ham", world.tmp / "spam"
+    for folder, words in ((ham, "quarterly project meeting agenda minutes budget review"),
+                          (spam, "casino lottery winner cheap pills viagra click unsubscribe")):  # fmt: skip
+        folder.mkdir()
+        for i in range(12):
+            text = f"From: x{i}@d.test\r\nSubject: {words.split()[i % 7]} {i}\r\n\r\n{words} {words} {i}\r\n"
+            (folder / f"{i}.eml").write_text(text)
+    world.a.cli("spam", "train", "--global", "--ham", str(ham), "--spam", str(spam))
+    world.a.start()
+    spammy = "casino lottery winner cheap pills viagra click unsubscribe"
+    send_in(world.a, "info@a.test", daves_message("info@a.test", subject="casino lottery winner", body=spammy))
+    wait_for("the verdict", lambda: "withheld: spam" in world.a.log())
+    hammy = "quarterly project meeting agenda minutes budget review"
+    send_in(world.a, "info@a.test", daves_message("info@a.test", subject="quarterly project meeting", body=hammy))
+    [(_f, _r, data)] = world.received()
+    assert b"Subject: quarterly project meeting" in data
+    assert world.a.query("SELECT count(*) AS n FROM messages")[0]["n"] == 0, "nothing stored for a pure forward"
