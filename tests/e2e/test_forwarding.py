@@ -27,7 +27,8 @@ from sievelib.managesieve import Client
 
 from relentad import srs
 from relentad.dns import make_sync_resolver
-from relentad.queue import dkim
+from relentad.errors import AlreadyExists
+from relentad.queue import dkim, dkimkeys
 from tests.e2e.conftest import MakeDaemon
 from tests.support.daemon import PASSWORD, Daemon, free_port, wait_for
 from tests.support.dns_fixture import start_or_skip
@@ -134,7 +135,7 @@ def world(tmp_path: Path, make_daemon: MakeDaemon) -> Iterator[World]:
         a.add_user("alice@a.test")
         b.add_domain("b.test")
         b.add_user("bob@b.test")
-        a.cli("dkim", "generate", "a.test")
+        dkimkeys.generate(a.root / "data", "a.test", "relentad")  # what `relentad dkim generate a.test` does
         pem = (a.root / "data" / "dkim" / "a.test" / "relentad.pem").read_bytes()
         dns_server.replace(records(dkim.txt_value(pem)))
         made = World(dns_server, a, b, sink, tmp_path, metrics_port, [controller])
@@ -157,9 +158,9 @@ def smtp_reply(daemon: Daemon, mail_from: str, rcpt: str) -> tuple[int, bytes]:
 
 
 def test_a_mixed_alias_files_locally_and_forwards_with_srs_dkim_intact_and_an_arc_seal(world: World) -> None:
-    world.a.cli("alias", "add", "info@a.test", "alice@a.test")
+    world.a.add_alias("info@a.test", "alice@a.test")
+    world.a.add_alias("info@a.test", "bob@b.test")
     world.a.cli("alias", "add", "info@a.test", "carol@c.test")
-    world.a.cli("alias", "add", "info@a.test", "bob@b.test")
     listed = world.a.cli("alias", "list").stdout
     assert "info@a.test\tcarol@c.test\t(forwarded)" in listed and "info@a.test\talice@a.test\n" in listed
     world.a.start()
@@ -281,7 +282,7 @@ def test_a_users_redirect_the_redirect_limit_and_the_send_limit(world: World) ->
     assert client.putscript("fwd", 'redirect "late@c.test";\n'), client.errmsg
     send_in(world.a, "alice@a.test", daves_message("alice@a.test", subject="three"))
     wait_for("the third copy kept", lambda: len(world.a.messages("alice@a.test")) == 3)
-    time.sleep(1.5)  # a scan interval: nothing more reaches the sink
+    assert world.a.query("SELECT count(*) AS n FROM queue_recipients WHERE address = 'late@c.test'")[0]["n"] == 0
     assert len(world.recipients()) == 7
     assert "not done: the account's hourly send limit is reached" in world.a.log()
     client.logout()
@@ -306,7 +307,7 @@ def test_junk_and_loops_are_not_forwarded(world: World) -> None:
         with pytest.raises(smtplib.SMTPDataError) as loop:
             send_in(world.a, "info@a.test", data)
         assert loop.value.smtp_code == 554 and loop.value.smtp_error.startswith(b"5.4.6"), loop.value
-    time.sleep(1.5)
+    assert world.a.query("SELECT count(*) AS n FROM queue_recipients")[0]["n"] == 0, "nothing was ever queued"
     assert world.sink.accepted == []
     assert "withheld: the local copy is in Junk" in world.a.log()
 
@@ -324,8 +325,8 @@ def test_alias_cycles_and_catch_alls_elsewhere_are_refused(make_daemon: MakeDaem
         result = daemon.cli("alias", "add", address, target, check=False)
         assert result.returncode != 0 and why in result.stderr and "Traceback" not in result.stderr, result.stderr
     daemon.cli("alias", "add", "y@a.test", "owner@gmail.test")
-    with pytest.raises(subprocess.CalledProcessError):
-        daemon.cli("user", "add", "y@a.test", "--password-stdin", input="pw\n")
+    with pytest.raises(AlreadyExists):
+        daemon.add_user("y@a.test")
     assert daemon.cli("alias", "remove", "y@a.test", "owner@gmail.test").returncode == 0
     assert "y@a.test" not in daemon.cli("alias", "list").stdout
 
