@@ -201,6 +201,16 @@ def test_a_mixed_alias_files_locally_and_forwards_with_srs_dkim_intact_and_an_ar
     for wanted in ("spf=pass", "dkim=pass", "dmarc=pass", "arc=pass"):
         assert wanted in results, f"{wanted} at the destination: {results}"
 
+    # a long sender makes an SRS local part over 64 octets: relentad takes such a reverse-path (RFC 5321 §4.5.3.1)
+    long_sender = "a.rather.long.local.part.for.a.newsletter+tracking-tag@d.test"
+    send_in(world.a, "info@a.test", daves_message("info@a.test", subject="long"), mail_from=long_sender)
+    [_, second] = wait_for(
+        "the second copy at b", lambda: len(world.b.messages("bob@b.test")) == 2 and world.b.messages("bob@b.test")
+    )
+    return_path = email.message_from_bytes(second)["Return-Path"]
+    assert return_path.endswith("=d.test=a.rather.long.local.part.for.a.newsletter+tracking-tag@a.test>")
+    assert len(return_path.rpartition("@")[0]) > 64
+
     # doctor: a.test's SPF names 127.0.0.1, not the host's published address, so SRS senders would fail SPF there
     findings = json.loads(world.a.cli("doctor", "a.test", "--json", check=False).stdout)
     [spf_check] = [f for f in findings if f["check"] == "spf for forwarding a.test"]
