@@ -255,6 +255,19 @@ def test_a_failed_forward_bounces_to_the_original_sender(world: World) -> None:
     assert b"carol@c.test" in report and b"550 5.1.1 No such user carol" in report
 
 
+def test_a_forward_answered_250_survives_kill_9(world: World) -> None:
+    world.sink.data_replies = ["451 4.3.0 Try again later"]  # the first attempt fails: the forward stays queued
+    world.a.add_alias("info@a.test", "carol@c.test")
+    world.a.start()
+    send_in(world.a, "info@a.test", daves_message("info@a.test", subject="durable"))
+    world.a.kill()  # SIGKILL right after 250, before or after the first attempt
+    world.a.start()
+    [(mail_from, rcpts, data)] = world.received()
+    assert rcpts == ["carol@c.test"] and mail_from.startswith("SRS0=") and b"Subject: durable" in data
+    wait_for("an empty queue", lambda: world.a.query("SELECT count(*) AS n FROM queue_messages")[0]["n"] == 0)
+    assert len(world.sink.accepted) == 1, "delivered once"
+
+
 def test_a_users_redirect_the_redirect_limit_and_the_send_limit(world: World) -> None:
     world.a.start()
     client = Client(A_HOST, world.a.managesieve_port)
