@@ -22,15 +22,16 @@ import logging
 import re
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Literal
-
-import dkim
+from typing import TYPE_CHECKING, Literal
 
 from . import addrspec, headers, srs, trace
 from .errors import InvalidInput
 from .queue import queue
-from .queue.dkimkeys import DomainKeys
 from .store import accounts
+
+if TYPE_CHECKING:
+    from .pipeline import Placement
+    from .queue.dkimkeys import DomainKeys
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,18 @@ class Forward:
     kind: Kind
     account_id: int | None = None  # a redirect: its account's send limits count it
     # a redirect without :copy took the account's copy away: put back if the forward is withheld after all
-    fallback: list[object] = field(default_factory=list)
+    fallback: list[Placement] = field(default_factory=list)
+
+
+def _head_end(raw: bytes) -> int:
+    """Where the header section ends (after its last line's LF), as headers.without_fields reads it."""
+    blank = re.search(rb"\n\r?\n", raw)
+    return blank.start() + 1 if blank else len(raw)
 
 
 def loop_reason(raw: bytes, vias: list[str]) -> str | None:
     """Why forwarding ``raw`` from ``vias`` would loop: too many hops, or it already passed one of them."""
-    blank = re.search(rb"\r?\n\r?\n", raw)
-    fields = headers.header_fields(raw, 0, blank.start() if blank else len(raw))
+    fields = headers.header_fields(raw, 0, _head_end(raw))
     hops = sum(1 for name, _ in fields if name == "received")
     if hops > MAX_HOPS:
         return f"Too many hops ({hops} Received fields): mail loop"
@@ -89,6 +95,9 @@ def prepared(raw: bytes, via: str, trace_fields: bytes) -> bytes:
 def seal(raw: bytes, keys: DomainKeys, authserv_id: str) -> bytes:
     """``raw`` with an ARC set (RFC 8617) by ``keys`` on top of our Authentication-Results (CPU-bound; a worker
     thread). The message unchanged when dkimpy cannot seal it (no results of ours, a broken chain it refuses)."""
+    import dkim  # dkimpy: only the daemon's forwarding step needs it
+
+    head = raw[: _head_end(raw)]
     try:
         lines = dkim.arc_sign(
             raw,
@@ -96,7 +105,7 @@ def seal(raw: bytes, keys: DomainKeys, authserv_id: str) -> bytes:
             keys.domain.encode("ascii"),
             keys.rsa,
             authserv_id.encode("ascii"),
-            include_headers=[h for h in ARC_HEADERS if re.search(rb"(?im)^" + h + rb"\s*:", raw)] or [b"from"],
+            include_headers=[h for h in ARC_HEADERS if re.search(rb"(?im)^" + h + rb"[ \t]*:", head)] or [b"from"],
         )
     except Exception as exc:  # dkimpy raises several kinds; the forward goes unsealed
         log.warning("forwarding: ARC sealing failed (%s); forwarded without a seal", exc)

@@ -347,7 +347,7 @@ class Pipeline:
                     trace.clean(forward.via),
                     why,
                 )
-                delivery.placements.extend(p for p in forward.fallback if isinstance(p, Placement))
+                delivery.placements.extend(forward.fallback)
                 continue
             trace_fields = b"".join(delivery.headers)
             if delivery.add_received:  # submission's message carries its Received for this hop already
@@ -529,7 +529,7 @@ class Pipeline:
             else:
                 sort_step(self.sorter, conn, delivery)
         for forward in delivery.forwards:  # a report is never forwarded: a rule's redirect keeps it here instead
-            delivery.placements.extend(p for p in forward.fallback if isinstance(p, Placement))
+            delivery.placements.extend(forward.fallback)
         delivery.forwards.clear()
         return functools.partial(_nested_job, delivery=delivery, hostname=self.hostname)
 

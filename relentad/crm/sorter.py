@@ -295,7 +295,7 @@ class Sorter:
             log.info("sieve: redirect of tx %s not done: %s", delivery.transaction_id, why)
             outcome.redirects, outcome.cancel_keep = [], False
             return
-        fallback: list[object] = []
+        fallback = []
         if not outcome.targets(placement.mailbox):
             delivery.placements.remove(placement)
             fallback.append(placement)
