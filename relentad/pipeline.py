@@ -308,7 +308,8 @@ class Pipeline:
         filed: list[list[Stored]] = []  # each local vacation reply's copies, once committed
         for reply in delivery.replies:
             filed.append([])
-            delivery.responses.append(await self.respond(reply, delivery.transaction_id, filed[-1]))
+            redirected = any(f.account_id == reply.account_id for f in queued)  # its copy may have gone elsewhere
+            delivery.responses.append(await self.respond(reply, delivery.transaction_id, filed[-1], redirected))
         try:
             stored = await self.store.write(_commit_job(delivery, self.hostname))
         except FilingFailed:  # rolled back with the job: store the message without the CRM's writes
@@ -406,7 +407,7 @@ class Pipeline:
         return f"spam ({judgement.reason()})" if judgement.verdict == "spam" else ""
 
     async def respond(
-        self, reply: vacation.Reply, transaction_id: str, filed: list[Stored]
+        self, reply: vacation.Reply, transaction_id: str, filed: list[Stored], redirected: bool = False
     ) -> Callable[[sqlite3.Connection, list[Stored]], object]:
         """The write that sends a vacation reply with the message it answers, when that account's copy was stored
         and the tracking allows (:func:`vacation.claim`): filed into the INBOX of a local sender (as submission
@@ -441,8 +442,8 @@ class Pipeline:
                 )
 
         def write(conn: sqlite3.Connection, stored: list[Stored]) -> None:
-            if not any(s.account_id == reply.account_id for s in stored):
-                return  # that account's copy was not stored (over quota): no reply for it
+            if not redirected and not any(s.account_id == reply.account_id for s in stored):
+                return  # that account's copy was not stored (over quota) nor redirected: no reply for it
             why = f"<{trace.clean(reply.to)}> is nobody here" if send is None else ""
             why = why or vacation.claim(conn, reply, time.time())
             if why:

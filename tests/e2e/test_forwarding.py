@@ -290,10 +290,12 @@ def test_a_users_redirect_the_redirect_limit_and_the_send_limit(world: World) ->
     assert world.recipients()[2:] == ["r0@c.test", "r1@c.test", "r2@c.test", "r3@c.test"]
     assert len(world.a.messages("alice@a.test")) == 2, "over the limit: kept"
 
-    # without :copy the redirect takes the message away (RFC 5228 §4.2): no local copy
-    assert client.putscript("fwd", 'redirect "only@c.test";\n'), client.errmsg
+    # without :copy the redirect takes the message away (RFC 5228 §4.2): no local copy, and a vacation still answers
+    away = 'require "vacation"; vacation "Away until Monday.";\nredirect "only@c.test";\n'
+    assert client.putscript("fwd", away), client.errmsg
     send_in(world.a, "alice@a.test", daves_message("alice@a.test", subject="gone"))
-    wait_for("the single redirect", lambda: len(world.recipients()) == 7)
+    wait_for("the redirect and the reply", lambda: len(world.recipients()) == 8)
+    assert sorted(world.recipients()[6:]) == ["dave@d.test", "only@c.test"]
     assert len(world.a.messages("alice@a.test")) == 2
     sample = world.tmp / "sample.eml"
     sample.write_bytes(daves_message("alice@a.test"))
@@ -306,7 +308,7 @@ def test_a_users_redirect_the_redirect_limit_and_the_send_limit(world: World) ->
     send_in(world.a, "alice@a.test", daves_message("alice@a.test", subject="three"))
     wait_for("the third copy kept", lambda: len(world.a.messages("alice@a.test")) == 3)
     assert world.a.query("SELECT count(*) AS n FROM queue_recipients WHERE address = 'late@c.test'")[0]["n"] == 0
-    assert len(world.recipients()) == 7
+    assert len(world.recipients()) == 8
     assert "not done: the account's hourly send limit is reached" in world.a.log()
     client.logout()
 
