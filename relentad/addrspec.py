@@ -71,8 +71,13 @@ def _a_label(label: str) -> str | None:
         return None
 
 
-def split(address: str) -> tuple[str, str]:
-    """(local part, normalised domain) of ``local@domain``; InvalidInput for anything else."""
+MAX_LOCAL = 64  # RFC 5321 §4.5.3.1.1
+MAX_PATH = 256  # RFC 5321 §4.5.3.1.3: a reverse- or forward-path, angle brackets included
+
+
+def split(address: str, max_local: int = MAX_LOCAL) -> tuple[str, str]:
+    """(local part, normalised domain) of ``local@domain``; InvalidInput for anything else (a local part over
+    ``max_local`` octets too)."""
     local, sep, domain = address.strip().rpartition("@")
     if not sep or not local or not domain:
         raise InvalidInput(f"not an email address: {address!r}")
@@ -80,7 +85,7 @@ def split(address: str) -> tuple[str, str]:
         local = _unquoted(local, address)
     elif not _is_dot_atom(local):
         raise InvalidInput(f"not an email address: {address!r}")
-    if len(local) > 64:
+    if len(local) > max_local:
         raise InvalidInput(f"local part too long: {address!r}")
     return local, normalize_domain(domain)
 

@@ -318,7 +318,8 @@ def doctor(state: State, domains: tuple[str, ...], as_json: bool) -> None:
                 [s for s in summary.dmarc(conn, since=since) if _within(s.domain, ours)],
                 [s for s in summary.tls(conn, since=since) if _within(s.domain, ours)],
             )
-        findings = asyncio.run(doctor_mod.run(config, names, spam_models, postmaster, reports))
+            forwarding = [d for d in forwarding_domains(conn) if d in names]
+        findings = asyncio.run(doctor_mod.run(config, names, spam_models, postmaster, reports, forwarding))
     if as_json:
         print_json([finding.as_json() for finding in findings])
     else:
@@ -328,6 +329,19 @@ def doctor(state: State, domains: tuple[str, ...], as_json: bool) -> None:
         bad = sum(1 for finding in findings if finding.status == "fail")
         click.echo(f"{bad} problem(s) found", err=True)
         sys.exit(1)
+
+
+def forwarding_domains(conn: sqlite3.Connection) -> list[str]:
+    """Hosted domains whose mail may be forwarded elsewhere (SRS senders there): an alias with a target elsewhere,
+    or an account whose rules or active script mention redirect."""
+    rows = conn.execute(
+        """SELECT substr(address, instr(address, '@') + 1) FROM alias_forwards
+           UNION SELECT d.name FROM accounts a JOIN domains d ON d.id = a.domain_id
+           WHERE a.id IN (SELECT account_id FROM crm_rules WHERE script LIKE '%redirect%'
+                          UNION SELECT account_id FROM sieve_scripts WHERE active = 1 AND script LIKE '%redirect%')
+           ORDER BY 1"""
+    )
+    return [str(r[0]) for r in rows]
 
 
 def _within(domain: str, names: tuple[str, ...]) -> bool:
@@ -418,7 +432,9 @@ def user_show(state: State, email: str, as_json: bool) -> None:
         account = accounts.get_account(conn, email)
         stats = accounts.account_stats(conn, account.id)
         boxes = mailboxes.list_for_account(conn, account.id)
-        aliases = [a["address"] for a in accounts.list_aliases(conn) if a["target"] == account.email]
+        aliases = [
+            str(a["address"]) for a in accounts.list_aliases(conn) if a["target"] == account.email and not a["external"]
+        ]
         apps = [entry.name for entry in apppasswords.listed(conn, account.id)]
     if as_json:
         print_json({**account_json(account, stats), "mailboxes": boxes, "aliases": aliases, "app_passwords": apps})
@@ -544,7 +560,8 @@ def app_password_revoke(state: State, email: str, name: str) -> None:
 
 @main.group()
 def alias() -> None:
-    """Aliases: ADDR → account; @domain is a catch-all; user+tag@ always reaches user@."""
+    """Aliases: ADDR → account or an address elsewhere (forwarded); @domain is a catch-all; user+tag@ always
+    reaches user@."""
 
 
 @alias.command("add")
@@ -552,7 +569,7 @@ def alias() -> None:
 @click.argument("target")
 @pass_state
 def alias_add(state: State, address: str, target: str) -> None:
-    """Deliver mail for ADDRESS (or @domain) to the account TARGET."""
+    """Deliver mail for ADDRESS (or @domain) to the account TARGET, or forward it to TARGET elsewhere."""
     with errors_as_messages(), state.write() as conn:
         added = accounts.add_alias(conn, address, target)
     click.echo(f"alias {added} → {target} added")
@@ -569,7 +586,7 @@ def alias_list(state: State, as_json: bool) -> None:
         print_json(rows)
         return
     for row in rows:
-        click.echo(f"{row['address']}\t{row['target']}")
+        click.echo(f"{row['address']}\t{row['target']}" + ("\t(forwarded)" if row["external"] else ""))
 
 
 @alias.command("remove")
@@ -1812,6 +1829,8 @@ def rules_test(state: State, email: str, message: str, mail_from: str, as_json: 
     click.echo(f"direction: {result['direction']}  sender: <{result['sender']}> ({result['contact']})")
     for copy in result["copies"]:  # type: ignore[attr-defined]
         click.echo(f"file into {copy['folder']}  flags: {' '.join(copy['flags']) or '-'}")
+    for target in result["redirects"]:  # type: ignore[attr-defined]
+        click.echo(f"redirect to <{target}>")
     if result["tags"]:
         click.echo(f"tag the contact: {' '.join(result['tags'])}")  # type: ignore[arg-type]
     reply = result["vacation"]

@@ -40,7 +40,7 @@ import dns.asyncresolver
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from . import addrspec, clientconfig, dnsbl, dnsrecords
+from . import addrspec, clientconfig, dnsbl, dnsrecords, spf
 from .authreports import summary
 from .config import Config, SpamConfig, parse_address
 from .dns import DnsLookupError, lookup, make_resolver, reverse_name
@@ -195,6 +195,33 @@ async def check_host(resolver: dns.asyncresolver.Resolver, hostname: str) -> lis
                     f"ask the VPS provider to set the reverse DNS (PTR) of {ip} to {hostname}",
                 )
             )
+    return findings
+
+
+async def check_forwarding_spf(
+    resolver: dns.asyncresolver.Resolver, hostname: str, domains: Iterable[str]
+) -> list[Finding]:
+    """Each domain that forwards mail elsewhere (forwarding.py: its SRS envelope senders are ``…@DOMAIN``) must have
+    an SPF record that passes this host's addresses, or the receivers see SPF fail on every forward."""
+    findings: list[Finding] = []
+    try:
+        addresses = [r.to_text() for rtype in ("A", "AAAA") for r in await lookup(resolver, hostname, rtype)]
+    except DnsLookupError:
+        return []  # check_host reports it
+    for domain in domains:
+        label = f"spf for forwarding {domain}"
+        bad = []
+        for ip in addresses:
+            result, reason = await spf.check_host(resolver, ip, domain, f"postmaster@{domain}")
+            if result != "pass":
+                bad.append(f"{ip}: {result}" + (f" ({reason})" if reason else ""))
+        if bad:
+            fix = f"make the SPF record of {domain} authorise this host (relentad domain dns {domain}: v=spf1 mx -all)"
+            findings.append(
+                Finding("warn", label, "forwarded mail (SRS0=…@" + domain + ") fails SPF from " + "; ".join(bad), fix)
+            )
+        elif addresses:
+            findings.append(Finding("ok", label, "SPF passes this host's addresses"))
     return findings
 
 
@@ -478,10 +505,11 @@ async def run(
     spam_models: Sequence[Mapping[str, object]],
     postmaster_is_account: bool = True,
     reports: Sequence[Finding] = (),
+    forwarding: Sequence[str] = (),
 ) -> list[Finding]:
     """Every check, in the order they are printed; ``spam_models`` are the store's ``spam.storage.stats`` rows,
     ``postmaster_is_account`` whether ``[server] postmaster`` names an active account of the store, ``reports``
-    :func:`check_reports` on the store's reports."""
+    :func:`check_reports` on the store's reports, ``forwarding`` the domains that forward mail elsewhere."""
     resolver = make_resolver(config.dns.nameservers, config.dns.timeout)
     findings: list[Finding] = []
     checked_tlsa: set[str] = set()
@@ -499,6 +527,7 @@ async def run(
             findings.append(await check_record(resolver, record))
     findings += await check_host(resolver, config.server.hostname.rstrip("."))
     findings += check_acme(config)
+    findings += await check_forwarding_spf(resolver, config.server.hostname.rstrip("."), forwarding)
     findings += check_certificate(config)
     findings += check_web_names(config, domains)
     findings += await check_listeners(config)

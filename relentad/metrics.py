@@ -122,6 +122,19 @@ DANE_FAILURES = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+FORWARDED = Counter(
+    "relentad_forwarded",
+    "Forwards to addresses elsewhere, by kind (alias, redirect: a Sieve redirect, srs: a bounce to an SRS address "
+    "relayed to the original sender) and result (queued; withheld: spam or judged junk, not forwarded).",
+    ["kind", "result"],
+    registry=REGISTRY,
+)
+SRS_BOUNCES = Counter(
+    "relentad_srs_bounces",
+    "Recipients at SRS addresses on the MX, by result (accepted: a valid hash and timestamp; refused: 550 5.1.1).",
+    ["result"],
+    registry=REGISTRY,
+)
 
 # One request per connection, its head within 8 KiB and 5 s: a scraper or health check asks once and goes.
 _LIMITS = httpserver.Limits(head=8192, fields=64, body=0, timeout=5.0, requests=1)
@@ -131,6 +144,7 @@ _USAGE = "GET /metrics or /healthz"
 # relentad's own refusals by name; any other 4xx/5xx reply is labelled with its enhanced status code.
 _REASONS = {
     replies.UNKNOWN_USER: "unknown_user",
+    replies.BAD_SRS: "bad_srs",
     replies.RELAY_DENIED: "relay_denied",
     replies.TOO_MANY_RECIPIENTS: "too_many_recipients",
     replies.TOO_MANY_CONNECTIONS: "too_many_connections",
@@ -212,6 +226,16 @@ def http_request(listener: str, route: str, status: int) -> None:
 def spam_verdict(verdict: str) -> None:
     """For the pipeline's spam step: count one verdict ("ham", "unsure", "spam" or "untrained")."""
     SPAM_VERDICTS.labels(verdict).inc()
+
+
+def forwarded(kind: str, result: str) -> None:
+    """For the pipeline: one forward queued or withheld."""
+    FORWARDED.labels(kind, result).inc()
+
+
+def srs_bounce(result: str) -> None:
+    """For the MX: one recipient at an SRS address accepted or refused."""
+    SRS_BOUNCES.labels(result).inc()
 
 
 def spam_rebuild(result: str) -> None:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import dnsbl, headers, mailauth, message, metrics, quota, trace
+from . import dnsbl, forwarding, headers, mailauth, message, metrics, quota, trace
 from .authreports import intake, outgoing
 from .config import Config
 from .crm import participants, vacation
@@ -99,6 +99,9 @@ class Delivery:
     # Their writes (queue entry or local filing, tracking), last in the transaction; each in its own savepoint, so
     # a failing one is logged and never costs the message
     responses: list[Callable[[sqlite3.Connection, list[Stored]], object]] = field(default_factory=list)
+    # Forwards elsewhere (aliases with targets outside, Sieve redirects, SRS bounces): queued with the copies
+    forwards: list[forwarding.Forward] = field(default_factory=list)
+    junked: str = ""  # why a message-wide check (DMARC, a blocklist) filed every copy into Junk: never forwarded
 
 
 @dataclass(frozen=True)
@@ -118,16 +121,16 @@ def _prefix(delivery: Delivery, placement: Placement, hostname: str) -> bytes:
         + trace.delivered_to(placement.address)
         + b"".join(delivery.headers)
         + b"".join(placement.headers)
-        + (_received(delivery, placement, hostname) if delivery.add_received else b"")
+        + (_received(delivery, placement.address, hostname) if delivery.add_received else b"")
     )
 
 
-def _received(delivery: Delivery, placement: Placement, hostname: str) -> bytes:
+def _received(delivery: Delivery, recipient: str, hostname: str) -> bytes:
     return trace.received(
         delivery.source,
         hostname=hostname,
         transaction_id=delivery.transaction_id,
-        recipient=placement.address,
+        recipient=recipient,
         when=delivery.received_at,
     )
 
@@ -136,7 +139,10 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
     """The write job: runs on the store's writer thread inside the group-commit transaction."""
 
     def job(conn: sqlite3.Connection) -> list[Stored]:
-        blob_id, new_blob = messages.put_blob(conn, delivery.raw, delivery.structure)
+        # a message only forwarded (an alias whose targets are all elsewhere) leaves no blob behind
+        blob_id, new_blob = 0, False
+        if delivery.placements:
+            blob_id, new_blob = messages.put_blob(conn, delivery.raw, delivery.structure)
         stored = []
         delivery.over_quota = []
         for placement in delivery.placements:
@@ -201,7 +207,8 @@ def _nested_job(conn: sqlite3.Connection, *, delivery: Delivery, hostname: str) 
 
 
 def file_all(delivery: Delivery, mailbox: str, reason: str) -> None:
-    """Send every copy to ``mailbox`` (e.g. Junk), recording why."""
+    """Send every copy to ``mailbox`` (e.g. Junk), recording why (and that the message is not to be forwarded)."""
+    delivery.junked = delivery.junked or reason
     for placement in delivery.placements:
         placement.mailbox = mailbox
         placement.reasons.append(reason)
@@ -297,10 +304,12 @@ class Pipeline:
                 await self.take_reports(delivery, to_reports)
         if self.config.crm.enabled:
             self.sort(delivery)
+        queued = await self.forward(delivery) if delivery.forwards else []
         filed: list[list[Stored]] = []  # each local vacation reply's copies, once committed
         for reply in delivery.replies:
             filed.append([])
-            delivery.responses.append(await self.respond(reply, delivery.transaction_id, filed[-1]))
+            redirected = any(f.account_id == reply.account_id for f in queued)  # its copy may have gone elsewhere
+            delivery.responses.append(await self.respond(reply, delivery.transaction_id, filed[-1], redirected))
         try:
             stored = await self.store.write(_commit_job(delivery, self.hostname))
         except FilingFailed:  # rolled back with the job: store the message without the CRM's writes
@@ -308,12 +317,97 @@ class Pipeline:
             delivery.linked.clear()
             stored = await self.store.write(_commit_job(delivery, self.hostname))
         self.publish(stored + [s for copies in filed for s in copies])
-        if delivery.replies:
+        for forward in queued:
+            metrics.forwarded(forward.kind, "queued")
+            log.info(
+                "forward tx=%s %s <%s> → %s",
+                delivery.transaction_id,
+                forward.kind,
+                trace.clean(forward.via),
+                ",".join(f"<{trace.clean(t)}>" for t in forward.targets),
+            )
+        if delivery.replies or queued:
             self.queued()  # a reply may have been queued; an idle wake is harmless
         return stored
 
+    async def forward(self, delivery: Delivery) -> list[forwarding.Forward]:
+        """The forwarding step (forwarding.py), last before the commit: refuse a loop (554 5.4.6), leave out what
+        must not be forwarded, and add the queue writes of the others to the delivery's transaction."""
+        loop = forwarding.loop_reason(delivery.raw, [f.via for f in delivery.forwards if f.kind != "srs"])
+        if loop is not None:
+            raise SMTPReply(554, "5.4.6", loop)
+        queued = []
+        for forward in delivery.forwards:
+            why = self.withheld(delivery, forward)
+            if why:
+                metrics.forwarded(forward.kind, "withheld")
+                log.info(
+                    "forward tx=%s %s <%s> withheld: %s",
+                    delivery.transaction_id,
+                    forward.kind,
+                    trace.clean(forward.via),
+                    why,
+                )
+                delivery.placements.extend(forward.fallback)
+                continue
+            trace_fields = b"".join(delivery.headers)
+            if delivery.add_received:  # submission's message carries its Received for this hop already
+                trace_fields += _received(delivery, forward.via, self.hostname)
+            raw = forwarding.prepared(delivery.raw, forward.via, trace_fields)
+            keys = self.keyring.aligned(forward.via.rpartition("@")[2]) if self.keyring is not None else None
+            if keys is None and self.keyring is not None:
+                keys = self.keyring.aligned(self.hostname)
+            if keys is not None and delivery.auth is not None:
+                raw = await asyncio.to_thread(forwarding.seal, raw, keys, self.hostname)
+            sender = self.store.read(
+                functools.partial(forwarding.srs_sender, mail_from=delivery.mail_from, via=forward.via)
+            )
+            delivery.also.append(
+                functools.partial(
+                    forwarding.enqueue,
+                    forward=forward,
+                    mail_from=sender,
+                    data=raw,
+                    transaction_id=f"fwd-{delivery.transaction_id}",
+                    now=delivery.received_at,
+                )
+            )
+            queued.append(forward)
+        return queued
+
+    def withheld(self, delivery: Delivery, forward: forwarding.Forward) -> str:
+        """Why ``forward`` must not leave ("" when it may): a message-wide Junk verdict, or spam — the local copy's
+        verdict for an alias that also reaches accounts here (the sorter already kept a redirect of a Junk copy),
+        else the global model's."""
+        if delivery.junked:
+            return delivery.junked
+        if forward.kind == "redirect":
+            return ""
+        local = [p for p in delivery.placements if p.address == forward.via and not p.outgoing]
+        if local:
+            junk = [p for p in local if p.mailbox == mailboxes.JUNK]
+            return "the local copy is in Junk" if junk else ""
+        if not (delivery.verify_sender and self.config.spam.enabled):
+            return ""
+        try:
+            parsed = delivery.parsed or message.ParsedMessage.from_json(delivery.structure or "")
+            judge = functools.partial(
+                spam_verdicts.judge,
+                account_id=0,  # no account: the global model alone
+                tokens=self.tokens(delivery),
+                spam=self.config.spam,
+                sender=participants.sender(parsed),
+                cache=self.spam_counts,
+            )
+            judgement = self.store.read(judge)
+        except Exception:
+            log.exception("spam: judging a forward failed; it is forwarded unscored")
+            return ""
+        metrics.spam_verdict(judgement.verdict)
+        return f"spam ({judgement.reason()})" if judgement.verdict == "spam" else ""
+
     async def respond(
-        self, reply: vacation.Reply, transaction_id: str, filed: list[Stored]
+        self, reply: vacation.Reply, transaction_id: str, filed: list[Stored], redirected: bool = False
     ) -> Callable[[sqlite3.Connection, list[Stored]], object]:
         """The write that sends a vacation reply with the message it answers, when that account's copy was stored
         and the tracking allows (:func:`vacation.claim`): filed into the INBOX of a local sender (as submission
@@ -348,8 +442,8 @@ class Pipeline:
                 )
 
         def write(conn: sqlite3.Connection, stored: list[Stored]) -> None:
-            if not any(s.account_id == reply.account_id for s in stored):
-                return  # that account's copy was not stored (over quota): no reply for it
+            if not redirected and not any(s.account_id == reply.account_id for s in stored):
+                return  # that account's copy was not stored (over quota) nor redirected: no reply for it
             why = f"<{trace.clean(reply.to)}> is nobody here" if send is None else ""
             why = why or vacation.claim(conn, reply, time.time())
             if why:
@@ -435,6 +529,9 @@ class Pipeline:
                 self.sort(delivery)
             else:
                 sort_step(self.sorter, conn, delivery)
+        for forward in delivery.forwards:  # a report is never forwarded: a rule's redirect keeps it here instead
+            delivery.placements.extend(forward.fallback)
+        delivery.forwards.clear()
         return functools.partial(_nested_job, delivery=delivery, hostname=self.hostname)
 
     async def check_links(self, delivery: Delivery) -> None:

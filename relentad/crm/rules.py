@@ -38,6 +38,7 @@ from ..store.imapwrite import check_name
 from . import participants
 from .folders import FOLLOW_UP, is_virtual
 from .sieve import (
+    MAX_REDIRECTS,
     Action,
     AddressTest,
     Combined,
@@ -231,6 +232,8 @@ class Outcome:
     flags: list[str] = field(default_factory=list)  # the imap4flags variable at the end
     tags: list[str] = field(default_factory=list)  # tagcontact: tags for the message's contact
     vacation: Vacation | None = None  # the first vacation action run (RFC 5230 §4.7: one per delivery)
+    redirects: list[str] = field(default_factory=list)  # addresses to forward the message to, at most MAX_REDIRECTS
+    cancel_keep: bool = False  # a redirect without :copy cancelled the implicit keep (RFC 5228 §4.2)
     stopped: bool = False
     trace: list[str] = field(default_factory=list)
 
@@ -239,7 +242,7 @@ class Outcome:
         out = list(self.fileinto)
         if self.keep is not None:
             out.append((current, self.keep))
-        elif not out:
+        elif not out and not (self.cancel_keep and self.redirects):
             out.append((current, list(self.flags)))
         seen: set[str] = set()
         unique = []
@@ -286,6 +289,14 @@ def _act(action: Action, outcome: Outcome, rule: str) -> None:
         outcome.keep = list(action.flags) if action.flags is not None else list(outcome.flags)
     elif name == "tagcontact":
         outcome.tags += [tag for tag in action.tags if tag not in outcome.tags]
+    elif name == "redirect":
+        if len(outcome.redirects) >= MAX_REDIRECTS:  # an error (RFC 5228 §4.2): the message is kept after all
+            outcome.cancel_keep, outcome.keep = False, outcome.keep if outcome.keep is not None else list(outcome.flags)
+            outcome.trace.append(f"{rule}: redirect {action.argument} (ignored: more than {MAX_REDIRECTS}; kept)")
+            return
+        if action.argument.lower() not in (r.lower() for r in outcome.redirects):
+            outcome.redirects.append(action.argument)
+        outcome.cancel_keep = outcome.cancel_keep or not action.copy
     elif name == "vacation":  # no effect on the implicit keep (RFC 5230 §4.7); a second one is ignored
         if outcome.vacation is not None:
             outcome.trace.append(f"{rule}: vacation (ignored: one per message)")

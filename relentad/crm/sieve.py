@@ -8,10 +8,11 @@ Supported (anything else is refused when the rule is added, with a one-line reas
   ``stop``, and RFC 5232 imap4flags ``addflag`` / ``setflag`` / ``removeflag``; relentad's own
   ``tagcontact <tags>`` (``require "vnd.relentad.tagcontact"``, RFC 5228 §6.1 vendor extension): tag the
   message's contact; ``vacation`` (RFC 5230, with ``:seconds`` of RFC 6131): an automatic reply, see
-  :mod:`.vacation` for when it is (not) sent;
+  :mod:`.vacation` for when it is (not) sent; ``redirect`` (RFC 5228 §4.2, with ``:copy`` of RFC 3894): forward
+  the message to an address elsewhere (relentad/forwarding.py: limits, SRS, what is never forwarded);
 - control: ``require``, ``if`` / ``elsif`` / ``else``.
 
-``discard``, ``redirect`` and ``reject`` are refused on purpose: relentad never drops or bounces mail on a rule.
+``discard`` and ``reject`` are refused on purpose: relentad never drops or bounces mail on a rule.
 
 Invariants: compiling is pure (bytes → :class:`Script`), evaluation (:mod:`relentad.crm.rules`) never touches
 sievelib; a compiled script is immutable and may be cached and shared.
@@ -52,6 +53,7 @@ CAPABILITIES = frozenset(
         "comparator-i;ascii-casemap",
         "vacation",
         "vacation-seconds",
+        "copy",
         TAG_EXTENSION,
     }
 )
@@ -65,6 +67,9 @@ VACATION_MIN_SECONDS = 3600
 VACATION_MAX = 90 * DAY
 MAX_REASON = 64 << 10  # bytes of a vacation reason (a reply is a small message)
 MAX_NESTING = 32  # blocks and tests inside each other (Pigeonhole's limits); evaluation recurses that deep
+MAX_REDIRECTS = 4
+"""``redirect`` actions done per message and account (RFC 5228 §4.2 asks for a limit; more are an error and the
+message is kept); ManageSieve's ``MAXREDIRECTS`` capability announces this number."""
 MAX_SCRIPT = 1 << 20  # bytes (Pigeonhole's sieve_max_script_size): every delivery reads the account's scripts
 
 
@@ -139,13 +144,14 @@ class Vacation:
 @dataclass(frozen=True, slots=True)
 class Action:
     """fileinto (``argument`` = folder), keep, stop, addflag / setflag / removeflag (``flags``), tagcontact
-    (``tags``), vacation (``vacation``)."""
+    (``tags``), vacation (``vacation``), redirect (``argument`` = the address, ``copy``: keep the message too)."""
 
     name: str
     argument: str = ""
     flags: tuple[str, ...] | None = None  # fileinto/keep :flags
     tags: tuple[str, ...] = ()
     vacation: Vacation | None = None
+    copy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +263,6 @@ sieve_commands.add_commands(TagcontactCommand)
 
 _REFUSED = {
     "discard": "discard is not supported: relentad never drops mail on a rule (fileinto Trash instead)",
-    "redirect": "redirect is not supported by relentad rules",
     "reject": "reject is not supported: relentad never bounces mail on a rule",
 }
 
@@ -350,6 +355,15 @@ def _vacation(command: Any) -> Vacation:
     return Vacation(reason, period, subject, sender, addresses, mime, handle)
 
 
+def _redirect_address(command: Any) -> str:
+    """redirect's address (RFC 5228 §4.2: one mailbox address, no name), normalised."""
+    text = unquote(str(command.arguments["address"])).strip()
+    try:
+        return addrspec.normalize(text)
+    except InvalidInput:
+        raise InvalidInput(f"redirect: {text!r} is not an email address") from None
+
+
 def _block(commands: list[Any], strict: bool, depth: int = 0) -> tuple[Command, ...]:
     out: list[Command] = []
     depth = _nested(depth)
@@ -382,6 +396,8 @@ def _block(commands: list[Any], strict: bool, depth: int = 0) -> tuple[Command, 
             out.append(Action(name, tags=tuple(check_tag(tag) for tag in _strings(command.arguments["tags"]))))
         elif name == "vacation":
             out.append(Action(name, vacation=_vacation(command)))
+        elif name == "redirect":
+            out.append(Action(name, _redirect_address(command), copy="copy" in command.arguments))
         elif name in _REFUSED:
             raise InvalidInput(_REFUSED[name])
         else:

@@ -31,11 +31,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .. import message, trace
+from .. import forwarding, message, quota, trace
 from ..errors import InvalidInput
 from ..message import ParsedMessage
+from ..store import accounts, mailboxes
 from ..store import flags as flagmod
-from ..store import mailboxes
 from . import contacts, followups, participants, rules, threads, vacation
 from .participants import IN, LIST, OUT, PERSON, Participant
 from .sieve import Script
@@ -233,6 +233,8 @@ class Sorter:
                         _virtual(known, placement.mailbox == mailboxes.JUNK),
                     )
                     outcome = rules.evaluate(scripts, view)
+                    if outcome.redirects:
+                        self._redirect(conn, delivery, placement, outcome, own)
                     extra = apply_outcome(placement, outcome)
                     delivery.placements.extend(extra)
                     tags += [tag for tag in outcome.tags if tag not in tags]
@@ -281,12 +283,59 @@ class Sorter:
         return record
 
     @staticmethod
+    def _redirect(
+        conn: sqlite3.Connection, delivery: Delivery, placement: Placement, outcome: rules.Outcome, own: frozenset[str]
+    ) -> None:
+        """Sieve ``redirect``: a forward of this copy (forwarding.py), unless it must not leave — then the copy is
+        kept as if there had been no redirect. A redirect without ``:copy`` and no other filing takes the copy away
+        (it stays the forward's fallback: the pipeline puts it back if the forward is withheld after all)."""
+        why = redirect_refusal(conn, delivery, placement, outcome.redirects, own)
+        if why:
+            outcome.trace.append(f"redirect not done: {why}")
+            placement.reasons.append(f"redirect not done: {why}")
+            log.info("sieve: redirect of tx %s not done: %s", delivery.transaction_id, why)
+            outcome.redirects, outcome.cancel_keep = [], False
+            return
+        fallback = []
+        if not outcome.targets(placement.mailbox):
+            delivery.placements.remove(placement)
+            fallback.append(placement)
+        forward = forwarding.Forward(
+            placement.address, tuple(outcome.redirects), "redirect", placement.account_id, fallback
+        )
+        delivery.forwards.append(forward)
+
+    @staticmethod
     def _unassigned(people: list[Participant], known: contacts.Known | None) -> bool:
         """A person wrote who is not a confirmed contact (mailing lists and automatic senders never count)."""
         author = next((p for p in people if p.role == "from"), None)
         if author is None or author.kind != PERSON or any(p.kind == LIST for p in people):
             return False
         return known is None or not known.confirmed  # a "bulk" contact writing as a person becomes one (record)
+
+
+def redirect_refusal(
+    conn: sqlite3.Connection,
+    delivery: Delivery | _PreviewDelivery,
+    placement: Placement,
+    targets: list[str],
+    own: frozenset[str],
+) -> str:
+    """Why a copy's redirect must not be done ("" when it may): it is in Junk (spam or a failed check: never
+    forwarded), a target is the account itself or at a hosted domain (use an alias), or the account's send limits
+    would be passed (forwarding is sending: quota.py)."""
+    if placement.mailbox == mailboxes.JUNK:
+        return "the copy is in Junk"
+    for target in targets:
+        if participants.is_own(target, own):
+            return f"<{target}> is the account itself"
+        if accounts.domain_id(conn, target.rpartition("@")[2]) is not None:
+            return f"<{target}> is at a domain of this server (an alias routes mail here)"
+    pending = sum(len(f.targets) for f in delivery.forwards if f.account_id == placement.account_id)
+    broken = quota.send_refusal(quota.get(conn, placement.account_id), pending + len(targets) - 1)
+    if broken is not None:
+        return f"the account's {'hourly' if broken == 'hour' else 'daily'} send limit is reached"
+    return ""
 
 
 _MAX_VARIABLES = 999  # the least SQLITE_MAX_VARIABLE_NUMBER of any SQLite build (before 3.32)
@@ -362,6 +411,13 @@ def _tag_contact(conn: sqlite3.Connection, links: dict[int, str], tags: Sequence
         insert_rows(conn, "INSERT OR IGNORE INTO crm_tags (contact_id, tag)", [(contact_id, tag) for tag in tags])
 
 
+@dataclass
+class _PreviewDelivery:
+    """What :func:`redirect_refusal` reads of a delivery, for ``rules test`` (no forwards planned yet)."""
+
+    forwards: tuple[forwarding.Forward, ...] = ()
+
+
 def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes, mail_from: str) -> dict[str, object]:
     """What the account's rules would do to a message delivered to ``address`` now (``relentad rules test``)."""
     parsed = message.parse(raw)
@@ -376,6 +432,12 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
     from ..pipeline import Placement  # the pipeline imports this module
 
     placement = Placement(account_id, address)
+    kept = bool(outcome.targets(placement.mailbox))
+    if outcome.redirects:
+        refused = redirect_refusal(conn, _PreviewDelivery(), placement, outcome.redirects, own)
+        if refused:
+            outcome.trace.append(f"redirect not done: {refused}")
+            outcome.redirects, outcome.cancel_keep, kept = [], False, True
     extra = apply_outcome(placement, outcome)
     unassigned = direction == IN and Sorter._unassigned(people, known)
     reply: dict[str, str] | None = None
@@ -405,8 +467,10 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
         "contact": virtual["x-relentad-contact"][0],
         "unassigned": unassigned,
         "copies": [
-            {"folder": c.mailbox, "flags": flagmod.names(c.flags, " ".join(c.keywords))} for c in [placement, *extra]
+            {"folder": c.mailbox, "flags": flagmod.names(c.flags, " ".join(c.keywords))}
+            for c in ([placement] if kept else []) + extra
         ],
+        "redirects": outcome.redirects,
         "trace": outcome.trace,
         "tags": outcome.tags,
         "vacation": reply,

@@ -134,7 +134,7 @@ class Session(BaseSession[Services, Handler]):
             lines.append(("STARTTLS", None))
         if authenticated:
             lines.append(("OWNER", self.email))
-        lines += [("UNAUTHENTICATE", None), ("VERSION", "1.0")]
+        lines += [("MAXREDIRECTS", str(sieve.MAX_REDIRECTS)), ("UNAUTHENTICATE", None), ("VERSION", "1.0")]
         for name, value in lines:
             self.send(string(name) + (b" " + string(value) if value is not None else b"") + b"\r\n")
 

@@ -28,10 +28,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from .. import metrics, trace
+from .. import forwarding, metrics, trace
 from ..config import Config
 from ..dns import make_resolver
 from ..pipeline import Pipeline, Placement, Stored
+from ..store import accounts
 from ..store.db import Store
 from . import deliver, dsn, mtasts, queue, tlsresults
 
@@ -277,6 +278,10 @@ class QueueRunner:
             if relayed:
                 notice("relayed", relayed, None)
 
+        forwarded = None
+        if work.account_id is None and work.mail_from and failed:  # a forward's: back to its sender through SRS
+            forwarded = await self._forward_bounce(work, failed, config, now)
+
         def write(conn: sqlite3.Connection) -> list[Stored]:
             """ONE transaction: the results and every report they cause (none lost to a crash, none twice). The
             delay notice only from the attempt that sets the message's flag: another domain's attempt of the same
@@ -291,9 +296,55 @@ class QueueRunner:
             for action, job in jobs:
                 if action != "delayed" or first_delay:
                     filed += job(conn)
+            if forwarded is not None:
+                filed += forwarded(conn)
             return filed
 
         self.pipeline.publish(await self.store.write(write))
+        if forwarded is not None:
+            self.wake()
+
+    async def _forward_bounce(
+        self, work: queue.Work, failed: list[dsn.RecipientStatus], config: Config, now: float
+    ) -> Callable[[sqlite3.Connection], list[Stored]] | None:
+        """The write that bounces a forward (queued by nobody's account, its sender rewritten by SRS) to the
+        original sender (RFC 3464, from MAILER-DAEMON with the null sender): filed into its INBOX when it is one of
+        ours, else queued to it, DKIM-signed for the hostname's domain when there is a key. None when the sender
+        is no valid SRS address of ours (a report of ours, or a forward older than the SRS window: dropped)."""
+        original = self.store.read(functools.partial(forwarding.bounce_address, mail_from=work.mail_from))
+        if original is None:
+            log.info("queue id=%d no bounce: <%s> is no SRS address of ours", work.message_id, work.mail_from)
+            return None
+        raw = dsn.build(
+            action="failed",
+            hostname=config.server.hostname,
+            sender=original,
+            recipients=failed,
+            original=work.data,
+            arrival=work.created,
+            retry_until=None,
+            envid=work.dsn.envid,
+            ret=work.dsn.ret,
+        )
+        transaction_id = f"dsn-{work.message_id}-{int(now)}-fwd"
+        resolution = self.store.read(functools.partial(accounts.resolve_recipient, address=original))
+        if resolution.kind is accounts.RecipientKind.LOCAL and resolution.account_ids:
+            placements = [Placement(a, original) for a in resolution.account_ids]
+            return self.pipeline.filing(raw, placements, transaction_id, now)
+        if self.pipeline.keyring is not None:
+            try:
+                raw = await self.pipeline.keyring.sign(raw, config.server.hostname, aligned=True)
+            except Exception as exc:  # a broken key: the bounce goes unsigned
+                log.error("queue id=%d DKIM signing of a forward's bounce failed: %s", work.message_id, exc)
+
+        def send(conn: sqlite3.Connection) -> list[Stored]:
+            queue.enqueue(
+                conn, account_id=None, mail_from="", data=raw, recipients=[original], transaction_id=transaction_id
+            )
+            return []
+
+        log.info("queue id=%d forward failed: bounce to <%s>", work.message_id, trace.clean(original))
+        return send
 
 
 def _account_exists(conn: sqlite3.Connection, *, account_id: int) -> bool:

@@ -34,7 +34,7 @@ from typing import Any
 
 from aiosmtpd.smtp import Envelope
 
-from .. import addrspec, metrics, quota, quotawarn, trace
+from .. import addrspec, forwarding, metrics, quota, quotawarn, srs, trace
 from ..dnsbl import Listing
 from ..errors import InvalidInput
 from ..pipeline import Delivery, Pipeline, Placement, Stored
@@ -87,8 +87,10 @@ class InboundHandler(TransactionLog):
     ) -> str:
         self.connection_lost(session, envelope)  # log an abandoned earlier transaction, if any
         if address != NULL_SENDER:
-            try:
-                addrspec.split(address)
+            try:  # a reverse-path's local part may pass 64 octets (RFC 5321 §4.5.3.1: SRS senders of forwarders do)
+                if len(address) > addrspec.MAX_PATH - 2:
+                    raise InvalidInput("path too long")
+                addrspec.split(address, max_local=addrspec.MAX_PATH)
             except InvalidInput:
                 return replies.BAD_SENDER
         # The null sender stays "<>": aiosmtpd reads an empty mail_from as "no MAIL command yet".
@@ -106,16 +108,37 @@ class InboundHandler(TransactionLog):
             reply = replies.TOO_MANY_RECIPIENTS
         else:
             postmaster = self.get_context().config.server.postmaster
-            resolution = self.store.read(lambda conn: accounts.resolve_recipient(conn, address, postmaster))
+            original = None
+            try:
+                if srs.is_srs(address.strip()):  # cheap: SRS addresses are rare, the hot path skips the lookup
+                    original = self.store.read(functools.partial(forwarding.srs_recipient, address=address))
+            except InvalidInput as exc:
+                metrics.srs_bounce("refused")
+                log.info("smtp tx=%s refused <%s>: %s", tx.id, trace.clean(address), exc)
+                tx.rejected.append(address)
+                return replies.BAD_SRS
+            if original is not None:  # back to the original sender: one of ours gets it here, anyone else relayed
+                ours = self.store.read(lambda conn: accounts.resolve_recipient(conn, original, postmaster))
+                mine = ours.kind is accounts.RecipientKind.LOCAL and bool(ours.account_ids)
+                resolution = ours if mine else accounts.Resolution(accounts.RecipientKind.LOCAL, (), (original,))
+            else:
+                resolution = self.store.read(lambda conn: accounts.resolve_recipient(conn, address, postmaster))
             room = functools.partial(_has_room, size=declared_size(envelope.mail_options))
             with_room = [a for a in resolution.account_ids if self.store.read(functools.partial(room, account_id=a))]
-            refusal = await self._blocklisted(session, tx, address) if with_room else None
-            if refusal is None and resolution.kind is accounts.RecipientKind.LOCAL and with_room:
+            forwarded_only = bool(resolution.forwards) and not resolution.account_ids
+            refusal = await self._blocklisted(session, tx, address) if with_room or forwarded_only else None
+            if refusal is None and resolution.kind is accounts.RecipientKind.LOCAL and (with_room or forwarded_only):
                 envelope.rcpt_tos.append(address)
                 envelope.rcpt_options.extend(options)
                 tx.accept(address, session)
                 for account_id in with_room:
                     tx.placements.setdefault(account_id, Placement(account_id, delivered_to(address)))
+                if resolution.forwards:
+                    via = delivered_to(address)
+                    kind: forwarding.Kind = "srs" if original is not None else "alias"
+                    tx.forwards.setdefault(via, forwarding.Forward(via, resolution.forwards, kind))
+                if original is not None:
+                    metrics.srs_bounce("accepted")
                 return replies.RECIPIENT_OK
             if refusal is not None:
                 reply = refusal
@@ -176,6 +199,7 @@ class InboundHandler(TransactionLog):
             check_quota=True,
             refuse_partial=True,
             dnsbl=tx.dnsbl,
+            forwards=list(tx.forwards.values()),
         )
         now = time.time()
         report = reports.delivered_report(tx, raw, self.get_context().config.server.hostname, now)

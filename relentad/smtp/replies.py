@@ -68,6 +68,7 @@ OK = "250 2.0.0 OK"
 SENDER_OK = "250 2.1.0 Sender OK"
 RECIPIENT_OK = "250 2.1.5 Recipient OK"
 UNKNOWN_USER = "550 5.1.1 No such user here"
+BAD_SRS = "550 5.1.1 Invalid or expired SRS address"  # a bounce to a forward we never sent, or long ago
 RELAY_DENIED = "554 5.7.1 Relay access denied"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address, try again later"

@@ -273,7 +273,9 @@ class SubmissionHandler(TransactionLog):
         if resolution.kind is accounts.RecipientKind.LOCAL:
             full = [self.store.read(functools.partial(quota.is_full, account_id=a)) for a in resolution.account_ids]
             with_room = [a for a, is_full in zip(resolution.account_ids, full, strict=True) if not is_full]
-            if not with_room:
+            # an alias's targets elsewhere get the message as sent (the user's own mail, DKIM-signed: no SRS)
+            tx.remote.extend(t for t in resolution.forwards if t not in tx.remote)
+            if not with_room and not resolution.forwards:
                 tx.rejected.append(address)
                 return replies.MAILBOX_FULL
             for account_id in with_room:

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiosmtpd.smtp import Envelope
 
-from .. import addrspec, metrics, trace
+from .. import addrspec, forwarding, metrics, trace
 from ..dnsbl import Listing
 from ..errors import InvalidInput, SMTPReply, StoreUnavailable
 from ..pipeline import Placement
@@ -49,6 +49,7 @@ class Transaction:
     dnsbl: Listing | None = None  # the client is listed and [dnsbl] action is "junk": the pipeline files it there
     dsn: dsnparams.MailParams = dsnparams.NO_MAIL_PARAMS  # MAIL's RET and ENVID (RFC 3461)
     notify: dict[str, dsnparams.RcptParams] = field(default_factory=dict)  # accepted recipient → its NOTIFY, ORCPT
+    forwards: dict[str, forwarding.Forward] = field(default_factory=dict)  # recipient → where it is forwarded
 
     def accept(self, address: str, session: RelentadSession) -> None:
         """``address`` is accepted, with the DSN parameters of its RCPT (the first, when it is named again)."""

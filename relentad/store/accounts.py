@@ -61,6 +61,7 @@ class RecipientKind(Enum):
 class Resolution:
     kind: RecipientKind
     account_ids: tuple[int, ...] = ()
+    forwards: tuple[str, ...] = ()  # addresses elsewhere an alias forwards to (LOCAL, with or without accounts)
 
 
 # -- domains ----------------------------------------------------------------------------------------------
@@ -79,7 +80,8 @@ def list_domains(conn: sqlite3.Connection) -> list[dict[str, object]]:
     rows = conn.execute(
         """SELECT d.name, d.created,
                   (SELECT count(*) FROM accounts a WHERE a.domain_id = d.id AND a.state = 'active') AS accounts,
-                  (SELECT count(*) FROM aliases x WHERE x.address LIKE '%@' || d.name) AS aliases
+                  (SELECT count(*) FROM aliases x WHERE x.address LIKE '%@' || d.name)
+                  + (SELECT count(*) FROM alias_forwards f WHERE f.address LIKE '%@' || d.name) AS aliases
            FROM domains d ORDER BY d.name"""
     )
     return [dict(row) for row in rows]
@@ -111,6 +113,7 @@ def remove_domain(conn: sqlite3.Connection, name: str) -> None:
             )
         raise InvalidInput(f"domain {domain} still has " + " and ".join(left))
     conn.execute("DELETE FROM aliases WHERE address LIKE '%@' || ?", (domain,))
+    conn.execute("DELETE FROM alias_forwards WHERE address LIKE '%@' || ?", (domain,))
     conn.execute("DELETE FROM domains WHERE id = ?", (row["id"],))
 
 
@@ -147,7 +150,9 @@ def add_account(
     did = domain_id(conn, domain)
     if did is None:
         raise NotFound(f"domain {domain} is not hosted here (relentad domain add {domain})")
-    if conn.execute("SELECT 1 FROM aliases WHERE address = ?", (address,)).fetchone():
+    if conn.execute(
+        "SELECT 1 FROM aliases WHERE address = ?1 UNION ALL SELECT 1 FROM alias_forwards WHERE address = ?1", (address,)
+    ).fetchone():
         raise AlreadyExists(f"{address} is already an alias")
     try:
         cursor = conn.execute(
@@ -245,7 +250,9 @@ def _alias_address(address: str) -> str:
 
 
 def add_alias(conn: sqlite3.Connection, address: str, target: str) -> str:
-    """Route ``address`` (or ``@domain``) to the account ``target``; several targets make a group alias."""
+    """Route ``address`` (or ``@domain``) to ``target``: an account here, or an address elsewhere (forwarding,
+    relentad/forwarding.py); several targets make a group alias. A target at a hosted domain must be an account:
+    naming another alias could make a cycle, so the accounts it reaches are named instead."""
     alias = _alias_address(address)
     local, _, domain = alias.rpartition("@")
     if addrspec.SUBADDRESS_SEPARATOR in local:
@@ -254,6 +261,15 @@ def add_alias(conn: sqlite3.Connection, address: str, target: str) -> str:
         raise NotFound(f"domain {domain} is not hosted here (relentad domain add {domain})")
     if conn.execute("SELECT 1 FROM accounts WHERE email = ?", (alias,)).fetchone():
         raise AlreadyExists(f"{alias} is an account; an alias cannot shadow it")
+    external = _external_target(conn, alias, target)
+    if external is not None:
+        try:
+            conn.execute(
+                "INSERT INTO alias_forwards (address, target, created) VALUES (?, ?, ?)", (alias, external, time.time())
+            )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"alias {alias} → {external} already exists") from None
+        return alias
     account = active_account(conn, target)
     try:
         conn.execute(
@@ -264,42 +280,81 @@ def add_alias(conn: sqlite3.Connection, address: str, target: str) -> str:
     return alias
 
 
-def list_aliases(conn: sqlite3.Connection) -> list[dict[str, str]]:
+def _external_target(conn: sqlite3.Connection, alias: str, target: str) -> str | None:
+    """``target`` normalised when it is an address at a domain not hosted here (forwarded to), else None (an
+    account here). A hosted address that is no account is refused: an alias of an alias could loop here."""
+    address = addrspec.normalize(target)
+    domain = address.rpartition("@")[2]
+    if domain_id(conn, domain) is not None:
+        if not conn.execute("SELECT 1 FROM accounts WHERE email = ?", (address,)).fetchone():
+            routed = ", ".join(_alias_targets(conn, address))
+            if not routed:
+                raise NotFound(f"no such account: {address}")
+            raise InvalidInput(
+                f"{address} is not an account here (it reaches {routed}); an alias's targets are accounts or "
+                "addresses elsewhere, so that aliases never route to each other in a cycle"
+            )
+        return None
+    if alias.startswith("@"):
+        raise InvalidInput(f"{alias}: a catch-all is not forwarded elsewhere (it would forward every made-up address)")
+    return address
+
+
+def _alias_targets(conn: sqlite3.Connection, address: str) -> list[str]:
     rows = conn.execute(
-        """SELECT x.address, a.email AS target FROM aliases x JOIN accounts a ON a.id = x.account_id
-           ORDER BY x.address, a.email"""
+        """SELECT a.email FROM aliases x JOIN accounts a ON a.id = x.account_id WHERE x.address = ?1
+           UNION ALL SELECT target FROM alias_forwards WHERE address = ?1""",
+        (address,),
     )
-    return [{"address": row["address"], "target": row["target"]} for row in rows]
+    return [str(r[0]) for r in rows]
+
+
+def list_aliases(conn: sqlite3.Connection) -> list[dict[str, object]]:
+    """Every route: address, target, and whether the target is elsewhere (``external``: forwarded)."""
+    rows = conn.execute(
+        """SELECT x.address, a.email AS target, 0 AS external FROM aliases x JOIN accounts a ON a.id = x.account_id
+           UNION ALL SELECT address, target, 1 FROM alias_forwards
+           ORDER BY 1, 3, 2"""
+    )
+    return [{"address": row["address"], "target": row["target"], "external": bool(row["external"])} for row in rows]
 
 
 def remove_alias(conn: sqlite3.Connection, address: str, target: str | None = None) -> int:
     """Remove an alias (only its route to ``target`` when given); returns how many routes went."""
     alias = _alias_address(address)
     if target is None:
-        cursor = conn.execute("DELETE FROM aliases WHERE address = ?", (alias,))
+        count = conn.execute("DELETE FROM aliases WHERE address = ?", (alias,)).rowcount
+        count += conn.execute("DELETE FROM alias_forwards WHERE address = ?", (alias,)).rowcount
     else:
-        account = get_account(conn, target)
-        cursor = conn.execute("DELETE FROM aliases WHERE address = ? AND account_id = ?", (alias, account.id))
-    if cursor.rowcount == 0:
+        wanted = addrspec.normalize(target)
+        count = conn.execute("DELETE FROM alias_forwards WHERE address = ? AND target = ?", (alias, wanted)).rowcount
+        if not count:
+            account = get_account(conn, target)
+            cursor = conn.execute("DELETE FROM aliases WHERE address = ? AND account_id = ?", (alias, account.id))
+            count = cursor.rowcount
+    if count == 0:
         raise NotFound(f"no such alias: {alias}")
-    return cursor.rowcount
+    return count
 
 
 # -- recipients -------------------------------------------------------------------------------------------
 
 
-def _active_targets(conn: sqlite3.Connection, address: str) -> tuple[int, ...] | None:
-    """Account ids ``address`` reaches as an account or alias; () when it exists but reaches nobody active."""
+def _active_targets(conn: sqlite3.Connection, address: str) -> tuple[tuple[int, ...], tuple[str, ...]] | None:
+    """(account ids, addresses elsewhere) ``address`` reaches as an account or alias; ((), ()) for an account that
+    is not active; None when it is neither (an alias whose accounts are all gone too)."""
     row = conn.execute("SELECT id, state FROM accounts WHERE email = ?", (address,)).fetchone()
     if row is not None:
-        return (int(row["id"]),) if row["state"] == "active" else ()
+        return ((int(row["id"]),) if row["state"] == "active" else ()), ()
     rows = conn.execute(
         """SELECT a.id FROM aliases x JOIN accounts a ON a.id = x.account_id
            WHERE x.address = ? AND a.state = 'active' ORDER BY a.id""",
         (address,),
     ).fetchall()
-    if rows:
-        return tuple(int(r["id"]) for r in rows)
+    found = conn.execute("SELECT target FROM alias_forwards WHERE address = ? ORDER BY target", (address,))
+    forwards = tuple(str(r[0]) for r in found)
+    if rows or forwards:
+        return tuple(int(r["id"]) for r in rows), forwards
     return None
 
 
@@ -342,12 +397,15 @@ def resolve_recipient(conn: sqlite3.Connection, address: str, postmaster: str = 
     if base is not None:
         candidates.append(base)
     for candidate in candidates:
-        targets = _active_targets(conn, candidate)
-        if targets is not None:
-            return Resolution(RecipientKind.LOCAL, targets) if targets else Resolution(RecipientKind.UNKNOWN_USER)
+        found = _active_targets(conn, candidate)
+        if found is not None:
+            targets, forwards = found
+            if targets or forwards:
+                return Resolution(RecipientKind.LOCAL, targets, forwards)
+            return Resolution(RecipientKind.UNKNOWN_USER)
     catch_all = _active_targets(conn, "@" + domain)
-    if catch_all:
-        return Resolution(RecipientKind.LOCAL, catch_all)
+    if catch_all is not None and catch_all[0]:
+        return Resolution(RecipientKind.LOCAL, catch_all[0])
     if is_postmaster(normalized):
         return _to_postmaster(conn, postmaster)
     return Resolution(RecipientKind.UNKNOWN_USER)

@@ -860,6 +860,29 @@ def _m028_tlsrpt_results(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m030_forwarding(conn: sqlite3.Connection) -> None:
+    """Forwarding (relentad/forwarding.py): alias targets outside this server, and the SRS secrets (srs.py) — 32
+    random octets made here, kept with the data (a backup restores them, so bounces to forwarded mail in flight
+    still verify); the newest signs, every one verifies."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE alias_forwards (
+            address TEXT NOT NULL,
+            target TEXT NOT NULL,
+            created REAL NOT NULL,
+            PRIMARY KEY (address, target)
+        ) WITHOUT ROWID;
+        CREATE TABLE srs_secrets (
+            id INTEGER PRIMARY KEY,
+            secret BLOB NOT NULL,
+            created REAL NOT NULL
+        );
+        """,
+    )
+    conn.execute("INSERT INTO srs_secrets (secret, created) VALUES (?, ?)", (secrets.token_bytes(32), time.time()))
+
+
 def _m031_app_passwords(conn: sqlite3.Connection) -> None:
     """App passwords (:mod:`relentad.auth.apppasswords`): one per mail client, argon2id-hashed with a 16-bit
     lookup tag, a scope and the last use; revoking deletes the row, and ids are never reused (AUTOINCREMENT: a
@@ -958,6 +981,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("026_imap_acl", _m026_imap_acl),
     ("027_crm_followups", _m027_crm_followups),
     ("028_tlsrpt_results", _m028_tlsrpt_results),
+    ("030_forwarding", _m030_forwarding),
     ("031_app_passwords", _m031_app_passwords),
     ("032_dane", _m032_dane),
 ]

@@ -114,9 +114,9 @@ def test_domains_users_and_aliases(config: Path) -> None:
     assert "no such account" in fails(config, "alias", "add", "x@example.test", "ghost@example.test")
     aliases = json.loads(ok(config, "alias", "list", "--json"))
     assert aliases == [
-        {"address": "@other.test", "target": "bob@example.test"},
-        {"address": "sales@example.test", "target": "alice@example.test"},
-        {"address": "sales@example.test", "target": "bob@example.test"},
+        {"address": "@other.test", "target": "bob@example.test", "external": False},
+        {"address": "sales@example.test", "target": "alice@example.test", "external": False},
+        {"address": "sales@example.test", "target": "bob@example.test", "external": False},
     ]
     shown = json.loads(ok(config, "user", "show", "bob@example.test", "--json"))
     assert shown["aliases"] == ["@other.test", "sales@example.test"]

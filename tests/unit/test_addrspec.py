@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from relentad import addrspec
 from relentad.addrspec import a_label, base_address, normalize, normalize_domain
 from relentad.errors import InvalidInput
 
@@ -77,3 +78,11 @@ def test_idna_2008_context_rules_refuse_a_stray_joiner_and_a_mixed_direction_lab
     assert a_label("ü\u200d.example") is None
     assert a_label("\u05d0a.example") is None  # a right-to-left letter then a left-to-right one
     assert a_label("\u05e2\u05d1\u05e8\u05d9\u05ea.example") == "xn--5dbqzzl.example"
+
+
+def test_a_longer_local_part_only_where_asked_for() -> None:
+    """RFC 5321 §4.5.3.1: 64 octets for a local part, but the MX takes longer reverse-paths (SRS senders)."""
+    long_local = "SRS0=ABCDEF=JQ=" + "x" * 60
+    with pytest.raises(InvalidInput, match="too long"):
+        addrspec.split(f"{long_local}@a.test")
+    assert addrspec.split(f"{long_local}@a.test", max_local=addrspec.MAX_PATH) == (long_local, "a.test")

@@ -1,0 +1,176 @@
+"""Forwarding to addresses elsewhere: alias targets outside this server, Sieve ``redirect``, and bounces to SRS
+addresses going back to the original sender.
+
+A forward is decided during delivery (:class:`Forward` on the :class:`~relentad.pipeline.Delivery`) and queued in
+the transaction that files the local copies, before ``250``: a message answered ``250`` is never lost. What
+leaves is the message byte for byte as it came (its DKIM signatures stay valid) under our trace fields —
+``Delivered-To`` (the forwarding address, which loop detection looks for), ``Authentication-Results`` and
+``Received`` — and, when the forwarding address's domain (or the hostname's) has a DKIM key, an ARC set (RFC 8617)
+sealing our results, so that a receiver trusting us can see that SPF/DKIM/DMARC passed here. The envelope sender is
+rewritten by SRS (:mod:`relentad.srs`) to the forwarding domain, whose SPF authorises us; the null sender stays null.
+
+Never forwarded (:func:`withheld`): mail a message-wide check filed into Junk (a DMARC quarantine or reject
+failure, a blocklisted client or link), mail the spam filter called spam (the local copy's verdict, or the global
+model's when the alias has no local target: then it is dropped, only logged and counted), and a Sieve redirect of a
+copy in Junk. A message carrying our ``Delivered-To`` for an address about to forward it, or more than
+:data:`MAX_HOPS` ``Received`` fields, is a loop: ``554 5.4.6``, as Postfix answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from . import addrspec, headers, srs, trace
+from .errors import InvalidInput
+from .queue import queue
+from .store import accounts
+
+if TYPE_CHECKING:
+    from .pipeline import Placement
+    from .queue.dkimkeys import DomainKeys
+
+log = logging.getLogger(__name__)
+
+MAX_HOPS = 50
+"""``Received`` fields a message may carry before it counts as looping (Postfix's ``hopcount_limit``)."""
+ARC_HEADERS = (
+    b"from",
+    b"to",
+    b"cc",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"in-reply-to",
+    b"references",
+    b"mime-version",
+    b"content-type",
+    b"content-transfer-encoding",
+    b"reply-to",
+    b"list-id",
+)
+Kind = Literal["alias", "redirect", "srs"]
+
+
+@dataclass
+class Forward:
+    """One forwarding decision: ``via`` (the address of ours that forwards it: an alias, the account that
+    redirects, an SRS address) sends the message on to ``targets``."""
+
+    via: str
+    targets: tuple[str, ...]
+    kind: Kind
+    account_id: int | None = None  # a redirect: its account's send limits count it
+    # a redirect without :copy took the account's copy away: put back if the forward is withheld after all
+    fallback: list[Placement] = field(default_factory=list)
+
+
+def _head_end(raw: bytes) -> int:
+    """Where the header section ends (after its last line's LF), as headers.without_fields reads it."""
+    blank = re.search(rb"\n\r?\n", raw)
+    return blank.start() + 1 if blank else len(raw)
+
+
+def loop_reason(raw: bytes, vias: list[str]) -> str | None:
+    """Why forwarding ``raw`` from ``vias`` would loop: too many hops, or it already passed one of them."""
+    fields = headers.header_fields(raw, 0, _head_end(raw))
+    hops = sum(1 for name, _ in fields if name == "received")
+    if hops > MAX_HOPS:
+        return f"Too many hops ({hops} Received fields): mail loop"
+    wanted = {v.lower() for v in vias}
+    for name, value in fields:
+        if name == "delivered-to" and value.strip().lower() in wanted:
+            return f"Mail forwarding loop for <{trace.clean(value.strip())}>"
+    return None
+
+
+def prepared(raw: bytes, via: str, trace_fields: bytes) -> bytes:
+    """The message as it leaves: our ``Delivered-To`` and trace fields on top, the rest untouched."""
+    return trace.delivered_to(via) + trace_fields + raw
+
+
+def seal(raw: bytes, keys: DomainKeys, authserv_id: str) -> bytes:
+    """``raw`` with an ARC set (RFC 8617) by ``keys`` on top of our Authentication-Results (CPU-bound; a worker
+    thread). The message unchanged when dkimpy cannot seal it (no results of ours, a broken chain it refuses)."""
+    import dkim  # dkimpy: only the daemon's forwarding step needs it
+
+    head = raw[: _head_end(raw)]
+    try:
+        lines = dkim.arc_sign(
+            raw,
+            keys.selector.encode("ascii"),
+            keys.domain.encode("ascii"),
+            keys.rsa,
+            authserv_id.encode("ascii"),
+            include_headers=[h for h in ARC_HEADERS if re.search(rb"(?im)^" + h + rb"[ \t]*:", head)] or [b"from"],
+        )
+    except Exception as exc:  # dkimpy raises several kinds; the forward goes unsealed
+        log.warning("forwarding: ARC sealing failed (%s); forwarded without a seal", exc)
+        return raw
+    if not lines:
+        return raw
+    return b"".join(line if line.endswith(b"\r\n") else line.rstrip(b"\r\n") + b"\r\n" for line in lines) + raw
+
+
+def enqueue(
+    conn: sqlite3.Connection,
+    *,
+    forward: Forward,
+    mail_from: str,
+    data: bytes,
+    transaction_id: str,
+    now: float,
+) -> None:
+    """Queue the forwarded copy (in the delivery's transaction) and count a redirect against its account's send
+    limits. Nobody's account owns it in the queue, so its bounces go back through SRS (queue/runner.py)."""
+    queue.enqueue(
+        conn,
+        account_id=None,
+        mail_from=mail_from,
+        data=data,
+        recipients=list(forward.targets),
+        transaction_id=transaction_id,
+        now=now,
+    )
+    if forward.account_id is not None:
+        queue.count_sent(conn, forward.account_id, len(forward.targets), now)
+
+
+def srs_sender(conn: sqlite3.Connection, mail_from: str, via: str, now: float | None = None) -> str:
+    """The envelope sender of a forward from ``via``: ``mail_from`` rewritten by SRS to via's domain."""
+    if not mail_from:
+        return ""
+    return srs.forward(mail_from, via.rpartition("@")[2], srs.secrets_of(conn)[0], now)
+
+
+def srs_recipient(conn: sqlite3.Connection, address: str, now: float | None = None) -> str | None:
+    """For RCPT on the MX: the original sender an SRS address of a hosted domain goes back to; None when
+    ``address`` is no SRS address of ours (it resolves as usual); InvalidInput when it is one that does not verify
+    or has expired (550 5.1.1: never a relay, never backscatter)."""
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not srs.is_srs(local):
+        return None
+    try:
+        hosted = accounts.domain_id(conn, addrspec.normalize_domain(domain)) is not None
+    except InvalidInput:
+        return None
+    if not hosted:
+        return None
+    original = srs.reverse(local, srs.secrets_of(conn), now)
+    addrspec.split(original)  # what it decodes to must be an address we can send to
+    return original
+
+
+def bounce_address(conn: sqlite3.Connection, mail_from: str, now: float | None = None) -> str | None:
+    """The original sender a bounce of a forward (queued with an SRS ``mail_from``) goes to; None when
+    ``mail_from`` is not a valid SRS address of ours."""
+    local, _, _domain = mail_from.rpartition("@")
+    if not srs.is_srs(local):
+        return None
+    try:
+        return srs.reverse(local, srs.secrets_of(conn), now)
+    except Exception:
+        return None

@@ -1,0 +1,114 @@
+"""The Sender Rewriting Scheme (SRS, as postsrsd, Postfix, Stalwart and Exim write it), for forwarded mail.
+
+A message forwarded to another server keeps its author's From but needs an envelope sender whose domain
+authorises us, or SPF fails at the destination. ``alice@example.org`` forwarded by ``info@ours.example`` leaves
+as::
+
+    SRS0=HHHHHH=TT=example.org=alice@ours.example
+
+``TT`` is the day (days since the epoch modulo 1024, two base32 characters) and ``HHHHHH`` the first six base32
+characters of an HMAC-SHA256, under a secret kept in the database (migration ``030_forwarding``), over the
+timestamp, domain and local part in lower case: compared case-insensitively, since servers on the way may change
+the local part's case. A sender that is already SRS0 (another forwarder's) becomes ``SRS1=HHHHHH=host==…`` (the
+first forwarder's host kept, so a bounce goes back through it), as postsrsd does.
+
+A bounce to such an address is accepted only with a valid hash and a timestamp at most :data:`MAX_AGE_DAYS` old
+(:func:`reverse`), so the MX never becomes a relay for made-up SRS addresses nor a source of backscatter. The null
+sender is never rewritten.
+
+Pure functions; the caller reads the secrets (newest first, so a rotated-out one still verifies).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import sqlite3
+import time
+
+from .errors import InvalidInput
+
+SEPARATOR = "="
+HASH_LENGTH = 6
+MAX_AGE_DAYS = 21
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # base32 (RFC 4648): letters and digits, safe in a local part
+_PERIOD = 1024  # two base32 characters of days
+
+
+def secrets_of(conn: sqlite3.Connection) -> list[bytes]:
+    """The SRS secrets, newest first (the first signs; all verify)."""
+    return [bytes(r[0]) for r in conn.execute("SELECT secret FROM srs_secrets ORDER BY id DESC")]
+
+
+def is_srs(local: str) -> bool:
+    """The local part looks like an SRS address (any case, as the MX reads RCPT)."""
+    head = local[:5].upper()
+    return head in ("SRS0=", "SRS1=")
+
+
+def _hash(secret: bytes, *parts: str) -> str:
+    digest = hmac.new(secret, "".join(parts).lower().encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
+    return base64.b32encode(digest).decode("ascii")[:HASH_LENGTH]
+
+
+def _day(now: float) -> int:
+    return int(now // 86400) % _PERIOD
+
+
+def _stamp(now: float) -> str:
+    day = _day(now)
+    return _ALPHABET[day >> 5] + _ALPHABET[day & 31]
+
+
+def forward(sender: str, domain: str, secret: bytes, now: float | None = None) -> str:
+    """The envelope sender for ``sender``'s mail forwarded through ``domain`` (one of ours); "" stays ""."""
+    if not sender:
+        return ""
+    local, at, host = sender.rpartition("@")
+    if not at or not local or not host:
+        raise InvalidInput(f"{sender!r} has no domain to rewrite")
+    upper = local[:5].upper()
+    if upper == "SRS0=":  # another forwarder's SRS0: keep its host so that a bounce goes back through it
+        rest = local[4:]
+        return f"SRS1={_hash(secret, host, rest)}={host}={rest}@{domain}"
+    if upper == "SRS1=":  # SRS1=H=first==…: only the hash changes, the first forwarder's host stays
+        parts = local.split(SEPARATOR, 2)
+        if len(parts) == 3 and SEPARATOR in parts[2]:
+            first, _, rest = parts[2].partition(SEPARATOR)  # rest starts with "=", as an SRS0's after "SRS0"
+            return f"SRS1={_hash(secret, first, rest)}={first}={rest}@{domain}"
+    stamp = _stamp(time.time() if now is None else now)
+    return f"SRS0={_hash(secret, stamp, host, local)}={stamp}={host}={local}@{domain}"
+
+
+def _valid(given: str, secrets: list[bytes], *parts: str) -> bool:
+    return any(hmac.compare_digest(given.upper(), _hash(secret, *parts)) for secret in secrets)
+
+
+def reverse(local: str, secrets: list[bytes], now: float | None = None) -> str:
+    """The address a bounce to ``local``@our domain goes back to; InvalidInput naming why when it must be refused
+    (not SRS, a bad hash, an expired or future timestamp, a malformed address)."""
+    upper = local[:5].upper()
+    if upper == "SRS0=":
+        parts = local.split(SEPARATOR, 4)
+        if len(parts) != 5 or not all(parts[1:]):
+            raise InvalidInput("malformed SRS0 address")
+        _tag, given, stamp, host, original = parts
+        if not _valid(given, secrets, stamp, host, original):
+            raise InvalidInput("SRS hash does not verify")
+        if len(stamp) != 2 or any(c not in _ALPHABET for c in stamp.upper()):
+            raise InvalidInput("malformed SRS timestamp")
+        day = (_ALPHABET.index(stamp[0].upper()) << 5) | _ALPHABET.index(stamp[1].upper())
+        age = (_day(time.time() if now is None else now) - day) % _PERIOD
+        if age > MAX_AGE_DAYS:
+            raise InvalidInput("SRS address expired")
+        return f"{original}@{host}"
+    if upper == "SRS1=":
+        parts = local.split(SEPARATOR, 2)
+        if len(parts) != 3 or SEPARATOR not in parts[2]:
+            raise InvalidInput("malformed SRS1 address")
+        first, _, rest = parts[2].partition(SEPARATOR)
+        if not first or not _valid(parts[1], secrets, first, rest):
+            raise InvalidInput("SRS hash does not verify")
+        return f"SRS0{rest}@{first}"
+    raise InvalidInput("not an SRS address")

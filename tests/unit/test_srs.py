@@ -1,0 +1,70 @@
+"""SRS addresses (relentad/srs.py): what forwarding writes and what the MX accepts back."""
+
+from __future__ import annotations
+
+import pytest
+
+from relentad import srs
+from relentad.errors import InvalidInput
+
+SECRET = b"k" * 32
+DAY = 86400.0
+NOW = 20_000 * DAY + 3600
+
+
+def local(address: str) -> str:
+    return address.rpartition("@")[0]
+
+
+def test_srs0_round_trip_case_insensitively() -> None:
+    rewritten = srs.forward("Alice.Smith+tag@Example.ORG", "a.test", SECRET, NOW)
+    assert rewritten.startswith("SRS0=") and rewritten.endswith("=Example.ORG=Alice.Smith+tag@a.test")
+    assert srs.reverse(local(rewritten), [SECRET], NOW) == "Alice.Smith+tag@Example.ORG"
+    assert srs.reverse(local(rewritten).lower(), [SECRET], NOW) == "alice.smith+tag@example.org"
+    assert srs.reverse(local(rewritten).upper(), [SECRET], NOW) == "ALICE.SMITH+TAG@EXAMPLE.ORG"
+
+
+def test_null_sender_stays_null() -> None:
+    assert srs.forward("", "a.test", SECRET, NOW) == ""
+
+
+@pytest.mark.parametrize(
+    ("mangle", "why"),
+    [
+        (lambda text: text.replace("=alice", "=mallory"), "hash"),
+        (lambda text: "SRS0=AAAAAA" + text[11:], "hash"),
+        (lambda text: "SRS0=x", "malformed"),
+        (lambda text: "SRS2=" + text[5:], "not an SRS"),
+    ],
+)
+def test_forged_addresses_are_refused(mangle: object, why: str) -> None:
+    rewritten = local(srs.forward("alice@example.org", "a.test", SECRET, NOW))
+    assert callable(mangle)
+    with pytest.raises(InvalidInput, match=why):
+        srs.reverse(mangle(rewritten), [SECRET], NOW)
+
+
+def test_another_secret_does_not_verify_but_an_older_one_of_ours_does() -> None:
+    rewritten = local(srs.forward("alice@example.org", "a.test", SECRET, NOW))
+    with pytest.raises(InvalidInput, match="hash"):
+        srs.reverse(rewritten, [b"other" * 8], NOW)
+    assert srs.reverse(rewritten, [b"newer" * 8, SECRET], NOW) == "alice@example.org"
+
+
+def test_timestamp_window_is_21_days() -> None:
+    rewritten = local(srs.forward("alice@example.org", "a.test", SECRET, NOW))
+    assert srs.reverse(rewritten, [SECRET], NOW + 21 * DAY) == "alice@example.org"
+    with pytest.raises(InvalidInput, match="expired"):
+        srs.reverse(rewritten, [SECRET], NOW + 22 * DAY)
+    with pytest.raises(InvalidInput, match="expired"):
+        srs.reverse(rewritten, [SECRET], NOW - 2 * DAY), "from the future"
+
+
+def test_srs1_for_an_address_another_forwarder_rewrote() -> None:
+    first = srs.forward("alice@example.org", "fwd.example", b"theirs" * 6, NOW)
+    ours = srs.forward(first, "a.test", SECRET, NOW)
+    assert ours.startswith("SRS1=") and "=fwd.example==" in ours and ours.endswith("@a.test")
+    assert srs.reverse(local(ours), [SECRET], NOW) == first, "back through the first forwarder"
+    again = srs.forward(ours, "b.test", b"third" * 7, NOW)
+    assert again.startswith("SRS1=") and "=fwd.example==" in again, "the first forwarder stays"
+    assert srs.reverse(local(again), [b"third" * 7], NOW) == first
