@@ -8,6 +8,7 @@ or the new schema. sqlite-utils is used for the bookkeeping table and is how adm
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable
