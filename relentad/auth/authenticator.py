@@ -12,7 +12,8 @@
    process. The account's password costs the one indexed read it always did; an app password one more;
 3. argon2id verification in a worker thread (tens of ms, never on the event loop): a password shaped like an app
    password (:mod:`relentad.auth.apppasswords`) against the one its tag points at, otherwise (or when that was not
-   it) against the account's; an unknown login is checked against a dummy hash so it costs the same;
+   it) against the account's; a missing tag or an unknown login is checked against a dummy hash, so a failure
+   costs the same whatever the tag or the login (two verifications for a password shaped like an app password);
 4. the policy: an app password only within its scope and never on the account pages, the account's password not
    on the mail protocols under ``app_passwords_only``; a refusal is the same failure as a wrong password (its own
    ``reason`` in the history and log line, never in the reply);
@@ -250,7 +251,7 @@ class Authenticator:
             raise LoginFailed(throttled=True)
         account = self.store.read(lambda conn: _account_row(conn, email))
         if account is None:
-            await asyncio.to_thread(passwords.verify_password, await self._dummy(), password)
+            await self._check(None, password, protocol)  # the same argon2 work as a wrong password
             await self._fail(email, ip, protocol, "unknown-account", config)
         email = account.email
         credential, cached = self._cached(account, password, protocol), True
@@ -283,17 +284,23 @@ class Authenticator:
             return None
         return _Credential(stored, app)
 
-    async def _check(self, account: _Account, password: str, protocol: Protocol) -> _Credential | None:
+    async def _check(self, account: _Account | None, password: str, protocol: Protocol) -> _Credential | None:
         """Argon2, off the loop: the app password the tag points at when the password looks like one (not on the
-        account pages), else — or when that was not it — the account's password."""
+        account pages), else — or when that was not it — the account's password. A password shaped like an app
+        password costs two verifications whether or not its tag points at one and whether the account exists
+        (the dummy hash stands in), so the time of a failure tells neither the tag nor the account."""
         normalized = apppasswords.normalize(password) if apppasswords.scope_of(protocol) else None
         if normalized is not None:
-            found = self.store.read(lambda conn: apppasswords.candidates(conn, account.id, normalized))
+            account_id = account.id if account is not None else 0
+            found = self.store.read(lambda conn: apppasswords.candidates(conn, account_id, normalized))
             for candidate in found:
                 if await asyncio.to_thread(passwords.verify_password, candidate.password_hash, normalized):
                     return _Credential(candidate.password_hash, candidate)
-        if await asyncio.to_thread(passwords.verify_password, account.password_hash, password):
-            return _Credential(account.password_hash)
+            if not found:
+                await asyncio.to_thread(passwords.verify_password, await self._dummy(), normalized)
+        stored = account.password_hash if account is not None else await self._dummy()
+        if await asyncio.to_thread(passwords.verify_password, stored, password) and account is not None:
+            return _Credential(stored)
         return None
 
     async def _fail(

@@ -186,3 +186,31 @@ def test_last_use_is_written_once_a_minute_per_protocol_and_address(harness: Har
     assert last() == first, "the same client again within the minute: no write"
     harness.login(phone, ip="192.0.2.2")
     assert last()[1] == "192.0.2.2"
+
+
+def _same_tag_as(password: str) -> str:
+    """Another app-password-shaped password whose lookup tag is that of ``password`` (a wrong guess that hits)."""
+    wanted = apppasswords.tag(apppasswords.normalize(password) or "")
+    while True:
+        guess = apppasswords.generate()
+        if guess != password and apppasswords.tag(apppasswords.normalize(guess) or "") == wanted:
+            return guess
+
+
+def test_a_wrong_guess_costs_the_same_whether_or_not_its_tag_points_at_an_app_password(harness: Harness) -> None:
+    """The reply's timing must not tell an attacker that a guess's tag is one of the account's (16 of the 81 bits)
+    nor that the account has app passwords at all, nor whether the account exists."""
+    (phone,) = _distinct_tags(1)
+    harness.add("phone", phone)
+    costs = []
+    for guess in (_same_tag_as(phone), apppasswords.generate()):  # the tag hits; (almost surely) it does not
+        harness.argon2 = 0
+        assert harness.refused(guess) == "bad-password"
+        costs.append(harness.argon2)
+    harness.argon2 = 0
+    with pytest.raises(LoginFailed):
+        asyncio.get_event_loop().run_until_complete(
+            harness.auth.verify("nobody@example.test", apppasswords.generate(), "192.0.2.1", "imap")
+        )
+    costs.append(harness.argon2)
+    assert costs == [2, 2, 2], "one argon2 for the app password slot, one for the account's password"
