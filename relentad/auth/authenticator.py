@@ -17,7 +17,9 @@
 4. the policy: an app password only within its scope and never on the account pages, the account's password not
    on the mail protocols under ``app_passwords_only``; a refusal is the same failure as a wrong password (its own
    ``reason`` in the history and log line, never in the reply);
-5. one login history row (:mod:`relentad.auth.history`), success or failure, committed before the answer;
+5. one login history row (:mod:`relentad.auth.history`), success or failure, committed before the answer; a
+   success checks in that transaction that the account is still active and the app password still there (a
+   revocation or termination by another process while argon2 ran refuses it: ``ended-during-login``);
    when the store cannot be written (disk full) the attempt is logged instead and the answer stands, so a full
    disk does not lock users out of reading their mail. Every refused attempt is also one WARNING log line.
 
@@ -264,9 +266,10 @@ class Authenticator:
         refusal = _refusal(credential, account, protocol)
         if refusal is not None:  # the right password in the wrong place: the same answer as a wrong one
             await self._fail(email, ip, protocol, refusal, config, app.name if app else "")
+        if not await self._record(email, ip, protocol, account.id, "cached" if cached else "", app):
+            raise LoginFailed()
         if not cached:
             self.cache.put(email, password, account.id, credential.password_hash, config.cache_ttl, app_id)
-        await self._record(email, ip, protocol, account.id, "cached" if cached else "", app)
         return Login(account.id, email, app_id, app.name if app else "")
 
     def _cached(self, account: _Account, password: str, protocol: Protocol) -> _Credential | None:
@@ -324,18 +327,22 @@ class Authenticator:
         reason: str,
         app: apppasswords.Candidate | None = None,
         name: str = "",
-    ) -> None:
+    ) -> bool:
         """One login history row (and, for a successful app password, its last use, at most once a minute per
-        protocol and address: one UPDATE in the same transaction)."""
+        protocol and address: one UPDATE in the same transaction). A success stands only if, in that transaction,
+        the account is still active and the app password still there: a revocation or termination (another
+        process) while argon2 ran refuses the login (``ended-during-login``). Returns whether it stands."""
         success = account_id is not None and reason in ("", "cached")
         name = app.name if app is not None else name
-        if not success:  # one line per refused login, for fail2ban-style watchers and the admin
-            via = f" app_password={name!r}" if name else ""
-            log.warning("login failed protocol=%s ip=%s login=%r reason=%s%s", protocol, ip, login[:320], reason, via)
         now = time.time()
         note = app is not None and success and self._due(app.id, now, protocol, ip)
 
         def job(conn: sqlite3.Connection) -> None:
+            nonlocal success, reason
+            if account_id is not None and success:
+                opened = Login(account_id, login, app.id if app is not None else None)
+                if session_ended(conn, opened) is not None:
+                    success, reason = False, "ended-during-login"
             named = account_id if account_id is not None else _account_id(conn, login)
             history.record(
                 conn,
@@ -350,13 +357,17 @@ class Authenticator:
                     app_password=name,
                 ),
             )
-            if note and app is not None:
+            if note and success and app is not None:
                 apppasswords.note_use(conn, app.id, now, protocol, ip)
 
         try:
             await self.store.write(job)
         except StoreUnavailable as exc:  # a full disk must not lock users out of reading their mail
             log.error("login history not recorded (login=%r ip=%s): %s", login[:320], ip, exc)
+        if not success:  # one line per refused login, for fail2ban-style watchers and the admin
+            via = f" app_password={name!r}" if name else ""
+            log.warning("login failed protocol=%s ip=%s login=%r reason=%s%s", protocol, ip, login[:320], reason, via)
+        return success
 
     def _due(self, app_id: int, now: float, protocol: str, ip: str) -> bool:
         """Whether this use of an app password is news: another protocol or address, or a minute since."""

@@ -214,3 +214,23 @@ def test_a_wrong_guess_costs_the_same_whether_or_not_its_tag_points_at_an_app_pa
         )
     costs.append(harness.argon2)
     assert costs == [2, 2, 2], "one argon2 for the app password slot, one for the account's password"
+
+
+def test_a_revocation_while_the_password_is_checked_refuses_the_login(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI (another process) revokes the app password while argon2 runs: the login must not open a session
+    (which would go on until its next account check) on a password that no longer exists."""
+    (phone,) = _distinct_tags(1)
+    harness.add("phone", phone)
+    checking = passwords.verify_password
+
+    def revoked_meanwhile(password_hash: str, password: str) -> bool:
+        other = sqlite3.connect(tmp_path / "r.db")
+        with other:
+            other.execute("DELETE FROM app_passwords")
+        other.close()
+        return checking(password_hash, password)
+
+    monkeypatch.setattr(passwords, "verify_password", revoked_meanwhile)
+    assert harness.refused(phone) == "ended-during-login"
