@@ -248,5 +248,9 @@ def test_the_account_page_manages_app_passwords_with_the_account_password_only(r
     with pytest.raises(imaplib.IMAP4.error):
         imap(relentad, phone)
     assert post({"token": token.group(1), "action": "add", "name": " "})[0] == 400
+    spoofed = {"token": token.group(1), "action": "add", "name": "phone\u202egnp.exe", "scope": "imap"}
+    assert post(spoofed)[0] == 400, "a right-to-left override would show another name"
+    made = relentad.cli("user", "app-password", "add", ALICE, "tty\x9b2J", check=False)  # C1 CSI: clears a terminal
+    assert made.stderr == "Error: app password name must not contain control or formatting characters\n"
     logins = browser.page("/account/logins")
     assert "Phone &lt;b&gt;" in logins, "the login history names the app password"

@@ -70,6 +70,23 @@ def test_scope_and_name_rules() -> None:
     for bad in ("", "   ", "x" * 65, "tab\there"):
         with pytest.raises(InvalidInput):
             apppasswords.check_name(bad)
+    assert apppasswords.check_name("Téléphone 📱") == "Téléphone 📱"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "phone\x9b31m",  # C1 CSI: a terminal that reads it runs the escape sequence when the admin lists names
+        "phone\u202egnp.exe",  # right-to-left override: the page and the terminal show another name
+        "pho\u200bne",  # zero width space: two names that look the same
+        "line\u2028break",
+        "bad \udcff octet",  # an undecodable octet on the CLI's command line (surrogateescape)
+    ],
+)
+def test_a_name_refuses_invisible_and_terminal_controlling_characters(name: str) -> None:
+    """Names come from users (the account pages) and are printed on the admin's terminal by ``app-password list``."""
+    with pytest.raises(InvalidInput, match="control or formatting characters"):
+        apppasswords.check_name(name)
 
 
 def _distinct_tags(count: int) -> list[str]:
