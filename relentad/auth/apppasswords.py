@@ -94,10 +94,13 @@ def scope_of(protocol: Protocol) -> str | None:
 
 
 def parse_scope(text: str | None) -> tuple[str, ...]:
-    """``imap,smtp`` → ("imap", "smtp") in :data:`SCOPES` order; None or empty: every scope."""
-    if not text or not text.strip():
+    """``imap,smtp`` → ("imap", "smtp") in :data:`SCOPES` order; None (not given): every scope. An empty one is
+    refused: ``--scope "$UNSET"`` must not make a password for every protocol."""
+    if text is None:
         return SCOPES
     wanted = {part.strip().lower() for part in text.split(",") if part.strip()}
+    if not wanted:
+        raise InvalidInput(f"give at least one scope: {', '.join(SCOPES)}")
     unknown = sorted(wanted - set(SCOPES))
     if unknown:
         raise InvalidInput(f"unknown scope {', '.join(unknown)}: use {', '.join(SCOPES)}")

@@ -89,6 +89,13 @@ def test_a_name_refuses_invisible_and_terminal_controlling_characters(name: str)
         apppasswords.check_name(name)
 
 
+def test_an_explicitly_empty_scope_is_refused_not_every_scope() -> None:
+    """``--scope ""`` (an unset shell variable) or a form with an empty box must not make an all-protocol password."""
+    for empty in ("", " ", ",", " , "):
+        with pytest.raises(InvalidInput, match="at least one"):
+            apppasswords.parse_scope(empty)
+
+
 def _distinct_tags(count: int) -> list[str]:
     made: dict[int, str] = {}
     while len(made) < count:
