@@ -20,6 +20,7 @@ import hashlib
 import secrets
 import sqlite3
 import time
+import unicodedata
 from dataclasses import dataclass
 
 from ..errors import AlreadyExists, InvalidInput, NotFound
@@ -93,25 +94,34 @@ def scope_of(protocol: Protocol) -> str | None:
 
 
 def parse_scope(text: str | None) -> tuple[str, ...]:
-    """``imap,smtp`` → ("imap", "smtp") in :data:`SCOPES` order; None or empty: every scope."""
-    if not text or not text.strip():
+    """``imap,smtp`` → ("imap", "smtp") in :data:`SCOPES` order; None (not given): every scope. An empty one is
+    refused: ``--scope "$UNSET"`` must not make a password for every protocol."""
+    if text is None:
         return SCOPES
     wanted = {part.strip().lower() for part in text.split(",") if part.strip()}
+    if not wanted:
+        raise InvalidInput(f"give at least one scope: {', '.join(SCOPES)}")
     unknown = sorted(wanted - set(SCOPES))
     if unknown:
         raise InvalidInput(f"unknown scope {', '.join(unknown)}: use {', '.join(SCOPES)}")
     return tuple(scope for scope in SCOPES if scope in wanted)
 
 
+_UNSHOWN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+"""Unicode categories a name may not hold: controls (C1's CSI drives a terminal), formatting (bidi overrides,
+zero-width characters: a name that reads as another), surrogates (an undecodable octet on the command line) and
+line or paragraph separators. A user names it on the account pages; ``app-password list`` prints it for the admin."""
+
+
 def check_name(name: str) -> str:
-    """The name trimmed, or InvalidInput: 1 to 64 characters, no control characters."""
+    """The name trimmed, or InvalidInput: 1 to 64 characters, none of :data:`_UNSHOWN`."""
     name = name.strip()
     if not name:
         raise InvalidInput("an app password needs a name (the device or program it is for)")
     if len(name) > MAX_NAME:
         raise InvalidInput(f"app password name too long: at most {MAX_NAME} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise InvalidInput("app password name must not contain control characters")
+    if any(unicodedata.category(c) in _UNSHOWN for c in name):
+        raise InvalidInput("app password name must not contain control or formatting characters")
     return name
 
 

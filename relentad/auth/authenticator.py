@@ -12,11 +12,14 @@
    process. The account's password costs the one indexed read it always did; an app password one more;
 3. argon2id verification in a worker thread (tens of ms, never on the event loop): a password shaped like an app
    password (:mod:`relentad.auth.apppasswords`) against the one its tag points at, otherwise (or when that was not
-   it) against the account's; an unknown login is checked against a dummy hash so it costs the same;
+   it) against the account's; a missing tag or an unknown login is checked against a dummy hash, so a failure
+   costs the same whatever the tag or the login (two verifications for a password shaped like an app password);
 4. the policy: an app password only within its scope and never on the account pages, the account's password not
    on the mail protocols under ``app_passwords_only``; a refusal is the same failure as a wrong password (its own
    ``reason`` in the history and log line, never in the reply);
-5. one login history row (:mod:`relentad.auth.history`), success or failure, committed before the answer;
+5. one login history row (:mod:`relentad.auth.history`), success or failure, committed before the answer; a
+   success checks in that transaction that the account is still active and the app password still there (a
+   revocation or termination by another process while argon2 ran refuses it: ``ended-during-login``);
    when the store cannot be written (disk full) the attempt is logged instead and the answer stands, so a full
    disk does not lock users out of reading their mail. Every refused attempt is also one WARNING log line.
 
@@ -250,7 +253,7 @@ class Authenticator:
             raise LoginFailed(throttled=True)
         account = self.store.read(lambda conn: _account_row(conn, email))
         if account is None:
-            await asyncio.to_thread(passwords.verify_password, await self._dummy(), password)
+            await self._check(None, password, protocol)  # the same argon2 work as a wrong password
             await self._fail(email, ip, protocol, "unknown-account", config)
         email = account.email
         credential, cached = self._cached(account, password, protocol), True
@@ -263,9 +266,10 @@ class Authenticator:
         refusal = _refusal(credential, account, protocol)
         if refusal is not None:  # the right password in the wrong place: the same answer as a wrong one
             await self._fail(email, ip, protocol, refusal, config, app.name if app else "")
+        if not await self._record(email, ip, protocol, account.id, "cached" if cached else "", app):
+            raise LoginFailed()
         if not cached:
             self.cache.put(email, password, account.id, credential.password_hash, config.cache_ttl, app_id)
-        await self._record(email, ip, protocol, account.id, "cached" if cached else "", app)
         return Login(account.id, email, app_id, app.name if app else "")
 
     def _cached(self, account: _Account, password: str, protocol: Protocol) -> _Credential | None:
@@ -283,17 +287,23 @@ class Authenticator:
             return None
         return _Credential(stored, app)
 
-    async def _check(self, account: _Account, password: str, protocol: Protocol) -> _Credential | None:
+    async def _check(self, account: _Account | None, password: str, protocol: Protocol) -> _Credential | None:
         """Argon2, off the loop: the app password the tag points at when the password looks like one (not on the
-        account pages), else — or when that was not it — the account's password."""
+        account pages), else — or when that was not it — the account's password. A password shaped like an app
+        password costs two verifications whether or not its tag points at one and whether the account exists
+        (the dummy hash stands in), so the time of a failure tells neither the tag nor the account."""
         normalized = apppasswords.normalize(password) if apppasswords.scope_of(protocol) else None
         if normalized is not None:
-            found = self.store.read(lambda conn: apppasswords.candidates(conn, account.id, normalized))
+            account_id = account.id if account is not None else 0
+            found = self.store.read(lambda conn: apppasswords.candidates(conn, account_id, normalized))
             for candidate in found:
                 if await asyncio.to_thread(passwords.verify_password, candidate.password_hash, normalized):
                     return _Credential(candidate.password_hash, candidate)
-        if await asyncio.to_thread(passwords.verify_password, account.password_hash, password):
-            return _Credential(account.password_hash)
+            if not found:
+                await asyncio.to_thread(passwords.verify_password, await self._dummy(), normalized)
+        stored = account.password_hash if account is not None else await self._dummy()
+        if await asyncio.to_thread(passwords.verify_password, stored, password) and account is not None:
+            return _Credential(stored)
         return None
 
     async def _fail(
@@ -317,18 +327,22 @@ class Authenticator:
         reason: str,
         app: apppasswords.Candidate | None = None,
         name: str = "",
-    ) -> None:
+    ) -> bool:
         """One login history row (and, for a successful app password, its last use, at most once a minute per
-        protocol and address: one UPDATE in the same transaction)."""
+        protocol and address: one UPDATE in the same transaction). A success stands only if, in that transaction,
+        the account is still active and the app password still there: a revocation or termination (another
+        process) while argon2 ran refuses the login (``ended-during-login``). Returns whether it stands."""
         success = account_id is not None and reason in ("", "cached")
         name = app.name if app is not None else name
-        if not success:  # one line per refused login, for fail2ban-style watchers and the admin
-            via = f" app_password={name!r}" if name else ""
-            log.warning("login failed protocol=%s ip=%s login=%r reason=%s%s", protocol, ip, login[:320], reason, via)
         now = time.time()
         note = app is not None and success and self._due(app.id, now, protocol, ip)
 
         def job(conn: sqlite3.Connection) -> None:
+            nonlocal success, reason
+            if account_id is not None and success:
+                opened = Login(account_id, login, app.id if app is not None else None)
+                if session_ended(conn, opened) is not None:
+                    success, reason = False, "ended-during-login"
             named = account_id if account_id is not None else _account_id(conn, login)
             history.record(
                 conn,
@@ -343,13 +357,17 @@ class Authenticator:
                     app_password=name,
                 ),
             )
-            if note and app is not None:
+            if note and success and app is not None:
                 apppasswords.note_use(conn, app.id, now, protocol, ip)
 
         try:
             await self.store.write(job)
         except StoreUnavailable as exc:  # a full disk must not lock users out of reading their mail
             log.error("login history not recorded (login=%r ip=%s): %s", login[:320], ip, exc)
+        if not success:  # one line per refused login, for fail2ban-style watchers and the admin
+            via = f" app_password={name!r}" if name else ""
+            log.warning("login failed protocol=%s ip=%s login=%r reason=%s%s", protocol, ip, login[:320], reason, via)
+        return success
 
     def _due(self, app_id: int, now: float, protocol: str, ip: str) -> bool:
         """Whether this use of an app password is news: another protocol or address, or a minute since."""

@@ -147,6 +147,13 @@ def test_revoking_ends_live_sessions_and_refuses_the_next_login(relentad: Daemon
     other.select("INBOX")
     mail = submission(relentad, phone)
     box = pop3(relentad, phone)
+    sieve = socket.create_connection((relentad.host, relentad.managesieve_port), timeout=10)
+    scripts = sieve.makefile("rb")
+    while not scripts.readline().startswith(b"OK"):
+        pass
+    plain = base64.b64encode(f"\0{ALICE}\0{phone}".encode()).decode()
+    sieve.sendall(f'AUTHENTICATE "PLAIN" "{plain}"\r\n'.encode())
+    assert scripts.readline().startswith(b"OK")
     dav = Browser(relentad, free_port()).connection("mx.example.test")  # one kept-alive connection, as a phone's
 
     def propfind() -> int:
@@ -174,6 +181,9 @@ def test_revoking_ends_live_sessions_and_refuses_the_next_login(relentad: Daemon
         session.noop()
     with pytest.raises(poplib.error_proto, match="app password was revoked"):
         box.stat()
+    sieve.sendall(b"LISTSCRIPTS\r\n")
+    assert scripts.readline() == b'BYE "the app password was revoked"\r\n'
+    sieve.close()
     assert propfind() == 401, "the connection's login is looked at again on each request"
     dav.close()
     with smtplib.SMTP(relentad.host, relentad.smtp_port, timeout=10) as mx:  # a lost phone idles: no EXISTS for it
@@ -202,6 +212,20 @@ def test_app_passwords_only_refuses_the_account_password_on_mail_protocols(relen
     assert str(refused.value) == str(wrong.value), "the same answer as a wrong password"
     with pytest.raises(smtplib.SMTPAuthenticationError):
         submission(relentad, PASSWORD)
+    with smtplib.SMTP(relentad.host, relentad.submission_port, timeout=10) as client:  # SASL LOGIN too
+        client.ehlo()
+        assert client.docmd("AUTH", "LOGIN " + base64.b64encode(ALICE.encode()).decode())[0] == 334
+        assert client.docmd(base64.b64encode(PASSWORD.encode()).decode())[0] == 535
+    with pytest.raises(poplib.error_proto, match=r"-ERR \[AUTH\]"):
+        pop3(relentad, PASSWORD)
+    box = poplib.POP3(relentad.host, relentad.pop3_port, timeout=10)
+    with pytest.raises(poplib.error_proto, match=r"-ERR \[AUTH\]"):
+        box._shortcmd("AUTH PLAIN " + base64.b64encode(f"\0{ALICE}\0{PASSWORD}".encode()).decode())
+    box.close()
+    assert sieve_login(relentad, PASSWORD).startswith(b"NO")
+    dav = Browser(relentad, free_port())
+    assert dav.request("PROPFIND", BOOK, auth=basic(ALICE, PASSWORD), Depth="0")[0] == 401
+    assert dav.request("PROPFIND", BOOK, auth=basic(ALICE, phone), Depth="0")[0] == 207
     imap(relentad, phone).logout()
     browser = Browser(relentad, free_port())
     assert "app passwords only" in browser.page("/account/app-passwords").lower(), "the pages take the password"
@@ -248,5 +272,9 @@ def test_the_account_page_manages_app_passwords_with_the_account_password_only(r
     with pytest.raises(imaplib.IMAP4.error):
         imap(relentad, phone)
     assert post({"token": token.group(1), "action": "add", "name": " "})[0] == 400
+    spoofed = {"token": token.group(1), "action": "add", "name": "phone\u202egnp.exe", "scope": "imap"}
+    assert post(spoofed)[0] == 400, "a right-to-left override would show another name"
+    made = relentad.cli("user", "app-password", "add", ALICE, "tty\x9b2J", check=False)  # C1 CSI: clears a terminal
+    assert made.stderr == "Error: app password name must not contain control or formatting characters\n"
     logins = browser.page("/account/logins")
     assert "Phone &lt;b&gt;" in logins, "the login history names the app password"

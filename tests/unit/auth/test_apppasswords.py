@@ -70,6 +70,30 @@ def test_scope_and_name_rules() -> None:
     for bad in ("", "   ", "x" * 65, "tab\there"):
         with pytest.raises(InvalidInput):
             apppasswords.check_name(bad)
+    assert apppasswords.check_name("Téléphone 📱") == "Téléphone 📱"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "phone\x9b31m",  # C1 CSI: a terminal that reads it runs the escape sequence when the admin lists names
+        "phone\u202egnp.exe",  # right-to-left override: the page and the terminal show another name
+        "pho\u200bne",  # zero width space: two names that look the same
+        "line\u2028break",
+        "bad \udcff octet",  # an undecodable octet on the CLI's command line (surrogateescape)
+    ],
+)
+def test_a_name_refuses_invisible_and_terminal_controlling_characters(name: str) -> None:
+    """Names come from users (the account pages) and are printed on the admin's terminal by ``app-password list``."""
+    with pytest.raises(InvalidInput, match="control or formatting characters"):
+        apppasswords.check_name(name)
+
+
+def test_an_explicitly_empty_scope_is_refused_not_every_scope() -> None:
+    """``--scope ""`` (an unset shell variable) or a form with an empty box must not make an all-protocol password."""
+    for empty in ("", " ", ",", " , "):
+        with pytest.raises(InvalidInput, match="at least one"):
+            apppasswords.parse_scope(empty)
 
 
 def _distinct_tags(count: int) -> list[str]:
@@ -186,3 +210,51 @@ def test_last_use_is_written_once_a_minute_per_protocol_and_address(harness: Har
     assert last() == first, "the same client again within the minute: no write"
     harness.login(phone, ip="192.0.2.2")
     assert last()[1] == "192.0.2.2"
+
+
+def _same_tag_as(password: str) -> str:
+    """Another app-password-shaped password whose lookup tag is that of ``password`` (a wrong guess that hits)."""
+    wanted = apppasswords.tag(apppasswords.normalize(password) or "")
+    while True:
+        guess = apppasswords.generate()
+        if guess != password and apppasswords.tag(apppasswords.normalize(guess) or "") == wanted:
+            return guess
+
+
+def test_a_wrong_guess_costs_the_same_whether_or_not_its_tag_points_at_an_app_password(harness: Harness) -> None:
+    """The reply's timing must not tell an attacker that a guess's tag is one of the account's (16 of the 81 bits)
+    nor that the account has app passwords at all, nor whether the account exists."""
+    (phone,) = _distinct_tags(1)
+    harness.add("phone", phone)
+    costs = []
+    for guess in (_same_tag_as(phone), apppasswords.generate()):  # the tag hits; (almost surely) it does not
+        harness.argon2 = 0
+        assert harness.refused(guess) == "bad-password"
+        costs.append(harness.argon2)
+    harness.argon2 = 0
+    with pytest.raises(LoginFailed):
+        asyncio.get_event_loop().run_until_complete(
+            harness.auth.verify("nobody@example.test", apppasswords.generate(), "192.0.2.1", "imap")
+        )
+    costs.append(harness.argon2)
+    assert costs == [2, 2, 2], "one argon2 for the app password slot, one for the account's password"
+
+
+def test_a_revocation_while_the_password_is_checked_refuses_the_login(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI (another process) revokes the app password while argon2 runs: the login must not open a session
+    (which would go on until its next account check) on a password that no longer exists."""
+    (phone,) = _distinct_tags(1)
+    harness.add("phone", phone)
+    checking = passwords.verify_password
+
+    def revoked_meanwhile(password_hash: str, password: str) -> bool:
+        other = sqlite3.connect(tmp_path / "r.db")
+        with other:
+            other.execute("DELETE FROM app_passwords")
+        other.close()
+        return checking(password_hash, password)
+
+    monkeypatch.setattr(passwords, "verify_password", revoked_meanwhile)
+    assert harness.refused(phone) == "ended-during-login"
