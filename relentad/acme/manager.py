@@ -6,9 +6,9 @@ request. A check renews when there is no certificate, it does not cover every wa
 less than ``[acme] renew_remaining`` of its lifetime is left; a forced request renews regardless. A failed attempt
 is one log line and waits :data:`BACKOFF` (1 min, 10 min, 1 h, then every 6 h); the old certificate keeps serving.
 
-Invariants: the network and crypto work runs on a worker thread (``asyncio.to_thread``), one attempt at a time;
-the new key and chain are written (key 0600) before ``on_certificate`` runs on the loop; nothing here raises into
-the loop (a bug is logged, and the check comes again later).
+Invariants: the network and crypto work runs on a worker thread, one attempt at a time (a daemon thread: shutdown
+never waits for a CA); the new key and chain are written (key 0600) before ``on_certificate`` runs on the loop;
+nothing here raises into the loop (a bug is logged, and the check comes again later).
 """
 
 from __future__ import annotations
@@ -111,6 +111,34 @@ def backoff(failures: int) -> float:
     return BACKOFF[min(failures, len(BACKOFF)) - 1]
 
 
+async def in_daemon_thread(function: Callable[..., float], *args: object) -> float:
+    """``function(*args)`` on a daemon thread of its own, awaited. Not ``asyncio.to_thread``: the loop's executor
+    is joined at exit, so a request to a CA that hangs would hold the daemon's shutdown for its whole timeout
+    (SIGKILL by systemd at worst). A daemon thread is abandoned at exit; what it writes is replaced in one rename."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[float] = loop.create_future()
+
+    def settle(result: float | None, error: BaseException | None) -> None:
+        if future.done():  # cancelled at shutdown
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or 0.0)
+
+    def run() -> None:
+        result, error = None, None
+        try:
+            result = function(*args)
+        except BaseException as exc:  # handed to the awaiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="relentad-acme", daemon=True).start()
+    return await future
+
+
 def iso(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -149,7 +177,7 @@ class Manager:
                 request = files.take_request(config.acme_dir) if config.acme.enabled else None
                 if config.acme.enabled and (request is not None or time.time() >= next_check):
                     domains = self.store.read(hosted_domains)  # on the loop: the store's reader is the loop's
-                    next_check = await asyncio.to_thread(self.check, domains, request)
+                    next_check = await in_daemon_thread(self.check, domains, request)
             except Exception:  # a bug must not end the renewals for the daemon's lifetime
                 log.exception("ACME check failed; trying again in %.0f s", RECHECK)
                 next_check = time.time() + RECHECK

@@ -10,6 +10,7 @@ import socket
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -18,6 +19,7 @@ from tests.e2e.conftest import MakeDaemon
 from tests.support.daemon import Daemon, free_port, wait_for
 from tests.support.dns_fixture import start_or_skip
 from tests.support.dnsmasq import Dnsmasq, DnsRecords
+from tests.support.fakeacme import FakeAcme
 from tests.support.metrics import http_get, sample
 from tests.support.pebble import Pebble
 
@@ -175,3 +177,34 @@ def test_http01_certificate_leaves_out_a_name_that_does_not_validate(acme_setup:
     daemon.start()  # the certificate on disk is valid and the left-out names are backing off: no new order
     assert imaps_certificate(daemon, client_context(pebble)).serial_number == cert.serial_number
     assert daemon.log().count("ACME: requesting a certificate") == 1
+
+
+@pytest.fixture
+def fake_ca(tmp_path: Path) -> Iterator[FakeAcme]:
+    fake = FakeAcme(tmp_path / "fake-ca", ["mx.example.test"]).start()
+    yield fake
+    fake.stop()
+
+
+def fake_ca_daemon(make_daemon: MakeDaemon, fake: FakeAcme, challenges: list[str], **kwargs: Any) -> Daemon:
+    """A daemon (not started) whose ACME CA is ``fake``, for mx.example.test alone."""
+    settings = {
+        "acme": {
+            "enabled": True,
+            "directory": fake.directory,
+            "ca_file": str(fake.ca.pem),
+            "names": ["mx.example.test"],
+            "challenges": challenges,
+        }
+    }
+    return make_daemon(settings=settings, tls=False, http_port=free_port(), https_port=free_port(), **kwargs)
+
+
+def test_shutdown_does_not_wait_for_a_silent_ca(make_daemon: MakeDaemon, fake_ca: FakeAcme) -> None:
+    """A CA that takes a request and never answers (the client's timeout is 30 s) does not hold SIGTERM: the
+    daemon exits 0 at once rather than being killed by systemd's TimeoutStopSec."""
+    fake_ca.script["/authz/0"] = fake_ca.hang
+    daemon = fake_ca_daemon(make_daemon, fake_ca, ["http-01"]).start()
+    wait_for("the attempt in flight", lambda: ("POST", "/authz/0") in fake_ca.requests, timeout=20)
+    assert daemon.stop(timeout=15) == 0
+    assert "relentad: stopped" in daemon.log()
