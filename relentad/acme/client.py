@@ -6,8 +6,10 @@ and ``cleanup`` for each authorization, and the daemon's HTTP and HTTPS listener
 :mod:`relentad.acme.challenges`).
 
 Invariants: every POST is JWS-signed with a fresh nonce (one ``badNonce`` retry, RFC 8555 §6.5); every request
-has a timeout, every poll a deadline (:data:`POLL_DEADLINE`) and honours Retry-After within bounds; any failure is
-an :class:`AcmeError` with one line for the log (the CA's problem type and detail when it sent one).
+has a timeout and its answer a deadline (:data:`RESPONSE_DEADLINE`) and a size limit (:data:`MAX_RESPONSE`), every
+poll a deadline (:data:`POLL_DEADLINE`) and honours Retry-After within bounds; a redirect is followed only to an
+https URL; any failure is an :class:`AcmeError` with one line for the log (the CA's problem type and detail when it
+sent one).
 """
 
 from __future__ import annotations
@@ -32,9 +34,13 @@ from . import jws
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 30.0
+"""Seconds any one read or connect may wait."""
+RESPONSE_DEADLINE = 60.0
+"""Seconds an answer's body may take in all (a server trickling octets does not hold the attempt)."""
 POLL_DEADLINE = 300.0
 """Seconds an authorization or order may stay pending before the attempt is given up (retried later)."""
 MAX_RESPONSE = 1 << 20
+"""Octets of an answer (a certificate chain is a few KiB); more is an error, not a truncated chain."""
 USER_AGENT = "relentad-acme"
 
 
@@ -128,6 +134,7 @@ class Client:
         self.directory_url = directory_url
         self.key = account_key
         self.context = ssl.create_default_context(cafile=ca_file)
+        self.opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self.context), _HttpsRedirects)
         self.sleep = sleep
         self.directory: dict[str, Any] = {}
         self.nonce: str | None = None
@@ -143,10 +150,10 @@ class Client:
             raise AcmeError(f"the ACME server named a URL that is not https: {str(url)[:100]!r}")
         req = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310  # https only
         try:
-            with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT, context=self.context) as answer:  # noqa: S310
-                response = Response(answer.status, _headers(answer.headers), answer.read(MAX_RESPONSE))
+            with self.opener.open(req, timeout=REQUEST_TIMEOUT) as answer:
+                response = Response(answer.status, _headers(answer.headers), _read(answer, url))
         except urllib.error.HTTPError as exc:
-            response = Response(exc.code, _headers(exc.headers), exc.read(MAX_RESPONSE))
+            response = Response(exc.code, _headers(exc.headers), _read(exc, url))
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise AcmeError(f"cannot reach the ACME server {url}: {reason}") from None
@@ -286,6 +293,28 @@ class Client:
                 raise AcmeError(f"{what} still {status} after {POLL_DEADLINE:.0f} s")
             self.sleep(wait)
             fetch = True
+
+
+class _HttpsRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to an https URL: urllib's default would also follow one to plain http."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        if not newurl.startswith("https://"):
+            raise AcmeError(f"the ACME server redirected to a URL that is not https: {newurl[:100]!r}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _read(answer: Any, url: str) -> bytes:
+    """The body of an answer, within :data:`MAX_RESPONSE` octets and :data:`RESPONSE_DEADLINE` seconds."""
+    deadline = time.monotonic() + RESPONSE_DEADLINE
+    body = bytearray()
+    while chunk := answer.read1(65536):  # one read of the socket at a time: the deadline is checked between
+        body += chunk
+        if len(body) > MAX_RESPONSE:
+            raise AcmeError(f"the ACME server's answer from {url} is larger than {MAX_RESPONSE >> 10} KiB")
+        if time.monotonic() > deadline:
+            raise AcmeError(f"the ACME server's answer from {url} took longer than {RESPONSE_DEADLINE:.0f} s")
+    return bytes(body)
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:

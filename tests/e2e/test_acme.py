@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from relentad.acme import client as client_mod
+from relentad.acme import jws
+from relentad.acme.client import AcmeError, Client
 from tests.e2e.conftest import MakeDaemon
 from tests.support.daemon import Daemon, free_port, wait_for
 from tests.support.dns_fixture import start_or_skip
@@ -208,3 +211,28 @@ def test_shutdown_does_not_wait_for_a_silent_ca(make_daemon: MakeDaemon, fake_ca
     wait_for("the attempt in flight", lambda: ("POST", "/authz/0") in fake_ca.requests, timeout=20)
     assert daemon.stop(timeout=15) == 0
     assert "relentad: stopped" in daemon.log()
+
+
+def fake_client(fake: FakeAcme) -> Client:
+    return Client(fake.directory, jws.new_key("ec256"), str(fake.ca.pem), sleep=lambda _: None)
+
+
+def test_client_refuses_a_redirect_to_plain_http_and_follows_one_to_https(fake_ca: FakeAcme) -> None:
+    moved = fake_ca.reply("/dir")
+    fake_ca.script["/dir"] = lambda: (302, {"Location": "http://127.0.0.1:9/dir"}, b"")
+    with pytest.raises(AcmeError, match=r"^the ACME server redirected to a URL that is not https: 'http://127"):
+        fake_client(fake_ca).get_directory()
+    fake_ca.script["/dir"] = lambda: (301, {"Location": "/dir2"}, b"")
+    fake_ca.script["/dir2"] = lambda: moved
+    assert "newOrder" in fake_client(fake_ca).get_directory()
+
+
+def test_client_refuses_an_oversized_or_trickling_answer(fake_ca: FakeAcme, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_ca.script["/dir"] = lambda: (200, {"Content-Type": "application/json"}, b"{" + b" " * (2 << 20) + b"}")
+    with pytest.raises(AcmeError, match=r"^the ACME server's answer from \S+/dir is larger than 1024 KiB$"):
+        fake_client(fake_ca).get_directory()
+    monkeypatch.setattr(client_mod, "RESPONSE_DEADLINE", 0.5)
+    fake_ca.script["/dir"] = lambda: (200, {}, b" " * 200)
+    fake_ca.trickle["/dir"] = 0.05  # 10 s in all
+    with pytest.raises(AcmeError, match=r"^the ACME server's answer from \S+/dir took longer than 0 s$"):
+        fake_client(fake_ca).get_directory()

@@ -29,6 +29,7 @@ class FakeAcme:
         self.names = list(names)
         self.script: dict[str, Callable[[], Reply]] = {}
         self.requests: list[tuple[str, str]] = []
+        self.trickle: dict[str, float] = {}  # path → seconds between the octets of its answer's body
         self.nonces = 0
         self.released = threading.Event()  # set at stop: what :meth:`hang` holds returns
         fake = self
@@ -53,7 +54,15 @@ class FakeAcme:
                 if "Content-Length" not in headers:
                     self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                if self.command != "HEAD":
+                if self.command == "HEAD":
+                    return
+                if self.path in fake.trickle:  # one octet at a time, a pause between
+                    for octet in body:
+                        self.wfile.write(bytes([octet]))
+                        self.wfile.flush()
+                        if fake.released.wait(fake.trickle[self.path]):
+                            return
+                else:
                     self.wfile.write(body)
 
             do_GET = do_POST = do_HEAD = _answer
