@@ -44,8 +44,9 @@ _OFFERS_ACME = "_relentad_acme_alpn"  # attribute set on an SSLObject whose Clie
 
 
 def offers_acme_alpn(hello: bytes) -> bool:
-    """Whether a ClientHello handshake message (with its 4-octet header) offers the ALPN protocol acme-tls/1.
-    Malformed input is False, never an exception (it comes from anyone)."""
+    """Whether a ClientHello handshake message (with its 4-octet header) offers acme-tls/1 as its only ALPN
+    protocol, as the CA's must (RFC 8737 §3); a browser's list is never taken for one. Malformed input is False,
+    never an exception (it comes from anyone)."""
     try:
         if hello[0] != _CLIENT_HELLO:
             return False
@@ -67,7 +68,7 @@ def offers_acme_alpn(hello: bytes) -> bool:
                 size = body[i]
                 protocols.append(body[i + 1 : i + 1 + size])
                 i += 1 + size
-            return ACME_TLS_ALPN.encode() in protocols
+            return protocols == [ACME_TLS_ALPN.encode()]
     except IndexError:
         return False
     return False

@@ -4,7 +4,9 @@ the old one when the CA is unreachable."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import smtplib
 import socket
 import ssl
@@ -17,6 +19,7 @@ from cryptography import x509
 
 from relentad.acme import client as client_mod
 from relentad.acme import jws
+from relentad.acme.challenges import ACME_IDENTIFIER_OID
 from relentad.acme.client import AcmeError, Client
 from tests.e2e.conftest import MakeDaemon
 from tests.support.daemon import Daemon, free_port, wait_for
@@ -25,6 +28,7 @@ from tests.support.dnsmasq import Dnsmasq, DnsRecords
 from tests.support.fakeacme import FakeAcme
 from tests.support.metrics import http_get, sample
 from tests.support.pebble import Pebble
+from tests.support.pki import TestCA
 
 NAMES = ("mx.example.test", "mta-sts.example.test", "autoconfig.example.test", "autodiscover.example.test")
 
@@ -236,3 +240,64 @@ def test_client_refuses_an_oversized_or_trickling_answer(fake_ca: FakeAcme, monk
     fake_ca.trickle["/dir"] = 0.05  # 10 s in all
     with pytest.raises(AcmeError, match=r"^the ACME server's answer from \S+/dir took longer than 0 s$"):
         fake_client(fake_ca).get_directory()
+
+
+def handshake(port: int, server_name: str | None, alpn: list[str] | None) -> tuple[x509.Certificate, str | None]:
+    """The certificate the HTTPS listener presents to such a client, and the ALPN protocol it chose."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return x509.load_der_x509_certificate(der), tls.selected_alpn_protocol()
+
+
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+def test_tls_alpn_challenge_certificate_only_for_the_cas_handshake(
+    tmp_path: Path, make_daemon: MakeDaemon, fake_ca: FakeAcme, event_loop: str
+) -> None:
+    """While a tls-alpn-01 challenge is pending (the fake CA leaves it so), only a handshake offering exactly
+    acme-tls/1 with the pending name gets the challenge certificate (its critical acmeIdentifier the SHA-256 of
+    the key authorization); a browser offering h2 and acme-tls/1, a client without SNI, one naming another host
+    get the certificate in service; once the challenge is over, nobody gets the challenge certificate."""
+    daemon = fake_ca_daemon(make_daemon, fake_ca, ["tls-alpn-01"])
+    daemon.write_config(server={"event_loop": event_loop})
+    cert, key = TestCA(tmp_path / "in-service").issue("localhost")  # not naming mx.example.test: renewed at start
+    (daemon.root / "data" / "acme").mkdir(parents=True)
+    shutil.copy(cert, daemon.root / "data" / "acme" / "cert.pem")
+    shutil.copy(key, daemon.root / "data" / "acme" / "key.pem")
+    daemon.start()
+    wait_for("the challenge", lambda: any(path.startswith("/chall/") for _, path in fake_ca.requests), timeout=20)
+    port = daemon.https_port
+
+    challenge, protocol = handshake(port, "mx.example.test", ["acme-tls/1"])
+    assert protocol == "acme-tls/1"
+    assert names_of(challenge) == {"mx.example.test"}
+    extension = challenge.extensions.get_extension_for_oid(ACME_IDENTIFIER_OID)
+    account_key = jws.load_key((daemon.root / "data" / "acme" / "account.key").read_bytes())
+    digest = hashlib.sha256(jws.key_authorization(fake_ca.token(0), account_key).encode()).digest()
+    assert extension.critical and extension.value.public_bytes() == b"\x04\x20" + digest
+    assert names_of(handshake(port, "MX.Example.Test", ["acme-tls/1"])[0]) == {"mx.example.test"}
+
+    for server_name, alpn in (
+        ("mx.example.test", ["h2", "acme-tls/1"]),
+        ("mx.example.test", ["h2", "http/1.1"]),
+        (None, ["acme-tls/1"]),
+        (None, None),
+        ("other.test", ["acme-tls/1"]),
+    ):
+        served, protocol = handshake(port, server_name, alpn)
+        assert names_of(served) == {"localhost"}, (server_name, alpn)
+        assert protocol is None
+
+    invalid = {"status": "invalid", "identifier": {"type": "dns", "value": "mx.example.test"}, "challenges": []}
+    fake_ca.script["/authz/0"] = lambda: (200, {"Content-Type": "application/json"}, json.dumps(invalid).encode())
+    wait_for("the failed attempt", lambda: "ACME: certificate not obtained" in daemon.log(), timeout=20)
+    served, protocol = handshake(port, "mx.example.test", ["acme-tls/1"])
+    assert names_of(served) == {"localhost"} and protocol is None
+    assert "Traceback" not in daemon.log()

@@ -93,7 +93,8 @@ def _client_hello(alpn: list[bytes] | None) -> bytes:
 
 def test_client_hello_alpn_sniffing() -> None:
     assert challenges.offers_acme_alpn(_client_hello([b"acme-tls/1"]))
-    assert challenges.offers_acme_alpn(_client_hello([b"h2", b"acme-tls/1"]))
+    assert not challenges.offers_acme_alpn(_client_hello([b"h2", b"acme-tls/1"]))
+    assert not challenges.offers_acme_alpn(_client_hello([b"acme-tls/1", b"http/1.1"]))
     assert not challenges.offers_acme_alpn(_client_hello([b"h2", b"http/1.1"]))
     assert not challenges.offers_acme_alpn(_client_hello(None))
     hello = _client_hello([b"acme-tls/1"])
