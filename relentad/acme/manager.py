@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
@@ -174,7 +175,7 @@ class Manager:
         while True:
             config = self.get_config()
             try:
-                request = files.take_request(config.acme_dir) if config.acme.enabled else None
+                request = files.take_requests(config.acme_dir) if config.acme.enabled else None
                 if config.acme.enabled and (request is not None or time.time() >= next_check):
                     domains = self.store.read(hosted_domains)  # on the loop: the store's reader is the loop's
                     next_check = await in_daemon_thread(self.check, domains, request)
@@ -183,7 +184,7 @@ class Manager:
                 next_check = time.time() + RECHECK
             await asyncio.sleep(POLL)
 
-    def check(self, domains: Sequence[str], request: dict[str, object] | None = None) -> float:
+    def check(self, domains: Sequence[str], request: dict[str, Any] | None = None) -> float:
         """One check (worker thread) for the hosted ``domains``: renew when needed; when to check next."""
         config = self.get_config()
         now = time.time()
@@ -268,8 +269,8 @@ class Manager:
         metrics.acme_failure()
 
     @staticmethod
-    def _answer(state: files.State, request: dict[str, object], result: str, ok: bool = True) -> None:
-        state.request_id, state.request_result, state.request_ok = str(request["id"]), result, ok
+    def _answer(state: files.State, request: dict[str, Any], result: str, ok: bool = True) -> None:
+        files.answer(state, request["ids"], ok, result)
 
     def obtain(self, config: Config, names: Sequence[str]) -> Current:
         """One ACME order (blocking): the new chain and key written in place; what they cover."""

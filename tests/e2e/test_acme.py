@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import smtplib
 import socket
 import ssl
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -301,3 +305,29 @@ def test_tls_alpn_challenge_certificate_only_for_the_cas_handshake(
     served, protocol = handshake(port, "mx.example.test", ["acme-tls/1"])
     assert names_of(served) == {"localhost"} and protocol is None
     assert "Traceback" not in daemon.log()
+
+
+def test_concurrent_renew_requests_each_get_the_answer(
+    tmp_path: Path, make_daemon: MakeDaemon, fake_ca: FakeAcme
+) -> None:
+    """Three `acme renew` at once (cron and an admin, say): each gets the daemon's answer; one request file
+    overwrote the others and two CLIs waited 5½ minutes for nothing. A stale request left by a CLI long gone is
+    dropped, not answered with a forced renewal."""
+    daemon = fake_ca_daemon(make_daemon, fake_ca, ["http-01"])
+    cert, key = TestCA(tmp_path / "in-service").issue("mx.example.test")  # valid for 30 days: not due
+    acme_dir = daemon.root / "data" / "acme"
+    acme_dir.mkdir(parents=True)
+    shutil.copy(cert, acme_dir / "cert.pem")
+    shutil.copy(key, acme_dir / "key.pem")
+    stale = acme_dir / "renew-request.0123abcd"
+    stale.write_text('{"force": true}')
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    daemon.start()
+    command = [sys.executable, "-m", "relentad", "--config", str(daemon.config_path), "acme", "renew"]
+    clis = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for cli in clis:
+        out, err = cli.communicate(timeout=60)
+        assert (cli.returncode, err) == (0, "")
+        assert out.startswith("not due: valid until")
+    assert not stale.exists()
+    assert "ACME: requesting a certificate" not in daemon.log()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -274,9 +275,17 @@ def test_state_round_trip_and_requests(tmp_path: Path) -> None:
     (tmp_path / acme_store.STATE).write_text("{not json")
     assert acme_store.load_state(tmp_path) == acme_store.State()
     acme_store.write_request(tmp_path, "r1", True)
-    assert (tmp_path / acme_store.REQUEST).stat().st_mode & 0o777 == 0o644  # the daemon's user reads root's
-    assert acme_store.take_request(tmp_path) == {"id": "r1", "force": True}
-    assert acme_store.take_request(tmp_path) is None
+    acme_store.write_request(tmp_path, "r2", False)
+    assert (tmp_path / "renew-request.r1").stat().st_mode & 0o777 == 0o644  # the daemon's user reads root's
+    taken = acme_store.take_requests(tmp_path)
+    assert taken is not None and sorted(taken["ids"]) == ["r1", "r2"] and taken["force"]
+    assert acme_store.take_requests(tmp_path) is None
+    acme_store.write_request(tmp_path, "old", True)  # a CLI that gave up long ago: nobody waits for the answer
+    assert acme_store.take_requests(tmp_path, now=time.time() + acme_store.REQUEST_WAIT + 1) is None
+    assert not list(tmp_path.glob("renew-request.*"))
+    for number in range(acme_store.ANSWERS_KEPT + 2):
+        acme_store.answer(state, [f"r{number}"], True, "done")
+    assert len(state.answers) == acme_store.ANSWERS_KEPT and "r0" not in state.answers
 
 
 @pytest.mark.parametrize(
