@@ -296,8 +296,11 @@ class Manager:
         chain = client.issue(names, cert_key, kinds, self.responder.present, self.responder.cleanup)
         try:
             new = read_certificate(chain.encode())
+            leaf_key = x509.load_pem_x509_certificate(chain.encode()).public_key()
         except ValueError:
             raise AcmeError("the CA sent a certificate that does not parse") from None
+        if leaf_key != cert_key.public_key():  # the listeners could not load it: keep what serves now
+            raise AcmeError("the CA's chain does not start with a certificate for the key it was asked to certify")
         missing = [n for n in names if n not in new.names]
         if missing:
             raise AcmeError(f"the CA's certificate does not name {', '.join(missing)}")

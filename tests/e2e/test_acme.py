@@ -331,3 +331,20 @@ def test_concurrent_renew_requests_each_get_the_answer(
         assert out.startswith("not due: valid until")
     assert not stale.exists()
     assert "ACME: requesting a certificate" not in daemon.log()
+
+
+def test_a_certificate_for_another_key_is_a_failure_not_written(
+    tmp_path: Path, make_daemon: MakeDaemon, fake_ca: FakeAcme
+) -> None:
+    """A CA whose chain does not start with a certificate for the CSR's key (a broken CA, a chain in the wrong
+    order): the attempt fails and backs off, nothing is written. It was recorded as a success, the pair on disk
+    did not load (no TLS after a restart), and the order was placed again every 10 minutes."""
+    ca = TestCA(tmp_path / "other-ca")
+    cert, _ = ca.issue("mx.example.test")
+    fake_ca.grant(cert.read_bytes() + ca.pem.read_bytes())
+    daemon = fake_ca_daemon(make_daemon, fake_ca, ["http-01"]).start()
+    wait_for("the attempt", lambda: state(daemon).get("last_attempt"), timeout=20)
+    assert state(daemon)["failures"] == 1
+    assert "does not start with a certificate for the key" in str(state(daemon)["last_error"])
+    assert not (daemon.root / "data" / "acme" / "cert.pem").exists()
+    assert "certificate reloaded" not in daemon.log()

@@ -95,6 +95,17 @@ class FakeAcme:
     def token(self, index: int) -> str:
         return f"token{index}"
 
+    def grant(self, chain_pem: bytes) -> None:
+        """Every authorization valid at once, the order ready, finalized at once: ``chain_pem`` is the certificate."""
+        base = self.base
+        for index, name in enumerate(self.names):
+            valid = {"status": "valid", "identifier": {"type": "dns", "value": name}, "challenges": []}
+            self.script[f"/authz/{index}"] = lambda valid=valid: _json(200, valid)
+        done = {"status": "valid", "certificate": f"{base}/cert"}
+        self.script["/order/1"] = lambda: _json(200, {"status": "ready", "finalize": f"{base}/finalize"})
+        self.script["/finalize"] = lambda: _json(200, done, {"Location": f"{base}/order/1"})
+        self.script["/cert"] = lambda: (200, {"Content-Type": "application/pem-certificate-chain"}, chain_pem)
+
     def hang(self) -> Reply:
         """A reply that never comes (until :meth:`stop`): a CA that accepted the request and went silent."""
         self.released.wait(120)
