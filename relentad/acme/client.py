@@ -39,6 +39,8 @@ RESPONSE_DEADLINE = 60.0
 """Seconds an answer's body may take in all (a server trickling octets does not hold the attempt)."""
 POLL_DEADLINE = 300.0
 """Seconds an authorization or order may stay pending before the attempt is given up (retried later)."""
+IN_PROGRESS = ("pending", "ready", "processing")
+"""The statuses of an order or authorization worth polling again (RFC 8555 §7.1.6); any other one is final."""
 MAX_RESPONSE = 1 << 20
 """Octets of an answer (a certificate chain is a few KiB); more is an error, not a truncated chain."""
 USER_AGENT = "relentad-acme"
@@ -274,7 +276,8 @@ class Client:
         self, url: str, current: dict[str, Any], done: Sequence[str], what: str, fetch: bool = False
     ) -> dict[str, Any]:
         """POST-as-GET ``url`` (at once with ``fetch``, else after a wait) until its status is one of ``done``;
-        AcmeError when it turns invalid (unless ``done`` has it) or stays pending past :data:`POLL_DEADLINE`."""
+        AcmeError when it leaves :data:`IN_PROGRESS` otherwise (invalid, unless ``done`` has it; deactivated,
+        expired, revoked) or stays in progress past :data:`POLL_DEADLINE`."""
         deadline = time.monotonic() + POLL_DEADLINE
         wait, polls = 0.5, 0
         while True:
@@ -285,9 +288,10 @@ class Client:
             status = current.get("status")
             if status in done:
                 return current
-            if status == "invalid":
+            if status not in IN_PROGRESS:  # invalid, or an authorization deactivated, expired or revoked
                 raise AcmeError(
-                    f"{what} is invalid: {problem_text(json.dumps(current.get('error') or {}).encode(), 400)}"
+                    f"{what} is {status or 'without status'}: "
+                    f"{problem_text(json.dumps(current.get('error') or {}).encode(), 400)}"
                 )
             if time.monotonic() > deadline:
                 raise AcmeError(f"{what} still {status} after {POLL_DEADLINE:.0f} s")

@@ -29,7 +29,7 @@ from tests.e2e.conftest import MakeDaemon
 from tests.support.daemon import Daemon, free_port, wait_for
 from tests.support.dns_fixture import start_or_skip
 from tests.support.dnsmasq import Dnsmasq, DnsRecords
-from tests.support.fakeacme import FakeAcme
+from tests.support.fakeacme import FakeAcme, json_reply
 from tests.support.metrics import http_get, sample
 from tests.support.pebble import Pebble
 from tests.support.pki import TestCA
@@ -348,3 +348,20 @@ def test_a_certificate_for_another_key_is_a_failure_not_written(
     assert "does not start with a certificate for the key" in str(state(daemon)["last_error"])
     assert not (daemon.root / "data" / "acme" / "cert.pem").exists()
     assert "certificate reloaded" not in daemon.log()
+
+
+def test_client_gives_up_at_once_on_a_deactivated_authorization(
+    fake_ca: FakeAcme, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An authorization the CA deactivates (or lets expire, or revokes) while it is polled is final (RFC 8555
+    §7.1.6): the attempt ends with its status, instead of polling it for 5 minutes."""
+    monkeypatch.setattr(client_mod, "POLL_DEADLINE", 1.0)
+    pending = fake_ca.reply("/authz/0")
+    deactivated = {"status": "deactivated", "identifier": {"type": "dns", "value": "mx.example.test"}}
+    fake_ca.script["/authz/0"] = lambda: (
+        json_reply(200, deactivated) if any(path.startswith("/chall/") for _, path in fake_ca.requests) else pending
+    )
+    client = fake_client(fake_ca)
+    client.register("")
+    with pytest.raises(AcmeError, match=r"^authorization for mx.example.test is deactivated: HTTP 400$"):
+        client.issue(["mx.example.test"], jws.new_key("ec256"), ["http-01"], lambda *a: None, lambda *a: None)

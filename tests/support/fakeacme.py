@@ -100,37 +100,37 @@ class FakeAcme:
         base = self.base
         for index, name in enumerate(self.names):
             valid = {"status": "valid", "identifier": {"type": "dns", "value": name}, "challenges": []}
-            self.script[f"/authz/{index}"] = lambda valid=valid: _json(200, valid)
+            self.script[f"/authz/{index}"] = lambda valid=valid: json_reply(200, valid)
         done = {"status": "valid", "certificate": f"{base}/cert"}
-        self.script["/order/1"] = lambda: _json(200, {"status": "ready", "finalize": f"{base}/finalize"})
-        self.script["/finalize"] = lambda: _json(200, done, {"Location": f"{base}/order/1"})
+        self.script["/order/1"] = lambda: json_reply(200, {"status": "ready", "finalize": f"{base}/finalize"})
+        self.script["/finalize"] = lambda: json_reply(200, done, {"Location": f"{base}/order/1"})
         self.script["/cert"] = lambda: (200, {"Content-Type": "application/pem-certificate-chain"}, chain_pem)
 
     def hang(self) -> Reply:
         """A reply that never comes (until :meth:`stop`): a CA that accepted the request and went silent."""
         self.released.wait(120)
-        return _json(503, {"detail": "gone"})
+        return json_reply(503, {"detail": "gone"})
 
     def reply(self, path: str) -> Reply:
         if path in self.script:
             return self.script[path]()
         base = self.base
         if path == "/dir":
-            return _json(
+            return json_reply(
                 200,
                 {"newNonce": f"{base}/nonce", "newAccount": f"{base}/acct", "newOrder": f"{base}/order"},
             )
         if path == "/nonce":
             return 200, {}, b""
         if path == "/acct":
-            return _json(201, {"status": "valid"}, {"Location": f"{base}/acct/1"})
+            return json_reply(201, {"status": "valid"}, {"Location": f"{base}/acct/1"})
         if path == "/order":
             order = {
                 "status": "pending",
                 "authorizations": [f"{base}/authz/{i}" for i in range(len(self.names))],
                 "finalize": f"{base}/finalize",
             }
-            return _json(201, order, {"Location": f"{base}/order/1"})
+            return json_reply(201, order, {"Location": f"{base}/order/1"})
         if path.startswith("/authz/"):
             index = int(path.rsplit("/", 1)[1])
             challenges = [
@@ -138,11 +138,11 @@ class FakeAcme:
                 for kind in ("tls-alpn-01", "http-01")
             ]
             authz = {"status": "pending", "identifier": {"type": "dns", "value": self.names[index]}}
-            return _json(200, {**authz, "challenges": challenges})
+            return json_reply(200, {**authz, "challenges": challenges})
         if path.startswith("/chall/"):
-            return _json(200, {"status": "processing"})
-        return _json(404, {"type": "urn:ietf:params:acme:error:malformed", "detail": "no such resource"})
+            return json_reply(200, {"status": "processing"})
+        return json_reply(404, {"type": "urn:ietf:params:acme:error:malformed", "detail": "no such resource"})
 
 
-def _json(status: int, value: dict[str, Any], headers: dict[str, str] | None = None) -> Reply:
+def json_reply(status: int, value: dict[str, Any], headers: dict[str, str] | None = None) -> Reply:
     return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(value).encode()
