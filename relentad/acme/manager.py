@@ -219,6 +219,9 @@ class Manager:
                 rest = [n for n in names if n not in exc.failed_names]
                 if not exc.failed_names or not rest:
                     raise
+                if not force and current and not why_renew(current, rest, config.acme.renew_remaining, now):
+                    raise  # the certificate in service covers the rest: the same one again would only spend the
+                    # CA's limits (Let's Encrypt: 5 per week for the same names) and then block the renewal
                 left_out, partial_error = [n for n in names if n in exc.failed_names], str(exc)
                 log.warning("ACME: %s; ordering again without %s", exc, ", ".join(left_out))
                 new = self.obtain(config, rest)

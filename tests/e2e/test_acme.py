@@ -189,6 +189,17 @@ def test_http01_certificate_leaves_out_a_name_that_does_not_validate(acme_setup:
     assert imaps_certificate(daemon, client_context(pebble)).serial_number == cert.serial_number
     assert daemon.log().count("ACME: requesting a certificate") == 1
 
+    # past the back-off (`acme renew` skips it) the left-out names are tried again and fail again: the certificate
+    # in service already covers the rest, so no new one for the same names (each would count against the CA's
+    # duplicate-certificate limit, every 6 hours)
+    again = daemon.cli("acme", "renew", check=False)
+    assert again.returncode == 1 and again.stderr.startswith("Error: renewal failed: ")
+    assert "autoconfig.other.test: http-01 failed" in again.stderr and "mx.example.test" not in again.stderr
+    assert imaps_certificate(daemon, client_context(pebble)).serial_number == cert.serial_number
+    assert daemon.log().count("ACME: requesting a certificate") == 2
+    assert daemon.log().count("certificate obtained without") == 1
+    assert state(daemon)["left_out"] == ["mta-sts.other.test", "autoconfig.other.test", "autodiscover.other.test"]
+
 
 @pytest.fixture
 def fake_ca(tmp_path: Path) -> Iterator[FakeAcme]:
