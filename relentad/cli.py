@@ -1013,6 +1013,10 @@ def acme_renew(state: State, force: bool) -> None:
 
     with errors_as_messages():
         config = _acme_config(state)
+        # first: the lock below would be made by this process (root, say) when missing, and the daemon, running
+        # as its own user, could then not open it; the daemon makes its lock before the folder
+        if not config.acme_dir.is_dir():  # made by the daemon (as its user) at its first check
+            raise CLIError(f"no {config.acme_dir} yet: the daemon has not run with [acme] on; restart it")
         try:
             backup.hold_daemon_lock(config.data_dir).close()
         except backup.BackupError:
@@ -1021,8 +1025,6 @@ def acme_renew(state: State, force: bool) -> None:
             raise CLIError(
                 "relentad is not running: start it (it gets a certificate at start and answers the challenges)"
             )
-        if not config.acme_dir.is_dir():  # made by the daemon (as its user) at its first check
-            raise CLIError(f"no {config.acme_dir} yet: the daemon has not run with [acme] on; restart it")
         request_id = uuid.uuid4().hex
         acme_store.write_request(config.acme_dir, request_id, force)
         deadline = time.monotonic() + acme_store.REQUEST_WAIT

@@ -329,6 +329,24 @@ def test_acme_commands_with_acme_off_are_one_line(tmp_path: Path) -> None:
         ]
 
 
+def test_renew_before_the_daemon_ever_ran_leaves_no_lock_file(tmp_path: Path) -> None:
+    """Run as root before the first start, `acme renew` made the daemon's lock file, owned by root: the daemon,
+    running as its own user, could then not open it and did not start."""
+    from click.testing import CliRunner
+
+    from relentad.cli import main as cli_main
+
+    path = _config_file(tmp_path, {"enabled": True})
+    (tmp_path / "data").mkdir()
+    result = CliRunner().invoke(cli_main, ["--config", str(path), "acme", "renew"])
+    assert result.exit_code == 1
+    assert (
+        result.output.strip()
+        == f"Error: no {tmp_path / 'data' / 'acme'} yet: the daemon has not run with [acme] on; restart it"
+    )
+    assert list((tmp_path / "data").iterdir()) == []
+
+
 def test_status_before_any_attempt_and_doctor(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
