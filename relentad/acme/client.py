@@ -6,10 +6,10 @@ and ``cleanup`` for each authorization, and the daemon's HTTP and HTTPS listener
 :mod:`relentad.acme.challenges`).
 
 Invariants: every POST is JWS-signed with a fresh nonce (one ``badNonce`` retry, RFC 8555 §6.5); every request
-has a timeout and its answer a deadline (:data:`RESPONSE_DEADLINE`) and a size limit (:data:`MAX_RESPONSE`), every
-poll a deadline (:data:`POLL_DEADLINE`) and honours Retry-After within bounds; a redirect is followed only to an
-https URL; any failure is an :class:`AcmeError` with one line for the log (the CA's problem type and detail when it
-sent one).
+has a timeout and its answer a deadline (:data:`RESPONSE_DEADLINE`) and a size limit (:data:`MAX_RESPONSE`); the
+polls of one order share a deadline (:data:`POLL_DEADLINE`) and honour Retry-After within bounds; a redirect is
+followed only to an https URL; any failure is an :class:`AcmeError` with one line for the log (the CA's problem
+type and detail when it sent one).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ REQUEST_TIMEOUT = 30.0
 RESPONSE_DEADLINE = 60.0
 """Seconds an answer's body may take in all (a server trickling octets does not hold the attempt)."""
 POLL_DEADLINE = 300.0
-"""Seconds an authorization or order may stay pending before the attempt is given up (retried later)."""
+"""Seconds an order's authorizations, readiness and issuance may take in all before the attempt is given up
+(retried later); `relentad acme renew` waits a little longer."""
 IN_PROGRESS = ("pending", "ready", "processing")
 """The statuses of an order or authorization worth polling again (RFC 8555 §7.1.6); any other one is final."""
 MAX_RESPONSE = 1 << 20
@@ -141,6 +142,7 @@ class Client:
         self.directory: dict[str, Any] = {}
         self.nonce: str | None = None
         self.kid: str | None = None
+        self.deadline = 0.0  # of the current order's polls
 
     # -- transport -------------------------------------------------------------------------------------------
 
@@ -218,6 +220,7 @@ class Client:
         response = self.post(
             self.get_directory()["newOrder"], {"identifiers": [{"type": "dns", "value": n} for n in names]}
         )
+        self.deadline = time.monotonic() + POLL_DEADLINE
         order_url = response.headers.get("location", "")
         order = response.json()
         authorizations = order.get("authorizations")
@@ -277,8 +280,7 @@ class Client:
     ) -> dict[str, Any]:
         """POST-as-GET ``url`` (at once with ``fetch``, else after a wait) until its status is one of ``done``;
         AcmeError when it leaves :data:`IN_PROGRESS` otherwise (invalid, unless ``done`` has it; deactivated,
-        expired, revoked) or stays in progress past :data:`POLL_DEADLINE`."""
-        deadline = time.monotonic() + POLL_DEADLINE
+        expired, revoked) or stays in progress past the order's deadline."""
         wait, polls = 0.5, 0
         while True:
             if fetch:
@@ -293,7 +295,7 @@ class Client:
                     f"{what} is {status or 'without status'}: "
                     f"{problem_text(json.dumps(current.get('error') or {}).encode(), 400)}"
                 )
-            if time.monotonic() > deadline:
+            if time.monotonic() > self.deadline:
                 raise AcmeError(f"{what} still {status} after {POLL_DEADLINE:.0f} s")
             self.sleep(wait)
             fetch = True

@@ -376,3 +376,28 @@ def test_client_gives_up_at_once_on_a_deactivated_authorization(
     client.register("")
     with pytest.raises(AcmeError, match=r"^authorization for mx.example.test is deactivated: HTTP 400$"):
         client.issue(["mx.example.test"], jws.new_key("ec256"), ["http-01"], lambda *a: None, lambda *a: None)
+
+
+def test_client_polls_of_one_order_share_one_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first name validates after 250 s, the others never: the attempt gives up at POLL_DEADLINE in all (what
+    `acme renew` waits for), not 300 s after each name's polls began (550 s here; with authorizations, readiness
+    and issuance each slow, 15 minutes). The clock is a fake one that the client's sleeps advance."""
+    names = ["mx.example.test", "mta-sts.example.test", "autoconfig.example.test"]
+    fake = FakeAcme(tmp_path / "fake-ca", names).start()
+    now = [1000.0]
+    pending = fake.reply("/authz/0")
+    valid = json_reply(200, {"status": "valid", "identifier": {"type": "dns", "value": names[0]}, "challenges": []})
+    fake.script["/authz/0"] = lambda: valid if now[0] >= 1250.0 else pending
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    monkeypatch.setattr(client_mod.time, "monotonic", lambda: now[0])
+    try:
+        client = Client(fake.directory, jws.new_key("ec256"), str(fake.ca.pem), sleep=sleep)
+        client.register("")
+        with pytest.raises(AcmeError, match=r"^authorization for mta-sts.example.test still pending after 300 s$"):
+            client.issue(names, jws.new_key("ec256"), ["http-01"], lambda *a: None, lambda *a: None)
+    finally:
+        fake.stop()
+    assert now[0] - 1000.0 <= client_mod.POLL_DEADLINE + 30.0
