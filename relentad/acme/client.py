@@ -14,6 +14,7 @@ type and detail when it sent one).
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import ssl
@@ -161,6 +162,8 @@ class Client:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise AcmeError(f"cannot reach the ACME server {url}: {reason}") from None
+        except http.client.HTTPException as exc:  # a status line or headers that are not HTTP
+            raise AcmeError(f"the ACME server {url} answered no valid HTTP ({type(exc).__name__})") from None
         if nonce := response.headers.get("replay-nonce"):
             self.nonce = nonce
         return response
@@ -320,6 +323,8 @@ def _read(answer: Any, url: str) -> bytes:
             raise AcmeError(f"the ACME server's answer from {url} is larger than {MAX_RESPONSE >> 10} KiB")
         if time.monotonic() > deadline:
             raise AcmeError(f"the ACME server's answer from {url} took longer than {RESPONSE_DEADLINE:.0f} s")
+    if getattr(answer, "length", None):  # octets of its Content-Length still missing: a chain without its end
+        raise AcmeError(f"the ACME server's answer from {url} was cut short")
     return bytes(body)
 
 

@@ -401,3 +401,14 @@ def test_client_polls_of_one_order_share_one_deadline(tmp_path: Path, monkeypatc
     finally:
         fake.stop()
     assert now[0] - 1000.0 <= client_mod.POLL_DEADLINE + 30.0
+
+
+def test_client_refuses_an_answer_cut_short_or_not_http(fake_ca: FakeAcme) -> None:
+    """A connection that drops inside the body (a chain cut after the leaf would have been served without its
+    intermediates) or a server that does not speak HTTP: one line each, no traceback in the daemon's log."""
+    fake_ca.script["/dir"] = lambda: (200, {"Content-Length": "1000", "Connection": "close"}, b'{"newNonce": 1}')
+    with pytest.raises(AcmeError, match=r"^the ACME server's answer from \S+/dir was cut short$"):
+        fake_client(fake_ca).get_directory()
+    fake_ca.script["/dir"] = lambda: (0, {}, b"GARBAGE\r\n\r\n")
+    with pytest.raises(AcmeError, match=r"^the ACME server \S+/dir answered no valid HTTP \(BadStatusLine\)$"):
+        fake_client(fake_ca).get_directory()

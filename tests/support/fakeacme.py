@@ -2,7 +2,8 @@
 probe the daemon while it answers one), a server that hangs, redirects or sends too much.
 
 It checks nothing the client signs (pebble does that in the other tests); it answers each ACME resource with what
-the test set in :attr:`FakeAcme.script` (a path → callable returning ``(status, headers, body)``) or the default:
+the test set in :attr:`FakeAcme.script` (a path → callable returning ``(status, headers, body)``; status 0: the
+body alone, no HTTP) or the default:
 a directory, nonces, an account, one order for ``names`` whose authorizations stay ``pending`` with one
 ``tls-alpn-01`` and one ``http-01`` challenge. :attr:`requests` records ``(method, path)`` as they arrive.
 """
@@ -46,6 +47,10 @@ class FakeAcme:
                     self.rfile.read(length)
                 fake.requests.append((self.command, self.path))
                 status, headers, body = fake.reply(self.path)
+                if status == 0:  # not HTTP at all: ``body`` as it is, then the connection closes
+                    self.wfile.write(body)
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 fake.nonces += 1
                 self.send_header("Replay-Nonce", f"nonce{fake.nonces}")
