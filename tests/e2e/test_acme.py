@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import smtplib
 import socket
 import ssl
@@ -412,3 +413,25 @@ def test_client_refuses_an_answer_cut_short_or_not_http(fake_ca: FakeAcme) -> No
     fake_ca.script["/dir"] = lambda: (0, {}, b"GARBAGE\r\n\r\n")
     with pytest.raises(AcmeError, match=r"^the ACME server \S+/dir answered no valid HTTP \(BadStatusLine\)$"):
         fake_client(fake_ca).get_directory()
+
+
+def test_reload_keeps_the_certificate_in_service_when_acmes_pair_does_not_load(
+    tmp_path: Path, make_daemon: MakeDaemon, fake_ca: FakeAcme
+) -> None:
+    """A SIGHUP while ACME's files do not load (a damaged cert.pem here): STARTTLS and 993 keep the certificate in
+    service, as a reload does with [tls] files; it turned TLS off until the next renewal, weeks later."""
+    daemon = fake_ca_daemon(make_daemon, fake_ca, ["http-01"], imap=True, imaps_port=free_port())
+    cert, key = TestCA(tmp_path / "in-service").issue("mx.example.test")
+    acme_dir = daemon.root / "data" / "acme"
+    acme_dir.mkdir(parents=True)
+    shutil.copy(cert, acme_dir / "cert.pem")
+    shutil.copy(key, acme_dir / "key.pem")
+    daemon.start()
+    (acme_dir / "cert.pem").write_text("-----BEGIN CERTIFICATE-----\ndamaged\n")
+    daemon.signal(signal.SIGHUP)
+    wait_for("the reload", lambda: "configuration reloaded" in daemon.log(), timeout=10)
+    with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=10) as smtp:
+        smtp.ehlo()
+        assert smtp.has_extn("starttls")
+    served, _ = handshake(daemon.imaps_port, "mx.example.test", None)
+    assert served.serial_number == x509.load_pem_x509_certificate(cert.read_bytes()).serial_number
