@@ -363,6 +363,9 @@ def test_status_before_any_attempt_and_doctor(tmp_path: Path) -> None:
     assert [(f.status, f.message) for f in doctor.check_acme(loaded)] == [("warn", "no certificate obtained yet")]
     acme_store.save_state(loaded.acme_dir, acme_store.State(last_attempt=1.0, failures=2, last_error="boom"))
     assert doctor.check_acme(loaded)[0].message == "2 attempt(s) in a row failed, the last: boom"
+    # obtained once, but the certificate is gone (deleted, a restored data folder): not "ok"
+    acme_store.save_state(loaded.acme_dir, acme_store.State(last_attempt=1.0, last_success=1.0))
+    assert [(f.status, f.message) for f in doctor.check_acme(loaded)] == [("warn", "no certificate obtained yet")]
 
 
 class GarbledCA(ScriptedCA):
