@@ -227,6 +227,9 @@ class Manager:
                 new = self.obtain(config, rest)
         except AcmeError as exc:
             error = str(exc)
+            covered = {n for n in names if n not in exc.failed_names}
+            if covered and current and covered <= current.names:  # the rest was not ordered again (above)
+                state.left_out = [n for n in names if n in exc.failed_names]
         except Exception as exc:  # a bug or a disk problem: logged in full once, the daemon goes on
             log.exception("ACME attempt failed")
             error = f"{type(exc).__name__}: {exc}"

@@ -401,3 +401,34 @@ def test_a_malformed_answer_from_the_ca_is_one_line(resource: str, body: bytes) 
     with pytest.raises(AcmeError) as err:
         ca.issue(["a.test", "b.test"], jws.new_key("ec256"), ["http-01"], lambda *a: None, lambda *a: None)
     assert "\n" not in str(err.value) and str(err.value)
+
+
+def test_a_new_name_that_fails_gets_no_duplicate_for_the_names_already_covered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The certificate in service covers a.test; b.test (a domain just added, its DNS not published) fails: no
+    order for a.test alone (the same certificate again, against the CA's duplicate limit), b.test is shown as
+    left out, and the attempt backs off."""
+    from tests.support.pki import TestCA
+
+    path = _config_file(tmp_path, {"enabled": True, "names": ["a.test", "b.test"]})
+    loaded = config.load(path)
+    cert, key = TestCA(tmp_path / "ca").issue("a.test")
+    loaded.acme_dir.mkdir(parents=True)
+    (loaded.acme_dir / "cert.pem").write_bytes(cert.read_bytes())
+    (loaded.acme_dir / "key.pem").write_bytes(key.read_bytes())
+    keeper = manager.Manager(lambda: loaded, None, lambda: None)  # type: ignore[arg-type]  # no store needed
+    ordered: list[list[str]] = []
+
+    def obtain(_config: config.Config, names: list[str]) -> manager.Current:
+        ordered.append(list(names))
+        if "b.test" in names:
+            raise AcmeError("b.test: http-01 failed: connection: refused", ["b.test"])
+        return manager.Current(frozenset(names), time.time(), time.time() + 90 * 86400)
+
+    monkeypatch.setattr(keeper, "obtain", obtain)
+    keeper.check([])
+    assert ordered == [["a.test", "b.test"]]
+    state = acme_store.load_state(loaded.acme_dir)
+    assert (state.failures, state.left_out) == (1, ["b.test"])
+    assert state.last_error == "b.test: http-01 failed: connection: refused"
