@@ -228,7 +228,7 @@ class Manager:
         except AcmeError as exc:
             error = str(exc)
             covered = {n for n in names if n not in exc.failed_names}
-            if covered and current and covered <= current.names:  # the rest was not ordered again (above)
+            if exc.failed_names and covered and current and covered <= current.names:  # (not ordered again above)
                 state.left_out = [n for n in names if n in exc.failed_names]
         except Exception as exc:  # a bug or a disk problem: logged in full once, the daemon goes on
             log.exception("ACME attempt failed")
