@@ -3,7 +3,7 @@
 - ``account.key``: the ACME account key (PEM, mode 0600), made on first use and kept across renewals;
 - ``cert.pem`` / ``key.pem``: the certificate chain and its key as the TLS listeners load them (key mode 0600);
 - ``state.json``: names, expiry, the last attempt and its error, the next renewal, failures in a row (for
-  ``relentad acme status``, ``doctor`` and the back-off), and the last CLI request handled;
+  ``relentad acme status``, ``doctor`` and the back-off), and the answers to the recent CLI requests;
 - ``renew-request.ID``: one per ``relentad acme renew`` waiting, taken (deleted) by the daemon, which answers
   them all with one check and keeps the outcome in ``state.json`` under the ID (several CLIs may wait at once).
 
