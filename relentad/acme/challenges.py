@@ -23,6 +23,7 @@ import datetime
 import hashlib
 import logging
 import ssl
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -112,6 +113,25 @@ def _context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     return context
 
 
+def _quiet_non_ascii_server_names() -> None:
+    """With an SNI callback set, CPython decodes the client's server name as ASCII before calling it; a name that
+    is not (anyone may send one while the dispatch context serves) fails the handshake, as it should, but also
+    prints a traceback as an "unraisable" exception. This hook makes that one line; anything else goes on to the
+    hook before it. Installed once."""
+    previous = sys.unraisablehook
+    if getattr(previous, "relentad_sni", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, UnicodeDecodeError) and isinstance(unraisable.object, bytes):
+            log.info("TLS handshake refused: the client's server name is not ASCII: %r", unraisable.object[:80])
+            return
+        previous(unraisable)
+
+    hook.relentad_sni = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 class Responder:
     """The pending challenges of the current attempt, as the listeners see them."""
 
@@ -148,6 +168,7 @@ class Responder:
         if files is not None:
             context.load_cert_chain(*files)
         context._msg_callback = self._sniff  # type: ignore[attr-defined]  # CPython's hook, no stub
+        _quiet_non_ascii_server_names()
         context.sni_callback = self._select
         return context
 

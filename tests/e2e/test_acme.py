@@ -4,6 +4,7 @@ the old one when the CA is unreachable."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -273,6 +274,18 @@ def handshake(port: int, server_name: str | None, alpn: list[str] | None) -> tup
         return x509.load_der_x509_certificate(der), tls.selected_alpn_protocol()
 
 
+def client_hello(server_name: str, alpn: list[str]) -> bytes:
+    """The first flight (the ClientHello record) a Python client sends."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.set_alpn_protocols(alpn)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=server_name)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
 @pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
 def test_tls_alpn_challenge_certificate_only_for_the_cas_handshake(
     tmp_path: Path, make_daemon: MakeDaemon, fake_ca: FakeAcme, event_loop: str
@@ -310,6 +323,14 @@ def test_tls_alpn_challenge_certificate_only_for_the_cas_handshake(
         served, protocol = handshake(port, server_name, alpn)
         assert names_of(served) == {"localhost"}, (server_name, alpn)
         assert protocol is None
+
+    # a server name that is not ASCII: refused in one log line (CPython printed a traceback), the listener serves on
+    hello = client_hello("aaaa.example.test", ["acme-tls/1"]).replace(b"aaaa.example", b"\xff\xfe\xfd\xfc.example")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(hello)
+        raw.recv(100)  # an alert, or the connection closed
+    wait_for("the refusal", lambda: "the client's server name is not ASCII" in daemon.log(), timeout=10)
+    assert names_of(handshake(port, "mx.example.test", ["acme-tls/1"])[0]) == {"mx.example.test"}
 
     invalid = {"status": "invalid", "identifier": {"type": "dns", "value": "mx.example.test"}, "challenges": []}
     fake_ca.script["/authz/0"] = lambda: (200, {"Content-Type": "application/json"}, json.dumps(invalid).encode())
