@@ -1046,9 +1046,6 @@ def import_command(state: State, email: str, path: str) -> None:
 
 # -- ACME ---------------------------------------------------------------------------------------------------
 
-ACME_WAIT = 330.0
-"""Seconds `acme renew` waits for the daemon's answer: past one whole attempt's poll deadline."""
-
 
 @main.group("acme")
 def acme_group() -> None:
@@ -1123,6 +1120,10 @@ def acme_renew(state: State, force: bool) -> None:
 
     with errors_as_messages():
         config = _acme_config(state)
+        # first: the lock below would be made by this process (root, say) when missing, and the daemon, running
+        # as its own user, could then not open it; the daemon makes its lock before the folder
+        if not config.acme_dir.is_dir():  # made by the daemon (as its user) at its first check
+            raise CLIError(f"no {config.acme_dir} yet: the daemon has not run with [acme] on; restart it")
         try:
             backup.hold_daemon_lock(config.data_dir).close()
         except backup.BackupError:
@@ -1131,21 +1132,17 @@ def acme_renew(state: State, force: bool) -> None:
             raise CLIError(
                 "relentad is not running: start it (it gets a certificate at start and answers the challenges)"
             )
-        if not config.acme_dir.is_dir():  # made by the daemon (as its user) at its first check
-            raise CLIError(f"no {config.acme_dir} yet: the daemon has not run with [acme] on; restart it")
         request_id = uuid.uuid4().hex
         acme_store.write_request(config.acme_dir, request_id, force)
-        deadline = time.monotonic() + ACME_WAIT
-        while time.monotonic() < deadline:
-            status = acme_store.load_state(config.acme_dir)
-            if status.request_id == request_id:
-                break
+        deadline = time.monotonic() + acme_store.REQUEST_WAIT
+        while (answer := acme_store.load_state(config.acme_dir).answers.get(request_id)) is None:
+            if time.monotonic() > deadline:
+                wait = acme_store.REQUEST_WAIT
+                raise CLIError(f"no answer from the daemon within {wait:.0f} s; see `relentad acme status` later")
             time.sleep(0.2)
-        else:
-            raise CLIError(f"no answer from the daemon within {ACME_WAIT:.0f} s; see `relentad acme status` later")
-    if not status.request_ok:
-        raise CLIError(status.request_result)
-    click.echo(status.request_result)
+    if not isinstance(answer, dict) or not answer.get("ok"):
+        raise CLIError(str(answer.get("result") if isinstance(answer, dict) else answer))
+    click.echo(str(answer.get("result")))
 
 
 # -- outbound queue ---------------------------------------------------------------------------------------

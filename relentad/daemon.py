@@ -346,7 +346,12 @@ class Daemon:
         if new.listen != self.config.listen:
             log.warning("listen addresses changed: restart relentad to apply them")
         self.config = new
-        self.use(new, context.tls_context)
+        if context.tls_context is None and new.acme.enabled and self.context.tls_context is not None:
+            # ACME has no pair that loads (yet: [tls] turned into [acme]; or a damaged file): the certificate in
+            # service stays until ACME hands over its next one, rather than no TLS at all
+            self.context = ListenerContext(new, self.context.tls_context)
+        else:
+            self.use(new, context.tls_context)
         self.certificate_files.seen = files
         self.pipeline.configure(new)
         logging.getLogger().setLevel(new.server.log_level.upper())

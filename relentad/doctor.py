@@ -259,7 +259,7 @@ def check_acme(config: Config, now: float | None = None) -> list[Finding]:
                 "then relentad acme renew",
             )
         ]
-    if not state.last_success:
+    if not state.last_success or not config.cert_files()[0].exists():  # (check_certificate is silent then)
         return [Finding("warn", "acme", "no certificate obtained yet", "start relentad; see relentad acme status")]
     return [
         Finding(

@@ -23,6 +23,7 @@ import datetime
 import hashlib
 import logging
 import ssl
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -44,8 +45,9 @@ _OFFERS_ACME = "_relentad_acme_alpn"  # attribute set on an SSLObject whose Clie
 
 
 def offers_acme_alpn(hello: bytes) -> bool:
-    """Whether a ClientHello handshake message (with its 4-octet header) offers the ALPN protocol acme-tls/1.
-    Malformed input is False, never an exception (it comes from anyone)."""
+    """Whether a ClientHello handshake message (with its 4-octet header) offers acme-tls/1 as its only ALPN
+    protocol, as the CA's must (RFC 8737 §3); a browser's list is never taken for one. Malformed input is False,
+    never an exception (it comes from anyone)."""
     try:
         if hello[0] != _CLIENT_HELLO:
             return False
@@ -67,7 +69,7 @@ def offers_acme_alpn(hello: bytes) -> bool:
                 size = body[i]
                 protocols.append(body[i + 1 : i + 1 + size])
                 i += 1 + size
-            return ACME_TLS_ALPN.encode() in protocols
+            return protocols == [ACME_TLS_ALPN.encode()]
     except IndexError:
         return False
     return False
@@ -111,6 +113,25 @@ def _context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     return context
 
 
+def _quiet_non_ascii_server_names() -> None:
+    """With an SNI callback set, CPython decodes the client's server name as ASCII before calling it; a name that
+    is not (anyone may send one while the dispatch context serves) fails the handshake, as it should, but also
+    prints a traceback as an "unraisable" exception. This hook makes that one line; anything else goes on to the
+    hook before it. Installed once."""
+    previous = sys.unraisablehook
+    if getattr(previous, "relentad_sni", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, UnicodeDecodeError) and isinstance(unraisable.object, bytes):
+            log.info("TLS handshake refused: the client's server name is not ASCII: %r", unraisable.object[:80])
+            return
+        previous(unraisable)
+
+    hook.relentad_sni = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 class Responder:
     """The pending challenges of the current attempt, as the listeners see them."""
 
@@ -147,6 +168,7 @@ class Responder:
         if files is not None:
             context.load_cert_chain(*files)
         context._msg_callback = self._sniff  # type: ignore[attr-defined]  # CPython's hook, no stub
+        _quiet_non_ascii_server_names()
         context.sni_callback = self._select
         return context
 

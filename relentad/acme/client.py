@@ -6,12 +6,15 @@ and ``cleanup`` for each authorization, and the daemon's HTTP and HTTPS listener
 :mod:`relentad.acme.challenges`).
 
 Invariants: every POST is JWS-signed with a fresh nonce (one ``badNonce`` retry, RFC 8555 §6.5); every request
-has a timeout, every poll a deadline (:data:`POLL_DEADLINE`) and honours Retry-After within bounds; any failure is
-an :class:`AcmeError` with one line for the log (the CA's problem type and detail when it sent one).
+has a timeout and its answer a deadline (:data:`RESPONSE_DEADLINE`) and a size limit (:data:`MAX_RESPONSE`); the
+polls of one order share a deadline (:data:`POLL_DEADLINE`) and honour Retry-After within bounds; a redirect is
+followed only to an https URL; any failure is an :class:`AcmeError` with one line for the log (the CA's problem
+type and detail when it sent one).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import ssl
@@ -32,9 +35,16 @@ from . import jws
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 30.0
+"""Seconds any one read or connect may wait."""
+RESPONSE_DEADLINE = 60.0
+"""Seconds an answer's body may take in all (a server trickling octets does not hold the attempt)."""
 POLL_DEADLINE = 300.0
-"""Seconds an authorization or order may stay pending before the attempt is given up (retried later)."""
+"""Seconds an order's authorizations, readiness and issuance may take in all before the attempt is given up
+(retried later); `relentad acme renew` waits a little longer."""
+IN_PROGRESS = ("pending", "ready", "processing")
+"""The statuses of an order or authorization worth polling again (RFC 8555 §7.1.6); any other one is final."""
 MAX_RESPONSE = 1 << 20
+"""Octets of an answer (a certificate chain is a few KiB); more is an error, not a truncated chain."""
 USER_AGENT = "relentad-acme"
 
 
@@ -128,10 +138,12 @@ class Client:
         self.directory_url = directory_url
         self.key = account_key
         self.context = ssl.create_default_context(cafile=ca_file)
+        self.opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self.context), _HttpsRedirects)
         self.sleep = sleep
         self.directory: dict[str, Any] = {}
         self.nonce: str | None = None
         self.kid: str | None = None
+        self.deadline = 0.0  # of the current order's polls
 
     # -- transport -------------------------------------------------------------------------------------------
 
@@ -143,13 +155,15 @@ class Client:
             raise AcmeError(f"the ACME server named a URL that is not https: {str(url)[:100]!r}")
         req = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310  # https only
         try:
-            with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT, context=self.context) as answer:  # noqa: S310
-                response = Response(answer.status, _headers(answer.headers), answer.read(MAX_RESPONSE))
+            with self.opener.open(req, timeout=REQUEST_TIMEOUT) as answer:
+                response = Response(answer.status, _headers(answer.headers), _read(answer, url))
         except urllib.error.HTTPError as exc:
-            response = Response(exc.code, _headers(exc.headers), exc.read(MAX_RESPONSE))
+            response = Response(exc.code, _headers(exc.headers), _read(exc, url))
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise AcmeError(f"cannot reach the ACME server {url}: {reason}") from None
+        except http.client.HTTPException as exc:  # a status line or headers that are not HTTP
+            raise AcmeError(f"the ACME server {url} answered no valid HTTP ({type(exc).__name__})") from None
         if nonce := response.headers.get("replay-nonce"):
             self.nonce = nonce
         return response
@@ -209,6 +223,7 @@ class Client:
         response = self.post(
             self.get_directory()["newOrder"], {"identifiers": [{"type": "dns", "value": n} for n in names]}
         )
+        self.deadline = time.monotonic() + POLL_DEADLINE
         order_url = response.headers.get("location", "")
         order = response.json()
         authorizations = order.get("authorizations")
@@ -267,8 +282,8 @@ class Client:
         self, url: str, current: dict[str, Any], done: Sequence[str], what: str, fetch: bool = False
     ) -> dict[str, Any]:
         """POST-as-GET ``url`` (at once with ``fetch``, else after a wait) until its status is one of ``done``;
-        AcmeError when it turns invalid (unless ``done`` has it) or stays pending past :data:`POLL_DEADLINE`."""
-        deadline = time.monotonic() + POLL_DEADLINE
+        AcmeError when it leaves :data:`IN_PROGRESS` otherwise (invalid, unless ``done`` has it; deactivated,
+        expired, revoked) or stays in progress past the order's deadline."""
         wait, polls = 0.5, 0
         while True:
             if fetch:
@@ -278,14 +293,39 @@ class Client:
             status = current.get("status")
             if status in done:
                 return current
-            if status == "invalid":
+            if status not in IN_PROGRESS:  # invalid, or an authorization deactivated, expired or revoked
                 raise AcmeError(
-                    f"{what} is invalid: {problem_text(json.dumps(current.get('error') or {}).encode(), 400)}"
+                    f"{what} is {status or 'without status'}: "
+                    f"{problem_text(json.dumps(current.get('error') or {}).encode(), 400)}"
                 )
-            if time.monotonic() > deadline:
+            if time.monotonic() > self.deadline:
                 raise AcmeError(f"{what} still {status} after {POLL_DEADLINE:.0f} s")
             self.sleep(wait)
             fetch = True
+
+
+class _HttpsRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to an https URL: urllib's default would also follow one to plain http."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        if not newurl.startswith("https://"):
+            raise AcmeError(f"the ACME server redirected to a URL that is not https: {newurl[:100]!r}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _read(answer: Any, url: str) -> bytes:
+    """The body of an answer, within :data:`MAX_RESPONSE` octets and :data:`RESPONSE_DEADLINE` seconds."""
+    deadline = time.monotonic() + RESPONSE_DEADLINE
+    body = bytearray()
+    while chunk := answer.read1(65536):  # one read of the socket at a time: the deadline is checked between
+        body += chunk
+        if len(body) > MAX_RESPONSE:
+            raise AcmeError(f"the ACME server's answer from {url} is larger than {MAX_RESPONSE >> 10} KiB")
+        if time.monotonic() > deadline:
+            raise AcmeError(f"the ACME server's answer from {url} took longer than {RESPONSE_DEADLINE:.0f} s")
+    if getattr(answer, "length", None):  # octets of its Content-Length still missing: a chain without its end
+        raise AcmeError(f"the ACME server's answer from {url} was cut short")
+    return bytes(body)
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:

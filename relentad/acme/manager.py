@@ -6,9 +6,9 @@ request. A check renews when there is no certificate, it does not cover every wa
 less than ``[acme] renew_remaining`` of its lifetime is left; a forced request renews regardless. A failed attempt
 is one log line and waits :data:`BACKOFF` (1 min, 10 min, 1 h, then every 6 h); the old certificate keeps serving.
 
-Invariants: the network and crypto work runs on a worker thread (``asyncio.to_thread``), one attempt at a time;
-the new key and chain are written (key 0600) before ``on_certificate`` runs on the loop; nothing here raises into
-the loop (a bug is logged, and the check comes again later).
+Invariants: the network and crypto work runs on a worker thread, one attempt at a time (a daemon thread: shutdown
+never waits for a CA); the new key and chain are written (key 0600) before ``on_certificate`` runs on the loop;
+nothing here raises into the loop (a bug is logged, and the check comes again later).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
@@ -111,6 +112,34 @@ def backoff(failures: int) -> float:
     return BACKOFF[min(failures, len(BACKOFF)) - 1]
 
 
+async def in_daemon_thread(function: Callable[..., float], *args: object) -> float:
+    """``function(*args)`` on a daemon thread of its own, awaited. Not ``asyncio.to_thread``: the loop's executor
+    is joined at exit, so a request to a CA that hangs would hold the daemon's shutdown for its whole timeout
+    (SIGKILL by systemd at worst). A daemon thread is abandoned at exit; what it writes is replaced in one rename."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[float] = loop.create_future()
+
+    def settle(result: float | None, error: BaseException | None) -> None:
+        if future.done():  # cancelled at shutdown
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or 0.0)
+
+    def run() -> None:
+        result, error = None, None
+        try:
+            result = function(*args)
+        except BaseException as exc:  # handed to the awaiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="relentad-acme", daemon=True).start()
+    return await future
+
+
 def iso(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -146,16 +175,16 @@ class Manager:
         while True:
             config = self.get_config()
             try:
-                request = files.take_request(config.acme_dir) if config.acme.enabled else None
+                request = files.take_requests(config.acme_dir) if config.acme.enabled else None
                 if config.acme.enabled and (request is not None or time.time() >= next_check):
                     domains = self.store.read(hosted_domains)  # on the loop: the store's reader is the loop's
-                    next_check = await asyncio.to_thread(self.check, domains, request)
+                    next_check = await in_daemon_thread(self.check, domains, request)
             except Exception:  # a bug must not end the renewals for the daemon's lifetime
                 log.exception("ACME check failed; trying again in %.0f s", RECHECK)
                 next_check = time.time() + RECHECK
             await asyncio.sleep(POLL)
 
-    def check(self, domains: Sequence[str], request: dict[str, object] | None = None) -> float:
+    def check(self, domains: Sequence[str], request: dict[str, Any] | None = None) -> float:
         """One check (worker thread) for the hosted ``domains``: renew when needed; when to check next."""
         config = self.get_config()
         now = time.time()
@@ -190,11 +219,17 @@ class Manager:
                 rest = [n for n in names if n not in exc.failed_names]
                 if not exc.failed_names or not rest:
                     raise
+                if not force and current and not why_renew(current, rest, config.acme.renew_remaining, now):
+                    raise  # the certificate in service covers the rest: the same one again would only spend the
+                    # CA's limits (Let's Encrypt: 5 per week for the same names) and then block the renewal
                 left_out, partial_error = [n for n in names if n in exc.failed_names], str(exc)
                 log.warning("ACME: %s; ordering again without %s", exc, ", ".join(left_out))
                 new = self.obtain(config, rest)
         except AcmeError as exc:
             error = str(exc)
+            covered = {n for n in names if n not in exc.failed_names}
+            if exc.failed_names and covered and current and covered <= current.names:  # (not ordered again above)
+                state.left_out = [n for n in names if n in exc.failed_names]
         except Exception as exc:  # a bug or a disk problem: logged in full once, the daemon goes on
             log.exception("ACME attempt failed")
             error = f"{type(exc).__name__}: {exc}"
@@ -240,8 +275,8 @@ class Manager:
         metrics.acme_failure()
 
     @staticmethod
-    def _answer(state: files.State, request: dict[str, object], result: str, ok: bool = True) -> None:
-        state.request_id, state.request_result, state.request_ok = str(request["id"]), result, ok
+    def _answer(state: files.State, request: dict[str, Any], result: str, ok: bool = True) -> None:
+        files.answer(state, request["ids"], ok, result)
 
     def obtain(self, config: Config, names: Sequence[str]) -> Current:
         """One ACME order (blocking): the new chain and key written in place; what they cover."""
@@ -267,8 +302,11 @@ class Manager:
         chain = client.issue(names, cert_key, kinds, self.responder.present, self.responder.cleanup)
         try:
             new = read_certificate(chain.encode())
+            leaf_key = x509.load_pem_x509_certificate(chain.encode()).public_key()
         except ValueError:
             raise AcmeError("the CA sent a certificate that does not parse") from None
+        if leaf_key != cert_key.public_key():  # the listeners could not load it: keep what serves now
+            raise AcmeError("the CA's chain does not start with a certificate for the key it was asked to certify")
         missing = [n for n in names if n not in new.names]
         if missing:
             raise AcmeError(f"the CA's certificate does not name {', '.join(missing)}")

@@ -3,8 +3,9 @@
 - ``account.key``: the ACME account key (PEM, mode 0600), made on first use and kept across renewals;
 - ``cert.pem`` / ``key.pem``: the certificate chain and its key as the TLS listeners load them (key mode 0600);
 - ``state.json``: names, expiry, the last attempt and its error, the next renewal, failures in a row (for
-  ``relentad acme status``, ``doctor`` and the back-off), and the last CLI request handled;
-- ``renew-request``: written by ``relentad acme renew``, taken (deleted) by the daemon.
+  ``relentad acme status``, ``doctor`` and the back-off), and the answers to the recent CLI requests;
+- ``renew-request.ID``: one per ``relentad acme renew`` waiting, taken (deleted) by the daemon, which answers
+  them all with one check and keeps the outcome in ``state.json`` under the ID (several CLIs may wait at once).
 
 Invariants: every file is written to a temporary name and renamed into place, so a reader (a listener reloading,
 the CLI) sees the old or the new file, never half of one; a state file that cannot be read is an empty state.
@@ -15,12 +16,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 STATE = "state.json"
-REQUEST = "renew-request"
+REQUEST = "renew-request."
+REQUEST_WAIT = 330.0
+"""Seconds `acme renew` waits for the daemon's answer (past one attempt's poll deadline); an older request, left
+by a CLI that gave up (or by a daemon stopped before it looked), is dropped unanswered."""
+ANSWERS_KEPT = 16
 
 
 @dataclass
@@ -35,9 +41,7 @@ class State:
     failures: int = 0  # attempts failed in a row
     next_attempt: float = 0.0  # after a failure: not before (the back-off)
     left_out: list[str] = field(default_factory=list)  # wanted names the CA refused last time (backing off)
-    request_id: str = ""  # the last `acme renew` request handled
-    request_result: str = ""  # what became of it (one line)
-    request_ok: bool = True
+    answers: dict[str, Any] = field(default_factory=dict)  # `acme renew` request ID → {"ok": bool, "result": str}
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -75,23 +79,37 @@ def save_state(folder: Path, state: State) -> None:
 
 
 def write_request(folder: Path, request_id: str, force: bool) -> None:
-    """Leave a request for the daemon. Readable by all (nothing secret in it): the CLI may run as root and the
-    daemon as its own user, who owns the folder (so it can remove the file)."""
-    write_atomic(folder / REQUEST, json.dumps({"id": request_id, "force": force}).encode(), 0o644)
+    """Leave a request for the daemon (``request_id``: letters and digits). Readable by all (nothing secret in it):
+    the CLI may run as root and the daemon as its own user, who owns the folder (so it can remove the file)."""
+    write_atomic(folder / f"{REQUEST}{request_id}", json.dumps({"force": force}).encode(), 0o644)
 
 
-def take_request(folder: Path) -> dict[str, Any] | None:
-    """The pending `acme renew` request, removed; None when there is none (a malformed one is dropped)."""
-    path = folder / REQUEST
+def take_requests(folder: Path, now: float | None = None) -> dict[str, Any] | None:
+    """The `acme renew` requests waiting, removed, as one: ``{"ids": [...], "force": any forced}``; None when there
+    is none (a malformed or stale one is dropped)."""
+    now = time.time() if now is None else now
+    ids, force = [], False
     try:
-        text = path.read_text(encoding="utf-8")
-        path.unlink()
+        entries = [entry for entry in os.scandir(folder) if entry.name.startswith(REQUEST)]
     except OSError:
         return None
-    try:
-        request = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(request, dict) or not isinstance(request.get("id"), str):
-        return None
-    return {"id": request["id"], "force": bool(request.get("force"))}
+    for entry in entries:
+        request_id = entry.name.removeprefix(REQUEST)
+        try:
+            stale = entry.stat().st_mtime < now - REQUEST_WAIT
+            text = Path(entry.path).read_text(encoding="utf-8")
+            os.unlink(entry.path)
+            request = json.loads(text)
+        except (OSError, ValueError):
+            continue
+        if stale or not request_id.isalnum() or not isinstance(request, dict):
+            continue
+        ids.append(request_id)
+        force = force or bool(request.get("force"))
+    return {"ids": ids, "force": force} if ids else None
+
+
+def answer(state: State, request_ids: list[str], ok: bool, result: str) -> None:
+    """Record the outcome for each waiting CLI (the newest :data:`ANSWERS_KEPT` are kept)."""
+    answers = {**state.answers, **{request_id: {"ok": ok, "result": result} for request_id in request_ids}}
+    state.answers = dict(list(answers.items())[-ANSWERS_KEPT:])

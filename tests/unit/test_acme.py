@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,8 @@ def _client_hello(alpn: list[bytes] | None) -> bytes:
 
 def test_client_hello_alpn_sniffing() -> None:
     assert challenges.offers_acme_alpn(_client_hello([b"acme-tls/1"]))
-    assert challenges.offers_acme_alpn(_client_hello([b"h2", b"acme-tls/1"]))
+    assert not challenges.offers_acme_alpn(_client_hello([b"h2", b"acme-tls/1"]))
+    assert not challenges.offers_acme_alpn(_client_hello([b"acme-tls/1", b"http/1.1"]))
     assert not challenges.offers_acme_alpn(_client_hello([b"h2", b"http/1.1"]))
     assert not challenges.offers_acme_alpn(_client_hello(None))
     hello = _client_hello([b"acme-tls/1"])
@@ -273,9 +275,17 @@ def test_state_round_trip_and_requests(tmp_path: Path) -> None:
     (tmp_path / acme_store.STATE).write_text("{not json")
     assert acme_store.load_state(tmp_path) == acme_store.State()
     acme_store.write_request(tmp_path, "r1", True)
-    assert (tmp_path / acme_store.REQUEST).stat().st_mode & 0o777 == 0o644  # the daemon's user reads root's
-    assert acme_store.take_request(tmp_path) == {"id": "r1", "force": True}
-    assert acme_store.take_request(tmp_path) is None
+    acme_store.write_request(tmp_path, "r2", False)
+    assert (tmp_path / "renew-request.r1").stat().st_mode & 0o777 == 0o644  # the daemon's user reads root's
+    taken = acme_store.take_requests(tmp_path)
+    assert taken is not None and sorted(taken["ids"]) == ["r1", "r2"] and taken["force"]
+    assert acme_store.take_requests(tmp_path) is None
+    acme_store.write_request(tmp_path, "old", True)  # a CLI that gave up long ago: nobody waits for the answer
+    assert acme_store.take_requests(tmp_path, now=time.time() + acme_store.REQUEST_WAIT + 1) is None
+    assert not list(tmp_path.glob("renew-request.*"))
+    for number in range(acme_store.ANSWERS_KEPT + 2):
+        acme_store.answer(state, [f"r{number}"], True, "done")
+    assert len(state.answers) == acme_store.ANSWERS_KEPT and "r0" not in state.answers
 
 
 @pytest.mark.parametrize(
@@ -319,6 +329,24 @@ def test_acme_commands_with_acme_off_are_one_line(tmp_path: Path) -> None:
         ]
 
 
+def test_renew_before_the_daemon_ever_ran_leaves_no_lock_file(tmp_path: Path) -> None:
+    """Run as root before the first start, `acme renew` made the daemon's lock file, owned by root: the daemon,
+    running as its own user, could then not open it and did not start."""
+    from click.testing import CliRunner
+
+    from relentad.cli import main as cli_main
+
+    path = _config_file(tmp_path, {"enabled": True})
+    (tmp_path / "data").mkdir()
+    result = CliRunner().invoke(cli_main, ["--config", str(path), "acme", "renew"])
+    assert result.exit_code == 1
+    assert (
+        result.output.strip()
+        == f"Error: no {tmp_path / 'data' / 'acme'} yet: the daemon has not run with [acme] on; restart it"
+    )
+    assert list((tmp_path / "data").iterdir()) == []
+
+
 def test_status_before_any_attempt_and_doctor(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
@@ -335,6 +363,9 @@ def test_status_before_any_attempt_and_doctor(tmp_path: Path) -> None:
     assert [(f.status, f.message) for f in doctor.check_acme(loaded)] == [("warn", "no certificate obtained yet")]
     acme_store.save_state(loaded.acme_dir, acme_store.State(last_attempt=1.0, failures=2, last_error="boom"))
     assert doctor.check_acme(loaded)[0].message == "2 attempt(s) in a row failed, the last: boom"
+    # obtained once, but the certificate is gone (deleted, a restored data folder): not "ok"
+    acme_store.save_state(loaded.acme_dir, acme_store.State(last_attempt=1.0, last_success=1.0))
+    assert [(f.status, f.message) for f in doctor.check_acme(loaded)] == [("warn", "no certificate obtained yet")]
 
 
 class GarbledCA(ScriptedCA):
@@ -370,3 +401,34 @@ def test_a_malformed_answer_from_the_ca_is_one_line(resource: str, body: bytes) 
     with pytest.raises(AcmeError) as err:
         ca.issue(["a.test", "b.test"], jws.new_key("ec256"), ["http-01"], lambda *a: None, lambda *a: None)
     assert "\n" not in str(err.value) and str(err.value)
+
+
+def test_a_new_name_that_fails_gets_no_duplicate_for_the_names_already_covered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The certificate in service covers a.test; b.test (a domain just added, its DNS not published) fails: no
+    order for a.test alone (the same certificate again, against the CA's duplicate limit), b.test is shown as
+    left out, and the attempt backs off."""
+    from tests.support.pki import TestCA
+
+    path = _config_file(tmp_path, {"enabled": True, "names": ["a.test", "b.test"]})
+    loaded = config.load(path)
+    cert, key = TestCA(tmp_path / "ca").issue("a.test")
+    loaded.acme_dir.mkdir(parents=True)
+    (loaded.acme_dir / "cert.pem").write_bytes(cert.read_bytes())
+    (loaded.acme_dir / "key.pem").write_bytes(key.read_bytes())
+    keeper = manager.Manager(lambda: loaded, None, lambda: None)  # type: ignore[arg-type]  # no store needed
+    ordered: list[list[str]] = []
+
+    def obtain(_config: config.Config, names: list[str]) -> manager.Current:
+        ordered.append(list(names))
+        if "b.test" in names:
+            raise AcmeError("b.test: http-01 failed: connection: refused", ["b.test"])
+        return manager.Current(frozenset(names), time.time(), time.time() + 90 * 86400)
+
+    monkeypatch.setattr(keeper, "obtain", obtain)
+    keeper.check([])
+    assert ordered == [["a.test", "b.test"]]
+    state = acme_store.load_state(loaded.acme_dir)
+    assert (state.failures, state.left_out) == (1, ["b.test"])
+    assert state.last_error == "b.test: http-01 failed: connection: refused"
