@@ -144,7 +144,7 @@ async def check_tlsa(resolver: dns.asyncresolver.Resolver, record: dnsrecords.Re
         return Finding("ok", label, "none published (DANE not used)")
     if not found.secure:
         return Finding("warn", label, "published but not DNSSEC-validated: senders ignore it", "sign the zone")
-    if found.dane is None:
+    if found.dane is None or not found.dane.records:
         return Finding("warn", label, "no usable record (DANE-EE 3 or DANE-TA 2)", f"publish: {record.zone_line()}")
     failure = dane.check(found.dane, chain)
     if failure is None:

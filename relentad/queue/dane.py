@@ -16,8 +16,9 @@ match one of them:
   sent: the top of the chain must then be signed by it (RFC 7671 §5.2.3).
 
 A TLSA lookup that fails (SERVFAIL: the records are bogus, or DNS does not answer) for a secure host means the host
-is not used (§2.2: never downgraded). TLSA records that are all unusable (PKIX-TA/PKIX-EE, unknown parameters)
-leave opportunistic TLS as without DANE. An insecure answer anywhere: no DANE.
+is not used (§2.2: never downgraded). A secure TLSA RRset whose records are all unusable (PKIX-TA/PKIX-EE, unknown
+parameters) still promises TLS: STARTTLS is required, the certificate is not checked (§2.2). An insecure answer
+anywhere: no DANE.
 """
 
 from __future__ import annotations
@@ -93,15 +94,18 @@ def record_for(der: bytes) -> Tlsa:
 
 @dataclass(frozen=True)
 class Dane:
-    """The usable TLSA records of one MX host: DANE applies to it."""
+    """The TLSA records of one MX host: DANE applies to it. ``records`` are the usable ones; with none (all are
+    unusable) TLS is still required but the certificate is not checked (RFC 7672 §2.2)."""
 
     host: str  # the MX host name
     base: str  # the TLSA base domain (the CNAME-expanded host name where the records were found)
     records: tuple[Tlsa, ...]
+    published: tuple[Tlsa, ...] = ()  # every record of the RRset, usable or not
 
     def text(self) -> str:
-        """The records one a line, for TLS reports (RFC 8460 §4.3: the policy-string of a tlsa policy)."""
-        return "\n".join(r.text() for r in self.records)
+        """The records one a line, for TLS reports (RFC 8460 §4.3: the policy-string of a tlsa policy): the usable
+        ones, else all."""
+        return "\n".join(r.text() for r in (self.records or self.published))
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,7 @@ async def lookup(resolver: dns.asyncresolver.Resolver, host: str, canonical: str
             return Lookup(False, _records(answer.records), name=name)  # insecure TLSA records are ignored
         records = _records(answer.records)
         usable = tuple(r for r in records if r.usable)
-        return Lookup(True, records, Dane(host, name, usable) if usable else None, name=name)
+        return Lookup(True, records, Dane(host, name, usable, records), name=name)
     return Lookup(True)
 
 
@@ -232,6 +236,8 @@ def check(dane: Dane, chain: list[bytes], now: datetime.datetime | None = None) 
     """None when ``chain`` (DER, the server's certificate first) satisfies one of ``dane``'s records (RFC 7672
     §3.1); else what failed. The records are tried DANE-EE first: it needs no parsing beyond the hash. The chain
     comes from the server: anything in it that cannot be parsed is a failure, never an exception."""
+    if not dane.records:
+        return None  # all records unusable: TLS was required, not authentication (RFC 7672 §2.2)
     if not chain:
         return Failure("validation-failure", "the server sent no certificate")
     try:

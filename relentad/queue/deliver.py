@@ -21,9 +21,10 @@ queued with a ``451 4.7.5`` saying why. With mode ``testing`` the same checks ru
 counted, then the host gets the message as without a policy. Never applied to the smarthost.
 
 DANE (RFC 7672; the records come from :mod:`relentad.queue.dane`): when the domain's MX answer and a host's address
-answers are DNSSEC-validated and the host publishes usable TLSA records, that host is tried only over STARTTLS and
-only with a certificate chain matching them, checked after an unverified handshake; a host that fails, or whose
-TLSA lookup failed, is skipped (never plain text) and the recipients stay queued with a ``451 4.7.5 DANE: ...``.
+answers are DNSSEC-validated and the host publishes TLSA records, that host is tried only over STARTTLS and, when
+any record is usable, only with a certificate chain matching them, checked after an unverified handshake; a host
+that fails, or whose TLSA lookup failed, is skipped (never plain text) and the recipients stay queued with a
+``451 4.7.5 DANE: ...``.
 Such a host is not held to the MTA-STS policy (RFC 8461 §2: DANE takes precedence). Never applied to the smarthost.
 
 TLS reporting (RFC 8460): given a ``sessions`` list, MX mode notes each host's first try as a :class:`TlsSession`
@@ -465,7 +466,7 @@ async def _host(resolver: dns.asyncresolver.Resolver, host: str, secure_mx: bool
         metrics.dane_lookup("insecure")
     else:
         metrics.dane_lookup(
-            "failed" if tlsa.error else "usable" if tlsa.dane else "unusable" if tlsa.records else "none"
+            "failed" if tlsa.error else "none" if tlsa.dane is None else "usable" if tlsa.dane.records else "unusable"
         )
     return found
 

@@ -85,6 +85,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         + '_smtp._tls.wrong TXT "v=TLSRPTv1; rua=mailto:tls@notls.test"\n'
         + _mx("notls", PLAIN_HOST, spki)
         + _mx("pkix", PLAIN_HOST, f"1 1 1 {ZEROS}")
+        + _mx("pkixtls", TLS_HOST, f"1 1 1 {ZEROS}", f"3 9 1 {ZEROS}")
         + _mx("bad", TLS_HOST)
         + f"_tcp.mx.bad NS ns.test.\n_tcp.mx.bad DS 12345 13 2 {ZEROS}\n"
         + "plain NS ns.test.\n"
@@ -158,20 +159,23 @@ def took(sink: Sink, recipient: str) -> list[bool]:
 
 def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaemon, world: World) -> None:
     a = sender(make_daemon, world)
-    delivered = ["good@good.test", "ta@ta.test", "plain@plain.test", "pkix@pkix.test"]
-    kept = ["wrong@wrong.test", "notls@notls.test", "bad@bad.test", "taname@taname.test"]
+    delivered = ["good@good.test", "ta@ta.test", "plain@plain.test", "pkixtls@pkixtls.test"]
+    kept = ["wrong@wrong.test", "notls@notls.test", "bad@bad.test", "taname@taname.test", "pkix@pkix.test"]
     for recipient in delivered + kept:
         submit(a, [recipient], message(recipient))
-    wait_for("the deliveries", lambda: all(took(world.tls if "p" not in r[0] else world.plain, r) for r in delivered))
+    sink = {r: world.plain if r.startswith("plain@") else world.tls for r in delivered}
+    wait_for("the deliveries", lambda: all(took(sink[r], r) for r in delivered))
     assert took(world.tls, "good@good.test") == [True], "DANE-EE: the key matches, over TLS"
     assert took(world.tls, "ta@ta.test") == [True], "DANE-TA: the CA sent along matches, the name is right"
     assert took(world.plain, "plain@plain.test") == [False], "insecure zone: opportunistic, as without DANE"
-    assert took(world.plain, "pkix@pkix.test") == [False], "only PKIX-EE records: unusable for SMTP"
+    assert took(world.tls, "pkixtls@pkixtls.test") == [True], "only unusable records: TLS, the certificate unchecked"
 
     last = replies(a, len(kept))
     assert last["wrong@wrong.test"].startswith("451 4.7.5 DANE: mx.wrong.test[127.0.0.72]: ")
     assert "matches a TLSA record" in last["wrong@wrong.test"]
     assert last["notls@notls.test"] == "451 4.7.5 DANE: mx.notls.test[127.0.0.73] does not offer STARTTLS"
+    # RFC 7672 §2.2: a secure TLSA RRset of unusable records (PKIX-EE) still promises TLS: no plain text
+    assert last["pkix@pkix.test"] == "451 4.7.5 DANE: mx.pkix.test[127.0.0.73] does not offer STARTTLS"
     assert last["bad@bad.test"].startswith("451 4.7.5 DANE: mx.bad.test: TLSA lookup of _25._tcp.mx.bad.test failed")
     assert "do not include mx.taname.test" in last["taname@taname.test"]
     for recipient in kept:  # never in plain text, never after a failed check
@@ -182,7 +186,8 @@ def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaem
         ("good.test", "tlsa", "success", "mx.good.test"),
         ("ta.test", "tlsa", "success", "mx.ta.test"),
         ("plain.test", "no-policy-found", "starttls-not-supported", "mx.plain.test"),
-        ("pkix.test", "no-policy-found", "starttls-not-supported", "mx.pkix.test"),
+        ("pkix.test", "tlsa", "starttls-not-supported", "mx.pkix.test"),
+        ("pkixtls.test", "tlsa", "success", "mx.pkixtls.test"),
         ("wrong.test", "tlsa", "tlsa-invalid", "mx.wrong.test"),
         ("notls.test", "tlsa", "starttls-not-supported", "mx.notls.test"),
         ("bad.test", "tlsa", "dnssec-invalid", "mx.bad.test"),

@@ -179,3 +179,12 @@ def test_garbage_from_the_server_is_a_failure_not_an_exception() -> None:
 
 def test_peer_chain_without_a_session() -> None:
     assert dane.peer_chain(None) == []
+
+
+def test_only_unusable_records_require_tls_but_no_certificate() -> None:
+    """RFC 7672 §2.2: a secure RRset of unusable records promises TLS; any certificate will do, and the report
+    names the records published."""
+    pkix = Tlsa(1, 1, 1, bytes(32))
+    unusable = Dane("mx.example.org", "mx.example.org", (), (pkix,))
+    assert dane.check(unusable, [der(OTHER_CA)]) is None
+    assert unusable.text() == pkix.text()
