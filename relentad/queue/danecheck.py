@@ -106,7 +106,7 @@ async def _chain(ip: str, host: str, hostname: str, time_limit: float, port: int
 async def _probe(ip: str, found: dane.Host, hostname: str, time_limit: float, port: int) -> Probe:
     applies = found.tlsa.dane
     try:
-        chain = await _chain(ip, found.name, hostname, time_limit, port)
+        chain = await _chain(ip, applies.base if applies else found.name, hostname, time_limit, port)
     except ValueError as exc:
         return Probe(ip, "fail" if applies else "info", str(exc))
     if applies is None:

@@ -411,7 +411,9 @@ async def _via_host(
                     note("starttls-not-supported")
             if want_tls:
                 try:
-                    await client.starttls(server_hostname=name, validate_certs=verify)
+                    # SNI: with DANE the TLSA base domain, the CNAME target where the records were (RFC 7672 §8.1)
+                    sni = dane.base if dane is not None else name
+                    await client.starttls(server_hostname=sni, validate_certs=verify)
                     if dane is not None:
                         _check_dane(client, dane, f"{name}[{ip}]", note)
                     note("success")

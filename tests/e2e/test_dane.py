@@ -54,6 +54,7 @@ class World:
     cert: Path  # a.test's own certificate and key, whose 3 1 1 record mx.a.test publishes
     key: Path
     own: str
+    sni: list[str]  # the server names the TLS MX was asked for (SNI)
 
 
 def _mx(label: str, host: str, *tlsa: str) -> str:
@@ -65,7 +66,7 @@ def _mx(label: str, host: str, *tlsa: str) -> str:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     workdir = tmp_path_factory.mktemp("dane")
     ca = TestCA(workdir / "ca")
-    cert_path, key_path = ca.issue("mx.good.test", "mx.ta.test", "mx.wrong.test", "mx.bad.test")
+    cert_path, key_path = ca.issue("mx.good.test", "mx.ta.test", "mx.wrong.test", "mx.bad.test", "real.alias.test")
     chain = workdir / "chain.pem"
     chain.write_bytes(cert_path.read_bytes() + ca.pem.read_bytes())  # the CA goes along: DANE-TA needs it
     leaf = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(serialization.Encoding.DER)
@@ -89,6 +90,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         + _mx("bad", TLS_HOST)
         + f"_tcp.mx.bad NS ns.test.\n_tcp.mx.bad DS 12345 13 2 {ZEROS}\n"
         + "plain NS ns.test.\n"
+        # an MX host that is an alias: the TLSA records at its target come first (the wrong one at the alias is not
+        # looked at) and the target is the TLSA base domain, sent as SNI (RFC 7672 §2.2.3, §8.1)
+        + f"alias MX 10 mx.alias.test.\nmx.alias CNAME real.alias.test.\nreal.alias A {TLS_HOST}\n"
+        + f"_25._tcp.real.alias TLSA 2 0 1 {ca_hash}\n_25._tcp.mx.alias TLSA 3 1 1 {ZEROS}\n"
     )
     zones = [
         Zone("test", top),
@@ -98,6 +103,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     dns_server = SignedDns(workdir / "dns", zones, top="test", host=RESOLVER_HOST, auth_host=AUTH_HOST)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(chain, key_path)
+    sni: list[str] = []
+    context.sni_callback = lambda _sock, name, _context: sni.append(name or "")
     tls, plain = Sink(), Sink()
     controllers = [
         Controller(tls, hostname=TLS_HOST, port=25, tls_context=context),
@@ -107,7 +114,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         dns_server.start()
         for controller in controllers:
             controller.start()
-        yield World(dns_server, tls, plain, spki, own_cert, own_key, own)
+        yield World(dns_server, tls, plain, spki, own_cert, own_key, own, sni)
     finally:
         for controller in controllers:
             if controller._thread is not None:  # started
@@ -159,7 +166,7 @@ def took(sink: Sink, recipient: str) -> list[bool]:
 
 def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaemon, world: World) -> None:
     a = sender(make_daemon, world)
-    delivered = ["good@good.test", "ta@ta.test", "plain@plain.test", "pkixtls@pkixtls.test"]
+    delivered = ["good@good.test", "ta@ta.test", "plain@plain.test", "pkixtls@pkixtls.test", "alias@alias.test"]
     kept = ["wrong@wrong.test", "notls@notls.test", "bad@bad.test", "taname@taname.test", "pkix@pkix.test"]
     for recipient in delivered + kept:
         submit(a, [recipient], message(recipient))
@@ -169,6 +176,8 @@ def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaem
     assert took(world.tls, "ta@ta.test") == [True], "DANE-TA: the CA sent along matches, the name is right"
     assert took(world.plain, "plain@plain.test") == [False], "insecure zone: opportunistic, as without DANE"
     assert took(world.tls, "pkixtls@pkixtls.test") == [True], "only unusable records: TLS, the certificate unchecked"
+    assert took(world.tls, "alias@alias.test") == [True], "the records at the alias's target"
+    assert "real.alias.test" in world.sni and "mx.alias.test" not in world.sni, world.sni
 
     last = replies(a, len(kept))
     assert last["wrong@wrong.test"].startswith("451 4.7.5 DANE: mx.wrong.test[127.0.0.72]: ")
@@ -188,6 +197,7 @@ def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaem
         ("plain.test", "no-policy-found", "starttls-not-supported", "mx.plain.test"),
         ("pkix.test", "tlsa", "starttls-not-supported", "mx.pkix.test"),
         ("pkixtls.test", "tlsa", "success", "mx.pkixtls.test"),
+        ("alias.test", "tlsa", "success", "mx.alias.test"),
         ("wrong.test", "tlsa", "tlsa-invalid", "mx.wrong.test"),
         ("notls.test", "tlsa", "starttls-not-supported", "mx.notls.test"),
         ("bad.test", "tlsa", "dnssec-invalid", "mx.bad.test"),
