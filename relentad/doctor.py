@@ -157,6 +157,31 @@ async def check_tlsa(resolver: dns.asyncresolver.Resolver, record: dnsrecords.Re
     )
 
 
+def check_resolver(config: Config, nameservers: Sequence[object]) -> list[Finding]:
+    """With DANE on (MX delivery): the resolvers whose AD bit it trusts are on this machine. The bit travels
+    unprotected: from a resolver across a network anyone on the path can set it (RFC 6698 §4.1, RFC 7672 §2.1)."""
+    smarthost = parse_address(config.queue.smarthost)
+    if not config.queue.dane or (smarthost is not None and smarthost[0] is not None):
+        return []
+    addresses = [str(getattr(ns, "address", ns)) for ns in nameservers]
+    remote = [a for a in addresses if not _loopback(a)]
+    if not remote:
+        return [Finding("ok", "dns resolver", f"DANE trusts the DNSSEC validation of {', '.join(addresses)} (local)")]
+    message = (
+        f"DANE trusts the AD bit of {', '.join(remote)}, which is not on this machine: it can be forged on the way"
+    )
+    return [
+        Finding("warn", "dns resolver", message, 'run a validating resolver here: [dns] nameservers = ["127.0.0.1:53"]')
+    ]
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 async def check_host(resolver: dns.asyncresolver.Resolver, hostname: str) -> list[Finding]:
     """The host name has an address, and each address's PTR names the host (forward-confirmed reverse DNS)."""
     findings: list[Finding] = []
@@ -498,6 +523,7 @@ async def run(
                 continue
             findings.append(await check_record(resolver, record))
     findings += await check_host(resolver, config.server.hostname.rstrip("."))
+    findings += check_resolver(config, resolver.nameservers)
     findings += check_acme(config)
     findings += check_certificate(config)
     findings += check_web_names(config, domains)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -150,3 +151,16 @@ def test_doctor_warns_when_the_certificate_misses_the_web_names(tmp_path: Path) 
     records = dnsrecords.records(config, "example.com")
     assert "relentad's [listen] https serves" in by_name(records, "mta-sts.example.com", "CNAME").purpose
     assert "served by relentad as https://mta-sts.example.com/" in dnsrecords.render(config, "example.com")
+
+
+def test_doctor_warns_when_dane_trusts_a_resolver_across_the_network(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    [local] = doctor.check_resolver(config, ["127.0.0.1", "::1"])
+    assert local.status == "ok" and "127.0.0.1, ::1" in local.message
+    [remote] = doctor.check_resolver(config, ["127.0.0.53", "192.0.2.53"])
+    assert remote.status == "warn" and "192.0.2.53, which is not on this machine" in remote.message
+    assert "127.0.0.53" not in remote.message and "127.0.0.1:53" in remote.fix
+    off = dataclasses.replace(config, queue=dataclasses.replace(config.queue, dane=False))
+    assert doctor.check_resolver(off, ["192.0.2.53"]) == []
+    relayed = dataclasses.replace(config, queue=dataclasses.replace(config.queue, smarthost="relay.example:587"))
+    assert doctor.check_resolver(relayed, ["192.0.2.53"]) == [], "no DANE through a smarthost"
