@@ -12,8 +12,8 @@ match one of them:
   do not matter (§3.1.1);
 - DANE-TA(2): a certificate of the chain the server sent matches; the chain below it is verified (each signed by
   the next, issuers are CAs, in date) and the server certificate names the MX host or the TLSA base domain (§3.2.2,
-  subjectAltName DNS names, the CN only without any). A trust anchor published as a bare key (2 1 0) need not be
-  sent: the top of the chain must then be signed by it (RFC 7671 §5.2.3).
+  subjectAltName DNS names, the CN only without any). A trust anchor published in full (2 1 0, 2 0 0) need not
+  be sent: the top of the chain must then be signed by it (RFC 7671 §5.2.3).
 
 A TLSA lookup that fails (SERVFAIL: the records are bogus, or DNS does not answer) for a secure host means the host
 is not used (§2.2: never downgraded). A secure TLSA RRset whose records are all unusable (PKIX-TA/PKIX-EE, unknown
@@ -232,6 +232,19 @@ def _signed_by_key(cert: x509.Certificate, spki: bytes) -> bool:
     return True
 
 
+def _full_keys(anchors: list[Tlsa]) -> list[bytes]:
+    """The public keys (DER SubjectPublicKeyInfo) that DANE-TA records give in full: a bare key (2 1 0) as it is,
+    a whole certificate (2 0 0) parsed; one that cannot be parsed gives none."""
+    keys = [r.data for r in anchors if r.selector == 1 and r.mtype == 0]
+    for record in anchors:
+        if record.selector == 0 and record.mtype == 0:
+            try:
+                keys.append(association(record.data, 1, 0))
+            except (ValueError, TypeError, UnsupportedAlgorithm):
+                continue
+    return keys
+
+
 def check(dane: Dane, chain: list[bytes], now: datetime.datetime | None = None) -> Failure | None:
     """None when ``chain`` (DER, the server's certificate first) satisfies one of ``dane``'s records (RFC 7672
     §3.1); else what failed. The records are tried DANE-EE first: it needs no parsing beyond the hash. The chain
@@ -267,9 +280,8 @@ def _check(dane: Dane, chain: list[bytes], now: datetime.datetime) -> Failure | 
         path.append(issuer)
         current = issuer
     below = path[:-1]  # the trust anchor itself is a key and a name (RFC 5280 §6.1.1): its dates do not count
-    if not trusted:  # a bare key (2 1 0) whose certificate the server need not send (RFC 7671 §5.2.3)
-        keys = [r.data for r in anchors if r.selector == 1 and r.mtype == 0]
-        if not any(_signed_by_key(current, key) for key in keys):
+    if not trusted:  # a key (2 1 0) or certificate (2 0 0) in full, which the server need not send (RFC 7671 §5.2.3)
+        if not any(_signed_by_key(current, key) for key in _full_keys(anchors)):
             return Failure("tlsa-invalid", "no certificate of the chain matches a TLSA record")
         below = path
     for cert in below:
