@@ -98,6 +98,7 @@ class TlsSession:
     sending_ip: str = ""
     detail: str = ""
     tlsa: str = ""
+    tlsa_base: str = ""  # the TLSA base domain: a tlsa policy's policy-domain (RFC 8460 §1.1)
 
 
 # OpenSSL's verify codes (X509_V_ERR_*) by RFC 8460 §4.3.2 result type; any other is validation-failure
@@ -506,11 +507,11 @@ async def attempt(
         found = sessions
         if found is None:
             return None
-        tlsa = dane.text() if dane is not None else ""
+        tlsa, base = (dane.text(), dane.base) if dane is not None else ("", "")
 
         def note(result: str, detail: str, sending_ip: str) -> None:
             policy = None if dane is not None else reported
-            found.append(TlsSession(result, policy, name, ip, sending_ip, detail, tlsa))
+            found.append(TlsSession(result, policy, name, ip, sending_ip, detail, tlsa, base))
 
         return note
 
@@ -544,7 +545,10 @@ async def attempt(
             if found.tlsa.error:  # §2.2: a secure host whose TLSA records cannot be had is not used, nor downgraded
                 last_error, last_remote = _dane_failure(domain, "dnssec", f"{host}: {found.tlsa.error}"), ""
                 if sessions is not None:
-                    sessions.append(TlsSession("dnssec-invalid", None, host, detail=found.tlsa.error[:200]))
+                    base = found.tlsa.name or host
+                    sessions.append(
+                        TlsSession("dnssec-invalid", None, host, detail=found.tlsa.error[:200], tlsa_base=base)
+                    )
                 continue
             targets += [(ip, SMTP_PORT, host, found.tlsa.dane) for ip in found.addresses]
     for ip, port, name, dane in targets:

@@ -205,6 +205,8 @@ def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaem
     } == rows
     [(policy,)] = a.query("SELECT DISTINCT policy FROM tlsrpt_results WHERE domain = 'good.test'")
     assert policy == world.spki, "the policy-string is the records DANE used (the unusable one left out)"
+    [(base,)] = a.query("SELECT DISTINCT mx FROM tlsrpt_results WHERE domain = 'alias.test'")
+    assert base == "real.alias.test", "the policy domain of a tlsa policy is the TLSA base domain"
     _, text = http_get(int(a.settings["listen"]["metrics"].rpartition(":")[2]), "/metrics")
     for reason in ("tlsa", "no_starttls", "dnssec", "name"):
         assert sample(text, "relentad_dane_failures_total", f'reason="{reason}"') >= 1
@@ -222,8 +224,7 @@ def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaem
     assert policy["policy"] == {
         "policy-type": "tlsa",
         "policy-string": [f"2 0 1 {ZEROS}", f"3 1 1 {ZEROS}"],  # sorted: the same RRset is one policy
-        "policy-domain": "wrong.test",
-        "mx-host": ["mx.wrong.test"],
+        "policy-domain": "mx.wrong.test",  # the TLSA base domain (RFC 8460 §1.1); mx-host is for sts only
     }
     assert policy["summary"]["total-successful-session-count"] == 0
     assert {d["result-type"] for d in policy["failure-details"]} == {"tlsa-invalid"}
