@@ -359,11 +359,11 @@ async def _via_host(
     """Connect to one address and run the transaction; raises _HostFailed when the host never took part.
 
     ``verified`` verifies the certificate (chain and the host name) with that context; ``policy`` (MX mode with
-    ``verified``) makes STARTTLS required and a failed verification a _PolicyFailed, but with mode testing a
-    host without STARTTLS still gets the message in plain text (reported). ``dane`` (MX mode, without
-    ``verified``) makes STARTTLS required and the certificate checked against its TLSA records after the
-    handshake (:func:`.dane.check`), else a _DaneFailed. ``session(result, detail, sending_ip)`` hears how TLS
-    went, once the connection stands (TLS reporting)."""
+    ``verified``) makes STARTTLS required and a failed verification a _PolicyFailed, but with mode testing a host
+    without STARTTLS still gets the message in plain text (reported), unless ``dane`` is given. ``dane`` (MX mode,
+    without ``verified``, or with ``policy`` when none of its records is usable) makes STARTTLS required and the
+    certificate checked against its TLSA records after the handshake (:func:`.dane.check`), else a _DaneFailed.
+    ``session(result, detail, sending_ip)`` hears how TLS went, once the connection stands (TLS reporting)."""
     use_tls = smarthost is not None and smarthost.tls == "tls"
     verify = verified is not None and (smarthost is None or smarthost.verify)
     client = aiosmtplib.SMTP(
@@ -413,7 +413,7 @@ async def _via_host(
             if want_tls:
                 try:
                     # SNI: with DANE the TLSA base domain, the CNAME target where the records were (RFC 7672 §8.1)
-                    sni = dane.base if dane is not None else name
+                    sni = dane.base if dane is not None and not verify else name
                     await client.starttls(server_hostname=sni, validate_certs=verify)
                     if dane is not None:
                         _check_dane(client, dane, f"{name}[{ip}]", note)
@@ -555,17 +555,19 @@ async def attempt(
         todo = pending()
         if not todo:
             break
-        # DANE takes precedence over MTA-STS for a host with usable TLSA records (RFC 8461 §2)
-        host_policy = policy if dane is None and policy is not None and policy.allows(name) else None
+        # DANE takes precedence over MTA-STS for a host with usable TLSA records (RFC 8461 §2); TLSA records that
+        # are all unusable leave the policy in force and make TLS required, whatever the policy's mode (RFC 7672 §2.2)
+        authenticated = dane is not None and bool(dane.records)
+        host_policy = policy if not authenticated and policy is not None and policy.allows(name) else None
         # (opportunistic TLS, policy): a host failing a testing policy is tried again as if there were none
         tries: list[tuple[bool, mtasts.Policy | None]] = [(True, host_policy)] if host_policy is not None else []
-        if dane is not None:
+        if authenticated:
             tries = [(True, None)]  # TLS with a matching certificate, or not at all
         elif host_policy is None or host_policy.mode == "testing":
-            tries += [(True, None), (False, None)]
+            tries += [(True, None)] if dane is not None else [(True, None), (False, None)]  # never plain text
         first = policy is None or policy.allows(name)  # a testing policy's outside host: already noted
         for opportunistic_tls, applied in tries:
-            session, first = (recorder(name, ip, dane) if first else None), False
+            session, first = (recorder(name, ip, dane if host_policy is None else None) if first else None), False
             try:
                 await _via_host(
                     ip,
