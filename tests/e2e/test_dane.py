@@ -265,6 +265,12 @@ async def test_dane_check_domain_dns_and_doctor(make_daemon: MakeDaemon, world: 
     assert not plain.failed and "does not offer STARTTLS" in plain.hosts[0].probes[0].detail
     missing = await check("nowhere.test")
     assert missing.failed and danecheck.render(missing).startswith("nowhere.test: DNS: ")
+    pkix = await check("pkixtls.test")
+    assert (
+        not pkix.failed
+        and "  no usable TLSA record: STARTTLS required, the certificate not checked" in danecheck.render(pkix)
+    )
+    assert (await check("pkix.test")).failed, "unusable records still require STARTTLS, which that host lacks"
     ta = await check("taname.test")
     assert ta.failed and ta.hosts[0].probes[0].detail.startswith("certificate-host-mismatch: ")
 
