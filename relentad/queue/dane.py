@@ -4,7 +4,8 @@ certificate, and whether the one presented matches.
 Trust comes from the configured resolver's AD bit (``[dns] nameservers`` must be a local DNSSEC-validating
 resolver, as Postfix's ``smtp_dns_support_level = dnssec`` assumes). For a recipient domain whose MX answer is
 secure, and an MX host whose address answer is secure, the ``_25._tcp.HOST`` TLSA records are looked up (at the
-CNAME-expanded name first, then at the host name, §2.2.3). Usable records (§3.1.3: DANE-TA(2) and DANE-EE(3), a
+CNAME-expanded name first, then at the host name, §2.2.3; only at the host name when just the first CNAME of the
+chain is secure, §2.2.2). Usable records (§3.1.3: DANE-TA(2) and DANE-EE(3), a
 known selector and matching type, a digest of the right length) make TLS mandatory and the certificate must
 match one of them:
 
@@ -156,14 +157,21 @@ class Host:
 
 async def resolve_host(resolver: dns.asyncresolver.Resolver, host: str, secure_mx: bool) -> Host:
     """The addresses of MX ``host`` and, when the MX answer (``secure_mx``) and its address answers are
-    DNSSEC-validated, its TLSA records (RFC 7672 §2.2). Raises DnsTemporaryError when the addresses cannot be had."""
+    DNSSEC-validated, its TLSA records (RFC 7672 §2.2); when only the first link of a CNAME chain is, those at the
+    host name itself. Raises DnsTemporaryError when the addresses cannot be had."""
     a = await relentad_dns.lookup_secure(resolver, host, "A")
     aaaa = await relentad_dns.lookup_secure(resolver, host, "AAAA")
     found = [r.to_text() for r in a.records + aaaa.records]
-    # every answer that has addresses validated (§2.2.2); without an address there is nothing to connect to
-    if not (secure_mx and found and all(x.secure for x in (a, aaaa) if x.records)):
+    answers = [x for x in (a, aaaa) if x.records]
+    if not (secure_mx and answers):  # without an address there is nothing to connect to
         return Host(host, found, Lookup(False))
-    return Host(host, found, await lookup(resolver, host, a.canonical or aaaa.canonical))
+    if all(x.secure for x in answers):  # validated end to end, through any CNAMEs (§2.2.2)
+        return Host(host, found, await lookup(resolver, host, answers[0].canonical))
+    canonical = answers[0].canonical
+    if canonical and canonical != host and (await relentad_dns.lookup_secure(resolver, host, "CNAME")).secure:
+        # an alias in a signed zone pointing into an unsigned one: the TLSA records at the MX host name (§2.2.2)
+        return Host(host, found, await lookup(resolver, host))
+    return Host(host, found, Lookup(False))
 
 
 @dataclass(frozen=True)

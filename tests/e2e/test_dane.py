@@ -94,6 +94,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         # looked at) and the target is the TLSA base domain, sent as SNI (RFC 7672 §2.2.3, §8.1)
         + f"alias MX 10 mx.alias.test.\nmx.alias CNAME real.alias.test.\nreal.alias A {TLS_HOST}\n"
         + f"_25._tcp.real.alias TLSA 2 0 1 {ca_hash}\n_25._tcp.mx.alias TLSA 3 1 1 {ZEROS}\n"
+        # an alias in the signed zone for a host in the unsigned one: the records at the alias apply (§2.2.2)
+        + f"partial MX 10 mx.partial.test.\nmx.partial CNAME mx.plain.test.\n_25._tcp.mx.partial TLSA {spki}\n"
     )
     zones = [
         Zone("test", top),
@@ -168,6 +170,7 @@ def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaem
     a = sender(make_daemon, world)
     delivered = ["good@good.test", "ta@ta.test", "plain@plain.test", "pkixtls@pkixtls.test", "alias@alias.test"]
     kept = ["wrong@wrong.test", "notls@notls.test", "bad@bad.test", "taname@taname.test", "pkix@pkix.test"]
+    kept.append("partial@partial.test")
     for recipient in delivered + kept:
         submit(a, [recipient], message(recipient))
     sink = {r: world.plain if r.startswith("plain@") else world.tls for r in delivered}
@@ -185,6 +188,7 @@ def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaem
     assert last["notls@notls.test"] == "451 4.7.5 DANE: mx.notls.test[127.0.0.73] does not offer STARTTLS"
     # RFC 7672 §2.2: a secure TLSA RRset of unusable records (PKIX-EE) still promises TLS: no plain text
     assert last["pkix@pkix.test"] == "451 4.7.5 DANE: mx.pkix.test[127.0.0.73] does not offer STARTTLS"
+    assert last["partial@partial.test"] == "451 4.7.5 DANE: mx.partial.test[127.0.0.73] does not offer STARTTLS"
     assert last["bad@bad.test"].startswith("451 4.7.5 DANE: mx.bad.test: TLSA lookup of _25._tcp.mx.bad.test failed")
     assert "do not include mx.taname.test" in last["taname@taname.test"]
     for recipient in kept:  # never in plain text, never after a failed check
@@ -198,6 +202,7 @@ def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaem
         ("pkix.test", "tlsa", "starttls-not-supported", "mx.pkix.test"),
         ("pkixtls.test", "tlsa", "success", "mx.pkixtls.test"),
         ("alias.test", "tlsa", "success", "mx.alias.test"),
+        ("partial.test", "tlsa", "starttls-not-supported", "mx.partial.test"),
         ("wrong.test", "tlsa", "tlsa-invalid", "mx.wrong.test"),
         ("notls.test", "tlsa", "starttls-not-supported", "mx.notls.test"),
         ("bad.test", "tlsa", "dnssec-invalid", "mx.bad.test"),
