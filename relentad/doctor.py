@@ -133,8 +133,11 @@ async def check_record(resolver: dns.asyncresolver.Resolver, record: dnsrecords.
     return Finding(bad, label, what, f"publish: {zone_line}")
 
 
-async def check_tlsa(resolver: dns.asyncresolver.Resolver, record: dnsrecords.Record, chain: list[bytes]) -> Finding:
-    """Our host's published TLSA records against our certificate chain, as a sending server would check them."""
+async def check_tlsa(
+    resolver: dns.asyncresolver.Resolver, record: dnsrecords.Record, chain: list[bytes], acme: bool = False
+) -> Finding:
+    """Our host's published TLSA records against our certificate chain, as a sending server would check them; with
+    ``acme`` (a new key at every renewal) a match by DANE-EE records alone is a warning: it ends at the renewal."""
     label = f"dns TLSA {record.name}"
     host = record.name.split(".", 2)[2]
     found = await dane.lookup(resolver, host)
@@ -148,6 +151,14 @@ async def check_tlsa(resolver: dns.asyncresolver.Resolver, record: dnsrecords.Re
         return Finding("warn", label, "no usable record (DANE-EE 3 or DANE-TA 2)", f"publish: {record.zone_line()}")
     failure = dane.check(found.dane, chain)
     if failure is None:
+        anchors = dataclasses.replace(
+            found.dane, records=tuple(r for r in found.dane.records if r.usage == dane.DANE_TA)
+        )
+        if acme and (not anchors.records or dane.check(anchors, chain) is not None):
+            message = (
+                "matches our key only (DANE-EE): [acme] makes a new key at the next renewal, which it will not match"
+            )
+            return Finding("warn", label, message, f"publish: {record.zone_line()}")
         return Finding("ok", label, "matches our certificate")
     return Finding(
         "fail",
@@ -519,7 +530,8 @@ async def run(
             if record.rtype == "TLSA":
                 if record.name not in checked_tlsa:  # the same host's record under every domain
                     checked_tlsa.add(record.name)
-                    findings.append(await check_tlsa(resolver, record, dnsrecords.certificate_chain(config)))
+                    chain = dnsrecords.certificate_chain(config)
+                    findings.append(await check_tlsa(resolver, record, chain, config.acme.enabled))
                 continue
             findings.append(await check_record(resolver, record))
     findings += await check_host(resolver, config.server.hostname.rstrip("."))

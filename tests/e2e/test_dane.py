@@ -26,6 +26,8 @@ from aiosmtpd.controller import Controller
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from relentad import dnsrecords
+from relentad import doctor as doctor_mod
 from relentad.dns import make_resolver
 from relentad.queue import dane, danecheck
 from relentad.tls import make_self_signed
@@ -276,6 +278,12 @@ async def test_dane_check_domain_dns_and_doctor(make_daemon: MakeDaemon, world: 
         and "  no usable TLSA record: STARTTLS required, the certificate not checked" in danecheck.render(pkix)
     )
     assert (await check("pkix.test")).failed, "unusable records still require STARTTLS, which that host lacks"
+    # with [acme] a new key comes at every renewal: a record of today's key (3 1 1) matches, but not for long
+    placeholder = dnsrecords.Record("_25._tcp.mx.a.test", "TLSA", None, "", required=False, hint="2 1 1 <...>")
+    own_chain = [ssl.PEM_cert_to_DER_cert(world.cert.read_text())]
+    assert (await doctor_mod.check_tlsa(resolver, placeholder, own_chain)).status == "ok"
+    acme = await doctor_mod.check_tlsa(resolver, placeholder, own_chain, acme=True)
+    assert acme.status == "warn" and "new key at the next renewal" in acme.message, acme
     ta = await check("taname.test")
     assert ta.failed and ta.hosts[0].probes[0].detail.startswith("certificate-host-mismatch: ")
 

@@ -164,3 +164,20 @@ def test_doctor_warns_when_dane_trusts_a_resolver_across_the_network(tmp_path: P
     assert doctor.check_resolver(off, ["192.0.2.53"]) == []
     relayed = dataclasses.replace(config, queue=dataclasses.replace(config.queue, smarthost="relay.example:587"))
     assert doctor.check_resolver(relayed, ["192.0.2.53"]) == [], "no DANE through a smarthost"
+
+
+def test_tlsa_record_with_acme_names_the_ca_not_our_key(tmp_path: Path) -> None:
+    """[acme] makes a new key at every renewal: its certificate (not [tls] cert, empty) is the one checked, and the
+    record printed is a placeholder for the CA's intermediates, never a 3 1 1 of today's key."""
+    config = config_mod.from_dict(
+        {"server": {"hostname": "mx.example.com", "data_dir": str(tmp_path / "data")}, "acme": {"enabled": True}},
+        tmp_path / "relentad.toml",
+    )
+    assert dnsrecords.tlsa_record(config) is None, "no certificate yet"
+    cert, key = config.cert_files()
+    cert.parent.mkdir(parents=True)
+    make_self_signed(cert, key, ["mx.example.com"])
+    assert len(dnsrecords.certificate_chain(config)) == 1
+    record = dnsrecords.tlsa_record(config)
+    assert record is not None and record.value is None
+    assert record.zone_line().startswith("; _25._tcp.mx.example.com. IN TLSA <2 1 1 ")
