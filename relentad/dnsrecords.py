@@ -185,11 +185,12 @@ def records(config: Config, domain: str) -> list[Record]:
 
 
 def certificate_chain(config: Config) -> list[bytes]:
-    """The ``[tls] cert`` file's certificates (DER, ours first); [] without TLS or when it cannot be read."""
+    """The certificates the listeners load, ``[tls] cert`` or ACME's (DER, ours first); [] without TLS or when the
+    file cannot be read (ACME's before its first certificate)."""
     if not config.tls_enabled:
         return []
     try:
-        pem = config.resolve(config.tls.cert).read_bytes()
+        pem = config.cert_files()[0].read_bytes()
         return [c.public_bytes(serialization.Encoding.DER) for c in x509.load_pem_x509_certificates(pem)]
     except (OSError, ValueError):
         return []
@@ -197,11 +198,22 @@ def certificate_chain(config: Config) -> list[bytes]:
 
 def tlsa_record(config: Config) -> Record | None:
     """The DANE record (RFC 7672) for our host: ``3 1 1``, the SHA-256 of the certificate's public key, which
-    survives renewals with the same key (certbot's default reuses none: see the README on key rollover)."""
+    survives renewals with the same key (certbot's default reuses none: see the README on key rollover). With
+    ``[acme]``, whose every renewal makes a new key, a placeholder for ``2 1 1`` records of the CA's intermediates."""
     chain = certificate_chain(config)
     if not chain:
         return None
     host = config.server.hostname.rstrip(".").lower()
+    if config.acme.enabled:  # a new key at every renewal: a record of this one would lock senders out in 60 days
+        return Record(
+            f"_25._tcp.{host}",
+            "TLSA",
+            None,
+            "DANE: senders that validate DNSSEC accept only a chain these records name (only in a DNSSEC-signed "
+            "zone); [acme] makes a new key at every renewal, so name the CA's intermediates, not our key",
+            required=False,
+            hint="2 1 1 <SHA-256 of the public key of each intermediate your CA issues from>",
+        )
     return Record(
         f"_25._tcp.{host}",
         "TLSA",

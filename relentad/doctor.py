@@ -133,8 +133,11 @@ async def check_record(resolver: dns.asyncresolver.Resolver, record: dnsrecords.
     return Finding(bad, label, what, f"publish: {zone_line}")
 
 
-async def check_tlsa(resolver: dns.asyncresolver.Resolver, record: dnsrecords.Record, chain: list[bytes]) -> Finding:
-    """Our host's published TLSA records against our certificate chain, as a sending server would check them."""
+async def check_tlsa(
+    resolver: dns.asyncresolver.Resolver, record: dnsrecords.Record, chain: list[bytes], acme: bool = False
+) -> Finding:
+    """Our host's published TLSA records against our certificate chain, as a sending server would check them; with
+    ``acme`` (a new key at every renewal) a match by DANE-EE records alone is a warning: it ends at the renewal."""
     label = f"dns TLSA {record.name}"
     host = record.name.split(".", 2)[2]
     found = await dane.lookup(resolver, host)
@@ -144,10 +147,18 @@ async def check_tlsa(resolver: dns.asyncresolver.Resolver, record: dnsrecords.Re
         return Finding("ok", label, "none published (DANE not used)")
     if not found.secure:
         return Finding("warn", label, "published but not DNSSEC-validated: senders ignore it", "sign the zone")
-    if found.dane is None:
+    if found.dane is None or not found.dane.records:
         return Finding("warn", label, "no usable record (DANE-EE 3 or DANE-TA 2)", f"publish: {record.zone_line()}")
     failure = dane.check(found.dane, chain)
     if failure is None:
+        anchors = dataclasses.replace(
+            found.dane, records=tuple(r for r in found.dane.records if r.usage == dane.DANE_TA)
+        )
+        if acme and (not anchors.records or dane.check(anchors, chain) is not None):
+            message = (
+                "matches our key only (DANE-EE): [acme] makes a new key at the next renewal, which it will not match"
+            )
+            return Finding("warn", label, message, f"publish: {record.zone_line()}")
         return Finding("ok", label, "matches our certificate")
     return Finding(
         "fail",
@@ -155,6 +166,31 @@ async def check_tlsa(resolver: dns.asyncresolver.Resolver, record: dnsrecords.Re
         f"the published records do not match our certificate ({failure.detail}): senders using DANE will not deliver",
         f"publish: {record.zone_line()} (and keep the old record until the new one is seen everywhere)",
     )
+
+
+def check_resolver(config: Config, nameservers: Sequence[object]) -> list[Finding]:
+    """With DANE on (MX delivery): the resolvers whose AD bit it trusts are on this machine. The bit travels
+    unprotected: from a resolver across a network anyone on the path can set it (RFC 6698 §4.1, RFC 7672 §2.1)."""
+    smarthost = parse_address(config.queue.smarthost)
+    if not config.queue.dane or (smarthost is not None and smarthost[0] is not None):
+        return []
+    addresses = [str(getattr(ns, "address", ns)) for ns in nameservers]
+    remote = [a for a in addresses if not _loopback(a)]
+    if not remote:
+        return [Finding("ok", "dns resolver", f"DANE trusts the DNSSEC validation of {', '.join(addresses)} (local)")]
+    message = (
+        f"DANE trusts the AD bit of {', '.join(remote)}, which is not on this machine: it can be forged on the way"
+    )
+    return [
+        Finding("warn", "dns resolver", message, 'run a validating resolver here: [dns] nameservers = ["127.0.0.1:53"]')
+    ]
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 async def check_host(resolver: dns.asyncresolver.Resolver, hostname: str) -> list[Finding]:
@@ -522,10 +558,12 @@ async def run(
             if record.rtype == "TLSA":
                 if record.name not in checked_tlsa:  # the same host's record under every domain
                     checked_tlsa.add(record.name)
-                    findings.append(await check_tlsa(resolver, record, dnsrecords.certificate_chain(config)))
+                    chain = dnsrecords.certificate_chain(config)
+                    findings.append(await check_tlsa(resolver, record, chain, config.acme.enabled))
                 continue
             findings.append(await check_record(resolver, record))
     findings += await check_host(resolver, config.server.hostname.rstrip("."))
+    findings += check_resolver(config, resolver.nameservers)
     findings += check_acme(config)
     findings += await check_forwarding_spf(resolver, config.server.hostname.rstrip("."), forwarding)
     findings += check_certificate(config)

@@ -109,9 +109,9 @@ MTA_STS_FAILURES = Counter(
 )
 DANE_LOOKUPS = Counter(
     "relentad_dane_lookups",
-    "DANE (RFC 7672) per MX host tried, by result (usable: TLSA records apply; unusable: only unusable records; "
-    "none: no TLSA record; insecure: no DNSSEC-validated MX and address answers, or DANE off; failed: the TLSA "
-    "lookup failed and the host is skipped).",
+    "DANE (RFC 7672) per MX host tried, by result (usable: TLSA records apply; unusable: only unusable records, "
+    "TLS required; none: no TLSA record; insecure: no DNSSEC-validated MX and address answers, or DANE off; "
+    "failed: the TLSA lookup failed and the host is skipped).",
     ["result"],
     registry=REGISTRY,
 )

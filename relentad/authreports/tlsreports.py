@@ -3,12 +3,12 @@ send_reports``: a report tells a recipient domain how many TLS sessions with its
 from which of our addresses — how much mail this server sends there, given only when the admin chooses to.
 
 How: while it is on, the queue runner records each TLS session with an MX host (MX mode; not the smarthost) and each
-failed MTA-STS policy discovery as a ``tlsrpt_results`` row (:mod:`relentad.queue.tlsresults`, in the transaction
-that records the attempt). Once a day (:func:`.sending.run_daily`, with the DMARC reports; ``relentad reports send``
-on demand) the rows are summed up per recipient domain, by policy (``sts`` with its text and mx patterns,
-``tlsa`` with an MX host's TLSA records and the host, or ``no-policy-found``), into one JSON report (§4.4) — when
-``_smtp._tls.<domain>`` publishes exactly one ``v=TLSRPTv1`` record (§3) — gzipped and queued as the mail of §5.3,
-DKIM-signed for ``[dmarc] reporter``'s domain, to the record's ``mailto:`` addresses (unlike DMARC, RFC 8460 asks
+failed MTA-STS policy discovery as a ``tlsrpt_results`` row (:mod:`relentad.queue.tlsresults`, in the transaction that
+records the attempt). Once a day (:func:`.sending.run_daily`, with the DMARC reports; ``relentad reports send`` on
+demand) the rows are summed up per recipient domain, by policy (``sts`` with its text and mx patterns, ``tlsa`` with an
+MX host's TLSA records and their base domain as the policy domain, or ``no-policy-found``), into one JSON report (§4.4)
+— when ``_smtp._tls.<domain>`` publishes exactly one ``v=TLSRPTv1`` record (§3) — gzipped and queued as the mail of
+§5.3, DKIM-signed for ``[dmarc] reporter``'s domain, to the record's ``mailto:`` addresses (unlike DMARC, RFC 8460 asks
 no consent of a third-party address).
 
 ``https:`` destinations (§3, a POST of the gzipped report) are not used: a report through the queue is stored until
@@ -55,7 +55,7 @@ _RECORD_START = "v=tlsrptv1"
 class PolicyResults:
     """The sessions under one policy of a domain: the §4.4 ``policies`` entry."""
 
-    policy_type: str  # sts, tlsa (DANE: policy the TLSA records, mx the host) or no-policy-found
+    policy_type: str  # sts, tlsa (DANE: policy the TLSA records, mx their base domain) or no-policy-found
     text: str
     mx: list[str]
     successes: int = 0
@@ -113,9 +113,12 @@ def report_json(pending: Pending, *, org_name: str, contact: str, report_id: str
         policy: dict[str, Any] = {"policy-type": entry.policy_type}
         if entry.text:
             policy["policy-string"] = [line.rstrip("\r") for line in entry.text.split("\n") if line.strip()]
-        policy["policy-domain"] = pending.domain
-        if entry.mx:
-            policy["mx-host"] = entry.mx
+        if entry.policy_type == "tlsa":  # DANE's policy domain is the TLSA base domain (RFC 8460 §1.1); no mx-host
+            policy["policy-domain"] = entry.mx[0] if entry.mx else pending.domain
+        else:
+            policy["policy-domain"] = pending.domain
+            if entry.mx:
+                policy["mx-host"] = entry.mx
         details = []
         for result, sending_ip, mx_host, mx_ip, reason, count in entry.details:
             detail: dict[str, Any] = {"result-type": result}

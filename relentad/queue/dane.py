@@ -4,7 +4,8 @@ certificate, and whether the one presented matches.
 Trust comes from the configured resolver's AD bit (``[dns] nameservers`` must be a local DNSSEC-validating
 resolver, as Postfix's ``smtp_dns_support_level = dnssec`` assumes). For a recipient domain whose MX answer is
 secure, and an MX host whose address answer is secure, the ``_25._tcp.HOST`` TLSA records are looked up (at the
-CNAME-expanded name first, then at the host name, §2.2.3). Usable records (§3.1.3: DANE-TA(2) and DANE-EE(3), a
+CNAME-expanded name first, then at the host name, §2.2.3; only at the host name when just the first CNAME of the
+chain is secure, §2.2.2). Usable records (§3.1.3: DANE-TA(2) and DANE-EE(3), a
 known selector and matching type, a digest of the right length) make TLS mandatory and the certificate must
 match one of them:
 
@@ -12,12 +13,13 @@ match one of them:
   do not matter (§3.1.1);
 - DANE-TA(2): a certificate of the chain the server sent matches; the chain below it is verified (each signed by
   the next, issuers are CAs, in date) and the server certificate names the MX host or the TLSA base domain (§3.2.2,
-  subjectAltName DNS names, the CN only without any). A trust anchor published as a bare key (2 1 0) need not be
-  sent: the top of the chain must then be signed by it (RFC 7671 §5.2.3).
+  subjectAltName DNS names, the CN only without any). A trust anchor published in full (2 1 0, 2 0 0) need not
+  be sent: the top of the chain must then be signed by it (RFC 7671 §5.2.3).
 
 A TLSA lookup that fails (SERVFAIL: the records are bogus, or DNS does not answer) for a secure host means the host
-is not used (§2.2: never downgraded). TLSA records that are all unusable (PKIX-TA/PKIX-EE, unknown parameters)
-leave opportunistic TLS as without DANE. An insecure answer anywhere: no DANE.
+is not used (§2.2: never downgraded). A secure TLSA RRset whose records are all unusable (PKIX-TA/PKIX-EE, unknown
+parameters) still promises TLS: STARTTLS is required, the certificate is not checked (§2.2). An insecure answer
+anywhere: no DANE.
 """
 
 from __future__ import annotations
@@ -93,15 +95,18 @@ def record_for(der: bytes) -> Tlsa:
 
 @dataclass(frozen=True)
 class Dane:
-    """The usable TLSA records of one MX host: DANE applies to it."""
+    """The TLSA records of one MX host: DANE applies to it. ``records`` are the usable ones; with none (all are
+    unusable) TLS is still required but the certificate is not checked (RFC 7672 §2.2)."""
 
     host: str  # the MX host name
     base: str  # the TLSA base domain (the CNAME-expanded host name where the records were found)
     records: tuple[Tlsa, ...]
+    published: tuple[Tlsa, ...] = ()  # every record of the RRset, usable or not
 
     def text(self) -> str:
-        """The records one a line, for TLS reports (RFC 8460 §4.3: the policy-string of a tlsa policy)."""
-        return "\n".join(r.text() for r in self.records)
+        """The records one a line, for TLS reports (RFC 8460 §4.3: the policy-string of a tlsa policy): the usable
+        ones, else all."""
+        return "\n".join(r.text() for r in (self.records or self.published))
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,7 @@ async def lookup(resolver: dns.asyncresolver.Resolver, host: str, canonical: str
             return Lookup(False, _records(answer.records), name=name)  # insecure TLSA records are ignored
         records = _records(answer.records)
         usable = tuple(r for r in records if r.usable)
-        return Lookup(True, records, Dane(host, name, usable) if usable else None, name=name)
+        return Lookup(True, records, Dane(host, name, usable, records), name=name)
     return Lookup(True)
 
 
@@ -152,14 +157,21 @@ class Host:
 
 async def resolve_host(resolver: dns.asyncresolver.Resolver, host: str, secure_mx: bool) -> Host:
     """The addresses of MX ``host`` and, when the MX answer (``secure_mx``) and its address answers are
-    DNSSEC-validated, its TLSA records (RFC 7672 §2.2). Raises DnsTemporaryError when the addresses cannot be had."""
+    DNSSEC-validated, its TLSA records (RFC 7672 §2.2); when only the first link of a CNAME chain is, those at the
+    host name itself. Raises DnsTemporaryError when the addresses cannot be had."""
     a = await relentad_dns.lookup_secure(resolver, host, "A")
     aaaa = await relentad_dns.lookup_secure(resolver, host, "AAAA")
     found = [r.to_text() for r in a.records + aaaa.records]
-    # every answer that has addresses validated (§2.2.2); without an address there is nothing to connect to
-    if not (secure_mx and found and all(x.secure for x in (a, aaaa) if x.records)):
+    answers = [x for x in (a, aaaa) if x.records]
+    if not (secure_mx and answers):  # without an address there is nothing to connect to
         return Host(host, found, Lookup(False))
-    return Host(host, found, await lookup(resolver, host, a.canonical or aaaa.canonical))
+    if all(x.secure for x in answers):  # validated end to end, through any CNAMEs (§2.2.2)
+        return Host(host, found, await lookup(resolver, host, answers[0].canonical))
+    canonical = answers[0].canonical
+    if canonical and canonical != host and (await relentad_dns.lookup_secure(resolver, host, "CNAME")).secure:
+        # an alias in a signed zone pointing into an unsigned one: the TLSA records at the MX host name (§2.2.2)
+        return Host(host, found, await lookup(resolver, host))
+    return Host(host, found, Lookup(False))
 
 
 @dataclass(frozen=True)
@@ -228,10 +240,25 @@ def _signed_by_key(cert: x509.Certificate, spki: bytes) -> bool:
     return True
 
 
+def _full_keys(anchors: list[Tlsa]) -> list[bytes]:
+    """The public keys (DER SubjectPublicKeyInfo) that DANE-TA records give in full: a bare key (2 1 0) as it is,
+    a whole certificate (2 0 0) parsed; one that cannot be parsed gives none."""
+    keys = [r.data for r in anchors if r.selector == 1 and r.mtype == 0]
+    for record in anchors:
+        if record.selector == 0 and record.mtype == 0:
+            try:
+                keys.append(association(record.data, 1, 0))
+            except (ValueError, TypeError, UnsupportedAlgorithm):
+                continue
+    return keys
+
+
 def check(dane: Dane, chain: list[bytes], now: datetime.datetime | None = None) -> Failure | None:
     """None when ``chain`` (DER, the server's certificate first) satisfies one of ``dane``'s records (RFC 7672
     §3.1); else what failed. The records are tried DANE-EE first: it needs no parsing beyond the hash. The chain
     comes from the server: anything in it that cannot be parsed is a failure, never an exception."""
+    if not dane.records:
+        return None  # all records unusable: TLS was required, not authentication (RFC 7672 §2.2)
     if not chain:
         return Failure("validation-failure", "the server sent no certificate")
     try:
@@ -261,9 +288,8 @@ def _check(dane: Dane, chain: list[bytes], now: datetime.datetime) -> Failure | 
         path.append(issuer)
         current = issuer
     below = path[:-1]  # the trust anchor itself is a key and a name (RFC 5280 §6.1.1): its dates do not count
-    if not trusted:  # a bare key (2 1 0) whose certificate the server need not send (RFC 7671 §5.2.3)
-        keys = [r.data for r in anchors if r.selector == 1 and r.mtype == 0]
-        if not any(_signed_by_key(current, key) for key in keys):
+    if not trusted:  # a key (2 1 0) or certificate (2 0 0) in full, which the server need not send (RFC 7671 §5.2.3)
+        if not any(_signed_by_key(current, key) for key in _full_keys(anchors)):
             return Failure("tlsa-invalid", "no certificate of the chain matches a TLSA record")
         below = path
     for cert in below:

@@ -34,8 +34,9 @@ class HostCheck:
     addresses: list[str]
     secure: bool
     records: list[str]  # every TLSA record, "3 1 1 ab.. (DANE-EE)" with "unusable" marked
-    applies: bool  # usable records: DANE is enforced for this host
+    applies: bool  # secure TLSA records: DANE is enforced for this host (TLS required; any usable one checked)
     error: str = ""  # the TLSA lookup failed: deliveries skip the host
+    usable: bool = False  # some record is usable: the certificate must match
     probes: list[Probe] = field(default_factory=list)
 
 
@@ -63,6 +64,7 @@ class DomainCheck:
                     "secure": h.secure,
                     "tlsa": h.records,
                     "dane": h.applies,
+                    "usable": h.usable,
                     "error": h.error,
                     "probes": [{"ip": p.ip, "result": p.result, "detail": p.detail} for p in h.probes],
                 }
@@ -104,7 +106,7 @@ async def _chain(ip: str, host: str, hostname: str, time_limit: float, port: int
 async def _probe(ip: str, found: dane.Host, hostname: str, time_limit: float, port: int) -> Probe:
     applies = found.tlsa.dane
     try:
-        chain = await _chain(ip, found.name, hostname, time_limit, port)
+        chain = await _chain(ip, applies.base if applies else found.name, hostname, time_limit, port)
     except ValueError as exc:
         return Probe(ip, "fail" if applies else "info", str(exc))
     if applies is None:
@@ -116,6 +118,8 @@ async def _probe(ip: str, found: dane.Host, hostname: str, time_limit: float, po
     failure = dane.check(applies, chain)
     if failure is not None:
         return Probe(ip, "fail", f"{failure.result}: {failure.detail}")
+    if not applies.records:
+        return Probe(ip, "ok", "STARTTLS works (no usable TLSA record: the certificate is not checked)")
     return Probe(ip, "ok", "STARTTLS works and the certificate matches the TLSA records")
 
 
@@ -142,6 +146,7 @@ async def check_domain(
             [_record_text(r) for r in tlsa.records],
             tlsa.dane is not None,
             tlsa.error,
+            usable=tlsa.dane is not None and bool(tlsa.dane.records),
         )
         if not tlsa.error:
             check.probes = [await _probe(ip, found, hostname, time_limit, port) for ip in found.addresses[:MAX_HOSTS]]
@@ -161,8 +166,8 @@ def render(result: DomainCheck) -> str:
             lines.append(f"  TLSA: {h.error}; deliveries skip this host")
         elif h.secure:
             lines += [f"  TLSA {r}" for r in h.records] or ["  TLSA: none (opportunistic TLS)"]
-            if h.records and not h.applies:
-                lines.append("  no usable TLSA record: opportunistic TLS")
+            if h.applies and not h.usable:
+                lines.append("  no usable TLSA record: STARTTLS required, the certificate not checked")
         for p in h.probes:
             lines.append(f"  {p.ip}: {p.result.upper() if p.result != 'info' else '-'} {p.detail}")
     return "\n".join(lines) + "\n"

@@ -21,9 +21,10 @@ queued with a ``451 4.7.5`` saying why. With mode ``testing`` the same checks ru
 counted, then the host gets the message as without a policy. Never applied to the smarthost.
 
 DANE (RFC 7672; the records come from :mod:`relentad.queue.dane`): when the domain's MX answer and a host's address
-answers are DNSSEC-validated and the host publishes usable TLSA records, that host is tried only over STARTTLS and
-only with a certificate chain matching them, checked after an unverified handshake; a host that fails, or whose
-TLSA lookup failed, is skipped (never plain text) and the recipients stay queued with a ``451 4.7.5 DANE: ...``.
+answers are DNSSEC-validated and the host publishes TLSA records, that host is tried only over STARTTLS and, when
+any record is usable, only with a certificate chain matching them, checked after an unverified handshake; a host
+that fails, or whose TLSA lookup failed, is skipped (never plain text) and the recipients stay queued with a
+``451 4.7.5 DANE: ...``.
 Such a host is not held to the MTA-STS policy (RFC 8461 §2: DANE takes precedence). Never applied to the smarthost.
 
 TLS reporting (RFC 8460): given a ``sessions`` list, MX mode notes each host's first try as a :class:`TlsSession`
@@ -97,6 +98,7 @@ class TlsSession:
     sending_ip: str = ""
     detail: str = ""
     tlsa: str = ""
+    tlsa_base: str = ""  # the TLSA base domain: a tlsa policy's policy-domain (RFC 8460 §1.1)
 
 
 # OpenSSL's verify codes (X509_V_ERR_*) by RFC 8460 §4.3.2 result type; any other is validation-failure
@@ -357,11 +359,11 @@ async def _via_host(
     """Connect to one address and run the transaction; raises _HostFailed when the host never took part.
 
     ``verified`` verifies the certificate (chain and the host name) with that context; ``policy`` (MX mode with
-    ``verified``) makes STARTTLS required and a failed verification a _PolicyFailed, but with mode testing a
-    host without STARTTLS still gets the message in plain text (reported). ``dane`` (MX mode, without
-    ``verified``) makes STARTTLS required and the certificate checked against its TLSA records after the
-    handshake (:func:`.dane.check`), else a _DaneFailed. ``session(result, detail, sending_ip)`` hears how TLS
-    went, once the connection stands (TLS reporting)."""
+    ``verified``) makes STARTTLS required and a failed verification a _PolicyFailed, but with mode testing a host
+    without STARTTLS still gets the message in plain text (reported), unless ``dane`` is given. ``dane`` (MX mode,
+    without ``verified``, or with ``policy`` when none of its records is usable) makes STARTTLS required and the
+    certificate checked against its TLSA records after the handshake (:func:`.dane.check`), else a _DaneFailed.
+    ``session(result, detail, sending_ip)`` hears how TLS went, once the connection stands (TLS reporting)."""
     use_tls = smarthost is not None and smarthost.tls == "tls"
     verify = verified is not None and (smarthost is None or smarthost.verify)
     client = aiosmtplib.SMTP(
@@ -410,7 +412,9 @@ async def _via_host(
                     note("starttls-not-supported")
             if want_tls:
                 try:
-                    await client.starttls(server_hostname=name, validate_certs=verify)
+                    # SNI: with DANE the TLSA base domain, the CNAME target where the records were (RFC 7672 §8.1)
+                    sni = dane.base if dane is not None and not verify else name
+                    await client.starttls(server_hostname=sni, validate_certs=verify)
                     if dane is not None:
                         _check_dane(client, dane, f"{name}[{ip}]", note)
                     note("success")
@@ -465,7 +469,7 @@ async def _host(resolver: dns.asyncresolver.Resolver, host: str, secure_mx: bool
         metrics.dane_lookup("insecure")
     else:
         metrics.dane_lookup(
-            "failed" if tlsa.error else "usable" if tlsa.dane else "unusable" if tlsa.records else "none"
+            "failed" if tlsa.error else "none" if tlsa.dane is None else "usable" if tlsa.dane.records else "unusable"
         )
     return found
 
@@ -503,11 +507,11 @@ async def attempt(
         found = sessions
         if found is None:
             return None
-        tlsa = dane.text() if dane is not None else ""
+        tlsa, base = (dane.text(), dane.base) if dane is not None else ("", "")
 
         def note(result: str, detail: str, sending_ip: str) -> None:
             policy = None if dane is not None else reported
-            found.append(TlsSession(result, policy, name, ip, sending_ip, detail, tlsa))
+            found.append(TlsSession(result, policy, name, ip, sending_ip, detail, tlsa, base))
 
         return note
 
@@ -541,24 +545,29 @@ async def attempt(
             if found.tlsa.error:  # §2.2: a secure host whose TLSA records cannot be had is not used, nor downgraded
                 last_error, last_remote = _dane_failure(domain, "dnssec", f"{host}: {found.tlsa.error}"), ""
                 if sessions is not None:
-                    sessions.append(TlsSession("dnssec-invalid", None, host, detail=found.tlsa.error[:200]))
+                    base = found.tlsa.name or host
+                    sessions.append(
+                        TlsSession("dnssec-invalid", None, host, detail=found.tlsa.error[:200], tlsa_base=base)
+                    )
                 continue
             targets += [(ip, SMTP_PORT, host, found.tlsa.dane) for ip in found.addresses]
     for ip, port, name, dane in targets:
         todo = pending()
         if not todo:
             break
-        # DANE takes precedence over MTA-STS for a host with usable TLSA records (RFC 8461 §2)
-        host_policy = policy if dane is None and policy is not None and policy.allows(name) else None
+        # DANE takes precedence over MTA-STS for a host with usable TLSA records (RFC 8461 §2); TLSA records that
+        # are all unusable leave the policy in force and make TLS required, whatever the policy's mode (RFC 7672 §2.2)
+        authenticated = dane is not None and bool(dane.records)
+        host_policy = policy if not authenticated and policy is not None and policy.allows(name) else None
         # (opportunistic TLS, policy): a host failing a testing policy is tried again as if there were none
         tries: list[tuple[bool, mtasts.Policy | None]] = [(True, host_policy)] if host_policy is not None else []
-        if dane is not None:
+        if authenticated:
             tries = [(True, None)]  # TLS with a matching certificate, or not at all
         elif host_policy is None or host_policy.mode == "testing":
-            tries += [(True, None), (False, None)]
+            tries += [(True, None)] if dane is not None else [(True, None), (False, None)]  # never plain text
         first = policy is None or policy.allows(name)  # a testing policy's outside host: already noted
         for opportunistic_tls, applied in tries:
-            session, first = (recorder(name, ip, dane) if first else None), False
+            session, first = (recorder(name, ip, dane if host_policy is None else None) if first else None), False
             try:
                 await _via_host(
                     ip,

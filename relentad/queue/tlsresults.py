@@ -1,10 +1,10 @@
 """Recording TLS sessions for SMTP TLS reporting (RFC 8460), while ``[tlsrpt] send_reports`` is on.
 
 One ``tlsrpt_results`` row per session :func:`relentad.queue.deliver.attempt` noted (policy type ``tlsa`` where DANE
-applied, with that MX host's TLSA records as the policy and the host as its ``mx``), plus one for an MTA-STS policy
-discovery that failed (§4.3.2: ``sts-policy-fetch-error``, ``sts-policy-invalid``, ``sts-webpki-invalid``), written
-in the transaction that records the attempt's results: no extra commit on the delivery path.
-:mod:`relentad.authreports.tlsreports` sums them up once a day.
+applied, with that MX host's TLSA records as the policy and their TLSA base domain as its ``mx``), plus one for an
+MTA-STS policy discovery that failed (§4.3.2: ``sts-policy-fetch-error``, ``sts-policy-invalid``,
+``sts-webpki-invalid``), written in the transaction that records the attempt's results: no extra commit on the delivery
+path. :mod:`relentad.authreports.tlsreports` sums them up once a day.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def insert(conn: sqlite3.Connection, domain: str, sessions: list[TlsSession], no
     rows = []
     for s in sessions:
         if s.tlsa or s.result in DANE_RESULTS:
-            kind, text, mx = "tlsa", s.tlsa, s.mx_host  # the TLSA records of that host (RFC 8460 §4.3)
+            # the TLSA records of that host and their base domain, the policy-domain (RFC 8460 §1.1, §4.4)
+            kind, text, mx = "tlsa", s.tlsa, s.tlsa_base or s.mx_host
         elif s.policy is not None or s.result.startswith("sts-"):
             kind = "sts"
             text, mx = (s.policy.text, " ".join(s.policy.mx)) if s.policy is not None else ("", "")

@@ -26,6 +26,8 @@ from aiosmtpd.controller import Controller
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from relentad import dnsrecords
+from relentad import doctor as doctor_mod
 from relentad.dns import make_resolver
 from relentad.queue import dane, danecheck
 from relentad.tls import make_self_signed
@@ -54,6 +56,7 @@ class World:
     cert: Path  # a.test's own certificate and key, whose 3 1 1 record mx.a.test publishes
     key: Path
     own: str
+    sni: list[str]  # the server names the TLS MX was asked for (SNI)
 
 
 def _mx(label: str, host: str, *tlsa: str) -> str:
@@ -65,7 +68,7 @@ def _mx(label: str, host: str, *tlsa: str) -> str:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     workdir = tmp_path_factory.mktemp("dane")
     ca = TestCA(workdir / "ca")
-    cert_path, key_path = ca.issue("mx.good.test", "mx.ta.test", "mx.wrong.test", "mx.bad.test")
+    cert_path, key_path = ca.issue("mx.good.test", "mx.ta.test", "mx.wrong.test", "mx.bad.test", "real.alias.test")
     chain = workdir / "chain.pem"
     chain.write_bytes(cert_path.read_bytes() + ca.pem.read_bytes())  # the CA goes along: DANE-TA needs it
     leaf = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(serialization.Encoding.DER)
@@ -85,9 +88,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         + '_smtp._tls.wrong TXT "v=TLSRPTv1; rua=mailto:tls@notls.test"\n'
         + _mx("notls", PLAIN_HOST, spki)
         + _mx("pkix", PLAIN_HOST, f"1 1 1 {ZEROS}")
+        + _mx("pkixtls", TLS_HOST, f"1 1 1 {ZEROS}", f"3 9 1 {ZEROS}")
         + _mx("bad", TLS_HOST)
         + f"_tcp.mx.bad NS ns.test.\n_tcp.mx.bad DS 12345 13 2 {ZEROS}\n"
         + "plain NS ns.test.\n"
+        # an MX host that is an alias: the TLSA records at its target come first (the wrong one at the alias is not
+        # looked at) and the target is the TLSA base domain, sent as SNI (RFC 7672 §2.2.3, §8.1)
+        + f"alias MX 10 mx.alias.test.\nmx.alias CNAME real.alias.test.\nreal.alias A {TLS_HOST}\n"
+        + f"_25._tcp.real.alias TLSA 2 0 1 {ca_hash}\n_25._tcp.mx.alias TLSA 3 1 1 {ZEROS}\n"
+        # an alias in the signed zone for a host in the unsigned one: the records at the alias apply (§2.2.2)
+        + f"partial MX 10 mx.partial.test.\nmx.partial CNAME mx.plain.test.\n_25._tcp.mx.partial TLSA {spki}\n"
     )
     zones = [
         Zone("test", top),
@@ -97,6 +107,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     dns_server = SignedDns(workdir / "dns", zones, top="test", host=RESOLVER_HOST, auth_host=AUTH_HOST)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(chain, key_path)
+    sni: list[str] = []
+    context.sni_callback = lambda _sock, name, _context: sni.append(name or "")
     tls, plain = Sink(), Sink()
     controllers = [
         Controller(tls, hostname=TLS_HOST, port=25, tls_context=context),
@@ -106,7 +118,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         dns_server.start()
         for controller in controllers:
             controller.start()
-        yield World(dns_server, tls, plain, spki, own_cert, own_key, own)
+        yield World(dns_server, tls, plain, spki, own_cert, own_key, own, sni)
     finally:
         for controller in controllers:
             if controller._thread is not None:  # started
@@ -158,20 +170,27 @@ def took(sink: Sink, recipient: str) -> list[bool]:
 
 def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaemon, world: World) -> None:
     a = sender(make_daemon, world)
-    delivered = ["good@good.test", "ta@ta.test", "plain@plain.test", "pkix@pkix.test"]
-    kept = ["wrong@wrong.test", "notls@notls.test", "bad@bad.test", "taname@taname.test"]
+    delivered = ["good@good.test", "ta@ta.test", "plain@plain.test", "pkixtls@pkixtls.test", "alias@alias.test"]
+    kept = ["wrong@wrong.test", "notls@notls.test", "bad@bad.test", "taname@taname.test", "pkix@pkix.test"]
+    kept.append("partial@partial.test")
     for recipient in delivered + kept:
         submit(a, [recipient], message(recipient))
-    wait_for("the deliveries", lambda: all(took(world.tls if "p" not in r[0] else world.plain, r) for r in delivered))
+    sink = {r: world.plain if r.startswith("plain@") else world.tls for r in delivered}
+    wait_for("the deliveries", lambda: all(took(sink[r], r) for r in delivered))
     assert took(world.tls, "good@good.test") == [True], "DANE-EE: the key matches, over TLS"
     assert took(world.tls, "ta@ta.test") == [True], "DANE-TA: the CA sent along matches, the name is right"
     assert took(world.plain, "plain@plain.test") == [False], "insecure zone: opportunistic, as without DANE"
-    assert took(world.plain, "pkix@pkix.test") == [False], "only PKIX-EE records: unusable for SMTP"
+    assert took(world.tls, "pkixtls@pkixtls.test") == [True], "only unusable records: TLS, the certificate unchecked"
+    assert took(world.tls, "alias@alias.test") == [True], "the records at the alias's target"
+    assert "real.alias.test" in world.sni and "mx.alias.test" not in world.sni, world.sni
 
     last = replies(a, len(kept))
     assert last["wrong@wrong.test"].startswith("451 4.7.5 DANE: mx.wrong.test[127.0.0.72]: ")
     assert "matches a TLSA record" in last["wrong@wrong.test"]
     assert last["notls@notls.test"] == "451 4.7.5 DANE: mx.notls.test[127.0.0.73] does not offer STARTTLS"
+    # RFC 7672 §2.2: a secure TLSA RRset of unusable records (PKIX-EE) still promises TLS: no plain text
+    assert last["pkix@pkix.test"] == "451 4.7.5 DANE: mx.pkix.test[127.0.0.73] does not offer STARTTLS"
+    assert last["partial@partial.test"] == "451 4.7.5 DANE: mx.partial.test[127.0.0.73] does not offer STARTTLS"
     assert last["bad@bad.test"].startswith("451 4.7.5 DANE: mx.bad.test: TLSA lookup of _25._tcp.mx.bad.test failed")
     assert "do not include mx.taname.test" in last["taname@taname.test"]
     for recipient in kept:  # never in plain text, never after a failed check
@@ -182,7 +201,10 @@ def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaem
         ("good.test", "tlsa", "success", "mx.good.test"),
         ("ta.test", "tlsa", "success", "mx.ta.test"),
         ("plain.test", "no-policy-found", "starttls-not-supported", "mx.plain.test"),
-        ("pkix.test", "no-policy-found", "starttls-not-supported", "mx.pkix.test"),
+        ("pkix.test", "tlsa", "starttls-not-supported", "mx.pkix.test"),
+        ("pkixtls.test", "tlsa", "success", "mx.pkixtls.test"),
+        ("alias.test", "tlsa", "success", "mx.alias.test"),
+        ("partial.test", "tlsa", "starttls-not-supported", "mx.partial.test"),
         ("wrong.test", "tlsa", "tlsa-invalid", "mx.wrong.test"),
         ("notls.test", "tlsa", "starttls-not-supported", "mx.notls.test"),
         ("bad.test", "tlsa", "dnssec-invalid", "mx.bad.test"),
@@ -190,6 +212,8 @@ def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaem
     } == rows
     [(policy,)] = a.query("SELECT DISTINCT policy FROM tlsrpt_results WHERE domain = 'good.test'")
     assert policy == world.spki, "the policy-string is the records DANE used (the unusable one left out)"
+    [(base,)] = a.query("SELECT DISTINCT mx FROM tlsrpt_results WHERE domain = 'alias.test'")
+    assert base == "real.alias.test", "the policy domain of a tlsa policy is the TLSA base domain"
     _, text = http_get(int(a.settings["listen"]["metrics"].rpartition(":")[2]), "/metrics")
     for reason in ("tlsa", "no_starttls", "dnssec", "name"):
         assert sample(text, "relentad_dane_failures_total", f'reason="{reason}"') >= 1
@@ -207,8 +231,7 @@ def test_dane_decides_tls_per_mx_host_and_never_downgrades(make_daemon: MakeDaem
     assert policy["policy"] == {
         "policy-type": "tlsa",
         "policy-string": [f"2 0 1 {ZEROS}", f"3 1 1 {ZEROS}"],  # sorted: the same RRset is one policy
-        "policy-domain": "wrong.test",
-        "mx-host": ["mx.wrong.test"],
+        "policy-domain": "mx.wrong.test",  # the TLSA base domain (RFC 8460 §1.1); mx-host is for sts only
     }
     assert policy["summary"]["total-successful-session-count"] == 0
     assert {d["result-type"] for d in policy["failure-details"]} == {"tlsa-invalid"}
@@ -249,6 +272,18 @@ async def test_dane_check_domain_dns_and_doctor(make_daemon: MakeDaemon, world: 
     assert not plain.failed and "does not offer STARTTLS" in plain.hosts[0].probes[0].detail
     missing = await check("nowhere.test")
     assert missing.failed and danecheck.render(missing).startswith("nowhere.test: DNS: ")
+    pkix = await check("pkixtls.test")
+    assert (
+        not pkix.failed
+        and "  no usable TLSA record: STARTTLS required, the certificate not checked" in danecheck.render(pkix)
+    )
+    assert (await check("pkix.test")).failed, "unusable records still require STARTTLS, which that host lacks"
+    # with [acme] a new key comes at every renewal: a record of today's key (3 1 1) matches, but not for long
+    placeholder = dnsrecords.Record("_25._tcp.mx.a.test", "TLSA", None, "", required=False, hint="2 1 1 <...>")
+    own_chain = [ssl.PEM_cert_to_DER_cert(world.cert.read_text())]
+    assert (await doctor_mod.check_tlsa(resolver, placeholder, own_chain)).status == "ok"
+    acme = await doctor_mod.check_tlsa(resolver, placeholder, own_chain, acme=True)
+    assert acme.status == "warn" and "new key at the next renewal" in acme.message, acme
     ta = await check("taname.test")
     assert ta.failed and ta.hosts[0].probes[0].detail.startswith("certificate-host-mismatch: ")
 

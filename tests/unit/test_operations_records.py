@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -150,3 +151,33 @@ def test_doctor_warns_when_the_certificate_misses_the_web_names(tmp_path: Path) 
     records = dnsrecords.records(config, "example.com")
     assert "relentad's [listen] https serves" in by_name(records, "mta-sts.example.com", "CNAME").purpose
     assert "served by relentad as https://mta-sts.example.com/" in dnsrecords.render(config, "example.com")
+
+
+def test_doctor_warns_when_dane_trusts_a_resolver_across_the_network(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    [local] = doctor.check_resolver(config, ["127.0.0.1", "::1"])
+    assert local.status == "ok" and "127.0.0.1, ::1" in local.message
+    [remote] = doctor.check_resolver(config, ["127.0.0.53", "192.0.2.53"])
+    assert remote.status == "warn" and "192.0.2.53, which is not on this machine" in remote.message
+    assert "127.0.0.53" not in remote.message and "127.0.0.1:53" in remote.fix
+    off = dataclasses.replace(config, queue=dataclasses.replace(config.queue, dane=False))
+    assert doctor.check_resolver(off, ["192.0.2.53"]) == []
+    relayed = dataclasses.replace(config, queue=dataclasses.replace(config.queue, smarthost="relay.example:587"))
+    assert doctor.check_resolver(relayed, ["192.0.2.53"]) == [], "no DANE through a smarthost"
+
+
+def test_tlsa_record_with_acme_names_the_ca_not_our_key(tmp_path: Path) -> None:
+    """[acme] makes a new key at every renewal: its certificate (not [tls] cert, empty) is the one checked, and the
+    record printed is a placeholder for the CA's intermediates, never a 3 1 1 of today's key."""
+    config = config_mod.from_dict(
+        {"server": {"hostname": "mx.example.com", "data_dir": str(tmp_path / "data")}, "acme": {"enabled": True}},
+        tmp_path / "relentad.toml",
+    )
+    assert dnsrecords.tlsa_record(config) is None, "no certificate yet"
+    cert, key = config.cert_files()
+    cert.parent.mkdir(parents=True)
+    make_self_signed(cert, key, ["mx.example.com"])
+    assert len(dnsrecords.certificate_chain(config)) == 1
+    record = dnsrecords.tlsa_record(config)
+    assert record is not None and record.value is None
+    assert record.zone_line().startswith("; _25._tcp.mx.example.com. IN TLSA <2 1 1 ")

@@ -179,3 +179,20 @@ def test_garbage_from_the_server_is_a_failure_not_an_exception() -> None:
 
 def test_peer_chain_without_a_session() -> None:
     assert dane.peer_chain(None) == []
+
+
+def test_only_unusable_records_require_tls_but_no_certificate() -> None:
+    """RFC 7672 §2.2: a secure RRset of unusable records promises TLS; any certificate will do, and the report
+    names the records published."""
+    pkix = Tlsa(1, 1, 1, bytes(32))
+    unusable = Dane("mx.example.org", "mx.example.org", (), (pkix,))
+    assert dane.check(unusable, [der(OTHER_CA)]) is None
+    assert unusable.text() == pkix.text()
+
+
+def test_a_whole_trust_anchor_certificate_need_not_be_sent() -> None:
+    """RFC 7671 §5.2.3: with the anchor in full in the record (2 0 0, like 2 1 0) the server may leave it out."""
+    assert dane.check(records(Tlsa(2, 0, 0, der(CA))), [der(LEAF)]) is None
+    assert dane.check(records(Tlsa(2, 0, 0, der(OTHER_CA))), [der(LEAF)]) is not None
+    garbage = Tlsa(2, 0, 0, b"not a certificate")
+    assert dane.check(records(garbage, Tlsa(2, 0, 0, der(CA))), [der(LEAF)]) is None, "a bad record is skipped"

@@ -386,3 +386,30 @@ async def test_dane_takes_precedence_over_mta_sts_and_never_falls_back(
     )
     assert not any(c.startswith("MAIL") for c in sink.commands), sink.commands
     assert [s.result for s in sessions] == ["tlsa-invalid"]
+
+
+async def test_unusable_tlsa_records_keep_the_mta_sts_policy_and_make_tls_required(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Only unusable TLSA records (RFC 7672 §2.2): the MTA-STS policy still verifies the certificate (a self-signed one
+    fails enforce), and a testing policy's fallback keeps TLS: no STARTTLS means no delivery, not plain text."""
+    _, client = _ca_context(tmp_path, "mx.c.test")
+    unusable = dane.Dane("mx.c.test", "mx.c.test", (), (dane.Tlsa(1, 1, 1, bytes(32)),))
+    sink = Sink()
+    async with serving(sink, tls_context=server_tls(tmp_path)) as port:
+        enforce = await attempt(
+            monkeypatch, port, ["bob@c.test"], policy=_policy("enforce"), verified=client, tlsa=unusable
+        )
+        testing = await attempt(
+            monkeypatch, port, ["carol@c.test"], policy=_policy("testing"), verified=client, tlsa=unusable
+        )
+    assert enforce["bob@c.test"].state == "deferred" and "MTA-STS policy of c.test" in enforce["bob@c.test"].reply
+    assert testing["carol@c.test"].state == "delivered"
+    assert all(tls for command, tls in zip(sink.commands, sink.tls, strict=True) if command.startswith("MAIL"))
+    plain = Sink()
+    async with serving(plain) as port:
+        outcomes = await attempt(
+            monkeypatch, port, ["dave@c.test"], policy=_policy("testing"), verified=client, tlsa=unusable
+        )
+    assert outcomes["dave@c.test"].reply == "451 4.7.5 DANE: mx.c.test[127.0.0.1] does not offer STARTTLS"
+    assert not any(c.startswith("MAIL") for c in plain.commands), plain.commands
