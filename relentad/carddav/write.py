@@ -100,8 +100,8 @@ def _parse(data: bytes) -> vcard.Card:
         return vcard.parse(data)
     except vcard.BadCard as exc:
         if exc.version:
-            raise DavError(403, str(exc), (CARD, "supported-address-data")) from None
-        raise DavError(403, str(exc), (CARD, "valid-address-data")) from None
+            raise DavError(415, str(exc), (CARD, "supported-address-data")) from None
+        raise DavError(400, str(exc), (CARD, "valid-address-data")) from None
 
 
 def _addresses(

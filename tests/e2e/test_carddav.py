@@ -280,7 +280,7 @@ def test_discovery_properties_and_refusals(dav: Dav) -> None:
     refused(404, "GET", BOOK + "nobody.vcf")
     refused(404, "PROPFIND", "/dav/calendars/", Depth="0")
     # only cards are written (test_carddav_write has the rest), finite depth, known reports and tokens
-    refused(403, "PUT", BOOK + "new.vcf", "BEGIN:VCARD\r\nEND:VCARD\r\n", condition="card:valid-address-data")
+    refused(400, "PUT", BOOK + "new.vcf", "BEGIN:VCARD\r\nEND:VCARD\r\n", condition="card:valid-address-data")
     refused(405, "PUT", BOOK, "BEGIN:VCARD\r\nEND:VCARD\r\n")
     refused(403, "DELETE", BOOK)
     refused(403, "PROPPATCH", BOOK, propfind("d:displayname"), condition="need-privileges")
