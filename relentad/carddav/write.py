@@ -73,7 +73,7 @@ def put(
         _uid_free(conn, account_id, card.uid, contact_id, base_href)
         created = current is None
         if contact_id is None or current is None:
-            contact_id = _new_contact(conn, account_id, name, addresses, fields["name"], contact_id)
+            contact_id = _new_contact(conn, account_id, name, addresses, fields["name"])
         _apply(conn, account_id, contact_id, fields, addresses)
     except RelentadError as exc:
         raise DavError(403, str(exc), (CARD, "valid-address-data")) from None
@@ -148,18 +148,19 @@ def _uid_free(conn: sqlite3.Connection, account_id: int, uid: str, contact_id: i
         raise DavError(409, f"the UID is the card {href}'s", (CARD, "no-uid-conflict"), href)
 
 
-def _new_contact(
-    conn: sqlite3.Connection, account_id: int, name: str, addresses: list[str], full_name: str, known: int | None
-) -> int:
+def _new_contact(conn: sqlite3.Connection, account_id: int, name: str, addresses: list[str], full_name: str) -> int:
     """A confirmed person for a card PUT at a new resource name — or the contact already holding its first
     address while out of the book (a sender the owner now adds), which joins the book under that name."""
-    conn.execute(
-        "DELETE FROM carddav_cards WHERE account_id = ? AND name = ? AND contact_id IS NOT ?", (account_id, name, known)
-    )
     owner = conn.execute(
         "SELECT contact_id FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, addresses[0])
     ).fetchone()
     contact_id = int(owner[0]) if owner is not None else crm.create(conn, account_id, addresses[0], full_name)
+    # the name passes to this contact from one out of the book (deleted from it earlier), whose href was reported
+    # removed then
+    conn.execute(
+        "DELETE FROM carddav_cards WHERE account_id = ? AND name = ? AND contact_id != ?",
+        (account_id, name, contact_id),
+    )
     conn.execute("UPDATE crm_contacts SET confirmed = 1, kind = 'person' WHERE id = ?", (contact_id,))
     return contact_id
 

@@ -175,10 +175,21 @@ def test_conditional_writes_and_refusals(dav: Dav) -> None:
     status, _, body = dav.request("GET", BOOK + "petra%20p.vcf", Accept="text/vcard; version=4.0")
     assert status == 200 and body.startswith(b"BEGIN:VCARD\r\nVERSION:4.0\r\n")
 
+    # a card the CRM made, edited by a client at its href: the CRM's card gains the TEL, keeps its UID
+    (bob,) = [href for href in sync(dav, "")[1] if href.endswith(".vcf") and "dan" not in href and "petra" not in href]
+    status, headers, body = dav.request("GET", bob)
+    edited = body.decode().replace("END:VCARD", "TEL:+44 20 7946 0000\r\nEND:VCARD")
+    assert dav.request("PUT", bob, edited, If_Match=headers["etag"], Content_Type="text/vcard")[0] == 204
+    assert b"TEL:+44 20 7946 0000\r\n" in dav.request("GET", bob)[2]
+    assert show(daemon, "bob@builder.example")["name"] == "Bob Builder"
+
     # DELETE: out of the book, reported removed under the client's href; then 404
     token3, _, _ = sync(dav, "")
     assert dav.request("DELETE", BOOK + "petra%20p.vcf")[0] == 204
     assert sync(dav, token3)[2] == [BOOK + "petra%20p.vcf"]
     assert dav.request("DELETE", BOOK + "petra%20p.vcf")[0] == 404
     assert dav.request("GET", BOOK + "petra%20p.vcf")[0] == 404
+    # put back under the same name: the same contact, in the book again
+    assert put(dav, "petra%20p.vcf", card("petra", "Petra P", "petra@acme.example"), If_None_Match="*")[0] == 201
+    assert show(daemon, "petra@acme.example")["confirmed"]
     assert "Traceback" not in daemon.log()
