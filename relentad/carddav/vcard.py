@@ -5,7 +5,9 @@ The merge rule (README "CardDAV"): a card is the client's last PUT, line for lin
 keeps — the name (FN, N), EMAIL, ORG, CATEGORIES and NOTE. Each group is served as the client wrote it while the
 CRM's value is still the one recorded right after that PUT (``base``); once the CRM changed it since (a rename in
 the CLI, an address added, a tag, a note), the CRM's value replaces the whole group, rendered as ``relentad
-export`` does, and REV becomes the CRM's. Everything else (TEL, ADR, BDAY, PHOTO, X-…) is served as sent.
+export`` does, and REV becomes the CRM's. A group the card lacks is so too: absent until the CRM changes it (a
+card served as sent lets the client keep it without a conflict: vdirsyncer, sent no ETag, compares the card).
+Everything else (TEL, ADR, BDAY, PHOTO, X-…) is served as sent.
 
 Invariants: the input is one BEGIN:VCARD … END:VCARD of VERSION 3.0 or 4.0 in UTF-8 with an FN (3.0 also needs N,
 but clients omit it: not required here); anything else raises :class:`BadCard`. Output is CRLF-terminated,
@@ -90,8 +92,8 @@ def parse(data: bytes) -> Card:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
         raise BadCard("a vCard is UTF-8") from None
-    if "\x00" in text:
-        raise BadCard("NUL in a vCard")
+    if "\x00" in text or re.search(r"\r(?!\n)", text):
+        raise BadCard("a NUL or a CR outside a line break in a vCard")
     unfolded = re.sub(r"\r?\n[ \t]", "", text)  # §3.2 (and LF-only files, which many tools write)
     raw_lines = [line for line in re.split(r"\r?\n", unfolded) if line.strip()]
     if len(raw_lines) > MAX_LINES:
@@ -138,18 +140,20 @@ def unescape(value: str) -> str:
 
 
 def fields(card: Card) -> dict[str, Any]:
-    """What the card says of the CRM's fields: name, addresses (as written), company, tags and notes."""
+    """What the card says of the CRM's fields: name, addresses (as written), company, tags and notes; None for a
+    company, tags or notes the card has no line for (a client that does not show them drops them: iOS and
+    CATEGORIES), which leaves the CRM's as they are — an empty ``CATEGORIES:`` or ``NOTE:`` clears them."""
     name = unescape(card.values("FN")[0]).strip()
     if not name and card.values("N"):  # an FN may be empty; the structured name then gives one
         family, given = [*split(card.values("N")[0], ";"), "", ""][:2]
         name = " ".join(part.strip() for part in (given, family) if part.strip())
-    organisations = card.values("ORG")
+    organisations, categories, notes = card.values("ORG"), card.values("CATEGORIES"), card.values("NOTE")
     return {
         "name": name,
         "addresses": [unescape(v).strip() for v in card.values("EMAIL") if unescape(v).strip()],
-        "company": split(organisations[0], ";")[0].strip() if organisations else "",
-        "tags": [t.strip() for v in card.values("CATEGORIES") for t in split(v, ",") if t.strip()],
-        "notes": "\n".join(unescape(v) for v in card.values("NOTE")),
+        "company": split(organisations[0], ";")[0].strip() if organisations else None,
+        "tags": [t.strip() for v in categories for t in split(v, ",") if t.strip()] if categories else None,
+        "notes": "\n".join(unescape(v) for v in notes) if notes else None,
     }
 
 

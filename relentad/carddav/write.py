@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from ..crm import companies, export, views
 from ..crm import contacts as crm
@@ -166,7 +167,7 @@ def _new_contact(conn: sqlite3.Connection, account_id: int, name: str, addresses
 
 
 def _apply(
-    conn: sqlite3.Connection, account_id: int, contact_id: int, fields: dict[str, object], addresses: list[str]
+    conn: sqlite3.Connection, account_id: int, contact_id: int, fields: dict[str, Any], addresses: list[str]
 ) -> None:
     """Set the CRM's fields of the contact to the card's (the contact is confirmed: the owner edited it)."""
     name = str(fields["name"]).strip()
@@ -180,18 +181,18 @@ def _apply(
         if address not in addresses:
             conn.execute("DELETE FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, address))
     tags = []
-    for tag in fields["tags"]:  # type: ignore[attr-defined]
+    for tag in fields["tags"] or ():
         try:
             tags.append(crm.check_tag(tag))
         except RelentadError:  # kept in the card's CATEGORIES only
             continue
-    if sorted(set(tags)) != current["tags"]:
+    if fields["tags"] is not None and sorted(set(tags)) != current["tags"]:
         conn.execute("DELETE FROM crm_tags WHERE contact_id = ?", (contact_id,))
         crm.tag(conn, contact_id, tags)
-    notes = str(fields["notes"])
-    if notes != current["notes"]:
+    notes = fields["notes"]
+    if notes is not None and notes != current["notes"]:
         conn.execute("UPDATE crm_contacts SET notes = ? WHERE id = ?", (notes, contact_id))
-    company = str(fields["company"])
+    company = str(fields["company"] or "")
     if company and company.casefold() != current["company"].casefold():
         found = companies.named(conn, account_id, company)
         if len(found) == 1:  # the CRM makes companies from domains only; an ORG it does not know stays in the card

@@ -176,12 +176,19 @@ def test_conditional_writes_and_refusals(dav: Dav) -> None:
     assert status == 200 and body.startswith(b"BEGIN:VCARD\r\nVERSION:4.0\r\n")
 
     # a card the CRM made, edited by a client at its href: the CRM's card gains the TEL, keeps its UID
+    # (a client that drops CATEGORIES, as iOS does, leaves the tags as they are)
+    daemon.cli("contacts", "tag", ALICE, "bob@builder.example", "supplier")
     (bob,) = [href for href in sync(dav, "")[1] if href.endswith(".vcf") and "dan" not in href and "petra" not in href]
     status, headers, body = dav.request("GET", bob)
-    edited = body.decode().replace("END:VCARD", "TEL:+44 20 7946 0000\r\nEND:VCARD")
+    assert b"CATEGORIES:supplier\r\n" in body
+    edited = body.decode().replace("CATEGORIES:supplier\r\n", "TEL:+44 20 7946 0000\r\n")
     assert dav.request("PUT", bob, edited, If_Match=headers["etag"], Content_Type="text/vcard")[0] == 204
-    assert b"TEL:+44 20 7946 0000\r\n" in dav.request("GET", bob)[2]
-    assert show(daemon, "bob@builder.example")["name"] == "Bob Builder"
+    assert dav.request("GET", bob)[2] == edited.encode()  # as sent; the CRM's tags unchanged
+    bob_now = show(daemon, "bob@builder.example")
+    assert bob_now["name"] == "Bob Builder" and bob_now["tags"] == ["supplier"]
+    daemon.cli("contacts", "tag", ALICE, "bob@builder.example", "builder")
+    body = dav.request("GET", bob)[2]
+    assert b"TEL:+44 20 7946 0000\r\n" in body and b"CATEGORIES:builder,supplier\r\n" in body
 
     # DELETE: out of the book, reported removed under the client's href; then 404
     token3, _, _ = sync(dav, "")

@@ -50,6 +50,7 @@ def test_folded_lf_only_and_n_without_fn_text() -> None:
     text = "BEGIN:VCARD\nVERSION:4.0\nFN:\nN:Mustermann;Max;;;\nEMAIL:max@example.org\nNOTE:a long\n  note\nEND:VCARD\n"
     fields = vcard.fields(vcard.parse(text.encode()))
     assert fields["name"] == "Max Mustermann" and fields["notes"] == "a long note"
+    assert fields["tags"] is None and fields["company"] is None  # no line: the CRM's stay as they are
 
 
 @pytest.mark.parametrize(
@@ -63,6 +64,7 @@ def test_folded_lf_only_and_n_without_fn_text() -> None:
         (b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:\xff\r\nEND:VCARD\r\n", False),  # not UTF-8
         (b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN x\r\nEND:VCARD\r\n", False),  # no colon
         (b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", False),
+        (b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:a\rb\r\nEND:VCARD\r\n", False),  # a bare CR
         (b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:x\r\nNOTE:" + b"a" * vcard.MAX_CARD + b"\r\nEND:VCARD\r\n", False),
     ],
 )
@@ -97,6 +99,15 @@ def test_crm_changes_of_tags_notes_addresses_and_groups_the_card_lacked() -> Non
     assert "CATEGORIES:lead\r\n" in out and "NOTE:2026-11-27 called\r\n" in out and "TEL:+1\r\n" in out
     assert out.startswith("BEGIN:VCARD\r\nVERSION:4.0\r\n") and out.endswith("END:VCARD\r\n")
     assert "ORG" not in out  # unchanged (empty) in the CRM: the card's (none) stands
+
+
+def test_a_group_the_card_lacks_appears_when_the_crm_changes_it() -> None:
+    """iOS drops CATEGORIES on an edit: the CRM keeps its tags (write.py), the card stays as sent until they
+    change."""
+    dropped = PHONE.replace("CATEGORIES:customer,vip\r\n", "")
+    assert vcard.merged(1, contact(), dropped, vcard.crm_values(contact())) == dropped
+    out = vcard.merged(1, contact(tags=["customer"]), dropped, vcard.crm_values(contact()))
+    assert "CATEGORIES:customer\r\n" in out and "REV:2026-01-01T00:00:00Z" not in out
 
 
 def test_other_version_and_long_lines_fold() -> None:
