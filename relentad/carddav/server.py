@@ -27,12 +27,15 @@ import email.utils
 import logging
 import sqlite3
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from .. import httpserver
 from ..auth.authenticator import Login
 from ..auth.basic import BasicLogin, Session
+from ..errors import StoreUnavailable
 from ..httpserver import Request, Response
 from ..store.db import Store
 from ..store.imapview import ReaderPool
@@ -40,6 +43,7 @@ from . import book, davxml, query, vcard, write
 from .davxml import CARD, CS, DAV, XML_TYPE, DavError, Name, Node, Props, d, el
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WELL_KNOWN = "/.well-known/carddav"
 ROOT = "/dav/"
@@ -314,18 +318,27 @@ class CardDav:
         if_match, if_none_match = request.field("if-match"), request.field("if-none-match")
         account_id, base = login.account_id, book_href(login.email.lower())
         if request.method == "DELETE":
-            await self.store.write(lambda conn: write.delete(conn, account_id, target.card, if_match))
+            await self._in_store(lambda conn: write.delete(conn, account_id, target.card, if_match))
+            log.info("carddav %s deleted %s", login.email, target.card)
             return Response(204, b"")
         kind = (request.field("content-type") or "text/vcard").split(";")[0].strip().lower()
         if kind not in ("text/vcard", "text/x-vcard", "text/directory"):
             raise DavError(415, f"{kind} is no vCard: text/vcard", (CARD, "supported-address-data"))
         body = request.body
-        done = await self.store.write(
+        done = await self._in_store(
             lambda conn: write.put(conn, account_id, target.card, body, if_match, if_none_match, base)
         )
+        log.info("carddav %s %s %s", login.email, "created" if done.created else "changed", target.card)
         # RFC 6352 §6.3.2.3: the ETag only when the stored card is octet for octet the one sent
         headers = [("ETag", done.etag)] if done.data == body else []
         return Response(201 if done.created else 204, b"", headers=headers)
+
+    async def _in_store(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` in a transaction of the store's writer thread; a store that cannot write is a 503, not a crash."""
+        try:
+            return await self.store.write(fn)
+        except StoreUnavailable as exc:
+            raise DavError(503, f"{exc}; try again later") from None
 
 
 def _card_props(card: book.Card, common: Values) -> Values:
