@@ -69,12 +69,14 @@ def put(
     current = book.by_name(conn, account_id, {name}, card.version).get(name) if contact_id is not None else None
     check(if_match, if_none_match, None if current is None else current.etag)
     fields = vcard.fields(card)
+    editing = None if current is None else contact_id  # a name of a contact out of the book is a new card
     try:
-        addresses = _addresses(conn, account_id, fields["addresses"], contact_id, base_href)
-        _uid_free(conn, account_id, card.uid, contact_id, base_href)
-        created = current is None
-        if contact_id is None or current is None:
-            contact_id = _new_contact(conn, account_id, name, addresses, fields["name"])
+        addresses = _addresses(conn, account_id, fields["addresses"], editing, base_href)
+        _uid_free(conn, account_id, card.uid, editing, base_href)
+        created = editing is None
+        if editing is None:
+            editing = _new_contact(conn, account_id, name, addresses, fields["name"])
+        contact_id = editing
         _apply(conn, account_id, contact_id, fields, addresses)
     except RelentadError as exc:
         raise DavError(403, str(exc), (CARD, "valid-address-data")) from None
@@ -162,7 +164,11 @@ def _new_contact(conn: sqlite3.Connection, account_id: int, name: str, addresses
         "DELETE FROM carddav_cards WHERE account_id = ? AND name = ? AND contact_id != ?",
         (account_id, name, contact_id),
     )
-    conn.execute("UPDATE crm_contacts SET confirmed = 1, kind = 'person' WHERE id = ?", (contact_id,))
+    # an automatic sender the owner adds is a person now (as mail from them written by hand makes it); a list stays
+    conn.execute(
+        "UPDATE crm_contacts SET confirmed = 1, kind = CASE kind WHEN 'bulk' THEN 'person' ELSE kind END WHERE id = ?",
+        (contact_id,),
+    )
     return contact_id
 
 
