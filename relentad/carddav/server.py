@@ -6,7 +6,7 @@ Layout (RFC 6764 §5: ``/.well-known/carddav`` redirects to the context path ``/
     /dav/principals/<email>/                    the principal: addressbook-home-set
     /dav/addressbooks/<email>/                  the address book home
     /dav/addressbooks/<email>/contacts/         the one address book, "Contacts"
-    /dav/addressbooks/<email>/contacts/<UID>.vcf
+    /dav/addressbooks/<email>/contacts/<UID>.vcf  a card (or the name a client created it under)
 
 Invariants:
 - HTTP Basic only, and only on the TLS listener (the web module never routes here from plain HTTP), through
