@@ -118,7 +118,7 @@ def _addresses(
         address = normalize(text)
         if not address:
             raise DavError(403, f"not an email address: {text[:80]!r}", (CARD, "valid-address-data"))
-        if crm._is_own(conn, account_id, address):
+        if crm.is_own_address(conn, account_id, address):
             raise DavError(403, f"{address} is the account's own address", (CARD, "valid-address-data"))
         row = conn.execute(
             f"""SELECT a.contact_id, {views.IN_BOOK} FROM crm_addresses a JOIN crm_contacts c ON c.id = a.contact_id
