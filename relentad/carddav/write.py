@@ -88,7 +88,9 @@ def put(
         (contact_id, account_id, name, card.uid, data.decode("utf-8"), json.dumps(vcard.crm_values(contact))),
     )
     stored = conn.execute(
-        "SELECT count(*) FROM carddav_cards WHERE account_id = ? AND vcard IS NOT NULL", (account_id,)
+        """SELECT count(*) FROM carddav_cards k JOIN crm_contacts c ON c.id = k.contact_id
+           WHERE k.account_id = ? AND k.vcard IS NOT NULL""",
+        (account_id,),
     ).fetchone()[0]
     if stored > MAX_CARDS:
         raise DavError(507, f"at most {MAX_CARDS} cards written by clients", (DAV, "quota-not-exceeded"))
@@ -141,9 +143,10 @@ def _uid_free(conn: sqlite3.Connection, account_id: int, uid: str, contact_id: i
     """RFC 6352 §6.3.2.1: a UID is one card's in the collection."""
     if not uid:
         return
-    row = conn.execute(
-        """SELECT contact_id FROM carddav_cards
-           WHERE account_id = ? AND uid = ? AND vcard IS NOT NULL AND contact_id IS NOT ?""",
+    row = conn.execute(  # of a card in the book: a merged-away contact's row stays (its name for the tombstone)
+        f"""SELECT k.contact_id FROM carddav_cards k JOIN crm_contacts c ON c.id = k.contact_id
+            WHERE k.account_id = ? AND k.uid = ? AND k.vcard IS NOT NULL AND k.contact_id IS NOT ?
+                  AND {views.IN_BOOK}""",
         (account_id, uid, contact_id),
     ).fetchone()
     if row is not None:

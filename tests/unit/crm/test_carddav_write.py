@@ -53,6 +53,9 @@ def test_a_client_card_keeps_its_name_through_sync_and_merge(conn: sqlite3.Conne
         contacts.merge(conn, account_id, bob, eve)
     found = book.changes(conn, account_id, again)
     assert found is not None and found.removed == ["iphone-1.vcf"]
+    # the client puts its copy back (a UID of a merged-away card is free again): a new contact at that name
+    readded = put(conn, account_id, "iphone-2.vcf", vcf("i1", "Eve", "EMAIL:eve2@else.example"), if_none_match="*")
+    assert readded.created
 
 
 def test_a_refused_write_keeps_nothing(conn: sqlite3.Connection, account_id: int) -> None:
