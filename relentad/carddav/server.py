@@ -304,7 +304,7 @@ class CardDav:
         if found.changed is not None:
             headers.append(("Last-Modified", email.utils.formatdate(found.changed, usegmt=True)))
         none_match = request.field("if-none-match")
-        if none_match is not None and write.matches(none_match, found.etag):  # RFC 7232 §3.2, §4.1
+        if none_match is not None and write.matches(none_match, found.etag, weak=True):  # RFC 7232 §3.2, §4.1
             return Response(304, b"", headers=headers)
         return Response(200, found.data, _VCARD, headers)
 

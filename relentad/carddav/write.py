@@ -39,11 +39,15 @@ class Written:
     data: bytes  # the card as a GET now serves it (in the PUT's version)
 
 
-def matches(header: str, etag: str | None) -> bool:
-    """Whether an If-Match / If-None-Match value matches the current ETag (None: no resource); strong comparison."""
+def matches(header: str, etag: str | None, *, weak: bool = False) -> bool:
+    """Whether an If-Match / If-None-Match value matches the current ETag (None: no resource). Strong comparison
+    (RFC 7232 §2.3.2: If-Match, and a write's If-None-Match); ``weak`` for GET's If-None-Match, where ``W/"x"``
+    matches ``"x"`` (§3.2)."""
     tags = [t.strip() for t in header.split(",") if t.strip()]
     if "*" in tags:
         return etag is not None
+    if weak:
+        tags = [t.removeprefix("W/") for t in tags]
     return etag is not None and etag in tags
 
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from relentad.carddav import vcard
+from relentad.carddav import vcard, write
+from relentad.carddav.davxml import DavError
 
 PHONE = (
     "BEGIN:VCARD\r\nVERSION:3.0\r\nPRODID:-//Apple Inc.//iPhone OS 17//EN\r\nUID:ABC-123\r\n"
@@ -116,3 +117,14 @@ def test_other_version_and_long_lines_fold() -> None:
     assert out.startswith("BEGIN:VCARD\r\nVERSION:4.0\r\n")
     assert all(len(line.encode()) <= 75 for line in out.split("\r\n"))
     assert vcard.parse(out.encode()).values("X-LONG") == ["ü" * 60]
+
+
+def test_conditions_of_rfc_7232() -> None:
+    assert write.matches('"a", "b"', '"b"') and write.matches("*", '"x"') and not write.matches("*", None)
+    assert not write.matches('W/"b"', '"b"') and write.matches('W/"b"', '"b"', weak=True)
+    write.check('"b"', None, '"b"')
+    write.check(None, "*", None)
+    for if_match, if_none_match, etag in (('"a"', None, '"b"'), ('"a"', None, None), (None, "*", '"b"')):
+        with pytest.raises(DavError) as caught:
+            write.check(if_match, if_none_match, etag)
+        assert caught.value.status == 412
