@@ -171,7 +171,7 @@ class WebServer:
         self.account = None
         if authenticator is not None:
             basic = BasicLogin(store, authenticator, lambda: get_config().server.hostname.rstrip("."))
-            self.dav = carddav.CardDav(basic, self.readers)
+            self.dav = carddav.CardDav(basic, self.readers, store)
             self.account = AccountPages(store, basic, self.readers, get_config, self.is_hosted)
         self.get_config = get_config
         self.get_tls = get_tls

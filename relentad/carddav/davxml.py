@@ -33,11 +33,12 @@ class DavError(Exception):
     """A request refused with ``status``; ``condition`` is the precondition element for a DAV:error body (RFC 4918
     §16), ``message`` a line of explanation."""
 
-    def __init__(self, status: int, message: str, condition: Name | None = None) -> None:
+    def __init__(self, status: int, message: str, condition: Name | None = None, href: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.condition = condition
+        self.href = href  # a resource the condition names (CARDDAV:no-uid-conflict, RFC 6352 §6.3.2.1)
 
 
 # -- output ------------------------------------------------------------------------------------------------
@@ -117,9 +118,10 @@ def multistatus(responses: list[Node], sync_token: str | None = None) -> bytes:
     return document(root)
 
 
-def error(condition: Name, message: str = "") -> bytes:
+def error(condition: Name, message: str = "", href: str | None = None) -> bytes:
     """A DAV:error body naming the failed precondition, with a human-readable line beside it."""
-    return document(d("error", el(condition), el(("urn:relentad", "reason"), message) if message else None))
+    named = el(condition, d("href", href) if href else None)
+    return document(d("error", named, el(("urn:relentad", "reason"), message) if message else None))
 
 
 # -- input -------------------------------------------------------------------------------------------------

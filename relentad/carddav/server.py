@@ -6,14 +6,15 @@ Layout (RFC 6764 §5: ``/.well-known/carddav`` redirects to the context path ``/
     /dav/principals/<email>/                    the principal: addressbook-home-set
     /dav/addressbooks/<email>/                  the address book home
     /dav/addressbooks/<email>/contacts/         the one address book, "Contacts"
-    /dav/addressbooks/<email>/contacts/<UID>.vcf
+    /dav/addressbooks/<email>/contacts/<UID>.vcf  a card (or the name a client created it under)
 
 Invariants:
 - HTTP Basic only, and only on the TLS listener (the web module never routes here from plain HTTP), through
   :mod:`relentad.auth.basic` (login history as protocol "carddav"; a sync of many requests is one login).
 - An account sees only its own paths: any other ``<email>`` is 403 whether that account exists or not.
-- Read only: PUT, DELETE, PROPPATCH, MKCOL, COPY, MOVE answer 403 with DAV:need-privileges; the
-  current-user-privilege-set says so up front (DAVx5 and iOS then mark the book read-only).
+- Cards are written with PUT and DELETE (:mod:`relentad.carddav.write`, in one transaction of the store's writer
+  thread); PROPPATCH, MKCOL, COPY, MOVE, LOCK … answer 403 with DAV:need-privileges. The
+  current-user-privilege-set says so up front: read everywhere, and write-content, bind and unbind on the book.
 - The book is read, and its answer written, on a worker thread (:class:`ReaderPool`) in one read snapshot, never
   on the event loop: a book of thousands of cards takes most of a second.
 - Every refusal is an HTTP status with a body (DAV:error for preconditions); handlers raise :class:`DavError`,
@@ -26,24 +27,29 @@ import email.utils
 import logging
 import sqlite3
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from .. import httpserver
 from ..auth.authenticator import Login
 from ..auth.basic import BasicLogin, Session
+from ..errors import StoreUnavailable
 from ..httpserver import Request, Response
+from ..store.db import Store
 from ..store.imapview import ReaderPool
-from . import book, davxml, query
+from . import book, davxml, query, vcard, write
 from .davxml import CARD, CS, DAV, XML_TYPE, DavError, Name, Node, Props, d, el
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WELL_KNOWN = "/.well-known/carddav"
 ROOT = "/dav/"
 BOOK = "contacts"
-METHODS = "OPTIONS, GET, HEAD, PROPFIND, REPORT"
-_WRITES = {"PUT", "DELETE", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "POST", "ACL"}
+METHODS = "OPTIONS, GET, HEAD, PROPFIND, REPORT, PUT, DELETE"
+_REFUSED = {"PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "POST", "ACL"}
 _VCARD = "text/vcard; charset=utf-8"
 _MAX_HREFS = 5000  # hrefs in one addressbook-multiget
 
@@ -112,6 +118,10 @@ def _href(*targets: str) -> list[Node | str]:
 
 
 _READ_PRIVILEGES = d("current-user-privilege-set", d("privilege", d("read")))
+# on the book and its cards: RFC 3744 §3.1 (write-content: PUT to a card; bind, unbind: create, delete a card)
+_WRITE_PRIVILEGES = d(
+    "current-user-privilege-set", *(d("privilege", d(name)) for name in ("read", "write-content", "bind", "unbind"))
+)
 _REPORTS = d(
     "supported-report-set",
     *(
@@ -134,9 +144,10 @@ class CardDav:
     """Answers CardDAV requests for the web listener. A request's reading and writing of the book runs on a worker
     thread (``readers``), in one snapshot: a book of thousands of cards takes a second to serve."""
 
-    def __init__(self, basic: BasicLogin, readers: ReaderPool) -> None:
+    def __init__(self, basic: BasicLogin, readers: ReaderPool, store: Store) -> None:
         self.basic = basic
         self.readers = readers
+        self.store = store
 
     async def respond(self, request: Request, session: Session) -> Response:
         try:
@@ -144,7 +155,7 @@ class CardDav:
         except DavError as exc:
             if exc.condition is None:
                 return httpserver.text(exc.status, exc.message)
-            return Response(exc.status, davxml.error(exc.condition, exc.message), XML_TYPE)
+            return Response(exc.status, davxml.error(exc.condition, exc.message, exc.href), XML_TYPE)
 
     async def _respond(self, request: Request, session: Session) -> Response:
         if request.path in (WELL_KNOWN, WELL_KNOWN + "/", "/dav"):  # RFC 6764 §5; also before a login
@@ -159,10 +170,10 @@ class CardDav:
             return login
         if target.email and target.email != login.email.lower():
             raise DavError(403, "not your address book", (DAV, "need-privileges"))
-        if request.method in _WRITES:
-            raise DavError(
-                403, "the address book is read-only: edit contacts with `relentad contacts`", (DAV, "need-privileges")
-            )
+        if request.method in _REFUSED:
+            raise DavError(403, "only cards are written here (PUT, DELETE)", (DAV, "need-privileges"))
+        if request.method in ("PUT", "DELETE"):
+            return await self._write(request, target, login)
         handler = {"PROPFIND": self._propfind, "REPORT": self._report, "GET": self._get, "HEAD": self._get}
         method = handler.get(request.method)
         if method is None:
@@ -194,9 +205,9 @@ class CardDav:
             (DAV, "current-user-privilege-set"): list(_READ_PRIVILEGES.children),
         }
         if target.kind == "card":
-            uid = target.card.removesuffix(".vcf")
-            found = book.by_uid(conn, login.account_id, {uid}, version).get(uid)
-            return None if found is None else [(book_href(email) + found.name, _card_props(found, common))]
+            found = book.by_name(conn, login.account_id, {target.card}, version).get(target.card)
+            writable: Values = {**common, (DAV, "current-user-privilege-set"): list(_WRITE_PRIVILEGES.children)}
+            return None if found is None else [(book_href(email) + quote(found.name), _card_props(found, writable))]
         if target.kind == "root":
             return [(ROOT, {**common, (DAV, "resourcetype"): [d("collection")], (DAV, "displayname"): ["relentad"]})]
         if target.kind == "principal":
@@ -213,9 +224,11 @@ class CardDav:
         state = book.token(book.counter(conn, login.account_id))
         book_values: Values = {
             **owned,
+            (DAV, "current-user-privilege-set"): list(_WRITE_PRIVILEGES.children),
+            (CARD, "max-resource-size"): [str(vcard.MAX_CARD)],
             (DAV, "resourcetype"): [d("collection"), el((CARD, "addressbook"))],
             (DAV, "displayname"): ["Contacts"],
-            (CARD, "addressbook-description"): [f"Confirmed contacts of {email} (read-only)"],
+            (CARD, "addressbook-description"): [f"Confirmed contacts of {email}"],
             (CARD, "supported-address-data"): list(_ADDRESS_DATA.children),
             (DAV, "supported-report-set"): list(_REPORTS.children),
             (DAV, "sync-token"): [state],
@@ -226,7 +239,9 @@ class CardDav:
         base = book_href(email)
         entries = [(base, book_values)]
         if members:
-            entries += [(base + c.name, _card_props(c, common)) for c in book.cards(conn, login.account_id, version)]
+            writable = {**common, (DAV, "current-user-privilege-set"): list(_WRITE_PRIVILEGES.children)}
+            cards = book.cards(conn, login.account_id, version)
+            entries += [(base + quote(c.name), _card_props(c, writable)) for c in cards]
         return entries
 
     # -- REPORT (RFC 6352 §8.6, §8.7; RFC 6578 §3.2) ----------------------------------------------------------
@@ -243,8 +258,8 @@ class CardDav:
             hrefs = report.hrefs()
             if len(hrefs) > _MAX_HREFS:
                 raise DavError(403, f"at most {_MAX_HREFS} hrefs at once", (DAV, "number-of-matches-within-limits"))
-            wanted = {href: _card_uid(href, base) for href in hrefs}
-            found = book.by_uid(conn, login.account_id, {u for u in wanted.values() if u}, version)
+            wanted = {href: _card_name(href, base) for href in hrefs}
+            found = book.by_name(conn, login.account_id, {u for u in wanted.values() if u}, version)
             out = []
             for href, uid in wanted.items():
                 card = found.get(uid or "")
@@ -254,7 +269,7 @@ class CardDav:
             matcher = query.parse_filter(report.child((CARD, "filter")))
             limit = _limit(report.child((CARD, "limit")), CARD)
             cards = [c for c in book.cards(conn, login.account_id, version) if matcher.test(c.values)]
-            out = [_answer(base + c.name, _card_props(c, {}), props) for c in cards[:limit]]
+            out = [_answer(base + quote(c.name), _card_props(c, {}), props) for c in cards[:limit]]
             if limit is not None and len(cards) > limit:  # §8.6.1: truncated, said with 507 on the collection
                 out.append(davxml.gone(base, 507))
             return _multistatus(out)
@@ -269,8 +284,8 @@ class CardDav:
         limit = _limit(report.child((DAV, "limit")), DAV)
         if limit is not None and len(delta.changed) + len(delta.removed) > limit:
             raise DavError(507, "more changes than the limit", (DAV, "number-of-matches-within-limits"))
-        out = [_answer(base + c.name, _card_props(c, {}), props) for c in delta.changed]
-        out += [davxml.gone(f"{base}{uid}.vcf") for uid in delta.removed]
+        out = [_answer(base + quote(c.name), _card_props(c, {}), props) for c in delta.changed]
+        out += [davxml.gone(base + quote(name)) for name in delta.removed]
         return Response(207, davxml.multistatus(out, book.token(delta.counter)), XML_TYPE)
 
     # -- GET / HEAD ---------------------------------------------------------------------------------------
@@ -282,14 +297,48 @@ class CardDav:
             return Response(200, data, _VCARD)
         if target.kind != "card":
             return httpserver.text(405, "a collection: use PROPFIND", ("Allow", "OPTIONS, PROPFIND"))
-        uid = target.card.removesuffix(".vcf")
-        found = book.by_uid(conn, login.account_id, {uid}, version).get(uid)
+        found = book.by_name(conn, login.account_id, {target.card}, version).get(target.card)
         if found is None:
             return httpserver.text(404, "no such card")
         headers = [("ETag", found.etag)]
         if found.changed is not None:
             headers.append(("Last-Modified", email.utils.formatdate(found.changed, usegmt=True)))
+        none_match = request.field("if-none-match")
+        if none_match is not None and write.matches(none_match, found.etag, weak=True):  # RFC 7232 §3.2, §4.1
+            return Response(304, b"", headers=headers)
         return Response(200, found.data, _VCARD, headers)
+
+    # -- PUT / DELETE (RFC 6352 §6.3.2, RFC 4918 §9.6, §9.7, RFC 7232) ------------------------------------------
+
+    async def _write(self, request: Request, target: Resource, login: Login) -> Response:
+        if target.kind != "card":
+            raise DavError(405 if request.method == "PUT" else 403, "only cards of the address book are written")
+        if len(target.card.encode("utf-8")) > 255:
+            raise DavError(403, "a card's name is at most 255 octets", (DAV, "need-privileges"))
+        if_match, if_none_match = request.field("if-match"), request.field("if-none-match")
+        account_id, base = login.account_id, book_href(login.email.lower())
+        if request.method == "DELETE":
+            await self._in_store(lambda conn: write.delete(conn, account_id, target.card, if_match))
+            log.info("carddav %s deleted %s", login.email, target.card)
+            return Response(204, b"")
+        kind = (request.field("content-type") or "text/vcard").split(";")[0].strip().lower()
+        if kind not in ("text/vcard", "text/x-vcard", "text/directory"):
+            raise DavError(415, f"{kind} is no vCard: text/vcard", (CARD, "supported-address-data"))
+        body = request.body
+        done = await self._in_store(
+            lambda conn: write.put(conn, account_id, target.card, body, if_match, if_none_match, base)
+        )
+        log.info("carddav %s %s %s", login.email, "created" if done.created else "changed", target.card)
+        # RFC 6352 §6.3.2.3: the ETag only when the stored card is octet for octet the one sent
+        headers = [("ETag", done.etag)] if done.data == body else []
+        return Response(201 if done.created else 204, b"", headers=headers)
+
+    async def _in_store(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` in a transaction of the store's writer thread; a store that cannot write is a 503, not a crash."""
+        try:
+            return await self.store.write(fn)
+        except StoreUnavailable as exc:
+            raise DavError(503, f"{exc}; try again later") from None
 
 
 def _card_props(card: book.Card, common: Values) -> Values:
@@ -320,8 +369,9 @@ def _multistatus(responses: list[Node]) -> Response:
     return Response(207, davxml.multistatus(responses), XML_TYPE)
 
 
-def _card_uid(href: str, base: str) -> str | None:
-    """The UID a multiget href names when it is a card of this book (path or absolute URL, percent-encoded)."""
+def _card_name(href: str, base: str) -> str | None:
+    """The resource name a multiget href names when it is a card of this book (path or absolute URL,
+    percent-encoded)."""
     try:
         path = unquote(urlsplit(href).path)
     except ValueError:  # "http://[::1": not a URL
@@ -329,7 +379,7 @@ def _card_uid(href: str, base: str) -> str | None:
     folder, _, name = path.rpartition("/")
     if folder + "/" != unquote(base) or not name.endswith(".vcf"):
         return None
-    return name.removesuffix(".vcf")
+    return name
 
 
 def _limit(element: ET.Element | None, namespace: str) -> int | None:

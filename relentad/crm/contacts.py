@@ -300,7 +300,7 @@ def add_address(conn: sqlite3.Connection, account_id: int, contact_id: int, addr
     normal = normalize(address)
     if not normal:
         raise InvalidInput(f"not an address: {address!r}")
-    if _is_own(conn, account_id, normal):
+    if is_own_address(conn, account_id, normal):
         raise InvalidInput(f"{normal} is the account's own address; it is never a contact's")
     row = conn.execute(
         "SELECT contact_id FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, normal)
@@ -320,7 +320,7 @@ def add_address(conn: sqlite3.Connection, account_id: int, contact_id: int, addr
     return normal
 
 
-def _is_own(conn: sqlite3.Connection, account_id: int, address: str) -> bool:
+def is_own_address(conn: sqlite3.Connection, account_id: int, address: str) -> bool:
     """The account's address or one of its aliases, or a subaddress of one (what the sorter never files)."""
     candidates = (address, base_address(address))
     row = conn.execute(

@@ -769,6 +769,44 @@ def _m024_carddav_sync(conn: sqlite3.Connection) -> None:
             )
 
 
+def _m033_carddav_write(conn: sqlite3.Connection) -> None:
+    """A writable address book (``relentad.carddav.write``): per contact, the resource name a client created it
+    under (kept for good: its href) and the client's last vCard (NULL once deleted from the book) with ``base``, the
+    CRM's values right after that PUT (JSON), which the merge compares with. A stored card's change is a change of
+    the book, counted like the CRM's (``_bump``). No foreign key: a deleted contact's row keeps its name for the
+    tombstone (sync-collection reports that href removed); the account's deletion clears them."""
+    contact = _IN_BOOK.format(c="c")
+    execute_script(
+        conn,
+        f"""
+        CREATE TABLE carddav_cards (
+            contact_id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            uid TEXT NOT NULL DEFAULT '',
+            vcard TEXT,
+            base TEXT,
+            UNIQUE (account_id, name)
+        );
+        CREATE INDEX carddav_cards_uid ON carddav_cards(account_id, uid);
+        CREATE TRIGGER carddav_card_put AFTER INSERT ON carddav_cards
+            WHEN new.vcard IS NOT NULL
+                 AND EXISTS (SELECT 1 FROM crm_contacts c WHERE c.id = new.contact_id AND {contact})
+        BEGIN {_bump("new.account_id", "id = new.contact_id")}
+        END;
+        CREATE TRIGGER carddav_card_replaced AFTER UPDATE OF vcard ON carddav_cards
+            WHEN new.vcard IS NOT old.vcard
+                 AND EXISTS (SELECT 1 FROM crm_contacts c WHERE c.id = new.contact_id AND {contact})
+        BEGIN {_bump("new.account_id", "id = new.contact_id")}
+        END;
+        CREATE TRIGGER carddav_cards_account_deleted AFTER DELETE ON accounts
+        BEGIN
+            DELETE FROM carddav_cards WHERE account_id = old.id;
+        END;
+        """,
+    )
+
+
 def _m025_crm_thread_ids(conn: sqlite3.Connection) -> None:
     """CRM thread and contact ids are never reused: they are IMAP THREADIDs and part of MAILBOXIDs (RFC 8474), and
     web links. SQLite gives a new row the highest id + 1, so a merge deleting the newest thread or contact let the
@@ -985,6 +1023,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("030_forwarding", _m030_forwarding),
     ("031_app_passwords", _m031_app_passwords),
     ("032_dane", _m032_dane),
+    ("033_carddav_write", _m033_carddav_write),
 ]
 
 

@@ -206,8 +206,9 @@ def test_discovery_properties_and_refusals(dav: Dav) -> None:
     assert book.findtext(".//cs:getctag", namespaces=NS) == book.findtext(".//d:sync-token", namespaces=NS)
     versions = {e.get("version") for e in book.iterfind(".//card:address-data-type", NS)}
     assert versions == {"3.0", "4.0"}
-    privileges = [p.tag for p in book.find(".//d:current-user-privilege-set", NS) or []]  # type: ignore[union-attr]
-    assert privileges == [f"{DAV}privilege"] and book.find(".//d:privilege/d:read", NS) is not None
+    privileges = {p.tag for p in book.iterfind(".//d:current-user-privilege-set/d:privilege/*", NS)}
+    assert privileges == {f"{DAV}{name}" for name in ("read", "write-content", "bind", "unbind")}
+    assert book.findtext(".//card:max-resource-size", namespaces=NS) is None  # not asked for
     assert "404" in (book.findtext("d:propstat[2]/d:status", namespaces=NS) or "")  # x:nope, named as sent
 
     # the book's members with their ETags; GET serves the same ETag, HEAD the same fields
@@ -257,13 +258,15 @@ def test_discovery_properties_and_refusals(dav: Dav) -> None:
     plain.close()
 
     status, headers, body = dav.request("OPTIONS", BOOK, auth="")
-    assert status == 200 and headers["dav"] == "1, 3, addressbook" and "REPORT" in headers["allow"]
+    assert status == 200 and headers["dav"] == "1, 3, addressbook"
+    assert {"REPORT", "PUT", "DELETE"} <= set(headers["allow"].replace(" ", "").split(","))
 
     def refused(status: int, *request: str, condition: str | None = None, **fields: str) -> None:
         got, _, body = dav.request(*request, **fields)
         assert got == status, (request, got, body)
         if condition is not None:
-            assert ET.fromstring(body).find(f"d:{condition}", NS) is not None, body
+            name = condition if ":" in condition else f"d:{condition}"
+            assert ET.fromstring(body).find(name, NS) is not None, body
 
     # logins: none, a wrong password, a terminated account (all 401 with the Basic challenge)
     status, headers, _ = dav.request("PROPFIND", BOOK, auth="", Depth="0")
@@ -276,10 +279,12 @@ def test_discovery_properties_and_refusals(dav: Dav) -> None:
     refused(403, "GET", "/dav/addressbooks/nobody@example.test/contacts/x.vcf")
     refused(404, "GET", BOOK + "nobody.vcf")
     refused(404, "PROPFIND", "/dav/calendars/", Depth="0")
-    # read only, finite depth, known reports and tokens
-    refused(403, "PUT", BOOK + "new.vcf", "BEGIN:VCARD\r\nEND:VCARD\r\n", condition="need-privileges")
-    refused(403, "DELETE", href, condition="need-privileges")
+    # only cards are written (test_carddav_write has the rest), finite depth, known reports and tokens
+    refused(400, "PUT", BOOK + "new.vcf", "BEGIN:VCARD\r\nEND:VCARD\r\n", condition="card:valid-address-data")
+    refused(405, "PUT", BOOK, "BEGIN:VCARD\r\nEND:VCARD\r\n")
+    refused(403, "DELETE", BOOK)
     refused(403, "PROPPATCH", BOOK, propfind("d:displayname"), condition="need-privileges")
+    refused(403, "MKCOL", BOOK, condition="need-privileges")
     refused(403, "PROPFIND", BOOK, propfind("d:getetag"), condition="propfind-finite-depth", Depth="infinity")
     refused(403, "PROPFIND", BOOK, propfind("d:getetag"), condition="propfind-finite-depth")  # no Depth: infinity
     refused(403, "REPORT", BOOK, sync_collection("urn:relentad:sync:999"), condition="valid-sync-token")

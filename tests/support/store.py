@@ -23,8 +23,8 @@ def database_with(path: Path, *emails: str, quota_bytes: int = 0) -> sqlite3.Con
 
 def use_every_feature(conn: sqlite3.Connection, me: int, other: int, now: float) -> None:
     """What an account leaves behind by using every feature: Sieve scripts, vacation tracking, grants both ways,
-    CardDAV sync state and a tombstone, CRM rows with a follow-up, its settings, logins over every protocol, an app
-    password used once."""
+    CardDAV sync state, a tombstone and a client's card, CRM rows with a follow-up, its settings, logins over every
+    protocol, an app password used once."""
     email = conn.execute("SELECT email FROM accounts WHERE id = ?", (me,)).fetchone()[0]
     mine, theirs = mailboxes.find(conn, me, "INBOX"), mailboxes.find(conn, other, "INBOX")
     assert mine is not None and theirs is not None
@@ -49,6 +49,12 @@ def use_every_feature(conn: sqlite3.Connection, me: int, other: int, now: float)
     jo = conn.execute("SELECT id FROM crm_contacts WHERE account_id = ? AND name = 'Jo'", (me,)).fetchone()[0]
     conn.execute("INSERT INTO crm_addresses (account_id, address, contact_id) VALUES (?, 'jo@far.test', ?)", (me, jo))
     conn.execute("INSERT INTO crm_tags (contact_id, tag) VALUES (?, 'client')", (jo,))
+    card = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Jo\r\nEMAIL:jo@far.test\r\nTEL:+1\r\nEND:VCARD\r\n"
+    conn.execute(  # a card a phone wrote, and the name of one deleted since (kept for its tombstone)
+        "INSERT INTO carddav_cards (contact_id, account_id, name, uid, vcard, base)"
+        " VALUES (?, ?, 'jo.vcf', 'j', ?, '{}'), (? + 1000, ?, 'al.vcf', '', NULL, NULL)",
+        (jo, me, card, jo, me),
+    )
     thread = conn.execute(
         "INSERT INTO crm_threads (account_id, subject, subject_key, first_message, last_message, messages)"
         " VALUES (?, 's', 's', ?, ?, 1)",

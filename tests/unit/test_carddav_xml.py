@@ -124,10 +124,10 @@ def test_url_layout() -> None:
 
 def test_multiget_hrefs_name_cards_of_this_book_only() -> None:
     base = "/dav/addressbooks/a@b/contacts/"
-    assert server._card_uid("https://h:1/dav/addressbooks/a%40b/contacts/x.vcf", base) == "x"
-    assert server._card_uid(base + "x.vcf", base) == "x"
+    assert server._card_name("https://h:1/dav/addressbooks/a%40b/contacts/x%20y.vcf", base) == "x y.vcf"
+    assert server._card_name(base + "x.vcf", base) == "x.vcf"
     for href in ("http://[::1", base + "x.ics", "/dav/addressbooks/c@d/contacts/x.vcf", base + "sub/x.vcf", ""):
-        assert server._card_uid(href, base) is None, href
+        assert server._card_name(href, base) is None, href
 
 
 def test_text_that_xml_cannot_carry_is_replaced() -> None:

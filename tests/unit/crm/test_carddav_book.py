@@ -27,7 +27,7 @@ def delta(conn: sqlite3.Connection, account_id: int, since: int) -> tuple[list[s
     """(names changed, UIDs removed) since counter ``since``."""
     found = book.changes(conn, account_id, since)
     assert found is not None
-    return [c.values["FN"][0] for c in found.changed], found.removed
+    return [c.values["FN"][0] for c in found.changed], [name.removesuffix(".vcf") for name in found.removed]
 
 
 def test_sync_reports_what_cards_show_and_nothing_else(conn: sqlite3.Connection, account_id: int) -> None:
@@ -181,7 +181,7 @@ async def test_a_request_reads_the_book_off_the_event_loop(
     monkeypatch.setattr(book, "cards", recorded)
     store, readers = db.Store(path), ReaderPool(path)
     try:
-        dav = server.CardDav(BasicLogin(store, cast(Any, _Accepts(account_id)), lambda: "mx"), readers)
+        dav = server.CardDav(BasicLogin(store, cast(Any, _Accepts(account_id)), lambda: "mx"), readers, store)
         credentials = base64.b64encode(b"alice@example.test:secret").decode()
         fields = (("depth", "1"), ("authorization", f"Basic {credentials}"))
         target = server.book_href("alice@example.test")

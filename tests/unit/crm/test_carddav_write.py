@@ -1,0 +1,85 @@
+"""Writing the address book on a real database (relentad.carddav.write, migration 033's triggers): a client's card
+in the CRM, its name kept through sync and merges, and single cards read without going through the book."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from relentad.carddav import book, write
+from relentad.carddav.davxml import DavError
+from relentad.crm import contacts, export, views
+from relentad.crm.participants import OUT
+from relentad.store import db
+from tests.unit.crm.test_contacts import file, person
+
+BASE = "/dav/addressbooks/alice@example.test/contacts/"
+
+
+def put(conn: sqlite3.Connection, account_id: int, name: str, text: str, **conditions: str) -> write.Written:
+    with db.transaction(conn):
+        return write.put(
+            conn, account_id, name, text.encode(), conditions.get("if_match"), conditions.get("if_none_match"), BASE
+        )
+
+
+def vcf(uid: str, fn: str, *lines: str) -> str:
+    return "".join(
+        f"{line}\r\n" for line in ("BEGIN:VCARD", "VERSION:3.0", f"UID:{uid}", f"FN:{fn}", *lines, "END:VCARD")
+    )
+
+
+def test_a_client_card_keeps_its_name_through_sync_and_merge(conn: sqlite3.Connection, account_id: int) -> None:
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("bob@acme.example", "Bob Stone")], OUT)
+    start = book.counter(conn, account_id)
+    done = put(
+        conn, account_id, "iphone-1.vcf", vcf("i1", "Eve", "EMAIL:eve@else.example", "TEL:+1"), if_none_match="*"
+    )
+    assert done.created and done.data.endswith(b"TEL:+1\r\nEND:VCARD\r\n")
+    eve = contacts.resolve(conn, account_id, "eve@else.example")
+    assert views.contact(conn, eve)["confirmed"] and views.contact(conn, eve)["name"] == "Eve"
+    found = book.changes(conn, account_id, start)
+    assert found is not None and [c.name for c in found.changed] == ["iphone-1.vcf"]
+    assert found.changed[0].etag == done.etag
+    # the same card again: nothing changes, the token stays
+    again = book.counter(conn, account_id)
+    put(conn, account_id, "iphone-1.vcf", vcf("i1", "Eve", "EMAIL:eve@else.example", "TEL:+1"), if_match=done.etag)
+    assert book.counter(conn, account_id) == again
+    # merged away in the CLI: reported removed under the client's name, not "<uid>.vcf"
+    bob = contacts.resolve(conn, account_id, "bob@acme.example")
+    with db.transaction(conn):
+        contacts.merge(conn, account_id, bob, eve)
+    found = book.changes(conn, account_id, again)
+    assert found is not None and found.removed == ["iphone-1.vcf"]
+    # the client puts its copy back (a UID of a merged-away card is free again): a new contact at that name
+    readded = put(conn, account_id, "iphone-2.vcf", vcf("i1", "Eve", "EMAIL:eve2@else.example"), if_none_match="*")
+    assert readded.created
+
+
+def test_a_refused_write_keeps_nothing(conn: sqlite3.Connection, account_id: int) -> None:
+    with pytest.raises(DavError) as caught:
+        put(conn, account_id, "x.vcf", vcf("x", "X", "EMAIL:x@x.example", "EMAIL:alice@example.test"))
+    assert caught.value.status == 403
+    assert conn.execute("SELECT count(*) FROM crm_contacts").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM carddav_cards").fetchone()[0] == 0
+
+
+def test_one_card_is_read_without_the_book(
+    conn: sqlite3.Connection, account_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("bob@acme.example", "Bob Stone")], OUT)
+    bob = contacts.resolve(conn, account_id, "bob@acme.example")
+    name = f"{export.uid(account_id, bob)}.vcf"
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the whole book was read")
+
+    monkeypatch.setattr(views, "list_contacts", refuse)
+    assert book.by_name(conn, account_id, {name, "nobody.vcf"}).keys() == {name}
+    with db.transaction(conn):  # a contact made after the first lookup is learnt on the next
+        file(conn, account_id, 2, [person("eve@else.example", "Eve")], OUT)
+    eve = contacts.resolve(conn, account_id, "eve@else.example")
+    assert book.contact_of(conn, account_id, f"{export.uid(account_id, eve)}.vcf") == eve
