@@ -360,6 +360,8 @@ def test_terminate_and_purge_leave_nothing_of_an_account_that_used_every_feature
     assert acl.shared_with(conn, 2) == [] and acl.shared_with(conn, 1) == []
     assert conn.execute("SELECT count(*) FROM app_passwords").fetchone()[0] == 0, "they go with the logins"
     assert conn.execute("SELECT count(*) FROM imap_acl").fetchone()[0] == 0
+    for table in ("totp", "totp_recovery", "web_sessions"):
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, f"{table} goes with the logins"
     with db.transaction(conn):
         if at_once:
             retention.purge_account(conn, 1)
