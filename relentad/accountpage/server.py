@@ -496,7 +496,12 @@ class AccountPages:
                 return outcome
             if outcome is None:
                 return self._two_factor_page(403, login, cookie, error="The code is not right.")
-            await self.store.write(lambda conn: self._changed(conn, login, session, "2fa-disabled", None))
+
+            def disable(conn: sqlite3.Connection) -> None:
+                totp.disable(conn, login.account_id)
+                self._changed(conn, login, session, "2fa-disabled", cookie, create=False)
+
+            await self.store.write(disable)
             log.info("two-factor login of %s turned off on the account page from %s", login.email, session.ip)
             return self._two_factor_page(200, login, cookie, note="Two-factor login is off.")
         if action != "enable":
@@ -529,12 +534,14 @@ class AccountPages:
         return Response(response.status, response.body, _HTML, (sessions.set_cookie(cookie),))
 
     @staticmethod
-    def _changed(conn: sqlite3.Connection, login: Login, session: Session, reason: str, keep: str | None) -> str:
+    def _changed(
+        conn: sqlite3.Connection, login: Login, session: Session, reason: str, keep: str | None, create: bool = True
+    ) -> str | None:
         """After turning two-factor login on or off: a login history row, every other session of the account
-        ended, and the session this browser goes on with (``keep``, or a new one)."""
+        ended, and the session this browser goes on with (``keep``, or with ``create`` a new one)."""
         history.record(conn, history.Attempt(login.email, session.ip, "web", "success", login.account_id, reason))
         sessions.end_all(conn, login.account_id, keep=keep)
-        return keep or sessions.create(conn, login.account_id, session.ip)
+        return keep or (sessions.create(conn, login.account_id, session.ip) if create else None)
 
 
 def _display_name(conn: sqlite3.Connection, account_id: int) -> str:
