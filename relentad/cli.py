@@ -465,6 +465,7 @@ def user_passwd(state: State, email: str, password_stdin: bool) -> None:
         hashed = passwords.hash_password(password)
         with state.write() as conn:
             accounts.set_password(conn, email, hashed)
+            sessions.end_all(conn, accounts.active_account(conn, email).id)  # the account pages' logins too
     click.echo(f"password of {email} changed")
     if generated:
         click.echo(f"password: {password}")

@@ -117,20 +117,13 @@ def login_page(token: str, error: str = "", email: str = "", note: str = "") -> 
 
 
 def login_needed() -> bytes:
-    """The body of the 401 a request without a login gets (a browser shows it when its prompt is cancelled)."""
+    """The body of every 401 (a browser shows it when its prompt is cancelled): the same whether the password was
+    missing, wrong, or right for an account with two-factor login on."""
     return _document(
         "Log in",
-        "<main><h1>Log in</h1><p>Log in with your mail address and password, or "
-        '<a href="/account/login">with the form</a> (the only way with two-factor login on).</p></main>',
-    )
-
-
-def two_factor_needed() -> bytes:
-    return _document(
-        "Two-factor login",
-        "<main><h1>Two-factor login</h1><p>Your account has two-factor login on: the password alone does not open "
-        'these pages. <a href="/account/login">Log in with the form</a> and a code from your authenticator '
-        "app.</p></main>",
+        "<main><h1>Log in</h1><p>Log in with your mail address and password. With two-factor login on, your "
+        'browser\'s login prompt does not open these pages: <a href="/account/login">log in with the form</a> and a '
+        "code from your authenticator app.</p></main>",
     )
 
 

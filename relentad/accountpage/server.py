@@ -199,15 +199,25 @@ class AccountPages:
                 return Response(
                     303, b"/account/login\n", headers=(("Location", "/account/login"), sessions.clear_cookie())
                 )
-        if request.field("authorization") is None:
-            challenge = self.basic.challenge("")
-            return Response(401, pages.login_needed(), _HTML, challenge.headers)
         basic = await self.basic.login(request, session, "web")
         if isinstance(basic, Response):
-            return basic
+            return self._challenge() if basic.status == 401 else basic
         if self.store.read(lambda conn: totp.state(conn, basic.account_id)).enabled:
-            return Response(403, pages.two_factor_needed(), _HTML)
+            # the same answer as a wrong password: the prompt is no oracle for it; one row says why
+            session.logins.pop("web", None)
+            attempt = history.Attempt(basic.email, session.ip, "web", "failure", basic.account_id, "2fa-required")
+            try:
+                await self.store.write(lambda conn: history.record(conn, attempt))
+            except RelentadError as exc:
+                log.error("account page: login history not recorded for %s: %s", basic.email, exc)
+            log.info("web login %s from %s refused: two-factor login is on (HTTP Basic)", basic.email, session.ip)
+            return self._challenge()
         return basic, None
+
+    def _challenge(self) -> Response:
+        """Every 401 of these pages, whatever the reason (no login, a wrong password, the right one of an
+        account with two-factor login on): the Basic challenge and a page pointing to the login form."""
+        return Response(401, pages.login_needed(), _HTML, self.basic.challenge("").headers)
 
     async def _login_form(self, request: Request, session: Session) -> Response:
         """GET: the form. POST: the password (the authenticator: throttle, history), then with two-factor login on

@@ -88,8 +88,14 @@ def next_code(key: bytes) -> str:
 
 def test_enroll_log_in_with_a_code_replay_recovery_and_admin_reset(browser: Browser) -> None:
     key, session, codes = enroll(browser)
-    status, _, body = browser.request("GET", "/account/")
-    assert status == 403 and b"two-factor login on" in body, "the password alone no longer opens the pages"
+    refused = browser.request("GET", "/account/")
+    wrong = browser.request("GET", "/account/", auth=basic(password="wrong password"))
+    assert refused[0] == 401 and b'href="/account/login"' in refused[2], "the password alone no longer opens them"
+    assert (refused[0], refused[1]["www-authenticate"], refused[2]) == (
+        wrong[0],
+        wrong[1]["www-authenticate"],
+        wrong[2],
+    )
     status, _, body = get(browser, "/account/", session)
     assert status == 200 and b"Log out</button>" in body, "the browser that enrolled is logged in"
     imap_login(browser, PASSWORD)  # mail protocols are not affected
@@ -125,6 +131,7 @@ def test_enroll_log_in_with_a_code_replay_recovery_and_admin_reset(browser: Brow
     conn.close()
     assert reasons.count(("success", "2fa-ok")) == 1 and ("success", "2fa-enabled") in reasons
     assert reasons.count(("failure", "2fa-failed")) == 3 and recovered == [("success",)]
+    assert ("failure", "2fa-required") in reasons, "the Basic login refused for want of a code"
 
     assert (
         "two-factor login off (2 browser sessions ended)" in browser.daemon.cli("user", "2fa", "disable", ALICE).stdout
@@ -164,3 +171,8 @@ def test_the_form_logs_in_an_account_without_two_factor_and_basic_still_works(br
     assert post(browser, "/account/password", fields, session)[0] == 303
     assert get(browser, "/account/", session)[0] == 200, "the session that changed the password goes on"
     assert browser.request("GET", "/account/", auth=basic(password=new))[0] == 200
+    browser.daemon.cli("user", "passwd", "--password-stdin", ALICE, input="the admin's new one\n")
+    assert get(browser, "/account/", session)[0] == 303, "the admin's new password ends the browser sessions"
+    failed = browser.daemon.cli("user", "2fa", "status", "nobody@example.test", check=False)
+    assert failed.returncode != 0 and failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
+    assert '"enabled": false' in browser.daemon.cli("user", "2fa", "status", ALICE, "--json").stdout
