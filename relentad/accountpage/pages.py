@@ -137,6 +137,7 @@ class TwoFactor:
     recovery_left: int = 0
     secret: str = ""  # base32, when off: the one the enroll form confirms
     uri: str = ""
+    qr: str = ""  # the URI as an inline SVG QR code (markup made from its bits only: not escaped)
     codes: Sequence[str] = ()  # recovery codes just made: shown this once
     error: str = ""
     note: str = ""
@@ -174,8 +175,9 @@ def two_factor(data: TwoFactor) -> str:
         return "".join(out)
     out.append(
         "<p>Two-factor login is <strong>off</strong>.</p><h2>Turn it on</h2>"
-        "<p>Add this key to your authenticator app (most apps take the link too):</p>"
-        f'<p>Key: <code class="secret">{esc(data.secret)}</code><br>'
+        "<p>Scan the code with your authenticator app, or type the key into it (most apps take the link too):</p>"
+        + (f'<p class="qr">{data.qr}</p>' if data.qr else "")
+        + f'<p>Key: <code class="secret">{esc(data.secret)}</code><br>'
         f'Link: <a href="{esc(data.uri)}"><code>{esc(data.uri)}</code></a></p>'
         "<p>Then type the code the app shows, to prove the two agree:</p>"
         f'<form method="post" action="/account/2fa">{hidden}<input type="hidden" name="action" value="enable">'

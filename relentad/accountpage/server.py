@@ -55,7 +55,7 @@ from ..lifecycle import activity
 from ..quota import get as get_usage
 from ..store.db import Store
 from ..store.imapview import ReaderPool
-from . import csrf, export, pages, sessions
+from . import csrf, export, pages, qr, sessions
 
 log = logging.getLogger(__name__)
 
@@ -476,7 +476,8 @@ class AccountPages:
             return pages.TwoFactor(token, True, state.recovery_left, **shown)
         key = shown.pop("key", None) or totp.new_secret()
         issuer = self.get_config().server.hostname.rstrip(".")
-        return pages.TwoFactor(token, False, secret=totp.b32(key), uri=totp.uri(key, login.email, issuer), **shown)
+        link = totp.uri(key, login.email, issuer)
+        return pages.TwoFactor(token, False, secret=totp.b32(key), uri=link, qr=qr.svg(link), **shown)
 
     def _two_factor_page(self, status: int, login: Login, cookie: str | None, **shown: Any) -> Response:
         token = self._token(login)

@@ -58,6 +58,9 @@ def enroll(browser: Browser) -> tuple[bytes, str, list[str]]:
     secret = re.search(rb'class="secret">([A-Z2-7]{32})<', body)
     link = re.search(rb'href="(otpauth://totp/[^"]+)"', body)
     assert secret is not None and link is not None
+    assert re.search(rb'<p class="qr"><svg width="\d+" height="\d+" class="segno">', body), (
+        "the QR code (segno, a dependency)"
+    )
     assert totp.b32(totp.from_b32(secret.group(1).decode()) or b"") == secret.group(1).decode()
     assert f"secret={secret.group(1).decode()}" in html.unescape(link.group(1).decode())
     key = totp.from_b32(secret.group(1).decode())

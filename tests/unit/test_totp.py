@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from relentad.accountpage import sessions
+from relentad.accountpage import qr, sessions
 from relentad.auth import totp
 from relentad.httpserver import Request
 from relentad.store import db
@@ -143,3 +143,16 @@ def test_the_cookie_is_read_among_others() -> None:
     header = sessions.set_cookie("tok")[1]
     for attribute in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/"):
         assert attribute in header
+
+
+def test_the_qr_code_is_inline_svg_the_pages_policy_lets_show() -> None:
+    """Paths only: no style attribute (the Content-Security-Policy allows one hashed stylesheet), no script, no
+    text of the link (the key is in the modules, not readable in the markup)."""
+    import segno
+
+    link = totp.uri(SHA1, "alice@example.test", "mx.example.test")
+    drawn = qr.svg(link)
+    assert drawn.startswith("<svg ") and drawn.endswith("</svg>")
+    assert "style" not in drawn and "script" not in drawn and "GEZDGNBV" not in drawn and "href" not in drawn
+    code = segno.make(link, error="m")
+    assert code.error == "M" and f'width="{(code.symbol_size()[0]) * 4}"' in drawn
