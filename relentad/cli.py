@@ -437,8 +437,10 @@ def user_show(state: State, email: str, as_json: bool) -> None:
             str(a["address"]) for a in accounts.list_aliases(conn) if a["target"] == account.email and not a["external"]
         ]
         apps = [entry.name for entry in apppasswords.listed(conn, account.id)]
+        two_factor = totp.state(conn, account.id).enabled
     if as_json:
-        print_json({**account_json(account, stats), "mailboxes": boxes, "aliases": aliases, "app_passwords": apps})
+        shown = {"mailboxes": boxes, "aliases": aliases, "app_passwords": apps, "two_factor": two_factor}
+        print_json({**account_json(account, stats), **shown})
         return
     quota = format_size(account.quota_bytes) if account.quota_bytes else "unlimited"
     click.echo(f"{account.email} ({account.state})")
@@ -448,6 +450,7 @@ def user_show(state: State, email: str, as_json: bool) -> None:
     click.echo(f"  daily send: {account.daily_send or 'unlimited'}")
     only = " (only these log in to mail)" if account.app_passwords_only else ""
     click.echo(f"  app passwords: {', '.join(apps) or '-'}{only}")
+    click.echo(f"  two-factor login: {'on' if two_factor else 'off'} (account pages)")
     click.echo(f"  aliases:    {', '.join(aliases) or '-'}")
     for box in boxes:
         special = f" {box['special_use']}" if box["special_use"] else ""

@@ -4,6 +4,7 @@ browser; the codes computed here from the secret the page shows, as a phone's au
 from __future__ import annotations
 
 import html
+import json
 import re
 import sqlite3
 import time
@@ -127,6 +128,8 @@ def test_enroll_log_in_with_a_code_replay_recovery_and_admin_reset(browser: Brow
         "two-factor login on since" in status and "9 recovery codes left" in status and "2 browser sessions" in status
     )
     assert totp.b32(key) not in status
+    assert json.loads(browser.daemon.cli("user", "show", ALICE, "--json").stdout)["two_factor"] is True
+    assert "two-factor login: on" in browser.daemon.cli("user", "show", ALICE).stdout
     conn = sqlite3.connect(browser.daemon.db_path)
     rows = conn.execute("SELECT result, reason FROM login_history WHERE protocol = 'web' AND reason LIKE '%2fa%'")
     reasons = rows.fetchall()
