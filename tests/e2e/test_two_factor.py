@@ -182,3 +182,12 @@ def test_the_form_logs_in_an_account_without_two_factor_and_basic_still_works(br
     failed = browser.daemon.cli("user", "2fa", "status", "nobody@example.test", check=False)
     assert failed.returncode != 0 and failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
     assert '"enabled": false' in browser.daemon.cli("user", "2fa", "status", ALICE, "--json").stdout
+
+
+def test_wrong_codes_count_for_the_login_throttle(make_daemon: MakeDaemon) -> None:
+    settings = {"dns": {"nameservers": ["127.0.0.1:9"], "timeout": 0.5}, "auth": {"failures_per_account": 3}}
+    browser = Browser(web_daemon(make_daemon, settings), free_port())
+    key, _, _ = enroll(browser)
+    answers = [login(browser, PASSWORD, "000000")[0] for _ in range(4)]
+    assert answers == [403, 403, 403, 429], "the right password with wrong codes: failed logins"
+    assert login(browser, PASSWORD, next_code(key))[0] == 429, "throttled before the code is looked at"
