@@ -217,15 +217,33 @@ def overview(data: Overview) -> str:
     )
 
 
+_REASONS = {
+    "password-changed": "password changed",
+    "app-password-added": "app password made",
+    "app-password-revoked": "app password revoked",
+    "2fa-ok": "code right",
+    "2fa-failed": "code wrong or missing",
+    "2fa-required": "password alone (two-factor login on)",
+    "recovery-code-used": "recovery code used",
+    "2fa-enabled": "two-factor login on",
+    "2fa-disabled": "two-factor login off",
+    "2fa-reset-by-admin": "two-factor login off (administrator)",
+}
+"""The login history's reasons the user is told on the Logins page (why a password failed is the admin's)."""
+
+
 def logins(found: Sequence[Login], days: int) -> str:
-    rows = [(when(login.time), login.protocol, login.ip, login.result, login.app_password) for login in found]
+    rows = [
+        (when(login.time), login.protocol, login.ip, login.result, _REASONS.get(login.reason, ""), login.app_password)
+        for login in found
+    ]
     intro = (
         f"<p>Every login to your account of the last {days} days, successful or not, with the address it came "
         "from: IMAP, POP3, SMTP submission, ManageSieve, CardDAV and these pages (a password change is listed too), "
         "with the name of the app password a login used. A failed login you did not make means someone is guessing "
-        "your password.</p>"
+        "your password; a right password whose code was wrong means someone has it: change it.</p>"
     )
-    head = ("Time", "Protocol", "IP address", "Result", "App password")
+    head = ("Time", "Protocol", "IP address", "Result", "Note", "App password")
     return intro + (table(head, rows) if rows else "<p>None.</p>")
 
 

@@ -117,7 +117,9 @@ def test_enroll_log_in_with_a_code_replay_recovery_and_admin_reset(browser: Brow
     assert status == 303 and headers["location"] == "/account/"
     assert all(a in headers["set-cookie"] for a in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/"))
     session = cookie_of(headers)
-    assert get(browser, "/account/logins", session)[0] == 200
+    status, _, body = get(browser, "/account/logins", session)
+    notes = [row[4] for row in re.findall(r"<tr>" + "<td>(.*?)</td>" * 6 + "</tr>", body.decode())]
+    assert status == 200 and {"code right", "code wrong or missing", "two-factor login on"} <= set(notes), notes
     assert login(browser, PASSWORD, code)[0] == 403, "the same code a second time"
     status, headers, _ = login(browser, PASSWORD, codes[0].upper())
     assert status == 303 and headers["location"] == "/account/"
