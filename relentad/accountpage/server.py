@@ -87,7 +87,7 @@ _ROUTES = {
     "/account/logout": ("logout", "POST"),
 }
 _REFUSED = "The address, password or code is not right."
-_NO_ANONYMOUS = 0  # the account id the login form's token is made for
+_ANONYMOUS = 0  # the account id the login form's token is made for
 
 
 def handles(request: Request) -> bool:
@@ -223,7 +223,7 @@ class AccountPages:
         """GET: the form. POST: the password (the authenticator: throttle, history), then with two-factor login on
         the code (a failure counts for the throttle and is a ``2fa-failed`` row; a success ``2fa-ok`` or
         ``recovery-code-used``), then a new session: 303 to the overview with its cookie."""
-        token = csrf.make_token(self.secret(), _NO_ANONYMOUS, time.time())
+        token = csrf.make_token(self.secret(), _ANONYMOUS, time.time())
         if request.method != "POST":
             return Response(200, pages.login_page(token), _HTML)
         form = self._form(request, "(login form)", "login")
@@ -231,7 +231,7 @@ class AccountPages:
             return form
         fields = {key: values[0] for key, values in form.items() if len(values) == 1}
         email = fields.get("email", "").strip()
-        if not self._token_ok(form, _NO_ANONYMOUS):
+        if not self._token_ok(form, _ANONYMOUS):
             return Response(403, pages.login_page(token, _EXPIRED, email), _HTML)
         authenticator = self.basic.authenticator
         try:
