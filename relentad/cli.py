@@ -23,7 +23,8 @@ import click
 
 from . import addrspec, devsetup
 from . import config as config_mod
-from .auth import apppasswords, passwords
+from .accountpage import sessions
+from .auth import apppasswords, history, passwords, totp
 from .config import Config, ConfigError, SpamConfig
 from .errors import RelentadError
 from .store import accounts, db, mailboxes
@@ -436,8 +437,10 @@ def user_show(state: State, email: str, as_json: bool) -> None:
             str(a["address"]) for a in accounts.list_aliases(conn) if a["target"] == account.email and not a["external"]
         ]
         apps = [entry.name for entry in apppasswords.listed(conn, account.id)]
+        two_factor = totp.state(conn, account.id).enabled
     if as_json:
-        print_json({**account_json(account, stats), "mailboxes": boxes, "aliases": aliases, "app_passwords": apps})
+        shown = {"mailboxes": boxes, "aliases": aliases, "app_passwords": apps, "two_factor": two_factor}
+        print_json({**account_json(account, stats), **shown})
         return
     quota = format_size(account.quota_bytes) if account.quota_bytes else "unlimited"
     click.echo(f"{account.email} ({account.state})")
@@ -447,6 +450,7 @@ def user_show(state: State, email: str, as_json: bool) -> None:
     click.echo(f"  daily send: {account.daily_send or 'unlimited'}")
     only = " (only these log in to mail)" if account.app_passwords_only else ""
     click.echo(f"  app passwords: {', '.join(apps) or '-'}{only}")
+    click.echo(f"  two-factor login: {'on' if two_factor else 'off'} (account pages)")
     click.echo(f"  aliases:    {', '.join(aliases) or '-'}")
     for box in boxes:
         special = f" {box['special_use']}" if box["special_use"] else ""
@@ -464,6 +468,7 @@ def user_passwd(state: State, email: str, password_stdin: bool) -> None:
         hashed = passwords.hash_password(password)
         with state.write() as conn:
             accounts.set_password(conn, email, hashed)
+            sessions.end_all(conn, accounts.active_account(conn, email).id)  # the account pages' logins too
     click.echo(f"password of {email} changed")
     if generated:
         click.echo(f"password: {password}")
@@ -553,6 +558,59 @@ def app_password_revoke(state: State, email: str, name: str) -> None:
         account = accounts.get_account(conn, email)
         apppasswords.revoke(conn, account.id, name)
     click.echo(f"app password {name.strip()!r} of {account.email} revoked")
+
+
+@user.group("2fa")
+def two_factor() -> None:
+    """Two-factor login of the account pages (the user turns it on there; see README)."""
+
+
+@two_factor.command("status")
+@click.argument("email")
+@json_option
+@pass_state
+def two_factor_status(state: State, email: str, as_json: bool) -> None:
+    """Whether EMAIL has two-factor login on, since when, recovery codes left, live sessions (never the secret)."""
+    with errors_as_messages(), state.read() as conn:
+        account = accounts.get_account(conn, email)
+        found = totp.state(conn, account.id)
+        live = sessions.count(conn, account.id)
+    if as_json:
+        print_json(
+            {
+                "email": account.email,
+                "enabled": found.enabled,
+                "since": iso(found.since) if found.enabled else None,
+                "recovery_codes_left": found.recovery_left,
+                "sessions": live,
+            }
+        )
+    elif found.enabled:
+        click.echo(
+            f"{account.email}: two-factor login on since {iso(found.since)}, {found.recovery_left} recovery codes "
+            f"left, {live} browser sessions"
+        )
+    else:
+        click.echo(f"{account.email}: two-factor login off, {live} browser sessions")
+
+
+@two_factor.command("disable")
+@click.argument("email")
+@pass_state
+def two_factor_disable(state: State, email: str) -> None:
+    """Turn EMAIL's two-factor login off (a lost phone): the secret and recovery codes are deleted and the
+    account pages' sessions end; the user logs in with the password and can turn it on again."""
+    with errors_as_messages(), state.write() as conn:
+        account = accounts.get_account(conn, email)
+        was_on = totp.disable(conn, account.id)
+        ended = sessions.end_all(conn, account.id)
+        if was_on:
+            attempt = history.Attempt(account.email, "", "web", "success", account.id, "2fa-reset-by-admin")
+            history.record(conn, attempt)
+    if not was_on:
+        click.echo(f"{account.email}: two-factor login was off ({ended} browser sessions ended)")
+        return
+    click.echo(f"{account.email}: two-factor login off ({ended} browser sessions ended)")
 
 
 # -- aliases ----------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Cross-site request forgery defence for the account pages' forms (OWASP's "signed double-submit" minus the
-cookie: Basic auth has none).
+cookie: Basic auth has none; the login form's session cookie is ``SameSite=Strict`` besides).
 
 A form carries a token: the time it was made and an HMAC-SHA256 over (account id, time) under a server secret,
 so it is good for one account and :data:`MAX_AGE` seconds, and another site cannot make one (it cannot read our

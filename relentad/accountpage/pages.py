@@ -25,7 +25,7 @@ STYLE = (
     "table{border-collapse:collapse;margin:.5rem 0 1.5rem}th,td{padding:.2rem .8rem .2rem 0;text-align:left}"
     "td.n,th.n{text-align:right}tr+tr td{border-top:1px solid #ddd}"
     ".note{padding:.5rem .8rem;background:#eef6ee}.error{padding:.5rem .8rem;background:#fbeaea}"
-    "label{display:block;margin:.6rem 0 .2rem}input{font:inherit}small{color:#666}"
+    "label{display:block;margin:.6rem 0 .2rem}input{font:inherit}small{color:#666}form.inline{display:inline}"
 )
 STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 
@@ -35,6 +35,7 @@ NAV = (
     ("activity", "Activity"),
     ("password", "Password"),
     ("app-passwords", "App passwords"),
+    ("2fa", "Two-factor login"),
 )
 
 
@@ -66,19 +67,128 @@ def table(head: Sequence[str], rows: Iterable[Sequence[object]], numeric: frozen
     return "\n".join(lines) + "</table>"
 
 
-def page(title: str, email: str, display_name: str, here: str, content: str) -> bytes:
-    """A whole page: head, navigation (``here`` marked), ``content`` (already HTML)."""
+def page(title: str, email: str, display_name: str, here: str, content: str, logout: str = "") -> bytes:
+    """A whole page: head, navigation (``here`` marked), ``content`` (already HTML); with a form token
+    ``logout`` (a cookie session), a Log out button."""
     links = " ".join(
         f'<a href="/account/{path}"{" class=here" if path == here else ""}>{esc(name)}</a>' for path, name in NAV
     )
     who = f"{esc(display_name)} &lt;{esc(email)}&gt;" if display_name else esc(email)
+    if logout:
+        who += (
+            f' <form method="post" action="/account/logout" class="inline"><input type="hidden" name="token" '
+            f'value="{esc(logout)}"><button type="submit">Log out</button></form>'
+        )
+    return _document(
+        f"{esc(title)} · {esc(email)}",
+        f"<header><p>{who}</p><nav>{links} <a href=/account/export>Download my data</a></nav></header>\n"
+        f"<main><h1>{esc(title)}</h1>\n{content}\n</main>",
+    )
+
+
+def _document(title: str, body: str) -> bytes:
     return (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)} · {esc(email)}</title><style>{STYLE}</style></head><body>\n"
-        f"<header><p>{who}</p><nav>{links} <a href=/account/export>Download my data</a></nav></header>\n"
-        f"<main><h1>{esc(title)}</h1>\n{content}\n</main></body></html>\n"
+        f"<title>{title}</title><style>{STYLE}</style></head><body>\n{body}</body></html>\n"
     ).encode()
+
+
+def login_page(token: str, error: str = "", email: str = "", note: str = "") -> bytes:
+    """The login form (address, password, code): what opens a cookie session, and the only way in with two-factor
+    login on."""
+    notes = f'<p class="note">{esc(note)}</p>' if note else ""
+    notes += f'<p class="error">{esc(error)}</p>' if error else ""
+    return _document(
+        "Log in",
+        f"<main><h1>Log in</h1>\n{notes}"
+        '<form method="post" action="/account/login">'
+        f'<input type="hidden" name="token" value="{esc(token)}">'
+        '<label for="email">Mail address</label>'
+        f'<input type="email" id="email" name="email" value="{esc(email)}" autocomplete="username" required>'
+        '<label for="password">Password</label>'
+        '<input type="password" id="password" name="password" autocomplete="current-password" required>'
+        '<label for="code">Code from your authenticator app, or a recovery code (with two-factor login on)</label>'
+        '<input id="code" name="code" autocomplete="one-time-code" maxlength="40">'
+        '<p><button type="submit">Log in</button></p></form>'
+        "<p><small>Without two-factor login your browser's own login prompt (HTTP Basic) works as well: open "
+        '<a href="/account/">the account pages</a>.</small></p></main>',
+    )
+
+
+def login_needed() -> bytes:
+    """The body of every 401 (a browser shows it when its prompt is cancelled): the same whether the password was
+    missing, wrong, or right for an account with two-factor login on."""
+    return _document(
+        "Log in",
+        "<main><h1>Log in</h1><p>Log in with your mail address and password. With two-factor login on, your "
+        'browser\'s login prompt does not open these pages: <a href="/account/login">log in with the form</a> and a '
+        "code from your authenticator app.</p></main>",
+    )
+
+
+@dataclass(frozen=True)
+class TwoFactor:
+    """What the two-factor page shows: on (recovery codes left) or a new secret to enroll, and the last form's
+    outcome."""
+
+    token: str
+    enabled: bool
+    recovery_left: int = 0
+    secret: str = ""  # base32, when off: the one the enroll form confirms
+    uri: str = ""
+    qr: str = ""  # the URI as an inline SVG QR code (markup made from its bits only: not escaped)
+    codes: Sequence[str] = ()  # recovery codes just made: shown this once
+    error: str = ""
+    note: str = ""
+
+
+def two_factor(data: TwoFactor) -> str:
+    hidden = f'<input type="hidden" name="token" value="{esc(data.token)}">'
+    out = [
+        "<p>With two-factor login on, these pages ask for a 6-digit code from an authenticator app on your phone "
+        "(any TOTP app: Aegis, FreeOTP, Google Authenticator, 1Password…) as well as your password, so a stolen "
+        "password alone cannot open them, make app passwords or change your password. Mail programs are not "
+        "affected: they keep using your password or their app passwords (ask the administrator to turn on "
+        "<strong>app passwords only</strong> so that your password works only here).</p>"
+    ]
+    if data.note:
+        out.append(f'<p class="note">{esc(data.note)}</p>')
+    if data.error:
+        out.append(f'<p class="error">{esc(data.error)}</p>')
+    if data.codes:
+        out.append(
+            '<p class="note">Your recovery codes: each logs in once in place of a code, should the phone be lost. '
+            "Write them down or print this page now: they are not shown again.</p><ul>"
+            + "".join(f"<li><code>{esc(code)}</code></li>" for code in data.codes)
+            + "</ul>"
+        )
+    if data.enabled:
+        out.append(
+            f"<p>Two-factor login is <strong>on</strong>; {data.recovery_left} recovery codes left.</p>"
+            '<h2>Turn it off</h2><form method="post" action="/account/2fa">'
+            f'{hidden}<input type="hidden" name="action" value="disable">'
+            '<label for="code">A current code or a recovery code</label>'
+            '<input id="code" name="code" autocomplete="one-time-code" maxlength="40" required>'
+            '<p><button type="submit">Turn two-factor login off</button></p></form>'
+        )
+        return "".join(out)
+    out.append(
+        "<p>Two-factor login is <strong>off</strong>.</p><h2>Turn it on</h2>"
+        "<p>Scan the code with your authenticator app, or type the key into it (most apps take the link too):</p>"
+        + (f'<p class="qr">{data.qr}</p>' if data.qr else "")
+        + f'<p>Key: <code class="secret">{esc(data.secret)}</code><br>'
+        f'Link: <a href="{esc(data.uri)}"><code>{esc(data.uri)}</code></a></p>'
+        "<p>Then type the code the app shows, to prove the two agree:</p>"
+        f'<form method="post" action="/account/2fa">{hidden}<input type="hidden" name="action" value="enable">'
+        f'<input type="hidden" name="secret" value="{esc(data.secret)}">'
+        '<label for="code">Code</label>'
+        '<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" maxlength="10" required>'
+        '<p><button type="submit">Turn two-factor login on</button></p></form>'
+        "<p><small>From then on these pages take the login form only (address, password, code); your browser's "
+        "login prompt no longer opens them.</small></p>"
+    )
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -107,15 +217,33 @@ def overview(data: Overview) -> str:
     )
 
 
+_REASONS = {
+    "password-changed": "password changed",
+    "app-password-added": "app password made",
+    "app-password-revoked": "app password revoked",
+    "2fa-ok": "code right",
+    "2fa-failed": "code wrong or missing",
+    "2fa-required": "password alone (two-factor login on)",
+    "recovery-code-used": "recovery code used",
+    "2fa-enabled": "two-factor login on",
+    "2fa-disabled": "two-factor login off",
+    "2fa-reset-by-admin": "two-factor login off (administrator)",
+}
+"""The login history's reasons the user is told on the Logins page (why a password failed is the admin's)."""
+
+
 def logins(found: Sequence[Login], days: int) -> str:
-    rows = [(when(login.time), login.protocol, login.ip, login.result, login.app_password) for login in found]
+    rows = [
+        (when(login.time), login.protocol, login.ip, login.result, _REASONS.get(login.reason, ""), login.app_password)
+        for login in found
+    ]
     intro = (
         f"<p>Every login to your account of the last {days} days, successful or not, with the address it came "
         "from: IMAP, POP3, SMTP submission, ManageSieve, CardDAV and these pages (a password change is listed too), "
         "with the name of the app password a login used. A failed login you did not make means someone is guessing "
-        "your password.</p>"
+        "your password; a right password whose code was wrong means someone has it: change it.</p>"
     )
-    head = ("Time", "Protocol", "IP address", "Result", "App password")
+    head = ("Time", "Protocol", "IP address", "Result", "Note", "App password")
     return intro + (table(head, rows) if rows else "<p>None.</p>")
 
 

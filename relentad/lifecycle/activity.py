@@ -34,6 +34,7 @@ class Login:
     protocol: str
     result: str  # success | failure
     app_password: str = ""  # the name of the app password used, "" for the account's password
+    reason: str = ""  # what the row records beyond the password: password-changed, 2fa-failed, bad-password…
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,11 @@ def _day(timestamp: float) -> str:
 def logins(conn: sqlite3.Connection, account_id: int, since: float) -> list[Login]:
     """Login attempts on the account since ``since``, newest first."""
     rows = conn.execute(
-        """SELECT time, ip, protocol, result, app_password FROM login_history WHERE account_id = ? AND time >= ?
-           ORDER BY time DESC, id DESC""",
+        """SELECT time, ip, protocol, result, app_password, reason FROM login_history
+           WHERE account_id = ? AND time >= ? ORDER BY time DESC, id DESC""",
         (account_id, since),
     )
-    return [Login(float(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows]
+    return [Login(float(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5] or "")) for r in rows]
 
 
 def days(conn: sqlite3.Connection, account_id: int, count: int, now: float | None = None) -> list[Day]:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import daily
-from ..auth import apppasswords
+from ..auth import apppasswords, totp
 from ..authreports import outgoing as dmarc_outgoing
 from ..authreports import tlsreports
 from ..config import RetentionConfig
@@ -65,6 +65,7 @@ def terminate(conn: sqlite3.Connection, account_id: int, now: float | None = Non
     conn.execute("UPDATE accounts SET state = 'terminated', terminated = ? WHERE id = ?", (now, account_id))
     acl.forget_account(conn, account_id)
     apppasswords.forget_account(conn, account_id)
+    totp.forget_account(conn, account_id)
     moved = conn.execute(
         """INSERT INTO expunged (account_id, mailbox_id, mailbox_name, uid, blob_id, prefix, flags, keywords,
                                  internaldate, zone, size, expunged)
@@ -81,6 +82,7 @@ def terminate(conn: sqlite3.Connection, account_id: int, now: float | None = Non
 
 def _delete_account(conn: sqlite3.Connection, account_id: int) -> None:
     acl.forget_account(conn, account_id)
+    totp.forget_account(conn, account_id)
     boxes = "SELECT id FROM mailboxes WHERE account_id = ?"
     conn.execute(f"DELETE FROM messages WHERE mailbox_id IN ({boxes})", (account_id,))
     conn.execute(f"DELETE FROM vanished WHERE mailbox_id IN ({boxes})", (account_id,))

@@ -55,7 +55,7 @@ from typing import IO
 from urllib.parse import quote
 
 from .. import message, pipeline, trace
-from ..auth import apppasswords
+from ..auth import apppasswords, totp
 from ..crm.sorter import FilingFailed, Sorter
 from ..errors import InvalidInput
 from ..imap import mutf7
@@ -140,6 +140,13 @@ def export(conn: sqlite3.Connection, account_id: int, open_file: Opener) -> tupl
             del entry["id"]
         with open_file("app-passwords.json") as out:
             out.write(json.dumps(app_passwords, indent=1, ensure_ascii=False).encode())
+    two_factor = totp.state(conn, account_id)
+    if two_factor.enabled:  # that it is on and since when; never the secret or the recovery codes
+        since = datetime.fromtimestamp(two_factor.since, UTC).isoformat(timespec="seconds")
+        with open_file("two-factor.json") as out:
+            out.write(
+                json.dumps({"enabled": True, "since": since, "recovery_codes_left": two_factor.recovery_left}).encode()
+            )
     shares = acl.shares_of(conn, account_id)
     if shares:
         with open_file("shares.json") as out:

@@ -992,6 +992,36 @@ def execute_script(conn: sqlite3.Connection, script: str) -> None:
         conn.execute(statement)
 
 
+def _m034_totp(conn: sqlite3.Connection) -> None:
+    """Two-factor login for the account pages (:mod:`relentad.auth.totp`): one TOTP secret per account with the
+    last time step accepted (a code is refused a second time), the recovery codes' hashes, and the cookie
+    sessions a login through the form opens (:mod:`relentad.accountpage.sessions`: only the token's hash)."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE totp (
+            account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+            secret BLOB NOT NULL,
+            last_step INTEGER NOT NULL DEFAULT 0,
+            created REAL NOT NULL
+        );
+        CREATE TABLE totp_recovery (
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            code_hash TEXT NOT NULL,
+            PRIMARY KEY (account_id, code_hash)
+        );
+        CREATE TABLE web_sessions (
+            id_hash TEXT PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            created REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            ip TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX web_sessions_account ON web_sessions(account_id);
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_core", _m001_core),
     ("002_outbound", _m002_outbound),
@@ -1024,6 +1054,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("031_app_passwords", _m031_app_passwords),
     ("032_dane", _m032_dane),
     ("033_carddav_write", _m033_carddav_write),
+    ("034_totp", _m034_totp),
 ]
 
 

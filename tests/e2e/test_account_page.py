@@ -127,7 +127,7 @@ def test_the_login_history_lists_an_imap_login(browser: Browser) -> None:
     with pytest.raises(imaplib.IMAP4.error):
         imap_login(browser, "not the password")
     rows = cells(browser.page("/account/logins"))
-    assert rows[0] == ["Time", "Protocol", "IP address", "Result", "App password"]
+    assert rows[0] == ["Time", "Protocol", "IP address", "Result", "Note", "App password"]
     seen = [row[1:4] for row in rows[1:]]
     assert ["imap", "127.0.0.1", "success"] in seen and ["imap", "127.0.0.1", "failure"] in seen
     assert ["web", "127.0.0.1", "success"] in seen

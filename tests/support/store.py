@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from relentad.auth import apppasswords
+from relentad.accountpage import sessions
+from relentad.auth import apppasswords, totp
 from relentad.store import accounts, acl, db, mailboxes, messages
 
 
@@ -24,7 +25,7 @@ def database_with(path: Path, *emails: str, quota_bytes: int = 0) -> sqlite3.Con
 def use_every_feature(conn: sqlite3.Connection, me: int, other: int, now: float) -> None:
     """What an account leaves behind by using every feature: Sieve scripts, vacation tracking, grants both ways,
     CardDAV sync state, a tombstone and a client's card, CRM rows with a follow-up, its settings, logins over every
-    protocol, an app password used once."""
+    protocol, an app password used once, two-factor login with recovery codes and a session of the account pages."""
     email = conn.execute("SELECT email FROM accounts WHERE id = ?", (me,)).fetchone()[0]
     mine, theirs = mailboxes.find(conn, me, "INBOX"), mailboxes.find(conn, other, "INBOX")
     assert mine is not None and theirs is not None
@@ -80,3 +81,5 @@ def use_every_feature(conn: sqlite3.Connection, me: int, other: int, now: float)
     phone = apppasswords.add(conn, me, "phone", ("imap", "smtp"), "$argon2id$h", "abcdabcdabcdabcd", now)
     apppasswords.note_use(conn, phone, now, "imap", "192.0.2.1")
     apppasswords.set_only(conn, me, True)
+    totp.enable(conn, me, totp.new_secret(), 1, totp.recovery_codes())
+    sessions.create(conn, me, "192.0.2.1", now)

@@ -205,3 +205,11 @@ def test_the_dev_setup_points_at_an_account_page_address_that_is_served() -> Non
     urls = [line.strip() for line in devsetup.connection_help(config, "pw") if line.strip().endswith("/account/")]
     assert urls == ["https://localhost:2443/account/"]
     assert site.serves("localhost") and not site.serves("127.0.0.1")
+
+
+def test_the_login_and_two_factor_pages_escape_what_came_from_outside() -> None:
+    hostile = '<script>alert(1)</script>"'
+    page = pages.login_page(hostile, error=hostile, email=hostile).decode()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    data = pages.TwoFactor(hostile, False, secret=hostile, uri=hostile, error=hostile, note=hostile, codes=(hostile,))
+    assert "<script>" not in pages.two_factor(data)

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 import pytest
 
 from relentad import quota, quotawarn
-from relentad.auth import apppasswords
+from relentad.auth import apppasswords, totp
 from relentad.crm import userscripts
 from relentad.lifecycle import activity, announce, retention, transfer
 from relentad.queue import queue
@@ -360,6 +360,8 @@ def test_terminate_and_purge_leave_nothing_of_an_account_that_used_every_feature
     assert acl.shared_with(conn, 2) == [] and acl.shared_with(conn, 1) == []
     assert conn.execute("SELECT count(*) FROM app_passwords").fetchone()[0] == 0, "they go with the logins"
     assert conn.execute("SELECT count(*) FROM imap_acl").fetchone()[0] == 0
+    for table in ("totp", "totp_recovery", "web_sessions"):
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, f"{table} goes with the logins"
     with db.transaction(conn):
         if at_once:
             retention.purge_account(conn, 1)
@@ -437,6 +439,21 @@ def test_export_lists_app_passwords_without_their_hashes(tmp_path: Path) -> None
         }
     ]
     assert "secret-hash" not in text and "tag" not in text
+    assert not (tmp_path / "out" / "two-factor.json").exists()
+
+
+def test_export_says_two_factor_login_is_on_and_never_holds_its_secret(tmp_path: Path) -> None:
+    conn = database_with(tmp_path / "t.db", "a@example.test")
+    key, codes = totp.new_secret(), totp.recovery_codes()
+    with db.transaction(conn):
+        totp.enable(conn, 1, key, 1, codes)
+        assert totp.use(conn, 1, codes[0], 0.0) == "recovery-code-used"
+    transfer.export_to(conn, 1, tmp_path / "out")
+    found = json.loads((tmp_path / "out" / "two-factor.json").read_text())
+    assert found["enabled"] is True and found["recovery_codes_left"] == 9 and found["since"].endswith("+00:00")
+    everything = b"".join(p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert key not in everything and totp.b32(key).encode() not in everything
+    assert not any(code.replace("-", "").encode() in everything for code in codes)
 
 
 @pytest.mark.parametrize("name", ["x", ".hidden", "..", "100%", "a/b", "Café ü", 'we:ird*?<>|\\"'])
