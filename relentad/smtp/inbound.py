@@ -117,6 +117,13 @@ class InboundHandler(TransactionLog):
                 log.info("smtp tx=%s refused <%s>: %s", tx.id, trace.clean(address), exc)
                 tx.rejected.append(address)
                 return replies.BAD_SRS
+            if original is not None and tx.mail_from:
+                # an SRS address stands in the Return-Path of every forward, for 21 days: taking any sender's mail
+                # there would relay whatever its readers (or a forger of the original sender) write to that sender
+                metrics.srs_bounce("refused")
+                log.info("smtp tx=%s refused <%s>: not a bounce", tx.id, trace.clean(address))
+                tx.rejected.append(address)
+                return replies.SRS_NOT_BOUNCE
             if original is not None:  # back to the original sender: one of ours gets it here, anyone else relayed
                 ours = self.store.read(lambda conn: accounts.resolve_recipient(conn, original, postmaster))
                 mine = ours.kind is accounts.RecipientKind.LOCAL and bool(ours.account_ids)

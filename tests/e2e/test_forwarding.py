@@ -234,11 +234,14 @@ def test_srs_bounces_are_relayed_back_and_forged_or_expired_ones_refused(world: 
     for address in (expired, forged, "SRS0=AAAAAA=AA=d.test=dave@a.test", "srs0=garbage@a.test"):
         code, text = smtp_reply(world.a, "", address)
         assert (code, text[:5]) == (550, b"5.1.1"), (address, text)
+    # a valid SRS address takes only bounces: anyone who saw it (every forward's Return-Path) could relay through it
+    code, text = smtp_reply(world.a, "mallory@e.test", srs_sender)
+    assert (code, text) == (550, b"5.7.1 An SRS address takes only bounces (null sender)"), text
     assert len(world.sink.accepted) == 2, "nothing relayed for them"
     status, text = http_get(world.metrics_port, "/metrics")
     assert status == 200
     assert sample(text, "relentad_srs_bounces_total", 'result="accepted"') == 1
-    assert sample(text, "relentad_srs_bounces_total", 'result="refused"') == 4
+    assert sample(text, "relentad_srs_bounces_total", 'result="refused"') == 5
     assert sample(text, "relentad_forwarded_total", 'kind="alias",result="queued"') == 1
     assert sample(text, "relentad_forwarded_total", 'kind="srs",result="queued"') == 1
 
