@@ -381,3 +381,34 @@ def test_spam_to_an_alias_with_no_local_target_is_dropped_not_forwarded(world: W
     [(_f, _r, data)] = world.received()
     assert b"Subject: quarterly project meeting" in data
     assert world.a.query("SELECT count(*) AS n FROM messages")[0]["n"] == 0, "nothing stored for a pure forward"
+
+
+E_KEY, E_TXT = dkim.generate_key()
+
+
+def test_arc_continues_an_earlier_chain_and_marks_a_broken_one_failed(world: World) -> None:
+    """RFC 8617: mail that arrives with an ARC set (e.test's, as a mailing list would add) leaves with ours as i=2,
+    cv=pass, and a receiver's dkimpy verifies the whole chain; a chain broken on the way in gets cv=fail."""
+    world.a.add_alias("info@a.test", "carol@c.test")
+    pem = (world.a.root / "data" / "dkim" / "a.test" / "relentad.pem").read_bytes()
+    world.dns.replace(records(dkim.txt_value(pem)).add_txt("arc._domainkey.e.test", E_TXT))
+    world.a.start()
+    results = (
+        b"Authentication-Results: mx.e.test; spf=pass smtp.mailfrom=d.test; dkim=pass header.d=d.test; arc=none\r\n"
+    )
+    for count, (subject, tamper) in enumerate((("intact", False), ("broken", True)), start=1):
+        unsealed = results + daves_message("info@a.test", subject=subject)
+        sealed = b"".join(dkimpy.arc_sign(unsealed, b"arc", b"e.test", E_KEY, b"mx.e.test")) + unsealed
+        send_in(world.a, "info@a.test", sealed.replace(b"forwarded world", b"tampered world") if tamper else sealed)
+        data = world.received(count)[-1][2]
+        seal = email.message_from_bytes(data).get_all("ARC-Seal")
+        assert len(seal) == 2 and "i=2" in seal[0] and "d=a.test" in seal[0], seal
+        cv, _details, comment = dkimpy.arc_verify(data, dnsfunc=world.dnsfunc())
+        if tamper:
+            assert "cv=fail" in seal[0], seal[0]
+            assert cv != b"pass", comment
+        else:
+            assert "cv=pass" in seal[0], seal[0]
+            assert cv == b"pass", comment
+            aar = email.message_from_bytes(data)["ARC-Authentication-Results"]
+            assert aar.startswith("i=2; mx.a.test;") and "arc=pass" in aar and "dkim=pass" in aar, aar
