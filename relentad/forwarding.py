@@ -24,7 +24,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from . import addrspec, headers, srs, trace
+from . import addrspec, headers, quota, srs, trace
 from .errors import InvalidInput
 from .queue import queue
 from .store import accounts
@@ -123,9 +123,15 @@ def enqueue(
     data: bytes,
     transaction_id: str,
     now: float,
-) -> None:
+) -> bool:
     """Queue the forwarded copy (in the delivery's transaction) and count a redirect against its account's send
-    limits. Nobody's account owns it in the queue, so its bounces go back through SRS (queue/runner.py)."""
+    limits; False, queueing nothing, when that would pass them. The sorter checked the limits already, but only
+    here, on the one writer thread, are check and count one step: deliveries running side by side would each see
+    the same count. Nobody's account owns the copy in the queue, so its bounces go back through SRS
+    (queue/runner.py)."""
+    account_id = forward.account_id
+    if account_id is not None and quota.send_refusal(quota.get(conn, account_id, now), len(forward.targets) - 1):
+        return False
     queue.enqueue(
         conn,
         account_id=None,
@@ -137,6 +143,7 @@ def enqueue(
     )
     if forward.account_id is not None:
         queue.count_sent(conn, forward.account_id, len(forward.targets), now)
+    return True
 
 
 def srs_sender(conn: sqlite3.Connection, mail_from: str, via: str, now: float | None = None) -> str:

@@ -412,3 +412,33 @@ def test_arc_continues_an_earlier_chain_and_marks_a_broken_one_failed(world: Wor
             assert cv == b"pass", comment
             aar = email.message_from_bytes(data)["ARC-Authentication-Results"]
             assert aar.startswith("i=2; mx.a.test;") and "arc=pass" in aar and "dkim=pass" in aar, aar
+
+
+def test_the_send_limit_holds_for_redirects_of_messages_arriving_together(world: World) -> None:
+    """Each delivery's sorter sees the same count until one commits: the limit is checked again, with the count,
+    in the write transaction. What is not forwarded is kept in the mailbox: nothing lost, never past the limit."""
+    rule = world.tmp / "fwd.sieve"
+    rule.write_text('redirect "far@c.test";\n')
+    world.a.cli("rules", "add", "alice@a.test", "fwd", str(rule))
+    world.a.cli("quota", "set", "alice@a.test", "--hourly-send", "2")
+    world.a.start()
+    count = 8
+    messages = [daves_message("alice@a.test", subject=f"together {i}") for i in range(count)]
+    clients = [smtplib.SMTP(A_HOST, 25, timeout=20, source_address=(DAVE_HOST, 0)) for _ in range(count)]
+    try:
+        for client in clients:  # everything up to the message itself, then the messages all at once
+            client.ehlo("client.test")
+            client.mail("dave@d.test")
+            client.rcpt("alice@a.test")
+            client.putcmd("data")
+            assert client.getreply()[0] == 354
+        for client, data in zip(clients, messages, strict=True):
+            client.send(data + b".\r\n")
+        assert all(client.getreply()[0] == 250 for client in clients)
+    finally:
+        for client in clients:
+            client.close()
+    assert len(world.a.messages("alice@a.test")) == count - 2, "the others are kept"
+    assert world.a.query("SELECT max(recipients) AS n FROM send_counts WHERE period = 'hour'")[0]["n"] == 2
+    assert world.a.log().count("send limit is reached") == count - 2  # by the sorter or, racing, at the commit
+    wait_for("the two forwards", lambda: len(world.recipients()) == 2)
