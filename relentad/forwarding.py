@@ -167,7 +167,7 @@ def srs_recipient(conn: sqlite3.Connection, address: str, now: float | None = No
     if not hosted:
         return None
     original = srs.reverse(local, srs.secrets_of(conn), now)
-    addrspec.split(original)  # what it decodes to must be an address we can send to
+    addrspec.split_path(original)  # what it decodes to must be an address we can send to: a reverse-path we took
     return original
 
 

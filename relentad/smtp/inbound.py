@@ -88,9 +88,7 @@ class InboundHandler(TransactionLog):
         self.connection_lost(session, envelope)  # log an abandoned earlier transaction, if any
         if address != NULL_SENDER:
             try:  # a reverse-path's local part may pass 64 octets (RFC 5321 §4.5.3.1: SRS senders of forwarders do)
-                if len(address) > addrspec.MAX_PATH - 2:
-                    raise InvalidInput("path too long")
-                addrspec.split(address, max_local=addrspec.MAX_PATH)
+                addrspec.split_path(address)
             except InvalidInput:
                 return replies.BAD_SENDER
         # The null sender stays "<>": aiosmtpd reads an empty mail_from as "no MAIL command yet".

@@ -246,6 +246,16 @@ def test_srs_bounces_are_relayed_back_and_forged_or_expired_ones_refused(world: 
     assert sample(text, "relentad_forwarded_total", 'kind="srs",result="queued"') == 1
 
 
+def test_a_bounce_comes_back_to_a_sender_whose_local_part_passes_64_octets(world: World) -> None:
+    """The MX takes such a reverse-path (RFC 5321 §4.5.3.1), so the SRS address made of it must take its bounce."""
+    world.a.add_alias("info@a.test", "carol@c.test")
+    world.a.start()
+    sender = "bounces-" + "x" * 70 + "@d.test"
+    send_in(world.a, "info@a.test", daves_message("info@a.test"), mail_from=sender)
+    [(srs_sender, _rcpts, _data)] = world.received()
+    assert smtp_reply(world.a, "", srs_sender) == (250, b"2.1.5 Recipient OK")
+
+
 def test_a_failed_forward_bounces_to_the_original_sender(world: World) -> None:
     world.sink.rcpt_replies = ["550 5.1.1 No such user carol"]
     world.a.add_alias("info@a.test", "carol@c.test")
