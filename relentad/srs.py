@@ -16,7 +16,8 @@ A bounce to such an address is accepted only with a valid hash and a timestamp a
 (:func:`reverse`), so the MX never becomes a relay for made-up SRS addresses nor a source of backscatter. The null
 sender is never rewritten.
 
-Pure functions; the caller reads the secrets (newest first, so a rotated-out one still verifies).
+Pure functions; the caller reads the secrets (newest first, so a rotated-out one still verifies); :func:`rotate`
+makes a new one (``relentad srs rotate``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 import sqlite3
 import time
 
@@ -39,6 +41,26 @@ _PERIOD = 1024  # two base32 characters of days
 def secrets_of(conn: sqlite3.Connection) -> list[bytes]:
     """The SRS secrets, newest first (the first signs; all verify)."""
     return [bytes(r[0]) for r in conn.execute("SELECT secret FROM srs_secrets ORDER BY id DESC")]
+
+
+def rotate(conn: sqlite3.Connection, *, revoke: bool = False, now: float | None = None) -> int:
+    """Make a new secret, the one that signs from now on (``relentad srs rotate``); returns how many old ones were
+    removed. An old secret keeps verifying until no address it signed can still be valid (:data:`MAX_AGE_DAYS`
+    after it was superseded; SRS1 addresses carry no date, a bounce through them is that late only when lost
+    anyway); ``revoke`` removes every old one at once, for a secret that leaked — bounces to mail forwarded
+    before are refused then."""
+    now = time.time() if now is None else now
+    newest = conn.execute("SELECT max(id) FROM srs_secrets").fetchone()[0]
+    conn.execute("INSERT INTO srs_secrets (secret, created) VALUES (?, ?)", (secrets.token_bytes(32), now))
+    if revoke:
+        return conn.execute("DELETE FROM srs_secrets WHERE id <= ?", (newest or 0,)).rowcount
+    # a secret is superseded when the next one was made: expired once that is over MAX_AGE_DAYS (+1: day rounding)
+    return conn.execute(
+        """DELETE FROM srs_secrets WHERE id IN (
+               SELECT old.id FROM srs_secrets old
+               WHERE (SELECT min(new.created) FROM srs_secrets new WHERE new.id > old.id) < ?)""",
+        (now - (MAX_AGE_DAYS + 1) * 86400,),
+    ).rowcount
 
 
 def is_srs(local: str) -> bool:

@@ -245,6 +245,16 @@ def test_srs_bounces_are_relayed_back_and_forged_or_expired_ones_refused(world: 
     assert sample(text, "relentad_forwarded_total", 'kind="alias",result="queued"') == 1
     assert sample(text, "relentad_forwarded_total", 'kind="srs",result="queued"') == 1
 
+    # a new secret signs; the old one still verifies bounces to earlier forwards until it is revoked
+    assert "0 old one(s) removed" in world.a.cli("srs", "rotate").stdout
+    assert smtp_reply(world.a, "", srs_sender) == (250, b"2.1.5 Recipient OK")
+    send_in(world.a, "info@a.test", daves_message("info@a.test", subject="after the rotation"))
+    newer = world.received(3)[-1][0]
+    assert newer.split("=")[1] != srs_sender.split("=")[1], "signed by the new secret"
+    assert "2 old one(s) removed" in world.a.cli("srs", "rotate", "--revoke").stdout
+    for address in (srs_sender, newer):
+        assert smtp_reply(world.a, "", address) == (550, b"5.1.1 Invalid or expired SRS address"), address
+
 
 def test_a_bounce_comes_back_to_a_sender_whose_local_part_passes_64_octets(world: World) -> None:
     """The MX takes such a reverse-path (RFC 5321 §4.5.3.1), so the SRS address made of it must take its bounce."""

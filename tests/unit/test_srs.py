@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from relentad import srs
 from relentad.errors import InvalidInput
+from relentad.store import db
 
 SECRET = b"k" * 32
 DAY = 86400.0
@@ -68,3 +71,19 @@ def test_srs1_for_an_address_another_forwarder_rewrote() -> None:
     again = srs.forward(ours, "b.test", b"third" * 7, NOW)
     assert again.startswith("SRS1=") and "=fwd.example==" in again, "the first forwarder stays"
     assert srs.reverse(local(again), [b"third" * 7], NOW) == first
+
+
+def test_rotation_keeps_an_old_secret_for_the_srs_window_and_revoke_drops_it_at_once(tmp_path: Path) -> None:
+    conn = db.open_database(tmp_path / "s.db")
+    [first] = srs.secrets_of(conn)
+    day = 86400.0
+    assert srs.rotate(conn, now=1000 * day) == 0
+    second, old = srs.secrets_of(conn)
+    assert old == first and second != first, "the new one signs, the old one still verifies"
+    address = srs.forward("dave@d.test", "a.test", first, now=999 * day)
+    assert srs.reverse(address.rpartition("@")[0], srs.secrets_of(conn), now=1005 * day) == "dave@d.test"
+    assert srs.rotate(conn, now=1010 * day) == 0, "superseded 10 days ago: kept"
+    assert srs.rotate(conn, now=1030 * day) == 1, "superseded 30 days ago: no address of it is valid any more"
+    assert first not in srs.secrets_of(conn) and len(srs.secrets_of(conn)) == 3
+    assert srs.rotate(conn, revoke=True, now=1031 * day) == 3
+    assert len(srs.secrets_of(conn)) == 1
