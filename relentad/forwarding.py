@@ -24,12 +24,14 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from . import addrspec, headers, quota, srs, trace
+from . import addrspec, headers, mailauth, quota, srs, trace
 from .errors import InvalidInput
 from .queue import queue
+from .smtp import dsnparams
 from .store import accounts
 
 if TYPE_CHECKING:
+    from .mailauth import AuthResult
     from .pipeline import Placement
     from .queue.dkimkeys import DomainKeys
 
@@ -53,6 +55,7 @@ ARC_HEADERS = (
     b"list-id",
 )
 Kind = Literal["alias", "redirect", "srs"]
+NO_REPORTS = dsnparams.RcptParams(frozenset({"NEVER"}))
 
 
 @dataclass
@@ -123,12 +126,14 @@ def enqueue(
     data: bytes,
     transaction_id: str,
     now: float,
+    bounce: bool = True,
 ) -> bool:
     """Queue the forwarded copy (in the delivery's transaction) and count a redirect against its account's send
     limits; False, queueing nothing, when that would pass them. The sorter checked the limits already, but only
     here, on the one writer thread, are check and count one step: deliveries running side by side would each see
     the same count. Nobody's account owns the copy in the queue, so its bounces go back through SRS
-    (queue/runner.py)."""
+    (queue/runner.py); without ``bounce`` (an unverified sender) its targets have NOTIFY=NEVER (RFC 3461): neither
+    our queue nor a next hop that offers DSN sends a failure report."""
     account_id = forward.account_id
     if account_id is not None and quota.send_refusal(quota.get(conn, account_id, now), len(forward.targets) - 1):
         return False
@@ -140,10 +145,24 @@ def enqueue(
         recipients=list(forward.targets),
         transaction_id=transaction_id,
         now=now,
+        notify=None if bounce else dict.fromkeys(forward.targets, NO_REPORTS),
     )
     if forward.account_id is not None:
         queue.count_sent(conn, forward.account_id, len(forward.targets), now)
     return True
+
+
+def sender_verified(auth: AuthResult | None, mail_from: str) -> bool:
+    """Whether the envelope sender of a message to forward is known to be genuine: SPF passed for it, or a DKIM
+    signature of its (organisational) domain verified. Only then may a failure of the forward bounce to it — a
+    bounce to a forged sender is backscatter. True when the message was not checked (submitted by a user of ours,
+    or ``[mailauth] verify`` off): nothing to go on, as before."""
+    if auth is None or not mail_from:
+        return True
+    if auth.spf.identity == "mailfrom" and auth.spf.result == "pass":
+        return True
+    domain = mailauth.organizational_domain(mail_from.rpartition("@")[2])
+    return any(mailauth.organizational_domain(d) == domain for d in auth.dkim_pass_domains)
 
 
 def srs_sender(conn: sqlite3.Connection, mail_from: str, via: str, now: float | None = None) -> str:

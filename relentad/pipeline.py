@@ -331,14 +331,17 @@ class Pipeline:
                 forward.kind,
                 trace.clean(forward.via),
             )
+        verified = forwarding.sender_verified(delivery.auth, delivery.mail_from)
+        unverified = "" if verified else " (sender unverified: no bounce)"
         for forward in (f for f in queued if not any(f is o for o in delivery.over_limit)):
             metrics.forwarded(forward.kind, "queued")
             log.info(
-                "forward tx=%s %s <%s> → %s",
+                "forward tx=%s %s <%s> → %s%s",
                 delivery.transaction_id,
                 forward.kind,
                 trace.clean(forward.via),
                 ",".join(f"<{trace.clean(t)}>" for t in forward.targets),
+                unverified,
             )
         if delivery.replies or queued:
             self.queued()  # a reply may have been queued; an idle wake is harmless
@@ -351,6 +354,7 @@ class Pipeline:
         if loop is not None:
             raise SMTPReply(554, "5.4.6", loop)
         queued = []
+        verified = forwarding.sender_verified(delivery.auth, delivery.mail_from)
         for forward in delivery.forwards:
             why = self.withheld(delivery, forward)
             if why:
@@ -386,6 +390,7 @@ class Pipeline:
                         data=raw,
                         transaction_id=f"fwd-{delivery.transaction_id}",
                         now=delivery.received_at,
+                        bounce=verified,
                     ),
                 )
             )

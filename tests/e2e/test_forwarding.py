@@ -278,6 +278,19 @@ def test_a_failed_forward_bounces_to_the_original_sender(world: World) -> None:
     assert b"carol@c.test" in report and b"550 5.1.1 No such user carol" in report
 
 
+def test_a_failed_forward_of_an_unverified_sender_is_not_bounced(world: World) -> None:
+    """Backscatter: x@e.test passes neither SPF (e.test publishes none) nor DKIM (only d.test signed), so it may be
+    forged; the forward goes out with NOTIFY=NEVER and its failure bounces to nobody."""
+    world.sink.rcpt_replies = ["550 5.1.1 No such user carol"]
+    world.a.add_alias("info@a.test", "carol@c.test")
+    world.a.start()
+    send_in(world.a, "info@a.test", daves_message("info@a.test", subject="forged sender"), mail_from="x@e.test")
+    wait_for("the failed forward", lambda: "rcpt=<carol@c.test> result=failed" in world.a.log())
+    wait_for("an empty queue", lambda: world.a.query("SELECT count(*) AS n FROM queue_messages")[0]["n"] == 0)
+    assert world.sink.accepted == [], "no bounce to x@e.test"
+    assert "→ <carol@c.test> (sender unverified: no bounce)" in world.a.log()
+
+
 def test_a_forward_answered_250_survives_kill_9(world: World) -> None:
     world.sink.data_replies = ["451 4.3.0 Try again later"]  # the first attempt fails: the forward stays queued
     world.a.add_alias("info@a.test", "carol@c.test")
