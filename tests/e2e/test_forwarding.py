@@ -373,6 +373,22 @@ def test_junk_and_loops_are_not_forwarded(world: World) -> None:
     assert "withheld: the local copy is in Junk" in world.a.log()
 
 
+def test_two_servers_forwarding_to_each_other_stop_and_bounce_once(world: World) -> None:
+    """a.test forwards info@ to b.test, whose alias forwards it back: a.test finds its own Delivered-To and refuses
+    it (554 5.4.6); b.test's bounce goes to its SRS1 sender, back through a.test's SRS0, to dave — once."""
+    world.a.add_alias("info@a.test", "loop@b.test")
+    world.b.cli("alias", "add", "loop@b.test", "info@a.test")
+    world.a.start()
+    world.b.start()
+    send_in(world.a, "info@a.test", daves_message("info@a.test", subject="round and round"))
+    [(null, to_dave, report)] = world.received()
+    assert (null, to_dave) == ("<>", ["dave@d.test"])
+    assert b"554 5.4.6 Mail forwarding loop for <info@a.test>" in report
+    for daemon in (world.a, world.b):
+        wait_for("empty queues", lambda d=daemon: d.query("SELECT count(*) AS n FROM queue_messages")[0]["n"] == 0)
+    assert len(world.sink.accepted) == 1
+
+
 def test_alias_cycles_and_catch_alls_elsewhere_are_refused(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon()
     daemon.add_domain("a.test")
