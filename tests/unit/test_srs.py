@@ -87,3 +87,12 @@ def test_rotation_keeps_an_old_secret_for_the_srs_window_and_revoke_drops_it_at_
     assert first not in srs.secrets_of(conn) and len(srs.secrets_of(conn)) == 3
     assert srs.rotate(conn, revoke=True, now=1031 * day) == 3
     assert len(srs.secrets_of(conn)) == 1
+
+
+def test_the_day_wraps_every_1024_days() -> None:
+    """Two base32 characters of days: an address made on day 1023 of a cycle is 6 days old on day 5 of the next."""
+    made = (1024 * 19 + 1023) * DAY
+    rewritten = srs.forward("dave@d.test", "a.test", SECRET, made).rpartition("@")[0]
+    assert srs.reverse(rewritten, [SECRET], made + 6 * DAY) == "dave@d.test"
+    with pytest.raises(InvalidInput, match="expired"):
+        srs.reverse(rewritten, [SECRET], made + 22 * DAY)
