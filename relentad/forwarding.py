@@ -165,11 +165,14 @@ def sender_verified(auth: AuthResult | None, mail_from: str) -> bool:
     return any(mailauth.organizational_domain(d) == domain for d in auth.dkim_pass_domains)
 
 
-def srs_sender(conn: sqlite3.Connection, mail_from: str, via: str, now: float | None = None) -> str:
-    """The envelope sender of a forward from ``via``: ``mail_from`` rewritten by SRS to via's domain."""
+def srs_sender(
+    conn: sqlite3.Connection, mail_from: str, via: str, now: float | None = None, verified: bool = True
+) -> str:
+    """The envelope sender of a forward from ``via``: ``mail_from`` rewritten by SRS to via's domain (marked when
+    the sender is not ``verified``: bounces to it are refused)."""
     if not mail_from:
         return ""
-    return srs.forward(mail_from, via.rpartition("@")[2], srs.secrets_of(conn)[0], now)
+    return srs.forward(mail_from, via.rpartition("@")[2], srs.secrets_of(conn)[0], now, verified)
 
 
 def srs_recipient(conn: sqlite3.Connection, address: str, now: float | None = None) -> str | None:

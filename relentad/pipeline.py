@@ -378,7 +378,9 @@ class Pipeline:
             if keys is not None and delivery.auth is not None:
                 raw = await asyncio.to_thread(forwarding.seal, raw, keys, self.hostname)
             sender = self.store.read(
-                functools.partial(forwarding.srs_sender, mail_from=delivery.mail_from, via=forward.via)
+                functools.partial(
+                    forwarding.srs_sender, mail_from=delivery.mail_from, via=forward.via, verified=verified
+                )
             )
             delivery.forward_writes.append(
                 (

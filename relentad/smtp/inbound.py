@@ -114,7 +114,7 @@ class InboundHandler(TransactionLog):
                 metrics.srs_bounce("refused")
                 log.info("smtp tx=%s refused <%s>: %s", tx.id, trace.clean(address), exc)
                 tx.rejected.append(address)
-                return replies.BAD_SRS
+                return replies.SRS_UNVERIFIED if isinstance(exc, srs.Unverified) else replies.BAD_SRS
             if original is not None and tx.mail_from:
                 # an SRS address stands in the Return-Path of every forward, for 21 days: taking any sender's mail
                 # there would relay whatever its readers (or a forger of the original sender) write to that sender

@@ -69,6 +69,7 @@ SENDER_OK = "250 2.1.0 Sender OK"
 RECIPIENT_OK = "250 2.1.5 Recipient OK"
 UNKNOWN_USER = "550 5.1.1 No such user here"
 BAD_SRS = "550 5.1.1 Invalid or expired SRS address"  # a bounce to a forward we never sent, or long ago
+SRS_UNVERIFIED = "550 5.7.1 Bounce not relayed: the original sender was not verified"  # it would be backscatter
 SRS_NOT_BOUNCE = "550 5.7.1 An SRS address takes only bounces (null sender)"  # else it relays anyone's mail
 RELAY_DENIED = "554 5.7.1 Relay access denied"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"

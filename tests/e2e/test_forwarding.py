@@ -280,10 +280,17 @@ def test_a_failed_forward_bounces_to_the_original_sender(world: World) -> None:
 
 def test_a_failed_forward_of_an_unverified_sender_is_not_bounced(world: World) -> None:
     """Backscatter: x@e.test passes neither SPF (e.test publishes none) nor DKIM (only d.test signed), so it may be
-    forged; the forward goes out with NOTIFY=NEVER and its failure bounces to nobody."""
-    world.sink.rcpt_replies = ["550 5.1.1 No such user carol"]
+    forged; the forward goes out with NOTIFY=NEVER, its failure bounces to nobody, and the MX refuses a bounce to
+    its SRS address (one a next hop without DSN would send)."""
     world.a.add_alias("info@a.test", "carol@c.test")
     world.a.start()
+    send_in(world.a, "info@a.test", daves_message("info@a.test", subject="forged sender"), mail_from="x@e.test")
+    [(srs_sender, _rcpts, _data)] = world.received()
+    assert srs_sender.endswith("=e.test=x@a.test"), srs_sender
+    reply = smtp_reply(world.a, "", srs_sender)
+    assert reply == (550, b"5.7.1 Bounce not relayed: the original sender was not verified"), reply
+    world.sink.accepted.clear()
+    world.sink.rcpt_replies = ["550 5.1.1 No such user carol"]
     send_in(world.a, "info@a.test", daves_message("info@a.test", subject="forged sender"), mail_from="x@e.test")
     wait_for("the failed forward", lambda: "rcpt=<carol@c.test> result=failed" in world.a.log())
     wait_for("an empty queue", lambda: world.a.query("SELECT count(*) AS n FROM queue_messages")[0]["n"] == 0)

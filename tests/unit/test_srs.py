@@ -96,3 +96,16 @@ def test_the_day_wraps_every_1024_days() -> None:
     assert srs.reverse(rewritten, [SECRET], made + 6 * DAY) == "dave@d.test"
     with pytest.raises(InvalidInput, match="expired"):
         srs.reverse(rewritten, [SECRET], made + 22 * DAY)
+
+
+def test_an_unverified_senders_address_is_told_apart_and_refused() -> None:
+    """Its hash is made under another tag: the same sender gets another address, one whose bounces go nowhere."""
+    verified = srs.forward("dave@d.test", "a.test", SECRET, NOW)
+    unverified = srs.forward("dave@d.test", "a.test", SECRET, NOW, verified=False)
+    assert unverified != verified and unverified.split("=")[2:] == verified.split("=")[2:]
+    with pytest.raises(srs.Unverified, match="not verified"):
+        srs.reverse(unverified.rpartition("@")[0], [SECRET], NOW)
+    chained = srs.forward(verified.replace("@a.test", "@fwd.example"), "b.test", SECRET, NOW, verified=False)
+    with pytest.raises(srs.Unverified):
+        srs.reverse(chained.rpartition("@")[0], [SECRET], NOW)
+    assert srs.reverse(verified.rpartition("@")[0], [SECRET], NOW) == "dave@d.test", "as before"
