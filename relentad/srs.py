@@ -76,7 +76,9 @@ class Unverified(InvalidInput):
 
 
 def _hash(secret: bytes, *parts: str) -> str:
-    digest = hmac.new(secret, "".join(parts).lower().encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
+    # NUL between the parts (no address holds one): run together, "evil.co" + "mvictim" would sign "evil.com" +
+    # "victim" too, and the owner of evil.co could mint an address that relays to victim@evil.com
+    digest = hmac.new(secret, "\0".join(parts).lower().encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
     return base64.b32encode(digest).decode("ascii")[:HASH_LENGTH]
 
 

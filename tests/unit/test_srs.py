@@ -109,3 +109,12 @@ def test_an_unverified_senders_address_is_told_apart_and_refused() -> None:
     with pytest.raises(srs.Unverified):
         srs.reverse(chained.rpartition("@")[0], [SECRET], NOW)
     assert srs.reverse(verified.rpartition("@")[0], [SECRET], NOW) == "dave@d.test", "as before"
+
+
+def test_the_hash_does_not_run_domain_and_local_part_together() -> None:
+    """Whoever owns evil.co gets an address for mvictim@evil.co forwarded: it must not sign victim@evil.com too."""
+    mine = srs.forward("mvictim@evil.co", "a.test", SECRET, NOW).rpartition("@")[0]
+    shifted = mine.replace("=evil.co=mvictim", "=evil.com=victim")
+    assert shifted != mine
+    with pytest.raises(InvalidInput, match="does not verify"):
+        srs.reverse(shifted, [SECRET], NOW)
