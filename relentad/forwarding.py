@@ -97,10 +97,14 @@ def prepared(raw: bytes, via: str, trace_fields: bytes) -> bytes:
 
 def seal(raw: bytes, keys: DomainKeys, authserv_id: str) -> bytes:
     """``raw`` with an ARC set (RFC 8617) by ``keys`` on top of our Authentication-Results (CPU-bound; a worker
-    thread). The message unchanged when dkimpy cannot seal it (no results of ours, a broken chain it refuses)."""
+    thread). The message unchanged when dkimpy cannot seal it (no results of ours, a broken chain it refuses), and
+    when the newest ARC-Seal says cv=fail: an earlier hop ended the chain (RFC 8617 §5.2: validation stops there),
+    and a set after it would only repeat the failure."""
     import dkim  # dkimpy: only the daemon's forwarding step needs it
 
     head = raw[: _head_end(raw)]
+    if _chain_ended(head):
+        return raw
     try:
         lines = dkim.arc_sign(
             raw,
@@ -116,6 +120,17 @@ def seal(raw: bytes, keys: DomainKeys, authserv_id: str) -> bytes:
     if not lines:
         return raw
     return b"".join(line if line.endswith(b"\r\n") else line.rstrip(b"\r\n") + b"\r\n" for line in lines) + raw
+
+
+def _chain_ended(head: bytes) -> bool:
+    """The ARC-Seal with the highest i= in ``head`` says cv=fail."""
+    seals = []
+    for name, value in headers.header_fields(head, 0, len(head)):
+        if name == "arc-seal":
+            tags = dict(re.findall(r"(?:^|;)\s*([a-z]+)\s*=\s*([^;]*)", value.lower()))
+            if tags.get("i", "").strip().isdigit():
+                seals.append((int(tags["i"]), tags.get("cv", "").strip()))
+    return bool(seals) and max(seals)[1] == "fail"
 
 
 def enqueue(

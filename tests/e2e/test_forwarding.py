@@ -444,7 +444,8 @@ E_KEY, E_TXT = dkim.generate_key()
 
 def test_arc_continues_an_earlier_chain_and_marks_a_broken_one_failed(world: World) -> None:
     """RFC 8617: mail that arrives with an ARC set (e.test's, as a mailing list would add) leaves with ours as i=2,
-    cv=pass, and a receiver's dkimpy verifies the whole chain; a chain broken on the way in gets cv=fail."""
+    cv=pass, and a receiver's dkimpy verifies the whole chain; a chain broken on the way in gets cv=fail, and one
+    an earlier hop marked cv=fail has ended: nothing is added to it."""
     world.a.add_alias("info@a.test", "carol@c.test")
     pem = (world.a.root / "data" / "dkim" / "a.test" / "relentad.pem").read_bytes()
     world.dns.replace(records(dkim.txt_value(pem)).add_txt("arc._domainkey.e.test", E_TXT))
@@ -452,6 +453,16 @@ def test_arc_continues_an_earlier_chain_and_marks_a_broken_one_failed(world: Wor
     results = (
         b"Authentication-Results: mx.e.test; spf=pass smtp.mailfrom=d.test; dkim=pass header.d=d.test; arc=none\r\n"
     )
+    # a chain an earlier hop already marked failed (i=2, cv=fail) has ended: no set of ours after it
+    unsealed = results + daves_message("info@a.test", subject="ended")
+    first = b"".join(dkimpy.arc_sign(unsealed, b"arc", b"e.test", E_KEY, b"mx.e.test")) + unsealed
+    failed = b"Authentication-Results: mx2.e.test; arc=fail\r\n" + first.replace(b"forwarded world", b"changed")
+    ended = b"".join(dkimpy.arc_sign(failed, b"arc", b"e.test", E_KEY, b"mx2.e.test")) + failed
+    assert b"cv=fail" in ended
+    send_in(world.a, "info@a.test", ended)
+    data = world.received(1)[-1][2]
+    assert len(email.message_from_bytes(data).get_all("ARC-Seal")) == 2, "no third set"
+    world.sink.accepted.clear()
     for count, (subject, tamper) in enumerate((("intact", False), ("broken", True)), start=1):
         unsealed = results + daves_message("info@a.test", subject=subject)
         sealed = b"".join(dkimpy.arc_sign(unsealed, b"arc", b"e.test", E_KEY, b"mx.e.test")) + unsealed
