@@ -90,6 +90,14 @@ def split(address: str, max_local: int = MAX_LOCAL) -> tuple[str, str]:
     return local, normalize_domain(domain)
 
 
+def split_path(address: str) -> tuple[str, str]:
+    """:func:`split` for a reverse-path, whose local part may pass 64 octets up to the 256-octet path (RFC 5321
+    §4.5.3.1: a forwarder's SRS sender often does), and for what an SRS address of ours decodes to."""
+    if len(address.strip()) > MAX_PATH - 2:
+        raise InvalidInput(f"path too long: {address[:64]!r}…")
+    return split(address, max_local=MAX_PATH)
+
+
 def _is_dot_atom(local: str) -> bool:
     return bool(_LOCAL_ATOM.match(local)) and not (local.startswith(".") or local.endswith(".") or ".." in local)
 

@@ -1408,6 +1408,23 @@ def dane_check(state: State, domain: str, as_json: bool) -> None:
 
 
 @main.group()
+def srs() -> None:
+    """The secret that signs SRS senders of forwarded mail (see README, Forwarding)."""
+
+
+@srs.command("rotate")
+@click.option("--revoke", is_flag=True, help="Remove every old secret now (it leaked): older bounces fail.")
+@pass_state
+def srs_rotate(state: State, revoke: bool) -> None:
+    """Make a new SRS secret; old ones still verify bounces for 21 days after they were replaced."""
+    from . import srs as srs_mod
+
+    with errors_as_messages(), state.write() as conn:
+        removed = srs_mod.rotate(conn, revoke=revoke)
+    click.echo(f"new SRS secret in use; {removed} old one(s) removed")
+
+
+@main.group()
 def dkim() -> None:
     """DKIM signing keys for outgoing mail."""
 

@@ -24,12 +24,14 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from . import addrspec, headers, srs, trace
+from . import addrspec, headers, mailauth, quota, srs, trace
 from .errors import InvalidInput
 from .queue import queue
+from .smtp import dsnparams
 from .store import accounts
 
 if TYPE_CHECKING:
+    from .mailauth import AuthResult
     from .pipeline import Placement
     from .queue.dkimkeys import DomainKeys
 
@@ -53,6 +55,7 @@ ARC_HEADERS = (
     b"list-id",
 )
 Kind = Literal["alias", "redirect", "srs"]
+NO_REPORTS = dsnparams.RcptParams(frozenset({"NEVER"}))
 
 
 @dataclass
@@ -94,10 +97,14 @@ def prepared(raw: bytes, via: str, trace_fields: bytes) -> bytes:
 
 def seal(raw: bytes, keys: DomainKeys, authserv_id: str) -> bytes:
     """``raw`` with an ARC set (RFC 8617) by ``keys`` on top of our Authentication-Results (CPU-bound; a worker
-    thread). The message unchanged when dkimpy cannot seal it (no results of ours, a broken chain it refuses)."""
+    thread). The message unchanged when dkimpy cannot seal it (no results of ours, a broken chain it refuses), and
+    when the newest ARC-Seal says cv=fail: an earlier hop ended the chain (RFC 8617 §5.2: validation stops there),
+    and a set after it would only repeat the failure."""
     import dkim  # dkimpy: only the daemon's forwarding step needs it
 
     head = raw[: _head_end(raw)]
+    if _chain_ended(head):
+        return raw
     try:
         lines = dkim.arc_sign(
             raw,
@@ -115,6 +122,17 @@ def seal(raw: bytes, keys: DomainKeys, authserv_id: str) -> bytes:
     return b"".join(line if line.endswith(b"\r\n") else line.rstrip(b"\r\n") + b"\r\n" for line in lines) + raw
 
 
+def _chain_ended(head: bytes) -> bool:
+    """The ARC-Seal with the highest i= in ``head`` says cv=fail."""
+    seals = []
+    for name, value in headers.header_fields(head, 0, len(head)):
+        if name == "arc-seal":
+            tags = dict(re.findall(r"(?:^|;)\s*([a-z]+)\s*=\s*([^;]*)", value.lower()))
+            if tags.get("i", "").strip().isdigit():
+                seals.append((int(tags["i"]), tags.get("cv", "").strip()))
+    return bool(seals) and max(seals)[1] == "fail"
+
+
 def enqueue(
     conn: sqlite3.Connection,
     *,
@@ -123,9 +141,17 @@ def enqueue(
     data: bytes,
     transaction_id: str,
     now: float,
-) -> None:
+    bounce: bool = True,
+) -> bool:
     """Queue the forwarded copy (in the delivery's transaction) and count a redirect against its account's send
-    limits. Nobody's account owns it in the queue, so its bounces go back through SRS (queue/runner.py)."""
+    limits; False, queueing nothing, when that would pass them. The sorter checked the limits already, but only
+    here, on the one writer thread, are check and count one step: deliveries running side by side would each see
+    the same count. Nobody's account owns the copy in the queue, so its bounces go back through SRS
+    (queue/runner.py); without ``bounce`` (an unverified sender) its targets have NOTIFY=NEVER (RFC 3461): neither
+    our queue nor a next hop that offers DSN sends a failure report."""
+    account_id = forward.account_id
+    if account_id is not None and quota.send_refusal(quota.get(conn, account_id, now), len(forward.targets) - 1):
+        return False
     queue.enqueue(
         conn,
         account_id=None,
@@ -134,16 +160,34 @@ def enqueue(
         recipients=list(forward.targets),
         transaction_id=transaction_id,
         now=now,
+        notify=None if bounce else dict.fromkeys(forward.targets, NO_REPORTS),
     )
     if forward.account_id is not None:
         queue.count_sent(conn, forward.account_id, len(forward.targets), now)
+    return True
 
 
-def srs_sender(conn: sqlite3.Connection, mail_from: str, via: str, now: float | None = None) -> str:
-    """The envelope sender of a forward from ``via``: ``mail_from`` rewritten by SRS to via's domain."""
+def sender_verified(auth: AuthResult | None, mail_from: str) -> bool:
+    """Whether the envelope sender of a message to forward is known to be genuine: SPF passed for it, or a DKIM
+    signature of its (organisational) domain verified. Only then may a failure of the forward bounce to it — a
+    bounce to a forged sender is backscatter. True when the message was not checked (submitted by a user of ours,
+    or ``[mailauth] verify`` off): nothing to go on, as before."""
+    if auth is None or not mail_from:
+        return True
+    if auth.spf.identity == "mailfrom" and auth.spf.result == "pass":
+        return True
+    domain = mailauth.organizational_domain(mail_from.rpartition("@")[2])
+    return any(mailauth.organizational_domain(d) == domain for d in auth.dkim_pass_domains)
+
+
+def srs_sender(
+    conn: sqlite3.Connection, mail_from: str, via: str, now: float | None = None, verified: bool = True
+) -> str:
+    """The envelope sender of a forward from ``via``: ``mail_from`` rewritten by SRS to via's domain (marked when
+    the sender is not ``verified``: bounces to it are refused)."""
     if not mail_from:
         return ""
-    return srs.forward(mail_from, via.rpartition("@")[2], srs.secrets_of(conn)[0], now)
+    return srs.forward(mail_from, via.rpartition("@")[2], srs.secrets_of(conn)[0], now, verified)
 
 
 def srs_recipient(conn: sqlite3.Connection, address: str, now: float | None = None) -> str | None:
@@ -160,7 +204,7 @@ def srs_recipient(conn: sqlite3.Connection, address: str, now: float | None = No
     if not hosted:
         return None
     original = srs.reverse(local, srs.secrets_of(conn), now)
-    addrspec.split(original)  # what it decodes to must be an address we can send to
+    addrspec.split_path(original)  # what it decodes to must be an address we can send to: a reverse-path we took
     return original
 
 

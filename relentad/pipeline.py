@@ -102,6 +102,10 @@ class Delivery:
     # Forwards elsewhere (aliases with targets outside, Sieve redirects, SRS bounces): queued with the copies
     forwards: list[forwarding.Forward] = field(default_factory=list)
     junked: str = ""  # why a message-wide check (DMARC, a blocklist) filed every copy into Junk: never forwarded
+    # The forwards' queue writes (forwarding.enqueue: False when a redirect would pass its account's send limits),
+    # first in the transaction; the ones that returned False, whose fallback copies are filed instead
+    forward_writes: list[tuple[forwarding.Forward, Callable[[sqlite3.Connection], bool]]] = field(default_factory=list)
+    over_limit: list[forwarding.Forward] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -139,13 +143,15 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
     """The write job: runs on the store's writer thread inside the group-commit transaction."""
 
     def job(conn: sqlite3.Connection) -> list[Stored]:
+        delivery.over_limit = [forward for forward, write in delivery.forward_writes if not write(conn)]
+        placements = delivery.placements + [p for forward in delivery.over_limit for p in forward.fallback]
         # a message only forwarded (an alias whose targets are all elsewhere) leaves no blob behind
         blob_id, new_blob = 0, False
-        if delivery.placements:
+        if placements:
             blob_id, new_blob = messages.put_blob(conn, delivery.raw, delivery.structure)
         stored = []
         delivery.over_quota = []
-        for placement in delivery.placements:
+        for placement in placements:
             prefix = _prefix(delivery, placement, hostname)
             size = len(prefix) + len(delivery.raw)
             if delivery.check_quota and not placement.outgoing and quota.would_exceed(conn, placement.account_id, size):
@@ -173,7 +179,7 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
                 slot=(uid, modseq),
             ).row_id
             stored.append(Stored(placement.account_id, mailbox_id, uid, modseq, row_id, blob_id, new_blob))
-        checked = sum(not p.outgoing for p in delivery.placements) if delivery.check_quota else 0
+        checked = sum(not p.outgoing for p in placements) if delivery.check_quota else 0
         if checked and delivery.refuse_when_full and len(delivery.over_quota) == checked:
             # no recipient's copy fits: raising rolls this job back (its savepoint), the Sent copy too
             raise SMTPReply(552, "5.2.2", "Mailbox full: the message would exceed the quota")
@@ -317,14 +323,25 @@ class Pipeline:
             delivery.linked.clear()
             stored = await self.store.write(_commit_job(delivery, self.hostname))
         self.publish(stored + [s for copies in filed for s in copies])
-        for forward in queued:
+        for forward in delivery.over_limit:
+            metrics.forwarded(forward.kind, "withheld")
+            log.info(
+                "forward tx=%s %s <%s> withheld: the account's send limit is reached",
+                delivery.transaction_id,
+                forward.kind,
+                trace.clean(forward.via),
+            )
+        verified = forwarding.sender_verified(delivery.auth, delivery.mail_from)
+        unverified = "" if verified else " (sender unverified: no bounce)"
+        for forward in (f for f in queued if not any(f is o for o in delivery.over_limit)):
             metrics.forwarded(forward.kind, "queued")
             log.info(
-                "forward tx=%s %s <%s> → %s",
+                "forward tx=%s %s <%s> → %s%s",
                 delivery.transaction_id,
                 forward.kind,
                 trace.clean(forward.via),
                 ",".join(f"<{trace.clean(t)}>" for t in forward.targets),
+                unverified,
             )
         if delivery.replies or queued:
             self.queued()  # a reply may have been queued; an idle wake is harmless
@@ -337,6 +354,7 @@ class Pipeline:
         if loop is not None:
             raise SMTPReply(554, "5.4.6", loop)
         queued = []
+        verified = forwarding.sender_verified(delivery.auth, delivery.mail_from)
         for forward in delivery.forwards:
             why = self.withheld(delivery, forward)
             if why:
@@ -360,16 +378,22 @@ class Pipeline:
             if keys is not None and delivery.auth is not None:
                 raw = await asyncio.to_thread(forwarding.seal, raw, keys, self.hostname)
             sender = self.store.read(
-                functools.partial(forwarding.srs_sender, mail_from=delivery.mail_from, via=forward.via)
-            )
-            delivery.also.append(
                 functools.partial(
-                    forwarding.enqueue,
-                    forward=forward,
-                    mail_from=sender,
-                    data=raw,
-                    transaction_id=f"fwd-{delivery.transaction_id}",
-                    now=delivery.received_at,
+                    forwarding.srs_sender, mail_from=delivery.mail_from, via=forward.via, verified=verified
+                )
+            )
+            delivery.forward_writes.append(
+                (
+                    forward,
+                    functools.partial(
+                        forwarding.enqueue,
+                        forward=forward,
+                        mail_from=sender,
+                        data=raw,
+                        transaction_id=f"fwd-{delivery.transaction_id}",
+                        now=delivery.received_at,
+                        bounce=verified,
+                    ),
                 )
             )
             queued.append(forward)

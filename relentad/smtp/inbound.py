@@ -88,9 +88,7 @@ class InboundHandler(TransactionLog):
         self.connection_lost(session, envelope)  # log an abandoned earlier transaction, if any
         if address != NULL_SENDER:
             try:  # a reverse-path's local part may pass 64 octets (RFC 5321 §4.5.3.1: SRS senders of forwarders do)
-                if len(address) > addrspec.MAX_PATH - 2:
-                    raise InvalidInput("path too long")
-                addrspec.split(address, max_local=addrspec.MAX_PATH)
+                addrspec.split_path(address)
             except InvalidInput:
                 return replies.BAD_SENDER
         # The null sender stays "<>": aiosmtpd reads an empty mail_from as "no MAIL command yet".
@@ -116,7 +114,14 @@ class InboundHandler(TransactionLog):
                 metrics.srs_bounce("refused")
                 log.info("smtp tx=%s refused <%s>: %s", tx.id, trace.clean(address), exc)
                 tx.rejected.append(address)
-                return replies.BAD_SRS
+                return replies.SRS_UNVERIFIED if isinstance(exc, srs.Unverified) else replies.BAD_SRS
+            if original is not None and tx.mail_from:
+                # an SRS address stands in the Return-Path of every forward, for 21 days: taking any sender's mail
+                # there would relay whatever its readers (or a forger of the original sender) write to that sender
+                metrics.srs_bounce("refused")
+                log.info("smtp tx=%s refused <%s>: not a bounce", tx.id, trace.clean(address))
+                tx.rejected.append(address)
+                return replies.SRS_NOT_BOUNCE
             if original is not None:  # back to the original sender: one of ours gets it here, anyone else relayed
                 ours = self.store.read(lambda conn: accounts.resolve_recipient(conn, original, postmaster))
                 mine = ours.kind is accounts.RecipientKind.LOCAL and bool(ours.account_ids)

@@ -234,13 +234,36 @@ def test_srs_bounces_are_relayed_back_and_forged_or_expired_ones_refused(world: 
     for address in (expired, forged, "SRS0=AAAAAA=AA=d.test=dave@a.test", "srs0=garbage@a.test"):
         code, text = smtp_reply(world.a, "", address)
         assert (code, text[:5]) == (550, b"5.1.1"), (address, text)
+    # a valid SRS address takes only bounces: anyone who saw it (every forward's Return-Path) could relay through it
+    code, text = smtp_reply(world.a, "mallory@e.test", srs_sender)
+    assert (code, text) == (550, b"5.7.1 An SRS address takes only bounces (null sender)"), text
     assert len(world.sink.accepted) == 2, "nothing relayed for them"
     status, text = http_get(world.metrics_port, "/metrics")
     assert status == 200
     assert sample(text, "relentad_srs_bounces_total", 'result="accepted"') == 1
-    assert sample(text, "relentad_srs_bounces_total", 'result="refused"') == 4
+    assert sample(text, "relentad_srs_bounces_total", 'result="refused"') == 5
     assert sample(text, "relentad_forwarded_total", 'kind="alias",result="queued"') == 1
     assert sample(text, "relentad_forwarded_total", 'kind="srs",result="queued"') == 1
+
+    # a new secret signs; the old one still verifies bounces to earlier forwards until it is revoked
+    assert "0 old one(s) removed" in world.a.cli("srs", "rotate").stdout
+    assert smtp_reply(world.a, "", srs_sender) == (250, b"2.1.5 Recipient OK")
+    send_in(world.a, "info@a.test", daves_message("info@a.test", subject="after the rotation"))
+    newer = world.received(3)[-1][0]
+    assert newer.split("=")[1] != srs_sender.split("=")[1], "signed by the new secret"
+    assert "2 old one(s) removed" in world.a.cli("srs", "rotate", "--revoke").stdout
+    for address in (srs_sender, newer):
+        assert smtp_reply(world.a, "", address) == (550, b"5.1.1 Invalid or expired SRS address"), address
+
+
+def test_a_bounce_comes_back_to_a_sender_whose_local_part_passes_64_octets(world: World) -> None:
+    """The MX takes such a reverse-path (RFC 5321 §4.5.3.1), so the SRS address made of it must take its bounce."""
+    world.a.add_alias("info@a.test", "carol@c.test")
+    world.a.start()
+    sender = "bounces-" + "x" * 70 + "@d.test"
+    send_in(world.a, "info@a.test", daves_message("info@a.test"), mail_from=sender)
+    [(srs_sender, _rcpts, _data)] = world.received()
+    assert smtp_reply(world.a, "", srs_sender) == (250, b"2.1.5 Recipient OK")
 
 
 def test_a_failed_forward_bounces_to_the_original_sender(world: World) -> None:
@@ -253,6 +276,26 @@ def test_a_failed_forward_bounces_to_the_original_sender(world: World) -> None:
     parsed = email.message_from_bytes(report)
     assert parsed.get_content_type() == "multipart/report"
     assert b"carol@c.test" in report and b"550 5.1.1 No such user carol" in report
+
+
+def test_a_failed_forward_of_an_unverified_sender_is_not_bounced(world: World) -> None:
+    """Backscatter: x@e.test passes neither SPF (e.test publishes none) nor DKIM (only d.test signed), so it may be
+    forged; the forward goes out with NOTIFY=NEVER, its failure bounces to nobody, and the MX refuses a bounce to
+    its SRS address (one a next hop without DSN would send)."""
+    world.a.add_alias("info@a.test", "carol@c.test")
+    world.a.start()
+    send_in(world.a, "info@a.test", daves_message("info@a.test", subject="forged sender"), mail_from="x@e.test")
+    [(srs_sender, _rcpts, _data)] = world.received()
+    assert srs_sender.endswith("=e.test=x@a.test"), srs_sender
+    reply = smtp_reply(world.a, "", srs_sender)
+    assert reply == (550, b"5.7.1 Bounce not relayed: the original sender was not verified"), reply
+    world.sink.accepted.clear()
+    world.sink.rcpt_replies = ["550 5.1.1 No such user carol"]
+    send_in(world.a, "info@a.test", daves_message("info@a.test", subject="forged sender"), mail_from="x@e.test")
+    wait_for("the failed forward", lambda: "rcpt=<carol@c.test> result=failed" in world.a.log())
+    wait_for("an empty queue", lambda: world.a.query("SELECT count(*) AS n FROM queue_messages")[0]["n"] == 0)
+    assert world.sink.accepted == [], "no bounce to x@e.test"
+    assert "→ <carol@c.test> (sender unverified: no bounce)" in world.a.log()
 
 
 def test_a_forward_answered_250_survives_kill_9(world: World) -> None:
@@ -337,6 +380,22 @@ def test_junk_and_loops_are_not_forwarded(world: World) -> None:
     assert "withheld: the local copy is in Junk" in world.a.log()
 
 
+def test_two_servers_forwarding_to_each_other_stop_and_bounce_once(world: World) -> None:
+    """a.test forwards info@ to b.test, whose alias forwards it back: a.test finds its own Delivered-To and refuses
+    it (554 5.4.6); b.test's bounce goes to its SRS1 sender, back through a.test's SRS0, to dave — once."""
+    world.a.add_alias("info@a.test", "loop@b.test")
+    world.b.cli("alias", "add", "loop@b.test", "info@a.test")
+    world.a.start()
+    world.b.start()
+    send_in(world.a, "info@a.test", daves_message("info@a.test", subject="round and round"))
+    [(null, to_dave, report)] = world.received()
+    assert (null, to_dave) == ("<>", ["dave@d.test"])
+    assert b"554 5.4.6 Mail forwarding loop for <info@a.test>" in report
+    for daemon in (world.a, world.b):
+        wait_for("empty queues", lambda d=daemon: d.query("SELECT count(*) AS n FROM queue_messages")[0]["n"] == 0)
+    assert len(world.sink.accepted) == 1
+
+
 def test_alias_cycles_and_catch_alls_elsewhere_are_refused(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon()
     daemon.add_domain("a.test")
@@ -378,3 +437,75 @@ def test_spam_to_an_alias_with_no_local_target_is_dropped_not_forwarded(world: W
     [(_f, _r, data)] = world.received()
     assert b"Subject: quarterly project meeting" in data
     assert world.a.query("SELECT count(*) AS n FROM messages")[0]["n"] == 0, "nothing stored for a pure forward"
+
+
+E_KEY, E_TXT = dkim.generate_key()
+
+
+def test_arc_continues_an_earlier_chain_and_marks_a_broken_one_failed(world: World) -> None:
+    """RFC 8617: mail that arrives with an ARC set (e.test's, as a mailing list would add) leaves with ours as i=2,
+    cv=pass, and a receiver's dkimpy verifies the whole chain; a chain broken on the way in gets cv=fail, and one
+    an earlier hop marked cv=fail has ended: nothing is added to it."""
+    world.a.add_alias("info@a.test", "carol@c.test")
+    pem = (world.a.root / "data" / "dkim" / "a.test" / "relentad.pem").read_bytes()
+    world.dns.replace(records(dkim.txt_value(pem)).add_txt("arc._domainkey.e.test", E_TXT))
+    world.a.start()
+    results = (
+        b"Authentication-Results: mx.e.test; spf=pass smtp.mailfrom=d.test; dkim=pass header.d=d.test; arc=none\r\n"
+    )
+    # a chain an earlier hop already marked failed (i=2, cv=fail) has ended: no set of ours after it
+    unsealed = results + daves_message("info@a.test", subject="ended")
+    first = b"".join(dkimpy.arc_sign(unsealed, b"arc", b"e.test", E_KEY, b"mx.e.test")) + unsealed
+    failed = b"Authentication-Results: mx2.e.test; arc=fail\r\n" + first.replace(b"forwarded world", b"changed")
+    ended = b"".join(dkimpy.arc_sign(failed, b"arc", b"e.test", E_KEY, b"mx2.e.test")) + failed
+    assert b"cv=fail" in ended
+    send_in(world.a, "info@a.test", ended)
+    data = world.received(1)[-1][2]
+    assert len(email.message_from_bytes(data).get_all("ARC-Seal")) == 2, "no third set"
+    world.sink.accepted.clear()
+    for count, (subject, tamper) in enumerate((("intact", False), ("broken", True)), start=1):
+        unsealed = results + daves_message("info@a.test", subject=subject)
+        sealed = b"".join(dkimpy.arc_sign(unsealed, b"arc", b"e.test", E_KEY, b"mx.e.test")) + unsealed
+        send_in(world.a, "info@a.test", sealed.replace(b"forwarded world", b"tampered world") if tamper else sealed)
+        data = world.received(count)[-1][2]
+        seal = email.message_from_bytes(data).get_all("ARC-Seal")
+        assert len(seal) == 2 and "i=2" in seal[0] and "d=a.test" in seal[0], seal
+        cv, _details, comment = dkimpy.arc_verify(data, dnsfunc=world.dnsfunc())
+        if tamper:
+            assert "cv=fail" in seal[0], seal[0]
+            assert cv != b"pass", comment
+        else:
+            assert "cv=pass" in seal[0], seal[0]
+            assert cv == b"pass", comment
+            aar = email.message_from_bytes(data)["ARC-Authentication-Results"]
+            assert aar.startswith("i=2; mx.a.test;") and "arc=pass" in aar and "dkim=pass" in aar, aar
+
+
+def test_the_send_limit_holds_for_redirects_of_messages_arriving_together(world: World) -> None:
+    """Each delivery's sorter sees the same count until one commits: the limit is checked again, with the count,
+    in the write transaction. What is not forwarded is kept in the mailbox: nothing lost, never past the limit."""
+    rule = world.tmp / "fwd.sieve"
+    rule.write_text('redirect "far@c.test";\n')
+    world.a.cli("rules", "add", "alice@a.test", "fwd", str(rule))
+    world.a.cli("quota", "set", "alice@a.test", "--hourly-send", "2")
+    world.a.start()
+    count = 8
+    messages = [daves_message("alice@a.test", subject=f"together {i}") for i in range(count)]
+    clients = [smtplib.SMTP(A_HOST, 25, timeout=20, source_address=(DAVE_HOST, 0)) for _ in range(count)]
+    try:
+        for client in clients:  # everything up to the message itself, then the messages all at once
+            client.ehlo("client.test")
+            client.mail("dave@d.test")
+            client.rcpt("alice@a.test")
+            client.putcmd("data")
+            assert client.getreply()[0] == 354
+        for client, data in zip(clients, messages, strict=True):
+            client.send(data + b".\r\n")
+        assert all(client.getreply()[0] == 250 for client in clients)
+    finally:
+        for client in clients:
+            client.close()
+    assert len(world.a.messages("alice@a.test")) == count - 2, "the others are kept"
+    assert world.a.query("SELECT max(recipients) AS n FROM send_counts WHERE period = 'hour'")[0]["n"] == 2
+    assert world.a.log().count("send limit is reached") == count - 2  # by the sorter or, racing, at the commit
+    wait_for("the two forwards", lambda: len(world.recipients()) == 2)

@@ -86,3 +86,6 @@ def test_a_longer_local_part_only_where_asked_for() -> None:
     with pytest.raises(InvalidInput, match="too long"):
         addrspec.split(f"{long_local}@a.test")
     assert addrspec.split(f"{long_local}@a.test", max_local=addrspec.MAX_PATH) == (long_local, "a.test")
+    assert addrspec.split_path(f"{long_local}@a.test") == (long_local, "a.test")
+    with pytest.raises(InvalidInput, match="path too long"):
+        addrspec.split_path("x" * 250 + "@a.test")  # over 254 octets without the angle brackets
