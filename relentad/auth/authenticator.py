@@ -9,7 +9,9 @@
    kept ``auth.cache_ttl`` seconds with the hash it was verified against (the account's or an app password's); a
    hit counts only while that hash is still stored, so ``relentad user passwd`` or revoking the app password (any
    process) drops it at once. Failures are never cached, and neither password nor hash-of-password leaves the
-   process. The account's password costs the one indexed read it always did; an app password one more;
+   process. The account's password costs the one indexed read it always did; an app password one more. The
+   account pages (protocol "web") neither read nor fill it: there a right password can still be refused for want
+   of a second factor, and a cache hit would tell by its speed that the password was right;
 3. argon2id verification in a worker thread (tens of ms, never on the event loop): a password shaped like an app
    password (:mod:`relentad.auth.apppasswords`) against the one its tag points at, otherwise (or when that was not
    it) against the account's; a missing tag or an unknown login is checked against a dummy hash, so a failure
@@ -256,7 +258,9 @@ class Authenticator:
             await self._check(None, password, protocol)  # the same argon2 work as a wrong password
             await self._fail(email, ip, protocol, "unknown-account", config)
         email = account.email
-        credential, cached = self._cached(account, password, protocol), True
+        cacheable = protocol != "web"  # the account pages: a right password costs what a wrong one does
+        credential = self._cached(account, password, protocol) if cacheable else None
+        cached = credential is not None
         if credential is None:
             credential, cached = await self._check(account, password, protocol), False
         if credential is None:
@@ -268,7 +272,7 @@ class Authenticator:
             await self._fail(email, ip, protocol, refusal, config, app.name if app else "")
         if not await self._record(email, ip, protocol, account.id, "cached" if cached else "", app):
             raise LoginFailed()
-        if not cached:
+        if cacheable and not cached:
             self.cache.put(email, password, account.id, credential.password_hash, config.cache_ttl, app_id)
         return Login(account.id, email, app_id, app.name if app else "")
 

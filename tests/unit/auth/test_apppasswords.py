@@ -258,3 +258,20 @@ def test_a_revocation_while_the_password_is_checked_refuses_the_login(
 
     monkeypatch.setattr(passwords, "verify_password", revoked_meanwhile)
     assert harness.refused(phone) == "ended-during-login"
+
+
+def test_the_account_pages_never_use_the_credential_cache(harness: Harness) -> None:
+    """With two-factor login on, a right password is refused there like a wrong one; a cache hit (no argon2) would
+    tell it apart by its speed, so "web" neither reads the cache nor fills it for the mail protocols."""
+    harness.login(MAIN)
+    assert harness.argon2 == 1
+    assert harness.login(MAIN, "web").email == ALICE and harness.argon2 == 2, "not the IMAP login's entry"
+    assert harness.login(MAIN, "web").email == ALICE and harness.argon2 == 3, "nor one of its own"
+    harness.login(MAIN)
+    assert harness.argon2 == 3, "the mail protocols keep theirs"
+    harness.run(lambda conn: apppasswords.set_only(conn, 1, True))
+    harness.auth.cache = type(harness.auth.cache)()
+    harness.login(MAIN, "web")
+    assert harness.refused(MAIN, "pop3") == "main-password-refused" and harness.argon2 == 5, "argon2 as a wrong one"
+    rows = harness.store.read(lambda c: c.execute("SELECT reason FROM login_history WHERE protocol = 'web'").fetchall())
+    assert [row[0] for row in rows] == ["", "", ""]
