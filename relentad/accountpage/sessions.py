@@ -55,7 +55,7 @@ def clear_cookie() -> tuple[str, str]:
 def create(conn: sqlite3.Connection, account_id: int, ip: str, now: float | None = None) -> str:
     """A new session of the account (expired ones of every account dropped); returns the cookie's token."""
     now = time.time() if now is None else now
-    conn.execute("DELETE FROM web_sessions WHERE last_seen <= ? OR created <= ?", (now - IDLE, now - ABSOLUTE))
+    expire(conn, now)
     conn.execute(
         """DELETE FROM web_sessions WHERE id_hash IN (SELECT id_hash FROM web_sessions WHERE account_id = ?
            ORDER BY created DESC LIMIT -1 OFFSET ?)""",
@@ -67,6 +67,16 @@ def create(conn: sqlite3.Connection, account_id: int, ip: str, now: float | None
         (_hash(token), account_id, now, now, ip),
     )
     return token
+
+
+def expire(conn: sqlite3.Connection, now: float) -> int:
+    """Delete the sessions that ended by time (with the address each was opened from); how many. A login and the
+    daily purge call it, so an account nobody logs in to again does not keep its old sessions' addresses."""
+    return int(
+        conn.execute(
+            "DELETE FROM web_sessions WHERE last_seen <= ? OR created <= ?", (now - IDLE, now - ABSOLUTE)
+        ).rowcount
+    )
 
 
 def lookup(conn: sqlite3.Connection, token: str, now: float | None = None) -> tuple[Login, bool] | None:

@@ -9,7 +9,8 @@ Invariants:
   (RFC 8514 SAVEDATE: a MOVE saves anew), as EXPUNGE does (into the retention area, QRESYNC tombstones, a new
   modseq that IMAP sessions see), then removes what is older than ``[retention] deleted_days``: retained message
   rows, terminated accounts (with their mailboxes, aliases, send counters, CRM data and spam model), then every
-  blob no row references any more (``refs`` = 0, kept right by triggers), vacation tracking past its period, and
+  blob no row references any more (``refs`` = 0, kept right by triggers), the account pages' ended sessions,
+  vacation tracking past its period, and
   the inbound DMARC evaluations and outbound TLS sessions noted for our reports that no report took within their
   few days. It runs in one write transaction, so a reader never sees half an account; ``now`` is a parameter so
   tests (``relentad purge --at``) can move the clock.
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import daily
+from ..accountpage import sessions
 from ..auth import apppasswords, totp
 from ..authreports import outgoing as dmarc_outgoing
 from ..authreports import tlsreports
@@ -143,6 +145,7 @@ def purge(
         _delete_account(conn, account_id)
     blobs, size = _drop_unreferenced_blobs(conn)
     pruned = activity.prune(conn, activity_days, now) if activity_days else 0
+    sessions.expire(conn, now)  # the account pages' ended sessions and the addresses they were opened from
     vacation.prune(conn, now)  # replies whose period is over: the sender may get one again anyway
     # what was noted for the DMARC and TLS reports we send and no report took (send_reports switched off since)
     dmarc_outgoing.expire(conn, now)

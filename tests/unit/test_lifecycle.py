@@ -11,6 +11,7 @@ from urllib.parse import unquote
 import pytest
 
 from relentad import quota, quotawarn
+from relentad.accountpage import sessions
 from relentad.auth import apppasswords, totp
 from relentad.crm import userscripts
 from relentad.lifecycle import activity, announce, retention, transfer
@@ -155,6 +156,17 @@ def test_terminate_then_purge_removes_account_and_blobs(conn: sqlite3.Connection
         result = retention.purge(conn, 90, now=1000.0 + 91 * 86400)
     assert (result.expunged, result.accounts, result.blobs) == (1, 1, 1)
     assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0
+
+
+def test_the_purge_drops_ended_account_page_sessions_and_their_addresses(conn: sqlite3.Connection) -> None:
+    """An account nobody logs in to again must not keep its old sessions' IP addresses past their end."""
+    with db.transaction(conn):
+        token = sessions.create(conn, 1, "192.0.2.7", now=1000.0)
+        retention.purge(conn, 90, now=1000.0 + sessions.IDLE - 60)
+    assert sessions.lookup(conn, token, 1000.0 + sessions.IDLE - 60) is not None, "a live one stays"
+    with db.transaction(conn):
+        retention.purge(conn, 90, now=1000.0 + sessions.IDLE)
+    assert conn.execute("SELECT count(*) FROM web_sessions").fetchone()[0] == 0
 
 
 def test_junk_mail_expires_into_retention_after_junk_days(conn: sqlite3.Connection) -> None:
