@@ -147,7 +147,11 @@ class LoginPages(PagesBase):
             return httpserver.text(403, EXPIRED)
         if cookie is None:
             return httpserver.text(400, "HTTP Basic has no logout: close the browser")
-        await self.store.write(lambda conn: sessions.end(conn, cookie))
+        try:
+            await self.store.write(lambda conn: sessions.end(conn, cookie))
+        except RelentadError as exc:  # the cookie stays: the session is not over
+            log.error("account page: session of %s not ended: %s", login.email, exc)
+            return httpserver.text(503, "you could not be logged out now; try again later")
         log.info("web logout %s", login.email)
         note = "/account/login?out"
         return Response(303, (note + "\n").encode(), headers=(("Location", note), sessions.clear_cookie()))
@@ -197,7 +201,11 @@ class LoginPages(PagesBase):
                 totp.disable(conn, login.account_id)
                 self._changed(conn, login, session, "2fa-disabled", cookie, create=False)
 
-            await self.store.write(disable)
+            try:
+                await self.store.write(disable)
+            except RelentadError as exc:
+                log.error("account page: two-factor login of %s not turned off: %s", login.email, exc)
+                return httpserver.text(503, "the change could not be made now; try again later")
             log.info("two-factor login of %s turned off on the account page from %s", login.email, session.ip)
             return self._two_factor_page(200, login, cookie, note="Two-factor login is off.")
         if action != "enable":

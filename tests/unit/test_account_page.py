@@ -10,18 +10,22 @@ import io
 import os
 import re
 import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from relentad.accountpage import csrf, export, pages, server
+from relentad.accountpage import csrf, export, pages, server, sessions
 from relentad.accountpage.server import AccountPages, handles
+from relentad.auth import totp
 from relentad.auth.apppasswords import AppPassword
+from relentad.auth.authenticator import Authenticator
 from relentad.auth.authenticator import Login as Account
 from relentad.auth.basic import BasicLogin, Session
 from relentad.config import Config, ServerConfig, WebConfig
+from relentad.errors import StoreUnavailable
 from relentad.httpserver import Request
 from relentad.lifecycle.activity import Day, Login
 from relentad.message import parse
@@ -213,3 +217,46 @@ def test_the_login_and_two_factor_pages_escape_what_came_from_outside() -> None:
     assert "<script>" not in page and "&lt;script&gt;" in page
     data = pages.TwoFactor(hostile, False, secret=hostile, uri=hostile, error=hostile, note=hostile, codes=(hostile,))
     assert "<script>" not in pages.two_factor(data)
+
+
+async def test_logging_out_and_turning_two_factor_off_on_a_full_disk_answer_503(tmp_path: Path) -> None:
+    """Both wrote without a guard: a full disk was a traceback and a 500 (the other forms answer 503)."""
+    conn = database_with(tmp_path / "relentad.db", "a@example.test")
+    account = accounts.get_account(conn, "a@example.test").id
+    key = totp.new_secret()
+    with db.transaction(conn):
+        totp.enable(conn, account, key, 0, [])
+        cookie = sessions.create(conn, account, "127.0.0.1")
+    config = Config(server=ServerConfig(hostname="mx.example.test", data_dir=str(tmp_path)))
+    store = db.Store(tmp_path / "relentad.db")
+    writes: list[object] = []
+
+    async def write(job: Any) -> Any:  # the first write (the code used up) goes through, then the disk is full
+        writes.append(job)
+        if len(writes) > 1:
+            raise StoreUnavailable("disk full")
+        with db.transaction(conn):
+            return job(conn)
+
+    store.write = write  # type: ignore[method-assign]
+    try:
+        basic = BasicLogin(store, Authenticator(store, lambda: config.auth), lambda: "mx.example.test")
+        site = AccountPages(store, basic, cast(Any, None), lambda: config, lambda domain: False)
+        token = csrf.make_token(site.secret(), account, time.time())
+        fields = (
+            ("host", "mx.example.test"),
+            ("cookie", f"{sessions.COOKIE}={cookie}"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        )
+        code = totp.hotp(key, totp.step_of(time.time()))
+        body = f"token={token}&action=disable&code={code}".encode()
+        off = await site.respond(Request("POST", "/account/2fa", (1, 1), fields, body), Session("127.0.0.1"))
+        out = await site.respond(
+            Request("POST", "/account/logout", (1, 1), fields, f"token={token}".encode()), Session("127.0.0.1")
+        )
+    finally:
+        store.close()
+    assert off.status == 503 and out.status == 503
+    assert not any(name.lower() == "set-cookie" for name, _ in out.headers), "the session goes on"
+    assert sessions.lookup(conn, cookie) is not None
+    conn.close()
