@@ -7,6 +7,7 @@ import html
 import json
 import re
 import sqlite3
+import threading
 import time
 import urllib.parse
 
@@ -193,3 +194,20 @@ def test_wrong_codes_count_for_the_login_throttle(make_daemon: MakeDaemon) -> No
     answers = [login(browser, PASSWORD, "000000")[0] for _ in range(4)]
     assert answers == [403, 403, 403, 429], "the right password with wrong codes: failed logins"
     assert login(browser, PASSWORD, next_code(key))[0] == 429, "throttled before the code is looked at"
+
+
+def test_one_code_or_recovery_code_opens_one_of_several_racing_logins(browser: Browser) -> None:
+    """The step moves forward, and a recovery code is deleted, in the statement that checks it."""
+    key, _, codes = enroll(browser)
+    for code in (next_code(key), codes[0]):
+        answers: list[int] = []
+
+        def race(code: str = code, answers: list[int] = answers) -> None:
+            answers.append(login(browser, PASSWORD, code)[0])
+
+        racers = [threading.Thread(target=race) for _ in range(4)]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join()
+        assert sorted(answers) == [303, 403, 403, 403], code
