@@ -5,7 +5,8 @@ Invariants:
 - The cookie holds 256 random bits; the store keeps only their SHA-256, so a database read gives no session.
 - A session ends after :data:`IDLE` seconds without a request, :data:`ABSOLUTE` after its login, at logout, when
   its account is terminated, and (every other session of the account, or every one when the admin does it) when
-  the password is changed or two-factor login is turned on, off or reset by the admin. ``last_seen`` is written at most once a minute, never per page view.
+  the password is changed or two-factor login is turned on, off or reset by the admin. ``last_seen`` is written at
+  most once a minute, never per page view.
 - The cookie is ``__Host-`` prefixed, ``Secure``, ``HttpOnly``, ``SameSite=Strict``, ``Path=/``: only this host
   over HTTPS gets it back, no script reads it, and no other site's link or form carries it.
 - At most :data:`MAX_PER_ACCOUNT` per account (the oldest go first).
