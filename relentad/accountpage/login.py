@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import urllib.parse
 from typing import Any
 
 from .. import httpserver
@@ -73,7 +74,8 @@ class LoginPages(PagesBase):
         ``recovery-code-used``), then a new session: 303 to the overview with its cookie."""
         token = csrf.make_token(self.secret(), _ANONYMOUS, time.time())
         if request.method != "POST":
-            return Response(200, pages.login_page(token), HTML)
+            out = "out" in urllib.parse.parse_qs(request.query, keep_blank_values=True)  # where logout sends it
+            return Response(200, pages.login_page(token, note="You are logged out." if out else ""), HTML)
         form = self._form(request, "(login form)", "login")
         if isinstance(form, Response):
             return form

@@ -107,6 +107,7 @@ def test_enroll_log_in_with_a_code_replay_recovery_and_admin_reset(browser: Brow
 
     status, headers, _ = post(browser, "/account/logout", {"token": token_of(body)}, session)
     assert status == 303 and headers["location"] == "/account/login?out" and "Max-Age=0" in headers["set-cookie"]
+    assert b"You are logged out." in browser.request("GET", headers["location"], auth="")[2]
     status, headers, _ = get(browser, "/account/", session)
     assert status == 303 and headers["location"] == "/account/login", "the session ended"
 
