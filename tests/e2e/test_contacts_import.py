@@ -59,7 +59,7 @@ def imported(daemon: Daemon, path: Path, *options: str) -> dict[str, Any]:
 
 def contacts(daemon: Daemon) -> dict[str, dict[str, Any]]:
     found = json.loads(daemon.cli("contacts", "list", ALICE, "--json").stdout)
-    return {c["addresses"][0]: c for c in found}
+    return {address: c for c in found for address in c["addresses"]}
 
 
 def test_import_google_csv_and_outlook_vcard(dav: Dav, tmp_path: Path) -> None:
