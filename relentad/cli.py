@@ -1733,7 +1733,7 @@ def contacts_import(
                     with state.write() as conn:
                         for start in range(0, len(parsed.entries), IMPORT_BATCH):
                             batch(conn, parsed.entries[start : start + IMPORT_BATCH])
-                            bar.update(IMPORT_BATCH)
+                            bar.update(min(IMPORT_BATCH, len(parsed.entries) - start))
                         raise _DryRun
                 except _DryRun:
                     pass
@@ -1741,7 +1741,7 @@ def contacts_import(
                 for start in range(0, len(parsed.entries), IMPORT_BATCH):
                     with state.write() as conn:
                         batch(conn, parsed.entries[start : start + IMPORT_BATCH])
-                    bar.update(IMPORT_BATCH)
+                    bar.update(min(IMPORT_BATCH, len(parsed.entries) - start))
     counts = dict.fromkeys((importing.CREATED, importing.UPDATED, importing.UNCHANGED, importing.SKIPPED), 0)
     for outcome in outcomes:
         counts[outcome.result] += 1

@@ -61,7 +61,18 @@ def read(path: Path, fmt: str | None = None) -> Parsed:
         data = handle.read(MAX_FILE + 1)
     if len(data) > MAX_FILE:
         raise FileError(f"{path.name} is over {MAX_FILE // (1024 * 1024)} MB: split it")
+    data = _transcode(data)
     return parse(data, fmt or detect(path.name, data))
+
+
+def _transcode(data: bytes) -> bytes:
+    """A UTF-16 file (Excel's "Unicode Text", some Windows address books) as UTF-8; others as they are."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return data.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError:
+            raise FileError("the file starts like UTF-16 but is not") from None
+    return data
 
 
 def detect(name: str, data: bytes) -> str:
@@ -201,7 +212,7 @@ def _content_line(raw: bytes, version: str, warnings: list[str], where: str) -> 
     head, colon, value = raw.partition(b":")
     if not colon:
         return None
-    name, *params = head.decode("ascii", "replace").split(";")
+    name, *params = _decode(head, warnings, where).split(";")
     kept, qp, charset = [], False, ""
     for param in params:
         key, equals, val = param.partition("=")

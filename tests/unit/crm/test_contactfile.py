@@ -172,3 +172,10 @@ def test_limits_and_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     big.write_bytes(b"email\n" + b"a@x.example\n" * 2)
     with pytest.raises(FileError, match="over 0 MB"):
         contactfile.read(big)
+
+
+def test_utf16_tab_separated_text_from_excel(tmp_path: Path) -> None:
+    path = tmp_path / "contacts.txt"
+    path.write_bytes("Name\tE-mail Address\tCompany\r\nÉmile Zola\temile@paris.example\tGallimard\r\n".encode("utf-16"))
+    parsed = contactfile.read(path)
+    assert parsed.format == "csv" and fields(parsed.entries[0])["name"] == "Émile Zola"
