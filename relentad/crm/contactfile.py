@@ -95,7 +95,16 @@ def parse(data: bytes, fmt: str) -> Parsed:
     warnings: list[str] = []
     data = data.removeprefix(b"\xef\xbb\xbf")
     entries = _vcards(data, warnings) if fmt == "vcard" else _csv(_decode(data, warnings), warnings)
-    return Parsed(fmt, entries, list(dict.fromkeys(warnings)))
+    return Parsed(fmt, entries, _fewer(warnings))
+
+
+def _fewer(warnings: list[str]) -> list[str]:
+    """Each warning once, and of the lines that were not UTF-8 only the first and how many more."""
+    guessed = [w for w in dict.fromkeys(warnings) if "not UTF-8" in w]
+    out = [w for w in dict.fromkeys(warnings) if w not in guessed[1:]]
+    if len(guessed) > 1:
+        out.append(f"{len(guessed) - 1} more line(s) not UTF-8: read as Windows-1252")
+    return out
 
 
 def _decode(data: bytes, warnings: list[str], where: str = "the file") -> str:
@@ -206,12 +215,24 @@ def _name(line: str) -> str:
     return re.split(r"[;:]", line, maxsplit=1)[0].rpartition(".")[2].upper()
 
 
+def _colon(raw: bytes) -> int:
+    """Where the value starts: the first colon outside a quoted parameter value (``TYPE="a:b"``); -1 for none."""
+    quoted = False
+    for index, byte in enumerate(raw):
+        if byte == 0x22:
+            quoted = not quoted
+        elif byte == 0x3A and not quoted:
+            return index
+    return -1
+
+
 def _content_line(raw: bytes, version: str, warnings: list[str], where: str) -> str | None:
     """One content line as UTF-8 text in 3.0/4.0 form: quoted-printable and CHARSET values decoded, 2.1's bare
     parameters named; None for a line that is none (no colon)."""
-    head, colon, value = raw.partition(b":")
-    if not colon:
+    colon = _colon(raw)
+    if colon < 0:
         return None
+    head, value = raw[:colon], raw[colon + 1 :]
     name, *params = _decode(head, warnings, where).split(";")
     kept, qp, charset = [], False, ""
     for param in params:

@@ -179,3 +179,18 @@ def test_utf16_tab_separated_text_from_excel(tmp_path: Path) -> None:
     path.write_bytes("Name\tE-mail Address\tCompany\r\nÉmile Zola\temile@paris.example\tGallimard\r\n".encode("utf-16"))
     parsed = contactfile.read(path)
     assert parsed.format == "csv" and fields(parsed.entries[0])["name"] == "Émile Zola"
+
+
+def test_quoted_colon_and_lines_not_utf8_warned_once() -> None:
+    data = (
+        b'BEGIN:VCARD\nVERSION:3.0\nFN:Caf\xe9 Owner\nURL;TYPE="home:page":https://x.example\nNOTE:d\xe9j\xe0\n'
+        b"EMAIL:cafe@x.example\nEND:VCARD\n"
+    )
+    parsed = parse(data, "vcard")
+    (entry,) = parsed.entries
+    assert fields(entry)["name"] == "Café Owner" and fields(entry)["notes"] == "déjà"
+    assert entry.card is not None and entry.card.values("URL") == ["https://x.example"]
+    assert parsed.warnings == [
+        "card 1 (line 1), line 3 is not UTF-8: read as Windows-1252",
+        "1 more line(s) not UTF-8: read as Windows-1252",
+    ]
