@@ -271,7 +271,7 @@ _ROLES = [
     (
         "email",
         r"e-?mail(?: \d+)?(?: - value| address)?|(?:primary|secondary|other|home|work|business) e-?mail"
-        r"(?: address)?|e-?mails|e-?mail addresses|mail",
+        r"(?: address)?|e-?mails|e-?mail addresses|mail|addresse?s?",
     ),
     ("name", r"name|full name|display name|contact name|fn"),
     ("given", r"given name|first name|first|given"),
@@ -293,10 +293,11 @@ def roles(header: list[str]) -> list[str]:
     """What each column of a header row holds ("" for a column not read): Google Contacts' ("Name", "Given
     Name", "E-mail 1 - Value", "Organization 1 - Name", "Group Membership"; the newer "First Name", "Labels"),
     Outlook's ("First Name", "E-mail Address", "E-mail 2 Address", "Company", "Categories"), Thunderbird's
-    ("Display Name", "Primary Email") and plain names (name, email, company, tags, note, phone); any case."""
+    ("Display Name", "Primary Email"), ``relentad contacts export``'s (name, addresses, company, tags, notes) and plain
+    names (name, email, company, tags, note, phone); any case, "_" as a space."""
     found = []
     for title in header:
-        key = " ".join(title.replace("\ufeff", "").casefold().split())
+        key = " ".join(title.replace("\ufeff", "").replace("_", " ").casefold().split())
         found.append(next((role for role, pattern in _ROLES if re.fullmatch(pattern, key)), ""))
     return found
 

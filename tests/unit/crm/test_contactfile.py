@@ -75,6 +75,21 @@ def test_google_outlook_thunderbird_and_plain_columns() -> None:
     ]
 
 
+def test_relentad_export_csv_reads_back() -> None:
+    assert roles(["id", "name", "kind", "addresses", "company", "company_domain", "tags", "notes"]) == [
+        "",
+        "name",
+        "",
+        "email",
+        "company",
+        "",
+        "tags",
+        "note",
+    ]
+    (entry,) = parse(b"id,name,addresses,tags\n7,Bob,bob@a.example; b@b.example,x; y\n", "csv").entries
+    assert fields(entry)["addresses"] == ["bob@a.example", "b@b.example"] and fields(entry)["tags"] == ["x", "y"]
+
+
 def test_google_row_becomes_a_card() -> None:
     text = (
         "Name,Given Name,Family Name,E-mail 1 - Value,E-mail 2 - Value,Group Membership,Notes,Phone 1 - Value\n"
