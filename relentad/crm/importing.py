@@ -141,11 +141,16 @@ class Importer:
             changes.append("tags +" + ",".join(added))
         changes += self._note(conn, contact_id, str(fields["notes"] or "").strip(), current["notes"])
         changes += self._company(conn, contact_id, str(fields["company"] or "").strip(), current["company"])
-        changes += self._card(conn, entry.card, contact_id, fields, tags)
+        stored, remarks = self._card(conn, entry.card, contact_id, fields, tags)
+        changes += stored
         contact = views.contact(conn, contact_id)
         if found is None:
-            return Outcome(entry.where, CREATED, contact_id, contact["name"], [", ".join(contact["addresses"])])
-        return Outcome(entry.where, UPDATED if changes else UNCHANGED, contact_id, contact["name"], changes)
+            return Outcome(
+                entry.where, CREATED, contact_id, contact["name"], [", ".join(contact["addresses"]), *remarks]
+            )
+        if not changes:  # a remark alone (a card not kept) is no change: a second import stays "unchanged"
+            return Outcome(entry.where, UNCHANGED, contact_id, contact["name"])
+        return Outcome(entry.where, UPDATED, contact_id, contact["name"], changes + remarks)
 
     def _note(self, conn: sqlite3.Connection, contact_id: int, note: str, notes: str) -> list[str]:
         if not note or note == notes or (note in notes and not self.overwrite):
@@ -172,9 +177,9 @@ class Importer:
         contact_id: int,
         fields: dict[str, Any],
         tags: list[str],
-    ) -> list[str]:
-        """Store the entry's vCard for the contact (the module's rule); its UID is the contact's own when the card
-        has none or another card in the book has it."""
+    ) -> tuple[list[str], list[str]]:
+        """Store the entry's vCard for the contact (the module's rule): (changes, remarks). Its UID is the
+        contact's own when the card has none or another card in the book has it."""
         assert card is not None
         kept = book.stored(conn, self.account_id, [contact_id]).get(contact_id)
         uid = card.uid
@@ -184,10 +189,10 @@ class Importer:
             lines = [f"UID:{uid}", *(line.raw for line in card.lines if line.name != "UID")]
         text = "".join(export.fold(line) for line in ["BEGIN:VCARD", f"VERSION:{card.version}", *lines, "END:VCARD"])
         if kept is not None and kept.vcard is not None and (kept.vcard == text or not self.overwrite):
-            return []
+            return [], []
         if kept is None or kept.vcard is None:
             if self.kept >= write.MAX_CARDS:
-                return [f"its vCard not kept: the account has {write.MAX_CARDS} stored cards"]
+                return [], [f"its vCard not kept: the account has {write.MAX_CARDS} stored cards"]
             self.kept += 1
         now = vcard.crm_values(views.contact(conn, contact_id))
         written = {
@@ -202,7 +207,7 @@ class Importer:
         base = {key: now[key] if written[key] in (None, now[key]) or key == "company" else written[key] for key in now}
         name = kept.name if kept is not None else f"{export.uid(self.account_id, contact_id)}.vcf"
         write.keep(conn, self.account_id, contact_id, name, uid, text, base)
-        return ["card replaced" if kept is not None and kept.vcard is not None else "card"]
+        return ["card replaced" if kept is not None and kept.vcard is not None else "card"], []
 
 
 def _tags(categories: list[str] | None) -> list[str]:

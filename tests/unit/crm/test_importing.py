@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from relentad.carddav import book
+import pytest
+
+from relentad.carddav import book, write
 from relentad.crm import contactfile, importing, views
 from relentad.store import db
 from tests.unit.crm.test_carddav_write import put, vcf
@@ -59,3 +61,17 @@ def test_skips_and_uids(conn: sqlite3.Connection, account_id: int) -> None:
     uids = {c.vcard.split("UID:")[1].split("\r\n")[0] for c in cards.values() if c.vcard}
     assert len(uids) == 2 and "same" in uids  # Ben's card took his contact's own UID, not Ann's
     assert results(run(conn, account_id, text)) == ["unchanged", "unchanged", "skipped", "skipped", "skipped"]
+
+
+def test_cards_beyond_the_accounts_limit(
+    conn: sqlite3.Connection, account_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(write, "MAX_CARDS", 1)
+    text = vcf("a", "Ann", "EMAIL:ann@a.example", "TEL:+1") + vcf("b", "Ben", "EMAIL:ben@b.example", "TEL:+2")
+    ann, ben = run(conn, account_id, text)
+    assert ann.changes == ["ann@a.example"]
+    assert ben.result == "created" and ben.changes == [
+        "ben@b.example",
+        "its vCard not kept: the account has 1 stored cards",
+    ]
+    assert results(run(conn, account_id, text)) == ["unchanged", "unchanged"]
