@@ -136,10 +136,10 @@ def _logical_lines(data: bytes) -> list[tuple[int, bytes]]:
     for number, raw in enumerate(re.split(rb"\r\n|\n|\r", data), 1):
         if out and soft:
             out[-1] = (out[-1][0], out[-1][1][:-1] + raw)
+        elif out and base64 and raw.strip() and (raw[:1] in (b" ", b"\t") or b":" not in raw):
+            out[-1] = (out[-1][0], out[-1][1] + raw.strip())  # Outlook indents base64 by several spaces
         elif out and raw[:1] in (b" ", b"\t"):
             out[-1] = (out[-1][0], out[-1][1] + raw[1:])
-        elif out and base64 and raw.strip() and b":" not in raw:
-            out[-1] = (out[-1][0], out[-1][1] + raw.strip())
         elif not raw.strip():
             soft = base64 = False
             continue

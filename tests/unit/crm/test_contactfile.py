@@ -129,6 +129,7 @@ def test_vcard_21_quoted_printable_charsets_and_bare_types() -> None:
         b"NOTE;QUOTED-PRINTABLE:first line=0D=0Asecond =\r\n"
         b"line=3D continued\r\n"
         b"ORG;CHARSET=ISO-8859-1:B\xfccher AG\r\n"
+        b"PHOTO;TYPE=JPEG;ENCODING=BASE64:\r\n    /9j/4AAQ\r\n    SkZJRg==\r\n\r\n"
         b"END:VCARD\r\n"
     )
     (entry,) = parse(data, "vcard").entries
@@ -141,6 +142,9 @@ def test_vcard_21_quoted_printable_charsets_and_bare_types() -> None:
     }
     assert entry.card is not None and entry.card.version == "3.0"
     assert [line.raw for line in entry.card.lines if line.name == "TEL"] == ["TEL;TYPE=WORK;TYPE=VOICE:+49 30 1"]
+    assert entry.card.values("PHOTO") == ["/9j/4AAQSkZJRg=="]
+    (photo,) = [line.raw for line in entry.card.lines if line.name == "PHOTO"]
+    assert photo.startswith("PHOTO;TYPE=JPEG;ENCODING=b:")
 
 
 def test_vcard_30_and_40_folded_with_photo_bounded() -> None:
