@@ -11,9 +11,9 @@ instead of replacing it (the merge rule, README "Importing contacts"):
 - Addresses are added, never taken away; the account's own addresses and aliases, and what is no address, are
   left out with a reason; an entry left with none is skipped.
 - The name is set when the contact has none (or only an address as a name); tags are added; a note is set when the
-  contact has none, appended when it has another, left when the contact's notes already hold it; ORG sets the
-  company only when the account has exactly one company of that name and the contact has none. ``overwrite``: the
-  file's name, note and company replace the contact's.
+  contact has none, appended when it has another, left when the contact's notes already hold it as whole lines;
+  ORG sets the company only when the account has exactly one company of that name and the contact has none.
+  ``overwrite``: the file's name, note and company replace the contact's.
 - The card is stored when the contact has none stored (from a phone or an earlier import); one stored is kept
   unless ``overwrite``. Its base makes every group the CRM holds otherwise served as the CRM has it.
 - Entries are applied in a savepoint each: one the CRM refuses is skipped alone. Applying the same file again
@@ -153,7 +153,8 @@ class Importer:
         return Outcome(entry.where, UPDATED, contact_id, contact["name"], changes + remarks)
 
     def _note(self, conn: sqlite3.Connection, contact_id: int, note: str, notes: str) -> list[str]:
-        if not note or note == notes or (note in notes and not self.overwrite):
+        held = f"\n{note}\n" in f"\n{notes}\n"  # as whole lines: "hi" is not held by "high"
+        if not note or note == notes or (held and not self.overwrite):
             return []
         if notes and not self.overwrite:
             conn.execute("UPDATE crm_contacts SET notes = notes || char(10) || ? WHERE id = ?", (note, contact_id))

@@ -11,7 +11,7 @@ import pytest
 from imapclient import imap_utf7
 
 from tests.e2e.conftest import MakeDaemon
-from tests.e2e.test_carddav import ALICE, BOOK, Dav, receive, sync
+from tests.e2e.test_carddav import ALICE, BOOK, Dav, propfind, receive, sync
 from tests.e2e.test_web import web_daemon
 from tests.support.daemon import Daemon
 from tests.support.imap import client
@@ -112,7 +112,11 @@ def test_import_google_csv_and_outlook_vcard(dav: Dav, tmp_path: Path) -> None:
     assert {"Contacts/Björn Schön", "Contacts/Zoë Ångström", "Contacts/Jürgen Müller", "Contacts/Petra"} <= names
 
     # CardDAV: the cards are in the book with what the CRM has no field for (TEL, X-ABLabel)
+    listing = dav.xml("PROPFIND", BOOK, propfind("d:getetag"), depth="1")
+    hrefs = [h.text for h in listing.iter("{DAV:}href") if h.text and h.text.endswith(".vcf")]
+    assert len(hrefs) == 4  # Jürgen, Petra, Björn, Zoë
     _, changed, _ = sync(dav, "")
+    assert sorted(changed) == sorted(hrefs)
     (href,) = [h for h, data in changed.items() if "FN:Björn Schön" in data]
     status, _, body = dav.request("GET", href)
     text = body.decode()

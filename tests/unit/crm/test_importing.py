@@ -33,6 +33,8 @@ def test_merge_rule_adds_never_takes_and_overwrite_replaces(conn: sqlite3.Connec
     kept = book.stored(conn, account_id, [bob["id"]])[bob["id"]]
     assert kept.name == "phone-1.vcf" and kept.vcard is not None and "TEL:+1" in kept.vcard  # the phone's card stays
     assert results(run(conn, account_id, card)) == ["unchanged"]
+    (outcome,) = run(conn, account_id, card.replace("NOTE:new", "NOTE:ne"))  # not a whole line of the notes
+    assert outcome.changes == ["note appended"] and views.contact(conn, bob["id"])["notes"] == "old\nnew\nne"
 
     (outcome,) = run(conn, account_id, card, overwrite=True)
     bob = views.contact(conn, bob["id"])
