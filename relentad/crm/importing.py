@@ -60,6 +60,7 @@ class Importer:
     def __init__(self, account_id: int, overwrite: bool = False) -> None:
         self.account_id = account_id
         self.overwrite = overwrite
+        self.kept = 0  # the account's stored cards, counted at each batch
 
     def run(self, conn: sqlite3.Connection, entries: list[Entry]) -> list[Outcome]:
         """One batch, inside the caller's transaction."""
@@ -97,7 +98,7 @@ class Importer:
             if not address:
                 left_out.append(f"not an email address: {text[:80]!r}")
             elif crm.is_own_address(conn, self.account_id, address):
-                left_out.append(f"{address} left out: the account's own address")
+                left_out.append(f"{address} left out: the account's own address or alias")
             else:
                 addresses.append(address)
         return list(dict.fromkeys(addresses)), left_out

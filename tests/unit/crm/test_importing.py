@@ -53,11 +53,13 @@ def test_skips_and_uids(conn: sqlite3.Connection, account_id: int) -> None:
     ann, ben, both, me, phone = run(conn, account_id, text)
     assert (ann.result, ben.result) == ("created", "created")
     assert ben.changes[1:] == [
-        "alice@example.test left out: the account's own address",
+        "alice@example.test left out: the account's own address or alias",
         "not an email address: 'not an address'",
     ]
     assert both.result == "skipped" and "belong to contacts" in both.changes[0]
-    assert me.result == "skipped" and me.changes == ["alice+news@example.test left out: the account's own address"]
+    assert me.result == "skipped" and me.changes == [
+        "alice+news@example.test left out: the account's own address or alias"
+    ]
     assert phone.result == "skipped" and phone.changes == [contactfile.NO_ADDRESS]
     cards = book.stored(conn, account_id)
     uids = {c.vcard.split("UID:")[1].split("\r\n")[0] for c in cards.values() if c.vcard}
