@@ -271,7 +271,7 @@ _ROLES = [
     (
         "email",
         r"e-?mail(?: \d+)?(?: - value| address)?|(?:primary|secondary|other|home|work|business) e-?mail"
-        r"(?: address)?|e-?mails|e-?mail addresses|mail|addresse?s?",
+        r"(?: address)?|e-?mails|e-?mail addresses|mail|addresses",
     ),
     ("name", r"name|full name|display name|contact name|fn"),
     ("given", r"given name|first name|first|given"),

@@ -65,6 +65,20 @@ def test_google_outlook_thunderbird_and_plain_columns() -> None:
         "email",
         "company",
     ]
+    new_google = [
+        "First Name",
+        "Phonetic First Name",
+        "Last Name",
+        "E-mail 1 - Label",
+        "E-mail 1 - Value",
+        "Organization Name",
+        "Organization Title",
+        "Labels",
+        "Address 1 - Formatted",
+        "Address",
+        "Nickname",
+    ]
+    assert roles(new_google) == ["given", "", "family", "", "email", "company", "", "tags", "", "", ""]
     assert roles(["\ufeffNAME", " Email ", "company", "TAGS", "note", "Labels"]) == [
         "name",
         "email",
