@@ -212,9 +212,15 @@ class Importer:
         return ["card replaced" if kept is not None and kept.vcard is not None else "card"], []
 
 
+GOOGLE_GROUPS = frozenset({"myContacts", "starred"})
+"""Google Contacts' own groups, in every card of its vCard export: no tags of the user's (they stay in the card)."""
+
+
 def _tags(categories: list[str] | None) -> list[str]:
     tags = []
     for tag in categories or ():
+        if tag in GOOGLE_GROUPS:
+            continue
         try:
             tags.append(crm.check_tag(tag))
         except RelentadError:  # kept in the card's CATEGORIES only, as for a PUT
