@@ -304,7 +304,7 @@ def roles(header: list[str]) -> list[str]:
 
 def _csv(text: str, warnings: list[str]) -> list[Entry]:
     delimiter = max(",;\t", key=text.split("\n", 1)[0].count)
-    csv.field_size_limit(vcard.MAX_CARD)
+    csv.field_size_limit(MAX_FILE)  # a huge cell makes its row skipped (a card over 256 KiB), not the file
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     entries: list[Entry] = []
     try:

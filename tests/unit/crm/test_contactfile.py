@@ -227,3 +227,9 @@ def test_quoted_colon_and_lines_not_utf8_warned_once() -> None:
         "card 1 (line 1), line 3 is not UTF-8: read as Windows-1252",
         "1 more line(s) not UTF-8: read as Windows-1252",
     ]
+
+
+def test_a_huge_cell_skips_its_row_only() -> None:
+    text = f'email,note\na@x.example,"{"n" * 300_000}"\nb@x.example,short\n'
+    huge, fine = parse(text.encode(), "csv").entries
+    assert huge.skip == "a card is at most 256 KiB" and fields(fine)["notes"] == "short"
