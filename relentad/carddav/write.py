@@ -10,6 +10,8 @@ Invariants:
 - The CRM's own rules hold: an address belongs to one contact (another contact's in the book: 409
   CARDDAV:no-uid-conflict naming it), never to the account itself (403 CARDDAV:valid-address-data), and a
   contact has at least one address; companies come from address domains only (``crm.companies``).
+- ``relentad contacts import`` (:mod:`relentad.crm.importing`) stores its cards through :func:`keep` as well, so an
+  imported card and a client's are one kind of stored card, served by one merge rule.
 - DELETE removes the card from the book, not the contact from the CRM: the contact is no longer confirmed (as
   before the owner knew it), keeps its messages, tags and notes, and its stored vCard is dropped; mail the account
   sends it confirms it again. The resource name stays the contact's.
