@@ -22,6 +22,7 @@ instead of replacing it (the merge rule, README "Importing contacts"):
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,7 +95,8 @@ class Importer:
     def _addresses(self, conn: sqlite3.Connection, written: list[str]) -> tuple[list[str], list[str]]:
         addresses, left_out = [], []
         for text in written:
-            address = normalize(text)
+            angle = re.search(r"<([^<>]*)>", text)
+            address = normalize(text) or (normalize(angle.group(1)) if angle else "")  # "Bob <bob@x>" in a cell
             if not address:
                 left_out.append(f"not an email address: {text[:80]!r}")
             elif crm.is_own_address(conn, self.account_id, address):

@@ -44,7 +44,7 @@ def test_merge_rule_adds_never_takes_and_overwrite_replaces(conn: sqlite3.Connec
 
 def test_skips_and_uids(conn: sqlite3.Connection, account_id: int) -> None:
     text = (
-        vcf("same", "Ann", "EMAIL:ann@a.example", "CATEGORIES:myContacts,starred,Kunden")
+        vcf("same", "Ann", "EMAIL:Ann A <ann@a.example>", "CATEGORIES:myContacts,starred,Kunden")
         + vcf("same", "Ben", "EMAIL:ben@b.example", "EMAIL:alice@example.test", "EMAIL:not an address")
         + vcf("x", "Both", "EMAIL:ann@a.example", "EMAIL:ben@b.example")
         + vcf("y", "Me", "EMAIL:alice+news@example.test")
@@ -53,6 +53,7 @@ def test_skips_and_uids(conn: sqlite3.Connection, account_id: int) -> None:
     ann, ben, both, me, phone = run(conn, account_id, text)
     assert (ann.result, ben.result) == ("created", "created")
     assert views.contact(conn, ann.contact_id or 0)["tags"] == ["Kunden"]  # Google's own groups are no tags
+    assert ann.changes == ["ann@a.example"]  # the address in angle brackets of a "Name <address>" cell
     assert ben.changes[1:] == [
         "alice@example.test left out: the account's own address or alias",
         "not an email address: 'not an address'",
