@@ -1692,6 +1692,86 @@ def contacts_export(state: State, email: str, fmt: str, output: str | None) -> N
             sys.stdout.write(text)
 
 
+IMPORT_BATCH = 500
+"""Entries per transaction of ``contacts import``: the daemon's writers wait at most one batch."""
+
+
+class _DryRun(Exception):
+    """Rolls back a dry run's transaction."""
+
+
+@contacts.command("import")
+@click.argument("email")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["vcard", "csv"]), help="Override detection by name and content.")
+@click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing.")
+@click.option("--overwrite", is_flag=True, help="The file's name, note, company and card replace the contact's.")
+@click.option("-v", "--verbose", is_flag=True, help="One line per created, updated or skipped entry.")
+@json_option
+@pass_state
+def contacts_import(
+    state: State, email: str, file: str, fmt: str | None, dry_run: bool, overwrite: bool, verbose: bool, as_json: bool
+) -> None:
+    """Import contacts into EMAIL from FILE: a vCard file (2.1, 3.0, 4.0) or a CSV with a header row (Google,
+    Outlook, or name/email/company/tags/note columns). Each becomes a confirmed contact; see README "The CRM"."""
+    from .crm import contactfile, importing
+
+    outcomes: list[importing.Outcome] = []
+    with errors_as_messages():
+        with state.read() as conn:
+            account = accounts.active_account(conn, email)
+        parsed = contactfile.read(Path(file), fmt)
+        importer = importing.Importer(account.id, overwrite)
+
+        def batch(conn: sqlite3.Connection, entries: list[contactfile.Entry]) -> None:
+            accounts.refuse_terminated(accounts.account_by_id(conn, account.id))
+            outcomes.extend(importer.run(conn, entries))
+
+        with click.progressbar(length=len(parsed.entries), label="importing contacts", file=sys.stderr) as bar:
+            if dry_run:  # one transaction, rolled back: later entries see what earlier ones would have made
+                try:
+                    with state.write() as conn:
+                        for start in range(0, len(parsed.entries), IMPORT_BATCH):
+                            batch(conn, parsed.entries[start : start + IMPORT_BATCH])
+                            bar.update(min(IMPORT_BATCH, len(parsed.entries) - start))
+                        raise _DryRun
+                except _DryRun:
+                    pass
+            else:
+                for start in range(0, len(parsed.entries), IMPORT_BATCH):
+                    with state.write() as conn:
+                        batch(conn, parsed.entries[start : start + IMPORT_BATCH])
+                    bar.update(min(IMPORT_BATCH, len(parsed.entries) - start))
+    counts = dict.fromkeys((importing.CREATED, importing.UPDATED, importing.UNCHANGED, importing.SKIPPED), 0)
+    for outcome in outcomes:
+        counts[outcome.result] += 1
+    if as_json:
+        print_json(
+            {
+                "account": account.email,
+                "file": file,
+                "format": parsed.format,
+                "dry_run": dry_run,
+                **counts,
+                "warnings": parsed.warnings,
+                "entries": [o.as_json() for o in outcomes if o.result != importing.UNCHANGED],
+            }
+        )
+        return
+    for warning in parsed.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if verbose:
+        for o in outcomes:
+            if o.result != importing.UNCHANGED:
+                who = f" #{o.contact_id} {o.name or '-'}" if o.contact_id is not None else ""
+                click.echo(f"{o.where}: {o.result}{who}: {'; '.join(o.changes)}".rstrip(": "))
+    summary = ", ".join(f"{n} {result}" for result, n in counts.items())
+    click.echo(
+        f"{'dry run, nothing changed: would import' if dry_run else 'imported'} {parsed.format} {file} into "
+        f"{account.email}: {summary}"
+    )
+
+
 @contacts.command("unassigned")
 @click.argument("email")
 @json_option

@@ -10,6 +10,8 @@ Invariants:
 - The CRM's own rules hold: an address belongs to one contact (another contact's in the book: 409
   CARDDAV:no-uid-conflict naming it), never to the account itself (403 CARDDAV:valid-address-data), and a
   contact has at least one address; companies come from address domains only (``crm.companies``).
+- ``relentad contacts import`` (:mod:`relentad.crm.importing`) stores its cards through :func:`keep` as well, so an
+  imported card and a client's are one kind of stored card, served by one merge rule.
 - DELETE removes the card from the book, not the contact from the CRM: the contact is no longer confirmed (as
   before the owner knew it), keeps its messages, tags and notes, and its stored vCard is dropped; mail the account
   sends it confirms it again. The resource name stays the contact's.
@@ -84,22 +86,66 @@ def put(
         _apply(conn, account_id, contact_id, fields, addresses)
     except RelentadError as exc:
         raise DavError(403, str(exc), (CARD, "valid-address-data")) from None
-    contact = views.contact(conn, contact_id)
+    keep(
+        conn,
+        account_id,
+        contact_id,
+        name,
+        card.uid,
+        data.decode("utf-8"),
+        vcard.crm_values(views.contact(conn, contact_id)),
+    )
+    if kept_cards(conn, account_id) > MAX_CARDS:
+        raise DavError(507, f"at most {MAX_CARDS} cards written by clients", (DAV, "quota-not-exceeded"))
+    served = book.by_name(conn, account_id, {name}, card.version)[name]
+    return Written(created, served.etag, served.data)
+
+
+def keep(
+    conn: sqlite3.Connection, account_id: int, contact_id: int, name: str, uid: str, text: str, base: dict[str, Any]
+) -> None:
+    """Store a contact's vCard at resource ``name`` with the CRM's values ``base`` it is merged against (PUT and
+    ``contacts import`` alike)."""
     conn.execute(
         """INSERT INTO carddav_cards (contact_id, account_id, name, uid, vcard, base) VALUES (?, ?, ?, ?, ?, ?)
            ON CONFLICT (contact_id) DO UPDATE SET name = excluded.name, uid = excluded.uid, vcard = excluded.vcard,
                base = excluded.base""",
-        (contact_id, account_id, name, card.uid, data.decode("utf-8"), json.dumps(vcard.crm_values(contact))),
+        (contact_id, account_id, name, uid, text, json.dumps(base)),
     )
-    stored = conn.execute(
-        """SELECT count(*) FROM carddav_cards k JOIN crm_contacts c ON c.id = k.contact_id
-           WHERE k.account_id = ? AND k.vcard IS NOT NULL""",
-        (account_id,),
-    ).fetchone()[0]
-    if stored > MAX_CARDS:
-        raise DavError(507, f"at most {MAX_CARDS} cards written by clients", (DAV, "quota-not-exceeded"))
-    served = book.by_name(conn, account_id, {name}, card.version)[name]
-    return Written(created, served.etag, served.data)
+
+
+def kept_cards(conn: sqlite3.Connection, account_id: int) -> int:
+    """The account's stored vCards (of contacts that exist), held to :data:`MAX_CARDS`."""
+    return int(
+        conn.execute(
+            """SELECT count(*) FROM carddav_cards k JOIN crm_contacts c ON c.id = k.contact_id
+               WHERE k.account_id = ? AND k.vcard IS NOT NULL""",
+            (account_id,),
+        ).fetchone()[0]
+    )
+
+
+def uid_owner(conn: sqlite3.Connection, account_id: int, uid: str, contact_id: int | None) -> int | None:
+    """The contact in the book (other than ``contact_id``) whose stored card has ``uid``: RFC 6352 §6.3.2.1, a UID
+    is one card's in the collection."""
+    if not uid:
+        return None
+    row = conn.execute(  # of a card in the book: a merged-away contact's row stays (its name for the tombstone)
+        f"""SELECT k.contact_id FROM carddav_cards k JOIN crm_contacts c ON c.id = k.contact_id
+            WHERE k.account_id = ? AND k.uid = ? AND k.vcard IS NOT NULL AND k.contact_id IS NOT ?
+                  AND {views.IN_BOOK}""",
+        (account_id, uid, contact_id),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def confirm_person(conn: sqlite3.Connection, contact_id: int) -> None:
+    """The owner knows the contact now: confirmed, and an automatic sender the owner adds is a person (as mail from
+    them written by hand makes it); a list stays."""
+    conn.execute(
+        "UPDATE crm_contacts SET confirmed = 1, kind = CASE kind WHEN 'bulk' THEN 'person' ELSE kind END WHERE id = ?",
+        (contact_id,),
+    )
 
 
 def _parse(data: bytes) -> vcard.Card:
@@ -144,17 +190,9 @@ def _name_of(conn: sqlite3.Connection, account_id: int, contact_id: int) -> str:
 
 
 def _uid_free(conn: sqlite3.Connection, account_id: int, uid: str, contact_id: int | None, base_href: str) -> None:
-    """RFC 6352 §6.3.2.1: a UID is one card's in the collection."""
-    if not uid:
-        return
-    row = conn.execute(  # of a card in the book: a merged-away contact's row stays (its name for the tombstone)
-        f"""SELECT k.contact_id FROM carddav_cards k JOIN crm_contacts c ON c.id = k.contact_id
-            WHERE k.account_id = ? AND k.uid = ? AND k.vcard IS NOT NULL AND k.contact_id IS NOT ?
-                  AND {views.IN_BOOK}""",
-        (account_id, uid, contact_id),
-    ).fetchone()
-    if row is not None:
-        href = base_href + _name_of(conn, account_id, int(row[0]))
+    owner = uid_owner(conn, account_id, uid, contact_id)
+    if owner is not None:
+        href = base_href + _name_of(conn, account_id, owner)
         raise DavError(409, f"the UID is the card {href}'s", (CARD, "no-uid-conflict"), href)
 
 
@@ -171,11 +209,7 @@ def _new_contact(conn: sqlite3.Connection, account_id: int, name: str, addresses
         "DELETE FROM carddav_cards WHERE account_id = ? AND name = ? AND contact_id != ?",
         (account_id, name, contact_id),
     )
-    # an automatic sender the owner adds is a person now (as mail from them written by hand makes it); a list stays
-    conn.execute(
-        "UPDATE crm_contacts SET confirmed = 1, kind = CASE kind WHEN 'bulk' THEN 'person' ELSE kind END WHERE id = ?",
-        (contact_id,),
-    )
+    confirm_person(conn, contact_id)
     return contact_id
 
 

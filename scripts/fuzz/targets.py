@@ -157,11 +157,28 @@ def target_smtp_args(data: bytes) -> None:
             pass
 
 
+def target_contacts(data: bytes) -> None:
+    from relentad.carddav import vcard
+    from relentad.crm import contactfile
+
+    for fmt in ("vcard", "csv"):
+        try:
+            parsed = contactfile.parse(data, fmt)
+        except contactfile.FileError:
+            continue
+        for entry in parsed.entries:
+            assert bool(entry.skip) or entry.card is not None, f"{entry.where}: neither a card nor a reason"
+            if entry.card is not None:
+                fields = vcard.fields(entry.card)
+                assert entry.skip or fields["addresses"], f"{entry.where}: imported without an address"
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "imap": target_imap,
     "message": target_message,
     "address": target_address,
     "smtp-args": target_smtp_args,
+    "contacts": target_contacts,
 }
 
 # Seeds: valid inputs the mutators start from (the atheris engine writes them to its corpus folder).
@@ -220,6 +237,16 @@ SEEDS["smtp-args"] = [
     b"<a@[192.0.2.1]>",
 ]
 
+SEEDS["contacts"] = [
+    b"BEGIN:VCARD\r\nVERSION:2.1\r\nN;CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE:M=C3=BCller;J=\r\n=C3=BCrgen\r\n"
+    b"item1.EMAIL;PREF;INTERNET:j@acme.example\r\nPHOTO;ENCODING=BASE64:\r\n    /9j/\r\n\r\nEND:VCARD\r\n",
+    b'BEGIN:VCARD\nVERSION:3.0\nFN:A\n B\nURL;TYPE="a:b":x\nCATEGORIES:a\\,b,c\nEMAIL:a@b.example\nEND:VCARD\n'
+    b"BEGIN:VCARD\nVERSION:4.0\nFN:\nN:F;G;;;\nEMAIL:c@d.example\nEND:VCARD\n",
+    b'\xef\xbb\xbfName,E-mail 1 - Value,Group Membership,Notes\r\n"M\xc3\xbcller, J",a@b.example ::: c@d.example,'
+    b'* myContacts ::: VIP,"x\ny"\r\n',
+    b"First Name;Last Name;E-mail Address;Categories\r\nZo\xeb;\xc5ngstr\xf6m;z@e.example;A;B\r\n",
+]
+
 # Tokens the mutators splice in: the grammar's keywords and the bytes parsers branch on.
 DICTIONARY: list[bytes] = [
     b" ", b"\r\n", b"\n", b"(", b")", b"[", b"]", b"<", b">", b"{", b"}", b"{0}\r\n", b"{5+}\r\n", b"~{3}\r\n",
@@ -228,5 +255,6 @@ DICTIONARY: list[bytes] = [
     b"99999999999999999999", b"CHARSET", b"OR", b"NOT", b"(UNCHANGEDSINCE 1)", b"=?utf-8?b?", b"=?iso-8859-1?q?",
     b"?=", b"Content-Type: ", b"multipart/mixed; boundary=", b"message/rfc822", b"--", b"\r\n\r\n",
     b"Content-Transfer-Encoding: base64", b"quoted-printable", b"charset*=", b"''", b"\x00", b"\xff", b"\xc3\xa9",
-    b"\xed\xa0\x80", b"xn--", b".", b"..",
+    b"\xed\xa0\x80", b"xn--", b".", b"..", b"BEGIN:VCARD\r\n", b"END:VCARD\r\n", b"VERSION:2.1\r\n",
+    b"ENCODING=QUOTED-PRINTABLE", b";CHARSET=", b"EMAIL:", b"item1.", b"=\r\n", b"E-mail 1 - Value", b":::",
 ]  # fmt: skip

@@ -1,0 +1,235 @@
+"""Reading contact files for `contacts import`: CSV columns of Google, Outlook and plain spreadsheets, vCard 2.1's
+quoted-printable and charsets, folding, limits and the file errors that import nothing."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from relentad.carddav import vcard
+from relentad.crm import contactfile
+from relentad.crm.contactfile import FileError, detect, parse, roles
+
+
+def fields(entry: contactfile.Entry) -> dict[str, object]:
+    assert entry.card is not None, entry.skip
+    return vcard.fields(entry.card)
+
+
+def test_google_outlook_thunderbird_and_plain_columns() -> None:
+    google = [
+        "Name",
+        "Given Name",
+        "Family Name",
+        "E-mail 1 - Type",
+        "E-mail 1 - Value",
+        "E-mail 2 - Value",
+        "Organization 1 - Name",
+        "Notes",
+        "Group Membership",
+        "Phone 1 - Value",
+        "Birthday",
+    ]
+    assert roles(google) == ["name", "given", "family", "", "email", "email", "company", "note", "tags", "phone", ""]
+    outlook = [
+        "First Name",
+        "Middle Name",
+        "Last Name",
+        "E-mail Address",
+        "E-mail 2 Address",
+        "E-mail Display Name",
+        "Company",
+        "Categories",
+        "Notes",
+        "Mobile Phone",
+        "Business Phone 2",
+    ]
+    assert roles(outlook) == [
+        "given",
+        "middle",
+        "family",
+        "email",
+        "email",
+        "",
+        "company",
+        "tags",
+        "note",
+        "phone",
+        "phone",
+    ]
+    assert roles(["Display Name", "Primary Email", "Secondary Email", "Organization"]) == [
+        "name",
+        "email",
+        "email",
+        "company",
+    ]
+    new_google = [
+        "First Name",
+        "Phonetic First Name",
+        "Last Name",
+        "E-mail 1 - Label",
+        "E-mail 1 - Value",
+        "Organization Name",
+        "Organization Title",
+        "Labels",
+        "Address 1 - Formatted",
+        "Address",
+        "Nickname",
+    ]
+    assert roles(new_google) == ["given", "", "family", "", "email", "company", "", "tags", "", "", ""]
+    assert roles(["\ufeffNAME", " Email ", "company", "TAGS", "note", "Labels"]) == [
+        "name",
+        "email",
+        "company",
+        "tags",
+        "note",
+        "tags",
+    ]
+
+
+def test_relentad_export_csv_reads_back() -> None:
+    assert roles(["id", "name", "kind", "addresses", "company", "company_domain", "tags", "notes"]) == [
+        "",
+        "name",
+        "",
+        "email",
+        "company",
+        "",
+        "tags",
+        "note",
+    ]
+    (entry,) = parse(b"id,name,addresses,tags\n7,Bob,bob@a.example; b@b.example,x; y\n", "csv").entries
+    assert fields(entry)["addresses"] == ["bob@a.example", "b@b.example"] and fields(entry)["tags"] == ["x", "y"]
+
+
+def test_google_row_becomes_a_card() -> None:
+    text = (
+        "Name,Given Name,Family Name,E-mail 1 - Value,E-mail 2 - Value,Group Membership,Notes,Phone 1 - Value\n"
+        "Jürgen Müller,Jürgen,Müller,j@acme.example ::: jm@acme.example,jm2@mail.example,* myContacts ::: Kunden,"
+        '"a, b; c\nline two",+49 170 1\n'
+        ",,,,,,,\n"
+        "Nobody,,,,,,,+1 555\n"
+    )
+    parsed = parse(("\ufeff" + text).encode("utf-8"), "csv")
+    assert parsed.warnings == [] and [e.where for e in parsed.entries] == ["line 2", "line 5"]  # blank row ignored
+    first, nobody = parsed.entries
+    assert fields(first) == {
+        "name": "Jürgen Müller",
+        "addresses": ["j@acme.example", "jm@acme.example", "jm2@mail.example"],
+        "company": None,
+        "tags": ["Kunden"],
+        "notes": "a, b; c\nline two",
+    }
+    assert first.card is not None and first.card.values("TEL") == ["+49 170 1"]
+    assert nobody.skip == contactfile.NO_ADDRESS
+
+
+def test_outlook_csv_in_windows_1252_with_semicolons() -> None:
+    text = "First Name;Last Name;E-mail Address;Company;Categories\r\nZoë;Ångström;zoe@example.net;Acme;VIP;Berlin\r\n"
+    parsed = parse(text.encode("cp1252"), "csv")
+    assert parsed.warnings == ["the file is not UTF-8: read as Windows-1252"]
+    assert fields(parsed.entries[0])["name"] == "Zoë Ångström"
+    assert fields(parsed.entries[0])["company"] == "Acme" and fields(parsed.entries[0])["tags"] == ["VIP"]
+
+
+def test_vcard_21_quoted_printable_charsets_and_bare_types() -> None:
+    data = (
+        b"BEGIN:VCARD\r\nVERSION:2.1\r\n"
+        b"N;CHARSET=UTF-8;ENCODING=QUOTED-PRINTABLE:M=C3=BCller;J=C3=BCrgen\r\n"
+        b"TEL;WORK;VOICE:+49 30 1\r\n"
+        b"item1.EMAIL;PREF;INTERNET:j@acme.example\r\n"
+        b"NOTE;QUOTED-PRINTABLE:first line=0D=0Asecond =\r\n"
+        b"line=3D continued\r\n"
+        b"ORG;CHARSET=ISO-8859-1:B\xfccher AG\r\n"
+        b"PHOTO;TYPE=JPEG;ENCODING=BASE64:\r\n    /9j/4AAQ\r\n    SkZJRg==\r\n\r\n"
+        b"END:VCARD\r\n"
+    )
+    (entry,) = parse(data, "vcard").entries
+    assert fields(entry) == {
+        "name": "Jürgen Müller",  # no FN in 2.1: from N
+        "addresses": ["j@acme.example"],
+        "company": "Bücher AG",
+        "tags": None,
+        "notes": "first line\nsecond line= continued",
+    }
+    assert entry.card is not None and entry.card.version == "3.0"
+    assert [line.raw for line in entry.card.lines if line.name == "TEL"] == ["TEL;TYPE=WORK;TYPE=VOICE:+49 30 1"]
+    assert entry.card.values("PHOTO") == ["/9j/4AAQSkZJRg=="]
+    (photo,) = [line.raw for line in entry.card.lines if line.name == "PHOTO"]
+    assert photo.startswith("PHOTO;TYPE=JPEG;ENCODING=b:")
+
+
+def test_vcard_30_and_40_folded_with_photo_bounded() -> None:
+    photo = base64.b64encode(b"\xff" * (vcard.MAX_CARD)).decode()
+    folded = "\r\n ".join(photo[i : i + 74] for i in range(0, len(photo), 74))
+    data = (
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Anna\r\n Lena\r\nEMAIL:anna@x.example\r\nEND:VCARD\r\n"
+        f"BEGIN:VCARD\nVERSION:3.0\nFN:Big\nEMAIL:big@x.example\nPHOTO;ENCODING=b;TYPE=JPEG:{folded}\nEND:VCARD\n"
+    ).encode()
+    small, big = parse(data, "vcard").entries
+    assert fields(small)["name"] == "AnnaLena" and small.card is not None and small.card.version == "4.0"
+    assert (
+        big.card is not None
+        and not big.card.values("PHOTO")
+        and big.notes == ["photo dropped (the card is over 256 KiB with it)"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"BEGIN:VCARD\nFN:A\nBEGIN:VCARD\nEND:VCARD\n", "card 1 (line 1): BEGIN:VCARD on line 3 before its END"),
+        (b"BEGIN:VCARD\nFN:A\nEND:VCARD\nEND:VCARD\n", "line 4: END:VCARD without a BEGIN:VCARD (after card 1)"),
+        (b"BEGIN:VCARD\nFN:A\nEND:VCARD\nBEGIN:VCARD\nFN:B\n", "card 2 (line 4): the file ends before its END"),
+        (b"hello\n", "line 1: text outside a card"),
+    ],
+)
+def test_nesting_errors_name_the_card(data: bytes, message: str) -> None:
+    with pytest.raises(FileError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse(data, "vcard")
+
+
+def test_limits_and_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(contactfile, "MAX_ENTRIES", 2)
+    with pytest.raises(FileError, match="more than 2 entries"):
+        parse(b"email\na@x.example\nb@x.example\nc@x.example\n", "csv")
+    assert detect("export", b"\xef\xbb\xbf  BEGIN:VCARD\r\n") == "vcard"
+    assert detect("export", b"Name;E-mail Address\n") == "csv"
+    assert detect("x.VCF", b"") == "vcard" and detect("x.csv", b"") == "csv"
+    with pytest.raises(FileError, match="neither a vCard file nor a CSV"):
+        detect("notes.txt", b"name,phone\n")
+    monkeypatch.setattr(contactfile, "MAX_FILE", 10)
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"email\n" + b"a@x.example\n" * 2)
+    with pytest.raises(FileError, match="over 0 MB"):
+        contactfile.read(big)
+
+
+def test_utf16_tab_separated_text_from_excel(tmp_path: Path) -> None:
+    path = tmp_path / "contacts.txt"
+    path.write_bytes("Name\tE-mail Address\tCompany\r\nÉmile Zola\temile@paris.example\tGallimard\r\n".encode("utf-16"))
+    parsed = contactfile.read(path)
+    assert parsed.format == "csv" and fields(parsed.entries[0])["name"] == "Émile Zola"
+
+
+def test_quoted_colon_and_lines_not_utf8_warned_once() -> None:
+    data = (
+        b'BEGIN:VCARD\nVERSION:3.0\nFN:Caf\xe9 Owner\nURL;TYPE="home:page":https://x.example\nNOTE:d\xe9j\xe0\n'
+        b"EMAIL:cafe@x.example\nEND:VCARD\n"
+    )
+    parsed = parse(data, "vcard")
+    (entry,) = parsed.entries
+    assert fields(entry)["name"] == "Café Owner" and fields(entry)["notes"] == "déjà"
+    assert entry.card is not None and entry.card.values("URL") == ["https://x.example"]
+    assert parsed.warnings == [
+        "card 1 (line 1), line 3 is not UTF-8: read as Windows-1252",
+        "1 more line(s) not UTF-8: read as Windows-1252",
+    ]
+
+
+def test_a_huge_cell_skips_its_row_only() -> None:
+    text = f'email,note\na@x.example,"{"n" * 300_000}"\nb@x.example,short\n'
+    huge, fine = parse(text.encode(), "csv").entries
+    assert huge.skip == "a card is at most 256 KiB" and fields(fine)["notes"] == "short"
