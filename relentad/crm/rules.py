@@ -520,6 +520,7 @@ class Outcome:
     vacation: Vacation | None = None  # the first vacation action run (RFC 5230 §4.7: one per delivery)
     redirects: list[str] = field(default_factory=list)  # addresses to forward the message to, at most MAX_REDIRECTS
     cancel_keep: bool = False  # a redirect without :copy cancelled the implicit keep (RFC 5228 §4.2)
+    reject: str | None = None  # reject / ereject's reason (RFC 5429): refused at SMTP time when it can be
     stopped: bool = False
     trace: list[str] = field(default_factory=list)
 
@@ -628,6 +629,11 @@ def _act(action: Action, outcome: Outcome, rule: str) -> None:
         if action.argument.lower() not in (r.lower() for r in outcome.redirects):
             outcome.redirects.append(action.argument)
         outcome.cancel_keep = outcome.cancel_keep or not action.copy
+    elif name in ("reject", "ereject"):
+        if outcome.reject is not None:
+            outcome.trace.append(f"{rule}: {name} (ignored: one per message)")
+            return
+        outcome.reject = action.argument
     elif name == "vacation":  # no effect on the implicit keep (RFC 5230 §4.7); a second one is ignored
         if outcome.vacation is not None:
             outcome.trace.append(f"{rule}: vacation (ignored: one per message)")
@@ -652,6 +658,10 @@ def evaluate(scripts: list[tuple[str, Script]], view: MessageView) -> Outcome:
             outcome.trace.append(f"{name}: error ({exc}); kept")
         if outcome.stopped:
             break
+    if outcome.reject is not None and (outcome.fileinto or outcome.keep is not None or outcome.redirects):
+        # RFC 5429 §2.2: reject cannot go with an action that delivers; the delivery wins, nothing is lost
+        outcome.trace.append("reject ignored: the message is also filed, kept or redirected")
+        outcome.reject = None
     return outcome
 
 

@@ -76,6 +76,8 @@ CAPABILITIES = frozenset(
         "environment",
         "spamtest",
         "spamtestplus",
+        "reject",
+        "ereject",
         TAG_EXTENSION,
     }
 )
@@ -493,14 +495,21 @@ def _extend_grammar() -> None:
             command.args_definition[:0] = [index, last]
 
 
-sieve_commands.add_commands([TagcontactCommand, StringCommand, SpamtestCommand])
+class ErejectCommand(sieve_commands.ActionCommand):  # type: ignore[misc]
+    """RFC 5429 §2.1 ``ereject <reason>``."""
+
+    args_definition = [{"name": "text", "type": ["string"], "required": True}]  # noqa: RUF012
+    extension = "ereject"
+
+
+sieve_commands.add_commands([TagcontactCommand, StringCommand, SpamtestCommand, ErejectCommand])
 _extend_grammar()
 
 _REFUSED = {
     "discard": "discard is not supported: relentad never drops mail on a rule (fileinto Trash instead)",
-    "reject": "reject is not supported: relentad never bounces mail on a rule",
-    "ereject": "ereject is not supported: relentad never bounces mail on a rule",
 }
+MAX_REJECT = 1000
+"""Characters of a reject reason (it becomes one SMTP reply line)."""
 _SET_ORDER = (":lower", ":upper", ":lowerfirst", ":upperfirst", ":quotewildcard", ":length")
 """RFC 5229 §4.1: modifiers apply by precedence, highest (40: :lower/:upper) first."""
 
@@ -670,6 +679,11 @@ def _compile_command(command: Any, out: list[Command], strict: bool, depth: int)
         out.append(Action(name, vacation=_vacation(command)))
     elif name == "redirect":
         out.append(Action(name, _redirect_address(command), copy="copy" in command.arguments))
+    elif name in ("reject", "ereject"):
+        reason = unquote(str(command.arguments["text"])).strip()
+        if len(reason) > MAX_REJECT:
+            raise InvalidInput(f"{name}: the reason is longer than {MAX_REJECT} characters")
+        out.append(Action(name, reason or "Rejected by the recipient's rules"))
     elif name in _REFUSED:
         raise InvalidInput(_REFUSED[name])
     else:

@@ -254,6 +254,7 @@ class Sorter:
                         host=self.hostname,
                     )
                     outcome = rules.evaluate(scripts, view)
+                    placement.rejected = outcome.reject or ""
                     if outcome.redirects:
                         self._redirect(conn, delivery, placement, outcome, own)
                     extra = apply_outcome(placement, outcome)
@@ -492,6 +493,7 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
             for c in ([placement] if kept else []) + extra
         ],
         "redirects": outcome.redirects,
+        "reject": outcome.reject,
         "trace": outcome.trace,
         "tags": outcome.tags,
         "vacation": reply,

@@ -104,3 +104,23 @@ def test_rules_add_and_test_show_the_new_actions(relentad: Daemon, tmp_path: Pat
     sample.write_bytes(b"From: x@elsewhere.test\r\nTo: alice@example.test\r\nSubject: [Ops] disk full\r\n\r\nhi\r\n")
     shown = relentad.cli("rules", "test", ALICE, str(sample)).stdout
     assert "file into Lists/ops" in shown and "lists: fileinto Lists/ops" in shown
+
+
+def test_reject_refuses_at_smtp_time_only_when_every_copy_rejects(relentad: Daemon, tmp_path: Path) -> None:
+    script = 'require "reject";\nif header :contains "subject" "lottery" {\n'
+    script += " reject text:\nI do not want\nthis. ünï\n.\n;\n}\n"
+    relentad.cli("rules", "add", ALICE, "no-lottery", "-", input=script)
+    raw = b"From: x@elsewhere.test\r\nTo: alice@example.test\r\nSubject: lottery win\r\n\r\nhi\r\n"
+    with smtplib.SMTP(relentad.host, relentad.smtp_port, timeout=10) as client:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("x@elsewhere.test", [ALICE], raw)
+        assert refused.value.smtp_code == 550
+        assert refused.value.smtp_error == b"5.7.1 I do not want this. ?n?"
+        # alice and bob: bob takes it, so alice's copy is kept (no bounce after the 250)
+        assert client.sendmail("x@elsewhere.test", [ALICE, "bob@example.test"], raw) == {}
+    [kept] = wait_for("alice's kept copy", lambda: imap_folder(relentad, "INBOX"))
+    assert kept.startswith(b"Subject: lottery win")
+    sample = tmp_path / "m.eml"
+    sample.write_bytes(raw)
+    shown = relentad.cli("rules", "test", ALICE, str(sample)).stdout
+    assert "reject (550 5.7.1 at SMTP time when it is the only recipient): I do not want" in shown

@@ -37,7 +37,8 @@ RAW = (
 )
 ALL = (
     'require ["fileinto", "imap4flags", "envelope", "body", "subaddress", "relational", "variables", "regex",'
-    ' "date", "index", "comparator-i;ascii-numeric", "environment", "spamtest", "spamtestplus"];\n'
+    ' "date", "index", "comparator-i;ascii-numeric", "environment", "spamtest", "spamtestplus", "reject",'
+    ' "ereject"];\n'
 )
 
 
@@ -331,3 +332,15 @@ def test_body_cost_is_bounded() -> None:
     assert not holds('body :raw :contains "needle"', raw)
     assert not holds('body :regex "(a|aa)*needle"', raw)
     assert time.monotonic() - started >= 0  # no timing assertion: finishing at all is the test
+
+
+def test_reject_and_ereject_record_the_reason_once() -> None:
+    outcome = run('if header :contains "subject" "build" { reject "No builds here."; ereject "second"; }')
+    assert outcome.reject == "No builds here."
+    assert "r: reject No builds here." in outcome.trace and "r: ereject (ignored: one per message)" in outcome.trace
+    outcome = run('reject "x";\nfileinto "Kept";')
+    assert outcome.reject is None and outcome.targets("INBOX") == [("Kept", [])], "a delivering action wins"
+    with pytest.raises(InvalidInput, match="extension 'ereject' not loaded"):
+        compile_script('ereject "no";')
+    with pytest.raises(InvalidInput, match="longer than 1000"):
+        compile_script('require "reject";\nreject "' + "x" * 1001 + '";')
