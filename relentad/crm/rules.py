@@ -16,13 +16,15 @@ from the message itself, so a sender cannot forge them):
   else ``no``.
 
 Invariants: evaluation is pure and never raises on message content; a match costs at most the length of the value
-times that of the key (``:matches`` globs are compiled once to fixed-length pieces, see :class:`Glob`); folder
+times that of the key (``:matches`` globs are compiled once to fixed-length pieces, see :class:`Glob`; ``:regex``
+runs on the linear-time engine of :mod:`.sieveregex`); a run-time error in one script drops its actions and keeps
+the message (:func:`evaluate`); folder
 names are checked when a rule is added, so delivery never meets a name the store would refuse.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import functools
 import logging
 import re
@@ -643,11 +645,24 @@ def _act(action: Action, outcome: Outcome, rule: str) -> None:
     outcome.trace.append(f"{rule}: {name}" + (f" {argument}" if argument else ""))
 
 
+def _snapshot(outcome: Outcome) -> Outcome:
+    """A copy of ``outcome`` to go back to when a script fails (its lists copied; their items are not mutated)."""
+    return dataclasses.replace(
+        outcome,
+        fileinto=list(outcome.fileinto),
+        keep=None if outcome.keep is None else list(outcome.keep),
+        flags=list(outcome.flags),
+        tags=list(outcome.tags),
+        redirects=list(outcome.redirects),
+        trace=list(outcome.trace),
+    )
+
+
 def evaluate(scripts: list[tuple[str, Script]], view: MessageView) -> Outcome:
     """Run the account's rules, in order, on one message."""
     outcome = Outcome()
     for name, script in scripts:
-        before = copy.deepcopy(outcome)
+        before = _snapshot(outcome)
         try:
             _run(script.commands, view, outcome, name, Variables(enabled=script.variables))
         except (RuleError, RecursionError, ValueError, LookupError, TypeError, OverflowError) as exc:

@@ -10,9 +10,15 @@ Supported (anything else is refused when the rule is added, with a one-line reas
   message's contact; ``vacation`` (RFC 5230, with ``:seconds`` of RFC 6131): an automatic reply, see
   :mod:`.vacation` for when it is (not) sent; ``redirect`` (RFC 5228 §4.2, with ``:copy`` of RFC 3894): forward
   the message to an address elsewhere (relentad/forwarding.py: limits, SRS, what is never forwarded);
-- control: ``require``, ``if`` / ``elsif`` / ``else``.
+- control: ``require``, ``if`` / ``elsif`` / ``else``;
+- extensions: ``body`` (RFC 5173), ``subaddress`` (RFC 5233, ``:user`` / ``:detail``), ``relational`` (RFC 5231,
+  ``:count`` / ``:value``) with ``i;ascii-numeric`` (RFC 4790), ``variables`` (RFC 5229: ``set``, ``string``,
+  ``${…}`` in keys, folders and flags), ``regex`` (:mod:`.sieveregex`, linear time), ``date`` / ``index``
+  (RFC 5260), ``environment`` (RFC 5183), ``spamtest`` / ``spamtestplus`` (RFC 5235), ``reject`` / ``ereject``
+  (RFC 5429: refused at SMTP time or not at all, see ``Pipeline.reject``).
 
-``discard`` and ``reject`` are refused on purpose: relentad never drops or bounces mail on a rule.
+``discard`` is refused on purpose: relentad never drops mail on a rule. An error names the line of the command
+that caused it (sievelib's commands are noted with their offset, see :func:`_located`).
 
 Invariants: compiling is pure (bytes → :class:`Script`), evaluation (:mod:`relentad.crm.rules`) never touches
 sievelib; a compiled script is immutable and may be cached and shared.
