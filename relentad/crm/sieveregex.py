@@ -13,7 +13,8 @@ Supported: literals, ``.``, bracket expressions (ranges, negation, ``[:alpha:]``
 the backtracking this module avoids.
 
 Invariants: :func:`compile_regex` raises InvalidInput (one line) and nothing else; :meth:`Regex.search` never raises,
-reads at most :data:`MAX_INPUT` characters and keeps at most :data:`MAX_DFA_STATES` cached states (then starts over).
+reads at most :data:`MAX_INPUT` characters and keeps at most :data:`MAX_DFA_STATES` cached states and
+:data:`MAX_EDGES` moves per pattern (then starts over), for at most 256 patterns.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ MAX_PATTERN = 1024
 MAX_INPUT = 256 << 10
 """Characters of a value a pattern is run on (a body's text beyond this is not searched)."""
 MAX_DFA_STATES = 2048
+MAX_EDGES = 8192
+"""Cached moves of one pattern's DFA (each state has one per character seen there: a value of many distinct
+characters would otherwise grow it without bound); past either limit the DFA starts over."""
 MAX_REPEAT = 255  # RE_DUP_MAX of POSIX
 
 _CLASSES: dict[str, Callable[[str], bool]] = {
@@ -303,13 +307,14 @@ class Regex:
         seeds = [self.outs[s][0] for s in states if self.kind[s] == _CHAR and self.sets[s].accepts(char)]
         following = self._closure(seeds, start=False, end=False) | self.restart
         with self.lock:
-            if len(tables.states) >= MAX_DFA_STATES:
+            if len(tables.states) >= MAX_DFA_STATES or tables.edges >= MAX_EDGES:
                 if self.tables is tables:
                     self.tables = _Tables()
                 tables = self.tables
                 return tables, tables.add(following, self.kind)
             found = tables.add(following, self.kind)
             tables.moves[tables.ids[states]][char] = found
+            tables.edges += 1
             return tables, found
 
     def search(self, value: str) -> bool:
@@ -342,6 +347,7 @@ class _Tables:
         self.states: list[frozenset[int]] = []
         self.moves: list[dict[str, int]] = []
         self.accepting: list[bool] = []
+        self.edges = 0
 
     def add(self, states: frozenset[int], kind: list[int]) -> int:
         found = self.ids.get(states)
@@ -353,7 +359,7 @@ class _Tables:
         return found
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=256)
 def compile_regex(pattern: str, fold: bool) -> Regex:
     """The compiled ``pattern`` (``fold``: i;ascii-casemap); InvalidInput with the reason when it is refused."""
     if len(pattern) > MAX_PATTERN:

@@ -344,3 +344,21 @@ def test_reject_and_ereject_record_the_reason_once() -> None:
         compile_script('ereject "no";')
     with pytest.raises(InvalidInput, match="longer than 1000"):
         compile_script('require "reject";\nreject "' + "x" * 1001 + '";')
+
+
+def test_regex_cache_stays_bounded_on_many_distinct_characters() -> None:
+    from relentad.crm import sieveregex
+
+    regex = sieveregex.Regex("x.*y", fold=False)
+    assert not regex.search("".join(chr(0x4E00 + i) for i in range(20_000)))
+    assert len(regex.tables.states) <= sieveregex.MAX_DFA_STATES and regex.tables.edges <= sieveregex.MAX_EDGES
+    assert regex.search("".join(chr(0x4E00 + i) for i in range(20_000)) + "x-y")
+
+
+def test_spam_score_is_read_from_the_copys_own_fields() -> None:
+    from relentad.crm.sorter import spam_score
+
+    scored = b"X-Spam-Score: 0.9312\r\nX-Spam-Status: Yes, verdict=spam, score=0.9312\r\n"
+    assert spam_score([scored]) == pytest.approx(0.9312)
+    assert spam_score([b"X-Spam-Score: 0.5\r\nX-Spam-Status: No, verdict=untrained, score=0.5\r\n"]) is None
+    assert spam_score([]) is None
