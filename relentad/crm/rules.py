@@ -522,16 +522,18 @@ class Outcome:
     vacation: Vacation | None = None  # the first vacation action run (RFC 5230 §4.7: one per delivery)
     redirects: list[str] = field(default_factory=list)  # addresses to forward the message to, at most MAX_REDIRECTS
     cancel_keep: bool = False  # a redirect without :copy cancelled the implicit keep (RFC 5228 §4.2)
+    copies: int = 0  # fileinto targets that came with :copy (they keep the implicit keep)
     reject: str | None = None  # reject / ereject's reason (RFC 5429): refused at SMTP time when it can be
     stopped: bool = False
     trace: list[str] = field(default_factory=list)
 
     def targets(self, current: str) -> list[tuple[str, list[str]]]:
-        """(folder, flags) of every copy: fileinto targets, plus ``current`` on keep or when nothing was filed."""
+        """(folder, flags) of every copy: fileinto targets, plus ``current`` on keep or when nothing was filed (a
+        ``fileinto :copy`` leaves the implicit keep as it was, RFC 3894)."""
         out = list(self.fileinto)
         if self.keep is not None:
             out.append((current, self.keep))
-        elif not out and not (self.cancel_keep and self.redirects):
+        elif len(out) == self.copies and not (self.cancel_keep and self.redirects):
             out.append((current, list(self.flags)))
         seen: set[str] = set()
         unique = []
@@ -576,7 +578,7 @@ def _expanded(action: Action, variables: Variables) -> Action:
             folder = stored_name(folder)
         except InvalidInput as exc:
             raise RuleError(f"fileinto {folder!r}: {exc}") from None
-        return Action("fileinto", folder, action.flags)
+        return Action("fileinto", folder, action.flags, copy=action.copy)
     flags: list[str] = []
     for flag in (f for item in action.flags or () for f in variables.expand(item).split()):
         try:
@@ -619,6 +621,7 @@ def _act(action: Action, outcome: Outcome, rule: str) -> None:
     elif name == "fileinto":
         flags = list(action.flags) if action.flags is not None else list(outcome.flags)
         outcome.fileinto.append((action.argument, flags))
+        outcome.copies += action.copy
     elif name == "keep":
         outcome.keep = list(action.flags) if action.flags is not None else list(outcome.flags)
     elif name == "tagcontact":

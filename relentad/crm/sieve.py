@@ -664,9 +664,8 @@ def _compile_command(command: Any, out: list[Command], strict: bool, depth: int)
         written = unquote(str(command.arguments["mailbox"])) if name == "fileinto" else ""
         expand = _expands(written)
         folder = written if expand or name == "keep" else stored_name(written)
-        if name == "fileinto" and "copy" in command.arguments:
-            raise InvalidInput("fileinto :copy is not supported")
-        out.append(Action(name, folder, _flags(command, strict), expand=expand))
+        copy = name == "fileinto" and "copy" in command.arguments  # RFC 3894: the implicit keep stays
+        out.append(Action(name, folder, _flags(command, strict), copy=copy, expand=expand))
     elif name in ("addflag", "setflag", "removeflag"):
         if "variable-name" in command.arguments:
             raise InvalidInput(f"{name} with a variable name is not supported")

@@ -362,3 +362,13 @@ def test_spam_score_is_read_from_the_copys_own_fields() -> None:
     assert spam_score([scored]) == pytest.approx(0.9312)
     assert spam_score([b"X-Spam-Score: 0.5\r\nX-Spam-Status: No, verdict=untrained, score=0.5\r\n"]) is None
     assert spam_score([]) is None
+
+
+def test_fileinto_copy_keeps_the_implicit_keep() -> None:
+    """Roundcube's "copy message to" action (RFC 3894)."""
+    script = 'require ["fileinto", "copy"];\nfileinto :copy "Archive";\n'
+    view = rules.MessageView(parse(RAW), RAW, "", "alice@example.test", {})
+    outcome = rules.evaluate([("r", compile_script(script))], view)
+    assert outcome.targets("INBOX") == [("Archive", []), ("INBOX", [])]
+    outcome = rules.evaluate([("r", compile_script(script + 'fileinto "Moved";'))], view)
+    assert outcome.targets("INBOX") == [("Archive", []), ("Moved", [])]
