@@ -3,9 +3,13 @@ relational, variables, regex, date/index, environment, spamtest; the RFCs' own e
 
 from __future__ import annotations
 
+import re
 import time
+import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relentad.crm import rules
 from relentad.crm.sieve import CAPABILITIES, compile_script
@@ -372,3 +376,23 @@ def test_fileinto_copy_keeps_the_implicit_keep() -> None:
     assert outcome.targets("INBOX") == [("Archive", []), ("INBOX", [])]
     outcome = rules.evaluate([("r", compile_script(script + 'fileinto "Moved";'))], view)
     assert outcome.targets("INBOX") == [("Archive", []), ("Moved", [])]
+
+
+@settings(max_examples=300, deadline=None)
+@given(pattern=st.text("ab.|*+?()[]^$", max_size=10), value=st.text("abAB", max_size=12))
+def test_regex_agrees_with_a_backtracking_engine(pattern: str, value: str) -> None:
+    """On the constructs both engines read alike, the DFA finds a match exactly when Python's ``re`` does; any
+    pattern either is refused with InvalidInput or runs."""
+    try:
+        compiled = compile_regex(pattern, False)
+    except InvalidInput:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Python's FutureWarning on "[[" and the like
+            expected = re.search(pattern, value) is not None
+    except re.error:
+        return  # ERE and Python differ on what is valid (e.g. "a**", "()")
+    if "[" in pattern or "**" in pattern or "??" in pattern or "+?" in pattern or "*?" in pattern or "*+" in pattern:
+        return  # bracket edge cases and Python's lazy/possessive quantifiers read differently
+    assert compiled.search(value) is expected, (pattern, value)
