@@ -60,6 +60,7 @@ from .sieve import (
     DateTest,
     EnvironmentTest,
     ExistsTest,
+    HasflagTest,
     HeaderTest,
     If,
     Match,
@@ -181,6 +182,7 @@ class Variables:
 
     named: dict[str, str] = field(default_factory=dict)
     groups: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # imap4flags' internal variable, for hasflag
     enabled: bool = False  # the script may reference variables (only then does a :matches record its groups)
 
     def expand(self, text: str) -> str:
@@ -433,6 +435,8 @@ def evaluate_test(test: SieveTest, view: MessageView, variables: Variables | Non
     if isinstance(test, EnvironmentTest):
         value = _environment(view).get(test.name)
         return value is not None and check_values(test.match, [value], variables)
+    if isinstance(test, HasflagTest):
+        return check_values(test.match, list(variables.flags) if variables else [], variables)
     if isinstance(test, SpamTest):
         return check_values(test.match, [_spam(view, test.percent)], variables)
     assert isinstance(test, Const)
@@ -556,6 +560,7 @@ def _run(
         if outcome.stopped:
             return
         if isinstance(command, If):
+            variables.flags = outcome.flags
             for test, block in command.branches:
                 if test is None or evaluate_test(test, view, variables):
                     _run(block, view, outcome, rule, variables)

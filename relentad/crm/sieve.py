@@ -173,6 +173,13 @@ class DateTest:
 
 
 @dataclass(frozen=True, slots=True)
+class HasflagTest:
+    """RFC 5232 §4 ``hasflag``: the flags set so far (the internal variable) against the keys."""
+
+    match: Match
+
+
+@dataclass(frozen=True, slots=True)
 class EnvironmentTest:
     """RFC 5183 ``environment``."""
 
@@ -230,6 +237,7 @@ Test = (
     | DateTest
     | EnvironmentTest
     | SpamTest
+    | HasflagTest
 )
 
 
@@ -429,6 +437,12 @@ def _compile_test(command: Any, depth: int) -> Test:
         header = unquote(str(args["header-name"])).lower() if name == "date" else None
         index, last = _index(command) if name == "date" else (0, False)
         return DateTest(header, _date_part(command), _match(command), zone, original, index, last)
+    if name == "hasflag":
+        if "variable-list" in args:
+            raise InvalidInput("hasflag with a variable list is not supported")
+        match = _match(command, "list-of-flags")
+        keys = tuple(flag for key in match.keys for flag in key.split()) if not match.expand else match.keys
+        return HasflagTest(Match(match.kind, keys, match.octet, match.numeric, match.relation, match.expand))
     if name == "environment":
         return EnvironmentTest(unquote(str(args["name"])).lower(), _match(command))
     if name == "spamtest":

@@ -396,3 +396,15 @@ def test_regex_agrees_with_a_backtracking_engine(pattern: str, value: str) -> No
     if "[" in pattern or "**" in pattern or "??" in pattern or "+?" in pattern or "*?" in pattern or "*+" in pattern:
         return  # bracket edge cases and Python's lazy/possessive quantifiers read differently
     assert compiled.search(value) is expected, (pattern, value)
+
+
+def test_hasflag_reads_the_flags_set_so_far() -> None:
+    """RFC 5232 §4's example, and :count on the flags."""
+    script = (
+        'addflag ["\\\\Seen", "$Work"];\n'
+        'if hasflag :contains "work" { addflag "$a"; }\n'
+        'if hasflag ["\\\\Deleted", "\\\\Seen"] { addflag "$b"; }\n'
+        'if hasflag "\\\\Answered" { addflag "$no"; }\n'
+        'if hasflag :count "eq" :comparator "i;ascii-numeric" "4" { addflag "$c"; }\n'
+    )
+    assert run(script).flags == ["\\Seen", "$Work", "$a", "$b", "$c"]
