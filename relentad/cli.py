@@ -1983,6 +1983,8 @@ def rules_test(state: State, email: str, message: str, mail_from: str, as_json: 
         click.echo(f"file into {copy['folder']}  flags: {' '.join(copy['flags']) or '-'}")
     for target in result["redirects"]:  # type: ignore[attr-defined]
         click.echo(f"redirect to <{target}>")
+    if result["reject"]:
+        click.echo(f"reject (550 5.7.1 at SMTP time when it is the only recipient): {result['reject']}")
     if result["tags"]:
         click.echo(f"tag the contact: {' '.join(result['tags'])}")  # type: ignore[arg-type]
     reply = result["vacation"]

@@ -53,6 +53,7 @@ class Placement:
     reasons: list[str] = field(default_factory=list)
     outgoing: bool = False  # the sender's own copy of mail it sent (Sent): the CRM counts it "out"
     headers: list[bytes] = field(default_factory=list)  # fields only this copy gets (X-Spam-Score/-Status)
+    rejected: str = ""  # a Sieve reject's reason: refused at SMTP time when every copy is (see Pipeline.reject)
 
 
 @dataclass
@@ -277,6 +278,7 @@ class Pipeline:
         self.config = config
         self.hostname = config.server.hostname
         self.sorter.unassigned = config.crm.unassigned_keyword
+        self.sorter.hostname = config.server.hostname
         self.resolvers = make_resolvers(config.dns.nameservers, config.dns.timeout)
         self.blocklists = Blocklists(config.dnsbl.zones, self.resolvers.aio, config.dnsbl.domain_zones)
         self.report_addresses = intake.Addresses.of(config.reports.addresses)
@@ -310,6 +312,7 @@ class Pipeline:
                 await self.take_reports(delivery, to_reports)
         if self.config.crm.enabled:
             self.sort(delivery)
+            self.reject(delivery)
         queued = await self.forward(delivery) if delivery.forwards else []
         filed: list[list[Stored]] = []  # each local vacation reply's copies, once committed
         for reply in delivery.replies:
@@ -619,10 +622,33 @@ class Pipeline:
         except Exception:
             log.exception("spam: classifying failed; the message is filed unscored")
 
+    @staticmethod
+    def reject(delivery: Delivery) -> None:
+        """Sieve reject / ereject (RFC 5429 §2.1): while the MX's DATA waits for its reply, a message that every copy's
+        rules reject (one recipient, or all of them) and that is forwarded nowhere is refused with 550 5.7.1 and
+        the reason; nothing is stored and the sending server tells its sender — no bounce of ours, so no
+        backscatter. Otherwise (other recipients take it, or it came by submission) the rejecting copies are kept
+        as if there had been no reject, with a log line: a bounce after the 250 could go to a forged sender."""
+        rejected = [p for p in delivery.placements if p.rejected]
+        if not rejected:
+            return
+        if delivery.verify_sender and not delivery.forwards and len(rejected) == len(delivery.placements):
+            log.info("sieve: tx %s rejected by the rules: %s", delivery.transaction_id, rejected[0].rejected)
+            raise SMTPReply(550, "5.7.1", _reply_text(rejected[0].rejected))
+        for placement in rejected:
+            placement.reasons.append("reject not done: the message is taken for others or was submitted; kept")
+            log.info("sieve: reject of tx %s not done at SMTP time; the copy is kept", delivery.transaction_id)
+
     def sort(self, delivery: Delivery) -> None:
         """Step 3, the CRM (crm/sorter.py): rules choose folders and flags now; contacts, threads and links are
         written with the copies. Never refuses mail: a sorter failure is logged and the message filed unsorted."""
         self.store.read(functools.partial(sort_step, self.sorter, delivery=delivery))
+
+
+def _reply_text(reason: str) -> str:
+    """A reject reason as the text of one SMTP reply line: printable ASCII, whitespace runs folded, bounded."""
+    text = " ".join(reason.split()).encode("ascii", "replace").decode("ascii")
+    return "".join(c if 32 <= ord(c) < 127 else "?" for c in text)[:400] or "Rejected"
 
 
 def sort_step(sorter: Sorter, conn: sqlite3.Connection, delivery: Delivery, *, keep_copies: bool = False) -> None:

@@ -16,47 +16,71 @@ from the message itself, so a sender cannot forge them):
   else ``no``.
 
 Invariants: evaluation is pure and never raises on message content; a match costs at most the length of the value
-times that of the key (``:matches`` globs are compiled once to fixed-length pieces, see :class:`Glob`); folder
+times that of the key (``:matches`` globs are compiled once to fixed-length pieces, see :class:`Glob`; ``:regex``
+runs on the linear-time engine of :mod:`.sieveregex`); a run-time error in one script drops its actions and keeps
+the message (:func:`evaluate`); folder
 names are checked when a rule is added, so delivery never meets a name the store would refuse.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import logging
 import re
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from email.utils import parseaddr
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import format_datetime, parseaddr, parsedate_to_datetime
 
+from .. import __version__
+from ..bodytext import decode_transfer, part_text, text_for_search
 from ..errors import AlreadyExists, InvalidInput, NotFound
-from ..headers import decode_header
+from ..headers import decode_bytes, decode_header
 from ..message import Address, ParsedMessage, header_fields_of, normalize_crlf, parse_addresses
+from ..mimetree import Part
+from ..store import flags as flagmod
 from ..store.imapwrite import check_name
+from ..store.mailboxes import stored_name
 from . import participants
 from .folders import FOLLOW_UP, is_virtual
 from .sieve import (
+    MAX_BODY,
+    MAX_MATCH_VARIABLES,
     MAX_REDIRECTS,
+    MAX_VARIABLE_SIZE,
     Action,
     AddressTest,
+    BodyTest,
     Combined,
     Const,
+    DateTest,
+    EnvironmentTest,
     ExistsTest,
+    HasflagTest,
     HeaderTest,
     If,
     Match,
     NotTest,
     Script,
     SizeTest,
+    SpamTest,
+    StringTest,
     Vacation,
     compile_script,
 )
 from .sieve import Command as SieveCommand
 from .sieve import Test as SieveTest
+from .sieveregex import compile_regex
 
+log = logging.getLogger(__name__)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\}")
+_NUMBER = re.compile(r"[0-9]*")
+_WILDCARDS = re.compile(r"([*?\\])")
 VIRTUAL = ("x-relentad-contact-tag", "x-relentad-company", "x-relentad-contact", "x-relentad-spam")
 _ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 USER_SUFFIX = " (user)"
@@ -92,6 +116,30 @@ class Glob:
     pieces: tuple[re.Pattern[str], ...]
     last: int  # the length of the last piece
 
+    def captures(self, value: str) -> list[str] | None:
+        """What each ``*`` and ``?`` matched (RFC 5229 §3.2, ``${1}``…), the stars as short as they can be but the
+        last; None when the pattern does not match. Same algorithm and cost as :meth:`fullmatch`."""
+        first, *middle = self.pieces
+        if not middle:
+            found = first.fullmatch(value)
+            return None if found is None else list(found.groups())
+        head = first.match(value)
+        end = len(value) - self.last
+        if head is None or end < head.end():
+            return None
+        out = list(head.groups())
+        pos = head.end()
+        for piece in middle[:-1]:
+            found = piece.search(value, pos, end)
+            if found is None:
+                return None
+            out += [value[pos : found.start()], *found.groups()]
+            pos = found.end()
+        tail = middle[-1].fullmatch(value, end)
+        if tail is None:
+            return None
+        return [*out, value[pos:end], *tail.groups()]
+
     def fullmatch(self, value: str) -> bool:
         first, *middle = self.pieces
         if not middle:
@@ -122,21 +170,121 @@ def glob(pattern: str, octet: bool) -> Glob:
         elif char == "*":
             pieces.append([])
         else:
-            pieces[-1].append("." if char == "?" else re.escape(char))
+            pieces[-1].append("(.)" if char == "?" else re.escape(char))
         i += 1
     return Glob(tuple(re.compile("".join(p), flags) for p in pieces), len(pieces[-1]))
 
 
-def matches(match: Match, value: str) -> bool:
-    """Does ``value`` satisfy the match against any of its keys?"""
+@dataclass
+class Variables:
+    """One script's RFC 5229 variables while it runs: named ones and the match variables of the last ``:matches``
+    that succeeded (``${0}`` the whole value)."""
+
+    named: dict[str, str] = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # imap4flags' internal variable, for hasflag
+    enabled: bool = False  # the script may reference variables (only then does a :matches record its groups)
+
+    def expand(self, text: str) -> str:
+        """``${name}`` / ``${n}`` replaced (unknown ones by ""), each value at most MAX_VARIABLE_SIZE."""
+        if "${" not in text:
+            return text
+
+        def value(found: re.Match[str]) -> str:
+            name = found.group(1)
+            if name.isdigit():
+                index = int(name)
+                return self.groups[index] if index < len(self.groups) else ""
+            return self.named.get(name.lower(), "")
+
+        return _VARIABLE.sub(value, text)
+
+
+def _numeric(text: str) -> int | None:
+    """i;ascii-numeric (RFC 4790 §9.1): the leading digits as a number, None (positive infinity) without any."""
+    digits = _NUMBER.match(text)
+    return int(digits.group(0)) if digits and digits.group(0) else None
+
+
+def _relation(match: Match, value: str, key: str) -> bool:
+    """RFC 5231 §4: value <relation> key under the match's comparator."""
+    left: object
+    right: object
+    if match.numeric:
+        a, b = _numeric(value), _numeric(key)
+        left, right = (1, 0) if a is None else (0, a), (1, 0) if b is None else (0, b)
+    else:
+        left, right = fold(value, match.octet), fold(key, match.octet)
+    relation = match.relation
+    return {
+        "gt": left > right,  # type: ignore[operator]
+        "ge": left >= right,  # type: ignore[operator]
+        "lt": left < right,  # type: ignore[operator]
+        "le": left <= right,  # type: ignore[operator]
+        "eq": left == right,
+        "ne": left != right,
+    }[relation]
+
+
+def _keys(match: Match, variables: Variables | None) -> tuple[str, ...]:
+    if match.expand and variables is not None:
+        return tuple(variables.expand(key) for key in match.keys)
+    return match.keys
+
+
+def matches(match: Match, value: str, variables: Variables | None = None) -> bool:
+    """Does ``value`` satisfy the match against any of its keys? A ``:matches`` hit records its match variables."""
+    keys = _keys(match, variables)
     if match.kind == ":matches":
-        return any(glob(key, match.octet).fullmatch(value) for key in match.keys)
+        for key in keys:
+            if variables is None or not variables.enabled:
+                if glob(key, match.octet).fullmatch(value):
+                    return True
+                continue
+            groups = glob(key, match.octet).captures(value)
+            if groups is not None:
+                variables.groups = [value, *groups][:MAX_MATCH_VARIABLES]
+                return True
+        return False
+    if match.kind == ":regex":
+        return any(_regex(key, match, value) for key in keys)
+    if match.kind == ":value":
+        return any(_relation(match, value, key) for key in keys)
+    if match.numeric:  # :is with i;ascii-numeric: equal numbers
+        return any(_relation(Match(":value", (), numeric=True, relation="eq"), value, key) for key in keys)
     value = fold(value, match.octet)
-    for key in match.keys:
+    for key in keys:
         folded = fold(key, match.octet)
         if (match.kind == ":is" and value == folded) or (match.kind == ":contains" and folded in value):
             return True
     return False
+
+
+def _regex(key: str, match: Match, value: str) -> bool:
+    try:
+        return compile_regex(key, not match.octet).search(value)
+    except InvalidInput as exc:  # a key built from variables at run time
+        raise RuleError(str(exc)) from None
+
+
+class RuleError(Exception):
+    """A run-time error in a script (RFC 5228 §2.10.6): its actions are dropped and the message kept."""
+
+
+def check_values(match: Match, values: list[str], variables: Variables | None = None) -> bool:
+    """A test's values against its match: ``:count`` compares how many there are (RFC 5231 §4.2)."""
+    if match.kind == ":count":
+        count = str(len(values))
+        return any(_relation(match, count, key) for key in _keys(match, variables))
+    return any(matches(match, value, variables) for value in values)
+
+
+def _indexed(values: list[str], index: int, last: bool) -> list[str]:
+    """RFC 5260 §6: the index-th value (1-based, from the end with :last), or all of them without an index."""
+    if not index:
+        return values
+    position = len(values) - index if last else index - 1
+    return [values[position]] if 0 <= position < len(values) else []
 
 
 @dataclass
@@ -148,7 +296,28 @@ class MessageView:
     envelope_from: str
     envelope_to: str
     virtual: dict[str, list[str]] = field(default_factory=dict)
+    spam_score: float | None = None  # the spam filter's 0-1 score of this copy; None: not scored (spamtest 0)
+    now: float | None = None  # currentdate's "now" (the time the message was received); None: the clock
+    host: str = ""  # the server's hostname (environment "host")
     _fields: dict[str, list[str]] | None = None
+    _bodies: dict[tuple[str, tuple[str, ...]], list[str]] = field(default_factory=dict)
+
+    def body(self, transform: str, types: tuple[str, ...]) -> list[str]:
+        """The body as the ``body`` test sees it (RFC 5173 §5), each form computed once, at most MAX_BODY
+        characters: ``raw`` undecoded, ``text`` the decoded text parts, ``content`` the listed parts decoded."""
+        key = (transform, types)
+        found = self._bodies.get(key)
+        if found is None:
+            data = normalize_crlf(self.raw) if self.parsed.needs_crlf else self.raw
+            tree = self.parsed.tree
+            if transform == "raw":
+                found = [data[tree.body_start : tree.body_start + MAX_BODY].decode("utf-8", "replace")]
+            elif transform == "text":
+                found = [text_for_search(data, tree, MAX_BODY)]
+            else:
+                found = _content(data, tree, types)
+            self._bodies[key] = found
+        return found
 
     def _all_fields(self) -> dict[str, list[str]]:
         if self._fields is None:
@@ -187,7 +356,34 @@ class MessageView:
         return [a.address for value in self.headers(name) for a in parse_addresses(value) if a.address]
 
 
+def _content(data: bytes, tree: Part, types: tuple[str, ...]) -> list[str]:
+    """RFC 5173 :content: the leaf parts whose type is listed ("text" any text/*, "" any), transfer-decoded, text
+    parts in their charset; MAX_BODY characters in all."""
+    out: list[str] = []
+    left = MAX_BODY
+    stack = [tree]
+    while stack and left > 0:
+        part = stack.pop()
+        if part.children:
+            stack.extend(reversed(part.children))
+            continue
+        full = f"{part.type}/{part.subtype}".lower()
+        if not any(t in ("", part.type.lower(), full) for t in types):
+            continue
+        if part.type.lower() == "text":
+            text = part_text(data, part, 4 * left)[:left]
+        else:
+            body = data[part.body_start : min(part.body_end, part.body_start + 4 * left)]
+            text = decode_bytes(decode_transfer(body, part.encoding) or body, "utf-8")[:left]
+        out.append(text)
+        left -= len(text)
+    return out
+
+
 def _part(address: str, part: str) -> str:
+    if part in (":user", ":detail"):  # RFC 5233: user+detail (no "+": the whole local part, no detail)
+        user, plus, detail = _part(address, ":localpart").partition("+")
+        return user if part == ":user" else detail if plus else "\0"
     local, at, domain = address.rpartition("@")
     if part == ":localpart":  # a quoted local part is compared as what it says: "b c" is b c
         local = local if at else address
@@ -198,29 +394,125 @@ def _part(address: str, part: str) -> str:
     return address
 
 
-def evaluate_test(test: SieveTest, view: MessageView) -> bool:
+def _addresses(test: AddressTest, view: MessageView, name: str) -> list[str]:
+    if test.envelope:
+        return [view.envelope_from] if name == "from" else [view.envelope_to] if name == "to" else []
+    if not test.index:
+        return view.addresses(name)
+    fields = _indexed(view.headers(name), test.index, test.last)
+    return [a.address for value in fields for a in parse_addresses(value) if a.address]
+
+
+def _address_values(test: AddressTest, view: MessageView) -> list[str]:
+    values = [_part(v, test.part) for name in test.headers for v in _addresses(test, view, name)]
+    return [v for v in values if v != "\0"]  # :detail of an address without one matches nothing (RFC 5233 §4)
+
+
+def evaluate_test(test: SieveTest, view: MessageView, variables: Variables | None = None) -> bool:
     if isinstance(test, AddressTest):
-        for name in test.headers:
-            if test.envelope:
-                values = [view.envelope_from] if name == "from" else [view.envelope_to] if name == "to" else []
-            else:
-                values = view.addresses(name)
-            if any(matches(test.match, _part(v, test.part)) for v in values):
-                return True
-        return False
+        return check_values(test.match, _address_values(test, view), variables)
     if isinstance(test, HeaderTest):
-        return any(matches(test.match, v) for name in test.headers for v in view.headers(name))
+        values = [v for name in test.headers for v in _indexed(view.headers(name), test.index, test.last)]
+        return check_values(test.match, values, variables)
     if isinstance(test, ExistsTest):
         return all(view.headers(name) for name in test.headers)
     if isinstance(test, SizeTest):
         return len(view.raw) > test.limit if test.over else len(view.raw) < test.limit
     if isinstance(test, Combined):
-        results = (evaluate_test(t, view) for t in test.tests)
+        results = (evaluate_test(t, view, variables) for t in test.tests)
         return all(results) if test.all_ else any(results)
     if isinstance(test, NotTest):
-        return not evaluate_test(test.test, view)
+        return not evaluate_test(test.test, view, variables)
+    if isinstance(test, BodyTest):
+        return check_values(test.match, view.body(test.transform, test.types), variables)
+    if isinstance(test, StringTest):
+        sources = [variables.expand(s) if variables else s for s in test.sources]
+        if test.match.kind == ":count":  # RFC 5229 §5: empty strings are not counted
+            sources = [s for s in sources if s]
+        return check_values(test.match, sources, variables)
+    if isinstance(test, DateTest):
+        return check_values(test.match, _dates(test, view), variables)
+    if isinstance(test, EnvironmentTest):
+        value = _environment(view).get(test.name)
+        return value is not None and check_values(test.match, [value], variables)
+    if isinstance(test, HasflagTest):
+        return check_values(test.match, list(variables.flags) if variables else [], variables)
+    if isinstance(test, SpamTest):
+        return check_values(test.match, [_spam(view, test.percent)], variables)
     assert isinstance(test, Const)
     return test.value
+
+
+def _environment(view: MessageView) -> dict[str, str]:
+    """RFC 5183 §4 items relentad knows (an unknown one fails the test)."""
+    host = view.host
+    out = {"name": "relentad", "version": __version__, "location": "MDA", "phase": "during"}
+    if host:
+        out["host"] = host
+        out["domain"] = host.partition(".")[2] or host
+    return out
+
+
+def _spam(view: MessageView, percent: bool) -> str:
+    """RFC 5235: the filter's 0-1 score as 0-100 (``:percent``) or 1-10; "0" when the message was not scored."""
+    score = view.spam_score
+    if score is None:
+        return "0"
+    score = min(max(score, 0.0), 1.0)
+    return str(round(score * 100)) if percent else str(1 + round(score * 9))
+
+
+def _dates(test: DateTest, view: MessageView) -> list[str]:
+    """The date-part of each date the test looks at (RFC 5260 §4-5); an unparsable date field is skipped."""
+    if test.header is None:
+        when = datetime.fromtimestamp(view.now if view.now is not None else time.time(), UTC)
+        return [_date_part(_in_zone(when, test.zone, False), test.part)]
+    out = []
+    for value in _indexed(view.headers(test.header), test.index, test.last):
+        text = value.rpartition(";")[2] if test.header == "received" else value
+        try:
+            when = parsedate_to_datetime(text.strip())
+        except (TypeError, ValueError, IndexError):
+            continue
+        if when.tzinfo is None:  # "-0000": a time in UTC whose zone is not known (RFC 5322 §3.3)
+            when = when.replace(tzinfo=UTC)
+        out.append(_date_part(_in_zone(when, test.zone, test.original), test.part))
+    return out
+
+
+def _in_zone(when: datetime, zone: str | None, original: bool) -> datetime:
+    if original:
+        return when
+    if zone is None:
+        return when.astimezone()  # the server's zone (RFC 5260 §4: the local time zone)
+    minutes = int(zone[1:3]) * 60 + int(zone[3:5])
+    return when.astimezone(timezone(timedelta(minutes=minutes if zone[0] == "+" else -minutes)))
+
+
+_MJD_EPOCH = datetime(1858, 11, 17).toordinal()
+
+
+def _date_part(when: datetime, part: str) -> str:
+    """RFC 5260 §4.2's date-parts."""
+    offset = when.utcoffset() or timedelta()
+    minutes = int(offset.total_seconds()) // 60
+    zone = f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    parts = {
+        "year": f"{when.year:04d}",
+        "month": f"{when.month:02d}",
+        "day": f"{when.day:02d}",
+        "date": f"{when.year:04d}-{when.month:02d}-{when.day:02d}",
+        "julian": str(when.toordinal() - _MJD_EPOCH),
+        "hour": f"{when.hour:02d}",
+        "minute": f"{when.minute:02d}",
+        "second": f"{when.second:02d}",
+        "time": f"{when.hour:02d}:{when.minute:02d}:{when.second:02d}",
+        "iso8601": when.replace(microsecond=0).isoformat(),
+        "std11": format_datetime(when.replace(microsecond=0)),
+        "zone": zone,
+        "weekday": str((when.weekday() + 1) % 7),  # 0 is Sunday
+    }
+    return parts[part]
 
 
 @dataclass
@@ -234,15 +526,18 @@ class Outcome:
     vacation: Vacation | None = None  # the first vacation action run (RFC 5230 §4.7: one per delivery)
     redirects: list[str] = field(default_factory=list)  # addresses to forward the message to, at most MAX_REDIRECTS
     cancel_keep: bool = False  # a redirect without :copy cancelled the implicit keep (RFC 5228 §4.2)
+    copies: int = 0  # fileinto targets that came with :copy (they keep the implicit keep)
+    reject: str | None = None  # reject / ereject's reason (RFC 5429): refused at SMTP time when it can be
     stopped: bool = False
     trace: list[str] = field(default_factory=list)
 
     def targets(self, current: str) -> list[tuple[str, list[str]]]:
-        """(folder, flags) of every copy: fileinto targets, plus ``current`` on keep or when nothing was filed."""
+        """(folder, flags) of every copy: fileinto targets, plus ``current`` on keep or when nothing was filed (a
+        ``fileinto :copy`` leaves the implicit keep as it was, RFC 3894)."""
         out = list(self.fileinto)
         if self.keep is not None:
             out.append((current, self.keep))
-        elif not out and not (self.cancel_keep and self.redirects):
+        elif len(out) == self.copies and not (self.cancel_keep and self.redirects):
             out.append((current, list(self.flags)))
         seen: set[str] = set()
         unique = []
@@ -258,17 +553,63 @@ def _add(flags: list[str], new: tuple[str, ...]) -> list[str]:
     return flags + [f for f in new if f.lower() not in known]
 
 
-def _run(commands: tuple[SieveCommand, ...], view: MessageView, outcome: Outcome, rule: str) -> None:
+def _run(
+    commands: tuple[SieveCommand, ...], view: MessageView, outcome: Outcome, rule: str, variables: Variables
+) -> None:
     for command in commands:
         if outcome.stopped:
             return
         if isinstance(command, If):
+            variables.flags = outcome.flags
             for test, block in command.branches:
-                if test is None or evaluate_test(test, view):
-                    _run(block, view, outcome, rule)
+                if test is None or evaluate_test(test, view, variables):
+                    _run(block, view, outcome, rule, variables)
                     break
             continue
-        _act(command, outcome, rule)
+        action = _expanded(command, variables) if command.expand else command
+        if action.name == "set":
+            _set(action, variables)
+            continue
+        _act(action, outcome, rule)
+
+
+def _expanded(action: Action, variables: Variables) -> Action:
+    """A fileinto / flag action with its ``${…}`` expanded (RFC 5229 §3); flags that are none are dropped."""
+    if action.name == "fileinto":
+        folder = variables.expand(action.argument).strip()
+        if not folder:
+            raise RuleError(f"fileinto {action.argument!r}: the folder name is empty")
+        try:
+            folder = stored_name(folder)
+        except InvalidInput as exc:
+            raise RuleError(f"fileinto {folder!r}: {exc}") from None
+        return Action("fileinto", folder, action.flags, copy=action.copy)
+    flags: list[str] = []
+    for flag in (f for item in action.flags or () for f in variables.expand(item).split()):
+        try:
+            flags.append(flagmod.canonical(flag))
+        except InvalidInput:
+            continue
+    return Action(action.name, flags=tuple(flags))
+
+
+def _set(action: Action, variables: Variables) -> None:
+    """RFC 5229 §4: expand, apply the modifiers in precedence order, store (cut at MAX_VARIABLE_SIZE)."""
+    value = variables.expand(action.value)
+    for modifier in action.modifiers:
+        if modifier == ":lower":
+            value = value.lower()
+        elif modifier == ":upper":
+            value = value.upper()
+        elif modifier == ":lowerfirst":
+            value = value[:1].lower() + value[1:]
+        elif modifier == ":upperfirst":
+            value = value[:1].upper() + value[1:]
+        elif modifier == ":quotewildcard":
+            value = _WILDCARDS.sub(r"\\\1", value)
+        elif modifier == ":length":
+            value = str(len(value))
+    variables.named[action.argument] = value[:MAX_VARIABLE_SIZE]
 
 
 def _act(action: Action, outcome: Outcome, rule: str) -> None:
@@ -285,6 +626,7 @@ def _act(action: Action, outcome: Outcome, rule: str) -> None:
     elif name == "fileinto":
         flags = list(action.flags) if action.flags is not None else list(outcome.flags)
         outcome.fileinto.append((action.argument, flags))
+        outcome.copies += action.copy
     elif name == "keep":
         outcome.keep = list(action.flags) if action.flags is not None else list(outcome.flags)
     elif name == "tagcontact":
@@ -297,6 +639,11 @@ def _act(action: Action, outcome: Outcome, rule: str) -> None:
         if action.argument.lower() not in (r.lower() for r in outcome.redirects):
             outcome.redirects.append(action.argument)
         outcome.cancel_keep = outcome.cancel_keep or not action.copy
+    elif name in ("reject", "ereject"):
+        if outcome.reject is not None:
+            outcome.trace.append(f"{rule}: {name} (ignored: one per message)")
+            return
+        outcome.reject = action.argument
     elif name == "vacation":  # no effect on the implicit keep (RFC 5230 §4.7); a second one is ignored
         if outcome.vacation is not None:
             outcome.trace.append(f"{rule}: vacation (ignored: one per message)")
@@ -306,13 +653,38 @@ def _act(action: Action, outcome: Outcome, rule: str) -> None:
     outcome.trace.append(f"{rule}: {name}" + (f" {argument}" if argument else ""))
 
 
+def _snapshot(outcome: Outcome) -> Outcome:
+    """A copy of ``outcome`` to go back to when a script fails (its lists copied; their items are not mutated)."""
+    return dataclasses.replace(
+        outcome,
+        fileinto=list(outcome.fileinto),
+        keep=None if outcome.keep is None else list(outcome.keep),
+        flags=list(outcome.flags),
+        tags=list(outcome.tags),
+        redirects=list(outcome.redirects),
+        trace=list(outcome.trace),
+    )
+
+
 def evaluate(scripts: list[tuple[str, Script]], view: MessageView) -> Outcome:
     """Run the account's rules, in order, on one message."""
     outcome = Outcome()
     for name, script in scripts:
-        _run(script.commands, view, outcome, name)
+        before = _snapshot(outcome)
+        try:
+            _run(script.commands, view, outcome, name, Variables(enabled=script.variables))
+        except (RuleError, RecursionError, ValueError, LookupError, TypeError, OverflowError) as exc:
+            # RFC 5228 §2.10.6: a run-time error drops the script's actions and keeps the message
+            log.warning("sieve: %s failed on a message (%s); the message is kept", name, exc)
+            outcome = before
+            outcome.keep = outcome.keep if outcome.keep is not None else list(outcome.flags)
+            outcome.trace.append(f"{name}: error ({exc}); kept")
         if outcome.stopped:
             break
+    if outcome.reject is not None and (outcome.fileinto or outcome.keep is not None or outcome.redirects):
+        # RFC 5429 §2.2: reject cannot go with an action that delivers; the delivery wins, nothing is lost
+        outcome.trace.append("reject ignored: the message is also filed, kept or redirected")
+        outcome.reject = None
     return outcome
 
 

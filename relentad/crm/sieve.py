@@ -10,9 +10,15 @@ Supported (anything else is refused when the rule is added, with a one-line reas
   message's contact; ``vacation`` (RFC 5230, with ``:seconds`` of RFC 6131): an automatic reply, see
   :mod:`.vacation` for when it is (not) sent; ``redirect`` (RFC 5228 §4.2, with ``:copy`` of RFC 3894): forward
   the message to an address elsewhere (relentad/forwarding.py: limits, SRS, what is never forwarded);
-- control: ``require``, ``if`` / ``elsif`` / ``else``.
+- control: ``require``, ``if`` / ``elsif`` / ``else``;
+- extensions: ``body`` (RFC 5173), ``subaddress`` (RFC 5233, ``:user`` / ``:detail``), ``relational`` (RFC 5231,
+  ``:count`` / ``:value``) with ``i;ascii-numeric`` (RFC 4790), ``variables`` (RFC 5229: ``set``, ``string``,
+  ``${…}`` in keys, folders and flags), ``regex`` (:mod:`.sieveregex`, linear time), ``date`` / ``index``
+  (RFC 5260), ``environment`` (RFC 5183), ``spamtest`` / ``spamtestplus`` (RFC 5235), ``reject`` / ``ereject``
+  (RFC 5429: refused at SMTP time or not at all, see ``Pipeline.reject``).
 
-``discard`` and ``reject`` are refused on purpose: relentad never drops or bounces mail on a rule.
+``discard`` is refused on purpose: relentad never drops mail on a rule. An error names the line of the command
+that caused it (sievelib's commands are noted with their offset, see :func:`_located`).
 
 Invariants: compiling is pure (bytes → :class:`Script`), evaluation (:mod:`relentad.crm.rules`) never touches
 sievelib; a compiled script is immutable and may be cached and shared.
@@ -21,10 +27,12 @@ sievelib; a compiled script is immutable and may be cached and shared.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 from sievelib import commands as sieve_commands
+from sievelib import parser as sieve_parser
 from sievelib.parser import Parser
 
 from .. import addrspec
@@ -32,10 +40,19 @@ from ..errors import InvalidInput
 from ..store import flags as flagmod
 from ..store.mailboxes import stored_name
 from .contacts import check_tag
+from .sieveregex import compile_regex
 
-MATCH_TYPES = (":is", ":contains", ":matches")
-ADDRESS_PARTS = (":all", ":localpart", ":domain")
-COMPARATORS = ("i;ascii-casemap", "i;octet")
+MATCH_TYPES = (":is", ":contains", ":matches", ":regex", ":count", ":value")
+ADDRESS_PARTS = (":all", ":localpart", ":domain", ":user", ":detail")
+COMPARATORS = ("i;ascii-casemap", "i;octet", "i;ascii-numeric")
+RELATIONS = ("gt", "ge", "lt", "le", "eq", "ne")
+DATE_PARTS = (
+    "year", "month", "day", "date", "julian", "hour", "minute", "second", "time", "iso8601", "std11", "zone", "weekday"
+)  # fmt: skip
+ENVIRONMENT = ("domain", "host", "location", "name", "phase", "version")
+_ZONE = re.compile(r"[+-]([01][0-9]|2[0-3])[0-5][0-9]")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\}")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _SIZE = re.compile(r"(\d+)([KMG]?)", re.IGNORECASE)
 _MULTIPLIERS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -54,6 +71,19 @@ CAPABILITIES = frozenset(
         "vacation",
         "vacation-seconds",
         "copy",
+        "body",
+        "subaddress",
+        "relational",
+        "comparator-i;ascii-numeric",
+        "variables",
+        "regex",
+        "date",
+        "index",
+        "environment",
+        "spamtest",
+        "spamtestplus",
+        "reject",
+        "ereject",
         TAG_EXTENSION,
     }
 )
@@ -71,15 +101,27 @@ MAX_REDIRECTS = 4
 """``redirect`` actions done per message and account (RFC 5228 §4.2 asks for a limit; more are an error and the
 message is kept); ManageSieve's ``MAXREDIRECTS`` capability announces this number."""
 MAX_SCRIPT = 1 << 20  # bytes (Pigeonhole's sieve_max_script_size): every delivery reads the account's scripts
+MAX_VARIABLES = 255
+"""Variables one script may set (Pigeonhole's sieve_variables_max_scope_size); more is refused at upload."""
+MAX_VARIABLE_SIZE = 4096
+"""Characters a variable holds (Pigeonhole's sieve_variables_max_variable_size); a longer value is cut."""
+MAX_MATCH_VARIABLES = 10
+"""``${0}``..``${9}``: what ``:matches`` captures (Pigeonhole keeps the same ten)."""
+MAX_BODY = 1 << 20
+"""Characters of a message's body the ``body`` test reads (the rest is not searched)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """A string comparison: match type, key list and whether case matters."""
+    """A string comparison: match type, key list, whether case matters (``octet``), the ``i;ascii-numeric``
+    comparator, the relation of ``:count`` / ``:value`` and whether keys hold ``${…}`` to expand at run time."""
 
-    kind: str  # :is, :contains, :matches
+    kind: str  # :is, :contains, :matches, :regex, :count, :value
     keys: tuple[str, ...]
     octet: bool = False
+    numeric: bool = False
+    relation: str = ""
+    expand: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +130,69 @@ class AddressTest:
     match: Match
     part: str = ":all"
     envelope: bool = False  # the envelope test: "from" / "to" are the SMTP envelope addresses
+    index: int = 0  # RFC 5260 §6 :index (1-based; 0: every field), counted from the end with :last
+    last: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class HeaderTest:
     headers: tuple[str, ...]
     match: Match
+    index: int = 0
+    last: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BodyTest:
+    """RFC 5173: ``transform`` is raw, text or content (then ``types`` lists the content types)."""
+
+    match: Match
+    transform: str = "text"
+    types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StringTest:
+    """RFC 5229 §5 ``string``: the sources are expanded, then matched."""
+
+    sources: tuple[str, ...]
+    match: Match
+
+
+@dataclass(frozen=True, slots=True)
+class DateTest:
+    """RFC 5260 ``date`` (a header field's date) or ``currentdate`` (``header`` None)."""
+
+    header: str | None
+    part: str
+    match: Match
+    zone: str | None = None  # "+hhmm"; None: the server's zone (or the field's own with ``original``)
+    original: bool = False
+    index: int = 0
+    last: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HasflagTest:
+    """RFC 5232 §4 ``hasflag``: the flags set so far (the internal variable) against the keys."""
+
+    match: Match
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentTest:
+    """RFC 5183 ``environment``."""
+
+    name: str
+    match: Match
+
+
+@dataclass(frozen=True, slots=True)
+class SpamTest:
+    """RFC 5235 ``spamtest``: the score as 0 (not tested) or 1-10, or as 0-100 with ``:percent``."""
+
+    match: Match
+    percent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +224,21 @@ class Const:
     value: bool
 
 
-Test = AddressTest | HeaderTest | ExistsTest | SizeTest | Combined | NotTest | Const
+Test = (
+    AddressTest
+    | HeaderTest
+    | ExistsTest
+    | SizeTest
+    | Combined
+    | NotTest
+    | Const
+    | BodyTest
+    | StringTest
+    | DateTest
+    | EnvironmentTest
+    | SpamTest
+    | HasflagTest
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +257,9 @@ class Vacation:
 @dataclass(frozen=True, slots=True)
 class Action:
     """fileinto (``argument`` = folder), keep, stop, addflag / setflag / removeflag (``flags``), tagcontact
-    (``tags``), vacation (``vacation``), redirect (``argument`` = the address, ``copy``: keep the message too)."""
+    (``tags``), vacation (``vacation``), redirect (``argument`` = the address, ``copy``: keep the message too),
+    set (``argument`` = the variable, ``value``, ``modifiers`` in the order they apply); ``expand``: the folder or
+    flags hold ``${…}`` to expand at run time."""
 
     name: str
     argument: str = ""
@@ -152,6 +267,9 @@ class Action:
     tags: tuple[str, ...] = ()
     vacation: Vacation | None = None
     copy: bool = False
+    value: str = ""
+    modifiers: tuple[str, ...] = ()
+    expand: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +285,7 @@ Command = Action | If
 @dataclass(frozen=True, slots=True)
 class Script:
     commands: tuple[Command, ...]
+    variables: bool = False  # it requires "variables": a :matches records match variables
 
     def actions(self, name: str) -> list[Action]:
         """Every action called ``name``, in every branch (for validation)."""
@@ -212,15 +331,67 @@ def _size(text: str) -> int:
     return int(found.group(1)) * _MULTIPLIERS[found.group(2).upper()]
 
 
-def _match(command: Any) -> Match:
+def _loaded(extension: str) -> bool:
+    """Did the script being compiled ``require`` the extension (sievelib's per-thread parser state)?"""
+    return extension in sieve_commands.parser_state.loaded_extensions
+
+
+def _expands(text: str) -> bool:
+    """Is ``text`` a string with variable references to expand at run time (RFC 5229 §3)?"""
+    return "${" in text and _loaded("variables") and _VARIABLE.search(text) is not None
+
+
+def _match(command: Any, keys: str = "key-list") -> Match:
     args, extra = command.arguments, command.extra_arguments
     kind = str(args.get("match-type", ":is")).lower()
     if kind not in MATCH_TYPES:
-        raise InvalidInput(f"{command.name}: match type {kind} is not supported (use :is, :contains or :matches)")
+        raise InvalidInput(f"{command.name}: match type {kind} is not supported")
     comparator = unquote(str(extra.get("comparator", '"i;ascii-casemap"'))).lower()
     if comparator not in COMPARATORS:
         raise InvalidInput(f"{command.name}: comparator {comparator} is not supported")
-    return Match(kind, _strings(args["key-list"]), comparator == "i;octet")
+    numeric = comparator == "i;ascii-numeric"
+    if numeric and kind in (":contains", ":matches", ":regex"):  # RFC 4790 §9.1: equality and ordering only
+        raise InvalidInput(f"{command.name}: {kind} cannot be used with the comparator i;ascii-numeric")
+    relation = unquote(str(extra.get("match-type", '""'))).lower() if kind in (":count", ":value") else ""
+    if kind in (":count", ":value") and relation not in RELATIONS:
+        raise InvalidInput(f"{command.name}: {kind} needs one of {', '.join(RELATIONS)}")
+    values = _strings(args[keys])
+    expand = any(_expands(key) for key in values)
+    if kind == ":regex":
+        for key in values:
+            if not _expands(key):
+                compile_regex(key, comparator == "i;ascii-casemap")
+    return Match(kind, values, comparator == "i;octet", numeric, relation, expand)
+
+
+def _index(command: Any) -> tuple[int, bool]:
+    """RFC 5260 §6 ``:index <n>`` / ``:last``."""
+    if "index" not in command.arguments:
+        if "last" in command.arguments:
+            raise InvalidInput(f"{command.name}: :last needs :index")
+        return 0, False
+    text = str(command.extra_arguments.get("index", ""))
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInput(f"{command.name}: :index needs a number from 1")
+    return int(text), "last" in command.arguments
+
+
+def _zone(command: Any) -> tuple[str | None, bool]:
+    if "zone" not in command.arguments:
+        return None, False
+    if str(command.arguments["zone"]).lower() == ":originalzone":
+        return None, True
+    zone = unquote(str(command.extra_arguments["zone"]))
+    if _ZONE.fullmatch(zone) is None:
+        raise InvalidInput(f"{command.name}: :zone {zone!r} is not a time zone like +0100")
+    return zone, False
+
+
+def _date_part(command: Any) -> str:
+    part = unquote(str(command.arguments["date-part"])).lower()
+    if part not in DATE_PARTS:
+        raise InvalidInput(f"{command.name}: unknown date part {part!r} (use {', '.join(DATE_PARTS)})")
+    return part
 
 
 def _nested(depth: int) -> int:
@@ -230,15 +401,54 @@ def _nested(depth: int) -> int:
 
 
 def _test(command: Any, depth: int) -> Test:
+    try:
+        return _compile_test(command, depth)
+    except InvalidInput:
+        _failed_at(command)
+        raise
+
+
+def _failed_at(command: Any) -> None:
+    """Note where the innermost command that failed starts (for the error's line number)."""
+    if _positions.failed is None:
+        _positions.failed = getattr(command, "position", None)
+
+
+def _compile_test(command: Any, depth: int) -> Test:
     name, args, depth = command.name, command.arguments, _nested(depth)
     if name in ("address", "envelope"):
         part = str(args.get("address-part", ":all")).lower()
         if part not in ADDRESS_PARTS:
             raise InvalidInput(f"{name}: address part {part} is not supported")
         headers = tuple(h.lower() for h in _strings(args["header-list"]))
-        return AddressTest(headers, _match(command), part, envelope=name == "envelope")
+        index, last = _index(command) if name == "address" else (0, False)
+        return AddressTest(headers, _match(command), part, name == "envelope", index, last)
     if name == "header":
-        return HeaderTest(tuple(h.lower() for h in _strings(args["header-names"])), _match(command))
+        index, last = _index(command)
+        return HeaderTest(tuple(h.lower() for h in _strings(args["header-names"])), _match(command), index, last)
+    if name == "body":
+        transform = str(args.get("body-transform", ":text")).lower().lstrip(":")
+        types = _strings(command.extra_arguments["body-transform"]) if transform == "content" else ()
+        return BodyTest(_match(command), transform, tuple(t.lower().strip() for t in types))
+    if name == "string":
+        return StringTest(_strings(args["source"]), _match(command))
+    if name in ("date", "currentdate"):
+        zone, original = _zone(command)
+        header = unquote(str(args["header-name"])).lower() if name == "date" else None
+        index, last = _index(command) if name == "date" else (0, False)
+        return DateTest(header, _date_part(command), _match(command), zone, original, index, last)
+    if name == "hasflag":
+        if "variable-list" in args:
+            raise InvalidInput("hasflag with a variable list is not supported")
+        match = _match(command, "list-of-flags")
+        keys = tuple(flag for key in match.keys for flag in key.split()) if not match.expand else match.keys
+        return HasflagTest(Match(match.kind, keys, match.octet, match.numeric, match.relation, match.expand))
+    if name == "environment":
+        return EnvironmentTest(unquote(str(args["name"])).lower(), _match(command))
+    if name == "spamtest":
+        if not (_loaded("spamtest") or _loaded("spamtestplus")):
+            raise InvalidInput('spamtest: require "spamtest" or "spamtestplus"')
+        return SpamTest(_match(command, "value"), "percent" in args)
     if name == "exists":
         return ExistsTest(tuple(h.lower() for h in _strings(args["header-names"])))
     if name == "size":
@@ -259,12 +469,69 @@ class TagcontactCommand(sieve_commands.ActionCommand):  # type: ignore[misc]
     extension = TAG_EXTENSION
 
 
-sieve_commands.add_commands(TagcontactCommand)
+class StringCommand(sieve_commands.TestCommand):  # type: ignore[misc]
+    """RFC 5229 §5 ``string [MATCH-TYPE] [COMPARATOR] <source> <key-list>``."""
+
+    args_definition = [  # noqa: RUF012
+        sieve_commands.comparator,
+        sieve_commands.match_type,
+        {"name": "source", "type": ["string", "stringlist"], "required": True},
+        {"name": "key-list", "type": ["string", "stringlist"], "required": True},
+    ]
+    extension = "variables"
+
+
+class SpamtestCommand(sieve_commands.TestCommand):  # type: ignore[misc]
+    """RFC 5235 ``spamtest [":percent"] [COMPARATOR] [MATCH-TYPE] <value>`` (either extension may be required:
+    checked when compiling)."""
+
+    args_definition = [  # noqa: RUF012
+        {"name": "percent", "type": ["tag"], "extension_values": {":percent": "spamtestplus"}, "required": False},
+        sieve_commands.comparator,
+        sieve_commands.match_type,
+        {"name": "value", "type": ["string"], "required": True},
+    ]
+
+
+def _extend_grammar() -> None:
+    """What sievelib's grammar lacks: ``:user`` / ``:detail`` (RFC 5233), ``i;ascii-numeric`` (RFC 4790), and
+    ``:index`` / ``:last`` (RFC 5260 §6) on header, address and date. Idempotent (sievelib's tables are shared)."""
+    sieve_commands.address_part.setdefault("extension_values", {}).update(
+        {":user": "subaddress", ":detail": "subaddress"}
+    )
+    values = sieve_commands.comparator["extra_arg"]["values"]
+    if '"i;ascii-numeric"' not in values:
+        values.append('"i;ascii-numeric"')
+    index = {
+        "name": "index",
+        "type": ["tag"],
+        "extension_values": {":index": "index"},
+        "extra_arg": {"type": "number"},
+        "required": False,
+    }
+    last = {"name": "last", "type": ["tag"], "extension_values": {":last": "index"}, "required": False}
+    for command in (sieve_commands.HeaderCommand, sieve_commands.AddressCommand, sieve_commands.DateCommand):
+        if not any(arg["name"] == "index" for arg in command.args_definition):
+            command.args_definition[:0] = [index, last]
+
+
+class ErejectCommand(sieve_commands.ActionCommand):  # type: ignore[misc]
+    """RFC 5429 §2.1 ``ereject <reason>``."""
+
+    args_definition = [{"name": "text", "type": ["string"], "required": True}]  # noqa: RUF012
+    extension = "ereject"
+
+
+sieve_commands.add_commands([TagcontactCommand, StringCommand, SpamtestCommand, ErejectCommand])
+_extend_grammar()
 
 _REFUSED = {
     "discard": "discard is not supported: relentad never drops mail on a rule (fileinto Trash instead)",
-    "reject": "reject is not supported: relentad never bounces mail on a rule",
 }
+MAX_REJECT = 1000
+"""Characters of a reject reason (it becomes one SMTP reply line)."""
+_SET_ORDER = (":lower", ":upper", ":lowerfirst", ":upperfirst", ":quotewildcard", ":length")
+"""RFC 5229 §4.1: modifiers apply by precedence, highest (40: :lower/:upper) first."""
 
 
 def _flag_list(command: Any, value: Any, strict: bool) -> tuple[str, ...]:
@@ -364,45 +631,82 @@ def _redirect_address(command: Any) -> str:
         raise InvalidInput(f"redirect: {text!r} is not an email address") from None
 
 
+def _set(command: Any) -> Action:
+    """RFC 5229 §4 ``set``: a plain identifier (no match variable, no namespace) and the modifiers in order."""
+    name = unquote(str(command.arguments["name"]))
+    if _IDENTIFIER.fullmatch(name) is None:
+        raise InvalidInput(f"set: {name!r} is not a variable name (letters, digits and _, not first a digit)")
+    given = {
+        str(command.arguments[k]).lower()
+        for k in ("case", "first-case", "quotewildcard", "length")
+        if k in command.arguments
+    }
+    if "encoding" in command.arguments:
+        raise InvalidInput(f"set: {command.arguments['encoding']} is not supported")
+    modifiers = tuple(m for m in _SET_ORDER if m in given)
+    return Action("set", name.lower(), value=unquote(str(command.arguments["value"])), modifiers=modifiers)
+
+
 def _block(commands: list[Any], strict: bool, depth: int = 0) -> tuple[Command, ...]:
     out: list[Command] = []
     depth = _nested(depth)
     for command in commands:
-        name = command.name
-        if name == "require":
-            if strict:
-                _require(command)
-            continue
-        if name == "if":
-            out.append(If(((_test(command.arguments["test"], depth), _block(command.children, strict, depth)),)))
-        elif name in ("elsif", "else"):
-            previous = out[-1] if out else None
-            if not isinstance(previous, If) or previous.branches[-1][0] is None:
-                raise InvalidInput(f"{name} without a preceding if")
-            test = _test(command.arguments["test"], depth) if name == "elsif" else None
-            out[-1] = If((*previous.branches, (test, _block(command.children, strict, depth))))
-        elif name in ("fileinto", "keep"):
-            folder = stored_name(unquote(str(command.arguments["mailbox"]))) if name == "fileinto" else ""
-            if name == "fileinto" and "copy" in command.arguments:
-                raise InvalidInput("fileinto :copy is not supported")
-            out.append(Action(name, folder, _flags(command, strict)))
-        elif name in ("addflag", "setflag", "removeflag"):
-            if "variable-name" in command.arguments:
-                raise InvalidInput(f"{name} with a variable name is not supported")
-            out.append(Action(name, flags=_flag_list(command, command.arguments["list-of-flags"], strict)))
-        elif name == "stop":
-            out.append(Action("stop"))
-        elif name == "tagcontact":
-            out.append(Action(name, tags=tuple(check_tag(tag) for tag in _strings(command.arguments["tags"]))))
-        elif name == "vacation":
-            out.append(Action(name, vacation=_vacation(command)))
-        elif name == "redirect":
-            out.append(Action(name, _redirect_address(command), copy="copy" in command.arguments))
-        elif name in _REFUSED:
-            raise InvalidInput(_REFUSED[name])
-        else:
-            raise InvalidInput(f"the command {name!r} is not supported")
+        try:
+            _compile_command(command, out, strict, depth)
+        except InvalidInput:
+            _failed_at(command)
+            raise
     return tuple(out)
+
+
+def _compile_command(command: Any, out: list[Command], strict: bool, depth: int) -> None:
+    """Append the compiled ``command`` to ``out`` (elsif / else extend the if before them)."""
+    name = command.name
+    if name == "require":
+        if strict:
+            _require(command)
+        return
+    if name == "if":
+        out.append(If(((_test(command.arguments["test"], depth), _block(command.children, strict, depth)),)))
+    elif name in ("elsif", "else"):
+        previous = out[-1] if out else None
+        if not isinstance(previous, If) or previous.branches[-1][0] is None:
+            raise InvalidInput(f"{name} without a preceding if")
+        test = _test(command.arguments["test"], depth) if name == "elsif" else None
+        out[-1] = If((*previous.branches, (test, _block(command.children, strict, depth))))
+    elif name in ("fileinto", "keep"):
+        written = unquote(str(command.arguments["mailbox"])) if name == "fileinto" else ""
+        expand = _expands(written)
+        folder = written if expand or name == "keep" else stored_name(written)
+        copy = name == "fileinto" and "copy" in command.arguments  # RFC 3894: the implicit keep stays
+        out.append(Action(name, folder, _flags(command, strict), copy=copy, expand=expand))
+    elif name in ("addflag", "setflag", "removeflag"):
+        if "variable-name" in command.arguments:
+            raise InvalidInput(f"{name} with a variable name is not supported")
+        listed = _strings(command.arguments["list-of-flags"])
+        if any(_expands(flag) for flag in listed):
+            out.append(Action(name, flags=listed, expand=True))
+        else:
+            out.append(Action(name, flags=_flag_list(command, command.arguments["list-of-flags"], strict)))
+    elif name == "set":
+        out.append(_set(command))
+    elif name == "stop":
+        out.append(Action("stop"))
+    elif name == "tagcontact":
+        out.append(Action(name, tags=tuple(check_tag(tag) for tag in _strings(command.arguments["tags"]))))
+    elif name == "vacation":
+        out.append(Action(name, vacation=_vacation(command)))
+    elif name == "redirect":
+        out.append(Action(name, _redirect_address(command), copy="copy" in command.arguments))
+    elif name in ("reject", "ereject"):
+        reason = unquote(str(command.arguments["text"])).strip()
+        if len(reason) > MAX_REJECT:
+            raise InvalidInput(f"{name}: the reason is longer than {MAX_REJECT} characters")
+        out.append(Action(name, reason or "Rejected by the recipient's rules"))
+    elif name in _REFUSED:
+        raise InvalidInput(_REFUSED[name])
+    else:
+        raise InvalidInput(f"the command {name!r} is not supported")
 
 
 def compile_script(text: str, *, strict: bool = True) -> Script:
@@ -414,9 +718,44 @@ def compile_script(text: str, *, strict: bool = True) -> Script:
     if len(data) > MAX_SCRIPT:
         raise InvalidInput(f"sieve: the script is larger than {MAX_SCRIPT >> 10} KiB")
     parser = Parser()
-    if not parser.parse(data):
-        raise InvalidInput(f"sieve: {parser.error}")
+    _positions.lexer = parser.lexer
     try:
-        return Script(_block(parser.result, strict))
+        if not parser.parse(data):
+            raise InvalidInput(f"sieve: {parser.error}")
+        script = Script(_block(parser.result, strict), _loaded("variables"))
     except (KeyError, AttributeError, TypeError) as exc:  # a shape sievelib accepted but we do not know
         raise InvalidInput(f"sieve: unsupported construct ({exc})") from None
+    except InvalidInput as exc:
+        where = getattr(_positions, "failed", None)
+        if where is None or str(exc).startswith("sieve: line "):
+            raise
+        line = data.count(b"\n", 0, where) + 1
+        raise InvalidInput(f"sieve: line {line}: {exc}") from None
+    finally:
+        _positions.lexer = _positions.failed = None
+    if len({a.argument for a in script.actions("set")}) > MAX_VARIABLES:
+        raise InvalidInput(f"set: a script may set at most {MAX_VARIABLES} variables")
+    return script
+
+
+class _Positions(threading.local):
+    """Where each command starts (an offset in the script), for an error's line number: the parser being run by
+    this thread and the command being compiled when one failed."""
+
+    lexer: Any = None
+    failed: int | None = None
+
+
+_positions = _Positions()
+_command_instance = sieve_parser.get_command_instance
+
+
+def _located(name: str, parent: Any = None, checkexists: bool = True) -> Any:
+    """sievelib's command factory, noting the command's offset (cheap: the line is counted only on an error)."""
+    command = _command_instance(name, parent, checkexists)
+    lexer = _positions.lexer
+    command.position = getattr(lexer, "pos", 0) if lexer is not None else 0
+    return command
+
+
+sieve_parser.get_command_instance = _located

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -142,6 +143,22 @@ def _virtual(known: contacts.Known | None, spam: bool) -> dict[str, list[str]]:
     }
 
 
+_SPAM_SCORE = re.compile(rb"^X-Spam-Score: ([0-9.]+)\r?$", re.MULTILINE | re.IGNORECASE)
+
+
+def spam_score(headers: Sequence[bytes]) -> float | None:
+    """The spam filter's score of a copy, from the X-Spam-Score field it added (Sieve's spamtest); None when the
+    copy was not scored or the filter had too little training to judge it (RFC 5235: "not tested")."""
+    fields = b"".join(headers)
+    found = _SPAM_SCORE.search(fields)
+    if found is None or b"verdict=untrained" in fields:
+        return None
+    try:
+        return float(found.group(1))
+    except ValueError:
+        return None
+
+
 def _allowed(folder: str, current: str) -> str:
     """The rule's folder, or ``current`` when it is refused (a rule stored before the check was stricter)."""
     try:
@@ -184,8 +201,9 @@ def apply_outcome(placement: Placement, outcome: rules.Outcome) -> list[Placemen
 class Sorter:
     """The CRM step; one per pipeline (it keeps no state but the compiled-rule cache in :mod:`.rules`)."""
 
-    def __init__(self, unassigned: str = UNASSIGNED) -> None:
+    def __init__(self, unassigned: str = UNASSIGNED, hostname: str = "") -> None:
         self.unassigned = unassigned  # the keyword for mail to review; "" for none ([crm] unassigned_keyword)
+        self.hostname = hostname  # Sieve's environment "host"
 
     def plan(
         self, conn: sqlite3.Connection, delivery: Delivery, parsed: ParsedMessage, *, keep_copies: bool = False
@@ -231,8 +249,12 @@ class Sorter:
                         delivery.mail_from,
                         placement.address,
                         _virtual(known, placement.mailbox == mailboxes.JUNK),
+                        spam_score=spam_score(placement.headers),
+                        now=delivery.received_at,
+                        host=self.hostname,
                     )
                     outcome = rules.evaluate(scripts, view)
+                    placement.rejected = outcome.reject or ""
                     if outcome.redirects:
                         self._redirect(conn, delivery, placement, outcome, own)
                     extra = apply_outcome(placement, outcome)
@@ -471,6 +493,7 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
             for c in ([placement] if kept else []) + extra
         ],
         "redirects": outcome.redirects,
+        "reject": outcome.reject,
         "trace": outcome.trace,
         "tags": outcome.tags,
         "vacation": reply,

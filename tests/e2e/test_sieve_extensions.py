@@ -1,0 +1,126 @@
+"""Sieve extensions end to end: a Roundcube-style script uploaded with sievelib's ManageSieve client sorts mail
+delivered over SMTP (folders and flags checked over IMAP); a pathological ``:regex`` does not stall delivery;
+errors carry a line number; ``rules add`` takes the same extensions and ``rules test`` shows what they do."""
+
+from __future__ import annotations
+
+import smtplib
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import MakeDaemon, provision
+from tests.e2e.test_managesieve import ALICE, SETTINGS, imap_folder, sievelib
+from tests.support.daemon import Daemon, wait_for
+
+ROUNDCUBE = """require ["fileinto","envelope","body","variables","relational","regex","date","subaddress","imap4flags",\
+"comparator-i;ascii-numeric","index"];
+# rule:[lists]
+if header :matches "subject" "[*] *"
+{
+\tset :lower "list" "${1}";
+\tfileinto "Lists/${list}";
+\tstop;
+}
+# rule:[shop]
+if envelope :detail "to" "shop"
+{
+\taddflag "$Shop";
+\tfileinto "Shopping";
+\tstop;
+}
+# rule:[urgent]
+if allof (body :text :contains "urgent", header :value "le" :comparator "i;ascii-numeric" "x-priority" "2")
+{
+\taddflag "\\\\Flagged";
+}
+# rule:[backtrack]
+if header :regex "subject" "^(a|aa)*(b|c)+x$"
+{
+\tfileinto "Regex";
+\tstop;
+}
+# rule:[old]
+if date :value "lt" :originalzone "date" "year" "2000"
+{
+\tfileinto "Old";
+}
+"""
+
+
+@pytest.fixture
+def relentad(make_daemon: MakeDaemon) -> Daemon:
+    return provision(make_daemon(imap=True, managesieve=True, settings=SETTINGS)).start()
+
+
+def send(daemon: Daemon, subject: str, *, to: str = ALICE, extra: str = "", body: str = "Hello.") -> None:
+    raw = f"From: Shop <shop@elsewhere.test>\r\nTo: {to}\r\nSubject: {subject}\r\n{extra}\r\n{body}\r\n".encode()
+    with smtplib.SMTP(daemon.host, daemon.smtp_port, timeout=10) as client:
+        assert client.sendmail("shop@elsewhere.test", [to], raw) == {}
+
+
+def test_a_roundcube_script_sorts_mail_delivered_over_smtp(relentad: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = sievelib(relentad, monkeypatch)
+    capabilities = client.get_sieve_capabilities()
+    for name in ("body", "variables", "relational", "regex", "date", "index", "subaddress", "spamtest"):
+        assert name in capabilities
+    assert client.putscript("roundcube", ROUNDCUBE), client.errmsg
+    assert client.setactive("roundcube")
+    # an error names its line (RFC 5804 §2.6: a human-readable reason)
+    broken = ROUNDCUBE.replace('"^(a|aa)*(b|c)+x$"', '"(a|b"')
+    assert not client.checkscript(broken) and client.errmsg.startswith(b"sieve: line 22: :regex")
+    assert not client.putscript("broken", 'require "variables";\nset "1x" "y";') and b"line 2: set" in client.errmsg
+
+    send(relentad, "[Acme-Dev] build failed")
+    send(relentad, "your order", to="alice+shop@example.test")
+    send(relentad, "please", extra="X-Priority: 1\r\n", body="This is URGENT.")
+    send(relentad, "a" * 900 + "x")  # exponential for a backtracking engine; must not match (no b/c)
+    send(relentad, "aab" + "c" * 50 + "x")
+    send(relentad, "party", extra="Date: Fri, 31 Dec 1999 23:59:59 +0000\r\n")
+
+    assert wait_for("the list mail", lambda: imap_folder(relentad, "Lists/acme-dev"))[0].startswith(
+        b"Subject: [Acme-Dev] build failed"
+    )
+    [shop] = wait_for("the shop mail", lambda: imap_folder(relentad, "Shopping"))
+    assert b"$Shop" in shop
+    [regex] = wait_for("the regex mail", lambda: imap_folder(relentad, "Regex"))
+    assert regex.startswith(b"Subject: aabccc")
+    assert wait_for("the old mail", lambda: imap_folder(relentad, "Old"))[0].startswith(b"Subject: party")
+    inbox = wait_for("INBOX", lambda: len(imap_folder(relentad, "INBOX")) >= 2 and imap_folder(relentad, "INBOX"))
+    urgent = [m for m in inbox if m.startswith(b"Subject: please")]
+    assert urgent and b"\\Flagged" in urgent[0]
+    assert any(m.startswith(b"Subject: aaaa") for m in inbox), "the pathological subject was delivered and kept"
+    client.logout()
+
+
+def test_rules_add_and_test_show_the_new_actions(relentad: Daemon, tmp_path: Path) -> None:
+    relentad.cli("rules", "add", ALICE, "lists", "-", input=ROUNDCUBE)
+    script = 'require "regex";\n\nif header :regex "s" "\\\\1" {keep;}\n'
+    refused = relentad.cli("rules", "add", ALICE, "bad", "-", input=script, check=False)
+    assert refused.returncode != 0
+    assert refused.stderr.strip().endswith("sieve: line 3: :regex '\\\\1': back-references are not supported")
+    assert len(refused.stderr.strip().splitlines()) == 1
+    sample = tmp_path / "m.eml"
+    sample.write_bytes(b"From: x@elsewhere.test\r\nTo: alice@example.test\r\nSubject: [Ops] disk full\r\n\r\nhi\r\n")
+    shown = relentad.cli("rules", "test", ALICE, str(sample)).stdout
+    assert "file into Lists/ops" in shown and "lists: fileinto Lists/ops" in shown
+
+
+def test_reject_refuses_at_smtp_time_only_when_every_copy_rejects(relentad: Daemon, tmp_path: Path) -> None:
+    script = 'require "reject";\nif header :contains "subject" "lottery" {\n'
+    script += " reject text:\nI do not want\nthis. ünï\n.\n;\n}\n"
+    relentad.cli("rules", "add", ALICE, "no-lottery", "-", input=script)
+    raw = b"From: x@elsewhere.test\r\nTo: alice@example.test\r\nSubject: lottery win\r\n\r\nhi\r\n"
+    with smtplib.SMTP(relentad.host, relentad.smtp_port, timeout=10) as client:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("x@elsewhere.test", [ALICE], raw)
+        assert refused.value.smtp_code == 550
+        assert refused.value.smtp_error == b"5.7.1 I do not want this. ?n?"
+        # alice and bob: bob takes it, so alice's copy is kept (no bounce after the 250)
+        assert client.sendmail("x@elsewhere.test", [ALICE, "bob@example.test"], raw) == {}
+    [kept] = wait_for("alice's kept copy", lambda: imap_folder(relentad, "INBOX"))
+    assert kept.startswith(b"Subject: lottery win")
+    sample = tmp_path / "m.eml"
+    sample.write_bytes(raw)
+    shown = relentad.cli("rules", "test", ALICE, str(sample)).stdout
+    assert "reject (550 5.7.1 at SMTP time when it is the only recipient): I do not want" in shown
