@@ -197,6 +197,11 @@ def _card(where: str, lines: list[tuple[int, bytes]], warnings: list[str]) -> En
     if len(text.encode("utf-8")) > vcard.MAX_CARD and any(_name(line) in _BULKY for line in out):
         text = _assemble(version, [line for line in out if _name(line) not in _BULKY])
         entry.notes.append(f"photo dropped (the card is over {vcard.MAX_CARD // 1024} KiB with it)")
+    return _parsed(entry, text)
+
+
+def _parsed(entry: Entry, text: str) -> Entry:
+    """``entry`` with the card ``text`` parsed as a CardDAV PUT's would be, or why it is skipped."""
     try:
         entry.card = vcard.parse(text.encode("utf-8"))
     except vcard.BadCard as exc:
@@ -345,11 +350,4 @@ def _row(where: str, columns: list[str], row: list[str]) -> Entry:
         lines.append(f"NOTE:{escape(chr(10).join(values['note']))}")
     entry = Entry(where)
     text = _assemble("3.0", lines)
-    try:
-        entry.card = vcard.parse(text.encode("utf-8"))
-    except vcard.BadCard as exc:
-        entry.skip = str(exc)
-        return entry
-    if not vcard.fields(entry.card)["addresses"]:
-        entry.skip = NO_ADDRESS
-    return entry
+    return _parsed(entry, text)

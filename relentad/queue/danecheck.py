@@ -16,7 +16,7 @@ import dns.asyncresolver
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from .. import dns as relentad_dns
-from . import dane
+from . import dane, deliver
 
 MAX_HOSTS = 10  # MX hosts shown, and addresses tried per host: a domain with more is shown only in part
 
@@ -96,11 +96,7 @@ async def _chain(ip: str, host: str, hostname: str, time_limit: float, port: int
     except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
         raise ValueError(f"{type(exc).__name__}: {exc}") from exc
     finally:
-        if client.is_connected:
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
+        await deliver.say_goodbye(client)
 
 
 async def _probe(ip: str, found: dane.Host, hostname: str, time_limit: float, port: int) -> Probe:

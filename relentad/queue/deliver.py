@@ -446,11 +446,16 @@ async def _via_host(
         except (aiosmtplib.SMTPException, OSError) as exc:  # dropped mid-transaction: undecided ones are deferred
             raise _HostFailed(f"{name}[{ip}]: {type(exc).__name__}: {exc}") from exc
     finally:
-        if client.is_connected:
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
+        await say_goodbye(client)
+
+
+async def say_goodbye(client: aiosmtplib.SMTP) -> None:
+    """QUIT a connected session politely; a server that does not answer it is just disconnected."""
+    if client.is_connected:
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            client.close()
 
 
 def _check_dane(client: aiosmtplib.SMTP, dane: dane_mod.Dane, where: str, note: Callable[[str, str], None]) -> None:
