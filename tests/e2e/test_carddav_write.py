@@ -200,3 +200,13 @@ def test_conditional_writes_and_refusals(dav: Dav) -> None:
     assert put(dav, "petra%20p.vcf", card("petra", "Petra P", "petra@acme.example"), If_None_Match="*")[0] == 201
     assert show(daemon, "petra@acme.example")["confirmed"]
     assert "Traceback" not in daemon.log()
+
+
+def test_a_card_name_with_a_slash_or_a_control_character_is_refused(dav: Dav) -> None:
+    """A name sent as %2F would be served back as a path below the book (no client finds it there again); a
+    control character would end up in the log line of the write."""
+    for name in ("..%2F..%2Fetc.vcf", "a%2Fb.vcf", "x%0D%0Ainjected.vcf", "nul%00.vcf"):
+        status, _, body = put(dav, name, card("u", "U", "u@x.example"), If_None_Match="*")
+        assert status == 403 and condition(body) == "need-privileges", name
+    assert dav.daemon.query("SELECT * FROM carddav_cards") == []
+    assert put(dav, "fine%20name.vcf", card("u", "U", "u@x.example"), If_None_Match="*")[0] == 201
