@@ -24,7 +24,7 @@ from typing import Any
 
 from ..crm import companies, export, views
 from ..crm import contacts as crm
-from ..crm.participants import normalize
+from ..crm.participants import display_name, normalize
 from ..errors import RelentadError
 from . import book, vcard
 from .davxml import CARD, DAV, DavError
@@ -79,7 +79,7 @@ def put(
         _uid_free(conn, account_id, card.uid, editing, base_href)
         created = editing is None
         if editing is None:
-            editing = _new_contact(conn, account_id, name, addresses, fields["name"])
+            editing = _new_contact(conn, account_id, name, addresses)
         contact_id = editing
         _apply(conn, account_id, contact_id, fields, addresses)
     except RelentadError as exc:
@@ -158,13 +158,14 @@ def _uid_free(conn: sqlite3.Connection, account_id: int, uid: str, contact_id: i
         raise DavError(409, f"the UID is the card {href}'s", (CARD, "no-uid-conflict"), href)
 
 
-def _new_contact(conn: sqlite3.Connection, account_id: int, name: str, addresses: list[str], full_name: str) -> int:
+def _new_contact(conn: sqlite3.Connection, account_id: int, name: str, addresses: list[str]) -> int:
     """A confirmed person for a card PUT at a new resource name — or the contact already holding its first
     address while out of the book (a sender the owner now adds), which joins the book under that name."""
     owner = conn.execute(
         "SELECT contact_id FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, addresses[0])
     ).fetchone()
-    contact_id = int(owner[0]) if owner is not None else crm.create(conn, account_id, addresses[0], full_name)
+    # made nameless: :func:`_apply` names it through the CRM's rule (one line, at most 200 characters)
+    contact_id = int(owner[0]) if owner is not None else crm.create(conn, account_id, addresses[0])
     # the name passes to this contact from one out of the book (deleted from it earlier), whose href was reported
     # removed then
     conn.execute(
@@ -183,7 +184,7 @@ def _apply(
     conn: sqlite3.Connection, account_id: int, contact_id: int, fields: dict[str, Any], addresses: list[str]
 ) -> None:
     """Set the CRM's fields of the contact to the card's (the contact is confirmed: the owner edited it)."""
-    name = str(fields["name"]).strip()
+    name = display_name(str(fields["name"]))  # as the CRM compares and keeps names: controls are spaces
     current = views.contact(conn, contact_id)
     if name and name != current["name"] and "@" not in name:
         crm.rename(conn, account_id, contact_id, name)
@@ -202,7 +203,7 @@ def _apply(
     if fields["tags"] is not None and sorted(set(tags)) != current["tags"]:
         conn.execute("DELETE FROM crm_tags WHERE contact_id = ?", (contact_id,))
         crm.tag(conn, contact_id, tags)
-    notes = fields["notes"]
+    notes = None if fields["notes"] is None else _clean_notes(fields["notes"])
     if notes is not None and notes != current["notes"]:
         conn.execute("UPDATE crm_contacts SET notes = ? WHERE id = ?", (notes, contact_id))
     company = str(fields["company"] or "")
@@ -211,6 +212,12 @@ def _apply(
         if len(found) == 1:  # the CRM makes companies from domains only; an ORG it does not know stays in the card
             conn.execute("UPDATE crm_contacts SET company_id = ? WHERE id = ?", (found[0], contact_id))
     conn.execute("UPDATE crm_contacts SET confirmed = 1 WHERE id = ?", (contact_id,))
+
+
+def _clean_notes(text: str) -> str:
+    """A NOTE as the CRM keeps notes: lines without control characters (an escape sequence in a card must not
+    reach a terminal through ``relentad contacts show``)."""
+    return "\n".join(display_name(line) for line in text.splitlines())
 
 
 def delete(conn: sqlite3.Connection, account_id: int, name: str, if_match: str | None) -> None:

@@ -210,3 +210,17 @@ def test_a_card_name_with_a_slash_or_a_control_character_is_refused(dav: Dav) ->
         assert status == 403 and condition(body) == "need-privileges", name
     assert dav.daemon.query("SELECT * FROM carddav_cards") == []
     assert put(dav, "fine%20name.vcf", card("u", "U", "u@x.example"), If_None_Match="*")[0] == 201
+
+
+def test_a_new_card_follows_the_crms_rules_for_names_and_notes(dav: Dav) -> None:
+    """A contact's name is one line of at most 200 characters and notes carry no control characters, whoever
+    writes them (the CLI prints both; a CSV export writes the name in one row)."""
+    daemon = dav.daemon
+    odd = card("o", "Evil\\nName\x1b[2J", "odd@x.example", "NOTE:first\\nsecond\x1b]0;owned\x07")
+    assert put(dav, "odd.vcf", odd, If_None_Match="*")[0] == 201
+    shown = show(daemon, "odd@x.example")
+    assert shown["name"] == "Evil Name [2J" and shown["notes"] == "first\nsecond ]0;owned"
+    assert dav.request("GET", BOOK + "odd.vcf")[2] == odd.encode()  # the card itself as sent
+    status, _, body = put(dav, "long.vcf", card("l", "L" * 201, "long@x.example"), If_None_Match="*")
+    assert status == 403 and condition(body) == "valid-address-data"
+    assert daemon.query("SELECT * FROM crm_addresses WHERE address = 'long@x.example'") == []
