@@ -221,3 +221,41 @@ def _crm_lines_rev(account_id: int, contact: dict[str, Any], version: str) -> li
 def version_of(text: str) -> str:
     found = re.search(r"^VERSION:(\S+)", text, re.MULTILINE)
     return found.group(1) if found else ""
+
+
+def combine(kept: str | None, absorbed: str, uid: str) -> str:
+    """The stored card of a contact another one was merged into (``crm.contacts.merge``): its own card, or without
+    one the absorbed card under ``uid``, the survivor's; then each line of the absorbed card the CRM does not keep
+    and the card lacks (a phone number, an address), its group renamed where the card uses the same one — within
+    :data:`MAX_CARD` and :data:`MAX_LINES`."""
+    gone = parse(absorbed.encode("utf-8"))
+    if kept is None:
+        lines = [f"UID:{export.escape(uid)}"] + [line.raw for line in gone.lines if line.name != "UID"]
+        return _text(gone.version, lines)
+    card = parse(kept.encode("utf-8"))
+    lines = [line.raw for line in card.lines]
+    have = {(line.name, line.params, line.value) for line in card.lines}
+    groups = {_group(line.raw) for line in card.lines} - {""}
+    renamed: dict[str, str] = {}
+    for line in gone.lines:
+        if line.name in GROUPS or line.name in ("UID", "REV", "PRODID") or (line.name, line.params, line.value) in have:
+            continue
+        raw, group = line.raw, _group(line.raw)
+        if group in groups:
+            if group not in renamed:
+                renamed[group] = next(f"merged{n}" for n in range(1, MAX_LINES + 2) if f"merged{n}" not in groups)
+                groups.add(renamed[group])
+            raw = renamed[group] + raw[len(group) :]
+        if len(lines) + 1 > MAX_LINES or len(_text(card.version, [*lines, raw]).encode("utf-8")) > MAX_CARD:
+            break
+        lines.append(raw)
+    return _text(card.version, lines)
+
+
+def _group(raw: str) -> str:
+    found = _NAME.match(raw.partition(";")[0].partition(":")[0])
+    return (found.group(1) or "") if found else ""
+
+
+def _text(version: str, lines: list[str]) -> str:
+    return "".join(export.fold(line) for line in ["BEGIN:VCARD", f"VERSION:{version}", *lines, "END:VCARD"])

@@ -231,3 +231,29 @@ def delete(conn: sqlite3.Connection, account_id: int, name: str, if_match: str |
            ON CONFLICT (contact_id) DO UPDATE SET vcard = NULL, base = NULL, uid = ''""",
         (current.contact_id, account_id, name),
     )
+
+
+def merge_cards(conn: sqlite3.Connection, account_id: int, keep: int, absorb: int) -> None:
+    """The stored cards' part of a merge of contact ``absorb`` into ``keep`` (``crm.contacts.merge``): what a client
+    wrote on the absorbed card and the CRM does not keep passes to the survivor's card (:func:`vcard.combine`), and
+    the absorbed row keeps only its name (the href its tombstone reports): no vCard of a contact that is gone."""
+    rows = book.stored(conn, account_id, [keep, absorb])
+    gone, kept = rows.get(absorb), rows.get(keep)
+    if gone is None or gone.vcard is None:
+        return
+    uid = export.uid(account_id, keep)
+    text = vcard.combine(kept.vcard if kept is not None else None, gone.vcard, uid)
+    base = kept.base if kept is not None and kept.vcard is not None else gone.base
+    conn.execute("UPDATE carddav_cards SET vcard = NULL, base = NULL, uid = '' WHERE contact_id = ?", (absorb,))
+    conn.execute(
+        """INSERT INTO carddav_cards (contact_id, account_id, name, uid, vcard, base) VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT (contact_id) DO UPDATE SET uid = excluded.uid, vcard = excluded.vcard, base = excluded.base""",
+        (
+            keep,
+            account_id,
+            kept.name if kept is not None else f"{uid}.vcf",
+            vcard.parse(text.encode("utf-8")).uid,
+            text,
+            json.dumps(base),
+        ),
+    )
