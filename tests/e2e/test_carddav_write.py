@@ -224,3 +224,17 @@ def test_a_new_card_follows_the_crms_rules_for_names_and_notes(dav: Dav) -> None
     status, _, body = put(dav, "long.vcf", card("l", "L" * 201, "long@x.example"), If_None_Match="*")
     assert status == 403 and condition(body) == "valid-address-data"
     assert daemon.query("SELECT * FROM crm_addresses WHERE address = 'long@x.example'") == []
+
+
+def test_what_a_phone_wrote_leaves_with_the_exports(dav: Dav, tmp_path: Path) -> None:
+    """`relentad export` is how a user leaves with their data: the phone numbers and addresses they typed on a
+    phone are in no other place than the stored card."""
+    daemon = dav.daemon
+    written = card("e", "Erin", "erin@x.example", "TEL;TYPE=CELL:+49 170 1", "ADR;TYPE=HOME:;;Main St 5;Town;;;")
+    assert put(dav, "erin.vcf", written, If_None_Match="*")[0] == 201
+    daemon.cli("contacts", "tag", ALICE, "erin@x.example", "friend")
+    served = dav.request("GET", BOOK + "erin.vcf")[2].decode()
+    assert "CATEGORIES:friend\r\n" in served
+    assert daemon.cli("contacts", "export", ALICE, "--format", "vcard").stdout == served.replace("\r\n", "\n")
+    daemon.cli("export", ALICE, str(tmp_path / "out"))
+    assert (tmp_path / "out" / "contacts.vcf").read_bytes() == served.encode()
