@@ -41,8 +41,8 @@ class Written:
 
 def matches(header: str, etag: str | None, *, weak: bool = False) -> bool:
     """Whether an If-Match / If-None-Match value matches the current ETag (None: no resource). Strong comparison
-    (RFC 7232 §2.3.2: If-Match, and a write's If-None-Match); ``weak`` for GET's If-None-Match, where ``W/"x"``
-    matches ``"x"`` (§3.2)."""
+    (RFC 7232 §2.3.2) for If-Match (§3.1); ``weak`` for If-None-Match, of any method (§3.2: "MUST use the weak
+    comparison"), where ``W/"x"`` matches ``"x"``."""
     tags = [t.strip() for t in header.split(",") if t.strip()]
     if "*" in tags:
         return etag is not None
@@ -55,7 +55,7 @@ def check(if_match: str | None, if_none_match: str | None, etag: str | None) -> 
     """RFC 7232 §3.1, §3.2 for a write: 412 when the condition fails."""
     if if_match is not None and not matches(if_match, etag):
         raise DavError(412, "the card changed (or does not exist): fetch it again")
-    if if_none_match is not None and matches(if_none_match, etag):
+    if if_none_match is not None and matches(if_none_match, etag, weak=True):
         raise DavError(412, "the card exists")
 
 
