@@ -171,18 +171,16 @@ def crm_values(contact: dict[str, Any]) -> dict[str, Any]:
 # -- serving -------------------------------------------------------------------------------------------------
 
 
-def _crm_lines(account_id: int, contact: dict[str, Any], version: str, field: str) -> list[str]:
-    """The lines ``relentad export`` writes for one field of the contact."""
-    names = [name for name, owner in GROUPS.items() if owner == field]
-    out: list[str] = []
+def _crm_lines(account_id: int, contact: dict[str, Any], version: str) -> list[tuple[str, str]]:
+    """(property name, unfolded line) of each line ``relentad export`` writes for the contact: rendered once per
+    card served, however many of its groups the CRM changed."""
+    out: list[tuple[str, str]] = []
     for raw in export.vcard(account_id, contact, version).split("\r\n"):
         if raw.startswith(" "):  # a fold: continues the previous line
             if out:
-                out[-1] += raw[1:]
-            continue
-        line = parse_line(raw) if ":" in raw else None
-        if line is not None and line.name in names:
-            out.append(raw)
+                out[-1] = (out[-1][0], out[-1][1] + raw[1:])
+        elif ":" in raw:
+            out.append((parse_line(raw).name, raw))
     return out
 
 
@@ -195,6 +193,11 @@ def merged(
     now = crm_values(contact)
     changed = {field for field in now if base.get(field) != now[field]}
     version = version or card.version
+    crm = _crm_lines(account_id, contact, version) if changed else []
+
+    def lines_of(field: str) -> list[str]:
+        return [raw for name, raw in crm if GROUPS.get(name) == field]
+
     out = ["BEGIN:VCARD", f"VERSION:{version}"]
     placed: set[str] = set()
     for line in card.lines:
@@ -205,17 +208,12 @@ def merged(
             out.append(line.raw)
         elif field not in placed:  # the CRM's lines where the client had the group
             placed.add(field)
-            out += _crm_lines(account_id, contact, version, field)
+            out += lines_of(field)
     for field in sorted(changed - placed):  # groups the client's card did not have
-        out += _crm_lines(account_id, contact, version, field)
-    if changed:
-        out += _crm_lines_rev(account_id, contact, version)
+        out += lines_of(field)
+    out += [raw for name, raw in crm if name == "REV"]
     out.append("END:VCARD")
     return "".join(export.fold(line) for line in out)
-
-
-def _crm_lines_rev(account_id: int, contact: dict[str, Any], version: str) -> list[str]:
-    return [raw for raw in export.vcard(account_id, contact, version).split("\r\n") if raw.startswith("REV:")]
 
 
 def version_of(text: str) -> str:
