@@ -131,9 +131,15 @@ def _addresses(
                 WHERE a.account_id = ? AND a.address = ?""",
             (account_id, address),
         ).fetchone()
-        if row is not None and int(row[0]) != contact_id and (row[1] or contact_id is not None):
+        if row is not None and int(row[0]) != contact_id and row[1]:
             href = base_href + _name_of(conn, account_id, int(row[0]))
             raise DavError(409, f"{address} belongs to {href}", (CARD, "no-uid-conflict"), href)
+        if row is not None and int(row[0]) != contact_id and contact_id is not None:  # no card to name in a 409
+            raise DavError(
+                403,
+                f"{address} is a sender's not in the address book: merge the two with `relentad contacts merge`",
+                (CARD, "valid-address-data"),
+            )
         addresses.append(address)
     return list(dict.fromkeys(addresses))
 

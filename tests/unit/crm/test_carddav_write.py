@@ -109,3 +109,15 @@ def test_a_merge_keeps_what_the_phone_wrote_on_either_card(conn: sqlite3.Connect
     text = book.by_name(conn, account_id, {name})[name].data.decode()
     assert f"UID:{export.uid(account_id, bob)}\r\n" in text and "TEL:+333\r\n" in text and "FN:Bob Stone" in text
     assert "carl@x.example" in text and "UID:carl" not in text
+
+
+def test_an_address_of_a_sender_out_of_the_book_is_no_uid_conflict(conn: sqlite3.Connection, account_id: int) -> None:
+    """RFC 6352 §6.3.2.1: CARDDAV:no-uid-conflict names the card that has it; a sender who is in no card is none."""
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("petra@acme.example", "Petra")])  # received: not confirmed
+    put(conn, account_id, "dan.vcf", vcf("dan", "Dan", "EMAIL:dan@x.example"))
+    with pytest.raises(DavError) as caught:
+        put(conn, account_id, "dan.vcf", vcf("dan", "Dan", "EMAIL:dan@x.example", "EMAIL:petra@acme.example"))
+    assert caught.value.status == 403 and caught.value.href is None and "contacts merge" in caught.value.message
+    petra = contacts.resolve(conn, account_id, "petra@acme.example")
+    assert book.by_name(conn, account_id, {f"{export.uid(account_id, petra)}.vcf"}) == {}
