@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..crm import export
+from ..crm.participants import normalize
 
 MAX_CARD = 256 * 1024  # octets of one stored vCard
 MAX_LINES = 5000
@@ -194,9 +195,13 @@ def merged(
     changed = {field for field in now if base.get(field) != now[field]}
     version = version or card.version
     crm = _crm_lines(account_id, contact, version) if changed else []
+    # addresses change one by one: the client's line of an address the CRM still has stays as written (its TYPE,
+    # its Apple group and label); the CRM's lines come only for the addresses the card lacks
+    kept = {_address(line) for line in card.lines if line.name == "EMAIL"} & set(contact["addresses"])
+    added = [raw for name, raw in crm if name == "EMAIL" and _address(parse_line(raw)) not in kept]
 
     def lines_of(field: str) -> list[str]:
-        return [raw for name, raw in crm if GROUPS.get(name) == field]
+        return added if field == "addresses" else [raw for name, raw in crm if GROUPS.get(name) == field]
 
     out = ["BEGIN:VCARD", f"VERSION:{version}"]
     placed: set[str] = set()
@@ -206,7 +211,11 @@ def merged(
             continue
         if field is None or field not in changed:
             out.append(line.raw)
-        elif field not in placed:  # the CRM's lines where the client had the group
+            continue
+        if field == "addresses" and _address(line) in kept:
+            kept.discard(_address(line))  # once: a second line of the same address goes
+            out.append(line.raw)
+        if field not in placed:  # the CRM's lines where the client had the group
             placed.add(field)
             out += lines_of(field)
     for field in sorted(changed - placed):  # groups the client's card did not have
@@ -214,6 +223,10 @@ def merged(
     out += [raw for name, raw in crm if name == "REV"]
     out.append("END:VCARD")
     return "".join(export.fold(line) for line in out)
+
+
+def _address(line: Line) -> str:
+    return normalize(unescape(line.value))
 
 
 def version_of(text: str) -> str:

@@ -96,7 +96,7 @@ def test_crm_changes_of_tags_notes_addresses_and_groups_the_card_lacked() -> Non
     was = contact(name="Bob", addresses=["bob@b.example"], company="", tags=[], notes="")
     now = {**was, "addresses": ["bob@b.example", "bob@c.example"], "tags": ["lead"], "notes": "2026-11-27 called"}
     out = vcard.merged(1, now, plain, vcard.crm_values(was))
-    assert "EMAIL;PREF=1:bob@b.example\r\nEMAIL:bob@c.example\r\n" in out
+    assert "EMAIL:bob@b.example\r\nEMAIL:bob@c.example\r\n" in out  # the client's line of the one it had
     assert "CATEGORIES:lead\r\n" in out and "NOTE:2026-11-27 called\r\n" in out and "TEL:+1\r\n" in out
     assert out.startswith("BEGIN:VCARD\r\nVERSION:4.0\r\n") and out.endswith("END:VCARD\r\n")
     assert "ORG" not in out  # unchanged (empty) in the CRM: the card's (none) stands
@@ -145,3 +145,15 @@ def test_the_crms_card_is_rendered_once_per_card_served(monkeypatch: pytest.Monk
     now = contact(name="Jane Roe", tags=["lead"], notes="called", addresses=["jane@roe.example"], company="Roe")
     out = vcard.merged(1, now, PHONE, vcard.crm_values(contact()))
     assert len(calls) == 1 and "FN:Jane Roe\r\n" in out and "NOTE:called\r\n" in out and "REV:" in out
+
+
+def test_an_address_added_in_the_crm_keeps_the_cards_other_email_lines() -> None:
+    """A CRM change of the addresses touches only the addresses it changed: the phone's own lines for the others
+    keep their group (Apple's label ``item1.X-ABLabel``) and parameters (TYPE=work)."""
+    now = contact(addresses=["jane@acme.example", "jane@home.example"])
+    out = vcard.merged(1, now, PHONE, vcard.crm_values(contact()))
+    assert "\r\nitem1.EMAIL;type=INTERNET;type=pref:Jane@Acme.example\r\n" in out and "item1.X-ABLabel:work" in out
+    assert "EMAIL;TYPE=INTERNET:jane@home.example\r\n" in out and out.count("EMAIL") == 2
+    # an address the CRM no longer has loses its line (its label stays, as the card had it)
+    gone = vcard.merged(1, contact(addresses=["jane@home.example"]), PHONE, vcard.crm_values(contact()))
+    assert "Jane@Acme.example" not in gone and "jane@home.example" in gone
