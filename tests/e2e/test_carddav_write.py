@@ -32,9 +32,8 @@ def show(daemon: Daemon, contact: str) -> dict[str, Any]:
     return result
 
 
-def test_vdirsyncer_two_way(dav: Dav, tmp_path: Path) -> None:
-    daemon = dav.daemon
-    submit_to(daemon, "Bob Builder <bob@builder.example>")
+def vdirsyncer_config(daemon: Daemon, tmp_path: Path) -> tuple[Path, Path]:
+    """(config, local folder) of vdirsyncer syncing Alice's book with a folder of .vcf files (the "phone")."""
     config = tmp_path / "vdirsyncer.conf"
     folder = tmp_path / "contacts"
     config.write_text(
@@ -59,6 +58,13 @@ path = "{folder}/"
 fileext = ".vcf"
 """
     )
+    return config, folder
+
+
+def test_vdirsyncer_two_way(dav: Dav, tmp_path: Path) -> None:
+    daemon = dav.daemon
+    submit_to(daemon, "Bob Builder <bob@builder.example>")
+    config, folder = vdirsyncer_config(daemon, tmp_path)
     run_vdirsyncer(config, "discover")
     run_vdirsyncer(config, "sync")
     (collection,) = [p for p in folder.iterdir() if p.is_dir()]
@@ -238,3 +244,23 @@ def test_what_a_phone_wrote_leaves_with_the_exports(dav: Dav, tmp_path: Path) ->
     assert daemon.cli("contacts", "export", ALICE, "--format", "vcard").stdout == served.replace("\r\n", "\n")
     daemon.cli("export", ALICE, str(tmp_path / "out"))
     assert (tmp_path / "out" / "contacts.vcf").read_bytes() == served.encode()
+
+
+def test_vdirsyncer_after_a_merge_of_two_phone_cards(dav: Dav, tmp_path: Path) -> None:
+    """Two cards made on the phone, merged in the CLI: the phone keeps one card with both phone numbers."""
+    daemon = dav.daemon
+    config, folder = vdirsyncer_config(daemon, tmp_path)
+    run_vdirsyncer(config, "discover")
+    run_vdirsyncer(config, "sync")
+    (collection,) = [p for p in folder.iterdir() if p.is_dir()]
+    for uid, address, phone in (("m1", "max@work.example", "+1 111"), ("m2", "max@home.example", "+2 222")):
+        text = card(uid, "Max", address, f"TEL;TYPE=CELL:{phone}", "item1.ADR:;;Street;Town;;;", "item1.X-ABLabel:x")
+        (collection / f"{uid}.vcf").write_text(text, newline="")
+    run_vdirsyncer(config, "sync")
+    daemon.cli("contacts", "merge", ALICE, "max@work.example", "max@home.example")
+    run_vdirsyncer(config, "sync")
+    (text,) = local_cards(folder).values()
+    assert "TEL;TYPE=CELL:+1 111\r\n" in text and "TEL;TYPE=CELL:+2 222\r\n" in text
+    assert "merged1." not in text and text.count("ADR") == 1  # the same address: not repeated
+    assert "max@home.example" in text and "UID:m1\r\n" in text
+    assert [tuple(r) for r in daemon.query("SELECT name FROM carddav_cards WHERE vcard IS NOT NULL")] == [("m1.vcf",)]
