@@ -89,6 +89,12 @@ def parse(data: bytes) -> Card:
     """One vCard from a PUT body; :class:`BadCard` when it is none relentad can keep."""
     if len(data) > MAX_CARD:
         raise BadCard(f"a card is at most {MAX_CARD // 1024} KiB")
+    declared = re.search(rb"^VERSION:[ \t]*([^\r\n]*)", data, re.MULTILINE | re.IGNORECASE)
+    if declared is not None and declared.group(1).strip() not in (v.encode() for v in VERSIONS):
+        # before the rest: a 2.1 card's quoted-printable soft breaks or Latin-1 would be refused as malformed
+        raise BadCard(
+            f"vCard {declared.group(1).strip()[:20].decode('latin-1')} is not served: 3.0 or 4.0", version=True
+        )
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:

@@ -60,6 +60,12 @@ def test_folded_lf_only_and_n_without_fn_text() -> None:
         (b"BEGIN:VCARD\r\nEND:VCARD\r\n", False),
         (b"BEGIN:VCARD\r\nVERSION:3.0\r\nEMAIL:a@b.example\r\nEND:VCARD\r\n", False),  # no FN
         (b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN:x\r\nEND:VCARD\r\n", True),
+        # vCard 2.1 as phones export it: a quoted-printable soft line break, Latin-1 (415, not 400: the version)
+        (
+            b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN;ENCODING=QUOTED-PRINTABLE:J=C3=BCrgen=20=\r\nSchmidt\r\nEND:VCARD\r\n",
+            True,
+        ),
+        (b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN;CHARSET=ISO-8859-1:J\xfcrgen\r\nEND:VCARD\r\n", True),
         (b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:x\r\n", False),  # no END
         (PHONE.encode() + PHONE.encode(), False),  # two cards
         (b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:\xff\r\nEND:VCARD\r\n", False),  # not UTF-8
