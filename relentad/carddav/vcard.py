@@ -243,8 +243,8 @@ def version_of(text: str) -> str:
 def combine(kept: str | None, absorbed: str, uid: str) -> str:
     """The stored card of a contact another one was merged into (``crm.contacts.merge``): its own card, or without
     one the absorbed card under ``uid``, the survivor's; then each line of the absorbed card the CRM does not keep
-    and the card lacks (a phone number, an address), its group renamed where the card uses the same one — within
-    :data:`MAX_CARD` and :data:`MAX_LINES`."""
+    (or an EMAIL) and the card lacks (a phone number, an address), its group renamed where the card uses the same
+    one — within :data:`MAX_CARD` and :data:`MAX_LINES`."""
     gone = parse(absorbed.encode("utf-8"))
     if kept is None:
         lines = [f"UID:{export.escape(uid)}"] + [line.raw for line in gone.lines if line.name != "UID"]
@@ -254,8 +254,11 @@ def combine(kept: str | None, absorbed: str, uid: str) -> str:
     have = {(line.name, line.params, line.value) for line in card.lines}
     groups = {_group(line.raw) for line in card.lines} - {""}
     renamed: dict[str, str] = {}
+    size = len(_text(card.version, lines).encode("utf-8"))
     for line in gone.lines:
-        if line.name in GROUPS or line.name in ("UID", "REV", "PRODID") or (line.name, line.params, line.value) in have:
+        if (line.name in GROUPS and line.name != "EMAIL") or line.name in ("UID", "REV", "PRODID"):
+            continue  # (its addresses are the kept contact's now: their lines stay as the client wrote them)
+        if (line.name, line.params, line.value) in have:
             continue
         raw, group = line.raw, _group(line.raw)
         if group in groups:
@@ -263,7 +266,8 @@ def combine(kept: str | None, absorbed: str, uid: str) -> str:
                 renamed[group] = next(f"merged{n}" for n in range(1, MAX_LINES + 2) if f"merged{n}" not in groups)
                 groups.add(renamed[group])
             raw = renamed[group] + raw[len(group) :]
-        if len(lines) + 1 > MAX_LINES or len(_text(card.version, [*lines, raw]).encode("utf-8")) > MAX_CARD:
+        size += len(export.fold(raw).encode("utf-8"))
+        if len(lines) + 4 > MAX_LINES or size > MAX_CARD:  # + BEGIN, VERSION and END
             break
         lines.append(raw)
     return _text(card.version, lines)

@@ -163,3 +163,11 @@ def test_an_address_added_in_the_crm_keeps_the_cards_other_email_lines() -> None
     # an address the CRM no longer has loses its line (its label stays, as the card had it)
     gone = vcard.merged(1, contact(addresses=["jane@home.example"]), PHONE, vcard.crm_values(contact()))
     assert "Jane@Acme.example" not in gone and "jane@home.example" in gone
+
+
+def test_a_merge_of_two_full_cards_stays_a_card_relentad_serves() -> None:
+    """The combined card stays within the line limit (and is made in one pass: two cards of 5,000 lines)."""
+    head = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:A\r\nEMAIL:a@x.example\r\n"
+    lines = head + "".join(f"TEL:+{i:020d}\r\n" for i in range(4900)) + "END:VCARD\r\n"
+    other = lines.replace("FN:A", "FN:B").replace("TEL:+", "TEL:-")
+    assert len(vcard.parse(vcard.combine(lines, other, "u").encode()).lines) == vcard.MAX_LINES - 3

@@ -97,6 +97,7 @@ def test_a_merge_keeps_what_the_phone_wrote_on_either_card(conn: sqlite3.Connect
     text = served.data.decode()
     assert "item1.TEL:+111\r\nitem1.X-L:a\r\n" in text and "merged1.TEL:+222\r\nmerged1.X-L:b\r\n" in text
     assert "UID:one\r\n" in text and "UID:two" not in text and served.etag != one.etag
+    assert "\r\nEMAIL:two@x.example\r\n" in text  # the absorbed card's line, as the phone wrote it
     assert conn.execute("SELECT vcard FROM carddav_cards WHERE contact_id = ?", (second,)).fetchone()[0] is None
     # a card the CRM made gains the stored card of the contact merged into it, under its own UID
     with db.transaction(conn):
