@@ -73,7 +73,7 @@ def card(account_id: int, contact: dict[str, Any], version: str, kept: Stored | 
         if vcard.version_of(native) != version:
             served = vcard.merged(account_id, contact, kept.vcard, kept.base, version)
         values: dict[str, list[str]] = {}
-        for line in vcard.parse(native.encode("utf-8")).lines:
+        for line in vcard.parse(native.encode("utf-8"), limits=False).lines:
             values.setdefault(line.name, []).append(vcard.unescape(line.value))
         values["N"] = values.get("FN", [])
         etag = '"' + hashlib.sha256(native.encode("utf-8")).hexdigest()[:32] + '"'

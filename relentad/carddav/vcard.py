@@ -85,9 +85,11 @@ def _split_value(raw: str) -> tuple[str, str, str]:
     return raw, "", ""
 
 
-def parse(data: bytes) -> Card:
-    """One vCard from a PUT body; :class:`BadCard` when it is none relentad can keep."""
-    if len(data) > MAX_CARD:
+def parse(data: bytes, *, limits: bool = True) -> Card:
+    """One vCard from a PUT body; :class:`BadCard` when it is none relentad can keep. ``limits=False`` for a card
+    relentad stored or made itself (a merged card is folded anew and gains the CRM's lines: it may be larger than
+    the client's was, and must still be served)."""
+    if limits and len(data) > MAX_CARD:
         raise BadCard(f"a card is at most {MAX_CARD // 1024} KiB")
     declared = re.search(rb"^VERSION:[ \t]*([^\r\n]*)", data, re.MULTILINE | re.IGNORECASE)
     if declared is not None and declared.group(1).strip() not in (v.encode() for v in VERSIONS):
@@ -103,7 +105,7 @@ def parse(data: bytes) -> Card:
         raise BadCard("a NUL or a CR outside a line break in a vCard")
     unfolded = re.sub(r"\r?\n[ \t]", "", text)  # §3.2 (and LF-only files, which many tools write)
     raw_lines = [line for line in re.split(r"\r?\n", unfolded) if line.strip()]
-    if len(raw_lines) > MAX_LINES:
+    if limits and len(raw_lines) > MAX_LINES:
         raise BadCard(f"a card has at most {MAX_LINES} lines")
     if len(raw_lines) < 3 or raw_lines[0].strip().upper() != "BEGIN:VCARD":
         raise BadCard("a vCard starts with BEGIN:VCARD")
@@ -196,7 +198,7 @@ def merged(
 ) -> str:
     """The card served for a contact with a stored vCard: the client's lines, and the CRM's for each group it
     changed since ``base`` (the module's rule). ``version``: the one asked for (None: the stored card's)."""
-    card = parse(stored.encode("utf-8"))
+    card = parse(stored.encode("utf-8"), limits=False)
     now = crm_values(contact)
     changed = {field for field in now if base.get(field) != now[field]}
     version = version or card.version
@@ -245,11 +247,11 @@ def combine(kept: str | None, absorbed: str, uid: str) -> str:
     one the absorbed card under ``uid``, the survivor's; then each line of the absorbed card the CRM does not keep
     (or an EMAIL) and the card lacks (a phone number, an address), its group renamed where the card uses the same
     one — within :data:`MAX_CARD` and :data:`MAX_LINES`."""
-    gone = parse(absorbed.encode("utf-8"))
+    gone = parse(absorbed.encode("utf-8"), limits=False)
     if kept is None:
         lines = [f"UID:{export.escape(uid)}"] + [line.raw for line in gone.lines if line.name != "UID"]
         return _text(gone.version, lines)
-    card = parse(kept.encode("utf-8"))
+    card = parse(kept.encode("utf-8"), limits=False)
     lines = [line.raw for line in card.lines]
     have = {(line.name, line.params, line.value) for line in card.lines}
     groups = {_group(line.raw) for line in card.lines} - {""}

@@ -258,7 +258,7 @@ def merge_cards(conn: sqlite3.Connection, account_id: int, keep: int, absorb: in
             keep,
             account_id,
             kept.name if kept is not None else f"{uid}.vcf",
-            vcard.parse(text.encode("utf-8")).uid,
+            vcard.parse(text.encode("utf-8"), limits=False).uid,
             text,
             json.dumps(base),
         ),

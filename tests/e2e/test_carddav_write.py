@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from relentad.crm.export import fold
 from tests.e2e.conftest import MakeDaemon
 from tests.e2e.test_carddav import ALICE, BOOK, NS, Dav, local_cards, receive, run_vdirsyncer, submit_to, sync
 from tests.e2e.test_web import web_daemon
@@ -264,3 +265,20 @@ def test_vdirsyncer_after_a_merge_of_two_phone_cards(dav: Dav, tmp_path: Path) -
     assert "merged1." not in text and text.count("ADR") == 1  # the same address: not repeated
     assert "max@home.example" in text and "UID:m1\r\n" in text
     assert [tuple(r) for r in daemon.query("SELECT name FROM carddav_cards WHERE vcard IS NOT NULL")] == [("m1.vcf",)]
+
+
+def test_a_card_near_the_size_limit_is_served_after_the_crm_grows_it(dav: Dav) -> None:
+    """The 256 KiB limit is on what a client sends: the card relentad serves is folded anew and gains the CRM's
+    lines, and was parsed again under the client's limit — a PUT of a long unfolded line was a 500, and a note
+    added in the CLI to a large card made every PROPFIND of the book a 500."""
+    daemon = dav.daemon
+    unfolded = card("u", "Unfolded", "unfolded@x.example", "NOTE:" + "x" * 255_000)
+    assert put(dav, "unfolded.vcf", unfolded, If_None_Match="*")[0] == 201
+    folded = card("f", "Folded", "folded@x.example", fold("PHOTO;ENCODING=b:" + "A" * 250_000).removesuffix("\r\n"))
+    assert put(dav, "folded.vcf", folded, If_None_Match="*")[0] == 201
+    daemon.cli("contacts", "note", ALICE, "folded@x.example", "y" * 8000)
+    status, _, body = dav.request("GET", BOOK + "folded.vcf")
+    assert status == 200 and len(body) > 256 * 1024 and b"PHOTO;ENCODING=b:AAAA" in body
+    root = dav.xml("PROPFIND", BOOK, '<d:propfind xmlns:d="DAV:"><d:prop><d:getetag/></d:prop></d:propfind>', "1")
+    assert len(root.findall("d:response", NS)) == 3
+    assert "Traceback" not in daemon.log()
