@@ -323,7 +323,7 @@ class CardDav:
         if_match, if_none_match = request.field("if-match"), request.field("if-none-match")
         account_id, base = login.account_id, book_href(login.email.lower())
         if request.method == "DELETE":
-            await self._in_store(lambda conn: write.delete(conn, account_id, target.card, if_match))
+            await self._in_store(lambda conn: write.delete(conn, account_id, target.card, if_match, if_none_match))
             log.info("carddav %s deleted %s", login.email, target.card)
             return Response(204, b"")
         kind = (request.field("content-type") or "text/vcard").split(";")[0].strip().lower()

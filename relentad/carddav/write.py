@@ -226,11 +226,13 @@ def _clean_notes(text: str) -> str:
     return "\n".join(display_name(line) for line in text.splitlines())
 
 
-def delete(conn: sqlite3.Connection, account_id: int, name: str, if_match: str | None) -> None:
+def delete(
+    conn: sqlite3.Connection, account_id: int, name: str, if_match: str | None, if_none_match: str | None = None
+) -> None:
     current = book.by_name(conn, account_id, {name}).get(name)
     if current is None:
         raise DavError(404, "no such card")
-    check(if_match, None, current.etag)
+    check(if_match, if_none_match, current.etag)
     conn.execute("UPDATE crm_contacts SET confirmed = 0 WHERE id = ?", (current.contact_id,))
     conn.execute(
         """INSERT INTO carddav_cards (contact_id, account_id, name, uid, vcard, base) VALUES (?, ?, ?, '', NULL, NULL)

@@ -149,6 +149,8 @@ def test_conditional_writes_and_refusals(dav: Dav) -> None:
     daemon.cli("contacts", "note", ALICE, "dan@dealer.example", "called")
     assert put(dav, "dan.vcf", dan, If_Match=etag)[0] == 412
     assert dav.request("DELETE", BOOK + "dan.vcf", If_Match=etag)[0] == 412
+    assert dav.request("DELETE", BOOK + "dan.vcf", If_None_Match="*")[0] == 412  # RFC 7232 §3.2: any method
+    assert show(daemon, "dan@dealer.example")["confirmed"]
 
     # the CRM's rules: own address, another card's address or UID, no address at all
     status, _, body = put(dav, "me.vcf", card("me", "Me", ALICE), If_None_Match="*")
