@@ -1678,14 +1678,15 @@ def contacts_rename(state: State, email: str, contact: str, name: str) -> None:
 @click.option("--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
 @pass_state
 def contacts_export(state: State, email: str, fmt: str, output: str | None) -> None:
-    """Export the contacts of EMAIL as vCard 4.0 (RFC 6350) or CSV."""
+    """Export the contacts of EMAIL as vCard 4.0 (RFC 6350; a card a phone wrote as CardDAV serves it) or CSV."""
+    from .carddav import book
     from .crm import export, views
 
     with errors_as_messages():
         with state.read() as conn:
             account_id = _account_id(conn, email)
             found = views.list_contacts(conn, account_id)
-        text = export.vcards(account_id, found) if fmt == "vcard" else export.csv_text(found)
+            text = book.export_vcards(conn, account_id, found) if fmt == "vcard" else export.csv_text(found)
         if output:
             Path(output).write_text(text, encoding="utf-8", newline="")
         else:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import re
 import sqlite3
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -52,6 +53,7 @@ METHODS = "OPTIONS, GET, HEAD, PROPFIND, REPORT, PUT, DELETE"
 _REFUSED = {"PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "POST", "ACL"}
 _VCARD = "text/vcard; charset=utf-8"
 _MAX_HREFS = 5000  # hrefs in one addressbook-multiget
+_UNSAFE_NAME = re.compile(r"[/\x00-\x1f\x7f-\x9f]")  # in a card's name a client chooses
 
 
 def handles(request: Request) -> bool:
@@ -315,10 +317,13 @@ class CardDav:
             raise DavError(405 if request.method == "PUT" else 403, "only cards of the address book are written")
         if len(target.card.encode("utf-8")) > 255:
             raise DavError(403, "a card's name is at most 255 octets", (DAV, "need-privileges"))
+        if request.method == "PUT" and _UNSAFE_NAME.search(target.card):
+            # a "/" (sent as %2F) would be served as a path below the book, a control character in a log line
+            raise DavError(403, "a card's name has no '/' and no control characters", (DAV, "need-privileges"))
         if_match, if_none_match = request.field("if-match"), request.field("if-none-match")
         account_id, base = login.account_id, book_href(login.email.lower())
         if request.method == "DELETE":
-            await self._in_store(lambda conn: write.delete(conn, account_id, target.card, if_match))
+            await self._in_store(lambda conn: write.delete(conn, account_id, target.card, if_match, if_none_match))
             log.info("carddav %s deleted %s", login.email, target.card)
             return Response(204, b"")
         kind = (request.field("content-type") or "text/vcard").split(";")[0].strip().lower()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..crm import export
+from ..crm.participants import normalize
 
 MAX_CARD = 256 * 1024  # octets of one stored vCard
 MAX_LINES = 5000
@@ -84,10 +85,18 @@ def _split_value(raw: str) -> tuple[str, str, str]:
     return raw, "", ""
 
 
-def parse(data: bytes) -> Card:
-    """One vCard from a PUT body; :class:`BadCard` when it is none relentad can keep."""
-    if len(data) > MAX_CARD:
+def parse(data: bytes, *, limits: bool = True) -> Card:
+    """One vCard from a PUT body; :class:`BadCard` when it is none relentad can keep. ``limits=False`` for a card
+    relentad stored or made itself (a merged card is folded anew and gains the CRM's lines: it may be larger than
+    the client's was, and must still be served)."""
+    if limits and len(data) > MAX_CARD:
         raise BadCard(f"a card is at most {MAX_CARD // 1024} KiB")
+    declared = re.search(rb"^VERSION:[ \t]*([^\r\n]*)", data, re.MULTILINE | re.IGNORECASE)
+    if declared is not None and declared.group(1).strip() not in (v.encode() for v in VERSIONS):
+        # before the rest: a 2.1 card's quoted-printable soft breaks or Latin-1 would be refused as malformed
+        raise BadCard(
+            f"vCard {declared.group(1).strip()[:20].decode('latin-1')} is not served: 3.0 or 4.0", version=True
+        )
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
@@ -96,7 +105,7 @@ def parse(data: bytes) -> Card:
         raise BadCard("a NUL or a CR outside a line break in a vCard")
     unfolded = re.sub(r"\r?\n[ \t]", "", text)  # §3.2 (and LF-only files, which many tools write)
     raw_lines = [line for line in re.split(r"\r?\n", unfolded) if line.strip()]
-    if len(raw_lines) > MAX_LINES:
+    if limits and len(raw_lines) > MAX_LINES:
         raise BadCard(f"a card has at most {MAX_LINES} lines")
     if len(raw_lines) < 3 or raw_lines[0].strip().upper() != "BEGIN:VCARD":
         raise BadCard("a vCard starts with BEGIN:VCARD")
@@ -171,18 +180,16 @@ def crm_values(contact: dict[str, Any]) -> dict[str, Any]:
 # -- serving -------------------------------------------------------------------------------------------------
 
 
-def _crm_lines(account_id: int, contact: dict[str, Any], version: str, field: str) -> list[str]:
-    """The lines ``relentad export`` writes for one field of the contact."""
-    names = [name for name, owner in GROUPS.items() if owner == field]
-    out: list[str] = []
+def _crm_lines(account_id: int, contact: dict[str, Any], version: str) -> list[tuple[str, str]]:
+    """(property name, unfolded line) of each line ``relentad export`` writes for the contact: rendered once per
+    card served, however many of its groups the CRM changed."""
+    out: list[tuple[str, str]] = []
     for raw in export.vcard(account_id, contact, version).split("\r\n"):
         if raw.startswith(" "):  # a fold: continues the previous line
             if out:
-                out[-1] += raw[1:]
-            continue
-        line = parse_line(raw) if ":" in raw else None
-        if line is not None and line.name in names:
-            out.append(raw)
+                out[-1] = (out[-1][0], out[-1][1] + raw[1:])
+        elif ":" in raw:
+            out.append((parse_line(raw).name, raw))
     return out
 
 
@@ -191,10 +198,19 @@ def merged(
 ) -> str:
     """The card served for a contact with a stored vCard: the client's lines, and the CRM's for each group it
     changed since ``base`` (the module's rule). ``version``: the one asked for (None: the stored card's)."""
-    card = parse(stored.encode("utf-8"))
+    card = parse(stored.encode("utf-8"), limits=False)
     now = crm_values(contact)
     changed = {field for field in now if base.get(field) != now[field]}
     version = version or card.version
+    crm = _crm_lines(account_id, contact, version) if changed else []
+    # addresses change one by one: the client's line of an address the CRM still has stays as written (its TYPE,
+    # its Apple group and label); the CRM's lines come only for the addresses the card lacks
+    kept = {_address(line) for line in card.lines if line.name == "EMAIL"} & set(contact["addresses"])
+    added = [raw for name, raw in crm if name == "EMAIL" and _address(parse_line(raw)) not in kept]
+
+    def lines_of(field: str) -> list[str]:
+        return added if field == "addresses" else [raw for name, raw in crm if GROUPS.get(name) == field]
+
     out = ["BEGIN:VCARD", f"VERSION:{version}"]
     placed: set[str] = set()
     for line in card.lines:
@@ -203,21 +219,66 @@ def merged(
             continue
         if field is None or field not in changed:
             out.append(line.raw)
-        elif field not in placed:  # the CRM's lines where the client had the group
+            continue
+        if field == "addresses" and _address(line) in kept:
+            kept.discard(_address(line))  # once: a second line of the same address goes
+            out.append(line.raw)
+        if field not in placed:  # the CRM's lines where the client had the group
             placed.add(field)
-            out += _crm_lines(account_id, contact, version, field)
+            out += lines_of(field)
     for field in sorted(changed - placed):  # groups the client's card did not have
-        out += _crm_lines(account_id, contact, version, field)
-    if changed:
-        out += _crm_lines_rev(account_id, contact, version)
+        out += lines_of(field)
+    out += [raw for name, raw in crm if name == "REV"]
     out.append("END:VCARD")
     return "".join(export.fold(line) for line in out)
 
 
-def _crm_lines_rev(account_id: int, contact: dict[str, Any], version: str) -> list[str]:
-    return [raw for raw in export.vcard(account_id, contact, version).split("\r\n") if raw.startswith("REV:")]
+def _address(line: Line) -> str:
+    return normalize(unescape(line.value))
 
 
 def version_of(text: str) -> str:
     found = re.search(r"^VERSION:(\S+)", text, re.MULTILINE)
     return found.group(1) if found else ""
+
+
+def combine(kept: str | None, absorbed: str, uid: str) -> str:
+    """The stored card of a contact another one was merged into (``crm.contacts.merge``): its own card, or without
+    one the absorbed card under ``uid``, the survivor's; then each line of the absorbed card the CRM does not keep
+    (or an EMAIL) and the card lacks (a phone number, an address), its group renamed where the card uses the same
+    one — within :data:`MAX_CARD` and :data:`MAX_LINES`."""
+    gone = parse(absorbed.encode("utf-8"), limits=False)
+    if kept is None:
+        lines = [f"UID:{export.escape(uid)}"] + [line.raw for line in gone.lines if line.name != "UID"]
+        return _text(gone.version, lines)
+    card = parse(kept.encode("utf-8"), limits=False)
+    lines = [line.raw for line in card.lines]
+    have = {(line.name, line.params, line.value) for line in card.lines}
+    groups = {_group(line.raw) for line in card.lines} - {""}
+    renamed: dict[str, str] = {}
+    size = len(_text(card.version, lines).encode("utf-8"))
+    for line in gone.lines:
+        if (line.name in GROUPS and line.name != "EMAIL") or line.name in ("UID", "REV", "PRODID"):
+            continue  # (its addresses are the kept contact's now: their lines stay as the client wrote them)
+        if (line.name, line.params, line.value) in have:
+            continue
+        raw, group = line.raw, _group(line.raw)
+        if group in groups:
+            if group not in renamed:
+                renamed[group] = next(f"merged{n}" for n in range(1, MAX_LINES + 2) if f"merged{n}" not in groups)
+                groups.add(renamed[group])
+            raw = renamed[group] + raw[len(group) :]
+        size += len(export.fold(raw).encode("utf-8"))
+        if len(lines) + 4 > MAX_LINES or size > MAX_CARD:  # + BEGIN, VERSION and END
+            break
+        lines.append(raw)
+    return _text(card.version, lines)
+
+
+def _group(raw: str) -> str:
+    found = _NAME.match(raw.partition(";")[0].partition(":")[0])
+    return (found.group(1) or "") if found else ""
+
+
+def _text(version: str, lines: list[str]) -> str:
+    return "".join(export.fold(line) for line in ["BEGIN:VCARD", f"VERSION:{version}", *lines, "END:VCARD"])

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..crm import companies, export, views
 from ..crm import contacts as crm
-from ..crm.participants import normalize
+from ..crm.participants import display_name, normalize
 from ..errors import RelentadError
 from . import book, vcard
 from .davxml import CARD, DAV, DavError
@@ -43,8 +43,8 @@ class Written:
 
 def matches(header: str, etag: str | None, *, weak: bool = False) -> bool:
     """Whether an If-Match / If-None-Match value matches the current ETag (None: no resource). Strong comparison
-    (RFC 7232 §2.3.2: If-Match, and a write's If-None-Match); ``weak`` for GET's If-None-Match, where ``W/"x"``
-    matches ``"x"`` (§3.2)."""
+    (RFC 7232 §2.3.2) for If-Match (§3.1); ``weak`` for If-None-Match, of any method (§3.2: "MUST use the weak
+    comparison"), where ``W/"x"`` matches ``"x"``."""
     tags = [t.strip() for t in header.split(",") if t.strip()]
     if "*" in tags:
         return etag is not None
@@ -57,7 +57,7 @@ def check(if_match: str | None, if_none_match: str | None, etag: str | None) -> 
     """RFC 7232 §3.1, §3.2 for a write: 412 when the condition fails."""
     if if_match is not None and not matches(if_match, etag):
         raise DavError(412, "the card changed (or does not exist): fetch it again")
-    if if_none_match is not None and matches(if_none_match, etag):
+    if if_none_match is not None and matches(if_none_match, etag, weak=True):
         raise DavError(412, "the card exists")
 
 
@@ -81,7 +81,7 @@ def put(
         _uid_free(conn, account_id, card.uid, editing, base_href)
         created = editing is None
         if editing is None:
-            editing = _new_contact(conn, account_id, name, addresses, fields["name"])
+            editing = _new_contact(conn, account_id, name, addresses)
         contact_id = editing
         _apply(conn, account_id, contact_id, fields, addresses)
     except RelentadError as exc:
@@ -177,9 +177,15 @@ def _addresses(
                 WHERE a.account_id = ? AND a.address = ?""",
             (account_id, address),
         ).fetchone()
-        if row is not None and int(row[0]) != contact_id and (row[1] or contact_id is not None):
+        if row is not None and int(row[0]) != contact_id and row[1]:
             href = base_href + _name_of(conn, account_id, int(row[0]))
             raise DavError(409, f"{address} belongs to {href}", (CARD, "no-uid-conflict"), href)
+        if row is not None and int(row[0]) != contact_id and contact_id is not None:  # no card to name in a 409
+            raise DavError(
+                403,
+                f"{address} is a sender's not in the address book: merge the two with `relentad contacts merge`",
+                (CARD, "valid-address-data"),
+            )
         addresses.append(address)
     return list(dict.fromkeys(addresses))
 
@@ -196,13 +202,14 @@ def _uid_free(conn: sqlite3.Connection, account_id: int, uid: str, contact_id: i
         raise DavError(409, f"the UID is the card {href}'s", (CARD, "no-uid-conflict"), href)
 
 
-def _new_contact(conn: sqlite3.Connection, account_id: int, name: str, addresses: list[str], full_name: str) -> int:
+def _new_contact(conn: sqlite3.Connection, account_id: int, name: str, addresses: list[str]) -> int:
     """A confirmed person for a card PUT at a new resource name — or the contact already holding its first
     address while out of the book (a sender the owner now adds), which joins the book under that name."""
     owner = conn.execute(
         "SELECT contact_id FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, addresses[0])
     ).fetchone()
-    contact_id = int(owner[0]) if owner is not None else crm.create(conn, account_id, addresses[0], full_name)
+    # made nameless: :func:`_apply` names it through the CRM's rule (one line, at most 200 characters)
+    contact_id = int(owner[0]) if owner is not None else crm.create(conn, account_id, addresses[0])
     # the name passes to this contact from one out of the book (deleted from it earlier), whose href was reported
     # removed then
     conn.execute(
@@ -217,7 +224,7 @@ def _apply(
     conn: sqlite3.Connection, account_id: int, contact_id: int, fields: dict[str, Any], addresses: list[str]
 ) -> None:
     """Set the CRM's fields of the contact to the card's (the contact is confirmed: the owner edited it)."""
-    name = str(fields["name"]).strip()
+    name = display_name(str(fields["name"]))  # as the CRM compares and keeps names: controls are spaces
     current = views.contact(conn, contact_id)
     if name and name != current["name"] and "@" not in name:
         crm.rename(conn, account_id, contact_id, name)
@@ -236,7 +243,7 @@ def _apply(
     if fields["tags"] is not None and sorted(set(tags)) != current["tags"]:
         conn.execute("DELETE FROM crm_tags WHERE contact_id = ?", (contact_id,))
         crm.tag(conn, contact_id, tags)
-    notes = fields["notes"]
+    notes = None if fields["notes"] is None else _clean_notes(fields["notes"])
     if notes is not None and notes != current["notes"]:
         conn.execute("UPDATE crm_contacts SET notes = ? WHERE id = ?", (notes, contact_id))
     company = str(fields["company"] or "")
@@ -247,14 +254,48 @@ def _apply(
     conn.execute("UPDATE crm_contacts SET confirmed = 1 WHERE id = ?", (contact_id,))
 
 
-def delete(conn: sqlite3.Connection, account_id: int, name: str, if_match: str | None) -> None:
+def _clean_notes(text: str) -> str:
+    """A NOTE as the CRM keeps notes: lines without control characters (an escape sequence in a card must not
+    reach a terminal through ``relentad contacts show``)."""
+    return "\n".join(display_name(line) for line in text.splitlines())
+
+
+def delete(
+    conn: sqlite3.Connection, account_id: int, name: str, if_match: str | None, if_none_match: str | None = None
+) -> None:
     current = book.by_name(conn, account_id, {name}).get(name)
     if current is None:
         raise DavError(404, "no such card")
-    check(if_match, None, current.etag)
+    check(if_match, if_none_match, current.etag)
     conn.execute("UPDATE crm_contacts SET confirmed = 0 WHERE id = ?", (current.contact_id,))
     conn.execute(
         """INSERT INTO carddav_cards (contact_id, account_id, name, uid, vcard, base) VALUES (?, ?, ?, '', NULL, NULL)
            ON CONFLICT (contact_id) DO UPDATE SET vcard = NULL, base = NULL, uid = ''""",
         (current.contact_id, account_id, name),
+    )
+
+
+def merge_cards(conn: sqlite3.Connection, account_id: int, keep: int, absorb: int) -> None:
+    """The stored cards' part of a merge of contact ``absorb`` into ``keep`` (``crm.contacts.merge``): what a client
+    wrote on the absorbed card and the CRM does not keep passes to the survivor's card (:func:`vcard.combine`), and
+    the absorbed row keeps only its name (the href its tombstone reports): no vCard of a contact that is gone."""
+    rows = book.stored(conn, account_id, [keep, absorb])
+    gone, kept = rows.get(absorb), rows.get(keep)
+    if gone is None or gone.vcard is None:
+        return
+    uid = export.uid(account_id, keep)
+    text = vcard.combine(kept.vcard if kept is not None else None, gone.vcard, uid)
+    base = kept.base if kept is not None and kept.vcard is not None else gone.base
+    conn.execute("UPDATE carddav_cards SET vcard = NULL, base = NULL, uid = '' WHERE contact_id = ?", (absorb,))
+    conn.execute(
+        """INSERT INTO carddav_cards (contact_id, account_id, name, uid, vcard, base) VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT (contact_id) DO UPDATE SET uid = excluded.uid, vcard = excluded.vcard, base = excluded.base""",
+        (
+            keep,
+            account_id,
+            kept.name if kept is not None else f"{uid}.vcf",
+            vcard.parse(text.encode("utf-8"), limits=False).uid,
+            text,
+            json.dumps(base),
+        ),
     )

@@ -386,6 +386,9 @@ def merge(conn: sqlite3.Connection, account_id: int, keep: int, absorb: int) -> 
         ),
     )
     _company_view_changed(conn, keep)
+    from ..carddav import write as carddav_write  # here: the address book builds on the CRM
+
+    carddav_write.merge_cards(conn, account_id, keep, absorb)  # a phone's TEL, ADR … of ``absorb`` stay
     conn.execute("DELETE FROM crm_contacts WHERE id = ?", (absorb,))
     # a message that involved both counts once now
     conn.execute(

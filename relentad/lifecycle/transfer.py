@@ -241,12 +241,14 @@ def activity_csv(conn: sqlite3.Connection, account_id: int, days: int = 365) -> 
 
 
 def contacts_vcf(conn: sqlite3.Connection, account_id: int) -> str | None:
-    """The account's contacts as vCard 4.0; None when the CRM module is not installed."""
+    """The account's contacts as vCard 4.0 (a card a client wrote: as CardDAV serves it); None when the CRM
+    module is not installed."""
     try:
-        from ..crm import export, views
+        from ..carddav import book
+        from ..crm import views
     except ImportError:  # pragma: no cover - the CRM is optional
         return None
-    return export.vcards(account_id, views.list_contacts(conn, account_id))
+    return book.export_vcards(conn, account_id, views.list_contacts(conn, account_id))
 
 
 # -- import -----------------------------------------------------------------------------------------------------

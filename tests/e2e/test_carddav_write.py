@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from relentad.crm.export import fold
 from tests.e2e.conftest import MakeDaemon
 from tests.e2e.test_carddav import ALICE, BOOK, NS, Dav, local_cards, receive, run_vdirsyncer, submit_to, sync
 from tests.e2e.test_web import web_daemon
@@ -32,9 +33,8 @@ def show(daemon: Daemon, contact: str) -> dict[str, Any]:
     return result
 
 
-def test_vdirsyncer_two_way(dav: Dav, tmp_path: Path) -> None:
-    daemon = dav.daemon
-    submit_to(daemon, "Bob Builder <bob@builder.example>")
+def vdirsyncer_config(daemon: Daemon, tmp_path: Path) -> tuple[Path, Path]:
+    """(config, local folder) of vdirsyncer syncing Alice's book with a folder of .vcf files (the "phone")."""
     config = tmp_path / "vdirsyncer.conf"
     folder = tmp_path / "contacts"
     config.write_text(
@@ -59,6 +59,13 @@ path = "{folder}/"
 fileext = ".vcf"
 """
     )
+    return config, folder
+
+
+def test_vdirsyncer_two_way(dav: Dav, tmp_path: Path) -> None:
+    daemon = dav.daemon
+    submit_to(daemon, "Bob Builder <bob@builder.example>")
+    config, folder = vdirsyncer_config(daemon, tmp_path)
     run_vdirsyncer(config, "discover")
     run_vdirsyncer(config, "sync")
     (collection,) = [p for p in folder.iterdir() if p.is_dir()]
@@ -142,6 +149,8 @@ def test_conditional_writes_and_refusals(dav: Dav) -> None:
     daemon.cli("contacts", "note", ALICE, "dan@dealer.example", "called")
     assert put(dav, "dan.vcf", dan, If_Match=etag)[0] == 412
     assert dav.request("DELETE", BOOK + "dan.vcf", If_Match=etag)[0] == 412
+    assert dav.request("DELETE", BOOK + "dan.vcf", If_None_Match="*")[0] == 412  # RFC 7232 §3.2: any method
+    assert show(daemon, "dan@dealer.example")["confirmed"]
 
     # the CRM's rules: own address, another card's address or UID, no address at all
     status, _, body = put(dav, "me.vcf", card("me", "Me", ALICE), If_None_Match="*")
@@ -199,4 +208,79 @@ def test_conditional_writes_and_refusals(dav: Dav) -> None:
     # put back under the same name: the same contact, in the book again
     assert put(dav, "petra%20p.vcf", card("petra", "Petra P", "petra@acme.example"), If_None_Match="*")[0] == 201
     assert show(daemon, "petra@acme.example")["confirmed"]
+    assert "Traceback" not in daemon.log()
+
+
+def test_a_card_name_with_a_slash_or_a_control_character_is_refused(dav: Dav) -> None:
+    """A name sent as %2F would be served back as a path below the book (no client finds it there again); a
+    control character would end up in the log line of the write."""
+    for name in ("..%2F..%2Fetc.vcf", "a%2Fb.vcf", "x%0D%0Ainjected.vcf", "nul%00.vcf"):
+        status, _, body = put(dav, name, card("u", "U", "u@x.example"), If_None_Match="*")
+        assert status == 403 and condition(body) == "need-privileges", name
+    assert dav.daemon.query("SELECT * FROM carddav_cards") == []
+    assert put(dav, "fine%20name.vcf", card("u", "U", "u@x.example"), If_None_Match="*")[0] == 201
+
+
+def test_a_new_card_follows_the_crms_rules_for_names_and_notes(dav: Dav) -> None:
+    """A contact's name is one line of at most 200 characters and notes carry no control characters, whoever
+    writes them (the CLI prints both; a CSV export writes the name in one row)."""
+    daemon = dav.daemon
+    odd = card("o", "Evil\\nName\x1b[2J", "odd@x.example", "NOTE:first\\nsecond\x1b]0;owned\x07")
+    assert put(dav, "odd.vcf", odd, If_None_Match="*")[0] == 201
+    shown = show(daemon, "odd@x.example")
+    assert shown["name"] == "Evil Name [2J" and shown["notes"] == "first\nsecond ]0;owned"
+    assert dav.request("GET", BOOK + "odd.vcf")[2] == odd.encode()  # the card itself as sent
+    status, _, body = put(dav, "long.vcf", card("l", "L" * 201, "long@x.example"), If_None_Match="*")
+    assert status == 403 and condition(body) == "valid-address-data"
+    assert daemon.query("SELECT * FROM crm_addresses WHERE address = 'long@x.example'") == []
+
+
+def test_what_a_phone_wrote_leaves_with_the_exports(dav: Dav, tmp_path: Path) -> None:
+    """`relentad export` is how a user leaves with their data: the phone numbers and addresses they typed on a
+    phone are in no other place than the stored card."""
+    daemon = dav.daemon
+    written = card("e", "Erin", "erin@x.example", "TEL;TYPE=CELL:+49 170 1", "ADR;TYPE=HOME:;;Main St 5;Town;;;")
+    assert put(dav, "erin.vcf", written, If_None_Match="*")[0] == 201
+    daemon.cli("contacts", "tag", ALICE, "erin@x.example", "friend")
+    served = dav.request("GET", BOOK + "erin.vcf")[2].decode()
+    assert "CATEGORIES:friend\r\n" in served
+    assert daemon.cli("contacts", "export", ALICE, "--format", "vcard").stdout == served.replace("\r\n", "\n")
+    daemon.cli("export", ALICE, str(tmp_path / "out"))
+    assert (tmp_path / "out" / "contacts.vcf").read_bytes() == served.encode()
+
+
+def test_vdirsyncer_after_a_merge_of_two_phone_cards(dav: Dav, tmp_path: Path) -> None:
+    """Two cards made on the phone, merged in the CLI: the phone keeps one card with both phone numbers."""
+    daemon = dav.daemon
+    config, folder = vdirsyncer_config(daemon, tmp_path)
+    run_vdirsyncer(config, "discover")
+    run_vdirsyncer(config, "sync")
+    (collection,) = [p for p in folder.iterdir() if p.is_dir()]
+    for uid, address, phone in (("m1", "max@work.example", "+1 111"), ("m2", "max@home.example", "+2 222")):
+        text = card(uid, "Max", address, f"TEL;TYPE=CELL:{phone}", "item1.ADR:;;Street;Town;;;", "item1.X-ABLabel:x")
+        (collection / f"{uid}.vcf").write_text(text, newline="")
+    run_vdirsyncer(config, "sync")
+    daemon.cli("contacts", "merge", ALICE, "max@work.example", "max@home.example")
+    run_vdirsyncer(config, "sync")
+    (text,) = local_cards(folder).values()
+    assert "TEL;TYPE=CELL:+1 111\r\n" in text and "TEL;TYPE=CELL:+2 222\r\n" in text
+    assert "merged1." not in text and text.count("ADR") == 1  # the same address: not repeated
+    assert "max@home.example" in text and "UID:m1\r\n" in text
+    assert [tuple(r) for r in daemon.query("SELECT name FROM carddav_cards WHERE vcard IS NOT NULL")] == [("m1.vcf",)]
+
+
+def test_a_card_near_the_size_limit_is_served_after_the_crm_grows_it(dav: Dav) -> None:
+    """The 256 KiB limit is on what a client sends: the card relentad serves is folded anew and gains the CRM's
+    lines, and was parsed again under the client's limit — a PUT of a long unfolded line was a 500, and a note
+    added in the CLI to a large card made every PROPFIND of the book a 500."""
+    daemon = dav.daemon
+    unfolded = card("u", "Unfolded", "unfolded@x.example", "NOTE:" + "x" * 255_000)
+    assert put(dav, "unfolded.vcf", unfolded, If_None_Match="*")[0] == 201
+    folded = card("f", "Folded", "folded@x.example", fold("PHOTO;ENCODING=b:" + "A" * 250_000).removesuffix("\r\n"))
+    assert put(dav, "folded.vcf", folded, If_None_Match="*")[0] == 201
+    daemon.cli("contacts", "note", ALICE, "folded@x.example", "y" * 8000)
+    status, _, body = dav.request("GET", BOOK + "folded.vcf")
+    assert status == 200 and len(body) > 256 * 1024 and b"PHOTO;ENCODING=b:AAAA" in body
+    root = dav.xml("PROPFIND", BOOK, '<d:propfind xmlns:d="DAV:"><d:prop><d:getetag/></d:prop></d:propfind>', "1")
+    assert len(root.findall("d:response", NS)) == 3
     assert "Traceback" not in daemon.log()

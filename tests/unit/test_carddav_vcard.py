@@ -60,6 +60,12 @@ def test_folded_lf_only_and_n_without_fn_text() -> None:
         (b"BEGIN:VCARD\r\nEND:VCARD\r\n", False),
         (b"BEGIN:VCARD\r\nVERSION:3.0\r\nEMAIL:a@b.example\r\nEND:VCARD\r\n", False),  # no FN
         (b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN:x\r\nEND:VCARD\r\n", True),
+        # vCard 2.1 as phones export it: a quoted-printable soft line break, Latin-1 (415, not 400: the version)
+        (
+            b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN;ENCODING=QUOTED-PRINTABLE:J=C3=BCrgen=20=\r\nSchmidt\r\nEND:VCARD\r\n",
+            True,
+        ),
+        (b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN;CHARSET=ISO-8859-1:J\xfcrgen\r\nEND:VCARD\r\n", True),
         (b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:x\r\n", False),  # no END
         (PHONE.encode() + PHONE.encode(), False),  # two cards
         (b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:\xff\r\nEND:VCARD\r\n", False),  # not UTF-8
@@ -96,7 +102,7 @@ def test_crm_changes_of_tags_notes_addresses_and_groups_the_card_lacked() -> Non
     was = contact(name="Bob", addresses=["bob@b.example"], company="", tags=[], notes="")
     now = {**was, "addresses": ["bob@b.example", "bob@c.example"], "tags": ["lead"], "notes": "2026-11-27 called"}
     out = vcard.merged(1, now, plain, vcard.crm_values(was))
-    assert "EMAIL;PREF=1:bob@b.example\r\nEMAIL:bob@c.example\r\n" in out
+    assert "EMAIL:bob@b.example\r\nEMAIL:bob@c.example\r\n" in out  # the client's line of the one it had
     assert "CATEGORIES:lead\r\n" in out and "NOTE:2026-11-27 called\r\n" in out and "TEL:+1\r\n" in out
     assert out.startswith("BEGIN:VCARD\r\nVERSION:4.0\r\n") and out.endswith("END:VCARD\r\n")
     assert "ORG" not in out  # unchanged (empty) in the CRM: the card's (none) stands
@@ -124,7 +130,44 @@ def test_conditions_of_rfc_7232() -> None:
     assert not write.matches('W/"b"', '"b"') and write.matches('W/"b"', '"b"', weak=True)
     write.check('"b"', None, '"b"')
     write.check(None, "*", None)
-    for if_match, if_none_match, etag in (('"a"', None, '"b"'), ('"a"', None, None), (None, "*", '"b"')):
+    refused = (('"a"', None, '"b"'), ('"a"', None, None), (None, "*", '"b"'), (None, 'W/"b"', '"b"'))
+    for if_match, if_none_match, etag in refused:  # a PUT's If-None-Match compares weakly too (§3.2)
         with pytest.raises(DavError) as caught:
             write.check(if_match, if_none_match, etag)
         assert caught.value.status == 412
+
+
+def test_the_crms_card_is_rendered_once_per_card_served(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A book of thousands of stored cards the CRM changed is served per request: each card renders the CRM's
+    vCard once, not once per changed group (it took twice as long for a 4.0 client)."""
+    calls = []
+    render = vcard.export.vcard
+
+    def counted(*args: Any) -> str:
+        calls.append(args)
+        return render(*args)
+
+    monkeypatch.setattr(vcard.export, "vcard", counted)
+    now = contact(name="Jane Roe", tags=["lead"], notes="called", addresses=["jane@roe.example"], company="Roe")
+    out = vcard.merged(1, now, PHONE, vcard.crm_values(contact()))
+    assert len(calls) == 1 and "FN:Jane Roe\r\n" in out and "NOTE:called\r\n" in out and "REV:" in out
+
+
+def test_an_address_added_in_the_crm_keeps_the_cards_other_email_lines() -> None:
+    """A CRM change of the addresses touches only the addresses it changed: the phone's own lines for the others
+    keep their group (Apple's label ``item1.X-ABLabel``) and parameters (TYPE=work)."""
+    now = contact(addresses=["jane@acme.example", "jane@home.example"])
+    out = vcard.merged(1, now, PHONE, vcard.crm_values(contact()))
+    assert "\r\nitem1.EMAIL;type=INTERNET;type=pref:Jane@Acme.example\r\n" in out and "item1.X-ABLabel:work" in out
+    assert "EMAIL;TYPE=INTERNET:jane@home.example\r\n" in out and out.count("EMAIL") == 2
+    # an address the CRM no longer has loses its line (its label stays, as the card had it)
+    gone = vcard.merged(1, contact(addresses=["jane@home.example"]), PHONE, vcard.crm_values(contact()))
+    assert "Jane@Acme.example" not in gone and "jane@home.example" in gone
+
+
+def test_a_merge_of_two_full_cards_stays_a_card_relentad_serves() -> None:
+    """The combined card stays within the line limit (and is made in one pass: two cards of 5,000 lines)."""
+    head = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:A\r\nEMAIL:a@x.example\r\n"
+    lines = head + "".join(f"TEL:+{i:020d}\r\n" for i in range(4900)) + "END:VCARD\r\n"
+    other = lines.replace("FN:A", "FN:B").replace("TEL:+", "TEL:-")
+    assert len(vcard.parse(vcard.combine(lines, other, "u").encode()).lines) == vcard.MAX_LINES - 3

@@ -83,3 +83,42 @@ def test_one_card_is_read_without_the_book(
         file(conn, account_id, 2, [person("eve@else.example", "Eve")], OUT)
     eve = contacts.resolve(conn, account_id, "eve@else.example")
     assert book.contact_of(conn, account_id, f"{export.uid(account_id, eve)}.vcf") == eve
+
+
+def test_a_merge_keeps_what_the_phone_wrote_on_either_card(conn: sqlite3.Connection, account_id: int) -> None:
+    """The absorbed contact's stored card is not dropped with it (its phone numbers were in no other place), nor
+    kept as an orphan row nobody serves, exports or purges with the contact."""
+    one = put(conn, account_id, "one.vcf", vcf("one", "One", "EMAIL:one@x.example", "item1.TEL:+111", "item1.X-L:a"))
+    put(conn, account_id, "two.vcf", vcf("two", "Two", "EMAIL:two@x.example", "item1.TEL:+222", "item1.X-L:b"))
+    first, second = (contacts.resolve(conn, account_id, f"{n}@x.example") for n in ("one", "two"))
+    with db.transaction(conn):
+        contacts.merge(conn, account_id, first, second)
+    served = book.by_name(conn, account_id, {"one.vcf"})["one.vcf"]
+    text = served.data.decode()
+    assert "item1.TEL:+111\r\nitem1.X-L:a\r\n" in text and "merged1.TEL:+222\r\nmerged1.X-L:b\r\n" in text
+    assert "UID:one\r\n" in text and "UID:two" not in text and served.etag != one.etag
+    assert "\r\nEMAIL:two@x.example\r\n" in text  # the absorbed card's line, as the phone wrote it
+    assert conn.execute("SELECT vcard FROM carddav_cards WHERE contact_id = ?", (second,)).fetchone()[0] is None
+    # a card the CRM made gains the stored card of the contact merged into it, under its own UID
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("bob@acme.example", "Bob Stone")], OUT)
+    put(conn, account_id, "carl.vcf", vcf("carl", "Carl", "EMAIL:carl@x.example", "TEL:+333"))
+    bob, carl = (contacts.resolve(conn, account_id, a) for a in ("bob@acme.example", "carl@x.example"))
+    with db.transaction(conn):
+        contacts.merge(conn, account_id, bob, carl)
+    name = f"{export.uid(account_id, bob)}.vcf"
+    text = book.by_name(conn, account_id, {name})[name].data.decode()
+    assert f"UID:{export.uid(account_id, bob)}\r\n" in text and "TEL:+333\r\n" in text and "FN:Bob Stone" in text
+    assert "carl@x.example" in text and "UID:carl" not in text
+
+
+def test_an_address_of_a_sender_out_of_the_book_is_no_uid_conflict(conn: sqlite3.Connection, account_id: int) -> None:
+    """RFC 6352 §6.3.2.1: CARDDAV:no-uid-conflict names the card that has it; a sender who is in no card is none."""
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("petra@acme.example", "Petra")])  # received: not confirmed
+    put(conn, account_id, "dan.vcf", vcf("dan", "Dan", "EMAIL:dan@x.example"))
+    with pytest.raises(DavError) as caught:
+        put(conn, account_id, "dan.vcf", vcf("dan", "Dan", "EMAIL:dan@x.example", "EMAIL:petra@acme.example"))
+    assert caught.value.status == 403 and caught.value.href is None and "contacts merge" in caught.value.message
+    petra = contacts.resolve(conn, account_id, "petra@acme.example")
+    assert book.by_name(conn, account_id, {f"{export.uid(account_id, petra)}.vcf"}) == {}
