@@ -23,7 +23,6 @@ import click
 
 from . import addrspec, devsetup
 from . import config as config_mod
-from .accountpage import sessions
 from .auth import apppasswords, history, passwords, totp
 from .config import Config, ConfigError, SpamConfig
 from .errors import RelentadError
@@ -463,6 +462,8 @@ def user_show(state: State, email: str, as_json: bool) -> None:
 @pass_state
 def user_passwd(state: State, email: str, password_stdin: bool) -> None:
     """Set a new password for EMAIL (generated and printed unless --password-stdin)."""
+    from .accountpage import sessions  # here, not at the top: the CLI starts without the web modules
+
     with errors_as_messages():
         password, generated = read_password(password_stdin)
         hashed = passwords.hash_password(password)
@@ -571,6 +572,8 @@ def two_factor() -> None:
 @pass_state
 def two_factor_status(state: State, email: str, as_json: bool) -> None:
     """Whether EMAIL has two-factor login on, since when, recovery codes left, live sessions (never the secret)."""
+    from .accountpage import sessions  # here, not at the top: the CLI starts without the web modules
+
     with errors_as_messages(), state.read() as conn:
         account = accounts.get_account(conn, email)
         found = totp.state(conn, account.id)
@@ -600,6 +603,8 @@ def two_factor_status(state: State, email: str, as_json: bool) -> None:
 def two_factor_disable(state: State, email: str) -> None:
     """Turn EMAIL's two-factor login off (a lost phone): the secret and recovery codes are deleted and the
     account pages' sessions end; the user logs in with the password and can turn it on again."""
+    from .accountpage import sessions  # here, not at the top: the CLI starts without the web modules
+
     with errors_as_messages(), state.write() as conn:
         account = accounts.get_account(conn, email)
         was_on = totp.disable(conn, account.id)
