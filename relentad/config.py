@@ -482,6 +482,11 @@ class IMAPConfig:
         1000,
         "Commands one IMAP connection may send per second (bursts of twice that); faster ones wait. 0 = no limit.",
     )
+    search_index: bool = setting(
+        True,
+        "Keep a full-text index so SEARCH TEXT/BODY/HEADER read only the messages that may match (built in the "
+        "background; README: SEARCH text).",
+    )
 
 
 @dataclass(frozen=True)
