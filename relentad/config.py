@@ -483,9 +483,10 @@ class IMAPConfig:
         "Commands one IMAP connection may send per second (bursts of twice that); faster ones wait. 0 = no limit.",
     )
     search_index: bool = setting(
-        True,
-        "Keep a full-text index so SEARCH TEXT/BODY/HEADER read only the messages that may match (built in the "
-        "background; README: SEARCH text).",
+        False,
+        "Keep a full-text index so SEARCH TEXT/BODY/HEADER read only the messages that may match: 5-100 x faster "
+        "over big mailboxes, for about 40 % more disk than the mail and 0.3-0.5 ms more CPU per message (built in "
+        "the background; README: SEARCH text).",
     )
 
 

@@ -96,7 +96,7 @@ def _hits(path: Path, table: str, trigram: str) -> list[int]:
 
 
 def test_search_with_the_index_answers_as_the_scan(tmp_path: Path, dns_server: Dnsmasq) -> None:
-    daemon = imap_daemon(tmp_path / "mx", dns_server.nameserver)
+    daemon = imap_daemon(tmp_path / "mx", dns_server.nameserver, settings={"imap": {"search_index": True}})
     try:
         imap = imaplib.IMAP4(daemon.host, daemon.imap_port)
         imap.login(ALICE, PASSWORD)
