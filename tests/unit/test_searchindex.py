@@ -9,8 +9,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relentad.headers import decode_header, header_fields
 from relentad.imap import indexer, searchindex
-from relentad.imap.commands.search import Compiler, index_texts, run_search
+from relentad.imap.commands.search import Compiler, _prefix_may_hold, index_texts, run_search
 from relentad.imap.parser import SearchText
 from relentad.lifecycle import retention
 from relentad.store import db, messages
@@ -150,3 +151,24 @@ def test_purge_takes_the_blob_out_of_the_index(tmp_path: Path) -> None:
         conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 0)")
     head, body = index_texts(b"Subject: stays\r\n\r\nother words\r\n", None)
     assert "stays" in head and body.strip() == "other words"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.text(alphabet=st.sampled_from("aZ09 :;<>@=?\t\r\n-ßK"), max_size=20), min_size=1, max_size=4),
+    start=st.integers(0, 20),
+    length=st.integers(1, 8),
+)
+def test_the_trace_prefix_check_never_drops_a_field_that_holds_the_needle(
+    values: list[str], start: int, length: int
+) -> None:
+    """``_prefix_may_hold`` is true whenever the exact matcher finds the needle in a field of the prefix."""
+    prefix = b"".join(
+        b"X-F%d: %s\r\n" % (i, value.replace("\r", "").replace("\n", "\r\n ").encode())
+        for i, value in enumerate(values)
+    )
+    for _, value in header_fields(prefix, 0, len(prefix)):
+        for form in (value.casefold(), decode_header(value).casefold()):
+            needle = form[start : start + length]
+            if needle:
+                assert _prefix_may_hold(needle, prefix), (prefix, needle)

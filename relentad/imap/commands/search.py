@@ -263,7 +263,11 @@ def index_texts(blob: bytes, structure: str | None) -> tuple[str, str]:
 
 
 def _prefix_may_hold(needle: str, prefix: bytes) -> bool:
-    """Whether a message's trace prefix (not part of its blob, so not indexed) has a field holding ``needle``."""
+    """Whether a message's trace prefix (not part of its blob, so not indexed) may have a field holding ``needle``
+    (a superset: true for every field that does). The usual ASCII prefix without encoded words is one test of its
+    unfolded, lower-cased text, in which every field value is a substring (and is its own decoded form)."""
+    if prefix.isascii() and b"=?" not in prefix and b"\0" not in prefix:
+        return needle in prefix.decode("ascii").replace("\r\n", "").lower()
     return any(
         needle in value.casefold() or needle in decode_header(value).casefold()
         for _, value in header_fields(prefix, 0, len(prefix))
