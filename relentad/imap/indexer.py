@@ -22,7 +22,7 @@ from .commands.search import index_texts
 
 log = logging.getLogger(__name__)
 
-BATCH = 50
+BATCH = 25
 BATCH_BYTES = 4 * 1024 * 1024
 PAUSE = 0.05
 """Seconds between two batches while catching up."""
