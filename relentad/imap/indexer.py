@@ -10,6 +10,7 @@ upgraded database is indexed without starving deliveries or IMAP sessions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -89,6 +90,7 @@ async def run(store: Store, settings: Callable[[], Config]) -> None:
     """The daemon's job: while ``[imap] search_index`` is on, index new blobs batch by batch, until cancelled. An
     error is logged and retried a minute later (SEARCH meanwhile scans what is not indexed)."""
     reader: sqlite3.Connection | None = None
+    reading: asyncio.Future[tuple[int, int, Rows]] | None = None
     try:
         while True:
             try:
@@ -100,25 +102,27 @@ async def run(store: Store, settings: Callable[[], Config]) -> None:
                     reader = db.connect(config.database_path, readonly=True)
                 if store.read(searchindex.state)[1] != searchindex.version():
                     await store.write(_reset_if_stale)
-                await asyncio.sleep(PAUSE if await _batch(store, reader) else IDLE)
+                reading = asyncio.ensure_future(asyncio.to_thread(db.in_snapshot, reader, pending))
+                since, upto, rows = await reading
+                if upto > since:
+                    await store.write(functools.partial(searchindex.add, rows=rows, upto=upto, since=since))
+                await asyncio.sleep(PAUSE if upto > since else IDLE)
             except (sqlite3.Error, OSError):
                 log.exception("search index: indexing failed; retrying in a minute")
                 await asyncio.sleep(60.0)
     finally:
         if reader is not None:
-            reader.close()
-
-
-async def _batch(store: Store, reader: sqlite3.Connection) -> bool:
-    """Index the next batch; False when there was nothing to index."""
-    since, upto, rows = await asyncio.to_thread(db.in_snapshot, reader, pending)
-    if upto == since:
-        return False
-    await store.write(lambda conn: searchindex.add(conn, rows, upto, since))
-    return True
+            if reading is not None and not reading.done():  # cancelled mid-read: close once the thread is done
+                reading.add_done_callback(functools.partial(_close, reader))
+            else:
+                reader.close()
 
 
 def _reset_if_stale(conn: sqlite3.Connection) -> None:
     if searchindex.state(conn)[1] != searchindex.version():
         log.info("search index: made by other code (an upgrade); rebuilding it in the background")
         searchindex.reset(conn)
+
+
+def _close(reader: sqlite3.Connection, _: object) -> None:
+    reader.close()
