@@ -119,8 +119,10 @@ async def run(store: Store, settings: Callable[[], Config]) -> None:
 
 
 def _reset_if_stale(conn: sqlite3.Connection) -> None:
-    if searchindex.state(conn)[1] != searchindex.version():
-        log.info("search index: made by other code (an upgrade); rebuilding it in the background")
+    code = searchindex.state(conn)[1]
+    if code != searchindex.version():
+        why = "made by other code (an upgrade); rebuilding it" if code else "building it"
+        log.info("search index: %s in the background", why)
         searchindex.reset(conn)
 
 
