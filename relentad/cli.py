@@ -225,6 +225,47 @@ def config_example() -> None:
     click.echo(config_mod.example_toml(), nl=False)
 
 
+# -- search index ------------------------------------------------------------------------------------------
+
+
+@main.group("search-index")
+def search_index_group() -> None:
+    """SEARCH's full-text index ([imap] search_index): how far it is, or build it anew."""
+
+
+def _index_line(conn: sqlite3.Connection, enabled: bool) -> str:
+    from .imap import searchindex
+
+    indexed, total, size = searchindex.status(conn)
+    raw = int(conn.execute("SELECT coalesce(sum(size), 0) FROM blobs").fetchone()[0])
+    share = f" ({100 * size / raw:.0f} % of the mail's {format_size(raw)})" if raw else ""
+    state = "on" if enabled else "off ([imap] search_index = false: SEARCH scans)"
+    return f"search index {state}: indexed {indexed} of {total} message(s), {format_size(size)}{share}"
+
+
+@search_index_group.command("status")
+@pass_state
+def search_index_status(state: State) -> None:
+    """One line: messages indexed of all stored, and the index's size."""
+    with errors_as_messages(), state.read() as conn:
+        click.echo(_index_line(conn, state.config.imap.search_index))
+
+
+@search_index_group.command("rebuild")
+@pass_state
+def search_index_rebuild(state: State) -> None:
+    """Empty the index and build it again here, a batch per transaction (a running daemon keeps serving)."""
+    from .imap import indexer, searchindex
+
+    with errors_as_messages():
+        with state.write() as conn:
+            searchindex.reset(conn)
+        with state.read() as reader, state.read() as writer:
+            while indexer.step(reader, writer):
+                pass
+            click.echo(_index_line(writer, state.config.imap.search_index))
+
+
 # -- domains ----------------------------------------------------------------------------------------------
 
 

@@ -482,6 +482,12 @@ class IMAPConfig:
         1000,
         "Commands one IMAP connection may send per second (bursts of twice that); faster ones wait. 0 = no limit.",
     )
+    search_index: bool = setting(
+        False,
+        "Keep a full-text index so SEARCH TEXT/BODY/HEADER read only the messages that may match (up to 100 x "
+        "faster over 20,000 messages), for 30-40 % more disk than the mail and about 6 % more CPU per delivered "
+        "message, spent in the background (README: SEARCH text, Benchmarks).",
+    )
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from .auth.authenticator import Authenticator
 from .authreports import sending as report_sending
 from .config import Config, ConfigError
 from .events import Bus
+from .imap import indexer
 from .imap.server import ImapServer
 from .lifecycle import backup, retention
 from .managesieve.server import ManageSieveServer
@@ -239,6 +240,8 @@ class Daemon:
             report_sending.run_daily(store, lambda: self.config, keyring, queue_runner.wake)
         )
         cert_watcher = asyncio.ensure_future(self.watch_certificates())
+        # [imap] search_index: new blobs indexed in the background, never on the delivery path
+        search_indexer = asyncio.ensure_future(indexer.run(store, lambda: self.config))
         acme_keeper: asyncio.Future[None] | None = None
         public_suffixes = asyncio.ensure_future(asyncio.to_thread(mailauth.load_public_suffixes))
         metrics_server = metrics.MetricsServer(
@@ -293,6 +296,7 @@ class Daemon:
             outgoing_reports.cancel()
             snapshots.cancel()
             cert_watcher.cancel()
+            search_indexer.cancel()
             self.acme.stop()
             if acme_keeper is not None:
                 acme_keeper.cancel()

@@ -36,6 +36,7 @@ from ..authreports import tlsreports
 from ..config import RetentionConfig
 from ..crm import vacation
 from ..errors import InvalidInput
+from ..imap import indexer
 from ..store import acl, imapwrite
 from ..store.db import Store
 from . import activity
@@ -110,6 +111,7 @@ def _drop_unreferenced_blobs(conn: sqlite3.Connection) -> tuple[int, int]:
     row = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM blobs WHERE refs <= 0").fetchone()
     # the ids of the deleted blobs stay used: new blobs are numbered above them (store/messages.put_blob)
     conn.execute("UPDATE blob_id_floor SET floor = max(floor, (SELECT coalesce(max(id), 0) FROM blobs))")
+    indexer.forget(conn, "refs <= 0")  # the search index first: its rows are removed by their texts
     conn.execute("DELETE FROM blobs WHERE refs <= 0")
     return int(row[0]), int(row[1])
 

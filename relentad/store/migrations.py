@@ -1022,6 +1022,29 @@ def _m034_totp(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m035_search_index(conn: sqlite3.Connection) -> None:
+    """SEARCH's full-text prefilter (:mod:`relentad.imap.searchindex`): trigram indexes of each blob's header
+    fields and body text, contentless and without positions (small), and how far the background job has got
+    (``watermark``: every blob up to that id is indexed by the code named ``version``; above it SEARCH scans)."""
+    execute_script(
+        conn,
+        """
+        CREATE VIRTUAL TABLE search_head USING fts5(
+            t, content='', detail='none', columnsize=0, tokenize='trigram'
+        );
+        CREATE VIRTUAL TABLE search_body USING fts5(
+            t, content='', detail='none', columnsize=0, tokenize='trigram'
+        );
+        CREATE TABLE search_index_state (
+            id INTEGER PRIMARY KEY CHECK (id = 0),
+            watermark INTEGER NOT NULL,
+            version TEXT NOT NULL
+        );
+        INSERT INTO search_index_state (id, watermark, version) VALUES (0, 0, '');
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_core", _m001_core),
     ("002_outbound", _m002_outbound),
@@ -1055,6 +1078,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("032_dane", _m032_dane),
     ("033_carddav_write", _m033_carddav_write),
     ("034_totp", _m034_totp),
+    ("035_search_index", _m035_search_index),
 ]
 
 

@@ -14,6 +14,7 @@ from relentad import quota, quotawarn
 from relentad.accountpage import sessions
 from relentad.auth import apppasswords, totp
 from relentad.crm import userscripts
+from relentad.imap import indexer
 from relentad.lifecycle import activity, announce, retention, transfer
 from relentad.queue import queue
 from relentad.store import acl, db, imapwrite, messages
@@ -345,13 +346,17 @@ _ACCOUNT_COLUMNS = ("account_id", "grantee_id", "scope")
 def _references(conn: sqlite3.Connection, account_id: int, address: str) -> list[str]:
     """Every table.column that still holds the account's id or (in any text) its address."""
     found = []
-    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+    tables = "SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL TABLE%'"
+    for (table,) in conn.execute(tables).fetchall():  # a virtual table's data is in its shadow tables, scanned here
         for column in [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]:
             if column in _ACCOUNT_COLUMNS:
                 hit = conn.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", (account_id,)).fetchone()
             else:
-                query = f"SELECT 1 FROM {table} WHERE typeof({column}) = 'text' AND instr(lower({column}), ?)"
-                hit = conn.execute(query, (address,)).fetchone()
+                query = (
+                    f"SELECT 1 FROM {table} WHERE (typeof({column}) = 'text' AND instr(lower({column}), ?))"
+                    f" OR (typeof({column}) = 'blob' AND instr({column}, CAST(? AS BLOB)))"
+                )
+                hit = conn.execute(query, (address, address)).fetchone()
             if hit:
                 found.append(f"{table}.{column}")
     return found
@@ -364,8 +369,9 @@ def test_terminate_and_purge_leave_nothing_of_an_account_that_used_every_feature
     conn = database_with(tmp_path / "t.db", "a@example.test", "b@example.test")
     now = time.time()
     with db.transaction(conn):
-        _deliver(conn, b"Subject: s\r\n\r\nbody\r\n")
+        _deliver(conn, b"From: a@example.test\r\nSubject: s\r\n\r\nbody to a@example.test\r\n")
         store.use_every_feature(conn, 1, 2, now)
+    assert indexer.step(conn, conn) > 0, "SEARCH's full-text index holds the message too"
     assert conn.execute("SELECT count(*) FROM carddav_removed").fetchone()[0] == 1
     with db.transaction(conn):
         retention.terminate(conn, 1, now=now)

@@ -32,7 +32,7 @@ from ...headers import decode_header, header_fields
 from ...message import JSON_VERSION, ParsedMessage, header_fields_of, normalize_crlf, parse
 from ...store import flags as flagmod
 from ...store import imapview
-from .. import objectid, virtual
+from .. import objectid, searchindex, virtual
 from ..cache import ContentCache
 from ..errors import bad
 from ..parser import (
@@ -250,6 +250,30 @@ def _text_matcher(key: SearchText | SearchHeader) -> Matcher:
     )
 
 
+def index_texts(blob: bytes, structure: str | None) -> tuple[str, str]:
+    """What the full-text index holds of a blob (:mod:`..searchindex`): every header field TEXT and HEADER test,
+    raw and decoded, one a line, and the text BODY tests, all case-folded exactly as the matchers above fold them.
+    A blob whose first header line is a continuation gets a field in front, as its messages' trace prefix gives it
+    one (the line then belongs to that field's value)."""
+    prefix = b"X:\r\n" if blob[:1] in (b" ", b"\t") else b""
+    doc = _Doc(prefix, blob, structure)
+    head = [form for _, raw, decoded in doc.fields for form in (raw, decoded)]
+    head += [form for raw, decoded in doc.part_fields for form in (raw, decoded)]
+    return searchindex.clean("\n".join(dict.fromkeys(head))), searchindex.clean(doc.body)
+
+
+def _prefix_may_hold(needle: str, prefix: bytes) -> bool:
+    """Whether a message's trace prefix (not part of its blob, so not indexed) may have a field holding ``needle``
+    (a superset: true for every field that does). The usual ASCII prefix without encoded words is one test of its
+    unfolded, lower-cased text, in which every field value is a substring (and is its own decoded form)."""
+    if prefix.isascii() and b"=?" not in prefix and b"\0" not in prefix:
+        return needle in prefix.decode("ascii").replace("\r\n", "").lower()
+    return any(
+        needle in value.casefold() or needle in decode_header(value).casefold()
+        for _, value in header_fields(prefix, 0, len(prefix))
+    )
+
+
 def _timestamp(day: date) -> float:
     return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
 
@@ -257,8 +281,12 @@ def _timestamp(day: date) -> float:
 class Compiler:
     """A search program → (SQL expression, parameters), collecting the Python matchers it needs."""
 
-    def __init__(self, view: Selected, saved: SequenceSet | None, now: float, account_id: int = 0) -> None:
+    def __init__(
+        self, view: Selected, saved: SequenceSet | None, now: float, account_id: int = 0, index: bool = False
+    ) -> None:
         self.view = view
+        self.index = index
+        self.prefix_needles: list[str] = []
         self.account_id = account_id
         self.saved = saved
         self.now = now
@@ -275,6 +303,23 @@ class Compiler:
         """A call of a Python matcher that reads the message bytes (and structure, to parse them only once)."""
         self.matchers.append(matcher)
         return "imap_match(?, m.blob_id, m.prefix, b.data, b.structure)", [len(self.matchers) - 1]
+
+    def _indexed(self, key: SearchText | SearchHeader, sql: str, params: list[Any]) -> tuple[str, list[Any]]:
+        """The exact matcher behind the full-text prefilter when the index can answer the needle: SQL evaluates
+        the prefilter first and the matcher only for its candidates. As the prefilter is a superset of the
+        matcher's matches, ``prefilter AND matcher`` is the matcher, under NOT and OR too."""
+        needle = key.value.casefold()
+        fts = searchindex.query(needle) if self.index else None
+        if fts is None:
+            return sql, params
+        kind = "HEADER" if isinstance(key, SearchHeader) else key.key
+        tables = {"BODY": ("search_body",), "HEADER": ("search_head",)}.get(kind, searchindex.TABLES)
+        prefix_call = None
+        if kind != "BODY":
+            self.prefix_needles.append(needle)
+            prefix_call = f"imap_prefix({len(self.prefix_needles) - 1}, m.prefix)"
+        pre, pre_params = searchindex.prefilter(fts, tables, prefix_call)
+        return f"({pre} AND {sql})", [*pre_params, *params]
 
     def _uid_set(self, uids: Sequence[int]) -> tuple[str, list[Any]]:
         if not uids:
@@ -316,7 +361,7 @@ class Compiler:
         if isinstance(key, SearchText) and (folded := _folded_matcher(key)) is not None:
             return self._summary(folded)
         if isinstance(key, SearchText | SearchHeader):
-            return self._python(_text_matcher(key))
+            return self._indexed(key, *self._python(_text_matcher(key)))
         if isinstance(key, SearchDate):
             if key.key.startswith("SENT") and (folded := _folded_matcher(key)) is not None:
                 return self._summary(folded)
@@ -400,6 +445,7 @@ def run_search(
     folded: Sequence[FoldedMatcher] = (),
     columns: str = "m.uid, m.modseq",
     blobs: bool = False,
+    prefix_needles: Sequence[str] = (),
 ) -> list[tuple[Any, ...]]:
     """Worker thread: ``columns`` of matching messages, by ascending UID (by default (uid, modseq)). ``source`` is
     a subquery with the columns of ``messages`` to search instead of the mailbox (a CRM view); ``blobs`` joins the
@@ -441,6 +487,13 @@ def run_search(
         conn.create_function("imap_match", 5, imap_match)
     if folded:
         conn.create_function("imap_folded", 3, imap_folded)
+    if prefix_needles:
+        conn.create_function(
+            "imap_prefix",
+            2,
+            lambda index, prefix: int(bool(prefix) and _prefix_may_hold(prefix_needles[index], bytes(prefix))),
+            deterministic=True,
+        )
     if "imap_prefix_tag" in sql:
         conn.create_function(
             "imap_prefix_tag", 1, lambda prefix: objectid.prefix_tag(bytes(prefix)), deterministic=True
@@ -487,7 +540,9 @@ async def matches(
     whose work is cheap; ``cached`` False, the caller's own caches are cold, forces a worker)."""
     view = session.selected
     assert view is not None
-    compiler = Compiler(view, session.saved, time.time(), view.owner_id or session.account_id)
+    compiler = Compiler(
+        view, session.saved, time.time(), view.owner_id or session.account_id, session.config.imap.search_index
+    )
     sql, params = compiler.compile(key)
     if compiler.uses_modseq:
         session.enabled.add("CONDSTORE")
@@ -506,6 +561,7 @@ async def matches(
         folded=compiler.folded,
         columns=columns,
         blobs=blobs,
+        prefix_needles=compiler.prefix_needles,
     )
 
     def job(conn: sqlite3.Connection) -> T:

@@ -1,0 +1,149 @@
+"""The full-text prefilter of SEARCH TEXT, BODY and HEADER: SQLite FTS5 trigram indexes, one row per blob.
+
+Two contentless ``detail='none'`` tables (migration 035): ``search_head`` holds every header field of the message
+and of its MIME parts and embedded messages, raw and RFC 2047-decoded, ``search_body`` the text SEARCH BODY reads
+(:func:`relentad.bodytext.text_for_search`). ``detail='none'`` keeps no positions (and allows no column filter, hence
+two tables), so a query is an AND of trigrams: it finds a superset of the blobs that hold the string, which is all a
+prefilter needs. Every candidate is then checked by SEARCH's exact matcher, so the index changes no result.
+
+Invariants:
+- Superset: the strings indexed are exactly the case-folded strings the exact matcher tests (Python ``casefold``),
+  and the query's trigrams are those of the case-folded needle; FTS5 folds both sides once more with the same
+  per-character mapping, so every trigram of a true match is in the index. A needle shorter than three characters
+  after folding, or holding NUL or a lone surrogate (both are replaced when indexing), does not use the index.
+- Complete: blobs above the watermark (not indexed yet, or indexed by other code: ``version`` differs) are always
+  candidates; so is every message whose per-delivery trace prefix (Return-Path, Received…: not part of the blob)
+  may hold the string for TEXT and HEADER.
+- Deletable: a contentless table forgets a row only when told its exact texts again, so the texts are computed by
+  the same code that indexed them (``version`` names that code: sources, Unicode and SQLite versions); an index
+  made by other code is emptied (``delete-all``) and rebuilt in the background instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import unicodedata
+from pathlib import Path
+
+MIN_NEEDLE = 3
+MAX_TRIGRAMS = 12
+"""A query ANDs at most this many of the needle's trigrams (spread over it): fewer is still a superset, and past a
+dozen the candidates hardly shrink while each trigram's postings must still be read."""
+TABLES = ("search_head", "search_body")
+
+
+def _code_version() -> str:
+    """What the indexed texts depend on: the extracting code, Python's case folding and SQLite's tokenizer."""
+    from .. import bodytext, headers, message, mimetree
+    from .commands import search
+
+    digest = hashlib.sha256()
+    for module in (bodytext, headers, message, mimetree, search):
+        digest.update(Path(module.__file__ or "").read_bytes())
+    digest.update(Path(__file__).read_bytes())
+    digest.update(f"{unicodedata.unidata_version} {sqlite3.sqlite_version}".encode())
+    return digest.hexdigest()[:16]
+
+
+_VERSION: list[str] = []
+
+
+def version() -> str:
+    """The current code's index version (computed once)."""
+    if not _VERSION:
+        _VERSION.append(_code_version())
+    return _VERSION[0]
+
+
+def clean(text: str) -> str:
+    """What is stored: NUL and lone surrogates (which SQLite cannot take) replaced; no needle contains them."""
+    if "\0" in text:
+        text = text.replace("\0", "\n")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode()
+    return text
+
+
+def query(needle: str) -> str | None:
+    """The FTS5 query (an AND of quoted trigrams) for a case-folded needle, None when the index cannot answer it."""
+    if len(needle) < MIN_NEEDLE or clean(needle) != needle:
+        return None
+    grams = list(dict.fromkeys(needle[i : i + 3] for i in range(len(needle) - 2)))
+    if len(grams) > MAX_TRIGRAMS:
+        step = (len(grams) - 1) / (MAX_TRIGRAMS - 1)
+        grams = [grams[round(i * step)] for i in range(MAX_TRIGRAMS)]
+    return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
+
+
+def watermark_sql() -> tuple[str, list[str]]:
+    """The highest blob id indexed by the current code (0 when the index is another code's)."""
+    return "coalesce((SELECT watermark FROM search_index_state WHERE version = ?), 0)", [version()]
+
+
+def prefilter(fts_query: str, tables: tuple[str, ...], prefix_call: str | None) -> tuple[str, list[str]]:
+    """SQL true for every message that may match: not yet indexed, in one of ``tables``, or (``prefix_call``) its
+    trace prefix may hold the needle."""
+    mark, params = watermark_sql()
+    terms = [f"m.blob_id > {mark}"]
+    for table in tables:
+        terms.append(f"m.blob_id IN (SELECT rowid FROM {table} WHERE {table} MATCH ?)")
+        params.append(fts_query)
+    if prefix_call:
+        terms.append(prefix_call)
+    return "(" + " OR ".join(terms) + ")", params
+
+
+def state(conn: sqlite3.Connection) -> tuple[int, str]:
+    row = conn.execute("SELECT watermark, version FROM search_index_state").fetchone()
+    return (int(row[0]), str(row[1])) if row else (0, "")
+
+
+def reset(conn: sqlite3.Connection) -> None:
+    """Empty the index and mark it as the current code's, from blob 0 (the background job refills it)."""
+    for table in TABLES:
+        conn.execute(f"INSERT INTO {table}({table}) VALUES ('delete-all')")
+    conn.execute("UPDATE search_index_state SET watermark = 0, version = ?", (version(),))
+
+
+def add(conn: sqlite3.Connection, rows: list[tuple[int, str, str]], upto: int, since: int) -> bool:
+    """Writer: index ``rows`` (blob id, head, body) and move the watermark from ``since`` to ``upto``; nothing when
+    the watermark moved meanwhile (a rebuild) or the code changed. Blobs purged since they were read are skipped."""
+    if state(conn) != (since, version()):
+        return False
+    for blob_id, head, body in rows:
+        if conn.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone() is None:
+            continue
+        conn.execute("INSERT INTO search_head (rowid, t) VALUES (?, ?)", (blob_id, head))
+        conn.execute("INSERT INTO search_body (rowid, t) VALUES (?, ?)", (blob_id, body))
+    conn.execute("UPDATE search_index_state SET watermark = ?", (upto,))
+    return True
+
+
+def remove(conn: sqlite3.Connection, rows: list[tuple[int, str, str]]) -> None:
+    """Forget indexed blobs (their exact texts, recomputed), then merge the index so that nothing of them is left
+    in its pages (a contentless table otherwise keeps the old postings beside a delete marker until a merge)."""
+    for blob_id, head, body in rows:
+        conn.execute("INSERT INTO search_head (search_head, rowid, t) VALUES ('delete', ?, ?)", (blob_id, head))
+        conn.execute("INSERT INTO search_body (search_body, rowid, t) VALUES ('delete', ?, ?)", (blob_id, body))
+    if rows:
+        for table in TABLES:
+            conn.execute(f"INSERT INTO {table}({table}) VALUES ('optimize')")
+
+
+def size(conn: sqlite3.Connection) -> int:
+    """Bytes the index's pages hold (its shadow tables' blocks)."""
+    return sum(
+        int(conn.execute(f"SELECT coalesce(sum(length(block)), 0) FROM {table}_data").fetchone()[0]) for table in TABLES
+    )
+
+
+def status(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """(blobs indexed by the current code, blobs in all, index bytes)."""
+    mark, params = watermark_sql()
+    indexed, total = conn.execute(
+        f"SELECT count(*) FILTER (WHERE id <= {mark}), count(*) FROM blobs", params
+    ).fetchone()
+    return int(indexed), int(total), size(conn)

@@ -1,0 +1,174 @@
+"""SEARCH's full-text prefilter: never loses a match the exact matcher finds; indexing, watermark and purge."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relentad.headers import decode_header, header_fields
+from relentad.imap import indexer, searchindex
+from relentad.imap.commands.search import Compiler, _prefix_may_hold, index_texts, run_search
+from relentad.imap.parser import SearchText
+from relentad.lifecycle import retention
+from relentad.store import db, messages
+from relentad.store.mailboxes import find
+from tests.support.store import database_with
+
+# letters whose case folding differs between Python (full folding) and SQLite (simple, per character), or that
+# change length when folded
+_TRICKY = "ßẞİıſKÅΣσςﬁﬀŉǰΐẖΫᏸᏰꭰДжÆæ𐐀𐐨\u0307\u0130\u212a\0\ud800 aAbB\n\"'*-"
+_TEXT = st.text(alphabet=st.sampled_from(_TRICKY) | st.characters(), max_size=40)
+
+
+def _fts() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE x USING fts5(t, content='', detail='none', columnsize=0, tokenize='trigram')")
+    return conn
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=_TEXT, start=st.integers(0, 40), length=st.integers(0, 12), other=_TEXT)
+def test_the_prefilter_never_drops_a_match_of_the_exact_matcher(text: str, start: int, length: int, other: str) -> None:
+    """Whatever the letters, a needle the matcher finds (``needle.casefold() in text.casefold()``) is a candidate:
+    a substring of the text, or of its folded form, and an unrelated string."""
+    conn = _fts()
+    folded = text.casefold()
+    conn.execute("INSERT INTO x (rowid, t) VALUES (1, ?)", (searchindex.clean(folded),))
+    for needle in (text[start : start + length], folded[start : start + length], other):
+        wanted = needle.casefold()
+        fts = searchindex.query(wanted)
+        if fts is None or wanted not in folded:
+            continue
+        assert conn.execute("SELECT rowid FROM x WHERE x MATCH ?", (fts,)).fetchall() == [(1,)], (text, needle)
+
+
+def test_short_needles_and_what_sqlite_cannot_hold_are_not_asked_of_the_index() -> None:
+    assert searchindex.query("ab") is None
+    assert searchindex.query("ss") is None  # "ß" folded is still two characters
+    assert searchindex.query("a\0b") is None and searchindex.query("ab\ud800") is None
+    assert searchindex.query('a"b') == '"a""b"'
+    long = searchindex.query("abcdefghijklmnopqrstuvwxyz")
+    assert long is not None and long.count(" AND ") == searchindex.MAX_TRIGRAMS - 1
+
+
+def _deliver(conn: sqlite3.Connection, raw: bytes, prefix: bytes = b"") -> int:
+    inbox = find(conn, 1, "INBOX")
+    assert inbox is not None
+    blob = messages.store_blob(conn, raw)
+    messages.append(conn, inbox, blob, prefix=prefix, size=len(raw), internaldate=time.time())
+    return blob
+
+
+class _View:
+    def __init__(self) -> None:
+        self.uids: list[int] = []
+        self.recent: set[int] = set()
+
+
+def _search(conn: sqlite3.Connection, key: str, needle: str, *, index: bool) -> list[int]:
+    compiler = Compiler(_View(), None, time.time(), 1, index)  # type: ignore[arg-type]
+    sql, params = compiler.compile(SearchText(key, needle))
+    assert ("MATCH" in sql) == (index and searchindex.query(needle.casefold()) is not None)
+    inbox = find(conn, 1, "INBOX")
+    assert inbox is not None
+    rows = run_search(conn, inbox, sql, params, compiler.matchers, prefix_needles=compiler.prefix_needles)
+    return [row[0] for row in rows]
+
+
+MAILS = [
+    (
+        b"Subject: =?utf-8?q?Stra=C3=9Fe?=\r\nFrom: Anna <anna@example.test>\r\n\r\n"
+        b"Die Rechnung f\xc3\xbcr M\xc3\xa4rz\r\n",
+        b"",
+    ),
+    (
+        b"Subject: html\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        b"<p>Rech<b>nung</b> &amp; KELVIN \xe2\x84\xaa</p>\r\n",
+        b"Delivered-To: tracked@example.test\r\n",
+    ),
+    (b"Subject: plain\r\n\r\nnothing to see\r\n", b"X-Spam-Flag: YES\r\n"),
+]
+NEEDLES = ["rechnung", "STRASSE", "straße", "märz", "anna@example", "tracked@", "yes", "kelvin k", "zzz", "a"]
+
+
+def test_search_results_are_the_same_with_the_index_and_without(tmp_path: Path) -> None:
+    """Over messages indexed and messages not yet indexed (above the watermark), with trace prefixes that are not
+    part of the blob: TEXT and BODY find exactly what the scan finds."""
+    conn = database_with(tmp_path / "t.db", "a@example.test")
+    with db.transaction(conn):
+        for raw, prefix in MAILS[:2]:
+            _deliver(conn, raw, prefix)
+    assert indexer.step(conn, conn) == 2
+    with db.transaction(conn):
+        _deliver(conn, *MAILS[2])  # not indexed
+    assert searchindex.status(conn)[:2] == (2, 3)
+    for key in ("TEXT", "BODY"):
+        for needle in NEEDLES:
+            scanned = _search(conn, key, needle, index=False)
+            assert _search(conn, key, needle, index=True) == scanned, (key, needle)
+    assert _search(conn, "TEXT", "tracked@", index=True) == [2], "the trace prefix is searched"
+    assert _search(conn, "BODY", "rechnung", index=True) == [1, 2]
+    assert indexer.step(conn, conn) == 1 and indexer.step(conn, conn) == 0
+    assert searchindex.status(conn)[:2] == (3, 3)
+    assert _search(conn, "TEXT", "yes", index=True) == _search(conn, "TEXT", "yes", index=False) == [3]
+
+
+def test_the_index_of_another_code_version_is_not_used_and_is_rebuilt(tmp_path: Path) -> None:
+    conn = database_with(tmp_path / "t.db", "a@example.test")
+    with db.transaction(conn):
+        _deliver(conn, *MAILS[0])
+    indexer.step(conn, conn)
+    conn.execute("UPDATE search_index_state SET version = 'old'")
+    assert searchindex.status(conn)[0] == 0, "nothing counts as indexed: SEARCH scans everything"
+    assert _search(conn, "BODY", "rechnung", index=True) == [1]
+    assert indexer.step(conn, conn) == 1
+    assert searchindex.state(conn) == (1, searchindex.version())
+
+
+def _hits(conn: sqlite3.Connection, table: str, fts: str) -> list[int]:
+    return [row[0] for row in conn.execute(f"SELECT rowid FROM {table} WHERE {table} MATCH ?", (fts,))]
+
+
+def test_purge_takes_the_blob_out_of_the_index(tmp_path: Path) -> None:
+    """Privacy: once the blob is purged, none of its trigrams finds it, and the index's pages are merged."""
+    conn = database_with(tmp_path / "t.db", "a@example.test")
+    with db.transaction(conn):
+        gone = _deliver(conn, b"Subject: qwertzuiop\r\n\r\nunique-purge-word\r\n")
+        stays = _deliver(conn, b"Subject: stays\r\n\r\nother words\r\n")
+    indexer.step(conn, conn)
+    assert _hits(conn, "search_body", '"que"') == [gone] and _hits(conn, "search_head", '"wer"') == [gone]
+    with db.transaction(conn):
+        conn.execute("DELETE FROM messages WHERE blob_id = ?", (gone,))
+        conn.execute("UPDATE blobs SET refs = 0 WHERE id = ?", (gone,))
+        assert retention.purge(conn, 90).blobs == 1
+    assert _hits(conn, "search_body", '"que"') == [] and _hits(conn, "search_head", '"wer"') == []
+    assert _hits(conn, "search_body", '"oth"') == [stays]
+    for table in searchindex.TABLES:  # one merged segment: no delete markers beside the old postings
+        conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 0)")
+    head, body = index_texts(b"Subject: stays\r\n\r\nother words\r\n", None)
+    assert "stays" in head and body.strip() == "other words"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.text(alphabet=st.sampled_from("aZ09 :;<>@=?\t\r\n-ßK"), max_size=20), min_size=1, max_size=4),
+    start=st.integers(0, 20),
+    length=st.integers(1, 8),
+)
+def test_the_trace_prefix_check_never_drops_a_field_that_holds_the_needle(
+    values: list[str], start: int, length: int
+) -> None:
+    """``_prefix_may_hold`` is true whenever the exact matcher finds the needle in a field of the prefix."""
+    prefix = b"".join(
+        b"X-F%d: %s\r\n" % (i, value.replace("\r", "").replace("\n", "\r\n ").encode())
+        for i, value in enumerate(values)
+    )
+    for _, value in header_fields(prefix, 0, len(prefix)):
+        for form in (value.casefold(), decode_header(value).casefold()):
+            needle = form[start : start + length]
+            if needle:
+                assert _prefix_may_hold(needle, prefix), (prefix, needle)
