@@ -183,7 +183,7 @@ def _card(where: str, lines: list[tuple[int, bytes]], warnings: list[str]) -> En
     versions = [line.partition(b":")[2].strip() for _, line in lines if line.partition(b":")[0].upper() == b"VERSION"]
     source = versions[0].decode("ascii", "replace") if versions else "3.0"
     if source not in ("2.1", "3.0", "4.0"):
-        entry.skip = f"vCard {source[:20]} is not read: 2.1, 3.0 or 4.0"
+        entry.skip = f"vCard {source[:20]!r} is not read: 2.1, 3.0 or 4.0"
         return entry
     out: list[str] = []
     for line_no, raw in lines:
@@ -262,7 +262,7 @@ def _content_line(raw: bytes, version: str, warnings: list[str], where: str) -> 
         try:
             text = value.decode(charset)
         except (LookupError, UnicodeDecodeError):
-            text = _decode(value, warnings, f"{where} (CHARSET={charset[:40]})")
+            text = _decode(value, warnings, f"{where} (CHARSET={charset[:40]!r})")
     else:
         text = _decode(value, warnings, where)
     if qp:  # decoded line breaks are escaped: a content line holds none

@@ -233,3 +233,16 @@ def test_a_huge_cell_skips_its_row_only() -> None:
     text = f'email,note\na@x.example,"{"n" * 300_000}"\nb@x.example,short\n'
     huge, fine = parse(text.encode(), "csv").entries
     assert huge.skip == "a card is at most 256 KiB" and fields(fine)["notes"] == "short"
+
+
+def test_text_of_the_file_in_a_message_is_quoted() -> None:
+    """A VERSION or CHARSET the report names is shown quoted: an escape sequence in the file never reaches the
+    terminal through `contacts import -v` or its warnings."""
+    data = (
+        b"BEGIN:VCARD\r\nVERSION:2.1\x1b[2J\r\nFN:A\r\nEMAIL:a@x.example\r\nEND:VCARD\r\n"
+        b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN;CHARSET=x\x1b[31m:B\xe9\r\nEMAIL:b@x.example\r\nEND:VCARD\r\n"
+    )
+    parsed = parse(data, "vcard")
+    assert parsed.entries[0].skip == "vCard '2.1\\x1b[2J' is not read: 2.1, 3.0 or 4.0"
+    assert parsed.warnings == ["card 2 (line 6), line 8 (CHARSET='x\\x1b[31m') is not UTF-8: read as Windows-1252"]
+    assert not any("\x1b" in text for text in [*parsed.warnings, *(e.skip for e in parsed.entries)])
