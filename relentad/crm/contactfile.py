@@ -130,24 +130,38 @@ def _count(entries: int) -> None:
 
 def _logical_lines(data: bytes) -> list[tuple[int, bytes]]:
     """(line number, content line) with folds (§3.2), quoted-printable soft line breaks (a value ending in ``=``)
-    and vCard 2.1's unindented base64 continuation lines joined; blank lines dropped."""
+    and vCard 2.1's unindented base64 continuation lines joined; blank lines dropped. A line's pieces are joined
+    once it is complete: a value folded into a million pieces costs no more than one long line."""
     out: list[tuple[int, bytes]] = []
-    soft = base64 = False
+    pieces: list[bytes] = []  # of the line being read, which starts at line ``start``
+    head: list[bytes] = []  # its name and parameters read so far (up to its colon)
+    start = 0
+    soft = base64 = named = False
+    name = b""
     for number, raw in enumerate(re.split(rb"\r\n|\n|\r", data), 1):
-        if out and soft:
-            out[-1] = (out[-1][0], out[-1][1][:-1] + raw)
-        elif out and base64 and raw.strip() and (raw[:1] in (b" ", b"\t") or b":" not in raw):
-            out[-1] = (out[-1][0], out[-1][1] + raw.strip())  # Outlook indents base64 by several spaces
-        elif out and raw[:1] in (b" ", b"\t"):
-            out[-1] = (out[-1][0], out[-1][1] + raw[1:])
+        if pieces and soft:
+            pieces[-1] = pieces[-1][:-1]
+            piece = raw
+        elif pieces and base64 and raw.strip() and (raw[:1] in (b" ", b"\t") or b":" not in raw):
+            piece = raw.strip()  # Outlook indents base64 by several spaces
+        elif pieces and raw[:1] in (b" ", b"\t"):
+            piece = raw[1:]
         elif not raw.strip():
             soft = base64 = False
             continue
         else:
-            out.append((number, raw))
-        head = out[-1][1].partition(b":")[0].upper()
-        soft = b"QUOTED-PRINTABLE" in head and out[-1][1].endswith(b"=")
-        base64 = b"BASE64" in head
+            if pieces:
+                out.append((start, b"".join(pieces)))
+            pieces, head, start, named, piece = [], [], number, False, raw
+        pieces.append(piece)
+        if not named:  # bounded: a name and parameters folded 64 times, or 4 KiB long, are none of these
+            head.append(piece.partition(b":")[0][:4096])
+            named = b":" in piece or len(head) >= 64
+            name = b"".join(head).upper()
+        soft = b"QUOTED-PRINTABLE" in name and pieces[-1].endswith(b"=")
+        base64 = b"BASE64" in name
+    if pieces:
+        out.append((start, b"".join(pieces)))
     return out
 
 
