@@ -8,8 +8,9 @@ values decoded, bare parameters (``TEL;WORK;VOICE``) written as ``TYPE=``, ``ENC
 written as a 3.0 card from the columns recognised by name (:func:`roles`); other columns are ignored.
 
 Invariants: the whole file is read and checked before anything is imported; a file that is neither format, over
-:data:`MAX_FILE` octets or :data:`MAX_ENTRIES` entries, or whose cards are not nested BEGIN … END is a
-:class:`FileError` (one line, naming the card and line). A problem of one entry (no address, a card too large)
+:data:`MAX_FILE` octets, :data:`MAX_ENTRIES` entries or (a vCard file) :data:`MAX_LINES` lines, or whose cards are
+not nested BEGIN … END is a :class:`FileError` (one line, naming the card and line). Memory is bounded by those:
+a card's lines are held only until its END. A problem of one entry (no address, a card too large)
 makes it skipped with a reason, never the file. A card over :data:`vcard.MAX_CARD` octets loses its PHOTO, LOGO and
 SOUND lines first.
 """
@@ -20,6 +21,7 @@ import csv
 import io
 import quopri
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from .export import escape, fold
 
 MAX_FILE = 50 * 1024 * 1024
 MAX_ENTRIES = 50_000
+MAX_LINES = 2_000_000  # content lines of a vCard file: 40 an entry; a file of millions of short lines is refused
 NO_ADDRESS = "no email address (a contact of relentad is made of addresses)"
 _BULKY = ("PHOTO", "LOGO", "SOUND", "KEY")
 
@@ -128,48 +131,57 @@ def _count(entries: int) -> None:
 # -- vCard ---------------------------------------------------------------------------------------------------
 
 
-def _logical_lines(data: bytes) -> list[tuple[int, bytes]]:
+def _physical_lines(data: bytes) -> Iterator[bytes]:
+    """The lines of ``data`` (CR LF, LF or CR), one at a time: no list of millions of short lines in memory."""
+    start = 0
+    for found in re.finditer(rb"\r\n|\n|\r", data):
+        yield data[start : found.start()]
+        start = found.end()
+    yield data[start:]
+
+
+def _logical_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
     """(line number, content line) with folds (§3.2), quoted-printable soft line breaks (a value ending in ``=``)
-    and vCard 2.1's unindented base64 continuation lines joined; blank lines dropped. A line's pieces are joined
-    once it is complete: a value folded into a million pieces costs no more than one long line."""
-    out: list[tuple[int, bytes]] = []
-    pieces: list[bytes] = []  # of the line being read, which starts at line ``start``
+    and vCard 2.1's unindented base64 continuation lines joined; blank lines dropped. A line grows in place: a
+    value folded into a million pieces costs no more than one long line."""
+    line = bytearray()  # the line being read, which starts at line ``start``
     head: list[bytes] = []  # its name and parameters read so far (up to its colon)
     start = 0
     soft = base64 = named = False
     name = b""
-    for number, raw in enumerate(re.split(rb"\r\n|\n|\r", data), 1):
-        if pieces and soft:
-            pieces[-1] = pieces[-1][:-1]
+    for number, raw in enumerate(_physical_lines(data), 1):
+        if line and soft:
+            del line[-1]
             piece = raw
-        elif pieces and base64 and raw.strip() and (raw[:1] in (b" ", b"\t") or b":" not in raw):
+        elif line and base64 and raw.strip() and (raw[:1] in (b" ", b"\t") or b":" not in raw):
             piece = raw.strip()  # Outlook indents base64 by several spaces
-        elif pieces and raw[:1] in (b" ", b"\t"):
+        elif line and raw[:1] in (b" ", b"\t"):
             piece = raw[1:]
         elif not raw.strip():
             soft = base64 = False
             continue
         else:
-            if pieces:
-                out.append((start, b"".join(pieces)))
-            pieces, head, start, named, piece = [], [], number, False, raw
-        pieces.append(piece)
+            if line:
+                yield start, bytes(line)
+            line, head, start, named, piece = bytearray(), [], number, False, raw
+        line += piece
         if not named:  # bounded: a name and parameters folded 64 times, or 4 KiB long, are none of these
             head.append(piece.partition(b":")[0][:4096])
             named = b":" in piece or len(head) >= 64
             name = b"".join(head).upper()
-        soft = b"QUOTED-PRINTABLE" in name and pieces[-1].endswith(b"=")
+        soft = b"QUOTED-PRINTABLE" in name and line.endswith(b"=")
         base64 = b"BASE64" in name
-    if pieces:
-        out.append((start, b"".join(pieces)))
-    return out
+    if line:
+        yield start, bytes(line)
 
 
 def _vcards(data: bytes, warnings: list[str]) -> list[Entry]:
-    cards: list[tuple[int, int, list[tuple[int, bytes]]]] = []
+    entries: list[Entry] = []
     current: list[tuple[int, bytes]] | None = None
     number = start = 0
-    for line_no, line in _logical_lines(data):
+    for count, (line_no, line) in enumerate(_logical_lines(data), 1):
+        if count > MAX_LINES:
+            raise FileError(f"more than {MAX_LINES} lines: split the file")
         word = line.strip().upper()
         if word == b"BEGIN:VCARD":
             if current is not None:
@@ -178,8 +190,8 @@ def _vcards(data: bytes, warnings: list[str]) -> list[Entry]:
         elif word == b"END:VCARD":
             if current is None:
                 raise FileError(f"line {line_no}: END:VCARD without a BEGIN:VCARD (after card {number})")
-            cards.append((number, start, current))
-            _count(len(cards))
+            entries.append(_card(f"card {number} (line {start})", current, warnings))  # its lines let go
+            _count(len(entries))
             current = None
         elif current is None:
             raise FileError(f"line {line_no}: text outside a card (after card {number}): not a vCard file")
@@ -187,9 +199,9 @@ def _vcards(data: bytes, warnings: list[str]) -> list[Entry]:
             current.append((line_no, line))
     if current is not None:
         raise FileError(f"card {number} (line {start}): the file ends before its END:VCARD")
-    if not cards:
+    if not entries:
         raise FileError("no BEGIN:VCARD in the file: not a vCard file")
-    return [_card(f"card {n} (line {s})", lines, warnings) for n, s, lines in cards]
+    return entries
 
 
 def _card(where: str, lines: list[tuple[int, bytes]], warnings: list[str]) -> Entry:
