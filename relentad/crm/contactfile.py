@@ -287,7 +287,7 @@ def _content_line(raw: bytes, version: str, warnings: list[str], where: str) -> 
     if charset and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
         try:
             text = value.decode(charset)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, ValueError):  # no such codec, not its bytes, a NUL in its name
             text = _decode(value, warnings, f"{where} (CHARSET={charset[:40]!r})")
     else:
         text = _decode(value, warnings, where)

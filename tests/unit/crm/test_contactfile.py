@@ -273,3 +273,12 @@ def test_a_vcard_file_of_millions_of_short_lines_is_refused(monkeypatch: pytest.
     assert len(parse(card % (b"X:\r\n" * 95), "vcard").entries) == 1
     with pytest.raises(FileError, match="more than 100 lines: split the file"):
         parse(card % (b"X:\r\n" * 96), "vcard")
+
+
+def test_a_charset_that_names_no_codec_is_guessed() -> None:
+    """A CHARSET with a NUL in it made the whole import fail with "embedded null character" (found by the fuzz
+    target): the value is read as one with an unknown CHARSET is."""
+    data = b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN;CHARSET=latin\x001:B\xe9a\r\nEMAIL:b@x.example\r\nEND:VCARD\r\n"
+    parsed = parse(data, "vcard")
+    assert fields(parsed.entries[0])["name"] == "Béa"
+    assert parsed.warnings == ["card 1 (line 1), line 3 (CHARSET='latin\\x001') is not UTF-8: read as Windows-1252"]
