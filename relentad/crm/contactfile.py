@@ -366,7 +366,7 @@ def _row(where: str, columns: list[str], row: list[str]) -> Entry:
     if given or family:
         lines.append(f"N:{escape(family)};{escape(given)};{escape(middle)};;")
     lines += [f"EMAIL;TYPE=INTERNET:{escape(a)}" for cell in values.get("email", []) for a in _SPLIT.split(cell) if a]
-    lines += [f"TEL:{escape(p)}" for cell in values.get("phone", []) for p in cell.split(":::") if p.strip()]
+    lines += [f"TEL:{escape(p.strip())}" for cell in values.get("phone", []) for p in cell.split(":::") if p.strip()]
     if values.get("company"):
         lines.append(f"ORG:{escape(values['company'][0])}")
     tags = [t for cell in values.get("tags", []) for t in _SPLIT.split(cell) if t and not t.startswith("*")]

@@ -108,7 +108,7 @@ def test_google_row_becomes_a_card() -> None:
     text = (
         "Name,Given Name,Family Name,E-mail 1 - Value,E-mail 2 - Value,Group Membership,Notes,Phone 1 - Value\n"
         "Jürgen Müller,Jürgen,Müller,j@acme.example ::: jm@acme.example,jm2@mail.example,* myContacts ::: Kunden,"
-        '"a, b; c\nline two",+49 170 1\n'
+        '"a, b; c\nline two",+49 170 1 ::: +49 30 2\n'
         ",,,,,,,\n"
         "Nobody,,,,,,,+1 555\n"
     )
@@ -122,7 +122,7 @@ def test_google_row_becomes_a_card() -> None:
         "tags": ["Kunden"],
         "notes": "a, b; c\nline two",
     }
-    assert first.card is not None and first.card.values("TEL") == ["+49 170 1"]
+    assert first.card is not None and first.card.values("TEL") == ["+49 170 1", "+49 30 2"]  # no " " of " ::: "
     assert nobody.skip == contactfile.NO_ADDRESS
 
 
