@@ -90,3 +90,11 @@ def test_a_note_goes_through_the_crms_rule(conn: sqlite3.Connection, account_id:
     (outcome,) = run(conn, account_id, card)
     assert views.contact(conn, outcome.contact_id or 0)["notes"] == "one ]0;title\ntwo [2J 1m"
     assert results(run(conn, account_id, card)) == ["unchanged"]
+
+
+def test_a_tag_with_a_c1_control_or_del_is_no_tag(conn: sqlite3.Connection, account_id: int) -> None:
+    """U+009B is CSI to a terminal as ESC [ is: a tag holding it (or DEL) stays in the card's CATEGORIES only, as
+    one with ESC does, and never reaches `contacts show`."""
+    card = vcf("t", "Tia", "EMAIL:tia@t.example", "CATEGORIES:ok,c1\x9b2J,del\x7f,esc\x1b[1m")
+    (outcome,) = run(conn, account_id, card)
+    assert views.contact(conn, outcome.contact_id or 0)["tags"] == ["ok"]
