@@ -47,8 +47,10 @@ _AUTOMATIC_LOCAL = re.compile(
 )
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (whose CSI a terminal obeys as ESC [)
 _LIST_ID = re.compile(r"<([^<>\s]+)>")
-# What an address the CRM keeps looks like (quoted local parts with spaces and the like are not kept).
-_ADDRESS = re.compile(r'([^\s<>(),;:"\[\]@\\]{1,64})@([^\s<>(),;:"\[\]@\\]{1,253})')
+# What an address the CRM keeps looks like (quoted local parts with spaces and the like are not kept; no control
+# characters, which would reach a terminal through the CLI).
+_ATOM = r'[^\s<>(),;:"\[\]@\\\x00-\x1f\x7f-\x9f]'
+_ADDRESS = re.compile(rf"({_ATOM}{{1,64}})@({_ATOM}{{1,253}})")
 
 
 @dataclass(frozen=True, slots=True)

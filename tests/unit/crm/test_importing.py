@@ -98,3 +98,8 @@ def test_a_tag_with_a_c1_control_or_del_is_no_tag(conn: sqlite3.Connection, acco
     card = vcf("t", "Tia", "EMAIL:tia@t.example", "CATEGORIES:ok,c1\x9b2J,del\x7f,esc\x1b[1m")
     (outcome,) = run(conn, account_id, card)
     assert views.contact(conn, outcome.contact_id or 0)["tags"] == ["ok"]
+
+
+def test_an_address_with_a_control_character_is_none(conn: sqlite3.Connection, account_id: int) -> None:
+    (outcome,) = run(conn, account_id, vcf("c", "Cy", "EMAIL:\x9b2Jcy@c.example", "EMAIL:cy@c.example"))
+    assert outcome.changes == ["cy@c.example", "not an email address: '\\x9b2Jcy@c.example'"]
