@@ -87,6 +87,8 @@ def detect(name: str, data: bytes) -> str:
     head = data.removeprefix(b"\xef\xbb\xbf").lstrip()[:64].upper()
     if head.startswith(b"BEGIN:VCARD"):
         return "vcard"
+    if suffix in ("ldif", "ldi") or re.match(rb"(?:VERSION: *1\s+)?DN:", head):  # Thunderbird's other export
+        raise FileError(f"{name} is LDIF, which is not read: export the address book as vCard or CSV")
     lines = _decode(data.removeprefix(b"\xef\xbb\xbf")[:8192], []).splitlines()
     header = next(csv.reader([lines[0]], delimiter=max(",;\t", key=lines[0].count)), []) if lines else []
     if "email" in roles(header):

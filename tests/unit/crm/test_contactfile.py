@@ -200,6 +200,9 @@ def test_limits_and_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert detect("x.VCF", b"") == "vcard" and detect("x.csv", b"") == "csv"
     with pytest.raises(FileError, match="neither a vCard file nor a CSV"):
         detect("notes.txt", b"name,phone\n")
+    for name, data in (("abook.ldif", b""), ("export", b"dn: cn=Bob,mail=bob@x.example\nmail: bob@x.example\n")):
+        with pytest.raises(FileError, match="is LDIF, which is not read: export the address book as vCard or CSV"):
+            detect(name, data)
     monkeypatch.setattr(contactfile, "MAX_FILE", 10)
     big = tmp_path / "big.csv"
     big.write_bytes(b"email\n" + b"a@x.example\n" * 2)
