@@ -243,7 +243,7 @@ def _apply(
     if fields["tags"] is not None and sorted(set(tags)) != current["tags"]:
         conn.execute("DELETE FROM crm_tags WHERE contact_id = ?", (contact_id,))
         crm.tag(conn, contact_id, tags)
-    notes = None if fields["notes"] is None else _clean_notes(fields["notes"])
+    notes = None if fields["notes"] is None else clean_notes(fields["notes"])
     if notes is not None and notes != current["notes"]:
         conn.execute("UPDATE crm_contacts SET notes = ? WHERE id = ?", (notes, contact_id))
     company = str(fields["company"] or "")
@@ -254,7 +254,7 @@ def _apply(
     conn.execute("UPDATE crm_contacts SET confirmed = 1 WHERE id = ?", (contact_id,))
 
 
-def _clean_notes(text: str) -> str:
+def clean_notes(text: str) -> str:
     """A NOTE as the CRM keeps notes: lines without control characters (an escape sequence in a card must not
     reach a terminal through ``relentad contacts show``)."""
     return "\n".join(display_name(line) for line in text.splitlines())

@@ -8,8 +8,9 @@ values decoded, bare parameters (``TEL;WORK;VOICE``) written as ``TYPE=``, ``ENC
 written as a 3.0 card from the columns recognised by name (:func:`roles`); other columns are ignored.
 
 Invariants: the whole file is read and checked before anything is imported; a file that is neither format, over
-:data:`MAX_FILE` octets or :data:`MAX_ENTRIES` entries, or whose cards are not nested BEGIN … END is a
-:class:`FileError` (one line, naming the card and line). A problem of one entry (no address, a card too large)
+:data:`MAX_FILE` octets, :data:`MAX_ENTRIES` entries or (a vCard file) :data:`MAX_LINES` lines, or whose cards are
+not nested BEGIN … END is a :class:`FileError` (one line, naming the card and line). Memory is bounded by those:
+a card's lines are held only until its END. A problem of one entry (no address, a card too large)
 makes it skipped with a reason, never the file. A card over :data:`vcard.MAX_CARD` octets loses its PHOTO, LOGO and
 SOUND lines first.
 """
@@ -20,6 +21,7 @@ import csv
 import io
 import quopri
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from .export import escape, fold
 
 MAX_FILE = 50 * 1024 * 1024
 MAX_ENTRIES = 50_000
+MAX_LINES = 2_000_000  # content lines of a vCard file: 40 an entry; a file of millions of short lines is refused
 NO_ADDRESS = "no email address (a contact of relentad is made of addresses)"
 _BULKY = ("PHOTO", "LOGO", "SOUND", "KEY")
 
@@ -84,6 +87,8 @@ def detect(name: str, data: bytes) -> str:
     head = data.removeprefix(b"\xef\xbb\xbf").lstrip()[:64].upper()
     if head.startswith(b"BEGIN:VCARD"):
         return "vcard"
+    if suffix in ("ldif", "ldi") or re.match(rb"(?:VERSION: *1\s+)?DN:", head):  # Thunderbird's other export
+        raise FileError(f"{name} is LDIF, which is not read: export the address book as vCard or CSV")
     lines = _decode(data.removeprefix(b"\xef\xbb\xbf")[:8192], []).splitlines()
     header = next(csv.reader([lines[0]], delimiter=max(",;\t", key=lines[0].count)), []) if lines else []
     if "email" in roles(header):
@@ -128,34 +133,57 @@ def _count(entries: int) -> None:
 # -- vCard ---------------------------------------------------------------------------------------------------
 
 
-def _logical_lines(data: bytes) -> list[tuple[int, bytes]]:
+def _physical_lines(data: bytes) -> Iterator[bytes]:
+    """The lines of ``data`` (CR LF, LF or CR), one at a time: no list of millions of short lines in memory."""
+    start = 0
+    for found in re.finditer(rb"\r\n|\n|\r", data):
+        yield data[start : found.start()]
+        start = found.end()
+    yield data[start:]
+
+
+def _logical_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
     """(line number, content line) with folds (§3.2), quoted-printable soft line breaks (a value ending in ``=``)
-    and vCard 2.1's unindented base64 continuation lines joined; blank lines dropped."""
-    out: list[tuple[int, bytes]] = []
-    soft = base64 = False
-    for number, raw in enumerate(re.split(rb"\r\n|\n|\r", data), 1):
-        if out and soft:
-            out[-1] = (out[-1][0], out[-1][1][:-1] + raw)
-        elif out and base64 and raw.strip() and (raw[:1] in (b" ", b"\t") or b":" not in raw):
-            out[-1] = (out[-1][0], out[-1][1] + raw.strip())  # Outlook indents base64 by several spaces
-        elif out and raw[:1] in (b" ", b"\t"):
-            out[-1] = (out[-1][0], out[-1][1] + raw[1:])
+    and vCard 2.1's unindented base64 continuation lines joined; blank lines dropped. A line grows in place: a
+    value folded into a million pieces costs no more than one long line."""
+    line = bytearray()  # the line being read, which starts at line ``start``
+    head: list[bytes] = []  # its name and parameters read so far (up to its colon)
+    start = 0
+    soft = base64 = named = False
+    name = b""
+    for number, raw in enumerate(_physical_lines(data), 1):
+        if line and soft:
+            del line[-1]
+            piece = raw
+        elif line and base64 and raw.strip() and (raw[:1] in (b" ", b"\t") or b":" not in raw):
+            piece = raw.strip()  # Outlook indents base64 by several spaces
+        elif line and raw[:1] in (b" ", b"\t"):
+            piece = raw[1:]
         elif not raw.strip():
             soft = base64 = False
             continue
         else:
-            out.append((number, raw))
-        head = out[-1][1].partition(b":")[0].upper()
-        soft = b"QUOTED-PRINTABLE" in head and out[-1][1].endswith(b"=")
-        base64 = b"BASE64" in head
-    return out
+            if line:
+                yield start, bytes(line)
+            line, head, start, named, piece = bytearray(), [], number, False, raw
+        line += piece
+        if not named:  # bounded: a name and parameters folded 64 times, or 4 KiB long, are none of these
+            head.append(piece.partition(b":")[0][:4096])
+            named = b":" in piece or len(head) >= 64
+            name = b"".join(head).upper()
+        soft = b"QUOTED-PRINTABLE" in name and line.endswith(b"=")
+        base64 = b"BASE64" in name
+    if line:
+        yield start, bytes(line)
 
 
 def _vcards(data: bytes, warnings: list[str]) -> list[Entry]:
-    cards: list[tuple[int, int, list[tuple[int, bytes]]]] = []
+    entries: list[Entry] = []
     current: list[tuple[int, bytes]] | None = None
     number = start = 0
-    for line_no, line in _logical_lines(data):
+    for count, (line_no, line) in enumerate(_logical_lines(data), 1):
+        if count > MAX_LINES:
+            raise FileError(f"more than {MAX_LINES} lines: split the file")
         word = line.strip().upper()
         if word == b"BEGIN:VCARD":
             if current is not None:
@@ -164,8 +192,8 @@ def _vcards(data: bytes, warnings: list[str]) -> list[Entry]:
         elif word == b"END:VCARD":
             if current is None:
                 raise FileError(f"line {line_no}: END:VCARD without a BEGIN:VCARD (after card {number})")
-            cards.append((number, start, current))
-            _count(len(cards))
+            entries.append(_card(f"card {number} (line {start})", current, warnings))  # its lines let go
+            _count(len(entries))
             current = None
         elif current is None:
             raise FileError(f"line {line_no}: text outside a card (after card {number}): not a vCard file")
@@ -173,9 +201,9 @@ def _vcards(data: bytes, warnings: list[str]) -> list[Entry]:
             current.append((line_no, line))
     if current is not None:
         raise FileError(f"card {number} (line {start}): the file ends before its END:VCARD")
-    if not cards:
+    if not entries:
         raise FileError("no BEGIN:VCARD in the file: not a vCard file")
-    return [_card(f"card {n} (line {s})", lines, warnings) for n, s, lines in cards]
+    return entries
 
 
 def _card(where: str, lines: list[tuple[int, bytes]], warnings: list[str]) -> Entry:
@@ -183,7 +211,7 @@ def _card(where: str, lines: list[tuple[int, bytes]], warnings: list[str]) -> En
     versions = [line.partition(b":")[2].strip() for _, line in lines if line.partition(b":")[0].upper() == b"VERSION"]
     source = versions[0].decode("ascii", "replace") if versions else "3.0"
     if source not in ("2.1", "3.0", "4.0"):
-        entry.skip = f"vCard {source[:20]} is not read: 2.1, 3.0 or 4.0"
+        entry.skip = f"vCard {source[:20]!r} is not read: 2.1, 3.0 or 4.0"
         return entry
     out: list[str] = []
     for line_no, raw in lines:
@@ -261,8 +289,8 @@ def _content_line(raw: bytes, version: str, warnings: list[str], where: str) -> 
     if charset and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
         try:
             text = value.decode(charset)
-        except (LookupError, UnicodeDecodeError):
-            text = _decode(value, warnings, f"{where} (CHARSET={charset[:40]})")
+        except (LookupError, ValueError):  # no such codec, not its bytes, a NUL in its name
+            text = _decode(value, warnings, f"{where} (CHARSET={charset[:40]!r})")
     else:
         text = _decode(value, warnings, where)
     if qp:  # decoded line breaks are escaped: a content line holds none
@@ -340,7 +368,7 @@ def _row(where: str, columns: list[str], row: list[str]) -> Entry:
     if given or family:
         lines.append(f"N:{escape(family)};{escape(given)};{escape(middle)};;")
     lines += [f"EMAIL;TYPE=INTERNET:{escape(a)}" for cell in values.get("email", []) for a in _SPLIT.split(cell) if a]
-    lines += [f"TEL:{escape(p)}" for cell in values.get("phone", []) for p in cell.split(":::") if p.strip()]
+    lines += [f"TEL:{escape(p.strip())}" for cell in values.get("phone", []) for p in cell.split(":::") if p.strip()]
     if values.get("company"):
         lines.append(f"ORG:{escape(values['company'][0])}")
     tags = [t for cell in values.get("tags", []) for t in _SPLIT.split(cell) if t and not t.startswith("*")]

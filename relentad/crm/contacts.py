@@ -23,6 +23,7 @@ from ..errors import InvalidInput, NotFound
 from . import companies, ids
 from .participants import (
     BULK,
+    CONTROL,
     IN,
     LIST,
     PERSON,
@@ -262,7 +263,7 @@ def _confirm(conn: sqlite3.Connection, contact_id: int) -> None:
 
 def check_tag(tag: str) -> str:
     tag = tag.strip()
-    if not tag or len(tag) > 64 or any(ord(c) < 0x20 for c in tag) or "," in tag:
+    if not tag or len(tag) > 64 or CONTROL.search(tag) or "," in tag:  # C1's CSI drives a terminal as ESC [ does
         raise InvalidInput(f"not a tag: {tag!r} (1-64 characters, no commas or control characters)")
     return tag
 

@@ -142,7 +142,8 @@ class Importer:
         if added:
             crm.tag(conn, contact_id, added)
             changes.append("tags +" + ",".join(added))
-        changes += self._note(conn, contact_id, str(fields["notes"] or "").strip(), current["notes"])
+        note = write.clean_notes(str(fields["notes"] or "")).strip()  # as for a PUT: no escape sequence kept
+        changes += self._note(conn, contact_id, note, current["notes"])
         changes += self._company(conn, contact_id, str(fields["company"] or "").strip(), current["company"])
         stored, remarks = self._card(conn, entry.card, contact_id, fields, tags)
         changes += stored

@@ -45,10 +45,12 @@ _AUTOMATIC_LOCAL = re.compile(
     r"notifications?|notify|newsletters?|alerts?|automated|auto[-_.]?confirm|daemon)(?:[-_.+].*)?",
     re.IGNORECASE,
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (whose CSI a terminal obeys as ESC [)
 _LIST_ID = re.compile(r"<([^<>\s]+)>")
-# What an address the CRM keeps looks like (quoted local parts with spaces and the like are not kept).
-_ADDRESS = re.compile(r'([^\s<>(),;:"\[\]@\\]{1,64})@([^\s<>(),;:"\[\]@\\]{1,253})')
+# What an address the CRM keeps looks like (quoted local parts with spaces and the like are not kept; no control
+# characters, which would reach a terminal through the CLI).
+_ATOM = r'[^\s<>(),;:"\[\]@\\\x00-\x1f\x7f-\x9f]'
+_ADDRESS = re.compile(rf"({_ATOM}{{1,64}})@({_ATOM}{{1,253}})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,7 @@ def _a_label(domain: str) -> str:
 def display_name(name: str) -> str:
     """A decoded display name as one line: controls (an encoded ``=0D=0A``, a NUL) become spaces, runs of white
     space one space, so a name never breaks a CLI line, a CSV row or a folder name."""
-    return " ".join(_CONTROL.sub(" ", name).split())
+    return " ".join(CONTROL.sub(" ", name).split())
 
 
 MAX_NAME = 200  # what a virtual folder name keeps of a name (relentad.crm.folders)

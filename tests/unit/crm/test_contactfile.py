@@ -108,7 +108,7 @@ def test_google_row_becomes_a_card() -> None:
     text = (
         "Name,Given Name,Family Name,E-mail 1 - Value,E-mail 2 - Value,Group Membership,Notes,Phone 1 - Value\n"
         "Jürgen Müller,Jürgen,Müller,j@acme.example ::: jm@acme.example,jm2@mail.example,* myContacts ::: Kunden,"
-        '"a, b; c\nline two",+49 170 1\n'
+        '"a, b; c\nline two",+49 170 1 ::: +49 30 2\n'
         ",,,,,,,\n"
         "Nobody,,,,,,,+1 555\n"
     )
@@ -122,7 +122,7 @@ def test_google_row_becomes_a_card() -> None:
         "tags": ["Kunden"],
         "notes": "a, b; c\nline two",
     }
-    assert first.card is not None and first.card.values("TEL") == ["+49 170 1"]
+    assert first.card is not None and first.card.values("TEL") == ["+49 170 1", "+49 30 2"]  # no " " of " ::: "
     assert nobody.skip == contactfile.NO_ADDRESS
 
 
@@ -200,6 +200,9 @@ def test_limits_and_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert detect("x.VCF", b"") == "vcard" and detect("x.csv", b"") == "csv"
     with pytest.raises(FileError, match="neither a vCard file nor a CSV"):
         detect("notes.txt", b"name,phone\n")
+    for name, data in (("abook.ldif", b""), ("export", b"dn: cn=Bob,mail=bob@x.example\nmail: bob@x.example\n")):
+        with pytest.raises(FileError, match="is LDIF, which is not read: export the address book as vCard or CSV"):
+            detect(name, data)
     monkeypatch.setattr(contactfile, "MAX_FILE", 10)
     big = tmp_path / "big.csv"
     big.write_bytes(b"email\n" + b"a@x.example\n" * 2)
@@ -233,3 +236,52 @@ def test_a_huge_cell_skips_its_row_only() -> None:
     text = f'email,note\na@x.example,"{"n" * 300_000}"\nb@x.example,short\n'
     huge, fine = parse(text.encode(), "csv").entries
     assert huge.skip == "a card is at most 256 KiB" and fields(fine)["notes"] == "short"
+
+
+def test_text_of_the_file_in_a_message_is_quoted() -> None:
+    """A VERSION or CHARSET the report names is shown quoted: an escape sequence in the file never reaches the
+    terminal through `contacts import -v` or its warnings."""
+    data = (
+        b"BEGIN:VCARD\r\nVERSION:2.1\x1b[2J\r\nFN:A\r\nEMAIL:a@x.example\r\nEND:VCARD\r\n"
+        b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN;CHARSET=x\x1b[31m:B\xe9\r\nEMAIL:b@x.example\r\nEND:VCARD\r\n"
+    )
+    parsed = parse(data, "vcard")
+    assert parsed.entries[0].skip == "vCard '2.1\\x1b[2J' is not read: 2.1, 3.0 or 4.0"
+    assert parsed.warnings == ["card 2 (line 6), line 8 (CHARSET='x\\x1b[31m') is not UTF-8: read as Windows-1252"]
+    assert not any("\x1b" in text for text in [*parsed.warnings, *(e.skip for e in parsed.entries)])
+
+
+@pytest.mark.timeout(20)
+def test_many_continuation_lines_are_joined_in_linear_time() -> None:
+    """A value folded (or soft-broken) into millions of short lines, within the 50 MB: each piece is joined once,
+    not the line so far copied per piece (8 MB of them took over a minute; 50 MB hours)."""
+    pieces = 1_500_000
+    card = b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:A\r\nEMAIL:a@x.example\r\n"
+    folded = card + b"NOTE:x" + b"\r\n y" * pieces + b"\r\nEND:VCARD\r\n"
+    soft = (
+        b"BEGIN:VCARD\r\nVERSION:2.1\r\nEMAIL:a@x.example\r\nNOTE;ENCODING=QUOTED-PRINTABLE:x="
+        + b"\r\ny=" * pieces
+        + b"\r\nz\r\nEND:VCARD\r\n"
+    )
+    for data in (folded, soft):
+        (entry,) = parse(data, "vcard").entries
+        assert entry.skip == "a card is at most 256 KiB"
+
+
+def test_a_vcard_file_of_millions_of_short_lines_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """48 MB of `X:` lines in one card took 4.8 GB of memory before the card was found too large: the file's
+    content lines are counted as they are read."""
+    monkeypatch.setattr(contactfile, "MAX_LINES", 100)
+    card = b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:A\r\nEMAIL:a@x.example\r\n%bEND:VCARD\r\n"
+    assert len(parse(card % (b"X:\r\n" * 95), "vcard").entries) == 1
+    with pytest.raises(FileError, match="more than 100 lines: split the file"):
+        parse(card % (b"X:\r\n" * 96), "vcard")
+
+
+def test_a_charset_that_names_no_codec_is_guessed() -> None:
+    """A CHARSET with a NUL in it made the whole import fail with "embedded null character" (found by the fuzz
+    target): the value is read as one with an unknown CHARSET is."""
+    data = b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN;CHARSET=latin\x001:B\xe9a\r\nEMAIL:b@x.example\r\nEND:VCARD\r\n"
+    parsed = parse(data, "vcard")
+    assert fields(parsed.entries[0])["name"] == "Béa"
+    assert parsed.warnings == ["card 1 (line 1), line 3 (CHARSET='latin\\x001') is not UTF-8: read as Windows-1252"]

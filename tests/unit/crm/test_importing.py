@@ -81,3 +81,25 @@ def test_cards_beyond_the_accounts_limit(
         "its vCard not kept: the account has 1 stored cards",
     ]
     assert results(run(conn, account_id, text)) == ["unchanged", "unchanged"]
+
+
+def test_a_note_goes_through_the_crms_rule(conn: sqlite3.Connection, account_id: int) -> None:
+    """A NOTE with escape sequences (a vCard from elsewhere) is kept as a CardDAV PUT's is: lines without control
+    characters, so `contacts show` never writes them to a terminal; a second import stays unchanged."""
+    card = vcf("n", "Eve", "EMAIL:eve@e.example", "NOTE:one\x1b]0;title\x07\\ntwo\x1b[2J\x9b1m")
+    (outcome,) = run(conn, account_id, card)
+    assert views.contact(conn, outcome.contact_id or 0)["notes"] == "one ]0;title\ntwo [2J 1m"
+    assert results(run(conn, account_id, card)) == ["unchanged"]
+
+
+def test_a_tag_with_a_c1_control_or_del_is_no_tag(conn: sqlite3.Connection, account_id: int) -> None:
+    """U+009B is CSI to a terminal as ESC [ is: a tag holding it (or DEL) stays in the card's CATEGORIES only, as
+    one with ESC does, and never reaches `contacts show`."""
+    card = vcf("t", "Tia", "EMAIL:tia@t.example", "CATEGORIES:ok,c1\x9b2J,del\x7f,esc\x1b[1m")
+    (outcome,) = run(conn, account_id, card)
+    assert views.contact(conn, outcome.contact_id or 0)["tags"] == ["ok"]
+
+
+def test_an_address_with_a_control_character_is_none(conn: sqlite3.Connection, account_id: int) -> None:
+    (outcome,) = run(conn, account_id, vcf("c", "Cy", "EMAIL:\x9b2Jcy@c.example", "EMAIL:cy@c.example"))
+    assert outcome.changes == ["cy@c.example", "not an email address: '\\x9b2Jcy@c.example'"]

@@ -114,6 +114,10 @@ def test_normalize() -> None:
     assert normalize(" <Bob@Example.COM.> ") == "bob@example.com"
     assert normalize("bob") == ""
     assert normalize("@x.test") == ""
+    # a control character (ESC, DEL, C1's CSI, BEL) is in no address the CRM keeps: it would reach a terminal
+    # through `contacts list` (from a header or an imported file)
+    for text in ("\x1bcd@a.example", "\x9b2J@a.example", "a\x7f@a.example", "a@b\x07.example"):
+        assert normalize(text) == "", text
 
 
 def test_idn_addresses_are_one_address_and_own_in_either_form() -> None:
