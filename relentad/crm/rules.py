@@ -17,9 +17,10 @@ from the message itself, so a sender cannot forge them):
 
 Invariants: evaluation is pure and never raises on message content; a match costs at most the length of the value
 times that of the key (``:matches`` globs are compiled once to fixed-length pieces, see :class:`Glob`; ``:regex``
-runs on the linear-time engine of :mod:`.sieveregex`); a run-time error in one script drops its actions and keeps
-the message (:func:`evaluate`); folder
-names are checked when a rule is added, so delivery never meets a name the store would refuse.
+runs on the linear-time engine of :mod:`.sieveregex`) and all of a message's matching spends from one
+:class:`.sieveregex.Budget` (the rules run while the sending server waits); a run-time error in one script drops
+its actions and keeps the message (:func:`evaluate`); folder names are checked when a rule is added, so delivery
+never meets a name the store would refuse.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ from .sieve import (
 )
 from .sieve import Command as SieveCommand
 from .sieve import Test as SieveTest
-from .sieveregex import compile_regex
+from .sieveregex import Budget, Exhausted, compile_regex
 
 log = logging.getLogger(__name__)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
@@ -184,6 +185,7 @@ class Variables:
     groups: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)  # imap4flags' internal variable, for hasflag
     enabled: bool = False  # the script may reference variables (only then does a :matches record its groups)
+    budget: Budget = field(default_factory=Budget)  # the message's work (sieveregex.MAX_WORK), shared by its scripts
 
     def expand(self, text: str) -> str:
         """``${name}`` / ``${n}`` replaced (unknown ones by ""), each value at most MAX_VARIABLE_SIZE."""
@@ -235,6 +237,9 @@ def _keys(match: Match, variables: Variables | None) -> tuple[str, ...]:
 def matches(match: Match, value: str, variables: Variables | None = None) -> bool:
     """Does ``value`` satisfy the match against any of its keys? A ``:matches`` hit records its match variables."""
     keys = _keys(match, variables)
+    budget = variables.budget if variables is not None else Budget()
+    if match.kind != ":regex":  # a C-speed scan of the value per key: some 100 characters a unit
+        _spend(budget, len(keys) * (1 + len(value) // 128))
     if match.kind == ":matches":
         for key in keys:
             if variables is None or not variables.enabled:
@@ -247,7 +252,7 @@ def matches(match: Match, value: str, variables: Variables | None = None) -> boo
                 return True
         return False
     if match.kind == ":regex":
-        return any(_regex(key, match, value) for key in keys)
+        return any(_regex(key, match, value, budget) for key in keys)
     if match.kind == ":value":
         return any(_relation(match, value, key) for key in keys)
     if match.numeric:  # :is with i;ascii-numeric: equal numbers
@@ -260,10 +265,20 @@ def matches(match: Match, value: str, variables: Variables | None = None) -> boo
     return False
 
 
-def _regex(key: str, match: Match, value: str) -> bool:
+def _regex(key: str, match: Match, value: str, budget: Budget) -> bool:
     try:
-        return compile_regex(key, not match.octet).search(value)
-    except InvalidInput as exc:  # a key built from variables at run time
+        regex = compile_regex(key, not match.octet)
+        if match.expand:  # a key built at run time may be compiled now: about ten units an NFA state
+            budget.spend(10 * len(regex.kind))
+        return regex.search(value, budget)
+    except (InvalidInput, Exhausted) as exc:  # a key built from variables at run time; too much work
+        raise RuleError(str(exc)) from None
+
+
+def _spend(budget: Budget, units: int) -> None:
+    try:
+        budget.spend(units)
+    except Exhausted as exc:
         raise RuleError(str(exc)) from None
 
 
@@ -669,10 +684,11 @@ def _snapshot(outcome: Outcome) -> Outcome:
 def evaluate(scripts: list[tuple[str, Script]], view: MessageView) -> Outcome:
     """Run the account's rules, in order, on one message."""
     outcome = Outcome()
+    budget = Budget()  # one for all the scripts: the message's delivery waits for them
     for name, script in scripts:
         before = _snapshot(outcome)
         try:
-            _run(script.commands, view, outcome, name, Variables(enabled=script.variables))
+            _run(script.commands, view, outcome, name, Variables(enabled=script.variables, budget=budget))
         except (RuleError, RecursionError, ValueError, LookupError, TypeError, OverflowError) as exc:
             # RFC 5228 §2.10.6: a run-time error drops the script's actions and keeps the message
             log.warning("sieve: %s failed on a message (%s); the message is kept", name, exc)

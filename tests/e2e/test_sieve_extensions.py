@@ -124,3 +124,20 @@ def test_reject_refuses_at_smtp_time_only_when_every_copy_rejects(relentad: Daem
     sample.write_bytes(raw)
     shown = relentad.cli("rules", "test", ALICE, str(sample)).stdout
     assert "reject (550 5.7.1 at SMTP time when it is the only recipient): I do not want" in shown
+
+
+def test_a_hostile_regex_is_cut_off_and_the_message_kept(relentad: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pattern whose DFA thrashes its cache, on a body of 200 KiB of a random a/b mix, would hold the event loop
+    (SMTP and IMAP for everyone) for seconds per message: the work limit ends the script, the message is kept."""
+    import random
+
+    client = sievelib(relentad, monkeypatch)
+    script = 'require ["body", "regex", "imap4flags"];\naddflag "$Tried";\n'
+    script += 'if body :regex "(a|b)*a(a|b){20}c" { addflag "$Hit"; }\n'
+    assert client.putscript("hostile", script), client.errmsg
+    assert client.setactive("hostile")
+    client.logout()
+    mix = "".join(random.Random(1).choices("ab", k=200_000))
+    send(relentad, "big", body="\r\n".join(mix[i : i + 76] for i in range(0, len(mix), 76)))
+    [kept] = wait_for("the kept message", lambda: imap_folder(relentad, "INBOX"))
+    assert kept.startswith(b"Subject: big") and b"$Tried" not in kept, "the failed script's actions are dropped"

@@ -3,6 +3,7 @@ relational, variables, regex, date/index, environment, spamtest; the RFCs' own e
 
 from __future__ import annotations
 
+import random
 import re
 import time
 import warnings
@@ -408,3 +409,20 @@ def test_hasflag_reads_the_flags_set_so_far() -> None:
         'if hasflag :count "eq" :comparator "i;ascii-numeric" "4" { addflag "$c"; }\n'
     )
     assert run(script).flags == ["\\Seen", "$Work", "$a", "$b", "$c"]
+
+
+def test_rule_work_per_message_is_bounded() -> None:
+    """Rules run on the event loop while the sender waits: a pattern whose DFA thrashes its cache (a state built per
+    character) or thousands of keys over a big body stop at the message's work limit, as a run-time error: the
+    script's actions are dropped and the message is kept."""
+    body = "".join(random.Random(1).choices("ab", k=120_000))
+    raw = b"Subject: big\r\n\r\n" + body.encode() + b"\r\n"
+    outcome = run('addflag "seen";\nif body :regex "(a|b)*a(a|b){20}c" { fileinto "Hit"; }', raw)
+    assert outcome.targets("INBOX") == [("INBOX", [])] and "limit" in outcome.trace[-1], outcome.trace
+    keys = ", ".join(f'"w{i}"' for i in range(3000))
+    outcome = run(f'addflag "seen";\nif body :contains [{keys}] {{ fileinto "Hit"; }}', raw)
+    assert outcome.targets("INBOX") == [("INBOX", [])] and "limit" in outcome.trace[-1], outcome.trace
+    # ordinary work fits: a few patterns and keys over the same body
+    outcome = run('if anyof (body :regex ["b{40}", "^x"], body :contains ["zz", "yy"]) { fileinto "Hit"; }', raw)
+    assert outcome.targets("INBOX") == [("INBOX", [])] and not any("error" in t for t in outcome.trace)
+    assert holds('body :regex "b[ab]{3}a"', raw)
