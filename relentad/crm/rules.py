@@ -487,11 +487,11 @@ def _dates(test: DateTest, view: MessageView) -> list[str]:
         text = value.rpartition(";")[2] if test.header == "received" else value
         try:
             when = parsedate_to_datetime(text.strip())
-        except (TypeError, ValueError, IndexError):
+            if when.tzinfo is None:  # "-0000": a time in UTC whose zone is not known (RFC 5322 §3.3)
+                when = when.replace(tzinfo=UTC)
+            out.append(_date_part(_in_zone(when, test.zone, test.original), test.part))
+        except (TypeError, ValueError, IndexError, OverflowError):  # year 9999 in -1200 is past datetime's range
             continue
-        if when.tzinfo is None:  # "-0000": a time in UTC whose zone is not known (RFC 5322 §3.3)
-            when = when.replace(tzinfo=UTC)
-        out.append(_date_part(_in_zone(when, test.zone, test.original), test.part))
     return out
 
 

@@ -426,3 +426,12 @@ def test_rule_work_per_message_is_bounded() -> None:
     outcome = run('if anyof (body :regex ["b{40}", "^x"], body :contains ["zz", "yy"]) { fileinto "Hit"; }', raw)
     assert outcome.targets("INBOX") == [("INBOX", [])] and not any("error" in t for t in outcome.trace)
     assert holds('body :regex "b[ab]{3}a"', raw)
+
+
+def test_a_date_past_the_calendar_is_skipped_not_an_error() -> None:
+    """Year 9999 at -1200 is year 10000 in UTC, past datetime's range: the field is skipped like any other that is no
+    date, instead of failing the script (a sender could so switch off every rule of a script that reads Date)."""
+    raw = RAW.replace(b"Date: Tue, 1 Apr 2025 23:59:30 +0200", b"Date: Fri, 31 Dec 9999 23:59:59 -1200")
+    outcome = run('addflag "seen";\nif date :zone "+0000" :value "ge" "date" "year" "2000" { fileinto "New"; }', raw)
+    assert outcome.targets("INBOX") == [("INBOX", ["seen"])], outcome.trace
+    assert holds('date :originalzone "date" "year" "9999"', raw)
