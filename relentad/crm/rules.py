@@ -82,6 +82,8 @@ _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\}")
 _NUMBER = re.compile(r"[0-9]*")
 _WILDCARDS = re.compile(r"([*?\\])")
+MAX_EXPANDED = 16 * MAX_VARIABLE_SIZE
+"""Characters of a string once its variables are expanded (a key, a folder, a set value before its cut)."""
 VIRTUAL = ("x-relentad-contact-tag", "x-relentad-company", "x-relentad-contact", "x-relentad-spam")
 _ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 USER_SUFFIX = " (user)"
@@ -188,18 +190,30 @@ class Variables:
     budget: Budget = field(default_factory=Budget)  # the message's work (sieveregex.MAX_WORK), shared by its scripts
 
     def expand(self, text: str) -> str:
-        """``${name}`` / ``${n}`` replaced (unknown ones by ""), each value at most MAX_VARIABLE_SIZE."""
+        """``${name}`` / ``${n}`` replaced (unknown ones by ""), at most MAX_EXPANDED characters in all: a string of
+        thousands of references to a 4096-character variable would otherwise make one of gigabytes. Costs from the
+        message's budget like reading the result would."""
         if "${" not in text:
             return text
-
-        def value(found: re.Match[str]) -> str:
+        out: list[str] = []
+        size = pos = 0
+        for found in _VARIABLE.finditer(text):
             name = found.group(1)
             if name.isdigit():
                 index = int(name)
-                return self.groups[index] if index < len(self.groups) else ""
-            return self.named.get(name.lower(), "")
-
-        return _VARIABLE.sub(value, text)
+                value = self.groups[index] if index < len(self.groups) else ""
+            else:
+                value = self.named.get(name.lower(), "")
+            out += [text[pos : found.start()], value]
+            size += found.start() - pos + len(value)
+            pos = found.end()
+            if size >= MAX_EXPANDED:
+                break
+        else:
+            out.append(text[pos:])
+        result = "".join(out)[:MAX_EXPANDED]
+        self.budget.spend(1 + len(result) // 128)
+        return result
 
 
 def _numeric(text: str) -> int | None:
@@ -239,7 +253,7 @@ def matches(match: Match, value: str, variables: Variables | None = None) -> boo
     keys = _keys(match, variables)
     budget = variables.budget if variables is not None else Budget()
     if match.kind != ":regex":  # a C-speed scan of the value per key: some 100 characters a unit
-        _spend(budget, len(keys) * (1 + len(value) // 128))
+        budget.spend(len(keys) * (1 + len(value) // 128))
     if match.kind == ":matches":
         for key in keys:
             if variables is None or not variables.enabled:
@@ -248,7 +262,7 @@ def matches(match: Match, value: str, variables: Variables | None = None) -> boo
                 continue
             groups = glob(key, match.octet).captures(value)
             if groups is not None:
-                variables.groups = [value, *groups][:MAX_MATCH_VARIABLES]
+                variables.groups = [g[:MAX_VARIABLE_SIZE] for g in [value, *groups][:MAX_MATCH_VARIABLES]]
                 return True
         return False
     if match.kind == ":regex":
@@ -271,14 +285,7 @@ def _regex(key: str, match: Match, value: str, budget: Budget) -> bool:
         if match.expand:  # a key built at run time may be compiled now: about ten units an NFA state
             budget.spend(10 * len(regex.kind))
         return regex.search(value, budget)
-    except (InvalidInput, Exhausted) as exc:  # a key built from variables at run time; too much work
-        raise RuleError(str(exc)) from None
-
-
-def _spend(budget: Budget, units: int) -> None:
-    try:
-        budget.spend(units)
-    except Exhausted as exc:
+    except InvalidInput as exc:  # a key built from variables at run time
         raise RuleError(str(exc)) from None
 
 
@@ -689,7 +696,7 @@ def evaluate(scripts: list[tuple[str, Script]], view: MessageView) -> Outcome:
         before = _snapshot(outcome)
         try:
             _run(script.commands, view, outcome, name, Variables(enabled=script.variables, budget=budget))
-        except (RuleError, RecursionError, ValueError, LookupError, TypeError, OverflowError) as exc:
+        except (RuleError, Exhausted, RecursionError, ValueError, LookupError, TypeError, OverflowError) as exc:
             # RFC 5228 §2.10.6: a run-time error drops the script's actions and keeps the message
             log.warning("sieve: %s failed on a message (%s); the message is kept", name, exc)
             outcome = before

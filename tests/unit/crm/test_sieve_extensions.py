@@ -435,3 +435,15 @@ def test_a_date_past_the_calendar_is_skipped_not_an_error() -> None:
     outcome = run('addflag "seen";\nif date :zone "+0000" :value "ge" "date" "year" "2000" { fileinto "New"; }', raw)
     assert outcome.targets("INBOX") == [("INBOX", ["seen"])], outcome.trace
     assert holds('date :originalzone "date" "year" "9999"', raw)
+
+
+def test_variable_expansion_is_bounded() -> None:
+    """4096 characters referenced a thousand times in one string (a 5 KiB script line) made a 4 MB string per use;
+    a 1 MiB script could so ask for a gigabyte. Expansion stops at MAX_EXPANDED; a match variable holds at most
+    MAX_VARIABLE_SIZE characters of what it matched."""
+    variables = rules.Variables(named={"a": "x" * 4096}, groups=["y" * 8000])
+    assert len(variables.expand("${a}" * 1000)) <= 1 << 16
+    assert variables.expand("<${a}${0}>")[:2] == "<x" and len(variables.expand("${a}${a}>")) == 8193
+    raw = RAW.replace(b"Subject: [acme-dev] Build 42 failed", b"Subject: " + b"z" * 6000)
+    outcome = run('if header :matches "subject" "*" { set :length "n" "${1}"; if string "${n}" "4096" { keep; } }', raw)
+    assert outcome.keep == [], outcome.trace
