@@ -216,10 +216,13 @@ class Variables:
         return result
 
 
-def _numeric(text: str) -> int | None:
-    """i;ascii-numeric (RFC 4790 §9.1): the leading digits as a number, None (positive infinity) without any."""
-    digits = _NUMBER.match(text)
-    return int(digits.group(0)) if digits and digits.group(0) else None
+def _numeric(text: str) -> tuple[int, str] | None:
+    """i;ascii-numeric (RFC 4790 §9.1): the leading digits as a number, None (positive infinity) without any. The
+    number is kept as (count of digits, digits) without leading zeros, which orders as the numbers do: ``int()``
+    refuses strings of over 4300 digits, and a header field of 5000 nines would fail the script."""
+    found = _NUMBER.match(text)
+    digits = found.group(0).lstrip("0") if found and found.group(0) else None
+    return None if digits is None else (len(digits), digits)
 
 
 def _relation(match: Match, value: str, key: str) -> bool:
@@ -228,7 +231,7 @@ def _relation(match: Match, value: str, key: str) -> bool:
     right: object
     if match.numeric:
         a, b = _numeric(value), _numeric(key)
-        left, right = (1, 0) if a is None else (0, a), (1, 0) if b is None else (0, b)
+        left, right = (1, (0, "")) if a is None else (0, a), (1, (0, "")) if b is None else (0, b)
     else:
         left, right = fold(value, match.octet), fold(key, match.octet)
     relation = match.relation

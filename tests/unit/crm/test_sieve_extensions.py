@@ -447,3 +447,21 @@ def test_variable_expansion_is_bounded() -> None:
     raw = RAW.replace(b"Subject: [acme-dev] Build 42 failed", b"Subject: " + b"z" * 6000)
     outcome = run('if header :matches "subject" "*" { set :length "n" "${1}"; if string "${n}" "4096" { keep; } }', raw)
     assert outcome.keep == [], outcome.trace
+
+
+@pytest.mark.parametrize(
+    ("value", "relation", "key", "expected"),
+    [
+        ("9" * 5000, "gt", "3", True),  # int() refuses over 4300 digits: the script failed
+        ("0" * 5000 + "7", "eq", "7", True),
+        ("1" + "0" * 5000, "gt", "9" * 5000, True),
+        ("12abc", "lt", "012", False),
+        ("abc", "gt", "9" * 5000, True),  # no digits: positive infinity
+        ("abc", "eq", "xyz", True),
+        ("abc", "lt", "xyz", False),
+    ],
+)
+def test_ascii_numeric_takes_numbers_of_any_length(value: str, relation: str, key: str, expected: bool) -> None:
+    raw = RAW.replace(b"X-Priority: 2", b"X-Priority: " + value.encode())
+    test = f'header :value "{relation}" :comparator "i;ascii-numeric" "x-priority" "{key}"'
+    assert holds(test, raw) is expected
