@@ -19,7 +19,8 @@ raises :class:`Exhausted` when it is gone; the rules count that as the script's 
 
 Invariants: :func:`compile_regex` raises InvalidInput (one line) and nothing else; :meth:`Regex.search` raises
 only :class:`Exhausted`, reads at most :data:`MAX_INPUT` characters and keeps at most :data:`MAX_DFA_STATES` cached
-states and :data:`MAX_EDGES` moves per pattern (then starts over), for at most 256 patterns.
+states (:data:`MAX_HELD` NFA states in them) and :data:`MAX_EDGES` moves per pattern (then starts over), for at
+most 256 patterns.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ MAX_PATTERN = 1024
 MAX_INPUT = 256 << 10
 """Characters of a value a pattern is run on (a body's text beyond this is not searched)."""
 MAX_DFA_STATES = 2048
+MAX_HELD = 32_768
+"""NFA states held in all of one pattern's cached DFA states (some 40 bytes each): a DFA state of a large pattern
+can hold a thousand, and 256 cached patterns would otherwise keep gigabytes."""
 MAX_EDGES = 8192
 """Cached moves of one pattern's DFA (each state has one per character seen there: a value of many distinct
 characters would otherwise grow it without bound); past either limit the DFA starts over."""
@@ -343,7 +347,7 @@ class Regex:
         following = self._closure(seeds, start=False, end=False) | self.restart
         budget.spend(len(following))
         with self.lock:
-            if len(tables.states) >= MAX_DFA_STATES or tables.edges >= MAX_EDGES:
+            if len(tables.states) >= MAX_DFA_STATES or tables.edges >= MAX_EDGES or tables.held >= MAX_HELD:
                 if self.tables is tables:
                     self.tables = _Tables()
                 tables = self.tables
@@ -387,12 +391,14 @@ class _Tables:
         self.moves: list[dict[str, int]] = []
         self.accepting: list[bool] = []
         self.edges = 0
+        self.held = 0  # NFA states in all of self.states
 
     def add(self, states: frozenset[int], kind: list[int]) -> int:
         found = self.ids.get(states)
         if found is None:
             found = self.ids[states] = len(self.states)
             self.states.append(states)
+            self.held += len(states)
             self.moves.append({})
             self.accepting.append(any(kind[s] == _MATCH for s in states))
         return found

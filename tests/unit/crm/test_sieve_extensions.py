@@ -465,3 +465,14 @@ def test_ascii_numeric_takes_numbers_of_any_length(value: str, relation: str, ke
     raw = RAW.replace(b"X-Priority: 2", b"X-Priority: " + value.encode())
     test = f'header :value "{relation}" :comparator "i;ascii-numeric" "x-priority" "{key}"'
     assert holds(test, raw) is expected
+
+
+def test_regex_cache_memory_is_bounded() -> None:
+    """Each DFA state of a large pattern holds hundreds of NFA states: 2048 of them per pattern, 256 patterns cached,
+    was gigabytes kept after the messages had gone. The cache starts over past MAX_HELD."""
+    from relentad.crm import sieveregex
+
+    pattern = "(" + "|".join(f"[ab]*a[ab]{{{n}}}x" for n in (150, 151, 152, 153)) + ")"
+    regex = sieveregex.Regex(pattern, fold=False)
+    assert not regex.search("".join(random.Random(3).choices("ab", k=1500)), sieveregex.Budget(10**9))
+    assert sum(map(len, regex.tables.states)) < 40_000  # MAX_HELD and the state that went past it
