@@ -691,10 +691,11 @@ def _snapshot(outcome: Outcome) -> Outcome:
     )
 
 
-def evaluate(scripts: list[tuple[str, Script]], view: MessageView) -> Outcome:
-    """Run the account's rules, in order, on one message."""
+def evaluate(scripts: list[tuple[str, Script]], view: MessageView, budget: Budget | None = None) -> Outcome:
+    """Run the account's rules, in order, on one message; ``budget``: the work they may do (shared by the scripts,
+    and by the sorter between an account's addresses: the message's delivery waits for them all)."""
     outcome = Outcome()
-    budget = Budget()  # one for all the scripts: the message's delivery waits for them
+    budget = Budget() if budget is None else budget
     for name, script in scripts:
         before = _snapshot(outcome)
         try:
