@@ -486,3 +486,13 @@ def test_parsing_thousands_of_fields_counts_against_the_work_limit() -> None:
     outcome = run('addflag "seen";\n' + tests, received + RAW)
     assert outcome.targets("INBOX") == [("INBOX", [])] and "limit" in outcome.trace[-1], outcome.trace
     assert holds('date :is "received" "year" "2025"', received + RAW), "one test over them is fine"
+
+
+def test_compiling_patterns_counts_against_the_work_limit() -> None:
+    """Patterns are compiled at upload and cached, 256 of them: a script of 300 large ones compiled each of them
+    anew for every message (seconds, uncounted). A compile counts against the work limit."""
+    keys = "".join(
+        f'if header :regex "subject" "({chr(0x100 + i)}){{255}}x{{40}}" {{ fileinto "X"; }}\n' for i in range(300)
+    )
+    outcome = run('addflag "seen";\n' + keys)
+    assert outcome.targets("INBOX") == [("INBOX", [])] and "limit" in outcome.trace[-1], outcome.trace
