@@ -504,7 +504,7 @@ def _dates(test: DateTest, view: MessageView, budget: Budget) -> list[str]:
         text = value.rpartition(";")[2] if test.header == "received" else value
         try:
             when = parsedate_to_datetime(text.strip())
-            if when.tzinfo is None:  # "-0000": a time in UTC whose zone is not known (RFC 5322 §3.3)
+            if when.tzinfo is None and not test.original:  # "-0000": UTC, its local zone unknown (RFC 5322 §3.3)
                 when = when.replace(tzinfo=UTC)
             out.append(_date_part(_in_zone(when, test.zone, test.original), test.part))
         except (TypeError, ValueError, IndexError, OverflowError):  # year 9999 in -1200 is past datetime's range
@@ -526,9 +526,9 @@ _MJD_EPOCH = datetime(1858, 11, 17).toordinal()
 
 def _date_part(when: datetime, part: str) -> str:
     """RFC 5260 §4.2's date-parts."""
-    offset = when.utcoffset() or timedelta()
-    minutes = int(offset.total_seconds()) // 60
-    zone = f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    offset = when.utcoffset()  # None: a "-0000" date seen with :originalzone, which keeps its -0000 (RFC 5260 §4.2)
+    minutes = int(offset.total_seconds()) // 60 if offset is not None else 0
+    zone = f"{'-' if minutes < 0 or offset is None else '+'}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
     parts = {
         "year": f"{when.year:04d}",
         "month": f"{when.month:02d}",
@@ -539,7 +539,7 @@ def _date_part(when: datetime, part: str) -> str:
         "minute": f"{when.minute:02d}",
         "second": f"{when.second:02d}",
         "time": f"{when.hour:02d}:{when.minute:02d}:{when.second:02d}",
-        "iso8601": when.replace(microsecond=0).isoformat(),
+        "iso8601": when.replace(microsecond=0).isoformat() + ("-00:00" if offset is None else ""),
         "std11": format_datetime(when.replace(microsecond=0)),
         "zone": zone,
         "weekday": str((when.weekday() + 1) % 7),  # 0 is Sunday

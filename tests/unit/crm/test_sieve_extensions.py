@@ -496,3 +496,20 @@ def test_compiling_patterns_counts_against_the_work_limit() -> None:
     )
     outcome = run('addflag "seen";\n' + keys)
     assert outcome.targets("INBOX") == [("INBOX", [])] and "limit" in outcome.trace[-1], outcome.trace
+
+
+@pytest.mark.parametrize(
+    ("test", "expected"),
+    [
+        ('date :originalzone "date" "zone" "-0000"', True),  # RFC 5322 §3.3: UTC, the local zone unknown
+        ('date :originalzone "date" "zone" "+0000"', False),
+        ('date :originalzone "date" "iso8601" "2025-04-01T10:00:00-00:00"', True),
+        ('date :originalzone "date" "std11" "Tue, 01 Apr 2025 10:00:00 -0000"', True),
+        ('date :originalzone "date" "hour" "10"', True),
+        ('date :zone "+0100" "date" "hour" "11"', True),
+        ('date :zone "+0100" "date" "zone" "+0100"', True),
+    ],
+)
+def test_a_date_in_an_unknown_zone_keeps_its_minus_zero(test: str, expected: bool) -> None:
+    raw = RAW.replace(b"Date: Tue, 1 Apr 2025 23:59:30 +0200", b"Date: Tue, 1 Apr 2025 10:00:00 -0000")
+    assert holds(test, raw) is expected
