@@ -513,3 +513,9 @@ def test_compiling_patterns_counts_against_the_work_limit() -> None:
 def test_a_date_in_an_unknown_zone_keeps_its_minus_zero(test: str, expected: bool) -> None:
     raw = RAW.replace(b"Date: Tue, 1 Apr 2025 23:59:30 +0200", b"Date: Tue, 1 Apr 2025 10:00:00 -0000")
     assert holds(test, raw) is expected
+
+
+@pytest.mark.parametrize(("pattern", "expected"), [("a.b", True), ("a[^x]b", True), ("^b", False), ("a$", False)])
+def test_regex_reads_a_body_as_one_value(pattern: str, expected: bool) -> None:
+    """POSIX regexec without REG_NEWLINE, as the README says: anchors hold for the whole value, . matches \\n."""
+    assert compile_regex(pattern, True).search("a\nb") is expected
