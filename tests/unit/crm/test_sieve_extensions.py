@@ -519,3 +519,15 @@ def test_a_date_in_an_unknown_zone_keeps_its_minus_zero(test: str, expected: boo
 def test_regex_reads_a_body_as_one_value(pattern: str, expected: bool) -> None:
     """POSIX regexec without REG_NEWLINE, as the README says: anchors hold for the whole value, . matches \\n."""
     assert compile_regex(pattern, True).search("a\nb") is expected
+
+
+def test_patterns_are_checked_at_upload_and_compiled_at_delivery_when_used() -> None:
+    """Checking every pattern of a 1 MiB script took half a minute; at delivery (not strict) the stored script was
+    checked already, so a pattern is compiled only when a message needs it, from that message's work limit."""
+    script = 'require ["regex", "imap4flags"];\naddflag "seen";\nif header :regex "subject" "(" { keep; }\n'
+    with pytest.raises(InvalidInput, match="line 3: :regex '\\(': unbalanced"):
+        compile_script(script)
+    stored = compile_script(script, strict=False)
+    message = rules.MessageView(parse(RAW), RAW, "a@example.com", "alice@example.test", {})
+    outcome = rules.evaluate([("r", stored)], message)
+    assert outcome.targets("INBOX") == [("INBOX", [])] and "unbalanced" in outcome.trace[-1], outcome.trace
