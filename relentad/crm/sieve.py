@@ -107,6 +107,9 @@ MAX_VARIABLE_SIZE = 4096
 """Characters a variable holds (Pigeonhole's sieve_variables_max_variable_size); a longer value is cut."""
 MAX_MATCH_VARIABLES = 10
 """``${0}``..``${9}``: what ``:matches`` captures (Pigeonhole keeps the same ten)."""
+MAX_REGEX_STATES = 100_000
+"""NFA states of all of a script's ``:regex`` patterns (each has at most 2000): checking them costs some 6 µs a
+state, in ManageSieve's worker threads, so a 1 MiB script of large patterns took half a minute of CPU per upload."""
 MAX_BODY = 1 << 20
 """Characters of a message's body the ``body`` test reads (the rest is not searched)."""
 
@@ -360,7 +363,9 @@ def _match(command: Any, keys: str = "key-list") -> Match:
     if kind == ":regex" and _compiling.strict:
         for key in values:
             if not _expands(key):
-                compile_regex(key, comparator == "i;ascii-casemap")
+                _compiling.states += len(compile_regex(key, comparator == "i;ascii-casemap").kind)
+                if _compiling.states > MAX_REGEX_STATES:
+                    raise InvalidInput(f":regex: the script's patterns have more than {MAX_REGEX_STATES} states in all")
     return Match(kind, values, comparator == "i;octet", numeric, relation, expand)
 
 
@@ -733,7 +738,7 @@ def compile_script(text: str, *, strict: bool = True) -> Script:
         raise InvalidInput(f"sieve: line {line}: {exc}") from None
     finally:
         _compiling.lexer = _compiling.failed = None
-        _compiling.strict = True
+        _compiling.strict, _compiling.states = True, 0
     if len({a.argument for a in script.actions("set")}) > MAX_VARIABLES:
         raise InvalidInput(f"set: a script may set at most {MAX_VARIABLES} variables")
     return script
@@ -748,6 +753,7 @@ class _Compiling(threading.local):
     lexer: Any = None
     failed: int | None = None
     strict: bool = True
+    states: int = 0  # NFA states of the script's patterns so far (MAX_REGEX_STATES)
 
 
 _compiling = _Compiling()
