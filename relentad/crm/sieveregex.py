@@ -14,7 +14,7 @@ the backtracking this module avoids.
 
 Linear is not cheap enough on its own: one DFA move is a Python dictionary step, and a pattern whose DFA does not fit
 the cache (``(a|b)*a(a|b){20}``) builds a state, O(NFA size), on every character. Rules run on the event loop while
-the sending server waits, so :meth:`Regex.search` spends from a :class:`Budget` (one per message and recipient) and
+the sending server waits, so :meth:`Regex.search` spends from a :class:`Budget` (one per message and account) and
 raises :class:`Exhausted` when it is gone; the rules count that as the script's run-time error (the message is kept).
 
 Invariants: :func:`compile_regex` raises InvalidInput (one line) and nothing else; :meth:`Regex.search` raises
