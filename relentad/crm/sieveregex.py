@@ -52,7 +52,7 @@ MAX_REPEAT = 255  # RE_DUP_MAX of POSIX
 MAX_WORK = 2_000_000
 """Work units one message's rules may spend for one recipient account (a fraction of a second of CPU): in ``:regex``
 a character read on a cached move is one, building a DFA move costs the NFA states it looks at; the other match
-types (:mod:`.rules`) cost one per key and 128 characters of the value, reading a value 8, parsing a date 100. A
+types (:mod:`.rules`) cost one per key and 128 (512) characters of the value, reading a value 8, a date 100. A
 body of 256 KiB read by a handful of patterns fits."""
 
 _STEP = 16
