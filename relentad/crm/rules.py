@@ -17,9 +17,10 @@ from the message itself, so a sender cannot forge them):
 
 Invariants: evaluation is pure and never raises on message content; a match costs at most the length of the value
 times that of the key (``:matches`` globs are compiled once to fixed-length pieces, see :class:`Glob`; ``:regex``
-runs on the linear-time engine of :mod:`.sieveregex`); a run-time error in one script drops its actions and keeps
-the message (:func:`evaluate`); folder
-names are checked when a rule is added, so delivery never meets a name the store would refuse.
+runs on the linear-time engine of :mod:`.sieveregex`) and all of a message's matching spends from one
+:class:`.sieveregex.Budget` (the rules run while the sending server waits); a run-time error in one script drops
+its actions and keeps the message (:func:`evaluate`); folder names are checked when a rule is added, so delivery
+never meets a name the store would refuse.
 """
 
 from __future__ import annotations
@@ -74,13 +75,15 @@ from .sieve import (
 )
 from .sieve import Command as SieveCommand
 from .sieve import Test as SieveTest
-from .sieveregex import compile_regex
+from .sieveregex import Budget, Exhausted, compile_regex
 
 log = logging.getLogger(__name__)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\}")
 _NUMBER = re.compile(r"[0-9]*")
 _WILDCARDS = re.compile(r"([*?\\])")
+MAX_EXPANDED = 16 * MAX_VARIABLE_SIZE
+"""Characters of a string once its variables are expanded (a key, a folder, a set value before its cut)."""
 VIRTUAL = ("x-relentad-contact-tag", "x-relentad-company", "x-relentad-contact", "x-relentad-spam")
 _ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 USER_SUFFIX = " (user)"
@@ -184,26 +187,42 @@ class Variables:
     groups: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)  # imap4flags' internal variable, for hasflag
     enabled: bool = False  # the script may reference variables (only then does a :matches record its groups)
+    budget: Budget = field(default_factory=Budget)  # the message's work (sieveregex.MAX_WORK), shared by its scripts
 
     def expand(self, text: str) -> str:
-        """``${name}`` / ``${n}`` replaced (unknown ones by ""), each value at most MAX_VARIABLE_SIZE."""
+        """``${name}`` / ``${n}`` replaced (unknown ones by ""), at most MAX_EXPANDED characters in all: a string of
+        thousands of references to a 4096-character variable would otherwise make one of gigabytes. Costs from the
+        message's budget like reading the result would."""
         if "${" not in text:
             return text
-
-        def value(found: re.Match[str]) -> str:
+        out: list[str] = []
+        size = pos = 0
+        for found in _VARIABLE.finditer(text):
             name = found.group(1)
             if name.isdigit():
                 index = int(name)
-                return self.groups[index] if index < len(self.groups) else ""
-            return self.named.get(name.lower(), "")
+                value = self.groups[index] if index < len(self.groups) else ""
+            else:
+                value = self.named.get(name.lower(), "")
+            out += [text[pos : found.start()], value]
+            size += found.start() - pos + len(value)
+            pos = found.end()
+            if size >= MAX_EXPANDED:
+                break
+        else:
+            out.append(text[pos:])
+        result = "".join(out)[:MAX_EXPANDED]
+        self.budget.spend(1 + len(result) // 128)
+        return result
 
-        return _VARIABLE.sub(value, text)
 
-
-def _numeric(text: str) -> int | None:
-    """i;ascii-numeric (RFC 4790 §9.1): the leading digits as a number, None (positive infinity) without any."""
-    digits = _NUMBER.match(text)
-    return int(digits.group(0)) if digits and digits.group(0) else None
+def _numeric(text: str) -> tuple[int, str] | None:
+    """i;ascii-numeric (RFC 4790 §9.1): the leading digits as a number, None (positive infinity) without any. The
+    number is kept as (count of digits, digits) without leading zeros, which orders as the numbers do: ``int()``
+    refuses strings of over 4300 digits, and a header field of 5000 nines would fail the script."""
+    found = _NUMBER.match(text)
+    digits = found.group(0).lstrip("0") if found and found.group(0) else None
+    return None if digits is None else (len(digits), digits)
 
 
 def _relation(match: Match, value: str, key: str) -> bool:
@@ -212,7 +231,7 @@ def _relation(match: Match, value: str, key: str) -> bool:
     right: object
     if match.numeric:
         a, b = _numeric(value), _numeric(key)
-        left, right = (1, 0) if a is None else (0, a), (1, 0) if b is None else (0, b)
+        left, right = (1, (0, "")) if a is None else (0, a), (1, (0, "")) if b is None else (0, b)
     else:
         left, right = fold(value, match.octet), fold(key, match.octet)
     relation = match.relation
@@ -235,6 +254,9 @@ def _keys(match: Match, variables: Variables | None) -> tuple[str, ...]:
 def matches(match: Match, value: str, variables: Variables | None = None) -> bool:
     """Does ``value`` satisfy the match against any of its keys? A ``:matches`` hit records its match variables."""
     keys = _keys(match, variables)
+    budget = variables.budget if variables is not None else Budget()
+    if match.kind != ":regex":  # a C-speed scan of the value per key: :matches' pieces 128 characters a unit,
+        budget.spend(len(keys) * (1 + len(value) // (128 if match.kind == ":matches" else 512)))  # str.find's 512
     if match.kind == ":matches":
         for key in keys:
             if variables is None or not variables.enabled:
@@ -243,11 +265,11 @@ def matches(match: Match, value: str, variables: Variables | None = None) -> boo
                 continue
             groups = glob(key, match.octet).captures(value)
             if groups is not None:
-                variables.groups = [value, *groups][:MAX_MATCH_VARIABLES]
+                variables.groups = [g[:MAX_VARIABLE_SIZE] for g in [value, *groups][:MAX_MATCH_VARIABLES]]
                 return True
         return False
     if match.kind == ":regex":
-        return any(_regex(key, match, value) for key in keys)
+        return any(_regex(key, match, value, budget) for key in keys)
     if match.kind == ":value":
         return any(_relation(match, value, key) for key in keys)
     if match.numeric:  # :is with i;ascii-numeric: equal numbers
@@ -260,9 +282,13 @@ def matches(match: Match, value: str, variables: Variables | None = None) -> boo
     return False
 
 
-def _regex(key: str, match: Match, value: str) -> bool:
+def _regex(key: str, match: Match, value: str, budget: Budget) -> bool:
     try:
-        return compile_regex(key, not match.octet).search(value)
+        misses = compile_regex.cache_info().misses
+        regex = compile_regex(key, not match.octet)
+        if compile_regex.cache_info().misses != misses:  # compiled now (built at run time, or out of the cache)
+            budget.spend(40 * len(regex.kind))  # some 6 µs an NFA state
+        return regex.search(value, budget)
     except InvalidInput as exc:  # a key built from variables at run time
         raise RuleError(str(exc)) from None
 
@@ -272,7 +298,10 @@ class RuleError(Exception):
 
 
 def check_values(match: Match, values: list[str], variables: Variables | None = None) -> bool:
-    """A test's values against its match: ``:count`` compares how many there are (RFC 5231 §4.2)."""
+    """A test's values against its match: ``:count`` compares how many there are (RFC 5231 §4.2). Each value costs
+    8 units of the budget: decoding or parsing it took a few microseconds (thousands of fields, dozens of tests)."""
+    if variables is not None:
+        variables.budget.spend(8 * len(values))
     if match.kind == ":count":
         count = str(len(values))
         return any(_relation(match, count, key) for key in _keys(match, variables))
@@ -431,7 +460,7 @@ def evaluate_test(test: SieveTest, view: MessageView, variables: Variables | Non
             sources = [s for s in sources if s]
         return check_values(test.match, sources, variables)
     if isinstance(test, DateTest):
-        return check_values(test.match, _dates(test, view), variables)
+        return check_values(test.match, _dates(test, view, variables.budget if variables else Budget()), variables)
     if isinstance(test, EnvironmentTest):
         value = _environment(view).get(test.name)
         return value is not None and check_values(test.match, [value], variables)
@@ -462,21 +491,24 @@ def _spam(view: MessageView, percent: bool) -> str:
     return str(round(score * 100)) if percent else str(1 + round(score * 9))
 
 
-def _dates(test: DateTest, view: MessageView) -> list[str]:
-    """The date-part of each date the test looks at (RFC 5260 §4-5); an unparsable date field is skipped."""
+def _dates(test: DateTest, view: MessageView, budget: Budget) -> list[str]:
+    """The date-part of each date the test looks at (RFC 5260 §4-5); an unparsable date field is skipped. Parsing one
+    costs some 15 µs, 100 units of the budget, paid first: a message can carry thousands of Received fields."""
     if test.header is None:
         when = datetime.fromtimestamp(view.now if view.now is not None else time.time(), UTC)
         return [_date_part(_in_zone(when, test.zone, False), test.part)]
     out = []
-    for value in _indexed(view.headers(test.header), test.index, test.last):
+    fields = _indexed(view.headers(test.header), test.index, test.last)
+    budget.spend(100 * len(fields))
+    for value in fields:
         text = value.rpartition(";")[2] if test.header == "received" else value
         try:
             when = parsedate_to_datetime(text.strip())
-        except (TypeError, ValueError, IndexError):
+            if when.tzinfo is None and not test.original:  # "-0000": UTC, its local zone unknown (RFC 5322 §3.3)
+                when = when.replace(tzinfo=UTC)
+            out.append(_date_part(_in_zone(when, test.zone, test.original), test.part))
+        except (TypeError, ValueError, IndexError, OverflowError):  # year 9999 in -1200 is past datetime's range
             continue
-        if when.tzinfo is None:  # "-0000": a time in UTC whose zone is not known (RFC 5322 §3.3)
-            when = when.replace(tzinfo=UTC)
-        out.append(_date_part(_in_zone(when, test.zone, test.original), test.part))
     return out
 
 
@@ -494,9 +526,9 @@ _MJD_EPOCH = datetime(1858, 11, 17).toordinal()
 
 def _date_part(when: datetime, part: str) -> str:
     """RFC 5260 §4.2's date-parts."""
-    offset = when.utcoffset() or timedelta()
-    minutes = int(offset.total_seconds()) // 60
-    zone = f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    offset = when.utcoffset()  # None: a "-0000" date seen with :originalzone, which keeps its -0000 (RFC 5260 §4.2)
+    minutes = int(offset.total_seconds()) // 60 if offset is not None else 0
+    zone = f"{'-' if minutes < 0 or offset is None else '+'}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
     parts = {
         "year": f"{when.year:04d}",
         "month": f"{when.month:02d}",
@@ -507,7 +539,7 @@ def _date_part(when: datetime, part: str) -> str:
         "minute": f"{when.minute:02d}",
         "second": f"{when.second:02d}",
         "time": f"{when.hour:02d}:{when.minute:02d}:{when.second:02d}",
-        "iso8601": when.replace(microsecond=0).isoformat(),
+        "iso8601": when.replace(microsecond=0).isoformat() + ("-00:00" if offset is None else ""),
         "std11": format_datetime(when.replace(microsecond=0)),
         "zone": zone,
         "weekday": str((when.weekday() + 1) % 7),  # 0 is Sunday
@@ -666,14 +698,16 @@ def _snapshot(outcome: Outcome) -> Outcome:
     )
 
 
-def evaluate(scripts: list[tuple[str, Script]], view: MessageView) -> Outcome:
-    """Run the account's rules, in order, on one message."""
+def evaluate(scripts: list[tuple[str, Script]], view: MessageView, budget: Budget | None = None) -> Outcome:
+    """Run the account's rules, in order, on one message; ``budget``: the work they may do (shared by the scripts,
+    and by the sorter between an account's addresses: the message's delivery waits for them all)."""
     outcome = Outcome()
+    budget = Budget() if budget is None else budget
     for name, script in scripts:
         before = _snapshot(outcome)
         try:
-            _run(script.commands, view, outcome, name, Variables(enabled=script.variables))
-        except (RuleError, RecursionError, ValueError, LookupError, TypeError, OverflowError) as exc:
+            _run(script.commands, view, outcome, name, Variables(enabled=script.variables, budget=budget))
+        except (RuleError, Exhausted, RecursionError, ValueError, LookupError, TypeError, OverflowError) as exc:
             # RFC 5228 §2.10.6: a run-time error drops the script's actions and keeps the message
             log.warning("sieve: %s failed on a message (%s); the message is kept", name, exc)
             outcome = before

@@ -107,6 +107,9 @@ MAX_VARIABLE_SIZE = 4096
 """Characters a variable holds (Pigeonhole's sieve_variables_max_variable_size); a longer value is cut."""
 MAX_MATCH_VARIABLES = 10
 """``${0}``..``${9}``: what ``:matches`` captures (Pigeonhole keeps the same ten)."""
+MAX_REGEX_STATES = 100_000
+"""NFA states of all of a script's ``:regex`` patterns (each has at most 2000): checking them costs some 6 µs a
+state, in ManageSieve's worker threads, so a 1 MiB script of large patterns took half a minute of CPU per upload."""
 MAX_BODY = 1 << 20
 """Characters of a message's body the ``body`` test reads (the rest is not searched)."""
 
@@ -357,10 +360,12 @@ def _match(command: Any, keys: str = "key-list") -> Match:
         raise InvalidInput(f"{command.name}: {kind} needs one of {', '.join(RELATIONS)}")
     values = _strings(args[keys])
     expand = any(_expands(key) for key in values)
-    if kind == ":regex":
+    if kind == ":regex" and _compiling.strict:
         for key in values:
             if not _expands(key):
-                compile_regex(key, comparator == "i;ascii-casemap")
+                _compiling.states += len(compile_regex(key, comparator == "i;ascii-casemap").kind)
+                if _compiling.states > MAX_REGEX_STATES:
+                    raise InvalidInput(f":regex: the script's patterns have more than {MAX_REGEX_STATES} states in all")
     return Match(kind, values, comparator == "i;octet", numeric, relation, expand)
 
 
@@ -410,8 +415,8 @@ def _test(command: Any, depth: int) -> Test:
 
 def _failed_at(command: Any) -> None:
     """Note where the innermost command that failed starts (for the error's line number)."""
-    if _positions.failed is None:
-        _positions.failed = getattr(command, "position", None)
+    if _compiling.failed is None:
+        _compiling.failed = getattr(command, "position", None)
 
 
 def _compile_test(command: Any, depth: int) -> Test:
@@ -718,7 +723,7 @@ def compile_script(text: str, *, strict: bool = True) -> Script:
     if len(data) > MAX_SCRIPT:
         raise InvalidInput(f"sieve: the script is larger than {MAX_SCRIPT >> 10} KiB")
     parser = Parser()
-    _positions.lexer = parser.lexer
+    _compiling.lexer, _compiling.strict = parser.lexer, strict
     try:
         if not parser.parse(data):
             raise InvalidInput(f"sieve: {parser.error}")
@@ -726,34 +731,39 @@ def compile_script(text: str, *, strict: bool = True) -> Script:
     except (KeyError, AttributeError, TypeError) as exc:  # a shape sievelib accepted but we do not know
         raise InvalidInput(f"sieve: unsupported construct ({exc})") from None
     except InvalidInput as exc:
-        where = getattr(_positions, "failed", None)
+        where = getattr(_compiling, "failed", None)
         if where is None or str(exc).startswith("sieve: line "):
             raise
         line = data.count(b"\n", 0, where) + 1
         raise InvalidInput(f"sieve: line {line}: {exc}") from None
     finally:
-        _positions.lexer = _positions.failed = None
+        _compiling.lexer = _compiling.failed = None
+        _compiling.strict, _compiling.states = True, 0
     if len({a.argument for a in script.actions("set")}) > MAX_VARIABLES:
         raise InvalidInput(f"set: a script may set at most {MAX_VARIABLES} variables")
     return script
 
 
-class _Positions(threading.local):
-    """Where each command starts (an offset in the script), for an error's line number: the parser being run by
-    this thread and the command being compiled when one failed."""
+class _Compiling(threading.local):
+    """The compile this thread runs: its parser (where each command starts, for an error's line number), the offset
+    of the command that failed, and whether it is strict (an upload: every ``:regex`` is compiled to check it; at
+    delivery, where a script was checked when it was stored, a pattern is compiled when first used, from the
+    message's work limit: a 1 MiB script of large patterns took half a minute to check, on the event loop)."""
 
     lexer: Any = None
     failed: int | None = None
+    strict: bool = True
+    states: int = 0  # NFA states of the script's patterns so far (MAX_REGEX_STATES)
 
 
-_positions = _Positions()
+_compiling = _Compiling()
 _command_instance = sieve_parser.get_command_instance
 
 
 def _located(name: str, parent: Any = None, checkexists: bool = True) -> Any:
     """sievelib's command factory, noting the command's offset (cheap: the line is counted only on an error)."""
     command = _command_instance(name, parent, checkexists)
-    lexer = _positions.lexer
+    lexer = _compiling.lexer
     command.position = getattr(lexer, "pos", 0) if lexer is not None else 0
     return command
 

@@ -12,9 +12,15 @@ Supported: literals, ``.``, bracket expressions (ranges, negation, ``[:alpha:]``
 :data:`MAX_STATES` (``{m,n}`` counts are expanded). A match sets no match variables (``${1}``): submatches would need
 the backtracking this module avoids.
 
-Invariants: :func:`compile_regex` raises InvalidInput (one line) and nothing else; :meth:`Regex.search` never raises,
-reads at most :data:`MAX_INPUT` characters and keeps at most :data:`MAX_DFA_STATES` cached states and
-:data:`MAX_EDGES` moves per pattern (then starts over), for at most 256 patterns.
+Linear is not cheap enough on its own: one DFA move is a Python dictionary step, and a pattern whose DFA does not fit
+the cache (``(a|b)*a(a|b){20}``) builds a state, O(NFA size), on every character. Rules run on the event loop while
+the sending server waits, so :meth:`Regex.search` spends from a :class:`Budget` (one per message and account) and
+raises :class:`Exhausted` when it is gone; the rules count that as the script's run-time error (the message is kept).
+
+Invariants: :func:`compile_regex` raises InvalidInput (one line) and nothing else; :meth:`Regex.search` raises
+only :class:`Exhausted`, reads at most :data:`MAX_INPUT` characters and keeps at most :data:`MAX_DFA_STATES` cached
+states (:data:`MAX_HELD` NFA states in them) and :data:`MAX_EDGES` moves per pattern (then starts over), for at
+most 256 patterns.
 """
 
 from __future__ import annotations
@@ -36,10 +42,40 @@ MAX_PATTERN = 1024
 MAX_INPUT = 256 << 10
 """Characters of a value a pattern is run on (a body's text beyond this is not searched)."""
 MAX_DFA_STATES = 2048
+MAX_HELD = 32_768
+"""NFA states held in all of one pattern's cached DFA states (some 40 bytes each): a DFA state of a large pattern
+can hold a thousand, and 256 cached patterns would otherwise keep gigabytes."""
 MAX_EDGES = 8192
 """Cached moves of one pattern's DFA (each state has one per character seen there: a value of many distinct
 characters would otherwise grow it without bound); past either limit the DFA starts over."""
 MAX_REPEAT = 255  # RE_DUP_MAX of POSIX
+MAX_WORK = 2_000_000
+"""Work units one message's rules may spend for one recipient account (a fraction of a second of CPU): in ``:regex``
+a character read on a cached move is one, building a DFA move costs the NFA states it looks at; the other match
+types (:mod:`.rules`) cost one per key and 128 (512) characters of the value, reading a value 8, a date 100. A
+body of 256 KiB read by a handful of patterns fits."""
+
+_STEP = 16
+"""Work units of building any DFA move (a closure, a frozenset, the lock): some twenty cached moves' time."""
+
+
+class Exhausted(Exception):
+    """The :class:`Budget` of :data:`MAX_WORK` units is spent."""
+
+
+class Budget:
+    """What is left of one message's work (shared by every key and value its rules test)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int = MAX_WORK) -> None:
+        self.left = left
+
+    def spend(self, units: int) -> None:
+        self.left -= units
+        if self.left < 0:
+            raise Exhausted(f"the rules did more than their limit of {MAX_WORK} steps of work on this message")
+
 
 _CLASSES: dict[str, Callable[[str], bool]] = {
     "alpha": lambda c: c.isalpha(),
@@ -240,6 +276,7 @@ class Regex:
         self.kind: list[int] = []
         self.sets: list[CharSet] = []  # what a CHAR state accepts (an empty set for the others)
         self.outs: list[list[int]] = []
+        self.costs: list[int] = []  # work units of testing a character against a state (its ranges and classes)
         tree = _Parser(pattern).parse()
         match = self._node(_MATCH)
         self.start = self._compile(tree, match)
@@ -252,6 +289,7 @@ class Regex:
         self.kind.append(kind)
         self.sets.append(CharSet() if charset is None else charset.folded() if self.fold else charset)
         self.outs.append(outs or [])
+        self.costs.append(1 + (len(charset.ranges) + len(charset.classes) if charset is not None else 0))
         return len(self.kind) - 1
 
     def _compile(self, node: Node, following: int) -> int:
@@ -302,12 +340,14 @@ class Regex:
                 stack.extend(self.outs[state])
         return frozenset(seen)
 
-    def _step(self, tables: _Tables, states: frozenset[int], char: str) -> tuple[_Tables, int]:
+    def _step(self, tables: _Tables, states: frozenset[int], char: str, budget: Budget) -> tuple[_Tables, int]:
         """The DFA state after ``states`` reads ``char``, built now; a full table is replaced by a fresh one."""
+        budget.spend(_STEP + sum(self.costs[s] for s in states))
         seeds = [self.outs[s][0] for s in states if self.kind[s] == _CHAR and self.sets[s].accepts(char)]
         following = self._closure(seeds, start=False, end=False) | self.restart
+        budget.spend(len(following))
         with self.lock:
-            if len(tables.states) >= MAX_DFA_STATES or tables.edges >= MAX_EDGES:
+            if len(tables.states) >= MAX_DFA_STATES or tables.edges >= MAX_EDGES or tables.held >= MAX_HELD:
                 if self.tables is tables:
                     self.tables = _Tables()
                 tables = self.tables
@@ -317,9 +357,12 @@ class Regex:
             tables.edges += 1
             return tables, found
 
-    def search(self, value: str) -> bool:
-        """Does the pattern match anywhere in ``value`` (regexec semantics)?"""
+    def search(self, value: str, budget: Budget | None = None) -> bool:
+        """Does the pattern match anywhere in ``value`` (regexec semantics)? Exhausted when ``budget`` (a fresh one
+        when None) runs out."""
         value = value[:MAX_INPUT]
+        budget = Budget() if budget is None else budget
+        budget.spend(len(value) + 8)
         if self.fold:
             value = value.translate(_LOWER)
         tables = self.tables
@@ -330,7 +373,7 @@ class Regex:
                 return True
             following = tables.moves[current].get(char)
             if following is None:
-                tables, following = self._step(tables, tables.states[current], char)
+                tables, following = self._step(tables, tables.states[current], char, budget)
             current = following
         if tables.accepting[current]:
             return True
@@ -348,12 +391,14 @@ class _Tables:
         self.moves: list[dict[str, int]] = []
         self.accepting: list[bool] = []
         self.edges = 0
+        self.held = 0  # NFA states in all of self.states
 
     def add(self, states: frozenset[int], kind: list[int]) -> int:
         found = self.ids.get(states)
         if found is None:
             found = self.ids[states] = len(self.states)
             self.states.append(states)
+            self.held += len(states)
             self.moves.append({})
             self.accepting.append(any(kind[s] == _MATCH for s in states))
         return found

@@ -40,6 +40,7 @@ from ..store import flags as flagmod
 from . import contacts, followups, participants, rules, threads, vacation
 from .participants import IN, LIST, OUT, PERSON, Participant
 from .sieve import Script
+from .sieveregex import Budget
 
 if TYPE_CHECKING:
     from ..pipeline import Delivery, Placement, Stored
@@ -242,6 +243,7 @@ class Sorter:
                     for placement in incoming:
                         if placement.mailbox != mailboxes.JUNK:  # spam is no correspondent to review
                             _add_flags(placement, [self.unassigned])
+                budget = Budget()  # one account's rules: one work limit, however many of its addresses
                 for placement in incoming if scripts else ():
                     view = rules.MessageView(
                         parsed,
@@ -253,7 +255,7 @@ class Sorter:
                         now=delivery.received_at,
                         host=self.hostname,
                     )
-                    outcome = rules.evaluate(scripts, view)
+                    outcome = rules.evaluate(scripts, view, budget)
                     placement.rejected = outcome.reject or ""
                     if outcome.redirects:
                         self._redirect(conn, delivery, placement, outcome, own)

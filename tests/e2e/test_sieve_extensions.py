@@ -4,6 +4,7 @@ errors carry a line number; ``rules add`` takes the same extensions and ``rules 
 
 from __future__ import annotations
 
+import imaplib
 import smtplib
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 
 from tests.e2e.conftest import MakeDaemon, provision
 from tests.e2e.test_managesieve import ALICE, SETTINGS, imap_folder, sievelib
-from tests.support.daemon import Daemon, wait_for
+from tests.support.daemon import PASSWORD, Daemon, wait_for
+from tests.support.imap import tls_client_context
 
 ROUNDCUBE = """require ["fileinto","envelope","body","variables","relational","regex","date","subaddress","imap4flags",\
 "comparator-i;ascii-numeric","index"];
@@ -124,3 +126,47 @@ def test_reject_refuses_at_smtp_time_only_when_every_copy_rejects(relentad: Daem
     sample.write_bytes(raw)
     shown = relentad.cli("rules", "test", ALICE, str(sample)).stdout
     assert "reject (550 5.7.1 at SMTP time when it is the only recipient): I do not want" in shown
+
+
+def test_a_hostile_regex_is_cut_off_and_the_message_kept(relentad: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pattern whose DFA thrashes its cache, on a body of 200 KiB of a random a/b mix, would hold the event loop
+    (SMTP and IMAP for everyone) for seconds per message: the work limit ends the script, the message is kept."""
+    import random
+
+    client = sievelib(relentad, monkeypatch)
+    script = 'require ["body", "regex", "imap4flags"];\naddflag "$Tried";\n'
+    script += 'if body :regex "(a|b)*a(a|b){20}c" { addflag "$Hit"; }\n'
+    assert client.putscript("hostile", script), client.errmsg
+    assert client.setactive("hostile")
+    client.logout()
+    mix = "".join(random.Random(1).choices("ab", k=200_000))
+    send(relentad, "big", body="\r\n".join(mix[i : i + 76] for i in range(0, len(mix), 76)))
+    [kept] = wait_for("the kept message", lambda: imap_folder(relentad, "INBOX"))
+    assert kept.startswith(b"Subject: big") and b"$Tried" not in kept, "the failed script's actions are dropped"
+
+
+def bob_inbox(daemon: Daemon) -> list[bytes]:
+    with imaplib.IMAP4(daemon.host, daemon.imap_port, timeout=15) as conn:
+        conn.starttls(tls_client_context())
+        conn.login("bob@example.test", PASSWORD)
+        conn.select("INBOX", readonly=True)
+        _, data = conn.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        return [part[1].strip() for part in data if isinstance(part, tuple)]
+
+
+def test_reject_with_vacation_answers_the_sender_once(relentad: Daemon) -> None:
+    """RFC 5429 §2.2: reject and vacation are incompatible (both answer the sender). Refused at SMTP time, the
+    vacation reply is not sent; when the reject cannot be done (another recipient took the message), the copy is
+    kept and the vacation goes."""
+    script = 'require ["reject", "vacation"];\nif header :contains "subject" "lottery" {\n'
+    script += ' vacation :handle "h" :subject "Away" "Back soon.";\n reject "No lotteries.";\n}\n'
+    relentad.cli("rules", "add", ALICE, "away", "-", input=script)
+    raw = b"From: bob@example.test\r\nTo: alice@example.test\r\nSubject: lottery\r\n\r\nhi\r\n"
+    with smtplib.SMTP(relentad.host, relentad.smtp_port, timeout=10) as client:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("bob@example.test", [ALICE], raw)
+        assert refused.value.smtp_code == 550
+        assert bob_inbox(relentad) == [], "no vacation reply to a refused message (it would be filed before the 550)"
+        assert client.sendmail("bob@example.test", [ALICE, "carol@example.test"], raw) == {}
+    assert wait_for("the vacation reply", lambda: bob_inbox(relentad)) == [b"Subject: Away"]
+    assert imap_folder(relentad, "INBOX")[0].startswith(b"Subject: lottery")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from relentad import config as config_mod
-from relentad import pipeline
+from relentad import message, pipeline
 from relentad.crm import rules as crm_rules
 from relentad.crm import sorter
 from relentad.events import Bus
@@ -108,3 +108,24 @@ def test_no_vacation_reply_for_a_copy_that_was_not_stored(tmp_path: Path) -> Non
     assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM queue_messages").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM sieve_vacation").fetchone()[0] == 0
+
+
+def test_an_accounts_addresses_share_one_rule_work_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules run while the sender waits: one account's rules get one work limit per message, not one per address
+    (a hundred RCPTs to one user's addresses would otherwise multiply it a hundredfold)."""
+    conn = database_with(tmp_path / "r.db", "alice@example.test")
+    account_id = accounts.get_account(conn, "alice@example.test").id
+    crm_rules.add(conn, account_id, "r", 'require "imap4flags"; addflag "$A";')
+    conn.commit()
+    budgets: list[object] = []
+    real = crm_rules.evaluate
+
+    def evaluate(scripts: Any, view: Any, budget: Any = None) -> crm_rules.Outcome:
+        budgets.append(budget)
+        return real(scripts, view, budget)
+
+    monkeypatch.setattr(crm_rules, "evaluate", evaluate)
+    placements = [Placement(account_id, "alice@example.test"), Placement(account_id, "alice+x@example.test")]
+    delivery = Delivery(RAW, "bob@acme.example", placements, Source("192.0.2.1", "h", "ESMTP"), "T1")
+    sorter.Sorter().plan(conn, delivery, message.parse(RAW))
+    assert len(budgets) == 2 and budgets[0] is not None and budgets[0] is budgets[1]
