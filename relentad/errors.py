@@ -23,6 +23,10 @@ class InvalidInput(RelentadError):
     """An address, name or value that does not parse or is not allowed."""
 
 
+class LimitReached(InvalidInput):
+    """A per-account limit on how many of something there may be (mailboxes) is reached."""
+
+
 class SMTPReply(RelentadError):
     """A refusal to send as an SMTP reply: ``code`` (e.g. 550), ``enhanced`` (e.g. "5.1.1") and a text."""
 

@@ -27,7 +27,7 @@ from .crm import participants, vacation
 from .crm.sorter import FilingFailed, Sorter
 from .dns import Resolvers, make_resolvers
 from .dnsbl import Blocklists, Listing
-from .errors import SMTPReply
+from .errors import LimitReached, SMTPReply
 from .events import Bus, MessageAdded
 from .queue import queue
 from .queue.dkimkeys import KeyRing
@@ -140,6 +140,20 @@ def _received(delivery: Delivery, recipient: str, hostname: str) -> bytes:
     )
 
 
+def _new_mailbox(conn: sqlite3.Connection, placement: Placement) -> tuple[int, int, int]:
+    """A UID in the mailbox a rule files into, made (with its missing levels) now; INBOX when the account holds
+    as many mailboxes as it may (a rule naming folders from the sender's text must not stop delivery)."""
+    try:
+        mailbox_id = imapwrite.create_mailbox(conn, placement.account_id, placement.mailbox)
+    except LimitReached as exc:
+        log.warning("account %s: %s not made, filed into INBOX: %s", placement.account_id, placement.mailbox, exc)
+        placement.reasons.append(f"{placement.mailbox} not made ({exc}): INBOX")
+        found = mailboxes.allocate_uid_in(conn, placement.account_id, mailboxes.INBOX)
+        assert found is not None  # INBOX always exists
+        return found
+    return (mailbox_id, *mailboxes.allocate_uid(conn, mailbox_id))
+
+
 def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connection], list[Stored]]:
     """The write job: runs on the store's writer thread inside the group-commit transaction."""
 
@@ -164,10 +178,8 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
                 # shared namespace (and rules never write into others' mailboxes), so the message stays in INBOX
                 found = mailboxes.allocate_uid_in(conn, placement.account_id, mailboxes.INBOX)
             if found is None:  # a rule's folder, a missing Sent: made with any missing parent levels
-                mailbox_id = imapwrite.create_mailbox(conn, placement.account_id, placement.mailbox)
-                uid, modseq = mailboxes.allocate_uid(conn, mailbox_id)
-            else:
-                mailbox_id, uid, modseq = found
+                found = _new_mailbox(conn, placement)
+            mailbox_id, uid, modseq = found
             row_id = messages.append(
                 conn,
                 mailbox_id,

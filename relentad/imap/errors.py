@@ -7,7 +7,7 @@ AlreadyExists, InvalidInput, QuotaExceeded, StoreUnavailable) are translated in 
 
 from __future__ import annotations
 
-from ..errors import AlreadyExists, InvalidInput, NotFound, RelentadError, StoreUnavailable
+from ..errors import AlreadyExists, InvalidInput, LimitReached, NotFound, RelentadError, StoreUnavailable
 from ..store.imapwrite import NotSelectable, QuotaExceeded
 from .responses import ResponseCode
 
@@ -40,6 +40,8 @@ def reply_for(exc: RelentadError) -> ImapError:
         return no(str(exc), "OVERQUOTA")
     if isinstance(exc, StoreUnavailable):
         return no("the mail store is temporarily unavailable, try again later", "UNAVAILABLE")
+    if isinstance(exc, LimitReached):
+        return no(str(exc), "LIMIT")
     if isinstance(exc, NotSelectable | InvalidInput):
         return no(str(exc), "CANNOT")
     return no(str(exc))

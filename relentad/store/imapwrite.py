@@ -69,10 +69,11 @@ def create_mailbox(conn: sqlite3.Connection, account_id: int, name: str, special
         raise AlreadyExists("INBOX always exists")
     if acl.in_namespace(name):  # IMAP would resolve it as another account's mailbox: the own one could never be seen
         raise InvalidInput(f"{name} is in the shared namespace (Shared/<address>/...), where no own folder can be")
-    for parent in _parents(name):
-        if _row(conn, account_id, parent) is None:
-            mailboxes.create(conn, account_id, parent)
+    missing = [parent for parent in _parents(name) if _row(conn, account_id, parent) is None]
     existing = _row(conn, account_id, name)
+    mailboxes.check_room(conn, account_id, len(missing) + (existing is None))
+    for parent in missing:
+        mailboxes.create(conn, account_id, parent)
     if existing is None:
         return mailboxes.create(conn, account_id, name, special_use)
     if not existing["noselect"]:
@@ -154,9 +155,10 @@ def rename_mailbox(conn: sqlite3.Connection, account_id: int, source: str, desti
         raise AlreadyExists(f"mailbox {destination} exists")
     if destination.startswith(source + DELIMITER):
         raise InvalidInput("a mailbox cannot be moved inside itself")
-    for parent in _parents(destination):
-        if _row(conn, account_id, parent) is None:
-            mailboxes.create(conn, account_id, parent)
+    missing = [parent for parent in _parents(destination) if _row(conn, account_id, parent) is None]
+    mailboxes.check_room(conn, account_id, len(missing) + (source == mailboxes.INBOX))
+    for parent in missing:
+        mailboxes.create(conn, account_id, parent)
     if source == mailboxes.INBOX:
         target = mailboxes.create(conn, account_id, destination)
         all_uids = [r[0] for r in conn.execute("SELECT uid FROM messages WHERE mailbox_id = ?", (row["id"],))]

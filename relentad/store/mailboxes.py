@@ -11,9 +11,15 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from ..errors import LimitReached
+
 INBOX = "INBOX"
 JUNK = "Junk"
 DELIMITER = "/"
+MAX_PER_ACCOUNT = 10_000
+"""Mailboxes (levels included) an account may have: a Sieve rule filing into a folder named from the sender's text
+(``fileinto "Lists/${1}"``) or a runaway client would otherwise make one per message, and every LIST, STATUS and
+IDLE pays for each. Dovecot has no default limit; 10,000 is far past what any mail client shows usefully."""
 SENT_NAMES = frozenset({"sent", "sent items", "sent messages", "sent mail"})
 DRAFTS_NAMES = frozenset({"drafts", "draft"})
 
@@ -54,7 +60,9 @@ def _next_uidvalidity(conn: sqlite3.Connection, account_id: int) -> int:
 
 def create(conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None = None) -> int:
     """Create a mailbox and return its id (the caller checks the name is free). It is subscribed to, as every new
-    mailbox is: clients that show only subscribed folders show it at once."""
+    mailbox is: clients that show only subscribed folders show it at once. :data:`MAX_PER_ACCOUNT` is checked here,
+    the one place every creation (IMAP CREATE and RENAME, rules' folders, import) goes through."""
+    check_room(conn, account_id, 1)
     cursor = conn.execute(
         """INSERT INTO mailboxes (account_id, name, special_use, uidvalidity, created)
            VALUES (?, ?, ?, ?, ?)""",
@@ -62,6 +70,14 @@ def create(conn: sqlite3.Connection, account_id: int, name: str, special_use: st
     )
     conn.execute("INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)", (account_id, name))
     return int(cursor.lastrowid or 0)
+
+
+def check_room(conn: sqlite3.Connection, account_id: int, adding: int) -> None:
+    """Refuse (:class:`LimitReached`) when ``adding`` more mailboxes would pass :data:`MAX_PER_ACCOUNT`; callers that
+    make several levels ask for all of them first, so that none is made when the last would not fit."""
+    held = conn.execute("SELECT count(*) FROM mailboxes WHERE account_id = ?", (account_id,)).fetchone()[0]
+    if held + adding > MAX_PER_ACCOUNT:
+        raise LimitReached(f"the account has {held} mailboxes; at most {MAX_PER_ACCOUNT} are allowed")
 
 
 def revive(conn: sqlite3.Connection, account_id: int, mailbox_id: int, special_use: str | None = None) -> int:

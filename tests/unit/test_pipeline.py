@@ -129,3 +129,20 @@ def test_an_accounts_addresses_share_one_rule_work_limit(tmp_path: Path, monkeyp
     delivery = Delivery(RAW, "bob@acme.example", placements, Source("192.0.2.1", "h", "ESMTP"), "T1")
     sorter.Sorter().plan(conn, delivery, message.parse(RAW))
     assert len(budgets) == 2 and budgets[0] is not None and budgets[0] is budgets[1]
+
+
+def test_a_rules_folder_past_the_mailbox_limit_goes_to_inbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rule naming folders from the sender's text (``fileinto "Lists/${1}"``) made one mailbox per message, with
+    no end; past the limit the message goes to INBOX (a missing parent level is not made either), never lost."""
+    conn = database_with(tmp_path / "r.db", "alice@example.test")
+    account_id = accounts.get_account(conn, "alice@example.test").id
+    held = conn.execute("SELECT count(*) FROM mailboxes WHERE account_id = ?", (account_id,)).fetchone()[0]
+    monkeypatch.setattr(pipeline.mailboxes, "MAX_PER_ACCOUNT", held + 1)  # room for one level, not two
+    crm_rules.add(conn, account_id, "r", 'require "fileinto"; fileinto "Lists/hello";')
+    conn.commit()
+    asyncio.run(deliver(tmp_path / "r.db"))
+    rows = conn.execute(
+        "SELECT b.name FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.account_id = ?", (account_id,)
+    ).fetchall()
+    assert [tuple(row) for row in rows] == [("INBOX",)]
+    assert conn.execute("SELECT count(*) FROM mailboxes WHERE account_id = ?", (account_id,)).fetchone()[0] == held

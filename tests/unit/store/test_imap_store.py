@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from relentad.errors import AlreadyExists, InvalidInput, NotFound
+from relentad.errors import AlreadyExists, InvalidInput, LimitReached, NotFound
 from relentad.imap.commands.fetch import render_batch
 from relentad.imap.commands.search import Compiler, run_search
+from relentad.imap.errors import reply_for
 from relentad.imap.parser import FetchBody, FetchItem, Section, parse_command
 from relentad.imap.parser import Search as SearchCommand
 from relentad.imap.view import Selected
@@ -253,3 +254,22 @@ def test_a_noselect_level_becomes_real_in_place_with_what_it_holds(conn: sqlite3
     real = imapview.mailbox(conn, me, "P")
     assert real is not None and not real.noselect and real.uidvalidity > level.uidvalidity
     assert conn.execute("SELECT count(*) FROM messages WHERE mailbox_id = ?", (level.id,)).fetchone()[0] == 1
+
+
+def test_mailboxes_per_account_are_limited(conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CREATE and RENAME refuse past :data:`mailboxes.MAX_PER_ACCOUNT` (IMAP ``NO [LIMIT]``), making no level of
+    the name when the whole of it does not fit."""
+    me = account(conn)
+    held = conn.execute("SELECT count(*) FROM mailboxes WHERE account_id = ?", (me,)).fetchone()[0]
+    monkeypatch.setattr(mailboxes, "MAX_PER_ACCOUNT", held + 2)
+    with db.transaction(conn):
+        imapwrite.create_mailbox(conn, me, "One")
+    with pytest.raises(LimitReached), db.transaction(conn):
+        imapwrite.create_mailbox(conn, me, "Two/Three")
+    with pytest.raises(LimitReached), db.transaction(conn):
+        imapwrite.rename_mailbox(conn, me, "One", "Four/Five/Six")  # two new levels above it
+    names = {row[0] for row in conn.execute("SELECT name FROM mailboxes WHERE account_id = ?", (me,))}
+    assert "One" in names and not names & {"Two", "Two/Three", "Four", "Four/Five", "Four/Five/Six"}
+    with db.transaction(conn):
+        imapwrite.create_mailbox(conn, me, "Two")
+    assert reply_for(LimitReached("x")).code == "LIMIT"
