@@ -149,11 +149,17 @@ _SPAM_SCORE = re.compile(rb"^X-Spam-Score: ([0-9.]+)\r?$", re.MULTILINE | re.IGN
 
 def spam_score(headers: Sequence[bytes]) -> float | None:
     """The spam filter's score of a copy, from the X-Spam-Score field it added (Sieve's spamtest); None when the
-    copy was not scored or the filter had too little training to judge it (RFC 5235: "not tested")."""
+    copy was not scored or the filter had too little training to judge it (RFC 5235: "not tested"). The sender
+    lists decide as they do for Junk: an allow-listed sender's mail reads as not spam at all (0), a blocked
+    sender's as spam (1), so that a user's ``spamtest`` rule never files what the lists keep out of Junk."""
     fields = b"".join(headers)
     found = _SPAM_SCORE.search(fields)
     if found is None or b"verdict=untrained" in fields:
         return None
+    if b", blocked-sender" in fields:
+        return 1.0
+    if b", allowlisted" in fields:
+        return 0.0
     try:
         return float(found.group(1))
     except ValueError:

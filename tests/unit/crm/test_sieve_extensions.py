@@ -369,6 +369,17 @@ def test_spam_score_is_read_from_the_copys_own_fields() -> None:
     assert spam_score([]) is None
 
 
+def test_spamtest_follows_the_sender_lists_as_junk_filing_does() -> None:
+    """An allow-listed sender's spam-scored mail stays out of Junk, but read 9 in spamtest: a user's
+    ``if spamtest :value "ge" "8" { fileinto "Junk"; }`` filed what the lists keep out. A blocked sender's reads 10."""
+    from relentad.crm.sorter import spam_score
+
+    status = b"X-Spam-Score: 0.9312\r\nX-Spam-Status: No, verdict=spam, allowlisted, score=0.9312\r\n"
+    assert spam_score([status]) == 0.0
+    blocked = b"X-Spam-Score: 0.1\r\nX-Spam-Status: Yes, verdict=ham, blocked-sender, score=0.1\r\n"
+    assert spam_score([blocked]) == 1.0
+
+
 def test_fileinto_copy_keeps_the_implicit_keep() -> None:
     """Roundcube's "copy message to" action (RFC 3894)."""
     script = 'require ["fileinto", "copy"];\nfileinto :copy "Archive";\n'
