@@ -108,15 +108,7 @@ class LoginPages(PagesBase):
         """Check and use up a code (TOTP or recovery) with its login history row; None when it was not right (a
         failed login for the throttle), the 429 when the throttle already refuses."""
         authenticator = self.basic.authenticator
-        config = authenticator.get_config()
-        blocked = authenticator.throttle.blocked(
-            session.ip,
-            login.email,
-            per_ip=config.failures_per_ip,
-            per_account=config.failures_per_account,
-            window=config.failure_window,
-        )
-        if blocked is not None:
+        if authenticator.blocked(session.ip, login.email) is not None:
             return throttled(LoginFailed(throttled=True))
         now = time.time()
 
@@ -135,8 +127,7 @@ class LoginPages(PagesBase):
             log.error("account page: code of %s not checked: %s", login.email, exc)
             return httpserver.text(503, "you cannot log in now; try again later")
         if outcome is None:
-            authenticator.throttle.failed(session.ip, login.email, config.failure_window)
-            log.warning("login failed protocol=web ip=%s login=%r reason=2fa-failed", session.ip, login.email)
+            authenticator.failed(session.ip, login.email, "web", "2fa-failed")
         elif outcome == "recovery-code-used":
             log.info("recovery code of %s used from %s", login.email, session.ip)
         return outcome
