@@ -259,10 +259,10 @@ class Authenticator:
             await self._fail(email, ip, protocol, "unknown-account")
         email = account.email
         cacheable = protocol != "web"  # the account pages: a right password costs what a wrong one does
-        credential = self._cached(account, password, protocol) if cacheable else None
+        credential = self._cached(account, password) if cacheable else None
         cached = credential is not None
         if credential is None:
-            credential, cached = await self._check(account, password, protocol), False
+            credential = await self._check(account, password, protocol)
         if credential is None:
             await self._fail(email, ip, protocol, "bad-password")
         app = credential.app
@@ -276,14 +276,13 @@ class Authenticator:
             self.cache.put(email, password, account.id, credential.password_hash, config.cache_ttl, app_id)
         return Login(account.id, email, app_id, app.name if app else "")
 
-    def _cached(self, account: _Account, password: str, protocol: Protocol) -> _Credential | None:
-        """The credential this pair was verified as within ``cache_ttl``, while its hash is still the stored one."""
+    def _cached(self, account: _Account, password: str) -> _Credential | None:
+        """The credential this pair was verified as within ``cache_ttl``, while its hash is still the stored one
+        (never asked for "web": the account pages neither read nor fill the cache, see the module's step 2)."""
         entry = self.cache.lookup(account.email, password)
         if entry is None or entry.account_id != account.id:
             return None
         app_id = entry.app_password_id
-        if app_id is not None and apppasswords.scope_of(protocol) is None:
-            return None  # the account pages check the account's password only
         app = None if app_id is None else self.store.read(lambda conn: apppasswords.current(conn, app_id))
         stored = account.password_hash if app_id is None else app.password_hash if app else ""
         if not hmac.compare_digest(entry.password_hash, stored):
