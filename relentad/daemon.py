@@ -128,13 +128,19 @@ class Daemon:
 
     def __post_init__(self) -> None:
         self.certificate_files.mark(self.config)
+        self.context = ListenerContext(self.config, None)
         self.use(self.config, tls.server_context(self.config))
 
-    def use(self, config: Config, context: ssl.SSLContext | None) -> None:
+    def use(self, config: Config, context: ssl.SSLContext | None) -> bool:
         """Serve new connections with ``config`` and ``context``: every TLS listener picks it up at its next
-        handshake."""
+        handshake. Under ACME, no pair that loads (yet: [tls] just turned into [acme]; or a damaged file) keeps the
+        certificate in service until ACME hands over its next one, rather than no TLS at all: False then."""
+        if context is None and config.acme.enabled and self.context.tls_context is not None:
+            self.context = ListenerContext(config, self.context.tls_context)
+            return False
         self.context = ListenerContext(config, context)
         self.certificate_expiry = tls.not_after(config) if context is not None else None
+        return True
 
     def https_context(self) -> ssl.SSLContext | None:
         """The HTTPS listener's context: ACME's dispatch context while a tls-alpn-01 challenge is pending."""
@@ -339,7 +345,7 @@ class Daemon:
         try:
             new = config_mod.load(path)
             files = tls.pair_signature(new)
-            context = ListenerContext(new, tls.server_context(new))  # checked here, used by self.use
+            context = tls.server_context(new)
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload refused: %s", problem)
@@ -350,12 +356,7 @@ class Daemon:
         if new.listen != self.config.listen:
             log.warning("listen addresses changed: restart relentad to apply them")
         self.config = new
-        if context.tls_context is None and new.acme.enabled and self.context.tls_context is not None:
-            # ACME has no pair that loads (yet: [tls] turned into [acme]; or a damaged file): the certificate in
-            # service stays until ACME hands over its next one, rather than no TLS at all
-            self.context = ListenerContext(new, self.context.tls_context)
-        else:
-            self.use(new, context.tls_context)
+        self.use(new, context)
         self.certificate_files.seen = files
         self.pipeline.configure(new)
         logging.getLogger().setLevel(new.server.log_level.upper())
@@ -387,10 +388,8 @@ class Daemon:
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: half-written PEM, key not matching
             log.error("certificate reload refused, the old certificate stays: %s / %s: %s", cert, key, exc)
             return
-        if context is None and self.context.tls_context is not None:
-            return  # ACME's pair did not load (logged): the old one stays
-        self.use(config, context)
-        log.info("certificate reloaded from %s (%s)", cert, why)
+        if self.use(config, context):  # else ACME's pair did not load (logged): the old one stays
+            log.info("certificate reloaded from %s (%s)", cert, why)
 
 
 # Young objects per collection. Python's 700 made the cyclic collector ~3 % of the inbound CPU (about 0.1 ms per

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from . import clientconfig, dnsrecords, httpserver, metrics, tls
 from .accountpage import server as account_page
 from .accountpage.server import AccountPages
+from .acme.challenges import HTTP_PREFIX
 from .auth.authenticator import Authenticator
 from .auth.basic import BasicLogin, Session
 from .carddav import server as carddav
@@ -55,7 +56,6 @@ MTA_STS_PATH = "/.well-known/mta-sts.txt"
 AUTOCONFIG_PATH = "/mail/config-v1.1.xml"
 WELL_KNOWN_AUTOCONFIG_PATH = "/.well-known/autoconfig/mail/config-v1.1.xml"
 AUTODISCOVER_PATH = "/autodiscover/autodiscover.xml"
-ACME_CHALLENGE_PATH = "/.well-known/acme-challenge/"
 _READ = ("Allow", "GET, HEAD")
 _XML = "application/xml; charset=utf-8"
 
@@ -96,7 +96,7 @@ class Site:
 
     async def respond(self, request: Request, session: Session) -> Response:
         found = route(request.host, request.path, secure=self.secure)
-        if self.acme_answer is not None and request.path.startswith(ACME_CHALLENGE_PATH):
+        if self.acme_answer is not None and request.path.startswith(HTTP_PREFIX):
             answer = self.acme_answer(request.path) if request.method in ("GET", "HEAD") else None
             response = (
                 httpserver.text(404, "not found") if answer is None else Response(200, answer.encode(), "text/plain")

@@ -17,7 +17,7 @@ from ..config import Config
 from ..httpserver import Request, Response
 from ..store.db import Store
 from ..store.imapview import ReaderPool
-from . import csrf
+from . import csrf, pages
 
 log = logging.getLogger("relentad.accountpage.server")
 
@@ -57,6 +57,25 @@ class PagesBase:
 
     def _token(self, login: Login) -> str:
         return csrf.make_token(self.secret(), login.account_id, time.time())
+
+    def _render(
+        self,
+        status: int,
+        login: Login,
+        title: str,
+        here: str,
+        content: Callable[[sqlite3.Connection, str], str],
+        cookie: str | None = None,
+    ) -> Response:
+        """A page answering a form: the display name and ``content(conn, form token)`` in one read; with a cookie
+        session, a Log out button."""
+        token = self._token(login)
+
+        def read(conn: sqlite3.Connection) -> tuple[str, str]:
+            return display_name_of(conn, login.account_id), content(conn, token)
+
+        display_name, body = self.store.read(read)
+        return Response(status, pages.page(title, login.email, display_name, here, body, token if cookie else ""), HTML)
 
     def _form(self, request: Request, who: str, what: str, max_fields: int = 8) -> dict[str, list[str]] | Response:
         """A POSTed form of the account's own page (same origin, urlencoded), or the refusal; the caller checks

@@ -13,11 +13,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 import struct
 from pathlib import Path
 
+from ..atomicfile import write_atomic
 from ..httpserver import Request
 
 MAX_AGE = 4 * 3600  # a form left open this long must be loaded again
@@ -33,14 +33,7 @@ def load_secret(path: Path) -> bytes:
     except FileNotFoundError:
         pass
     data = secrets.token_bytes(_SECRET_SIZE)
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
+    write_atomic(path, data, 0o600)
     return data
 
 

@@ -21,7 +21,7 @@ from ..auth.basic import Session, throttled
 from ..errors import RelentadError
 from ..httpserver import Request, Response
 from . import csrf, pages, qr, sessions
-from .base import EXPIRED, HTML, PagesBase, display_name_of, log
+from .base import EXPIRED, HTML, PagesBase, log
 
 _REFUSED = "The address, password or code is not right."
 _ANONYMOUS = 0  # the account id the login form's token is made for
@@ -108,15 +108,7 @@ class LoginPages(PagesBase):
         """Check and use up a code (TOTP or recovery) with its login history row; None when it was not right (a
         failed login for the throttle), the 429 when the throttle already refuses."""
         authenticator = self.basic.authenticator
-        config = authenticator.get_config()
-        blocked = authenticator.throttle.blocked(
-            session.ip,
-            login.email,
-            per_ip=config.failures_per_ip,
-            per_account=config.failures_per_account,
-            window=config.failure_window,
-        )
-        if blocked is not None:
+        if authenticator.blocked(session.ip, login.email) is not None:
             return throttled(LoginFailed(throttled=True))
         now = time.time()
 
@@ -135,8 +127,7 @@ class LoginPages(PagesBase):
             log.error("account page: code of %s not checked: %s", login.email, exc)
             return httpserver.text(503, "you cannot log in now; try again later")
         if outcome is None:
-            authenticator.throttle.failed(session.ip, login.email, config.failure_window)
-            log.warning("login failed protocol=web ip=%s login=%r reason=2fa-failed", session.ip, login.email)
+            authenticator.failed(session.ip, login.email, "web", "2fa-failed")
         elif outcome == "recovery-code-used":
             log.info("recovery code of %s used from %s", login.email, session.ip)
         return outcome
@@ -171,15 +162,10 @@ class LoginPages(PagesBase):
         return pages.TwoFactor(token, False, secret=totp.b32(key), uri=link, qr=qr.svg(link), **shown)
 
     def _two_factor_page(self, status: int, login: Login, cookie: str | None, **shown: Any) -> Response:
-        token = self._token(login)
+        def content(conn: sqlite3.Connection, token: str) -> str:
+            return pages.two_factor(self._two_factor_data(conn, login, token, **shown))
 
-        def read(conn: sqlite3.Connection) -> tuple[str, pages.TwoFactor]:
-            return display_name_of(conn, login.account_id), self._two_factor_data(conn, login, token, **shown)
-
-        display_name, data = self.store.read(read)
-        logout = token if cookie else ""
-        body = pages.page("Two-factor login", login.email, display_name, "2fa", pages.two_factor(data), logout)
-        return Response(status, body, HTML)
+        return self._render(status, login, "Two-factor login", "2fa", content, cookie)
 
     async def _two_factor(self, request: Request, session: Session, login: Login, cookie: str | None) -> Response:
         """Enable (the secret the page showed and a code of it: recovery codes shown once, every other session

@@ -176,9 +176,9 @@ class AccountPages(LoginPages):
         return Response(200, pages.page(title, login.email, display_name, name, content, logout), HTML)
 
     def _form_page(self, status: int, login: Login, error: str) -> Response:
-        display_name = self.store.read(lambda conn: display_name_of(conn, login.account_id))
-        content = pages.password_form(self._token(login), error=error)
-        return Response(status, pages.page("Password", login.email, display_name, "password", content), HTML)
+        return self._render(
+            status, login, "Password", "password", lambda _, token: pages.password_form(token, error=error)
+        )
 
     # -- password change ------------------------------------------------------------------------------------
 
@@ -231,14 +231,10 @@ class AccountPages(LoginPages):
     # -- app passwords --------------------------------------------------------------------------------------
 
     def _app_page(self, status: int, login: Login, **shown: Any) -> Response:
-        token = self._token(login)
+        def content(conn: sqlite3.Connection, token: str) -> str:
+            return pages.app_passwords(_app_passwords(conn, login, token, **shown))
 
-        def read(conn: sqlite3.Connection) -> tuple[str, pages.AppPasswords]:
-            return display_name_of(conn, login.account_id), _app_passwords(conn, login, token, **shown)
-
-        display_name, data = self.store.read(read)
-        content = pages.app_passwords(data)
-        return Response(status, pages.page("App passwords", login.email, display_name, "app-passwords", content), HTML)
+        return self._render(status, login, "App passwords", "app-passwords", content)
 
     async def _app_passwords(self, request: Request, session: Session, login: Login) -> Response:
         """Add (the new password shown once, in this answer only) or revoke one; each a login history row

@@ -29,6 +29,7 @@ from typing import Any
 from cryptography import x509
 
 from .. import clientconfig, metrics
+from ..atomicfile import write_atomic
 from ..config import Config
 from ..store import accounts
 from ..store.db import Store
@@ -286,7 +287,7 @@ class Manager:
             account_key = jws.load_key(account_path.read_bytes())
         except FileNotFoundError:
             account_key = jws.new_key("ec256")
-            files.write_atomic(account_path, jws.key_pem(account_key), 0o600)
+            write_atomic(account_path, jws.key_pem(account_key), 0o600)
         except ValueError as exc:
             raise AcmeError(f"{account_path}: unusable account key ({exc})") from None
         usable = {"tls-alpn-01": bool(config.listen.https), "http-01": bool(config.listen.http)}
@@ -311,6 +312,6 @@ class Manager:
         if missing:
             raise AcmeError(f"the CA's certificate does not name {', '.join(missing)}")
         cert_path, key_path = config.cert_files()
-        files.write_atomic(key_path, jws.key_pem(cert_key), 0o600)
-        files.write_atomic(cert_path, chain.encode())
+        write_atomic(key_path, jws.key_pem(cert_key), 0o600)
+        write_atomic(cert_path, chain.encode())
         return new

@@ -7,19 +7,21 @@
 - ``renew-request.ID``: one per ``relentad acme renew`` waiting, taken (deleted) by the daemon, which answers
   them all with one check and keeps the outcome in ``state.json`` under the ID (several CLIs may wait at once).
 
-Invariants: every file is written to a temporary name and renamed into place, so a reader (a listener reloading,
-the CLI) sees the old or the new file, never half of one; a state file that cannot be read is an empty state.
+Invariants: every file is written to a temporary name and renamed into place (:mod:`relentad.atomicfile`), so a
+reader (a listener reloading, the CLI) sees the old or the new file, never half of one; a state file that cannot
+be read is an empty state.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from ..atomicfile import write_atomic
 
 STATE = "state.json"
 REQUEST = "renew-request."
@@ -42,21 +44,6 @@ class State:
     next_attempt: float = 0.0  # after a failure: not before (the back-off)
     left_out: list[str] = field(default_factory=list)  # wanted names the CA refused last time (backing off)
     answers: dict[str, Any] = field(default_factory=dict)  # `acme renew` request ID → {"ok": bool, "result": str}
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` in one rename (the temporary file is made with ``mode`` from the start)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def load_state(folder: Path) -> State:

@@ -22,6 +22,7 @@ import sqlite3
 import time
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import AlreadyExists, InvalidInput, NotFound
 from .history import Protocol
@@ -175,21 +176,23 @@ def revoke(conn: sqlite3.Connection, account_id: int, name: str) -> None:
         raise NotFound(f"no app password named {name.strip()!r}")
 
 
+_CANDIDATE = "SELECT id, name, password_hash, scope FROM app_passwords"
+
+
+def _candidate(row: Any) -> Candidate:
+    return Candidate(int(row[0]), str(row[1]), str(row[2]), frozenset(str(row[3]).split(",")))
+
+
 def candidates(conn: sqlite3.Connection, account_id: int, normalized: str) -> list[Candidate]:
     """The app passwords of the account a login with ``normalized`` may be (by its tag; almost always 0 or 1)."""
-    rows = conn.execute(
-        "SELECT id, name, password_hash, scope FROM app_passwords WHERE account_id = ? AND tag = ?",
-        (account_id, tag(normalized)),
-    )
-    return [Candidate(int(r[0]), str(r[1]), str(r[2]), frozenset(str(r[3]).split(","))) for r in rows]
+    rows = conn.execute(f"{_CANDIDATE} WHERE account_id = ? AND tag = ?", (account_id, tag(normalized)))
+    return [_candidate(row) for row in rows]
 
 
 def current(conn: sqlite3.Connection, app_password_id: int) -> Candidate | None:
     """The app password while it exists (None once revoked or its account purged)."""
-    row = conn.execute(
-        "SELECT id, name, password_hash, scope FROM app_passwords WHERE id = ?", (app_password_id,)
-    ).fetchone()
-    return None if row is None else Candidate(int(row[0]), str(row[1]), str(row[2]), frozenset(str(row[3]).split(",")))
+    row = conn.execute(f"{_CANDIDATE} WHERE id = ?", (app_password_id,)).fetchone()
+    return None if row is None else _candidate(row)
 
 
 def note_use(conn: sqlite3.Connection, app_password_id: int, when: float, protocol: str, ip: str) -> None:

@@ -186,6 +186,12 @@ def _account_id(conn: sqlite3.Connection, email: str) -> int | None:
     return None if row is None else int(row["id"])
 
 
+def log_refused(protocol: str, ip: str, login: str, reason: str, app_password: str = "") -> None:
+    """The one WARNING line per refused login, for fail2ban-style watchers and the admin (its format is theirs)."""
+    via = f" app_password={app_password!r}" if app_password else ""
+    log.warning("login failed protocol=%s ip=%s login=%r reason=%s%s", protocol, ip, login[:320], reason, via)
+
+
 def session_ended(conn: sqlite3.Connection, login: Login) -> str | None:
     """Why a session opened by ``login`` may not go on — its account terminated, its app password revoked — or
     None. One indexed read; sessions ask at most once a second."""
@@ -243,47 +249,40 @@ class Authenticator:
             email = addrspec.normalize(login)
         except InvalidInput:
             email = login.strip().lower()
-        reason = self.throttle.blocked(
-            ip,
-            email,
-            per_ip=config.failures_per_ip,
-            per_account=config.failures_per_account,
-            window=config.failure_window,
-        )
+        reason = self.blocked(ip, email)
         if reason is not None:
             await self._record(email, ip, protocol, None, f"throttled-{reason}")
             raise LoginFailed(throttled=True)
         account = self.store.read(lambda conn: _account_row(conn, email))
         if account is None:
             await self._check(None, password, protocol)  # the same argon2 work as a wrong password
-            await self._fail(email, ip, protocol, "unknown-account", config)
+            await self._fail(email, ip, protocol, "unknown-account")
         email = account.email
         cacheable = protocol != "web"  # the account pages: a right password costs what a wrong one does
-        credential = self._cached(account, password, protocol) if cacheable else None
+        credential = self._cached(account, password) if cacheable else None
         cached = credential is not None
         if credential is None:
-            credential, cached = await self._check(account, password, protocol), False
+            credential = await self._check(account, password, protocol)
         if credential is None:
-            await self._fail(email, ip, protocol, "bad-password", config)
+            await self._fail(email, ip, protocol, "bad-password")
         app = credential.app
         app_id = app.id if app else None
         refusal = _refusal(credential, account, protocol)
         if refusal is not None:  # the right password in the wrong place: the same answer as a wrong one
-            await self._fail(email, ip, protocol, refusal, config, app.name if app else "")
+            await self._fail(email, ip, protocol, refusal, app.name if app else "")
         if not await self._record(email, ip, protocol, account.id, "cached" if cached else "", app):
             raise LoginFailed()
         if cacheable and not cached:
             self.cache.put(email, password, account.id, credential.password_hash, config.cache_ttl, app_id)
         return Login(account.id, email, app_id, app.name if app else "")
 
-    def _cached(self, account: _Account, password: str, protocol: Protocol) -> _Credential | None:
-        """The credential this pair was verified as within ``cache_ttl``, while its hash is still the stored one."""
+    def _cached(self, account: _Account, password: str) -> _Credential | None:
+        """The credential this pair was verified as within ``cache_ttl``, while its hash is still the stored one
+        (never asked for "web": the account pages neither read nor fill the cache, see the module's step 2)."""
         entry = self.cache.lookup(account.email, password)
         if entry is None or entry.account_id != account.id:
             return None
         app_id = entry.app_password_id
-        if app_id is not None and apppasswords.scope_of(protocol) is None:
-            return None  # the account pages check the account's password only
         app = None if app_id is None else self.store.read(lambda conn: apppasswords.current(conn, app_id))
         stored = account.password_hash if app_id is None else app.password_hash if app else ""
         if not hmac.compare_digest(entry.password_hash, stored):
@@ -310,10 +309,25 @@ class Authenticator:
             return _Credential(stored)
         return None
 
-    async def _fail(
-        self, email: str, ip: str, protocol: Protocol, reason: str, config: AuthConfig, app_password: str = ""
-    ) -> NoReturn:
-        self.throttle.failed(ip, email, config.failure_window)
+    def blocked(self, ip: str, login: str) -> str | None:
+        """Whether the throttle refuses an attempt now ("ip" or "account"), under the current ``[auth]`` limits."""
+        config = self.get_config()
+        return self.throttle.blocked(
+            ip,
+            login,
+            per_ip=config.failures_per_ip,
+            per_account=config.failures_per_account,
+            window=config.failure_window,
+        )
+
+    def failed(self, ip: str, login: str, protocol: Protocol, reason: str, app_password: str = "") -> None:
+        """A refused attempt: counted by the throttle, and its one WARNING line (the format fail2ban-style
+        watchers read). The caller records its login history row."""
+        self.throttle.failed(ip, login, self.get_config().failure_window)
+        log_refused(protocol, ip, login, reason, app_password)
+
+    async def _fail(self, email: str, ip: str, protocol: Protocol, reason: str, app_password: str = "") -> NoReturn:
+        self.throttle.failed(ip, email, self.get_config().failure_window)
         await self._record(email, ip, protocol, None, reason, name=app_password)
         raise LoginFailed()
 
@@ -368,9 +382,8 @@ class Authenticator:
             await self.store.write(job)
         except StoreUnavailable as exc:  # a full disk must not lock users out of reading their mail
             log.error("login history not recorded (login=%r ip=%s): %s", login[:320], ip, exc)
-        if not success:  # one line per refused login, for fail2ban-style watchers and the admin
-            via = f" app_password={name!r}" if name else ""
-            log.warning("login failed protocol=%s ip=%s login=%r reason=%s%s", protocol, ip, login[:320], reason, via)
+        if not success:
+            log_refused(protocol, ip, login, reason, name)
         return success
 
     def _due(self, app_id: int, now: float, protocol: str, ip: str) -> bool:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import addrspec, mailauth
+from ..atomicfile import write_atomic
 from ..errors import AlreadyExists, InvalidInput, NotFound
 from . import dkim
 
@@ -77,9 +78,7 @@ def _read_pointer(where: Path, file: str) -> str | None:
 
 
 def _write_pointer(where: Path, file: str, selector: str) -> None:
-    temporary = where / f".{file}.tmp"
-    temporary.write_text(selector + "\n", encoding="ascii")
-    temporary.replace(where / file)
+    write_atomic(where / file, (selector + "\n").encode("ascii"))
 
 
 def _make_active(where: Path, selector: str) -> None:
