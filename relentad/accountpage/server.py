@@ -140,7 +140,7 @@ class AccountPages(LoginPages):
                 return await self._two_factor(request, session, login, cookie)
             if name == "logout":
                 return await self._logout(request, login, cookie)
-            return await self._app_passwords(request, session, login)
+            return await self._app_passwords(request, session, login, cookie)
         if name == "export":
             return export.response(self.get_config().database_path, login)
         # the form token on the loop: the secret is made by one thread
@@ -175,9 +175,9 @@ class AccountPages(LoginPages):
             title, content = "Password", pages.password_form(token, changed=changed)
         return Response(200, pages.page(title, login.email, display_name, name, content, logout), HTML)
 
-    def _form_page(self, status: int, login: Login, error: str) -> Response:
+    def _form_page(self, status: int, login: Login, error: str, cookie: str | None) -> Response:
         return self._render(
-            status, login, "Password", "password", lambda _, token: pages.password_form(token, error=error)
+            status, login, "Password", "password", lambda _, token: pages.password_form(token, error=error), cookie
         )
 
     # -- password change ------------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ class AccountPages(LoginPages):
         if isinstance(form, Response):
             return form
         if not self._token_ok(form, login.account_id):
-            return self._form_page(403, login, EXPIRED)
+            return self._form_page(403, login, EXPIRED, cookie)
         fields = {key: values[0] for key, values in form.items() if len(values) == 1}
         current, new, again = fields.get("current", ""), fields.get("new", ""), fields.get("again", "")
         problem = passwords.check_strength(new)
@@ -196,13 +196,13 @@ class AccountPages(LoginPages):
         elif new == current and not problem:
             problem = "the new password is the one you have"
         if problem:
-            return self._form_page(400, login, problem[:1].upper() + problem[1:] + ".")
+            return self._form_page(400, login, problem[:1].upper() + problem[1:] + ".", cookie)
         try:
             await self.basic.authenticator.verify(login.email, current, session.ip, "web")
         except LoginFailed as exc:
             if exc.throttled:
                 return throttled(exc)
-            return self._form_page(403, login, "The current password is not right.")
+            return self._form_page(403, login, "The current password is not right.", cookie)
         hashed = await asyncio.to_thread(passwords.hash_password, new)
 
         def change(conn: sqlite3.Connection) -> bool:
@@ -230,20 +230,20 @@ class AccountPages(LoginPages):
 
     # -- app passwords --------------------------------------------------------------------------------------
 
-    def _app_page(self, status: int, login: Login, **shown: Any) -> Response:
+    def _app_page(self, status: int, login: Login, cookie: str | None, **shown: Any) -> Response:
         def content(conn: sqlite3.Connection, token: str) -> str:
             return pages.app_passwords(_app_passwords(conn, login, token, **shown))
 
-        return self._render(status, login, "App passwords", "app-passwords", content)
+        return self._render(status, login, "App passwords", "app-passwords", content, cookie)
 
-    async def _app_passwords(self, request: Request, session: Session, login: Login) -> Response:
+    async def _app_passwords(self, request: Request, session: Session, login: Login, cookie: str | None) -> Response:
         """Add (the new password shown once, in this answer only) or revoke one; each a login history row
         (protocol web, reason ``app-password-added``/``-revoked``, its name), as a password change is."""
         form = self._form(request, login.email, "app password change", max_fields=16)
         if isinstance(form, Response):
             return form
         if not self._token_ok(form, login.account_id):
-            return self._app_page(403, login, error=EXPIRED)
+            return self._app_page(403, login, cookie, error=EXPIRED)
         action, name = (form.get(key, [""])[0] for key in ("action", "name"))
         done = {"add": "added", "revoke": "revoked"}.get(action)
         if done is None:
@@ -273,14 +273,14 @@ class AccountPages(LoginPages):
 
             await self.store.write(job)
         except (InvalidInput, AlreadyExists, NotFound) as exc:
-            return self._app_page(400, login, error=str(exc)[:1].upper() + str(exc)[1:] + ".")
+            return self._app_page(400, login, cookie, error=str(exc)[:1].upper() + str(exc)[1:] + ".")
         except RelentadError as exc:
             log.error("account page: app passwords of %s not changed: %s", login.email, exc)
             return httpserver.text(503, "the change could not be made now; try again later")
         log.info("app password %r of %s %s on the account page from %s", name, login.email, done, session.ip)
         if action == "revoke":
             return httpserver.redirect(303, "/account/app-passwords?revoked")
-        return self._app_page(200, login, created=(name, shown))
+        return self._app_page(200, login, cookie, created=(name, shown))
 
 
 def _overview(conn: sqlite3.Connection, login: Login, display_name: str) -> pages.Overview:

@@ -176,6 +176,10 @@ def test_the_form_logs_in_an_account_without_two_factor_and_basic_still_works(br
     status, _, body = get(browser, "/account/password", session)
     assert status == 200 and b"Log out</button>" in body
     assert post(browser, "/account/logout", {"token": token_of(body)})[0] == 400, "HTTP Basic has no logout"
+    status, _, answer = post(browser, "/account/password", {"token": token_of(body), "current": "wrong"}, session)
+    assert status == 400 and b"Log out</button>" in answer, "a form's answer in a cookie session keeps Log out"
+    status, _, answer = post(browser, "/account/app-passwords", {"token": "stale", "action": "add"}, session)
+    assert status == 403 and b"Log out</button>" in answer
     new = "another pass phrase"
     fields = {"token": token_of(body), "current": PASSWORD, "new": new, "again": new}
     assert post(browser, "/account/password", fields, session)[0] == 303
