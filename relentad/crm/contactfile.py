@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..carddav import vcard
 from ..errors import InvalidInput
-from .export import escape, fold
+from .export import escape
 
 MAX_FILE = 50 * 1024 * 1024
 MAX_ENTRIES = 50_000
@@ -221,9 +221,9 @@ def _card(where: str, lines: list[tuple[int, bytes]], warnings: list[str]) -> En
     if not any(_name(line) == "FN" for line in out):  # 2.1 does not require it; the CRM reads the name from N then
         out.insert(0, "FN:")
     version = "3.0" if source == "2.1" else source
-    text = _assemble(version, out)
+    text = vcard.text(version, out)
     if len(text.encode("utf-8")) > vcard.MAX_CARD and any(_name(line) in _BULKY for line in out):
-        text = _assemble(version, [line for line in out if _name(line) not in _BULKY])
+        text = vcard.text(version, [line for line in out if _name(line) not in _BULKY])
         entry.notes.append(f"photo dropped (the card is over {vcard.MAX_CARD // 1024} KiB with it)")
     return _parsed(entry, text)
 
@@ -238,10 +238,6 @@ def _parsed(entry: Entry, text: str) -> Entry:
     if not vcard.fields(entry.card)["addresses"]:
         entry.skip = NO_ADDRESS
     return entry
-
-
-def _assemble(version: str, lines: list[str]) -> str:
-    return "".join(fold(line) for line in ["BEGIN:VCARD", f"VERSION:{version}", *lines, "END:VCARD"])
 
 
 def _name(line: str) -> str:
@@ -377,5 +373,5 @@ def _row(where: str, columns: list[str], row: list[str]) -> Entry:
     if values.get("note"):
         lines.append(f"NOTE:{escape(chr(10).join(values['note']))}")
     entry = Entry(where)
-    text = _assemble("3.0", lines)
+    text = vcard.text("3.0", lines)
     return _parsed(entry, text)

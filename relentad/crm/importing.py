@@ -192,7 +192,7 @@ class Importer:
         if not uid or write.uid_owner(conn, self.account_id, uid, contact_id) is not None:
             uid = export.uid(self.account_id, contact_id)
             lines = [f"UID:{uid}", *(line.raw for line in card.lines if line.name != "UID")]
-        text = "".join(export.fold(line) for line in ["BEGIN:VCARD", f"VERSION:{card.version}", *lines, "END:VCARD"])
+        text = vcard.text(card.version, lines)
         if kept is not None and kept.vcard is not None and (kept.vcard == text or not self.overwrite):
             return [], []
         if kept is None or kept.vcard is None:
