@@ -64,7 +64,7 @@ class Card:
 
 
 def parse_line(raw: str) -> Line:
-    head, colon, value = _split_value(raw)
+    head, colon, value = split_value(raw)
     if not colon:
         raise BadCard(f"not a content line: {raw[:60]!r}")
     name, _, params = head.partition(";")
@@ -74,7 +74,7 @@ def parse_line(raw: str) -> Line:
     return Line(found.group(2).upper(), ";" + params if params else "", value, raw)
 
 
-def _split_value(raw: str) -> tuple[str, str, str]:
+def split_value(raw: str) -> tuple[str, str, str]:
     """Name and parameters, ":" and value: the first colon outside a quoted parameter value."""
     quoted = False
     for index, char in enumerate(raw):

@@ -244,24 +244,14 @@ def _name(line: str) -> str:
     return re.split(r"[;:]", line, maxsplit=1)[0].rpartition(".")[2].upper()
 
 
-def _colon(raw: bytes) -> int:
-    """Where the value starts: the first colon outside a quoted parameter value (``TYPE="a:b"``); -1 for none."""
-    quoted = False
-    for index, byte in enumerate(raw):
-        if byte == 0x22:
-            quoted = not quoted
-        elif byte == 0x3A and not quoted:
-            return index
-    return -1
-
-
 def _content_line(raw: bytes, version: str, warnings: list[str], where: str) -> str | None:
     """One content line as UTF-8 text in 3.0/4.0 form: quoted-printable and CHARSET values decoded, 2.1's bare
     parameters named; None for a line that is none (no colon)."""
-    colon = _colon(raw)
-    if colon < 0:
+    # the first colon outside a quoted parameter value, found as a PUT's card's is: Latin-1 keeps byte offsets
+    found, colon, _ = vcard.split_value(raw.decode("latin-1"))
+    if not colon:
         return None
-    head, value = raw[:colon], raw[colon + 1 :]
+    head, value = raw[: len(found)], raw[len(found) + 1 :]
     name, *params = _decode(head, warnings, where).split(";")
     kept, qp, charset = [], False, ""
     for param in params:
