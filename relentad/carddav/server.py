@@ -36,6 +36,7 @@ from urllib.parse import quote, unquote, urlsplit
 from .. import httpserver
 from ..auth.authenticator import Login
 from ..auth.basic import BasicLogin, Session
+from ..crm.participants import CONTROLS
 from ..errors import StoreUnavailable
 from ..httpserver import Request, Response
 from ..store.db import Store
@@ -53,7 +54,7 @@ METHODS = "OPTIONS, GET, HEAD, PROPFIND, REPORT, PUT, DELETE"
 _REFUSED = {"PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "POST", "ACL"}
 _VCARD = "text/vcard; charset=utf-8"
 _MAX_HREFS = 5000  # hrefs in one addressbook-multiget
-_UNSAFE_NAME = re.compile(r"[/\x00-\x1f\x7f-\x9f]")  # in a card's name a client chooses
+_UNSAFE_NAME = re.compile(rf"[/{CONTROLS}]")  # in a card's name a client chooses
 
 
 def handles(request: Request) -> bool:
