@@ -24,8 +24,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from ..crm import companies, export, views
 from ..crm import contacts as crm
+from ..crm import export, views
 from ..crm.participants import display_name, normalize
 from ..errors import RelentadError
 from . import book, vcard
@@ -139,15 +139,6 @@ def uid_owner(conn: sqlite3.Connection, account_id: int, uid: str, contact_id: i
     return None if row is None else int(row[0])
 
 
-def confirm_person(conn: sqlite3.Connection, contact_id: int) -> None:
-    """The owner knows the contact now: confirmed, and an automatic sender the owner adds is a person (as mail from
-    them written by hand makes it); a list stays."""
-    conn.execute(
-        "UPDATE crm_contacts SET confirmed = 1, kind = CASE kind WHEN 'bulk' THEN 'person' ELSE kind END WHERE id = ?",
-        (contact_id,),
-    )
-
-
 def _parse(data: bytes) -> vcard.Card:
     if len(data) > vcard.MAX_CARD:
         raise DavError(413, f"a card is at most {vcard.MAX_CARD // 1024} KiB", (CARD, "max-resource-size"))
@@ -205,25 +196,23 @@ def _uid_free(conn: sqlite3.Connection, account_id: int, uid: str, contact_id: i
 def _new_contact(conn: sqlite3.Connection, account_id: int, name: str, addresses: list[str]) -> int:
     """A confirmed person for a card PUT at a new resource name — or the contact already holding its first
     address while out of the book (a sender the owner now adds), which joins the book under that name."""
-    owner = conn.execute(
-        "SELECT contact_id FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, addresses[0])
-    ).fetchone()
+    owner = crm.owner_of(conn, account_id, addresses[0])
     # made nameless: :func:`_apply` names it through the CRM's rule (one line, at most 200 characters)
-    contact_id = int(owner[0]) if owner is not None else crm.create(conn, account_id, addresses[0])
+    contact_id = owner if owner is not None else crm.create(conn, account_id, addresses[0])
     # the name passes to this contact from one out of the book (deleted from it earlier), whose href was reported
     # removed then
     conn.execute(
         "DELETE FROM carddav_cards WHERE account_id = ? AND name = ? AND contact_id != ?",
         (account_id, name, contact_id),
     )
-    confirm_person(conn, contact_id)
+    crm.confirm_person(conn, contact_id)
     return contact_id
 
 
 def _apply(
     conn: sqlite3.Connection, account_id: int, contact_id: int, fields: dict[str, Any], addresses: list[str]
 ) -> None:
-    """Set the CRM's fields of the contact to the card's (the contact is confirmed: the owner edited it)."""
+    """Set the CRM's fields of the contact, one of the book (confirmed), to the card's."""
     name = display_name(str(fields["name"]))  # as the CRM compares and keeps names: controls are spaces
     current = views.contact(conn, contact_id)
     if name and name != current["name"] and "@" not in name:
@@ -234,30 +223,16 @@ def _apply(
     for address in current["addresses"]:
         if address not in addresses:
             conn.execute("DELETE FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, address))
-    tags = []
-    for tag in fields["tags"] or ():
-        try:
-            tags.append(crm.check_tag(tag))
-        except RelentadError:  # kept in the card's CATEGORIES only
-            continue
-    if fields["tags"] is not None and sorted(set(tags)) != current["tags"]:
+    tags = crm.keepable_tags(fields["tags"] or ())  # the others are kept in the card's CATEGORIES only
+    if fields["tags"] is not None and sorted(tags) != current["tags"]:
         conn.execute("DELETE FROM crm_tags WHERE contact_id = ?", (contact_id,))
         crm.tag(conn, contact_id, tags)
-    notes = None if fields["notes"] is None else clean_notes(fields["notes"])
+    notes = None if fields["notes"] is None else crm.clean_notes(fields["notes"])
     if notes is not None and notes != current["notes"]:
         conn.execute("UPDATE crm_contacts SET notes = ? WHERE id = ?", (notes, contact_id))
     company = str(fields["company"] or "")
     if company and company.casefold() != current["company"].casefold():
-        found = companies.named(conn, account_id, company)
-        if len(found) == 1:  # the CRM makes companies from domains only; an ORG it does not know stays in the card
-            conn.execute("UPDATE crm_contacts SET company_id = ? WHERE id = ?", (found[0], contact_id))
-    conn.execute("UPDATE crm_contacts SET confirmed = 1 WHERE id = ?", (contact_id,))
-
-
-def clean_notes(text: str) -> str:
-    """A NOTE as the CRM keeps notes: lines without control characters (an escape sequence in a card must not
-    reach a terminal through ``relentad contacts show``)."""
-    return "\n".join(display_name(line) for line in text.splitlines())
+        crm.join_company(conn, account_id, contact_id, company)
 
 
 def delete(
