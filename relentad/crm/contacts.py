@@ -337,6 +337,7 @@ def join_company(conn: sqlite3.Connection, account_id: int, contact_id: int, nam
     if len(found) != 1:
         return False
     conn.execute("UPDATE crm_contacts SET company_id = ? WHERE id = ?", (found[0], contact_id))
+    _company_view_changed(conn, contact_id)  # its folder gains the contact's older messages
     return True
 
 
