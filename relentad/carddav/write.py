@@ -182,8 +182,7 @@ def _addresses(
 
 
 def _name_of(conn: sqlite3.Connection, account_id: int, contact_id: int) -> str:
-    found = book.stored(conn, account_id, [contact_id]).get(contact_id)
-    return found.name if found is not None else f"{export.uid(account_id, contact_id)}.vcf"
+    return book.resource_name(account_id, contact_id, book.stored(conn, account_id, [contact_id]).get(contact_id))
 
 
 def _uid_free(conn: sqlite3.Connection, account_id: int, uid: str, contact_id: int | None, base_href: str) -> None:
@@ -250,27 +249,17 @@ def delete(
     )
 
 
-def merge_cards(conn: sqlite3.Connection, account_id: int, keep: int, absorb: int) -> None:
-    """The stored cards' part of a merge of contact ``absorb`` into ``keep`` (``crm.contacts.merge``): what a client
-    wrote on the absorbed card and the CRM does not keep passes to the survivor's card (:func:`vcard.combine`), and
-    the absorbed row keeps only its name (the href its tombstone reports): no vCard of a contact that is gone."""
-    rows = book.stored(conn, account_id, [keep, absorb])
-    gone, kept = rows.get(absorb), rows.get(keep)
+def merge_cards(conn: sqlite3.Connection, account_id: int, survivor: int, absorb: int) -> None:
+    """The stored cards' part of a merge of contact ``absorb`` into ``survivor`` (``crm.contacts.merge``): what a
+    client wrote on the absorbed card and the CRM does not keep passes to the survivor's card
+    (:func:`vcard.combine`), and the absorbed row keeps only its name (the href its tombstone reports): no vCard of
+    a contact that is gone."""
+    rows = book.stored(conn, account_id, [survivor, absorb])
+    gone, kept = rows.get(absorb), rows.get(survivor)
     if gone is None or gone.vcard is None:
         return
-    uid = export.uid(account_id, keep)
-    text = vcard.combine(kept.vcard if kept is not None else None, gone.vcard, uid)
+    text = vcard.combine(kept.vcard if kept is not None else None, gone.vcard, export.uid(account_id, survivor))
     base = kept.base if kept is not None and kept.vcard is not None else gone.base
     conn.execute("UPDATE carddav_cards SET vcard = NULL, base = NULL, uid = '' WHERE contact_id = ?", (absorb,))
-    conn.execute(
-        """INSERT INTO carddav_cards (contact_id, account_id, name, uid, vcard, base) VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT (contact_id) DO UPDATE SET uid = excluded.uid, vcard = excluded.vcard, base = excluded.base""",
-        (
-            keep,
-            account_id,
-            kept.name if kept is not None else f"{uid}.vcf",
-            vcard.parse(text.encode("utf-8"), limits=False).uid,
-            text,
-            json.dumps(base),
-        ),
-    )
+    uid = vcard.parse(text.encode("utf-8"), limits=False).uid
+    keep(conn, account_id, survivor, book.resource_name(account_id, survivor, kept), uid, text, base)

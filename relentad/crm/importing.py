@@ -200,7 +200,7 @@ class Importer:
         # a group the card has but the CRM holds otherwise is served as the CRM has it (its base differs); but an ORG
         # is served as written, as for a PUT: the CRM's company comes from a domain, the ORG is the fuller name
         base = {key: now[key] if written[key] in (None, now[key]) or key == "company" else written[key] for key in now}
-        name = kept.name if kept is not None else f"{export.uid(self.account_id, contact_id)}.vcf"
+        name = book.resource_name(self.account_id, contact_id, kept)
         write.keep(conn, self.account_id, contact_id, name, uid, text, base)
         return ["card replaced" if kept is not None and kept.vcard is not None else "card"], []
 
