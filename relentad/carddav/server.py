@@ -207,9 +207,9 @@ class CardDav:
             (DAV, "current-user-principal"): principal,
             (DAV, "current-user-privilege-set"): list(_READ_PRIVILEGES.children),
         }
+        writable: Values = {**common, (DAV, "current-user-privilege-set"): list(_WRITE_PRIVILEGES.children)}  # a card
         if target.kind == "card":
             found = book.by_name(conn, login.account_id, {target.card}, version).get(target.card)
-            writable: Values = {**common, (DAV, "current-user-privilege-set"): list(_WRITE_PRIVILEGES.children)}
             return None if found is None else [(book_href(email) + quote(found.name), _card_props(found, writable))]
         if target.kind == "root":
             return [(ROOT, {**common, (DAV, "resourcetype"): [d("collection")], (DAV, "displayname"): ["relentad"]})]
@@ -242,7 +242,6 @@ class CardDav:
         base = book_href(email)
         entries = [(base, book_values)]
         if members:
-            writable = {**common, (DAV, "current-user-privilege-set"): list(_WRITE_PRIVILEGES.children)}
             cards = book.cards(conn, login.account_id, version)
             entries += [(base + quote(c.name), _card_props(c, writable)) for c in cards]
         return entries
@@ -264,8 +263,8 @@ class CardDav:
             wanted = {href: _card_name(href, base) for href in hrefs}
             found = book.by_name(conn, login.account_id, {u for u in wanted.values() if u}, version)
             out = []
-            for href, uid in wanted.items():
-                card = found.get(uid or "")
+            for href, name in wanted.items():
+                card = found.get(name or "")
                 out.append(davxml.gone(href) if card is None else _answer(href, _card_props(card, {}), props))
             return _multistatus(out)
         if report.name == (CARD, "addressbook-query"):
