@@ -102,15 +102,22 @@ def put(
 
 
 def keep(
-    conn: sqlite3.Connection, account_id: int, contact_id: int, name: str, uid: str, text: str, base: dict[str, Any]
+    conn: sqlite3.Connection,
+    account_id: int,
+    contact_id: int,
+    name: str,
+    uid: str,
+    text: str | None,
+    base: dict[str, Any] | None,
 ) -> None:
-    """Store a contact's vCard at resource ``name`` with the CRM's values ``base`` it is merged against (PUT and
-    ``contacts import`` alike)."""
+    """Store a contact's vCard at resource ``name`` with the CRM's values ``base`` it is merged against (PUT, merge
+    and ``contacts import`` alike); ``text`` None drops the card, and the row keeps the name (the href a DELETE or a
+    merge reports removed)."""
     conn.execute(
         """INSERT INTO carddav_cards (contact_id, account_id, name, uid, vcard, base) VALUES (?, ?, ?, ?, ?, ?)
            ON CONFLICT (contact_id) DO UPDATE SET name = excluded.name, uid = excluded.uid, vcard = excluded.vcard,
                base = excluded.base""",
-        (contact_id, account_id, name, uid, text, json.dumps(base)),
+        (contact_id, account_id, name, uid, text, None if base is None else json.dumps(base)),
     )
 
 
@@ -242,11 +249,7 @@ def delete(
         raise DavError(404, "no such card")
     check(if_match, if_none_match, current.etag)
     conn.execute("UPDATE crm_contacts SET confirmed = 0 WHERE id = ?", (current.contact_id,))
-    conn.execute(
-        """INSERT INTO carddav_cards (contact_id, account_id, name, uid, vcard, base) VALUES (?, ?, ?, '', NULL, NULL)
-           ON CONFLICT (contact_id) DO UPDATE SET vcard = NULL, base = NULL, uid = ''""",
-        (current.contact_id, account_id, name),
-    )
+    keep(conn, account_id, current.contact_id, name, "", None, None)  # the row's name is ``name`` already
 
 
 def merge_cards(conn: sqlite3.Connection, account_id: int, survivor: int, absorb: int) -> None:
@@ -260,6 +263,6 @@ def merge_cards(conn: sqlite3.Connection, account_id: int, survivor: int, absorb
         return
     text = vcard.combine(kept.vcard if kept is not None else None, gone.vcard, export.uid(account_id, survivor))
     base = kept.base if kept is not None and kept.vcard is not None else gone.base
-    conn.execute("UPDATE carddav_cards SET vcard = NULL, base = NULL, uid = '' WHERE contact_id = ?", (absorb,))
+    keep(conn, account_id, absorb, gone.name, "", None, None)
     uid = vcard.parse(text.encode("utf-8"), limits=False).uid
     keep(conn, account_id, survivor, book.resource_name(account_id, survivor, kept), uid, text, base)
