@@ -79,10 +79,7 @@ def put(
     try:
         addresses = _addresses(conn, account_id, fields["addresses"], editing, base_href)
         _uid_free(conn, account_id, card.uid, editing, base_href)
-        created = editing is None
-        if editing is None:
-            editing = _new_contact(conn, account_id, name, addresses)
-        contact_id = editing
+        contact_id = editing if editing is not None else _new_contact(conn, account_id, name, addresses)
         _apply(conn, account_id, contact_id, fields, addresses)
     except RelentadError as exc:
         raise DavError(403, str(exc), (CARD, "valid-address-data")) from None
@@ -98,7 +95,7 @@ def put(
     if kept_cards(conn, account_id) > MAX_CARDS:
         raise DavError(507, f"at most {MAX_CARDS} cards written by clients", (DAV, "quota-not-exceeded"))
     served = book.by_name(conn, account_id, {name}, card.version)[name]
-    return Written(created, served.etag, served.data)
+    return Written(editing is None, served.etag, served.data)
 
 
 def keep(
