@@ -66,7 +66,7 @@ def stored(conn: sqlite3.Connection, account_id: int, contact_ids: Iterable[int]
 
 def card(account_id: int, contact: dict[str, Any], version: str, kept: Stored | None = None) -> Card:
     uid = export.uid(account_id, contact["id"])
-    resource = kept.name if kept is not None else f"{uid}.vcf"
+    resource = resource_name(account_id, contact["id"], kept)
     if kept is not None and kept.vcard is not None:
         native = vcard.merged(account_id, contact, kept.vcard, kept.base)
         served = native
@@ -241,11 +241,11 @@ def changes(conn: sqlite3.Connection, account_id: int, since: int | None, versio
         if member:
             changed.append(card(account_id, views.contact(conn, contact_id), version, kept.get(contact_id)))
         else:
-            removed.append(_name(account_id, contact_id, kept))
-    removed += [_name(account_id, cid, kept) for cid in tombstones]
+            removed.append(resource_name(account_id, contact_id, kept.get(contact_id)))
+    removed += [resource_name(account_id, cid, kept.get(cid)) for cid in tombstones]
     return Changes(now, changed, removed)
 
 
-def _name(account_id: int, contact_id: int, kept: dict[int, Stored]) -> str:
-    found = kept.get(contact_id)
-    return found.name if found is not None else f"{export.uid(account_id, contact_id)}.vcf"
+def resource_name(account_id: int, contact_id: int, kept: Stored | None) -> str:
+    """A contact's resource name in the book: the one a client created it under, else ``<uid>.vcf``."""
+    return kept.name if kept is not None else f"{export.uid(account_id, contact_id)}.vcf"

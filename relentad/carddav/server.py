@@ -36,6 +36,7 @@ from urllib.parse import quote, unquote, urlsplit
 from .. import httpserver
 from ..auth.authenticator import Login
 from ..auth.basic import BasicLogin, Session
+from ..crm.participants import CONTROLS
 from ..errors import StoreUnavailable
 from ..httpserver import Request, Response
 from ..store.db import Store
@@ -53,7 +54,7 @@ METHODS = "OPTIONS, GET, HEAD, PROPFIND, REPORT, PUT, DELETE"
 _REFUSED = {"PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "POST", "ACL"}
 _VCARD = "text/vcard; charset=utf-8"
 _MAX_HREFS = 5000  # hrefs in one addressbook-multiget
-_UNSAFE_NAME = re.compile(r"[/\x00-\x1f\x7f-\x9f]")  # in a card's name a client chooses
+_UNSAFE_NAME = re.compile(rf"[/{CONTROLS}]")  # in a card's name a client chooses
 
 
 def handles(request: Request) -> bool:
@@ -206,9 +207,9 @@ class CardDav:
             (DAV, "current-user-principal"): principal,
             (DAV, "current-user-privilege-set"): list(_READ_PRIVILEGES.children),
         }
+        writable: Values = {**common, (DAV, "current-user-privilege-set"): list(_WRITE_PRIVILEGES.children)}  # a card
         if target.kind == "card":
             found = book.by_name(conn, login.account_id, {target.card}, version).get(target.card)
-            writable: Values = {**common, (DAV, "current-user-privilege-set"): list(_WRITE_PRIVILEGES.children)}
             return None if found is None else [(book_href(email) + quote(found.name), _card_props(found, writable))]
         if target.kind == "root":
             return [(ROOT, {**common, (DAV, "resourcetype"): [d("collection")], (DAV, "displayname"): ["relentad"]})]
@@ -241,7 +242,6 @@ class CardDav:
         base = book_href(email)
         entries = [(base, book_values)]
         if members:
-            writable = {**common, (DAV, "current-user-privilege-set"): list(_WRITE_PRIVILEGES.children)}
             cards = book.cards(conn, login.account_id, version)
             entries += [(base + quote(c.name), _card_props(c, writable)) for c in cards]
         return entries
@@ -263,8 +263,8 @@ class CardDav:
             wanted = {href: _card_name(href, base) for href in hrefs}
             found = book.by_name(conn, login.account_id, {u for u in wanted.values() if u}, version)
             out = []
-            for href, uid in wanted.items():
-                card = found.get(uid or "")
+            for href, name in wanted.items():
+                card = found.get(name or "")
                 out.append(davxml.gone(href) if card is None else _answer(href, _card_props(card, {}), props))
             return _multistatus(out)
         if report.name == (CARD, "addressbook-query"):

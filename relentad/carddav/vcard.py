@@ -64,7 +64,7 @@ class Card:
 
 
 def parse_line(raw: str) -> Line:
-    head, colon, value = _split_value(raw)
+    head, colon, value = split_value(raw)
     if not colon:
         raise BadCard(f"not a content line: {raw[:60]!r}")
     name, _, params = head.partition(";")
@@ -74,7 +74,7 @@ def parse_line(raw: str) -> Line:
     return Line(found.group(2).upper(), ";" + params if params else "", value, raw)
 
 
-def _split_value(raw: str) -> tuple[str, str, str]:
+def split_value(raw: str) -> tuple[str, str, str]:
     """Name and parameters, ":" and value: the first colon outside a quoted parameter value."""
     quoted = False
     for index, char in enumerate(raw):
@@ -183,14 +183,8 @@ def crm_values(contact: dict[str, Any]) -> dict[str, Any]:
 def _crm_lines(account_id: int, contact: dict[str, Any], version: str) -> list[tuple[str, str]]:
     """(property name, unfolded line) of each line ``relentad export`` writes for the contact: rendered once per
     card served, however many of its groups the CRM changed."""
-    out: list[tuple[str, str]] = []
-    for raw in export.vcard(account_id, contact, version).split("\r\n"):
-        if raw.startswith(" "):  # a fold: continues the previous line
-            if out:
-                out[-1] = (out[-1][0], out[-1][1] + raw[1:])
-        elif ":" in raw:
-            out.append((parse_line(raw).name, raw))
-    return out
+    card = parse(export.vcard(account_id, contact, version).encode("utf-8"), limits=False)
+    return [(line.name, line.raw) for line in card.lines]
 
 
 def merged(
@@ -211,7 +205,7 @@ def merged(
     def lines_of(field: str) -> list[str]:
         return added if field == "addresses" else [raw for name, raw in crm if GROUPS.get(name) == field]
 
-    out = ["BEGIN:VCARD", f"VERSION:{version}"]
+    out: list[str] = []
     placed: set[str] = set()
     for line in card.lines:
         field = GROUPS.get(line.name)
@@ -229,8 +223,7 @@ def merged(
     for field in sorted(changed - placed):  # groups the client's card did not have
         out += lines_of(field)
     out += [raw for name, raw in crm if name == "REV"]
-    out.append("END:VCARD")
-    return "".join(export.fold(line) for line in out)
+    return text(version, out)
 
 
 def _address(line: Line) -> str:
@@ -250,13 +243,13 @@ def combine(kept: str | None, absorbed: str, uid: str) -> str:
     gone = parse(absorbed.encode("utf-8"), limits=False)
     if kept is None:
         lines = [f"UID:{export.escape(uid)}"] + [line.raw for line in gone.lines if line.name != "UID"]
-        return _text(gone.version, lines)
+        return text(gone.version, lines)
     card = parse(kept.encode("utf-8"), limits=False)
     lines = [line.raw for line in card.lines]
     have = {(line.name, line.params, line.value) for line in card.lines}
     groups = {_group(line.raw) for line in card.lines} - {""}
     renamed: dict[str, str] = {}
-    size = len(_text(card.version, lines).encode("utf-8"))
+    size = len(text(card.version, lines).encode("utf-8"))
     for line in gone.lines:
         if (line.name in GROUPS and line.name != "EMAIL") or line.name in ("UID", "REV", "PRODID"):
             continue  # (its addresses are the kept contact's now: their lines stay as the client wrote them)
@@ -272,7 +265,7 @@ def combine(kept: str | None, absorbed: str, uid: str) -> str:
         if len(lines) + 4 > MAX_LINES or size > MAX_CARD:  # + BEGIN, VERSION and END
             break
         lines.append(raw)
-    return _text(card.version, lines)
+    return text(card.version, lines)
 
 
 def _group(raw: str) -> str:
@@ -280,5 +273,6 @@ def _group(raw: str) -> str:
     return (found.group(1) or "") if found else ""
 
 
-def _text(version: str, lines: list[str]) -> str:
+def text(version: str, lines: list[str]) -> str:
+    """A card of these content lines (unfolded; BEGIN, VERSION and END added), folded and CRLF-terminated."""
     return "".join(export.fold(line) for line in ["BEGIN:VCARD", f"VERSION:{version}", *lines, "END:VCARD"])

@@ -24,8 +24,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from ..crm import companies, export, views
 from ..crm import contacts as crm
+from ..crm import export, views
 from ..crm.participants import display_name, normalize
 from ..errors import RelentadError
 from . import book, vcard
@@ -79,10 +79,7 @@ def put(
     try:
         addresses = _addresses(conn, account_id, fields["addresses"], editing, base_href)
         _uid_free(conn, account_id, card.uid, editing, base_href)
-        created = editing is None
-        if editing is None:
-            editing = _new_contact(conn, account_id, name, addresses)
-        contact_id = editing
+        contact_id = editing if editing is not None else _new_contact(conn, account_id, name, addresses)
         _apply(conn, account_id, contact_id, fields, addresses)
     except RelentadError as exc:
         raise DavError(403, str(exc), (CARD, "valid-address-data")) from None
@@ -98,19 +95,26 @@ def put(
     if kept_cards(conn, account_id) > MAX_CARDS:
         raise DavError(507, f"at most {MAX_CARDS} cards written by clients", (DAV, "quota-not-exceeded"))
     served = book.by_name(conn, account_id, {name}, card.version)[name]
-    return Written(created, served.etag, served.data)
+    return Written(editing is None, served.etag, served.data)
 
 
 def keep(
-    conn: sqlite3.Connection, account_id: int, contact_id: int, name: str, uid: str, text: str, base: dict[str, Any]
+    conn: sqlite3.Connection,
+    account_id: int,
+    contact_id: int,
+    name: str,
+    uid: str,
+    text: str | None,
+    base: dict[str, Any] | None,
 ) -> None:
-    """Store a contact's vCard at resource ``name`` with the CRM's values ``base`` it is merged against (PUT and
-    ``contacts import`` alike)."""
+    """Store a contact's vCard at resource ``name`` with the CRM's values ``base`` it is merged against (PUT, merge
+    and ``contacts import`` alike); ``text`` None drops the card, and the row keeps the name (the href a DELETE or a
+    merge reports removed)."""
     conn.execute(
         """INSERT INTO carddav_cards (contact_id, account_id, name, uid, vcard, base) VALUES (?, ?, ?, ?, ?, ?)
            ON CONFLICT (contact_id) DO UPDATE SET name = excluded.name, uid = excluded.uid, vcard = excluded.vcard,
                base = excluded.base""",
-        (contact_id, account_id, name, uid, text, json.dumps(base)),
+        (contact_id, account_id, name, uid, text, None if base is None else json.dumps(base)),
     )
 
 
@@ -137,15 +141,6 @@ def uid_owner(conn: sqlite3.Connection, account_id: int, uid: str, contact_id: i
         (account_id, uid, contact_id),
     ).fetchone()
     return None if row is None else int(row[0])
-
-
-def confirm_person(conn: sqlite3.Connection, contact_id: int) -> None:
-    """The owner knows the contact now: confirmed, and an automatic sender the owner adds is a person (as mail from
-    them written by hand makes it); a list stays."""
-    conn.execute(
-        "UPDATE crm_contacts SET confirmed = 1, kind = CASE kind WHEN 'bulk' THEN 'person' ELSE kind END WHERE id = ?",
-        (contact_id,),
-    )
 
 
 def _parse(data: bytes) -> vcard.Card:
@@ -191,8 +186,7 @@ def _addresses(
 
 
 def _name_of(conn: sqlite3.Connection, account_id: int, contact_id: int) -> str:
-    found = book.stored(conn, account_id, [contact_id]).get(contact_id)
-    return found.name if found is not None else f"{export.uid(account_id, contact_id)}.vcf"
+    return book.resource_name(account_id, contact_id, book.stored(conn, account_id, [contact_id]).get(contact_id))
 
 
 def _uid_free(conn: sqlite3.Connection, account_id: int, uid: str, contact_id: int | None, base_href: str) -> None:
@@ -205,25 +199,23 @@ def _uid_free(conn: sqlite3.Connection, account_id: int, uid: str, contact_id: i
 def _new_contact(conn: sqlite3.Connection, account_id: int, name: str, addresses: list[str]) -> int:
     """A confirmed person for a card PUT at a new resource name — or the contact already holding its first
     address while out of the book (a sender the owner now adds), which joins the book under that name."""
-    owner = conn.execute(
-        "SELECT contact_id FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, addresses[0])
-    ).fetchone()
+    owner = crm.owner_of(conn, account_id, addresses[0])
     # made nameless: :func:`_apply` names it through the CRM's rule (one line, at most 200 characters)
-    contact_id = int(owner[0]) if owner is not None else crm.create(conn, account_id, addresses[0])
+    contact_id = owner if owner is not None else crm.create(conn, account_id, addresses[0])
     # the name passes to this contact from one out of the book (deleted from it earlier), whose href was reported
     # removed then
     conn.execute(
         "DELETE FROM carddav_cards WHERE account_id = ? AND name = ? AND contact_id != ?",
         (account_id, name, contact_id),
     )
-    confirm_person(conn, contact_id)
+    crm.confirm_person(conn, contact_id)
     return contact_id
 
 
 def _apply(
     conn: sqlite3.Connection, account_id: int, contact_id: int, fields: dict[str, Any], addresses: list[str]
 ) -> None:
-    """Set the CRM's fields of the contact to the card's (the contact is confirmed: the owner edited it)."""
+    """Set the CRM's fields of the contact, one of the book (confirmed), to the card's."""
     name = display_name(str(fields["name"]))  # as the CRM compares and keeps names: controls are spaces
     current = views.contact(conn, contact_id)
     if name and name != current["name"] and "@" not in name:
@@ -234,30 +226,16 @@ def _apply(
     for address in current["addresses"]:
         if address not in addresses:
             conn.execute("DELETE FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, address))
-    tags = []
-    for tag in fields["tags"] or ():
-        try:
-            tags.append(crm.check_tag(tag))
-        except RelentadError:  # kept in the card's CATEGORIES only
-            continue
-    if fields["tags"] is not None and sorted(set(tags)) != current["tags"]:
+    tags = crm.keepable_tags(fields["tags"] or ())  # the others are kept in the card's CATEGORIES only
+    if fields["tags"] is not None and sorted(tags) != current["tags"]:
         conn.execute("DELETE FROM crm_tags WHERE contact_id = ?", (contact_id,))
         crm.tag(conn, contact_id, tags)
-    notes = None if fields["notes"] is None else clean_notes(fields["notes"])
+    notes = None if fields["notes"] is None else crm.clean_notes(fields["notes"])
     if notes is not None and notes != current["notes"]:
         conn.execute("UPDATE crm_contacts SET notes = ? WHERE id = ?", (notes, contact_id))
     company = str(fields["company"] or "")
     if company and company.casefold() != current["company"].casefold():
-        found = companies.named(conn, account_id, company)
-        if len(found) == 1:  # the CRM makes companies from domains only; an ORG it does not know stays in the card
-            conn.execute("UPDATE crm_contacts SET company_id = ? WHERE id = ?", (found[0], contact_id))
-    conn.execute("UPDATE crm_contacts SET confirmed = 1 WHERE id = ?", (contact_id,))
-
-
-def clean_notes(text: str) -> str:
-    """A NOTE as the CRM keeps notes: lines without control characters (an escape sequence in a card must not
-    reach a terminal through ``relentad contacts show``)."""
-    return "\n".join(display_name(line) for line in text.splitlines())
+        crm.join_company(conn, account_id, contact_id, company)
 
 
 def delete(
@@ -268,34 +246,20 @@ def delete(
         raise DavError(404, "no such card")
     check(if_match, if_none_match, current.etag)
     conn.execute("UPDATE crm_contacts SET confirmed = 0 WHERE id = ?", (current.contact_id,))
-    conn.execute(
-        """INSERT INTO carddav_cards (contact_id, account_id, name, uid, vcard, base) VALUES (?, ?, ?, '', NULL, NULL)
-           ON CONFLICT (contact_id) DO UPDATE SET vcard = NULL, base = NULL, uid = ''""",
-        (current.contact_id, account_id, name),
-    )
+    keep(conn, account_id, current.contact_id, name, "", None, None)  # the row's name is ``name`` already
 
 
-def merge_cards(conn: sqlite3.Connection, account_id: int, keep: int, absorb: int) -> None:
-    """The stored cards' part of a merge of contact ``absorb`` into ``keep`` (``crm.contacts.merge``): what a client
-    wrote on the absorbed card and the CRM does not keep passes to the survivor's card (:func:`vcard.combine`), and
-    the absorbed row keeps only its name (the href its tombstone reports): no vCard of a contact that is gone."""
-    rows = book.stored(conn, account_id, [keep, absorb])
-    gone, kept = rows.get(absorb), rows.get(keep)
+def merge_cards(conn: sqlite3.Connection, account_id: int, survivor: int, absorb: int) -> None:
+    """The stored cards' part of a merge of contact ``absorb`` into ``survivor`` (``crm.contacts.merge``): what a
+    client wrote on the absorbed card and the CRM does not keep passes to the survivor's card
+    (:func:`vcard.combine`), and the absorbed row keeps only its name (the href its tombstone reports): no vCard of
+    a contact that is gone."""
+    rows = book.stored(conn, account_id, [survivor, absorb])
+    gone, kept = rows.get(absorb), rows.get(survivor)
     if gone is None or gone.vcard is None:
         return
-    uid = export.uid(account_id, keep)
-    text = vcard.combine(kept.vcard if kept is not None else None, gone.vcard, uid)
+    text = vcard.combine(kept.vcard if kept is not None else None, gone.vcard, export.uid(account_id, survivor))
     base = kept.base if kept is not None and kept.vcard is not None else gone.base
-    conn.execute("UPDATE carddav_cards SET vcard = NULL, base = NULL, uid = '' WHERE contact_id = ?", (absorb,))
-    conn.execute(
-        """INSERT INTO carddav_cards (contact_id, account_id, name, uid, vcard, base) VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT (contact_id) DO UPDATE SET uid = excluded.uid, vcard = excluded.vcard, base = excluded.base""",
-        (
-            keep,
-            account_id,
-            kept.name if kept is not None else f"{uid}.vcf",
-            vcard.parse(text.encode("utf-8"), limits=False).uid,
-            text,
-            json.dumps(base),
-        ),
-    )
+    keep(conn, account_id, absorb, gone.name, "", None, None)
+    uid = vcard.parse(text.encode("utf-8"), limits=False).uid
+    keep(conn, account_id, survivor, book.resource_name(account_id, survivor, kept), uid, text, base)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..carddav import vcard
 from ..errors import InvalidInput
-from .export import escape, fold
+from .export import escape
 
 MAX_FILE = 50 * 1024 * 1024
 MAX_ENTRIES = 50_000
@@ -221,9 +221,9 @@ def _card(where: str, lines: list[tuple[int, bytes]], warnings: list[str]) -> En
     if not any(_name(line) == "FN" for line in out):  # 2.1 does not require it; the CRM reads the name from N then
         out.insert(0, "FN:")
     version = "3.0" if source == "2.1" else source
-    text = _assemble(version, out)
+    text = vcard.text(version, out)
     if len(text.encode("utf-8")) > vcard.MAX_CARD and any(_name(line) in _BULKY for line in out):
-        text = _assemble(version, [line for line in out if _name(line) not in _BULKY])
+        text = vcard.text(version, [line for line in out if _name(line) not in _BULKY])
         entry.notes.append(f"photo dropped (the card is over {vcard.MAX_CARD // 1024} KiB with it)")
     return _parsed(entry, text)
 
@@ -240,32 +240,18 @@ def _parsed(entry: Entry, text: str) -> Entry:
     return entry
 
 
-def _assemble(version: str, lines: list[str]) -> str:
-    return "".join(fold(line) for line in ["BEGIN:VCARD", f"VERSION:{version}", *lines, "END:VCARD"])
-
-
 def _name(line: str) -> str:
     return re.split(r"[;:]", line, maxsplit=1)[0].rpartition(".")[2].upper()
-
-
-def _colon(raw: bytes) -> int:
-    """Where the value starts: the first colon outside a quoted parameter value (``TYPE="a:b"``); -1 for none."""
-    quoted = False
-    for index, byte in enumerate(raw):
-        if byte == 0x22:
-            quoted = not quoted
-        elif byte == 0x3A and not quoted:
-            return index
-    return -1
 
 
 def _content_line(raw: bytes, version: str, warnings: list[str], where: str) -> str | None:
     """One content line as UTF-8 text in 3.0/4.0 form: quoted-printable and CHARSET values decoded, 2.1's bare
     parameters named; None for a line that is none (no colon)."""
-    colon = _colon(raw)
-    if colon < 0:
+    # the first colon outside a quoted parameter value, found as a PUT's card's is: Latin-1 keeps byte offsets
+    found, colon, _ = vcard.split_value(raw.decode("latin-1"))
+    if not colon:
         return None
-    head, value = raw[:colon], raw[colon + 1 :]
+    head, value = raw[: len(found)], raw[len(found) + 1 :]
     name, *params = _decode(head, warnings, where).split(";")
     kept, qp, charset = [], False, ""
     for param in params:
@@ -377,5 +363,5 @@ def _row(where: str, columns: list[str], row: list[str]) -> Entry:
     if values.get("note"):
         lines.append(f"NOTE:{escape(chr(10).join(values['note']))}")
     entry = Entry(where)
-    text = _assemble("3.0", lines)
+    text = vcard.text("3.0", lines)
     return _parsed(entry, text)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import InvalidInput, NotFound
@@ -208,6 +209,14 @@ def _adopt(conn: sqlite3.Connection, account_id: int, address: str) -> bool:
 # -- the owner's edits ------------------------------------------------------------------------------------
 
 
+def owner_of(conn: sqlite3.Connection, account_id: int, address: str) -> int | None:
+    """The contact holding ``address`` (normalised), or None."""
+    row = conn.execute(
+        "SELECT contact_id FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, address)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
 def resolve(conn: sqlite3.Connection, account_id: int, ref: str) -> int:
     """A contact named by address, ``#id`` (or a bare id) or exact display name; NotFound / InvalidInput."""
     ref = ref.strip()
@@ -215,12 +224,10 @@ def resolve(conn: sqlite3.Connection, account_id: int, ref: str) -> int:
         raise InvalidInput("name a contact by address, #id or name")
     address = normalize(ref)
     if address:
-        row = conn.execute(
-            "SELECT contact_id FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, address)
-        ).fetchone()
-        if row is None:
+        owner = owner_of(conn, account_id, address)
+        if owner is None:
             raise NotFound(f"no contact with the address {address}")
-        return int(row[0])
+        return owner
     digits = ref.removeprefix("#")
     if digits.isascii() and digits.isdigit():
         if len(digits) > 18:  # beyond SQLite's integers: no such row
@@ -261,11 +268,31 @@ def _confirm(conn: sqlite3.Connection, contact_id: int) -> None:
     conn.execute("UPDATE crm_contacts SET confirmed = 1 WHERE id = ?", (contact_id,))
 
 
+def confirm_person(conn: sqlite3.Connection, contact_id: int) -> None:
+    """The owner adds the contact (a card from a phone or a contact file): confirmed, and an automatic sender the
+    owner adds is a person (as mail from them written by hand makes it); a list stays."""
+    conn.execute(
+        "UPDATE crm_contacts SET confirmed = 1, kind = CASE kind WHEN 'bulk' THEN 'person' ELSE kind END WHERE id = ?",
+        (contact_id,),
+    )
+
+
 def check_tag(tag: str) -> str:
     tag = tag.strip()
     if not tag or len(tag) > 64 or CONTROL.search(tag) or "," in tag:  # C1's CSI drives a terminal as ESC [ does
         raise InvalidInput(f"not a tag: {tag!r} (1-64 characters, no commas or control characters)")
     return tag
+
+
+def keepable_tags(tags: Iterable[str]) -> list[str]:
+    """Of tags from elsewhere (a card's CATEGORIES), those the CRM keeps, each once; the others stay in the card."""
+    kept = []
+    for name in tags:
+        try:
+            kept.append(check_tag(name))
+        except InvalidInput:
+            continue
+    return list(dict.fromkeys(kept))
 
 
 def tag(conn: sqlite3.Connection, contact_id: int, tags: list[str]) -> None:
@@ -296,6 +323,24 @@ def add_note(conn: sqlite3.Connection, contact_id: int, text: str, now: float | 
     _confirm(conn, contact_id)
 
 
+def clean_notes(text: str) -> str:
+    """Notes from elsewhere (a card's NOTE) as the CRM keeps notes: lines without control characters (an escape
+    sequence must not reach a terminal through ``relentad contacts show``)."""
+    return "\n".join(display_name(line) for line in text.splitlines())
+
+
+def join_company(conn: sqlite3.Connection, account_id: int, contact_id: int, name: str) -> bool:
+    """Make the contact one of the account's company called ``name`` (a card's ORG): only when exactly one has that
+    name, since the CRM makes companies from address domains only (False: nothing changed, the ORG stays in the
+    card)."""
+    found = companies.named(conn, account_id, name)
+    if len(found) != 1:
+        return False
+    conn.execute("UPDATE crm_contacts SET company_id = ? WHERE id = ?", (found[0], contact_id))
+    _company_view_changed(conn, contact_id)  # its folder gains the contact's older messages
+    return True
+
+
 def add_address(conn: sqlite3.Connection, account_id: int, contact_id: int, address: str) -> str:
     """Give the contact another address; an address owned by another contact is refused (merge them instead)."""
     normal = normalize(address)
@@ -303,11 +348,9 @@ def add_address(conn: sqlite3.Connection, account_id: int, contact_id: int, addr
         raise InvalidInput(f"not an address: {address!r}")
     if is_own_address(conn, account_id, normal):
         raise InvalidInput(f"{normal} is the account's own address; it is never a contact's")
-    row = conn.execute(
-        "SELECT contact_id FROM crm_addresses WHERE account_id = ? AND address = ?", (account_id, normal)
-    ).fetchone()
-    if row is not None and int(row[0]) != contact_id:
-        raise InvalidInput(f"{normal} belongs to contact #{row[0]}; merge the two contacts instead")
+    owner = owner_of(conn, account_id, normal)
+    if owner is not None and owner != contact_id:
+        raise InvalidInput(f"{normal} belongs to contact #{owner}; merge the two contacts instead")
     conn.execute(
         "INSERT OR IGNORE INTO crm_addresses (account_id, address, contact_id) VALUES (?, ?, ?)",
         (account_id, normal, contact_id),

@@ -29,8 +29,8 @@ from typing import Any
 
 from ..carddav import book, vcard, write
 from ..errors import RelentadError
-from . import companies, export, views
 from . import contacts as crm
+from . import export, views
 from .contactfile import NO_ADDRESS, Entry
 from .participants import check_name, normalize
 
@@ -75,7 +75,7 @@ class Importer:
         addresses, left_out = self._addresses(conn, fields["addresses"])
         if not addresses:
             return Outcome(entry.where, SKIPPED, changes=left_out or [NO_ADDRESS])
-        owners = sorted({owner for owner in (self._owner(conn, a) for a in addresses) if owner is not None})
+        owners = sorted({o for o in (crm.owner_of(conn, self.account_id, a) for a in addresses) if o is not None})
         if len(owners) > 1:
             named = " and ".join(f"#{owner}" for owner in owners)
             return Outcome(
@@ -105,12 +105,6 @@ class Importer:
                 addresses.append(address)
         return list(dict.fromkeys(addresses)), left_out
 
-    def _owner(self, conn: sqlite3.Connection, address: str) -> int | None:
-        row = conn.execute(
-            "SELECT contact_id FROM crm_addresses WHERE account_id = ? AND address = ?", (self.account_id, address)
-        ).fetchone()
-        return None if row is None else int(row[0])
-
     def _apply(
         self, conn: sqlite3.Connection, entry: Entry, fields: dict[str, Any], addresses: list[str], found: int | None
     ) -> Outcome:
@@ -122,12 +116,12 @@ class Importer:
             name = ""
         if found is None:
             contact_id = crm.create(conn, self.account_id, addresses[0], name)
-            write.confirm_person(conn, contact_id)
+            crm.confirm_person(conn, contact_id)
         else:
             contact_id = found
         current = views.contact(conn, contact_id)
         if found is not None and (not current["confirmed"] or current["kind"] == "bulk"):
-            write.confirm_person(conn, contact_id)
+            crm.confirm_person(conn, contact_id)
             changes.append("confirmed")
         unnamed = not current["name"] or "@" in current["name"]
         if name and name != current["name"] and (unnamed or self.overwrite):
@@ -142,7 +136,7 @@ class Importer:
         if added:
             crm.tag(conn, contact_id, added)
             changes.append("tags +" + ",".join(added))
-        note = write.clean_notes(str(fields["notes"] or "")).strip()  # as for a PUT: no escape sequence kept
+        note = crm.clean_notes(str(fields["notes"] or "")).strip()  # as for a PUT: no escape sequence kept
         changes += self._note(conn, contact_id, note, current["notes"])
         changes += self._company(conn, contact_id, str(fields["company"] or "").strip(), current["company"])
         stored, remarks = self._card(conn, entry.card, contact_id, fields, tags)
@@ -169,11 +163,7 @@ class Importer:
     def _company(self, conn: sqlite3.Connection, contact_id: int, company: str, current: str) -> list[str]:
         if not company or company.casefold() == current.casefold() or (current and not self.overwrite):
             return []
-        found = companies.named(conn, self.account_id, company)
-        if len(found) != 1:  # the CRM makes companies from address domains only: the ORG stays in the card
-            return []
-        conn.execute("UPDATE crm_contacts SET company_id = ? WHERE id = ?", (found[0], contact_id))
-        return [f"company {company}"]
+        return [f"company {company}"] if crm.join_company(conn, self.account_id, contact_id, company) else []
 
     def _card(
         self,
@@ -192,7 +182,7 @@ class Importer:
         if not uid or write.uid_owner(conn, self.account_id, uid, contact_id) is not None:
             uid = export.uid(self.account_id, contact_id)
             lines = [f"UID:{uid}", *(line.raw for line in card.lines if line.name != "UID")]
-        text = "".join(export.fold(line) for line in ["BEGIN:VCARD", f"VERSION:{card.version}", *lines, "END:VCARD"])
+        text = vcard.text(card.version, lines)
         if kept is not None and kept.vcard is not None and (kept.vcard == text or not self.overwrite):
             return [], []
         if kept is None or kept.vcard is None:
@@ -210,7 +200,7 @@ class Importer:
         # a group the card has but the CRM holds otherwise is served as the CRM has it (its base differs); but an ORG
         # is served as written, as for a PUT: the CRM's company comes from a domain, the ORG is the fuller name
         base = {key: now[key] if written[key] in (None, now[key]) or key == "company" else written[key] for key in now}
-        name = kept.name if kept is not None else f"{export.uid(self.account_id, contact_id)}.vcf"
+        name = book.resource_name(self.account_id, contact_id, kept)
         write.keep(conn, self.account_id, contact_id, name, uid, text, base)
         return ["card replaced" if kept is not None and kept.vcard is not None else "card"], []
 
@@ -220,12 +210,4 @@ GOOGLE_GROUPS = frozenset({"myContacts", "starred"})
 
 
 def _tags(categories: list[str] | None) -> list[str]:
-    tags = []
-    for tag in categories or ():
-        if tag in GOOGLE_GROUPS:
-            continue
-        try:
-            tags.append(crm.check_tag(tag))
-        except RelentadError:  # kept in the card's CATEGORIES only, as for a PUT
-            continue
-    return list(dict.fromkeys(tags))
+    return crm.keepable_tags(tag for tag in categories or () if tag not in GOOGLE_GROUPS)

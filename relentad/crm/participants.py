@@ -45,11 +45,14 @@ _AUTOMATIC_LOCAL = re.compile(
     r"notifications?|notify|newsletters?|alerts?|automated|auto[-_.]?confirm|daemon)(?:[-_.+].*)?",
     re.IGNORECASE,
 )
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (whose CSI a terminal obeys as ESC [)
+# The control characters no name, note, tag or address the CRM keeps has: C0, DEL and C1 (whose CSI a terminal
+# obeys as ESC [). ``CONTROLS`` for a character class of its own, ``CONTROL`` to find one.
+CONTROLS = r"\x00-\x1f\x7f-\x9f"
+CONTROL = re.compile(f"[{CONTROLS}]")
 _LIST_ID = re.compile(r"<([^<>\s]+)>")
 # What an address the CRM keeps looks like (quoted local parts with spaces and the like are not kept; no control
 # characters, which would reach a terminal through the CLI).
-_ATOM = r'[^\s<>(),;:"\[\]@\\\x00-\x1f\x7f-\x9f]'
+_ATOM = rf'[^\s<>(),;:"\[\]@\\{CONTROLS}]'
 _ADDRESS = re.compile(rf"({_ATOM}{{1,64}})@({_ATOM}{{1,253}})")
 
 

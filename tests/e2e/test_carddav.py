@@ -124,12 +124,11 @@ def local_cards(folder: Path) -> dict[str, str]:
     return {path.name: path.read_bytes().decode() for path in folder.rglob("*.vcf")}
 
 
-def test_vdirsyncer_follows_mail_renames_and_merges(dav: Dav, tmp_path: Path) -> None:
-    daemon = dav.daemon
-    submit_to(daemon, "=?utf-8?q?J=C3=BCrgen_Schmidt?= <juergen@acme.example>")
-    receive(daemon, "Petra <petra@acme.example>", "petra@acme.example")  # unconfirmed: not in the book
+def vdirsyncer_config(daemon: Daemon, tmp_path: Path, conflict_resolution: str = "") -> tuple[Path, Path]:
+    """(config, local folder) of vdirsyncer syncing Alice's book with a folder of .vcf files (the "phone")."""
     config = tmp_path / "vdirsyncer.conf"
     folder = tmp_path / "contacts"
+    conflicts = f'conflict_resolution = "{conflict_resolution}"\n' if conflict_resolution else ""
     config.write_text(
         f"""[general]
 status_path = "{tmp_path / "status"}/"
@@ -138,8 +137,7 @@ status_path = "{tmp_path / "status"}/"
 a = "server"
 b = "phone"
 collections = ["from a"]
-conflict_resolution = "a wins"
-
+{conflicts}
 [storage server]
 type = "carddav"
 url = "https://localhost:{daemon.https_port}/"
@@ -153,6 +151,14 @@ path = "{folder}/"
 fileext = ".vcf"
 """
     )
+    return config, folder
+
+
+def test_vdirsyncer_follows_mail_renames_and_merges(dav: Dav, tmp_path: Path) -> None:
+    daemon = dav.daemon
+    submit_to(daemon, "=?utf-8?q?J=C3=BCrgen_Schmidt?= <juergen@acme.example>")
+    receive(daemon, "Petra <petra@acme.example>", "petra@acme.example")  # unconfirmed: not in the book
+    config, folder = vdirsyncer_config(daemon, tmp_path, conflict_resolution="a wins")
     run_vdirsyncer(config, "discover")  # /.well-known/carddav → principal → home → the one book
     run_vdirsyncer(config, "sync")
     cards = local_cards(folder)

@@ -12,9 +12,20 @@ import pytest
 
 from relentad.crm.export import fold
 from tests.e2e.conftest import MakeDaemon
-from tests.e2e.test_carddav import ALICE, BOOK, NS, Dav, local_cards, receive, run_vdirsyncer, submit_to, sync
+from tests.e2e.test_carddav import (
+    ALICE,
+    BOOK,
+    NS,
+    Dav,
+    local_cards,
+    receive,
+    run_vdirsyncer,
+    submit_to,
+    sync,
+    vdirsyncer_config,
+)
 from tests.e2e.test_web import web_daemon
-from tests.support.daemon import PASSWORD, Daemon
+from tests.support.daemon import Daemon
 
 
 @pytest.fixture
@@ -31,35 +42,6 @@ def card(uid: str, name: str, address: str, *extra: str, version: str = "3.0") -
 def show(daemon: Daemon, contact: str) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(daemon.cli("contacts", "show", ALICE, contact, "--json").stdout)
     return result
-
-
-def vdirsyncer_config(daemon: Daemon, tmp_path: Path) -> tuple[Path, Path]:
-    """(config, local folder) of vdirsyncer syncing Alice's book with a folder of .vcf files (the "phone")."""
-    config = tmp_path / "vdirsyncer.conf"
-    folder = tmp_path / "contacts"
-    config.write_text(
-        f"""[general]
-status_path = "{tmp_path / "status"}/"
-
-[pair relentad]
-a = "server"
-b = "phone"
-collections = ["from a"]
-
-[storage server]
-type = "carddav"
-url = "https://localhost:{daemon.https_port}/"
-username = "{ALICE}"
-password = "{PASSWORD}"
-verify = "{daemon.root / "data" / "tls" / "cert.pem"}"
-
-[storage phone]
-type = "filesystem"
-path = "{folder}/"
-fileext = ".vcf"
-"""
-    )
-    return config, folder
 
 
 def test_vdirsyncer_two_way(dav: Dav, tmp_path: Path) -> None:

@@ -122,3 +122,23 @@ def test_an_address_of_a_sender_out_of_the_book_is_no_uid_conflict(conn: sqlite3
     assert caught.value.status == 403 and caught.value.href is None and "contacts merge" in caught.value.message
     petra = contacts.resolve(conn, account_id, "petra@acme.example")
     assert book.by_name(conn, account_id, {f"{export.uid(account_id, petra)}.vcf"}) == {}
+
+
+def test_an_org_joining_a_company_renews_its_folder(conn: sqlite3.Connection, account_id: int) -> None:
+    """A card's ORG that moves a contact into a company gives the company's IMAP folder the contact's older
+    messages: its UIDVALIDITY grows, as when an address joins a contact (``contacts.add_address``)."""
+    with db.transaction(conn):
+        file(conn, account_id, 1, [person("bob@acme.example", "Bob Stone")], OUT)
+        file(conn, account_id, 2, [person("eve@else.example", "Eve")], OUT)
+    acme = views.contact(conn, contacts.resolve(conn, account_id, "bob@acme.example"))["company"]
+    validity = "SELECT uidvalidity FROM crm_companies WHERE account_id = ? AND name = ?"
+    before = conn.execute(validity, (account_id, acme)).fetchone()[0]
+    eve = contacts.resolve(conn, account_id, "eve@else.example")
+    put(
+        conn,
+        account_id,
+        f"{export.uid(account_id, eve)}.vcf",
+        vcf("e1", "Eve", "EMAIL:eve@else.example", f"ORG:{acme}"),
+    )
+    assert views.contact(conn, eve)["company"] == acme
+    assert conn.execute(validity, (account_id, acme)).fetchone()[0] > before
