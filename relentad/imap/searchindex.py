@@ -13,7 +13,8 @@ Invariants:
   after folding, or holding NUL or a lone surrogate (both are replaced when indexing), does not use the index.
 - Complete: blobs above the watermark (not indexed yet, or indexed by other code: ``version`` differs) are always
   candidates; so is every message whose per-delivery trace prefix (Return-Path, Received…: not part of the blob)
-  may hold the string for TEXT and HEADER.
+  may hold the string for TEXT and HEADER, or whose blob begins with a continuation line that its prefix's last
+  field takes in (``CONTINUED``).
 - Deletable: a contentless table forgets a row only when told its exact texts again, so the texts are computed by
   the same code that indexed them (``version`` names that code: sources, Unicode and SQLite versions); an index
   made by other code is emptied (``delete-all``) and rebuilt in the background instead.
@@ -31,6 +32,10 @@ MAX_TRIGRAMS = 12
 """A query ANDs at most this many of the needle's trigrams (spread over it): fewer is still a superset, and past a
 dozen the candidates hardly shrink while each trigram's postings must still be read."""
 TABLES = ("search_head", "search_body")
+CONTINUED = "\x01\x01\x01"
+"""A line of the head text of a blob whose first line is a continuation: delivered, that line extends the trace
+prefix's last field (Received), so a needle may span the two. Such blobs are candidates whenever the message has a
+prefix (a control-character trigram: a needle holding it only adds candidates)."""
 
 
 def _code_version() -> str:
@@ -93,6 +98,9 @@ def prefilter(fts_query: str, tables: tuple[str, ...], prefix_call: str | None) 
         params.append(fts_query)
     if prefix_call:
         terms.append(prefix_call)
+        continued = "m.blob_id IN (SELECT rowid FROM search_head WHERE search_head MATCH ?)"
+        terms.append(f"(length(m.prefix) > 0 AND {continued})")
+        params.append(f'"{CONTINUED}"')
     return "(" + " OR ".join(terms) + ")", params
 
 

@@ -117,6 +117,21 @@ def test_search_results_are_the_same_with_the_index_and_without(tmp_path: Path) 
     assert _search(conn, "TEXT", "yes", index=True) == _search(conn, "TEXT", "yes", index=False) == [3]
 
 
+def test_a_blob_beginning_with_a_continuation_line_is_found_across_the_trace_prefix(tmp_path: Path) -> None:
+    """Delivered, a blob's leading continuation line extends the trace prefix's last field: a needle spanning the
+    two is found by the scan, so it must be with the index too (it was not: neither the prefix nor the blob alone
+    holds it)."""
+    conn = database_with(tmp_path / "t.db", "a@example.test")
+    with db.transaction(conn):
+        _deliver(conn, b" spanword rest\r\nSubject: cont\r\n\r\nbody\r\n", b"Received: by mx; 27 Nov 2026\r\n")
+        _deliver(conn, b" spanword rest\r\nSubject: appended\r\n\r\nbody\r\n")  # no prefix: only the blob
+    assert indexer.step(conn, conn) == 2
+    for needle in ("2026 spanword", "nov 2026 spanword r", "spanword"):
+        scanned = _search(conn, "TEXT", needle, index=False)
+        assert scanned and _search(conn, "TEXT", needle, index=True) == scanned, needle
+    assert _search(conn, "TEXT", "zzzz", index=True) == []
+
+
 def test_the_index_of_another_code_version_is_not_used_and_is_rebuilt(tmp_path: Path) -> None:
     conn = database_with(tmp_path / "t.db", "a@example.test")
     with db.transaction(conn):

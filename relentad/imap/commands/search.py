@@ -254,10 +254,12 @@ def index_texts(blob: bytes, structure: str | None) -> tuple[str, str]:
     """What the full-text index holds of a blob (:mod:`..searchindex`): every header field TEXT and HEADER test,
     raw and decoded, one a line, and the text BODY tests, all case-folded exactly as the matchers above fold them.
     A blob whose first header line is a continuation gets a field in front, as its messages' trace prefix gives it
-    one (the line then belongs to that field's value)."""
+    one (the line then belongs to that field's value), and the ``CONTINUED`` mark (:func:`..searchindex.prefilter`)."""
     prefix = b"X:\r\n" if blob[:1] in (b" ", b"\t") else b""
     doc = _Doc(prefix, blob, structure)
     head = [form for _, raw, decoded in doc.fields for form in (raw, decoded)]
+    if prefix:  # delivered, that line belongs to the prefix's last field: a needle may span both
+        head.append(searchindex.CONTINUED)
     head += [form for raw, decoded in doc.part_fields for form in (raw, decoded)]
     return searchindex.clean("\n".join(dict.fromkeys(head))), searchindex.clean(doc.body)
 
