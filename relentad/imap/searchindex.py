@@ -23,6 +23,7 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+import platform
 import sqlite3
 import unicodedata
 from pathlib import Path
@@ -39,7 +40,8 @@ prefix (a control-character trigram: a needle holding it only adds candidates)."
 
 
 def _code_version() -> str:
-    """What the indexed texts depend on: the extracting code, Python's case folding and SQLite's tokenizer."""
+    """What the indexed texts depend on: the extracting code, Python (its case folding, but also the charset codecs
+    and HTML entities the text goes through) and SQLite's tokenizer."""
     from .. import bodytext, headers, message, mimetree
     from .commands import search
 
@@ -47,7 +49,7 @@ def _code_version() -> str:
     for module in (bodytext, headers, message, mimetree, search):
         digest.update(Path(module.__file__ or "").read_bytes())
     digest.update(Path(__file__).read_bytes())
-    digest.update(f"{unicodedata.unidata_version} {sqlite3.sqlite_version}".encode())
+    digest.update(f"{unicodedata.unidata_version} {platform.python_version()} {sqlite3.sqlite_version}".encode())
     return digest.hexdigest()[:16]
 
 

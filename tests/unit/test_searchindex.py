@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import platform
 import sqlite3
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -142,6 +144,14 @@ def test_the_index_of_another_code_version_is_not_used_and_is_rebuilt(tmp_path: 
     assert _search(conn, "BODY", "rechnung", index=True) == [1]
     assert indexer.step(conn, conn) == 1
     assert searchindex.state(conn) == (1, searchindex.version())
+
+
+def test_another_python_is_another_code_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python's codecs and HTML entities shape the indexed texts; a purge deletes rows by recomputing them, so an
+    index made under another Python must be rebuilt, not trusted (its rows could not all be deleted)."""
+    here = searchindex._code_version()
+    monkeypatch.setattr(platform, "python_version", lambda: "3.99.0")
+    assert searchindex._code_version() != here
 
 
 def _hits(conn: sqlite3.Connection, table: str, fts: str) -> list[int]:
