@@ -86,6 +86,33 @@ def forget(conn: sqlite3.Connection, where: str) -> None:
     searchindex.remove(conn, rows)
 
 
+_merging = False
+"""The daemon's merge after a purge is running: the indexer waits, so that no new segment restarts it."""
+
+
+async def merge(store: Store) -> int:
+    """After a purge removed blobs: merge the index in bounded writer jobs until a single segment is left and
+    nothing of the removed blobs stays in its pages; deliveries and sessions write between the steps."""
+    global _merging
+    _merging = True
+    try:
+        for steps in range(1, searchindex.MERGE_STEPS + 1):
+            if not await store.write(searchindex.merge_step):
+                return steps
+        return searchindex.MERGE_STEPS
+    finally:
+        _merging = False
+
+
+def merge_now(conn: sqlite3.Connection) -> int:
+    """:func:`merge` on a plain connection (the CLI, tests): a transaction per step; returns the steps."""
+    for steps in range(1, searchindex.MERGE_STEPS + 1):
+        with db.transaction(conn):
+            if not searchindex.merge_step(conn):
+                return steps
+    return searchindex.MERGE_STEPS
+
+
 async def run(store: Store, settings: Callable[[], Config]) -> None:
     """The daemon's job: while ``[imap] search_index`` is on, index new blobs batch by batch, until cancelled. An
     error is logged and retried a minute later (SEARCH meanwhile scans what is not indexed)."""
@@ -95,7 +122,7 @@ async def run(store: Store, settings: Callable[[], Config]) -> None:
         while True:
             try:
                 config = settings()
-                if not config.imap.search_index:
+                if not config.imap.search_index or _merging:
                     await asyncio.sleep(IDLE)
                     continue
                 if reader is None:
