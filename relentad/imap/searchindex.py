@@ -24,10 +24,14 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+import logging
 import platform
 import sqlite3
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 MIN_NEEDLE = 3
 MAX_TRIGRAMS = 12
@@ -112,6 +116,36 @@ def prefilter(fts_query: str, tables: tuple[str, ...], prefix_call: str | None) 
     return "(" + " OR ".join(terms) + ")", params
 
 
+def damaged(exc: sqlite3.Error) -> bool:
+    """Whether a query that read the index failed on damaged pages (SQLITE_CORRUPT: "database disk image is
+    malformed"), not on a busy or full disk: such an index is :func:`discard`-ed, never trusted again."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_CORRUPT
+
+
+def discard(conn: sqlite3.Connection) -> None:
+    """Writer: trust nothing of the index (SEARCH scans); the background job empties and rebuilds it."""
+    conn.execute("UPDATE search_index_state SET watermark = 0, version = ''")
+
+
+def guarded(conn: sqlite3.Connection, write: Callable[[], object]) -> bool:
+    """Writer: run ``write`` on the index; when its pages turn out damaged, undo it and empty the index instead
+    (the background job rebuilds it, and a purge's deletions need nothing more), so that a damaged index never
+    fails the purge or stops indexing. False when the index was emptied."""
+    conn.execute("SAVEPOINT search_index")
+    try:
+        write()
+    except sqlite3.DatabaseError as exc:
+        conn.execute("ROLLBACK TO search_index")
+        conn.execute("RELEASE search_index")
+        if not damaged(exc):
+            raise
+        log.error("search index: damaged (%s); emptied, to be rebuilt in the background", exc)
+        reset(conn)
+        return False
+    conn.execute("RELEASE search_index")
+    return True
+
+
 def state(conn: sqlite3.Connection) -> tuple[int, str]:
     row = conn.execute("SELECT watermark, version FROM search_index_state").fetchone()
     return (int(row[0]), str(row[1])) if row else (0, "")
@@ -129,21 +163,28 @@ def add(conn: sqlite3.Connection, rows: list[tuple[int, str, str]], upto: int, s
     the watermark moved meanwhile (a rebuild) or the code changed. Blobs purged since they were read are skipped."""
     if state(conn) != (since, version()):
         return False
-    for blob_id, head, body in rows:
-        if conn.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone() is None:
-            continue
-        conn.execute("INSERT INTO search_head (rowid, t) VALUES (?, ?)", (blob_id, head))
-        conn.execute("INSERT INTO search_body (rowid, t) VALUES (?, ?)", (blob_id, body))
-    conn.execute("UPDATE search_index_state SET watermark = ?", (upto,))
-    return True
+
+    def insert() -> None:
+        for blob_id, head, body in rows:
+            if conn.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone() is None:
+                continue
+            conn.execute("INSERT INTO search_head (rowid, t) VALUES (?, ?)", (blob_id, head))
+            conn.execute("INSERT INTO search_body (rowid, t) VALUES (?, ?)", (blob_id, body))
+        conn.execute("UPDATE search_index_state SET watermark = ?", (upto,))
+
+    return guarded(conn, insert)
 
 
 def remove(conn: sqlite3.Connection, rows: list[tuple[int, str, str]]) -> None:
     """Forget indexed blobs (their exact texts, recomputed). Their postings stay in the index's pages beside delete
     markers until :func:`merge_step` has merged every segment into one: the caller runs it to the end."""
-    for blob_id, head, body in rows:
-        conn.execute("INSERT INTO search_head (search_head, rowid, t) VALUES ('delete', ?, ?)", (blob_id, head))
-        conn.execute("INSERT INTO search_body (search_body, rowid, t) VALUES ('delete', ?, ?)", (blob_id, body))
+
+    def delete() -> None:
+        for blob_id, head, body in rows:
+            conn.execute("INSERT INTO search_head (search_head, rowid, t) VALUES ('delete', ?, ?)", (blob_id, head))
+            conn.execute("INSERT INTO search_body (search_body, rowid, t) VALUES ('delete', ?, ?)", (blob_id, body))
+
+    guarded(conn, delete)
 
 
 def merge_step(conn: sqlite3.Connection, pages: int = MERGE_PAGES) -> bool:
@@ -151,11 +192,15 @@ def merge_step(conn: sqlite3.Connection, pages: int = MERGE_PAGES) -> bool:
     negative page count: an ``optimize`` in steps), which drops deleted blobs' postings with their markers. True
     while work remains (a step that changes fewer than two rows did nothing, as the FTS5 documentation says)."""
     more = False
-    for table in TABLES:
-        before = conn.total_changes
-        conn.execute(f"INSERT INTO {table}({table}, rank) VALUES ('merge', ?)", (-pages,))
-        more = more or conn.total_changes - before >= 2
-    return more
+
+    def merge() -> None:
+        nonlocal more
+        for table in TABLES:
+            before = conn.total_changes
+            conn.execute(f"INSERT INTO {table}({table}, rank) VALUES ('merge', ?)", (-pages,))
+            more = more or conn.total_changes - before >= 2
+
+    return guarded(conn, merge) and more
 
 
 def size(conn: sqlite3.Connection) -> int:

@@ -235,3 +235,28 @@ def test_a_purge_leaves_the_merge_to_bounded_steps_that_remove_everything(tmp_pa
         conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 0)")
     assert searchindex.merge_step(conn) is False, "merged into one segment: nothing left to do"
     assert _hits(conn, "search_body", '"que"') == [] and _hits(conn, "search_body", '"w00"') != []
+
+
+def test_a_damaged_index_never_fails_the_purge_nor_indexing(tmp_path: Path) -> None:
+    """Damaged pages ("database disk image is malformed") in the index: the purge (privacy: it must run) empties
+    the index instead of failing, and the background job builds it again."""
+    conn = database_with(tmp_path / "t.db", "a@example.test")
+    with db.transaction(conn):
+        gone = _deliver(conn, b"Subject: qwertzuiop\r\n\r\nunique-purge-word\r\n")
+        for n in range(20):
+            _deliver(conn, f"Subject: s{n}\r\n\r\nhello world number {n}\r\n".encode())
+    indexer.step(conn, conn)
+    with db.transaction(conn):
+        for table in searchindex.TABLES:
+            conn.execute(f"UPDATE {table}_data SET block = randomblob(length(block)) WHERE id > 10")
+        conn.execute("DELETE FROM messages WHERE blob_id = ?", (gone,))
+        conn.execute("UPDATE blobs SET refs = 0 WHERE id = ?", (gone,))
+        assert retention.purge(conn, 90).blobs == 1
+    assert indexer.merge_now(conn) >= 1
+    assert searchindex.state(conn) == (0, searchindex.version()) and searchindex.size(conn) < 100
+    while indexer.step(conn, conn):
+        pass
+    assert searchindex.status(conn)[:2] == (20, 20)
+    assert _search(conn, "BODY", "number 7", index=True) == [9]  # uid 1 was purged
+    for table in searchindex.TABLES:
+        conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 0)")

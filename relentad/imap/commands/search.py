@@ -295,6 +295,7 @@ class Compiler:
         self.matchers: list[Matcher] = []
         self.folded: list[FoldedMatcher] = []
         self.uses_modseq = False
+        self.uses_index = False
 
     def _summary(self, matcher: FoldedMatcher) -> tuple[str, list[Any]]:
         """A call of a folded-summary matcher: the blob's SHA-256 keys the shared cache, nothing else is read."""
@@ -321,6 +322,7 @@ class Compiler:
             self.prefix_needles.append(needle)
             prefix_call = f"imap_prefix({len(self.prefix_needles) - 1}, m.prefix)"
         pre, pre_params = searchindex.prefilter(fts, tables, prefix_call)
+        self.uses_index = True
         return f"({pre} AND {sql})", [*pre_params, *params]
 
     def _uid_set(self, uids: Sequence[int]) -> tuple[str, list[Any]]:
@@ -536,15 +538,15 @@ async def matches(
     columns: str = "m.uid, m.modseq",
     blobs: bool = False,
     cached: bool = True,
+    index: bool = True,
 ) -> Matches[T]:
     """Evaluate a search program over the selected mailbox (SEARCH, SORT, THREAD): ``finish`` turns the rows of
     ``columns`` into the result, in the same job (a worker's read connection, or the loop's for small mailboxes
     whose work is cheap; ``cached`` False, the caller's own caches are cold, forces a worker)."""
     view = session.selected
     assert view is not None
-    compiler = Compiler(
-        view, session.saved, time.time(), view.owner_id or session.account_id, session.config.imap.search_index
-    )
+    use_index = index and session.config.imap.search_index
+    compiler = Compiler(view, session.saved, time.time(), view.owner_id or session.account_id, use_index)
     sql, params = compiler.compile(key)
     if compiler.uses_modseq:
         session.enabled.add("CONDSTORE")
@@ -573,10 +575,17 @@ async def matches(
     warm = source is None and not compiler.matchers and view.mailbox_id in _FOLDED.warm
     inline = cached and ((pure_sql and len(view.uids) <= INLINE_MESSAGES) or (warm and len(view.uids) <= INLINE_TEXT))
     misses = _FOLDED.misses
-    if inline:  # indexed SQL (and cached summaries) over a small mailbox: no thread round trip
-        result = session.read(job)
-    else:
-        result = await session.services.readers.run(job)
+    try:
+        if inline:  # indexed SQL (and cached summaries) over a small mailbox: no thread round trip
+            result = session.read(job)
+        else:
+            result = await session.services.readers.run(job)
+    except sqlite3.DatabaseError as exc:
+        if not (compiler.uses_index and searchindex.damaged(exc)):
+            raise
+        log.error("SEARCH: the full-text index is damaged (%s); scanning, and rebuilding it in the background", exc)
+        await session.store.write(searchindex.discard)
+        return await matches(session, key, finish, columns=columns, blobs=blobs, cached=cached, index=False)
     if inline or (compiler.folded and not compiler.matchers and source is None):
         _FOLDED.settle(view.mailbox_id, misses, inline=inline)
     return Matches(result, compiler.uses_modseq, inline)
