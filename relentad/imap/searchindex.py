@@ -28,7 +28,7 @@ import logging
 import platform
 import sqlite3
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def add(conn: sqlite3.Connection, rows: list[tuple[int, str, str]], upto: int, s
     return guarded(conn, insert)
 
 
-def remove(conn: sqlite3.Connection, rows: list[tuple[int, str, str]]) -> None:
+def remove(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, str]]) -> None:
     """Forget indexed blobs (their exact texts, recomputed). Their postings stay in the index's pages beside delete
     markers until :func:`merge_step` has merged every segment into one: the caller runs it to the end."""
 
