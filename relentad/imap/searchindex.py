@@ -118,13 +118,8 @@ def prefilter(fts_query: str, tables: tuple[str, ...], prefix_call: str | None) 
 
 def damaged(exc: sqlite3.Error) -> bool:
     """Whether a query that read the index failed on damaged pages (SQLITE_CORRUPT: "database disk image is
-    malformed"), not on a busy or full disk: such an index is :func:`discard`-ed, never trusted again."""
+    malformed"), not on a busy or full disk: such an index is emptied (:func:`reset`) and rebuilt, never trusted."""
     return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_CORRUPT
-
-
-def discard(conn: sqlite3.Connection) -> None:
-    """Writer: trust nothing of the index (SEARCH scans); the background job empties and rebuilds it."""
-    conn.execute("UPDATE search_index_state SET watermark = 0, version = ''")
 
 
 def guarded(conn: sqlite3.Connection, write: Callable[[], object]) -> bool:

@@ -17,6 +17,7 @@ to the messages the session knows (its view); a malformed message never matches 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -584,7 +585,8 @@ async def matches(
         if not (compiler.uses_index and searchindex.damaged(exc)):
             raise
         log.error("SEARCH: the full-text index is damaged (%s); scanning, and rebuilding it in the background", exc)
-        await session.store.write(searchindex.discard)
+        with contextlib.suppress(sqlite3.Error):  # emptying it failed too: the indexer retries; the scan answers
+            await session.store.write(searchindex.reset)
         return await matches(session, key, finish, columns=columns, blobs=blobs, cached=cached, index=False)
     if inline or (compiler.folded and not compiler.matchers and source is None):
         _FOLDED.settle(view.mailbox_id, misses, inline=inline)
