@@ -108,21 +108,27 @@ async def merge(store: Store) -> int:
     global _merging
     _merging = True
     try:
-        for steps in range(1, searchindex.MERGE_STEPS + 1):
+        budget = store.read(searchindex.merge_budget)
+        for steps in range(1, budget + 1):
             if not await store.write(searchindex.merge_step):
                 return steps
-        return searchindex.MERGE_STEPS
+        await store.write(searchindex.optimize)
+        return budget + 1
     finally:
         _merging = False
 
 
 def merge_now(conn: sqlite3.Connection) -> int:
-    """:func:`merge` on a plain connection (the CLI, tests): a transaction per step; returns the steps."""
-    for steps in range(1, searchindex.MERGE_STEPS + 1):
+    """:func:`merge` on a plain connection (the CLI, tests): a transaction per step; returns the steps. The
+    daemon's indexer may add segments meanwhile: past the budget one ``optimize`` finishes it."""
+    budget = searchindex.merge_budget(conn)
+    for steps in range(1, budget + 1):
         with db.transaction(conn):
             if not searchindex.merge_step(conn):
                 return steps
-    return searchindex.MERGE_STEPS
+    with db.transaction(conn):
+        searchindex.optimize(conn)
+    return budget + 1
 
 
 async def run(store: Store, settings: Callable[[], Config]) -> None:

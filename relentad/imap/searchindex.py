@@ -41,8 +41,8 @@ TABLES = ("search_head", "search_body")
 MERGE_PAGES = 100
 """Index pages one merge step writes, in each table: a purge's merge goes in writer jobs of tens of milliseconds
 (at 20,000 messages a whole merge rewrites 33 MB, about 0.7 s) between deliveries."""
-MERGE_STEPS = 100_000
-"""A bound on one merge's steps (new segments written meanwhile make it go on)."""
+PAGE_BYTES = 4000
+"""About the size of an index page (FTS5's default ``pgsz`` is 4,050 bytes): how many steps a merge needs."""
 CONTINUED = "\x01\x01\x01"
 """A line of the head text of a blob whose first line is a continuation: delivered, that line extends the trace
 prefix's last field (Received), so a needle may span the two. Such blobs are candidates whenever the message has a
@@ -196,6 +196,18 @@ def merge_step(conn: sqlite3.Connection, pages: int = MERGE_PAGES) -> bool:
             more = more or conn.total_changes - before >= 2
 
     return guarded(conn, merge) and more
+
+
+def merge_budget(conn: sqlite3.Connection) -> int:
+    """Steps a merge may take in steps: about twice what the index's size needs. New segments written meanwhile
+    (indexing by another process: the CLI's purge beside the daemon) restart FTS5's merge, which then may never
+    end; past the budget the merge is finished by one ``optimize``."""
+    return size(conn) // (MERGE_PAGES * PAGE_BYTES) + 10
+
+
+def optimize(conn: sqlite3.Connection) -> None:
+    """Writer: merge each index into one segment at once (a merge that went past its budget)."""
+    guarded(conn, lambda: [conn.execute(f"INSERT INTO {table}({table}) VALUES ('optimize')") for table in TABLES])
 
 
 def size(conn: sqlite3.Connection) -> int:

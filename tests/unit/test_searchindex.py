@@ -293,3 +293,41 @@ def test_a_large_purge_empties_the_index_rather_than_recomputing_every_text(
         pass
     assert _hits(conn, "search_body", '"d03"') == [] and _hits(conn, "search_body", '"d07"') == [blobs[7]]
     assert _search(conn, "BODY", "word08", index=True) == [9]
+
+
+def test_a_merge_that_new_segments_keep_restarting_still_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's purge merges while the daemon's indexer may add segments between its steps; each new segment
+    restarts FTS5's merge of everything, so it could go on for ever: past its budget one 'optimize' ends it."""
+    conn = database_with(tmp_path / "t.db", "a@example.test")
+    for table in searchindex.TABLES:
+        conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('pgsz', 64)")
+    words = [f"w{n:04d}x{n * 7919 % 10007:05d}" for n in range(400)]
+    with db.transaction(conn):
+        gone = _deliver(conn, b"Subject: qwertzuiop\r\n\r\nunique-purge-word\r\n")
+        for n in range(40):
+            _deliver(conn, f"Subject: s{n}\r\n\r\n{' '.join(words[n::40])}\r\n".encode())
+    while indexer.step(conn, conn):
+        pass
+    with db.transaction(conn):
+        conn.execute("DELETE FROM messages WHERE blob_id = ?", (gone,))
+        conn.execute("UPDATE blobs SET refs = 0 WHERE id = ?", (gone,))
+        assert retention.purge(conn, 90).blobs == 1
+    step, steps = searchindex.merge_step, [0]
+
+    def step_with_indexing_beside(writer: sqlite3.Connection, pages: int = 4) -> bool:
+        steps[0] += 1
+        assert steps[0] < 300, "the merge never ends"
+        more = step(writer, pages)
+        for batch in range(2):  # the daemon's indexer, meanwhile: two new batches
+            _deliver(writer, f"Subject: n{steps[0]}\r\n\r\nnew {words[steps[0] % 400]}-{batch}\r\n".encode())
+            since, upto, rows = indexer.pending(writer)
+            searchindex.add(writer, rows, upto, since)
+        return more
+
+    monkeypatch.setattr(searchindex, "merge_step", step_with_indexing_beside)
+    indexer.merge_now(conn)
+    monkeypatch.setattr(searchindex, "merge_step", step)
+    assert searchindex.merge_step(conn) is False, "merged into one segment"
+    for table in searchindex.TABLES:
+        conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 0)")
+    assert _hits(conn, "search_body", '"que"') == [] and _hits(conn, "search_body", '"new"') != []
