@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -331,3 +333,40 @@ def test_a_merge_that_new_segments_keep_restarting_still_ends(tmp_path: Path, mo
     for table in searchindex.TABLES:
         conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 0)")
     assert _hits(conn, "search_body", '"que"') == [] and _hits(conn, "search_body", '"new"') != []
+
+
+def test_the_daemons_purge_merges_in_writer_jobs_with_the_indexer_paused(tmp_path: Path) -> None:
+    """The daily purge's path: the purge job, then ``indexer.merge`` on the daemon's Store, a writer job a step."""
+    conn = database_with(tmp_path / "relentad.db", "a@example.test")
+    for table in searchindex.TABLES:
+        conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('pgsz', 64)")
+    with db.transaction(conn):
+        gone = _deliver(conn, b"Subject: qwertzuiop\r\n\r\nunique-purge-word\r\n")
+        for n in range(30):
+            _deliver(conn, f"Subject: s{n}\r\n\r\nword{n:02d} and more words\r\n".encode())
+    while indexer.step(conn, conn):
+        pass
+    with db.transaction(conn):
+        conn.execute("DELETE FROM messages WHERE blob_id = ?", (gone,))
+        conn.execute("UPDATE blobs SET refs = 0 WHERE id = ?", (gone,))
+    store = db.Store(tmp_path / "relentad.db")
+    paused: list[bool] = []
+
+    async def purge_and_merge() -> int:
+        store.start(asyncio.get_running_loop())
+        assert (await store.write(lambda c: retention.purge(c, 90))).blobs == 1
+        write = store.write
+
+        async def watched(job: Any) -> Any:
+            paused.append(indexer._merging)
+            return await write(job)
+
+        store.write = watched  # type: ignore[method-assign]
+        return await indexer.merge(store)
+
+    try:
+        assert asyncio.run(purge_and_merge()) > 1
+    finally:
+        store.close()
+    assert paused and all(paused) and not indexer._merging
+    assert searchindex.merge_step(conn) is False and _hits(conn, "search_body", '"que"') == []
