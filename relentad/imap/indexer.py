@@ -39,11 +39,17 @@ Rows = list[tuple[int, str, str]]
 
 
 def _texts(blob_id: int, data: bytes, structure: str | None) -> tuple[int, str, str]:
+    """What the index holds of a blob; the ``UNINDEXED`` mark (always a candidate: scanned as without the index)
+    when its texts are too long to insert in one short writer job, or when reading them fails (a parser bug must
+    not stop indexing, and the matcher may still read the parts that did not fail)."""
     try:
-        return (blob_id, *index_texts(data, structure))
-    except Exception:  # a parser bug must not stop indexing; such a blob is indexed empty and never matches here
+        head, body = index_texts(data, structure)
+    except Exception:
         log.exception("search index: cannot read blob %d", blob_id)
-        return blob_id, "", ""
+        return blob_id, searchindex.UNINDEXED, searchindex.UNINDEXED
+    if len(head) + len(body) > searchindex.MAX_TEXT:
+        return blob_id, searchindex.UNINDEXED, searchindex.UNINDEXED
+    return blob_id, head, body
 
 
 def pending(conn: sqlite3.Connection, batch: int = BATCH) -> tuple[int, int, Rows]:

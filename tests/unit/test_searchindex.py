@@ -370,3 +370,33 @@ def test_the_daemons_purge_merges_in_writer_jobs_with_the_indexer_paused(tmp_pat
         store.close()
     assert paused and all(paused) and not indexer._merging
     assert searchindex.merge_step(conn) is False and _hits(conn, "search_body", '"que"') == []
+
+
+def test_a_blob_too_long_or_unreadable_to_index_is_always_a_candidate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A header field of megabytes made one insert (one writer job) of all its trigrams (22 MB: 1.85 s); and a
+    blob whose texts could not be read was indexed empty, so the index dropped what the matcher still finds in
+    the parts it can read. Both are now marked and scanned as without the index."""
+    conn = database_with(tmp_path / "t.db", "a@example.test")
+    long_field = " ".join(f"w{n:07d}" for n in range(150_000)).encode()  # 1.35 MB
+    with db.transaction(conn):
+        _deliver(conn, b"Subject: long\r\nX-Long: " + long_field + b"\r\n\r\nneedle-in-long\r\n")
+        _deliver(conn, b"Subject: odd\r\n\r\nneedle-in-odd\r\n")
+        _deliver(conn, b"Subject: fine\r\n\r\nneedle-in-fine\r\n")
+    texts = indexer.index_texts
+
+    def failing(data: bytes, structure: str | None) -> tuple[str, str]:
+        if b"needle-in-odd" in data:
+            raise ValueError("a parser bug")
+        return texts(data, structure)
+
+    monkeypatch.setattr(indexer, "index_texts", failing)
+    while indexer.step(conn, conn):
+        pass
+    assert searchindex.status(conn)[:2] == (3, 3)
+    assert _hits(conn, "search_head", '"w01"') == [], "the long field's trigrams were not inserted"
+    for needle in ("needle-in-long", "w0149999", "needle-in-odd", "needle-in-fine"):
+        scanned = _search(conn, "TEXT", needle, index=False)
+        assert len(scanned) == 1 and _search(conn, "TEXT", needle, index=True) == scanned, needle
+    assert _search(conn, "BODY", "zzzz", index=True) == []
