@@ -243,6 +243,14 @@ def _index_line(conn: sqlite3.Connection, enabled: bool) -> str:
     return f"search index {state}: indexed {indexed} of {total} message(s), {format_size(size)}{share}"
 
 
+def _merge_search_index(state: State) -> None:
+    """After a purge removed blobs: merge the search index, a transaction per step, so nothing of them stays."""
+    from .imap import indexer
+
+    with state.read() as conn:
+        indexer.merge_now(conn)
+
+
 @search_index_group.command("status")
 @pass_state
 def search_index_status(state: State) -> None:
@@ -825,6 +833,8 @@ def user_terminate(state: State, email: str, yes: bool, purge_now: bool) -> None
         if purge_now:
             retention.purge_account(conn, account.id)
     if purge_now:
+        with errors_as_messages():
+            _merge_search_index(state)
         click.echo(f"user {account.email} terminated and purged ({moved} message(s))")
     else:
         days = state.config.retention.deleted_days
@@ -914,6 +924,8 @@ def purge_command(state: State, at: str | None, as_json: bool) -> None:
                 reports_days=settings.reports_days,
                 trash_days=settings.trash_days,
             )
+        if result.blobs:
+            _merge_search_index(state)
     if as_json:
         print_json(asdict(result))
         return

@@ -30,15 +30,26 @@ PAUSE = 0.05
 IDLE = 1.0
 """Seconds between two looks for new blobs once everything is indexed (one indexed query)."""
 
+FORGET_AT_MOST = 500
+"""A purge takes at most this many blobs (or a tenth of the indexed ones, if more) out of the index one by one
+(their texts computed again: about 0.8 ms each, in the writer's transaction: 5,000 took 3.9 s); past that the
+index is emptied (``delete-all``: a moment) and the background job rebuilds it, SEARCH scanning meanwhile."""
+
 Rows = list[tuple[int, str, str]]
 
 
 def _texts(blob_id: int, data: bytes, structure: str | None) -> tuple[int, str, str]:
+    """What the index holds of a blob; the ``UNINDEXED`` mark (always a candidate: scanned as without the index)
+    when its texts are too long to insert in one short writer job, or when reading them fails (a parser bug must
+    not stop indexing, and the matcher may still read the parts that did not fail)."""
     try:
-        return (blob_id, *index_texts(data, structure))
-    except Exception:  # a parser bug must not stop indexing; such a blob is indexed empty and never matches here
+        head, body = index_texts(data, structure)
+    except Exception:
         log.exception("search index: cannot read blob %d", blob_id)
-        return blob_id, "", ""
+        return blob_id, searchindex.UNINDEXED, searchindex.UNINDEXED
+    if len(head) + len(body) > searchindex.MAX_TEXT:
+        return blob_id, searchindex.UNINDEXED, searchindex.UNINDEXED
+    return blob_id, head, body
 
 
 def pending(conn: sqlite3.Connection, batch: int = BATCH) -> tuple[int, int, Rows]:
@@ -77,13 +88,53 @@ def forget(conn: sqlite3.Connection, where: str) -> None:
         if mark:
             searchindex.reset(conn)
         return
-    rows = [
+    gone, indexed = conn.execute(
+        f"SELECT count(*) FILTER (WHERE {where}), count(*) FROM blobs WHERE id <= ?", (mark,)
+    ).fetchone()
+    if gone > max(FORGET_AT_MOST, indexed // 10):
+        log.info("search index: %d purged message(s) are rebuilt around faster than forgotten; rebuilding it", gone)
+        searchindex.reset(conn)
+        return
+    rows = (
         _texts(int(blob_id), bytes(data), structure)
         for blob_id, data, structure in conn.execute(
             f"SELECT id, data, structure FROM blobs WHERE ({where}) AND id <= ?", (mark,)
         )
-    ]
+    )
     searchindex.remove(conn, rows)
+
+
+_merging = False
+"""The daemon's merge after a purge is running: the indexer waits, so that no new segment restarts it."""
+
+
+async def merge(store: Store) -> int:
+    """After a purge removed blobs: merge the index in bounded writer jobs until a single segment is left and
+    nothing of the removed blobs stays in its pages; deliveries and sessions write between the steps."""
+    global _merging
+    _merging = True
+    try:
+        budget = store.read(searchindex.merge_budget)
+        for steps in range(1, budget + 1):
+            if not await store.write(searchindex.merge_step):
+                return steps
+        await store.write(searchindex.optimize)
+        return budget + 1
+    finally:
+        _merging = False
+
+
+def merge_now(conn: sqlite3.Connection) -> int:
+    """:func:`merge` on a plain connection (the CLI, tests): a transaction per step; returns the steps. The
+    daemon's indexer may add segments meanwhile: past the budget one ``optimize`` finishes it."""
+    budget = searchindex.merge_budget(conn)
+    for steps in range(1, budget + 1):
+        with db.transaction(conn):
+            if not searchindex.merge_step(conn):
+                return steps
+    with db.transaction(conn):
+        searchindex.optimize(conn)
+    return budget + 1
 
 
 async def run(store: Store, settings: Callable[[], Config]) -> None:
@@ -95,7 +146,7 @@ async def run(store: Store, settings: Callable[[], Config]) -> None:
         while True:
             try:
                 config = settings()
-                if not config.imap.search_index:
+                if not config.imap.search_index or _merging:
                     await asyncio.sleep(IDLE)
                     continue
                 if reader is None:

@@ -186,6 +186,8 @@ async def run_daily(store: Store, settings: Callable[[], RetentionConfig], inter
             trash_days=config.trash_days,
         )
         result = await store.write(job)
+        if result.blobs:  # their search index rows are gone; their postings go when the index is merged
+            await indexer.merge(store)
         log.info(
             "purge: %d Junk and %d Trash message(s) expired; %d expunged message(s), %d account(s), %d blob(s) "
             "(%d octets) removed",

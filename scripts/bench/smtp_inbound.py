@@ -109,7 +109,7 @@ def start_relentad(workdir: Path, nameserver: str, args: argparse.Namespace, *, 
         "mailauth": {"verify": args.mailauth == "on"},
         "spam": {"enabled": args.spam == "on"},
         "server": {"event_loop": args.event_loop},
-        "imap": {"search_index": getattr(args, "search_index", "on") == "on"},
+        "imap": {"search_index": getattr(args, "search_index", "off") == "on"},
     }
     daemon = Daemon(workdir, tls=False, settings=settings)
     daemon.add_domain("example.test")
@@ -187,7 +187,7 @@ def main() -> None:
         "--mailauth", choices=["on", "off"], default="on", help="[mailauth] verify (SPF, DKIM, DMARC and ARC checks)"
     )
     parser.add_argument(
-        "--search-index", choices=["on", "off"], default="on", help="[imap] search_index (indexed in the background)"
+        "--search-index", choices=["on", "off"], default="off", help="[imap] search_index (default off, as the server)"
     )
     parser.add_argument(
         "--event-loop", choices=["uvloop", "asyncio"], default="uvloop", help="relentad's [server] event_loop"

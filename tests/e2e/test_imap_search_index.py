@@ -141,3 +141,46 @@ def test_search_with_the_index_answers_as_the_scan(tmp_path: Path, dns_server: D
         assert _results(daemon)["BODY|secret plan"] == []
     finally:
         daemon.stop()
+
+
+def test_a_damaged_index_is_not_trusted_and_is_rebuilt(tmp_path: Path, dns_server: Dnsmasq) -> None:
+    """An index whose pages are damaged (SQLite: "database disk image is malformed") must not make SEARCH fail:
+    the search is answered by the scan, and the index is emptied and rebuilt in the background."""
+    daemon = imap_daemon(tmp_path / "mx", dns_server.nameserver, settings={"imap": {"search_index": True}})
+    try:
+        imap = imaplib.IMAP4(daemon.host, daemon.imap_port)
+        imap.login(ALICE, PASSWORD)
+        for n in range(30):
+            imap.append("INBOX", None, None, message(f"note {n}", f"hello world number {n}\r\n"))
+        imap.select("INBOX")
+        _wait_indexed(daemon)
+        conn = sqlite3.connect(daemon.db_path)
+        with conn:
+            for table in ("search_head", "search_body"):
+                conn.execute(f"UPDATE {table}_data SET block = randomblob(length(block)) WHERE id > 10")
+        conn.close()
+        typ, data = imap.uid("SEARCH", "BODY", "world")
+        assert typ == "OK" and len(data[0].split()) == 30, data
+        typ, data = imap.uid("SEARCH", "TEXT", '"number 7"')
+        assert typ == "OK" and data == [b"8"], data
+        deadline = time.monotonic() + 10
+        while True:  # rebuilt: every message indexed again, and the index answers
+            conn = sqlite3.connect(daemon.db_path)
+            try:
+                mark, _, top = _state(daemon.db_path)
+                healthy = mark == top
+                if healthy:
+                    for table in ("search_head", "search_body"):
+                        conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 0)")
+            except sqlite3.DatabaseError:
+                healthy = False
+            finally:
+                conn.close()
+            if healthy:
+                break
+            assert time.monotonic() < deadline, "the index was not rebuilt"
+            time.sleep(0.1)
+        assert imap.uid("SEARCH", "BODY", '"number 12"')[1] == [b"13"]
+        imap.logout()
+    finally:
+        daemon.stop()

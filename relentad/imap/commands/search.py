@@ -17,6 +17,7 @@ to the messages the session knows (its view); a malformed message never matches 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -254,10 +255,12 @@ def index_texts(blob: bytes, structure: str | None) -> tuple[str, str]:
     """What the full-text index holds of a blob (:mod:`..searchindex`): every header field TEXT and HEADER test,
     raw and decoded, one a line, and the text BODY tests, all case-folded exactly as the matchers above fold them.
     A blob whose first header line is a continuation gets a field in front, as its messages' trace prefix gives it
-    one (the line then belongs to that field's value)."""
+    one (the line then belongs to that field's value), and the ``CONTINUED`` mark (:func:`..searchindex.prefilter`)."""
     prefix = b"X:\r\n" if blob[:1] in (b" ", b"\t") else b""
     doc = _Doc(prefix, blob, structure)
     head = [form for _, raw, decoded in doc.fields for form in (raw, decoded)]
+    if prefix:  # delivered, that line belongs to the prefix's last field: a needle may span both
+        head.append(searchindex.CONTINUED)
     head += [form for raw, decoded in doc.part_fields for form in (raw, decoded)]
     return searchindex.clean("\n".join(dict.fromkeys(head))), searchindex.clean(doc.body)
 
@@ -293,6 +296,7 @@ class Compiler:
         self.matchers: list[Matcher] = []
         self.folded: list[FoldedMatcher] = []
         self.uses_modseq = False
+        self.uses_index = False
 
     def _summary(self, matcher: FoldedMatcher) -> tuple[str, list[Any]]:
         """A call of a folded-summary matcher: the blob's SHA-256 keys the shared cache, nothing else is read."""
@@ -319,6 +323,7 @@ class Compiler:
             self.prefix_needles.append(needle)
             prefix_call = f"imap_prefix({len(self.prefix_needles) - 1}, m.prefix)"
         pre, pre_params = searchindex.prefilter(fts, tables, prefix_call)
+        self.uses_index = True
         return f"({pre} AND {sql})", [*pre_params, *params]
 
     def _uid_set(self, uids: Sequence[int]) -> tuple[str, list[Any]]:
@@ -534,15 +539,15 @@ async def matches(
     columns: str = "m.uid, m.modseq",
     blobs: bool = False,
     cached: bool = True,
+    index: bool = True,
 ) -> Matches[T]:
     """Evaluate a search program over the selected mailbox (SEARCH, SORT, THREAD): ``finish`` turns the rows of
     ``columns`` into the result, in the same job (a worker's read connection, or the loop's for small mailboxes
     whose work is cheap; ``cached`` False, the caller's own caches are cold, forces a worker)."""
     view = session.selected
     assert view is not None
-    compiler = Compiler(
-        view, session.saved, time.time(), view.owner_id or session.account_id, session.config.imap.search_index
-    )
+    use_index = index and session.config.imap.search_index
+    compiler = Compiler(view, session.saved, time.time(), view.owner_id or session.account_id, use_index)
     sql, params = compiler.compile(key)
     if compiler.uses_modseq:
         session.enabled.add("CONDSTORE")
@@ -571,10 +576,18 @@ async def matches(
     warm = source is None and not compiler.matchers and view.mailbox_id in _FOLDED.warm
     inline = cached and ((pure_sql and len(view.uids) <= INLINE_MESSAGES) or (warm and len(view.uids) <= INLINE_TEXT))
     misses = _FOLDED.misses
-    if inline:  # indexed SQL (and cached summaries) over a small mailbox: no thread round trip
-        result = session.read(job)
-    else:
-        result = await session.services.readers.run(job)
+    try:
+        if inline:  # indexed SQL (and cached summaries) over a small mailbox: no thread round trip
+            result = session.read(job)
+        else:
+            result = await session.services.readers.run(job)
+    except sqlite3.DatabaseError as exc:
+        if not (compiler.uses_index and searchindex.damaged(exc)):
+            raise
+        log.error("SEARCH: the full-text index is damaged (%s); scanning, and rebuilding it in the background", exc)
+        with contextlib.suppress(sqlite3.Error):  # emptying it failed too: the indexer retries; the scan answers
+            await session.store.write(searchindex.reset)
+        return await matches(session, key, finish, columns=columns, blobs=blobs, cached=cached, index=False)
     if inline or (compiler.folded and not compiler.matchers and source is None):
         _FOLDED.settle(view.mailbox_id, misses, inline=inline)
     return Matches(result, compiler.uses_modseq, inline)
