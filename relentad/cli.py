@@ -926,6 +926,7 @@ def purge_command(state: State, at: str | None, as_json: bool) -> None:
             )
         if result.blobs:
             _merge_search_index(state)
+        db.truncate_wal(state.config.database_path)  # the purged pages must not stay in the -wal file either
     if as_json:
         print_json(asdict(result))
         return

@@ -21,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import sqlite3
@@ -37,7 +38,7 @@ from ..config import RetentionConfig
 from ..crm import vacation
 from ..errors import InvalidInput
 from ..imap import indexer
-from ..store import acl, imapwrite
+from ..store import acl, db, imapwrite
 from ..store.db import Store
 from . import activity
 
@@ -188,6 +189,7 @@ async def run_daily(store: Store, settings: Callable[[], RetentionConfig], inter
         result = await store.write(job)
         if result.blobs:  # their search index rows are gone; their postings go when the index is merged
             await indexer.merge(store)
+        await asyncio.to_thread(db.truncate_wal, store.path)  # nor may the purged pages stay in the -wal file
         log.info(
             "purge: %d Junk and %d Trash message(s) expired; %d expunged message(s), %d account(s), %d blob(s) "
             "(%d octets) removed",

@@ -66,8 +66,24 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if not readonly:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
+        # what a purge deletes is overwritten with zeros, not left in free pages (the privacy policy's purge);
+        # Debian's SQLite does so by default, another build might not
+        conn.execute("PRAGMA secure_delete = ON")
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def truncate_wal(path: Path) -> None:
+    """Copy the write-ahead log into the database and empty it: after a purge, the deleted mail's pages would
+    otherwise stay readable in the ``-wal`` file until later writes happen to overwrite them. Blocking (it waits
+    for the writer lock and for readers of older snapshots, up to the busy timeout): call it in a thread."""
+    conn = connect(path)
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("the write-ahead log was not emptied after the purge: a reader or writer was busy")
+    finally:
+        conn.close()
 
 
 def open_database(path: Path) -> sqlite3.Connection:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from relentad.errors import StoreUnavailable
-from relentad.store.db import Store, connect, on_the_side
+from relentad.store.db import Store, connect, on_the_side, truncate_wal
 
 
 @pytest.fixture
@@ -90,3 +90,20 @@ async def test_a_write_on_the_side_fails_alone(store: Store, caplog: pytest.LogC
     rows = store._writer_conn.execute("SELECT v FROM t ORDER BY v").fetchall()
     assert [v for (v,) in rows] == [1, 3]
     assert [r.getMessage() for r in caplog.records if r.name == "test.side"] == ["side write failed"]
+
+
+def test_what_is_deleted_leaves_the_database_and_the_write_ahead_log(tmp_path: Path) -> None:
+    """The purge deleted mail from the tables, but its text stayed readable in the ``-wal`` file until later writes
+    overwrote it (found with ``strings``), and in free pages wherever SQLite was built without secure_delete."""
+    path = tmp_path / "db.sqlite"
+    conn = connect(path)
+    conn.execute("PRAGMA wal_autocheckpoint = 0")  # as a busy daemon's reader can hold it back
+    conn.execute("CREATE TABLE mail (body BLOB)")
+    conn.execute("INSERT INTO mail VALUES (?)", (b"purge-me-" * 500,))
+    conn.execute("DELETE FROM mail")
+    assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    assert b"purge-me-" in (tmp_path / "db.sqlite-wal").read_bytes()
+    truncate_wal(path)
+    assert (tmp_path / "db.sqlite-wal").read_bytes() == b""
+    assert b"purge-me-" not in path.read_bytes()
+    conn.close()
