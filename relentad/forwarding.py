@@ -71,15 +71,9 @@ class Forward:
     fallback: list[Placement] = field(default_factory=list)
 
 
-def _head_end(raw: bytes) -> int:
-    """Where the header section ends (after its last line's LF), as headers.without_fields reads it."""
-    blank = re.search(rb"\n\r?\n", raw)
-    return blank.start() + 1 if blank else len(raw)
-
-
 def loop_reason(raw: bytes, vias: list[str]) -> str | None:
     """Why forwarding ``raw`` from ``vias`` would loop: too many hops, or it already passed one of them."""
-    fields = headers.header_fields(raw, 0, _head_end(raw))
+    fields = headers.header_fields(raw, 0, headers.header_end(raw))
     hops = sum(1 for name, _ in fields if name == "received")
     if hops > MAX_HOPS:
         return f"Too many hops ({hops} Received fields): mail loop"
@@ -102,9 +96,10 @@ def seal(raw: bytes, keys: DomainKeys, authserv_id: str) -> bytes:
     and a set after it would only repeat the failure."""
     import dkim  # dkimpy: only the daemon's forwarding step needs it
 
-    head = raw[: _head_end(raw)]
-    if _chain_ended(head):
+    fields = headers.header_fields(raw, 0, headers.header_end(raw))
+    if _chain_ended(fields):
         return raw
+    present = {name.encode("ascii", "replace") for name, _ in fields}
     try:
         lines = dkim.arc_sign(
             raw,
@@ -112,7 +107,7 @@ def seal(raw: bytes, keys: DomainKeys, authserv_id: str) -> bytes:
             keys.domain.encode("ascii"),
             keys.rsa,
             authserv_id.encode("ascii"),
-            include_headers=[h for h in ARC_HEADERS if re.search(rb"(?im)^" + h + rb"[ \t]*:", head)] or [b"from"],
+            include_headers=[h for h in ARC_HEADERS if h in present] or [b"from"],
         )
     except Exception as exc:  # dkimpy raises several kinds; the forward goes unsealed
         log.warning("forwarding: ARC sealing failed (%s); forwarded without a seal", exc)
@@ -122,10 +117,10 @@ def seal(raw: bytes, keys: DomainKeys, authserv_id: str) -> bytes:
     return b"".join(line if line.endswith(b"\r\n") else line.rstrip(b"\r\n") + b"\r\n" for line in lines) + raw
 
 
-def _chain_ended(head: bytes) -> bool:
-    """The ARC-Seal with the highest i= in ``head`` says cv=fail."""
+def _chain_ended(fields: list[headers.Field]) -> bool:
+    """The ARC-Seal with the highest i= among the header ``fields`` says cv=fail."""
     seals = []
-    for name, value in headers.header_fields(head, 0, len(head)):
+    for name, value in fields:
         if name == "arc-seal":
             tags = dict(re.findall(r"(?:^|;)\s*([a-z]+)\s*=\s*([^;]*)", value.lower()))
             if tags.get("i", "").strip().isdigit():
