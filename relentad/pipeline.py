@@ -326,26 +326,8 @@ class Pipeline:
             delivery.linked.clear()
             stored = await self.store.write(_commit_job(delivery, self.hostname))
         self.publish(stored + [s for copies in filed for s in copies])
-        for forward in delivery.over_limit:
-            metrics.forwarded(forward.kind, "withheld")
-            log.info(
-                "forward tx=%s %s <%s> withheld: the account's send limit is reached",
-                delivery.transaction_id,
-                forward.kind,
-                trace.clean(forward.via),
-            )
-        verified = forwarding.sender_verified(delivery.auth, delivery.mail_from)
-        unverified = "" if verified else " (sender unverified: no bounce)"
-        for forward in (f for f in queued if not any(f is o for o in delivery.over_limit)):
-            metrics.forwarded(forward.kind, "queued")
-            log.info(
-                "forward tx=%s %s <%s> → %s%s",
-                delivery.transaction_id,
-                forward.kind,
-                trace.clean(forward.via),
-                ",".join(f"<{trace.clean(t)}>" for t in forward.targets),
-                unverified,
-            )
+        if queued:
+            _note_queued(delivery, queued)
         if delivery.replies or queued:
             self.queued()  # a reply may have been queued; an idle wake is harmless
         return stored
@@ -361,14 +343,7 @@ class Pipeline:
         for forward in delivery.forwards:
             why = self.withheld(delivery, forward)
             if why:
-                metrics.forwarded(forward.kind, "withheld")
-                log.info(
-                    "forward tx=%s %s <%s> withheld: %s",
-                    delivery.transaction_id,
-                    forward.kind,
-                    trace.clean(forward.via),
-                    why,
-                )
+                _note_forward(delivery, forward, "withheld", f"withheld: {why}")
                 delivery.placements.extend(forward.fallback)
                 continue
             trace_fields = b"".join(delivery.headers)
@@ -643,6 +618,24 @@ class Pipeline:
         """Step 3, the CRM (crm/sorter.py): rules choose folders and flags now; contacts, threads and links are
         written with the copies. Never refuses mail: a sorter failure is logged and the message filed unsorted."""
         self.store.read(functools.partial(sort_step, self.sorter, delivery=delivery))
+
+
+def _note_forward(delivery: Delivery, forward: forwarding.Forward, outcome: str, what: str) -> None:
+    """Count and log what became of one forward (``outcome``: queued or withheld)."""
+    metrics.forwarded(forward.kind, outcome)
+    log.info("forward tx=%s %s <%s> %s", delivery.transaction_id, forward.kind, trace.clean(forward.via), what)
+
+
+def _note_queued(delivery: Delivery, queued: list[forwarding.Forward]) -> None:
+    """Once committed: each forward queued, or withheld after all for its account's send limit (the writer's check)."""
+    verified = forwarding.sender_verified(delivery.auth, delivery.mail_from)
+    unverified = "" if verified else " (sender unverified: no bounce)"
+    for forward in queued:
+        if any(forward is o for o in delivery.over_limit):
+            _note_forward(delivery, forward, "withheld", "withheld: the account's send limit is reached")
+        else:
+            targets = ",".join(f"<{trace.clean(t)}>" for t in forward.targets)
+            _note_forward(delivery, forward, "queued", f"→ {targets}{unverified}")
 
 
 def _reply_text(reason: str) -> str:
