@@ -350,11 +350,11 @@ class Pipeline:
             if delivery.add_received:  # submission's message carries its Received for this hop already
                 trace_fields += _received(delivery, forward.via, self.hostname)
             raw = forwarding.prepared(delivery.raw, forward.via, trace_fields)
-            keys = self.keyring.aligned(forward.via.rpartition("@")[2]) if self.keyring is not None else None
-            if keys is None and self.keyring is not None:
-                keys = self.keyring.aligned(self.hostname)
-            if keys is not None and delivery.auth is not None:
-                raw = await asyncio.to_thread(forwarding.seal, raw, keys, self.hostname)
+            if self.keyring is not None and delivery.auth is not None:  # an ARC set over the results we checked
+                domain = forward.via.rpartition("@")[2]
+                keys = self.keyring.aligned(domain) or self.keyring.aligned(self.hostname)
+                if keys is not None:
+                    raw = await asyncio.to_thread(forwarding.seal, raw, keys, self.hostname)
             sender = self.store.read(
                 functools.partial(
                     forwarding.srs_sender, mail_from=delivery.mail_from, via=forward.via, verified=verified
