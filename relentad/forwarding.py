@@ -157,8 +157,8 @@ def enqueue(
         now=now,
         notify=None if bounce else dict.fromkeys(forward.targets, NO_REPORTS),
     )
-    if forward.account_id is not None:
-        queue.count_sent(conn, forward.account_id, len(forward.targets), now)
+    if account_id is not None:
+        queue.count_sent(conn, account_id, len(forward.targets), now)
     return True
 
 
@@ -211,5 +211,5 @@ def bounce_address(conn: sqlite3.Connection, mail_from: str, now: float | None =
         return None
     try:
         return srs.reverse(local, srs.secrets_of(conn), now)
-    except Exception:
+    except InvalidInput:  # forged, expired, or of an unverified sender (srs.Unverified)
         return None
