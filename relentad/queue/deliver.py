@@ -469,13 +469,7 @@ def _check_dane(client: aiosmtplib.SMTP, dane: dane_mod.Dane, where: str, note: 
 async def _host(resolver: dns.asyncresolver.Resolver, host: str, secure_mx: bool) -> dane_mod.Host:
     """:func:`.dane.resolve_host`, counted."""
     found = await dane_mod.resolve_host(resolver, host, secure_mx)
-    tlsa = found.tlsa
-    if not tlsa.secure:
-        metrics.dane_lookup("insecure")
-    else:
-        metrics.dane_lookup(
-            "failed" if tlsa.error else "none" if tlsa.dane is None else "usable" if tlsa.dane.records else "unusable"
-        )
+    metrics.dane_lookup(found.tlsa.state)
     return found
 
 
