@@ -106,28 +106,11 @@ class InboundHandler(TransactionLog):
             reply = replies.TOO_MANY_RECIPIENTS
         else:
             postmaster = self.get_context().config.server.postmaster
-            original = None
-            try:
-                if srs.is_srs(address.strip()):  # cheap: SRS addresses are rare, the hot path skips the lookup
-                    original = self.store.read(functools.partial(forwarding.srs_recipient, address=address))
-            except InvalidInput as exc:
-                metrics.srs_bounce("refused")
-                log.info("smtp tx=%s refused <%s>: %s", tx.id, trace.clean(address), exc)
+            bounce = self._srs_bounce(tx, address, postmaster)
+            if isinstance(bounce, str):
                 tx.rejected.append(address)
-                return replies.SRS_UNVERIFIED if isinstance(exc, srs.Unverified) else replies.BAD_SRS
-            if original is not None and tx.mail_from:
-                # an SRS address stands in the Return-Path of every forward, for 21 days: taking any sender's mail
-                # there would relay whatever its readers (or a forger of the original sender) write to that sender
-                metrics.srs_bounce("refused")
-                log.info("smtp tx=%s refused <%s>: not a bounce", tx.id, trace.clean(address))
-                tx.rejected.append(address)
-                return replies.SRS_NOT_BOUNCE
-            if original is not None:  # back to the original sender: one of ours gets it here, anyone else relayed
-                ours = self.store.read(lambda conn: accounts.resolve_recipient(conn, original, postmaster))
-                mine = ours.kind is accounts.RecipientKind.LOCAL and bool(ours.account_ids)
-                resolution = ours if mine else accounts.Resolution(accounts.RecipientKind.LOCAL, (), (original,))
-            else:
-                resolution = self.store.read(lambda conn: accounts.resolve_recipient(conn, address, postmaster))
+                return bounce
+            resolution = bounce or self.store.read(lambda conn: accounts.resolve_recipient(conn, address, postmaster))
             room = functools.partial(_has_room, size=declared_size(envelope.mail_options))
             with_room = [a for a in resolution.account_ids if self.store.read(functools.partial(room, account_id=a))]
             forwarded_only = bool(resolution.forwards) and not resolution.account_ids
@@ -140,9 +123,9 @@ class InboundHandler(TransactionLog):
                     tx.placements.setdefault(account_id, Placement(account_id, delivered_to(address)))
                 if resolution.forwards:
                     via = delivered_to(address)
-                    kind: forwarding.Kind = "srs" if original is not None else "alias"
+                    kind: forwarding.Kind = "srs" if bounce is not None else "alias"
                     tx.forwards.setdefault(via, forwarding.Forward(via, resolution.forwards, kind))
-                if original is not None:
+                if bounce is not None:
                     metrics.srs_bounce("accepted")
                 return replies.RECIPIENT_OK
             if refusal is not None:
@@ -155,6 +138,28 @@ class InboundHandler(TransactionLog):
                 reply = replies.RELAY_DENIED
         tx.rejected.append(address)
         return reply
+
+    def _srs_bounce(self, tx: Transaction, address: str, postmaster: str) -> accounts.Resolution | str | None:
+        """For an SRS address of ours: where a bounce to it goes — the original sender, one of ours filed here, anyone
+        else relayed — or the refusal (forged or expired, an unverified sender, not a bounce); None for any other
+        address (it resolves as usual)."""
+        if not srs.is_srs(address.strip()):  # cheap: SRS addresses are rare, the hot path skips the lookup
+            return None
+        try:
+            original = self.store.read(functools.partial(forwarding.srs_recipient, address=address))
+        except InvalidInput as exc:
+            unverified = isinstance(exc, srs.Unverified)
+            return _srs_refused(tx, address, str(exc), replies.SRS_UNVERIFIED if unverified else replies.BAD_SRS)
+        if original is None:
+            return None
+        if tx.mail_from:
+            # an SRS address stands in the Return-Path of every forward, for 21 days: taking any sender's mail
+            # there would relay whatever its readers (or a forger of the original sender) write to that sender
+            return _srs_refused(tx, address, "not a bounce", replies.SRS_NOT_BOUNCE)
+        ours = self.store.read(lambda conn: accounts.resolve_recipient(conn, original, postmaster))
+        if ours.kind is accounts.RecipientKind.LOCAL and ours.account_ids:
+            return ours
+        return accounts.Resolution(accounts.RecipientKind.LOCAL, (), (original,))
 
     async def _blocklisted(self, session: RelentadSession, tx: Transaction, address: str) -> str | None:
         """``[dnsbl]``: the refusal for a local recipient when the client is listed and the action is "reject"
@@ -263,6 +268,13 @@ class InboundHandler(TransactionLog):
             transaction_id=f"dsn-{tx.id}",
             now=now,
         )
+
+
+def _srs_refused(tx: Transaction, address: str, why: str, reply: str) -> str:
+    """Count and log a refused recipient at an SRS address; ``reply``."""
+    metrics.srs_bounce("refused")
+    log.info("smtp tx=%s refused <%s>: %s", tx.id, trace.clean(address), why)
+    return reply
 
 
 def _gated(
