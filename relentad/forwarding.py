@@ -175,17 +175,15 @@ def sender_verified(auth: AuthResult | None, mail_from: str) -> bool:
     return any(mailauth.organizational_domain(d) == domain for d in auth.dkim_pass_domains)
 
 
-def srs_sender(
-    conn: sqlite3.Connection, mail_from: str, via: str, now: float | None = None, verified: bool = True
-) -> str:
+def srs_sender(conn: sqlite3.Connection, mail_from: str, via: str, verified: bool = True) -> str:
     """The envelope sender of a forward from ``via``: ``mail_from`` rewritten by SRS to via's domain (marked when
     the sender is not ``verified``: bounces to it are refused)."""
     if not mail_from:
         return ""
-    return srs.forward(mail_from, via.rpartition("@")[2], srs.secrets_of(conn)[0], now, verified)
+    return srs.forward(mail_from, via.rpartition("@")[2], srs.secrets_of(conn)[0], verified=verified)
 
 
-def srs_recipient(conn: sqlite3.Connection, address: str, now: float | None = None) -> str | None:
+def srs_recipient(conn: sqlite3.Connection, address: str) -> str | None:
     """For RCPT on the MX: the original sender an SRS address of a hosted domain goes back to; None when
     ``address`` is no SRS address of ours (it resolves as usual); InvalidInput when it is one that does not verify
     or has expired (550 5.1.1: never a relay, never backscatter)."""
@@ -198,18 +196,18 @@ def srs_recipient(conn: sqlite3.Connection, address: str, now: float | None = No
         return None
     if not hosted:
         return None
-    original = srs.reverse(local, srs.secrets_of(conn), now)
+    original = srs.reverse(local, srs.secrets_of(conn))
     addrspec.split_path(original)  # what it decodes to must be an address we can send to: a reverse-path we took
     return original
 
 
-def bounce_address(conn: sqlite3.Connection, mail_from: str, now: float | None = None) -> str | None:
+def bounce_address(conn: sqlite3.Connection, mail_from: str) -> str | None:
     """The original sender a bounce of a forward (queued with an SRS ``mail_from``) goes to; None when
     ``mail_from`` is not a valid SRS address of ours."""
     local, _, _domain = mail_from.rpartition("@")
     if not srs.is_srs(local):
         return None
     try:
-        return srs.reverse(local, srs.secrets_of(conn), now)
+        return srs.reverse(local, srs.secrets_of(conn))
     except InvalidInput:  # forged, expired, or of an unverified sender (srs.Unverified)
         return None
