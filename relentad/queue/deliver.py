@@ -222,21 +222,21 @@ class _TlsFailed(_HostFailed):
     """The STARTTLS handshake failed: in MX mode the same host is tried once more without TLS."""
 
 
-class _PolicyFailed(_HostFailed):
+class _Unauthenticated(_HostFailed):
+    """This host does not meet what the recipient domain published for TLS; ``reason`` is the metric's label."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class _PolicyFailed(_Unauthenticated):
     """This host does not meet the domain's MTA-STS policy (``reason``: no_starttls, certificate, tls)."""
 
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
-
-class _DaneFailed(_HostFailed):
+class _DaneFailed(_Unauthenticated):
     """This host does not meet its TLSA records (``reason``: no_starttls, tls, tlsa, name, expired): never used in
     plain text."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def _dane_failure(domain: str, reason: str, detail: str) -> str:
