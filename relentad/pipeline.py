@@ -17,7 +17,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from . import dnsbl, forwarding, headers, mailauth, message, metrics, quota, trace
@@ -407,6 +407,29 @@ class Pipeline:
             return ""
         metrics.spam_verdict(judgement.verdict)
         return f"spam ({judgement.reason()})" if judgement.verdict == "spam" else ""
+
+    async def report_write(
+        self, raw: bytes, to: str, account_ids: Sequence[int], transaction_id: str, now: float
+    ) -> Callable[[sqlite3.Connection], list[Stored]]:
+        """The write that gets a report of ours (from MAILER-DAEMON, the null sender) to ``to``, in the transaction
+        of what it reports: filed into the INBOX of ``account_ids`` when ``to`` is one of ours (never queued to
+        ourselves), else queued, DKIM-signed for the hostname's domain when there is a key (a broken key: unsigned).
+        The caller publishes the copies."""
+        if account_ids:
+            return self.filing(raw, [Placement(a, to) for a in account_ids], transaction_id, now)
+        if self.keyring is not None:
+            try:
+                raw = await self.keyring.sign(raw, self.hostname, aligned=True)
+            except Exception as exc:  # a broken key: the report goes unsigned, what it reports on is not held up
+                log.error("tx=%s DKIM signing of a report to <%s> failed: %s", transaction_id, trace.clean(to), exc)
+
+        def send(conn: sqlite3.Connection) -> list[Stored]:
+            queue.enqueue(
+                conn, account_id=None, mail_from="", data=raw, recipients=[to], transaction_id=transaction_id, now=now
+            )
+            return []
+
+        return send
 
     async def respond(
         self, reply: vacation.Reply, transaction_id: str, filed: list[Stored], redirected: bool = False

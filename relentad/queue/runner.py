@@ -308,23 +308,9 @@ class QueueRunner:
         raw = _report(work, config, "failed", original, failed, None)
         transaction_id = f"dsn-{work.message_id}-{int(now)}-fwd"
         resolution = self.store.read(functools.partial(accounts.resolve_recipient, address=original))
-        if resolution.kind is accounts.RecipientKind.LOCAL and resolution.account_ids:
-            placements = [Placement(a, original) for a in resolution.account_ids]
-            return self.pipeline.filing(raw, placements, transaction_id, now)
-        if self.pipeline.keyring is not None:
-            try:
-                raw = await self.pipeline.keyring.sign(raw, config.server.hostname, aligned=True)
-            except Exception as exc:  # a broken key: the bounce goes unsigned
-                log.error("queue id=%d DKIM signing of a forward's bounce failed: %s", work.message_id, exc)
-
-        def send(conn: sqlite3.Connection) -> list[Stored]:
-            queue.enqueue(
-                conn, account_id=None, mail_from="", data=raw, recipients=[original], transaction_id=transaction_id
-            )
-            return []
-
+        ours = resolution.account_ids if resolution.kind is accounts.RecipientKind.LOCAL else ()
         log.info("queue id=%d forward failed: bounce to <%s>", work.message_id, trace.clean(original))
-        return send
+        return await self.pipeline.report_write(raw, original, ours, transaction_id, now)
 
 
 def _report(

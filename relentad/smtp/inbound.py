@@ -38,8 +38,6 @@ from .. import addrspec, forwarding, metrics, quota, quotawarn, srs, trace
 from ..dnsbl import Listing
 from ..errors import InvalidInput
 from ..pipeline import Delivery, Pipeline, Placement, Stored
-from ..queue import queue
-from ..queue.dkimkeys import KeyRing
 from ..store import accounts
 from ..store.db import Store
 from . import replies, reports
@@ -67,13 +65,11 @@ class InboundHandler(TransactionLog):
         pipeline: Pipeline,
         get_context: Callable[[], ListenerContext],
         queued: Callable[[], None] = lambda: None,
-        keyring: KeyRing | None = None,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
         self.get_context = get_context
         self.queued = queued  # wakes the queue runner: a "delivered" report was queued
-        self.keyring = keyring  # signs the reports queued to remote senders
 
     async def handle_EHLO(
         self, server: Any, session: RelentadSession, envelope: Envelope, hostname: str, responses: list[str]
@@ -240,34 +236,23 @@ class InboundHandler(TransactionLog):
         INBOX when it is one of our users (never queued to ourselves), else queued with the null sender (nobody's
         account sends it), DKIM-signed for MAILER-DAEMON@<hostname>'s domain when we have a key for it. None for an
         unknown user of a hosted domain."""
-        config = self.get_context().config
-        hostname = config.server.hostname
-        sender = self.store.read(lambda conn: accounts.resolve_recipient(conn, tx.mail_from, config.server.postmaster))
+        postmaster = self.get_context().config.server.postmaster
+        sender = self.store.read(lambda conn: accounts.resolve_recipient(conn, tx.mail_from, postmaster))
         if sender.kind is accounts.RecipientKind.UNKNOWN_USER:
             log.info("smtp tx=%s no delivered report: <%s> is nobody here", tx.id, trace.clean(tx.mail_from))
             return None
         if sender.kind is accounts.RecipientKind.LOCAL:
-            placements = [Placement(a, delivered_to(tx.mail_from)) for a in sender.account_ids]
-            job = self.pipeline.filing(report, placements, f"dsn-{tx.id}", now)
+            if not sender.account_ids:
+                return None  # an alias that only forwards: nobody here to file it for
+            to = delivered_to(tx.mail_from)
+        else:
+            to = tx.mail_from
+        job = await self.pipeline.report_write(report, to, sender.account_ids, f"dsn-{tx.id}", now)
 
-            def file(conn: sqlite3.Connection) -> None:
-                filed[:] = job(conn)  # assigned, not added: the transaction may run again (pipeline.deliver)
+        def write(conn: sqlite3.Connection) -> None:
+            filed[:] = job(conn)  # assigned, not added: the transaction may run again (pipeline.deliver)
 
-            return file
-        if self.keyring is not None:
-            try:
-                report = await self.keyring.sign(report, hostname, aligned=True)
-            except Exception as exc:  # a broken key: the report goes unsigned, the message it is about is not refused
-                log.error("smtp tx=%s DKIM signing of the delivered report failed: %s", tx.id, exc)
-        return functools.partial(
-            queue.enqueue,
-            account_id=None,
-            mail_from="",
-            data=report,
-            recipients=[tx.mail_from],
-            transaction_id=f"dsn-{tx.id}",
-            now=now,
-        )
+        return write
 
 
 def _srs_refused(tx: Transaction, address: str, why: str, reply: str) -> str:
