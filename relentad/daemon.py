@@ -211,9 +211,9 @@ class Daemon:
         self.pipeline = Pipeline(store, bus, self.config)
         queue_runner = QueueRunner(store, self.pipeline, lambda: self.config)
         keyring = KeyRing(self.config.data_dir)
-        self.pipeline.keyring = keyring  # the rules' vacation replies are signed and queued from the pipeline
+        self.pipeline.keyring = keyring  # vacation replies and reports of ours are signed and queued from the pipeline
         self.pipeline.queued = queue_runner.wake
-        inbound = InboundHandler(store, self.pipeline, self.current_context, queue_runner.wake, keyring)
+        inbound = InboundHandler(store, self.pipeline, self.current_context, queue_runner.wake)
         authenticator = Authenticator(store, lambda: self.config.auth)
         submission = SubmissionHandler(
             store,

@@ -177,20 +177,30 @@ async def lookup(
         kept = cache.cached(name, key)
         if kept is not None:
             return list(kept)
-    try:
-        answer = await resolver.resolve(name, rdtype, search=False, raise_on_no_answer=False)
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+    answer = await _resolve(resolver, name, rdtype)
+    if answer is None:
         return []
-    except (dns.name.NameTooLong, dns.exception.SyntaxError):
-        return []  # a name that cannot exist (empty or long label, bad escape) has no records
-    except dns.exception.Timeout as exc:
-        raise DnsTemporaryError(f"{name} {rdtype}: timeout") from exc
-    except dns.exception.DNSException as exc:  # NoNameservers (SERVFAIL/REFUSED/unreachable) and the rest
-        raise DnsTemporaryError(f"{name} {rdtype}: {exc}") from exc
     records = list(answer)
     if cache is not None:
         cache.keep(name, key, answer, records)
     return records
+
+
+async def _resolve(
+    resolver: dns.asyncresolver.Resolver, name: str, rdtype: dns.rdatatype.RdataType | str
+) -> dns.resolver.Answer | None:
+    """The answer (maybe without records: no data), None when the name does not exist; DnsTemporaryError for
+    timeouts and server failures, the cases where "no" is not an answer."""
+    try:
+        return await resolver.resolve(name, rdtype, search=False, raise_on_no_answer=False)
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return None
+    except (dns.name.NameTooLong, dns.exception.SyntaxError):
+        return None  # a name that cannot exist (empty or long label, bad escape) has no records
+    except dns.exception.Timeout as exc:
+        raise DnsTemporaryError(f"{name} {rdtype}: timeout") from exc
+    except dns.exception.DNSException as exc:  # NoNameservers (SERVFAIL/REFUSED/unreachable) and the rest
+        raise DnsTemporaryError(f"{name} {rdtype}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -213,14 +223,9 @@ async def lookup_secure(
     """Like :func:`lookup`, uncached, with the AD bit: a name or type that does not exist is an empty answer (not
     secure: only positive answers matter to DANE); DnsTemporaryError for timeouts and SERVFAIL (a validating
     resolver's answer to bogus data)."""
-    try:
-        answer = await resolver.resolve(name, rdtype, search=False, raise_on_no_answer=False)
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.name.NameTooLong, dns.exception.SyntaxError):
+    answer = await _resolve(resolver, name, rdtype)
+    if answer is None:
         return Secured([], False, "")
-    except dns.exception.Timeout as exc:
-        raise DnsTemporaryError(f"{name} {rdtype}: timeout") from exc
-    except dns.exception.DNSException as exc:
-        raise DnsTemporaryError(f"{name} {rdtype}: {exc}") from exc
     return Secured(list(answer), _secure(answer), answer.canonical_name.to_text(omit_final_dot=True).lower())
 
 

@@ -71,15 +71,9 @@ class Forward:
     fallback: list[Placement] = field(default_factory=list)
 
 
-def _head_end(raw: bytes) -> int:
-    """Where the header section ends (after its last line's LF), as headers.without_fields reads it."""
-    blank = re.search(rb"\n\r?\n", raw)
-    return blank.start() + 1 if blank else len(raw)
-
-
 def loop_reason(raw: bytes, vias: list[str]) -> str | None:
     """Why forwarding ``raw`` from ``vias`` would loop: too many hops, or it already passed one of them."""
-    fields = headers.header_fields(raw, 0, _head_end(raw))
+    fields = headers.header_fields(raw, 0, headers.header_end(raw))
     hops = sum(1 for name, _ in fields if name == "received")
     if hops > MAX_HOPS:
         return f"Too many hops ({hops} Received fields): mail loop"
@@ -102,9 +96,10 @@ def seal(raw: bytes, keys: DomainKeys, authserv_id: str) -> bytes:
     and a set after it would only repeat the failure."""
     import dkim  # dkimpy: only the daemon's forwarding step needs it
 
-    head = raw[: _head_end(raw)]
-    if _chain_ended(head):
+    fields = headers.header_fields(raw, 0, headers.header_end(raw))
+    if _chain_ended(fields):
         return raw
+    present = {name.encode("ascii", "replace") for name, _ in fields}
     try:
         lines = dkim.arc_sign(
             raw,
@@ -112,7 +107,7 @@ def seal(raw: bytes, keys: DomainKeys, authserv_id: str) -> bytes:
             keys.domain.encode("ascii"),
             keys.rsa,
             authserv_id.encode("ascii"),
-            include_headers=[h for h in ARC_HEADERS if re.search(rb"(?im)^" + h + rb"[ \t]*:", head)] or [b"from"],
+            include_headers=[h for h in ARC_HEADERS if h in present] or [b"from"],
         )
     except Exception as exc:  # dkimpy raises several kinds; the forward goes unsealed
         log.warning("forwarding: ARC sealing failed (%s); forwarded without a seal", exc)
@@ -122,10 +117,10 @@ def seal(raw: bytes, keys: DomainKeys, authserv_id: str) -> bytes:
     return b"".join(line if line.endswith(b"\r\n") else line.rstrip(b"\r\n") + b"\r\n" for line in lines) + raw
 
 
-def _chain_ended(head: bytes) -> bool:
-    """The ARC-Seal with the highest i= in ``head`` says cv=fail."""
+def _chain_ended(fields: list[headers.Field]) -> bool:
+    """The ARC-Seal with the highest i= among the header ``fields`` says cv=fail."""
     seals = []
-    for name, value in headers.header_fields(head, 0, len(head)):
+    for name, value in fields:
         if name == "arc-seal":
             tags = dict(re.findall(r"(?:^|;)\s*([a-z]+)\s*=\s*([^;]*)", value.lower()))
             if tags.get("i", "").strip().isdigit():
@@ -162,8 +157,8 @@ def enqueue(
         now=now,
         notify=None if bounce else dict.fromkeys(forward.targets, NO_REPORTS),
     )
-    if forward.account_id is not None:
-        queue.count_sent(conn, forward.account_id, len(forward.targets), now)
+    if account_id is not None:
+        queue.count_sent(conn, account_id, len(forward.targets), now)
     return True
 
 
@@ -180,17 +175,15 @@ def sender_verified(auth: AuthResult | None, mail_from: str) -> bool:
     return any(mailauth.organizational_domain(d) == domain for d in auth.dkim_pass_domains)
 
 
-def srs_sender(
-    conn: sqlite3.Connection, mail_from: str, via: str, now: float | None = None, verified: bool = True
-) -> str:
+def srs_sender(conn: sqlite3.Connection, mail_from: str, via: str, verified: bool = True) -> str:
     """The envelope sender of a forward from ``via``: ``mail_from`` rewritten by SRS to via's domain (marked when
     the sender is not ``verified``: bounces to it are refused)."""
     if not mail_from:
         return ""
-    return srs.forward(mail_from, via.rpartition("@")[2], srs.secrets_of(conn)[0], now, verified)
+    return srs.forward(mail_from, via.rpartition("@")[2], srs.secrets_of(conn)[0], verified=verified)
 
 
-def srs_recipient(conn: sqlite3.Connection, address: str, now: float | None = None) -> str | None:
+def srs_recipient(conn: sqlite3.Connection, address: str) -> str | None:
     """For RCPT on the MX: the original sender an SRS address of a hosted domain goes back to; None when
     ``address`` is no SRS address of ours (it resolves as usual); InvalidInput when it is one that does not verify
     or has expired (550 5.1.1: never a relay, never backscatter)."""
@@ -203,18 +196,18 @@ def srs_recipient(conn: sqlite3.Connection, address: str, now: float | None = No
         return None
     if not hosted:
         return None
-    original = srs.reverse(local, srs.secrets_of(conn), now)
+    original = srs.reverse(local, srs.secrets_of(conn))
     addrspec.split_path(original)  # what it decodes to must be an address we can send to: a reverse-path we took
     return original
 
 
-def bounce_address(conn: sqlite3.Connection, mail_from: str, now: float | None = None) -> str | None:
+def bounce_address(conn: sqlite3.Connection, mail_from: str) -> str | None:
     """The original sender a bounce of a forward (queued with an SRS ``mail_from``) goes to; None when
     ``mail_from`` is not a valid SRS address of ours."""
     local, _, _domain = mail_from.rpartition("@")
     if not srs.is_srs(local):
         return None
     try:
-        return srs.reverse(local, srs.secrets_of(conn), now)
-    except Exception:
+        return srs.reverse(local, srs.secrets_of(conn))
+    except InvalidInput:  # forged, expired, or of an unverified sender (srs.Unverified)
         return None

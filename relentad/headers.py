@@ -150,12 +150,20 @@ def field_spans(data: bytes, start: int, end: int) -> list[tuple[str, int, int]]
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 
 
+def header_end(data: bytes) -> int:
+    """Where the header section of ``data`` (a whole message, CRLF or bare LF) ends: after its last line's LF; 0
+    when the message starts with the blank line, the whole when there is no body."""
+    if data.startswith((b"\r\n", b"\n")):
+        return 0
+    blank = _BLANK_LINE.search(data)
+    return blank.start() + 1 if blank else len(data)
+
+
 def without_fields(data: bytes, drop: Callable[[str, bytes], bool]) -> bytes:
     """``data`` (a whole message, CRLF or bare LF) without the top-level header fields for which ``drop(lower-cased
     name, the field's bytes)`` is true, folded lines and all; the body untouched, and ``data`` itself when none is
     dropped. For fields only this server may set, which must not arrive already set from outside."""
-    blank = _BLANK_LINE.search(data)
-    end = 0 if data.startswith((b"\r\n", b"\n")) else blank.start() + 1 if blank else len(data)
+    end = header_end(data)
     spans = [(start, stop) for name, start, stop in field_spans(data, 0, end) if drop(name, data[start:stop])]
     if not spans:
         return data

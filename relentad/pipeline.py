@@ -17,7 +17,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from . import dnsbl, forwarding, headers, mailauth, message, metrics, quota, trace
@@ -338,26 +338,8 @@ class Pipeline:
             delivery.linked.clear()
             stored = await self.store.write(_commit_job(delivery, self.hostname))
         self.publish(stored + [s for copies in filed for s in copies])
-        for forward in delivery.over_limit:
-            metrics.forwarded(forward.kind, "withheld")
-            log.info(
-                "forward tx=%s %s <%s> withheld: the account's send limit is reached",
-                delivery.transaction_id,
-                forward.kind,
-                trace.clean(forward.via),
-            )
-        verified = forwarding.sender_verified(delivery.auth, delivery.mail_from)
-        unverified = "" if verified else " (sender unverified: no bounce)"
-        for forward in (f for f in queued if not any(f is o for o in delivery.over_limit)):
-            metrics.forwarded(forward.kind, "queued")
-            log.info(
-                "forward tx=%s %s <%s> → %s%s",
-                delivery.transaction_id,
-                forward.kind,
-                trace.clean(forward.via),
-                ",".join(f"<{trace.clean(t)}>" for t in forward.targets),
-                unverified,
-            )
+        if queued:
+            _note_queued(delivery, queued)
         if delivery.replies or queued:
             self.queued()  # a reply may have been queued; an idle wake is harmless
         return stored
@@ -373,25 +355,18 @@ class Pipeline:
         for forward in delivery.forwards:
             why = self.withheld(delivery, forward)
             if why:
-                metrics.forwarded(forward.kind, "withheld")
-                log.info(
-                    "forward tx=%s %s <%s> withheld: %s",
-                    delivery.transaction_id,
-                    forward.kind,
-                    trace.clean(forward.via),
-                    why,
-                )
+                _note_forward(delivery, forward, "withheld", f"withheld: {why}")
                 delivery.placements.extend(forward.fallback)
                 continue
             trace_fields = b"".join(delivery.headers)
             if delivery.add_received:  # submission's message carries its Received for this hop already
                 trace_fields += _received(delivery, forward.via, self.hostname)
             raw = forwarding.prepared(delivery.raw, forward.via, trace_fields)
-            keys = self.keyring.aligned(forward.via.rpartition("@")[2]) if self.keyring is not None else None
-            if keys is None and self.keyring is not None:
-                keys = self.keyring.aligned(self.hostname)
-            if keys is not None and delivery.auth is not None:
-                raw = await asyncio.to_thread(forwarding.seal, raw, keys, self.hostname)
+            if self.keyring is not None and delivery.auth is not None:  # an ARC set over the results we checked
+                domain = forward.via.rpartition("@")[2]
+                keys = self.keyring.aligned(domain) or self.keyring.aligned(self.hostname)
+                if keys is not None:
+                    raw = await asyncio.to_thread(forwarding.seal, raw, keys, self.hostname)
             sender = self.store.read(
                 functools.partial(
                     forwarding.srs_sender, mail_from=delivery.mail_from, via=forward.via, verified=verified
@@ -444,6 +419,29 @@ class Pipeline:
             return ""
         metrics.spam_verdict(judgement.verdict)
         return f"spam ({judgement.reason()})" if judgement.verdict == "spam" else ""
+
+    async def report_write(
+        self, raw: bytes, to: str, account_ids: Sequence[int], transaction_id: str, now: float
+    ) -> Callable[[sqlite3.Connection], list[Stored]]:
+        """The write that gets a report of ours (from MAILER-DAEMON, the null sender) to ``to``, in the transaction
+        of what it reports: filed into the INBOX of ``account_ids`` when ``to`` is one of ours (never queued to
+        ourselves), else queued, DKIM-signed for the hostname's domain when there is a key (a broken key: unsigned).
+        The caller publishes the copies."""
+        if account_ids:
+            return self.filing(raw, [Placement(a, to) for a in account_ids], transaction_id, now)
+        if self.keyring is not None:
+            try:
+                raw = await self.keyring.sign(raw, self.hostname, aligned=True)
+            except Exception as exc:  # a broken key: the report goes unsigned, what it reports on is not held up
+                log.error("tx=%s DKIM signing of a report to <%s> failed: %s", transaction_id, trace.clean(to), exc)
+
+        def send(conn: sqlite3.Connection) -> list[Stored]:
+            queue.enqueue(
+                conn, account_id=None, mail_from="", data=raw, recipients=[to], transaction_id=transaction_id, now=now
+            )
+            return []
+
+        return send
 
     async def respond(
         self, reply: vacation.Reply, transaction_id: str, filed: list[Stored], redirected: bool = False
@@ -655,6 +653,24 @@ class Pipeline:
         """Step 3, the CRM (crm/sorter.py): rules choose folders and flags now; contacts, threads and links are
         written with the copies. Never refuses mail: a sorter failure is logged and the message filed unsorted."""
         self.store.read(functools.partial(sort_step, self.sorter, delivery=delivery))
+
+
+def _note_forward(delivery: Delivery, forward: forwarding.Forward, outcome: str, what: str) -> None:
+    """Count and log what became of one forward (``outcome``: queued or withheld)."""
+    metrics.forwarded(forward.kind, outcome)
+    log.info("forward tx=%s %s <%s> %s", delivery.transaction_id, forward.kind, trace.clean(forward.via), what)
+
+
+def _note_queued(delivery: Delivery, queued: list[forwarding.Forward]) -> None:
+    """Once committed: each forward queued, or withheld after all for its account's send limit (the writer's check)."""
+    verified = forwarding.sender_verified(delivery.auth, delivery.mail_from)
+    unverified = "" if verified else " (sender unverified: no bounce)"
+    for forward in queued:
+        if any(forward is o for o in delivery.over_limit):
+            _note_forward(delivery, forward, "withheld", "withheld: the account's send limit is reached")
+        else:
+            targets = ",".join(f"<{trace.clean(t)}>" for t in forward.targets)
+            _note_forward(delivery, forward, "queued", f"→ {targets}{unverified}")
 
 
 def _reply_text(reason: str) -> str:

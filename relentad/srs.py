@@ -91,6 +91,16 @@ def _stamp(now: float) -> str:
     return _ALPHABET[day >> 5] + _ALPHABET[day & 31]
 
 
+def _srs1(local: str) -> tuple[str, str, str] | None:
+    """(hash, first forwarder's host, rest) of an SRS1 local part ``SRS1=HHHHHH=host==…``, the rest starting with
+    "=" as an SRS0's after "SRS0"; None when it is not shaped so."""
+    parts = local.split(SEPARATOR, 2)
+    if len(parts) != 3 or SEPARATOR not in parts[2]:
+        return None
+    first, _, rest = parts[2].partition(SEPARATOR)
+    return parts[1], first, rest
+
+
 def forward(sender: str, domain: str, secret: bytes, now: float | None = None, verified: bool = True) -> str:
     """The envelope sender for ``sender``'s mail forwarded through ``domain`` (one of ours); "" stays "". An
     unverified sender (forwarding.sender_verified: it may be forged) gets a hash under another tag, which
@@ -106,9 +116,9 @@ def forward(sender: str, domain: str, secret: bytes, now: float | None = None, v
         rest = local[4:]
         return f"SRS1={_hash(secret, tag, host, rest)}={host}={rest}@{domain}"
     if upper == "SRS1=":  # SRS1=H=first==…: only the hash changes, the first forwarder's host stays
-        parts = local.split(SEPARATOR, 2)
-        if len(parts) == 3 and SEPARATOR in parts[2]:
-            first, _, rest = parts[2].partition(SEPARATOR)  # rest starts with "=", as an SRS0's after "SRS0"
+        srs1 = _srs1(local)
+        if srs1 is not None:
+            _given, first, rest = srs1
             return f"SRS1={_hash(secret, tag, first, rest)}={first}={rest}@{domain}"
     stamp = _stamp(time.time() if now is None else now)
     return f"SRS0={_hash(secret, tag, stamp, host, local)}={stamp}={host}={local}@{domain}"
@@ -143,13 +153,11 @@ def reverse(local: str, secrets: list[bytes], now: float | None = None) -> str:
             raise Unverified(f"the original sender <{original}@{host}> was not verified")
         return f"{original}@{host}"
     if upper == "SRS1=":
-        parts = local.split(SEPARATOR, 2)
-        if len(parts) != 3 or SEPARATOR not in parts[2]:
+        srs1 = _srs1(local)
+        if srs1 is None or not srs1[1]:
             raise InvalidInput("malformed SRS1 address")
-        first, _, rest = parts[2].partition(SEPARATOR)
-        if not first:
-            raise InvalidInput("malformed SRS1 address")
-        if not _verify(parts[1], secrets, first, rest):
+        given, first, rest = srs1
+        if not _verify(given, secrets, first, rest):
             raise Unverified(f"the original sender <SRS0{rest}@{first}> was not verified")
         return f"SRS0{rest}@{first}"
     raise InvalidInput("not an SRS address")

@@ -319,7 +319,8 @@ class Sorter:
         """Sieve ``redirect``: a forward of this copy (forwarding.py), unless it must not leave — then the copy is
         kept as if there had been no redirect. A redirect without ``:copy`` and no other filing takes the copy away
         (it stays the forward's fallback: the pipeline puts it back if the forward is withheld after all)."""
-        why = redirect_refusal(conn, delivery, placement, outcome.redirects, own)
+        pending = sum(len(f.targets) for f in delivery.forwards if f.account_id == placement.account_id)
+        why = redirect_refusal(conn, placement, outcome.redirects, own, pending)
         if why:
             outcome.trace.append(f"redirect not done: {why}")
             placement.reasons.append(f"redirect not done: {why}")
@@ -345,15 +346,12 @@ class Sorter:
 
 
 def redirect_refusal(
-    conn: sqlite3.Connection,
-    delivery: Delivery | _PreviewDelivery,
-    placement: Placement,
-    targets: list[str],
-    own: frozenset[str],
+    conn: sqlite3.Connection, placement: Placement, targets: list[str], own: frozenset[str], pending: int = 0
 ) -> str:
     """Why a copy's redirect must not be done ("" when it may): it is in Junk (spam or a failed check: never
     forwarded), a target is the account itself or at a hosted domain (use an alias), or the account's send limits
-    would be passed (forwarding is sending: quota.py)."""
+    would be passed with the ``pending`` forwards of this message already planned for it (forwarding is sending:
+    quota.py)."""
     if placement.mailbox == mailboxes.JUNK:
         return "the copy is in Junk"
     for target in targets:
@@ -361,7 +359,6 @@ def redirect_refusal(
             return f"<{target}> is the account itself"
         if accounts.domain_id(conn, target.rpartition("@")[2]) is not None:
             return f"<{target}> is at a domain of this server (an alias routes mail here)"
-    pending = sum(len(f.targets) for f in delivery.forwards if f.account_id == placement.account_id)
     broken = quota.send_refusal(quota.get(conn, placement.account_id), pending + len(targets) - 1)
     if broken is not None:
         return f"the account's {'hourly' if broken == 'hour' else 'daily'} send limit is reached"
@@ -441,13 +438,6 @@ def _tag_contact(conn: sqlite3.Connection, links: dict[int, str], tags: Sequence
         insert_rows(conn, "INSERT OR IGNORE INTO crm_tags (contact_id, tag)", [(contact_id, tag) for tag in tags])
 
 
-@dataclass
-class _PreviewDelivery:
-    """What :func:`redirect_refusal` reads of a delivery, for ``rules test`` (no forwards planned yet)."""
-
-    forwards: tuple[forwarding.Forward, ...] = ()
-
-
 def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes, mail_from: str) -> dict[str, object]:
     """What the account's rules would do to a message delivered to ``address`` now (``relentad rules test``)."""
     parsed = message.parse(raw)
@@ -464,7 +454,7 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
     placement = Placement(account_id, address)
     kept = bool(outcome.targets(placement.mailbox))
     if outcome.redirects:
-        refused = redirect_refusal(conn, _PreviewDelivery(), placement, outcome.redirects, own)
+        refused = redirect_refusal(conn, placement, outcome.redirects, own)
         if refused:
             outcome.trace.append(f"redirect not done: {refused}")
             outcome.redirects, outcome.cancel_keep, kept = [], False, True

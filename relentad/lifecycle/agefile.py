@@ -406,10 +406,3 @@ class Decryptor(io.RawIOBase):
         buffer[:count] = self._plain[self._offset : self._offset + count]
         self._offset += count
         return count
-
-
-def decrypt_file(source: Path, target: Path, identities: list[Identity]) -> None:
-    with source.open("rb") as src, target.open("wb") as dst:
-        reader = Decryptor(src, identities)
-        while block := reader.read(CHUNK):
-            dst.write(block)

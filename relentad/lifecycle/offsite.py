@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from ..acme.store import write_atomic
 from ..config import Config
 from . import agefile, backup
 
@@ -252,11 +253,7 @@ def _record(config: Config, success: str | None = None, failure: str | None = No
         state.update(last_success=time.time(), last_file=success)
     if failure is not None:
         state.update(last_failure=time.time(), last_error=failure)
-    path = _state_path(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".new")
-    partial.write_text(json.dumps(state), encoding="utf-8")
-    partial.replace(path)
+    write_atomic(_state_path(config), json.dumps(state).encode("utf-8"), 0o600)
 
 
 def read_state(config: Config) -> dict[str, object]:

@@ -10,10 +10,9 @@ Invariants:
   modseq that IMAP sessions see), then removes what is older than ``[retention] deleted_days``: retained message
   rows, terminated accounts (with their mailboxes, aliases, send counters, CRM data and spam model), then every
   blob no row references any more (``refs`` = 0, kept right by triggers), the account pages' ended sessions,
-  vacation tracking past its period, and
-  the inbound DMARC evaluations and outbound TLS sessions noted for our reports that no report took within their
-  few days. It runs in one write transaction, so a reader never sees half an account; ``now`` is a parameter so
-  tests (``relentad purge --at``) can move the clock.
+  vacation tracking past its period, and the inbound DMARC evaluations and outbound TLS sessions noted for our
+  reports that no report took within their few days. It runs in one write transaction, so a reader never sees
+  half an account; ``now`` is a parameter so tests (``relentad purge --at``) can move the clock.
 - Login history rows of a purged account lose their account id (ON DELETE SET NULL), as the schema says.
 - Activity history is rolled up before rows go (:mod:`relentad.lifecycle.activity`): retained messages are folded
   into their month's summary, and with ``activity_days`` the days before the cutoff are rolled into months.
@@ -127,10 +126,9 @@ def purge(
     trash_days: int = 0,
 ) -> PurgeResult:
     """Expunge Junk mail saved more than ``junk_days`` ago and Trash mail saved more than ``trash_days`` ago (0 =
-    keep it), remove retained rows and terminated
-    accounts older than ``deleted_days``, then unreferenced blobs, and activity rows older than ``activity_days``
-    (0 = keep them), and received DMARC and TLS reports whose period ended more than ``reports_days`` ago (0 = keep
-    them)."""
+    keep it), remove retained rows and terminated accounts older than ``deleted_days``, then unreferenced blobs,
+    and activity rows older than ``activity_days`` (0 = keep them), and received DMARC and TLS reports whose
+    period ended more than ``reports_days`` ago (0 = keep them)."""
     now = time.time() if now is None else now
     junk = expire_folders(conn, "\\Junk", now - junk_days * DAY) if junk_days else 0
     trash = expire_folders(conn, "\\Trash", now - trash_days * DAY) if trash_days else 0

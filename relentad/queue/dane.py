@@ -119,6 +119,17 @@ class Lookup:
     error: str = ""
     name: str = ""  # where the records were found (the TLSA base domain)
 
+    @property
+    def state(self) -> str:
+        """What it comes to, as counted: insecure, failed (the host is skipped), none, usable or unusable."""
+        if not self.secure:
+            return "insecure"
+        if self.error:
+            return "failed"
+        if self.dane is None:
+            return "none"
+        return "usable" if self.dane.records else "unusable"
+
 
 def _records(found: list[Any]) -> tuple[Tlsa, ...]:
     """The TLSA records of an answer in a fixed order: an RRset comes in any order, and TLS reports group sessions

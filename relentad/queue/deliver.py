@@ -222,21 +222,21 @@ class _TlsFailed(_HostFailed):
     """The STARTTLS handshake failed: in MX mode the same host is tried once more without TLS."""
 
 
-class _PolicyFailed(_HostFailed):
+class _Unauthenticated(_HostFailed):
+    """This host does not meet what the recipient domain published for TLS; ``reason`` is the metric's label."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class _PolicyFailed(_Unauthenticated):
     """This host does not meet the domain's MTA-STS policy (``reason``: no_starttls, certificate, tls)."""
 
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
-
-class _DaneFailed(_HostFailed):
+class _DaneFailed(_Unauthenticated):
     """This host does not meet its TLSA records (``reason``: no_starttls, tls, tlsa, name, expired): never used in
     plain text."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def _dane_failure(domain: str, reason: str, detail: str) -> str:
@@ -469,13 +469,7 @@ def _check_dane(client: aiosmtplib.SMTP, dane: dane_mod.Dane, where: str, note: 
 async def _host(resolver: dns.asyncresolver.Resolver, host: str, secure_mx: bool) -> dane_mod.Host:
     """:func:`.dane.resolve_host`, counted."""
     found = await dane_mod.resolve_host(resolver, host, secure_mx)
-    tlsa = found.tlsa
-    if not tlsa.secure:
-        metrics.dane_lookup("insecure")
-    else:
-        metrics.dane_lookup(
-            "failed" if tlsa.error else "none" if tlsa.dane is None else "usable" if tlsa.dane.records else "unusable"
-        )
+    metrics.dane_lookup(found.tlsa.state)
     return found
 
 

@@ -256,17 +256,7 @@ class QueueRunner:
         if bounce_to is not None and self.store.read(functools.partial(_account_exists, account_id=bounce_to)):
 
             def notice(action: dsn.Action, recipients: list[dsn.RecipientStatus], until: float | None) -> None:
-                raw = dsn.build(
-                    action=action,
-                    hostname=config.server.hostname,
-                    sender=work.mail_from,
-                    recipients=recipients,
-                    original=work.data,
-                    arrival=work.created,
-                    retry_until=until,
-                    envid=work.dsn.envid,
-                    ret=work.dsn.ret,
-                )
+                raw = _report(work, config, action, work.mail_from, recipients, until)
                 placements = [Placement(bounce_to, work.mail_from)]
                 transaction_id = f"dsn-{work.message_id}-{int(now)}-{len(jobs)}"
                 jobs.append((action, self.pipeline.filing(raw, placements, transaction_id, now)))
@@ -315,36 +305,34 @@ class QueueRunner:
         if original is None:
             log.info("queue id=%d no bounce: <%s> is no SRS address of ours", work.message_id, work.mail_from)
             return None
-        raw = dsn.build(
-            action="failed",
-            hostname=config.server.hostname,
-            sender=original,
-            recipients=failed,
-            original=work.data,
-            arrival=work.created,
-            retry_until=None,
-            envid=work.dsn.envid,
-            ret=work.dsn.ret,
-        )
+        raw = _report(work, config, "failed", original, failed, None)
         transaction_id = f"dsn-{work.message_id}-{int(now)}-fwd"
         resolution = self.store.read(functools.partial(accounts.resolve_recipient, address=original))
-        if resolution.kind is accounts.RecipientKind.LOCAL and resolution.account_ids:
-            placements = [Placement(a, original) for a in resolution.account_ids]
-            return self.pipeline.filing(raw, placements, transaction_id, now)
-        if self.pipeline.keyring is not None:
-            try:
-                raw = await self.pipeline.keyring.sign(raw, config.server.hostname, aligned=True)
-            except Exception as exc:  # a broken key: the bounce goes unsigned
-                log.error("queue id=%d DKIM signing of a forward's bounce failed: %s", work.message_id, exc)
-
-        def send(conn: sqlite3.Connection) -> list[Stored]:
-            queue.enqueue(
-                conn, account_id=None, mail_from="", data=raw, recipients=[original], transaction_id=transaction_id
-            )
-            return []
-
+        ours = resolution.account_ids if resolution.kind is accounts.RecipientKind.LOCAL else ()
         log.info("queue id=%d forward failed: bounce to <%s>", work.message_id, trace.clean(original))
-        return send
+        return await self.pipeline.report_write(raw, original, ours, transaction_id, now)
+
+
+def _report(
+    work: queue.Work,
+    config: Config,
+    action: dsn.Action,
+    sender: str,
+    recipients: list[dsn.RecipientStatus],
+    until: float | None,
+) -> bytes:
+    """The delivery status notification about ``work`` to ``sender`` (RFC 3464), with the message's RET and ENVID."""
+    return dsn.build(
+        action=action,
+        hostname=config.server.hostname,
+        sender=sender,
+        recipients=recipients,
+        original=work.data,
+        arrival=work.created,
+        retry_until=until,
+        envid=work.dsn.envid,
+        ret=work.dsn.ret,
+    )
 
 
 def _account_exists(conn: sqlite3.Connection, *, account_id: int) -> bool:

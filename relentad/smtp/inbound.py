@@ -38,8 +38,6 @@ from .. import addrspec, forwarding, metrics, quota, quotawarn, srs, trace
 from ..dnsbl import Listing
 from ..errors import InvalidInput
 from ..pipeline import Delivery, Pipeline, Placement, Stored
-from ..queue import queue
-from ..queue.dkimkeys import KeyRing
 from ..store import accounts
 from ..store.db import Store
 from . import replies, reports
@@ -67,13 +65,11 @@ class InboundHandler(TransactionLog):
         pipeline: Pipeline,
         get_context: Callable[[], ListenerContext],
         queued: Callable[[], None] = lambda: None,
-        keyring: KeyRing | None = None,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
         self.get_context = get_context
         self.queued = queued  # wakes the queue runner: a "delivered" report was queued
-        self.keyring = keyring  # signs the reports queued to remote senders
 
     async def handle_EHLO(
         self, server: Any, session: RelentadSession, envelope: Envelope, hostname: str, responses: list[str]
@@ -106,28 +102,11 @@ class InboundHandler(TransactionLog):
             reply = replies.TOO_MANY_RECIPIENTS
         else:
             postmaster = self.get_context().config.server.postmaster
-            original = None
-            try:
-                if srs.is_srs(address.strip()):  # cheap: SRS addresses are rare, the hot path skips the lookup
-                    original = self.store.read(functools.partial(forwarding.srs_recipient, address=address))
-            except InvalidInput as exc:
-                metrics.srs_bounce("refused")
-                log.info("smtp tx=%s refused <%s>: %s", tx.id, trace.clean(address), exc)
+            bounce = self._srs_bounce(tx, address, postmaster)
+            if isinstance(bounce, str):
                 tx.rejected.append(address)
-                return replies.SRS_UNVERIFIED if isinstance(exc, srs.Unverified) else replies.BAD_SRS
-            if original is not None and tx.mail_from:
-                # an SRS address stands in the Return-Path of every forward, for 21 days: taking any sender's mail
-                # there would relay whatever its readers (or a forger of the original sender) write to that sender
-                metrics.srs_bounce("refused")
-                log.info("smtp tx=%s refused <%s>: not a bounce", tx.id, trace.clean(address))
-                tx.rejected.append(address)
-                return replies.SRS_NOT_BOUNCE
-            if original is not None:  # back to the original sender: one of ours gets it here, anyone else relayed
-                ours = self.store.read(lambda conn: accounts.resolve_recipient(conn, original, postmaster))
-                mine = ours.kind is accounts.RecipientKind.LOCAL and bool(ours.account_ids)
-                resolution = ours if mine else accounts.Resolution(accounts.RecipientKind.LOCAL, (), (original,))
-            else:
-                resolution = self.store.read(lambda conn: accounts.resolve_recipient(conn, address, postmaster))
+                return bounce
+            resolution = bounce or self.store.read(lambda conn: accounts.resolve_recipient(conn, address, postmaster))
             room = functools.partial(_has_room, size=declared_size(envelope.mail_options))
             with_room = [a for a in resolution.account_ids if self.store.read(functools.partial(room, account_id=a))]
             forwarded_only = bool(resolution.forwards) and not resolution.account_ids
@@ -140,9 +119,9 @@ class InboundHandler(TransactionLog):
                     tx.placements.setdefault(account_id, Placement(account_id, delivered_to(address)))
                 if resolution.forwards:
                     via = delivered_to(address)
-                    kind: forwarding.Kind = "srs" if original is not None else "alias"
+                    kind: forwarding.Kind = "srs" if bounce is not None else "alias"
                     tx.forwards.setdefault(via, forwarding.Forward(via, resolution.forwards, kind))
-                if original is not None:
+                if bounce is not None:
                     metrics.srs_bounce("accepted")
                 return replies.RECIPIENT_OK
             if refusal is not None:
@@ -155,6 +134,28 @@ class InboundHandler(TransactionLog):
                 reply = replies.RELAY_DENIED
         tx.rejected.append(address)
         return reply
+
+    def _srs_bounce(self, tx: Transaction, address: str, postmaster: str) -> accounts.Resolution | str | None:
+        """For an SRS address of ours: where a bounce to it goes — the original sender, one of ours filed here, anyone
+        else relayed — or the refusal (forged or expired, an unverified sender, not a bounce); None for any other
+        address (it resolves as usual)."""
+        if not srs.is_srs(address.strip()):  # cheap: SRS addresses are rare, the hot path skips the lookup
+            return None
+        try:
+            original = self.store.read(functools.partial(forwarding.srs_recipient, address=address))
+        except InvalidInput as exc:
+            unverified = isinstance(exc, srs.Unverified)
+            return _srs_refused(tx, address, str(exc), replies.SRS_UNVERIFIED if unverified else replies.BAD_SRS)
+        if original is None:
+            return None
+        if tx.mail_from:
+            # an SRS address stands in the Return-Path of every forward, for 21 days: taking any sender's mail
+            # there would relay whatever its readers (or a forger of the original sender) write to that sender
+            return _srs_refused(tx, address, "not a bounce", replies.SRS_NOT_BOUNCE)
+        ours = self.store.read(lambda conn: accounts.resolve_recipient(conn, original, postmaster))
+        if ours.kind is accounts.RecipientKind.LOCAL and ours.account_ids:
+            return ours
+        return accounts.Resolution(accounts.RecipientKind.LOCAL, (), (original,))
 
     async def _blocklisted(self, session: RelentadSession, tx: Transaction, address: str) -> str | None:
         """``[dnsbl]``: the refusal for a local recipient when the client is listed and the action is "reject"
@@ -235,34 +236,30 @@ class InboundHandler(TransactionLog):
         INBOX when it is one of our users (never queued to ourselves), else queued with the null sender (nobody's
         account sends it), DKIM-signed for MAILER-DAEMON@<hostname>'s domain when we have a key for it. None for an
         unknown user of a hosted domain."""
-        config = self.get_context().config
-        hostname = config.server.hostname
-        sender = self.store.read(lambda conn: accounts.resolve_recipient(conn, tx.mail_from, config.server.postmaster))
+        postmaster = self.get_context().config.server.postmaster
+        sender = self.store.read(lambda conn: accounts.resolve_recipient(conn, tx.mail_from, postmaster))
         if sender.kind is accounts.RecipientKind.UNKNOWN_USER:
             log.info("smtp tx=%s no delivered report: <%s> is nobody here", tx.id, trace.clean(tx.mail_from))
             return None
         if sender.kind is accounts.RecipientKind.LOCAL:
-            placements = [Placement(a, delivered_to(tx.mail_from)) for a in sender.account_ids]
-            job = self.pipeline.filing(report, placements, f"dsn-{tx.id}", now)
+            if not sender.account_ids:
+                return None  # an alias that only forwards: nobody here to file it for
+            to = delivered_to(tx.mail_from)
+        else:
+            to = tx.mail_from
+        job = await self.pipeline.report_write(report, to, sender.account_ids, f"dsn-{tx.id}", now)
 
-            def file(conn: sqlite3.Connection) -> None:
-                filed[:] = job(conn)  # assigned, not added: the transaction may run again (pipeline.deliver)
+        def write(conn: sqlite3.Connection) -> None:
+            filed[:] = job(conn)  # assigned, not added: the transaction may run again (pipeline.deliver)
 
-            return file
-        if self.keyring is not None:
-            try:
-                report = await self.keyring.sign(report, hostname, aligned=True)
-            except Exception as exc:  # a broken key: the report goes unsigned, the message it is about is not refused
-                log.error("smtp tx=%s DKIM signing of the delivered report failed: %s", tx.id, exc)
-        return functools.partial(
-            queue.enqueue,
-            account_id=None,
-            mail_from="",
-            data=report,
-            recipients=[tx.mail_from],
-            transaction_id=f"dsn-{tx.id}",
-            now=now,
-        )
+        return write
+
+
+def _srs_refused(tx: Transaction, address: str, why: str, reply: str) -> str:
+    """Count and log a refused recipient at an SRS address; ``reply``."""
+    metrics.srs_bounce("refused")
+    log.info("smtp tx=%s refused <%s>: %s", tx.id, trace.clean(address), why)
+    return reply
 
 
 def _gated(
