@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..acme.store import write_atomic
+from ..atomicfile import write_atomic
 from ..config import Config
 from . import agefile, backup
 
