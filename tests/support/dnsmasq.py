@@ -34,6 +34,8 @@ import dns.message
 import dns.query
 import dns.reversename
 
+from tests.support import processes
+
 TXT_CHUNK = 255
 
 
@@ -214,15 +216,7 @@ class Dnsmasq:
     def stop(self) -> None:
         """Stop the server (the port is kept for a later `start()`)."""
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        processes.stop(process)
 
     def replace(self, records: DnsRecords) -> None:
         """Serve `records` instead, on the same port (dnsmasq re-reads its config only on restart).

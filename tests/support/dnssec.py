@@ -24,6 +24,7 @@ import dns.message
 import dns.query
 import dns.rcode
 
+from tests.support import processes
 from tests.support.dnsmasq import _free_port
 
 BINARIES = ("knotd", "keymgr", "unbound")
@@ -71,13 +72,7 @@ class SignedDns:
 
     def close(self) -> None:
         for process in reversed(self._processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            processes.stop(process)
         self._processes.clear()
 
     def log(self) -> str:

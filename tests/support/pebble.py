@@ -19,6 +19,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+from tests.support import processes
 from tests.support.daemon import free_port, wait_for_port
 from tests.support.pki import TestCA
 
@@ -78,13 +79,7 @@ class Pebble:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        processes.stop(self.proc, timeout=10)
         self.proc = None
 
     def log(self) -> str:

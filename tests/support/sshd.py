@@ -15,6 +15,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support import processes
 from tests.support.daemon import free_port, wait_for_port
 
 SSHD = "/usr/sbin/sshd"
@@ -67,6 +68,5 @@ def run_sshd(folder: Path) -> Generator[Sshd, None, None]:
         remote.mkdir()
         yield Sshd(port, getpass.getuser(), folder, folder / "client_key", folder / "known_hosts", remote)
     finally:
-        proc.terminate()
-        proc.wait(10)
+        processes.stop(proc, timeout=10)
         log.close()
