@@ -9,17 +9,20 @@ import sqlite3
 import time
 import urllib.parse
 from collections.abc import Callable
+from typing import TypeVar
 
 from .. import httpserver
 from ..auth.authenticator import Login
 from ..auth.basic import BasicLogin
 from ..config import Config
+from ..errors import RelentadError
 from ..httpserver import Request, Response
 from ..store.db import Store
 from ..store.imapview import ReaderPool
 from . import csrf, pages
 
 log = logging.getLogger("relentad.accountpage.server")
+T = TypeVar("T")
 
 HTML = "text/html; charset=utf-8"
 EXPIRED = "The form had expired or came from elsewhere: please try again."
@@ -54,6 +57,15 @@ class PagesBase:
                 log.error("account page: %s unusable (%s); form tokens end with this process", path, exc)
                 self._secret = secrets.token_bytes(32)
         return self._secret
+
+    async def _write(self, job: Callable[[sqlite3.Connection], T], failed: str, answer: str) -> T | Response:
+        """``job``'s result once durably written; when the store cannot write, ``failed`` logged as an error and
+        a ``503`` saying ``answer`` (a disk full must never show the user a traceback, nor half a change)."""
+        try:
+            return await self.store.write(job)
+        except RelentadError as exc:
+            log.error("account page: %s: %s", failed, exc)
+            return httpserver.text(503, answer)
 
     def _token(self, login: Login) -> str:
         return csrf.make_token(self.secret(), login.account_id, time.time())

@@ -23,6 +23,8 @@ from ..httpserver import Request, Response
 from . import csrf, pages, qr, sessions
 from .base import EXPIRED, HTML, PagesBase, log
 
+LATER = "the change could not be made now; try again later"
+
 _REFUSED = "The address, password or code is not right."
 _ANONYMOUS = 0  # the account id the login form's token is made for
 
@@ -96,11 +98,13 @@ class LoginPages(PagesBase):
                 return outcome
             if outcome is None:
                 return Response(403, pages.login_page(token, _REFUSED, email), HTML)
-        try:
-            cookie = await self.store.write(lambda conn: sessions.create(conn, login.account_id, session.ip))
-        except RelentadError as exc:
-            log.error("account page: no session for %s: %s", login.email, exc)
-            return httpserver.text(503, "you cannot log in now; try again later")
+        cookie = await self._write(
+            lambda conn: sessions.create(conn, login.account_id, session.ip),
+            f"no session for {login.email}",
+            "you cannot log in now; try again later",
+        )
+        if isinstance(cookie, Response):
+            return cookie
         log.info("web login %s from %s (form)", login.email, session.ip)
         return Response(303, b"/account/\n", headers=(("Location", "/account/"), sessions.set_cookie(cookie)))
 
@@ -121,11 +125,9 @@ class LoginPages(PagesBase):
             history.record(conn, attempt)
             return outcome
 
-        try:
-            outcome = await self.store.write(job)
-        except RelentadError as exc:
-            log.error("account page: code of %s not checked: %s", login.email, exc)
-            return httpserver.text(503, "you cannot log in now; try again later")
+        outcome = await self._write(job, f"code of {login.email} not checked", "you cannot log in now; try again later")
+        if isinstance(outcome, Response):
+            return outcome
         if outcome is None:
             authenticator.failed(session.ip, login.email, "web", "2fa-failed")
         elif outcome == "recovery-code-used":
@@ -140,11 +142,13 @@ class LoginPages(PagesBase):
             return httpserver.text(403, EXPIRED)
         if cookie is None:
             return httpserver.text(400, "HTTP Basic has no logout: close the browser")
-        try:
-            await self.store.write(lambda conn: sessions.end(conn, cookie))
-        except RelentadError as exc:  # the cookie stays: the session is not over
-            log.error("account page: session of %s not ended: %s", login.email, exc)
-            return httpserver.text(503, "you could not be logged out now; try again later")
+        ended = await self._write(
+            lambda conn: sessions.end(conn, cookie),
+            f"session of {login.email} not ended",
+            "you could not be logged out now; try again later",
+        )
+        if isinstance(ended, Response):  # the cookie stays: the session is not over
+            return ended
         log.info("web logout %s", login.email)
         note = "/account/login?out"
         return Response(303, (note + "\n").encode(), headers=(("Location", note), sessions.clear_cookie()))
@@ -189,11 +193,9 @@ class LoginPages(PagesBase):
                 totp.disable(conn, login.account_id)
                 self._changed(conn, login, session, "2fa-disabled", cookie, create=False)
 
-            try:
-                await self.store.write(disable)
-            except RelentadError as exc:
-                log.error("account page: two-factor login of %s not turned off: %s", login.email, exc)
-                return httpserver.text(503, "the change could not be made now; try again later")
+            disabled = await self._write(disable, f"two-factor login of {login.email} not turned off", LATER)
+            if isinstance(disabled, Response):
+                return disabled
             log.info("two-factor login of %s turned off on the account page from %s", login.email, session.ip)
             return self._two_factor_page(200, login, cookie, note="Two-factor login is off.")
         if action != "enable":
@@ -213,17 +215,15 @@ class LoginPages(PagesBase):
             totp.enable(conn, login.account_id, key, step, codes)
             return self._changed(conn, login, session, "2fa-enabled", cookie)
 
-        try:
-            cookie = await self.store.write(enable)
-        except RelentadError as exc:
-            log.error("account page: two-factor login of %s not turned on: %s", login.email, exc)
-            return httpserver.text(503, "the change could not be made now; try again later")
-        if cookie is None:
+        opened = await self._write(enable, f"two-factor login of {login.email} not turned on", LATER)
+        if isinstance(opened, Response):
+            return opened
+        if opened is None:
             return self._two_factor_page(400, login, None, error="Two-factor login is on already.")
         session.logins.clear()  # HTTP Basic no longer opens these pages for the account
         log.info("two-factor login of %s turned on on the account page from %s", login.email, session.ip)
-        response = self._two_factor_page(200, login, cookie, codes=codes, note="Two-factor login is on.")
-        return Response(response.status, response.body, HTML, (sessions.set_cookie(cookie),))
+        response = self._two_factor_page(200, login, opened, codes=codes, note="Two-factor login is on.")
+        return Response(response.status, response.body, HTML, (sessions.set_cookie(opened),))
 
     @staticmethod
     def _changed(

@@ -217,11 +217,11 @@ class AccountPages(LoginPages):
                 sessions.end_all(conn, login.account_id, keep=cookie)  # whoever else had the old one is out
             return bool(done)
 
-        try:
-            changed = await self.store.write(change)
-        except RelentadError as exc:
-            log.error("account page: password of %s not changed: %s", login.email, exc)
-            return httpserver.text(503, "the password could not be changed now; try again later")
+        changed = await self._write(
+            change, f"password of {login.email} not changed", "the password could not be changed now; try again later"
+        )
+        if isinstance(changed, Response):
+            return changed
         if not changed:
             return httpserver.text(403, "this account can no longer log in")
         session.logins.clear()
