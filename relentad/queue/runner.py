@@ -59,6 +59,7 @@ class QueueRunner:
         # failing database cannot turn the runner into a resend loop.
         self._hold: dict[tuple[int, str], float] = {}
         self._main: asyncio.Task[None] | None = None
+        self._stopping = False
         self.policies = mtasts.Policies(store)
 
     def start(self) -> None:
@@ -68,7 +69,13 @@ class QueueRunner:
         self._wake.set()
 
     async def stop(self, grace: float) -> None:
-        """Stop starting deliveries; give running ones ``grace`` seconds, then cancel them (they stay queued)."""
+        """Stop starting deliveries; give running ones ``grace`` seconds, then cancel them (they stay queued).
+
+        The flag, not only the cancel, ends the scheduling loop: on Python 3.11 ``asyncio.wait_for`` swallows a
+        cancel that arrives as the wake event it waits for is set, and a delivery finishing sets it. The loop then
+        ran on, delivering, until the service manager's SIGKILL."""
+        self._stopping = True
+        self._wake.set()
         if self._main is not None:
             self._main.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -81,7 +88,7 @@ class QueueRunner:
                 await asyncio.wait(pending)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             config = self.get_config()
             try:
                 self._start_due(config)

@@ -91,6 +91,19 @@ async def started_domains(store: Store, monkeypatch: pytest.MonkeyPatch, setting
     return started
 
 
+async def test_stop_ends_the_runner_when_a_wake_and_the_cancel_come_together(store: Store) -> None:
+    """A delivery finishing as the daemon stops sets the wake event in the same step as the cancel; Python 3.11's
+    wait_for then swallowed the cancel and the runner went on delivering until SIGKILL (seen under load)."""
+    _, worker = queue_runner(store, {"scan_interval": "1h"})
+    worker.start()
+    await asyncio.sleep(0.05)  # the runner waits for its wake event
+    worker.wake()
+    stopping = asyncio.ensure_future(worker.stop(grace=0))
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    assert done, "the runner's loop went on after stop()"
+    assert worker._main is not None and worker._main.done()
+
+
 async def test_a_slow_domain_with_many_due_messages_does_not_starve_the_others(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
