@@ -1,7 +1,7 @@
 """MTA-STS (RFC 8461) on outbound delivery, between real servers on loopback.
 
-The world: dnsmasq serves c.test's MX (mx.c.test, an aiosmtpd server on 127.0.0.4:25 offering STARTTLS), its
-``_mta-sts.c.test`` TXT record and ``mta-sts.c.test`` (an HTTPS server on 127.0.0.5:443 serving the policy).
+The world: dnsmasq serves c.test's MX (mx.c.test, an aiosmtpd server on 127.0.0.34:25 offering STARTTLS), its
+``_mta-sts.c.test`` TXT record and ``mta-sts.c.test`` (an HTTPS server on 127.0.0.35:443 serving the policy).
 Certificates come from a private test CA that a.test's relentad trusts through ``[queue] ca_file``. alice@a.test
 submits; the queue looks the policy up before delivering. Needs root (ports 25 and 443) and dnsmasq.
 """
@@ -26,9 +26,9 @@ from tests.support.https_peer import HttpsPeer
 from tests.support.pki import TestCA
 from tests.support.smtp_peer import Sink
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="binds ports 25 and 443 on 127.0.0.4-5: needs root")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="binds ports 25 and 443 on 127.0.0.34-35: needs root")
 
-A_HOST, MX_HOST, WEB_HOST = "127.0.0.2", "127.0.0.4", "127.0.0.5"
+A_HOST, MX_HOST, WEB_HOST = "127.0.0.32", "127.0.0.34", "127.0.0.35"
 FAST_QUEUE = {"retry_schedule": ["1s"], "scan_interval": "1s", "timeout": "10s"}
 WELL_KNOWN = "/.well-known/mta-sts.txt"
 
@@ -54,7 +54,7 @@ class World:
     sinks: list[Controller] = field(default_factory=list)
 
     def sink(self, *names: str, starttls: bool = True) -> Sink:
-        """The MX on 127.0.0.4:25, with STARTTLS and a CA-issued certificate for ``names`` (or none)."""
+        """The MX on 127.0.0.34:25, with STARTTLS and a CA-issued certificate for ``names`` (or none)."""
         handler = Sink()
         extra: dict[str, Any] = {"tls_context": self.ca.server_context(*names)} if starttls else {}
         controller = Controller(handler, hostname=MX_HOST, port=25, **extra)
@@ -148,7 +148,7 @@ def test_enforce_with_a_certificate_for_another_name_defers_and_never_falls_back
     sink = world.sink("other.test")
     send(world)
     reply = world.deferred()
-    assert reply.startswith("451 4.7.5 MTA-STS policy of c.test: mx.c.test[127.0.0.4]: certificate not valid")
+    assert reply.startswith("451 4.7.5 MTA-STS policy of c.test: mx.c.test[127.0.0.34]: certificate not valid")
     assert not any(c.startswith(("MAIL", "RCPT", "DATA")) for c in sink.commands), "never in plain text"
     assert sink.accepted == []
     [queued] = queue_list(world.a)
@@ -170,7 +170,7 @@ def test_enforce_without_starttls_defers(world: World) -> None:
     world.web.serve(WELL_KNOWN, policy())
     sink = world.sink(starttls=False)
     send(world)
-    assert "mx.c.test[127.0.0.4] does not offer STARTTLS" in world.deferred()
+    assert "mx.c.test[127.0.0.34] does not offer STARTTLS" in world.deferred()
     assert sink.accepted == []
 
 
