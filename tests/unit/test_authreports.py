@@ -212,7 +212,7 @@ def test_zip_bomb_of_another_compression_method_is_refused_unread(method: int) -
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (gzip.compress(b"<feedback/>")[:-6], "truncated gzip"),
+        (gzip.compress(b"<feedback/>", mtime=0)[:-6], "truncated gzip"),
         (b"\x1f\x8b\x08\x00garbage-garbage", "bad gzip data"),
         (b"PK\x03\x04" + b"\0" * 40, "bad zip archive"),
     ],
