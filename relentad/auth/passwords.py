@@ -30,14 +30,6 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-def needs_rehash(password_hash: str) -> bool:
-    """True when the hash was made with weaker parameters than today's and should be replaced at next login."""
-    try:
-        return _hasher.check_needs_rehash(password_hash)
-    except InvalidHashError:
-        return True
-
-
 def generate_password() -> str:
     """A random password for new accounts: 20 URL-safe characters (about 120 bits)."""
     return secrets.token_urlsafe(15)
