@@ -24,6 +24,7 @@ from argon2 import PasswordHasher
 from relentad import config as config_mod
 from relentad.store import accounts, db
 from relentad.tls import make_self_signed
+from tests.support import ports
 
 PASSWORD = "correct horse battery"
 _HASH_CACHE: dict[str, str] = {}
@@ -33,13 +34,14 @@ _HANDED_OUT: set[tuple[str, int]] = set()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now, never the same one twice in this process: the kernel may hand a port that
-    was just probed and closed out again, and two listeners of one daemon must not get the same port."""
+    """A port nothing listens on now, never the same one twice in this process (the kernel may hand a port that
+    was just probed and closed out again, and two listeners of one daemon must not get the same port), and never
+    one another test worker may pick (``ports.ours``)."""
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind((host, 0))
             port = int(sock.getsockname()[1])
-        if (host, port) not in _HANDED_OUT:
+        if (host, port) not in _HANDED_OUT and ports.ours(port):
             _HANDED_OUT.add((host, port))
             return port
 

@@ -34,7 +34,7 @@ import dns.message
 import dns.query
 import dns.reversename
 
-from tests.support import processes
+from tests.support import ports, processes
 
 TXT_CHUNK = 255
 
@@ -144,6 +144,8 @@ def _free_port(host: str) -> int:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.bind((host, 0))
             port: int = udp.getsockname()[1]
+            if not ports.ours(port):  # another test worker's share
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
                 try:
                     tcp.bind((host, port))
