@@ -160,6 +160,18 @@ def _hits(conn: sqlite3.Connection, table: str, fts: str) -> list[int]:
     return [row[0] for row in conn.execute(f"SELECT rowid FROM {table} WHERE {table} MATCH ?", (fts,))]
 
 
+def _unlink(conn: sqlite3.Connection, blob: int) -> None:
+    """The blob's messages expunged and their retention passed: the next purge removes it."""
+    conn.execute("DELETE FROM messages WHERE blob_id = ?", (blob,))
+    conn.execute("UPDATE blobs SET refs = 0 WHERE id = ?", (blob,))
+
+
+def _small_pages(conn: sqlite3.Connection) -> None:
+    """Small index pages: a small index spans many of them, so merges take several steps."""
+    for table in searchindex.TABLES:
+        conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('pgsz', 64)")
+
+
 def test_purge_takes_the_blob_out_of_the_index(tmp_path: Path) -> None:
     """Privacy: once the blob is purged, none of its trigrams finds it, and the index's pages are merged."""
     conn = database_with(tmp_path / "t.db", "a@example.test")
@@ -169,8 +181,7 @@ def test_purge_takes_the_blob_out_of_the_index(tmp_path: Path) -> None:
     indexer.step(conn, conn)
     assert _hits(conn, "search_body", '"que"') == [gone] and _hits(conn, "search_head", '"wer"') == [gone]
     with db.transaction(conn):
-        conn.execute("DELETE FROM messages WHERE blob_id = ?", (gone,))
-        conn.execute("UPDATE blobs SET refs = 0 WHERE id = ?", (gone,))
+        _unlink(conn, gone)
         assert retention.purge(conn, 90).blobs == 1
     assert indexer.merge_now(conn) >= 1
     assert _hits(conn, "search_body", '"que"') == [] and _hits(conn, "search_head", '"wer"') == []
@@ -211,8 +222,7 @@ def test_a_purge_leaves_the_merge_to_bounded_steps_that_remove_everything(tmp_pa
     at 20,000 messages, in one writer job, before). The merge then goes in steps of at most MERGE_PAGES pages
     each, and when it is done no page holds the purged blob's postings beside the markers."""
     conn = database_with(tmp_path / "t.db", "a@example.test")
-    for table in searchindex.TABLES:  # small pages: a small index spans many of them
-        conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('pgsz', 64)")
+    _small_pages(conn)
     words = [f"w{n:04d}x{n * 7919 % 10007:05d}" for n in range(400)]
     with db.transaction(conn):
         gone = _deliver(conn, b"Subject: qwertzuiop\r\n\r\nunique-purge-word\r\n")
@@ -224,8 +234,7 @@ def test_a_purge_leaves_the_merge_to_bounded_steps_that_remove_everything(tmp_pa
         conn.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
     before = _blocks(conn, "search_body")
     with db.transaction(conn):
-        conn.execute("DELETE FROM messages WHERE blob_id = ?", (gone,))
-        conn.execute("UPDATE blobs SET refs = 0 WHERE id = ?", (gone,))
+        _unlink(conn, gone)
         assert retention.purge(conn, 90).blobs == 1
     after = _blocks(conn, "search_body")
     assert all(after.get(key) == block for key, block in before.items()), "the purge rewrote the index"
@@ -251,8 +260,7 @@ def test_a_damaged_index_never_fails_the_purge_nor_indexing(tmp_path: Path) -> N
     with db.transaction(conn):
         for table in searchindex.TABLES:
             conn.execute(f"UPDATE {table}_data SET block = randomblob(length(block)) WHERE id > 10")
-        conn.execute("DELETE FROM messages WHERE blob_id = ?", (gone,))
-        conn.execute("UPDATE blobs SET refs = 0 WHERE id = ?", (gone,))
+        _unlink(conn, gone)
         assert retention.purge(conn, 90).blobs == 1
     assert indexer.merge_now(conn) >= 1
     assert searchindex.state(conn) == (0, searchindex.version()) and searchindex.size(conn) < 100
@@ -301,8 +309,7 @@ def test_a_merge_that_new_segments_keep_restarting_still_ends(tmp_path: Path, mo
     """The CLI's purge merges while the daemon's indexer may add segments between its steps; each new segment
     restarts FTS5's merge of everything, so it could go on for ever: past its budget one 'optimize' ends it."""
     conn = database_with(tmp_path / "t.db", "a@example.test")
-    for table in searchindex.TABLES:
-        conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('pgsz', 64)")
+    _small_pages(conn)
     words = [f"w{n:04d}x{n * 7919 % 10007:05d}" for n in range(400)]
     with db.transaction(conn):
         gone = _deliver(conn, b"Subject: qwertzuiop\r\n\r\nunique-purge-word\r\n")
@@ -311,8 +318,7 @@ def test_a_merge_that_new_segments_keep_restarting_still_ends(tmp_path: Path, mo
     while indexer.step(conn, conn):
         pass
     with db.transaction(conn):
-        conn.execute("DELETE FROM messages WHERE blob_id = ?", (gone,))
-        conn.execute("UPDATE blobs SET refs = 0 WHERE id = ?", (gone,))
+        _unlink(conn, gone)
         assert retention.purge(conn, 90).blobs == 1
     step, steps = searchindex.merge_step, [0]
 
@@ -338,8 +344,7 @@ def test_a_merge_that_new_segments_keep_restarting_still_ends(tmp_path: Path, mo
 def test_the_daemons_purge_merges_in_writer_jobs_with_the_indexer_paused(tmp_path: Path) -> None:
     """The daily purge's path: the purge job, then ``indexer.merge`` on the daemon's Store, a writer job a step."""
     conn = database_with(tmp_path / "relentad.db", "a@example.test")
-    for table in searchindex.TABLES:
-        conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('pgsz', 64)")
+    _small_pages(conn)
     with db.transaction(conn):
         gone = _deliver(conn, b"Subject: qwertzuiop\r\n\r\nunique-purge-word\r\n")
         for n in range(30):
@@ -347,8 +352,7 @@ def test_the_daemons_purge_merges_in_writer_jobs_with_the_indexer_paused(tmp_pat
     while indexer.step(conn, conn):
         pass
     with db.transaction(conn):
-        conn.execute("DELETE FROM messages WHERE blob_id = ?", (gone,))
-        conn.execute("UPDATE blobs SET refs = 0 WHERE id = ?", (gone,))
+        _unlink(conn, gone)
     store = db.Store(tmp_path / "relentad.db")
     paused: list[bool] = []
 
