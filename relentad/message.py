@@ -86,6 +86,8 @@ class ParsedMessage:
     list_unsubscribe: str | None = None
     precedence: str | None = None
     auto_submitted: str | None = None
+    open_end: bool = False
+    """The last line has no CRLF (an APPENDed draft may end so): POP3's RETR adds one, and LIST must count it."""
 
     @property
     def bodystructure(self) -> list[Any]:
@@ -123,6 +125,7 @@ class ParsedMessage:
             "i": self.in_reply_to,
             "r": self.references,
             "l": [self.list_id, self.list_unsubscribe, self.precedence, self.auto_submitted],
+            **({"o": 1} if self.open_end else {}),  # only when set: older rows lack it and mean "ends with CRLF"
         }
 
     @classmethod
@@ -150,6 +153,7 @@ class ParsedMessage:
             list_unsubscribe=data["l"][1],
             precedence=data["l"][2],
             auto_submitted=data["l"][3],
+            open_end=bool(data.get("o")),
         )
 
     def to_json(self) -> str:
@@ -176,7 +180,13 @@ def parse(raw: bytes) -> ParsedMessage:
         return _parse(data, crlf)
     except Exception:  # a parser bug must not bounce mail: log it and store the message as one text part
         logger.exception("message parse failed; stored as a single text/plain part (%d octets)", len(data))
-        return ParsedMessage(len(data), crlf, Part(0, 0, len(data), params=[("charset", "us-ascii")]), [None] * 10)
+        return ParsedMessage(
+            len(data),
+            crlf,
+            Part(0, 0, len(data), params=[("charset", "us-ascii")]),
+            [None] * 10,
+            open_end=_open_end(data),
+        )
 
 
 def _parse(data: bytes, crlf: bool) -> ParsedMessage:
@@ -210,4 +220,9 @@ def _parse(data: bytes, crlf: bool) -> ParsedMessage:
         list_unsubscribe=extra.get("list-unsubscribe"),
         precedence=extra.get("precedence"),
         auto_submitted=extra.get("auto-submitted"),
+        open_end=_open_end(data),
     )
+
+
+def _open_end(data: bytes) -> bool:
+    return bool(data) and not data.endswith(b"\r\n")

@@ -2,8 +2,9 @@
 
 RFC 1939 numbers messages 1..n for the whole session, so the list is a snapshot taken at login: mail arriving later
 shows at the next session, and a message another session (IMAP, or a second POP3 client) expunged meanwhile keeps
-its number and answers -ERR. Sizes are RFC822.SIZE as IMAP reports it: the copy's trace prefix plus the
-CRLF-normalised blob, exactly the octets RETR sends before byte-stuffing. Unique ids (UIDL) are Dovecot's default
+its number and answers -ERR. Sizes are the octets RETR sends before byte-stuffing: RFC822.SIZE as IMAP reports it (the
+copy's trace prefix plus the CRLF-normalised blob), and two more for a message whose last line has no CRLF, which a
+multi-line reply must end with. Unique ids (UIDL) are Dovecot's default
 format, UID then UIDVALIDITY in hex: stable for as long as the message stays in INBOX.
 
 Invariants: nothing is written before QUIT (RFC 1939 §6: a dropped connection changes nothing); at QUIT, the
@@ -62,16 +63,17 @@ def load(conn: sqlite3.Connection, account_id: int) -> Maildrop:
     drop = Maildrop(mailbox_id, int(uidvalidity))
     rows = conn.execute(
         """SELECT m.uid, length(m.prefix),
-                  CASE WHEN json_valid(b.structure) THEN json_extract(b.structure, '$.s') END, m.blob_id
+                  CASE WHEN json_valid(b.structure) THEN json_extract(b.structure, '$.s') END,
+                  CASE WHEN json_valid(b.structure) THEN json_extract(b.structure, '$.o') END, m.blob_id
            FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.mailbox_id = ? ORDER BY m.uid""",
         (mailbox_id,),
     ).fetchall()
-    for uid, prefix, stored, blob_id in rows:
-        size = stored
+    for uid, prefix, stored, stored_open_end, blob_id in rows:
+        size, open_end = stored, bool(stored_open_end)
         if not isinstance(size, int):  # no stored structure: measure the normalised blob
-            blob = conn.execute("SELECT data FROM blobs WHERE id = ?", (blob_id,)).fetchone()[0]
-            size = len(normalize_crlf(bytes(blob)))
-        drop.entries.append(Entry(int(uid), int(prefix or 0) + size))
+            blob = normalize_crlf(bytes(conn.execute("SELECT data FROM blobs WHERE id = ?", (blob_id,)).fetchone()[0]))
+            size, open_end = len(blob), bool(blob) and not blob.endswith(b"\r\n")
+        drop.entries.append(Entry(int(uid), int(prefix or 0) + size + (2 if open_end else 0)))
     return drop
 
 

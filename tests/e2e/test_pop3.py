@@ -127,6 +127,28 @@ def test_stls_listing_retrieval_and_sizes_match_imap(relentad: Daemon) -> None:
     assert "Traceback" not in relentad.log()
 
 
+def test_a_message_without_a_final_crlf_is_listed_with_the_crlf_retr_adds(relentad: Daemon) -> None:
+    """An APPENDed draft may end mid-line; RETR must end its lines with CRLF, so LIST counts those two octets too
+    (it gave IMAP's RFC822.SIZE, two short, until session 22)."""
+    mail = imap(relentad)
+    draft = b"From: alice@example.test\r\nSubject: open end\r\n\r\nno line break after this"
+    assert mail.append("INBOX", None, None, draft)[0] == "OK"
+    deliver(relentad, "closed")
+    inbox(relentad, 2)
+    mail.noop()
+    _, fetched = mail.fetch("1:2", "(RFC822.SIZE BODY.PEEK[])")
+    imap_bodies = [part[1] for part in fetched if isinstance(part, tuple)]
+    mail.logout()
+    client = stls(relentad)
+    _, listing, _ = client.list()
+    sizes = [int(line.split()[1]) for line in listing]
+    retrieved_bodies = [retrieved(client.retr(n)[1]) for n in (1, 2)]
+    assert [len(body) for body in retrieved_bodies] == sizes
+    assert retrieved_bodies == [imap_bodies[0] + b"\r\n", imap_bodies[1]]
+    assert client.stat() == (2, sum(sizes))
+    client.quit()
+
+
 def test_dele_quit_expunges_and_a_dropped_connection_deletes_nothing(relentad: Daemon) -> None:
     for n in range(3):
         deliver(relentad, f"message {n}")

@@ -170,6 +170,9 @@ def test_json_round_trip_is_compact() -> None:
         assert again.bodystructure == message.bodystructure
         assert json.loads(text)["v"] == 1
     assert len(parse(SIMPLE).to_json()) < 900
+    open_end = parse(b"Subject: draft\r\n\r\nno final line break")
+    assert open_end.open_end and ParsedMessage.from_json(open_end.to_json()).open_end
+    assert not parse(SIMPLE).open_end and "o" not in parse(SIMPLE).to_dict(), "older rows without it mean a CRLF end"
 
 
 def test_from_json_rejects_other_versions() -> None:

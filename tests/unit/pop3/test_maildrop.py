@@ -12,6 +12,7 @@ import pytest
 from relentad.imap.commands.fetch import Message
 from relentad.message import parse
 from relentad.pop3 import maildrop
+from relentad.pop3.parser import stuff
 from relentad.store import accounts, db, imapview, mailboxes, messages
 from tests.support.store import database_with
 
@@ -51,6 +52,17 @@ def test_sizes_are_the_octets_retr_sends_and_imaps_rfc822_size(conn: sqlite3.Con
         assert data is not None and b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
         assert entry.size == len(data) == Message(conn, row).size
     assert drop.unique_id(drop.entries[0]) == f"{uids[0]:08X}{drop.uidvalidity:08X}"
+
+
+@pytest.mark.parametrize("structure", [True, False])
+def test_a_message_ending_mid_line_is_listed_with_the_crlf_retr_ends_it_with(
+    conn: sqlite3.Connection, structure: bool
+) -> None:
+    uid = add(conn, b"Subject: draft\nno final line break", structure=structure)
+    (entry,) = maildrop.load(conn, account(conn)).entries
+    data = maildrop.message(conn, mailboxes.find(conn, account(conn), "INBOX") or 0, uid)
+    assert data is not None and not data.endswith(b"\r\n")
+    assert entry.size == len(data) + 2 == len(stuff(data))
 
 
 def test_commit_expunges_what_is_still_there_and_marks_retrieved_seen(conn: sqlite3.Connection) -> None:
