@@ -198,6 +198,8 @@ class LoginPages(PagesBase):
                 return disabled
             log.info("two-factor login of %s turned off on the account page from %s", login.email, session.ip)
             return self._two_factor_page(200, login, cookie, note="Two-factor login is off.")
+        if action == "recovery":
+            return await self._renew_recovery(session, login, cookie, code)
         if action != "enable":
             return httpserver.text(400, "unknown action")
         key = totp.from_b32(fields.get("secret", ""))
@@ -224,6 +226,33 @@ class LoginPages(PagesBase):
         log.info("two-factor login of %s turned on on the account page from %s", login.email, session.ip)
         response = self._two_factor_page(200, login, opened, codes=codes, note="Two-factor login is on.")
         return Response(response.status, response.body, HTML, (sessions.set_cookie(opened),))
+
+    async def _renew_recovery(self, session: Session, login: Login, cookie: str | None, code: str) -> Response:
+        """New recovery codes for a current code or a recovery code (checked as at login), shown once; the old
+        ones stop working. Sessions stay: the second factor itself did not change."""
+        outcome = await self._second_factor(login, session, code)
+        if isinstance(outcome, Response):
+            return outcome
+        if outcome is None:
+            return self._two_factor_page(403, login, cookie, error="The code is not right.")
+        codes = totp.recovery_codes()
+
+        def renew(conn: sqlite3.Connection) -> bool:
+            if not totp.renew_recovery(conn, login.account_id, codes):
+                return False
+            attempt = history.Attempt(
+                login.email, session.ip, "web", "success", login.account_id, "2fa-recovery-renewed"
+            )
+            history.record(conn, attempt)
+            return True
+
+        renewed = await self._write(renew, f"recovery codes of {login.email} not renewed", LATER)
+        if isinstance(renewed, Response):
+            return renewed
+        if not renewed:
+            return self._two_factor_page(400, login, cookie, error="Two-factor login is off.")
+        log.info("new recovery codes for %s made on the account page from %s", login.email, session.ip)
+        return self._two_factor_page(200, login, cookie, codes=codes, note="New recovery codes: the old ones are void.")
 
     @staticmethod
     def _changed(

@@ -171,6 +171,12 @@ def two_factor(data: TwoFactor) -> str:
             '<label for="code">A current code or a recovery code</label>'
             '<input id="code" name="code" autocomplete="one-time-code" maxlength="40" required>'
             '<p><button type="submit">Turn two-factor login off</button></p></form>'
+            "<h2>New recovery codes</h2><p>Ten new codes in place of those left, which stop working: for a lost "
+            'printout, or when few are left.</p><form method="post" action="/account/2fa">'
+            f'{hidden}<input type="hidden" name="action" value="recovery">'
+            '<label for="renew-code">A current code or a recovery code</label>'
+            '<input id="renew-code" name="code" autocomplete="one-time-code" maxlength="40" required>'
+            '<p><button type="submit">Make new recovery codes</button></p></form>'
         )
         return "".join(out)
     out.append(
@@ -227,6 +233,7 @@ _REASONS = {
     "recovery-code-used": "recovery code used",
     "2fa-enabled": "two-factor login on",
     "2fa-disabled": "two-factor login off",
+    "2fa-recovery-renewed": "new recovery codes",
     "2fa-reset-by-admin": "two-factor login off (administrator)",
 }
 """The login history's reasons the user is told on the Logins page (why a password failed is the admin's)."""

@@ -134,6 +134,19 @@ def enable(conn: sqlite3.Connection, account_id: int, key: bytes, step: int, cod
         "INSERT OR REPLACE INTO totp (account_id, secret, last_step, created) VALUES (?, ?, ?, ?)",
         (account_id, key, step, time.time()),
     )
+    _replace_recovery(conn, account_id, codes)
+
+
+def renew_recovery(conn: sqlite3.Connection, account_id: int, codes: list[str]) -> bool:
+    """A new set of recovery codes in place of what is left of the old one (a printout lost, or most used up);
+    whether two-factor login is on (when it is off there is nothing to renew, and nothing is stored)."""
+    if conn.execute("SELECT 1 FROM totp WHERE account_id = ?", (account_id,)).fetchone() is None:
+        return False
+    _replace_recovery(conn, account_id, codes)
+    return True
+
+
+def _replace_recovery(conn: sqlite3.Connection, account_id: int, codes: list[str]) -> None:
     conn.execute("DELETE FROM totp_recovery WHERE account_id = ?", (account_id,))
     conn.executemany(
         "INSERT OR IGNORE INTO totp_recovery (account_id, code_hash) VALUES (?, ?)",

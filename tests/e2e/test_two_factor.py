@@ -166,6 +166,28 @@ def test_turning_it_off_needs_a_code_and_a_wrong_one_counts_as_a_failed_login(br
     assert browser.request("POST", "/account/login", body, auth="", **cross)[0] == 403, "a cross-site login"
 
 
+def test_new_recovery_codes_need_a_code_and_void_the_old_ones(browser: Browser) -> None:
+    key, session, old = enroll(browser)
+    status, _, body = get(browser, "/account/2fa", session)
+    assert status == 200 and b"Make new recovery codes" in body
+    fields = {"token": token_of(body), "action": "recovery"}
+    status, _, body = post(browser, "/account/2fa", {**fields, "code": "000000"}, session)
+    assert status == 403 and b"The code is not right." in body and b"<li><code>" not in body
+    status, _, body = post(browser, "/account/2fa", {**fields, "code": old[0]}, session)
+    assert status == 200 and b"New recovery codes: the old ones are void." in body, body
+    new = re.findall(r"<li><code>([a-z2-9-]{19})</code></li>", body.decode())
+    assert len(new) == 10 and not set(new) & set(old) and b"10 recovery codes left" in body
+    assert get(browser, "/account/", session)[0] == 200, "this browser's session goes on"
+    assert login(browser, PASSWORD, old[1])[0] == 403, "an old code no longer logs in"
+    assert login(browser, PASSWORD, new[0])[0] == 303
+    status, _, body = post(browser, "/account/2fa", {**fields, "code": next_code(key)}, session)
+    assert status == 200 and len(re.findall(r"<li><code>", body.decode())) == 10, "a TOTP code does it too"
+    status, _, body = get(browser, "/account/logins", session)
+    notes = [row[4] for row in re.findall(r"<tr>" + "<td>(.*?)</td>" * 6 + "</tr>", body.decode())]
+    assert notes.count("new recovery codes") == 2, notes
+    assert "10 recovery codes left" in browser.daemon.cli("user", "2fa", "status", ALICE).stdout
+
+
 def test_the_form_logs_in_an_account_without_two_factor_and_basic_still_works(browser: Browser) -> None:
     assert browser.request("GET", "/account/")[0] == 200
     status, headers, body = browser.request("GET", "/account/", auth="")
