@@ -151,13 +151,20 @@ def test_enroll_log_in_with_a_code_replay_recovery_and_admin_reset(browser: Brow
     assert "two-factor login off" in browser.daemon.cli("user", "2fa", "status", ALICE).stdout
 
 
-def test_turning_it_off_needs_a_code_and_a_wrong_one_counts_as_a_failed_login(browser: Browser) -> None:
-    key, session, _ = enroll(browser)
+def enrolled_form(browser: Browser, action: str) -> tuple[bytes, str, list[str], dict[str, str]]:
+    """Enroll, then check that the two-factor page's ``action`` refuses a wrong code: (the secret, the session, the
+    recovery codes, the form's fields for the right code)."""
+    key, session, codes = enroll(browser)
     status, _, body = get(browser, "/account/2fa", session)
     assert status == 200 and b"10 recovery codes left" in body
-    fields = {"token": token_of(body), "action": "disable"}
+    fields = {"token": token_of(body), "action": action}
     status, _, body = post(browser, "/account/2fa", {**fields, "code": "000000"}, session)
-    assert status == 403 and b"The code is not right." in body
+    assert status == 403 and b"The code is not right." in body and b"<li><code>" not in body
+    return key, session, codes, fields
+
+
+def test_turning_it_off_needs_a_code_and_a_wrong_one_counts_as_a_failed_login(browser: Browser) -> None:
+    key, session, _, fields = enrolled_form(browser, "disable")
     status, _, body = post(browser, "/account/2fa", {**fields, "code": next_code(key)}, session)
     assert status == 200 and b"Two-factor login is off." in body and b"<strong>off</strong>" in body
     assert browser.request("GET", "/account/")[0] == 200
@@ -167,12 +174,8 @@ def test_turning_it_off_needs_a_code_and_a_wrong_one_counts_as_a_failed_login(br
 
 
 def test_new_recovery_codes_need_a_code_and_void_the_old_ones(browser: Browser) -> None:
-    key, session, old = enroll(browser)
-    status, _, body = get(browser, "/account/2fa", session)
-    assert status == 200 and b"Make new recovery codes" in body
-    fields = {"token": token_of(body), "action": "recovery"}
-    status, _, body = post(browser, "/account/2fa", {**fields, "code": "000000"}, session)
-    assert status == 403 and b"The code is not right." in body and b"<li><code>" not in body
+    key, session, old, fields = enrolled_form(browser, "recovery")
+    assert b"Make new recovery codes" in get(browser, "/account/2fa", session)[2]
     status, _, body = post(browser, "/account/2fa", {**fields, "code": old[0]}, session)
     assert status == 200 and b"New recovery codes: the old ones are void." in body, body
     new = re.findall(r"<li><code>([a-z2-9-]{19})</code></li>", body.decode())
