@@ -665,6 +665,9 @@ class Config:
     dmarc: DMARCConfig = field(default_factory=DMARCConfig)
     tlsrpt: TLSRPTConfig = field(default_factory=TLSRPTConfig)
     path: Path | None = None
+    listen_defaults: tuple[str, ...] = ()
+    """The ``[listen]`` settings on by their default because the file does not name them: a release that adds a
+    listener opens its port on upgrade, since an installed file is never rewritten; the daemon and ``doctor`` say so."""
 
     @property
     def base_dir(self) -> Path:
@@ -800,7 +803,9 @@ def from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
         sections[name] = cls(**values)
     if problems:
         raise ConfigError(problems)
-    config = Config(**sections, path=path)
+    named = data.get("listen", {})
+    defaulted = tuple(f.name for f in dataclasses.fields(ListenConfig) if f.name not in named and f.default)
+    config = Config(**sections, path=path, listen_defaults=defaulted)
     problems = check(config)
     if problems:
         raise ConfigError(problems)

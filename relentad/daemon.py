@@ -182,6 +182,14 @@ class Daemon:
             log.error("%s listener not started: cannot listen on %s: %s", name, text, exc.strerror or exc)
             return
         log.info("listening %s on %s", name, text)
+        if name in self.config.listen_defaults:
+            log.warning(
+                '%s listens on %s by default: [listen] %s is not in %s; set it there ("" turns it off)',
+                name,
+                text,
+                name,
+                self.config.path,
+            )
 
     async def start_smtp(
         self, loop: asyncio.AbstractEventLoop, inbound: InboundHandler, submission: SubmissionHandler

@@ -417,6 +417,20 @@ async def check_listeners(config: Config) -> list[Finding]:
     return findings
 
 
+def check_listen_defaults(config: Config) -> list[Finding]:
+    """A listener on by its default because the file does not name it (a release added it after the file was
+    written): a port the admin may not know is open."""
+    return [
+        Finding(
+            "warn",
+            f"port {name}",
+            f"{getattr(config.listen, name)} is on by default: [listen] {name} is not in {config.path}",
+            f'set [listen] {name} = "{getattr(config.listen, name)}" to keep it, or "" to turn it off',
+        )
+        for name in config.listen_defaults
+    ]
+
+
 async def check_blocklists(config: Config, resolver: dns.asyncresolver.Resolver) -> list[Finding]:
     """Each ``[dnsbl]`` zone (IP and domain) answers its RFC 5782 test points as a blocklist should, through our
     resolver."""
@@ -569,6 +583,7 @@ async def run(
     findings += check_certificate(config)
     findings += check_web_names(config, domains)
     findings += await check_listeners(config)
+    findings += check_listen_defaults(config)
     findings += await check_blocklists(config, resolver)
     findings += check_postmaster(config, postmaster_is_account)
     findings += check_offsite(config)

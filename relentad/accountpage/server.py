@@ -10,7 +10,7 @@ one; HTTPS only)::
     /account/password    GET the form, POST a change (303 back to the form)
     /account/app-passwords  GET the list and form, POST add (200: the new password, shown once) or revoke (303)
     /account/export      GET: everything ``relentad export`` writes, as one zip, streamed
-    /account/2fa         GET: two-factor login on (turn off) or off (a new secret to enroll); POST enable/disable/recovery
+    /account/2fa         GET: two-factor login on or off (a new secret to enroll); POST enable, disable, recovery
     /account/login       GET the login form, POST it (303 to the overview with a session cookie)
     /account/logout      POST: end the cookie session
 

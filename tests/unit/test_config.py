@@ -149,3 +149,12 @@ def test_two_listeners_on_one_port_are_refused() -> None:
     assert err.value.problems == ["[listen] imap and pop3 both use port 2143"]
     parsed = config.from_dict({"listen": {"imap": "127.0.0.1:2143", "pop3": "127.0.0.2:2143", "pop3s": "[::]:2143"}})
     assert parsed.listen.pop3 == "127.0.0.2:2143"
+
+
+def test_listeners_on_by_default_because_the_file_omits_them_are_named(tmp_path: Path) -> None:
+    """An installed file is never rewritten, so a listener a later release adds is on by its default: say which."""
+    listen = dict.fromkeys(("submission", "submissions", "imap", "imaps", "managesieve", "https"), "")
+    parsed = config.from_dict({"listen": {**listen, "smtp": "127.0.0.1:2525"}}, path=tmp_path / "relentad.toml")
+    assert parsed.listen_defaults == ("pop3", "pop3s"), "metrics and http are off by default: nothing opened"
+    assert parsed.listen.pop3 == "*:110"
+    assert config.from_dict(tomllib.loads(config.example_toml())).listen_defaults == (), "the example names them all"

@@ -181,3 +181,21 @@ def test_tlsa_record_with_acme_names_the_ca_not_our_key(tmp_path: Path) -> None:
     record = dnsrecords.tlsa_record(config)
     assert record is not None and record.value is None
     assert record.zone_line().startswith("; _25._tcp.mx.example.com. IN TLSA <2 1 1 ")
+
+
+def test_doctor_warns_of_listeners_on_by_default(tmp_path: Path) -> None:
+    path = tmp_path / "relentad.toml"
+    parsed = config_mod.from_dict({"listen": {"pop3": "", "managesieve": "127.0.0.1:4190"}}, path=path)
+    findings = doctor.check_listen_defaults(parsed)
+    assert [f.check for f in findings] == [
+        "port smtp",
+        "port submission",
+        "port submissions",
+        "port imap",
+        "port imaps",
+        "port pop3s",
+        "port https",
+    ]
+    assert all(f.status == "warn" for f in findings)
+    assert findings[5].message == f"*:995 is on by default: [listen] pop3s is not in {path}"
+    assert findings[5].fix == 'set [listen] pop3s = "*:995" to keep it, or "" to turn it off'
