@@ -729,19 +729,28 @@ def compile_script(text: str, *, strict: bool = True) -> Script:
             raise InvalidInput(f"sieve: {parser.error}")
         script = Script(_block(parser.result, strict), _loaded("variables"))
     except (KeyError, AttributeError, TypeError) as exc:  # a shape sievelib accepted but we do not know
-        raise InvalidInput(f"sieve: unsupported construct ({exc})") from None
+        raise InvalidInput(_one_line(f"sieve: unsupported construct ({exc})")) from None
     except InvalidInput as exc:
         where = getattr(_compiling, "failed", None)
-        if where is None or str(exc).startswith("sieve: line "):
+        message = str(exc)
+        if where is not None and not message.startswith("sieve: line "):
+            line = data.count(b"\n", 0, where) + 1
+            message = f"sieve: line {line}: {message}"
+        if message == str(exc) == _one_line(message):
             raise
-        line = data.count(b"\n", 0, where) + 1
-        raise InvalidInput(f"sieve: line {line}: {exc}") from None
+        raise InvalidInput(_one_line(message)) from None
     finally:
         _compiling.lexer = _compiling.failed = None
         _compiling.strict, _compiling.states = True, 0
     if len({a.argument for a in script.actions("set")}) > MAX_VARIABLES:
         raise InvalidInput(f"set: a script may set at most {MAX_VARIABLES} variables")
     return script
+
+
+def _one_line(message: str) -> str:
+    """An error as the one line callers print (the CLI, ManageSieve's NO): sievelib quotes the token it stopped at as
+    written, and a string may span lines."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class _Compiling(threading.local):

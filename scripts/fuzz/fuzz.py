@@ -10,6 +10,11 @@ In-process targets (see targets.py), coverage-guided with atheris when it is ins
     message    MIME tree, ENVELOPE/BODYSTRUCTURE, sections, text extraction, spam tokenizer
     address    addr-spec normalisation, address lists (fast path vs general parser), header decoding
     smtp-args  MAIL/RCPT/VRFY paths and parameters as the SMTP server parses them (fast path vs aiosmtpd's)
+    contacts   the contact file reader of ``contacts import`` (vCard 2.1-4.0, CSV)
+    sieve      Sieve scripts as PUTSCRIPT / ``rules add`` check them, run on a fixed message; a 2 s input fails
+    vcard      a CardDAV PUT body: parse, fold anew and parse back, merge with the CRM's values
+    pop3       POP3 command lines, byte-stuffing (un-stuffed, RETR gives the body back) and TOP
+    managesieve  ManageSieve commands with their literals, script names, strings the server sends read back
 
 Targets over a socket against the real daemon (started here on loopback, with its own dnsmasq); these always use
 the pure-Python engine (the daemon is another process, out of atheris's sight). Every reply must be well formed,
@@ -125,13 +130,21 @@ INSTRUMENTED = [
     "relentad.addresses",
     "relentad.addrspec",
     "relentad.bodytext",
+    "relentad.carddav.vcard",
+    "relentad.crm.contactfile",
+    "relentad.crm.rules",
+    "relentad.crm.sieve",
+    "relentad.crm.sieveregex",
+    "relentad.crm.userscripts",
     "relentad.envelope",
     "relentad.headers",
     "relentad.imap.mutf7",
     "relentad.imap.parser",
     "relentad.imap.responses",
+    "relentad.managesieve.parser",
     "relentad.message",
     "relentad.mimetree",
+    "relentad.pop3.parser",
     "relentad.sections",
     "relentad.smtp.server",
     "relentad.spam.tokenize",
@@ -141,7 +154,7 @@ INSTRUMENTED = [
 def run_atheris(name: str, extra: list[str]) -> int:
     import atheris
 
-    with atheris.instrument_imports(include=["relentad", "aiosmtpd"]):
+    with atheris.instrument_imports(include=["relentad", "aiosmtpd", "sievelib"]):
         for module in INSTRUMENTED:
             importlib.import_module(module)
     target = targets.TARGETS[name]

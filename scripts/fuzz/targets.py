@@ -15,6 +15,22 @@ Each target calls the pure parsers the way the daemon does and checks their docu
   fast path, aiosmtpd's ``_getparams``): no exception, the same answer as aiosmtpd's own parser wherever that one
   does not raise, and an accepted address is either normalised or refused with ``InvalidInput``. The whole
   sessions (replies, state, handlers) are fuzzed over a socket by the ``smtp`` target (wire.py).
+- ``contacts``: :func:`relentad.crm.contactfile.parse` raises only ``FileError``; every entry is a card with an
+  address or skipped with a reason.
+- ``sieve``: :func:`relentad.crm.rules.check` (ManageSieve's PUTSCRIPT / CHECKSCRIPT, ``rules add``) and the lenient
+  compile of delivery raise only ``InvalidInput`` with one line, and what the check accepts compiles at delivery;
+  an accepted script runs on a fixed message without ``evaluate``'s net raising only ``RuleError`` or
+  ``Exhausted``, then through ``evaluate`` as ``rules test`` does; an input taking over :data:`SIEVE_SECONDS` fails
+  (matching is linear, see :mod:`relentad.crm.rules`).
+- ``vcard``: :func:`relentad.carddav.vcard.parse` (a CardDAV PUT) raises only ``BadCard`` with one line; a card
+  folded anew is CRLF-terminated, folded at 75 octets and parses to the same lines; merged with unchanged CRM values
+  it is served as written, merged with changed ones or combined it still parses.
+- ``pop3``: :func:`relentad.pop3.parser.parse` raises only ``ParseError`` with one line and keeps the arity table;
+  message numbers are in range; a client un-stuffing ``multiline(body)`` gets the body back, CRLF-terminated;
+  ``top`` gives growing prefixes, the whole message past its last line.
+- ``managesieve``: :func:`relentad.managesieve.parser.parse` (of the input, and of the command as the session
+  frames it with its literals) raises only ``ParseError`` with one line and keeps the signature table; script names
+  raise only ``ScriptError``; any string the server sends (``string``) parses back to itself.
 
 The first input byte selects options (UTF-8 mode for IMAP), the rest is the input. No I/O, no state: safe to
 run millions of times in one process (atheris or the pure-Python engine in ``fuzz.py``).
@@ -23,6 +39,7 @@ run millions of times in one process (atheris or the pure-Python engine in ``fuz
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -173,12 +190,231 @@ def target_contacts(data: bytes) -> None:
                 assert entry.skip or fields["addresses"], f"{entry.where}: imported without an address"
 
 
+SIEVE_SECONDS = 2.0
+"""An input the sieve target takes longer than this on is a failure: compiling is linear in the script and matching
+is bounded (``:matches`` globs, the linear-time ``:regex`` engine, one work budget per message), so a slow input is a
+runaway, not a large script (the engine's inputs are at most 64 KiB)."""
+
+_SIEVE_MESSAGE = (
+    b"Return-Path: <alice@example.test>\r\nReceived: from mx.example.test by mx; Wed, 25 Nov 2026 08:00:01 +0000\r\n"
+    b"From: Alice <alice+news@example.test>\r\nTo: Bob <bob@example.test>, team: c@d.test;\r\n"
+    b"Subject: [acme-dev] =?utf-8?q?h=C3=A9llo?= 42\r\nDate: Wed, 25 Nov 2026 08:00:00 +0100\r\n"
+    b"List-Id: <acme-dev.lists.example.test>\r\nMessage-ID: <a@b>\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
+    b"Hi Bob, the invoice 2026-11 is attached.\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>Hi</p>\r\n--b--\r\n"
+)
+_parsed_sieve_message: list[Any] = []
+
+
+def _sieve_view() -> Any:
+    """A fresh view (it caches decoded fields) of the one fixed message the sieve target runs scripts on."""
+    from relentad import message
+    from relentad.crm import rules
+
+    if not _parsed_sieve_message:
+        _parsed_sieve_message.append(message.parse(_SIEVE_MESSAGE))
+    virtual = {"x-relentad-contact": ["new"], "x-relentad-contact-tag": ["vip"], "x-relentad-spam": ["no"]}
+    return rules.MessageView(
+        _parsed_sieve_message[0],
+        _SIEVE_MESSAGE,
+        "alice+news@example.test",
+        "bob+lists@example.test",
+        virtual,
+        spam_score=0.25,
+        now=1_795_000_000.0,
+        host="mx.example.test",
+    )
+
+
+def _one_line(exc: BaseException) -> None:
+    text = str(exc)
+    assert text and "\n" not in text and "\r" not in text, f"{type(exc).__name__} is not one line: {text[:300]!r}"
+
+
+def target_sieve(data: bytes) -> None:
+    from relentad.crm import rules, sieve
+    from relentad.crm.sieveregex import Budget, Exhausted
+    from relentad.errors import InvalidInput
+
+    text = data.decode("utf-8", "replace")  # ManageSieve takes strict UTF-8 only: no lone surrogates get here
+    started = time.monotonic()
+    try:
+        script = rules.check(text)  # PUTSCRIPT / CHECKSCRIPT and ``rules add``
+    except InvalidInput as exc:
+        _one_line(exc)
+        script = None
+    try:
+        lenient = sieve.compile_script(text, strict=False)  # delivery, for scripts stored earlier
+    except InvalidInput as exc:
+        _one_line(exc)
+        assert script is None, "a script the strict check accepts must compile at delivery"
+        lenient = None
+    for compiled in (script, lenient):
+        if compiled is None:
+            continue
+        outcome = rules.Outcome()
+        variables = rules.Variables(enabled=compiled.variables, budget=Budget())
+        try:  # without evaluate()'s net, which would hide a bug as "a run-time error, the message kept"
+            rules._run(compiled.commands, _sieve_view(), outcome, "fuzz", variables)
+        except (rules.RuleError, Exhausted) as exc:
+            _one_line(exc)
+        rules.evaluate([("fuzz", compiled)], _sieve_view()).targets("INBOX")  # the daemon's call, as ``rules test``
+    elapsed = time.monotonic() - started
+    assert elapsed < SIEVE_SECONDS, f"{elapsed:.1f}s on a {len(data)}-octet script: a runaway"
+
+
+def target_vcard(data: bytes) -> None:
+    from relentad.carddav import vcard
+
+    repaired = data.decode("utf-8", "replace").encode("utf-8")  # most mutants are not UTF-8: check those cards too
+    for body in (data, repaired) if repaired != data else (data,):
+        try:
+            card = vcard.parse(body)
+        except vcard.BadCard as exc:
+            _one_line(exc)
+        else:
+            _served_back(card, body)
+
+
+def _served_back(card: Any, data: bytes) -> None:
+    """A parsed card's documented round trips: folded anew it parses to the same lines, and merged with the CRM's
+    values (unchanged, then every group changed) or combined with another it is a card relentad can serve."""
+    from relentad.carddav import vcard
+    from relentad.crm.participants import normalize
+
+    assert card.version in vcard.VERSIONS and card.values("FN"), card
+    fields = vcard.fields(card)
+    raws = [line.raw for line in card.lines]
+    served = vcard.text(card.version, raws)
+    assert served.endswith("\r\n"), "a card is CRLF-terminated"
+    for line in served.split("\r\n"):
+        assert len(line.encode("utf-8")) <= 75, f"a line of {len(line.encode())} octets: not folded"
+    again = vcard.parse(served.encode("utf-8"), limits=False)
+    assert (again.version, again.lines) == (card.version, card.lines), "a card folded anew parses to the same lines"
+    stored = data.decode("utf-8")  # what a PUT keeps
+    addresses = sorted({a for a in (normalize(v) for v in fields["addresses"]) if a})
+    contact = {
+        "id": 7,
+        "kind": "person",
+        "name": fields["name"] or "Fuzz Person",
+        "addresses": addresses,
+        "company": fields["company"],
+        "tags": sorted(fields["tags"] or []),
+        "notes": fields["notes"],
+        "last_contact": 1_795_000_000.0,
+    }
+    unchanged = vcard.merged(1, contact, stored, vcard.crm_values(contact))
+    assert unchanged == served, "a card the CRM did not change is served as the client wrote it"
+    for version in vcard.VERSIONS:  # every group changed since: the CRM's lines replace them
+        changed = vcard.merged(1, {**contact, "addresses": [*addresses, "crm@example.test"]}, stored, {}, version)
+        assert vcard.parse(changed.encode("utf-8"), limits=False).version == version
+    vcard.parse(vcard.combine(stored, stored, "urn:uuid:x").encode("utf-8"), limits=False)
+    vcard.parse(vcard.combine(None, stored, "urn:uuid:x").encode("utf-8"), limits=False)
+
+
+def _unstuff(wire: bytes) -> bytes:
+    """A POP3 client reading a multi-line response (RFC 1939 §3): CRLF lines up to ".", each leading "." removed."""
+    assert wire == b".\r\n" or wire.endswith(b"\r\n.\r\n"), f"no terminator at the end: {wire[-60:]!r}"
+    lines = wire[:-3].split(b"\r\n")[:-1]
+    assert b"." not in lines, "a terminator before the end of the body"
+    return b"".join((line[1:] if line.startswith(b".") else line) + b"\r\n" for line in lines)
+
+
+def target_pop3(data: bytes) -> None:
+    from relentad.mimetree import normalize_crlf
+    from relentad.pop3 import parser
+
+    for line in [data, *data.split(b"\n")]:
+        try:
+            command = parser.parse(line)
+        except parser.ParseError as exc:
+            _one_line(exc)
+            continue
+        fewest, most = parser.SIGNATURES[command.name]
+        assert fewest <= len(command.args) <= most, command
+        for arg in command.args:
+            for zero in (False, True):
+                try:
+                    value = parser.number(arg, zero=zero)
+                except parser.ParseError as exc:
+                    _one_line(exc)
+                else:
+                    assert (0 if zero else 1) <= value <= parser.MAX_NUMBER, (arg, value)
+    body = normalize_crlf(data)  # what RETR reads (maildrop.message)
+    expected = body + (b"\r\n" if body and not body.endswith(b"\r\n") else b"")
+    assert _unstuff(parser.multiline(body)) == expected, "un-stuffing gives back the body as LIST sized it"
+    previous = b""
+    for lines in (0, 1, 2, 7, parser.MAX_NUMBER):
+        head = parser.top(body, lines)
+        assert body.startswith(head) and head.startswith(previous), f"TOP {lines} is not a growing prefix"
+        assert _unstuff(parser.multiline(head)) == head + (b"\r\n" if head and not head.endswith(b"\r\n") else b"")
+        previous = head
+    assert previous == body, "TOP with more lines than the body has is the whole message"
+
+
+def _framed(data: bytes) -> bytes:
+    """One command as ``Session.read_command`` reads it: a line, then each literal it announces and the next line."""
+    end = data.find(b"\n") + 1 or len(data)
+    raw, line = data[:end], data[:end]
+    while (size := _pending(line)) is not None:
+        literal = data[end : end + size]
+        following = data.find(b"\n", end + size) + 1 or len(data)
+        line = data[end + size : following]
+        raw += literal + line
+        end = following
+        if not line:
+            break
+    return raw
+
+
+def _pending(line: bytes) -> int | None:
+    from relentad.managesieve.parser import pending_literal
+
+    size = pending_literal(line)
+    assert size is None or size >= 0, size
+    return size
+
+
+def target_managesieve(data: bytes) -> None:
+    from relentad.crm import userscripts
+    from relentad.managesieve import parser
+
+    for raw in (data, _framed(data)):
+        try:
+            command = parser.parse(raw)
+        except parser.ParseError as exc:
+            _one_line(exc)
+        else:
+            signature = parser.SIGNATURES[command.name]
+            kinds = signature.replace("?", "")
+            assert len(kinds) - signature.count("?") <= len(command.args) <= len(kinds), command
+            for kind, arg in zip(kinds, command.args, strict=False):
+                assert isinstance(arg, int) == (kind == "n"), (kind, arg)
+                if isinstance(arg, str):
+                    try:
+                        userscripts.check_name(arg)
+                    except userscripts.ScriptError as exc:
+                        _one_line(exc)
+            assert parser.response("OK", repr(command)).endswith(b"\r\n")
+        try:
+            parser.parse_string(raw)
+        except parser.ParseError as exc:
+            _one_line(exc)
+    text = data.decode("utf-8", "replace")
+    assert parser.parse_string(parser.string(text) + b"\r\n") == text, "a string the server sends reads back"
+    assert parser.parse(b"NOOP " + parser.string(text) + b"\r\n").args == (text,)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "imap": target_imap,
     "message": target_message,
     "address": target_address,
     "smtp-args": target_smtp_args,
     "contacts": target_contacts,
+    "sieve": target_sieve,
+    "vcard": target_vcard,
+    "pop3": target_pop3,
+    "managesieve": target_managesieve,
 }
 
 # Seeds: valid inputs the mutators start from (the atheris engine writes them to its corpus folder).
@@ -247,6 +483,54 @@ SEEDS["contacts"] = [
     b"First Name;Last Name;E-mail Address;Categories\r\nZo\xeb;\xc5ngstr\xf6m;z@e.example;A;B\r\n",
 ]
 
+SEEDS["sieve"] = [
+    b'require ["fileinto", "imap4flags", "envelope", "subaddress", "variables", "relational",'
+    b' "comparator-i;ascii-numeric"];\n'
+    b'if header :matches "subject" "[*] *" { set :lower "list" "${1}"; fileinto "Lists/${list}"; stop; }\n'
+    b'elsif envelope :detail :is "to" "lists"\n'
+    b'{ addflag ["\\\\Seen", "$Label1"]; fileinto :flags "\\\\Flagged" "Lists"; }\n'
+    b'elsif header :count "ge" :comparator "i;ascii-numeric" "received" "3" { keep; } else { keep :flags ""; }\n',
+    b'require ["regex", "body", "fileinto", "date", "relational", "index"];\n'
+    b'if anyof (body :text :contains "invoice", header :regex "list-id" "<([a-z0-9-]+)[.@]",\n'
+    b'          date :zone "+0000" :value "ge" "date" "year" "2000", header :index 1 :last :is "received" "x")\n'
+    b'{ fileinto "Invoices"; }\nif not allof (exists ["from", "date"], size :under 100K) { fileinto "Odd"; }\n',
+    b'require ["vacation", "vacation-seconds", "copy", "fileinto", "vnd.relentad.tagcontact", "spamtest",'
+    b' "relational", "comparator-i;ascii-numeric"];\n'
+    b'if address :domain :is "from" "example.test" { tagcontact ["vip", "customer"]; redirect :copy "x@y.test"; }\n'
+    b'if spamtest :value "ge" :comparator "i;ascii-numeric" "8" { fileinto :copy "Junk"; }\n'
+    b'vacation :seconds 7200 :subject "Away" :addresses ["bob@example.test"] text:\nI am away.\n..dot\n.\n;\n',
+    b'require ["environment", "variables", "imap4flags", "reject"];\n'
+    b'if environment :contains "host" "mx" { set :upperfirst :length "n" "abc"; addflag "${n}"; }\n'
+    b'if string :is "${n}" "3" { if hasflag :contains "3" { reject "no"; } }\n'
+    b'if header :contains "X-Relentad-Contact" "new" { setflag "$Review"; removeflag "$Review"; }\n',
+    b"# a comment\r\n/* block */ if true { keep; } if false { stop; }\r\n",
+]
+
+SEEDS["vcard"] = [
+    b"BEGIN:VCARD\r\nVERSION:4.0\r\nUID:urn:uuid:1\r\nFN:J\\, M\\;\r\nN:M\xc3\xbcller;J\xc3\xbcrgen;;;\r\n"
+    b"EMAIL;PREF=1:j@acme.example\r\nitem1.EMAIL;TYPE=work:J@Acme.Example\r\nitem1.X-ABLabel:_$!<Work>!$_\r\n"
+    b'ORG:Acme;Dev\r\nCATEGORIES:vip,a\\,b\r\nNOTE:line\\nnext\r\nTEL;TYPE="cell,voice":+1 555\r\n'
+    b"PHOTO:data:image/jpeg;base64,/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHR\r\n"
+    b" ofHh0aHBwgJC4nICIsIxwcKDcpLDAxNDQ0Hyc5PTgyPC4zNDL/\r\nREV:20261125T080000Z\r\nEND:VCARD\r\n",
+    b"\xef\xbb\xbfBEGIN:VCARD\nVERSION:3.0\nFN:\nN:Doe;Jane;;;\nEMAIL;TYPE=INTERNET,PREF:jane@example.test\n"
+    b'ADR;TYPE=home:;;Main St 1;Town;;12345;DE\nX-CUSTOM;X-PARAM="a:b":v\nEND:VCARD\n',
+]
+
+SEEDS["pop3"] = [
+    b"USER alice@example.test\r\nPASS secret with spaces\r\nSTAT\r\nLIST 1\r\nTOP 1 10\r\nRETR 2\r\nQUIT\r\n",
+    b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nUIDL\r\nDELE 4294967296\r\nTOP 1 99999999999999\r\nCAPA\r\nSTLS\r\n",
+    b"From: a@b\r\nSubject: x\r\n\r\n.line\r\n..two\r\n.\r\nlast",
+    b"\r\n.\nbody\n\n.\r\r\n",
+]
+
+SEEDS["managesieve"] = [
+    b'AUTHENTICATE "PLAIN" "AGFsaWNlAHNlY3JldA=="\r\n',
+    b'PUTSCRIPT "vacation" {29+}\r\nif true { keep; } # \xc3\xa9 done\r\n\r\n',
+    b"CHECKSCRIPT {7}\r\nkeep;\r\n\r\n\r\n",
+    b'HAVESPACE "my script" 4096\r\nRENAMESCRIPT "a" "b\\"c"\r\nSETACTIVE ""\r\nNOOP "tag"\r\n',
+    b'GETSCRIPT {4+}\r\nname\r\nauthenticate plain\r\nLISTSCRIPTS\r\nDELETESCRIPT "x\\\\y"\r\nLOGOUT\r\n',
+]
+
 # Tokens the mutators splice in: the grammar's keywords and the bytes parsers branch on.
 DICTIONARY: list[bytes] = [
     b" ", b"\r\n", b"\n", b"(", b")", b"[", b"]", b"<", b">", b"{", b"}", b"{0}\r\n", b"{5+}\r\n", b"~{3}\r\n",
@@ -257,4 +541,12 @@ DICTIONARY: list[bytes] = [
     b"Content-Transfer-Encoding: base64", b"quoted-printable", b"charset*=", b"''", b"\x00", b"\xff", b"\xc3\xa9",
     b"\xed\xa0\x80", b"xn--", b".", b"..", b"BEGIN:VCARD\r\n", b"END:VCARD\r\n", b"VERSION:2.1\r\n",
     b"ENCODING=QUOTED-PRINTABLE", b";CHARSET=", b"EMAIL:", b"item1.", b"=\r\n", b"E-mail 1 - Value", b":::",
+    b"VERSION:4.0\r\n", b"VERSION:3.0\r\n", b"FN:", b"N:", b"ORG:", b"CATEGORIES:", b"NOTE:", b"UID:", b"\r\n ",
+    b'TYPE="', b"if ", b"elsif ", b"else ", b"{ ", b" }", b";\n", b"require ", b"fileinto ", b":matches ", b":regex ",
+    b":contains ", b":is ", b":count ", b":value ", b'"ge" ', b"${1}", b"${", b"text:\n", b"\n.\n", b"[", b"]",
+    b"anyof (", b"allof (", b"not ", b"header ", b"address ", b"envelope ", b"body ", b"string ", b"date ", b"set ",
+    b"vacation ", b"redirect ", b":copy ", b":flags ", b"addflag ", b"stop;", b"keep;", b":comparator ",
+    b'"i;ascii-numeric" ', b'"i;octet" ', b":index 1 ", b":last ", b":zone ", b"/*", b"*/", b"#", b'"*?\\*"',
+    b"USER ", b"PASS ", b"TOP 1 ", b"RETR ", b"LIST ", b"\r\n.\r\n", b"\r\n.", b"PUTSCRIPT ", b"CHECKSCRIPT ",
+    b"HAVESPACE ", b"AUTHENTICATE ", b"{4}\r\n", b"{2+}\r\n", b"{4294967296}\r\n",
 ]  # fmt: skip

@@ -35,3 +35,25 @@ def test_a_crash_is_saved_and_reported(tmp_path: Path) -> None:
     assert fuzz.run_random("broken", broken, [b"ok", b"boom"], 1.0, 1, tmp_path) == 1
     saved = list(tmp_path.iterdir())
     assert len(saved) == 1 and saved[0].read_bytes() == b"boom"
+
+
+def test_the_sieve_target_fails_a_slow_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runaway shows as a slow input: the target times each one (matching is documented linear)."""
+    monkeypatch.setattr(targets, "SIEVE_SECONDS", 0.0)
+    with pytest.raises(AssertionError, match="runaway"):
+        targets.target_sieve(targets.SEEDS["sieve"][0])
+
+
+def test_the_pop3_target_catches_a_body_sent_unstuffed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The oracle is a client's un-stuffing: a line of "." left as it is ends the body early."""
+    from relentad.pop3 import parser
+
+    monkeypatch.setattr(parser, "stuff", lambda data: data if data.endswith(b"\r\n") else data + b"\r\n")
+    targets.target_pop3(b"Subject: x\r\n\r\nno dot here\r\n")
+    with pytest.raises(AssertionError, match="terminator before the end"):
+        targets.target_pop3(b"Subject: x\r\n\r\n.\r\nmore\r\n")
+
+
+def test_the_managesieve_target_frames_literals_as_the_session_does() -> None:
+    assert targets._framed(b'PUTSCRIPT "a" {3+}\r\nx\r\n\r\nNOOP\r\n') == b'PUTSCRIPT "a" {3+}\r\nx\r\n\r\n'
+    assert targets._framed(b"CHECKSCRIPT {9}\r\nab") == b"CHECKSCRIPT {9}\r\nab"

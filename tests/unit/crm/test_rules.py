@@ -146,6 +146,22 @@ def test_refused_scripts(script: str, message: str) -> None:
         rules.check(script)
 
 
+@pytest.mark.parametrize(
+    "script",
+    [
+        'require "fileinto";\nif header :is :comparator "i;ascii-\nnumeric" "a" "b" { keep; }',  # sievelib's error
+        'if header :is "subject" "x" { keep; }\nif size :over "1\r\nK" { keep; }',  # a bad argument, as written
+    ],
+)
+def test_an_error_quoting_a_multi_line_string_is_one_line(script: str) -> None:
+    """Found by the sieve fuzz target: sievelib quotes the token it stopped at as written, so a string spanning lines
+    made a message of several (the CLI and ManageSieve's NO expect one)."""
+    with pytest.raises(InvalidInput) as raised:
+        rules.check(script)
+    message = str(raised.value)
+    assert "\n" not in message and "\r" not in message and message.startswith("sieve: line 2: "), message
+
+
 def test_bad_folder_names_are_refused_when_added() -> None:
     with pytest.raises(InvalidInput, match="fileinto"):
         rules.check(REQ + 'fileinto "a//b";')
