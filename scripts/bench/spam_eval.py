@@ -1,7 +1,7 @@
 """Cross-validate relentad's spam classifier on a real corpus, side by side with Debian's bogofilter.
 
 Usage: .venv/bin/python scripts/bench/spam_eval.py [--corpus DIR] [--folds K | --split 0.5 [--repeat N] | --test DIR]
-       [--seed S | --fold-seeds S,S,...] [--train-fraction F]
+       [--seed S | --fold-seeds S,S,...] [--train-fraction F] [--scores FILE]
 
 The corpus directory holds ``ham/`` and ``spam/`` trees of one-message files (any depth). Messages are
 split into stratified folds with a fixed seed; every fold trains a fresh model on the other folds and
@@ -39,6 +39,7 @@ Invariants: the corpus is only read; bogofilter's wordlists live in a temporary 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import shutil
@@ -93,6 +94,7 @@ class Result(NamedTuple):
     score: float
     spam: bool
     list_mail: bool = False  # came through a discussion list: the daemon lowers its spam cut-off
+    path: str = ""  # the message file, for --scores
 
 
 @dataclass
@@ -165,7 +167,9 @@ def run_ours(train: Sequence[Mail], test: Sequence[Mail], params: Params, mode: 
     run.tokenize_cpu += middle - cpu
     run.score_cpu += time.process_time() - middle
     run.score_n += len(test)
-    run.results += [Result(s, m.spam, through_discussion_list(t)) for s, m, t in zip(scores, test, tokens, strict=True)]
+    run.results += [
+        Result(s, m.spam, through_discussion_list(t), str(m.path)) for s, m, t in zip(scores, test, tokens, strict=True)
+    ]
 
 
 def trained(train: Sequence[Mail], params: Params, mode: str) -> Callable[[Collection[str]], float]:
@@ -323,6 +327,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="[spam] list_mail_shift: the spam cut-off is this much lower (log-odds) for discussion-list mail",
     )
     parser.add_argument("--no-bogofilter", action="store_true")
+    parser.add_argument(
+        "--scores",
+        type=Path,
+        default=None,
+        help="also write every held-out score of ours to this file, one JSON object per line (path, spam, score, "
+        "list_mail, and the score the cut-off is compared with): for looking at the misses and the ham tail",
+    )
     args = parser.parse_args(argv)
 
     params = Params(s=args.s, x=args.x, min_dev=args.min_dev, max_tokens=args.max_tokens)
@@ -389,7 +400,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if exe is not None:
         print(at_fp_limit(bogo))
     print("\n".join(sweep(ours, band)))
+    if args.scores is not None:
+        write_scores(args.scores, ours)
+        print(f"\nscores of {len(ours.results)} held-out messages written to {args.scores}")
     return 0
+
+
+def write_scores(path: Path, run: Run) -> None:
+    """One JSON line per held-out score, in the order scored (fold seed by fold seed, fold by fold)."""
+    with path.open("w", encoding="utf-8") as out:
+        for result in run.results:
+            fields = result._asdict() | {"judged": cut_passed(result, run.list_mail_shift)}
+            out.write(json.dumps(fields) + "\n")
 
 
 if __name__ == "__main__":
