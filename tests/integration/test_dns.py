@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
 from pathlib import Path
 
 import dns.name
 import dns.nameserver
+import dns.resolver
 import pytest
 
 from relentad.dns import (
@@ -138,3 +141,24 @@ def test_daemon_resolver_keeps_nothing_with_ttl_zero(dnsmasq: Dnsmasq) -> None:
 
     assert asyncio.run(twice()) == (['"one"'], ['"two"'])
     assert resolvers.aio.records == {}
+
+
+def test_a_restart_waits_for_its_port_held_for_a_moment_by_a_client_socket(dnsmasq: Dnsmasq) -> None:
+    """``replace`` restarts on the same port; a client's ephemeral UDP socket may hold it for a moment (a full parallel
+    run once failed so), and the restart then waits instead of failing."""
+    port = dnsmasq.port
+    dnsmasq.stop()
+    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    holder.bind((dnsmasq.host, port))
+    release = threading.Timer(0.5, holder.close)
+    release.start()
+    try:
+        dnsmasq.replace(DnsRecords().add_txt("held.test", "v=spf1 -all"))
+        dnsmasq.start()
+    finally:
+        release.join()
+        holder.close()
+    assert dnsmasq.running and dnsmasq.port == port
+    answers = dns.resolver.Resolver(configure=False)
+    answers.nameservers, answers.port = [dnsmasq.host], port
+    assert [r.to_text() for r in answers.resolve("held.test", "TXT")] == ['"v=spf1 -all"']

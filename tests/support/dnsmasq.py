@@ -155,6 +155,13 @@ def _free_port(host: str) -> int:
     raise RuntimeError(f"no free UDP+TCP port on {host}")
 
 
+KEPT_PORT_ATTEMPTS = 30
+"""Tries to restart on the same port while it is in use: the kernel hands its ephemeral ports (any client socket of
+any test process, a resolver's UDP query among them) from the range free ports come from, so the port a restart
+needs can be held for a moment (seen once in a full parallel run)."""
+IN_USE = "Address already in use"
+
+
 class DnsmasqError(RuntimeError):
     """dnsmasq did not start or did not answer."""
 
@@ -201,7 +208,8 @@ class Dnsmasq:
         """Start serving and wait until a query is answered; picks a free port on the first start."""
         if self.running:
             return self
-        attempts = 1 if (self._fixed_port or self.port) else 5
+        kept = bool(self._fixed_port or self.port)  # a restart (``replace``) must come back on its port
+        attempts = KEPT_PORT_ATTEMPTS if kept else 5
         last_error = ""
         for _ in range(attempts):
             if not self.port:
@@ -211,8 +219,12 @@ class Dnsmasq:
                 return self
             except DnsmasqError as exc:
                 last_error = str(exc)
-                if not self._fixed_port:
+                if not kept:
                     self.port = 0  # maybe lost a race for the port: try another
+                elif IN_USE in last_error:
+                    time.sleep(0.1)  # a client socket elsewhere drew the port as its ephemeral one: it goes soon
+                else:
+                    break
         raise DnsmasqError(last_error)
 
     def stop(self) -> None:
