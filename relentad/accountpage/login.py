@@ -173,8 +173,8 @@ class LoginPages(PagesBase):
 
     async def _two_factor(self, request: Request, session: Session, login: Login, cookie: str | None) -> Response:
         """Enable (the secret the page showed and a code of it: recovery codes shown once, every other session
-        of the account ended, this browser given a session) or disable (a current or recovery code, checked as
-        at login: a wrong one is a failed login)."""
+        of the account ended, this browser given a session), disable or make new recovery codes (either for a
+        current or recovery code, checked as at login: a wrong one is a failed login)."""
         form = self._form(request, login.email, "two-factor change")
         if isinstance(form, Response):
             return form
@@ -182,12 +182,14 @@ class LoginPages(PagesBase):
             return self._two_factor_page(403, login, cookie, error=EXPIRED)
         fields = {key: values[0] for key, values in form.items() if len(values) == 1}
         action, code = fields.get("action", ""), fields.get("code", "")
-        if action == "disable":
+        if action in ("disable", "recovery"):
             outcome = await self._second_factor(login, session, code)
             if isinstance(outcome, Response):
                 return outcome
             if outcome is None:
                 return self._two_factor_page(403, login, cookie, error="The code is not right.")
+            if action == "recovery":
+                return await self._renew_recovery(session, login, cookie)
 
             def disable(conn: sqlite3.Connection) -> None:
                 totp.disable(conn, login.account_id)
@@ -198,8 +200,6 @@ class LoginPages(PagesBase):
                 return disabled
             log.info("two-factor login of %s turned off on the account page from %s", login.email, session.ip)
             return self._two_factor_page(200, login, cookie, note="Two-factor login is off.")
-        if action == "recovery":
-            return await self._renew_recovery(session, login, cookie, code)
         if action != "enable":
             return httpserver.text(400, "unknown action")
         key = totp.from_b32(fields.get("secret", ""))
@@ -227,14 +227,9 @@ class LoginPages(PagesBase):
         response = self._two_factor_page(200, login, opened, codes=codes, note="Two-factor login is on.")
         return Response(response.status, response.body, HTML, (sessions.set_cookie(opened),))
 
-    async def _renew_recovery(self, session: Session, login: Login, cookie: str | None, code: str) -> Response:
-        """New recovery codes for a current code or a recovery code (checked as at login), shown once; the old
-        ones stop working. Sessions stay: the second factor itself did not change."""
-        outcome = await self._second_factor(login, session, code)
-        if isinstance(outcome, Response):
-            return outcome
-        if outcome is None:
-            return self._two_factor_page(403, login, cookie, error="The code is not right.")
+    async def _renew_recovery(self, session: Session, login: Login, cookie: str | None) -> Response:
+        """New recovery codes (the caller checked a code), shown once; the old ones stop working. Sessions stay:
+        the second factor itself did not change."""
         codes = totp.recovery_codes()
 
         def renew(conn: sqlite3.Connection) -> bool:

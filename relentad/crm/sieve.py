@@ -736,9 +736,10 @@ def compile_script(text: str, *, strict: bool = True) -> Script:
         if where is not None and not message.startswith("sieve: line "):
             line = data.count(b"\n", 0, where) + 1
             message = f"sieve: line {line}: {message}"
-        if message == str(exc) == _one_line(message):
+        message = _one_line(message)
+        if message == str(exc):
             raise
-        raise InvalidInput(_one_line(message)) from None
+        raise InvalidInput(message) from None
     finally:
         _compiling.lexer = _compiling.failed = None
         _compiling.strict, _compiling.states = True, 0
