@@ -2047,6 +2047,10 @@ def rules_test(state: State, email: str, message: str, mail_from: str, as_json: 
         click.echo(f"reject (550 5.7.1 at SMTP time when it is the only recipient): {result['reject']}")
     if result["tags"]:
         click.echo(f"tag the contact: {' '.join(result['tags'])}")  # type: ignore[arg-type]
+    if result["header"] is not None:
+        click.echo("header as the rules leave it (editheader):")
+        for line in str(result["header"]).splitlines():
+            click.echo(f"  | {line}")
     reply = result["vacation"]
     if isinstance(reply, dict):
         if "to" in reply:

@@ -69,6 +69,7 @@ class Forward:
     account_id: int | None = None  # a redirect: its account's send limits count it
     # a redirect without :copy took the account's copy away: put back if the forward is withheld after all
     fallback: list[Placement] = field(default_factory=list)
+    raw: bytes | None = None  # a redirect of a message the rules edited (Sieve editheader); None: as received
 
 
 def loop_reason(raw: bytes, vias: list[str]) -> str | None:

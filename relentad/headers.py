@@ -21,6 +21,7 @@ import functools
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from email.header import Header
 from email.utils import parsedate_tz
 
 Field = tuple[str, str]
@@ -176,6 +177,14 @@ def without_fields(data: bytes, drop: Callable[[str, bytes], bool]) -> bytes:
 
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+
+
+def encode_field(name: str, value: str, linesep: str = "\r\n") -> str:
+    """One header field ending in ``linesep``: RFC 2047-encoded (UTF-8) when the value is not ASCII or has a word no
+    folding can bring under 998 octets a line (RFC 5322 §2.1.1), folded either way."""
+    long_word = max((len(word) for word in value.split()), default=0) > 900
+    charset = "us-ascii" if value.isascii() and not long_word else "utf-8"
+    return f"{name}: " + Header(value, charset, header_name=name).encode(linesep=linesep) + linesep
 
 
 def decode_header(value: str) -> str:

@@ -54,6 +54,10 @@ class Placement:
     outgoing: bool = False  # the sender's own copy of mail it sent (Sent): the CRM counts it "out"
     headers: list[bytes] = field(default_factory=list)  # fields only this copy gets (X-Spam-Score/-Status)
     rejected: str = ""  # a Sieve reject's reason: refused at SMTP time when every copy is (see Pipeline.reject)
+    # The message this copy files when the account's rules edited its header (Sieve editheader), with its parsed
+    # structure; None: the delivery's own
+    raw: bytes | None = None
+    structure: str | None = None
 
 
 @dataclass
@@ -160,15 +164,19 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
     def job(conn: sqlite3.Connection) -> list[Stored]:
         delivery.over_limit = [forward for forward, write in delivery.forward_writes if not write(conn)]
         placements = delivery.placements + [p for forward in delivery.over_limit for p in forward.fallback]
-        # a message only forwarded (an alias whose targets are all elsewhere) leaves no blob behind
-        blob_id, new_blob = 0, False
-        if placements:
-            blob_id, new_blob = messages.put_blob(conn, delivery.raw, delivery.structure)
+        # a message only forwarded (an alias whose targets are all elsewhere) leaves no blob behind; a copy the
+        # rules edited files a blob of its own
+        blobs: dict[bytes, tuple[int, bool]] = {}
         stored = []
         delivery.over_quota = []
         for placement in placements:
+            raw = delivery.raw if placement.raw is None else placement.raw
+            if raw not in blobs:
+                structure = delivery.structure if placement.raw is None else placement.structure
+                blobs[raw] = messages.put_blob(conn, raw, structure)
+            blob_id, new_blob = blobs[raw]
             prefix = _prefix(delivery, placement, hostname)
-            size = len(prefix) + len(delivery.raw)
+            size = len(prefix) + len(raw)
             if delivery.check_quota and not placement.outgoing and quota.would_exceed(conn, placement.account_id, size):
                 delivery.over_quota.append(placement)
                 continue  # that account is full; the others still get their copy (quota.py)
@@ -361,7 +369,7 @@ class Pipeline:
             trace_fields = b"".join(delivery.headers)
             if delivery.add_received:  # submission's message carries its Received for this hop already
                 trace_fields += _received(delivery, forward.via, self.hostname)
-            raw = forwarding.prepared(delivery.raw, forward.via, trace_fields)
+            raw = forwarding.prepared(forward.raw or delivery.raw, forward.via, trace_fields)
             if self.keyring is not None and delivery.auth is not None:  # an ARC set over the results we checked
                 domain = forward.via.rpartition("@")[2]
                 keys = self.keyring.aligned(domain) or self.keyring.aligned(self.hostname)

@@ -39,6 +39,7 @@ from .. import addrspec
 from ..errors import InvalidInput
 from ..store import flags as flagmod
 from ..store.mailboxes import stored_name
+from . import editheader
 from .contacts import check_tag
 from .sieveregex import compile_regex
 
@@ -84,6 +85,7 @@ CAPABILITIES = frozenset(
         "spamtestplus",
         "reject",
         "ereject",
+        "editheader",
         TAG_EXTENSION,
     }
 )
@@ -261,8 +263,9 @@ class Vacation:
 class Action:
     """fileinto (``argument`` = folder), keep, stop, addflag / setflag / removeflag (``flags``), tagcontact
     (``tags``), vacation (``vacation``), redirect (``argument`` = the address, ``copy``: keep the message too),
-    set (``argument`` = the variable, ``value``, ``modifiers`` in the order they apply); ``expand``: the folder or
-    flags hold ``${…}`` to expand at run time."""
+    set (``argument`` = the variable, ``value``, ``modifiers`` in the order they apply), addheader / deleteheader
+    (``argument`` = the field name, ``value``, ``last``, ``index``, ``match``); ``expand``: the folder, flags or
+    field name and value hold ``${…}`` to expand at run time."""
 
     name: str
     argument: str = ""
@@ -273,6 +276,9 @@ class Action:
     value: str = ""
     modifiers: tuple[str, ...] = ()
     expand: bool = False
+    last: bool = False  # addheader :last; deleteheader :index … :last
+    index: int = 0  # deleteheader :index (1-based; 0: every field of the name)
+    match: Match | None = None  # deleteheader's value patterns (None: every field of the name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,6 +504,16 @@ class SpamtestCommand(sieve_commands.TestCommand):  # type: ignore[misc]
     ]
 
 
+_INDEX_ARG = {
+    "name": "index",
+    "type": ["tag"],
+    "extension_values": {":index": "index"},
+    "extra_arg": {"type": "number"},
+    "required": False,
+}
+_LAST_ARG = {"name": "last", "type": ["tag"], "extension_values": {":last": "index"}, "required": False}
+
+
 def _extend_grammar() -> None:
     """What sievelib's grammar lacks: ``:user`` / ``:detail`` (RFC 5233), ``i;ascii-numeric`` (RFC 4790), and
     ``:index`` / ``:last`` (RFC 5260 §6) on header, address and date. Idempotent (sievelib's tables are shared)."""
@@ -507,17 +523,9 @@ def _extend_grammar() -> None:
     values = sieve_commands.comparator["extra_arg"]["values"]
     if '"i;ascii-numeric"' not in values:
         values.append('"i;ascii-numeric"')
-    index = {
-        "name": "index",
-        "type": ["tag"],
-        "extension_values": {":index": "index"},
-        "extra_arg": {"type": "number"},
-        "required": False,
-    }
-    last = {"name": "last", "type": ["tag"], "extension_values": {":last": "index"}, "required": False}
     for command in (sieve_commands.HeaderCommand, sieve_commands.AddressCommand, sieve_commands.DateCommand):
         if not any(arg["name"] == "index" for arg in command.args_definition):
-            command.args_definition[:0] = [index, last]
+            command.args_definition[:0] = [_INDEX_ARG, _LAST_ARG]
 
 
 class ErejectCommand(sieve_commands.ActionCommand):  # type: ignore[misc]
@@ -527,7 +535,35 @@ class ErejectCommand(sieve_commands.ActionCommand):  # type: ignore[misc]
     extension = "ereject"
 
 
-sieve_commands.add_commands([TagcontactCommand, StringCommand, SpamtestCommand, ErejectCommand])
+class AddheaderCommand(sieve_commands.ActionCommand):  # type: ignore[misc]
+    """RFC 5293 §4 ``addheader [":last"] <field-name: string> <value: string>``."""
+
+    args_definition = [  # noqa: RUF012
+        {"name": "last", "type": ["tag"], "values": [":last"], "required": False},
+        {"name": "field-name", "type": ["string"], "required": True},
+        {"name": "value", "type": ["string"], "required": True},
+    ]
+    extension = "editheader"
+
+
+class DeleteheaderCommand(sieve_commands.ActionCommand):  # type: ignore[misc]
+    """RFC 5293 §5 ``deleteheader [":index" <fieldno> [":last"]] [COMPARATOR] [MATCH-TYPE] <field-name>
+    [<value-patterns>]`` (its ``:index``/``:last`` are editheader's own: no "index" require needed)."""
+
+    args_definition = [  # noqa: RUF012
+        {"name": "index", "type": ["tag"], "values": [":index"], "extra_arg": {"type": "number"}, "required": False},
+        {"name": "last", "type": ["tag"], "values": [":last"], "required": False},
+        sieve_commands.comparator,
+        sieve_commands.match_type,
+        {"name": "field-name", "type": ["string"], "required": True},
+        {"name": "value-patterns", "type": ["string", "stringlist"], "required": False},
+    ]
+    extension = "editheader"
+
+
+sieve_commands.add_commands(
+    [TagcontactCommand, StringCommand, SpamtestCommand, ErejectCommand, AddheaderCommand, DeleteheaderCommand]
+)
 _extend_grammar()
 
 _REFUSED = {
@@ -652,6 +688,29 @@ def _set(command: Any) -> Action:
     return Action("set", name.lower(), value=unquote(str(command.arguments["value"])), modifiers=modifiers)
 
 
+def _edit_header(command: Any) -> Action:
+    """RFC 5293 addheader / deleteheader, their field name (and addheader's value) checked now unless built from
+    variables at run time."""
+    name, args = command.name, command.arguments
+    field_name = unquote(str(args["field-name"]))
+    value = unquote(str(args["value"])) if name == "addheader" else ""
+    expand = _expands(field_name) or _expands(value)
+    try:
+        if not _expands(field_name):
+            editheader.check_name(field_name)
+        if not _expands(value):
+            editheader.check_value(value)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{name}: {exc}") from None
+    if name == "addheader":
+        return Action(name, field_name, value=value, last="last" in args, expand=expand)
+    index, last = _index(command)
+    match = _match(command, "value-patterns") if "value-patterns" in args else None
+    if match is not None and match.kind == ":count":
+        raise InvalidInput("deleteheader: :count cannot be used (it matches no single field)")
+    return Action(name, field_name, last=last, index=index, match=match, expand=expand)
+
+
 def _block(commands: list[Any], strict: bool, depth: int = 0) -> tuple[Command, ...]:
     out: list[Command] = []
     depth = _nested(depth)
@@ -708,6 +767,8 @@ def _compile_command(command: Any, out: list[Command], strict: bool, depth: int)
         if len(reason) > MAX_REJECT:
             raise InvalidInput(f"{name}: the reason is longer than {MAX_REJECT} characters")
         out.append(Action(name, reason or "Rejected by the recipient's rules"))
+    elif name in ("addheader", "deleteheader"):
+        out.append(_edit_header(command))
     elif name in _REFUSED:
         raise InvalidInput(_REFUSED[name])
     else:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from .. import forwarding, message, quota, trace
 from ..errors import InvalidInput
+from ..headers import header_end, header_text
 from ..message import ParsedMessage
 from ..store import accounts, mailboxes
 from ..store import flags as flagmod
@@ -263,6 +264,8 @@ class Sorter:
                     )
                     outcome = rules.evaluate(scripts, view, budget)
                     placement.rejected = outcome.reject or ""
+                    if outcome.edited is not None:  # the copies (and redirects) are the edited message
+                        placement.raw, placement.structure = outcome.edited, view.parsed.to_json()
                     if outcome.redirects:
                         self._redirect(conn, delivery, placement, outcome, own)
                     extra = apply_outcome(placement, outcome)
@@ -271,7 +274,7 @@ class Sorter:
                     if outcome.vacation is not None and not any(r.account_id == account_id for r in delivery.replies):
                         junk = any(p.mailbox == mailboxes.JUNK for p in (placement, *extra))
                         reply = vacation.decide(
-                            view,
+                            view.as_received(),
                             own,
                             account_id,
                             outcome.vacation,
@@ -332,7 +335,7 @@ class Sorter:
             delivery.placements.remove(placement)
             fallback.append(placement)
         forward = forwarding.Forward(
-            placement.address, tuple(outcome.redirects), "redirect", placement.account_id, fallback
+            placement.address, tuple(outcome.redirects), "redirect", placement.account_id, fallback, outcome.edited
         )
         delivery.forwards.append(forward)
 
@@ -465,7 +468,7 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
         junk = any(p.mailbox == mailboxes.JUNK for p in (placement, *extra))
         personal = vacation.personal_addresses(conn, account_id)
         decided = vacation.decide(
-            view,
+            view.as_received(),
             own,
             account_id,
             outcome.vacation,
@@ -492,6 +495,7 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
         ],
         "redirects": outcome.redirects,
         "reject": outcome.reject,
+        "header": None if outcome.edited is None else header_text(outcome.edited[: header_end(outcome.edited)]),
         "trace": outcome.trace,
         "tags": outcome.tags,
         "vacation": reply,

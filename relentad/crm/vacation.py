@@ -30,11 +30,11 @@ import re
 import secrets
 import sqlite3
 from dataclasses import dataclass
-from email.header import Header
 from email.utils import formataddr, parseaddr
 from typing import TYPE_CHECKING
 
 from .. import trace
+from ..headers import encode_field
 from ..message import ParsedMessage
 from . import participants
 from .rules import MessageView
@@ -164,13 +164,6 @@ def from_field(
     return participants.normalize(view.envelope_to) or view.envelope_to, ""
 
 
-def _header(name: str, value: str) -> str:
-    """One header field, RFC 2047-encoded (UTF-8) when it is not ASCII, folded either way."""
-    value = _CONTROL.sub(" ", value)
-    charset = "us-ascii" if value.isascii() else "utf-8"
-    return f"{name}: " + Header(value, charset, header_name=name).encode(linesep="\r\n") + "\r\n"
-
-
 def _body(vacation: Vacation) -> bytes:
     """The MIME header fields that describe the body, a blank line and the body (CRLF line ends)."""
     text = vacation.reason.replace("\r\n", "\n").replace("\r", "\n")
@@ -204,7 +197,7 @@ def build(vacation: Vacation, parsed: ParsedMessage, *, to: str, sender: tuple[s
     fields = [
         f"From: {_CONTROL.sub(' ', sender_value)}\r\n",
         f"To: <{trace.clean(to)}>\r\n",
-        _header("Subject", subject),
+        encode_field("Subject", _CONTROL.sub(" ", subject)),
         f"Date: {trace.date(now)}\r\n",
         f"Message-ID: <vacation-{secrets.token_hex(12)}@{domain}>\r\n",
     ]

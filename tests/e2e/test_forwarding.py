@@ -356,6 +356,27 @@ def test_a_users_redirect_the_redirect_limit_and_the_send_limit(world: World) ->
     client.logout()
 
 
+def test_a_redirect_carries_the_header_edits_and_a_vacation_reply_quotes_the_message_as_it_came(
+    world: World,
+) -> None:
+    world.a.start()
+    script = (
+        'require ["editheader", "vacation", "copy"];\n'
+        'deleteheader "Subject"; addheader "Subject" "[fwd] edited"; addheader "X-Via" "alice";\n'
+        'vacation "Away until Monday."; redirect :copy "carol@c.test";\n'
+    )
+    world.a.cli("rules", "add", "alice@a.test", "edit", "-", input=script)
+    send_in(world.a, "alice@a.test", daves_message("alice@a.test", subject="from dave"))
+    accepted = {rcpts[0]: data for _f, rcpts, data in world.received(2)}
+    forwarded = email.message_from_bytes(accepted["carol@c.test"])
+    assert forwarded["Subject"] == "[fwd] edited" and forwarded["X-Via"] == "alice", "the redirect is the edited copy"
+    assert forwarded["Delivered-To"] == "alice@a.test" and forwarded["ARC-Seal"], "with our trace and ARC set on top"
+    reply = email.message_from_bytes(accepted["dave@d.test"])
+    assert reply["Subject"] == "Auto: from dave", "a response reads the message as it came (RFC 5293 §8)"
+    [local] = world.a.messages("alice@a.test")
+    assert b"Subject: [fwd] edited\r\n" in local and b"X-Via: alice\r\n" in local
+
+
 def test_junk_and_loops_are_not_forwarded(world: World) -> None:
     world.a.add_alias("info@a.test", "carol@c.test")
     world.a.add_alias("team@a.test", "alice@a.test")

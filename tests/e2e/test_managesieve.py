@@ -7,6 +7,7 @@ import base64
 import imaplib
 import json
 import random
+import re
 import smtplib
 import socket
 
@@ -154,7 +155,7 @@ def test_sievelib_puts_lists_gets_activates_renames_checks_and_deletes(
     # the admin's checker, its message passed on: refused actions, unsupported require, bad syntax
     assert not client.putscript("bad", "discard;")
     assert client.errmsg.startswith(b"sieve: line 1: discard is not supported")
-    assert not client.checkscript('require "editheader";') and b"'editheader' is not supported" in client.errmsg
+    assert not client.checkscript('require "include";') and b"'include' is not supported" in client.errmsg
     assert not client.checkscript("if true {") and client.errmsg.startswith(b"sieve:")
     assert client.putscript("third", "keep;")
     assert not client.putscript("fourth", "keep;") and client.errcode == b"QUOTA/MAXSCRIPTS"
@@ -210,6 +211,62 @@ def test_an_active_script_files_delivered_mail_after_the_admin_rules(
     deliver(relentad, "invoice 3")
     wait_for("the third in INBOX", lambda: [m for m in imap_folder(relentad, "INBOX") if b"invoice 3" in m])
     assert len(imap_folder(relentad, "Invoices")) == 1
+    client.logout()
+
+
+EDIT_HEADER = (
+    'require ["fileinto", "editheader", "variables"];\r\n'
+    'deleteheader "X-Tracking";\r\n'
+    'deleteheader "Received";\r\n'  # protected (RFC 5293 §6): ignored
+    'addheader :last "X-Filed-By" "alice\'s rules";\r\n'
+    'if header :matches "subject" "*" { deleteheader "Subject"; addheader "Subject" "[shop] ${1}"; }\r\n'
+    'if header :contains "subject" "[shop]" { fileinto "Shop"; }\r\n'
+)
+
+
+def test_editheader_changes_only_the_copy_the_script_files(relentad: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = sievelib(relentad, monkeypatch)
+    assert client.putscript("edit", EDIT_HEADER) and client.setactive("edit"), client.errmsg
+    raw = (
+        b"Received: from shop.elsewhere.test by relay.elsewhere.test; Fri, 27 Nov 2026 08:00:00 +0000\r\n"
+        b"From: Shop <shop@elsewhere.test>\r\nTo: alice@example.test, bob@example.test\r\nSubject: invoice 7\r\n"
+        b"X-Tracking: abc\r\nMessage-ID: <edit-1@elsewhere.test>\r\n\r\nHello.\r\n"
+    )
+    with smtplib.SMTP(relentad.host, relentad.smtp_port, timeout=10) as smtp:
+        assert smtp.sendmail("shop@elsewhere.test", [ALICE, "bob@example.test"], raw) == {}
+    wait_for("alice's copy filed", lambda: relentad.messages(ALICE, "Shop"))
+    with imaplib.IMAP4(relentad.host, relentad.imap_port, timeout=15) as conn:
+        conn.starttls(tls_client_context())
+        conn.login(ALICE, PASSWORD)
+        assert conn.select("Shop", readonly=True)[0] == "OK"
+        _, data = conn.fetch("1", "(ENVELOPE BODY.PEEK[HEADER] RFC822.SIZE)")
+    fetched = b"".join(part[1] if isinstance(part, tuple) else part for part in data)
+    header = data[0][1]
+    assert b'"[shop] invoice 7"' in data[0][0], "ENVELOPE reads the edited Subject"
+    assert b"Subject: [shop] invoice 7\r\n" in header and header.count(b"Subject:") == 1
+    assert b"X-Tracking" not in fetched and b"X-Filed-By: alice's rules\r\n" in header
+    assert header.startswith(b"Return-Path: <shop@elsewhere.test>\r\nDelivered-To: alice@example.test\r\n")
+    assert b"Received: from shop.elsewhere.test" in header, "a protected field stays"
+    assert header.index(b"Received: from shop.elsewhere") < header.index(b"X-Filed-By"), ":last: after the others"
+    [bobs] = relentad.raw_blobs("bob@example.test")
+    assert bobs == raw, "bob's copy is the message as it came"
+    [alices] = relentad.raw_blobs(ALICE, "Shop")
+    size = relentad.query("SELECT m.size FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id WHERE x.name = 'Shop'")
+    assert (
+        re.search(rb"RFC822\.SIZE (\d+)", b" ".join(p if isinstance(p, bytes) else p[0] for p in data)).group(1)
+        == str(size[0]["size"]).encode()
+    )
+    assert size[0]["size"] == len(relentad.messages(ALICE, "Shop")[0]), "the quota counts the edited copy"
+    assert alices != raw and len(relentad.query("SELECT id FROM blobs")) == 2
+    contacts = relentad.query(
+        "SELECT subject FROM crm_messages c JOIN accounts a ON a.id = c.account_id WHERE a.email = ?", ALICE
+    )
+    assert [c["subject"] for c in contacts] == ["invoice 7"], "the CRM files the message once, as it came"
+    # rules test shows the header as the rules leave it
+    sample = relentad.root / "sample.eml"
+    sample.write_bytes(raw)
+    shown = relentad.cli("rules", "test", ALICE, str(sample)).stdout
+    assert "  | Subject: [shop] invoice 7" in shown and "file into Shop" in shown, shown
     client.logout()
 
 
