@@ -232,6 +232,36 @@ class DNSBLConfig:
 
 
 @dataclass(frozen=True)
+class GreylistConfig:
+    """Greylisting on the MX (RFC 6647): an unknown client network, sender and recipient wait for a retry."""
+
+    enabled: bool = setting(
+        False,
+        "Greylist mail from the world. Off by default: it delays every new correspondent's first message by the "
+        "delay or more (the sending server's retry schedule decides), and stops much botnet spam that never retries.",
+    )
+    delay: float = setting(300.0, "How long an unknown triplet must wait before its retry is accepted.", "duration")
+    retry_window: float = setting(
+        2 * 86_400.0, "A triplet not retried within this long after its first attempt starts over.", "duration"
+    )
+    lifetime: float = setting(
+        35 * 86_400.0,
+        "A triplet (or client network) that passed is let through at once until it has not been seen for this long.",
+        "duration",
+    )
+    clients_after: int = setting(
+        5, "A client network that passed this many triplets passes for every sender and recipient; 0 = never."
+    )
+    ipv4_prefix: int = setting(
+        24, "The client network of an IPv4 address (its outbound pool retries from a neighbour)."
+    )
+    ipv6_prefix: int = setting(64, "The client network of an IPv6 address.")
+    exempt_networks: list[str] = setting(
+        ["127.0.0.0/8", "::1/128"], 'Client networks never greylisted, e.g. a partner\'s relay: ["192.0.2.0/24"].'
+    )
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     """Logins (SMTP AUTH, IMAP LOGIN): throttling of failures, the credential cache, plaintext on loopback."""
 
@@ -649,6 +679,7 @@ class Config:
     dns: DNSConfig = field(default_factory=DNSConfig)
     mailauth: MailAuthConfig = field(default_factory=MailAuthConfig)
     dnsbl: DNSBLConfig = field(default_factory=DNSBLConfig)
+    greylist: GreylistConfig = field(default_factory=GreylistConfig)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
@@ -712,6 +743,7 @@ SECTIONS: dict[str, type] = {
     "dns": DNSConfig,
     "mailauth": MailAuthConfig,
     "dnsbl": DNSBLConfig,
+    "greylist": GreylistConfig,
     "quota": QuotaConfig,
     "retention": RetentionConfig,
     "backup": BackupConfig,
@@ -878,6 +910,13 @@ def check(config: Config) -> list[str]:
         problems.append("[crm] followup_window must lie between 0 and 3650")
     if not 0 <= config.spam.ham_below <= config.spam.spam_above <= 1:
         problems.append("[spam] thresholds must satisfy 0 <= ham_below <= spam_above <= 1")
+    if not 0 < config.greylist.ipv4_prefix <= 32 or not 0 < config.greylist.ipv6_prefix <= 128:
+        problems.append("[greylist] ipv4_prefix must be 1-32 and ipv6_prefix 1-128")
+    for net in config.greylist.exempt_networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            problems.append(f"[greylist] exempt_networks: {net!r} is not an IP network like 192.0.2.0/24")
     if config.dnsbl.action not in ("reject", "junk"):
         problems.append('[dnsbl] action must be "reject" or "junk"')
     for zone in [*config.dnsbl.zones, *config.dnsbl.domain_zones]:

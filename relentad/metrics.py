@@ -78,6 +78,13 @@ SPAM_REBUILDS = Counter(
     ["result"],
     registry=REGISTRY,
 )
+GREYLIST = Counter(
+    "relentad_greylist",
+    "Greylisting verdicts per MX recipient: deferred, passed (a retry after the delay), known (a triplet that "
+    "passed before), client (a network that passed enough), contact (a known correspondent), exempt.",
+    ["result"],
+    registry=REGISTRY,
+)
 DNSBL_LISTED = Counter(
     "relentad_dnsbl_listed",
     "Blocklist listings acted on, by kind (ip: an MX client, once per connection; domain: a message's link) and zone.",
@@ -179,6 +186,8 @@ def reason_of(reply: str) -> str:
         return named
     if reply.startswith(replies.BLOCKLISTED):
         return "dnsbl"
+    if reply.startswith(replies.GREYLISTED):
+        return "greylist"
     match = _ENHANCED.match(reply)
     return match.group(1) if match else reply[:3]
 
@@ -193,6 +202,11 @@ def rejected(listener: str, reason: str) -> None:
 
 def sent(result: str) -> None:
     MESSAGES_SENT.labels(result).inc()
+
+
+def greylisted(result: str) -> None:
+    """For the MX: one greylisting verdict."""
+    GREYLIST.labels(result).inc()
 
 
 def dnsbl_listed(kind: str, zone: str) -> None:

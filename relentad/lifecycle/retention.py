@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import daily
+from .. import daily, greylist
 from ..accountpage import sessions
 from ..auth import apppasswords, totp
 from ..authreports import outgoing as dmarc_outgoing
@@ -148,6 +148,7 @@ def purge(
     pruned = activity.prune(conn, activity_days, now) if activity_days else 0
     sessions.expire(conn, now)  # the account pages' ended sessions and the addresses they were opened from
     vacation.prune(conn, now)  # replies whose period is over: the sender may get one again anyway
+    greylist.prune(conn, now)  # triplets not retried in time, and those (and clients) not seen for their lifetime
     # what was noted for the DMARC and TLS reports we send and no report took (send_reports switched off since)
     dmarc_outgoing.expire(conn, now)
     tlsreports.expire(conn, now)

@@ -34,10 +34,12 @@ from typing import Any
 
 from aiosmtpd.smtp import Envelope
 
-from .. import addrspec, forwarding, metrics, quota, quotawarn, srs, trace
+from .. import addrspec, forwarding, greylist, metrics, quota, quotawarn, srs, trace
+from ..crm import contacts, participants
 from ..dnsbl import Listing
 from ..errors import InvalidInput
 from ..pipeline import Delivery, Pipeline, Placement, Stored
+from ..spam import senderlists
 from ..store import accounts
 from ..store.db import Store
 from . import replies, reports
@@ -112,6 +114,8 @@ class InboundHandler(TransactionLog):
             forwarded_only = bool(resolution.forwards) and not resolution.account_ids
             refusal = await self._blocklisted(session, tx, address) if with_room or forwarded_only else None
             if refusal is None and resolution.kind is accounts.RecipientKind.LOCAL and (with_room or forwarded_only):
+                refusal = await self._greylisted(session, tx, address, resolution.account_ids)
+            if refusal is None and resolution.kind is accounts.RecipientKind.LOCAL and (with_room or forwarded_only):
                 envelope.rcpt_tos.append(address)
                 envelope.rcpt_options.extend(options)
                 tx.accept(address, session)
@@ -178,6 +182,41 @@ class InboundHandler(TransactionLog):
         if accounts.is_postmaster(delivered_to(address)):  # as resolve_recipient reads it: "postmaster"@ too
             return None
         return replies.blocklisted(session.peer[0], listing.describe())
+
+    async def _greylisted(
+        self, session: RelentadSession, tx: Transaction, address: str, account_ids: tuple[int, ...]
+    ) -> str | None:
+        """``[greylist]``: the 451 for a recipient whose triplet has not waited its delay (greylist.py); None to go
+        on. postmaster@ is never delayed, nor a client in ``exempt_networks``, nor a sender that is a confirmed
+        contact of a recipient account or on its allow-list."""
+        config = self.get_context().config.greylist
+        if not config.enabled or not session.peer:
+            return None
+        ip = session.peer[0]
+        if greylist.exempt(ip, config) or accounts.is_postmaster(delivered_to(address)):
+            metrics.greylisted("exempt")
+            return None
+        if tx.mail_from and self.store.read(
+            functools.partial(_known_sender, sender=tx.mail_from, accounts=account_ids)
+        ):
+            metrics.greylisted("contact")
+            return None
+        triplet = (greylist.client_network(ip, config), greylist.sender_key(tx.mail_from), delivered_to(address))
+        now = time.time()
+        verdict, write = self.store.read(lambda conn: greylist.judge(conn, *triplet, now, config))
+        if write:
+            verdict = await self.store.write(lambda conn: greylist.record(conn, *triplet, now, config))
+        metrics.greylisted(verdict.outcome)
+        if not verdict.deferred:
+            return None
+        log.info(
+            "greylist: deferred <%s> -> <%s> from %s (retry in %d s)",
+            trace.clean(tx.mail_from),
+            trace.clean(address),
+            triplet[0],
+            round(verdict.wait),
+        )
+        return replies.greylisted(verdict.wait)
 
     async def handle_DATA(self, server: Any, session: RelentadSession, envelope: Envelope) -> str:
         tx = transaction_of(session)
@@ -291,3 +330,13 @@ def _has_room(conn: sqlite3.Connection, account_id: int, size: int) -> bool:
     """The account can take a message of the declared ``size`` (RFC 1870 §6.2 lets RCPT refuse per recipient
     when it cannot); without a declared size, whether it is not full already."""
     return not (quota.would_exceed(conn, account_id, size) if size else quota.is_full(conn, account_id))
+
+
+def _known_sender(conn: sqlite3.Connection, sender: str, accounts: tuple[int, ...]) -> bool:
+    """Is ``sender`` a confirmed contact of one of ``accounts`` (someone its user wrote to) or on its allow-list?"""
+    normal = participants.normalize(sender)
+    for account_id in accounts if normal else ():
+        known = contacts.lookup(conn, account_id, normal)
+        if (known is not None and known.confirmed) or senderlists.decision(conn, account_id, normal) == "allow":
+            return True
+    return False

@@ -87,9 +87,16 @@ NO_AUTH_HERE = "502 5.5.1 AUTH is not available on this port"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds fixed limit"
 MAILBOX_FULL = "452 4.2.2 Mailbox full, try again later"
 BLOCKLISTED = "550 5.7.1 Service unavailable; client"  # the start of :func:`blocklisted`'s replies
+GREYLISTED = "451 4.7.1 Greylisted:"  # the start of :func:`greylisted`'s
 
 
 def blocklisted(ip: str, listing: str) -> str:
     """RCPT refused because the client is on a DNS blocklist (``[dnsbl] action = "reject"``); ``listing`` is
     :meth:`dnsbl.Listing.describe`, so the sender learns which list to ask for removal."""
     return f"{BLOCKLISTED} [{ip}] blocked using {listing}"
+
+
+def greylisted(wait: float) -> str:
+    """RCPT deferred by greylisting (RFC 6647 §6: a 4xx the sender's retry passes; 4.7.1, "delivery not authorized"
+    for now), saying when to come back."""
+    return f"{GREYLISTED} please try again in {max(1, round(wait))} seconds"

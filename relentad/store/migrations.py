@@ -1045,6 +1045,32 @@ def _m035_search_index(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m036_greylist(conn: sqlite3.Connection) -> None:
+    """Greylisting (relentad/greylist.py): triplets and client networks, each row with when it stops mattering."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE greylist (
+            client TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            first_seen REAL NOT NULL,
+            passed REAL,
+            last_seen REAL NOT NULL,
+            expires REAL NOT NULL,
+            PRIMARY KEY (client, sender, recipient)
+        ) WITHOUT ROWID;
+        CREATE INDEX greylist_expires ON greylist(expires);
+        CREATE TABLE greylist_clients (
+            client TEXT PRIMARY KEY,
+            passes INTEGER NOT NULL,
+            last_seen REAL NOT NULL,
+            expires REAL NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_core", _m001_core),
     ("002_outbound", _m002_outbound),
@@ -1079,6 +1105,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("033_carddav_write", _m033_carddav_write),
     ("034_totp", _m034_totp),
     ("035_search_index", _m035_search_index),
+    ("036_greylist", _m036_greylist),
 ]
 
 
