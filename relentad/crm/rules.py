@@ -33,6 +33,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime, parseaddr, parsedate_to_datetime
@@ -48,7 +49,7 @@ from ..mimetree import Part
 from ..store import flags as flagmod
 from ..store.imapwrite import check_name
 from ..store.mailboxes import stored_name
-from . import editheader, participants
+from . import editheader, participants, userscripts
 from .folders import FOLLOW_UP, is_virtual
 from .sieve import (
     MAX_BODY,
@@ -66,6 +67,7 @@ from .sieve import (
     HasflagTest,
     HeaderTest,
     If,
+    Include,
     Match,
     NotTest,
     Script,
@@ -181,6 +183,28 @@ def glob(pattern: str, octet: bool) -> Glob:
     return Glob(tuple(re.compile("".join(p), flags) for p in pieces), len(pieces[-1]))
 
 
+MAX_INCLUDE_DEPTH = 10
+"""Scripts included inside each other (Pigeonhole's ``sieve_include_max_nesting_depth``)."""
+MAX_INCLUDES = 255
+"""Scripts included in one run (Pigeonhole's ``sieve_include_max_includes``)."""
+
+
+@dataclass
+class Includes:
+    """One top-level script's run as RFC 6609 sees it: how it finds the scripts it includes (``load``: the account's
+    script of that name, None when there is none), the chain being run (a script met again there includes itself),
+    every script included so far (``:once``) and the global variables."""
+
+    load: Callable[[str], Script | None] | None = None
+    stack: list[str] = field(default_factory=list)
+    included: set[str] = field(default_factory=set)
+    globals: dict[str, str] = field(default_factory=dict)
+
+
+class _Return(Exception):
+    """RFC 6609 §3.3 ``return``: ends the script it is in, which goes on as if that script had ended."""
+
+
 @dataclass
 class Variables:
     """One script's RFC 5229 variables while it runs: named ones and the match variables of the last ``:matches``
@@ -191,6 +215,14 @@ class Variables:
     flags: list[str] = field(default_factory=list)  # imap4flags' internal variable, for hasflag
     enabled: bool = False  # the script may reference variables (only then does a :matches record its groups)
     budget: Budget = field(default_factory=Budget)  # the message's work (sieveregex.MAX_WORK), shared by its scripts
+    includes: Includes | None = None  # the run's include state (RFC 6609), with its global variables
+    declared: set[str] = field(default_factory=set)  # this script's ``global`` names: they live in includes.globals
+
+    def _store(self, name: str) -> dict[str, str]:
+        """Where the variable ``name`` lives: the run's globals once declared global here, else this script's."""
+        if name in self.declared and self.includes is not None:
+            return self.includes.globals
+        return self.named
 
     def expand(self, text: str) -> str:
         """``${name}`` / ``${n}`` replaced (unknown ones by ""), at most MAX_EXPANDED characters in all: a string of
@@ -206,7 +238,7 @@ class Variables:
                 index = int(name)
                 value = self.groups[index] if index < len(self.groups) else ""
             else:
-                value = self.named.get(name.lower(), "")
+                value = self._store(name.lower()).get(name.lower(), "")
             out += [text[pos : found.start()], value]
             size += found.start() - pos + len(value)
             pos = found.end()
@@ -634,14 +666,51 @@ def _run(
                     _run(block, view, outcome, rule, variables)
                     break
             continue
+        if isinstance(command, Include):
+            _include(command, view, outcome, variables)
+            continue
         if command.name in ("addheader", "deleteheader"):
             _edit_header(command, view, variables, outcome, rule)
+            continue
+        if command.name == "return":
+            raise _Return
+        if command.name == "global":
+            variables.declared.update(command.tags)
             continue
         action = _expanded(command, variables) if command.expand else command
         if action.name == "set":
             _set(action, variables)
             continue
         _act(action, outcome, rule)
+
+
+def _include(command: Include, view: MessageView, outcome: Outcome, variables: Variables) -> None:
+    """RFC 6609 include: run the account's script ``command.name`` here with variables of its own (but the globals),
+    the same message, actions and work limit. A missing script (unless ``:optional``), one that includes itself, and
+    includes past the limits are run-time errors."""
+    includes = variables.includes or Includes()
+    name = command.name
+    if command.once and name in includes.included:
+        return
+    if name in includes.stack:
+        raise RuleError(f"include: {name!r} includes itself")
+    script = includes.load(name) if includes.load is not None else None
+    if script is None:
+        if command.optional:
+            return
+        raise RuleError(f"include: there is no script {name!r}")
+    if len(includes.stack) >= MAX_INCLUDE_DEPTH or len(includes.included) >= MAX_INCLUDES:
+        raise RuleError(f"include: more than {MAX_INCLUDE_DEPTH} levels or {MAX_INCLUDES} scripts")
+    variables.budget.spend(100)
+    includes.included.add(name)
+    includes.stack.append(name)
+    try:
+        own = Variables(enabled=script.variables, budget=variables.budget, includes=includes)
+        _run(script.commands, view, outcome, name + USER_SUFFIX, own)
+    except _Return:
+        pass
+    finally:
+        includes.stack.pop()
 
 
 def _edit_header(action: Action, view: MessageView, variables: Variables, outcome: Outcome, rule: str) -> None:
@@ -708,7 +777,7 @@ def _set(action: Action, variables: Variables) -> None:
             value = _WILDCARDS.sub(r"\\\1", value)
         elif modifier == ":length":
             value = str(len(value))
-    variables.named[action.argument] = value[:MAX_VARIABLE_SIZE]
+    variables._store(action.argument)[action.argument] = value[:MAX_VARIABLE_SIZE]
 
 
 def _act(action: Action, outcome: Outcome, rule: str) -> None:
@@ -765,15 +834,31 @@ def _snapshot(outcome: Outcome) -> Outcome:
     )
 
 
-def evaluate(scripts: list[tuple[str, Script]], view: MessageView, budget: Budget | None = None) -> Outcome:
+def evaluate(
+    scripts: list[tuple[str, Script]],
+    view: MessageView,
+    budget: Budget | None = None,
+    include: Callable[[str], Script | None] | None = None,
+) -> Outcome:
     """Run the account's rules, in order, on one message; ``budget``: the work they may do (shared by the scripts,
-    and by the sorter between an account's addresses: the message's delivery waits for them all)."""
+    and by the sorter between an account's addresses: the message's delivery waits for them all); ``include``: the
+    account's own script of a name (RFC 6609), None when it has none."""
     outcome = Outcome()
     budget = Budget() if budget is None else budget
     for name, script in scripts:
         before, message = _snapshot(outcome), view.state()
+        own = name.removesuffix(USER_SUFFIX) if name.endswith(USER_SUFFIX) else None
+        includes = Includes(include, [own] if own is not None else [], {own} if own is not None else set())
         try:
-            _run(script.commands, view, outcome, name, Variables(enabled=script.variables, budget=budget))
+            _run(
+                script.commands,
+                view,
+                outcome,
+                name,
+                Variables(enabled=script.variables, budget=budget, includes=includes),
+            )
+        except _Return:
+            pass
         except (RuleError, Exhausted, RecursionError, ValueError, LookupError, TypeError, OverflowError) as exc:
             # RFC 5228 §2.10.6: a run-time error drops the script's actions and keeps the message
             log.warning("sieve: %s failed on a message (%s); the message is kept", name, exc)
@@ -911,6 +996,23 @@ def list_rules(conn: sqlite3.Connection, account_id: int) -> list[dict[str, obje
         (account_id,),
     )
     return [dict(r) for r in rows]
+
+
+def includer(conn: sqlite3.Connection, account_id: int) -> Callable[[str], Script | None]:
+    """What ``include`` (RFC 6609) finds: the account's own scripts by name, active or not, compiled (cached); a
+    stored script an older release let in that no longer compiles is a run-time error of the including script."""
+
+    def load(name: str) -> Script | None:
+        try:
+            text = userscripts.get(conn, account_id, name)
+        except userscripts.ScriptError:
+            return None
+        try:
+            return compiled(text)
+        except InvalidInput as exc:
+            raise RuleError(f"include {name!r}: {exc}") from None
+
+    return load
 
 
 def load(conn: sqlite3.Connection, account_id: int) -> list[tuple[str, Script]]:

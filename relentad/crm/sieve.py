@@ -39,7 +39,7 @@ from .. import addrspec
 from ..errors import InvalidInput
 from ..store import flags as flagmod
 from ..store.mailboxes import stored_name
-from . import editheader
+from . import editheader, userscripts
 from .contacts import check_tag
 from .sieveregex import compile_regex
 
@@ -86,6 +86,7 @@ CAPABILITIES = frozenset(
         "reject",
         "ereject",
         "editheader",
+        "include",
         TAG_EXTENSION,
     }
 )
@@ -288,7 +289,17 @@ class If:
     branches: tuple[tuple[Test | None, tuple[Command, ...]], ...]
 
 
-Command = Action | If
+@dataclass(frozen=True, slots=True)
+class Include:
+    """RFC 6609 ``include [:once] [:optional] "name"``: run the account's own script ``name`` (a user script, as
+    ManageSieve lists them) here."""
+
+    name: str
+    once: bool = False
+    optional: bool = False
+
+
+Command = Action | If | Include
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +316,7 @@ class Script:
                 if isinstance(command, If):
                     for _test, block in command.branches:
                         walk(block)
-                elif command.name == name:
+                elif isinstance(command, Action) and command.name == name:
                     out.append(command)
 
         walk(self.commands)
@@ -561,8 +572,44 @@ class DeleteheaderCommand(sieve_commands.ActionCommand):  # type: ignore[misc]
     extension = "editheader"
 
 
+class IncludeCommand(sieve_commands.ControlCommand):  # type: ignore[misc]
+    """RFC 6609 §3.2 ``include [LOCATION] [":once"] [":optional"] <value: string>``."""
+
+    args_definition = [  # noqa: RUF012
+        {"name": "location", "type": ["tag"], "values": [":personal", ":global"], "required": False},
+        {"name": "once", "type": ["tag"], "values": [":once"], "required": False},
+        {"name": "optional", "type": ["tag"], "values": [":optional"], "required": False},
+        {"name": "script-name", "type": ["string"], "required": True},
+    ]
+    extension = "include"
+
+
+class ReturnCommand(sieve_commands.ControlCommand):  # type: ignore[misc]
+    """RFC 6609 §3.3 ``return``: the rest of this (included) script is skipped."""
+
+    args_definition: list[dict[str, Any]] = []  # noqa: RUF012
+    extension = "include"
+
+
+class GlobalCommand(sieve_commands.ControlCommand):  # type: ignore[misc]
+    """RFC 6609 §3.4 ``global <value: string-list>``: variables shared with the scripts it includes or comes from."""
+
+    args_definition = [{"name": "names", "type": ["string", "stringlist"], "required": True}]  # noqa: RUF012
+    extension = "include"
+
+
 sieve_commands.add_commands(
-    [TagcontactCommand, StringCommand, SpamtestCommand, ErejectCommand, AddheaderCommand, DeleteheaderCommand]
+    [
+        TagcontactCommand,
+        StringCommand,
+        SpamtestCommand,
+        ErejectCommand,
+        AddheaderCommand,
+        DeleteheaderCommand,
+        IncludeCommand,
+        ReturnCommand,
+        GlobalCommand,
+    ]
 )
 _extend_grammar()
 
@@ -688,6 +735,22 @@ def _set(command: Any) -> Action:
     return Action("set", name.lower(), value=unquote(str(command.arguments["value"])), modifiers=modifiers)
 
 
+def _include(command: Any) -> Include:
+    """RFC 6609 include: a constant name (§3.2: never expanded) of one of the account's own scripts. There are no
+    site-wide scripts to include with ``:global``: the admin's rules already run before the user's script."""
+    args = command.arguments
+    if str(args.get("location", ":personal")).lower() == ":global":
+        raise InvalidInput(
+            "include :global is not supported (relentad has no site-wide scripts: the admin's rules run before yours)"
+        )
+    name = unquote(str(args["script-name"]))
+    try:
+        name = userscripts.check_name(name)
+    except userscripts.ScriptError as exc:
+        raise InvalidInput(f"include: {exc}") from None
+    return Include(name, "once" in args, "optional" in args)
+
+
 def _edit_header(command: Any) -> Action:
     """RFC 5293 addheader / deleteheader, their field name (and addheader's value) checked now unless built from
     variables at run time."""
@@ -769,6 +832,18 @@ def _compile_command(command: Any, out: list[Command], strict: bool, depth: int)
         out.append(Action(name, reason or "Rejected by the recipient's rules"))
     elif name in ("addheader", "deleteheader"):
         out.append(_edit_header(command))
+    elif name == "include":
+        out.append(_include(command))
+    elif name == "return":
+        out.append(Action("return"))
+    elif name == "global":
+        if not _loaded("variables"):
+            raise InvalidInput('global: require "variables" too')
+        names = tuple(unquote(n) for n in _strings(command.arguments["names"]))
+        for variable in names:
+            if _IDENTIFIER.fullmatch(variable) is None:
+                raise InvalidInput(f"global: {variable!r} is not a variable name")
+        out.append(Action("global", tags=tuple(n.lower() for n in names)))
     elif name in _REFUSED:
         raise InvalidInput(_REFUSED[name])
     else:

@@ -262,7 +262,7 @@ class Sorter:
                         now=delivery.received_at,
                         host=self.hostname,
                     )
-                    outcome = rules.evaluate(scripts, view, budget)
+                    outcome = rules.evaluate(scripts, view, budget, rules.includer(conn, account_id))
                     placement.rejected = outcome.reject or ""
                     if outcome.edited is not None:  # the copies (and redirects) are the edited message
                         placement.raw, placement.structure = outcome.edited, view.parsed.to_json()
@@ -451,7 +451,7 @@ def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes,
     people = participants.participants(parsed, own, direction)
     virtual = _virtual(known, False)
     view = rules.MessageView(parsed, raw, mail_from, address, virtual)
-    outcome = rules.evaluate(scripts, view)
+    outcome = rules.evaluate(scripts, view, include=rules.includer(conn, account_id))
     from ..pipeline import Placement  # the pipeline imports this module
 
     placement = Placement(account_id, address)

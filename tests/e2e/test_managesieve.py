@@ -155,7 +155,7 @@ def test_sievelib_puts_lists_gets_activates_renames_checks_and_deletes(
     # the admin's checker, its message passed on: refused actions, unsupported require, bad syntax
     assert not client.putscript("bad", "discard;")
     assert client.errmsg.startswith(b"sieve: line 1: discard is not supported")
-    assert not client.checkscript('require "include";') and b"'include' is not supported" in client.errmsg
+    assert not client.checkscript('require "enotify";') and b"'enotify' is not supported" in client.errmsg
     assert not client.checkscript("if true {") and client.errmsg.startswith(b"sieve:")
     assert client.putscript("third", "keep;")
     assert not client.putscript("fourth", "keep;") and client.errcode == b"QUOTA/MAXSCRIPTS"
@@ -267,6 +267,29 @@ def test_editheader_changes_only_the_copy_the_script_files(relentad: Daemon, mon
     sample.write_bytes(raw)
     shown = relentad.cli("rules", "test", ALICE, str(sample)).stdout
     assert "  | Subject: [shop] invoice 7" in shown and "file into Shop" in shown, shown
+    client.logout()
+
+
+def test_an_active_script_includes_the_users_other_scripts(relentad: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = sievelib(relentad, monkeypatch)
+    main = 'require ["include", "variables"];\r\nglobal "tag";\r\nset "tag" "shop";\r\ninclude "invoices";\r\n'
+    library = (
+        'require ["fileinto", "imap4flags", "include", "variables"];\r\nglobal "tag";\r\n'
+        'if header :contains "subject" "invoice" { addflag "$${tag}"; fileinto "Invoices"; return; }\r\n'
+        'fileinto "Other";\r\n'
+    )
+    assert client.putscript("main", main), client.errmsg  # the included one need not exist yet (RFC 6609)
+    assert client.setactive("main"), client.errmsg
+    deliver(relentad, "invoice 1")
+    wait_for("kept: the included script is missing", lambda: imap_folder(relentad, "INBOX"))
+    assert "include: there is no script 'invoices'" in relentad.log()
+    assert client.putscript("invoices", library), client.errmsg
+    deliver(relentad, "invoice 2")
+    [filed] = wait_for("filed by the included script", lambda: imap_folder(relentad, "Invoices"))
+    assert filed.startswith(b"Subject: invoice 2") and b"$shop" in filed, "a global variable set by the includer"
+    assert not imap_folder(relentad, "Other"), "return ended the included script"
+    assert not client.putscript("bad", 'require "include"; include :global "x";')
+    assert b"include :global is not supported" in client.errmsg
     client.logout()
 
 

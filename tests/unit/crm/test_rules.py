@@ -129,7 +129,7 @@ def test_fileinto_flags_argument() -> None:
         ('require "variables"; set "1a" "b";', "line 1: set: '1a' is not a variable name"),
         ("if true { keep; ", "sieve:"),
         ('require "foo"; keep;', "require: 'foo' is not supported"),
-        ('require ["fileinto", "include"]; keep;', "require: 'include' is not supported"),
+        ('require ["fileinto", "enotify"]; keep;', "require: 'enotify' is not supported"),
         ("if " + "not " * 2000 + "true { keep; }", "nested deeper than"),
         ("if true {" * 40 + "keep;" + "}" * 40, "nested deeper than"),
         ("# " + "x" * (1 << 20) + "\nkeep;", "larger than"),

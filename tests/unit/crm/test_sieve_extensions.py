@@ -60,7 +60,7 @@ def holds(test: str, raw: bytes = RAW, **view: object) -> bool:
 def test_capabilities_list_the_new_extensions() -> None:
     for name in ("body", "subaddress", "relational", "variables", "regex", "date", "index", "spamtest"):
         assert name in CAPABILITIES
-    assert "include" not in CAPABILITIES
+    assert "enotify" not in CAPABILITIES
 
 
 @pytest.mark.parametrize(
