@@ -7,6 +7,7 @@ takes ``--json``. Passwords are read from stdin (``--password-stdin``) or genera
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -2061,6 +2062,86 @@ def rules_test(state: State, email: str, message: str, mail_from: str, as_json: 
         click.echo(f"  {step}")
     if result["unassigned"]:
         click.echo(f"  unassigned ({state.config.crm.unassigned_keyword or 'no keyword'}): not a confirmed contact")
+
+
+# -- automatic reply --------------------------------------------------------------------------------------
+
+
+@main.group()
+def autoreply() -> None:
+    """An account's automatic reply ("out of office"), as its user sets it on the account page."""
+
+
+def _show_autoreply(email: str, reply: Any) -> None:
+    from .crm import autoreply as auto
+
+    click.echo(f"{email}: automatic reply {auto.describe(reply)}")
+    if reply.message:
+        click.echo(f"  subject: {reply.subject or 'Auto: <their subject>'}; once per sender every {reply.days} day(s)")
+        for line in reply.message.splitlines():
+            click.echo(f"  | {line}")
+
+
+@autoreply.command("show")
+@click.argument("email")
+@json_option
+@pass_state
+def autoreply_show(state: State, email: str, as_json: bool) -> None:
+    """Show EMAIL's automatic reply."""
+    from .crm import autoreply as auto
+
+    with errors_as_messages(), state.read() as conn:
+        reply = auto.get(conn, accounts.get_account(conn, email).id)
+    if as_json:
+        print_json(dataclasses.asdict(reply))
+        return
+    _show_autoreply(email, reply)
+
+
+@autoreply.command("set")
+@click.argument("email")
+@click.option("--message-file", type=click.File("r", encoding="utf-8"), help="The reply's text ('-' for stdin).")
+@click.option("--subject", help="The reply's subject (default: Auto: <their subject>).")
+@click.option("--first-day", "first_day", help="First day it answers (YYYY-MM-DD, the server's time zone).")
+@click.option("--last-day", "last_day", help="Last day it answers (YYYY-MM-DD).")
+@click.option("--days", type=int, help="Days before the same sender is answered again (1-90; default 7).")
+@pass_state
+def autoreply_set(
+    state: State,
+    email: str,
+    message_file: Any,
+    subject: str | None,
+    first_day: str | None,
+    last_day: str | None,
+    days: int | None,
+) -> None:
+    """Turn EMAIL's automatic reply on; options not given keep what the account had."""
+    from .crm import autoreply as auto
+
+    with errors_as_messages(), state.write() as conn:
+        account_id = accounts.get_account(conn, email).id
+        reply = auto.get(conn, account_id)
+        changes: dict[str, Any] = {"enabled": True}
+        if message_file is not None:
+            changes["message"] = message_file.read()
+        for name, value in (("subject", subject), ("first_day", first_day), ("last_day", last_day), ("days", days)):
+            if value is not None:
+                changes[name] = value
+        reply = auto.save(conn, account_id, dataclasses.replace(reply, **changes))
+    _show_autoreply(email, reply)
+
+
+@autoreply.command("off")
+@click.argument("email")
+@pass_state
+def autoreply_off(state: State, email: str) -> None:
+    """Turn EMAIL's automatic reply off (its text is kept for next time)."""
+    from .crm import autoreply as auto
+
+    with errors_as_messages(), state.write() as conn:
+        account_id = accounts.get_account(conn, email).id
+        auto.save(conn, account_id, dataclasses.replace(auto.get(conn, account_id), enabled=False))
+    click.echo(f"{email}: automatic reply off")
 
 
 # -- spam filter ------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..auth.apppasswords import SCOPES, AppPassword
+from ..crm.autoreply import AutoReply, describe
 from ..lifecycle.activity import Day, Login, Month
 from ..quota import Usage
 from ..units import format_size
@@ -36,6 +37,7 @@ NAV = (
     ("password", "Password"),
     ("app-passwords", "App passwords"),
     ("2fa", "Two-factor login"),
+    ("autoreply", "Automatic reply"),
 )
 
 
@@ -302,6 +304,34 @@ def password_form(token: str, error: str = "", changed: bool = False) -> str:
         "<p><small>The new password works at once for IMAP, POP3, SMTP, ManageSieve and CardDAV, and the old one "
         "stops working; mail programs logged in now stay logged in until they reconnect. Your browser asks for "
         "the new password on the next page.</small></p>"
+    )
+
+
+def autoreply_form(token: str, reply: AutoReply, error: str = "", saved: bool = False) -> str:
+    """The automatic reply's settings; its state in one line on top."""
+    notes = [f'<p class="note">Your automatic reply is {esc(describe(reply))}.</p>']
+    if saved:
+        notes.append('<p class="note">Saved.</p>')
+    if error:
+        notes.append(f'<p class="error">{esc(error)}</p>')
+    checked = " checked" if reply.enabled else ""
+    return (
+        "".join(notes) + '<form method="post" action="/account/autoreply">'
+        f'<input type="hidden" name="token" value="{esc(token)}">'
+        f'<label><input type="checkbox" name="enabled" value="on"{checked}> Answer mail automatically</label>'
+        '<label for="subject">Subject (empty: "Auto: " and the subject of the mail answered)</label>'
+        f'<input id="subject" name="subject" size="60" maxlength="200" value="{esc(reply.subject)}">'
+        '<label for="message">Message</label>'
+        f'<textarea id="message" name="message" rows="8" cols="70">{esc(reply.message)}</textarea>'
+        '<label for="first_day">First day (optional)</label>'
+        f'<input type="date" id="first_day" name="first_day" value="{esc(reply.first_day)}">'
+        '<label for="last_day">Last day (optional)</label>'
+        f'<input type="date" id="last_day" name="last_day" value="{esc(reply.last_day)}">'
+        '<label for="days">Answer the same sender again after (days)</label>'
+        f'<input type="number" id="days" name="days" min="1" max="90" value="{reply.days}">'
+        '<p><button type="submit">Save</button></p></form>'
+        "<p><small>Each sender gets the reply once in that many days. Mailing lists, automatic mail, mail filed as "
+        "Junk and bounces get none. Days are the server's calendar days, both included.</small></p>"
     )
 
 

@@ -11,6 +11,7 @@ one; HTTPS only)::
     /account/app-passwords  GET the list and form, POST add (200: the new password, shown once) or revoke (303)
     /account/export      GET: everything ``relentad export`` writes, as one zip, streamed
     /account/2fa         GET: two-factor login on or off (a new secret to enroll); POST enable, disable, recovery
+    /account/autoreply   GET the automatic reply's form, POST it (303 back to the form)
     /account/login       GET the login form, POST it (303 to the overview with a session cookie)
     /account/logout      POST: end the cookie session
 
@@ -49,6 +50,7 @@ from .. import httpserver
 from ..auth import apppasswords, history, passwords
 from ..auth.authenticator import Login, LoginFailed
 from ..auth.basic import Session, throttled
+from ..crm import autoreply
 from ..errors import AlreadyExists, InvalidInput, NotFound, RelentadError
 from ..httpserver import Request, Response
 from ..lifecycle import activity
@@ -81,6 +83,7 @@ _ROUTES = {
     "/account/app-passwords": ("app-passwords", "GET, HEAD, POST"),
     "/account/export": ("export", "GET, HEAD"),
     "/account/2fa": ("2fa", "GET, HEAD, POST"),
+    "/account/autoreply": ("autoreply", "GET, HEAD, POST"),
     "/account/login": ("login", "GET, HEAD, POST"),
     "/account/logout": ("logout", "POST"),
 }
@@ -140,6 +143,8 @@ class AccountPages(LoginPages):
                 return await self._two_factor(request, session, login, cookie)
             if name == "logout":
                 return await self._logout(request, login, cookie)
+            if name == "autoreply":
+                return await self._autoreply(request, session, login, cookie)
             return await self._app_passwords(request, session, login, cookie)
         if name == "export":
             return export.response(self.get_config().database_path, login)
@@ -167,6 +172,10 @@ class AccountPages(LoginPages):
             content = pages.activity(per_day, per_month, activity.totals(conn, login.account_id))
         elif name == "2fa":
             title, content = "Two-factor login", pages.two_factor(self._two_factor_data(conn, login, token))
+        elif name == "autoreply":
+            saved = "saved" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
+            reply = autoreply.get(conn, login.account_id)
+            title, content = "Automatic reply", pages.autoreply_form(token, reply, saved=saved)
         elif name == "app-passwords":
             revoked = "revoked" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
             title, content = "App passwords", pages.app_passwords(_app_passwords(conn, login, token, revoked=revoked))
@@ -227,6 +236,52 @@ class AccountPages(LoginPages):
         session.logins.clear()
         log.info("password of %s changed on the account page from %s", login.email, session.ip)
         return httpserver.redirect(303, "/account/password?changed")
+
+    # -- automatic reply ------------------------------------------------------------------------------------
+
+    async def _autoreply(self, request: Request, session: Session, login: Login, cookie: str | None) -> Response:
+        """Save the automatic reply (crm/autoreply.py: its script runs at delivery from then on); a refused form
+        comes back with what was typed and the reason."""
+        form = self._form(request, login.email, "automatic reply change")
+        if isinstance(form, Response):
+            return form
+        fields = {key: values[0] for key, values in form.items() if len(values) == 1}
+        typed = autoreply.AutoReply(
+            enabled=fields.get("enabled") == "on",
+            message=fields.get("message", ""),
+            subject=fields.get("subject", ""),
+            first_day=fields.get("first_day", ""),
+            last_day=fields.get("last_day", ""),
+            days=int(fields["days"]) if fields.get("days", "").strip().isdigit() else 0,
+        )
+
+        def again(status: int, error: str) -> Response:
+            return self._render(
+                status,
+                login,
+                "Automatic reply",
+                "autoreply",
+                lambda _, token: pages.autoreply_form(token, typed, error=error),
+                cookie,
+            )
+
+        if not self._token_ok(form, login.account_id):
+            return again(403, EXPIRED)
+        try:
+            autoreply.checked(typed)
+        except InvalidInput as exc:
+            return again(400, str(exc)[:1].upper() + str(exc)[1:] + ".")
+        saved = await self._write(
+            lambda conn: autoreply.save(conn, login.account_id, typed),
+            f"automatic reply of {login.email} not saved",
+            "the automatic reply could not be saved now; try again later",
+        )
+        if isinstance(saved, Response):
+            return saved
+        log.info(
+            "automatic reply of %s %s on the account page from %s", login.email, autoreply.describe(saved), session.ip
+        )
+        return httpserver.redirect(303, "/account/autoreply?saved")
 
     # -- app passwords --------------------------------------------------------------------------------------
 

@@ -93,12 +93,16 @@ VIRTUAL = ("x-relentad-contact-tag", "x-relentad-company", "x-relentad-contact",
 _ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 USER_SUFFIX = " (user)"
 """Appended to the name of the user's own script in traces (``rules test``), to tell it from an admin rule."""
-PROGRAM = """SELECT 0 AS k, position AS p, id, name, script FROM crm_rules WHERE account_id = {account}
+PROGRAM = """SELECT -1 AS k, 0 AS p, 0 AS id, 'automatic reply' AS name, script FROM autoreply
+                 WHERE account_id = {account} AND enabled = 1
+             UNION ALL
+             SELECT 0, position, id, name, script FROM crm_rules WHERE account_id = {account}
              UNION ALL
              SELECT 1, 0, id, name || {suffix}, script FROM sieve_scripts WHERE account_id = {account} AND active = 1
              ORDER BY k, p, id"""
-"""(name, script) of an account's whole program in running order: the admin's rules, then the user's active script
-(named with ``{suffix}``, a parameter bound to :data:`USER_SUFFIX`). Both indexes answer it."""
+"""(name, script) of an account's whole program in running order: the automatic reply when it is on (first, so that
+no rule's ``stop`` silences it: crm/autoreply.py), the admin's rules, then the user's active script (named with
+``{suffix}``, a parameter bound to :data:`USER_SUFFIX`). Their primary key and indexes answer it."""
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

@@ -1071,6 +1071,27 @@ def _m036_greylist(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m037_autoreply(conn: sqlite3.Connection) -> None:
+    """The automatic reply of the account page and ``relentad autoreply`` (relentad/crm/autoreply.py): its settings
+    and the Sieve script made from them, which delivery runs."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE autoreply (
+            account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+            enabled INTEGER NOT NULL,
+            message TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            first_day TEXT NOT NULL,
+            last_day TEXT NOT NULL,
+            days INTEGER NOT NULL,
+            script TEXT NOT NULL,
+            updated REAL NOT NULL
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_core", _m001_core),
     ("002_outbound", _m002_outbound),
@@ -1106,6 +1127,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("034_totp", _m034_totp),
     ("035_search_index", _m035_search_index),
     ("036_greylist", _m036_greylist),
+    ("037_autoreply", _m037_autoreply),
 ]
 
 

@@ -11,6 +11,7 @@ import json
 import re
 import smtplib
 import sqlite3
+import time
 import urllib.parse
 import zipfile
 from pathlib import Path
@@ -21,7 +22,7 @@ from tests.e2e.conftest import MakeDaemon
 from tests.e2e.test_carddav import ALICE, Dav, basic, receive
 from tests.e2e.test_submission import tls_context
 from tests.e2e.test_web import web_daemon
-from tests.support.daemon import PASSWORD, free_port
+from tests.support.daemon import PASSWORD, free_port, wait_for
 from tests.support.metrics import http_get, sample
 
 NEW_PASSWORD = "a new pass phrase"
@@ -215,3 +216,74 @@ def test_the_export_is_the_cli_export_as_a_zip(browser: Browser, tmp_path: Path)
     assert files == written
     status, headers, body = browser.request("HEAD", "/account/export")
     assert status == 200 and headers["transfer-encoding"] == "chunked" and body == b""
+
+
+def post(browser: Browser, path: str, fields: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """A form of the account's own page, sent as the browser sends it."""
+    return browser.request(
+        "POST",
+        path,
+        urllib.parse.urlencode(fields),
+        Content_Type="application/x-www-form-urlencoded",
+        Origin=ORIGIN,
+        Sec_Fetch_Site="same-origin",
+    )
+
+
+def test_the_automatic_reply_answers_mail_in_its_days(browser: Browser, tmp_path: Path) -> None:
+    daemon = browser.daemon
+    assert "Your automatic reply is off." in browser.page("/account/autoreply")
+    token = browser.token()
+    today = time.strftime("%Y-%m-%d")  # the server's calendar: the daemon runs in this machine's time zone
+    reply = {
+        "token": token,
+        "enabled": "on",
+        "subject": "Away: back on Monday",
+        "message": 'Hello,\r\nI am away until Monday. For orders write to "sales".\r\n',
+        "first_day": today,
+        "last_day": "2099-12-31",
+        "days": "3",
+    }
+    status, _, body = post(browser, "/account/autoreply", {**reply, "last_day": "2000-01-01"})
+    assert status == 400 and b"The last day is before the first day." in body
+    assert b"I am away until Monday" in body, "what was typed comes back with the error"
+    assert post(browser, "/account/autoreply", {**reply, "token": "x"})[0] == 403
+    assert "Your automatic reply is off." in browser.page("/account/autoreply")
+    status, headers, _ = post(browser, "/account/autoreply", reply)
+    assert status == 303 and headers["location"] == "/account/autoreply?saved"
+    shown = browser.page("/account/autoreply?saved")
+    assert f"Your automatic reply is on from {today} to 2099-12-31." in shown and "Saved." in shown
+    assert json.loads(daemon.cli("autoreply", "show", ALICE, "--json").stdout)["days"] == 3
+
+    receive(daemon, "Bob <bob@elsewhere.test>", "bob@elsewhere.test")
+    queued = wait_for(
+        "the reply queued",
+        lambda: daemon.query(
+            "SELECT m.data FROM queue_messages m JOIN queue_recipients r ON r.message_id = m.id"
+            " WHERE r.address = 'bob@elsewhere.test'"
+        ),
+    )
+    data = bytes(queued[0]["data"])
+    assert b"Subject: Away: back on Monday\r\n" in data and b"Auto-Submitted: auto-replied" in data
+    assert b'I am away until Monday. For orders write to "sales".' in data
+    receive(daemon, "Bob <bob@elsewhere.test>", "bob2@elsewhere.test")  # the same sender within its 3 days
+    time.sleep(0.5)
+    assert len(daemon.query("SELECT 1 FROM queue_recipients WHERE address = 'bob@elsewhere.test'")) == 1
+
+    # the admin's view and commands: the same reply, off and on again, and days that are over
+    sample = tmp_path / "m.eml"
+    sample.write_bytes(b"From: Carol <carol@elsewhere.test>\r\nTo: alice@example.test\r\nSubject: Hi\r\n\r\nHi.\r\n")
+    assert (
+        "vacation reply to <carol@elsewhere.test>"
+        in daemon.cli("rules", "test", ALICE, str(sample), "--mail-from", "carol@elsewhere.test").stdout
+    )
+    assert "automatic reply off" in daemon.cli("autoreply", "off", ALICE).stdout
+    assert (
+        "vacation" not in daemon.cli("rules", "test", ALICE, str(sample), "--mail-from", "carol@elsewhere.test").stdout
+    )
+    daemon.cli("autoreply", "set", ALICE, "--first-day", "2001-01-01", "--last-day", "2001-01-02")
+    assert (
+        "vacation" not in daemon.cli("rules", "test", ALICE, str(sample), "--mail-from", "carol@elsewhere.test").stdout
+    ), "its days are over"
+    refused = daemon.cli("autoreply", "set", ALICE, "--days", "0", check=False)
+    assert refused.returncode != 0 and "1 to 90" in refused.stderr and "Traceback" not in refused.stderr
