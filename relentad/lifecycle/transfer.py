@@ -4,7 +4,8 @@ Export writes, under PATH: ``mail/<folder>.mbox`` per mailbox (levels joined by 
 written ``%2E``; mboxrd: a ``From `` line carrying the internal date, body lines matching ``>*From `` get one
 more ``>``, one ``\\n`` after each message), ``flags.json`` (the flags of each message, by folder and position,
 so a round trip keeps them), ``contacts.vcf`` (vCard 4.0, when the CRM is present), ``activity.csv`` (per-day
-counters and logins), the user's Sieve scripts (``sieve/<name>.sieve``, ``sieve/active``), ``shares.json`` (the
+counters and logins), the user's Sieve scripts (``sieve/<name>.sieve``, ``sieve/active``), ``autoreply.json`` (the
+automatic reply's settings, when it has some), ``shares.json`` (the
 grants on its mailboxes and those others gave it, when there are any) and ``app-passwords.json`` (names, scopes,
 created, last use; never a hash). Import reads the mail only: scripts, shares and app passwords are the user's to
 set up again (ManageSieve, SETACL, new app passwords), where other accounts may not exist.
@@ -56,6 +57,7 @@ from urllib.parse import quote
 
 from .. import message, pipeline, trace
 from ..auth import apppasswords, totp
+from ..crm import autoreply
 from ..crm.sorter import FilingFailed, Sorter
 from ..errors import InvalidInput
 from ..imap import mutf7
@@ -134,6 +136,11 @@ def export(conn: sqlite3.Connection, account_id: int, open_file: Opener) -> tupl
     with open_file("activity.csv") as out:
         out.write(activity_csv(conn, account_id).encode())
     write_sieve(conn, account_id, open_file)
+    reply = autoreply.get(conn, account_id)
+    if reply.enabled or reply.message:  # the automatic reply's settings, as the account page shows them
+        settings = {key: value for key, value in asdict(reply).items() if key != "updated"}
+        with open_file("autoreply.json") as out:
+            out.write(json.dumps(settings, indent=1, ensure_ascii=False).encode())
     app_passwords = [{**asdict(entry), "scope": list(entry.scope)} for entry in apppasswords.listed(conn, account_id)]
     if app_passwords:  # what they are and when they were used, never their hashes
         for entry in app_passwords:

@@ -285,5 +285,8 @@ def test_the_automatic_reply_answers_mail_in_its_days(browser: Browser, tmp_path
     assert (
         "vacation" not in daemon.cli("rules", "test", ALICE, str(sample), "--mail-from", "carol@elsewhere.test").stdout
     ), "its days are over"
+    daemon.cli("export", ALICE, str(tmp_path / "export"))
+    exported = json.loads((tmp_path / "export" / "autoreply.json").read_text())
+    assert exported["enabled"] and exported["last_day"] == "2001-01-02" and "away until Monday" in exported["message"]
     refused = daemon.cli("autoreply", "set", ALICE, "--days", "0", check=False)
     assert refused.returncode != 0 and "1 to 90" in refused.stderr and "Traceback" not in refused.stderr
