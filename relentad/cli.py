@@ -2064,6 +2064,20 @@ def rules_test(state: State, email: str, message: str, mail_from: str, as_json: 
         click.echo(f"  unassigned ({state.config.crm.unassigned_keyword or 'no keyword'}): not a confirmed contact")
 
 
+@user.command("mobileconfig")
+@click.argument("email")
+@pass_state
+def user_mobileconfig(state: State, email: str) -> None:
+    """Print EMAIL's Apple configuration profile (.mobileconfig: mail and contacts on an iPhone, iPad or Mac)."""
+    from . import clientconfig
+
+    with errors_as_messages():
+        with state.read() as conn:
+            account = accounts.get_account(conn, email)
+        profile = clientconfig.mobileconfig(state.config, account.email, account.display_name)
+    click.echo(profile.decode(), nl=False)
+
+
 # -- automatic reply --------------------------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
-"""Mail client set-up documents: Thunderbird's autoconfig (the ISPDB ``clientConfig`` 1.1 format) and Outlook's
-Autodiscover (the "POX" request and response of [MS-OXDISCO]), computed from the configuration.
+"""Mail client set-up documents: Thunderbird's autoconfig (the ISPDB ``clientConfig`` 1.1 format), Outlook's
+Autodiscover (the "POX" request and response of [MS-OXDISCO]) and Apple's configuration profile (``.mobileconfig``),
+computed from the configuration.
 
 Invariants:
 - Pure: the configuration and the request in, bytes out; no store, no network. The web listener
@@ -13,8 +14,11 @@ Invariants:
 
 from __future__ import annotations
 
+import plistlib
+import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from . import addrspec, safexml
 from .config import Config, parse_address
@@ -151,3 +155,79 @@ def autodiscover(config: Config, email: str) -> bytes:
         if endpoint.protocol == "smtp":
             _child(protocol, "UsePOPAuth", "on")  # the same login as for reading
     return _document(root)
+
+
+PROFILE_TYPE = "application/x-apple-aspen-config"
+"""The media type a device installs a ``.mobileconfig`` download as."""
+_PROFILE_NAMESPACE = uuid.UUID("6f1c3c0e-64f4-4f43-9a35-52d1ad0b1d4e")
+
+
+def _payload_uuid(config: Config, email: str, part: str) -> str:
+    """The same UUID for the same account and part every time: installing a new profile replaces the old one."""
+    return str(uuid.uuid5(_PROFILE_NAMESPACE, f"{config.server.hostname}\0{email}\0{part}")).upper()
+
+
+def mobileconfig(config: Config, email: str, name: str = "") -> bytes:
+    """An Apple configuration profile that sets up the account on an iPhone, iPad or Mac: its mail (IMAP, or POP3
+    when that is all that is served, and SMTP submission) and, with the HTTPS listener and the CRM on, its contacts
+    (CardDAV). The password is not in it: the device asks for it when the profile is installed. Unsigned (the device
+    says so); InvalidInput when no TLS listener is served, as nothing could be set up then."""
+    found = endpoints(config)
+    incoming = next((e for e in found if e.protocol != "smtp"), None)
+    outgoing = next((e for e in found if e.protocol == "smtp"), None)
+    if incoming is None or outgoing is None:
+        raise InvalidInput("no TLS listener for IMAP (or POP3) and submission: set [tls] and [listen] first")
+    host = config.server.hostname.rstrip(".")
+    identifier = ".".join(reversed(host.split("."))) + ".relentad." + _payload_uuid(config, email, "profile").lower()
+    mail = {
+        "PayloadType": "com.apple.mail.managed",
+        "PayloadVersion": 1,
+        "PayloadIdentifier": identifier + ".mail",
+        "PayloadUUID": _payload_uuid(config, email, "mail"),
+        "PayloadDisplayName": f"Mail: {email}",
+        "EmailAccountDescription": email,
+        "EmailAccountName": name or email,
+        "EmailAccountType": "EmailTypeIMAP" if incoming.protocol == "imap" else "EmailTypePOP",
+        "EmailAddress": email,
+        "IncomingMailServerAuthentication": "EmailAuthPassword",
+        "IncomingMailServerHostName": host,
+        "IncomingMailServerPortNumber": incoming.port,
+        "IncomingMailServerUseSSL": True,  # TLS: from the first octet on 993/995, by STARTTLS on 143/110
+        "IncomingMailServerUsername": email,
+        "OutgoingMailServerAuthentication": "EmailAuthPassword",
+        "OutgoingMailServerHostName": host,
+        "OutgoingMailServerPortNumber": outgoing.port,
+        "OutgoingMailServerUseSSL": True,
+        "OutgoingMailServerUsername": email,
+        "OutgoingPasswordSameAsIncomingPassword": True,
+    }
+    content: list[dict[str, object]] = [mail]
+    https = parse_address(config.listen.https) if config.listen.https else None
+    if https is not None and config.crm.enabled:
+        content.append(
+            {
+                "PayloadType": "com.apple.carddav.account",
+                "PayloadVersion": 1,
+                "PayloadIdentifier": identifier + ".carddav",
+                "PayloadUUID": _payload_uuid(config, email, "carddav"),
+                "PayloadDisplayName": f"Contacts: {email}",
+                "CardDAVAccountDescription": f"Contacts ({email})",
+                "CardDAVHostName": host,
+                "CardDAVPort": https[1],
+                "CardDAVUseSSL": True,
+                "CardDAVUsername": email,
+                "CardDAVPrincipalURL": f"/dav/principals/{quote(email, safe='@+')}/",  # as CardDAV names it
+            }
+        )
+    profile = {
+        "PayloadType": "Configuration",
+        "PayloadVersion": 1,
+        "PayloadIdentifier": identifier,
+        "PayloadUUID": _payload_uuid(config, email, "profile"),
+        "PayloadDisplayName": f"{email} ({host})",
+        "PayloadDescription": f"Mail{' and contacts' if len(content) > 1 else ''} of {email} on {host}.",
+        "PayloadOrganization": host,
+        "PayloadRemovalDisallowed": False,
+        "PayloadContent": content,
+    }
+    return plistlib.dumps(profile, fmt=plistlib.FMT_XML, sort_keys=True)

@@ -222,6 +222,10 @@ def overview(data: Overview) -> str:
         + "<h2>Mailboxes</h2>\n"
         + table(("Mailbox", "Messages", "Size"), boxes, frozenset({1, 2}))
         + "<p><small>Deleted mail waiting in the retention period does not count against the quota.</small></p>"
+        + "<h2>Set up a device</h2>"
+        '<p><a href="/account/mobileconfig">Download the profile for an iPhone, iPad or Mac</a>: it sets up your '
+        "mail and contacts, and asks for your password once. Thunderbird and Outlook find the settings themselves "
+        "from your address.</p>"
     )
 
 

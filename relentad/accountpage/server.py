@@ -12,6 +12,7 @@ one; HTTPS only)::
     /account/export      GET: everything ``relentad export`` writes, as one zip, streamed
     /account/2fa         GET: two-factor login on or off (a new secret to enroll); POST enable, disable, recovery
     /account/autoreply   GET the automatic reply's form, POST it (303 back to the form)
+    /account/mobileconfig  GET: the Apple configuration profile that sets the account up on an iPhone, iPad or Mac
     /account/login       GET the login form, POST it (303 to the overview with a session cookie)
     /account/logout      POST: end the cookie session
 
@@ -46,7 +47,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from .. import httpserver
+from .. import clientconfig, httpserver
 from ..auth import apppasswords, history, passwords
 from ..auth.authenticator import Login, LoginFailed
 from ..auth.basic import Session, throttled
@@ -84,6 +85,7 @@ _ROUTES = {
     "/account/export": ("export", "GET, HEAD"),
     "/account/2fa": ("2fa", "GET, HEAD, POST"),
     "/account/autoreply": ("autoreply", "GET, HEAD, POST"),
+    "/account/mobileconfig": ("mobileconfig", "GET, HEAD"),
     "/account/login": ("login", "GET, HEAD, POST"),
     "/account/logout": ("logout", "POST"),
 }
@@ -148,6 +150,8 @@ class AccountPages(LoginPages):
             return await self._app_passwords(request, session, login, cookie)
         if name == "export":
             return export.response(self.get_config().database_path, login)
+        if name == "mobileconfig":
+            return await self.readers.run(lambda conn: self._profile(conn, login))
         # the form token on the loop: the secret is made by one thread
         token = self._token(login)
         logout = token if cookie else ""
@@ -183,6 +187,17 @@ class AccountPages(LoginPages):
             changed = "changed" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
             title, content = "Password", pages.password_form(token, changed=changed)
         return Response(200, pages.page(title, login.email, display_name, name, content, logout), HTML)
+
+    def _profile(self, conn: sqlite3.Connection, login: Login) -> Response:
+        """The account's Apple configuration profile (clientconfig.mobileconfig), as a download."""
+        try:
+            body = clientconfig.mobileconfig(self.get_config(), login.email, display_name_of(conn, login.account_id))
+        except InvalidInput as exc:
+            return httpserver.text(404, str(exc))
+        local, _, domain = login.email.partition("@")
+        filename = "".join(c if c.isalnum() or c in ".-_" else "-" for c in f"{local}-at-{domain}")
+        disposition = ("Content-Disposition", f'attachment; filename="{filename}.mobileconfig"')
+        return Response(200, body, clientconfig.PROFILE_TYPE, (disposition,))
 
     def _form_page(self, status: int, login: Login, error: str, cookie: str | None) -> Response:
         return self._render(

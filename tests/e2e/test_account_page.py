@@ -8,6 +8,7 @@ import http.client
 import imaplib
 import io
 import json
+import plistlib
 import re
 import smtplib
 import sqlite3
@@ -290,3 +291,15 @@ def test_the_automatic_reply_answers_mail_in_its_days(browser: Browser, tmp_path
     assert exported["enabled"] and exported["last_day"] == "2001-01-02" and "away until Monday" in exported["message"]
     refused = daemon.cli("autoreply", "set", ALICE, "--days", "0", check=False)
     assert refused.returncode != 0 and "1 to 90" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_the_apple_profile_downloads_for_the_logged_in_account(browser: Browser) -> None:
+    assert "/account/mobileconfig" in browser.page("/account/")
+    assert browser.request("GET", "/account/mobileconfig", auth="")[0] == 401
+    status, headers, body = browser.request("GET", "/account/mobileconfig")
+    assert status == 200 and headers["content-type"] == "application/x-apple-aspen-config"
+    assert headers["content-disposition"] == 'attachment; filename="alice-at-example.test.mobileconfig"'
+    assert headers["x-frame-options"] == "DENY"
+    mail = plistlib.loads(body)["PayloadContent"][0]
+    assert mail["EmailAddress"] == ALICE and mail["IncomingMailServerPortNumber"] == browser.daemon.imaps_port
+    assert browser.daemon.cli("user", "mobileconfig", ALICE).stdout.encode() == body, "the admin's copy is the same"

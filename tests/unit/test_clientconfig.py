@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import plistlib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from relentad import clientconfig, web
 from relentad import config as config_mod
+from relentad.errors import InvalidInput
 from relentad.tls import make_self_signed
 
 
@@ -132,3 +134,32 @@ def test_autodiscover_response_escapes_and_names_one_server_per_protocol(tmp_pat
 )
 def test_routes(host: str, path: str, secure: bool, wanted: tuple[str, str] | None) -> None:
     assert web.route(host, path, secure=secure) == wanted
+
+
+def test_the_apple_profile_sets_up_mail_and_contacts(tmp_path: Path) -> None:
+    config = make_config(tmp_path, https="*:443")
+    profile = plistlib.loads(clientconfig.mobileconfig(config, "jürgen+x@example.com", "Jürgen Groß"))
+    assert profile["PayloadType"] == "Configuration" and profile["PayloadIdentifier"].startswith("com.example.mx.")
+    mail, contacts = profile["PayloadContent"]
+    assert mail["PayloadType"] == "com.apple.mail.managed" and mail["EmailAccountType"] == "EmailTypeIMAP"
+    assert (mail["IncomingMailServerHostName"], mail["IncomingMailServerPortNumber"]) == ("mx.example.com", 993)
+    assert (mail["OutgoingMailServerPortNumber"], mail["OutgoingMailServerUseSSL"]) == (465, True)
+    assert mail["EmailAccountName"] == "Jürgen Groß" and mail["IncomingMailServerUsername"] == "jürgen+x@example.com"
+    assert "IncomingPassword" not in mail and "OutgoingPassword" not in mail, "never a password: the device asks"
+    assert contacts["PayloadType"] == "com.apple.carddav.account" and contacts["CardDAVPort"] == 443
+    assert contacts["CardDAVPrincipalURL"] == "/dav/principals/j%C3%BCrgen+x@example.com/"
+    again = plistlib.loads(clientconfig.mobileconfig(config, "jürgen+x@example.com"))
+    assert again["PayloadUUID"] == profile["PayloadUUID"], "the same UUIDs: a new download replaces the old profile"
+    other = plistlib.loads(clientconfig.mobileconfig(config, "anna@example.com"))
+    assert other["PayloadUUID"] != profile["PayloadUUID"]
+
+
+def test_the_apple_profile_offers_only_what_is_served(tmp_path: Path) -> None:
+    only_starttls = make_config(tmp_path, imaps="", submissions="", https="")
+    [mail] = plistlib.loads(clientconfig.mobileconfig(only_starttls, "a@example.com"))["PayloadContent"]
+    assert (mail["IncomingMailServerPortNumber"], mail["OutgoingMailServerPortNumber"]) == (143, 587)
+    pop_only = make_config(tmp_path, imaps="", imap="", https="")
+    [mail] = plistlib.loads(clientconfig.mobileconfig(pop_only, "a@example.com"))["PayloadContent"]
+    assert mail["EmailAccountType"] == "EmailTypePOP" and mail["IncomingMailServerPortNumber"] == 995
+    with pytest.raises(InvalidInput, match="no TLS listener"):
+        clientconfig.mobileconfig(make_config(tmp_path, tls=False), "a@example.com")

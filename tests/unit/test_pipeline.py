@@ -120,9 +120,9 @@ def test_an_accounts_addresses_share_one_rule_work_limit(tmp_path: Path, monkeyp
     budgets: list[object] = []
     real = crm_rules.evaluate
 
-    def evaluate(scripts: Any, view: Any, budget: Any = None) -> crm_rules.Outcome:
+    def evaluate(scripts: Any, view: Any, budget: Any = None, include: Any = None) -> crm_rules.Outcome:
         budgets.append(budget)
-        return real(scripts, view, budget)
+        return real(scripts, view, budget, include)
 
     monkeypatch.setattr(crm_rules, "evaluate", evaluate)
     placements = [Placement(account_id, "alice@example.test"), Placement(account_id, "alice+x@example.test")]
