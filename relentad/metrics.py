@@ -132,7 +132,8 @@ DANE_FAILURES = Counter(
 FORWARDED = Counter(
     "relentad_forwarded",
     "Forwards to addresses elsewhere, by kind (alias, redirect: a Sieve redirect, srs: a bounce to an SRS address "
-    "relayed to the original sender) and result (queued; withheld: spam or judged junk, not forwarded).",
+    "relayed to the original sender) and result (queued; withheld: spam or judged junk, not forwarded; duplicate: "
+    "its targets already get the message through another forward of it).",
     ["kind", "result"],
     registry=REGISTRY,
 )
@@ -243,7 +244,7 @@ def spam_verdict(verdict: str) -> None:
 
 
 def forwarded(kind: str, result: str) -> None:
-    """For the pipeline: one forward queued or withheld."""
+    """For the pipeline: one forward queued, withheld or left out as a duplicate."""
     FORWARDED.labels(kind, result).inc()
 
 

@@ -25,7 +25,7 @@ from .. import trace
 from ..smtp import dsnparams
 from .deliver import enhanced_status
 
-Action = Literal["failed", "delayed", "delivered", "relayed"]
+Action = Literal["failed", "delayed", "delivered", "relayed", "expanded"]
 FULL_LIMIT = 1_000_000  # bytes: a larger message comes back as its header even with RET=FULL (RFC 3461 §4.3)
 _TEXTS = {
     "failed": (
@@ -45,6 +45,13 @@ _TEXTS = {
 }
 
 
+_NOTES = {
+    "expanded": " (delivered, and forwarded on to other addresses, which may still fail)",
+    "relayed": " (forwarded to a server elsewhere, which will not report delivery)",
+}
+"""What a recipient's line in the text says when it was forwarded rather than only delivered here."""
+
+
 @dataclass(frozen=True)
 class RecipientStatus:
     address: str
@@ -53,6 +60,7 @@ class RecipientStatus:
     last_attempt: float | None = None
     from_remote: bool = False  # ``reply`` is the remote server's own: an ``smtp`` Diagnostic-Code
     orcpt: str | None = None  # the RCPT's ORCPT ("type;address"), reported as Original-Recipient
+    action: Action | None = None  # this recipient's own (RFC 3464 §2.3.3), when not the report's
 
 
 def _original_headers(original: bytes) -> bytes:
@@ -101,7 +109,7 @@ def build(
     lines = [f"This is the mail system at {host}.", "", explanation, ""]
     for recipient in recipients:
         reply = f": {trace.clean(recipient.reply)}" if recipient.reply else ""  # a local delivery has none
-        lines.append(f"<{trace.clean(recipient.address)}>{reply}")
+        lines.append(f"<{trace.clean(recipient.address)}>{reply}{_NOTES.get(recipient.action or action, '')}")
     if subject:
         lines += ["", f"Subject of your message: {subject}"]
     human = "\r\n".join(lines) + "\r\n"
@@ -111,12 +119,13 @@ def build(
         status_fields.append(f"Original-Envelope-Id: {trace.clean(envid)}")
     status_fields += [f"Arrival-Date: {trace.date(arrival)}", ""]
     for recipient in recipients:
-        code = _status(action, recipient.reply)
+        own = recipient.action or action
+        code = _status(own, recipient.reply)
         if recipient.orcpt:
             status_fields.append(f"Original-Recipient: {trace.clean(dsnparams.original_recipient(recipient.orcpt))}")
         status_fields += [
             f"Final-Recipient: {_final_recipient(recipient.address)}",
-            f"Action: {action}",
+            f"Action: {own}",
             f"Status: {code}",
         ]
         if recipient.remote:
@@ -171,7 +180,7 @@ def build(
 
 
 def _status(action: Action, reply: str) -> str:
-    if action in ("delivered", "relayed"):
+    if action in ("delivered", "relayed", "expanded"):
         code = enhanced_status(reply, "2.0.0")
         return code if code.startswith("2") else "2.0.0"
     code = enhanced_status(reply, "5.0.0" if action == "failed" else "4.0.0")

@@ -121,6 +121,8 @@ class InboundHandler(TransactionLog):
                 tx.accept(address, session)
                 for account_id in with_room:
                     tx.placements.setdefault(account_id, Placement(account_id, delivered_to(address)))
+                if with_room:
+                    tx.here.add(delivered_to(address))
                 if resolution.forwards:
                     via = delivered_to(address)
                     kind: forwarding.Kind = "srs" if bounce is not None else "alias"

@@ -31,8 +31,21 @@ def local_outcomes(
             if params.wants("FAILURE"):
                 failed.append(dsn.RecipientStatus(address, OVER_QUOTA, remote=hostname, orcpt=params.orcpt))
         elif params.wants("SUCCESS"):
-            delivered.append(dsn.RecipientStatus(address, "", orcpt=params.orcpt))
+            delivered.append(dsn.RecipientStatus(address, "", orcpt=params.orcpt, action=_success(tx, address)))
     return failed, delivered
+
+
+def _success(tx: Transaction, address: str) -> dsn.Action:
+    """What success means for a recipient (RFC 3464 §2.3.3): "delivered" into mailboxes here; an alias that also
+    forwards elsewhere, or to several addresses there, "expanded"; one whose only target is elsewhere "relayed" —
+    the forward does not ask the next server for a report of its own (RFC 3461 §6.2.7), so none will follow."""
+    via = delivered_to(address)
+    forward = tx.forwards.get(via)
+    if forward is None:
+        return "delivered"
+    if via in tx.here or len(forward.targets) > 1:
+        return "expanded"
+    return "relayed"
 
 
 def delivered_report(tx: Transaction, original: bytes, hostname: str, now: float) -> bytes | None:

@@ -50,6 +50,7 @@ class Transaction:
     dsn: dsnparams.MailParams = dsnparams.NO_MAIL_PARAMS  # MAIL's RET and ENVID (RFC 3461)
     notify: dict[str, dsnparams.RcptParams] = field(default_factory=dict)  # accepted recipient → its NOTIFY, ORCPT
     forwards: dict[str, forwarding.Forward] = field(default_factory=dict)  # recipient → where it is forwarded
+    here: set[str] = field(default_factory=set)  # recipients (as delivered_to reads them) with a mailbox here
 
     def accept(self, address: str, session: RelentadSession) -> None:
         """``address`` is accepted, with the DSN parameters of its RCPT (the first, when it is named again)."""

@@ -133,6 +133,38 @@ def test_mx_queues_a_delivered_report_to_the_remote_sender(relentad: Daemon) -> 
     assert parts[2].get_content_type() == "text/rfc822-headers", "a success report returns the header only"
 
 
+def test_aliases_that_forward_elsewhere_report_expanded_or_relayed(relentad: Daemon) -> None:
+    """RFC 3464 §2.3.3: an alias with a mailbox here and a target elsewhere is "expanded" (its forward may still
+    fail), one whose only target is elsewhere "relayed" (the forward asks the next server for no success report),
+    one whose targets are all here "delivered"."""
+    relentad.add_alias("mixed@example.test", "alice@example.test")
+    relentad.add_alias("mixed@example.test", "dave@elsewhere.test")
+    relentad.add_alias("away@example.test", "dave@elsewhere.test")
+    with mx(relentad) as client:
+        refused = client.sendmail(
+            "carol@elsewhere.test",
+            ["mixed@example.test", "away@example.test", "sales@example.test"],
+            message(from_="carol@elsewhere.test", subject="who gets it"),
+            rcpt_options=["NOTIFY=SUCCESS"],
+        )
+        assert refused == {}
+    [queued] = relentad.query(
+        "SELECT m.data FROM queue_messages m JOIN queue_recipients r ON r.message_id = m.id"
+        " WHERE r.address = 'carol@elsewhere.test'"
+    )
+    parsed, blocks = status_blocks(bytes(queued["data"]))
+    assert [(b["Final-Recipient"], b["Action"], b["Status"]) for b in blocks[1:]] == [
+        ("rfc822; mixed@example.test", "expanded", "2.0.0"),
+        ("rfc822; away@example.test", "relayed", "2.0.0"),
+        ("rfc822; sales@example.test", "delivered", "2.0.0"),
+    ]
+    text = parsed.get_payload()[0].get_payload(decode=True).decode()  # type: ignore[index,union-attr]
+    assert "<away@example.test> (forwarded to a server elsewhere, which will not report delivery)" in text
+    # two aliases naming the same address elsewhere: one copy goes there
+    assert len(relentad.query("SELECT 1 FROM queue_recipients WHERE address = 'dave@elsewhere.test'")) == 1
+    assert "alias <away@example.test> → dave@elsewhere.test: already forwarded" in relentad.log()
+
+
 def test_mx_files_the_report_to_a_sender_of_ours_into_its_inbox(relentad: Daemon) -> None:
     """A sender at a hosted domain (here SPF lets the client send for it) gets its report filed, with the copies;
     queued, it would have gone out to our own MX. An unknown user of a hosted domain gets nothing."""
