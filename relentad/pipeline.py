@@ -360,19 +360,22 @@ class Pipeline:
             raise SMTPReply(554, "5.4.6", loop)
         queued = []
         verified = forwarding.sender_verified(delivery.auth, delivery.mail_from)
-        sent: set[str] = set()  # each address elsewhere gets one copy, however many aliases or rules name it
+        # each address elsewhere gets one copy however many aliases name it; only aliases: a redirect may still be
+        # held back by its account's send limit at commit (its copy is then kept), and a later one must not rely on it
+        sent: set[str] = set()
         for forward in delivery.forwards:
             why = self.withheld(delivery, forward)
             if why:
                 _note_forward(delivery, forward, "withheld", f"withheld: {why}")
                 delivery.placements.extend(forward.fallback)
                 continue
-            targets = tuple(t for t in forward.targets if t.lower() not in sent)
-            if not targets:
-                _note_forward(delivery, forward, "duplicate", f"→ {', '.join(forward.targets)}: already forwarded")
-                continue
-            forward.targets = targets
-            sent.update(t.lower() for t in targets)
+            if forward.kind == "alias":
+                targets = tuple(t for t in forward.targets if t.lower() not in sent)
+                if not targets:
+                    _note_forward(delivery, forward, "duplicate", f"→ {', '.join(forward.targets)}: already forwarded")
+                    continue
+                forward.targets = targets
+                sent.update(t.lower() for t in targets)
             trace_fields = b"".join(delivery.headers)
             if delivery.add_received:  # submission's message carries its Received for this hop already
                 trace_fields += _received(delivery, forward.via, self.hostname)

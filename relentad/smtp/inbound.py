@@ -37,7 +37,7 @@ from aiosmtpd.smtp import Envelope
 from .. import addrspec, forwarding, greylist, metrics, quota, quotawarn, srs, trace
 from ..crm import contacts, participants
 from ..dnsbl import Listing
-from ..errors import InvalidInput
+from ..errors import InvalidInput, RelentadError
 from ..pipeline import Delivery, Pipeline, Placement, Stored
 from ..spam import senderlists
 from ..store import accounts
@@ -205,9 +205,13 @@ class InboundHandler(TransactionLog):
             return None
         triplet = (greylist.client_network(ip, config), greylist.sender_key(tx.mail_from), delivered_to(address))
         now = time.time()
-        verdict, write = self.store.read(lambda conn: greylist.judge(conn, *triplet, now, config))
-        if write:
-            verdict = await self.store.write(lambda conn: greylist.record(conn, *triplet, now, config))
+        try:
+            verdict, write = self.store.read(lambda conn: greylist.judge(conn, *triplet, now, config))
+            if write:
+                verdict = await self.store.write(lambda conn: greylist.record(conn, *triplet, now, config))
+        except RelentadError as exc:  # a delay is no reason to refuse mail: greylisting fails open
+            log.warning("greylist: %s not recorded (%s); accepted", triplet, exc)
+            return None
         metrics.greylisted(verdict.outcome)
         if not verdict.deferred:
             return None
