@@ -18,6 +18,7 @@ from ..auth.apppasswords import SCOPES, AppPassword
 from ..crm.autoreply import AutoReply, describe
 from ..lifecycle.activity import Day, Login, Month
 from ..quota import Usage
+from ..spam.senderlists import Entry as SenderEntry
 from ..units import format_size
 
 STYLE = (
@@ -38,6 +39,7 @@ NAV = (
     ("app-passwords", "App passwords"),
     ("2fa", "Two-factor login"),
     ("autoreply", "Automatic reply"),
+    ("senders", "Spam senders"),
 )
 
 
@@ -309,6 +311,42 @@ def password_form(token: str, error: str = "", changed: bool = False) -> str:
         "stops working; mail programs logged in now stay logged in until they reconnect. Your browser asks for "
         "the new password on the next page.</small></p>"
     )
+
+
+def senders(token: str, listed: Sequence[SenderEntry], error: str = "", done: str = "") -> str:
+    """The account's spam allow and block lists, each entry with a Remove button, and a form to add one."""
+    hidden = f'<input type="hidden" name="token" value="{esc(token)}">'
+    out = [
+        "<p><strong>Allow</strong>: mail from these senders never goes to Junk on its spam score (unless its sender "
+        "is forged: DMARC fails). <strong>Block</strong>: their mail always goes to Junk. An address, or "
+        "<code>@domain</code> for a whole domain and its subdomains; the most specific entry wins.</p>"
+    ]
+    if done:
+        out.append(f'<p class="note">{esc(done)}</p>')
+    if error:
+        out.append(f'<p class="error">{esc(error)}</p>')
+    if listed:
+        rows = [
+            f"<tr><td>{esc(e.pattern)}</td><td>{esc(e.action)}</td><td>{esc(when(e.created))}</td>"
+            f'<td><form method="post" action="/account/senders">{hidden}'
+            f'<input type="hidden" name="action" value="remove"><input type="hidden" name="pattern" '
+            f'value="{esc(e.pattern)}"><button type="submit">Remove</button></form></td></tr>'
+            for e in listed
+        ]
+        out.append("<table><tr><th>Sender</th><th>List</th><th>Added</th><th></th></tr>" + "\n".join(rows) + "</table>")
+    else:
+        out.append("<p>Both lists are empty.</p>")
+    out.append(
+        '<h2>Add a sender</h2><form method="post" action="/account/senders">'
+        f"{hidden}"
+        '<label for="pattern">Address or @domain</label><input id="pattern" name="pattern" size="40" required>'
+        '<p><label><input type="radio" name="action" value="allow" checked> Allow: never Junk</label>'
+        '<label><input type="radio" name="action" value="block"> Block: always Junk</label></p>'
+        '<p><button type="submit">Add</button></p></form>'
+        "<p><small>Moving a message into Junk or out of it teaches the spam filter too; these lists decide "
+        "at once.</small></p>"
+    )
+    return "".join(out)
 
 
 def autoreply_form(token: str, reply: AutoReply, error: str = "", saved: bool = False) -> str:

@@ -13,6 +13,7 @@ one; HTTPS only)::
     /account/2fa         GET: two-factor login on or off (a new secret to enroll); POST enable, disable, recovery
     /account/autoreply   GET the automatic reply's form, POST it (303 back to the form)
     /account/mobileconfig  GET: the Apple configuration profile that sets the account up on an iPhone, iPad or Mac
+    /account/senders     GET the spam allow and block lists, POST add or remove (303 back to the list)
     /account/login       GET the login form, POST it (303 to the overview with a session cookie)
     /account/logout      POST: end the cookie session
 
@@ -56,6 +57,7 @@ from ..errors import AlreadyExists, InvalidInput, NotFound, RelentadError
 from ..httpserver import Request, Response
 from ..lifecycle import activity
 from ..quota import get as get_usage
+from ..spam import senderlists
 from . import export, pages, sessions
 from .base import EXPIRED, HTML, display_name_of
 from .login import LoginPages
@@ -86,6 +88,7 @@ _ROUTES = {
     "/account/2fa": ("2fa", "GET, HEAD, POST"),
     "/account/autoreply": ("autoreply", "GET, HEAD, POST"),
     "/account/mobileconfig": ("mobileconfig", "GET, HEAD"),
+    "/account/senders": ("senders", "GET, HEAD, POST"),
     "/account/login": ("login", "GET, HEAD, POST"),
     "/account/logout": ("logout", "POST"),
 }
@@ -147,6 +150,8 @@ class AccountPages(LoginPages):
                 return await self._logout(request, login, cookie)
             if name == "autoreply":
                 return await self._autoreply(request, session, login, cookie)
+            if name == "senders":
+                return await self._senders(request, session, login, cookie)
             return await self._app_passwords(request, session, login, cookie)
         if name == "export":
             return export.response(self.get_config().database_path, login)
@@ -176,6 +181,13 @@ class AccountPages(LoginPages):
             content = pages.activity(per_day, per_month, activity.totals(conn, login.account_id))
         elif name == "2fa":
             title, content = "Two-factor login", pages.two_factor(self._two_factor_data(conn, login, token))
+        elif name == "senders":
+            query = urllib.parse.parse_qs(request.query, keep_blank_values=True)
+            done = {"added": "Added.", "removed": "Removed."}.get(next(iter(query), ""), "")
+            title, content = (
+                "Spam senders",
+                pages.senders(token, senderlists.entries(conn, login.account_id), done=done),
+            )
         elif name == "autoreply":
             saved = "saved" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
             reply = autoreply.get(conn, login.account_id)
@@ -251,6 +263,47 @@ class AccountPages(LoginPages):
         session.logins.clear()
         log.info("password of %s changed on the account page from %s", login.email, session.ip)
         return httpserver.redirect(303, "/account/password?changed")
+
+    # -- spam sender lists ----------------------------------------------------------------------------------
+
+    async def _senders(self, request: Request, session: Session, login: Login, cookie: str | None) -> Response:
+        """Add a sender to the allow or block list, or remove one (spam/senderlists.py, as ``relentad spam
+        allow|block|unlist`` does); 303 back to the list."""
+        form = self._form(request, login.email, "sender list change")
+        if isinstance(form, Response):
+            return form
+
+        def again(status: int, error: str) -> Response:
+            def content(conn: sqlite3.Connection, token: str) -> str:
+                return pages.senders(token, senderlists.entries(conn, login.account_id), error=error)
+
+            return self._render(status, login, "Spam senders", "senders", content, cookie)
+
+        if not self._token_ok(form, login.account_id):
+            return again(403, EXPIRED)
+        action, written = (form.get(key, [""])[0] for key in ("action", "pattern"))
+        if action not in ("allow", "block", "remove"):
+            return httpserver.text(400, "unknown action")
+        try:
+            pattern = senderlists.normalize_pattern(written)
+        except InvalidInput as exc:
+            return again(400, str(exc)[:1].upper() + str(exc)[1:] + ".")
+
+        def change(conn: sqlite3.Connection) -> bool:
+            if action == "remove":
+                return senderlists.remove(conn, login.account_id, pattern)
+            senderlists.put(conn, login.account_id, pattern, "block" if action == "block" else "allow")
+            return True
+
+        changed = await self._write(
+            change, f"sender lists of {login.email} not changed", "the change could not be made now; try again later"
+        )
+        if isinstance(changed, Response):
+            return changed
+        if not changed:
+            return again(400, f"{pattern} is on neither list.")
+        log.info("sender %s of %s: %s on the account page from %s", pattern, login.email, action, session.ip)
+        return httpserver.redirect(303, "/account/senders?" + ("removed" if action == "remove" else "added"))
 
     # -- automatic reply ------------------------------------------------------------------------------------
 

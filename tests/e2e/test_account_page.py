@@ -303,3 +303,30 @@ def test_the_apple_profile_downloads_for_the_logged_in_account(browser: Browser)
     mail = plistlib.loads(body)["PayloadContent"][0]
     assert mail["EmailAddress"] == ALICE and mail["IncomingMailServerPortNumber"] == browser.daemon.imaps_port
     assert browser.daemon.cli("user", "mobileconfig", ALICE).stdout.encode() == body, "the admin's copy is the same"
+
+
+def test_the_spam_sender_lists_are_the_users_own(browser: Browser) -> None:
+    daemon = browser.daemon
+    assert "Both lists are empty." in browser.page("/account/senders")
+    token = browser.token()
+    status, headers, _ = post(browser, "/account/senders", {"token": token, "action": "allow", "pattern": "@Shop.Test"})
+    assert status == 303 and headers["location"] == "/account/senders?added"
+    post(browser, "/account/senders", {"token": token, "action": "block", "pattern": "Spam@Bad.test"})
+    shown = browser.page("/account/senders?added")
+    assert [row[:2] for row in cells(shown)[1:]] == [["@shop.test", "allow"], ["spam@bad.test", "block"]]
+    assert "Added." in shown
+    assert "@shop.test" in daemon.cli("spam", "senders", ALICE).stdout, "the admin's view is the same list"
+    status, _, body = post(
+        browser, "/account/senders", {"token": token, "action": "allow", "pattern": "not an address"}
+    )
+    assert status == 400 and b"Not a domain name: &#x27;not an address&#x27;." in body
+    status, _, body = post(browser, "/account/senders", {"token": token, "action": "remove", "pattern": "x@y.test"})
+    assert status == 400 and b"x@y.test is on neither list." in body
+    assert post(browser, "/account/senders", {"token": "x", "action": "allow", "pattern": "a@b.test"})[0] == 403
+    status, headers, _ = post(
+        browser, "/account/senders", {"token": token, "action": "remove", "pattern": "@shop.test"}
+    )
+    assert headers["location"] == "/account/senders?removed"
+    # the lists decide at delivery: mail from the blocked sender goes to Junk
+    receive(daemon, "Spammer <spam@bad.test>", "spam@bad.test")
+    wait_for("filed into Junk", lambda: daemon.messages(ALICE, "Junk"))
