@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..auth.apppasswords import SCOPES, AppPassword
+from ..crm.autoforward import AutoForward
+from ..crm.autoforward import describe as describe_forward
 from ..crm.autoreply import AutoReply, describe
 from ..lifecycle.activity import Day, Login, Month
 from ..quota import Usage
@@ -40,6 +42,7 @@ NAV = (
     ("2fa", "Two-factor login"),
     ("autoreply", "Automatic reply"),
     ("senders", "Spam senders"),
+    ("forwarding", "Forwarding"),
 )
 
 
@@ -243,6 +246,7 @@ _REASONS = {
     "2fa-disabled": "two-factor login off",
     "2fa-recovery-renewed": "new recovery codes",
     "2fa-reset-by-admin": "two-factor login off (administrator)",
+    "forwarding-changed": "forwarding changed",
 }
 """The login history's reasons the user is told on the Logins page (why a password failed is the admin's)."""
 
@@ -310,6 +314,31 @@ def password_form(token: str, error: str = "", changed: bool = False) -> str:
         "<p><small>The new password works at once for IMAP, POP3, SMTP, ManageSieve and CardDAV, and the old one "
         "stops working; mail programs logged in now stay logged in until they reconnect. Your browser asks for "
         "the new password on the next page.</small></p>"
+    )
+
+
+def forwarding_form(token: str, forward: AutoForward, error: str = "", saved: bool = False) -> str:
+    """Forwarding to one address elsewhere; a change takes the account's password."""
+    notes = [f'<p class="note">Forwarding is {esc(describe_forward(forward))}.</p>']
+    if saved:
+        notes.append('<p class="note">Saved.</p>')
+    if error:
+        notes.append(f'<p class="error">{esc(error)}</p>')
+    enabled = " checked" if forward.enabled else ""
+    keep = " checked" if forward.keep else ""
+    return (
+        "".join(notes) + '<form method="post" action="/account/forwarding">'
+        f'<input type="hidden" name="token" value="{esc(token)}">'
+        f'<label><input type="checkbox" name="enabled" value="on"{enabled}> Forward my mail</label>'
+        '<label for="address">To the address</label>'
+        f'<input type="email" id="address" name="address" size="40" value="{esc(forward.address)}">'
+        f'<label><input type="checkbox" name="keep" value="on"{keep}> Keep a copy here too</label>'
+        '<label for="current">Your password (to confirm the change)</label>'
+        '<input type="password" id="current" name="current" autocomplete="current-password" required>'
+        '<p><button type="submit">Save</button></p></form>'
+        "<p><small>Mail filed as Junk is never forwarded. Forwarded mail counts against your sending limits. "
+        "Someone who learned your password could forward your mail to themselves: the change is listed under "
+        "Logins, and a forward you did not set up means you should change your password.</small></p>"
     )
 
 

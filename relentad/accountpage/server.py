@@ -14,6 +14,7 @@ one; HTTPS only)::
     /account/autoreply   GET the automatic reply's form, POST it (303 back to the form)
     /account/mobileconfig  GET: the Apple configuration profile that sets the account up on an iPhone, iPad or Mac
     /account/senders     GET the spam allow and block lists, POST add or remove (303 back to the list)
+    /account/forwarding  GET forwarding's form, POST it with the account's password (303 back to the form)
     /account/login       GET the login form, POST it (303 to the overview with a session cookie)
     /account/logout      POST: end the cookie session
 
@@ -52,7 +53,7 @@ from .. import clientconfig, httpserver
 from ..auth import apppasswords, history, passwords
 from ..auth.authenticator import Login, LoginFailed
 from ..auth.basic import Session, throttled
-from ..crm import autoreply
+from ..crm import autoforward, autoreply
 from ..errors import AlreadyExists, InvalidInput, NotFound, RelentadError
 from ..httpserver import Request, Response
 from ..lifecycle import activity
@@ -89,6 +90,7 @@ _ROUTES = {
     "/account/autoreply": ("autoreply", "GET, HEAD, POST"),
     "/account/mobileconfig": ("mobileconfig", "GET, HEAD"),
     "/account/senders": ("senders", "GET, HEAD, POST"),
+    "/account/forwarding": ("forwarding", "GET, HEAD, POST"),
     "/account/login": ("login", "GET, HEAD, POST"),
     "/account/logout": ("logout", "POST"),
 }
@@ -152,6 +154,8 @@ class AccountPages(LoginPages):
                 return await self._autoreply(request, session, login, cookie)
             if name == "senders":
                 return await self._senders(request, session, login, cookie)
+            if name == "forwarding":
+                return await self._forwarding(request, session, login, cookie)
             return await self._app_passwords(request, session, login, cookie)
         if name == "export":
             return export.response(self.get_config().database_path, login)
@@ -181,6 +185,10 @@ class AccountPages(LoginPages):
             content = pages.activity(per_day, per_month, activity.totals(conn, login.account_id))
         elif name == "2fa":
             title, content = "Two-factor login", pages.two_factor(self._two_factor_data(conn, login, token))
+        elif name == "forwarding":
+            saved = "saved" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
+            forward = autoforward.get(conn, login.account_id)
+            title, content = "Forwarding", pages.forwarding_form(token, forward, saved=saved)
         elif name == "senders":
             query = urllib.parse.parse_qs(request.query, keep_blank_values=True)
             done = {"added": "Added.", "removed": "Removed."}.get(next(iter(query), ""), "")
@@ -263,6 +271,55 @@ class AccountPages(LoginPages):
         session.logins.clear()
         log.info("password of %s changed on the account page from %s", login.email, session.ip)
         return httpserver.redirect(303, "/account/password?changed")
+
+    # -- forwarding -----------------------------------------------------------------------------------------
+
+    async def _forwarding(self, request: Request, session: Session, login: Login, cookie: str | None) -> Response:
+        """Turn forwarding on, off or elsewhere (crm/autoforward.py). It sends the account's mail away, so it takes
+        the account's password (checked as at login: throttled, a wrong one a failed login) and leaves a login
+        history row (``forwarding-changed``) the user sees on the Logins page."""
+        form = self._form(request, login.email, "forwarding change")
+        if isinstance(form, Response):
+            return form
+        fields = {key: values[0] for key, values in form.items() if len(values) == 1}
+        typed = autoforward.AutoForward(
+            enabled=fields.get("enabled") == "on", address=fields.get("address", ""), keep=fields.get("keep") == "on"
+        )
+
+        def again(status: int, error: str) -> Response:
+            def content(_: sqlite3.Connection, token: str) -> str:
+                return pages.forwarding_form(token, typed, error=error)
+
+            return self._render(status, login, "Forwarding", "forwarding", content, cookie)
+
+        if not self._token_ok(form, login.account_id):
+            return again(403, EXPIRED)
+        try:
+            self.store.read(lambda conn: autoforward.checked(conn, typed))
+        except InvalidInput as exc:
+            return again(400, str(exc)[:1].upper() + str(exc)[1:] + ".")
+        try:
+            await self.basic.authenticator.verify(login.email, fields.get("current", ""), session.ip, "web")
+        except LoginFailed as exc:
+            if exc.throttled:
+                return throttled(exc)
+            return again(403, "The password is not right.")
+
+        def change(conn: sqlite3.Connection) -> autoforward.AutoForward:
+            saved = autoforward.save(conn, login.account_id, typed)
+            attempt = history.Attempt(login.email, session.ip, "web", "success", login.account_id, "forwarding-changed")
+            history.record(conn, attempt)
+            return saved
+
+        saved = await self._write(
+            change, f"forwarding of {login.email} not changed", "the change could not be made now; try again later"
+        )
+        if isinstance(saved, Response):
+            return saved
+        log.info(
+            "forwarding of %s %s on the account page from %s", login.email, autoforward.describe(saved), session.ip
+        )
+        return httpserver.redirect(303, "/account/forwarding?saved")
 
     # -- spam sender lists ----------------------------------------------------------------------------------
 

@@ -1092,6 +1092,23 @@ def _m037_autoreply(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m038_autoforward(conn: sqlite3.Connection) -> None:
+    """The forwarding a user sets on the account page (relentad/crm/autoforward.py), with its Sieve script."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE autoforward (
+            account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+            enabled INTEGER NOT NULL,
+            address TEXT NOT NULL,
+            keep INTEGER NOT NULL,
+            script TEXT NOT NULL,
+            updated REAL NOT NULL
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_core", _m001_core),
     ("002_outbound", _m002_outbound),
@@ -1128,6 +1145,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("035_search_index", _m035_search_index),
     ("036_greylist", _m036_greylist),
     ("037_autoreply", _m037_autoreply),
+    ("038_autoforward", _m038_autoforward),
 ]
 
 

@@ -330,3 +330,36 @@ def test_the_spam_sender_lists_are_the_users_own(browser: Browser) -> None:
     # the lists decide at delivery: mail from the blocked sender goes to Junk
     receive(daemon, "Spammer <spam@bad.test>", "spam@bad.test")
     wait_for("filed into Junk", lambda: daemon.messages(ALICE, "Junk"))
+
+
+def test_forwarding_takes_the_password_and_sends_mail_on(browser: Browser, tmp_path: Path) -> None:
+    daemon = browser.daemon
+    assert "Forwarding is off." in browser.page("/account/forwarding")
+    token = browser.token()
+    good = {"token": token, "enabled": "on", "address": "Me@Elsewhere.test", "keep": "on", "current": PASSWORD}
+    status, _, body = post(browser, "/account/forwarding", {**good, "current": "guess guess"})
+    assert status == 403 and b"The password is not right." in body
+    status, _, body = post(browser, "/account/forwarding", {**good, "address": "bob@example.test"})
+    assert status == 400 and b"is at a domain of this server: ask for an alias instead" in body
+    status, _, body = post(browser, "/account/forwarding", {**good, "address": "not an address"})
+    assert status == 400 and b"is not an email address" in body
+    status, headers, _ = post(browser, "/account/forwarding", good)
+    assert status == 303 and headers["location"] == "/account/forwarding?saved"
+    shown = browser.page("/account/forwarding?saved")
+    assert "Forwarding is on: to me@elsewhere.test, a copy kept here." in shown
+    assert "forwarding changed" in browser.page("/account/logins")
+    receive(daemon, "Bob <bob@elsewhere.test>", "bob@elsewhere.test")
+    wait_for(
+        "the forward queued", lambda: daemon.query("SELECT 1 FROM queue_recipients WHERE address = 'me@elsewhere.test'")
+    )
+    wait_for("and a copy kept", lambda: daemon.messages(ALICE))
+    daemon.cli("export", ALICE, str(tmp_path / "export"))
+    assert json.loads((tmp_path / "export" / "forwarding.json").read_text())["address"] == "me@elsewhere.test"
+    # without a copy, then off
+    post(browser, "/account/forwarding", {**good, "keep": ""})
+    assert "no copy kept here" in browser.page("/account/forwarding")
+    post(browser, "/account/forwarding", {"token": token, "address": "me@elsewhere.test", "current": PASSWORD})
+    assert "Forwarding is off." in browser.page("/account/forwarding")
+    receive(daemon, "Bob <bob@elsewhere.test>", "bob2@elsewhere.test")
+    wait_for("filed, not forwarded", lambda: len(daemon.messages(ALICE)) == 2)
+    assert len(daemon.query("SELECT 1 FROM queue_recipients WHERE address = 'me@elsewhere.test'")) == 1
