@@ -383,12 +383,13 @@ def doctor(state: State, domains: tuple[str, ...], as_json: bool) -> None:
 
 def forwarding_domains(conn: sqlite3.Connection) -> list[str]:
     """Hosted domains whose mail may be forwarded elsewhere (SRS senders there): an alias with a target elsewhere,
-    or an account whose rules or active script mention redirect."""
+    or an account whose rules or active script mention redirect, or whose account page forwards."""
     rows = conn.execute(
         """SELECT substr(address, instr(address, '@') + 1) FROM alias_forwards
            UNION SELECT d.name FROM accounts a JOIN domains d ON d.id = a.domain_id
            WHERE a.id IN (SELECT account_id FROM crm_rules WHERE script LIKE '%redirect%'
-                          UNION SELECT account_id FROM sieve_scripts WHERE active = 1 AND script LIKE '%redirect%')
+                          UNION SELECT account_id FROM sieve_scripts WHERE active = 1 AND script LIKE '%redirect%'
+                          UNION SELECT account_id FROM autoforward WHERE enabled = 1)
            ORDER BY 1"""
     )
     return [str(r[0]) for r in rows]
