@@ -18,6 +18,8 @@ from ..auth.apppasswords import SCOPES, AppPassword
 from ..crm.autoforward import AutoForward
 from ..crm.autoforward import describe as describe_forward
 from ..crm.autoreply import AutoReply, describe
+from ..crm.pagefilters import FIELDS as FILTER_FIELDS
+from ..crm.pagefilters import Filter
 from ..lifecycle.activity import Day, Login, Month
 from ..quota import Usage
 from ..spam.senderlists import Entry as SenderEntry
@@ -42,6 +44,7 @@ NAV = (
     ("2fa", "Two-factor login"),
     ("autoreply", "Automatic reply"),
     ("senders", "Spam senders"),
+    ("filters", "Filters"),
     ("forwarding", "Forwarding"),
 )
 
@@ -315,6 +318,43 @@ def password_form(token: str, error: str = "", changed: bool = False) -> str:
         "stops working; mail programs logged in now stay logged in until they reconnect. Your browser asks for "
         "the new password on the next page.</small></p>"
     )
+
+
+def filters(token: str, listed: Sequence[Filter], error: str = "", done: str = "") -> str:
+    """The account's filters, each with a Remove button, and a form to add one."""
+    hidden = f'<input type="hidden" name="token" value="{esc(token)}">'
+    out = [
+        "<p>Filters file incoming mail into a folder as it arrives, whatever program you read it with. The first "
+        "filter that matches decides; the folder is made when it does not exist.</p>"
+    ]
+    if done:
+        out.append(f'<p class="note">{esc(done)}</p>')
+    if error:
+        out.append(f'<p class="error">{esc(error)}</p>')
+    if listed:
+        rows = [
+            f"<tr><td>{esc(f.describe())}</td>"
+            f'<td><form method="post" action="/account/filters">{hidden}'
+            f'<input type="hidden" name="action" value="remove"><input type="hidden" name="id" value="{f.id}">'
+            '<button type="submit">Remove</button></form></td></tr>'
+            for f in listed
+        ]
+        out.append("<table><tr><th>Filter</th><th></th></tr>" + "\n".join(rows) + "</table>")
+    else:
+        out.append("<p>No filters yet.</p>")
+    options = "".join(f'<option value="{key}">{esc(label)}</option>' for key, (label, _) in FILTER_FIELDS.items())
+    out.append(
+        '<h2>New filter</h2><form method="post" action="/account/filters">'
+        f'{hidden}<input type="hidden" name="action" value="add">'
+        f'<label for="field">When</label><select id="field" name="field">{options}</select>'
+        '<label for="value">contains</label><input id="value" name="value" size="40" maxlength="200" required>'
+        '<label for="folder">move it to the folder</label><input id="folder" name="folder" size="40" required>'
+        '<label><input type="checkbox" name="seen" value="on"> and mark it read</label>'
+        '<p><button type="submit">Add filter</button></p></form>'
+        "<p><small>Filters run after the administrator's rules and before a Sieve script of your own; mail filed "
+        "as Junk stays in Junk.</small></p>"
+    )
+    return "".join(out)
 
 
 def forwarding_form(token: str, forward: AutoForward, error: str = "", saved: bool = False) -> str:

@@ -15,6 +15,7 @@ one; HTTPS only)::
     /account/mobileconfig  GET: the Apple configuration profile that sets the account up on an iPhone, iPad or Mac
     /account/senders     GET the spam allow and block lists, POST add or remove (303 back to the list)
     /account/forwarding  GET forwarding's form, POST it with the account's password (303 back to the form)
+    /account/filters     GET the filters, POST add or remove one (303 back to the list)
     /account/login       GET the login form, POST it (303 to the overview with a session cookie)
     /account/logout      POST: end the cookie session
 
@@ -53,7 +54,7 @@ from .. import clientconfig, httpserver
 from ..auth import apppasswords, history, passwords
 from ..auth.authenticator import Login, LoginFailed
 from ..auth.basic import Session, throttled
-from ..crm import autoforward, autoreply
+from ..crm import autoforward, autoreply, pagefilters
 from ..errors import AlreadyExists, InvalidInput, NotFound, RelentadError
 from ..httpserver import Request, Response
 from ..lifecycle import activity
@@ -91,6 +92,7 @@ _ROUTES = {
     "/account/mobileconfig": ("mobileconfig", "GET, HEAD"),
     "/account/senders": ("senders", "GET, HEAD, POST"),
     "/account/forwarding": ("forwarding", "GET, HEAD, POST"),
+    "/account/filters": ("filters", "GET, HEAD, POST"),
     "/account/login": ("login", "GET, HEAD, POST"),
     "/account/logout": ("logout", "POST"),
 }
@@ -156,6 +158,8 @@ class AccountPages(LoginPages):
                 return await self._senders(request, session, login, cookie)
             if name == "forwarding":
                 return await self._forwarding(request, session, login, cookie)
+            if name == "filters":
+                return await self._filters(request, session, login, cookie)
             return await self._app_passwords(request, session, login, cookie)
         if name == "export":
             return export.response(self.get_config().database_path, login)
@@ -185,6 +189,10 @@ class AccountPages(LoginPages):
             content = pages.activity(per_day, per_month, activity.totals(conn, login.account_id))
         elif name == "2fa":
             title, content = "Two-factor login", pages.two_factor(self._two_factor_data(conn, login, token))
+        elif name == "filters":
+            query = urllib.parse.parse_qs(request.query, keep_blank_values=True)
+            done = {"added": "Added.", "removed": "Removed."}.get(next(iter(query), ""), "")
+            title, content = "Filters", pages.filters(token, pagefilters.listed(conn, login.account_id), done=done)
         elif name == "forwarding":
             saved = "saved" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
             forward = autoforward.get(conn, login.account_id)
@@ -271,6 +279,45 @@ class AccountPages(LoginPages):
         session.logins.clear()
         log.info("password of %s changed on the account page from %s", login.email, session.ip)
         return httpserver.redirect(303, "/account/password?changed")
+
+    # -- filters --------------------------------------------------------------------------------------------
+
+    async def _filters(self, request: Request, session: Session, login: Login, cookie: str | None) -> Response:
+        """Add a filter or remove one (crm/pagefilters.py); 303 back to the list, or the list with the reason."""
+        form = self._form(request, login.email, "filter change")
+        if isinstance(form, Response):
+            return form
+
+        def again(status: int, error: str) -> Response:
+            def content(conn: sqlite3.Connection, token: str) -> str:
+                return pages.filters(token, pagefilters.listed(conn, login.account_id), error=error)
+
+            return self._render(status, login, "Filters", "filters", content, cookie)
+
+        if not self._token_ok(form, login.account_id):
+            return again(403, EXPIRED)
+        fields = {key: values[0] for key, values in form.items() if len(values) == 1}
+        action = fields.get("action", "")
+        if action not in ("add", "remove"):
+            return httpserver.text(400, "unknown action")
+
+        def change(conn: sqlite3.Connection) -> None:
+            if action == "add":
+                folder, seen = fields.get("folder", ""), fields.get("seen") == "on"
+                pagefilters.add(conn, login.account_id, fields.get("field", ""), fields.get("value", ""), folder, seen)
+            else:
+                filter_id = fields.get("id", "")
+                pagefilters.remove(conn, login.account_id, int(filter_id) if filter_id.isdigit() else 0)
+
+        try:
+            await self.store.write(change)
+        except (InvalidInput, NotFound) as exc:
+            return again(400, str(exc)[:1].upper() + str(exc)[1:] + ".")
+        except RelentadError as exc:
+            log.error("account page: filters of %s not changed: %s", login.email, exc)
+            return httpserver.text(503, "the change could not be made now; try again later")
+        log.info("filter %s for %s on the account page from %s", action, login.email, session.ip)
+        return httpserver.redirect(303, "/account/filters?" + ("added" if action == "add" else "removed"))
 
     # -- forwarding -----------------------------------------------------------------------------------------
 

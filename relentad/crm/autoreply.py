@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import InvalidInput
-from .sieve import MAX_REASON, VACATION_MAX, compile_script
+from .sieve import MAX_REASON, VACATION_MAX, compile_script, quoted
 
 NAME = "automatic reply"
 """The script's name in traces and ``rules list``."""
@@ -75,15 +75,10 @@ def checked(reply: AutoReply) -> AutoReply:
     return dataclasses.replace(reply, message=message, subject=subject, first_day=first, last_day=last)
 
 
-def _quoted(text: str) -> str:
-    """A Sieve quoted string (RFC 5228 §2.4.2): backslash and double quote escaped; line breaks as CRLF."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\r\n") + '"'
-
-
 def script(reply: AutoReply) -> str:
     """The Sieve script of ``reply`` (compiled by the caller's check: what it writes must always compile)."""
-    subject = f":subject {_quoted(reply.subject)} " if reply.subject else ""
-    action = f"vacation :days {reply.days} {subject}{_quoted(reply.message)};\r\n"
+    subject = f":subject {quoted(reply.subject)} " if reply.subject else ""
+    action = f"vacation :days {reply.days} {subject}{quoted(reply.message)};\r\n"
     tests = [f'currentdate :value "ge" "date" "{reply.first_day}"'] if reply.first_day else []
     tests += [f'currentdate :value "le" "date" "{reply.last_day}"'] if reply.last_day else []
     head = 'require ["vacation", "date", "relational"];\r\n'

@@ -100,12 +100,14 @@ PROGRAM = """SELECT -1 AS k, 0 AS p, 0 AS id, 'automatic reply' AS name, script 
              UNION ALL
              SELECT 0, position, id, name, script FROM crm_rules WHERE account_id = {account}
              UNION ALL
-             SELECT 1, 0, id, name || {suffix}, script FROM sieve_scripts WHERE account_id = {account} AND active = 1
+             SELECT 1, 0, id, 'filter ' || id, script FROM page_filters WHERE account_id = {account}
+             UNION ALL
+             SELECT 2, 0, id, name || {suffix}, script FROM sieve_scripts WHERE account_id = {account} AND active = 1
              ORDER BY k, p, id"""
 """(name, script) of an account's whole program in running order: the automatic reply and the forwarding of the
 account page when they are on (first, so that no rule's ``stop`` silences them: crm/autoreply.py, autoforward.py),
-the admin's rules, then the user's active script (named with ``{suffix}``, a parameter bound to
-:data:`USER_SUFFIX`). Their primary keys and indexes answer it."""
+the admin's rules, the account page's filters (crm/pagefilters.py), then the user's active script (named with
+``{suffix}``, a parameter bound to :data:`USER_SUFFIX`). Their primary keys and indexes answer it."""
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

@@ -327,6 +327,12 @@ class Script:
         return [action.argument for action in self.actions("fileinto")]
 
 
+def quoted(text: str) -> str:
+    """``text`` as a Sieve quoted string (RFC 5228 §2.4.2): backslash and double quote escaped, line breaks as CRLF;
+    for scripts relentad writes itself (the account page's automatic reply and filters)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\r\n", "\n").replace("\n", "\r\n") + '"'
+
+
 def unquote(token: str) -> str:
     """A sievelib string token as its value: quoted strings unescaped, ``text:`` multi-line strings unstuffed."""
     if token.startswith('"'):

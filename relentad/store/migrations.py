@@ -1109,6 +1109,26 @@ def _m038_autoforward(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m039_page_filters(conn: sqlite3.Connection) -> None:
+    """The filters users set on the account page (relentad/crm/pagefilters.py), each with its Sieve script."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE page_filters (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            field TEXT NOT NULL,
+            value TEXT NOT NULL,
+            folder TEXT NOT NULL,
+            seen INTEGER NOT NULL,
+            script TEXT NOT NULL,
+            created REAL NOT NULL
+        );
+        CREATE INDEX page_filters_account ON page_filters(account_id, id);
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_core", _m001_core),
     ("002_outbound", _m002_outbound),
@@ -1146,6 +1166,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("036_greylist", _m036_greylist),
     ("037_autoreply", _m037_autoreply),
     ("038_autoforward", _m038_autoforward),
+    ("039_page_filters", _m039_page_filters),
 ]
 
 

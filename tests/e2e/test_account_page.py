@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from relentad.store.flags import SEEN
 from tests.e2e.conftest import MakeDaemon
 from tests.e2e.test_carddav import ALICE, Dav, basic, receive
 from tests.e2e.test_submission import tls_context
@@ -363,3 +364,27 @@ def test_forwarding_takes_the_password_and_sends_mail_on(browser: Browser, tmp_p
     receive(daemon, "Bob <bob@elsewhere.test>", "bob2@elsewhere.test")
     wait_for("filed, not forwarded", lambda: len(daemon.messages(ALICE)) == 2)
     assert len(daemon.query("SELECT 1 FROM queue_recipients WHERE address = 'me@elsewhere.test'")) == 1
+
+
+def test_filters_file_incoming_mail(browser: Browser) -> None:
+    daemon = browser.daemon
+    assert "No filters yet." in browser.page("/account/filters")
+    token = browser.token()
+    add = {"token": token, "action": "add", "field": "from", "value": "bob@elsewhere", "folder": "Bob", "seen": "on"}
+    status, headers, _ = post(browser, "/account/filters", add)
+    assert status == 303 and headers["location"] == "/account/filters?added"
+    status, _, body = post(browser, "/account/filters", {**add, "folder": "Contacts/Bob"})
+    assert status == 400 and b"read-only" in body
+    assert "From contains “bob@elsewhere” → Bob, marked read" in html.unescape(browser.page("/account/filters"))
+    receive(daemon, "Bob <bob@elsewhere.test>", "bob@elsewhere.test")
+    [filed] = wait_for("filed by the filter", lambda: daemon.messages(ALICE, "Bob"))
+    assert filed and not daemon.messages(ALICE)
+    flags = daemon.query("SELECT m.flags FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.name = 'Bob'")
+    assert flags[0]["flags"] & SEEN, "marked read"
+    [(filter_id,)] = re.findall(r'name="id" value="(\d+)"', browser.page("/account/filters"))
+    status, headers, _ = post(browser, "/account/filters", {"token": token, "action": "remove", "id": filter_id})
+    assert headers["location"] == "/account/filters?removed"
+    status, _, body = post(browser, "/account/filters", {"token": token, "action": "remove", "id": filter_id})
+    assert status == 400 and b"That filter is gone already." in body
+    receive(daemon, "Bob <bob@elsewhere.test>", "bob2@elsewhere.test")
+    wait_for("in INBOX now", lambda: daemon.messages(ALICE))

@@ -1,0 +1,92 @@
+"""The account page's filters (relentad.crm.pagefilters): checks, the Sieve they write, their place in the program."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from relentad.crm import pagefilters, rules, userscripts
+from relentad.errors import InvalidInput, NotFound
+from relentad.message import parse
+from relentad.store import accounts, db
+
+RAW = (
+    b'From: Shop <News@Shop.test>\r\nTo: alice@a.test\r\nCc: Team <team@a.test>\r\nSubject: Your "weekly" deals\r\n'
+    b"List-Id: Deals <deals.shop.test>\r\n\r\nHi.\r\n"
+)
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    connection = db.open_database(tmp_path / "p.db")
+    with db.transaction(connection):
+        accounts.add_domain(connection, "a.test")
+        accounts.add_account(connection, "alice@a.test", "x", quota_bytes=0, daily_send=0)
+    yield connection
+    connection.close()
+
+
+def account(conn: sqlite3.Connection) -> int:
+    return accounts.get_account(conn, "alice@a.test").id
+
+
+def run(conn: sqlite3.Connection) -> rules.Outcome:
+    view = rules.MessageView(parse(RAW), RAW, "news@shop.test", "alice@a.test")
+    return rules.evaluate(rules.load(conn, account(conn)), view)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "folder"),
+    [
+        ("from", "shop.test", "Deals"),
+        ("to", "TEAM@", "Team"),
+        ("subject", '"weekly"', "Deals"),
+        ("list", "deals.", "L"),
+    ],
+)
+def test_each_field_files_its_mail(conn: sqlite3.Connection, field: str, value: str, folder: str) -> None:
+    with db.transaction(conn):
+        pagefilters.add(conn, account(conn), field, value, folder, seen=True)
+    assert run(conn).targets("INBOX") == [(folder, ["\\Seen"])]
+
+
+def test_the_first_match_files_and_stops(conn: sqlite3.Connection) -> None:
+    with db.transaction(conn):
+        userscripts.put(conn, account(conn), "mine", 'require "fileinto"; fileinto "Mine";', 20, 1 << 20)
+        userscripts.set_active(conn, account(conn), "mine")
+        rules.add(conn, account(conn), "admin", 'require "imap4flags"; addflag "$Admin";')
+        first = pagefilters.add(conn, account(conn), "from", "shop", "Deals", seen=False)
+        pagefilters.add(conn, account(conn), "subject", "deals", "Other", seen=False)
+    names = [name for name, _ in rules.load(conn, account(conn))]
+    assert names == ["admin", f"filter {first.id}", f"filter {first.id + 1}", "mine" + rules.USER_SUFFIX]
+    assert run(conn).targets("INBOX") == [("Deals", ["$Admin"])], "the admin's rules first; one folder"
+    with db.transaction(conn):
+        pagefilters.remove(conn, account(conn), first.id)
+    assert run(conn).targets("INBOX") == [("Other", ["$Admin"])]
+    with db.transaction(conn), pytest.raises(NotFound):
+        pagefilters.remove(conn, account(conn), first.id)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "folder", "problem"),
+    [
+        ("date", "x", "F", "choose the field"),
+        ("from", "  ", "F", "write what the field must contain"),
+        ("from", "x" * 201, "F", "longer than 200"),
+        ("from", "x", " / ", "write the folder"),
+        ("from", "x", "Contacts/Jo", "read-only"),
+    ],
+)
+def test_checks(conn: sqlite3.Connection, field: str, value: str, folder: str, problem: str) -> None:
+    with db.transaction(conn), pytest.raises(InvalidInput, match=problem):
+        pagefilters.add(conn, account(conn), field, value, folder, seen=False)
+
+
+def test_quotes_and_backslashes_in_the_value_survive(conn: sqlite3.Connection) -> None:
+    text = pagefilters.script("subject", 'a "b" \\ c', 'F "x"', seen=False)
+    assert 'header :contains "subject" "a \\"b\\" \\\\ c"' in text
+    compiled = rules.compiled(text)
+    assert compiled.commands
