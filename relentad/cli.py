@@ -1962,21 +1962,30 @@ def rules() -> None:
 @pass_state
 def rules_list(state: State, email: str, as_json: bool) -> None:
     """List the rules of EMAIL in the order they run, then the user's own ManageSieve scripts (the active one runs
-    after the rules; the others are stored only)."""
+    after the rules; the others are stored only); what the user set on the account page first, as one line each."""
+    from .crm import autoforward, autoreply, pagefilters, userscripts
     from .crm import rules as crm_rules
-    from .crm import userscripts
 
     with errors_as_messages(), state.read() as conn:
         account_id = _account_id(conn, email)
         found = crm_rules.list_rules(conn, account_id)
         own = userscripts.rows(conn, account_id)
+        page = [
+            (autoreply.NAME, autoreply.describe(autoreply.get(conn, account_id))),
+            (autoforward.NAME, autoforward.describe(autoforward.get(conn, account_id))),
+            *((f"filter {f.id}", f.describe()) for f in pagefilters.listed(conn, account_id)),
+        ]
+    page = [(name, what) for name, what in page if what != "off"]
     if as_json:
-        listed = [{**row, "owner": "admin", "created": iso(row["created"])} for row in found]  # type: ignore[arg-type]
+        listed: list[dict[str, Any]] = [{"owner": "page", "name": name, "setting": what} for name, what in page]
+        listed += [{**row, "owner": "admin", "created": iso(row["created"])} for row in found]  # type: ignore[arg-type]
         listed += [
             {**row, "owner": "user", "created": iso(row["created"]), "updated": iso(row["updated"])} for row in own
         ]
         print_json(listed)
         return
+    for name, what in page:
+        click.echo(f"account page: {name}: {what}")
     for row in found:
         click.echo(f"{row['position']}. {row['name']}")
         for line in str(row["script"]).splitlines():

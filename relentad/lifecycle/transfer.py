@@ -4,8 +4,8 @@ Export writes, under PATH: ``mail/<folder>.mbox`` per mailbox (levels joined by 
 written ``%2E``; mboxrd: a ``From `` line carrying the internal date, body lines matching ``>*From `` get one
 more ``>``, one ``\\n`` after each message), ``flags.json`` (the flags of each message, by folder and position,
 so a round trip keeps them), ``contacts.vcf`` (vCard 4.0, when the CRM is present), ``activity.csv`` (per-day
-counters and logins), the user's Sieve scripts (``sieve/<name>.sieve``, ``sieve/active``), ``autoreply.json`` (the
-automatic reply's settings, when it has some), ``forwarding.json`` (the account page's forwarding), ``shares.json`` (the
+counters and logins), the user's Sieve scripts (``sieve/<name>.sieve``, ``sieve/active``), the account page's
+settings when there are some (``autoreply.json``, ``forwarding.json``, ``filters.json``), ``shares.json`` (the
 grants on its mailboxes and those others gave it, when there are any) and ``app-passwords.json`` (names, scopes,
 created, last use; never a hash). Import reads the mail only: scripts, shares and app passwords are the user's to
 set up again (ManageSieve, SETACL, new app passwords), where other accounts may not exist.
@@ -57,7 +57,7 @@ from urllib.parse import quote
 
 from .. import message, pipeline, trace
 from ..auth import apppasswords, totp
-from ..crm import autoforward, autoreply
+from ..crm import autoforward, autoreply, pagefilters
 from ..crm.sorter import FilingFailed, Sorter
 from ..errors import InvalidInput
 from ..imap import mutf7
@@ -141,6 +141,13 @@ def export(conn: sqlite3.Connection, account_id: int, open_file: Opener) -> tupl
         settings = {key: value for key, value in asdict(reply).items() if key != "updated"}
         with open_file("autoreply.json") as out:
             out.write(json.dumps(settings, indent=1, ensure_ascii=False).encode())
+    kept = [
+        {"field": f.field, "value": f.value, "folder": f.folder, "seen": f.seen}
+        for f in pagefilters.listed(conn, account_id)
+    ]
+    if kept:  # the account page's filters, in their order
+        with open_file("filters.json") as out:
+            out.write(json.dumps(kept, indent=1, ensure_ascii=False).encode())
     forward = autoforward.get(conn, account_id)
     if forward.address:  # the account page's forwarding
         with open_file("forwarding.json") as out:

@@ -381,6 +381,8 @@ def test_filters_file_incoming_mail(browser: Browser) -> None:
     assert filed and not daemon.messages(ALICE)
     flags = daemon.query("SELECT m.flags FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.name = 'Bob'")
     assert flags[0]["flags"] & SEEN, "marked read"
+    listed = daemon.cli("rules", "list", ALICE).stdout
+    assert "account page: filter " in listed and ": From contains “bob@elsewhere” → Bob, marked read" in listed
     [(filter_id,)] = re.findall(r'name="id" value="(\d+)"', browser.page("/account/filters"))
     status, headers, _ = post(browser, "/account/filters", {"token": token, "action": "remove", "id": filter_id})
     assert headers["location"] == "/account/filters?removed"
