@@ -390,3 +390,6 @@ def test_filters_file_incoming_mail(browser: Browser) -> None:
     assert status == 400 and b"That filter is gone already." in body
     receive(daemon, "Bob <bob@elsewhere.test>", "bob2@elsewhere.test")
     wait_for("in INBOX now", lambda: daemon.messages(ALICE))
+    post(browser, "/account/filters", {**add, "value": "<b>x</b>", "folder": 'A&"B'})
+    shown = browser.page("/account/filters")
+    assert "&lt;b&gt;x&lt;/b&gt;" in shown and "<b>x" not in shown and "A&amp;&quot;B" in shown
