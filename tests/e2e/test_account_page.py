@@ -393,3 +393,15 @@ def test_filters_file_incoming_mail(browser: Browser) -> None:
     post(browser, "/account/filters", {**add, "value": "<b>x</b>", "folder": 'A&"B'})
     shown = browser.page("/account/filters")
     assert "&lt;b&gt;x&lt;/b&gt;" in shown and "<b>x" not in shown and "A&amp;&quot;B" in shown
+
+
+@pytest.mark.parametrize("path", ["/account/autoreply", "/account/senders", "/account/forwarding", "/account/filters"])
+def test_the_self_service_forms_need_a_login_and_their_own_origin(browser: Browser, path: str) -> None:
+    assert browser.request("GET", path, auth="")[0] == 401
+    assert browser.request("POST", path, "token=x", auth="", Content_Type="application/x-www-form-urlencoded")[0] == 401
+    fields = urllib.parse.urlencode({"token": browser.token(), "action": "add", "enabled": "on"})
+    status, _, body = browser.request(
+        "POST", path, fields, Content_Type="application/x-www-form-urlencoded", Origin="https://evil.test"
+    )
+    assert status == 403 and b"must be sent from its own page" in body
+    assert browser.request("GET", "/account/mobileconfig", auth="")[0] == 401
