@@ -93,7 +93,28 @@ def autoconfig(config: Config, domain: str) -> bytes:
         _child(server, "socketType", "SSL" if endpoint.implicit_tls else "STARTTLS")
         _child(server, "authentication", "password-cleartext")
         _child(server, "username", "%EMAILADDRESS%")
+    dav = carddav_url(config)
+    if dav:  # the format's address book (Thunderbird finds it by RFC 6764 as well: /.well-known/carddav)
+        book = ET.SubElement(root, "addressBook", type="carddav")
+        _child(book, "username", "%EMAILADDRESS%")
+        _child(book, "authentication", "http-basic")
+        _child(book, "serverURL", dav)
     return _document(root)
+
+
+def carddav_url(config: Config) -> str:
+    """Where the CardDAV address books are (RFC 6764's well-known path on the HTTPS listener), "" when not served:
+    no certificate, no ``[listen] https`` or no CRM."""
+    if not config.tls_enabled or not config.listen.https or not config.crm.enabled:
+        return ""
+    try:
+        address = parse_address(config.listen.https)
+    except ValueError:
+        return ""
+    if address is None:
+        return ""
+    port = "" if address[1] == 443 else f":{address[1]}"
+    return f"https://{config.server.hostname.rstrip('.')}{port}/.well-known/carddav"
 
 
 def _local(element: ET.Element) -> str:
@@ -202,8 +223,8 @@ def mobileconfig(config: Config, email: str, name: str = "") -> bytes:
         "OutgoingPasswordSameAsIncomingPassword": True,
     }
     content: list[dict[str, object]] = [mail]
-    https = parse_address(config.listen.https) if config.listen.https else None
-    if https is not None and config.crm.enabled:
+    https = parse_address(config.listen.https) if carddav_url(config) else None
+    if https is not None:
         content.append(
             {
                 "PayloadType": "com.apple.carddav.account",

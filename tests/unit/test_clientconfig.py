@@ -163,3 +163,14 @@ def test_the_apple_profile_offers_only_what_is_served(tmp_path: Path) -> None:
     assert mail["EmailAccountType"] == "EmailTypePOP" and mail["IncomingMailServerPortNumber"] == 995
     with pytest.raises(InvalidInput, match="no TLS listener"):
         clientconfig.mobileconfig(make_config(tmp_path, tls=False), "a@example.com")
+
+
+def test_autoconfig_names_the_address_book_when_carddav_is_served(tmp_path: Path) -> None:
+    document = ET.fromstring(clientconfig.autoconfig(make_config(tmp_path, https="*:443"), "a.test"))
+    book = document.find("addressBook")
+    assert book is not None and book.get("type") == "carddav"
+    assert book.findtext("serverURL") == "https://mx.example.com/.well-known/carddav"
+    assert book.findtext("authentication") == "http-basic" and book.findtext("username") == "%EMAILADDRESS%"
+    other_port = ET.fromstring(clientconfig.autoconfig(make_config(tmp_path, https="127.0.0.1:2443"), "a.test"))
+    assert other_port.findtext("addressBook/serverURL") == "https://mx.example.com:2443/.well-known/carddav"
+    assert ET.fromstring(clientconfig.autoconfig(make_config(tmp_path, https=""), "a.test")).find("addressBook") is None
