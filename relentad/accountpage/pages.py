@@ -213,12 +213,16 @@ class Overview:
     display_name: str
     usage: Usage
     mailboxes: Sequence[tuple[str, int, int]]  # (name, messages, octets)
+    autoreply: str = "off"  # describe() of the automatic reply: a reminder of one left on
+    forwarding: str = "off"
 
 
 def overview(data: Overview) -> str:
     usage = data.usage
     rows = [
         ("Address", data.email),
+        ("Automatic reply", data.autoreply),
+        ("Forwarding", data.forwarding),
         ("Disk used", _limit(usage.bytes, usage.limit, size=True)),
         ("Messages", _limit(usage.messages, usage.message_limit)),
         ("Recipients sent this hour", _limit(usage.sent_this_hour, usage.hourly_send)),

@@ -518,7 +518,12 @@ def _overview(conn: sqlite3.Connection, login: Login, display_name: str) -> page
         (login.account_id,),
     ).fetchall()
     return pages.Overview(
-        login.email, display_name, get_usage(conn, login.account_id), [(str(n), int(c), int(s)) for n, c, s in boxes]
+        login.email,
+        display_name,
+        get_usage(conn, login.account_id),
+        [(str(n), int(c), int(s)) for n, c, s in boxes],
+        autoreply.describe(autoreply.get(conn, login.account_id)),
+        autoforward.describe(autoforward.get(conn, login.account_id)),
     )
 
 

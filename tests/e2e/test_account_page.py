@@ -349,6 +349,9 @@ def test_forwarding_takes_the_password_and_sends_mail_on(browser: Browser, tmp_p
     shown = browser.page("/account/forwarding?saved")
     assert "Forwarding is on: to me@elsewhere.test, a copy kept here." in shown
     assert "forwarding changed" in browser.page("/account/logins")
+    assert ["Forwarding", "on: to me@elsewhere.test, a copy kept here"] in cells(browser.page("/account/")), (
+        "a reminder"
+    )
     receive(daemon, "Bob <bob@elsewhere.test>", "bob@elsewhere.test")
     wait_for(
         "the forward queued", lambda: daemon.query("SELECT 1 FROM queue_recipients WHERE address = 'me@elsewhere.test'")
