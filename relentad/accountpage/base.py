@@ -112,6 +112,23 @@ class PagesBase:
         return len(token) == 1 and csrf.check_token(self.secret(), account_id, token[0], time.time())
 
 
+def single_fields(form: dict[str, list[str]]) -> dict[str, str]:
+    """The fields a form sent once (one given twice is as if not given: no page's form names a field twice)."""
+    return {key: values[0] for key, values in form.items() if len(values) == 1}
+
+
+def sentence(problem: object) -> str:
+    """A refusal's one-line text as the page shows it: a capital first, a full stop last."""
+    text = str(problem)
+    return text[:1].upper() + text[1:] + "."
+
+
+def done_note(query: str) -> str:
+    """What the redirect after a list page's change says it did (``?added`` / ``?removed``)."""
+    flags = urllib.parse.parse_qs(query, keep_blank_values=True)
+    return {"added": "Added.", "removed": "Removed."}.get(next(iter(flags), ""), "")
+
+
 def display_name_of(conn: sqlite3.Connection, account_id: int) -> str:
     row = conn.execute("SELECT display_name FROM accounts WHERE id = ?", (account_id,)).fetchone()
     return "" if row is None else str(row[0])

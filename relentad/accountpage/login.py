@@ -21,7 +21,7 @@ from ..auth.basic import Session, throttled
 from ..errors import RelentadError
 from ..httpserver import Request, Response
 from . import csrf, pages, qr, sessions
-from .base import EXPIRED, HTML, PagesBase, log
+from .base import EXPIRED, HTML, PagesBase, log, single_fields
 
 LATER = "the change could not be made now; try again later"
 
@@ -81,7 +81,7 @@ class LoginPages(PagesBase):
         form = self._form(request, "(login form)", "login")
         if isinstance(form, Response):
             return form
-        fields = {key: values[0] for key, values in form.items() if len(values) == 1}
+        fields = single_fields(form)
         email = fields.get("email", "").strip()
         if not self._token_ok(form, _ANONYMOUS):
             return Response(403, pages.login_page(token, EXPIRED, email), HTML)
@@ -180,7 +180,7 @@ class LoginPages(PagesBase):
             return form
         if not self._token_ok(form, login.account_id):
             return self._two_factor_page(403, login, cookie, error=EXPIRED)
-        fields = {key: values[0] for key, values in form.items() if len(values) == 1}
+        fields = single_fields(form)
         action, code = fields.get("action", ""), fields.get("code", "")
         if action in ("disable", "recovery"):
             outcome = await self._second_factor(login, session, code)

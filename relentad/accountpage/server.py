@@ -61,7 +61,7 @@ from ..lifecycle import activity
 from ..quota import get as get_usage
 from ..spam import senderlists
 from . import export, pages, sessions
-from .base import EXPIRED, HTML, display_name_of
+from .base import EXPIRED, HTML, display_name_of, done_note, sentence, single_fields
 from .login import LoginPages
 
 log = logging.getLogger(__name__)
@@ -190,16 +190,14 @@ class AccountPages(LoginPages):
         elif name == "2fa":
             title, content = "Two-factor login", pages.two_factor(self._two_factor_data(conn, login, token))
         elif name == "filters":
-            query = urllib.parse.parse_qs(request.query, keep_blank_values=True)
-            done = {"added": "Added.", "removed": "Removed."}.get(next(iter(query), ""), "")
+            done = done_note(request.query)
             title, content = "Filters", pages.filters(token, pagefilters.listed(conn, login.account_id), done=done)
         elif name == "forwarding":
             saved = "saved" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
             forward = autoforward.get(conn, login.account_id)
             title, content = "Forwarding", pages.forwarding_form(token, forward, saved=saved)
         elif name == "senders":
-            query = urllib.parse.parse_qs(request.query, keep_blank_values=True)
-            done = {"added": "Added.", "removed": "Removed."}.get(next(iter(query), ""), "")
+            done = done_note(request.query)
             title, content = (
                 "Spam senders",
                 pages.senders(token, senderlists.entries(conn, login.account_id), done=done),
@@ -240,7 +238,7 @@ class AccountPages(LoginPages):
             return form
         if not self._token_ok(form, login.account_id):
             return self._form_page(403, login, EXPIRED, cookie)
-        fields = {key: values[0] for key, values in form.items() if len(values) == 1}
+        fields = single_fields(form)
         current, new, again = fields.get("current", ""), fields.get("new", ""), fields.get("again", "")
         problem = passwords.check_strength(new)
         if new != again:
@@ -296,7 +294,7 @@ class AccountPages(LoginPages):
 
         if not self._token_ok(form, login.account_id):
             return again(403, EXPIRED)
-        fields = {key: values[0] for key, values in form.items() if len(values) == 1}
+        fields = single_fields(form)
         action = fields.get("action", "")
         if action not in ("add", "remove"):
             return httpserver.text(400, "unknown action")
@@ -312,7 +310,7 @@ class AccountPages(LoginPages):
         try:
             await self.store.write(change)
         except (InvalidInput, NotFound) as exc:
-            return again(400, str(exc)[:1].upper() + str(exc)[1:] + ".")
+            return again(400, sentence(exc))
         except RelentadError as exc:
             log.error("account page: filters of %s not changed: %s", login.email, exc)
             return httpserver.text(503, "the change could not be made now; try again later")
@@ -328,7 +326,7 @@ class AccountPages(LoginPages):
         form = self._form(request, login.email, "forwarding change")
         if isinstance(form, Response):
             return form
-        fields = {key: values[0] for key, values in form.items() if len(values) == 1}
+        fields = single_fields(form)
         typed = autoforward.AutoForward(
             enabled=fields.get("enabled") == "on", address=fields.get("address", ""), keep=fields.get("keep") == "on"
         )
@@ -344,7 +342,7 @@ class AccountPages(LoginPages):
         try:
             self.store.read(lambda conn: autoforward.checked(conn, typed))
         except InvalidInput as exc:
-            return again(400, str(exc)[:1].upper() + str(exc)[1:] + ".")
+            return again(400, sentence(exc))
         try:
             await self.basic.authenticator.verify(login.email, fields.get("current", ""), session.ip, "web")
         except LoginFailed as exc:
@@ -391,7 +389,7 @@ class AccountPages(LoginPages):
         try:
             pattern = senderlists.normalize_pattern(written)
         except InvalidInput as exc:
-            return again(400, str(exc)[:1].upper() + str(exc)[1:] + ".")
+            return again(400, sentence(exc))
 
         def change(conn: sqlite3.Connection) -> bool:
             if action == "remove":
@@ -417,7 +415,7 @@ class AccountPages(LoginPages):
         form = self._form(request, login.email, "automatic reply change")
         if isinstance(form, Response):
             return form
-        fields = {key: values[0] for key, values in form.items() if len(values) == 1}
+        fields = single_fields(form)
         typed = autoreply.AutoReply(
             enabled=fields.get("enabled") == "on",
             message=fields.get("message", ""),
@@ -442,7 +440,7 @@ class AccountPages(LoginPages):
         try:
             autoreply.checked(typed)
         except InvalidInput as exc:
-            return again(400, str(exc)[:1].upper() + str(exc)[1:] + ".")
+            return again(400, sentence(exc))
         saved = await self._write(
             lambda conn: autoreply.save(conn, login.account_id, typed),
             f"automatic reply of {login.email} not saved",
@@ -500,7 +498,7 @@ class AccountPages(LoginPages):
 
             await self.store.write(job)
         except (InvalidInput, AlreadyExists, NotFound) as exc:
-            return self._app_page(400, login, cookie, error=str(exc)[:1].upper() + str(exc)[1:] + ".")
+            return self._app_page(400, login, cookie, error=sentence(exc))
         except RelentadError as exc:
             log.error("account page: app passwords of %s not changed: %s", login.email, exc)
             return httpserver.text(503, "the change could not be made now; try again later")
