@@ -2088,6 +2088,25 @@ def user_mobileconfig(state: State, email: str) -> None:
     click.echo(profile.decode(), nl=False)
 
 
+@main.command("greylist")
+@json_option
+@pass_state
+def greylist_show(state: State, as_json: bool) -> None:
+    """Show what greylisting ([greylist]) holds: triplets waiting or let through, client networks let through."""
+    from . import greylist as grey
+
+    config = state.config.greylist
+    with errors_as_messages(), state.read() as conn:
+        found = grey.counts(conn, time.time(), config)
+    if as_json:
+        print_json({"enabled": config.enabled, **found})
+        return
+    click.echo(
+        f"greylisting {'on' if config.enabled else 'off'}: {found['waiting']} triplet(s) waiting for a retry, "
+        f"{found['passed']} let through, {found['clients']} client network(s) let through for everyone"
+    )
+
+
 # -- automatic reply --------------------------------------------------------------------------------------
 
 

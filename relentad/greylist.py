@@ -143,3 +143,18 @@ def prune(conn: sqlite3.Connection, now: float) -> int:
     """Drop the triplets and clients that no longer matter (the daily purge); returns how many rows."""
     gone = conn.execute("DELETE FROM greylist WHERE expires < ?", (now,)).rowcount
     return int(gone + conn.execute("DELETE FROM greylist_clients WHERE expires < ?", (now,)).rowcount)
+
+
+def counts(conn: sqlite3.Connection, now: float, config: GreylistConfig) -> dict[str, int]:
+    """What the tables hold now (``relentad greylist show``): triplets waiting for their retry, triplets let through,
+    client networks let through for everyone; rows past their expiry (the daily purge drops them) are not counted."""
+    waiting, passed = conn.execute(
+        """SELECT coalesce(sum(passed IS NULL), 0), coalesce(sum(passed IS NOT NULL), 0) FROM greylist
+           WHERE expires >= ?""",
+        (now,),
+    ).fetchone()
+    clients = conn.execute(
+        "SELECT count(*) FROM greylist_clients WHERE expires >= ? AND passes >= ? AND ? > 0",
+        (now, config.clients_after, config.clients_after),
+    ).fetchone()[0]
+    return {"waiting": int(waiting), "passed": int(passed), "clients": int(clients)}

@@ -3,6 +3,7 @@ smtplib as the sending server that retries, submission making a confirmed contac
 
 from __future__ import annotations
 
+import json
 import smtplib
 import time
 
@@ -72,6 +73,9 @@ def test_a_retry_after_the_delay_passes_and_the_triplet_is_known_from_then_on(
     assert sample(text, "relentad_greylist_total", 'result="passed"') == 2
     assert sample(text, "relentad_greylist_total", 'result="exempt"') == 1  # postmaster
     assert sample(text, "relentad_smtp_rejected_total", 'listener="smtp",reason="greylist"') == 4
+    shown = json.loads(relentad.cli("greylist", "--json").stdout)
+    assert shown == {"enabled": True, "waiting": 1, "passed": 2, "clients": 0}, "bob's triplet waits"
+    assert "greylisting on: 1 triplet(s) waiting for a retry, 2 let through" in relentad.cli("greylist").stdout
     # the state is in the database: a restart keeps what passed
     relentad.stop()
     relentad.start()

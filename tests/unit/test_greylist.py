@@ -126,3 +126,12 @@ def test_prune_drops_what_no_longer_matters(conn: sqlite3.Connection) -> None:
 def test_configuration_is_checked(settings: dict[str, object], problem: str) -> None:
     with pytest.raises(config_mod.ConfigError, match=problem.replace("[", r"\[").replace("]", r"\]")):
         config_mod.from_dict({"greylist": settings})
+
+
+def test_counts_say_what_is_held(conn: sqlite3.Connection) -> None:
+    attempt(conn, T0, sender="waiting@x.test")
+    for sender in ("a@x.test", "b@x.test"):
+        attempt(conn, T0, sender=sender)
+        attempt(conn, T0 + 301, sender=sender)
+    assert greylist.counts(conn, T0 + 302, CONFIG) == {"waiting": 1, "passed": 2, "clients": 1}
+    assert greylist.counts(conn, T0 + 3700, CONFIG)["waiting"] == 0, "past its window: as good as gone"
