@@ -533,6 +533,11 @@ class WebConfig:
         "Serve https://<host>/account/ on [listen] https: users see their usage, logins and activity, change "
         "their password and download their data (README: Your account in the browser).",
     )
+    user_forwarding: bool = setting(
+        True,
+        "Let users forward their mail to an address elsewhere from the account page. Off: the page says the "
+        "administrator turned it off, and forwards set up there stop (aliases and Sieve redirects are unaffected).",
+    )
 
 
 @dataclass(frozen=True)

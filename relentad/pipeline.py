@@ -299,6 +299,7 @@ class Pipeline:
         self.hostname = config.server.hostname
         self.sorter.unassigned = config.crm.unassigned_keyword
         self.sorter.hostname = config.server.hostname
+        self.sorter.user_forwarding = config.web.user_forwarding
         self.resolvers = make_resolvers(config.dns.nameservers, config.dns.timeout)
         self.blocklists = Blocklists(config.dnsbl.zones, self.resolvers.aio, config.dnsbl.domain_zones)
         self.report_addresses = intake.Addresses.of(config.reports.addresses)

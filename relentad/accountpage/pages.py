@@ -361,8 +361,13 @@ def filters(token: str, listed: Sequence[Filter], error: str = "", done: str = "
     return "".join(out)
 
 
-def forwarding_form(token: str, forward: AutoForward, error: str = "", saved: bool = False) -> str:
-    """Forwarding to one address elsewhere; a change takes the account's password."""
+def forwarding_form(
+    token: str, forward: AutoForward, error: str = "", saved: bool = False, allowed: bool = True
+) -> str:
+    """Forwarding to one address elsewhere; a change takes the account's password. Not ``allowed``: what the
+    administrator decided, and no form."""
+    if not allowed:
+        return "<p>Forwarding your mail elsewhere is turned off by the administrator of this server.</p>"
     notes = [f'<p class="note">Forwarding is {esc(describe_forward(forward))}.</p>']
     if saved:
         notes.append('<p class="note">Saved.</p>')

@@ -195,7 +195,8 @@ class AccountPages(LoginPages):
         elif name == "forwarding":
             saved = "saved" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
             forward = autoforward.get(conn, login.account_id)
-            title, content = "Forwarding", pages.forwarding_form(token, forward, saved=saved)
+            allowed = self.get_config().web.user_forwarding
+            title, content = "Forwarding", pages.forwarding_form(token, forward, saved=saved, allowed=allowed)
         elif name == "senders":
             done = done_note(request.query)
             title, content = (
@@ -323,6 +324,8 @@ class AccountPages(LoginPages):
         """Turn forwarding on, off or elsewhere (crm/autoforward.py). It sends the account's mail away, so it takes
         the account's password (checked as at login: throttled, a wrong one a failed login) and leaves a login
         history row (``forwarding-changed``) the user sees on the Logins page."""
+        if not self.get_config().web.user_forwarding:
+            return httpserver.text(403, "forwarding elsewhere is turned off by the administrator")
         form = self._form(request, login.email, "forwarding change")
         if isinstance(form, Response):
             return form

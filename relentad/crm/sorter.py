@@ -38,7 +38,7 @@ from ..headers import header_end, header_text
 from ..message import ParsedMessage
 from ..store import accounts, mailboxes
 from ..store import flags as flagmod
-from . import contacts, followups, participants, rules, threads, vacation
+from . import autoforward, contacts, followups, participants, rules, threads, vacation
 from .participants import IN, LIST, OUT, PERSON, Participant
 from .sieve import Script
 from .sieveregex import Budget
@@ -212,6 +212,7 @@ class Sorter:
     def __init__(self, unassigned: str = UNASSIGNED, hostname: str = "") -> None:
         self.unassigned = unassigned  # the keyword for mail to review; "" for none ([crm] unassigned_keyword)
         self.hostname = hostname  # Sieve's environment "host"
+        self.user_forwarding = True  # [web] user_forwarding: the account page's forwarding runs
 
     def plan(
         self, conn: sqlite3.Connection, delivery: Delivery, parsed: ParsedMessage, *, keep_copies: bool = False
@@ -230,6 +231,8 @@ class Sorter:
         for account_id, placements in by_account.items():
             context = account_context(conn, account_id, [p.address for p in placements], sender)
             own, scripts, known = context.own, context.scripts, context.known
+            if not self.user_forwarding:  # the admin turned the account page's forwarding off: it stops
+                scripts = [(name, script) for name, script in scripts if name != autoforward.NAME]
             # Only mail the account really sent counts "out" (confirming its recipients and, through count_out,
             # allow-listing them past the spam filter): its submission's Sent copy, or mail it submitted
             # (authenticated as itself) from an own address, or an import of its own mail. A From naming the

@@ -408,3 +408,18 @@ def test_the_self_service_forms_need_a_login_and_their_own_origin(browser: Brows
     )
     assert status == 403 and b"must be sent from its own page" in body
     assert browser.request("GET", "/account/mobileconfig", auth="")[0] == 401
+
+
+def test_the_admin_can_turn_the_users_forwarding_off(browser: Browser) -> None:
+    daemon = browser.daemon
+    good = {"token": browser.token(), "enabled": "on", "address": "me@elsewhere.test", "current": PASSWORD}
+    assert post(browser, "/account/forwarding", good)[0] == 303
+    daemon.stop()
+    daemon.write_config(web={"user_forwarding": False})
+    daemon.start()
+    assert "turned off by the administrator" in browser.page("/account/forwarding")
+    status, _, body = post(browser, "/account/forwarding", {**good, "token": browser.token()})
+    assert status == 403 and b"turned off by the administrator" in body
+    receive(daemon, "Bob <bob@elsewhere.test>", "bob@elsewhere.test")
+    wait_for("kept here, not forwarded", lambda: daemon.messages(ALICE))
+    assert daemon.query("SELECT 1 FROM queue_recipients WHERE address = 'me@elsewhere.test'") == []
