@@ -2419,6 +2419,27 @@ def spam_senders(state: State, email: str, as_json: bool) -> None:
         click.echo(f"{entry.action:5}  {entry.pattern}")
 
 
+@spam.command("digest")
+@json_option
+@pass_state
+def spam_digest(state: State, as_json: bool) -> None:
+    """Send the Junk digests due now (what each account's Junk got since its last one), as [spam] junk_digest does
+    daily."""
+    from .spam import digest
+
+    config = state.config
+    sender = config.quota.notices_from or f"postmaster@{config.server.hostname}"
+    with errors_as_messages(), state.write() as conn:
+        sent = digest.send(conn, sender=sender, hostname=config.server.hostname)
+    if as_json:
+        print_json(sent)
+        return
+    for address, count in sent.items():
+        click.echo(f"{address}: {count} message(s) listed")
+    if not sent:
+        click.echo("no Junk mail since the last digests")
+
+
 @spam.command("rebuild")
 @click.argument("email", required=False)
 @click.option("--all", "every", is_flag=True, help="Every account that has recorded lessons.")

@@ -610,6 +610,11 @@ class SpamConfig:
     """The spam filter (relentad/spam/): verdict thresholds, filing, learning and the size of the token tables."""
 
     enabled: bool = setting(True, "Score every received message and file spam into Junk.")
+    junk_digest: bool = setting(
+        False,
+        "Once a day, each user whose Junk got mail since the last digest finds a message in their inbox listing it "
+        "(date, sender, subject, score), so that misfiled mail is seen without opening Junk.",
+    )
     ham_below: float = setting(0.2, "Scores below this are ham (0-1).")
     spam_above: float = setting(
         0.79,

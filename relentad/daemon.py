@@ -52,6 +52,7 @@ from .queue.runner import QueueRunner
 from .smtp.inbound import InboundHandler
 from .smtp.server import Connections, ListenerContext, protocol_factory
 from .smtp.submission import SubmissionHandler
+from .spam import digest as junk_digest
 from .spam import rebuild
 from .spam import training as spam_training
 from .store.db import Store
@@ -249,6 +250,8 @@ class Daemon:
         snapshots = asyncio.ensure_future(backup.run_daily(lambda: self.config))
         # the daily spam model rebuild: accounts that learned something, relearned from all their lessons
         rebuilder = asyncio.ensure_future(rebuild.run_daily(store, lambda: self.config.spam))
+        # [spam] junk_digest: what each user's Junk got, listed in their inbox once a day
+        digests = asyncio.ensure_future(junk_digest.run_daily(store, lambda: self.config))
         # [dmarc] and [tlsrpt] send_reports: the reports about yesterday's mail, shortly after midnight UTC
         outgoing_reports = asyncio.ensure_future(
             report_sending.run_daily(store, lambda: self.config, keyring, queue_runner.wake)
@@ -307,6 +310,7 @@ class Daemon:
         finally:
             purger.cancel()
             rebuilder.cancel()
+            digests.cancel()
             outgoing_reports.cancel()
             snapshots.cancel()
             cert_watcher.cancel()

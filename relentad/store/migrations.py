@@ -1129,6 +1129,16 @@ def _m039_page_filters(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m040_junk_digests(conn: sqlite3.Connection) -> None:
+    """When each account's last Junk digest went (relentad/spam/digest.py): the next lists what came after."""
+    conn.execute(
+        """CREATE TABLE junk_digests (
+               account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+               last REAL NOT NULL
+           )"""
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_core", _m001_core),
     ("002_outbound", _m002_outbound),
@@ -1167,6 +1177,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("037_autoreply", _m037_autoreply),
     ("038_autoforward", _m038_autoforward),
     ("039_page_filters", _m039_page_filters),
+    ("040_junk_digests", _m040_junk_digests),
 ]
 
 
