@@ -53,6 +53,17 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def notices(*notes: str, error: str = "") -> str:
+    """A page's notes (what it says is so, what a form did) and a form's refusal, each its own paragraph."""
+    out = "".join(f'<p class="note">{esc(note)}</p>' for note in notes if note)
+    return out + (f'<p class="error">{esc(error)}</p>' if error else "")
+
+
+def token_field(token: str) -> str:
+    """The hidden CSRF field every form of these pages carries."""
+    return f'<input type="hidden" name="token" value="{esc(token)}">'
+
+
 def when(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -303,15 +314,11 @@ def activity(per_day: Sequence[Day], per_month: Sequence[Month], totals: dict[st
 
 
 def password_form(token: str, error: str = "", changed: bool = False) -> str:
-    notes = []
-    if changed:
-        notes.append('<p class="note">Your password was changed.</p>')
-    if error:
-        notes.append(f'<p class="error">{esc(error)}</p>')
     return (
-        "".join(notes) + '<form method="post" action="/account/password">'
-        f'<input type="hidden" name="token" value="{esc(token)}">'
-        '<label for="current">Current password</label>'
+        notices("Your password was changed." if changed else "", error=error)
+        + '<form method="post" action="/account/password">'
+        + token_field(token)
+        + '<label for="current">Current password</label>'
         '<input type="password" id="current" name="current" autocomplete="current-password" required>'
         '<label for="new">New password (at least 8 characters)</label>'
         '<input type="password" id="new" name="new" autocomplete="new-password" minlength="8" required>'
@@ -326,15 +333,12 @@ def password_form(token: str, error: str = "", changed: bool = False) -> str:
 
 def filters(token: str, listed: Sequence[Filter], error: str = "", done: str = "") -> str:
     """The account's filters, each with a Remove button, and a form to add one."""
-    hidden = f'<input type="hidden" name="token" value="{esc(token)}">'
+    hidden = token_field(token)
     out = [
         "<p>Filters file incoming mail into a folder as it arrives, whatever program you read it with. The first "
-        "filter that matches decides; the folder is made when it does not exist.</p>"
+        "filter that matches decides; the folder is made when it does not exist.</p>",
+        notices(done, error=error),
     ]
-    if done:
-        out.append(f'<p class="note">{esc(done)}</p>')
-    if error:
-        out.append(f'<p class="error">{esc(error)}</p>')
     if listed:
         rows = [
             f"<tr><td>{esc(f.describe())}</td>"
@@ -368,17 +372,13 @@ def forwarding_form(
     administrator decided, and no form."""
     if not allowed:
         return "<p>Forwarding your mail elsewhere is turned off by the administrator of this server.</p>"
-    notes = [f'<p class="note">Forwarding is {esc(describe_forward(forward))}.</p>']
-    if saved:
-        notes.append('<p class="note">Saved.</p>')
-    if error:
-        notes.append(f'<p class="error">{esc(error)}</p>')
     enabled = " checked" if forward.enabled else ""
     keep = " checked" if forward.keep else ""
     return (
-        "".join(notes) + '<form method="post" action="/account/forwarding">'
-        f'<input type="hidden" name="token" value="{esc(token)}">'
-        f'<label><input type="checkbox" name="enabled" value="on"{enabled}> Forward my mail</label>'
+        notices(f"Forwarding is {describe_forward(forward)}.", "Saved." if saved else "", error=error)
+        + '<form method="post" action="/account/forwarding">'
+        + token_field(token)
+        + f'<label><input type="checkbox" name="enabled" value="on"{enabled}> Forward my mail</label>'
         '<label for="address">To the address</label>'
         f'<input type="email" id="address" name="address" size="40" value="{esc(forward.address)}">'
         f'<label><input type="checkbox" name="keep" value="on"{keep}> Keep a copy here too</label>'
@@ -393,16 +393,13 @@ def forwarding_form(
 
 def senders(token: str, listed: Sequence[SenderEntry], error: str = "", done: str = "") -> str:
     """The account's spam allow and block lists, each entry with a Remove button, and a form to add one."""
-    hidden = f'<input type="hidden" name="token" value="{esc(token)}">'
+    hidden = token_field(token)
     out = [
         "<p><strong>Allow</strong>: mail from these senders never goes to Junk on its spam score (unless its sender "
         "is forged: DMARC fails). <strong>Block</strong>: their mail always goes to Junk. An address, or "
-        "<code>@domain</code> for a whole domain and its subdomains; the most specific entry wins.</p>"
+        "<code>@domain</code> for a whole domain and its subdomains; the most specific entry wins.</p>",
+        notices(done, error=error),
     ]
-    if done:
-        out.append(f'<p class="note">{esc(done)}</p>')
-    if error:
-        out.append(f'<p class="error">{esc(error)}</p>')
     if listed:
         rows = [
             f"<tr><td>{esc(e.pattern)}</td><td>{esc(e.action)}</td><td>{esc(when(e.created))}</td>"
@@ -429,16 +426,12 @@ def senders(token: str, listed: Sequence[SenderEntry], error: str = "", done: st
 
 def autoreply_form(token: str, reply: AutoReply, error: str = "", saved: bool = False) -> str:
     """The automatic reply's settings; its state in one line on top."""
-    notes = [f'<p class="note">Your automatic reply is {esc(describe(reply))}.</p>']
-    if saved:
-        notes.append('<p class="note">Saved.</p>')
-    if error:
-        notes.append(f'<p class="error">{esc(error)}</p>')
     checked = " checked" if reply.enabled else ""
     return (
-        "".join(notes) + '<form method="post" action="/account/autoreply">'
-        f'<input type="hidden" name="token" value="{esc(token)}">'
-        f'<label><input type="checkbox" name="enabled" value="on"{checked}> Answer mail automatically</label>'
+        notices(f"Your automatic reply is {describe(reply)}.", "Saved." if saved else "", error=error)
+        + '<form method="post" action="/account/autoreply">'
+        + token_field(token)
+        + f'<label><input type="checkbox" name="enabled" value="on"{checked}> Answer mail automatically</label>'
         '<label for="subject">Subject (empty: "Auto: " and the subject of the mail answered)</label>'
         f'<input id="subject" name="subject" size="60" maxlength="200" value="{esc(reply.subject)}">'
         '<label for="message">Message</label>'
