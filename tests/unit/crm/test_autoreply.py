@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,22 +13,12 @@ from relentad.errors import InvalidInput
 from relentad.message import parse
 from relentad.store import accounts, db
 
-RAW = b"From: Bob <bob@elsewhere.test>\r\nTo: alice@a.test\r\nSubject: Order\r\n\r\nHi.\r\n"
-
-
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = db.open_database(tmp_path / "a.db")
-    with db.transaction(connection):
-        accounts.add_domain(connection, "a.test")
-        accounts.add_account(connection, "alice@a.test", "x", quota_bytes=0, daily_send=0)
-    yield connection
-    connection.close()
+RAW = b"From: Bob <bob@elsewhere.test>\r\nTo: alice@example.test\r\nSubject: Order\r\n\r\nHi.\r\n"
 
 
 def vacation_of(reply: AutoReply, today: float) -> object:
     """What the reply's script does on a message received at ``today`` (a timestamp)."""
-    view = rules.MessageView(parse(RAW), RAW, "bob@elsewhere.test", "alice@a.test", now=today)
+    view = rules.MessageView(parse(RAW), RAW, "bob@elsewhere.test", "alice@example.test", now=today)
     return rules.evaluate([(autoreply.NAME, rules.compiled(autoreply.script(autoreply.checked(reply))))], view).vacation
 
 
@@ -70,7 +58,7 @@ def test_it_answers_on_its_days_only() -> None:
 
 
 def test_saved_and_run_first_in_the_program(conn: sqlite3.Connection) -> None:
-    account_id = accounts.get_account(conn, "alice@a.test").id
+    account_id = accounts.get_account(conn, "alice@example.test").id
     with db.transaction(conn):
         rules.add(conn, account_id, "stop-all", "stop;")
         autoreply.save(conn, account_id, AutoReply(enabled=True, message="Away", first_day=" 2026-12-01 "), now=5.0)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -14,27 +12,18 @@ from relentad.message import parse
 from relentad.store import accounts, db
 
 RAW = (
-    b'From: Shop <News@Shop.test>\r\nTo: alice@a.test\r\nCc: Team <team@a.test>\r\nSubject: Your "weekly" deals\r\n'
+    b"From: Shop <News@Shop.test>\r\nTo: alice@example.test\r\nCc: Team <team@a.test>\r\n"
+    b'Subject: Your "weekly" deals\r\n'
     b"List-Id: Deals <deals.shop.test>\r\n\r\nHi.\r\n"
 )
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = db.open_database(tmp_path / "p.db")
-    with db.transaction(connection):
-        accounts.add_domain(connection, "a.test")
-        accounts.add_account(connection, "alice@a.test", "x", quota_bytes=0, daily_send=0)
-    yield connection
-    connection.close()
-
-
 def account(conn: sqlite3.Connection) -> int:
-    return accounts.get_account(conn, "alice@a.test").id
+    return accounts.get_account(conn, "alice@example.test").id
 
 
 def run(conn: sqlite3.Connection) -> rules.Outcome:
-    view = rules.MessageView(parse(RAW), RAW, "news@shop.test", "alice@a.test")
+    view = rules.MessageView(parse(RAW), RAW, "news@shop.test", "alice@example.test")
     return rules.evaluate(rules.load(conn, account(conn)), view)
 
 
