@@ -2045,7 +2045,8 @@ def rules_test(state: State, email: str, message: str, mail_from: str, as_json: 
         raw = Path(message).read_bytes()
         with state.read() as conn:
             account = accounts.get_account(conn, email)
-            result = sorter.preview(conn, account.id, account.email, raw, mail_from)
+            forwarding = state.config.web.user_forwarding
+            result = sorter.preview(conn, account.id, account.email, raw, mail_from, user_forwarding=forwarding)
     if as_json:
         print_json(result)
         return

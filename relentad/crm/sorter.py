@@ -232,7 +232,7 @@ class Sorter:
             context = account_context(conn, account_id, [p.address for p in placements], sender)
             own, scripts, known = context.own, context.scripts, context.known
             if not self.user_forwarding:  # the admin turned the account page's forwarding off: it stops
-                scripts = [(name, script) for name, script in scripts if name != autoforward.NAME]
+                scripts = without_forwarding(scripts)
             # Only mail the account really sent counts "out" (confirming its recipients and, through count_out,
             # allow-listing them past the spam filter): its submission's Sent copy, or mail it submitted
             # (authenticated as itself) from an own address, or an import of its own mail. A From naming the
@@ -444,12 +444,21 @@ def _tag_contact(conn: sqlite3.Connection, links: dict[int, str], tags: Sequence
         insert_rows(conn, "INSERT OR IGNORE INTO crm_tags (contact_id, tag)", [(contact_id, tag) for tag in tags])
 
 
-def preview(conn: sqlite3.Connection, account_id: int, address: str, raw: bytes, mail_from: str) -> dict[str, object]:
-    """What the account's rules would do to a message delivered to ``address`` now (``relentad rules test``)."""
+def without_forwarding(scripts: list[tuple[str, Script]]) -> list[tuple[str, Script]]:
+    """The program without the account page's forwarding (``[web] user_forwarding = false``)."""
+    return [(name, script) for name, script in scripts if name != autoforward.NAME]
+
+
+def preview(
+    conn: sqlite3.Connection, account_id: int, address: str, raw: bytes, mail_from: str, *, user_forwarding: bool = True
+) -> dict[str, object]:
+    """What the account's rules would do to a message delivered to ``address`` now (``relentad rules test``;
+    ``user_forwarding``: ``[web] user_forwarding``, as :class:`Sorter` takes it)."""
     parsed = message.parse(raw)
     sender = participants.sender(parsed)
     context = account_context(conn, account_id, [address], sender)
-    own, scripts, known = context.own, context.scripts, context.known
+    own, known = context.own, context.known
+    scripts = without_forwarding(context.scripts) if not user_forwarding else context.scripts
     direction = IN  # as delivered from the MX: a From naming the account does not make mail "out" there
     people = participants.participants(parsed, own, direction)
     virtual = _virtual(known, False)

@@ -423,3 +423,7 @@ def test_the_admin_can_turn_the_users_forwarding_off(browser: Browser) -> None:
     receive(daemon, "Bob <bob@elsewhere.test>", "bob@elsewhere.test")
     wait_for("kept here, not forwarded", lambda: daemon.messages(ALICE))
     assert daemon.query("SELECT 1 FROM queue_recipients WHERE address = 'me@elsewhere.test'") == []
+    sample = daemon.root / "m.eml"
+    sample.write_bytes(b"From: Bob <bob@elsewhere.test>\r\nTo: alice@example.test\r\nSubject: Hi\r\n\r\nHi.\r\n")
+    shown = daemon.cli("rules", "test", ALICE, str(sample), "--mail-from", "bob@elsewhere.test").stdout
+    assert "redirect" not in shown and "file into INBOX" in shown, "rules test agrees with delivery"
