@@ -141,7 +141,10 @@ class _Parser:
         self.text, self.pos = pattern, 0
 
     def fail(self, why: str) -> InvalidInput:
-        return InvalidInput(f":regex {self.text!r}: {why}")
+        """The refusal on one line: ``why`` may quote a character of the pattern (the range of ``[a-<newline>]``),
+        escaped here as the pattern is; at run time (a key built from variables) it goes to the log and the trace."""
+        shown = "".join(char if char.isprintable() else repr(char)[1:-1] for char in why)
+        return InvalidInput(f":regex {self.text!r}: {shown}")
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""

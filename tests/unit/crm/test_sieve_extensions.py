@@ -229,6 +229,13 @@ def test_regex_refused_at_upload_with_line(pattern: str, message: str) -> None:
         compile_script(ALL + f'keep;\nif header :regex "subject" "{escaped}" {{ keep; }}')
 
 
+def test_a_pattern_refused_at_run_time_is_one_line() -> None:
+    """A key built from variables is compiled when it runs; its refusal quoted the pattern's newline raw (the range
+    of ``[a-<newline>]``) and split the log line and the trace (found by atheris)."""
+    outcome = run('set "p" "[a-\n]"; if header :regex "subject" "${p}" { fileinto "Hit"; }')
+    assert outcome.trace == ["r: error (:regex '[a-\\n]': the range a-\\n is reversed); kept"]
+
+
 def test_regex_input_is_bounded() -> None:
     assert not compile_regex("b$", False).search("a" * MAX_INPUT + "b")
 
