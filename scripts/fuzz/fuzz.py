@@ -30,8 +30,9 @@ Usage:
     .venv/bin/python scripts/fuzz/fuzz.py address --engine random --seconds 300 --seed 7
     .venv/bin/python scripts/fuzz/fuzz.py smtp --seconds 600
 
-Crashing inputs are written to ``--crashes`` (default ``var/fuzz/<target>/``; atheris writes its own
-``crash-*`` files in the current folder) and the run exits 1. Replay one with ``--replay FILE``.
+Crashing inputs are written to ``--crashes`` (default ``var/fuzz/<target>/``, atheris's too unless
+``-artifact_prefix=`` says otherwise) and the run exits 1. Replay one with ``--replay FILE``. Atheris keeps its
+corpus in ``var/fuzz/<target>/corpus`` (or the folder given after the target), so a run goes on from the last.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ import argparse
 import importlib
 import random
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -151,21 +151,33 @@ INSTRUMENTED = [
 ]
 
 
-def run_atheris(name: str, extra: list[str]) -> int:
+def run_atheris(name: str, extra: list[str], crashes: Path) -> int:
     import atheris
 
     with atheris.instrument_imports(include=["relentad", "aiosmtpd", "sievelib"]):
         for module in INSTRUMENTED:
             importlib.import_module(module)
-    target = targets.TARGETS[name]
-    corpus = Path(tempfile.mkdtemp(prefix=f"relentad-fuzz-{name}-"))
-    for number, data in enumerate(targets.SEEDS[name]):
-        (corpus / f"seed-{number}").write_bytes(data)
-    dictionary = corpus.with_suffix(".dict")
-    dictionary.write_text("".join(f'"{_escape(token)}"\n' for token in targets.DICTIONARY))
-    atheris.Setup([sys.argv[0], f"-dict={dictionary}", "-max_len=65536", "-timeout=10", *extra, str(corpus)], target)
+    atheris.Setup([sys.argv[0], *atheris_args(name, extra, crashes)], targets.TARGETS[name])
     atheris.Fuzz()
     return 0
+
+
+def atheris_args(name: str, extra: list[str], crashes: Path) -> list[str]:
+    """libFuzzer's arguments: ours, then ``extra``. Without a corpus folder in ``extra`` the corpus is kept in
+    ``crashes/corpus`` (libFuzzer adds what it finds to the first folder: a temporary one lost it at each run), and
+    crash files go to ``crashes`` unless an artifact path is given; the seeds and the dictionary are written there."""
+    seeds, dictionary = crashes / "seeds", crashes / "dictionary"
+    seeds.mkdir(parents=True, exist_ok=True)
+    for number, data in enumerate(targets.SEEDS[name]):
+        (seeds / f"seed-{number}").write_bytes(data)
+    dictionary.write_text("".join(f'"{_escape(token)}"\n' for token in targets.DICTIONARY))
+    args = [f"-dict={dictionary}", "-max_len=65536", "-timeout=10"]
+    if not any(arg.startswith(("-artifact_prefix=", "-exact_artifact_path=")) for arg in extra):
+        args.append(f"-artifact_prefix={crashes}/")
+    corpora = [] if any(not arg.startswith("-") for arg in extra) else [str(crashes / "corpus")]
+    for folder in corpora:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    return [*args, *extra, *corpora, str(seeds)]
 
 
 def _escape(token: bytes) -> str:
@@ -207,7 +219,7 @@ def main() -> int:
         else:
             engine = "atheris"
     if engine == "atheris":
-        return run_atheris(args.target, extra)
+        return run_atheris(args.target, extra, crashes)
     if extra:
         parser.error(f"unknown arguments for the random engine: {extra}")
     return run_random(args.target, target, targets.SEEDS[args.target], args.seconds, seed, crashes)

@@ -57,3 +57,15 @@ def test_the_pop3_target_catches_a_body_sent_unstuffed(monkeypatch: pytest.Monke
 def test_the_managesieve_target_frames_literals_as_the_session_does() -> None:
     assert targets._framed(b'PUTSCRIPT "a" {3+}\r\nx\r\n\r\nNOOP\r\n') == b'PUTSCRIPT "a" {3+}\r\nx\r\n\r\n'
     assert targets._framed(b"CHECKSCRIPT {9}\r\nab") == b"CHECKSCRIPT {9}\r\nab"
+
+
+def test_atheris_keeps_its_corpus_and_crashes_in_the_target_folder(tmp_path: Path) -> None:
+    """libFuzzer adds new inputs to the first corpus folder: a temporary one lost a long run's corpus (and crash files
+    landed in the current folder); the seeds come last, the user's folders and artifact path win."""
+    args = fuzz.atheris_args("pop3", ["-max_total_time=5"], tmp_path)
+    assert args[-2:] == [str(tmp_path / "corpus"), str(tmp_path / "seeds")]
+    assert f"-artifact_prefix={tmp_path}/" in args and "-max_total_time=5" in args
+    assert len(list((tmp_path / "seeds").iterdir())) == len(targets.SEEDS["pop3"])
+    assert (tmp_path / "dictionary").read_text().count("\n") == len(targets.DICTIONARY)
+    mine = fuzz.atheris_args("pop3", ["-artifact_prefix=x/", "mine"], tmp_path)
+    assert mine[-2:] == ["mine", str(tmp_path / "seeds")] and not any(a.startswith("-artifact_prefix=/") for a in mine)
