@@ -210,7 +210,7 @@ class Includes:
     globals: dict[str, str] = field(default_factory=dict)
 
 
-class _Return(Exception):
+class Return(Exception):
     """RFC 6609 §3.3 ``return``: ends the script it is in, which goes on as if that script had ended."""
 
 
@@ -682,7 +682,7 @@ def _run(
             _edit_header(command, view, variables, outcome, rule)
             continue
         if command.name == "return":
-            raise _Return
+            raise Return
         if command.name == "global":
             variables.declared.update(command.tags)
             continue
@@ -716,7 +716,7 @@ def _include(command: Include, view: MessageView, outcome: Outcome, variables: V
     try:
         own = Variables(enabled=script.variables, budget=variables.budget, includes=includes)
         _run(script.commands, view, outcome, name + USER_SUFFIX, own)
-    except _Return:
+    except Return:
         pass
     finally:
         includes.stack.pop()
@@ -866,7 +866,7 @@ def evaluate(
                 name,
                 Variables(enabled=script.variables, budget=budget, includes=includes),
             )
-        except _Return:
+        except Return:
             pass
         except (RuleError, Exhausted, RecursionError, ValueError, LookupError, TypeError, OverflowError) as exc:
             # RFC 5228 §2.10.6: a run-time error drops the script's actions and keeps the message

@@ -256,6 +256,8 @@ def target_sieve(data: bytes) -> None:
         variables = rules.Variables(enabled=compiled.variables, budget=Budget())
         try:  # without evaluate()'s net, which would hide a bug as "a run-time error, the message kept"
             rules._run(compiled.commands, _sieve_view(), outcome, "fuzz", variables)
+        except rules.Return:  # RFC 6609 return at the top: the script has ended, as evaluate() takes it
+            pass
         except (rules.RuleError, Exhausted) as exc:
             _one_line(exc)
         rules.evaluate([("fuzz", compiled)], _sieve_view()).targets("INBOX")  # the daemon's call, as ``rules test``
@@ -504,6 +506,12 @@ SEEDS["sieve"] = [
     b'if string :is "${n}" "3" { if hasflag :contains "3" { reject "no"; } }\n'
     b'if header :contains "X-Relentad-Contact" "new" { setflag "$Review"; removeflag "$Review"; }\n',
     b"# a comment\r\n/* block */ if true { keep; } if false { stop; }\r\n",
+    b'require ["editheader", "variables", "fileinto"];\n'
+    b'if header :matches "subject" "*" { deleteheader "Subject"; addheader "Subject" "[x] ${1}"; }\n'
+    b'addheader :last "X-A" "b\xc3\xa9"; deleteheader :index 1 :last :contains "received" "a";\n'
+    b'deleteheader :matches "X-*" ["a*", "b"]; if exists "x-a" { fileinto "A"; }\n',
+    b'require ["include", "variables", "fileinto"];\n'
+    b'global "a"; set "a" "b"; include :once :optional "x"; include "y"; if true { return; } fileinto "${a}";\n',
 ]
 
 SEEDS["vcard"] = [
@@ -547,6 +555,7 @@ DICTIONARY: list[bytes] = [
     b"anyof (", b"allof (", b"not ", b"header ", b"address ", b"envelope ", b"body ", b"string ", b"date ", b"set ",
     b"vacation ", b"redirect ", b":copy ", b":flags ", b"addflag ", b"stop;", b"keep;", b":comparator ",
     b'"i;ascii-numeric" ', b'"i;octet" ', b":index 1 ", b":last ", b":zone ", b"/*", b"*/", b"#", b'"*?\\*"',
+    b"addheader ", b"deleteheader ", b"include ", b":once ", b":optional ", b"return;", b"global ",
     b"USER ", b"PASS ", b"TOP 1 ", b"RETR ", b"LIST ", b"\r\n.\r\n", b"\r\n.", b"PUTSCRIPT ", b"CHECKSCRIPT ",
     b"HAVESPACE ", b"AUTHENTICATE ", b"{4}\r\n", b"{2+}\r\n", b"{4294967296}\r\n",
 ]  # fmt: skip
