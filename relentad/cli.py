@@ -1971,8 +1971,8 @@ def rules_list(state: State, email: str, as_json: bool) -> None:
         found = crm_rules.list_rules(conn, account_id)
         own = userscripts.rows(conn, account_id)
         page = [
-            (autoreply.NAME, autoreply.describe(autoreply.get(conn, account_id))),
-            (autoforward.NAME, autoforward.describe(autoforward.get(conn, account_id))),
+            ("automatic reply", autoreply.describe(autoreply.get(conn, account_id))),
+            ("forwarding", autoforward.describe(autoforward.get(conn, account_id))),
             *((f"filter {f.id}", f.describe()) for f in pagefilters.listed(conn, account_id)),
         ]
     page = [(name, what) for name, what in page if what != "off"]

@@ -18,7 +18,7 @@ from ..errors import InvalidInput
 from ..store import accounts
 from .sieve import compile_script
 
-NAME = "forwarding"
+NAME = "forwarding (account page)"
 """The script's name in traces."""
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..errors import InvalidInput
 from .sieve import MAX_REASON, VACATION_MAX, compile_script, quoted
 
-NAME = "automatic reply"
+NAME = "automatic reply (account page)"
 """The script's name in traces and ``rules list``."""
 MAX_DAYS = VACATION_MAX // 86_400
 

@@ -93,14 +93,19 @@ VIRTUAL = ("x-relentad-contact-tag", "x-relentad-company", "x-relentad-contact",
 _ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 USER_SUFFIX = " (user)"
 """Appended to the name of the user's own script in traces (``rules test``), to tell it from an admin rule."""
-PROGRAM = """SELECT -1 AS k, 0 AS p, 0 AS id, 'automatic reply' AS name, script FROM autoreply
+PAGE_SUFFIX = " (account page)"
+"""Ends the names of what the user set on the account page (automatic reply, forwarding, filters); an admin rule's
+name may end in neither suffix, so that a name tells where a script came from."""
+PROGRAM = """SELECT -1 AS k, 0 AS p, 0 AS id, 'automatic reply (account page)' AS name, script FROM autoreply
                  WHERE account_id = {account} AND enabled = 1
              UNION ALL
-             SELECT -1, 1, 0, 'forwarding', script FROM autoforward WHERE account_id = {account} AND enabled = 1
+             SELECT -1, 1, 0, 'forwarding (account page)', script FROM autoforward
+                 WHERE account_id = {account} AND enabled = 1
              UNION ALL
              SELECT 0, position, id, name, script FROM crm_rules WHERE account_id = {account}
              UNION ALL
-             SELECT 1, 0, id, 'filter ' || id, script FROM page_filters WHERE account_id = {account}
+             SELECT 1, 0, id, 'filter ' || id || ' (account page)', script FROM page_filters
+                 WHERE account_id = {account}
              UNION ALL
              SELECT 2, 0, id, name || {suffix}, script FROM sieve_scripts WHERE account_id = {account} AND active = 1
              ORDER BY k, p, id"""
@@ -972,6 +977,8 @@ def add(conn: sqlite3.Connection, account_id: int, name: str, text: str, positio
     name = name.strip()
     if not name or len(name) > 100:
         raise InvalidInput("a rule needs a name of 1-100 characters")
+    if name.endswith((USER_SUFFIX, PAGE_SUFFIX)):
+        raise InvalidInput(f"a rule's name cannot end in {USER_SUFFIX.strip()!r} or {PAGE_SUFFIX.strip()!r}")
     check(text, own_addresses(conn, account_id))
     if conn.execute("SELECT 1 FROM crm_rules WHERE account_id = ? AND name = ?", (account_id, name)).fetchone():
         raise AlreadyExists(f"a rule named {name!r} exists")

@@ -50,7 +50,8 @@ def test_the_first_match_files_and_stops(conn: sqlite3.Connection) -> None:
         first = pagefilters.add(conn, account(conn), "from", "shop", "Deals", seen=False)
         pagefilters.add(conn, account(conn), "subject", "deals", "Other", seen=False)
     names = [name for name, _ in rules.load(conn, account(conn))]
-    assert names == ["admin", f"filter {first.id}", f"filter {first.id + 1}", "mine" + rules.USER_SUFFIX]
+    page = rules.PAGE_SUFFIX
+    assert names == ["admin", f"filter {first.id}{page}", f"filter {first.id + 1}{page}", "mine" + rules.USER_SUFFIX]
     assert run(conn).targets("INBOX") == [("Deals", ["$Admin"])], "the admin's rules first; one folder"
     with db.transaction(conn):
         pagefilters.remove(conn, account(conn), first.id)
@@ -79,3 +80,10 @@ def test_quotes_and_backslashes_in_the_value_survive(conn: sqlite3.Connection) -
     assert 'header :contains "subject" "a \\"b\\" \\\\ c"' in text
     compiled = rules.compiled(text)
     assert compiled.commands
+
+
+def test_an_admin_rule_cannot_take_a_name_that_says_it_came_from_elsewhere(conn: sqlite3.Connection) -> None:
+    """The sorter leaves the page's forwarding out by its name ([web] user_forwarding): no admin rule may share it."""
+    for name in ("forwarding (account page)", "x (user)"):
+        with db.transaction(conn), pytest.raises(InvalidInput, match="cannot end in"):
+            rules.add(conn, account(conn), name, "keep;")
