@@ -123,10 +123,16 @@ def sentence(problem: object) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
+def query_flags(query: str) -> set[str]:
+    """The bare words of a page's query (``?saved``, ``?changed``): where the redirect after a change says what it
+    did."""
+    return set(urllib.parse.parse_qs(query, keep_blank_values=True))
+
+
 def done_note(query: str) -> str:
     """What the redirect after a list page's change says it did (``?added`` / ``?removed``)."""
-    flags = urllib.parse.parse_qs(query, keep_blank_values=True)
-    return {"added": "Added.", "removed": "Removed."}.get(next(iter(flags), ""), "")
+    flags = query_flags(query)
+    return "Added." if "added" in flags else "Removed." if "removed" in flags else ""
 
 
 def display_name_of(conn: sqlite3.Connection, account_id: int) -> str:

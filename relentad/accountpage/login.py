@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import urllib.parse
 from typing import Any
 
 from .. import httpserver
@@ -21,7 +20,7 @@ from ..auth.basic import Session, throttled
 from ..errors import RelentadError
 from ..httpserver import Request, Response
 from . import csrf, pages, qr, sessions
-from .base import EXPIRED, HTML, PagesBase, log, single_fields
+from .base import EXPIRED, HTML, PagesBase, log, query_flags, single_fields
 
 LATER = "the change could not be made now; try again later"
 
@@ -76,7 +75,7 @@ class LoginPages(PagesBase):
         ``recovery-code-used``), then a new session: 303 to the overview with its cookie."""
         token = csrf.make_token(self.secret(), _ANONYMOUS, time.time())
         if request.method != "POST":
-            out = "out" in urllib.parse.parse_qs(request.query, keep_blank_values=True)  # where logout sends it
+            out = "out" in query_flags(request.query)  # where logout sends it
             return Response(200, pages.login_page(token, note="You are logged out." if out else ""), HTML)
         form = self._form(request, "(login form)", "login")
         if isinstance(form, Response):

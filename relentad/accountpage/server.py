@@ -47,7 +47,6 @@ import asyncio
 import logging
 import sqlite3
 import time
-import urllib.parse
 from typing import Any
 
 from .. import clientconfig, httpserver
@@ -61,7 +60,7 @@ from ..lifecycle import activity
 from ..quota import get as get_usage
 from ..spam import senderlists
 from . import export, pages, sessions
-from .base import EXPIRED, HTML, display_name_of, done_note, sentence, single_fields
+from .base import EXPIRED, HTML, display_name_of, done_note, query_flags, sentence, single_fields
 from .login import LoginPages
 
 log = logging.getLogger(__name__)
@@ -193,7 +192,7 @@ class AccountPages(LoginPages):
             done = done_note(request.query)
             title, content = "Filters", pages.filters(token, pagefilters.listed(conn, login.account_id), done=done)
         elif name == "forwarding":
-            saved = "saved" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
+            saved = "saved" in query_flags(request.query)
             forward = autoforward.get(conn, login.account_id)
             allowed = self.get_config().web.user_forwarding
             title, content = "Forwarding", pages.forwarding_form(token, forward, saved=saved, allowed=allowed)
@@ -204,14 +203,14 @@ class AccountPages(LoginPages):
                 pages.senders(token, senderlists.entries(conn, login.account_id), done=done),
             )
         elif name == "autoreply":
-            saved = "saved" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
+            saved = "saved" in query_flags(request.query)
             reply = autoreply.get(conn, login.account_id)
             title, content = "Automatic reply", pages.autoreply_form(token, reply, saved=saved)
         elif name == "app-passwords":
-            revoked = "revoked" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
+            revoked = "revoked" in query_flags(request.query)
             title, content = "App passwords", pages.app_passwords(_app_passwords(conn, login, token, revoked=revoked))
         else:
-            changed = "changed" in urllib.parse.parse_qs(request.query, keep_blank_values=True)
+            changed = "changed" in query_flags(request.query)
             title, content = "Password", pages.password_form(token, changed=changed)
         return Response(200, pages.page(title, login.email, display_name, name, content, logout), HTML)
 
