@@ -1135,12 +1135,28 @@ def export_command(state: State, email: str, path: str) -> None:
 
 @main.command("import")
 @click.argument("email")
-@click.argument("path", type=click.Path(exists=True))
+@click.argument("source")
+@click.option("--password-stdin", is_flag=True, help="IMAP: read the old server's password from stdin.")
+@click.option(
+    "--cafile", type=click.Path(exists=True, dir_okay=False), help="IMAP: a CA (PEM) to trust for the old server."
+)
+@click.option("--exclude", multiple=True, metavar="FOLDER", help="IMAP: leave out this folder (and those below it).")
+@click.option("--dry-run", is_flag=True, help="IMAP: show the folders and what is new; copy nothing.")
 @pass_state
-def import_command(state: State, email: str, path: str) -> None:
-    """Import an mbox file, a folder of .mbox files (relentad export) or a Maildir into EMAIL: folders, flags and
-    bytes kept, quota checked, filed in the CRM (contacts, threads; no rules, no spam check)."""
-    from .lifecycle import transfer
+def import_command(
+    state: State,
+    email: str,
+    source: str,
+    password_stdin: bool,
+    cafile: str | None,
+    exclude: tuple[str, ...],
+    dry_run: bool,
+) -> None:
+    """Import into EMAIL from SOURCE: an mbox file, a folder of .mbox files (relentad export), a Maildir, or
+    another server over IMAP (imaps://LOGIN@HOST[:PORT], or imap:// with STARTTLS): folders, flags and bytes
+    kept, quota checked, filed in the CRM (contacts, threads; no rules, no spam check). Over IMAP, running it
+    again copies only what is new."""
+    from .lifecycle import imapsource, transfer
 
     def write(job: Callable[[sqlite3.Connection], int]) -> int:
         with state.write() as conn:
@@ -1150,7 +1166,14 @@ def import_command(state: State, email: str, path: str) -> None:
     with errors_as_messages():
         with state.read() as conn:
             account = accounts.active_account(conn, email)
-        found = transfer.items(Path(path))
+        if imapsource.is_url(source):
+            _import_imap(state, account, source, write, password_stdin, cafile, exclude, dry_run)
+            return
+        if password_stdin or cafile or exclude or dry_run:
+            raise CLIError("--password-stdin, --cafile, --exclude and --dry-run are for an imap:// source")
+        if not Path(source).exists():
+            raise CLIError(f"{source}: no such file or folder")
+        found = transfer.items(Path(source))
         with click.progressbar(length=len(found), label="importing", file=sys.stderr) as bar:
             count = transfer.import_all(
                 write,
@@ -1161,6 +1184,60 @@ def import_command(state: State, email: str, path: str) -> None:
                 sent_folder=state.config.submission.sent_folder,
             )
     click.echo(f"imported {count} message(s) into {account.email}")
+
+
+def _import_imap(
+    state: State,
+    account: accounts.Account,
+    url_text: str,
+    write: Callable[[Callable[[sqlite3.Connection], int]], int],
+    password_stdin: bool,
+    cafile: str | None,
+    exclude: tuple[str, ...],
+    dry_run: bool,
+) -> None:
+    """``import EMAIL imaps://…``: plan the folders, show them (--dry-run) or copy what is new."""
+    from .lifecycle import imapimport, imapsource
+
+    url = imapsource.parse_url(url_text)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt(f"Password of {url.login} at {url.host}", hide_input=True, err=True)
+    source = imapsource.connect(url, password, cafile=cafile)
+    try:
+        remote = source.folders()
+        with state.read() as conn:
+            special = imapimport.own_special_folders(conn, account.id)
+            known = imapimport.import_state(conn, account.id, url.key)
+        outcome = imapimport.Outcome(imapimport.plan_folders(remote, special, exclude))
+        imapimport.survey(source, outcome.plans, known, outcome)
+        if dry_run:
+            for plan in outcome.plans:
+                if plan.target is None:
+                    click.echo(f"{plan.remote.name}: skipped, {plan.skipped}")
+                else:
+                    size = format_size(plan.pending_bytes)
+                    click.echo(f"{plan.remote.name} -> {plan.target}: {len(plan.pending)} new message(s), {size}")
+            click.echo(f"would import {outcome.pending} message(s) into {account.email} from {url}")
+            return
+        with click.progressbar(length=outcome.pending, label=f"importing from {url.host}", file=sys.stderr) as bar:
+            imapimport.copy_all(
+                source,
+                write,
+                account.id,
+                outcome,
+                bar.update,
+                crm=state.config.crm.enabled,
+                sent_folder=state.config.submission.sent_folder,
+            )
+    finally:
+        source.close()
+    folders = sum(1 for plan in outcome.plans if plan.target is not None)
+    there = f", {outcome.already_there} already there" if outcome.already_there else ""
+    click.echo(f"imported {outcome.imported} message(s) into {account.email} from {url} ({folders} folder(s){there})")
+    if outcome.failed:
+        raise CLIError(f"{len(outcome.failed)} folder(s) could not be read, the rest was imported: {outcome.failed[0]}")
 
 
 # -- ACME ---------------------------------------------------------------------------------------------------

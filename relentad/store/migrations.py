@@ -1139,6 +1139,22 @@ def _m040_junk_digests(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m041_imap_imports(conn: sqlite3.Connection) -> None:
+    """How far each import over IMAP got (relentad/lifecycle/imapimport.py), per account, old server and folder:
+    the next run copies only UIDs above ``last_uid``, while the folder's UIDVALIDITY is the same."""
+    conn.execute(
+        """CREATE TABLE imap_imports (
+               account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+               source TEXT NOT NULL,
+               folder TEXT NOT NULL,
+               uidvalidity INTEGER NOT NULL,
+               last_uid INTEGER NOT NULL,
+               updated REAL NOT NULL,
+               PRIMARY KEY (account_id, source, folder)
+           )"""
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_core", _m001_core),
     ("002_outbound", _m002_outbound),
@@ -1178,6 +1194,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("038_autoforward", _m038_autoforward),
     ("039_page_filters", _m039_page_filters),
     ("040_junk_digests", _m040_junk_digests),
+    ("041_imap_imports", _m041_imap_imports),
 ]
 
 

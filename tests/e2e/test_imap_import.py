@@ -1,0 +1,213 @@
+"""Import from another server over IMAP (``relentad import EMAIL imap[s]://LOGIN@HOST``): a real Dovecot on
+loopback is the old provider (``INBOX.`` namespace, ``.`` delimiter, special-use Sent and Junk), relentad's own
+IMAP listener another. Folders, flags, internal dates and bytes come over; special folders land in the account's
+own; the old server is left as it was; a second run copies only what is new; a quota stop resumes; bad passwords,
+untrusted certificates and unreachable hosts are one-line errors."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from relentad.imap import mutf7
+from tests.e2e.conftest import MakeDaemon, provision
+from tests.e2e.test_quota import cli
+from tests.e2e.test_transfer import all_messages, contact
+from tests.support.daemon import PASSWORD as DAEMON_PASSWORD
+from tests.support.daemon import Daemon, free_port
+from tests.support.dovecot import PASSWORD, Dovecot, run_dovecot
+from tests.support.imap import client, message
+
+BOB, CAROL = "bob@example.test", "carol@example.test"
+DATE = '"14-Nov-2023 17:13:20 -0500"'
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[Dovecot]:
+    yield from run_dovecot()
+
+
+@pytest.fixture
+def old(dovecot: Dovecot) -> Iterator[imaplib.IMAP4]:
+    """The old mailbox, emptied for each test: INBOX and Sent, Junk and any folders the test creates."""
+    client = dovecot.client()
+    _, listed = client.list()
+    names = [re.sub(rb'^\(.*?\) "." ', b"", line).decode().strip('"') for line in listed if isinstance(line, bytes)]
+    for name in sorted(names, key=len, reverse=True):
+        if name in ("INBOX", "INBOX.Sent", "INBOX.Junk"):
+            _, count = client.select(name)
+            if int(count[0] or 0):
+                client.store("1:*", "+FLAGS.SILENT", r"(\Deleted)")
+                client.expunge()
+            client.close()
+        else:
+            client.delete(f'"{name}"')
+    yield client
+    client.logout()
+
+
+def run_import(daemon: Daemon, dovecot: Dovecot, email: str, *extra: str, check: bool = True) -> str:
+    result = daemon.cli(
+        "import", email, dovecot.url(), "--cafile", str(dovecot.ca), "--password-stdin", *extra,
+        input=PASSWORD + "\n", check=False,
+    )  # fmt: skip
+    if check:
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    return result.stderr
+
+
+def fill(old: imaplib.IMAP4) -> dict[str, bytes]:
+    mail = {
+        "seen": message("seen", sender="Dana <dana@customer.example>"),
+        "labelled": message("labelled", sender="Erik <erik@customer.example>"),
+        "sent": message("our offer", sender="Bob <bob@example.test>").replace(
+            b"To: Alice <alice@example.test>", b"To: Frank <frank@prospect.example>"
+        ),
+        "junk": message("cheap pills", sender="spam@spammer.example"),
+        "cafe": message("café order", sender="Dana <dana@customer.example>"),
+        "deep": message("deep", sender="Dana <dana@customer.example>"),
+        "deleted": message("thrown away", sender="Dana <dana@customer.example>"),
+    }
+    old.append("INBOX", r"(\Seen)", DATE, mail["seen"])
+    old.append("INBOX", "($Label1 $Forwarded)", None, mail["labelled"])
+    old.append("INBOX.Sent", r"(\Seen \Answered)", None, mail["sent"])
+    old.append("INBOX.Junk", "()", None, mail["junk"])
+    cafe = "INBOX." + mutf7.encode("Café")
+    old.create(cafe)
+    old.create(cafe + ".2026")
+    old.append(cafe, r"(\Flagged)", None, mail["cafe"])
+    old.append(cafe + ".2026", "()", None, mail["deep"])
+    old.create('"INBOX.Deleted Items"')  # no special-use attribute: its name makes it the Trash
+    old.append('"INBOX.Deleted Items"', r"(\Seen)", None, mail["deleted"])
+    return mail
+
+
+def test_import_from_dovecot_keeps_folders_flags_dates_and_leaves_the_old_server_as_it_was(
+    make_daemon: MakeDaemon, dovecot: Dovecot, old: imaplib.IMAP4
+) -> None:
+    daemon = provision(make_daemon()).start()
+    mail = fill(old)
+    out = run_import(daemon, dovecot, BOB)
+    assert f"imported 7 message(s) into {BOB} from imap://old@example.org@127.0.0.1:{dovecot.port}" in out, out
+    got = all_messages(daemon, BOB)
+    flags = {name: [(raw, bits, kw) for raw, bits, kw in copies] for name, copies in got.items()}
+    assert flags["INBOX"] == [(mail["seen"], 1, ""), (mail["labelled"], 0, "$Label1 $Forwarded")]
+    assert flags["Sent"] == [(mail["sent"], 3, "")]  # \Seen \Answered
+    assert flags["Junk"] == [(mail["junk"], 0, "")]
+    assert flags["Café"] == [(mail["cafe"], 4, "")]  # \Flagged
+    assert flags["Café/2026"] == [(mail["deep"], 0, "")]
+    assert flags["Trash"] == [(mail["deleted"], 1, "")]
+    assert "Deleted Items" not in got and "INBOX/Sent" not in got
+    dated = daemon.query(
+        "SELECT m.internaldate, m.zone FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE b.data = ?",
+        mail["seen"],
+    )
+    assert [r["internaldate"] for r in dated] == [1_700_000_000]  # Dovecot gives it back in its own zone
+    # the CRM filed it: the Sent mail's recipient is a confirmed contact, the received mail's senders contacts
+    frank = contact(daemon, BOB, "frank@prospect.example")
+    assert (frank["count_out"], frank["confirmed"]) == (1, True)
+    assert contact(daemon, BOB, "dana@customer.example")["count_in"] >= 2
+    # read-only on the old server: the unseen message is still unseen, nothing was expunged
+    old.select("INBOX", readonly=True)
+    _, data = old.fetch("1:*", "(FLAGS)")
+    assert [b"\\Seen" in line for line in data] == [True, False], data
+
+
+def test_a_second_run_copies_only_what_is_new(make_daemon: MakeDaemon, dovecot: Dovecot, old: imaplib.IMAP4) -> None:
+    daemon = provision(make_daemon()).start()
+    fill(old)
+    assert "imported 7 message(s)" in run_import(daemon, dovecot, BOB)
+    assert "imported 0 message(s)" in run_import(daemon, dovecot, BOB)
+    late = message("arrived after the first run", sender="Dana <dana@customer.example>")
+    old.append("INBOX", "()", None, late)
+    assert "imported 1 message(s)" in run_import(daemon, dovecot, BOB)
+    assert [raw for raw, _, _ in all_messages(daemon, BOB)["INBOX"]][-1] == late
+    # without the marks (a renumbered folder is the same), the same bytes in the same folder are not stored twice
+    with sqlite3.connect(daemon.db_path) as conn:
+        conn.execute("DELETE FROM imap_imports")
+    out = run_import(daemon, dovecot, BOB)
+    assert "imported 0 message(s)" in out and "8 already there" in out, out
+    assert sum(len(copies) for copies in all_messages(daemon, BOB).values()) == 8
+
+
+def test_dry_run_and_exclude(make_daemon: MakeDaemon, dovecot: Dovecot, old: imaplib.IMAP4) -> None:
+    daemon = provision(make_daemon()).start()
+    fill(old)
+    out = run_import(daemon, dovecot, BOB, "--dry-run", "--exclude", "INBOX.Café")
+    assert "INBOX -> INBOX: 2 new message(s)" in out, out
+    assert "INBOX.Sent -> Sent: 1 new message(s)" in out
+    assert "INBOX.Deleted Items -> Trash: 1 new message(s)" in out
+    assert "INBOX.Café: skipped, excluded" in out and "INBOX.Café.2026: skipped, excluded" in out
+    assert "would import 5 message(s)" in out
+    assert sum(len(c) for c in all_messages(daemon, BOB).values()) == 0
+    out = run_import(daemon, dovecot, BOB, "--exclude", "Café")  # the name as it is here works too
+    assert "imported 5 message(s)" in out and "Café" not in all_messages(daemon, BOB)
+
+
+def test_a_quota_stop_resumes_without_duplicates(make_daemon: MakeDaemon, dovecot: Dovecot, old: imaplib.IMAP4) -> None:
+    daemon = provision(make_daemon()).start()
+    fill(old)
+    cli(daemon, "quota", "set", BOB, "--messages", "3")
+    err = run_import(daemon, dovecot, BOB, check=False)
+    assert "imported 3 of 7 message(s)" in err, err
+    cli(daemon, "quota", "set", BOB, "--messages", "0")
+    assert "imported 4 message(s)" in run_import(daemon, dovecot, BOB)
+    copies = [raw for folder in all_messages(daemon, BOB).values() for raw, _, _ in folder]
+    assert len(copies) == 7 and len(set(copies)) == 7
+
+
+def test_errors_are_one_line(make_daemon: MakeDaemon, dovecot: Dovecot, old: imaplib.IMAP4, tmp_path: Path) -> None:
+    daemon = provision(make_daemon()).start()
+    fill(old)
+    wrong = daemon.cli(
+        "import", BOB, dovecot.url(), "--cafile", str(dovecot.ca), "--password-stdin", input="wrong\n", check=False
+    )
+    assert wrong.returncode == 1 and "refused the login of old@example.org" in wrong.stderr, wrong.stderr
+    assert "Traceback" not in wrong.stderr
+    untrusted = daemon.cli("import", BOB, dovecot.url(implicit_tls=True), "--password-stdin", input="x\n", check=False)
+    assert untrusted.returncode == 1 and "--cafile" in untrusted.stderr, untrusted.stderr
+    closed = daemon.cli(
+        "import", BOB, f"imaps://x@127.0.0.1:{free_port('127.0.0.1')}", "--password-stdin", input="x\n", check=False
+    )
+    assert closed.returncode == 1 and "cannot connect to 127.0.0.1" in closed.stderr, closed.stderr
+    for bad in ("imaps://127.0.0.1", "imaps://u:pw@127.0.0.1", "imaps://u@127.0.0.1/INBOX"):
+        result = daemon.cli("import", BOB, bad, "--password-stdin", input="x\n", check=False)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    mbox = tmp_path / "one.mbox"
+    mbox.write_bytes(b"From x Thu Jan  1 00:00:00 2026\n" + message("m"))
+    result = daemon.cli("import", BOB, str(mbox), "--exclude", "Junk", check=False)
+    assert result.returncode != 0 and "for an imap:// source" in result.stderr
+    assert sum(len(c) for c in all_messages(daemon, BOB).values()) == 0
+
+
+def test_import_from_relentad_over_imaps(make_daemon: MakeDaemon, dovecot: Dovecot) -> None:
+    """Another relentad (here the same daemon's IMAPS listener, Alice's mailbox into Carol's): '/' as the
+    delimiter, no namespace prefix, every special-use folder, keywords, a UTF-8 name."""
+    daemon = provision(make_daemon(imap=True, tls=True, settings={"auth": {"plaintext_loopback": True}})).start()
+
+    alice = client(daemon, "alice@example.test")
+    alice.create(mutf7.encode("Kunden/Müller"))
+    alice.append(mutf7.encode("Kunden/Müller"), r"(\Seen $Work)", DATE, message("angebot"))
+    alice.append("Archive", r"(\Seen)", None, message("old"))
+    alice.append("Drafts", r"(\Draft)", None, message("unfinished"))
+    alice.logout()
+    source = [(folder, raw, bits, kw) for folder, rows in all_messages(daemon, "alice@example.test").items()
+              for raw, bits, kw in rows]  # fmt: skip
+    cert = daemon.root / "data" / "tls" / "cert.pem"
+    result = daemon.cli(
+        "import", CAROL, f"imaps://alice@example.test@localhost:{daemon.imaps_port}", "--cafile", str(cert),
+        "--password-stdin", input=DAEMON_PASSWORD + "\n", check=False,
+    )  # fmt: skip
+    assert result.returncode == 0 and "imported 3 message(s)" in result.stdout, result.stderr
+    copied = [(folder, raw, bits, kw) for folder, rows in all_messages(daemon, CAROL).items()
+              for raw, bits, kw in rows]  # fmt: skip
+    assert sorted(copied) == sorted(source)
+    dates = "SELECT m.internaldate, m.zone FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE b.data = ?"
+    assert [tuple(r) for r in daemon.query(dates, message("angebot"))] == [(1_700_000_000, -300)] * 2  # zone kept
