@@ -1210,7 +1210,8 @@ def _import_imap(
         with state.read() as conn:
             special = imapimport.own_special_folders(conn, account.id)
             known = imapimport.import_state(conn, account.id, url.key)
-        outcome = imapimport.Outcome(imapimport.plan_folders(remote, special, exclude))
+        views = imapimport.RELENTAD_VIEWS if source.server_name() == "relentad" else ()
+        outcome = imapimport.Outcome(imapimport.plan_folders(remote, special, exclude, views))
         imapimport.survey(source, outcome.plans, known, outcome)
         if dry_run:
             for plan in outcome.plans:

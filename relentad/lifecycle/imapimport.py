@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ..crm import folders
 from ..errors import InvalidInput
 from ..store import acl, imapwrite, mailboxes
 from . import transfer
@@ -53,6 +54,9 @@ SKIPPED = {
     "\\important": "a view of the messages marked important: they are in the other folders",
 }
 """RFC 6154 / RFC 8457 virtual folders: copying them would store each message twice."""
+
+RELENTAD_VIEWS = (folders.CONTACTS, folders.COMPANIES, folders.FOLLOW_UP)
+"""Another relentad's CRM folders: views of the mail in its real folders, as \\All is."""
 
 
 @dataclass
@@ -104,11 +108,13 @@ def _role_by_name(remote: RemoteFolder, attributed: set[str]) -> str | None:
     return next((r for r in ROLES if r not in attributed and last in ROLE_NAMES[r]), None)
 
 
-def plan_folders(remote: list[RemoteFolder], own_special: dict[str, str], exclude: Iterable[str]) -> list[Plan]:
+def plan_folders(
+    remote: list[RemoteFolder], own_special: dict[str, str], exclude: Iterable[str], views: Iterable[str] = ()
+) -> list[Plan]:
     """Where each of the old server's folders goes: its INBOX to INBOX, its special folders to the account's
-    (``own_special``: lower-cased attribute → the account's mailbox), views and excluded folders nowhere, every
-    other folder to the same name (levels joined with ``/``). A name this server cannot hold is refused before
-    anything is copied."""
+    (``own_special``: lower-cased attribute → the account's mailbox), views (``views``: names of the server's
+    virtual folders, with what is below them) and excluded folders nowhere, every other folder to the same name
+    (levels joined with ``/``). A name this server cannot hold is refused before anything is copied."""
     exclude = [e.rstrip("/") for e in exclude if e.rstrip("/")]
     attributed = {a for folder in remote for a in folder.attributes if a in ROLES}
     plans: list[Plan] = []
@@ -121,6 +127,8 @@ def plan_folders(remote: list[RemoteFolder], own_special: dict[str, str], exclud
             plans.append(Plan(folder, None, "excluded"))
             continue
         view = next((SKIPPED[a] for a in sorted(folder.attributes) if a in SKIPPED), None)
+        if view is None and _below(name, mailboxes.DELIMITER, views):
+            view = "a CRM view of the mail in the other folders"
         if view:
             plans.append(Plan(folder, None, view))
             continue
@@ -220,15 +228,16 @@ def _fetch(source: Source, batch: list[tuple[Plan, Summary]]) -> list[bytes]:
     return [data.get((plan.remote.name, summary.uid), b"") for plan, summary in batch]
 
 
-def _already_in(conn: sqlite3.Connection, account_id: int, folder: str, raw: bytes) -> bool:
-    """Whether the target folder holds a copy with exactly these bytes (imported before, or delivered there)."""
+def _already_in(conn: sqlite3.Connection, account_id: int, folder: str, digest: bytes) -> bool:
+    """Whether the target folder holds a copy with exactly these bytes and no trace prefix (imported or APPENDed
+    before; a delivered copy carries this server's trace fields, so it is never the same)."""
     mailbox_id = mailboxes.find(conn, account_id, folder)
     if mailbox_id is None:
         return False
     row = conn.execute(
         "SELECT 1 FROM blobs b JOIN messages m ON m.blob_id = b.id WHERE b.sha256 = ? AND m.mailbox_id = ? "
         "AND m.prefix = x'' LIMIT 1",
-        (hashlib.sha256(raw).digest(), mailbox_id),
+        (digest, mailbox_id),
     ).fetchone()
     return row is not None
 
@@ -248,11 +257,14 @@ def _write_batch(
     highest UID stored. Returns how many entries are done (fewer at the first that does not fit the quota)."""
     items: list[transfer.Item] = []
     kinds: list[str] = []  # per entry: "imported", "already_there" or "" (expunged on the old server)
+    in_batch: set[tuple[str, bytes]] = set()
     for (plan, summary), fetched in zip(batch, raws, strict=True):
         assert plan.target is not None
         kind = "imported" if fetched else ""
-        if fetched and _already_in(conn, account_id, plan.target, fetched):
+        digest = hashlib.sha256(fetched).digest()
+        if fetched and ((plan.target, digest) in in_batch or _already_in(conn, account_id, plan.target, digest)):
             kind = "already_there"
+        in_batch.add((plan.target, digest))
         kinds.append(kind)
         raw = fetched if kind == "imported" else b""
         items.append(transfer.Item(plan.target, raw, summary.flags, summary.internaldate, summary.zone))
@@ -289,7 +301,14 @@ def copy_all(
     many were copied) at the first message that does not fit; the batches before it are kept."""
     total = outcome.pending
     for batch in _batches(outcome.plans):
-        raws = _fetch(source, batch)
+        try:
+            raws = _fetch(source, batch)
+        except SourceError as exc:
+            raise SourceError(
+                f"{exc}; imported {outcome.imported} of {total} message(s) before that: the same command goes on "
+                "from there",
+                broken=exc.broken,
+            ) from None
         counts = {"imported": 0, "already_there": 0}
         job = functools.partial(
             _write_batch,

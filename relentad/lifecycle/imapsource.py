@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
+from .. import __version__
 from ..errors import InvalidInput, RelentadError
 
 TIMEOUT = 120.0
@@ -135,13 +136,18 @@ class Source:
     def folders(self) -> list[RemoteFolder]:
         """The personal namespace's folders (not other users' or shared ones), in the server's order."""
         prefix, delimiter = "", ""
+        others: tuple[str, ...] = ()
         if self.client.has_capability("NAMESPACE"):
-            personal = self._call("NAMESPACE", self.client.namespace).personal or ()
+            spaces = self._call("NAMESPACE", self.client.namespace)
+            personal = spaces.personal or ()
             if personal:
                 prefix, delimiter = _text(personal[0][0]), _text(personal[0][1] or "")
+            others = tuple(_text(space[0]) for space in (*(spaces.other or ()), *(spaces.shared or ())) if space[0])
         found: list[RemoteFolder] = []
         for attributes, sep, raw_name in self._call("LIST", self.client.list_folders):
             name = _text(raw_name)
+            if others and name.startswith(others) and not (prefix and name.startswith(prefix)):
+                continue  # another user's or a shared folder: not this mailbox's own mail
             sep_text = _text(sep) if sep else delimiter
             inside = name[len(prefix) :] if prefix and name.startswith(prefix) else name
             if prefix and inside is name and name.upper() != "INBOX":
@@ -151,6 +157,18 @@ class Source:
             levels = tuple(inside.split(sep_text)) if sep_text else (inside,)
             found.append(RemoteFolder(name, levels, frozenset(_text(a).lower() for a in attributes), sep_text))
         return found
+
+    def server_name(self) -> str:
+        """The server's name by ID (RFC 2971), lower-cased; "" when it gives none."""
+        if not self.client.has_capability("ID"):
+            return ""
+        try:
+            answer = self.client.id_({"name": "relentad", "version": __version__})
+        except (IMAPClientError, OSError, ssl.SSLError):
+            return ""
+        fields = answer[0] if answer and isinstance(answer[0], tuple) else ()  # ((name, value, name, value …),)
+        pairs = {_text(key).lower(): value for key, value in zip(fields[::2], fields[1::2], strict=False)}
+        return _text(pairs.get("name") or b"").lower()
 
     def examine(self, folder: str) -> int:
         """Open ``folder`` read-only; returns its UIDVALIDITY."""

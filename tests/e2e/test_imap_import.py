@@ -23,7 +23,7 @@ from tests.support.daemon import Daemon, free_port
 from tests.support.dovecot import PASSWORD, Dovecot, run_dovecot
 from tests.support.imap import client, message
 
-BOB, CAROL = "bob@example.test", "carol@example.test"
+ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@example.test"
 DATE = '"14-Nov-2023 17:13:20 -0500"'
 
 
@@ -135,6 +135,10 @@ def test_a_second_run_copies_only_what_is_new(make_daemon: MakeDaemon, dovecot: 
     out = run_import(daemon, dovecot, BOB)
     assert "imported 0 message(s)" in out and "8 already there" in out, out
     assert sum(len(copies) for copies in all_messages(daemon, BOB).values()) == 8
+    old.append("INBOX", "()", None, late)  # the same bytes twice on the old server, in one batch: stored once
+    old.append("INBOX", "()", None, late)
+    out = run_import(daemon, dovecot, BOB)
+    assert "imported 0 message(s)" in out and "2 already there" in out, out
 
 
 def test_dry_run_and_exclude(make_daemon: MakeDaemon, dovecot: Dovecot, old: imaplib.IMAP4) -> None:
@@ -187,27 +191,38 @@ def test_errors_are_one_line(make_daemon: MakeDaemon, dovecot: Dovecot, old: ima
     assert sum(len(c) for c in all_messages(daemon, BOB).values()) == 0
 
 
-def test_import_from_relentad_over_imaps(make_daemon: MakeDaemon, dovecot: Dovecot) -> None:
+def test_import_from_relentad_over_imaps(make_daemon: MakeDaemon, tmp_path: Path) -> None:
     """Another relentad (here the same daemon's IMAPS listener, Alice's mailbox into Carol's): '/' as the
-    delimiter, no namespace prefix, every special-use folder, keywords, a UTF-8 name."""
+    delimiter, no namespace prefix, every special-use folder, keywords, a UTF-8 name, the internal date's zone.
+    Its CRM views (Contacts/…) and the mailboxes others share with Alice (Shared/…) are not her mail."""
     daemon = provision(make_daemon(imap=True, tls=True, settings={"auth": {"plaintext_loopback": True}})).start()
-
-    alice = client(daemon, "alice@example.test")
+    alice = client(daemon, ALICE)
     alice.create(mutf7.encode("Kunden/Müller"))
     alice.append(mutf7.encode("Kunden/Müller"), r"(\Seen $Work)", DATE, message("angebot"))
     alice.append("Archive", r"(\Seen)", None, message("old"))
     alice.append("Drafts", r"(\Draft)", None, message("unfinished"))
     alice.logout()
-    source = [(folder, raw, bits, kw) for folder, rows in all_messages(daemon, "alice@example.test").items()
+    sent = tmp_path / "export" / "mail" / "Sent.mbox"  # a confirmed contact: Alice's Contacts/Gina view
+    sent.parent.mkdir(parents=True)
+    offer = message("offer", sender="Alice <alice@example.test>").replace(b"To: Alice <alice", b"To: Gina <gina")
+    sent.write_bytes(b"From x Thu Jan  1 00:00:00 2026\n" + offer)
+    cli(daemon, "import", ALICE, str(tmp_path / "export"))
+    cli(daemon, "share", BOB, "INBOX", "--with", ALICE, "--rights", "lr")
+    listed = client(daemon, ALICE).list()[1]
+    assert any(b"Contacts/" in line for line in listed) and any(b"Shared/bob" in line for line in listed), listed
+    source = [(folder, raw, bits, kw) for folder, rows in all_messages(daemon, ALICE).items()
               for raw, bits, kw in rows]  # fmt: skip
     cert = daemon.root / "data" / "tls" / "cert.pem"
     result = daemon.cli(
         "import", CAROL, f"imaps://alice@example.test@localhost:{daemon.imaps_port}", "--cafile", str(cert),
         "--password-stdin", input=DAEMON_PASSWORD + "\n", check=False,
     )  # fmt: skip
-    assert result.returncode == 0 and "imported 3 message(s)" in result.stdout, result.stderr
+    assert result.returncode == 0 and "imported 4 message(s)" in result.stdout, result.stderr
     copied = [(folder, raw, bits, kw) for folder, rows in all_messages(daemon, CAROL).items()
               for raw, bits, kw in rows]  # fmt: skip
     assert sorted(copied) == sorted(source)
     dates = "SELECT m.internaldate, m.zone FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE b.data = ?"
     assert [tuple(r) for r in daemon.query(dates, message("angebot"))] == [(1_700_000_000, -300)] * 2  # zone kept
+    names = {r["name"] for r in daemon.query(
+        "SELECT x.name FROM mailboxes x JOIN accounts a ON a.id = x.account_id WHERE a.email = ?", CAROL)}  # fmt: skip
+    assert not any(n.startswith(("Contacts", "Shared", "Follow-up")) for n in names), names

@@ -1,0 +1,119 @@
+"""Import over IMAP, the pure parts: the source URL, where each of the old server's folders goes (Gmail's,
+Courier's, Outlook's and another relentad's layouts), and the date order that keeps each folder's UIDs a prefix."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from relentad.errors import InvalidInput
+from relentad.lifecycle import imapimport
+from relentad.lifecycle.imapimport import Plan, plan_folders
+from relentad.lifecycle.imapsource import RemoteFolder, Summary, parse_url
+
+OWN = {"\\sent": "Sent", "\\drafts": "Drafts", "\\junk": "Junk", "\\trash": "Trash", "\\archive": "Archive"}
+
+
+def folder(name: str, *attributes: str, delimiter: str = "/", prefix: str = "") -> RemoteFolder:
+    inside = name[len(prefix) :] if prefix and name.startswith(prefix) else name
+    return RemoteFolder(name, tuple(inside.split(delimiter)), frozenset(a.lower() for a in attributes), delimiter)
+
+
+def targets(plans: list[Plan]) -> dict[str, str | None]:
+    return {p.remote.name: p.target for p in plans}
+
+
+def test_source_urls() -> None:
+    url = parse_url("imaps://old@example.org@imap.example.org")
+    assert (url.implicit_tls, url.login, url.host, url.port) == (True, "old@example.org", "imap.example.org", 993)
+    assert url.key == "old@example.org@imap.example.org"
+    url = parse_url("IMAP://j%2Edoe@[::1]:1143")
+    assert (url.implicit_tls, url.login, url.host, url.port) == (False, "j.doe", "::1", 1143)
+    assert str(url) == "imap://j.doe@[::1]:1143"
+    assert parse_url("imap://a@Host.Example").key == parse_url("imaps://a@host.example:993").key  # same mailbox
+    for bad in ("imaps://host", "imaps://u:secret@host", "imaps://u@host/INBOX", "pop3://u@host", "imaps://u@h:99999"):
+        with pytest.raises(InvalidInput):
+            parse_url(bad)
+
+
+def test_gmail_layout() -> None:
+    remote = [
+        folder("INBOX"),
+        folder("[Gmail]", "\\Noselect", "\\HasChildren"),
+        folder("[Gmail]/All Mail", "\\All"),
+        folder("[Gmail]/Drafts", "\\Drafts"),
+        folder("[Gmail]/Important", "\\Important"),
+        folder("[Gmail]/Sent Mail", "\\Sent"),
+        folder("[Gmail]/Spam", "\\Junk"),
+        folder("[Gmail]/Starred", "\\Flagged"),
+        folder("[Gmail]/Trash", "\\Trash"),
+        folder("Customers/ACME"),
+    ]
+    plans = plan_folders(remote, OWN, ())
+    assert targets(plans) == {
+        "INBOX": "INBOX",
+        "[Gmail]/All Mail": None,
+        "[Gmail]/Drafts": "Drafts",
+        "[Gmail]/Important": None,
+        "[Gmail]/Sent Mail": "Sent",
+        "[Gmail]/Spam": "Junk",
+        "[Gmail]/Starred": None,
+        "[Gmail]/Trash": "Trash",
+        "Customers/ACME": "Customers/ACME",
+    }
+    assert "every message" in next(p.skipped for p in plans if p.remote.name == "[Gmail]/All Mail")
+
+
+def test_names_give_roles_only_where_no_attribute_does() -> None:
+    courier = [
+        folder("INBOX", delimiter="."),
+        folder("INBOX.Sent Items", delimiter=".", prefix="INBOX."),
+        folder("INBOX.Deleted Items", delimiter=".", prefix="INBOX."),
+        folder("INBOX.Junk E-mail", delimiter=".", prefix="INBOX."),
+        folder("INBOX.Projects.Sent", delimiter=".", prefix="INBOX."),  # a user's own folder that happens to be "Sent"
+    ]
+    assert targets(plan_folders(courier, OWN, ())) == {
+        "INBOX": "INBOX",
+        "INBOX.Sent Items": "Sent",
+        "INBOX.Deleted Items": "Trash",
+        "INBOX.Junk E-mail": "Junk",
+        "INBOX.Projects.Sent": "Projects/Sent",
+    }
+    marked = [folder("INBOX"), folder("Sent", "\\Sent"), folder("Sent Messages")]  # the server says which one is Sent
+    assert targets(plan_folders(marked, OWN, ())) == {
+        "INBOX": "INBOX",
+        "Sent": "Sent",
+        "Sent Messages": "Sent Messages",
+    }
+    flat = [folder("INBOX/Sent"), folder("Trash")]  # no prefix, Sent under INBOX (Courier without NAMESPACE)
+    assert targets(plan_folders(flat, OWN, ())) == {"INBOX/Sent": "Sent", "Trash": "Trash"}
+
+
+def test_exclusions_views_and_refusals() -> None:
+    remote = [folder("INBOX"), folder("Old"), folder("Old/2019"), folder("Contacts"), folder("Contacts/Dana")]
+    plans = plan_folders(remote, OWN, ["Old"], views=imapimport.RELENTAD_VIEWS)
+    assert targets(plans) == {"INBOX": "INBOX", "Old": None, "Old/2019": None, "Contacts": None, "Contacts/Dana": None}
+    assert targets(plan_folders(remote, OWN, ["Old/"]))["Contacts/Dana"] == "Contacts/Dana"  # not a relentad: real
+    dotted = [folder("INBOX.Old.2019", delimiter=".", prefix="INBOX.")]
+    assert targets(plan_folders(dotted, OWN, ["INBOX.Old"])) == {"INBOX.Old.2019": None}
+    with pytest.raises(InvalidInput, match="--exclude"):
+        plan_folders([folder("Shared/bob@example.test/INBOX")], OWN, ())
+    with pytest.raises(InvalidInput, match="--exclude"):
+        plan_folders([folder("a.b..c", delimiter=".")], OWN, ())  # an empty level
+    assert targets(plan_folders([folder("a.b..c", delimiter=".")], OWN, ["a.b"])) == {"a.b..c": None}
+
+
+@given(st.lists(st.lists(st.integers(0, 50), max_size=8), min_size=1, max_size=4))
+def test_date_order_keeps_each_folders_uid_order(dates: list[list[int]]) -> None:
+    """Whatever the dates, each folder's messages come in UID order, so the copied ones are always a prefix and
+    "the highest UID copied" is an exact mark."""
+    plans = [
+        Plan(folder(f"f{n}"), f"f{n}", pending=[Summary(uid + 1, (), float(d), 0, 1) for uid, d in enumerate(ds)])
+        for n, ds in enumerate(dates)
+    ]
+    seen: dict[str, list[int]] = {}
+    for plan, summary in imapimport._date_ordered(plans):
+        seen.setdefault(plan.remote.name, []).append(summary.uid)
+    for plan in plans:
+        assert seen.get(plan.remote.name, []) == [s.uid for s in plan.pending]
