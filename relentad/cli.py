@@ -31,6 +31,7 @@ from .store import accounts, db, mailboxes
 from .units import MAX_INTEGER, format_size, parse_size
 
 if TYPE_CHECKING:
+    from .lifecycle.imapimport import Outcome
     from .queue.mtasts import Policy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -1142,6 +1143,8 @@ def export_command(state: State, email: str, path: str) -> None:
 )
 @click.option("--exclude", multiple=True, metavar="FOLDER", help="IMAP: leave out this folder (and those below it).")
 @click.option("--dry-run", is_flag=True, help="IMAP: show the folders and what is new; copy nothing.")
+@click.option("--public-only", is_flag=True, hidden=True)  # the account page's jobs: no loopback or private hosts
+@click.option("--job", "as_job", is_flag=True, hidden=True)  # the account page's jobs: progress in imap_import_jobs
 @pass_state
 def import_command(
     state: State,
@@ -1151,6 +1154,8 @@ def import_command(
     cafile: str | None,
     exclude: tuple[str, ...],
     dry_run: bool,
+    public_only: bool,
+    as_job: bool,
 ) -> None:
     """Import into EMAIL from SOURCE: an mbox file, a folder of .mbox files (relentad export), a Maildir, or
     another server over IMAP (imaps://LOGIN@HOST[:PORT], or imap:// with STARTTLS): folders, flags and bytes
@@ -1167,9 +1172,13 @@ def import_command(
         with state.read() as conn:
             account = accounts.active_account(conn, email)
         if imapsource.is_url(source):
-            _import_imap(state, account, source, write, password_stdin, cafile, exclude, dry_run)
+            options = ImapImport(password_stdin, cafile, exclude, dry_run, public_only)
+            if as_job:
+                _import_job(state, account, source, write, options)
+            else:
+                _import_imap(state, account, source, write, options)
             return
-        if password_stdin or cafile or exclude or dry_run:
+        if password_stdin or cafile or exclude or dry_run or as_job or public_only:
             raise CLIError("--password-stdin, --cafile, --exclude and --dry-run are for an imap:// source")
         if not Path(source).exists():
             raise CLIError(f"{source}: no such file or folder")
@@ -1186,34 +1195,74 @@ def import_command(
     click.echo(f"imported {count} message(s) into {account.email}")
 
 
+@dataclasses.dataclass(frozen=True)
+class ImapImport:
+    """The options of ``import EMAIL imap[s]://…``."""
+
+    password_stdin: bool
+    cafile: str | None
+    exclude: tuple[str, ...]
+    dry_run: bool
+    public_only: bool
+
+
+def _import_job(
+    state: State,
+    account: accounts.Account,
+    url_text: str,
+    write: Callable[[Callable[[sqlite3.Connection], int]], int],
+    options: ImapImport,
+) -> None:
+    """An import the account page started (lifecycle/importjobs.py): the same import, its progress and its end
+    written to the account's job row as it goes, the error too (also printed, for the daemon's log)."""
+    from .lifecycle import importjobs
+
+    def report(**fields: object) -> None:
+        with state.write() as conn:
+            importjobs.report(conn, account.id, **fields)
+
+    report(state="running")
+    try:
+        outcome = _import_imap(state, account, url_text, write, options, report)
+    except (CLIError, RelentadError) as exc:
+        report(state="failed", error=exc.message if isinstance(exc, CLIError) else str(exc))
+        raise
+    except BaseException:
+        report(state="failed", error="the import stopped on an unexpected error (see the server's log)")
+        raise
+    error = f"{len(outcome.failed)} folder(s) could not be read: {outcome.failed[0]}" if outcome.failed else ""
+    report(state="failed" if error else "done", error=error)
+
+
 def _import_imap(
     state: State,
     account: accounts.Account,
     url_text: str,
     write: Callable[[Callable[[sqlite3.Connection], int]], int],
-    password_stdin: bool,
-    cafile: str | None,
-    exclude: tuple[str, ...],
-    dry_run: bool,
-) -> None:
-    """``import EMAIL imaps://…``: plan the folders, show them (--dry-run) or copy what is new."""
+    options: ImapImport,
+    report: Callable[..., None] | None = None,
+) -> Outcome:
+    """``import EMAIL imaps://…``: plan the folders, show them (--dry-run) or copy what is new; with ``report``
+    (a job), the counts as they change."""
     from .lifecycle import imapimport, imapsource
 
     url = imapsource.parse_url(url_text)
-    if password_stdin:
+    if options.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt(f"Password of {url.login} at {url.host}", hide_input=True, err=True)
-    source = imapsource.connect(url, password, cafile=cafile)
+    source = imapsource.connect(url, password, cafile=options.cafile, public_only=options.public_only)
     try:
         remote = source.folders()
         with state.read() as conn:
             special = imapimport.own_special_folders(conn, account.id)
             known = imapimport.import_state(conn, account.id, url.key)
         views = imapimport.RELENTAD_VIEWS if source.server_name() == "relentad" else ()
-        outcome = imapimport.Outcome(imapimport.plan_folders(remote, special, exclude, views))
+        outcome = imapimport.Outcome(imapimport.plan_folders(remote, special, options.exclude, views))
         imapimport.survey(source, outcome.plans, known, outcome)
-        if dry_run:
+        if report is not None:
+            report(total=outcome.pending)
+        if options.dry_run:
             for plan in outcome.plans:
                 if plan.target is None:
                     click.echo(f"{plan.remote.name}: skipped, {plan.skipped}")
@@ -1221,14 +1270,20 @@ def _import_imap(
                     size = format_size(plan.pending_bytes)
                     click.echo(f"{plan.remote.name} -> {plan.target}: {len(plan.pending)} new message(s), {size}")
             click.echo(f"would import {outcome.pending} message(s) into {account.email} from {url}")
-            return
+            return outcome
         with click.progressbar(length=outcome.pending, label=f"importing from {url.host}", file=sys.stderr) as bar:
+
+            def progress(done: int) -> None:
+                bar.update(done)
+                if report is not None:
+                    report(done=bar.pos, imported=outcome.imported, already=outcome.already_there)
+
             imapimport.copy_all(
                 source,
                 write,
                 account.id,
                 outcome,
-                bar.update,
+                progress,
                 crm=state.config.crm.enabled,
                 sent_folder=state.config.submission.sent_folder,
             )
@@ -1237,8 +1292,9 @@ def _import_imap(
     folders = sum(1 for plan in outcome.plans if plan.target is not None)
     there = f", {outcome.already_there} already there" if outcome.already_there else ""
     click.echo(f"imported {outcome.imported} message(s) into {account.email} from {url} ({folders} folder(s){there})")
-    if outcome.failed:
+    if outcome.failed and report is None:
         raise CLIError(f"{len(outcome.failed)} folder(s) could not be read, the rest was imported: {outcome.failed[0]}")
+    return outcome
 
 
 # -- ACME ---------------------------------------------------------------------------------------------------

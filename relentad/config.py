@@ -538,6 +538,16 @@ class WebConfig:
         "Let users forward their mail to an address elsewhere from the account page. Off: the page says the "
         "administrator turned it off, and forwards set up there stop (aliases and Sieve redirects are unaffected).",
     )
+    user_import: bool = setting(
+        True,
+        "Let users bring their mail over from another server over IMAP on the account page (/account/import), "
+        "as `relentad import EMAIL imaps://...` does: they know their old password, the administrator seldom does.",
+    )
+    import_private_hosts: bool = setting(
+        False,
+        "Let the account page's import connect to old servers at loopback, private or link-local addresses. Off: "
+        "only addresses on the internet, so that users cannot make this server reach into its own network.",
+    )
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from .auth.basic import BasicLogin, Session
 from .carddav import server as carddav
 from .config import Config, parse_address
 from .httpserver import Request, Response
+from .lifecycle import importjobs
 from .listener import Slots
 from .store import accounts
 from .store.db import Store
@@ -173,6 +174,7 @@ class WebServer:
             basic = BasicLogin(store, authenticator, lambda: get_config().server.hostname.rstrip("."))
             self.dav = carddav.CardDav(basic, self.readers, store)
             self.account = AccountPages(store, basic, self.readers, get_config, self.is_hosted)
+            self.account.imports = importjobs.Runner(store, get_config)
         self.get_config = get_config
         self.get_tls = get_tls
         self.slots = Slots("web")
@@ -237,6 +239,8 @@ class WebServer:
         closed: a TLS close waits for the client's close_notify, which an idle client never sends."""
         for writer in list(self.writers):
             writer.transport.abort()
+        if self.account is not None and self.account.imports is not None:
+            self.account.imports.stop()  # the imports users started: each goes on from its last batch next time
 
     def close(self) -> None:
         self.readers.close()

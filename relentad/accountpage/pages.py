@@ -46,6 +46,7 @@ NAV = (
     ("senders", "Spam senders"),
     ("filters", "Filters"),
     ("forwarding", "Forwarding"),
+    ("import", "Import mail"),
 )
 
 

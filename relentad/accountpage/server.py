@@ -59,9 +59,9 @@ from ..httpserver import Request, Response
 from ..lifecycle import activity
 from ..quota import get as get_usage
 from ..spam import senderlists
-from . import export, pages, sessions
+from . import export, importpage, pages, sessions
 from .base import EXPIRED, HTML, display_name_of, done_note, query_flags, sentence, single_fields
-from .login import LoginPages
+from .importpage import ImportPage
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ _ROUTES = {
     "/account/senders": ("senders", "GET, HEAD, POST"),
     "/account/forwarding": ("forwarding", "GET, HEAD, POST"),
     "/account/filters": ("filters", "GET, HEAD, POST"),
+    "/account/import": ("import", "GET, HEAD, POST"),
     "/account/login": ("login", "GET, HEAD, POST"),
     "/account/logout": ("logout", "POST"),
 }
@@ -111,7 +112,7 @@ def _secured(response: Response) -> Response:
     )
 
 
-class AccountPages(LoginPages):
+class AccountPages(ImportPage):
     """Answers ``/account/…`` for the HTTPS listener."""
 
     def serves(self, host: str) -> bool:
@@ -159,6 +160,8 @@ class AccountPages(LoginPages):
                 return await self._forwarding(request, session, login, cookie)
             if name == "filters":
                 return await self._filters(request, session, login, cookie)
+            if name == "import":
+                return await self._import(request, login, cookie)
             return await self._app_passwords(request, session, login, cookie)
         if name == "export":
             return export.response(self.get_config().database_path, login)
@@ -175,6 +178,10 @@ class AccountPages(LoginPages):
         self, conn: sqlite3.Connection, name: str, login: Login, request: Request, token: str, logout: str
     ) -> Response:
         display_name = display_name_of(conn, login.account_id)
+        if name == "import":
+            started = "started" in query_flags(request.query)
+            content, active = self._import_page(conn, login, token, started)
+            return importpage.response("Import mail", login.email, display_name, content, logout, active)
         if name == "":
             title, content = "Your account", pages.overview(_overview(conn, login, display_name))
         elif name == "logins":

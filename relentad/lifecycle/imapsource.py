@@ -8,6 +8,7 @@ and bodies are fetched with ``BODY.PEEK[]``, so nothing on the old server change
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 from collections.abc import Callable
@@ -241,10 +242,29 @@ def _context(cafile: str | None) -> ssl.SSLContext:
     return context
 
 
-def connect(url: SourceURL, password: str, *, cafile: str | None = None, timeout: float = TIMEOUT) -> Source:
+def check_public(host: str, port: int) -> None:
+    """Refuse a host any of whose addresses is not on the internet (loopback, private, link-local, reserved):
+    what a user names on the account page must not make this server reach into its own network. The TLS
+    handshake that follows checks the name's certificate, so a name re-pointed after this check reaches no
+    plaintext service."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise SourceError(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
+    for *_, address in found:
+        ip = ipaddress.ip_address(str(address[0]).split("%", 1)[0])
+        if not ip.is_global:
+            raise SourceError(f"{host} is at {ip}, not an address on the internet: imports reach public servers only")
+
+
+def connect(
+    url: SourceURL, password: str, *, cafile: str | None = None, timeout: float = TIMEOUT, public_only: bool = False
+) -> Source:
     """Connect with TLS (implicit, or STARTTLS, which a plain connection must offer: the password never goes in
     clear) and log in (AUTHENTICATE PLAIN when offered, which carries any UTF-8 password; LOGIN otherwise)."""
     where = f"{url.host}:{url.port}"
+    if public_only:
+        check_public(url.host, url.port)
     context = _context(cafile)
     try:
         client = imapclient.IMAPClient(

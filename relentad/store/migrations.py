@@ -1155,6 +1155,25 @@ def _m041_imap_imports(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m042_imap_import_jobs(conn: sqlite3.Connection) -> None:
+    """The last import over IMAP each account started on the account page (relentad/lifecycle/importjobs.py):
+    its state and counts, kept up to date by the process doing it. Never the password."""
+    conn.execute(
+        """CREATE TABLE imap_import_jobs (
+               account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+               source TEXT NOT NULL,
+               state TEXT NOT NULL,
+               total INTEGER NOT NULL DEFAULT 0,
+               done INTEGER NOT NULL DEFAULT 0,
+               imported INTEGER NOT NULL DEFAULT 0,
+               already INTEGER NOT NULL DEFAULT 0,
+               error TEXT NOT NULL DEFAULT '',
+               queued REAL NOT NULL,
+               finished REAL
+           )"""
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_core", _m001_core),
     ("002_outbound", _m002_outbound),
@@ -1195,6 +1214,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("039_page_filters", _m039_page_filters),
     ("040_junk_digests", _m040_junk_digests),
     ("041_imap_imports", _m041_imap_imports),
+    ("042_imap_import_jobs", _m042_imap_import_jobs),
 ]
 
 

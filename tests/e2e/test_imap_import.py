@@ -7,6 +7,7 @@ untrusted certificates and unreachable hosts are one-line errors."""
 from __future__ import annotations
 
 import imaplib
+import json
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -16,10 +17,12 @@ import pytest
 
 from relentad.imap import mutf7
 from tests.e2e.conftest import MakeDaemon, provision
+from tests.e2e.test_account_page import Browser, post
 from tests.e2e.test_quota import cli
 from tests.e2e.test_transfer import all_messages, contact
+from tests.e2e.test_web import web_daemon
 from tests.support.daemon import PASSWORD as DAEMON_PASSWORD
-from tests.support.daemon import Daemon, free_port
+from tests.support.daemon import Daemon, free_port, wait_for
 from tests.support.dovecot import PASSWORD, Dovecot, run_dovecot
 from tests.support.imap import client, message
 
@@ -226,3 +229,117 @@ def test_import_from_relentad_over_imaps(make_daemon: MakeDaemon, tmp_path: Path
     names = {r["name"] for r in daemon.query(
         "SELECT x.name FROM mailboxes x JOIN accounts a ON a.id = x.account_id WHERE a.email = ?", CAROL)}  # fmt: skip
     assert not any(n.startswith(("Contacts", "Shared", "Follow-up")) for n in names), names
+
+
+# -- the account page ---------------------------------------------------------------------------------------------
+
+
+def page_browser(make_daemon: MakeDaemon, dovecot: Dovecot, **web: object) -> Browser:
+    settings: dict[str, dict[str, object]] = {
+        "listen": {"metrics": f"127.0.0.1:{free_port()}"},
+        "queue": {"ca_file": str(dovecot.ca)},  # the CA the server trusts for servers it connects to
+        "web": web,
+    }
+    return Browser(web_daemon(make_daemon, settings), 0)
+
+
+def start_on_page(browser: Browser, dovecot: Dovecot, password: str = PASSWORD) -> tuple[int, dict[str, str]]:
+    """Send the form; while the last import's process is still ending (its row already says how it ended), the
+    page answers that one is under way: try again, as a user would."""
+    found = re.search(r'name="token" value="([^"]+)"', browser.page("/account/import"))
+    assert found is not None
+    fields = {
+        "token": found.group(1),
+        "host": "127.0.0.1",
+        "security": "starttls",
+        "port": str(dovecot.port),
+        "login": "old@example.org",
+        "password": password,
+    }
+
+    def sent() -> tuple[int, dict[str, str]] | None:
+        status, headers, body = post(browser, "/account/import", fields)
+        return None if status == 400 and b"already under way" in body else (status, headers)
+
+    answer = wait_for("the form taken", sent)
+    assert answer is not None
+    return answer
+
+
+def finished_job(daemon: Daemon) -> sqlite3.Row:
+    def done() -> sqlite3.Row | None:
+        rows = daemon.query("SELECT * FROM imap_import_jobs WHERE state IN ('done', 'failed')")
+        return rows[0] if rows else None
+
+    row = wait_for("the import's end", done, timeout=60)
+    assert row is not None
+    return row
+
+
+def test_a_user_imports_their_old_mailbox_on_the_account_page(
+    make_daemon: MakeDaemon, dovecot: Dovecot, old: imaplib.IMAP4
+) -> None:
+    browser = page_browser(make_daemon, dovecot, import_private_hosts=True)
+    daemon = browser.daemon
+    mail = fill(old)
+    shown = browser.page("/account/import")
+    assert f'name="login" size="40" value="{ALICE}"' in shown and "not stored" in shown
+    status, headers = start_on_page(browser, dovecot)
+    assert status == 303 and headers["location"] == "/account/import?started"
+    job = finished_job(daemon)
+    assert (job["state"], job["total"], job["done"], job["imported"], job["error"]) == ("done", 7, 7, 7, ""), dict(job)
+    assert job["source"] == f"imap://old@example.org@127.0.0.1:{dovecot.port}"
+    assert sorted(raw for folder in all_messages(daemon, ALICE).values() for raw, _, _ in folder) == sorted(
+        mail.values()
+    )
+    shown = browser.page("/account/import")
+    assert "finished at" in shown and "7 of 7 message(s) done: 7 copied" in shown, shown
+    # no password anywhere: not in the job's row, not in the log
+    assert PASSWORD not in json.dumps(dict(job)) and PASSWORD not in daemon.log_path.read_text()
+    # again: nothing new; a wrong password: the page says why
+    assert start_on_page(browser, dovecot)[0] == 303
+    assert finished_job(daemon)["imported"] == 0
+    assert start_on_page(browser, dovecot, password="wrong")[0] == 303
+    job = finished_job(daemon)
+    assert job["state"] == "failed" and "refused the login of old@example.org" in job["error"], dict(job)
+    shown = browser.page("/account/import")
+    assert "stopped at" in shown and "refused the login" in shown and 'action="/account/import"' in shown
+
+
+def test_the_page_refuses_private_hosts_bad_fields_and_a_second_import(
+    make_daemon: MakeDaemon, dovecot: Dovecot, old: imaplib.IMAP4
+) -> None:
+    browser = page_browser(make_daemon, dovecot)  # import_private_hosts off, as by default
+    daemon = browser.daemon
+    fill(old)
+    assert start_on_page(browser, dovecot)[0] == 303
+    job = finished_job(daemon)
+    assert job["state"] == "failed" and "not an address on the internet" in job["error"], dict(job)
+    assert all_messages(daemon, ALICE).get("INBOX", []) == []
+    token = re.search(r'name="token" value="([^"]+)"', browser.page("/account/import"))
+    assert token is not None
+    good = {"token": token.group(1), "host": "imap.example.org", "security": "tls", "port": "993", "login": "x"}
+    for bad, says in (
+        ({"host": "imap example.org"}, b"not a host name"),
+        ({"port": "0"}, b"port is a number"),
+        ({"security": "none"}, b"TLS or STARTTLS"),
+        ({"login": ""}, b"user name"),
+        ({}, b"password of the old mailbox"),  # no password field
+    ):
+        status, _, body = post(browser, "/account/import", {**good, **bad})
+        assert status == 400 and says in body, (bad, body)
+    assert daemon.query("SELECT state FROM imap_import_jobs")[0]["state"] == "failed"  # nothing new started
+    with sqlite3.connect(daemon.db_path) as conn:  # one under way: a second is refused
+        conn.execute("UPDATE imap_import_jobs SET state = 'running'")
+    status, _, body = post(browser, "/account/import", {**good, "password": "x"})
+    assert status == 400 and b"already under way" in body
+    status, headers, body = browser.request("GET", "/account/import")
+    assert status == 200 and headers.get("refresh") == "5" and b"Importing from" in body
+    assert b'action="/account/import"' not in body  # no form while one is under way
+
+
+def test_the_admin_can_turn_the_page_off(make_daemon: MakeDaemon, dovecot: Dovecot) -> None:
+    browser = page_browser(make_daemon, dovecot, user_import=False)
+    assert "turned off by the administrator" in browser.page("/account/import")
+    status, _, body = post(browser, "/account/import", {"token": "x", "host": "h", "port": "993"})
+    assert status == 403 and b"turned off" in body

@@ -3,14 +3,22 @@ Courier's, Outlook's and another relentad's layouts), and the date order that ke
 
 from __future__ import annotations
 
+import dataclasses
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from relentad.accountpage import importpage
 from relentad.errors import InvalidInput
-from relentad.lifecycle import imapimport
+from relentad.lifecycle import imapimport, imapsource, importjobs
 from relentad.lifecycle.imapimport import Plan, plan_folders
-from relentad.lifecycle.imapsource import RemoteFolder, Summary, parse_url
+from relentad.lifecycle.imapsource import RemoteFolder, SourceError, Summary, parse_url
+from relentad.store import accounts, db
 
 OWN = {"\\sent": "Sent", "\\drafts": "Drafts", "\\junk": "Junk", "\\trash": "Trash", "\\archive": "Archive"}
 
@@ -117,3 +125,75 @@ def test_date_order_keeps_each_folders_uid_order(dates: list[list[int]]) -> None
         seen.setdefault(plan.remote.name, []).append(summary.uid)
     for plan in plans:
         assert seen.get(plan.remote.name, []) == [s.uid for s in plan.pending]
+
+
+# -- the account page's jobs -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    connection = db.open_database(tmp_path / "j.db")
+    with db.transaction(connection):
+        accounts.add_domain(connection, "example.test")
+        accounts.add_account(connection, "alice@example.test", "x", quota_bytes=0, daily_send=0)
+    yield connection
+    connection.close()
+
+
+def test_a_job_per_account_and_its_end_never_marks_the_next(conn: sqlite3.Connection) -> None:
+    first = importjobs.enqueue(conn, 1, "imaps://a@old.example:993")
+    with pytest.raises(InvalidInput, match="under way"):
+        importjobs.enqueue(conn, 1, "imaps://a@other.example:993")
+    importjobs.report(conn, 1, state="running", total=10)
+    importjobs.report(conn, 1, done=4, imported=3, already=1)
+    importjobs.report(conn, 1, state="done")
+    job = importjobs.get(conn, 1)
+    assert job is not None and (job.state, job.total, job.done, job.imported, job.already) == ("done", 10, 4, 3, 1)
+    assert job.finished is not None and not job.active
+    time.sleep(0.01)
+    importjobs.enqueue(conn, 1, "imaps://a@old.example:993")  # the next one starts from zero
+    assert importjobs.fail_unfinished(conn, "late news of the first", (1, first)) == 0  # the first's end
+    job = importjobs.get(conn, 1)
+    assert job is not None and (job.state, job.done, job.error, job.finished) == ("queued", 0, "", None)
+    assert importjobs.fail_unfinished(conn, importjobs.INTERRUPTED) == 1  # a restart fails what was under way
+    with pytest.raises(ValueError, match="unknown"):
+        importjobs.report(conn, 1, password="x")
+
+
+def test_what_the_page_takes(conn: sqlite3.Connection) -> None:
+    assert importjobs.url_of("IMAP.Example.COM.", "993", "tls", "bob@old.example") == (
+        "imaps://bob@old.example@imap.example.com:993"
+    )
+    assert importjobs.url_of("2001:db8::1", "143", "starttls", "a/b c") == "imap://a%2Fb%20c@[2001:db8::1]:143"
+    for host, port, security, login in (
+        ("imap example.com", "993", "tls", "x"),
+        ("-bad.example", "993", "tls", "x"),
+        ("imap.example.com/x", "993", "tls", "x"),
+        ("imap.example.com", "99999", "tls", "x"),
+        ("imap.example.com", "x", "tls", "x"),
+        ("imap.example.com", "993", "plain", "x"),
+        ("imap.example.com", "993", "tls", " "),
+        ("imap.example.com", "993", "tls", "a\nb"),
+    ):
+        with pytest.raises(InvalidInput):
+            importjobs.url_of(host, port, security, login)
+
+
+def test_the_page_says_how_the_last_import_went() -> None:
+    base = importjobs.Job(1, "imaps://a@old.example:993", "queued", 0, 0, 0, 0, "", 1_800_000_000.0, None)
+    assert "waits for another import" in importpage.status(base)
+    running = dataclasses.replace(base, state="running", total=10, done=4, imported=3, already=1)
+    assert "4 of 10 message(s) done: 3 copied, 1 already here" in importpage.status(running)
+    failed = dataclasses.replace(running, state="failed", error="<b>refused</b>", finished=1_800_000_060.0)
+    shown = importpage.status(failed)
+    assert "&lt;b&gt;refused&lt;/b&gt;" in shown and "goes on from there" in shown
+    assert 'action="/account/import"' not in importpage.form("t", running, importpage.Typed())
+    assert 'action="/account/import"' in importpage.form("t", failed, importpage.Typed(host='"><x'))
+    assert "&quot;&gt;&lt;x" in importpage.form("t", None, importpage.Typed(host='"><x'))
+
+
+def test_only_public_addresses_pass_the_pages_check() -> None:
+    for host in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "::1", "169.254.1.1", "fe80::1", "0.0.0.0"):
+        with pytest.raises(SourceError, match="not an address on the internet"):
+            imapsource.check_public(host, 993)
+    imapsource.check_public("192.0.43.10", 993)  # an IP literal: no lookup
