@@ -39,13 +39,14 @@ def small_filesystem(where: Path, size: str = "8m") -> Iterator[Path]:
 
 
 def fill(folder: Path) -> None:
-    """Write a file until the filesystem is full."""
-    with (folder / FILLER).open("wb") as file:
+    """Write a file until the filesystem is full. Unbuffered: a buffered file keeps the part of its last chunk the
+    disk did not take and raises ENOSPC again when it is closed (which happened once the database's size left a
+    free space that is no multiple of the chunk)."""
+    with (folder / FILLER).open("wb", buffering=0) as file:
         chunk = b"\0" * 65536
         with contextlib.suppress(OSError):
             while True:
                 file.write(chunk)
-                file.flush()
 
 
 def tls_context() -> ssl.SSLContext:
