@@ -107,7 +107,7 @@ class ImportPage(LoginPages):
         """(content, whether an import is under way)."""
         if not self.get_config().web.user_import or self.imports is None:
             return f"<p>{esc(sentence(OFF))}</p>", False
-        job = importjobs.get(conn, login.account_id)
+        job = self.imports.shown(importjobs.get(conn, login.account_id))
         return form(token, job, Typed(login=login.email), started=started), job is not None and job.active
 
     async def _import(self, request: Request, login: Login, cookie: str | None) -> Response:
@@ -125,7 +125,7 @@ class ImportPage(LoginPages):
 
         def again(status: int, error: str) -> Response:
             def content(conn: sqlite3.Connection, token: str) -> str:
-                return form(token, importjobs.get(conn, login.account_id), typed, error=error)
+                return form(token, runner.shown(importjobs.get(conn, login.account_id)), typed, error=error)
 
             return self._render(status, login, "Import mail", "import", content, cookie)
 

@@ -16,6 +16,7 @@ import is resumable, so starting it again goes on where it stopped.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import re
@@ -167,6 +168,13 @@ class Runner:
         self.busy.add(account_id)
         self.waiting.append(_Request(account_id, email, url, password, queued))
         self._pump()
+
+    def shown(self, job: Job | None) -> Job | None:
+        """The job as the page shows it: one its row says is under way but this daemon is not running (a stop
+        cut it off; the row is failed at the next start of an import) is shown as interrupted."""
+        if job is None or not job.active or job.account_id in self.busy:
+            return job
+        return dataclasses.replace(job, state="failed", error=INTERRUPTED)
 
     def _pump(self) -> None:
         while self.waiting and len(self.tasks) < MAX_RUNNING:

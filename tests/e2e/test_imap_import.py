@@ -9,6 +9,7 @@ from __future__ import annotations
 import imaplib
 import json
 import re
+import socket
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -329,13 +330,27 @@ def test_the_page_refuses_private_hosts_bad_fields_and_a_second_import(
         status, _, body = post(browser, "/account/import", {**good, **bad})
         assert status == 400 and says in body, (bad, body)
     assert daemon.query("SELECT state FROM imap_import_jobs")[0]["state"] == "failed"  # nothing new started
-    with sqlite3.connect(daemon.db_path) as conn:  # one under way: a second is refused
-        conn.execute("UPDATE imap_import_jobs SET state = 'running'")
-    status, _, body = post(browser, "/account/import", {**good, "password": "x"})
-    assert status == 400 and b"already under way" in body
-    status, headers, body = browser.request("GET", "/account/import")
-    assert status == 200 and headers.get("refresh") == "5" and b"Importing from" in body
-    assert b'action="/account/import"' not in body  # no form while one is under way
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (the kernel does) and never says a word
+        with sqlite3.connect(daemon.db_path) as conn:
+            conn.execute("UPDATE imap_import_jobs SET state = 'done'")
+        daemon.stop()
+        daemon.write_config(web={"import_private_hosts": True}, queue={"ca_file": str(dovecot.ca)})
+        daemon.start()
+        token = re.search(r'name="token" value="([^"]+)"', browser.page("/account/import"))
+        assert token is not None
+        waiting = {**good, "token": token.group(1), "host": "127.0.0.1", "port": str(silent.getsockname()[1])}
+        assert post(browser, "/account/import", {**waiting, "password": "x"})[0] == 303
+        wait_for("under way", lambda: daemon.query("SELECT 1 FROM imap_import_jobs WHERE state = 'running'"))
+        status, headers, body = browser.request("GET", "/account/import")
+        assert status == 200 and headers.get("refresh") == "5" and b"Importing from" in body
+        assert b'action="/account/import"' not in body  # no form while one is under way
+        status, _, body = post(browser, "/account/import", {**waiting, "password": "x"})
+        assert status == 400 and b"already under way" in body
+        daemon.stop()  # the import is cut off; the page says so, and the next one may start
+        daemon.start()
+        shown = browser.page("/account/import")
+        assert "stopped at" in shown and "interrupted when the mail server stopped" in shown, shown
+        assert 'action="/account/import"' in shown
 
 
 def test_the_admin_can_turn_the_page_off(make_daemon: MakeDaemon, dovecot: Dovecot) -> None:

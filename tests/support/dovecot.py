@@ -147,8 +147,8 @@ service stats {{
     proc = subprocess.Popen([DOVECOT, "-F", "-c", str(config)], stdout=out, stderr=subprocess.STDOUT)
     try:
         try:
-            wait_for_port(HOST, port, proc=proc)  # type: ignore[arg-type]
-            wait_for_port(HOST, imaps_port, proc=proc)  # type: ignore[arg-type]
+            wait_for_port(HOST, port, proc=proc)
+            wait_for_port(HOST, imaps_port, proc=proc)
         except (RuntimeError, TimeoutError) as exc:
             logs = (folder / "dovecot.out").read_text() + _read(folder / "dovecot.log")
             raise RuntimeError(f"dovecot did not start: {logs}") from exc
