@@ -28,6 +28,8 @@ from relentad.store import db
 from tests.e2e.conftest import MakeDaemon
 from tests.e2e.test_backup_offsite import configure
 from tests.support.daemon import PASSWORD
+from tests.support.dovecot import PASSWORD as DOVECOT_PASSWORD
+from tests.support.dovecot import run_dovecot
 from tests.support.sshd import run_sshd
 
 UNIT = Path(__file__).resolve().parents[2] / "relentad.service"
@@ -174,6 +176,33 @@ def test_the_off_site_backup_copy_makes_only_calls_the_unit_allows(tmp_path: Pat
     assert len(list(server.remote.iterdir())) == 1, "the copy was made"
     used = set(CALL.findall(trace.read_text()))
     assert {"execve", "connect"} <= used, "strace saw sftp and ssh start and connect"
+    assert_the_unit_allows(used)
+
+
+def test_the_import_over_imap_makes_only_calls_the_unit_allows(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    """The account page's imports are ``relentad import … imap://…`` processes the daemon starts: TLS to the old
+    server, its folders and messages, the store's writes; all must pass the filter."""
+    daemon = make_daemon()
+    daemon.add_domain("example.test")
+    daemon.add_user("alice@example.test")
+    dovecots = run_dovecot()
+    dovecot = next(dovecots)
+    try:
+        old = dovecot.client()
+        old.append("INBOX", "(\\Seen)", None, b"From: a@b.test\r\nSubject: old\r\n\r\nold mail\r\n")
+        old.logout()
+        trace = tmp_path / "strace.out"
+        command = [
+            "strace", "-f", "-qq", "-o", str(trace), sys.executable, "-m", "relentad", "--config",
+            str(daemon.config_path), "import", "alice@example.test", dovecot.url(), "--cafile", str(dovecot.ca),
+            "--password-stdin",
+        ]  # fmt: skip
+        done = subprocess.run(command, input=DOVECOT_PASSWORD + "\n", capture_output=True, text=True, timeout=120)
+    finally:
+        dovecots.close()
+    assert done.returncode == 0 and "imported 1 message(s)" in done.stdout, done.stderr
+    used = set(CALL.findall(trace.read_text()))
+    assert {"connect", "fdatasync"} <= used, "strace saw the connection and the commit"
     assert_the_unit_allows(used)
 
 
