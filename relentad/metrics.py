@@ -189,6 +189,8 @@ def reason_of(reply: str) -> str:
         return "dnsbl"
     if reply.startswith(replies.GREYLISTED):
         return "greylist"
+    if reply.startswith(replies.ATTACHMENT):
+        return "attachment"
     match = _ENHANCED.match(reply)
     return match.group(1) if match else reply[:3]
 

@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from . import dnsbl, forwarding, headers, mailauth, message, metrics, quota, trace
+from . import attachments, dnsbl, forwarding, headers, mailauth, message, metrics, mimetree, quota, trace
 from .authreports import intake, outgoing
-from .config import Config
+from .config import AttachmentsConfig, Config
 from .crm import participants, vacation
 from .crm.sorter import FilingFailed, Sorter
 from .dns import Resolvers, make_resolvers
@@ -241,6 +241,20 @@ def file_all(delivery: Delivery, mailbox: str, reason: str) -> None:
         placement.reasons.append(reason)
 
 
+def check_attachments(delivery: Delivery, policy: AttachmentsConfig) -> None:
+    """Mail from the world with an attachment that can run programs (attachments.py): refused with 554 5.7.0
+    naming the file (``[attachments] action = "refuse"``), or every copy filed into Junk ("junk")."""
+    parsed = delivery.parsed if delivery.parsed is not None else message.parse(delivery.raw)
+    data = mimetree.normalize_crlf(delivery.raw) if parsed.needs_crlf else delivery.raw
+    found = attachments.find(data, parsed.tree, frozenset(policy.blocked), look_inside=policy.look_inside_archives)
+    if found is None:
+        return
+    log.info("tx=%s attachment %s: %s", delivery.transaction_id, found.describe(), policy.action)
+    if policy.action == "refuse":
+        raise found.refusal()
+    file_all(delivery, mailboxes.JUNK, "attachment-blocked")
+
+
 def strip_forged_fields(raw: bytes, *, spam: bool) -> bytes:
     """``raw`` without the fields only this server writes (``X-DNSBL``, and the spam verdict's with ``spam``), in
     one pass over the header: a sender must not pre-set a listing or a verdict that users, clients or Sieve
@@ -325,6 +339,8 @@ class Pipeline:
         if delivery.structure is None:  # parsed once here; IMAP serves ENVELOPE/BODYSTRUCTURE/sections from it
             delivery.parsed = message.parse(delivery.raw)
             delivery.structure = delivery.parsed.to_json()
+        if delivery.verify_sender and self.config.attachments.action != "off":
+            check_attachments(delivery, self.config.attachments)
         if delivery.verify_sender and self.config.spam.enabled:
             self.classify(delivery)
         if delivery.verify_sender:

@@ -88,6 +88,7 @@ MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds fixed limit"
 MAILBOX_FULL = "452 4.2.2 Mailbox full, try again later"
 BLOCKLISTED = "550 5.7.1 Service unavailable; client"  # the start of :func:`blocklisted`'s replies
 GREYLISTED = "451 4.7.1 Greylisted:"  # the start of :func:`greylisted`'s
+ATTACHMENT = "554 5.7.0 Attachment refused:"  # the start of attachments.Finding.refusal's replies
 
 
 def blocklisted(ip: str, listing: str) -> str:
