@@ -90,17 +90,17 @@ def find(data: bytes, tree: Part, blocked: frozenset[str], *, look_inside: bool 
             return Finding(name, f".{ext}")
         mime = f"{part.type}/{part.subtype}"
         is_archive = ext == "zip" or mime in ARCHIVE_TYPES
-        if part.type == "text" or part.size > MAX_DECODED * 4 // 3 + 4096:
+        if part.type == "text":
             continue
         if not is_archive and not name and part.type not in ("application", "image"):
             continue
-        body = decode_transfer(data[part.body_start : part.body_end], part.encoding)
-        if not body:
-            continue
-        if body.startswith(b"MZ") and not is_archive:
-            return Finding(name or "(unnamed part)", "a Windows program")
-        if is_archive and look_inside:
-            found = _inside(body, blocked, name or "(unnamed archive)", 1)
+        if not is_archive:  # the first bytes are enough: a few encoded lines, not the whole part
+            head = decode_transfer(data[part.body_start : min(part.body_end, part.body_start + 160)], part.encoding)
+            if head and head.startswith(b"MZ"):
+                return Finding(name or "(unnamed part)", "a Windows program")
+        elif look_inside and part.size <= MAX_DECODED * 4 // 3 + 4096:  # larger: judged by its name
+            body = decode_transfer(data[part.body_start : part.body_end], part.encoding)
+            found = _inside(body, blocked, name or "(unnamed archive)", 1) if body else None
             if found is not None:
                 return found
     return None
