@@ -2242,6 +2242,27 @@ def greylist_show(state: State, as_json: bool) -> None:
     )
 
 
+@main.command("imports")
+@json_option
+@pass_state
+def imports_show(state: State, as_json: bool) -> None:
+    """The imports over IMAP users started on the account page: each account's last one, its state and counts."""
+    from .lifecycle import importjobs
+
+    with errors_as_messages(), state.read() as conn:
+        found = importjobs.listed(conn)
+    if as_json:
+        print_json([{"email": email, **dataclasses.asdict(job)} for email, job in found])
+        return
+    if not found:
+        click.echo("no imports started on the account page")
+    for email, job in found:
+        counts = f"{job.done}/{job.total} done, {job.imported} copied, {job.already} already there"
+        when = iso(job.finished or job.queued)
+        error = f": {job.error}" if job.error else ""
+        click.echo(f"{email}  {job.state}  {job.source}  {counts}  {when}{error}")
+
+
 # -- automatic reply --------------------------------------------------------------------------------------
 
 

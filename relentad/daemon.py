@@ -237,6 +237,7 @@ class Daemon:
         web_server = web.WebServer(
             store, lambda: self.config, self.https_context, authenticator, self.acme.responder.http_answer
         )
+        await web_server.recover_imports()
         managesieve = ManageSieveServer(store, authenticator, lambda: self.config, lambda: self.context.tls_context)
         pop3 = Pop3Server(store, bus, authenticator, lambda: self.config, lambda: self.context.tls_context)
         stop = asyncio.Event()

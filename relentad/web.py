@@ -43,6 +43,7 @@ from .auth.authenticator import Authenticator
 from .auth.basic import BasicLogin, Session
 from .carddav import server as carddav
 from .config import Config, parse_address
+from .errors import RelentadError
 from .httpserver import Request, Response
 from .lifecycle import importjobs
 from .listener import Slots
@@ -179,6 +180,16 @@ class WebServer:
         self.get_tls = get_tls
         self.slots = Slots("web")
         self.writers: set[asyncio.StreamWriter] = set()
+
+    async def recover_imports(self) -> None:
+        """The imports a stop cut off are marked so (lifecycle/importjobs.py); a store that cannot write now is a
+        warning: the page shows them as cut off anyway."""
+        if self.account is None or self.account.imports is None:
+            return
+        try:
+            await self.account.imports.recover()
+        except RelentadError as exc:
+            log.warning("imports cut off by the last stop not marked: %s", exc)
 
     def is_hosted(self, domain: str) -> bool:
         return self.store.read(lambda conn: accounts.domain_id(conn, domain)) is not None

@@ -287,6 +287,16 @@ def _write_batch(
     return done
 
 
+def make_folders(conn: sqlite3.Connection, *, account_id: int, plans: list[Plan]) -> int:
+    """Create the target folders that do not exist yet; returns how many were made."""
+    made = 0
+    for target in dict.fromkeys(p.target for p in plans if p.target is not None):
+        if mailboxes.find(conn, account_id, target) is None:
+            imapwrite.create_mailbox(conn, account_id, target)
+            made += 1
+    return made
+
+
 def copy_all(
     source: Source,
     write: Callable[[Callable[[sqlite3.Connection], int]], int],
@@ -297,8 +307,10 @@ def copy_all(
     crm: bool = True,
     sent_folder: str = "Sent",
 ) -> None:
-    """Copy every pending message of ``outcome.plans``, a batch per transaction. Raises QuotaExceeded (saying how
-    many were copied) at the first message that does not fit; the batches before it are kept."""
+    """Make every target folder (an empty folder of the old server too: its structure comes over), then copy every
+    pending message of ``outcome.plans``, a batch per transaction. Raises QuotaExceeded (saying how many were
+    copied) at the first message that does not fit; the batches before it are kept."""
+    write(functools.partial(make_folders, account_id=account_id, plans=outcome.plans))
     total = outcome.pending
     for batch in _batches(outcome.plans):
         try:

@@ -70,12 +70,19 @@ def get(conn: sqlite3.Connection, account_id: int) -> Job | None:
 UNDER_WAY = "an import is already under way for this account; wait for it to finish"
 
 
+def listed(conn: sqlite3.Connection) -> list[tuple[str, Job]]:
+    """Every account's last job with its address, the most recent first (``relentad imports``)."""
+    rows = conn.execute(
+        "SELECT a.email, j.account_id, j.source, j.state, j.total, j.done, j.imported, j.already, j.error, j.queued, "
+        "j.finished FROM imap_import_jobs j JOIN accounts a ON a.id = j.account_id ORDER BY j.queued DESC"
+    )
+    return [(str(row[0]), Job(*row[1:])) for row in rows]
+
+
 def enqueue(conn: sqlite3.Connection, account_id: int, source: str) -> float:
-    """A new job for the account, replacing its last one; refused while one is queued or running. Returns the
-    time it was queued: the job's identity, so that the end of one never marks the next."""
-    found = get(conn, account_id)
-    if found is not None and found.active:
-        raise InvalidInput(UNDER_WAY)
+    """A new job for the account, replacing its last one (the runner, which knows what it runs, refuses a second
+    one while the first is under way). Returns the time it was queued: the job's identity, so that the end of one
+    never marks the next."""
     now = time.time()
     conn.execute(
         """INSERT INTO imap_import_jobs (account_id, source, state, queued) VALUES (?, ?, 'queued', ?)
@@ -155,13 +162,16 @@ class Runner:
         self.children: dict[int, asyncio.subprocess.Process] = {}
         self.busy: set[int] = set()  # accounts with a job waiting, running, or whose process is still ending
         self.tasks: set[asyncio.Task[None]] = set()
-        self._cleaned = False
+
+    async def recover(self) -> None:
+        """At the daemon's start: jobs a stop cut off are failed (one daemon per data folder, so none of them is
+        running), so that the page and ``relentad imports`` say so."""
+        count = await self.store.write(lambda conn: fail_unfinished(conn, INTERRUPTED))
+        if count:
+            log.info("%d import(s) over IMAP were cut off by the last stop; their users may start them again", count)
 
     async def submit(self, account_id: int, email: str, url: str, password: str) -> None:
         """Queue a job (InvalidInput while the account has one under way); it starts when a slot is free."""
-        if not self._cleaned:  # the first job since start: rows a stopped daemon left running are failed
-            await self.store.write(lambda conn: fail_unfinished(conn, INTERRUPTED))
-            self._cleaned = True
         if account_id in self.busy:
             raise InvalidInput(UNDER_WAY)  # its row may say done while its process is still ending
         queued = await self.store.write(lambda conn: enqueue(conn, account_id, url))
@@ -170,8 +180,8 @@ class Runner:
         self._pump()
 
     def shown(self, job: Job | None) -> Job | None:
-        """The job as the page shows it: one its row says is under way but this daemon is not running (a stop
-        cut it off; the row is failed at the next start of an import) is shown as interrupted."""
+        """The job as the page shows it: one its row says is under way but this daemon is not running (a stop cut
+        it off and :meth:`recover` could not write) is shown as interrupted."""
         if job is None or not job.active or job.account_id in self.busy:
             return job
         return dataclasses.replace(job, state="failed", error=INTERRUPTED)

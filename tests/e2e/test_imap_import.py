@@ -88,6 +88,7 @@ def fill(old: imaplib.IMAP4) -> dict[str, bytes]:
     old.create(cafe + ".2026")
     old.append(cafe, r"(\Flagged)", None, mail["cafe"])
     old.append(cafe + ".2026", "()", None, mail["deep"])
+    old.create("INBOX.Empty")  # an empty folder comes over too
     old.create('"INBOX.Deleted Items"')  # no special-use attribute: its name makes it the Trash
     old.append('"INBOX.Deleted Items"', r"(\Seen)", None, mail["deleted"])
     return mail
@@ -109,6 +110,10 @@ def test_import_from_dovecot_keeps_folders_flags_dates_and_leaves_the_old_server
     assert flags["Café/2026"] == [(mail["deep"], 0, "")]
     assert flags["Trash"] == [(mail["deleted"], 1, "")]
     assert "Deleted Items" not in got and "INBOX/Sent" not in got
+    folders = daemon.query(
+        "SELECT x.name FROM mailboxes x JOIN accounts a ON a.id = x.account_id WHERE a.email = ?", BOB
+    )
+    assert "Empty" in {r["name"] for r in folders}
     dated = daemon.query(
         "SELECT m.internaldate, m.zone FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE b.data = ?",
         mail["seen"],
@@ -351,6 +356,10 @@ def test_the_page_refuses_private_hosts_bad_fields_and_a_second_import(
         shown = browser.page("/account/import")
         assert "stopped at" in shown and "interrupted when the mail server stopped" in shown, shown
         assert 'action="/account/import"' in shown
+        listed = daemon.cli("imports").stdout  # the admin's view: the start marked it
+        assert f"{ALICE}  failed  imaps://x@127.0.0.1:" in listed and "interrupted when the mail server" in listed
+        [row] = json.loads(daemon.cli("imports", "--json").stdout)
+        assert (row["email"], row["state"], row["total"]) == (ALICE, "failed", 0)
 
 
 def test_the_admin_can_turn_the_page_off(make_daemon: MakeDaemon, dovecot: Dovecot) -> None:
