@@ -130,9 +130,13 @@ def query_flags(query: str) -> set[str]:
 
 
 def done_note(query: str) -> str:
-    """What the redirect after a list page's change says it did (``?added`` / ``?removed``)."""
+    """What the redirect after a list page's change says it did (``?added``, ``?removed``, ``?changed``,
+    ``?moved``)."""
     flags = query_flags(query)
-    return "Added." if "added" in flags else "Removed." if "removed" in flags else ""
+    for flag, note in (("added", "Added."), ("removed", "Removed."), ("changed", "Changed."), ("moved", "Moved up.")):
+        if flag in flags:
+            return note
+    return ""
 
 
 def display_name_of(conn: sqlite3.Connection, account_id: int) -> str:

@@ -332,34 +332,59 @@ def password_form(token: str, error: str = "", changed: bool = False) -> str:
     )
 
 
-def filters(token: str, listed: Sequence[Filter], error: str = "", done: str = "") -> str:
-    """The account's filters, each with a Remove button, and a form to add one."""
+def filters(
+    token: str, listed: Sequence[Filter], error: str = "", done: str = "", editing: Filter | None = None
+) -> str:
+    """The account's filters in running order, each with Edit, Move up and Remove, and a form to add one (or, with
+    ``editing``, to change that one in its place)."""
     hidden = token_field(token)
     out = [
         "<p>Filters file incoming mail into a folder as it arrives, whatever program you read it with. The first "
         "filter that matches decides; the folder is made when it does not exist.</p>",
         notices(done, error=error),
     ]
+
+    def button(action: str, filter_id: int, label: str) -> str:
+        return (
+            f'<form method="post" action="/account/filters" class="inline">{hidden}'
+            f'<input type="hidden" name="action" value="{action}"><input type="hidden" name="id" value="{filter_id}">'
+            f'<button type="submit">{label}</button></form>'
+        )
+
     if listed:
         rows = [
-            f"<tr><td>{esc(f.describe())}</td>"
-            f'<td><form method="post" action="/account/filters">{hidden}'
-            f'<input type="hidden" name="action" value="remove"><input type="hidden" name="id" value="{f.id}">'
-            '<button type="submit">Remove</button></form></td></tr>'
-            for f in listed
+            f"<tr><td>{esc(f.describe())}</td><td>"
+            f'<a href="/account/filters?edit={f.id}">Edit</a> '
+            + (button("up", f.id, "Move up") + " " if n else "")
+            + button("remove", f.id, "Remove")
+            + "</td></tr>"
+            for n, f in enumerate(listed)
         ]
         out.append("<table><tr><th>Filter</th><th></th></tr>" + "\n".join(rows) + "</table>")
     else:
         out.append("<p>No filters yet.</p>")
-    options = "".join(f'<option value="{key}">{esc(label)}</option>' for key, (label, _) in FILTER_FIELDS.items())
+    shown = editing or Filter(0, "from", "", "", False, 0.0)
+    options = "".join(
+        f'<option value="{key}"{" selected" if key == shown.field else ""}>{esc(label)}</option>'
+        for key, (label, _) in FILTER_FIELDS.items()
+    )
+    if editing is None:
+        heading, action, submit = "New filter", '<input type="hidden" name="action" value="add">', "Add filter"
+    else:
+        heading, submit = "Change the filter", "Save"
+        action = f'<input type="hidden" name="action" value="edit"><input type="hidden" name="id" value="{editing.id}">'
+    checked = " checked" if shown.seen else ""
     out.append(
-        '<h2>New filter</h2><form method="post" action="/account/filters">'
-        f'{hidden}<input type="hidden" name="action" value="add">'
+        f'<h2>{heading}</h2><form method="post" action="/account/filters">{hidden}{action}'
         f'<label for="field">When</label><select id="field" name="field">{options}</select>'
-        '<label for="value">contains</label><input id="value" name="value" size="40" maxlength="200" required>'
-        '<label for="folder">move it to the folder</label><input id="folder" name="folder" size="40" required>'
-        '<label><input type="checkbox" name="seen" value="on"> and mark it read</label>'
-        '<p><button type="submit">Add filter</button></p></form>'
+        '<label for="value">contains</label>'
+        f'<input id="value" name="value" size="40" maxlength="200" value="{esc(shown.value)}" required>'
+        '<label for="folder">move it to the folder</label>'
+        f'<input id="folder" name="folder" size="40" value="{esc(shown.folder)}" required>'
+        f'<label><input type="checkbox" name="seen" value="on"{checked}> and mark it read</label>'
+        f'<p><button type="submit">{submit}</button>'
+        + (' <a href="/account/filters">Cancel</a>' if editing is not None else "")
+        + "</p></form>"
         "<p><small>Filters run after the administrator's rules and before a Sieve script of your own; mail filed "
         "as Junk stays in Junk.</small></p>"
     )

@@ -47,6 +47,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+import urllib.parse
 from typing import Any
 
 from .. import clientconfig, httpserver
@@ -110,6 +111,10 @@ def _secured(response: Response) -> Response:
         (*response.headers, *SECURITY_HEADERS),
         response.stream,
     )
+
+
+_FILTER_DONE = {"add": "added", "edit": "changed", "up": "moved", "remove": "removed"}
+"""The filters form's actions and the word the page's redirect says each did."""
 
 
 class AccountPages(ImportPage):
@@ -197,7 +202,10 @@ class AccountPages(ImportPage):
             title, content = "Two-factor login", pages.two_factor(self._two_factor_data(conn, login, token))
         elif name == "filters":
             done = done_note(request.query)
-            title, content = "Filters", pages.filters(token, pagefilters.listed(conn, login.account_id), done=done)
+            wanted = urllib.parse.parse_qs(request.query).get("edit", [""])[0]
+            editing = pagefilters.get(conn, login.account_id, int(wanted)) if wanted.isdigit() else None
+            listed = pagefilters.listed(conn, login.account_id)
+            title, content = "Filters", pages.filters(token, listed, done=done, editing=editing)
         elif name == "forwarding":
             saved = "saved" in query_flags(request.query)
             forward = autoforward.get(conn, login.account_id)
@@ -288,31 +296,43 @@ class AccountPages(ImportPage):
     # -- filters --------------------------------------------------------------------------------------------
 
     async def _filters(self, request: Request, session: Session, login: Login, cookie: str | None) -> Response:
-        """Add a filter or remove one (crm/pagefilters.py); 303 back to the list, or the list with the reason."""
+        """Add, change, move up or remove a filter (crm/pagefilters.py); 303 back to the list, or the list with the
+        reason (and, for a change, the form as it was sent)."""
         form = self._form(request, login.email, "filter change")
         if isinstance(form, Response):
             return form
 
+        fields = single_fields(form)
+        action = fields.get("action", "")
+        raw_id = fields.get("id", "")
+        filter_id = int(raw_id) if raw_id.isdigit() and len(raw_id) < 19 else 0
+        typed = pagefilters.Filter(
+            filter_id, fields.get("field", ""), fields.get("value", ""), fields.get("folder", ""),
+            fields.get("seen") == "on", 0.0,
+        )  # fmt: skip
+
         def again(status: int, error: str) -> Response:
             def content(conn: sqlite3.Connection, token: str) -> str:
-                return pages.filters(token, pagefilters.listed(conn, login.account_id), error=error)
+                editing = typed if action == "edit" and typed.field in pagefilters.FIELDS else None
+                return pages.filters(token, pagefilters.listed(conn, login.account_id), error=error, editing=editing)
 
             return self._render(status, login, "Filters", "filters", content, cookie)
 
         if not self._token_ok(form, login.account_id):
             return again(403, EXPIRED)
-        fields = single_fields(form)
-        action = fields.get("action", "")
-        if action not in ("add", "remove"):
+        if action not in _FILTER_DONE:
             return httpserver.text(400, "unknown action")
 
         def change(conn: sqlite3.Connection) -> None:
+            account = login.account_id
             if action == "add":
-                folder, seen = fields.get("folder", ""), fields.get("seen") == "on"
-                pagefilters.add(conn, login.account_id, fields.get("field", ""), fields.get("value", ""), folder, seen)
+                pagefilters.add(conn, account, typed.field, typed.value, typed.folder, typed.seen)
+            elif action == "edit":
+                pagefilters.update(conn, account, filter_id, typed.field, typed.value, typed.folder, typed.seen)
+            elif action == "up":
+                pagefilters.move_up(conn, account, filter_id)
             else:
-                filter_id = fields.get("id", "")
-                pagefilters.remove(conn, login.account_id, int(filter_id) if filter_id.isdigit() else 0)
+                pagefilters.remove(conn, account, filter_id)
 
         try:
             await self.store.write(change)
@@ -322,7 +342,7 @@ class AccountPages(ImportPage):
             log.error("account page: filters of %s not changed: %s", login.email, exc)
             return httpserver.text(503, "the change could not be made now; try again later")
         log.info("filter %s for %s on the account page from %s", action, login.email, session.ip)
-        return httpserver.redirect(303, "/account/filters?" + ("added" if action == "add" else "removed"))
+        return httpserver.redirect(303, "/account/filters?" + _FILTER_DONE[action])
 
     # -- forwarding -----------------------------------------------------------------------------------------
 

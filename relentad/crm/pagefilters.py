@@ -60,8 +60,9 @@ def script(field: str, value: str, folder: str, seen: bool) -> str:
     )
 
 
-def add(conn: sqlite3.Connection, account_id: int, field: str, value: str, folder: str, seen: bool) -> Filter:
-    """Check and store a new filter, last in order; InvalidInput (one line for the form) when it cannot be."""
+def _checked(field: str, value: str, folder: str, seen: bool) -> tuple[str, str, str]:
+    """(value, folder, script) of a filter as the form gave it; InvalidInput (one line for the form) when it cannot
+    be one."""
     if field not in FIELDS:
         raise InvalidInput("choose the field the filter looks at")
     value = " ".join(value.split())
@@ -74,11 +75,17 @@ def add(conn: sqlite3.Connection, account_id: int, field: str, value: str, folde
         raise InvalidInput("write the folder the mail goes to")
     folder = stored_name(folder)
     rules.check_folder(folder)
+    text = script(field, value, folder, seen)
+    compile_script(text)  # never store a script delivery cannot run
+    return value, folder, text
+
+
+def add(conn: sqlite3.Connection, account_id: int, field: str, value: str, folder: str, seen: bool) -> Filter:
+    """Check and store a new filter, last in order; InvalidInput (one line for the form) when it cannot be."""
+    value, folder, text = _checked(field, value, folder, seen)
     count = conn.execute("SELECT count(*) FROM page_filters WHERE account_id = ?", (account_id,)).fetchone()[0]
     if count >= MAX_FILTERS:
         raise InvalidInput(f"an account has at most {MAX_FILTERS} filters")
-    text = script(field, value, folder, seen)
-    compile_script(text)  # never store a script delivery cannot run
     now = time.time()
     row = conn.execute(
         """INSERT INTO page_filters (account_id, field, value, folder, seen, script, created)
@@ -86,6 +93,44 @@ def add(conn: sqlite3.Connection, account_id: int, field: str, value: str, folde
         (account_id, field, value, folder, int(seen), text, now),
     ).fetchone()
     return Filter(int(row[0]), field, value, folder, seen, now)
+
+
+def get(conn: sqlite3.Connection, account_id: int, filter_id: int) -> Filter | None:
+    return next((f for f in listed(conn, account_id) if f.id == filter_id), None)
+
+
+def update(
+    conn: sqlite3.Connection, account_id: int, filter_id: int, field: str, value: str, folder: str, seen: bool
+) -> None:
+    """Change a filter in place: it keeps its place in the order."""
+    value, folder, text = _checked(field, value, folder, seen)
+    changed = conn.execute(
+        "UPDATE page_filters SET field = ?, value = ?, folder = ?, seen = ?, script = ? "
+        "WHERE account_id = ? AND id = ?",
+        (field, value, folder, int(seen), text, account_id, filter_id),
+    ).rowcount
+    if not changed:
+        raise NotFound("that filter is gone")
+
+
+def move_up(conn: sqlite3.Connection, account_id: int, filter_id: int) -> None:
+    """Run a filter before the one above it. The order is the rows' ids (the program reads them so), so the two
+    filters trade what they hold, not their ids."""
+    ids = [f.id for f in listed(conn, account_id)]
+    if filter_id not in ids:
+        raise NotFound("that filter is gone")
+    at = ids.index(filter_id)
+    if at == 0:
+        raise InvalidInput("that filter runs first already")
+    above = ids[at - 1]
+    columns = "field, value, folder, seen, script, created"
+    rows = {
+        int(r[0]): tuple(r[1:])
+        for r in conn.execute(f"SELECT id, {columns} FROM page_filters WHERE id IN (?, ?)", (filter_id, above))
+    }
+    assignments = ", ".join(f"{name.strip()} = ?" for name in columns.split(","))
+    for target, source in ((filter_id, above), (above, filter_id)):
+        conn.execute(f"UPDATE page_filters SET {assignments} WHERE id = ?", (*rows[source], target))
 
 
 def remove(conn: sqlite3.Connection, account_id: int, filter_id: int) -> None:

@@ -398,6 +398,40 @@ def test_filters_file_incoming_mail(browser: Browser) -> None:
     assert "&lt;b&gt;x&lt;/b&gt;" in shown and "<b>x" not in shown and "A&amp;&quot;B" in shown
 
 
+def test_filters_are_changed_in_place_and_reordered(browser: Browser) -> None:
+    daemon = browser.daemon
+    token = browser.token()
+    by_sender = {"token": token, "action": "add", "field": "from", "value": "bob@elsewhere", "folder": "Bob"}
+    by_subject = {"token": token, "action": "add", "field": "subject", "value": "Hi", "folder": "Greetings"}
+    for fields in (by_sender, by_subject):
+        assert post(browser, "/account/filters", fields)[0] == 303
+    first, second = re.findall(r'name="action" value="remove"><input type="hidden" name="id" value="(\d+)"',
+                               browser.page("/account/filters"))  # fmt: skip
+    receive(daemon, "Bob <bob@elsewhere.test>", "one@elsewhere.test")
+    wait_for("the first filter", lambda: daemon.messages(ALICE, "Bob"))
+    status, headers, _ = post(browser, "/account/filters", {"token": token, "action": "up", "id": second})
+    assert status == 303 and headers["location"] == "/account/filters?moved"
+    shown = html.unescape(browser.page("/account/filters?moved"))
+    assert "Moved up." in shown and shown.index("“Hi” → Greetings") < shown.index("“bob@elsewhere” → Bob")
+    receive(daemon, "Bob <bob@elsewhere.test>", "two@elsewhere.test")
+    wait_for("the filter moved up first", lambda: daemon.messages(ALICE, "Greetings"))
+    assert len(daemon.messages(ALICE, "Bob")) == 1
+    # the edit form holds the filter; a refused change comes back as typed; a saved one keeps its place
+    edit = browser.page(f"/account/filters?edit={first}")  # the first row: the subject filter since the move
+    assert "Change the filter" in edit and 'value="Greetings"' in edit and 'value="subject" selected' in edit
+    change = {"token": token, "action": "edit", "id": first, "field": "subject", "value": "Hi", "folder": "Contacts/X"}
+    status, _, body = post(browser, "/account/filters", change)
+    assert status == 400 and b"read-only" in body and b'value="Contacts/X"' in body and b"Change the filter" in body
+    status, headers, _ = post(browser, "/account/filters", {**change, "folder": "Hello", "seen": "on"})
+    assert status == 303 and headers["location"] == "/account/filters?changed"
+    shown = html.unescape(browser.page("/account/filters"))
+    assert shown.index("“Hi” → Hello, marked read") < shown.index("“bob@elsewhere” → Bob")
+    receive(daemon, "Bob <bob@elsewhere.test>", "three@elsewhere.test")
+    wait_for("the changed filter", lambda: daemon.messages(ALICE, "Hello"))
+    status, _, body = post(browser, "/account/filters", {"token": token, "action": "up", "id": first})
+    assert status == 400 and b"runs first already" in body
+
+
 @pytest.mark.parametrize("path", ["/account/autoreply", "/account/senders", "/account/forwarding", "/account/filters"])
 def test_the_self_service_forms_need_a_login_and_their_own_origin(browser: Browser, path: str) -> None:
     assert browser.request("GET", path, auth="")[0] == 401

@@ -87,3 +87,31 @@ def test_an_admin_rule_cannot_take_a_name_that_says_it_came_from_elsewhere(conn:
     for name in ("forwarding (account page)", "x (user)"):
         with db.transaction(conn), pytest.raises(InvalidInput, match="cannot end in"):
             rules.add(conn, account(conn), name, "keep;")
+
+
+def test_a_filter_changes_in_its_place_and_moves_up(conn: sqlite3.Connection) -> None:
+    with db.transaction(conn):
+        first = pagefilters.add(conn, account(conn), "from", "shop", "Deals", seen=False)
+        second = pagefilters.add(conn, account(conn), "subject", "deals", "Other", seen=True)
+    assert run(conn).targets("INBOX") == [("Deals", [])]
+    with db.transaction(conn):
+        pagefilters.move_up(conn, account(conn), second.id)
+    assert [f.describe() for f in pagefilters.listed(conn, account(conn))] == [
+        "Subject contains “deals” → Other, marked read",
+        "From contains “shop” → Deals",
+    ]
+    assert run(conn).targets("INBOX") == [("Other", ["\\Seen"])], "the filter moved up runs first"
+    with db.transaction(conn), pytest.raises(InvalidInput, match="first already"):
+        pagefilters.move_up(conn, account(conn), first.id)  # the first row holds the moved filter now
+    with db.transaction(conn):
+        pagefilters.update(conn, account(conn), first.id, "subject", "nothing like it", "Other", seen=True)
+    assert run(conn).targets("INBOX") == [("Deals", [])], "changed in its place: the next one matches now"
+    with db.transaction(conn), pytest.raises(InvalidInput, match="read-only"):
+        pagefilters.update(conn, account(conn), first.id, "from", "x", "Contacts/Jo", seen=False)
+    for change in (
+        lambda: pagefilters.update(conn, account(conn), 999, "from", "x", "F", seen=False),
+        lambda: pagefilters.move_up(conn, account(conn), 999),
+    ):
+        with db.transaction(conn), pytest.raises(NotFound):
+            change()
+    assert pagefilters.get(conn, account(conn), 999) is None
