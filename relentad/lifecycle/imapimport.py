@@ -254,7 +254,8 @@ def _write_batch(
     counts: dict[str, int],
 ) -> int:
     """One transaction: store the batch (skipping copies already there), then move each folder's mark to the
-    highest UID stored. Returns how many entries are done (fewer at the first that does not fit the quota)."""
+    highest UID stored. Returns how many entries are done (fewer at the first that does not fit the quota); their
+    kinds are set in ``counts`` (set, not added: a job may run again)."""
     items: list[transfer.Item] = []
     kinds: list[str] = []  # per entry: "imported", "already_there" or "" (expunged on the old server)
     in_batch: set[tuple[str, bytes]] = set()
@@ -281,9 +282,8 @@ def _write_batch(
                  uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid, updated = excluded.updated""",
             (account_id, source_key, folder, uidvalidity, uid, now),
         )
-    for kind in kinds[:done]:
-        if kind:
-            counts[kind] += 1
+    done_kinds = kinds[:done]
+    counts.update(imported=done_kinds.count("imported"), already_there=done_kinds.count("already_there"))
     return done
 
 

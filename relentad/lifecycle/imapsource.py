@@ -79,8 +79,10 @@ def parse_url(text: str) -> SourceURL:
         raise InvalidInput(f"{text}: the source must be imaps://LOGIN@HOST or imap://LOGIN@HOST")
     if not parts.username or not parts.hostname:
         raise InvalidInput(f"{text}: name the login and the host, as in imaps://LOGIN@HOST[:PORT]")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.password is not None:
-        raise InvalidInput(f"{text}: only imaps://LOGIN@HOST[:PORT] (the password is asked for, never in the URL)")
+    if parts.password is not None:  # not echoed: the message may be logged
+        raise InvalidInput("the URL holds a password: give imaps://LOGIN@HOST[:PORT]; the password is asked for")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InvalidInput(f"{text}: only imaps://LOGIN@HOST[:PORT], without a folder or options")
     implicit = scheme == "imaps"
     return SourceURL(implicit, unquote(parts.username), parts.hostname, port or (993 if implicit else 143))
 

@@ -43,6 +43,9 @@ def test_source_urls() -> None:
     for bad in ("imaps://host", "imaps://u:secret@host", "imaps://u@host/INBOX", "pop3://u@host", "imaps://u@h:99999"):
         with pytest.raises(InvalidInput):
             parse_url(bad)
+    with pytest.raises(InvalidInput) as refused:
+        parse_url("imaps://u:s3cret@host")
+    assert "s3cret" not in str(refused.value)
 
 
 def test_gmail_layout() -> None:
