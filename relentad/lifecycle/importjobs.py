@@ -214,6 +214,11 @@ class Runner:
     async def _run(self, request: _Request) -> None:
         try:
             await self._child(request)
+        except OSError as exc:  # the process could not be started (no memory, no such interpreter any more)
+            log.error("import into %s from %s could not start: %s", request.email, request.url, exc)
+            job = (request.account_id, request.queued)
+            reason = f"the import could not start on the server ({exc.strerror or exc})"
+            await self.store.write(lambda conn: fail_unfinished(conn, reason, job))
         finally:
             self.busy.discard(request.account_id)
 

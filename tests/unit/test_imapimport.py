@@ -3,17 +3,20 @@ Courier's, Outlook's and another relentad's layouts), and the date order that ke
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from relentad.accountpage import importpage
+from relentad.config import Config
 from relentad.errors import InvalidInput
 from relentad.lifecycle import imapimport, imapsource, importjobs
 from relentad.lifecycle.imapimport import Plan, plan_folders
@@ -200,3 +203,25 @@ def test_only_public_addresses_pass_the_pages_check() -> None:
         with pytest.raises(SourceError, match="not an address on the internet"):
             imapsource.check_public(host, 993)
     imapsource.check_public("192.0.43.10", 993)  # an IP literal: no lookup
+
+
+async def test_a_job_whose_process_cannot_start_is_failed_not_left_waiting(
+    conn: sqlite3.Connection, tmp_path: Path
+) -> None:
+    store = db.Store(tmp_path / "j.db")
+
+    async def write(job: Any) -> Any:  # the store's writes, on the test's connection
+        with db.transaction(conn):
+            return job(conn)
+
+    store.write = write  # type: ignore[method-assign]
+    runner = importjobs.Runner(store, Config)
+    runner.command = lambda request: [str(tmp_path / "no-such-python")]  # type: ignore[method-assign]
+    try:
+        await runner.submit(1, "alice@example.test", "imaps://a@old.example:993", "secret")
+        await asyncio.gather(*runner.tasks)
+    finally:
+        store.close()
+    job = importjobs.get(conn, 1)
+    assert job is not None and job.state == "failed" and "could not start" in job.error, job
+    assert 1 not in runner.busy and runner.shown(job) == job
