@@ -318,6 +318,49 @@ def domain_remove(state: State, name: str) -> None:
     click.echo(f"domain {name} removed")
 
 
+@domain.command("footer")
+@click.argument("name")
+@click.option("--text-file", type=click.Path(exists=True, dir_okay=False), help="The footer as plain text (UTF-8).")
+@click.option("--html-file", type=click.Path(exists=True, dir_okay=False), help="Its HTML version (else made from it).")
+@click.option("--off", is_flag=True, help="Remove the domain's footer.")
+@json_option
+@pass_state
+def domain_footer(
+    state: State, name: str, text_file: str | None, html_file: str | None, off: bool, as_json: bool
+) -> None:
+    """Show, set (--text-file) or remove (--off) the footer added to every message NAME's users send."""
+    from . import footer
+
+    with errors_as_messages():
+        if off and (text_file or html_file):
+            raise CLIError("--off takes no file")
+        if html_file and not text_file:
+            raise CLIError("--html-file goes with --text-file (the plain version every message needs)")
+        if off:
+            with state.write() as conn:
+                removed = footer.remove(conn, name)
+            click.echo(f"footer of {name} removed" if removed else f"{name} had no footer")
+            return
+        if text_file:
+            text = Path(text_file).read_text("utf-8")
+            markup = Path(html_file).read_text("utf-8") if html_file else ""
+            with state.write() as conn:
+                footer.put(conn, name, text, markup)
+        with state.read() as conn:
+            if accounts.domain_id(conn, addrspec.normalize_domain(name)) is None:
+                raise CLIError(f"domain {name} is not hosted here")
+            found = footer.get(conn, name)
+    if as_json:
+        print_json(None if found is None else {"text": found.text, "html": found.html})
+        return
+    if found is None:
+        click.echo(f"{name} has no footer")
+        return
+    click.echo(f"footer of {name}, added to every message its users send:")
+    for line in found.text.splitlines():
+        click.echo(f"  | {line}")
+
+
 @domain.command("dns")
 @click.argument("name")
 @json_option

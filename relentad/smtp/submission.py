@@ -48,7 +48,7 @@ from typing import Any
 
 from aiosmtpd.smtp import AuthResult, Envelope
 
-from .. import addrspec, quota, quotawarn, senders, stamping, trace
+from .. import addrspec, footer, quota, quotawarn, senders, stamping, trace
 from ..auth.authenticator import Authenticator, Login, LoginFailed, password_allowed, session_ended
 from ..errors import InvalidInput, SMTPReply
 from ..message import ParsedMessage
@@ -371,8 +371,11 @@ class SubmissionHandler(TransactionLog):
             hostname=config.server.hostname,
             now=now,
         )
+        from_domain = addrspec.split(prepared.from_address)[1]
+        company = self.store.read(lambda conn: footer.get(conn, from_domain))  # one primary-key read
+        body = footer.add(prepared.raw, company) if company is not None else prepared.raw
         try:
-            signed = await self.keyring.sign(prepared.raw, addrspec.split(prepared.from_address)[1])
+            signed = await self.keyring.sign(body, from_domain)
         except DkimMessageError as exc:
             log.info("smtp tx=%s refused, DKIM cannot parse it: %s", tx.id, exc)
             return UNPARSABLE_HEADER

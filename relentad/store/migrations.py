@@ -1174,6 +1174,18 @@ def _m042_imap_import_jobs(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m043_domain_footers(conn: sqlite3.Connection) -> None:
+    """Each hosted domain's footer (disclaimer), added to what its users send (relentad/footer.py)."""
+    conn.execute(
+        """CREATE TABLE domain_footers (
+               domain_id INTEGER PRIMARY KEY REFERENCES domains(id) ON DELETE CASCADE,
+               text TEXT NOT NULL,
+               html TEXT NOT NULL,
+               updated REAL NOT NULL
+           )"""
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_core", _m001_core),
     ("002_outbound", _m002_outbound),
@@ -1215,6 +1227,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("040_junk_digests", _m040_junk_digests),
     ("041_imap_imports", _m041_imap_imports),
     ("042_imap_import_jobs", _m042_imap_import_jobs),
+    ("043_domain_footers", _m043_domain_footers),
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import email
+import email.policy
 import json
 import re
 import shutil
@@ -17,6 +18,7 @@ import smtplib
 import ssl
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
@@ -413,3 +415,36 @@ def test_sighup_gives_new_465_connections_a_renewed_certificate(relentad: Daemon
         time.sleep(0.1)
     with submit(relentad) as client:  # 587 and 465 both keep working
         assert client.noop()[0] == 250
+
+
+def test_the_domains_footer_is_added_signed_and_kept_in_every_copy(relentad: Daemon, tmp_path: Path) -> None:
+    """``relentad domain footer``: what alice sends carries example.test's footer in its text, in the copy bob
+    gets, her Sent copy and the queued one alike, under a DKIM signature that verifies; --off stops it."""
+    relentad.cli("dkim", "generate", "example.test", "--selector", "s1")
+    record = dkim.txt_value((relentad.root / "data" / "dkim" / "example.test" / "s1.pem").read_bytes())
+    text = tmp_path / "footer.txt"
+    text.write_text("Example GmbH · Berlin\nHRB 12345\n", encoding="utf-8")
+    shown = relentad.cli("domain", "footer", "example.test", "--text-file", str(text)).stdout
+    assert "| Example GmbH · Berlin" in shown and "| HRB 12345" in shown
+    assert json.loads(relentad.cli("domain", "footer", "example.test", "--json").stdout)["text"] == (
+        "Example GmbH · Berlin\r\nHRB 12345"
+    )
+    with submit(relentad) as client:
+        assert client.sendmail("alice@example.test", ["bob@example.test", "someone@elsewhere.test"], message()) == {}
+    [stored] = relentad.raw_blobs("bob@example.test")
+    [queued] = relentad.query("SELECT data FROM queue_messages")
+    assert queued["data"] == stored == relentad.raw_blobs("alice@example.test", "Sent")[0]
+    body = email.message_from_bytes(stored, policy=email.policy.default).get_content()
+    assert body.replace("\r\n", "\n").endswith("Hello from submission.\n\nExample GmbH · Berlin\nHRB 12345\n")
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes:
+        return record.encode() if name.rstrip(b".") == b"s1._domainkey.example.test" else b""
+
+    assert dkimpy.verify(stored, dnsfunc=dnsfunc), "signed with the footer"
+    assert "footer of example.test removed" in relentad.cli("domain", "footer", "example.test", "--off").stdout
+    with submit(relentad) as client:
+        client.sendmail("alice@example.test", ["bob@example.test"], message(subject="later"))
+    assert b"HRB 12345" not in relentad.raw_blobs("bob@example.test")[-1]
+    for bad in (["nowhere.test", "--text-file", str(text)], ["example.test", "--html-file", str(text)]):
+        result = relentad.cli("domain", "footer", *bad, check=False)
+        assert result.returncode == 1 and result.stderr.startswith("Error: "), result.stderr
