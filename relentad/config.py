@@ -454,6 +454,15 @@ class RetentionConfig:
     reports_days: int = setting(
         400, "Days received DMARC and TLS reports are kept, counted from the end of the period they cover. 0 = forever."
     )
+    archive: bool = setting(
+        False,
+        "Keep a copy of every message the accounts receive and send (through submission) in the archive, which "
+        "users cannot see or change, for archive_days (relentad archive search|export|verify; README: The archive). "
+        "For businesses that must keep their correspondence; it overrides deleted_days for those copies.",
+    )
+    archive_days: int = setting(
+        3650, "Days archived messages are kept (10 years by default); the daily purge removes older ones."
+    )
 
 
 @dataclass(frozen=True)
@@ -961,6 +970,8 @@ def check(config: Config) -> list[str]:
             problems.append(f"[greylist] exempt_networks: {net!r} is not an IP network like 192.0.2.0/24")
     if config.dnsbl.action not in ("reject", "junk"):
         problems.append('[dnsbl] action must be "reject" or "junk"')
+    if config.retention.archive_days < 1:
+        problems.append("[retention] archive_days must be at least 1")
     if config.attachments.action not in ("refuse", "junk", "off"):
         problems.append('[attachments] action must be "refuse", "junk" or "off"')
     for ext in config.attachments.blocked:

@@ -29,6 +29,7 @@ from .dns import Resolvers, make_resolvers
 from .dnsbl import Blocklists, Listing
 from .errors import LimitReached, SMTPReply
 from .events import Bus, MessageAdded
+from .lifecycle import archive
 from .queue import queue
 from .queue.dkimkeys import KeyRing
 from .spam import storage as spam_storage
@@ -72,6 +73,7 @@ class Delivery:
     received_at: float = field(default_factory=time.time)
     structure: str | None = None
     verify_sender: bool = False  # mail from the world: check SPF/DKIM/DMARC before filing
+    archive: bool = False  # [retention] archive: each received copy is archived with it (lifecycle/archive.py)
     # Skip copies for accounts the message would take over their disk quota or message limit, checked in the commit
     # transaction (exact; the sender's own Sent copy is never skipped); when no recipient's copy is left, the
     # commit raises SMTPReply 552 5.2.2 and nothing is stored — unless ``refuse_when_full`` is off (submission
@@ -200,6 +202,19 @@ def _commit_job(delivery: Delivery, hostname: str) -> Callable[[sqlite3.Connecti
                 slot=(uid, modseq),
             ).row_id
             stored.append(Stored(placement.account_id, mailbox_id, uid, modseq, row_id, blob_id, new_blob))
+            if delivery.archive and not placement.outgoing:  # the Sent copy: the submission archives what it sent
+                archive.record(
+                    conn,
+                    account_id=placement.account_id,
+                    direction="in",
+                    blob_id=blob_id,
+                    prefix=prefix,
+                    raw=raw,
+                    mail_from=delivery.mail_from,
+                    recipients=[placement.address],
+                    parsed=delivery.parsed,
+                    now=delivery.received_at,
+                )
         checked = sum(not p.outgoing for p in placements) if delivery.check_quota else 0
         if checked and delivery.refuse_when_full and len(delivery.over_quota) == checked:
             # no recipient's copy fits: raising rolls this job back (its savepoint), the Sent copy too

@@ -39,7 +39,7 @@ from ..errors import InvalidInput
 from ..imap import indexer
 from ..store import acl, db, imapwrite
 from ..store.db import Store
-from . import activity
+from . import activity, archive
 
 log = logging.getLogger("relentad.retention")
 
@@ -55,6 +55,7 @@ class PurgeResult:
     activity_rows: int = 0  # login history and send counter rows past ``activity_days`` (rolled up into months)
     junk: int = 0  # messages expunged from Junk folders past ``junk_days`` (now in retention)
     trash: int = 0  # messages expunged from Trash folders past ``trash_days`` (now in retention)
+    archived: int = 0  # archived messages past ``archive_days`` (lifecycle/archive.py)
 
 
 def terminate(conn: sqlite3.Connection, account_id: int, now: float | None = None) -> int:
@@ -124,11 +125,13 @@ def purge(
     junk_days: int = 0,
     reports_days: int = 0,
     trash_days: int = 0,
+    archive_days: int = 0,
 ) -> PurgeResult:
     """Expunge Junk mail saved more than ``junk_days`` ago and Trash mail saved more than ``trash_days`` ago (0 =
     keep it), remove retained rows and terminated accounts older than ``deleted_days``, then unreferenced blobs,
     and activity rows older than ``activity_days`` (0 = keep them), and received DMARC and TLS reports whose
-    period ended more than ``reports_days`` ago (0 = keep them)."""
+    period ended more than ``reports_days`` ago (0 = keep them), and archived messages older than ``archive_days``
+    (0 = keep them; before the blobs, which they may hold the last reference to)."""
     now = time.time() if now is None else now
     junk = expire_folders(conn, "\\Junk", now - junk_days * DAY) if junk_days else 0
     trash = expire_folders(conn, "\\Trash", now - trash_days * DAY) if trash_days else 0
@@ -144,6 +147,7 @@ def purge(
     ]
     for account_id in gone:
         _delete_account(conn, account_id)
+    archived = archive.purge(conn, archive_days, now) if archive_days else 0
     blobs, size = _drop_unreferenced_blobs(conn)
     pruned = activity.prune(conn, activity_days, now) if activity_days else 0
     sessions.expire(conn, now)  # the account pages' ended sessions and the addresses they were opened from
@@ -162,6 +166,7 @@ def purge(
         activity_rows=pruned,
         junk=junk,
         trash=trash,
+        archived=archived,
     )
 
 
@@ -184,6 +189,7 @@ async def run_daily(store: Store, settings: Callable[[], RetentionConfig], inter
             junk_days=config.junk_days,
             reports_days=config.reports_days,
             trash_days=config.trash_days,
+            archive_days=config.archive_days,
         )
         result = await store.write(job)
         if result.blobs:  # their search index rows are gone; their postings go when the index is merged

@@ -251,6 +251,7 @@ class InboundHandler(TransactionLog):
             refuse_partial=True,
             dnsbl=tx.dnsbl,
             forwards=list(tx.forwards.values()),
+            archive=self.get_context().config.retention.archive,
         )
         now = time.time()
         report = reports.delivered_report(tx, raw, self.get_context().config.server.hostname, now)

@@ -51,6 +51,7 @@ from aiosmtpd.smtp import AuthResult, Envelope
 from .. import addrspec, footer, quota, quotawarn, senders, stamping, trace
 from ..auth.authenticator import Authenticator, Login, LoginFailed, password_allowed, session_ended
 from ..errors import InvalidInput, SMTPReply
+from ..lifecycle import archive
 from ..message import ParsedMessage
 from ..message import parse as parse_message
 from ..pipeline import Delivery, Pipeline, Placement, Stored
@@ -382,6 +383,7 @@ class SubmissionHandler(TransactionLog):
         except DkimKeyError as exc:
             log.error("smtp tx=%s DKIM signing failed: %s", tx.id, exc)
             return SIGNING_FAILED
+        parsed_for_archive = parse_message(signed) if config.retention.archive else None
         placements = list(tx.placements.values())
         if config.submission.sent_folder:
             sent = Placement(login.account_id, login.email, config.submission.sent_folder, messages.SEEN, outgoing=True)
@@ -389,6 +391,20 @@ class SubmissionHandler(TransactionLog):
         remote, total = list(tx.remote), len(tx.accepted)
 
         def also(conn: sqlite3.Connection) -> None:
+            if parsed_for_archive is not None:  # what the account sent, once, as it went out (lifecycle/archive.py)
+                blob_id, _ = messages.put_blob(conn, signed, parsed_for_archive.to_json())
+                archive.record(
+                    conn,
+                    account_id=login.account_id,
+                    direction="out",
+                    blob_id=blob_id,
+                    prefix=b"",
+                    raw=signed,
+                    mail_from=tx.mail_from,
+                    recipients=tuple(tx.accepted),
+                    parsed=parsed_for_archive,
+                    now=now,
+                )
             if remote:
                 queue.enqueue(
                     conn,
@@ -425,6 +441,7 @@ class SubmissionHandler(TransactionLog):
                 recipients=tuple(tx.accepted),
                 check_quota=True,
                 refuse_when_full=not remote,
+                archive=config.retention.archive,
             )
             reported: list[Stored] = []
             report = functools.partial(

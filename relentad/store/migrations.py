@@ -1186,6 +1186,43 @@ def _m043_domain_footers(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m044_archive(conn: sqlite3.Connection) -> None:
+    """The archive ([retention] archive, relentad/lifecycle/archive.py): every message received and sent, its blob
+    referenced like a copy's, in a hash chain whose purged front leaves its last value in ``archive_anchor``."""
+    execute_script(
+        conn,
+        """
+        CREATE TABLE archive (
+            id INTEGER PRIMARY KEY,
+            account_id INTEGER REFERENCES accounts(id) ON DELETE SET NULL,
+            account TEXT NOT NULL,
+            direction TEXT NOT NULL,
+            archived REAL NOT NULL,
+            blob_id INTEGER NOT NULL REFERENCES blobs(id),
+            prefix BLOB NOT NULL DEFAULT x'',
+            sha256 BLOB NOT NULL,
+            mail_from TEXT NOT NULL,
+            recipients TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            chain BLOB NOT NULL
+        );
+        CREATE INDEX archive_time ON archive(archived);
+        CREATE INDEX archive_account ON archive(account, archived);
+        CREATE TRIGGER archive_blob_ref AFTER INSERT ON archive BEGIN
+            UPDATE blobs SET refs = refs + 1 WHERE id = NEW.blob_id;
+        END;
+        CREATE TRIGGER archive_blob_unref AFTER DELETE ON archive BEGIN
+            UPDATE blobs SET refs = refs - 1 WHERE id = OLD.blob_id;
+        END;
+        CREATE TABLE archive_anchor (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            chain BLOB NOT NULL
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_core", _m001_core),
     ("002_outbound", _m002_outbound),
@@ -1228,6 +1265,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("041_imap_imports", _m041_imap_imports),
     ("042_imap_import_jobs", _m042_imap_import_jobs),
     ("043_domain_footers", _m043_domain_footers),
+    ("044_archive", _m044_archive),
 ]
 
 
