@@ -1219,7 +1219,7 @@ def _m044_archive(conn: sqlite3.Connection) -> None:
             id INTEGER PRIMARY KEY CHECK (id = 1),
             chain BLOB NOT NULL
         );
-        """
+        """,
     )
 
 
