@@ -31,6 +31,7 @@ from .store import accounts, db, mailboxes
 from .units import MAX_INTEGER, format_size, parse_size
 
 if TYPE_CHECKING:
+    from .lifecycle.archive import Query
     from .lifecycle.imapimport import Outcome
     from .queue.mtasts import Policy
 
@@ -983,6 +984,11 @@ def purge_command(state: State, at: str | None, as_json: bool) -> None:
         f"{result.blobs} message body(ies) ({format_size(result.bytes)})"
         + (f"; {result.archived} archived message(s) past [retention] archive_days" if result.archived else "")
     )
+    if state.config.retention.archive:  # written down, the head pins the archive as of now (lifecycle/archive.py)
+        from .lifecycle import archive
+
+        with state.read() as conn:
+            click.echo(f"archive chain head {archive.head(conn).hex()}")
 
 
 # -- the archive ------------------------------------------------------------------------------------------
@@ -1000,7 +1006,7 @@ def _archive_query(
     subject: str | None,
     since: str | None,
     until: str | None,
-) -> Any:
+) -> Query:
     from .lifecycle import archive
 
     return archive.Query(
@@ -1100,7 +1106,7 @@ def archive_verify(state: State) -> None:
         verdict = archive.verify(conn)
     if verdict.problem:
         raise CLIError(f"archive NOT intact ({verdict.rows} good before it): {verdict.problem}")
-    click.echo(f"archive intact: {verdict.rows} message(s), every message and link verified")
+    click.echo(f"archive intact: {verdict.rows} message(s), every message and link verified; head {verdict.head.hex()}")
 
 
 @main.command("activity")

@@ -197,6 +197,14 @@ def export(conn: sqlite3.Connection, query: Query, target: Path) -> int:
 class Verdict:
     rows: int
     problem: str  # "" when every digest and link holds
+    head: bytes = GENESIS  # the chain value of the last entry verified
+
+
+def head(conn: sqlite3.Connection) -> bytes:
+    """The chain value of the newest entry: written down elsewhere (the daily log line, an auditor's notes), it
+    pins everything before it, so that not even someone who can write the database can rebuild the chain
+    unseen."""
+    return _last_chain(conn)
 
 
 def verify(conn: sqlite3.Connection) -> Verdict:
@@ -214,12 +222,15 @@ def verify(conn: sqlite3.Connection) -> Verdict:
         if isinstance(data, str):  # a blob rewritten as text by hand: not what was stored, whatever it says
             data = data.encode("utf-8", "surrogateescape")
         if data is None or hashlib.sha256(bytes(row[9]) + bytes(data)).digest() != entry.sha256:
-            return Verdict(count, f"entry {entry.id}: the message's bytes are not the ones archived")
-        previous = _link(previous, entry)
-        if previous != bytes(row[11]):
-            return Verdict(count, f"entry {entry.id}: the chain is broken (a field changed, or an entry before it)")
+            return Verdict(count, f"entry {entry.id}: the message's bytes are not the ones archived", previous)
+        linked = _link(previous, entry)
+        if linked != bytes(row[11]):
+            return Verdict(
+                count, f"entry {entry.id}: the chain is broken (a field changed, or an entry before it)", previous
+            )
+        previous = linked
         count += 1
-    return Verdict(count, "")
+    return Verdict(count, "", previous)
 
 
 def purge(conn: sqlite3.Connection, keep_days: int, now: float | None = None) -> int:

@@ -205,5 +205,8 @@ async def run_daily(store: Store, settings: Callable[[], RetentionConfig], inter
             result.blobs,
             result.bytes,
         )
+        if config.archive or result.archived:  # the head in the journal pins the archive as of today
+            head = store.read(archive.head)
+            log.info("archive: %d entry(ies) past archive_days removed; chain head %s", result.archived, head.hex())
 
     await daily.every_day(purge_now, what="purge", log=log, first_delay=60.0, interval=interval)
