@@ -11,17 +11,15 @@ import pytest
 
 from relentad import message
 from relentad.lifecycle import archive, retention
-from relentad.store import accounts, db, messages
+from relentad.store import db, messages
+from tests.support.store import database_with
 
 T0 = 1_800_000_000.0
 
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = db.open_database(tmp_path / "a.db")
-    with db.transaction(connection):
-        accounts.add_domain(connection, "example.test")
-        accounts.add_account(connection, "alice@example.test", "x", quota_bytes=0, daily_send=0)
+    connection = database_with(tmp_path / "a.db", "alice@example.test")
     yield connection
     connection.close()
 

@@ -21,7 +21,8 @@ from relentad.errors import InvalidInput
 from relentad.lifecycle import imapimport, imapsource, importjobs
 from relentad.lifecycle.imapimport import Plan, plan_folders
 from relentad.lifecycle.imapsource import RemoteFolder, SourceError, Summary, parse_url
-from relentad.store import accounts, db
+from relentad.store import db
+from tests.support.store import database_with
 
 OWN = {"\\sent": "Sent", "\\drafts": "Drafts", "\\junk": "Junk", "\\trash": "Trash", "\\archive": "Archive"}
 
@@ -138,10 +139,7 @@ def test_date_order_keeps_each_folders_uid_order(dates: list[list[int]]) -> None
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = db.open_database(tmp_path / "j.db")
-    with db.transaction(connection):
-        accounts.add_domain(connection, "example.test")
-        accounts.add_account(connection, "alice@example.test", "x", quota_bytes=0, daily_send=0)
+    connection = database_with(tmp_path / "j.db", "alice@example.test")
     yield connection
     connection.close()
 
