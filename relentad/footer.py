@@ -22,6 +22,7 @@ import base64
 import binascii
 import codecs
 import html
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from .store import accounts
 SIGNED_OR_SEALED = frozenset(
     {"multipart/signed", "multipart/encrypted", "application/pkcs7-mime", "application/x-pkcs7-mime"}
 )
+_BODY_CLOSE = re.compile(r"</body\s*>", re.IGNORECASE)
 MAX_FOOTER = 8192
 """Characters a footer may have (each version): a notice, not a newsletter."""
 
@@ -145,8 +147,8 @@ def _with_footer(raw: bytes, part: Part, footer: Footer) -> bytes:
         return raw
     if part.subtype == "html":
         addition = f"\r\n<div>{footer.html}</div>\r\n"
-        closing = text.lower().rfind("</body")
-        new_text = text[:closing] + addition + text[closing:] if closing >= 0 else text + addition
+        closing = [m.start() for m in _BODY_CLOSE.finditer(text)]  # on the text itself: lower() may change lengths
+        new_text = text[: closing[-1]] + addition + text[closing[-1] :] if closing else text + addition
     else:
         new_text = text.rstrip("\r\n") + "\r\n\r\n" + footer.text + "\r\n"
     try:

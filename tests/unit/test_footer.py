@@ -61,6 +61,17 @@ def test_alternative_related_and_mixed() -> None:
     assert attachment[0].get_content() == b"%PDF-1.4"  # the attachment as it was
 
 
+def test_html_whose_lower_case_is_longer_keeps_the_footer_inside_the_body() -> None:
+    """ "İ".lower() is two characters: a position found in the lower-cased text is off by one per such letter."""
+    raw = (
+        HEAD + b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    )
+    raw += "<html><body>İİİİ</BODY></html>\r\n".encode()
+    body = texts(footer.add(raw, NOTICE))["html"]
+    assert "İİİİ\r\n<div>" in body.replace("\n", "\r\n") or "İİİİ\n<div>" in body
+    assert body.index("HRB 12345") < body.index("</BODY>")
+
+
 def test_base64_and_a_charset_that_cannot_write_the_footer() -> None:
     latin = (
         HEAD + b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1; format=flowed\r\n"
