@@ -50,7 +50,8 @@ def status(job: Job | None) -> str:
     counts = f"{job.done} of {job.total} message(s) done: {job.imported} copied"
     counts += f", {job.already} already here" if job.already else ""
     if job.state == "running":
-        return f'<p class="note">Importing from <code>{source}</code>: {counts}. This page reloads itself.</p>'
+        doing = counts if job.total else "reading its folders"  # the messages are counted before any is copied
+        return f'<p class="note">Importing from <code>{source}</code>: {doing}. This page reloads itself.</p>'
     finished = esc(when(job.finished or job.queued))
     if job.state == "done":
         return (

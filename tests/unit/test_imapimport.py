@@ -186,6 +186,7 @@ def test_what_the_page_takes(conn: sqlite3.Connection) -> None:
 def test_the_page_says_how_the_last_import_went() -> None:
     base = importjobs.Job(1, "imaps://a@old.example:993", "queued", 0, 0, 0, 0, "", 1_800_000_000.0, None)
     assert "waits for another import" in importpage.status(base)
+    assert "reading its folders" in importpage.status(dataclasses.replace(base, state="running"))
     running = dataclasses.replace(base, state="running", total=10, done=4, imported=3, already=1)
     assert "4 of 10 message(s) done: 3 copied, 1 already here" in importpage.status(running)
     failed = dataclasses.replace(running, state="failed", error="<b>refused</b>", finished=1_800_000_060.0)
