@@ -143,13 +143,28 @@ def test_daemon_resolver_keeps_nothing_with_ttl_zero(dnsmasq: Dnsmasq) -> None:
     assert resolvers.aio.records == {}
 
 
+def hold(host: str, port: int) -> socket.socket:
+    """A UDP socket bound to the port, as a client's ephemeral one would be. Another process's client socket may
+    hold the port right after the stop (the very race under test; it failed a CI run once): wait for it to go."""
+    deadline = time.monotonic() + 5
+    while True:
+        holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            holder.bind((host, port))
+            return holder
+        except OSError:
+            holder.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def test_a_restart_waits_for_its_port_held_for_a_moment_by_a_client_socket(dnsmasq: Dnsmasq) -> None:
     """``replace`` restarts on the same port; a client's ephemeral UDP socket may hold it for a moment (a full parallel
     run once failed so), and the restart then waits instead of failing."""
     port = dnsmasq.port
     dnsmasq.stop()
-    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    holder.bind((dnsmasq.host, port))
+    holder = hold(dnsmasq.host, port)
     release = threading.Timer(0.5, holder.close)
     release.start()
     try:
