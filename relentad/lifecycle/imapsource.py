@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +22,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 
 from .. import __version__
 from ..errors import InvalidInput, RelentadError
+from ..store import flags as flagmod
 
 TIMEOUT = 120.0
 """Seconds a read from the old server may take: a large message on a slow link, never a hung import."""
@@ -112,12 +113,19 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def _flag(value: bytes | str) -> str:
-    """A FETCH flag as relentad stores it: system flags in their canonical case, keywords as they are."""
-    text = _text(value)
-    if text.startswith("\\"):
-        return text[:2].upper() + text[2:].lower()
-    return text
+def clean_flags(values: Iterable[bytes | str]) -> tuple[str, ...]:
+    """FETCH flags as relentad stores them: system flags in their canonical case (``\\Recent`` and unknown ones
+    left out), keywords as they are when they are atoms (anything else could not be served to a client again)."""
+    out: list[str] = []
+    for value in values:
+        text = _text(value)
+        if text.startswith("\\"):
+            canonical = text[:2].upper() + text[2:].lower()
+            if canonical in flagmod.SYSTEM_FLAGS:
+                out.append(canonical)
+        elif flagmod.is_keyword(text):
+            out.append(text)
+    return tuple(out)
 
 
 class Source:
@@ -199,7 +207,7 @@ class Source:
         for uid, data in response.items():
             moment = data.get(b"INTERNALDATE")
             when, zone = _moment(moment)
-            flags = tuple(_flag(f) for f in data.get(b"FLAGS", ()) if _flag(f) != "\\Recent")
+            flags = clean_flags(data.get(b"FLAGS", ()))
             out.append(Summary(int(uid), flags, when, zone, int(data.get(b"RFC822.SIZE", 0))))
         out.sort(key=lambda s: s.uid)
         return out

@@ -52,6 +52,11 @@ def test_source_urls() -> None:
     assert "s3cret" not in str(refused.value)
 
 
+def test_flags_are_kept_as_they_can_be_served_again() -> None:
+    given = [b"\\SEEN", "\\flagged", b"\\Recent", b"\\NonJunk", b"$Label1", "Junk", b"bad]word", b"a(b"]
+    assert imapsource.clean_flags(given) == ("\\Seen", "\\Flagged", "$Label1", "Junk")
+
+
 def test_gmail_layout() -> None:
     remote = [
         folder("INBOX"),
