@@ -1312,6 +1312,7 @@ def export_command(state: State, email: str, path: str) -> None:
 )
 @click.option("--exclude", multiple=True, metavar="FOLDER", help="IMAP: leave out this folder (and those below it).")
 @click.option("--dry-run", is_flag=True, help="IMAP: show the folders and what is new; copy nothing.")
+@click.option("--xoauth2", is_flag=True, help="IMAP: the secret is an OAuth 2.0 access token (Gmail, Microsoft 365).")
 @click.option("--public-only", is_flag=True, hidden=True)  # the account page's jobs: no loopback or private hosts
 @click.option("--job", "as_job", is_flag=True, hidden=True)  # the account page's jobs: progress in imap_import_jobs
 @pass_state
@@ -1323,6 +1324,7 @@ def import_command(
     cafile: str | None,
     exclude: tuple[str, ...],
     dry_run: bool,
+    xoauth2: bool,
     public_only: bool,
     as_job: bool,
 ) -> None:
@@ -1341,14 +1343,14 @@ def import_command(
         with state.read() as conn:
             account = accounts.active_account(conn, email)
         if imapsource.is_url(source):
-            options = ImapImport(password_stdin, cafile, exclude, dry_run, public_only)
+            options = ImapImport(password_stdin, cafile, exclude, dry_run, public_only, xoauth2)
             if as_job:
                 _import_job(state, account, source, write, options)
             else:
                 _import_imap(state, account, source, write, options)
             return
-        if password_stdin or cafile or exclude or dry_run or as_job or public_only:
-            raise CLIError("--password-stdin, --cafile, --exclude and --dry-run are for an imap:// source")
+        if password_stdin or cafile or exclude or dry_run or as_job or public_only or xoauth2:
+            raise CLIError("--password-stdin, --cafile, --exclude, --dry-run and --xoauth2 are for an imap:// source")
         if not Path(source).exists():
             raise CLIError(f"{source}: no such file or folder")
         found = transfer.items(Path(source))
@@ -1373,6 +1375,7 @@ class ImapImport:
     exclude: tuple[str, ...]
     dry_run: bool
     public_only: bool
+    xoauth2: bool = False
 
 
 def _import_job(
@@ -1419,8 +1422,11 @@ def _import_imap(
     if options.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = click.prompt(f"Password of {url.login} at {url.host}", hide_input=True, err=True)
-    source = imapsource.connect(url, password, cafile=options.cafile, public_only=options.public_only)
+        what = "Access token" if options.xoauth2 else "Password"
+        password = click.prompt(f"{what} of {url.login} at {url.host}", hide_input=True, err=True)
+    source = imapsource.connect(
+        url, password, cafile=options.cafile, public_only=options.public_only, oauth2=options.xoauth2
+    )
     try:
         remote = source.folders()
         with state.read() as conn:

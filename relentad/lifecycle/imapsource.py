@@ -267,11 +267,28 @@ def check_public(host: str, port: int) -> None:
             raise SourceError(f"{host} is at {ip}, not an address on the internet: imports reach public servers only")
 
 
+def _oauth2_login(client: imapclient.IMAPClient, url: SourceURL, token: str) -> None:
+    if client.has_capability("AUTH=XOAUTH2"):
+        client.oauth2_login(url.login, token)
+    elif client.has_capability("AUTH=OAUTHBEARER"):
+        client.oauthbearer_login(url.login, token)
+    else:
+        raise SourceError(f"{url.host} offers neither XOAUTH2 nor OAUTHBEARER: log in with a password instead")
+
+
 def connect(
-    url: SourceURL, password: str, *, cafile: str | None = None, timeout: float = TIMEOUT, public_only: bool = False
+    url: SourceURL,
+    password: str,
+    *,
+    cafile: str | None = None,
+    timeout: float = TIMEOUT,
+    public_only: bool = False,
+    oauth2: bool = False,
 ) -> Source:
     """Connect with TLS (implicit, or STARTTLS, which a plain connection must offer: the password never goes in
-    clear) and log in (AUTHENTICATE PLAIN when offered, which carries any UTF-8 password; LOGIN otherwise)."""
+    clear) and log in: AUTHENTICATE PLAIN when offered, which carries any UTF-8 password, LOGIN otherwise; with
+    ``oauth2`` the secret is an OAuth 2.0 access token, sent with XOAUTH2 (Gmail, Microsoft 365) or OAUTHBEARER
+    (RFC 7628), for providers that take no passwords over IMAP."""
     where = f"{url.host}:{url.port}"
     if public_only:
         check_public(url.host, url.port)
@@ -290,7 +307,9 @@ def connect(
                 raise SourceError(f"{where} offers no STARTTLS: the password would go in clear; use imaps://")
             source._call("STARTTLS", client.starttls, context)
         try:
-            if client.has_capability("AUTH=PLAIN"):
+            if oauth2:
+                _oauth2_login(client, url, password)
+            elif client.has_capability("AUTH=PLAIN"):
                 client.plain_login(url.login, password)
             else:
                 client.login(url.login, password)

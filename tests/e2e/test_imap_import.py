@@ -6,11 +6,14 @@ untrusted certificates and unreachable hosts are one-line errors."""
 
 from __future__ import annotations
 
+import http.server
 import imaplib
 import json
 import re
 import socket
 import sqlite3
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from tests.e2e.test_transfer import all_messages, contact
 from tests.e2e.test_web import web_daemon
 from tests.support.daemon import PASSWORD as DAEMON_PASSWORD
 from tests.support.daemon import Daemon, free_port, wait_for
-from tests.support.dovecot import PASSWORD, Dovecot, run_dovecot
+from tests.support.dovecot import LOGIN, PASSWORD, Dovecot, run_dovecot
 from tests.support.imap import client, message
 
 ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@example.test"
@@ -367,3 +370,61 @@ def test_the_admin_can_turn_the_page_off(make_daemon: MakeDaemon, dovecot: Dovec
     assert "turned off by the administrator" in browser.page("/account/import")
     status, _, body = post(browser, "/account/import", {"token": "x", "host": "h", "port": "993"})
     assert status == 403 and b"turned off" in body
+
+
+# -- OAuth 2.0 (XOAUTH2) -------------------------------------------------------------------------------------------
+
+
+class TokenInfo(http.server.BaseHTTPRequestHandler):
+    """The identity provider's token-info endpoint Dovecot asks (as it asks Google's or Microsoft's): one token
+    is old@example.org's, any other is refused."""
+
+    def do_GET(self) -> None:
+        good = self.headers.get("Authorization") == f"Bearer {TOKEN}"
+        body = json.dumps({"email": LOGIN, "active": True} if good else {"error": "invalid_token"}).encode()
+        self.send_response(200 if good else 401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+TOKEN = "ya29.a0-a-test-access-token"
+
+
+@pytest.fixture(scope="module")
+def oauth_dovecot() -> Iterator[Dovecot]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TokenInfo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield from run_dovecot(f"http://127.0.0.1:{server.server_address[1]}/tokeninfo?access_token=")
+    finally:
+        server.shutdown()
+
+
+def test_an_access_token_instead_of_a_password(
+    make_daemon: MakeDaemon, oauth_dovecot: Dovecot, dovecot: Dovecot
+) -> None:
+    """``--xoauth2``: for providers that take no passwords over IMAP (Microsoft 365), an OAuth 2.0 access token."""
+    daemon = provision(make_daemon()).start()
+    old = oauth_dovecot.client()
+    old.append("INBOX", r"(\Seen)", None, message("from the provider"))
+    old.logout()
+
+    def run(server: Dovecot, token: str) -> subprocess.CompletedProcess[str]:
+        return daemon.cli(
+            "import", BOB, server.url(), "--cafile", str(server.ca), "--password-stdin", "--xoauth2",
+            input=token + "\n", check=False,
+        )  # fmt: skip
+
+    done = run(oauth_dovecot, TOKEN)
+    assert done.returncode == 0 and "imported 1 message(s)" in done.stdout, done.stderr
+    assert [raw for raw, _, _ in all_messages(daemon, BOB)["INBOX"]] == [message("from the provider")]
+    refused = run(oauth_dovecot, "an-expired-token")
+    assert refused.returncode == 1 and "refused the login of old@example.org" in refused.stderr, refused.stderr
+    no_oauth = run(dovecot, TOKEN)  # a server that takes passwords only
+    assert no_oauth.returncode == 1 and "offers neither XOAUTH2 nor OAUTHBEARER" in no_oauth.stderr, no_oauth.stderr

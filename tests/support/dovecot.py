@@ -62,7 +62,7 @@ def _users() -> tuple[str, str, str, int, int]:
     return me.pw_name, me.pw_name, group, me.pw_uid, os.getegid()
 
 
-def run_dovecot() -> Generator[Dovecot, None, None]:
+def run_dovecot(tokeninfo: str = "") -> Generator[Dovecot, None, None]:
     """Start Dovecot in a folder of its own; yields it, stops it and removes the folder afterwards. Not under
     pytest's tmp_path: that is private to the user running the tests, and the mail user must reach its mail."""
     if not os.path.exists(DOVECOT):
@@ -70,12 +70,12 @@ def run_dovecot() -> Generator[Dovecot, None, None]:
     folder = Path(tempfile.mkdtemp(prefix="relentad-dovecot-"))
     folder.chmod(0o755)
     try:
-        yield from _run(folder)
+        yield from _run(folder, tokeninfo)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run(folder: Path) -> Generator[Dovecot, None, None]:
+def _run(folder: Path, tokeninfo: str) -> Generator[Dovecot, None, None]:
     ca = TestCA(folder / "ca")
     cert, key = ca.issue("localhost", ips=(HOST,))
     login_user, internal_user, internal_group, uid, gid = _users()
@@ -99,9 +99,9 @@ log_path = {folder / "dovecot.log"}
 ssl = yes
 ssl_cert = <{cert}
 ssl_key = <{key}
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if tokeninfo else ""}
 disable_plaintext_auth = yes
-passdb {{
+{_oauth2(folder, tokeninfo)}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {folder / "users"}
 }}
@@ -156,6 +156,16 @@ service stats {{
     finally:
         processes.stop(proc, timeout=10)
         out.close()
+
+
+def _oauth2(folder: Path, tokeninfo: str) -> str:
+    """With ``tokeninfo`` (an OAuth 2.0 token-info URL ending in ``access_token=``), a passdb that takes bearer
+    tokens (XOAUTH2, OAUTHBEARER) and asks that URL whose they are, as Dovecot does before Gmail or Microsoft."""
+    if not tokeninfo:
+        return ""
+    settings = folder / "oauth2.conf.ext"
+    settings.write_text(f"tokeninfo_url = {tokeninfo}\nusername_attribute = email\n")
+    return f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {settings}\n}}\n"
 
 
 def _read(path: Path) -> str:
