@@ -19,7 +19,6 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
-import re
 import sqlite3
 import sys
 import time
@@ -27,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from .. import addrspec
 from ..config import Config
 from ..errors import InvalidInput
 from ..store.db import Store
@@ -117,7 +117,6 @@ def fail_unfinished(conn: sqlite3.Connection, reason: str, job: tuple[int, float
 
 
 SECURITIES = {"tls": "imaps", "starttls": "imap"}
-_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?")
 
 
 def url_of(host: str, port: str, security: str, login: str) -> str:
@@ -128,8 +127,11 @@ def url_of(host: str, port: str, security: str, login: str) -> str:
         literal: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         literal = None
-    if literal is None and (len(host) > 253 or not _HOST.fullmatch(host)):
-        raise InvalidInput("the server is not a host name (imap.example.com) or an IP address")
+    if literal is None:
+        try:
+            host = addrspec.normalize_domain(host)  # the one host-name rule: IDNA 2008, A-labels
+        except InvalidInput:
+            raise InvalidInput("the server is not a host name (imap.example.com) or an IP address") from None
     if not port.strip().isdigit() or not 1 <= int(port) <= 65535:
         raise InvalidInput("the port is a number from 1 to 65535 (993 for TLS, 143 for STARTTLS)")
     scheme = SECURITIES.get(security)

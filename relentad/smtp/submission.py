@@ -383,7 +383,9 @@ class SubmissionHandler(TransactionLog):
         except DkimKeyError as exc:
             log.error("smtp tx=%s DKIM signing failed: %s", tx.id, exc)
             return SIGNING_FAILED
+        # parsed once for the archive, and the same parse serves the local copies and the reply lesson below
         parsed_for_archive = parse_message(signed) if config.retention.archive else None
+        structure = parsed_for_archive.to_json() if parsed_for_archive is not None else None
         placements = list(tx.placements.values())
         if config.submission.sent_folder:
             sent = Placement(login.account_id, login.email, config.submission.sent_folder, messages.SEEN, outgoing=True)
@@ -392,7 +394,7 @@ class SubmissionHandler(TransactionLog):
 
         def also(conn: sqlite3.Connection) -> None:
             if parsed_for_archive is not None:  # what the account sent, once, as it went out (lifecycle/archive.py)
-                blob_id, _ = messages.put_blob(conn, signed, parsed_for_archive.to_json())
+                blob_id, _ = messages.put_blob(conn, signed, structure)
                 archive.record(
                     conn,
                     account_id=login.account_id,
@@ -442,6 +444,8 @@ class SubmissionHandler(TransactionLog):
                 check_quota=True,
                 refuse_when_full=not remote,
                 archive=config.retention.archive,
+                parsed=parsed_for_archive,  # None: the pipeline parses it
+                structure=structure,
             )
             reported: list[Stored] = []
             report = functools.partial(
@@ -455,7 +459,7 @@ class SubmissionHandler(TransactionLog):
             parsed: ParsedMessage | None = delivery.parsed
         else:
             await self.store.write(also)
-            parsed = None
+            parsed = parsed_for_archive
         if remote:
             self.queued()
         if parsed is None:

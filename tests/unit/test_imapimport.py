@@ -174,6 +174,7 @@ def test_what_the_page_takes(conn: sqlite3.Connection) -> None:
         "imaps://bob@old.example@imap.example.com:993"
     )
     assert importjobs.url_of("2001:db8::1", "143", "starttls", "a/b c") == "imap://a%2Fb%20c@[2001:db8::1]:143"
+    assert importjobs.url_of("imap.Bücher.example", "993", "tls", "x") == "imaps://x@imap.xn--bcher-kva.example:993"
     for host, port, security, login in (
         ("imap example.com", "993", "tls", "x"),
         ("-bad.example", "993", "tls", "x"),
